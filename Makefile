@@ -1,0 +1,62 @@
+# The two commands: `make demo` and `make test`. Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
+	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps
+STAMP_APT := $(VENV)/.apt-done
+STAMP_PIP := $(VENV)/.pip-done
+
+.PHONY: install test unit-test lab-test demo simulate lint bench clean lab-down
+
+install: $(STAMP_PIP)
+
+$(STAMP_APT):
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# Debian's packaged daemons must not run on the host itself: the lab starts them inside its nodes.
+	@for s in ssh keepalived lsyncd; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
+	@touch $@
+
+$(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+unit-test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+lab-test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/lab
+
+demo: install
+	$(BIN)/mosqit-failover lab demo
+
+simulate: install
+	@for s in $$($(BIN)/mosqit-failover simulate --list | awk '{print $$1}'); do \
+		$(BIN)/mosqit-failover simulate $$s; echo; done
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m scenarios.bench
+
+lab-down: install
+	$(BIN)/mosqit-failover lab down
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,135 @@
+"""What the core asks the shell to do: frozen actions.
+
+Every action is idempotent in the shell (claiming a VIP that is already
+there, stopping a stopped service are no-ops), so a plan can be replayed or
+superseded safely after a crash or a change of mind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mosqit_failover.events import PeerView, Role
+
+
+@dataclass(frozen=True)
+class PersistState:
+    """Write epoch and role to disk (atomically, fsynced) before anything else."""
+
+    epoch: int
+    role: Role
+
+
+@dataclass(frozen=True)
+class ClaimVip:
+    pass
+
+
+@dataclass(frozen=True)
+class ReleaseVip:
+    pass
+
+
+@dataclass(frozen=True)
+class SendGarp:
+    """Announce the VIP's new owner with gratuitous ARP."""
+
+
+@dataclass(frozen=True)
+class StartSync:
+    """Start pushing the synced directories to the peer.
+
+    wait_for_connection: the peer may be unreachable; keep what is dirty and
+    retry until it answers instead of failing.
+    """
+
+    epoch: int
+    wait_for_connection: bool
+
+
+@dataclass(frozen=True)
+class StopSync:
+    pass
+
+
+@dataclass(frozen=True)
+class StartResource:
+    name: str
+
+
+@dataclass(frozen=True)
+class StopResource:
+    name: str
+
+
+@dataclass(frozen=True)
+class SendPeerMessage:
+    """Send this view to the peer on every network (not part of a plan)."""
+
+    view: PeerView
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Tell the operator (hooks, mail); never blocks the agent."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """Stopping resources kept failing: the configured last resort (e.g. reboot)."""
+
+    how: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One line saying what the core decided and why (logged, asserted on in tests).
+
+    kind names the sort of decision; the journal's MESSAGE_ID is derived from
+    it. The other fields become the journal's structured fields.
+    """
+
+    kind: str
+    node: str
+    old_role: Role
+    role: Role
+    epoch: int
+    peer_role: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        if self.old_role is self.role:
+            return f"{self.node} {self.role.value}: {self.reason} [epoch {self.epoch}]"
+        moved = f"{self.old_role.value} -> {self.role.value}"
+        return f"{self.node} {moved}: {self.reason} [epoch {self.epoch}]"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Ordered steps the executor runs one after another.
+
+    The executor reports ActionDone/ActionFailed with this plan's number; on
+    the first failure it drops the rest. A newer plan supersedes an older one:
+    the step in flight finishes, the rest of the old plan is dropped.
+    """
+
+    number: int
+    steps: tuple[PlanStep, ...]
+
+
+PlanStep = (
+    PersistState
+    | ClaimVip
+    | ReleaseVip
+    | SendGarp
+    | StartSync
+    | StopSync
+    | StartResource
+    | StopResource
+)
+Action = PlanStep | SendPeerMessage | Alert | Escalate | Decision | RunPlan

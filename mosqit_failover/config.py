@@ -1,0 +1,578 @@
+"""The configuration: one TOML file, identical on both nodes.
+
+`load(path)` returns a validated, frozen `Config` or raises `ConfigError`
+listing every problem found, each naming the key, the bad value and the fix.
+The schema is the `_SCHEMA` tables below: the keys allowed in each table,
+their kinds and their defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("/etc/mosqit-failover/mosqit-failover.toml")
+
+
+class ConfigError(Exception):
+    """The config is unusable; `problems` holds one line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def report(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Timing:
+    interval: float = 0.1
+    misses: int = 3
+    heartbeat: float = 0.05
+    service_timeout: float = 3.0
+    link_rise: float = 2.0
+    link_fall: float = 0.2
+    switch_timeout: float = 2.0
+    startup_grace: float = 5.0
+    start_failure_backoff: float = 60.0
+    stop_retries: int = 3
+    on_stop_failure: str = "retry"
+
+    @property
+    def peer_gone_after(self) -> float:
+        """No sign of life this long (and `misses` echoes missed) = peer gone."""
+        return self.misses * self.interval
+
+    @property
+    def settle(self) -> float:
+        """Time for the peer's view of a shared link loss to reach us."""
+        return self.link_fall + 4 * self.heartbeat
+
+
+@dataclass(frozen=True)
+class Vip:
+    address: ipaddress.IPv4Interface
+    interface: str
+    garp_count: int = 5
+    garp_interval: float = 0.2
+    garp_refresh: float = 0.0
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: ipaddress.IPv4Network
+    switch: ipaddress.IPv4Address | None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One node's port on one network."""
+
+    network: str
+    interface: str
+    address: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    attachments: tuple[Attachment, ...]
+    vip_interface: str
+
+    def on(self, network: str) -> Attachment:
+        for attachment in self.attachments:
+            if attachment.network == network:
+                return attachment
+        raise KeyError(network)
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    kind: str  # systemd | sysv | script
+    unit: str = ""
+    script: str = ""
+    start: str = ""
+    stop: str = ""
+    status: str = ""
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class SyncDir:
+    path: str
+    excludes: tuple[str, ...] = ()
+    interval: float = 1.0
+    full_every: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: str
+    preferred: str
+    failback: bool
+    secret_file: Path
+    port: int
+    state_dir: Path
+    control_socket: Path
+    timing: Timing
+    vip: Vip
+    networks: tuple[Network, ...]
+    nodes: tuple[Node, ...]
+    resources: tuple[Resource, ...]
+    sync: tuple[SyncDir, ...]
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.networks)
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def peer_of(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name != name)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_duration(text: str) -> float:
+    """'100ms', '1.5s', '2m', '1h' -> seconds. Raises ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+class _Checker:
+    """Collects problems while reading raw TOML data, so all are reported at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, key: str, value: object, fix: str) -> None:
+        self.problems.append(f"{key} = {value!r}: {fix}")
+
+    def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        value = data.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            self.fail(key, value, f"must be a table ([{key}])")
+            return {}
+        for unknown in sorted(set(value) - allowed):
+            self.problems.append(
+                f"{key}.{unknown}: unknown key; allowed here: {', '.join(sorted(allowed))}"
+            )
+        return value
+
+    def get(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        kind: Callable[[Any], Any],
+        default: Any = ...,
+        fix: str = "",
+    ) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if name not in data:
+            if default is ...:
+                self.problems.append(f"{key}: missing; {fix or 'add it'}")
+                return None
+            return default
+        try:
+            return kind(data[name])
+        except (ValueError, TypeError) as error:
+            self.fail(key, data[name], str(error))
+            return default if default is not ... else None
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("must be a non-empty string")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError("must be a name of letters, digits, '.', '_' or '-' (at most 63)")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("must be true or false")
+    return value
+
+
+def _count(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _duration(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else None
+        except ValueError:
+            seconds = None
+        if seconds is None:
+            raise ValueError('must be a duration with a unit, like "100ms", "2s", "5m"')
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low:g}s and {high:g}s")
+        return seconds
+
+    return check
+
+
+def _ipv4(value: Any) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        raise TypeError('must be an IPv4 address in quotes, like "192.0.2.10"')
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError('must be an IPv4 address, like "192.0.2.10"') from None
+
+
+def _subnet(value: Any) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(_string(value), strict=True)
+    except ValueError:
+        raise ValueError('must be a network with prefix length, like "192.0.2.0/24"') from None
+
+
+def _interface_address(value: Any) -> ipaddress.IPv4Interface:
+    text = _string(value)
+    if "/" not in text:
+        raise ValueError('must carry its prefix length, like "192.0.2.50/24"')
+    try:
+        return ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise ValueError('must be an IPv4 address with prefix, like "192.0.2.50/24"') from None
+
+
+def _ifname(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.:@-]{1,15}$", value):
+        raise ValueError("must be an interface name of at most 15 characters, like eth0")
+    return value
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise TypeError('must be a list of strings, like ["*.tmp"]')
+    return tuple(value)
+
+
+_TIMING_KEYS = {
+    "interval": _duration(0.01, 10),
+    "misses": _count(1, 100),
+    "heartbeat": _duration(0.01, 10),
+    "service_timeout": _duration(0.1, 600),
+    "link_rise": _duration(0, 600),
+    "link_fall": _duration(0, 60),
+    "switch_timeout": _duration(0.1, 600),
+    "startup_grace": _duration(0, 3600),
+    "start_failure_backoff": _duration(0, 86400),
+    "stop_retries": _count(0, 100),
+}
+
+
+def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
+    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure"})
+    defaults = Timing()
+    values = {
+        k: c.get(data, f"timing.{k}", f, getattr(defaults, k)) for k, f in _TIMING_KEYS.items()
+    }
+    on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
+    if on_stop not in ("retry", "reboot"):
+        c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
+        on_stop = "retry"
+    timing = Timing(**values, on_stop_failure=on_stop)
+    if timing.heartbeat > timing.interval:
+        c.fail("timing.heartbeat", data.get("heartbeat"), "must not be longer than timing.interval")
+    if timing.service_timeout < timing.peer_gone_after:
+        c.fail(
+            "timing.service_timeout",
+            data.get("service_timeout"),
+            f"must be at least interval x misses ({timing.peer_gone_after:g}s)",
+        )
+    return timing
+
+
+def _read_networks(c: _Checker, raw: Mapping[str, Any]) -> tuple[Network, ...]:
+    data = raw.get("networks")
+    if not isinstance(data, dict) or len(data) != 2:
+        c.problems.append(
+            "networks: need exactly two tables, like [networks.a] and [networks.b], one per switch"
+        )
+        return ()
+    networks = []
+    for name, table in data.items():
+        key = f"networks.{name}"
+        if _name_problem(c, key, name) or not isinstance(table, dict):
+            continue
+        c.table(data, key, {"subnet", "switch"})
+        subnet = c.get(table, f"{key}.subnet", _subnet, fix='like "192.0.2.0/24"')
+        switch = c.get(table, f"{key}.switch", _ipv4, None)
+        if subnet and switch and switch not in subnet:
+            c.fail(f"{key}.switch", str(switch), f"must lie inside {key}.subnet {subnet}")
+        if subnet:
+            networks.append(Network(name, subnet, switch))
+    if len(networks) == 2 and networks[0].subnet.overlaps(networks[1].subnet):
+        c.problems.append(
+            f"networks: {networks[0].name} and {networks[1].name} overlap "
+            f"({networks[0].subnet}, {networks[1].subnet}); each switch needs its own subnet"
+        )
+    return tuple(networks)
+
+
+def _name_problem(c: _Checker, key: str, name: str) -> bool:
+    try:
+        _name(name)
+    except ValueError as error:
+        c.fail(key, name, str(error))
+        return True
+    return False
+
+
+def _read_nodes(
+    c: _Checker, raw: Mapping[str, Any], networks: tuple[Network, ...], vip_interface: str
+) -> tuple[Node, ...]:
+    data = raw.get("nodes")
+    if not isinstance(data, dict) or len(data) != 2:
+        c.problems.append(
+            "nodes: need exactly two tables, like [nodes.alpha] and [nodes.beta], "
+            "one per server (named by hostname)"
+        )
+        return ()
+    nodes = []
+    for name, table in data.items():
+        key = f"nodes.{name}"
+        if _name_problem(c, key, name) or not isinstance(table, dict):
+            continue
+        c.table(data, key, {n.name for n in networks} | {"vip_interface"})
+        attachments = []
+        for network in networks:
+            port = table.get(network.name)
+            pkey = f"{key}.{network.name}"
+            if not isinstance(port, dict):
+                c.problems.append(
+                    f"{pkey}: missing; add {pkey} = "
+                    '{ interface = "eth0", address = "..." } for this node\'s port on '
+                    f"network {network.name}"
+                )
+                continue
+            c.table(table, pkey, {"interface", "address"})
+            ifname = c.get(port, f"{pkey}.interface", _ifname)
+            address = c.get(port, f"{pkey}.address", _ipv4)
+            if address and address not in network.subnet:
+                c.fail(f"{pkey}.address", str(address), f"must lie inside {network.subnet}")
+            if ifname and address:
+                attachments.append(Attachment(network.name, ifname, address))
+        ifnames = [a.interface for a in attachments]
+        if len(set(ifnames)) != len(ifnames):
+            c.problems.append(
+                f"{key}: both networks use interface {ifnames[0]}; each network needs its "
+                "own interface (one cable to each switch)"
+            )
+        own_vip_if = c.get(table, f"{key}.vip_interface", _ifname, vip_interface)
+        nodes.append(Node(name, tuple(attachments), own_vip_if))
+    return tuple(nodes)
+
+
+def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]:
+    items = raw.get("resources", [])
+    if not isinstance(items, list):
+        c.fail("resources", items, "use [[resources]] tables, one per protected resource")
+        return ()
+    fields = {"name", "kind", "unit", "script", "start", "stop", "status", "timeout"}
+    needs = {"systemd": ("unit",), "sysv": ("script",), "script": ("start", "stop", "status")}
+    resources = []
+    for index, item in enumerate(items):
+        key = f"resources[{index}]"
+        if not isinstance(item, dict):
+            c.fail(key, item, "must be a table")
+            continue
+        for unknown in sorted(set(item) - fields):
+            c.problems.append(f"{key}.{unknown}: unknown key; allowed: {', '.join(sorted(fields))}")
+        name = c.get(item, f"{key}.name", _name)
+        kind = c.get(item, f"{key}.kind", _string, fix='one of "systemd", "sysv", "script"')
+        if kind not in needs:
+            if kind is not None:
+                c.fail(f"{key}.kind", kind, 'must be one of "systemd", "sysv", "script"')
+            continue
+        values = {f: c.get(item, f"{key}.{f}", _string) for f in needs[kind]}
+        timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
+        if name and all(values.values()):
+            resources.append(Resource(name=name, kind=kind, timeout=timeout, **values))
+    names = [r.name for r in resources]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        c.problems.append(f"resources: name {dup!r} is used twice; give each resource its own")
+    return tuple(resources)
+
+
+def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
+    items = raw.get("sync", [])
+    if not isinstance(items, list):
+        c.fail("sync", items, "use [[sync]] tables, one per directory")
+        return ()
+    dirs = []
+    for index, item in enumerate(items):
+        key = f"sync[{index}]"
+        if not isinstance(item, dict):
+            c.fail(key, item, "must be a table")
+            continue
+        for unknown in sorted(set(item) - {"path", "excludes", "interval", "full_every"}):
+            c.problems.append(f"{key}.{unknown}: unknown key")
+        path = c.get(item, f"{key}.path", _string)
+        if path and (not path.startswith("/") or path.rstrip("/") == ""):
+            c.fail(f"{key}.path", path, "must be an absolute directory path other than /")
+            continue
+        excludes = c.get(item, f"{key}.excludes", _strings, ())
+        interval = c.get(item, f"{key}.interval", _duration(0.05, 60), 1.0)
+        full_every = c.get(item, f"{key}.full_every", _duration(0, 604800), 3600.0)
+        if path:
+            dirs.append(SyncDir(path.rstrip("/"), excludes, interval, full_every))
+    paths = [d.path for d in dirs]
+    for dup in sorted({p for p in paths if paths.count(p) > 1}):
+        c.problems.append(f"sync: {dup} is listed twice")
+    return tuple(dirs)
+
+
+def _check_addresses(
+    c: _Checker, vip: Vip | None, nodes: tuple[Node, ...], networks: tuple[Network, ...]
+) -> None:
+    seen: dict[ipaddress.IPv4Address, str] = {}
+    for network in networks:
+        if network.switch:
+            seen[network.switch] = f"networks.{network.name}.switch"
+    for node in nodes:
+        for a in node.attachments:
+            where = f"nodes.{node.name}.{a.network}.address"
+            if a.address in seen:
+                c.problems.append(f"{where} = '{a.address}': already used by {seen[a.address]}")
+            seen[a.address] = where
+    if vip is None:
+        return
+    if vip.address.ip in seen:
+        c.problems.append(f"vip.address = '{vip.address}': already used by {seen[vip.address.ip]}")
+    if networks and not any(vip.address.ip in n.subnet for n in networks):
+        subnets = ", ".join(str(n.subnet) for n in networks)
+        c.problems.append(
+            f"vip.address = '{vip.address}': outside every configured network ({subnets}); "
+            "pick a free address in one of them"
+        )
+    for node in nodes:
+        if node.vip_interface not in {a.interface for a in node.attachments}:
+            c.problems.append(
+                f"nodes.{node.name}: the VIP interface {node.vip_interface!r} is not one of its "
+                "network interfaces; set vip.interface or nodes.NAME.vip_interface"
+            )
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Parse and validate TOML text; raise ConfigError naming every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, [f"not valid TOML: {error}; fix the syntax there"]) from None
+    c = _Checker()
+    top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
+    for unknown in sorted(set(raw) - top):
+        c.problems.append(f"{unknown}: unknown table or key; allowed: {', '.join(sorted(top))}")
+    cluster = c.table(
+        raw,
+        "cluster",
+        {"name", "preferred", "failback", "secret_file", "port", "state_dir", "control_socket"},
+    )
+    name = c.get(cluster, "cluster.name", _name, fix='add name = "mycluster" under [cluster]')
+    preferred = c.get(cluster, "cluster.preferred", _name, "")
+    failback = c.get(cluster, "cluster.failback", _bool, False)
+    secret = c.get(cluster, "cluster.secret_file", _string, "/etc/mosqit-failover/secret")
+    port = c.get(cluster, "cluster.port", _count(1, 65535), 5405)
+    state_dir = c.get(cluster, "cluster.state_dir", _string, "/var/lib/mosqit-failover")
+    control = c.get(cluster, "cluster.control_socket", _string, "/run/mosqit-failover/control.sock")
+    timing = _read_timing(c, raw)
+    vip_table = c.table(
+        raw, "vip", {"address", "interface", "garp_count", "garp_interval", "garp_refresh"}
+    )
+    vip_address = c.get(vip_table, "vip.address", _interface_address, fix='like "192.0.2.50/24"')
+    vip_if = c.get(
+        vip_table, "vip.interface", _ifname, fix='the interface for the VIP, like "eth0"'
+    )
+    networks = _read_networks(c, raw)
+    nodes = _read_nodes(c, raw, networks, vip_if or "")
+    vip = None
+    if vip_address and vip_if:
+        vip = Vip(
+            vip_address,
+            vip_if,
+            c.get(vip_table, "vip.garp_count", _count(0, 100), 5),
+            c.get(vip_table, "vip.garp_interval", _duration(0, 10), 0.2),
+            c.get(vip_table, "vip.garp_refresh", _duration(0, 86400), 0.0),
+        )
+    _check_addresses(c, vip, nodes, networks)
+    names = {n.name for n in nodes}
+    if preferred and len(names) == 2 and preferred not in names:
+        c.fail(
+            "cluster.preferred", preferred, f"must be one of the nodes: {', '.join(sorted(names))}"
+        )
+    resources = _read_resources(c, raw)
+    sync = _read_sync(c, raw)
+    if c.problems or vip is None:
+        raise ConfigError(source, c.problems or ["vip: missing [vip] table"])
+    return Config(
+        cluster=name,
+        preferred=preferred or sorted(names)[0],
+        failback=failback,
+        secret_file=Path(secret),
+        port=port,
+        state_dir=Path(state_dir),
+        control_socket=Path(control),
+        timing=timing,
+        vip=vip,
+        networks=networks,
+        nodes=nodes,
+        resources=resources,
+        sync=sync,
+    )
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found; pass --config PATH or create it"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [f"cannot read: {error}"]) from None
+    return parse(text, str(path))
+
+
+def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
+    """The node this agent runs as: --node, else the hostname (short form)."""
+    names = [n.name for n in config.nodes]
+    name = wanted or hostname.split(".")[0]
+    if name not in names:
+        how = "--node" if wanted else "this host's name"
+        raise ConfigError(
+            "node",
+            [f"{how} {name!r} is not a node of this config ({', '.join(names)}); pass --node NAME"],
+        )
+    return name

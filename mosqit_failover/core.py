@@ -1,0 +1,632 @@
+"""The decision core: every rule of the failover protocol, and no I/O.
+
+    core = Core(config, "alpha", inventory, now)
+    actions = core.handle(event, now)      # decisions, plans, messages, alerts
+    wake_at = core.next_deadline()         # call handle(Tick(), t) by then
+
+Inputs carry `now` (a monotonic clock in seconds); the core never reads a
+clock, a socket or a file. Each change of role follows `TRANSITIONS` (data,
+below) and yields one `Decision` line saying what was decided and why.
+
+The rules, in the words of DESIGN.md, and where they live:
+- standby promotes when it sees both networks and the peer is gone (echo
+  missed `misses` times on every network, no message) or its failover service
+  is silent while ICMP answers (OS problem): `_peer_lost`, `_decide_standby`;
+- a node alone waits `startup_grace` before promoting: `_peer_lost`;
+- both nodes present and nobody active: the freshest data (highest epoch)
+  wins, then the preferred node: `_wins_election`;
+- two active nodes that see each other: the lower epoch demotes at once, a tie
+  goes to the preferred node: `_peer_outranks`;
+- the active that lost an uplink its peer still has hands over; a network lost
+  by both nodes is MANUAL mode (no automatic switchover): `_decide_active`;
+- a node without any network (split brain) stands down: `_decide_active`;
+- a node without both networks never promotes on its own: `_candidate`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mosqit_failover.actions import (
+    Action,
+    Alert,
+    ClaimVip,
+    Decision,
+    Escalate,
+    PersistState,
+    PlanStep,
+    ReleaseVip,
+    RunPlan,
+    SendGarp,
+    SendPeerMessage,
+    StartResource,
+    StartSync,
+    StopResource,
+    StopSync,
+)
+from mosqit_failover.config import Config
+from mosqit_failover.events import (
+    ActionDone,
+    ActionFailed,
+    Command,
+    EchoResult,
+    Event,
+    Inventory,
+    LinkChanged,
+    OperatorCommand,
+    PeerMessage,
+    PeerView,
+    Role,
+    SwitchReachability,
+    Tick,
+)
+from mosqit_failover.observations import NEVER, PeerTracker, Uplink
+
+
+class Trigger(enum.Enum):
+    ELIGIBLE = "eligible"  # sees both networks again
+    INELIGIBLE = "ineligible"  # lost a network
+    PROMOTE = "promote"  # automatic promotion (new epoch)
+    FORCE = "force"  # operator's force-active (new epoch)
+    RECLAIM = "reclaim"  # restarted agent found itself holding: claim again, same epoch
+    STAND_DOWN = "stand-down"
+    PLAN_DONE = "plan-done"
+    PLAN_FAILED = "plan-failed"
+    RETRY = "retry"  # run the demotion plan again after a failed stop
+
+
+W, S, P, A, D = Role.WAITING, Role.STANDBY, Role.PROMOTING, Role.ACTIVE, Role.DEMOTING
+
+# (role, trigger) -> (next role, whether a plan starts now). A move that is
+# not in this table does not happen: the table is the whole protocol.
+TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
+    (W, Trigger.ELIGIBLE): (S, False),
+    (S, Trigger.INELIGIBLE): (W, False),
+    (S, Trigger.PROMOTE): (P, True),
+    (W, Trigger.FORCE): (P, True),
+    (S, Trigger.FORCE): (P, True),
+    (A, Trigger.RECLAIM): (P, True),
+    (P, Trigger.PLAN_DONE): (A, False),
+    (P, Trigger.PLAN_FAILED): (D, True),  # roll back at once
+    (P, Trigger.STAND_DOWN): (D, True),
+    (A, Trigger.STAND_DOWN): (D, True),
+    (D, Trigger.PLAN_DONE): (W, False),
+    (D, Trigger.PLAN_FAILED): (D, False),  # retry later, with backoff
+    (D, Trigger.RETRY): (D, True),
+}
+NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    trigger: Trigger
+    kind: str  # decision kind, becomes the MESSAGE_ID
+    reason: str
+
+
+def _ms(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "ever"
+    return f"{seconds * 1000:.0f}ms" if seconds < 10 else f"{seconds:.1f}s"
+
+
+class Core:
+    def __init__(self, config: Config, node: str, inventory: Inventory, now: float) -> None:
+        self.config = config
+        self.node = node
+        self.peer_name = config.peer_of(node).name
+        self.timing = config.timing
+        self.role = W
+        self.epoch = inventory.epoch
+        self.maintenance = False
+        self.manual = False
+        self.uplinks = {
+            n.name: Uplink(
+                self.timing.link_rise,
+                self.timing.link_fall,
+                self.timing.switch_timeout,
+                n.switch is not None,
+            )
+            for n in config.networks
+        }
+        self.peer = PeerTracker(config.network_names)
+        self._now = now
+        self._all_since: float | None = None  # own uplinks all healthy since
+        self._held_since: dict[str, float] = {}  # conditions that must hold a while
+        self._plan_number = 0
+        self._pending: list[PlanStep] = []
+        self._plan_live = False
+        self._yielding = False  # handed over: not a candidate while the peer is
+        self._failed_until = NEVER  # start failed: not a candidate until then
+        self._stop_failures = 0
+        self._retry_at = NEVER
+        self._reclaim_by: float | None = None
+        self._heartbeat_at = now
+        self._peer_was_recent = False
+        self._startup: Decision | None = self._adopt(inventory, now)
+
+    # ---- the interface -------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        out: list[Action] = []
+        if self._startup is not None:
+            out.append(self._startup)
+            self._startup = None
+        self._check_schedule_gap(now, out)
+        self._now = now
+        verdict = self._observe(event, now, out)
+        for _ in range(4):  # a few steps at once, e.g. DEMOTING -> WAITING -> STANDBY
+            verdict = verdict or self._decide(now)
+            if verdict is None:
+                break
+            out += self._apply(verdict, now)
+            verdict = None
+        self._note_mode(now, out)
+        self._note_peer_return(now, out)
+        if now >= self._heartbeat_at or any(isinstance(a, RunPlan) for a in out):
+            out.append(SendPeerMessage(self.view(now)))
+            self._heartbeat_at = now + self.timing.heartbeat
+        return out
+
+    def next_deadline(self) -> float:
+        times = [self._heartbeat_at]
+        for uplink in self.uplinks.values():
+            times += uplink.deadlines()
+        t = self.timing
+        heard = max(self.peer.heard_at, self.peer.timers_from)
+        times += [
+            heard + t.peer_gone_after,
+            heard + t.service_timeout,
+            self._failed_until,
+            self._retry_at,
+        ]
+        if self._all_since is not None:
+            times.append(self._all_since + t.startup_grace)
+        times += [since + t.settle for since in self._held_since.values()]
+        if self._reclaim_by is not None:
+            times.append(self._reclaim_by)
+        future = [x for x in times if x > self._now and not math.isinf(x)]
+        return min(future, default=self._now + t.heartbeat)
+
+    def view(self, now: float) -> PeerView:
+        return PeerView(
+            node=self.node,
+            role=self.role,
+            epoch=self.epoch,
+            uplinks=tuple((n, u.healthy(now)) for n, u in self.uplinks.items()),
+            candidate=self._candidate(now),
+            yielding=self._yielding,
+            maintenance=self.maintenance,
+            manual=self.manual,
+        )
+
+    # ---- observing -----------------------------------------------------
+
+    def _check_schedule_gap(self, now: float, out: list[Action]) -> None:
+        """After a freeze (SIGSTOP, suspend) our own probes' silence means nothing:
+        restart every timeout from now rather than conclude the world is gone."""
+        gap = now - self._now
+        if gap <= max(1.0, 10 * self.timing.heartbeat):
+            return
+        for uplink in self.uplinks.values():
+            uplink.timers_from = now
+        self.peer.restart_timers(now)
+        out.append(
+            self._decision(
+                "resumed",
+                f"was not scheduled for {_ms(gap)} (frozen or suspended): timeouts restart now",
+            )
+        )
+
+    def _observe(self, event: Event, now: float, out: list[Action]) -> Verdict | None:
+        match event:
+            case LinkChanged(network, carrier) if network in self.uplinks:
+                self.uplinks[network].carrier(carrier, now)
+            case SwitchReachability(network, reachable) if network in self.uplinks:
+                self.uplinks[network].switch_answer(reachable, now)
+            case EchoResult(network, answered) if network in self.uplinks:
+                self.peer.echo(network, answered, now)
+            case PeerMessage(network, view) if view.node == self.peer_name:
+                self.peer.message(network, view, now)
+            case OperatorCommand(command):
+                return self._operator(command, now, out)
+            case ActionDone(plan, action) if self._is_next_step(plan, action):
+                self._pending.pop(0)
+                if not self._pending:
+                    self._plan_live = False
+                    return Verdict(Trigger.PLAN_DONE, "plan-done", self._done_reason())
+            case ActionFailed(plan, action, error) if plan == self._plan_number and self._plan_live:
+                self._plan_live = False
+                self._pending = []
+                return Verdict(
+                    Trigger.PLAN_FAILED, "plan-failed", f"{_step_name(action)} failed: {error}"
+                )
+            case Tick():
+                pass
+        for uplink in self.uplinks.values():
+            uplink.settle(now)
+        return None
+
+    def _is_next_step(self, plan: int, action: object) -> bool:
+        return plan == self._plan_number and self._plan_live and self._pending[:1] == [action]
+
+    def _done_reason(self) -> str:
+        if self.role is P:
+            return "promotion complete: VIP, ARP, sync and services are up"
+        return "demotion complete: services, sync and VIP released"
+
+    # ---- derived facts -------------------------------------------------
+
+    def _own_all(self, now: float) -> bool:
+        return all(u.healthy(now) for u in self.uplinks.values())
+
+    def _own_none(self, now: float) -> bool:
+        return all(u.known_down(now) for u in self.uplinks.values())
+
+    def _lacking(self, now: float) -> list[str]:
+        """Networks this node knows it lost (not those it cannot judge yet)."""
+        return [n for n, u in self.uplinks.items() if u.known_down(now)]
+
+    def _candidate(self, now: float) -> bool:
+        return (
+            self._own_all(now)
+            and not self.maintenance
+            and not self._yielding
+            and now >= self._failed_until
+        )
+
+    def _fresh(self, now: float) -> PeerView | None:
+        """The peer's view, if heard lately enough to block a promotion."""
+        return self.peer.fresh(now, self.timing.service_timeout)
+
+    def _recent(self, now: float) -> PeerView | None:
+        """The peer's view, if heard lately enough to act on it."""
+        return self.peer.fresh(now, self.timing.peer_gone_after)
+
+    def _held(self, name: str, condition: bool, now: float) -> bool:
+        """True once `condition` has held for the settle time."""
+        if not condition:
+            self._held_since.pop(name, None)
+            return False
+        since = self._held_since.setdefault(name, now)
+        return now - since >= self.timing.settle
+
+    def _peer_outranks(self, peer: PeerView) -> bool:
+        if peer.epoch != self.epoch:
+            return peer.epoch > self.epoch
+        return self.config.preferred == peer.node
+
+    def _rank_reason(self, peer: PeerView) -> str:
+        if peer.epoch != self.epoch:
+            return f"epoch {peer.epoch} vs mine {self.epoch}"
+        return f"equal epochs {self.epoch}, preferred node is {self.config.preferred}"
+
+    def _wins_election(self, peer: PeerView, now: float) -> Verdict | None:
+        """Both nodes present, neither holds: who should become active?"""
+        if not self._candidate(now):
+            return None
+        if not peer.candidate:
+            recovering = not peer.has_all_uplinks and not peer.yielding and not peer.maintenance
+            since = self._all_since if self._all_since is not None else now
+            if recovering and self._peer_outranks(peer) and now < since + self.timing.startup_grace:
+                return None  # it has fresher data and may get its networks back: give it time
+            why = "lacks a network" if not peer.has_all_uplinks else "is not a candidate"
+            if peer.maintenance:
+                why = "is in maintenance"
+            return Verdict(
+                Trigger.PROMOTE,
+                "promote",
+                f"nobody is active and peer {peer.node} {why} ({peer.role.value}): taking over",
+            )
+        if self._peer_outranks(peer):
+            return None
+        return Verdict(
+            Trigger.PROMOTE,
+            "promote",
+            f"nobody is active; both present, I win the election ({self._rank_reason(peer)})",
+        )
+
+    def _peer_lost(self, now: float) -> str | None:
+        """Why the peer counts as gone, or None. Applies the alone-grace."""
+        t = self.timing
+        silent = self.peer.silent_for(now)
+        if self.peer.echo_missed_everywhere(t.misses) and silent >= t.peer_gone_after:
+            reason = (
+                f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
+                f"no message for {_ms(silent)}"
+            )
+        elif silent >= t.service_timeout:
+            reason = (
+                f"peer {self.peer_name}'s failover service silent for {_ms(silent)} "
+                "while ICMP answers (OS problem)"
+            )
+        else:
+            return None
+        alone_since = self._all_since if self._all_since is not None else now
+        if self.peer.heard_at < alone_since and now < alone_since + t.startup_grace:
+            return None  # alone since start or since the networks came back: grace first
+        return reason
+
+    # ---- deciding ------------------------------------------------------
+
+    def _decide(self, now: float) -> Verdict | None:
+        own_all = self._own_all(now)
+        if own_all and self._all_since is None:
+            self._all_since = now
+        elif not own_all:
+            self._all_since = None
+        self._update_yield(now)
+        match self.role:
+            case Role.WAITING:
+                if own_all:
+                    return Verdict(Trigger.ELIGIBLE, "standby", "sees both networks: standing by")
+                return None
+            case Role.STANDBY:
+                return self._decide_standby(now)
+            case Role.PROMOTING:
+                return self._decide_holding(now)
+            case Role.ACTIVE:
+                return self._decide_holding(now) or self._decide_active(now)
+            case Role.DEMOTING:
+                if not self._plan_live and now >= self._retry_at:
+                    return Verdict(Trigger.RETRY, "demote-retry", "retrying the demotion plan")
+                return None
+
+    def _decide_standby(self, now: float) -> Verdict | None:
+        if not self._own_all(now):
+            down = [
+                f"{n} ({u.why_not(now)})" for n, u in self.uplinks.items() if not u.healthy(now)
+            ]
+            reason = f"lost uplink {', '.join(down)}: no authority"
+            return Verdict(Trigger.INELIGIBLE, "waiting", reason)
+        if self.maintenance or not self._candidate(now):
+            return None
+        gone = self._peer_lost(now)
+        if gone is not None:
+            return Verdict(Trigger.PROMOTE, "promote", gone)
+        fresh = self._fresh(now)
+        if fresh is not None and fresh.role.may_hold:
+            return None
+        recent = self._recent(now)
+        if recent is not None:
+            return self._wins_election(recent, now)
+        return None
+
+    def _decide_holding(self, now: float) -> Verdict | None:
+        """Rules that apply while promoting or active."""
+        fresh = self._fresh(now)
+        if fresh is not None and fresh.role in (P, A) and self._peer_outranks(fresh):
+            return Verdict(
+                Trigger.STAND_DOWN,
+                "demote-dual-active",
+                f"two active nodes: peer {fresh.node} outranks me ({self._rank_reason(fresh)})",
+            )
+        if self.maintenance:
+            return None
+        if self._own_none(now):
+            return Verdict(
+                Trigger.STAND_DOWN,
+                "demote-isolated",
+                "lost every network (split brain or cut off): stopping services, sync and VIP",
+            )
+        return None
+
+    def _decide_active(self, now: float) -> Verdict | None:
+        if self._reclaim_by is not None:
+            recent = self._recent(now)
+            if recent is None and now < self._reclaim_by:
+                return None
+            self._reclaim_by = None
+            return Verdict(
+                Trigger.RECLAIM,
+                "reclaim",
+                f"found VIP/services held after a restart (epoch {self.epoch}) and no active "
+                "peer outranks me: claiming them again",
+            )
+        if self.maintenance:
+            return None
+        recent = self._recent(now)
+        weaker = (
+            recent is not None
+            and any(not self.uplinks[n].rising() for n in self._lacking(now))
+            and recent.candidate
+            and not recent.role.may_hold
+        )
+        if self._held("weaker", weaker, now) and recent is not None:
+            lost = ", ".join(self._lacking(now))
+            self._yielding = True
+            return Verdict(
+                Trigger.STAND_DOWN,
+                "handover",
+                f"lost uplink {lost} which peer {recent.node} still has: handing over",
+            )
+        failback = (
+            self.config.failback
+            and recent is not None
+            and recent.node == self.config.preferred
+            and recent.candidate
+            and recent.role is S
+        )
+        if self._held("failback", failback, now):
+            self._yielding = True
+            return Verdict(
+                Trigger.STAND_DOWN,
+                "failback",
+                f"failback: preferred node {self.config.preferred} is back and healthy",
+            )
+        return None
+
+    def _update_yield(self, now: float) -> None:
+        """A yielding node stops yielding once the peer took over or cannot."""
+        if not self._yielding:
+            return
+        fresh = self._fresh(now)
+        if fresh is None or fresh.role.may_hold or not fresh.candidate:
+            self._yielding = False
+
+    # ---- operator ------------------------------------------------------
+
+    def _operator(self, command: Command, now: float, out: list[Action]) -> Verdict | None:
+        def refuse(reason: str) -> None:
+            out.append(self._decision("refused", f"{command.value} refused: {reason}"))
+
+        match command:
+            case Command.MAINTENANCE_ON | Command.MAINTENANCE_OFF:
+                self.maintenance = command is Command.MAINTENANCE_ON
+                what = "on: no automatic action" if self.maintenance else "off: automatic again"
+                out.append(self._decision("maintenance", f"maintenance mode {what}"))
+            case Command.SWITCHOVER:
+                recent = self._recent(now)
+                if self.role is not A:
+                    refuse(f"this node is {self.role.value}; run it on the active node")
+                elif recent is None or not recent.candidate or recent.role.may_hold:
+                    state = "not heard" if recent is None else recent.role.value
+                    refuse(f"peer {self.peer_name} cannot take over ({state}, not a candidate)")
+                else:
+                    self._yielding = True
+                    return Verdict(
+                        Trigger.STAND_DOWN,
+                        "switchover",
+                        f"operator switchover: handing over to {self.peer_name}",
+                    )
+            case Command.FORCE_ACTIVE:
+                silent = now - self.peer.last_sign()
+                if self.role.may_hold:
+                    refuse(f"this node is already {self.role.value}")
+                elif silent < self.timing.peer_gone_after:
+                    refuse(
+                        f"peer {self.peer_name} is alive (last sign {_ms(silent)} ago); "
+                        "use switchover on the active node"
+                    )
+                else:
+                    known = self.peer.view.epoch if self.peer.view else "unknown"
+                    self._failed_until = NEVER
+                    self._yielding = False
+                    return Verdict(
+                        Trigger.FORCE,
+                        "force-active",
+                        f"operator forced this node active; peer not seen for {_ms(silent)}; "
+                        f"DATA MAY BE STALE (my epoch {self.epoch}, peer's last known {known})",
+                    )
+        return None
+
+    # ---- acting --------------------------------------------------------
+
+    def _apply(self, verdict: Verdict, now: float) -> list[Action]:
+        move = TRANSITIONS.get((self.role, verdict.trigger))
+        if move is None:
+            return []
+        new_role, runs_plan = move
+        out: list[Action] = []
+        if verdict.trigger in NEW_EPOCH:
+            known = self.peer.view.epoch if self.peer.view else 0
+            self.epoch = max(self.epoch, known) + 1
+        old = self.role
+        self.role = new_role
+        self._held_since.clear()
+        self._reclaim_by = None
+        out.append(self._decision(verdict.kind, verdict.reason, old))
+        if verdict.trigger is Trigger.PLAN_FAILED:
+            out += self._after_failure(old, verdict.reason, now)
+        if verdict.trigger is Trigger.PLAN_DONE and new_role is W:
+            self._stop_failures = 0
+        if runs_plan:
+            out.append(self._start_plan(now))
+        return out
+
+    def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:
+        if old is P:
+            self._failed_until = now + self.timing.start_failure_backoff
+            return [Alert("start-failed", f"{self.node}: promotion failed, rolling back: {reason}")]
+        self._stop_failures += 1
+        out: list[Action] = [Alert("stop-failed", f"{self.node}: demotion failed: {reason}")]
+        if (
+            self._stop_failures > self.timing.stop_retries
+            and self.timing.on_stop_failure == "reboot"
+        ):
+            out.append(Escalate("reboot", f"stopping failed {self._stop_failures} times: {reason}"))
+        self._retry_at = now + min(2.0**self._stop_failures, 30.0)
+        return out
+
+    def _start_plan(self, now: float) -> RunPlan:
+        self._plan_number += 1
+        if self.role is P:
+            steps: list[PlanStep] = [PersistState(self.epoch, A), ClaimVip(), SendGarp()]
+            steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
+            steps += [StartResource(r.name) for r in self.config.resources]
+        else:
+            steps = [PersistState(self.epoch, D)]
+            steps += [StopResource(r.name) for r in reversed(self.config.resources)]
+            steps += [StopSync()] if self.config.sync else []
+            steps += [ReleaseVip(), PersistState(self.epoch, W)]
+        self._pending = list(steps)
+        self._plan_live = True
+        self._retry_at = NEVER
+        return RunPlan(self._plan_number, tuple(steps))
+
+    def _decision(self, kind: str, reason: str, old: Role | None = None) -> Decision:
+        peer = self._fresh(self._now)
+        peer_role = peer.role.value if peer else "UNKNOWN"
+        old_role = self.role if old is None else old
+        return Decision(kind, self.node, old_role, self.role, self.epoch, peer_role, reason)
+
+    def _note_mode(self, now: float, out: list[Action]) -> None:
+        """MANUAL mode: a network lost by both nodes; log when it starts and ends."""
+        fresh = self._fresh(now)
+        lacking = self._lacking(now)
+        manual = (
+            fresh is not None
+            and 0 < len(lacking) < len(self.uplinks)
+            and all(not fresh.uplink(n) for n in lacking)
+        )
+        if manual != self.manual:
+            self.manual = manual
+            if manual:
+                text = f"MANUAL mode: network {', '.join(lacking)} lost on both nodes; "
+                text += "automatic switchover off, the active node keeps serving"
+            elif self._own_all(now):
+                text = "automatic mode: both networks back"
+            else:
+                text = f"automatic mode: peer {self.peer_name} has its networks again"
+            out.append(self._decision("manual" if manual else "automatic", text))
+
+    def _note_peer_return(self, now: float, out: list[Action]) -> None:
+        """An active node re-announces the VIP when its peer comes back."""
+        recent = self._recent(now) is not None
+        if recent and not self._peer_was_recent and self.role is A and not self._plan_live:
+            out.append(
+                self._decision("peer-back", f"peer {self.peer_name} is back: re-sending ARP")
+            )
+            out.append(SendGarp())
+        self._peer_was_recent = recent
+
+    def _adopt(self, inventory: Inventory, now: float) -> Decision | None:
+        """Start from what the shell found on the node (a restarted agent)."""
+        if not inventory.holds_anything:
+            return None
+        held = "VIP" if inventory.holds_vip else ""
+        held = ", ".join(x for x in (held, *inventory.running) if x)
+        if inventory.last_role in (P, A):
+            self.role = A
+            self._reclaim_by = now + self.timing.peer_gone_after
+            return self._decision(
+                "adopt",
+                f"restarted holding {held} (last role {inventory.last_role.value}): "
+                "checking the peer before claiming them again",
+            )
+        self.role = D
+        self._retry_at = now
+        return self._decision(
+            "adopt",
+            f"restarted holding {held} but last role was {inventory.last_role.value}: "
+            "releasing them",
+        )
+
+
+def _step_name(action: object) -> str:
+    name = type(action).__name__
+    resource = getattr(action, "name", None)
+    return f"{name}({resource})" if resource else name

@@ -1,0 +1,140 @@
+"""What the core hears: frozen events, each fed with the time it happened at.
+
+Probes and executors in the shell turn the outside world into these; the
+core never reads a clock or a socket itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Role(enum.Enum):
+    """What a node holds and is doing (the core's state)."""
+
+    WAITING = "WAITING"  # holds nothing, has no authority to promote
+    STANDBY = "STANDBY"  # holds nothing, sees both networks, may promote
+    PROMOTING = "PROMOTING"  # running the promotion plan
+    ACTIVE = "ACTIVE"  # holds the VIP, the sync and the services
+    DEMOTING = "DEMOTING"  # running the demotion plan (or retrying it)
+
+    @property
+    def may_hold(self) -> bool:
+        """True when the node may hold resources, so a peer must not promote."""
+        return self in (Role.PROMOTING, Role.ACTIVE, Role.DEMOTING)
+
+
+class Command(enum.Enum):
+    """What an operator can ask of one node."""
+
+    SWITCHOVER = "switchover"
+    MAINTENANCE_ON = "maintenance-on"
+    MAINTENANCE_OFF = "maintenance-off"
+    FORCE_ACTIVE = "force-active"
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What a node tells its peer about itself in every UDP message."""
+
+    node: str
+    role: Role
+    epoch: int
+    uplinks: tuple[tuple[str, bool], ...]  # (network, healthy), in config order
+    candidate: bool  # willing to be elected (not yielding, not failed, not in maintenance)
+    yielding: bool  # handed over on purpose: wants the peer to take over now
+    maintenance: bool
+    manual: bool  # automatic switchover is off on the sender (one network lost on both)
+
+    def uplink(self, network: str) -> bool:
+        return dict(self.uplinks).get(network, False)
+
+    @property
+    def has_all_uplinks(self) -> bool:
+        return all(ok for _, ok in self.uplinks)
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    """Carrier of this node's own uplink on one network (from netlink)."""
+
+    network: str
+    carrier: bool
+
+
+@dataclass(frozen=True)
+class SwitchReachability:
+    """Whether this node's switch on one network answered echo lately."""
+
+    network: str
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class EchoResult:
+    """One ICMP echo to the peer on one network: answered or missed."""
+
+    network: str
+    answered: bool
+
+
+@dataclass(frozen=True)
+class PeerMessage:
+    """An authenticated, fresh peer message received on one network."""
+
+    network: str
+    view: PeerView
+
+
+@dataclass(frozen=True)
+class OperatorCommand:
+    command: Command
+
+
+@dataclass(frozen=True)
+class ActionDone:
+    """The executor finished one action of the current plan."""
+
+    plan: int
+    action: object
+
+
+@dataclass(frozen=True)
+class ActionFailed:
+    """The executor failed one action; it dropped the rest of that plan."""
+
+    plan: int
+    action: object
+    error: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing happened; a deadline the core asked for has passed."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What the shell found on this node at start, before any decision."""
+
+    epoch: int = 0
+    last_role: Role = Role.WAITING
+    holds_vip: bool = False
+    running: tuple[str, ...] = field(default=())  # names of resources found running
+
+    @property
+    def holds_anything(self) -> bool:
+        return self.holds_vip or bool(self.running)
+
+
+Event = (
+    LinkChanged
+    | SwitchReachability
+    | EchoResult
+    | PeerMessage
+    | OperatorCommand
+    | ActionDone
+    | ActionFailed
+    | Tick
+)

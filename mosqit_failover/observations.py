@@ -1,0 +1,147 @@
+"""What a node knows of the world, kept up to date from events. Pure, no I/O.
+
+The core reads these to decide; they hold facts and timestamps only, never
+decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mosqit_failover.events import PeerView
+
+NEVER = -math.inf
+
+
+@dataclass
+class Uplink:
+    """One of this node's own uplinks: carrier (debounced) and switch answers.
+
+    The first carrier report is taken as it is (nothing to debounce at start);
+    after that a change counts only once the raw carrier has held it for
+    `fall` (going down) or `rise` (coming back).
+    """
+
+    rise: float
+    fall: float
+    switch_timeout: float
+    needs_switch: bool
+    raw: bool | None = None
+    raw_since: float = NEVER
+    stable: bool = False
+    stable_since: float = NEVER
+    switch_answered_at: float = NEVER
+    first_report_at: float = NEVER
+    timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
+
+    def carrier(self, up: bool, now: float) -> None:
+        if self.raw is None:
+            self.raw, self.raw_since = up, now
+            self.stable, self.stable_since = up, now
+            self.first_report_at = now
+        elif up != self.raw:
+            self.raw, self.raw_since = up, now
+        self.settle(now)
+
+    def switch_answer(self, answered: bool, now: float) -> None:
+        if answered:
+            self.switch_answered_at = now
+
+    def settle(self, now: float) -> None:
+        """Promote the raw carrier to the stable one once it has held long enough."""
+        if self.raw is None or self.raw == self.stable:
+            return
+        hold = self.rise if self.raw else self.fall
+        if now - self.raw_since >= hold:
+            self.stable, self.stable_since = self.raw, self.raw_since + hold
+
+    def healthy(self, now: float) -> bool:
+        if not self.stable:
+            return False
+        if not self.needs_switch:
+            return True
+        return now - max(self.switch_answered_at, self.timers_from) <= self.switch_timeout
+
+    def known(self, now: float) -> bool:
+        """False until there is something to judge by: no carrier report yet, or a
+        carrier but the switch neither answered nor had its full timeout to do so."""
+        if self.raw is None:
+            return False
+        if not self.stable or not self.needs_switch or self.switch_answered_at > NEVER:
+            return True
+        return now - max(self.first_report_at, self.timers_from) > self.switch_timeout
+
+    def rising(self) -> bool:
+        """Carrier is back but has not held for `rise` yet: recovering, not lost."""
+        return bool(self.raw) and not self.stable
+
+    def known_down(self, now: float) -> bool:
+        return self.known(now) and not self.healthy(now)
+
+    def why_not(self, now: float) -> str:
+        if self.raw is None:
+            return "carrier unknown"
+        if not self.stable:
+            return "no carrier" if not self.raw else "carrier back, not yet stable"
+        if self.needs_switch and not self.healthy(now):
+            return f"switch silent for over {self.switch_timeout:g}s"
+        return "healthy"
+
+    def deadlines(self) -> list[float]:
+        """Times at which this uplink's health may change without a new event."""
+        times = []
+        if self.raw is not None and self.raw != self.stable:
+            times.append(self.raw_since + (self.rise if self.raw else self.fall))
+        if self.needs_switch:
+            since = max(self.switch_answered_at, self.timers_from, self.first_report_at)
+            times.append(since + self.switch_timeout)
+        return times
+
+
+@dataclass
+class PeerTracker:
+    """Signs of life from the peer: messages per network and echo misses."""
+
+    networks: tuple[str, ...]
+    view: PeerView | None = None
+    heard_at: float = NEVER  # last valid UDP message, any network
+    echo_at: float = NEVER  # last echo reply, any network
+    timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
+
+    def __post_init__(self) -> None:
+        self.heard_on: dict[str, float] = {n: NEVER for n in self.networks}
+        self.misses: dict[str, int] = {n: 0 for n in self.networks}
+
+    def message(self, network: str, view: PeerView, now: float) -> None:
+        self.view = view
+        self.heard_at = now
+        self.heard_on[network] = now
+
+    def echo(self, network: str, answered: bool, now: float) -> None:
+        if answered:
+            self.misses[network] = 0
+            self.echo_at = now
+        else:
+            self.misses[network] += 1
+
+    def last_sign(self) -> float:
+        return max(self.heard_at, self.echo_at)
+
+    def silent_for(self, now: float) -> float:
+        """How long no message came, counted from a resume if that is later."""
+        return now - max(self.heard_at, self.timers_from)
+
+    def restart_timers(self, now: float) -> None:
+        self.timers_from = now
+        self.misses = {n: 0 for n in self.networks}
+
+    def fresh(self, now: float, within: float) -> PeerView | None:
+        """The peer's latest view if it was heard within `within` seconds."""
+        return self.view if now - self.heard_at <= within else None
+
+    def echo_missed_everywhere(self, misses: int) -> bool:
+        return all(count >= misses for count in self.misses.values())
+
+    def miss_summary(self) -> str:
+        return ", ".join(f"{n}: {c}" for n, c in self.misses.items())

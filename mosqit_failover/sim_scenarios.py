@@ -1,0 +1,360 @@
+"""Named failure scenarios for the in-memory simulation (`mosqit-failover simulate`).
+
+Each scenario schedules faults into a World and says what must hold at the
+end; `run(name)` returns the world and the list of broken expectations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mosqit_failover.config import Config, parse
+from mosqit_failover.events import Command, OperatorCommand, Role
+from mosqit_failover.simulation import World
+
+SIM_CONFIG = """
+[cluster]
+name = "sim"
+preferred = "alpha"
+
+[vip]
+address = "10.231.1.50/24"
+interface = "eth0"
+
+[networks.a]
+subnet = "10.231.1.0/24"
+switch = "10.231.1.1"
+
+[networks.b]
+subnet = "10.231.2.0/24"
+switch = "10.231.2.1"
+
+[nodes.alpha]
+a = { interface = "eth0", address = "10.231.1.11" }
+b = { interface = "eth1", address = "10.231.2.11" }
+
+[nodes.beta]
+a = { interface = "eth0", address = "10.231.1.12" }
+b = { interface = "eth1", address = "10.231.2.12" }
+
+[[resources]]
+name = "db"
+kind = "systemd"
+unit = "db.service"
+
+[[resources]]
+name = "app"
+kind = "systemd"
+unit = "app.service"
+
+[[sync]]
+path = "/srv/data"
+"""
+
+
+def sim_config() -> Config:
+    return parse(SIM_CONFIG, "<simulation>")
+
+
+Check = Callable[[World], list[str]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    duration: float
+    inject: Callable[[World], None]
+    check: Check
+
+
+SETTLED = 10.0  # by then the pair has formed: alpha ACTIVE, beta STANDBY
+
+
+def expect_roles(**wanted: Role) -> Check:
+    def check(world: World) -> list[str]:
+        roles = world.roles()
+        problems = []
+        for node, role in wanted.items():
+            ended = roles[node]
+            if ended is not role:
+                state = ended.value if ended else "DOWN"
+                problems.append(f"{node} ended {state}, expected {role.value}")
+        return problems
+
+    return check
+
+
+def expect_decision(node: str, kind: str, after: float = 0.0) -> Check:
+    def check(world: World) -> list[str]:
+        found = any(
+            line.decision is not None and line.decision.kind == kind and line.time >= after
+            for line in world.timeline
+            if line.node == node
+        )
+        return [] if found else [f"{node} never decided {kind!r} after t={after:g}s"]
+
+    return check
+
+
+def expect_no_decision(node: str, kind: str, after: float = 0.0) -> Check:
+    def check(world: World) -> list[str]:
+        bad = [
+            line
+            for line in world.timeline
+            if line.node == node
+            and line.decision
+            and line.decision.kind == kind
+            and line.time >= after
+        ]
+        return [f"{node} unexpectedly: {b.text} at t={b.time:.3f}" for b in bad]
+
+    return check
+
+
+def no_dual_vip(world: World) -> list[str]:
+    if world.dual_vip_seconds > 0:
+        return [
+            f"both nodes held the VIP while they could hear each other for "
+            f"{world.dual_vip_seconds:.3f}s"
+        ]
+    return []
+
+
+def all_of(*checks: Check) -> Check:
+    def check(world: World) -> list[str]:
+        return [problem for c in checks for problem in c(world)]
+
+    return check
+
+
+def _switch_failure(w: World) -> None:
+    w.set_switch("a", False, SETTLED)
+    w.set_switch("a", True, SETTLED + 10)
+
+
+def _active_failure(w: World) -> None:
+    w.set_port("alpha", "a", False, SETTLED)
+    w.set_port("alpha", "b", False, SETTLED)
+
+
+def _split_brain(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_switch(net, False, SETTLED)
+        w.set_switch(net, True, SETTLED + 10)
+
+
+def _standby_failure(w: World) -> None:
+    w.power_off("beta", SETTLED)
+    w.boot("beta", SETTLED + 10)
+
+
+def _partition_heal(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_peer_link(net, False, SETTLED)
+        w.set_peer_link(net, True, SETTLED + 10)
+
+
+def _flapping_link(w: World) -> None:
+    t = SETTLED
+    for _ in range(20):  # 4 flaps a second for 5 seconds on the active's uplink A
+        w.set_port("alpha", "a", False, t)
+        w.set_port("alpha", "a", True, t + 0.1)
+        t += 0.25
+
+
+def _lossy_network(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_loss(net, 0.3, SETTLED)
+        w.set_loss(net, 0.0, SETTLED + 120)
+
+
+def _active_frozen(w: World) -> None:
+    w.freeze("alpha", SETTLED, 5.0)
+
+
+def _agent_killed(w: World) -> None:
+    w.kill_agent("alpha", SETTLED, restart_after=1.0)
+
+
+def _lost_uplink(w: World) -> None:
+    w.set_port("alpha", "a", False, SETTLED)
+
+
+def _switchover(w: World) -> None:
+    w.command("alpha", OperatorCommand(Command.SWITCHOVER), SETTLED)
+
+
+def _start_failure(w: World) -> None:
+    w.nodes["beta"].fail_start.add("app")
+    w.power_off("alpha", SETTLED)
+
+
+def _force_active(w: World) -> None:
+    w.power_off("alpha", SETTLED)
+    w.set_port("beta", "b", False, SETTLED)  # beta alone, one network: no automatic promotion
+    w.command("beta", OperatorCommand(Command.FORCE_ACTIVE), SETTLED + 5)
+
+
+A, S, W_ = Role.ACTIVE, Role.STANDBY, Role.WAITING
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "switch-failure",
+            "switch A fails for 10 s: both nodes MANUAL, alpha keeps serving, then automatic",
+            30,
+            _switch_failure,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_decision("alpha", "manual", SETTLED),
+                expect_decision("beta", "manual", SETTLED),
+                expect_decision("alpha", "automatic", SETTLED + 10),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "active-failure",
+            "alpha's cables to both switches are pulled: beta promotes after the third miss",
+            20,
+            _active_failure,
+            all_of(
+                expect_roles(alpha=W_, beta=A),
+                expect_decision("beta", "promote", SETTLED),
+                expect_decision("alpha", "demote-isolated", SETTLED),
+            ),
+        ),
+        Scenario(
+            "split-brain",
+            "both switches off for 10 s: alpha stands down, both wait; then the freshest wins",
+            35,
+            _split_brain,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_decision("alpha", "demote-isolated", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "standby-failure",
+            "beta powers off for 10 s and returns: alpha serves throughout",
+            30,
+            _standby_failure,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_no_decision("alpha", "handover", SETTLED),
+                expect_no_decision("alpha", "demote-isolated", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "partition-heal",
+            "only the node-to-node path breaks on both networks for 10 s: beta promotes "
+            "(it cannot tell a dead peer), then the two actives meet and the lower epoch demotes",
+            30,
+            _partition_heal,
+            all_of(
+                expect_roles(alpha=S, beta=A),
+                expect_decision("beta", "promote", SETTLED),
+                expect_decision("alpha", "demote-dual-active", SETTLED + 10),
+            ),
+        ),
+        Scenario(
+            "flapping-link",
+            "alpha's uplink A flaps 4 times a second for 5 s: at most one handover, no flapping",
+            30,
+            _flapping_link,
+            all_of(expect_roles(alpha=A, beta=S), no_dual_vip),
+        ),
+        Scenario(
+            "lossy-network",
+            "30% random loss on both networks for 2 minutes: no false failover",
+            140,
+            _lossy_network,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "active-frozen",
+            "every process on alpha stopped for 5 s: beta promotes (OS problem); alpha demotes "
+            "at once when it wakes",
+            25,
+            _active_frozen,
+            all_of(
+                expect_roles(alpha=S, beta=A),
+                expect_decision("beta", "promote", SETTLED),
+                expect_decision("alpha", "demote-dual-active", SETTLED),
+            ),
+        ),
+        Scenario(
+            "agent-killed",
+            "the agent on alpha is SIGKILLed and restarted 1 s later: it reclaims, nothing moves",
+            20,
+            _agent_killed,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_decision("alpha", "reclaim", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "lost-uplink",
+            "alpha alone loses its cable to switch A: beta sees both networks and takes over",
+            20,
+            _lost_uplink,
+            all_of(
+                expect_roles(alpha=W_, beta=A),
+                expect_decision("alpha", "handover", SETTLED),
+                expect_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "switchover",
+            "the operator asks alpha to hand over: beta becomes active",
+            20,
+            _switchover,
+            all_of(expect_roles(alpha=S, beta=A), no_dual_vip),
+        ),
+        Scenario(
+            "start-failure",
+            "alpha powers off; beta's app fails to start: beta rolls back, alerts, waits",
+            20,
+            _start_failure,
+            all_of(
+                expect_decision("beta", "plan-failed", SETTLED),
+                expect_roles(beta=S),
+            ),
+        ),
+        Scenario(
+            "force-active",
+            "alpha is gone and beta lost network B: no automatic promotion; the operator "
+            "forces beta active (the decision line warns of stale data)",
+            20,
+            _force_active,
+            all_of(
+                expect_roles(beta=A),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_decision("beta", "force-active", SETTLED + 5),
+            ),
+        ),
+    ]
+}
+
+
+def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
+    scenario = SCENARIOS[name]
+    world = World(sim_config(), seed=seed)
+    world.boot("alpha", 0.0)
+    world.boot("beta", 1.0)
+    scenario.inject(world)
+    world.run_until(scenario.duration)
+    return world, scenario.check(world)

@@ -1,0 +1,415 @@
+"""Two cores wired through an in-memory world: fake clock, lossy fake network.
+
+The world models what the real shell would observe: carrier per switch port,
+echo to the switch and to the peer on each network, UDP messages, and an
+executor that runs plans step by step and reports back. Faults are scheduled
+at simulated times. Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mosqit_failover.actions import (
+    Action,
+    Alert,
+    ClaimVip,
+    Decision,
+    Escalate,
+    PersistState,
+    PlanStep,
+    ReleaseVip,
+    RunPlan,
+    SendGarp,
+    SendPeerMessage,
+    StartResource,
+    StartSync,
+    StopResource,
+    StopSync,
+)
+from mosqit_failover.config import Config
+from mosqit_failover.core import Core
+from mosqit_failover.events import (
+    ActionDone,
+    ActionFailed,
+    EchoResult,
+    Event,
+    Inventory,
+    LinkChanged,
+    OperatorCommand,
+    PeerMessage,
+    Role,
+    SwitchReachability,
+    Tick,
+)
+
+LATENCY = 0.001
+STEP_TIME = {StartResource: 0.05, StopResource: 0.05}
+
+
+@dataclass
+class Line:
+    """One timeline entry: a decision or an action, at simulated time."""
+
+    time: float
+    node: str
+    text: str
+    decision: Decision | None = None
+
+
+@dataclass
+class SimNode:
+    name: str
+    ports: dict[str, bool]
+    powered: bool = True  # the kernel answers ICMP
+    agent: bool = True  # the agent process runs
+    frozen: bool = False  # every process stopped; the kernel still answers
+    holds_vip: bool = False
+    running: set[str] = field(default_factory=set)
+    epoch: int = 0
+    last_role: Role = Role.WAITING
+    fail_start: set[str] = field(default_factory=set)
+    fail_stop: set[str] = field(default_factory=set)
+    core: Core | None = None
+    tick_generation: int = 0
+    plan: RunPlan | None = None
+    backlog: list[Event] = field(default_factory=list)  # delivered while frozen
+
+    @property
+    def listening(self) -> bool:
+        return self.powered and self.agent and not self.frozen
+
+
+class World:
+    def __init__(self, config: Config, seed: int = 0) -> None:
+        self.config = config
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.networks = config.network_names
+        self.switch_up = {n: True for n in self.networks}
+        self.loss = {n: 0.0 for n in self.networks}
+        self.peer_link_up = {n: True for n in self.networks}  # between the nodes only
+        self.nodes = {
+            n.name: SimNode(n.name, {net: True for net in self.networks}) for n in config.nodes
+        }
+        self.timeline: list[Line] = []
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self.dual_vip_seconds = 0.0  # both hold the VIP while they can hear each other
+        self.dual_vip_worst = 0.0
+        self._dual_since: float | None = None
+        self.violations: list[str] = []  # safety rules broken, found while running
+
+    # ---- scheduling ----------------------------------------------------
+
+    def at(self, time: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._queue, (time, next(self._order), callback))
+
+    def run_until(self, end: float) -> None:
+        while self._queue and self._queue[0][0] <= end:
+            time, _, callback = heapq.heappop(self._queue)
+            self.now = max(self.now, time)
+            callback()
+            self._watch_dual_vip()
+        self.now = end
+        self._watch_dual_vip()
+
+    # ---- the network ---------------------------------------------------
+
+    def carrier(self, node: SimNode, network: str) -> bool:
+        return node.ports[network] and self.switch_up[network]
+
+    def _through(self, network: str) -> bool:
+        return self.rng.random() >= self.loss[network]
+
+    def path(self, a: SimNode, b: SimNode, network: str) -> bool:
+        """Can a packet go from a to b on this network right now (before loss)?"""
+        return self.carrier(a, network) and self.carrier(b, network) and self.peer_link_up[network]
+
+    def can_hear(self) -> bool:
+        a, b = self.nodes.values()
+        return (
+            a.listening
+            and b.listening
+            and any(self.path(a, b, n) and self.loss[n] < 1.0 for n in self.networks)
+        )
+
+    def peer_of(self, node: SimNode) -> SimNode:
+        return next(n for n in self.nodes.values() if n is not node)
+
+    # ---- node life -----------------------------------------------------
+
+    def boot(self, name: str, at: float = 0.0) -> None:
+        def start() -> None:
+            node = self.nodes[name]
+            if self.now > 0:
+                self._fault(f"{name} agent starts")
+            node.powered, node.agent, node.frozen = True, True, False
+            node.core = Core(
+                self.config,
+                name,
+                Inventory(node.epoch, node.last_role, node.holds_vip, tuple(sorted(node.running))),
+                self.now,
+            )
+            node.plan = None
+            for network in self.networks:
+                self.deliver(node, LinkChanged(network, self.carrier(node, network)))
+            for network in self.networks:
+                self._probe_loop(node, network, node.core)
+            self._tick(node)
+
+        self.at(at, start)
+
+    def _probe_loop(self, node: SimNode, network: str, core: Core) -> None:
+        """Echo to the switch and to the peer every interval, while this agent lives."""
+        interval = self.config.timing.interval
+
+        def probe() -> None:
+            if node.core is not core or not node.agent:
+                return
+            if node.frozen:
+                self.at(self.now + interval, probe)
+                return
+            peer = self.peer_of(node)
+            switch_ok = (
+                self.carrier(node, network) and self._through(network) and self._through(network)
+            )
+            self.deliver(node, SwitchReachability(network, switch_ok), LATENCY)
+            answered = (
+                peer.powered
+                and self.path(node, peer, network)
+                and self._through(network)
+                and self._through(network)
+            )
+            delay = 2 * LATENCY if answered else interval
+            self.deliver(node, EchoResult(network, answered), delay)
+            self.at(self.now + interval, probe)
+
+        self.at(self.now + self.rng.uniform(0, interval), probe)
+
+    def deliver(self, node: SimNode, event: Event, delay: float = 0.0) -> None:
+        core = node.core
+
+        def handle() -> None:
+            if node.core is not core or core is None or not node.agent or not node.powered:
+                return
+            if node.frozen:
+                node.backlog.append(event)
+                return
+            self._run(node, core.handle(event, self.now))
+
+        self.at(self.now + delay, handle)
+
+    def _tick(self, node: SimNode) -> None:
+        core = node.core
+        if core is None:
+            return
+        node.tick_generation += 1
+        generation = node.tick_generation
+
+        def fire() -> None:
+            if node.tick_generation == generation and node.core is core and node.listening:
+                self._run(node, core.handle(Tick(), self.now))
+
+        self.at(core.next_deadline(), fire)
+
+    def _run(self, node: SimNode, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Decision():
+                    self.timeline.append(Line(self.now, node.name, action.text, action))
+                    self._check_promotion(node, action)
+                case RunPlan():
+                    self.timeline.append(Line(self.now, node.name, _plan_text(action)))
+                    node.plan = action
+                    self._step(node, action, 0)
+                case SendPeerMessage(view):
+                    self._send(node, view)
+                case Alert() | Escalate():
+                    self.timeline.append(
+                        Line(self.now, node.name, f"{type(action).__name__}: {action}")
+                    )
+                case SendGarp():
+                    self.timeline.append(Line(self.now, node.name, "SendGarp"))
+        self._tick(node)
+
+    def _check_promotion(self, node: SimNode, decision: Decision) -> None:
+        """A node without both networks never promotes on its own."""
+        if decision.kind != "promote" or node.core is None:
+            return
+        uplinks = node.core.view(self.now).uplinks
+        if not all(ok for _, ok in uplinks):
+            self.violations.append(f"t={self.now:.3f} {decision.text} with uplinks {uplinks}")
+
+    def _send(self, node: SimNode, view: object) -> None:
+        peer = self.peer_of(node)
+        for network in self.networks:
+            if self.path(node, peer, network) and self._through(network):
+                self.deliver(peer, PeerMessage(network, view), LATENCY)  # type: ignore[arg-type]
+
+    def _step(self, node: SimNode, plan: RunPlan, index: int) -> None:
+        """Run one plan step; a newer plan or a dead agent drops the rest."""
+        if index >= len(plan.steps):
+            return
+        step = plan.steps[index]
+        core = node.core
+
+        def finish() -> None:
+            if node.core is not core or node.plan is not plan or not node.agent:
+                return
+            if node.frozen:
+                self.at(self.now + 0.01, finish)
+                return
+            error = self._apply_step(node, step)
+            if error:
+                self.deliver(node, ActionFailed(plan.number, step, error))
+                return
+            self.deliver(node, ActionDone(plan.number, step))
+            self._step(node, plan, index + 1)
+
+        self.at(self.now + STEP_TIME.get(type(step), 0.001), finish)
+
+    def _apply_step(self, node: SimNode, step: PlanStep) -> str | None:
+        match step:
+            case PersistState(epoch, role):
+                node.epoch, node.last_role = epoch, role
+            case ClaimVip():
+                node.holds_vip = True
+            case ReleaseVip():
+                node.holds_vip = False
+            case StartResource(name) if name in node.fail_start:
+                return f"{name} exited with status 1"
+            case StartResource(name):
+                node.running.add(name)
+            case StopResource(name) if name in node.fail_stop:
+                return f"{name} did not stop"
+            case StopResource(name):
+                node.running.discard(name)
+            case StartSync() | StopSync() | SendGarp():
+                pass
+        return None
+
+    # ---- faults ----------------------------------------------------------
+
+    def set_port(self, node: str, network: str, up: bool, at: float) -> None:
+        def change() -> None:
+            self.nodes[node].ports[network] = up
+            self._fault(f"{node}'s cable to switch {network} {'plugged in' if up else 'pulled'}")
+            self._carrier_changed(network)
+
+        self.at(at, change)
+
+    def set_switch(self, network: str, up: bool, at: float) -> None:
+        def change() -> None:
+            self.switch_up[network] = up
+            self._fault(f"switch {network} {'on' if up else 'off'}")
+            self._carrier_changed(network)
+
+        self.at(at, change)
+
+    def _carrier_changed(self, network: str) -> None:
+        for node in self.nodes.values():
+            self.deliver(node, LinkChanged(network, self.carrier(node, network)))
+
+    def _fault(self, text: str) -> None:
+        self.timeline.append(Line(self.now, "world", text))
+
+    def set_loss(self, network: str, loss: float, at: float) -> None:
+        def change() -> None:
+            self.loss[network] = loss
+            self._fault(f"random loss on network {network}: {loss:.0%}")
+
+        self.at(at, change)
+
+    def set_peer_link(self, network: str, up: bool, at: float) -> None:
+        def change() -> None:
+            self.peer_link_up[network] = up
+            state = "restored" if up else "broken (switches still reachable)"
+            self._fault(f"path between the nodes on network {network} {state}")
+
+        self.at(at, change)
+
+    def freeze(self, name: str, at: float, duration: float) -> None:
+        node = self.nodes[name]
+
+        def thaw() -> None:
+            node.frozen = False
+            backlog, node.backlog = node.backlog, []
+            for event in backlog:
+                self.deliver(node, event)
+            self._tick(node)
+
+        def freeze() -> None:
+            node.frozen = True
+            self._fault(f"every process on {name} stopped (SIGSTOP) for {duration:g}s")
+
+        self.at(at, freeze)
+        self.at(at + duration, thaw)
+
+    def kill_agent(self, name: str, at: float, restart_after: float | None) -> None:
+        """SIGKILL the agent: VIP and services stay as they are."""
+        node = self.nodes[name]
+
+        def kill() -> None:
+            node.agent = False
+            node.core = None
+            node.plan = None
+            self._fault(f"agent on {name} killed (SIGKILL)")
+
+        self.at(at, kill)
+        if restart_after is not None:
+            self.boot(name, at + restart_after)
+
+    def power_off(self, name: str, at: float) -> None:
+        node = self.nodes[name]
+
+        def off() -> None:
+            node.powered, node.agent, node.core = False, False, None
+            node.holds_vip, node.running = False, set()
+            self._fault(f"{name} powered off")
+
+        self.at(at, off)
+
+    def command(self, name: str, command: OperatorCommand, at: float) -> None:
+        def issue() -> None:
+            self._fault(f"operator on {name}: {command.command.value}")
+            self.deliver(self.nodes[name], command)
+
+        self.at(at, issue)
+
+    # ---- watching ------------------------------------------------------
+
+    def _watch_dual_vip(self) -> None:
+        both = all(n.holds_vip for n in self.nodes.values()) and self.can_hear()
+        if both and self._dual_since is None:
+            self._dual_since = self.now
+        elif not both and self._dual_since is not None:
+            span = self.now - self._dual_since
+            self.dual_vip_seconds += span
+            self.dual_vip_worst = max(self.dual_vip_worst, span)
+            self._dual_since = None
+
+    def roles(self) -> dict[str, Role | None]:
+        return {n.name: (n.core.role if n.core else None) for n in self.nodes.values()}
+
+    def active_nodes(self) -> list[str]:
+        return [name for name, role in self.roles().items() if role is Role.ACTIVE]
+
+    def decisions(self, node: str | None = None) -> list[Decision]:
+        return [
+            line.decision
+            for line in self.timeline
+            if line.decision and (node is None or line.node == node)
+        ]
+
+
+def _plan_text(plan: RunPlan) -> str:
+    def name(step: PlanStep) -> str:
+        resource = getattr(step, "name", None)
+        return f"{type(step).__name__}({resource})" if resource else type(step).__name__
+
+    return "plan: " + ", ".join(name(s) for s in plan.steps)

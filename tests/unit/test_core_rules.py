@@ -1,0 +1,370 @@
+"""Golden transcripts: one rule of the reference design each, events in, exact lines out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mosqit_failover.config import parse
+from mosqit_failover.events import Command, Inventory, OperatorCommand, PeerMessage, Role, Tick
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+from tests.unit.transcript import Harness, active, standby
+
+PROMOTION_PLAN = (
+    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True), "
+    "StartResource(db), StartResource(app)"
+)
+
+
+def test_standby_promotes_after_the_third_missed_echo_on_every_network() -> None:
+    h = standby()
+    h.peer = None  # alpha's agent and kernel gone: no message, no echo reply
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 0.25)  # two probes missed: not yet
+    assert h.kinds(start) == []
+    h.run_until(start + 1.0)
+    assert h.transcript(start) == [
+        "[promote] beta STANDBY -> PROMOTING: peer alpha gone: echo replies missed "
+        "(a: 3, b: 3), no message for 350ms [epoch 2]",
+        PROMOTION_PLAN,
+        "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
+        "services are up [epoch 2]",
+    ]
+
+
+def test_echo_missed_on_one_network_only_is_no_reason_to_promote() -> None:
+    h = standby()
+    h.echo_answers = {"a": False, "b": True}
+    h.peer_networks = ("b",)
+    h.run_until(10.0)
+    assert h.role() is Role.STANDBY
+    assert h.kinds(1.0) == []
+
+
+def test_os_problem_udp_silent_while_icmp_answers_promotes_after_service_timeout() -> None:
+    h = standby()
+    h.peer = None  # the agent died, the kernel still answers echo
+    start = h.now
+    h.run_until(start + 2.9)
+    assert h.role() is Role.STANDBY
+    h.run_until(start + 3.2)
+    first = h.transcript(start)[0]
+    assert first.startswith("[promote] beta STANDBY -> PROMOTING: peer alpha's failover service")
+    assert "while ICMP answers (OS problem)" in first
+
+
+def test_a_node_without_both_networks_never_promotes_on_its_own() -> None:
+    h = standby()
+    h.set_carrier("b", False)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(30.0)
+    assert h.role() is Role.WAITING
+    assert "promote" not in h.kinds()
+    assert h.decisions(1.0)[0].text == (
+        "beta STANDBY -> WAITING: lost uplink b (no carrier): no authority [epoch 0]"
+    )
+
+
+def test_a_switch_that_stops_answering_counts_as_a_lost_uplink() -> None:
+    h = standby()
+    h.switch_answers["a"] = False
+    h.run_until(1.0 + 2.2)
+    assert h.role() is Role.WAITING
+    assert "switch silent for over 2s" in h.decisions(1.0)[0].text
+
+
+def test_start_up_grace_a_node_alone_waits_before_promoting() -> None:
+    h = Harness()
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(4.9)
+    assert h.role() is Role.STANDBY
+    h.run_until(5.3)
+    assert h.role() is Role.ACTIVE
+    assert "peer alpha gone" in h.decisions()[1].reason
+
+
+def test_both_present_at_start_the_higher_epoch_wins_even_if_it_is_slower() -> None:
+    h = Harness(inventory=Inventory(epoch=3))
+    # alpha (epoch 5, fresher data) is still bringing its links up
+    h.peer = h.peer_view(Role.WAITING, 5, uplinks=(("a", False), ("b", True)), candidate=False)
+    h.run_until(2.0)
+    assert h.role() is Role.STANDBY
+    h.peer = h.peer_view(Role.STANDBY, 5)
+    h.run_until(4.0)
+    assert h.role() is Role.STANDBY
+    assert h.kinds() == ["standby"]
+
+
+def test_election_loser_with_equal_epochs_is_the_node_that_is_not_preferred() -> None:
+    h = Harness()
+    h.peer = h.peer_view(Role.STANDBY, 0)
+    h.run_until(3.0)
+    assert h.role() is Role.STANDBY  # alpha is preferred
+
+
+def test_two_actives_meet_the_lower_epoch_demotes_at_once() -> None:
+    h = active()
+    h.peer = h.peer_view(Role.ACTIVE, 2)
+    start = h.now
+    h.run_until(start + 0.06)
+    assert h.transcript(start)[:2] == [
+        "[demote-dual-active] alpha ACTIVE -> DEMOTING: two active nodes: peer beta outranks "
+        "me (epoch 2 vs mine 1) [epoch 1]",
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "ReleaseVip, PersistState(1, WAITING)",
+    ]
+
+
+def test_two_actives_with_equal_epochs_the_preferred_node_stays() -> None:
+    h = active()
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(3.0)
+    assert h.role() is Role.ACTIVE
+
+
+def test_active_that_lost_an_uplink_its_peer_still_has_hands_over() -> None:
+    h = active()
+    start = h.now
+    h.set_carrier("a", False)
+    h.run_until(start + 0.55)  # link_fall 0.2 s + settle 0.4 s
+    assert h.role() is Role.ACTIVE
+    h.run_until(start + 1.0)
+    assert h.transcript(start)[:2] == [
+        "[handover] alpha ACTIVE -> DEMOTING: lost uplink a which peer beta still has: "
+        "handing over [epoch 1]",
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "ReleaseVip, PersistState(1, WAITING)",
+    ]
+    assert h.role() is Role.WAITING
+    assert h.last_view().yielding
+
+
+def test_standby_takes_over_from_a_yielding_peer_at_once() -> None:
+    h = standby()
+    h.peer = h.peer_view(
+        Role.WAITING, 1, uplinks=(("a", False), ("b", True)), candidate=False, yielding=True
+    )
+    start = h.now
+    h.run_until(start + 0.1)
+    assert h.kinds(start) == ["promote", "plan-done"]
+    assert "peer alpha lacks a network (WAITING)" in h.decisions(start)[0].reason
+
+
+def test_one_switch_lost_by_both_nodes_is_manual_mode_and_the_active_keeps_serving() -> None:
+    h = active()
+    start = h.now
+    h.set_carrier("a", False)
+    h.peer = h.peer_view(Role.STANDBY, 0, uplinks=(("a", False), ("b", True)), candidate=False)
+    h.peer_networks = ("b",)
+    h.run_until(start + 10)
+    assert h.role() is Role.ACTIVE
+    assert h.transcript(start) == [
+        "[manual] alpha ACTIVE: MANUAL mode: network a lost on both nodes; automatic "
+        "switchover off, the active node keeps serving [epoch 1]"
+    ]
+    assert h.last_view().manual
+    h.set_carrier("a", True)
+    h.peer = h.peer_view(Role.STANDBY, 0)
+    h.peer_networks = ("a", "b")
+    back = h.now
+    h.run_until(back + 3)
+    assert h.transcript(back) == [
+        "[automatic] alpha ACTIVE: automatic mode: peer beta has its networks again [epoch 1]"
+    ]  # our own link is still rising (link_rise): recovering is no reason to hand over
+    assert h.role() is Role.ACTIVE
+
+
+def test_both_networks_lost_the_active_stops_everything_in_reverse_order() -> None:
+    h = active()
+    start = h.now
+    h.set_carrier("a", False)
+    h.set_carrier("b", False)
+    h.peer = None
+    h.run_until(start + 1)
+    assert h.transcript(start) == [
+        "[demote-isolated] alpha ACTIVE -> DEMOTING: lost every network (split brain or cut "
+        "off): stopping services, sync and VIP [epoch 1]",
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "ReleaseVip, PersistState(1, WAITING)",
+        "[plan-done] alpha DEMOTING -> WAITING: demotion complete: services, sync and VIP "
+        "released [epoch 1]",
+    ]
+
+
+def test_recovery_after_split_brain_alone_waits_the_grace_then_promotes() -> None:
+    h = active()
+    h.set_carrier("a", False)
+    h.set_carrier("b", False)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(5.0)
+    h.set_carrier("a", True)
+    h.set_carrier("b", True)
+    h.run_until(5.0 + 2.0 + 4.8)  # link_rise 2 s, then grace 5 s
+    assert h.role() is Role.STANDBY
+    h.run_until(5.0 + 2.0 + 5.3)
+    assert h.role() is Role.ACTIVE
+    assert h.core.epoch == 2
+
+
+def test_link_debounce_a_flap_shorter_than_link_fall_changes_nothing() -> None:
+    h = active()
+    start = h.now
+    for _ in range(10):
+        h.set_carrier("a", False)
+        h.run_until(h.now + 0.1)
+        h.set_carrier("a", True)
+        h.run_until(h.now + 0.1)
+    h.run_until(start + 5)
+    assert h.transcript(start) == []
+
+
+def test_link_debounce_a_returning_link_counts_only_after_link_rise() -> None:
+    h = Harness()
+    h.set_carrier("a", False)
+    h.run_until(3.0)
+    assert h.role() is Role.WAITING
+    h.set_carrier("a", True)
+    h.run_until(4.9)
+    assert h.role() is Role.WAITING
+    h.run_until(5.1)
+    assert h.role() is Role.STANDBY
+
+
+def test_operator_switchover_hands_over_and_yields() -> None:
+    h = active()
+    start = h.now
+    h.feed(OperatorCommand(Command.SWITCHOVER))
+    h.run_until(start + 1)
+    assert h.kinds(start) == ["switchover", "plan-done", "standby"]
+    assert h.decisions(start)[0].reason == "operator switchover: handing over to beta"
+    assert h.last_view().yielding and not h.last_view().candidate
+    h.peer = h.peer_view(Role.ACTIVE, 2)
+    h.run_until(start + 2)
+    assert h.last_view().candidate  # the peer took over: back to a normal standby
+
+
+def test_operator_switchover_refused_when_the_peer_cannot_take_over() -> None:
+    h = active()
+    h.peer = h.peer_view(Role.STANDBY, 0, candidate=False, maintenance=True)
+    h.run_until(2.0)
+    start = h.now
+    h.feed(OperatorCommand(Command.SWITCHOVER))
+    assert h.role() is Role.ACTIVE
+    assert h.transcript(start) == [
+        "[refused] alpha ACTIVE: switchover refused: peer beta cannot take over (STANDBY, "
+        "not a candidate) [epoch 1]"
+    ]
+
+
+def test_maintenance_mode_suspends_automatic_promotion() -> None:
+    h = standby()
+    h.feed(OperatorCommand(Command.MAINTENANCE_ON))
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(10.0)
+    assert h.role() is Role.STANDBY
+    h.feed(OperatorCommand(Command.MAINTENANCE_OFF))
+    h.run_until(10.1)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds(1.0) == ["maintenance", "maintenance", "promote", "plan-done"]
+
+
+def test_force_active_is_refused_while_the_peer_is_seen() -> None:
+    h = standby()
+    start = h.now
+    h.feed(OperatorCommand(Command.FORCE_ACTIVE))
+    assert h.role() is Role.STANDBY
+    assert "force-active refused: peer alpha is alive" in h.transcript(start)[0]
+
+
+def test_force_active_alone_says_the_data_may_be_stale() -> None:
+    h = standby()
+    h.set_carrier("b", False)  # one network only: no automatic promotion
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(5.0)
+    assert h.role() is Role.WAITING
+    h.feed(OperatorCommand(Command.FORCE_ACTIVE))
+    h.run_until(5.1)
+    assert h.role() is Role.ACTIVE
+    forced = h.decisions(5.0)[0]
+    assert forced.kind == "force-active"
+    assert "DATA MAY BE STALE (my epoch 0, peer's last known 1)" in forced.reason
+    assert h.core.epoch == 2
+
+
+def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
+    h = standby(fail_step="StartResource(app)")
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 1)
+    assert h.transcript(start)[2:5] == [
+        "[plan-failed] beta PROMOTING -> DEMOTING: StartResource(app) failed: exit status 1 "
+        "[epoch 2]",
+        "Alert(start-failed, beta: promotion failed, rolling back: StartResource(app) failed: "
+        "exit status 1)",
+        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "ReleaseVip, PersistState(2, WAITING)",
+    ]
+    assert h.role() is Role.STANDBY
+    assert not h.last_view().candidate  # start_failure_backoff: the peer goes first
+
+
+def test_a_failed_stop_is_retried_with_backoff_then_escalated() -> None:
+    cfg = parse(
+        SIM_CONFIG.replace(
+            "[vip]", '[timing]\non_stop_failure = "reboot"\nstop_retries = 1\n\n[vip]'
+        )
+    )
+    h = active(config=cfg, fail_step="StopResource(db)")
+    h.feed(OperatorCommand(Command.SWITCHOVER))
+    h.run_until(h.now + 10)
+    text = h.transcript(1.0)
+    assert sum(t.startswith("Alert(stop-failed") for t in text) >= 2
+    assert any(t.startswith("Escalate(reboot, stopping failed 2 times") for t in text)
+    assert h.role() is Role.DEMOTING  # never claims to be clean while the stop fails
+    assert h.last_view().role is Role.DEMOTING
+
+
+def test_restarted_agent_holding_the_vip_reclaims_when_the_peer_is_standby() -> None:
+    inventory = Inventory(epoch=4, last_role=Role.ACTIVE, holds_vip=True, running=("db",))
+    h = Harness(node="alpha", inventory=inventory)
+    h.peer = h.peer_view(Role.STANDBY, 3)
+    h.run_until(1.0)
+    assert h.kinds() == ["adopt", "reclaim", "plan-done"]
+    assert h.transcript()[2].startswith("plan 1: PersistState(4, ACTIVE), ClaimVip")
+    assert h.core.epoch == 4
+
+
+def test_restarted_agent_holding_the_vip_releases_when_a_fresher_peer_is_active() -> None:
+    inventory = Inventory(epoch=4, last_role=Role.ACTIVE, holds_vip=True)
+    h = Harness(node="alpha", inventory=inventory)
+    h.peer = h.peer_view(Role.ACTIVE, 5)
+    h.run_until(1.0)
+    assert h.kinds()[:2] == ["adopt", "demote-dual-active"]
+    assert h.role() is Role.STANDBY
+
+
+def test_restarted_agent_holding_the_vip_after_a_demotion_releases_it() -> None:
+    inventory = Inventory(epoch=4, last_role=Role.DEMOTING, holds_vip=True)
+    h = Harness(node="alpha", inventory=inventory)
+    h.run_until(0.5)
+    assert h.kinds()[:3] == ["adopt", "demote-retry", "plan-done"]
+
+
+def test_after_a_freeze_timeouts_restart_instead_of_concluding_the_world_is_gone() -> None:
+    h = active()
+    h.now += 5.0  # the process was stopped: no probe, no message for 5 s
+    h.feed(Tick())
+    assert h.kinds(h.now) == ["resumed"]
+    assert h.role() is Role.ACTIVE
+
+
+def test_messages_from_a_node_that_is_not_the_peer_are_ignored() -> None:
+    h = standby()
+    h.peer = None
+    h.feed(PeerMessage("a", replace(h.peer_view(Role.ACTIVE, 9), node="gamma")))
+    assert h.core.peer.view is not None and h.core.peer.view.node == "alpha"

@@ -1,0 +1,177 @@
+"""Drive one core with explicit events at explicit times; read back a transcript.
+
+The harness plays the shell for a single node: at each probe interval it
+feeds the switch answers and the echo results the test set up, the peer's
+messages at each heartbeat while the peer is alive, and a Tick at every
+deadline the core asks for. What comes out is the core's decisions and
+actions as short text, in order (peer messages left out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mosqit_failover.actions import Action, Decision, RunPlan, SendPeerMessage
+from mosqit_failover.config import Config
+from mosqit_failover.core import Core
+from mosqit_failover.events import (
+    ActionDone,
+    ActionFailed,
+    EchoResult,
+    Event,
+    Inventory,
+    LinkChanged,
+    PeerMessage,
+    PeerView,
+    Role,
+    SwitchReachability,
+    Tick,
+)
+from mosqit_failover.sim_scenarios import sim_config
+
+
+def step_text(step: object) -> str:
+    fields = ", ".join(str(getattr(v, "value", v)) for v in vars(step).values())
+    return f"{type(step).__name__}({fields})" if fields else type(step).__name__
+
+
+def action_text(action: Action) -> str:
+    match action:
+        case Decision():
+            return f"[{action.kind}] {action.text}"
+        case RunPlan():
+            return f"plan {action.number}: " + ", ".join(step_text(s) for s in action.steps)
+    return step_text(action)
+
+
+@dataclass
+class Harness:
+    node: str = "beta"
+    config: Config = field(default_factory=sim_config)
+    inventory: Inventory = field(default_factory=Inventory)
+    now: float = 0.0
+    carrier: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
+    switch_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
+    echo_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
+    peer: PeerView | None = None  # sent every heartbeat while set
+    peer_networks: tuple[str, ...] = ("a", "b")
+    auto_complete: bool = True  # finish every plan step at once, as a healthy executor would
+    fail_step: str | None = None  # the step (by text) the executor fails
+    outputs: list[tuple[float, Action]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.core = Core(self.config, self.node, self.inventory, self.now)
+        peer_name = self.config.peer_of(self.node).name
+        self.peer_name = peer_name
+        self._next_probe = self.now
+        self._next_beat = self.now
+        self._jobs: list[tuple[int, list[object]]] = []
+        for network, up in self.carrier.items():
+            self.feed(LinkChanged(network, up))
+
+    # -- building peer views ------------------------------------------
+
+    def peer_view(self, role: Role, epoch: int, **changes: object) -> PeerView:
+        view = PeerView(
+            node=self.peer_name,
+            role=role,
+            epoch=epoch,
+            uplinks=(("a", True), ("b", True)),
+            candidate=role in (Role.WAITING, Role.STANDBY),
+            yielding=False,
+            maintenance=False,
+            manual=False,
+        )
+        return replace(view, **changes)  # type: ignore[arg-type]
+
+    # -- feeding ------------------------------------------------------
+
+    def feed(self, event: Event) -> list[Action]:
+        actions = self.core.handle(event, self.now)
+        self.outputs += [(self.now, a) for a in actions]
+        for action in actions:
+            if isinstance(action, RunPlan):
+                self._jobs = [(action.number, list(action.steps))]
+        if self.auto_complete:
+            self._complete_steps()
+        return actions
+
+    def _complete_steps(self) -> None:
+        while self._jobs:
+            number, steps = self._jobs[0]
+            if not steps:
+                self._jobs.pop(0)
+                continue
+            step = steps.pop(0)
+            if self.fail_step is not None and step_text(step) == self.fail_step:
+                self._jobs = []
+                self.feed(ActionFailed(number, step, "exit status 1"))
+                return
+            self.feed(ActionDone(number, step))
+
+    def set_carrier(self, network: str, up: bool) -> None:
+        self.carrier[network] = up
+        self.feed(LinkChanged(network, up))
+
+    def run_until(self, end: float) -> None:
+        """Advance time, playing probes, heartbeats and ticks, up to `end`."""
+        interval = self.config.timing.interval
+        heartbeat = self.config.timing.heartbeat
+        while True:
+            wake = min(self._next_probe, self._next_beat, self.core.next_deadline())
+            if wake > end:
+                break
+            self.now = max(self.now, wake)
+            if self.now >= self._next_probe:
+                self._next_probe = self.now + interval
+                for network in ("a", "b"):
+                    up = self.carrier[network]
+                    self.feed(SwitchReachability(network, up and self.switch_answers[network]))
+                    self.feed(EchoResult(network, up and self.echo_answers[network]))
+            if self.now >= self._next_beat:
+                self._next_beat = self.now + heartbeat
+                if self.peer is not None:
+                    for network in self.peer_networks:
+                        if self.carrier[network]:
+                            self.feed(PeerMessage(network, self.peer))
+            self.feed(Tick())
+        self.now = end
+
+    # -- reading ------------------------------------------------------
+
+    def transcript(self, since: float = 0.0) -> list[str]:
+        return [
+            action_text(a)
+            for t, a in self.outputs
+            if t >= since and not isinstance(a, SendPeerMessage)
+        ]
+
+    def decisions(self, since: float = 0.0) -> list[Decision]:
+        return [a for t, a in self.outputs if t >= since and isinstance(a, Decision)]
+
+    def kinds(self, since: float = 0.0) -> list[str]:
+        return [d.kind for d in self.decisions(since)]
+
+    def role(self) -> Role:
+        return self.core.role
+
+    def last_view(self) -> PeerView:
+        return [a.view for _, a in self.outputs if isinstance(a, SendPeerMessage)][-1]
+
+
+def standby(**kwargs: object) -> Harness:
+    """beta as STANDBY beside alpha ACTIVE (epoch 1), both networks healthy."""
+    h = Harness(**kwargs)  # type: ignore[arg-type]
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(1.0)
+    assert h.role() is Role.STANDBY, h.transcript()
+    return h
+
+
+def active(**kwargs: object) -> Harness:
+    """alpha ACTIVE (epoch 1) beside beta STANDBY, both networks healthy."""
+    h = Harness(node="alpha", **kwargs)  # type: ignore[arg-type]
+    h.peer = h.peer_view(Role.STANDBY, 0)
+    h.run_until(1.0)
+    assert h.role() is Role.ACTIVE, h.transcript()
+    return h

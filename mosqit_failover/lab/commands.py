@@ -1,0 +1,47 @@
+"""``lab up|down|status``: argparse wiring for the CLI (the lead adds ``demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .control import down, status, up
+from .netns import LabError
+from .topology import DEFAULT_PLAN
+
+
+def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``lab`` with sub-commands ``up``, ``down``, ``status``; return its parser."""
+    lab = subparsers.add_parser("lab", help="the network-namespace lab (needs root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    p_up = lab_sub.add_parser("up", help="build the lab and boot both nodes")
+    p_up.add_argument("--no-boot", action="store_true", help="networks only, no nodes")
+    lab_sub.add_parser("down", help="tear everything down (idempotent, works after a crash)")
+    lab_sub.add_parser("status", help="show what exists")
+    return lab  # type: ignore[no-any-return]
+
+
+def run_lab_command(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("lab: must run as root", file=sys.stderr)
+        return 2
+    plan = DEFAULT_PLAN
+    try:
+        if args.lab_command == "up":
+            lab = up(plan, boot=not args.no_boot)
+            for name, node in lab.nodes.items():
+                print(f"node {name}: pid {node.pid}")
+            print(f"lab up in {lab.timings['up']:.1f}s")
+        elif args.lab_command == "down":
+            removed = down(plan)
+            print("\n".join(f"removed {item}" for item in removed) or "nothing to remove")
+        elif args.lab_command == "status":
+            print("\n".join(status(plan)))
+        else:
+            raise LabError(f"unknown lab command {args.lab_command!r}")
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,99 @@
+"""Names and addresses of the lab: one frozen plan, no I/O."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Net = Literal["a", "b"]
+NETS: tuple[Net, Net] = ("a", "b")
+
+PREFIX = "mqlab-"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One lab node: its namespace, addresses and switch ports."""
+
+    name: str
+    addr_a: str
+    addr_b: str
+
+    @property
+    def netns(self) -> str:
+        return PREFIX + self.name
+
+    def addr(self, net: Net) -> str:
+        return self.addr_a if net == "a" else self.addr_b
+
+    def port(self, net: Net) -> str:
+        """The switch-side veth end (lives in the switch namespace)."""
+        return f"{self.name}-{net}"
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """Everything the lab is made of. Only lab-internal addresses."""
+
+    nodes: tuple[NodeSpec, ...] = (
+        NodeSpec("alpha", "10.231.1.11", "10.231.2.11"),
+        NodeSpec("beta", "10.231.1.12", "10.231.2.12"),
+    )
+    switch_ns: str = PREFIX + "sw"
+    client_ns: str = PREFIX + "client"
+    client_name: str = "client"
+    client_addr: str = "10.231.1.100"
+    switch_addr_a: str = "10.231.1.1"
+    switch_addr_b: str = "10.231.2.1"
+    prefix_len: int = 24
+    vip: str = "10.231.1.50"
+    demo_port: int = 7000
+    demo_unit: str = "mqlab-demo.service"
+    nft_table: str = "mqlab"
+    state_dir: Path = Path("/run/mqlab")
+    project_dir: Path = PROJECT_DIR
+    python: str = field(default_factory=lambda: sys.executable)
+    boot_timeout: float = 60.0
+
+    def node(self, name: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no lab node named {name!r}")
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)
+
+    @property
+    def all_netns(self) -> tuple[str, ...]:
+        return (self.switch_ns, self.client_ns, *(n.netns for n in self.nodes))
+
+    @staticmethod
+    def iface(net: Net) -> str:
+        """The node-side interface name on a network."""
+        return "eth0" if net == "a" else "eth1"
+
+    @staticmethod
+    def bridge(net: Net) -> str:
+        return "sw" + net
+
+    def switch_addr(self, net: Net) -> str:
+        return self.switch_addr_a if net == "a" else self.switch_addr_b
+
+    def client_port(self) -> str:
+        return f"{self.client_name}-a"
+
+    def ports(self, net: Net) -> tuple[str, ...]:
+        """Every switch port on one network."""
+        ports = tuple(n.port(net) for n in self.nodes)
+        return (*ports, self.client_port()) if net == "a" else ports
+
+    def node_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+
+DEFAULT_PLAN = LabPlan()

@@ -1,0 +1,124 @@
+"""The ``lab`` fixture: the whole namespace lab, up once per session, always torn down.
+
+Skips the lab suite (with the reason) only when not root or when namespaces,
+cgroup v2 or the needed tools are unavailable. After teardown it checks that
+nothing of the lab is left and that the host's /etc, /tmp, /run and mounts
+were not touched (the failure the DESIGN warns about: a node acting on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover.lab import control, faults
+from mosqit_failover.lab.netns import LabError
+from mosqit_failover.lab.node import cgroup2_root
+from mosqit_failover.lab.topology import DEFAULT_PLAN, LabPlan
+
+TOOLS = ("ip", "nsenter", "unshare", "nft", "chroot", "ping")
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing or not Path("/lib/systemd/systemd").exists():
+        return f"the lab needs {', '.join(missing) or 'systemd'} installed"
+    try:
+        cgroup2_root()
+    except LabError as exc:
+        return str(exc)
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--cgroup", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"namespaces unavailable: {probe.stderr.strip()}"
+    return None
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """What of the host must survive the lab unchanged."""
+
+    etc: frozenset[str]
+    tmp: frozenset[str]
+    run: frozenset[str]
+    mounts: frozenset[str]
+    hostname: str
+    machine_id: str
+
+    @classmethod
+    def take(cls) -> HostSnapshot:
+        with open("/proc/self/mountinfo") as fh:
+            mounts = frozenset(line.split()[4] for line in fh)
+        return cls(
+            etc=frozenset(os.listdir("/etc")),
+            tmp=frozenset(os.listdir("/tmp")),
+            run=frozenset(os.listdir("/run")),
+            mounts=mounts,
+            hostname=Path("/etc/hostname").read_text() if Path("/etc/hostname").exists() else "",
+            machine_id=Path("/etc/machine-id").read_text(),
+        )
+
+    def problems(self, plan: LabPlan) -> list[str]:
+        """Differences that matter, compared with the host now."""
+        now = HostSnapshot.take()
+        out = [f"leftover: {item}" for item in control.leftovers(plan)]
+        for what in ("etc", "tmp", "run"):
+            lost = getattr(self, what) - getattr(now, what)
+            if lost:
+                out.append(f"/{what} lost entries: {sorted(lost)}")
+        if now.etc - self.etc:
+            out.append(f"/etc gained entries: {sorted(now.etc - self.etc)}")
+        if now.mounts != self.mounts:
+            out.append(f"host mounts changed: {sorted(now.mounts ^ self.mounts)}")
+        if (now.hostname, now.machine_id) != (self.hostname, self.machine_id):
+            out.append("host /etc/hostname or /etc/machine-id changed")
+        return out
+
+
+@pytest.fixture(scope="session")
+def lab_plan() -> LabPlan:
+    return DEFAULT_PLAN
+
+
+@pytest.fixture(scope="session")
+def host_before(lab_plan: LabPlan) -> HostSnapshot:
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(f"lab tests skipped: {reason}")
+    control.down(lab_plan)  # leftovers of a crashed run
+    return HostSnapshot.take()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_plan: LabPlan, host_before: HostSnapshot) -> Iterator[control.Lab]:
+    """The running lab (both nodes booted). Torn down at the end, whatever happens."""
+    try:
+        running = control.up(lab_plan)
+        yield running
+    finally:
+        control.down(lab_plan)
+    problems = host_before.problems(lab_plan)
+    assert not problems, "lab teardown left traces on the host:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def lab_clean(lab: control.Lab) -> Iterator[control.Lab]:
+    """The lab, with every fault undone and every node thawed after the test."""
+    yield lab
+    for node in lab.nodes.values():
+        if node.alive() and node.frozen():
+            node.thaw()
+    faults.clear_all(lab.plan)

@@ -1,0 +1,413 @@
+"""Start, stop and check the protected services (systemd units, SysV init scripts, commands).
+
+:func:`make_runner` turns a configured :class:`~mosqit_failover.config.Resource`
+into a :class:`ResourceRunner`. All commands run as asyncio subprocesses
+(``asyncio.create_subprocess_exec``) in their own session and process group,
+with stdin from /dev/null and stdout/stderr captured through pipes of our own.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mosqit_failover import config
+from mosqit_failover.effects import EffectError
+
+log = logging.getLogger(__name__)
+
+_TAIL_BYTES = 4096  # output kept per stream (the end of it)
+_TAIL_LINES = 5  # lines of it quoted in an error
+_EOF_GRACE = 0.2  # after exit, how long to wait for the output pipes to close
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one command ended."""
+
+    argv: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def tail(self) -> str:
+        """The last lines of stderr (of stdout if stderr is empty), for error messages."""
+        stream, text = (
+            ("stderr", self.stderr.strip())
+            if self.stderr.strip()
+            else ("stdout", self.stdout.strip())
+        )
+        if not text:
+            return "no output"
+        lines = text.splitlines()[-_TAIL_LINES:]
+        return f"{stream}: " + " | ".join(line.strip() for line in lines)
+
+
+class ResourceRunner(abc.ABC):
+    """Start, stop and check one protected resource.
+
+    Guarantees (all kinds):
+
+    - Every command is bounded by the resource's ``timeout``. When it runs out,
+      the command's whole process group gets SIGKILL and :class:`EffectError`
+      says "... did not finish within Ns". A cancelled call kills its process
+      group the same way before re-raising CancelledError.
+    - :meth:`start` is idempotent: if the status check says it already runs,
+      nothing is started. After starting it checks the status again and raises
+      unless it reports running.
+    - :meth:`stop` is idempotent: if the status says it is not running, nothing
+      is stopped. After stopping it checks again and raises unless the status
+      reports it stopped.
+    - :meth:`running` runs the status check once; it raises :class:`EffectError`
+      when the answer is neither "running" nor "not running".
+    - Failures raise :class:`EffectError` naming the resource, the command, its
+      exit code and the last lines of its stderr (of stdout if stderr is empty).
+      A missing unit or script raises an error naming it and the fix.
+    - Calls to :meth:`start` and :meth:`stop` of one runner are serialized.
+    - A command whose background child keeps stdout/stderr open (``daemon &``)
+      does not hang the call: the call returns when the command exits, and the
+      leftover output is drained and discarded (a warning is logged once).
+    """
+
+    def __init__(self, resource: config.Resource) -> None:
+        self.resource = resource
+        self.name = resource.name
+        self.timeout = resource.timeout
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    # -- what each kind provides ------------------------------------------
+
+    @abc.abstractmethod
+    def _start_argv(self) -> Sequence[str]: ...
+
+    @abc.abstractmethod
+    def _stop_argv(self) -> Sequence[str]: ...
+
+    @abc.abstractmethod
+    def _status_argv(self) -> Sequence[str]: ...
+
+    @abc.abstractmethod
+    def _interpret_status(self, outcome: Outcome) -> bool | None:
+        """True running, False not running, None unknown."""
+
+    @abc.abstractmethod
+    def _missing(self, error: OSError) -> str:
+        """The message for a command that could not be executed at all."""
+
+    def _check(self, what: str, outcome: Outcome) -> None:
+        """Raise if a start/stop command failed."""
+        if outcome.code != 0:
+            raise EffectError(
+                f"resource {self.name}: {what} failed: `{_show(outcome.argv)}` exited with "
+                f"code {outcome.code}; {outcome.tail()}"
+            )
+
+    # -- the API ------------------------------------------------------------
+
+    async def running(self) -> bool:
+        """True if the status check says the resource runs; raises if it cannot tell."""
+        outcome = await self._run(self._status_argv())
+        state = self._interpret_status(outcome)
+        if state is None:
+            raise EffectError(
+                f"resource {self.name}: cannot tell whether it runs: "
+                f"`{_show(outcome.argv)}` exited with code {outcome.code} "
+                f"(0 means running, 3 not running); {outcome.tail()}"
+            )
+        return state
+
+    async def start(self) -> None:
+        """Start it unless it already runs, then check that it runs."""
+        async with self._lock:
+            before = self._interpret_status(await self._run(self._status_argv()))
+            if before is True:
+                log.info("resource %s: already running", self.name)
+                return
+            self._check("start", await self._run(self._start_argv()))
+            after = await self._run(self._status_argv())
+            if self._interpret_status(after) is not True:
+                raise EffectError(
+                    f"resource {self.name}: started, but its status check "
+                    f"`{_show(after.argv)}` then exited with code {after.code} instead of 0 "
+                    f"(running); {after.tail()}. Check the service's own logs"
+                )
+            log.info("resource %s: started", self.name)
+
+    async def stop(self) -> None:
+        """Stop it unless it is not running, then check that it stopped."""
+        async with self._lock:
+            before = self._interpret_status(await self._run(self._status_argv()))
+            if before is False:
+                log.info("resource %s: already stopped", self.name)
+                return
+            self._check("stop", await self._run(self._stop_argv()))
+            after = await self._run(self._status_argv())
+            if self._interpret_status(after) is not False:
+                raise EffectError(
+                    f"resource {self.name}: stopped, but its status check "
+                    f"`{_show(after.argv)}` then exited with code {after.code}, which does "
+                    f"not confirm it stopped; {after.tail()}. Check for leftover processes"
+                )
+            log.info("resource %s: stopped", self.name)
+
+    # -- running commands -------------------------------------------------
+
+    async def _run(self, argv: Sequence[str]) -> Outcome:
+        try:
+            return await run_command(argv, self.timeout)
+        except _Timeout:
+            raise EffectError(
+                f"resource {self.name}: `{_show(argv)}` did not finish within "
+                f"{self.timeout:g}s and was killed; fix the command or raise the "
+                "resource's timeout"
+            ) from None
+        except OSError as error:
+            raise EffectError(self._missing(error)) from None
+
+
+class SystemdRunner(ResourceRunner):
+    """A systemd unit: ``systemctl start|stop UNIT`` and ``systemctl is-active --quiet UNIT``.
+
+    is-active exit 0 means running, anything else not running (inactive,
+    failed, activating, or no such unit: stopping a unit that does not exist is
+    a success). Starting a unit that does not exist (systemctl exit 5) raises an
+    error naming the unit.
+    """
+
+    def __init__(self, resource: config.Resource, systemctl: str) -> None:
+        super().__init__(resource)
+        self.systemctl = systemctl
+        self.unit = resource.unit
+
+    def _start_argv(self) -> Sequence[str]:
+        return (self.systemctl, "start", self.unit)
+
+    def _stop_argv(self) -> Sequence[str]:
+        return (self.systemctl, "stop", self.unit)
+
+    def _status_argv(self) -> Sequence[str]:
+        return (self.systemctl, "is-active", "--quiet", self.unit)
+
+    def _interpret_status(self, outcome: Outcome) -> bool | None:
+        return outcome.code == 0
+
+    def _check(self, what: str, outcome: Outcome) -> None:
+        if what == "start" and outcome.code == 5:
+            raise EffectError(
+                f"resource {self.name}: systemd has no unit {self.unit!r} "
+                f"({outcome.tail()}); install the service or fix resources.unit "
+                "(see `systemctl list-unit-files`)"
+            )
+        super()._check(what, outcome)
+
+    def _missing(self, error: OSError) -> str:
+        return (
+            f"resource {self.name}: cannot run {self.systemctl!r}: {error.strerror or error}; "
+            'this host needs systemd for kind = "systemd" (or use kind = "sysv" or "script")'
+        )
+
+
+class SysvRunner(ResourceRunner):
+    """A SysV init script: ``INITD/SCRIPT start|stop|status`` with LSB exit codes.
+
+    status: 0 running, 3 not running, anything else unknown (start then tries
+    to start, stop tries to stop; :meth:`running` raises). The script is
+    executed directly (it needs its #! line and the executable bit).
+    """
+
+    def __init__(self, resource: config.Resource, initd: Path) -> None:
+        super().__init__(resource)
+        script = Path(resource.script)
+        self.script = script if script.is_absolute() else initd / script
+
+    def _start_argv(self) -> Sequence[str]:
+        return (str(self.script), "start")
+
+    def _stop_argv(self) -> Sequence[str]:
+        return (str(self.script), "stop")
+
+    def _status_argv(self) -> Sequence[str]:
+        return (str(self.script), "status")
+
+    def _interpret_status(self, outcome: Outcome) -> bool | None:
+        return {0: True, 3: False}.get(outcome.code)
+
+    def _missing(self, error: OSError) -> str:
+        if isinstance(error, FileNotFoundError):
+            fix = "install the service or fix resources.script"
+            return f"resource {self.name}: init script {self.script} not found; {fix}"
+        if isinstance(error, PermissionError):
+            return (
+                f"resource {self.name}: init script {self.script} is not executable; "
+                f"run `chmod +x {self.script}`"
+            )
+        return f"resource {self.name}: cannot run {self.script}: {error.strerror or error}"
+
+
+class ScriptRunner(ResourceRunner):
+    """Three shell command lines (start, stop, status), each run with ``/bin/sh -c``.
+
+    status: exit 0 running, anything else not running, except 126/127 (the
+    shell could not find or execute the command), which raise an error naming
+    the command, so a typo never reads as "stopped".
+    """
+
+    def _start_argv(self) -> Sequence[str]:
+        return ("/bin/sh", "-c", self.resource.start)
+
+    def _stop_argv(self) -> Sequence[str]:
+        return ("/bin/sh", "-c", self.resource.stop)
+
+    def _status_argv(self) -> Sequence[str]:
+        return ("/bin/sh", "-c", self.resource.status)
+
+    def _interpret_status(self, outcome: Outcome) -> bool | None:
+        if outcome.code in (126, 127):
+            raise EffectError(self._not_found(outcome))
+        return outcome.code == 0
+
+    def _check(self, what: str, outcome: Outcome) -> None:
+        if outcome.code in (126, 127):
+            raise EffectError(self._not_found(outcome))
+        super()._check(what, outcome)
+
+    def _not_found(self, outcome: Outcome) -> str:
+        how = "not found" if outcome.code == 127 else "not executable"
+        return (
+            f"resource {self.name}: the shell says the command in {outcome.argv[-1]!r} is "
+            f"{how} (exit {outcome.code}; {outcome.tail()}); install it or fix the command "
+            "in the resource's start/stop/status"
+        )
+
+    def _missing(self, error: OSError) -> str:
+        return f"resource {self.name}: cannot run /bin/sh: {error.strerror or error}"
+
+
+def make_runner(
+    resource: config.Resource,
+    *,
+    systemctl: str = "systemctl",
+    initd: Path = Path("/etc/init.d"),
+) -> ResourceRunner:
+    """The runner for this resource's kind (systemd, sysv or script)."""
+    if resource.kind == "systemd":
+        return SystemdRunner(resource, systemctl)
+    if resource.kind == "sysv":
+        return SysvRunner(resource, initd)
+    if resource.kind == "script":
+        return ScriptRunner(resource)
+    raise ValueError(f"resource {resource.name}: unknown kind {resource.kind!r}")
+
+
+# -- subprocesses ---------------------------------------------------------------
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Tail(asyncio.Protocol):
+    """Keeps the last bytes read from a pipe; notes when the pipe closes."""
+
+    def __init__(self, closed: asyncio.Future[None]) -> None:
+        self.data = bytearray()
+        self.closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > _TAIL_BYTES:
+            del self.data[:-_TAIL_BYTES]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+async def _open_pipe() -> tuple[int, _Tail, asyncio.BaseTransport]:
+    """A pipe whose read end the event loop drains into a _Tail; returns the write fd."""
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
+    try:
+        tail = _Tail(loop.create_future())
+        transport, _ = await loop.connect_read_pipe(lambda: tail, os.fdopen(read_fd, "rb", 0))
+    except BaseException:
+        os.close(write_fd)
+        raise
+    return write_fd, tail, transport
+
+
+async def run_command(argv: Sequence[str], timeout: float) -> Outcome:
+    """Run argv in its own process group; return how it ended.
+
+    Raises _Timeout after killing the group when it runs longer than timeout,
+    OSError when it cannot be executed. Our own pipes (not asyncio's) carry its
+    output, so that a background child holding them open cannot delay us: in
+    Python 3.11, Process.wait() also waits for asyncio's pipes to close.
+    """
+    pipes: list[tuple[int, _Tail, asyncio.BaseTransport]] = []
+    try:
+        for _ in ("stdout", "stderr"):
+            pipes.append(await _open_pipe())
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=pipes[0][0],
+            stderr=pipes[1][0],
+            start_new_session=True,
+        )
+    except BaseException:
+        for _, _, transport in pipes:
+            transport.close()
+        raise
+    finally:
+        for write_fd, _, _ in pipes:
+            os.close(write_fd)  # the child has its copies
+    try:
+        code = await asyncio.wait_for(proc.wait(), timeout)
+    except (TimeoutError, asyncio.CancelledError) as error:
+        _kill_group(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        for _, _, transport in pipes:
+            transport.close()
+        if isinstance(error, TimeoutError):
+            raise _Timeout from None
+        raise
+    closed = [tail.closed for _, tail, _ in pipes]
+    await asyncio.wait(closed, timeout=_EOF_GRACE)
+    if not all(f.done() for f in closed):
+        # Still open: a background child inherited them. Keep draining (the
+        # transport reads and discards until the child closes them or exits).
+        log.warning(
+            "`%s` left a background process holding its stdout/stderr; redirect that "
+            "process's output (e.g. `>/dev/null 2>&1`)",
+            _show(argv),
+        )
+    return Outcome(tuple(argv), code, pipes[0][1].text(), pipes[1][1].text())
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _show(argv: Sequence[str]) -> str:
+    """The command as the operator wrote it: a script line as is, else shell-quoted argv."""
+    if len(argv) == 3 and tuple(argv[:2]) == ("/bin/sh", "-c"):
+        return argv[2]
+    return shlex.join(argv)

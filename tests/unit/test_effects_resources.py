@@ -1,0 +1,421 @@
+"""Resource runners against real shell scripts, init scripts and a fake systemctl.
+
+The "services" are marker files (no daemons), except where a test needs a real
+process (timeouts, background children); those are killed before the test ends.
+Every script appends what it was asked to do to ``calls``, so idempotence is
+checked by what actually ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from mosqit_failover.config import Resource
+from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.resources import ResourceRunner, make_runner
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls"
+    return log.read_text().split() if log.exists() else []
+
+
+def executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (not yet reaped by its parent) counts as gone.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- script kind ------------------------------------------------------------------
+
+
+def script_resource(tmp_path: Path, **overrides: str | float) -> Resource:
+    d = tmp_path
+    fields: dict[str, str | float] = {
+        "start": f"echo start >> {d}/calls; touch {d}/running",
+        "stop": f"echo stop >> {d}/calls; rm -f {d}/running",
+        "status": f"echo status >> {d}/calls; test -f {d}/running",
+        "timeout": 5.0,
+    }
+    fields.update(overrides)
+    return Resource(name="demo", kind="script", **fields)  # type: ignore[arg-type]
+
+
+def test_script_start_stop_and_idempotence(tmp_path: Path) -> None:
+    runner = make_runner(script_resource(tmp_path))
+    assert runner.name == "demo"
+    assert run(runner.running()) is False
+
+    run(runner.start())
+    assert (tmp_path / "running").exists()
+    assert run(runner.running()) is True
+    assert calls(tmp_path) == ["status", "status", "start", "status", "status"]
+
+    (tmp_path / "calls").unlink()
+    run(runner.start())  # already running: only the status check runs
+    assert calls(tmp_path) == ["status"]
+
+    (tmp_path / "calls").unlink()
+    run(runner.stop())
+    assert not (tmp_path / "running").exists()
+    assert calls(tmp_path) == ["status", "stop", "status"]
+
+    (tmp_path / "calls").unlink()
+    run(runner.stop())  # already stopped
+    assert calls(tmp_path) == ["status"]
+
+
+def test_script_start_failure_reports_code_and_stderr(tmp_path: Path) -> None:
+    runner = make_runner(
+        script_resource(
+            tmp_path,
+            start="echo on-stdout; echo 'line one' >&2; echo 'port 1883 in use' >&2; exit 4",
+        )
+    )
+    with pytest.raises(EffectError) as caught:
+        run(runner.start())
+    message = str(caught.value)
+    assert "resource demo: start failed" in message
+    assert "exited with code 4" in message
+    assert "line one | port 1883 in use" in message
+    assert "on-stdout" not in message.split("stderr:")[1]  # stderr wins over stdout
+
+
+def test_script_failure_quotes_stdout_when_stderr_is_empty(tmp_path: Path) -> None:
+    runner = make_runner(script_resource(tmp_path, stop="echo 'cannot stop: busy'; exit 1"))
+    (tmp_path / "running").touch()
+    with pytest.raises(EffectError, match="code 1; stdout: cannot stop: busy"):
+        run(runner.stop())
+
+
+def test_script_start_not_confirmed_by_status(tmp_path: Path) -> None:
+    runner = make_runner(script_resource(tmp_path, start="true"))
+    with pytest.raises(EffectError, match=r"started, but its status check .* exited with code 1"):
+        run(runner.start())
+
+
+def test_script_stop_not_confirmed_by_status(tmp_path: Path) -> None:
+    (tmp_path / "running").touch()
+    runner = make_runner(script_resource(tmp_path, stop="true"))
+    with pytest.raises(EffectError, match="stopped, but its status check"):
+        run(runner.stop())
+
+
+def test_script_missing_command_is_named(tmp_path: Path) -> None:
+    runner = make_runner(script_resource(tmp_path, status="mqtest-no-such-command --check"))
+    for call in (runner.start, runner.stop, runner.running):
+        with pytest.raises(EffectError, match=r"mqtest-no-such-command --check.* is not found"):
+            run(call())
+
+
+def test_script_timeout_kills_the_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    runner = make_runner(
+        script_resource(tmp_path, start=f"sleep 30 & echo $! > {pidfile}; wait", timeout=0.5)
+    )
+    began = time.monotonic()
+    with pytest.raises(EffectError) as caught:
+        run(runner.start())
+    assert time.monotonic() - began < 3
+    assert "did not finish within 0.5s" in str(caught.value)
+    assert "sleep 30" in str(caught.value)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 2
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(child), "the command's child survived the timeout"
+
+
+def test_background_child_holding_the_output_does_not_hang(tmp_path: Path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    runner = make_runner(
+        script_resource(
+            tmp_path,
+            start=f"sleep 30 & echo $! > {pidfile}; touch {tmp_path}/running",
+            timeout=10,
+        )
+    )
+    began = time.monotonic()
+    try:
+        run(runner.start())
+        assert time.monotonic() - began < 2
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_commands_do_not_block_the_event_loop(tmp_path: Path) -> None:
+    runner = make_runner(script_resource(tmp_path, start=f"sleep 0.3; touch {tmp_path}/running"))
+
+    async def main() -> float:
+        worst = 0.0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.monotonic()
+            while not done:
+                await asyncio.sleep(0.005)
+                now = time.monotonic()
+                worst = max(worst, now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        await runner.start()
+        await runner.stop()
+        done = True
+        await task
+        return worst
+
+    assert run(main()) < 0.1
+
+
+def test_cancelled_call_kills_its_command(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    runner = make_runner(
+        script_resource(tmp_path, start=f"sleep 30 & echo $! > {pidfile}; wait", timeout=60)
+    )
+
+    async def main() -> None:
+        task = asyncio.create_task(runner.start())
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 2
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(child)
+
+
+# -- sysv kind ------------------------------------------------------------------
+
+INIT_SCRIPT = """#!/bin/sh
+# A fake LSB init script: state in marker files next to it.
+D=$(dirname "$0")
+echo "$1" >> "$D/calls"
+case "$1" in
+  start)
+    if [ -e "$D/fail-start" ]; then echo "mosquitto: address already in use" >&2; exit 1; fi
+    [ -e "$D/start-does-nothing" ] || touch "$D/running"; exit 0 ;;
+  stop)
+    [ -e "$D/stop-does-nothing" ] || rm -f "$D/running"; exit 0 ;;
+  status)
+    if [ -e "$D/status-code" ]; then exit "$(cat "$D/status-code")"; fi
+    if [ -e "$D/running" ]; then echo running; exit 0; fi
+    echo "not running"; exit 3 ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
+"""
+
+
+def sysv_runner(tmp_path: Path, script: str = "mosquitto") -> ResourceRunner:
+    executable(tmp_path / "mosquitto", INIT_SCRIPT)
+    resource = Resource(name="broker", kind="sysv", script=script, timeout=5.0)
+    return make_runner(resource, initd=tmp_path)
+
+
+def test_sysv_start_stop_and_idempotence(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path)
+    run(runner.start())
+    run(runner.start())
+    assert run(runner.running()) is True
+    run(runner.stop())
+    run(runner.stop())
+    assert run(runner.running()) is False
+    assert calls(tmp_path) == [
+        "status", "start", "status",  # start
+        "status",  # start again: already running
+        "status",  # running()
+        "status", "stop", "status",  # stop
+        "status",  # stop again: already stopped
+        "status",  # running()
+    ]  # fmt: skip
+
+
+def test_sysv_absolute_script_path_ignores_initd(tmp_path: Path) -> None:
+    executable(tmp_path / "mosquitto", INIT_SCRIPT)
+    resource = Resource(name="broker", kind="sysv", script=str(tmp_path / "mosquitto"))
+    runner = make_runner(resource, initd=Path("/nonexistent"))
+    run(runner.start())
+    assert (tmp_path / "running").exists()
+
+
+def test_sysv_start_failure(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path)
+    (tmp_path / "fail-start").touch()
+    with pytest.raises(EffectError) as caught:
+        run(runner.start())
+    message = str(caught.value)
+    assert f"`{tmp_path}/mosquitto start` exited with code 1" in message
+    assert "address already in use" in message
+
+
+def test_sysv_unknown_status(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path)
+    (tmp_path / "status-code").write_text("4")
+    with pytest.raises(EffectError, match=r"cannot tell whether it runs.*code 4"):
+        run(runner.running())
+    # start tries anyway, but cannot confirm it
+    with pytest.raises(EffectError, match="instead of 0"):
+        run(runner.start())
+    assert calls(tmp_path)[-3:] == ["status", "start", "status"]
+    # stop tries anyway, and an unknown status (here "1": dead, pid file left)
+    # is not taken as "stopped"
+    (tmp_path / "status-code").write_text("1")
+    with pytest.raises(EffectError, match="exited with code 1, which does not confirm"):
+        run(runner.stop())
+    assert calls(tmp_path)[-3:] == ["status", "stop", "status"]
+
+
+def test_sysv_stop_not_confirmed(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path)
+    run(runner.start())
+    (tmp_path / "stop-does-nothing").touch()
+    with pytest.raises(EffectError, match=r"stopped, but its status check .* code 0"):
+        run(runner.stop())
+
+
+def test_sysv_missing_script(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path, script="mqtest-nope")
+    for call in (runner.start, runner.stop, runner.running):
+        with pytest.raises(EffectError) as caught:
+            run(call())
+        message = str(caught.value)
+        assert f"init script {tmp_path}/mqtest-nope not found" in message
+        assert "resources.script" in message
+
+
+def test_sysv_script_not_executable(tmp_path: Path) -> None:
+    runner = sysv_runner(tmp_path)
+    (tmp_path / "mosquitto").chmod(0o644)
+    with pytest.raises(EffectError, match=f"run `chmod \\+x {tmp_path}/mosquitto`"):
+        run(runner.start())
+
+
+def test_sysv_timeout(tmp_path: Path) -> None:
+    executable(tmp_path / "slow", "#!/bin/sh\nexec sleep 30\n")
+    runner = make_runner(
+        Resource(name="slow", kind="sysv", script="slow", timeout=0.3), initd=tmp_path
+    )
+    began = time.monotonic()
+    with pytest.raises(EffectError, match=r"`.*/slow status` did not finish within 0.3s"):
+        run(runner.running())
+    assert time.monotonic() - began < 2
+
+
+# -- systemd kind (a fake systemctl) --------------------------------------------
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# Logs its arguments; units are marker files; only mosquitto.service exists.
+D=$(dirname "$0")
+echo "$*" | tr ' ' '_' >> "$D/calls"
+[ "$1" = is-active ] && unit=$3 || unit=$2
+case "$1" in
+  is-active) [ -e "$D/active-$unit" ] ;;
+  start)
+    if [ "$unit" != mosquitto.service ]; then
+      echo "Failed to start $unit: Unit $unit not found." >&2; exit 5
+    fi
+    touch "$D/active-$unit" ;;
+  stop) rm -f "$D/active-$unit" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def systemd_runner(tmp_path: Path, unit: str = "mosquitto.service") -> ResourceRunner:
+    fake = executable(tmp_path / "systemctl", FAKE_SYSTEMCTL)
+    resource = Resource(name="broker", kind="systemd", unit=unit, timeout=5.0)
+    return make_runner(resource, systemctl=str(fake))
+
+
+def test_systemd_commands(tmp_path: Path) -> None:
+    runner = systemd_runner(tmp_path)
+    run(runner.start())
+    run(runner.start())
+    assert run(runner.running()) is True
+    run(runner.stop())
+    run(runner.stop())
+    assert run(runner.running()) is False
+    check = "is-active_--quiet_mosquitto.service"
+    assert calls(tmp_path) == [
+        check, "start_mosquitto.service", check,
+        check,
+        check,
+        check, "stop_mosquitto.service", check,
+        check,
+        check,
+    ]  # fmt: skip
+
+
+def test_systemd_missing_unit(tmp_path: Path) -> None:
+    runner = systemd_runner(tmp_path, unit="mqtest-nope.service")
+    with pytest.raises(EffectError) as caught:
+        run(runner.start())
+    message = str(caught.value)
+    assert "systemd has no unit 'mqtest-nope.service'" in message
+    assert "Unit mqtest-nope.service not found" in message
+    assert "resources.unit" in message
+    run(runner.stop())  # a unit that does not exist does not run: stopped already
+
+
+def test_systemd_missing_systemctl(tmp_path: Path) -> None:
+    resource = Resource(name="broker", kind="systemd", unit="mosquitto.service")
+    runner = make_runner(resource, systemctl=str(tmp_path / "mqtest-no-systemctl"))
+    with pytest.raises(EffectError, match=r"cannot run .*mqtest-no-systemctl.*needs systemd"):
+        run(runner.running())
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown kind 'upstart'"):
+        make_runner(Resource(name="x", kind="upstart"))
+
+
+@pytest.mark.parametrize("kind", ["script", "sysv", "systemd"])
+def test_concurrent_start_and_stop_are_serialized(tmp_path: Path, kind: str) -> None:
+    factories: dict[str, Callable[[Path], ResourceRunner]] = {
+        "script": lambda d: make_runner(script_resource(d)),
+        "sysv": sysv_runner,
+        "systemd": systemd_runner,
+    }
+    runner = factories[kind](tmp_path)
+
+    async def main() -> None:
+        await asyncio.gather(runner.start(), runner.start(), runner.stop(), runner.start())
+
+    run(main())
+    assert run(runner.running()) is True
+    starts = [c for c in calls(tmp_path) if "start" in c]
+    assert len(starts) == 2  # the second start found it running

@@ -1,0 +1,125 @@
+"""The state file: round trip, atomic replacement, and loud failure on corruption."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.state import VERSION, StateError, StateFile
+from mosqit_failover.events import Role
+
+
+def test_missing_file_means_a_fresh_node(tmp_path: Path) -> None:
+    assert StateFile(tmp_path / "state.json").load() == (0, Role.WAITING)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_round_trip(tmp_path: Path, role: Role) -> None:
+    state = StateFile(tmp_path / "state.json")
+    state.save(41, role)
+    assert state.load() == (41, role)
+    assert StateFile(tmp_path / "state.json").load() == (41, role)
+
+
+def test_content_is_versioned_json(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    StateFile(path).save(7, Role.ACTIVE)
+    assert json.loads(path.read_text()) == {"version": VERSION, "epoch": 7, "role": "ACTIVE"}
+
+
+def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "deep" / "dir" / "state.json")
+    state.save(1, Role.STANDBY)
+    state.save(2, Role.ACTIVE)
+    assert state.load() == (2, Role.ACTIVE)
+    assert os.listdir(tmp_path / "deep" / "dir") == ["state.json"]
+
+
+def test_save_async(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "state.json")
+    asyncio.run(state.save_async(3, Role.DEMOTING))
+    assert asyncio.run(state.load_async()) == (3, Role.DEMOTING)
+
+
+def test_temp_file_left_by_a_crash_is_ignored_and_cleaned(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = StateFile(path)
+    state.save(5, Role.ACTIVE)
+    # A crash between writing the temp file and renaming it: half a new state.
+    leftover = tmp_path / ".state.json.tmp-crash1"
+    leftover.write_text('{"version": 1, "epoch": 6, "ro')
+    assert state.load() == (5, Role.ACTIVE)
+    # Also before the first save ever completed: still a fresh node.
+    fresh = StateFile(tmp_path / "other.json")
+    (tmp_path / ".other.json.tmp-x").write_text("{")
+    assert fresh.load() == (0, Role.WAITING)
+    state.save(6, Role.STANDBY)
+    assert not leftover.exists()
+    assert state.load() == (6, Role.STANDBY)
+
+
+def test_failed_save_leaves_the_old_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = StateFile(path)
+    state.save(9, Role.ACTIVE)
+    path.parent.chmod(0o500)
+    try:
+        if os.access(path.parent, os.W_OK):  # root ignores the mode bits: use a bad path
+            bad = StateFile(path / "not-a-dir" / "state.json")
+            with pytest.raises(StateError, match="cannot save the state file"):
+                bad.save(10, Role.ACTIVE)
+        else:
+            with pytest.raises(StateError, match=str(path)):
+                state.save(10, Role.STANDBY)
+    finally:
+        path.parent.chmod(0o700)
+    assert state.load() == (9, Role.ACTIVE)
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "corrupt"),
+        (b"{not json", "corrupt"),
+        (b"\xff\xfe", "corrupt"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"epoch": 3, "role": "ACTIVE"}', "version None"),
+        (b'{"version": 99, "epoch": 3, "role": "ACTIVE"}', "version 99"),
+        (b'{"version": 1, "epoch": -1, "role": "ACTIVE"}', "epoch -1"),
+        (b'{"version": 1, "epoch": "3", "role": "ACTIVE"}', "epoch '3'"),
+        (b'{"version": 1, "epoch": true, "role": "ACTIVE"}', "epoch True"),
+        (b'{"version": 1, "epoch": 3, "role": "KING"}', "role 'KING'"),
+    ],
+)
+def test_corrupt_file_is_an_error_never_epoch_zero(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(StateError) as caught:
+        StateFile(path).load()
+    message = str(caught.value)
+    assert str(path) in message
+    assert why in message
+    assert "delete it" in message  # the fix
+    assert isinstance(caught.value, EffectError)
+
+
+def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.mkdir()  # reading a directory fails even for root
+    with pytest.raises(StateError, match=f"cannot read the state file {path}"):
+        StateFile(path).load()
+
+
+def test_bad_epoch_is_refused_before_writing(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "state.json")
+    with pytest.raises(ValueError):
+        state.save(-1, Role.ACTIVE)
+    assert state.load() == (0, Role.WAITING)

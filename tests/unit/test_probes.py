@@ -1,0 +1,414 @@
+"""The probes against real links: two throwaway network namespaces and a veth pair.
+
+Namespace ``mqprobe-PID-N-x`` holds ``pa`` (10.231.98.1/24), ``mqprobe-PID-N-y``
+holds its peer ``pb`` (10.231.98.2/24). The probe runs inside ``x`` in a
+subprocess (tests/unit/probe_driver.py) that prints one JSON line per report;
+the test changes the world from outside and watches the lines. Traffic only
+ever goes to addresses inside these namespaces. Needs root; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PREFIX = "mqprobe-"
+HERE_IP = "10.231.98.1"
+PEER_IP = "10.231.98.2"
+NOBODY_IP = "10.231.98.3"  # in the veth subnet, held by no one
+DRIVER = Path(__file__).with_name("probe_driver.py")
+PYTHON = sys.executable
+
+Record = dict[str, Any]
+
+
+def _ip(*args: str, ns: str | None = None, check: bool = True) -> str:
+    argv = ["ip", *(["-n", ns] if ns else []), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _sweep_stale() -> None:
+    """Delete mqprobe- namespaces left by an earlier run that was killed."""
+    for line in _ip("netns", "list", check=False).splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith(PREFIX):
+            continue
+        owner = name[len(PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            _ip("netns", "del", name, check=False)
+
+
+class Driver:
+    """One probe_driver.py process inside a namespace, its JSON lines in a queue."""
+
+    def __init__(self, ns: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, PYTHON, str(DRIVER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.records: list[Record] = []
+        self.stderr = ""
+        self._lines: queue.Queue[Record | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            record = json.loads(line)
+            self.records.append(record)
+            self._lines.put(record)
+        self._lines.put(None)
+
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float) -> Record:
+        """The next record matching ``pred``; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching record in {timeout}s: {self.records[-10:]}")
+            try:
+                record = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if record is None:
+                raise AssertionError(f"driver exited: {self.records[-5:]} {self.read_stderr()}")
+            assert "crash" not in record, record
+            if pred(record):
+                return record
+
+    def finish(self, timeout: float = 10.0) -> Record:
+        """Close stdin (the driver stops its probe) and return the summary record."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        end = self.records[-1] if self.records else {}
+        assert end.get("end") is True, f"{end} {self.read_stderr()}"
+        assert self.proc.returncode == 0
+        return end
+
+    def read_stderr(self) -> str:
+        if self.proc.poll() is not None and self.proc.stderr is not None and not self.stderr:
+            self.stderr = self.proc.stderr.read()
+        return self.stderr
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class NetPair:
+    """Two namespaces joined by a veth pair; spawns drivers in ``x``."""
+
+    def __init__(self, tag: str) -> None:
+        self.x = f"{PREFIX}{os.getpid()}-{tag}-x"
+        self.y = f"{PREFIX}{os.getpid()}-{tag}-y"
+        self.drivers: list[Driver] = []
+
+    def create(self) -> None:
+        _ip("netns", "add", self.x)
+        _ip("netns", "add", self.y)
+        # Distinct ifindexes matter: the kernel's linkwatch treats a carrier
+        # change as urgent (notified at once) only for devices whose iflink
+        # differs from their own index; with pa and pb both index 2 a carrier
+        # loss is batched up to 1 s, as on a physical NIC.
+        _ip(
+            "link",
+            "add",
+            "pa",
+            "index",
+            "20",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pb",
+            "index",
+            "30",
+            "netns",
+            self.y,
+            ns=self.x,
+        )
+        _ip("addr", "add", f"{HERE_IP}/24", "dev", "pa", ns=self.x)
+        _ip("addr", "add", f"{PEER_IP}/24", "dev", "pb", ns=self.y)
+        for ns, dev in ((self.x, "pa"), (self.y, "pb")):
+            _ip("link", "set", "lo", "up", ns=ns)
+            _ip("link", "set", dev, "up", ns=ns)
+
+    def destroy(self) -> None:
+        for driver in self.drivers:
+            driver.kill()
+        for ns in (self.x, self.y):
+            _ip("netns", "del", ns, check=False)
+
+    def driver(self, *args: str) -> Driver:
+        driver = Driver(self.x, *args)
+        self.drivers.append(driver)
+        return driver
+
+    def echo(self, interval: float, seconds: float, *extra: str, target: str = PEER_IP) -> Driver:
+        return self.driver("echo", HERE_IP, target, str(interval), str(seconds), *extra)
+
+    def wait_answered(self) -> None:
+        """Until x can ping y (veth carrier and addresses settle in a few ms)."""
+        deadline = time.monotonic() + 5
+        while True:
+            proc = subprocess.run(
+                ["ip", "netns", "exec", self.x, "ping", "-c1", "-W1", PEER_IP],
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode == 0:
+                return
+            assert time.monotonic() < deadline, "veth pair never became reachable"
+
+
+@pytest.fixture
+def net(request: pytest.FixtureRequest) -> Iterator[NetPair]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces and raw ICMP sockets")
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2 (the ip command)")
+    _sweep_stale()
+    pair = NetPair(str(abs(hash(request.node.nodeid)) % 100000))
+    try:
+        pair.create()
+    except (RuntimeError, OSError) as exc:
+        pair.destroy()
+        pytest.skip(f"cannot create network namespaces here: {exc}")
+    try:
+        yield pair
+    finally:
+        pair.destroy()
+        left = [n for n in _ip("netns", "list", check=False).split() if n in (pair.x, pair.y)]
+        assert not left, f"namespaces left behind: {left}"
+
+
+def _no_duplicates(records: list[Record]) -> None:
+    last: dict[str, bool] = {}
+    for record in records:
+        if "network" in record:
+            assert last.get(record["network"]) != record["carrier"], f"duplicate {record}"
+            last[record["network"]] = record["carrier"]
+
+
+# -- LinkMonitor ---------------------------------------------------------------
+
+
+def test_link_monitor_follows_carrier(net: NetPair) -> None:
+    # lo: LOWER_UP with operstate UNKNOWN, which counts as carrier
+    mon = net.driver("link", "a=pa,b=ghost,c=lo", "15")
+    net.wait_answered()
+    mon.wait_for(lambda r: r.get("network") == "a" and r["carrier"] is True, 5)
+    mon.wait_for(lambda r: r.get("network") == "b" and r["carrier"] is False, 5)
+    mon.wait_for(lambda r: r.get("network") == "c" and r["carrier"] is True, 5)
+    time.sleep(0.2)  # the monitor is now waiting on netlink
+
+    # the peer goes down: pa loses carrier (NO-CARRIER), it is still admin up
+    t0 = time.monotonic()
+    _ip("link", "set", "pb", "down", ns=net.y)
+    down = mon.wait_for(lambda r: r.get("network") == "a", 2)
+    latency = down["t"] - t0
+    print(f"\nlink down detected in {latency * 1000:.1f} ms (including the ip command)")
+    assert down["carrier"] is False
+    assert latency < 0.2
+
+    t0 = time.monotonic()
+    _ip("link", "set", "pb", "up", ns=net.y)
+    up = mon.wait_for(lambda r: r.get("network") == "a", 2)
+    assert up["carrier"] is True
+    print(f"link up detected in {(up['t'] - t0) * 1000:.1f} ms")
+
+    # an interface that appears is reported (a second veth pair, both ends up)
+    _ip("link", "add", "ghost", "type", "veth", "peer", "name", "ghost-p", "netns", net.y, ns=net.x)
+    _ip("link", "set", "ghost-p", "up", ns=net.y)
+    _ip("link", "set", "ghost", "up", ns=net.x)
+    assert mon.wait_for(lambda r: r.get("network") == "b", 2)["carrier"] is True
+
+    # deleted interfaces lose carrier
+    _ip("link", "del", "ghost", ns=net.x)
+    assert mon.wait_for(lambda r: r.get("network") == "b", 2)["carrier"] is False
+    _ip("link", "del", "pa", ns=net.x)
+    assert mon.wait_for(lambda r: r.get("network") == "a", 2)["carrier"] is False
+
+    end = mon.finish()
+    assert end["reconnects"] == 0
+    _no_duplicates(mon.records)
+    reports = [(r["network"], r["carrier"]) for r in mon.records if "network" in r]
+    assert reports == [
+        ("a", True),
+        ("b", False),
+        ("c", True),
+        ("a", False),
+        ("a", True),
+        ("b", True),
+        ("b", False),
+        ("a", False),
+    ]
+
+
+def test_link_monitor_reports_admin_down_and_rename(net: NetPair) -> None:
+    mon = net.driver("link", "a=pa", "10")
+    mon.wait_for(lambda r: r.get("network") == "a" and r["carrier"] is True, 5)
+    _ip("link", "set", "pa", "down", ns=net.x)
+    assert mon.wait_for(lambda r: r.get("network") == "a", 2)["carrier"] is False
+    _ip("link", "set", "pa", "name", "pa-old", ns=net.x)
+    _ip("link", "set", "pa-old", "up", ns=net.x)
+    time.sleep(0.3)  # pa-old regains carrier, but it is not pa: nothing reported
+    _ip("link", "set", "pa-old", "down", ns=net.x)
+    _ip("link", "set", "pa-old", "name", "pa", ns=net.x)
+    _ip("link", "set", "pa", "up", ns=net.x)
+    assert mon.wait_for(lambda r: r.get("network") == "a", 2)["carrier"] is True
+    mon.finish()
+    _no_duplicates(mon.records)
+    assert [r["carrier"] for r in mon.records if "network" in r] == [True, False, True]
+
+
+def test_link_monitor_reopens_netlink_after_overflow(net: NetPair, tmp_path: Path) -> None:
+    """A stalled agent during a link storm: ENOBUFS, re-open, re-read the state."""
+    mon = net.driver("link", "a=pa", "10")
+    mon.wait_for(lambda r: r.get("network") == "a" and r["carrier"] is True, 5)
+    batch = tmp_path / "flap"
+    batch.write_text("link set pa down\nlink set pa up\n" * 1500 + "link set pa down\n")
+    os.kill(mon.proc.pid, signal.SIGSTOP)
+    try:
+        _ip("-batch", str(batch), ns=net.x)  # ~3000 events: overflows the socket buffer
+    finally:
+        os.kill(mon.proc.pid, signal.SIGCONT)
+    assert mon.wait_for(lambda r: r.get("network") == "a", 5)["carrier"] is False
+    end = mon.finish()
+    assert end["reconnects"] >= 1
+    assert "re-opening" in mon.read_stderr()
+    _no_duplicates(mon.records)
+
+
+# -- EchoProber ----------------------------------------------------------------
+
+
+def _oks(driver: Driver) -> list[bool]:
+    return [r["ok"] for r in driver.records if "ok" in r]
+
+
+def _wait_misses(driver: Driver, n: int, timeout: float) -> None:
+    misses = 0
+
+    def pred(record: Record) -> bool:
+        nonlocal misses
+        misses = 0 if record.get("ok") else misses + 1
+        return misses >= n
+
+    driver.wait_for(pred, timeout)
+
+
+def test_echo_answers(net: NetPair) -> None:
+    net.wait_answered()
+    echo = net.echo(0.1, 1.05)
+    echo.proc.wait(timeout=10)
+    end = echo.finish()
+    assert _oks(echo) and all(_oks(echo)), echo.records
+    assert end["answered"] >= 9
+    assert end["sent"] - end["answered"] <= 1  # the last one may still be in flight
+    assert end["consecutive_misses"] == 0
+    assert end["last_rtt"] is not None and 0 < end["last_rtt"] < 0.05
+    assert end["errors"] == 0
+
+
+def test_echo_misses_when_peer_address_removed(net: NetPair) -> None:
+    net.wait_answered()
+    echo = net.echo(0.1, 15)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    _ip("addr", "del", f"{PEER_IP}/24", "dev", "pb", ns=net.y)
+    _wait_misses(echo, 3, 2)
+    _ip("addr", "add", f"{PEER_IP}/24", "dev", "pb", ns=net.y)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    end = echo.finish()
+    assert end["consecutive_misses"] == 0
+
+
+def test_echo_misses_when_link_down(net: NetPair) -> None:
+    net.wait_answered()
+    echo = net.echo(0.1, 15)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    _ip("link", "set", "pb", "down", ns=net.y)  # pa: NO-CARRIER
+    _wait_misses(echo, 3, 2)
+    _ip("link", "set", "pb", "up", ns=net.y)
+    echo.wait_for(lambda r: r.get("ok") is True, 5)
+    echo.finish()
+
+
+def test_echo_survives_network_unreachable(net: NetPair) -> None:
+    net.wait_answered()
+    echo = net.echo(0.1, 15)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    # our own address (and with it the route) goes: sends fail with ENETUNREACH
+    # and the socket bound to it cannot be re-created until it comes back
+    _ip("addr", "del", f"{HERE_IP}/24", "dev", "pa", ns=net.x)
+    _wait_misses(echo, 5, 2)
+    _ip("addr", "add", f"{HERE_IP}/24", "dev", "pa", ns=net.x)
+    echo.wait_for(lambda r: r.get("ok") is True, 5)
+    end = echo.finish()
+    assert end["errors"] >= 1
+    print("\n" + echo.read_stderr())
+    assert "unreachable" in echo.read_stderr().lower(), echo.read_stderr()
+
+
+def test_echo_cadence(net: NetPair) -> None:
+    net.wait_answered()
+    # answered at 50 ms, and unanswered with a 200 ms timeout (4 probes in flight)
+    fast = net.echo(0.05, 2)
+    lost = net.echo(0.05, 2, "0.2", target=NOBODY_IP)
+    fast.proc.wait(timeout=10)
+    lost.proc.wait(timeout=10)
+    fast_end, lost_end = fast.finish(), lost.finish()
+    assert 36 <= fast_end["sent"] <= 42, fast_end
+    assert fast_end["answered"] >= fast_end["sent"] - 2
+    assert 36 <= lost_end["sent"] <= 42, lost_end
+    assert lost_end["answered"] == 0
+    # every probe that reached its timeout was reported as a miss
+    assert lost_end["sent"] - 5 <= len(_oks(lost)) <= lost_end["sent"]
+    assert not any(_oks(lost))
+    times = [r["t"] for r in fast.records if "ok" in r]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) < 0.15, gaps
+
+
+def test_echo_skips_ahead_after_stall(net: NetPair) -> None:
+    net.wait_answered()
+    echo = net.echo(0.05, 2)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    os.kill(echo.proc.pid, signal.SIGSTOP)  # ip netns exec has exec'd python
+    try:
+        time.sleep(0.6)
+    finally:
+        os.kill(echo.proc.pid, signal.SIGCONT)
+    echo.proc.wait(timeout=10)
+    end = echo.finish()
+    print(f"\nafter a 0.6 s SIGSTOP at 50 ms: {end}")
+    # ~40 slots in 2 s, ~12 of them lost in the stall and skipped, not burst
+    assert end["skipped"] >= 8, end
+    assert end["sent"] + end["skipped"] <= 42, end
+    assert end["sent"] <= 34, end
+    # the reply to the probe in flight when stopped was queued in the socket
+    oks = _oks(echo)
+    assert oks.count(False) <= 1, oks

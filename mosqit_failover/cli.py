@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mosqit_failover import config as configuration
 
@@ -56,6 +57,148 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _load(args: argparse.Namespace) -> tuple[configuration.Config, str]:
+    try:
+        cfg = configuration.load(Path(args.config))
+        node = configuration.pick_node(cfg, getattr(args, "node", None), socket.gethostname())
+    except configuration.ConfigError as error:
+        raise UsageError(error.report()) from None
+    return cfg, node
+
+
+def _agent(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from mosqit_failover.authkeys import SecretFileError, load_keyring
+    from mosqit_failover.daemon import Agent
+    from mosqit_failover.effects import EffectError
+    from mosqit_failover.journal import DecisionLog
+
+    cfg, node = _load(args)
+    if cfg.sync:
+        raise UsageError(
+            f"{args.config}: [[sync]] is configured but directory sync is not available in "
+            "this version yet; remove the [[sync]] tables for now"
+        )
+    try:
+        keyring = load_keyring(cfg.secret_file)
+    except SecretFileError as error:
+        raise UsageError(str(error)) from None
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    agent = Agent(cfg, node, keyring, DecisionLog())
+    try:
+        return asyncio.run(agent.run())
+    except EffectError as error:
+        raise UsageError(f"cannot start: {error}") from None
+
+
+def _ask(args: argparse.Namespace, request: dict[str, str]) -> dict[str, object]:
+    from mosqit_failover.control import ControlError, ask
+
+    path = Path(args.socket) if args.socket else None
+    if path is None:
+        cfg, _ = _load(args)
+        path = cfg.control_socket
+    try:
+        return ask(path, request)
+    except ControlError as error:
+        raise UsageError(str(error)) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    reply = _ask(args, {"command": "status"})
+    status = reply.get("status")
+    if not reply.get("ok") or not isinstance(status, dict):
+        raise UsageError(f"the agent refused: {reply.get('error')}")
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(_format_status(status))
+    return 0
+
+
+def _format_status(s: dict[str, Any]) -> str:
+    peer = s["peer"]
+    lines = [
+        f"cluster {s['cluster']}  VIP {s['vip']}",
+        f"this node  {s['node']}: {s['role']} ({s['mode']}), epoch {s['epoch']}"
+        + ("" if s["candidate"] else ", not a candidate"),
+    ]
+    for net, health in s["uplinks"].items():
+        lines.append(f"  uplink {net}: {health}")
+    heard = peer["heard_ago"]
+    heard_text = "never heard" if heard is None else f"heard {heard * 1000:.0f} ms ago"
+    lines.append(
+        f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
+        f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}"
+    )
+    for net, ago in peer["heard_ago_by_network"].items():
+        seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
+        lines.append(
+            f"  network {net}: last message {seen}, echo misses in a row "
+            f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
+            f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
+        )
+    link = s["peer_link"]
+    dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
+    lines.append(f"peer link  accepted {link['accepted']}, dropped: {dropped}")
+    lines.append("recent decisions:")
+    lines += [f"  {line}" for line in s["recent_decisions"][-10:]]
+    return "\n".join(lines)
+
+
+def _command(args: argparse.Namespace) -> int:
+    name = args.command
+    if name == "maintenance":
+        name = f"maintenance-{args.state}"
+    if name == "force-active" and not args.yes:
+        print(
+            "force-active makes THIS node active although it cannot see its peer.\n"
+            "If the peer is in fact running the service, both will serve, and this node's\n"
+            "data may be older than the peer's (it may have been active later)."
+        )
+        if not sys.stdin.isatty():
+            raise UsageError("refusing without confirmation: pass --yes to force")
+        if input("Type 'yes' to force this node active: ").strip() != "yes":
+            print("not forced")
+            return 1
+    reply = _ask(args, {"command": name})
+    decisions = reply.get("decisions")
+    for line in decisions if isinstance(decisions, list) else []:
+        print(line)
+    if not reply.get("ok"):
+        if reply.get("error"):
+            print(f"mosqit-failover: {reply['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _gen_secret(args: argparse.Namespace) -> int:
+    import os
+
+    from mosqit_failover.authkeys import generate_secret_text
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; pass --force to replace it (both nodes need the same)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_secret_text())
+    os.chmod(path, 0o600)
+    print(f"wrote {path} (mode 0600); copy it to the other node")
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from mosqit_failover.lab import commands
+
+    return commands.run_lab_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mosqit-failover",
@@ -74,6 +217,44 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="random seed for packet loss")
     sim.add_argument("-v", "--verbose", action="store_true", help="also print the plans")
     sim.set_defaults(func=_simulate)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=str(configuration.DEFAULT_PATH), help="config file")
+        p.add_argument("--node", help="this node's name (default: the hostname)")
+        p.add_argument("--socket", help="control socket (default: from the config)")
+
+    agent = sub.add_parser("agent", help="run the agent in the foreground (systemd runs this)")
+    with_config(agent)
+    agent.set_defaults(func=_agent)
+
+    status = sub.add_parser("status", help="this node's state and what it knows of the peer")
+    with_config(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    switch = sub.add_parser("switchover", help="hand the service over to the peer")
+    with_config(switch)
+    switch.set_defaults(func=_command)
+
+    maint = sub.add_parser("maintenance", help="suspend (on) or resume (off) automatic action")
+    maint.add_argument("state", choices=["on", "off"])
+    with_config(maint)
+    maint.set_defaults(func=_command)
+
+    force = sub.add_parser("force-active", help="make this node active when the peer is gone")
+    force.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    with_config(force)
+    force.set_defaults(func=_command)
+
+    secret = sub.add_parser("gen-secret", help="write a fresh shared secret file (mode 0600)")
+    secret.add_argument("path", nargs="?", default="/etc/mosqit-failover/secret")
+    secret.add_argument("--force", action="store_true", help="replace an existing file")
+    secret.set_defaults(func=_gen_secret)
+
+    from mosqit_failover.lab.commands import add_lab_parser
+
+    lab = add_lab_parser(sub)
+    lab.set_defaults(func=_lab)
     return parser
 
 

@@ -144,6 +144,7 @@ class Core:
         self._stop_failures = 0
         self._retry_at = NEVER
         self._reclaim_by: float | None = None
+        self._stopping = False  # the agent is shutting down: never promote again
         self._heartbeat_at = now
         self._peer_was_recent = False
         self._startup: Decision | None = self._adopt(inventory, now)
@@ -202,6 +203,38 @@ class Core:
             maintenance=self.maintenance,
             manual=self.manual,
         )
+
+    @property
+    def stopped(self) -> bool:
+        """The agent was asked to stop and holds nothing any more."""
+        return self._stopping and not self.role.may_hold
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """What this node knows, for `mosqit-failover status` (JSON-ready)."""
+        peer = self.peer.view
+        return {
+            "node": self.node,
+            "role": self.role.value,
+            "epoch": self.epoch,
+            "mode": "MAINTENANCE" if self.maintenance else "MANUAL" if self.manual else "AUTO",
+            "candidate": self._candidate(now),
+            "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
+            "plan_running": self._plan_live,
+            "peer": {
+                "node": self.peer_name,
+                "role": peer.role.value if peer else "UNKNOWN",
+                "epoch": peer.epoch if peer else None,
+                "mode": ("MAINTENANCE" if peer.maintenance else "MANUAL" if peer.manual else "AUTO")
+                if peer
+                else None,
+                "uplinks": dict(peer.uplinks) if peer else {},
+                "heard_ago": None if math.isinf(self.peer.heard_at) else now - self.peer.heard_at,
+                "heard_ago_by_network": {
+                    n: None if math.isinf(t) else now - t for n, t in self.peer.heard_on.items()
+                },
+                "echo_misses": dict(self.peer.misses),
+            },
+        }
 
     # ---- observing -----------------------------------------------------
 
@@ -461,7 +494,7 @@ class Core:
 
     def _update_yield(self, now: float) -> None:
         """A yielding node stops yielding once the peer took over or cannot."""
-        if not self._yielding:
+        if not self._yielding or self._stopping:
             return
         fresh = self._fresh(now)
         if fresh is None or fresh.role.may_hold or not fresh.candidate:
@@ -492,6 +525,17 @@ class Core:
                         "switchover",
                         f"operator switchover: handing over to {self.peer_name}",
                     )
+            case Command.STOP:
+                self._yielding = True
+                self.maintenance = False
+                self._stopping = True
+                if self.role in (P, A):
+                    return Verdict(
+                        Trigger.STAND_DOWN,
+                        "agent-stop",
+                        "agent stopping: releasing services, sync and VIP for the peer",
+                    )
+                out.append(self._decision("agent-stop", "agent stopping"))
             case Command.FORCE_ACTIVE:
                 silent = now - self.peer.last_sign()
                 if self.role.may_hold:

@@ -32,6 +32,7 @@ class Command(enum.Enum):
     MAINTENANCE_ON = "maintenance-on"
     MAINTENANCE_OFF = "maintenance-off"
     FORCE_ACTIVE = "force-active"
+    STOP = "stop"  # the agent is being stopped: release everything, let the peer take over
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     p_up.add_argument("--no-boot", action="store_true", help="networks only, no nodes")
     lab_sub.add_parser("down", help="tear everything down (idempotent, works after a crash)")
     lab_sub.add_parser("status", help="show what exists")
+    lab_sub.add_parser("demo", help="build the lab, run the agents, show the failure cases live")
     return lab  # type: ignore[no-any-return]
 
 
@@ -39,6 +40,10 @@ def run_lab_command(args: argparse.Namespace) -> int:
             print("\n".join(f"removed {item}" for item in removed) or "nothing to remove")
         elif args.lab_command == "status":
             print("\n".join(status(plan)))
+        elif args.lab_command == "demo":
+            from .demo import run_demo
+
+            return run_demo(plan)
         else:
             raise LabError(f"unknown lab command {args.lab_command!r}")
     except LabError as exc:

@@ -1,0 +1,330 @@
+"""The agent: an asyncio shell around the pure core.
+
+Probes turn the world into events; `Agent.feed` hands each to the core with
+the loop's monotonic time and carries out what comes back: decision lines to
+the journal, plans to the PlanRunner, messages to the peer link. One timer
+wakes the core at the deadline it asks for. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import time
+from typing import Any
+
+from mosqit_failover.actions import (
+    Action,
+    Alert,
+    ClaimVip,
+    Decision,
+    Escalate,
+    PersistState,
+    PlanStep,
+    ReleaseVip,
+    RunPlan,
+    SendGarp,
+    SendPeerMessage,
+    StartResource,
+    StartSync,
+    StopResource,
+    StopSync,
+)
+from mosqit_failover.authkeys import Keyring
+from mosqit_failover.config import Config
+from mosqit_failover.control import ControlServer
+from mosqit_failover.core import Core
+from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.garp import Garp
+from mosqit_failover.effects.resources import ResourceRunner, make_runner
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.effects.vip import Vip
+from mosqit_failover.events import (
+    Command,
+    EchoResult,
+    Event,
+    Inventory,
+    LinkChanged,
+    OperatorCommand,
+    PeerMessage,
+    PeerView,
+    Role,
+    SwitchReachability,
+    Tick,
+)
+from mosqit_failover.journal import DecisionLog
+from mosqit_failover.notify import Notifier
+from mosqit_failover.peerlink import PeerLink
+from mosqit_failover.planrunner import PlanRunner
+from mosqit_failover.probes.echo import EchoProber
+from mosqit_failover.probes.links import LinkMonitor
+
+LOGGER = logging.getLogger("mosqit_failover.daemon")
+STOP_TIMEOUT = 120.0
+COMMANDS = {c.value: c for c in Command if c is not Command.STOP}
+
+
+class Agent:
+    def __init__(self, config: Config, node: str, keyring: Keyring, log: DecisionLog) -> None:
+        self.config = config
+        self.node = config.node(node)
+        self.log = log
+        self.notifier = Notifier()
+        self.state = StateFile(config.state_dir / "state.json")
+        self.vip = Vip(config.vip.address, self.node.vip_interface)
+        self.garp = Garp(
+            config.vip.address.ip,
+            self.node.vip_interface,
+            config.vip.garp_count,
+            config.vip.garp_interval,
+        )
+        self.runners: dict[str, ResourceRunner] = {r.name: make_runner(r) for r in config.resources}
+        self.peerlink = PeerLink(config, node, keyring, self._peer_message, log)
+        self.plans = PlanRunner(self._execute, self.feed)
+        self.recent: collections.deque[str] = collections.deque(maxlen=50)
+        self._said: list[str] = []  # decision lines of the event being handled
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._core: Core | None = None
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._jobs: set[asyncio.Future[None]] = set()
+        self.probes: dict[str, EchoProber] = {}
+
+    @property
+    def core(self) -> Core:
+        assert self._core is not None, "the core exists once run() started"
+        return self._core
+
+    # ---- life ----------------------------------------------------------
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        inventory = await self._inventory()
+        self._core = Core(self.config, self.node.name, inventory, self._loop.time())
+        self.log.note(
+            f"agent starting as {self.node.name}: epoch {inventory.epoch}, last role "
+            f"{inventory.last_role.value}, holding VIP: {inventory.holds_vip}, running: "
+            f"{', '.join(inventory.running) or 'nothing'}",
+            priority=5,
+        )
+        await self.peerlink.open()
+        control = ControlServer(self.config.control_socket, self._control)
+        await control.start()
+        self._start_tasks()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._request_stop)
+        self.feed(Tick())
+        self.notifier.ready(self._status_words())
+        try:
+            await self._stopped.wait()
+        finally:
+            self.notifier.stopping()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await control.close()
+            self.peerlink.close()
+            self.garp.close()
+            if self._timer is not None:
+                self._timer.cancel()
+        self.log.note("agent stopped", priority=5)
+        return 0
+
+    def _start_tasks(self) -> None:
+        interfaces = {a.network: a.interface for a in self.node.attachments}
+        links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
+        coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
+        peer = self.config.peer_of(self.node.name)
+        interval = self.config.timing.interval
+        for attachment in self.node.attachments:
+            net = attachment.network
+            source = str(attachment.address)
+            target = str(peer.on(net).address)
+            prober = EchoProber(
+                f"peer-{net}", source, target, interval, self._reporter(EchoResult, net)
+            )
+            self.probes[f"peer-{net}"] = prober
+            coros.append(prober.run())
+            switch = next(n.switch for n in self.config.networks if n.name == net)
+            if switch is not None:
+                prober = EchoProber(
+                    f"switch-{net}",
+                    source,
+                    str(switch),
+                    interval,
+                    self._reporter(SwitchReachability, net),
+                )
+                self.probes[f"switch-{net}"] = prober
+                coros.append(prober.run())
+        self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
+
+    def _reporter(self, kind: type[EchoResult] | type[SwitchReachability], network: str) -> Any:
+        return lambda answered: self.feed(kind(network, answered))
+
+    async def _guard(self, coro: Any) -> None:
+        """A probe or worker that dies is logged and the agent stops (systemd restarts it)."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOGGER.exception("a task of the agent failed")
+            self.log.note("a task of the agent failed; stopping so systemd restarts it", 2)
+            self._stopped.set()
+
+    def _request_stop(self) -> None:
+        if self.core.stopped or self.core.maintenance:
+            self._stopped.set()  # in maintenance, leave everything as it is
+            return
+        self.feed(OperatorCommand(Command.STOP))
+        assert self._loop is not None
+        self._loop.call_later(STOP_TIMEOUT, self._stopped.set)
+
+    async def _inventory(self) -> Inventory:
+        epoch, role = await asyncio.to_thread(self.state.load)
+        running = []
+        for name, runner in self.runners.items():
+            try:
+                if await runner.running():
+                    running.append(name)
+            except EffectError as error:
+                self.log.note(f"cannot tell whether {name} runs: {error}", priority=4)
+        return Inventory(epoch, role, await asyncio.to_thread(self.vip.held), tuple(running))
+
+    # ---- the core ------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        assert self._loop is not None
+        for action in self.core.handle(event, self._loop.time()):
+            self._carry_out(action)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self.core.next_deadline(), self.feed, Tick())
+        if self.core.stopped:
+            self._stopped.set()
+
+    def _peer_message(self, network: str, view: PeerView) -> None:
+        self.feed(PeerMessage(network, view))
+
+    def _carry_out(self, action: Action) -> None:
+        match action:
+            case Decision():
+                self.log.write(action)
+                self.recent.append(f"{time.strftime('%H:%M:%S')} {action.text}")
+                self._said.append(action.text)
+                self.notifier.status(self._status_words())
+            case RunPlan():
+                self.plans.submit(action)
+            case SendPeerMessage(view):
+                self.peerlink.send(view)
+            case SendGarp():
+                self._background(self._garp_now())
+            case Alert(kind, text):
+                self.log.note(f"ALERT {kind}: {text}", priority=2, ALERT=kind)
+            case Escalate(how, reason):
+                self.log.note(f"ESCALATION {how}: {reason}", priority=2, ALERT="escalate")
+                if how == "reboot":
+                    self._background(_reboot())
+
+    def _background(self, coro: Any) -> None:
+        """Run a short side job without blocking the core; keep it referenced until done."""
+        task = asyncio.ensure_future(coro)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _execute(self, step: PlanStep) -> None:
+        match step:
+            case PersistState(epoch, role):
+                await asyncio.to_thread(self.state.save, epoch, role)
+            case ClaimVip():
+                await self.vip.claim()
+            case ReleaseVip():
+                await self.vip.release()
+            case SendGarp():
+                await self.garp.announce()
+            case StartResource(name):
+                await self.runners[name].start()
+            case StopResource(name):
+                await self.runners[name].stop()
+            case StartSync() | StopSync():
+                raise EffectError("directory sync is not available in this version")
+
+    async def _garp_now(self) -> None:
+        try:
+            await self.garp.announce()
+        except EffectError as error:
+            self.log.note(f"gratuitous ARP failed: {error}", priority=3)
+
+    async def _garp_refresh(self) -> None:
+        period = self.config.vip.garp_refresh
+        if period <= 0:
+            return
+        while True:
+            await asyncio.sleep(period)
+            if self.core.role is Role.ACTIVE:
+                await self._garp_now()
+
+    async def _watchdog(self) -> None:
+        period = self.notifier.watchdog_period()
+        if period is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(period)
+
+    # ---- status and control --------------------------------------------
+
+    def _status_words(self) -> str:
+        snap = self.core.snapshot(self._loop.time() if self._loop else 0.0)
+        peer = snap["peer"]
+        assert isinstance(peer, dict)
+        return (
+            f"{snap['role']} ({snap['mode']}), epoch {snap['epoch']}; "
+            f"peer {peer['node']} {peer['role']}"
+        )
+
+    def status(self) -> dict[str, Any]:
+        assert self._loop is not None
+        snap = self.core.snapshot(self._loop.time())
+        snap["cluster"] = self.config.cluster
+        snap["vip"] = str(self.config.vip.address)
+        snap["probes"] = {
+            name: {
+                "sent": p.sent,
+                "answered": p.answered,
+                "last_rtt_ms": None if p.last_rtt is None else round(p.last_rtt * 1000, 3),
+            }
+            for name, p in self.probes.items()
+        }
+        receiver = self.peerlink.receiver
+        snap["peer_link"] = {
+            "accepted": receiver.accepted,
+            "dropped": {r.value: n for r, n in receiver.counters.items() if n},
+            "from_strangers": self.peerlink.foreign,
+            "sent": self.peerlink.sent,
+        }
+        snap["recent_decisions"] = list(self.recent)[-20:]
+        return snap
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["command"]
+        if name == "status":
+            return {"ok": True, "status": self.status()}
+        command = COMMANDS.get(name)
+        if command is None:
+            return {
+                "ok": False,
+                "error": f"unknown command {name!r}; known: status, " + ", ".join(COMMANDS),
+            }
+        self._said = []
+        self.feed(OperatorCommand(command))
+        refused = any(" refused: " in line for line in self._said)
+        return {"ok": not refused, "decisions": list(self._said)}
+
+
+async def _reboot() -> None:
+    process = await asyncio.create_subprocess_exec("systemctl", "reboot")
+    await process.wait()

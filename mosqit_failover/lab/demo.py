@@ -1,0 +1,155 @@
+"""`mosqit-failover lab demo`: the reference design's failure cases, live, in the lab.
+
+Builds the lab, installs and starts the agent on both nodes (as systemd
+units), starts a client that asks the VIP who serves it every 10 ms, then
+injects the faults one after another and prints, for each case, what the
+client saw beside each node's decision lines read from its journal.
+Everything is torn down at the end, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from . import deploy, faults
+from .client import Probe
+from .control import Lab, down, up
+from .netns import LabError
+from .topology import DEFAULT_PLAN, NETS, LabPlan, Net
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str
+    inject: Callable[[LabPlan, str, str], None]  # (plan, active, standby)
+    repair: Callable[[LabPlan, str, str], None]
+    hold: float  # seconds the fault lasts
+    expect: str
+
+
+def _switch(net: Net, up_: bool) -> Callable[[LabPlan, str, str], None]:
+    def act(plan: LabPlan, active: str, standby: str) -> None:
+        (faults.switch_up if up_ else faults.switch_down)(plan, net)
+
+    return act
+
+
+def _cut_active(up_: bool) -> Callable[[LabPlan, str, str], None]:
+    def act(plan: LabPlan, active: str, standby: str) -> None:
+        for net in NETS:
+            (faults.port_up if up_ else faults.port_down)(plan, active, net)
+
+    return act
+
+
+def _both_switches(up_: bool) -> Callable[[LabPlan, str, str], None]:
+    def act(plan: LabPlan, active: str, standby: str) -> None:
+        for net in NETS:
+            (faults.switch_up if up_ else faults.switch_down)(plan, net)
+
+    return act
+
+
+CASES = [
+    Case(
+        "1a. switch B fails, then comes back",
+        _switch("b", False),
+        _switch("b", True),
+        8.0,
+        "both nodes go MANUAL; the active keeps serving the client; no switchover",
+    ),
+    Case(
+        "1b. switch A fails (the VIP's network), then comes back",
+        _switch("a", False),
+        _switch("a", True),
+        8.0,
+        "both nodes go MANUAL, no switchover; the client sits on switch A, so it "
+        "cannot reach anyone until A is back, then the same node answers",
+    ),
+    Case(
+        "2. the active node is cut off (both its switch ports down)",
+        _cut_active(False),
+        _cut_active(True),
+        8.0,
+        "the standby promotes after 3 missed echoes; the cut-off node stands down; "
+        "when it returns it becomes the standby",
+    ),
+    Case(
+        "3. split brain: both switches off, then back",
+        _both_switches(False),
+        _both_switches(True),
+        8.0,
+        "the active stops services and releases the VIP; both wait; on return the "
+        "node with the freshest data (highest epoch) becomes active again",
+    ),
+]
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _show_case(lab: Lab, probe: Probe, case: Case, t0: float, t_fault: float, t1: float) -> None:
+    who = probe.who_answered(t0, t1)
+    answered = ", ".join(f"{node} {count}x" for node, count in who.most_common()) or "nobody"
+    gap = probe.longest_gap_ms(t_fault, t1)
+    _say(f"   client: answers at the VIP from {answered}; longest gap after the fault {gap:.0f} ms")
+    for name, node in lab.nodes.items():
+        for entry in deploy.decisions(node, since=t0):
+            at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - t_fault
+            _say(f"   {name:6} {at:+8.3f}s  {entry.get('MESSAGE', '')}")
+
+
+def _active_standby(lab: Lab) -> tuple[str, str]:
+    roles = deploy.wait_pair(lab.nodes, timeout=40)
+    active = next(n for n, r in roles.items() if r == "ACTIVE")
+    standby = next(n for n, r in roles.items() if r == "STANDBY")
+    return active, standby
+
+
+def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        _say("building the lab: switches A and B, nodes alpha and beta (systemd), a client")
+        lab = up(plan)
+        _say(f"lab up in {lab.timings.get('up', 0):.1f}s; installing the agent on both nodes")
+        deploy.install(lab.nodes, plan)
+        deploy.start(lab.nodes)
+        active, standby = _active_standby(lab)
+        _say(f"pair formed: {active} ACTIVE, {standby} STANDBY; VIP {plan.vip}\n")
+        with Probe(plan, duration=600) as probe:
+            probe.wait_answer_from(active, after=time.time(), timeout=10)
+            for case in CASES:
+                active, standby = _active_standby(lab)
+                _say(f"== {case.title}  (active: {active}, standby: {standby})")
+                _say(f"   expected: {case.expect}")
+                t0 = time.time()
+                time.sleep(1.0)
+                t_fault = time.time()
+                case.inject(plan, active, standby)
+                time.sleep(case.hold)
+                case.repair(plan, active, standby)
+                new_active, _ = _active_standby(lab)
+                probe.wait_answer_from(new_active, after=time.time(), timeout=15)
+                time.sleep(1.0)
+                _show_case(lab, probe, case, t0, t_fault, time.time())
+                _say()
+        _say("all cases done")
+        return 0
+    except KeyboardInterrupt:
+        _say("interrupted: tearing the lab down")
+        return 130
+    except LabError as error:
+        print(f"lab demo: {error}", file=sys.stderr)
+        return 1
+    finally:
+        removed = down(plan)
+        _say(f"lab torn down ({len(removed)} items removed)")

@@ -1,0 +1,121 @@
+"""The UDP peer link: one socket, a datagram to the peer on every network.
+
+Guarantees: only authenticated, fresh, well-formed datagrams from the peer
+reach `deliver` (with the network they came in on, known by the peer's source
+address); everything else is dropped, counted per reason and logged at most
+once per reason every 10 s. Sending never blocks and never raises: a network
+that is down just loses the datagram, as a cable would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from typing import cast
+
+from mosqit_failover.authkeys import Keyring
+from mosqit_failover.config import Config
+from mosqit_failover.events import PeerView
+from mosqit_failover.journal import DecisionLog
+from mosqit_failover.wire import (
+    MAX_DATAGRAM,
+    EncodeError,
+    RateLimitedLog,
+    Reason,
+    Receiver,
+    Sender,
+)
+
+Deliver = Callable[[str, PeerView], None]
+
+
+class PeerLink(asyncio.DatagramProtocol):
+    def __init__(
+        self, config: Config, node: str, keyring: Keyring, deliver: Deliver, log: DecisionLog
+    ) -> None:
+        peer = config.peer_of(node)
+        self._port = config.port
+        self._deliver = deliver
+        self._log = log
+        self._sender = Sender(config.cluster, node, keyring)
+        self.receiver = Receiver(config.cluster, node, peer.name, keyring)
+        self._peer_addresses = {str(a.address): a.network for a in peer.attachments}
+        self._destinations = [(str(a.address), a.network) for a in peer.attachments]
+        self._rate = RateLimitedLog(10.0)
+        self._transport: asyncio.DatagramTransport | None = None
+        self.sent = 0
+        self.send_errors = 0
+        self.foreign = 0  # datagrams from an address that is not the peer's
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # DSCP EF: heartbeats first
+        sock.bind(("0.0.0.0", self._port))
+        sock.setblocking(False)
+        await loop.create_datagram_endpoint(lambda: self, sock=sock)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def send(self, view: PeerView) -> None:
+        if self._transport is None:
+            return
+        for address, _network in self._destinations:
+            try:
+                data = self._sender.encode(view, time.time())
+                self._transport.sendto(data, (address, self._port))
+                self.sent += 1
+            except (OSError, EncodeError):
+                self.send_errors += 1
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (unreachable) for earlier datagrams: a down network, not a fault here.
+        self.send_errors += 1
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        source = str(addr[0])
+        network = self._peer_addresses.get(source)
+        now = time.time()
+        if network is None:
+            self.foreign += 1
+            suppressed = self._rate.check("foreign", now)
+            if suppressed is not None:
+                self._log.note(
+                    f"dropped a datagram from {_safe(source)} (not the peer's address)"
+                    + (f"; {suppressed} more since the last report" if suppressed else ""),
+                    priority=4,
+                )
+            return
+        if len(data) > MAX_DATAGRAM:
+            data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
+        result = self.receiver.decode(data, now)
+        if isinstance(result, PeerView):
+            self._deliver(network, result)
+            return
+        if result.reason is Reason.LATE:
+            return  # the other network's copy arrived first: nothing wrong
+        suppressed = self._rate.check(result.reason, now)
+        if suppressed is not None:
+            more = f"; {suppressed} more since the last report" if suppressed else ""
+            self._log.note(
+                f"dropped a peer datagram on network {network}: {result.reason.value}"
+                f" {result.detail}{more}",
+                priority=4,
+                DROP_REASON=result.reason.value,
+            )
+
+
+def _safe(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return "an unknown address"

@@ -1,0 +1,64 @@
+"""Runs the core's plans one step at a time, off the probes' path.
+
+Guarantees: steps of one plan run in order, one at a time; each result goes
+back to the core as ActionDone or ActionFailed (with the plan's number); the
+first failure drops the rest of that plan; a newer plan supersedes an older
+one: the step in flight finishes, the rest of the old plan is dropped. A step
+that raises something unexpected is reported as failed, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from mosqit_failover.actions import PlanStep, RunPlan
+from mosqit_failover.effects import EffectError
+from mosqit_failover.events import ActionDone, ActionFailed, Event
+
+LOGGER = logging.getLogger("mosqit_failover.plans")
+
+Execute = Callable[[PlanStep], Awaitable[None]]
+
+
+class PlanRunner:
+    def __init__(self, execute: Execute, report: Callable[[Event], None]) -> None:
+        self._execute = execute
+        self._report = report
+        self._latest: RunPlan | None = None
+        self._wake = asyncio.Event()
+        self.busy = False
+
+    def submit(self, plan: RunPlan) -> None:
+        self._latest = plan
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            plan = self._latest
+            if plan is not None:
+                self.busy = True
+                try:
+                    await self._run_plan(plan)
+                finally:
+                    self.busy = False
+
+    async def _run_plan(self, plan: RunPlan) -> None:
+        for step in plan.steps:
+            if self._latest is not plan:
+                return  # superseded
+            try:
+                await self._execute(step)
+            except EffectError as error:
+                self._report(ActionFailed(plan.number, step, str(error)))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a bug in an effect must not leave the core waiting
+                LOGGER.exception("unexpected error in %s", step)
+                self._report(ActionFailed(plan.number, step, f"{type(error).__name__}: {error}"))
+                return
+            self._report(ActionDone(plan.number, step))

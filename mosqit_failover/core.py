@@ -621,11 +621,14 @@ class Core:
         """MANUAL mode: a network lost by both nodes; log when it starts and ends."""
         fresh = self._fresh(now)
         lacking = self._lacking(now)
-        manual = (
+        shared_loss = (
             fresh is not None
             and 0 < len(lacking) < len(self.uplinks)
             and all(not fresh.uplink(n) for n in lacking)
         )
+        # on only once it holds (networks coming back one after the other are no switch
+        # failure); off at once
+        manual = self._held("manual", shared_loss, now) if not self.manual else shared_loss
         if manual != self.manual:
             self.manual = manual
             if manual:

@@ -341,9 +341,9 @@ def test_echo_misses_when_peer_address_removed(net: NetPair) -> None:
     _ip("addr", "del", f"{PEER_IP}/24", "dev", "pb", ns=net.y)
     _wait_misses(echo, 3, 2)
     _ip("addr", "add", f"{PEER_IP}/24", "dev", "pb", ns=net.y)
-    echo.wait_for(lambda r: r.get("ok") is True, 3)
+    echo.wait_for(lambda r: r.get("ok") is True, 3)  # answers again once the address is back
     end = echo.finish()
-    assert end["consecutive_misses"] == 0
+    assert end["sent"] > end["answered"] >= 2
 
 
 def test_echo_misses_when_link_down(net: NetPair) -> None:

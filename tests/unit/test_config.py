@@ -1,0 +1,159 @@
+"""Config: the schema, its defaults, and an error naming key, value and fix for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover.config import ConfigError, parse, parse_duration, pick_node
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pair.toml"
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return caught.value.problems
+
+
+def test_the_example_config_is_valid_with_documented_defaults() -> None:
+    config = parse(EXAMPLE.read_text())
+    assert config.timing.interval == 0.1
+    assert config.timing.misses == 3
+    assert [r.name for r in config.resources] == ["database", "billing-app"]
+    assert config.node("alpha").on("b").interface == "eth1"
+
+
+def test_defaults_when_timing_is_left_out() -> None:
+    config = parse(SIM_CONFIG)
+    assert (config.timing.interval, config.timing.misses, config.timing.heartbeat) == (
+        0.1,
+        3,
+        0.05,
+    )
+    assert config.preferred == "alpha"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("100ms", 0.1), ("1s", 1.0), ("1.5s", 1.5), ("2m", 120.0), ("1h", 3600.0)]
+)
+def test_durations_carry_units(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["100", "1 sec", "-1s", "", "ms"])
+def test_durations_without_a_unit_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_malformed_toml_names_the_line() -> None:
+    found = problems("[cluster\nname = 1")
+    assert len(found) == 1 and "not valid TOML" in found[0] and "line 1" in found[0]
+
+
+def test_unknown_keys_are_named_with_what_is_allowed() -> None:
+    found = problems(SIM_CONFIG.replace("[vip]", "[vip]\ngarp_cont = 3"))
+    assert found == [
+        "vip.garp_cont: unknown key; allowed here: address, garp_count, garp_interval, "
+        "garp_refresh, interface"
+    ]
+
+
+def test_a_wrong_duration_names_key_value_and_fix() -> None:
+    found = problems(SIM_CONFIG.replace("[vip]", '[timing]\ninterval = "100"\n\n[vip]'))
+    assert found == [
+        'timing.interval = \'100\': must be a duration with a unit, like "100ms", "2s", "5m"'
+    ]
+
+
+def test_a_missing_node_is_reported() -> None:
+    text = (
+        SIM_CONFIG.split("[nodes.beta]")[0]
+        + SIM_CONFIG.split("[nodes.beta]")[1]
+        .split("[[resources]]", 1)[0]
+        .replace("a = {", "# a")
+        .replace("b = {", "# b")
+        + "[[resources]]"
+        + SIM_CONFIG.split("[[resources]]", 1)[1]
+    )
+    assert any(p.startswith("nodes: need exactly two tables") for p in problems(text))
+
+
+def test_a_vip_outside_every_network_is_refused() -> None:
+    found = problems(SIM_CONFIG.replace('address = "10.231.1.50/24"', 'address = "192.0.2.5/24"'))
+    assert found == [
+        "vip.address = '192.0.2.5/24': outside every configured network (10.231.1.0/24, "
+        "10.231.2.0/24); pick a free address in one of them"
+    ]
+
+
+def test_the_same_address_twice_is_refused() -> None:
+    text = SIM_CONFIG.replace('address = "10.231.1.12"', 'address = "10.231.1.11"')
+    assert problems(text) == [
+        "nodes.beta.a.address = '10.231.1.11': already used by nodes.alpha.a.address"
+    ]
+
+
+def test_two_networks_on_one_interface_are_refused() -> None:
+    text = SIM_CONFIG.replace(
+        'b = { interface = "eth1", address = "10.231.2.11" }',
+        'b = { interface = "eth0", address = "10.231.2.11" }',
+    )
+    assert problems(text) == [
+        "nodes.alpha: both networks use interface eth0; each network needs its own interface "
+        "(one cable to each switch)"
+    ]
+
+
+def test_a_heartbeat_slower_than_the_probe_interval_is_refused() -> None:
+    found = problems(SIM_CONFIG.replace("[vip]", '[timing]\nheartbeat = "1s"\n\n[vip]'))
+    assert found == ["timing.heartbeat = '1s': must not be longer than timing.interval"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = SIM_CONFIG.replace('name = "sim"', 'name = "a b"').replace(
+        'kind = "systemd"', 'kind = "x"', 1
+    )
+    assert len(problems(text)) == 2
+
+
+def test_pick_node_by_hostname_or_flag() -> None:
+    config = parse(SIM_CONFIG)
+    assert pick_node(config, None, "beta.example.net") == "beta"
+    assert pick_node(config, "alpha", "whatever") == "alpha"
+    with pytest.raises(ConfigError, match="pass --node NAME"):
+        pick_node(config, None, "gamma")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_config_exits_zero_on_a_good_file() -> None:
+    result = run_cli("check-config", str(EXAMPLE))
+    assert result.returncode == 0
+    assert "OK: cluster billing, nodes alpha, beta" in result.stdout
+
+
+def test_check_config_exits_non_zero_and_lists_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SIM_CONFIG.replace("misses", "x") + "\n[timing]\nmisses = 0\n")
+    result = run_cli("check-config", str(bad))
+    assert result.returncode == 2
+    assert "timing.misses = 0: must be a whole number from 1 to 100" in result.stderr
+
+
+def test_check_config_on_a_missing_file() -> None:
+    result = run_cli("check-config", "/nonexistent/mosqit.toml")
+    assert result.returncode == 2
+    assert "file not found; pass --config PATH or create it" in result.stderr

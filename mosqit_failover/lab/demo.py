@@ -101,11 +101,11 @@ def _show_case(lab: Lab, probe: Probe, case: Case, t0: float, t_fault: float, t1
     _say(f"   client: answers at the VIP from {answered}; longest gap after the fault {gap:.0f} ms")
     before = probe.who_answered(t0, t_fault)
     old = before.most_common(1)[0][0] if before else None
-    for node in who:
-        first = probe.first_answer_from(node, t_fault) if node != old else None
+    for answering in who:
+        first = probe.first_answer_from(answering, t_fault) if answering != old else None
         if first is not None:
             after_ms = 1000 * (first.recv - t_fault)
-            _say(f"   failover: first answer from {node} {after_ms:.0f} ms after the fault")
+            _say(f"   failover: first answer from {answering} {after_ms:.0f} ms after the fault")
     for name, node in lab.nodes.items():
         for entry in deploy.decisions(node, since=t0):
             at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - t_fault

@@ -221,10 +221,13 @@ REPLAY = r"""
 import json, socket, sys
 src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 # sniff one of the real agent's datagrams to the peer, then send it again twice
-raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+# ETH_P_ALL: only taps of every protocol see outgoing frames
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
 raw.settimeout(10)
 while True:
-    frame = raw.recv(2048)
+    frame, link = raw.recvfrom(2048)
+    if link[1] != 0x0800:
+        continue
     ihl = (frame[0] & 15) * 4
     if frame[9] == 17 and socket.inet_ntoa(frame[16:20]) == dst:
         if int.from_bytes(frame[ihl + 2:ihl + 4], "big") == port:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from .netns import LabError, run, spawn
-from .topology import LabPlan, NodeSpec
+from .topology import PREFIX, LabPlan, NodeSpec
 
 # Masked inside every node (symlink to /dev/null in the node's /etc):
 MASKED_UNITS: tuple[str, ...] = (
@@ -165,7 +165,7 @@ def boot_script(plan: LabPlan, spec: NodeSpec, node_dir: Path) -> str:
     lines = [
         "set -eu",
         "mount --make-rprivate /",
-        f"mount -t tmpfs -o mode=0755 mqlab-{spec.name} {q(str(mnt))}",
+        f"mount -t tmpfs -o mode=0755 {PREFIX}{spec.name} {q(str(mnt))}",
         f"mkdir -p {q(str(mnt / 'upper'))} {q(str(mnt / 'work'))} {r}",
         f"cp -a {q(str(node_dir / 'seed'))}/. {q(str(mnt / 'upper'))}/",
         f"mount -t overlay overlay -o lowerdir=/,upperdir={q(str(mnt / 'upper'))},"
@@ -231,7 +231,7 @@ class Node:
 
     @property
     def cgroup(self) -> Path:
-        return cgroup2_root() / f"mqlab-{self.name}"
+        return cgroup2_root() / f"{PREFIX}{self.name}"
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, pid={self.pid})"
@@ -247,7 +247,7 @@ class Node:
         write_seed(plan, spec, node_dir / "seed")
         script = node_dir / "boot.sh"
         script.write_text(boot_script(plan, spec, node_dir))
-        cg = cgroup2_root() / f"mqlab-{spec.name}"
+        cg = cgroup2_root() / f"{PREFIX}{spec.name}"
         cg.mkdir(exist_ok=True)
         argv = [
             "sh",
@@ -306,7 +306,7 @@ class Node:
             text = Path(f"/proc/{self.pid}/cgroup").read_text()
         except OSError:
             return False
-        return f"/mqlab-{self.name}/" in text or text.rstrip().endswith(f"/mqlab-{self.name}")
+        return f"/{PREFIX}{self.name}/" in text or text.rstrip().endswith(f"/{PREFIX}{self.name}")
 
     def wait_running(self, timeout: float = 60.0) -> str:
         """Wait until systemd reports running or degraded; return that state."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,12 @@ from typing import Literal
 Net = Literal["a", "b"]
 NETS: tuple[Net, Net] = ("a", "b")
 
-PREFIX = "mqlab-"
+# MQLAB_PREFIX lets two labs run side by side (e.g. "mqlab2-"); everything a lab
+# makes is named with it, so `lab down` of one never touches the other.
+PREFIX = os.environ.get("MQLAB_PREFIX", "mqlab-")
+if not re.fullmatch(r"mq[a-z0-9]{1,8}-", PREFIX):
+    raise ValueError(f"MQLAB_PREFIX={PREFIX!r}: use 'mq', up to 8 letters or digits, and '-'")
+LAB_NAME = PREFIX.rstrip("-")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -51,9 +58,9 @@ class LabPlan:
     prefix_len: int = 24
     vip: str = "10.231.1.50"
     demo_port: int = 7000
-    demo_unit: str = "mqlab-demo.service"
-    nft_table: str = "mqlab"
-    state_dir: Path = Path("/run/mqlab")
+    demo_unit: str = PREFIX + "demo.service"
+    nft_table: str = LAB_NAME
+    state_dir: Path = Path("/run") / LAB_NAME
     project_dir: Path = PROJECT_DIR
     python: str = field(default_factory=lambda: sys.executable)
     boot_timeout: float = 60.0

@@ -20,7 +20,7 @@ import pytest
 from mosqit_failover.lab import control, faults
 from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import cgroup2_root
-from mosqit_failover.lab.topology import DEFAULT_PLAN, LabPlan
+from mosqit_failover.lab.topology import DEFAULT_PLAN, PREFIX, LabPlan
 
 TOOLS = ("ip", "nsenter", "unshare", "nft", "chroot", "ping")
 
@@ -81,11 +81,18 @@ class HostSnapshot:
                 out.append(f"/{what} lost entries: {sorted(lost)}")
         if now.etc - self.etc:
             out.append(f"/etc gained entries: {sorted(now.etc - self.etc)}")
-        if now.mounts != self.mounts:
-            out.append(f"host mounts changed: {sorted(now.mounts ^ self.mounts)}")
+        changed = {m for m in now.mounts ^ self.mounts if not _other_lab(m)}
+        if changed:
+            out.append(f"host mounts changed: {sorted(changed)}")
         if (now.hostname, now.machine_id) != (self.hostname, self.machine_id):
             out.append("host /etc/hostname or /etc/machine-id changed")
         return out
+
+
+def _other_lab(mount: str) -> bool:
+    """A mount of another lab running beside this one (MQLAB_PREFIX): not ours to judge."""
+    name = Path(mount).name
+    return mount.startswith("/run/netns/mq") and not name.startswith(PREFIX)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,9 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     lab_sub.add_parser("down", help="tear everything down (idempotent, works after a crash)")
     lab_sub.add_parser("status", help="show what exists")
     lab_sub.add_parser("demo", help="build the lab, run the agents, show the failure cases live")
+    scenario = lab_sub.add_parser("scenario", help="run failure scenarios in a fresh lab")
+    scenario.add_argument("names", nargs="*", help="scenario names, or 'all' (see --list)")
+    scenario.add_argument("--list", action="store_true", help="list the scenarios")
     return lab  # type: ignore[no-any-return]
 
 
@@ -40,6 +43,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
             print("\n".join(f"removed {item}" for item in removed) or "nothing to remove")
         elif args.lab_command == "status":
             print("\n".join(status(plan)))
+        elif args.lab_command == "scenario":
+            return _scenarios(args)
         elif args.lab_command == "demo":
             from .demo import run_demo
 
@@ -50,3 +55,22 @@ def run_lab_command(args: argparse.Namespace) -> int:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from scenarios import all_scenarios
+    from scenarios.runner import run_scenarios
+
+    known = all_scenarios()
+    if args.list or not args.names:
+        for name, scenario in known.items():
+            print(f"{name:26} {scenario.summary}")
+        return 0
+    unknown = [n for n in args.names if n not in known and n != "all"]
+    if unknown:
+        print(f"lab: no scenario {', '.join(unknown)}; see lab scenario --list", file=sys.stderr)
+        return 2
+    reports = run_scenarios(args.names)
+    failed = [r.name for r in reports if not r.ok]
+    print(f"{len(reports) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0

@@ -1,0 +1,294 @@
+"""Running a failure scenario against the lab and reporting what happened.
+
+A scenario (one module each in this package) plays faults into a running
+pair through a `Run`, which records when the nodes could not see each other.
+Afterwards the report is computed from the outside: the client's answers at
+the VIP, and each node's journal (decision lines, VIP added/removed notes).
+
+Reported per run: failover time (fault -> first answer from the other node),
+the client-visible outage, seconds in which two nodes that could see each
+other both held the VIP, decision kinds the scenario did not expect, and the
+problems its own checks found.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mosqit_failover.lab import deploy, faults
+from mosqit_failover.lab.client import Probe
+from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.topology import NETS, LabPlan, Net
+
+# kinds of decision any scenario may see without it being "unexpected"
+ROUTINE = frozenset({"standby", "waiting", "plan-done", "peer-back", "resumed", "automatic"})
+
+
+@dataclass(frozen=True)
+class LabScenario:
+    name: str
+    summary: str
+    play: Callable[[Run], None]
+    expected: frozenset[str]  # decision kinds this scenario may cause besides ROUTINE
+    fresh: bool = False  # stop both agents, wipe their state, start again before playing
+    dual_vip_allowed: float = 0.0  # seconds two nodes that see each other may both hold it
+
+
+@dataclass
+class Run:
+    lab: Lab
+    plan: LabPlan
+    probe: Probe
+    active: str = ""
+    standby: str = ""
+    started: float = 0.0
+    fault_at: float | None = None
+    problems: list[str] = field(default_factory=list)
+    apart: list[tuple[float, float]] = field(default_factory=list)  # nodes could not see each other
+    _apart_since: float | None = None
+    _frozen: set[str] = field(default_factory=set)
+
+    # -- what a scenario says -------------------------------------------
+
+    def fault(self, text: str) -> float:
+        """Mark the moment the (first) fault is injected."""
+        now = time.time()
+        if self.fault_at is None:
+            self.fault_at = now
+        print(f"   {now - self.started:7.2f}s  fault: {text}", flush=True)
+        return now
+
+    def expect(self, ok: bool, text: str) -> None:
+        if not ok:
+            self.problems.append(text)
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def roles(self) -> dict[str, str]:
+        return deploy.roles(self.lab.nodes)
+
+    def wait_roles(self, wanted: dict[str, str], timeout: float = 30.0) -> bool:
+        try:
+            deploy.wait_roles(self.lab.nodes, wanted, timeout)
+            return True
+        except Exception as error:
+            self.problems.append(str(error))
+            return False
+
+    def kinds(self, node: str, since: float | None = None) -> list[str]:
+        return [e["DECISION"] for e in deploy.decisions(self.lab[node], since or self.started)]
+
+    # -- faults that change whether the nodes see each other ----------------
+
+    def _apart(self, apart: bool) -> None:
+        now = time.time()
+        if apart and self._apart_since is None:
+            self._apart_since = now
+        elif not apart and self._apart_since is not None:
+            self.apart.append((self._apart_since, now))
+            self._apart_since = None
+
+    def cut_off(self, node: str) -> None:
+        self.fault(f"{node}'s cables to both switches pulled")
+        for net in NETS:
+            faults.port_down(self.plan, node, net)
+        self._apart(True)
+
+    def reconnect(self, node: str) -> None:
+        for net in NETS:
+            faults.port_up(self.plan, node, net)
+        self._apart(False)
+
+    def port(self, node: str, net: Net, up: bool) -> None:
+        if not up:
+            self.fault(f"{node}'s cable to switch {net} pulled")
+        (faults.port_up if up else faults.port_down)(self.plan, node, net)
+
+    def switch(self, net: Net, up: bool) -> None:
+        if not up:
+            self.fault(f"switch {net} off")
+        (faults.switch_up if up else faults.switch_down)(self.plan, net)
+
+    def both_switches(self, up: bool) -> None:
+        for net in NETS:
+            self.switch(net, up)
+        self._apart(not up)
+
+    def cut_between(self, nets: tuple[Net, ...], broken: bool) -> None:
+        for net in nets:
+            if broken:
+                self.fault(f"path between the nodes on {net} dropped (switches reachable)")
+                faults.cut(self.plan, net)
+            else:
+                faults.heal(self.plan, net)
+        if len(nets) == len(NETS):
+            self._apart(broken)
+
+    def loss(self, percent: int) -> None:
+        if percent:
+            self.fault(f"{percent}% random loss on both networks")
+        for net in NETS:
+            (faults.loss(self.plan, net, percent) if percent else faults.clear_loss(self.plan, net))
+
+    def freeze(self, node: str, frozen: bool) -> None:
+        if frozen:
+            self.fault(f"every process on {node} frozen")
+            self.lab[node].freeze()
+        else:
+            self.lab[node].thaw()
+        self._apart(frozen)
+
+    def kill_agent(self, node: str) -> None:
+        self.fault(f"agent on {node} killed with SIGKILL")
+        self.lab[node].systemctl("kill", "--signal=SIGKILL", deploy.UNIT)
+
+    def command(self, node: str, *argv: str) -> str:
+        self.fault(f"operator on {node}: mosqit-failover {' '.join(argv)}")
+        proc = self.lab[node].run(
+            ["mosqit-failover", *argv, "--config", deploy.CONFIG_PATH], check=False
+        )
+        return proc.stdout + proc.stderr
+
+    def restore(self) -> None:
+        faults.clear_all(self.plan)
+        for name, node in self.lab.nodes.items():
+            if node.frozen():
+                node.thaw()
+            del name
+        self._apart(False)
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    failover_ms: float | None
+    outage_ms: float
+    dual_vip_s: float
+    unexpected: list[str]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> Iterator[str]:
+        failover = "-" if self.failover_ms is None else f"{self.failover_ms:.0f} ms"
+        yield (
+            f"{self.name}: failover {failover}, client outage {self.outage_ms:.0f} ms, "
+            f"both held the VIP while seeing each other {self.dual_vip_s:.3f} s, "
+            f"unexpected transitions {len(self.unexpected)}"
+        )
+        for line in self.unexpected:
+            yield f"   unexpected: {line}"
+        for problem in self.problems:
+            yield f"   PROBLEM: {problem}"
+
+
+def vip_intervals(entries: list[dict[str, Any]], end: float) -> list[tuple[float, float]]:
+    """When a node held the VIP, from its journal's VIP added/removed notes."""
+    spans: list[tuple[float, float]] = []
+    since: float | None = None
+    for entry in entries:
+        at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if entry.get("VIP") == "added" and since is None:
+            since = at
+        elif entry.get("VIP") == "removed" and since is not None:
+            spans.append((since, at))
+            since = None
+    if since is not None:
+        spans.append((since, end))
+    return spans
+
+
+def overlap(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    out = []
+    for (a0, a1), (b0, b1) in itertools.product(a, b):
+        lo, hi = max(a0, b0), min(a1, b1)
+        if lo < hi:
+            out.append((lo, hi))
+    return out
+
+
+def minus(spans: list[tuple[float, float]], holes: list[tuple[float, float]]) -> float:
+    """Total length of `spans` outside `holes` (the holes do not overlap each other)."""
+    total = 0.0
+    for lo, hi in spans:
+        length = hi - lo
+        for h0, h1 in holes:
+            length -= max(0.0, min(hi, h1) - max(lo, h0))
+        total += max(0.0, length)
+    return total
+
+
+def prepare(lab: Lab, plan: LabPlan, scenario: LabScenario) -> None:
+    """A formed pair, from scratch when the scenario asks for it."""
+    if scenario.fresh:
+        for node in lab.nodes.values():
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.run(["rm", "-f", "/var/lib/mosqit-failover/state.json"], check=False)
+        return
+    faults.clear_all(plan)
+    deploy.wait_pair(lab.nodes, timeout=40)
+
+
+def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report:
+    prepare(lab, plan, scenario)
+    run = Run(lab, plan, probe, started=time.time())
+    if not scenario.fresh:
+        roles = deploy.wait_pair(lab.nodes, timeout=40)
+        run.active = next(n for n, r in roles.items() if r == "ACTIVE")
+        run.standby = next(n for n, r in roles.items() if r == "STANDBY")
+        probe.wait_answer_from(run.active, after=time.time(), timeout=10)
+        time.sleep(0.5)
+    print(f"== {scenario.name}: {scenario.summary}", flush=True)
+    try:
+        scenario.play(run)
+    except Exception as error:  # a broken expectation of the harness itself: report it
+        run.problems.append(f"{type(error).__name__}: {error}")
+    finally:
+        run.restore()
+    time.sleep(1.0)
+    return _report(run, scenario, time.time())
+
+
+def _report(run: Run, scenario: LabScenario, end: float) -> Report:
+    t0 = run.started
+    fault = run.fault_at if run.fault_at is not None else t0
+    before = run.probe.who_answered(t0, fault)
+    old = before.most_common(1)[0][0] if before else None
+    firsts = [
+        answer.recv
+        for n in run.probe.who_answered(fault, end)
+        if n != old and (answer := run.probe.first_answer_from(n, fault)) is not None
+    ]
+    failover = (min(firsts) - fault) * 1000 if firsts and old else None
+    outage = run.probe.longest_gap_ms(max(t0, fault - 0.5), end)
+    holding = {
+        name: vip_intervals(
+            [e for e in node.journal(identifier="mosqit-failover", since=t0) if "VIP" in e], end
+        )
+        for name, node in run.lab.nodes.items()
+    }
+    first, second = holding.values()
+    dual = minus(overlap(first, second), run.apart)
+    unexpected = []
+    for name, node in run.lab.nodes.items():
+        for entry in deploy.decisions(node, since=t0):
+            if entry["DECISION"] not in ROUTINE | scenario.expected:
+                unexpected.append(f"{name}: {entry['MESSAGE']}")
+    problems = list(run.problems)
+    if dual > scenario.dual_vip_allowed:
+        problems.append(
+            f"both nodes held the VIP while seeing each other for {dual:.3f} s "
+            f"(allowed {scenario.dual_vip_allowed:g} s)"
+        )
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected transition(s)")
+    return Report(scenario.name, failover, outage, dual, unexpected, problems)

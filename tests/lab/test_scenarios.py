@@ -1,0 +1,43 @@
+"""Every failure scenario of scenarios/ against the lab, with the agent as systemd units.
+
+The packet-loss scenarios run for MQ_LOSS_SECONDS (30 s here; `mosqit-failover lab
+scenario loss-30` runs them for the full 3 minutes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from mosqit_failover.lab import deploy
+from mosqit_failover.lab.client import Probe
+from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.topology import LabPlan
+from scenarios import all_scenarios
+from scenarios.harness import play
+
+pytestmark = pytest.mark.lab
+SCENARIOS = all_scenarios()
+
+
+@pytest.fixture(scope="module")
+def running(lab: Lab, lab_plan: LabPlan) -> Iterator[Probe]:
+    os.environ.setdefault("MQ_LOSS_SECONDS", "30")
+    deploy.install(lab.nodes, lab_plan)
+    deploy.start(lab.nodes)
+    deploy.wait_pair(lab.nodes, timeout=40)
+    probe = Probe(lab_plan, duration=3600)
+    try:
+        yield probe
+    finally:
+        probe.stop()
+        for node in lab.nodes.values():
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(name: str, lab: Lab, lab_plan: LabPlan, running: Probe) -> None:
+    report = play(lab, lab_plan, running, SCENARIOS[name])
+    assert report.ok, "\n".join(report.lines())

@@ -1,10 +1,18 @@
-"""`make bench`: failover time and footprint of the agent, measured in the lab.
+"""`make bench`: mosqit-failover against keepalived, in the same lab, in one run.
 
-Failover time: the active node is cut off (both its switch ports down) and
-the clock runs until the client gets its first answer at the VIP from the
-other node. Repeated RUNS times, alternating which node is active. Then the
-agent's idle CPU (% of one core) and RSS on the active node over a quiet
-minute. Prints a table; numbers, not pass/fail (targets live in the README).
+Both tools protect the same VIP and demo service on the same two systemd
+nodes, one tool at a time (they would fight over the VIP). keepalived runs
+VRRPv3 with unicast peers, track_interface on both uplinks, nopreempt (like
+our default: no failback), its advert interval equal to our probe interval,
+and notify scripts that start/stop the demo service.
+
+Measured for each tool:
+- failover: the VIP holder is cut off (both switch ports down) -> first client
+  answer from the other node; RUNS runs at 100 ms and at 1 s; median, worst;
+- false failovers during LOSS seconds of 30 % random loss on both networks;
+- seconds with two VIP holders when the holder is frozen for 2 s;
+- idle CPU (% of one core) and RSS of the tool's whole unit at 100 ms.
+Prints numbers and our/keepalived ratios; no pass/fail (targets: README).
 """
 
 from __future__ import annotations
@@ -13,96 +21,235 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from mosqit_failover.lab import deploy, faults
+from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab, down, up
+from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
+from scenarios.harness import overlap, vip_intervals
+
+OURS, THEIRS = "mosqit-failover", "keepalived"
 
 
-def failover_once(lab: Lab, plan: LabPlan, probe: Probe) -> tuple[float, float]:
-    """Cut the active off; return (ms to the first answer from the standby, outage ms)."""
-    roles = deploy.wait_pair(lab.nodes, timeout=40)
-    active = next(n for n, r in roles.items() if r == "ACTIVE")
-    standby = next(n for n, r in roles.items() if r == "STANDBY")
-    probe.wait_answer_from(active, after=time.time(), timeout=10)
+@dataclass
+class Tool:
+    name: str
+    unit: str
+    start: Callable[[Lab, LabPlan, float], None]
+    stop: Callable[[Lab], None]
+    promotions: Callable[[Node, float], int]  # times the node became the VIP holder since t
+    spans: Callable[[Node, float, float], list[tuple[float, float]]]
+    failovers: dict[float, list[float]] = field(default_factory=dict)  # interval -> ms
+    false_failovers: int = 0
+    frozen_dual: float = 0.0
+    idle_cpu: float = 0.0
+    idle_rss: float = 0.0
+
+
+def _start_ours(lab: Lab, plan: LabPlan, interval: float) -> None:
+    half = f"{interval * 500:.0f}ms"
+    deploy.install(
+        lab.nodes, plan, timing={"interval": f"{interval * 1000:.0f}ms", "heartbeat": half}
+    )
+    deploy.start(lab.nodes)
+    deploy.wait_pair(lab.nodes, timeout=40)
+
+
+def _stop_ours(lab: Lab) -> None:
+    for node in lab.nodes.values():
+        node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        node.run(["rm", "-f", "/var/lib/mosqit-failover/state.json"], check=False)
+
+
+def _start_keepalived(lab: Lab, plan: LabPlan, interval: float) -> None:
+    keepalived.install(lab.nodes, plan, interval)
+    keepalived.start(lab.nodes)
+    _wait_one_holder(lab, plan, timeout=30)
+
+
+def _stop_keepalived(lab: Lab) -> None:
+    keepalived.stop(lab.nodes)
+
+
+def _our_promotions(node: Node, since: float) -> int:
+    return sum(1 for e in deploy.decisions(node, since) if e["DECISION"] in ("promote",))
+
+
+def _their_promotions(node: Node, since: float) -> int:
+    return sum(
+        1
+        for e in node.journal(unit=keepalived.UNIT, since=since)
+        if "Entering MASTER STATE" in str(e.get("MESSAGE", ""))
+    )
+
+
+def _our_spans(node: Node, since: float, end: float) -> list[tuple[float, float]]:
+    entries = [e for e in node.journal(identifier="mosqit-failover", since=since) if "VIP" in e]
+    return vip_intervals(entries, end)
+
+
+TOOLS = [
+    Tool(OURS, deploy.UNIT, _start_ours, _stop_ours, _our_promotions, _our_spans),
+    Tool(
+        THEIRS,
+        keepalived.UNIT,
+        _start_keepalived,
+        _stop_keepalived,
+        _their_promotions,
+        keepalived.vip_spans,
+    ),
+]
+
+
+def _holders(lab: Lab, plan: LabPlan) -> list[str]:
+    return [name for name, node in lab.nodes.items() if deploy.holds_vip(node, plan)]
+
+
+def _wait_one_holder(lab: Lab, plan: LabPlan, timeout: float) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        holders = _holders(lab, plan)
+        if len(holders) == 1:
+            return holders[0]
+        time.sleep(0.2)
+    raise TimeoutError(f"no single VIP holder within {timeout}s: {_holders(lab, plan)}")
+
+
+def _settle(lab: Lab, plan: LabPlan, tool: Tool, interval: float) -> str:
+    """Wait until the pair is calm again: one holder, the other a ready backup."""
+    holder = _wait_one_holder(lab, plan, timeout=40)
+    if tool.name == OURS:
+        deploy.wait_pair(lab.nodes, timeout=40)
+    else:
+        time.sleep(max(3.0, 4 * interval))  # track_interface up again, BACKUP adverts heard
+    return _wait_one_holder(lab, plan, timeout=10) if holder else holder
+
+
+def failover_once(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, interval: float) -> float:
+    holder = _settle(lab, plan, tool, interval)
+    other = next(n for n in lab.nodes if n != holder)
+    probe.wait_answer_from(holder, after=time.time(), timeout=10)
     time.sleep(0.5)
     t_cut = time.time()
     for net in NETS:
-        faults.port_down(plan, active, net)
-    answer = probe.wait_answer_from(standby, after=t_cut, timeout=15)
+        faults.port_down(plan, holder, net)
+    answer = probe.wait_answer_from(other, after=t_cut, timeout=30)
     time.sleep(0.3)
-    outage = probe.longest_gap_ms(t_cut - 0.2, time.time())
     for net in NETS:
-        faults.port_up(plan, active, net)
-    deploy.wait_roles(lab.nodes, {standby: "ACTIVE", active: "STANDBY"}, timeout=30)
-    return 1000 * (answer.recv - t_cut), outage
+        faults.port_up(plan, holder, net)
+    return 1000 * (answer.recv - t_cut)
 
 
-def agent_footprint(lab: Lab, node: str, seconds: float) -> tuple[float, float]:
-    """(CPU % of one core, RSS MB) of the agent on `node` over `seconds`."""
-    target = lab[node]
-    pid = target.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
-    ticks = int(target.run(["getconf", "CLK_TCK"]).stdout)
-
-    def cpu() -> float:
-        fields = target.read_file(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    start_cpu, start = cpu(), time.monotonic()
+def false_failovers(lab: Lab, plan: LabPlan, tool: Tool, seconds: float) -> int:
+    _settle(lab, plan, tool, 0.1)
+    t0 = time.time()
+    for net in NETS:
+        faults.loss(plan, net, 30)
     time.sleep(seconds)
-    used = cpu() - start_cpu
-    elapsed = time.monotonic() - start
-    status = target.read_file(f"/proc/{pid}/status")
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-    return 100 * used / elapsed, rss_kb / 1024
+    for net in NETS:
+        faults.clear_loss(plan, net)
+    time.sleep(2)
+    return sum(tool.promotions(node, t0) for node in lab.nodes.values())
+
+
+def frozen_dual_seconds(lab: Lab, plan: LabPlan, tool: Tool) -> float:
+    holder = _settle(lab, plan, tool, 0.1)
+    t0 = time.time()
+    lab[holder].freeze()
+    time.sleep(2.0)
+    lab[holder].thaw()
+    time.sleep(5.0)
+    end = time.time()
+    # spans from the whole journal (the holder claimed the VIP before t0), counted from t0
+    first, second = (tool.spans(node, 0.0, end) for node in lab.nodes.values())
+    return sum(max(0.0, hi - max(lo, t0)) for lo, hi in overlap(first, second))
+
+
+def unit_footprint(node: Node, unit: str, seconds: float) -> tuple[float, float]:
+    """(CPU % of one core, RSS MB) of every process of a unit, over `seconds`."""
+    cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
+
+    def usage() -> float:
+        stat = node.read_file(f"{cgroup}/cpu.stat")
+        return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6
+
+    before, start = usage(), time.monotonic()
+    time.sleep(seconds)
+    cpu = 100 * (usage() - before) / (time.monotonic() - start)
+    rss = 0
+    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
+        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
+        rss += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
+    return cpu, rss / 1024
+
+
+def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Namespace) -> None:
+    for interval in (0.1, 1.0):
+        tool.start(lab, plan, interval)
+        times = []
+        for run in range(args.runs):
+            times.append(failover_once(lab, plan, probe, tool, interval))
+            print(f"   {tool.name} @{interval:g}s run {run + 1}: {times[-1]:.0f} ms", flush=True)
+        tool.failovers[interval] = times
+        if interval == 0.1:
+            tool.false_failovers = false_failovers(lab, plan, tool, args.loss)
+            tool.frozen_dual = frozen_dual_seconds(lab, plan, tool)
+            holder = _settle(lab, plan, tool, interval)
+            tool.idle_cpu, tool.idle_rss = unit_footprint(lab[holder], tool.unit, args.idle)
+        tool.stop(lab)
+
+
+def report(ours: Tool, theirs: Tool, args: argparse.Namespace) -> None:
+    print(
+        f"\nfailover = holder cut off -> first client answer from the other node "
+        f"({args.runs} runs each)"
+    )
+    print(f"{'':34}{OURS:>18}{THEIRS:>14}{'ratio':>8}")
+    for interval in (0.1, 1.0):
+        a, b = ours.failovers[interval], theirs.failovers[interval]
+        for name, fn in (("median", statistics.median), ("worst", max)):
+            x, y = fn(a), fn(b)
+            label = f"failover @{interval:g}s {name} (ms)"
+            print(f"{label:34}{x:18.0f}{y:14.0f}{x / y:8.2f}")
+    rows = [
+        (
+            f"false failovers, {args.loss:g}s at 30% loss",
+            ours.false_failovers,
+            theirs.false_failovers,
+        ),
+        ("two VIP holders, 2 s freeze (s)", ours.frozen_dual, theirs.frozen_dual),
+    ]
+    for label, x, y in rows:
+        print(f"{label:34}{x:18.3g}{y:14.3g}")
+    cpu_a, cpu_b = ours.idle_cpu, theirs.idle_cpu
+    rss_a, rss_b = ours.idle_rss, theirs.idle_rss
+    print(f"{'idle CPU @100ms (% of a core)':34}{cpu_a:18.2f}{cpu_b:14.2f}{cpu_a / cpu_b:8.1f}")
+    print(f"{'idle RSS (MB)':34}{rss_a:18.1f}{rss_b:14.1f}{rss_a / rss_b:8.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--interval", default="100ms", help="probe interval for the agent")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10, help="failovers per tool and interval")
+    parser.add_argument("--loss", type=float, default=180.0, help="seconds of 30%% loss")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement")
     args = parser.parse_args(argv)
     plan = DEFAULT_PLAN
+    ours, theirs = TOOLS
     try:
         lab = up(plan)
-        deploy.install(
-            lab.nodes, plan, timing={"interval": args.interval, "heartbeat": _half(args.interval)}
-        )
-        deploy.start(lab.nodes)
-        deploy.wait_pair(lab.nodes)
-        results = []
-        with Probe(plan, duration=3600) as probe:
-            for run in range(args.runs):
-                failover, outage = failover_once(lab, plan, probe)
-                results.append((failover, outage))
-                print(
-                    f"run {run + 1:2}: failover {failover:6.0f} ms, outage {outage:6.0f} ms",
-                    flush=True,
-                )
-        roles = deploy.wait_pair(lab.nodes)
-        active = next(n for n, r in roles.items() if r == "ACTIVE")
-        cpu, rss = agent_footprint(lab, active, args.idle)
+        with Probe(plan, duration=24 * 3600) as probe:
+            for tool in (ours, theirs):
+                print(f"== {tool.name}", flush=True)
+                measure(lab, plan, probe, tool, args)
     finally:
         down(plan)
-    times = [f for f, _ in results]
-    print(
-        f"\nmosqit-failover, probe interval {args.interval}, {args.runs} runs "
-        "(active cut off -> first client answer from the standby):"
-    )
-    print(
-        f"  failover median {statistics.median(times):.0f} ms, worst {max(times):.0f} ms, "
-        f"best {min(times):.0f} ms"
-    )
-    print(f"  idle agent on the active node: CPU {cpu:.2f} % of one core, RSS {rss:.1f} MB")
+    report(ours, theirs, args)
     return 0
-
-
-def _half(interval: str) -> str:
-    from mosqit_failover.config import parse_duration
-
-    return f"{parse_duration(interval) * 500:.0f}ms"
 
 
 if __name__ == "__main__":

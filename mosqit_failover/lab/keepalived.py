@@ -1,7 +1,8 @@
 """keepalived, the peer we compare against, installed in the same lab nodes.
 
 VRRPv3 with unicast peers on network A, `track_interface` on both uplinks,
-the same advert interval as our probe interval, and notify scripts that start
+nopreempt (like our default: no failback), the same advert interval as our
+probe interval, and notify scripts that start
 and stop the same demo service, so both tools move the VIP and the service.
 Only one of the two tools runs in the lab at a time: they would fight over the VIP.
 """
@@ -36,6 +37,7 @@ vrrp_instance lab {{
     interface {plan.iface("a")}
     virtual_router_id 51
     priority {priority}
+    nopreempt
     advert_int {advert:g}
     unicast_src_ip {me.addr("a")}
     unicast_peer {{

@@ -1,0 +1,79 @@
+"""Sync keys and sshd in the lab nodes, set up as the deployment wizard would.
+
+For each node: an ed25519 key of its own (``/etc/mosqit-failover/sync_key``,
+written inside the node), its sshd started with fresh host keys, the peer's
+host keys in root's known_hosts (both addresses) and the peer's sync key in
+root's authorized_keys, restricted to the sync receiver:
+
+    command="PYTHON -m mosqit_failover.sync.receive --config CONFIG",restrict ssh-ed25519 ...
+
+(On real servers the command is ``mosqit-failover sync-receive --config ...``.)
+Plus helpers to put a config with [[sync]] tables on the nodes.
+"""
+
+from __future__ import annotations
+
+from mosqit_failover.lab import deploy
+from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.topology import NETS, LabPlan
+
+SYNC_KEY = "/etc/mosqit-failover/sync_key"
+
+
+def receiver_command(plan: LabPlan, config: str = deploy.CONFIG_PATH) -> str:
+    return f"{plan.python} -m mosqit_failover.sync.receive --config {config}"
+
+
+def authorized_line(plan: LabPlan, public_key: str, config: str = deploy.CONFIG_PATH) -> str:
+    return f'command="{receiver_command(plan, config)}",restrict {public_key.strip()}\n'
+
+
+def setup(nodes: dict[str, Node], plan: LabPlan) -> None:
+    """Keys, sshd, known_hosts and authorized_keys on every node (idempotent)."""
+    public: dict[str, str] = {}
+    host_keys: dict[str, str] = {}
+    for name, node in nodes.items():
+        node.run(
+            [
+                "sh",
+                "-c",
+                f"mkdir -p /etc/mosqit-failover && test -f {SYNC_KEY} || "
+                f"ssh-keygen -q -t ed25519 -N '' -C mosqit-sync@{name} -f {SYNC_KEY}",
+            ]
+        )
+        public[name] = node.read_file(SYNC_KEY + ".pub")
+        if not node.is_active("ssh.service"):
+            node.start_sshd()
+        pub = node.read_file("/etc/ssh/ssh_host_ed25519_key.pub")
+        host_keys[name] = " ".join(pub.split()[:2])
+    for name, node in nodes.items():
+        peer = next(n for n in nodes if n != name)
+        spec = plan.node(peer)
+        known = "".join(f"{spec.addr(net)} {host_keys[peer]}\n" for net in NETS)
+        node.write_file("/root/.ssh/known_hosts", known, mode=0o600)
+        node.write_file(
+            "/root/.ssh/authorized_keys", authorized_line(plan, public[peer]), mode=0o600
+        )
+        node.run(["chmod", "700", "/root/.ssh"])
+
+
+def sync_tables(dirs: list[str], **keys: str) -> str:
+    """[[sync]] tables for these directories (extra keys as TOML values, quoted)."""
+    extra = "".join(f'{k} = "{v}"\n' for k, v in keys.items())
+    return "".join(f'\n[[sync]]\npath = "{d}"\n{extra}' for d in dirs)
+
+
+def install_config(
+    nodes: dict[str, Node],
+    plan: LabPlan,
+    dirs: list[str],
+    timing: dict[str, str] | None = None,
+    **keys: str,
+) -> str:
+    """deploy.install (agent, unit, secret) with [[sync]] for ``dirs``; creates the dirs."""
+    deploy.install(nodes, plan, timing)
+    config = deploy.lab_config(plan, timing) + sync_tables(dirs, **keys)
+    for node in nodes.values():
+        node.write_file(deploy.CONFIG_PATH, config)
+        node.run(["mkdir", "-p", *dirs])
+    return config

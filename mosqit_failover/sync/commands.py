@@ -1,0 +1,174 @@
+"""Command lines for ssh and rsync, and what rsync's exit codes mean. Pure: no I/O.
+
+The sender passes its epoch to the receiver's forced command through
+``--rsync-path``: rsync runs ``<rsync-path> --server ...`` on the peer, which
+ssh hands to the forced command as SSH_ORIGINAL_COMMAND
+(``mosqit-sync EPOCH --server ... . /dest/``). See :mod:`.receive`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from mosqit_failover.config import SyncDir
+
+MARKER = "mosqit-sync"
+"""First word of the remote command: tells the receiver it talks to our sender."""
+
+REFUSED = "mosqit-sync refused:"
+"""Prefix of every refusal line the receiver writes to stderr (the sender parses it)."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where one synced directory goes: user@host:port with a key and timeouts."""
+
+    host: str
+    user: str
+    port: int
+    key: str
+    connect_timeout: float
+    control_path: Path
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+def ssh_options(peer: Peer) -> list[str]:
+    """Options shared by the master and every multiplexed session.
+
+    Guarantees: never prompts (BatchMode), connect and liveness timeouts are
+    always set, so ssh cannot hang on an unreachable peer: a dead peer is
+    noticed by the master within about 3 x ServerAliveInterval.
+    """
+    alive = max(1, round(peer.connect_timeout / 2))
+    return [
+        "-p",
+        str(peer.port),
+        "-i",
+        peer.key,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"ConnectTimeout={max(1, round(peer.connect_timeout))}",
+        "-o",
+        f"ServerAliveInterval={alive}",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        f"ControlPath={peer.control_path}",
+    ]
+
+
+def master_argv(peer: Peer) -> list[str]:
+    """The long-lived ssh master (foreground, no command) that rsync sessions reuse."""
+    return ["ssh", "-M", "-N", "-o", "ControlPersist=no", *ssh_options(peer), peer.destination]
+
+
+def rsh(peer: Peer) -> str:
+    """The ``-e`` value for rsync: a session over the master if it is up, else a fresh one."""
+    return shlex.join(["ssh", "-o", "ControlMaster=no", *ssh_options(peer)])
+
+
+def _common(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
+    argv = [
+        "rsync",
+        "-a",  # -rlptgoD (-r is off with --files-from): symlinks, perms, owner, group, mtimes
+        "--numeric-ids",
+        "--force",  # a directory that became a file, a deleted non-empty directory
+        f"--timeout={max(1, round(sync.timeout))}",
+        "-e",
+        rsh(peer),
+        f"--rsync-path={MARKER} {epoch}",
+    ]
+    if sync.bwlimit:
+        argv.append(f"--bwlimit={sync.bwlimit}")
+    argv += [f"--exclude={pattern}" for pattern in sync.excludes]
+    return argv
+
+
+def _endpoints(sync: SyncDir, peer: Peer) -> list[str]:
+    return [sync.path + "/", f"{peer.destination}:{sync.target}/"]
+
+
+def full_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
+    """The whole tree, deleting on the peer what the source no longer has.
+
+    Files land whole: rsync writes a temporary file beside the target and
+    renames it (never --inplace). Excluded files on the peer are kept.
+    """
+    return [*_common(sync, peer, epoch), "--delete", *_endpoints(sync, peer)]
+
+
+def batch_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
+    """Only the paths fed on stdin (NUL-separated, relative to the directory).
+
+    A listed path that no longer exists at the source is deleted on the peer
+    (--delete-missing-args); a listed directory sends its own attributes only
+    (the engine lists the contents of new trees itself).
+    """
+    return [
+        *_common(sync, peer, epoch),
+        "--files-from=-",
+        "--from0",
+        "--delete-missing-args",
+        *_endpoints(sync, peer),
+    ]
+
+
+def files_from(paths: list[str]) -> bytes:
+    return b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+
+
+class Outcome(Enum):
+    OK = "ok"
+    PARTIAL = "partial"  # 23: some files failed (permissions, disk full): retry
+    VANISHED = "vanished"  # 24: source files vanished meanwhile: their delete events follow
+    TIMEOUT = "timeout"  # 30, 35: I/O stalled: retry
+    UNREACHABLE = "unreachable"  # 255, 12, 10, 5: ssh or the link failed: wait for the peer
+    REFUSED = "refused"  # the peer's forced command said no (stale epoch, active peer, path)
+    DISK_FULL = "disk-full"  # the peer has no space left
+    SOURCE = "source"  # the source directory is missing or not a directory
+    FAILED = "failed"  # anything else: retry
+
+
+_BY_CODE = {
+    0: Outcome.OK,
+    23: Outcome.PARTIAL,
+    24: Outcome.VANISHED,
+    30: Outcome.TIMEOUT,
+    35: Outcome.TIMEOUT,
+    255: Outcome.UNREACHABLE,
+    12: Outcome.UNREACHABLE,
+    10: Outcome.UNREACHABLE,
+    5: Outcome.UNREACHABLE,
+}
+
+
+def classify(code: int, stderr: str) -> Outcome:
+    """What an rsync exit code (and its stderr) means for the engine."""
+    if REFUSED in stderr:
+        return Outcome.REFUSED
+    if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+        return Outcome.DISK_FULL
+    if code == 23 and "change_dir" in stderr and "failed" in stderr:
+        return Outcome.SOURCE
+    return _BY_CODE.get(code, Outcome.FAILED)
+
+
+def summary(stderr: str, limit: int = 300) -> str:
+    """The most telling stderr lines of a failed run, on one line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    telling = [line for line in lines if REFUSED in line] or lines[-3:]
+    text = " | ".join(telling)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

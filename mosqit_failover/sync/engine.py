@@ -1,0 +1,309 @@
+"""One synced directory: watch it, batch its changes, push them to the peer.
+
+Life of an engine (an asyncio task, only on the ACTIVE node):
+
+1. Start the inotify watch first, then queue one full sync, so that nothing
+   changed between the scan and the watch is missed (a returning node
+   catches up too).
+2. Changes are coalesced (:class:`~.plan.Dirty`) and sent as one rsync over
+   the shared ssh master per batch; a new tree is expanded to its entries, a
+   vanished path is deleted on the peer.
+3. A failed run gives its batch back and waits (exponential backoff, 0.5 s up
+   to 30 s) and tries the peer's other address: wait-for-connection mode.
+   Nothing is dropped; rsync and ssh always run with I/O and connect timeouts.
+4. Queue overflow or a lost watch: one full rescan and resync. Watch limit
+   reached: a full rsync every :data:`POLL_PERIOD` instead, with a warning.
+5. A full reconcile every ``full_every`` seconds (0 = never).
+
+Every change of health is one log line through ``note`` (text, priority).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mosqit_failover.config import SyncDir
+from mosqit_failover.sync import commands
+from mosqit_failover.sync.commands import Outcome
+from mosqit_failover.sync.plan import Backoff, Batch, Dirty
+from mosqit_failover.sync.proc import MasterError, SshMaster, run_rsync
+from mosqit_failover.sync.watch import Change, TreeWatcher
+
+POLL_PERIOD = 10.0
+"""Full rsync period when the inotify watch limit is reached."""
+
+PARTIALS_BEFORE_FULL = 3
+
+Note = Callable[[str, int], None]
+
+
+def expand(root: str, batch: Batch) -> list[str]:
+    """The entries to list for rsync: the paths, plus everything inside new trees.
+
+    Runs in a worker thread (it walks directories). Symlinks are not followed.
+    """
+    entries = set(batch.paths)
+    for tree in batch.trees:
+        entries.add(tree)
+        top = os.path.join(root, tree)
+        for here, dirs, files in os.walk(top):
+            rel = os.path.relpath(here, root)
+            entries.update(os.path.join(rel, name) for name in (*dirs, *files))
+    return sorted(entries)
+
+
+class Engine:
+    """Pushes one directory to the peer while running (see the module doc)."""
+
+    def __init__(self, sync: SyncDir, masters: list[SshMaster], epoch: int, note: Note) -> None:
+        self.sync = sync
+        self.masters = masters
+        self.epoch = epoch
+        self._note = note
+        self.dirty = Dirty(sync.interval)
+        self.backoff = Backoff()
+        self.retry_at = 0.0
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+        self.batches = 0
+        self.full_syncs = 0
+        self.overflows = 0
+        self.polling = False
+        self._partials = 0
+        self._peer = 0
+        self._inflight: Batch | None = None
+        self._watcher: TreeWatcher | None = None
+        self._watch_retry = Backoff(base=1.0, cap=30.0)
+        self._watch_at = 0.0
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- status ---------------------------------------------------------
+
+    def status(self, now: float) -> dict[str, Any]:
+        since = [self.dirty.first] if self.dirty.first is not None else []
+        if self._inflight is not None:
+            since.append(self._inflight.since)
+        pending = self.dirty.pending + (self._inflight.size if self._inflight else 0)
+        in_sync = self.state == "in-sync" and not since
+        return {
+            "path": self.sync.path,
+            "peer_path": self.sync.target,
+            "state": self.state,
+            "in_sync": in_sync,
+            "lag_seconds": round(max(0.0, now - min(since)), 3) if since else 0.0,
+            "pending": pending,
+            "full_resync_pending": bool(self.dirty.full_reason),
+            "last_error": self.last_error,
+            "last_ok_ago": None if self.last_ok is None else round(now - self.last_ok, 3),
+            "batches": self.batches,
+            "full_syncs": self.full_syncs,
+            "overflows": self.overflows,
+            "polling": self.polling,
+            "epoch": self.epoch,
+        }
+
+    # ---- life -----------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _poke(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        next_full = self._now() + self.sync.full_every if self.sync.full_every else float("inf")
+        next_poll = float("inf")
+        try:
+            while True:
+                now = self._now()
+                if self._watcher is None and now >= self._watch_at:
+                    await self._start_watch()
+                    now = self._now()
+                if self._watcher is not None:
+                    self._absorb(self._watcher.drain(), now)
+                if self.polling and now >= next_poll:
+                    self.dirty.need_full("watch limit: periodic full rsync", now)
+                    next_poll = now + POLL_PERIOD
+                elif self.polling and next_poll == float("inf"):
+                    next_poll = now + POLL_PERIOD
+                if now >= next_full:
+                    self.dirty.need_full("periodic full reconcile", now)
+                    next_full = now + self.sync.full_every
+                due = self.dirty.due()
+                if self._watcher is not None and due is not None:
+                    due = max(due, self.retry_at)
+                    if now >= due:
+                        await self._send(self.dirty.take())
+                        continue
+                else:
+                    due = None
+                wake = min(
+                    d
+                    for d in (
+                        due,
+                        next_full,
+                        next_poll,
+                        self._watch_at if not self._watcher else None,
+                    )
+                    if d is not None
+                )
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake - self._now()))
+        finally:
+            watcher, self._watcher = self._watcher, None
+            if watcher is not None:
+                await asyncio.to_thread(watcher.stop)
+
+    async def _start_watch(self) -> None:
+        watcher = TreeWatcher(self.sync.path, self._poke)
+        try:
+            await asyncio.to_thread(watcher.start)
+        except OSError as error:
+            delay = self._watch_retry.next_delay()
+            self._watch_at = self._now() + delay
+            if error.errno in (28, 24):  # ENOSPC, EMFILE: no watch at all, poll the whole tree
+                self._watcher = watcher
+                self._enter_polling(str(error))
+                return
+            self._fail(
+                "source-missing",
+                f"{self.sync.path} cannot be watched ({error.strerror or error}); create it as "
+                f"a directory or fix [[sync]] path; nothing is sent until it exists, "
+                f"next look in {delay:g}s",
+            )
+            return
+        self._watcher = watcher
+        self._watch_retry.reset()
+        self.dirty.need_full(
+            "start (catch up)" if self.full_syncs == 0 else "watch restored", self._now()
+        )
+
+    def _enter_polling(self, what: str) -> None:
+        if not self.polling:
+            self.polling = True
+            self._note(
+                f"sync {self.sync.path}: inotify watch limit reached ({what}); falling back to "
+                f"a full rsync every {POLL_PERIOD:g}s. Fix: raise fs.inotify.max_user_watches",
+                4,
+            )
+
+    def _absorb(self, changes: Iterable[Change], now: float) -> None:
+        for change in changes:
+            if change.kind == "path":
+                self.dirty.add(change.path, now)
+            elif change.kind == "tree":
+                self.dirty.add_tree(change.path, now)
+            elif change.kind == "full":
+                self.overflows += 1
+                self._note(
+                    f"sync {self.sync.path}: {change.path}: events were lost; "
+                    "one full rescan and resync",
+                    4,
+                )
+                self.dirty.need_full(change.path, now)
+            elif change.kind == "limit":
+                self._enter_polling(change.path)
+            elif change.kind == "lost" and self._watcher is not None:
+                watcher, self._watcher = self._watcher, None
+                watcher.stop()
+                self._watch_at = now + self._watch_retry.next_delay()
+                self._fail(
+                    "source-missing",
+                    f"{self.sync.path}: {change.path}; watching again when it is back",
+                )
+
+    # ---- sending --------------------------------------------------------
+
+    def _argv(self, batch: Batch, master: SshMaster) -> list[str]:
+        build = commands.full_argv if batch.full else commands.batch_argv
+        return build(self.sync, master.peer, self.epoch)
+
+    async def _send(self, batch: Batch) -> None:
+        self._inflight = batch
+        self.state = "syncing" if self.state in ("in-sync", "starting") else self.state
+        try:
+            stdin = None
+            if not batch.full:
+                stdin = commands.files_from(await asyncio.to_thread(expand, self.sync.path, batch))
+            outcome, detail = await self._push(batch, stdin)
+        finally:
+            self._inflight = None
+        now = self._now()
+        if outcome in (Outcome.OK, Outcome.VANISHED):
+            self._succeeded(batch, now)
+            return
+        self.dirty.give_back(batch, now)
+        if outcome is Outcome.PARTIAL:
+            self._partials += 1
+            if self._partials >= PARTIALS_BEFORE_FULL:
+                self.dirty.need_full("repeated partial transfers", now)
+        delay = self.backoff.next_delay()
+        self.retry_at = now + delay
+        state = {
+            Outcome.UNREACHABLE: "waiting-for-peer",
+            Outcome.TIMEOUT: "waiting-for-peer",
+            Outcome.REFUSED: "refused",
+            Outcome.SOURCE: "source-missing",
+            Outcome.DISK_FULL: "peer-disk-full",
+        }.get(outcome, "error")
+        kept = "a full resync" if self.dirty.full_reason else f"{self.dirty.pending} change(s)"
+        self._fail(state, f"{outcome.value}: {detail}; keeping {kept}, retry in {delay:g}s")
+
+    async def _push(self, batch: Batch, stdin: bytes | None) -> tuple[Outcome, str]:
+        outcome, detail = Outcome.UNREACHABLE, "no peer address"
+        for step in range(len(self.masters)):
+            index = (self._peer + step) % len(self.masters)
+            master = self.masters[index]
+            try:
+                await master.ensure()
+            except MasterError as error:
+                outcome, detail = Outcome.UNREACHABLE, f"ssh to {master.peer.host}: {error}"
+                continue
+            code, err = await run_rsync(self._argv(batch, master), stdin)
+            outcome = commands.classify(code, err)
+            detail = f"rsync exit {code} via {master.peer.host}: {commands.summary(err)}"
+            if outcome is not Outcome.UNREACHABLE:
+                self._peer = index
+                break
+            await master.close()
+        return outcome, detail
+
+    def _succeeded(self, batch: Batch, now: float) -> None:
+        if self.state not in ("in-sync", "syncing", "starting"):
+            what = "full resync" if batch.full else f"{batch.size} change(s)"
+            self._note(
+                f"sync {self.sync.path}: converged with the peer again after "
+                f"{now - batch.since:.1f}s ({what})",
+                5,
+            )
+        elif batch.full:
+            self._note(f"sync {self.sync.path}: full sync done ({batch.reason})", 6)
+        self.state = "in-sync"
+        self.last_error = None
+        self.last_ok = now
+        self.backoff.reset()
+        self._partials = 0 if not batch.full else self._partials
+        self.retry_at = 0.0
+        self.batches += 1
+        self.full_syncs += int(batch.full)
+
+    def _fail(self, state: str, text: str) -> None:
+        changed = (
+            state != self.state
+            or self.backoff.failures in (1, 10)
+            or (self.backoff.failures % 60 == 0)
+        )
+        self.state = state
+        self.last_error = text
+        if changed:
+            self._note(f"sync {self.sync.path}: {text}", 3 if state != "waiting-for-peer" else 4)

@@ -1,0 +1,119 @@
+"""The processes of the sync: one ssh master per peer address, and rsync runs.
+
+This is the only module of the sync that starts processes
+(``asyncio.create_subprocess_exec``; never a shell).
+
+Guarantees:
+
+- :func:`run_rsync` never leaves a process behind: when the awaiting task is
+  cancelled, rsync is terminated (then killed after 2 s) before the
+  cancellation propagates. stdout is discarded, stderr returned (last 64 KiB).
+- :class:`SshMaster` keeps at most one master process per peer address; :meth:`ensure`
+  returns within the ssh connect timeout (+1 s) whether or not the peer
+  answers, and raises :class:`MasterError` with ssh's own words if it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+from mosqit_failover.sync.commands import Peer, master_argv
+
+STDERR_KEEP = 65536
+ORPHAN_GUARD = ["setpriv", "--pdeathsig", "KILL"]
+"""Prefix of every command: killed with the agent (the unit's KillMode=process would keep it)."""
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), 2.0)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def run_rsync(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+    """Run rsync to completion; (exit code, stderr)."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *ORPHAN_GUARD,
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as error:
+        return 127, f"cannot run {argv[0]}: {error.strerror or error}"
+    try:
+        _, err = await process.communicate(stdin)
+    except BaseException:
+        await asyncio.shield(_reap(process))
+        raise
+    code = process.returncode if process.returncode is not None else -1
+    return code, err[-STDERR_KEEP:].decode("utf-8", "replace")
+
+
+class MasterError(Exception):
+    """The ssh master could not connect; the message is ssh's reason."""
+
+
+class SshMaster:
+    """One multiplexing ssh connection to the peer, reused by every rsync run."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def up(self) -> bool:
+        return (
+            self._process is not None
+            and self._process.returncode is None
+            and self.peer.control_path.exists()
+        )
+
+    async def ensure(self) -> None:
+        """Make sure the master is connected (start it if needed)."""
+        async with self._lock:
+            if self.up:
+                return
+            await self._close()
+            self.peer.control_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.peer.control_path)  # left by a killed agent
+            process = await asyncio.create_subprocess_exec(
+                *ORPHAN_GUARD,
+                *master_argv(self.peer),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            self._process = process
+            deadline = asyncio.get_running_loop().time() + self.peer.connect_timeout + 1
+            while not self.peer.control_path.exists():
+                if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                    await _reap(process)
+                    assert process.stderr is not None
+                    err = (await process.stderr.read()).decode("utf-8", "replace").strip()
+                    self._process = None
+                    raise MasterError(err or f"no connection within {self.peer.connect_timeout}s")
+                await asyncio.sleep(0.02)
+
+    async def _close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            await _reap(process)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.peer.control_path)

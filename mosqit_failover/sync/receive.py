@@ -1,0 +1,144 @@
+"""The receiving side's forced command: only a fresh, legitimate sender may write.
+
+authorized_keys on each node holds the peer's sync key as
+
+    command="mosqit-failover sync-receive --config CONFIG",restrict ssh-ed25519 AAAA...
+
+sshd then runs this command whatever the client asked; the request is in
+SSH_ORIGINAL_COMMAND, e.g. ``mosqit-sync 7 --server -logDtpre.iLsfxCIvu
+--delete . /srv/data/`` (see :mod:`.commands`). It is carried out only if:
+
+- it is an rsync *receiving* server (``--server``, no ``--sender``) with
+  only the options our sender uses (no --log-file, --temp-dir, ...);
+- the destination is one of the configured sync directories (``peer_path``
+  or ``path``), exactly, and is a directory (created if missing);
+- the sender's epoch is at least this node's persisted epoch
+  (``state.json``), and this node is not ACTIVE: a stale old active can
+  never overwrite newer files, even if its own agent is confused.
+
+Then it execs ``rsync --server ...`` (nothing of this process remains).
+Anything else is refused: one line starting with
+:data:`~.commands.REFUSED` on stderr and exit status 77.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mosqit_failover import config as configuration
+from mosqit_failover.effects.state import StateError, StateFile
+from mosqit_failover.events import Role
+from mosqit_failover.sync.commands import MARKER, REFUSED
+
+REFUSED_EXIT = 77
+
+_SHORT = re.compile(r"^-[A-Za-z]+(\.[A-Za-z]*)?$")
+_LONG = re.compile(
+    r"^--(delete|delete-missing-args|force|numeric-ids|from0|ignore-errors|"
+    r"(timeout|bwlimit)=\d+)$"
+)
+
+
+class Refused(Exception):
+    """The request is not allowed; the message says why and what to fix."""
+
+
+def parse_request(original: str) -> tuple[int, list[str], str]:
+    """(sender epoch, rsync server arguments, destination) from SSH_ORIGINAL_COMMAND."""
+    try:
+        words = shlex.split(original)
+    except ValueError as error:
+        raise Refused(f"cannot parse the command ({error})") from None
+    if len(words) < 2 or words[0] != MARKER:
+        raise Refused(
+            f"this key only runs the mosqit-failover sync receiver, not {original[:80]!r}"
+        )
+    if not words[1].isdigit():
+        raise Refused(f"the sender's epoch {words[1]!r} is not a whole number")
+    epoch, args = int(words[1]), words[2:]
+    if len(args) < 4 or args[0] != "--server" or args[-2] != ".":
+        raise Refused("not an rsync server command (expected --server ... . DEST)")
+    options = args[1:-2]
+    for option in options:
+        if option == "--sender":
+            raise Refused("reading from this node is not allowed (--sender)")
+        if not (_SHORT.match(option) or _LONG.match(option)):
+            raise Refused(f"rsync option {option!r} is not allowed by the sync receiver")
+    return epoch, args, args[-1]
+
+
+def check_destination(dest: str, allowed: Sequence[str]) -> str:
+    """The normalized destination if it is one of the allowed directories."""
+    norm = os.path.normpath(dest) if dest.startswith("/") else ""
+    if norm not in allowed:
+        raise Refused(
+            f"destination {dest!r} is not a synced directory here "
+            f"(allowed: {', '.join(allowed) or 'none'}); check [[sync]] path/peer_path"
+        )
+    path = Path(norm)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise Refused(f"{norm} exists on the receiver but is not a directory; move it away")
+    return norm
+
+
+def check_epoch(sender: int, own: int, role: Role) -> None:
+    if role is Role.ACTIVE:
+        raise Refused(
+            f"this node is ACTIVE (epoch {own}); it takes no sync (sender epoch {sender}). "
+            "Only the active node with the highest epoch pushes to the other"
+        )
+    if sender < own:
+        raise Refused(
+            f"the sender's epoch {sender} is older than this node's {own}: it holds stale "
+            "data and must not overwrite newer files"
+        )
+
+
+def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[str]:
+    """The rsync argv to exec, or raise Refused."""
+    epoch, args, dest = parse_request(original)
+    allowed = [s.target for s in cfg.sync]
+    norm = check_destination(dest, allowed)
+    try:
+        own, role = state.load()
+    except StateError as error:
+        raise Refused(f"cannot read this node's epoch: {error}") from None
+    check_epoch(epoch, own, role)
+    return ["rsync", *args[:-1], norm + "/"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mosqit-failover sync-receive")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(configuration.DEFAULT_PATH), help="config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    original = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    try:
+        if not original:
+            raise Refused("no command given (this key only runs the sync receiver)")
+        try:
+            cfg = configuration.load(Path(args.config))
+        except configuration.ConfigError as error:
+            raise Refused(f"bad config on the receiver: {error}") from None
+        argv = decide(original, cfg, StateFile(cfg.state_dir / "state.json"))
+        os.makedirs(argv[-1], mode=0o755, exist_ok=True)
+    except (Refused, OSError) as error:
+        print(f"{REFUSED} {error}", file=sys.stderr, flush=True)
+        return REFUSED_EXIT
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Directory sync in the lab: real agents, real rsync, real sshd with the forced command.
+
+The pair runs with two synced directories. Each test churns the active
+node's tree and checks that both trees end equal (names, types, modes,
+owners, sizes, mtimes of files, symlink targets, contents), through the
+faults the issue lists: peer down, inotify overflow, a stale old active,
+the agent killed in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from mosqit_failover.lab import deploy, sshkeys
+from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.netns import LabError
+from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.topology import LabPlan
+
+pytestmark = pytest.mark.lab
+
+DIRS = ["/srv/data", "/srv/mail"]
+
+CHURN = r"""
+import os, random, sys
+root, seed, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(seed)
+def entries(kind):
+    out = []
+    for here, dirs, files in os.walk(root):
+        out += [os.path.join(here, n) for n in (dirs if kind == "d" else files)]
+    return out
+for i in range(ops):
+    op = rnd.choice("cccwwrRdDtlmo")
+    dirs = [root] + entries("d")
+    files = entries("f")
+    try:
+        if op == "c":
+            p = os.path.join(rnd.choice(dirs), f"f{seed}-{i}")
+            with open(p, "wb") as fh: fh.write(os.urandom(rnd.randint(0, 5000)))
+        elif op == "w" and files:
+            with open(rnd.choice(files), "ab") as fh: fh.write(os.urandom(rnd.randint(1, 3000)))
+        elif op == "r" and files:
+            os.rename(rnd.choice(files), os.path.join(rnd.choice(dirs), f"r{seed}-{i}"))
+        elif op == "R" and len(dirs) > 1:
+            src = rnd.choice(dirs[1:]); dst = os.path.join(root, f"T{seed}-{i}")
+            if not dst.startswith(src + "/"): os.rename(src, dst)
+        elif op == "d" and files:
+            os.unlink(rnd.choice(files))
+        elif op == "D" and len(dirs) > 1:
+            import shutil; shutil.rmtree(rnd.choice(dirs[1:]))
+        elif op == "t":
+            d = os.path.join(rnd.choice(dirs), f"t{seed}-{i}")
+            os.makedirs(os.path.join(d, "x", "y"))
+            for k in range(5):
+                with open(os.path.join(d, "x", "y", f"k{k}"), "w") as fh: fh.write("z" * k)
+        elif op == "l":
+            os.symlink(f"target-{i}", os.path.join(rnd.choice(dirs), f"l{seed}-{i}"))
+        elif op == "m" and files:
+            os.chmod(rnd.choice(files), rnd.choice([0o600, 0o640, 0o755]))
+        elif op == "o" and files:
+            os.chown(rnd.choice(files), rnd.randint(1000, 1005), rnd.randint(1000, 1005))
+    except FileNotFoundError:
+        pass
+"""
+
+# Known gap: rsync 3.5 here leaves some replicated symlinks with their creation time, so
+# symlink mtimes are not compared (their targets, modes and owners are).
+LISTING = (
+    "cd \"$1\" && find . -mindepth 1 \\( -type d -printf '%P %y %m %U:%G\\n' \\) -o "
+    "\\( -type l -printf '%P %y %U:%G %l\\n' \\) -o "
+    "-printf '%P %y %m %U:%G %s %T@\\n' | sort && "
+    "find . -type f -print0 | sort -z | xargs -0r md5sum"
+)
+
+
+def listing(node: Node, path: str) -> str:
+    """The tree's description; "" while rsync's temporary files come and go."""
+    proc = node.run(["sh", "-c", LISTING, "sh", path], timeout=60, check=False)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+@dataclass
+class Pair:
+    lab: Lab
+    plan: LabPlan
+    active: str = ""
+    standby: str = ""
+
+    @property
+    def a(self) -> Node:
+        return self.lab[self.active]
+
+    @property
+    def b(self) -> Node:
+        return self.lab[self.standby]
+
+    def sync_status(self, node: str | None = None) -> list[dict[str, object]]:
+        dirs: list[dict[str, object]] = deploy.status(self.lab[node or self.active])["sync"]["dirs"]
+        return dirs
+
+    def churn(self, path: str, seed: int, ops: int) -> None:
+        self.a.run(["python3", "-c", CHURN, path, str(seed), str(ops)], timeout=120)
+
+    def wait_equal(self, path: str, timeout: float = 30.0) -> float:
+        start = time.monotonic()
+        left = right = ""
+        while time.monotonic() - start < timeout:
+            left, right = listing(self.a, path), listing(self.b, path)
+            if left and left == right:
+                return time.monotonic() - start
+            time.sleep(0.5)
+        diff = sorted(set(left.splitlines()) ^ set(right.splitlines()))[:20]
+        raise AssertionError(f"{path} differs after {timeout}s: {diff}")
+
+
+@pytest.fixture(scope="module")
+def pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Pair]:
+    sshkeys.setup(lab.nodes, lab_plan)
+    sshkeys.install_config(lab.nodes, lab_plan, DIRS)
+    deploy.start(lab.nodes)
+    try:
+        yield Pair(lab, lab_plan)
+    finally:
+        for node in lab.nodes.values():
+            if node.frozen():
+                node.thaw()
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+
+
+@pytest.fixture
+def formed(pair: Pair) -> Pair:
+    roles = deploy.wait_pair(pair.lab.nodes, timeout=40)
+    pair.active = next(n for n, r in roles.items() if r == "ACTIVE")
+    pair.standby = next(n for n, r in roles.items() if r == "STANDBY")
+    return pair
+
+
+def test_churn_reaches_the_peer_with_contents_and_metadata(formed: Pair) -> None:
+    formed.churn(DIRS[0], seed=1, ops=600)
+    formed.churn(DIRS[1], seed=2, ops=200)
+    for path in DIRS:
+        formed.wait_equal(path, timeout=30)
+    status = formed.sync_status()
+    assert {d["path"] for d in status} == set(DIRS)
+    assert all(d["last_error"] is None for d in status), status
+
+
+def test_peer_down_during_churn_then_back_converges(formed: Pair) -> None:
+    formed.b.freeze()
+    try:
+        formed.churn(DIRS[0], seed=3, ops=300)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = formed.sync_status()[0]
+            if st["state"] == "waiting-for-peer" and int(str(st["pending"])) > 0:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the sync did not report waiting for the peer: {st}")
+        assert "retry in" in str(st["last_error"])
+    finally:
+        formed.b.thaw()
+    formed.wait_equal(DIRS[0], timeout=60)
+    deploy.wait_pair(formed.lab.nodes, timeout=40)
+
+
+def test_inotify_overflow_is_followed_by_a_full_resync(formed: Pair) -> None:
+    before = int(str(formed.sync_status()[0]["overflows"]))
+    pid = formed.a.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
+    maintenance = ["mosqit-failover", "maintenance", "--config", deploy.CONFIG_PATH]
+    formed.b.run([*maintenance, "on"])  # the standby must not take over meanwhile
+    formed.a.run(["kill", "-STOP", pid])
+    try:  # more events than the kernel queue holds (fs.inotify.max_queued_events 16384)
+        formed.a.run(
+            [
+                "python3",
+                "-c",
+                "import os\nos.makedirs('/srv/data/flood', exist_ok=True)\n"
+                "for i in range(12000): open(f'/srv/data/flood/{i}', 'w').write(str(i))",
+            ],
+            timeout=60,
+        )
+    finally:
+        formed.a.run(["kill", "-CONT", pid])
+        formed.b.run([*maintenance, "off"])
+    formed.wait_equal(DIRS[0], timeout=60)
+    assert int(str(formed.sync_status()[0]["overflows"])) > before
+    assert formed.a.journal(identifier="mosqit-failover", grep="inotify queue overflow")
+
+
+def test_an_old_active_never_overwrites_newer_files(formed: Pair) -> None:
+    old, new = formed.active, formed.standby
+    formed.a.write_file(f"{DIRS[0]}/doc.txt", "v1 from the first active\n")
+    formed.wait_equal(DIRS[0])
+    formed.lab[old].freeze()
+    try:
+        deploy.wait_roles({new: formed.lab[new]}, {new: "ACTIVE"}, timeout=20)
+        formed.lab[new].write_file(f"{DIRS[0]}/doc.txt", "v2 newer, written on the new active\n")
+    finally:
+        formed.lab[old].thaw()
+    formed.lab[old].write_file(f"{DIRS[0]}/doc.txt", "stale write on the old active\n")
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert formed.lab[new].read_file(f"{DIRS[0]}/doc.txt").startswith("v2"), "overwritten"
+        time.sleep(0.2)
+    # a confused old active pushing by hand with its own (older) epoch is refused by the peer
+    stale = deploy.status(formed.lab[old])["epoch"]
+    peer = formed.plan.node(new).addr("a")
+    proc = formed.lab[old].run(
+        [
+            "rsync",
+            "-a",
+            "-e",
+            f"ssh -i {sshkeys.SYNC_KEY} -o BatchMode=yes",
+            f"--rsync-path=mosqit-sync {stale}",
+            f"{DIRS[0]}/",
+            f"root@{peer}:{DIRS[0]}/",
+        ],
+        check=False,
+    )
+    assert proc.returncode != 0 and "mosqit-sync refused:" in proc.stderr, proc.stderr
+    assert formed.lab[new].read_file(f"{DIRS[0]}/doc.txt").startswith("v2")
+    formed.active, formed.standby = new, old
+    deploy.wait_roles(formed.lab.nodes, {new: "ACTIVE", old: "STANDBY"}, timeout=40)
+    formed.wait_equal(DIRS[0], timeout=30)
+
+
+def test_agent_killed_in_the_middle_of_a_batch_converges_after_restart(formed: Pair) -> None:
+    formed.a.run(
+        [
+            "python3",
+            "-c",
+            "import os\nos.makedirs('/srv/mail/big', exist_ok=True)\n"
+            "open('/srv/mail/big/blob', 'wb').write(os.urandom(40 << 20))\n"
+            "for i in range(2000): open(f'/srv/mail/big/m{i}', 'w').write('x' * i)",
+        ],
+        timeout=60,
+    )
+    deadline = time.monotonic() + 10
+    while formed.a.run(["pgrep", "-x", "rsync"], check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise LabError("no rsync seen running")
+        time.sleep(0.05)
+    formed.a.systemctl("kill", "-s", "KILL", deploy.UNIT)
+    formed.churn(DIRS[1], seed=5, ops=100)
+    formed.wait_equal(DIRS[1], timeout=60)
+    deploy.wait_pair(formed.lab.nodes, timeout=40)

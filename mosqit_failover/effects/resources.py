@@ -1,4 +1,5 @@
-"""Start, stop and check the protected services (systemd units, SysV init scripts, commands).
+"""Start, stop and check the protected services (systemd units, SysV init scripts, commands,
+OCF resource agents).
 
 :func:`make_runner` turns a configured :class:`~mosqit_failover.config.Resource`
 into a :class:`ResourceRunner`. All commands run as asyncio subprocesses
@@ -15,7 +16,7 @@ import logging
 import os
 import shlex
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 _TAIL_BYTES = 4096  # output kept per stream (the end of it)
 _TAIL_LINES = 5  # lines of it quoted in an error
 _EOF_GRACE = 0.2  # after exit, how long to wait for the output pipes to close
+_STDIN_MAX = 60 * 1024  # below the 64 KiB pipe buffer
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,14 @@ class ResourceRunner(abc.ABC):
     def _missing(self, error: OSError) -> str:
         """The message for a command that could not be executed at all."""
 
+    def _env(self) -> Mapping[str, str] | None:
+        """Variables added to the agent's environment for every command (None: none)."""
+        return None
+
+    def _status_codes(self, code: int) -> str:
+        """How the status command's exit codes read, for error messages."""
+        return "0 means running, 3 not running"
+
     def _check(self, what: str, outcome: Outcome) -> None:
         """Raise if a start/stop command failed."""
         if outcome.code != 0:
@@ -123,7 +133,7 @@ class ResourceRunner(abc.ABC):
             raise EffectError(
                 f"resource {self.name}: cannot tell whether it runs: "
                 f"`{_show(outcome.argv)}` exited with code {outcome.code} "
-                f"(0 means running, 3 not running); {outcome.tail()}"
+                f"({self._status_codes(outcome.code)}); {outcome.tail()}"
             )
         return state
 
@@ -165,8 +175,8 @@ class ResourceRunner(abc.ABC):
 
     async def _run(self, argv: Sequence[str]) -> Outcome:
         try:
-            return await run_command(argv, self.timeout)
-        except _Timeout:
+            return await run_command(argv, self.timeout, self._env())
+        except CommandTimeout:
             raise EffectError(
                 f"resource {self.name}: `{_show(argv)}` did not finish within "
                 f"{self.timeout:g}s and was killed; fix the command or raise the "
@@ -294,27 +304,138 @@ class ScriptRunner(ResourceRunner):
         return f"resource {self.name}: cannot run /bin/sh: {error.strerror or error}"
 
 
+# OCF return codes (Open Cluster Framework resource agent API, and Pacemaker's reading).
+OCF_SUCCESS = 0
+OCF_NOT_RUNNING = 7
+OCF_RUNNING_MASTER = 8
+OCF_FAILED_MASTER = 9
+OCF_CODES = {
+    0: "OCF_SUCCESS",
+    1: "OCF_ERR_GENERIC: the agent failed (see its output)",
+    2: "OCF_ERR_ARGS: the parameters are wrong; fix resources.params",
+    3: "OCF_ERR_UNIMPLEMENTED: the agent does not implement this action",
+    4: "OCF_ERR_PERM: insufficient privileges",
+    5: "OCF_ERR_INSTALLED: a program or file the agent needs is not installed on this node",
+    6: "OCF_ERR_CONFIGURED: the resource is configured wrongly; fix resources.params",
+    7: "OCF_NOT_RUNNING",
+    8: "OCF_RUNNING_MASTER: running as master",
+    9: "OCF_FAILED_MASTER: failed as master",
+}
+DEFAULT_OCF_ROOT = Path("/usr/lib/ocf")
+
+
+def ocf_meaning(code: int) -> str:
+    """The OCF name and meaning of an agent's exit code."""
+    return OCF_CODES.get(code, "not an OCF return code (0-9): the agent is broken")
+
+
+class OcfRunner(ResourceRunner):
+    """An OCF resource agent (e.g. ClusterLabs' ``ocf:heartbeat:IPaddr2``), run unchanged.
+
+    ``AGENT start|stop|monitor`` with OCF_ROOT, OCF_RESOURCE_INSTANCE (the
+    resource's name), OCF_RESOURCE_TYPE, OCF_RESOURCE_PROVIDER,
+    OCF_RA_VERSION_MAJOR/MINOR and one OCF_RESKEY_<name> per configured
+    parameter in its environment. ``ocf:PROVIDER:TYPE`` is found at
+    ``OCF_ROOT/resource.d/PROVIDER/TYPE``; an absolute path is run as is.
+
+    monitor: 0 (and 8, running as master) running; 7 not running; 1 and 9
+    (failed) unknown: start then tries to start, stop tries to stop, and
+    :meth:`running` raises; 2-6 (wrong parameters, not installed, ...) and any
+    other code raise an error naming the code and its meaning, since no action
+    can succeed then. start and stop succeed on 0 only; the error names the
+    code and its OCF meaning.
+    """
+
+    def __init__(self, resource: config.Resource, ocf_root: Path) -> None:
+        super().__init__(resource)
+        self.ocf_root = ocf_root
+        if resource.agent.startswith("ocf:"):
+            _, self.provider, self.type = resource.agent.split(":", 2)
+            self.path = ocf_root / "resource.d" / self.provider / self.type
+        else:
+            self.path = Path(resource.agent)
+            self.provider, self.type = self.path.parent.name, self.path.name
+
+    def _env(self) -> Mapping[str, str]:
+        env = {
+            "OCF_ROOT": str(self.ocf_root),
+            "OCF_RESOURCE_INSTANCE": self.name,
+            "OCF_RESOURCE_TYPE": self.type,
+            "OCF_RESOURCE_PROVIDER": self.provider,
+            "OCF_RA_VERSION_MAJOR": "1",
+            "OCF_RA_VERSION_MINOR": "0",
+        }
+        env.update({f"OCF_RESKEY_{k}": v for k, v in self.resource.params})
+        return env
+
+    def _start_argv(self) -> Sequence[str]:
+        return (str(self.path), "start")
+
+    def _stop_argv(self) -> Sequence[str]:
+        return (str(self.path), "stop")
+
+    def _status_argv(self) -> Sequence[str]:
+        return (str(self.path), "monitor")
+
+    def _status_codes(self, code: int) -> str:
+        return f"0 means running, 7 not running; {code} is {ocf_meaning(code)}"
+
+    def _interpret_status(self, outcome: Outcome) -> bool | None:
+        if outcome.code in (OCF_SUCCESS, OCF_RUNNING_MASTER):
+            return True
+        if outcome.code == OCF_NOT_RUNNING:
+            return False
+        if outcome.code in (1, OCF_FAILED_MASTER):
+            return None
+        raise EffectError(self._failure("monitor", outcome))
+
+    def _check(self, what: str, outcome: Outcome) -> None:
+        if outcome.code != OCF_SUCCESS:
+            raise EffectError(self._failure(what, outcome))
+
+    def _failure(self, what: str, outcome: Outcome) -> str:
+        return (
+            f"resource {self.name}: OCF agent {self.resource.agent} {what} failed: "
+            f"`{_show(outcome.argv)}` exited with code {outcome.code} "
+            f"({ocf_meaning(outcome.code)}); {outcome.tail()}"
+        )
+
+    def _missing(self, error: OSError) -> str:
+        where = f"OCF agent {self.resource.agent} ({self.path})"
+        if isinstance(error, FileNotFoundError):
+            return (
+                f"resource {self.name}: {where} not found; install it (Debian: "
+                "`apt-get install resource-agents`) or fix resources.agent"
+            )
+        if isinstance(error, PermissionError):
+            return f"resource {self.name}: {where} is not executable; run `chmod +x {self.path}`"
+        return f"resource {self.name}: cannot run {where}: {error.strerror or error}"
+
+
 def make_runner(
     resource: config.Resource,
     *,
     systemctl: str = "systemctl",
     initd: Path = Path("/etc/init.d"),
+    ocf_root: Path = DEFAULT_OCF_ROOT,
 ) -> ResourceRunner:
-    """The runner for this resource's kind (systemd, sysv or script)."""
+    """The runner for this resource's kind (systemd, sysv, script or ocf)."""
     if resource.kind == "systemd":
         return SystemdRunner(resource, systemctl)
     if resource.kind == "sysv":
         return SysvRunner(resource, initd)
     if resource.kind == "script":
         return ScriptRunner(resource)
+    if resource.kind == "ocf":
+        return OcfRunner(resource, ocf_root)
     raise ValueError(f"resource {resource.name}: unknown kind {resource.kind!r}")
 
 
 # -- subprocesses ---------------------------------------------------------------
 
 
-class _Timeout(Exception):
-    pass
+class CommandTimeout(Exception):
+    """run_command killed the command (and its process group) when its time ran out."""
 
 
 class _Tail(asyncio.Protocol):
@@ -350,24 +471,43 @@ async def _open_pipe() -> tuple[int, _Tail, asyncio.BaseTransport]:
     return write_fd, tail, transport
 
 
-async def run_command(argv: Sequence[str], timeout: float) -> Outcome:
+async def run_command(
+    argv: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes = b"",
+) -> Outcome:
     """Run argv in its own process group; return how it ended.
 
-    Raises _Timeout after killing the group when it runs longer than timeout,
+    env: variables added to (or overriding) the agent's own environment.
+    stdin: what the command reads on its standard input (at most 64 KiB, the
+    pipe's buffer, so that writing it never blocks); empty: /dev/null.
+
+    Raises CommandTimeout after killing the group when it runs longer than timeout,
     OSError when it cannot be executed. Our own pipes (not asyncio's) carry its
     output, so that a background child holding them open cannot delay us: in
     Python 3.11, Process.wait() also waits for asyncio's pipes to close.
     """
+    if len(stdin) > _STDIN_MAX:
+        raise ValueError(f"stdin of {len(stdin)} bytes is over {_STDIN_MAX}")
     pipes: list[tuple[int, _Tail, asyncio.BaseTransport]] = []
+    stdin_fd: int | None = None
     try:
+        if stdin:
+            stdin_fd, stdin_write = os.pipe()
+            try:
+                os.write(stdin_write, stdin)  # fits the pipe's buffer: never blocks
+            finally:
+                os.close(stdin_write)
         for _ in ("stdout", "stderr"):
             pipes.append(await _open_pipe())
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin_fd is None else stdin_fd,
             stdout=pipes[0][0],
             stderr=pipes[1][0],
             start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
         )
     except BaseException:
         for _, _, transport in pipes:
@@ -376,6 +516,8 @@ async def run_command(argv: Sequence[str], timeout: float) -> Outcome:
     finally:
         for write_fd, _, _ in pipes:
             os.close(write_fd)  # the child has its copies
+        if stdin_fd is not None:
+            os.close(stdin_fd)
     try:
         code = await asyncio.wait_for(proc.wait(), timeout)
     except (TimeoutError, asyncio.CancelledError) as error:
@@ -386,7 +528,7 @@ async def run_command(argv: Sequence[str], timeout: float) -> Outcome:
         for _, _, transport in pipes:
             transport.close()
         if isinstance(error, TimeoutError):
-            raise _Timeout from None
+            raise CommandTimeout from None
         raise
     closed = [tail.closed for _, tail, _ in pipes]
     await asyncio.wait(closed, timeout=_EOF_GRACE)

@@ -1,0 +1,260 @@
+"""The journald message catalog: what each decision line means, why, and what to do.
+
+`journalctl -x` (and `-o verbose -x`) shows the catalog entry of a line's
+MESSAGE_ID under the line, with @FIELD@ replaced by the line's own fields
+(NODE, STATE, OLD_STATE, EPOCH, PEER_STATE, REASON, DECISION).
+
+The file `units/mosqit-failover.catalog` is generated from `ENTRIES` by
+`render()` (a unit test keeps them equal: run `python -m mosqit_failover.catalog
+> units/mosqit-failover.catalog` after editing an entry).
+
+Install on a server (or inside a lab node): copy the file to
+`/usr/lib/systemd/catalog/` and run `journalctl --update-catalog`; `install()`
+does both. Lab nodes: `node.write_file(INSTALL_PATH, render())` then
+`node.run(list(UPDATE_ARGV))`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mosqit_failover.journal import message_id
+
+CATALOG_FILE = Path(__file__).resolve().parents[1] / "units" / "mosqit-failover.catalog"
+INSTALL_PATH = "/usr/lib/systemd/catalog/mosqit-failover.catalog"
+UPDATE_ARGV = ("journalctl", "--update-catalog")
+DOCUMENTATION = "man:journalctl(1)"
+
+
+@dataclass(frozen=True)
+class Entry:
+    subject: str
+    what: str
+    why: str
+    do: str
+
+
+_HEAD = "Node @NODE@ went from @OLD_STATE@ to @STATE@ in epoch @EPOCH@ (peer: @PEER_STATE@)."
+
+ENTRIES: dict[str, Entry] = {
+    "promote": Entry(
+        "node @NODE@ is taking over the service",
+        _HEAD + " It raised the promotion epoch and is claiming the VIP, sending"
+        " gratuitous ARP, starting the sync and the protected services in order.",
+        "@REASON@. A standby promotes only while it sees both networks, when its"
+        " peer missed every echo reply on both networks, or its failover service"
+        " stayed silent while ICMP answered (OS problem), or nobody was active and"
+        " it won the election (higher epoch, then the preferred node).",
+        "Find out why the peer stopped answering (power, kernel, cables). Watch for"
+        " the plan-done line (ACTIVE) or a plan-failed line. Once the old active is"
+        " repaired it comes back as STANDBY; its data is older than this node's.",
+    ),
+    "force-active": Entry(
+        "operator forced node @NODE@ active",
+        _HEAD + " An operator ran `mosqit-failover force-active`.",
+        "@REASON@. The peer had not been seen for longer than the peer-gone time,"
+        " so the agent obeyed; it cannot know whether the peer still serves.",
+        "Make sure the peer is really down (powered off or cut off) or both nodes"
+        " may serve. This node's data may be older than the peer's: check the"
+        " service's data before clients write to it.",
+    ),
+    "reclaim": Entry(
+        "restarted agent on @NODE@ claims the VIP and services again",
+        _HEAD + " The agent was restarted while holding the VIP or services and is"
+        " claiming them again in the same epoch, without a new failover.",
+        "@REASON@. No peer with a higher epoch was active, so what the node held is still its own.",
+        "Nothing, unless the agent restarts often: then read `journalctl -u"
+        " mosqit-failover` for the crash (systemd restarts the agent after 100 ms).",
+    ),
+    "adopt": Entry(
+        "restarted agent on @NODE@ found the VIP or services held",
+        _HEAD + " At start the agent found the VIP or protected services present on this node.",
+        "@REASON@. A restarted agent never flaps: it checks the peer before claiming"
+        " what it holds, or releases it when its last role was not active.",
+        "Nothing; the next line says whether it claimed (reclaim) or released them.",
+    ),
+    "plan-done": Entry(
+        "node @NODE@ finished its plan and is @STATE@",
+        _HEAD + " Every step of the promotion or demotion plan succeeded.",
+        "@REASON@.",
+        "Nothing. After a promotion, check that clients reach the VIP.",
+    ),
+    "plan-failed": Entry(
+        "a step of the plan failed on node @NODE@",
+        _HEAD + " A step (VIP, ARP, sync, a service start or stop) failed.",
+        "@REASON@. A failed promotion is rolled back at once and the node is not a"
+        " candidate for a while (timing.start_failure_backoff); a failed demotion is"
+        " retried with backoff while the peer does not promote.",
+        "Fix the failing step (read the service's own logs: `journalctl -u UNIT`),"
+        " then watch for plan-done. After repeated stop failures the configured"
+        " last resort applies (timing.on_stop_failure).",
+    ),
+    "demote-retry": Entry(
+        "node @NODE@ retries stopping its services",
+        _HEAD + " The demotion plan runs again after a failure.",
+        "@REASON@. Services must be stopped and the VIP released before the peer may take over.",
+        "Look at the previous plan-failed line for the step that fails and fix it;"
+        " the service is down on both nodes until the stop succeeds.",
+    ),
+    "standby": Entry(
+        "node @NODE@ is standing by",
+        _HEAD + " The node sees both networks and is ready to take over.",
+        "@REASON@.",
+        "Nothing.",
+    ),
+    "waiting": Entry(
+        "node @NODE@ lost an uplink and cannot take over",
+        _HEAD + " The node lacks a network, so it has no authority to promote.",
+        "@REASON@. A node without both networks never promotes on its own: it cannot"
+        " tell a dead peer from its own cut-off.",
+        "Check the cable, the switch port and the switch of the network named in the"
+        " reason (`ip link`, the switch's own status).",
+    ),
+    "handover": Entry(
+        "active node @NODE@ hands over to its healthier peer",
+        _HEAD + " The active node lost an uplink that its peer still has, so the"
+        " peer is the healthier node; services, sync and VIP are being released.",
+        "@REASON@.",
+        "Repair the lost uplink on @NODE@; it comes back as STANDBY (or takes the"
+        " service back with failback if it is the preferred node and failback is on).",
+    ),
+    "switchover": Entry(
+        "operator switchover from @NODE@",
+        _HEAD + " An operator ran `mosqit-failover switchover` on the active node.",
+        "@REASON@.",
+        "Watch the peer's journal for its promote and plan-done lines.",
+    ),
+    "failback": Entry(
+        "failback to the preferred node",
+        _HEAD + " The preferred node is back and healthy and cluster.failback is"
+        " on, so this node hands the service back.",
+        "@REASON@.",
+        "Nothing; set cluster.failback = false to keep the service where it is after a failover.",
+    ),
+    "demote-dual-active": Entry(
+        "two active nodes met; @NODE@ stands down",
+        _HEAD + " Both nodes held the service and can see each other again.",
+        "@REASON@. The node with the lower promotion epoch demotes at once; on a"
+        " tie the configured preferred node (cluster.preferred) stays.",
+        "Find out how both became active (a split brain, a force-active). Data"
+        " written on this node while both served may need merging by hand.",
+    ),
+    "demote-isolated": Entry(
+        "node @NODE@ lost every network and stands down",
+        _HEAD + " Split brain or a cut-off node: services, sync and VIP are"
+        " stopped so that two nodes never serve at once.",
+        "@REASON@.",
+        "Restore the networks (both switches, the node's cables). On recovery the"
+        " node with the highest epoch (the freshest data) becomes active.",
+    ),
+    "manual": Entry(
+        "MANUAL mode, automatic switchover off",
+        _HEAD + " A network is lost on both nodes, which means a switch failed.",
+        "@REASON@. Switching over would not help: the peer has lost the same network.",
+        "Repair the switch. The active node keeps serving; the automatic mode comes"
+        " back by itself once both networks are back. `mosqit-failover switchover`"
+        " still works.",
+    ),
+    "automatic": Entry(
+        "automatic mode again",
+        _HEAD + " The network that both nodes had lost is back.",
+        "@REASON@.",
+        "Nothing.",
+    ),
+    "maintenance": Entry(
+        "maintenance mode changed on @NODE@",
+        _HEAD + " An operator ran `mosqit-failover maintenance on|off`.",
+        "@REASON@. In maintenance the node takes no automatic action: it neither"
+        " promotes nor stands down, and stopping the agent leaves everything as is.",
+        "Remember to run `mosqit-failover maintenance off` when the work is done.",
+    ),
+    "refused": Entry(
+        "operator command refused on @NODE@",
+        _HEAD + " An operator command could not be carried out safely.",
+        "@REASON@.",
+        "Read the reason: run switchover on the active node, force-active only when"
+        " the peer is gone.",
+    ),
+    "agent-stop": Entry(
+        "agent on @NODE@ is stopping",
+        _HEAD + " The agent was asked to stop (systemctl stop, SIGTERM).",
+        "@REASON@. An active node releases the service so that the peer takes over.",
+        "To restart the agent without a switchover, set maintenance mode first.",
+    ),
+    "reconfigure": Entry(
+        "configuration reloaded on @NODE@",
+        _HEAD + " The agent took a new configuration without a restart (resource wizard, reload).",
+        "@REASON@. On the active node, added resources are started; removed ones are stopped"
+        " only when the operator asked for it, else they keep running unmanaged.",
+        "Check `mosqit-failover status` on both nodes; both must have the same file.",
+    ),
+    "reconfigure-failed": Entry(
+        "a step after a configuration reload failed on @NODE@",
+        _HEAD + " Starting or stopping a resource after a reload failed.",
+        "@REASON@. The service that was running stays up; the new resource is not running.",
+        "Fix the resource (journalctl -u UNIT), then reload again.",
+    ),
+    "peer-back": Entry(
+        "peer is back; re-announcing the VIP",
+        _HEAD + " The active node hears its peer again.",
+        "@REASON@. Gratuitous ARP is sent again so switches and clients learn the VIP's owner.",
+        "Nothing.",
+    ),
+    "resumed": Entry(
+        "agent on @NODE@ was not scheduled for a while",
+        _HEAD + " The agent did not run for a long time (SIGSTOP, suspend, an overloaded host).",
+        "@REASON@. Silence seen across the freeze means nothing, so every timeout restarts now.",
+        "Find what froze the agent (a debugger, `kill -STOP`, VM suspend, memory"
+        " pressure); a frozen agent cannot fail over.",
+    ),
+}
+
+
+def render() -> str:
+    """The catalog file's text, one entry per decision kind, ids from `message_id`."""
+    blocks = [
+        "# journald message catalog of mosqit-failover (generated by mosqit_failover/catalog.py)\n"
+        f"# Install: cp to {INSTALL_PATH.rsplit('/', 1)[0]}/ && journalctl --update-catalog\n"
+    ]
+    for kind, entry in ENTRIES.items():
+        blocks.append(
+            f"-- {message_id(kind)}\n"
+            f"Subject: {entry.subject}\n"
+            "Defined-By: mosqit-failover\n"
+            f"Documentation: {DOCUMENTATION}\n"
+            "\n"
+            f"Decision: {kind}. {entry.what}\n"
+            "\n"
+            f"Why: {entry.why}\n"
+            "\n"
+            f"What to do: {entry.do}\n"
+        )
+    return "\n".join(blocks)
+
+
+def install(root: Path = Path("/")) -> Path:
+    """Copy the catalog under ROOT/usr/lib/systemd/catalog and rebuild journald's database.
+
+    Side effects: writes one file (replacing an older copy) and runs
+    `journalctl [--root ROOT] --update-catalog`; raises CalledProcessError if
+    journalctl fails, FileNotFoundError if journalctl is not installed.
+    """
+    target = root / INSTALL_PATH.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(), encoding="utf-8")
+    journalctl = shutil.which(UPDATE_ARGV[0])
+    if journalctl is None:
+        raise FileNotFoundError("journalctl not found: install systemd")
+    argv = [journalctl, *UPDATE_ARGV[1:]]
+    if root != Path("/"):
+        argv.insert(1, f"--root={root}")
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return target
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,220 @@
+"""`check_mosqit_failover`: a Nagios/Icinga check (monitoring-plugins conventions).
+
+It asks the local agent over its control socket for `status` and prints one
+line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
+
+    0 OK        exactly one node ACTIVE, the other ready to take over
+    1 WARNING   MANUAL or MAINTENANCE mode, no standby (peer not heard, or it or
+                this node lacks a network), sync lagging (when the agent reports sync)
+    2 CRITICAL  no node ACTIVE, or both ACTIVE
+    3 UNKNOWN   the agent does not answer, its reply is unreadable, bad arguments
+
+The peer's role counts only if the agent heard from it within --peer-stale
+(default 5 s); an older view is "not heard". Perfdata: state (0 WAITING,
+1 STANDBY, 2 PROMOTING, 3 ACTIVE, 4 DEMOTING), epoch, failovers (times this
+node became ACTIVE since the agent started, a counter), probe losses per probe
+(counters), peer-link drops (a counter), sync lag and pending when reported.
+
+Reading only: it never changes anything on the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+ROLE_NUMBER = {"WAITING": 0, "STANDBY": 1, "PROMOTING": 2, "ACTIVE": 3, "DEMOTING": 4}
+PREFIX = "MOSQIT-FAILOVER"
+
+
+def line(code: int, text: str, perfdata: Sequence[str] = ()) -> str:
+    out = f"{PREFIX} {NAMES[code]} - {text}"
+    return f"{out} | {' '.join(perfdata)}" if perfdata else out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def sync_numbers(sync: Any) -> tuple[float | None, float | None]:
+    """(lag in seconds, pending changes) from status["sync"], whatever is present.
+
+    Accepts {"lag_seconds"|"lag": n, "pending": n} or a mapping of directories
+    to such dicts (then the worst lag and the sum of pending); None where absent.
+    """
+    if not isinstance(sync, dict):
+        return None, None
+    parts = [v for v in sync.values() if isinstance(v, dict)] or [sync]
+    lags = [_number(p.get("lag_seconds", p.get("lag"))) for p in parts]
+    pendings = [_number(p.get("pending")) for p in parts]
+    known_lags = [x for x in lags if x is not None]
+    known_pending = [x for x in pendings if x is not None]
+    return (
+        max(known_lags) if known_lags else None,
+        sum(known_pending) if known_pending else None,
+    )
+
+
+def _label(name: str) -> str:
+    return f"'{name}'" if any(c in name for c in " '=") else name
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def perfdata(status: dict[str, Any], sync_warn: float) -> list[str]:
+    out: list[str] = []
+    role = ROLE_NUMBER.get(str(status.get("role")))
+    if role is not None:
+        out.append(f"state={role};;;0;4")
+    epoch = _number(status.get("epoch"))
+    if epoch is not None:
+        out.append(f"epoch={_fmt(epoch)};;;0")
+    failovers = _number(status.get("failovers"))
+    if failovers is not None:
+        out.append(f"failovers={_fmt(failovers)}c;;;0")
+    probes = status.get("probes")
+    for name, probe in sorted(probes.items() if isinstance(probes, dict) else []):
+        sent = _number(probe.get("sent")) if isinstance(probe, dict) else None
+        answered = _number(probe.get("answered")) if isinstance(probe, dict) else None
+        if sent is not None and answered is not None:
+            out.append(f"{_label('lost_' + name)}={_fmt(max(sent - answered, 0))}c;;;0")
+    link = status.get("peer_link")
+    if isinstance(link, dict) and isinstance(link.get("dropped"), dict):
+        dropped = sum(_number(v) or 0 for v in link["dropped"].values())
+        out.append(f"peer_link_dropped={_fmt(dropped)}c;;;0")
+    lag, pending = sync_numbers(status.get("sync"))
+    if lag is not None:
+        out.append(f"sync_lag={_fmt(lag)}s;{_fmt(sync_warn)};;0")
+    if pending is not None:
+        out.append(f"sync_pending={_fmt(pending)};;;0")
+    return out
+
+
+def evaluate(
+    status: dict[str, Any], *, peer_stale: float = 5.0, sync_warn: float = 10.0
+) -> tuple[int, str]:
+    """The check's exit code and status line for an agent's status reply (pure)."""
+    try:
+        node, role, mode = str(status["node"]), str(status["role"]), str(status["mode"])
+        peer = status["peer"]
+        peer_name, peer_role = str(peer["node"]), str(peer["role"])
+        heard = peer.get("heard_ago")
+    except (KeyError, TypeError):
+        return UNKNOWN, line(UNKNOWN, "the agent's status reply lacks node, role, mode or peer")
+    heard_ago = _number(heard)
+    fresh = heard_ago is not None and heard_ago <= peer_stale
+    peer_known = peer_role if fresh else "not heard"
+    if heard_ago is not None and not fresh:
+        peer_known += f" for {heard_ago:.0f}s"
+    summary = f"{node} {role} ({mode}), epoch {status.get('epoch')}; peer {peer_name} {peer_known}"
+    if fresh:
+        summary += f" (epoch {peer.get('epoch')})"
+    problems: list[tuple[int, str]] = []
+    peer_active = fresh and peer_role == "ACTIVE"
+    if role == "ACTIVE" and peer_active:
+        problems.append((CRITICAL, "both nodes are ACTIVE"))
+    elif role != "ACTIVE" and not peer_active:
+        problems.append((CRITICAL, "no node is ACTIVE"))
+    elif role == "ACTIVE":  # and the peer is not
+        if not fresh:
+            problems.append((WARNING, f"no standby: peer {peer_name} not heard"))
+        elif peer_role != "STANDBY":
+            problems.append((WARNING, f"no standby: peer {peer_name} is {peer_role}"))
+    elif role != "STANDBY":  # the peer is the active one
+        problems.append((WARNING, f"no standby: this node is {role}"))
+    peer_mode = peer.get("mode") if fresh else None
+    for who, their_mode in ((node, mode), (peer_name, peer_mode)):
+        if their_mode in ("MANUAL", "MAINTENANCE"):
+            problems.append((WARNING, f"{who} in {their_mode} mode"))
+    lag, _ = sync_numbers(status.get("sync"))
+    if lag is not None and lag > sync_warn:
+        problems.append((WARNING, f"sync lags {lag:g}s (over {sync_warn:g}s)"))
+    code = max((c for c, _ in problems), default=OK)
+    text = "; ".join([p for _, p in problems] + [summary])
+    return code, line(code, text, perfdata(status, sync_warn))
+
+
+def _seconds(text: str) -> float:
+    from mosqit_failover.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: give seconds or a duration like "5s"'
+        ) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (UNKNOWN), not argparse's 2 (which would read CRITICAL)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(line(UNKNOWN, f"usage: {message}"))
+        sys.exit(UNKNOWN)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mosqit_failover.config import DEFAULT_PATH
+
+    parser = _Parser(
+        prog="check_mosqit_failover",
+        description="Nagios/Icinga check of the local mosqit-failover agent.",
+    )
+    parser.add_argument("--config", default=str(DEFAULT_PATH), help="config file (for the socket)")
+    parser.add_argument("--socket", help="control socket (default: from the config)")
+    parser.add_argument("-t", "--timeout", type=_seconds, default=10.0, help="seconds to wait")
+    parser.add_argument(
+        "--peer-stale", type=_seconds, default=5.0, help="peer view older than this: not heard"
+    )
+    parser.add_argument(
+        "--sync-warn", type=_seconds, default=10.0, help="WARNING when sync lags more"
+    )
+    return parser
+
+
+def check(args: argparse.Namespace) -> tuple[int, str]:
+    from mosqit_failover import config
+    from mosqit_failover.control import ControlError, ask
+
+    if args.socket:
+        path = Path(args.socket)
+    else:
+        try:
+            path = config.load(Path(args.config)).control_socket
+        except config.ConfigError as error:
+            return UNKNOWN, line(UNKNOWN, f"cannot read the config: {error}")
+    try:
+        reply = ask(path, {"command": "status"}, timeout=args.timeout)
+    except ControlError as error:
+        return UNKNOWN, line(UNKNOWN, f"agent not answering: {error}")
+    status = reply.get("status")
+    if not reply.get("ok") or not isinstance(status, dict):
+        return UNKNOWN, line(UNKNOWN, f"the agent refused status: {reply.get('error')}")
+    return evaluate(status, peer_stale=args.peer_stale, sync_warn=args.sync_warn)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code, text = check(args)
+    except Exception as error:  # a check must say UNKNOWN, never crash with a traceback
+        code, text = UNKNOWN, line(UNKNOWN, f"check failed: {type(error).__name__}: {error}")
+    print(text)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

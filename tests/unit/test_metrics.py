@@ -1,0 +1,159 @@
+"""Metrics: a real prometheus-client HTTP server on 127.0.0.1, scraped with urllib."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mosqit_failover.actions import Decision
+from mosqit_failover.config import ConfigError, Metrics, parse
+from mosqit_failover.events import Role
+from mosqit_failover.metrics import MetricsServer
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+
+def agent_status(**extra: Any) -> dict[str, Any]:
+    return {
+        "node": "alpha",
+        "role": "ACTIVE",
+        "mode": "MANUAL",
+        "epoch": 7,
+        "peer": {"node": "beta", "role": "STANDBY", "heard_ago": 0.04},
+        "probes": {
+            "peer-a": {"sent": 120, "answered": 117, "last_rtt_ms": 0.25},
+            "switch-b": {"sent": 120, "answered": 120, "last_rtt_ms": None},
+        },
+        "peer_link": {
+            "accepted": 50,
+            "dropped": {"bad-mac": 2, "replayed": 1},
+            "from_strangers": 4,
+            "sent": 60,
+        },
+        **extra,
+    }
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        body: bytes = response.read()
+    return body.decode()
+
+
+async def serve_and_scrape(status: Any, decisions: list[Decision], timeout: float = 2.0) -> str:
+    server = MetricsServer("127.0.0.1", 0, status, asyncio.get_running_loop(), timeout)
+    server.start()
+    try:
+        assert server.port != 0
+        for decision in decisions:
+            server.decision(decision)
+        return await asyncio.to_thread(scrape, server.port)
+    finally:
+        server.close()
+
+
+def test_a_scrape_shows_state_epoch_probes_drops_and_transitions() -> None:
+    decisions = [
+        Decision("promote", "alpha", Role.STANDBY, Role.PROMOTING, 7, "UNKNOWN", "peer gone"),
+        Decision("plan-done", "alpha", Role.PROMOTING, Role.ACTIVE, 7, "UNKNOWN", "done"),
+    ]
+    text = asyncio.run(serve_and_scrape(agent_status, decisions))
+    got = samples(text)
+    assert got[("mosqit_failover_up", ())] == 1
+    assert got[("mosqit_failover_state", (("role", "ACTIVE"),))] == 1
+    assert got[("mosqit_failover_state", (("role", "STANDBY"),))] == 0
+    assert got[("mosqit_failover_mode", (("mode", "MANUAL"),))] == 1
+    assert got[("mosqit_failover_epoch", ())] == 7
+    assert got[("mosqit_failover_peer_state", (("role", "STANDBY"),))] == 1
+    assert got[("mosqit_failover_peer_heard_seconds", ())] == pytest.approx(0.04)
+    peer_a = (("network", "a"), ("probe", "peer-a"), ("target", "peer"))
+    assert got[("mosqit_failover_probe_sent_total", peer_a)] == 120
+    assert got[("mosqit_failover_probe_lost_total", peer_a)] == 3
+    assert got[("mosqit_failover_probe_rtt_seconds", peer_a)] == pytest.approx(0.00025)
+    switch_b = (("network", "b"), ("probe", "switch-b"), ("target", "switch"))
+    assert got[("mosqit_failover_probe_lost_total", switch_b)] == 0
+    assert ("mosqit_failover_probe_rtt_seconds", switch_b) not in got  # no answer yet
+    assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "bad-mac"),))] == 2
+    assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "from-stranger"),))] == 4
+    assert got[("mosqit_failover_peer_link_accepted_total", ())] == 50
+    promote = (("from_state", "STANDBY"), ("kind", "promote"), ("to_state", "PROMOTING"))
+    assert got[("mosqit_failover_transitions_total", promote)] == 1
+    assert not any(name.startswith("mosqit_failover_sync") for name, _ in got)
+
+
+def test_sync_lag_and_pending_appear_when_the_agent_reports_them() -> None:
+    text = asyncio.run(
+        serve_and_scrape(lambda: agent_status(sync={"lag_seconds": 1.5, "pending": 12}), [])
+    )
+    got = samples(text)
+    assert got[("mosqit_failover_sync_lag_seconds", ())] == 1.5
+    assert got[("mosqit_failover_sync_pending", ())] == 12
+
+
+def test_a_blocked_event_loop_gives_up_zero_not_a_hung_scrape() -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        server = MetricsServer("127.0.0.1", 0, agent_status, loop, scrape_timeout=0.2)
+        server.start()
+        try:
+            result: list[str] = []
+            scraper = threading.Thread(target=lambda: result.append(scrape(server.port)))
+            started = time.monotonic()
+            scraper.start()
+            scraper.join(timeout=5)  # blocks the agent's loop: the scrape must not wait for it
+            assert time.monotonic() - started < 2
+            return result[0]
+        finally:
+            server.close()
+
+    got = samples(asyncio.run(main()))
+    assert got[("mosqit_failover_up", ())] == 0
+    assert ("mosqit_failover_epoch", ()) not in got
+
+
+def test_a_failing_status_gives_up_zero() -> None:
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("core not started")
+
+    got = samples(asyncio.run(serve_and_scrape(broken, [])))
+    assert got[("mosqit_failover_up", ())] == 0
+
+
+def test_a_busy_port_is_named_with_the_fix() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first = MetricsServer("127.0.0.1", 0, agent_status, loop)
+        first.start()
+        try:
+            second = MetricsServer("127.0.0.1", first.port, agent_status, loop)
+            with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+                second.start()
+        finally:
+            first.close()
+        with pytest.raises(urllib.error.URLError):
+            await asyncio.to_thread(scrape, first.port)  # closed: the port is free again
+
+    asyncio.run(main())
+
+
+def test_the_metrics_table() -> None:
+    assert parse(SIM_CONFIG).metrics == Metrics(listen="")
+    metrics = parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:9405"\n').metrics
+    assert (metrics.host, metrics.port) == ("127.0.0.1", 9405)
+    with pytest.raises(ConfigError, match=r"metrics\.listen = '9405': must be \"HOST:PORT\""):
+        parse(SIM_CONFIG + '\n[metrics]\nlisten = "9405"\n')

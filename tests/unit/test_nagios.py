@@ -1,0 +1,258 @@
+"""check_mosqit_failover: the pure verdict over every combination, and the CLI against a
+real ControlServer on a temporary unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mosqit_failover import nagios
+from mosqit_failover.control import ControlServer
+from mosqit_failover.nagios import CRITICAL, OK, UNKNOWN, WARNING, evaluate
+
+ROLES = ["WAITING", "STANDBY", "PROMOTING", "ACTIVE", "DEMOTING"]
+PEER_ROLES = [*ROLES, "UNKNOWN"]
+MODES = ["AUTO", "MANUAL", "MAINTENANCE"]
+HEARD = [0.05, 30.0, None]  # fresh, stale, never
+
+
+def status(
+    role: str = "ACTIVE",
+    mode: str = "AUTO",
+    peer_role: str = "STANDBY",
+    peer_mode: str | None = "AUTO",
+    heard: float | None = 0.05,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "node": "alpha",
+        "role": role,
+        "mode": mode,
+        "epoch": 7,
+        "candidate": True,
+        "uplinks": {"a": "healthy", "b": "healthy"},
+        "peer": {
+            "node": "beta",
+            "role": peer_role,
+            "epoch": 6,
+            "mode": peer_mode,
+            "heard_ago": heard,
+            "uplinks": {"a": True, "b": True},
+        },
+        "probes": {
+            "peer-a": {"sent": 100, "answered": 97, "last_rtt_ms": 0.2},
+            "peer-b": {"sent": 100, "answered": 100, "last_rtt_ms": 0.3},
+        },
+        "peer_link": {"accepted": 10, "dropped": {"bad-mac": 2, "replayed": 1}, "sent": 20},
+        "failovers": 1,
+        **extra,
+    }
+
+
+def test_healthy_pair_is_ok_with_perfdata() -> None:
+    code, text = evaluate(status())
+    assert code == OK
+    assert text == (
+        "MOSQIT-FAILOVER OK - alpha ACTIVE (AUTO), epoch 7; peer beta STANDBY (epoch 6) | "
+        "state=3;;;0;4 epoch=7;;;0 failovers=1c;;;0 lost_peer-a=3c;;;0 lost_peer-b=0c;;;0 "
+        "peer_link_dropped=3c;;;0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "start"),
+    [
+        ({"peer_role": "ACTIVE"}, CRITICAL, "MOSQIT-FAILOVER CRITICAL - both nodes are ACTIVE; "),
+        ({"role": "STANDBY"}, CRITICAL, "MOSQIT-FAILOVER CRITICAL - no node is ACTIVE; "),
+        (
+            {"role": "STANDBY", "peer_role": "ACTIVE", "heard": 30.0},
+            CRITICAL,
+            "MOSQIT-FAILOVER CRITICAL - no node is ACTIVE; alpha STANDBY (AUTO), epoch 7; "
+            "peer beta not heard for 30s |",
+        ),
+        (
+            {"heard": None, "peer_role": "UNKNOWN", "peer_mode": None},
+            WARNING,
+            "MOSQIT-FAILOVER WARNING - no standby: peer beta not heard; "
+            "alpha ACTIVE (AUTO), epoch 7; peer beta not heard |",
+        ),
+        ({"mode": "MANUAL"}, WARNING, "MOSQIT-FAILOVER WARNING - alpha in MANUAL mode; "),
+        ({"peer_mode": "MAINTENANCE"}, WARNING, "MOSQIT-FAILOVER WARNING - beta in MAINTENANCE "),
+        ({"peer_role": "WAITING"}, WARNING, "MOSQIT-FAILOVER WARNING - no standby: peer beta is "),
+        (
+            {"role": "WAITING", "peer_role": "ACTIVE"},
+            WARNING,
+            "MOSQIT-FAILOVER WARNING - no standby: this node is WAITING; ",
+        ),
+        ({"role": "STANDBY", "peer_role": "ACTIVE"}, OK, "MOSQIT-FAILOVER OK - alpha STANDBY "),
+    ],
+)
+def test_named_situations(kwargs: dict[str, Any], code: int, start: str) -> None:
+    got_code, text = evaluate(status(**kwargs))
+    assert (got_code, text[: len(start)]) == (code, start)
+
+
+@pytest.mark.parametrize(
+    ("role", "peer_role", "heard", "mode", "peer_mode"),
+    list(itertools.product(ROLES, PEER_ROLES, HEARD, MODES, MODES)),
+)
+def test_every_combination_follows_the_rules(
+    role: str, peer_role: str, heard: float | None, mode: str, peer_mode: str
+) -> None:
+    code, text = evaluate(status(role, mode, peer_role, peer_mode, heard))
+    assert "\n" not in text
+    assert text.startswith(f"MOSQIT-FAILOVER {nagios.NAMES[code]} - ")
+    assert f" | state={nagios.ROLE_NUMBER[role]};;;0;4 epoch=7;;;0 " in text
+    fresh = heard is not None and heard <= 5.0
+    active = (role == "ACTIVE") + (fresh and peer_role == "ACTIVE")
+    if active != 1:
+        assert code == CRITICAL
+        return
+    other_ready = (peer_role == "STANDBY" and fresh) if role == "ACTIVE" else role == "STANDBY"
+    special = mode != "AUTO" or (fresh and peer_mode != "AUTO")
+    assert code == (WARNING if special or not other_ready else OK)
+
+
+@pytest.mark.parametrize(
+    ("sync", "code", "perf"),
+    [
+        ({"lag_seconds": 2.5, "pending": 4}, OK, "sync_lag=2.5s;10;;0 sync_pending=4;;;0"),
+        ({"lag": 12, "pending": 0}, WARNING, "sync_lag=12s;10;;0 sync_pending=0;;;0"),
+        (
+            {
+                "/srv/a": {"lag_seconds": 1, "pending": 2},
+                "/srv/b": {"lag_seconds": 30, "pending": 1},
+            },
+            WARNING,
+            "sync_lag=30s;10;;0 sync_pending=3;;;0",
+        ),
+        ({"state": "running"}, OK, ""),
+        ("not a dict", OK, ""),
+    ],
+)
+def test_sync_lag_when_present(sync: Any, code: int, perf: str) -> None:
+    got, text = evaluate(status(sync=sync))
+    assert got == code
+    assert text.endswith(perf)
+    if code == WARNING:
+        assert "sync lags" in text and "(over 10s)" in text
+
+
+def test_absent_sync_and_absent_counters_are_fine() -> None:
+    bare = status()
+    for key in ("probes", "peer_link", "failovers"):
+        del bare[key]
+    assert evaluate(bare) == (OK, evaluate(bare)[1])
+    assert evaluate(bare)[1].endswith("| state=3;;;0;4 epoch=7;;;0")
+
+
+@pytest.mark.parametrize("broken", [{}, {"node": "a", "role": "ACTIVE", "mode": "AUTO"}])
+def test_a_status_without_its_fields_is_unknown(broken: dict[str, Any]) -> None:
+    code, text = evaluate(broken)
+    assert code == UNKNOWN and text.startswith("MOSQIT-FAILOVER UNKNOWN - ")
+
+
+# -- the command against a real control server ------------------------------------
+
+
+async def _serve_and_check(
+    path: Path, reply: dict[str, Any], argv: list[str], installed: bool = False
+) -> tuple[int, str]:
+    server = ControlServer(path, lambda request: reply)
+    await server.start()
+    try:
+        if installed:
+            script = Path(sys.executable).parent / "check_mosqit_failover"
+            proc = await asyncio.create_subprocess_exec(
+                str(script), *argv, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode()
+        return await asyncio.to_thread(_main, argv)
+    finally:
+        await server.close()
+
+
+def _main(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = nagios.main(argv)
+    return code, buffer.getvalue()
+
+
+def test_the_check_asks_a_real_control_server(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "control.sock"
+    reply = {"ok": True, "status": status(peer_role="ACTIVE")}
+    code, out = asyncio.run(_serve_and_check(path, reply, ["--socket", str(path)]))
+    assert code == CRITICAL
+    assert out.startswith("MOSQIT-FAILOVER CRITICAL - both nodes are ACTIVE")
+    assert out.count("\n") == 1
+
+
+def test_the_installed_console_script_exits_with_the_plugin_code(tmp_path: Path) -> None:
+    if not (Path(sys.executable).parent / "check_mosqit_failover").exists():
+        pytest.skip("console script not installed: pip install -e .")
+    path = tmp_path / "control.sock"
+    reply = {"ok": True, "status": status(mode="MANUAL")}
+    code, out = asyncio.run(_serve_and_check(path, reply, ["--socket", str(path)], installed=True))
+    assert code == WARNING and out.startswith("MOSQIT-FAILOVER WARNING - alpha in MANUAL mode")
+
+
+def test_the_socket_from_the_config_file(tmp_path: Path) -> None:
+    from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+    path = tmp_path / "control.sock"
+    config = tmp_path / "failover.toml"
+    config.write_text(SIM_CONFIG.replace("[cluster]", f'[cluster]\ncontrol_socket = "{path}"', 1))
+    reply = {"ok": True, "status": status()}
+    code, out = asyncio.run(_serve_and_check(path, reply, ["--config", str(config)]))
+    assert (code, out[:18]) == (OK, "MOSQIT-FAILOVER OK")
+
+
+def test_an_agent_that_refuses_is_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    reply = {"ok": False, "error": "busy"}
+    code, out = asyncio.run(_serve_and_check(path, reply, ["--socket", str(path)]))
+    assert (code, out) == (UNKNOWN, "MOSQIT-FAILOVER UNKNOWN - the agent refused status: busy\n")
+
+
+def test_no_agent_is_unknown(tmp_path: Path) -> None:
+    code, out = _main(["--socket", str(tmp_path / "none.sock")])
+    assert code == UNKNOWN
+    assert out.startswith("MOSQIT-FAILOVER UNKNOWN - agent not answering: no agent control socket")
+
+
+def test_an_agent_that_never_answers_is_unknown_after_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "silent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(str(path))
+        silent.listen(1)
+        code, out = _main(["--socket", str(path), "--timeout", "300ms"])
+    assert code == UNKNOWN and "did not answer" in out
+
+
+def test_a_missing_config_is_unknown(tmp_path: Path) -> None:
+    code, out = _main(["--config", str(tmp_path / "nope.toml")])
+    assert code == UNKNOWN and "cannot read the config" in out
+
+
+def test_bad_arguments_exit_unknown_not_critical() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.nagios", "--timeout", "soon"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == UNKNOWN
+    assert result.stdout.startswith("MOSQIT-FAILOVER UNKNOWN - usage: ")

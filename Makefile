@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
-	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps
+	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
+	resource-agents
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
 
@@ -54,6 +55,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m scenarios.bench
+	$(BIN)/python -m scenarios.bench_sync
 
 lab-down: install
 	$(BIN)/mosqit-failover lab down

@@ -76,24 +76,19 @@ def _agent(args: argparse.Namespace) -> int:
     from mosqit_failover.journal import DecisionLog
 
     cfg, node = _load(args)
-    if cfg.sync:
-        raise UsageError(
-            f"{args.config}: [[sync]] is configured but directory sync is not available in "
-            "this version yet; remove the [[sync]] tables for now"
-        )
     try:
         keyring = load_keyring(cfg.secret_file)
     except SecretFileError as error:
         raise UsageError(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    agent = Agent(cfg, node, keyring, DecisionLog())
+    agent = Agent(cfg, node, keyring, DecisionLog(), config_path=Path(args.config))
     try:
         return asyncio.run(agent.run())
     except EffectError as error:
         raise UsageError(f"cannot start: {error}") from None
 
 
-def _ask(args: argparse.Namespace, request: dict[str, str]) -> dict[str, object]:
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object]:
     from mosqit_failover.control import ControlError, ask
 
     path = Path(args.socket) if args.socket else None
@@ -142,6 +137,14 @@ def _format_status(s: dict[str, Any]) -> str:
             f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
             f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
         )
+    for sync in (s.get("sync") or {}).get("dirs", []):
+        error = f", last error: {sync['last_error']}" if sync.get("last_error") else ""
+        lag = sync.get("lag_seconds")
+        lag_text = "-" if lag is None else f"{lag:.1f}s"
+        lines.append(
+            f"sync {sync['path']}: {sync['state']}, lag {lag_text}, "
+            f"{sync.get('pending', 0)} pending{error}"
+        )
     link = s["peer_link"]
     dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
     lines.append(f"peer link  accepted {link['accepted']}, dropped: {dropped}")
@@ -154,6 +157,9 @@ def _command(args: argparse.Namespace) -> int:
     name = args.command
     if name == "maintenance":
         name = f"maintenance-{args.state}"
+    request: dict[str, object] = {"command": name}
+    if name == "reload":
+        request["stop_removed"] = args.stop_removed
     if name == "force-active" and not args.yes:
         print(
             "force-active makes THIS node active although it cannot see its peer.\n"
@@ -165,7 +171,7 @@ def _command(args: argparse.Namespace) -> int:
         if input("Type 'yes' to force this node active: ").strip() != "yes":
             print("not forced")
             return 1
-    reply = _ask(args, {"command": name})
+    reply = _ask(args, request)
     decisions = reply.get("decisions")
     for line in decisions if isinstance(decisions, list) else []:
         print(line)
@@ -246,12 +252,26 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(force)
     force.set_defaults(func=_command)
 
+    reload = sub.add_parser(
+        "reload", help="re-read the config: start added resources on the active node"
+    )
+    reload.add_argument(
+        "--stop-removed", action="store_true", help="also stop resources removed from the config"
+    )
+    with_config(reload)
+    reload.set_defaults(func=_command)
+
     secret = sub.add_parser("gen-secret", help="write a fresh shared secret file (mode 0600)")
     secret.add_argument("path", nargs="?", default="/etc/mosqit-failover/secret")
     secret.add_argument("--force", action="store_true", help="replace an existing file")
     secret.set_defaults(func=_gen_secret)
 
+    from mosqit_failover.heartbeat_import import add_import_parser
     from mosqit_failover.lab.commands import add_lab_parser
+    from mosqit_failover.sync.cli import add_sync_parser
+
+    add_import_parser(sub)
+    add_sync_parser(sub)
 
     lab = add_lab_parser(sub)
     lab.set_defaults(func=_lab)

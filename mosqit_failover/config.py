@@ -99,21 +99,79 @@ class Node:
 @dataclass(frozen=True)
 class Resource:
     name: str
-    kind: str  # systemd | sysv | script
+    kind: str  # systemd | sysv | script | ocf
     unit: str = ""
     script: str = ""
     start: str = ""
     stop: str = ""
     status: str = ""
     timeout: float = 60.0
+    agent: str = ""  # ocf: "ocf:PROVIDER:TYPE" or an absolute path to the agent
+    params: tuple[tuple[str, str], ...] = ()  # ocf: OCF_RESKEY_<name>=<value>
 
 
 @dataclass(frozen=True)
 class SyncDir:
+    """One directory pushed from the active node to the standby (see mosqit_failover.sync)."""
+
     path: str
     excludes: tuple[str, ...] = ()
     interval: float = 1.0
     full_every: float = 3600.0
+    peer_path: str = ""  # where it lands on the peer; "" = the same path
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    ssh_key: str = "/etc/mosqit-failover/sync_key"
+    timeout: float = 30.0  # rsync I/O timeout (--timeout)
+    connect_timeout: float = 5.0  # ssh ConnectTimeout
+    bwlimit: int = 0  # KiB/s, 0 = unlimited
+
+    @property
+    def target(self) -> str:
+        return self.peer_path or self.path
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """[alerts]: hooks run and mail sent on each decision and failure (see alerts.py)."""
+
+    hooks: tuple[str, ...] = ()
+    hook_timeout: float = 10.0
+    queue: int = 100  # events waiting per hook or mail; when full the oldest is dropped
+    mail_to: tuple[str, ...] = ()
+    mail_from: str = ""  # "" = mosqit-failover@<this host's FQDN>
+    smtp: str = "127.0.0.1:25"
+    smtp_timeout: float = 30.0
+    events: tuple[str, ...] = ()  # kinds to send; () = all
+
+    @property
+    def smtp_host(self) -> str:
+        return split_host_port(self.smtp)[0]
+
+    @property
+    def smtp_port(self) -> int:
+        return split_host_port(self.smtp)[1]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """[metrics]: the Prometheus endpoint; listen "" (the default) is off."""
+
+    listen: str = ""
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """'127.0.0.1:25' -> ('127.0.0.1', 25); '[::1]:25' -> ('::1', 25). Validated at load."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -131,6 +189,8 @@ class Config:
     nodes: tuple[Node, ...]
     resources: tuple[Resource, ...]
     sync: tuple[SyncDir, ...]
+    alerts: Alerts = Alerts()
+    metrics: Metrics = Metrics()
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -403,7 +463,14 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
         c.fail("resources", items, "use [[resources]] tables, one per protected resource")
         return ()
     fields = {"name", "kind", "unit", "script", "start", "stop", "status", "timeout"}
-    needs = {"systemd": ("unit",), "sysv": ("script",), "script": ("start", "stop", "status")}
+    fields |= {"agent", "params"}
+    needs = {
+        "systemd": ("unit",),
+        "sysv": ("script",),
+        "script": ("start", "stop", "status"),
+        "ocf": ("agent",),
+    }
+    kinds = 'one of "systemd", "sysv", "script", "ocf"'
     resources = []
     for index, item in enumerate(items):
         key = f"resources[{index}]"
@@ -413,19 +480,71 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
         for unknown in sorted(set(item) - fields):
             c.problems.append(f"{key}.{unknown}: unknown key; allowed: {', '.join(sorted(fields))}")
         name = c.get(item, f"{key}.name", _name)
-        kind = c.get(item, f"{key}.kind", _string, fix='one of "systemd", "sysv", "script"')
+        kind = c.get(item, f"{key}.kind", _string, fix=kinds)
         if kind not in needs:
             if kind is not None:
-                c.fail(f"{key}.kind", kind, 'must be one of "systemd", "sysv", "script"')
+                c.fail(f"{key}.kind", kind, f"must be {kinds}")
             continue
-        values = {f: c.get(item, f"{key}.{f}", _string) for f in needs[kind]}
+        checks = {"agent": _ocf_agent}
+        values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
         timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
+        params: tuple[tuple[str, str], ...] = ()
+        if kind == "ocf":
+            params = c.get(item, f"{key}.params", _ocf_params, ())
+        elif "params" in item or "agent" in item:
+            c.problems.append(f'{key}: agent and params are only for kind = "ocf"; remove them')
         if name and all(values.values()):
-            resources.append(Resource(name=name, kind=kind, timeout=timeout, **values))
+            resources.append(
+                Resource(name=name, kind=kind, timeout=timeout, params=params, **values)
+            )
     names = [r.name for r in resources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         c.problems.append(f"resources: name {dup!r} is used twice; give each resource its own")
     return tuple(resources)
+
+
+_OCF_AGENT = re.compile(r"^ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
+_OCF_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _ocf_agent(value: Any) -> str:
+    text = _string(value)
+    if not (_OCF_AGENT.match(text) or (text.startswith("/") and ".." not in text)):
+        raise ValueError(
+            'must be "ocf:PROVIDER:TYPE" (like "ocf:heartbeat:IPaddr2", found under '
+            "/usr/lib/ocf/resource.d/PROVIDER/TYPE) or an absolute path to the agent"
+        )
+    return text
+
+
+def _ocf_params(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise TypeError('must be a table, like params = { ip = "192.0.2.50", cidr_netmask = 24 }')
+    params = []
+    for name, raw in value.items():
+        if not _OCF_PARAM.match(name):
+            raise ValueError(f"parameter name {name!r} must be letters, digits and '_'")
+        if isinstance(raw, bool):
+            raw = "true" if raw else "false"
+        if not isinstance(raw, str | int | float):
+            raise TypeError(f"parameter {name} must be a string, number or true/false")
+        params.append((name, str(raw)))
+    return tuple(params)
+
+
+_SYNC_KEYS = {
+    "path",
+    "excludes",
+    "interval",
+    "full_every",
+    "peer_path",
+    "ssh_user",
+    "ssh_port",
+    "ssh_key",
+    "timeout",
+    "connect_timeout",
+    "bwlimit",
+}
 
 
 def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
@@ -439,21 +558,103 @@ def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
         if not isinstance(item, dict):
             c.fail(key, item, "must be a table")
             continue
-        for unknown in sorted(set(item) - {"path", "excludes", "interval", "full_every"}):
-            c.problems.append(f"{key}.{unknown}: unknown key")
-        path = c.get(item, f"{key}.path", _string)
-        if path and (not path.startswith("/") or path.rstrip("/") == ""):
-            c.fail(f"{key}.path", path, "must be an absolute directory path other than /")
+        for unknown in sorted(set(item) - _SYNC_KEYS):
+            c.problems.append(
+                f"{key}.{unknown}: unknown key; allowed: {', '.join(sorted(_SYNC_KEYS))}"
+            )
+        path = c.get(item, f"{key}.path", _string, fix='add path = "/srv/data"')
+        peer_path = c.get(item, f"{key}.peer_path", _string, "")
+        bad = [(k, v) for k, v in (("path", path), ("peer_path", peer_path)) if v]
+        bad = [(k, v) for k, v in bad if not v.startswith("/") or v.rstrip("/") == ""]
+        for name, value in bad:
+            c.fail(f"{key}.{name}", value, "must be an absolute directory path other than /")
+        if bad:
             continue
+        extra = {
+            "ssh_user": c.get(item, f"{key}.ssh_user", _name, "root"),
+            "ssh_port": c.get(item, f"{key}.ssh_port", _count(1, 65535), 22),
+            "ssh_key": c.get(item, f"{key}.ssh_key", _string, "/etc/mosqit-failover/sync_key"),
+            "timeout": c.get(item, f"{key}.timeout", _duration(1, 3600), 30.0),
+            "connect_timeout": c.get(item, f"{key}.connect_timeout", _duration(0.5, 120), 5.0),
+            "bwlimit": c.get(item, f"{key}.bwlimit", _count(0, 10**9), 0),
+        }
         excludes = c.get(item, f"{key}.excludes", _strings, ())
         interval = c.get(item, f"{key}.interval", _duration(0.05, 60), 1.0)
         full_every = c.get(item, f"{key}.full_every", _duration(0, 604800), 3600.0)
         if path:
-            dirs.append(SyncDir(path.rstrip("/"), excludes, interval, full_every))
+            dirs.append(
+                SyncDir(
+                    path.rstrip("/"),
+                    excludes,
+                    interval,
+                    full_every,
+                    peer_path=(peer_path or "").rstrip("/"),
+                    **extra,
+                )
+            )
     paths = [d.path for d in dirs]
     for dup in sorted({p for p in paths if paths.count(p) > 1}):
         c.problems.append(f"sync: {dup} is listed twice")
     return tuple(dirs)
+
+
+def _host_port(value: Any) -> str:
+    text = _string(value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError('must be "HOST:PORT", like "127.0.0.1:25"')
+    return text
+
+
+def _mail_address(value: Any) -> str:
+    address = _string(value)
+    if not re.match(r"^[^@\s<>]+@[^@\s<>]+$", address):
+        raise ValueError(f"{address!r} is not a mail address like ops@example.com")
+    return address
+
+
+def _mail_addresses(value: Any) -> tuple[str, ...]:
+    return tuple(_mail_address(a) for a in _strings(value))
+
+
+def _hooks(value: Any) -> tuple[str, ...]:
+    hooks = _strings(value)
+    for hook in hooks:
+        if not hook.startswith("/"):
+            raise ValueError(f"{hook!r} must be an absolute path to an executable")
+    return hooks
+
+
+def _event_kinds(value: Any) -> tuple[str, ...]:
+    from mosqit_failover.alerts import known_kinds
+
+    kinds = _strings(value)
+    for kind in kinds:
+        if kind not in known_kinds():
+            raise ValueError(f"{kind!r} is no event kind; known: {', '.join(known_kinds())}")
+    return kinds
+
+
+def _read_alerts(c: _Checker, raw: Mapping[str, Any]) -> Alerts:
+    keys = {"hooks", "hook_timeout", "queue", "mail_to", "mail_from", "smtp", "smtp_timeout"}
+    data = c.table(raw, "alerts", keys | {"events"})
+    d = Alerts()
+    return Alerts(
+        hooks=c.get(data, "alerts.hooks", _hooks, d.hooks),
+        hook_timeout=c.get(data, "alerts.hook_timeout", _duration(0.1, 3600), d.hook_timeout),
+        queue=c.get(data, "alerts.queue", _count(1, 100000), d.queue),
+        mail_to=c.get(data, "alerts.mail_to", _mail_addresses, d.mail_to),
+        mail_from=c.get(data, "alerts.mail_from", _mail_address, d.mail_from),
+        smtp=c.get(data, "alerts.smtp", _host_port, d.smtp),
+        smtp_timeout=c.get(data, "alerts.smtp_timeout", _duration(0.1, 600), d.smtp_timeout),
+        events=c.get(data, "alerts.events", _event_kinds, d.events),
+    )
+
+
+def _read_metrics(c: _Checker, raw: Mapping[str, Any]) -> Metrics:
+    data = c.table(raw, "metrics", {"listen"})
+    listen = c.get(data, "metrics.listen", lambda v: "" if v == "" else _host_port(v), "")
+    return Metrics(listen or "")
 
 
 def _check_addresses(
@@ -495,6 +696,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [f"not valid TOML: {error}; fix the syntax there"]) from None
     c = _Checker()
     top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
+    top |= {"alerts", "metrics"}
     for unknown in sorted(set(raw) - top):
         c.problems.append(f"{unknown}: unknown table or key; allowed: {', '.join(sorted(top))}")
     cluster = c.table(
@@ -536,6 +738,8 @@ def parse(text: str, source: str = "<config>") -> Config:
         )
     resources = _read_resources(c, raw)
     sync = _read_sync(c, raw)
+    alerts = _read_alerts(c, raw)
+    metrics = _read_metrics(c, raw)
     if c.problems or vip is None:
         raise ConfigError(source, c.problems or ["vip: missing [vip] table"])
     return Config(
@@ -552,6 +756,8 @@ def parse(text: str, source: str = "<config>") -> Config:
         nodes=nodes,
         resources=resources,
         sync=sync,
+        alerts=alerts,
+        metrics=metrics,
     )
 
 

@@ -209,6 +209,47 @@ class Core:
         """The agent was asked to stop and holds nothing any more."""
         return self._stopping and not self.role.may_hold
 
+    def reconfigure(self, config: Config, now: float, stop_removed: bool) -> list[Action]:
+        """Take a new config with other resources (or sync dirs, timings), in place.
+
+        An active node starts the resources that were added (and starts the sync if
+        there was none); resources removed from the config are stopped only when
+        the operator asks (`stop_removed`), else they are left running unmanaged.
+        What identifies the pair (cluster, nodes, networks, VIP) cannot change
+        here: the caller restarts the agent for that.
+        """
+        self._now = now
+        if self._plan_live:
+            return [self._decision("refused", "reload refused: a plan is running; try again")]
+        old = {r.name for r in self.config.resources}
+        new = {r.name for r in config.resources}
+        added = [r.name for r in config.resources if r.name not in old]
+        removed = [r.name for r in reversed(self.config.resources) if r.name not in new]
+        had_sync = bool(self.config.sync)
+        self.config, self.timing = config, config.timing
+        out: list[Action] = []
+        parts = [f"added {', '.join(added)}" if added else "", ""]
+        if removed:
+            parts[1] = f"removed {', '.join(removed)}" + (
+                " (stopping them)" if stop_removed else " (left running, no longer managed)"
+            )
+        summary = "; ".join(p for p in parts if p) or "no resource changed"
+        steps: list[PlanStep] = []
+        if self.role is A:
+            if config.sync and not had_sync:
+                steps.append(StartSync(self.epoch, wait_for_connection=True))
+            steps += [StartResource(name) for name in added]
+            steps += [StopResource(name) for name in removed] if stop_removed else []
+            if not config.sync and had_sync:
+                steps.append(StopSync())
+        out.append(self._decision("reconfigure", f"config reloaded: {summary}"))
+        if steps:
+            self._plan_number += 1
+            self._pending = list(steps)
+            self._plan_live = True
+            out.append(RunPlan(self._plan_number, tuple(steps)))
+        return out
+
     def snapshot(self, now: float) -> dict[str, object]:
         """What this node knows, for `mosqit-failover status` (JSON-ready)."""
         peer = self.peer.view
@@ -274,6 +315,11 @@ class Core:
             case ActionFailed(plan, action, error) if plan == self._plan_number and self._plan_live:
                 self._plan_live = False
                 self._pending = []
+                if self.role is A:  # a reconfiguration step: the service itself stays up
+                    what = f"{_step_name(action)} failed after a reload: {error}"
+                    out.append(self._decision("reconfigure-failed", what))
+                    out.append(Alert("reconfigure-failed", f"{self.node}: {what}"))
+                    return None
                 return Verdict(
                     Trigger.PLAN_FAILED, "plan-failed", f"{_step_name(action)} failed: {error}"
                 )
@@ -289,7 +335,9 @@ class Core:
     def _done_reason(self) -> str:
         if self.role is P:
             return "promotion complete: VIP, ARP, sync and services are up"
-        return "demotion complete: services, sync and VIP released"
+        if self.role is D:
+            return "demotion complete: services, sync and VIP released"
+        return "reconfiguration complete"
 
     # ---- derived facts -------------------------------------------------
 

@@ -13,6 +13,7 @@ import collections
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from mosqit_failover.actions import (
@@ -32,8 +33,10 @@ from mosqit_failover.actions import (
     StopResource,
     StopSync,
 )
+from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring
-from mosqit_failover.config import Config
+from mosqit_failover.config import Config, ConfigError
+from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.effects import EffectError
@@ -55,11 +58,13 @@ from mosqit_failover.events import (
     Tick,
 )
 from mosqit_failover.journal import DecisionLog
+from mosqit_failover.metrics import MetricsServer
 from mosqit_failover.notify import Notifier
 from mosqit_failover.peerlink import PeerLink
 from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
+from mosqit_failover.sync.manager import SyncManager
 
 LOGGER = logging.getLogger("mosqit_failover.daemon")
 STOP_TIMEOUT = 120.0
@@ -67,8 +72,16 @@ COMMANDS = {c.value: c for c in Command if c is not Command.STOP}
 
 
 class Agent:
-    def __init__(self, config: Config, node: str, keyring: Keyring, log: DecisionLog) -> None:
+    def __init__(
+        self,
+        config: Config,
+        node: str,
+        keyring: Keyring,
+        log: DecisionLog,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.node = config.node(node)
         self.log = log
         self.notifier = Notifier()
@@ -92,6 +105,10 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Future[None]] = set()
         self.probes: dict[str, EchoProber] = {}
+        self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
+        self.metrics: MetricsServer | None = None
+        self.failovers = 0  # times this node became ACTIVE since the agent started
+        self.sync = SyncManager(config, self.node.name, self._sync_note)
 
     @property
     def core(self) -> Core:
@@ -110,6 +127,7 @@ class Agent:
             f"{', '.join(inventory.running) or 'nothing'}",
             priority=5,
         )
+        self._start_metrics()
         await self.peerlink.open()
         control = ControlServer(self.config.control_socket, self._control)
         await control.start()
@@ -122,10 +140,14 @@ class Agent:
             await self._stopped.wait()
         finally:
             self.notifier.stopping()
+            await self.alerts.drain(5.0)  # the last lines reach hooks and mail
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await control.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            await self.sync.stop()
             self.peerlink.close()
             self.garp.close()
             if self._timer is not None:
@@ -133,10 +155,23 @@ class Agent:
         self.log.note("agent stopped", priority=5)
         return 0
 
+    def _start_metrics(self) -> None:
+        """The Prometheus endpoint when [metrics] listen is set; a busy address stops the start."""
+        settings = self.config.metrics
+        if not settings.listen:
+            return
+        assert self._loop is not None
+        self.metrics = MetricsServer(settings.host, settings.port, self.status, self._loop)
+        try:
+            self.metrics.start()
+        except OSError as error:
+            raise EffectError(str(error.strerror or error)) from None
+
     def _start_tasks(self) -> None:
         interfaces = {a.network: a.interface for a in self.node.attachments}
         links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
         coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
+        coros.append(self.alerts.run())
         peer = self.config.peer_of(self.node.name)
         interval = self.config.timing.interval
         for attachment in self.node.attachments:
@@ -213,6 +248,11 @@ class Agent:
         match action:
             case Decision():
                 self.log.write(action)
+                self.alerts.decision(action)
+                if self.metrics is not None:
+                    self.metrics.decision(action)
+                if action.role is Role.ACTIVE and action.old_role is not Role.ACTIVE:
+                    self.failovers += 1
                 self.recent.append(f"{time.strftime('%H:%M:%S')} {action.text}")
                 self._said.append(action.text)
                 self.notifier.status(self._status_words())
@@ -224,8 +264,16 @@ class Agent:
                 self._background(self._garp_now())
             case Alert(kind, text):
                 self.log.note(f"ALERT {kind}: {text}", priority=2, ALERT=kind)
+                self.alerts.failure(kind, text, state=self.core.role.value, epoch=self.core.epoch)
             case Escalate(how, reason):
                 self.log.note(f"ESCALATION {how}: {reason}", priority=2, ALERT="escalate")
+                self.alerts.failure(
+                    "escalate",
+                    f"{self.node.name}: {how}: {reason}",
+                    state=self.core.role.value,
+                    epoch=self.core.epoch,
+                    escalation=True,
+                )
                 if how == "reboot":
                     self._background(_reboot())
 
@@ -241,16 +289,23 @@ class Agent:
                 await asyncio.to_thread(self.state.save, epoch, role)
             case ClaimVip():
                 await self.vip.claim()
+                self.log.note(f"VIP {self.config.vip.address} added", VIP="added")
             case ReleaseVip():
                 await self.vip.release()
+                self.log.note(f"VIP {self.config.vip.address} removed", VIP="removed")
             case SendGarp():
                 await self.garp.announce()
             case StartResource(name):
                 await self.runners[name].start()
             case StopResource(name):
                 await self.runners[name].stop()
-            case StartSync() | StopSync():
-                raise EffectError("directory sync is not available in this version")
+            case StartSync(epoch):
+                self.sync.start(epoch)
+            case StopSync():
+                await self.sync.stop()
+
+    def _sync_note(self, text: str, priority: int) -> None:
+        self.log.note(text, priority=priority, SYNC="1")
 
     async def _garp_now(self) -> None:
         try:
@@ -307,12 +362,44 @@ class Agent:
             "sent": self.peerlink.sent,
         }
         snap["recent_decisions"] = list(self.recent)[-20:]
+        snap["failovers"] = self.failovers
+        snap["alerts"] = self.alerts.counters()
+        snap["sync"] = self.sync.status()
         return snap
+
+    def _reload(self, stop_removed: bool) -> dict[str, Any]:
+        """Re-read the config file; new resources start on the active node only."""
+        if self.config_path is None:
+            return {"ok": False, "error": "the agent was not started from a config file"}
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as error:
+            return {"ok": False, "error": error.report()}
+        blockers = _reload_blockers(self.config, new)
+        if blockers:
+            return {
+                "ok": False,
+                "error": f"{', '.join(blockers)} changed: restart the agent for that "
+                "(maintenance on, systemctl restart mosqit-failover, maintenance off)",
+            }
+        assert self._loop is not None
+        self._said = []
+        actions = self.core.reconfigure(new, self._loop.time(), stop_removed)
+        if not any(isinstance(a, Decision) and a.kind == "refused" for a in actions):
+            self.config = new
+            for resource in new.resources:  # removed runners stay until their stop ran
+                self.runners[resource.name] = make_runner(resource)
+        for action in actions:
+            self._carry_out(action)
+        refused = any(" refused: " in line for line in self._said)
+        return {"ok": not refused, "decisions": list(self._said)}
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["command"]
         if name == "status":
             return {"ok": True, "status": self.status()}
+        if name == "reload":
+            return self._reload(request.get("stop_removed") is True)
         command = COMMANDS.get(name)
         if command is None:
             return {
@@ -323,6 +410,24 @@ class Agent:
         self.feed(OperatorCommand(command))
         refused = any(" refused: " in line for line in self._said)
         return {"ok": not refused, "decisions": list(self._said)}
+
+
+RELOAD_FIXED = (
+    "cluster",
+    "nodes",
+    "networks",
+    "vip",
+    "port",
+    "secret_file",
+    "state_dir",
+    "control_socket",
+    "sync",
+)
+
+
+def _reload_blockers(old: Config, new: Config) -> list[str]:
+    """What a reload cannot change in place (the agent must restart for these)."""
+    return [key for key in RELOAD_FIXED if getattr(old, key) != getattr(new, key)]
 
 
 async def _reboot() -> None:

@@ -24,6 +24,12 @@ from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.topology import NETS, LabPlan, Net
 
+SYNCED = "/srv/data"  # the synced directory of the lab pair
+TREE = (
+    "cd {path} && find . -printf '%P %y %m %U %s\\n' | sort && "
+    "find . -type f -print0 | sort -z | xargs -0r md5sum"
+)
+
 # kinds of decision any scenario may see without it being "unexpected"
 ROUTINE = frozenset({"standby", "waiting", "plan-done", "peer-back", "resumed", "automatic"})
 
@@ -171,6 +177,7 @@ class Report:
     dual_vip_s: float
     unexpected: list[str]
     problems: list[str]
+    dirs_equal: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -181,7 +188,8 @@ class Report:
         yield (
             f"{self.name}: failover {failover}, client outage {self.outage_ms:.0f} ms, "
             f"both held the VIP while seeing each other {self.dual_vip_s:.3f} s, "
-            f"unexpected transitions {len(self.unexpected)}"
+            f"unexpected transitions {len(self.unexpected)}, synced dirs equal: "
+            f"{'-' if self.dirs_equal is None else 'yes' if self.dirs_equal else 'NO'}"
         )
         for line in self.unexpected:
             yield f"   unexpected: {line}"
@@ -246,6 +254,7 @@ def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report
         run.active = next(n for n, r in roles.items() if r == "ACTIVE")
         run.standby = next(n for n, r in roles.items() if r == "STANDBY")
         probe.wait_answer_from(run.active, after=time.time(), timeout=10)
+        lab[run.active].write_file(f"{SYNCED}/{scenario.name}.txt", f"{scenario.name}\n")
         time.sleep(0.5)
     print(f"== {scenario.name}: {scenario.summary}", flush=True)
     try:
@@ -255,7 +264,24 @@ def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report
     finally:
         run.restore()
     time.sleep(1.0)
-    return _report(run, scenario, time.time())
+    report = _report(run, scenario, time.time())
+    equal = trees_equal(lab, timeout=15)
+    if not equal:
+        report.problems.append(f"{SYNCED} differs between the nodes")
+    return Report(**{**report.__dict__, "dirs_equal": equal})
+
+
+def trees_equal(lab: Lab, timeout: float) -> bool:
+    """Whether the synced directory is the same on both nodes (waiting for the sync)."""
+    deadline = time.time() + timeout
+    while True:
+        trees = {
+            node.run(["sh", "-c", TREE.format(path=SYNCED)], check=False).stdout
+            for node in lab.nodes.values()
+        }
+        if len(trees) == 1 or time.time() > deadline:
+            return len(trees) == 1
+        time.sleep(0.5)
 
 
 def _report(run: Run, scenario: LabScenario, end: float) -> Report:

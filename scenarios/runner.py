@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mosqit_failover.lab import deploy
+from mosqit_failover.lab import deploy, sshkeys
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import down, up
 from mosqit_failover.lab.topology import DEFAULT_PLAN, LabPlan
 from scenarios import all_scenarios
-from scenarios.harness import Report, play
+from scenarios.harness import SYNCED, Report, play
 
 
 def run_scenarios(names: list[str], plan: LabPlan = DEFAULT_PLAN) -> list[Report]:
@@ -16,7 +16,8 @@ def run_scenarios(names: list[str], plan: LabPlan = DEFAULT_PLAN) -> list[Report
     reports = []
     try:
         lab = up(plan)
-        deploy.install(lab.nodes, plan)
+        sshkeys.setup(lab.nodes, plan)
+        sshkeys.install_config(lab.nodes, plan, [SYNCED])
         deploy.start(lab.nodes)
         deploy.wait_pair(lab.nodes, timeout=40)
         with Probe(plan, duration=24 * 3600) as probe:

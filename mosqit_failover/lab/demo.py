@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from . import deploy, faults
+from . import deploy, faults, sshkeys
 from .client import Probe
 from .control import Lab, down, up
 from .netns import LabError
 from .topology import DEFAULT_PLAN, NETS, LabPlan, Net
+
+SYNCED = "/srv/data"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,23 @@ def _show_case(lab: Lab, probe: Probe, case: Case, t0: float, t_fault: float, t1
             _say(f"   {name:6} {at:+8.3f}s  {entry.get('MESSAGE', '')}")
 
 
+def _show_sync(lab: Lab, active: str, standby: str, name: str) -> None:
+    """Write a file on the active node; show when it is on the standby."""
+    path = f"{SYNCED}/{name}"
+    t0 = time.time()
+    lab[active].write_file(path, f"written on {active} at {time.ctime(t0)}\n")
+    deadline = t0 + 15
+    while time.time() < deadline:
+        if lab[standby].run(["test", "-f", path], check=False).returncode == 0:
+            _say(
+                f"   sync: {path} written on {active}, on {standby} after "
+                f"{1000 * (time.time() - t0):.0f} ms"
+            )
+            return
+        time.sleep(0.05)
+    _say(f"   sync: {path} did not reach {standby} within 15 s")
+
+
 def _active_standby(lab: Lab) -> tuple[str, str]:
     roles = deploy.wait_pair(lab.nodes, timeout=40)
     active = next(n for n, r in roles.items() if r == "ACTIVE")
@@ -128,10 +147,13 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
         _say("building the lab: switches A and B, nodes alpha and beta (systemd), a client")
         lab = up(plan)
         _say(f"lab up in {lab.timings.get('up', 0):.1f}s; installing the agent on both nodes")
-        deploy.install(lab.nodes, plan)
+        sshkeys.setup(lab.nodes, plan)
+        sshkeys.install_config(lab.nodes, plan, [SYNCED])
         deploy.start(lab.nodes)
         active, standby = _active_standby(lab)
-        _say(f"pair formed: {active} ACTIVE, {standby} STANDBY; VIP {plan.vip}\n")
+        _say(f"pair formed: {active} ACTIVE, {standby} STANDBY; VIP {plan.vip}")
+        _show_sync(lab, active, standby, "hello.txt")
+        _say()
         with Probe(plan, duration=600) as probe:
             probe.wait_answer_from(active, after=time.time(), timeout=10)
             for case in CASES:
@@ -148,6 +170,8 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
                 probe.wait_answer_from(new_active, after=time.time(), timeout=15)
                 time.sleep(1.0)
                 _show_case(lab, probe, case, t0, t_fault, time.time())
+                new_active, new_standby = _active_standby(lab)
+                _show_sync(lab, new_active, new_standby, f"after-case-{CASES.index(case) + 1}.txt")
                 _say()
         _say("all cases done")
         return 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover import catalog
 from mosqit_failover.authkeys import generate_secret_text
 
 from .netns import LabError
@@ -77,6 +78,8 @@ def install(nodes: dict[str, Node], plan: LabPlan, timing: dict[str, str] | None
         node.write_file(CONFIG_PATH, config)
         node.write_file(SECRET_PATH, secret, mode=0o600)
         node.write_file(f"/etc/systemd/system/{UNIT}", UNIT_FILE.read_text())
+        node.write_file(catalog.INSTALL_PATH, catalog.render())
+        node.run(list(catalog.UPDATE_ARGV))
         node.run(["ln", "-sfn", str(binary), "/usr/local/bin/mosqit-failover"])
         node.systemctl("daemon-reload")
 

@@ -22,6 +22,7 @@ from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import cgroup2_root
 from mosqit_failover.lab.topology import DEFAULT_PLAN, PREFIX, LabPlan
 
+SENTINEL = f"{PREFIX}sentinel-{os.getpid()}"
 TOOLS = ("ip", "nsenter", "unshare", "nft", "chroot", "ping")
 
 
@@ -52,8 +53,6 @@ class HostSnapshot:
     """What of the host must survive the lab unchanged."""
 
     etc: frozenset[str]
-    tmp: frozenset[str]
-    run: frozenset[str]
     mounts: frozenset[str]
     hostname: str
     machine_id: str
@@ -64,8 +63,6 @@ class HostSnapshot:
             mounts = frozenset(line.split()[4] for line in fh)
         return cls(
             etc=frozenset(os.listdir("/etc")),
-            tmp=frozenset(os.listdir("/tmp")),
-            run=frozenset(os.listdir("/run")),
             mounts=mounts,
             hostname=Path("/etc/hostname").read_text() if Path("/etc/hostname").exists() else "",
             machine_id=Path("/etc/machine-id").read_text(),
@@ -75,10 +72,14 @@ class HostSnapshot:
         """Differences that matter, compared with the host now."""
         now = HostSnapshot.take()
         out = [f"leftover: {item}" for item in control.leftovers(plan)]
-        for what in ("etc", "tmp", "run"):
-            lost = getattr(self, what) - getattr(now, what)
-            if lost:
-                out.append(f"/{what} lost entries: {sorted(lost)}")
+        lost = self.etc - now.etc
+        if lost:
+            out.append(f"/etc lost entries: {sorted(lost)}")
+        # /tmp and /run belong to everybody on this machine (other labs, tools): judge
+        # them by sentinels of our own, which a node acting on the host would remove
+        for what in ("tmp", "run"):
+            if not (Path("/") / what / SENTINEL).exists():
+                out.append(f"/{what}/{SENTINEL} vanished: something emptied the host's /{what}")
         if now.etc - self.etc:
             out.append(f"/etc gained entries: {sorted(now.etc - self.etc)}")
         changed = {m for m in now.mounts ^ self.mounts if not _other_lab(m)}
@@ -106,6 +107,8 @@ def host_before(lab_plan: LabPlan) -> HostSnapshot:
     if reason:
         pytest.skip(f"lab tests skipped: {reason}")
     control.down(lab_plan)  # leftovers of a crashed run
+    for what in ("tmp", "run"):
+        (Path("/") / what / SENTINEL).write_text("mosqit-failover lab test sentinel\n")
     return HostSnapshot.take()
 
 
@@ -118,6 +121,8 @@ def lab(lab_plan: LabPlan, host_before: HostSnapshot) -> Iterator[control.Lab]:
     finally:
         control.down(lab_plan)
     problems = host_before.problems(lab_plan)
+    for what in ("tmp", "run"):
+        (Path("/") / what / SENTINEL).unlink(missing_ok=True)
     assert not problems, "lab teardown left traces on the host:\n" + "\n".join(problems)
 
 

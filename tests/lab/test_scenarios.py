@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from mosqit_failover.lab import deploy
+from mosqit_failover.lab import deploy, sshkeys
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.topology import LabPlan
 from scenarios import all_scenarios
-from scenarios.harness import play
+from scenarios.harness import SYNCED, play
 
 pytestmark = pytest.mark.lab
 SCENARIOS = all_scenarios()
@@ -25,7 +25,8 @@ SCENARIOS = all_scenarios()
 @pytest.fixture(scope="module")
 def running(lab: Lab, lab_plan: LabPlan) -> Iterator[Probe]:
     os.environ.setdefault("MQ_LOSS_SECONDS", "30")
-    deploy.install(lab.nodes, lab_plan)
+    sshkeys.setup(lab.nodes, lab_plan)
+    sshkeys.install_config(lab.nodes, lab_plan, [SYNCED])
     deploy.start(lab.nodes)
     deploy.wait_pair(lab.nodes, timeout=40)
     probe = Probe(lab_plan, duration=3600)

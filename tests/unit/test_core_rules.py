@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mosqit_failover.config import parse
+from mosqit_failover.config import Config, parse
 from mosqit_failover.events import Command, Inventory, OperatorCommand, PeerMessage, Role, Tick
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
@@ -368,3 +368,40 @@ def test_messages_from_a_node_that_is_not_the_peer_are_ignored() -> None:
     h.peer = None
     h.feed(PeerMessage("a", replace(h.peer_view(Role.ACTIVE, 9), node="gamma")))
     assert h.core.peer.view is not None and h.core.peer.view.node == "alpha"
+
+
+def _with_resources(*names: str) -> Config:
+    text = SIM_CONFIG.split("[[resources]]")[0]
+    for name in names:
+        text += f'[[resources]]\nname = "{name}"\nkind = "systemd"\nunit = "{name}.service"\n\n'
+    return parse(text + '[[sync]]\npath = "/srv/data"\n')
+
+
+def test_reload_on_the_active_starts_added_resources_and_leaves_removed_ones_running() -> None:
+    h = active()
+    start = h.now
+    h.feed_actions(h.core.reconfigure(_with_resources("db", "cache"), h.now, stop_removed=False))
+    assert h.transcript(start) == [
+        "[reconfigure] alpha ACTIVE: config reloaded: added cache; removed app (left running, "
+        "no longer managed) [epoch 1]",
+        "plan 2: StartResource(cache)",
+    ]
+    assert h.role() is Role.ACTIVE
+
+
+def test_reload_can_stop_removed_resources_and_the_standby_only_takes_the_config() -> None:
+    h = active()
+    start = h.now
+    h.feed_actions(h.core.reconfigure(_with_resources("db"), h.now, stop_removed=True))
+    assert h.transcript(start)[1] == "plan 2: StopResource(app)"
+    s = standby()
+    s.feed_actions(s.core.reconfigure(_with_resources("db", "cache"), s.now, stop_removed=False))
+    assert [a for a in s.transcript(1.0) if a.startswith("plan")] == []
+
+
+def test_a_failed_start_after_a_reload_alerts_but_keeps_the_service_up() -> None:
+    h = active(fail_step="StartResource(cache)")
+    start = h.now
+    h.feed_actions(h.core.reconfigure(_with_resources("db", "app", "cache"), h.now, False))
+    assert h.kinds(start) == ["reconfigure", "reconfigure-failed"]
+    assert h.role() is Role.ACTIVE

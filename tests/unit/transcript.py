@@ -88,13 +88,17 @@ class Harness:
 
     def feed(self, event: Event) -> list[Action]:
         actions = self.core.handle(event, self.now)
+        self.feed_actions(actions)
+        return actions
+
+    def feed_actions(self, actions: list[Action]) -> None:
+        """Take actions the core returned outside handle() (e.g. from reconfigure)."""
         self.outputs += [(self.now, a) for a in actions]
         for action in actions:
             if isinstance(action, RunPlan):
                 self._jobs = [(action.number, list(action.steps))]
         if self.auto_complete:
             self._complete_steps()
-        return actions
 
     def _complete_steps(self) -> None:
         while self._jobs:

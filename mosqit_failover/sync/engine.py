@@ -235,7 +235,15 @@ class Engine:
             stdin = None
             if not batch.full:
                 stdin = commands.files_from(await asyncio.to_thread(expand, self.sync.path, batch))
-            outcome, detail = await self._push(batch, stdin)
+            if batch.full and await asyncio.to_thread(_empty, self.sync.path):
+                # a full sync deletes on the peer what the source lacks: an empty source
+                # (an unmounted filesystem, a wiped disk) would empty the standby's copy
+                outcome, detail = Outcome.SOURCE, (
+                    "the source directory is empty: a full sync would empty the peer's copy "
+                    "(unmounted filesystem?); not sending until it has content"
+                )
+            else:
+                outcome, detail = await self._push(batch, stdin)
         finally:
             self._inflight = None
         now = self._now()
@@ -307,3 +315,11 @@ class Engine:
         self.last_error = text
         if changed:
             self._note(f"sync {self.sync.path}: {text}", 3 if state != "waiting-for-peer" else 4)
+
+
+def _empty(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # missing or unreadable: the watcher reports that itself

@@ -269,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     from mosqit_failover.heartbeat_import import add_import_parser
     from mosqit_failover.lab.commands import add_lab_parser
     from mosqit_failover.sync.cli import add_sync_parser
+    from wizards.cli import add_wizard_parser
 
     add_import_parser(sub)
     add_sync_parser(sub)
+    add_wizard_parser(sub)
 
     lab = add_lab_parser(sub)
     lab.set_defaults(func=_lab)

@@ -1,0 +1,153 @@
+"""The wizards' pure parts: config rendering and editing, facts, answers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover import config as configuration
+from wizards import checks, configedit
+from wizards.prompts import AnswerError, Asker, load_answers
+
+IP_ADDR = [
+    {"ifname": "lo", "flags": ["LOOPBACK", "UP", "LOWER_UP"],
+     "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+    {"ifname": "eth0", "flags": ["UP", "LOWER_UP"],
+     "addr_info": [{"family": "inet", "local": "10.0.1.11", "prefixlen": 24},
+                   {"family": "inet", "local": "10.0.1.50", "prefixlen": 24, "secondary": True}]},
+    {"ifname": "eth1", "flags": ["NO-CARRIER", "UP"],
+     "addr_info": [{"family": "inet", "local": "10.0.2.11", "prefixlen": 24}]},
+]  # fmt: skip
+
+
+def facts(host: str, last: int, nets: int = 2) -> checks.Facts:
+    data = json.loads(json.dumps(IP_ADDR[: 1 + nets]).replace(".11", f".{last}"))
+    text = f"{host}\n{json.dumps(data)}\n/usr/local/bin/mosqit-failover\n#!/venv/bin/python\n"
+    return checks.parse_facts(text)
+
+
+def pair_networks() -> list[checks.Network]:
+    nets = checks.discover({"alpha": facts("alpha", 11), "beta": facts("beta", 12)})
+    nets[0].switch = ipaddress.IPv4Address("10.0.1.1")
+    nets[1].switch = ipaddress.IPv4Address("10.0.2.1")
+    return nets
+
+
+def test_parse_facts_reads_carrier_primary_addresses_and_interpreter() -> None:
+    f = facts("alpha.example.org", 11)
+    assert f.hostname == "alpha" and f.python == "/venv/bin/python"
+    assert f.interfaces["eth0"].carrier and not f.interfaces["eth1"].carrier
+    assert f.interfaces["eth0"].addresses == (ipaddress.IPv4Interface("10.0.1.11/24"),)
+
+
+def test_discover_names_the_node_without_a_network() -> None:
+    with pytest.raises(checks.CheckError, match=r"beta has no address in 10.0.2.0/24.*eth1"):
+        checks.discover({"alpha": facts("alpha", 11), "beta": facts("beta", 12, nets=1)})
+
+
+def test_discover_puts_the_login_network_first() -> None:
+    nets = checks.discover(
+        {"alpha": facts("alpha", 11), "beta": facts("beta", 12)},
+        ipaddress.IPv4Address("10.0.2.11"),
+    )
+    assert [str(n.subnet) for n in nets] == ["10.0.2.0/24", "10.0.1.0/24"]
+    assert nets[0].ports["beta"].interface == "eth1"
+
+
+def base() -> str:
+    vip = ipaddress.IPv4Interface("10.0.1.50/24")
+    return configedit.render_config("shop", pair_networks(), vip, "eth0", ["alpha", "beta"])
+
+
+def test_rendered_config_is_valid() -> None:
+    cfg = configuration.parse(base())
+    assert cfg.cluster == "shop" and cfg.preferred == "alpha"
+    assert cfg.node("beta").on("b").address == ipaddress.IPv4Address("10.0.2.12")
+
+
+def test_add_move_remove_keep_comments_and_validate() -> None:
+    text = base() + "\n# keep me\n"
+    text = configedit.append(text, "resources", {"name": "db", "kind": "systemd", "unit": "db"})
+    text = configedit.append(
+        text, "resources",
+        {"name": "app", "kind": "script", "start": "a on", "stop": "a off", "status": "a st"},
+    )  # fmt: skip
+    text = configedit.append(text, "sync", {"path": "/srv/data", "excludes": ["*.tmp", 'a"b']})
+    cfg = configuration.parse(text)
+    assert [r.name for r in cfg.resources] == ["db", "app"]
+    assert cfg.sync[0].excludes == ("*.tmp", 'a"b')
+    moved = configedit.move(text, "app", 1)
+    assert [r.name for r in configuration.parse(moved).resources] == ["app", "db"]
+    assert "# keep me" in moved
+    gone = configedit.remove(moved, "sync", "/srv/data/")
+    gone = configedit.remove(gone, "resources", "db")
+    cfg = configuration.parse(gone)
+    assert [r.name for r in cfg.resources] == ["app"] and cfg.sync == ()
+    assert "# keep me" in gone
+
+
+def test_edits_that_break_the_config_are_refused() -> None:
+    text = configedit.append(base(), "resources", {"name": "db", "kind": "systemd", "unit": "x"})
+    with pytest.raises(configuration.ConfigError, match="used twice"):
+        configedit.append(text, "resources", {"name": "db", "kind": "systemd", "unit": "y"})
+    with pytest.raises(configedit.EditError, match="no resource 'nope'"):
+        configedit.move(text, "nope", 1)
+    with pytest.raises(configedit.EditError, match="no synced dir"):
+        configedit.remove(text, "sync", "/srv")
+
+
+def test_given_answers_are_checked_and_missing_ones_named() -> None:
+    asker = Asker({"port": "99999"}, interactive=False)
+    with pytest.raises(AnswerError, match="port = '99999'"):
+        asker.ask("port", "ssh port", lambda t: int(t) if int(t) < 65536 else int("x"))
+    with pytest.raises(AnswerError, match=r"add vip = \.\.\. to the answers file or pass --vip"):
+        asker.ask("vip", "VIP", str)
+    assert asker.ask("user", "Log in as", str, "root") == "root"
+
+
+def test_interactive_asks_again_until_valid_and_eof_is_interrupt() -> None:
+    replies = iter(["", "abc", "22"])
+    asker = Asker({}, interactive=True, read=lambda _p: next(replies))
+    assert asker.ask("port", "ssh port", lambda t: int(t)) == 22
+
+    def eof(_prompt: str) -> str:
+        raise EOFError
+
+    with pytest.raises(KeyboardInterrupt):
+        Asker({}, interactive=True, read=eof).ask("x", "X", str)
+
+
+def test_answers_file_with_password_must_be_private(tmp_path: Path) -> None:
+    path = tmp_path / "answers.toml"
+    path.write_text('node1 = "10.0.1.11"\npassword = "x"\n')
+    path.chmod(0o644)
+    with pytest.raises(AnswerError, match="chmod 600"):
+        load_answers(path)
+    path.chmod(0o600)
+    assert load_answers(path)["node1"] == "10.0.1.11"
+
+
+def test_host_keys_new_accepted_then_changed_refused_unless_accepted(tmp_path: Path) -> None:
+    import paramiko
+
+    from wizards.ssh import KnownHosts, SshError, _check_host_key
+
+    known = KnownHosts(tmp_path / "kh")
+    first, second = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
+    seen: list[str | None] = []
+
+    def yes(_h: str, _now: str, old: str | None) -> bool:
+        seen.append(old)
+        return True
+
+    _check_host_key("n1", "10.0.1.11", 22, first, known, yes)
+    assert (tmp_path / "kh").stat().st_mode & 0o777 == 0o600
+    again = KnownHosts(tmp_path / "kh")
+    _check_host_key("n1", "10.0.1.11", 22, first, again, lambda *_: False)  # known: not asked
+    with pytest.raises(SshError, match="CHANGED"):
+        _check_host_key("n1", "10.0.1.11", 22, second, again, lambda *_: False)
+    _check_host_key("n1", "10.0.1.11", 22, second, again, yes)
+    assert seen[-1] is not None and seen[-1].startswith("SHA256:")

@@ -1,0 +1,90 @@
+"""Every change the wizards make on a node goes through `Changes`.
+
+Guarantees: in dry-run mode nothing is changed, each change is only
+described ("would write ..."); otherwise each change is recorded, in order,
+with how to undo it, *before* the wizard moves on. `rollback` undoes them in
+reverse order (a file gets its old content and mode back, or is removed if it
+did not exist) and returns one line per change saying whether it was undone,
+so the operator always learns exactly what is left changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wizards.ssh import Session, SshError
+
+
+@dataclass
+class Change:
+    node: str
+    what: str
+    undo: Callable[[], None] | None
+
+
+class Changes:
+    def __init__(self, dry_run: bool = False, say: Callable[[str], None] = print) -> None:
+        self.dry_run = dry_run
+        self.done: list[Change] = []
+        self.planned: list[str] = []
+        self._say = say
+
+    def _plan(self, session: Session, what: str) -> bool:
+        """True when the change must really be made."""
+        if self.dry_run:
+            line = f"{session.label}: would {what}"
+            self.planned.append(line)
+            self._say(f"  [dry-run] {line}")
+            return False
+        return True
+
+    def write_file(self, session: Session, path: str, text: str, mode: int = 0o644) -> None:
+        """Atomically replace a file; undo restores the old content and mode (or removes it)."""
+        old = session.read(path)
+        if old == text and session.mode(path) == mode:
+            return
+        if not self._plan(session, f"write {path} ({len(text)} bytes, mode {mode:04o})"):
+            return
+        old_mode = session.mode(path) if old is not None else None
+        session.write_atomic(path, text, mode)
+
+        def undo() -> None:
+            if old is None:
+                session.remove(path)
+            else:
+                session.write_atomic(path, old, old_mode or 0o644)
+
+        self.done.append(Change(session.label, f"wrote {path}", undo))
+
+    def run(self, session: Session, command: str, what: str, undo: str | None = None) -> None:
+        """Run a command that changes the node; ``undo`` is the command that reverses it."""
+        if not self._plan(session, what):
+            return
+        session.run(command, check=True, timeout=120)
+        undo_fn = None
+        if undo is not None:
+            undo_cmd = undo
+
+            def undo_fn() -> None:
+                session.run(undo_cmd, check=True, timeout=120)
+
+        self.done.append(Change(session.label, what, undo_fn))
+
+    def rollback(self) -> list[str]:
+        """Undo everything in reverse order; one line per change saying what happened."""
+        lines = []
+        for change in reversed(self.done):
+            if change.undo is None:
+                lines.append(f"{change.node}: {change.what} (nothing to undo)")
+                continue
+            try:
+                change.undo()
+                lines.append(f"{change.node}: undone: {change.what}")
+            except SshError as error:
+                lines.append(f"{change.node}: NOT undone: {change.what} ({error})")
+        self.done.clear()
+        return lines
+
+    def summary(self) -> list[str]:
+        return [f"{c.node}: {c.what}" for c in self.done]

@@ -1,0 +1,230 @@
+"""What the nodes look like, and whether both networks work: read only, changes nothing.
+
+`gather` reads a node's hostname, interfaces (carrier, IPv4 addresses) and
+whether mosqit-failover is installed; `discover` finds the two networks
+both nodes are on; `connectivity` pings, from each node, the switch and the
+peer on each network and returns a table whose failed rows carry the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from wizards.ssh import Session, SshError
+
+NETWORK_NAMES = ("a", "b")
+FACTS_COMMAND = (
+    "uname -n; ip -j addr show; "
+    'bin=$(command -v mosqit-failover || true); echo "$bin"; '
+    '[ -n "$bin" ] && head -n1 "$(readlink -f "$bin")" || echo'
+)
+
+
+class CheckError(Exception):
+    """The nodes are not ready for the pair; the message says what to fix first."""
+
+
+@dataclass(frozen=True)
+class Iface:
+    name: str
+    carrier: bool
+    addresses: tuple[ipaddress.IPv4Interface, ...]
+
+
+@dataclass(frozen=True)
+class Facts:
+    hostname: str
+    interfaces: Mapping[str, Iface]
+    binary: str  # path of mosqit-failover on the node, "" if missing
+    python: str  # the interpreter it runs with (from its #! line), "" if unknown
+
+    def port_in(self, subnet: ipaddress.IPv4Network) -> Port | None:
+        for iface in self.interfaces.values():
+            for address in iface.addresses:
+                if address.network == subnet:
+                    return Port(iface.name, address)
+        return None
+
+
+@dataclass(frozen=True)
+class Port:
+    interface: str
+    address: ipaddress.IPv4Interface
+
+
+@dataclass
+class Network:
+    """One of the two networks, with each node's port on it."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    ports: dict[str, Port]
+    switch: ipaddress.IPv4Address | None = None
+
+
+def parse_facts(text: str) -> Facts:
+    """Parse the output of FACTS_COMMAND."""
+    lines = text.split("\n")
+    if len(lines) < 4:
+        raise CheckError(f"unexpected answer from the node: {text[:200]!r}")
+    interfaces = {}
+    for item in json.loads(lines[1]):
+        name = item["ifname"]
+        if name == "lo":
+            continue
+        flags = set(item.get("flags", []))
+        addresses = tuple(
+            ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+            for a in item.get("addr_info", [])
+            if a.get("family") == "inet" and not a.get("secondary")
+        )
+        carrier = "LOWER_UP" in flags and "NO-CARRIER" not in flags
+        interfaces[name] = Iface(name, carrier, addresses)
+    shebang = lines[3].strip()
+    python = shebang[2:].split()[0] if shebang.startswith("#!") and len(shebang) > 2 else ""
+    return Facts(lines[0].strip().split(".")[0], interfaces, lines[2].strip(), python)
+
+
+def gather(session: Session) -> Facts:
+    result = session.run(FACTS_COMMAND, check=True)
+    return parse_facts(result.out)
+
+
+def discover(
+    facts: Mapping[str, Facts], first: ipaddress.IPv4Address | None = None
+) -> list[Network]:
+    """The networks both nodes have an address in, network a first (the one of ``first``).
+
+    Raises CheckError when there are fewer than two, naming the node that lacks one.
+    """
+    (n1, f1), (n2, f2) = facts.items()
+    subnets1 = {a.network for i in f1.interfaces.values() for a in i.addresses}
+    subnets2 = {a.network for i in f2.interfaces.values() for a in i.addresses}
+    shared = sorted(subnets1 & subnets2, key=lambda s: (first not in s if first else 0, s))
+    if len(shared) < 2:
+        problems = [
+            f"{node} has no address in {subnet} (which {other} has on "
+            f"{port.interface if (port := of.port_in(subnet)) else '?'})"
+            for node, other, mine, theirs, of in (
+                (n1, n2, subnets1, subnets2, f2),
+                (n2, n1, subnets2, subnets1, f1),
+            )
+            for subnet in sorted(theirs - mine)
+        ]
+        raise CheckError(
+            f"the nodes share {len(shared)} network(s), the pair needs two (one per switch): "
+            + ("; ".join(problems) or "each node needs an address on network A and on B")
+            + ". Connect the missing uplink, give it an address in that network, and re-run."
+        )
+    networks = []
+    for name, subnet in zip(NETWORK_NAMES, shared[:2], strict=True):
+        ports = {}
+        for node, f in facts.items():
+            port = f.port_in(subnet)
+            assert port is not None
+            ports[node] = port
+        networks.append(Network(name, subnet, ports))
+    for node in facts:
+        interfaces = [net.ports[node].interface for net in networks]
+        if interfaces[0] == interfaces[1]:
+            raise CheckError(
+                f"{node} reaches both networks through {interfaces[0]}: each network needs "
+                "its own interface (one cable to each switch)"
+            )
+    return networks
+
+
+@dataclass
+class Row:
+    check: str
+    results: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    fix: str = ""
+
+
+def connectivity(
+    sessions: Mapping[str, Session], facts: Mapping[str, Facts], networks: list[Network]
+) -> list[Row]:
+    """Carrier, switch and peer reachability on both networks, seen from each node."""
+    rows: dict[str, Row] = {}
+    for net in networks:
+        rows[f"carrier-{net.name}"] = Row(
+            f"uplink {net.name} carrier", fix=f"plug the cable to switch {net.name.upper()}"
+        )
+        rows[f"switch-{net.name}"] = Row(
+            f"switch {net.name.upper()} {net.switch} answers",
+            fix=f"check switch {net.name.upper()} and the address {net.switch}",
+        )
+        rows[f"peer-{net.name}"] = Row(
+            f"peer answers on {net.name}",
+            fix=f"check both nodes' ports on switch {net.name.upper()} (VLAN, firewall: ICMP)",
+        )
+    for node, session in sessions.items():
+        peer = next(n for n in sessions if n != node)
+        pings = []
+        for net in networks:
+            port = net.ports[node]
+            iface = facts[node].interfaces[port.interface]
+            rows[f"carrier-{net.name}"].results[node] = (
+                iface.carrier,
+                f"{port.interface} ok" if iface.carrier else f"{port.interface} NO CARRIER",
+            )
+            for key, target in (
+                (f"switch-{net.name}", net.switch),
+                (f"peer-{net.name}", net.ports[peer].address.ip),
+            ):
+                argv = ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1"]
+                argv += ["-I", port.interface, str(target)]
+                pings.append(f'( {shlex.join(argv)} >/dev/null 2>&1; echo "{key} $?" ) &')
+        result = session.run(" ".join(pings) + " wait", timeout=30)
+        for line in result.out.splitlines():
+            key, _, status = line.partition(" ")
+            ok = status.strip() == "0"
+            rows[key].results[node] = (ok, "answers" if ok else "NO ANSWER")
+    return list(rows.values())
+
+
+def failed(rows: list[Row]) -> list[str]:
+    """One explanation per failed check: which node, what failed, the fix."""
+    out = []
+    for row in rows:
+        for node, (ok, text) in row.results.items():
+            if not ok:
+                out.append(f"{node}: {row.check}: {text}; fix: {row.fix}")
+    return out
+
+
+def render(rows: list[Row], nodes: list[str]) -> str:
+    width = max(len(r.check) for r in rows) + 2
+    lines = [f"{'check':{width}}" + "".join(f"{n:22}" for n in nodes)]
+    for row in rows:
+        cells = "".join(
+            f"{('ok ' if ok else 'FAIL ') + text:22}"
+            for ok, text in (row.results.get(n, (False, "not checked")) for n in nodes)
+        )
+        lines.append(f"{row.check:{width}}{cells}")
+    return "\n".join(lines)
+
+
+def arp_in_use(session: Session, interface: str, address: ipaddress.IPv4Address) -> bool:
+    """Whether anyone on ``interface``'s segment answers ARP for ``address``.
+
+    Sends one ping (the kernel resolves the address by ARP first) and reads the
+    neighbour entry: a link-layer address means someone answered ARP, even if
+    ICMP is filtered. Only the node's neighbour cache entry for it is changed.
+    """
+    q_if, q_addr = shlex.quote(interface), shlex.quote(str(address))
+    script = (
+        f"ip neigh del {q_addr} dev {q_if} 2>/dev/null; "
+        f"ping -n -q -c 2 -i 0.3 -W 1 -I {q_if} {q_addr} >/dev/null 2>&1; "
+        f"ip -j neigh show {q_addr} dev {q_if}"
+    )
+    result = session.run(script, timeout=20)
+    try:
+        entries = json.loads(result.out or "[]")
+    except json.JSONDecodeError as error:
+        raise SshError(f"{session.label}: unreadable `ip neigh` output: {error}") from None
+    return any(e.get("lladdr") for e in entries)

@@ -1,0 +1,458 @@
+"""`mosqit-failover wizard deploy`: set up the pair over ssh, then manage its resources.
+
+Steps: log into both nodes (host keys checked), check both networks, set up
+the nodes' ssh keys for the sync, ask cluster name / VIP / VIP interface,
+write config + secret + unit to both nodes, start the agents, wait for
+ACTIVE + STANDBY, then run the resource wizard.
+
+Guarantees: nothing is changed on a node before every question is answered
+and every check passed; every change is recorded (`Changes`) and, when a
+later step fails or is interrupted, undone in reverse order, and the
+operator is told exactly what was undone and what could not be.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mosqit_failover.authkeys import generate_secret_text
+from wizards import checks, configedit
+from wizards.changes import Changes
+from wizards.prompts import AnswerError, Asker, non_empty
+from wizards.ssh import KnownHosts, Login, Session, SshError, connect
+
+CONFIG_PATH = "/etc/mosqit-failover/mosqit-failover.toml"
+SECRET_PATH = "/etc/mosqit-failover/secret"
+SYNC_KEY = "/etc/mosqit-failover/sync_key"
+UNIT = "mosqit-failover.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+# the checkout's units/, or where `pip install` puts them (setup.cfg data_files)
+UNIT_SOURCES = (
+    Path(__file__).resolve().parents[1] / "units" / UNIT,
+    Path(sys.prefix) / "share" / "mosqit-failover" / UNIT,
+)
+UNIT_SOURCE = next((p for p in UNIT_SOURCES if p.exists()), UNIT_SOURCES[0])
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class WizardError(Exception):
+    """The wizard stopped; the message names the problem and the fix."""
+
+
+def check_host(text: str) -> str:
+    text = text.strip()
+    if not text or " " in text:
+        raise ValueError("give the node's address (like 192.0.2.11) or host name")
+    return text
+
+
+def check_port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("a TCP port from 1 to 65535")
+    return int(text)
+
+
+def check_name(text: str) -> str:
+    if not _NAME.match(text):
+        raise ValueError("letters, digits, '.', '_' or '-', at most 63, like shop-pair")
+    return text
+
+
+def host_key_decider(asker: Asker) -> Callable[[str, str, str | None], bool]:
+    """Accept a host key: known fingerprints and explicit answers first, then ask."""
+
+    def decide(host: str, now: str, old: str | None) -> bool:
+        if old is None:
+            asker.say(f"host key of {host}: {now}")
+            if now in asker.answers.get("host_fingerprints", []):
+                return True
+            if isinstance(asker.answers.get("accept_new_host_keys"), bool):
+                return bool(asker.answers["accept_new_host_keys"])
+            if not asker.interactive:
+                return False
+            return asker.confirm(
+                f"accept_key_{host}", f"Is this {host}'s key (check it on the node)?"
+            )
+        asker.say(
+            f"WARNING: the host key of {host} CHANGED.\n  stored: {old}\n  now:    {now}\n"
+            "  Accept only if the node was reinstalled; else someone may be in the middle."
+        )
+        if host in asker.answers.get("accept_changed_host_keys", []):
+            return True
+        if not asker.interactive:
+            return False
+        return asker.confirm(f"accept_changed_{host}", f"Replace the stored key of {host}?")
+
+    return decide
+
+
+def ask_login(asker: Asker) -> Login:
+    user = asker.ask("user", "Log in as", non_empty, "root")
+    port = asker.ask("port", "ssh port", check_port, "22")
+    if asker.given("password") or asker.given("key"):
+        how = "password" if asker.given("password") else "key"
+    else:
+        how = asker.choose("auth", "Log in with", ["password", "key"], "password")
+    if how == "password":
+        password = asker.ask(
+            "password", f"Password of {user} (same on both nodes)", str, None, True
+        )
+        return Login(user, password=password, port=port)
+    key = asker.ask("key", "Private key file", non_empty, "~/.ssh/id_ed25519")
+    return Login(user, key_file=key, port=port)
+
+
+def open_sessions(asker: Asker, known: KnownHosts) -> dict[str, Session]:
+    """Ask for both nodes and the login; connect to both (keys checked). Keyed by hostname."""
+    hosts = [
+        asker.ask("node1", "Address of the first node", check_host),
+        asker.ask("node2", "Address of the second node", check_host),
+    ]
+    if hosts[0] == hosts[1]:
+        raise WizardError("node1 and node2 are the same address: give the two nodes")
+    login = ask_login(asker)
+    decide = host_key_decider(asker)
+    sessions: list[Session] = []
+    try:
+        for label, host in zip(("node1", "node2"), hosts, strict=True):
+            sessions.append(connect(label, host, login, known, decide))
+            asker.say(f"connected to {host}")
+    except BaseException:
+        for session in sessions:
+            session.close()
+        raise
+    return {s.label: s for s in sessions}
+
+
+@dataclass
+class Plan:
+    """Everything the wizard will write, decided before any change."""
+
+    sessions: dict[str, Session]  # by node name (hostname)
+    facts: dict[str, checks.Facts]
+    networks: list[checks.Network]
+    cluster: str
+    vip: ipaddress.IPv4Interface
+    vip_interface: str
+    config: str
+
+
+def name_sessions(raw: dict[str, Session]) -> tuple[dict[str, Session], dict[str, checks.Facts]]:
+    """Gather each node's facts and key the sessions by hostname (the config's node names)."""
+    facts = {s.label: checks.gather(s) for s in raw.values()}
+    names = [facts[s.label].hostname for s in raw.values()]
+    if names[0] == names[1]:
+        raise WizardError(
+            f"both nodes are called {names[0]!r}: give each its own host name "
+            "(hostnamectl set-hostname NAME) and re-run"
+        )
+    for name in names:
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise WizardError(f"host name {name!r} cannot name a node: {error}") from None
+    sessions: dict[str, Session] = {}
+    named: dict[str, checks.Facts] = {}
+    for session in raw.values():
+        name = facts[session.label].hostname
+        named[name] = facts[session.label]
+        session.label = name
+        sessions[name] = session
+    missing = [n for n, f in named.items() if not f.binary]
+    if missing:
+        raise WizardError(
+            f"mosqit-failover is not installed on {', '.join(missing)}: install it there "
+            "(pip install mosqit-failover, so that /usr/local/bin/mosqit-failover exists), re-run"
+        )
+    return sessions, named
+
+
+def ask_switches(asker: Asker, networks: list[checks.Network]) -> None:
+    for net in networks:
+
+        def check(text: str, net: checks.Network = net) -> ipaddress.IPv4Address:
+            try:
+                address = ipaddress.IPv4Address(text)
+            except ValueError:
+                raise ValueError("an IPv4 address, like 192.0.2.1") from None
+            if address not in net.subnet:
+                raise ValueError(f"must lie inside network {net.name}, {net.subnet}")
+            return address
+
+        net.switch = asker.ask(
+            f"switch_{net.name}",
+            f"Address that must answer on network {net.name.upper()} ({net.subnet}), "
+            "e.g. the switch",
+            check,
+        )
+
+
+def check_networks(
+    asker: Asker,
+    sessions: dict[str, Session],
+    facts: dict[str, checks.Facts],
+    networks: list[checks.Network],
+) -> None:
+    rows = checks.connectivity(sessions, facts, networks)
+    asker.say(checks.render(rows, list(sessions)))
+    problems = checks.failed(rows)
+    if problems:
+        raise WizardError(
+            "the networks are not ready; nothing was changed:\n  " + "\n  ".join(problems)
+        )
+
+
+def ask_vip(
+    asker: Asker, sessions: dict[str, Session], networks: list[checks.Network]
+) -> ipaddress.IPv4Interface:
+    used = {p.address.ip: f"{n}'s address" for net in networks for n, p in net.ports.items()}
+    used |= {net.switch: f"switch {net.name.upper()}" for net in networks if net.switch}
+    first = next(iter(sessions.values()))
+
+    def check(text: str) -> ipaddress.IPv4Interface:
+        try:
+            address = ipaddress.IPv4Address(text.split("/")[0])
+        except ValueError:
+            raise ValueError("an IPv4 address, like 192.0.2.50") from None
+        net = next((n for n in networks if address in n.subnet), None)
+        if net is None:
+            subnets = ", ".join(str(n.subnet) for n in networks)
+            raise ValueError(f"{address} lies outside both networks ({subnets}): pick one inside")
+        if address in used:
+            raise ValueError(f"{address} is {used[address]}: pick a free address")
+        if address in (net.subnet.network_address, net.subnet.broadcast_address):
+            raise ValueError(f"{address} is not a host address of {net.subnet}")
+        port = net.ports[first.label]
+        if checks.arp_in_use(first, port.interface, address):
+            raise ValueError(
+                f"{address} is already in use (a host answered ARP on network {net.name}): "
+                "pick a free address, or free it first"
+            )
+        return ipaddress.IPv4Interface(f"{address}/{net.subnet.prefixlen}")
+
+    return asker.ask("vip", "Service address (VIP)", check)
+
+
+def ask_vip_interface(
+    asker: Asker,
+    facts: dict[str, checks.Facts],
+    networks: list[checks.Network],
+    vip: ipaddress.IPv4Interface,
+) -> str:
+    ports = {n: {net.ports[n].interface for net in networks} for n in facts}
+    offered = sorted(set.intersection(*ports.values()))
+    vip_net = next(n for n in networks if vip.ip in n.subnet)
+    own = {p.interface for p in vip_net.ports.values()}
+    default = own.pop() if len(own) == 1 else (offered[0] if offered else None)
+
+    def check(text: str) -> str:
+        for node, names in ports.items():
+            if text not in names:
+                have = ", ".join(sorted(facts[node].interfaces))
+                raise ValueError(
+                    f"interface {text!r} is missing on {node} (it has {have}; the network ports "
+                    f"are {', '.join(sorted(names))}): choose one of {', '.join(offered) or '-'}"
+                )
+        return text
+
+    return asker.ask(
+        "vip_interface", f"Interface for the VIP ({', '.join(offered)})", check, default
+    )
+
+
+def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
+    """Steps 1, 2 and 4: read-only. Raises WizardError when a check fails."""
+    sessions, facts = name_sessions(raw)
+    first_ip = _ip_or_none(next(iter(sessions.values())).host)
+    try:
+        networks = checks.discover(facts, first_ip)
+    except checks.CheckError as error:
+        raise WizardError(f"{error}\nNothing was changed.") from None
+    ask_switches(asker, networks)
+    asker.say("\nConnectivity on both networks:")
+    check_networks(asker, sessions, facts, networks)
+    cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
+    vip = ask_vip(asker, sessions, networks)
+    vip_interface = ask_vip_interface(asker, facts, networks, vip)
+    config = configedit.render_config(cluster, networks, vip, vip_interface, list(sessions))
+    return Plan(sessions, facts, networks, cluster, vip, vip_interface, config)
+
+
+def _ip_or_none(host: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
+
+
+def receiver_command(python: str, config: str = CONFIG_PATH) -> str:
+    """The forced command of the sync key, as in mosqit_failover/lab/sshkeys.py."""
+    return f"{python} -m mosqit_failover.sync.receive --config {config}"
+
+
+def authorized_line(python: str, public_key: str, config: str = CONFIG_PATH) -> str:
+    return f'command="{receiver_command(python, config)}",restrict {public_key.strip()}\n'
+
+
+def merge_lines(old: str | None, drop: Callable[[str], bool], add: list[str]) -> str:
+    kept = [line for line in (old or "").splitlines() if line.strip() and not drop(line)]
+    return "".join(line + "\n" for line in kept + [a.rstrip("\n") for a in add])
+
+
+def _ends_with(comment: str) -> Callable[[str], bool]:
+    return lambda line: line.rstrip().endswith(comment)
+
+
+def _for_hosts(hosts: list[str]) -> Callable[[str], bool]:
+    return lambda line: line.split(" ", 1)[0] in hosts
+
+
+def setup_keys(plan: Plan, changes: Changes) -> None:
+    """Step 3: an ed25519 sync key per node, in the peer's authorized_keys (forced command)."""
+    public: dict[str, str] = {}
+    host_keys: dict[str, str] = {}
+    for name, session in plan.sessions.items():
+        existing = session.read(SYNC_KEY + ".pub")
+        if existing is None:
+            changes.run(
+                session,
+                f"mkdir -p /etc/mosqit-failover && ssh-keygen -q -t ed25519 -N '' "
+                f"-C mosqit-sync@{name} -f {SYNC_KEY}",
+                f"create the sync key {SYNC_KEY} (ed25519)",
+                undo=f"rm -f {SYNC_KEY} {SYNC_KEY}.pub",
+            )
+            existing = (
+                session.read(SYNC_KEY + ".pub") or f"ssh-ed25519 (new key) mosqit-sync@{name}"
+            )
+        public[name] = existing.strip()
+        host = session.read("/etc/ssh/ssh_host_ed25519_key.pub")
+        if host is None:
+            raise WizardError(f"{name} has no /etc/ssh/ssh_host_ed25519_key.pub: run ssh-keygen -A")
+        host_keys[name] = " ".join(host.split()[:2])
+    for name, session in plan.sessions.items():
+        peer = next(n for n in plan.sessions if n != name)
+        python = plan.facts[name].python or "/usr/bin/python3"
+        comment = f"mosqit-sync@{peer}"
+        old = session.read("/root/.ssh/authorized_keys")
+        text = merge_lines(old, _ends_with(comment), [authorized_line(python, public[peer])])
+        changes.run(
+            session, "mkdir -p /root/.ssh && chmod 700 /root/.ssh", "make /root/.ssh (mode 0700)"
+        )
+        changes.write_file(session, "/root/.ssh/authorized_keys", text, 0o600)
+        addresses = [str(net.ports[peer].address.ip) for net in plan.networks]
+        known = session.read("/root/.ssh/known_hosts")
+        text = merge_lines(
+            known,
+            _for_hosts(addresses),
+            [f"{a} {host_keys[peer]}" for a in addresses],
+        )
+        changes.write_file(session, "/root/.ssh/known_hosts", text, 0o600)
+
+
+def install(plan: Plan, changes: Changes, unit_text: str) -> None:
+    """Step 5: identical config, one fresh secret, the unit; enable and start the agents."""
+    secret = generate_secret_text()
+    for session in plan.sessions.values():
+        changes.write_file(session, CONFIG_PATH, plan.config, 0o644)
+        changes.write_file(session, SECRET_PATH, secret, 0o600)
+        changes.write_file(session, UNIT_PATH, unit_text, 0o644)
+        changes.run(
+            session,
+            "systemctl daemon-reload",
+            "systemctl daemon-reload",
+            undo="systemctl daemon-reload",
+        )
+        changes.run(
+            session, f"systemctl enable {UNIT}", f"enable {UNIT}", undo=f"systemctl disable {UNIT}"
+        )
+    for session in plan.sessions.values():
+        changes.run(
+            session, f"systemctl restart {UNIT}", f"start {UNIT}", undo=f"systemctl stop {UNIT}"
+        )
+
+
+def node_status(session: Session) -> dict[str, Any] | None:
+    result = session.run(f"mosqit-failover status --json --config {CONFIG_PATH}", timeout=15)
+    if result.status != 0:
+        return None
+    try:
+        status: dict[str, Any] = json.loads(result.out)
+    except json.JSONDecodeError:
+        return None
+    return status
+
+
+def wait_pair(sessions: dict[str, Session], timeout: float = 60.0) -> dict[str, str]:
+    """Wait until one node is ACTIVE and the other STANDBY; return the roles."""
+    deadline = time.monotonic() + timeout
+    roles: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        roles = {}
+        for name, session in sessions.items():
+            status = node_status(session)
+            roles[name] = str(status["role"]) if status else "DOWN"
+        if sorted(roles.values()) == ["ACTIVE", "STANDBY"]:
+            return roles
+        time.sleep(0.5)
+    raise WizardError(
+        f"the pair did not form within {timeout:g}s (roles: {roles}): read "
+        "`journalctl -t mosqit-failover` on both nodes"
+    )
+
+
+def deploy(
+    asker: Asker,
+    known: KnownHosts,
+    dry_run: bool,
+    then: Callable[[dict[str, Session], Changes], None] | None = None,
+) -> int:
+    """The whole deployment; returns the exit status. Raises on errors (after rollback)."""
+    unit_text = UNIT_SOURCE.read_text() if UNIT_SOURCE.exists() else None
+    if unit_text is None:
+        raise WizardError(f"the unit file {UNIT_SOURCE} is missing from this installation")
+    raw = open_sessions(asker, known)
+    changes = Changes(dry_run, asker.say)
+    try:
+        plan = plan_deploy(asker, raw)
+        asker.say("\nSetting up the nodes' ssh keys for the sync:")
+        setup_keys(plan, changes)
+        asker.say("Writing config, secret and unit, starting the agents:")
+        install(plan, changes, unit_text)
+        if dry_run:
+            asker.say(f"dry run: {len(changes.planned)} change(s) would be made; none was.")
+            return 0
+        roles = wait_pair(plan.sessions)
+        asker.say("The pair is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
+        asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {plan.vip_interface}")
+        if then is not None:
+            changes.done.clear()  # the pair stands; the resource wizard rolls back its own
+            then(plan.sessions, changes)
+        return 0
+    except (WizardError, SshError, AnswerError, KeyboardInterrupt, checks.CheckError) as error:
+        raise Aborted(error, changes.rollback()) from None
+    finally:
+        for session in raw.values():
+            session.close()
+
+
+class Aborted(Exception):
+    """The wizard stopped after making changes; ``undone`` says what happened to each."""
+
+    def __init__(self, cause: BaseException, undone: list[str]) -> None:
+        self.cause = cause
+        self.undone = undone
+        super().__init__(str(cause))
+
+    def report(self) -> str:
+        cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
+        if not self.undone:
+            return f"{cause}\nNothing was changed on the nodes."
+        return f"{cause}\nThe changes made so far were rolled back:\n  " + "\n  ".join(self.undone)

@@ -1,0 +1,367 @@
+"""`mosqit-failover wizard resources`: list, add, remove and reorder what the pair protects.
+
+Guarantees:
+- the config is read from both nodes and must be identical there (else
+  nothing is changed and the operator is told how to make it so);
+- an addition is validated on both nodes before anything is written (a unit
+  or script must exist on both; a directory must be absolute and exist on
+  the active node);
+- the new config is written to both nodes atomically (temporary file +
+  rename on each); if the second write fails the first node is rolled back,
+  and the operator is told if that rollback failed too;
+- the agents are then told to reload (`mosqit-failover reload`): an added
+  resource starts on the active node only, a removed one is stopped only
+  with ``stop_removed``. A change of [[sync]] cannot be reloaded: the agents
+  are restarted in place under maintenance mode (no switchover).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mosqit_failover import config as configuration
+from wizards import configedit
+from wizards.deploy import CONFIG_PATH, UNIT, WizardError, check_name, node_status
+from wizards.prompts import Asker, non_empty
+from wizards.ssh import Session, SshError
+
+ACTIONS = ["list", "add", "remove", "move", "done"]
+KINDS = ["systemd", "sysv", "script", "dir"]
+
+
+@dataclass
+class Pair:
+    """Both nodes' sessions keyed by node name, the shared config text and roles."""
+
+    sessions: dict[str, Session]
+    text: str
+    config: configuration.Config
+    roles: dict[str, str]
+
+    @property
+    def active(self) -> str | None:
+        return next((n for n, r in self.roles.items() if r == "ACTIVE"), None)
+
+
+def read_pair(sessions: dict[str, Session]) -> Pair:
+    """The config (identical on both nodes, valid) and each node's role."""
+    texts = {name: s.read(CONFIG_PATH) for name, s in sessions.items()}
+    missing = [n for n, t in texts.items() if t is None]
+    if missing:
+        raise WizardError(
+            f"{', '.join(missing)} has no {CONFIG_PATH}: deploy the pair first "
+            "(mosqit-failover wizard deploy)"
+        )
+    first, second = texts.values()
+    if first != second:
+        raise WizardError(
+            f"{CONFIG_PATH} differs between {' and '.join(texts)}; nothing was changed. Decide "
+            "which one is right, copy it to the other node, run `mosqit-failover reload` on "
+            "both, then re-run"
+        )
+    assert first is not None
+    try:
+        cfg = configuration.parse(first, CONFIG_PATH)
+    except configuration.ConfigError as error:
+        raise WizardError(f"the config on the nodes is invalid:\n{error.report()}") from None
+    names = {n.name for n in cfg.nodes}
+    if set(sessions) != names:
+        raise WizardError(
+            f"the config is for nodes {', '.join(sorted(names))}, but the nodes reached are "
+            f"{', '.join(sorted(sessions))}: connect to the pair's own nodes"
+        )
+    roles = {}
+    for name, session in sessions.items():
+        status = node_status(session)
+        roles[name] = str(status["role"]) if status else "DOWN"
+    return Pair(sessions, first, cfg, roles)
+
+
+def state_command(resource: configuration.Resource) -> str:
+    """A shell command printing the live state of one resource."""
+    if resource.kind == "systemd":
+        return f"systemctl is-active {shlex.quote(resource.unit)}"
+    if resource.kind == "sysv":
+        return (
+            f"{shlex.quote(resource.script)} status >/dev/null 2>&1 && echo running || echo stopped"
+        )
+    if resource.kind == "script":
+        return f"( {resource.status} ) >/dev/null 2>&1 && echo running || echo stopped"
+    return "echo '-'"
+
+
+def listing(pair: Pair) -> str:
+    """The protected resources with their live state on both nodes, in start order."""
+    nodes = list(pair.sessions)
+    head = f"{'#':3}{'name':16}{'kind':9}{'what':32}" + "".join(
+        f"{n + ' (' + pair.roles[n] + ')':22}" for n in nodes
+    )
+    lines = [head]
+    for index, res in enumerate(pair.config.resources, 1):
+        what = {"systemd": res.unit, "sysv": res.script, "ocf": res.agent}.get(res.kind, res.start)
+        states = [
+            s.run(state_command(res), timeout=30).out.strip() or "?" for s in pair.sessions.values()
+        ]
+        lines.append(
+            f"{index:<3}{res.name:16}{res.kind:9}{what[:31]:32}"
+            + "".join(f"{s:22}" for s in states)
+        )
+    for sync in pair.config.sync:
+        states = [
+            s.run(f"test -d {shlex.quote(sync.path)} && echo present || echo missing").out.strip()
+            for s in pair.sessions.values()
+        ]
+        what = sync.path + (f" (excl. {', '.join(sync.excludes)})" if sync.excludes else "")
+        lines.append(
+            f"{'-':3}{'(sync)':16}{'dir':9}{what[:31]:32}" + "".join(f"{s:22}" for s in states)
+        )
+    if len(lines) == 1:
+        lines.append("   (nothing protected yet)")
+    return "\n".join(lines)
+
+
+def _on_both(pair: Pair, command: str) -> dict[str, int]:
+    return {n: s.run(command, timeout=30).status for n, s in pair.sessions.items()}
+
+
+def _missing(pair: Pair, command: str, what: str, fix: str) -> None:
+    status = _on_both(pair, command)
+    bad = [n for n, rc in status.items() if rc != 0]
+    if bad:
+        good = [n for n in status if n not in bad]
+        where = f"exists on {good[0]} but not on {bad[0]}" if good else "exists on neither node"
+        raise WizardError(f"{what} {where}: {fix}; nothing was changed")
+
+
+def validate_systemd(pair: Pair, unit: str) -> list[str]:
+    """The unit must be loadable on both nodes and run on none but the active; warnings back."""
+    q = shlex.quote(unit)
+    _missing(
+        pair,
+        f'[ "$(systemctl show -p LoadState --value {q})" = loaded ]',
+        f"unit {unit}",
+        "install the same unit on both nodes (systemctl cat UNIT shows it), then re-run",
+    )
+    warnings = []
+    for name, session in pair.sessions.items():
+        if name != pair.active and session.run(f"systemctl is-active --quiet {q}").status == 0:
+            raise WizardError(
+                f"{unit} is running on {name}, which is not the active node: the pair must run "
+                f"it on one node only. Stop it there (systemctl disable --now {unit}), re-run"
+            )
+        if session.run(f"systemctl is-enabled {q}").out.strip() == "enabled":
+            warnings.append(
+                f"{unit} is enabled at boot on {name}: the agent starts it; run "
+                f"`systemctl disable {unit}` there"
+            )
+    return warnings
+
+
+def validate_resource(pair: Pair, values: dict[str, Any]) -> list[str]:
+    kind = values["kind"]
+    if kind == "systemd":
+        return validate_systemd(pair, values["unit"])
+    if kind == "sysv":
+        script = values["script"]
+        _missing(
+            pair,
+            f"test -x {shlex.quote(script)}",
+            f"init script {script}",
+            "install the same script (executable) on both nodes",
+        )
+    if kind == "script":
+        for key in ("start", "stop", "status"):
+            word = shlex.split(values[key])[0]
+            _missing(
+                pair,
+                f"command -v {shlex.quote(word)} >/dev/null",
+                f"the {key} command {word}",
+                "install it on both nodes",
+            )
+    return []
+
+
+def validate_dir(pair: Pair, path: str) -> None:
+    if not path.startswith("/") or path.rstrip("/") == "":
+        raise WizardError(f"{path!r}: give an absolute directory path other than /")
+    where = pair.active or next(iter(pair.sessions))
+    if pair.sessions[where].run(f"test -d {shlex.quote(path)}").status != 0:
+        raise WizardError(f"{path} does not exist on {where} (the active node): create it first")
+
+
+def write_both(pair: Pair, new_text: str) -> None:
+    """Write the config to both nodes (atomic on each); roll the first back if the second fails."""
+    for name, session in pair.sessions.items():
+        if session.read(CONFIG_PATH) != pair.text:
+            raise WizardError(
+                f"{CONFIG_PATH} on {name} changed while the wizard ran: nothing was written; re-run"
+            )
+    written: list[Session] = []
+    for session in pair.sessions.values():
+        try:
+            session.write_atomic(CONFIG_PATH, new_text, 0o644)
+        except SshError as error:
+            undone = []
+            for done in written:
+                try:
+                    done.write_atomic(CONFIG_PATH, pair.text, 0o644)
+                    undone.append(f"{done.label}: the old config is back")
+                except SshError as again:
+                    undone.append(f"{done.label}: NOT rolled back ({again}); it has the NEW config")
+            raise WizardError(
+                f"writing the config to {session.label} failed ({error}); "
+                + ("; ".join(undone) or "nothing was changed")
+            ) from None
+        written.append(session)
+
+
+def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:
+    """Tell both agents to re-read the config; the active one starts (or stops) resources."""
+    flag = " --stop-removed" if stop_removed else ""
+    order = sorted(pair.sessions, key=lambda n: n == pair.active)  # standby first
+    for name in order:
+        result = pair.sessions[name].run(
+            f"mosqit-failover reload{flag} --config {CONFIG_PATH}", timeout=120
+        )
+        for line in (result.out + result.err).splitlines():
+            say(f"  {name}: {line}")
+        if result.status != 0:
+            raise WizardError(
+                f"{name}: the agent did not take the new config (exit {result.status}); the "
+                "config is written on both nodes. Read `journalctl -t mosqit-failover` there"
+            )
+
+
+def restart_in_place(pair: Pair, say: Callable[[str], None]) -> None:
+    """Restart both agents without a switchover: maintenance on, restart, maintenance off."""
+    active = pair.active
+    order = sorted(pair.sessions, key=lambda n: n == active)  # standby first
+    base = f"mosqit-failover {{}} --config {CONFIG_PATH}"
+    for name in order:
+        pair.sessions[name].run(base.format("maintenance on"), check=True)
+    for name in order:
+        session = pair.sessions[name]
+        say(f"  {name}: restarting the agent (maintenance mode, services untouched)")
+        session.run(f"systemctl restart {UNIT}", check=True, timeout=180)
+        deadline = time.monotonic() + 30
+        while node_status(session) is None:
+            if time.monotonic() > deadline:
+                raise WizardError(f"{name}: the agent did not come back; see journalctl there")
+            time.sleep(0.2)
+        if name != active:
+            session.run(base.format("maintenance on"), check=True)
+    for name in order:
+        pair.sessions[name].run(base.format("maintenance off"), check=True)
+
+
+def apply(pair: Pair, new_text: str, stop_removed: bool, say: Callable[[str], None]) -> Pair:
+    new_cfg = configuration.parse(new_text, "the edited config")
+    write_both(pair, new_text)
+    say("config written to both nodes")
+    if new_cfg.sync != pair.config.sync:
+        restart_in_place(pair, say)
+    else:
+        reload_agents(pair, stop_removed, say)
+    return read_pair(pair.sessions)
+
+
+def ask_addition(asker: Asker, pair: Pair) -> tuple[str, dict[str, Any]]:
+    """('resources' | 'sync', table values) for a new entry, asked or taken from answers."""
+    kind = asker.choose("kind", "What to protect", KINDS, "systemd")
+    if kind == "dir":
+        path = asker.ask("path", "Directory to sync", non_empty).rstrip("/")
+        excludes = asker.ask(
+            "excludes",
+            "Exclude patterns (comma separated)",
+            lambda t: [p.strip() for p in t.split(",") if p.strip()],
+            "",
+        )
+        return "sync", {"path": path, "excludes": excludes}
+    values: dict[str, Any] = {"kind": kind}
+    if kind == "systemd":
+        values["unit"] = asker.ask("unit", "systemd unit", non_empty)
+        default = values["unit"].removesuffix(".service")
+    elif kind == "sysv":
+        values["script"] = asker.ask("script", "Init script", non_empty, None)
+        default = values["script"].rsplit("/", 1)[-1]
+    else:
+        for key in ("start", "stop", "status"):
+            values[key] = asker.ask(key, f"Command to {key} the application", non_empty)
+        default = None
+    values = {"name": asker.ask("name", "Resource name", check_name, default), **values}
+    return "resources", values
+
+
+def add(asker: Asker, pair: Pair) -> Pair:
+    kind, values = ask_addition(asker, pair)
+    if kind == "sync":
+        validate_dir(pair, values["path"])
+    else:
+        for warning in validate_resource(pair, values):
+            asker.say(f"warning: {warning}")
+    new_text = configedit.append(pair.text, kind, values)
+    return apply(pair, new_text, False, asker.say)
+
+
+def remove(asker: Asker, pair: Pair) -> Pair:
+    names = [r.name for r in pair.config.resources] + [d.path for d in pair.config.sync]
+    target = asker.choose("remove", "Remove", names, None)
+    kind = "sync" if target.startswith("/") else "resources"
+    stop = kind == "resources" and asker.confirm(
+        "stop_removed", f"Stop {target} on the active node now?", False
+    )
+    new_text = configedit.remove(pair.text, kind, target)
+    return apply(pair, new_text, stop, asker.say)
+
+
+def move(asker: Asker, pair: Pair) -> Pair:
+    names = [r.name for r in pair.config.resources]
+    target = asker.choose("move", "Move", names, None)
+    position = asker.ask(
+        "position", f"New place in the start order (1-{len(names)})", _position(len(names))
+    )
+    return apply(pair, configedit.move(pair.text, target, position), False, asker.say)
+
+
+def _position(count: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= count:
+            raise ValueError(f"a number from 1 to {count}")
+        return int(text)
+
+    return check
+
+
+STEPS: dict[str, Callable[[Asker, Pair], Pair]] = {"add": add, "remove": remove, "move": move}
+
+
+def run(asker: Asker, sessions: dict[str, Session], actions: list[dict[str, Any]]) -> None:
+    """List, then carry out ``actions`` (unattended) or ask what to do until 'done'."""
+    pair = read_pair(sessions)
+    asker.say(listing(pair))
+    if actions or not asker.interactive:
+        for action in actions:
+            step = Asker({**action}, interactive=False, out=asker.out)
+            name = str(action.get("action", ""))
+            if name not in STEPS:
+                raise WizardError(f"action {name!r}: use one of add, remove, move")
+            pair = STEPS[name](step, pair)
+            asker.say(listing(pair))
+        return
+    while True:
+        asker.answers = {}
+        choice = asker.choose("action", "\nWhat now?", ACTIONS, "done")
+        if choice == "done":
+            return
+        if choice == "list":
+            asker.say(listing(read_pair(sessions)))
+            continue
+        try:
+            pair = STEPS[choice](asker, pair)
+            asker.say(listing(pair))
+        except (WizardError, configedit.EditError, configuration.ConfigError) as error:
+            asker.say(f"not done: {error}")

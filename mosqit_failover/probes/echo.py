@@ -1,4 +1,4 @@
-"""ICMP echo to one target on a fixed cadence (icmplib, raw socket, one socket per prober).
+"""ICMP echo to one target on a fixed cadence (raw sockets shared per source address).
 
 Probe k is sent at ``start + k * interval`` whatever happened to probe k-1: a
 slow reply never shifts the schedule, and with a timeout longer than the
@@ -10,10 +10,31 @@ Every probe ends in exactly one ``report(answered)``: ``True`` when its echo
 reply arrived before its timeout, ``False`` otherwise, also when the send
 failed (network unreachable, source address gone, ...) or an ICMP error came
 back for it. Replies are matched by ICMP id (unique per prober in this
-process) and sequence number. Replies that queued up in the socket while the
-process was stalled are read before any probe is declared lost.
+process) and sequence number, and an echo reply must carry our payload.
+Replies that queued up in the socket while the process was stalled are read
+before any probe is declared lost.
 
-The socket is kept open for the prober's lifetime and re-created only when it
+Cost at idle (the agent runs four probers at 10 Hz for ever):
+
+- The probers of one event loop with the same source address share one raw
+  socket (a :class:`_Channel`). An ``ICMP_FILTER`` on it lets the kernel drop
+  every ICMP type but echo reply and the errors that can quote a probe, so the
+  peer's echo requests to us never wake the agent; the socket's reader is
+  registered once with the loop and reads every queued packet per wake-up.
+  (Every raw ICMP socket gets a copy of every ICMP packet to its address, so
+  one socket per prober multiplied the wake-ups.)
+- The probers of one event loop with the same interval share one timer (a
+  :class:`_Cadence`): the probes of a slot go out together, and the timeouts
+  of probes sent together expire together. A prober that joins a running
+  cadence sends its first probe at the cadence's next slot.
+
+Packets are built and sent with icmplib (``ICMPv4Socket.send``); icmplib's
+public receive paths (a blocking ``recvfrom`` with a timeout, or one
+``asyncio.wait_for`` task per packet) cannot be driven from a reader callback,
+so received packets are parsed here (:func:`parse_icmp`, an IPv4 header, an
+ICMP header and, for errors, the quoted probe).
+
+The socket is kept open while a prober uses it and re-created only when it
 became unusable (a receive error, or a send error that is not a plain routing
 failure); while it cannot be created (source address missing) every slot
 still counts as a miss and creation is retried at the next slot.
@@ -22,30 +43,31 @@ still counts as a miss and creation is retried at the next slot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import logging
 import os
-import select
-import time
+import socket
+import struct
 from collections.abc import Callable
-from typing import Any
 
-from icmplib import (
-    AsyncSocket,
-    ICMPRequest,
-    ICMPSocketError,
-    ICMPv4Socket,
-    TimeoutExceeded,
-)
+from icmplib import ICMPRequest, ICMPSocketError, ICMPv4Socket
 
 LOGGER = logging.getLogger("mosqit_failover.probes")
 
-# 16 bytes: short enough that icmplib cannot mistake an echo *request* it sees
-# on the raw socket (a peer pinging us) for an error quoting one of ours.
+# 16 bytes: an echo reply must carry exactly this (someone else's ping that
+# happens to use our id is not an answer to us).
 PAYLOAD = b"mosqit-failover!"
-_ECHO_REPLY = 0
-_ICMP_ERRORS = frozenset({3, 11, 12})  # unreachable, time exceeded, parameter problem
+ECHO_REPLY = 0
+ECHO_REQUEST = 8
+ICMP_ERRORS = frozenset({3, 11, 12})  # unreachable, time exceeded, parameter problem
+SOL_RAW = 255  # socket.SOL_RAW is missing from Python's socket module
+ICMP_FILTER = 1  # linux/icmp.h: a bitmask of the ICMP types the socket must NOT receive
+FILTER_MASK = ~sum(1 << t for t in {ECHO_REPLY, *ICMP_ERRORS}) & 0xFFFFFFFF
+_READ_BATCH = 64  # packets read per wake-up at most (a flood must not starve the loop)
+_STALL_BATCH = 4096  # before expiring probes: everything that queued up (bounded anyway)
+_RECV_SIZE = 1024
 # Send errors that say "no way there now", not "this socket is broken".
 _ROUTING_ERRNOS = frozenset(
     {
@@ -59,13 +81,14 @@ _ROUTING_ERRNOS = frozenset(
         errno.EPERM,  # a firewall rejected the packet
     }
 )
+_ICMP_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, id, sequence
 
 _ids_in_use: set[int] = set()
 _id_counter = itertools.count()
 
 
 def _allocate_id() -> int:
-    """An ICMP id no other prober of this process uses (raw sockets see all replies)."""
+    """An ICMP id no other prober of this process uses (they share sockets)."""
     while True:
         ident = (os.getpid() + 0x9E37 * next(_id_counter)) & 0xFFFF
         if ident and ident not in _ids_in_use:
@@ -81,6 +104,173 @@ def _errno_of(exc: BaseException) -> int | None:
             return seen.errno
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def parse_icmp(packet: bytes) -> tuple[int, int, int, int, bytes] | None:
+    """What a raw IPv4 ICMP socket read says about one of our probes, if anything.
+
+    ``(type, code, id, sequence, detail)``: for an echo reply ``detail`` is its
+    payload; for an ICMP error quoting an echo request (of ours or anyone's) it
+    is the quoted request's destination address (4 bytes). Anything else (other
+    types, errors about other protocols, truncated packets) is ``None``.
+    """
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl + 8:
+        return None
+    icmp_type, code, _, ident, seq = _ICMP_HEADER.unpack_from(packet, ihl)
+    if icmp_type == ECHO_REPLY:
+        return icmp_type, code, ident, seq, packet[ihl + 8 :]
+    if icmp_type not in ICMP_ERRORS:
+        return None
+    inner = ihl + 8  # the quoted IP header of the packet that caused the error
+    if len(packet) < inner + 20 or packet[inner] >> 4 != 4 or packet[inner + 9] != 1:
+        return None
+    inner_ihl = (packet[inner] & 0x0F) * 4
+    quoted = inner + inner_ihl
+    if inner_ihl < 20 or len(packet) < quoted + 8 or packet[quoted] != ECHO_REQUEST:
+        return None
+    _, _, _, ident, seq = _ICMP_HEADER.unpack_from(packet, quoted)
+    return icmp_type, code, ident, seq, packet[inner + 16 : inner + 20]
+
+
+class _Channel:
+    """The raw ICMP socket of one source address, shared by the probers of one loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: str) -> None:
+        self.loop = loop
+        self.source = source
+        self.members: dict[int, EchoProber] = {}  # ICMP id -> prober
+        self.icmp: ICMPv4Socket | None = None
+        self._sock: socket.socket | None = None  # icmp.sock, for the reads
+        self.packets = 0  # packets read from the socket (ICMP_FILTER keeps this low)
+        self._fd = -1
+
+    def open(self, prober: EchoProber) -> ICMPv4Socket | None:
+        """The socket, created if needed; None (the error told to ``prober``) if it cannot be."""
+        if self.icmp is not None:
+            return self.icmp
+        try:
+            icmp = ICMPv4Socket(address=self.source)
+        except ICMPSocketError as exc:
+            prober._error(f"cannot open an ICMP socket on {self.source}: {exc}", reopen=False)
+            return None
+        sock = icmp.sock
+        try:
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", FILTER_MASK))
+        except OSError as exc:  # not Linux: works, only with more wake-ups
+            LOGGER.debug("ICMP_FILTER not available: %s", exc)
+        try:
+            sock.setblocking(False)
+            self.loop.add_reader(sock.fileno(), self._readable)
+        except (OSError, ValueError, RuntimeError) as exc:
+            icmp.close()
+            prober._error(f"cannot watch the ICMP socket on {self.source}: {exc}", reopen=False)
+            return None
+        self.icmp, self._sock, self._fd = icmp, sock, sock.fileno()
+        return icmp
+
+    def close(self) -> None:
+        icmp, self.icmp, self._sock = self.icmp, None, None
+        if icmp is None:
+            return
+        with contextlib.suppress(ValueError, RuntimeError):  # the loop is closing
+            self.loop.remove_reader(self._fd)
+        self._fd = -1
+        icmp.close()
+
+    def _readable(self) -> None:
+        try:
+            self.drain()
+        except Exception:  # a reader callback that raises would be called again and again
+            LOGGER.exception("echo: reading the ICMP socket on %s failed", self.source)
+            self.close()
+
+    def drain(self, limit: int = _READ_BATCH) -> None:
+        """Read and dispatch the packets waiting in the socket (at most ``limit``)."""
+        for _ in range(limit):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                packet = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                for prober in list(self.members.values()):
+                    prober._error(f"receive failed: {exc}", reopen=True)
+                self.close()
+                return
+            self.packets += 1
+            parsed = parse_icmp(packet)
+            if parsed is None:
+                continue
+            member = self.members.get(parsed[2])
+            if member is not None:
+                member._handle(*parsed)
+
+
+class _Cadence:
+    """One timer for the probers of one loop with the same interval: send, expire, skip."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.members: list[EchoProber] = []
+        self.start = loop.time()
+        self.slot = 0  # index of the next send
+        self._timer: asyncio.Handle | None = loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self._step()
+        except Exception:  # never let the cadence die: log, and keep ticking
+            LOGGER.exception("echo: probe cadence step failed")
+        if self.members:
+            self._schedule()
+
+    def _step(self) -> None:
+        members = list(self.members)
+        for channel in {id(m._channel): m._channel for m in members}.values():
+            if channel is not None:
+                channel.drain(_STALL_BATCH)  # replies queued in a stall count before expiring
+        now = self.loop.time()
+        for prober in members:
+            prober._expire(now)
+        due = self.start + self.slot * self.interval
+        if now < due:
+            return
+        late = int((now - due) / self.interval)
+        if late:
+            self.slot += late
+            for prober in members:
+                prober.skipped += late
+                LOGGER.warning(
+                    "echo %s: stalled %.2fs, skipping %d probe(s)", prober.name, now - due, late
+                )
+        for prober in members:
+            prober._send(now)
+        self.slot += 1
+
+    def _schedule(self) -> None:
+        wake = self.start + self.slot * self.interval
+        for prober in self.members:
+            for sent_at in prober._pending.values():
+                wake = min(wake, sent_at + prober.timeout)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(wake, self._tick)
+
+
+_channels: dict[tuple[asyncio.AbstractEventLoop, str], _Channel] = {}
+_cadences: dict[tuple[asyncio.AbstractEventLoop, float], _Cadence] = {}
 
 
 class EchoProber:
@@ -119,42 +309,48 @@ class EchoProber:
         self.errors = 0
         self.skipped = 0
         self.ident = _allocate_id()
+        try:
+            self._target_bytes = socket.inet_aton(target)
+        except OSError:
+            self._target_bytes = b""  # a name, not an address: errors are matched by id only
         self._seq = 0
-        self._pending: dict[int, float] = {}  # sequence -> monotonic send time
-        self._sock: Any = None  # icmplib.AsyncSocket while open
+        self._pending: dict[int, float] = {}  # sequence -> loop time of the send
+        self._channel: _Channel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failing: str | None = None  # current error streak, for rate-limited logs
 
     # -- the loop ---------------------------------------------------------
 
     async def run(self) -> None:
-        """Probe until cancelled; closes the socket on the way out."""
-        start = time.monotonic()
-        slot = 0  # index of the next send
+        """Probe until cancelled; closes the socket on the way out if no one else uses it."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            raise RuntimeError(f"echo {self.name}: run() is already running")
+        self._loop = loop
+        channel = _channels.get((loop, self.source))
+        if channel is None:
+            channel = _channels[(loop, self.source)] = _Channel(loop, self.source)
+        channel.members[self.ident] = self
+        self._channel = channel
+        cadence = _cadences.get((loop, self.interval))
+        if cadence is None:
+            cadence = _cadences[(loop, self.interval)] = _Cadence(loop, self.interval)
+        cadence.members.append(self)
         try:
-            while True:
-                await self._drain()
-                now = time.monotonic()
-                self._expire(now)
-                due = start + slot * self.interval
-                if now >= due:
-                    late = int((now - due) / self.interval)
-                    if late:
-                        self.skipped += late
-                        slot += late
-                        LOGGER.warning(
-                            "echo %s: stalled %.2fs, skipping %d probe(s)",
-                            self.name,
-                            now - due,
-                            late,
-                        )
-                    self._send(now)
-                    slot += 1
-                wake = start + slot * self.interval
-                if self._pending:
-                    wake = min(wake, min(self._pending.values()) + self.timeout)
-                await self._receive(wake - time.monotonic())
+            await loop.create_future()  # the cadence and the channel do the work
         finally:
-            self._close()
+            cadence.members.remove(self)
+            if not cadence.members:
+                cadence.stop()
+                if _cadences.get((loop, self.interval)) is cadence:
+                    del _cadences[(loop, self.interval)]
+            del channel.members[self.ident]
+            if not channel.members:
+                channel.close()
+                if _channels.get((loop, self.source)) is channel:
+                    del _channels[(loop, self.source)]
+            self._channel = None
+            self._loop = None
             # the in-flight probes die with the prober: no report for them
             self._pending.clear()
 
@@ -163,79 +359,47 @@ class EchoProber:
         seq = self._seq
         self.sent += 1
         self._pending.pop(seq, None)
-        sock = self._open()
-        if sock is None:
+        channel = self._channel
+        icmp = channel.open(self) if channel is not None else None
+        if icmp is None:
             self._miss()
             return
-        request = ICMPRequest(self.target, self.ident, seq, payload=PAYLOAD)
         try:
-            sock.send(request)
+            icmp.send(ICMPRequest(self.target, self.ident, seq, payload=PAYLOAD))
         except ICMPSocketError as exc:
             code = _errno_of(exc)
             self._error(f"send to {self.target} failed: {exc}", reopen=code not in _ROUTING_ERRNOS)
             self._miss()
             return
+        except Exception as exc:  # icmplib surprised us: still exactly one report
+            self._error(f"send to {self.target} failed: {exc!r}", reopen=True)
+            self._miss()
+            return
         self._pending[seq] = now
 
-    async def _receive(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for one ICMP packet and account for it."""
-        if timeout <= 0:
-            return
-        sock = self._sock
-        if sock is None:
-            await asyncio.sleep(timeout)
-            return
-        try:
-            reply = await sock.receive(None, timeout)
-        except TimeoutExceeded:
-            return
-        except ICMPSocketError as exc:
-            self._error(f"receive failed: {exc}", reopen=True)
-            return
-        self._handle(reply)
-
-    async def _drain(self) -> None:
-        """Read the packets already waiting in the socket (after a stall) before expiring."""
-        while self._sock is not None:
-            try:
-                ready, _, _ = select.select([self._sock.sock], [], [], 0)
-            except (OSError, ValueError) as exc:
-                self._error(f"socket unusable: {exc}", reopen=True)
-                return
-            if not ready:
-                return
-            try:
-                reply = await self._sock.receive(None, min(0.01, self.interval))
-            except TimeoutExceeded:
-                return  # readable, but nothing icmplib could parse
-            except ICMPSocketError as exc:
-                self._error(f"receive failed: {exc}", reopen=True)
-                return
-            self._handle(reply)
-
-    def _handle(self, reply: Any) -> None:
-        if reply.id != self.ident:
-            return  # another prober's, or someone pinging us
-        sent_at = self._pending.get(reply.sequence)
+    def _handle(self, icmp_type: int, code: int, _ident: int, seq: int, detail: bytes) -> None:
+        """One packet with our id, parsed by :func:`parse_icmp`."""
+        sent_at = self._pending.get(seq)
         if sent_at is None:
             return  # late (already counted as a miss) or duplicate
-        if reply.type == _ECHO_REPLY:
-            del self._pending[reply.sequence]
-            self.last_rtt = time.monotonic() - sent_at
+        if icmp_type == ECHO_REPLY:
+            if detail != PAYLOAD:
+                return  # someone else's ping with the same id
+            del self._pending[seq]
+            assert self._loop is not None
+            self.last_rtt = self._loop.time() - sent_at
             self.answered += 1
             self.consecutive_misses = 0
             if self._failing is not None:
                 LOGGER.info("echo %s: %s answers again", self.name, self.target)
                 self._failing = None
             self._emit(True)
-        elif reply.type in _ICMP_ERRORS:
-            del self._pending[reply.sequence]
+        else:
+            if self._target_bytes and detail != self._target_bytes:
+                return  # quotes someone else's echo request to another host
+            del self._pending[seq]
             LOGGER.debug(
-                "echo %s: ICMP error type %d code %d for seq %d",
-                self.name,
-                reply.type,
-                reply.code,
-                reply.sequence,
+                "echo %s: ICMP error type %d code %d for seq %d", self.name, icmp_type, code, seq
             )
             self._miss()
 
@@ -264,21 +428,5 @@ class EchoProber:
                 "echo %s: %s%s", self.name, what, " (re-opening the socket)" if reopen else ""
             )
             self._failing = what
-        if reopen:
-            self._close()
-
-    def _open(self) -> Any:
-        if self._sock is not None and not self._sock.is_closed:
-            return self._sock
-        self._sock = None
-        try:
-            self._sock = AsyncSocket(ICMPv4Socket(address=self.source))
-        except ICMPSocketError as exc:
-            self._error(f"cannot open an ICMP socket on {self.source}: {exc}", reopen=False)
-            return None
-        return self._sock
-
-    def _close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+        if reopen and self._channel is not None:
+            self._channel.close()

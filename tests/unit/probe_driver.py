@@ -4,6 +4,7 @@ Run inside a network namespace::
 
     python probe_driver.py link a=pa,b=ghost SECONDS
     python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT]
+    python probe_driver.py echo-multi SOURCE INTERVAL SECONDS TARGET,TARGET,... [STAGGER]
 
 Each report is one line ``{"t": <monotonic>, ...}``; the run ends after
 SECONDS or when stdin is closed, with a line ``{"end": true, ...counters}``.
@@ -19,13 +20,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mosqit_failover.probes import EchoProber, LinkMonitor
+from mosqit_failover.probes import EchoProber, LinkMonitor, echo
 
 
 def emit(**fields: Any) -> None:
@@ -59,6 +60,34 @@ async def bounded(probe: Coroutine[Any, Any, None], seconds: float) -> str | Non
     return None
 
 
+def _reporter(index: int) -> Callable[[bool], None]:
+    return lambda ok: emit(t=time.monotonic(), ok=ok, prober=index)
+
+
+_packets_seen: dict[str, int] = {}  # source address -> packets its shared socket read
+
+
+async def _staggered(probers: list[EchoProber], stagger: float) -> None:
+    """Run every prober (the next one ``stagger`` s after the previous) until cancelled."""
+    tasks: list[asyncio.Task[None]] = []
+    channels: dict[int, Any] = {}
+    try:
+        for prober in probers:
+            if tasks:
+                await asyncio.sleep(stagger)
+            tasks.append(asyncio.create_task(prober.run()))
+            await asyncio.sleep(0)  # run() has started: the prober is on its channel
+            channels.update((id(ch), ch) for ch in echo._channels.values())
+        assert len(channels) == 1, f"{len(channels)} sockets for one source address"
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels.values():
+            _packets_seen[channel.source] = channel.packets
+
+
 async def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     mode = argv[0]
@@ -88,6 +117,24 @@ async def main(argv: list[str]) -> int:
             "consecutive_misses": prober.consecutive_misses,
             "errors": prober.errors,
             "skipped": prober.skipped,
+        }
+    elif mode == "echo-multi":
+        # several probers on one source address, started ``stagger`` s apart
+        source, interval, seconds = argv[1], float(argv[2]), float(argv[3])
+        targets, stagger = argv[4].split(","), float(argv[5]) if len(argv) > 5 else 0.0
+        probers = [
+            EchoProber(f"p{i}", source, target, interval, _reporter(i))
+            for i, target in enumerate(targets)
+        ]
+        crash = await bounded(_staggered(probers, stagger), seconds)
+        summary = {
+            "probers": [
+                {"sent": p.sent, "answered": p.answered, "errors": p.errors, "ident": p.ident}
+                for p in probers
+            ],
+            "channels_left": len(echo._channels),
+            "cadences_left": len(echo._cadences),
+            "packets": _packets_seen,
         }
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -15,6 +15,8 @@ import os
 import queue
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from mosqit_failover.probes import echo
 
 PREFIX = "mqprobe-"
 HERE_IP = "10.231.98.1"
@@ -412,3 +416,106 @@ def test_echo_skips_ahead_after_stall(net: NetPair) -> None:
     # the reply to the probe in flight when stopped was queued in the socket
     oks = _oks(echo)
     assert oks.count(False) <= 1, oks
+
+
+SECOND_IP = "10.231.98.4"  # a second address of y, added by the shared-socket test
+
+
+def test_echo_probers_share_one_socket_per_source(net: NetPair) -> None:
+    """Four probers on one source address, one raw socket: each gets exactly its own replies.
+
+    Two probe the same target, one another address of the same host, one an
+    address nobody holds. Meanwhile y pings us at 50 Hz: ICMP_FILTER keeps those
+    echo requests (and our kernel's replies to them) out of the shared socket.
+    """
+    _ip("addr", "add", f"{SECOND_IP}/24", "dev", "pb", ns=net.y)
+    net.wait_answered()
+    pinger = subprocess.Popen(
+        ["ip", "netns", "exec", net.y, "ping", "-q", "-i", "0.02", HERE_IP],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        targets = [PEER_IP, SECOND_IP, NOBODY_IP, PEER_IP]
+        multi = net.driver("echo-multi", HERE_IP, "0.05", "2", ",".join(targets), "0.1")
+        multi.proc.wait(timeout=10)
+        end = multi.finish()
+    finally:
+        pinger.kill()
+        pinger.wait(timeout=5)
+    print(f"\nshared socket: {end}")
+    probers = end["probers"]
+    assert len({p["ident"] for p in probers}) == len(probers)
+    assert end["channels_left"] == 0 and end["cadences_left"] == 0  # socket closed, timer gone
+    for index, (target, counts) in enumerate(zip(targets, probers, strict=True)):
+        oks = [r["ok"] for r in multi.records if r.get("prober") == index]
+        assert oks.count(True) == counts["answered"], (index, counts)
+        assert counts["sent"] - 2 <= len(oks) <= counts["sent"], (index, counts, len(oks))
+        assert counts["errors"] == 0
+        if target == NOBODY_IP:
+            assert counts["answered"] == 0, counts
+        else:
+            assert counts["answered"] >= counts["sent"] - 1, (index, counts)
+    # started 0.1 s apart on one cadence: ~40, 38, 36, 34 slots in 2 s
+    sent = [p["sent"] for p in probers]
+    assert 36 <= sent[0] <= 42 and all(a >= b for a, b in itertools.pairwise(sent)), sent
+    assert sent[0] - sent[3] in range(4, 9), sent
+    # only replies (and unreachables for NOBODY_IP) were read; y's ~100 echo requests were not
+    answered = sum(p["answered"] for p in probers)
+    assert answered <= end["packets"][HERE_IP] <= answered + sent[2], end
+
+
+def _ip_header(src: str, dst: str, payload_len: int, options: bytes = b"") -> bytes:
+    ihl = 5 + len(options) // 4
+    return (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x40 | ihl,
+            0,
+            ihl * 4 + payload_len,
+            0,
+            0,
+            64,
+            1,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
+        + options
+    )
+
+
+def test_parse_icmp() -> None:
+    payload = echo.PAYLOAD
+    reply = struct.pack("!BBHHH", 0, 0, 0, 0x1234, 7) + payload
+    assert echo.parse_icmp(_ip_header(PEER_IP, HERE_IP, len(reply)) + reply) == (
+        0,
+        0,
+        0x1234,
+        7,
+        payload,
+    )
+    # IP options shift the ICMP header (icmplib assumes 20 bytes)
+    with_options = _ip_header(PEER_IP, HERE_IP, len(reply), b"\x01\x01\x01\x00") + reply
+    assert echo.parse_icmp(with_options) == (0, 0, 0x1234, 7, payload)
+    # an error quoting one of our echo requests: its id, sequence and destination
+    request = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 9)
+    quoted = _ip_header(HERE_IP, NOBODY_IP, 8 + len(payload)) + request
+    error = struct.pack("!BBHI", 3, 1, 0, 0) + quoted
+    parsed = echo.parse_icmp(_ip_header(HERE_IP, HERE_IP, len(error)) + error)
+    assert parsed == (3, 1, 0x1234, 9, socket.inet_aton(NOBODY_IP))
+    # an error about a UDP datagram (a heartbeat to a stopped agent): not ours
+    udp_quoted = bytearray(quoted)
+    udp_quoted[9] = 17
+    udp_error = struct.pack("!BBHI", 3, 3, 0, 0) + bytes(udp_quoted)
+    assert echo.parse_icmp(_ip_header(PEER_IP, HERE_IP, len(udp_error)) + udp_error) is None
+    # someone pinging us, other types, truncated or non-IPv4 data
+    ping = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 7) + payload
+    assert echo.parse_icmp(_ip_header(PEER_IP, HERE_IP, len(ping)) + ping) is None
+    full = _ip_header(PEER_IP, HERE_IP, len(reply)) + reply
+    for cut in (0, 10, 20, 27):
+        assert echo.parse_icmp(full[:cut]) is None, cut
+    assert echo.parse_icmp(b"\x60" + full[1:]) is None
+    error_full = _ip_header(HERE_IP, HERE_IP, len(error)) + error
+    for cut in (28, 40, 48, 55):
+        assert echo.parse_icmp(error_full[:cut]) is None, cut

@@ -37,6 +37,8 @@ from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring
 from mosqit_failover.config import Config, ConfigError
 from mosqit_failover.config import load as load_config
+from mosqit_failover.console.auth import ConsoleAuthError
+from mosqit_failover.console.server import ConsoleServer
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.effects import EffectError
@@ -107,6 +109,7 @@ class Agent:
         self.probes: dict[str, EchoProber] = {}
         self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
         self.metrics: MetricsServer | None = None
+        self.console: ConsoleServer | None = None
         self.failovers = 0  # times this node became ACTIVE since the agent started
         self.sync = SyncManager(config, self.node.name, self._sync_note)
 
@@ -128,6 +131,7 @@ class Agent:
             priority=5,
         )
         self._start_metrics()
+        await self._start_console()
         await self.peerlink.open()
         control = ControlServer(self.config.control_socket, self._control)
         await control.start()
@@ -145,6 +149,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await control.close()
+            if self.console is not None:
+                await self.console.close()
             if self.metrics is not None:
                 self.metrics.close()
             await self.sync.stop()
@@ -164,6 +170,27 @@ class Agent:
         self.metrics = MetricsServer(settings.host, settings.port, self.status, self._loop)
         try:
             self.metrics.start()
+        except OSError as error:
+            raise EffectError(str(error.strerror or error)) from None
+
+    async def _start_console(self) -> None:
+        """The web console when [console] listen is set and its token file exists.
+
+        An unsafe token file or a busy address stops the start (like metrics)."""
+        settings = self.config.console
+        if not settings.listen:
+            return
+        console = ConsoleServer(
+            settings,
+            self._control,
+            lambda text, priority: self.log.note(text, priority=priority, CONSOLE="1"),
+            lambda: {r.name: self.runners[r.name] for r in self.config.resources},
+        )
+        try:
+            if await console.start():
+                self.console = console
+        except ConsoleAuthError as error:
+            raise EffectError(str(error)) from None
         except OSError as error:
             raise EffectError(str(error.strerror or error)) from None
 
@@ -235,9 +262,11 @@ class Agent:
         assert self._loop is not None
         for action in self.core.handle(event, self._loop.time()):
             self._carry_out(action)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_at(self.core.next_deadline(), self.feed, Tick())
+        wake_at = self.core.next_deadline()
+        if self._timer is None or self._timer.when() != wake_at:  # most events change nothing
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(wake_at, self.feed, Tick())
         if self.core.stopped:
             self._stopped.set()
 
@@ -421,6 +450,7 @@ RELOAD_FIXED = (
     "secret_file",
     "state_dir",
     "control_socket",
+    "console",
     "sync",
 )
 

@@ -35,7 +35,6 @@ interpreted before the MAC has been verified.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import math
 import secrets
@@ -137,7 +136,7 @@ def _put_name(out: bytearray, data: bytes) -> None:
 
 
 def _mac(secret: bytes, body: bytes | bytearray) -> bytes:
-    return hmac.new(secret, body, hashlib.sha256).digest()
+    return hmac.digest(secret, body, "sha256")
 
 
 class Sender:

@@ -9,26 +9,12 @@ a message naming the problem and the fix (and what was changed, if anything),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mosqit_failover.config import ConfigError
-from wizards import checks, configedit, deploy, resources
-from wizards.prompts import AnswerError, Asker, load_answers
-from wizards.ssh import KnownHosts, Session, SshError
-
 PASSWORD_ENV = "MOSQIT_WIZARD_PASSWORD"
-FAILURES = (
-    deploy.WizardError,
-    SshError,
-    AnswerError,
-    checks.CheckError,
-    configedit.EditError,
-    ConfigError,
-)
 
 
 def _login_flags(p: argparse.ArgumentParser) -> None:
@@ -98,117 +84,18 @@ def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
     return wizard
 
 
-ANSWER_FLAGS = (
-    "node1",
-    "node2",
-    "user",
-    "port",
-    "key",
-    "accept_new_host_keys",
-    "cluster",
-    "vip",
-    "vip_interface",
-    "switch_a",
-    "switch_b",
-)
-
-
-def _asker(args: argparse.Namespace) -> Asker:
-    answers: dict[str, Any] = load_answers(args.answers) if args.answers else {}
-    for key in ANSWER_FLAGS:
-        value = getattr(args, key, None)
-        if value is not None:
-            answers[key] = value
-    if args.accept_changed_host_key:
-        answers["accept_changed_host_keys"] = [
-            *answers.get("accept_changed_host_keys", []),
-            *args.accept_changed_host_key,
-        ]
-    if PASSWORD_ENV in os.environ and "password" not in answers and "key" not in answers:
-        answers["password"] = os.environ[PASSWORD_ENV]
-    interactive = sys.stdin.isatty() and not args.unattended
-    return Asker(answers, interactive)
-
-
-def _actions(args: argparse.Namespace, asker: Asker) -> list[dict[str, Any]]:
-    actions: list[dict[str, Any]] = list(asker.answers.get("actions", []))
-    named = {"name": args.name} if args.name else {}
-    if args.add_unit:
-        actions.append({"action": "add", "kind": "systemd", "unit": args.add_unit, **named})
-    if args.add_sysv:
-        actions.append({"action": "add", "kind": "sysv", "script": args.add_sysv, **named})
-    if args.add_app:
-        actions.append(
-            {
-                "action": "add",
-                "kind": "script",
-                "name": args.add_app,
-                "start": args.start,
-                "stop": args.stop,
-                "status": args.status,
-            }
-        )
-    if args.add_dir:
-        actions.append(
-            {
-                "action": "add",
-                "kind": "dir",
-                "path": args.add_dir,
-                "excludes": ",".join(args.exclude),
-            }
-        )
-    if args.remove:
-        actions.append(
-            {"action": "remove", "remove": args.remove, "stop_removed": args.stop_removed}
-        )
-    if args.move:
-        actions.append({"action": "move", "move": args.move, "position": args.to})
-    return actions
-
-
-def _fail(text: str, code: int = 1) -> int:
-    print(f"mosqit-failover wizard: {text}", file=sys.stderr, flush=True)
-    return code
-
-
+# The wizards need paramiko, which is slow and large to import: load them only
+# when a wizard runs, not whenever the command line is parsed (the agent too).
 def run_deploy(args: argparse.Namespace) -> int:
-    try:
-        asker = _asker(args)
-        known = KnownHosts(args.known_hosts)
-        actions = list(asker.answers.get("actions", []))
+    from wizards.run import run_deploy as run
 
-        def manage(sessions: dict[str, Session], _changes: object) -> None:
-            asker.say("\nProtected resources:")
-            resources.run(asker, sessions, actions)
-
-        return deploy.deploy(asker, known, args.dry_run, None if args.no_resources else manage)
-    except deploy.Aborted as error:
-        return _fail(error.report(), 130 if isinstance(error.cause, KeyboardInterrupt) else 1)
-    except FAILURES as error:
-        return _fail(f"{error}\nNothing was changed on the nodes.")
-    except KeyboardInterrupt:
-        return _fail("interrupted; nothing was changed on the nodes.", 130)
+    return run(args)
 
 
 def run_resources(args: argparse.Namespace) -> int:
-    sessions: dict[str, Session] = {}
-    try:
-        asker = _asker(args)
-        actions = [] if args.list else _actions(args, asker)
-        if args.list:
-            asker.interactive = False
-        raw = deploy.open_sessions(asker, KnownHosts(args.known_hosts))
-        sessions = raw
-        sessions, _facts = deploy.name_sessions(raw)
-        resources.run(asker, sessions, actions)
-        return 0
-    except FAILURES as error:
-        return _fail(str(error))
-    except KeyboardInterrupt:
-        return _fail("interrupted; the config on the nodes is as the last message says.", 130)
-    finally:
-        for session in sessions.values():
-            session.close()
+    from wizards.run import run_resources as run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

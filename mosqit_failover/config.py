@@ -168,6 +168,21 @@ class Metrics:
         return split_host_port(self.listen)[1]
 
 
+@dataclass(frozen=True)
+class Console:
+    """[console]: the web console (mosqit_failover.console).
+
+    On by default on loopback, but it only runs once the token file exists
+    (`mosqit-failover gen-secret /etc/mosqit-failover/console_token`);
+    listen "" turns it off altogether.
+    """
+
+    listen: str = "127.0.0.1:8405"
+    token_file: Path = Path("/etc/mosqit-failover/console_token")
+    server_names: tuple[str, ...] = ()  # Host names besides IP literals and localhost
+    session_idle: float = 3600.0
+
+
 def split_host_port(text: str) -> tuple[str, int]:
     """'127.0.0.1:25' -> ('127.0.0.1', 25); '[::1]:25' -> ('::1', 25). Validated at load."""
     host, _, port = text.rpartition(":")
@@ -191,6 +206,7 @@ class Config:
     sync: tuple[SyncDir, ...]
     alerts: Alerts = Alerts()
     metrics: Metrics = Metrics()
+    console: Console = Console()
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -651,6 +667,18 @@ def _read_alerts(c: _Checker, raw: Mapping[str, Any]) -> Alerts:
     )
 
 
+def _read_console(c: _Checker, raw: Mapping[str, Any]) -> Console:
+    data = c.table(raw, "console", {"listen", "token_file", "server_names", "session_idle"})
+    d = Console()
+    listen = c.get(data, "console.listen", lambda v: "" if v == "" else _host_port(v), d.listen)
+    token = c.get(data, "console.token_file", _string, str(d.token_file))
+    if not token.startswith("/"):
+        c.fail("console.token_file", token, "must be an absolute path")
+    names = c.get(data, "console.server_names", _strings, d.server_names)
+    idle = c.get(data, "console.session_idle", _duration(60, 86400), d.session_idle)
+    return Console(listen or "", Path(token), tuple(n.lower() for n in names), idle)
+
+
 def _read_metrics(c: _Checker, raw: Mapping[str, Any]) -> Metrics:
     data = c.table(raw, "metrics", {"listen"})
     listen = c.get(data, "metrics.listen", lambda v: "" if v == "" else _host_port(v), "")
@@ -696,7 +724,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [f"not valid TOML: {error}; fix the syntax there"]) from None
     c = _Checker()
     top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
-    top |= {"alerts", "metrics"}
+    top |= {"alerts", "metrics", "console"}
     for unknown in sorted(set(raw) - top):
         c.problems.append(f"{unknown}: unknown table or key; allowed: {', '.join(sorted(top))}")
     cluster = c.table(
@@ -740,6 +768,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     sync = _read_sync(c, raw)
     alerts = _read_alerts(c, raw)
     metrics = _read_metrics(c, raw)
+    console = _read_console(c, raw)
     if c.problems or vip is None:
         raise ConfigError(source, c.problems or ["vip: missing [vip] table"])
     return Config(
@@ -758,6 +787,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         sync=sync,
         alerts=alerts,
         metrics=metrics,
+        console=console,
     )
 
 

@@ -420,10 +420,17 @@ class Core:
                 f"no message for {_ms(silent)}"
             )
         elif silent >= t.service_timeout:
-            reason = (
-                f"peer {self.peer_name}'s failover service silent for {_ms(silent)} "
-                "while ICMP answers (OS problem)"
-            )
+            echo_silent = now - max(self.peer.echo_at, self.peer.timers_from)
+            if echo_silent < t.peer_gone_after:
+                reason = (
+                    f"peer {self.peer_name}'s failover service silent for {_ms(silent)} "
+                    "while ICMP answers (OS problem)"
+                )
+            else:  # echo failing too, but fewer than `misses` probes have timed out yet
+                reason = (
+                    f"peer {self.peer_name} silent: no message for {_ms(silent)}, no echo "
+                    f"reply for {_ms(echo_silent)} ({self.peer.miss_summary()})"
+                )
         else:
             return None
         alone_since = self._all_since if self._all_since is not None else now

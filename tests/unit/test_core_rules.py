@@ -405,3 +405,19 @@ def test_a_failed_start_after_a_reload_alerts_but_keeps_the_service_up() -> None
     h.feed_actions(h.core.reconfigure(_with_resources("db", "app", "cache"), h.now, False))
     assert h.kinds(start) == ["reconfigure", "reconfigure-failed"]
     assert h.role() is Role.ACTIVE
+
+
+def test_udp_and_echo_both_silent_is_named_for_what_it_is_not_an_os_problem() -> None:
+    cfg = parse(
+        SIM_CONFIG.replace("[vip]", '[timing]\ninterval = "1s"\nheartbeat = "500ms"\n\n[vip]')
+    )
+    h = standby(config=cfg)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 3.2)
+    promote = h.decisions(start)[0]
+    assert promote.kind == "promote"
+    assert promote.reason == (
+        "peer alpha silent: no message for 3000ms, no echo reply for 3000ms (a: 2, b: 2)"
+    )

@@ -3,7 +3,10 @@
 The sender passes its epoch to the receiver's forced command through
 ``--rsync-path``: rsync runs ``<rsync-path> --server ...`` on the peer, which
 ssh hands to the forced command as SSH_ORIGINAL_COMMAND
-(``mosqit-sync EPOCH --server ... . /dest/``). See :mod:`.receive`.
+(``mosqit-sync EPOCH --server ... . /dest/``). Renames go before the batch
+through the same master and the same forced command: ``ssh ... mosqit-sync
+EPOCH --move /dest`` with NUL-separated ``SRC DEST`` pairs (relative paths) on
+stdin, one result line per pair on stdout. See :mod:`.receive`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ MARKER = "mosqit-sync"
 
 REFUSED = "mosqit-sync refused:"
 """Prefix of every refusal line the receiver writes to stderr (the sender parses it)."""
+
+MOVE = "--move"
+"""Second word after the epoch of a rename request (instead of rsync's ``--server``)."""
+
+MOVED = "moved"
+"""Result line of a rename done on the peer; anything else says why not (``kept: ...``)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,34 @@ def batch_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
 
 def files_from(paths: list[str]) -> bytes:
     return b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+
+
+def move_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
+    """Renames on the peer, over the master, as the forced command's second form.
+
+    The pairs go on stdin (:func:`files_from` of src, dest, src, dest, ...).
+    """
+    remote = shlex.join([MARKER, str(epoch), MOVE, sync.target])
+    return ["ssh", "-o", "ControlMaster=no", *ssh_options(peer), peer.destination, remote]
+
+
+_NO_CONNECTION = (
+    "ssh: connect to host",  # TCP connect failed
+    "during banner exchange",  # no ssh server answered
+    "Could not resolve hostname",
+    "Permission denied (",  # authentication failed: no command ran
+    "Host key verification failed",
+)
+
+
+def never_connected(code: int, stderr: str) -> bool:
+    """Whether ssh failed before any remote command could start."""
+    return code == 255 and any(mark in stderr for mark in _NO_CONNECTION)
+
+
+def move_results(stdout: str) -> list[bool]:
+    """Whether each rename reported so far was done (a missing line: not known)."""
+    return [line.strip() == MOVED for line in stdout.splitlines()]
 
 
 class Outcome(Enum):

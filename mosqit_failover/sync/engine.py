@@ -7,7 +7,13 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    catches up too).
 2. Changes are coalesced (:class:`~.plan.Dirty`) and sent as one rsync over
    the shared ssh master per batch; a new tree is expanded to its entries, a
-   vanished path is deleted on the peer.
+   vanished path is deleted on the peer. Renames inside the tree are first
+   replayed on the peer (one ssh session per batch, the receiver's ``--move``
+   form), so a renamed file or tree is found in place and rsync's quick check
+   sends nothing for it; a rename the peer cannot do (its source was never
+   sent) just leaves the destination to be sent whole. A rename whose fate is
+   unknown (the session broke) is never replayed: the batch still lists both
+   sides, which is always correct.
 3. A failed run gives its batch back and waits (exponential backoff, 0.5 s up
    to 30 s) and tries the peer's other address: wait-for-connection mode.
    Nothing is dropped; rsync and ssh always run with I/O and connect timeouts.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,8 +36,8 @@ from typing import Any
 from mosqit_failover.config import SyncDir
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
-from mosqit_failover.sync.plan import Backoff, Batch, Dirty
-from mosqit_failover.sync.proc import MasterError, SshMaster, run_rsync
+from mosqit_failover.sync.plan import Backoff, Batch, Dirty, Move, excluded
+from mosqit_failover.sync.proc import MasterError, SshMaster, run_command, run_rsync
 from mosqit_failover.sync.watch import Change, TreeWatcher
 
 POLL_PERIOD = 10.0
@@ -73,6 +80,7 @@ class Engine:
         self.batches = 0
         self.full_syncs = 0
         self.overflows = 0
+        self.renames = 0  # renames done on the peer instead of a delete + send
         self.polling = False
         self._partials = 0
         self._peer = 0
@@ -104,6 +112,7 @@ class Engine:
             "batches": self.batches,
             "full_syncs": self.full_syncs,
             "overflows": self.overflows,
+            "renames": self.renames,
             "polling": self.polling,
             "epoch": self.epoch,
         }
@@ -203,6 +212,8 @@ class Engine:
                 self.dirty.add(change.path, now)
             elif change.kind == "tree":
                 self.dirty.add_tree(change.path, now)
+            elif change.kind == "move":
+                self._moved(change, now)
             elif change.kind == "full":
                 self.overflows += 1
                 self._note(
@@ -222,6 +233,14 @@ class Engine:
                     f"{self.sync.path}: {change.path}; watching again when it is back",
                 )
 
+    def _moved(self, change: Change, now: float) -> None:
+        if excluded(change.path, self.sync.excludes) or excluded(change.dest, self.sync.excludes):
+            # an excluded side is not mirrored: the peer's own file there must not move
+            self.dirty.add(change.path, now)
+            (self.dirty.add_tree if change.tree else self.dirty.add)(change.dest, now)
+            return
+        self.dirty.move(change.path, change.dest, change.tree, now)
+
     # ---- sending --------------------------------------------------------
 
     def _argv(self, batch: Batch, master: SshMaster) -> list[str]:
@@ -231,6 +250,7 @@ class Engine:
     async def _send(self, batch: Batch) -> None:
         self._inflight = batch
         self.state = "syncing" if self.state in ("in-sync", "starting") else self.state
+        unrun = batch.moves  # renames the peer surely has not run (kept if the batch fails)
         try:
             stdin = None
             if not batch.full:
@@ -238,19 +258,22 @@ class Engine:
             if batch.full and await asyncio.to_thread(_empty, self.sync.path):
                 # a full sync deletes on the peer what the source lacks: an empty source
                 # (an unmounted filesystem, a wiped disk) would empty the standby's copy
-                outcome, detail = Outcome.SOURCE, (
-                    "the source directory is empty: a full sync would empty the peer's copy "
-                    "(unmounted filesystem?); not sending until it has content"
+                outcome, detail = (
+                    Outcome.SOURCE,
+                    (
+                        "the source directory is empty: a full sync would empty the peer's copy "
+                        "(unmounted filesystem?); not sending until it has content"
+                    ),
                 )
             else:
-                outcome, detail = await self._push(batch, stdin)
+                outcome, detail, unrun = await self._push(batch, stdin)
         finally:
             self._inflight = None
         now = self._now()
         if outcome in (Outcome.OK, Outcome.VANISHED):
             self._succeeded(batch, now)
             return
-        self.dirty.give_back(batch, now)
+        self.dirty.give_back(dataclasses.replace(batch, moves=unrun), now)
         if outcome is Outcome.PARTIAL:
             self._partials += 1
             if self._partials >= PARTIALS_BEFORE_FULL:
@@ -267,8 +290,13 @@ class Engine:
         kept = "a full resync" if self.dirty.full_reason else f"{self.dirty.pending} change(s)"
         self._fail(state, f"{outcome.value}: {detail}; keeping {kept}, retry in {delay:g}s")
 
-    async def _push(self, batch: Batch, stdin: bytes | None) -> tuple[Outcome, str]:
+    async def _push(
+        self, batch: Batch, stdin: bytes | None
+    ) -> tuple[Outcome, str, tuple[Move, ...]]:
+        """Renames then rsync, over the first address that answers; also the renames
+        that surely did not run (each is tried at most once, on one address)."""
         outcome, detail = Outcome.UNREACHABLE, "no peer address"
+        unrun = batch.moves
         for step in range(len(self.masters)):
             index = (self._peer + step) % len(self.masters)
             master = self.masters[index]
@@ -277,6 +305,12 @@ class Engine:
             except MasterError as error:
                 outcome, detail = Outcome.UNREACHABLE, f"ssh to {master.peer.host}: {error}"
                 continue
+            if unrun:
+                unrun, failure = await self._rename(unrun, master)
+                if failure:  # the peer went away (or hangs): not worth an rsync there
+                    outcome, detail = Outcome.UNREACHABLE, failure
+                    await master.close()
+                    continue
             code, err = await run_rsync(self._argv(batch, master), stdin)
             outcome = commands.classify(code, err)
             detail = f"rsync exit {code} via {master.peer.host}: {commands.summary(err)}"
@@ -284,7 +318,32 @@ class Engine:
                 self._peer = index
                 break
             await master.close()
-        return outcome, detail
+        return outcome, detail, unrun
+
+    async def _rename(
+        self, moves: tuple[Move, ...], master: SshMaster
+    ) -> tuple[tuple[Move, ...], str]:
+        """Replay ``moves`` on the peer: (those it surely did not run, why the peer
+        seems unreachable or "")."""
+        code, out, err = await run_command(
+            commands.move_argv(self.sync, master.peer, self.epoch),
+            commands.files_from([path for move in moves for path in (move.src, move.dest)]),
+            timeout=self.sync.connect_timeout + 1 + len(moves) / 1000,
+            stdout=True,
+        )
+        results = commands.move_results(out)
+        self.renames += sum(results)
+        failure = ""
+        if code in (255, 124):
+            failure = f"renames via {master.peer.host}: {commands.summary(err)}"
+        if code == 0 or len(results) >= len(moves):
+            return (), failure
+        # the receiver stops at a refusal, and nothing ran if ssh never connected.
+        # Any other end (a broken session, a timeout) leaves the rest unknown: it is
+        # never replayed, the batch lists both sides of each rename anyway
+        if commands.REFUSED in err or commands.never_connected(code, err):
+            return moves[len(results) :], failure
+        return (), failure
 
     def _succeeded(self, batch: Batch, now: float) -> None:
         if self.state not in ("in-sync", "syncing", "starting"):

@@ -8,14 +8,55 @@ the interval bounds the delay, it is never a fixed sleep.
 
 A failed batch is given back (nothing is lost) and the next attempt waits for
 an exponential backoff (``Backoff``), never a tight loop.
+
+Renames (:class:`Move`) are kept in the order they happened, so the peer can
+replay them before the batch; they only save bytes, never carry correctness:
+a move also lists its source (gone: deleted on the peer) and its destination
+(sent if the peer's rename did not happen), and a pending path inside a
+renamed directory is listed at its new place too, so whatever the peer's
+rename carried along that the source no longer has is deleted by the batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 SETTLE = 0.05
 """Quiet time after the last change before a batch goes out early."""
+
+MAX_MOVES = 5000
+"""More renames than this pending at once are forgotten (their paths are still sent)."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """``src`` was renamed to ``dest`` (both relative); ``tree``: it is a directory."""
+
+    src: str
+    dest: str
+    tree: bool = False
+
+
+def excluded(path: str, patterns: Sequence[str]) -> bool:
+    """Whether an rsync exclude pattern may match ``path`` or a directory above it.
+
+    Errs on the side of yes (fnmatch's ``*`` also crosses ``/``): a rename touching
+    an excluded name is not replayed on the peer, it goes as delete + send.
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for raw in patterns:
+        pattern = raw[2:] if raw[:2] in ("+ ", "- ") else raw
+        pattern = pattern.rstrip("/")
+        if "/" in pattern:
+            anchored = pattern.lstrip("/")
+            if any(fnmatchcase(p, anchored) or fnmatchcase(p, "*/" + anchored) for p in prefixes):
+                return True
+        elif any(fnmatchcase(part, pattern) for part in parts):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -27,6 +68,7 @@ class Batch:
     full: bool
     since: float  # when the oldest change in it happened
     reason: str = ""
+    moves: tuple[Move, ...] = ()  # renames to replay on the peer first, oldest first
 
     @property
     def size(self) -> int:
@@ -41,6 +83,7 @@ class Dirty:
     settle: float = SETTLE
     paths: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
+    moves: list[Move] = field(default_factory=list)
     full_reason: str = ""
     first: float | None = None  # time of the oldest unsent change
     last: float | None = None  # time of the newest change
@@ -59,6 +102,28 @@ class Dirty:
         """A directory appeared with contents (created or moved in): send all of it."""
         self.trees.add(path)
         self._touch(now)
+
+    def move(self, src: str, dest: str, tree: bool, now: float) -> None:
+        """``src`` was renamed to ``dest`` inside the tree."""
+        self.paths.add(src)
+        if tree:
+            self.trees.add(dest)
+        else:
+            self.paths.add(dest)
+        self.moves.append(Move(src, dest, tree))
+        self._carry(self.moves[-1:])
+        if len(self.moves) > MAX_MOVES:
+            self.moves = []
+        self._touch(now)
+
+    def _carry(self, moves: list[Move]) -> None:
+        """List pending paths inside renamed directories at their new places too."""
+        for move in moves:
+            if move.tree:
+                old = move.src + "/"
+                self.paths |= {
+                    move.dest + p[len(move.src) :] for p in self.paths if p.startswith(old)
+                }
 
     def need_full(self, reason: str, now: float) -> None:
         """Events were lost (overflow, lost watch, start): rescan the whole tree."""
@@ -93,15 +158,23 @@ class Dirty:
             bool(self.full_reason),
             self.first if self.first is not None else 0.0,
             self.full_reason,
+            tuple(self.moves),
         )
-        self.paths, self.trees = set(), set()
+        self.paths, self.trees, self.moves = set(), set(), []
         self.full_reason, self.first, self.last = "", None, None
         return batch
 
     def give_back(self, batch: Batch, now: float) -> None:
-        """A batch that did not reach the peer: merge it back, keeping its age."""
+        """A batch that did not reach the peer: merge it back, keeping its age.
+
+        Its moves go before the newer ones; give back only moves the peer surely did
+        not run (the caller drops the others: replaying a rename twice can be wrong)."""
         self.paths |= batch.paths
         self.trees |= batch.trees
+        self.moves = [*batch.moves, *self.moves]
+        self._carry(self.moves)
+        if len(self.moves) > MAX_MOVES:
+            self.moves = []
         if batch.full and not self.full_reason:
             self.full_reason = batch.reason or "retry"
         self.first = batch.since if self.first is None else min(self.first, batch.since)

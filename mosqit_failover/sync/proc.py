@@ -5,9 +5,10 @@ This is the only module of the sync that starts processes
 
 Guarantees:
 
-- :func:`run_rsync` never leaves a process behind: when the awaiting task is
-  cancelled, rsync is terminated (then killed after 2 s) before the
-  cancellation propagates. stdout is discarded, stderr returned (last 64 KiB).
+- :func:`run_command` (and :func:`run_rsync`) never leaves a process behind:
+  when the awaiting task is cancelled or its timeout passes, the process is
+  terminated (then killed after 2 s) before the cancellation propagates.
+  stdout is discarded unless asked for, stderr returned (last 64 KiB).
 - :class:`SshMaster` keeps at most one master process per peer address; :meth:`ensure`
   returns within the ssh connect timeout (+1 s) whether or not the peer
   answers, and raises :class:`MasterError` with ssh's own words if it does not.
@@ -41,23 +42,38 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
 
 async def run_rsync(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
     """Run rsync to completion; (exit code, stderr)."""
+    code, _, err = await run_command(argv, stdin)
+    return code, err
+
+
+async def run_command(
+    argv: list[str], stdin: bytes | None = None, timeout: float | None = None, stdout: bool = False
+) -> tuple[int, str, str]:
+    """Run a command to completion; (exit code, stdout if asked, stderr).
+
+    Past ``timeout`` seconds it is ended as on cancellation and the code is 124.
+    """
     try:
         process = await asyncio.create_subprocess_exec(
             *ORPHAN_GUARD,
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as error:
-        return 127, f"cannot run {argv[0]}: {error.strerror or error}"
+        return 127, "", f"cannot run {argv[0]}: {error.strerror or error}"
     try:
-        _, err = await process.communicate(stdin)
+        out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+    except TimeoutError:
+        await asyncio.shield(_reap(process))
+        return 124, "", f"{argv[0]} gave no answer within {timeout:g}s"
     except BaseException:
         await asyncio.shield(_reap(process))
         raise
     code = process.returncode if process.returncode is not None else -1
-    return code, err[-STDERR_KEEP:].decode("utf-8", "replace")
+    text = (out or b"").decode("utf-8", "replace")
+    return code, text, err[-STDERR_KEEP:].decode("utf-8", "replace")
 
 
 class MasterError(Exception):

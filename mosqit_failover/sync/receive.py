@@ -17,6 +17,15 @@ SSH_ORIGINAL_COMMAND, e.g. ``mosqit-sync 7 --server -logDtpre.iLsfxCIvu
   never overwrite newer files, even if its own agent is confused.
 
 Then it execs ``rsync --server ...`` (nothing of this process remains).
+
+The second allowed form renames inside a synced directory, before a batch:
+``mosqit-sync EPOCH --move DEST`` with NUL-separated ``SRC DEST`` pairs on
+stdin, both relative to DEST; same directory, epoch and role checks. A pair
+must stay inside the directory: no absolute path, no ``..``, and the real
+path of each parent (symlinks resolved) must lie inside the directory's real
+path. Each pair gets one line on stdout: ``moved`` or ``kept: why`` (e.g. the
+source is not here: the sender then sends the destination whole).
+
 Anything else is refused: one line starting with
 :data:`~.commands.REFUSED` on stderr and exit status 77.
 """
@@ -30,13 +39,16 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
-from mosqit_failover.sync.commands import MARKER, REFUSED
+from mosqit_failover.sync.commands import MARKER, MOVE, MOVED, REFUSED
 
 REFUSED_EXIT = 77
+MOVE_INPUT_MAX = 64 << 20
+"""Largest rename request read from stdin (bytes)."""
 
 _SHORT = re.compile(r"^-[A-Za-z]+(\.[A-Za-z]*)?$")
 _LONG = re.compile(
@@ -49,8 +61,8 @@ class Refused(Exception):
     """The request is not allowed; the message says why and what to fix."""
 
 
-def parse_request(original: str) -> tuple[int, list[str], str]:
-    """(sender epoch, rsync server arguments, destination) from SSH_ORIGINAL_COMMAND."""
+def _split(original: str) -> tuple[int, list[str]]:
+    """(sender epoch, the words after it) from SSH_ORIGINAL_COMMAND."""
     try:
         words = shlex.split(original)
     except ValueError as error:
@@ -61,7 +73,18 @@ def parse_request(original: str) -> tuple[int, list[str], str]:
         )
     if not words[1].isdigit():
         raise Refused(f"the sender's epoch {words[1]!r} is not a whole number")
-    epoch, args = int(words[1]), words[2:]
+    return int(words[1]), words[2:]
+
+
+def is_move(original: str) -> bool:
+    """Whether the request is the rename form (its checks are in :func:`decide_move`)."""
+    words = original.split()
+    return len(words) > 2 and words[2] == MOVE
+
+
+def parse_request(original: str) -> tuple[int, list[str], str]:
+    """(sender epoch, rsync server arguments, destination) from SSH_ORIGINAL_COMMAND."""
+    epoch, args = _split(original)
     if len(args) < 4 or args[0] != "--server" or args[-2] != ".":
         raise Refused("not an rsync server command (expected --server ... . DEST)")
     options = args[1:-2]
@@ -100,17 +123,84 @@ def check_epoch(sender: int, own: int, role: Role) -> None:
         )
 
 
-def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[str]:
-    """The rsync argv to exec, or raise Refused."""
-    epoch, args, dest = parse_request(original)
-    allowed = [s.target for s in cfg.sync]
-    norm = check_destination(dest, allowed)
+def _admit(epoch: int, dest: str, cfg: configuration.Config, state: StateFile) -> str:
+    """The normalized destination if this sender may write there now."""
+    norm = check_destination(dest, [s.target for s in cfg.sync])
     try:
         own, role = state.load()
     except StateError as error:
         raise Refused(f"cannot read this node's epoch: {error}") from None
     check_epoch(epoch, own, role)
+    return norm
+
+
+def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[str]:
+    """The rsync argv to exec, or raise Refused."""
+    epoch, args, dest = parse_request(original)
+    norm = _admit(epoch, dest, cfg, state)
     return ["rsync", *args[:-1], norm + "/"]
+
+
+def decide_move(original: str, cfg: configuration.Config, state: StateFile) -> str:
+    """The synced directory a rename request may work in, or raise Refused."""
+    epoch, args = _split(original)
+    if len(args) != 2 or args[0] != MOVE:
+        raise Refused(f"a rename request is {MOVE} DEST (the pairs on stdin)")
+    return _admit(epoch, args[1], cfg, state)
+
+
+def parse_pairs(data: bytes) -> list[tuple[str, str]]:
+    """(src, dest) pairs from NUL-separated stdin; each must be a plain relative path."""
+    words = [os.fsdecode(w) for w in data.split(b"\0")]
+    if words and words[-1] == "":
+        words.pop()
+    if len(words) % 2:
+        raise Refused("a rename request needs pairs: SRC NUL DEST NUL ...")
+    for word in words:
+        norm = os.path.normpath(word) if word else ""
+        if not word or word.startswith("/") or norm in (".", "..") or norm.startswith("../"):
+            raise Refused(f"rename path {word!r} must be relative and stay inside the directory")
+        if ".." in word.split("/"):
+            raise Refused(f"rename path {word!r} must not contain '..'")
+    return list(zip(words[::2], words[1::2], strict=True))
+
+
+def inside(root: str, rel: str) -> str:
+    """``root/rel`` with its parent's symlinks resolved; Refused if that leaves ``root``.
+
+    ``root`` is a real path; the last component itself is not followed (a rename
+    moves a symlink, not what it points to).
+    """
+    norm = os.path.normpath(rel)
+    parent = os.path.realpath(os.path.join(root, os.path.dirname(norm)))
+    if parent != root and not parent.startswith(root.rstrip("/") + "/"):
+        raise Refused(f"rename path {rel!r} leads outside {root} (through a symlink)")
+    return os.path.join(parent, os.path.basename(norm))
+
+
+def move_one(root: str, src: str, dest: str) -> str:
+    """Rename ``src`` to ``dest`` inside ``root``; the result line (Refused on escape)."""
+    old, new = inside(root, src), inside(root, dest)
+    if not os.path.lexists(old):
+        return "kept: the source is not here"
+    try:
+        os.makedirs(os.path.dirname(new), mode=0o755, exist_ok=True)
+        os.rename(old, new)
+    except OSError as error:
+        return f"kept: {error.strerror or error}"
+    return MOVED
+
+
+def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
+    """Carry out the renames read from ``stdin`` in order, one result line each."""
+    data = stdin.read(MOVE_INPUT_MAX + 1)
+    if len(data) > MOVE_INPUT_MAX:
+        raise Refused(f"a rename request larger than {MOVE_INPUT_MAX} bytes")
+    pairs = parse_pairs(data)
+    real = os.path.realpath(root)
+    for src, dest in pairs:
+        stdout.write(move_one(real, src, dest) + "\n")
+        stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,7 +222,11 @@ def run(args: argparse.Namespace) -> int:
             cfg = configuration.load(Path(args.config))
         except configuration.ConfigError as error:
             raise Refused(f"bad config on the receiver: {error}") from None
-        argv = decide(original, cfg, StateFile(cfg.state_dir / "state.json"))
+        state = StateFile(cfg.state_dir / "state.json")
+        if is_move(original):
+            serve_moves(decide_move(original, cfg, state), sys.stdin.buffer, sys.stdout)
+            return 0
+        argv = decide(original, cfg, state)
         os.makedirs(argv[-1], mode=0o755, exist_ok=True)
     except (Refused, OSError) as error:
         print(f"{REFUSED} {error}", file=sys.stderr, flush=True)

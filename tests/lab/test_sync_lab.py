@@ -4,11 +4,14 @@ The pair runs with two synced directories. Each test churns the active
 node's tree and checks that both trees end equal (names, types, modes,
 owners, sizes, mtimes of files, symlink targets, contents), through the
 faults the issue lists: peer down, inotify overflow, a stale old active,
-the agent killed in the middle of a batch.
+the agent killed in the middle of a batch, a full disk on the peer, a path
+outside the synced directories, a source emptied under the agent; and that a
+renamed tree travels as a rename (bytes on the wire measured).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +106,19 @@ class Pair:
         dirs: list[dict[str, object]] = deploy.status(self.lab[node or self.active])["sync"]["dirs"]
         return dirs
 
+    def dir_status(self, path: str) -> dict[str, object]:
+        return next(d for d in self.sync_status() if d["path"] == path)
+
+    def wait_state(self, path: str, state: str, timeout: float = 20.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        st = self.dir_status(path)
+        while st["state"] != state:
+            if time.monotonic() > deadline:
+                pytest.fail(f"sync of {path} never reached {state}: {st}")
+            time.sleep(0.3)
+            st = self.dir_status(path)
+        return st
+
     def churn(self, path: str, seed: int, ops: int) -> None:
         self.a.run(["python3", "-c", CHURN, path, str(seed), str(ops)], timeout=120)
 
@@ -116,6 +132,12 @@ class Pair:
             time.sleep(0.5)
         diff = sorted(set(left.splitlines()) ^ set(right.splitlines()))[:20]
         raise AssertionError(f"{path} differs after {timeout}s: {diff}")
+
+
+def tx_bytes(node: Node) -> int:
+    """Bytes this node has sent on all its interfaces."""
+    links = json.loads(node.run(["ip", "-j", "-s", "link", "show"]).stdout)
+    return sum(int(link["stats64"]["tx"]["bytes"]) for link in links)
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +272,144 @@ def test_agent_killed_in_the_middle_of_a_batch_converges_after_restart(formed: P
     formed.churn(DIRS[1], seed=5, ops=100)
     formed.wait_equal(DIRS[1], timeout=60)
     deploy.wait_pair(formed.lab.nodes, timeout=40)
+
+
+MAKE_TREE = r"""
+import os, sys
+root = sys.argv[1]
+for i in range(200):  # 200 files, 50 MB, in two levels
+    d = os.path.join(root, f"d{i % 4}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}"), "wb") as fh: fh.write(os.urandom(250_000))
+"""
+
+
+def test_a_renamed_tree_travels_as_a_rename(formed: Pair) -> None:
+    tree = f"{DIRS[0]}/tree"
+    formed.a.run(["python3", "-c", MAKE_TREE, tree], timeout=60)
+    formed.wait_equal(DIRS[0], timeout=60)
+    renames = int(str(formed.dir_status(DIRS[0])["renames"]))
+
+    def moved(src: str, dest: str) -> tuple[int, float]:
+        for path in DIRS:  # nothing else on the wire meanwhile (a full sync's file list)
+            deadline = time.monotonic() + 30
+            while not formed.dir_status(path)["in_sync"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+        before = tx_bytes(formed.a)
+        formed.a.run(["mv", src, dest])
+        took = formed.wait_equal(DIRS[0], timeout=60)
+        return tx_bytes(formed.a) - before, took
+
+    sent, took = moved(tree, f"{DIRS[0]}/renamed")
+    assert int(str(formed.dir_status(DIRS[0])["renames"])) > renames
+    # the peer lost its copy (as if never sent): the rename fails there, the tree goes whole
+    formed.b.run(["rm", "-rf", f"{DIRS[0]}/renamed"])
+    resent, retook = moved(f"{DIRS[0]}/renamed", f"{DIRS[0]}/again")
+    print(
+        f"\nrename of a 200-file 50 MB tree: {sent} bytes sent, equal after {took:.2f}s; "
+        f"sent whole (the old delete + re-send): {resent} bytes, {retook:.2f}s"
+    )
+    assert sent < 1_000_000, sent
+    assert resent > 45_000_000, resent
+    formed.a.run(["rm", "-rf", f"{DIRS[0]}/again"])
+    formed.wait_equal(DIRS[0], timeout=30)
+
+
+def test_a_full_disk_on_the_peer_is_reported_then_converges(formed: Pair) -> None:
+    # a small tmpfs over the standby's copy, inside the standby's mount namespace
+    formed.b.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", DIRS[1]])
+    try:
+        formed.a.run(
+            [
+                "python3",
+                "-c",
+                "import os\nos.makedirs('/srv/mail/fill', exist_ok=True)\n"
+                "for i in range(3): open(f'/srv/mail/fill/{i}', 'wb').write(os.urandom(1 << 20))",
+            ]
+        )
+        st = formed.wait_state(DIRS[1], "peer-disk-full")
+        assert "No space left on device" in str(st["last_error"]), st
+        assert "retry in" in str(st["last_error"]) and int(str(st["pending"])) > 0, st
+    finally:
+        formed.b.run(["umount", "-l", DIRS[1]], check=False)  # room again
+    formed.wait_equal(DIRS[1], timeout=40)
+    assert formed.dir_status(DIRS[1])["last_error"] is None
+    formed.a.run(["rm", "-rf", "/srv/mail/fill"])
+    formed.wait_equal(DIRS[1], timeout=20)
+
+
+def test_a_path_outside_the_synced_directories_is_refused(formed: Pair) -> None:
+    epoch = deploy.status(formed.a)["epoch"]  # a current sender: only the path is wrong
+    peer = formed.plan.node(formed.standby).addr("a")
+    ssh = ["ssh", "-i", sshkeys.SYNC_KEY, "-o", "BatchMode=yes", f"root@{peer}"]
+    formed.a.run(["mkdir", "-p", "/srv/other"])
+    formed.a.write_file("/srv/other/x", "x")
+    for dest in ("/srv/other/", f"{DIRS[0]}/../other/", "/etc/"):
+        proc = formed.a.run(
+            [
+                "rsync",
+                "-a",
+                "-e",
+                " ".join(ssh[:-1]),
+                f"--rsync-path=mosqit-sync {epoch}",
+                "/srv/other/",
+                f"root@{peer}:{dest}",
+            ],
+            check=False,
+        )
+        assert proc.returncode != 0 and "mosqit-sync refused:" in proc.stderr, proc.stderr
+        assert "not a synced directory" in proc.stderr, proc.stderr
+    # the rename form: a path leaving the directory, lexically or through a symlink
+    formed.a.run(["ln", "-sfn", "/etc", f"{DIRS[0]}/escape"])
+    formed.a.write_file(f"{DIRS[0]}/victim", "v")
+    formed.wait_equal(DIRS[0])
+    for pair in ("victim\0../victim\0", "victim\0escape/victim\0", "escape/passwd\0p\0"):
+        proc = formed.a.run(
+            [*ssh, f"mosqit-sync {epoch} --move {DIRS[0]}"], check=False, input=pair
+        )
+        assert proc.returncode != 0 and "mosqit-sync refused:" in proc.stderr, (pair, proc)
+    proc = formed.a.run([*ssh, "id"], check=False)
+    assert "mosqit-sync refused:" in proc.stderr, proc.stderr
+    assert formed.b.run(["test", "-e", "/srv/other"], check=False).returncode != 0
+    assert formed.b.run(["test", "-e", "/etc/victim"], check=False).returncode != 0
+    assert formed.b.run(["test", "-e", f"{DIRS[0]}/p"], check=False).returncode != 0
+    formed.a.run(["rm", "-rf", "/srv/other", f"{DIRS[0]}/escape", f"{DIRS[0]}/victim"])
+    formed.wait_equal(DIRS[0])
+
+
+def test_a_full_sync_from_an_emptied_source_deletes_nothing_on_the_peer(formed: Pair) -> None:
+    before = listing(formed.b, DIRS[0])
+    assert before
+    # the tree moved away and an empty filesystem mounted in its place (inside the
+    # active node): the watch is lost, the watch on the new directory starts a full sync
+    formed.a.run(
+        [
+            "sh",
+            "-c",
+            f"mv {DIRS[0]} {DIRS[0]}.away && mkdir {DIRS[0]} && "
+            f"mount -t tmpfs -o size=1m tmpfs {DIRS[0]}",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        st = formed.dir_status(DIRS[0])
+        while "source directory is empty" not in str(st["last_error"]):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the empty source was not reported: {st}")
+            time.sleep(0.3)
+            st = formed.dir_status(DIRS[0])
+        assert st["state"] == "source-missing" and st["full_resync_pending"], st
+        time.sleep(2)  # a retry or two
+        assert listing(formed.b, DIRS[0]) == before
+    finally:
+        formed.a.run(
+            [
+                "sh",
+                "-c",
+                f"umount -l {DIRS[0]}; rmdir {DIRS[0]} && mv {DIRS[0]}.away {DIRS[0]}",
+            ],
+            check=False,
+        )
+    formed.wait_equal(DIRS[0], timeout=40)
+    formed.a.write_file(f"{DIRS[0]}/after.txt", "watched again\n")
+    formed.wait_equal(DIRS[0], timeout=20)

@@ -71,3 +71,24 @@ def test_exit_codes(code: int, stderr: str, outcome: Outcome) -> None:
 def test_summary_prefers_the_refusal_line() -> None:
     err = "noise\nmosqit-sync refused: stale\nrsync: connection unexpectedly closed\n"
     assert commands.summary(err) == "mosqit-sync refused: stale"
+
+
+def test_renames_go_to_the_forced_command_over_the_master() -> None:
+    sync = SyncDir("/srv/data", peer_path="/backup/my data")
+    argv = commands.move_argv(sync, PEER, epoch=4)
+    assert argv[0] == "ssh" and "ControlPath=/run/x/sync-1.ssh" in argv
+    assert "ConnectTimeout=4" in argv and "BatchMode=yes" in argv
+    assert argv[-2:] == ["root@10.0.0.2", "mosqit-sync 4 --move '/backup/my data'"]
+    assert commands.move_results("moved\nkept: the source is not here\nmoved\n") == [
+        True,
+        False,
+        True,
+    ]
+
+
+def test_only_a_failed_connection_means_no_rename_ran() -> None:
+    assert commands.never_connected(255, "ssh: connect to host x port 22: No route to host")
+    assert commands.never_connected(255, "Connection timed out during banner exchange")
+    assert not commands.never_connected(255, "Timeout, server x not responding.")
+    assert not commands.never_connected(255, "client_loop: send disconnect: Broken pipe")
+    assert not commands.never_connected(1, "ssh: connect to host x port 22: refused")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mosqit_failover.sync.engine import expand
-from mosqit_failover.sync.plan import SETTLE, Backoff, Batch, Dirty
+from mosqit_failover.sync.plan import MAX_MOVES, SETTLE, Backoff, Batch, Dirty, Move, excluded
 
 
 def test_a_lone_change_goes_out_after_the_settle_time_not_the_interval() -> None:
@@ -62,3 +64,50 @@ def test_expand_lists_everything_inside_new_trees(tmp_path: object) -> None:
     (root / "t" / "l").symlink_to("nowhere")
     batch = Batch(frozenset({"gone"}), frozenset({"t", "vanished"}), False, 0.0)
     assert expand(str(root), batch) == ["gone", "t", "t/l", "t/x", "t/x/f", "vanished"]
+
+
+def test_renames_are_kept_in_order_and_list_both_sides() -> None:
+    dirty = Dirty(interval=1.0)
+    dirty.move("a", "b", tree=False, now=1.0)
+    dirty.move("d", "e", tree=True, now=1.1)
+    dirty.move("b", "c", tree=False, now=1.2)
+    batch = dirty.take()
+    assert batch.moves == (Move("a", "b"), Move("d", "e", True), Move("b", "c"))
+    assert batch.paths == {"a", "b", "c", "d"} and batch.trees == {"e"}
+    assert dirty.moves == []
+
+
+def test_a_pending_path_inside_a_renamed_tree_is_listed_at_its_new_place_too() -> None:
+    # d/y was deleted before d was renamed: the peer's rename carries its d/y along to
+    # e/y, which the batch must then delete
+    dirty = Dirty(interval=1.0)
+    dirty.add("d/y", now=1.0)
+    dirty.add("dx/z", now=1.0)
+    dirty.move("d", "e", tree=True, now=1.1)
+    dirty.move("e", "f", tree=True, now=1.2)
+    assert {"d/y", "e/y", "f/y", "dx/z"} <= dirty.paths and "e/z" not in dirty.paths
+
+
+def test_a_failed_batch_gives_its_renames_back_before_the_newer_ones() -> None:
+    dirty = Dirty(interval=1.0)
+    dirty.add("d/y", now=1.0)
+    batch = dirty.take()
+    dirty.move("d", "e", tree=True, now=2.0)  # while the batch was in flight
+    dirty.give_back(replace(batch, moves=(Move("a", "b"),)), now=3.0)
+    assert dirty.moves == [Move("a", "b"), Move("d", "e", True)]
+    assert {"d/y", "e/y"} <= dirty.paths
+
+
+def test_too_many_pending_renames_are_forgotten_but_their_paths_stay() -> None:
+    dirty = Dirty(interval=1.0)
+    for i in range(MAX_MOVES + 1):
+        dirty.move(f"s{i}", f"d{i}", tree=False, now=1.0)
+    assert dirty.moves == [] and len(dirty.paths) == 2 * (MAX_MOVES + 1)
+
+
+def test_excluded_errs_on_the_side_of_yes() -> None:
+    patterns = ("*.tmp", "cache/", "/logs/old", "- *.swp")
+    assert excluded("a/b.tmp", patterns) and excluded("x/cache/f", patterns)
+    assert excluded("logs/old/f", patterns) and excluded("deep/logs/old", patterns)
+    assert excluded("a/.f.swp", patterns)
+    assert not excluded("a/b.txt", patterns) and not excluded("caches/f", patterns)

@@ -1,0 +1,127 @@
+"""The engine's sending step with fake processes: renames first, then the batch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mosqit_failover.config import SyncDir
+from mosqit_failover.sync import engine as engine_module
+from mosqit_failover.sync.commands import Peer
+from mosqit_failover.sync.engine import Engine
+from mosqit_failover.sync.plan import Dirty, Move
+from mosqit_failover.sync.watch import Change
+
+
+class FakeMaster:
+    def __init__(self, host: str) -> None:
+        self.peer = Peer(host, "root", 22, "/k", 2.0, Path(f"/run/x/{host}.ssh"))
+
+    async def ensure(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+Calls = list[tuple[str, bytes | None]]
+
+
+@pytest.fixture
+def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    def build(calls: Calls, **answers: Any) -> Engine:
+        return _engine(tmp_path, monkeypatch, calls, **answers)
+
+    return build
+
+
+def _engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: Calls, **answers: Any
+) -> Engine:
+    engine = Engine(
+        SyncDir(str(tmp_path), excludes=("*.tmp",)),
+        [FakeMaster("10.0.0.2"), FakeMaster("10.0.1.2")],  # type: ignore[list-item]
+        epoch=3,
+        note=lambda text, prio: None,
+    )
+
+    async def run_command(
+        argv: list[str], stdin: bytes | None = None, timeout: float | None = None, **_: Any
+    ) -> tuple[int, str, str]:
+        calls.append(("move", stdin))
+        result: tuple[int, str, str] = answers["move"]
+        return result
+
+    async def run_rsync(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        calls.append(("rsync", stdin))
+        result: tuple[int, str] = answers["rsync"]
+        return result
+
+    monkeypatch.setattr(engine_module, "run_command", run_command)
+    monkeypatch.setattr(engine_module, "run_rsync", run_rsync)
+    return engine
+
+
+def _send(engine: Engine, dirty: Dirty) -> None:
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        await engine._send(dirty.take())
+
+    asyncio.run(go())
+
+
+def _renamed_batch() -> Dirty:
+    dirty = Dirty(interval=1.0)
+    dirty.move("a", "b", tree=False, now=0.0)
+    dirty.move("d", "e", tree=True, now=0.0)
+    return dirty
+
+
+def test_renames_go_to_the_peer_before_the_batch(make: Any) -> None:
+    calls: Calls = []
+    engine = make(calls, move=(0, "moved\nkept: not here\n", ""), rsync=(0, ""))
+    _send(engine, _renamed_batch())
+    assert [c[0] for c in calls] == ["move", "rsync"]
+    assert calls[0][1] == b"a\0b\0d\0e\0"
+    assert calls[1][1] == b"a\0b\0d\0e\0"  # both sides still listed
+    assert engine.renames == 1 and engine.state == "in-sync" and engine.dirty.moves == []
+
+
+def test_renames_the_peer_refused_are_kept_for_the_retry(make: Any) -> None:
+    calls: Calls = []
+    refused = (77, "", "mosqit-sync refused: this node is ACTIVE")
+    engine = make(calls, move=refused, rsync=(12, refused[2]))
+    _send(engine, _renamed_batch())
+    assert engine.state == "refused"
+    assert engine.dirty.moves == [Move("a", "b"), Move("d", "e", True)]
+
+
+def test_renames_of_unknown_fate_are_never_replayed(make: Any) -> None:
+    calls: Calls = []
+    broken = (255, "moved\n", "Connection reset")
+    engine = make(calls, move=broken, rsync=(255, "Connection reset"))
+    _send(engine, _renamed_batch())
+    # tried once, on the first address only (no rsync there: the peer went away); the
+    # batch goes to the other address, then back to the dirty set without them
+    assert [c[0] for c in calls] == ["move", "rsync"]
+    assert engine.state == "waiting-for-peer" and engine.dirty.moves == []
+    assert {"a", "b", "d"} <= engine.dirty.paths and "e" in engine.dirty.trees
+
+
+def test_renames_that_never_reached_the_peer_are_kept(make: Any) -> None:
+    calls: Calls = []
+    down = (255, "", "ssh: connect to host 10.0.0.2 port 22: Connection timed out")
+    engine = make(calls, move=down, rsync=down[::2])
+    _send(engine, _renamed_batch())
+    assert [c[0] for c in calls] == ["move", "move"]  # neither address answered
+    assert engine.dirty.moves == [Move("a", "b"), Move("d", "e", True)]
+
+
+def test_a_rename_touching_an_excluded_name_is_a_delete_and_a_send(make: Any) -> None:
+    engine = make([], move=(0, "", ""), rsync=(0, ""))
+    engine._absorb([Change("move", "x.tmp", "x"), Change("move", "p", "q", tree=True)], 1.0)
+    assert engine.dirty.moves == [Move("p", "q", True)]
+    assert {"x.tmp", "x", "p"} <= engine.dirty.paths

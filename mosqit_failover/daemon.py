@@ -205,8 +205,15 @@ class Agent:
             net = attachment.network
             source = str(attachment.address)
             target = str(peer.on(net).address)
+            # a LAN echo reply takes well under a millisecond: half an interval is
+            # plenty, and the third miss is known half an interval sooner
             prober = EchoProber(
-                f"peer-{net}", source, target, interval, self._reporter(EchoResult, net)
+                f"peer-{net}",
+                source,
+                target,
+                interval,
+                self._reporter(EchoResult, net),
+                timeout=interval / 2,
             )
             self.probes[f"peer-{net}"] = prober
             coros.append(prober.run())
@@ -414,14 +421,16 @@ class Agent:
         assert self._loop is not None
         self._said = []
         actions = self.core.reconfigure(new, self._loop.time(), stop_removed)
+        sync_said: list[str] = []
         if not any(isinstance(a, Decision) and a.kind == "refused" for a in actions):
             self.config = new
             for resource in new.resources:  # removed runners stay until their stop ran
                 self.runners[resource.name] = make_runner(resource)
+            sync_said = self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
         for action in actions:
             self._carry_out(action)
         refused = any(" refused: " in line for line in self._said)
-        return {"ok": not refused, "decisions": list(self._said)}
+        return {"ok": not refused, "decisions": [*self._said, *sync_said]}
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["command"]
@@ -451,7 +460,6 @@ RELOAD_FIXED = (
     "state_dir",
     "control_socket",
     "console",
-    "sync",
 )
 
 

@@ -5,13 +5,19 @@ described ("would write ..."); otherwise each change is recorded, in order,
 with how to undo it, *before* the wizard moves on. `rollback` undoes them in
 reverse order (a file gets its old content and mode back, or is removed if it
 did not exist) and returns one line per change saying whether it was undone,
-so the operator always learns exactly what is left changed.
+so the operator always learns exactly what is left changed. A file write cut
+off by a dropped connection is recorded as "perhaps" written (the rename may
+have happened: the file is whole, old or new), so it is named too.
+
+`Changes.hook`, when set, runs after each change is made and recorded (tests
+use it to break a connection between two nodes' writes); None normally.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from wizards.ssh import Session, SshError
 
@@ -24,6 +30,8 @@ class Change:
 
 
 class Changes:
+    hook: ClassVar[Callable[[Change], None] | None] = None
+
     def __init__(self, dry_run: bool = False, say: Callable[[str], None] = print) -> None:
         self.dry_run = dry_run
         self.done: list[Change] = []
@@ -47,7 +55,6 @@ class Changes:
         if not self._plan(session, f"write {path} ({len(text)} bytes, mode {mode:04o})"):
             return
         old_mode = session.mode(path) if old is not None else None
-        session.write_atomic(path, text, mode)
 
         def undo() -> None:
             if old is None:
@@ -55,7 +62,14 @@ class Changes:
             else:
                 session.write_atomic(path, old, old_mode or 0o644)
 
-        self.done.append(Change(session.label, f"wrote {path}", undo))
+        try:
+            session.write_atomic(path, text, mode)
+        except SshError:
+            if not session.alive:  # cut off: the rename may have happened or not
+                what = f"perhaps wrote {path} (the connection dropped during the write)"
+                self.done.append(Change(session.label, what, undo))
+            raise
+        self._record(Change(session.label, f"wrote {path}", undo))
 
     def run(self, session: Session, command: str, what: str, undo: str | None = None) -> None:
         """Run a command that changes the node; ``undo`` is the command that reverses it."""
@@ -69,7 +83,12 @@ class Changes:
             def undo_fn() -> None:
                 session.run(undo_cmd, check=True, timeout=120)
 
-        self.done.append(Change(session.label, what, undo_fn))
+        self._record(Change(session.label, what, undo_fn))
+
+    def _record(self, change: Change) -> None:
+        self.done.append(change)
+        if Changes.hook is not None:
+            Changes.hook(change)
 
     def rollback(self) -> list[str]:
         """Undo everything in reverse order; one line per change saying what happened."""

@@ -54,7 +54,10 @@ def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
     _login_flags(dep)
     dep.add_argument("--cluster", help="cluster (reserve) name")
     dep.add_argument("--vip", help="the service address, like 192.0.2.50")
-    dep.add_argument("--vip-interface", help="interface for the VIP (same name on both nodes)")
+    dep.add_argument(
+        "--vip-interface",
+        help="interface for the VIP on both nodes (named differently: vip_interface_NODE answers)",
+    )
     dep.add_argument("--switch-a", help="address that must answer on network A")
     dep.add_argument("--switch-b", help="address that must answer on network B")
     dep.add_argument(

@@ -54,8 +54,12 @@ def render_config(
     nodes: Sequence[str],
     preferred: str = "",
     secret_file: str = "/etc/mosqit-failover/secret",
+    vip_interfaces: Mapping[str, str] | None = None,
 ) -> str:
-    """The config file the deploy wizard writes to both nodes (validated)."""
+    """The config file the deploy wizard writes to both nodes (validated).
+
+    ``vip_interfaces`` (by node) gives a node whose VIP interface is not
+    ``vip_interface`` its own ``nodes.NAME.vip_interface``."""
     parts = [
         "# mosqit-failover pair, written by `mosqit-failover wizard deploy`.\n"
         "# Identical on both nodes; change resources with `mosqit-failover wizard resources`.\n",
@@ -76,6 +80,9 @@ def render_config(
         parts.append("")
     for node in nodes:
         parts.append(f"[nodes.{node}]")
+        own = (vip_interfaces or {}).get(node, vip_interface)
+        if own != vip_interface:
+            parts.append(f"vip_interface = {toml_value(own)}")
         for net in networks:
             port = net.ports[node]
             parts.append(

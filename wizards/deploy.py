@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from mosqit_failover.authkeys import generate_secret_text
 from wizards import checks, configedit
 from wizards.changes import Changes
 from wizards.prompts import AnswerError, Asker, non_empty
-from wizards.ssh import KnownHosts, Login, Session, SshError, connect
+from wizards.ssh import AuthError, KnownHosts, Login, Session, SshError, connect
 
 CONFIG_PATH = "/etc/mosqit-failover/mosqit-failover.toml"
 SECRET_PATH = "/etc/mosqit-failover/secret"
@@ -40,6 +40,7 @@ UNIT_SOURCES = (
     Path(sys.prefix) / "share" / "mosqit-failover" / UNIT,
 )
 UNIT_SOURCE = next((p for p in UNIT_SOURCES if p.exists()), UNIT_SOURCES[0])
+LOGIN_TRIES = 3  # password tries per node in interactive mode
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -123,13 +124,45 @@ def open_sessions(asker: Asker, known: KnownHosts) -> dict[str, Session]:
     sessions: list[Session] = []
     try:
         for label, host in zip(("node1", "node2"), hosts, strict=True):
-            sessions.append(connect(label, host, login, known, decide))
+            session = log_in(asker, label, host, login, known, decide)
+            login = session.login  # the password that worked is tried first on the other node
+            sessions.append(session)
             asker.say(f"connected to {host}")
     except BaseException:
         for session in sessions:
             session.close()
         raise
     return {s.label: s for s in sessions}
+
+
+def log_in(
+    asker: Asker,
+    label: str,
+    host: str,
+    login: Login,
+    known: KnownHosts,
+    decide: Callable[[str, str, str | None], bool],
+) -> Session:
+    """Connect to one node; in interactive mode a refused password may be typed again."""
+    for attempt in range(1, LOGIN_TRIES + 1):
+        try:
+            return connect(label, host, login, known, decide)
+        except AuthError as error:
+            if not asker.interactive or login.password is None or attempt == LOGIN_TRIES:
+                if attempt > 1:
+                    raise AuthError(f"{error} ({attempt} tries)") from None
+                raise
+            asker.say(f"  {error}")
+            asker.answers.pop("password", None)  # a given password was wrong: ask
+            password = asker.ask(
+                "password",
+                f"Password of {login.user} on {host} (try {attempt + 1} of {LOGIN_TRIES})",
+                str,
+                None,
+                True,
+            )
+            login = replace(login, password=password)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -141,7 +174,7 @@ class Plan:
     networks: list[checks.Network]
     cluster: str
     vip: ipaddress.IPv4Interface
-    vip_interface: str
+    vip_interfaces: dict[str, str]  # by node name
     config: str
 
 
@@ -246,26 +279,58 @@ def ask_vip_interface(
     facts: dict[str, checks.Facts],
     networks: list[checks.Network],
     vip: ipaddress.IPv4Interface,
-) -> str:
+) -> dict[str, str]:
+    """The VIP interface of each node: one question, or one per node when the names differ.
+
+    When both nodes name their port on the VIP's network alike, one name is asked
+    (``vip_interface``) and must exist on both; otherwise each node is asked for
+    its own (``vip_interface_NODE``, default: its port on the VIP's network).
+    """
     ports = {n: {net.ports[n].interface for net in networks} for n in facts}
     offered = sorted(set.intersection(*ports.values()))
     vip_net = next(n for n in networks if vip.ip in n.subnet)
-    own = {p.interface for p in vip_net.ports.values()}
-    default = own.pop() if len(own) == 1 else (offered[0] if offered else None)
+    own = {n: p.interface for n, p in vip_net.ports.items()}
 
-    def check(text: str) -> str:
-        for node, names in ports.items():
-            if text not in names:
-                have = ", ".join(sorted(facts[node].interfaces))
-                raise ValueError(
-                    f"interface {text!r} is missing on {node} (it has {have}; the network ports "
-                    f"are {', '.join(sorted(names))}): choose one of {', '.join(offered) or '-'}"
-                )
-        return text
+    def check_on(nodes: list[str], fix: str) -> Callable[[str], str]:
+        def check(text: str) -> str:
+            for node in nodes:
+                if text not in ports[node]:
+                    have = ", ".join(sorted(facts[node].interfaces))
+                    raise ValueError(
+                        f"interface {text!r} is missing on {node} (it has {have}; the network "
+                        f"ports are {', '.join(sorted(ports[node]))}): {fix}"
+                    )
+            return text
 
-    return asker.ask(
-        "vip_interface", f"Interface for the VIP ({', '.join(offered)})", check, default
+        return check
+
+    if len(set(own.values())) == 1:
+        fix = f"choose one of {', '.join(offered) or '-'}"
+        name = asker.ask(
+            "vip_interface",
+            f"Interface for the VIP ({', '.join(offered)})",
+            check_on(list(facts), fix),
+            next(iter(own.values())),
+        )
+        return {node: name for node in facts}
+    asker.say(
+        f"The nodes name their port on network {vip_net.name.upper()} differently ("
+        + ", ".join(f"{n} {i}" for n, i in own.items())
+        + "): the VIP interface is asked per node."
     )
+    chosen = {}
+    for node in facts:
+        key = f"vip_interface_{node}"
+        if not asker.given(key) and asker.given("vip_interface"):
+            key = "vip_interface"  # one name given for both: it must exist on each
+        fix = f"choose one of {', '.join(sorted(ports[node]))} (answer vip_interface_{node})"
+        chosen[node] = asker.ask(
+            key,
+            f"Interface for the VIP on {node} ({', '.join(sorted(ports[node]))})",
+            check_on([node], fix),
+            own[node],
+        )
+    return chosen
 
 
 def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
@@ -281,9 +346,16 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     check_networks(asker, sessions, facts, networks)
     cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
     vip = ask_vip(asker, sessions, networks)
-    vip_interface = ask_vip_interface(asker, facts, networks, vip)
-    config = configedit.render_config(cluster, networks, vip, vip_interface, list(sessions))
-    return Plan(sessions, facts, networks, cluster, vip, vip_interface, config)
+    vip_interfaces = ask_vip_interface(asker, facts, networks, vip)
+    first = vip_interfaces[next(iter(sessions))]
+    config = configedit.render_config(
+        cluster, networks, vip, first, list(sessions), vip_interfaces=vip_interfaces
+    )
+    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config)
+
+
+def _pairs(by_node: dict[str, str]) -> str:
+    return ", ".join(f"{node} {value}" for node, value in by_node.items())
 
 
 def _ip_or_none(host: str) -> ipaddress.IPv4Address | None:
@@ -431,7 +503,9 @@ def deploy(
             return 0
         roles = wait_pair(plan.sessions)
         asker.say("The pair is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
-        asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {plan.vip_interface}")
+        where = set(plan.vip_interfaces.values())
+        on = where.pop() if len(where) == 1 else _pairs(plan.vip_interfaces)
+        asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {on}")
         if then is not None:
             changes.done.clear()  # the pair stands; the resource wizard rolls back its own
             then(plan.sessions, changes)

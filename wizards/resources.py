@@ -7,25 +7,27 @@ Guarantees:
   or script must exist on both; a directory must be absolute and exist on
   the active node);
 - the new config is written to both nodes atomically (temporary file +
-  rename on each); if the second write fails the first node is rolled back,
-  and the operator is told if that rollback failed too;
-- the agents are then told to reload (`mosqit-failover reload`): an added
-  resource starts on the active node only, a removed one is stopped only
-  with ``stop_removed``. A change of [[sync]] cannot be reloaded: the agents
-  are restarted in place under maintenance mode (no switchover).
+  rename on each); if the second write fails (even by a connection that
+  drops) the first node is rolled back, and the operator is told exactly
+  what was written and undone on each node, and what could not be;
+- the agents are then told to reload (`mosqit-failover reload`, the standby
+  first): an added resource starts on the active node only, a removed one is
+  stopped only with ``stop_removed``; an added synced directory starts with a
+  full sync on the active node, a removed one stops being pushed (the
+  standby's copy is left as it is). No agent restarts, nothing switches over.
 """
 
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mosqit_failover import config as configuration
 from wizards import configedit
-from wizards.deploy import CONFIG_PATH, UNIT, WizardError, check_name, node_status
+from wizards.changes import Changes
+from wizards.deploy import CONFIG_PATH, WizardError, check_name, node_status
 from wizards.prompts import Asker, non_empty
 from wizards.ssh import Session, SshError
 
@@ -193,30 +195,31 @@ def validate_dir(pair: Pair, path: str) -> None:
         raise WizardError(f"{path} does not exist on {where} (the active node): create it first")
 
 
-def write_both(pair: Pair, new_text: str) -> None:
-    """Write the config to both nodes (atomic on each); roll the first back if the second fails."""
+def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
+    """Write the config to both nodes (atomic on each); roll back if the second fails."""
     for name, session in pair.sessions.items():
         if session.read(CONFIG_PATH) != pair.text:
             raise WizardError(
                 f"{CONFIG_PATH} on {name} changed while the wizard ran: nothing was written; re-run"
             )
-    written: list[Session] = []
+    changes = Changes(say=say)
     for session in pair.sessions.values():
         try:
-            session.write_atomic(CONFIG_PATH, new_text, 0o644)
+            changes.write_file(session, CONFIG_PATH, new_text, 0o644)
         except SshError as error:
-            undone = []
-            for done in written:
-                try:
-                    done.write_atomic(CONFIG_PATH, pair.text, 0o644)
-                    undone.append(f"{done.label}: the old config is back")
-                except SshError as again:
-                    undone.append(f"{done.label}: NOT rolled back ({again}); it has the NEW config")
-            raise WizardError(
-                f"writing the config to {session.label} failed ({error}); "
-                + ("; ".join(undone) or "nothing was changed")
-            ) from None
-        written.append(session)
+            lines = changes.rollback()
+            report = [f"writing the new config to {session.label} failed: {error}"]
+            if lines:
+                report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
+            if any(": NOT undone: " in line for line in lines):
+                report.append(
+                    "Left changed: what is marked NOT undone (put the old config back by hand, "
+                    "or re-run once the node is reachable: the wizard refuses to go on while "
+                    "the configs differ); no agent was told to reload."
+                )
+            else:
+                report.append("No node is left changed; no agent was told to reload.")
+            raise WizardError("\n".join(report)) from None
 
 
 def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:
@@ -236,36 +239,11 @@ def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) ->
             )
 
 
-def restart_in_place(pair: Pair, say: Callable[[str], None]) -> None:
-    """Restart both agents without a switchover: maintenance on, restart, maintenance off."""
-    active = pair.active
-    order = sorted(pair.sessions, key=lambda n: n == active)  # standby first
-    base = f"mosqit-failover {{}} --config {CONFIG_PATH}"
-    for name in order:
-        pair.sessions[name].run(base.format("maintenance on"), check=True)
-    for name in order:
-        session = pair.sessions[name]
-        say(f"  {name}: restarting the agent (maintenance mode, services untouched)")
-        session.run(f"systemctl restart {UNIT}", check=True, timeout=180)
-        deadline = time.monotonic() + 30
-        while node_status(session) is None:
-            if time.monotonic() > deadline:
-                raise WizardError(f"{name}: the agent did not come back; see journalctl there")
-            time.sleep(0.2)
-        if name != active:
-            session.run(base.format("maintenance on"), check=True)
-    for name in order:
-        pair.sessions[name].run(base.format("maintenance off"), check=True)
-
-
 def apply(pair: Pair, new_text: str, stop_removed: bool, say: Callable[[str], None]) -> Pair:
-    new_cfg = configuration.parse(new_text, "the edited config")
-    write_both(pair, new_text)
+    configuration.parse(new_text, "the edited config")
+    write_both(pair, new_text, say)
     say("config written to both nodes")
-    if new_cfg.sync != pair.config.sync:
-        restart_in_place(pair, say)
-    else:
-        reload_agents(pair, stop_removed, say)
+    reload_agents(pair, stop_removed, say)
     return read_pair(pair.sessions)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shlex
 import socket
@@ -27,6 +28,9 @@ from pathlib import Path
 import paramiko
 
 DEFAULT_KNOWN_HOSTS = Path("~/.config/mosqit-failover/known_hosts")
+# paramiko logs a dropped connection on its own ("Socket exception: ..."); the wizard's
+# message says it with the node and the fix, so paramiko's log lines stay out of the output
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # (host, fingerprint now, fingerprint stored before or None when never seen) -> accept?
 HostKeyDecision = Callable[[str, str, str | None], bool]
@@ -34,6 +38,10 @@ HostKeyDecision = Callable[[str, str, str | None], bool]
 
 class SshError(Exception):
     """A node could not be reached, logged into or talked to; the message says why and how."""
+
+
+class AuthError(SshError):
+    """The node refused the login (wrong password or key): worth another try."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ class Session:
             raise
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise SshError(
-                f"the connection to {self.label} ({self.host}) dropped ({error or 'closed'}): "
+                f"the connection to {self.label} ({self.host}) dropped ({str(error) or 'closed'}): "
                 "check that the node is up and reachable, then re-run"
             ) from None
         result = Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
@@ -310,7 +318,7 @@ def _authenticate(where: str, transport: paramiko.Transport, login: Login) -> No
         ) from None
     except paramiko.AuthenticationException:
         how = "password" if login.password is not None else "key"
-        raise SshError(
+        raise AuthError(
             f"login as {login.user} on {where} refused: wrong {how}. Check the {how} "
             f"(and that {login.user} may log in over ssh), then re-run"
         ) from None

@@ -4,11 +4,16 @@ Password login is enabled inside the lab nodes only (their own
 /etc/ssh/sshd_config.d and root password, in the nodes' overlays); the
 wizard runs with a temporary HOME, so its known_hosts is a temp file. The
 tests run in order: interactive deploy (pseudo-terminal), unattended deploy,
-the resource wizard while the pair serves, then the bad-input cases.
+the resource wizard while the pair serves (a synced directory added and
+removed by reload, no agent restart), then the bad-input cases: a wrong
+password typed again, the connection to the second node dropping between the
+two nodes' config writes, and nodes naming their VIP port differently.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +27,7 @@ import pytest
 from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import LabPlan
 
 pytestmark = pytest.mark.lab
@@ -35,6 +41,9 @@ EXTRA_UNIT = "mqwiz-extra.service"
 def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
     """sshd with password login in both nodes, mosqit-failover installed; a temp HOME."""
     binary = Path(sys.executable).parent / "mosqit-failover"
+    for name in ("beta", "alpha"):  # agents and epochs left by other tests: a fresh pair
+        lab[name].systemctl("disable", "--now", deploy.UNIT, check=False, timeout=60)
+        lab[name].run(["rm", "-rf", "/var/lib/mosqit-failover"], check=False)
     for node in lab.nodes.values():
         node.write_file(
             "/etc/ssh/sshd_config.d/mqwiz-lab.conf",
@@ -42,6 +51,7 @@ def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
         )
         node.run(["chpasswd"], input=f"root:{PASSWORD}\n")
         node.start_sshd()
+        node.systemctl("restart", "ssh.service")  # one left running by other tests: new config
         node.run(["ln", "-sfn", str(binary), "/usr/local/bin/mosqit-failover"])
     home = tmp_path_factory.mktemp("wizard-home")
     try:
@@ -53,21 +63,29 @@ def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
             lab[name].run(["rm", "-f", "/etc/ssh/sshd_config.d/mqwiz-lab.conf"], check=False)
 
 
-def _argv(plan: LabPlan, home: Path, *args: str) -> list[str]:
+def _argv(
+    plan: LabPlan, home: Path, *args: str, entry: tuple[str, ...] = ("-m", "wizards.cli")
+) -> list[str]:
     return [
         "ip", "netns", "exec", plan.client_ns, "env", f"HOME={home}",
-        f"PYTHONPATH={plan.project_dir}", sys.executable, "-m", "wizards.cli", *args,
+        f"PYTHONPATH={plan.project_dir}", sys.executable, *entry, *args,
     ]  # fmt: skip
 
 
 def wizard(
-    plan: LabPlan, home: Path, *args: str, password: str | None = PASSWORD
+    plan: LabPlan,
+    home: Path,
+    *args: str,
+    password: str | None = PASSWORD,
+    entry: tuple[str, ...] = ("-m", "wizards.cli"),
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MOSQIT_WIZARD_PASSWORD"}
     if password is not None:
         env["MOSQIT_WIZARD_PASSWORD"] = password
+    env.update(extra_env or {})
     return subprocess.run(
-        _argv(plan, home, *args),
+        _argv(plan, home, *args, entry=entry),
         capture_output=True,
         text=True,
         timeout=120,
@@ -75,6 +93,23 @@ def wizard(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def dialog(argv: list[str], steps: list[tuple[str, str | None]]) -> tuple[int | None, str]:
+    """Run a wizard at a pseudo-terminal: wait for each prompt, type the reply (None: none).
+
+    The password comes from the dialog only. Returns (exit status, the last output)."""
+    env = {k: v for k, v in os.environ.items() if k != "MOSQIT_WIZARD_PASSWORD"}
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=60, env=env)
+    try:
+        for prompt, reply in steps:
+            child.expect(prompt)
+            if reply is not None:
+                child.sendline(reply)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    return child.exitstatus, str(child.before)
 
 
 NODES = ("--node1", "10.231.1.11", "--node2", "10.231.1.12")
@@ -92,12 +127,9 @@ def answers(home: Path, extra: str = "") -> Path:
 
 def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
     lab, home = pair
-    child = pexpect.spawn(
-        _argv(lab.plan, home, "deploy")[0], _argv(lab.plan, home, "deploy")[1:],
-        encoding="utf-8", timeout=60,
-    )  # fmt: skip
-    try:
-        for prompt, reply in [
+    status, before = dialog(
+        _argv(lab.plan, home, "deploy"),
+        [
             ("first node", "10.231.1.11"),
             ("second node", "10.231.1.12"),
             ("Log in as", ""),
@@ -116,14 +148,9 @@ def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
             ("missing on alpha", None),
             ("Interface for the VIP", ""),
             ("What now", "done"),
-        ]:
-            child.expect(prompt)
-            if reply is not None:
-                child.sendline(reply)
-        child.expect(pexpect.EOF)
-    finally:
-        child.close()
-    assert child.exitstatus == 0, child.before
+        ],
+    )
+    assert status == 0, before
     roles = deploy.roles(lab.nodes)
     assert sorted(roles.values()) == ["ACTIVE", "STANDBY"]
     configs = {n.read_file(CONFIG) for n in lab.nodes.values()}
@@ -191,39 +218,80 @@ def test_resources_while_serving(pair: tuple[Lab, Path]) -> None:
     for node in lab.nodes.values():
         node.write_file(f"/etc/systemd/system/{EXTRA_UNIT}", unit)
         node.systemctl("daemon-reload")
-    lab[active].run(["mkdir", "-p", "/srv/wiz"])
+    lab[active].run(["mkdir", "-p", "/srv/wiz", "/srv/wiz2"])
     lab[active].write_file("/srv/wiz/a.txt", "hello\n")
-    with Probe(lab.plan, duration=90) as probe:
+    lab[active].write_file("/srv/wiz2/b.txt", "second\n")
+    pids = {n: _agent_pid(node) for n, node in lab.nodes.items()}
+    since = time.time()
+    with Probe(lab.plan, duration=180) as probe:
         time.sleep(0.5)
         t0 = time.time()
         steps = [
             ("--add-unit", EXTRA_UNIT, "--name", "extra"),
-            ("--add-dir", "/srv/wiz", "--exclude", "*.tmp"),
+            ("--add-dir", "/srv/wiz", "--exclude", "*.tmp"),  # the first: the sync starts
+            ("--add-dir", "/srv/wiz2"),  # beside a running one: one more engine
             ("--move", "extra", "--to", "1"),
-            ("--remove", "/srv/wiz"),
+            ("--remove", "/srv/wiz"),  # its engine stops, the other goes on
+            ("--remove", "/srv/wiz2"),  # the last: the sync stops
             ("--remove", "extra", "--stop-removed"),
         ]
+        marks: list[tuple[float, str]] = []
         for step in steps:
+            marks.append((time.time(), " ".join(step)))
             result = wizard(lab.plan, home, "resources", *NODES, *step)
             assert result.returncode == 0, result.stdout + result.stderr
             if step[0] == "--add-unit":
                 assert lab[active].is_active(EXTRA_UNIT)
                 assert not lab[standby].is_active(EXTRA_UNIT)
             if step[0] == "--add-dir":
+                copy = {"/srv/wiz": "/srv/wiz/a.txt", "/srv/wiz2": "/srv/wiz2/b.txt"}[step[1]]
                 deadline = time.monotonic() + 10
-                while lab[standby].run(["cat", "/srv/wiz/a.txt"], check=False).returncode:
-                    assert time.monotonic() < deadline, "the directory was not synced"
+                while lab[standby].run(["cat", copy], check=False).returncode:
+                    assert time.monotonic() < deadline, f"{step[1]} was not synced"
+                    time.sleep(0.2)
+            if step == ("--add-dir", "/srv/wiz2"):
+                assert "added /srv/wiz2 (full sync first)" in result.stdout, result.stdout
+            if step == ("--remove", "/srv/wiz"):
+                assert "stopped /srv/wiz (the copy on" in result.stdout, result.stdout
+                lab[active].write_file("/srv/wiz/after.txt", "not pushed\n")
+                lab[active].write_file("/srv/wiz2/after.txt", "pushed\n")
+                deadline = time.monotonic() + 10
+                while lab[standby].run(["cat", "/srv/wiz2/after.txt"], check=False).returncode:
+                    assert time.monotonic() < deadline, "/srv/wiz2 is no longer synced"
                     time.sleep(0.2)
         t1 = time.time()
         time.sleep(0.5)
         gap = probe.longest_gap_ms(t0, t1)
+        heard = [t0, *(a.recv for a in probe.snapshot(t0, t1)), t1]
+        silent_from = max(itertools.pairwise(heard), key=lambda p: p[1] - p[0])[0]
+        during = [what for at, what in marks if at <= silent_from][-1:]
         who = probe.who_answered(t0, t1)
     assert not lab[active].is_active(EXTRA_UNIT)
+    # the sync was reconfigured in place: no agent restarted on either node
+    assert {n: _agent_pid(node) for n, node in lab.nodes.items()} == pids
+    for name, node in lab.nodes.items():
+        lines = [str(e.get("MESSAGE")) for e in node.journal(unit=deploy.UNIT, since=since)]
+        restarts = [m for m in lines if m.startswith(("agent starting", "agent stopped"))]
+        restarts += [m for m in lines if m.startswith(("Started ", "Stopping ", "Stopped "))]
+        assert restarts == [], f"{name}: {restarts}"
+    synced = [m for m in _messages(lab[active], since) if m.startswith("sync reconfigured")]
+    assert len(synced) == 3, synced  # /srv/wiz2 added, /srv/wiz stopped, /srv/wiz2 stopped
+    # a removed directory is left as it is on the standby, and no longer pushed
+    assert lab[standby].read_file("/srv/wiz/a.txt") == "hello\n"
+    assert lab[standby].run(["test", "-e", "/srv/wiz/after.txt"], check=False).returncode
     assert set(who) == {active}, who
-    assert gap < 1000, f"client saw a {gap:.0f} ms gap"
+    assert gap < 1000, f"client saw a {gap:.0f} ms gap, {silent_from - t0:.1f}s in, during {during}"
     cfg = lab[active].read_file(CONFIG)
     assert "extra" not in cfg and "/srv/wiz" not in cfg and lab.plan.demo_unit in cfg
-    print(f"resource wizard: 5 changes, longest client gap {gap:.0f} ms")
+    print(f"resource wizard: {len(steps)} changes, no restart, longest client gap {gap:.0f} ms")
+
+
+def _agent_pid(node: Node) -> str:
+    return node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
+
+
+def _messages(node: Node, since: float) -> list[str]:
+    return [str(e.get("MESSAGE")) for e in node.journal(identifier="mosqit-failover", since=since)]
 
 
 def _unchanged(lab: Lab, before: dict[str, str]) -> None:
@@ -269,3 +337,121 @@ def test_bad_input(pair: tuple[Lab, Path]) -> None:
     r = run("resources", "--list", *NODES, "--accept-changed-host-key", "10.231.1.11")
     assert r.returncode == 0 and "demo" in r.stdout, r.stderr
     _unchanged(lab, before)
+
+
+def test_wrong_password_is_asked_again(pair: tuple[Lab, Path]) -> None:
+    lab, home = pair
+    argv = _argv(lab.plan, home, "resources", *NODES, "--user", "root", "--port", "22")
+    status, before = dialog(
+        argv,
+        [
+            ("Log in with", "password"),
+            ("Password of root", "wrong-1"),
+            ("refused: wrong password", None),
+            (r"Password of root on 10.231.1.11 \(try 2 of 3\)", "wrong-2"),
+            (r"\(try 3 of 3\)", PASSWORD),
+            ("connected to 10.231.1.12", None),  # the password that worked, on node2 too
+            ("What now", "done"),
+        ],
+    )
+    assert status == 0, before
+
+
+DROP_DRIVER = """
+import json, os, subprocess, sys
+from wizards import changes, cli
+
+fired = []
+
+def drop_beta(change):
+    if change.node == "alpha" and change.what.startswith("wrote") and not fired:
+        fired.append(change)
+        subprocess.run(json.loads(os.environ["MQWIZ_DROP"]), check=True)
+        print("[test] the ssh connection to beta was killed", flush=True)
+
+changes.Changes.hook = drop_beta
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+# in beta: kill the sshd processes serving the client's (the wizard's) connection
+KILL_SESSION = (
+    "pids=$(ss -Htnp state established '( sport = :22 )' dst 10.231.1.100 "
+    "| grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); test -n \"$pids\" && kill -9 $pids"
+)
+
+
+def test_connection_dropping_between_the_two_writes(pair: tuple[Lab, Path]) -> None:
+    """The first node is written, then beta's sshd session is killed: alpha is rolled back."""
+    lab, home = pair
+    before = {n: node.read_file(CONFIG) for n, node in lab.nodes.items()}
+    driver = home / "drop_driver.py"
+    driver.write_text(DROP_DRIVER)
+    kill = json.dumps(lab["beta"].nsenter(["sh", "-c", KILL_SESSION]))
+    r = wizard(
+        lab.plan, home, "resources", *NODES, "--add-unit", EXTRA_UNIT, "--name", "extra",
+        entry=(str(driver),), extra_env={"MQWIZ_DROP": kill},
+    )  # fmt: skip
+    assert "the ssh connection to beta was killed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (
+        "writing the new config to beta failed: the connection to beta (10.231.1.12) dropped"
+        in r.stderr
+    ), r.stderr
+    assert (
+        "What was changed and undone:\n"
+        "  alpha: undone: wrote /etc/mosqit-failover/mosqit-failover.toml\n"
+        "No node is left changed; no agent was told to reload." in r.stderr
+    ), r.stderr
+    _unchanged(lab, before)
+    assert not any(node.is_active(EXTRA_UNIT) for node in lab.nodes.values())
+    print(f"connection drop: {r.stderr.strip()}")
+
+
+def _rename(node: Node, old: str, new: str) -> None:
+    node.run(["ip", "link", "set", old, "down"])
+    node.run(["ip", "link", "set", old, "name", new])
+    node.run(["ip", "link", "set", new, "up"])
+
+
+def test_nodes_naming_the_vip_port_differently(pair: tuple[Lab, Path]) -> None:
+    """beta's port on network A is lan0: each node gets its own VIP interface, and serves."""
+    lab, home = pair
+    for name in ("beta", "alpha"):
+        lab[name].systemctl("stop", deploy.UNIT, timeout=60)
+    _rename(lab["beta"], "eth0", "lan0")
+    try:
+        r = wizard(lab.plan, home, "deploy", "--unattended", "--answers", str(answers(home)))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "name their port on network A differently (alpha eth0, beta lan0)" in r.stdout
+        assert "VIP 10.231.1.50/24 on alpha eth0, beta lan0" in r.stdout, r.stdout
+        cfg = lab["alpha"].read_file(CONFIG)
+        assert cfg == lab["beta"].read_file(CONFIG) and 'vip_interface = "lan0"' in cfg
+        roles = deploy.wait_pair(lab.nodes)
+        if roles["beta"] != "ACTIVE":
+            lab["alpha"].run(["mosqit-failover", "switchover", "--config", CONFIG])
+            deploy.wait_roles(lab.nodes, {"alpha": "STANDBY", "beta": "ACTIVE"}, timeout=30)
+        held = lab["beta"].run(["ip", "-4", "-o", "addr", "show", "dev", "lan0"]).stdout
+        assert "10.231.1.50/24" in held, held
+        ping = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                lab.plan.client_ns,
+                "ping",
+                "-c",
+                "3",
+                "-W",
+                "1",
+                "10.231.1.50",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ping.returncode == 0, ping.stdout
+    finally:
+        for name in ("alpha", "beta"):
+            lab[name].systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        lab["beta"].run(["ip", "addr", "del", "10.231.1.50/24", "dev", "lan0"], check=False)
+        _rename(lab["beta"], "lan0", "eth0")

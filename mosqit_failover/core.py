@@ -233,7 +233,13 @@ class Core:
             parts[1] = f"removed {', '.join(removed)}" + (
                 " (stopping them)" if stop_removed else " (left running, no longer managed)"
             )
-        summary = "; ".join(p for p in parts if p) or "no resource changed"
+        old_dirs = {d.path for d in self.config.sync}
+        new_dirs = {d.path for d in config.sync}
+        if new_dirs - old_dirs:
+            parts.append(f"sync added {', '.join(sorted(new_dirs - old_dirs))}")
+        if old_dirs - new_dirs:
+            parts.append(f"sync removed {', '.join(sorted(old_dirs - new_dirs))}")
+        summary = "; ".join(p for p in parts if p) or "no resource or synced directory changed"
         steps: list[PlanStep] = []
         if self.role is A:
             if config.sync and not had_sync:

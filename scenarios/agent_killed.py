@@ -10,7 +10,7 @@ def play(run: Run) -> None:
     kinds = run.kinds(run.active)
     run.expect(kinds[:2] == ["adopt", "reclaim"], f"the restarted agent decided {kinds}")
     run.expect("promote" not in run.kinds(run.standby), "the standby promoted")
-    run.expect(run.probe.longest_gap_ms(run.started) < 500, "the service stopped")
+    run.expect(run.probe.longest_gap_ms(run.fault_at) < 500, "the service stopped")
 
 
 SCENARIO = LabScenario(

@@ -9,7 +9,7 @@ def play(run: Run) -> None:
     run.cut_between(("a",), broken=False)
     run.wait(2)
     run.expect(run.roles() == {run.active: "ACTIVE", run.standby: "STANDBY"}, "roles changed")
-    run.expect(run.probe.longest_gap_ms(run.started) < 300, "the client saw an outage")
+    run.expect(run.probe.longest_gap_ms(run.fault_at) < 300, "the client saw an outage")
 
 
 SCENARIO = LabScenario(

@@ -13,7 +13,7 @@ def play(run: Run) -> None:
     run.wait_roles({run.active: "ACTIVE", run.standby: "STANDBY"})
     run.wait(3)
     run.expect("automatic" in run.kinds(run.active), "the active did not return to automatic")
-    run.expect(run.probe.longest_gap_ms(run.started) < 500, "the client lost the service")
+    run.expect(run.probe.longest_gap_ms(run.fault_at) < 500, "the client lost the service")
 
 
 SCENARIO = LabScenario(

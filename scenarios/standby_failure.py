@@ -9,7 +9,10 @@ def play(run: Run) -> None:
     run.reconnect(run.standby)
     run.wait_roles({run.active: "ACTIVE", run.standby: "STANDBY"}, timeout=20)
     run.expect(run.probe.longest_gap_ms(run.fault_at) < 300, "the client saw an outage")
-    run.expect(set(run.probe.who_answered(run.fault_at or run.started)) == {run.active}, "someone else answered")
+    run.expect(
+        set(run.probe.who_answered(run.fault_at or run.started)) == {run.active},
+        "someone else answered",
+    )
 
 
 SCENARIO = LabScenario(

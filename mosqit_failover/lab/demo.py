@@ -171,7 +171,9 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
                 time.sleep(1.0)
                 _show_case(lab, probe, case, t0, t_fault, time.time())
                 new_active, new_standby = _active_standby(lab)
-                _show_sync(lab, new_active, new_standby, f"after-case-{CASES.index(case) + 1}.txt")
+                _show_sync(
+                    lab, new_active, new_standby, f"after-case-{case.title.split('.')[0]}.txt"
+                )
                 _say()
         _say("all cases done")
         return 0

@@ -122,6 +122,12 @@ class RunPlan:
     steps: tuple[PlanStep, ...]
 
 
+def step_name(step: object) -> str:
+    """A step as operators read it: its kind, and the resource it is about."""
+    resource = getattr(step, "name", None)
+    return f"{type(step).__name__}({resource})" if resource else type(step).__name__
+
+
 PlanStep = (
     PersistState
     | ClaimVip

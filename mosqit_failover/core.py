@@ -46,6 +46,7 @@ from mosqit_failover.actions import (
     StartSync,
     StopResource,
     StopSync,
+    step_name,
 )
 from mosqit_failover.config import Config
 from mosqit_failover.events import (
@@ -250,10 +251,7 @@ class Core:
                 steps.append(StopSync())
         out.append(self._decision("reconfigure", f"config reloaded: {summary}"))
         if steps:
-            self._plan_number += 1
-            self._pending = list(steps)
-            self._plan_live = True
-            out.append(RunPlan(self._plan_number, tuple(steps)))
+            out.append(self._launch(steps))
         return out
 
     def snapshot(self, now: float) -> dict[str, object]:
@@ -322,12 +320,12 @@ class Core:
                 self._plan_live = False
                 self._pending = []
                 if self.role is A:  # a reconfiguration step: the service itself stays up
-                    what = f"{_step_name(action)} failed after a reload: {error}"
+                    what = f"{step_name(action)} failed after a reload: {error}"
                     out.append(self._decision("reconfigure-failed", what))
                     out.append(Alert("reconfigure-failed", f"{self.node}: {what}"))
                     return None
                 return Verdict(
-                    Trigger.PLAN_FAILED, "plan-failed", f"{_step_name(action)} failed: {error}"
+                    Trigger.PLAN_FAILED, "plan-failed", f"{step_name(action)} failed: {error}"
                 )
             case Tick():
                 pass
@@ -657,7 +655,6 @@ class Core:
         return out
 
     def _start_plan(self, now: float) -> RunPlan:
-        self._plan_number += 1
         if self.role is P:
             steps: list[PlanStep] = [PersistState(self.epoch, A), ClaimVip(), SendGarp()]
             steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
@@ -667,9 +664,14 @@ class Core:
             steps += [StopResource(r.name) for r in reversed(self.config.resources)]
             steps += [StopSync()] if self.config.sync else []
             steps += [ReleaseVip(), PersistState(self.epoch, W)]
+        self._retry_at = NEVER
+        return self._launch(steps)
+
+    def _launch(self, steps: list[PlanStep]) -> RunPlan:
+        """Hand the executor a new plan; it supersedes any plan still running."""
+        self._plan_number += 1
         self._pending = list(steps)
         self._plan_live = True
-        self._retry_at = NEVER
         return RunPlan(self._plan_number, tuple(steps))
 
     def _decision(self, kind: str, reason: str, old: Role | None = None) -> Decision:
@@ -732,9 +734,3 @@ class Core:
             f"restarted holding {held} but last role was {inventory.last_role.value}: "
             "releasing them",
         )
-
-
-def _step_name(action: object) -> str:
-    name = type(action).__name__
-    resource = getattr(action, "name", None)
-    return f"{name}({resource})" if resource else name

@@ -99,7 +99,7 @@ class Agent:
         self.peerlink = PeerLink(config, node, keyring, self._peer_message, log)
         self.plans = PlanRunner(self._execute, self.feed)
         self.recent: collections.deque[str] = collections.deque(maxlen=50)
-        self._said: list[str] = []  # decision lines of the event being handled
+        self._said: list[Decision] = []  # decisions of the command being handled
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._core: Core | None = None
@@ -290,7 +290,7 @@ class Agent:
                 if action.role is Role.ACTIVE and action.old_role is not Role.ACTIVE:
                     self.failovers += 1
                 self.recent.append(f"{time.strftime('%H:%M:%S')} {action.text}")
-                self._said.append(action.text)
+                self._said.append(action)
                 self.notifier.status(self._status_words())
             case RunPlan():
                 self.plans.submit(action)
@@ -429,8 +429,7 @@ class Agent:
             sync_said = self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
         for action in actions:
             self._carry_out(action)
-        refused = any(" refused: " in line for line in self._said)
-        return {"ok": not refused, "decisions": [*self._said, *sync_said]}
+        return self._reply([*(d.text for d in self._said), *sync_said])
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["command"]
@@ -446,8 +445,12 @@ class Agent:
             }
         self._said = []
         self.feed(OperatorCommand(command))
-        refused = any(" refused: " in line for line in self._said)
-        return {"ok": not refused, "decisions": list(self._said)}
+        return self._reply([d.text for d in self._said])
+
+    def _reply(self, lines: list[str]) -> dict[str, Any]:
+        """A command's answer: what was decided, and whether the core refused it."""
+        refused = any(d.kind == "refused" for d in self._said)
+        return {"ok": not refused, "decisions": lines}
 
 
 RELOAD_FIXED = (

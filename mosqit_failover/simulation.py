@@ -30,6 +30,7 @@ from mosqit_failover.actions import (
     StartSync,
     StopResource,
     StopSync,
+    step_name,
 )
 from mosqit_failover.config import Config
 from mosqit_failover.core import Core
@@ -408,8 +409,4 @@ class World:
 
 
 def _plan_text(plan: RunPlan) -> str:
-    def name(step: PlanStep) -> str:
-        resource = getattr(step, "name", None)
-        return f"{type(step).__name__}({resource})" if resource else type(step).__name__
-
-    return "plan: " + ", ".join(name(s) for s in plan.steps)
+    return "plan: " + ", ".join(step_name(s) for s in plan.steps)

@@ -29,7 +29,7 @@ from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
-from scenarios.harness import overlap, vip_intervals
+from scenarios.harness import agent_vip_spans, overlap
 
 OURS, THEIRS = "mosqit-failover", "keepalived"
 
@@ -86,13 +86,8 @@ def _their_promotions(node: Node, since: float) -> int:
     )
 
 
-def _our_spans(node: Node, since: float, end: float) -> list[tuple[float, float]]:
-    entries = [e for e in node.journal(identifier="mosqit-failover", since=since) if "VIP" in e]
-    return vip_intervals(entries, end)
-
-
 TOOLS = [
-    Tool(OURS, deploy.UNIT, _start_ours, _stop_ours, _our_promotions, _our_spans),
+    Tool(OURS, deploy.UNIT, _start_ours, _stop_ours, _our_promotions, agent_vip_spans),
     Tool(
         THEIRS,
         keepalived.UNIT,

@@ -22,6 +22,7 @@ from typing import Any
 from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import NETS, LabPlan, Net
 
 SYNCED = "/srv/data"  # the synced directory of the lab pair
@@ -197,6 +198,12 @@ class Report:
             yield f"   PROBLEM: {problem}"
 
 
+def agent_vip_spans(node: Node, since: float, end: float) -> list[tuple[float, float]]:
+    """When the agent on `node` held the VIP, from its journal since `since`."""
+    entries = node.journal(identifier="mosqit-failover", since=since)
+    return vip_intervals([e for e in entries if "VIP" in e], end)
+
+
 def vip_intervals(entries: list[dict[str, Any]], end: float) -> list[tuple[float, float]]:
     """When a node held the VIP, from its journal's VIP added/removed notes."""
     spans: list[tuple[float, float]] = []
@@ -296,12 +303,7 @@ def _report(run: Run, scenario: LabScenario, end: float) -> Report:
     ]
     failover = (min(firsts) - fault) * 1000 if firsts and old else None
     outage = run.probe.longest_gap_ms(max(t0, fault - 0.5), end)
-    holding = {
-        name: vip_intervals(
-            [e for e in node.journal(identifier="mosqit-failover", since=t0) if "VIP" in e], end
-        )
-        for name, node in run.lab.nodes.items()
-    }
+    holding = {name: agent_vip_spans(node, t0, end) for name, node in run.lab.nodes.items()}
     first, second = holding.values()
     dual = minus(overlap(first, second), run.apart)
     unexpected = []

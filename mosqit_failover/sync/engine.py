@@ -89,6 +89,7 @@ class Engine:
         self._watch_retry = Backoff(base=1.0, cap=30.0)
         self._watch_at = 0.0
         self._wake = asyncio.Event()
+        self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- status ---------------------------------------------------------
@@ -123,6 +124,16 @@ class Engine:
         assert self._loop is not None
         return self._loop.time()
 
+    def drain(self) -> None:
+        """Push what is pending once more, now, then end run() (a demotion or stop).
+
+        Skipped when the peer is known to be unreachable: a demotion must not wait
+        for a peer that cannot answer. The caller bounds how long it waits.
+        """
+        self._draining = True
+        if self._loop is not None:
+            self._poke()
+
     def _poke(self) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._wake.set)
@@ -139,6 +150,11 @@ class Engine:
                     now = self._now()
                 if self._watcher is not None:
                     self._absorb(self._watcher.drain(), now)
+                if self._draining:
+                    reachable = self.state != "waiting-for-peer"
+                    if reachable and self._watcher is not None and self.dirty.due() is not None:
+                        await self._send(self.dirty.take())
+                    return
                 if self.polling and now >= next_poll:
                     self.dirty.need_full("watch limit: periodic full rsync", now)
                     next_poll = now + POLL_PERIOD

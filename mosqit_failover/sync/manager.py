@@ -45,6 +45,10 @@ def _master_key(sync: SyncDir, host: str) -> MasterKey:
     return (sync.ssh_user, host, sync.ssh_port, sync.ssh_key, sync.connect_timeout)
 
 
+# how long a stopping sync may push what is still pending
+DRAIN_TIMEOUT = 3.0
+
+
 class SyncManager:
     def __init__(self, config: Config, node: str, note: Note, runtime_dir: Path | None = None):
         self.config = config
@@ -173,7 +177,16 @@ class SyncManager:
         return tasks
 
     async def stop(self) -> None:
-        """Stop every engine and close the ssh connections."""
+        """Stop every engine and close the ssh connections.
+
+        Each engine first pushes what is still pending (the service was stopped just
+        before: its last writes must reach the peer on a planned switchover), for at
+        most DRAIN_TIMEOUT seconds; then whatever still runs is cancelled.
+        """
+        for engine in self.engines:
+            engine.drain()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=DRAIN_TIMEOUT)
         tasks = self._cancel()
         await asyncio.gather(*tasks, *self._retiring, return_exceptions=True)
         await asyncio.gather(*(m.close() for m in self._masters.values()))

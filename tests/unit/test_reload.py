@@ -169,11 +169,15 @@ class FakeEngine:
     def __init__(self, sync: configuration.SyncDir, _masters: Any, epoch: int, _note: Any):
         self.sync, self.epoch, self.id = sync, epoch, len(FakeEngine.log)
         self.state = "starting"
+        self._drained = asyncio.Event()
+
+    def drain(self) -> None:  # like Engine.drain: nothing pending here, so run() ends
+        self._drained.set()
 
     async def run(self) -> None:
         FakeEngine.log.append(("run", self.sync.path, self.id))
         try:
-            await asyncio.Event().wait()
+            await self._drained.wait()
         finally:
             await asyncio.shield(asyncio.sleep(0.2))
             FakeEngine.log.append(("gone", self.sync.path, self.id))

@@ -38,6 +38,7 @@ class Timing:
     interval: float = 0.1
     misses: int = 3
     heartbeat: float = 0.05
+    echo_timeout: float = 0.02
     service_timeout: float = 3.0
     link_rise: float = 2.0
     link_fall: float = 0.2
@@ -51,6 +52,17 @@ class Timing:
     def peer_gone_after(self) -> float:
         """No sign of life this long (and `misses` echoes missed) = peer gone."""
         return self.misses * self.interval
+
+    @property
+    def echo_window(self) -> float:
+        """From the first of `misses` unanswered echoes to the last one's timeout.
+
+        A peer silent on UDP for all of it, whose echoes were all missed, is gone:
+        both channels agree, so waiting the rest of `peer_gone_after` only adds
+        failover time. Never shorter than two heartbeats, so that one lost
+        heartbeat is not silence.
+        """
+        return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
 
     @property
     def settle(self) -> float:
@@ -360,6 +372,7 @@ _TIMING_KEYS = {
     "interval": _duration(0.01, 10),
     "misses": _count(1, 100),
     "heartbeat": _duration(0.01, 10),
+    "echo_timeout": _duration(0.001, 10),
     "service_timeout": _duration(0.1, 600),
     "link_rise": _duration(0, 600),
     "link_fall": _duration(0, 60),
@@ -376,6 +389,10 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
     values = {
         k: c.get(data, f"timing.{k}", f, getattr(defaults, k)) for k, f in _TIMING_KEYS.items()
     }
+    if "echo_timeout" not in data and isinstance(values["interval"], (int, float)):
+        # a LAN echo reply takes well under a millisecond; short probe intervals
+        # still leave the reply half of one
+        values["echo_timeout"] = min(defaults.echo_timeout, values["interval"] / 2)
     on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
     if on_stop not in ("retry", "reboot"):
         c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
@@ -383,6 +400,12 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
     timing = Timing(**values, on_stop_failure=on_stop)
     if timing.heartbeat > timing.interval:
         c.fail("timing.heartbeat", data.get("heartbeat"), "must not be longer than timing.interval")
+    if timing.echo_timeout >= timing.interval:
+        c.fail(
+            "timing.echo_timeout",
+            data.get("echo_timeout"),
+            "must be shorter than timing.interval (a reply is awaited before the next echo)",
+        )
     if timing.service_timeout < timing.peer_gone_after:
         c.fail(
             "timing.service_timeout",

@@ -180,6 +180,7 @@ class Core:
         t = self.timing
         heard = max(self.peer.heard_at, self.peer.timers_from)
         times += [
+            heard + t.echo_window,
             heard + t.peer_gone_after,
             heard + t.service_timeout,
             self._failed_until,
@@ -418,7 +419,7 @@ class Core:
         """Why the peer counts as gone, or None. Applies the alone-grace."""
         t = self.timing
         silent = self.peer.silent_for(now)
-        if self.peer.echo_missed_everywhere(t.misses) and silent >= t.peer_gone_after:
+        if self.peer.echo_missed_everywhere(t.misses) and silent >= t.echo_window:
             reason = (
                 f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"

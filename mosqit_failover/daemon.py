@@ -205,15 +205,13 @@ class Agent:
             net = attachment.network
             source = str(attachment.address)
             target = str(peer.on(net).address)
-            # a LAN echo reply takes well under a millisecond: half an interval is
-            # plenty, and the third miss is known half an interval sooner
             prober = EchoProber(
                 f"peer-{net}",
                 source,
                 target,
                 interval,
                 self._reporter(EchoResult, net),
-                timeout=interval / 2,
+                timeout=self.config.timing.echo_timeout,
             )
             self.probes[f"peer-{net}"] = prober
             coros.append(prober.run())

@@ -186,7 +186,7 @@ class World:
                 and self._through(network)
                 and self._through(network)
             )
-            delay = 2 * LATENCY if answered else interval
+            delay = 2 * LATENCY if answered else self.config.timing.echo_timeout
             self.deliver(node, EchoResult(network, answered), delay)
             self.at(self.now + interval, probe)
 

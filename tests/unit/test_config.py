@@ -36,6 +36,22 @@ def test_defaults_when_timing_is_left_out() -> None:
         0.05,
     )
     assert config.preferred == "alpha"
+    assert config.timing.echo_timeout == 0.02
+
+
+def test_the_echo_timeout_defaults_to_at_most_half_an_interval() -> None:
+    config = parse(
+        SIM_CONFIG.replace("[vip]", '[timing]\ninterval = "30ms"\nheartbeat = "10ms"\n\n[vip]')
+    )
+    assert config.timing.echo_timeout == pytest.approx(0.015)
+
+
+def test_an_echo_timeout_as_long_as_the_interval_is_refused() -> None:
+    found = problems(SIM_CONFIG.replace("[vip]", '[timing]\necho_timeout = "100ms"\n\n[vip]'))
+    assert found == [
+        "timing.echo_timeout = '100ms': must be shorter than timing.interval "
+        "(a reply is awaited before the next echo)"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from mosqit_failover.config import Config, parse
 from mosqit_failover.events import Command, Inventory, OperatorCommand, PeerMessage, Role, Tick
 from mosqit_failover.sim_scenarios import SIM_CONFIG
@@ -25,11 +27,38 @@ def test_standby_promotes_after_the_third_missed_echo_on_every_network() -> None
     h.run_until(start + 1.0)
     assert h.transcript(start) == [
         "[promote] beta STANDBY -> PROMOTING: peer alpha gone: echo replies missed "
-        "(a: 3, b: 3), no message for 350ms [epoch 2]",
+        "(a: 3, b: 3), no message for 370ms [epoch 2]",
         PROMOTION_PLAN,
         "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
         "services are up [epoch 2]",
     ]
+
+
+def test_the_peer_is_gone_at_the_third_echo_timeout_when_udp_was_silent_throughout() -> None:
+    h = standby()
+    h.run_until(h.now + 0.05)  # last message and a probe at 1.0, a message at 1.05
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(2.0)
+    at = min(t for t, d in h.outputs if getattr(d, "kind", "") == "promote")
+    t = h.config.timing
+    # probes at 1.1, 1.2, 1.3 go unanswered; the third one's timeout ends it, without
+    # waiting for misses x interval (0.3 s) of silence after the message at 1.05
+    assert at == pytest.approx(1.3 + t.echo_timeout)
+    assert at < 1.05 + t.peer_gone_after
+
+
+def test_a_message_while_the_echoes_are_missed_keeps_the_peer_for_a_whole_echo_window() -> None:
+    h = standby()
+    h.echo_answers = {"a": False, "b": False}  # ICMP filtered, the agent still talks
+    start = h.now
+    h.run_until(start + 0.5)
+    assert h.kinds(start) == []
+    h.peer = None  # now the agent goes quiet too
+    last = max(t for t, a in h.outputs if t <= start + 0.5)
+    h.run_until(start + 1.5)
+    at = min(t for t, d in h.outputs if t > start + 0.5 and getattr(d, "kind", "") == "promote")
+    assert at >= last + h.config.timing.echo_window - 0.05  # last message came before `last`
 
 
 def test_echo_missed_on_one_network_only_is_no_reason_to_promote() -> None:

@@ -65,6 +65,7 @@ class Harness:
         self.peer_name = peer_name
         self._next_probe = self.now
         self._next_beat = self.now
+        self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
         self._jobs: list[tuple[int, list[object]]] = []
         for network, up in self.carrier.items():
             self.feed(LinkChanged(network, up))
@@ -122,16 +123,23 @@ class Harness:
         interval = self.config.timing.interval
         heartbeat = self.config.timing.heartbeat
         while True:
-            wake = min(self._next_probe, self._next_beat, self.core.next_deadline())
+            misses = [t for t, _ in self._misses_due]
+            wake = min(self._next_probe, self._next_beat, self.core.next_deadline(), *misses)
             if wake > end:
                 break
             self.now = max(self.now, wake)
+            while self._misses_due and self._misses_due[0][0] <= self.now:
+                self.feed(EchoResult(self._misses_due.pop(0)[1], False))
             if self.now >= self._next_probe:
                 self._next_probe = self.now + interval
                 for network in ("a", "b"):
                     up = self.carrier[network]
                     self.feed(SwitchReachability(network, up and self.switch_answers[network]))
-                    self.feed(EchoResult(network, up and self.echo_answers[network]))
+                    if up and self.echo_answers[network]:
+                        self.feed(EchoResult(network, True))
+                    else:
+                        due = self.now + self.config.timing.echo_timeout
+                        self._misses_due.append((due, network))
             if self.now >= self._next_beat:
                 self._next_beat = self.now + heartbeat
                 if self.peer is not None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
-from mosqit_failover.actions import PlanStep, RunPlan
+from mosqit_failover.actions import PlanStep, RunPlan, step_name
 from mosqit_failover.effects import EffectError
 from mosqit_failover.events import ActionDone, ActionFailed, Event
 
@@ -50,6 +51,7 @@ class PlanRunner:
         for step in plan.steps:
             if self._latest is not plan:
                 return  # superseded
+            started = time.monotonic()
             try:
                 await self._execute(step)
             except EffectError as error:
@@ -61,4 +63,6 @@ class PlanRunner:
                 LOGGER.exception("unexpected error in %s", step)
                 self._report(ActionFailed(plan.number, step, f"{type(error).__name__}: {error}"))
                 return
+            # like Pacemaker's exec-time: where a slow failover spent its time
+            LOGGER.info("%s done in %.0f ms", step_name(step), 1000 * (time.monotonic() - started))
             self._report(ActionDone(plan.number, step))

@@ -63,7 +63,8 @@ class ResourceRunner(abc.ABC):
       says "... did not finish within Ns". A cancelled call kills its process
       group the same way before re-raising CancelledError.
     - :meth:`start` is idempotent: if the status check says it already runs,
-      nothing is started. After starting it checks the status again and raises
+      nothing is started (kinds whose start command is itself idempotent skip
+      that check). After starting it checks the status again and raises
       unless it reports running.
     - :meth:`stop` is idempotent: if the status says it is not running, nothing
       is stopped. After stopping it checks again and raises unless the status
@@ -78,6 +79,10 @@ class ResourceRunner(abc.ABC):
       does not hang the call: the call returns when the command exits, and the
       leftover output is drained and discarded (a warning is logged once).
     """
+
+    # True where starting a running resource is a no-op success by contract:
+    # the status check before the start then only costs failover time
+    start_is_idempotent = False
 
     def __init__(self, resource: config.Resource) -> None:
         self.resource = resource
@@ -140,10 +145,11 @@ class ResourceRunner(abc.ABC):
     async def start(self) -> None:
         """Start it unless it already runs, then check that it runs."""
         async with self._lock:
-            before = self._interpret_status(await self._run(self._status_argv()))
-            if before is True:
-                log.info("resource %s: already running", self.name)
-                return
+            if not self.start_is_idempotent:
+                before = self._interpret_status(await self._run(self._status_argv()))
+                if before is True:
+                    log.info("resource %s: already running", self.name)
+                    return
             self._check("start", await self._run(self._start_argv()))
             after = await self._run(self._status_argv())
             if self._interpret_status(after) is not True:
@@ -192,8 +198,11 @@ class SystemdRunner(ResourceRunner):
     is-active exit 0 means running, anything else not running (inactive,
     failed, activating, or no such unit: stopping a unit that does not exist is
     a success). Starting a unit that does not exist (systemctl exit 5) raises an
-    error naming the unit.
+    error naming the unit. ``systemctl start`` of an active unit succeeds at
+    once, so no status check precedes it.
     """
+
+    start_is_idempotent = True
 
     def __init__(self, resource: config.Resource, systemctl: str) -> None:
         super().__init__(resource)

@@ -129,12 +129,10 @@ def failover_once(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, interval: f
     probe.wait_answer_from(holder, after=time.time(), timeout=10)
     time.sleep(0.5)
     t_cut = time.time()
-    for net in NETS:
-        faults.port_down(plan, holder, net)
+    faults.isolate(plan, holder)
     answer = probe.wait_answer_from(other, after=t_cut, timeout=30)
     time.sleep(0.3)
-    for net in NETS:
-        faults.port_up(plan, holder, net)
+    faults.rejoin(plan, holder)
     return 1000 * (answer.recv - t_cut)
 
 

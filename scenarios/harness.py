@@ -102,13 +102,11 @@ class Run:
 
     def cut_off(self, node: str) -> None:
         self.fault(f"{node}'s cables to both switches pulled")
-        for net in NETS:
-            faults.port_down(self.plan, node, net)
+        faults.isolate(self.plan, node)
         self._apart(True)
 
     def reconnect(self, node: str) -> None:
-        for net in NETS:
-            faults.port_up(self.plan, node, net)
+        faults.rejoin(self.plan, node)
         self._apart(False)
 
     def port(self, node: str, net: Net, up: bool) -> None:

@@ -1,7 +1,8 @@
 """Fault injection, every fault reversible. All of it happens in ``mqlab-sw``.
 
 * port down/up: the switch-side veth of one node on one network (the node
-  sees NO-CARRIER on its interface);
+  sees NO-CARRIER on its interface); isolate/rejoin: both of a node's ports
+  at the same instant (one ``ip -batch``), like pulling every cable at once;
 * switch down/up: every port of one network;
 * cut/heal: traffic between the two nodes' ports on one network is dropped
   while both still reach the switch (nft bridge ``forward``, matched on the
@@ -32,6 +33,18 @@ def port_down(plan: LabPlan, node: str, net: Net) -> None:
 
 def port_up(plan: LabPlan, node: str, net: Net) -> None:
     run(["ip", "link", "set", plan.node(node).port(net), "up"], ns=plan.switch_ns)
+
+
+def isolate(plan: LabPlan, node: str) -> None:
+    # one command: a second `ip netns exec` would leave one network up ~10 ms longer,
+    # which a tool probing over one network only (VRRP unicast on a) would not notice
+    batch = "".join(f"link set {plan.node(node).port(net)} down\n" for net in NETS)
+    run(["ip", "-batch", "-"], ns=plan.switch_ns, input=batch)
+
+
+def rejoin(plan: LabPlan, node: str) -> None:
+    batch = "".join(f"link set {plan.node(node).port(net)} up\n" for net in NETS)
+    run(["ip", "-batch", "-"], ns=plan.switch_ns, input=batch)
 
 
 def switch_down(plan: LabPlan, net: Net) -> None:

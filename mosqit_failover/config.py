@@ -55,12 +55,15 @@ class Timing:
 
     @property
     def echo_window(self) -> float:
-        """From the first of `misses` unanswered echoes to the last one's timeout.
+        """The UDP silence that, with `misses` echoes missed on every network, means gone.
 
-        A peer silent on UDP for all of it, whose echoes were all missed, is gone:
-        both channels agree, so waiting the rest of `peer_gone_after` only adds
-        failover time. Never shorter than two heartbeats, so that one lost
-        heartbeat is not silence.
+        As long as `misses` probes sent an interval apart would take to time out,
+        even though the shell confirms a miss with probes re-sent at once: the
+        quick retries must not shorten the evidence of silence. Waiting for
+        `peer_gone_after` as well would only add failover time. Never shorter
+        than two heartbeats, so that one lost heartbeat is not silence. Under
+        loss it is this silence, not the quick echo retries, that keeps false
+        failovers away.
         """
         return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
 

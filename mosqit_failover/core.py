@@ -357,8 +357,11 @@ class Core:
         return [n for n, u in self.uplinks.items() if u.known_down(now)]
 
     def _candidate(self, now: float) -> bool:
+        # a carrier that just dropped may be our own cable pulled at the moment the
+        # peer went silent: no promotion until the debounce has decided
         return (
             self._own_all(now)
+            and not any(u.falling() for u in self.uplinks.values())
             and not self.maintenance
             and not self._yielding
             and now >= self._failed_until
@@ -419,7 +422,9 @@ class Core:
         """Why the peer counts as gone, or None. Applies the alone-grace."""
         t = self.timing
         silent = self.peer.silent_for(now)
-        if self.peer.echo_missed_everywhere(t.misses) and silent >= t.echo_window:
+        heard = max(self.peer.heard_at, self.peer.timers_from)
+        # compared as next_deadline() computes it, so a wake-up at that deadline acts
+        if self.peer.echo_missed_everywhere(t.misses) and now >= heard + t.echo_window:
             reason = (
                 f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"

@@ -212,6 +212,10 @@ class Agent:
                 interval,
                 self._reporter(EchoResult, net),
                 timeout=self.config.timing.echo_timeout,
+                # a miss is confirmed by probes sent at once, not a whole interval apart;
+                # the UDP silence the core also demands keeps this from speeding up
+                # false failovers
+                retries=self.config.timing.misses - 1,
             )
             self.probes[f"peer-{net}"] = prober
             coros.append(prober.run())
@@ -384,6 +388,7 @@ class Agent:
             name: {
                 "sent": p.sent,
                 "answered": p.answered,
+                "retried": p.retried,
                 "last_rtt_ms": None if p.last_rtt is None else round(p.last_rtt * 1000, 3),
             }
             for name, p in self.probes.items()

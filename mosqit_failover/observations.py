@@ -72,6 +72,10 @@ class Uplink:
             return True
         return now - max(self.first_report_at, self.timers_from) > self.switch_timeout
 
+    def falling(self) -> bool:
+        """Carrier just went but has not stayed away for `fall` yet: maybe our own cable."""
+        return self.stable and self.raw is False
+
     def rising(self) -> bool:
         """Carrier is back but has not held for `rise` yet: recovering, not lost."""
         return bool(self.raw) and not self.stable

@@ -175,20 +175,33 @@ class World:
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            peer = self.peer_of(node)
             switch_ok = (
                 self.carrier(node, network) and self._through(network) and self._through(network)
             )
             self.deliver(node, SwitchReachability(network, switch_ok), LATENCY)
+            echo()
+            self.at(self.now + interval, probe)
+
+        retried = [0]  # probes re-sent at once since the last answer, as the shell does
+
+        def echo() -> None:
+            if node.core is not core or not node.agent or node.frozen:
+                return
+            peer = self.peer_of(node)
             answered = (
                 peer.powered
                 and self.path(node, peer, network)
                 and self._through(network)
                 and self._through(network)
             )
-            delay = 2 * LATENCY if answered else self.config.timing.echo_timeout
+            timing = self.config.timing
+            delay = 2 * LATENCY if answered else timing.echo_timeout
             self.deliver(node, EchoResult(network, answered), delay)
-            self.at(self.now + interval, probe)
+            if answered:
+                retried[0] = 0
+            elif retried[0] < timing.misses - 1:
+                retried[0] += 1
+                self.at(self.now + delay, echo)
 
         self.at(self.now + self.rng.uniform(0, interval), probe)
 

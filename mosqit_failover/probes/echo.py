@@ -6,6 +6,12 @@ interval several probes are in flight at once. If the process was stalled
 (SIGSTOP, a blocked loop) for a whole interval or more, the missed slots are
 skipped, not sent in a burst.
 
+With ``retries``, a probe that timed out is followed at once by another one,
+up to ``retries`` in a row until one is answered (like corosync's token
+retransmits): a streak of misses is then confirmed in about ``retries x
+timeout`` rather than ``retries x interval``, and an idle, healthy link costs
+nothing more. Retries do not shift the cadence.
+
 Every probe ends in exactly one ``report(answered)``: ``True`` when its echo
 reply arrived before its timeout, ``False`` otherwise, also when the send
 failed (network unreachable, source address gone, ...) or an ICMP error came
@@ -277,10 +283,12 @@ class EchoProber:
     """Pings ``target`` from ``source`` every ``interval`` seconds; ``report(answered)`` each.
 
     ``timeout`` (default: ``interval``) is how long a probe may wait for its
-    reply. Counters for status output: ``sent`` (probes attempted, including
+    reply; ``retries`` how many probes may follow a timed-out one at once
+    (see the module docstring). Counters for status output: ``sent`` (probes attempted, including
     those whose send failed), ``answered``, ``last_rtt`` (seconds, of the last
     answered probe, or None), ``consecutive_misses``, ``errors`` (socket
-    errors), ``skipped`` (slots skipped after a stall).
+    errors), ``skipped`` (slots skipped after a stall), ``retried`` (probes sent
+    at once after a timeout).
     """
 
     def __init__(
@@ -291,6 +299,7 @@ class EchoProber:
         interval: float,
         report: Callable[[bool], None],
         timeout: float | None = None,
+        retries: int = 0,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
@@ -301,6 +310,7 @@ class EchoProber:
         self.target = target
         self.interval = float(interval)
         self.timeout = self.interval if timeout is None else float(timeout)
+        self.retries = max(0, retries)
         self._report = report
         self.sent = 0
         self.answered = 0
@@ -308,6 +318,8 @@ class EchoProber:
         self.consecutive_misses = 0
         self.errors = 0
         self.skipped = 0
+        self.retried = 0
+        self._streak_retries = 0  # retries sent since the last answer
         self.ident = _allocate_id()
         try:
             self._target_bytes = socket.inet_aton(target)
@@ -390,6 +402,7 @@ class EchoProber:
             self.last_rtt = self._loop.time() - sent_at
             self.answered += 1
             self.consecutive_misses = 0
+            self._streak_retries = 0
             if self._failing is not None:
                 LOGGER.info("echo %s: %s answers again", self.name, self.target)
                 self._failing = None
@@ -408,6 +421,10 @@ class EchoProber:
             if now - sent_at >= self.timeout:
                 del self._pending[seq]
                 self._miss()
+                if self._streak_retries < self.retries:
+                    self._streak_retries += 1
+                    self.retried += 1
+                    self._send(now)
 
     # -- bookkeeping ------------------------------------------------------
 

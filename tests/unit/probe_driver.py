@@ -3,7 +3,7 @@
 Run inside a network namespace::
 
     python probe_driver.py link a=pa,b=ghost SECONDS
-    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT]
+    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES]]
     python probe_driver.py echo-multi SOURCE INTERVAL SECONDS TARGET,TARGET,... [STAGGER]
 
 Each report is one line ``{"t": <monotonic>, ...}``; the run ends after
@@ -101,6 +101,7 @@ async def main(argv: list[str]) -> int:
     elif mode == "echo":
         source, target, interval, seconds = argv[1], argv[2], float(argv[3]), float(argv[4])
         timeout = float(argv[5]) if len(argv) > 5 else None
+        retries = int(argv[6]) if len(argv) > 6 else 0
         prober = EchoProber(
             "test",
             source,
@@ -108,6 +109,7 @@ async def main(argv: list[str]) -> int:
             interval,
             lambda ok: emit(t=time.monotonic(), ok=ok),
             timeout=timeout,
+            retries=retries,
         )
         crash = await bounded(prober.run(), seconds)
         summary = {
@@ -117,6 +119,7 @@ async def main(argv: list[str]) -> int:
             "consecutive_misses": prober.consecutive_misses,
             "errors": prober.errors,
             "skipped": prober.skipped,
+            "retried": prober.retried,
         }
     elif mode == "echo-multi":
         # several probers on one source address, started ``stagger`` s apart

@@ -22,30 +22,30 @@ def test_standby_promotes_after_the_third_missed_echo_on_every_network() -> None
     h.peer = None  # alpha's agent and kernel gone: no message, no echo reply
     h.echo_answers = {"a": False, "b": False}
     start = h.now
-    h.run_until(start + 0.25)  # two probes missed: not yet
+    h.run_until(start + 0.15)  # a probe and its first retry missed: not yet
     assert h.kinds(start) == []
     h.run_until(start + 1.0)
     assert h.transcript(start) == [
         "[promote] beta STANDBY -> PROMOTING: peer alpha gone: echo replies missed "
-        "(a: 3, b: 3), no message for 370ms [epoch 2]",
+        "(a: 3, b: 3), no message for 220ms [epoch 2]",
         PROMOTION_PLAN,
         "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
         "services are up [epoch 2]",
     ]
 
 
-def test_the_peer_is_gone_at_the_third_echo_timeout_when_udp_was_silent_throughout() -> None:
+def test_the_peer_is_gone_once_three_echoes_missed_and_udp_was_silent_an_echo_window() -> None:
     h = standby()
-    h.run_until(h.now + 0.05)  # last message and a probe at 1.0, a message at 1.05
-    h.peer = None
+    h.peer = None  # last message at 0.95
     h.echo_answers = {"a": False, "b": False}
     h.run_until(2.0)
     at = min(t for t, d in h.outputs if getattr(d, "kind", "") == "promote")
     t = h.config.timing
-    # probes at 1.1, 1.2, 1.3 go unanswered; the third one's timeout ends it, without
-    # waiting for misses x interval (0.3 s) of silence after the message at 1.05
-    assert at == pytest.approx(1.3 + t.echo_timeout)
-    assert at < 1.05 + t.peer_gone_after
+    # the probe at 1.1 and its two retries time out by 1.16: three misses on each
+    # network; the UDP silence reaches (misses-1) x interval + echo_timeout at 1.17,
+    # well before misses x interval (1.25)
+    assert at == pytest.approx(0.95 + t.echo_window)
+    assert at < 0.95 + t.peer_gone_after
 
 
 def test_a_message_while_the_echoes_are_missed_keeps_the_peer_for_a_whole_echo_window() -> None:
@@ -438,9 +438,13 @@ def test_a_failed_start_after_a_reload_alerts_but_keeps_the_service_up() -> None
 
 def test_udp_and_echo_both_silent_is_named_for_what_it_is_not_an_os_problem() -> None:
     cfg = parse(
-        SIM_CONFIG.replace("[vip]", '[timing]\ninterval = "1s"\nheartbeat = "500ms"\n\n[vip]')
+        SIM_CONFIG.replace(
+            "[vip]",
+            '[timing]\ninterval = "1s"\nheartbeat = "500ms"\necho_timeout = "900ms"\n\n[vip]',
+        )
     )
-    h = standby(config=cfg)
+    # no retries and slow echo timeouts: only two misses when UDP reaches service_timeout
+    h = standby(config=cfg, echo_retries=False)
     h.peer = None
     h.echo_answers = {"a": False, "b": False}
     start = h.now

@@ -397,6 +397,25 @@ def test_echo_cadence(net: NetPair) -> None:
     assert max(gaps) < 0.15, gaps
 
 
+def test_echo_retries_confirm_a_miss_at_once_then_keep_the_cadence(net: NetPair) -> None:
+    net.wait_answered()
+    # 0.5 s apart, 50 ms timeout, 2 retries: misses at +0.05, +0.10, +0.15, then +0.55, +1.05
+    lost = net.echo(0.5, 1.2, "0.05", "2", target=NOBODY_IP)
+    lost.proc.wait(timeout=10)
+    end = lost.finish()
+    times = [r["t"] for r in lost.records if "ok" in r]
+    assert not any(_oks(lost))
+    assert end["retried"] == 2, end
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) >= 3, times
+    assert all(0.04 <= g < 0.2 for g in gaps[:2]), gaps  # the retries: one timeout apart
+    assert gaps[2] > 0.3, gaps  # then the cadence again: the streak's retries are spent
+    # an answer re-arms the retries
+    ok = net.echo(0.1, 1.0, "0.05", "2")
+    ok.proc.wait(timeout=10)
+    assert ok.finish()["retried"] == 0
+
+
 def test_echo_skips_ahead_after_stall(net: NetPair) -> None:
     net.wait_answered()
     echo = net.echo(0.05, 2)

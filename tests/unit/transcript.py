@@ -55,6 +55,7 @@ class Harness:
     echo_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
     peer: PeerView | None = None  # sent every heartbeat while set
     peer_networks: tuple[str, ...] = ("a", "b")
+    echo_retries: bool = True  # a timed-out probe is re-sent at once (misses - 1 times)
     auto_complete: bool = True  # finish every plan step at once, as a healthy executor would
     fail_step: str | None = None  # the step (by text) the executor fails
     outputs: list[tuple[float, Action]] = field(default_factory=list)
@@ -66,6 +67,7 @@ class Harness:
         self._next_probe = self.now
         self._next_beat = self.now
         self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
+        self._retries = {"a": 0, "b": 0}  # probes re-sent at once since the last answer
         self._jobs: list[tuple[int, list[object]]] = []
         for network, up in self.carrier.items():
             self.feed(LinkChanged(network, up))
@@ -129,17 +131,17 @@ class Harness:
                 break
             self.now = max(self.now, wake)
             while self._misses_due and self._misses_due[0][0] <= self.now:
-                self.feed(EchoResult(self._misses_due.pop(0)[1], False))
+                network = self._misses_due.pop(0)[1]
+                self.feed(EchoResult(network, False))
+                if self.echo_retries and self._retries[network] < self.config.timing.misses - 1:
+                    self._retries[network] += 1  # the shell re-sends a timed-out probe at once
+                    self._echo(network)
             if self.now >= self._next_probe:
                 self._next_probe = self.now + interval
                 for network in ("a", "b"):
                     up = self.carrier[network]
                     self.feed(SwitchReachability(network, up and self.switch_answers[network]))
-                    if up and self.echo_answers[network]:
-                        self.feed(EchoResult(network, True))
-                    else:
-                        due = self.now + self.config.timing.echo_timeout
-                        self._misses_due.append((due, network))
+                    self._echo(network)
             if self.now >= self._next_beat:
                 self._next_beat = self.now + heartbeat
                 if self.peer is not None:
@@ -148,6 +150,15 @@ class Harness:
                             self.feed(PeerMessage(network, self.peer))
             self.feed(Tick())
         self.now = end
+
+    def _echo(self, network: str) -> None:
+        if self.carrier[network] and self.echo_answers[network]:
+            self._retries[network] = 0
+            self.feed(EchoResult(network, True))
+        else:
+            due = self.now + self.config.timing.echo_timeout
+            self._misses_due.append((due, network))
+            self._misses_due.sort()
 
     # -- reading ------------------------------------------------------
 

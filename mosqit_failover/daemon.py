@@ -227,6 +227,11 @@ class Agent:
                     str(switch),
                     interval,
                     self._reporter(SwitchReachability, net),
+                    # a switch counts as lost only after switch_timeout (2 s): eight chances
+                    # in it are plenty at idle, and a miss is retried at once under loss.
+                    # The whole interval as timeout: a switch's CPU answers ICMP slowly
+                    every=max(1, int(self.config.timing.switch_timeout / (8 * interval))),
+                    retries=2,
                 )
                 self.probes[f"switch-{net}"] = prober
                 coros.append(prober.run())

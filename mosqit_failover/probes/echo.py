@@ -31,7 +31,8 @@ Cost at idle (the agent runs four probers at 10 Hz for ever):
   one socket per prober multiplied the wake-ups.)
 - The probers of one event loop with the same interval share one timer (a
   :class:`_Cadence`): the probes of a slot go out together, and the timeouts
-  of probes sent together expire together. A prober that joins a running
+  of probes sent together expire together; once every probe of a slot is
+  answered the timer sleeps until the next slot. A prober that joins a running
   cadence sends its first probe at the cadence's next slot.
 
 Packets are built and sent with icmplib (``ICMPv4Socket.send``); icmplib's
@@ -226,7 +227,7 @@ class _Cadence:
         self.members: list[EchoProber] = []
         self.start = loop.time()
         self.slot = 0  # index of the next send
-        self._timer: asyncio.Handle | None = loop.call_soon(self._tick)
+        self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time(), self._tick)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -262,7 +263,8 @@ class _Cadence:
                     "echo %s: stalled %.2fs, skipping %d probe(s)", prober.name, now - due, late
                 )
         for prober in members:
-            prober._send(now)
+            if self.slot % prober.every == 0:
+                prober._send(now)
         self.slot += 1
 
     def _schedule(self) -> None:
@@ -271,8 +273,18 @@ class _Cadence:
             for sent_at in prober._pending.values():
                 wake = min(wake, sent_at + prober.timeout)
         if self._timer is not None:
+            if self._timer.when() == wake:
+                return
             self._timer.cancel()
         self._timer = self.loop.call_at(wake, self._tick)
+
+    def answered(self) -> None:
+        """A reply came: once every probe of the slot is answered, sleep until the next slot.
+
+        Without this, each slot cost a second wake-up at its probes' timeout.
+        """
+        if self._timer is not None and not any(m._pending for m in self.members):
+            self._schedule()
 
 
 _channels: dict[tuple[asyncio.AbstractEventLoop, str], _Channel] = {}
@@ -284,11 +296,14 @@ class EchoProber:
 
     ``timeout`` (default: ``interval``) is how long a probe may wait for its
     reply; ``retries`` how many probes may follow a timed-out one at once
-    (see the module docstring). Counters for status output: ``sent`` (probes attempted, including
-    those whose send failed), ``answered``, ``last_rtt`` (seconds, of the last
+    (see the module docstring); ``every``: probe only every n-th slot of the
+    interval (a slower probe that still shares the cadence's wake-ups).
+
+    Counters for status output: ``sent`` (probes attempted, including those
+    whose send failed), ``answered``, ``last_rtt`` (seconds, of the last
     answered probe, or None), ``consecutive_misses``, ``errors`` (socket
-    errors), ``skipped`` (slots skipped after a stall), ``retried`` (probes sent
-    at once after a timeout).
+    errors), ``skipped`` (slots skipped after a stall), ``retried`` (probes
+    sent at once after a timeout).
     """
 
     def __init__(
@@ -300,6 +315,7 @@ class EchoProber:
         report: Callable[[bool], None],
         timeout: float | None = None,
         retries: int = 0,
+        every: int = 1,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
@@ -311,6 +327,7 @@ class EchoProber:
         self.interval = float(interval)
         self.timeout = self.interval if timeout is None else float(timeout)
         self.retries = max(0, retries)
+        self.every = max(1, every)
         self._report = report
         self.sent = 0
         self.answered = 0
@@ -328,6 +345,7 @@ class EchoProber:
         self._seq = 0
         self._pending: dict[int, float] = {}  # sequence -> loop time of the send
         self._channel: _Channel | None = None
+        self._cadence: _Cadence | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failing: str | None = None  # current error streak, for rate-limited logs
 
@@ -348,6 +366,7 @@ class EchoProber:
         if cadence is None:
             cadence = _cadences[(loop, self.interval)] = _Cadence(loop, self.interval)
         cadence.members.append(self)
+        self._cadence = cadence
         try:
             await loop.create_future()  # the cadence and the channel do the work
         finally:
@@ -362,6 +381,7 @@ class EchoProber:
                 if _channels.get((loop, self.source)) is channel:
                     del _channels[(loop, self.source)]
             self._channel = None
+            self._cadence = None
             self._loop = None
             # the in-flight probes die with the prober: no report for them
             self._pending.clear()
@@ -407,6 +427,8 @@ class EchoProber:
                 LOGGER.info("echo %s: %s answers again", self.name, self.target)
                 self._failing = None
             self._emit(True)
+            if not self._pending and self._cadence is not None:
+                self._cadence.answered()
         else:
             if self._target_bytes and detail != self._target_bytes:
                 return  # quotes someone else's echo request to another host

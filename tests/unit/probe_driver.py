@@ -3,7 +3,7 @@
 Run inside a network namespace::
 
     python probe_driver.py link a=pa,b=ghost SECONDS
-    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES]]
+    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES [EVERY]]]
     python probe_driver.py echo-multi SOURCE INTERVAL SECONDS TARGET,TARGET,... [STAGGER]
 
 Each report is one line ``{"t": <monotonic>, ...}``; the run ends after
@@ -102,6 +102,7 @@ async def main(argv: list[str]) -> int:
         source, target, interval, seconds = argv[1], argv[2], float(argv[3]), float(argv[4])
         timeout = float(argv[5]) if len(argv) > 5 else None
         retries = int(argv[6]) if len(argv) > 6 else 0
+        every = int(argv[7]) if len(argv) > 7 else 1
         prober = EchoProber(
             "test",
             source,
@@ -110,6 +111,7 @@ async def main(argv: list[str]) -> int:
             lambda ok: emit(t=time.monotonic(), ok=ok),
             timeout=timeout,
             retries=retries,
+            every=every,
         )
         crash = await bounded(prober.run(), seconds)
         summary = {

@@ -416,6 +416,17 @@ def test_echo_retries_confirm_a_miss_at_once_then_keep_the_cadence(net: NetPair)
     assert ok.finish()["retried"] == 0
 
 
+def test_echo_every_nth_slot(net: NetPair) -> None:
+    net.wait_answered()
+    slow = net.echo(0.05, 1.0, "0.05", "0", "4")  # a probe every 4th 50 ms slot
+    slow.proc.wait(timeout=10)
+    end = slow.finish()
+    assert 4 <= end["sent"] <= 6, end
+    times = [r["t"] for r in slow.records if "ok" in r]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(0.15 < g < 0.25 for g in gaps), gaps
+
+
 def test_echo_skips_ahead_after_stall(net: NetPair) -> None:
     net.wait_answered()
     echo = net.echo(0.05, 2)

@@ -38,6 +38,7 @@ class Timing:
     interval: float = 0.1
     misses: int = 3
     heartbeat: float = 0.05
+    calm_heartbeat: float = 0.1
     echo_timeout: float = 0.02
     service_timeout: float = 3.0
     link_rise: float = 2.0
@@ -375,6 +376,7 @@ _TIMING_KEYS = {
     "interval": _duration(0.01, 10),
     "misses": _count(1, 100),
     "heartbeat": _duration(0.01, 10),
+    "calm_heartbeat": _duration(0.01, 10),
     "echo_timeout": _duration(0.001, 10),
     "service_timeout": _duration(0.1, 600),
     "link_rise": _duration(0, 600),
@@ -396,6 +398,11 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
         # a LAN echo reply takes well under a millisecond; short probe intervals
         # still leave the reply half of one
         values["echo_timeout"] = min(defaults.echo_timeout, values["interval"] / 2)
+    numbers = (int, float)
+    if "calm_heartbeat" not in data and all(
+        isinstance(values[k], numbers) for k in ("interval", "heartbeat")
+    ):
+        values["calm_heartbeat"] = min(2 * values["heartbeat"], values["interval"])
     on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
     if on_stop not in ("retry", "reboot"):
         c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
@@ -403,6 +410,14 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
     timing = Timing(**values, on_stop_failure=on_stop)
     if timing.heartbeat > timing.interval:
         c.fail("timing.heartbeat", data.get("heartbeat"), "must not be longer than timing.interval")
+    if timing.heartbeat <= timing.interval and not (
+        timing.heartbeat <= timing.calm_heartbeat <= timing.interval
+    ):
+        c.fail(
+            "timing.calm_heartbeat",
+            data.get("calm_heartbeat"),
+            "must lie between timing.heartbeat and timing.interval",
+        )
     if timing.echo_timeout >= timing.interval:
         c.fail(
             "timing.echo_timeout",

@@ -98,6 +98,10 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (D, Trigger.PLAN_FAILED): (D, False),  # retry later, with backoff
     (D, Trigger.RETRY): (D, True),
 }
+# Heartbeats go out every `calm_heartbeat` only after this long without any sign of
+# trouble; the first sign brings back `heartbeat` at once.
+CALM_AFTER = 5.0
+
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 
 
@@ -147,6 +151,8 @@ class Core:
         self._reclaim_by: float | None = None
         self._stopping = False  # the agent is shutting down: never promote again
         self._heartbeat_at = now
+        self._last_beat = NEVER
+        self._trouble_at = now
         self._peer_was_recent = False
         self._startup: Decision | None = self._adopt(inventory, now)
 
@@ -168,10 +174,38 @@ class Core:
             verdict = None
         self._note_mode(now, out)
         self._note_peer_return(now, out)
-        if now >= self._heartbeat_at or any(isinstance(a, RunPlan) for a in out):
+        if self._troubled(event, now):
+            self._trouble_at = now
+            # the next heartbeat no later than a fast period after the last one
+            self._heartbeat_at = min(self._heartbeat_at, self._last_beat + self.timing.heartbeat)
+        # our own echo results come every interval: a heartbeat due soon goes out with
+        # them, so it shares their wake-up instead of costing one of its own
+        early = self._beat_period(now) / 4 if isinstance(event, EchoResult) else 0.0
+        if now >= self._heartbeat_at - early or any(isinstance(a, RunPlan) for a in out):
             out.append(SendPeerMessage(self.view(now)))
-            self._heartbeat_at = now + self.timing.heartbeat
+            self._last_beat = now
+            self._heartbeat_at = now + self._beat_period(now)
         return out
+
+    def _troubled(self, event: Event, now: float) -> bool:
+        """Anything a faster heartbeat helps with: loss, a link change, a pair not settled.
+
+        Loss is what makes the fast rate matter: the peer tells a dead node from a
+        lossy link by the heartbeats that still get through.
+        """
+        match event:
+            case EchoResult(answered=False) | SwitchReachability(reachable=False):
+                return True
+            case LinkChanged():
+                return True
+        if self.role not in (A, S) or self._plan_live or self.manual or not self._own_all(now):
+            return True
+        peer = self._recent(now)
+        return peer is None or not peer.has_all_uplinks
+
+    def _beat_period(self, now: float) -> float:
+        calm = now - self._trouble_at >= CALM_AFTER
+        return self.timing.calm_heartbeat if calm else self.timing.heartbeat
 
     def next_deadline(self) -> float:
         times = [self._heartbeat_at]

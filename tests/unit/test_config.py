@@ -46,6 +46,16 @@ def test_the_echo_timeout_defaults_to_at_most_half_an_interval() -> None:
     assert config.timing.echo_timeout == pytest.approx(0.015)
 
 
+def test_the_calm_heartbeat_defaults_to_twice_the_heartbeat_within_the_interval() -> None:
+    assert parse(SIM_CONFIG).timing.calm_heartbeat == pytest.approx(0.1)
+    slow = parse(SIM_CONFIG.replace("[vip]", '[timing]\nheartbeat = "80ms"\n\n[vip]'))
+    assert slow.timing.calm_heartbeat == pytest.approx(0.1)  # never beyond the interval
+    found = problems(SIM_CONFIG.replace("[vip]", '[timing]\ncalm_heartbeat = "20ms"\n\n[vip]'))
+    assert found == [
+        "timing.calm_heartbeat = '20ms': must lie between timing.heartbeat and timing.interval"
+    ]
+
+
 def test_an_echo_timeout_as_long_as_the_interval_is_refused() -> None:
     found = problems(SIM_CONFIG.replace("[vip]", '[timing]\necho_timeout = "100ms"\n\n[vip]'))
     assert found == [

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
 
+from mosqit_failover.actions import SendPeerMessage
 from mosqit_failover.config import Config, parse
+from mosqit_failover.core import CALM_AFTER
 from mosqit_failover.events import Command, Inventory, OperatorCommand, PeerMessage, Role, Tick
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
@@ -454,3 +457,29 @@ def test_udp_and_echo_both_silent_is_named_for_what_it_is_not_an_os_problem() ->
     assert promote.reason == (
         "peer alpha silent: no message for 3000ms, no echo reply for 3000ms (a: 2, b: 2)"
     )
+
+
+def _beats(h: Harness, since: float) -> list[float]:
+    return [t for t, a in h.outputs if t >= since and isinstance(a, SendPeerMessage)]
+
+
+def test_heartbeats_slow_down_when_calm_and_speed_up_at_the_first_sign_of_loss() -> None:
+    h = active()
+    t = h.config.timing
+    h.run_until(1.0 + CALM_AFTER + 1.0)
+    calm = _beats(h, 1.0 + CALM_AFTER + 0.2)
+    gaps = [b - a for a, b in itertools.pairwise(calm)]
+    # never later than a period; up to a quarter early to go out with our echo results
+    assert gaps and all(0.75 * t.calm_heartbeat - 1e-9 <= g for g in gaps), gaps
+    assert all(g <= t.calm_heartbeat + 1e-9 for g in gaps), gaps
+    last = calm[-1]
+    h.echo_answers = {"a": False, "b": True}  # loss on a: the peer must hear us more often
+    h.run_until(last + 1.0)
+    # probes at x.x0, the first one after `last` misses at 7.12: a heartbeat goes out then,
+    # not at the calm one's time, and at most a heartbeat period apart after it
+    beats = _beats(h, last)
+    first_miss = 7.1 + t.echo_timeout
+    assert any(b == pytest.approx(first_miss) for b in beats), beats
+    after = [b for b in beats if b >= first_miss - 1e-9]
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert all(0.75 * t.heartbeat - 1e-9 <= g <= t.heartbeat + 1e-9 for g in gaps), gaps

@@ -147,7 +147,9 @@ def _format_status(s: dict[str, Any]) -> str:
         )
     link = s["peer_link"]
     dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
-    lines.append(f"peer link  accepted {link['accepted']}, dropped: {dropped}")
+    beat = s.get("heartbeat_ms")
+    beat_text = f", heartbeat every {beat} ms" if beat is not None else ""
+    lines.append(f"peer link  accepted {link['accepted']}, dropped: {dropped}{beat_text}")
     lines.append("recent decisions:")
     lines += [f"  {line}" for line in s["recent_decisions"][-10:]]
     return "\n".join(lines)

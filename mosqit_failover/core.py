@@ -300,6 +300,7 @@ class Core:
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
+            "heartbeat_ms": round(1000 * self._beat_period(now)),
             "peer": {
                 "node": self.peer_name,
                 "role": peer.role.value if peer else "UNKNOWN",

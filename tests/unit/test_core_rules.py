@@ -472,6 +472,7 @@ def test_heartbeats_slow_down_when_calm_and_speed_up_at_the_first_sign_of_loss()
     # never later than a period; up to a quarter early to go out with our echo results
     assert gaps and all(0.75 * t.calm_heartbeat - 1e-9 <= g for g in gaps), gaps
     assert all(g <= t.calm_heartbeat + 1e-9 for g in gaps), gaps
+    assert h.core.snapshot(h.now)["heartbeat_ms"] == 100  # what `status` shows
     last = calm[-1]
     h.echo_answers = {"a": False, "b": True}  # loss on a: the peer must hear us more often
     h.run_until(last + 1.0)
@@ -483,3 +484,4 @@ def test_heartbeats_slow_down_when_calm_and_speed_up_at_the_first_sign_of_loss()
     after = [b for b in beats if b >= first_miss - 1e-9]
     gaps = [b - a for a, b in itertools.pairwise(after)]
     assert all(0.75 * t.heartbeat - 1e-9 <= g <= t.heartbeat + 1e-9 for g in gaps), gaps
+    assert h.core.snapshot(h.now)["heartbeat_ms"] == 50

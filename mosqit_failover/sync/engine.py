@@ -90,6 +90,7 @@ class Engine:
         self._watch_at = 0.0
         self._wake = asyncio.Event()
         self._draining = False
+        self._empty_source = False  # the last full sync was held back: the source was empty
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- status ---------------------------------------------------------
@@ -223,6 +224,13 @@ class Engine:
             )
 
     def _absorb(self, changes: Iterable[Change], now: float) -> None:
+        changes = list(changes)
+        if changes and self._empty_source:
+            # something appeared in the empty source: the first file of a new directory
+            # goes out now, not after the backoff the held-back full sync started
+            self._empty_source = False
+            self.retry_at = now
+            self.backoff.reset()
         for change in changes:
             if change.kind == "path":
                 self.dirty.add(change.path, now)
@@ -271,7 +279,8 @@ class Engine:
             stdin = None
             if not batch.full:
                 stdin = commands.files_from(await asyncio.to_thread(expand, self.sync.path, batch))
-            if batch.full and await asyncio.to_thread(_empty, self.sync.path):
+            self._empty_source = batch.full and await asyncio.to_thread(_empty, self.sync.path)
+            if self._empty_source:
                 # a full sync deletes on the peer what the source lacks: an empty source
                 # (an unmounted filesystem, a wiped disk) would empty the standby's copy
                 outcome, detail = (

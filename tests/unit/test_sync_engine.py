@@ -125,3 +125,19 @@ def test_a_rename_touching_an_excluded_name_is_a_delete_and_a_send(make: Any) ->
     engine._absorb([Change("move", "x.tmp", "x"), Change("move", "p", "q", tree=True)], 1.0)
     assert engine.dirty.moves == [Move("p", "q", True)]
     assert {"x.tmp", "x", "p"} <= engine.dirty.paths
+
+
+def test_a_full_sync_held_back_by_an_empty_source_retries_at_the_first_change(
+    make: Any, tmp_path: Path
+) -> None:
+    calls: Calls = []
+    engine = make(calls, rsync=(0, ""))
+    dirty = Dirty(interval=1.0)
+    dirty.need_full("start (catch up)", 0.0)
+    _send(engine, dirty)
+    assert calls == []  # nothing sent from the empty source
+    assert engine.state == "source-missing"
+    assert engine.retry_at > 0.0  # the backoff would wait
+    (tmp_path / "first").write_text("x")
+    engine._absorb([Change("path", "first")], now=5.0)
+    assert engine.retry_at == 5.0  # ... but the first file goes out at once

@@ -394,15 +394,14 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
     values = {
         k: c.get(data, f"timing.{k}", f, getattr(defaults, k)) for k, f in _TIMING_KEYS.items()
     }
-    if "echo_timeout" not in data and isinstance(values["interval"], (int, float)):
-        # a LAN echo reply takes well under a millisecond; short probe intervals
-        # still leave the reply half of one
-        values["echo_timeout"] = min(defaults.echo_timeout, values["interval"] / 2)
-    numbers = (int, float)
-    if "calm_heartbeat" not in data and all(
-        isinstance(values[k], numbers) for k in ("interval", "heartbeat")
-    ):
-        values["calm_heartbeat"] = min(2 * values["heartbeat"], values["interval"])
+    # defaults that follow the probe interval (a wrong value reads as its default here,
+    # and is reported): a LAN echo reply takes well under a millisecond, but short
+    # intervals still leave the reply half of one
+    interval, heartbeat = values["interval"], values["heartbeat"]
+    if "echo_timeout" not in data:
+        values["echo_timeout"] = min(defaults.echo_timeout, interval / 2)
+    if "calm_heartbeat" not in data:
+        values["calm_heartbeat"] = min(2 * heartbeat, interval)
     on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
     if on_stop not in ("retry", "reboot"):
         c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')

@@ -212,7 +212,7 @@ class Core:
         for uplink in self.uplinks.values():
             times += uplink.deadlines()
         t = self.timing
-        heard = max(self.peer.heard_at, self.peer.timers_from)
+        heard = self.peer.silent_since
         times += [
             heard + t.echo_window,
             heard + t.peer_gone_after,
@@ -457,9 +457,9 @@ class Core:
         """Why the peer counts as gone, or None. Applies the alone-grace."""
         t = self.timing
         silent = self.peer.silent_for(now)
-        heard = max(self.peer.heard_at, self.peer.timers_from)
         # compared as next_deadline() computes it, so a wake-up at that deadline acts
-        if self.peer.echo_missed_everywhere(t.misses) and now >= heard + t.echo_window:
+        gone = now >= self.peer.silent_since + t.echo_window
+        if self.peer.echo_missed_everywhere(t.misses) and gone:
             reason = (
                 f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"

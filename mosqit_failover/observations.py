@@ -132,9 +132,14 @@ class PeerTracker:
     def last_sign(self) -> float:
         return max(self.heard_at, self.echo_at)
 
+    @property
+    def silent_since(self) -> float:
+        """The last message, or a resume if that is later: where silence is counted from."""
+        return max(self.heard_at, self.timers_from)
+
     def silent_for(self, now: float) -> float:
         """How long no message came, counted from a resume if that is later."""
-        return now - max(self.heard_at, self.timers_from)
+        return now - self.silent_since
 
     def restart_timers(self, now: float) -> None:
         self.timers_from = now

@@ -36,14 +36,17 @@ def port_up(plan: LabPlan, node: str, net: Net) -> None:
 
 
 def isolate(plan: LabPlan, node: str) -> None:
-    # one command: a second `ip netns exec` would leave one network up ~10 ms longer,
-    # which a tool probing over one network only (VRRP unicast on a) would not notice
-    batch = "".join(f"link set {plan.node(node).port(net)} down\n" for net in NETS)
-    run(["ip", "-batch", "-"], ns=plan.switch_ns, input=batch)
+    _node_ports(plan, node, "down")
 
 
 def rejoin(plan: LabPlan, node: str) -> None:
-    batch = "".join(f"link set {plan.node(node).port(net)} up\n" for net in NETS)
+    _node_ports(plan, node, "up")
+
+
+def _node_ports(plan: LabPlan, node: str, state: str) -> None:
+    # one command: a second `ip netns exec` would leave one network up ~10 ms longer,
+    # which a tool probing over one network only (VRRP unicast on a) would not notice
+    batch = "".join(f"link set {plan.node(node).port(net)} {state}\n" for net in NETS)
     run(["ip", "-batch", "-"], ns=plan.switch_ns, input=batch)
 
 

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
+APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
 	resource-agents chromium chromium-driver
 STAMP_APT := $(VENV)/.apt-done
@@ -22,12 +22,11 @@ $(STAMP_APT):
 		echo "apt-get install:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@# Debian's packaged daemons must not run on the host itself: the lab starts them inside its nodes.
-	@for s in ssh keepalived lsyncd; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
 	@touch $@
 
 $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# A venv left half-made by an interrupted first run has no pip: make it anew.
+	@test -x $(BIN)/pip || { rm -rf $(VENV)/bin $(VENV)/lib $(VENV)/include $(VENV)/pyvenv.cfg; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@

@@ -204,23 +204,74 @@ def generate_secret_text(key_id: int = 1) -> str:
     )
 
 
-def write_secret_file(path: str | os.PathLike[str], text: str) -> None:
-    """Create a new secret file with mode 0600 from the start (never overwrites).
+def write_secret_file(path: str | os.PathLike[str], text: str, *, replace: bool = False) -> None:
+    """Write a secret file that is mode 0600 from its first byte; never follows a symlink.
 
+    Without `replace` the file is created exclusively (an existing file or link
+    is refused). With `replace` the text goes into a new 0600 temporary file in
+    the same directory, which is then renamed over the path: a reader that
+    opened the old file keeps the old inode and never sees the new secret.
     Ownership is the caller's (root when run by the agent's installer).
     """
     p = os.fspath(path)
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        st: os.stat_result | None = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise SecretFileError(
+            p, f"cannot be checked ({e.strerror})", "check the path and its directory"
+        ) from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise SecretFileError(
+            p,
+            f"is a symbolic link (to {os.readlink(p)}); a secret is never written through one",
+            f"remove the link (rm {p}) or give the real path",
+        )
+    if st is not None and not replace:
+        raise SecretFileError(p, "already exists", "remove it first, or rotate keys by editing it")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise SecretFileError(p, "is not a regular file", "give the path of a file")
+    directory, name = os.path.split(p)
+    target = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp") if replace else p
+    try:
+        _write_new(target, text.encode("utf-8"))
+        if replace:
+            try:
+                os.rename(target, p)  # atomic; never follows a link that appeared at p
+            except OSError:
+                os.unlink(target)
+                raise
+            _fsync_directory(directory or ".")
     except FileExistsError:
         raise SecretFileError(
             p, "already exists", "remove it first, or rotate keys by editing it"
         ) from None
+    except OSError as e:
+        raise SecretFileError(
+            p, f"cannot be written ({e.strerror})", "check the path and that you are root"
+        ) from None
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Create `path` exclusively with mode 0600 and write `data`; removed again on failure."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)  # regardless of umask
-        data = text.encode("utf-8")
         while data:
             data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -185,18 +185,20 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _gen_secret(args: argparse.Namespace) -> int:
-    import os
-
-    from mosqit_failover.authkeys import generate_secret_text
+    from mosqit_failover.authkeys import SecretFileError, generate_secret_text, write_secret_file
 
     path = Path(args.path)
-    if path.exists() and not args.force:
+    if path.exists() and not path.is_symlink() and not args.force:
         raise UsageError(f"{path} exists; pass --force to replace it (both nodes need the same)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generate_secret_text())
-    os.chmod(path, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the directory {path.parent}: {error.strerror}") from None
+    try:
+        # a new file is created exclusively; --force writes a new file and renames it over
+        write_secret_file(path, generate_secret_text(), replace=args.force)
+    except SecretFileError as error:
+        raise UsageError(str(error)) from None
     print(f"wrote {path} (mode 0600); copy it to the other node")
     return 0
 

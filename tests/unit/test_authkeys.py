@@ -218,3 +218,89 @@ def test_write_secret_file(tmp_path: Path) -> None:
     assert load_keyring(p, owner_uid=ME).key_ids == (1,)
     with pytest.raises(SecretFileError, match="already exists"):
         write_secret_file(p, generate_secret_text())
+
+
+def test_write_secret_file_never_follows_a_dangling_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    link = tmp_path / "secret"
+    link.symlink_to(target)
+    for replace in (False, True):
+        with pytest.raises(SecretFileError, match="is a symbolic link") as e:
+            write_secret_file(link, generate_secret_text(), replace=replace)
+        assert f"rm {link}" in e.value.fix
+    assert not target.exists()
+
+
+def test_write_secret_file_replaces_by_renaming_a_new_0600_file(tmp_path: Path) -> None:
+    p = secret_file(tmp_path, f"1 {HEX_A}\n", 0o644)
+    with p.open() as reader:  # opened while the file was 0644
+        write_secret_file(p, f"1 {HEX_B}\n", replace=True)
+        assert reader.read() == f"1 {HEX_A}\n"  # the old inode, never the new secret
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert load_keyring(p, owner_uid=ME).signing.secret == bytes.fromhex(HEX_B)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["secret"]  # no temporary left
+
+
+def test_write_secret_file_in_a_missing_directory_is_a_secret_file_error(tmp_path: Path) -> None:
+    p = tmp_path / "missing" / "secret"
+    with pytest.raises(SecretFileError, match="cannot be written") as e:
+        write_secret_file(p, generate_secret_text())
+    assert str(p) in str(e.value)
+
+
+def gen_secret(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from mosqit_failover.cli import main
+
+    code = main(["gen-secret", *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_gen_secret_refuses_a_dangling_symlink_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "target"
+    link = tmp_path / "secret"
+    link.symlink_to(target)
+    for extra in ((), ("--force",)):
+        code, output = gen_secret(str(link), *extra, capsys=capsys)
+        assert code == 2
+        assert f"secret file {link}: is a symbolic link" in output
+        assert f"rm {link}" in output and "Traceback" not in output
+    assert not target.exists() and link.is_symlink()
+
+
+def test_gen_secret_force_never_shows_the_new_secret_to_an_open_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = secret_file(tmp_path, f"1 {HEX_A}\n", 0o644)
+    with p.open() as reader:
+        assert gen_secret(str(p), capsys=capsys)[0] == 2  # exists, no --force
+        code, output = gen_secret(str(p), "--force", capsys=capsys)
+        assert code == 0, output
+        assert reader.read() == f"1 {HEX_A}\n"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert load_keyring(p, owner_uid=ME).signing.secret != bytes.fromhex(HEX_A)
+
+
+def test_gen_secret_creates_a_new_0600_file_and_its_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "etc" / "secret"
+    old = os.umask(0)
+    try:
+        code, output = gen_secret(str(p), capsys=capsys)
+    finally:
+        os.umask(old)
+    assert code == 0, output
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert load_keyring(p, owner_uid=ME).key_ids == (1,)
+
+
+def test_gen_secret_below_a_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    code, output = gen_secret(str(tmp_path / "file" / "secret"), capsys=capsys)
+    assert code == 2
+    assert "cannot create the directory" in output and "Traceback" not in output

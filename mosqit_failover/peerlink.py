@@ -5,6 +5,9 @@ reach `deliver` (with the network they came in on, known by the peer's source
 address); everything else is dropped, counted per reason and logged at most
 once per reason every 10 s. Sending never blocks and never raises: a network
 that is down just loses the datagram, as a cable would.
+
+The Sender and the Receiver share one boot id; every datagram sent carries as
+its ack the peer's boot id the Receiver last learned (see wire.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from mosqit_failover.wire import (
     Reason,
     Receiver,
     Sender,
+    new_boot_id,
 )
 
 Deliver = Callable[[str, PeerView], None]
@@ -34,14 +38,20 @@ Deliver = Callable[[str, PeerView], None]
 
 class PeerLink(asyncio.DatagramProtocol):
     def __init__(
-        self, config: Config, node: str, keyring: Keyring, deliver: Deliver, log: DecisionLog
+        self,
+        config: Config,
+        node: str,
+        keyring: Keyring,
+        deliver: Deliver,
+        log: DecisionLog,
     ) -> None:
         peer = config.peer_of(node)
         self._port = config.port
         self._deliver = deliver
         self._log = log
-        self._sender = Sender(config.cluster, node, keyring)
-        self.receiver = Receiver(config.cluster, node, peer.name, keyring)
+        self.boot_id = new_boot_id()
+        self._sender = Sender(config.cluster, node, keyring, self.boot_id)
+        self.receiver = Receiver(config.cluster, node, peer.name, keyring, boot_id=self.boot_id)
         self._peer_addresses = {str(a.address): a.network for a in peer.attachments}
         self._destinations = [(str(a.address), a.network) for a in peer.attachments]
         self._rate = RateLimitedLog(10.0)
@@ -69,6 +79,7 @@ class PeerLink(asyncio.DatagramProtocol):
     def send(self, view: PeerView) -> None:
         if self._transport is None:
             return
+        self._sender.ack = self.receiver.ack_for_peer
         for address, _network in self._destinations:
             try:
                 data = self._sender.encode(view, time.time())
@@ -109,7 +120,8 @@ class PeerLink(asyncio.DatagramProtocol):
             self._log.note(
                 f"dropped a peer datagram on network {network}: {result.reason.value}"
                 f" {result.detail}{more}",
-                priority=4,
+                # normal for about one heartbeat round trip after either agent starts
+                priority=6 if result.reason is Reason.UNCONFIRMED else 4,
                 DROP_REASON=result.reason.value,
             )
 

@@ -3,17 +3,19 @@
 Pure code: no sockets, no clock reads; whatever needs time takes `now`
 (wall-clock seconds, as from time.time()) as a parameter.
 
-Packet layout, version 1 (network byte order; offsets in bytes)::
+Packet layout, version 2 (network byte order; offsets in bytes)::
 
     off  size  field
       0     2  magic            b"MQ"
-      2     1  version          1
+      2     1  version          2
       3     1  key id           1..255, the key that made the MAC
       4    16  boot id          random per agent start
      20     8  sequence         u64, strictly increasing per boot id (first is 1)
      28     8  timestamp        u64, wall-clock milliseconds since the epoch
-     36     1  cluster length   C (1..255)
-     37     C  cluster name     UTF-8, printable
+     36    16  ack              the RECEIVER's boot id as the sender last learned it
+                                (all zeros: the sender has heard no datagram of it yet)
+     52     1  cluster length   C (1..255)
+     53     C  cluster name     UTF-8, printable
       .     1  node length      N (1..255)
       .     N  node name        UTF-8, printable: the sender, = PeerView.node
       .     1  role             1 WAITING, 2 STANDBY, 3 PROMOTING, 4 ACTIVE, 5 DEMOTING
@@ -25,11 +27,22 @@ Packet layout, version 1 (network byte order; offsets in bytes)::
       .     1    healthy        0 or 1
     end-32 32  HMAC-SHA256(secret of key id, every byte before it)
 
-The whole datagram is at most MAX_DATAGRAM (512) bytes.
+The whole datagram is at most MAX_DATAGRAM (512) bytes. Version 1 (without
+the ack) is rejected as UNKNOWN_VERSION.
 
 Decoding order: size, magic, version, then a walk over the length bytes only
 (TRUNCATED / trailing bytes), then the key id and the MAC. Nothing else is
 interpreted before the MAC has been verified.
+
+Why the ack: the replay window lives in memory, so a freshly started receiver
+has no record of what its previous run accepted. A datagram is accepted only
+if its ack is the receiver's current boot id, which is random per start and
+reaches the peer only in datagrams sent after that start: a datagram recorded
+before the receiver started carries an older ack (or zeros) and is never
+accepted after it (UNCONFIRMED). The receiver still learns the sender's boot
+id from such an authentic, fresh datagram (only from one newer than the last
+it learned from), and its own sender puts that into the ack: after both
+agents restart, messages flow again after about one heartbeat round trip.
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ from mosqit_failover.authkeys import Keyring
 from mosqit_failover.events import PeerView, Role
 
 MAGIC = b"MQ"
-VERSION = 1
+VERSION = 2
 MAX_DATAGRAM = 512
 MAC_SIZE = 32
 BOOT_ID_SIZE = 16
@@ -56,7 +69,9 @@ DEFAULT_WINDOW = 30.0
 REPLAY_WINDOW = 64  # sequence numbers remembered behind the newest
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
-_HEADER = struct.Struct("!2sBB16sQQ")  # magic, version, key id, boot id, seq, timestamp ms
+# magic, version, key id, boot id, seq, timestamp ms, ack (the receiver's boot id)
+_HEADER = struct.Struct("!2sBB16sQQ16s")
+NO_ACK = bytes(BOOT_ID_SIZE)  # the ack of a sender that has heard no datagram of the receiver
 _VIEW = struct.Struct("!BqB")  # role, epoch, flags
 _U8 = struct.Struct("!B")
 _U64_MAX = 2**64 - 1
@@ -101,6 +116,7 @@ class Reason(enum.Enum):
     UNKNOWN_SENDER = "unknown-sender"
     REPLAYED = "replayed"
     LATE = "late"  # authentic, unseen, but older than one already accepted (reordered)
+    UNCONFIRMED = "unconfirmed"  # the peer has not yet heard this agent's current start
     STALE = "stale"
     MALFORMED = "malformed"
 
@@ -119,6 +135,12 @@ class Rejected:
 def new_boot_id() -> bytes:
     """A fresh random boot id (one per agent start)."""
     return secrets.token_bytes(BOOT_ID_SIZE)
+
+
+def _boot_id_bytes(what: str, value: bytes) -> bytes:
+    if len(value) != BOOT_ID_SIZE:
+        raise ValueError(f"{what} must be {BOOT_ID_SIZE} bytes, not {len(value)}")
+    return bytes(value)
 
 
 def _name_bytes(what: str, name: str) -> bytes:
@@ -143,7 +165,9 @@ class Sender:
     """Encodes this node's PeerView into signed datagrams.
 
     `keyring` is a public attribute: assign a reloaded keyring to rotate keys
-    without a restart.
+    without a restart. `ack` is the peer's boot id as this node last learned
+    it (`Receiver.ack_for_peer` of the Receiver sharing this boot id); the
+    owner keeps it current, the peer accepts nothing until it is.
     """
 
     def __init__(
@@ -156,10 +180,18 @@ class Sender:
         self.keyring = keyring
         if boot_id is None:
             boot_id = new_boot_id()
-        if len(boot_id) != BOOT_ID_SIZE:
-            raise ValueError(f"boot id must be {BOOT_ID_SIZE} bytes, not {len(boot_id)}")
-        self.boot_id = bytes(boot_id)
+        self.boot_id = _boot_id_bytes("boot id", boot_id)
+        self._ack = NO_ACK
         self._seq = 0
+
+    @property
+    def ack(self) -> bytes:
+        """The receiver's boot id as last learned (NO_ACK before any), sent in every datagram."""
+        return self._ack
+
+    @ack.setter
+    def ack(self, value: bytes) -> None:
+        self._ack = _boot_id_bytes("ack", value)
 
     @property
     def seq(self) -> int:
@@ -193,7 +225,9 @@ class Sender:
         )
         seq = self._seq + 1
         key = self.keyring.signing
-        out = bytearray(_HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms))
+        out = bytearray(
+            _HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, self._ack)
+        )
         _put_name(out, self._cluster)
         _put_name(out, self._node_bytes)
         out += _VIEW.pack(_ROLE_CODES[view.role], view.epoch, flags)
@@ -270,12 +304,23 @@ class _Reader:
 class Receiver:
     """Checks and decodes datagrams from the one peer.
 
-    Replay protection keeps only the peer's latest boot id: a datagram is
-    accepted if its sequence number is greater than the last accepted one of
-    that boot id, or if it carries a new boot id (the peer's agent restarted)
-    with a timestamp later than every datagram accepted before. Every
-    datagram must also be fresh: its timestamp within ±window of `now`
-    (so the two nodes' clocks must agree to within the window).
+    `boot_id` is this agent's own boot id, the one its Sender signs with.
+
+    Every datagram must be authentic, well-formed and fresh: its timestamp
+    within ±window of `now` (so the two nodes' clocks must agree to within the
+    window). Then, in this order:
+    - learning: if its timestamp is newer than that of every datagram learned
+      from before, its boot id becomes `ack_for_peer` (accepted or not, so a
+      replayed older datagram cannot move it back);
+    - the ack must be `boot_id`, else UNCONFIRMED: the datagram was made
+      before the peer heard of this agent's current start (possibly before
+      this receiver existed, and its in-memory window knows nothing of it);
+    - its boot id must be the learned one (else REPLAYED: an earlier start of
+      the peer than the newest heard of), and its sequence number greater
+      than the last accepted one of that boot id (64-deep window: an unseen
+      older one is LATE, a seen one REPLAYED), or the boot id is new (the
+      peer's agent restarted) with a timestamp later than every datagram
+      accepted before.
 
     `keyring` is a public attribute: assign a reloaded keyring to rotate keys.
     """
@@ -287,9 +332,14 @@ class Receiver:
         peer: str,
         keyring: Keyring,
         window: float = DEFAULT_WINDOW,
+        *,
+        boot_id: bytes,
     ) -> None:
         if not window > 0:
             raise ValueError(f"window must be positive, not {window!r}")
+        self.boot_id = _boot_id_bytes("boot id", boot_id)
+        if self.boot_id == NO_ACK:
+            raise ValueError("boot id must not be all zeros (that is the ack of no start)")
         self.cluster = cluster
         self.node = node
         self.peer = peer
@@ -301,11 +351,19 @@ class Receiver:
         self._last_seq = 0
         self._seen = 0  # bit i set: seq last_seq - i was accepted (anti-replay window)
         self._max_ts_ms = -1
+        self._learned = NO_ACK
+        self._learned_ts_ms = -1
 
     @property
     def peer_boot_id(self) -> bytes | None:
         """The boot id of the peer's last accepted datagram (None before the first)."""
         return self._boot_id
+
+    @property
+    def ack_for_peer(self) -> bytes:
+        """What this agent's Sender must put in its ack: the peer's boot id from the
+        newest authentic, fresh datagram, accepted or not (NO_ACK before the first)."""
+        return self._learned
 
     @property
     def last_seq(self) -> int:
@@ -352,7 +410,7 @@ class Receiver:
         if not hmac.compare_digest(_mac(secret, data[:body_end]), data[body_end:]):
             return Rejected(Reason.BAD_MAC, f"key id {key_id}")
 
-        _, _, _, boot_id, seq, ts_ms = _HEADER.unpack_from(data, 0)
+        _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
         reader = _Reader(data, _HEADER.size, body_end)
         try:
             cluster = reader.name("cluster name")
@@ -377,6 +435,19 @@ class Receiver:
         if abs(skew) > self.window:
             return Rejected(Reason.STALE, f"timestamp {skew:+.3f}s from local clock")
 
+        if ts_ms > self._learned_ts_ms:
+            self._learned = boot_id
+            self._learned_ts_ms = ts_ms
+        if ack != self.boot_id:
+            return Rejected(
+                Reason.UNCONFIRMED,
+                "the peer has heard no start of this agent yet"
+                if ack == NO_ACK
+                else "the peer acknowledges an earlier start of this agent",
+            )
+
+        if boot_id != self._learned:  # ts not newer than one of the peer's later start
+            return Rejected(Reason.REPLAYED, "from an earlier start of the peer than the newest")
         if boot_id == self._boot_id:
             if seq <= self._last_seq:
                 return self._older(seq)

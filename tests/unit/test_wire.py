@@ -1,4 +1,4 @@
-"""The peer protocol codec: round trip, every rejection reason, and fuzzing."""
+"""The peer protocol codec: round trip, every rejection reason, restarts, and fuzzing."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mosqit_failover.wire import (
     MAGIC,
     MAX_DATAGRAM,
     MIN_DATAGRAM,
+    NO_ACK,
     EncodeError,
     RateLimitedLog,
     Reason,
@@ -34,6 +35,7 @@ RING = Keyring((K1,))
 NOW = 1_700_000_000.0
 BOOT_A = b"A" * BOOT_ID_SIZE
 BOOT_B = b"B" * BOOT_ID_SIZE
+BETA_BOOT = b"b" * BOOT_ID_SIZE  # the receiving agent's own boot id
 
 VIEW = PeerView(
     node="alpha",
@@ -47,13 +49,18 @@ VIEW = PeerView(
 )
 
 
-def alpha(ring: Keyring = RING, boot: bytes = BOOT_A, cluster: str = "billing") -> Sender:
-    return Sender(cluster, "alpha", ring, boot)
+def alpha(
+    ring: Keyring = RING, boot: bytes = BOOT_A, cluster: str = "billing", ack: bytes = BETA_BOOT
+) -> Sender:
+    """The sending side, having heard beta's current start (ack) unless told otherwise."""
+    tx = Sender(cluster, "alpha", ring, boot)
+    tx.ack = ack
+    return tx
 
 
-def beta(ring: Keyring = RING, window: float = 30.0) -> Receiver:
+def beta(ring: Keyring = RING, window: float = 30.0, boot: bytes = BETA_BOOT) -> Receiver:
     """The receiving side: beta, hearing from alpha."""
-    return Receiver("billing", "beta", "alpha", ring, window)
+    return Receiver("billing", "beta", "alpha", ring, window, boot_id=boot)
 
 
 def reason(result: PeerView | Rejected) -> Reason | None:
@@ -67,7 +74,8 @@ def resign(packet: bytes | bytearray, key: Key = K1) -> bytes:
 
 
 # Offsets in a packet encoded by alpha() for cluster "billing" and node "alpha".
-OFF_CLUSTER = 36
+OFF_ACK = 36
+OFF_CLUSTER = 52
 OFF_NODE = OFF_CLUSTER + 1 + len("billing")
 OFF_ROLE = OFF_NODE + 1 + len("alpha")
 OFF_EPOCH = OFF_ROLE + 1
@@ -91,10 +99,11 @@ def test_layout() -> None:
     tx = alpha()
     pkt = tx.encode(VIEW, NOW)
     assert pkt[:2] == MAGIC == b"MQ"
-    assert pkt[2] == 1
+    assert pkt[2] == 2
     assert pkt[3] == K1.key_id
     assert pkt[4:20] == BOOT_A
     assert struct.unpack("!QQ", pkt[20:36]) == (1, round(NOW * 1000))
+    assert pkt[OFF_ACK:OFF_CLUSTER] == BETA_BOOT
     assert pkt[OFF_CLUSTER] == 7 and pkt[OFF_CLUSTER + 1 : OFF_NODE] == b"billing"
     assert pkt[OFF_NODE] == 5 and pkt[OFF_NODE + 1 : OFF_ROLE] == b"alpha"
     assert pkt[OFF_ROLE] == 4  # ACTIVE
@@ -193,6 +202,17 @@ def test_sender_invalid_names_and_boot_id() -> None:
         Sender("c", "al\x00pha", RING)
     with pytest.raises(ValueError):
         Sender("c", "alpha", RING, b"short")
+    tx = Sender("c", "alpha", RING)
+    assert tx.ack == NO_ACK == bytes(BOOT_ID_SIZE)
+    with pytest.raises(ValueError):
+        tx.ack = b"short"
+
+
+def test_receiver_invalid_boot_id() -> None:
+    with pytest.raises(ValueError):
+        beta(boot=b"short")
+    with pytest.raises(ValueError):  # zeros is the ack of no start: would accept any of them
+        beta(boot=NO_ACK)
 
 
 # --- every Reason from a crafted packet ------------------------------------------
@@ -228,8 +248,16 @@ def test_bad_magic() -> None:
 
 def test_unknown_version() -> None:
     pkt = alpha().encode(VIEW, NOW)
-    rejected = beta().decode(pkt[:2] + b"\x02" + pkt[3:], NOW)
-    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 2")
+    rejected = beta().decode(pkt[:2] + b"\x03" + pkt[3:], NOW)
+    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 3")
+
+
+def test_version_1_is_an_unknown_version() -> None:
+    """A version 1 datagram (no ack), even correctly signed, is never accepted."""
+    pkt = alpha().encode(VIEW, NOW)
+    v1 = pkt[:2] + b"\x01" + pkt[3:OFF_ACK] + pkt[OFF_CLUSTER:-MAC_SIZE]  # the v1 layout
+    rejected = beta().decode(resign(v1 + bytes(MAC_SIZE)), NOW)
+    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 1")
 
 
 def test_unknown_key() -> None:
@@ -423,6 +451,128 @@ def test_forged_restart_with_old_timestamp_refused() -> None:
     assert rx.peer_boot_id == BOOT_A
 
 
+# --- this agent's restart: the ack -------------------------------------------------
+
+
+class Agent:
+    """One node's Sender and Receiver sharing a boot id, wired as PeerLink wires them."""
+
+    def __init__(self, node: str, peer: str, boot: bytes) -> None:
+        self.tx = Sender("billing", node, RING, boot)
+        self.rx = Receiver("billing", node, peer, RING, boot_id=boot)
+        self.view = dataclasses.replace(VIEW, node=node)
+
+    def send(self, now: float) -> bytes:
+        self.tx.ack = self.rx.ack_for_peer
+        return self.tx.encode(self.view, now)
+
+    def hear(self, pkt: bytes, now: float) -> PeerView | Rejected:
+        return self.rx.decode(pkt, now)
+
+
+def form(a: Agent, b: Agent, now: float) -> None:
+    """b speaks first: a learns b's start, b learns a's, then both accept."""
+    assert reason(a.hear(b.send(now), now)) is Reason.UNCONFIRMED
+    assert b.hear(a.send(now), now) == a.view
+    assert a.hear(b.send(now), now) == b.view
+
+
+def test_datagrams_recorded_before_a_restart_are_never_accepted_after_it() -> None:
+    """The bug: a restarted receiver's empty window took one replay up to 30 s old."""
+    a, b = Agent("alpha", "beta", BOOT_A), Agent("beta", "alpha", BETA_BOOT)
+    form(a, b, NOW)
+    recorded = []
+    for i in range(100):
+        t = NOW + 1 + i * 0.1
+        pkt = a.send(t)
+        recorded.append(pkt)
+        if i % 2 == 0:  # every other one only recorded, never delivered
+            assert b.hear(pkt, t) == a.view
+    t = NOW + 12  # every recording still fresh
+    b = Agent("beta", "alpha", BOOT_B)  # beta's agent restarts: new boot id, empty memory
+    for pkt in [*recorded, *reversed(recorded)]:
+        assert reason(b.hear(pkt, t)) in {Reason.UNCONFIRMED, Reason.REPLAYED}
+    assert b.rx.accepted == 0
+    assert b.rx.counters[Reason.UNCONFIRMED] + b.rx.counters[Reason.REPLAYED] == 200
+    # The handshake: beta's first datagram acks alpha's start and tells it of beta's new one.
+    assert a.hear(b.send(t), t) == b.view
+    assert b.hear(a.send(t + 0.05), t + 0.05) == a.view
+    # Alpha's current sequence number is just above the recordings: the window alone would
+    # call the undelivered ones LATE. Their ack is beta's old start: never accepted.
+    for pkt in recorded:
+        assert reason(b.hear(pkt, t + 0.1)) in {Reason.UNCONFIRMED, Reason.REPLAYED}
+    assert b.rx.counters[Reason.LATE] == 0 and b.rx.accepted == 1
+    assert b.hear(a.send(t + 0.15), t + 0.15) == a.view
+
+
+def test_learns_the_peer_start_from_authentic_fresh_unconfirmed_datagrams() -> None:
+    b = Agent("beta", "alpha", BETA_BOOT)
+    assert b.rx.ack_for_peer == NO_ACK
+    assert reason(b.hear(alpha(ack=NO_ACK).encode(VIEW, NOW - 60), NOW)) is Reason.STALE
+    wrong = alpha(Keyring((Key(1, bytes(32)),)), ack=NO_ACK)
+    assert reason(b.hear(wrong.encode(VIEW, NOW), NOW)) is Reason.BAD_MAC
+    assert b.rx.ack_for_peer == NO_ACK
+    result = b.hear(alpha(ack=BOOT_B).encode(VIEW, NOW), NOW)
+    assert result == Rejected(
+        Reason.UNCONFIRMED, "the peer acknowledges an earlier start of this agent"
+    )
+    assert b.rx.ack_for_peer == BOOT_A and b.rx.peer_boot_id is None
+
+
+def test_both_agents_restarted_at_once_converge_in_one_round_trip() -> None:
+    a, b = Agent("alpha", "beta", BOOT_A), Agent("beta", "alpha", BETA_BOOT)
+    first = a.send(NOW)  # alpha has heard nothing: ack all zeros
+    assert first[OFF_ACK:OFF_CLUSTER] == NO_ACK
+    result = b.hear(first, NOW)
+    assert result == Rejected(Reason.UNCONFIRMED, "the peer has heard no start of this agent yet")
+    assert b.rx.ack_for_peer == BOOT_A
+    assert a.hear(b.send(NOW + 0.05), NOW + 0.05) == b.view
+    assert b.hear(a.send(NOW + 0.1), NOW + 0.1) == a.view
+    assert reason(b.hear(first, NOW + 0.1)) is Reason.UNCONFIRMED  # still never
+
+
+def test_crossing_first_datagrams_converge_on_the_second() -> None:
+    a, b = Agent("alpha", "beta", BOOT_A), Agent("beta", "alpha", BETA_BOOT)
+    from_a, from_b = a.send(NOW), b.send(NOW)
+    assert reason(b.hear(from_a, NOW)) is Reason.UNCONFIRMED
+    assert reason(a.hear(from_b, NOW)) is Reason.UNCONFIRMED
+    from_a, from_b = a.send(NOW + 0.05), b.send(NOW + 0.05)
+    assert b.hear(from_a, NOW + 0.05) == a.view
+    assert a.hear(from_b, NOW + 0.05) == b.view
+
+
+def test_a_replayed_older_datagram_does_not_move_the_learned_boot_id_back() -> None:
+    b = Agent("beta", "alpha", BETA_BOOT)
+    before_restart = alpha(boot=BOOT_A, ack=NO_ACK).encode(VIEW, NOW)
+    after_restart = alpha(boot=BOOT_B, ack=NO_ACK)  # alpha's agent restarted since
+    assert reason(b.hear(after_restart.encode(VIEW, NOW + 5), NOW + 5)) is Reason.UNCONFIRMED
+    assert b.rx.ack_for_peer == BOOT_B
+    assert reason(b.hear(before_restart, NOW + 6)) is Reason.UNCONFIRMED
+    assert b.rx.ack_for_peer == BOOT_B
+    # Even with the right ack (recorded during this run), the earlier start is not accepted,
+    # and not learned from.
+    old_acked = alpha(boot=BOOT_A).encode(VIEW, NOW + 1)
+    assert reason(b.hear(old_acked, NOW + 6)) is Reason.REPLAYED
+    assert b.rx.ack_for_peer == BOOT_B and b.rx.accepted == 0
+    new = alpha(boot=BOOT_B)  # alpha learned beta's start: accepted, learned stays
+    assert b.hear(new.encode(VIEW, NOW + 7), NOW + 7) == VIEW
+    assert b.rx.ack_for_peer == BOOT_B and b.rx.peer_boot_id == BOOT_B
+
+
+def test_a_newer_start_of_the_peer_moves_the_learned_boot_id() -> None:
+    b = Agent("beta", "alpha", BETA_BOOT)
+    assert b.hear(alpha(boot=BOOT_A).encode(VIEW, NOW), NOW) == VIEW
+    assert b.rx.ack_for_peer == BOOT_A
+    restarted = alpha(boot=BOOT_B, ack=NO_ACK)  # alpha restarted: has not heard beta yet
+    assert reason(b.hear(restarted.encode(VIEW, NOW + 1), NOW + 1)) is Reason.UNCONFIRMED
+    assert b.rx.ack_for_peer == BOOT_B and b.rx.peer_boot_id == BOOT_A
+    restarted.ack = BETA_BOOT
+    assert b.hear(restarted.encode(VIEW, NOW + 2), NOW + 2) == VIEW
+    assert b.rx.peer_boot_id == BOOT_B
+    # alpha's previous start, correctly acked, dated between the two: not accepted
+    assert reason(b.hear(alpha(boot=BOOT_A).encode(VIEW, NOW + 1.5), NOW + 2)) is Reason.REPLAYED
+
+
 # --- key rotation ----------------------------------------------------------------
 
 
@@ -518,7 +668,8 @@ def authentic_junk(draw: st.DrawFn) -> bytes:
     """Well-framed, correctly signed packets whose fields hold anything at all
     (a peer with the key but a bug, or another version of the agent)."""
     name = st.one_of(st.binary(max_size=10), st.sampled_from([b"billing", b"alpha", b"beta"]))
-    out = b"MQ\x01\x01" + draw(st.binary(min_size=32, max_size=32))
+    out = b"MQ\x02\x01" + draw(st.binary(min_size=32, max_size=32))  # boot id, seq, ts
+    out += draw(st.one_of(st.just(BETA_BOOT), st.binary(min_size=16, max_size=16)))  # ack
     out += _field(draw(st.one_of(st.just(b"billing"), name)))
     out += _field(draw(st.one_of(st.just(b"alpha"), name)))
     out += bytes([draw(st.one_of(st.integers(1, 5), st.integers(0, 255)))])  # role

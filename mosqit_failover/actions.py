@@ -70,6 +70,18 @@ class SendPeerMessage:
 
 
 @dataclass(frozen=True)
+class FencePeer:
+    """Fence the peer before promoting in `epoch` (not a plan step).
+
+    The shell tries every configured fence (ssh through the sync key's forced
+    command, a power fence command) and answers with FenceResult; it never
+    claims anything itself.
+    """
+
+    epoch: int
+
+
+@dataclass(frozen=True)
 class Alert:
     """Tell the operator (hooks, mail); never blocks the agent."""
 
@@ -138,4 +150,4 @@ PlanStep = (
     | StartResource
     | StopResource
 )
-Action = PlanStep | SendPeerMessage | Alert | Escalate | Decision | RunPlan
+Action = PlanStep | SendPeerMessage | FencePeer | Alert | Escalate | Decision | RunPlan

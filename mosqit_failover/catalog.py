@@ -161,9 +161,58 @@ ENTRIES: dict[str, Entry] = {
     ),
     "automatic": Entry(
         "automatic mode again",
-        _HEAD + " The network that both nodes had lost is back.",
+        _HEAD + " The network that both nodes had lost is back, here or on the peer.",
         "@REASON@.",
         "Nothing.",
+    ),
+    "manual-peer-lost": Entry(
+        "peer vanished while in MANUAL mode",
+        _HEAD + " The pair was in MANUAL mode (a network lost on both nodes) and the"
+        " peer is not heard any more on the network that is left.",
+        "@REASON@. With one network only, this node cannot tell a dead peer from its"
+        " own isolation, so it takes no automatic action.",
+        "Find out whether the peer is really down (console, power, the remaining"
+        " switch). If it is and it will stay down, run `mosqit-failover force-active`"
+        " on @NODE@ (it says its data may be stale). Otherwise repair the switch.",
+    ),
+    "peer-auth-failed": Entry(
+        "messages from the peer of @NODE@ fail authentication",
+        _HEAD + " Datagrams come from the peer's own address on the cluster port, but"
+        " they do not pass the checks: another secret, clock, cluster name or protocol.",
+        "@REASON@. They prove the peer's agent is alive, so they never count as a silent"
+        " peer: an active node keeps serving, a standby never takes over while they come."
+        " Without authenticated messages the pair cannot fail over automatically.",
+        "Fix what the reason names, usually by copying the secret file"
+        " (cluster.secret_file, mode 0600) from one node to the other and running"
+        " `systemctl reload mosqit-failover` on it. `mosqit-failover status` shows the"
+        " counts of dropped datagrams per reason.",
+    ),
+    "peer-auth-ok": Entry(
+        "messages from the peer of @NODE@ authenticate again",
+        _HEAD + " The peer's datagrams that failed authentication have stopped.",
+        "@REASON@.",
+        "Nothing, if the reason says they authenticate again; otherwise the peer has"
+        " gone silent altogether: see the next lines.",
+    ),
+    "fence": Entry(
+        "node @NODE@ fences its peer before taking over",
+        _HEAD + " The peer's failover service is silent while its kernel answers ICMP"
+        " (OS problem): its VIP and services may still be up there. Before claiming"
+        " them this node fences the peer: an ssh login through the sync key's forced"
+        " command that removes the VIP, stops the services and kills the hung agent,"
+        " and the power fence command where one is configured.",
+        "@REASON@. Without a fence two nodes could serve the VIP at once.",
+        "Watch for the promote line (fenced) or a fence-failed line.",
+    ),
+    "fence-failed": Entry(
+        "fencing the peer failed; node @NODE@ does not take over",
+        _HEAD + " Every configured fence failed (no ssh answer, a refusal, a power fence"
+        " command that did not exit 0).",
+        "@REASON@. With fencing.on_failure = wait (the default) the node does not promote"
+        " while the peer may still hold the VIP, and retries the fence.",
+        "Check the peer: if it is hung, power it off (then the next fence attempt or"
+        " `mosqit-failover force-active` on @NODE@ takes over). Fix the ssh fence (the"
+        " sync key, sshd on the peer) or configure a power fence in [fencing].",
     ),
     "maintenance": Entry(
         "maintenance mode changed on @NODE@",

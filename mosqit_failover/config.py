@@ -199,6 +199,21 @@ class Console:
     session_idle: float = 3600.0
 
 
+@dataclass(frozen=True)
+class Fencing:
+    """[fencing]: how a node makes sure its hung peer holds nothing before the
+    OS-problem promotion (STONITH). Parsed by _read_fencing."""
+
+    ssh: bool = True
+    ssh_key: str = "/etc/mosqit-failover/sync_key"
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    power: tuple[tuple[str, str], ...] = ()  # (node, fence-agent command line)
+    timeout: float = 10.0
+    on_failure: str = "wait"  # "wait": no promotion, retry; "promote": take the risk
+    retry: float = 5.0
+
+
 def split_host_port(text: str) -> tuple[str, int]:
     """'127.0.0.1:25' -> ('127.0.0.1', 25); '[::1]:25' -> ('::1', 25). Validated at load."""
     host, _, port = text.rpartition(":")
@@ -223,6 +238,7 @@ class Config:
     alerts: Alerts = Alerts()
     metrics: Metrics = Metrics()
     console: Console = Console()
+    fencing: Fencing = Fencing()
 
     @property
     def network_names(self) -> tuple[str, ...]:

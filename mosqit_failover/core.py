@@ -36,6 +36,7 @@ from mosqit_failover.actions import (
     ClaimVip,
     Decision,
     Escalate,
+    FencePeer,
     PersistState,
     PlanStep,
     ReleaseVip,
@@ -55,10 +56,12 @@ from mosqit_failover.events import (
     Command,
     EchoResult,
     Event,
+    FenceResult,
     Inventory,
     LinkChanged,
     OperatorCommand,
     PeerMessage,
+    PeerUnauthenticated,
     PeerView,
     Role,
     SwitchReachability,
@@ -77,6 +80,7 @@ class Trigger(enum.Enum):
     PLAN_DONE = "plan-done"
     PLAN_FAILED = "plan-failed"
     RETRY = "retry"  # run the demotion plan again after a failed stop
+    FENCE = "fence"  # fence the peer first: its kernel answers, its agent does not
 
 
 W, S, P, A, D = Role.WAITING, Role.STANDBY, Role.PROMOTING, Role.ACTIVE, Role.DEMOTING
@@ -86,6 +90,7 @@ W, S, P, A, D = Role.WAITING, Role.STANDBY, Role.PROMOTING, Role.ACTIVE, Role.DE
 TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (W, Trigger.ELIGIBLE): (S, False),
     (S, Trigger.INELIGIBLE): (W, False),
+    (S, Trigger.FENCE): (S, False),
     (S, Trigger.PROMOTE): (P, True),
     (W, Trigger.FORCE): (P, True),
     (S, Trigger.FORCE): (P, True),
@@ -103,6 +108,42 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 CALM_AFTER = 5.0
 
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
+
+# Datagrams from the peer's address that fail authentication for this long (and no
+# authentic one among them) are a misconfiguration, not the restart handshake.
+AUTH_GRACE = 1.0
+
+# What each drop reason of the wire most likely means, and the fix.
+AUTH_HINTS: Mapping[str, str] = {
+    "bad-mac": "the secrets differ: copy cluster.secret_file from one node to the other",
+    "unknown-key": "the secrets differ (key ids): copy cluster.secret_file to both nodes",
+    "stale": "the clocks differ by more than 30 s: run NTP (chrony) on both nodes",
+    "wrong-cluster": "the cluster names differ: make cluster.name equal on both nodes",
+    "unknown-sender": "the node names differ: use one identical config on both nodes",
+    "from-self": "both agents run as the same node: check --node and the host names",
+    "unknown-version": "the agents speak different protocol versions: upgrade both",
+    "unconfirmed": "the peer does not acknowledge this agent's start (one-way traffic?)",
+    "replayed": "replayed datagrams: a duplicate node, or someone replaying captures",
+}
+
+
+@dataclass
+class FenceAttempt:
+    """The fence asked for before an OS-problem promotion, and how it ended."""
+
+    epoch: int  # the epoch this node will promote in
+    done: bool = False
+    fenced: bool = False
+    detail: str = ""
+    retry_at: float = NEVER
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Why the peer counts as gone; an OS problem needs a fence before promoting."""
+
+    reason: str
+    os_problem: bool
 
 
 @dataclass(frozen=True)
@@ -154,6 +195,9 @@ class Core:
         self._last_beat = NEVER
         self._trouble_at = now
         self._peer_was_recent = False
+        self._auth_failing = ""  # the drop reason while the peer's datagrams fail authentication
+        self._fence: FenceAttempt | None = None
+        self._manual_peer_lost = False  # said that the peer vanished while MANUAL
         self._startup: Decision | None = self._adopt(inventory, now)
 
     # ---- the interface -------------------------------------------------
@@ -173,6 +217,7 @@ class Core:
             out += self._apply(verdict, now)
             verdict = None
         self._note_mode(now, out)
+        self._note_auth(now, out)
         self._note_peer_return(now, out)
         if self._troubled(event, now):
             self._trouble_at = now
@@ -194,7 +239,11 @@ class Core:
         lossy link by the heartbeats that still get through.
         """
         match event:
-            case EchoResult(answered=False) | SwitchReachability(reachable=False):
+            case (
+                EchoResult(answered=False)
+                | SwitchReachability(reachable=False)
+                | PeerUnauthenticated()
+            ):
                 return True
             case LinkChanged():
                 return True
@@ -222,6 +271,10 @@ class Core:
         ]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
+        if self.peer.unauth_at > self.peer.heard_at:
+            times += [self.peer.unauth_since + AUTH_GRACE, self.peer.unauth_at + t.peer_gone_after]
+        if self._fence is not None:
+            times.append(self._fence.retry_at)
         times += [since + t.settle for since in self._held_since.values()]
         if self._reclaim_by is not None:
             times.append(self._reclaim_by)
@@ -314,6 +367,18 @@ class Core:
                     n: None if math.isinf(t) else now - t for n, t in self.peer.heard_on.items()
                 },
                 "echo_misses": dict(self.peer.misses),
+                "unauthenticated": self._auth_text() if self._auth_failing else None,
+                "fence": None
+                if self._fence is None
+                else {
+                    "epoch": self._fence.epoch,
+                    "state": "fenced"
+                    if self._fence.fenced
+                    else "failed"
+                    if self._fence.done
+                    else "running",
+                    "detail": self._fence.detail,
+                },
             },
         }
 
@@ -345,6 +410,10 @@ class Core:
                 self.peer.echo(network, answered, now)
             case PeerMessage(network, view) if view.node == self.peer_name:
                 self.peer.message(network, view, now)
+            case PeerUnauthenticated(network, reason) if network in self.uplinks:
+                self.peer.unauthenticated(reason, now)
+            case FenceResult(epoch, fenced, detail):
+                self._fence_done(epoch, fenced, detail, now, out)
             case OperatorCommand(command):
                 return self._operator(command, now, out)
             case ActionDone(plan, action) if self._is_next_step(plan, action):
@@ -453,12 +522,13 @@ class Core:
             f"nobody is active; both present, I win the election ({self._rank_reason(peer)})",
         )
 
-    def _peer_lost(self, now: float) -> str | None:
+    def _peer_lost(self, now: float) -> Loss | None:
         """Why the peer counts as gone, or None. Applies the alone-grace."""
         t = self.timing
         silent = self.peer.silent_for(now)
         # compared as next_deadline() computes it, so a wake-up at that deadline acts
         gone = now >= self.peer.silent_since + t.echo_window
+        os_problem = False
         if self.peer.echo_missed_everywhere(t.misses) and gone:
             reason = (
                 f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
@@ -467,6 +537,7 @@ class Core:
         elif silent >= t.service_timeout:
             echo_silent = now - max(self.peer.echo_at, self.peer.timers_from)
             if echo_silent < t.peer_gone_after:
+                os_problem = True
                 reason = (
                     f"peer {self.peer_name}'s failover service silent for {_ms(silent)} "
                     "while ICMP answers (OS problem)"
@@ -479,9 +550,9 @@ class Core:
         else:
             return None
         alone_since = self._all_since if self._all_since is not None else now
-        if self.peer.heard_at < alone_since and now < alone_since + t.startup_grace:
+        if self.peer.silent_since < alone_since and now < alone_since + t.startup_grace:
             return None  # alone since start or since the networks came back: grace first
-        return reason
+        return Loss(reason, os_problem)
 
     # ---- deciding ------------------------------------------------------
 
@@ -517,9 +588,13 @@ class Core:
             return Verdict(Trigger.INELIGIBLE, "waiting", reason)
         if self.maintenance or not self._candidate(now):
             return None
-        gone = self._peer_lost(now)
-        if gone is not None:
-            return Verdict(Trigger.PROMOTE, "promote", gone)
+        lost = self._peer_lost(now)
+        if lost is None:
+            self._fence = None  # the peer is back (or never went): a fence is asked anew
+        elif lost.os_problem:
+            return self._fence_first(lost.reason, now)
+        else:
+            return Verdict(Trigger.PROMOTE, "promote", lost.reason)
         fresh = self._fresh(now)
         if fresh is not None and fresh.role.may_hold:
             return None
@@ -527,6 +602,50 @@ class Core:
         if recent is not None:
             return self._wins_election(recent, now)
         return None
+
+    def _fence_first(self, reason: str, now: float) -> Verdict | None:
+        """The OS-problem rule: the peer's kernel answers, so it may still hold the VIP
+        and the services. Promote only once a fence has made sure it does not."""
+        fence = self._fence
+        fence_now = Verdict(Trigger.FENCE, "fence", f"{reason}: fencing it before taking over")
+        if fence is None:
+            return fence_now
+        if not fence.done:
+            return None
+        if fence.fenced:
+            return Verdict(Trigger.PROMOTE, "promote", f"{reason}; fenced: {fence.detail}")
+        if self.config.fencing.on_failure == "promote":
+            return Verdict(
+                Trigger.PROMOTE,
+                "promote",
+                f"{reason}; FENCING FAILED ({fence.detail}), taking over anyway as "
+                "fencing.on_failure = promote says: the peer may still hold the VIP",
+            )
+        return fence_now if now >= fence.retry_at else None
+
+    def _fence_done(
+        self, epoch: int, fenced: bool, detail: str, now: float, out: list[Action]
+    ) -> None:
+        fence = self._fence
+        if fence is None or fence.done or fence.epoch != epoch:
+            return  # an answer to a fence no longer asked for (the peer came back)
+        fence.done, fence.fenced, fence.detail = True, fenced, detail
+        if fenced:
+            return
+        fence.retry_at = now + self.config.fencing.retry
+        if self.config.fencing.on_failure == "promote":
+            then = "taking over anyway (fencing.on_failure = promote)"
+        else:
+            then = (
+                f"not taking over while the peer may hold the VIP; retrying in "
+                f"{_ms(self.config.fencing.retry)} (fix the fence, or power the peer off and "
+                f"run `mosqit-failover force-active` on {self.node})"
+            )
+        out.append(
+            self._decision(
+                "fence-failed", f"fencing peer {self.peer_name} failed: {detail}; {then}"
+            )
+        )
 
     def _decide_holding(self, now: float) -> Verdict | None:
         """Rules that apply while promoting or active."""
@@ -666,10 +785,14 @@ class Core:
         new_role, runs_plan = move
         out: list[Action] = []
         if verdict.trigger in NEW_EPOCH:
-            known = self.peer.view.epoch if self.peer.view else 0
-            self.epoch = max(self.epoch, known) + 1
+            self.epoch = self._next_epoch()
         old = self.role
         self.role = new_role
+        if verdict.trigger is Trigger.FENCE:
+            self._fence = FenceAttempt(self._next_epoch())
+            out.append(self._decision(verdict.kind, verdict.reason, old))
+            out.append(FencePeer(self._fence.epoch))
+            return out
         self._held_since.clear()
         self._reclaim_by = None
         out.append(self._decision(verdict.kind, verdict.reason, old))
@@ -680,6 +803,11 @@ class Core:
         if runs_plan:
             out.append(self._start_plan(now))
         return out
+
+    def _next_epoch(self) -> int:
+        """The epoch of a new promotion: above every epoch this node knows of."""
+        known = self.peer.view.epoch if self.peer.view else 0
+        return max(self.epoch, known) + 1
 
     def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:
         if old is P:
@@ -722,27 +850,87 @@ class Core:
         return Decision(kind, self.node, old_role, self.role, self.epoch, peer_role, reason)
 
     def _note_mode(self, now: float, out: list[Action]) -> None:
-        """MANUAL mode: a network lost by both nodes; log when it starts and ends."""
+        """MANUAL mode: a network lost by both nodes; log when it starts and ends.
+
+        It ends only when the shared loss does: the network is back here, or the
+        peer is heard with it again. A peer that vanishes meanwhile ends nothing:
+        this node cannot tell a dead peer from its own half cut-off, so it says so
+        and leaves the takeover to the operator.
+        """
         fresh = self._fresh(now)
         lacking = self._lacking(now)
-        shared_loss = (
-            fresh is not None
-            and 0 < len(lacking) < len(self.uplinks)
-            and all(not fresh.uplink(n) for n in lacking)
-        )
-        # on only once it holds (networks coming back one after the other are no switch
-        # failure); off at once
-        manual = self._held("manual", shared_loss, now) if not self.manual else shared_loss
-        if manual != self.manual:
-            self.manual = manual
-            if manual:
+        if not self.manual:
+            shared_loss = (
+                fresh is not None
+                and 0 < len(lacking) < len(self.uplinks)
+                and all(not fresh.uplink(n) for n in lacking)
+            )
+            # on only once it holds (networks coming back one after the other are no
+            # switch failure)
+            if self._held("manual", shared_loss, now):
+                self.manual = True
+                self._manual_peer_lost = False
                 text = f"MANUAL mode: network {', '.join(lacking)} lost on both nodes; "
                 text += "automatic switchover off, the active node keeps serving"
-            elif self._own_all(now):
-                text = "automatic mode: both networks back"
+                out.append(self._decision("manual", text))
+            return
+        if self._own_all(now):
+            text = "automatic mode: both networks back"
+        elif fresh is not None and lacking and all(fresh.uplink(n) for n in lacking):
+            text = f"automatic mode: peer {self.peer_name} has network {', '.join(lacking)} again"
+        else:
+            self._note_manual_peer(fresh, now, out)
+            return
+        self.manual = False
+        out.append(self._decision("automatic", text))
+
+    def _note_manual_peer(self, fresh: PeerView | None, now: float, out: list[Action]) -> None:
+        """Say once that the peer vanished during MANUAL mode, and what the operator can do."""
+        if fresh is not None:
+            self._manual_peer_lost = False
+            return
+        if self._manual_peer_lost or self._own_none(now):
+            return  # said already, or it is this node that is cut off (demote-isolated says so)
+        self._manual_peer_lost = True
+        last = self.peer.view.role if self.peer.view else None
+        if self.role.may_hold:
+            text = (
+                f"peer {self.peer_name} lost while in MANUAL mode: this node keeps serving; "
+                "no standby until both networks are back"
+            )
+        else:
+            was = f" (it was {last.value})" if last is not None else ""
+            text = (
+                f"peer {self.peer_name} lost while in MANUAL mode{was}: no automatic "
+                f"switchover; `mosqit-failover force-active` on {self.node} takes over"
+            )
+        out.append(self._decision("manual-peer-lost", text))
+
+    def _note_auth(self, now: float, out: list[Action]) -> None:
+        """Say when the peer's datagrams start and stop failing authentication."""
+        within = self.timing.peer_gone_after
+        reason = self.peer.unauth_reason
+        failing = self.peer.failing_auth_for(now, within) >= AUTH_GRACE
+        if failing and self._auth_failing != reason:
+            self._auth_failing = reason
+            if self.role.may_hold:
+                then = "its agent is alive, so this node keeps serving"
             else:
-                text = f"automatic mode: peer {self.peer_name} has its networks again"
-            out.append(self._decision("manual" if manual else "automatic", text))
+                then = "its agent is alive, so this node will not take over"
+            text = f"{self._auth_text()}; {then} until they authenticate"
+            out.append(self._decision("peer-auth-failed", text))
+        elif not failing and self._auth_failing:
+            self._auth_failing = ""
+            if self.peer.heard_at >= self.peer.unauth_at:
+                text = f"messages from peer {self.peer_name} authenticate again"
+            else:
+                text = f"no more datagrams from peer {self.peer_name} (authentic or not)"
+            out.append(self._decision("peer-auth-ok", text))
+
+    def _auth_text(self) -> str:
+        reason = self._auth_failing or self.peer.unauth_reason
+        hint = AUTH_HINTS.get(reason, "check that both nodes run the same config and secret")
+        return f"messages from peer {self.peer_name} fail authentication ({reason}): {hint}"
 
     def _note_peer_return(self, now: float, out: list[Action]) -> None:
         """An active node re-announces the VIP when its peer comes back."""

@@ -89,6 +89,29 @@ class PeerMessage:
 
 
 @dataclass(frozen=True)
+class PeerUnauthenticated:
+    """A datagram from the peer's own address on one network that was dropped.
+
+    It failed authentication (another secret), or a check after it (clock,
+    cluster or node name, replay): something on the peer sends on our port,
+    so its agent is alive. It says nothing of the peer's state, so it never
+    counts as a view, and never as silence either.
+    """
+
+    network: str
+    reason: str  # the wire's drop reason, e.g. "bad-mac"
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    """The fence the core asked for (FencePeer) has finished."""
+
+    epoch: int
+    fenced: bool
+    detail: str  # each fence tried and its result, as operators read it
+
+
+@dataclass(frozen=True)
 class OperatorCommand:
     command: Command
 
@@ -134,6 +157,8 @@ Event = (
     | SwitchReachability
     | EchoResult
     | PeerMessage
+    | PeerUnauthenticated
+    | FenceResult
     | OperatorCommand
     | ActionDone
     | ActionFailed

@@ -111,6 +111,9 @@ class PeerTracker:
     view: PeerView | None = None
     heard_at: float = NEVER  # last valid UDP message, any network
     echo_at: float = NEVER  # last echo reply, any network
+    unauth_at: float = NEVER  # last datagram from the peer's address that was dropped
+    unauth_reason: str = ""  # why the last one was dropped
+    unauth_since: float = NEVER  # first dropped datagram after the last authentic one
     timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
 
     def __post_init__(self) -> None:
@@ -122,6 +125,19 @@ class PeerTracker:
         self.heard_at = now
         self.heard_on[network] = now
 
+    def unauthenticated(self, reason: str, now: float) -> None:
+        if self.unauth_at <= self.heard_at:
+            self.unauth_since = now
+        self.unauth_at = now
+        self.unauth_reason = reason
+
+    def failing_auth_for(self, now: float, within: float) -> float:
+        """How long datagrams from the peer's address have come without an authentic
+        one among them; 0 when the last one authenticated or none came `within`."""
+        if self.unauth_at <= self.heard_at or now - self.unauth_at > within:
+            return 0.0
+        return now - self.unauth_since
+
     def echo(self, network: str, answered: bool, now: float) -> None:
         if answered:
             self.misses[network] = 0
@@ -130,12 +146,14 @@ class PeerTracker:
             self.misses[network] += 1
 
     def last_sign(self) -> float:
-        return max(self.heard_at, self.echo_at)
+        return max(self.heard_at, self.echo_at, self.unauth_at)
 
     @property
     def silent_since(self) -> float:
-        """The last message, or a resume if that is later: where silence is counted from."""
-        return max(self.heard_at, self.timers_from)
+        """The last datagram from the peer's agent (authentic or not), or a resume if that
+        is later: where silence is counted from. A datagram that fails authentication
+        still proves the agent alive: with two secrets, silence would make both active."""
+        return max(self.heard_at, self.unauth_at, self.timers_from)
 
     def silent_for(self, now: float) -> float:
         """How long no message came, counted from a resume if that is later."""

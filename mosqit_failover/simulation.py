@@ -20,6 +20,7 @@ from mosqit_failover.actions import (
     ClaimVip,
     Decision,
     Escalate,
+    FencePeer,
     PersistState,
     PlanStep,
     ReleaseVip,
@@ -39,6 +40,7 @@ from mosqit_failover.events import (
     ActionFailed,
     EchoResult,
     Event,
+    FenceResult,
     Inventory,
     LinkChanged,
     OperatorCommand,
@@ -50,6 +52,8 @@ from mosqit_failover.events import (
 
 LATENCY = 0.001
 STEP_TIME = {StartResource: 0.05, StopResource: 0.05}
+FENCE_TIME = 0.3  # an ssh login and the stops on the fenced node
+AGENT_RESTART = 0.1  # systemd's RestartSec after the fence killed the agent
 
 
 @dataclass
@@ -68,7 +72,8 @@ class SimNode:
     ports: dict[str, bool]
     powered: bool = True  # the kernel answers ICMP
     agent: bool = True  # the agent process runs
-    frozen: bool = False  # every process stopped; the kernel still answers
+    frozen: bool = False  # the agent stopped (SIGSTOP); the kernel still answers
+    sshd_frozen: bool = False  # every process stopped, sshd too: no ssh fence
     holds_vip: bool = False
     running: set[str] = field(default_factory=set)
     epoch: int = 0
@@ -249,6 +254,9 @@ class World:
                     )
                 case SendGarp():
                     self.timeline.append(Line(self.now, node.name, "SendGarp"))
+                case FencePeer(epoch):
+                    self.timeline.append(Line(self.now, node.name, f"FencePeer({epoch})"))
+                    self._fence(node, epoch)
         self._tick(node)
 
     def _check_promotion(self, node: SimNode, decision: Decision) -> None:
@@ -264,6 +272,28 @@ class World:
         for network in self.networks:
             if self.path(node, peer, network) and self._through(network):
                 self.deliver(peer, PeerMessage(network, view), LATENCY)  # type: ignore[arg-type]
+
+    def _fence(self, node: SimNode, epoch: int) -> None:
+        """The ssh fence: works when the peer's sshd runs and a network reaches it; it
+        releases what the peer holds and kills its agent, which systemd restarts."""
+        peer = self.peer_of(node)
+
+        def finish() -> None:
+            reachable = any(self.path(node, peer, n) for n in self.networks)
+            if not (peer.powered and reachable and not peer.sshd_frozen):
+                self.deliver(node, FenceResult(epoch, False, "ssh fence: no answer"))
+                return
+            if epoch <= peer.epoch:
+                self.deliver(node, FenceResult(epoch, False, "ssh fence: refused, stale epoch"))
+                return
+            peer.holds_vip, peer.running, peer.last_role = False, set(), Role.WAITING
+            peer.agent, peer.core, peer.plan, peer.frozen = False, None, None, False
+            peer.backlog = []
+            self._fault(f"{peer.name} fenced by {node.name}")
+            self.boot(peer.name, self.now + AGENT_RESTART)
+            self.deliver(node, FenceResult(epoch, True, "ssh fence: fenced"))
+
+        self.at(self.now + FENCE_TIME, finish)
 
     def _step(self, node: SimNode, plan: RunPlan, index: int) -> None:
         """Run one plan step; a newer plan or a dead agent drops the rest."""
@@ -347,10 +377,15 @@ class World:
 
         self.at(at, change)
 
-    def freeze(self, name: str, at: float, duration: float) -> None:
+    def freeze(self, name: str, at: float, duration: float, agent_only: bool = False) -> None:
+        """SIGSTOP every process of a node (its sshd too), or only its agent."""
         node = self.nodes[name]
+        core = node.core
 
         def thaw() -> None:
+            node.sshd_frozen = False
+            if node.core is not core:
+                return  # fenced meanwhile: that agent is gone, a new one runs
             node.frozen = False
             backlog, node.backlog = node.backlog, []
             for event in backlog:
@@ -358,8 +393,11 @@ class World:
             self._tick(node)
 
         def freeze() -> None:
-            node.frozen = True
-            self._fault(f"every process on {name} stopped (SIGSTOP) for {duration:g}s")
+            nonlocal core
+            core = node.core
+            node.frozen, node.sshd_frozen = True, not agent_only
+            what = f"the agent on {name}" if agent_only else f"every process on {name}"
+            self._fault(f"{what} stopped (SIGSTOP) for {duration:g}s")
 
         self.at(at, freeze)
         self.at(at + duration, thaw)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mosqit_failover.actions import Action, Decision, RunPlan, SendPeerMessage
+from mosqit_failover.actions import Action, Decision, FencePeer, RunPlan, SendPeerMessage
 from mosqit_failover.config import Config
 from mosqit_failover.core import Core
 from mosqit_failover.events import (
@@ -19,15 +19,19 @@ from mosqit_failover.events import (
     ActionFailed,
     EchoResult,
     Event,
+    FenceResult,
     Inventory,
     LinkChanged,
     PeerMessage,
+    PeerUnauthenticated,
     PeerView,
     Role,
     SwitchReachability,
     Tick,
 )
 from mosqit_failover.sim_scenarios import sim_config
+
+FENCE_TIME = 0.3  # an ssh fence's login and stops
 
 
 def step_text(step: object) -> str:
@@ -54,6 +58,8 @@ class Harness:
     switch_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
     echo_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
     peer: PeerView | None = None  # sent every heartbeat while set
+    peer_unauthenticated: str | None = None  # instead: dropped for this reason (another secret)
+    fence_answer: tuple[bool, str] | None = (True, "ssh fence via 10.0.1.1: fenced")
     peer_networks: tuple[str, ...] = ("a", "b")
     echo_retries: bool = True  # a timed-out probe is re-sent at once (misses - 1 times)
     auto_complete: bool = True  # finish every plan step at once, as a healthy executor would
@@ -69,6 +75,7 @@ class Harness:
         self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
         self._retries = {"a": 0, "b": 0}  # probes re-sent at once since the last answer
         self._jobs: list[tuple[int, list[object]]] = []
+        self._fences: list[tuple[float, int]] = []  # (answer due, epoch)
         for network, up in self.carrier.items():
             self.feed(LinkChanged(network, up))
 
@@ -100,6 +107,8 @@ class Harness:
         for action in actions:
             if isinstance(action, RunPlan):
                 self._jobs = [(action.number, list(action.steps))]
+            if isinstance(action, FencePeer) and self.fence_answer is not None:
+                self._fences.append((self.now + FENCE_TIME, action.epoch))
         if self.auto_complete:
             self._complete_steps()
 
@@ -126,7 +135,10 @@ class Harness:
         heartbeat = self.config.timing.heartbeat
         while True:
             misses = [t for t, _ in self._misses_due]
-            wake = min(self._next_probe, self._next_beat, self.core.next_deadline(), *misses)
+            fences = [t for t, _ in self._fences]
+            wake = min(
+                self._next_probe, self._next_beat, self.core.next_deadline(), *misses, *fences
+            )
             if wake > end:
                 break
             self.now = max(self.now, wake)
@@ -142,12 +154,18 @@ class Harness:
                     up = self.carrier[network]
                     self.feed(SwitchReachability(network, up and self.switch_answers[network]))
                     self._echo(network)
+            while self._fences and self._fences[0][0] <= self.now and self.fence_answer:
+                epoch = self._fences.pop(0)[1]
+                self.feed(FenceResult(epoch, *self.fence_answer))
             if self.now >= self._next_beat:
                 self._next_beat = self.now + heartbeat
-                if self.peer is not None:
-                    for network in self.peer_networks:
-                        if self.carrier[network]:
-                            self.feed(PeerMessage(network, self.peer))
+                for network in self.peer_networks:
+                    if not self.carrier[network]:
+                        continue
+                    if self.peer_unauthenticated is not None:
+                        self.feed(PeerUnauthenticated(network, self.peer_unauthenticated))
+                    elif self.peer is not None:
+                        self.feed(PeerMessage(network, self.peer))
             self.feed(Tick())
         self.now = end
 

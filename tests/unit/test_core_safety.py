@@ -1,0 +1,256 @@
+"""Golden transcripts of the safety rules against misconfiguration and hung peers:
+datagrams that fail authentication, fencing before the OS-problem promotion, and
+a peer that vanishes during MANUAL mode."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mosqit_failover.actions import FencePeer
+from mosqit_failover.config import Fencing
+from mosqit_failover.events import Role
+from tests.unit.transcript import Harness, active, standby
+
+FENCED = "ssh fence via 10.0.1.1: fenced"
+PROMOTION_PLAN = (
+    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True), "
+    "StartResource(db), StartResource(app)"
+)
+
+
+def fences(h: Harness) -> list[FencePeer]:
+    return [a for _, a in h.outputs if isinstance(a, FencePeer)]
+
+
+# ---- datagrams that fail authentication --------------------------------------
+
+
+def test_a_standby_whose_peer_fails_authentication_never_promotes() -> None:
+    h = standby()
+    start = h.now
+    h.peer = None
+    h.peer_unauthenticated = "bad-mac"  # the secret on alpha was changed
+    h.run_until(start + 30)
+    assert h.role() is Role.STANDBY
+    assert h.transcript(start) == [
+        "[peer-auth-failed] beta STANDBY: messages from peer alpha fail authentication "
+        "(bad-mac): the secrets differ: copy cluster.secret_file from one node to the other; "
+        "its agent is alive, so this node will not take over until they authenticate [epoch 0]"
+    ]
+    peer = h.core.snapshot(h.now)["peer"]
+    assert isinstance(peer, dict)
+    assert peer["unauthenticated"].startswith("messages from peer alpha fail authentication")
+
+
+def test_an_active_node_keeps_serving_while_its_peer_fails_authentication() -> None:
+    h = active()
+    start = h.now
+    h.peer = None
+    h.peer_unauthenticated = "bad-mac"
+    h.run_until(start + 30)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds(start) == ["peer-auth-failed"]
+    assert "this node keeps serving" in h.decisions(start)[0].text
+
+
+def test_two_nodes_with_different_secrets_at_a_cold_start_stay_standby() -> None:
+    h = Harness(peer_unauthenticated="bad-mac")
+    h.run_until(60)
+    assert h.role() is Role.STANDBY
+    assert "promote" not in h.kinds()
+    assert "peer-auth-failed" in h.kinds()
+    assert not fences(h)
+
+
+def test_the_handshake_after_a_restart_is_no_authentication_failure() -> None:
+    h = standby()
+    start = h.now
+    h.peer_unauthenticated = "unconfirmed"  # the peer restarted: one round trip to confirm
+    h.run_until(start + 0.3)
+    h.peer_unauthenticated = None
+    h.run_until(start + 5)
+    assert h.kinds(start) == []
+
+
+def test_authentication_back_is_said_once() -> None:
+    h = standby()
+    start = h.now
+    h.peer_unauthenticated = "stale"
+    h.run_until(start + 5)
+    h.peer_unauthenticated = None
+    h.run_until(start + 10)
+    assert h.transcript(start) == [
+        "[peer-auth-failed] beta STANDBY: messages from peer alpha fail authentication "
+        "(stale): the clocks differ by more than 30 s: run NTP (chrony) on both nodes; its "
+        "agent is alive, so this node will not take over until they authenticate [epoch 0]",
+        "[peer-auth-ok] beta STANDBY: messages from peer alpha authenticate again [epoch 0]",
+    ]
+
+
+def test_a_peer_that_failed_authentication_and_then_died_is_taken_over() -> None:
+    h = standby()
+    h.peer = None
+    h.peer_unauthenticated = "bad-mac"
+    h.run_until(10)
+    h.peer_unauthenticated = None  # alpha powered off: no datagram, no echo
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(12)
+    assert h.kinds(10) == ["promote", "plan-done", "peer-auth-ok"]
+    assert not fences(h)  # its kernel is gone too: nothing to fence
+
+
+def test_force_active_is_refused_while_datagrams_come_from_the_peer() -> None:
+    from mosqit_failover.events import Command, OperatorCommand
+
+    h = Harness(peer_unauthenticated="bad-mac")
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(10)
+    h.feed(OperatorCommand(Command.FORCE_ACTIVE))
+    assert h.kinds(10) == ["refused"]
+    assert h.role() is Role.STANDBY
+
+
+# ---- fencing before the OS-problem promotion ---------------------------------
+
+
+def test_the_os_problem_rule_fences_the_peer_before_it_promotes() -> None:
+    h = standby()
+    h.peer = None  # the agent hangs, the kernel answers echo
+    start = h.now
+    h.run_until(start + 4)
+    assert h.transcript(start) == [
+        "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
+        "answers (OS problem): fencing it before taking over [epoch 0]",
+        "FencePeer(2)",
+        "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
+        f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
+        PROMOTION_PLAN,
+        "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
+        "services are up [epoch 2]",
+    ]
+
+
+def test_no_fence_no_promotion_and_the_fence_is_retried() -> None:
+    h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    h.peer = None
+    start = h.now
+    h.run_until(start + 20)
+    assert h.role() is Role.STANDBY
+    kinds = h.kinds(start)
+    assert "promote" not in kinds
+    assert kinds[:2] == ["fence", "fence-failed"]
+    assert len(fences(h)) >= 3  # retried every fencing.retry (5 s)
+    failed = h.decisions(start)[1].text
+    assert failed == (
+        "beta STANDBY: fencing peer alpha failed: ssh fence via 10.0.1.1: no answer; not "
+        "taking over while the peer may hold the VIP; retrying in 5000ms (fix the fence, or "
+        "power the peer off and run `mosqit-failover force-active` on beta) [epoch 0]"
+    )
+    h.fence_answer = (True, FENCED)  # the operator fixed sshd on alpha
+    h.run_until(h.now + 6)
+    assert h.role() is Role.ACTIVE
+
+
+def test_an_operator_may_choose_to_promote_when_every_fence_failed() -> None:
+    h = Harness(fence_answer=(False, "power fence: exit status 1"))
+    h.config = replace(h.config, fencing=Fencing(on_failure="promote"))
+    h.core.config = h.config
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(1.0)
+    h.peer = None
+    h.run_until(5.0)
+    assert h.role() is Role.ACTIVE
+    promote = next(d for d in h.decisions() if d.kind == "promote")
+    assert "FENCING FAILED (power fence: exit status 1)" in promote.reason
+
+
+def test_a_peer_heard_again_during_the_fence_is_not_taken_over() -> None:
+    h = standby(fence_answer=None)  # the fence never answers in this test
+    h.peer = None
+    start = h.now
+    h.run_until(start + 3.2)
+    assert h.kinds(start) == ["fence"]
+    h.peer = h.peer_view(Role.ACTIVE, 1)  # the agent resumed
+    h.run_until(start + 4)
+    from mosqit_failover.events import FenceResult
+
+    h.feed(FenceResult(2, True, FENCED))  # a late answer to a fence no longer wanted
+    h.run_until(start + 5)
+    assert h.role() is Role.STANDBY
+    assert "promote" not in h.kinds(start)
+
+
+def test_a_dead_peer_is_not_fenced() -> None:
+    h = standby()
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(5)
+    assert "promote" in h.kinds()
+    assert not fences(h)
+
+
+# ---- MANUAL mode ends only when the shared loss does ---------------------------
+
+
+def _manual_standby() -> Harness:
+    h = standby()
+    h.set_carrier("a", False)
+    h.peer = h.peer_view(Role.ACTIVE, 1, uplinks=(("a", False), ("b", True)))
+    h.peer_networks = ("b",)
+    h.run_until(h.now + 3)
+    assert h.core.manual, h.transcript()
+    return h
+
+
+def test_the_active_lost_while_manual_is_said_and_no_automatic_mode_is_claimed() -> None:
+    h = _manual_standby()
+    start = h.now
+    h.peer = None  # alpha lost network b as well
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(start + 30)
+    assert h.transcript(start) == [
+        "[manual-peer-lost] beta WAITING: peer alpha lost while in MANUAL mode (it was "
+        "ACTIVE): no automatic switchover; `mosqit-failover force-active` on beta takes "
+        "over [epoch 0]"
+    ]
+    assert h.core.manual
+    assert h.role() is Role.WAITING
+
+
+def test_the_active_that_loses_its_last_network_while_manual_says_nothing_false() -> None:
+    h = active()
+    h.set_carrier("a", False)
+    h.peer = h.peer_view(Role.STANDBY, 0, uplinks=(("a", False), ("b", True)), candidate=False)
+    h.peer_networks = ("b",)
+    h.run_until(h.now + 3)
+    assert h.core.manual
+    start = h.now
+    h.set_carrier("b", False)
+    h.peer = None
+    h.run_until(start + 10)
+    assert "automatic" not in h.kinds(start)
+    assert h.kinds(start)[0] == "demote-isolated"
+
+
+def test_manual_ends_when_the_lost_network_is_back_on_either_node() -> None:
+    h = _manual_standby()
+    start = h.now
+    h.set_carrier("a", True)  # switch a repaired: the peer's carrier is stable first
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.peer_networks = ("a", "b")
+    h.run_until(start + 5)
+    assert h.transcript(start) == [
+        "[automatic] beta WAITING: automatic mode: peer alpha has network a again [epoch 0]",
+        "[standby] beta WAITING -> STANDBY: sees both networks: standing by [epoch 0]",
+    ]
+    assert not h.core.manual
+
+
+def test_manual_ends_when_the_lost_network_is_back_here() -> None:
+    h = _manual_standby()
+    start = h.now
+    h.set_carrier("a", True)  # our cable back, the peer still lacks network a
+    h.run_until(start + 5)
+    assert "[automatic] beta STANDBY: automatic mode: both networks back [epoch 0]" in (
+        h.transcript(start)
+    )

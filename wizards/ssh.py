@@ -86,16 +86,22 @@ class KnownHosts:
     def _entry(host: str, port: int) -> str:
         return host if port == 22 else f"[{host}]:{port}"
 
-    def stored(self, host: str, port: int, key_type: str) -> paramiko.PKey | None:
+    def stored(self, host: str, port: int) -> dict[str, paramiko.PKey]:
+        """Every key stored for the host, by type ({} for a host never seen)."""
         found = self._keys.lookup(self._entry(host, port))
-        if found is None or key_type not in found:
-            return None
-        key: paramiko.PKey = found[key_type]
-        return key
+        return {} if found is None else {name: found[name] for name in found}
 
     def remember(self, host: str, port: int, key: paramiko.PKey) -> None:
-        """Store (or replace) the key; the file is rewritten atomically, mode 0600."""
-        self._keys.add(self._entry(host, port), key.get_name(), key)
+        """Make ``key`` the host's only stored key (an accepted key replaces every other
+        type: a key no longer trusted must not be accepted later); the file is rewritten
+        atomically, mode 0600."""
+        entry = self._entry(host, port)
+        while True:
+            try:
+                del self._keys[entry]
+            except KeyError:
+                break
+        self._keys.add(entry, key.get_name(), key)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(self.path.name + ".tmp")
         self._keys.save(str(tmp))
@@ -228,27 +234,21 @@ def connect(
 ) -> Session:
     """Connect and authenticate; the host key is checked against ``known`` first.
 
-    Raises SshError for an unreachable node, a refused host key, a wrong
-    password or key. A host key accepted by ``decide`` is stored in ``known``.
+    Raises SshError (one line, naming the node, the problem and the fix) for an
+    unreachable node, a port that is not sshd, a dropped handshake, a refused
+    host key, a wrong password or key. A host key accepted by ``decide`` is
+    stored in ``known``. A host already known is asked for a key of a stored
+    type; one that offers none, or a key that is not stored, is a changed key.
     """
     where = f"{label} ({host}:{login.port})"
+    stored = known.stored(host, login.port)
     try:
-        sock = socket.create_connection((host, login.port), timeout=login.timeout)
-    except TimeoutError:
-        raise SshError(
-            f"cannot reach {where}: no answer within {login.timeout:g}s; check the address "
-            "and that the node is up and on this network"
-        ) from None
-    except OSError as error:
-        raise SshError(
-            f"cannot reach {where}: {error.strerror or error}; check the address, that the "
-            "node is up and that sshd runs there (systemctl status ssh)"
-        ) from None
-    transport = paramiko.Transport(sock)
-    transport.banner_timeout = login.timeout
-    transport.auth_timeout = login.timeout
+        transport = _handshake(where, host, login, set(stored))
+    except _NoStoredKeyType:
+        # it offers no key of a type we know it by: fetch the key it has, to be refused
+        # (or accepted, if reinstalled) as a changed key below
+        transport = _handshake(where, host, login, set())
     try:
-        transport.start_client(timeout=login.timeout)
         key = transport.get_remote_server_key()
         _check_host_key(where, host, login.port, key, known, decide)
         _authenticate(where, transport, login)
@@ -256,6 +256,128 @@ def connect(
         transport.close()
         raise
     return Session(label, host, login, transport)
+
+
+NOTHING_CHANGED = "Nothing was changed."
+# a stored key type -> the host key algorithms that prove it (RSA signs with SHA-2 now)
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+class _Recording(socket.socket):
+    """A socket that keeps the first bytes it receives, to quote an answer that is not ssh."""
+
+    first = b""
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        data = super().recv(bufsize, flags)
+        if len(self.first) < 120:
+            self.first += data[: 120 - len(self.first)]
+        return data
+
+
+class _NoStoredKeyType(Exception):
+    """The node offers no host key of the types stored for it."""
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _handshake(where: str, host: str, login: Login, key_types: set[str]) -> paramiko.Transport:
+    """An ssh transport whose key exchange is done (the host key not yet checked).
+
+    key_types: the host key types stored for the node; when paramiko can ask for
+    them, the node is asked for one of those only (a server holding several
+    keys then shows the one we know). Raises _NoStoredKeyType if it has none.
+    """
+    try:
+        raw = socket.create_connection((host, login.port), timeout=login.timeout)
+    except TimeoutError:
+        raise SshError(
+            f"cannot reach {where}: no answer within {login.timeout:g}s; check the address "
+            f"and that the node is up and on this network. {NOTHING_CHANGED}"
+        ) from None
+    except OSError as error:
+        raise SshError(
+            f"cannot reach {where}: {error.strerror or error}: is sshd listening on "
+            f"{_address(host, login.port)}? Check the address, that the node is up and that "
+            f"sshd runs there (systemctl status ssh). {NOTHING_CHANGED}"
+        ) from None
+    sock = _Recording(raw.family, raw.type, raw.proto, fileno=raw.detach())
+    transport: paramiko.Transport | None = None
+    restricted = False
+    try:
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = login.timeout
+        transport.auth_timeout = login.timeout
+        options = transport.get_security_options()
+        wanted = {alg for name in key_types for alg in _ALGORITHMS.get(name, (name,))}
+        preferred = tuple(alg for alg in options.key_types if alg in wanted)
+        if preferred:
+            options.key_types = preferred
+            restricted = True
+        transport.start_client(timeout=login.timeout)
+        if not _kex_done(transport):
+            # start_client returns when its time is up, key exchange done or not
+            if not transport.is_active():
+                raise transport.get_exception() or EOFError()
+            raise TimeoutError
+    except BaseException as error:
+        if transport is not None:
+            transport.close()
+        sock.close()
+        if not isinstance(error, Exception):
+            raise
+        if restricted and isinstance(error, paramiko.SSHException) and "host key" in str(error):
+            raise _NoStoredKeyType from None
+        raise SshError(_handshake_problem(where, host, login, error, sock.first)) from None
+    return transport
+
+
+def _kex_done(transport: paramiko.Transport) -> bool:
+    try:
+        transport.get_remote_server_key()
+    except paramiko.SSHException:
+        return False
+    return True
+
+
+def _handshake_problem(
+    where: str, host: str, login: Login, error: Exception, received: bytes
+) -> str:
+    """One line: what went wrong in the ssh handshake, and the likely fix."""
+    cause = error.__context__
+    text = str(error)
+    if received and not (received.startswith(b"SSH-") or b"\nSSH-" in received):
+        said = (received.decode("ascii", "replace").strip().splitlines() or [""])[0]
+        quoted = "".join(c if c.isprintable() else "?" for c in said)[:60]
+        what = f"answered, but not with the SSH protocol (it said {quoted!r})"
+    elif isinstance(error, TimeoutError) or isinstance(cause, TimeoutError):
+        what = (
+            f"accepted the connection but did not complete an SSH greeting within "
+            f"{login.timeout:g}s (a service that is not sshd, or an overloaded node)"
+        )
+    elif text.startswith("Error reading SSH protocol banner"):
+        what = "closed the connection before the SSH greeting"
+    elif isinstance(error, paramiko.IncompatiblePeer):
+        return (
+            f"{where} speaks SSH, but nothing this wizard can use ({text}): update the "
+            f"node's openssh-server or allow modern algorithms in its sshd_config. "
+            f"{NOTHING_CHANGED}"
+        )
+    elif isinstance(error, ConnectionResetError):
+        what = "reset the connection during the SSH handshake"
+    elif isinstance(error, EOFError):
+        what = "closed the connection during the SSH handshake"
+    elif isinstance(error, OSError):
+        what = f"failed during the SSH handshake ({error.strerror or error})"
+    else:
+        what = f"failed during the SSH handshake ({text or type(error).__name__})"
+    address = _address(host, login.port)
+    return (
+        f"{where} {what}: is sshd listening on {address}? Check the address and the port "
+        f"(--port), and the node's sshd log (journalctl -u ssh). {NOTHING_CHANGED}"
+    )
 
 
 def _check_host_key(
@@ -266,27 +388,39 @@ def _check_host_key(
     known: KnownHosts,
     decide: HostKeyDecision,
 ) -> None:
-    stored = known.stored(host, port, key.get_name())
-    now = fingerprint(key)
-    if stored is not None and stored == key:
+    """Accept a key that is stored for the host; ask ``decide`` about any other.
+
+    A host known under any key type is checked against all its stored keys: a
+    key of another type is a changed key, never a new host.
+    """
+    stored = known.stored(host, port)
+    if any(old.asbytes() == key.asbytes() for old in stored.values()):
         return
-    old = fingerprint(stored) if stored is not None else None
+    now = fingerprint(key)
+    old = (
+        ", ".join(f"{fingerprint(k)} ({name})" for name, k in sorted(stored.items()))
+        if stored
+        else None
+    )
     if not decide(host, now, old):
         if old is None:
             raise SshError(
                 f"host key of {where} ({key.get_name()} {now}) not accepted: compare it with "
-                "`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the node, then accept it"
+                "`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the node, then accept it. "
+                f"{NOTHING_CHANGED}"
             )
         raise SshError(
-            f"the host key of {where} CHANGED: it was {old}, now it is {now}. Either the "
-            "node was reinstalled (then accept the new key explicitly: answer yes, or "
-            f'accept_changed_host_keys = ["{host}"] in the answers) or someone is in the '
-            f"middle; nothing was changed on the node. Stored keys: {known.path}"
+            f"the host key of {where} CHANGED: it was {old}, now it is {now} "
+            f"({key.get_name()}). Either the node was reinstalled (then accept the new key "
+            f'explicitly: answer yes, or accept_changed_host_keys = ["{host}"] in the '
+            f"answers) or someone is in the middle. Nothing was changed on the node. Stored "
+            f"keys: {known.path}"
         )
     known.remember(host, port, key)
 
 
 def _authenticate(where: str, transport: paramiko.Transport, login: Login) -> None:
+    how = "password" if login.password is not None else "key"
     try:
         if login.password is not None:
             try:
@@ -302,6 +436,11 @@ def _authenticate(where: str, transport: paramiko.Transport, login: Login) -> No
             transport.auth_publickey(login.user, _load_key(login.key_file))
         else:
             agent_keys = paramiko.Agent().get_keys()
+            if not agent_keys:
+                raise SshError(
+                    f"no key to log in to {where} with: ssh-agent holds none; give a key "
+                    f"file or a password. {NOTHING_CHANGED}"
+                )
             for agent_key in agent_keys:
                 try:
                     transport.auth_publickey(login.user, agent_key)
@@ -311,16 +450,30 @@ def _authenticate(where: str, transport: paramiko.Transport, login: Login) -> No
             if not transport.is_authenticated():
                 raise paramiko.AuthenticationException("no usable key")
     except paramiko.BadAuthenticationType as error:
+        allowed = ", ".join(error.allowed_types) or "nothing"
+        fix = (
+            "use a key instead of a password, or enable PasswordAuthentication in the "
+            "node's sshd_config"
+            if how == "password"
+            else "use a password instead of a key, or enable PubkeyAuthentication in the "
+            "node's sshd_config"
+        )
         raise SshError(
-            f"{where} does not allow this way of logging in (it allows: "
-            f"{', '.join(error.allowed_types)}): use a key instead of a password, or enable "
-            "PasswordAuthentication in the node's sshd_config"
+            f"{where} does not allow logging in with a {how} (it allows: {allowed}): "
+            f"{fix}. {NOTHING_CHANGED}"
         ) from None
-    except paramiko.AuthenticationException:
-        how = "password" if login.password is not None else "key"
+    except paramiko.AuthenticationException as error:
+        if "timeout" in str(error).lower():
+            raise SshError(
+                f"{where} did not answer the login within {login.timeout:g}s: check that the "
+                f"node is not overloaded, then re-run. {NOTHING_CHANGED}"
+            ) from None
         raise AuthError(
             f"login as {login.user} on {where} refused: wrong {how}. Check the {how} "
-            f"(and that {login.user} may log in over ssh), then re-run"
+            f"(and that {login.user} may log in over ssh), then re-run. {NOTHING_CHANGED}"
         ) from None
     except (paramiko.SSHException, EOFError, OSError) as error:
-        raise SshError(f"the connection to {where} dropped during login: {error}") from None
+        raise SshError(
+            f"the connection to {where} dropped during login ({str(error) or 'closed'}): "
+            f"check that the node is up and its sshd log (journalctl -u ssh). {NOTHING_CHANGED}"
+        ) from None

@@ -27,6 +27,7 @@ import argparse
 import ipaddress
 import math
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,7 +301,9 @@ def _service(name: str, args: list[str], ha_dir: Path, names: set[str]) -> dict[
     if not local.exists() and not args:
         return {"name": unique, "kind": "sysv", "script": name}
     script = f"/etc/ha.d/resource.d/{name}" if local.exists() else f"/etc/init.d/{name}"
-    command = " ".join([script, *args])
+    # the agent runs these lines with /bin/sh -c: every word is quoted, so that an
+    # argument is passed to the script as it stood in haresources, never run
+    command = shlex.join([script, *args])
     return {
         "name": unique,
         "kind": "script",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
 
 from mosqit_failover.authkeys import parse_secret_text
 from mosqit_failover.config import ConfigError, parse
-from mosqit_failover.heartbeat_import import ImportError_, add_import_parser, convert
+from mosqit_failover.effects.resources import make_runner
+from mosqit_failover.heartbeat_import import ImportError_, _service, add_import_parser, convert
 
 HA_CF = """\
 # /etc/ha.d/ha.cf of the billing pair (heartbeat 2.1, v1 style)
@@ -243,3 +247,87 @@ def test_the_command_reports_malformed_input_with_exit_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"{directory}/authkeys:2: sha1 needs a key" in captured.err
+
+
+# ---- haresources arguments reach the script as arguments, never as shell code -----------
+
+RECORDING_SCRIPT = """\
+#!/bin/sh
+# an init script that logs its arguments (one [..] per argument) and keeps a state file
+printf '[%s]' "$@" >> "$0.calls"
+echo >> "$0.calls"
+for action; do :; done
+case "$action" in
+    start) touch "$0.running" ;;
+    stop) rm -f "$0.running" ;;
+    status) [ -e "$0.running" ] || exit 3 ;;
+esac
+"""
+
+
+# start(), running(), stop(): each action with the status checks around it
+CYCLE = ("status", "start", "status", "status", "status", "stop", "status")
+
+
+def _initd(tmp_path: Path, *names: str) -> Path:
+    initd = tmp_path / "init.d"
+    initd.mkdir()
+    for name in names:
+        (initd / name).write_text(RECORDING_SCRIPT)
+        (initd / name).chmod(0o755)
+    return initd
+
+
+def _start_and_stop(toml: str, initd: Path) -> None:
+    """Load the config as the agent does (scripts under initd, not /etc/init.d) and start
+    and stop every resource with the agent's own runner."""
+    config = parse(toml.replace('"/etc/init.d/', f'"{shlex.quote(str(initd))}/'))
+
+    async def cycle() -> None:
+        for resource in config.resources:
+            runner = make_runner(resource, initd=initd)
+            await runner.start()
+            assert await runner.running()
+            await runner.stop()
+
+    asyncio.run(cycle())
+
+
+def test_haresources_arguments_are_never_run_by_the_shell(tmp_path: Path) -> None:
+    marker = tmp_path / "injected"
+    payloads = [
+        f"$(touch::{marker}-1)",  # '::' separates arguments: "$(touch" "/tmp/...)"
+        f"`touch${{IFS}}{marker}-2`",
+        f";touch${{IFS}}{marker}-3;",
+        f"|touch${{IFS}}{marker}-4",
+        f"&&touch${{IFS}}{marker}-5",
+        f"'\";touch${{IFS}}{marker}-6;'",
+    ]
+    items = " ".join(f"svc{n}::{p}" for n, p in enumerate(payloads))
+    directory = ha_dir(tmp_path, haresources=f"bill1 10.1.0.50/24 {items}\n")
+    initd = _initd(tmp_path, *(f"svc{n}" for n in range(len(payloads))))
+
+    _start_and_stop(convert(directory).toml, initd)
+
+    assert not list(tmp_path.glob("injected*"))
+    for n, payload in enumerate(payloads):
+        args = "".join(f"[{a}]" for a in payload.split("::"))
+        calls = (initd / f"svc{n}.calls").read_text().splitlines()
+        assert calls == [f"{args}[{action}]" for action in CYCLE], calls
+
+
+def test_legitimate_arguments_arrive_whole_and_in_order(tmp_path: Path) -> None:
+    haresources = "bill1 10.1.0.50/24 mysql::--defaults-file=/etc/mysql/ha.cnf::--user=*\n"
+    result = convert(ha_dir(tmp_path, haresources=haresources))
+    initd = _initd(tmp_path, "mysql", "app")
+    _start_and_stop(result.toml, initd)
+    calls = (initd / "mysql.calls").read_text().splitlines()
+    assert calls[1] == "[--defaults-file=/etc/mysql/ha.cnf][--user=*][start]"
+
+    # an argument with a space (not writable in haresources itself) stays one argument
+    service = _service("app", ["--title=two words", "it's"], tmp_path, set())
+    assert service["kind"] == "script"
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in service.items())
+    _start_and_stop(f"{result.toml}\n[[resources]]\n{table}", initd)
+    calls = (initd / "app.calls").read_text().splitlines()
+    assert calls[1] == "[--title=two words][it's][start]"

@@ -6,7 +6,12 @@ ssh hands to the forced command as SSH_ORIGINAL_COMMAND
 (``mosqit-sync EPOCH --server ... . /dest/``). Renames go before the batch
 through the same master and the same forced command: ``ssh ... mosqit-sync
 EPOCH --move /dest`` with NUL-separated ``SRC DEST`` pairs (relative paths) on
-stdin, one result line per pair on stdout. See :mod:`.receive`.
+stdin, one result line per pair on stdout. The fence (STONITH) of a peer whose
+agent is hung goes the same way: ``ssh ... mosqit-sync EPOCH --fence`` (see
+:mod:`.fence_target` and :mod:`mosqit_failover.effects.fence`). See :mod:`.receive`.
+
+Devices and special files are never synced (``--no-D``): the receiver refuses
+a sender that asks for them, so that a pushed tree cannot plant device nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ REFUSED = "mosqit-sync refused:"
 
 MOVE = "--move"
 """Second word after the epoch of a rename request (instead of rsync's ``--server``)."""
+
+FENCE = "--fence"
+"""Second word after the epoch of a fence request: the peer gives up the VIP and services."""
 
 MOVED = "moved"
 """Result line of a rename done on the peer; anything else says why not (``kept: ...``)."""
@@ -93,6 +101,7 @@ def _common(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
     argv = [
         "rsync",
         "-a",  # -rlptgoD (-r is off with --files-from): symlinks, perms, owner, group, mtimes
+        "--no-D",  # but no devices or special files: the receiver refuses D (-logtpre.iLsfxCIvu)
         "--numeric-ids",
         "--force",  # a directory that became a file, a deleted non-empty directory
         f"--timeout={max(1, round(sync.timeout))}",
@@ -145,6 +154,16 @@ def move_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
     The pairs go on stdin (:func:`files_from` of src, dest, src, dest, ...).
     """
     remote = shlex.join([MARKER, str(epoch), MOVE, sync.target])
+    return ["ssh", "-o", "ControlMaster=no", *ssh_options(peer), peer.destination, remote]
+
+
+def fence_argv(peer: Peer, epoch: int) -> list[str]:
+    """Fence the peer through its forced command (no master: a fresh session of its own).
+
+    The answer is the peer's exit status (0 fenced, 1 not all done, 77
+    refused) and one stdout line per step, the last one a summary.
+    """
+    remote = shlex.join([MARKER, str(epoch), FENCE])
     return ["ssh", "-o", "ControlMaster=no", *ssh_options(peer), peer.destination, remote]
 
 

@@ -5,18 +5,33 @@ authorized_keys on each node holds the peer's sync key as
     command="mosqit-failover sync-receive --config CONFIG",restrict ssh-ed25519 AAAA...
 
 sshd then runs this command whatever the client asked; the request is in
-SSH_ORIGINAL_COMMAND, e.g. ``mosqit-sync 7 --server -logDtpre.iLsfxCIvu
---delete . /srv/data/`` (see :mod:`.commands`). It is carried out only if:
+SSH_ORIGINAL_COMMAND, e.g. ``mosqit-sync 7 --server -logtpre.iLsfxCIvu
+--timeout=30 --delete --force --numeric-ids . /srv/data/`` (see
+:mod:`.commands`). Whatever the key's holder sends, it can never write
+outside the synced directories nor gain privileges there. It is carried out only if:
 
-- it is an rsync *receiving* server (``--server``, no ``--sender``) with
-  only the options our sender uses (no --log-file, --temp-dir, ...);
+- the command is printable text (no control character, at most
+  :data:`COMMAND_MAX` characters) and the epoch is plain ASCII digits (at most 18,
+  no sign, no leading zero);
+- it is an rsync *receiving* server with exactly the arguments our own
+  sender produces (``rsync -a --no-D --numeric-ids --force ...`` as installed
+  here, see :data:`SERVER_LETTERS`, :data:`CAPABILITIES` and :func:`check_long`):
+  ``--server``, one short-option word, our long options each at most once,
+  ``.`` and the destination. Anything else (``-s``/protect-args, which would
+  read the real arguments from stdin past these checks; ``-T``/``--temp-dir``,
+  ``--partial-dir``, ``--backup-dir``, ``--log-file``, ``-K``, ``-L``, ``--sender``,
+  devices ``-D``, ...) is refused;
 - the destination is one of the configured sync directories (``peer_path``
-  or ``path``), exactly, and is a directory (created if missing);
+  or ``path``), exactly (trailing ``/`` aside: no ``..``, no other spelling),
+  contains no symlink anywhere in its path, and is a directory (created if missing);
 - the sender's epoch is at least this node's persisted epoch
   (``state.json``), and this node is not ACTIVE: a stale old active can
   never overwrite newer files, even if its own agent is confused.
 
-Then it execs ``rsync --server ...`` (nothing of this process remains).
+Then it execs ``rsync --server --chmod=Fug-s ...`` (nothing of this process
+remains): the receiving rsync strips setuid and setgid bits from every file
+it writes (rsync applies a server-side ``--chmod`` to the modes it receives),
+and without ``-D`` it creates no device node or special file (it skips them).
 
 The second allowed form renames inside a synced directory, before a batch:
 ``mosqit-sync EPOCH --move DEST`` with NUL-separated ``SRC DEST`` pairs on
@@ -25,6 +40,9 @@ must stay inside the directory: no absolute path, no ``..``, and the real
 path of each parent (symlinks resolved) must lie inside the directory's real
 path. Each pair gets one line on stdout: ``moved`` or ``kept: why`` (e.g. the
 source is not here: the sender then sends the destination whole).
+
+The third form fences this node: ``mosqit-sync EPOCH --fence`` (see
+:mod:`.fence_target`): refused unless EPOCH is above this node's own.
 
 Anything else is refused: one line starting with
 :data:`~.commands.REFUSED` on stderr and exit status 77.
@@ -44,25 +62,65 @@ from typing import BinaryIO, TextIO
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
-from mosqit_failover.sync.commands import MARKER, MOVE, MOVED, REFUSED
+from mosqit_failover.sync.commands import FENCE, MARKER, MOVE, MOVED, REFUSED
 
 REFUSED_EXIT = 77
 MOVE_INPUT_MAX = 64 << 20
 """Largest rename request read from stdin (bytes)."""
 
-_SHORT = re.compile(r"^-[A-Za-z]+(\.[A-Za-z]*)?$")
-_LONG = re.compile(
-    r"^--(delete|delete-missing-args|force|numeric-ids|from0|ignore-errors|"
-    r"(timeout|bwlimit)=\d+)$"
-)
+COMMAND_MAX = 8192
+"""Longest SSH_ORIGINAL_COMMAND considered (characters)."""
+
+SERVER_LETTERS = frozenset("logtprR")
+"""The short options our sender's rsync passes to the receiving server.
+
+Measured with rsync 3.5.0 (protocol 32) against a logging --rsync-path:
+``rsync -a --no-D --numeric-ids --force --delete ...`` sends
+``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-logtpRe.LsfxCIvu``.
+In that word every letter before ``e`` is an option; ``e`` takes the rest of
+the word as its argument, the capability flags after the ``.``.
+"""
+
+CAPABILITIES = frozenset("iLsfxCIvu")
+"""rsync's protocol capability flags after ``e.`` (each at most once, any subset)."""
+
+RECEIVER_OPTIONS = ("--chmod=Fug-s",)
+"""Added to every receiving server: no setuid/setgid file is ever written."""
+
+_EPOCH = re.compile(r"0|[1-9][0-9]{0,17}")
+_SHORT_WORD = re.compile(r"-([A-Za-z]*)e\.([A-Za-z]*)")
+_LONG_FLAGS = frozenset({"--delete", "--delete-missing-args", "--force", "--numeric-ids"})
+_LONG_VALUES = {
+    "--timeout": re.compile(r"[1-9][0-9]{0,5}"),
+    "--bwlimit": re.compile(r"[1-9][0-9]{0,9}"),
+}
 
 
 class Refused(Exception):
     """The request is not allowed; the message says why and what to fix."""
 
 
+def check_text(original: str) -> None:
+    """Refuse a command that is too long or holds a control character (newline, NUL, ...)."""
+    if len(original) > COMMAND_MAX:
+        raise Refused(f"the command is longer than {COMMAND_MAX} characters")
+    for char in original:
+        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+            raise Refused(f"the command holds the control character {char!r}")
+
+
+def parse_epoch(word: str) -> int:
+    """The sender's epoch: ASCII digits only (no sign, no leading zero, at most 18)."""
+    if not _EPOCH.fullmatch(word):
+        raise Refused(
+            f"the sender's epoch {word[:40]!r} is not a whole number of at most 18 digits"
+        )
+    return int(word)
+
+
 def _split(original: str) -> tuple[int, list[str]]:
     """(sender epoch, the words after it) from SSH_ORIGINAL_COMMAND."""
+    check_text(original)
     try:
         words = shlex.split(original)
     except ValueError as error:
@@ -71,15 +129,56 @@ def _split(original: str) -> tuple[int, list[str]]:
         raise Refused(
             f"this key only runs the mosqit-failover sync receiver, not {original[:80]!r}"
         )
-    if not words[1].isdigit():
-        raise Refused(f"the sender's epoch {words[1]!r} is not a whole number")
-    return int(words[1]), words[2:]
+    return parse_epoch(words[1]), words[2:]
+
+
+def verb(original: str) -> str:
+    """Which form the request is: MOVE, FENCE, or "" (an rsync server); checks come later."""
+    words = original.split()
+    return words[2] if len(words) > 2 and words[2] in (MOVE, FENCE) else ""
 
 
 def is_move(original: str) -> bool:
     """Whether the request is the rename form (its checks are in :func:`decide_move`)."""
-    words = original.split()
-    return len(words) > 2 and words[2] == MOVE
+    return verb(original) == MOVE
+
+
+def check_short(word: str) -> None:
+    """Refuse a short-option word other than our sender's (``-LETTERSe.CAPABILITIES``)."""
+    match = _SHORT_WORD.fullmatch(word)
+    if not match:
+        raise Refused(
+            f"rsync option {word[:40]!r} is not allowed by the sync receiver "
+            "(expected the sender's short options, like -logtpre.iLsfxCIvu)"
+        )
+    letters, caps = match.groups()
+    if "D" in letters:
+        raise Refused(
+            "devices and special files are not synced (-D); the sender must run "
+            "rsync with --no-D (update mosqit-failover on the sending node)"
+        )
+    bad = sorted({x for x in letters if x not in SERVER_LETTERS})
+    if bad or len(set(letters)) != len(letters):
+        raise Refused(
+            f"rsync option letters {''.join(bad) or letters!r} in {word[:40]!r} are not allowed "
+            f"by the sync receiver (allowed: {''.join(sorted(SERVER_LETTERS))})"
+        )
+    bad = sorted({x for x in caps if x not in CAPABILITIES})
+    if bad or len(set(caps)) != len(caps):
+        raise Refused(f"rsync capability flags {caps!r} in {word[:40]!r} are not allowed")
+
+
+def check_long(option: str) -> str:
+    """Our sender's long options only; returns the option's name (for duplicates)."""
+    if option == "--sender":
+        raise Refused("reading from this node is not allowed (--sender)")
+    if option in _LONG_FLAGS:
+        return option
+    name, eq, value = option.partition("=")
+    pattern = _LONG_VALUES.get(name)
+    if not eq or pattern is None or not pattern.fullmatch(value):
+        raise Refused(f"rsync option {option[:60]!r} is not allowed by the sync receiver")
+    return name
 
 
 def parse_request(original: str) -> tuple[int, list[str], str]:
@@ -87,25 +186,36 @@ def parse_request(original: str) -> tuple[int, list[str], str]:
     epoch, args = _split(original)
     if len(args) < 4 or args[0] != "--server" or args[-2] != ".":
         raise Refused("not an rsync server command (expected --server ... . DEST)")
-    options = args[1:-2]
-    for option in options:
-        if option == "--sender":
-            raise Refused("reading from this node is not allowed (--sender)")
-        if not (_SHORT.match(option) or _LONG.match(option)):
-            raise Refused(f"rsync option {option!r} is not allowed by the sync receiver")
+    check_short(args[1])
+    seen: set[str] = set()
+    for option in args[2:-2]:
+        name = check_long(option)
+        if name in seen:
+            raise Refused(f"rsync option {name} is given twice")
+        seen.add(name)
     return epoch, args, args[-1]
 
 
 def check_destination(dest: str, allowed: Sequence[str]) -> str:
-    """The normalized destination if it is one of the allowed directories."""
-    norm = os.path.normpath(dest) if dest.startswith("/") else ""
-    if norm not in allowed:
+    """The destination without its trailing ``/`` if it is exactly an allowed directory.
+
+    It must also be its own real path (no symlink anywhere in it: a pushed
+    symlink must not redirect another synced directory) and a directory if it exists.
+    """
+    norm = dest.rstrip("/") if dest.startswith("/") else ""
+    if not norm or norm not in allowed:
         raise Refused(
-            f"destination {dest!r} is not a synced directory here "
+            f"destination {dest[:200]!r} is not a synced directory here "
             f"(allowed: {', '.join(allowed) or 'none'}); check [[sync]] path/peer_path"
         )
+    real = os.path.realpath(norm)
+    if real != norm:
+        raise Refused(
+            f"{norm} leads through a symlink (its real path is {real}); a synced directory "
+            "must be its own real path: set peer_path (or path) to the real path"
+        )
     path = Path(norm)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.exists() and not path.is_dir():
         raise Refused(f"{norm} exists on the receiver but is not a directory; move it away")
     return norm
 
@@ -138,7 +248,7 @@ def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[s
     """The rsync argv to exec, or raise Refused."""
     epoch, args, dest = parse_request(original)
     norm = _admit(epoch, dest, cfg, state)
-    return ["rsync", *args[:-1], norm + "/"]
+    return ["rsync", args[0], *RECEIVER_OPTIONS, *args[1:-1], norm + "/"]
 
 
 def decide_move(original: str, cfg: configuration.Config, state: StateFile) -> str:
@@ -147,6 +257,14 @@ def decide_move(original: str, cfg: configuration.Config, state: StateFile) -> s
     if len(args) != 2 or args[0] != MOVE:
         raise Refused(f"a rename request is {MOVE} DEST (the pairs on stdin)")
     return _admit(epoch, args[1], cfg, state)
+
+
+def decide_fence(original: str) -> int:
+    """The fencer's epoch of a well-formed fence request (its epoch is checked on serving)."""
+    epoch, args = _split(original)
+    if args != [FENCE]:
+        raise Refused(f"a fence request is {MARKER} EPOCH {FENCE}, nothing more")
+    return epoch
 
 
 def parse_pairs(data: bytes) -> list[tuple[str, str]]:
@@ -211,26 +329,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(configuration.DEFAULT_PATH), help="config file")
+    parser.add_argument(
+        "--node", default=None, help="this node's name (for --fence; default: the hostname)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve SSH_ORIGINAL_COMMAND; never a traceback: a refusal is one line and exit 77."""
     original = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     try:
-        if not original:
-            raise Refused("no command given (this key only runs the sync receiver)")
         try:
-            cfg = configuration.load(Path(args.config))
-        except configuration.ConfigError as error:
-            raise Refused(f"bad config on the receiver: {error}") from None
-        state = StateFile(cfg.state_dir / "state.json")
-        if is_move(original):
-            serve_moves(decide_move(original, cfg, state), sys.stdin.buffer, sys.stdout)
-            return 0
-        argv = decide(original, cfg, state)
-        os.makedirs(argv[-1], mode=0o755, exist_ok=True)
-    except (Refused, OSError) as error:
-        print(f"{REFUSED} {error}", file=sys.stderr, flush=True)
-        return REFUSED_EXIT
+            return _serve(original, args)
+        except (Refused, OSError, ValueError) as error:
+            reason = str(error) or type(error).__name__
+        except Exception as error:  # a forced command answers in one line, whatever happens
+            reason = f"internal error ({type(error).__name__}: {error})"
+        print(f"{REFUSED} {reason}".replace("\n", " "), file=sys.stderr, flush=True)
+    except Exception:  # stderr itself is gone: the exit status still says it
+        pass
+    return REFUSED_EXIT
+
+
+def _serve(original: str, args: argparse.Namespace) -> int:
+    if not original:
+        raise Refused("no command given (this key only runs the sync receiver)")
+    check_text(original)
+    try:
+        cfg = configuration.load(Path(args.config))
+    except configuration.ConfigError as error:
+        raise Refused(f"bad config on the receiver: {error}") from None
+    state = StateFile(cfg.state_dir / "state.json")
+    kind = verb(original)
+    if kind == MOVE:
+        serve_moves(decide_move(original, cfg, state), sys.stdin.buffer, sys.stdout)
+        return 0
+    if kind == FENCE:
+        from mosqit_failover.sync import fence_target
+
+        return fence_target.serve(decide_fence(original), cfg, state, args.node, sys.stdout)
+    argv = decide(original, cfg, state)
+    os.makedirs(argv[-1], mode=0o755, exist_ok=True)
+    sys.stderr.flush()
     os.execvp(argv[0], argv)
 
 

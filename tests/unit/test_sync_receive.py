@@ -15,7 +15,8 @@ from mosqit_failover.sync.receive import Refused
 
 Setup = tuple[configuration.Config, StateFile, Path]
 
-SERVER = "--server -logDtpre.iLsfxCIvu --timeout=30 --delete --numeric-ids --force"
+# what our sender sends (rsync 3.5.0, see receive.SERVER_LETTERS)
+SERVER = "--server -logtpre.iLsfxCIvu --timeout=30 --delete --numeric-ids --force"
 
 
 def _config(tmp_path: Path, dest: Path) -> configuration.Config:
@@ -58,13 +59,15 @@ def setup(tmp_path: Path) -> Setup:
 def test_a_fresh_sender_gets_an_rsync_server_on_the_configured_path(setup: Setup) -> None:
     cfg, state, dest = setup
     argv = receive.decide(f"mosqit-sync 5 {SERVER} . {dest}/", cfg, state)
-    assert argv == ["rsync", *SERVER.split(), ".", f"{dest}/"]
+    server, *rest = SERVER.split()
+    assert argv == ["rsync", server, "--chmod=Fug-s", *rest, ".", f"{dest}/"]
     argv = receive.decide(
-        f"mosqit-sync 6 --server -logDtpRe.LsfxCIvu --from0 --delete-missing-args . {dest}/",
+        f"mosqit-sync 6 --server -logtpRe.LsfxCIvu --timeout=30 --force "
+        f"--delete-missing-args --numeric-ids . {dest}",
         cfg,
         state,
     )
-    assert argv[0] == "rsync"
+    assert argv[:3] == ["rsync", "--server", "--chmod=Fug-s"] and argv[-1] == f"{dest}/"
 
 
 @pytest.mark.parametrize(
@@ -75,8 +78,8 @@ def test_a_fresh_sender_gets_an_rsync_server_on_the_configured_path(setup: Setup
         ("mosqit-sync x {server} . {dest}/", "not a whole number"),
         ("mosqit-sync 5 {server} . /etc/", "not a synced directory"),
         ("mosqit-sync 5 {server} . {dest}/../other/", "not a synced directory"),
-        ("mosqit-sync 5 --server --sender -logDtpre.iLsfxCIvu . {dest}/", "--sender"),
-        ("mosqit-sync 5 --server --log-file=/etc/passwd -a . {dest}/", "not allowed"),
+        ("mosqit-sync 5 --server -logtpre.iLsfxCIvu --sender . {dest}/", "--sender"),
+        ("mosqit-sync 5 {server} --log-file=/etc/passwd . {dest}/", "not allowed"),
         ("mosqit-sync 5 sh -c id", "not an rsync server command"),
         ("mosqit-sync 5 '{server}", "cannot parse"),
     ],
@@ -199,7 +202,8 @@ def test_main_serves_a_rename_request_from_stdin(
 ) -> None:
     _, _, dest = setup
     _tree(dest)
-    config = tmp_path / "c.toml"
+    config = tmp_path / "etc" / "c.toml"
+    config.parent.mkdir()
     config.write_text(_text(tmp_path, dest))
     monkeypatch.setenv("SSH_ORIGINAL_COMMAND", f"mosqit-sync 5 --move {dest}")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a\0b\0")))

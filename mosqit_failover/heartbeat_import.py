@@ -24,11 +24,14 @@ as "FILL-IN: ..." strings, which `check-config` then names.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import math
+import os
 import re
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -535,15 +538,112 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--cluster", default="ha", help="cluster name for the new config")
     parser.add_argument("-o", "--output", help="write the config here (default: stdout)")
     parser.add_argument("--secret", help="write the new secret file here (mode 0600)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace existing files (-o, --secret)"
+    )
     parser.set_defaults(func=run_import)
     return parser
 
 
+CONFIG_MODE = 0o644  # the config holds no secret: the secret is a file of its own
+SECRET_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class _Output:
+    path: Path
+    text: str
+    mode: int
+    what: str
+
+
+def _destination_problem(out: _Output, force: bool) -> str | None:
+    """Why ``out`` cannot be written (checked before anything is written), or None."""
+    parent = out.path.parent
+    if not parent.is_dir():
+        return (
+            f"cannot write the {out.what} to {out.path}: the directory {parent} does not "
+            "exist; create it or choose another path"
+        )
+    if out.path.is_dir():
+        return f"cannot write the {out.what} to {out.path}: it is a directory; give a file name"
+    if (out.path.exists() or out.path.is_symlink()) and not force:
+        return f"{out.path} already exists: pass --force to replace it (the {out.what})"
+    return None
+
+
+def _stage(out: _Output) -> str:
+    """A temporary file in the output's directory, with its text and final mode, on disk."""
+    fd, tmp = tempfile.mkstemp(dir=out.path.parent, prefix=f".{out.path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, out.mode)  # 0600 from the start for a secret, whatever the umask
+            handle.write(out.text)
+            handle.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _put(tmp: str, path: Path, replace: bool) -> None:
+    """Rename the staged file into place: a reader sees the old file or the new one, never a
+    part. Without ``replace`` an existing file is never overwritten (FileExistsError)."""
+    if replace:
+        os.replace(tmp, path)
+    else:
+        os.link(tmp, path)  # atomic too, and fails if the file appeared meanwhile
+        os.unlink(tmp)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _write_outputs(outputs: list[_Output], force: bool) -> str | None:
+    """Write every output, or (when one cannot be written) none; the problem, or None.
+
+    Every destination is checked, then every file is written to a temporary file
+    beside it, and only then are they renamed into place.
+    """
+    problems = [p for p in (_destination_problem(out, force) for out in outputs) if p]
+    paths = [out.path.resolve() for out in outputs]
+    if len(set(paths)) < len(paths):
+        problems.append(f"-o and --secret name the same file ({outputs[0].path})")
+    if problems:
+        return "; ".join(problems)
+    staged: list[str] = []
+    try:
+        try:
+            for out in outputs:
+                staged.append(_stage(out))
+        except OSError as error:
+            return f"cannot write the {out.what} to {out.path}: {error.strerror or error}"
+        created: list[Path] = []
+        for out, tmp in zip(outputs, staged, strict=True):
+            existed = out.path.exists() or out.path.is_symlink()
+            try:
+                _put(tmp, out.path, force)
+            except OSError as error:
+                for path in created:  # a file that appeared meanwhile (or a full disk)
+                    path.unlink(missing_ok=True)
+                if isinstance(error, FileExistsError):
+                    return f"{out.path} already exists: pass --force to replace it"
+                return f"cannot write the {out.what} to {out.path}: {error.strerror or error}"
+            if not existed:
+                created.append(out.path)
+    finally:
+        for tmp in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return None
+
+
 def run_import(args: argparse.Namespace) -> int:
     """Print (or write) the config; notes and problems go to stderr. 0 done, 1 incomplete,
-    2 malformed input."""
-    from mosqit_failover.authkeys import SecretFileError, write_secret_file
-
+    2 malformed input or an output that cannot be written (then nothing is written)."""
     try:
         result = convert(Path(args.directory), args.cluster)
     except ImportError_ as error:
@@ -551,16 +651,18 @@ def run_import(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
+    outputs = []
+    if args.secret:
+        outputs.append(_Output(Path(args.secret), result.secret, SECRET_MODE, "secret"))
     if args.output:
-        Path(args.output).write_text(result.toml, encoding="utf-8")
-    else:
+        outputs.append(_Output(Path(args.output), result.toml, CONFIG_MODE, "config"))
+    failure = _write_outputs(outputs, getattr(args, "force", False))
+    if failure:
+        print(f"import-heartbeat: {failure}; nothing was written", file=sys.stderr)
+        return 2
+    if not args.output:
         sys.stdout.write(result.toml)
     if args.secret:
-        try:
-            write_secret_file(args.secret, result.secret)
-        except SecretFileError as error:
-            print(f"import-heartbeat: {error}", file=sys.stderr)
-            return 2
         print(
             f"wrote the secret to {args.secret} (mode 0600); copy it to the peer", file=sys.stderr
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mosqit_failover import cli
 from mosqit_failover.authkeys import parse_secret_text
 from mosqit_failover.config import ConfigError, parse
 from mosqit_failover.effects.resources import make_runner
@@ -331,3 +332,100 @@ def test_legitimate_arguments_arrive_whole_and_in_order(tmp_path: Path) -> None:
     _start_and_stop(f"{result.toml}\n[[resources]]\n{table}", initd)
     calls = (initd / "app.calls").read_text().splitlines()
     assert calls[1] == "[--title=two words][it's][start]"
+
+
+# ---- -o and --secret: checked before anything is written, written atomically ------------
+
+
+def _import(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str]:
+    """Run `mosqit-failover import-heartbeat ARGV` as a user does; (exit status, stderr).
+
+    Nothing goes to stdout unless the config does (without -o, and written)."""
+    status = cli.main(["import-heartbeat", *(str(a) for a in argv)])
+    captured = capsys.readouterr()
+    if "-o" in argv or status == 2:
+        assert captured.out == ""
+    return status, captured.err
+
+
+def test_output_into_a_missing_directory_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = ha_dir(tmp_path)
+    out, secret = tmp_path / "no" / "such" / "mosqit.toml", tmp_path / "secret"
+    status, err = _import(capsys, directory, "-o", out, "--secret", secret)
+    assert status == 2
+    assert err.splitlines() == [
+        f"import-heartbeat: cannot write the config to {out}: the directory {out.parent} "
+        "does not exist; create it or choose another path; nothing was written"
+    ]
+    assert not secret.exists() and not (tmp_path / "no").exists()
+
+    status, err = _import(capsys, directory, "--secret", tmp_path / "nowhere" / "secret")
+    assert status == 2 and "the directory" in err and len(err.splitlines()) == 1
+
+
+def test_an_existing_output_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = ha_dir(tmp_path)
+    out, secret = tmp_path / "mosqit.toml", tmp_path / "secret"
+    out.write_text("# the config in use\n")
+    status, err = _import(capsys, directory, "-o", out, "--secret", secret)
+    assert status == 2
+    assert err.splitlines() == [
+        f"import-heartbeat: {out} already exists: pass --force to replace it (the config); "
+        "nothing was written"
+    ]
+    assert out.read_text() == "# the config in use\n" and not secret.exists()
+
+    reader = out.open()  # a reader of the old file keeps reading the old file
+    status, err = _import(capsys, directory, "-o", out, "--secret", secret, "--force")
+    assert status == 0, err
+    assert reader.read() == "# the config in use\n"
+    reader.close()
+    parse(out.read_text())
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ha.d", "mosqit.toml", "secret"]
+
+    secret.chmod(0o644)  # a forced secret is replaced by a 0600 file
+    old_secret = secret.read_text()
+    status, err = _import(capsys, directory, "--secret", secret, "--force")
+    assert status == 0, err
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text() != old_secret
+
+
+def test_a_failed_write_leaves_the_old_files_and_no_temporary_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = ha_dir(tmp_path)
+    out, secret = tmp_path / "mosqit.toml", tmp_path / "secret"
+    out.write_text("# the config in use\n")
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync_then_full(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:  # the second file (the config) finds the disk full
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_full)
+    status, err = _import(capsys, directory, "-o", out, "--secret", secret, "--force")
+    assert status == 2
+    assert err.splitlines() == [
+        f"import-heartbeat: cannot write the config to {out}: No space left on device; "
+        "nothing was written"
+    ]
+    assert out.read_text() == "# the config in use\n" and not secret.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ha.d", "mosqit.toml"]
+
+
+def test_output_and_secret_must_be_two_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "both"
+    status, err = _import(capsys, ha_dir(tmp_path), "-o", out, "--secret", out)
+    assert status == 2 and "-o and --secret name the same file" in err
+    assert not out.exists()

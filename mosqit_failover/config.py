@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -212,6 +213,10 @@ class Fencing:
     timeout: float = 10.0
     on_failure: str = "wait"  # "wait": no promotion, retry; "promote": take the risk
     retry: float = 5.0
+
+    def power_command(self, node: str) -> str:
+        """The power fence command line for ``node``; "" when none is configured."""
+        return dict(self.power).get(node, "")
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -741,6 +746,87 @@ def _read_metrics(c: _Checker, raw: Mapping[str, Any]) -> Metrics:
     return Metrics(listen or "")
 
 
+_PROGRAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_FENCING_KEYS = {"ssh", "ssh_key", "ssh_user", "ssh_port", "power", "timeout"}
+_FENCING_KEYS |= {"on_failure", "retry"}
+
+
+def _fence_command(node: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _string(value)
+        try:
+            words = shlex.split(text)
+        except ValueError as error:
+            raise ValueError(f"the command line for {node} cannot be split ({error})") from None
+        program = words[0] if words else ""
+        absolute = program.startswith("/") and ".." not in program.split("/")
+        if not (absolute or _PROGRAM.fullmatch(program)):
+            raise ValueError(
+                f"the command for {node} must start with an absolute path or a program name, "
+                'like "fence_ipmilan --ip 10.0.9.1 --username admin '
+                '--password-file /etc/mosqit-failover/ipmi_pw --action off"'
+            )
+        return text
+
+    return check
+
+
+def _read_fencing(
+    c: _Checker, raw: Mapping[str, Any], sync: tuple[SyncDir, ...], nodes: tuple[Node, ...]
+) -> Fencing:
+    data = c.table(raw, "fencing", _FENCING_KEYS)
+    d = Fencing()
+    key = sync[0].ssh_key if sync else d.ssh_key
+    ssh = c.get(data, "fencing.ssh", _bool, d.ssh)
+    ssh_key = c.get(data, "fencing.ssh_key", _string, key)
+    if "ssh_key" in data and ssh_key and not ssh_key.startswith("/"):
+        c.fail("fencing.ssh_key", ssh_key, "must be an absolute path to the private key")
+    power: list[tuple[str, str]] = []
+    table = data.get("power", {})
+    if not isinstance(table, dict):
+        c.fail("fencing.power", table, 'must be a table, like power = { beta = "fence_... off" }')
+        table = {}
+    names = {n.name for n in nodes}
+    for node in table:
+        if names and node not in names:
+            c.problems.append(
+                f"fencing.power.{node}: not a node of this config; the keys are the node "
+                f"to fence: {', '.join(sorted(names))}"
+            )
+            continue
+        checked = c.get(table, f"fencing.power.{node}", _fence_command(node), None)
+        if checked:
+            power.append((node, checked))
+    on_failure = c.get(data, "fencing.on_failure", _string, d.on_failure)
+    if on_failure not in ("wait", "promote"):
+        c.fail(
+            "fencing.on_failure",
+            on_failure,
+            'must be "wait" (no promotion until a fence succeeds) or "promote" '
+            "(promote anyway: the peer may still hold the VIP and services)",
+        )
+        on_failure = d.on_failure
+    fencing = Fencing(
+        ssh=ssh,
+        ssh_key=ssh_key,
+        ssh_user=c.get(data, "fencing.ssh_user", _name, d.ssh_user),
+        ssh_port=c.get(data, "fencing.ssh_port", _count(1, 65535), d.ssh_port),
+        power=tuple(power),
+        timeout=c.get(data, "fencing.timeout", _duration(1, 600), d.timeout),
+        on_failure=on_failure,
+        retry=c.get(data, "fencing.retry", _duration(0.1, 3600), d.retry),
+    )
+    if not fencing.ssh and not table and fencing.on_failure == "wait":
+        c.fail(
+            "fencing.ssh",
+            False,
+            'with no power command no fence can succeed, and on_failure = "wait" would then '
+            "never promote on an OS problem; set ssh = true, add fencing.power commands, or "
+            'on_failure = "promote"',
+        )
+    return fencing
+
+
 def _check_addresses(
     c: _Checker, vip: Vip | None, nodes: tuple[Node, ...], networks: tuple[Network, ...]
 ) -> None:
@@ -781,6 +867,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     c = _Checker()
     top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
     top |= {"alerts", "metrics", "console"}
+    top |= {"fencing"}
     for unknown in sorted(set(raw) - top):
         c.problems.append(f"{unknown}: unknown table or key; allowed: {', '.join(sorted(top))}")
     cluster = c.table(
@@ -825,6 +912,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     alerts = _read_alerts(c, raw)
     metrics = _read_metrics(c, raw)
     console = _read_console(c, raw)
+    fencing = _read_fencing(c, raw, sync, nodes)
     if c.problems or vip is None:
         raise ConfigError(source, c.problems or ["vip: missing [vip] table"])
     return Config(
@@ -844,6 +932,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         alerts=alerts,
         metrics=metrics,
         console=console,
+        fencing=fencing,
     )
 
 

@@ -366,7 +366,10 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     if kind == FENCE:
         from mosqit_failover.sync import fence_target
 
-        return fence_target.serve(decide_fence(original), cfg, state, args.node, sys.stdout)
+        try:
+            return fence_target.serve(decide_fence(original), cfg, state, args.node, sys.stdout)
+        except fence_target.FenceRefused as error:
+            raise Refused(str(error)) from None
     argv = decide(original, cfg, state)
     os.makedirs(argv[-1], mode=0o755, exist_ok=True)
     sys.stderr.flush()

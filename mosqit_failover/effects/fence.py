@@ -1,0 +1,169 @@
+"""Fence the peer (STONITH) before the OS-problem promotion.
+
+When the peer's kernel answers ICMP but its agent is silent, the peer may
+still hold the VIP and run the services. Before promoting, the core asks the
+shell to fence it (:class:`~mosqit_failover.actions.FencePeer`); the shell
+runs :meth:`Fencer.fence` and answers with a
+:class:`~mosqit_failover.events.FenceResult` built from the
+:class:`FenceOutcome`. The other end of the ssh fence is
+:mod:`mosqit_failover.sync.fence_target`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mosqit_failover import config as configuration
+from mosqit_failover.effects.resources import CommandTimeout, Outcome, run_command
+from mosqit_failover.sync import commands
+from mosqit_failover.sync.fence_target import FENCED, NOT_FENCED
+
+REFUSED_EXIT = 77
+"""The forced command's exit status for a refusal (stale epoch, unknown request)."""
+
+CONNECT_TIMEOUT = 5.0
+"""Longest ssh ConnectTimeout of one address (shorter when less time is left)."""
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    """How a fence ended: ``fenced`` when any fence succeeded; ``detail`` names each
+    fence tried and its result, e.g. ``ssh fence via 10.1.0.2: fenced (VIP removed,
+    2 resources stopped); power fence: not needed``."""
+
+    fenced: bool
+    detail: str
+
+
+class Fencer:
+    """Fences this node's peer (``cfg.peer_of(node)``) as ``[fencing]`` says.
+
+    Guarantees:
+
+    - :meth:`fence` never raises (a cancelled call kills what it started and
+      re-raises CancelledError) and returns within ``fencing.timeout`` plus the
+      time to kill a process.
+    - The ssh fence (``fencing.ssh``, on by default) runs ``ssh ... PEER
+      'mosqit-sync EPOCH --fence'`` with the fencing key, BatchMode, a
+      ConnectTimeout and no shared master connection, to the peer's address on
+      each network in turn, until the peer's forced command answers: its
+      answer (fenced, not fenced, refused) ends the ssh fence; an unreachable
+      address or one that does not answer in time moves on to the next.
+    - The power fence runs only when the ssh fence did not succeed (or is off)
+      and ``fencing.power`` has a command for the peer: the command line is
+      split (shlex) and executed without a shell; exit 0 means fenced. With
+      both configured, the ssh fence gets at most half of the time, so the
+      power fence always gets the other half.
+    - Every process runs in its own process group, stdin from /dev/null; when
+      its time is up the whole group gets SIGKILL.
+    - ``fenced`` is True only when a fence reported success; never otherwise.
+    """
+
+    def __init__(self, cfg: configuration.Config, node: str) -> None:
+        self.cfg = cfg
+        self.fencing = cfg.fencing
+        self.peer = cfg.peer_of(node)
+
+    def __repr__(self) -> str:
+        return f"Fencer(peer={self.peer.name!r})"
+
+    async def fence(self, epoch: int) -> FenceOutcome:
+        """Fence the peer for a promotion in ``epoch``; see the class's guarantees."""
+        try:
+            return await self._fence(epoch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug must not take the shell down: report it
+            return FenceOutcome(False, f"fence failed: internal error ({error!r})")
+
+    async def _fence(self, epoch: int) -> FenceOutcome:
+        deadline = time.monotonic() + self.fencing.timeout
+        power = self.fencing.power_command(self.peer.name)
+        parts: list[str] = []
+        fenced = False
+        if self.fencing.ssh:
+            share = self.fencing.timeout / 2 if power else self.fencing.timeout
+            fenced, text = await self._ssh_fence(epoch, time.monotonic() + share)
+            parts.append(text)
+        else:
+            parts.append("ssh fence: off")
+        if not power:
+            parts.append("power fence: not configured")
+        elif fenced:
+            parts.append("power fence: not needed")
+        else:
+            fenced, text = await self._power_fence(power, deadline)
+            parts.append(text)
+        return FenceOutcome(fenced, "; ".join(parts))
+
+    # -- ssh ------------------------------------------------------------------
+
+    async def _ssh_fence(self, epoch: int, deadline: float) -> tuple[bool, str]:
+        tried: list[str] = []
+        addresses = [str(self.peer.on(n.name).address) for n in self.cfg.networks]
+        for index, address in enumerate(addresses):
+            left = deadline - time.monotonic()
+            if left < 0.5:
+                tried.append(f"via {address}: not tried (time ran out)")
+                continue
+            connect = min(CONNECT_TIMEOUT, max(1.0, left / (len(addresses) - index)))
+            argv = commands.fence_argv(self._peer(address, connect), epoch)
+            try:
+                outcome = await run_command(argv, left)
+            except CommandTimeout:
+                tried.append(f"via {address}: no answer within {left:.1f}s (killed)")
+                continue
+            except OSError as error:
+                return False, f"ssh fence: cannot run ssh: {error.strerror or error}"
+            answered, ok, text = _ssh_result(outcome)
+            tried.append(f"via {address}: {text}")
+            if answered:
+                return ok, "ssh fence " + "; ".join(tried)
+        return False, "ssh fence " + "; ".join(tried)
+
+    def _peer(self, address: str, connect: float) -> commands.Peer:
+        return commands.Peer(
+            host=address,
+            user=self.fencing.ssh_user,
+            port=self.fencing.ssh_port,
+            key=self.fencing.ssh_key,
+            connect_timeout=connect,
+            control_path=Path("none"),  # never through the sync's master connection
+        )
+
+    # -- power ----------------------------------------------------------------
+
+    async def _power_fence(self, command: str, deadline: float) -> tuple[bool, str]:
+        argv = shlex.split(command)
+        name = f"power fence ({Path(argv[0]).name})"
+        left = deadline - time.monotonic()
+        if left < 0.1:
+            return False, f"{name}: not tried (time ran out)"
+        try:
+            outcome = await run_command(argv, left)
+        except CommandTimeout:
+            return False, f"{name}: no answer within {left:.1f}s (killed)"
+        except OSError as error:
+            return False, f"{name}: cannot run {argv[0]}: {error.strerror or error}"
+        if outcome.code == 0:
+            return True, f"{name}: fenced"
+        return False, f"{name}: failed (exit {outcome.code}; {outcome.tail()})"
+
+
+def _ssh_result(outcome: Outcome) -> tuple[bool, bool, str]:
+    """(the peer's forced command answered, fenced, how it reads) of one ssh fence."""
+    lines = [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if outcome.code == 0 and last.startswith(FENCED):
+        return True, True, f"fenced ({last.removeprefix(FENCED).strip()})"
+    if outcome.code == REFUSED_EXIT or commands.REFUSED in outcome.stderr:
+        return True, False, f"refused ({commands.summary(outcome.stderr)})"
+    if last.startswith(NOT_FENCED):
+        return True, False, f"failed ({last.removeprefix(NOT_FENCED).strip()})"
+    if commands.never_connected(outcome.code, outcome.stderr):
+        return False, False, f"unreachable ({commands.summary(outcome.stderr)})"
+    return False, False, f"failed (exit {outcome.code}; {outcome.tail()})"

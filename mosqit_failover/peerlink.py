@@ -6,6 +6,12 @@ address); everything else is dropped, counted per reason and logged at most
 once per reason every 10 s. Sending never blocks and never raises: a network
 that is down just loses the datagram, as a cable would.
 
+A datagram from one of the peer's configured addresses that is dropped for any
+reason but LATE (another secret, a stale clock, a replay, ...) still shows
+that something on the peer sends on our port: it goes to `on_unauthenticated`
+as (network, reason value, detail), never to `deliver`. A datagram from any
+other address is only counted (`foreign`).
+
 The Sender and the Receiver share one boot id; every datagram sent carries as
 its ack the peer's boot id the Receiver last learned (see wire.py).
 """
@@ -34,6 +40,8 @@ from mosqit_failover.wire import (
 )
 
 Deliver = Callable[[str, PeerView], None]
+# (network, Reason.value such as "bad-mac", detail without unauthenticated strings)
+Unauthenticated = Callable[[str, str, str], None]
 
 
 class PeerLink(asyncio.DatagramProtocol):
@@ -44,10 +52,13 @@ class PeerLink(asyncio.DatagramProtocol):
         keyring: Keyring,
         deliver: Deliver,
         log: DecisionLog,
+        *,
+        on_unauthenticated: Unauthenticated | None = None,
     ) -> None:
         peer = config.peer_of(node)
         self._port = config.port
         self._deliver = deliver
+        self._on_unauthenticated = on_unauthenticated
         self._log = log
         self.boot_id = new_boot_id()
         self._sender = Sender(config.cluster, node, keyring, self.boot_id)
@@ -60,12 +71,14 @@ class PeerLink(asyncio.DatagramProtocol):
         self.send_errors = 0
         self.foreign = 0  # datagrams from an address that is not the peer's
 
-    async def open(self) -> None:
+    async def open(self, host: str = "0.0.0.0", port: int | None = None) -> None:
+        """Bind the socket: every address on the cluster port unless told otherwise
+        (tests bind a loopback address and port 0)."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # DSCP EF: heartbeats first
-        sock.bind(("0.0.0.0", self._port))
+        sock.bind((host, self._port if port is None else port))
         sock.setblocking(False)
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
 
@@ -75,6 +88,14 @@ class PeerLink(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The bound (address, port), None before open()."""
+        if self._transport is None:
+            return None
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
 
     def send(self, view: PeerView) -> None:
         if self._transport is None:
@@ -124,6 +145,8 @@ class PeerLink(asyncio.DatagramProtocol):
                 priority=6 if result.reason is Reason.UNCONFIRMED else 4,
                 DROP_REASON=result.reason.value,
             )
+        if self._on_unauthenticated is not None:
+            self._on_unauthenticated(network, result.reason.value, result.detail)
 
 
 def _safe(address: str) -> str:

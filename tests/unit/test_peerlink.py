@@ -1,0 +1,407 @@
+"""PeerLink over real UDP sockets on loopback: what reaches `deliver`, what is
+reported to `on_unauthenticated`, and the ack handshake across a restart.
+
+The link under test is alpha, bound on 127.0.0.1. The test plays beta from
+sockets bound to beta's configured addresses (127.0.2.12 on network a,
+127.0.3.12 on b, on the cluster port, where alpha's link sends to), and a
+stranger from 127.0.2.99. Only loopback traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from mosqit_failover.authkeys import Key, Keyring
+from mosqit_failover.config import Config, parse
+from mosqit_failover.events import PeerView, Role
+from mosqit_failover.journal import DecisionLog
+from mosqit_failover.peerlink import PeerLink
+from mosqit_failover.wire import MAC_SIZE, NO_ACK, Reason, Receiver, Rejected, Sender
+
+RING = Keyring((Key(1, bytes(range(32))),))
+OTHER_SECRET = Keyring((Key(1, bytes(range(1, 33))),))  # same key id, another secret
+LINK_HOST = "127.0.0.1"
+PEER_ADDRESSES = {"a": "127.0.2.12", "b": "127.0.3.12"}
+STRANGER = "127.0.2.99"
+OFF_ACK = 36
+OFF_ROLE = 52 + 1 + len("billing") + 1 + len("beta")  # in beta's datagrams
+DEADLINE = 10.0  # seconds; only bounds a hang, never measures anything
+
+CONFIG = """
+[cluster]
+name = "billing"
+port = {port}
+
+[vip]
+address = "127.0.2.50/24"
+interface = "eth0"
+
+[networks.a]
+subnet = "127.0.2.0/24"
+
+[networks.b]
+subnet = "127.0.3.0/24"
+
+[nodes.alpha]
+a = {{ interface = "eth0", address = "127.0.2.11" }}
+b = {{ interface = "eth1", address = "127.0.3.11" }}
+
+[nodes.beta]
+a = {{ interface = "eth0", address = "127.0.2.12" }}
+b = {{ interface = "eth1", address = "127.0.3.12" }}
+"""
+
+ALPHA_VIEW = PeerView(
+    node="alpha",
+    role=Role.ACTIVE,
+    epoch=3,
+    uplinks=(("a", True), ("b", True)),
+    candidate=False,
+    yielding=False,
+    maintenance=False,
+    manual=False,
+)
+BETA_VIEW = dataclasses.replace(ALPHA_VIEW, node="beta", role=Role.STANDBY)
+
+
+class Peer:
+    """Beta's side, as a PeerLink would run it: Sender and Receiver sharing a boot id."""
+
+    def __init__(self, ring: Keyring = RING, cluster: str = "billing", node: str = "beta") -> None:
+        self.tx = Sender(cluster, node, ring)
+        self.rx = Receiver(cluster, node, "alpha", ring, boot_id=self.tx.boot_id)
+        self.view = dataclasses.replace(BETA_VIEW, node=node)
+
+    def send(self, now: float) -> bytes:
+        self.tx.ack = self.rx.ack_for_peer
+        return self.tx.encode(self.view, now)
+
+
+def resign(packet: bytes, ring: Keyring = RING) -> bytes:
+    body = packet[:-MAC_SIZE]
+    return body + hmac.new(ring.signing.secret, body, hashlib.sha256).digest()
+
+
+@dataclass
+class Loopback:
+    """A real PeerLink for alpha on 127.0.0.1, and sockets at beta's and a stranger's address."""
+
+    port: int
+    config: Config
+    peer_socks: dict[str, socket.socket]
+    stranger: socket.socket
+    with_callback: bool = True
+    link: PeerLink | None = None
+    delivered: list[tuple[str, PeerView]] = field(default_factory=list)
+    reported: list[tuple[str, str, str]] = field(default_factory=list)
+    _expected: int = 0
+
+    @property
+    def peerlink(self) -> PeerLink:
+        assert self.link is not None
+        return self.link
+
+    async def start(self) -> PeerLink:
+        """(Re)start alpha's link: a new PeerLink, a new boot id, an empty memory."""
+        if self.link is not None:
+            self.link.close()
+        self._expected = 0
+
+        def deliver(network: str, view: PeerView) -> None:
+            self.delivered.append((network, view))
+
+        def report(network: str, reason: str, detail: str) -> None:
+            self.reported.append((network, reason, detail))
+
+        log = DecisionLog(use_journal=False)
+        if self.with_callback:
+            link = PeerLink(self.config, "alpha", RING, deliver, log, on_unauthenticated=report)
+        else:
+            link = PeerLink(self.config, "alpha", RING, deliver, log)
+        await link.open(LINK_HOST, self.port)
+        self.link = link
+        return link
+
+    def processed(self) -> int:
+        rx = self.peerlink.receiver
+        return rx.accepted + sum(rx.counters.values()) + self.peerlink.foreign
+
+    def send(self, data: bytes, network: str = "a") -> None:
+        """A datagram to alpha's link from beta's address on `network`, or from the stranger."""
+        sock = self.stranger if network == "stranger" else self.peer_socks[network]
+        sock.sendto(data, (LINK_HOST, self.port))
+        self._expected += 1
+
+    async def settle(self) -> None:
+        """Wait until the link has handled every datagram sent to it so far."""
+        await until(lambda: self.processed() >= self._expected)
+        assert self.processed() == self._expected
+
+    async def heard_by_peer(self, network: str) -> bytes:
+        """The next datagram alpha's link sent to beta's address on `network`."""
+        loop = asyncio.get_running_loop()
+        data, _ = await asyncio.wait_for(
+            loop.sock_recvfrom(self.peer_socks[network], 2048), DEADLINE
+        )
+        return data
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + DEADLINE
+    while not condition():
+        assert loop.time() < give_up, "the link did not handle the datagrams in time"
+        await asyncio.sleep(0.001)
+
+
+def _udp(address: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def loopback(with_callback: bool = True) -> AsyncIterator[Loopback]:
+    """Beta's sockets on a free port P (both networks), alpha's link on 127.0.0.1:P."""
+    for _ in range(20):
+        socks: list[socket.socket] = []
+        try:
+            socks.append(_udp(PEER_ADDRESSES["a"], 0))
+            port = socks[0].getsockname()[1]
+            socks.append(_udp(PEER_ADDRESSES["b"], port))
+            socks.append(_udp(STRANGER, 0))
+            harness = Loopback(
+                port,
+                parse(CONFIG.format(port=port)),
+                {"a": socks[0], "b": socks[1]},
+                socks[2],
+                with_callback,
+            )
+            await harness.start()
+        except OSError:  # the port is taken on one of the addresses: another one
+            for sock in socks:
+                sock.close()
+            continue
+        break
+    else:
+        pytest.fail("no free UDP port on the loopback addresses")
+    try:
+        yield harness
+    finally:
+        if harness.link is not None:
+            harness.link.close()
+        for sock in socks:
+            sock.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await asyncio.wait_for(test(), 4 * DEADLINE)
+
+    asyncio.run(main())
+
+
+def now() -> float:
+    return time.time()
+
+
+async def form(h: Loopback, beta: Peer) -> None:
+    """The handshake: beta speaks, alpha's link answers with beta's boot id, beta confirms."""
+    h.send(beta.send(now()))
+    await h.settle()
+    assert h.reported[-1][:2] == ("a", "unconfirmed")
+    h.peerlink.send(ALPHA_VIEW)
+    for network in ("a", "b"):
+        assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+    h.send(beta.send(now()))
+    await h.settle()
+    assert h.delivered[-1] == ("a", BETA_VIEW)
+
+
+# --- Task: replay after a restart ------------------------------------------------
+
+
+def test_a_restarted_link_never_delivers_a_datagram_recorded_before_it() -> None:
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            recorded = [beta.send(now()) for _ in range(10)]
+            for pkt in recorded[::2]:  # some delivered, the others only recorded
+                h.send(pkt)
+            await h.settle()
+            assert len(h.delivered) == 1 + 5
+            old_boot = h.peerlink.boot_id
+
+            await h.start()  # alpha's agent restarts
+            assert h.peerlink.boot_id != old_boot
+            delivered, reported = len(h.delivered), len(h.reported)
+            for pkt in [*recorded, *reversed(recorded)]:
+                h.send(pkt, "a")
+                h.send(pkt, "b")
+            await h.settle()
+            assert len(h.delivered) == delivered  # none of the 40
+            reasons = [r for _, r, _ in h.reported[reported:]]
+            assert len(reasons) == 40 and set(reasons) <= {"unconfirmed", "replayed"}
+
+            # One round trip and messages flow again: the new link acks beta's start
+            # (learned from the replays, all of them authentic), beta acks the new start.
+            h.peerlink.send(ALPHA_VIEW)
+            for network in ("a", "b"):
+                assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+            assert beta.rx.ack_for_peer == h.peerlink.boot_id
+            h.send(beta.send(now()), "b")
+            await h.settle()
+            assert h.delivered[-1] == ("b", BETA_VIEW)
+            for pkt in recorded:  # and the recordings still never
+                h.send(pkt)
+            await h.settle()
+            assert len(h.delivered) == delivered + 1
+
+    run(scenario)
+
+
+def test_both_sides_restarted_converge_in_one_round_trip() -> None:
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            h.peerlink.send(ALPHA_VIEW)  # alpha has heard nobody: ack all zeros
+            first = await h.heard_by_peer("a")
+            assert reason(beta.rx.decode(first, now())) is Reason.UNCONFIRMED
+            h.send(beta.send(now()))  # acks alpha's start
+            await h.settle()
+            assert h.delivered == [("a", BETA_VIEW)] and h.reported == []
+            h.peerlink.send(ALPHA_VIEW)
+            assert beta.rx.decode(await h.heard_by_peer("a"), now()) == ALPHA_VIEW
+
+    run(scenario)
+
+
+def reason(result: PeerView | Rejected) -> Reason | None:
+    return result.reason if isinstance(result, Rejected) else None
+
+
+# --- Task: datagrams from the peer that fail authentication -----------------------
+
+
+def test_a_peer_with_another_secret_is_reported_on_every_network() -> None:
+    """The bug: every datagram was dropped as bad-mac and the peer looked silent."""
+
+    async def scenario() -> None:
+        async with loopback() as h:
+            wrong = Peer(OTHER_SECRET)
+            for network in ("a", "b", "a"):
+                h.send(wrong.send(now()), network)
+            await h.settle()
+            assert h.delivered == []
+            assert h.reported == [
+                ("a", "bad-mac", "key id 1"),
+                ("b", "bad-mac", "key id 1"),
+                ("a", "bad-mac", "key id 1"),
+            ]
+            h.send(wrong.send(now()), "stranger")  # not the peer's address: only counted
+            await h.settle()
+            assert len(h.reported) == 3 and h.peerlink.foreign == 1
+
+    run(scenario)
+
+
+def test_every_drop_reason_but_late_is_reported() -> None:
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            before = len(h.reported)
+            t = now()
+            genuine = beta.send(t)
+            second = beta.send(t)
+            role_zero = bytearray(beta.send(t))
+            role_zero[OFF_ROLE] = 0
+            cases: list[tuple[str, bytes]] = [
+                ("oversized", genuine + bytes(600)),
+                ("truncated", genuine[:40]),
+                ("bad-magic", b"XX" + genuine[2:]),
+                ("unknown-version", genuine[:2] + b"\x01" + genuine[3:]),
+                ("unknown-key", Peer(Keyring((Key(9, bytes(32)),))).send(t)),
+                ("bad-mac", Peer(OTHER_SECRET).send(t)),
+                ("wrong-cluster", Peer(cluster="payroll").send(t)),
+                ("from-self", Peer(node="alpha").send(t)),
+                ("unknown-sender", Peer(node="gamma").send(t)),
+                ("stale", beta.tx.encode(beta.view, t - 3600)),
+                ("malformed", resign(bytes(role_zero))),
+            ]
+            for _, data in cases:
+                h.send(data)
+                await h.settle()
+            h.send(second)  # accepted
+            h.send(genuine)  # older, unseen: late, normal, not reported
+            h.send(genuine)  # now seen: replayed
+            h.send(Peer().send(now()))  # beta's agent restarted, has not heard alpha yet
+            await h.settle()
+            expected = [name for name, _ in cases] + ["replayed", "unconfirmed"]
+            assert [r for _, r, _ in h.reported[before:]] == expected
+            assert {r for _, r, _ in h.reported[before:]} == {r.value for r in Reason} - {"late"}
+            assert h.peerlink.receiver.counters[Reason.LATE] == 1
+            assert h.delivered[-1] == ("a", BETA_VIEW) and len(h.delivered) == 2
+
+    run(scenario)
+
+
+def test_reported_detail_and_log_never_carry_unauthenticated_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def scenario() -> None:
+        async with loopback() as h:
+            forged = Peer(OTHER_SECRET, cluster="EVIL-CLUSTER", node="EVIL-NODE")
+            h.send(forged.send(now()))
+            await h.settle()
+            assert h.reported == [("a", "bad-mac", "key id 1")]
+
+    run(scenario)
+    assert "EVIL" not in capsys.readouterr().err
+
+
+def test_existing_call_sites_without_the_callback_still_work() -> None:
+    async def scenario() -> None:
+        async with loopback(with_callback=False) as h:
+            h.send(Peer(OTHER_SECRET).send(now()))
+            h.send(Peer().send(now()))  # unconfirmed
+            await h.settle()
+            counters = h.peerlink.receiver.counters
+            assert counters[Reason.BAD_MAC] == 1 and counters[Reason.UNCONFIRMED] == 1
+            assert h.reported == [] and h.delivered == []
+
+    run(scenario)
+
+
+def test_the_link_sends_the_ack_it_learned() -> None:
+    async def scenario() -> None:
+        async with loopback() as h:
+            h.peerlink.send(ALPHA_VIEW)
+            for network in ("a", "b"):
+                assert (await h.heard_by_peer(network))[OFF_ACK : OFF_ACK + 16] == NO_ACK
+            beta = Peer()
+            h.send(beta.send(now()))
+            await h.settle()
+            h.peerlink.send(ALPHA_VIEW)
+            for network in ("a", "b"):
+                sent = await h.heard_by_peer(network)
+                assert sent[4:20] == h.peerlink.boot_id
+                assert sent[OFF_ACK : OFF_ACK + 16] == beta.tx.boot_id
+
+    run(scenario)

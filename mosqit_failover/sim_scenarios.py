@@ -6,6 +6,7 @@ end; `run(name)` returns the world and the list of broken expectations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def expect_decision(node: str, kind: str, after: float = 0.0) -> Check:
     return check
 
 
-def expect_no_decision(node: str, kind: str, after: float = 0.0) -> Check:
+def expect_no_decision(node: str, kind: str, after: float = 0.0, until: float = math.inf) -> Check:
     def check(world: World) -> list[str]:
         bad = [
             line
@@ -106,7 +107,7 @@ def expect_no_decision(node: str, kind: str, after: float = 0.0) -> Check:
             if line.node == node
             and line.decision
             and line.decision.kind == kind
-            and line.time >= after
+            and after <= line.time < until
         ]
         return [f"{node} unexpectedly: {b.text} at t={b.time:.3f}" for b in bad]
 
@@ -119,6 +120,13 @@ def no_dual_vip(world: World) -> list[str]:
             f"both nodes held the VIP while they could hear each other for "
             f"{world.dual_vip_seconds:.3f}s"
         ]
+    return []
+
+
+def no_dual_holders(world: World) -> list[str]:
+    """Never two VIP holders on a cable, even when one of them is hung."""
+    if world.dual_holders_worst > 0:
+        return [f"two nodes held the VIP at once for {world.dual_holders_worst:.3f}s"]
     return []
 
 
@@ -172,6 +180,20 @@ def _lossy_network(w: World) -> None:
 
 def _active_frozen(w: World) -> None:
     w.freeze("alpha", SETTLED, 5.0)
+
+
+def _agent_frozen(w: World) -> None:
+    w.freeze("alpha", SETTLED, 6.0, agent_only=True)
+
+
+def _mismatched_secrets(w: World) -> None:
+    w.set_secrets_differ(True, SETTLED)
+    w.power_off("alpha", SETTLED + 20)
+
+
+def _manual_active_lost(w: World) -> None:
+    w.set_switch("a", False, SETTLED)
+    w.set_port("alpha", "b", False, SETTLED + 5)
 
 
 def _agent_killed(w: World) -> None:
@@ -283,14 +305,57 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "active-frozen",
-            "every process on alpha stopped for 5 s: beta promotes (OS problem); alpha demotes "
-            "at once when it wakes",
+            "every process on alpha stopped for 5 s, sshd too: beta cannot fence it, so it "
+            "does not promote (fencing.on_failure = wait); alpha serves on when it wakes",
             25,
             _active_frozen,
             all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_decision("beta", "fence-failed", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_holders,
+            ),
+        ),
+        Scenario(
+            "agent-frozen",
+            "the agent on alpha stopped for 6 s (sshd runs): beta fences alpha over ssh, "
+            "then promotes; alpha's agent, killed by the fence, comes back as standby",
+            25,
+            _agent_frozen,
+            all_of(
                 expect_roles(alpha=S, beta=A),
+                expect_decision("beta", "fence", SETTLED),
                 expect_decision("beta", "promote", SETTLED),
-                expect_decision("alpha", "demote-dual-active", SETTLED),
+                no_dual_holders,
+            ),
+        ),
+        Scenario(
+            "mismatched-secrets",
+            "beta's secret is replaced by another: nobody promotes while the datagrams fail "
+            "authentication; when alpha then powers off, beta takes over",
+            40,
+            _mismatched_secrets,
+            all_of(
+                expect_decision("beta", "peer-auth-failed", SETTLED),
+                expect_decision("alpha", "peer-auth-failed", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED, until=SETTLED + 20),
+                expect_decision("beta", "promote", SETTLED + 20),
+                expect_roles(beta=A),
+                no_dual_holders,
+            ),
+        ),
+        Scenario(
+            "manual-active-lost",
+            "switch a fails (MANUAL), then alpha loses its cable to switch b: beta says the "
+            "active is lost, claims no automatic mode and leaves the takeover to the operator",
+            30,
+            _manual_active_lost,
+            all_of(
+                expect_decision("beta", "manual-peer-lost", SETTLED),
+                expect_no_decision("beta", "automatic", SETTLED),
+                expect_no_decision("alpha", "automatic", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_roles(alpha=W_, beta=W_),
             ),
         ),
         Scenario(

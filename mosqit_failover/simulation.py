@@ -45,6 +45,7 @@ from mosqit_failover.events import (
     LinkChanged,
     OperatorCommand,
     PeerMessage,
+    PeerUnauthenticated,
     Role,
     SwitchReachability,
     Tick,
@@ -108,6 +109,11 @@ class World:
         self.dual_vip_seconds = 0.0  # both hold the VIP while they can hear each other
         self.dual_vip_worst = 0.0
         self._dual_since: float | None = None
+        # both hold the VIP while a cable connects them, whether their agents run or
+        # not: what a client sees of a hung or a misconfigured node
+        self.dual_holders_worst = 0.0
+        self._holders_since: float | None = None
+        self.secrets_differ = False  # every datagram fails authentication
         self.violations: list[str] = []  # safety rules broken, found while running
 
     # ---- scheduling ----------------------------------------------------
@@ -271,7 +277,12 @@ class World:
         peer = self.peer_of(node)
         for network in self.networks:
             if self.path(node, peer, network) and self._through(network):
-                self.deliver(peer, PeerMessage(network, view), LATENCY)  # type: ignore[arg-type]
+                event: Event = (
+                    PeerUnauthenticated(network, "bad-mac")
+                    if self.secrets_differ
+                    else PeerMessage(network, view)  # type: ignore[arg-type]
+                )
+                self.deliver(peer, event, LATENCY)
 
     def _fence(self, node: SimNode, epoch: int) -> None:
         """The ssh fence: works when the peer's sshd runs and a network reaches it; it
@@ -426,6 +437,15 @@ class World:
 
         self.at(at, off)
 
+    def set_secrets_differ(self, differ: bool, at: float) -> None:
+        """One node's secret file replaced by another (or put right again)."""
+
+        def change() -> None:
+            self.secrets_differ = differ
+            self._fault("the nodes' secrets differ" if differ else "the secrets agree again")
+
+        self.at(at, change)
+
     def command(self, name: str, command: OperatorCommand, at: float) -> None:
         def issue() -> None:
             self._fault(f"operator on {name}: {command.command.value}")
@@ -436,6 +456,20 @@ class World:
     # ---- watching ------------------------------------------------------
 
     def _watch_dual_vip(self) -> None:
+        a, b = self.nodes.values()
+        holders = (
+            a.holds_vip
+            and b.holds_vip
+            and a.powered
+            and b.powered
+            and any(self.path(a, b, n) for n in self.networks)
+        )
+        if holders and self._holders_since is None:
+            self._holders_since = self.now
+        elif not holders and self._holders_since is not None:
+            span = self.now - self._holders_since
+            self.dual_holders_worst = max(self.dual_holders_worst, span)
+            self._holders_since = None
         both = all(n.holds_vip for n in self.nodes.values()) and self.can_hear()
         if both and self._dual_since is None:
             self._dual_since = self.now

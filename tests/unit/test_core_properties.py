@@ -2,7 +2,8 @@
 
 Safety: never a promotion by a node lacking a network; never both nodes holding
 the VIP while they can hear each other for longer than a probe interval plus
-the resolution step. Liveness: once the faults stop, exactly one node is active.
+the resolution step, nor while a cable connects them and one of them is hung or
+has another secret (without a partition between them). Liveness: once the faults stop, exactly one node is active.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class Fault:
                 w.set_loss(self.net, 0.0, end)
             case "freeze":
                 w.freeze(self.node, self.start, self.duration)
+            case "hang":  # the agent alone stopped: the peer fences it over ssh
+                w.freeze(self.node, self.start, self.duration, agent_only=True)
+            case "secrets":
+                w.set_secrets_differ(True, self.start)
+                w.set_secrets_differ(False, end)
             case "kill":
                 w.kill_agent(self.node, self.start, restart_after=self.duration)
             case "power":
@@ -57,7 +63,9 @@ class Fault:
 
 faults = st.builds(
     Fault,
-    kind=st.sampled_from(["port", "switch", "partition", "loss", "freeze", "kill", "power"]),
+    kind=st.sampled_from(
+        ["port", "switch", "partition", "loss", "freeze", "hang", "kill", "power", "secrets"]
+    ),
     start=st.floats(*FAULT_WINDOW),
     duration=st.floats(0.05, 15.0),
     node=st.sampled_from(NODES),
@@ -88,6 +96,10 @@ def test_random_faults_keep_the_pair_safe_and_it_converges(
     # a heal is seen within a few heartbeats even at 50% loss; demotion takes the plan's time
     bound = timing.interval + 8 * timing.heartbeat + 0.2
     assert world.dual_vip_worst <= bound, world.timeline[-40:]
+    # a hung node is fenced before its peer claims the VIP; only a partition between the
+    # nodes (both still see the switches) leaves two holders on a cable
+    if not any(f.kind == "partition" for f in schedule):
+        assert world.dual_holders_worst <= bound, [x.text for x in world.timeline[-40:]]
     roles = sorted(r.value if r else "DOWN" for r in world.roles().values())
     assert roles == [Role.ACTIVE.value, Role.STANDBY.value], [x.text for x in world.timeline[-30:]]
     holders = [n.name for n in world.nodes.values() if n.holds_vip]

@@ -11,17 +11,43 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import posixpath
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover.effects import EffectError
+
 MAX_REQUEST = 4096
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+DIR_MODE = 0o755  # of the socket's directory when the agent creates it; the socket is 0600
+# Directories anyone may create files in: another user could put a socket of
+# their own where `mosqit-failover status` or a switchover goes.
+SHARED_DIRS = frozenset(
+    {"/", "/dev", "/dev/shm", "/run", "/run/lock", "/run/user", "/tmp", "/var/lock", "/var/run"}
+    | {"/var/tmp"}
+)
+SOCKET_FIX = 'give it a directory of its own: control_socket = "/run/mosqit-failover/control.sock"'
 
 
 class ControlError(Exception):
     """The agent could not be asked; the message says why and what to do."""
+
+
+class ControlSocketError(EffectError):
+    """The control socket cannot be set up safely (the agent does not start)."""
+
+
+def socket_path_problem(path: str) -> str | None:
+    """What is wrong with `path` as cluster.control_socket, from its text alone, or None."""
+    if not path.startswith("/"):
+        return 'must be an absolute path, like "/run/mosqit-failover/control.sock"'
+    directory = posixpath.dirname(posixpath.normpath(path))
+    if directory in SHARED_DIRS:
+        return f"{directory} is shared by every user; {SOCKET_FIX}"
+    return None
 
 
 class ControlServer:
@@ -31,17 +57,59 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._path.parent, 0o700)
-        if self._path.is_socket() or self._path.exists():
-            self._path.unlink()
-        old_umask = os.umask(0o177)
+        """Listen on the socket: its directory is made (0755) only if missing, never chmod-ed.
+
+        Raises ControlSocketError naming cluster.control_socket and the fix.
+        """
+        where = f"cluster.control_socket = {str(self._path)!r}"
+        problem = socket_path_problem(str(self._path))
+        if problem:
+            raise ControlSocketError(f"{where}: {problem}")
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self._path), limit=MAX_REQUEST
+            self._prepare_directory()
+            self._remove_stale_socket()
+            old_umask = os.umask(0o177)
+            try:
+                self._server = await asyncio.start_unix_server(
+                    self._serve, path=str(self._path), limit=MAX_REQUEST
+                )
+            finally:
+                os.umask(old_umask)
+        except ControlSocketError as error:
+            raise ControlSocketError(f"{where}: {error}") from None
+        except OSError as error:
+            raise ControlSocketError(
+                f"{where}: cannot listen there ({error.strerror or error}); "
+                "check the path, or that no other agent uses it"
+            ) from None
+
+    def _prepare_directory(self) -> None:
+        directory = self._path.parent
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=DIR_MODE)
+            os.chmod(directory, DIR_MODE)  # ours: set its mode whatever the umask
+        except FileExistsError:
+            pass  # somebody's directory: checked, never chmod-ed or chown-ed
+        real = os.path.realpath(directory)
+        st = os.stat(real)
+        if not stat.S_ISDIR(st.st_mode):
+            raise ControlSocketError(f"{directory} is not a directory; {SOCKET_FIX}")
+        if real in SHARED_DIRS or st.st_mode & 0o002:
+            raise ControlSocketError(
+                f"{directory} is writable by every user (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"{SOCKET_FIX}"
             )
-        finally:
-            os.umask(old_umask)
+
+    def _remove_stale_socket(self) -> None:
+        """An old socket (from a stopped agent) goes; anything else there is refused."""
+        try:
+            st = os.lstat(self._path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ControlSocketError(f"{self._path} exists and is not a socket; {SOCKET_FIX}")
+        self._path.unlink()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -16,9 +16,12 @@ Guarantees:
   dropped), each with an idle and an absolute lifetime; session ids and CSRF
   tokens are 32 random bytes (`secrets`), sessions are looked up by the SHA-256
   of the id, CSRF tokens compared in constant time.
-- `LoginLimiter` allows `per_client` failed logins per client address and
-  `overall` failed logins in total within `window` seconds; beyond that it
-  answers how long to wait. Memory is bounded (`MAX_CLIENTS` addresses).
+- `LoginLimiter` allows `per_client` failed logins per client within `window`
+  seconds (a sliding window); beyond that it answers how long that client must
+  wait. There is no overall limit: failures from one client never lock out
+  another. A client is an IPv4 address or an IPv6 /64 (`client_key`: one host
+  commonly holds a whole /64). Memory is bounded: at most `MAX_CLIENTS` clients
+  are remembered, the one that failed longest ago is forgotten first.
 No function here does I/O except `Tokens.load()`/`check()` reading the file.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from pathlib import Path
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
 
 MAX_SESSIONS = 64
-MAX_CLIENTS = 1024
+MAX_CLIENTS = 4096
 MAX_TOKEN_TEXT = 512
 
 
@@ -146,49 +150,59 @@ def csrf_ok(session: Session, offered: str | None) -> bool:
     return hmac.compare_digest(offered.encode("utf-8", "replace"), session.csrf.encode())
 
 
+def client_key(address: str) -> str:
+    """The client a per-client limit counts: the IPv4 address (also when written as
+    an IPv4-mapped IPv6 address), the /64 of an IPv6 address, else the text itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 @dataclass
 class LoginLimiter:
-    """Failed-login throttle per client address and overall (see the module doc)."""
+    """Failed-login throttle per client, a sliding window each (see the module doc)."""
 
     clock: Callable[[], float]
     per_client: int = 5
-    overall: int = 30
     window: float = 60.0
+    # client key -> times of its recent failures; the client that failed last is last
     _clients: collections.OrderedDict[str, collections.deque[float]] = field(
         default_factory=collections.OrderedDict
     )
-    _all: collections.deque[float] = field(default_factory=collections.deque)
 
     def wait(self, client: str) -> float:
         """Seconds this client must wait before the next try (0 = may try now)."""
+        key = client_key(client)
+        mine = self._clients.get(key)
+        if mine is None:
+            return 0.0
         now = self.clock()
-        self._trim(self._all, now)
-        mine = self._clients.get(client)
-        if mine is not None:
-            self._trim(mine, now)
-        waits = [0.0]
-        if mine is not None and len(mine) >= self.per_client:
-            waits.append(mine[0] + self.window - now)
-        if len(self._all) >= self.overall:
-            waits.append(self._all[0] + self.window - now)
-        return max(waits)
+        while mine and now - mine[0] > self.window:
+            mine.popleft()
+        if not mine:
+            del self._clients[key]
+            return 0.0
+        if len(mine) < self.per_client:
+            return 0.0
+        return max(0.0, mine[0] + self.window - now)
 
     def failed(self, client: str) -> None:
-        now = self.clock()
-        mine = self._clients.pop(client, None) or collections.deque()
-        mine.append(now)
-        self._clients[client] = mine  # most recent last
+        key = client_key(client)
+        mine = self._clients.pop(key, None) or collections.deque(maxlen=self.per_client)
+        mine.append(self.clock())
+        self._clients[key] = mine
         while len(self._clients) > MAX_CLIENTS:
             self._clients.popitem(last=False)
-        self._all.append(now)
-        while len(mine) > self.per_client:
-            mine.popleft()
-        while len(self._all) > self.overall:
-            self._all.popleft()
 
     def succeeded(self, client: str) -> None:
-        self._clients.pop(client, None)
+        self._clients.pop(client_key(client), None)
 
-    def _trim(self, times: collections.deque[float], now: float) -> None:
-        while times and now - times[0] > self.window:
-            times.popleft()
+    def __len__(self) -> int:
+        """How many clients are remembered."""
+        return len(self._clients)

@@ -8,13 +8,20 @@ off the page, survives a CSRF attempt from a foreign page, and clicks
 switchover; then the VIP must have moved: the other node holds it and answers
 the client. Skipped (with the reason) only when chromium, chromedriver or
 selenium is missing (`make install` installs them).
+
+The page's alarms (peer messages failing authentication) are shown by the same
+Chromium against a console on the host's 127.0.0.1 with a stand-in agent, as no
+healthy lab pair reports them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +36,8 @@ from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.topology import LabPlan
+from tests.lab.console_browser import CHROMEDRIVER, CHROMIUM, FLAGS, wait_for
+from tests.unit.test_console import make_server, run_in
 
 pytestmark = pytest.mark.lab
 
@@ -195,3 +204,82 @@ def test_the_page_shows_both_nodes_and_its_switchover_moves_the_vip(
     assert any("web console: switchover asked from" in m and m.endswith("done") for m in notes)
     for shot in result["screenshots"]:
         assert Path(shot).stat().st_size > 10_000
+
+
+def test_the_page_shows_a_red_banner_while_peer_messages_fail_authentication(
+    tmp_path: Path,
+) -> None:
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(f"console browser test skipped: {reason}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    console = make_server(tmp_path, loop)
+    agent = console.agent
+    agent.peer_extra["unauthenticated"] = "bad-mac: the secrets differ <b>not bold</b>"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="mqconsole-chromium-", dir=tmp_path)
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver: Any = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.set_page_load_timeout(20)
+        driver.get(console.origin + "/")
+        driver.find_element(By.ID, "token").send_keys(console.token)
+        driver.find_element(By.ID, "login").click()
+        banner = wait_for(
+            "the banner",
+            lambda: (b := driver.find_element(By.ID, "peer-auth")).is_displayed() and b,
+            20,
+        )
+        assert banner.text == (
+            "Peer messages fail authentication: bad-mac: the secrets differ <b>not bold</b>"
+        )
+        assert banner.value_of_css_property("background-color") == "rgba(176, 0, 32, 1)"
+        assert driver.find_elements(By.CSS_SELECTOR, "#peer-auth b") == []  # text, not HTML
+        assert not driver.find_element(By.CSS_SELECTOR, "#peer .fence").is_displayed()
+        banner_box, first_box = (
+            driver.find_element(By.CSS_SELECTOR, css).rect for css in ("#peer-auth", ".nodes")
+        )
+        assert banner_box["y"] < first_box["y"]  # above the nodes: the first thing seen
+        driver.save_screenshot(str(tmp_path / "banner.png"))
+
+        # the peer's messages authenticate again: the banner goes, and a fence shows
+        agent.peer_extra.update(unauthenticated=None, fence="powered off at 12:00:01")
+        wait_for(
+            "the banner gone",
+            lambda: not driver.find_element(By.ID, "peer-auth").is_displayed(),
+            10,
+        )
+        fence = wait_for(
+            "the fence line",
+            lambda: (
+                (f := driver.find_element(By.CSS_SELECTOR, "#peer .fence")).is_displayed() and f
+            ),
+            10,
+        )
+        assert fence.text == "powered off at 12:00:01"
+
+        # an agent that does not report the field at all: no banner, nothing broken
+        agent.peer_extra.clear()
+        agent.mode = "MAINTENANCE"  # seen on the page = a poll after the change
+        wait_for(
+            "the next poll",
+            lambda: driver.find_element(By.CSS_SELECTOR, "#self .mode").text == "MAINTENANCE",
+            10,
+        )
+        assert not driver.find_element(By.ID, "peer-auth").is_displayed()
+        assert not driver.find_element(By.CSS_SELECTOR, "#peer .fence").is_displayed()
+        assert driver.find_element(By.ID, "freshness").text == "live"
+    finally:
+        driver.quit()
+        run_in(loop, console.server.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

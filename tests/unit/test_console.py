@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class FakeAgent:
     role: str = "ACTIVE"
     mode: str = "AUTO"
     commands: list[str] = field(default_factory=list)
+    peer_extra: dict[str, Any] = field(default_factory=dict)  # more fields of status["peer"]
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["command"]
@@ -59,7 +61,7 @@ class FakeAgent:
             "mode": self.mode,
             "epoch": 3,
             "uplinks": {"a": "healthy", "b": "healthy"},
-            "peer": {"node": "beta", "role": "STANDBY", "heard_ago": 0.05},
+            "peer": {"node": "beta", "role": "STANDBY", "heard_ago": 0.05, **self.peer_extra},
             "recent_decisions": ["12:00:00 <script>alert(1)</script> became ACTIVE"],
             "sync": {"running": False, "epoch": None, "dirs": []},
         }
@@ -82,6 +84,8 @@ class Served:
     loop: asyncio.AbstractEventLoop
     token: str
     notes: list[tuple[str, int]]
+    tls: ssl.SSLContext | None = None  # the client's context when the console does TLS
+    https: bool = False  # the browser's side is https (native TLS or behind a TLS proxy)
 
     @property
     def port(self) -> int:
@@ -89,7 +93,7 @@ class Served:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
 
     def request(
         self,
@@ -97,8 +101,17 @@ class Served:
         path: str,
         body: str | bytes = b"",
         headers: dict[str, str] | None = None,
+        source: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        """One request from 127.0.0.1, or from `source` (another loopback address)."""
+        bind = (source, 0) if source else None
+        conn = (
+            http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=5, source_address=bind, context=self.tls
+            )
+            if self.tls is not None
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=5, source_address=bind)
+        )
         try:
             data = body.encode() if isinstance(body, str) else body
             conn.request(
@@ -114,7 +127,11 @@ class Served:
             conn.close()
 
     def login(
-        self, token: str | None = None, origin: str | None = None
+        self,
+        token: str | None = None,
+        origin: str | None = None,
+        source: str | None = None,
+        **extra: str,
     ) -> tuple[int, dict[str, str]]:
         status, headers, _ = self.request(
             "POST",
@@ -123,7 +140,9 @@ class Served:
             {
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Origin": origin if origin is not None else self.origin,
+                **extra,
             },
+            source,
         )
         return status, headers
 
@@ -186,11 +205,15 @@ def make_server(
     tmp_path: Path,
     loop: asyncio.AbstractEventLoop,
     runners: dict[str, Runner] | None = None,
+    tls: ssl.SSLContext | None = None,
+    **settings_given: Any,
 ) -> Served:
+    """A console on 127.0.0.1 (any port); `settings_given` are more `Console` fields,
+    `tls` the client context to reach it with when it does TLS itself."""
     token = write_token(tmp_path / "console_token")
     agent = FakeAgent()
     notes: list[tuple[str, int]] = []
-    settings = Console("127.0.0.1:0", tmp_path / "console_token")
+    settings = Console("127.0.0.1:0", tmp_path / "console_token", **settings_given)
 
     async def build() -> ConsoleServer:
         server = ConsoleServer(
@@ -203,7 +226,8 @@ def make_server(
         assert await server.start()
         return server
 
-    return Served(run_in(loop, build()), agent, loop, token, notes)
+    https = tls is not None or bool(settings_given.get("behind_tls_proxy"))
+    return Served(run_in(loop, build()), agent, loop, token, notes, tls, https)
 
 
 @pytest.fixture
@@ -533,3 +557,22 @@ def test_console_config_defaults_and_checks() -> None:
         parse(SIM_CONFIG + '\n[console]\nlisten = "8405"\ntoken_file = "t"\ncolour = 1\n')
     text = error.value.report()
     assert "console.listen" in text and "console.token_file" in text and "console.colour" in text
+
+
+# ---- what the page shows -----------------------------------------------------------
+
+
+def test_peer_authentication_failures_reach_the_page_as_a_banner(console: Served) -> None:
+    """The status passes `peer.unauthenticated` on; the page has a hidden banner for it
+    that the script fills with textContent (the rendering itself: tests/lab)."""
+    cookie, _ = console.session()
+    console.agent.peer_extra["unauthenticated"] = "bad-mac: the secrets differ"
+    _, _, body = console.request("GET", "/api/status", headers={"Cookie": cookie})
+    assert json.loads(body)["status"]["peer"]["unauthenticated"] == "bad-mac: the secrets differ"
+    _, _, page = console.request("GET", "/", headers={"Cookie": cookie})
+    banner = re.search(rb'<[a-z]+ id="peer-auth"[^>]*>', page)
+    assert (
+        banner is not None and b" hidden" in banner.group(0) and b'role="alert"' in banner.group(0)
+    )
+    _, _, js = console.request("GET", "/static/console.js")
+    assert b"peer.unauthenticated" in js and b"Peer messages fail authentication: " in js

@@ -68,6 +68,22 @@
     setText($(".mode", pe), peer.mode, peer.mode ? "mode-" + peer.mode : "");
     setText($(".epoch", pe), peer.epoch);
     setText($(".heard", pe), ago(peer.heard_ago), peer.heard_ago === null || peer.heard_ago > 2 ? "bad" : "ok");
+    // what the peer's fence reported, when the agent says (absent: the row stays hidden)
+    const fence = peer.fence;
+    const hasFence = fence !== null && fence !== undefined && fence !== "";
+    $(".fence-label", pe).hidden = !hasFence;
+    $(".fence", pe).hidden = !hasFence;
+    if (hasFence) { setText($(".fence", pe), typeof fence === "object" ? JSON.stringify(fence) : fence); }
+
+    // datagrams from the peer that fail authentication (another secret, ...): say it loudly
+    const unauth = peer.unauthenticated;
+    const alarm = $("#peer-auth");
+    if (typeof unauth === "string" && unauth !== "") {
+      setText(alarm, "Peer messages fail authentication: " + unauth);
+      alarm.hidden = false;
+    } else {
+      alarm.hidden = true;
+    }
 
     const nets = $("#networks tbody");
     clear(nets);

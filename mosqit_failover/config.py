@@ -191,13 +191,24 @@ class Console:
 
     On by default on loopback, but it only runs once the token file exists
     (`mosqit-failover gen-secret /etc/mosqit-failover/console_token`);
-    listen "" turns it off altogether.
+    listen "" turns it off altogether. HTTPS either natively (tls_cert and
+    tls_key, both or neither) or from a TLS-terminating proxy in front of a
+    plain loopback listener (behind_tls_proxy); either way the browser's side
+    is https: the Origin check expects it and the session cookie is Secure.
     """
 
     listen: str = "127.0.0.1:8405"
     token_file: Path = Path("/etc/mosqit-failover/console_token")
     server_names: tuple[str, ...] = ()  # Host names besides IP literals and localhost
     session_idle: float = 3600.0
+    tls_cert: Path | None = None  # PEM certificate (chain): the console does TLS itself
+    tls_key: Path | None = None  # its unencrypted PEM private key, mode 0600 or 0400
+    behind_tls_proxy: bool = False  # plain on loopback, reached through a TLS proxy
+
+    @property
+    def https(self) -> bool:
+        """Whether browsers reach the console over https."""
+        return self.tls_cert is not None or self.behind_tls_proxy
 
 
 @dataclass(frozen=True)
@@ -729,7 +740,10 @@ def _read_alerts(c: _Checker, raw: Mapping[str, Any]) -> Alerts:
 
 
 def _read_console(c: _Checker, raw: Mapping[str, Any]) -> Console:
-    data = c.table(raw, "console", {"listen", "token_file", "server_names", "session_idle"})
+    from mosqit_failover.console.tls import file_problems  # it does not import the config
+
+    keys = {"listen", "token_file", "server_names", "session_idle"}
+    data = c.table(raw, "console", keys | {"tls_cert", "tls_key", "behind_tls_proxy"})
     d = Console()
     listen = c.get(data, "console.listen", lambda v: "" if v == "" else _host_port(v), d.listen)
     token = c.get(data, "console.token_file", _string, str(d.token_file))
@@ -737,7 +751,55 @@ def _read_console(c: _Checker, raw: Mapping[str, Any]) -> Console:
         c.fail("console.token_file", token, "must be an absolute path")
     names = c.get(data, "console.server_names", _strings, d.server_names)
     idle = c.get(data, "console.session_idle", _duration(60, 86400), d.session_idle)
-    return Console(listen or "", Path(token), tuple(n.lower() for n in names), idle)
+    tls = {k: c.get(data, f"console.{k}", _string, None) for k in ("tls_cert", "tls_key")}
+    proxy = c.get(data, "console.behind_tls_proxy", _bool, d.behind_tls_proxy)
+    usable = True
+    for key, value in tls.items():
+        if value is not None and not value.startswith("/"):
+            c.fail(f"console.{key}", value, "must be an absolute path")
+            usable = False
+    cert, key_file = tls["tls_cert"], tls["tls_key"]
+    if (cert is None) != (key_file is None):
+        given, missing = ("tls_cert", "tls_key") if key_file is None else ("tls_key", "tls_cert")
+        c.problems.append(
+            f"console.{missing}: missing; console.{given} and console.{missing} go together "
+            "(both for HTTPS, or neither)"
+        )
+    elif cert is not None and key_file is not None and usable:
+        for key, path, problem in file_problems(Path(cert), Path(key_file)):
+            c.fail(f"console.{key}", path, problem)
+    if proxy and cert is not None:
+        c.fail(
+            "console.behind_tls_proxy",
+            proxy,
+            "is for a plain listener behind a TLS proxy, but tls_cert makes the console do "
+            "TLS itself: set one or the other",
+        )
+    if proxy and listen and not _is_loopback(split_host_port(listen)[0]):
+        c.fail(
+            "console.behind_tls_proxy",
+            proxy,
+            f"needs console.listen on a loopback address (not {listen}): the hop from the "
+            'proxy is plain HTTP; listen = "127.0.0.1:8405"',
+        )
+    return Console(
+        listen or "",
+        Path(token),
+        tuple(n.lower() for n in names),
+        idle,
+        tls_cert=Path(cert) if cert and key_file else None,
+        tls_key=Path(key_file) if cert and key_file else None,
+        behind_tls_proxy=proxy,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_metrics(c: _Checker, raw: Mapping[str, Any]) -> Metrics:

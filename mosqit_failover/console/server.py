@@ -12,16 +12,35 @@ Routes (every answer carries the security headers of `http.SECURITY_HEADERS`):
 
 Every request must name this server in Host: an IP address literal, localhost,
 or one of `[console] server_names`, with the listening port (this is what keeps
-DNS rebinding out). Every POST must come from this origin: an Origin header
-equal to http://HOST, and Sec-Fetch-Site, when sent, "same-origin".
+DNS rebinding out; behind a TLS proxy any port, as the proxy's port is not
+ours to know). Every POST must come from this origin: an Origin header equal
+to SCHEME://HOST, and Sec-Fetch-Site, when sent, "same-origin". SCHEME is https
+when the console does TLS itself (`tls_cert`, `tls_key`) or sits behind a TLS
+proxy (`behind_tls_proxy`), and then the session cookie is Secure too.
+
+Abuse it stands:
+- at most `MAX_PER_CLIENT` connections at a time from one client (an IPv4
+  address or an IPv6 /64: `auth.client_key`) and `MAX_CONNECTIONS` from all;
+  one beyond either is closed at once, before any TLS handshake. The TLS
+  handshake must end within `HANDSHAKE_TIMEOUT`, the whole request (head and
+  body) arrive within `REQUEST_TIMEOUT` after it, so a slow client holds a
+  slot for seconds, and other clients are served meanwhile;
+- failed logins are limited per client (`auth.LoginLimiter`), never for all.
+  Behind a TLS proxy every connection comes from the proxy: the client there
+  is the last address of X-Forwarded-For (what the proxy itself appended, as
+  nginx's `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` does),
+  falling back to the proxy's address. Without the proxy setting the header
+  is ignored.
 
 Guarantees of `ConsoleServer` (the side-effect interface):
 - `start()` returns False and binds nothing when the token file does not exist
   (the console is off; one journal note says how to turn it on); raises
   `ConsoleAuthError` when the file exists but is unsafe or unreadable, and
   `OSError` naming the address when it cannot listen.
-- Requests are served by coroutines of the caller's loop, at most
-  `MAX_CONNECTIONS` at a time (more are closed at once), one request each.
+- `start()` raises `OSError` naming console.tls_cert / tls_key when the
+  certificate and key are unusable (checked like the config does).
+- Requests are served by coroutines of the caller's loop, within the caps
+  above (more are closed at once), one request each.
 - Operator commands reach the agent only through the `control` callable
   (the same path as the control socket), only after every check above passed;
   each one, and each login and failed login, is written with `note`.
@@ -35,23 +54,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import html
 import ipaddress
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 from mosqit_failover.config import Console, split_host_port
+from mosqit_failover.console import tls
 from mosqit_failover.console.auth import (
     ConsoleAuthError,
     LoginLimiter,
     Session,
     Sessions,
     Tokens,
+    client_key,
     csrf_ok,
 )
 from mosqit_failover.console.http import HttpError, Request, Response, read_request, write_response
@@ -59,8 +84,11 @@ from mosqit_failover.console.http import HttpError, Request, Response, read_requ
 LOGGER = logging.getLogger("mosqit_failover.console")
 COOKIE = "mqconsole"
 COMMANDS = ("switchover", "maintenance-on", "maintenance-off")
-MAX_CONNECTIONS = 32
-REQUEST_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256  # at a time, from all clients: 32 clients at their cap
+MAX_PER_CLIENT = 8  # at a time, from one client (an address, an IPv6 /64)
+HANDSHAKE_TIMEOUT = 5.0  # the whole TLS handshake
+REQUEST_TIMEOUT = 5.0  # the whole request, head and body (12 KiB at most)
+WRITE_TIMEOUT = 10.0  # the answer (a few KiB) handed to the client
 RESOURCE_PERIOD = 2.0
 JSON = "application/json"
 
@@ -152,8 +180,11 @@ class ConsoleServer:
         self.limiter = LoginLimiter(clock)
         self.watch = ResourceWatch(runners, clock)
         self._server: asyncio.AbstractServer | None = None
+        self._tls: ssl.SSLContext | None = None
         self._open = 0
+        self._per_client: dict[str, int] = {}  # client key -> connections open
         self._names = {n.lower() for n in settings.server_names} | {"localhost"}
+        self._scheme = "https" if settings.https else "http"
 
     # ---- life ----------------------------------------------------------
 
@@ -168,6 +199,9 @@ class ConsoleServer:
             )
             return False
         self.tokens.load()
+        cert, key = self.settings.tls_cert, self.settings.tls_key
+        if cert is not None and key is not None:
+            self._tls = _tls_context(cert, key)
         try:
             self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=8192)
         except OSError as error:
@@ -177,8 +211,10 @@ class ConsoleServer:
                 "fix console.listen",
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]
+        how = " (TLS)" if self._tls else " (behind a TLS proxy)" if self._scheme == "https" else ""
         self._note(
-            f"web console listening on {self.settings.listen.rpartition(':')[0]}:{self.port}", 5
+            f"web console listening on {self.settings.listen.rpartition(':')[0]}:{self.port}{how}",
+            5,
         )
         return True
 
@@ -192,28 +228,74 @@ class ConsoleServer:
     # ---- one connection ----------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= MAX_CONNECTIONS:
-            writer.close()
-            return
-        self._open += 1
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) else "?"
+        key = client_key(client)
+        mine = self._per_client.get(key, 0)
+        if self._open >= MAX_CONNECTIONS or mine >= MAX_PER_CLIENT:
+            writer.transport.abort()  # no handshake, no answer: nothing to hold on to
+            return
+        self._open += 1
+        self._per_client[key] = mine + 1
         try:
+            # the first await of this coroutine: nothing is read before TLS takes over
+            if self._tls is not None and not await self._handshake(writer):
+                return
+            await self._answer(reader, writer, client)
+        finally:
+            self._open -= 1
+            left = self._per_client[key] - 1
+            if left:
+                self._per_client[key] = left
+            else:
+                del self._per_client[key]
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
+        """TLS on the accepted connection, within HANDSHAKE_TIMEOUT; False if it failed."""
+        assert self._tls is not None
+        try:
+            # awaited directly, not through wait_for (a new task): reading pauses before
+            # this coroutine yields, so the ClientHello cannot land in the plain reader
+            await writer.start_tls(self._tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, TimeoutError, EOFError):  # ssl.SSLError is an OSError
+            writer.transport.abort()
+            return False
+        return True
+
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
+        try:
+            request = await read_request(reader, client, REQUEST_TIMEOUT)
+        except HttpError as error:
+            response = _text(error.status, error.text)
+        except OSError:  # reset, or broken TLS: nobody to answer
+            return
+        else:
             try:
-                request = await read_request(reader, client, REQUEST_TIMEOUT)
-                response = self._route(request)
+                response = self._route(self._through_proxy(request))
             except HttpError as error:
                 response = _text(error.status, error.text)
             except Exception:
                 LOGGER.exception("console: request failed")
                 response = _text(500, "internal error; see the agent's journal")
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.wait_for(write_response(writer, response), REQUEST_TIMEOUT)
-        finally:
-            self._open -= 1
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError, OSError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(write_response(writer, response), WRITE_TIMEOUT)
+
+    def _through_proxy(self, request: Request) -> Request:
+        """Behind a TLS proxy, the client the proxy appended to X-Forwarded-For."""
+        forwarded = request.header("x-forwarded-for")
+        if not self.settings.behind_tls_proxy or not forwarded:
+            return request
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            address = str(ipaddress.ip_address(last))
+        except ValueError:
+            return request
+        return dataclasses.replace(request, client=address)
 
     def _route(self, request: Request) -> Response:
         if not self._host_ok(request.header("host") or ""):
@@ -248,7 +330,11 @@ class ConsoleServer:
             name, port = inside, rest[1:]
         elif ":" in name:
             name, _, port = name.rpartition(":")
-        if port != str(self.port) and not (port == "" and self.port == 80):
+        default = 443 if self._scheme == "https" else 80
+        if self.settings.behind_tls_proxy:
+            if port and not port.isdigit():
+                return False
+        elif port != str(self.port) and not (port == "" and self.port == default):
             return False
         if name in self._names:
             return True
@@ -263,7 +349,8 @@ class ConsoleServer:
         site = request.header("sec-fetch-site")
         if site is not None and site != "same-origin":
             return False
-        return origin is not None and origin.lower() == "http://" + (request.header("host") or "")
+        expected = f"{self._scheme}://" + (request.header("host") or "").lower()
+        return origin is not None and origin.lower() == expected
 
     def _session(self, request: Request) -> Session | None:
         return self.sessions.get(request.cookies().get(COOKIE))
@@ -311,10 +398,14 @@ class ConsoleServer:
         session_id, _ = self.sessions.open(request.client)
         self._note(f"web console: login from {request.client}", 5)
         response = _redirect("/")
-        response.headers.append(
-            ("Set-Cookie", f"{COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Strict")
-        )
+        response.headers.append(("Set-Cookie", self._cookie(session_id)))
         return response
+
+    def _cookie(self, value: str, *extra: str) -> str:
+        flags = ["Path=/", "HttpOnly", "SameSite=Strict", *extra]
+        if self._scheme == "https":
+            flags.append("Secure")
+        return "; ".join([f"{COOKIE}={value}", *flags])
 
     def _logout(self, request: Request) -> Response:
         session = self._session(request)
@@ -327,9 +418,7 @@ class ConsoleServer:
             return _text(403, "logout refused: missing or wrong CSRF token or origin")
         self.sessions.close(request.cookies().get(COOKIE))
         response = _redirect("/login")
-        response.headers.append(
-            ("Set-Cookie", f"{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
-        )
+        response.headers.append(("Set-Cookie", self._cookie("", "Max-Age=0")))
         return response
 
     def _status(self, request: Request) -> Response:
@@ -391,3 +480,17 @@ def _json(status: int, data: dict[str, Any]) -> Response:
 
 def _redirect(where: str) -> Response:
     return Response(303, b"", headers=[("Location", where)])
+
+
+def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server context, after the config's own file checks (they may have changed)."""
+    problems = tls.file_problems(cert, key)
+    if problems:
+        setting, path, problem = problems[0]
+        raise OSError(errno.EINVAL, f"console.{setting} = {path!r}: {problem}")
+    try:
+        return tls.server_context(cert, key)
+    except (ssl.SSLError, ValueError, OSError) as error:
+        raise OSError(
+            errno.EINVAL, f"console.tls_cert: cannot load the certificate and key: {error}"
+        ) from None

@@ -9,8 +9,12 @@ their kinds and their defaults.
 from __future__ import annotations
 
 import ipaddress
+import os
+import posixpath
 import re
+import reprlib
 import shlex
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PATH = Path("/etc/mosqit-failover/mosqit-failover.toml")
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; this bounds what load() reads
 
 
 class ConfigError(Exception):
@@ -270,17 +275,28 @@ class Config:
         return next(n for n in self.nodes if n.name != name)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+# every pattern is used with fullmatch: "$" would also match before a trailing newline
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+_MAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 
 
 def parse_duration(text: str) -> float:
     """'100ms', '1.5s', '2m', '1h' -> seconds. Raises ValueError otherwise."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(text)
     return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+# The bad value as shown in a problem: bounded, so a huge or deeply nested value
+# (TOML dotted keys nest without limit) never floods the report or recurses.
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel = 3
+_SHOW.maxstring = _SHOW.maxother = 120
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxdict = _SHOW.maxset = 20
 
 
 class _Checker:
@@ -290,7 +306,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def fail(self, key: str, value: object, fix: str) -> None:
-        self.problems.append(f"{key} = {value!r}: {fix}")
+        self.problems.append(f"{key} = {_SHOW.repr(value)}: {fix}")
 
     def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
         value = data.get(key.rsplit(".", 1)[-1], {})
@@ -331,7 +347,7 @@ def _string(value: Any) -> str:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError("must be a name of letters, digits, '.', '_' or '-' (at most 63)")
     return value
 
@@ -393,7 +409,7 @@ def _interface_address(value: Any) -> ipaddress.IPv4Interface:
 
 
 def _ifname(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.:@-]{1,15}$", value):
+    if not isinstance(value, str) or not _IFNAME.fullmatch(value):
         raise ValueError("must be an interface name of at most 15 characters, like eth0")
     return value
 
@@ -591,13 +607,13 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
     return tuple(resources)
 
 
-_OCF_AGENT = re.compile(r"^ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$")
-_OCF_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OCF_AGENT = re.compile(r"ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
+_OCF_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _ocf_agent(value: Any) -> str:
     text = _string(value)
-    if not (_OCF_AGENT.match(text) or (text.startswith("/") and ".." not in text)):
+    if not (_OCF_AGENT.fullmatch(text) or (text.startswith("/") and ".." not in text)):
         raise ValueError(
             'must be "ocf:PROVIDER:TYPE" (like "ocf:heartbeat:IPaddr2", found under '
             "/usr/lib/ocf/resource.d/PROVIDER/TYPE) or an absolute path to the agent"
@@ -610,7 +626,7 @@ def _ocf_params(value: Any) -> tuple[tuple[str, str], ...]:
         raise TypeError('must be a table, like params = { ip = "192.0.2.50", cidr_netmask = 24 }')
     params = []
     for name, raw in value.items():
-        if not _OCF_PARAM.match(name):
+        if not _OCF_PARAM.fullmatch(name):
             raise ValueError(f"parameter name {name!r} must be letters, digits and '_'")
         if isinstance(raw, bool):
             raw = "true" if raw else "false"
@@ -635,7 +651,56 @@ _SYNC_KEYS = {
 }
 
 
-def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
+# A synced directory lands on the standby: never one of these trees of its system,
+# nor anything below the virtual or runtime ones.
+_SYSTEM_DIRS = frozenset(
+    {"/", "/bin", "/boot", "/dev", "/etc", "/proc", "/root", "/run", "/sbin", "/sys", "/usr"}
+    | {"/var", "/var/lib"}
+)
+_SYSTEM_TREES = ("/dev/", "/proc/", "/run/", "/sys/")
+_LIB_DIR = re.compile(r"/lib[^/]*")  # /lib, /lib32, /lib64, /libx32
+
+
+def _own_dirs(state_dir: str | None, secret: str | None, config_dir: Path | None) -> dict[str, str]:
+    """The agent's own directories, by what a problem calls them (absolute ones only)."""
+    candidates = {
+        "state directory (cluster.state_dir)": state_dir,
+        "secret file's directory (cluster.secret_file)": secret and posixpath.dirname(secret),
+        "config directory": str(config_dir) if config_dir else None,
+        "default config directory": str(DEFAULT_PATH.parent),
+    }
+    return {
+        what: posixpath.normpath(d)
+        for what, d in candidates.items()
+        if d and d.startswith("/") and posixpath.normpath(d) != "/"
+    }
+
+
+def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
+    """Why `value` cannot be a synced directory (sync.path or sync.peer_path), or None."""
+    if not value.startswith("/"):
+        return 'must be an absolute directory path, like "/srv/data"'
+    norm = "/" + posixpath.normpath(value).lstrip("/")
+    plain = value in (norm, norm + "/")
+    if norm in _SYSTEM_DIRS or norm.startswith(_SYSTEM_TREES) or _LIB_DIR.fullmatch(norm):
+        return (
+            f"{'is' if plain else 'means'} {norm}, a system directory: syncing it would "
+            "overwrite the standby's own system; sync an application's directory, like /srv/data"
+        )
+    if not plain:
+        return f"has '.', '..' or repeated '/' in it: write it as {norm}"
+    for what, own_dir in own.items():
+        if norm == own_dir or norm.startswith(own_dir + "/") or own_dir.startswith(norm + "/"):
+            return (
+                f"overlaps the agent's own {what} {own_dir}: the standby must keep its own; "
+                "sync a directory outside it"
+            )
+    return None
+
+
+def _read_sync(
+    c: _Checker, raw: Mapping[str, Any], own_dirs: Mapping[str, str]
+) -> tuple[SyncDir, ...]:
     items = raw.get("sync", [])
     if not isinstance(items, list):
         c.fail("sync", items, "use [[sync]] tables, one per directory")
@@ -652,10 +717,13 @@ def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
             )
         path = c.get(item, f"{key}.path", _string, fix='add path = "/srv/data"')
         peer_path = c.get(item, f"{key}.peer_path", _string, "")
-        bad = [(k, v) for k, v in (("path", path), ("peer_path", peer_path)) if v]
-        bad = [(k, v) for k, v in bad if not v.startswith("/") or v.rstrip("/") == ""]
-        for name, value in bad:
-            c.fail(f"{key}.{name}", value, "must be an absolute directory path other than /")
+        bad = {
+            name: problem
+            for name, value in (("path", path), ("peer_path", peer_path))
+            if value and (problem := _sync_dir_problem(value, own_dirs))
+        }
+        for name, problem in bad.items():
+            c.fail(f"{key}.{name}", item[name], problem)
         if bad:
             continue
         extra = {
@@ -686,6 +754,12 @@ def _read_sync(c: _Checker, raw: Mapping[str, Any]) -> tuple[SyncDir, ...]:
     return tuple(dirs)
 
 
+def _control_socket_problem(path: str) -> str | None:
+    from mosqit_failover.control import socket_path_problem
+
+    return socket_path_problem(path)
+
+
 def _host_port(value: Any) -> str:
     text = _string(value)
     host, _, port = text.rpartition(":")
@@ -696,7 +770,7 @@ def _host_port(value: Any) -> str:
 
 def _mail_address(value: Any) -> str:
     address = _string(value)
-    if not re.match(r"^[^@\s<>]+@[^@\s<>]+$", address):
+    if not _MAIL.fullmatch(address):
         raise ValueError(f"{address!r} is not a mail address like ops@example.com")
     return address
 
@@ -920,12 +994,18 @@ def _check_addresses(
             )
 
 
-def parse(text: str, source: str = "<config>") -> Config:
-    """Parse and validate TOML text; raise ConfigError naming every problem."""
+def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None) -> Config:
+    """Parse and validate TOML text; raise ConfigError naming every problem.
+
+    `config_dir` (the file's directory, from load) is kept out of [[sync]] too.
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(source, [f"not valid TOML: {error}; fix the syntax there"]) from None
+    except RecursionError:
+        fix = "a config needs a few levels at most: remove the nesting"
+        raise ConfigError(source, [f"a value is nested too deeply; {fix}"]) from None
     c = _Checker()
     top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
     top |= {"alerts", "metrics", "console"}
@@ -944,6 +1024,9 @@ def parse(text: str, source: str = "<config>") -> Config:
     port = c.get(cluster, "cluster.port", _count(1, 65535), 5405)
     state_dir = c.get(cluster, "cluster.state_dir", _string, "/var/lib/mosqit-failover")
     control = c.get(cluster, "cluster.control_socket", _string, "/run/mosqit-failover/control.sock")
+    control_problem = control and _control_socket_problem(control)
+    if control_problem:
+        c.fail("cluster.control_socket", control, control_problem)
     timing = _read_timing(c, raw)
     vip_table = c.table(
         raw, "vip", {"address", "interface", "garp_count", "garp_interval", "garp_refresh"}
@@ -970,7 +1053,7 @@ def parse(text: str, source: str = "<config>") -> Config:
             "cluster.preferred", preferred, f"must be one of the nodes: {', '.join(sorted(names))}"
         )
     resources = _read_resources(c, raw)
-    sync = _read_sync(c, raw)
+    sync = _read_sync(c, raw, _own_dirs(state_dir, secret, config_dir))
     alerts = _read_alerts(c, raw)
     metrics = _read_metrics(c, raw)
     console = _read_console(c, raw)
@@ -999,13 +1082,87 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 
 def load(path: Path) -> Config:
+    """Read the config file (the agent, check-config, sync-receive, reload) and parse it.
+
+    The file holds commands run as root (resources, hooks, fencing): it must be
+    a regular file that only root can change (or, for a user who is not root,
+    only that user or root), in directories others cannot write to.
+    """
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found; pass --config PATH or create it"]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), [f"cannot read: {error}"]) from None
-    return parse(text, str(path))
+        raise ConfigError(source, ["file not found; pass --config PATH or create it"]) from None
+    except OSError as error:
+        raise ConfigError(source, [f"cannot read: {error}"]) from None
+    try:
+        st = os.fstat(fd)  # the file opened, not whatever the path names by now
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(source, ["not a regular file; pass --config with the config file"])
+        problems = _trust_problems(path, st)
+        if problems:
+            raise ConfigError(source, problems)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES and (chunk := os.read(fd, 65536)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as error:
+        raise ConfigError(source, [f"cannot read: {error}"]) from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        limit = f"larger than {MAX_CONFIG_BYTES >> 20} MiB"
+        raise ConfigError(source, [f"{limit}; a config is a few KiB: is it the right file?"])
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, [f"cannot read: {error}"]) from None
+    return parse(text, source, config_dir=Path(os.path.abspath(path)).parent)
+
+
+def _trust_problems(path: Path, st: os.stat_result) -> list[str]:
+    """Who besides root (or the user running us) could change the config file."""
+    me = os.geteuid()
+    owners = {0, me}
+    problems = []
+    wrong = _who_else_writes(st, owners)
+    if wrong:
+        problems.append(
+            f"{wrong}, but it holds commands run as root; "
+            f"fix: chown root:root {path} && chmod 0644 {path}"
+        )
+    seen: set[Path] = set()
+    for start in (Path(os.path.abspath(path)).parent, Path(os.path.realpath(path)).parent):
+        for directory in (start, *start.parents):
+            if directory in seen:
+                continue
+            seen.add(directory)
+            try:
+                dst = os.stat(directory)
+            except OSError:
+                continue
+            sticky = dst.st_mode & stat.S_ISVTX
+            wrong = _who_else_writes(dst, owners, sticky=bool(sticky))
+            if wrong:
+                problems.append(
+                    f"its directory {directory} {wrong}, so others could "
+                    f"replace the config; fix: chown root:root {directory} && "
+                    f"chmod go-w {directory}"
+                )
+    return problems
+
+
+def _who_else_writes(st: os.stat_result, owners: set[int], sticky: bool = False) -> str:
+    """'' when only an allowed owner can write; else what is wrong, for a problem line."""
+    mode = stat.S_IMODE(st.st_mode)
+    wrong = []
+    if st.st_uid not in owners:
+        wrong.append(f"is owned by uid {st.st_uid}, not root")
+    writers = [who for who, bit in (("group", 0o020), ("others", 0o002)) if mode & bit]
+    if writers and not sticky:
+        wrong.append(f"is writable by {' and '.join(writers)} (mode {mode:04o})")
+    return " and ".join(wrong)
 
 
 def pick_node(config: Config, wanted: str | None, hostname: str) -> str:

@@ -165,8 +165,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_config_exits_zero_on_a_good_file() -> None:
-    result = run_cli("check-config", str(EXAMPLE))
+def test_check_config_exits_zero_on_a_good_file(tmp_path: Path) -> None:
+    # a copy: check-config refuses a group-writable file, as a checkout made with umask 002 has
+    path = tmp_path / "pair.toml"
+    path.write_text(EXAMPLE.read_text())
+    path.chmod(0o644)
+    result = run_cli("check-config", str(path))
     assert result.returncode == 0
     assert "OK: cluster billing, nodes alpha, beta" in result.stdout
 

@@ -1,0 +1,366 @@
+"""Config: hostile or careless input (trailing newlines, dangerous sync paths, deep nesting,
+huge files, unsafe owners and modes) is refused with a problem line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover import config as configuration
+from mosqit_failover.config import ConfigError, load, parse
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return caught.value.problems
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+# -- names ending in a newline ("$" matches before a trailing newline) ----------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('name = "sim"', 'name = "sim\\n"', "cluster.name"),
+        ('preferred = "alpha"', 'preferred = "alpha\\n"', "cluster.preferred"),
+        (
+            'interface = "eth0"\n\n[networks.a]',
+            'interface = "eth0\\n"\n\n[networks.a]',
+            "vip.interface",
+        ),
+        (
+            'a = { interface = "eth0", address = "10.231.1.11" }',
+            'a = { interface = "eth0\\n", address = "10.231.1.11" }',
+            "nodes.alpha.a.interface",
+        ),
+        ("[networks.b]", '[networks."b\\n"]', "networks.b\n"),
+        ('name = "db"', 'name = "db\\n"', "resources[0].name"),
+        ('path = "/srv/data"', 'path = "/srv/data"\nssh_user = "root\\n"', "sync[0].ssh_user"),
+        (
+            'kind = "systemd"\nunit = "db.service"',
+            'kind = "ocf"\nagent = "ocf:heartbeat:IPaddr2\\n"',
+            "resources[0].agent",
+        ),
+        (
+            'kind = "systemd"\nunit = "db.service"',
+            'kind = "ocf"\nagent = "ocf:heartbeat:IPaddr2"\nparams = { "ip\\n" = "1" }',
+            "resources[0].params",
+        ),
+        ("[vip]", '[alerts]\nmail_to = ["ops@example.com\\n"]\n\n[vip]', "alerts.mail_to"),
+    ],
+)
+def test_a_value_ending_in_a_newline_is_refused(old: str, new: str, key: str) -> None:
+    assert SIM_CONFIG.count(old) == 1
+    found = problems(SIM_CONFIG.replace(old, new))
+    assert any(p.startswith(key) for p in found), found
+
+
+def test_the_same_values_without_the_newline_are_accepted() -> None:
+    text = SIM_CONFIG.replace("[vip]", '[alerts]\nmail_to = ["ops@example.com"]\n\n[vip]')
+    text = text.replace(
+        'kind = "systemd"\nunit = "db.service"',
+        'kind = "ocf"\nagent = "ocf:heartbeat:IPaddr2"\nparams = { ip = "1" }',
+    )
+    config = parse(text)
+    assert config.alerts.mail_to == ("ops@example.com",)
+    assert config.resources[0].agent == "ocf:heartbeat:IPaddr2"
+
+
+@pytest.mark.parametrize("text", ["100ms\n", "1\n00ms", "\u0661\u0660\u0660ms"])
+def test_a_duration_is_plain_ascii_digits_and_a_unit(text: str) -> None:
+    if text.endswith("\n"):  # surrounding whitespace is tolerated, as before
+        assert configuration.parse_duration(text) == pytest.approx(0.1)
+        return
+    with pytest.raises(ValueError):
+        configuration.parse_duration(text)
+
+
+# -- synced directories ----------------------------------------------------------
+
+
+def sync_problems(value: str, extra: str = "", cluster: str = "") -> list[str]:
+    text = SIM_CONFIG.replace('path = "/srv/data"', f'path = "{value}"{extra}')
+    return problems(text.replace("[cluster]", f"[cluster]\n{cluster}", 1))
+
+
+UNCLEAN = "has '.', '..' or repeated '/' in it: write it as "
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("/", "is /, a system directory"),
+        ("//", "is /, a system directory"),
+        ("/etc/..", "means /, a system directory"),
+        ("/srv/../..", "means /, a system directory"),
+        ("/etc", "is /etc, a system directory"),
+        ("/etc/", "is /etc, a system directory"),
+        ("/usr", "is /usr, a system directory"),
+        ("/proc", "is /proc, a system directory"),
+        ("/proc/1/root", "is /proc/1/root, a system directory"),
+        ("/sys/fs", "is /sys/fs, a system directory"),
+        ("/dev/shm", "is /dev/shm, a system directory"),
+        ("/run/app", "is /run/app, a system directory"),
+        ("/lib64", "is /lib64, a system directory"),
+        ("/boot", "is /boot, a system directory"),
+        ("/root", "is /root, a system directory"),
+        ("/var", "is /var, a system directory"),
+        ("/var/lib", "is /var/lib, a system directory"),
+        ("/var/lib/", "is /var/lib, a system directory"),
+        ("/var/lib/mosqit-failover", "overlaps the agent's own state directory"),
+        ("/var/lib/mosqit-failover/x", "overlaps the agent's own state directory"),
+        ("/etc/mosqit-failover", "overlaps the agent's own secret file's directory"),
+        ("/srv/../etc/app", UNCLEAN + "/etc/app"),
+        ("/srv/./data", UNCLEAN + "/srv/data"),
+        ("/srv//data", UNCLEAN + "/srv/data"),
+        ("/srv/data//", UNCLEAN + "/srv/data"),
+        ("/srv/data/.", UNCLEAN + "/srv/data"),
+        ("srv/data", 'must be an absolute directory path, like "/srv/data"'),
+    ],
+)
+def test_a_dangerous_sync_path_is_refused_naming_the_key_and_fix(value: str, says: str) -> None:
+    assert sync_problems(value) == [f"sync[0].path = {value!r}: {says}" + _rest(says)]
+    peer = sync_problems("/srv/data", f'\npeer_path = "{value}"')
+    assert peer == [f"sync[0].peer_path = {value!r}: {says}" + _rest(says)]
+
+
+def _rest(says: str) -> str:
+    if "system directory" in says:
+        return (
+            ": syncing it would overwrite the standby's own system; sync an application's "
+            "directory, like /srv/data"
+        )
+    if "overlaps" in says:
+        own = says.rsplit("own ", 1)[1]
+        where = {
+            "state directory": " (cluster.state_dir) /var/lib/mosqit-failover",
+            "secret file's directory": " (cluster.secret_file) /etc/mosqit-failover",
+        }[own]
+        return f"{where}: the standby must keep its own; sync a directory outside it"
+    return ""
+
+
+@pytest.mark.parametrize("value", ["/srv/data", "/srv/data/", "/var/lib/app", "/etc/app", "/home"])
+def test_an_application_directory_is_accepted(value: str) -> None:
+    text = SIM_CONFIG.replace('path = "/srv/data"', f'path = "{value}"')
+    assert parse(text).sync[0].path == value.rstrip("/")
+
+
+def test_a_sync_path_holding_a_custom_state_dir_is_refused() -> None:
+    found = sync_problems("/srv", cluster='state_dir = "/srv/mosqit/state"')
+    assert found == [
+        "sync[0].path = '/srv': overlaps the agent's own state directory (cluster.state_dir) "
+        "/srv/mosqit/state: the standby must keep its own; sync a directory outside it"
+    ]
+
+
+def test_the_config_files_own_directory_is_not_synced(tmp_path: Path) -> None:
+    here = tmp_path / "cfg"
+    here.mkdir()
+    config = here / "cluster.toml"
+    config.write_text(SIM_CONFIG.replace('path = "/srv/data"', f'path = "{tmp_path}"'))
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert caught.value.problems == [
+        f"sync[0].path = '{tmp_path}': overlaps the agent's own config directory {here}: "
+        "the standby must keep its own; sync a directory outside it"
+    ]
+
+
+# -- nesting and size ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["[" * 10_000 + "]" * 10_000, "{a=" * 10_000 + "1" + "}" * 10_000]
+)
+def test_a_deeply_nested_value_is_a_problem_not_a_traceback(value: str) -> None:
+    found = problems(SIM_CONFIG.replace("[vip]", f"[console]\nserver_names = {value}\n\n[vip]"))
+    assert found == [
+        "a value is nested too deeply; a config needs a few levels at most: remove the nesting"
+    ]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "[cluster]\nfailback",
+        "[vip]\ngarp_count",
+        "[console]\nlisten",
+        "[alerts]\nhooks",
+        "[[sync]]\nexcludes",
+    ],
+)
+def test_a_deep_dotted_key_where_a_value_belongs_is_shown_briefly(where: str) -> None:
+    table, key = where.split("\n")
+    deep = f"{key}." + "a." * 2_000 + "b = 1"  # deeper than repr can recurse
+    if table in SIM_CONFIG:
+        text = SIM_CONFIG.replace(table, f"{table}\n{deep}", 1)
+    else:
+        text = SIM_CONFIG.replace("[vip]", f"{table}\n{deep}\n\n[vip]", 1)
+    (found,) = problems(text)  # not a TOML error: the value reaches its check
+    assert found.startswith(f"{table.strip('[]')}.{key}") or found.startswith("sync[0]"), found
+    assert len(found) < 400, found
+
+
+def test_check_config_on_a_deeply_nested_file_prints_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "nested too deeply" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_config_file_over_one_mib_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_text(SIM_CONFIG + ("# padding\n" * 110_000))
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        "larger than 1 MiB; a config is a few KiB: is it the right file?"
+    ]
+    path.write_text(SIM_CONFIG + ("# padding\n" * 100_000))  # just under: read whole
+    assert load(path).cluster == "sim"
+
+
+def test_a_fifo_as_config_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo, 0o644)
+    result = run_cli("check-config", str(fifo), timeout=20)
+    assert result.returncode == 2
+    assert "not a regular file" in result.stderr
+
+
+# -- owner and mode of the file and its directories ---------------------------------------
+
+
+def write_config(path: Path, mode: int = 0o644) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SIM_CONFIG)
+    path.chmod(mode)
+    return path
+
+
+def test_a_root_owned_0644_file_in_a_private_directory_loads(tmp_path: Path) -> None:
+    assert load(write_config(tmp_path / "ok.toml")).cluster == "sim"
+    assert load(write_config(tmp_path / "private.toml", 0o600)).cluster == "sim"
+
+
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [(0o664, "group"), (0o646, "others"), (0o666, "group and others"), (0o777, "group and others")],
+)
+def test_a_config_file_others_can_write_is_refused(tmp_path: Path, mode: int, who: str) -> None:
+    path = write_config(tmp_path / "cluster.toml", mode)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        f"is writable by {who} (mode {mode:04o}), but it holds commands run as root; "
+        f"fix: chown root:root {path} && chmod 0644 {path}"
+    ]
+
+
+@AS_ROOT
+def test_a_config_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "cluster.toml")
+    os.chown(path, 4242, 4242)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        "is owned by uid 4242, not root, but it holds commands run as root; "
+        f"fix: chown root:root {path} && chmod 0644 {path}"
+    ]
+
+
+@AS_ROOT
+def test_a_user_who_is_not_root_may_load_their_own_or_roots_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = write_config(tmp_path / "mine.toml")
+    os.chown(mine, 4242, 4242)
+    roots = write_config(tmp_path / "roots.toml")
+    theirs = write_config(tmp_path / "theirs.toml")
+    os.chown(theirs, 4343, 4343)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    assert load(mine).cluster == "sim"
+    assert load(roots).cluster == "sim"
+    with pytest.raises(ConfigError, match="is owned by uid 4343, not root"):
+        load(theirs)
+
+
+def test_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    path = write_config(shared / "cluster.toml")
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        f"its directory {shared} is writable by group and others (mode 0777), so others could "
+        f"replace the config; fix: chown root:root {shared} && chmod go-w {shared}"
+    ]
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace a file they do not own
+    assert load(path).cluster == "sim"
+
+
+def test_a_symlink_to_a_config_in_an_unsafe_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    real = write_config(shared / "cluster.toml")
+    shared.chmod(0o770)
+    safe = tmp_path / "etc"
+    safe.mkdir()
+    (safe / "cluster.toml").symlink_to(real)
+    with pytest.raises(ConfigError, match=f"its directory {shared} is writable by group"):
+        load(safe / "cluster.toml")
+
+
+def test_check_config_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "cluster.toml", 0o666)
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert f"chown root:root {path} && chmod 0644 {path}" in result.stderr
+    assert result.stderr.startswith(f"{path}: 1 problem(s):")
+    assert "Traceback" not in result.stderr
+
+
+def test_parse_does_not_look_at_files() -> None:
+    assert parse(SIM_CONFIG, "/nonexistent/with/any/mode.toml").cluster == "sim"
+
+
+# -- the control socket ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("/tmp/control.sock", "/tmp is shared by every user"),
+        ("/run/control.sock", "/run is shared by every user"),
+        ("/var/run/control.sock", "/var/run is shared by every user"),
+        ("/dev/shm/control.sock", "/dev/shm is shared by every user"),
+        ("/run/x/../control.sock", "/run is shared by every user"),
+        ("control.sock", "must be an absolute path"),
+    ],
+)
+def test_a_control_socket_in_a_shared_directory_is_refused(value: str, says: str) -> None:
+    text = SIM_CONFIG.replace("[cluster]", f'[cluster]\ncontrol_socket = "{value}"', 1)
+    (found,) = problems(text)
+    assert found.startswith(f"cluster.control_socket = {value!r}: {says}")
+    assert 'like "/run/mosqit-failover/control.sock"' in found or (
+        'control_socket = "/run/mosqit-failover/control.sock"' in found
+    )

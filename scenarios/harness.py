@@ -8,22 +8,29 @@ the VIP, and each node's journal (decision lines, VIP added/removed notes).
 Reported per run: failover time (fault -> first answer from the other node),
 the client-visible outage, seconds in which two nodes that could see each
 other both held the VIP, decision kinds the scenario did not expect, and the
-problems its own checks found.
+problems its own checks found. Besides the journals, the VIP is sampled on both
+nodes from the kernel (`ip -o addr`, every 50 ms, see
+:mod:`mosqit_failover.lab.vipwatch`) while a scenario plays: a sample at which
+both held it, outside the times the nodes could not see each other, fails a
+scenario that allows no dual holding.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mosqit_failover.authkeys import generate_secret_text
 from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import NETS, LabPlan, Net
+from mosqit_failover.lab.vipwatch import Sample, VipWatch
 
 SYNCED = "/srv/data"  # the synced directory of the lab pair
 TREE = (
@@ -58,6 +65,8 @@ class Run:
     apart: list[tuple[float, float]] = field(default_factory=list)  # nodes could not see each other
     _apart_since: float | None = None
     _frozen: set[str] = field(default_factory=set)
+    _stopped_agents: set[str] = field(default_factory=set)
+    _secrets: dict[str, str] = field(default_factory=dict)  # node -> its original secret
 
     # -- what a scenario says -------------------------------------------
 
@@ -87,8 +96,41 @@ class Run:
             self.problems.append(str(error))
             return False
 
-    def kinds(self, node: str, since: float | None = None) -> list[str]:
-        return [e["DECISION"] for e in deploy.decisions(self.lab[node], since or self.started)]
+    def kinds(self, node: str, since: float | None = None, until: float | None = None) -> list[str]:
+        return [e["DECISION"] for e in self.decisions(node, since, until)]
+
+    def decisions(
+        self, node: str, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Decision lines of `node` in [since (default: the start), until]."""
+        entries = deploy.decisions(self.lab[node], since or self.started)
+        return [e for e in entries if until is None or _at(e) <= until]
+
+    def status(self, node: str) -> dict[str, Any]:
+        return deploy.status(self.lab[node])
+
+    def nagios(self, node: str) -> tuple[int, str]:
+        """(exit code, output line) of check_mosqit_failover on `node`."""
+        proc = self.lab[node].run([deploy.CHECK_COMMAND], check=False)
+        return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+    def agent_pid(self, node: str) -> int:
+        proc = self.lab[node].systemctl("show", "-p", "MainPID", "--value", deploy.UNIT)
+        return int(proc.stdout.strip() or 0)
+
+    def start_agents(self) -> None:
+        """Start the agent on every node at the same moment."""
+        threads = [
+            threading.Thread(target=node.systemctl, args=("start", deploy.UNIT))
+            for node in self.lab.nodes.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def restart_agent(self, node: str) -> None:
+        self.lab[node].systemctl("restart", deploy.UNIT, timeout=60)
 
     # -- faults that change whether the nodes see each other ----------------
 
@@ -141,16 +183,41 @@ class Run:
             (faults.loss(self.plan, net, percent) if percent else faults.clear_loss(self.plan, net))
 
     def freeze(self, node: str, frozen: bool) -> None:
+        # not "apart": the peer still sees the frozen node's kernel (ICMP, ARP, TCP
+        # handshakes) and must not take the VIP it may still hold (the fence rule)
         if frozen:
             self.fault(f"every process on {node} frozen")
             self.lab[node].freeze()
         else:
             self.lab[node].thaw()
-        self._apart(frozen)
 
     def kill_agent(self, node: str) -> None:
         self.fault(f"agent on {node} killed with SIGKILL")
         self.lab[node].systemctl("kill", "--signal=SIGKILL", deploy.UNIT)
+
+    def stop_agent(self, node: str, stopped: bool) -> None:
+        """SIGSTOP (or SIGCONT) the agent's main process only: the node runs on."""
+        if stopped:
+            self.fault(f"agent on {node} stopped with SIGSTOP (the rest of the node runs)")
+            self._stopped_agents.add(node)
+        else:
+            self._stopped_agents.discard(node)
+        signal = "SIGSTOP" if stopped else "SIGCONT"
+        self.lab[node].systemctl(
+            "kill", "--kill-whom=main", f"--signal={signal}", deploy.UNIT, check=stopped
+        )
+
+    def change_secret(self, node: str) -> None:
+        """Give `node` another shared secret (the agent reads it when it starts)."""
+        if node not in self._secrets:
+            self._secrets[node] = self.lab[node].read_file(deploy.SECRET_PATH)
+        self.lab[node].write_file(deploy.SECRET_PATH, generate_secret_text(), mode=0o600)
+
+    def restore_secret(self, node: str) -> None:
+        """Put `node`'s original secret back (restart its agent to use it)."""
+        original = self._secrets.pop(node, None)
+        if original is not None:
+            self.lab[node].write_file(deploy.SECRET_PATH, original, mode=0o600)
 
     def command(self, node: str, *argv: str) -> str:
         self.fault(f"operator on {node}: mosqit-failover {' '.join(argv)}")
@@ -161,10 +228,14 @@ class Run:
 
     def restore(self) -> None:
         faults.clear_all(self.plan)
-        for name, node in self.lab.nodes.items():
+        for node in self.lab.nodes.values():
             if node.frozen():
                 node.thaw()
-            del name
+        for name in list(self._stopped_agents):
+            self.stop_agent(name, stopped=False)
+        for name in list(self._secrets):  # a scenario that failed before restoring them
+            self.restore_secret(name)
+            self.restart_agent(name)
         self._apart(False)
 
 
@@ -177,6 +248,9 @@ class Report:
     unexpected: list[str]
     problems: list[str]
     dirs_equal: bool | None = None
+    vip_samples: int = 0  # kernel samples of the VIP on both nodes (vipwatch)
+    vip_both: int = 0  # samples at which both nodes held it (while seeing each other)
+    vip_cycle_ms: float = 0.0  # mean time between two samples of one node
 
     @property
     def ok(self) -> bool:
@@ -190,6 +264,10 @@ class Report:
             f"unexpected transitions {len(self.unexpected)}, synced dirs equal: "
             f"{'-' if self.dirs_equal is None else 'yes' if self.dirs_equal else 'NO'}"
         )
+        yield (
+            f"   VIP sampled {self.vip_samples} times (each node every "
+            f"{self.vip_cycle_ms:.0f} ms): both held it in {self.vip_both} sample(s)"
+        )
         for line in self.unexpected:
             yield f"   unexpected: {line}"
         for problem in self.problems:
@@ -199,7 +277,23 @@ class Report:
 def agent_vip_spans(node: Node, since: float, end: float) -> list[tuple[float, float]]:
     """When the agent on `node` held the VIP, from its journal since `since`."""
     entries = node.journal(identifier="mosqit-failover", since=since)
-    return vip_intervals([e for e in entries if "VIP" in e], end)
+    return vip_intervals(entries, end)
+
+
+def _at(entry: dict[str, Any]) -> float:
+    return int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+
+
+def _released(entry: dict[str, Any]) -> bool:
+    """Whether a journal entry says the VIP left the node: the agent's own note, the
+    fence's line (the peer's `mosqit-sync --fence` ran here, no agent involved), or a
+    restarted agent that found no VIP."""
+    if entry.get("VIP") == "removed":
+        return True
+    message = str(entry.get("MESSAGE", ""))
+    if "FENCED_BY_EPOCH" in entry:
+        return "VIP removed" in message or "VIP not held" in message
+    return message.startswith("agent starting as ") and "holding VIP: False" in message
 
 
 def vip_intervals(entries: list[dict[str, Any]], end: float) -> list[tuple[float, float]]:
@@ -207,10 +301,10 @@ def vip_intervals(entries: list[dict[str, Any]], end: float) -> list[tuple[float
     spans: list[tuple[float, float]] = []
     since: float | None = None
     for entry in entries:
-        at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        at = _at(entry)
         if entry.get("VIP") == "added" and since is None:
             since = at
-        elif entry.get("VIP") == "removed" and since is not None:
+        elif since is not None and _released(entry):
             spans.append((since, at))
             since = None
     if since is not None:
@@ -262,14 +356,15 @@ def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report
         lab[run.active].write_file(f"{SYNCED}/{scenario.name}.txt", f"{scenario.name}\n")
         time.sleep(0.5)
     print(f"== {scenario.name}: {scenario.summary}", flush=True)
-    try:
-        scenario.play(run)
-    except Exception as error:  # a broken expectation of the harness itself: report it
-        run.problems.append(f"{type(error).__name__}: {error}")
-    finally:
-        run.restore()
-    time.sleep(1.0)
-    report = _report(run, scenario, time.time())
+    with VipWatch(plan) as vips:
+        try:
+            scenario.play(run)
+        except Exception as error:  # a broken expectation of the harness itself: report it
+            run.problems.append(f"{type(error).__name__}: {error}")
+        finally:
+            run.restore()
+        time.sleep(1.0)
+    report = _report(run, scenario, time.time(), vips)
     equal = trees_equal(lab, timeout=15)
     if not equal:
         report.problems.append(f"{SYNCED} differs between the nodes")
@@ -289,7 +384,16 @@ def trees_equal(lab: Lab, timeout: float) -> bool:
         time.sleep(0.5)
 
 
-def _report(run: Run, scenario: LabScenario, end: float) -> Report:
+def _sampled_both(run: Run, vips: VipWatch) -> list[Sample]:
+    """Samples at which both nodes held the VIP, outside the times they were apart."""
+    return [
+        s
+        for s in vips.both_held()
+        if not any(lo <= s.asked and s.answered <= hi for lo, hi in run.apart)
+    ]
+
+
+def _report(run: Run, scenario: LabScenario, end: float, vips: VipWatch) -> Report:
     t0 = run.started
     fault = run.fault_at if run.fault_at is not None else t0
     before = run.probe.who_answered(t0, fault)
@@ -317,4 +421,25 @@ def _report(run: Run, scenario: LabScenario, end: float) -> Report:
         )
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected transition(s)")
-    return Report(scenario.name, failover, outage, dual, unexpected, problems)
+    both = _sampled_both(run, vips)
+    cycle = vips.cycle()
+    problems += vips.errors
+    if not vips.samples:
+        problems.append("the VIP was never sampled")
+    if both and (not scenario.dual_vip_allowed or len(both) * cycle > scenario.dual_vip_allowed):
+        times = ", ".join(f"{s.asked - t0:.2f}s" for s in both[:5])
+        problems.append(
+            f"the kernel showed the VIP on both nodes in {len(both)} sample(s) "
+            f"(at {times}{', ...' if len(both) > 5 else ''} after the start)"
+        )
+    return Report(
+        scenario.name,
+        failover,
+        outage,
+        dual,
+        unexpected,
+        problems,
+        vip_samples=len(vips.samples),
+        vip_both=len(both),
+        vip_cycle_ms=cycle * 1000,
+    )

@@ -1,8 +1,9 @@
 """Install and run the agent in the lab nodes, as an operator would on real servers.
 
 Each node gets the same config and secret under /etc/mosqit-failover, the
-systemd unit from units/, and /usr/local/bin/mosqit-failover pointing at the
-project's virtualenv (bind-mounted into the node at the same path).
+systemd unit from units/, and /usr/local/bin/mosqit-failover and
+check_mosqit_failover pointing at the project's virtualenv (bind-mounted into
+the node at the same path).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .topology import NETS, LabPlan
 CONFIG_PATH = "/etc/mosqit-failover/mosqit-failover.toml"
 SECRET_PATH = "/etc/mosqit-failover/secret"
 UNIT = "mosqit-failover.service"
+CHECK_COMMAND = "/usr/local/bin/check_mosqit_failover"  # the nagios plugin, as pip installs it
 UNIT_FILE = Path(__file__).resolve().parents[2] / "units" / UNIT
 
 
@@ -81,6 +83,7 @@ def install(nodes: dict[str, Node], plan: LabPlan, timing: dict[str, str] | None
         node.write_file(catalog.INSTALL_PATH, catalog.render())
         node.run(list(catalog.UPDATE_ARGV))
         node.run(["ln", "-sfn", str(binary), "/usr/local/bin/mosqit-failover"])
+        node.run(["ln", "-sfn", str(binary.with_name("check_mosqit_failover")), CHECK_COMMAND])
         node.systemctl("daemon-reload")
 
 

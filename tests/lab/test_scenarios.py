@@ -41,4 +41,5 @@ def running(lab: Lab, lab_plan: LabPlan) -> Iterator[Probe]:
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario(name: str, lab: Lab, lab_plan: LabPlan, running: Probe) -> None:
     report = play(lab, lab_plan, running, SCENARIOS[name])
+    print("\n".join(report.lines()), flush=True)  # the measured outcome, with -s
     assert report.ok, "\n".join(report.lines())

@@ -12,10 +12,12 @@ from scenarios.harness import LabScenario
 
 MODULES = (
     "switch_failure",
+    "manual_active_lost",
     "active_cut_off",
     "split_brain",
     "standby_failure",
     "active_frozen",
+    "agent_frozen",
     "agent_killed",
     "peer_link_one",
     "peer_link_both",
@@ -24,6 +26,7 @@ MODULES = (
     "boots",
     "start_failure",
     "operator",
+    "mismatched_secrets",
 )
 
 

@@ -899,8 +899,8 @@ def _fence_command(node: str) -> Callable[[Any], str]:
         if not (absolute or _PROGRAM.fullmatch(program)):
             raise ValueError(
                 f"the command for {node} must start with an absolute path or a program name, "
-                'like "fence_ipmilan --ip 10.0.9.1 --username admin '
-                '--password-file /etc/mosqit-failover/ipmi_pw --action off"'
+                'like "fence_ipmilan --ip 10.0.9.1 --username admin --lanplus '
+                "--password-script 'cat /etc/mosqit-failover/ipmi_pw' --action off\""
             )
         return text
 

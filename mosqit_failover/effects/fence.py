@@ -20,7 +20,7 @@ from pathlib import Path
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.resources import CommandTimeout, Outcome, run_command
 from mosqit_failover.sync import commands
-from mosqit_failover.sync.fence_target import FENCED, NOT_FENCED
+from mosqit_failover.sync.fence_target import FENCED, NOT_FENCED, STALE
 
 REFUSED_EXIT = 77
 """The forced command's exit status for a refusal (stale epoch, unknown request)."""
@@ -57,7 +57,9 @@ class Fencer:
       and ``fencing.power`` has a command for the peer: the command line is
       split (shlex) and executed without a shell; exit 0 means fenced. With
       both configured, the ssh fence gets at most half of the time, so the
-      power fence always gets the other half.
+      power fence always gets the other half. It never runs when the peer
+      refused the ssh fence because its epoch is not below ours: then we
+      are the stale node, and powering off the newer one would be the outage.
     - Every process runs in its own process group, stdin from /dev/null; when
       its time is up the whole group gets SIGKILL.
     - ``fenced`` is True only when a fence reported success; never otherwise.
@@ -84,10 +86,11 @@ class Fencer:
         deadline = time.monotonic() + self.fencing.timeout
         power = self.fencing.power_command(self.peer.name)
         parts: list[str] = []
-        fenced = False
+        fenced = stale = False
         if self.fencing.ssh:
             share = self.fencing.timeout / 2 if power else self.fencing.timeout
             fenced, text = await self._ssh_fence(epoch, time.monotonic() + share)
+            stale = not fenced and STALE in text
             parts.append(text)
         else:
             parts.append("ssh fence: off")
@@ -95,6 +98,8 @@ class Fencer:
             parts.append("power fence: not configured")
         elif fenced:
             parts.append("power fence: not needed")
+        elif stale:
+            parts.append("power fence: not tried (the peer holds a newer epoch)")
         else:
             fenced, text = await self._power_fence(power, deadline)
             parts.append(text)

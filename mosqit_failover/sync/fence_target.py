@@ -54,6 +54,9 @@ FENCED = "fenced:"
 NOT_FENCED = "not fenced:"
 """Start of the summary line when something failed (exit 1)."""
 
+STALE = "is not newer than this node's"
+"""In the refusal of a fencer whose epoch is not above ours: it must not fence us at all."""
+
 KILL_WAIT = 3.0
 """Seconds to wait for the killed agent to be gone."""
 
@@ -131,7 +134,7 @@ def check_fencer(epoch: int, state: StateFile) -> tuple[int, Role]:
         raise FenceRefused(f"cannot read this node's epoch: {error}") from None
     if epoch <= own:
         raise FenceRefused(
-            f"the fencer's epoch {epoch} is not newer than this node's {own} ({role.value}): "
+            f"the fencer's epoch {epoch} {STALE} {own} ({role.value}): "
             "a stale node must not fence a newer one"
         )
     return own, role

@@ -86,7 +86,7 @@ timeout = "20s"
 on_failure = "promote"
 retry = "500ms"
 [fencing.power]
-beta = "fence_ipmilan --ip 10.0.9.1 --username admin --password-file /etc/pw --action off"
+beta = "fence_ipmilan --ip 10.0.9.1 --username admin --password-script 'cat /etc/pw' --action off"
 alpha = "/usr/sbin/fence_ipmilan --ip 10.0.9.2 --action 'off'"
 """
     )

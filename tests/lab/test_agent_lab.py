@@ -102,6 +102,7 @@ packets = {
     "bad-mac": Sender("lab", me, wrong).encode(view, time.time()),
     "stale": Sender("lab", me, real).encode(view, time.time() - 3600),
     "bad-magic": b"XX" + genuine[2:],
+    "unknown-version": genuine[:2] + b"\x01" + genuine[3:],  # version 1: no ack
     "truncated": genuine[:40],
     "oversized": genuine + b"\0" * 600,
     "wrong-cluster": Sender("other", me, real).encode(view, time.time()),
@@ -133,7 +134,15 @@ def test_forged_replayed_and_malformed_packets_change_nothing(formed: Pair) -> N
     link_before, link_after = before["peer_link"], after["peer_link"]
     assert isinstance(link_before, dict) and isinstance(link_after, dict)
     dropped = {k: v - link_before["dropped"].get(k, 0) for k, v in link_after["dropped"].items()}
-    for reason in ("bad-mac", "stale", "bad-magic", "truncated", "oversized", "wrong-cluster"):
+    for reason in (
+        "bad-mac",
+        "stale",
+        "bad-magic",
+        "unknown-version",
+        "truncated",
+        "oversized",
+        "wrong-cluster",
+    ):
         assert dropped.get(reason, 0) >= 1, (reason, dropped)
     assert dropped.get("replayed", 0) >= 1, dropped
     assert after["role"] == "STANDBY" and after["epoch"] == before["epoch"]
@@ -141,10 +150,10 @@ def test_forged_replayed_and_malformed_packets_change_nothing(formed: Pair) -> N
     assert formed.status(attacker)["role"] == "ACTIVE"
 
 
-REPLAY = r"""
+SNIFF = r"""
 import json, socket, sys
 src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-# sniff one of the real agent's datagrams to the peer, then send it again twice
+# sniff one of the real agent's datagrams to the peer
 # ETH_P_ALL: only taps of every protocol see outgoing frames
 raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
 raw.settimeout(10)
@@ -157,9 +166,59 @@ while True:
         if int.from_bytes(frame[ihl + 2:ihl + 4], "big") == port:
             payload = frame[ihl + 8:]
             break
+"""
+
+SEND = r"""
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((src, 0))
 for _ in range(2):
     sock.sendto(payload, (dst, port))
-print(json.dumps({"replayed": 2}))
 """
+
+# send it again twice
+REPLAY = SNIFF + SEND + 'print(json.dumps({"replayed": 2}))\n'
+# print it (hex), to be sent later by REPLAY_LATER
+CAPTURE = SNIFF + "print(payload.hex())\n"
+REPLAY_LATER = (
+    "import json, socket, sys\n"
+    "src, dst, port, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+    "bytes.fromhex(sys.argv[4])\n" + SEND
+)
+
+
+def test_a_datagram_recorded_before_an_agent_restart_is_not_accepted_after_it(
+    formed: Pair,
+) -> None:
+    """Wire v2: the ack of the receiver's boot id. A genuine datagram captured before
+    the standby's agent restarts is replayed, still fresh, once the pair has formed
+    again: it is dropped as unconfirmed (its ack is the previous start's boot id)."""
+    attacker, victim = formed.active, formed.standby
+    spec_a, spec_v = formed.plan.node(attacker), formed.plan.node(victim)
+    src, dst = spec_a.addr("b"), spec_v.addr("b")
+    node = formed.lab[attacker]
+    captured = node.run([formed.plan.python, "-c", CAPTURE, src, dst, "5405"], timeout=20)
+    captured_at = time.time()
+    payload = captured.stdout.strip()
+    assert len(payload) > 100, captured.stdout
+
+    formed.lab[victim].systemctl("restart", deploy.UNIT, timeout=60)
+    deploy.wait_roles(formed.lab.nodes, {attacker: "ACTIVE", victim: "STANDBY"}, timeout=20)
+    before = formed.status(victim)
+    link_before = before["peer_link"]
+    assert isinstance(link_before, dict) and link_before["accepted"] > 0  # handshake done
+    t0 = time.time()
+    assert t0 - captured_at < 25, "too slow: the capture would be stale, proving nothing"
+    node.run([formed.plan.python, "-c", REPLAY_LATER, src, dst, "5405", payload])
+    dropped: dict[str, int] = {}
+    give_up = time.monotonic() + 10
+    while dropped.get("unconfirmed", 0) < 2 and time.monotonic() < give_up:
+        time.sleep(0.2)  # polling the status until the agent has read them
+        after = formed.status(victim)
+        link_after = after["peer_link"]
+        assert isinstance(link_after, dict)
+        dropped = {
+            k: v - link_before["dropped"].get(k, 0) for k, v in link_after["dropped"].items()
+        }
+    assert dropped.get("unconfirmed", 0) == 2, dropped  # both copies, and nothing genuine
+    assert after["role"] == "STANDBY" and after["epoch"] == before["epoch"]
+    assert formed.kinds(victim, t0) == []

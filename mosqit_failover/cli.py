@@ -130,6 +130,11 @@ def _format_status(s: dict[str, Any]) -> str:
         f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
         f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}"
     )
+    if peer.get("unauthenticated"):
+        lines.append(f"  !! {peer['unauthenticated']}")
+    fence = peer.get("fence")
+    if fence:
+        lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
     for net, ago in peer["heard_ago_by_network"].items():
         seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
         lines.append(

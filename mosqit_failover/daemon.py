@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from mosqit_failover.actions import (
     ClaimVip,
     Decision,
     Escalate,
+    FencePeer,
     PersistState,
     PlanStep,
     ReleaseVip,
@@ -42,6 +44,7 @@ from mosqit_failover.console.server import ConsoleServer
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
 from mosqit_failover.effects.state import StateFile
@@ -50,10 +53,12 @@ from mosqit_failover.events import (
     Command,
     EchoResult,
     Event,
+    FenceResult,
     Inventory,
     LinkChanged,
     OperatorCommand,
     PeerMessage,
+    PeerUnauthenticated,
     PeerView,
     Role,
     SwitchReachability,
@@ -96,7 +101,16 @@ class Agent:
             config.vip.garp_interval,
         )
         self.runners: dict[str, ResourceRunner] = {r.name: make_runner(r) for r in config.resources}
-        self.peerlink = PeerLink(config, node, keyring, self._peer_message, log)
+        self.peerlink = PeerLink(
+            config,
+            node,
+            keyring,
+            self._peer_message,
+            log,
+            on_unauthenticated=self._peer_unauthenticated,
+        )
+        self.fencer = Fencer(config, node)
+        self.pid_file = config.state_dir / "agent.pid"
         self.plans = PlanRunner(self._execute, self.feed)
         self.recent: collections.deque[str] = collections.deque(maxlen=50)
         self._said: list[Decision] = []  # decisions of the command being handled
@@ -123,6 +137,7 @@ class Agent:
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         inventory = await self._inventory()
+        await asyncio.to_thread(self._write_pid)
         self._core = Core(self.config, self.node.name, inventory, self._loop.time())
         self.log.note(
             f"agent starting as {self.node.name}: epoch {inventory.epoch}, last role "
@@ -158,8 +173,17 @@ class Agent:
             self.garp.close()
             if self._timer is not None:
                 self._timer.cancel()
+        self.pid_file.unlink(missing_ok=True)
         self.log.note("agent stopped", priority=5)
         return 0
+
+    def _write_pid(self) -> None:
+        """Where a fence from the peer finds this agent to kill it (the fence verb
+        checks the command line before it does)."""
+        self.pid_file.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        temp = self.pid_file.with_suffix(".tmp")
+        temp.write_text(f"{os.getpid()}\n", encoding="ascii")
+        temp.replace(self.pid_file)
 
     def _start_metrics(self) -> None:
         """The Prometheus endpoint when [metrics] listen is set; a busy address stops the start."""
@@ -287,6 +311,17 @@ class Agent:
     def _peer_message(self, network: str, view: PeerView) -> None:
         self.feed(PeerMessage(network, view))
 
+    def _peer_unauthenticated(self, network: str, reason: str, detail: str) -> None:
+        self.feed(PeerUnauthenticated(network, reason))
+
+    async def _fence(self, epoch: int) -> None:
+        self.log.note(f"fencing the peer before promoting in epoch {epoch}", priority=4)
+        outcome = await self.fencer.fence(epoch)
+        self.log.note(
+            f"fence: {outcome.detail}", priority=5 if outcome.fenced else 3, FENCE=str(epoch)
+        )
+        self.feed(FenceResult(epoch, outcome.fenced, outcome.detail))
+
     def _carry_out(self, action: Action) -> None:
         match action:
             case Decision():
@@ -305,6 +340,8 @@ class Agent:
                 self.peerlink.send(view)
             case SendGarp():
                 self._background(self._garp_now())
+            case FencePeer(epoch):
+                self._background(self._fence(epoch))
             case Alert(kind, text):
                 self.log.note(f"ALERT {kind}: {text}", priority=2, ALERT=kind)
                 self.alerts.failure(kind, text, state=self.core.role.value, epoch=self.core.epoch)

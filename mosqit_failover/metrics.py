@@ -89,6 +89,13 @@ def families(status: dict[str, Any]) -> list[Metric]:
                     P + "peer_heard_seconds", "Seconds since the last peer message.", value=heard
                 )
             )
+        out.append(
+            GaugeMetricFamily(
+                P + "peer_auth_failing",
+                "1 while datagrams from the peer's address fail authentication.",
+                value=1 if peer.get("unauthenticated") else 0,
+            )
+        )
     out += _probe_families(status.get("probes"))
     out += _link_families(status.get("peer_link"))
     lag, pending = sync_numbers(status.get("sync"))

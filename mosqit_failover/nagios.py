@@ -6,7 +6,8 @@ line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
     0 OK        exactly one node ACTIVE, the other ready to take over
     1 WARNING   MANUAL or MAINTENANCE mode, no standby (peer not heard, or it or
                 this node lacks a network), sync lagging (when the agent reports sync)
-    2 CRITICAL  no node ACTIVE, or both ACTIVE
+    2 CRITICAL  no node ACTIVE, or both ACTIVE, or the peer's messages fail
+                authentication, or fencing the peer failed
     3 UNKNOWN   the agent does not answer, its reply is unreadable, bad arguments
 
 The peer's role counts only if the agent heard from it within --peer-stale
@@ -131,6 +132,12 @@ def evaluate(
             problems.append((WARNING, f"no standby: peer {peer_name} is {peer_role}"))
     elif role != "STANDBY":  # the peer is the active one
         problems.append((WARNING, f"no standby: this node is {role}"))
+    unauthenticated = peer.get("unauthenticated")
+    if unauthenticated:
+        problems.insert(0, (CRITICAL, f"{unauthenticated}; no automatic failover"))
+    fence = peer.get("fence")
+    if isinstance(fence, dict) and fence.get("state") == "failed":
+        problems.append((CRITICAL, f"fencing peer {peer_name} failed: {fence.get('detail')}"))
     peer_mode = peer.get("mode") if fresh else None
     for who, their_mode in ((node, mode), (peer_name, peer_mode)):
         if their_mode in ("MANUAL", "MAINTENANCE"):

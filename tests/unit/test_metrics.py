@@ -81,6 +81,7 @@ def test_a_scrape_shows_state_epoch_probes_drops_and_transitions() -> None:
     assert got[("mosqit_failover_epoch", ())] == 7
     assert got[("mosqit_failover_peer_state", (("role", "STANDBY"),))] == 1
     assert got[("mosqit_failover_peer_heard_seconds", ())] == pytest.approx(0.04)
+    assert got[("mosqit_failover_peer_auth_failing", ())] == 0
     peer_a = (("network", "a"), ("probe", "peer-a"), ("target", "peer"))
     assert got[("mosqit_failover_probe_sent_total", peer_a)] == 120
     assert got[("mosqit_failover_probe_lost_total", peer_a)] == 3

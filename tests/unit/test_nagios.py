@@ -256,3 +256,24 @@ def test_bad_arguments_exit_unknown_not_critical() -> None:
     )
     assert result.returncode == UNKNOWN
     assert result.stdout.startswith("MOSQIT-FAILOVER UNKNOWN - usage: ")
+
+
+def test_a_peer_failing_authentication_is_critical_even_while_one_node_serves() -> None:
+    s = status(heard=9.0, peer_role="ACTIVE")
+    s["peer"]["unauthenticated"] = (
+        "messages from peer beta fail authentication (bad-mac): the secrets differ"
+    )
+    code, text = evaluate(s)
+    assert code == CRITICAL
+    assert text.startswith(
+        "MOSQIT-FAILOVER CRITICAL - messages from peer beta fail authentication (bad-mac): "
+        "the secrets differ; no automatic failover; "
+    )
+
+
+def test_a_failed_fence_is_critical() -> None:
+    s = status(role="STANDBY", peer_role="ACTIVE", heard=4.0)
+    s["peer"]["fence"] = {"epoch": 8, "state": "failed", "detail": "ssh fence: no answer"}
+    code, text = evaluate(s)
+    assert code == CRITICAL
+    assert "fencing peer beta failed: ssh fence: no answer" in text

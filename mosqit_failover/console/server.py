@@ -39,6 +39,7 @@ Guarantees of `ConsoleServer` (the side-effect interface):
   `OSError` naming the address when it cannot listen.
 - `start()` raises `OSError` naming console.tls_cert / tls_key when the
   certificate and key are unusable (checked like the config does).
+- `close()` stops listening and ends the connections still open.
 - Requests are served by coroutines of the caller's loop, within the caps
   above (more are closed at once), one request each.
 - Operator commands reach the agent only through the `control` callable
@@ -183,6 +184,7 @@ class ConsoleServer:
         self._tls: ssl.SSLContext | None = None
         self._open = 0
         self._per_client: dict[str, int] = {}  # client key -> connections open
+        self._serving: set[asyncio.Task[Any]] = set()  # for close() to end them
         self._names = {n.lower() for n in settings.server_names} | {"localhost"}
         self._scheme = "https" if settings.https else "http"
 
@@ -219,10 +221,14 @@ class ConsoleServer:
         return True
 
     async def close(self) -> None:
+        """Stop listening and end the connections still being served."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for task in self._serving:
+            task.cancel()
+        await asyncio.gather(*self._serving, return_exceptions=True)
         await self.watch.close()
 
     # ---- one connection ----------------------------------------------------
@@ -237,12 +243,17 @@ class ConsoleServer:
             return
         self._open += 1
         self._per_client[key] = mine + 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
         try:
             # the first await of this coroutine: nothing is read before TLS takes over
             if self._tls is not None and not await self._handshake(writer):
                 return
             await self._answer(reader, writer, client)
         finally:
+            if task is not None:
+                self._serving.discard(task)
             self._open -= 1
             left = self._per_client[key] - 1
             if left:

@@ -228,6 +228,20 @@ def test_the_global_cap_refuses_more_connections_and_frees_slots_as_they_end(
         close_all(held)
 
 
+def test_closing_the_console_ends_the_connections_it_still_serves(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT", 60.0)
+    console = make_server(tmp_path, loop)
+    slow = slow_connections(console.port, 2, ABUSER, b"GET /login HTTP/1.1\r\n")
+    try:
+        console.request("GET", "/login")  # served after the two: they are held now
+        run_in(loop, console.server.close())
+        assert len(wait_closed(slow, 2, within=10)) == 2
+    finally:
+        close_all(slow)
+
+
 def test_a_request_head_trickled_line_by_line_is_cut_off_within_five_seconds(
     console: Served,
 ) -> None:

@@ -3,7 +3,8 @@
 Safety: never a promotion by a node lacking a network; never both nodes holding
 the VIP while they can hear each other for longer than a probe interval plus
 the resolution step, nor while a cable connects them and one of them is hung or
-has another secret (without a partition between them). Liveness: once the faults stop, exactly one node is active.
+has another secret (without a partition between them). Liveness: once the
+faults stop, exactly one node is active.
 """
 
 from __future__ import annotations

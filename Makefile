@@ -31,7 +31,11 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+# The linters and the type check first: they take seconds, and CI keeps them honest.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 unit-test: install

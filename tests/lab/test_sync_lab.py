@@ -143,7 +143,11 @@ def tx_bytes(node: Node) -> int:
 @pytest.fixture(scope="module")
 def pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Pair]:
     sshkeys.setup(lab.nodes, lab_plan)
-    sshkeys.install_config(lab.nodes, lab_plan, DIRS)
+    config = sshkeys.install_config(lab.nodes, lab_plan, DIRS)
+    # A frozen old active (the stale-writer test) cannot be fenced over ssh (its sshd is
+    # frozen) and the lab has no power fence here: take over anyway, as before fencing.
+    for node in lab.nodes.values():
+        node.write_file(deploy.CONFIG_PATH, config + '\n[fencing]\non_failure = "promote"\n')
     deploy.start(lab.nodes)
     try:
         yield Pair(lab, lab_plan)
@@ -237,6 +241,7 @@ def test_an_old_active_never_overwrites_newer_files(formed: Pair) -> None:
         [
             "rsync",
             "-a",
+            "--no-D",  # as our sender: only the epoch is wrong
             "-e",
             f"ssh -i {sshkeys.SYNC_KEY} -o BatchMode=yes",
             f"--rsync-path=mosqit-sync {stale}",
@@ -246,6 +251,7 @@ def test_an_old_active_never_overwrites_newer_files(formed: Pair) -> None:
         check=False,
     )
     assert proc.returncode != 0 and "mosqit-sync refused:" in proc.stderr, proc.stderr
+    assert "this node is ACTIVE" in proc.stderr or "older than" in proc.stderr, proc.stderr
     assert formed.lab[new].read_file(f"{DIRS[0]}/doc.txt").startswith("v2")
     formed.active, formed.standby = new, old
     deploy.wait_roles(formed.lab.nodes, {new: "ACTIVE", old: "STANDBY"}, timeout=40)
@@ -349,6 +355,7 @@ def test_a_path_outside_the_synced_directories_is_refused(formed: Pair) -> None:
             [
                 "rsync",
                 "-a",
+                "--no-D",
                 "-e",
                 " ".join(ssh[:-1]),
                 f"--rsync-path=mosqit-sync {epoch}",
@@ -413,3 +420,71 @@ def test_a_full_sync_from_an_emptied_source_deletes_nothing_on_the_peer(formed: 
     formed.wait_equal(DIRS[0], timeout=40)
     formed.a.write_file(f"{DIRS[0]}/after.txt", "watched again\n")
     formed.wait_equal(DIRS[0], timeout=20)
+
+
+WRAP = """#!/bin/sh
+# rsync's -e program for a hostile client: ssh with the sync key, the remote command
+# edited first (the stock client never sends these words, a hostile one may)
+exec ssh -i {key} -o BatchMode=yes $(printf '%s ' "$@" | sed '{sed}')
+"""
+
+
+def test_the_sync_key_cannot_write_outside_nor_plant_privileged_files(formed: Pair) -> None:
+    a, b, dest = formed.a, formed.b, DIRS[0]
+    epoch = deploy.status(a)["epoch"]  # a current sender: only the request is hostile
+    peer = formed.plan.node(formed.standby).addr("a")
+    ssh = f"ssh -i {sshkeys.SYNC_KEY} -o BatchMode=yes"
+
+    def wrapper(name: str, sed: str) -> str:
+        a.write_file(f"/root/{name}", WRAP.format(key=sshkeys.SYNC_KEY, sed=sed), mode=0o755)
+        return f"/root/{name}"
+
+    def refused(rsh: str, *options: str, to: str = dest) -> str:
+        proc = a.run(
+            ["rsync", *options, "-e", rsh, f"--rsync-path=mosqit-sync {epoch}",
+             "/root/payload/", f"root@{peer}:{to}/"],
+            check=False,
+            timeout=60,
+        )  # fmt: skip
+        assert proc.returncode != 0 and "mosqit-sync refused:" in proc.stderr, (options, proc)
+        return proc.stderr
+
+    a.run(["sh", "-c", "mkdir -p /root/payload && head -c 300000 /dev/urandom > /root/payload/p"])
+    # -s: rsync would take its real arguments, destination included, from stdin
+    refused(wrapper("wrap-s", f"s|$| . {dest}/|"), "-s", "-a", "--no-D", to="/root/elsewhere")
+    # a temporary directory through a symlink the agent itself pushed earlier
+    b.run(["mkdir", "-p", "/root/outside"])
+    a.run(["ln", "-sfn", "/root/outside", f"{dest}/esc"])
+    formed.wait_equal(dest)
+    assert b.run(["readlink", f"{dest}/esc"]).stdout.strip() == "/root/outside"
+    refused(ssh, "-a", "--no-D", "-T", "esc")
+    refused(ssh, "-a", "--no-D", "--temp-dir=esc")
+    refused(ssh, "-a", "--no-D", "--partial-dir=esc")
+    refused(wrapper("wrap-T", "s| --server | --server -Tesc |"), "-a", "--no-D")
+    # devices asked for by hand
+    assert "--no-D" in refused(ssh, "-a")
+    assert b.run(["test", "-e", "/root/elsewhere"], check=False).returncode != 0
+    assert b.run(["ls", "-A", "/root/outside"]).stdout == ""
+    assert b.run(["test", "-e", f"{dest}/p"], check=False).returncode != 0
+    # setuid/setgid files and device nodes in the synced tree, sent by the agent's own sync:
+    # the files arrive without their s bits, the device and the fifo not at all
+    a.run(
+        ["sh", "-c", f"cd {dest} && printf x > suid && chmod 4755 suid && printf y > sgid && "
+         "chmod 2711 sgid && mkfifo fifo && mknod null c 1 3 && printf z > after"]
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    modes = ""
+    while time.monotonic() < deadline:
+        proc = b.run(
+            ["stat", "-c", "%a", f"{dest}/suid", f"{dest}/sgid", f"{dest}/after"], check=False
+        )
+        if proc.returncode == 0:
+            modes = proc.stdout
+            break
+        time.sleep(0.3)
+    assert modes.split()[:2] == ["755", "711"], modes  # sent as 4755 and 2711
+    for name in ("fifo", "null"):
+        assert b.run(["test", "-e", f"{dest}/{name}"], check=False).returncode != 0, name
+    assert formed.dir_status(dest)["last_error"] is None
+    a.run(["sh", "-c", f"cd {dest} && rm -f suid sgid fifo null after esc"])
+    formed.wait_equal(dest)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -246,9 +247,15 @@ EMU = "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 p
 EMU += "mc_enable 0x20\n"
 
 
+POWER_TOOLS = {"ipmi_sim": "openipmi", "fence_ipmilan": "fence-agents", "ipmitool": "ipmitool"}
+
+
 @pytest.fixture
 def bmc(formed: Pair, tmp_path: Path) -> Iterator[Path]:
     """A simulated BMC for the standby node, in the client namespace; yields its chassis log."""
+    missing = sorted({pkg for tool, pkg in POWER_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        pytest.skip(f"the power fence test needs the Debian packages {' '.join(missing)}")
     target = formed.b
     log = tmp_path / "chassis.log"
     chassis = tmp_path / "chassis"

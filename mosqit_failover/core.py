@@ -8,7 +8,7 @@ Inputs carry `now` (a monotonic clock in seconds); the core never reads a
 clock, a socket or a file. Each change of role follows `TRANSITIONS` (data,
 below) and yields one `Decision` line saying what was decided and why.
 
-The rules, in the words of DESIGN.md, and where they live:
+The rules, as docs/design.md states them, and where they live:
 - standby promotes when it sees both networks and the peer is gone (echo
   missed `misses` times on every network, no message) or its failover service
   is silent while ICMP answers (OS problem): `_peer_lost`, `_decide_standby`;

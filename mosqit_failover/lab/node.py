@@ -1,6 +1,6 @@
 """A lab node: systemd as PID 1 with journald, in its own namespaces and cgroup.
 
-Boot recipe (DESIGN.md "The lab"), with the tweaks this machine needed:
+Boot recipe (docs/lab.md), with the tweaks this machine needed:
 
 * The node gets its own cgroup2 directory ``mqlab-NODE`` (under
   ``/sys/fs/cgroup/unified`` on this hybrid-cgroup host, ``/sys/fs/cgroup`` on a

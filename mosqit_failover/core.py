@@ -411,7 +411,7 @@ class Core:
             case PeerMessage(network, view) if view.node == self.peer_name:
                 self.peer.message(network, view, now)
             case PeerUnauthenticated(network, reason) if network in self.uplinks:
-                self.peer.unauthenticated(reason, now)
+                self.peer.unauthenticated(reason, now, self.timing.peer_gone_after)
             case FenceResult(epoch, fenced, detail):
                 self._fence_done(epoch, fenced, detail, now, out)
             case OperatorCommand(command):

@@ -36,7 +36,7 @@ from mosqit_failover.actions import (
     StopSync,
 )
 from mosqit_failover.alerts import Alerter
-from mosqit_failover.authkeys import Keyring
+from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
 from mosqit_failover.config import Config, ConfigError
 from mosqit_failover.config import load as load_config
 from mosqit_failover.console.auth import ConsoleAuthError
@@ -153,6 +153,7 @@ class Agent:
         self._start_tasks()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._request_stop)
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.feed(Tick())
         self.notifier.ready(self._status_words())
         try:
@@ -448,14 +449,26 @@ class Agent:
         snap["sync"] = self.sync.status()
         return snap
 
+    def _reload_on_signal(self) -> None:
+        """SIGHUP (systemctl reload): as `mosqit-failover reload`, the answer to the journal."""
+        reply = self._reload(stop_removed=False)
+        if reply.get("ok"):
+            self.log.note("reloaded on SIGHUP", priority=5)
+        else:
+            self.log.note(f"reload on SIGHUP refused: {reply.get('error')}", priority=3)
+
     def _reload(self, stop_removed: bool) -> dict[str, Any]:
-        """Re-read the config file; new resources start on the active node only."""
+        """Re-read the config file and the secret file; new resources start on the
+        active node only. Nothing changes unless both read well."""
         if self.config_path is None:
             return {"ok": False, "error": "the agent was not started from a config file"}
         try:
             new = load_config(self.config_path)
+            keyring = load_keyring(new.secret_file)
         except ConfigError as error:
             return {"ok": False, "error": error.report()}
+        except SecretFileError as error:
+            return {"ok": False, "error": f"{error}; nothing was reloaded"}
         blockers = _reload_blockers(self.config, new)
         if blockers:
             return {
@@ -468,10 +481,12 @@ class Agent:
         actions = self.core.reconfigure(new, self._loop.time(), stop_removed)
         sync_said: list[str] = []
         if not any(isinstance(a, Decision) and a.kind == "refused" for a in actions):
+            self.peerlink.rekey(keyring)
+            sync_said.append(f"secret file {new.secret_file} read again")
             self.config = new
             for resource in new.resources:  # removed runners stay until their stop ran
                 self.runners[resource.name] = make_runner(resource)
-            sync_said = self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
+            sync_said += self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
         for action in actions:
             self._carry_out(action)
         return self._reply([*(d.text for d in self._said), *sync_said])

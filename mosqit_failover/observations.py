@@ -125,8 +125,10 @@ class PeerTracker:
         self.heard_at = now
         self.heard_on[network] = now
 
-    def unauthenticated(self, reason: str, now: float) -> None:
-        if self.unauth_at <= self.heard_at:
+    def unauthenticated(self, reason: str, now: float, gap: float) -> None:
+        """A dropped datagram from the peer's address. A streak of them starts anew
+        after an authentic one, or after `gap` without any (the peer restarting)."""
+        if self.unauth_at <= self.heard_at or now - self.unauth_at > gap:
             self.unauth_since = now
         self.unauth_at = now
         self.unauth_reason = reason

@@ -97,6 +97,11 @@ class PeerLink(asyncio.DatagramProtocol):
         host, port = self._transport.get_extra_info("sockname")[:2]
         return str(host), int(port)
 
+    def rekey(self, keyring: Keyring) -> None:
+        """Sign and check with a reloaded secret file from the next datagram on."""
+        self._sender.keyring = keyring
+        self.receiver.keyring = keyring
+
     def send(self, view: PeerView) -> None:
         if self._transport is None:
             return

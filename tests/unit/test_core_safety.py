@@ -254,3 +254,19 @@ def test_manual_ends_when_the_lost_network_is_back_here() -> None:
     assert "[automatic] beta STANDBY: automatic mode: both networks back [epoch 0]" in (
         h.transcript(start)
     )
+
+
+def test_the_restart_handshake_after_a_failure_and_a_pause_is_no_new_failure() -> None:
+    h = standby()
+    start = h.now
+    h.peer_unauthenticated = "bad-mac"
+    h.run_until(start + 3)
+    h.peer_unauthenticated = None  # the operator fixed the secret and restarts the agent:
+    h.peer = None  # a pause while it restarts,
+    h.run_until(start + 3.5)
+    h.peer_unauthenticated = "unconfirmed"  # its first datagrams await our ack,
+    h.run_until(start + 3.7)
+    h.peer_unauthenticated = None
+    h.peer = h.peer_view(Role.ACTIVE, 1)  # then it is heard
+    h.run_until(start + 6)
+    assert h.kinds(start) == ["peer-auth-failed", "peer-auth-ok"]

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
-	resource-agents chromium chromium-driver
+	resource-agents chromium chromium-driver openipmi fence-agents ipmitool
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
 

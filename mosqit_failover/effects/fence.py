@@ -20,7 +20,7 @@ from pathlib import Path
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.resources import CommandTimeout, Outcome, run_command
 from mosqit_failover.sync import commands
-from mosqit_failover.sync.fence_target import FENCED, NOT_FENCED, STALE
+from mosqit_failover.sync.fence_target import ALIVE, FENCED, NOT_FENCED, STALE
 
 REFUSED_EXIT = 77
 """The forced command's exit status for a refusal (stale epoch, unknown request)."""
@@ -86,11 +86,12 @@ class Fencer:
         deadline = time.monotonic() + self.fencing.timeout
         power = self.fencing.power_command(self.peer.name)
         parts: list[str] = []
-        fenced = stale = False
+        fenced = stale = alive = False
         if self.fencing.ssh:
             share = self.fencing.timeout / 2 if power else self.fencing.timeout
             fenced, text = await self._ssh_fence(epoch, time.monotonic() + share)
             stale = not fenced and STALE in text
+            alive = not fenced and ALIVE in text
             parts.append(text)
         else:
             parts.append("ssh fence: off")
@@ -100,6 +101,8 @@ class Fencer:
             parts.append("power fence: not needed")
         elif stale:
             parts.append("power fence: not tried (the peer holds a newer epoch)")
+        elif alive:
+            parts.append("power fence: not tried (the peer's agent answers: it is not hung)")
         else:
             fenced, text = await self._power_fence(power, deadline)
             parts.append(text)

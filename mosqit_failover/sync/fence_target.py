@@ -8,7 +8,10 @@ the agent:
 
 1. refused (exit 77, one :data:`~.commands.REFUSED` line on stderr) unless
    EPOCH is above this node's persisted epoch: a stale node must not fence a
-   newer active;
+   newer active; refused as well while this node's agent answers on its
+   control socket within :data:`ALIVE_WAIT`: it is not hung, so the fencer's
+   view is out of date (a session that waited in a frozen kernel's backlog and
+   runs after the thaw) or only the UDP messages are lost (a firewall);
 2. role WAITING with this node's own epoch is persisted in ``state.json``, so
    that a restarted agent does not claim the VIP and services again;
 3. the local agent is killed (SIGKILL) if it runs: its PID is read from
@@ -59,6 +62,12 @@ STALE = "is not newer than this node's"
 
 KILL_WAIT = 3.0
 """Seconds to wait for the killed agent to be gone."""
+
+ALIVE = "answers on its control socket"
+"""In the refusal when this node's agent is not hung: no fence of any kind is wanted."""
+
+ALIVE_WAIT = 1.0
+"""Seconds the agent has to answer `status` before it counts as hung."""
 
 
 class FenceRefused(Exception):
@@ -126,6 +135,19 @@ def kill_agent(pid_file: Path) -> tuple[bool, str]:
     return True, f"agent: PID {pid} killed (SIGKILL)"
 
 
+def agent_answers(control_socket: Path, wait: float = ALIVE_WAIT) -> bool:
+    """Whether the local agent answers a `status` request within `wait` seconds.
+
+    A stopped (SIGSTOP) or hung agent still has its socket: the kernel accepts the
+    connection, but nobody replies, so only a reply counts."""
+    from mosqit_failover.control import ControlError, ask
+
+    try:
+        return ask(control_socket, {"command": "status"}, timeout=wait).get("ok") is True
+    except ControlError:
+        return False
+
+
 def check_fencer(epoch: int, state: StateFile) -> tuple[int, Role]:
     """This node's (epoch, role) if a fencer in ``epoch`` may fence it; else FenceRefused."""
     try:
@@ -148,6 +170,12 @@ async def fence_here(
     Raises FenceRefused (before changing anything) when the fencer is not newer.
     """
     own, role = check_fencer(epoch, state)
+    if await asyncio.to_thread(agent_answers, cfg.control_socket):
+        raise FenceRefused(
+            f"the agent on this node {ALIVE} within {ALIVE_WAIT:g}s: it is not hung, so it "
+            f"is not fenced; if the peer does not hear it, check that UDP port {cfg.port} "
+            "passes between the nodes on every network"
+        )
     failures: list[str] = []
 
     def say(ok: bool, line: str) -> None:

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -454,3 +455,40 @@ def test_a_node_that_is_not_in_the_config_is_refused(node: Node) -> None:
 def test_the_fence_lines_are_json_free_text() -> None:
     # the initiator reads only the last line; nothing on the wire is parsed as data
     assert json.dumps("fenced: VIP removed, 2 resources stopped")
+
+
+@needs_netns
+def test_a_node_whose_agent_answers_is_not_fenced(node: Node) -> None:
+    """A fence that reaches a node after its agent woke (an ssh session queued in a frozen
+    kernel), or when only UDP is blocked between the nodes, must give up nothing."""
+    from mosqit_failover.control import ControlServer
+
+    sock = node.tmp / "run" / "control.sock"
+    text = node.config.read_text().replace(
+        "[cluster]\n", f'[cluster]\ncontrol_socket = "{sock}"\n', 1
+    )
+    node.config.write_text(text)
+    ready = threading.Event()
+    done = asyncio.Event()
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        server = ControlServer(sock, lambda request: {"ok": True, "status": {}})
+        await server.start()
+        ready.set()
+        await done.wait()
+        await server.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        proc = node.fence(7)
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        thread.join(10)
+    assert proc.returncode == 77, proc
+    assert "answers on its control socket" in proc.stderr
+    assert node.state.load() == (6, Role.ACTIVE)
+    assert node.holds_vip()
+    assert (node.tmp / "db.running").exists() and (node.tmp / "app.running").exists()

@@ -272,7 +272,11 @@ class Core:
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self.peer.unauth_at > self.peer.heard_at:
-            times += [self.peer.unauth_since + AUTH_GRACE, self.peer.unauth_at + t.peer_gone_after]
+            times += [
+                self.peer.unauth_since + AUTH_GRACE,
+                self.peer.unauth_reason_since + AUTH_GRACE,
+                self.peer.unauth_at + t.peer_gone_after,
+            ]
         if self._fence is not None:
             times.append(self._fence.retry_at)
         times += [since + t.settle for since in self._held_since.values()]
@@ -911,7 +915,11 @@ class Core:
         within = self.timing.peer_gone_after
         reason = self.peer.unauth_reason
         failing = self.peer.failing_auth_for(now, within) >= AUTH_GRACE
-        if failing and self._auth_failing != reason:
+        # a new reason is told only once it lasts: after a fixed secret the peer's
+        # first datagrams are `unconfirmed` for one round trip, no new failure
+        settled = now - self.peer.unauth_reason_since >= AUTH_GRACE
+        told = self._auth_failing
+        if failing and (not told or (reason != told and settled)):
             self._auth_failing = reason
             if self.role.may_hold:
                 then = "its agent is alive, so this node keeps serving"

@@ -114,6 +114,7 @@ class PeerTracker:
     unauth_at: float = NEVER  # last datagram from the peer's address that was dropped
     unauth_reason: str = ""  # why the last one was dropped
     unauth_since: float = NEVER  # first dropped datagram after the last authentic one
+    unauth_reason_since: float = NEVER  # since when they are dropped for unauth_reason
     timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
 
     def __post_init__(self) -> None:
@@ -129,7 +130,9 @@ class PeerTracker:
         """A dropped datagram from the peer's address. A streak of them starts anew
         after an authentic one, or after `gap` without any (the peer restarting)."""
         if self.unauth_at <= self.heard_at or now - self.unauth_at > gap:
-            self.unauth_since = now
+            self.unauth_since = self.unauth_reason_since = now
+        elif reason != self.unauth_reason:
+            self.unauth_reason_since = now
         self.unauth_at = now
         self.unauth_reason = reason
 

@@ -270,3 +270,30 @@ def test_the_restart_handshake_after_a_failure_and_a_pause_is_no_new_failure() -
     h.peer = h.peer_view(Role.ACTIVE, 1)  # then it is heard
     h.run_until(start + 6)
     assert h.kinds(start) == ["peer-auth-failed", "peer-auth-ok"]
+
+
+def test_the_handshake_right_after_a_fixed_secret_is_no_new_failure() -> None:
+    h = standby()
+    start = h.now
+    h.peer = None
+    h.peer_unauthenticated = "bad-mac"
+    h.run_until(start + 3)
+    h.peer_unauthenticated = "unconfirmed"  # secret fixed by a reload: one round trip
+    h.run_until(start + 3.15)
+    h.peer_unauthenticated = None
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(start + 6)
+    assert h.kinds(start) == ["peer-auth-failed", "peer-auth-ok"]
+    assert h.decisions(start)[1].reason == "messages from peer alpha authenticate again"
+
+
+def test_a_lasting_new_reason_is_told() -> None:
+    h = standby()
+    start = h.now
+    h.peer = None
+    h.peer_unauthenticated = "bad-mac"
+    h.run_until(start + 3)
+    h.peer_unauthenticated = "stale"  # secret fixed, but the clocks are apart too
+    h.run_until(start + 6)
+    assert h.kinds(start) == ["peer-auth-failed", "peer-auth-failed"]
+    assert "(stale)" in h.decisions(start)[1].reason

@@ -16,7 +16,6 @@ import os
 import select
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,17 +33,6 @@ from tests.unit.test_console import Served, make_server, run_in
 
 LEGIT = "127.0.0.2"  # the operator
 ABUSER = "127.0.0.3"  # the address that floods
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ SERVER = "--server -logtpre.iLsfxCIvu --timeout=30 --delete --numeric-ids --forc
 
 
 def _config(tmp_path: Path, dest: Path) -> configuration.Config:
-    return configuration.parse(_text(tmp_path, dest))
+    return configuration.parse(receiver_config_text(tmp_path, dest))
 
 
-def _text(tmp_path: Path, dest: Path) -> str:
+def receiver_config_text(tmp_path: Path, dest: Path) -> str:
+    """A pair whose one synced directory lands in `dest` on the receiver."""
     return f"""
 [cluster]
 name = "t"
@@ -204,7 +205,7 @@ def test_main_serves_a_rename_request_from_stdin(
     _tree(dest)
     config = tmp_path / "etc" / "c.toml"
     config.parent.mkdir()
-    config.write_text(_text(tmp_path, dest))
+    config.write_text(receiver_config_text(tmp_path, dest))
     monkeypatch.setenv("SSH_ORIGINAL_COMMAND", f"mosqit-sync 5 --move {dest}")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a\0b\0")))
     assert receive.main(["--config", str(config)]) == 0

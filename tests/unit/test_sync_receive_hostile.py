@@ -25,34 +25,11 @@ from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.sync import commands, receive
 from mosqit_failover.sync.receive import Refused
+from tests.unit.test_sync_receive import receiver_config_text
 
 OURS = "logtprR"
 CAPS = "iLsfxCIvu"
 SERVER = "--server -logtpre.iLsfxCIvu --timeout=30 --delete --force --numeric-ids"
-
-
-def _text(tmp_path: Path, dest: Path) -> str:
-    return f"""
-[cluster]
-name = "t"
-state_dir = "{tmp_path / "state"}"
-[vip]
-address = "192.0.2.50/24"
-interface = "eth0"
-[networks.a]
-subnet = "192.0.2.0/24"
-[networks.b]
-subnet = "198.51.100.0/24"
-[nodes.alpha]
-a = {{ interface = "eth0", address = "192.0.2.11" }}
-b = {{ interface = "eth1", address = "198.51.100.11" }}
-[nodes.beta]
-a = {{ interface = "eth0", address = "192.0.2.12" }}
-b = {{ interface = "eth1", address = "198.51.100.12" }}
-[[sync]]
-path = "/srv/data"
-peer_path = "{dest}"
-"""
 
 
 class Receiver:
@@ -64,7 +41,7 @@ class Receiver:
         self.dest.mkdir()
         (tmp_path / "etc").mkdir()
         self.config = tmp_path / "etc" / "mosqit-failover.toml"
-        self.config.write_text(_text(tmp_path, self.dest))
+        self.config.write_text(receiver_config_text(tmp_path, self.dest))
         self.cfg = configuration.load(self.config)
         self.state = StateFile(self.cfg.state_dir / "state.json")
         self.state.save(5, Role.STANDBY)
@@ -265,7 +242,7 @@ def test_a_destination_under_a_symlinked_parent_is_refused(tmp_path: Path) -> No
     (tmp_path / "real" / "data").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real")
     dest = tmp_path / "link" / "data"
-    cfg = configuration.parse(_text(tmp_path, dest))
+    cfg = configuration.parse(receiver_config_text(tmp_path, dest))
     state = StateFile(cfg.state_dir / "state.json")
     with pytest.raises(Refused, match="real path is"):
         receive.decide(f"mosqit-sync 5 {SERVER} . {dest}/", cfg, state)

@@ -51,6 +51,9 @@ Anything else is refused: one line starting with
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import os
 import re
 import shlex
@@ -283,42 +286,87 @@ def parse_pairs(data: bytes) -> list[tuple[str, str]]:
     return list(zip(words[::2], words[1::2], strict=True))
 
 
-def inside(root: str, rel: str) -> str:
-    """``root/rel`` with its parent's symlinks resolved; Refused if that leaves ``root``.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    ``root`` is a real path; the last component itself is not followed (a rename
-    moves a symlink, not what it points to).
+
+def _parent_fd(root_fd: int, rel: str, create: bool) -> tuple[int, str]:
+    """(an open fd of ``rel``'s parent, ``rel``'s last component), reached from
+    ``root_fd`` one component at a time without following any symlink.
+
+    The caller closes the fd. Every step is relative to a directory already
+    open, so a component swapped for a symlink by a concurrent session (the
+    race of a check by path and a use by path) cannot lead outside: it is
+    refused. The last component itself is not followed (a rename moves a
+    symlink, not what it points to).
     """
-    norm = os.path.normpath(rel)
-    parent = os.path.realpath(os.path.join(root, os.path.dirname(norm)))
-    if parent != root and not parent.startswith(root.rstrip("/") + "/"):
-        raise Refused(f"rename path {rel!r} leads outside {root} (through a symlink)")
-    return os.path.join(parent, os.path.basename(norm))
-
-
-def move_one(root: str, src: str, dest: str) -> str:
-    """Rename ``src`` to ``dest`` inside ``root``; the result line (Refused on escape)."""
-    old, new = inside(root, src), inside(root, dest)
-    if not os.path.lexists(old):
-        return "kept: the source is not here"
+    parts = os.path.normpath(rel).split("/")
+    fd = os.dup(root_fd)
     try:
-        os.makedirs(os.path.dirname(new), mode=0o755, exist_ok=True)
-        os.rename(old, new)
+        for part in parts[:-1]:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                step = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Refused(
+                        f"rename path {rel!r} leads through a symlink or a file ({part!r}), "
+                        "maybe outside the directory"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = step
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
+def move_one(root_fd: int, src: str, dest: str) -> str:
+    """Rename ``src`` to ``dest`` inside the directory ``root_fd``; the result line.
+
+    Refused when either path leads through a symlink."""
+    try:
+        old_dir, old_name = _parent_fd(root_fd, src, create=False)
+    except FileNotFoundError:
+        return "kept: the source is not here"
     except OSError as error:
         return f"kept: {error.strerror or error}"
+    try:
+        try:
+            os.lstat(old_name, dir_fd=old_dir)
+        except FileNotFoundError:
+            return "kept: the source is not here"
+        new_dir, new_name = _parent_fd(root_fd, dest, create=True)
+        try:
+            os.rename(old_name, new_name, src_dir_fd=old_dir, dst_dir_fd=new_dir)
+        finally:
+            os.close(new_dir)
+    except OSError as error:
+        return f"kept: {error.strerror or error}"
+    finally:
+        os.close(old_dir)
     return MOVED
 
 
 def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
-    """Carry out the renames read from ``stdin`` in order, one result line each."""
+    """Carry out the renames read from ``stdin`` in order, one result line each.
+
+    One request at a time per directory (an exclusive lock on it), and every
+    path is walked from the directory's own fd, never by name from /."""
     data = stdin.read(MOVE_INPUT_MAX + 1)
     if len(data) > MOVE_INPUT_MAX:
         raise Refused(f"a rename request larger than {MOVE_INPUT_MAX} bytes")
     pairs = parse_pairs(data)
-    real = os.path.realpath(root)
-    for src, dest in pairs:
-        stdout.write(move_one(real, src, dest) + "\n")
-        stdout.flush()
+    root_fd = os.open(root, _DIR_FLAGS)
+    try:
+        fcntl.flock(root_fd, fcntl.LOCK_EX)
+        for src, dest in pairs:
+            stdout.write(move_one(root_fd, src, dest) + "\n")
+            stdout.flush()
+    finally:
+        os.close(root_fd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

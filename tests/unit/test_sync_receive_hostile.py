@@ -9,12 +9,16 @@ real sshd are in tests/lab/test_sync_lab.py.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shlex
 import stat
 import string
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -402,3 +406,43 @@ def test_a_pushed_tree_plants_no_setuid_file_and_no_device(rx: Receiver, tmp_pat
     assert not any(
         p.lstat().st_mode & (stat.S_ISUID | stat.S_ISGID) for p in rx.dest.iterdir() if p.is_file()
     )
+
+
+def test_a_directory_swapped_for_a_symlink_during_renames_never_leads_outside(
+    tmp_path: Path,
+) -> None:
+    """The sync key's holder races two sessions (or a rename against an rsync push):
+    `d` flips between a real directory and a symlink out of the synced directory
+    while renames go into `d/`. Checked by path, then used by path, this planted
+    files outside; walked from the directory's fd, it cannot."""
+    root = tmp_path / "data"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "realdir").mkdir()
+    (root / "lnk").symlink_to(outside)
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            for src, dest in (("realdir", "d"), ("d", "realdir"), ("lnk", "d"), ("d", "lnk")):
+                with contextlib.suppress(OSError):
+                    os.rename(root / src, root / dest)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        deadline = time.monotonic() + 3.0
+        rounds = 0
+        while time.monotonic() < deadline:
+            for k in range(20):
+                (root / f"p{k}").write_text("* * * * * root touch /PWNED\n")
+            pairs = b"".join(f"p{k}\0d/p{k}\0realdir/p{k}\0p{k}\0".encode() for k in range(20))
+            with contextlib.suppress(Refused, OSError):  # as the forced command refuses
+                receive.serve_moves(str(root), io.BytesIO(pairs), io.StringIO())
+            rounds += 1
+    finally:
+        stop.set()
+        flipper.join()
+    assert rounds > 10
+    assert list(outside.iterdir()) == []

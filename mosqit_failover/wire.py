@@ -47,6 +47,7 @@ agents restart, messages flow again after about one heartbeat round trip.
 
 from __future__ import annotations
 
+import collections
 import enum
 import hmac
 import math
@@ -67,6 +68,7 @@ MAX_NAME_BYTES = 255
 MAX_UPLINKS = 255
 DEFAULT_WINDOW = 30.0
 REPLAY_WINDOW = 64  # sequence numbers remembered behind the newest
+RETIRED_STARTS = 64  # boot ids of the peer's earlier starts, never accepted again
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
 # magic, version, key id, boot id, seq, timestamp ms, ack (the receiver's boot id)
@@ -309,6 +311,10 @@ class Receiver:
     Every datagram must be authentic, well-formed and fresh: its timestamp
     within ±window of `now` (so the two nodes' clocks must agree to within the
     window). Then, in this order:
+    - its boot id must not be one that a later start of the peer replaced
+      (REPLAYED): once a datagram of a new start was accepted, the earlier
+      start's are never accepted again, whatever their timestamps say (a peer
+      whose clock was ahead before its restart would win them back otherwise);
     - learning: if its timestamp is newer than that of every datagram learned
       from before, its boot id becomes `ack_for_peer` (accepted or not, so a
       replayed older datagram cannot move it back);
@@ -353,6 +359,7 @@ class Receiver:
         self._max_ts_ms = -1
         self._learned = NO_ACK
         self._learned_ts_ms = -1
+        self._retired: collections.deque[bytes] = collections.deque(maxlen=RETIRED_STARTS)
 
     @property
     def peer_boot_id(self) -> bytes | None:
@@ -435,6 +442,8 @@ class Receiver:
         if abs(skew) > self.window:
             return Rejected(Reason.STALE, f"timestamp {skew:+.3f}s from local clock")
 
+        if boot_id in self._retired:
+            return Rejected(Reason.REPLAYED, "from a start of the peer that a later one replaced")
         if ts_ms > self._learned_ts_ms:
             self._learned = boot_id
             self._learned_ts_ms = ts_ms
@@ -459,6 +468,8 @@ class Receiver:
             )
         else:
             self._seen = 1
+            if self._boot_id is not None:
+                self._retired.append(self._boot_id)
 
         self._boot_id = boot_id
         self._last_seq = seq

@@ -761,3 +761,25 @@ def test_rate_limited_log() -> None:
     assert log.check(Reason.BAD_MAC, 110.0) == 2  # two suppressed since
     assert log.check(Reason.BAD_MAC, 115.0) is None
     assert log.check(Reason.BAD_MAC, 50.0) == 1  # clock stepped back: log, do not go silent
+
+
+def test_an_earlier_start_of_the_peer_is_never_accepted_once_a_later_one_was() -> None:
+    """The peer's clock ran 10 s ahead before its restart and was stepped back at boot:
+    captures of its earlier start carry later timestamps than its new datagrams. They
+    must not win the peer back from its new start (found by an attack: the stale view
+    shadowed the real one for as long as the captures lasted)."""
+    rx = beta()
+    old, new = alpha(boot=BOOT_A), alpha(boot=BOOT_B)
+    captured = [
+        old.encode(dataclasses.replace(VIEW, role=Role.STANDBY), NOW + 10 + i / 10)
+        for i in range(100)
+    ]
+    for i, datagram in enumerate(captured[:80]):  # the last 2 s are withheld
+        assert isinstance(rx.decode(datagram, NOW + i / 10), PeerView)
+    now = NOW + 18.0
+    assert isinstance(rx.decode(new.encode(VIEW, now), now), PeerView)
+    for k, datagram in enumerate(captured[85:], start=1):
+        assert reason(rx.decode(datagram, now + k / 100)) is Reason.REPLAYED
+        real = rx.decode(new.encode(VIEW, now + k / 100), now + k / 100)
+        assert isinstance(real, PeerView) and real.role is Role.ACTIVE
+    assert rx.ack_for_peer == BOOT_B

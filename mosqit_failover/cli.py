@@ -30,6 +30,12 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.path}: OK: cluster {cfg.cluster}, nodes {nodes}, VIP {cfg.vip.address}, "
         f"{len(cfg.resources)} resource(s), {len(cfg.sync)} synced dir(s)"
     )
+    if not args.node:  # may run on an operator's machine: a note, not a failure
+        try:
+            here = configuration.pick_node(cfg, None, socket.gethostname())
+            print(f"this host runs as node {here}")
+        except configuration.ConfigError as error:
+            print(f"note: {error.problems[0]}")
     return 0
 
 

@@ -1166,13 +1166,23 @@ def _who_else_writes(st: os.stat_result, owners: set[int], sticky: bool = False)
 
 
 def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
-    """The node this agent runs as: --node, else the hostname (short form)."""
+    """The node this agent runs as: --node, else this host's name as `uname -n` gives
+    it (heartbeat's rule, so an FQDN node name works), else its short form."""
     names = [n.name for n in config.nodes]
-    name = wanted or hostname.split(".")[0]
-    if name not in names:
-        how = "--node" if wanted else "this host's name"
+    if wanted:
+        if wanted in names:
+            return wanted
         raise ConfigError(
             "node",
-            [f"{how} {name!r} is not a node of this config ({', '.join(names)}); pass --node NAME"],
+            [f"--node {wanted!r} is not a node of this config ({', '.join(names)})"],
         )
-    return name
+    for name in (hostname, hostname.split(".")[0]):
+        if name in names:
+            return name
+    raise ConfigError(
+        "node",
+        [
+            f"this host's name {hostname!r} (nor its short form) is not a node of this config "
+            f"({', '.join(names)}); name the node after `uname -n` or pass --node NAME"
+        ],
+    )

@@ -156,6 +156,16 @@ def test_pick_node_by_hostname_or_flag() -> None:
         pick_node(config, None, "gamma")
 
 
+def test_node_names_that_are_fqdns_match_the_full_host_name() -> None:
+    """heartbeat names nodes after `uname -n`, often an FQDN (import-heartbeat keeps it)."""
+    text = SIM_CONFIG.replace("[nodes.alpha]", '[nodes."alpha.example.net"]')
+    text = text.replace('preferred = "alpha"', 'preferred = "alpha.example.net"')
+    config = parse(text)
+    assert pick_node(config, None, "alpha.example.net") == "alpha.example.net"
+    with pytest.raises(ConfigError, match="name the node after `uname -n`"):
+        pick_node(config, None, "alpha")
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mosqit_failover.cli", *args],

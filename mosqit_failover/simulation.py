@@ -143,9 +143,11 @@ class World:
         return self.carrier(a, network) and self.carrier(b, network) and self.peer_link_up[network]
 
     def can_hear(self) -> bool:
+        """Both agents run and can exchange authenticated messages on some network."""
         a, b = self.nodes.values()
         return (
-            a.listening
+            not self.secrets_differ
+            and a.listening
             and b.listening
             and any(self.path(a, b, n) and self.loss[n] < 1.0 for n in self.networks)
         )

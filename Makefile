@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
-	resource-agents chromium chromium-driver openipmi fence-agents ipmitool
+	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
+STAMP_TOOLS := $(VENV)/.tools-done
 
 .PHONY: install test unit-test lab-test demo simulate lint bench clean lab-down
 
-install: $(STAMP_PIP)
+install: $(STAMP_PIP) $(STAMP_TOOLS)
 
 $(STAMP_APT):
 	@mkdir -p $(VENV)
@@ -29,6 +30,16 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 	@test -x $(BIN)/pip || { rm -rf $(VENV)/bin $(VENV)/lib $(VENV)/include $(VENV)/pyvenv.cfg; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# ipmi_sim (the BMC simulator of the power fence lab test) is in the openipmi package,
+# whose install enables a boot script that loads IPMI drivers on this machine: take
+# the one binary out of the package instead (its libraries are libopenipmi0).
+$(STAMP_TOOLS): $(STAMP_PIP)
+	@rm -rf $(VENV)/.openipmi && mkdir -p $(VENV)/.openipmi
+	@cd $(VENV)/.openipmi && apt-get download -qq openipmi 2>/dev/null \
+		&& dpkg-deb -x openipmi_*.deb root && install -m 0755 root/usr/bin/ipmi_sim ../bin/ipmi_sim
+	@rm -rf $(VENV)/.openipmi
 	@touch $@
 
 # The linters and the type check first: they take seconds, and CI keeps them honest.

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -248,12 +249,16 @@ EMU += "mc_enable 0x20\n"
 
 
 POWER_TOOLS = {"ipmi_sim": "openipmi", "fence_ipmilan": "fence-agents", "ipmitool": "ipmitool"}
+# `make install` puts ipmi_sim beside the virtualenv's python (the package itself would
+# enable an IPMI driver boot script on this machine)
+TOOL_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
 
 
 @pytest.fixture
 def bmc(formed: Pair, tmp_path: Path) -> Iterator[Path]:
     """A simulated BMC for the standby node, in the client namespace; yields its chassis log."""
-    missing = sorted({pkg for tool, pkg in POWER_TOOLS.items() if shutil.which(tool) is None})
+    found = {tool: shutil.which(tool, path=TOOL_PATH) for tool in POWER_TOOLS}
+    missing = sorted({POWER_TOOLS[tool] for tool, path in found.items() if path is None})
     if missing:
         pytest.skip(f"the power fence test needs the Debian packages {' '.join(missing)}")
     target = formed.b
@@ -270,7 +275,7 @@ def bmc(formed: Pair, tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "state").mkdir()
     # nsenter --net only: the chassis script must see the host's cgroup tree
     sim = subprocess.Popen(
-        ["nsenter", f"--net={NETNS_DIR / formed.plan.client_ns}", "ipmi_sim", "-n",
+        ["nsenter", f"--net={NETNS_DIR / formed.plan.client_ns}", str(found["ipmi_sim"]), "-n",
          "-c", str(conf), "-f", str(tmp_path / "sim.emu"), "-s", str(tmp_path / "state")],
         stdin=subprocess.DEVNULL,
         stdout=(tmp_path / "sim.log").open("w"),

@@ -195,6 +195,9 @@ class Outcome(Enum):
     REFUSED = "refused"  # the peer's forced command said no (stale epoch, active peer, path)
     DISK_FULL = "disk-full"  # the peer has no space left
     SOURCE = "source"  # the source directory is missing or not a directory
+    # 2: the peer's rsync refuses a deleted path in a batch (the "missing args" entry):
+    # a security fix in Debian's rsync 3.2.7-1+deb12u6 (upstream rsync issue 910)
+    NO_DELETE_IN_BATCH = "no-delete-in-batch"
     FAILED = "failed"  # anything else: retry
 
 
@@ -219,6 +222,8 @@ def classify(code: int, stderr: str) -> Outcome:
         return Outcome.DISK_FULL
     if code == 23 and "change_dir" in stderr and "failed" in stderr:
         return Outcome.SOURCE
+    if code == 2 and "invalid file mode" in stderr:
+        return Outcome.NO_DELETE_IN_BATCH
     return _BY_CODE.get(code, Outcome.FAILED)
 
 

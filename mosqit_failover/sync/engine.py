@@ -299,6 +299,13 @@ class Engine:
             self._succeeded(batch, now)
             return
         self.dirty.give_back(dataclasses.replace(batch, moves=unrun), now)
+        if outcome is Outcome.NO_DELETE_IN_BATCH and not batch.full:
+            # a full sync deletes with --delete, which that rsync still takes
+            self.dirty.need_full(
+                "the peer's rsync refuses deletions in a batch (Debian's rsync "
+                "3.2.7-1+deb12u6; upgrade rsync from bookworm-security)",
+                now,
+            )
         if outcome is Outcome.PARTIAL:
             self._partials += 1
             if self._partials >= PARTIALS_BEFORE_FULL:

@@ -141,3 +141,21 @@ def test_a_full_sync_held_back_by_an_empty_source_retries_at_the_first_change(
     (tmp_path / "first").write_text("x")
     engine._absorb([Change("path", "first")], now=5.0)
     assert engine.retry_at == 5.0  # ... but the first file goes out at once
+
+
+# What Debian 12's rsync 3.2.7-1+deb12u6 says as the receiver of a batch listing a
+# deleted path (captured from that binary; bookworm-security's 3.5.0 takes it)
+NO_MISSING_ARGS = (
+    "invalid file mode 00 for gone [Receiver]\n"
+    "rsync error: protocol incompatibility (code 2) at flist.c(874) [Receiver=3.2.7]\n"
+)
+
+
+def test_a_peer_rsync_that_refuses_deletions_in_a_batch_gets_a_full_sync(make: Any) -> None:
+    calls: Calls = []
+    engine = make(calls, rsync=(2, NO_MISSING_ARGS))
+    dirty = Dirty(interval=1.0)
+    dirty.add("gone", now=0.0)
+    _send(engine, dirty)
+    assert engine.state == "error"
+    assert engine.dirty.full_reason.startswith("the peer's rsync refuses deletions in a batch")

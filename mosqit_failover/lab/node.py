@@ -82,6 +82,8 @@ MASKED_UNITS: tuple[str, ...] = (
     "systemd-udevd-control.socket",
     "systemd-udevd-kernel.socket",
     "ipvsadm.service",
+    "openipmi.service",  # loads IPMI drivers into the host's kernel (if openipmi is installed)
+    "ipmievd.service",
     "fstrim.timer",
     "fstrim.service",
     "e2scrub_all.timer",

@@ -158,7 +158,9 @@ def test_freeze_stops_every_process_and_thaw_resumes(lab: control.Lab) -> None:
             thawed_at = time.time()
             probe.wait_answer_from("beta", after=thawed_at, timeout=2)
             assert probe.longest_gap_ms(frozen_at, time.time()) >= 450
-        assert beta.systemctl("is-system-running").stdout.strip() in ("running", "degraded")
+        # exit status 1 for "degraded": read the state, not the status
+        state = beta.systemctl("is-system-running", check=False).stdout.strip()
+        assert state in ("running", "degraded"), state
     finally:
         beta.systemctl("stop", plan.demo_unit)
 

@@ -805,7 +805,7 @@ class Core:
         if verdict.trigger is Trigger.PLAN_DONE and new_role is W:
             self._stop_failures = 0
         if runs_plan:
-            out.append(self._start_plan(now))
+            out.append(self._start_plan(now, verdict.kind))
         return out
 
     def _next_epoch(self) -> int:
@@ -827,16 +827,21 @@ class Core:
         self._retry_at = now + min(2.0**self._stop_failures, 30.0)
         return out
 
-    def _start_plan(self, now: float) -> RunPlan:
+    def _start_plan(self, now: float, kind: str) -> RunPlan:
         if self.role is P:
             steps: list[PlanStep] = [PersistState(self.epoch, A), ClaimVip(), SendGarp()]
             steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
             steps += [StartResource(r.name) for r in self.config.resources]
         else:
             steps = [PersistState(self.epoch, D)]
+            # a peer that outranks us serves already: the VIP goes first, so that clients
+            # never see two holders while our services stop and our sync drains
+            first = kind == "demote-dual-active"
+            steps += [ReleaseVip()] if first else []
             steps += [StopResource(r.name) for r in reversed(self.config.resources)]
             steps += [StopSync()] if self.config.sync else []
-            steps += [ReleaseVip(), PersistState(self.epoch, W)]
+            steps += [] if first else [ReleaseVip()]
+            steps += [PersistState(self.epoch, W)]
         self._retry_at = NEVER
         return self._launch(steps)
 

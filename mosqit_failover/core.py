@@ -137,6 +137,10 @@ class FenceAttempt:
     detail: str = ""
     retry_at: float = NEVER
 
+    def status(self) -> dict[str, object]:
+        state = "fenced" if self.fenced else "failed" if self.done else "running"
+        return {"epoch": self.epoch, "state": state, "detail": self.detail}
+
 
 @dataclass(frozen=True)
 class Loss:
@@ -372,17 +376,7 @@ class Core:
                 },
                 "echo_misses": dict(self.peer.misses),
                 "unauthenticated": self._auth_text() if self._auth_failing else None,
-                "fence": None
-                if self._fence is None
-                else {
-                    "epoch": self._fence.epoch,
-                    "state": "fenced"
-                    if self._fence.fenced
-                    else "failed"
-                    if self._fence.done
-                    else "running",
-                    "detail": self._fence.detail,
-                },
+                "fence": None if self._fence is None else self._fence.status(),
             },
         }
 

@@ -1,7 +1,6 @@
 """Both nodes booted at the same moment; and with the old standby holding older data."""
 
 import json
-import threading
 
 from mosqit_failover.lab import deploy
 from scenarios.harness import LabScenario, Run
@@ -9,14 +8,7 @@ from scenarios.harness import LabScenario, Run
 
 def _start_both(run: Run) -> None:
     run.fault("both agents started at the same moment")
-    threads = [
-        threading.Thread(target=node.systemctl, args=("start", deploy.UNIT))
-        for node in run.lab.nodes.values()
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run.start_agents()
 
 
 def _simultaneous(run: Run) -> None:

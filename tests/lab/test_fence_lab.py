@@ -36,6 +36,7 @@ from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.netns import NETNS_DIR, LabError
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import LabPlan
+from tests.lab.test_sync_lab import Pair as SyncPair
 
 pytestmark = pytest.mark.lab
 
@@ -69,19 +70,8 @@ def fencing_table(plan: LabPlan) -> str:
 
 
 @dataclass
-class Pair:
-    lab: Lab
-    plan: LabPlan
-    active: str = ""
-    standby: str = ""
-
-    @property
-    def a(self) -> Node:
-        return self.lab[self.active]
-
-    @property
-    def b(self) -> Node:
-        return self.lab[self.standby]
+class Pair(SyncPair):
+    """The sync tests' pair (active, standby), with what the fence tests read."""
 
     def fence(self, by: str, epoch: int) -> dict[str, Any]:
         """The Fencer's outcome, run in node ``by`` against its peer."""

@@ -68,8 +68,8 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python -m scenarios.bench
-	$(BIN)/python -m scenarios.bench_sync
+	$(BIN)/python -m mosqit_failover.lab.scenarios.bench
+	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_sync
 
 lab-down: install
 	$(BIN)/mosqit-failover lab down

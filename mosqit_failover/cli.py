@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mosqit_failover.heartbeat_import import add_import_parser
     from mosqit_failover.lab.commands import add_lab_parser
     from mosqit_failover.sync.cli import add_sync_parser
-    from wizards.cli import add_wizard_parser
+    from mosqit_failover.wizards.cli import add_wizard_parser
 
     add_import_parser(sub)
     add_sync_parser(sub)

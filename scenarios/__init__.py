@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from scenarios.harness import LabScenario
+from mosqit_failover.lab.scenarios.harness import LabScenario
 
 MODULES = (
     "switch_failure",
@@ -33,7 +33,7 @@ MODULES = (
 def all_scenarios() -> dict[str, LabScenario]:
     found: dict[str, LabScenario] = {}
     for name in MODULES:
-        module = importlib.import_module(f"scenarios.{name}")
+        module = importlib.import_module(f"mosqit_failover.lab.scenarios.{name}")
         for scenario in getattr(module, "SCENARIOS", [getattr(module, "SCENARIO", None)]):
             if scenario is not None:
                 found[scenario.name] = scenario

@@ -1,6 +1,6 @@
 """The active node loses both cables: the standby promotes after three missed echoes."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

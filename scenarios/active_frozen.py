@@ -13,7 +13,7 @@ standby logs `fence`, not `fence-failed`. The variant with sshd dead
 import time
 
 from mosqit_failover.lab import deploy
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 # after the thaw, long enough for a fence still in flight to reach the old active
 # (the ssh connection queued in its kernel during the freeze is served at the thaw)

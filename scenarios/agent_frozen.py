@@ -5,7 +5,7 @@ stopped agent, removes the VIP, stops the service; systemd restarts the agent) a
 only then promotes ("fenced: ..."). Never two VIP holders; the old active's new
 agent comes back STANDBY."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 FROZEN_FOR = 6.0
 

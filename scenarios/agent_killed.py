@@ -1,6 +1,6 @@
 """The agent on the active node is SIGKILLed: systemd restarts it, it reclaims."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

@@ -28,8 +28,8 @@ from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios.harness import agent_vip_spans, overlap
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
-from scenarios.harness import agent_vip_spans, overlap
 
 OURS, THEIRS = "mosqit-failover", "keepalived"
 

@@ -1,6 +1,6 @@
 """Directory sync benchmark: mosqit-failover's sync beside lsyncd, same lab, one run.
 
-    python -m scenarios.bench_sync        (root; MQLAB_PREFIX to run beside other labs)
+    python -m mosqit_failover.lab.scenarios.bench_sync   (root; MQLAB_PREFIX: beside other labs)
 
 Both push from the active node to the standby over ssh: ours /srv/bench with
 the agent, lsyncd (Debian, default.rsyncssh, delay = 1) /srv/lsync with a

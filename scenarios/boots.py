@@ -3,7 +3,7 @@
 import json
 
 from mosqit_failover.lab import deploy
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def _start_both(run: Run) -> None:

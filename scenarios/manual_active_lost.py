@@ -8,7 +8,7 @@ ACTIVE."""
 
 import time
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 LOST_FOR = 6.0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from mosqit_failover.lab import deploy
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 COLD_WATCH = 20.0  # seconds the cold-started pair is watched with different secrets
 RUNNING_WATCH = 6.0  # twice service_timeout: the standby would have promoted by now

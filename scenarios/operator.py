@@ -1,6 +1,6 @@
 """Operator commands: switchover; maintenance mode; force-active with one node alive."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def _switchover(run: Run) -> None:

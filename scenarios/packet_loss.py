@@ -4,7 +4,7 @@ MQ_LOSS_SECONDS sets how long (default 180 s; the test suite uses less)."""
 
 import os
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def _lossy(percent: int) -> LabScenario:

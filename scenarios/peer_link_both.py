@@ -4,7 +4,7 @@ a dead peer, so the standby promotes and both serve while the partition lasts (t
 client on switch A follows the last gratuitous ARP). When the path heals, the two
 actives see each other and the lower epoch (the old active) demotes at once."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

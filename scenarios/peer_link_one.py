@@ -1,6 +1,6 @@
 """Only the path between the nodes breaks, on one network: nothing should move."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

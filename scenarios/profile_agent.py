@@ -1,6 +1,6 @@
 """Idle footprint of the agent in the lab, and where its CPU goes (py-spy).
 
-    MQLAB_PREFIX=mqcpu- .venv/bin/python -m scenarios.profile_agent [--seconds 30]
+    MQLAB_PREFIX=mqcpu- python -m mosqit_failover.lab.scenarios.profile_agent [--seconds 30]
         [--rounds 1] [--interval 100ms] [--echo OLD_ECHO.py] [--pyspy FILE.txt|FILE.svg]
 
 Builds the lab like `make bench` (control.up, deploy.install, deploy.start,

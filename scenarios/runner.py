@@ -5,9 +5,9 @@ from __future__ import annotations
 from mosqit_failover.lab import deploy, sshkeys
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import down, up
+from mosqit_failover.lab.scenarios import all_scenarios
+from mosqit_failover.lab.scenarios.harness import SYNCED, Report, play
 from mosqit_failover.lab.topology import DEFAULT_PLAN, LabPlan
-from scenarios import all_scenarios
-from scenarios.harness import SYNCED, Report, play
 
 
 def run_scenarios(names: list[str], plan: LabPlan = DEFAULT_PLAN) -> list[Report]:

@@ -1,6 +1,6 @@
 """Both switches off: the active stands down, both wait; the freshest data returns."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

@@ -1,6 +1,6 @@
 """The standby fails and returns: the active serves on undisturbed."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

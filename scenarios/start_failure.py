@@ -3,7 +3,7 @@
 import time
 
 from mosqit_failover.lab import deploy
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 DROP_IN = "/etc/systemd/system/{unit}.d/broken.conf"
 

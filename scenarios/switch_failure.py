@@ -1,6 +1,6 @@
 """One switch fails (B, so the client on A can still reach the VIP): MANUAL, no switchover."""
 
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

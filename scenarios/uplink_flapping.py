@@ -3,7 +3,7 @@
 import time
 
 from mosqit_failover.lab import faults
-from scenarios.harness import LabScenario, Run
+from mosqit_failover.lab.scenarios.harness import LabScenario, Run
 
 
 def play(run: Run) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from wizards.ssh import Session, SshError
+from mosqit_failover.wizards.ssh import Session, SshError
 
 
 @dataclass

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from wizards.ssh import Session, SshError
+from mosqit_failover.wizards.ssh import Session, SshError
 
 NETWORK_NAMES = ("a", "b")
 FACTS_COMMAND = (

@@ -90,19 +90,19 @@ def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
 # The wizards need paramiko, which is slow and large to import: load them only
 # when a wizard runs, not whenever the command line is parsed (the agent too).
 def run_deploy(args: argparse.Namespace) -> int:
-    from wizards.run import run_deploy as run
+    from mosqit_failover.wizards.run import run_deploy as run
 
     return run(args)
 
 
 def run_resources(args: argparse.Namespace) -> int:
-    from wizards.run import run_resources as run
+    from mosqit_failover.wizards.run import run_resources as run
 
     return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m wizards.cli deploy|resources ...` (the same as `mosqit-failover wizard`)."""
+    """`python -m mosqit_failover.wizards.cli deploy|resources ...` (= `mosqit-failover wizard`)."""
     parser = argparse.ArgumentParser(prog="mosqit-failover")
     add_wizard_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["wizard", *(argv if argv is not None else sys.argv[1:])])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mosqit_failover import config as configuration
-from wizards.checks import Network
+from mosqit_failover.wizards.checks import Network
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"-]+)\s*\]\]?\s*(#.*)?$")
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from mosqit_failover.authkeys import generate_secret_text
-from wizards import checks, configedit
-from wizards.changes import Changes
-from wizards.prompts import AnswerError, Asker, non_empty
-from wizards.ssh import AuthError, KnownHosts, Login, Session, SshError, connect
+from mosqit_failover.wizards import checks, configedit
+from mosqit_failover.wizards.changes import Changes
+from mosqit_failover.wizards.prompts import AnswerError, Asker, non_empty
+from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, Session, SshError, connect
 
 CONFIG_PATH = "/etc/mosqit-failover/mosqit-failover.toml"
 SECRET_PATH = "/etc/mosqit-failover/secret"

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mosqit_failover import config as configuration
-from wizards import configedit
-from wizards.changes import Changes
-from wizards.deploy import CONFIG_PATH, WizardError, check_name, node_status
-from wizards.prompts import Asker, non_empty
-from wizards.ssh import Session, SshError
+from mosqit_failover.wizards import configedit
+from mosqit_failover.wizards.changes import Changes
+from mosqit_failover.wizards.deploy import CONFIG_PATH, WizardError, check_name, node_status
+from mosqit_failover.wizards.prompts import Asker, non_empty
+from mosqit_failover.wizards.ssh import Session, SshError
 
 ACTIONS = ["list", "add", "remove", "move", "done"]
 KINDS = ["systemd", "sysv", "script", "dir"]

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from mosqit_failover.config import ConfigError
-from wizards import checks, configedit, deploy, resources
-from wizards.cli import PASSWORD_ENV
-from wizards.prompts import AnswerError, Asker, load_answers
-from wizards.ssh import KnownHosts, Session, SshError
+from mosqit_failover.wizards import checks, configedit, deploy, resources
+from mosqit_failover.wizards.cli import PASSWORD_ENV
+from mosqit_failover.wizards.prompts import AnswerError, Asker, load_answers
+from mosqit_failover.wizards.ssh import KnownHosts, Session, SshError
 
 FAILURES = (
     deploy.WizardError,

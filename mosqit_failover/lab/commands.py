@@ -58,8 +58,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
-    from scenarios import all_scenarios
-    from scenarios.runner import run_scenarios
+    from mosqit_failover.lab.scenarios import all_scenarios
+    from mosqit_failover.lab.scenarios.runner import run_scenarios
 
     known = all_scenarios()
     if args.list or not args.names:

@@ -14,9 +14,9 @@ import pytest
 from mosqit_failover.lab import deploy, sshkeys
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.scenarios import all_scenarios
+from mosqit_failover.lab.scenarios.harness import SYNCED, play
 from mosqit_failover.lab.topology import LabPlan
-from scenarios import all_scenarios
-from scenarios.harness import SYNCED, play
 
 pytestmark = pytest.mark.lab
 SCENARIOS = all_scenarios()

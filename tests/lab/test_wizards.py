@@ -64,7 +64,10 @@ def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
 
 
 def _argv(
-    plan: LabPlan, home: Path, *args: str, entry: tuple[str, ...] = ("-m", "wizards.cli")
+    plan: LabPlan,
+    home: Path,
+    *args: str,
+    entry: tuple[str, ...] = ("-m", "mosqit_failover.wizards.cli"),
 ) -> list[str]:
     return [
         "ip", "netns", "exec", plan.client_ns, "env", f"HOME={home}",
@@ -77,7 +80,7 @@ def wizard(
     home: Path,
     *args: str,
     password: str | None = PASSWORD,
-    entry: tuple[str, ...] = ("-m", "wizards.cli"),
+    entry: tuple[str, ...] = ("-m", "mosqit_failover.wizards.cli"),
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MOSQIT_WIZARD_PASSWORD"}
@@ -359,7 +362,7 @@ def test_wrong_password_is_asked_again(pair: tuple[Lab, Path]) -> None:
 
 DROP_DRIVER = """
 import json, os, subprocess, sys
-from wizards import changes, cli
+from mosqit_failover.wizards import changes, cli
 
 fired = []
 

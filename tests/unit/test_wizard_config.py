@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover import config as configuration
-from wizards import checks, configedit
-from wizards.prompts import AnswerError, Asker, load_answers
+from mosqit_failover.wizards import checks, configedit
+from mosqit_failover.wizards.prompts import AnswerError, Asker, load_answers
 
 IP_ADDR = [
     {"ifname": "lo", "flags": ["LOOPBACK", "UP", "LOWER_UP"],
@@ -133,7 +133,7 @@ def test_answers_file_with_password_must_be_private(tmp_path: Path) -> None:
 def test_host_keys_new_accepted_then_changed_refused_unless_accepted(tmp_path: Path) -> None:
     import paramiko
 
-    from wizards.ssh import KnownHosts, SshError, _check_host_key
+    from mosqit_failover.wizards.ssh import KnownHosts, SshError, _check_host_key
 
     known = KnownHosts(tmp_path / "kh")
     first, second = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mosqit_failover import cli
-from wizards.cli import PASSWORD_ENV
-from wizards.ssh import AuthError, KnownHosts, Login, SshError, connect, fingerprint
+from mosqit_failover.wizards.cli import PASSWORD_ENV
+from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, SshError, connect, fingerprint
 
 PASSWORD = "root-password"
 

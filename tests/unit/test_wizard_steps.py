@@ -10,11 +10,11 @@ from typing import Any, cast
 import pytest
 
 from mosqit_failover import config as configuration
+from mosqit_failover.wizards import changes as changes_module
+from mosqit_failover.wizards import checks, configedit, deploy, resources
+from mosqit_failover.wizards.prompts import AnswerError, Asker
+from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, Session, SshError
 from tests.unit.test_wizard_config import IP_ADDR
-from wizards import changes as changes_module
-from wizards import checks, configedit, deploy, resources
-from wizards.prompts import AnswerError, Asker
-from wizards.ssh import AuthError, KnownHosts, Login, Session, SshError
 
 # ---- a password refused, tried again ---------------------------------------
 

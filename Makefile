@@ -35,11 +35,17 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 # ipmi_sim (the BMC simulator of the power fence lab test) is in the openipmi package,
 # whose install enables a boot script that loads IPMI drivers on this machine: take
 # the one binary out of the package instead (its libraries are libopenipmi0).
-$(STAMP_TOOLS): $(STAMP_PIP)
+$(STAMP_TOOLS): $(STAMP_PIP) Makefile
 	@rm -rf $(VENV)/.openipmi && mkdir -p $(VENV)/.openipmi
 	@cd $(VENV)/.openipmi && apt-get download -qq openipmi 2>/dev/null \
 		&& dpkg-deb -x openipmi_*.deb root && install -m 0755 root/usr/bin/ipmi_sim ../bin/ipmi_sim
 	@rm -rf $(VENV)/.openipmi
+	@# promtool checks and unit-tests examples/prometheus; the prometheus package would
+	@# start a Prometheus service here: take promtool alone (it needs only libc).
+	@rm -rf $(VENV)/.prometheus && mkdir -p $(VENV)/.prometheus
+	@cd $(VENV)/.prometheus && apt-get download -qq prometheus 2>/dev/null \
+		&& dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool ../bin/promtool
+	@rm -rf $(VENV)/.prometheus
 	@touch $@
 
 # The linters and the type check first: they take seconds, and CI keeps them honest.

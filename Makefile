@@ -10,7 +10,17 @@ STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
 STAMP_TOOLS := $(VENV)/.tools-done
 
-.PHONY: install test unit-test lab-test demo simulate lint bench clean lab-down
+.PHONY: install test unit-test lab-test demo simulate lint bench clean lab-down deb
+
+# The Debian package (docs/packaging.md): built in a copy of the tree under
+# build/deb, the .deb lands in dist/, lintian must find no error.
+VERSION := $(shell sed -n 's/^version *= *//p' setup.cfg)
+DEB := dist/mosqit-failover_$(VERSION)_all.deb
+DEB_APT_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	python3-wheel lintian rsync
+STAMP_DEB_APT := build/.deb-apt-done
+DEB_SOURCES := $(shell find mosqit_failover wizards scenarios units debian docs completions examples \
+	-name __pycache__ -prune -o -type f -print) setup.cfg pyproject.toml README.md CHANGELOG.md LICENSE
 
 install: $(STAMP_PIP) $(STAMP_TOOLS)
 
@@ -80,5 +90,30 @@ bench: install
 lab-down: install
 	$(BIN)/mosqit-failover lab down
 
+deb: $(DEB)
+
+$(STAMP_DEB_APT):
+	@mkdir -p build
+	@missing=""; for p in $(DEB_APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+			install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+# Out of tree: what git ignores (the venv, caches, build output) is left behind.
+$(DEB): $(STAMP_DEB_APT) $(DEB_SOURCES)
+	rm -rf build/deb && mkdir -p build/deb/src dist
+	rsync -a --exclude=/.git --exclude=/.venv* --exclude=/build --exclude=/dist --exclude=/.lab \
+		--exclude=__pycache__ --exclude='*.egg-info' --exclude=.mypy_cache --exclude=.ruff_cache \
+		--exclude=.pytest_cache --exclude=.hypothesis ./ build/deb/src/
+	@# Debian's python3 only: a python earlier in PATH (pyenv, a venv) lacks Debian's modules.
+	cd build/deb/src && PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	mv build/deb/$(notdir $(DEB)) $@
+	lintian --fail-on error $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -3,49 +3,75 @@
     [metrics]
     listen = "127.0.0.1:9405"      # default "" = no endpoint
 
-Exposed at http://LISTEN/metrics:
+Exposed at http://LISTEN/metrics, every series labelled `cluster` (the config's
+cluster name) and `node` (this node's name), so that a fleet's alerts and
+dashboards group the two nodes of a pair without hand-kept target labels:
 
     mosqit_failover_up                        1 when the agent's status could be read
     mosqit_failover_state{role}               1 for this node's role, 0 for the others
+    mosqit_failover_role                      the role as a number: 0 WAITING, 1 STANDBY,
+                                              2 PROMOTING, 3 ACTIVE, 4 DEMOTING
     mosqit_failover_mode{mode}                AUTO, MANUAL or MAINTENANCE
+    mosqit_failover_candidate                 1 if this node may promote (sees both networks,
+                                              not in maintenance, not backing off a failure)
+    mosqit_failover_uplink_healthy{network}   this node's uplink (carrier and switch)
     mosqit_failover_epoch                     the promotion epoch
+    mosqit_failover_failovers_total           times this node became ACTIVE since the agent started
     mosqit_failover_peer_state{role}          the peer's last known role (UNKNOWN if never heard)
+    mosqit_failover_peer_uplink_healthy{network}  the peer's uplinks as it last reported them
     mosqit_failover_peer_heard_seconds        since the last message from the peer
+    mosqit_failover_peer_auth_failing         1 while the peer's datagrams fail authentication
+    mosqit_failover_fence_state{state}        the last fence attempt: running, fenced or failed
+                                              (all 0 when there was none)
+    mosqit_failover_decisions_total{kind}     decisions by kind (promote, fence-failed, ...),
+                                              every kind of the journal catalog from 0
     mosqit_failover_transitions_total{kind,from_state,to_state}   decisions since start
     mosqit_failover_probe_sent_total{probe,target,network}        echo requests sent
     mosqit_failover_probe_lost_total{probe,target,network}        ... not answered
     mosqit_failover_probe_rtt_seconds{probe,target,network}       the last round-trip time
     mosqit_failover_peer_link_accepted_total, _sent_total
     mosqit_failover_peer_link_dropped_total{reason}               forged, replayed, stale ...
-    mosqit_failover_sync_lag_seconds, mosqit_failover_sync_pending   when the agent reports sync
+                                                                  every reason from 0
+    mosqit_failover_sync_running              1 while this node pushes its synced directories
+    mosqit_failover_sync_lag_seconds{directory}   age of the oldest change not on the peer
+    mosqit_failover_sync_pending{directory}       changes not yet on the peer
+    mosqit_failover_sync_error{directory}         1 while the last push failed
+
+Counters that alerts use with increase() start at 0 (every decision kind, every
+drop reason): a counter born at 1 would hide its first event from increase().
 
 Guarantees of `MetricsServer` (the side-effect interface): `start()` binds
 the address or raises OSError naming it; the HTTP server runs in daemon
 threads of prometheus-client and never touches the agent's state directly:
 each scrape asks the event loop for a status snapshot
 (`run_coroutine_threadsafe`), waiting at most `scrape_timeout`; if the loop
-does not answer in time the scrape still succeeds with `mosqit_failover_up 0`.
-`decision()` only increments a counter (thread-safe, no I/O). `close()` stops
+does not answer in time the scrape still succeeds with `mosqit_failover_up 0`
+(labelled with the cluster and node of the last snapshot that was read).
+`decision()` only increments counters (thread-safe, no I/O). `close()` stops
 the server and frees the port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mosqit_failover.actions import Decision
-from mosqit_failover.nagios import sync_numbers
+from mosqit_failover.catalog import ENTRIES
+from mosqit_failover.wire import Reason
 
 ROLES = ("WAITING", "STANDBY", "PROMOTING", "ACTIVE", "DEMOTING")
 MODES = ("AUTO", "MANUAL", "MAINTENANCE")
+FENCE_STATES = ("running", "fenced", "failed")
+DROP_REASONS = (*(r.value for r in Reason), "from-stranger")
 P = "mosqit_failover_"
 
 
@@ -62,47 +88,104 @@ def _one_of(name: str, doc: str, label: str, values: tuple[str, ...], current: A
     return family
 
 
+def _flags(name: str, doc: str, label: str, flags: Any) -> list[Metric]:
+    """One 0/1 series per key of a {key: truthy} mapping (absent mapping: no family)."""
+    if not isinstance(flags, dict):
+        return []
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, ok in sorted(flags.items()):
+        family.add_metric([str(key)], 1.0 if ok else 0.0)
+    return [family]
+
+
 def families(status: dict[str, Any]) -> list[Metric]:
     """The metrics of one status snapshot (pure; absent parts are left out)."""
+    role = status.get("role")
     out: list[Metric] = [
-        _one_of(P + "state", "This node's role (1 = current).", "role", ROLES, status.get("role")),
+        _one_of(P + "state", "This node's role (1 = current).", "role", ROLES, role),
         _one_of(P + "mode", "This node's mode (1 = current).", "mode", MODES, status.get("mode")),
     ]
+    if role in ROLES:
+        out.append(
+            GaugeMetricFamily(
+                P + "role",
+                "This node's role: 0 WAITING, 1 STANDBY, 2 PROMOTING, 3 ACTIVE, 4 DEMOTING.",
+                value=ROLES.index(role),
+            )
+        )
+    if isinstance(status.get("candidate"), bool):
+        out.append(
+            GaugeMetricFamily(
+                P + "candidate", "1 if this node may promote.", value=int(status["candidate"])
+            )
+        )
+    uplinks = status.get("uplinks")
+    if isinstance(uplinks, dict):  # network -> "healthy" or why not
+        out += _flags(
+            P + "uplink_healthy",
+            "This node's uplink per network (carrier and switch answer).",
+            "network",
+            {net: why == "healthy" for net, why in uplinks.items()},
+        )
     epoch = _num(status.get("epoch"))
     if epoch is not None:
         out.append(GaugeMetricFamily(P + "epoch", "Promotion epoch of this node.", value=epoch))
+    failovers = _num(status.get("failovers"))
+    if failovers is not None:
+        out.append(
+            CounterMetricFamily(
+                P + "failovers", "Times this node became ACTIVE since start.", value=failovers
+            )
+        )
     peer = status.get("peer")
     if isinstance(peer, dict):
-        out.append(
-            _one_of(
-                P + "peer_state",
-                "The peer's last known role.",
-                "role",
-                (*ROLES, "UNKNOWN"),
-                peer.get("role"),
-            )
-        )
-        heard = _num(peer.get("heard_ago"))
-        if heard is not None:
-            out.append(
-                GaugeMetricFamily(
-                    P + "peer_heard_seconds", "Seconds since the last peer message.", value=heard
-                )
-            )
-        out.append(
-            GaugeMetricFamily(
-                P + "peer_auth_failing",
-                "1 while datagrams from the peer's address fail authentication.",
-                value=1 if peer.get("unauthenticated") else 0,
-            )
-        )
+        out += _peer_families(peer)
     out += _probe_families(status.get("probes"))
     out += _link_families(status.get("peer_link"))
-    lag, pending = sync_numbers(status.get("sync"))
-    if lag is not None:
-        out.append(GaugeMetricFamily(P + "sync_lag_seconds", "Sync lag behind.", value=lag))
-    if pending is not None:
-        out.append(GaugeMetricFamily(P + "sync_pending", "Changes not yet synced.", value=pending))
+    out += _sync_families(status.get("sync"))
+    return out
+
+
+def _peer_families(peer: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = [
+        _one_of(
+            P + "peer_state",
+            "The peer's last known role.",
+            "role",
+            (*ROLES, "UNKNOWN"),
+            peer.get("role"),
+        )
+    ]
+    out += _flags(
+        P + "peer_uplink_healthy",
+        "The peer's uplinks as it last reported them.",
+        "network",
+        peer.get("uplinks"),
+    )
+    heard = _num(peer.get("heard_ago"))
+    if heard is not None:
+        out.append(
+            GaugeMetricFamily(
+                P + "peer_heard_seconds", "Seconds since the last peer message.", value=heard
+            )
+        )
+    out.append(
+        GaugeMetricFamily(
+            P + "peer_auth_failing",
+            "1 while datagrams from the peer's address fail authentication.",
+            value=1 if peer.get("unauthenticated") else 0,
+        )
+    )
+    fence = peer.get("fence")
+    out.append(
+        _one_of(
+            P + "fence_state",
+            "The last attempt to fence the peer (1 = its state; all 0 if none).",
+            "state",
+            FENCE_STATES,
+            fence.get("state") if isinstance(fence, dict) else None,
+        )
+    )
     return out
 
 
@@ -138,27 +221,108 @@ def _link_families(link: Any) -> list[Metric]:
         P + "peer_link_dropped", "Peer datagrams dropped, by reason.", labels=["reason"]
     )
     reasons = link.get("dropped")
-    for reason, count in sorted(reasons.items() if isinstance(reasons, dict) else []):
+    counts = {reason: 0.0 for reason in DROP_REASONS}  # the agent lists only non-zero reasons
+    for reason, count in reasons.items() if isinstance(reasons, dict) else []:
         value = _num(count)
         if value is not None:
-            dropped.add_metric([str(reason)], value)
+            counts[str(reason)] = value
     strangers = _num(link.get("from_strangers"))
     if strangers is not None:
-        dropped.add_metric(["from-stranger"], strangers)
+        counts["from-stranger"] = strangers
+    for reason, value in sorted(counts.items()):
+        dropped.add_metric([reason], value)
     return [*out, dropped]
 
 
+def _sync_families(sync: Any) -> list[Metric]:
+    """status["sync"] = {"running": bool, "dirs": [engine status per directory]}."""
+    if not isinstance(sync, dict):
+        return []
+    running = GaugeMetricFamily(
+        P + "sync_running",
+        "1 while this node pushes its synced directories to the peer.",
+        value=1 if sync.get("running") else 0,
+    )
+    labels = ["directory"]
+    lag = GaugeMetricFamily(
+        P + "sync_lag_seconds", "Age of the oldest change not yet on the peer.", labels=labels
+    )
+    pending = GaugeMetricFamily(P + "sync_pending", "Changes not yet on the peer.", labels=labels)
+    error = GaugeMetricFamily(
+        P + "sync_error", "1 while the last push of the directory failed.", labels=labels
+    )
+    dirs = sync.get("dirs")
+    for one in dirs if isinstance(dirs, list) else []:
+        if not isinstance(one, dict) or not isinstance(one.get("path"), str):
+            continue
+        key = [one["path"]]
+        for family, field in ((lag, "lag_seconds"), (pending, "pending")):
+            value = _num(one.get(field))
+            if value is not None:
+                family.add_metric(key, value)
+        error.add_metric(key, 1.0 if one.get("last_error") else 0.0)
+    return [running, lag, pending, error]
+
+
+def labelled(metrics: list[Metric], labels: dict[str, str]) -> list[Metric]:
+    """The same metrics with `labels` added to every sample (the pair's identity);
+    an unknown (empty) value is left out rather than exposed as an empty label."""
+    known = {key: value for key, value in labels.items() if value}
+    for metric in metrics:
+        metric.samples = [s._replace(labels={**known, **s.labels}) for s in metric.samples]
+    return metrics
+
+
+class DecisionCounts:
+    """Decisions counted by kind and by transition; thread-safe, no I/O."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kinds: dict[str, int] = dict.fromkeys(ENTRIES, 0)
+        self._transitions: dict[tuple[str, str, str], int] = {}
+
+    def add(self, decision: Decision) -> None:
+        key = (decision.kind, decision.old_role.value, decision.role.value)
+        with self._lock:
+            self._kinds[decision.kind] = self._kinds.get(decision.kind, 0) + 1
+            self._transitions[key] = self._transitions.get(key, 0) + 1
+
+    def families(self) -> list[Metric]:
+        kinds = CounterMetricFamily(
+            P + "decisions", "Decisions since the agent started, by kind.", labels=["kind"]
+        )
+        transitions = CounterMetricFamily(
+            P + "transitions",
+            "Decisions since the agent started, by kind and roles.",
+            labels=["kind", "from_state", "to_state"],
+        )
+        with self._lock:
+            for kind, count in sorted(self._kinds.items()):
+                kinds.add_metric([kind], count)
+            for key, count in sorted(self._transitions.items()):
+                transitions.add_metric(list(key), count)
+        return [kinds, transitions]
+
+
 class _StatusCollector(Collector):
-    def __init__(self, read: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any] | None], counts: DecisionCounts) -> None:
         self._read = read
+        self._counts = counts
+        self._ident = {"cluster": "", "node": ""}  # until a snapshot names them
+
+    def learn(self, status: dict[str, Any]) -> None:
+        """Take the pair's identity labels from a status snapshot."""
+        self._ident = {key: str(status.get(key, self._ident[key])) for key in self._ident}
 
     def collect(self) -> Iterator[Metric]:
         status = self._read()
-        yield GaugeMetricFamily(
+        if status is not None:
+            self.learn(status)
+        up = GaugeMetricFamily(
             P + "up", "1 if the agent's status could be read.", value=0.0 if status is None else 1
         )
-        if status is not None:
-            yield from families(status)
+        found = [up, *(families(status) if status is not None else []), *self._counts.families()]
+        yield from labelled(found, self._ident)
 
 
 class MetricsServer:
@@ -177,14 +341,10 @@ class MetricsServer:
         self._status = status
         self._loop = loop
         self._timeout = scrape_timeout
+        self.counts = DecisionCounts()
+        self._collector = _StatusCollector(self._snapshot, self.counts)
         self.registry = CollectorRegistry()
-        self.registry.register(_StatusCollector(self._snapshot))
-        self.transitions = Counter(
-            P + "transitions",
-            "Decisions since the agent started, by kind and roles.",
-            ["kind", "from_state", "to_state"],
-            registry=self.registry,
-        )
+        self.registry.register(self._collector)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -201,9 +361,22 @@ class MetricsServer:
             return None
 
     def decision(self, decision: Decision) -> None:
-        self.transitions.labels(decision.kind, decision.old_role.value, decision.role.value).inc()
+        self.counts.add(decision)
+
+    def _learn_identity(self) -> None:
+        """In the loop's own thread, read the cluster and node names before the first
+        scrape, so that even an `up 0` answer names its pair."""
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            # if status() fails now, the first successful scrape learns them instead
+            with contextlib.suppress(Exception):
+                self._collector.learn(self._status())
 
     def start(self) -> None:
+        self._learn_identity()
         try:
             self._server, self._thread = start_http_server(
                 self.port, self.host, registry=self.registry

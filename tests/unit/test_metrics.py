@@ -1,4 +1,9 @@
-"""Metrics: a real prometheus-client HTTP server on 127.0.0.1, scraped with urllib."""
+"""Metrics: a real prometheus-client HTTP server on 127.0.0.1, scraped with urllib.
+
+The statuses are the agent's own where a unit test can make them: the core's
+snapshot from a real Core (tests/unit/transcript.py), the sync part from a real
+sync Engine, and the decisions the core really took.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mosqit_failover.actions import Decision
+from mosqit_failover.catalog import ENTRIES
 from mosqit_failover.config import ConfigError, Metrics, parse
 from mosqit_failover.events import Role
 from mosqit_failover.metrics import MetricsServer
 from mosqit_failover.sim_scenarios import SIM_CONFIG
+from mosqit_failover.sync.engine import Engine
+from tests.unit.transcript import Harness, standby
+
+IDENT = {"cluster": "pair1", "node": "alpha"}
 
 
 def agent_status(**extra: Any) -> dict[str, Any]:
     return {
+        "cluster": "pair1",
         "node": "alpha",
         "role": "ACTIVE",
         "mode": "MANUAL",
@@ -40,12 +51,37 @@ def agent_status(**extra: Any) -> dict[str, Any]:
     }
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
+def samples(
+    text: str, ident: dict[str, str] = IDENT
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by name and labels; each must carry the pair's identity (then left out)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = dict(s.labels)
+            assert {key: labels.pop(key, None) for key in ident} == ident, s
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
+    return out
+
+
+def daemon_status(h: Harness, engines: list[Engine] | None = None) -> dict[str, Any]:
+    """What Daemon.status() answers: the real core's snapshot and the shell's parts."""
+    status = h.core.snapshot(h.now)
+    status["cluster"] = h.config.cluster
+    status["probes"] = {
+        f"{target}-{net}": {"sent": 10, "answered": 9, "retried": 1, "last_rtt_ms": 0.3}
+        for target in ("peer", "switch")
+        for net in ("a", "b")
     }
+    status["peer_link"] = {"accepted": 9, "dropped": {"bad-mac": 1}, "from_strangers": 0, "sent": 9}
+    status["failovers"] = sum(1 for d in h.decisions() if d.role is Role.ACTIVE)
+    running = engines is not None
+    status["sync"] = {
+        "running": running,
+        "epoch": h.core.epoch,
+        "dirs": [e.status(h.now) for e in engines or []],
+    }
+    return status
 
 
 def scrape(port: int) -> str:
@@ -97,13 +133,71 @@ def test_a_scrape_shows_state_epoch_probes_drops_and_transitions() -> None:
     assert not any(name.startswith("mosqit_failover_sync") for name, _ in got)
 
 
-def test_sync_lag_and_pending_appear_when_the_agent_reports_them() -> None:
-    text = asyncio.run(
-        serve_and_scrape(lambda: agent_status(sync={"lag_seconds": 1.5, "pending": 12}), [])
+def test_a_real_standby_shows_its_role_candidacy_and_uplinks() -> None:
+    h = standby()
+    got = samples(asyncio.run(serve_and_scrape(lambda: daemon_status(h), [])), SIM_IDENT)
+    assert got[("mosqit_failover_role", ())] == 1  # STANDBY
+    assert got[("mosqit_failover_state", (("role", "STANDBY"),))] == 1
+    assert got[("mosqit_failover_candidate", ())] == 1
+    assert got[("mosqit_failover_uplink_healthy", (("network", "a"),))] == 1
+    assert got[("mosqit_failover_uplink_healthy", (("network", "b"),))] == 1
+    assert got[("mosqit_failover_peer_uplink_healthy", (("network", "b"),))] == 1
+    assert got[("mosqit_failover_peer_state", (("role", "ACTIVE"),))] == 1
+    assert got[("mosqit_failover_failovers_total", ())] == 0
+    assert got[("mosqit_failover_fence_state", (("state", "failed"),))] == 0
+    assert got[("mosqit_failover_sync_running", ())] == 0
+
+    h.set_carrier("b", False)  # the standby's cable on network b is pulled
+    h.run_until(h.now + 5)
+    got = samples(asyncio.run(serve_and_scrape(lambda: daemon_status(h), [])), SIM_IDENT)
+    assert got[("mosqit_failover_uplink_healthy", (("network", "b"),))] == 0
+    assert got[("mosqit_failover_uplink_healthy", (("network", "a"),))] == 1
+    assert got[("mosqit_failover_candidate", ())] == 0
+    assert got[("mosqit_failover_role", ())] == 0  # WAITING
+
+
+SIM_IDENT = {"cluster": "sim", "node": "beta"}
+
+
+def test_a_failed_fence_shows_in_its_state_and_its_decision_counter() -> None:
+    h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    h.peer = None  # the peer's agent hangs while its kernel answers pings: fence first
+    h.run_until(h.now + 7)
+    text = asyncio.run(serve_and_scrape(lambda: daemon_status(h), h.decisions()))
+    got = samples(text, SIM_IDENT)
+    assert got[("mosqit_failover_fence_state", (("state", "failed"),))] == 1
+    assert got[("mosqit_failover_fence_state", (("state", "fenced"),))] == 0
+    assert got[("mosqit_failover_decisions_total", (("kind", "fence-failed"),))] >= 1
+    assert got[("mosqit_failover_decisions_total", (("kind", "promote"),))] == 0
+    assert got[("mosqit_failover_role", ())] == 1  # not taking over unfenced
+
+
+def test_every_decision_kind_and_drop_reason_counts_from_zero() -> None:
+    """increase() misses a counter's first event if the series is born at 1."""
+    got = samples(asyncio.run(serve_and_scrape(agent_status, [])))
+    for kind in ENTRIES:
+        assert got[("mosqit_failover_decisions_total", (("kind", kind),))] == 0
+    assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "stale"),))] == 0
+    assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "bad-mac"),))] == 2
+
+
+def test_sync_lag_pending_and_errors_per_directory_from_the_engine() -> None:
+    h = standby()
+    config = parse(SIM_CONFIG + '\n[[sync]]\npath = "/srv/logs"\n')
+    data, logs = (Engine(d, [], 1, lambda text, priority: None) for d in config.sync)
+    for n in range(3):
+        data.dirty.add(f"file{n}", h.now - 4.0)
+    logs._fail("retrying", "rsync exit 12: the peer's disk is full")
+    got = samples(
+        asyncio.run(serve_and_scrape(lambda: daemon_status(h, [data, logs]), [])), SIM_IDENT
     )
-    got = samples(text)
-    assert got[("mosqit_failover_sync_lag_seconds", ())] == 1.5
-    assert got[("mosqit_failover_sync_pending", ())] == 12
+    srv, log = (("directory", "/srv/data"),), (("directory", "/srv/logs"),)
+    assert got[("mosqit_failover_sync_running", ())] == 1
+    assert got[("mosqit_failover_sync_pending", srv)] == 3
+    assert got[("mosqit_failover_sync_lag_seconds", srv)] == pytest.approx(4.0)
+    assert got[("mosqit_failover_sync_error", srv)] == 0
+    assert got[("mosqit_failover_sync_pending", log)] == 0
+    assert got[("mosqit_failover_sync_error", log)] == 1
 
 
 def test_a_blocked_event_loop_gives_up_zero_not_a_hung_scrape() -> None:
@@ -131,7 +225,7 @@ def test_a_failing_status_gives_up_zero() -> None:
     def broken() -> dict[str, Any]:
         raise RuntimeError("core not started")
 
-    got = samples(asyncio.run(serve_and_scrape(broken, [])))
+    got = samples(asyncio.run(serve_and_scrape(broken, [])), {})  # its pair never named
     assert got[("mosqit_failover_up", ())] == 0
 
 

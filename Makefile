@@ -58,8 +58,10 @@ $(STAMP_TOOLS): $(STAMP_PIP) Makefile
 	@rm -rf $(VENV)/.prometheus
 	@touch $@
 
+# The lab nodes install the agent from the .deb (mosqit_failover/lab/deploy.py): the
+# targets that run the lab build it first, so they run a package of the current tree.
 # The linters and the type check first: they take seconds, and CI keeps them honest.
-test: install
+test: install deb
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -68,10 +70,10 @@ test: install
 unit-test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-lab-test: install
+lab-test: install deb
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/lab
 
-demo: install
+demo: install deb
 	$(BIN)/mosqit-failover lab demo
 
 simulate: install
@@ -83,7 +85,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install
+bench: install deb
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_sync
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mosqit_failover import config as configuration
+
+LAB_MISSING = "the lab is a development tool: run it from a git checkout (make demo)"
+DEFAULT_WATCH_INTERVAL = 1.0
+MIN_WATCH_INTERVAL = 0.1  # each refresh is a request to the agent: no busy loop
 
 
 class UsageError(Exception):
@@ -98,73 +103,42 @@ def _agent(args: argparse.Namespace) -> int:
 def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object]:
     from mosqit_failover.control import ControlError, ask
 
-    path = Path(args.socket) if args.socket else None
-    if path is None:
-        cfg, _ = _load(args)
-        path = cfg.control_socket
+    path = _socket_path(args)
     try:
         return ask(path, request)
     except ControlError as error:
         raise UsageError(str(error)) from None
 
 
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    cfg, _ = _load(args)
+    return cfg.control_socket
+
+
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    reply = _ask(args, {"command": "status"})
-    status = reply.get("status")
-    if not reply.get("ok") or not isinstance(status, dict):
-        raise UsageError(f"the agent refused: {reply.get('error')}")
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
-        return 0
-    print(_format_status(status))
+    from mosqit_failover import status_watch
+    from mosqit_failover.control import ControlError
+
+    if args.interval is not None and not args.watch:
+        raise UsageError("--interval is the refresh of --watch: status --watch --interval 2")
+
+    def as_json(status: dict[str, Any]) -> str:
+        return json.dumps(status, indent=2, sort_keys=True)
+
+    render = as_json if args.json else status_watch.format_status
+    path = _socket_path(args)
+    if args.watch:
+        interval = args.interval if args.interval is not None else DEFAULT_WATCH_INTERVAL
+        return status_watch.watch(path, interval, sys.stdout, render)
+    try:
+        print(status_watch.fetch(path, render))
+    except (ControlError, status_watch.StatusUnavailable) as error:
+        raise UsageError(str(error)) from None
     return 0
-
-
-def _format_status(s: dict[str, Any]) -> str:
-    peer = s["peer"]
-    lines = [
-        f"cluster {s['cluster']}  VIP {s['vip']}",
-        f"this node  {s['node']}: {s['role']} ({s['mode']}), epoch {s['epoch']}"
-        + ("" if s["candidate"] else ", not a candidate"),
-    ]
-    for net, health in s["uplinks"].items():
-        lines.append(f"  uplink {net}: {health}")
-    heard = peer["heard_ago"]
-    heard_text = "never heard" if heard is None else f"heard {heard * 1000:.0f} ms ago"
-    lines.append(
-        f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
-        f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}"
-    )
-    if peer.get("unauthenticated"):
-        lines.append(f"  !! {peer['unauthenticated']}")
-    fence = peer.get("fence")
-    if fence:
-        lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
-    for net, ago in peer["heard_ago_by_network"].items():
-        seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
-        lines.append(
-            f"  network {net}: last message {seen}, echo misses in a row "
-            f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
-            f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
-        )
-    for sync in (s.get("sync") or {}).get("dirs", []):
-        error = f", last error: {sync['last_error']}" if sync.get("last_error") else ""
-        lag = sync.get("lag_seconds")
-        lag_text = "-" if lag is None else f"{lag:.1f}s"
-        lines.append(
-            f"sync {sync['path']}: {sync['state']}, lag {lag_text}, "
-            f"{sync.get('pending', 0)} pending{error}"
-        )
-    link = s["peer_link"]
-    dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
-    beat = s.get("heartbeat_ms")
-    beat_text = f", heartbeat every {beat} ms" if beat is not None else ""
-    lines.append(f"peer link  accepted {link['accepted']}, dropped: {dropped}{beat_text}")
-    lines.append("recent decisions:")
-    lines += [f"  {line}" for line in s["recent_decisions"][-10:]]
-    return "\n".join(lines)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -221,78 +195,281 @@ def _lab(args: argparse.Namespace) -> int:
     return commands.run_lab_command(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mosqit-failover",
-        description="Quorumless two-node failover: VIP, services and directory sync.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _interval(text: str) -> float:
+    """--interval: seconds ("2", "0.5") or a duration ("500ms", "2s")."""
+    try:
+        seconds = configuration.parse_duration(text)
+    except ValueError:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+    if not math.isfinite(seconds) or seconds < MIN_WATCH_INTERVAL:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a refresh interval: give seconds of at least "
+            f"{MIN_WATCH_INTERVAL:g}, like 1, 0.5 or 500ms"
+        )
+    return seconds
 
-    check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("path", nargs="?", default=str(configuration.DEFAULT_PATH))
+
+def missing_module_message(command: str, error: ModuleNotFoundError) -> str:
+    """What to do when `command` needs a module this installation lacks (one line)."""
+    name = error.name or ""
+    if name == "mosqit_failover.lab" or name.startswith("mosqit_failover.lab."):
+        return LAB_MISSING  # the Debian package leaves the lab out on purpose
+    if name == "mosqit_failover" or name.startswith("mosqit_failover."):
+        return f"{command}: this installation lacks {name}; reinstall mosqit-failover"
+    if not name:
+        return f"{command}: {error}"
+    package = "python3-" + name.split(".")[0].replace("_", "-").lower()  # Debian's naming
+    what = "the wizard" if command == "wizard" else command
+    return f"{what} needs {package}: apt-get install {package}"
+
+
+def _add_optional(
+    sub: Any, command: str, help_text: str, register: Callable[[Any], object]
+) -> None:
+    """Register `command` with `register`; if its module is missing, a stub that says why.
+
+    `mosqit-failover --help` and every other command keep working without it.
+    """
+    try:
+        register(sub)
+    except ModuleNotFoundError as error:
+        message = missing_module_message(command, error)
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise UsageError(message)
+
+        stub = sub.add_parser(command, help=f"{help_text} (not installed)", description=message)
+        stub.add_argument(
+            "arguments", nargs=argparse.REMAINDER, help="not read: the command is not installed"
+        )
+        stub.set_defaults(func=unavailable)
+
+
+def _register_lab(sub: Any) -> None:
+    from mosqit_failover.lab.commands import add_lab_parser
+
+    add_lab_parser(sub).set_defaults(func=_lab)
+
+
+def _register_import(sub: Any) -> None:
+    from mosqit_failover.heartbeat_import import add_import_parser
+
+    add_import_parser(sub)
+
+
+def _register_sync(sub: Any) -> None:
+    from mosqit_failover.sync.cli import add_sync_parser
+
+    add_sync_parser(sub)
+
+
+def _register_wizard(sub: Any) -> None:
+    from mosqit_failover.wizards.cli import add_wizard_parser
+
+    add_wizard_parser(sub)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad command line: one line naming the problem and where the help is, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Counts the indent of the command names, which argparse forgets: without it the
+    longest (import-heartbeat) gets a line of its own in `mosqit-failover --help`."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            names = [self._format_action_invocation(a) for a in action._get_subactions()]
+            indent = self._current_indent + self._indent_increment
+            longest = max(map(len, names), default=0) + indent
+            self._action_max_length = max(self._action_max_length, longest)
+
+
+def _with_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        default=str(configuration.DEFAULT_PATH),
+        help=f"config file (default {configuration.DEFAULT_PATH})",
+    )
+    p.add_argument("--node", help="this node's name (default: the hostname)")
+    p.add_argument("--socket", help="the agent's control socket (default: from the config)")
+
+
+def _add_offline_commands(sub: Any) -> None:
+    """The commands that need no running agent."""
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and exit",
+        description="Validate a config file, naming every problem with its fix: exit 0 when "
+        "it is good, 2 otherwise. Without --node it also says which node this host is.",
+    )
+    check.add_argument(
+        "path",
+        nargs="?",
+        default=str(configuration.DEFAULT_PATH),
+        help=f"the config file (default {configuration.DEFAULT_PATH})",
+    )
     check.add_argument("--node", help="also check that this node is in the config")
     check.set_defaults(func=_check_config)
 
-    sim = sub.add_parser("simulate", help="run a failure scenario in memory and print its timeline")
+    sim = sub.add_parser(
+        "simulate",
+        help="run a failure scenario in memory, print its timeline",
+        description="Run a failure scenario against two simulated agents in memory (no root, "
+        "no network) and print the timeline of their decisions; exit 1 when the outcome "
+        "is not the one the scenario expects.",
+    )
     sim.add_argument("scenario", nargs="?", help="scenario name (see --list)")
     sim.add_argument("--list", action="store_true", help="list the scenarios")
     sim.add_argument("--seed", type=int, default=1, help="random seed for packet loss")
     sim.add_argument("-v", "--verbose", action="store_true", help="also print the plans")
     sim.set_defaults(func=_simulate)
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default=str(configuration.DEFAULT_PATH), help="config file")
-        p.add_argument("--node", help="this node's name (default: the hostname)")
-        p.add_argument("--socket", help="control socket (default: from the config)")
+    secret = sub.add_parser(
+        "gen-secret",
+        help="write a fresh shared secret file (mode 0600)",
+        description="Write a fresh random secret (mode 0600) that signs the peer messages; "
+        "copy the same file to the other node. Also makes the web console's login token.",
+    )
+    secret.add_argument(
+        "path",
+        nargs="?",
+        default="/etc/mosqit-failover/secret",
+        help="where to write it (default /etc/mosqit-failover/secret)",
+    )
+    secret.add_argument("--force", action="store_true", help="replace an existing file")
+    secret.set_defaults(func=_gen_secret)
 
-    agent = sub.add_parser("agent", help="run the agent in the foreground (systemd runs this)")
-    with_config(agent)
+
+def _add_agent_commands(sub: Any) -> None:
+    """The agent itself and the commands that talk to it over its control socket."""
+    agent = sub.add_parser(
+        "agent",
+        help="run the agent in the foreground (systemd runs this)",
+        description="Run the agent in the foreground: probes, heartbeats, the VIP, the "
+        "protected resources and the sync. The unit mosqit-failover.service runs it; run "
+        "it by hand only to debug.",
+    )
+    _with_config(agent)
     agent.set_defaults(func=_agent)
 
-    status = sub.add_parser("status", help="this node's state and what it knows of the peer")
-    with_config(status)
+    status = sub.add_parser(
+        "status",
+        help="this node's state and the peer's (--watch: live)",
+        description="Ask the local agent for this node's role, mode and epoch, its uplinks, "
+        "what it knows of the peer, the sync, the peer link's drops and the recent "
+        "decisions. --watch redraws it every --interval until Ctrl-C, like crm_mon.",
+    )
+    _with_config(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "-w", "--watch", action="store_true", help="redraw every --interval until Ctrl-C"
+    )
+    status.add_argument(
+        "-i",
+        "--interval",
+        type=_interval,
+        help=f"seconds between refreshes of --watch (default {DEFAULT_WATCH_INTERVAL:g})",
+    )
     status.set_defaults(func=_status)
 
-    switch = sub.add_parser("switchover", help="hand the service over to the peer")
-    with_config(switch)
+    switch = sub.add_parser(
+        "switchover",
+        help="hand the service over to the peer",
+        description="On the active node: hand the VIP and the resources over to the "
+        "standby, which must see both networks. Prints the decisions; exit 1 if refused.",
+    )
+    _with_config(switch)
     switch.set_defaults(func=_command)
 
-    maint = sub.add_parser("maintenance", help="suspend (on) or resume (off) automatic action")
-    maint.add_argument("state", choices=["on", "off"])
-    with_config(maint)
+    maint = sub.add_parser(
+        "maintenance",
+        help="suspend (on) or resume (off) automatic action",
+        description="on: this node's agent takes no automatic action and keeps what it "
+        "holds (restart or upgrade the agent meanwhile without a switchover); off: resume.",
+    )
+    maint.add_argument(
+        "state", choices=["on", "off"], help="on: suspend automatic action; off: resume it"
+    )
+    _with_config(maint)
     maint.set_defaults(func=_command)
 
-    force = sub.add_parser("force-active", help="make this node active when the peer is gone")
+    force = sub.add_parser(
+        "force-active",
+        help="make this node active when the peer is gone",
+        description="Make THIS node active although it cannot see its peer. If the peer "
+        "still serves, both will, and this node's data may be older. Asks unless --yes.",
+    )
     force.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    with_config(force)
+    _with_config(force)
     force.set_defaults(func=_command)
 
     reload = sub.add_parser(
-        "reload", help="re-read the config: start added resources on the active node"
+        "reload",
+        help="re-read the config and secret; start added resources",
+        description="Re-read the config and the secret file (as systemctl reload "
+        "mosqit-failover does): resources added to the config start on the active node; "
+        "removed ones keep running unless --stop-removed.",
     )
     reload.add_argument(
         "--stop-removed", action="store_true", help="also stop resources removed from the config"
     )
-    with_config(reload)
+    _with_config(reload)
     reload.set_defaults(func=_command)
 
-    secret = sub.add_parser("gen-secret", help="write a fresh shared secret file (mode 0600)")
-    secret.add_argument("path", nargs="?", default="/etc/mosqit-failover/secret")
-    secret.add_argument("--force", action="store_true", help="replace an existing file")
-    secret.set_defaults(func=_gen_secret)
 
-    from mosqit_failover.heartbeat_import import add_import_parser
-    from mosqit_failover.lab.commands import add_lab_parser
-    from mosqit_failover.sync.cli import add_sync_parser
-    from mosqit_failover.wizards.cli import add_wizard_parser
+# One line each in `mosqit-failover --help` (80 columns) for the commands whose
+# modules give a longer help; that longer text becomes their `--help` description.
+LISTING = {
+    "import-heartbeat": "convert a heartbeat setup (/etc/ha.d) to our config",
+    "sync-receive": "receiving end of the sync (sshd's forced command)",
+}
 
-    add_import_parser(sub)
-    add_sync_parser(sub)
-    add_wizard_parser(sub)
 
-    lab = add_lab_parser(sub)
-    lab.set_defaults(func=_lab)
+def _describe(parser: argparse.ArgumentParser, listing: dict[str, str]) -> None:
+    """`SUB --help` says what SUB does: its help where it has no description of its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            choices = {choice.dest: choice for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if not child.description:
+                    child.description = choices[name].help
+                if name in listing:
+                    choices[name].help = listing[name]
+                _describe(child, {})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mosqit_failover import version
+
+    parser = _Parser(
+        prog="mosqit-failover",
+        description="Quorumless two-node failover: VIP, services and directory sync.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"mosqit-failover {version()}",
+        help="print the version and exit",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_offline_commands(sub)
+    _add_agent_commands(sub)
+    _add_optional(
+        sub, "import-heartbeat", "convert a heartbeat directory into our config", _register_import
+    )
+    _add_optional(sub, "sync-receive", "receiving side of the directory sync", _register_sync)
+    _add_optional(sub, "wizard", "set up the pair or manage its resources", _register_wizard)
+    _add_optional(sub, "lab", "the network-namespace lab (development tool)", _register_lab)
+    _describe(parser, LISTING)
     return parser
 
 
@@ -303,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except UsageError as error:
         print(f"mosqit-failover: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:  # a library left out: the wizard's paramiko
+        print(f"mosqit-failover: {missing_module_message(args.command, error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mosqit-failover: interrupted", file=sys.stderr)

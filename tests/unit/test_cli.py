@@ -1,0 +1,319 @@
+"""The command line: --version, help on everything, `status --watch` against a real
+control socket, and the commands that must work when optional modules are missing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import configparser
+import io
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mosqit_failover
+from mosqit_failover import cli, nagios, status_watch
+from mosqit_failover.control import ControlServer
+from mosqit_failover.core import Core
+from mosqit_failover.events import Inventory
+from mosqit_failover.sim_scenarios import sim_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---- --version -----------------------------------------------------------------
+
+
+def setup_cfg_version() -> str:
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    return parser["metadata"]["version"]
+
+
+def test_the_version_constant_and_the_installed_metadata_agree_with_setup_cfg() -> None:
+    assert mosqit_failover.__version__ == setup_cfg_version()
+    assert mosqit_failover.version() == setup_cfg_version()
+
+
+@pytest.mark.parametrize("main", [cli.main, nagios.main])
+def test_both_commands_print_the_version(main: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"mosqit-failover {setup_cfg_version()}\n"
+
+
+# ---- help ------------------------------------------------------------------------
+
+
+def walk(
+    parser: argparse.ArgumentParser, path: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from walk(child, f"{path} {name}")
+
+
+def test_every_command_and_option_says_what_it_does() -> None:
+    missing: list[str] = []
+    for path, parser in walk(cli.build_parser(), "mosqit-failover"):
+        if not parser.description:
+            missing.append(f"{path}: no description (shown by --help)")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    if not choice.help:
+                        missing.append(f"{path} {choice.dest}: no help line")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
+def test_the_listing_gives_each_command_one_line_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    parser = cli.build_parser()
+    text = parser.format_help()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for choice in commands._choices_actions:
+        assert f"    {choice.dest} " in text
+        line = next(x for x in text.splitlines() if x.startswith(f"    {choice.dest} "))
+        assert line.split(maxsplit=1)[1] == choice.help
+        assert len(line) <= 80
+
+
+def test_a_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--help"])
+    out = capsys.readouterr().out
+    assert "redraws it every --interval until Ctrl-C" in " ".join(out.split())
+
+
+# ---- status and status --watch against a real control server --------------------
+
+
+def real_status() -> dict[str, Any]:
+    """A status as the agent builds it: a real core's snapshot and the agent's fields."""
+    snap: dict[str, Any] = Core(sim_config(), "alpha", Inventory(epoch=4), 0.0).snapshot(1.0)
+    snap.update(
+        cluster="sim",
+        vip="192.0.2.50/24",
+        probes={},
+        peer_link={"accepted": 12, "dropped": {"bad-mac": 2}, "from_strangers": 0, "sent": 9},
+        recent_decisions=["12:00:00 alpha promote: the peer is silent on both networks"],
+        failovers=0,
+        alerts={},
+        sync={"dirs": []},
+    )
+    return snap
+
+
+@contextmanager
+def control_server(path: Path) -> Iterator[list[dict[str, Any]]]:
+    """The agent's ControlServer on `path`, in a thread; yields the requests it got."""
+    requests: list[dict[str, Any]] = []
+
+    def handler(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        return {"ok": True, "status": real_status()}
+
+    loop = asyncio.new_event_loop()
+    server = ControlServer(path, handler)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        yield requests
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_prints_the_agent_s_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "control.sock"
+    with control_server(path):
+        assert cli.main(["status", "--socket", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "cluster sim  VIP 192.0.2.50/24\nthis node  alpha: WAITING (AUTO), epoch 4"
+    )
+    assert "peer link  accepted 12, dropped: bad-mac 2" in out
+
+
+def test_watch_to_a_pipe_prints_snapshots_separated_by_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    out = io.StringIO()
+    with control_server(path) as requests:
+        started = time.monotonic()
+        assert status_watch.watch(path, 0.2, out, count=3) == 0
+        took = time.monotonic() - started
+    text = out.getvalue()
+    assert "\x1b" not in text
+    snapshots = text.split(status_watch.SEPARATOR + "\n")
+    assert len(snapshots) == 3
+    for snapshot in snapshots:
+        assert snapshot.startswith("every 0.2s: mosqit-failover status on ")
+        assert "this node  alpha: WAITING (AUTO), epoch 4" in snapshot
+    assert len(requests) == 3
+    assert took >= 0.4  # two intervals between three snapshots
+
+
+def test_watch_on_a_terminal_redraws_the_screen(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    out = Terminal()
+    with control_server(path):
+        assert status_watch.watch(path, 0.1, out, count=2) == 0
+    text = out.getvalue()
+    assert text.count(status_watch.CLEAR) == 2
+    assert text.startswith(status_watch.CLEAR)
+    assert status_watch.SEPARATOR not in text
+
+
+def test_watch_without_an_agent_says_so_every_refresh(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    out = io.StringIO()
+    assert status_watch.watch(path, 0.1, out, count=2) == 0
+    line = (
+        f"agent not answering on {path}: is mosqit-failover running? "
+        "systemctl status mosqit-failover"
+    )
+    assert out.getvalue().count(line) == 2
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "0s", "abc", "nan", "inf", "0.01"])
+def test_a_bad_interval_is_one_line(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["status", "--watch", "--socket", "/nonexistent", "--interval", bad])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"mosqit-failover status: argument -i/--interval: {bad!r} is not a")
+    assert "like 1, 0.5 or 500ms" in err
+
+
+def test_interval_without_watch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "--socket", "/nonexistent", "--interval", "2"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "mosqit-failover: --interval is the refresh of --watch: status --watch --interval 2\n"
+    )
+
+
+def read_until(process: subprocess.Popen[str], needle: str, seconds: float = 30) -> str:
+    """What the process wrote to stdout up to and including `needle`."""
+    assert process.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + seconds
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} not seen in: {seen!r}"
+        ready, _, _ = select.select([process.stdout], [], [], left)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 65536).decode()
+            assert chunk, f"stdout closed before {needle!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
+def test_watch_keeps_trying_until_the_agent_answers_and_ctrl_c_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    argv = ["status", "--watch", "--interval", "0.2", "--socket", str(path)]
+    code = "import sys; from mosqit_failover.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        read_until(process, "agent not answering on")
+        with control_server(path):
+            seen = read_until(process, "this node  alpha: WAITING (AUTO)")
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0
+    assert err == ""
+    assert status_watch.SEPARATOR in seen
+    assert "\x1b" not in seen
+
+
+# ---- commands whose modules may be missing ---------------------------------------
+
+
+def run_without(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh interpreter where `module` cannot be imported."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; "
+        "from mosqit_failover.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_paramiko_everything_but_the_wizard_works() -> None:
+    simulate = run_without("paramiko", "simulate", "--list")
+    assert simulate.returncode == 0, simulate.stderr
+    assert simulate.stdout.startswith("switch-failure ")
+    assert "\nsplit-brain " in simulate.stdout
+    check = run_without("paramiko", "check-config", str(REPO / "examples" / "pair.toml"))
+    assert check.returncode == 0, check.stderr
+    assert "OK: cluster billing" in check.stdout
+    wizard = run_without("paramiko", "wizard", "deploy", "--unattended")
+    assert wizard.returncode == 2
+    assert wizard.stderr == (
+        "mosqit-failover: the wizard needs python3-paramiko: apt-get install python3-paramiko\n"
+    )
+    assert wizard.stdout == ""
+
+
+def test_without_the_lab_the_lab_command_says_where_it_lives() -> None:
+    listing = run_without("mosqit_failover.lab", "--help")
+    assert listing.returncode == 0
+    assert "lab" in listing.stdout
+    for argv in (["lab", "up"], ["lab"], ["lab", "scenario", "split-brain"]):
+        lab = run_without("mosqit_failover.lab", *argv)
+        assert lab.returncode == 2, argv
+        assert lab.stderr == (
+            "mosqit-failover: the lab is a development tool: "
+            "run it from a git checkout (make demo)\n"
+        )
+    simulate = run_without("mosqit_failover.lab", "simulate", "--list")
+    assert simulate.returncode == 0, simulate.stderr
+
+
+def test_a_missing_library_is_named_with_its_debian_package() -> None:
+    error = ModuleNotFoundError("No module named 'prometheus_client'", name="prometheus_client")
+    assert cli.missing_module_message("agent", error) == (
+        "agent needs python3-prometheus-client: apt-get install python3-prometheus-client"
+    )

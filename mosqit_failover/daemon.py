@@ -151,9 +151,7 @@ class Agent:
         control = ControlServer(self.config.control_socket, self._control)
         await control.start()
         self._start_tasks()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._loop.add_signal_handler(sig, self._request_stop)
-        self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        self._handle_signals(self._loop)
         self.feed(Tick())
         self.notifier.ready(self._status_words())
         try:
@@ -275,6 +273,28 @@ class Agent:
             LOGGER.exception("a task of the agent failed")
             self.log.note("a task of the agent failed; stopping so systemd restarts it", 2)
             self._stopped.set()
+
+    def _handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        loop.add_signal_handler(signal.SIGUSR2, self._restart_in_place)
+
+    def _restart_in_place(self) -> None:
+        """SIGUSR2 (sent by the package's postinst on upgrade): exit without handing over.
+
+        A stop would move the service to the peer and back again for a mere code
+        update. The VIP and the services stay where they are (the unit's
+        KillMode=process spares the services' processes), the sockets and the sync
+        close as on any exit, and Restart=always starts the new code, which adopts
+        what it finds (as after a crash, scenarios/agent_killed.py).
+        """
+        self.log.note(
+            f"restarting in place on SIGUSR2 ({self._status_words()}): exiting without "
+            "handing over; the restarted agent adopts the VIP and services it finds",
+            priority=5,
+        )
+        self._stopped.set()
 
     def _request_stop(self) -> None:
         if self.core.stopped or self.core.maintenance:

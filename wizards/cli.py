@@ -64,6 +64,12 @@ def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would change; change nothing"
     )
     dep.add_argument("--no-resources", action="store_true", help="do not run the resource wizard")
+    dep.add_argument(
+        "--package",
+        metavar="PATH",
+        help="the mosqit-failover .deb to install where it is missing or older "
+        "(default: the newest mosqit-failover_*_all.deb in ./dist or .)",
+    )
     dep.set_defaults(func=run_deploy)
     res = sub.add_parser("resources", help="list, add, remove or reorder protected resources")
     _login_flags(res)

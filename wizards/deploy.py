@@ -1,9 +1,17 @@
 """`mosqit-failover wizard deploy`: set up the pair over ssh, then manage its resources.
 
-Steps: log into both nodes (host keys checked), check both networks, set up
-the nodes' ssh keys for the sync, ask cluster name / VIP / VIP interface,
-write config + secret + unit to both nodes, start the agents, wait for
-ACTIVE + STANDBY, then run the resource wizard.
+Steps: log into both nodes (host keys checked), compare the installed
+package with the operator's .deb (and ask to install it where it is missing
+or older), check both networks, ask cluster name / VIP / VIP interface, let
+apt check the install, then: install the package, set up the nodes' ssh keys
+for the sync, write config + secret, start the agents, wait for ACTIVE +
+STANDBY, then run the resource wizard.
+
+Where the Debian package is installed, its unit (/lib/systemd/system) runs the
+agent and the wizard writes no unit of its own; a hand-installed unit left in
+/etc/systemd/system would shadow it and is moved aside. Only a node without the
+package whose operator installed the agent by hand (pip, no dpkg) gets the unit
+from units/ in /etc/systemd/system, with ExecStart naming its binary.
 
 Guarantees: nothing is changed on a node before every question is answered
 and every check passed; every change is recorded (`Changes`) and, when a
@@ -24,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mosqit_failover.authkeys import generate_secret_text
-from mosqit_failover.wizards import checks, configedit
+from mosqit_failover.wizards import checks, configedit, package
 from mosqit_failover.wizards.changes import Changes
 from mosqit_failover.wizards.prompts import AnswerError, Asker, non_empty
 from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, Session, SshError, connect
@@ -34,6 +42,8 @@ SECRET_PATH = "/etc/mosqit-failover/secret"
 SYNC_KEY = "/etc/mosqit-failover/sync_key"
 UNIT = "mosqit-failover.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+# where a hand-installed unit goes once the package's unit takes over (not a unit dir)
+RETIRED_UNIT = f"/etc/mosqit-failover/{UNIT}.before-package"
 # the checkout's units/, or where `pip install` puts them (setup.cfg data_files)
 UNIT_SOURCES = (
     Path(__file__).resolve().parents[1] / "units" / UNIT,
@@ -176,10 +186,16 @@ class Plan:
     vip: ipaddress.IPv4Interface
     vip_interfaces: dict[str, str]  # by node name
     config: str
+    packages: Packages
 
 
-def name_sessions(raw: dict[str, Session]) -> tuple[dict[str, Session], dict[str, checks.Facts]]:
-    """Gather each node's facts and key the sessions by hostname (the config's node names)."""
+def name_sessions(
+    raw: dict[str, Session], need_agent: bool = True
+) -> tuple[dict[str, Session], dict[str, checks.Facts]]:
+    """Gather each node's facts and key the sessions by hostname (the config's node names).
+
+    need_agent: mosqit-failover must be installed on both (the deploy wizard
+    installs the package itself, so it checks that in `plan_packages`)."""
     facts = {s.label: checks.gather(s) for s in raw.values()}
     names = [facts[s.label].hostname for s in raw.values()]
     if names[0] == names[1]:
@@ -200,12 +216,76 @@ def name_sessions(raw: dict[str, Session]) -> tuple[dict[str, Session], dict[str
         session.label = name
         sessions[name] = session
     missing = [n for n, f in named.items() if not f.binary]
-    if missing:
+    if missing and need_agent:
         raise WizardError(
             f"mosqit-failover is not installed on {', '.join(missing)}: install it there "
-            "(pip install mosqit-failover, so that /usr/local/bin/mosqit-failover exists), re-run"
+            "(mosqit-failover wizard deploy installs the package), then re-run"
         )
     return sessions, named
+
+
+@dataclass
+class Packages:
+    """The package on each node, and what the wizard will do about it."""
+
+    local: package.LocalPackage | None  # the operator's .deb
+    on_node: dict[str, package.NodePackage]
+    install: list[str]  # nodes that get the .deb installed
+    by_hand: list[str]  # nodes without the package, running a hand-installed agent
+
+
+def plan_packages(
+    asker: Asker, sessions: dict[str, Session], facts: dict[str, checks.Facts]
+) -> Packages:
+    """Compare each node's package with the operator's; ask once whether to install it."""
+    given = asker.answers.get("package")
+    local = package.find_local(str(given) if given else None)
+    on_node = {name: package.installed(session) for name, session in sessions.items()}
+    behind = [n for n, p in on_node.items() if local and p.dpkg and p.older_than(local)]
+    install: list[str] = []
+    if local is not None and behind:
+        has = ", ".join(f"{n} has {on_node[n].version or 'none'}" for n in behind)
+        asker.say(f"{package.PACKAGE} {local.version} ({local.path}): {has}")
+        if asker.confirm(
+            "install_package",
+            f"Install it on {' and '.join(behind)} (copied over ssh, apt-get install)?",
+            default=True,
+        ):
+            install = behind
+    lacking = [
+        n for n in sessions if n not in install and not on_node[n].version and not facts[n].binary
+    ]
+    if lacking:
+        where = " and ".join(lacking)
+        if local is None:
+            fix = (
+                "build the package (make deb) and give it with --package PATH (or put it in ./dist)"
+            )
+        elif not all(on_node[n].dpkg for n in lacking):
+            fix = "it has no dpkg (not Debian): install the agent there by hand (README)"
+        else:
+            fix = "answer yes to installing the package (install_package = true)"
+        raise WizardError(f"mosqit-failover is not installed on {where}: {fix}, then re-run")
+    by_hand = [n for n in sessions if n not in install and not on_node[n].version]
+    if by_hand and not UNIT_SOURCE.exists():
+        raise WizardError(
+            f"{' and '.join(by_hand)} run a hand-installed agent, whose unit file "
+            f"{UNIT_SOURCE} is missing from this installation: install the package instead"
+        )
+    return Packages(local, on_node, install, by_hand)
+
+
+def check_packages(sessions: dict[str, Session], packages: Packages) -> None:
+    """apt on each node to install to must be able to get every dependency (simulated)."""
+    if packages.local is None:
+        return
+    problems = [
+        problem
+        for name in packages.install
+        if (problem := package.check_installable(sessions[name], packages.local))
+    ]
+    if problems:
+        raise WizardError("\n".join(f"{p}. Nothing was changed." for p in problems))
 
 
 def ask_switches(asker: Asker, networks: list[checks.Network]) -> None:
@@ -335,7 +415,8 @@ def ask_vip_interface(
 
 def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     """Steps 1, 2 and 4: read-only. Raises WizardError when a check fails."""
-    sessions, facts = name_sessions(raw)
+    sessions, facts = name_sessions(raw, need_agent=False)
+    packages = plan_packages(asker, sessions, facts)
     first_ip = _ip_or_none(next(iter(sessions.values())).host)
     try:
         networks = checks.discover(facts, first_ip)
@@ -351,7 +432,8 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     config = configedit.render_config(
         cluster, networks, vip, first, list(sessions), vip_interfaces=vip_interfaces
     )
-    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config)
+    check_packages(sessions, packages)
+    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config, packages)
 
 
 def _pairs(by_node: dict[str, str]) -> str:
@@ -429,13 +511,38 @@ def setup_keys(plan: Plan, changes: Changes) -> None:
         changes.write_file(session, "/root/.ssh/known_hosts", text, 0o600)
 
 
-def install(plan: Plan, changes: Changes, unit_text: str) -> None:
-    """Step 5: identical config, one fresh secret, the unit; enable and start the agents."""
+def hand_unit(binary: str) -> str:
+    """The unit from units/ for an agent installed by hand, run from ``binary``."""
+    if not UNIT_SOURCE.exists():
+        raise WizardError(f"the unit file {UNIT_SOURCE} is missing from this installation")
+    text = UNIT_SOURCE.read_text()
+    return re.sub(r"^ExecStart=\S+", f"ExecStart={binary}", text, flags=re.MULTILINE)
+
+
+def install_packages(plan: Plan, changes: Changes, say: Callable[[str], None]) -> None:
+    """Step 5a: the operator's .deb on the nodes that lack it (apt checked it can)."""
+    local = plan.packages.local
+    for name in plan.packages.install:
+        assert local is not None
+        package.install(plan.sessions[name], local, plan.packages.on_node[name], changes, say)
+
+
+def install(plan: Plan, changes: Changes) -> None:
+    """Step 5b: identical config, one fresh secret (and the unit for hand installs only);
+    enable and start the agents."""
     secret = generate_secret_text()
-    for session in plan.sessions.values():
+    for name, session in plan.sessions.items():
         changes.write_file(session, CONFIG_PATH, plan.config, 0o644)
         changes.write_file(session, SECRET_PATH, secret, 0o600)
-        changes.write_file(session, UNIT_PATH, unit_text, 0o644)
+        if name in plan.packages.by_hand:
+            changes.write_file(session, UNIT_PATH, hand_unit(plan.facts[name].binary), 0o644)
+        elif session.read(UNIT_PATH) is not None:
+            changes.run(
+                session,
+                f"mv -f {UNIT_PATH} {RETIRED_UNIT}",
+                f"move {UNIT_PATH} aside to {RETIRED_UNIT} (the package's unit takes over)",
+                undo=f"mv -f {RETIRED_UNIT} {UNIT_PATH}",
+            )
         changes.run(
             session,
             "systemctl daemon-reload",
@@ -487,17 +594,17 @@ def deploy(
     then: Callable[[dict[str, Session], Changes], None] | None = None,
 ) -> int:
     """The whole deployment; returns the exit status. Raises on errors (after rollback)."""
-    unit_text = UNIT_SOURCE.read_text() if UNIT_SOURCE.exists() else None
-    if unit_text is None:
-        raise WizardError(f"the unit file {UNIT_SOURCE} is missing from this installation")
     raw = open_sessions(asker, known)
     changes = Changes(dry_run, asker.say)
     try:
         plan = plan_deploy(asker, raw)
+        if plan.packages.install:
+            asker.say(f"\nInstalling {package.PACKAGE} on {', '.join(plan.packages.install)}:")
+            install_packages(plan, changes, asker.say)
         asker.say("\nSetting up the nodes' ssh keys for the sync:")
         setup_keys(plan, changes)
-        asker.say("Writing config, secret and unit, starting the agents:")
-        install(plan, changes, unit_text)
+        asker.say("Writing config and secret, starting the agents:")
+        install(plan, changes)
         if dry_run:
             asker.say(f"dry run: {len(changes.planned)} change(s) would be made; none was.")
             return 0
@@ -510,7 +617,14 @@ def deploy(
             changes.done.clear()  # the pair stands; the resource wizard rolls back its own
             then(plan.sessions, changes)
         return 0
-    except (WizardError, SshError, AnswerError, KeyboardInterrupt, checks.CheckError) as error:
+    except (
+        WizardError,
+        SshError,
+        AnswerError,
+        KeyboardInterrupt,
+        checks.CheckError,
+        package.PackageError,
+    ) as error:
         raise Aborted(error, changes.rollback()) from None
     finally:
         for session in raw.values():

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mosqit_failover.config import ConfigError
-from mosqit_failover.wizards import checks, configedit, deploy, resources
+from mosqit_failover.wizards import checks, configedit, deploy, package, resources
 from mosqit_failover.wizards.cli import PASSWORD_ENV
 from mosqit_failover.wizards.prompts import AnswerError, Asker, load_answers
 from mosqit_failover.wizards.ssh import KnownHosts, Session, SshError
@@ -20,6 +20,7 @@ FAILURES = (
     checks.CheckError,
     configedit.EditError,
     ConfigError,
+    package.PackageError,
 )
 
 
@@ -35,6 +36,7 @@ ANSWER_FLAGS = (
     "vip_interface",
     "switch_a",
     "switch_b",
+    "package",
 )
 
 

@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import configparser
 import io
+import itertools
 import os
+import re
 import select
 import signal
 import subprocess
@@ -317,3 +319,43 @@ def test_a_missing_library_is_named_with_its_debian_package() -> None:
     assert cli.missing_module_message("agent", error) == (
         "agent needs python3-prometheus-client: apt-get install python3-prometheus-client"
     )
+
+
+# ---- the README shows only commands and options that exist -------------------------
+
+README_COMMAND = re.compile(r"(?<![\w/.-])(mosqit-failover|check_mosqit_failover)\b([^`#;|\n]*)")
+# the name as an argument of another tool (journalctl -t NAME, systemctl stop NAME, ...)
+AS_ARGUMENT = re.compile(r"(-t|start|stop|restart|status|reload|enable|disable|--now|purge)\s+$")
+
+
+def leaf(parser: argparse.ArgumentParser, words: list[str]) -> tuple[argparse.ArgumentParser, str]:
+    """The parser that `words` (the words after the program) reach, and the path to it."""
+    path = parser.prog
+    for word in words:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not commands:
+            break
+        assert word in commands[0].choices, f"README: {path} has no command {word!r}"
+        parser = commands[0].choices[word]
+        path = f"{path} {word}"
+    return parser, path
+
+
+def test_every_command_and_option_the_readme_shows_exists() -> None:
+    programs = {
+        "mosqit-failover": cli.build_parser(),
+        "check_mosqit_failover": nagios.build_parser(),
+    }
+    shown = 0
+    for line in (REPO / "README.md").read_text().splitlines():
+        for match in README_COMMAND.finditer(line):
+            if AS_ARGUMENT.search(line[: match.start()]):
+                continue
+            words = match.group(2).split()
+            commands = list(itertools.takewhile(re.compile(r"[a-z][a-z-]*").fullmatch, words))
+            parser, path = leaf(programs[match.group(1)], commands)
+            known = {s for a in parser._actions for s in a.option_strings}
+            for option in re.findall(r"(?<![\w-])--?[a-z][a-z-]*", match.group(2)):
+                assert option in known, f"README: {path} has no option {option}"
+            shown += 1
+    assert shown > 30

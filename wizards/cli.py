@@ -47,7 +47,7 @@ def _login_flags(p: argparse.ArgumentParser) -> None:
 def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``wizard deploy`` and ``wizard resources``."""
     wizard: argparse.ArgumentParser = subparsers.add_parser(
-        "wizard", help="set up the pair (deploy) or manage its resources, over ssh"
+        "wizard", help="set up the pair or manage its resources, over ssh"
     )
     sub = wizard.add_subparsers(dest="wizard", required=True, metavar="WIZARD")
     dep = sub.add_parser("deploy", help="set up both nodes, then manage the resources")

@@ -60,12 +60,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mosqit_failover.actions import Decision
 from mosqit_failover.catalog import ENTRIES
+from mosqit_failover.metrics_http import serve_metrics
 from mosqit_failover.wire import Reason
 
 ROLES = ("WAITING", "STANDBY", "PROMOTING", "ACTIVE", "DEMOTING")
@@ -378,9 +379,7 @@ class MetricsServer:
     def start(self) -> None:
         self._learn_identity()
         try:
-            self._server, self._thread = start_http_server(
-                self.port, self.host, registry=self.registry
-            )
+            self._server, self._thread = serve_metrics(self.host, self.port, self.registry)
         except OSError as error:
             raise OSError(
                 error.errno,

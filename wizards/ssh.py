@@ -109,9 +109,32 @@ class KnownHosts:
         os.replace(tmp, self.path)
 
 
+def _read_key(path: str) -> paramiko.PKey:
+    """The private key in ``path``, whatever its type."""
+    if hasattr(paramiko.PKey, "from_path"):  # paramiko >= 3.2 tells the type itself
+        try:
+            return paramiko.PKey.from_path(path)
+        except TypeError as error:
+            # an OpenSSH-format key with a passphrase: paramiko lets cryptography's
+            # "password-protected, but password was not provided" through as is
+            raise paramiko.PasswordRequiredException(str(error)) from None
+    # paramiko 2.x (Debian 12 ships 2.12): try each type; a file of another type
+    # is an SSHException, a passphrase is needed whatever the type
+    last: paramiko.SSHException | None = None
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            key: paramiko.PKey = kind.from_private_key_file(path)
+            return key
+        except paramiko.PasswordRequiredException:
+            raise
+        except paramiko.SSHException as error:
+            last = error
+    raise paramiko.SSHException(f"not an Ed25519, ECDSA or RSA private key ({last})")
+
+
 def _load_key(path: str) -> paramiko.PKey:
     try:
-        return paramiko.PKey.from_path(os.path.expanduser(path))
+        return _read_key(os.path.expanduser(path))
     except FileNotFoundError:
         raise SshError(f"key file {path} not found: give the path of your private key") from None
     except paramiko.PasswordRequiredException:

@@ -9,10 +9,11 @@ import ipaddress
 import socket
 from typing import Any
 
-from pyroute2 import AsyncIPRoute, IPRoute
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from mosqit_failover.effects import EffectError
+from mosqit_failover.rtnl import async_iproute
 
 NETLINK_TIMEOUT = 5.0
 """Seconds one claim/release/held may take (netlink answers in milliseconds)."""
@@ -29,7 +30,8 @@ class Vip:
       with another prefix by an earlier configuration goes too); already absent
       is success. Both are idempotent and safe to repeat or interleave.
     - Both are coroutines that talk netlink without blocking the event loop
-      (pyroute2's AsyncIPRoute, one short-lived socket per call) and take at
+      (pyroute2's AsyncIPRoute, or its stand-in on pyroute2 0.7, see
+      :mod:`mosqit_failover.rtnl`; one short-lived socket per call) and take at
       most :data:`NETLINK_TIMEOUT` seconds.
     - :meth:`held` is synchronous (for start-up: find a VIP left behind by a
       crashed agent); it works with or without a running event loop, blocking
@@ -85,7 +87,7 @@ class Vip:
             ) from None
 
     async def _claim(self) -> None:
-        async with AsyncIPRoute() as ipr:
+        async with async_iproute() as ipr:
             index = await self._index(ipr)
             try:
                 await ipr.addr(
@@ -99,11 +101,11 @@ class Vip:
                     raise
 
     async def _release(self) -> None:
-        async with AsyncIPRoute() as ipr:
+        async with async_iproute() as ipr:
             index = await self._index(ipr)
             dump = await ipr.addr("dump", index=index, family=socket.AF_INET)
             prefixes = [
-                a["prefixlen"] async for a in dump if a.get("address") == str(self.address.ip)
+                a["prefixlen"] async for a in dump if _address_of(a) == str(self.address.ip)
             ]
             for prefixlen in prefixes:
                 try:
@@ -114,7 +116,7 @@ class Vip:
                     if error.code != errno.EADDRNOTAVAIL:
                         raise
 
-    async def _index(self, ipr: AsyncIPRoute) -> int:
+    async def _index(self, ipr: Any) -> int:
         found = await ipr.link_lookup(ifname=self.ifname)
         if not found:
             raise self._no_interface()
@@ -127,7 +129,7 @@ class Vip:
                 if not found:
                     raise self._no_interface()
                 addresses = ipr.get_addr(index=found[0], family=socket.AF_INET)
-                return any(a.get("address") == str(self.address.ip) for a in addresses)
+                return any(_address_of(a) == str(self.address.ip) for a in addresses)
         except NetlinkError as error:
             raise EffectError(
                 f"cannot list the addresses of {self.ifname}: {_describe(error)}"
@@ -139,6 +141,13 @@ class Vip:
             "vip.interface (or nodes.NAME.vip_interface) or create the interface "
             "(see `ip link`)"
         )
+
+
+def _address_of(message: Any) -> str | None:
+    """The address of one RTM_NEWADDR message (an attribute: pyroute2 0.7's
+    message.get("address") finds fields only, get_attr works on 0.7 and 0.9)."""
+    address = message.get_attr("IFA_ADDRESS")
+    return None if address is None else str(address)
 
 
 def _describe(error: NetlinkError) -> str:

@@ -103,6 +103,13 @@ def _allocate_id() -> int:
             return ident
 
 
+def _socket_of(icmp: ICMPv4Socket) -> socket.socket:
+    """The Python socket under icmplib's: ``.sock`` from icmplib 3.0; icmplib 2.x
+    (Debian 12 ships 2.1.1) keeps it in ``._sock`` only."""
+    sock: socket.socket = getattr(icmp, "sock", None) or icmp._sock
+    return sock
+
+
 def _errno_of(exc: BaseException) -> int | None:
     """The OSError errno behind an icmplib exception (icmplib keeps only the text)."""
     seen: BaseException | None = exc
@@ -163,7 +170,7 @@ class _Channel:
         except ICMPSocketError as exc:
             prober._error(f"cannot open an ICMP socket on {self.source}: {exc}", reopen=False)
             return None
-        sock = icmp.sock
+        sock = _socket_of(icmp)
         try:
             sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", FILTER_MASK))
         except OSError as exc:  # not Linux: works, only with more wake-ups

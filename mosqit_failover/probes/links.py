@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK
+
+from mosqit_failover.rtnl import async_iproute
 
 LOGGER = logging.getLogger("mosqit_failover.probes")
 
@@ -51,9 +52,10 @@ def _describe(exc: BaseException) -> str:
 
 def carrier_of(msg: Any) -> bool:
     """Carrier from one RTM_NEWLINK message: IFF_LOWER_UP and operstate UP/UNKNOWN."""
+    # Attributes by get_attr("IFLA_..."): pyroute2 0.7's msg.get() finds fields only
     if not int(msg.get("flags") or 0) & IFF_LOWER_UP:
         return False
-    operstate = msg.get("IFLA_OPERSTATE")
+    operstate = msg.get_attr("IFLA_OPERSTATE")
     return operstate is None or operstate in _CARRIER_OPERSTATES
 
 
@@ -110,7 +112,7 @@ class LinkMonitor:
 
     async def _session(self) -> None:
         """One netlink socket's life: subscribe, dump, then follow events until it fails."""
-        ipr = AsyncIPRoute(groups=RTMGRP_LINK)
+        ipr = async_iproute(groups=RTMGRP_LINK)
         try:
             # Subscribe first, dump second: events racing the dump wait in the
             # socket and are applied after it (a late event only repeats history).
@@ -118,7 +120,7 @@ class LinkMonitor:
             present: dict[str, bool] = {}
             self._index.clear()
             async for msg in await ipr.link("dump"):
-                ifname = msg.get("IFLA_IFNAME")
+                ifname = msg.get_attr("IFLA_IFNAME")
                 if ifname in self._networks and msg.get("family") != _AF_BRIDGE:
                     self._index[int(msg["index"])] = ifname
                     present[ifname] = carrier_of(msg)
@@ -146,7 +148,7 @@ class LinkMonitor:
             return
         self.events += 1
         index = int(msg["index"])
-        ifname = msg.get("IFLA_IFNAME")
+        ifname = msg.get_attr("IFLA_IFNAME")
         known = self._index.get(index)
         if kind == RTM_DELLINK:
             name = self._index.pop(index, None)

@@ -7,7 +7,9 @@ and the loss of the root's own watch (deleted, its filesystem unmounted, or
 the directory moved away: watchdog would go on watching it under its old
 name).
 :class:`TreeWatcher` reports all three, so the engine rescans or watches
-again instead of silently missing files.
+again instead of silently missing files. How depends on watchdog's
+internals, which changed: :mod:`mosqit_failover.sync.inotify_fd` (watchdog
+7.x) and :mod:`mosqit_failover.sync.inotify_buffer` (2.x, Debian 12).
 
 A rename inside the tree is one "move" change (source and destination, the
 children of a renamed directory add nothing); a rename out of the tree is a
@@ -24,80 +26,41 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
+import watchdog.events
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
     FileClosedEvent,
-    FileClosedNoWriteEvent,
     FileMovedEvent,
-    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyEmitter
-from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
+
+from mosqit_failover.sync.change import Change
+
+__all__ = ["Change", "TreeWatcher"]
 
 
-@dataclass(frozen=True)
-class Change:
-    """kind: "path" (one entry), "tree" (a directory and all below it), "full",
-    "limit" (watch limit hit: poll instead), "lost" (the root itself went away),
-    "move" (``path`` renamed to ``dest`` inside the tree; ``tree``: it is a directory)."""
-
-    kind: str
-    path: str = ""
-    dest: str = ""
-    tree: bool = False
+def _quiet_event_classes() -> tuple[type[FileSystemEvent], ...]:
+    """Events that change nothing: a file opened, or closed without writing.
+    watchdog 2.x (Debian 12) has neither class (it does not watch for them)."""
+    names = ("FileOpenedEvent", "FileClosedNoWriteEvent")
+    return tuple(vars(watchdog.events)[name] for name in names if name in vars(watchdog.events))
 
 
-class _ReportingFD(InotifyFD):
-    """watchdog's inotify reader, telling us about overflow, the watch limit and the
-    root moved away (watchdog would go on watching it under its old name)."""
+_QUIET_EVENTS = _quiet_event_classes()
 
-    def __init__(self, root: str, report: Callable[[Change], None]) -> None:
-        super().__init__()
-        self._root = os.fsencode(root)
-        self._root_wd: Any = None
-        self._report = report
-
-    def handle_event(self, event: Any) -> None:
-        if event.is_queue_overflow:
-            self._report(Change("full", "inotify queue overflow"))
-        elif event.is_move_self and event.wd == self._root_wd:
-            self._report(Change("lost", "the directory itself was moved away"))
-        elif event.mask & InotifyConstants.IN_UNMOUNT and event.wd == self._root_wd:
-            self._report(Change("lost", "the directory's filesystem was unmounted"))
-        super().handle_event(event)
-
-    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
-        if path == self._root:
-            mask |= InotifyConstants.IN_MOVE_SELF
-        try:
-            wd = super().add_callback(path, mask, callback, id_)
-            if path == self._root:  # again after an overflow: watchdog rebuilds its watches
-                self._root_wd = wd
-            return wd
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EMFILE):
-                self._report(Change("limit", os.fsdecode(path)))
-            raise
-
-
-class _Observer(BaseObserver):
-    def __init__(self, fd: _ReportingFD) -> None:
-        self._fd = fd
-        fd.start()
-        super().__init__(InotifyEmitter, timeout=1.0, inotify_fd=fd)
-
-    def on_thread_stop(self) -> None:
-        super().on_thread_stop()
-        self._fd.stop()
-        self._fd.join()
+# Which watchdog: from one with a shared InotifyFD reader (7.x), or one with an
+# Inotify per tree (2.x, Debian 12). A feature test: the hooks differ, not the version.
+try:
+    from watchdog.observers.inotify_c import InotifyFD as _InotifyFD  # noqa: F401
+except ImportError:
+    from mosqit_failover.sync.inotify_buffer import reporting_observer
+else:
+    from mosqit_failover.sync.inotify_fd import reporting_observer
 
 
 class _Handler(FileSystemEventHandler):
@@ -114,7 +77,7 @@ class _Handler(FileSystemEventHandler):
         return None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileOpenedEvent | FileClosedNoWriteEvent):
+        if isinstance(event, _QUIET_EVENTS):
             return
         src = self._rel(event.src_path)
         if src == "." and isinstance(event, DirDeletedEvent | DirMovedEvent):
@@ -157,7 +120,7 @@ class TreeWatcher:
         self._wake = wake
         self._lock = threading.Lock()
         self._changes: list[Change] = []
-        self._observer: _Observer | None = None
+        self._observer: BaseObserver | None = None
         self._stopping = False
 
     def _report(self, change: Change) -> None:
@@ -172,7 +135,7 @@ class TreeWatcher:
     def start(self) -> None:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory (or missing)", self.root)
-        observer = _Observer(_ReportingFD(self.root, self._report))
+        observer = reporting_observer(self.root, self._report)
         try:
             observer.schedule(_Handler(self.root, self._report), self.root, recursive=True)
             observer.start()

@@ -1,0 +1,69 @@
+"""The tree watcher's observer on watchdog with one shared ``InotifyFD`` reader (7.x).
+
+This watchdog reads every watch of an observer from one inotify descriptor
+(``InotifyFD``); subclassing that reader shows us each raw event before
+watchdog handles it, and each watch as it is added.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyEmitter
+from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
+
+from mosqit_failover.sync.change import Change
+
+
+class _ReportingFD(InotifyFD):
+    """watchdog's inotify reader, telling us about overflow, the watch limit and the
+    root moved away (watchdog would go on watching it under its old name)."""
+
+    def __init__(self, root: str, report: Callable[[Change], None]) -> None:
+        super().__init__()
+        self._root = os.fsencode(root)
+        self._root_wd: Any = None
+        self._report = report
+
+    def handle_event(self, event: Any) -> None:
+        if event.is_queue_overflow:
+            self._report(Change("full", "inotify queue overflow"))
+        elif event.is_move_self and event.wd == self._root_wd:
+            self._report(Change("lost", "the directory itself was moved away"))
+        elif event.mask & InotifyConstants.IN_UNMOUNT and event.wd == self._root_wd:
+            self._report(Change("lost", "the directory's filesystem was unmounted"))
+        super().handle_event(event)
+
+    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
+        if path == self._root:
+            mask |= InotifyConstants.IN_MOVE_SELF
+        try:
+            wd = super().add_callback(path, mask, callback, id_)
+            if path == self._root:  # again after an overflow: watchdog rebuilds its watches
+                self._root_wd = wd
+            return wd
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EMFILE):
+                self._report(Change("limit", os.fsdecode(path)))
+            raise
+
+
+class _Observer(BaseObserver):
+    def __init__(self, fd: _ReportingFD) -> None:
+        self._fd = fd
+        fd.start()
+        super().__init__(InotifyEmitter, timeout=1.0, inotify_fd=fd)
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._fd.stop()
+        self._fd.join()
+
+
+def reporting_observer(root: str, report: Callable[[Change], None]) -> BaseObserver:
+    """An observer (not started) whose watches of ``root`` report what watchdog keeps quiet."""
+    return _Observer(_ReportingFD(root, report))

@@ -348,8 +348,11 @@ def test_every_command_and_option_the_readme_shows_exists() -> None:
     }
     shown = 0
     for line in (REPO / "README.md").read_text().splitlines():
-        for match in README_COMMAND.finditer(line):
-            if AS_ARGUMENT.search(line[: match.start()]):
+        # code: an indented block's lines, and `spans` in prose (which may say
+        # "mosqit-failover and ..." in words)
+        code = [line] if line.startswith("    ") else re.findall(r"`([^`]+)`", line)
+        for match in (m for segment in code for m in README_COMMAND.finditer(segment)):
+            if AS_ARGUMENT.search(match.string[: match.start()]):
                 continue
             words = match.group(2).split()
             commands = list(itertools.takewhile(re.compile(r"[a-z][a-z-]*").fullmatch, words))
@@ -359,3 +362,13 @@ def test_every_command_and_option_the_readme_shows_exists() -> None:
                 assert option in known, f"README: {path} has no option {option}"
             shown += 1
     assert shown > 30
+
+
+def test_every_file_the_readme_links_is_in_the_repository() -> None:
+    links = re.findall(r"\]\(([^)#]+)\)", (REPO / "README.md").read_text())
+    assert "docs/design.md" in links
+    for link in links:
+        assert "://" not in link, f"README links outside the repository: {link}"
+        target = (REPO / link).resolve()
+        assert target.is_relative_to(REPO), f"README links outside the repository: {link}"
+        assert target.is_file(), f"README links {link}, which does not exist"

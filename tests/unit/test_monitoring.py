@@ -26,7 +26,8 @@ from mosqit_failover.sync.engine import Engine
 from tests.unit.test_metrics import daemon_status, serve_and_scrape
 from tests.unit.transcript import standby
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
 RULES = EXAMPLES / "prometheus" / "mosqit-failover.rules.yml"
 RULES_TEST = EXAMPLES / "prometheus" / "mosqit-failover.rules.test.yml"
 DASHBOARD = EXAMPLES / "grafana" / "mosqit-failover.json"
@@ -36,8 +37,10 @@ TARGET_LABELS = {"job", "instance"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    found = Path(sys.executable).parent / "promtool"
-    path = str(found) if found.exists() else shutil.which("promtool")
+    # where `make install` puts it (also when the tests run in another venv), then PATH
+    places = (REPO / ".venv" / "bin" / "promtool", Path(sys.executable).parent / "promtool")
+    found = [str(place) for place in places if place.exists()]
+    path = found[0] if found else shutil.which("promtool")
     if path is None:
         pytest.fail(
             "promtool is missing: run `make install` (it puts promtool from Debian's "

@@ -36,7 +36,9 @@ PROMETHEUS_METRICS = {"up"}
 TARGET_LABELS = {"job", "instance"}
 
 
-def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def promtool(
+    *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     # where `make install` puts it (also when the tests run in another venv), then PATH
     places = (REPO / ".venv" / "bin" / "promtool", Path(sys.executable).parent / "promtool")
     found = [str(place) for place in places if place.exists()]
@@ -47,7 +49,13 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
             "prometheus package into .venv/bin without installing the Prometheus service)"
         )
     return subprocess.run(
-        [path, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        [path, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -107,21 +115,30 @@ def test_each_alert_has_a_for_a_severity_and_tells_what_to_run() -> None:
     assert sum("for:" in rule for rule in rules) == len(rules) - 1
 
 
-def exported() -> dict[str, set[str]]:
-    """Sample names of a real scrape and the labels each carries: a standby whose
-    fence failed, with two synced directories and every status part filled in."""
+def scrape() -> str:
+    """A real scrape of the metrics server: a standby whose fence failed, with two
+    synced directories and every part of the agent's status filled in."""
     h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
     h.peer = None
     h.run_until(h.now + 7)
     config = parse(SIM_CONFIG + '\n[[sync]]\npath = "/srv/logs"\n')
     engines = [Engine(d, [], 1, lambda text, priority: None) for d in config.sync]
     engines[0].dirty.add("file", h.now)
-    text = asyncio.run(serve_and_scrape(lambda: daemon_status(h, engines), h.decisions()))
+    return asyncio.run(serve_and_scrape(lambda: daemon_status(h, engines), h.decisions()))
+
+
+def exported() -> dict[str, set[str]]:
+    """Sample names of a real scrape and the labels each carries."""
     names: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(scrape()):
         for s in family.samples:
             names.setdefault(s.name, set()).update(s.labels)
     return names
+
+
+def test_the_agents_exposition_passes_promtools_lint() -> None:
+    result = promtool("check", "metrics", stdin=scrape())
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def used_names(expr: str) -> set[str]:

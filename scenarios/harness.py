@@ -222,7 +222,7 @@ class Run:
     def command(self, node: str, *argv: str) -> str:
         self.fault(f"operator on {node}: mosqit-failover {' '.join(argv)}")
         proc = self.lab[node].run(
-            ["mosqit-failover", *argv, "--config", deploy.CONFIG_PATH], check=False
+            [deploy.AGENT, *argv, "--config", deploy.CONFIG_PATH], check=False
         )
         return proc.stdout + proc.stderr
 

@@ -54,7 +54,7 @@ def agent_pid(node: Node) -> str:
 
 def use_echo(node: Node, source: Path) -> None:
     """Make the agent of ``node`` run with ``source`` as its echo prober module."""
-    python = Path(sys.executable)
+    python = deploy.PYTHON  # the packaged agent's interpreter
     node.write_file(f"{OVERRIDE_DIR}/echo.py", source.read_text())
     node.write_file(f"{OVERRIDE_DIR}/launch.py", LAUNCHER)
     node.write_file(
@@ -115,7 +115,7 @@ def pyspy(node: Node, out: str, seconds: float) -> None:
     # /proc/PID/maps names the interpreter by its host path under the node's root,
     # which does not exist inside the node: make that path lead back to /.
     exe = node.run(["readlink", f"/proc/{pid}/exe"]).stdout.strip()
-    real = str(Path(sys.executable).resolve())  # the same interpreter, by its own path
+    real = os.path.realpath(deploy.PYTHON)  # the agent's interpreter, by its own path
     if exe != real and exe.endswith(real):
         root = exe[: -len(real)]
         link = 'test -e "$1" || { mkdir -p "$(dirname "$1")" && ln -s / "$1"; }'

@@ -642,5 +642,7 @@ class Aborted(Exception):
     def report(self) -> str:
         cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
         if not self.undone:
+            if "nothing was changed" in cause.lower():  # the cause says so itself
+                return cause
             return f"{cause}\nNothing was changed on the nodes."
         return f"{cause}\nThe changes made so far were rolled back:\n  " + "\n  ".join(self.undone)

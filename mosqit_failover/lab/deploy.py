@@ -1,20 +1,28 @@
 """Install and run the agent in the lab nodes, as an operator would on real servers.
 
-Each node gets the same config and secret under /etc/mosqit-failover, the
-systemd unit from units/, and /usr/local/bin/mosqit-failover and
-check_mosqit_failover pointing at the project's virtualenv (bind-mounted into
-the node at the same path).
+Each node installs the Debian package that `make deb` built from this tree
+(dist/mosqit-failover_VERSION_all.deb, read through the checkout that is
+bind-mounted into the node) with dpkg, so the agent runs as on a server: the
+package's unit, /usr/bin/mosqit-failover, Debian's python3 and its python3-*
+libraries (the node's root is an overlay of the host's, so they are the ones
+`make install` put on the host), the nagios plugin in /usr/lib/nagios/plugins,
+the journal catalog in /usr/lib/systemd/catalog. The lab itself (this code, the
+test driver) runs from the project's virtualenv on the host. Then both nodes get
+the same config and secret under /etc/mosqit-failover.
 """
 
 from __future__ import annotations
 
+import configparser
+import functools
 import json
-import sys
+import os
+import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from mosqit_failover import catalog
 from mosqit_failover.authkeys import generate_secret_text
 
 from .netns import LabError
@@ -24,8 +32,16 @@ from .topology import NETS, LabPlan
 CONFIG_PATH = "/etc/mosqit-failover/mosqit-failover.toml"
 SECRET_PATH = "/etc/mosqit-failover/secret"
 UNIT = "mosqit-failover.service"
-CHECK_COMMAND = "/usr/local/bin/check_mosqit_failover"  # the nagios plugin, as pip installs it
-UNIT_FILE = Path(__file__).resolve().parents[2] / "units" / UNIT
+PACKAGE = "mosqit-failover"
+AGENT = "/usr/bin/mosqit-failover"  # absolute: a virtualenv first in the host's PATH is no match
+CHECK_COMMAND = "/usr/lib/nagios/plugins/check_mosqit_failover"  # the nagios plugin
+PYTHON = "/usr/bin/python3"  # Debian's python, which imports the packaged agent's modules
+# written in the node's own /run once the package is installed: which file, which build
+INSTALLED_MARK = "/run/mqlab-package"
+PACKAGE_ENV = "MQLAB_PACKAGE"  # another package file to install instead of dist/'s
+# what goes into the package (the lab and the scenarios are left out of it)
+PACKAGED_SOURCES = ("mosqit_failover", "wizards", "units", "debian", "completions")
+PACKAGED_FILES = ("setup.cfg", "pyproject.toml")
 
 
 # A failed start keeps a node from being elected for this long; shorter than the
@@ -69,22 +85,114 @@ def _subnet(address: str, prefix: int) -> str:
     return str(ipaddress.ip_interface(f"{address}/{prefix}").network)
 
 
+def _version(project_dir: Path) -> str:
+    parser = configparser.ConfigParser()
+    parser.read(project_dir / "setup.cfg")
+    return parser.get("metadata", "version", fallback="0")
+
+
+def _newest_source(project_dir: Path) -> tuple[float, Path]:
+    """(mtime, path) of the newest file that goes into the package."""
+    newest = (0.0, project_dir / "setup.cfg")
+    paths = [project_dir / f for f in PACKAGED_FILES if (project_dir / f).exists()]
+    for top in PACKAGED_SOURCES:
+        for root, dirs, files in os.walk(project_dir / top):
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", "lab")]
+            paths += [Path(root, f) for f in files if not f.endswith(".pyc")]
+    for path in paths:
+        newest = max(newest, (path.stat().st_mtime, path))
+    return newest
+
+
+@functools.cache
+def package_file(project_dir: Path) -> Path:
+    """The package `make deb` built from this tree; LabError when missing or stale.
+
+    Checked once per process: a lab run keeps the package it started with, even
+    when the tree is edited meanwhile. MQLAB_PACKAGE names another package file
+    (one built before, a release) and skips the age check."""
+    given = os.environ.get(PACKAGE_ENV)
+    if given:
+        deb = Path(given).resolve()
+        if not deb.is_file():
+            raise LabError(f"{PACKAGE_ENV}={given}: no such file; unset it to use dist/")
+        hidden = deb.parts[1:2] in (("tmp",), ("run",), ("dev",))  # the nodes' own mounts
+        if hidden and not deb.is_relative_to(project_dir):
+            raise LabError(
+                f"{PACKAGE_ENV}={given}: the nodes have their own /{deb.parts[1]}; "
+                f"put the package under {project_dir} or /var/tmp"
+            )
+        return deb
+    deb = project_dir / "dist" / f"{PACKAGE}_{_version(project_dir)}_all.deb"
+    if not deb.is_file():
+        raise LabError("no package in dist/: run make deb")
+    changed, source = _newest_source(project_dir)
+    if changed > deb.stat().st_mtime:
+        raise LabError(
+            f"dist/{deb.name} is older than {source.relative_to(project_dir)}: run make deb"
+        )
+    return deb
+
+
+_DEPENDS_ON = re.compile(r"depends on ([^;]+); however:\s*Package (\S+?):? is not", re.MULTILINE)
+
+
+def install_package(node: Node, deb: Path) -> None:
+    """dpkg -i the package in ``node`` unless this very build is installed there already."""
+    stat = deb.stat()
+    stamp = f"{deb} {stat.st_mtime_ns} {stat.st_size}"
+    same = (
+        'test "$(cat "$1" 2>/dev/null)" = "$2" && '
+        f"dpkg-query -W -f='${{Status}}' {PACKAGE} 2>/dev/null | grep -qx 'install ok installed'"
+    )
+    if node.run(["sh", "-c", same, "sh", INSTALLED_MARK, stamp], check=False).returncode == 0:
+        return
+    # The postinst starts the agent (deb-systemd-invoke); the lab starts it itself when a
+    # test or scenario wants it, so a policy-rc.d forbids that start (101), during the
+    # install only and inside the node only.
+    script = (
+        "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
+        "chmod 755 /usr/sbin/policy-rc.d && "
+        'LC_ALL=C DEBIAN_FRONTEND=noninteractive dpkg -i "$1"; status=$?; '
+        "rm -f /usr/sbin/policy-rc.d; exit $status"
+    )
+    proc = node.run(["sh", "-c", script, "sh", str(deb)], check=False, timeout=300)
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        missing = sorted({m[2] for m in _DEPENDS_ON.finditer(output)})
+        if missing:
+            raise LabError(
+                f"{node.name}: the package needs {', '.join(missing)}, not installed on this "
+                "host: run make install (the Makefile's APT_PACKAGES)"
+            )
+        raise LabError(f"{node.name}: dpkg -i {deb.name} failed: {output.strip()[-1500:]}")
+    node.write_file(INSTALLED_MARK, stamp + "\n")
+
+
 def install(nodes: dict[str, Node], plan: LabPlan, timing: dict[str, str] | None = None) -> None:
-    """Put config, secret, unit and command on every node (does not start the agent)."""
+    """The package, config and secret on every node (does not start the agent)."""
+    deb = package_file(plan.project_dir)
     config = lab_config(plan, timing)
     secret = generate_secret_text()
-    binary = Path(sys.executable).parent / "mosqit-failover"
-    if not binary.exists():
-        raise LabError(f"{binary} is missing: install the project into its virtualenv first")
+    failures: list[BaseException] = []
+
+    def install_in(node: Node) -> None:
+        try:
+            install_package(node, deb)
+        except BaseException as error:  # reported by the caller's thread below
+            failures.append(error)
+
+    # both nodes at once: dpkg and the byte-compiling take a few seconds each
+    threads = [threading.Thread(target=install_in, args=(n,)) for n in nodes.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     for node in nodes.values():
         node.write_file(CONFIG_PATH, config)
         node.write_file(SECRET_PATH, secret, mode=0o600)
-        node.write_file(f"/etc/systemd/system/{UNIT}", UNIT_FILE.read_text())
-        node.write_file(catalog.INSTALL_PATH, catalog.render())
-        node.run(list(catalog.UPDATE_ARGV))
-        node.run(["ln", "-sfn", str(binary), "/usr/local/bin/mosqit-failover"])
-        node.run(["ln", "-sfn", str(binary.with_name("check_mosqit_failover")), CHECK_COMMAND])
-        node.systemctl("daemon-reload")
 
 
 def start(nodes: dict[str, Node], order: list[str] | None = None) -> None:
@@ -94,7 +202,7 @@ def start(nodes: dict[str, Node], order: list[str] | None = None) -> None:
 
 def status(node: Node) -> dict[str, Any]:
     """The agent's own status (mosqit-failover status --json inside the node)."""
-    proc = node.run(["mosqit-failover", "status", "--json", "--config", CONFIG_PATH], check=False)
+    proc = node.run([AGENT, "status", "--json", "--config", CONFIG_PATH], check=False)
     if proc.returncode != 0:
         raise LabError(f"status on {node.name} failed: {proc.stderr.strip()}")
     result: dict[str, Any] = json.loads(proc.stdout)

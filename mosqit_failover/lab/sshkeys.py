@@ -5,9 +5,10 @@ written inside the node), its sshd started with fresh host keys, the peer's
 host keys in root's known_hosts (both addresses) and the peer's sync key in
 root's authorized_keys, restricted to the sync receiver:
 
-    command="PYTHON -m mosqit_failover.sync.receive --config CONFIG",restrict ssh-ed25519 ...
+    command="/usr/bin/python3 -m mosqit_failover.sync.receive --config CONFIG",restrict ...
 
-(On real servers the command is ``mosqit-failover sync-receive --config ...``.)
+(the packaged receiver, with Debian's python, as the deployment wizard writes it
+for a node with the package).
 Plus helpers to put a config with [[sync]] tables on the nodes.
 """
 
@@ -21,7 +22,7 @@ SYNC_KEY = "/etc/mosqit-failover/sync_key"
 
 
 def receiver_command(plan: LabPlan, config: str = deploy.CONFIG_PATH) -> str:
-    return f"{plan.python} -m mosqit_failover.sync.receive --config {config}"
+    return f"{deploy.PYTHON} -m mosqit_failover.sync.receive --config {config}"
 
 
 def authorized_line(plan: LabPlan, public_key: str, config: str = deploy.CONFIG_PATH) -> str:
@@ -70,7 +71,7 @@ def install_config(
     timing: dict[str, str] | None = None,
     **keys: str,
 ) -> str:
-    """deploy.install (agent, unit, secret) with [[sync]] for ``dirs``; creates the dirs."""
+    """deploy.install (package, config, secret) with [[sync]] for ``dirs``; creates the dirs."""
     deploy.install(nodes, plan, timing)
     config = deploy.lab_config(plan, timing) + sync_tables(dirs, **keys)
     for node in nodes.values():

@@ -76,7 +76,7 @@ class Pair(SyncPair):
     def fence(self, by: str, epoch: int) -> dict[str, Any]:
         """The Fencer's outcome, run in node ``by`` against its peer."""
         proc = self.lab[by].run(
-            [self.plan.python, "-c", FENCE, deploy.CONFIG_PATH, by, str(epoch)], timeout=90
+            [deploy.PYTHON, "-c", FENCE, deploy.CONFIG_PATH, by, str(epoch)], timeout=90
         )
         result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
         return result
@@ -91,7 +91,7 @@ class Pair(SyncPair):
         return int(json.loads(proc.stdout)["epoch"]) if proc.returncode == 0 else 0
 
     def maintenance(self, node: Node, on: bool) -> None:
-        node.run(["mosqit-failover", "maintenance", "--config", deploy.CONFIG_PATH,
+        node.run([deploy.AGENT, "maintenance", "--config", deploy.CONFIG_PATH,
                   "on" if on else "off"])  # fmt: skip
 
 

@@ -3,11 +3,14 @@
 Password login is enabled inside the lab nodes only (their own
 /etc/ssh/sshd_config.d and root password, in the nodes' overlays); the
 wizard runs with a temporary HOME, so its known_hosts is a temp file. The
-tests run in order: interactive deploy (pseudo-terminal), unattended deploy,
-the resource wizard while the pair serves (a synced directory added and
-removed by reload, no agent restart), then the bad-input cases: a wrong
-password typed again, the connection to the second node dropping between the
-two nodes' config writes, and nodes naming their VIP port differently.
+nodes start without the Debian package (purged); the wizard runs from the
+checkout, so it finds the package `make deb` built in ./dist. The tests run in
+order: interactive deploy (pseudo-terminal; it installs the package on both
+nodes), unattended deploy, the resource wizard while the pair serves (a synced
+directory added and removed by reload, no agent restart), then the bad-input
+cases: a wrong password typed again, the connection to the second node dropping
+between the two nodes' config writes, nodes naming their VIP port differently,
+and a node whose apt cannot get a dependency of the package.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from mosqit_failover.lab import deploy, faults
+from mosqit_failover.lab import deploy, faults, netns
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.node import Node
-from mosqit_failover.lab.topology import LabPlan
+from mosqit_failover.lab.topology import PROJECT_DIR, LabPlan
 
 pytestmark = pytest.mark.lab
 
@@ -39,10 +42,11 @@ EXTRA_UNIT = "mqwiz-extra.service"
 
 @pytest.fixture(scope="module")
 def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
-    """sshd with password login in both nodes, mosqit-failover installed; a temp HOME."""
-    binary = Path(sys.executable).parent / "mosqit-failover"
+    """sshd with password login in both nodes, no mosqit-failover package; a temp HOME."""
+    deploy.package_file(lab.plan.project_dir)  # "run make deb" rather than a wizard error
     for name in ("beta", "alpha"):  # agents and epochs left by other tests: a fresh pair
         lab[name].systemctl("disable", "--now", deploy.UNIT, check=False, timeout=60)
+        lab[name].run(["dpkg", "--purge", deploy.PACKAGE], check=False, timeout=120)
         lab[name].run(["rm", "-rf", "/var/lib/mosqit-failover"], check=False)
     for node in lab.nodes.values():
         node.write_file(
@@ -52,7 +56,6 @@ def pair(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
         node.run(["chpasswd"], input=f"root:{PASSWORD}\n")
         node.start_sshd()
         node.systemctl("restart", "ssh.service")  # one left running by other tests: new config
-        node.run(["ln", "-sfn", str(binary), "/usr/local/bin/mosqit-failover"])
     home = tmp_path_factory.mktemp("wizard-home")
     try:
         yield lab, home
@@ -91,19 +94,22 @@ def wizard(
         _argv(plan, home, *args, entry=entry),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # an install of the package included
         env=env,
+        cwd=plan.project_dir,  # where ./dist holds the package
         stdin=subprocess.DEVNULL,
         check=False,
     )
 
 
-def dialog(argv: list[str], steps: list[tuple[str, str | None]]) -> tuple[int | None, str]:
+def dialog(
+    argv: list[str], steps: list[tuple[str, str | None]], cwd: Path | None = None
+) -> tuple[int | None, str]:
     """Run a wizard at a pseudo-terminal: wait for each prompt, type the reply (None: none).
 
     The password comes from the dialog only. Returns (exit status, the last output)."""
     env = {k: v for k, v in os.environ.items() if k != "MOSQIT_WIZARD_PASSWORD"}
-    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=60, env=env)
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=120, env=env, cwd=cwd)
     try:
         for prompt, reply in steps:
             child.expect(prompt)
@@ -123,15 +129,17 @@ def answers(home: Path, extra: str = "") -> Path:
     path.write_text(
         'node1 = "10.231.1.11"\nnode2 = "10.231.1.12"\naccept_new_host_keys = true\n'
         'switch_a = "10.231.1.1"\nswitch_b = "10.231.2.1"\ncluster = "shop"\n'
-        f'vip = "10.231.1.50"\n{extra}'
+        f'vip = "10.231.1.50"\npackage = "{deploy.package_file(PROJECT_DIR)}"\n{extra}'
     )
     return path
 
 
 def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
     lab, home = pair
+    # the package the lab runs (the same as ./dist's unless MQLAB_PACKAGE names another)
+    package = str(deploy.package_file(lab.plan.project_dir))
     status, before = dialog(
-        _argv(lab.plan, home, "deploy"),
+        _argv(lab.plan, home, "deploy", "--package", package),
         [
             ("first node", "10.231.1.11"),
             ("second node", "10.231.1.12"),
@@ -141,6 +149,8 @@ def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
             ("Password of root", PASSWORD),
             ("10.231.1.11's key", "yes"),
             ("10.231.1.12's key", "yes"),
+            ("alpha has none, beta has none", None),
+            ("Install it on alpha and beta", ""),  # the default: yes
             ("network A", "10.231.1.1"),
             ("network B", "10.231.2.1"),
             ("Cluster", "shop"),
@@ -152,10 +162,16 @@ def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
             ("Interface for the VIP", ""),
             ("What now", "done"),
         ],
+        cwd=lab.plan.project_dir,
     )
     assert status == 0, before
     roles = deploy.roles(lab.nodes)
     assert sorted(roles.values()) == ["ACTIVE", "STANDBY"]
+    version = _version(deploy.package_file(lab.plan.project_dir))
+    for node in lab.nodes.values():  # the package's unit runs the agent, none of the wizard's
+        assert _installed(node) == version
+        unit = node.systemctl("show", "-p", "FragmentPath", "--value", deploy.UNIT).stdout
+        assert unit.strip() == f"/lib/systemd/system/{deploy.UNIT}", unit
     configs = {n.read_file(CONFIG) for n in lab.nodes.values()}
     assert len(configs) == 1
     assert lab["alpha"].run(["stat", "-c", "%a", deploy.SECRET_PATH]).stdout.strip() == "600"
@@ -431,7 +447,7 @@ def test_nodes_naming_the_vip_port_differently(pair: tuple[Lab, Path]) -> None:
         assert cfg == lab["beta"].read_file(CONFIG) and 'vip_interface = "lan0"' in cfg
         roles = deploy.wait_pair(lab.nodes)
         if roles["beta"] != "ACTIVE":
-            lab["alpha"].run(["mosqit-failover", "switchover", "--config", CONFIG])
+            lab["alpha"].run([deploy.AGENT, "switchover", "--config", CONFIG])
             deploy.wait_roles(lab.nodes, {"alpha": "STANDBY", "beta": "ACTIVE"}, timeout=30)
         held = lab["beta"].run(["ip", "-4", "-o", "addr", "show", "dev", "lan0"]).stdout
         assert "10.231.1.50/24" in held, held
@@ -458,3 +474,64 @@ def test_nodes_naming_the_vip_port_differently(pair: tuple[Lab, Path]) -> None:
             lab[name].systemctl("stop", deploy.UNIT, check=False, timeout=60)
         lab["beta"].run(["ip", "addr", "del", "10.231.1.50/24", "dev", "lan0"], check=False)
         _rename(lab["beta"], "lan0", "eth0")
+
+
+def _version(deb: Path) -> str:
+    return netns.run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
+
+
+def _installed(node: Node) -> str:
+    """The installed version of the package in ``node``, "" when it is not installed."""
+    query = ["dpkg-query", "-W", "-f=${Status}|${Version}", deploy.PACKAGE]
+    status, _, version = node.run(query, check=False).stdout.partition("|")
+    return version if status == "install ok installed" else ""
+
+
+def _lacking_dependency(deb: Path, home: Path) -> Path:
+    """A copy of the package that also depends on a package no apt source has."""
+    root = home / "absent-dep"
+    netns.run(["rm", "-rf", str(root)])
+    netns.run(["dpkg-deb", "-R", str(deb), str(root)])
+    control = root / "DEBIAN" / "control"
+    text = control.read_text()
+    control.write_text(text.replace("Depends: ", "Depends: python3-mqwiz-absent, ", 1))
+    out = home / deb.name
+    netns.run(["dpkg-deb", "-b", str(root), str(out)], timeout=120)
+    return out
+
+
+def _state(node: Node) -> str:
+    """What the failed install must leave as it was: package, files, the staging dir."""
+    script = (
+        f"dpkg-query -W -f='${{Status}} ${{Version}}' {deploy.PACKAGE} 2>&1; echo; "
+        "ls -la /etc/mosqit-failover /etc/systemd/system 2>&1; "
+        "ls -d /var/tmp/mosqit-failover-package.* 2>&1; "
+        "cat /etc/mosqit-failover/mosqit-failover.toml 2>&1"
+    )
+    return node.run(["sh", "-c", script], check=False).stdout
+
+
+def test_a_node_whose_apt_cannot_get_a_dependency(pair: tuple[Lab, Path]) -> None:
+    """beta lacks the package and its apt finds no python3-mqwiz-absent: one line, no change."""
+    lab, home = pair
+    deb = deploy.package_file(lab.plan.project_dir)
+    if _installed(lab["alpha"]) != _version(deb):  # alpha has it: only beta needs it
+        deploy.install_package(lab["alpha"], deb)
+    lab["beta"].systemctl("stop", deploy.UNIT, check=False, timeout=60)
+    lab["beta"].run(["dpkg", "--purge", deploy.PACKAGE], timeout=120)
+    broken = _lacking_dependency(deb, home)
+    before = {n: _state(node) for n, node in lab.nodes.items()}
+    r = wizard(
+        lab.plan, home, "deploy", "--unattended", "--answers", str(answers(home)),
+        "--package", str(broken),
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr == (
+        "mosqit-failover wizard: beta: apt cannot get what mosqit-failover needs: "
+        "python3-mqwiz-absent (not installable). Add a Debian source that has it to beta's "
+        "/etc/apt/sources.list (Debian 12: bookworm main) and run apt-get update there, or "
+        "install it by hand; then re-run. Nothing was changed.\n"
+    ), r.stderr
+    assert {n: _state(node) for n, node in lab.nodes.items()} == before
+    assert _installed(lab["beta"]) == ""
+    print(f"missing dependency: {r.stderr.strip()}")

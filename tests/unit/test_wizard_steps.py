@@ -384,3 +384,12 @@ def test_the_package_is_offered_where_missing_or_older(
     assert (plan.install, plan.by_hand) == ([], ["beta"])
     unit = deploy.hand_unit("/opt/mf/bin/mosqit-failover")
     assert "\nExecStart=/opt/mf/bin/mosqit-failover agent --config " in unit
+
+
+def test_a_cause_that_says_nothing_changed_is_not_told_twice() -> None:
+    said = deploy.WizardError(
+        "beta: apt cannot get what mosqit-failover needs: x. Nothing was changed."
+    )
+    assert deploy.Aborted(said, []).report() == str(said)
+    other = deploy.Aborted(deploy.WizardError("the pair did not form"), [])
+    assert other.report() == "the pair did not form\nNothing was changed on the nodes."

@@ -113,7 +113,7 @@ def test_the_unit_runs_the_agent_and_reloads_on_sighup() -> None:
     settings = unit_settings(UNIT.read_text())
     (start,) = settings["ExecStart"]
     config = "--config /etc/mosqit-failover/mosqit-failover.toml"
-    assert re.fullmatch(rf"/usr(/local)?/bin/mosqit-failover agent {config}", start), start
+    assert re.fullmatch(rf"/usr/bin/mosqit-failover agent {config}", start), start
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert settings["KillMode"] == ["process"], "services must survive an agent restart"
     assert settings["Restart"] == ["always"], "the in-place restart relies on it"
@@ -307,3 +307,100 @@ def test_purge_removes_config_state_and_runtime() -> None:
     purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n\trm') :]
     for path in ("/var/lib/mosqit-failover", "/run/mosqit-failover", "/etc/mosqit-failover"):
         assert path in purge.split("fi", 1)[0]
+
+
+# ---- the package itself ----------------------------------------------------------
+
+# What `make deb` leaves out of the copy it builds from (as .gitignore does).
+NOT_BUILT = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    "build",
+    "dist",
+    ".lab",
+    "__pycache__",
+    "*.egg-info",
+    ".*_cache",
+    ".hypothesis",
+)
+# Debian's python3 only, as in `make deb` (a pyenv or venv python lacks dh-python's modules)
+DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb built from a copy of this tree, as `make deb` does (about 10 s)."""
+    if shutil.which("dpkg-buildpackage") is None:
+        pytest.skip("dpkg-buildpackage is not installed (make deb installs the build tools)")
+    source = tmp_path_factory.mktemp("deb") / "src"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_BUILT)
+    env = {"PATH": DEBIAN_PATH, "LC_ALL": "C.UTF-8", "HOME": str(source)}  # no writes to ~
+    unmet = subprocess.run(
+        ["dpkg-checkbuilddeps"], cwd=source, env=env, capture_output=True, text=True
+    )
+    if unmet.returncode != 0:
+        pytest.skip(f"{unmet.stderr.strip()} (make deb installs them)")
+    build = subprocess.run(
+        ["dpkg-buildpackage", "-us", "-uc", "-b"],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
+    (deb,) = source.parent.glob("mosqit-failover_*_all.deb")
+    return deb
+
+
+def test_the_package_installs_what_docs_packaging_md_lists(package: Path) -> None:
+    listing = subprocess.run(
+        ["dpkg-deb", "-c", str(package)], capture_output=True, text=True, check=True
+    ).stdout
+    paths = {line.split()[5].lstrip(".") for line in listing.splitlines()}
+    for wanted in (
+        "/usr/bin/mosqit-failover",
+        "/usr/lib/nagios/plugins/check_mosqit_failover",
+        "/lib/systemd/system/mosqit-failover.service",
+        "/usr/lib/systemd/catalog/mosqit-failover.catalog",
+        "/etc/mosqit-failover/mosqit-failover.toml.example",
+        "/usr/share/man/man8/mosqit-failover.8.gz",
+        "/usr/share/man/man5/mosqit-failover.toml.5.gz",
+        "/usr/share/man/man8/check_mosqit_failover.8.gz",
+        "/usr/share/bash-completion/completions/mosqit-failover",
+        "/usr/share/doc/mosqit-failover/README.md",
+        "/usr/share/doc/mosqit-failover/changelog.gz",
+        "/usr/share/doc/mosqit-failover/copyright",
+        "/usr/share/doc/mosqit-failover/examples/pair.toml",
+        "/usr/lib/python3/dist-packages/mosqit_failover/wizards/deploy.py",
+    ):
+        assert wanted in paths, f"{wanted} is not in the package"
+    site = "/usr/lib/python3/dist-packages/"
+    assert not [p for p in paths if p.startswith(site + "mosqit_failover/lab")], "the lab"
+    top = {p[len(site) :].split("/")[0] for p in paths if p.startswith(site)} - {""}
+    assert {t for t in top if not t.startswith("mosqit_failover")} == set(), top
+    assert "/usr/bin/check_mosqit_failover" not in paths
+    links = [line for line in listing.splitlines() if line.startswith("l")]
+    assert links == [], f"symbolic links in the package: {links}"
+
+
+def test_the_package_unit_runs_the_packaged_command(package: Path) -> None:
+    unit = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"dpkg-deb --fsys-tarfile {package} | tar -xO ./lib/systemd/system/{UNIT.name}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert unit == UNIT.read_text()
+    control = subprocess.run(
+        ["dpkg-deb", "-f", str(package), "Depends", "Recommends"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "paramiko" not in control.split("Recommends:")[0], "paramiko must not be a Depends"
+    assert "(>=" not in control.replace("python3:any", ""), control

@@ -994,6 +994,25 @@ def _check_addresses(
             )
 
 
+PLACEHOLDER = "FILL-IN"  # import-heartbeat writes "FILL-IN: what goes here" where it could not know
+
+
+def _placeholders(value: Any, key: str = "", depth: int = 0) -> list[str]:
+    """One problem per "FILL-IN: ..." value left in the config, naming its key and what to put.
+    The import writes them at most 4 levels deep: deeper nesting is left to the checks."""
+    if isinstance(value, str) and value.startswith(PLACEHOLDER):
+        what = value[len(PLACEHOLDER) :].lstrip(": ") or "a value"
+        return [f"{key}: fill in {what} (a placeholder left by import-heartbeat)"]
+    if depth > 4:
+        return []
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):  # a name with a dot (a node's FQDN) is quoted, as in the file
+        items = [(f"{key}.{k}" if "." not in k else f'{key}."{k}"', v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    return [p for k, v in items for p in _placeholders(v, k.lstrip("."), depth + 1)]
+
+
 def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None) -> Config:
     """Parse and validate TOML text; raise ConfigError naming every problem.
 
@@ -1006,6 +1025,9 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
     except RecursionError:
         fix = "a config needs a few levels at most: remove the nesting"
         raise ConfigError(source, [f"a value is nested too deeply; {fix}"]) from None
+    placeholders = _placeholders(raw)
+    if placeholders:  # the other checks would only complain about the placeholders' values
+        raise ConfigError(source, placeholders)
     c = _Checker()
     top = {"cluster", "timing", "vip", "networks", "nodes", "resources", "sync"}
     top |= {"alerts", "metrics", "console"}

@@ -1,24 +1,15 @@
 """`mosqit-failover import-heartbeat /etc/ha.d`: a heartbeat (v1) setup to our TOML config.
 
-Reads the three files of a heartbeat directory:
+Reads the three files of a heartbeat directory (docs/migration.md says what maps to
+what): ha.cf (mosqit_failover.heartbeat_hacf), haresources and authkeys
+(mosqit_failover.heartbeat_resources). `auto_failback` keeps heartbeat's meaning,
+its default ("legacy") included: that fails back.
 
-- ha.cf: `node` names, `keepalive`/`deadtime`/`initdead` (timing), `ucast`/
-  `bcast`/`mcast` interfaces and addresses (our two networks), `ping` nodes
-  (switch probes, when they lie in a network), `auto_failback`, `udpport`;
-- haresources: the first resource group, in order: `IPaddr`/`IPaddr2` (or a
-  bare address) become the VIP, `MailTo` becomes [alerts] mail_to, init scripts
-  become sysv resources (with arguments: script resources), and what cannot be
-  carried over (Filesystem, drbddisk, ...) is listed with the reason;
-- authkeys: never copied as is. heartbeat's sha1/md5 keys are passphrases for
-  its own HMAC; a key of at least 32 characters is reused (hex-encoded) for
-  our HMAC-SHA256, a shorter one (or crc, which authenticates nothing) is
-  replaced by a new random secret.
-
-`convert(directory)` is pure but for reading those files: it returns the
-TOML text, the secret file text and the notes (what was assumed and what was
-not carried over), or raises `ImportError_` naming every malformed line with
-its file and line number. Unknown values the operator must supply are written
-as "FILL-IN: ..." strings, which `check-config` then names.
+`convert(directory)` is pure but for reading those files: it returns the TOML text,
+the secret file text and the notes (what was assumed and what was not carried over),
+or raises `ImportError_` naming every malformed line of ha.cf and haresources with
+its file and line number. Values it cannot know are written as "FILL-IN: ..."
+strings, which `check-config` names one by one.
 """
 
 from __future__ import annotations
@@ -29,55 +20,24 @@ import ipaddress
 import math
 import os
 import re
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosqit_failover.authkeys import MIN_SECRET_BYTES, generate_secret_text
+from mosqit_failover.config import PLACEHOLDER
+from mosqit_failover.heartbeat_hacf import (
+    HaCf,
+    HostFacts,
+    Network,
+    read_hacf,
+    read_networks,
+    which_node,
+)
+from mosqit_failover.heartbeat_resources import Resources, read_authkeys, read_haresources
 
-NOT_SUPPORTED = {
-    "Filesystem": "mosqit-failover mounts no shared or replicated block device; it copies "
-    "directories with rsync: add a [[sync]] table for the data under that mount point",
-    "drbddisk": "DRBD is not used: directory sync (rsync) replaces it; add [[sync]] tables",
-    "drbdupper": "DRBD is not used: directory sync (rsync) replaces it; add [[sync]] tables",
-    "LVM": "volume groups on shared storage are not managed",
-    "Raid1": "software RAID on shared storage is not managed",
-    "IPv6addr": "only one IPv4 VIP is supported",
-    "IPsrcaddr": "setting the preferred source address is not supported",
-    "SendArp": "not needed: the agent sends gratuitous ARP itself (vip.garp_count)",
-    "AudibleAlarm": "not supported; use [alerts] hooks",
-    "WinPopup": "not supported; use [alerts] hooks",
-    "portblock": "not supported",
-    "Delay": "not supported; put the pause into the next service's own start",
-}
-IGNORED_DIRECTIVES = {
-    "logfile": "logs go to the journal",
-    "debugfile": "logs go to the journal",
-    "logfacility": "logs go to the journal",
-    "use_logd": "logs go to the journal",
-    "debug": "logs go to the journal",
-    "warntime": "no separate warning time; decisions are logged when made",
-    "serial": "serial links are not supported: the nodes talk over both Ethernet networks",
-    "baud": "serial links are not supported",
-    "crm": "a CRM (Pacemaker) configuration is not converted; only haresources is",
-    "respawn": "programs are not respawned by the agent; use systemd units",
-    "apiauth": "heartbeat's API is not provided",
-    "watchdog": "the agent uses systemd's watchdog (WatchdogSec in the unit)",
-    "compression": "messages are small and never compressed",
-    "traditional_compression": "messages are small and never compressed",
-    "coredumps": "systemd handles core dumps",
-    "realtime": "not needed",
-    "uuidfrom": "nodes are named by hostname",
-    "autojoin": "the pair is fixed: exactly two nodes",
-    "hopfudge": "not needed",
-    "ping_group": "ping groups are not supported; each network's switch is probed instead",
-    "mcast": "multicast is not used; messages go to the peer's address on each network",
-    "deadping": "ping nodes share the switch timeout (timing.switch_timeout)",
-}
-_TIME = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
+AUTO_FAILBACK_SOURCE = "linux-ha.org/ha.cf/AutoFailbackDirective"
 
 
 class ImportError_(Exception):
@@ -96,281 +56,13 @@ class Result:
     complete: bool = True  # no FILL-IN left
 
 
-@dataclass
-class _HaCf:
-    nodes: list[str] = field(default_factory=list)
-    times: dict[str, float] = field(default_factory=dict)
-    interfaces: dict[str, list[ipaddress.IPv4Address]] = field(default_factory=dict)
-    pings: list[tuple[ipaddress.IPv4Address, str]] = field(default_factory=list)
-    auto_failback: bool | None = None
-
-
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) without comments and blank lines; backslash continues a line."""
-    out: list[tuple[int, str]] = []
-    pending: tuple[int, str] | None = None
-    for number, raw in enumerate(
-        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
-    ):
-        text = raw.split("#", 1)[0].rstrip()
-        if pending is not None:
-            text = pending[1] + " " + text.strip()
-            number = pending[0]
-            pending = None
-        if text.endswith("\\"):
-            pending = (number, text[:-1])
-            continue
-        if text.strip():
-            out.append((number, text.strip()))
-    if pending is not None and pending[1].strip():
-        out.append(pending)
-    return out
-
-
-def _seconds(text: str) -> float:
-    match = _TIME.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a time (like 2, 500ms or 2s)")
-    return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
-
-
-def _read_hacf(path: Path, problems: list[str], notes: list[str]) -> _HaCf:
-    cf = _HaCf()
-    for number, text in _lines(path):
-        where = f"{path}:{number}"
-        directive, *args = text.split()
-        if directive.endswith(":"):  # "keepalive: 2" is accepted by heartbeat too
-            directive = directive[:-1]
-        try:
-            _hacf_line(cf, directive, args, notes, where)
-        except ValueError as error:
-            problems.append(f"{where}: {directive}: {error}")
-    return cf
-
-
-def _hacf_line(cf: _HaCf, directive: str, args: list[str], notes: list[str], where: str) -> None:
-    def need(count: int, form: str) -> None:
-        if len(args) < count:
-            raise ValueError(f"expected '{directive} {form}'")
-
-    if directive == "node":
-        need(1, "NAME [NAME...]")
-        cf.nodes += args
-    elif directive in ("keepalive", "deadtime", "initdead", "warntime"):
-        need(1, "TIME")
-        cf.times[directive] = _seconds(args[0])
-        if directive == "warntime":
-            notes.append(f"{where}: warntime not carried over: {IGNORED_DIRECTIVES['warntime']}")
-    elif directive == "ucast":
-        need(2, "INTERFACE ADDRESS")
-        try:
-            address = ipaddress.IPv4Address(args[1])
-        except ValueError:
-            raise ValueError(f"{args[1]!r} is not an IPv4 address") from None
-        cf.interfaces.setdefault(args[0], []).append(address)
-    elif directive == "bcast":
-        need(1, "INTERFACE [INTERFACE...]")
-        for interface in args:
-            cf.interfaces.setdefault(interface, [])
-    elif directive == "ping":
-        need(1, "ADDRESS [ADDRESS...]")
-        for arg in args:
-            try:
-                cf.pings.append((ipaddress.IPv4Address(arg), where))
-            except ValueError:
-                raise ValueError(f"{arg!r} is not an IPv4 address") from None
-    elif directive == "auto_failback":
-        need(1, "on|off|legacy")
-        if args[0] not in ("on", "off", "legacy", "yes", "no", "true", "false"):
-            raise ValueError(f"{args[0]!r}: expected on, off or legacy")
-        cf.auto_failback = args[0] in ("on", "yes", "true")
-        if args[0] == "legacy":
-            notes.append(f"{where}: auto_failback legacy read as off")
-    elif directive == "nice_failback":
-        need(1, "on|off")
-        cf.auto_failback = args[0] not in ("on", "yes", "true")
-    elif directive == "udpport":
-        need(1, "PORT")
-        if not args[0].isdigit():
-            raise ValueError(f"{args[0]!r} is not a port number")
-        notes.append(
-            f"{where}: udpport {args[0]} not carried over: the agent speaks its own protocol, "
-            "on cluster.port (default 5405); open that port between the nodes"
-        )
-    elif directive == "mcast":
-        cf_interface = args[0] if args else ""
-        if cf_interface:
-            cf.interfaces.setdefault(cf_interface, [])
-        notes.append(f"{where}: mcast: {IGNORED_DIRECTIVES['mcast']}")
-    elif directive in IGNORED_DIRECTIVES:
-        notes.append(f"{where}: {directive} not carried over: {IGNORED_DIRECTIVES[directive]}")
-    else:
-        notes.append(f"{where}: unknown directive {directive!r} ignored")
-
-
-@dataclass
-class _Resources:
-    owner: str = ""
-    vip: ipaddress.IPv4Interface | None = None
-    vip_interface: str = ""
-    services: list[dict[str, str]] = field(default_factory=list)
-    mail_to: list[str] = field(default_factory=list)
-
-
-def _vip(spec: str) -> tuple[ipaddress.IPv4Interface, str, bool]:
-    """IPaddr's argument 'ADDR[/BITS|/NETMASK[/IFACE[/BROADCAST]]]' -> (VIP, iface, guessed)."""
-    parts = spec.split("/")
-    try:
-        address = ipaddress.IPv4Address(parts[0])
-    except ValueError:
-        raise ValueError(f"{parts[0]!r} is not an IPv4 address") from None
-    mask = parts[1] if len(parts) > 1 and parts[1] else ""
-    try:
-        vip = ipaddress.IPv4Interface(f"{address}/{mask or 24}")
-    except ValueError:
-        raise ValueError(f"{mask!r} is not a prefix length or netmask") from None
-    interface = parts[2] if len(parts) > 2 else ""
-    return vip, interface, not mask
-
-
-def _read_haresources(
-    path: Path, nodes: list[str], ha_dir: Path, problems: list[str], notes: list[str]
-) -> _Resources:
-    res = _Resources()
-    groups = _lines(path)
-    if not groups:
-        problems.append(f"{path}: no resource group; expected 'NODE RESOURCE...'")
-        return res
-    for number, _ in groups[1:]:
-        notes.append(
-            f"{path}:{number}: a second resource group is not carried over: one node is "
-            "active at a time, with one group (merge the groups or use two clusters)"
-        )
-    number, text = groups[0]
-    owner, *items = text.split()
-    res.owner = owner
-    if nodes and owner not in nodes:
-        problems.append(
-            f"{path}:{number}: {owner!r} is not a node of ha.cf ({', '.join(nodes)}); "
-            "the line must start with the preferred node's name"
-        )
-    names: set[str] = set()
-    for position, item in enumerate(items):
-        where = f"{path}:{number}"
-        name, *args = item.split("::")
-        if name in ("IPaddr", "IPaddr2") or (not args and re.match(r"^\d+\.\d+\.\d+\.\d+", name)):
-            spec = args[0] if args else name
-            try:
-                vip, interface, guessed = _vip(spec)
-            except ValueError as error:
-                problems.append(f"{where}: {item}: {error}")
-                continue
-            if res.vip is not None:
-                notes.append(f"{where}: {item} not carried over: only one VIP is supported")
-                continue
-            res.vip, res.vip_interface = vip, interface
-            if guessed:
-                notes.append(f"{where}: {item} has no netmask: assumed /24; check vip.address")
-            if position > 0:
-                notes.append(
-                    f"{where}: the VIP came after {', '.join(items[:position])} in heartbeat; "
-                    "the agent claims the VIP before it starts any service"
-                )
-        elif name == "MailTo":
-            if not args:
-                problems.append(f"{where}: {item}: expected MailTo::ADDRESS[::SUBJECT]")
-                continue
-            res.mail_to += [a for a in args[0].split(",") if a]
-        elif name in NOT_SUPPORTED:
-            notes.append(f"{where}: {item} not carried over: {NOT_SUPPORTED[name]}")
-        else:
-            service = _service(name, args, ha_dir, names)
-            res.services.append(service)
-            notes.append(
-                f"{where}: {item} became a {service['kind']} resource; heartbeat read its "
-                "status from the output (running/OK), the agent reads the exit code "
-                "(LSB: 0 running, 3 stopped): check its status command"
-            )
-    return res
-
-
-def _service(name: str, args: list[str], ha_dir: Path, names: set[str]) -> dict[str, str]:
-    base = re.sub(r"[^A-Za-z0-9_.-]", "-", name).strip("-.") or "service"
-    unique, n = base[:60], 2
-    while unique in names:
-        unique, n = f"{base[:57]}-{n}", n + 1
-    names.add(unique)
-    local = ha_dir / "resource.d" / name
-    if not local.exists() and not args:
-        return {"name": unique, "kind": "sysv", "script": name}
-    script = f"/etc/ha.d/resource.d/{name}" if local.exists() else f"/etc/init.d/{name}"
-    # the agent runs these lines with /bin/sh -c: every word is quoted, so that an
-    # argument is passed to the script as it stood in haresources, never run
-    command = shlex.join([script, *args])
-    return {
-        "name": unique,
-        "kind": "script",
-        "start": f"{command} start",
-        "stop": f"{command} stop",
-        "status": f"{command} status",
-    }
-
-
-def _read_authkeys(path: Path, problems: list[str], notes: list[str]) -> str:
-    """The new secret file's text."""
-    active: int | None = None
-    keys: dict[int, tuple[str, str, int]] = {}
-    for number, text in _lines(path):
-        where = f"{path}:{number}"
-        parts = text.split(None, 2)
-        if parts[0] == "auth":
-            if len(parts) != 2 or not parts[1].isdigit():
-                problems.append(f"{where}: expected 'auth KEYID'")
-            else:
-                active = int(parts[1])
-            continue
-        if not parts[0].isdigit() or len(parts) < 2:
-            problems.append(f"{where}: expected 'KEYID METHOD [KEY]' or 'auth KEYID'")
-            continue
-        method = parts[1]
-        if method not in ("sha1", "md5", "crc"):
-            problems.append(f"{where}: unknown method {method!r}; heartbeat knows sha1, md5, crc")
-            continue
-        if method != "crc" and len(parts) < 3:
-            problems.append(f"{where}: {method} needs a key: 'KEYID {method} KEY'")
-            continue
-        keys[int(parts[0])] = (method, parts[2] if len(parts) > 2 else "", number)
-    if active is None:
-        problems.append(f"{path}: no 'auth KEYID' line naming the key in use")
-        return ""
-    if active not in keys:
-        problems.append(f"{path}: 'auth {active}' names a key that is not defined")
-        return ""
-    method, key, number = keys[active]
-    where = f"{path}:{number}"
-    if method == "crc":
-        notes.append(f"{where}: crc authenticates nothing; a new random secret was generated")
-    elif len(key) >= 2 * MIN_SECRET_BYTES and 1 <= active <= 255:
-        notes.append(
-            f"{where}: the {method} key ({len(key)} characters) is long enough for "
-            "HMAC-SHA256 and was reused (hex-encoded); heartbeat's own HMAC is not: "
-            "consider a fresh one (`mosqit-failover gen-secret`)"
-        )
-        return f"# from heartbeat authkeys key {active}\n{active} {key.encode().hex()}\n"
-    else:
-        notes.append(
-            f"{where}: the {method} key has {len(key)} characters; heartbeat keys cannot be "
-            f"reused for HMAC-SHA256 under {2 * MIN_SECRET_BYTES} characters: a new random "
-            "secret was generated (copy the same file to both nodes)"
-        )
-    return generate_secret_text()
-
-
 def _q(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_q(v)}" for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
@@ -398,105 +90,83 @@ def _timing(times: dict[str, float], notes: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def _networks(
-    cf: _HaCf, nodes: list[str], notes: list[str]
-) -> tuple[list[tuple[str, str, list[str], str]], bool]:
-    """[(network, interface, address per node, subnet)] and whether all was known."""
-    complete = True
-    interfaces = list(cf.interfaces)
-    if len(interfaces) > 2:
-        notes.append(f"only two networks are used: {', '.join(interfaces[2:])} not carried over")
-    while len(interfaces) < 2:
-        notes.append(
-            "heartbeat used fewer than two networks; the agent needs two (one per switch): "
-            "fill in the second network's interface and addresses"
-        )
-        interfaces.append(f"FILL-IN: interface {len(interfaces) + 1}")
-        complete = False
-    networks = []
-    for net, interface in zip(("a", "b"), interfaces[:2], strict=True):
-        known = [str(a) for a in cf.interfaces.get(interface, [])]
-        addresses = []
-        for index, node in enumerate(nodes):
-            if index < len(known):
-                addresses.append(known[index])
-            else:
-                addresses.append(f"FILL-IN: {node}'s address on {interface}")
-                complete = False
-        if len(known) == len(nodes) and known:
-            notes.append(
-                f"network {net} ({interface}): addresses given to nodes in ha.cf's order "
-                f"({', '.join(f'{n} {a}' for n, a in zip(nodes, known, strict=False))}); check them"
-            )
-        if known:
-            subnet = str(ipaddress.IPv4Network(f"{known[0]}/24", strict=False))
-            notes.append(f"network {net}: subnet {subnet} assumed (/24); check it")
-        else:
-            subnet = f"FILL-IN: subnet of {interface}"
-            complete = False
-        networks.append((net, interface, addresses, subnet))
-    return networks, complete
+def _failback(cf: HaCf, notes: list[str]) -> str:
+    """cluster.failback as heartbeat did it, with the reason as a TOML comment."""
+    if cf.auto_failback in ("on", "off"):
+        return f"failback = {_q(cf.auto_failback == 'on')}  # auto_failback {cf.auto_failback}"
+    said = "auto_failback legacy" if cf.auto_failback else "no auto_failback in ha.cf"
+    notes.append(
+        f"{said}: heartbeat's default is legacy, which fails back to the preferred node "
+        f"({AUTO_FAILBACK_SOURCE}): failback = true; set false to stay on the standby"
+    )
+    return f"failback = true  # {said}: heartbeat's legacy default fails back"
 
 
-def convert(ha_dir: Path, cluster: str = "ha") -> Result:
-    """Read ha.cf, haresources and authkeys under ha_dir; see the module doc."""
+def convert(
+    ha_dir: Path, cluster: str = "ha", *, facts: HostFacts | None = None, node: str | None = None
+) -> Result:
+    """Read ha.cf, haresources and authkeys under ha_dir; see the module doc. `facts`
+    describe the host the import runs on (none: nothing is known of it); `node` is the
+    node whose ha.cf this is, when that is not this host."""
+    facts = facts or HostFacts()
     problems: list[str] = []
     notes: list[str] = []
     files = {name: ha_dir / name for name in ("ha.cf", "haresources", "authkeys")}
-    for path in files.values():
-        if not path.is_file():
+    for name in ("ha.cf", "haresources"):
+        if not files[name].is_file():
             problems.append(
-                f"{path}: missing; a heartbeat directory has ha.cf, haresources, authkeys"
+                f"{files[name]}: missing; a heartbeat directory has ha.cf, haresources, authkeys"
             )
     if problems:
         raise ImportError_(problems)
     try:
-        cf = _read_hacf(files["ha.cf"], problems, notes)
-        nodes = cf.nodes
-        if len(nodes) != 2:
+        cf = read_hacf(files["ha.cf"], problems, notes)
+        if len(cf.nodes) != 2:
             problems.append(
-                f"{files['ha.cf']}: {len(nodes)} node(s) ({', '.join(nodes) or 'no node line'}); "
-                "the agent runs exactly two: list both with 'node NAME'"
+                f"{files['ha.cf']}: {len(cf.nodes)} node(s) "
+                f"({', '.join(cf.nodes) or 'no node line'}); the agent runs exactly two: "
+                "list both with 'node NAME'"
             )
-        res = _read_haresources(files["haresources"], nodes, ha_dir, problems, notes)
-        secret = _read_authkeys(files["authkeys"], problems, notes)
+        res = read_haresources(files["haresources"], cf.nodes, ha_dir, problems, notes)
+        secret = read_authkeys(files["authkeys"], notes)
     except OSError as error:
         raise ImportError_([f"cannot read {error.filename}: {error.strerror}"]) from None
     if problems:
         raise ImportError_(problems)
-    networks, complete = _networks(cf, nodes, notes)
+    if any("." in n for n in cf.nodes):
+        notes.append(
+            "node names are kept as ha.cf has them (heartbeat matched them to `uname -n`): "
+            "the agent picks the node named like `uname -n`, then like its short form; "
+            "elsewhere pass --node NAME"
+        )
+    try:
+        me, on_me = which_node(cf, facts, node, notes)
+    except ValueError as error:
+        raise ImportError_([str(error)]) from None
+    networks = read_networks(cf, facts, me, on_me, notes)
     out = [
         "# converted from heartbeat by `mosqit-failover import-heartbeat`; check every",
         "# assumption listed on stderr, then run `mosqit-failover check-config`",
         "[cluster]",
         f"name = {_q(cluster)}",
-        f"preferred = {_q(res.owner)}",
-        f"failback = {_q(bool(cf.auto_failback))}",
+        f"preferred = {_q(res.owner or PLACEHOLDER + ': the preferred node (a node name)')}",
+        _failback(cf, notes),
         "",
         *_timing(cf.times, notes),
-        "[vip]",
+        *_vip_table(res, networks, notes),
     ]
-    if res.vip is None:
-        notes.append("haresources has no IPaddr: fill in vip.address")
-        complete = False
-    out.append(f"address = {_q(res.vip if res.vip else 'FILL-IN: VIP like 192.0.2.50/24')}")
-    vip_interface = res.vip_interface or networks[0][1]
-    if res.vip_interface and res.vip_interface not in [n[1] for n in networks]:
-        notes.append(f"the VIP's interface {res.vip_interface} is not one of the two networks")
-    out += [f"interface = {_q(vip_interface)}", ""]
     switches = _switches(cf, networks, notes)
-    for net, _, _, subnet in networks:
-        out.append(f"[networks.{net}]")
-        out.append(f"subnet = {_q(subnet)}")
-        if net in switches:
-            out.append(f"switch = {_q(switches[net])}")
+    for network in networks:
+        out.append(f"[networks.{network.name}]")
+        out.append(f"subnet = {_q(network.subnet)}")
+        if network.name in switches:
+            out.append(f"switch = {_q(switches[network.name])}")
         out.append("")
-    for index, node in enumerate(nodes):
-        out.append(f"[nodes.{_q(node) if not re.match(r'^[A-Za-z0-9_-]+$', node) else node}]")
-        for net, interface, addresses, _ in networks:
-            out.append(
-                f"{net} = {{ interface = {_q(interface)}, address = {_q(addresses[index])} }}"
-            )
+    for name in cf.nodes:
+        out.append(f"[nodes.{_q(name) if not re.match(r'^[A-Za-z0-9_-]+$', name) else name}]")
+        for network in networks:
+            port = {"interface": network.interface, "address": network.addresses[name]}
+            out.append(f"{network.name} = {_q(port)}")
         out.append("")
     for service in res.services:
         out.append("[[resources]]")
@@ -504,18 +174,45 @@ def convert(ha_dir: Path, cluster: str = "ha") -> Result:
         out.append("")
     if res.mail_to:
         out += ["[alerts]", f"mail_to = [{', '.join(_q(m) for m in res.mail_to)}]", ""]
-    return Result("\n".join(out), secret, notes, complete)
+    toml = "\n".join(out)
+    return Result(toml, secret, notes, PLACEHOLDER not in toml)
 
 
-def _switches(
-    cf: _HaCf, networks: list[tuple[str, str, list[str], str]], notes: list[str]
-) -> dict[str, str]:
+def _vip_table(res: Resources, networks: list[Network], notes: list[str]) -> list[str]:
+    vip: ipaddress.IPv4Interface | str | None = res.vip
+    if res.vip is not None and res.vip_guessed:
+        home = next(
+            (n for n in networks if not n.subnet.startswith(PLACEHOLDER)
+             and res.vip.ip in ipaddress.IPv4Network(n.subnet)),
+            None,
+        )  # fmt: skip
+        if home:
+            vip = ipaddress.IPv4Interface(f"{res.vip.ip}/{home.subnet.split('/')[1]}")
+        notes.append(f"the VIP {res.vip.ip} has no netmask in haresources: {vip} assumed; check it")
+    if vip is None:
+        notes.append("haresources has no IPaddr: fill in vip.address")
+        vip = f"{PLACEHOLDER}: VIP like 192.0.2.50/24"
+    interface = res.vip_interface or networks[0].interface
+    if res.vip_interface and res.vip_interface not in [n.interface for n in networks]:
+        notes.append(
+            f"the VIP's interface {res.vip_interface} in haresources is none of the two "
+            "networks' interfaces, and the agent puts the VIP on one of them: fill in "
+            "vip.interface"
+        )
+        interface = f"{PLACEHOLDER}: one of the networks' interfaces ({res.vip_interface} "
+        interface += "in haresources is none of them)"
+    return ["[vip]", f"address = {_q(vip)}", f"interface = {_q(interface)}", ""]
+
+
+def _switches(cf: HaCf, networks: list[Network], notes: list[str]) -> dict[str, str]:
     switches: dict[str, str] = {}
     for address, where in cf.pings:
         home = None
-        for net, _, _, subnet in networks:
-            if not subnet.startswith("FILL-IN") and address in ipaddress.IPv4Network(subnet):
-                home = net
+        for network in networks:
+            if not network.subnet.startswith(PLACEHOLDER) and address in ipaddress.IPv4Network(
+                network.subnet
+            ):
+                home = network.name
         if home is None:
             notes.append(
                 f"{where}: ping node {address} not carried over: it lies in neither network; "
@@ -536,6 +233,11 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("directory", nargs="?", default="/etc/ha.d", help="default /etc/ha.d")
     parser.add_argument("--cluster", default="ha", help="cluster name for the new config")
+    parser.add_argument(
+        "--node",
+        help="the node this ha.cf comes from (default: the node named like this host, "
+        "as heartbeat does); its ucast lines name the other node's addresses",
+    )
     parser.add_argument("-o", "--output", help="write the config here (default: stdout)")
     parser.add_argument("--secret", help="write the new secret file here (mode 0600)")
     parser.add_argument(
@@ -546,6 +248,8 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 CONFIG_MODE = 0o644  # the config holds no secret: the secret is a file of its own
+
+
 SECRET_MODE = 0o600
 
 
@@ -645,9 +349,16 @@ def run_import(args: argparse.Namespace) -> int:
     """Print (or write) the config; notes and problems go to stderr. 0 done, 1 incomplete,
     2 malformed input or an output that cannot be written (then nothing is written)."""
     try:
-        result = convert(Path(args.directory), args.cluster)
+        result = convert(
+            Path(args.directory),
+            args.cluster,
+            facts=HostFacts.of_this_host(),
+            node=getattr(args, "node", None),
+        )
     except ImportError_ as error:
-        print(f"import-heartbeat: {len(error.problems)} malformed line(s):", file=sys.stderr)
+        print(
+            f"import-heartbeat: cannot convert, {len(error.problems)} problem(s):", file=sys.stderr
+        )
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2

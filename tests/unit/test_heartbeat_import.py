@@ -1,21 +1,35 @@
-"""import-heartbeat: realistic /etc/ha.d directories written by the tests."""
+"""import-heartbeat: /etc/ha.d directories written by the tests, and real ones from
+tutorials and repositories (fixtures/heartbeat/NAME, each with its SOURCE)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
+import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mosqit_failover import cli
 from mosqit_failover.authkeys import parse_secret_text
-from mosqit_failover.config import ConfigError, parse
+from mosqit_failover.config import Config, ConfigError, load, parse
 from mosqit_failover.effects.resources import make_runner
-from mosqit_failover.heartbeat_import import ImportError_, _service, add_import_parser, convert
+from mosqit_failover.heartbeat_hacf import HostFacts, parse_hosts
+from mosqit_failover.heartbeat_import import (
+    AUTO_FAILBACK_SOURCE,
+    ImportError_,
+    Result,
+    add_import_parser,
+    convert,
+)
+from mosqit_failover.heartbeat_resources import init_script_resource
 
 HA_CF = """\
 # /etc/ha.d/ha.cf of the billing pair (heartbeat 2.1, v1 style)
@@ -83,6 +97,8 @@ def test_a_classic_drbd_pair_converts_to_a_valid_config(tmp_path: Path) -> None:
     assert str(config.node("bill2").on("b").address) == "10.2.0.12"
     assert config.node("bill1").on("b").interface == "eth1"
     assert [(r.name, r.kind, r.script) for r in config.resources] == [
+        ("drbd-r0", "script", ""),
+        ("fs-srv-billing", "ocf", ""),
         ("postgresql", "sysv", "postgresql"),
         ("billing-app", "sysv", "billing-app"),
     ]
@@ -96,13 +112,30 @@ def test_a_classic_drbd_pair_converts_to_a_valid_config(tmp_path: Path) -> None:
         60.0,
     )
     notes = "\n".join(result.notes)
-    assert "drbddisk::r0 not carried over: DRBD is not used" in notes
-    assert "Filesystem::/dev/drbd0::/srv/billing::ext4 not carried over" in notes
-    assert "[[sync]]" in notes
     assert "ping node 192.0.2.77 not carried over: it lies in neither network" in notes
     assert f"{tmp_path}/ha.d/ha.cf:8: udpport 694 not carried over" in notes
     assert f"{tmp_path}/ha.d/ha.cf:17: respawn not carried over" in notes
     assert "logfile not carried over: logs go to the journal" in notes
+
+
+def test_drbddisk_and_filesystem_become_resources_the_agent_runs(tmp_path: Path) -> None:
+    """drbddisk::r0 is `drbdadm primary/secondary r0`; Filesystem the OCF agent of
+    resource-agents, with heartbeat's device, directory and type as its parameters."""
+    config = parse(convert(ha_dir(tmp_path)).toml)
+    drbd, filesystem = config.resources[:2]
+    assert (drbd.start, drbd.stop, drbd.status) == (
+        "drbdadm primary r0",
+        "drbdadm secondary r0",
+        "drbdadm role r0 | grep -q '^Primary'",
+    )
+    assert filesystem.agent == "ocf:heartbeat:Filesystem"
+    assert dict(filesystem.params) == {
+        "device": "/dev/drbd0",
+        "directory": "/srv/billing",
+        "fstype": "ext4",
+    }
+    for resource in config.resources:  # the agent builds a runner for each, as when it starts
+        make_runner(resource)
 
 
 def test_a_short_heartbeat_key_is_replaced_by_a_new_secret(tmp_path: Path) -> None:
@@ -126,6 +159,36 @@ def test_crc_gets_a_new_secret_with_a_warning(tmp_path: Path) -> None:
     result = convert(ha_dir(tmp_path, authkeys="auth 1\n1 crc\n"))
     parse_secret_text(result.secret)
     assert any("crc authenticates nothing" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("authkeys", "expected"),
+    [
+        ("auth 1\n1 sha some-key\n", "authkeys:2: unknown method 'sha' (did you mean sha1?)"),
+        ("auth 1\n1 sha1\n", "authkeys:2: sha1 needs a key"),
+        ("auth 1\n1 rot13 abc\n", "authkeys:2: unknown method 'rot13'"),
+        ("1 sha1 abc\n", "authkeys: no 'auth KEYID' line: a new random secret"),
+        ("auth 2\n1 sha1 abc\n", "authkeys: 'auth 2' names no key: a new random secret"),
+        ("auth one\n", "authkeys:1: expected 'auth KEYID'"),
+        ("auth1\n1 sha1 abc\n", "authkeys:1: 'auth1': heartbeat expects 'auth KEYID'"),
+    ],
+)
+def test_a_bad_authkeys_is_a_note_and_a_new_secret(
+    tmp_path: Path, authkeys: str, expected: str
+) -> None:
+    """authkeys is replaced anyway: a typo in it never stops the import."""
+    result = convert(ha_dir(tmp_path, authkeys=authkeys))
+    assert result.complete
+    assert any(expected in note for note in result.notes), result.notes
+    assert len(parse_secret_text(result.secret).signing.secret) == 32
+
+
+def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:
+    directory = ha_dir(tmp_path)
+    (directory / "authkeys").unlink()
+    result = convert(directory)
+    parse_secret_text(result.secret)
+    assert f"{directory}/authkeys: missing; a new random secret was generated" in result.notes
 
 
 @pytest.mark.parametrize(
@@ -156,22 +219,12 @@ def test_crc_gets_a_new_secret_with_a_warning(tmp_path: Path) -> None:
             HA_CF.replace("node    bill2\n", ""),
             "1 node(s) (bill1); the agent runs exactly two",
         ),
-        (
-            "haresources",
-            "bill3 10.1.0.50 postgresql\n",
-            "haresources:1: 'bill3' is not a node of ha.cf",
-        ),
-        (
-            "haresources",
-            "bill1 IPaddr::10.1.0.500/24\n",
-            "haresources:1: IPaddr::10.1.0.500/24: '10.1.0.500' is not",
-        ),
         ("haresources", "# nothing\n", "haresources: no resource group"),
-        ("authkeys", "auth 1\n1 sha1\n", "authkeys:2: sha1 needs a key"),
-        ("authkeys", "auth 1\n1 rot13 abc\n", "authkeys:2: unknown method 'rot13'"),
-        ("authkeys", "1 sha1 abc\n", "authkeys: no 'auth KEYID' line"),
-        ("authkeys", "auth 2\n1 sha1 abc\n", "authkeys: 'auth 2' names a key that is not defined"),
-        ("authkeys", "auth one\n", "authkeys:1: expected 'auth KEYID'"),
+        (
+            "haresources",
+            "bill1 MailTo\n",
+            "haresources:1: MailTo: expected MailTo::ADDRESS[::SUBJECT]",
+        ),
     ],
 )
 def test_a_malformed_line_is_named_with_its_file_and_line(
@@ -189,15 +242,52 @@ def test_a_malformed_line_is_named_with_its_file_and_line(
 def test_every_malformed_line_is_reported_at_once(tmp_path: Path) -> None:
     bad = HA_CF.replace("keepalive 1", "keepalive x").replace("deadtime 10", "deadtime")
     with pytest.raises(ImportError_) as caught:
-        convert(ha_dir(tmp_path, **{"ha.cf": bad, "authkeys": "auth 1\n"}))
+        convert(ha_dir(tmp_path, **{"ha.cf": bad, "haresources": "# empty\n"}))
     assert len(caught.value.problems) == 3
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     directory = ha_dir(tmp_path)
-    (directory / "authkeys").unlink()
-    with pytest.raises(ImportError_, match="authkeys: missing"):
+    (directory / "haresources").unlink()
+    with pytest.raises(ImportError_, match="haresources: missing"):
         convert(directory)
+
+
+def test_node_names_compare_case_insensitively_like_heartbeat(tmp_path: Path) -> None:
+    result = convert(ha_dir(tmp_path, haresources="BILL2 10.1.0.50/24 postgresql\n"))
+    assert result.complete and parse(result.toml).preferred == "bill2"
+    assert any("'BILL2' read as node 'bill2'" in n for n in result.notes)
+
+
+def test_a_preferred_node_that_is_no_node_is_a_placeholder(tmp_path: Path) -> None:
+    result = convert(ha_dir(tmp_path, haresources="bill3 10.1.0.50/24 postgresql\n"))
+    assert not result.complete
+    assert any("'bill3' is not a node of ha.cf (bill1, bill2)" in n for n in result.notes)
+    with pytest.raises(ConfigError) as caught:
+        parse(result.toml)
+    assert caught.value.problems == [
+        "cluster.preferred: fill in the preferred node (a node name) "
+        "(a placeholder left by import-heartbeat)"
+    ]
+
+
+def test_a_misspelt_resource_agent_is_questioned(tmp_path: Path) -> None:
+    # the same letters in another case: heartbeat would not find it; read as the agent
+    result = convert(ha_dir(tmp_path, haresources="bill1 Ipaddr2::10.1.0.50/24/eth0 pg\n"))
+    assert result.complete and str(parse(result.toml).vip.address) == "10.1.0.50/24"
+    assert any("did you mean IPaddr2? Read as IPaddr2" in n for n in result.notes)
+    # a close name with arguments: neither an agent nor an init script; ask
+    result = convert(ha_dir(tmp_path, haresources="bill1 10.1.0.50/24 Filesytem::/dev/sdb::/x\n"))
+    assert not result.complete
+    with pytest.raises(ConfigError) as caught:
+        parse(result.toml)
+    assert caught.value.problems == [
+        "resources[0].kind: fill in the kind of Filesytem::/dev/sdb::/x; no agent "
+        "'Filesytem' (did you mean Filesystem?) (a placeholder left by import-heartbeat)"
+    ]
+    # an init script that merely looks like an agent's name stays an init script
+    result = convert(ha_dir(tmp_path, haresources="bill1 10.1.0.50/24 apache2\n"))
+    assert [(r.kind, r.script) for r in parse(result.toml).resources] == [("sysv", "apache2")]
 
 
 def test_broadcast_setup_leaves_fill_ins_that_check_config_names(tmp_path: Path) -> None:
@@ -210,11 +300,107 @@ def test_broadcast_setup_leaves_fill_ins_that_check_config_names(tmp_path: Path)
     assert 'address = "FILL-IN: a1\'s address on eth0"' in result.toml
     with pytest.raises(ConfigError) as caught:
         parse(result.toml)
-    assert any("FILL-IN" in p for p in caught.value.problems)
+    assert caught.value.problems == [
+        f"{key}: fill in {what} (a placeholder left by import-heartbeat)"
+        for key, what in [
+            ("networks.a.subnet", "subnet of eth0"),
+            ("networks.b.subnet", "subnet of eth1"),
+            ("nodes.a1.a.address", "a1's address on eth0"),
+            ("nodes.a1.b.address", "a1's address on eth1"),
+            ("nodes.a2.a.address", "a2's address on eth0"),
+            ("nodes.a2.b.address", "a2's address on eth1"),
+        ]
+    ]
     assert "failback = true" in result.toml and 'preferred = "a2"' in result.toml
     assert 'interval = "500ms"' in result.toml and "misses = 4" in result.toml
     assert 'start = "/etc/init.d/mysql --defaults-file=/etc/mysql/ha.cnf start"' in result.toml
-    assert any("10.9.0.5 has no netmask: assumed /24" in n for n in result.notes)
+    assert any("10.9.0.5 has no netmask in haresources: 10.9.0.5/24" in n for n in result.notes)
+
+
+def test_udp_is_read_as_bcast(tmp_path: Path) -> None:
+    ha_cf = "node bill1\nnode bill2\nudp eth0\nudp eth1\n"
+    result = convert(ha_dir(tmp_path, **{"ha.cf": ha_cf}))
+    assert "[networks.a]" in result.toml and "[networks.b]" in result.toml
+    assert 'a = { interface = "eth0"' in result.toml and 'b = { interface = "eth1"' in result.toml
+    assert any("udp is heartbeat's old spelling of bcast" in n for n in result.notes)
+
+
+# ---- auto_failback: heartbeat's own default ("legacy") fails back ----------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "failback", "comment"),
+    [
+        ("auto_failback on", True, "# auto_failback on"),
+        ("auto_failback yes", True, "# auto_failback on"),
+        ("auto_failback off", False, "# auto_failback off"),
+        ("nice_failback on", False, "# auto_failback off"),
+        ("nice_failback off", True, "# auto_failback on"),
+        ("auto_failback legacy", True, "# auto_failback legacy: heartbeat's legacy default"),
+        ("", True, "# no auto_failback in ha.cf: heartbeat's legacy default fails back"),
+    ],
+)
+def test_failback_follows_heartbeat_and_says_why(
+    tmp_path: Path, line: str, failback: bool, comment: str
+) -> None:
+    ha_cf = HA_CF.replace("auto_failback off", line)
+    result = convert(ha_dir(tmp_path, **{"ha.cf": ha_cf}))
+    assert parse(result.toml).failback is failback
+    cluster_line = next(x for x in result.toml.splitlines() if x.startswith("failback ="))
+    assert comment in cluster_line
+
+
+# ---- ucast: the line names the PEER's address, as seen from the ha.cf's own node --------
+
+ONE_UCAST = "node alpha\nnode beta\nucast eth0 192.0.2.11\nbcast eth1\n"
+
+
+def test_a_single_ucast_address_is_not_guessed(tmp_path: Path) -> None:
+    result = convert(ha_dir(tmp_path, **{"ha.cf": ONE_UCAST, "haresources": "alpha 192.0.2.50\n"}))
+    assert 'alpha]\na = { interface = "eth0", address = "FILL-IN' in result.toml
+    assert 'beta]\na = { interface = "eth0", address = "FILL-IN' in result.toml
+    assert any("run again with --node NAME" in n for n in result.notes)
+
+
+def test_a_single_ucast_address_is_the_other_nodes(tmp_path: Path) -> None:
+    directory = ha_dir(tmp_path, **{"ha.cf": ONE_UCAST, "haresources": "alpha 192.0.2.50\n"})
+    toml = convert(directory, node="beta").toml
+    assert 'alpha]\na = { interface = "eth0", address = "192.0.2.11" }' in toml
+    assert "FILL-IN: beta's address on eth0" in toml
+    toml = convert(directory, node="ALPHA").toml  # a node name in another case
+    assert 'beta]\na = { interface = "eth0", address = "192.0.2.11" }' in toml
+    with pytest.raises(ImportError_, match=re.escape("--node 'gamma' is not a node of ha.cf")):
+        convert(directory, node="gamma")
+
+
+def test_on_a_node_its_own_addresses_and_etc_hosts_fill_in_the_rest(tmp_path: Path) -> None:
+    directory = ha_dir(tmp_path, **{"ha.cf": ONE_UCAST, "haresources": "alpha 192.0.2.50\n"})
+    facts = HostFacts(
+        hostname="beta.example.net",  # uname -n as an FQDN, the node named by its short form
+        addresses={
+            "eth0": (ipaddress.IPv4Interface("192.0.2.12/26"),),
+            "eth1": (ipaddress.IPv4Interface("198.51.100.12/24"),),
+        },
+        hosts=parse_hosts("198.51.100.11 alpha-b alpha\n127.0.1.1 beta.example.net beta\n"),
+    )
+    result = convert(directory, facts=facts)
+    assert result.complete, result.toml
+    config = parse(result.toml)
+    alpha, beta = config.node("alpha"), config.node("beta")
+    assert [str(a.address) for a in alpha.attachments] == ["192.0.2.11", "198.51.100.11"]
+    assert [str(a.address) for a in beta.attachments] == ["192.0.2.12", "198.51.100.12"]
+    assert [str(n.subnet) for n in config.networks] == ["192.0.2.0/26", "198.51.100.0/24"]
+    assert str(config.vip.address) == "192.0.2.50/26"  # no netmask given: its network's
+
+
+def test_this_hosts_own_ucast_address_is_skipped(tmp_path: Path) -> None:
+    """One ha.cf for both nodes lists both addresses; heartbeat ignores its own."""
+    ha_cf = "node alpha\nnode beta\nucast eth0 192.0.2.12\nucast eth0 192.0.2.11\nbcast eth1\n"
+    directory = ha_dir(tmp_path, **{"ha.cf": ha_cf, "haresources": "alpha 192.0.2.50\n"})
+    facts = HostFacts("alpha", {"eth0": (ipaddress.IPv4Interface("192.0.2.11/24"),)})
+    toml = convert(directory, facts=facts).toml
+    assert 'alpha]\na = { interface = "eth0", address = "192.0.2.11" }' in toml
+    assert 'beta]\na = { interface = "eth0", address = "192.0.2.12" }' in toml
 
 
 def test_the_command_writes_config_and_secret_and_lists_notes(
@@ -228,7 +414,7 @@ def test_the_command_writes_config_and_secret_and_lists_notes(
         ["import-heartbeat", str(ha_dir(tmp_path)), "-o", str(out), "--secret", str(secret)]
     )
     assert args.func(args) == 0
-    parse(out.read_text())
+    load(out)  # as check-config and the agent read it
     assert oct(os.stat(secret).st_mode & 0o777) == "0o600"
     parse_secret_text(secret.read_text())
     err = capsys.readouterr().err
@@ -242,12 +428,18 @@ def test_the_command_reports_malformed_input_with_exit_2(
 ) -> None:
     parser = argparse.ArgumentParser()
     add_import_parser(parser.add_subparsers(dest="command"))
-    directory = ha_dir(tmp_path, authkeys="auth 1\n1 sha1\n")
+    directory = ha_dir(tmp_path, **{"ha.cf": HA_CF.replace("keepalive 1", "keepalive two")})
     args = parser.parse_args(["import-heartbeat", str(directory)])
     assert args.func(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"{directory}/authkeys:2: sha1 needs a key" in captured.err
+    assert f"{directory}/ha.cf:4: keepalive: 'two' is not a time" in captured.err
+    args = parser.parse_args(["import-heartbeat", str(ha_dir(tmp_path)), "--node", "bill9"])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "import-heartbeat: cannot convert, 1 problem(s):",
+        "  - --node 'bill9' is not a node of ha.cf (bill1, bill2)",
+    ]
 
 
 # ---- haresources arguments reach the script as arguments, never as shell code -----------
@@ -326,7 +518,7 @@ def test_legitimate_arguments_arrive_whole_and_in_order(tmp_path: Path) -> None:
     assert calls[1] == "[--defaults-file=/etc/mysql/ha.cnf][--user=*][start]"
 
     # an argument with a space (not writable in haresources itself) stays one argument
-    service = _service("app", ["--title=two words", "it's"], tmp_path, set())
+    service = init_script_resource("app", ["--title=two words", "it's"], tmp_path, set())
     assert service["kind"] == "script"
     table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in service.items())
     _start_and_stop(f"{result.toml}\n[[resources]]\n{table}", initd)
@@ -429,3 +621,243 @@ def test_output_and_secret_must_be_two_files(
     status, err = _import(capsys, ha_dir(tmp_path), "-o", out, "--secret", out)
     assert status == 2 and "-o and --secret name the same file" in err
     assert not out.exists()
+
+
+# ---- real heartbeat directories from tutorials and repositories (fixtures/heartbeat/*) ----
+
+FIXTURES = Path(__file__).parent / "fixtures" / "heartbeat"
+PLACEHOLDER_PROBLEM = re.compile(r"^(\S+): fill in .+ \(a placeholder left by import-heartbeat\)$")
+
+
+def fixture(name: str, tmp_path: Path, **replace: str) -> Path:
+    """A copy of a fixture directory (optionally with a file's text replaced)."""
+    directory = tmp_path / name
+    shutil.copytree(FIXTURES / name, directory)
+    for file, text in replace.items():
+        (directory / file).write_text(text)
+    return directory
+
+
+def checked(result: Result) -> Config | None:
+    """The config when it is complete; else None, after checking that check-config's
+    validation names each placeholder, and nothing else."""
+    try:
+        config = parse(result.toml)
+    except ConfigError as error:
+        keys = [PLACEHOLDER_PROBLEM.match(p) for p in error.problems]
+        assert all(keys), error.problems
+        assert len(keys) == result.toml.count('"FILL-IN') and not result.complete
+        return None
+    assert result.complete and "FILL-IN" not in result.toml
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir()))
+def test_every_real_setup_imports_and_checks_or_names_its_placeholders(name: str) -> None:
+    assert (FIXTURES / name / "SOURCE").read_text().strip()
+    result = convert(FIXTURES / name)
+    checked(result)
+    parse_secret_text(result.secret)
+    assert "dummy-key" not in result.secret  # a short heartbeat key is never carried over
+
+
+def test_fixture_vagrant_auto_failback_on_and_heartbeats_apache_agent() -> None:
+    result = convert(FIXTURES / "vagrant-bart-lisa")
+    assert "failback = true  # auto_failback on" in result.toml
+    assert '[vip]\naddress = "192.168.1.71/24"\ninterface = "eth1"' in result.toml
+    assert '[[resources]]\nname = "apache"\nkind = "ocf"\nagent = "ocf:heartbeat:apache"' in (
+        result.toml
+    )
+
+
+def test_fixture_asterisk_on_its_master(tmp_path: Path) -> None:
+    """The master's eth1 and /etc/hosts as its install script makes them."""
+    facts = HostFacts(
+        "asteriskmaster",
+        {"eth1": (ipaddress.IPv4Interface("172.20.10.12/28"),)},
+        parse_hosts("172.20.10.13   asteriskslave\n"),
+    )
+    result = convert(FIXTURES / "asterisk-vagrant", facts=facts)
+    assert checked(result) is None  # heartbeat had one network: the second is to fill in
+    toml = result.toml
+    assert '[networks.a]\nsubnet = "172.20.10.0/28"' in toml
+    assert 'asteriskmaster]\na = { interface = "eth1", address = "172.20.10.12" }' in toml
+    assert 'asteriskslave]\na = { interface = "eth1", address = "172.20.10.13" }' in toml
+    assert 'address = "172.20.10.15/28"' in toml  # IPaddr without netmask: its network's
+    assert "failback = false  # auto_failback off" in toml
+    notes = "\n".join(result.notes)
+    assert "unknown directive 'undport' ignored (did you mean udpport?)" in notes
+    assert "crc authenticates nothing; a new random secret was generated" in notes
+
+
+def test_fixture_digitalocean_identical_ucast_file(tmp_path: Path) -> None:
+    result = convert(FIXTURES / "digitalocean-ucast")
+    toml = result.toml
+    assert 'primary]\na = { interface = "eth0", address = "104.236.6.11" }' in toml
+    assert 'secondary]\na = { interface = "eth0", address = "104.236.6.22" }' in toml
+    assert "failback = true  # no auto_failback in ha.cf: heartbeat's legacy default" in toml
+    assert any(AUTO_FAILBACK_SOURCE in n for n in result.notes)
+    assert any("'auth1': heartbeat expects 'auth KEYID'" in n for n in result.notes)
+    assert 'kind = "sysv"\nscript = "floatip"' in toml
+    # the same pair with one ucast line per node's own ha.cf (the secondary's names the
+    # primary's address): run on the secondary, or told it is the secondary's
+    secondary = "node primary\nucast eth0 104.236.6.11\nnode secondary\n"
+    directory = fixture("digitalocean-ucast", tmp_path, **{"ha.cf": secondary})
+    toml = convert(directory, node="secondary").toml
+    assert 'primary]\na = { interface = "eth0", address = "104.236.6.11" }' in toml
+    assert "FILL-IN: secondary's address on eth0" in toml
+    on_it = HostFacts("secondary", {"eth0": (ipaddress.IPv4Interface("104.236.6.22/18"),)})
+    toml = convert(directory, facts=on_it).toml
+    assert 'secondary]\na = { interface = "eth0", address = "104.236.6.22" }' in toml
+    assert '[networks.a]\nsubnet = "104.236.0.0/18"' in toml
+
+
+def test_fixture_elastix_fqdn_nodes_drbd_and_filesystem() -> None:
+    result = convert(FIXTURES / "elastix-fqdn-drbd")
+    toml = result.toml
+    assert 'preferred = "pbx1.local"' in toml  # haresources says pbx1: the node's short name
+    assert '[nodes."pbx1.local"]' in toml and '[nodes."pbx2.local"]' in toml
+    assert (
+        '[[resources]]\nname = "drbd-r0"\nkind = "script"\nstart = "drbdadm primary r0"\n'
+        'stop = "drbdadm secondary r0"\nstatus = "drbdadm role r0 | grep -q \'^Primary\'"'
+    ) in toml
+    assert (
+        '[[resources]]\nname = "fs-replica"\nkind = "ocf"\nagent = "ocf:heartbeat:Filesystem"\n'
+        'params = { device = "/dev/drbd0", directory = "/replica", fstype = "ext3" }'
+    ) in toml
+    assert 'mail_to = ["informatica@astican.es"]' in toml  # the second group, merged
+    with pytest.raises(ConfigError) as caught:
+        parse(toml)
+    assert (
+        "vip.interface: fill in one of the networks' interfaces (eth0 in haresources is none "
+        "of them) (a placeholder left by import-heartbeat)"
+    ) in caught.value.problems
+    assert 'nodes."pbx1.local".a.address' in "\n".join(caught.value.problems)
+
+
+def test_fixture_drbd_users_guide_mcast_and_bcast() -> None:
+    result = convert(FIXTURES / "drbd-users-guide")
+    toml = result.toml
+    assert 'alice]\na = { interface = "bond0"' in toml and 'b = { interface = "eth2"' in toml
+    assert 'name = "drbd-mysql"' in toml and 'start = "drbdadm primary mysql"' in toml
+    assert 'directory = "/var/lib/mysql"' in toml
+    assert "failback = true  # no auto_failback in ha.cf" in toml
+    assert any("mcast bond0: multicast is not used" in n for n in result.notes)
+
+
+def test_fixture_linux_ha_one_ip_two_bcast_networks() -> None:
+    result = convert(FIXTURES / "linux-ha-oneip")
+    assert "failback = false  # auto_failback off" in result.toml  # "auto_failback no"
+    assert 'paul]\na = { interface = "eth0"' in result.toml
+    assert 'b = { interface = "eth1"' in result.toml
+
+
+def test_fixture_kolab_nice_failback_and_an_alias_for_the_preferred_node() -> None:
+    result = convert(FIXTURES / "kolab-fqdn")
+    assert "failback = false  # auto_failback off" in result.toml  # nice_failback on
+    assert 'preferred = "FILL-IN: the preferred node (a node name)"' in result.toml
+    assert any("'icarus.matrix.com' is not a node of ha.cf" in n for n in result.notes)
+    assert 'params = { device = "/dev/sdb1", directory = "/kolab", fstype = "ext3" }' in (
+        result.toml
+    )
+
+
+def test_fixture_jeos_udp_and_a_node_name_in_another_case() -> None:
+    result = convert(FIXTURES / "jeos-udp")
+    assert 'preferred = "JeOS-Serv1"' in result.toml
+    assert '[nodes.JeOS-Serv1]\na = { interface = "eth1"' in result.toml
+    assert any("udp is heartbeat's old spelling of bcast" in n for n in result.notes)
+
+
+def test_fixture_with_a_typo_in_authkeys_and_haresources(tmp_path: Path) -> None:
+    directory = fixture(
+        "vagrant-bart-lisa",
+        tmp_path,
+        authkeys="auth 1\n1 sha dummy-key\n",
+        haresources="lisa Ipaddr2::192.168.1.71/24/eth1 apache\n",
+    )
+    result = convert(directory)
+    assert '[vip]\naddress = "192.168.1.71/24"' in result.toml
+    notes = "\n".join(result.notes)
+    assert "unknown method 'sha' (did you mean sha1?)" in notes
+    assert "did you mean IPaddr2? Read as IPaddr2" in notes
+    parse_secret_text(result.secret)
+
+
+# ---- FQDN node names, end to end: check-config and the agent on a host of each name -----
+
+
+def _as_host(hostname: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`mosqit-failover ARGV` on a host whose `uname -n` is HOSTNAME (a UTS namespace)."""
+    command = f"hostname {shlex.quote(hostname)} && exec {shlex.join(argv)}"
+    return subprocess.run(
+        ["unshare", "--uts", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_fqdn_node_names_end_to_end(tmp_path: Path) -> None:
+    """The Elastix pair imported on pbx1 (its bond0, its /etc/hosts), the second network
+    filled in, then checked and started as each host name would see it."""
+    hosts = parse_hosts((FIXTURES / "elastix-fqdn-drbd" / "hosts").read_text())
+    bond0 = (ipaddress.IPv4Interface("10.50.0.16/16"),)
+    result = convert(
+        FIXTURES / "elastix-fqdn-drbd", facts=HostFacts("pbx1.local", {"bond0": bond0}, hosts)
+    )
+    filled = {
+        "subnet of network b": "10.60.0.0/24",
+        "interface of network b": "eth3",
+        "pbx1.local's address on network b": "10.60.0.16",
+        "pbx2.local's address on network b": "10.60.0.17",
+        "one of the networks' interfaces (eth0 in haresources is none of them)": "bond0",
+    }
+    toml = result.toml.replace('address = "192.168.220.3/24"', 'address = "10.50.0.15/16"')
+    for what, value in filled.items():
+        toml = toml.replace(f'"FILL-IN: {what}"', f'"{value}"')
+    secret = tmp_path / "no-secret-here"
+    toml = toml.replace("[cluster]\n", f'[cluster]\nsecret_file = "{secret}"\n')
+    path = tmp_path / "mosqit-failover.toml"
+    path.write_text(toml)
+    cli = [sys.executable, "-m", "mosqit_failover.cli"]
+
+    fqdn = _as_host("pbx1.local", *cli, "check-config", str(path))
+    assert fqdn.returncode == 0, fqdn.stderr
+    assert "this host runs as node pbx1.local" in fqdn.stdout
+    agent = _as_host("pbx1.local", *cli, "agent", "--config", str(path))
+    assert agent.returncode == 2  # past the node, stopped by the missing secret
+    assert f"secret file {secret}: does not exist" in agent.stderr
+
+    short = _as_host("pbx1", *cli, "check-config", str(path))
+    assert short.returncode == 0, short.stderr
+    assert "note: this host's name 'pbx1' (nor its short form) is not a node" in short.stdout
+    agent = _as_host("pbx1", *cli, "agent", "--config", str(path))
+    assert agent.returncode == 2 and "pass --node NAME" in agent.stderr
+    assert "Traceback" not in agent.stderr
+    agent = _as_host("pbx1", *cli, "agent", "--config", str(path), "--node", "pbx1.local")
+    assert agent.returncode == 2 and "does not exist" in agent.stderr
+
+
+def test_check_config_names_each_placeholder_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mosqit.toml"
+    assert cli.main(["import-heartbeat", str(FIXTURES / "kolab-fqdn"), "-o", str(out)]) == 1
+    capsys.readouterr()
+    assert cli.main(["check-config", str(out)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"{out}: 10 problem(s):"
+    assert lines[1:5] == [
+        "  - cluster.preferred: fill in the preferred node (a node name) "
+        "(a placeholder left by import-heartbeat)",
+        "  - vip.interface: fill in one of the networks' interfaces (eth0 in haresources is "
+        "none of them) (a placeholder left by import-heartbeat)",
+        "  - networks.a.subnet: fill in subnet of eth1 (a placeholder left by import-heartbeat)",
+        "  - networks.b.subnet: fill in subnet of network b "
+        "(a placeholder left by import-heartbeat)",
+    ]
+    assert all(line.startswith("  - ") and ": fill in " in line for line in lines[1:])
+    assert '  - nodes."logos.matrix.com".a.address: fill in' in "\n".join(lines)

@@ -3,9 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The .deb runs on Debian 12's Python libraries (debian/control): `make test` runs the
+# unit tests on them too, in .venv-debian (Debian's python3, system site-packages).
+DEBIAN_PY_PACKAGES := python3-icmplib python3-pyroute2 python3-watchdog python3-paramiko \
+	python3-scapy python3-systemd python3-prometheus-client
 APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
-	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool
+	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool \
+	$(DEBIAN_PY_PACKAGES)
+DEBIAN_VENV := .venv-debian
+STAMP_DEBIAN := $(DEBIAN_VENV)/.pip-done
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
 STAMP_TOOLS := $(VENV)/.tools-done
@@ -22,7 +29,7 @@ STAMP_DEB_APT := build/.deb-apt-done
 DEB_SOURCES := $(shell find mosqit_failover wizards scenarios units debian docs completions examples \
 	-name __pycache__ -prune -o -type f -print) setup.cfg pyproject.toml README.md CHANGELOG.md LICENSE
 
-install: $(STAMP_PIP) $(STAMP_TOOLS)
+install: $(STAMP_PIP) $(STAMP_TOOLS) $(STAMP_DEBIAN)
 
 $(STAMP_APT):
 	@mkdir -p $(VENV)
@@ -40,6 +47,16 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 	@test -x $(BIN)/pip || { rm -rf $(VENV)/bin $(VENV)/lib $(VENV)/include $(VENV)/pyvenv.cfg; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# Only the test tools come from PyPI (the unit tests' imports beyond the runtime's); the
+# project without its dependencies; debian_libs.py fails if a PyPI copy shadows Debian's.
+$(STAMP_DEBIAN): $(STAMP_APT) setup.cfg pyproject.toml
+	@# A venv left half-made by an interrupted first run has no pip: make it anew.
+	@test -x $(DEBIAN_VENV)/bin/pip || { rm -rf $(DEBIAN_VENV); /usr/bin/python3 -m venv --system-site-packages $(DEBIAN_VENV); }
+	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=8' 'hypothesis>=6.100' 'aiosmtpd>=1.4'
+	$(DEBIAN_VENV)/bin/pip install -q --no-deps -e .
+	$(DEBIAN_VENV)/bin/python tests/debian_libs.py
 	@touch $@
 
 # ipmi_sim (the BMC simulator of the power fence lab test) is in the openipmi package,
@@ -65,6 +82,8 @@ test: install deb
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(DEBIAN_VENV)/bin/python tests/debian_libs.py >/dev/null
+	$(DEBIAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 unit-test: install
@@ -118,4 +137,4 @@ $(DEB): $(STAMP_DEB_APT) $(DEB_SOURCES)
 	lintian --fail-on error $@
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info

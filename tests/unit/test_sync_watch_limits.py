@@ -1,0 +1,191 @@
+"""The watcher never keeps the bad news to itself, whatever watchdog it runs on.
+
+watchdog hides inotify's queue overflow, the watch limit and an unmounted
+root; mosqit_failover.sync.watch reaches into watchdog's internals for them,
+which differ between watchdog 2.x (Debian 12) and 7.x (PyPI). Each case runs
+for real in a watch_driver.py process: stopped (SIGSTOP) while more files
+appear than the kernel queues, in a user namespace whose inotify watch limit
+is a few watches, in a mount namespace whose tmpfs is unmounted under it.
+Nothing outside tmp_path and those namespaces is touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+DRIVER = Path(__file__).with_name("watch_driver.py")
+Record = dict[str, object]
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) for user and mount namespaces",
+)
+
+
+class Driver:
+    """One watch_driver.py process; its JSON lines in a queue."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.records: list[Record] = []
+        self._lines: queue.Queue[Record | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            record = json.loads(line)
+            self.records.append(record)
+            self._lines.put(record)
+        self._lines.put(None)
+
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float) -> Record:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                record = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if record is None:
+                stderr = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"driver exited: {self.records[-5:]} {stderr}")
+            if pred(record):
+                return record
+        raise AssertionError(f"no matching record in {timeout}s: {self.records[-5:]}")
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a test that failed while it was stopped
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def drivers() -> Iterator[Callable[[list[str]], Driver]]:
+    made: list[Driver] = []
+
+    def start(argv: list[str]) -> Driver:
+        made.append(Driver(argv))
+        return made[-1]
+
+    yield start
+    for driver in made:
+        driver.close()
+
+
+def with_watch_limit(limit: int, root: Path) -> list[str]:
+    """The driver in a user namespace of its own whose inotify watch limit is ``limit``."""
+    script = f'echo {limit} > /proc/sys/user/max_inotify_watches && exec "$0" "$1" "$2"'
+    return ["unshare", "--user", "--map-root-user", "sh", "-c", script]
+
+
+def changes(driver: Driver) -> list[Record]:
+    return [r for r in driver.records if "kind" in r]
+
+
+def test_a_queue_overflow_is_reported(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many files to overflow it")
+    root = tmp_path / "root"
+    root.mkdir()
+    driver = drivers([sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    os.kill(driver.proc.pid, signal.SIGSTOP)  # its reader cannot drain the queue now
+    try:
+        for i in range(limit + 100):  # each at least IN_CREATE and IN_CLOSE_WRITE
+            (root / f"f{i}").touch()
+    finally:
+        os.kill(driver.proc.pid, signal.SIGCONT)
+    driver.wait_for(lambda r: r.get("kind") == "full", 30)
+    assert {"kind": "full", "path": "inotify queue overflow", "dest": "", "tree": False} in (
+        changes(driver)
+    )
+
+
+def test_the_watch_limit_on_a_new_directory_is_reported(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)  # two watches: root and sub
+    driver = drivers([*with_watch_limit(3, root), sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    (root / "new1").mkdir()  # the third watch: fits
+    driver.wait_for(lambda r: r.get("path") == "new1", 10)
+    (root / "new2").mkdir()  # a fourth: over the limit
+    limit = driver.wait_for(lambda r: r.get("kind") == "limit", 10)
+    assert limit["path"] == str(root / "new2")
+    assert [r["path"] for r in changes(driver) if r["kind"] == "limit"] == [str(root / "new2")]
+
+
+def test_the_watch_limit_at_start_is_never_silent(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    root = tmp_path / "root"
+    for name in ("a", "b", "c", "d"):
+        (root / name).mkdir(parents=True)  # five directories, three watches allowed
+    driver = drivers([*with_watch_limit(3, root), sys.executable, str(DRIVER), str(root)])
+    first = driver.wait_for(lambda r: "ready" in r or "start_error" in r, 10)
+    if "start_error" in first:  # watchdog 2.x: the start fails, the engine polls
+        assert first["start_error"] == errno.ENOSPC, first
+        return
+    # watchdog 7.x starts without the subtrees it could not watch, each reported (while
+    # it starts, or just after); one report is enough: the engine polls the whole tree
+    if not any(r["kind"] == "limit" for r in changes(driver)):
+        driver.wait_for(lambda r: r.get("kind") == "limit", 10)
+    limited = {r["path"] for r in changes(driver) if r["kind"] == "limit"}
+    assert limited, driver.records
+    assert limited <= {str(root / name) for name in ("a", "b", "c", "d")}, limited
+
+
+def test_the_root_unmounted_is_reported_lost(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    script = 'mount -t tmpfs mqwatch "$2" && exec "$0" "$1" "$2"'
+    argv = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver.send("umount")
+    lost = driver.wait_for(lambda r: r.get("kind") == "lost", 10)
+    assert lost["path"] == "the directory's filesystem was unmounted"
+
+
+def test_the_root_deleted_is_reported_lost(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    driver = drivers([sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    root.rmdir()
+    lost = driver.wait_for(lambda r: r.get("kind") == "lost", 10)
+    assert lost["path"] == "the directory itself was deleted or moved"

@@ -1,0 +1,66 @@
+"""Run a TreeWatcher in this process, for tests that stop it, limit it or unmount under it.
+
+    python watch_driver.py ROOT
+
+Prints JSON lines: {"ready": true} once watching (or {"start_error": ERRNO,
+"message": TEXT} and exit), then one {"kind", "path", "dest", "tree"} per
+change. Reads commands on stdin: "umount" unmounts ROOT (in this process's
+mount namespace); end of input stops the watcher and prints {"end": true}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from mosqit_failover.sync.watch import TreeWatcher
+
+_print_lock = threading.Lock()
+
+
+def emit(record: dict[str, object]) -> None:
+    with _print_lock:
+        print(json.dumps(record), flush=True)
+
+
+def main() -> int:
+    root = sys.argv[1]
+    woke = threading.Event()
+    watcher = TreeWatcher(root, woke.set)
+    try:
+        watcher.start()
+    except OSError as error:
+        emit({"start_error": error.errno, "message": str(error)})
+        return 0
+    done = threading.Event()
+
+    def forward() -> None:
+        while not done.is_set():
+            woke.wait(0.1)
+            woke.clear()
+            for change in watcher.drain():
+                emit(dataclasses.asdict(change))
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    emit({"ready": True})
+    for line in sys.stdin:
+        if line.strip() == "umount":
+            subprocess.run(["umount", root], check=True)
+    watcher.stop()
+    done.set()
+    thread.join(5)
+    for change in watcher.drain():
+        emit(dataclasses.asdict(change))
+    emit({"end": True})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,12 +47,19 @@ def _number(value: Any) -> float | None:
 def sync_numbers(sync: Any) -> tuple[float | None, float | None]:
     """(lag in seconds, pending changes) from status["sync"], whatever is present.
 
-    Accepts {"lag_seconds"|"lag": n, "pending": n} or a mapping of directories
-    to such dicts (then the worst lag and the sum of pending); None where absent.
+    The agent reports {"running": bool, "dirs": [{"path", "lag_seconds", "pending", ...}]}
+    (then the worst lag and the sum of pending); a single {"lag_seconds"|"lag": n,
+    "pending": n} or a mapping of directories to such dicts is read too. None where absent.
     """
     if not isinstance(sync, dict):
         return None, None
-    parts = [v for v in sync.values() if isinstance(v, dict)] or [sync]
+    dirs = sync.get("dirs")
+    if isinstance(dirs, list):
+        parts = [d for d in dirs if isinstance(d, dict)]
+        if not parts:  # not syncing (a standby) or nothing configured
+            return None, None
+    else:
+        parts = [v for v in sync.values() if isinstance(v, dict)] or [sync]
     lags = [_number(p.get("lag_seconds", p.get("lag"))) for p in parts]
     pendings = [_number(p.get("pending")) for p in parts]
     known_lags = [x for x in lags if x is not None]

@@ -145,6 +145,23 @@ def test_sync_lag_when_present(sync: Any, code: int, perf: str) -> None:
         assert "sync lags" in text and "(over 10s)" in text
 
 
+def test_the_agents_own_sync_report_is_read_per_directory() -> None:
+    """The shape SyncManager.status() gives: the worst lag warns, pending adds up."""
+    report = {
+        "running": True,
+        "epoch": 7,
+        "dirs": [
+            {"path": "/srv/data", "lag_seconds": 0.0, "pending": 0, "state": "in-sync"},
+            {"path": "/srv/mail", "lag_seconds": 42.5, "pending": 12, "state": "syncing"},
+        ],
+    }
+    got, text = evaluate(status(sync=report))
+    assert got == WARNING and "sync lags 42.5s (over 10s)" in text, text
+    assert "sync_lag=42.5s;10;;0 sync_pending=12;;;0" in text, text
+    idle, text = evaluate(status(sync={"running": False, "epoch": 7, "dirs": []}))
+    assert idle == OK and "sync_" not in text, text
+
+
 def test_absent_sync_and_absent_counters_are_fine() -> None:
     bare = status()
     for key in ("probes", "peer_link", "failovers"):

@@ -299,6 +299,7 @@ def test_postinst_restarts_in_place_on_upgrade_only() -> None:
     rules = DEBIAN.joinpath("rules").read_text()
     assert "systemctl kill --kill-whom=main -s SIGUSR2 mosqit-failover.service" in postinst
     assert '[ -n "$2" ]' in postinst, "a first install has nothing to restart"
+    assert "policy-rc.d mosqit-failover.service restart" in postinst, "image builds forbid it"
     assert "--no-stop-on-upgrade" in rules and "--no-restart-after-upgrade" in rules
 
 

@@ -23,6 +23,12 @@ class UsageError(Exception):
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    if args.config_path:
+        if args.path not in (args.config_path, str(configuration.DEFAULT_PATH)):
+            raise UsageError(
+                f"two config files given ({args.path} and --config {args.config_path}): give one"
+            )
+        args.path = args.config_path
     try:
         cfg = configuration.load(Path(args.path))
         if args.node:
@@ -315,6 +321,13 @@ def _add_offline_commands(sub: Any) -> None:
         nargs="?",
         default=str(configuration.DEFAULT_PATH),
         help=f"the config file (default {configuration.DEFAULT_PATH})",
+    )
+    # --config as every other command spells it; the positional stays for scripts
+    check.add_argument(
+        "--config",
+        dest="config_path",
+        metavar="PATH",
+        help="the config file (the same as the positional PATH)",
     )
     check.add_argument("--node", help="also check that this node is in the config")
     check.set_defaults(func=_check_config)

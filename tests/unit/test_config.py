@@ -185,6 +185,17 @@ def test_check_config_exits_zero_on_a_good_file(tmp_path: Path) -> None:
     assert "OK: cluster billing, nodes alpha, beta" in result.stdout
 
 
+def test_check_config_takes_config_as_the_other_commands_do(tmp_path: Path) -> None:
+    path = tmp_path / "pair.toml"
+    path.write_text(EXAMPLE.read_text())
+    path.chmod(0o644)
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 0 and "OK: cluster billing" in result.stdout, result.stderr
+    both = run_cli("check-config", "/etc/other.toml", "--config", str(path))
+    assert both.returncode == 2 and "Traceback" not in both.stderr
+    assert "two config files given (/etc/other.toml and --config" in both.stderr, both.stderr
+
+
 def test_check_config_exits_non_zero_and_lists_problems(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(SIM_CONFIG.replace("misses", "x") + "\n[timing]\nmisses = 0\n")

@@ -9,7 +9,8 @@ name).
 :class:`TreeWatcher` reports all three, so the engine rescans or watches
 again instead of silently missing files. How depends on watchdog's
 internals, which changed: :mod:`mosqit_failover.sync.inotify_fd` (watchdog
-7.x) and :mod:`mosqit_failover.sync.inotify_buffer` (2.x, Debian 12).
+7.x) and :mod:`mosqit_failover.sync.inotify_buffer` (2.x to 6.x; Debian 12
+has 2.2).
 
 A rename inside the tree is one "move" change (source and destination, the
 children of a renamed directory add nothing); a rename out of the tree is a
@@ -46,15 +47,15 @@ __all__ = ["Change", "TreeWatcher"]
 
 def _quiet_event_classes() -> tuple[type[FileSystemEvent], ...]:
     """Events that change nothing: a file opened, or closed without writing.
-    watchdog 2.x (Debian 12) has neither class (it does not watch for them)."""
+    An older watchdog lacks one or both (Debian 12's 2.2 has neither, nor watches for them)."""
     names = ("FileOpenedEvent", "FileClosedNoWriteEvent")
     return tuple(vars(watchdog.events)[name] for name in names if name in vars(watchdog.events))
 
 
 _QUIET_EVENTS = _quiet_event_classes()
 
-# Which watchdog: from one with a shared InotifyFD reader (7.x), or one with an
-# Inotify per tree (2.x, Debian 12). A feature test: the hooks differ, not the version.
+# Which watchdog: one with a shared InotifyFD reader (7.x), or one with an Inotify
+# per tree (2.x to 6.x; Debian 12 has 2.2). A feature test: the hooks differ.
 try:
     from watchdog.observers.inotify_c import InotifyFD as _InotifyFD  # noqa: F401
 except ImportError:

@@ -269,7 +269,14 @@ def upload(session: Session, local: LocalPackage) -> str:
     """Copy the package into a new temporary directory on the node (sftp); its remote path.
 
     The sftp channel rides on the session's own connection: no second login."""
-    made = session.run("mktemp -d /var/tmp/mosqit-failover-package.XXXXXX", check=True)
+    # commands run as root (sudo for another login), sftp as the login user: the
+    # directory is theirs, so that sftp may write into it
+    owner = shlex.quote(session.login.user)
+    made = session.run(
+        f'd=$(mktemp -d /var/tmp/mosqit-failover-package.XXXXXX) && chown {owner} "$d" && '
+        'echo "$d"',
+        check=True,
+    )
     remote = f"{made.out.strip()}/{local.path.name}"
     try:
         sftp = paramiko.SFTPClient.from_transport(session._transport)  # same package's Session

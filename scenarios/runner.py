@@ -14,6 +14,7 @@ def run_scenarios(names: list[str], plan: LabPlan = DEFAULT_PLAN) -> list[Report
     known = all_scenarios()
     chosen = [known[n] for n in (list(known) if names == ["all"] else names)]
     reports = []
+    deploy.package_file(plan.project_dir)  # no package, or a stale one: say so before building
     try:
         lab = up(plan)
         sshkeys.setup(lab.nodes, plan)

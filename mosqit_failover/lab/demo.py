@@ -143,6 +143,7 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    deploy.package_file(plan.project_dir)  # no package, or a stale one: say so before building
     try:
         _say("building the lab: switches A and B, nodes alpha and beta (systemd), a client")
         lab = up(plan)

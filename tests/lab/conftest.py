@@ -90,9 +90,14 @@ class HostSnapshot:
 
 
 def _other_lab(mount: str) -> bool:
-    """A mount of another lab running beside this one (MQLAB_PREFIX): not ours to judge."""
+    """A mount of another lab running beside this one (MQLAB_PREFIX), or of another tool
+    working in a directory of its own under /tmp (a chroot's /proc): not ours to judge.
+    A lab node never mounts below /tmp on the host (it has its own /tmp); what a node
+    acting on the host would mount (/tmp itself, /run, /proc, /sys, /dev) is still judged."""
     name = Path(mount).name
-    return mount.startswith("/run/netns/mq") and not name.startswith(PREFIX)
+    if mount.startswith("/run/netns/mq") and not name.startswith(PREFIX):
+        return True
+    return len(Path(mount).parts) > 3 and mount.startswith("/tmp/") and PREFIX not in mount
 
 
 @pytest.fixture(scope="session")

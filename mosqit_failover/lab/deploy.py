@@ -120,7 +120,7 @@ def package_file(project_dir: Path) -> Path:
         if hidden and not deb.is_relative_to(project_dir):
             raise LabError(
                 f"{PACKAGE_ENV}={given}: the nodes have their own /{deb.parts[1]}; "
-                f"put the package under {project_dir} or /var/tmp"
+                f"put the package under {project_dir} (bind-mounted into them)"
             )
         return deb
     deb = project_dir / "dist" / f"{PACKAGE}_{_version(project_dir)}_all.deb"

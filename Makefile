@@ -31,7 +31,8 @@ DEB_SOURCES := $(shell find mosqit_failover wizards scenarios units debian docs 
 
 install: $(STAMP_PIP) $(STAMP_TOOLS) $(STAMP_DEBIAN)
 
-$(STAMP_APT):
+# Again when the Makefile changes: a checkout made before a package joined the list gets it.
+$(STAMP_APT): Makefile
 	@mkdir -p $(VENV)
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -29,6 +29,7 @@ from mosqit_failover.core import Core
 from mosqit_failover.daemon import Agent
 from mosqit_failover.events import Inventory, Role
 from mosqit_failover.journal import DecisionLog
+from tests.unit.loopback_pair import LOOPBACK_PAIR
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "units" / "mosqit-failover.service"
@@ -243,26 +244,6 @@ def test_the_completion_completes_in_bash() -> None:
 
 # ---- the in-place restart --------------------------------------------------------
 
-PAIR = """
-[cluster]
-name = "t"
-preferred = "alpha"
-state_dir = "{tmp}/state"
-control_socket = "{tmp}/run/control.sock"
-[vip]
-address = "127.0.1.50/24"
-interface = "eth0"
-[networks.a]
-subnet = "127.0.1.0/24"
-[networks.b]
-subnet = "127.0.2.0/24"
-[nodes.alpha]
-a = {{ interface = "eth0", address = "127.0.1.11" }}
-b = {{ interface = "eth1", address = "127.0.2.11" }}
-[nodes.beta]
-a = {{ interface = "eth0", address = "127.0.1.12" }}
-b = {{ interface = "eth1", address = "127.0.2.12" }}
-"""
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 
@@ -272,7 +253,7 @@ def test_sigusr2_ends_the_agent_without_handing_over(
 ) -> None:
     """The signal the postinst sends on upgrade: the agent's run() returns, nothing is fed
     to the core (a stop would be Command.STOP: hand over), and one line says so."""
-    cfg = configuration.parse(PAIR.format(tmp=tmp_path))
+    cfg = configuration.parse(LOOPBACK_PAIR.format(tmp=tmp_path))
     keyring = parse_secret_text(generate_secret_text())
     agent = Agent(cfg, "alpha", keyring, DecisionLog(use_journal=False))
     before = {sig: signal.getsignal(sig) for sig in SIGNALS}

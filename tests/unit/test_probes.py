@@ -10,24 +10,21 @@ ever goes to addresses inside these namespaces. Needs root; skipped otherwise.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mosqit_failover.probes import echo
+from tests.unit.jsonl_process import JsonLinesProcess, Record
 
 PREFIX = "mqprobe-"
 HERE_IP = "10.231.98.1"
@@ -35,8 +32,6 @@ PEER_IP = "10.231.98.2"
 NOBODY_IP = "10.231.98.3"  # in the veth subnet, held by no one
 DRIVER = Path(__file__).with_name("probe_driver.py")
 PYTHON = sys.executable
-
-Record = dict[str, Any]
 
 
 def _ip(*args: str, ns: str | None = None, check: bool = True) -> str:
@@ -58,47 +53,14 @@ def _sweep_stale() -> None:
             _ip("netns", "del", name, check=False)
 
 
-class Driver:
+class Driver(JsonLinesProcess):
     """One probe_driver.py process inside a namespace, its JSON lines in a queue."""
 
     def __init__(self, ns: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, PYTHON, str(DRIVER), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.records: list[Record] = []
-        self.stderr = ""
-        self._lines: queue.Queue[Record | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(["ip", "netns", "exec", ns, PYTHON, str(DRIVER), *args])
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            record = json.loads(line)
-            self.records.append(record)
-            self._lines.put(record)
-        self._lines.put(None)
-
-    def wait_for(self, pred: Callable[[Record], bool], timeout: float) -> Record:
-        """The next record matching ``pred``; fails after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no matching record in {timeout}s: {self.records[-10:]}")
-            try:
-                record = self._lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if record is None:
-                raise AssertionError(f"driver exited: {self.records[-5:]} {self.read_stderr()}")
-            assert "crash" not in record, record
-            if pred(record):
-                return record
+    def check(self, record: Record) -> None:
+        assert "crash" not in record, record
 
     def finish(self, timeout: float = 10.0) -> Record:
         """Close stdin (the driver stops its probe) and return the summary record."""
@@ -110,11 +72,6 @@ class Driver:
         assert end.get("end") is True, f"{end} {self.read_stderr()}"
         assert self.proc.returncode == 0
         return end
-
-    def read_stderr(self) -> str:
-        if self.proc.poll() is not None and self.proc.stderr is not None and not self.stderr:
-            self.stderr = self.proc.stderr.read()
-        return self.stderr
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -20,32 +20,12 @@ from mosqit_failover import config as configuration
 from mosqit_failover.daemon import _reload_blockers
 from mosqit_failover.sync import manager as manager_module
 from mosqit_failover.sync.manager import SyncManager
-
-BASE = """
-[cluster]
-name = "t"
-preferred = "alpha"
-state_dir = "{tmp}/state"
-control_socket = "{tmp}/run/control.sock"
-[vip]
-address = "127.0.1.50/24"
-interface = "eth0"
-[networks.a]
-subnet = "127.0.1.0/24"
-[networks.b]
-subnet = "127.0.2.0/24"
-[nodes.alpha]
-a = {{ interface = "eth0", address = "127.0.1.11" }}
-b = {{ interface = "eth1", address = "127.0.2.11" }}
-[nodes.beta]
-a = {{ interface = "eth0", address = "127.0.1.12" }}
-b = {{ interface = "eth1", address = "127.0.2.12" }}
-"""
+from tests.unit.loopback_pair import LOOPBACK_PAIR
 
 
 def config(tmp: Path, dirs: dict[str, str]) -> configuration.Config:
     """A pair config syncing ``tmp/NAME`` for each name, with extra TOML lines per dir."""
-    text = BASE.format(tmp=tmp)
+    text = LOOPBACK_PAIR.format(tmp=tmp)
     for name, extra in dirs.items():
         (tmp / name).mkdir(exist_ok=True)
         (tmp / name / "file").write_text("x\n")

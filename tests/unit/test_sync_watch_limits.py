@@ -12,22 +12,19 @@ Nothing outside tmp_path and those namespaces is touched.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.unit.jsonl_process import JsonLinesProcess, Record
+
 DRIVER = Path(__file__).with_name("watch_driver.py")
-Record = dict[str, object]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -35,38 +32,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Driver:
+class Driver(JsonLinesProcess):
     """One watch_driver.py process; its JSON lines in a queue."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.records: list[Record] = []
-        self._lines: queue.Queue[Record | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            record = json.loads(line)
-            self.records.append(record)
-            self._lines.put(record)
-        self._lines.put(None)
-
-    def wait_for(self, pred: Callable[[Record], bool], timeout: float) -> Record:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                record = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if record is None:
-                stderr = self.proc.stderr.read() if self.proc.stderr else ""
-                raise AssertionError(f"driver exited: {self.records[-5:]} {stderr}")
-            if pred(record):
-                return record
-        raise AssertionError(f"no matching record in {timeout}s: {self.records[-5:]}")
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None

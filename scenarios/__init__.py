@@ -27,6 +27,7 @@ MODULES = (
     "start_failure",
     "operator",
     "mismatched_secrets",
+    "package_upgrade",  # last: the nodes keep the newer package for the scenarios after it
 )
 
 

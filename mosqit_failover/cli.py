@@ -21,6 +21,15 @@ MIN_WATCH_INTERVAL = 0.1  # each refresh is a request to the agent: no busy loop
 class UsageError(Exception):
     """A command line that cannot be carried out; the message says how to fix it."""
 
+    exit_code = 2
+
+
+class AgentConfigUnusable(UsageError):
+    """The agent cannot start on this config or secret: EX_CONFIG, which the unit's
+    RestartPreventExitStatus names, so systemd does not restart it ten times a second."""
+
+    exit_code = 78
+
 
 def _check_config(args: argparse.Namespace) -> int:
     if args.config_path:
@@ -93,11 +102,13 @@ def _agent(args: argparse.Namespace) -> int:
     from mosqit_failover.effects import EffectError
     from mosqit_failover.journal import DecisionLog
 
-    cfg, node = _load(args)
     try:
+        cfg, node = _load(args)
         keyring = load_keyring(cfg.secret_file)
+    except UsageError as error:
+        raise AgentConfigUnusable(str(error)) from None
     except SecretFileError as error:
-        raise UsageError(str(error)) from None
+        raise AgentConfigUnusable(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     agent = Agent(cfg, node, keyring, DecisionLog(), config_path=Path(args.config))
     try:
@@ -493,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except UsageError as error:
         print(f"mosqit-failover: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except ModuleNotFoundError as error:  # a library left out: the wizard's paramiko
         print(f"mosqit-failover: {missing_module_message(args.command, error)}", file=sys.stderr)
         return 2

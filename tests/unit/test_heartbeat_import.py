@@ -828,17 +828,17 @@ def test_fqdn_node_names_end_to_end(tmp_path: Path) -> None:
     assert fqdn.returncode == 0, fqdn.stderr
     assert "this host runs as node pbx1.local" in fqdn.stdout
     agent = _as_host("pbx1.local", *cli, "agent", "--config", str(path))
-    assert agent.returncode == 2  # past the node, stopped by the missing secret
+    assert agent.returncode == 78  # past the node, stopped by the missing secret
     assert f"secret file {secret}: does not exist" in agent.stderr
 
     short = _as_host("pbx1", *cli, "check-config", str(path))
     assert short.returncode == 0, short.stderr
     assert "note: this host's name 'pbx1' (nor its short form) is not a node" in short.stdout
     agent = _as_host("pbx1", *cli, "agent", "--config", str(path))
-    assert agent.returncode == 2 and "pass --node NAME" in agent.stderr
+    assert agent.returncode == 78 and "pass --node NAME" in agent.stderr
     assert "Traceback" not in agent.stderr
     agent = _as_host("pbx1", *cli, "agent", "--config", str(path), "--node", "pbx1.local")
-    assert agent.returncode == 2 and "does not exist" in agent.stderr
+    assert agent.returncode == 78 and "does not exist" in agent.stderr
 
 
 def test_check_config_names_each_placeholder_and_nothing_else(

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,25 @@ def test_the_unit_starts_only_once_the_config_exists() -> None:
     """The package enables and starts the unit: without a config that must be a no-op."""
     settings = unit_settings(UNIT.read_text())
     assert settings["ConditionPathExists"] == [str(configuration.DEFAULT_PATH)]
+
+
+def test_an_unusable_config_stops_the_restarts(tmp_path: Path) -> None:
+    """A bad config is fixed by hand: the agent's exit code for it is the one the unit
+    names in RestartPreventExitStatus, so systemd does not restart it every 100 ms."""
+    settings = unit_settings(UNIT.read_text())
+    assert settings["RestartPreventExitStatus"] == [str(cli.AgentConfigUnusable.exit_code)]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cluster]\nname = 1\n")
+    bad.chmod(0o600)
+    for config in (str(bad), str(tmp_path / "missing.toml")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mosqit_failover.cli", "agent", "--config", config],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 78, proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("mosqit-failover: ")
 
 
 # ---- debian/control --------------------------------------------------------------

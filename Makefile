@@ -31,6 +31,16 @@ DEB_SOURCES := $(shell find mosqit_failover wizards scenarios units debian docs 
 
 install: $(STAMP_PIP) $(STAMP_TOOLS) $(STAMP_DEBIAN)
 
+# openssh-server, keepalived and lsyncd are here for the lab's nodes, not for this host:
+# their installs would start them on it. A policy-rc.d that forbids starts (Debian's
+# own mechanism, as image builds use) is in place while apt-get runs, then removed;
+# one the host already has is left alone. (Debian still enables their units at boot.)
+NO_SERVICE_STARTS := if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM; \
+		printf '\#!/bin/sh\n\# mosqit-failover make install: no service starts during apt-get\nexit 101\n' \
+			> /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d; \
+	fi;
+
 # Again when the Makefile changes: a checkout made before a package joined the list gets it.
 $(STAMP_APT): Makefile
 	@mkdir -p $(VENV)
@@ -39,6 +49,7 @@ $(STAMP_APT): Makefile
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
+		$(NO_SERVICE_STARTS) \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@touch $@
@@ -127,15 +138,20 @@ $(STAMP_DEB_APT):
 	@touch $@
 
 # Out of tree: what git ignores (the venv, caches, build output) is left behind.
+# lintian runs before the package lands in dist/, so a failed check leaves none there.
 $(DEB): $(STAMP_DEB_APT) $(DEB_SOURCES)
+	@case "$(CURDIR)" in *[[:space:]\;\$$\`\'\"]*) \
+		echo "make deb: the checkout's path '$(CURDIR)' has a space or shell character;" \
+			"pybuild cannot build there: clone into a plain path (e.g. /srv/mosqit-failover)" >&2; \
+		exit 2;; esac
 	rm -rf build/deb && mkdir -p build/deb/src dist
 	rsync -a --exclude=/.git --exclude=/.venv* --exclude=/build --exclude=/dist --exclude=/.lab \
 		--exclude=__pycache__ --exclude='*.egg-info' --exclude=.mypy_cache --exclude=.ruff_cache \
 		--exclude=.pytest_cache --exclude=.hypothesis ./ build/deb/src/
 	@# Debian's python3 only: a python earlier in PATH (pyenv, a venv) lacks Debian's modules.
 	cd build/deb/src && PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build/deb/$(notdir $(DEB))
 	mv build/deb/$(notdir $(DEB)) $@
-	lintian --fail-on error $@
 
 clean:
 	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info

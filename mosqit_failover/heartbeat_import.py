@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover.config import _NAME as NAME_RULE  # the config's rule for names
 from mosqit_failover.config import PLACEHOLDER
 from mosqit_failover.heartbeat_hacf import (
     HaCf,
@@ -64,7 +65,15 @@ def _q(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {_q(v)}" for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return '"' + _CONTROL.sub(_escape, text) + '"'
+
+
+# what a TOML basic string may not hold as such (a tab may): written as \uXXXX
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04X}"
 
 
 def _duration(seconds: float) -> str:
@@ -102,14 +111,70 @@ def _failback(cf: HaCf, notes: list[str]) -> str:
     return f"failback = true  # {said}: heartbeat's legacy default fails back"
 
 
+NAME_TEXT = "letters, digits, '.', '_' or '-', at most 63, starting with a letter or digit"
+
+
+def _node_key(name: str) -> str:
+    """The node's name in the config: its ha.cf name, or a placeholder when the config
+    refuses that name (check-config names it then)."""
+    if NAME_RULE.fullmatch(name):
+        return name
+    return f"{PLACEHOLDER}: a node name for {name!r} ({NAME_TEXT})"
+
+
+def _check_node_names(cf: HaCf, notes: list[str]) -> None:
+    for name in cf.nodes:
+        if not NAME_RULE.fullmatch(name):
+            notes.append(
+                f"node {name!r} in ha.cf is not a name the agent accepts ({NAME_TEXT}): "
+                "its [nodes] table name is a placeholder; fill in a name (the host's "
+                "`uname -n` if it can be renamed, else pass --node NAME to the agent)"
+            )
+
+
+def default_cluster_name(nodes: list[str]) -> str | None:
+    """A cluster name of the pair's own: its node names (short forms when they differ),
+    sorted, joined by '-' ("bill1-bill2"): the same on both nodes and on every run, and
+    unlike any other pair's. None when that is no valid name (too long, odd characters)."""
+    shorts = [n.split(".")[0] for n in nodes]
+    names = shorts if len(set(shorts)) == len(shorts) and all(shorts) else nodes
+    name = "-".join(sorted(names))
+    return name if NAME_RULE.fullmatch(name) else None
+
+
+def _cluster_line(cluster: str | None, cf: HaCf, notes: list[str]) -> str:
+    if cluster is not None:
+        return f"name = {_q(cluster)}"
+    name = default_cluster_name(cf.nodes)
+    why = "each pair needs a name of its own, or fleet alerts mix pairs up (docs/monitoring.md)"
+    if name is None:
+        notes.append(
+            f"cluster.name: the node names make no valid cluster name; {why}: "
+            "fill it in, or pass --cluster NAME"
+        )
+        return f"name = {_q(PLACEHOLDER + ': a cluster name unlike every other pair')}"
+    notes.append(
+        f"cluster.name = {name!r}, from the node names; {why}: pass --cluster NAME for "
+        "another (the same on both nodes)"
+    )
+    return f"name = {_q(name)}  # from the node names: unique to this pair"
+
+
 def convert(
-    ha_dir: Path, cluster: str = "ha", *, facts: HostFacts | None = None, node: str | None = None
+    ha_dir: Path,
+    cluster: str | None = None,
+    *,
+    facts: HostFacts | None = None,
+    node: str | None = None,
 ) -> Result:
-    """Read ha.cf, haresources and authkeys under ha_dir; see the module doc. `facts`
+    """Read ha.cf, haresources and authkeys under ha_dir; see the module doc. `cluster`
+    is the cluster name (None: from the node names, see default_cluster_name); `facts`
     describe the host the import runs on (none: nothing is known of it); `node` is the
     node whose ha.cf this is, when that is not this host."""
     facts = facts or HostFacts()
     problems: list[str] = []
+    if cluster is not None and not NAME_RULE.fullmatch(cluster):
+        raise ImportError_([f"--cluster {cluster!r}: a cluster name is {NAME_TEXT}"])
     notes: list[str] = []
     files = {name: ha_dir / name for name in ("ha.cf", "haresources", "authkeys")}
     for name in ("ha.cf", "haresources"):
@@ -144,12 +209,16 @@ def convert(
     except ValueError as error:
         raise ImportError_([str(error)]) from None
     networks = read_networks(cf, facts, me, on_me, notes)
+    _check_node_names(cf, notes)
+    preferred = res.owner and _node_key(res.owner)
+    if not preferred or preferred.startswith(PLACEHOLDER):
+        preferred = PLACEHOLDER + ": the preferred node (a node name)"
     out = [
         "# converted from heartbeat by `mosqit-failover import-heartbeat`; check every",
         "# assumption listed on stderr, then run `mosqit-failover check-config`",
         "[cluster]",
-        f"name = {_q(cluster)}",
-        f"preferred = {_q(res.owner or PLACEHOLDER + ': the preferred node (a node name)')}",
+        _cluster_line(cluster, cf, notes),
+        f"preferred = {_q(preferred)}",
         _failback(cf, notes),
         "",
         *_timing(cf.times, notes),
@@ -163,7 +232,8 @@ def convert(
             out.append(f"switch = {_q(switches[network.name])}")
         out.append("")
     for name in cf.nodes:
-        out.append(f"[nodes.{_q(name) if not re.match(r'^[A-Za-z0-9_-]+$', name) else name}]")
+        key = _node_key(name)
+        out.append(f"[nodes.{_q(key) if not re.fullmatch(r'[A-Za-z0-9_-]+', key) else key}]")
         for network in networks:
             port = {"interface": network.interface, "address": network.addresses[name]}
             out.append(f"{network.name} = {_q(port)}")
@@ -232,7 +302,11 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="convert a heartbeat directory (ha.cf, haresources, authkeys) into our config",
     )
     parser.add_argument("directory", nargs="?", default="/etc/ha.d", help="default /etc/ha.d")
-    parser.add_argument("--cluster", default="ha", help="cluster name for the new config")
+    parser.add_argument(
+        "--cluster",
+        help="cluster name for the new config, unique in your fleet (default: the node "
+        "names, sorted, like bill1-bill2)",
+    )
     parser.add_argument(
         "--node",
         help="the node this ha.cf comes from (default: the node named like this host, "

@@ -293,6 +293,11 @@ def init_script_resource(
     }
 
 
+def _ascii_number(text: str) -> bool:
+    """A key id: ASCII digits only (str.isdigit() also takes "²", which int() refuses)."""
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def read_authkeys(path: Path, notes: list[str]) -> str:
     """The new secret file's text. Whatever is wrong with authkeys is a note, never a
     failure: its key is replaced anyway unless it is long enough to keep."""
@@ -308,12 +313,12 @@ def read_authkeys(path: Path, notes: list[str]) -> str:
             notes.append(f"{where}: {parts[0]!r}: heartbeat expects 'auth KEYID' (a space)")
             continue
         if parts[0] == "auth":
-            if len(parts) != 2 or not parts[1].isdigit():
+            if len(parts) != 2 or not _ascii_number(parts[1]):
                 notes.append(f"{where}: expected 'auth KEYID'")
             else:
                 active = int(parts[1])
             continue
-        if not parts[0].isdigit() or len(parts) < 2:
+        if not _ascii_number(parts[0]) or len(parts) < 2:
             notes.append(f"{where}: expected 'KEYID METHOD [KEY]' or 'auth KEYID'")
             continue
         method = parts[1]

@@ -171,6 +171,9 @@ def test_crc_gets_a_new_secret_with_a_warning(tmp_path: Path) -> None:
         ("auth 2\n1 sha1 abc\n", "authkeys: 'auth 2' names no key: a new random secret"),
         ("auth one\n", "authkeys:1: expected 'auth KEYID'"),
         ("auth1\n1 sha1 abc\n", "authkeys:1: 'auth1': heartbeat expects 'auth KEYID'"),
+        # digits that str.isdigit() takes and int() refuses: a note, never a crash
+        ("auth \u00b2\n1 sha1 " + "k" * 40 + "\n", "authkeys:1: expected 'auth KEYID'"),
+        ("auth 1\n\u00b9 sha1 " + "k" * 40 + "\n", "authkeys:2: expected 'KEYID METHOD"),
     ],
 )
 def test_a_bad_authkeys_is_a_note_and_a_new_secret(
@@ -181,6 +184,70 @@ def test_a_bad_authkeys_is_a_note_and_a_new_secret(
     assert result.complete
     assert any(expected in note for note in result.notes), result.notes
     assert len(parse_secret_text(result.secret).signing.secret) == 32
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"haresources": "bill1 IPaddr2::10.1.0.50/24/eth0 post\x01gres\n"},
+        {"haresources": "bill1 IPaddr2::10.1.0.50/24/eth0 myapp::a\x7fb\n"},
+        {"haresources": "bill1 IPaddr2::10.1.0.50/24/eth0 myapp::a\x1bb\\c\n"},
+    ],
+    ids=["control-char-in-init-script", "DEL-in-argument", "escape-and-backslash"],
+)
+def test_control_characters_in_haresources_are_escaped_and_the_config_loads(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    result = convert(ha_dir(tmp_path, **files))
+    assert result.complete
+    config = parse(result.toml)  # "complete" means check-config accepts it
+    odd = files["haresources"].split()[-1].split("::")[-1]  # kept as haresources has it
+    assert any(odd in (r.script or r.start) for r in config.resources), config.resources
+
+
+@pytest.mark.parametrize("name", ["b\u00efll1", 'b"ill1', "b\x01ll1", "-bill1", "b" * 64])
+def test_a_node_name_the_config_refuses_is_a_placeholder_with_a_note(
+    tmp_path: Path, name: str
+) -> None:
+    files = {
+        "ha.cf": HA_CF.replace("node    bill1", f"node    {name}"),
+        "haresources": f"{name} IPaddr2::10.1.0.50/24/eth0\n",
+    }
+    result = convert(ha_dir(tmp_path, **files))
+    assert not result.complete
+    assert any(f"node {name!r} in ha.cf is not a name the agent accepts" in n for n in result.notes)
+    with pytest.raises(ConfigError) as caught:  # valid TOML; check-config names what to fill
+        parse(result.toml)
+    assert all("fill in" in p for p in caught.value.problems), caught.value.problems
+    filled = result.toml.replace(result.toml.split("[nodes.")[1].split("]")[0], "bill1").replace(
+        '"FILL-IN: the preferred node (a node name)"', '"bill1"'
+    )
+    filled = re.sub(r'name = "FILL-IN[^"]*"', 'name = "billing"', filled)
+    assert parse(filled).preferred == "bill1"  # the placeholders were all there was to fix
+
+
+def test_the_cluster_name_is_the_pairs_own_by_default(tmp_path: Path) -> None:
+    """Two pairs named alike look like one pair with two active nodes to fleet alerts."""
+    result = convert(ha_dir(tmp_path))
+    assert parse(result.toml).cluster == "bill1-bill2"
+    assert any("cluster.name = 'bill1-bill2', from the node names" in n for n in result.notes)
+    reversed_cf = HA_CF.replace("node    bill1\nnode    bill2", "node    bill2\nnode    bill1")
+    again = convert(ha_dir(tmp_path, **{"ha.cf": reversed_cf}))
+    assert parse(again.toml).cluster == "bill1-bill2"  # stable: the same on both nodes
+    assert parse(convert(ha_dir(tmp_path), cluster="billing").toml).cluster == "billing"
+
+
+def test_an_fqdn_pair_is_named_by_its_short_names(tmp_path: Path) -> None:
+    cf = HA_CF.replace("node    bill1", "node    bill1.example.com").replace(
+        "node    bill2", "node    bill2.example.com"
+    )
+    result = convert(ha_dir(tmp_path, **{"ha.cf": cf}), node="bill1.example.com")
+    assert 'name = "bill1-bill2"' in result.toml
+
+
+def test_a_cluster_name_the_config_refuses_stops_the_import(tmp_path: Path) -> None:
+    with pytest.raises(ImportError_, match="--cluster 'my pair'"):
+        convert(ha_dir(tmp_path), cluster="my pair")
 
 
 def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:

@@ -85,6 +85,18 @@ class Changes:
 
         self._record(Change(session.label, what, undo_fn))
 
+    def on_undo(self, session: Session, what: str, undo: str) -> None:
+        """Record a step that only a rollback runs (``undo``), at this point of the order:
+        e.g. recorded before a node's files are written, the agent is told to reload
+        after they were put back."""
+        if self.dry_run:
+            return
+
+        def undo_fn() -> None:
+            session.run(undo, check=True, timeout=120)
+
+        self.done.append(Change(session.label, what, undo_fn))
+
     def _record(self, change: Change) -> None:
         self.done.append(change)
         if Changes.hook is not None:

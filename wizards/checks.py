@@ -41,6 +41,8 @@ class Facts:
     interfaces: Mapping[str, Iface]
     binary: str  # path of mosqit-failover on the node, "" if missing
     python: str  # the interpreter it runs with (from its #! line), "" if unknown
+    # every IPv4 address the node holds, secondary ones (a VIP) included
+    held: frozenset[ipaddress.IPv4Address] = frozenset()
 
     def port_in(self, subnet: ipaddress.IPv4Network) -> Port | None:
         for iface in self.interfaces.values():
@@ -72,10 +74,16 @@ def parse_facts(text: str) -> Facts:
     if len(lines) < 4:
         raise CheckError(f"unexpected answer from the node: {text[:200]!r}")
     interfaces = {}
+    held: set[ipaddress.IPv4Address] = set()
     for item in json.loads(lines[1]):
         name = item["ifname"]
         if name == "lo":
             continue
+        held |= {
+            ipaddress.IPv4Address(a["local"])
+            for a in item.get("addr_info", [])
+            if a.get("family") == "inet"
+        }
         flags = set(item.get("flags", []))
         addresses = tuple(
             ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
@@ -86,7 +94,8 @@ def parse_facts(text: str) -> Facts:
         interfaces[name] = Iface(name, carrier, addresses)
     shebang = lines[3].strip()
     python = shebang[2:].split()[0] if shebang.startswith("#!") and len(shebang) > 2 else ""
-    return Facts(lines[0].strip().split(".")[0], interfaces, lines[2].strip(), python)
+    hostname = lines[0].strip().split(".")[0]
+    return Facts(hostname, interfaces, lines[2].strip(), python, frozenset(held))
 
 
 def gather(session: Session) -> Facts:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover import config as configuration
 from mosqit_failover.authkeys import generate_secret_text
 from mosqit_failover.wizards import checks, configedit, package
 from mosqit_failover.wizards.changes import Changes
@@ -185,7 +186,7 @@ class Plan:
     cluster: str
     vip: ipaddress.IPv4Interface
     vip_interfaces: dict[str, str]  # by node name
-    config: str
+    config: str | None  # None: the pair is deployed, each node keeps its config and secret
     packages: Packages
 
 
@@ -242,6 +243,17 @@ def plan_packages(
     local = package.find_local(str(given) if given else None)
     on_node = {name: package.installed(session) for name, session in sessions.items()}
     behind = [n for n, p in on_node.items() if local and p.dpkg and p.older_than(local)]
+    if local is not None:
+        ahead = [
+            f"{n} has {p.version}"
+            for n, p in on_node.items()
+            if p.version and package.compare_versions(p.version, local.version) > 0
+        ]
+        if ahead:
+            asker.say(
+                f"{package.PACKAGE} {local.version} ({local.path}) is older than what "
+                f"{', '.join(ahead)}: not installed there, the node keeps its newer version"
+            )
     install: list[str] = []
     if local is not None and behind:
         has = ", ".join(f"{n} has {on_node[n].version or 'none'}" for n in behind)
@@ -324,8 +336,15 @@ def check_networks(
 
 
 def ask_vip(
-    asker: Asker, sessions: dict[str, Session], networks: list[checks.Network]
+    asker: Asker,
+    sessions: dict[str, Session],
+    networks: list[checks.Network],
+    own: frozenset[ipaddress.IPv4Address] = frozenset(),
+    default: str | None = None,
 ) -> ipaddress.IPv4Interface:
+    """The VIP: a free address, or the pair's own (``own``: the VIP of the nodes'
+    existing config and the addresses the nodes hold), which the node holding it
+    answers ARP for."""
     used = {p.address.ip: f"{n}'s address" for net in networks for n, p in net.ports.items()}
     used |= {net.switch: f"switch {net.name.upper()}" for net in networks if net.switch}
     first = next(iter(sessions.values()))
@@ -344,14 +363,14 @@ def ask_vip(
         if address in (net.subnet.network_address, net.subnet.broadcast_address):
             raise ValueError(f"{address} is not a host address of {net.subnet}")
         port = net.ports[first.label]
-        if checks.arp_in_use(first, port.interface, address):
+        if address not in own and checks.arp_in_use(first, port.interface, address):
             raise ValueError(
                 f"{address} is already in use (a host answered ARP on network {net.name}): "
                 "pick a free address, or free it first"
             )
         return ipaddress.IPv4Interface(f"{address}/{net.subnet.prefixlen}")
 
-    return asker.ask("vip", "Service address (VIP)", check)
+    return asker.ask("vip", "Service address (VIP)", check, default)
 
 
 def ask_vip_interface(
@@ -413,10 +432,54 @@ def ask_vip_interface(
     return chosen
 
 
+@dataclass
+class Existing:
+    """What a node already has of a pair: its config (None: none) and whether a secret."""
+
+    config: str | None
+    secret: bool
+
+    def vip(self) -> ipaddress.IPv4Address | None:
+        parsed = _parse_or_none(self.config)
+        return parsed.vip.address.ip if parsed else None
+
+
+def _parse_or_none(text: str | None) -> configuration.Config | None:
+    if text is None:
+        return None
+    try:
+        return configuration.parse(text, CONFIG_PATH)
+    except configuration.ConfigError:
+        return None
+
+
+def existing(sessions: dict[str, Session]) -> dict[str, Existing]:
+    return {
+        name: Existing(session.read(CONFIG_PATH), session.read(SECRET_PATH) is not None)
+        for name, session in sessions.items()
+    }
+
+
+def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
+    """The config of a deployed pair (both nodes have a config and a secret), else None."""
+    if not all(e.config is not None and e.secret for e in have.values()):
+        return None
+    name, first = next(iter(have.items()))
+    try:
+        return configuration.parse(first.config or "", f"{name}:{CONFIG_PATH}")
+    except configuration.ConfigError as error:
+        raise WizardError(
+            f"{name}'s {CONFIG_PATH} does not load ({error}): fix it (or move it and the "
+            "secret aside on both nodes to deploy a new pair), then re-run. Nothing was changed."
+        ) from None
+
+
 def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     """Steps 1, 2 and 4: read-only. Raises WizardError when a check fails."""
     sessions, facts = name_sessions(raw, need_agent=False)
     packages = plan_packages(asker, sessions, facts)
+    have = existing(sessions)
+    kept = kept_config(have)
     first_ip = _ip_or_none(next(iter(sessions.values())).host)
     try:
         networks = checks.discover(facts, first_ip)
@@ -425,8 +488,34 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     ask_switches(asker, networks)
     asker.say("\nConnectivity on both networks:")
     check_networks(asker, sessions, facts, networks)
+    if kept is not None:
+        asker.say(
+            f"\n{' and '.join(sessions)} already run the pair {kept.cluster} (config and "
+            "secret on both): both are kept as they are, no agent is restarted"
+            + (
+                " (the package upgrade restarts it in place, no switchover)"
+                if packages.install
+                else ""
+            )
+            + "."
+        )
+        by_node = {n.name: n.vip_interface for n in kept.nodes}
+        vip_interfaces = {n: by_node.get(n, kept.vip.interface) for n in sessions}
+        check_packages(sessions, packages)
+        return Plan(
+            sessions,
+            facts,
+            networks,
+            kept.cluster,
+            kept.vip.address,
+            vip_interfaces,
+            None,
+            packages,
+        )
     cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
-    vip = ask_vip(asker, sessions, networks)
+    vips = {v for e in have.values() if (v := e.vip()) is not None}
+    own = frozenset(vips.union(*(f.held for f in facts.values())))
+    vip = ask_vip(asker, sessions, networks, own, str(min(vips)) if vips else None)
     vip_interfaces = ask_vip_interface(asker, facts, networks, vip)
     first = vip_interfaces[next(iter(sessions))]
     config = configedit.render_config(
@@ -527,13 +616,36 @@ def install_packages(plan: Plan, changes: Changes, say: Callable[[str], None]) -
         package.install(plan.sessions[name], local, plan.packages.on_node[name], changes, say)
 
 
+def unit_state(session: Session) -> tuple[bool, bool]:
+    """Whether the agent's unit is (active, enabled) on the node, read before any change."""
+    active = session.run(f"systemctl is-active --quiet {UNIT}").status == 0
+    enabled = session.run(f"systemctl is-enabled --quiet {UNIT}").status == 0
+    return active, enabled
+
+
 def install(plan: Plan, changes: Changes) -> None:
-    """Step 5b: identical config, one fresh secret (and the unit for hand installs only);
-    enable and start the agents."""
+    """Step 5b: identical config and one fresh secret (unless the pair is deployed:
+    ``plan.config`` None keeps each node's), the unit for hand installs only; enable
+    and start the agents that are not.
+
+    A running agent is never restarted (a restart hands the service over): it is
+    told to reload (SIGHUP: it re-reads config and secret) when its files were
+    written, and again on a rollback once they are put back. Undo puts back what
+    was there: only a unit the wizard enabled is disabled, only an agent it
+    started is stopped."""
     secret = generate_secret_text()
+    states: dict[str, tuple[bool, bool]] = {}
     for name, session in plan.sessions.items():
-        changes.write_file(session, CONFIG_PATH, plan.config, 0o644)
-        changes.write_file(session, SECRET_PATH, secret, 0o600)
+        active, enabled = states[name] = unit_state(session)
+        if plan.config is not None:
+            if active:  # undone last: the old config and secret are back by then
+                changes.on_undo(
+                    session,
+                    f"reload {UNIT} with the config and secret put back",
+                    f"systemctl reload {UNIT}",
+                )
+            changes.write_file(session, CONFIG_PATH, plan.config, 0o644)
+            changes.write_file(session, SECRET_PATH, secret, 0o600)
         if name in plan.packages.by_hand:
             changes.write_file(session, UNIT_PATH, hand_unit(plan.facts[name].binary), 0o644)
         elif session.read(UNIT_PATH) is not None:
@@ -549,13 +661,25 @@ def install(plan: Plan, changes: Changes) -> None:
             "systemctl daemon-reload",
             undo="systemctl daemon-reload",
         )
-        changes.run(
-            session, f"systemctl enable {UNIT}", f"enable {UNIT}", undo=f"systemctl disable {UNIT}"
-        )
-    for session in plan.sessions.values():
-        changes.run(
-            session, f"systemctl restart {UNIT}", f"start {UNIT}", undo=f"systemctl stop {UNIT}"
-        )
+        if not enabled:
+            changes.run(
+                session,
+                f"systemctl enable {UNIT}",
+                f"enable {UNIT}",
+                undo=f"systemctl disable {UNIT}",
+            )
+    for name, session in plan.sessions.items():
+        active, _enabled = states[name]
+        if not active:
+            changes.run(
+                session, f"systemctl start {UNIT}", f"start {UNIT}", undo=f"systemctl stop {UNIT}"
+            )
+        elif plan.config is not None:
+            changes.run(
+                session,
+                f"systemctl reload {UNIT}",
+                f"reload {UNIT} (it re-reads config and secret; no restart, no switchover)",
+            )
 
 
 def node_status(session: Session) -> dict[str, Any] | None:
@@ -603,7 +727,10 @@ def deploy(
             install_packages(plan, changes, asker.say)
         asker.say("\nSetting up the nodes' ssh keys for the sync:")
         setup_keys(plan, changes)
-        asker.say("Writing config and secret, starting the agents:")
+        if plan.config is None:
+            asker.say("Keeping config and secret, starting the agents that are not running:")
+        else:
+            asker.say("Writing config and secret, starting (or reloading) the agents:")
         install(plan, changes)
         if dry_run:
             asker.say(f"dry run: {len(changes.planned)} change(s) would be made; none was.")

@@ -38,10 +38,13 @@ PACKAGE = "mosqit-failover"
 PATTERN = f"{PACKAGE}_*_all.deb"
 SEARCH_DIRS = (Path("dist"), Path("."))
 INSTALL_TIMEOUT = 900.0  # apt may download the dependencies from a slow mirror
+# seconds apt waits for the dpkg lock (apt-daily, unattended-upgrades on a fresh node)
+LOCK_WAIT = 300
 # English messages (they are parsed), no debconf question, and the operator's
 # changes to a conffile kept on an upgrade
 APT = (
     "env LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get -q "
+    f"-o DPkg::Lock::Timeout={LOCK_WAIT} "
     "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
 )
 
@@ -117,7 +120,10 @@ def _ar_members(data: bytes) -> dict[str, bytes]:
     while pos + 60 <= len(data):
         header = data[pos : pos + 60]
         name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
+        field = header[48:58].decode("ascii", "replace").strip()
+        if not field.isdigit() or pos + 60 + int(field) > len(data):
+            raise ValueError(f"corrupt ar member header at byte {pos} (size {field!r})")
+        size = int(field)
         members[name] = data[pos + 60 : pos + 60 + size]
         pos += 60 + size + (size % 2)  # members are padded to an even offset
     return members
@@ -133,6 +139,8 @@ def read_control(path: Path) -> dict[str, str]:
         raise ValueError("control.tar.zst cannot be read here; build it with dpkg-deb -Zxz")
     with tarfile.open(fileobj=io.BytesIO(members[name]), mode="r:*") as tar:
         member = next((m for m in tar.getmembers() if m.name in ("./control", "control")), None)
+        if member is not None and not member.isfile():
+            raise ValueError(f"the control file in {name} is not a regular file")
         handle = tar.extractfile(member) if member is not None else None
         if handle is None:
             raise ValueError(f"{name} holds no control file")
@@ -152,7 +160,7 @@ def local_package(path: Path) -> LocalPackage:
     """The package at ``path``; PackageError when it is unreadable or another package."""
     try:
         fields = read_control(path)
-    except (OSError, ValueError, tarfile.TarError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, KeyError, tarfile.TarError, UnicodeDecodeError) as error:
         raise PackageError(
             f"{path} is not a readable Debian package ({error}): build one with make deb"
         ) from None
@@ -223,6 +231,8 @@ _DEPENDS = re.compile(
 )
 _UNLOCATED = re.compile(r"^E: Unable to locate package (?P<name>\S+)", re.MULTILINE)
 _NO_CANDIDATE = re.compile(r"^E: Package '(?P<name>[^']+)' has no installation candidate", re.M)
+_LOCKED = re.compile(r"^(Could not get lock|Unable to acquire the dpkg \S+ lock|Unable to lock)")
+_HELD_BY = re.compile(r"It is held by process (?P<by>\d+ \([^)]*\))")
 
 
 def missing_dependencies(output: str) -> list[str]:
@@ -255,14 +265,29 @@ def explain_failure(node: str, output: str) -> str:
             f"and run apt-get update there, or install it by hand; then re-run"
         )
     errors = [line[3:].strip() for line in output.splitlines() if line.startswith("E: ")]
+    if any(_LOCKED.search(e) for e in errors):
+        held = next((m["by"] for e in errors if (m := _HELD_BY.search(e))), "another apt or dpkg")
+        return (
+            f"{node}: apt is busy: {held} held the dpkg lock for over {LOCK_WAIT // 60} minutes "
+            f"(apt-daily or unattended-upgrades after a boot?); let it finish (ps -C apt-get,dpkg "
+            f"on {node}), then re-run"
+        )
     said = errors[-1] if errors else (output.strip().splitlines() or ["no output"])[-1]
+    said = said[:300].rstrip().rstrip(".")
+    stop = " " if said.endswith(("?", "!")) else ". "
     return (
-        f"{node}: apt-get cannot install {PACKAGE}: {said[:300]}. Fix apt on {node} "
+        f"{node}: apt-get cannot install {PACKAGE}: {said}{stop}Fix apt on {node} "
         "(apt-get -f install, apt-get update), then re-run"
     )
 
 
 # ---- copying and installing -------------------------------------------------------
+
+
+def remote_name(local: LocalPackage) -> str:
+    """The name the package gets on the node: apt-get installs a local file only when
+    it ends in .deb, whatever the operator called their copy."""
+    return f"{PACKAGE}_{local.version.partition(':')[2] or local.version}_all.deb"
 
 
 def upload(session: Session, local: LocalPackage) -> str:
@@ -277,7 +302,7 @@ def upload(session: Session, local: LocalPackage) -> str:
         'echo "$d"',
         check=True,
     )
-    remote = f"{made.out.strip()}/{local.path.name}"
+    remote = f"{made.out.strip()}/{remote_name(local)}"
     try:
         sftp = paramiko.SFTPClient.from_transport(session._transport)  # same package's Session
         if sftp is None:

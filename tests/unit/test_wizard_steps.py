@@ -294,7 +294,10 @@ def test_apt_complaints_name_every_missing_package_and_the_fix() -> None:
     )
     assert package.missing_dependencies(locked) == []
     line = package.explain_failure("alpha", locked)
-    assert line.startswith("alpha: apt-get cannot install mosqit-failover: Unable to acquire")
+    assert line.startswith("alpha: apt is busy: 42 (apt) held the dpkg lock")
+    broken = "E: Sub-process /usr/bin/dpkg returned an error code (1)\n"
+    line = package.explain_failure("alpha", broken)
+    assert line.startswith("alpha: apt-get cannot install mosqit-failover: Sub-process")
     assert line.endswith("Fix apt on alpha (apt-get -f install, apt-get update), then re-run")
 
 
@@ -370,8 +373,12 @@ def test_the_package_is_offered_where_missing_or_older(
     plan, said = _plan_packages({}, {"alpha": older, "beta": none}, deb)
     assert (plan.install, plan.by_hand) == (["alpha", "beta"], [])  # unattended: the default
     assert "mosqit-failover 0.2.0" in said and "alpha has 0.1.0, beta has none" in said
-    plan, _ = _plan_packages({}, {"alpha": newer, "beta": newer}, deb)
+    plan, said = _plan_packages({}, {"alpha": newer, "beta": newer}, deb)
     assert plan.install == []
+    assert said.count("\n") == 1 and said.endswith(
+        "is older than what alpha has 0.3.0, beta has 0.3.0: not installed there, "
+        "the node keeps its newer version\n"
+    )
     plan, _ = _plan_packages({"install_package": False}, {"alpha": older, "beta": by_pip}, deb)
     assert (plan.install, plan.by_hand) == ([], ["beta"])  # alpha keeps 0.1.0
     with pytest.raises(deploy.WizardError, match="not installed on beta: answer yes"):
@@ -393,3 +400,153 @@ def test_a_cause_that_says_nothing_changed_is_not_told_twice() -> None:
     assert deploy.Aborted(said, []).report() == str(said)
     other = deploy.Aborted(deploy.WizardError("the pair did not form"), [])
     assert other.report() == "the pair did not form\nNothing was changed on the nodes."
+
+
+# ---- the pair's own VIP ------------------------------------------------------------
+
+
+class ArpSession:
+    """node1, on whose network someone (the active node) answers ARP for every address."""
+
+    label = "alpha"
+
+    def run(self, _command: str, **_: Any) -> Result:
+        return Result(0, '[{"dst": "10.0.1.50", "lladdr": "52:54:00:00:00:12"}]', "")
+
+
+def test_the_pair_own_vip_is_not_refused_as_in_use_when_node1_is_the_standby() -> None:
+    """Upgrading a running pair whose active node is node2: node2 answers ARP for the VIP."""
+    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "eth0")}
+    networks = checks.discover(facts)
+    sessions = cast(dict[str, Session], {"alpha": ArpSession()})
+    with pytest.raises(AnswerError, match="already in use"):
+        deploy.ask_vip(Asker({"vip": "10.0.1.60"}, False), sessions, networks)
+    own = frozenset({ipaddress.IPv4Address("10.0.1.60")})  # in the nodes' existing config
+    vip = deploy.ask_vip(Asker({"vip": "10.0.1.60"}, False), sessions, networks, own)
+    assert vip == ipaddress.IPv4Interface("10.0.1.60/24")
+    # held by a node (a secondary address, as the agent adds the VIP)
+    assert ipaddress.IPv4Address("10.0.1.50") in facts["alpha"].held
+    held = frozenset(facts["alpha"].held | facts["beta"].held)
+    vip = deploy.ask_vip(Asker({"vip": "10.0.1.50"}, False), sessions, networks, held)
+    assert vip == ipaddress.IPv4Interface("10.0.1.50/24")
+
+
+# ---- a re-deploy over a pair that runs ---------------------------------------------
+
+
+class RunningNode:
+    """A node with config and secret whose unit is ``active`` / ``enabled`` (exit status)."""
+
+    def __init__(self, label: str, active: bool = True, enabled: bool = True) -> None:
+        self.label = label
+        self.alive = True
+        self.state = {"is-active": active, "is-enabled": enabled}
+        self.files: dict[str, str] = {
+            deploy.CONFIG_PATH: "# the running pair's config\n",
+            deploy.SECRET_PATH: "old secret\n",
+        }
+        self.commands: list[str] = []
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(path)
+
+    def mode(self, _path: str) -> int:
+        return 0o600
+
+    def write_atomic(self, path: str, text: str, _mode: int) -> None:
+        self.files[path] = text
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+
+    def run(self, command: str, **_: Any) -> Result:
+        self.commands.append(command)
+        verb = command.split()[1] if command.startswith("systemctl ") else ""
+        return Result(0 if self.state.get(verb, True) else 3, "", "")
+
+
+def _redeploy_plan(*nodes: RunningNode, config: str | None = "# the new config\n") -> deploy.Plan:
+    installed = package.NodePackage(True, "0.1.0")
+    return deploy.Plan(
+        sessions=cast(dict[str, Session], {n.label: n for n in nodes}),
+        facts={},
+        networks=[],
+        cluster="shop",
+        vip=ipaddress.IPv4Interface("10.0.1.50/24"),
+        vip_interfaces={n.label: "eth0" for n in nodes},
+        config=config,
+        packages=deploy.Packages(None, {n.label: installed for n in nodes}, [], []),
+    )
+
+
+def _changing(node: RunningNode) -> list[str]:
+    return [c for c in node.commands if not c.startswith(("systemctl is-", "systemctl daemon"))]
+
+
+def test_rolling_back_a_redeploy_leaves_running_agents_running_and_enabled() -> None:
+    alpha, beta = RunningNode("alpha"), RunningNode("beta")
+    changes = changes_module.Changes(False, lambda _t: None)
+    deploy.install(_redeploy_plan(alpha, beta), changes)
+    for node in (alpha, beta):  # new files: the running agent reloads, is not restarted
+        assert _changing(node) == ["systemctl reload mosqit-failover.service"]
+        node.commands.clear()
+    changes.rollback()  # as after "the pair did not form within 60s" or Ctrl-C
+    for node in (alpha, beta):
+        assert node.files[deploy.CONFIG_PATH] == "# the running pair's config\n"
+        assert node.files[deploy.SECRET_PATH] == "old secret\n"
+        assert _changing(node) == ["systemctl reload mosqit-failover.service"], node.commands
+
+
+def test_rolling_back_stops_and_disables_only_what_the_wizard_started_and_enabled() -> None:
+    alpha = RunningNode("alpha", active=False, enabled=False)
+    beta = RunningNode("beta", active=True, enabled=False)
+    changes = changes_module.Changes(False, lambda _t: None)
+    deploy.install(_redeploy_plan(alpha, beta, config=None), changes)
+    assert _changing(alpha) == [
+        "systemctl enable mosqit-failover.service",
+        "systemctl start mosqit-failover.service",
+    ]
+    assert _changing(beta) == ["systemctl enable mosqit-failover.service"]
+    alpha.commands.clear()
+    beta.commands.clear()
+    changes.rollback()
+    assert _changing(alpha) == [
+        "systemctl stop mosqit-failover.service",
+        "systemctl disable mosqit-failover.service",
+    ]
+    assert _changing(beta) == ["systemctl disable mosqit-failover.service"]
+
+
+def test_a_redeploy_over_a_deployed_pair_keeps_config_and_secret_and_restarts_nothing() -> None:
+    """A restart hands the service over (two switchovers for the pair), and a new secret
+    written to both nodes leaves them unable to authenticate each other in between:
+    the deployed pair's config (resources, sync, fencing...) and secret are kept."""
+    alpha, beta = RunningNode("alpha"), RunningNode("beta")
+    have = deploy.existing(cast(dict[str, Session], {"alpha": alpha, "beta": beta}))
+    assert all(e.config and e.secret for e in have.values())
+    changes = changes_module.Changes(False, lambda _t: None)
+    deploy.install(_redeploy_plan(alpha, beta, config=None), changes)
+    for node in (alpha, beta):
+        assert node.files[deploy.CONFIG_PATH] == "# the running pair's config\n"
+        assert node.files[deploy.SECRET_PATH] == "old secret\n"
+        assert _changing(node) == []
+    assert [c.what for c in changes.done] == ["systemctl daemon-reload"] * 2
+
+
+def test_a_deployed_pair_is_recognised_by_config_and_secret_on_both_nodes() -> None:
+    text = configedit.render_config(
+        "shop",
+        checks.discover({"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "lan0")}),
+        ipaddress.IPv4Interface("10.0.1.50/24"),
+        "eth0",
+        ["alpha", "beta"],
+        vip_interfaces={"alpha": "eth0", "beta": "lan0"},
+    )
+    both = {"alpha": deploy.Existing(text, True), "beta": deploy.Existing(text, True)}
+    kept = deploy.kept_config(both)
+    assert kept is not None and kept.cluster == "shop"
+    assert both["beta"].vip() == ipaddress.IPv4Address("10.0.1.50")
+    assert deploy.kept_config({**both, "beta": deploy.Existing(text, False)}) is None
+    assert deploy.kept_config({**both, "beta": deploy.Existing(None, False)}) is None
+    with pytest.raises(deploy.WizardError, match=r"alpha's .* does not load .*Nothing was"):
+        deploy.kept_config({**both, "alpha": deploy.Existing("cluster = [", True)})

@@ -13,6 +13,24 @@ agent and the wizard writes no unit of its own; a hand-installed unit left in
 package whose operator installed the agent by hand (pip, no dpkg) gets the unit
 from units/ in /etc/systemd/system, with ExecStart naming its binary.
 
+Re-running it over a deployed pair (both nodes have the config and the
+secret; e.g. to upgrade the package): each node keeps its config and secret
+as they are (their [[resources]], [[sync]], [fencing], alerts and timing
+stay; cluster, VIP and VIP interfaces are read from the config, not asked),
+and a running agent is never restarted -- `systemctl restart` hands the
+service over, two switchovers for the pair. Only the package is offered
+(where older than the operator's .deb); its postinst restarts the agent in
+place (SIGUSR2: no handover). Agents not running are started, units not
+enabled are enabled. When the wizard does write a config and secret (a new
+pair) to a node whose agent runs, it tells the agent to reload (SIGHUP: it
+re-reads both). A rollback puts back what was there: files get their old
+content, a reloaded agent is reloaded again, only a unit the wizard enabled
+is disabled and only an agent it started is stopped. To change a deployed
+pair's cluster or VIP, edit the config (or move config and secret aside on
+both nodes to deploy a new pair). The VIP question accepts the pair's own
+address (in a node's existing config, or held by a node), which the node
+holding it answers ARP for.
+
 Guarantees: nothing is changed on a node before every question is answered
 and every check passed; every change is recorded (`Changes`) and, when a
 later step fails or is interrupted, undone in reverse order, and the

@@ -11,7 +11,11 @@ and removes the copy again: a node whose apt cannot get a dependency yields one
 line naming the missing packages and the fix, before anything is changed.
 `install` copies it again and installs it with ``apt-get install -y
 ./file.deb``: the package itself never comes from the node's apt sources, its
-dependencies do. The install is recorded in `Changes`: a rollback removes a
+dependencies do. The copy is named ``mosqit-failover_VERSION_all.deb`` whatever
+the operator's file is called (apt takes a local file only if it ends in .deb).
+apt waits up to LOCK_WAIT seconds for the dpkg lock (apt-daily after a boot);
+when it still fails on the lock, the reason says apt was busy, not broken.
+The install is recorded in `Changes`: a rollback removes a
 package the wizard installed where there was none (``apt-get remove``; the
 dependencies apt pulled in stay, ``apt-get autoremove`` is the operator's
 call); an upgrade is kept, because the older package is not at hand to go back

@@ -16,6 +16,7 @@ from mosqit_failover import config as configuration
 LAB_MISSING = "the lab is a development tool: run it from a git checkout (make demo)"
 DEFAULT_WATCH_INTERVAL = 1.0
 MIN_WATCH_INTERVAL = 0.1  # each refresh is a request to the agent: no busy loop
+MAX_WATCH_INTERVAL = 3600.0  # an hour; longer ones overflow the clock calls (1e10)
 
 
 class UsageError(Exception):
@@ -221,10 +222,10 @@ def _interval(text: str) -> float:
             seconds = float(text)
         except ValueError:
             seconds = math.nan
-    if not math.isfinite(seconds) or seconds < MIN_WATCH_INTERVAL:
+    if not math.isfinite(seconds) or not MIN_WATCH_INTERVAL <= seconds <= MAX_WATCH_INTERVAL:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a refresh interval: give seconds of at least "
-            f"{MIN_WATCH_INTERVAL:g}, like 1, 0.5 or 500ms"
+            f"{text!r} is not a refresh interval: give seconds from {MIN_WATCH_INTERVAL:g} "
+            f"to {MAX_WATCH_INTERVAL:g}, like 1, 0.5 or 500ms"
         )
     return seconds
 

@@ -141,15 +141,26 @@ class ControlServer:
         return self._handler(request)
 
 
+class UnreadableReply(ControlError):
+    """Something answered on the socket, but not with a reply of the agent's."""
+
+
+MAX_REPLY = 4 * 1024 * 1024  # a status reply is a few KiB: more is not the agent
+
+
 def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request to the local agent and return its reply."""
+    """Send one request to the local agent and return its reply (a JSON object).
+
+    Raises ControlError when the agent cannot be asked, UnreadableReply (a ControlError)
+    when what answered gave no JSON object: another program, or another version.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
+        sock.settimeout(timeout)
         sock.connect(str(path))
         sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
-        while not data.endswith(b"\n"):
+        while not data.endswith(b"\n") and len(data) <= MAX_REPLY:
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -167,8 +178,37 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str,
         ) from None
     finally:
         sock.close()
-    try:
-        reply: dict[str, Any] = json.loads(data)
-    except json.JSONDecodeError:
-        raise ControlError(f"the agent at {path} sent an unreadable reply") from None
-    return reply
+    return _reply(path, data)
+
+
+_JSON_KINDS: dict[type, str] = {list: "array", str: "string", int: "number", float: "number"}
+_JSON_KINDS |= {bool: "boolean", type(None): "null"}
+
+
+def _reply(path: Path, data: bytes) -> dict[str, Any]:
+    """The reply's JSON object, or UnreadableReply saying what it was instead."""
+    if not data.strip():
+        raise ControlError(
+            f"the agent at {path} closed the connection without a reply; is it running "
+            "(or restarting)?"
+        )
+    problem = None
+    if len(data) > MAX_REPLY:
+        problem = f"longer than {MAX_REPLY // (1024 * 1024)} MiB"
+    else:
+        try:
+            reply = json.loads(data)
+        except UnicodeDecodeError:
+            problem = "not UTF-8 text"
+        except json.JSONDecodeError as error:
+            problem = f"not a JSON line ({error.msg} at character {error.pos})"
+        except RecursionError:
+            problem = "JSON nested too deeply"
+        else:
+            if isinstance(reply, dict):
+                return reply
+            problem = f"a JSON {_JSON_KINDS.get(type(reply), 'value')}, not an object"
+    raise UnreadableReply(
+        f"the agent at {path} gave an unreadable reply: {problem}; "
+        "is it another program or another version?"
+    )

@@ -71,7 +71,12 @@ def sync_numbers(sync: Any) -> tuple[float | None, float | None]:
 
 
 def _label(name: str) -> str:
-    return f"'{name}'" if any(c in name for c in " '=") else name
+    """A perfdata label: quoted when it has a space, '=' or a quote, and a quote inside is
+    written twice (the Nagios plugin guidelines)."""
+    if not any(c in name for c in " '="):
+        return name
+    doubled = name.replace("'", "''")
+    return f"'{doubled}'"
 
 
 def _fmt(value: float) -> str:

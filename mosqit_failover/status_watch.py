@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from mosqit_failover.control import ControlError, ask
+from mosqit_failover.control import ControlError, UnreadableReply, ask
 
 Render = Callable[[dict[str, Any]], str]
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase the screen: a redraw, not a scroll
 SEPARATOR = "-" * 72
 MIN_TIMEOUT = 2.0  # a refresh waits at least this long for a busy agent
+MAX_TIMEOUT = 10.0  # ... and at most this long, however long the interval
 
 
 def format_status(s: dict[str, Any]) -> str:
@@ -83,8 +84,9 @@ def not_answering(path: Path) -> str:
 def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
     """Ask the agent at `path` for its status and render it.
 
-    Raises ControlError when the agent cannot be asked, StatusUnavailable when
-    its reply is a refusal or cannot be rendered.
+    Raises ControlError when the agent cannot be asked or its reply cannot be read
+    (UnreadableReply), StatusUnavailable when its reply is a refusal or cannot be
+    rendered.
     """
     reply = ask(path, {"command": "status"}, timeout=timeout)
     status = reply.get("status")
@@ -115,7 +117,9 @@ def watch(
     try:
         while True:
             try:
-                text = fetch(path, render, timeout=max(interval, MIN_TIMEOUT))
+                text = fetch(path, render, timeout=min(max(interval, MIN_TIMEOUT), MAX_TIMEOUT))
+            except UnreadableReply as error:  # something answers, not our agent
+                text = str(error)
             except ControlError as error:
                 text = f"{not_answering(path)}\n  ({error})"
             except StatusUnavailable as error:

@@ -11,7 +11,9 @@ import itertools
 import os
 import re
 import select
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -202,7 +204,9 @@ def test_watch_without_an_agent_says_so_every_refresh(tmp_path: Path) -> None:
     assert out.getvalue().count(line) == 2
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "0s", "abc", "nan", "inf", "0.01"])
+@pytest.mark.parametrize(
+    "bad", ["0", "-1", "0s", "abc", "nan", "inf", "0.01", "1e10", "3601", "2h"]
+)
 def test_a_bad_interval_is_one_line(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main(["status", "--watch", "--socket", "/nonexistent", "--interval", bad])
@@ -211,6 +215,91 @@ def test_a_bad_interval_is_one_line(bad: str, capsys: pytest.CaptureFixture[str]
     assert err.count("\n") == 1
     assert err.startswith(f"mosqit-failover status: argument -i/--interval: {bad!r} is not a")
     assert "like 1, 0.5 or 500ms" in err
+
+
+def test_the_longest_interval_shows_a_snapshot(tmp_path: Path) -> None:
+    interval = cli._interval("3600")  # 1e10 overflowed socket.settimeout: now refused
+    out = io.StringIO()
+    assert status_watch.watch(tmp_path / "none.sock", interval, out, count=1) == 0
+    assert "every 3600s" in out.getvalue()
+
+
+@contextmanager
+def answering(path: Path, reply: bytes) -> Iterator[Path]:
+    """A control socket at `path` that answers every request with `reply`."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+
+
+GARBAGE = {
+    "json-array": (b"[1, 2]\n", "a JSON array, not an object"),
+    "json-string": (b'"hello"\n', "a JSON string, not an object"),
+    "json-null": (b"null\n", "a JSON null, not an object"),
+    "not-utf8": (b"\xff\xfe\x00garbage\n", "not UTF-8 text"),
+    "deeply-nested": (b"[" * 100000 + b"\n", "JSON nested too deeply"),
+    "not-json": (b"HTTP/1.0 400\r\n", "not a JSON line (Expecting value at character 0)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_status_from_a_socket_that_answers_garbage_is_one_line(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply, what = GARBAGE[kind]
+    with answering(tmp_path / "c.sock", reply) as path:
+        assert cli.main(["status", "--socket", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"mosqit-failover: the agent at {path} gave an unreadable reply: {what}; "
+        "is it another program or another version?\n"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_watch_shows_a_socket_that_answers_garbage_and_goes_on(tmp_path: Path, kind: str) -> None:
+    reply, what = GARBAGE[kind]
+    out = io.StringIO()
+    with answering(tmp_path / "c.sock", reply) as path:
+        assert status_watch.watch(path, 0.1, out, count=2) == 0
+    assert out.getvalue().count("every 0.1s") == 2
+    assert out.getvalue().count(f"gave an unreadable reply: {what}") == 2
+
+
+def test_watch_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`status --watch | head -1` ends without a traceback."""
+    proc = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m mosqit_failover.cli status --watch --interval 0.1 "
+        f"--socket {shlex.quote(str(tmp_path / 'none.sock'))} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.stdout.startswith("every 0.1s") and "Traceback" not in proc.stderr
 
 
 def test_interval_without_watch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

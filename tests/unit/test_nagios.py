@@ -67,6 +67,23 @@ def test_healthy_pair_is_ok_with_perfdata() -> None:
 
 
 @pytest.mark.parametrize(
+    ("probe", "label"),
+    [
+        ("it's", "'lost_it''s'"),
+        ("a b", "'lost_a b'"),
+        ("a=b", "'lost_a=b'"),
+        ("x''", "'lost_x'''''"),
+    ],
+)
+def test_a_quote_in_a_perfdata_label_is_written_twice(probe: str, label: str) -> None:
+    """The Nagios plugin guidelines: a label with a space, '=' or a quote is quoted, and a
+    quote inside it doubled; else the perfdata parser ends the label at that quote."""
+    code, text = evaluate(status(probes={probe: {"sent": 5, "answered": 4}}))
+    assert code == OK
+    assert f" {label}=1c;;;0 " in text
+
+
+@pytest.mark.parametrize(
     ("kwargs", "code", "start"),
     [
         ({"peer_role": "ACTIVE"}, CRITICAL, "MOSQIT-FAILOVER CRITICAL - both nodes are ACTIVE; "),
@@ -257,6 +274,15 @@ def test_an_agent_that_never_answers_is_unknown_after_the_timeout(tmp_path: Path
         silent.listen(1)
         code, out = _main(["--socket", str(path), "--timeout", "300ms"])
     assert code == UNKNOWN and "did not answer" in out
+
+
+@pytest.mark.parametrize("reply", [b"[1, 2]\n", b"\xff\xfe\n", b"[" * 100000 + b"\n"])
+def test_a_socket_that_answers_garbage_is_unknown(tmp_path: Path, reply: bytes) -> None:
+    from tests.unit.test_cli import answering
+
+    with answering(tmp_path / "c.sock", reply) as path:
+        code, out = _main(["--socket", str(path)])
+    assert code == UNKNOWN and "gave an unreadable reply" in out and out.count("\n") == 1
 
 
 def test_a_missing_config_is_unknown(tmp_path: Path) -> None:

@@ -250,6 +250,20 @@ def test_a_cluster_name_the_config_refuses_stops_the_import(tmp_path: Path) -> N
         convert(ha_dir(tmp_path), cluster="my pair")
 
 
+def test_control_characters_in_the_input_never_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = "b\x1b[2Jll1"  # an escape sequence as a node name: ha.cf is read, never trusted
+    files = {
+        "ha.cf": HA_CF.replace("node    bill1", f"node    {bad}"),
+        "haresources": f"{bad} IPaddr2::10.1.0.50/24/eth0 my\x1bapp\n",
+    }
+    assert cli.main(["import-heartbeat", str(ha_dir(tmp_path, **files))]) == 1
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.err and "\\u001B" in captured.err
+    assert "\x1b" not in captured.out  # the TOML escapes it too
+
+
 def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:
     directory = ha_dir(tmp_path)
     (directory / "authkeys").unlink()

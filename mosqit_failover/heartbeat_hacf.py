@@ -56,7 +56,7 @@ KNOWN_DIRECTIVES = (
 )
 
 
-_TIME = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
+_TIME = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)?")  # ASCII digits, as heartbeat reads them
 
 
 _BOOLEAN = {"on": True, "yes": True, "true": True, "y": True, "1": True}
@@ -146,7 +146,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def _seconds(text: str) -> float:
-    match = _TIME.match(text)
+    match = _TIME.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a time (like 2, 500ms or 2s)")
     return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
@@ -227,7 +227,7 @@ def _hacf_line(cf: HaCf, directive: str, args: list[str], notes: list[str], wher
         cf.auto_failback = "off" if _BOOLEAN[args[0].lower()] else "on"
     elif directive == "udpport":
         need(1, "PORT")
-        if not args[0].isdigit():
+        if not re.fullmatch(r"[0-9]+", args[0]):
             raise ValueError(f"{args[0]!r} is not a port number")
         notes.append(
             f"{where}: udpport {args[0]} not carried over: the agent speaks its own protocol, "

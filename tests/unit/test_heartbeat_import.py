@@ -306,6 +306,13 @@ def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:
             "bill1 MailTo\n",
             "haresources:1: MailTo: expected MailTo::ADDRESS[::SUBJECT]",
         ),
+        # digits other than ASCII's: heartbeat (atoi) does not read them as numbers
+        (
+            "ha.cf",
+            HA_CF.replace("keepalive 1", "keepalive \u0663"),
+            "ha.cf:4: keepalive: '\u0663' is not a time",
+        ),
+        ("ha.cf", HA_CF.replace("udpport 694", "udpport \u00b2"), "ha.cf:8: udpport: '\u00b2'"),
     ],
 )
 def test_a_malformed_line_is_named_with_its_file_and_line(

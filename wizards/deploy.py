@@ -14,22 +14,23 @@ package whose operator installed the agent by hand (pip, no dpkg) gets the unit
 from units/ in /etc/systemd/system, with ExecStart naming its binary.
 
 Re-running it over a deployed pair (both nodes have the config and the
-secret; e.g. to upgrade the package): each node keeps its config and secret
-as they are (their [[resources]], [[sync]], [fencing], alerts and timing
-stay; cluster, VIP and VIP interfaces are read from the config, not asked),
-and a running agent is never restarted -- `systemctl restart` hands the
-service over, two switchovers for the pair. Only the package is offered
+secret, and an agent runs; e.g. to upgrade the package): each node keeps its
+config and secret as they are (their [[resources]], [[sync]], [fencing],
+alerts and timing stay; cluster, VIP and VIP interfaces come from the config,
+not asked; given answers that differ are refused: edit the config to change
+them), and a running agent is never restarted -- `systemctl restart` hands
+the service over, two switchovers for the pair. Only the package is offered
 (where older than the operator's .deb); its postinst restarts the agent in
 place (SIGUSR2: no handover). Agents not running are started, units not
-enabled are enabled. When the wizard does write a config and secret (a new
-pair) to a node whose agent runs, it tells the agent to reload (SIGHUP: it
-re-reads both). A rollback puts back what was there: files get their old
-content, a reloaded agent is reloaded again, only a unit the wizard enabled
-is disabled and only an agent it started is stopped. To change a deployed
-pair's cluster or VIP, edit the config (or move config and secret aside on
-both nodes to deploy a new pair). The VIP question accepts the pair's own
-address (in a node's existing config, or held by a node), which the node
-holding it answers ARP for.
+enabled are enabled. A pair whose agents are both stopped is deployed anew,
+as the first time (config rendered from the answers, a new secret). When the
+wizard writes config and secret to a node whose agent runs, it tells the
+agent to reload (SIGHUP: it re-reads both). A rollback puts back what was
+there: files get their old content, a reloaded agent is reloaded again, only
+a unit the wizard enabled is disabled and only an agent it started is
+stopped. The VIP question accepts the pair's own address (in a node's
+existing config, or held by a node), which the node holding it answers ARP
+for.
 
 Guarantees: nothing is changed on a node before every question is answered
 and every check passed; every change is recorded (`Changes`) and, when a
@@ -456,6 +457,7 @@ class Existing:
 
     config: str | None
     secret: bool
+    running: bool = True  # the agent's unit is active
 
     def vip(self) -> ipaddress.IPv4Address | None:
         parsed = _parse_or_none(self.config)
@@ -473,14 +475,21 @@ def _parse_or_none(text: str | None) -> configuration.Config | None:
 
 def existing(sessions: dict[str, Session]) -> dict[str, Existing]:
     return {
-        name: Existing(session.read(CONFIG_PATH), session.read(SECRET_PATH) is not None)
+        name: Existing(
+            session.read(CONFIG_PATH),
+            session.read(SECRET_PATH) is not None,
+            unit_state(session)[0],
+        )
         for name, session in sessions.items()
     }
 
 
 def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
-    """The config of a deployed pair (both nodes have a config and a secret), else None."""
+    """The config of a deployed pair (both nodes have a config and a secret, an agent
+    runs), else None."""
     if not all(e.config is not None and e.secret for e in have.values()):
+        return None
+    if not any(e.running for e in have.values()):
         return None
     name, first = next(iter(have.items()))
     try:
@@ -490,6 +499,38 @@ def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
             f"{name}'s {CONFIG_PATH} does not load ({error}): fix it (or move it and the "
             "secret aside on both nodes to deploy a new pair), then re-run. Nothing was changed."
         ) from None
+
+
+def check_kept_answers(
+    asker: Asker,
+    sessions: dict[str, Session],
+    facts: dict[str, checks.Facts],
+    networks: list[checks.Network],
+    kept: configuration.Config,
+    vip_interfaces: dict[str, str],
+) -> None:
+    """Answers given for a deployed pair (not asked) are checked as for a new pair and
+    must agree with its config: the wizard does not change a deployed pair's config."""
+    differ: list[str] = []
+    if asker.given("cluster") and check_name(str(asker.answers["cluster"])) != kept.cluster:
+        differ.append(f"cluster {asker.answers['cluster']} (it is {kept.cluster})")
+    vip = kept.vip.address
+    if asker.given("vip"):
+        own = frozenset({vip.ip}.union(*(f.held for f in facts.values())))
+        vip = ask_vip(asker, sessions, networks, own)
+        if vip != kept.vip.address:
+            differ.append(f"VIP {vip} (it is {kept.vip.address})")
+    if any(k == "vip_interface" or k.startswith("vip_interface_") for k in asker.answers):
+        chosen = ask_vip_interface(asker, facts, networks, vip)
+        if chosen != vip_interfaces:
+            differ.append(f"VIP interfaces {_pairs(chosen)} (they are {_pairs(vip_interfaces)})")
+    if differ:
+        raise WizardError(
+            f"the pair {kept.cluster} is deployed (config and secret on both nodes, the agent "
+            f"running) and its config differs from the answers: {'; '.join(differ)}. The wizard "
+            f"keeps a deployed pair's config: edit {CONFIG_PATH} on both nodes (then systemctl "
+            "reload), or drop those answers. Nothing was changed."
+        )
 
 
 def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
@@ -519,6 +560,7 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
         )
         by_node = {n.name: n.vip_interface for n in kept.nodes}
         vip_interfaces = {n: by_node.get(n, kept.vip.interface) for n in sessions}
+        check_kept_answers(asker, sessions, facts, networks, kept, vip_interfaces)
         check_packages(sessions, packages)
         return Plan(
             sessions,

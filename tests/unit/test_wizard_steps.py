@@ -547,6 +547,35 @@ def test_a_deployed_pair_is_recognised_by_config_and_secret_on_both_nodes() -> N
     assert kept is not None and kept.cluster == "shop"
     assert both["beta"].vip() == ipaddress.IPv4Address("10.0.1.50")
     assert deploy.kept_config({**both, "beta": deploy.Existing(text, False)}) is None
+    stopped = {n: deploy.Existing(text, True, running=False) for n in both}
+    assert deploy.kept_config(stopped) is None  # deployed anew, as the first time
     assert deploy.kept_config({**both, "beta": deploy.Existing(None, False)}) is None
     with pytest.raises(deploy.WizardError, match=r"alpha's .* does not load .*Nothing was"):
         deploy.kept_config({**both, "alpha": deploy.Existing("cluster = [", True)})
+
+
+class QuietSession(ArpSession):
+    def run(self, _command: str, **_: Any) -> Result:
+        return Result(0, "[]", "")
+
+
+def test_answers_given_for_a_deployed_pair_must_agree_with_its_config() -> None:
+    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "eth0")}
+    networks = checks.discover(facts)
+    text = configedit.render_config(
+        "shop", networks, ipaddress.IPv4Interface("10.0.1.50/24"), "eth0", ["alpha", "beta"]
+    )
+    kept = configuration.parse(text)
+    same = {"alpha": "eth0", "beta": "eth0"}
+    sessions = cast(dict[str, Session], {"alpha": QuietSession()})
+
+    def check(answers: dict[str, str]) -> None:
+        deploy.check_kept_answers(Asker(answers, False), sessions, facts, networks, kept, same)
+
+    check({"cluster": "shop", "vip": "10.0.1.50", "vip_interface": "eth0"})
+    with pytest.raises(deploy.WizardError, match=r"differs .*: VIP 10.0.1.60/24 \(it is 10"):
+        check({"vip": "10.0.1.60"})
+    with pytest.raises(deploy.WizardError, match=r"cluster other \(it is shop\).*Nothing was"):
+        check({"cluster": "other"})
+    with pytest.raises(AnswerError, match="'eth7' is missing on alpha"):
+        check({"vip_interface": "eth7"})

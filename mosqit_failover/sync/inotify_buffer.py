@@ -13,7 +13,16 @@ directories created later. So:
   a :class:`_ReportingInotify` reads in a thread, each raw event also goes to
   its :meth:`_ReportingInotify._note` (overflow, the root moved or unmounted).
   Other ``Inotify`` readers are not affected. This leaves watchdog's own
-  bookkeeping of watches across renames untouched, in every version.
+  bookkeeping of watches across renames untouched, in every version;
+- after each read, a directory renamed into place that watchdog left unwatched
+  is watched, with all below it (:meth:`_ReportingInotify._watch_moved_in`):
+  watchdog 2.x carries watches only along renames whose source it watched, so
+  a directory moved in from outside, or made and renamed before watchdog read
+  its creation, stayed unwatched, and files made in it later were never synced
+  (watchdog 7 watches such a directory itself);
+- a failure of watchdog's path bookkeeping while parsing (a KeyError) would end
+  its reader thread, and every later change would go unseen: it is reported as
+  a "full" change (a rescan) instead.
 
 mypy checks this module against a newer watchdog that lacks these classes:
 they are ``Any`` to it, hence the ``type: ignore[misc]`` on each subclass.
@@ -101,9 +110,43 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
     def read_events(self, *args: Any, **kwargs: Any) -> list[Any]:
         _reading.inotify = self  # the parser hook reports to us while we read
         try:
-            return list(super().read_events(*args, **kwargs))
+            events = list(super().read_events(*args, **kwargs))
+        except (KeyError, ValueError) as error:
+            # watchdog's own bookkeeping of paths failed: its reader thread would die and
+            # every later change go unseen. The events of this read are lost: say so.
+            self._report(Change("full", f"inotify event bookkeeping failed: {error!r}"))
+            return []
         finally:
             _reading.inotify = None
+        if self.is_recursive:
+            for event in events:
+                if event.is_moved_to and event.is_directory:
+                    self._watch_moved_in(event.src_path)
+        return events
+
+    def _watch_moved_in(self, top: bytes) -> None:
+        """Watch a directory renamed into place, and all below it, if watchdog did not.
+
+        watchdog 2.x only carries watches along with a rename whose source it watched,
+        and watches a new directory when it reads its creation: a directory moved in
+        from outside, or made and renamed before watchdog read its creation (its watch
+        then fails: the name is gone), stays unwatched for good, and so does everything
+        made in it later. Its rename itself is reported (a "tree" or a "move" whose
+        destination is sent whole); the watches are added before the event is handed on,
+        so what the listing of the destination misses, a watch sees.
+        """
+        with self._lock:
+            if top in self._wd_for_path:
+                return  # watchdog moved the watches along
+            todo = [top]
+            while todo:  # each directory watched before it is listed: nothing made between
+                here = todo.pop()
+                try:
+                    self._add_watch(here, self._event_mask)
+                    with os.scandir(here) as listing:
+                        todo += [e.path for e in listing if e.is_dir(follow_symlinks=False)]
+                except OSError:
+                    pass  # gone meanwhile (its removal is an event too), or the watch limit
 
     def _note(self, wd: int, mask: int) -> None:
         """Report what watchdog keeps quiet, from one raw event."""

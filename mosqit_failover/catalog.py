@@ -145,8 +145,8 @@ ENTRIES: dict[str, Entry] = {
     ),
     "demote-isolated": Entry(
         "node @NODE@ lost every network and stands down",
-        _HEAD + " Split brain or a cut-off node: services, sync and VIP are"
-        " stopped so that two nodes never serve at once.",
+        _HEAD + " Split brain or a cut-off node: the VIP is released first, then"
+        " services and sync are stopped, so that two nodes never serve at once.",
         "@REASON@.",
         "Restore the networks (both switches, the node's cables). On recovery the"
         " node with the highest epoch (the freshest data) becomes active.",

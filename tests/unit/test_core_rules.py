@@ -207,7 +207,7 @@ def test_one_switch_lost_by_both_nodes_is_manual_mode_and_the_active_keeps_servi
     assert h.role() is Role.ACTIVE
 
 
-def test_both_networks_lost_the_active_stops_everything_in_reverse_order() -> None:
+def test_both_networks_lost_the_active_releases_the_vip_then_stops_the_rest() -> None:
     h = active()
     start = h.now
     h.set_carrier("a", False)
@@ -216,9 +216,9 @@ def test_both_networks_lost_the_active_stops_everything_in_reverse_order() -> No
     h.run_until(start + 1)
     assert h.transcript(start) == [
         "[demote-isolated] alpha ACTIVE -> DEMOTING: lost every network (split brain or cut "
-        "off): stopping services, sync and VIP [epoch 1]",
-        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync, "
-        "ReleaseVip, PersistState(1, WAITING)",
+        "off): releasing the VIP, then stopping services and sync [epoch 1]",
+        "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
+        "StopSync, PersistState(1, WAITING)",
         "[plan-done] alpha DEMOTING -> WAITING: demotion complete: services, sync and VIP "
         "released [epoch 1]",
     ]

@@ -72,6 +72,11 @@ def _hook_the_parser() -> None:
 _hook_the_parser()
 
 
+def _subdirectories(path: bytes) -> list[os.DirEntry[bytes]]:
+    with os.scandir(path) as listing:
+        return [entry for entry in listing if entry.is_dir(follow_symlinks=False)]
+
+
 class _ReportingInotify(Inotify):  # type: ignore[misc]
     """watchdog's inotify descriptor of one tree, telling us about overflow, the
     watch limit and the root moved away or unmounted."""
@@ -136,15 +141,18 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
         so what the listing of the destination misses, a watch sees.
         """
         with self._lock:
-            if top in self._wd_for_path:
-                return  # watchdog moved the watches along
-            todo = [top]
+            known = self._wd_for_path.get(top)  # may be stale: a directory gone from there
+            try:
+                if self._add_watch(top, self._event_mask) == known:
+                    return  # watchdog moved the watches along
+                todo = [entry.path for entry in _subdirectories(top)]
+            except OSError:
+                return  # gone meanwhile (its removal is an event too), or the watch limit
             while todo:  # each directory watched before it is listed: nothing made between
                 here = todo.pop()
                 try:
                     self._add_watch(here, self._event_mask)
-                    with os.scandir(here) as listing:
-                        todo += [e.path for e in listing if e.is_dir(follow_symlinks=False)]
+                    todo += [entry.path for entry in _subdirectories(here)]
                 except OSError:
                     pass  # gone meanwhile (its removal is an event too), or the watch limit
 

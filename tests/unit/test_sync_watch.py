@@ -81,6 +81,26 @@ def test_the_directory_moved_away_or_unwatched_is_reported_lost(tmp_path: Path) 
     assert watcher.drain() == []  # our own stop ends the watch: not reported
 
 
+def test_a_directory_moved_in_is_watched_below(
+    watched: tuple[Path, Callable[[], list[Change]]], tmp_path: Path
+) -> None:
+    """Files made after the move in a directory moved in from outside, also at a name
+    whose old directory was moved out (watchdog 2.x keeps that name's old watch)."""
+    root, settle = watched
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    os.rename(tmp_path / "in", root / "in")
+    os.rename(root / "d", tmp_path / "away")
+    (tmp_path / "new" / "sub").mkdir(parents=True)
+    os.rename(tmp_path / "new", root / "d")
+    settle()
+    (root / "in" / "sub" / "later").write_text("later")
+    (root / "d" / "sub" / "later").write_text("later")
+    (tmp_path / "away" / "x" / "gone").write_text("outside now")
+    changes = settle()
+    assert Change("path", "in/sub/later") in changes
+    assert Change("path", "d/sub/later") in changes
+
+
 # The lab's churn (tests/lab/test_sync_lab.py), in this process, plus renames into the tree
 # of directories filled outside it and directories filled right after a rename.
 def _churn(root: Path, outside: Path, seed: int, ops: int) -> None:

@@ -210,7 +210,9 @@ def test_unattended_deploy_dry_run_then_real(pair: tuple[Lab, Path]) -> None:
         lab.plan, home, "deploy", "--unattended", "--dry-run", "--answers", str(answers(home))
     )
     assert dry.returncode == 0, dry.stderr
-    assert "would write /etc/mosqit-failover/secret" in dry.stdout
+    # the pair is deployed and running: a re-deploy keeps its config and secret
+    assert "Keeping config and secret" in dry.stdout, dry.stdout
+    assert "would write /etc/mosqit-failover/secret" not in dry.stdout
     assert {n: node.read_file(CONFIG) for n, node in lab.nodes.items()} == before
     extra = '[[actions]]\naction = "add"\nkind = "systemd"\nunit = "%s"\nname = "demo"\n'
     real = wizard(

@@ -353,8 +353,17 @@ def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report
         run.active = next(n for n, r in roles.items() if r == "ACTIVE")
         run.standby = next(n for n, r in roles.items() if r == "STANDBY")
         probe.wait_answer_from(run.active, after=time.time(), timeout=10)
-        lab[run.active].write_file(f"{SYNCED}/{scenario.name}.txt", f"{scenario.name}\n")
-        time.sleep(0.5)
+        marker = f"{SYNCED}/{scenario.name}.txt"
+        lab[run.active].write_file(marker, f"{scenario.name}\n")
+        # on the standby before the fault: a write the sync had no time to carry is lost
+        # by any asynchronous replication, and the standby would promote with an empty
+        # copy, which (rightly) it never pushes over the old active's files
+        deadline = time.time() + 20
+        while lab[run.standby].run(["test", "-e", marker], check=False).returncode != 0:
+            if time.time() > deadline:
+                run.problems.append(f"{marker} did not reach {run.standby} in 20 s")
+                break
+            time.sleep(0.2)
     print(f"== {scenario.name}: {scenario.summary}", flush=True)
     with VipWatch(plan) as vips:
         try:

@@ -23,7 +23,7 @@ STAMP_TOOLS := $(VENV)/.tools-done
 # build/deb, the .deb lands in dist/, lintian must find no error.
 VERSION := $(shell sed -n 's/^version *= *//p' setup.cfg)
 DEB := dist/mosqit-failover_$(VERSION)_all.deb
-DEB_APT_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+DEB_APT_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	python3-wheel lintian rsync
 STAMP_DEB_APT := build/.deb-apt-done
 DEB_SOURCES := $(shell find mosqit_failover wizards scenarios units debian docs completions examples \
@@ -35,9 +35,13 @@ install: $(STAMP_PIP) $(STAMP_TOOLS) $(STAMP_DEBIAN)
 # their installs would start them on it. A policy-rc.d that forbids starts (Debian's
 # own mechanism, as image builds use) is in place while apt-get runs, then removed;
 # one the host already has is left alone. (Debian still enables their units at boot.)
-NO_SERVICE_STARTS := if [ ! -e /usr/sbin/policy-rc.d ]; then \
-		trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM; \
-		printf '\#!/bin/sh\n\# mosqit-failover make install: no service starts during apt-get\nexit 101\n' \
+# `dpkg --configure -a` first finishes what a killed earlier run left half-installed.
+POLICY_MARK := mosqit-failover make install: no service starts during apt-get
+NO_SERVICE_STARTS := if grep -qs '$(POLICY_MARK)' /usr/sbin/policy-rc.d; then \
+		rm -f /usr/sbin/policy-rc.d; fi; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM HUP; \
+		printf '\#!/bin/sh\n\# $(POLICY_MARK)\nexit 101\n' \
 			> /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d; \
 	fi;
 
@@ -50,7 +54,10 @@ $(STAMP_APT): Makefile
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
 		$(NO_SERVICE_STARTS) \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		{ [ -z "$$(dpkg --audit 2>/dev/null)" ] || DEBIAN_FRONTEND=noninteractive dpkg --configure -a; } \
+		&& apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			--no-install-recommends $$missing; \
 	fi
 	@touch $@
 
@@ -111,10 +118,21 @@ simulate: install
 	@for s in $$($(BIN)/mosqit-failover simulate --list | awk '{print $$1}'); do \
 		$(BIN)/mosqit-failover simulate $$s; echo; done
 
-lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+# ruff and mypy in a virtualenv of their own, from PyPI wheels only: no apt-get, no
+# compiler (systemd-python's build needs both; mypy takes it as an untyped import).
+LINT_VENV := .venv-lint
+STAMP_LINT := $(LINT_VENV)/.pip-done
+$(STAMP_LINT): setup.cfg pyproject.toml
+	@test -x $(LINT_VENV)/bin/pip || { rm -rf $(LINT_VENV); $(PYTHON) -m venv $(LINT_VENV) \
+		|| { echo "make lint: '$(PYTHON) -m venv' failed: install python3-venv (or run make install)" >&2; exit 2; }; }
+	$(LINT_VENV)/bin/pip install -q 'ruff>=0.5' 'mypy>=1.10' 'pytest>=8' 'hypothesis>=6.100' \
+		'prometheus-client>=0.16' 'watchdog>=2.2' cryptography 'selenium>=4.20' 'aiosmtpd>=1.4' 'pexpect>=4.8'
+	@touch $@
+
+lint: $(STAMP_LINT)
+	$(LINT_VENV)/bin/ruff check .
+	$(LINT_VENV)/bin/ruff format --check .
+	$(LINT_VENV)/bin/mypy
 
 bench: install deb
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench
@@ -125,7 +143,7 @@ lab-down: install
 
 deb: $(DEB)
 
-$(STAMP_DEB_APT):
+$(STAMP_DEB_APT): Makefile
 	@mkdir -p build
 	@missing=""; for p in $(DEB_APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -154,4 +172,4 @@ $(DEB): $(STAMP_DEB_APT) $(DEB_SOURCES)
 	mv build/deb/$(notdir $(DEB)) $@
 
 clean:
-	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info
+	rm -rf $(VENV) $(DEBIAN_VENV) $(LINT_VENV) build dist *.egg-info

@@ -337,6 +337,8 @@ def test_watch_keeps_trying_until_the_agent_answers_and_ctrl_c_exits_0(tmp_path:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        # Ctrl-C as at a terminal, even when the suite runs with SIGINT ignored (nohup, &)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         read_until(process, "agent not answering on")

@@ -33,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
 from mosqit_failover.wizards.changes import Change, Changes
 from mosqit_failover.wizards.ssh import Session, SshError
 
@@ -295,9 +293,7 @@ def remote_name(local: LocalPackage) -> str:
 
 
 def upload(session: Session, local: LocalPackage) -> str:
-    """Copy the package into a new temporary directory on the node (sftp); its remote path.
-
-    The sftp channel rides on the session's own connection: no second login."""
+    """Copy the package into a new temporary directory on the node (sftp); its remote path."""
     # commands run as root (sudo for another login), sftp as the login user: the
     # directory is theirs, so that sftp may write into it
     owner = shlex.quote(session.login.user)
@@ -308,17 +304,10 @@ def upload(session: Session, local: LocalPackage) -> str:
     )
     remote = f"{made.out.strip()}/{remote_name(local)}"
     try:
-        sftp = paramiko.SFTPClient.from_transport(session._transport)  # same package's Session
-        if sftp is None:
-            raise paramiko.SSHException("the node refused the sftp subsystem")
-        with sftp:
-            sftp.put(str(local.path), remote)
-    except (paramiko.SSHException, OSError, EOFError) as error:
+        session.put(local.path, remote)
+    except SshError:
         remove_upload(session, remote)
-        raise SshError(
-            f"{session.label}: copying {local.path.name} over sftp failed ({error}): check "
-            "that sshd offers sftp (Subsystem sftp in sshd_config) and /var/tmp has room"
-        ) from None
+        raise
     return remote
 
 

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import logging
 import os
+import posixpath
 import shlex
 import socket
 import time
@@ -246,6 +247,23 @@ class Session:
 
     def remove(self, path: str) -> None:
         self.run(f"rm -f {shlex.quote(path)}", check=True)
+
+    def put(self, local: Path, remote: str) -> None:
+        """Copy ``local`` to ``remote`` over sftp, as the login user (not root: the
+        remote directory must be theirs). The sftp channel rides on this session's
+        connection: no second login. SshError when the copy fails."""
+        try:
+            sftp = paramiko.SFTPClient.from_transport(self._transport)
+            if sftp is None:
+                raise paramiko.SSHException("the node refused the sftp subsystem")
+            with sftp:
+                sftp.put(str(local), remote)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise SshError(
+                f"{self.label}: copying {local.name} over sftp failed ({error}): check that "
+                f"sshd offers sftp (Subsystem sftp in sshd_config) and {posixpath.dirname(remote)} "
+                "has room"
+            ) from None
 
 
 def connect(

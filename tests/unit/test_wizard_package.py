@@ -12,7 +12,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import paramiko
 import pytest
 
 from mosqit_failover.wizards import package
@@ -81,22 +80,8 @@ class _Run:
         return SimpleNamespace(status=0, out="")
 
 
-class _Sftp:
-    def __init__(self, sink: list[str]) -> None:
-        self.sink = sink
-
-    def __enter__(self) -> _Sftp:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def put(self, local: str, remote: str) -> None:
-        self.sink.append(remote)
-
-
 def test_a_package_file_not_named_deb_is_uploaded_as_package_version_all_deb(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """apt-get install takes a local file only when its name ends in .deb ("E: Unsupported
     file /var/tmp/.../pkg given on commandline", checked on Debian 12): the wizard must not
@@ -109,12 +94,13 @@ def test_a_package_file_not_named_deb_is_uploaded_as_package_version_all_deb(
     local = package.find_local(str(odd))
     assert local is not None  # the wizard accepts the file: it is a good package
     uploaded: list[str] = []
-    monkeypatch.setattr(
-        paramiko.SFTPClient, "from_transport", staticmethod(lambda _t: _Sftp(uploaded))
-    )
     run = _Run()
     session = SimpleNamespace(
-        run=run, login=SimpleNamespace(user="root"), _transport=None, alive=True, label="a"
+        run=run,
+        put=lambda _local, remote: uploaded.append(remote),
+        login=SimpleNamespace(user="root"),
+        alive=True,
+        label="a",
     )
     package.check_installable(session, local)  # type: ignore[arg-type]
     assert [Path(u).name for u in uploaded] == [f"mosqit-failover_{local.version}_all.deb"]

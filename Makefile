@@ -45,10 +45,9 @@ NO_SERVICE_STARTS := if grep -qs '$(POLICY_MARK)' /usr/sbin/policy-rc.d; then \
 			> /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d; \
 	fi;
 
-# Again when the Makefile changes: a checkout made before a package joined the list gets it.
-$(STAMP_APT): Makefile
-	@mkdir -p $(VENV)
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_install,PACKAGES): apt-get install those of PACKAGES not installed yet, with
+# no service start (NO_SERVICE_STARTS) and after finishing a killed earlier run.
+apt_install = missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -59,11 +58,20 @@ $(STAMP_APT): Makefile
 		&& DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
 			--no-install-recommends $$missing; \
 	fi
+
+# $(call fresh_venv,DIR,PYTHON -m venv OPTIONS): a venv left half-made by an interrupted
+# first run has no pip: make it anew (the stamps beside it stay).
+fresh_venv = test -x $(1)/bin/pip || { rm -rf $(1)/bin $(1)/lib $(1)/lib64 $(1)/include $(1)/pyvenv.cfg; \
+	$(2) $(1) || { echo "make: '$(2)' failed: install python3-venv (or run make install)" >&2; exit 2; }; }
+
+# Again when the Makefile changes: a checkout made before a package joined the list gets it.
+$(STAMP_APT): Makefile
+	@mkdir -p $(VENV)
+	@$(call apt_install,$(APT_PACKAGES))
 	@touch $@
 
 $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
-	@# A venv left half-made by an interrupted first run has no pip: make it anew.
-	@test -x $(BIN)/pip || { rm -rf $(VENV)/bin $(VENV)/lib $(VENV)/include $(VENV)/pyvenv.cfg; $(PYTHON) -m venv $(VENV); }
+	@$(call fresh_venv,$(VENV),$(PYTHON) -m venv)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
@@ -71,27 +79,28 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 # Only the test tools come from PyPI (the unit tests' imports beyond the runtime's); the
 # project without its dependencies; debian_libs.py fails if a PyPI copy shadows Debian's.
 $(STAMP_DEBIAN): $(STAMP_APT) setup.cfg pyproject.toml
-	@# A venv left half-made by an interrupted first run has no pip: make it anew.
-	@test -x $(DEBIAN_VENV)/bin/pip || { rm -rf $(DEBIAN_VENV); /usr/bin/python3 -m venv --system-site-packages $(DEBIAN_VENV); }
+	@$(call fresh_venv,$(DEBIAN_VENV),/usr/bin/python3 -m venv --system-site-packages)
 	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=8' 'hypothesis>=6.100' 'aiosmtpd>=1.4'
 	$(DEBIAN_VENV)/bin/pip install -q --no-deps -e .
 	$(DEBIAN_VENV)/bin/python tests/debian_libs.py
 	@touch $@
 
+# $(call extract_binary,PACKAGE,FILE): FILE alone out of PACKAGE's .deb, into $(BIN), for a
+# package whose install would do more on this machine than the lab wants.
+define extract_binary
+@rm -rf $(VENV)/.$(1) && mkdir -p $(VENV)/.$(1)
+@cd $(VENV)/.$(1) && apt-get download -qq $(1) 2>/dev/null \
+	&& dpkg-deb -x $(1)_*.deb root && install -m 0755 root$(2) ../bin/$(notdir $(2))
+@rm -rf $(VENV)/.$(1)
+endef
+
 # ipmi_sim (the BMC simulator of the power fence lab test) is in the openipmi package,
-# whose install enables a boot script that loads IPMI drivers on this machine: take
-# the one binary out of the package instead (its libraries are libopenipmi0).
+# whose install enables a boot script that loads IPMI drivers on this machine (its
+# libraries are libopenipmi0). promtool checks and unit-tests examples/prometheus; the
+# prometheus package would start a Prometheus service here (promtool needs only libc).
 $(STAMP_TOOLS): $(STAMP_PIP) Makefile
-	@rm -rf $(VENV)/.openipmi && mkdir -p $(VENV)/.openipmi
-	@cd $(VENV)/.openipmi && apt-get download -qq openipmi 2>/dev/null \
-		&& dpkg-deb -x openipmi_*.deb root && install -m 0755 root/usr/bin/ipmi_sim ../bin/ipmi_sim
-	@rm -rf $(VENV)/.openipmi
-	@# promtool checks and unit-tests examples/prometheus; the prometheus package would
-	@# start a Prometheus service here: take promtool alone (it needs only libc).
-	@rm -rf $(VENV)/.prometheus && mkdir -p $(VENV)/.prometheus
-	@cd $(VENV)/.prometheus && apt-get download -qq prometheus 2>/dev/null \
-		&& dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool ../bin/promtool
-	@rm -rf $(VENV)/.prometheus
+	$(call extract_binary,openipmi,/usr/bin/ipmi_sim)
+	$(call extract_binary,prometheus,/usr/bin/promtool)
 	@touch $@
 
 # The lab nodes install the agent from the .deb (mosqit_failover/lab/deploy.py): the
@@ -123,8 +132,7 @@ simulate: install
 LINT_VENV := .venv-lint
 STAMP_LINT := $(LINT_VENV)/.pip-done
 $(STAMP_LINT): setup.cfg pyproject.toml
-	@test -x $(LINT_VENV)/bin/pip || { rm -rf $(LINT_VENV); $(PYTHON) -m venv $(LINT_VENV) \
-		|| { echo "make lint: '$(PYTHON) -m venv' failed: install python3-venv (or run make install)" >&2; exit 2; }; }
+	@$(call fresh_venv,$(LINT_VENV),$(PYTHON) -m venv)
 	$(LINT_VENV)/bin/pip install -q 'ruff>=0.5' 'mypy>=1.10' 'pytest>=8' 'hypothesis>=6.100' \
 		'prometheus-client>=0.16' 'watchdog>=2.2' cryptography 'selenium>=4.20' 'aiosmtpd>=1.4' 'pexpect>=4.8'
 	@touch $@
@@ -145,14 +153,7 @@ deb: $(DEB)
 
 $(STAMP_DEB_APT): Makefile
 	@mkdir -p build
-	@missing=""; for p in $(DEB_APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "apt-get install:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-			install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_APT_PACKAGES))
 	@touch $@
 
 # Out of tree: what git ignores (the venv, caches, build output) is left behind.

@@ -13,7 +13,6 @@ import re
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.events import Inventory
 from mosqit_failover.sim_scenarios import sim_config
+from tests.unit.fake_socket import answering
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -222,37 +222,6 @@ def test_the_longest_interval_shows_a_snapshot(tmp_path: Path) -> None:
     out = io.StringIO()
     assert status_watch.watch(tmp_path / "none.sock", interval, out, count=1) == 0
     assert "every 3600s" in out.getvalue()
-
-
-@contextmanager
-def answering(path: Path, reply: bytes) -> Iterator[Path]:
-    """A control socket at `path` that answers every request with `reply`."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(8)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(reply)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        stop.set()
-        thread.join(2)
-        server.close()
 
 
 GARBAGE = {

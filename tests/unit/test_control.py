@@ -4,13 +4,9 @@ refused when shared (world-writable, /run, /tmp); nothing but an old socket is r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +20,7 @@ from mosqit_failover.control import (
     socket_path_problem,
 )
 from mosqit_failover.effects import EffectError
+from tests.unit.fake_socket import answering, answering_forever
 
 
 def handler(request: dict[str, object]) -> dict[str, object]:
@@ -144,8 +141,6 @@ def test_a_socket_in_its_own_directory_is_fine(path: str) -> None:
 
 
 def test_a_reply_that_is_not_a_json_object_is_named_as_such(tmp_path: Path) -> None:
-    from tests.unit.test_cli import answering
-
     path = tmp_path / "c.sock"
     with answering(path, b"[1, 2]\n"), pytest.raises(UnreadableReply) as caught:
         ask(path, {"command": "status"})
@@ -162,32 +157,8 @@ def test_an_endless_reply_is_cut_off_unread(tmp_path: Path) -> None:
 
 
 def test_a_connection_closed_without_a_reply_is_no_unreadable_reply(tmp_path: Path) -> None:
-    from tests.unit.test_cli import answering
-
     path = tmp_path / "c.sock"
     closed = pytest.raises(ControlError, match="closed the connection without a reply")
     with answering(path, b""), closed as caught:
         ask(path, {"command": "status"})
     assert not isinstance(caught.value, UnreadableReply)
-
-
-@contextmanager
-def answering_forever(path: Path) -> Iterator[Path]:
-    """A socket whose answer never ends (no newline, ever)."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn, contextlib.suppress(OSError):
-            while True:
-                conn.sendall(b"x" * 65536)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        server.close()
-        thread.join(5)

@@ -16,6 +16,7 @@ import pytest
 from mosqit_failover import nagios
 from mosqit_failover.control import ControlServer
 from mosqit_failover.nagios import CRITICAL, OK, UNKNOWN, WARNING, evaluate
+from tests.unit.fake_socket import answering
 
 ROLES = ["WAITING", "STANDBY", "PROMOTING", "ACTIVE", "DEMOTING"]
 PEER_ROLES = [*ROLES, "UNKNOWN"]
@@ -278,8 +279,6 @@ def test_an_agent_that_never_answers_is_unknown_after_the_timeout(tmp_path: Path
 
 @pytest.mark.parametrize("reply", [b"[1, 2]\n", b"\xff\xfe\n", b"[" * 100000 + b"\n"])
 def test_a_socket_that_answers_garbage_is_unknown(tmp_path: Path, reply: bytes) -> None:
-    from tests.unit.test_cli import answering
-
     with answering(tmp_path / "c.sock", reply) as path:
         code, out = _main(["--socket", str(path)])
     assert code == UNKNOWN and "gave an unreadable reply" in out and out.count("\n") == 1

@@ -59,7 +59,6 @@ class Resources:
     vip_interface: str = ""
     services: list[dict[str, Any]] = field(default_factory=list)
     mail_to: list[str] = field(default_factory=list)
-    complete: bool = True
 
 
 def _vip(spec: str) -> tuple[ipaddress.IPv4Interface, str, bool]:
@@ -78,7 +77,7 @@ def _vip(spec: str) -> tuple[ipaddress.IPv4Interface, str, bool]:
     return vip, interface, not mask
 
 
-def _agent_name(name: str, args: list[str], ha_dir: Path, where: str, notes: list[str]) -> str:
+def _agent_name(name: str, ha_dir: Path, where: str, notes: list[str]) -> str:
     """`name` as heartbeat's resource agent it stands for: a known agent, a script of
     ha_dir/resource.d, an init script, or, for a misspelt agent, the agent meant."""
     if name in RESOURCE_AGENTS or (ha_dir / "resource.d" / name).exists():
@@ -109,7 +108,6 @@ def read_haresources(
             f"{path}:{number}: {owner!r} is not a node of ha.cf ({', '.join(nodes)}); "
             "heartbeat needs the preferred node's name there: fill in cluster.preferred"
         )
-        res.complete = False
     elif res.owner != owner:
         notes.append(f"{path}:{number}: {owner!r} read as node {res.owner!r}")
     items: list[tuple[str, str]] = []  # (where, item) of every group of the same node
@@ -128,7 +126,7 @@ def read_haresources(
     for position, (where, item) in enumerate(items):
         name, *args = item.split("::")
         bare_address = not args and re.match(r"^\d+\.\d+\.\d+\.\d+", name)
-        name = name if bare_address else _agent_name(name, args, ha_dir, where, notes)
+        name = name if bare_address else _agent_name(name, ha_dir, where, notes)
         if name in ("IPaddr", "IPaddr2") or bare_address:
             before = [i for _, i in items[:position]]
             _read_vip(res, item, args[0] if args else name, before, where, notes)
@@ -143,7 +141,6 @@ def read_haresources(
             res.services.append(_drbd(args, names, where, notes, item))
         elif name == "Filesystem":
             res.services.append(_filesystem(args, names, where, notes, item))
-            res.complete &= not str(res.services[-1]["kind"]).startswith(PLACEHOLDER)
         elif name in NOT_SUPPORTED:
             notes.append(f"{where}: {item} not carried over: {NOT_SUPPORTED[name]}")
         elif name in RESOURCE_AGENTS:
@@ -158,7 +155,6 @@ def read_haresources(
                 }
             )
             notes.append(f"{where}: {item}: heartbeat has no resource agent {name!r}{hint}")
-            res.complete = False
         else:
             service = init_script_resource(name, args, ha_dir, names)
             res.services.append(service)
@@ -277,10 +273,10 @@ def init_script_resource(
     name: str, args: list[str], ha_dir: Path, names: set[str]
 ) -> dict[str, str]:
     unique = _unique(name, names)
-    local = ha_dir / "resource.d" / name
-    if not local.exists() and not args:
+    local = (ha_dir / "resource.d" / name).exists()
+    if not local and not args:
         return {"name": unique, "kind": "sysv", "script": name}
-    script = f"/etc/ha.d/resource.d/{name}" if local.exists() else f"/etc/init.d/{name}"
+    script = f"/etc/ha.d/resource.d/{name}" if local else f"/etc/init.d/{name}"
     # the agent runs these lines with /bin/sh -c: every word is quoted, so that an
     # argument is passed to the script as it stood in haresources, never run
     command = shlex.join([script, *args])

@@ -7,8 +7,8 @@ root's authorized_keys, restricted to the sync receiver:
 
     command="/usr/bin/python3 -m mosqit_failover.sync.receive --config CONFIG",restrict ...
 
-(the packaged receiver, with Debian's python, as the deployment wizard writes it
-for a node with the package).
+(the packaged receiver, with Debian's python: the deployment wizard's own line for
+a node with the package).
 Plus helpers to put a config with [[sync]] tables on the nodes.
 """
 
@@ -17,16 +17,9 @@ from __future__ import annotations
 from mosqit_failover.lab import deploy
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import NETS, LabPlan
+from mosqit_failover.wizards.deploy import authorized_line
 
 SYNC_KEY = "/etc/mosqit-failover/sync_key"
-
-
-def receiver_command(plan: LabPlan, config: str = deploy.CONFIG_PATH) -> str:
-    return f"{deploy.PYTHON} -m mosqit_failover.sync.receive --config {config}"
-
-
-def authorized_line(plan: LabPlan, public_key: str, config: str = deploy.CONFIG_PATH) -> str:
-    return f'command="{receiver_command(plan, config)}",restrict {public_key.strip()}\n'
 
 
 def setup(nodes: dict[str, Node], plan: LabPlan) -> None:
@@ -53,7 +46,7 @@ def setup(nodes: dict[str, Node], plan: LabPlan) -> None:
         known = "".join(f"{spec.addr(net)} {host_keys[peer]}\n" for net in NETS)
         node.write_file("/root/.ssh/known_hosts", known, mode=0o600)
         node.write_file(
-            "/root/.ssh/authorized_keys", authorized_line(plan, public[peer]), mode=0o600
+            "/root/.ssh/authorized_keys", authorized_line(deploy.PYTHON, public[peer]), mode=0o600
         )
         node.run(["chmod", "700", "/root/.ssh"])
 

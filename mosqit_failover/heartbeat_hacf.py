@@ -152,6 +152,12 @@ def _seconds(text: str) -> float:
     return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
 
 
+def ascii_number(text: str) -> bool:
+    """ASCII digits only, as heartbeat (atoi) reads a number: str.isdigit() also takes "²",
+    which int() refuses."""
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     """' (did you mean X?)' for a close choice, case-insensitively; '' for none."""
     lowered = {choice.lower(): choice for choice in choices}
@@ -227,7 +233,7 @@ def _hacf_line(cf: HaCf, directive: str, args: list[str], notes: list[str], wher
         cf.auto_failback = "off" if _BOOLEAN[args[0].lower()] else "on"
     elif directive == "udpport":
         need(1, "PORT")
-        if not re.fullmatch(r"[0-9]+", args[0]):
+        if not ascii_number(args[0]):
             raise ValueError(f"{args[0]!r} is not a port number")
         notes.append(
             f"{where}: udpport {args[0]} not carried over: the agent speaks its own protocol, "

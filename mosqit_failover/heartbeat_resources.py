@@ -25,7 +25,7 @@ from typing import Any
 
 from mosqit_failover.authkeys import MIN_SECRET_BYTES, generate_secret_text
 from mosqit_failover.config import PLACEHOLDER
-from mosqit_failover.heartbeat_hacf import did_you_mean, node_like, read_lines
+from mosqit_failover.heartbeat_hacf import ascii_number, did_you_mean, node_like, read_lines
 
 NOT_SUPPORTED = {
     "LVM": "volume groups on shared storage are not managed: activate the volume group in a "
@@ -289,11 +289,6 @@ def init_script_resource(
     }
 
 
-def _ascii_number(text: str) -> bool:
-    """A key id: ASCII digits only (str.isdigit() also takes "²", which int() refuses)."""
-    return re.fullmatch(r"[0-9]+", text) is not None
-
-
 def read_authkeys(path: Path, notes: list[str]) -> str:
     """The new secret file's text. Whatever is wrong with authkeys is a note, never a
     failure: its key is replaced anyway unless it is long enough to keep."""
@@ -309,12 +304,12 @@ def read_authkeys(path: Path, notes: list[str]) -> str:
             notes.append(f"{where}: {parts[0]!r}: heartbeat expects 'auth KEYID' (a space)")
             continue
         if parts[0] == "auth":
-            if len(parts) != 2 or not _ascii_number(parts[1]):
+            if len(parts) != 2 or not ascii_number(parts[1]):
                 notes.append(f"{where}: expected 'auth KEYID'")
             else:
                 active = int(parts[1])
             continue
-        if not _ascii_number(parts[0]) or len(parts) < 2:
+        if not ascii_number(parts[0]) or len(parts) < 2:
             notes.append(f"{where}: expected 'KEYID METHOD [KEY]' or 'auth KEYID'")
             continue
         method = parts[1]

@@ -275,20 +275,18 @@ def which_node(
     cf: HaCf, facts: HostFacts, node: str | None, notes: list[str]
 ) -> tuple[str | None, bool]:
     """(the node whose ha.cf this is, whether this host is that node)."""
+    # heartbeat's own rule: this host is the node named after `uname -n` (or its short form)
+    here = node_named(facts.hostname, cf.nodes) or node_named(
+        facts.hostname.split(".")[0], cf.nodes
+    )
     if node:
         named = node_named(node, cf.nodes)
         if named is None:
             raise ValueError(f"--node {node!r} is not a node of ha.cf ({', '.join(cf.nodes)})")
-        here = node_named(facts.hostname, cf.nodes) or node_named(
-            facts.hostname.split(".")[0], cf.nodes
-        )
         return named, here == named
-    # heartbeat's own rule: this host is the node named after `uname -n`
-    for name in (facts.hostname, facts.hostname.split(".")[0]):
-        if name and (named := node_named(name, cf.nodes)):
-            notes.append(f"this host ({facts.hostname}) is node {named}: its addresses are used")
-            return named, True
-    return None, False
+    if here:
+        notes.append(f"this host ({facts.hostname}) is node {here}: its addresses are used")
+    return here, here is not None
 
 
 def _network(

@@ -29,6 +29,15 @@ class Change:
     undo: Callable[[], None] | None
 
 
+def _command(session: Session, command: str) -> Callable[[], None]:
+    """An undo step: run ``command`` on the node."""
+
+    def undo() -> None:
+        session.run(command, check=True, timeout=120)
+
+    return undo
+
+
 class Changes:
     hook: ClassVar[Callable[[Change], None] | None] = None
 
@@ -38,8 +47,8 @@ class Changes:
         self.planned: list[str] = []
         self._say = say
 
-    def _plan(self, session: Session, what: str) -> bool:
-        """True when the change must really be made."""
+    def plan(self, session: Session, what: str) -> bool:
+        """True when the change must really be made (a dry run only lists it)."""
         if self.dry_run:
             line = f"{session.label}: would {what}"
             self.planned.append(line)
@@ -52,7 +61,7 @@ class Changes:
         old = session.read(path)
         if old == text and session.mode(path) == mode:
             return
-        if not self._plan(session, f"write {path} ({len(text)} bytes, mode {mode:04o})"):
+        if not self.plan(session, f"write {path} ({len(text)} bytes, mode {mode:04o})"):
             return
         old_mode = session.mode(path) if old is not None else None
 
@@ -69,35 +78,24 @@ class Changes:
                 what = f"perhaps wrote {path} (the connection dropped during the write)"
                 self.done.append(Change(session.label, what, undo))
             raise
-        self._record(Change(session.label, f"wrote {path}", undo))
+        self.record(Change(session.label, f"wrote {path}", undo))
 
     def run(self, session: Session, command: str, what: str, undo: str | None = None) -> None:
         """Run a command that changes the node; ``undo`` is the command that reverses it."""
-        if not self._plan(session, what):
+        if not self.plan(session, what):
             return
         session.run(command, check=True, timeout=120)
-        undo_fn = None
-        if undo is not None:
-            undo_cmd = undo
-
-            def undo_fn() -> None:
-                session.run(undo_cmd, check=True, timeout=120)
-
-        self._record(Change(session.label, what, undo_fn))
+        undo_fn = _command(session, undo) if undo is not None else None
+        self.record(Change(session.label, what, undo_fn))
 
     def on_undo(self, session: Session, what: str, undo: str) -> None:
         """Record a step that only a rollback runs (``undo``), at this point of the order:
         e.g. recorded before a node's files are written, the agent is told to reload
         after they were put back."""
-        if self.dry_run:
-            return
+        if not self.dry_run:
+            self.done.append(Change(session.label, what, _command(session, undo)))
 
-        def undo_fn() -> None:
-            session.run(undo, check=True, timeout=120)
-
-        self.done.append(Change(session.label, what, undo_fn))
-
-    def _record(self, change: Change) -> None:
+    def record(self, change: Change) -> None:
         self.done.append(change)
         if Changes.hook is not None:
             Changes.hook(change)

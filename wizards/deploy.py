@@ -668,12 +668,12 @@ def hand_unit(binary: str) -> str:
     return re.sub(r"^ExecStart=\S+", f"ExecStart={binary}", text, flags=re.MULTILINE)
 
 
-def install_packages(plan: Plan, changes: Changes, say: Callable[[str], None]) -> None:
+def install_packages(plan: Plan, changes: Changes) -> None:
     """Step 5a: the operator's .deb on the nodes that lack it (apt checked it can)."""
     local = plan.packages.local
     for name in plan.packages.install:
         assert local is not None
-        package.install(plan.sessions[name], local, plan.packages.on_node[name], changes, say)
+        package.install(plan.sessions[name], local, plan.packages.on_node[name], changes)
 
 
 def unit_state(session: Session) -> tuple[bool, bool]:
@@ -784,7 +784,7 @@ def deploy(
         plan = plan_deploy(asker, raw)
         if plan.packages.install:
             asker.say(f"\nInstalling {package.PACKAGE} on {', '.join(plan.packages.install)}:")
-            install_packages(plan, changes, asker.say)
+            install_packages(plan, changes)
         asker.say("\nSetting up the nodes' ssh keys for the sync:")
         setup_keys(plan, changes)
         if plan.config is None:

@@ -29,7 +29,6 @@ import io
 import re
 import shlex
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -331,15 +330,11 @@ def install(
     local: LocalPackage,
     before: NodePackage,
     changes: Changes,
-    say: Callable[[str], None],
 ) -> None:
     """Copy the package over and install it (apt-get); recorded in ``changes``."""
     was = f" (was {before.version})" if before.version else ""
     what = f"install {PACKAGE} {local.version}{was} from {local.path.name}"
-    if changes.dry_run:
-        line = f"{session.label}: would {what}"
-        changes.planned.append(line)
-        say(f"  [dry-run] {line}")
+    if not changes.plan(session, what):
         return
     remote = upload(session, local)
     try:
@@ -360,4 +355,4 @@ def install(
         raise PackageError(explain_failure(session.label, result.out))
     if before.version is not None:
         what += " (an upgrade is kept on rollback: the older package is not at hand)"
-    changes.done.append(Change(session.label, f"{what.replace('install', 'installed', 1)}", undo))
+    changes.record(Change(session.label, what.replace("install", "installed", 1), undo))

@@ -270,6 +270,12 @@ class Network:
     addresses: dict[str, str]  # node -> address, or a FILL-IN text
     subnet: str  # or a FILL-IN text
 
+    def holds(self, address: ipaddress.IPv4Address) -> bool:
+        """Whether `address` lies in the subnet (never in a FILL-IN one)."""
+        return not self.subnet.startswith(PLACEHOLDER) and address in ipaddress.IPv4Network(
+            self.subnet
+        )
+
 
 def which_node(
     cf: HaCf, facts: HostFacts, node: str | None, notes: list[str]

@@ -251,11 +251,7 @@ def convert(
 def _vip_table(res: Resources, networks: list[Network], notes: list[str]) -> list[str]:
     vip: ipaddress.IPv4Interface | str | None = res.vip
     if res.vip is not None and res.vip_guessed:
-        home = next(
-            (n for n in networks if not n.subnet.startswith(PLACEHOLDER)
-             and res.vip.ip in ipaddress.IPv4Network(n.subnet)),
-            None,
-        )  # fmt: skip
+        home = next((n for n in networks if n.holds(res.vip.ip)), None)
         if home:
             vip = ipaddress.IPv4Interface(f"{res.vip.ip}/{home.subnet.split('/')[1]}")
         notes.append(f"the VIP {res.vip.ip} has no netmask in haresources: {vip} assumed; check it")
@@ -279,9 +275,7 @@ def _switches(cf: HaCf, networks: list[Network], notes: list[str]) -> dict[str, 
     for address, where in cf.pings:
         home = None
         for network in networks:
-            if not network.subnet.startswith(PLACEHOLDER) and address in ipaddress.IPv4Network(
-                network.subnet
-            ):
+            if network.holds(address):
                 home = network.name
         if home is None:
             notes.append(

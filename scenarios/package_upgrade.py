@@ -20,26 +20,19 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from mosqit_failover.lab import deploy
+from mosqit_failover.lab import deploy, netns
 from mosqit_failover.lab.scenarios.harness import ROUTINE, LabScenario, Run
+from mosqit_failover.wizards.package import APT
 
 SUFFIX = "+upgradetest"  # and a number: sorts after the version it is appended to
-POLICY_RC_D = "/usr/sbin/policy-rc.d"
 MAX_GAP_MS = 500.0
 # as an operator would run them (the wizard's apt options: no question, conffiles kept)
-INSTALL = {
-    "apt-get install": (
-        "env LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get -q -y "
-        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install"
-    ),
-    "dpkg -i": "env LC_ALL=C DEBIAN_FRONTEND=noninteractive dpkg -i",
-}
+INSTALL = {"apt-get install": f"{APT} -y install", "dpkg -i": deploy.DPKG_INSTALL}
 _VERSION = re.compile(r"^Version: *(\S+) *$", re.MULTILINE)
 
 
@@ -50,7 +43,7 @@ def build_newer(deb: Path, into: Path, installed: Iterable[str] = ()) -> tuple[P
     twice in one lab upgrades again). Returns (the new file, its version). Nothing else
     of the package changes."""
     tree = into / "tree"
-    _run(["dpkg-deb", "-R", str(deb), str(tree)])
+    netns.run(["dpkg-deb", "-R", str(deb), str(tree)], timeout=300)
     control = tree / "DEBIAN" / "control"
     text = control.read_text()
     match = _VERSION.search(text)
@@ -60,24 +53,16 @@ def build_newer(deb: Path, into: Path, installed: Iterable[str] = ()) -> tuple[P
     count = max((int(m[1]) for v in installed if (m := done.fullmatch(v))), default=0)
     version = f"{match[1]}{SUFFIX}{count + 1}"
     control.write_text(text[: match.start()] + f"Version: {version}" + text[match.end() :])
-    package = re.search(r"^Package: *(\S+)", text, re.MULTILINE)
-    name = package[1] if package else deploy.PACKAGE
-    newer = into / f"{name}_{version.split(':')[-1]}_all.deb"
-    _run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(newer)])
+    newer = into / f"{deploy.PACKAGE}_{version.split(':')[-1]}_all.deb"
+    netns.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(newer)], timeout=300)
     shutil.rmtree(tree)
     return newer, version
 
 
-def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {(proc.stdout + proc.stderr).strip()}")
-
-
 def _upgrade(run: Run, node: str, how: str, deb: Path) -> float:
     """Install ``deb`` on ``node`` with ``how`` (a key of INSTALL); return when it began."""
-    present = run.lab[node].run(["test", "-e", POLICY_RC_D], check=False).returncode == 0
-    run.expect(not present, f"{node}: {POLICY_RC_D} exists and would forbid the restart")
+    present = run.lab[node].run(["test", "-e", deploy.POLICY_RC_D], check=False).returncode == 0
+    run.expect(not present, f"{node}: {deploy.POLICY_RC_D} exists and would forbid the restart")
     at = run.fault(f"{how} {deb.name} on {node}")
     script = f'{INSTALL[how]} "$1"'
     proc = run.lab[node].run(["sh", "-c", script, "sh", str(deb)], check=False, timeout=300)

@@ -39,6 +39,8 @@ PYTHON = "/usr/bin/python3"  # Debian's python, which imports the packaged agent
 # written in the node's own /run once the package is installed: which file, which build
 INSTALLED_MARK = "/run/mqlab-package"
 PACKAGE_ENV = "MQLAB_PACKAGE"  # another package file to install instead of dist/'s
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+DPKG_INSTALL = "env LC_ALL=C DEBIAN_FRONTEND=noninteractive dpkg -i"  # English: it is parsed
 # what goes into the package (the lab and the scenarios are left out of it)
 PACKAGED_SOURCES = ("mosqit_failover", "wizards", "units", "debian", "completions")
 PACKAGED_FILES = ("setup.cfg", "pyproject.toml")
@@ -151,10 +153,8 @@ def install_package(node: Node, deb: Path) -> None:
     # test or scenario wants it, so a policy-rc.d forbids that start (101), during the
     # install only and inside the node only.
     script = (
-        "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
-        "chmod 755 /usr/sbin/policy-rc.d && "
-        'LC_ALL=C DEBIAN_FRONTEND=noninteractive dpkg -i "$1"; status=$?; '
-        "rm -f /usr/sbin/policy-rc.d; exit $status"
+        f"printf '#!/bin/sh\\nexit 101\\n' > {POLICY_RC_D} && chmod 755 {POLICY_RC_D} && "
+        f'{DPKG_INSTALL} "$1"; status=$?; rm -f {POLICY_RC_D}; exit $status'
     )
     proc = node.run(["sh", "-c", script, "sh", str(deb)], check=False, timeout=300)
     if proc.returncode != 0:

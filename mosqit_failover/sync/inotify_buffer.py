@@ -30,7 +30,6 @@ they are ``Any`` to it, hence the ``type: ignore[misc]`` on each subclass.
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -42,11 +41,13 @@ from watchdog.observers.inotify_buffer import Inotify, InotifyBuffer
 from watchdog.utils import BaseThread
 from watchdog.utils.delayed_queue import DelayedQueue
 
-from mosqit_failover.sync.change import Change
+from mosqit_failover.sync.change import (
+    IN_MOVE_SELF,
+    Change,
+    raw_event_change,
+    watch_failed_change,
+)
 
-IN_MOVE_SELF = 0x00000800
-IN_UNMOUNT = 0x00002000
-IN_Q_OVERFLOW = 0x00004000
 _Emitter: Any = watchdog_inotify.InotifyEmitter
 
 _reading = threading.local()  # .inotify: the _ReportingInotify reading in this thread
@@ -105,8 +106,8 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
             wd = int(super()._add_watch(path, mask))
         except OSError as error:
             # watchdog skips a directory created later that it cannot watch: say so
-            if error.errno in (errno.ENOSPC, errno.EMFILE):
-                self._report(Change("limit", os.fsdecode(path)))
+            if (change := watch_failed_change(error, path)) is not None:
+                self._report(change)
             raise
         if root:
             self._root_wd = wd
@@ -158,12 +159,8 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
 
     def _note(self, wd: int, mask: int) -> None:
         """Report what watchdog keeps quiet, from one raw event."""
-        if wd == -1 and mask & IN_Q_OVERFLOW:
-            self._report(Change("full", "inotify queue overflow"))
-        elif wd == self._root_wd and mask & IN_MOVE_SELF:
-            self._report(Change("lost", "the directory itself was moved away"))
-        elif wd == self._root_wd and mask & IN_UNMOUNT:
-            self._report(Change("lost", "the directory's filesystem was unmounted"))
+        if (change := raw_event_change(wd, mask, self._root_wd)) is not None:
+            self._report(change)
 
 
 class _ReportingBuffer(InotifyBuffer):  # type: ignore[misc]

@@ -7,7 +7,6 @@ watchdog handles it, and each watch as it is added.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
 
-from mosqit_failover.sync.change import Change
+from mosqit_failover.sync.change import Change, raw_event_change, watch_failed_change
 
 
 class _ReportingFD(InotifyFD):
@@ -30,12 +29,8 @@ class _ReportingFD(InotifyFD):
         self._report = report
 
     def handle_event(self, event: Any) -> None:
-        if event.is_queue_overflow:
-            self._report(Change("full", "inotify queue overflow"))
-        elif event.is_move_self and event.wd == self._root_wd:
-            self._report(Change("lost", "the directory itself was moved away"))
-        elif event.mask & InotifyConstants.IN_UNMOUNT and event.wd == self._root_wd:
-            self._report(Change("lost", "the directory's filesystem was unmounted"))
+        if (change := raw_event_change(event.wd, event.mask, self._root_wd)) is not None:
+            self._report(change)
         super().handle_event(event)
 
     def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
@@ -47,8 +42,8 @@ class _ReportingFD(InotifyFD):
                 self._root_wd = wd
             return wd
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EMFILE):
-                self._report(Change("limit", os.fsdecode(path)))
+            if (change := watch_failed_change(error, path)) is not None:
+                self._report(change)
             raise
 
 

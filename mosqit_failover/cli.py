@@ -106,9 +106,7 @@ def _agent(args: argparse.Namespace) -> int:
     try:
         cfg, node = _load(args)
         keyring = load_keyring(cfg.secret_file)
-    except UsageError as error:
-        raise AgentConfigUnusable(str(error)) from None
-    except SecretFileError as error:
+    except (UsageError, SecretFileError) as error:
         raise AgentConfigUnusable(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     agent = Agent(cfg, node, keyring, DecisionLog(), config_path=Path(args.config))
@@ -249,7 +247,9 @@ def _add_optional(
 ) -> None:
     """Register `command` with `register`; if its module is missing, a stub that says why.
 
-    `mosqit-failover --help` and every other command keep working without it.
+    `help_text` is its line in `mosqit-failover --help` (80 columns); the module's own,
+    often longer, help becomes the description of `COMMAND --help`. Without the module,
+    `mosqit-failover --help` and every other command keep working.
     """
     try:
         register(sub)
@@ -264,6 +264,11 @@ def _add_optional(
             "arguments", nargs=argparse.REMAINDER, help="not read: the command is not installed"
         )
         stub.set_defaults(func=unavailable)
+        return
+    choice = sub._choices_actions[-1]  # the line `register` just added
+    parser = sub.choices[command]
+    parser.description = parser.description or choice.help
+    choice.help = help_text
 
 
 def _register_lab(sub: Any) -> None:
@@ -450,25 +455,14 @@ def _add_agent_commands(sub: Any) -> None:
     reload.set_defaults(func=_command)
 
 
-# One line each in `mosqit-failover --help` (80 columns) for the commands whose
-# modules give a longer help; that longer text becomes their `--help` description.
-LISTING = {
-    "import-heartbeat": "convert a heartbeat setup (/etc/ha.d) to our config",
-    "sync-receive": "receiving end of the sync (sshd's forced command)",
-}
-
-
-def _describe(parser: argparse.ArgumentParser, listing: dict[str, str]) -> None:
+def _describe(parser: argparse.ArgumentParser) -> None:
     """`SUB --help` says what SUB does: its help where it has no description of its own."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            choices = {choice.dest: choice for choice in action._choices_actions}
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
             for name, child in action.choices.items():
-                if not child.description:
-                    child.description = choices[name].help
-                if name in listing:
-                    choices[name].help = listing[name]
-                _describe(child, {})
+                child.description = child.description or helps[name]
+                _describe(child)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,12 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline_commands(sub)
     _add_agent_commands(sub)
     _add_optional(
-        sub, "import-heartbeat", "convert a heartbeat directory into our config", _register_import
+        sub,
+        "import-heartbeat",
+        "convert a heartbeat setup (/etc/ha.d) to our config",
+        _register_import,
     )
-    _add_optional(sub, "sync-receive", "receiving side of the directory sync", _register_sync)
-    _add_optional(sub, "wizard", "set up the pair or manage its resources", _register_wizard)
-    _add_optional(sub, "lab", "the network-namespace lab (development tool)", _register_lab)
-    _describe(parser, LISTING)
+    _add_optional(
+        sub, "sync-receive", "receiving end of the sync (sshd's forced command)", _register_sync
+    )
+    _add_optional(
+        sub, "wizard", "set up the pair or manage its resources, over ssh", _register_wizard
+    )
+    _add_optional(sub, "lab", "the network-namespace lab (needs root)", _register_lab)
+    _describe(parser)
     return parser
 
 

@@ -114,22 +114,20 @@ def _failback(cf: HaCf, notes: list[str]) -> str:
 NAME_TEXT = "letters, digits, '.', '_' or '-', at most 63, starting with a letter or digit"
 
 
-def _node_key(name: str) -> str:
-    """The node's name in the config: its ha.cf name, or a placeholder when the config
-    refuses that name (check-config names it then)."""
-    if NAME_RULE.fullmatch(name):
-        return name
-    return f"{PLACEHOLDER}: a node name for {name!r}"
-
-
-def _check_node_names(cf: HaCf, notes: list[str]) -> None:
-    for name in cf.nodes:
+def _node_keys(nodes: list[str], notes: list[str]) -> dict[str, str]:
+    """Each node's name in the config: its ha.cf name, or a placeholder (with a note) when
+    the config refuses that name (check-config names it then)."""
+    keys: dict[str, str] = {}
+    for name in nodes:
+        keys[name] = name
         if not NAME_RULE.fullmatch(name):
+            keys[name] = f"{PLACEHOLDER}: a node name for {name!r}"
             notes.append(
                 f"node {name!r} in ha.cf is not a name the agent accepts ({NAME_TEXT}): "
                 "its [nodes] table name is a placeholder; fill in a name (the host's "
                 "`uname -n` if it can be renamed, else pass --node NAME to the agent)"
             )
+    return keys
 
 
 def default_cluster_name(nodes: list[str]) -> str | None:
@@ -209,8 +207,8 @@ def convert(
     except ValueError as error:
         raise ImportError_([str(error)]) from None
     networks = read_networks(cf, facts, me, on_me, notes)
-    _check_node_names(cf, notes)
-    preferred = res.owner and _node_key(res.owner)
+    keys = _node_keys(cf.nodes, notes)
+    preferred = keys.get(res.owner, "")
     if not preferred or preferred.startswith(PLACEHOLDER):
         preferred = PLACEHOLDER + ": the preferred node (a node name)"
     out = [
@@ -232,7 +230,7 @@ def convert(
             out.append(f"switch = {_q(switches[network.name])}")
         out.append("")
     for name in cf.nodes:
-        key = _node_key(name)
+        key = keys[name]
         out.append(f"[nodes.{_q(key) if not re.fullmatch(r'[A-Za-z0-9_-]+', key) else key}]")
         for network in networks:
             port = {"interface": network.interface, "address": network.addresses[name]}

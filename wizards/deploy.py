@@ -283,9 +283,9 @@ def plan_packages(
             default=True,
         ):
             install = behind
-    lacking = [
-        n for n in sessions if n not in install and not on_node[n].version and not facts[n].binary
-    ]
+    # nodes left without the package: each must run an agent installed by hand
+    by_hand = [n for n in sessions if n not in install and not on_node[n].version]
+    lacking = [n for n in by_hand if not facts[n].binary]
     if lacking:
         where = " and ".join(lacking)
         if local is None:
@@ -297,7 +297,6 @@ def plan_packages(
         else:
             fix = "answer yes to installing the package (install_package = true)"
         raise WizardError(f"mosqit-failover is not installed on {where}: {fix}, then re-run")
-    by_hand = [n for n in sessions if n not in install and not on_node[n].version]
     if by_hand and not UNIT_SOURCE.exists():
         raise WizardError(
             f"{' and '.join(by_hand)} run a hand-installed agent, whose unit file "
@@ -476,9 +475,7 @@ def _parse_or_none(text: str | None) -> configuration.Config | None:
 def existing(sessions: dict[str, Session]) -> dict[str, Existing]:
     return {
         name: Existing(
-            session.read(CONFIG_PATH),
-            session.read(SECRET_PATH) is not None,
-            unit_state(session)[0],
+            session.read(CONFIG_PATH), session.read(SECRET_PATH) is not None, is_active(session)
         )
         for name, session in sessions.items()
     }
@@ -561,26 +558,17 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
         by_node = {n.name: n.vip_interface for n in kept.nodes}
         vip_interfaces = {n: by_node.get(n, kept.vip.interface) for n in sessions}
         check_kept_answers(asker, sessions, facts, networks, kept, vip_interfaces)
-        check_packages(sessions, packages)
-        return Plan(
-            sessions,
-            facts,
-            networks,
-            kept.cluster,
-            kept.vip.address,
-            vip_interfaces,
-            None,
-            packages,
+        cluster, vip, config = kept.cluster, kept.vip.address, None
+    else:
+        cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
+        vips = {v for e in have.values() if (v := e.vip()) is not None}
+        own = frozenset(vips.union(*(f.held for f in facts.values())))
+        vip = ask_vip(asker, sessions, networks, own, str(min(vips)) if vips else None)
+        vip_interfaces = ask_vip_interface(asker, facts, networks, vip)
+        first = vip_interfaces[next(iter(sessions))]
+        config = configedit.render_config(
+            cluster, networks, vip, first, list(sessions), vip_interfaces=vip_interfaces
         )
-    cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
-    vips = {v for e in have.values() if (v := e.vip()) is not None}
-    own = frozenset(vips.union(*(f.held for f in facts.values())))
-    vip = ask_vip(asker, sessions, networks, own, str(min(vips)) if vips else None)
-    vip_interfaces = ask_vip_interface(asker, facts, networks, vip)
-    first = vip_interfaces[next(iter(sessions))]
-    config = configedit.render_config(
-        cluster, networks, vip, first, list(sessions), vip_interfaces=vip_interfaces
-    )
     check_packages(sessions, packages)
     return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config, packages)
 
@@ -676,11 +664,13 @@ def install_packages(plan: Plan, changes: Changes) -> None:
         package.install(plan.sessions[name], local, plan.packages.on_node[name], changes)
 
 
+def is_active(session: Session) -> bool:
+    return session.run(f"systemctl is-active --quiet {UNIT}").status == 0
+
+
 def unit_state(session: Session) -> tuple[bool, bool]:
     """Whether the agent's unit is (active, enabled) on the node, read before any change."""
-    active = session.run(f"systemctl is-active --quiet {UNIT}").status == 0
-    enabled = session.run(f"systemctl is-enabled --quiet {UNIT}").status == 0
-    return active, enabled
+    return is_active(session), session.run(f"systemctl is-enabled --quiet {UNIT}").status == 0
 
 
 def install(plan: Plan, changes: Changes) -> None:

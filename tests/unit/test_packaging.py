@@ -30,6 +30,7 @@ from mosqit_failover.core import Core
 from mosqit_failover.daemon import Agent
 from mosqit_failover.events import Inventory, Role
 from mosqit_failover.journal import DecisionLog
+from tests.debian_libs import LIBRARIES
 from tests.unit.loopback_pair import LOOPBACK_PAIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,15 +40,7 @@ MAN = ROOT / "docs" / "man"
 COMPLETION = ROOT / "completions" / "mosqit-failover"
 
 # setup.cfg's requirement names and the Debian 12 packages that provide them.
-DEBIAN_NAMES = {
-    "icmplib": "python3-icmplib",
-    "pyroute2": "python3-pyroute2",
-    "scapy": "python3-scapy",
-    "watchdog": "python3-watchdog",
-    "paramiko": "python3-paramiko",
-    "systemd-python": "python3-systemd",
-    "prometheus-client": "python3-prometheus-client",
-}
+DEBIAN_NAMES = dict(LIBRARIES.values())
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
@@ -162,7 +155,7 @@ def test_control_names_the_debian_package_of_every_runtime_requirement() -> None
     depends = relation_names(fields["Depends"])
     recommends = relation_names(fields["Recommends"])
     for requirement in requirements:
-        assert requirement in DEBIAN_NAMES, f"add the Debian package of {requirement} here"
+        assert requirement in DEBIAN_NAMES, f"add {requirement} to tests/debian_libs.py"
         wanted = DEBIAN_NAMES[requirement]
         # paramiko serves the wizard only: the agent runs without it
         where = recommends if requirement == "paramiko" else depends

@@ -491,12 +491,17 @@ def test_this_hosts_own_ucast_address_is_skipped(tmp_path: Path) -> None:
     assert 'beta]\na = { interface = "eth0", address = "192.0.2.12" }' in toml
 
 
+def _import_parser() -> argparse.ArgumentParser:
+    """A parser with `import-heartbeat` registered as the CLI registers it."""
+    parser = argparse.ArgumentParser()
+    add_import_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
 def test_the_command_writes_config_and_secret_and_lists_notes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    add_import_parser(sub)
+    parser = _import_parser()
     out, secret = tmp_path / "mosqit.toml", tmp_path / "secret"
     args = parser.parse_args(
         ["import-heartbeat", str(ha_dir(tmp_path)), "-o", str(out), "--secret", str(secret)]
@@ -514,8 +519,7 @@ def test_the_command_writes_config_and_secret_and_lists_notes(
 def test_the_command_reports_malformed_input_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_import_parser(parser.add_subparsers(dest="command"))
+    parser = _import_parser()
     directory = ha_dir(tmp_path, **{"ha.cf": HA_CF.replace("keepalive 1", "keepalive two")})
     args = parser.parse_args(["import-heartbeat", str(directory)])
     assert args.func(args) == 2

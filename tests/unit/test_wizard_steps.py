@@ -80,8 +80,19 @@ def _facts(host: str, last: int, vip_port: str) -> checks.Facts:
     return checks.parse_facts(f"{host}\n{json.dumps(data)}\n/usr/local/bin/mosqit-failover\n\n")
 
 
+def _pair_facts(beta_port: str = "eth0") -> dict[str, checks.Facts]:
+    """alpha (10.0.1.11, VIP network on eth0) and beta (10.0.1.12, on ``beta_port``)."""
+    return {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, beta_port)}
+
+
+def _shop_config(networks: list[checks.Network], **options: Any) -> str:
+    """The config of the pair "shop" with the VIP 10.0.1.50/24 on eth0."""
+    vip = ipaddress.IPv4Interface("10.0.1.50/24")
+    return configedit.render_config("shop", networks, vip, "eth0", ["alpha", "beta"], **options)
+
+
 def _vip_interfaces(answers: dict[str, str], beta_port: str = "lan0") -> dict[str, str]:
-    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, beta_port)}
+    facts = _pair_facts(beta_port)
     networks = checks.discover(facts)
     vip = ipaddress.IPv4Interface("10.0.1.50/24")
     return deploy.ask_vip_interface(Asker(answers, False), facts, networks, vip)
@@ -98,16 +109,8 @@ def test_same_names_one_question_different_names_one_per_node() -> None:
 
 
 def test_the_config_names_a_node_own_vip_interface_only_where_it_differs() -> None:
-    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "lan0")}
-    networks = checks.discover(facts)
-    text = configedit.render_config(
-        "shop",
-        networks,
-        ipaddress.IPv4Interface("10.0.1.50/24"),
-        "eth0",
-        ["alpha", "beta"],
-        vip_interfaces={"alpha": "eth0", "beta": "lan0"},
-    )
+    networks = checks.discover(_pair_facts("lan0"))
+    text = _shop_config(networks, vip_interfaces={"alpha": "eth0", "beta": "lan0"})
     assert text.count("vip_interface") == 1
     cfg = configuration.parse(text)
     assert cfg.node("alpha").vip_interface == "eth0" and cfg.node("beta").vip_interface == "lan0"
@@ -147,13 +150,7 @@ class FakeSession:
 
 
 def _pair(beta: FakeSession) -> tuple[resources.Pair, FakeSession]:
-    old = configedit.render_config(
-        "shop",
-        checks.discover({"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "eth0")}),
-        ipaddress.IPv4Interface("10.0.1.50/24"),
-        "eth0",
-        ["alpha", "beta"],
-    )
+    old = _shop_config(checks.discover(_pair_facts()))
     alpha = FakeSession("alpha", old)
     beta.text = old
     sessions = cast(dict[str, Session], {"alpha": alpha, "beta": beta})
@@ -416,7 +413,7 @@ class ArpSession:
 
 def test_the_pair_own_vip_is_not_refused_as_in_use_when_node1_is_the_standby() -> None:
     """Upgrading a running pair whose active node is node2: node2 answers ARP for the VIP."""
-    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "eth0")}
+    facts = _pair_facts()
     networks = checks.discover(facts)
     sessions = cast(dict[str, Session], {"alpha": ArpSession()})
     with pytest.raises(AnswerError, match="already in use"):
@@ -534,13 +531,8 @@ def test_a_redeploy_over_a_deployed_pair_keeps_config_and_secret_and_restarts_no
 
 
 def test_a_deployed_pair_is_recognised_by_config_and_secret_on_both_nodes() -> None:
-    text = configedit.render_config(
-        "shop",
-        checks.discover({"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "lan0")}),
-        ipaddress.IPv4Interface("10.0.1.50/24"),
-        "eth0",
-        ["alpha", "beta"],
-        vip_interfaces={"alpha": "eth0", "beta": "lan0"},
+    text = _shop_config(
+        checks.discover(_pair_facts("lan0")), vip_interfaces={"alpha": "eth0", "beta": "lan0"}
     )
     both = {"alpha": deploy.Existing(text, True), "beta": deploy.Existing(text, True)}
     kept = deploy.kept_config(both)
@@ -560,11 +552,9 @@ class QuietSession(ArpSession):
 
 
 def test_answers_given_for_a_deployed_pair_must_agree_with_its_config() -> None:
-    facts = {"alpha": _facts("alpha", 11, "eth0"), "beta": _facts("beta", 12, "eth0")}
+    facts = _pair_facts()
     networks = checks.discover(facts)
-    text = configedit.render_config(
-        "shop", networks, ipaddress.IPv4Interface("10.0.1.50/24"), "eth0", ["alpha", "beta"]
-    )
+    text = _shop_config(networks)
     kept = configuration.parse(text)
     same = {"alpha": "eth0", "beta": "eth0"}
     sessions = cast(dict[str, Session], {"alpha": QuietSession()})

@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> tuple[int, str]:
     from mosqit_failover import config
-    from mosqit_failover.control import ControlError, ask
+    from mosqit_failover.control import ControlError
+    from mosqit_failover.status_watch import StatusUnavailable, ask_status
 
     if args.socket:
         path = Path(args.socket)
@@ -224,12 +225,11 @@ def check(args: argparse.Namespace) -> tuple[int, str]:
         except config.ConfigError as error:
             return UNKNOWN, line(UNKNOWN, f"cannot read the config: {error}")
     try:
-        reply = ask(path, {"command": "status"}, timeout=args.timeout)
+        status = ask_status(path, timeout=args.timeout)
+    except StatusUnavailable as error:
+        return UNKNOWN, line(UNKNOWN, str(error))
     except ControlError as error:
         return UNKNOWN, line(UNKNOWN, f"agent not answering: {error}")
-    status = reply.get("status")
-    if not reply.get("ok") or not isinstance(status, dict):
-        return UNKNOWN, line(UNKNOWN, f"the agent refused status: {reply.get('error')}")
     return evaluate(status, peer_stale=args.peer_stale, sync_warn=args.sync_warn)
 
 

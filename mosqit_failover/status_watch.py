@@ -81,17 +81,26 @@ def not_answering(path: Path) -> str:
     )
 
 
-def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
-    """Ask the agent at `path` for its status and render it.
+def ask_status(path: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """The status of the agent at `path` (this command and the Nagios check ask alike).
 
     Raises ControlError when the agent cannot be asked or its reply cannot be read
-    (UnreadableReply), StatusUnavailable when its reply is a refusal or cannot be
-    rendered.
+    (UnreadableReply), StatusUnavailable when its reply is a refusal.
     """
     reply = ask(path, {"command": "status"}, timeout=timeout)
     status = reply.get("status")
     if not reply.get("ok") or not isinstance(status, dict):
         raise StatusUnavailable(f"the agent refused status: {reply.get('error')}")
+    return status
+
+
+def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
+    """Ask the agent at `path` for its status and render it.
+
+    Raises what ask_status raises, and StatusUnavailable when the status cannot be
+    rendered.
+    """
+    status = ask_status(path, timeout)
     try:
         return render(status)
     except (KeyError, TypeError, AttributeError, ValueError) as error:
@@ -118,12 +127,10 @@ def watch(
         while True:
             try:
                 text = fetch(path, render, timeout=min(max(interval, MIN_TIMEOUT), MAX_TIMEOUT))
-            except UnreadableReply as error:  # something answers, not our agent
+            except (UnreadableReply, StatusUnavailable) as error:  # something answered
                 text = str(error)
             except ControlError as error:
                 text = f"{not_answering(path)}\n  ({error})"
-            except StatusUnavailable as error:
-                text = str(error)
             header = (
                 f"every {interval:g}s: mosqit-failover status on {host}, "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} (Ctrl-C quits)"

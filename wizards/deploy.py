@@ -819,7 +819,12 @@ class Aborted(Exception):
     def report(self) -> str:
         cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
         if not self.undone:
-            if "nothing was changed" in cause.lower():  # the cause says so itself
-                return cause
-            return f"{cause}\nNothing was changed on the nodes."
+            return unchanged(cause)
         return f"{cause}\nThe changes made so far were rolled back:\n  " + "\n  ".join(self.undone)
+
+
+def unchanged(cause: str) -> str:
+    """``cause`` and that nothing was changed on the nodes (unless the cause says so itself)."""
+    if "nothing was changed" in cause.lower():
+        return cause
+    return f"{cause}\nNothing was changed on the nodes."

@@ -112,9 +112,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     except deploy.Aborted as error:
         return _fail(error.report(), 130 if isinstance(error.cause, KeyboardInterrupt) else 1)
     except FAILURES as error:
-        if "nothing was changed" in str(error).lower():  # it says so itself
-            return _fail(str(error))
-        return _fail(f"{error}\nNothing was changed on the nodes.")
+        return _fail(deploy.unchanged(str(error)))
     except KeyboardInterrupt:
         return _fail("interrupted; nothing was changed on the nodes.", 130)
 

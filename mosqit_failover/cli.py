@@ -466,19 +466,14 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mosqit_failover import version
+    from mosqit_failover import add_version_option
 
     parser = _Parser(
         prog="mosqit-failover",
         description="Quorumless two-node failover: VIP, services and directory sync.",
         formatter_class=_Formatter,
     )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"mosqit-failover {version()}",
-        help="print the version and exit",
-    )
+    add_version_option(parser, "--version")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline_commands(sub)
     _add_agent_commands(sub)

@@ -186,20 +186,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mosqit_failover import version
+    from mosqit_failover import add_version_option
     from mosqit_failover.config import DEFAULT_PATH
 
     parser = _Parser(
         prog="check_mosqit_failover",
         description="Nagios/Icinga check of the local mosqit-failover agent.",
     )
-    parser.add_argument(
-        "-V",
-        "--version",
-        action="version",
-        version=f"mosqit-failover {version()}",
-        help="print the version and exit",
-    )
+    add_version_option(parser, "-V", "--version")
     parser.add_argument("--config", default=str(DEFAULT_PATH), help="config file (for the socket)")
     parser.add_argument("--socket", help="control socket (default: from the config)")
     parser.add_argument("-t", "--timeout", type=_seconds, default=10.0, help="seconds to wait")

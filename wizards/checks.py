@@ -79,16 +79,13 @@ def parse_facts(text: str) -> Facts:
         name = item["ifname"]
         if name == "lo":
             continue
-        held |= {
-            ipaddress.IPv4Address(a["local"])
-            for a in item.get("addr_info", [])
-            if a.get("family") == "inet"
-        }
+        inet = [a for a in item.get("addr_info", []) if a.get("family") == "inet"]
+        held |= {ipaddress.IPv4Address(a["local"]) for a in inet}  # secondary ones too
         flags = set(item.get("flags", []))
         addresses = tuple(
             ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
-            for a in item.get("addr_info", [])
-            if a.get("family") == "inet" and not a.get("secondary")
+            for a in inet
+            if not a.get("secondary")
         )
         carrier = "LOWER_UP" in flags and "NO-CARRIER" not in flags
         interfaces[name] = Iface(name, carrier, addresses)

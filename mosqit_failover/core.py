@@ -828,17 +828,16 @@ class Core:
             steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
             steps += [StartResource(r.name) for r in self.config.resources]
         else:
-            steps = [PersistState(self.epoch, D)]
+            stop: list[PlanStep] = [StopResource(r.name) for r in reversed(self.config.resources)]
+            stop += [StopSync()] if self.config.sync else []
             # The VIP goes first when the peer serves already (it outranks us) or is about to
             # (we are cut off from every network): clients must never see two holders while
             # our services stop and our sync drains, which can last seconds when the peer
             # cannot be reached (a lab run kept the VIP 3.5-4.7 s past a cut this way, and
             # both nodes showed it once the cables were back).
-            first = kind in ("demote-dual-active", "demote-isolated")
-            steps += [ReleaseVip()] if first else []
-            steps += [StopResource(r.name) for r in reversed(self.config.resources)]
-            steps += [StopSync()] if self.config.sync else []
-            steps += [] if first else [ReleaseVip()]
+            vip_first = kind in ("demote-dual-active", "demote-isolated")
+            steps = [PersistState(self.epoch, D)]
+            steps += [ReleaseVip(), *stop] if vip_first else [*stop, ReleaseVip()]
             steps += [PersistState(self.epoch, W)]
         self._retry_at = NEVER
         return self._launch(steps)

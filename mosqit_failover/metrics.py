@@ -279,13 +279,11 @@ class DecisionCounts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kinds: dict[str, int] = dict.fromkeys(ENTRIES, 0)
-        self._transitions: dict[tuple[str, str, str], int] = {}
+        self._transitions: dict[tuple[str, str, str], int] = {}  # (kind, from, to): count
 
     def add(self, decision: Decision) -> None:
         key = (decision.kind, decision.old_role.value, decision.role.value)
         with self._lock:
-            self._kinds[decision.kind] = self._kinds.get(decision.kind, 0) + 1
             self._transitions[key] = self._transitions.get(key, 0) + 1
 
     def families(self) -> list[Metric]:
@@ -298,10 +296,13 @@ class DecisionCounts:
             labels=["kind", "from_state", "to_state"],
         )
         with self._lock:
-            for kind, count in sorted(self._kinds.items()):
-                kinds.add_metric([kind], count)
-            for key, count in sorted(self._transitions.items()):
-                transitions.add_metric(list(key), count)
+            counted = sorted(self._transitions.items())
+        by_kind = dict.fromkeys(ENTRIES, 0)  # every kind from 0 (see the module's docstring)
+        for key, count in counted:
+            transitions.add_metric(list(key), count)
+            by_kind[key[0]] = by_kind.get(key[0], 0) + count
+        for kind, count in sorted(by_kind.items()):
+            kinds.add_metric([kind], count)
         return [kinds, transitions]
 
 

@@ -143,16 +143,12 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
         """
         with self._lock:
             known = self._wd_for_path.get(top)  # may be stale: a directory gone from there
-            try:
-                if self._add_watch(top, self._event_mask) == known:
-                    return  # watchdog moved the watches along
-                todo = [entry.path for entry in _subdirectories(top)]
-            except OSError:
-                return  # gone meanwhile (its removal is an event too), or the watch limit
+            todo = [top]
             while todo:  # each directory watched before it is listed: nothing made between
                 here = todo.pop()
                 try:
-                    self._add_watch(here, self._event_mask)
+                    if self._add_watch(here, self._event_mask) == known and here == top:
+                        return  # watchdog moved the watches along
                     todo += [entry.path for entry in _subdirectories(here)]
                 except OSError:
                     pass  # gone meanwhile (its removal is an event too), or the watch limit

@@ -585,7 +585,7 @@ def _ip_or_none(host: str) -> ipaddress.IPv4Address | None:
 
 
 def receiver_command(python: str, config: str = CONFIG_PATH) -> str:
-    """The forced command of the sync key, as in mosqit_failover/lab/sshkeys.py."""
+    """The forced command of the sync key (the lab installs the same one, through this)."""
     return f"{python} -m mosqit_failover.sync.receive --config {config}"
 
 

@@ -244,7 +244,7 @@ def split_host_port(text: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class Config:
     cluster: str
-    preferred: str
+    order: tuple[str, ...]  # every node once, the first goes first (the preferred node)
     failback: bool
     secret_file: Path
     port: int
@@ -271,8 +271,28 @@ class Config:
                 return node
         raise KeyError(name)
 
+    @property
+    def preferred(self) -> str:
+        return self.order[0]
+
+    @property
+    def multi_server(self) -> bool:
+        return len(self.nodes) > 2
+
+    def rank(self, name: str) -> int:
+        """The node's place in `order`: 0 goes first."""
+        return self.order.index(name)
+
+    def peers_of(self, name: str) -> tuple[Node, ...]:
+        """Every other node, in `order`."""
+        return tuple(self.node(n) for n in self.order if n != name)
+
     def peer_of(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name != name)
+        """The other node of a two-node pair (multi-server code uses `peers_of`)."""
+        peers = self.peers_of(name)
+        if len(peers) != 1:
+            raise ValueError(f"{len(self.nodes)} nodes: peer_of() is for two-node pairs")
+        return peers[0]
 
 
 # every pattern is used with fullmatch: "$" would also match before a trailing newline
@@ -516,14 +536,18 @@ def _name_problem(c: _Checker, key: str, name: str) -> bool:
     return False
 
 
+MIN_NODES, MAX_NODES = 2, 8
+
+
 def _read_nodes(
     c: _Checker, raw: Mapping[str, Any], networks: tuple[Network, ...], vip_interface: str
 ) -> tuple[Node, ...]:
     data = raw.get("nodes")
-    if not isinstance(data, dict) or len(data) != 2:
+    if not isinstance(data, dict) or not MIN_NODES <= len(data) <= MAX_NODES:
+        count = f"{len(data)} given" if isinstance(data, dict) else "none given"
         c.problems.append(
-            "nodes: need exactly two tables, like [nodes.alpha] and [nodes.beta], "
-            "one per server (named by hostname)"
+            f"nodes: need {MIN_NODES} to {MAX_NODES} tables ({count}), like [nodes.alpha] and "
+            "[nodes.beta], one per server (named by hostname)"
         )
         return ()
     nodes = []
@@ -963,6 +987,50 @@ def _read_fencing(
     return fencing
 
 
+def _read_order(
+    c: _Checker, cluster: Mapping[str, Any], preferred: str, names: list[str]
+) -> tuple[str, ...]:
+    """`cluster.order`: which node goes first, then second... among candidates alike.
+
+    Two nodes may say just `preferred` (the order is then preferred, other); from
+    three nodes on, the order must be written out: a sorted default would decide
+    which room serves after a failure without anyone having said so.
+    """
+    everyone = ", ".join(f'"{n}"' for n in names)
+    if preferred and names and preferred not in names:
+        c.fail("cluster.preferred", preferred, f"must be one of the nodes: {everyone}")
+    given = cluster.get("order") if isinstance(cluster, dict) else None
+    if given is None:
+        if len(names) > 2:
+            c.problems.append(
+                f"cluster.order: missing; with {len(names)} nodes write the order in which "
+                f"they take over, like order = [{everyone}]"
+            )
+            return tuple(names)
+        first = preferred if preferred in names else min(names, default="")
+        return tuple([first, *sorted(n for n in names if n != first)]) if names else ()
+    fix = f"list every node once, in the order they take over, like order = [{everyone}]"
+    if not isinstance(given, list) or not all(isinstance(x, str) for x in given):
+        c.fail("cluster.order", given, fix)
+        return tuple(names)
+    unknown = [x for x in given if x not in names]
+    missing = [n for n in names if n not in given]
+    twice = sorted({x for x in given if given.count(x) > 1})
+    if names and (unknown or missing or twice):
+        said = [f"unknown {', '.join(map(repr, unknown))}" if unknown else ""]
+        said += [f"missing {', '.join(missing)}" if missing else ""]
+        said += [f"twice {', '.join(twice)}" if twice else ""]
+        c.fail("cluster.order", given, f"{'; '.join(x for x in said if x)}: {fix}")
+        return tuple(names)
+    if preferred and given and preferred != given[0]:
+        c.fail(
+            "cluster.preferred",
+            preferred,
+            f"contradicts cluster.order, which puts {given[0]} first; keep only order",
+        )
+    return tuple(given)
+
+
 def _check_addresses(
     c: _Checker, vip: Vip | None, nodes: tuple[Node, ...], networks: tuple[Network, ...]
 ) -> None:
@@ -1037,7 +1105,8 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
     cluster = c.table(
         raw,
         "cluster",
-        {"name", "preferred", "failback", "secret_file", "port", "state_dir", "control_socket"},
+        {"name", "preferred", "order", "failback", "secret_file", "port", "state_dir"}
+        | {"control_socket"},
     )
     name = c.get(cluster, "cluster.name", _name, fix='add name = "mycluster" under [cluster]')
     preferred = c.get(cluster, "cluster.preferred", _name, "")
@@ -1069,11 +1138,7 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
             c.get(vip_table, "vip.garp_refresh", _duration(0, 86400), 0.0),
         )
     _check_addresses(c, vip, nodes, networks)
-    names = {n.name for n in nodes}
-    if preferred and len(names) == 2 and preferred not in names:
-        c.fail(
-            "cluster.preferred", preferred, f"must be one of the nodes: {', '.join(sorted(names))}"
-        )
+    order = _read_order(c, cluster, preferred, [n.name for n in nodes])
     resources = _read_resources(c, raw)
     sync = _read_sync(c, raw, _own_dirs(state_dir, secret, config_dir))
     alerts = _read_alerts(c, raw)
@@ -1084,7 +1149,7 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
         raise ConfigError(source, c.problems or ["vip: missing [vip] table"])
     return Config(
         cluster=name,
-        preferred=preferred or sorted(names)[0],
+        order=order,
         failback=failback,
         secret_file=Path(secret),
         port=port,

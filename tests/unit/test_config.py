@@ -107,7 +107,7 @@ def test_a_missing_node_is_reported() -> None:
         + "[[resources]]"
         + SIM_CONFIG.split("[[resources]]", 1)[1]
     )
-    assert any(p.startswith("nodes: need exactly two tables") for p in problems(text))
+    assert any(p.startswith("nodes: need 2 to 8 tables (1 given)") for p in problems(text))
 
 
 def test_a_vip_outside_every_network_is_refused() -> None:

@@ -9,15 +9,23 @@ from typing import Any
 
 from .control import down, status, up
 from .netns import LabError
-from .topology import DEFAULT_PLAN
+from .topology import DEFAULT_PLAN, MAX_NODES, MIN_NODES, plan_for
 
 
 def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``lab`` with sub-commands ``up``, ``down``, ``status``; return its parser."""
     lab = subparsers.add_parser("lab", help="the network-namespace lab (needs root)")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
-    p_up = lab_sub.add_parser("up", help="build the lab and boot both nodes")
+    p_up = lab_sub.add_parser("up", help="build the lab and boot its nodes")
     p_up.add_argument("--no-boot", action="store_true", help="networks only, no nodes")
+    p_up.add_argument(
+        "--nodes",
+        type=int,
+        choices=range(MIN_NODES, MAX_NODES + 1),
+        default=len(DEFAULT_PLAN.nodes),
+        metavar="N",
+        help=f"how many nodes ({MIN_NODES}..{MAX_NODES}: alpha, beta, gamma, ...; default 2)",
+    )
     lab_sub.add_parser("down", help="tear everything down (idempotent, works after a crash)")
     lab_sub.add_parser("status", help="show what exists")
     lab_sub.add_parser("demo", help="build the lab, run the agents, show the failure cases live")
@@ -34,7 +42,7 @@ def run_lab_command(args: argparse.Namespace) -> int:
     plan = DEFAULT_PLAN
     try:
         if args.lab_command == "up":
-            lab = up(plan, boot=not args.no_boot)
+            lab = up(plan_for(args.nodes), boot=not args.no_boot)
             for name, node in lab.nodes.items():
                 print(f"node {name}: pid {node.pid}")
             print(f"lab up in {lab.timings['up']:.1f}s")

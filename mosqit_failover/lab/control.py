@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .netns import NETNS_DIR, LabError, build_network, destroy_network, list_lab_netns, run
 from .node import Node, cgroup2_root, kill_cgroup
-from .topology import PREFIX, LabPlan
+from .topology import NODE_NAMES, PREFIX, LabPlan, node_specs
 
 MARK_NETNS_DIR = "created-run-netns"
 
@@ -28,8 +29,24 @@ class Lab:
 
     @classmethod
     def attach(cls, plan: LabPlan) -> Lab:
-        """The lab that ``lab up`` left running."""
+        """The lab that ``lab up`` left running (with as many nodes as it has)."""
+        plan = plan_in_use(plan)
         return cls(plan, {n: Node.attach(plan, n) for n in plan.node_names})
+
+
+def plan_in_use(plan: LabPlan) -> LabPlan:
+    """``plan`` with as many nodes as the lab on the host has (from its state dir).
+
+    ``lab up --nodes 3`` leaves gamma's state beside alpha's and beta's; ``lab
+    status`` and ``Lab.attach`` given the two-node plan find it from there."""
+    try:
+        names = {p.name for p in plan.state_dir.iterdir() if p.is_dir()}
+    except OSError:
+        return plan
+    count = max((i + 1 for i, name in enumerate(NODE_NAMES) if name in names), default=0)
+    if count <= len(plan.nodes):
+        return plan
+    return dataclasses.replace(plan, nodes=node_specs(count))
 
 
 def leftovers(plan: LabPlan) -> list[str]:
@@ -106,6 +123,7 @@ def reap_unshare(plan: LabPlan) -> None:
 def status(plan: LabPlan) -> list[str]:
     """One line per lab part: namespaces, nodes (pid, systemd state), leftovers."""
     lines = [f"netns {ns}" for ns in list_lab_netns()] or ["no lab namespaces"]
+    plan = plan_in_use(plan)
     for name in plan.node_names:
         try:
             node = Node.attach(plan, name)

@@ -20,6 +20,21 @@ if not re.fullmatch(r"mq[a-z0-9]{1,8}-", PREFIX):
 LAB_NAME = PREFIX.rstrip("-")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
+# A lab has 2 to 8 nodes, named in this order; node i (from 0) has the addresses
+# 10.231.1.(11+i) on network A and 10.231.2.(11+i) on network B.
+NODE_NAMES: tuple[str, ...] = (
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+)
+MIN_NODES = 2
+MAX_NODES = len(NODE_NAMES)
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -41,14 +56,21 @@ class NodeSpec:
         return f"{self.name}-{net}"
 
 
+def node_specs(count: int) -> tuple[NodeSpec, ...]:
+    """The first ``count`` lab nodes (2..8): alpha .11, beta .12, gamma .13, ..."""
+    if not MIN_NODES <= count <= MAX_NODES:
+        raise ValueError(f"a lab has {MIN_NODES} to {MAX_NODES} nodes, not {count}")
+    return tuple(
+        NodeSpec(name, f"10.231.1.{11 + i}", f"10.231.2.{11 + i}")
+        for i, name in enumerate(NODE_NAMES[:count])
+    )
+
+
 @dataclass(frozen=True)
 class LabPlan:
     """Everything the lab is made of. Only lab-internal addresses."""
 
-    nodes: tuple[NodeSpec, ...] = (
-        NodeSpec("alpha", "10.231.1.11", "10.231.2.11"),
-        NodeSpec("beta", "10.231.1.12", "10.231.2.12"),
-    )
+    nodes: tuple[NodeSpec, ...] = field(default_factory=lambda: node_specs(MIN_NODES))
     switch_ns: str = PREFIX + "sw"
     client_ns: str = PREFIX + "client"
     client_name: str = "client"
@@ -64,6 +86,15 @@ class LabPlan:
     project_dir: Path = PROJECT_DIR
     python: str = field(default_factory=lambda: sys.executable)
     boot_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not MIN_NODES <= len(self.nodes) <= MAX_NODES:
+            raise ValueError(f"a lab has {MIN_NODES} to {MAX_NODES} nodes, not {len(self.nodes)}")
+
+    @classmethod
+    def with_nodes(cls, count: int) -> LabPlan:
+        """The lab with ``count`` nodes (2..8), every one cabled to both switches."""
+        return cls(nodes=node_specs(count))
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -103,4 +134,9 @@ class LabPlan:
         return self.state_dir / name
 
 
-DEFAULT_PLAN = LabPlan()
+DEFAULT_PLAN = LabPlan()  # the two-node lab: alpha and beta
+
+
+def plan_for(count: int) -> LabPlan:
+    """The lab with ``count`` nodes (2..8); ``plan_for(2) == DEFAULT_PLAN``."""
+    return DEFAULT_PLAN if count == len(DEFAULT_PLAN.nodes) else LabPlan.with_nodes(count)

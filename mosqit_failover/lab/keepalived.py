@@ -20,7 +20,7 @@ CONF = "/etc/keepalived/keepalived.conf"
 
 def config(plan: LabPlan, node: str, advert: float) -> str:
     me = plan.node(node)
-    peer = next(n for n in plan.nodes if n.name != node)
+    peers = "\n        ".join(n.addr("a") for n in plan.nodes if n.name != node)
     priority = 150 if node == plan.nodes[0].name else 100
     unit = plan.demo_unit
     return f"""global_defs {{
@@ -41,7 +41,7 @@ vrrp_instance lab {{
     advert_int {advert:g}
     unicast_src_ip {me.addr("a")}
     unicast_peer {{
-        {peer.addr("a")}
+        {peers}
     }}
     track_interface {{
         {plan.iface("a")}

@@ -1,8 +1,8 @@
 """Sync keys and sshd in the lab nodes, set up as the deployment wizard would.
 
 For each node: an ed25519 key of its own (``/etc/mosqit-failover/sync_key``,
-written inside the node), its sshd started with fresh host keys, the peer's
-host keys in root's known_hosts (both addresses) and the peer's sync key in
+written inside the node), its sshd started with fresh host keys, every peer's
+host keys in root's known_hosts (both addresses) and every peer's sync key in
 root's authorized_keys, restricted to the sync receiver:
 
     command="/usr/bin/python3 -m mosqit_failover.sync.receive --config CONFIG",restrict ...
@@ -41,13 +41,13 @@ def setup(nodes: dict[str, Node], plan: LabPlan) -> None:
         pub = node.read_file("/etc/ssh/ssh_host_ed25519_key.pub")
         host_keys[name] = " ".join(pub.split()[:2])
     for name, node in nodes.items():
-        peer = next(n for n in nodes if n != name)
-        spec = plan.node(peer)
-        known = "".join(f"{spec.addr(net)} {host_keys[peer]}\n" for net in NETS)
-        node.write_file("/root/.ssh/known_hosts", known, mode=0o600)
-        node.write_file(
-            "/root/.ssh/authorized_keys", authorized_line(deploy.PYTHON, public[peer]), mode=0o600
+        peers = [n for n in nodes if n != name]
+        known = "".join(
+            f"{plan.node(peer).addr(net)} {host_keys[peer]}\n" for peer in peers for net in NETS
         )
+        node.write_file("/root/.ssh/known_hosts", known, mode=0o600)
+        authorized = "".join(authorized_line(deploy.PYTHON, public[peer]) for peer in peers)
+        node.write_file("/root/.ssh/authorized_keys", authorized, mode=0o600)
         node.run(["chmod", "700", "/root/.ssh"])
 
 

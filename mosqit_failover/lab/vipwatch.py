@@ -3,11 +3,12 @@
 One small helper process per node runs in that node's network namespace and,
 on each request line, runs ``ip -o -4 addr show`` and answers ``1`` (the VIP
 is on one of the node's interfaces) or ``0``. A thread asks the nodes in turn
-(alpha, beta, alpha, ...) every ``period`` seconds, so the samples are totally
-ordered in time: sample i finished before sample i+1 was asked for.
+(alpha, beta, alpha, ...; alpha, beta, gamma, alpha, ... with three) every
+``period`` seconds, so the samples are totally ordered in time: sample i
+finished before sample i+1 was asked for.
 
-A sample of node X counts as *both held* when X holds the VIP and so does the
-other node in the samples just before and just after it: the other node held
+A sample of node X counts as *both held* when X holds the VIP and so does
+another node in its samples just before and just after it: that node held
 it on both sides of X's sample (it is assumed not to have dropped and re-added
 it within one sampling period), so at that moment both held it. No false
 alarm from a handover in which one releases before the other adds.
@@ -110,16 +111,19 @@ class VipWatch:
                 proc.stdout.close()
 
     def both_held(self) -> list[Sample]:
-        """The samples at which both nodes held the VIP (see the module's doc)."""
+        """The samples at which two nodes held the VIP (see the module's doc)."""
         out = []
         samples = list(self.samples)
+        others = {spec.name for spec in self.plan.nodes}
         for i, sample in enumerate(samples):
             if not sample.held:
                 continue
-            before = next((s for s in reversed(samples[:i]) if s.node != sample.node), None)
-            after = next((s for s in samples[i + 1 :] if s.node != sample.node), None)
-            if before is not None and after is not None and before.held and after.held:
-                out.append(sample)
+            for other in others - {sample.node}:
+                before = next((s for s in reversed(samples[:i]) if s.node == other), None)
+                after = next((s for s in samples[i + 1 :] if s.node == other), None)
+                if before is not None and after is not None and before.held and after.held:
+                    out.append(sample)
+                    break
         return out
 
     def cycle(self) -> float:

@@ -18,6 +18,7 @@ from mosqit_failover.lab import control, deploy, faults
 from mosqit_failover.lab.netns import list_lab_netns, run
 from mosqit_failover.lab.node import Node, cgroup2_root
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, PREFIX, LabPlan, plan_for
+from tests.lab.conftest import lab_unavailable
 
 pytestmark = pytest.mark.lab
 
@@ -41,10 +42,14 @@ def lab_netns_listed() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab3(request: pytest.FixtureRequest, host_before: object) -> Iterator[control.Lab]:
+def lab3(request: pytest.FixtureRequest) -> Iterator[control.Lab]:
     """The three-node lab; torn down after the module, the session's lab rebuilt."""
-    # host_before took the prefix down at the session's start: anything of it now is
-    # the session's two-node lab, which the three-node lab replaces for a while
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(f"lab tests skipped: {reason}")
+    # something of the prefix is up: the session's two-node lab (the `lab` fixture,
+    # which returns it as it is), which the three-node lab replaces for a while.
+    # Not host_before on its own: its sentinels are removed by `lab`'s teardown only
     shared: control.Lab | None = None
     if control.leftovers(DEFAULT_PLAN):
         shared = request.getfixturevalue("lab")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mosqit_failover.events import PeerView, Role
+from mosqit_failover.kinds import AlertKind, DecisionKind
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class FencePeer:
 class Alert:
     """Tell the operator (hooks, mail); never blocks the agent."""
 
-    kind: str
+    kind: AlertKind
     text: str
 
 
@@ -103,6 +104,10 @@ class Decision:
 
     kind names the sort of decision; the journal's MESSAGE_ID is derived from
     it. The other fields become the journal's structured fields.
+
+    kind is checked at construction and stored as its `DecisionKind` member (a
+    str: it equals the kind's name), so an unknown kind fails here, before it
+    reaches the journal, the catalog, the metrics or an alert hook.
     """
 
     kind: str
@@ -112,6 +117,9 @@ class Decision:
     epoch: int
     peer_role: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", DecisionKind(self.kind))  # ValueError if unknown
 
     @property
     def text(self) -> str:

@@ -47,16 +47,12 @@ from email.message import EmailMessage
 from mosqit_failover import config
 from mosqit_failover.actions import Decision
 from mosqit_failover.effects.resources import CommandTimeout, run_command
+from mosqit_failover.kinds import AlertKind, DecisionKind
+from mosqit_failover.kinds import known_kinds as known_kinds  # where config.py looks for it
 
 LOGGER = logging.getLogger("mosqit_failover.alerts")
-ALERT_KINDS = ("start-failed", "stop-failed", "escalate")
-
-
-def known_kinds() -> tuple[str, ...]:
-    """Every event kind a filter (`alerts.events`) may name: decision kinds and alert kinds."""
-    from mosqit_failover.catalog import ENTRIES
-
-    return (*sorted(ENTRIES), *ALERT_KINDS)
+# the alert kinds that are no decision kind (reconfigure-failed is both)
+ALERT_KINDS = tuple(k.value for k in AlertKind if k.value not in set(DecisionKind))
 
 
 @dataclass(frozen=True)

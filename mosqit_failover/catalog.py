@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosqit_failover.journal import message_id
+from mosqit_failover.kinds import DecisionKind
 
 CATALOG_FILE = Path(__file__).resolve().parents[1] / "units" / "mosqit-failover.catalog"
 INSTALL_PATH = "/usr/lib/systemd/catalog/mosqit-failover.catalog"
@@ -40,8 +41,8 @@ class Entry:
 
 _HEAD = "Node @NODE@ went from @OLD_STATE@ to @STATE@ in epoch @EPOCH@ (peer: @PEER_STATE@)."
 
-ENTRIES: dict[str, Entry] = {
-    "promote": Entry(
+ENTRIES: dict[DecisionKind, Entry] = {
+    DecisionKind.PROMOTE: Entry(
         "node @NODE@ is taking over the service",
         _HEAD + " It raised the promotion epoch and is claiming the VIP, sending"
         " gratuitous ARP, starting the sync and the protected services in order.",
@@ -53,7 +54,7 @@ ENTRIES: dict[str, Entry] = {
         " the plan-done line (ACTIVE) or a plan-failed line. Once the old active is"
         " repaired it comes back as STANDBY; its data is older than this node's.",
     ),
-    "force-active": Entry(
+    DecisionKind.FORCE_ACTIVE: Entry(
         "operator forced node @NODE@ active",
         _HEAD + " An operator ran `mosqit-failover force-active`.",
         "@REASON@. The peer had not been seen for longer than the peer-gone time,"
@@ -62,7 +63,7 @@ ENTRIES: dict[str, Entry] = {
         " may serve. This node's data may be older than the peer's: check the"
         " service's data before clients write to it.",
     ),
-    "reclaim": Entry(
+    DecisionKind.RECLAIM: Entry(
         "restarted agent on @NODE@ claims the VIP and services again",
         _HEAD + " The agent was restarted while holding the VIP or services and is"
         " claiming them again in the same epoch, without a new failover.",
@@ -70,20 +71,20 @@ ENTRIES: dict[str, Entry] = {
         "Nothing, unless the agent restarts often: then read `journalctl -u"
         " mosqit-failover` for the crash (systemd restarts the agent after 100 ms).",
     ),
-    "adopt": Entry(
+    DecisionKind.ADOPT: Entry(
         "restarted agent on @NODE@ found the VIP or services held",
         _HEAD + " At start the agent found the VIP or protected services present on this node.",
         "@REASON@. A restarted agent never flaps: it checks the peer before claiming"
         " what it holds, or releases it when its last role was not active.",
         "Nothing; the next line says whether it claimed (reclaim) or released them.",
     ),
-    "plan-done": Entry(
+    DecisionKind.PLAN_DONE: Entry(
         "node @NODE@ finished its plan and is @STATE@",
-        _HEAD + " Every step of the promotion or demotion plan succeeded.",
+        _HEAD + " Every step of the promotion, demotion or reconfiguration plan succeeded.",
         "@REASON@.",
         "Nothing. After a promotion, check that clients reach the VIP.",
     ),
-    "plan-failed": Entry(
+    DecisionKind.PLAN_FAILED: Entry(
         "a step of the plan failed on node @NODE@",
         _HEAD + " A step (VIP, ARP, sync, a service start or stop) failed.",
         "@REASON@. A failed promotion is rolled back at once and the node is not a"
@@ -93,20 +94,20 @@ ENTRIES: dict[str, Entry] = {
         " then watch for plan-done. After repeated stop failures the configured"
         " last resort applies (timing.on_stop_failure).",
     ),
-    "demote-retry": Entry(
+    DecisionKind.DEMOTE_RETRY: Entry(
         "node @NODE@ retries stopping its services",
         _HEAD + " The demotion plan runs again after a failure.",
         "@REASON@. Services must be stopped and the VIP released before the peer may take over.",
         "Look at the previous plan-failed line for the step that fails and fix it;"
         " the service is down on both nodes until the stop succeeds.",
     ),
-    "standby": Entry(
+    DecisionKind.STANDBY: Entry(
         "node @NODE@ is standing by",
         _HEAD + " The node sees both networks and is ready to take over.",
         "@REASON@.",
         "Nothing.",
     ),
-    "waiting": Entry(
+    DecisionKind.WAITING: Entry(
         "node @NODE@ lost an uplink and cannot take over",
         _HEAD + " The node lacks a network, so it has no authority to promote.",
         "@REASON@. A node without both networks never promotes on its own: it cannot"
@@ -114,7 +115,7 @@ ENTRIES: dict[str, Entry] = {
         "Check the cable, the switch port and the switch of the network named in the"
         " reason (`ip link`, the switch's own status).",
     ),
-    "handover": Entry(
+    DecisionKind.HANDOVER: Entry(
         "active node @NODE@ hands over to its healthier peer",
         _HEAD + " The active node lost an uplink that its peer still has, so the"
         " peer is the healthier node; services, sync and VIP are being released.",
@@ -122,20 +123,20 @@ ENTRIES: dict[str, Entry] = {
         "Repair the lost uplink on @NODE@; it comes back as STANDBY (or takes the"
         " service back with failback if it is the preferred node and failback is on).",
     ),
-    "switchover": Entry(
+    DecisionKind.SWITCHOVER: Entry(
         "operator switchover from @NODE@",
         _HEAD + " An operator ran `mosqit-failover switchover` on the active node.",
         "@REASON@.",
         "Watch the peer's journal for its promote and plan-done lines.",
     ),
-    "failback": Entry(
+    DecisionKind.FAILBACK: Entry(
         "failback to the preferred node",
         _HEAD + " The preferred node is back and healthy and cluster.failback is"
         " on, so this node hands the service back.",
         "@REASON@.",
         "Nothing; set cluster.failback = false to keep the service where it is after a failover.",
     ),
-    "demote-dual-active": Entry(
+    DecisionKind.DEMOTE_DUAL_ACTIVE: Entry(
         "two active nodes met; @NODE@ stands down",
         _HEAD + " Both nodes held the service and can see each other again.",
         "@REASON@. The node with the lower promotion epoch demotes at once; on a"
@@ -143,7 +144,7 @@ ENTRIES: dict[str, Entry] = {
         "Find out how both became active (a split brain, a force-active). Data"
         " written on this node while both served may need merging by hand.",
     ),
-    "demote-isolated": Entry(
+    DecisionKind.DEMOTE_ISOLATED: Entry(
         "node @NODE@ lost every network and stands down",
         _HEAD + " Split brain or a cut-off node: the VIP is released first, then"
         " services and sync are stopped, so that two nodes never serve at once.",
@@ -151,7 +152,7 @@ ENTRIES: dict[str, Entry] = {
         "Restore the networks (both switches, the node's cables). On recovery the"
         " node with the highest epoch (the freshest data) becomes active.",
     ),
-    "manual": Entry(
+    DecisionKind.MANUAL: Entry(
         "MANUAL mode, automatic switchover off",
         _HEAD + " A network is lost on both nodes, which means a switch failed.",
         "@REASON@. Switching over would not help: the peer has lost the same network.",
@@ -159,13 +160,13 @@ ENTRIES: dict[str, Entry] = {
         " back by itself once both networks are back. `mosqit-failover switchover`"
         " still works.",
     ),
-    "automatic": Entry(
+    DecisionKind.AUTOMATIC: Entry(
         "automatic mode again",
         _HEAD + " The network that both nodes had lost is back, here or on the peer.",
         "@REASON@.",
         "Nothing.",
     ),
-    "manual-peer-lost": Entry(
+    DecisionKind.MANUAL_PEER_LOST: Entry(
         "peer vanished while in MANUAL mode",
         _HEAD + " The pair was in MANUAL mode (a network lost on both nodes) and the"
         " peer is not heard any more on the network that is left.",
@@ -175,7 +176,7 @@ ENTRIES: dict[str, Entry] = {
         " switch). If it is and it will stay down, run `mosqit-failover force-active`"
         " on @NODE@ (it says its data may be stale). Otherwise repair the switch.",
     ),
-    "peer-auth-failed": Entry(
+    DecisionKind.PEER_AUTH_FAILED: Entry(
         "messages from the peer of @NODE@ fail authentication",
         _HEAD + " Datagrams come from the peer's own address on the cluster port, but"
         " they do not pass the checks: another secret, clock, cluster name or protocol.",
@@ -187,14 +188,14 @@ ENTRIES: dict[str, Entry] = {
         " `systemctl reload mosqit-failover` on it. `mosqit-failover status` shows the"
         " counts of dropped datagrams per reason.",
     ),
-    "peer-auth-ok": Entry(
+    DecisionKind.PEER_AUTH_OK: Entry(
         "messages from the peer of @NODE@ authenticate again",
         _HEAD + " The peer's datagrams that failed authentication have stopped.",
         "@REASON@.",
         "Nothing, if the reason says they authenticate again; otherwise the peer has"
         " gone silent altogether: see the next lines.",
     ),
-    "fence": Entry(
+    DecisionKind.FENCE: Entry(
         "node @NODE@ fences its peer before taking over",
         _HEAD + " The peer's failover service is silent while its kernel answers ICMP"
         " (OS problem): its VIP and services may still be up there. Before claiming"
@@ -204,7 +205,7 @@ ENTRIES: dict[str, Entry] = {
         "@REASON@. Without a fence two nodes could serve the VIP at once.",
         "Watch for the promote line (fenced) or a fence-failed line.",
     ),
-    "fence-failed": Entry(
+    DecisionKind.FENCE_FAILED: Entry(
         "fencing the peer failed; node @NODE@ does not take over",
         _HEAD + " Every configured fence failed (no ssh answer, a refusal, a power fence"
         " command that did not exit 0).",
@@ -214,46 +215,46 @@ ENTRIES: dict[str, Entry] = {
         " `mosqit-failover force-active` on @NODE@ takes over). Fix the ssh fence (the"
         " sync key, sshd on the peer) or configure a power fence in [fencing].",
     ),
-    "maintenance": Entry(
+    DecisionKind.MAINTENANCE: Entry(
         "maintenance mode changed on @NODE@",
         _HEAD + " An operator ran `mosqit-failover maintenance on|off`.",
         "@REASON@. In maintenance the node takes no automatic action: it neither"
         " promotes nor stands down, and stopping the agent leaves everything as is.",
         "Remember to run `mosqit-failover maintenance off` when the work is done.",
     ),
-    "refused": Entry(
+    DecisionKind.REFUSED: Entry(
         "operator command refused on @NODE@",
         _HEAD + " An operator command could not be carried out safely.",
         "@REASON@.",
         "Read the reason: run switchover on the active node, force-active only when"
         " the peer is gone.",
     ),
-    "agent-stop": Entry(
+    DecisionKind.AGENT_STOP: Entry(
         "agent on @NODE@ is stopping",
         _HEAD + " The agent was asked to stop (systemctl stop, SIGTERM).",
         "@REASON@. An active node releases the service so that the peer takes over.",
         "To restart the agent without a switchover, set maintenance mode first.",
     ),
-    "reconfigure": Entry(
+    DecisionKind.RECONFIGURE: Entry(
         "configuration reloaded on @NODE@",
         _HEAD + " The agent took a new configuration without a restart (resource wizard, reload).",
         "@REASON@. On the active node, added resources are started; removed ones are stopped"
         " only when the operator asked for it, else they keep running unmanaged.",
         "Check `mosqit-failover status` on both nodes; both must have the same file.",
     ),
-    "reconfigure-failed": Entry(
+    DecisionKind.RECONFIGURE_FAILED: Entry(
         "a step after a configuration reload failed on @NODE@",
         _HEAD + " Starting or stopping a resource after a reload failed.",
         "@REASON@. The service that was running stays up; the new resource is not running.",
         "Fix the resource (journalctl -u UNIT), then reload again.",
     ),
-    "peer-back": Entry(
+    DecisionKind.PEER_BACK: Entry(
         "peer is back; re-announcing the VIP",
         _HEAD + " The active node hears its peer again.",
         "@REASON@. Gratuitous ARP is sent again so switches and clients learn the VIP's owner.",
         "Nothing.",
     ),
-    "resumed": Entry(
+    DecisionKind.RESUMED: Entry(
         "agent on @NODE@ was not scheduled for a while",
         _HEAD + " The agent did not run for a long time (SIGSTOP, suspend, an overloaded host).",
         "@REASON@. Silence seen across the freeze means nothing, so every timeout restarts now.",

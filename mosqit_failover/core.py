@@ -67,7 +67,22 @@ from mosqit_failover.events import (
     SwitchReachability,
     Tick,
 )
+from mosqit_failover.kinds import AlertKind, DecisionKind
 from mosqit_failover.observations import NEVER, PeerTracker, Uplink
+
+
+class ProtocolError(Exception):
+    """A bug in the core: a move outside `TRANSITIONS`, or a `handle` that did not settle.
+
+    Never a fault of the network, the peer or the operator: the core's rules asked
+    for something its own table does not allow. `actions` holds what the core had
+    decided in that `handle` call before it failed (moves already made), so the
+    shell can still carry them out and stay in step with the core's role.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.actions: list[Action] = []
 
 
 class Trigger(enum.Enum):
@@ -85,8 +100,8 @@ class Trigger(enum.Enum):
 
 W, S, P, A, D = Role.WAITING, Role.STANDBY, Role.PROMOTING, Role.ACTIVE, Role.DEMOTING
 
-# (role, trigger) -> (next role, whether a plan starts now). A move that is
-# not in this table does not happen: the table is the whole protocol.
+# (role, trigger) -> (next role, whether a plan starts now). The table is the whole
+# protocol: a verdict for a move that is not in it is a bug (`ProtocolError`).
 TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (W, Trigger.ELIGIBLE): (S, False),
     (S, Trigger.INELIGIBLE): (W, False),
@@ -99,6 +114,7 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (P, Trigger.PLAN_FAILED): (D, True),  # roll back at once
     (P, Trigger.STAND_DOWN): (D, True),
     (A, Trigger.STAND_DOWN): (D, True),
+    (A, Trigger.PLAN_DONE): (A, False),  # a reload's reconfiguration plan finished
     (D, Trigger.PLAN_DONE): (W, False),
     (D, Trigger.PLAN_FAILED): (D, False),  # retry later, with backoff
     (D, Trigger.RETRY): (D, True),
@@ -108,6 +124,11 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 CALM_AFTER = 5.0
 
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
+
+# Moves one `handle` call may make before it must have settled (`_decide` finds
+# nothing more to do). The longest chain is a few moves, e.g. DEMOTING -> WAITING
+# -> STANDBY; more than this means two rules undo each other: a bug.
+MAX_ROUNDS = 16
 
 # Datagrams from the peer's address that fail authentication for this long (and no
 # authentic one among them) are a misconfiguration, not the restart handshake.
@@ -153,7 +174,7 @@ class Loss:
 @dataclass(frozen=True)
 class Verdict:
     trigger: Trigger
-    kind: str  # decision kind, becomes the MESSAGE_ID
+    kind: DecisionKind  # becomes the MESSAGE_ID
     reason: str
 
 
@@ -198,7 +219,7 @@ class Core:
         self._heartbeat_at = now
         self._last_beat = NEVER
         self._trouble_at = now
-        self._peer_was_recent = False
+        self._peer_was_present = False
         self._auth_failing = ""  # the drop reason while the peer's datagrams fail authentication
         self._fence: FenceAttempt | None = None
         self._manual_peer_lost = False  # said that the peer vanished while MANUAL
@@ -207,19 +228,38 @@ class Core:
     # ---- the interface -------------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
+        """Take one event at `now`; the decisions and actions it leads to, in order.
+
+        Raises ProtocolError (a bug in the core) for a move outside `TRANSITIONS`
+        or when the rules do not settle within MAX_ROUNDS moves; the error carries
+        the actions decided before it.
+        """
         out: list[Action] = []
+        try:
+            self._handle(event, now, out)
+        except ProtocolError as error:
+            error.actions = out
+            raise
+        return out
+
+    def _handle(self, event: Event, now: float, out: list[Action]) -> None:
         if self._startup is not None:
             out.append(self._startup)
             self._startup = None
         self._check_schedule_gap(now, out)
         self._now = now
         verdict = self._observe(event, now, out)
-        for _ in range(4):  # a few steps at once, e.g. DEMOTING -> WAITING -> STANDBY
+        for _ in range(MAX_ROUNDS):  # as many moves as it takes: DEMOTING -> WAITING -> STANDBY
             verdict = verdict or self._decide(now)
             if verdict is None:
                 break
             out += self._apply(verdict, now)
             verdict = None
+        else:
+            raise ProtocolError(
+                f"did not settle after {MAX_ROUNDS} moves on {event!r}: "
+                f"{self.role.value}, last {out[-1] if out else None!r}"
+            )
         self._note_mode(now, out)
         self._note_auth(now, out)
         self._note_peer_return(now, out)
@@ -234,7 +274,6 @@ class Core:
             out.append(SendPeerMessage(self.view(now)))
             self._last_beat = now
             self._heartbeat_at = now + self._beat_period(now)
-        return out
 
     def _troubled(self, event: Event, now: float) -> bool:
         """Anything a faster heartbeat helps with: loss, a link change, a pair not settled.
@@ -253,7 +292,7 @@ class Core:
                 return True
         if self.role not in (A, S) or self._plan_live or self.manual or not self._own_all(now):
             return True
-        peer = self._recent(now)
+        peer = self._peer_present(now)
         return peer is None or not peer.has_all_uplinks
 
     def _beat_period(self, now: float) -> float:
@@ -286,6 +325,8 @@ class Core:
         times += [since + t.settle for since in self._held_since.values()]
         if self._reclaim_by is not None:
             times.append(self._reclaim_by)
+        # always later than the last handle's `now`: a deadline already due was acted
+        # on there (every rule compares `now >= deadline`, as computed here)
         future = [x for x in times if x > self._now and not math.isinf(x)]
         return min(future, default=self._now + t.heartbeat)
 
@@ -317,7 +358,9 @@ class Core:
         """
         self._now = now
         if self._plan_live:
-            return [self._decision("refused", "reload refused: a plan is running; try again")]
+            return [
+                self._decision(DecisionKind.REFUSED, "reload refused: a plan is running; try again")
+            ]
         old = {r.name for r in self.config.resources}
         new = {r.name for r in config.resources}
         added = [r.name for r in config.resources if r.name not in old]
@@ -345,7 +388,7 @@ class Core:
             steps += [StopResource(name) for name in removed] if stop_removed else []
             if not config.sync and had_sync:
                 steps.append(StopSync())
-        out.append(self._decision("reconfigure", f"config reloaded: {summary}"))
+        out.append(self._decision(DecisionKind.RECONFIGURE, f"config reloaded: {summary}"))
         if steps:
             out.append(self._launch(steps))
         return out
@@ -393,7 +436,7 @@ class Core:
         self.peer.restart_timers(now)
         out.append(
             self._decision(
-                "resumed",
+                DecisionKind.RESUMED,
                 f"was not scheduled for {_ms(gap)} (frozen or suspended): timeouts restart now",
             )
         )
@@ -418,17 +461,19 @@ class Core:
                 self._pending.pop(0)
                 if not self._pending:
                     self._plan_live = False
-                    return Verdict(Trigger.PLAN_DONE, "plan-done", self._done_reason())
+                    return Verdict(Trigger.PLAN_DONE, DecisionKind.PLAN_DONE, self._done_reason())
             case ActionFailed(plan, action, error) if plan == self._plan_number and self._plan_live:
                 self._plan_live = False
                 self._pending = []
                 if self.role is A:  # a reconfiguration step: the service itself stays up
                     what = f"{step_name(action)} failed after a reload: {error}"
-                    out.append(self._decision("reconfigure-failed", what))
-                    out.append(Alert("reconfigure-failed", f"{self.node}: {what}"))
+                    out.append(self._decision(DecisionKind.RECONFIGURE_FAILED, what))
+                    out.append(Alert(AlertKind.RECONFIGURE_FAILED, f"{self.node}: {what}"))
                     return None
                 return Verdict(
-                    Trigger.PLAN_FAILED, "plan-failed", f"{step_name(action)} failed: {error}"
+                    Trigger.PLAN_FAILED,
+                    DecisionKind.PLAN_FAILED,
+                    f"{step_name(action)} failed: {error}",
                 )
             case Tick():
                 pass
@@ -469,12 +514,20 @@ class Core:
             and now >= self._failed_until
         )
 
-    def _fresh(self, now: float) -> PeerView | None:
-        """The peer's view, if heard lately enough to block a promotion."""
+    def _peer_blocking_promotion(self, now: float) -> PeerView | None:
+        """The peer's view while it may still hold anything: heard within service_timeout.
+
+        The long window. A peer heard this lately blocks a promotion (its last word
+        says what it holds) and is the peer role the decision lines name.
+        """
         return self.peer.fresh(now, self.timing.service_timeout)
 
-    def _recent(self, now: float) -> PeerView | None:
-        """The peer's view, if heard lately enough to act on it."""
+    def _peer_present(self, now: float) -> PeerView | None:
+        """The peer's view while it is present: heard within peer_gone_after.
+
+        The short window. Only a peer heard this lately is acted on: an election, a
+        handover or failback to it, a switchover, the ARP when it comes back.
+        """
         return self.peer.fresh(now, self.timing.peer_gone_after)
 
     def _held(self, name: str, condition: bool, now: float) -> bool:
@@ -483,7 +536,7 @@ class Core:
             self._held_since.pop(name, None)
             return False
         since = self._held_since.setdefault(name, now)
-        return now - since >= self.timing.settle
+        return now >= since + self.timing.settle  # as next_deadline() computes it
 
     def _peer_outranks(self, peer: PeerView) -> bool:
         if peer.epoch != self.epoch:
@@ -509,14 +562,14 @@ class Core:
                 why = "is in maintenance"
             return Verdict(
                 Trigger.PROMOTE,
-                "promote",
+                DecisionKind.PROMOTE,
                 f"nobody is active and peer {peer.node} {why} ({peer.role.value}): taking over",
             )
         if self._peer_outranks(peer):
             return None
         return Verdict(
             Trigger.PROMOTE,
-            "promote",
+            DecisionKind.PROMOTE,
             f"nobody is active; both present, I win the election ({self._rank_reason(peer)})",
         )
 
@@ -564,7 +617,9 @@ class Core:
         match self.role:
             case Role.WAITING:
                 if own_all:
-                    return Verdict(Trigger.ELIGIBLE, "standby", "sees both networks: standing by")
+                    return Verdict(
+                        Trigger.ELIGIBLE, DecisionKind.STANDBY, "sees both networks: standing by"
+                    )
                 return None
             case Role.STANDBY:
                 return self._decide_standby(now)
@@ -574,7 +629,9 @@ class Core:
                 return self._decide_holding(now) or self._decide_active(now)
             case Role.DEMOTING:
                 if not self._plan_live and now >= self._retry_at:
-                    return Verdict(Trigger.RETRY, "demote-retry", "retrying the demotion plan")
+                    return Verdict(
+                        Trigger.RETRY, DecisionKind.DEMOTE_RETRY, "retrying the demotion plan"
+                    )
                 return None
 
     def _decide_standby(self, now: float) -> Verdict | None:
@@ -583,7 +640,7 @@ class Core:
                 f"{n} ({u.why_not(now)})" for n, u in self.uplinks.items() if not u.healthy(now)
             ]
             reason = f"lost uplink {', '.join(down)}: no authority"
-            return Verdict(Trigger.INELIGIBLE, "waiting", reason)
+            return Verdict(Trigger.INELIGIBLE, DecisionKind.WAITING, reason)
         if self.maintenance or not self._candidate(now):
             return None
         lost = self._peer_lost(now)
@@ -592,30 +649,34 @@ class Core:
         elif lost.os_problem:
             return self._fence_first(lost.reason, now)
         else:
-            return Verdict(Trigger.PROMOTE, "promote", lost.reason)
-        fresh = self._fresh(now)
-        if fresh is not None and fresh.role.may_hold:
+            return Verdict(Trigger.PROMOTE, DecisionKind.PROMOTE, lost.reason)
+        blocking = self._peer_blocking_promotion(now)
+        if blocking is not None and blocking.role.may_hold:
             return None
-        recent = self._recent(now)
-        if recent is not None:
-            return self._wins_election(recent, now)
+        present = self._peer_present(now)
+        if present is not None:
+            return self._wins_election(present, now)
         return None
 
     def _fence_first(self, reason: str, now: float) -> Verdict | None:
         """The OS-problem rule: the peer's kernel answers, so it may still hold the VIP
         and the services. Promote only once a fence has made sure it does not."""
         fence = self._fence
-        fence_now = Verdict(Trigger.FENCE, "fence", f"{reason}: fencing it before taking over")
+        fence_now = Verdict(
+            Trigger.FENCE, DecisionKind.FENCE, f"{reason}: fencing it before taking over"
+        )
         if fence is None:
             return fence_now
         if not fence.done:
             return None
         if fence.fenced:
-            return Verdict(Trigger.PROMOTE, "promote", f"{reason}; fenced: {fence.detail}")
+            return Verdict(
+                Trigger.PROMOTE, DecisionKind.PROMOTE, f"{reason}; fenced: {fence.detail}"
+            )
         if self.config.fencing.on_failure == "promote":
             return Verdict(
                 Trigger.PROMOTE,
-                "promote",
+                DecisionKind.PROMOTE,
                 f"{reason}; FENCING FAILED ({fence.detail}), taking over anyway as "
                 "fencing.on_failure = promote says: the peer may still hold the VIP",
             )
@@ -641,25 +702,25 @@ class Core:
             )
         out.append(
             self._decision(
-                "fence-failed", f"fencing peer {self.peer_name} failed: {detail}; {then}"
+                DecisionKind.FENCE_FAILED, f"fencing peer {self.peer_name} failed: {detail}; {then}"
             )
         )
 
     def _decide_holding(self, now: float) -> Verdict | None:
         """Rules that apply while promoting or active."""
-        fresh = self._fresh(now)
-        if fresh is not None and fresh.role in (P, A) and self._peer_outranks(fresh):
+        rival = self._peer_blocking_promotion(now)
+        if rival is not None and rival.role in (P, A) and self._peer_outranks(rival):
             return Verdict(
                 Trigger.STAND_DOWN,
-                "demote-dual-active",
-                f"two active nodes: peer {fresh.node} outranks me ({self._rank_reason(fresh)})",
+                DecisionKind.DEMOTE_DUAL_ACTIVE,
+                f"two active nodes: peer {rival.node} outranks me ({self._rank_reason(rival)})",
             )
         if self.maintenance:
             return None
         if self._own_none(now):
             return Verdict(
                 Trigger.STAND_DOWN,
-                "demote-isolated",
+                DecisionKind.DEMOTE_ISOLATED,
                 "lost every network (split brain or cut off): releasing the VIP, then stopping "
                 "services and sync",
             )
@@ -667,45 +728,45 @@ class Core:
 
     def _decide_active(self, now: float) -> Verdict | None:
         if self._reclaim_by is not None:
-            recent = self._recent(now)
-            if recent is None and now < self._reclaim_by:
+            present = self._peer_present(now)
+            if present is None and now < self._reclaim_by:
                 return None
             self._reclaim_by = None
             return Verdict(
                 Trigger.RECLAIM,
-                "reclaim",
+                DecisionKind.RECLAIM,
                 f"found VIP/services held after a restart (epoch {self.epoch}) and no active "
                 "peer outranks me: claiming them again",
             )
         if self.maintenance:
             return None
-        recent = self._recent(now)
+        present = self._peer_present(now)
         weaker = (
-            recent is not None
+            present is not None
             and any(not self.uplinks[n].rising() for n in self._lacking(now))
-            and recent.candidate
-            and not recent.role.may_hold
+            and present.candidate
+            and not present.role.may_hold
         )
-        if self._held("weaker", weaker, now) and recent is not None:
+        if self._held("weaker", weaker, now) and present is not None:
             lost = ", ".join(self._lacking(now))
             self._yielding = True
             return Verdict(
                 Trigger.STAND_DOWN,
-                "handover",
-                f"lost uplink {lost} which peer {recent.node} still has: handing over",
+                DecisionKind.HANDOVER,
+                f"lost uplink {lost} which peer {present.node} still has: handing over",
             )
         failback = (
             self.config.failback
-            and recent is not None
-            and recent.node == self.config.preferred
-            and recent.candidate
-            and recent.role is S
+            and present is not None
+            and present.node == self.config.preferred
+            and present.candidate
+            and present.role is S
         )
         if self._held("failback", failback, now):
             self._yielding = True
             return Verdict(
                 Trigger.STAND_DOWN,
-                "failback",
+                DecisionKind.FAILBACK,
                 f"failback: preferred node {self.config.preferred} is back and healthy",
             )
         return None
@@ -714,33 +775,33 @@ class Core:
         """A yielding node stops yielding once the peer took over or cannot."""
         if not self._yielding or self._stopping:
             return
-        fresh = self._fresh(now)
-        if fresh is None or fresh.role.may_hold or not fresh.candidate:
+        blocking = self._peer_blocking_promotion(now)
+        if blocking is None or blocking.role.may_hold or not blocking.candidate:
             self._yielding = False
 
     # ---- operator ------------------------------------------------------
 
     def _operator(self, command: Command, now: float, out: list[Action]) -> Verdict | None:
         def refuse(reason: str) -> None:
-            out.append(self._decision("refused", f"{command.value} refused: {reason}"))
+            out.append(self._decision(DecisionKind.REFUSED, f"{command.value} refused: {reason}"))
 
         match command:
             case Command.MAINTENANCE_ON | Command.MAINTENANCE_OFF:
                 self.maintenance = command is Command.MAINTENANCE_ON
                 what = "on: no automatic action" if self.maintenance else "off: automatic again"
-                out.append(self._decision("maintenance", f"maintenance mode {what}"))
+                out.append(self._decision(DecisionKind.MAINTENANCE, f"maintenance mode {what}"))
             case Command.SWITCHOVER:
-                recent = self._recent(now)
+                present = self._peer_present(now)
                 if self.role is not A:
                     refuse(f"this node is {self.role.value}; run it on the active node")
-                elif recent is None or not recent.candidate or recent.role.may_hold:
-                    state = "not heard" if recent is None else recent.role.value
+                elif present is None or not present.candidate or present.role.may_hold:
+                    state = "not heard" if present is None else present.role.value
                     refuse(f"peer {self.peer_name} cannot take over ({state}, not a candidate)")
                 else:
                     self._yielding = True
                     return Verdict(
                         Trigger.STAND_DOWN,
-                        "switchover",
+                        DecisionKind.SWITCHOVER,
                         f"operator switchover: handing over to {self.peer_name}",
                     )
             case Command.STOP:
@@ -750,10 +811,10 @@ class Core:
                 if self.role in (P, A):
                     return Verdict(
                         Trigger.STAND_DOWN,
-                        "agent-stop",
+                        DecisionKind.AGENT_STOP,
                         "agent stopping: releasing services, sync and VIP for the peer",
                     )
-                out.append(self._decision("agent-stop", "agent stopping"))
+                out.append(self._decision(DecisionKind.AGENT_STOP, "agent stopping"))
             case Command.FORCE_ACTIVE:
                 silent = now - self.peer.last_sign()
                 if self.role.may_hold:
@@ -769,7 +830,7 @@ class Core:
                     self._yielding = False
                     return Verdict(
                         Trigger.FORCE,
-                        "force-active",
+                        DecisionKind.FORCE_ACTIVE,
                         f"operator forced this node active; peer not seen for {_ms(silent)}; "
                         f"DATA MAY BE STALE (my epoch {self.epoch}, peer's last known {known})",
                     )
@@ -779,14 +840,20 @@ class Core:
 
     def _apply(self, verdict: Verdict, now: float) -> list[Action]:
         move = TRANSITIONS.get((self.role, verdict.trigger))
-        if move is None:
-            return []
+        if move is None:  # checked before anything changes: the role stays as it was
+            raise ProtocolError(
+                f"no move from {self.role.value} on {verdict.trigger.value} "
+                f"({verdict.kind}: {verdict.reason})"
+            )
         new_role, runs_plan = move
         out: list[Action] = []
         if verdict.trigger in NEW_EPOCH:
             self.epoch = self._next_epoch()
         old = self.role
         self.role = new_role
+        if old is A and new_role is A:  # a reconfiguration plan finished; nothing else changes
+            out.append(self._decision(verdict.kind, verdict.reason, old))
+            return out
         if verdict.trigger is Trigger.FENCE:
             self._fence = FenceAttempt(self._next_epoch())
             out.append(self._decision(verdict.kind, verdict.reason, old))
@@ -811,9 +878,15 @@ class Core:
     def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:
         if old is P:
             self._failed_until = now + self.timing.start_failure_backoff
-            return [Alert("start-failed", f"{self.node}: promotion failed, rolling back: {reason}")]
+            return [
+                Alert(
+                    AlertKind.START_FAILED, f"{self.node}: promotion failed, rolling back: {reason}"
+                )
+            ]
         self._stop_failures += 1
-        out: list[Action] = [Alert("stop-failed", f"{self.node}: demotion failed: {reason}")]
+        out: list[Action] = [
+            Alert(AlertKind.STOP_FAILED, f"{self.node}: demotion failed: {reason}")
+        ]
         if (
             self._stop_failures > self.timing.stop_retries
             and self.timing.on_stop_failure == "reboot"
@@ -822,7 +895,7 @@ class Core:
         self._retry_at = now + min(2.0**self._stop_failures, 30.0)
         return out
 
-    def _start_plan(self, now: float, kind: str) -> RunPlan:
+    def _start_plan(self, now: float, kind: DecisionKind) -> RunPlan:
         if self.role is P:
             steps: list[PlanStep] = [PersistState(self.epoch, A), ClaimVip(), SendGarp()]
             steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
@@ -835,7 +908,7 @@ class Core:
             # our services stop and our sync drains, which can last seconds when the peer
             # cannot be reached (a lab run kept the VIP 3.5-4.7 s past a cut this way, and
             # both nodes showed it once the cables were back).
-            vip_first = kind in ("demote-dual-active", "demote-isolated")
+            vip_first = kind in (DecisionKind.DEMOTE_DUAL_ACTIVE, DecisionKind.DEMOTE_ISOLATED)
             steps = [PersistState(self.epoch, D)]
             steps += [ReleaseVip(), *stop] if vip_first else [*stop, ReleaseVip()]
             steps += [PersistState(self.epoch, W)]
@@ -849,8 +922,8 @@ class Core:
         self._plan_live = True
         return RunPlan(self._plan_number, tuple(steps))
 
-    def _decision(self, kind: str, reason: str, old: Role | None = None) -> Decision:
-        peer = self._fresh(self._now)
+    def _decision(self, kind: DecisionKind, reason: str, old: Role | None = None) -> Decision:
+        peer = self._peer_blocking_promotion(self._now)
         peer_role = peer.role.value if peer else "UNKNOWN"
         old_role = self.role if old is None else old
         return Decision(kind, self.node, old_role, self.role, self.epoch, peer_role, reason)
@@ -863,13 +936,13 @@ class Core:
         this node cannot tell a dead peer from its own half cut-off, so it says so
         and leaves the takeover to the operator.
         """
-        fresh = self._fresh(now)
+        heard = self._peer_blocking_promotion(now)
         lacking = self._lacking(now)
         if not self.manual:
             shared_loss = (
-                fresh is not None
+                heard is not None
                 and 0 < len(lacking) < len(self.uplinks)
-                and all(not fresh.uplink(n) for n in lacking)
+                and all(not heard.uplink(n) for n in lacking)
             )
             # on only once it holds (networks coming back one after the other are no
             # switch failure)
@@ -878,21 +951,21 @@ class Core:
                 self._manual_peer_lost = False
                 text = f"MANUAL mode: network {', '.join(lacking)} lost on both nodes; "
                 text += "automatic switchover off, the active node keeps serving"
-                out.append(self._decision("manual", text))
+                out.append(self._decision(DecisionKind.MANUAL, text))
             return
         if self._own_all(now):
             text = "automatic mode: both networks back"
-        elif fresh is not None and lacking and all(fresh.uplink(n) for n in lacking):
+        elif heard is not None and lacking and all(heard.uplink(n) for n in lacking):
             text = f"automatic mode: peer {self.peer_name} has network {', '.join(lacking)} again"
         else:
-            self._note_manual_peer(fresh, now, out)
+            self._note_manual_peer(heard, now, out)
             return
         self.manual = False
-        out.append(self._decision("automatic", text))
+        out.append(self._decision(DecisionKind.AUTOMATIC, text))
 
-    def _note_manual_peer(self, fresh: PeerView | None, now: float, out: list[Action]) -> None:
+    def _note_manual_peer(self, heard: PeerView | None, now: float, out: list[Action]) -> None:
         """Say once that the peer vanished during MANUAL mode, and what the operator can do."""
-        if fresh is not None:
+        if heard is not None:
             self._manual_peer_lost = False
             return
         if self._manual_peer_lost or self._own_none(now):
@@ -910,7 +983,7 @@ class Core:
                 f"peer {self.peer_name} lost while in MANUAL mode{was}: no automatic "
                 f"switchover; `mosqit-failover force-active` on {self.node} takes over"
             )
-        out.append(self._decision("manual-peer-lost", text))
+        out.append(self._decision(DecisionKind.MANUAL_PEER_LOST, text))
 
     def _note_auth(self, now: float, out: list[Action]) -> None:
         """Say when the peer's datagrams start and stop failing authentication."""
@@ -928,14 +1001,14 @@ class Core:
             else:
                 then = "its agent is alive, so this node will not take over"
             text = f"{self._auth_text()}; {then} until they authenticate"
-            out.append(self._decision("peer-auth-failed", text))
+            out.append(self._decision(DecisionKind.PEER_AUTH_FAILED, text))
         elif not failing and self._auth_failing:
             self._auth_failing = ""
             if self.peer.heard_at >= self.peer.unauth_at:
                 text = f"messages from peer {self.peer_name} authenticate again"
             else:
                 text = f"no more datagrams from peer {self.peer_name} (authentic or not)"
-            out.append(self._decision("peer-auth-ok", text))
+            out.append(self._decision(DecisionKind.PEER_AUTH_OK, text))
 
     def _auth_text(self) -> str:
         reason = self._auth_failing or self.peer.unauth_reason
@@ -944,13 +1017,15 @@ class Core:
 
     def _note_peer_return(self, now: float, out: list[Action]) -> None:
         """An active node re-announces the VIP when its peer comes back."""
-        recent = self._recent(now) is not None
-        if recent and not self._peer_was_recent and self.role is A and not self._plan_live:
+        present = self._peer_present(now) is not None
+        if present and not self._peer_was_present and self.role is A and not self._plan_live:
             out.append(
-                self._decision("peer-back", f"peer {self.peer_name} is back: re-sending ARP")
+                self._decision(
+                    DecisionKind.PEER_BACK, f"peer {self.peer_name} is back: re-sending ARP"
+                )
             )
             out.append(SendGarp())
-        self._peer_was_recent = recent
+        self._peer_was_present = present
 
     def _adopt(self, inventory: Inventory, now: float) -> Decision | None:
         """Start from what the shell found on the node (a restarted agent)."""
@@ -962,14 +1037,14 @@ class Core:
             self.role = A
             self._reclaim_by = now + self.timing.peer_gone_after
             return self._decision(
-                "adopt",
+                DecisionKind.ADOPT,
                 f"restarted holding {held} (last role {inventory.last_role.value}): "
                 "checking the peer before claiming them again",
             )
         self.role = D
         self._retry_at = now
         return self._decision(
-            "adopt",
+            DecisionKind.ADOPT,
             f"restarted holding {held} but last role was {inventory.last_role.value}: "
             "releasing them",
         )

@@ -13,31 +13,15 @@ import sys
 import uuid
 
 from mosqit_failover.actions import Decision
+from mosqit_failover.kinds import DecisionKind
 
 _NAMESPACE = uuid.UUID("6d6f7371-6974-2d66-6169-6c6f76657221")
 LOGGER = logging.getLogger("mosqit_failover")
 
-# Decisions an operator must see (journal priority 4 = warning, 5 = notice, 6 = info).
-_PRIORITY = {
-    "promote": 4,
-    "force-active": 4,
-    "handover": 4,
-    "switchover": 5,
-    "failback": 5,
-    "demote-dual-active": 4,
-    "demote-isolated": 4,
-    "plan-failed": 3,
-    "manual": 4,
-    "refused": 5,
-    "resumed": 4,
-    "adopt": 5,
-    "reclaim": 5,
-}
-
 
 def message_id(kind: str) -> str:
-    """The journal MESSAGE_ID of a kind of decision (32 hex digits)."""
-    return uuid.uuid5(_NAMESPACE, kind).hex
+    """The journal MESSAGE_ID of a kind of decision (32 hex digits), from its name."""
+    return uuid.uuid5(_NAMESPACE, str(kind)).hex
 
 
 def _journal_available() -> bool:
@@ -58,7 +42,7 @@ class DecisionLog:
                 self._journal = None
 
     def write(self, decision: Decision) -> None:
-        priority = _PRIORITY.get(decision.kind, 6)
+        priority = DecisionKind(decision.kind).priority  # warnings for what operators must see
         try:
             if self._journal is not None:
                 self._journal.send(

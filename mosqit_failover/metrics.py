@@ -65,7 +65,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mosqit_failover.actions import Decision
-from mosqit_failover.catalog import ENTRIES
+from mosqit_failover.kinds import DecisionKind
 from mosqit_failover.metrics_http import serve_metrics
 from mosqit_failover.wire import Reason
 
@@ -282,7 +282,7 @@ class DecisionCounts:
         self._transitions: dict[tuple[str, str, str], int] = {}  # (kind, from, to): count
 
     def add(self, decision: Decision) -> None:
-        key = (decision.kind, decision.old_role.value, decision.role.value)
+        key = (str(decision.kind), decision.old_role.value, decision.role.value)
         with self._lock:
             self._transitions[key] = self._transitions.get(key, 0) + 1
 
@@ -297,7 +297,7 @@ class DecisionCounts:
         )
         with self._lock:
             counted = sorted(self._transitions.items())
-        by_kind = dict.fromkeys(ENTRIES, 0)  # every kind from 0 (see the module's docstring)
+        by_kind = {k.value: 0 for k in DecisionKind}  # every kind from 0 (see the docstring)
         for key, count in counted:
             transitions.add_metric(list(key), count)
             by_kind[key[0]] = by_kind.get(key[0], 0) + count

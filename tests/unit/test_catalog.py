@@ -12,19 +12,22 @@ import pytest
 
 from mosqit_failover import catalog, core
 from mosqit_failover.journal import message_id
+from mosqit_failover.kinds import DecisionKind
 
 
 def _kinds_in_core() -> set[str]:
-    """Every string constant used as a decision kind in core.py.
-
-    That is Verdict(_, KIND, _) and _decision(KIND), both branches of a conditional KIND.
-    """
+    """Every decision kind core.py names: DecisionKind.X in Verdict(_, KIND, _) and
+    _decision(KIND), both branches of a conditional KIND."""
     tree = ast.parse(Path(core.__file__).read_text())
     kinds: set[str] = set()
 
     def constants(node: ast.expr) -> list[str]:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return [node.value]
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "DecisionKind"
+        ):
+            return [DecisionKind[node.attr].value]
         if isinstance(node, ast.IfExp):
             return constants(node.body) + constants(node.orelse)
         return []  # e.g. verdict.kind: that kind comes from a Verdict, counted there
@@ -63,6 +66,17 @@ def test_every_kind_in_the_core_has_a_catalog_entry_with_its_id() -> None:
 
 def test_the_catalog_has_no_entry_for_a_kind_the_core_no_longer_uses() -> None:
     assert set(catalog.ENTRIES) == _kinds_in_core()
+
+
+def test_every_decision_kind_has_its_entry_and_the_core_uses_every_kind() -> None:
+    assert set(catalog.ENTRIES) == set(DecisionKind)
+    assert _kinds_in_core() == {k.value for k in DecisionKind}
+
+
+def test_message_ids_come_from_the_kind_names_as_before() -> None:
+    # journal MESSAGE_IDs are what users match on: the enum must not change them
+    assert message_id(DecisionKind.PROMOTE) == message_id("promote")
+    assert message_id(DecisionKind.PROMOTE) == "a7c6a51c4fae539ea3ce7d45fb60def5"
 
 
 def test_the_shipped_file_is_the_generated_one() -> None:

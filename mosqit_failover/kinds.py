@@ -1,0 +1,89 @@
+"""The kinds of decisions and alerts: one enum each, the one source of their names.
+
+A decision kind's value is its name everywhere: the journal's DECISION field
+and MESSAGE_ID (`journal.message_id`), the catalog entry (`catalog.ENTRIES`),
+the metric label (`mosqit_failover_decisions_total{kind}`), the alert event
+(MOSQIT_EVENT) and the names `alerts.events` accepts. Users match on these
+strings: never change a value. Both enums are `StrEnum`s, so a member equals
+its string (`DecisionKind.PROMOTE == "promote"`).
+
+This module imports nothing of the package, so the config's checks can ask it
+for the known kinds without importing the alerts.
+"""
+
+from __future__ import annotations
+
+import enum
+
+# journal priorities (syslog levels)
+ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
+
+
+class DecisionKind(enum.StrEnum):
+    """What sort of decision a `Decision` line is (see the catalog for each)."""
+
+    PROMOTE = "promote"
+    FORCE_ACTIVE = "force-active"
+    RECLAIM = "reclaim"
+    ADOPT = "adopt"
+    PLAN_DONE = "plan-done"
+    PLAN_FAILED = "plan-failed"
+    DEMOTE_RETRY = "demote-retry"
+    STANDBY = "standby"
+    WAITING = "waiting"
+    HANDOVER = "handover"
+    SWITCHOVER = "switchover"
+    FAILBACK = "failback"
+    DEMOTE_DUAL_ACTIVE = "demote-dual-active"
+    DEMOTE_ISOLATED = "demote-isolated"
+    MANUAL = "manual"
+    AUTOMATIC = "automatic"
+    MANUAL_PEER_LOST = "manual-peer-lost"
+    PEER_AUTH_FAILED = "peer-auth-failed"
+    PEER_AUTH_OK = "peer-auth-ok"
+    FENCE = "fence"
+    FENCE_FAILED = "fence-failed"
+    MAINTENANCE = "maintenance"
+    REFUSED = "refused"
+    AGENT_STOP = "agent-stop"
+    RECONFIGURE = "reconfigure"
+    RECONFIGURE_FAILED = "reconfigure-failed"
+    PEER_BACK = "peer-back"
+    RESUMED = "resumed"
+
+    @property
+    def priority(self) -> int:
+        """The journal priority of its lines: operators must see the warnings."""
+        return _PRIORITY.get(self, INFO)
+
+
+_PRIORITY: dict[DecisionKind, int] = {
+    DecisionKind.PROMOTE: WARNING,
+    DecisionKind.FORCE_ACTIVE: WARNING,
+    DecisionKind.HANDOVER: WARNING,
+    DecisionKind.SWITCHOVER: NOTICE,
+    DecisionKind.FAILBACK: NOTICE,
+    DecisionKind.DEMOTE_DUAL_ACTIVE: WARNING,
+    DecisionKind.DEMOTE_ISOLATED: WARNING,
+    DecisionKind.PLAN_FAILED: ERR,
+    DecisionKind.MANUAL: WARNING,
+    DecisionKind.REFUSED: NOTICE,
+    DecisionKind.RESUMED: WARNING,
+    DecisionKind.ADOPT: NOTICE,
+    DecisionKind.RECLAIM: NOTICE,
+}
+
+
+class AlertKind(enum.StrEnum):
+    """What an `Alert` action (or an escalation) is about: MOSQIT_EVENT of its alert."""
+
+    START_FAILED = "start-failed"
+    STOP_FAILED = "stop-failed"
+    RECONFIGURE_FAILED = DecisionKind.RECONFIGURE_FAILED.value  # a decision line and an alert
+    ESCALATE = "escalate"
+
+
+def known_kinds() -> tuple[str, ...]:
+    """Every event kind a filter (`alerts.events`) may name: decision kinds, then alert kinds."""
+    decisions = sorted(k.value for k in DecisionKind)
+    return (*decisions, *(k.value for k in AlertKind if k.value not in decisions))

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from mosqit_failover.config import load as load_config
 from mosqit_failover.console.auth import ConsoleAuthError
 from mosqit_failover.console.server import ConsoleServer
 from mosqit_failover.control import ControlServer
-from mosqit_failover.core import Core
+from mosqit_failover.core import Core, ProtocolError
 from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import Garp
@@ -76,6 +78,77 @@ from mosqit_failover.sync.manager import SyncManager
 LOGGER = logging.getLogger("mosqit_failover.daemon")
 STOP_TIMEOUT = 120.0
 COMMANDS = {c.value: c for c in Command if c is not Command.STOP}
+
+
+class CoreFeed:
+    """Hands events to the core, one error policy for every source, and keeps its timer.
+
+    An exception the core raises on an event is a bug in the core: it is logged
+    with the event (traceback, and one journal line at priority err), counted
+    (`errors`, `core_errors` in the status), and the agent runs on with the core
+    as it stands: no move outside the table was made (`ProtocolError` is raised
+    before it), and the actions decided before the error are still carried out so
+    the shell stays in step with the core's role.
+
+    Exactly one timer is armed, for the core's next deadline, after every event.
+    A timer that fired is gone even when the core asks for the same deadline again
+    (a Tick that runs a hair before its deadline, as the loop may run it, changes
+    nothing and gets the same deadline back), so it is armed anew.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        loop: asyncio.AbstractEventLoop,
+        log: DecisionLog,
+        carry_out: Callable[[Action], None],
+    ) -> None:
+        self.core = core
+        self.errors = 0  # events on which the core raised
+        self._loop = loop
+        self._log = log
+        self._carry_out = carry_out
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = math.nan  # the deadline the armed timer was set for
+
+    def feed(self, event: Event) -> None:
+        try:
+            actions = self.core.handle(event, self._loop.time())
+        except Exception as error:
+            actions = error.actions if isinstance(error, ProtocolError) else []
+            self.errors += 1
+            LOGGER.exception("the core failed on %r", event)
+            self._log.note(
+                f"BUG: the core failed on {event!r}: {type(error).__name__}: {error}; "
+                f"the agent runs on ({self.errors} such errors since start)",
+                priority=3,
+                CORE_ERROR=type(error).__name__,
+            )
+        for action in actions:
+            self._carry_out(action)
+        self._arm()
+
+    @property
+    def armed_for(self) -> float | None:
+        """The deadline of the armed timer (None: none armed)."""
+        return None if self._timer is None else self._armed_for
+
+    def _arm(self) -> None:
+        wake_at = self.core.next_deadline()
+        if self._timer is not None and wake_at == self._armed_for:
+            return  # most events change nothing
+        self.close()
+        self._armed_for = wake_at
+        self._timer = self._loop.call_at(wake_at, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None  # it fired: whatever the core asks for next is armed anew
+        self.feed(Tick())
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Agent:
@@ -115,8 +188,8 @@ class Agent:
         self.recent: collections.deque[str] = collections.deque(maxlen=50)
         self._said: list[Decision] = []  # decisions of the command being handled
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._core: Core | None = None
+        self._feed: CoreFeed | None = None
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Future[None]] = set()
@@ -139,6 +212,7 @@ class Agent:
         inventory = await self._inventory()
         await asyncio.to_thread(self._write_pid)
         self._core = Core(self.config, self.node.name, inventory, self._loop.time())
+        self._feed = CoreFeed(self._core, self._loop, self.log, self._carry_out)
         self.log.note(
             f"agent starting as {self.node.name}: epoch {inventory.epoch}, last role "
             f"{inventory.last_role.value}, holding VIP: {inventory.holds_vip}, running: "
@@ -170,8 +244,7 @@ class Agent:
             await self.sync.stop()
             self.peerlink.close()
             self.garp.close()
-            if self._timer is not None:
-                self._timer.cancel()
+            self._feed.close()
         self.pid_file.unlink(missing_ok=True)
         self.log.note("agent stopped", priority=5)
         return 0
@@ -318,14 +391,9 @@ class Agent:
     # ---- the core ------------------------------------------------------
 
     def feed(self, event: Event) -> None:
-        assert self._loop is not None
-        for action in self.core.handle(event, self._loop.time()):
-            self._carry_out(action)
-        wake_at = self.core.next_deadline()
-        if self._timer is None or self._timer.when() != wake_at:  # most events change nothing
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_at(wake_at, self.feed, Tick())
+        """Every source's events go through here (CoreFeed: the error policy, the timer)."""
+        assert self._feed is not None
+        self._feed.feed(event)
         if self.core.stopped:
             self._stopped.set()
 
@@ -465,6 +533,7 @@ class Agent:
         }
         snap["recent_decisions"] = list(self.recent)[-20:]
         snap["failovers"] = self.failovers
+        snap["core_errors"] = self._feed.errors if self._feed is not None else 0
         snap["alerts"] = self.alerts.counters()
         snap["sync"] = self.sync.status()
         return snap

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover.kinds import known_kinds
+
 DEFAULT_PATH = Path("/etc/mosqit-failover/mosqit-failover.toml")
 MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; this bounds what load() reads
 
@@ -812,8 +814,6 @@ def _hooks(value: Any) -> tuple[str, ...]:
 
 
 def _event_kinds(value: Any) -> tuple[str, ...]:
-    from mosqit_failover.alerts import known_kinds
-
     kinds = _strings(value)
     for kind in kinds:
         if kind not in known_kinds():

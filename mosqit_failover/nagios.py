@@ -3,14 +3,15 @@
 It asks the local agent over its control socket for `status` and prints one
 line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
 
-    0 OK        exactly one node ACTIVE, the other ready to take over
+    0 OK        exactly one node ACTIVE, every other one ready to take over
     1 WARNING   MANUAL or MAINTENANCE mode, no standby (peer not heard, or it or
-                this node lacks a network), sync lagging (when the agent reports sync)
-    2 CRITICAL  no node ACTIVE, or both ACTIVE, or the peer's messages fail
-                authentication, or fencing the peer failed
+                this node lacks a network), a standby less (multi-server: one of
+                the standbys is not ready), sync lagging (when the agent reports sync)
+    2 CRITICAL  no node ACTIVE, or two ACTIVE, or a peer's messages fail
+                authentication, or fencing a peer failed
     3 UNKNOWN   the agent does not answer, its reply is unreadable, bad arguments
 
-The peer's role counts only if the agent heard from it within --peer-stale
+Each peer's role counts only if the agent heard from it within --peer-stale
 (default 5 s); an older view is "not heard". Perfdata: state (0 WAITING,
 1 STANDBY, 2 PROMOTING, 3 ACTIVE, 4 DEMOTING), epoch, failovers (times this
 node became ACTIVE since the agent started, a counter), probe losses per probe
@@ -112,54 +113,90 @@ def perfdata(status: dict[str, Any], sync_warn: float) -> list[str]:
     return out
 
 
+def _peers(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every peer's view: status["peers"] (multi-server and newer agents), else ["peer"].
+
+    Raises KeyError when a view lacks its node or role."""
+    peers = status.get("peers")
+    views = list(peers.values()) if isinstance(peers, dict) and peers else [status["peer"]]
+    if not all(isinstance(v, dict) and "node" in v and "role" in v for v in views):
+        raise KeyError("peer")
+    return views
+
+
+def _peer_state(peer: dict[str, Any], peer_stale: float) -> tuple[bool, str]:
+    """(heard within peer_stale, how to show it)."""
+    heard_ago = _number(peer.get("heard_ago"))
+    fresh = heard_ago is not None and heard_ago <= peer_stale
+    shown = str(peer["role"]) if fresh else "not heard"
+    if heard_ago is not None and not fresh:
+        shown += f" for {heard_ago:.0f}s"
+    if fresh:
+        shown += f" (epoch {peer.get('epoch')})"
+    return fresh, shown
+
+
 def evaluate(
     status: dict[str, Any], *, peer_stale: float = 5.0, sync_warn: float = 10.0
 ) -> tuple[int, str]:
     """The check's exit code and status line for an agent's status reply (pure)."""
     try:
         node, role, mode = str(status["node"]), str(status["role"]), str(status["mode"])
-        peer = status["peer"]
-        peer_name, peer_role = str(peer["node"]), str(peer["role"])
-        heard = peer.get("heard_ago")
+        peers = _peers(status)
     except (KeyError, TypeError):
         return UNKNOWN, line(UNKNOWN, "the agent's status reply lacks node, role, mode or peer")
-    heard_ago = _number(heard)
-    fresh = heard_ago is not None and heard_ago <= peer_stale
-    peer_known = peer_role if fresh else "not heard"
-    if heard_ago is not None and not fresh:
-        peer_known += f" for {heard_ago:.0f}s"
-    summary = f"{node} {role} ({mode}), epoch {status.get('epoch')}; peer {peer_name} {peer_known}"
-    if fresh:
-        summary += f" (epoch {peer.get('epoch')})"
-    problems: list[tuple[int, str]] = []
-    peer_active = fresh and peer_role == "ACTIVE"
-    if role == "ACTIVE" and peer_active:
-        problems.append((CRITICAL, "both nodes are ACTIVE"))
-    elif role != "ACTIVE" and not peer_active:
-        problems.append((CRITICAL, "no node is ACTIVE"))
-    elif role == "ACTIVE":  # and the peer is not
-        if not fresh:
-            problems.append((WARNING, f"no standby: peer {peer_name} not heard"))
-        elif peer_role != "STANDBY":
-            problems.append((WARNING, f"no standby: peer {peer_name} is {peer_role}"))
-    elif role != "STANDBY":  # the peer is the active one
-        problems.append((WARNING, f"no standby: this node is {role}"))
-    unauthenticated = peer.get("unauthenticated")
-    if unauthenticated:
-        problems.insert(0, (CRITICAL, f"{unauthenticated}; no automatic failover"))
-    fence = peer.get("fence")
-    if isinstance(fence, dict) and fence.get("state") == "failed":
-        problems.append((CRITICAL, f"fencing peer {peer_name} failed: {fence.get('detail')}"))
-    peer_mode = peer.get("mode") if fresh else None
-    for who, their_mode in ((node, mode), (peer_name, peer_mode)):
-        if their_mode in ("MANUAL", "MAINTENANCE"):
-            problems.append((WARNING, f"{who} in {their_mode} mode"))
+    states = [(p, *_peer_state(p, peer_stale)) for p in peers]
+    shown = ", ".join(f"{p['node']} {text}" for p, _, text in states)
+    label = "peer" if len(peers) == 1 else "peers"
+    summary = f"{node} {role} ({mode}), epoch {status.get('epoch')}; {label} {shown}"
+    # the order of the text: what blocks failover first, then roles, fences, modes, sync
+    problems = [
+        (CRITICAL, f"{p['unauthenticated']}; no automatic failover")
+        for p, _, _ in states
+        if p.get("unauthenticated")
+    ]
+    problems += _role_problems(node, role, states)
+    for peer, _, _ in states:
+        fence = peer.get("fence")
+        if isinstance(fence, dict) and fence.get("state") == "failed":
+            what = f"fencing peer {peer['node']} failed: {fence.get('detail')}"
+            problems.append((CRITICAL, what))
+    modes = [(node, mode)] + [(str(p["node"]), p.get("mode")) for p, fresh, _ in states if fresh]
+    problems += [
+        (WARNING, f"{who} in {m} mode") for who, m in modes if m in ("MANUAL", "MAINTENANCE")
+    ]
     lag, _ = sync_numbers(status.get("sync"))
     if lag is not None and lag > sync_warn:
         problems.append((WARNING, f"sync lags {lag:g}s (over {sync_warn:g}s)"))
     code = max((c for c, _ in problems), default=OK)
     text = "; ".join([p for _, p in problems] + [summary])
     return code, line(code, text, perfdata(status, sync_warn))
+
+
+def _role_problems(
+    node: str, role: str, states: list[tuple[dict[str, Any], bool, str]]
+) -> list[tuple[int, str]]:
+    """Exactly one ACTIVE node, and every other one a STANDBY ready to take over."""
+    active = [str(p["node"]) for p, fresh, _ in states if fresh and p["role"] == "ACTIVE"]
+    active += [node] if role == "ACTIVE" else []
+    if len(active) > 1:
+        pair = len(states) == 1
+        return [(CRITICAL, "both nodes are ACTIVE" if pair else f"{', '.join(active)} are ACTIVE")]
+    if not active:
+        return [(CRITICAL, "no node is ACTIVE")]
+    if role != "ACTIVE" and role != "STANDBY":
+        return [(WARNING, f"no standby: this node is {role}")]
+    if role != "ACTIVE":
+        return []
+    missing = []
+    for peer, fresh, _ in states:
+        if not fresh:
+            missing.append(f"peer {peer['node']} not heard")
+        elif peer["role"] != "STANDBY":
+            missing.append(f"peer {peer['node']} is {peer['role']}")
+    if len(missing) == len(states):
+        return [(WARNING, f"no standby: {', '.join(missing)}")]
+    return [(WARNING, f"a standby less: {m}") for m in missing]
 
 
 def _seconds(text: str) -> float:

@@ -319,3 +319,73 @@ def test_a_failed_fence_is_critical() -> None:
     code, text = evaluate(s)
     assert code == CRITICAL
     assert "fencing peer beta failed: ssh fence: no answer" in text
+
+
+def three(
+    role: str = "ACTIVE", beta: tuple[str, float | None] = ("STANDBY", 0.05), **gamma: Any
+) -> dict[str, Any]:
+    """A multi-server status: alpha with peers beta and gamma (gamma's keys as given)."""
+    peers = {
+        "beta": {"node": "beta", "role": beta[0], "epoch": 6, "mode": "AUTO", "heard_ago": beta[1]},
+        "gamma": {"node": "gamma", "role": "STANDBY", "epoch": 2, "mode": "AUTO", "heard_ago": 0.1}
+        | gamma,
+    }
+    return status(role=role, peers=peers)
+
+
+def test_three_nodes_one_active_two_standbys_are_ok() -> None:
+    code, text = evaluate(three())
+    assert code == OK
+    assert (
+        "alpha ACTIVE (AUTO), epoch 7; peers beta STANDBY (epoch 6), gamma STANDBY (epoch 2)"
+        in text
+    )
+
+
+def test_three_nodes_a_standby_not_heard_is_a_standby_less() -> None:
+    code, text = evaluate(three(heard_ago=40.0))
+    assert code == WARNING
+    assert text.startswith("MOSQIT-FAILOVER WARNING - a standby less: peer gamma not heard;")
+    assert "gamma not heard for 40s" in text
+
+
+def test_three_nodes_no_standby_at_all() -> None:
+    code, text = evaluate(three(beta=("WAITING", 0.1), heard_ago=None))
+    assert code == WARNING
+    assert "no standby: peer beta is WAITING, peer gamma not heard" in text
+
+
+def test_three_nodes_two_active_is_critical_and_named() -> None:
+    reply = three(role="STANDBY", beta=("ACTIVE", 0.1))
+    reply["peers"]["gamma"]["role"] = "ACTIVE"
+    code, text = evaluate(reply)
+    assert code == CRITICAL and "beta, gamma are ACTIVE" in text
+
+
+def test_three_nodes_a_stale_active_counts_as_none() -> None:
+    code, text = evaluate(three(role="STANDBY", beta=("ACTIVE", 30.0)))
+    assert code == CRITICAL and "no node is ACTIVE" in text
+
+
+def test_three_nodes_each_peer_failing_authentication_is_critical() -> None:
+    said = "messages from peer gamma fail authentication (bad-mac): the secrets differ"
+    code, text = evaluate(three(unauthenticated=said))
+    assert code == CRITICAL
+    assert text.startswith(f"MOSQIT-FAILOVER CRITICAL - {said}; no automatic failover;")
+
+
+def test_three_nodes_a_failed_fence_names_the_peer() -> None:
+    fence = {"epoch": 8, "state": "failed", "detail": "ssh: timed out"}
+    code, text = evaluate(three(role="STANDBY", beta=("STANDBY", 0.1), heard_ago=9.0, fence=fence))
+    assert code == CRITICAL and "fencing peer gamma failed: ssh: timed out" in text
+
+
+def test_three_nodes_a_peer_in_maintenance_is_a_warning() -> None:
+    code, text = evaluate(three(mode="MAINTENANCE"))
+    assert code == WARNING and "gamma in MAINTENANCE mode" in text
+
+
+def test_a_peer_view_without_a_role_is_unknown() -> None:
+    broken = three()
+    del broken["peers"]["gamma"]["role"]
+    assert evaluate(broken)[0] == UNKNOWN

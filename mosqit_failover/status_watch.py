@@ -26,7 +26,7 @@ MAX_TIMEOUT = 10.0  # ... and at most this long, however long the interval
 
 def format_status(s: dict[str, Any]) -> str:
     """The status reply of the agent as the text `mosqit-failover status` prints."""
-    peer = s["peer"]
+    peer = s["peer"]  # every agent reports it; newer ones also "peers", one per node
     lines = [
         f"cluster {s['cluster']}  VIP {s['vip']}",
         f"this node  {s['node']}: {s['role']} ({s['mode']}), epoch {s['epoch']}"
@@ -34,24 +34,9 @@ def format_status(s: dict[str, Any]) -> str:
     ]
     for net, health in s["uplinks"].items():
         lines.append(f"  uplink {net}: {health}")
-    heard = peer["heard_ago"]
-    heard_text = "never heard" if heard is None else f"heard {heard * 1000:.0f} ms ago"
-    lines.append(
-        f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
-        f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}"
-    )
-    if peer.get("unauthenticated"):
-        lines.append(f"  !! {peer['unauthenticated']}")
-    fence = peer.get("fence")
-    if fence:
-        lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
-    for net, ago in peer["heard_ago_by_network"].items():
-        seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
-        lines.append(
-            f"  network {net}: last message {seen}, echo misses in a row "
-            f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
-            f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
-        )
+    peers = s.get("peers") or {peer["node"]: peer}
+    for view in peers.values():
+        lines += _peer_lines(view, multi=len(peers) > 1)
     for sync in (s.get("sync") or {}).get("dirs", []):
         error = f", last error: {sync['last_error']}" if sync.get("last_error") else ""
         lag = sync.get("lag_seconds")
@@ -68,6 +53,31 @@ def format_status(s: dict[str, Any]) -> str:
     lines.append("recent decisions:")
     lines += [f"  {line}" for line in s["recent_decisions"][-10:]]
     return "\n".join(lines)
+
+
+def _peer_lines(peer: dict[str, Any], multi: bool) -> list[str]:
+    heard = peer["heard_ago"]
+    heard_text = "never heard" if heard is None else f"heard {heard * 1000:.0f} ms ago"
+    data = ""
+    if multi and peer.get("data_epoch") is not None:
+        data = f", data of epoch {peer['data_epoch']}, takes over as no. {peer.get('rank', 0) + 1}"
+    lines = [
+        f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
+        f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}{data}"
+    ]
+    if peer.get("unauthenticated"):
+        lines.append(f"  !! {peer['unauthenticated']}")
+    fence = peer.get("fence")
+    if fence:
+        lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
+    for net, ago in peer["heard_ago_by_network"].items():
+        seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
+        lines.append(
+            f"  network {net}: last message {seen}, echo misses in a row "
+            f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
+            f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
+        )
+    return lines
 
 
 class StatusUnavailable(Exception):

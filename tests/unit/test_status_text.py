@@ -1,0 +1,65 @@
+"""`mosqit-failover status` as text with several peers (multi-server mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosqit_failover.status_watch import format_status
+
+
+def peer(name: str, role: str, epoch: int, heard: float | None, rank: int) -> dict[str, Any]:
+    return {
+        "node": name,
+        "role": role,
+        "epoch": epoch,
+        "mode": "AUTO",
+        "uplinks": {"a": True, "b": True},
+        "heard_ago": heard,
+        "heard_ago_by_network": {"a": heard, "b": heard},
+        "echo_misses": {"a": 0, "b": 0},
+        "unauthenticated": None,
+        "fence": None,
+        "data_epoch": epoch,
+        "rank": rank,
+    }
+
+
+def snapshot(peers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "cluster": "billing",
+        "vip": "192.0.2.50/24",
+        "node": "alpha",
+        "role": "ACTIVE",
+        "mode": "AUTO",
+        "epoch": 9,
+        "candidate": True,
+        "uplinks": {"a": "healthy", "b": "healthy"},
+        "peer": peers[0],
+        "peers": {p["node"]: p for p in peers},
+        "sync": {"dirs": []},
+        "peer_link": {"accepted": 5, "dropped": {}},
+        "recent_decisions": [],
+    }
+
+
+def test_every_peer_gets_its_lines_with_its_data_and_place() -> None:
+    text = format_status(
+        snapshot([peer("beta", "STANDBY", 9, 0.02, 1), peer("gamma", "STANDBY", 7, None, 2)])
+    )
+    assert (
+        "peer       beta: STANDBY (AUTO), epoch 9, heard 20 ms ago, data of epoch 9, "
+        "takes over as no. 2" in text
+    )
+    assert "peer       gamma: STANDBY (AUTO), epoch 7, never heard, data of epoch 7" in text
+    assert text.count("  network a: last message") == 2
+
+
+def test_a_pair_shows_no_takeover_place() -> None:
+    text = format_status(snapshot([peer("beta", "STANDBY", 9, 0.02, 1)]))
+    assert "peer       beta: STANDBY (AUTO), epoch 9, heard 20 ms ago\n" in text
+
+
+def test_an_older_agent_without_peers_is_still_shown() -> None:
+    old = snapshot([peer("beta", "STANDBY", 9, 0.02, 1)])
+    del old["peers"]
+    assert "peer       beta: STANDBY (AUTO), epoch 9, heard 20 ms ago\n" in format_status(old)

@@ -21,6 +21,12 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    reached: a full rsync every :data:`POLL_PERIOD` instead, with a warning.
 5. A full reconcile every ``full_every`` seconds (0 = never).
 
+An engine pushes to one peer. In a multi-server cluster the manager runs one
+engine per (directory, standby) and sets ``resync_after_outage``: a failed run
+that could not reach the peer then also queues a full sync, so a standby that
+comes back is caught up whole before it counts as in sync again. ``on_change``
+(if set) is called after every push, successful or not.
+
 Every change of health is one log line through ``note`` (text, priority).
 """
 
@@ -92,6 +98,9 @@ class Engine:
         self._draining = False
         self._empty_source = False  # the last full sync was held back: the source was empty
         self._loop: asyncio.AbstractEventLoop | None = None
+        # set by the manager after construction (a multi-server fan-out):
+        self.resync_after_outage = False  # an unreachable peer gets a full sync when back
+        self.on_change: Callable[[], None] | None = None  # after each push, failed or not
 
     # ---- status ---------------------------------------------------------
 
@@ -297,8 +306,12 @@ class Engine:
         now = self._now()
         if outcome in (Outcome.OK, Outcome.VANISHED):
             self._succeeded(batch, now)
+            self._changed()
             return
         self.dirty.give_back(dataclasses.replace(batch, moves=unrun), now)
+        if self.resync_after_outage and outcome in (Outcome.UNREACHABLE, Outcome.TIMEOUT):
+            # the peer may come back with anything (restored, reinstalled): catch it up whole
+            self.dirty.need_full("catch up: the peer was unreachable", now)
         if outcome is Outcome.NO_DELETE_IN_BATCH and not batch.full:
             # a full sync deletes with --delete, which that rsync still takes
             self.dirty.need_full(
@@ -321,6 +334,11 @@ class Engine:
         }.get(outcome, "error")
         kept = "a full resync" if self.dirty.full_reason else f"{self.dirty.pending} change(s)"
         self._fail(state, f"{outcome.value}: {detail}; keeping {kept}, retry in {delay:g}s")
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def _push(
         self, batch: Batch, stdin: bytes | None

@@ -1,24 +1,58 @@
-"""What the daemon uses: one engine per [[sync]] directory, on the ACTIVE node only.
+"""What the daemon uses: one engine per ([[sync]] directory, peer), on the ACTIVE node only.
 
-    manager = SyncManager(config, node_name, note)
+    manager = SyncManager(config, node_name, note, on_in_sync=callback)
     manager.start(epoch)      # StartSync: returns at once (wait-for-connection mode)
     await manager.stop()      # StopSync: cancels engines, kills rsync, closes ssh
     manager.reconfigure(cfg)  # reload: returns at once, with what changed (lines)
     manager.status()          # {"running": bool, "epoch": N, "dirs": [per-directory dicts]}
 
+The active node pushes every synced directory to every other node
+(``config.peers_of(node)``; in a pair, the one peer). Each (directory, peer)
+has its own engine and task, its own retry and backoff, and the ssh masters
+are per peer address, so a slow or dead peer never delays the pushes to the
+others. In a multi-server cluster an engine that could not reach its peer
+queues a full sync, so a peer that comes back is caught up whole first
+(a pair keeps resuming with the changes it kept, as it always did).
+
 Guarantees: start is idempotent for the same epoch and restarts the engines
-with a new epoch otherwise; it never waits for the peer and never fails
-because the peer is down or a source directory is missing (that is reported
+with a new epoch otherwise; it never waits for a peer and never fails
+because a peer is down or a source directory is missing (that is reported
 in the status and the journal). stop is idempotent and leaves no process.
 
 reconfigure takes the new [[sync]] list (directories are told apart by
-`path`). While running it starts an engine for each added directory (its
+`path`). While running it starts the engines of each added directory (their
 first push is a full sync), stops the engines of removed ones (nothing is
-deleted on the peer: its copy just stops being updated) and restarts an
-engine whose settings changed (the new one starts once the old one, and its
-rsync, are gone, so two never push the same directory); the others keep
-running untouched. ssh masters no longer used by any directory are closed.
-When not running it only takes the config (the next start uses it).
+deleted on the peers: their copies just stop being updated) and restarts the
+engines of a directory whose settings changed (a new one starts once the old
+one for the same peer, and its rsync, are gone, so two never push the same
+directory to the same peer); the others keep running untouched. ssh masters
+no longer used by any engine are closed. When not running it only takes the
+config (the next start uses it).
+
+status()["dirs"] has one dict per directory, in the config's order. In a
+pair it is that directory's engine status, as it always was, plus ``peers``.
+With several peers it describes the worst of them: ``in_sync`` only when
+every peer is, the largest ``lag_seconds`` and ``pending``, ``state`` and the
+counters of the peer furthest behind, and ``last_error`` of the first peer
+(in ``order``) that has one, prefixed with its name. ``peers`` maps each peer
+name (in ``order``) to {state, in_sync, lag_seconds, pending, last_error,
+full_resync_pending, last_ok_ago}.
+
+on_in_sync(peer, in_sync), when given, tells whether a peer has caught up
+with every synced directory:
+
+- (peer, True) once every engine of that peer has finished a full sync in the
+  current epoch and, after a successful push, had nothing pending;
+- (peer, False) once any of that peer's engines falls behind: a push failed
+  (the peer is unreachable, refuses, is full...), its engine stopped or was
+  restarted (a new epoch, a changed directory: a full sync comes first), a
+  directory was added, or its oldest unsent change is older than
+  BEHIND_AFTER seconds; and for every peer reported in sync when the sync
+  stops (this node is no longer the one pushing);
+- called only on a change (a peer starts as not in sync, so the first call
+  for a peer is True), from the event loop, never from inside start, stop or
+  reconfigure; an exception from it is logged and ignored;
+- never called when there is no [[sync]] directory (no engine: no verdict).
 """
 
 from __future__ import annotations
@@ -27,10 +61,11 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosqit_failover.config import Config, SyncDir
+from mosqit_failover.config import Config, Node, SyncDir
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
@@ -38,6 +73,7 @@ from mosqit_failover.sync.proc import SshMaster
 LOGGER = logging.getLogger("mosqit_failover.sync")
 
 Note = Callable[[str, int], None]
+OnInSync = Callable[[str, bool], None]
 MasterKey = tuple[str, str, int, str, float]
 
 
@@ -48,31 +84,86 @@ def _master_key(sync: SyncDir, host: str) -> MasterKey:
 # how long a stopping sync may push what is still pending
 DRAIN_TIMEOUT = 3.0
 
+BEHIND_AFTER = 30.0
+"""A peer whose oldest unsent change is older than this (seconds) is no longer in sync."""
+
+CHECK_PERIOD = 1.0
+"""How often the lag of the peers reported in sync is looked at (seconds)."""
+
+_PEER_FIELDS = (
+    "state",
+    "in_sync",
+    "lag_seconds",
+    "pending",
+    "last_error",
+    "full_resync_pending",
+    "last_ok_ago",
+)
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One engine: a directory pushed to one peer."""
+
+    peer: str
+    engine: Engine
+    task: asyncio.Task[None]
+    caught_up: bool = field(default=False)
+
 
 class SyncManager:
-    def __init__(self, config: Config, node: str, note: Note, runtime_dir: Path | None = None):
+    def __init__(
+        self,
+        config: Config,
+        node: str,
+        note: Note,
+        runtime_dir: Path | None = None,
+        on_in_sync: OnInSync | None = None,
+    ):
         self.config = config
-        self.peer_node = config.peer_of(node)
+        self.node = node
         self._note = note
+        self._on_in_sync = on_in_sync
         self.runtime_dir = runtime_dir or config.control_socket.parent
         self._masters: dict[MasterKey, SshMaster] = {}
-        self.engines: list[Engine] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._slots: list[_Slot] = []
         self._retiring: set[asyncio.Task[None]] = set()  # stopped engines being waited for
+        self._reported: dict[str, bool] = {}  # the last verdict given to on_in_sync
+        self._checker: asyncio.Task[None] | None = None
         self.epoch: int | None = None
+
+    # ---- views ----------------------------------------------------------
+
+    @property
+    def peers(self) -> tuple[Node, ...]:
+        """The nodes this node pushes to, in `order`."""
+        return self.config.peers_of(self.node)
+
+    @property
+    def engines(self) -> list[Engine]:
+        return [s.engine for s in self._slots]
+
+    @property
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        return [s.task for s in self._slots]
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._slots)
 
-    def _masters_for(self, sync: SyncDir) -> list[SshMaster]:
+    def _peer_names(self) -> str:
+        return ", ".join(p.name for p in self.peers)
+
+    # ---- engines --------------------------------------------------------
+
+    def _masters_for(self, sync: SyncDir, peer: Node) -> list[SshMaster]:
         out = []
-        for attachment in self.peer_node.attachments:
+        for attachment in peer.attachments:
             host = str(attachment.address)
             key = _master_key(sync, host)
             if key not in self._masters:
                 digest = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
-                peer = Peer(
+                ssh = Peer(
                     host,
                     sync.ssh_user,
                     sync.ssh_port,
@@ -80,70 +171,110 @@ class SyncManager:
                     sync.connect_timeout,
                     self.runtime_dir / f"sync-{digest}.ssh",
                 )
-                self._masters[key] = SshMaster(peer)
+                self._masters[key] = SshMaster(ssh)
             out.append(self._masters[key])
         return out
 
+    def _engine_note(self, path: str, peer: str) -> Note:
+        """The engine's journal lines; with several peers they name the peer."""
+        if not self.config.multi_server:
+            return self._note
+        head = f"sync {path}:"
+
+        def note(text: str, priority: int) -> None:
+            if text.startswith(head):
+                text = f"sync {path} -> {peer}:{text[len(head) :]}"
+            else:
+                text = f"{text} (peer {peer})"
+            self._note(text, priority)
+
+        return note
+
+    def _new_slot(
+        self, sync: SyncDir, peer: Node, after: asyncio.Task[None] | None = None
+    ) -> _Slot:
+        assert self.epoch is not None
+        engine = Engine(
+            sync, self._masters_for(sync, peer), self.epoch, self._engine_note(sync.path, peer.name)
+        )
+        if self.config.multi_server:
+            engine.resync_after_outage = True
+        engine.on_change = self._judge
+        slot = _Slot(peer.name, engine, asyncio.create_task(self._guard(engine, peer.name, after)))
+        return slot
+
     def start(self, epoch: int) -> None:
-        """Start (or keep) pushing every directory with this epoch."""
+        """Start (or keep) pushing every directory to every peer with this epoch."""
         if self.running and self.epoch == epoch:
             return
         if self.running:
             self._cancel()
         self.epoch = epoch
-        self.engines = [
-            Engine(sync, self._masters_for(sync), epoch, self._note) for sync in self.config.sync
+        self._slots = [
+            self._new_slot(sync, peer) for sync in self.config.sync for peer in self.peers
         ]
-        self._tasks = [asyncio.create_task(self._guard(e)) for e in self.engines]
-        if self.engines:
+        if self._slots:
             self._note(
                 f"sync started (epoch {epoch}): {', '.join(s.path for s in self.config.sync)} "
-                f"-> {self.peer_node.name}",
+                f"-> {self._peer_names()}",
                 5,
             )
+            self._start_checker()
+        self._judge()
 
     def reconfigure(self, config: Config) -> list[str]:
         """Take a new config; while running, adjust the engines (see the module doc).
 
         Returns the line said about it (also noted), [] when the sync did not change."""
         before = {s.path: s for s in self.config.sync}
+        peers_before = {p.name: p for p in self.peers}
         self.config = config
         if not self.running:
             return []
         assert self.epoch is not None
-        old = {e.sync.path: (e, t) for e, t in zip(self.engines, self._tasks, strict=True)}
+        old = {(s.engine.sync.path, s.peer): s for s in self._slots}
         added = [s.path for s in config.sync if s.path not in before]
         changed = [s.path for s in config.sync if s.path in before and before[s.path] != s]
         removed = [p for p in before if p not in {s.path for s in config.sync}]
-        if not (removed or added or changed):
+        # nodes are fixed on reload (the agent restarts for them); followed all the same
+        moved = {p.name for p in self.peers if peers_before.get(p.name) != p}
+        if not (removed or added or changed or moved or set(peers_before) - {*self._names()}):
             return []
-        stopped = [old[p][1] for p in (*removed, *changed)]
+        keep: set[tuple[str, str]] = set()
+        slots = []
+        for sync in config.sync:
+            for peer in self.peers:
+                key = (sync.path, peer.name)
+                if key in old and sync.path not in changed and peer.name not in moved:
+                    slots.append(old[key])
+                    keep.add(key)
+                else:
+                    previous = old[key].task if key in old else None
+                    slots.append(self._new_slot(sync, peer, previous))
+        stopped = [s.task for key, s in old.items() if key not in keep]
         for task in stopped:
             task.cancel()
-        engines, tasks = [], []
-        for sync in config.sync:
-            if sync.path in old and sync.path not in changed:
-                engine, task = old[sync.path]
-            else:
-                engine = Engine(sync, self._masters_for(sync), self.epoch, self._note)
-                previous = old[sync.path][1] if sync.path in changed else None
-                task = asyncio.create_task(self._guard(engine, previous))
-            engines.append(engine)
-            tasks.append(task)
-        self.engines, self._tasks = engines, tasks
+        self._slots = slots
         retire = asyncio.create_task(self._retire(stopped))
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
         parts = [
             f"added {', '.join(added)} (full sync first)" if added else "",
-            f"stopped {', '.join(removed)} (the copy on {self.peer_node.name} is left as it is)"
+            f"stopped {', '.join(removed)} (the copy on {self._peer_names()} is left as it is)"
             if removed
             else "",
             f"restarted {', '.join(changed)} (settings changed)" if changed else "",
+            f"restarted the push to {', '.join(sorted(moved))} (node changed)" if moved else "",
         ]
         line = f"sync reconfigured (epoch {self.epoch}): " + "; ".join(p for p in parts if p)
         self._note(line, 5)
+        if not self._slots:
+            self._stop_checker()
+        self._judge()
         return [line]
+
+    def _names(self) -> list[str]:
+        return [p.name for p in self.peers]
 
     async def _retire(self, tasks: list[asyncio.Task[None]]) -> None:
         """Wait for stopped engines (their rsync reaped), then close unused ssh masters."""
@@ -152,12 +283,15 @@ class SyncManager:
         used = {
             _master_key(sync, str(a.address))
             for sync in self.config.sync
-            for a in self.peer_node.attachments
+            for peer in self.peers
+            for a in peer.attachments
         }
         masters = [self._masters.pop(k) for k in list(self._masters) if k not in used]
         await asyncio.gather(*(m.close() for m in masters), return_exceptions=True)
 
-    async def _guard(self, engine: Engine, after: asyncio.Task[None] | None = None) -> None:
+    async def _guard(
+        self, engine: Engine, peer: str, after: asyncio.Task[None] | None = None
+    ) -> None:
         try:
             if after is not None:
                 await asyncio.wait([after])  # the old engine of this directory is gone
@@ -165,13 +299,18 @@ class SyncManager:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not end the sync silently
-            LOGGER.exception("sync engine for %s failed", engine.sync.path)
+            LOGGER.exception("sync engine for %s -> %s failed", engine.sync.path, peer)
             engine.state = "error"
             engine.last_error = f"engine failed: {type(error).__name__}: {error}"
-            self._note(f"sync {engine.sync.path}: {engine.last_error}; sync stopped", 2)
+            self._engine_note(engine.sync.path, peer)(
+                f"sync {engine.sync.path}: {engine.last_error}; sync stopped", 2
+            )
+            self._judge()
 
     def _cancel(self) -> list[asyncio.Task[None]]:
-        tasks, self._tasks = self._tasks, []
+        tasks = self._tasks
+        self._slots = []
+        self._stop_checker()
         for task in tasks:
             task.cancel()
         return tasks
@@ -180,23 +319,107 @@ class SyncManager:
         """Stop every engine and close the ssh connections.
 
         Each engine first pushes what is still pending (the service was stopped just
-        before: its last writes must reach the peer on a planned switchover), for at
-        most DRAIN_TIMEOUT seconds; then whatever still runs is cancelled.
+        before: its last writes must reach the peers on a planned switchover), for at
+        most DRAIN_TIMEOUT seconds, all peers at once; then whatever still runs is
+        cancelled.
         """
         for engine in self.engines:
             engine.drain()
-        if self._tasks:
+        if self._slots:
             await asyncio.wait(self._tasks, timeout=DRAIN_TIMEOUT)
         tasks = self._cancel()
+        self._judge()
         await asyncio.gather(*tasks, *self._retiring, return_exceptions=True)
         await asyncio.gather(*(m.close() for m in self._masters.values()))
         if tasks:
             self._note("sync stopped", 5)
+
+    # ---- in sync, per peer ----------------------------------------------
+
+    def _start_checker(self) -> None:
+        if self._on_in_sync is not None and self._checker is None:
+            self._checker = asyncio.create_task(self._check())
+
+    def _stop_checker(self) -> None:
+        checker, self._checker = self._checker, None
+        if checker is not None:
+            checker.cancel()
+
+    async def _check(self) -> None:
+        """Look at the lags now and then: a hung push gives no other sign for a while."""
+        while True:
+            await asyncio.sleep(CHECK_PERIOD)
+            self._judge()
+
+    def _judge(self) -> None:
+        """Update each slot's verdict, then tell on_in_sync what changed, per peer."""
+        if self._on_in_sync is None:
+            return
+        now = asyncio.get_running_loop().time()
+        verdicts: dict[str, bool] = {}
+        for slot in self._slots:
+            slot.caught_up = _caught_up(slot, now)
+            verdicts[slot.peer] = verdicts.get(slot.peer, True) and slot.caught_up
+        if not self._slots:  # stopped, or no directory left: peers said in sync no longer are
+            verdicts = {peer: False for peer, ok in self._reported.items() if ok}
+            if not self.config.sync:
+                verdicts = {}  # never called without [[sync]] (the core's rule then)
+        changes = [(p, ok) for p, ok in verdicts.items() if self._reported.get(p, False) != ok]
+        for peer, ok in changes:
+            self._reported[peer] = ok
+            asyncio.get_running_loop().call_soon(self._tell, peer, ok)
+
+    def _tell(self, peer: str, in_sync: bool) -> None:
+        assert self._on_in_sync is not None
+        try:
+            self._on_in_sync(peer, in_sync)
+        except Exception:
+            LOGGER.exception("on_in_sync(%r, %r) failed", peer, in_sync)
+
+    # ---- status ---------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         now = asyncio.get_running_loop().time() if self.running else 0.0
         return {
             "running": self.running,
             "epoch": self.epoch,
-            "dirs": [e.status(now) for e in self.engines] if self.running else [],
+            "dirs": self._dirs(now) if self.running else [],
         }
+
+    def _dirs(self, now: float) -> list[dict[str, Any]]:
+        by_path: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for slot in self._slots:
+            by_path.setdefault(slot.engine.sync.path, []).append(
+                (slot.peer, slot.engine.status(now))
+            )
+        return [_merge(peers) for peers in by_path.values()]
+
+
+def _caught_up(slot: _Slot, now: float) -> bool:
+    engine = slot.engine
+    if slot.task.done() or engine.full_syncs == 0:
+        return False
+    view = engine.status(now)  # its lag counts the batch in flight too
+    if slot.caught_up:  # in sync until it falls behind
+        return engine.state in ("in-sync", "syncing") and view["lag_seconds"] <= BEHIND_AFTER
+    # caught up: after a full sync, a successful push left nothing pending
+    return bool(view["in_sync"]) and not view["full_resync_pending"]
+
+
+def _merge(peers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One directory's status from its engines' (see the module doc)."""
+    breakdown = {name: {k: one[k] for k in _PEER_FIELDS} for name, one in peers}
+    if len(peers) == 1:
+        return {**peers[0][1], "peers": breakdown}
+    statuses = [one for _, one in peers]
+    worst = max(statuses, key=lambda one: (not one["in_sync"], one["lag_seconds"], one["pending"]))
+    errors = [f"{name}: {one['last_error']}" for name, one in peers if one["last_error"]]
+    return {
+        **worst,
+        "in_sync": all(one["in_sync"] for one in statuses),
+        "lag_seconds": max(one["lag_seconds"] for one in statuses),
+        "pending": max(one["pending"] for one in statuses),
+        "full_resync_pending": any(one["full_resync_pending"] for one in statuses),
+        "last_error": errors[0] if errors else None,
+        "peers": breakdown,
+    }

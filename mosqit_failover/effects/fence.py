@@ -40,7 +40,13 @@ class FenceOutcome:
 
 
 class Fencer:
-    """Fences this node's peer (``cfg.peer_of(node)``) as ``[fencing]`` says.
+    """Fences a peer of this node as ``[fencing]`` says: ``fence(epoch, peer=NAME)``.
+
+    Which peer is the caller's word: ``peer`` names any other node of the
+    config (the ssh fence goes to that node's addresses, the power fence runs
+    that node's ``fencing.power`` command). Without ``peer`` it is the other
+    node of a pair; in a cluster of three or more the peer must be named (a
+    missing, unknown or own name is a failed fence, never a guess).
 
     Guarantees:
 
@@ -67,29 +73,47 @@ class Fencer:
 
     def __init__(self, cfg: configuration.Config, node: str) -> None:
         self.cfg = cfg
+        self.node = node
         self.fencing = cfg.fencing
-        self.peer = cfg.peer_of(node)
 
     def __repr__(self) -> str:
-        return f"Fencer(peer={self.peer.name!r})"
+        return f"Fencer(node={self.node!r})"
 
-    async def fence(self, epoch: int) -> FenceOutcome:
-        """Fence the peer for a promotion in ``epoch``; see the class's guarantees."""
+    def _target(self, peer: str | None) -> configuration.Node | str:
+        """The node to fence, or why there is none."""
+        if peer is None:
+            others = self.cfg.peers_of(self.node)
+            if len(others) == 1:
+                return others[0]
+            return f"no peer named ({len(self.cfg.nodes)} nodes: the peer to fence must be named)"
+        if peer == self.node:
+            return f"{peer!r} is this node"
         try:
-            return await self._fence(epoch)
+            return self.cfg.node(peer)
+        except KeyError:
+            return f"{peer!r} is not a node of this config"
+
+    async def fence(self, epoch: int, *, peer: str | None = None) -> FenceOutcome:
+        """Fence ``peer`` (default: the pair's other node) for a promotion in ``epoch``;
+        see the class's guarantees."""
+        try:
+            target = self._target(peer)
+            if isinstance(target, str):
+                return FenceOutcome(False, f"fence failed: {target}")
+            return await self._fence(epoch, target)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug must not take the shell down: report it
             return FenceOutcome(False, f"fence failed: internal error ({error!r})")
 
-    async def _fence(self, epoch: int) -> FenceOutcome:
+    async def _fence(self, epoch: int, peer: configuration.Node) -> FenceOutcome:
         deadline = time.monotonic() + self.fencing.timeout
-        power = self.fencing.power_command(self.peer.name)
+        power = self.fencing.power_command(peer.name)
         parts: list[str] = []
         fenced = stale = alive = False
         if self.fencing.ssh:
             share = self.fencing.timeout / 2 if power else self.fencing.timeout
-            fenced, text = await self._ssh_fence(epoch, time.monotonic() + share)
+            fenced, text = await self._ssh_fence(epoch, peer, time.monotonic() + share)
             stale = not fenced and STALE in text
             alive = not fenced and ALIVE in text
             parts.append(text)
@@ -110,9 +134,11 @@ class Fencer:
 
     # -- ssh ------------------------------------------------------------------
 
-    async def _ssh_fence(self, epoch: int, deadline: float) -> tuple[bool, str]:
+    async def _ssh_fence(
+        self, epoch: int, peer: configuration.Node, deadline: float
+    ) -> tuple[bool, str]:
         tried: list[str] = []
-        addresses = [str(self.peer.on(n.name).address) for n in self.cfg.networks]
+        addresses = [str(peer.on(n.name).address) for n in self.cfg.networks]
         for index, address in enumerate(addresses):
             left = deadline - time.monotonic()
             if left < 0.5:

@@ -492,3 +492,73 @@ def test_a_node_whose_agent_answers_is_not_fenced(node: Node) -> None:
     assert node.state.load() == (6, Role.ACTIVE)
     assert node.holds_vip()
     assert (node.tmp / "db.running").exists() and (node.tmp / "app.running").exists()
+
+
+# -- a named peer among several ---------------------------------------------------------
+
+GAMMA = """
+[nodes.gamma]
+a = { interface = "eth0", address = "127.0.0.13" }
+b = { interface = "eth1", address = "127.0.1.13" }
+"""
+
+
+def _three(tmp_path: Path, fencing: str) -> Fencer:
+    text = BASE.format(state=tmp_path / "state").replace(
+        'name = "t"\n', 'name = "t"\norder = ["alpha", "beta", "gamma"]\n'
+    )
+    return Fencer(configuration.parse(f"[fencing]\n{fencing}\n{text}{GAMMA}"), "alpha")
+
+
+def test_fencing_a_named_peer_uses_its_addresses_and_its_power_command(tmp_path: Path) -> None:
+    script = _power_script(tmp_path, "exit 0\n")
+    other = tmp_path / "fence_other"
+    other.write_text(f"#!/bin/sh\ntouch {tmp_path}/wrong\nexit 0\n")
+    other.chmod(0o755)
+    port = _free_port()
+    fencer = _three(
+        tmp_path, f'ssh_port = {port}\npower = {{ beta = "{other}", gamma = "{script} g" }}'
+    )
+    outcome = asyncio.run(fencer.fence(7, peer="gamma"))
+    assert outcome.fenced, outcome
+    via_a, via_b, power = outcome.detail.split("; ")
+    assert via_a.startswith("ssh fence via 127.0.0.13: unreachable (")
+    assert via_b.startswith("via 127.0.1.13: unreachable (")
+    assert power == "power fence (fence_test): fenced"
+    assert (tmp_path / "args").read_text() == "g\n" and not (tmp_path / "wrong").exists()
+
+
+def test_a_peer_not_configured_for_power_gets_none_even_if_another_has_one(
+    tmp_path: Path,
+) -> None:
+    script = _power_script(tmp_path, "exit 0\n")
+    port = _free_port()
+    fencer = _three(tmp_path, f'ssh_port = {port}\ntimeout = "2s"\npower = {{ beta = "{script}" }}')
+    outcome = asyncio.run(fencer.fence(7, peer="gamma"))
+    assert not outcome.fenced and outcome.detail.endswith("; power fence: not configured")
+    assert "via 127.0.0.13" in outcome.detail and not (tmp_path / "args").exists()
+
+
+@pytest.mark.parametrize(
+    ("peer", "said"),
+    [
+        (None, "fence failed: no peer named (3 nodes: the peer to fence must be named)"),
+        ("alpha", "fence failed: 'alpha' is this node"),
+        ("delta", "fence failed: 'delta' is not a node of this config"),
+    ],
+)
+def test_a_fence_without_a_valid_peer_fails_without_trying(
+    tmp_path: Path, peer: str | None, said: str
+) -> None:
+    script = _power_script(tmp_path, "exit 0\n")
+    fencer = _three(tmp_path, f'ssh = false\npower = {{ beta = "{script}", gamma = "{script}" }}')
+    assert asyncio.run(fencer.fence(7, peer=peer)) == FenceOutcome(False, said)
+    assert not (tmp_path / "args").exists()
+
+
+def test_a_pair_fences_its_peer_by_default_or_by_name(tmp_path: Path) -> None:
+    script = _power_script(tmp_path, "exit 0\n")
+    fencer = _fencer(tmp_path, f'ssh = false\npower = {{ beta = "{script}" }}')
+    expected = FenceOutcome(True, "ssh fence: off; power fence (fence_test): fenced")
+    assert asyncio.run(fencer.fence(7)) == expected
+    assert asyncio.run(fencer.fence(7, peer="beta")) == expected

@@ -17,11 +17,11 @@ dashboards group the two nodes of a pair without hand-kept target labels:
     mosqit_failover_uplink_healthy{network}   this node's uplink (carrier and switch)
     mosqit_failover_epoch                     the promotion epoch
     mosqit_failover_failovers_total           times this node became ACTIVE since the agent started
-    mosqit_failover_peer_state{role}          the peer's last known role (UNKNOWN if never heard)
-    mosqit_failover_peer_uplink_healthy{network}  the peer's uplinks as it last reported them
-    mosqit_failover_peer_heard_seconds        since the last message from the peer
-    mosqit_failover_peer_auth_failing         1 while the peer's datagrams fail authentication
-    mosqit_failover_fence_state{state}        the last fence attempt: running, fenced or failed
+    mosqit_failover_peer_state{peer,role}     each peer's last known role (UNKNOWN if never heard)
+    mosqit_failover_peer_uplink_healthy{peer,network}  a peer's uplinks as it last reported them
+    mosqit_failover_peer_heard_seconds{peer}  since the last message from that peer
+    mosqit_failover_peer_auth_failing{peer}   1 while that peer's datagrams fail authentication
+    mosqit_failover_fence_state{peer,state}   the last fence of that peer: running, fenced, failed
                                               (all 0 when there was none)
     mosqit_failover_decisions_total{kind}     decisions by kind (promote, fence-failed, ...),
                                               every kind of the journal catalog from 0
@@ -138,56 +138,59 @@ def families(status: dict[str, Any]) -> list[Metric]:
                 P + "failovers", "Times this node became ACTIVE since start.", value=failovers
             )
         )
-    peer = status.get("peer")
-    if isinstance(peer, dict):
-        out += _peer_families(peer)
+    peers = status.get("peers")
+    if not isinstance(peers, dict) or not peers:  # an older agent: its one peer
+        peer = status.get("peer")
+        peers = {peer.get("node"): peer} if isinstance(peer, dict) else {}
+    out += _peer_families([p for p in peers.values() if isinstance(p, dict)])
     out += _probe_families(status.get("probes"))
     out += _link_families(status.get("peer_link"))
     out += _sync_families(status.get("sync"))
     return out
 
 
-def _peer_families(peer: dict[str, Any]) -> list[Metric]:
-    out: list[Metric] = [
-        _one_of(
-            P + "peer_state",
-            "The peer's last known role.",
-            "role",
-            (*ROLES, "UNKNOWN"),
-            peer.get("role"),
-        )
-    ]
-    out += _flags(
+def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
+    """The peer_* families, one set of series per peer (label `peer`)."""
+    if not peers:
+        return []
+    labels = ["peer"]
+    state = GaugeMetricFamily(
+        P + "peer_state", "The peer's last known role.", labels=[*labels, "role"]
+    )
+    uplink = GaugeMetricFamily(
         P + "peer_uplink_healthy",
         "The peer's uplinks as it last reported them.",
-        "network",
-        peer.get("uplinks"),
+        labels=[*labels, "network"],
     )
-    heard = _num(peer.get("heard_ago"))
-    if heard is not None:
-        out.append(
-            GaugeMetricFamily(
-                P + "peer_heard_seconds", "Seconds since the last peer message.", value=heard
-            )
-        )
-    out.append(
-        GaugeMetricFamily(
-            P + "peer_auth_failing",
-            "1 while datagrams from the peer's address fail authentication.",
-            value=1 if peer.get("unauthenticated") else 0,
-        )
+    heard = GaugeMetricFamily(
+        P + "peer_heard_seconds", "Seconds since the last peer message.", labels=labels
     )
-    fence = peer.get("fence")
-    out.append(
-        _one_of(
-            P + "fence_state",
-            "The last attempt to fence the peer (1 = its state; all 0 if none).",
-            "state",
-            FENCE_STATES,
-            fence.get("state") if isinstance(fence, dict) else None,
-        )
+    auth = GaugeMetricFamily(
+        P + "peer_auth_failing",
+        "1 while datagrams from the peer's address fail authentication.",
+        labels=labels,
     )
-    return out
+    fence = GaugeMetricFamily(
+        P + "fence_state",
+        "The last attempt to fence the peer (1 = its state; all 0 if none).",
+        labels=[*labels, "state"],
+    )
+    for peer in peers:
+        name = str(peer.get("node"))
+        for role in (*ROLES, "UNKNOWN"):
+            state.add_metric([name, role], 1.0 if peer.get("role") == role else 0.0)
+        uplinks = peer.get("uplinks")
+        for net, ok in sorted(uplinks.items() if isinstance(uplinks, dict) else []):
+            uplink.add_metric([name, str(net)], 1.0 if ok else 0.0)
+        ago = _num(peer.get("heard_ago"))
+        if ago is not None:
+            heard.add_metric([name], ago)
+        auth.add_metric([name], 1.0 if peer.get("unauthenticated") else 0.0)
+        attempt = peer.get("fence")
+        current = attempt.get("state") if isinstance(attempt, dict) else None
+        for value in FENCE_STATES:
+            fence.add_metric([name, value], 1.0 if value == current else 0.0)
+    return [state, uplink, heard, auth, fence]
 
 
 def _probe_families(probes: Any) -> list[Metric]:

@@ -115,9 +115,9 @@ def test_a_scrape_shows_state_epoch_probes_drops_and_transitions() -> None:
     assert got[("mosqit_failover_state", (("role", "STANDBY"),))] == 0
     assert got[("mosqit_failover_mode", (("mode", "MANUAL"),))] == 1
     assert got[("mosqit_failover_epoch", ())] == 7
-    assert got[("mosqit_failover_peer_state", (("role", "STANDBY"),))] == 1
-    assert got[("mosqit_failover_peer_heard_seconds", ())] == pytest.approx(0.04)
-    assert got[("mosqit_failover_peer_auth_failing", ())] == 0
+    assert got[("mosqit_failover_peer_state", (("peer", "beta"), ("role", "STANDBY")))] == 1
+    assert got[("mosqit_failover_peer_heard_seconds", (("peer", "beta"),))] == pytest.approx(0.04)
+    assert got[("mosqit_failover_peer_auth_failing", (("peer", "beta"),))] == 0
     peer_a = (("network", "a"), ("probe", "peer-a"), ("target", "peer"))
     assert got[("mosqit_failover_probe_sent_total", peer_a)] == 120
     assert got[("mosqit_failover_probe_lost_total", peer_a)] == 3
@@ -141,10 +141,10 @@ def test_a_real_standby_shows_its_role_candidacy_and_uplinks() -> None:
     assert got[("mosqit_failover_candidate", ())] == 1
     assert got[("mosqit_failover_uplink_healthy", (("network", "a"),))] == 1
     assert got[("mosqit_failover_uplink_healthy", (("network", "b"),))] == 1
-    assert got[("mosqit_failover_peer_uplink_healthy", (("network", "b"),))] == 1
-    assert got[("mosqit_failover_peer_state", (("role", "ACTIVE"),))] == 1
+    assert got[("mosqit_failover_peer_uplink_healthy", (("network", "b"), ("peer", "alpha")))] == 1
+    assert got[("mosqit_failover_peer_state", (("peer", "alpha"), ("role", "ACTIVE")))] == 1
     assert got[("mosqit_failover_failovers_total", ())] == 0
-    assert got[("mosqit_failover_fence_state", (("state", "failed"),))] == 0
+    assert got[("mosqit_failover_fence_state", (("peer", "alpha"), ("state", "failed")))] == 0
     assert got[("mosqit_failover_sync_running", ())] == 0
 
     h.set_carrier("b", False)  # the standby's cable on network b is pulled
@@ -165,8 +165,8 @@ def test_a_failed_fence_shows_in_its_state_and_its_decision_counter() -> None:
     h.run_until(h.now + 7)
     text = asyncio.run(serve_and_scrape(lambda: daemon_status(h), h.decisions()))
     got = samples(text, SIM_IDENT)
-    assert got[("mosqit_failover_fence_state", (("state", "failed"),))] == 1
-    assert got[("mosqit_failover_fence_state", (("state", "fenced"),))] == 0
+    assert got[("mosqit_failover_fence_state", (("peer", "alpha"), ("state", "failed")))] == 1
+    assert got[("mosqit_failover_fence_state", (("peer", "alpha"), ("state", "fenced")))] == 0
     assert got[("mosqit_failover_decisions_total", (("kind", "fence-failed"),))] >= 1
     assert got[("mosqit_failover_decisions_total", (("kind", "promote"),))] == 0
     assert got[("mosqit_failover_role", ())] == 1  # not taking over unfenced

@@ -37,7 +37,7 @@ class Command(enum.Enum):
 
 @dataclass(frozen=True)
 class PeerView:
-    """What a node tells its peer about itself in every UDP message."""
+    """What a node tells its peers about itself in every UDP message."""
 
     node: str
     role: Role
@@ -47,6 +47,16 @@ class PeerView:
     yielding: bool  # handed over on purpose: wants the peer to take over now
     maintenance: bool
     manual: bool  # automatic switchover is off on the sender (one network lost on both)
+    # Multi-server mode (wire version 3; a version-2 datagram leaves the defaults):
+    data_epoch: int = 0  # the newest epoch whose data the sender has in full
+    heard: tuple[str, ...] = ()  # the nodes the sender heard directly, lately
+    in_sync: tuple[str, ...] = ()  # from an active node: the standbys fully synced
+    successor: str = ""  # from an active node handing over on purpose: to whom ("" none)
+
+    @property
+    def freshness(self) -> int:
+        """How fresh the sender's data can be: its own epoch or the synced one."""
+        return max(self.epoch, self.data_epoch)
 
     def uplink(self, network: str) -> bool:
         return dict(self.uplinks).get(network, False)

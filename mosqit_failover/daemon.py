@@ -400,7 +400,7 @@ class Agent:
     def _peer_message(self, network: str, view: PeerView) -> None:
         self.feed(PeerMessage(network, view))
 
-    def _peer_unauthenticated(self, network: str, reason: str, detail: str) -> None:
+    def _peer_unauthenticated(self, peer: str, network: str, reason: str, detail: str) -> None:
         self.feed(PeerUnauthenticated(network, reason))
 
     async def _fence(self, epoch: int) -> None:

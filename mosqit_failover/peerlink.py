@@ -1,19 +1,24 @@
-"""The UDP peer link: one socket, a datagram to the peer on every network.
+"""The UDP peer link: one socket, a datagram to every peer on every network.
 
-Guarantees: only authenticated, fresh, well-formed datagrams from the peer
+Guarantees: only authenticated, fresh, well-formed datagrams from a peer
 reach `deliver` (with the network they came in on, known by the peer's source
-address); everything else is dropped, counted per reason and logged at most
-once per reason every 10 s. Sending never blocks and never raises: a network
-that is down just loses the datagram, as a cable would.
+address; the view names the peer); everything else is dropped, counted per
+reason and logged at most once per peer and reason every 10 s. Sending never
+blocks and never raises: a network that is down just loses the datagram, as a
+cable would.
 
-A datagram from one of the peer's configured addresses that is dropped for any
+A datagram from one of a peer's configured addresses that is dropped for any
 reason but LATE (another secret, a stale clock, a replay, ...) still shows
-that something on the peer sends on our port: it goes to `on_unauthenticated`
-as (network, reason value, detail), never to `deliver`. A datagram from any
-other address is only counted (`foreign`).
+that something on that peer sends on our port: it goes to
+`on_unauthenticated` as (peer, network, reason value, detail), never to
+`deliver`. An authentic datagram signed by another node than the one whose
+address it came from is UNKNOWN_SENDER (and reported for the address's node).
+A datagram from an address that is no node's is only counted (`foreign`).
 
-The Sender and the Receiver share one boot id; every datagram sent carries as
-its ack the peer's boot id the Receiver last learned (see wire.py).
+The Sender and the Receiver share one boot id. The Receiver keeps each peer's
+replay state apart (see wire.py); every datagram is encoded for its
+destination, with that peer's boot id as the Receiver last learned it as its
+ack, so a copy sent to one peer is never accepted by another.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from mosqit_failover.wire import (
 )
 
 Deliver = Callable[[str, PeerView], None]
-# (network, Reason.value such as "bad-mac", detail without unauthenticated strings)
-Unauthenticated = Callable[[str, str, str], None]
+# (peer node name, network, Reason.value such as "bad-mac", detail without
+# unauthenticated strings); the peer is the node whose address the datagram came from
+Unauthenticated = Callable[[str, str, str, str], None]
 
 
 class PeerLink(asyncio.DatagramProtocol):
@@ -55,31 +61,40 @@ class PeerLink(asyncio.DatagramProtocol):
         *,
         on_unauthenticated: Unauthenticated | None = None,
     ) -> None:
-        peer = config.peer_of(node)
+        peers = config.peers_of(node)
         self._port = config.port
         self._deliver = deliver
         self._on_unauthenticated = on_unauthenticated
         self._log = log
         self.boot_id = new_boot_id()
         self._sender = Sender(config.cluster, node, keyring, self.boot_id)
-        self.receiver = Receiver(config.cluster, node, peer.name, keyring, boot_id=self.boot_id)
-        self._peer_addresses = {str(a.address): a.network for a in peer.attachments}
-        self._destinations = [(str(a.address), a.network) for a in peer.attachments]
+        self.receiver = Receiver(
+            config.cluster, node, [p.name for p in peers], keyring, boot_id=self.boot_id
+        )
+        # source address -> (peer, network); (peer, address) for every peer and network
+        self._peer_addresses = {
+            str(a.address): (p.name, a.network) for p in peers for a in p.attachments
+        }
+        self._destinations = [(p.name, str(a.address)) for p in peers for a in p.attachments]
         self._rate = RateLimitedLog(10.0)
         self._transport: asyncio.DatagramTransport | None = None
         self.sent = 0
         self.send_errors = 0
-        self.foreign = 0  # datagrams from an address that is not the peer's
+        self.foreign = 0  # datagrams from an address that is no peer's
 
     async def open(self, host: str = "0.0.0.0", port: int | None = None) -> None:
         """Bind the socket: every address on the cluster port unless told otherwise
         (tests bind a loopback address and port 0)."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # DSCP EF: heartbeats first
-        sock.bind((host, self._port if port is None else port))
-        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # DSCP EF: heartbeats first
+            sock.bind((host, self._port if port is None else port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,12 +118,13 @@ class PeerLink(asyncio.DatagramProtocol):
         self.receiver.keyring = keyring
 
     def send(self, view: PeerView) -> None:
+        """`view` to every peer on every network, each datagram with its peer's ack."""
         if self._transport is None:
             return
-        self._sender.ack = self.receiver.ack_for_peer
-        for address, _network in self._destinations:
+        for peer, address in self._destinations:
             try:
-                data = self._sender.encode(view, time.time())
+                ack = self.receiver.ack_for(peer)
+                data = self._sender.encode(view, time.time(), ack=ack)
                 self._transport.sendto(data, (address, self._port))
                 self.sent += 1
             except (OSError, EncodeError):
@@ -120,38 +136,39 @@ class PeerLink(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         source = str(addr[0])
-        network = self._peer_addresses.get(source)
+        known = self._peer_addresses.get(source)
         now = time.time()
-        if network is None:
+        if known is None:
             self.foreign += 1
             suppressed = self._rate.check("foreign", now)
             if suppressed is not None:
                 self._log.note(
-                    f"dropped a datagram from {_safe(source)} (not the peer's address)"
+                    f"dropped a datagram from {_safe(source)} (no peer's address)"
                     + (f"; {suppressed} more since the last report" if suppressed else ""),
                     priority=4,
                 )
             return
+        peer, network = known
         if len(data) > MAX_DATAGRAM:
             data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
-        result = self.receiver.decode(data, now)
+        result = self.receiver.decode(data, now, expected_sender=peer)
         if isinstance(result, PeerView):
             self._deliver(network, result)
             return
         if result.reason is Reason.LATE:
             return  # the other network's copy arrived first: nothing wrong
-        suppressed = self._rate.check(result.reason, now)
+        suppressed = self._rate.check((peer, result.reason), now)
         if suppressed is not None:
             more = f"; {suppressed} more since the last report" if suppressed else ""
             self._log.note(
-                f"dropped a peer datagram on network {network}: {result.reason.value}"
-                f" {result.detail}{more}",
+                f"dropped a datagram from {peer}'s address on network {network}:"
+                f" {result.reason.value} {result.detail}{more}",
                 # normal for about one heartbeat round trip after either agent starts
                 priority=6 if result.reason is Reason.UNCONFIRMED else 4,
                 DROP_REASON=result.reason.value,
             )
         if self._on_unauthenticated is not None:
-            self._on_unauthenticated(network, result.reason.value, result.detail)
+            self._on_unauthenticated(peer, network, result.reason.value, result.detail)
 
 
 def _safe(address: str) -> str:

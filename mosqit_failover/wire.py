@@ -3,17 +3,18 @@
 Pure code: no sockets, no clock reads; whatever needs time takes `now`
 (wall-clock seconds, as from time.time()) as a parameter.
 
-Packet layout, version 2 (network byte order; offsets in bytes)::
+Packet layout, version 3 (network byte order; offsets in bytes)::
 
     off  size  field
       0     2  magic            b"MQ"
-      2     1  version          2
+      2     1  version          3 (2 is still decoded, see below)
       3     1  key id           1..255, the key that made the MAC
       4    16  boot id          random per agent start
      20     8  sequence         u64, strictly increasing per boot id (first is 1)
      28     8  timestamp        u64, wall-clock milliseconds since the epoch
      36    16  ack              the RECEIVER's boot id as the sender last learned it
-                                (all zeros: the sender has heard no datagram of it yet)
+                                (all zeros: the sender has heard no datagram of it yet);
+                                one receiver's, so every destination gets its own datagram
      52     1  cluster length   C (1..255)
      53     C  cluster name     UTF-8, printable
       .     1  node length      N (1..255)
@@ -25,14 +26,41 @@ Packet layout, version 2 (network byte order; offsets in bytes)::
       .     1    name length    L (1..255)
       .     L    network name   UTF-8, printable, unique in the message
       .     1    healthy        0 or 1
+      .     8  data epoch       i64, must be >= 0                          (version 3 on)
+      .     1  heard count      H (0..MAX_LISTED_NODES = 7), then H times: (version 3 on)
+      .     1    name length    L (1..MAX_NODE_NAME_BYTES = 63)
+      .     L    node name      UTF-8, printable, unique in the list, not the sender
+      .     1  in-sync count    S (0..7), then S node names as for heard   (version 3 on)
+      .     1  successor length L (0..63; 0: no successor)                  (version 3 on)
+      .     L  successor        UTF-8, printable, not the sender           (version 3 on)
     end-32 32  HMAC-SHA256(secret of key id, every byte before it)
 
-The whole datagram is at most MAX_DATAGRAM (512) bytes. Version 1 (without
-the ack) is rejected as UNKNOWN_VERSION.
+Version 2 is the same up to the uplinks, then the MAC. It is still decoded
+(data_epoch 0, heard and in_sync empty, no successor), so during a rolling
+upgrade an upgraded node keeps hearing an un-upgraded one; the encoder always
+sends 3. An un-upgraded (version 2) agent rejects version 3 as UNKNOWN_VERSION
+from the upgraded node's own address: its core counts that as an alive peer
+failing authentication, so it never promotes past it, but it hears no view
+either until it is upgraded too. Version 1 (without the ack) is rejected as
+UNKNOWN_VERSION.
+
+The whole datagram is at most MAX_DATAGRAM (1323) bytes: the largest valid
+config (8 nodes, two networks, every cluster, node and network name 63 bytes
+long as config.py allows, both lists full, a successor) fits exactly, under a
+1472-byte UDP payload (1500-byte MTU); the encoder refuses anything larger
+(longer names within the per-field 255 still encode while the total fits).
 
 Decoding order: size, magic, version, then a walk over the length bytes only
 (TRUNCATED / trailing bytes), then the key id and the MAC. Nothing else is
-interpreted before the MAC has been verified.
+interpreted before the MAC has been verified. Bounds on the counts and name
+lengths of the version-3 fields, and every name in them, are checked after the
+MAC (MALFORMED), since only a key holder could have sent them.
+
+Several peers: one Receiver keeps the replay state (learned boot id, ack,
+window, retired starts) per configured peer, keyed by the sender name that the
+MAC covers, so no peer's datagrams ever touch another's state. A datagram
+made for another destination carries that node's boot id as its ack and is
+UNCONFIRMED here.
 
 Why the ack: the replay window lives in memory, so a freshly started receiver
 has no record of what its previous run accepted. A datagram is accepted only
@@ -53,19 +81,23 @@ import hmac
 import math
 import secrets
 import struct
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
 
 from mosqit_failover.authkeys import Keyring
 from mosqit_failover.events import PeerView, Role
 
 MAGIC = b"MQ"
-VERSION = 2
-MAX_DATAGRAM = 512
+VERSION = 3  # what the encoder sends
+DECODED_VERSIONS = (2, 3)
 MAC_SIZE = 32
 BOOT_ID_SIZE = 16
-MAX_NAME_BYTES = 255
+MAX_NAME_BYTES = 255  # any one name field of the wire (one length byte)
 MAX_UPLINKS = 255
+MAX_NODES = 8  # as config.MAX_NODES
+MAX_NODE_NAME_BYTES = 63  # the longest node, network or cluster name config.py accepts
+MAX_LISTED_NODES = MAX_NODES - 1  # heard, in_sync: every node but the sender
+CONFIG_NETWORKS = 2  # config.py: exactly two networks
 DEFAULT_WINDOW = 30.0
 REPLAY_WINDOW = 64  # sequence numbers remembered behind the newest
 RETIRED_STARTS = 64  # boot ids of the peer's earlier starts, never accepted again
@@ -76,6 +108,7 @@ _HEADER = struct.Struct("!2sBB16sQQ16s")
 NO_ACK = bytes(BOOT_ID_SIZE)  # the ack of a sender that has heard no datagram of the receiver
 _VIEW = struct.Struct("!BqB")  # role, epoch, flags
 _U8 = struct.Struct("!B")
+_I64 = struct.Struct("!q")  # data epoch (version 3)
 _U64_MAX = 2**64 - 1
 _I64_MAX = 2**63 - 1
 
@@ -96,8 +129,27 @@ _FLAG_MANUAL = 0x04
 _FLAG_YIELDING = 0x08
 _FLAGS_KNOWN = _FLAG_CANDIDATE | _FLAG_MAINTENANCE | _FLAG_MANUAL | _FLAG_YIELDING
 
-# Smallest possible datagram: header, 1-byte cluster, 1-byte node, view, no uplinks, MAC.
+# Smallest possible datagram: header, 1-byte cluster, 1-byte node, view, no uplinks, MAC
+# (version 2; a version 3 one adds the data epoch, two empty lists and no successor).
 MIN_DATAGRAM = _HEADER.size + 2 + 2 + _VIEW.size + 1 + MAC_SIZE
+_V3_TAIL_MIN = _I64.size + 1 + 1 + 1
+MIN_DATAGRAM_V3 = MIN_DATAGRAM + _V3_TAIL_MIN
+_MIN_BY_VERSION = {2: MIN_DATAGRAM, 3: MIN_DATAGRAM_V3}
+
+_LONGEST_NAME = 1 + MAX_NODE_NAME_BYTES  # length byte and name
+# The largest datagram of a valid config: every name 63 bytes, 8 nodes, both lists full.
+MAX_DATAGRAM = (
+    _HEADER.size
+    + 2 * _LONGEST_NAME  # cluster, node
+    + _VIEW.size
+    + 1
+    + CONFIG_NETWORKS * (_LONGEST_NAME + 1)  # uplinks: name, healthy
+    + _I64.size
+    + 2 * (1 + MAX_LISTED_NODES * _LONGEST_NAME)  # heard, in_sync
+    + _LONGEST_NAME  # successor
+    + MAC_SIZE
+)
+assert MAX_DATAGRAM == 1323 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
 
 
 class EncodeError(ValueError):
@@ -154,6 +206,27 @@ def _name_bytes(what: str, name: str) -> bytes:
     return data
 
 
+def _node_name_bytes(what: str, name: object, sender: str) -> bytes:
+    if not isinstance(name, str):
+        raise EncodeError(f"{what} {name!r} is not a string")
+    data = _name_bytes(what, name)
+    if len(data) > MAX_NODE_NAME_BYTES:
+        raise EncodeError(f"{what} {name!r} is longer than {MAX_NODE_NAME_BYTES} bytes")
+    if name == sender:
+        raise EncodeError(f"{what} {name!r} is the sender itself")
+    return data
+
+
+def _put_node_list(out: bytearray, what: str, names: tuple[str, ...], sender: str) -> None:
+    if len(names) > MAX_LISTED_NODES:
+        raise EncodeError(f"{len(names)} names in {what}, at most {MAX_LISTED_NODES}")
+    if len(set(names)) != len(names):
+        raise EncodeError(f"a node listed twice in {what}")
+    out += _U8.pack(len(names))
+    for name in names:
+        _put_name(out, _node_name_bytes(f"{what} name", name, sender))
+
+
 def _put_name(out: bytearray, data: bytes) -> None:
     out += _U8.pack(len(data))
     out += data
@@ -167,9 +240,10 @@ class Sender:
     """Encodes this node's PeerView into signed datagrams.
 
     `keyring` is a public attribute: assign a reloaded keyring to rotate keys
-    without a restart. `ack` is the peer's boot id as this node last learned
-    it (`Receiver.ack_for_peer` of the Receiver sharing this boot id); the
-    owner keeps it current, the peer accepts nothing until it is.
+    without a restart. The ack of a datagram is the boot id of the node it is
+    sent to, as this node last learned it (`Receiver.ack_for(peer)` of the
+    Receiver sharing this boot id): pass it to `encode` per destination, or
+    keep `ack` current for a single peer. That peer accepts nothing until it is.
     """
 
     def __init__(
@@ -200,8 +274,10 @@ class Sender:
         """The sequence number of the last datagram encoded (0 before the first)."""
         return self._seq
 
-    def encode(self, view: PeerView, now: float) -> bytes:
-        """Sign `view` into one datagram; raises EncodeError if it cannot be sent."""
+    def encode(self, view: PeerView, now: float, *, ack: bytes | None = None) -> bytes:
+        """Sign `view` into one datagram for the node whose boot id is `ack`
+        (default: the `ack` attribute); raises EncodeError if it cannot be sent."""
+        ack = self._ack if ack is None else _boot_id_bytes("ack", ack)
         if view.node != self.node:
             raise EncodeError(f"view is of node {view.node!r}, this sender is {self.node!r}")
         if not math.isfinite(now) or now < 0:
@@ -215,6 +291,10 @@ class Sender:
             raise EncodeError(f"epoch {view.epoch!r} is not an integer")
         if not 0 <= view.epoch <= _I64_MAX:
             raise EncodeError(f"epoch {view.epoch} outside 0..2**63-1")
+        if isinstance(view.data_epoch, bool) or not isinstance(view.data_epoch, int):
+            raise EncodeError(f"data epoch {view.data_epoch!r} is not an integer")
+        if not 0 <= view.data_epoch <= _I64_MAX:
+            raise EncodeError(f"data epoch {view.data_epoch} outside 0..2**63-1")
         if len(view.uplinks) > MAX_UPLINKS:
             raise EncodeError(f"{len(view.uplinks)} uplinks, at most {MAX_UPLINKS}")
         if self._seq >= _U64_MAX:
@@ -227,9 +307,7 @@ class Sender:
         )
         seq = self._seq + 1
         key = self.keyring.signing
-        out = bytearray(
-            _HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, self._ack)
-        )
+        out = bytearray(_HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, ack))
         _put_name(out, self._cluster)
         _put_name(out, self._node_bytes)
         out += _VIEW.pack(_ROLE_CODES[view.role], view.epoch, flags)
@@ -241,6 +319,13 @@ class Sender:
             seen.add(network)
             _put_name(out, _name_bytes("network name", network))
             out += _U8.pack(1 if healthy else 0)
+        out += _I64.pack(view.data_epoch)
+        _put_node_list(out, "heard", tuple(view.heard), self.node)
+        _put_node_list(out, "in_sync", tuple(view.in_sync), self.node)
+        if view.successor == "":
+            out += _U8.pack(0)
+        else:
+            _put_name(out, _node_name_bytes("successor", view.successor, self.node))
         if len(out) + MAC_SIZE > MAX_DATAGRAM:
             raise EncodeError(
                 f"message would be {len(out) + MAC_SIZE} bytes, at most {MAX_DATAGRAM}"
@@ -250,7 +335,7 @@ class Sender:
         return bytes(out)
 
 
-def _walk(data: bytes) -> int | None:
+def _walk(data: bytes, version: int) -> int | None:
     """Offset where the MAC should start, from the length bytes only; None if cut short."""
     n = len(data)
     off = _HEADER.size
@@ -267,7 +352,21 @@ def _walk(data: bytes) -> int | None:
         if off >= n:
             return None
         off += 1 + data[off] + 1  # length, name, healthy
-    return off
+    if version < 3:
+        return off
+    off += _I64.size  # data epoch
+    for _ in range(2):  # heard, in_sync
+        if off >= n:
+            return None
+        count = data[off]
+        off += 1
+        for _ in range(count):
+            if off >= n:
+                return None
+            off += 1 + data[off]
+    if off >= n:  # successor
+        return None
+    return off + 1 + data[off]
 
 
 class _Malformed(Exception):
@@ -293,7 +392,32 @@ class _Reader:
         return self.take(1)[0]
 
     def name(self, what: str) -> str:
-        raw = self.take(self.u8())
+        return self.text(self.take(self.u8()), what)
+
+    def node_name(self, what: str, sender: str, *, optional: bool = False) -> str:
+        """A node name of the version-3 fields: bounded like config's, not the sender
+        ("" for length 0 if `optional`)."""
+        size = self.u8()
+        if optional and size == 0:
+            return ""
+        if size > MAX_NODE_NAME_BYTES:
+            raise _Malformed(f"{what} of {size} bytes, at most {MAX_NODE_NAME_BYTES}")
+        name = self.text(self.take(size), what)
+        if name == sender:
+            raise _Malformed(f"{what} is the sender itself")
+        return name
+
+    def node_list(self, what: str, sender: str) -> tuple[str, ...]:
+        count = self.u8()
+        if count > MAX_LISTED_NODES:
+            raise _Malformed(f"{count} names in {what}, at most {MAX_LISTED_NODES}")
+        names = tuple(self.node_name(f"{what} name", sender) for _ in range(count))
+        if len(set(names)) != len(names):
+            raise _Malformed(f"a node listed twice in {what}")
+        return names
+
+    @staticmethod
+    def text(raw: bytes, what: str) -> str:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -303,24 +427,49 @@ class _Reader:
         return text
 
 
-class Receiver:
-    """Checks and decodes datagrams from the one peer.
+@dataclass
+class _PeerState:
+    """What the Receiver remembers of one peer's datagrams (see Receiver)."""
 
+    boot_id: bytes | None = None  # of the last accepted datagram
+    last_seq: int = 0
+    seen: int = 0  # bit i set: seq last_seq - i was accepted (anti-replay window)
+    max_ts_ms: int = -1
+    learned: bytes = NO_ACK
+    learned_ts_ms: int = -1
+    retired: collections.deque[bytes] = field(
+        default_factory=lambda: collections.deque(maxlen=RETIRED_STARTS)
+    )
+
+
+class Receiver:
+    """Checks and decodes datagrams from the configured peers (one or several).
+
+    `peers` is the peer's name, or the names of every peer (every other node
+    of the config); a datagram from any other node name is UNKNOWN_SENDER.
     `boot_id` is this agent's own boot id, the one its Sender signs with.
 
+    Every peer has its own state below (boot id, ack, window, retired starts),
+    keyed by the sender name the MAC covers: one Receiver rather than one per
+    peer, because the sender is known only once the MAC is verified, and
+    dispatching on anything before that (the source address) would key the
+    replay state on what an attacker can forge. The caller that knows where a
+    datagram came from passes `expected_sender` to `decode`.
+
     Every datagram must be authentic, well-formed and fresh: its timestamp
-    within ±window of `now` (so the two nodes' clocks must agree to within the
-    window). Then, in this order:
+    within ±window of `now` (so the nodes' clocks must agree to within the
+    window). Then, in this order, all against the sending peer's own state:
     - its boot id must not be one that a later start of the peer replaced
       (REPLAYED): once a datagram of a new start was accepted, the earlier
       start's are never accepted again, whatever their timestamps say (a peer
       whose clock was ahead before its restart would win them back otherwise);
     - learning: if its timestamp is newer than that of every datagram learned
-      from before, its boot id becomes `ack_for_peer` (accepted or not, so a
+      from before, its boot id becomes `ack_for(peer)` (accepted or not, so a
       replayed older datagram cannot move it back);
     - the ack must be `boot_id`, else UNCONFIRMED: the datagram was made
       before the peer heard of this agent's current start (possibly before
-      this receiver existed, and its in-memory window knows nothing of it);
+      this receiver existed, and its in-memory window knows nothing of it),
+      or it was made for another node;
     - its boot id must be the learned one (else REPLAYED: an earlier start of
       the peer than the newest heard of), and its sequence number greater
       than the last accepted one of that boot id (64-deep window: an unseen
@@ -335,7 +484,7 @@ class Receiver:
         self,
         cluster: str,
         node: str,
-        peer: str,
+        peers: str | Iterable[str],
         keyring: Keyring,
         window: float = DEFAULT_WINDOW,
         *,
@@ -346,40 +495,63 @@ class Receiver:
         self.boot_id = _boot_id_bytes("boot id", boot_id)
         if self.boot_id == NO_ACK:
             raise ValueError("boot id must not be all zeros (that is the ack of no start)")
+        names = (peers,) if isinstance(peers, str) else tuple(peers)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"peers {names!r}: at least one, each once")
         self.cluster = cluster
         self.node = node
-        self.peer = peer
+        self.peers = names
         self.keyring = keyring
         self.window = window
         self.counters: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.accepted = 0
-        self._boot_id: bytes | None = None
-        self._last_seq = 0
-        self._seen = 0  # bit i set: seq last_seq - i was accepted (anti-replay window)
-        self._max_ts_ms = -1
-        self._learned = NO_ACK
-        self._learned_ts_ms = -1
-        self._retired: collections.deque[bytes] = collections.deque(maxlen=RETIRED_STARTS)
+        self._state: dict[str, _PeerState] = {name: _PeerState() for name in names}
+
+    @property
+    def peer(self) -> str:
+        """The one peer of a pair (ValueError with several)."""
+        if len(self.peers) != 1:
+            raise ValueError(f"{len(self.peers)} peers: name the one you mean")
+        return self.peers[0]
+
+    def boot_id_of(self, peer: str) -> bytes | None:
+        """The boot id of the peer's last accepted datagram (None before the first)."""
+        return self._state[peer].boot_id
+
+    def ack_for(self, peer: str) -> bytes:
+        """What this agent's Sender must put in the ack of a datagram to `peer`: the
+        peer's boot id from its newest authentic, fresh datagram, accepted or not
+        (NO_ACK before the first)."""
+        return self._state[peer].learned
+
+    def last_seq_of(self, peer: str) -> int:
+        return self._state[peer].last_seq
 
     @property
     def peer_boot_id(self) -> bytes | None:
-        """The boot id of the peer's last accepted datagram (None before the first)."""
-        return self._boot_id
+        """`boot_id_of` the one peer of a pair."""
+        return self.boot_id_of(self.peer)
 
     @property
     def ack_for_peer(self) -> bytes:
-        """What this agent's Sender must put in its ack: the peer's boot id from the
-        newest authentic, fresh datagram, accepted or not (NO_ACK before the first)."""
-        return self._learned
+        """`ack_for` the one peer of a pair."""
+        return self.ack_for(self.peer)
 
     @property
     def last_seq(self) -> int:
-        return self._last_seq
+        return self.last_seq_of(self.peer)
 
-    def decode(self, data: bytes, now: float) -> PeerView | Rejected:
-        """The peer's view, or why the datagram was dropped. Never raises."""
+    def decode(
+        self, data: bytes, now: float, *, expected_sender: str | None = None
+    ) -> PeerView | Rejected:
+        """The peer's view, or why the datagram was dropped. Never raises.
+
+        With `expected_sender` (the peer whose address it came from), an
+        authentic datagram signed as any other node is UNKNOWN_SENDER and
+        touches no state.
+        """
         try:
-            result = self._decode(data, now)
+            result = self._decode(data, now, expected_sender)
         except Exception as e:  # a bug here must not stop the agent; count it
             result = Rejected(Reason.MALFORMED, f"internal error: {type(e).__name__}")
         if isinstance(result, Rejected):
@@ -388,7 +560,7 @@ class Receiver:
             self.accepted += 1
         return result
 
-    def _decode(self, raw: bytes, now: float) -> PeerView | Rejected:
+    def _decode(self, raw: bytes, now: float, expected: str | None) -> PeerView | Rejected:
         data = bytes(raw)
         n = len(data)
         if n > MAX_DATAGRAM:
@@ -399,11 +571,12 @@ class Receiver:
             return Rejected(Reason.BAD_MAGIC)
         if n < len(MAGIC) + 1:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
-        if data[2] != VERSION:
-            return Rejected(Reason.UNKNOWN_VERSION, f"version {data[2]}")
-        if n < MIN_DATAGRAM:
+        version = data[2]
+        if version not in DECODED_VERSIONS:
+            return Rejected(Reason.UNKNOWN_VERSION, f"version {version}")
+        if n < _MIN_BY_VERSION[version]:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
-        body_end = _walk(data)
+        body_end = _walk(data, version)
         if body_end is None or body_end + MAC_SIZE > n:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
         if body_end + MAC_SIZE < n:
@@ -426,9 +599,13 @@ class Receiver:
             sender = reader.name("node name")
             if sender == self.node:
                 return Rejected(Reason.FROM_SELF)
-            if sender != self.peer:
+            if sender not in self._state:
                 return Rejected(Reason.UNKNOWN_SENDER, f"node {sender!r}")
-            view = self._read_view(reader, sender)
+            if expected is not None and sender != expected:
+                return Rejected(
+                    Reason.UNKNOWN_SENDER, f"node {sender!r} from the address of {expected!r}"
+                )
+            view = self._read_view(reader, sender, version)
         except _Malformed as e:
             return Rejected(Reason.MALFORMED, str(e))
         if reader.off != body_end:  # cannot happen after _walk; kept as a guard
@@ -442,52 +619,54 @@ class Receiver:
         if abs(skew) > self.window:
             return Rejected(Reason.STALE, f"timestamp {skew:+.3f}s from local clock")
 
-        if boot_id in self._retired:
+        st = self._state[sender]
+        if boot_id in st.retired:
             return Rejected(Reason.REPLAYED, "from a start of the peer that a later one replaced")
-        if ts_ms > self._learned_ts_ms:
-            self._learned = boot_id
-            self._learned_ts_ms = ts_ms
+        if ts_ms > st.learned_ts_ms:
+            st.learned = boot_id
+            st.learned_ts_ms = ts_ms
         if ack != self.boot_id:
             return Rejected(
                 Reason.UNCONFIRMED,
                 "the peer has heard no start of this agent yet"
                 if ack == NO_ACK
-                else "the peer acknowledges an earlier start of this agent",
+                else "the peer acknowledges another start of this agent, or another node",
             )
 
-        if boot_id != self._learned:  # ts not newer than one of the peer's later start
+        if boot_id != st.learned:  # ts not newer than one of the peer's later start
             return Rejected(Reason.REPLAYED, "from an earlier start of the peer than the newest")
-        if boot_id == self._boot_id:
-            if seq <= self._last_seq:
-                return self._older(seq)
-            shift = seq - self._last_seq
-            self._seen = ((self._seen << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
-        elif ts_ms <= self._max_ts_ms:
+        if boot_id == st.boot_id:
+            if seq <= st.last_seq:
+                return self._older(st, seq)
+            shift = seq - st.last_seq
+            st.seen = ((st.seen << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+        elif ts_ms <= st.max_ts_ms:
             return Rejected(
                 Reason.REPLAYED, "other boot id, not newer than the last accepted message"
             )
         else:
-            self._seen = 1
-            if self._boot_id is not None:
-                self._retired.append(self._boot_id)
+            st.seen = 1
+            if st.boot_id is not None:
+                st.retired.append(st.boot_id)
 
-        self._boot_id = boot_id
-        self._last_seq = seq
-        self._max_ts_ms = max(self._max_ts_ms, ts_ms)
+        st.boot_id = boot_id
+        st.last_seq = seq
+        st.max_ts_ms = max(st.max_ts_ms, ts_ms)
         return view
 
-    def _older(self, seq: int) -> Rejected:
+    @staticmethod
+    def _older(st: _PeerState, seq: int) -> Rejected:
         """An authentic datagram older than the newest: a replay, or one that came late
         (the copies on the two networks can arrive in either order). A late one is
         marked seen so it cannot be replayed, and dropped: its view is already stale."""
-        age = self._last_seq - seq
-        if age >= REPLAY_WINDOW or self._seen >> age & 1:
-            return Rejected(Reason.REPLAYED, f"seq {seq}, last {self._last_seq}")
-        self._seen |= 1 << age
-        return Rejected(Reason.LATE, f"seq {seq}, last {self._last_seq}")
+        age = st.last_seq - seq
+        if age >= REPLAY_WINDOW or st.seen >> age & 1:
+            return Rejected(Reason.REPLAYED, f"seq {seq}, last {st.last_seq}")
+        st.seen |= 1 << age
+        return Rejected(Reason.LATE, f"seq {seq}, last {st.last_seq}")
 
     @staticmethod
-    def _read_view(reader: _Reader, sender: str) -> PeerView:
+    def _read_view(reader: _Reader, sender: str, version: int) -> PeerView:
         role_code, epoch, flags = _VIEW.unpack(reader.take(_VIEW.size))
         role = _CODE_ROLES.get(role_code)
         if role is None:
@@ -507,6 +686,16 @@ class Receiver:
             if healthy not in (0, 1):
                 raise _Malformed(f"uplink health byte {healthy}")
             uplinks.append((network, healthy == 1))
+        data_epoch, successor = 0, ""
+        heard: tuple[str, ...] = ()
+        in_sync: tuple[str, ...] = ()
+        if version >= 3:
+            (data_epoch,) = _I64.unpack(reader.take(_I64.size))
+            if data_epoch < 0:
+                raise _Malformed(f"negative data epoch {data_epoch}")
+            heard = reader.node_list("heard", sender)
+            in_sync = reader.node_list("in_sync", sender)
+            successor = reader.node_name("successor", sender, optional=True)
         return PeerView(
             node=sender,
             role=role,
@@ -516,6 +705,10 @@ class Receiver:
             yielding=bool(flags & _FLAG_YIELDING),
             maintenance=bool(flags & _FLAG_MAINTENANCE),
             manual=bool(flags & _FLAG_MANUAL),
+            data_epoch=data_epoch,
+            heard=heard,
+            in_sync=in_sync,
+            successor=successor,
         )
 
 

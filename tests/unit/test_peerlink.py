@@ -4,7 +4,8 @@ reported to `on_unauthenticated`, and the ack handshake across a restart.
 The link under test is alpha, bound on 127.0.0.1. The test plays beta from
 sockets bound to beta's configured addresses (127.0.2.12 on network a,
 127.0.3.12 on b, on the cluster port, where alpha's link sends to), and a
-stranger from 127.0.2.99. Only loopback traffic.
+stranger from 127.0.2.99. The three-node tests run a PeerLink each for alpha,
+beta and gamma on 127.0.0.11-13. Only loopback traffic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mosqit_failover.config import Config, parse
 from mosqit_failover.events import PeerView, Role
 from mosqit_failover.journal import DecisionLog
 from mosqit_failover.peerlink import PeerLink
-from mosqit_failover.wire import MAC_SIZE, NO_ACK, Reason, Receiver, Rejected, Sender
+from mosqit_failover.wire import MAC_SIZE, MAX_DATAGRAM, NO_ACK, Reason, Receiver, Rejected, Sender
 
 RING = Keyring((Key(1, bytes(range(32))),))
 OTHER_SECRET = Keyring((Key(1, bytes(range(1, 33))),))  # same key id, another secret
@@ -103,7 +104,8 @@ class Loopback:
     with_callback: bool = True
     link: PeerLink | None = None
     delivered: list[tuple[str, PeerView]] = field(default_factory=list)
-    reported: list[tuple[str, str, str]] = field(default_factory=list)
+    reported: list[tuple[str, str, str]] = field(default_factory=list)  # network, reason, detail
+    reported_by: list[str] = field(default_factory=list)  # the peer each report names
     _expected: int = 0
 
     @property
@@ -120,8 +122,9 @@ class Loopback:
         def deliver(network: str, view: PeerView) -> None:
             self.delivered.append((network, view))
 
-        def report(network: str, reason: str, detail: str) -> None:
+        def report(peer: str, network: str, reason: str, detail: str) -> None:
             self.reported.append((network, reason, detail))
+            self.reported_by.append(peer)
 
         log = DecisionLog(use_journal=False)
         if self.with_callback:
@@ -333,7 +336,7 @@ def test_every_drop_reason_but_late_is_reported() -> None:
             role_zero = bytearray(beta.send(t))
             role_zero[OFF_ROLE] = 0
             cases: list[tuple[str, bytes]] = [
-                ("oversized", genuine + bytes(600)),
+                ("oversized", genuine + bytes(MAX_DATAGRAM)),
                 ("truncated", genuine[:40]),
                 ("bad-magic", b"XX" + genuine[2:]),
                 ("unknown-version", genuine[:2] + b"\x01" + genuine[3:]),
@@ -357,6 +360,7 @@ def test_every_drop_reason_but_late_is_reported() -> None:
             assert [r for _, r, _ in h.reported[before:]] == expected
             assert {r for _, r, _ in h.reported[before:]} == {r.value for r in Reason} - {"late"}
             assert h.peerlink.receiver.counters[Reason.LATE] == 1
+            assert set(h.reported_by) == {"beta"}  # every one from beta's address
             assert h.delivered[-1] == ("a", BETA_VIEW) and len(h.delivered) == 2
 
     run(scenario)
@@ -403,5 +407,161 @@ def test_the_link_sends_the_ack_it_learned() -> None:
                 sent = await h.heard_by_peer(network)
                 assert sent[4:20] == h.peerlink.boot_id
                 assert sent[OFF_ACK : OFF_ACK + 16] == beta.tx.boot_id
+
+    run(scenario)
+
+
+# --- three nodes: every link talks to every peer ----------------------------------
+
+TRIO = {"alpha": "127.0.0.11", "beta": "127.0.0.12", "gamma": "127.0.0.13"}
+TRIO_CONFIG = """
+[cluster]
+name = "billing"
+port = {port}
+order = ["alpha", "beta", "gamma"]
+
+[vip]
+address = "127.0.0.50/24"
+interface = "eth0"
+
+[networks.a]
+subnet = "127.0.0.0/24"
+
+[networks.b]
+subnet = "127.0.4.0/24"
+
+[nodes.alpha]
+a = {{ interface = "eth0", address = "127.0.0.11" }}
+b = {{ interface = "eth1", address = "127.0.4.11" }}
+
+[nodes.beta]
+a = {{ interface = "eth0", address = "127.0.0.12" }}
+b = {{ interface = "eth1", address = "127.0.4.12" }}
+
+[nodes.gamma]
+a = {{ interface = "eth0", address = "127.0.0.13" }}
+b = {{ interface = "eth1", address = "127.0.4.13" }}
+"""
+
+
+@dataclass
+class Trio:
+    """A real PeerLink per node, each bound to its network-a address on one port (the
+    network-b addresses are bound by nobody: those copies are lost, as on a dead cable)."""
+
+    port: int
+    links: dict[str, PeerLink]
+    delivered: dict[str, list[tuple[str, PeerView]]]
+    reported: dict[str, list[tuple[str, str, str]]]  # (peer, network, reason)
+
+    def processed(self, node: str) -> int:
+        rx = self.links[node].receiver
+        return rx.accepted + sum(rx.counters.values()) + self.links[node].foreign
+
+
+def trio_view(node: str) -> PeerView:
+    others = tuple(n for n in TRIO if n != node)
+    return dataclasses.replace(ALPHA_VIEW, node=node, data_epoch=3, heard=others)
+
+
+def _recorders(
+    delivered: list[tuple[str, PeerView]], reported: list[tuple[str, str, str]]
+) -> tuple[Callable[[str, PeerView], None], Callable[[str, str, str, str], None]]:
+    def deliver(network: str, view: PeerView) -> None:
+        delivered.append((network, view))
+
+    def report(peer: str, network: str, reason: str, detail: str) -> None:
+        reported.append((peer, network, reason))
+
+    return deliver, report
+
+
+@contextlib.asynccontextmanager
+async def trio() -> AsyncIterator[Trio]:
+    for _ in range(20):
+        probe = _udp(TRIO["alpha"], 0)
+        port = probe.getsockname()[1]
+        probe.close()
+        config = parse(TRIO_CONFIG.format(port=port))
+        links: dict[str, PeerLink] = {}
+        delivered: dict[str, list[tuple[str, PeerView]]] = {n: [] for n in TRIO}
+        reported: dict[str, list[tuple[str, str, str]]] = {n: [] for n in TRIO}
+        try:
+            for node, address in TRIO.items():
+                deliver, report = _recorders(delivered[node], reported[node])
+                log = DecisionLog(use_journal=False)
+                links[node] = PeerLink(config, node, RING, deliver, log, on_unauthenticated=report)
+                await links[node].open(address, port)
+        except OSError:  # the port is taken on one of the addresses: another one
+            for link in links.values():
+                link.close()
+            continue
+        break
+    else:
+        pytest.fail("no free UDP port on the loopback addresses")
+    try:
+        yield Trio(port, links, delivered, reported)
+    finally:
+        for link in links.values():
+            link.close()
+
+
+def test_three_links_each_hear_the_two_others() -> None:
+    async def scenario() -> None:
+        async with trio() as t:
+            expected = dict.fromkeys(TRIO, 0)
+            for round_ in range(3):
+                for node, link in t.links.items():
+                    link.send(trio_view(node))
+                    for other in TRIO:
+                        expected[other] += other != node
+                await until(lambda: all(t.processed(n) >= expected[n] for n in TRIO))
+                if round_ == 0:  # nobody had heard anybody: every first one unconfirmed
+                    for node in TRIO:
+                        assert t.delivered[node] == []
+                        assert sorted(p for p, _, _ in t.reported[node]) == sorted(
+                            n for n in TRIO if n != node
+                        )
+                        assert {r for _, _, r in t.reported[node]} == {"unconfirmed"}
+            for node, link in t.links.items():
+                others = {n for n in TRIO if n != node}
+                # from the second round on, each datagram carries its destination's ack
+                views = [view for _, view in t.delivered[node]]
+                assert {v.node for v in views} == others
+                assert all(v == trio_view(v.node) for v in views) and len(views) == 4
+                assert {network for network, _ in t.delivered[node]} == {"a"}
+                assert len(t.reported[node]) == 2  # only the first round's
+                for other in others:
+                    assert link.receiver.ack_for(other) == t.links[other].boot_id
+
+    run(scenario)
+
+
+def test_an_unauthenticated_datagram_from_gammas_address_is_gammas() -> None:
+    async def scenario() -> None:
+        async with trio() as t:
+            alpha = t.links["alpha"]
+            target = (TRIO["alpha"], t.port)
+            wrong = Sender("billing", "gamma", OTHER_SECRET)
+            gamma_view = trio_view("gamma")
+            socks = [_udp(TRIO["gamma"], 0), _udp("127.0.4.13", 0), _udp("127.0.0.99", 0)]
+            try:
+                for sock in socks:
+                    sock.sendto(wrong.encode(gamma_view, now()), target)
+                # gamma's key holder signing as beta, from gamma's address
+                as_beta = Sender("billing", "beta", RING)
+                as_beta.ack = alpha.boot_id
+                socks[0].sendto(as_beta.encode(trio_view("beta"), now()), target)
+                await until(lambda: t.processed("alpha") >= 4)
+            finally:
+                for sock in socks:
+                    sock.close()
+            assert t.reported["alpha"] == [
+                ("gamma", "a", "bad-mac"),
+                ("gamma", "b", "bad-mac"),
+                ("gamma", "a", "unknown-sender"),
+            ]
+            assert alpha.foreign == 1 and t.delivered["alpha"] == []
+            assert alpha.receiver.boot_id_of("beta") is None  # beta's state untouched
 
     run(scenario)

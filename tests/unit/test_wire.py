@@ -19,6 +19,7 @@ from mosqit_failover.wire import (
     MAGIC,
     MAX_DATAGRAM,
     MIN_DATAGRAM,
+    MIN_DATAGRAM_V3,
     NO_ACK,
     EncodeError,
     RateLimitedLog,
@@ -99,7 +100,7 @@ def test_layout() -> None:
     tx = alpha()
     pkt = tx.encode(VIEW, NOW)
     assert pkt[:2] == MAGIC == b"MQ"
-    assert pkt[2] == 2
+    assert pkt[2] == 3
     assert pkt[3] == K1.key_id
     assert pkt[4:20] == BOOT_A
     assert struct.unpack("!QQ", pkt[20:36]) == (1, round(NOW * 1000))
@@ -110,7 +111,9 @@ def test_layout() -> None:
     assert struct.unpack("!q", pkt[OFF_EPOCH:OFF_FLAGS]) == (7,)
     assert pkt[OFF_FLAGS] == 0b101  # candidate, manual
     assert pkt[OFF_COUNT : OFF_COUNT + 7] == b"\x02\x01a\x01\x01b\x00"
-    assert len(pkt) == OFF_COUNT + 7 + MAC_SIZE
+    # version 3: data epoch 0, nobody heard, nobody in sync, no successor
+    assert pkt[OFF_COUNT + 7 : -MAC_SIZE] == bytes(8) + b"\x00\x00\x00"
+    assert len(pkt) == OFF_COUNT + 7 + 11 + MAC_SIZE
     assert pkt[-MAC_SIZE:] == hmac.new(K1.secret, pkt[:-MAC_SIZE], hashlib.sha256).digest()
 
 
@@ -158,15 +161,16 @@ def test_random_boot_id_by_default() -> None:
 
 def test_min_datagram_constant() -> None:
     view = dataclasses.replace(VIEW, node="n", uplinks=())
-    assert len(Sender("c", "n", RING).encode(view, NOW)) == MIN_DATAGRAM
+    assert len(Sender("c", "n", RING).encode(view, NOW)) == MIN_DATAGRAM_V3
+    assert MIN_DATAGRAM == MIN_DATAGRAM_V3 - 11  # a version 2 one: no data epoch, lists
 
 
 # --- encode refuses what it cannot send ------------------------------------------
 
 
 def test_encode_oversized_raises() -> None:
-    many = tuple((f"net{i:03d}-" + "x" * 20, True) for i in range(20))
-    with pytest.raises(EncodeError, match="at most 512"):
+    many = tuple((f"net{i:03d}-" + "x" * 20, True) for i in range(50))
+    with pytest.raises(EncodeError, match="at most 1323"):
         alpha().encode(dataclasses.replace(VIEW, uplinks=many), NOW)
 
 
@@ -248,8 +252,8 @@ def test_bad_magic() -> None:
 
 def test_unknown_version() -> None:
     pkt = alpha().encode(VIEW, NOW)
-    rejected = beta().decode(pkt[:2] + b"\x03" + pkt[3:], NOW)
-    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 3")
+    rejected = beta().decode(pkt[:2] + b"\x04" + pkt[3:], NOW)
+    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 4")
 
 
 def test_version_1_is_an_unknown_version() -> None:
@@ -514,7 +518,7 @@ def test_learns_the_peer_start_from_authentic_fresh_unconfirmed_datagrams() -> N
     assert b.rx.ack_for_peer == NO_ACK
     result = b.hear(alpha(ack=BOOT_B).encode(VIEW, NOW), NOW)
     assert result == Rejected(
-        Reason.UNCONFIRMED, "the peer acknowledges an earlier start of this agent"
+        Reason.UNCONFIRMED, "the peer acknowledges another start of this agent, or another node"
     )
     assert b.rx.ack_for_peer == BOOT_A and b.rx.peer_boot_id is None
 

@@ -2,8 +2,8 @@
 
 `gather` reads a node's hostname, interfaces (carrier, IPv4 addresses) and
 whether mosqit-failover is installed; `discover` finds the two networks
-both nodes are on; `connectivity` pings, from each node, the switch and the
-peer on each network and returns a table whose failed rows carry the fix.
+every node is on; `connectivity` pings, from each node, the switch and every
+other node on each network and returns a table whose failed rows carry the fix.
 """
 
 from __future__ import annotations
@@ -103,26 +103,37 @@ def gather(session: Session) -> Facts:
 def discover(
     facts: Mapping[str, Facts], first: ipaddress.IPv4Address | None = None
 ) -> list[Network]:
-    """The networks both nodes have an address in, network a first (the one of ``first``).
+    """The networks every node has an address in, network a first (the one of ``first``).
 
-    Raises CheckError when there are fewer than two, naming the node that lacks one.
+    Raises CheckError when there are fewer than two, naming each node that lacks
+    an address in a network the others share.
     """
-    (n1, f1), (n2, f2) = facts.items()
-    subnets1 = {a.network for i in f1.interfaces.values() for a in i.addresses}
-    subnets2 = {a.network for i in f2.interfaces.values() for a in i.addresses}
-    shared = sorted(subnets1 & subnets2, key=lambda s: (first not in s if first else 0, s))
+    subnets = {
+        node: {a.network for i in f.interfaces.values() for a in i.addresses}
+        for node, f in facts.items()
+    }
+    shared_set = set.intersection(*subnets.values())
+    shared = sorted(shared_set, key=lambda s: (first not in s if first else 0, s))
     if len(shared) < 2:
-        problems = [
-            f"{node} has no address in {subnet} (which {other} has on "
-            f"{port.interface if (port := of.port_in(subnet)) else '?'})"
-            for node, other, mine, theirs, of in (
-                (n1, n2, subnets1, subnets2, f2),
-                (n2, n1, subnets2, subnets1, f1),
-            )
-            for subnet in sorted(theirs - mine)
-        ]
+        # a network some node lacks, which at least two others (or the other of a pair) share
+        wanted = {
+            s for s in set.union(*subnets.values()) - shared_set
+            if sum(s in mine for mine in subnets.values()) >= min(2, len(subnets) - 1)
+        }  # fmt: skip
+        problems = []
+        for subnet in sorted(wanted):
+            having = [n for n in facts if subnet in subnets[n]]
+            other = having[0]
+            port = facts[other].port_in(subnet)
+            for node in facts:
+                if subnet not in subnets[node]:
+                    problems.append(
+                        f"{node} has no address in {subnet} (which {other} has on "
+                        f"{port.interface if port else '?'})"
+                    )
+        what = "the pair needs" if len(facts) == 2 else "every node needs"
         raise CheckError(
-            f"the nodes share {len(shared)} network(s), the pair needs two (one per switch): "
+            f"the nodes share {len(shared)} network(s), {what} two (one per switch): "
             + ("; ".join(problems) or "each node needs an address on network A and on B")
             + ". Connect the missing uplink, give it an address in that network, and re-run."
         )
@@ -148,28 +159,44 @@ def discover(
 class Row:
     check: str
     results: dict[str, tuple[bool, str]] = field(default_factory=dict)
-    fix: str = ""
+    fix: str = ""  # "{node}" stands for the node whose check failed
+    itself: str = ""  # the node the row is about (shown as "-" in its own column)
 
 
 def connectivity(
     sessions: Mapping[str, Session], facts: Mapping[str, Facts], networks: list[Network]
 ) -> list[Row]:
-    """Carrier, switch and peer reachability on both networks, seen from each node."""
+    """Carrier, switch and every other node's reachability on both networks, from each node.
+
+    A pair has one row "peer answers on a" per network (as it always had); three
+    nodes or more have one row per node and network ("gamma answers on b"), so a
+    path missing between two nodes is named by its row (the target) and column
+    (the node that pinged)."""
+    pair = len(sessions) == 2
     rows: dict[str, Row] = {}
     for net in networks:
+        switch = net.name.upper()
         rows[f"carrier-{net.name}"] = Row(
-            f"uplink {net.name} carrier", fix=f"plug the cable to switch {net.name.upper()}"
+            f"uplink {net.name} carrier", fix=f"plug the cable to switch {switch}"
         )
         rows[f"switch-{net.name}"] = Row(
-            f"switch {net.name.upper()} {net.switch} answers",
-            fix=f"check switch {net.name.upper()} and the address {net.switch}",
+            f"switch {switch} {net.switch} answers",
+            fix=f"check switch {switch} and the address {net.switch}",
         )
-        rows[f"peer-{net.name}"] = Row(
-            f"peer answers on {net.name}",
-            fix=f"check both nodes' ports on switch {net.name.upper()} (VLAN, firewall: ICMP)",
-        )
+        if pair:
+            rows[f"peer-{net.name}"] = Row(
+                f"peer answers on {net.name}",
+                fix=f"check both nodes' ports on switch {switch} (VLAN, firewall: ICMP)",
+            )
+            continue
+        for peer in sessions:
+            rows[f"peer-{net.name}-{peer}"] = Row(
+                f"{peer} answers on {net.name}",
+                fix=f"no path between {{node}} and {peer} on network {net.name}: check both "
+                f"nodes' ports on switch {switch} (VLAN, firewall: ICMP)",
+                itself=peer,
+            )
     for node, session in sessions.items():
-        peer = next(n for n in sessions if n != node)
         pings = []
         for net in networks:
             port = net.ports[node]
@@ -178,16 +205,21 @@ def connectivity(
                 iface.carrier,
                 f"{port.interface} ok" if iface.carrier else f"{port.interface} NO CARRIER",
             )
-            for key, target in (
-                (f"switch-{net.name}", net.switch),
-                (f"peer-{net.name}", net.ports[peer].address.ip),
-            ):
+            targets = [(f"switch-{net.name}", net.switch)]
+            targets += [
+                (f"peer-{net.name}{'' if pair else '-' + peer}", net.ports[peer].address.ip)
+                for peer in sessions
+                if peer != node
+            ]
+            for key, target in targets:
                 argv = ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1"]
                 argv += ["-I", port.interface, str(target)]
                 pings.append(f'( {shlex.join(argv)} >/dev/null 2>&1; echo "{key} $?" ) &')
         result = session.run(" ".join(pings) + " wait", timeout=30)
         for line in result.out.splitlines():
             key, _, status = line.partition(" ")
+            if key not in rows:
+                continue
             ok = status.strip() == "0"
             rows[key].results[node] = (ok, "answers" if ok else "NO ANSWER")
     return list(rows.values())
@@ -199,7 +231,8 @@ def failed(rows: list[Row]) -> list[str]:
     for row in rows:
         for node, (ok, text) in row.results.items():
             if not ok:
-                out.append(f"{node}: {row.check}: {text}; fix: {row.fix}")
+                fix = row.fix.replace("{node}", node)
+                out.append(f"{node}: {row.check}: {text}; fix: {fix}")
     return out
 
 
@@ -208,8 +241,9 @@ def render(rows: list[Row], nodes: list[str]) -> str:
     lines = [f"{'check':{width}}" + "".join(f"{n:22}" for n in nodes)]
     for row in rows:
         cells = "".join(
-            f"{('ok ' if ok else 'FAIL ') + text:22}"
-            for ok, text in (row.results.get(n, (False, "not checked")) for n in nodes)
+            f"{'-':22}" if n == row.itself else f"{('ok ' if ok else 'FAIL ') + text:22}"
+            for n in nodes
+            for ok, text in (row.results.get(n, (False, "not checked")),)
         )
         lines.append(f"{row.check:{width}}{cells}")
     return "\n".join(lines)

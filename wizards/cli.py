@@ -20,8 +20,15 @@ PASSWORD_ENV = "MOSQIT_WIZARD_PASSWORD"
 def _login_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answers", type=Path, help="TOML file with answers (see the README)")
     p.add_argument("--unattended", action="store_true", help="never ask: fail on a missing answer")
-    p.add_argument("--node1", help="address of the first node")
-    p.add_argument("--node2", help="address of the second node")
+    p.add_argument(
+        "--node",
+        action="append",
+        dest="nodes",
+        metavar="ADDRESS",
+        help="address of a node, once per node (2 to 8; the first given goes first)",
+    )
+    p.add_argument("--node1", help="address of the first node (of a pair; or use --node)")
+    p.add_argument("--node2", help="address of the second node (of a pair; or use --node)")
     p.add_argument("--user", help="log in as (default root)")
     p.add_argument("--port", help="ssh port (default 22)")
     p.add_argument("--key", help=f"private key file (else a password is asked, or ${PASSWORD_ENV})")
@@ -47,16 +54,21 @@ def _login_flags(p: argparse.ArgumentParser) -> None:
 def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``wizard deploy`` and ``wizard resources``."""
     wizard: argparse.ArgumentParser = subparsers.add_parser(
-        "wizard", help="set up the pair or manage its resources, over ssh"
+        "wizard", help="set up the cluster (2 to 8 nodes) or manage its resources, over ssh"
     )
     sub = wizard.add_subparsers(dest="wizard", required=True, metavar="WIZARD")
-    dep = sub.add_parser("deploy", help="set up both nodes, then manage the resources")
+    dep = sub.add_parser("deploy", help="set up every node, then manage the resources")
     _login_flags(dep)
     dep.add_argument("--cluster", help="cluster (reserve) name")
     dep.add_argument("--vip", help="the service address, like 192.0.2.50")
     dep.add_argument(
         "--vip-interface",
-        help="interface for the VIP on both nodes (named differently: vip_interface_NODE answers)",
+        help="interface for the VIP on every node (named differently: vip_interface_NODE answers)",
+    )
+    dep.add_argument(
+        "--order",
+        help="three nodes or more: the takeover order by host name, like alpha,beta,gamma "
+        "(default: the nodes as given)",
     )
     dep.add_argument("--switch-a", help="address that must answer on network A")
     dep.add_argument("--switch-b", help="address that must answer on network B")

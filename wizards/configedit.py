@@ -55,17 +55,32 @@ def render_config(
     preferred: str = "",
     secret_file: str = "/etc/mosqit-failover/secret",
     vip_interfaces: Mapping[str, str] | None = None,
+    order: Sequence[str] = (),
 ) -> str:
-    """The config file the deploy wizard writes to both nodes (validated).
+    """The config file the deploy wizard writes to every node (validated).
 
     ``vip_interfaces`` (by node) gives a node whose VIP interface is not
-    ``vip_interface`` its own ``nodes.NAME.vip_interface``."""
+    ``vip_interface`` its own ``nodes.NAME.vip_interface``. A pair says
+    ``preferred`` (``preferred``, else the first node); three nodes or more say
+    ``order`` (``order``, else the nodes as given), which they must."""
+    if len(nodes) == 2:
+        head = (
+            "# mosqit-failover pair, written by `mosqit-failover wizard deploy`.\n"
+            "# Identical on both nodes; change resources with `mosqit-failover wizard resources`.\n"
+        )
+        first = f"preferred = {toml_value(preferred or (order or nodes)[0])}"
+    else:
+        head = (
+            f"# mosqit-failover cluster of {len(nodes)} nodes, written by "
+            "`mosqit-failover wizard deploy`.\n"
+            "# Identical on every node; change resources with `mosqit-failover wizard resources`.\n"
+        )
+        first = f"order = {toml_value(list(order or nodes))}"
     parts = [
-        "# mosqit-failover pair, written by `mosqit-failover wizard deploy`.\n"
-        "# Identical on both nodes; change resources with `mosqit-failover wizard resources`.\n",
+        head,
         "[cluster]",
         f"name = {toml_value(cluster)}",
-        f"preferred = {toml_value(preferred or nodes[0])}",
+        first,
         f"secret_file = {toml_value(secret_file)}",
         "",
         "[vip]",

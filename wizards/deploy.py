@@ -46,7 +46,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ UNIT_SOURCES = (
 )
 UNIT_SOURCE = next((p for p in UNIT_SOURCES if p.exists()), UNIT_SOURCES[0])
 LOGIN_TRIES = 3  # password tries per node in interactive mode
+MAX_NODES = 8  # a cluster has 2 to MAX_NODES nodes
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -125,7 +126,7 @@ def host_key_decider(asker: Asker) -> Callable[[str, str, str | None], bool]:
     return decide
 
 
-def ask_login(asker: Asker) -> Login:
+def ask_login(asker: Asker, count: int = 2) -> Login:
     user = asker.ask("user", "Log in as", non_empty, "root")
     port = asker.ask("port", "ssh port", check_port, "22")
     if asker.given("password") or asker.given("key"):
@@ -133,36 +134,128 @@ def ask_login(asker: Asker) -> Login:
     else:
         how = asker.choose("auth", "Log in with", ["password", "key"], "password")
     if how == "password":
+        every = "both" if count == 2 else "every"
         password = asker.ask(
-            "password", f"Password of {user} (same on both nodes)", str, None, True
+            "password", f"Password of {user} (same on {every} nodes)", str, None, True
         )
         return Login(user, password=password, port=port)
     key = asker.ask("key", "Private key file", non_empty, "~/.ssh/id_ed25519")
     return Login(user, key_file=key, port=port)
 
 
+def _and(names: list[str]) -> str:
+    """alpha and beta; alpha, beta and gamma."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _optional_host(text: str) -> str:
+    return check_host(text) if text.strip() else ""
+
+
+def _same_address(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower().rstrip(".")
+
+
+def ask_hosts(asker: Asker) -> list[str]:
+    """The nodes' addresses, 2 to MAX_NODES, each once.
+
+    Given as ``nodes`` (a list; ``--node`` once per node) or ``node1``, ``node2``,
+    ``node3``...; at the terminal with none given, node 1 and 2 are asked, then
+    "another node" until an empty answer (or MAX_NODES)."""
+    numbered = sorted(
+        int(k[4:]) for k in asker.answers if re.fullmatch(r"node[0-9]+", k) and asker.given(k)
+    )
+    if asker.given("nodes"):
+        if numbered:
+            raise AnswerError(
+                "the nodes are given twice, as nodes (--node) and as node1, node2...: "
+                "give them one way"
+            )
+        given = asker.answers["nodes"]
+        items = given.split(",") if isinstance(given, str) else list(given)
+        hosts = []
+        for item in items:
+            try:
+                hosts.append(check_host(str(item)))
+            except ValueError as error:
+                raise AnswerError(f"answer nodes: {item!r}: {error}") from None
+    else:
+        if numbered and numbered != list(range(1, len(numbered) + 1)):
+            gap = next(i for i in range(1, numbered[-1] + 1) if i not in numbered)
+            raise AnswerError(
+                f"node{numbered[-1]} is given but node{gap} is not: number the nodes "
+                "node1, node2, node3... without a gap"
+            )
+        hosts = [
+            asker.ask("node1", "Address of the first node", check_host),
+            asker.ask("node2", "Address of the second node", check_host),
+        ]
+        for index in range(3, max(numbered[-1] if numbered else 0, MAX_NODES) + 1):
+            key = f"node{index}"
+            if asker.given(key):
+                hosts.append(asker.ask(key, f"Address of node {index}", check_host))
+            elif asker.interactive and not numbered and len(hosts) < MAX_NODES:
+                host = asker.ask(
+                    key, f"Address of another node (node {index}; empty to finish)", _optional_host
+                )
+                if not host:
+                    break
+                hosts.append(host)
+            else:
+                break
+    if not 2 <= len(hosts) <= MAX_NODES:
+        raise AnswerError(
+            f"{len(hosts)} node(s) given: a cluster has 2 to {MAX_NODES} nodes; give "
+            + ("another node" if len(hosts) < 2 else f"{len(hosts) - MAX_NODES} fewer")
+        )
+    seen: dict[str, int] = {}
+    for index, host in enumerate(hosts, 1):
+        first = seen.setdefault(_same_address(host), index)
+        if first != index:
+            raise AnswerError(
+                f"{host} is given twice (node {first} and node {index}): give each node once"
+            )
+    return hosts
+
+
 def open_sessions(asker: Asker, known: KnownHosts) -> dict[str, Session]:
-    """Ask for both nodes and the login; connect to both (keys checked). Keyed by hostname."""
-    hosts = [
-        asker.ask("node1", "Address of the first node", check_host),
-        asker.ask("node2", "Address of the second node", check_host),
-    ]
-    if hosts[0] == hosts[1]:
-        raise WizardError("node1 and node2 are the same address: give the two nodes")
-    login = ask_login(asker)
+    """Ask for the nodes and the login; connect to each (keys checked). Keyed by label
+    (node1, node2...; `name_sessions` keys them by hostname). A node reached twice
+    (its host key seen at two addresses) is refused before anything else."""
+    hosts = ask_hosts(asker)
+    login = ask_login(asker, len(hosts))
     decide = host_key_decider(asker)
     sessions: list[Session] = []
     try:
-        for label, host in zip(("node1", "node2"), hosts, strict=True):
-            session = log_in(asker, label, host, login, known, decide)
-            login = session.login  # the password that worked is tried first on the other node
+        for index, host in enumerate(hosts, 1):
+            session = log_in(asker, f"node{index}", host, login, known, decide)
+            login = session.login  # the password that worked is tried first on the others
             sessions.append(session)
             asker.say(f"connected to {host}")
+        check_host_keys(sessions)
     except BaseException:
         for session in sessions:
             session.close()
         raise
     return {s.label: s for s in sessions}
+
+
+def check_host_keys(sessions: list[Session]) -> None:
+    """Two addresses that lead to one machine (the same host key) are one node."""
+    seen: dict[str, Session] = {}
+    for session in sessions:
+        key = getattr(session, "host_key", "")
+        other = seen.setdefault(key, session) if key else session
+        if other is not session:
+            raise WizardError(
+                f"{other.host} and {session.host} show the same host key ({key}): the same "
+                "node given twice (give each node once, by one address), or a clone whose "
+                "host keys were copied (on it: rm /etc/ssh/ssh_host_*; ssh-keygen -A; "
+                "systemctl restart ssh). Nothing was changed."
+            )
 
 
 def log_in(
@@ -207,6 +300,7 @@ class Plan:
     vip_interfaces: dict[str, str]  # by node name
     config: str | None  # None: the pair is deployed, each node keeps its config and secret
     packages: Packages
+    order: list[str] = field(default_factory=list)  # the takeover order (a pair: preferred first)
 
 
 def name_sessions(
@@ -214,15 +308,24 @@ def name_sessions(
 ) -> tuple[dict[str, Session], dict[str, checks.Facts]]:
     """Gather each node's facts and key the sessions by hostname (the config's node names).
 
-    need_agent: mosqit-failover must be installed on both (the deploy wizard
+    need_agent: mosqit-failover must be installed on every node (the deploy wizard
     installs the package itself, so it checks that in `plan_packages`)."""
     facts = {s.label: checks.gather(s) for s in raw.values()}
     names = [facts[s.label].hostname for s in raw.values()]
-    if names[0] == names[1]:
+    if len(raw) == 2 and names[0] == names[1]:
         raise WizardError(
             f"both nodes are called {names[0]!r}: give each its own host name "
             "(hostnamectl set-hostname NAME) and re-run"
         )
+    by_name: dict[str, Session] = {}
+    for session in raw.values():
+        other = by_name.setdefault(facts[session.label].hostname, session)
+        if other is not session:
+            raise WizardError(
+                f"{other.host} and {session.host} are both called "
+                f"{facts[session.label].hostname!r}: give each node its own host name "
+                "(hostnamectl set-hostname NAME) and re-run. Nothing was changed."
+            )
     for name in names:
         try:
             check_name(name)
@@ -279,7 +382,7 @@ def plan_packages(
         asker.say(f"{package.PACKAGE} {local.version} ({local.path}): {has}")
         if asker.confirm(
             "install_package",
-            f"Install it on {' and '.join(behind)} (copied over ssh, apt-get install)?",
+            f"Install it on {_and(behind)} (copied over ssh, apt-get install)?",
             default=True,
         ):
             install = behind
@@ -511,6 +614,10 @@ def check_kept_answers(
     differ: list[str] = []
     if asker.given("cluster") and check_name(str(asker.answers["cluster"])) != kept.cluster:
         differ.append(f"cluster {asker.answers['cluster']} (it is {kept.cluster})")
+    if asker.given("order") and len(sessions) > 2:
+        order = ask_order(asker, list(sessions))
+        if order != list(kept.order):
+            differ.append(f"order {', '.join(order)} (it is {', '.join(kept.order)})")
     vip = kept.vip.address
     if asker.given("vip"):
         own = frozenset({vip.ip}.union(*(f.held for f in facts.values())))
@@ -530,6 +637,36 @@ def check_kept_answers(
         )
 
 
+def ask_order(asker: Asker, names: list[str]) -> list[str]:
+    """The takeover order (who takes over first among equals), from three nodes on:
+    asked, the nodes as given by default, and shown. A pair is not asked: the first
+    node is its preferred one, as always."""
+    if len(names) == 2:
+        return list(names)
+    if isinstance(asker.answers.get("order"), list | tuple):
+        asker.answers["order"] = ", ".join(str(n) for n in asker.answers["order"])
+    fix = f"list every node once, like {', '.join(names)}"
+
+    def check(text: str) -> list[str]:
+        order = [n for n in re.split(r"[,\s]+", text.strip()) if n]
+        unknown = [n for n in order if n not in names]
+        if unknown:
+            raise ValueError(f"{_and(unknown)}: not a node here (the nodes: {', '.join(names)})")
+        twice = sorted({n for n in order if order.count(n) > 1})
+        if twice:
+            raise ValueError(f"{_and(twice)} given twice: {fix}")
+        missing = [n for n in names if n not in order]
+        if missing:
+            raise ValueError(f"{_and(missing)} missing: {fix}")
+        return order
+
+    order = asker.ask(
+        "order", "Takeover order, who takes over first (comma separated)", check, ", ".join(names)
+    )
+    asker.say(f"Takeover order: {' > '.join(order)}")
+    return order
+
+
 def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     """Steps 1, 2 and 4: read-only. Raises WizardError when a check fails."""
     sessions, facts = name_sessions(raw, need_agent=False)
@@ -544,10 +681,12 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     ask_switches(asker, networks)
     asker.say("\nConnectivity on both networks:")
     check_networks(asker, sessions, facts, networks)
+    pair = len(sessions) == 2
     if kept is not None:
         asker.say(
-            f"\n{' and '.join(sessions)} already run the pair {kept.cluster} (config and "
-            "secret on both): both are kept as they are, no agent is restarted"
+            f"\n{_and(list(sessions))} already run the {'pair' if pair else 'cluster'} "
+            f"{kept.cluster} (config and secret on {'both' if pair else 'every node'}): "
+            f"{'both' if pair else 'all'} are kept as they are, no agent is restarted"
             + (
                 " (the package upgrade restarts it in place, no switchover)"
                 if packages.install
@@ -559,7 +698,9 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
         vip_interfaces = {n: by_node.get(n, kept.vip.interface) for n in sessions}
         check_kept_answers(asker, sessions, facts, networks, kept, vip_interfaces)
         cluster, vip, config = kept.cluster, kept.vip.address, None
+        order = list(kept.order)
     else:
+        order = ask_order(asker, list(sessions))
         cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
         vips = {v for e in have.values() if (v := e.vip()) is not None}
         own = frozenset(vips.union(*(f.held for f in facts.values())))
@@ -567,10 +708,16 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
         vip_interfaces = ask_vip_interface(asker, facts, networks, vip)
         first = vip_interfaces[next(iter(sessions))]
         config = configedit.render_config(
-            cluster, networks, vip, first, list(sessions), vip_interfaces=vip_interfaces
+            cluster,
+            networks,
+            vip,
+            first,
+            list(sessions),
+            vip_interfaces=vip_interfaces,
+            order=order if not pair else (),
         )
     check_packages(sessions, packages)
-    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config, packages)
+    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config, packages, order)
 
 
 def _pairs(by_node: dict[str, str]) -> str:
@@ -598,7 +745,7 @@ def merge_lines(old: str | None, drop: Callable[[str], bool], add: list[str]) ->
     return "".join(line + "\n" for line in kept + [a.rstrip("\n") for a in add])
 
 
-def _ends_with(comment: str) -> Callable[[str], bool]:
+def _ends_with(comment: str | tuple[str, ...]) -> Callable[[str], bool]:
     return lambda line: line.rstrip().endswith(comment)
 
 
@@ -607,7 +754,9 @@ def _for_hosts(hosts: list[str]) -> Callable[[str], bool]:
 
 
 def setup_keys(plan: Plan, changes: Changes) -> None:
-    """Step 3: an ed25519 sync key per node, in the peer's authorized_keys (forced command)."""
+    """Step 3: an ed25519 sync key per node (the fence logs in with it too), in every
+    other node's authorized_keys (forced command); each node learns every other
+    node's host key on both networks."""
     public: dict[str, str] = {}
     host_keys: dict[str, str] = {}
     for name, session in plan.sessions.items():
@@ -629,21 +778,27 @@ def setup_keys(plan: Plan, changes: Changes) -> None:
             raise WizardError(f"{name} has no /etc/ssh/ssh_host_ed25519_key.pub: run ssh-keygen -A")
         host_keys[name] = " ".join(host.split()[:2])
     for name, session in plan.sessions.items():
-        peer = next(n for n in plan.sessions if n != name)
+        peers = [n for n in plan.sessions if n != name]
         python = plan.facts[name].python or "/usr/bin/python3"
-        comment = f"mosqit-sync@{peer}"
+        comments = tuple(f"mosqit-sync@{peer}" for peer in peers)
         old = session.read("/root/.ssh/authorized_keys")
-        text = merge_lines(old, _ends_with(comment), [authorized_line(python, public[peer])])
+        text = merge_lines(
+            old,
+            _ends_with(comments),
+            [authorized_line(python, public[peer]) for peer in peers],
+        )
         changes.run(
             session, "mkdir -p /root/.ssh && chmod 700 /root/.ssh", "make /root/.ssh (mode 0700)"
         )
         changes.write_file(session, "/root/.ssh/authorized_keys", text, 0o600)
-        addresses = [str(net.ports[peer].address.ip) for net in plan.networks]
+        addresses = {
+            peer: [str(net.ports[peer].address.ip) for net in plan.networks] for peer in peers
+        }
         known = session.read("/root/.ssh/known_hosts")
         text = merge_lines(
             known,
-            _for_hosts(addresses),
-            [f"{a} {host_keys[peer]}" for a in addresses],
+            _for_hosts([a for peer in peers for a in addresses[peer]]),
+            [f"{a} {host_keys[peer]}" for peer in peers for a in addresses[peer]],
         )
         changes.write_file(session, "/root/.ssh/known_hosts", text, 0o600)
 
@@ -744,20 +899,22 @@ def node_status(session: Session) -> dict[str, Any] | None:
 
 
 def wait_pair(sessions: dict[str, Session], timeout: float = 60.0) -> dict[str, str]:
-    """Wait until one node is ACTIVE and the other STANDBY; return the roles."""
+    """Wait until one node is ACTIVE and every other STANDBY; return the roles."""
     deadline = time.monotonic() + timeout
+    formed = ["ACTIVE"] + ["STANDBY"] * (len(sessions) - 1)
     roles: dict[str, str] = {}
     while time.monotonic() < deadline:
         roles = {}
         for name, session in sessions.items():
             status = node_status(session)
             roles[name] = str(status["role"]) if status else "DOWN"
-        if sorted(roles.values()) == ["ACTIVE", "STANDBY"]:
+        if sorted(roles.values()) == formed:
             return roles
         time.sleep(0.5)
+    what, where = ("pair", "both nodes") if len(sessions) == 2 else ("cluster", "every node")
     raise WizardError(
-        f"the pair did not form within {timeout:g}s (roles: {roles}): read "
-        "`journalctl -t mosqit-failover` on both nodes"
+        f"the {what} did not form within {timeout:g}s (roles: {roles}): read "
+        f"`journalctl -t mosqit-failover` on {where}"
     )
 
 
@@ -786,7 +943,8 @@ def deploy(
             asker.say(f"dry run: {len(changes.planned)} change(s) would be made; none was.")
             return 0
         roles = wait_pair(plan.sessions)
-        asker.say("The pair is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
+        what = "pair" if len(plan.sessions) == 2 else "cluster"
+        asker.say(f"The {what} is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
         where = set(plan.vip_interfaces.values())
         on = where.pop() if len(where) == 1 else _pairs(plan.vip_interfaces)
         asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {on}")

@@ -1,14 +1,15 @@
-"""`mosqit-failover wizard resources`: list, add, remove and reorder what the pair protects.
+"""`mosqit-failover wizard resources`: list, add, remove and reorder what the cluster protects.
 
-Guarantees:
-- the config is read from both nodes and must be identical there (else
-  nothing is changed and the operator is told how to make it so);
-- an addition is validated on both nodes before anything is written (a unit
-  or script must exist on both; a directory must be absolute and exist on
+Guarantees (a pair or up to eight nodes alike):
+- every node of the config must be reached (else nothing is changed); the
+  config is read from every node and must be identical there (else nothing
+  is changed and the operator is told how to make it so);
+- an addition is validated on every node before anything is written (a unit
+  or script must exist on each; a directory must be absolute and exist on
   the active node);
-- the new config is written to both nodes atomically (temporary file +
-  rename on each); if the second write fails (even by a connection that
-  drops) the first node is rolled back, and the operator is told exactly
+- the new config is written to every node atomically (temporary file +
+  rename on each); if a write fails (even by a connection that drops) the
+  nodes written before are rolled back, and the operator is told exactly
   what was written and undone on each node, and what could not be;
 - the agents are then told to reload (`mosqit-failover reload`, the standby
   first): an added resource starts on the active node only, a removed one is
@@ -37,7 +38,7 @@ KINDS = ["systemd", "sysv", "script", "dir"]
 
 @dataclass
 class Pair:
-    """Both nodes' sessions keyed by node name, the shared config text and roles."""
+    """Every node's session keyed by node name, the shared config text and roles."""
 
     sessions: dict[str, Session]
     text: str
@@ -50,7 +51,7 @@ class Pair:
 
 
 def read_pair(sessions: dict[str, Session]) -> Pair:
-    """The config (identical on both nodes, valid) and each node's role."""
+    """The config (identical on every node, valid) and each node's role."""
     texts = {name: s.read(CONFIG_PATH) for name, s in sessions.items()}
     missing = [n for n, t in texts.items() if t is None]
     if missing:
@@ -58,12 +59,22 @@ def read_pair(sessions: dict[str, Session]) -> Pair:
             f"{', '.join(missing)} has no {CONFIG_PATH}: deploy the pair first "
             "(mosqit-failover wizard deploy)"
         )
-    first, second = texts.values()
-    if first != second:
+    first = next(iter(texts.values()))
+    if len(set(texts.values())) > 1:
+        if len(texts) == 2:
+            raise WizardError(
+                f"{CONFIG_PATH} differs between {' and '.join(texts)}; nothing was changed. "
+                "Decide which one is right, copy it to the other node, run "
+                "`mosqit-failover reload` on both, then re-run"
+            )
+        groups: dict[str | None, list[str]] = {}
+        for name, text in texts.items():
+            groups.setdefault(text, []).append(name)
+        described = "; ".join(" and ".join(g) + " have one" for g in groups.values())
         raise WizardError(
-            f"{CONFIG_PATH} differs between {' and '.join(texts)}; nothing was changed. Decide "
-            "which one is right, copy it to the other node, run `mosqit-failover reload` on "
-            "both, then re-run"
+            f"{CONFIG_PATH} differs between the nodes ({described}); nothing was changed. "
+            "Decide which one is right, copy it to the others, run `mosqit-failover reload` "
+            "on each, then re-run"
         )
     assert first is not None
     try:
@@ -74,7 +85,8 @@ def read_pair(sessions: dict[str, Session]) -> Pair:
     if set(sessions) != names:
         raise WizardError(
             f"the config is for nodes {', '.join(sorted(names))}, but the nodes reached are "
-            f"{', '.join(sorted(sessions))}: connect to the pair's own nodes"
+            f"{', '.join(sorted(sessions))}: give every node of the config (--node once per "
+            "node), and only those; nothing was changed"
         )
     roles = {}
     for name, session in sessions.items():
@@ -135,7 +147,14 @@ def _missing(pair: Pair, command: str, what: str, fix: str) -> None:
     bad = [n for n, rc in status.items() if rc != 0]
     if bad:
         good = [n for n in status if n not in bad]
-        where = f"exists on {good[0]} but not on {bad[0]}" if good else "exists on neither node"
+        if len(status) == 2:
+            where = f"exists on {good[0]} but not on {bad[0]}" if good else "exists on neither node"
+        else:
+            where = (
+                f"exists on {', '.join(good)} but not on {', '.join(bad)}"
+                if good
+                else "exists on no node"
+            )
         raise WizardError(f"{what} {where}: {fix}; nothing was changed")
 
 
@@ -196,7 +215,7 @@ def validate_dir(pair: Pair, path: str) -> None:
 
 
 def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
-    """Write the config to both nodes (atomic on each); roll back if the second fails."""
+    """Write the config to every node (atomic on each); roll back if one fails."""
     for name, session in pair.sessions.items():
         if session.read(CONFIG_PATH) != pair.text:
             raise WizardError(
@@ -223,7 +242,8 @@ def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
 
 
 def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:
-    """Tell both agents to re-read the config; the active one starts (or stops) resources."""
+    """Tell every agent to re-read the config (standbys first); the active one starts
+    (or stops) resources."""
     flag = " --stop-removed" if stop_removed else ""
     order = sorted(pair.sessions, key=lambda n: n == pair.active)  # standby first
     for name in order:
@@ -235,14 +255,15 @@ def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) ->
         if result.status != 0:
             raise WizardError(
                 f"{name}: the agent did not take the new config (exit {result.status}); the "
-                "config is written on both nodes. Read `journalctl -t mosqit-failover` there"
+                f"config is written on {'both nodes' if len(order) == 2 else 'every node'}. "
+                "Read `journalctl -t mosqit-failover` there"
             )
 
 
 def apply(pair: Pair, new_text: str, stop_removed: bool, say: Callable[[str], None]) -> Pair:
     configuration.parse(new_text, "the edited config")
     write_both(pair, new_text, say)
-    say("config written to both nodes")
+    say(f"config written to {'both nodes' if len(pair.sessions) == 2 else 'every node'}")
     reload_agents(pair, stop_removed, say)
     return read_pair(pair.sessions)
 

@@ -25,6 +25,8 @@ FAILURES = (
 
 
 ANSWER_FLAGS = (
+    "nodes",
+    "order",
     "node1",
     "node2",
     "user",

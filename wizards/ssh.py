@@ -1,4 +1,4 @@
-"""ssh sessions to the two nodes (paramiko), with the wizard's own known_hosts.
+"""ssh sessions to the nodes (paramiko), with the wizard's own known_hosts.
 
 Guarantees:
 - never touches ~/.ssh: host keys are kept in
@@ -150,11 +150,19 @@ def _load_key(path: str) -> paramiko.PKey:
 class Session:
     """One authenticated ssh connection to a node; commands run as root (sudo -n if needed)."""
 
-    def __init__(self, label: str, host: str, login: Login, transport: paramiko.Transport) -> None:
+    def __init__(
+        self,
+        label: str,
+        host: str,
+        login: Login,
+        transport: paramiko.Transport,
+        host_key: str = "",
+    ) -> None:
         self.label = label
         self.host = host
         self.login = login
         self._transport = transport
+        self.host_key = host_key  # the node's host key fingerprint (SHA256:...), as checked
 
     def __repr__(self) -> str:
         return f"Session({self.label!r}, {self.host!r})"
@@ -296,7 +304,7 @@ def connect(
     except BaseException:
         transport.close()
         raise
-    return Session(label, host, login, transport)
+    return Session(label, host, login, transport, fingerprint(key))
 
 
 NOTHING_CHANGED = "Nothing was changed."

@@ -26,7 +26,9 @@ class StateError(EffectError):
 class StateFile:
     """The node's last epoch and role, kept across restarts and crashes.
 
-    Content: ``{"version": 1, "epoch": N, "role": "ACTIVE"}``.
+    Content: ``{"version": 1, "epoch": N, "role": "ACTIVE", "data_epoch": M}``;
+    ``data_epoch`` (multi-server mode: the newest epoch whose data this node
+    received in full) is optional, 0 when absent, and an older agent ignores it.
 
     Guarantees:
 
@@ -79,13 +81,42 @@ class StateFile:
             ) from None
 
     def save(self, epoch: int, role: Role) -> None:
-        """Replace the file with (epoch, role), atomically and durably."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a whole number >= 0, not {epoch!r}")
-        content = json.dumps({"version": VERSION, "epoch": epoch, "role": role.value})
-        directory = self.path.parent
+        """Replace the file with (epoch, role), atomically and durably; the data epoch
+        already saved stays."""
+        _check_epoch(epoch)
         with self._lock:
-            self._save(directory, content)
+            data_epoch = self._saved_data_epoch()
+            self._write(epoch, role, data_epoch)
+
+    def load_data_epoch(self) -> int:
+        """The saved data epoch; 0 if the file or the key does not exist. Raises StateError
+        like :meth:`load` for a file that cannot be read or parsed."""
+        self.load()
+        return self._saved_data_epoch()
+
+    def save_data_epoch(self, data_epoch: int) -> None:
+        """Record the newest epoch whose data this node holds in full (never lowered).
+
+        A saved value that is no whole number reads as 0: less fresh, the safe side."""
+        _check_epoch(data_epoch)
+        with self._lock:
+            epoch, role = self.load()
+            if data_epoch > self._saved_data_epoch():
+                self._write(epoch, role, data_epoch)
+
+    def _saved_data_epoch(self) -> int:
+        try:
+            data = json.loads(self.path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return 0
+        value = data.get("data_epoch", 0) if isinstance(data, dict) else 0
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    def _write(self, epoch: int, role: Role, data_epoch: int) -> None:
+        record: dict[str, object] = {"version": VERSION, "epoch": epoch, "role": role.value}
+        if data_epoch:
+            record["data_epoch"] = data_epoch
+        self._save(self.path.parent, json.dumps(record))
 
     def _save(self, directory: Path, content: str) -> None:
         temp = ""
@@ -124,6 +155,11 @@ class StateFile:
         for stale in self.path.parent.glob(f".{self.path.name}{_TEMP_MARK}*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def _check_epoch(epoch: int) -> None:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be a whole number >= 0, not {epoch!r}")
 
 
 class _Invalid(ValueError):

@@ -123,3 +123,32 @@ def test_bad_epoch_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         state.save(-1, Role.ACTIVE)
     assert state.load() == (0, Role.WAITING)
+
+
+def test_the_data_epoch_is_kept_across_saves_and_never_lowered(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "state.json")
+    assert state.load_data_epoch() == 0  # a node that never ran
+    state.save(3, Role.STANDBY)
+    state.save_data_epoch(7)
+    state.save(3, Role.WAITING)  # a plan's PersistState does not know the data epoch
+    assert state.load() == (3, Role.WAITING)
+    assert state.load_data_epoch() == 7
+    state.save_data_epoch(5)  # older news changes nothing
+    assert state.load_data_epoch() == 7
+    assert json.loads((tmp_path / "state.json").read_text())["data_epoch"] == 7
+
+
+def test_a_state_file_without_data_epoch_reads_as_zero(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text('{"version": 1, "epoch": 4, "role": "ACTIVE"}')
+    assert StateFile(path).load_data_epoch() == 0
+
+
+@pytest.mark.parametrize("value", ['"9"', "true", "-3", "1.5", "null"])
+def test_a_data_epoch_that_is_no_whole_number_counts_as_zero(tmp_path: Path, value: str) -> None:
+    """Less fresh is the safe side: such a node is never elected for its data."""
+    path = tmp_path / "state.json"
+    path.write_text(f'{{"version": 1, "epoch": 4, "role": "STANDBY", "data_epoch": {value}}}')
+    state = StateFile(path)
+    assert state.load() == (4, Role.STANDBY)
+    assert state.load_data_epoch() == 0

@@ -162,6 +162,8 @@ def _command(args: argparse.Namespace) -> int:
     if name == "maintenance":
         name = f"maintenance-{args.state}"
     request: dict[str, object] = {"command": name}
+    if name == "switchover" and getattr(args, "to", None) is not None:
+        request["to"] = args.to  # the agent checks it is a node and a present candidate
     if name == "reload":
         request["stop_removed"] = args.stop_removed
     if name == "force-active" and not args.yes:
@@ -226,6 +228,16 @@ def _interval(text: str) -> float:
             f"to {MAX_WATCH_INTERVAL:g}, like 1, 0.5 or 500ms"
         )
     return seconds
+
+
+def _node_name(text: str) -> str:
+    """--to: a node name as the config spells them (the agent checks it is one of its nodes)."""
+    if not configuration._NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a node name: give a node of the config (letters, digits, "
+            "'.', '_' or '-', at most 63, starting with a letter or digit)"
+        )
+    return text
 
 
 def missing_module_message(command: str, error: ModuleNotFoundError) -> str:
@@ -412,9 +424,17 @@ def _add_agent_commands(sub: Any) -> None:
 
     switch = sub.add_parser(
         "switchover",
-        help="hand the service over to the peer",
+        help="hand the service over to the peer (--to: a named node)",
         description="On the active node: hand the VIP and the resources over to the "
-        "standby, which must see both networks. Prints the decisions; exit 1 if refused.",
+        "standby, which must see both networks; with several standbys to the best "
+        "candidate, or to --to NODE. Prints the decisions; exit 1 if refused.",
+    )
+    switch.add_argument(
+        "--to",
+        metavar="NODE",
+        type=_node_name,
+        help="the node to hand over to: a standby of the config that is present and a "
+        "candidate (default: the best candidate)",
     )
     _with_config(switch)
     switch.set_defaults(func=_command)

@@ -8,11 +8,13 @@ import asyncio
 import configparser
 import io
 import itertools
+import json
 import os
 import re
 import select
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +32,7 @@ from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.events import Inventory
 from mosqit_failover.sim_scenarios import sim_config
-from tests.unit.fake_socket import answering
+from tests.unit.fake_socket import answering, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -322,6 +324,86 @@ def test_watch_keeps_trying_until_the_agent_answers_and_ctrl_c_exits_0(tmp_path:
     assert err == ""
     assert status_watch.SEPARATOR in seen
     assert "\x1b" not in seen
+
+
+# ---- switchover [--to NODE] against a fake control socket ------------------------
+
+
+@contextmanager
+def recording(path: Path, reply: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """A control socket at `path` that answers `reply`; yields the requests it got."""
+    requests: list[dict[str, Any]] = []
+
+    def respond(conn: socket.socket) -> None:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        requests.append(json.loads(data))
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    with serving(path, respond):
+        yield requests
+
+
+def test_switchover_to_a_node_sends_its_name_and_prints_the_decisions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply = {"ok": True, "decisions": ["12:00:00 alpha switchover: handing over to gamma"]}
+    path = tmp_path / "c.sock"
+    with recording(path, reply) as requests:
+        assert cli.main(["switchover", "--to", "gamma", "--socket", str(path)]) == 0
+    assert requests == [{"command": "switchover", "to": "gamma"}]
+    out, err = capsys.readouterr()
+    assert (out, err) == ("12:00:00 alpha switchover: handing over to gamma\n", "")
+
+
+def test_switchover_without_to_sends_no_to_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.sock"
+    with recording(path, {"ok": True, "decisions": []}) as requests:
+        assert cli.main(["switchover", "--socket", str(path)]) == 0
+    assert requests == [{"command": "switchover"}]
+    assert capsys.readouterr().out == ""
+
+
+def test_the_agent_s_refusal_of_the_target_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refusal = "switchover refused: delta is not a node of this cluster (alpha, beta, gamma)"
+    path = tmp_path / "c.sock"
+    with recording(path, {"ok": False, "error": refusal}) as requests:
+        assert cli.main(["switchover", "--to", "delta", "--socket", str(path)]) == 1
+    assert requests == [{"command": "switchover", "to": "delta"}]
+    assert capsys.readouterr() == ("", f"mosqit-failover: {refusal}\n")
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "-x", ".hidden", "x" * 64, "beta\n", "ß"])
+def test_a_bad_target_is_one_line_exit_2_and_nothing_is_sent(
+    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.sock"
+    with recording(path, {"ok": True}) as requests, pytest.raises(SystemExit) as exited:
+        cli.main(["switchover", f"--to={bad}", "--socket", str(path)])
+    assert exited.value.code == 2
+    assert requests == []
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        f"mosqit-failover switchover: argument --to: {bad!r} is not a node name: "
+    )
+    assert err.endswith("; see mosqit-failover switchover --help\n")
+
+
+def test_to_is_the_switchover_s_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["maintenance", "on", "--to", "beta", "--socket", "/nonexistent"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --to beta" in capsys.readouterr().err
 
 
 # ---- commands whose modules may be missing ---------------------------------------

@@ -202,7 +202,8 @@ def _probe_families(probes: Any) -> list[Metric]:
         if not isinstance(probe, dict):
             continue
         target, _, network = str(name).partition("-")
-        key = [str(name), target, network]
+        # a multi-server probe is named peer-NETWORK-NODE: the agent says the network
+        key = [str(name), target, str(probe.get("network") or network)]
         n_sent, n_answered = _num(probe.get("sent")), _num(probe.get("answered"))
         if n_sent is not None and n_answered is not None:
             sent.add_metric(key, n_sent)

@@ -77,6 +77,12 @@ def add_wizard_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     dep.add_argument("--no-resources", action="store_true", help="do not run the resource wizard")
     dep.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start the agents but do not wait for one ACTIVE and the others STANDBY "
+        "(a cluster that does not form is then not rolled back)",
+    )
+    dep.add_argument(
         "--package",
         metavar="PATH",
         help="the mosqit-failover .deb to install where it is missing or older "

@@ -923,8 +923,12 @@ def deploy(
     known: KnownHosts,
     dry_run: bool,
     then: Callable[[dict[str, Session], Changes], None] | None = None,
+    wait: bool = True,
 ) -> int:
-    """The whole deployment; returns the exit status. Raises on errors (after rollback)."""
+    """The whole deployment; returns the exit status. Raises on errors (after rollback).
+
+    ``wait`` False (--no-wait): the agents are started but the cluster's forming is
+    not waited for (nor rolled back if it does not); `status` on a node tells."""
     raw = open_sessions(asker, known)
     changes = Changes(dry_run, asker.say)
     try:
@@ -942,9 +946,15 @@ def deploy(
         if dry_run:
             asker.say(f"dry run: {len(changes.planned)} change(s) would be made; none was.")
             return 0
-        roles = wait_pair(plan.sessions)
         what = "pair" if len(plan.sessions) == 2 else "cluster"
-        asker.say(f"The {what} is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
+        if wait:
+            roles = wait_pair(plan.sessions)
+            asker.say(f"The {what} is up: " + ", ".join(f"{n} {r}" for n, r in roles.items()))
+        else:
+            asker.say(
+                f"The agents run on {_and(list(plan.sessions))}; not waiting for the {what} to "
+                f"form (--no-wait): `mosqit-failover status` on a node shows the roles."
+            )
         where = set(plan.vip_interfaces.values())
         on = where.pop() if len(where) == 1 else _pairs(plan.vip_interfaces)
         asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {on}")

@@ -110,7 +110,8 @@ def run_deploy(args: argparse.Namespace) -> int:
             asker.say("\nProtected resources:")
             resources.run(asker, sessions, actions)
 
-        return deploy.deploy(asker, known, args.dry_run, None if args.no_resources else manage)
+        then = None if args.no_resources else manage
+        return deploy.deploy(asker, known, args.dry_run, then, wait=not args.no_wait)
     except deploy.Aborted as error:
         return _fail(error.report(), 130 if isinstance(error.cause, KeyboardInterrupt) else 1)
     except FAILURES as error:

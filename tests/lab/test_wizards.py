@@ -143,6 +143,7 @@ def test_interactive_deploy(pair: tuple[Lab, Path]) -> None:
         [
             ("first node", "10.231.1.11"),
             ("second node", "10.231.1.12"),
+            ("another node", ""),  # empty: a pair
             ("Log in as", ""),
             ("ssh port", ""),
             ("Log in with", "password"),

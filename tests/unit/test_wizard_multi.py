@@ -163,6 +163,7 @@ def run_deploy(
     nodes: dict[str, FakeNode],
     answers: dict[str, Any],
     hosts: list[str] | None = None,
+    wait: bool = True,
 ) -> str:
     """deploy.deploy over ``nodes`` (unattended); the output. No package in ./dist."""
     monkeypatch.chdir(tmp_path)
@@ -180,7 +181,7 @@ def run_deploy(
     out = io.StringIO()
     given = {**ANSWERS, "nodes": hosts if hosts is not None else list(nodes), **answers}
     asker = Asker(given, False, out=out)
-    deploy.deploy(asker, cast(KnownHosts, None), False)
+    deploy.deploy(asker, cast(KnownHosts, None), False, wait=wait)
     return out.getvalue()
 
 
@@ -217,6 +218,17 @@ def test_three_nodes_get_one_config_with_the_order_and_keys_for_every_pair(
             for peer in peers
             for net in (1, 2)
         ]
+
+
+def test_no_wait_leaves_the_cluster_started_whether_it_forms_or_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nodes = fleet(3)
+    for node in nodes.values():
+        node.role = "STANDBY"  # no node goes ACTIVE: waiting would time out and roll back
+    said = run_deploy(monkeypatch, tmp_path, nodes, {}, wait=False)
+    assert "not waiting for the cluster to form (--no-wait)" in said
+    assert all(n.active and n.enabled and deploy.CONFIG_PATH in n.files for n in nodes.values())
 
 
 def test_the_order_asked_is_written_and_a_wrong_one_is_refused(

@@ -6,7 +6,9 @@ Routes (every answer carries the security headers of `http.SECURITY_HEADERS`):
     GET  /login            the login form;  POST /login  token=... -> session cookie
     POST /logout           ends the session (CSRF token needed)
     GET  /api/status       the live state as JSON (session needed, else 401)
-    POST /api/command      {"command": "switchover" | "maintenance-on" | "maintenance-off"}
+    POST /api/command      {"command": "switchover" | "maintenance-on" | "maintenance-off"},
+                           switchover may name its target: {"command": "switchover", "to": NODE}
+                           (a node of the config, else 400 and nothing reaches the agent)
                            (session, same Origin, X-CSRF-Token and application/json needed)
     GET  /static/console.js, /static/console.css
 
@@ -62,9 +64,10 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,6 +95,7 @@ REQUEST_TIMEOUT = 5.0  # the whole request, head and body (12 KiB at most)
 WRITE_TIMEOUT = 10.0  # the answer (a few KiB) handed to the client
 RESOURCE_PERIOD = 2.0
 JSON = "application/json"
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # as config.py's node names
 
 Control = Callable[[dict[str, Any]], dict[str, Any]]
 Note = Callable[[str, int], None]
@@ -171,11 +175,15 @@ class ConsoleServer:
         *,
         owner_uid: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        nodes: Callable[[], Iterable[str]] | None = None,
     ) -> None:
+        """`nodes`: the config's node names (switchover's targets are checked against
+        them); without it, the nodes the agent's status names (itself and its peers)."""
         self.settings = settings
         self.host, self.port = split_host_port(settings.listen)
         self._control = control
         self._note = note
+        self._nodes = nodes
         self.tokens = Tokens(settings.token_file, owner_uid)
         self.sessions = Sessions(clock, idle=settings.session_idle)
         self.limiter = LoginLimiter(clock)
@@ -465,10 +473,45 @@ class ConsoleServer:
             return _json(
                 400, {"ok": False, "error": f"command must be one of {', '.join(COMMANDS)}"}
             )
-        reply = self._control({"command": name})
+        command: dict[str, Any] = {"command": name}
+        if isinstance(body, dict) and "to" in body:
+            target = body["to"]
+            problem = self._target_problem(name, target)
+            if problem:
+                return _json(400, {"ok": False, "error": problem})
+            command["to"] = target
+        reply = self._control(command)
         outcome = "done" if reply.get("ok") else "refused"
-        self._note(f"web console: {name} asked from {request.client}: {outcome}", 5)
+        what = f"{name} to {command['to']}" if "to" in command else name
+        self._note(f"web console: {what} asked from {request.client}: {outcome}", 5)
         return _json(200, reply)
+
+    def _target_problem(self, name: str, target: object) -> str:
+        """Why `target` cannot be switchover's "to" ("" when it can)."""
+        if name != "switchover":
+            return f'only switchover takes "to", not {name}'
+        if not isinstance(target, str) or not NODE_NAME.fullmatch(target):
+            return '"to" must be a node name'
+        known = self._node_names()
+        if target not in known:
+            listed = ", ".join(sorted(known)) or "none known"
+            return f"switchover refused: {target} is not a node of this cluster ({listed})"
+        return ""
+
+    def _node_names(self) -> set[str]:
+        if self._nodes is not None:
+            return set(self._nodes())
+        status = self._control({"command": "status"}).get("status")  # read only
+        if not isinstance(status, dict):
+            return set()
+        names = {status.get("node")}
+        peers = status.get("peers")
+        if isinstance(peers, dict):
+            names.update(peers)
+        peer = status.get("peer")
+        if isinstance(peer, dict):
+            names.add(peer.get("node"))
+        return {n for n in names if isinstance(n, str)}
 
 
 def _is_form(request: Request) -> bool:

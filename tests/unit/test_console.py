@@ -36,12 +36,15 @@ class FakeAgent:
     mode: str = "AUTO"
     commands: list[str] = field(default_factory=list)
     peer_extra: dict[str, Any] = field(default_factory=dict)  # more fields of status["peer"]
+    peers: dict[str, dict[str, Any]] | None = None  # status["peers"] (multi-server) when set
+    requests: list[dict[str, Any]] = field(default_factory=list)  # the commands, whole
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["command"]
         if name == "status":
             return {"ok": True, "status": self.status()}
         self.commands.append(name)
+        self.requests.append(request)
         if name == "switchover":
             if self.role != "ACTIVE":
                 return {"ok": False, "decisions": ["switchover refused: this node is STANDBY"]}
@@ -53,7 +56,8 @@ class FakeAgent:
         return {"ok": True, "decisions": [f"{name} done"]}
 
     def status(self) -> dict[str, Any]:
-        return {
+        more = {} if self.peers is None else {"peers": self.peers}
+        return more | {
             "node": "alpha",
             "cluster": "lab",
             "vip": "192.0.2.50/24",
@@ -195,6 +199,7 @@ def make_server(
     loop: asyncio.AbstractEventLoop,
     runners: dict[str, Runner] | None = None,
     tls: ssl.SSLContext | None = None,
+    nodes: list[str] | None = None,
     **settings_given: Any,
 ) -> Served:
     """A console on 127.0.0.1 (any port); `settings_given` are more `Console` fields,
@@ -211,6 +216,7 @@ def make_server(
             lambda text, prio: notes.append((text, prio)),
             lambda: runners or {},
             owner_uid=os.getuid(),
+            nodes=None if nodes is None else lambda: nodes,
         )
         assert await server.start()
         return server
@@ -564,4 +570,4 @@ def test_peer_authentication_failures_reach_the_page_as_a_banner(console: Served
         banner is not None and b" hidden" in banner.group(0) and b'role="alert"' in banner.group(0)
     )
     _, _, js = console.request("GET", "/static/console.js")
-    assert b"peer.unauthenticated" in js and b"Peer messages fail authentication: " in js
+    assert b"p.unauthenticated" in js and b"Peer messages fail authentication: " in js

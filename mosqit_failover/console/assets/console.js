@@ -35,6 +35,7 @@
       tr.appendChild(td);
     });
     tbody.appendChild(tr);
+    return tr;
   }
 
   function clear(tbody) { while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); } }
@@ -47,8 +48,83 @@
     return text;
   }
 
+  // every other node: status.peers (in takeover order), else the one status.peer
+  function peersOf(s) {
+    const peers = s.peers && typeof s.peers === "object" ? s.peers : null;
+    const names = peers ? Object.keys(peers) : [];
+    if (!names.length) { return s.peer ? [s.peer] : []; }
+    return names.map(function (name) {
+      const p = peers[name] && typeof peers[name] === "object" ? peers[name] : {};
+      return Object.assign({ node: name }, p);
+    });
+  }
+
+  function uplinksText(up) {
+    if (!up || typeof up !== "object") { return ["not reported", "bad"]; }
+    const nets = Object.keys(up);
+    if (!nets.length) { return ["not reported", "bad"]; }
+    const all = nets.every(function (n) { return up[n] === true; });
+    return [nets.map(function (n) { return n + " " + (up[n] ? "up" : "DOWN"); }).join(", "),
+      all ? "ok" : "bad"];
+  }
+
+  function fenceText(fence) {
+    if (fence === null || fence === undefined || fence === "") { return "-"; }
+    return typeof fence === "object" ? JSON.stringify(fence) : String(fence);
+  }
+
+  function renderOthers(peers, multi) {
+    $("#others").hidden = !multi;
+    $("#peer").hidden = multi;
+    document.querySelectorAll("#self .multi").forEach(function (el) { el.hidden = !multi; });
+    const tbody = $("#peers tbody");
+    clear(tbody);
+    if (!multi) { return; }
+    peers.forEach(function (p) {
+      const unauth = typeof p.unauthenticated === "string" && p.unauthenticated !== "";
+      const fresh = typeof p.heard_ago === "number" && p.heard_ago <= 2;
+      const tr = row(tbody, [
+        p.node,
+        [p.role || "-", "role-" + p.role],
+        [p.mode || "-", p.mode ? "mode-" + p.mode : ""],
+        p.epoch,
+        p.data_epoch,
+        typeof p.rank === "number" ? "no. " + (p.rank + 1) : "-",
+        [ago(p.heard_ago), fresh ? "ok" : "bad"],
+        uplinksText(p.uplinks),
+        unauth ? ["FAILING: " + p.unauthenticated, "bad"] : ["ok", "ok"],
+        fenceText(p.fence),
+      ]);
+      tr.dataset.node = p.node;
+    });
+  }
+
+  // the switchover's target: the standbys, "best candidate" first (only with 2+ peers)
+  function renderTargets(peers, multi) {
+    const label = $("#switchover-target");
+    const select = $("#switchover-to");
+    label.hidden = !multi;
+    const standbys = multi ? peers.filter(function (p) { return p.role === "STANDBY"; }) : [];
+    const names = standbys.map(function (p) { return String(p.node); });
+    const shown = Array.prototype.slice.call(select.options, 1).map(function (o) { return o.value; });
+    if (names.join("\n") !== shown.join("\n")) { // rebuilt only on a change: an open list stays
+      const wanted = select.value;
+      while (select.options.length > 1) { select.remove(1); }
+      names.forEach(function (name) {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = name;
+        select.appendChild(option);
+      });
+      select.value = names.indexOf(wanted) >= 0 ? wanted : "";
+    }
+    setText($("#switchover"), multi ? "Switchover" : "Switchover to peer");
+  }
+
   function render(data) {
     const s = data.status;
+    const peers = peersOf(s);
+    const multi = peers.length >= 2;
     setText($("#cluster"), s.cluster);
     setText($("#vip"), s.vip);
     setText($("#served-by"), s.node);
@@ -58,10 +134,11 @@
     setText($(".role", me), s.role, "role-" + s.role);
     setText($(".mode", me), s.mode, "mode-" + s.mode);
     setText($(".epoch", me), s.epoch);
+    setText($(".data-epoch", me), s.data_epoch);
     setText($(".candidate", me), s.candidate ? "yes" : "no");
     setText($(".plan", me), s.plan_running ? "yes" : "no");
 
-    const peer = s.peer || {};
+    const peer = s.peer || peers[0] || {};
     const pe = $("#peer");
     setText($(".name", pe), peer.node);
     setText($(".role", pe), peer.role, "role-" + peer.role);
@@ -75,14 +152,26 @@
     $(".fence", pe).hidden = !hasFence;
     if (hasFence) { setText($(".fence", pe), typeof fence === "object" ? JSON.stringify(fence) : fence); }
 
-    // datagrams from the peer that fail authentication (another secret, ...): say it loudly
-    const unauth = peer.unauthenticated;
+    // datagrams from a peer that fail authentication (another secret, ...): say it loudly
+    const failing = (multi ? peers : [peer]).filter(function (p) {
+      return typeof p.unauthenticated === "string" && p.unauthenticated !== "";
+    });
     const alarm = $("#peer-auth");
-    if (typeof unauth === "string" && unauth !== "") {
-      setText(alarm, "Peer messages fail authentication: " + unauth);
+    if (failing.length) {
+      setText(alarm, "Peer messages fail authentication: " + failing.map(function (p) {
+        return multi ? p.node + ": " + p.unauthenticated : p.unauthenticated;
+      }).join("; "));
       alarm.hidden = false;
     } else {
       alarm.hidden = true;
+    }
+    renderOthers(peers, multi);
+    renderTargets(peers, multi);
+    const note = $("#networks-note");
+    note.hidden = !multi;
+    if (multi) {
+      setText(note, "The peer columns show " + peer.node +
+        "; every node's uplinks are under Other nodes.");
     }
 
     const nets = $("#networks tbody");
@@ -119,6 +208,19 @@
     (sync.dirs || []).forEach(function (d) {
       row(st, [d.path, d.peer_path, [d.state, d.in_sync ? "ok" : "bad"], d.lag_seconds + " s",
         d.pending, ago(d.last_ok_ago), d.last_error || ""]);
+      // one row per standby under its directory (a pair's single one adds nothing)
+      const per = d.peers && typeof d.peers === "object" ? d.peers : {};
+      const names = Object.keys(per);
+      if (multi || names.length > 1) {
+        names.forEach(function (name) {
+          const p = per[name] || {};
+          const state = (p.state || "-") + (p.full_resync_pending ? ", full resync pending" : "");
+          const tr = row(st, ["\u2192 " + name, "", [state, p.in_sync ? "ok" : "bad"],
+            p.lag_seconds + " s", p.pending, ago(p.last_ok_ago), p.last_error || ""]);
+          tr.className = "per-peer";
+          tr.dataset.peer = name;
+        });
+      }
     });
     if (!(sync.dirs || []).length) {
       row(st, [sync.running ? "(no directory configured)" : "(nothing syncs from this node)",
@@ -134,6 +236,7 @@
     });
 
     $("#switchover").disabled = busy || s.role !== "ACTIVE";
+    $("#switchover-to").disabled = busy || s.role !== "ACTIVE";
     $("#maintenance-on").disabled = busy || s.mode === "MAINTENANCE";
     $("#maintenance-off").disabled = busy || s.mode !== "MAINTENANCE";
   }
@@ -160,6 +263,13 @@
   }
 
   function command(name, question) {
+    const request = { command: name };
+    const select = $("#switchover-to");
+    if (name === "switchover" && !$("#switchover-target").hidden) {
+      if (select.value) { request.to = select.value; }
+      question = "Hand the service over to " +
+        (select.value || "the best candidate") + " now?";
+    }
     if (!window.confirm(question)) { return; }
     busy = true;
     const out = $("#command-result");
@@ -168,7 +278,7 @@
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify({ command: name }),
+      body: JSON.stringify(request),
     })
       .then(function (r) { return r.json(); })
       .then(function (reply) {

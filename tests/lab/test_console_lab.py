@@ -283,3 +283,82 @@ def test_the_page_shows_a_red_banner_while_peer_messages_fail_authentication(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_the_page_shows_every_peer_and_switches_over_to_the_chosen_one(tmp_path: Path) -> None:
+    """A three-node status from a stand-in agent: the Other nodes table, the per-standby
+    sync rows, and switchover to the standby chosen in the select."""
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(f"console browser test skipped: {reason}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.unit.test_console_peers import THREE, peer
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    console = make_server(tmp_path, loop, nodes=["alpha", "beta", "gamma"])
+    agent = console.agent
+    agent.peers = {
+        **THREE,
+        "gamma": peer("gamma", "STANDBY", 2, 2, unauthenticated="bad-mac", fence="off"),
+    }
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="mqconsole-chromium-", dir=tmp_path)
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver: Any = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.set_page_load_timeout(20)
+        driver.get(console.origin + "/")
+        driver.find_element(By.ID, "token").send_keys(console.token)
+        driver.find_element(By.ID, "login").click()
+        wait_for(
+            "the Other nodes table", lambda: driver.find_element(By.ID, "others").is_displayed(), 20
+        )
+        rows = [
+            [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#peers tbody tr")
+        ]
+        assert rows == [
+            ["beta", "STANDBY", "AUTO", "3", "3", "no. 2", "50 ms ago", "a up, b up", "ok", "-"],
+            [
+                "gamma",
+                "STANDBY",
+                "AUTO",
+                "2",
+                "2",
+                "no. 3",
+                "50 ms ago",
+                "a up, b up",
+                "FAILING: bad-mac",
+                "off",
+            ],
+        ]
+        assert not driver.find_element(By.ID, "peer").is_displayed()
+        assert driver.find_element(By.ID, "peer-auth").text == (
+            "Peer messages fail authentication: gamma: bad-mac"
+        )
+        select = Select(driver.find_element(By.ID, "switchover-to"))
+        assert [o.text for o in select.options] == ["best candidate", "beta", "gamma"]
+        select.select_by_value("gamma")
+        driver.execute_script("window.confirm = function () { return true; };")
+        driver.find_element(By.ID, "switchover").click()
+        wait_for(
+            "the command's answer",
+            lambda: "done" in driver.find_element(By.ID, "command-result").text,
+            10,
+        )
+        assert agent.requests == [{"command": "switchover", "to": "gamma"}]
+        driver.save_screenshot(str(tmp_path / "peers.png"))
+    finally:
+        driver.quit()
+        run_in(loop, console.server.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

@@ -72,12 +72,21 @@ class SendPeerMessage:
 
 @dataclass(frozen=True)
 class FencePeer:
-    """Fence the peer before promoting in `epoch` (not a plan step).
+    """Fence `peer` before promoting in `epoch` (not a plan step).
 
     The shell tries every configured fence (ssh through the sync key's forced
     command, a power fence command) and answers with FenceResult; it never
     claims anything itself.
     """
+
+    epoch: int
+    peer: str
+
+
+@dataclass(frozen=True)
+class RecordDataEpoch:
+    """Persist the data epoch (not a plan step): the active node, in `epoch`, reported
+    this standby's synced directories all caught up."""
 
     epoch: int
 
@@ -158,4 +167,6 @@ PlanStep = (
     | StartResource
     | StopResource
 )
-Action = PlanStep | SendPeerMessage | FencePeer | Alert | Escalate | Decision | RunPlan
+Action = (
+    PlanStep | SendPeerMessage | FencePeer | RecordDataEpoch | Alert | Escalate | Decision | RunPlan
+)

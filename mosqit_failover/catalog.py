@@ -188,6 +188,20 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " `systemctl reload mosqit-failover` on it. `mosqit-failover status` shows the"
         " counts of dropped datagrams per reason.",
     ),
+    DecisionKind.PARTITIONED: Entry(
+        "node @NODE@ cannot hear a better candidate that other nodes hear",
+        _HEAD + " Multi-server mode: a standby does not hear a better-ranked candidate"
+        " directly, but a node it does hear reports hearing it. The two standbys are"
+        " partitioned from each other (a VLAN filter on the cluster port, a firewall"
+        " rule, a cable between two switch stacks), not gone.",
+        "@REASON@. The lower-ranked standby never takes over past a better candidate"
+        " that it merely cannot hear: the better side takes over if the active node"
+        " fails. If the better side died together with the active node, nobody takes"
+        " over on its own.",
+        "Fix the path between the two nodes (`mosqit-failover status` shows which peers"
+        " each node hears). If the better candidate and the active node are both down"
+        " for good, run `mosqit-failover force-active` on @NODE@.",
+    ),
     DecisionKind.PEER_AUTH_OK: Entry(
         "messages from the peer of @NODE@ authenticate again",
         _HEAD + " The peer's datagrams that failed authentication have stopped.",

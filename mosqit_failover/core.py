@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mosqit_failover.actions import (
     Action,
@@ -39,6 +39,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    RecordDataEpoch,
     ReleaseVip,
     RunPlan,
     SendGarp,
@@ -65,6 +66,7 @@ from mosqit_failover.events import (
     PeerView,
     Role,
     SwitchReachability,
+    SyncInSync,
     Tick,
 )
 from mosqit_failover.kinds import AlertKind, DecisionKind
@@ -153,6 +155,7 @@ class FenceAttempt:
     """The fence asked for before an OS-problem promotion, and how it ended."""
 
     epoch: int  # the epoch this node will promote in
+    peer: str = ""
     done: bool = False
     fenced: bool = False
     detail: str = ""
@@ -176,6 +179,10 @@ class Verdict:
     trigger: Trigger
     kind: DecisionKind  # becomes the MESSAGE_ID
     reason: str
+    peer: str = ""  # the peer a FENCE verdict fences
+
+
+_MULTI_KEYS = ("data_epoch", "heard", "in_sync", "rank")  # in "peers" only, not in "peer"
 
 
 def _ms(seconds: float) -> str:
@@ -188,7 +195,8 @@ class Core:
     def __init__(self, config: Config, node: str, inventory: Inventory, now: float) -> None:
         self.config = config
         self.node = node
-        self.peer_name = config.peer_of(node).name
+        self.peer_names = tuple(n.name for n in config.peers_of(node))
+        self.peer_name = self.peer_names[0]  # a pair's peer; for N the first in order
         self.timing = config.timing
         self.role = W
         self.epoch = inventory.epoch
@@ -203,7 +211,14 @@ class Core:
             )
             for n in config.networks
         }
-        self.peer = PeerTracker(config.network_names)
+        self.peers = {p: PeerTracker(config.network_names) for p in self.peer_names}
+        self.peer = self.peers[self.peer_name]  # a pair's only peer
+        self.data_epoch = inventory.data_epoch
+        self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
+        self._successor = ""  # handing over on purpose to this node
+        # peers not heard here that a node heard here reports as heard: node -> witnesses
+        self._partitioned: dict[str, set[str]] = {}
+        self._partition_said: set[str] = set()
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
         self._held_since: dict[str, float] = {}  # conditions that must hold a while
@@ -219,10 +234,12 @@ class Core:
         self._heartbeat_at = now
         self._last_beat = NEVER
         self._trouble_at = now
-        self._peer_was_present = False
-        self._auth_failing = ""  # the drop reason while the peer's datagrams fail authentication
-        self._fence: FenceAttempt | None = None
-        self._manual_peer_lost = False  # said that the peer vanished while MANUAL
+        self._peer_was_present = {p: False for p in self.peer_names}
+        # the drop reason while a peer's datagrams fail authentication
+        self._auth_failing = {p: "" for p in self.peer_names}
+        self._fences: dict[str, FenceAttempt] = {}  # per peer
+        self._manual_heard: set[str] = set()  # peers heard while MANUAL
+        self._manual_lost: set[str] = set()  # said that they vanished while MANUAL
         self._startup: Decision | None = self._adopt(inventory, now)
 
     # ---- the interface -------------------------------------------------
@@ -262,6 +279,7 @@ class Core:
             )
         self._note_mode(now, out)
         self._note_auth(now, out)
+        self._note_partition(now, out)
         self._note_peer_return(now, out)
         if self._troubled(event, now):
             self._trouble_at = now
@@ -292,8 +310,11 @@ class Core:
                 return True
         if self.role not in (A, S) or self._plan_live or self.manual or not self._own_all(now):
             return True
-        peer = self._peer_present(now)
-        return peer is None or not peer.has_all_uplinks
+        for name in self.peer_names:
+            peer = self._present(name, now)
+            if peer is None or not peer.has_all_uplinks:
+                return True
+        return False
 
     def _beat_period(self, now: float) -> float:
         calm = now - self._trouble_at >= CALM_AFTER
@@ -304,24 +325,23 @@ class Core:
         for uplink in self.uplinks.values():
             times += uplink.deadlines()
         t = self.timing
-        heard = self.peer.silent_since
-        times += [
-            heard + t.echo_window,
-            heard + t.peer_gone_after,
-            heard + t.service_timeout,
-            self._failed_until,
-            self._retry_at,
-        ]
+        times += [self._failed_until, self._retry_at]
+        for peer in self.peers.values():
+            heard = peer.silent_since
+            times += [
+                heard + t.echo_window,
+                heard + t.peer_gone_after,
+                heard + t.service_timeout,
+            ]
+            if peer.unauth_at > peer.heard_at:
+                times += [
+                    peer.unauth_since + AUTH_GRACE,
+                    peer.unauth_reason_since + AUTH_GRACE,
+                    peer.unauth_at + t.peer_gone_after,
+                ]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
-        if self.peer.unauth_at > self.peer.heard_at:
-            times += [
-                self.peer.unauth_since + AUTH_GRACE,
-                self.peer.unauth_reason_since + AUTH_GRACE,
-                self.peer.unauth_at + t.peer_gone_after,
-            ]
-        if self._fence is not None:
-            times.append(self._fence.retry_at)
+        times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
         if self._reclaim_by is not None:
             times.append(self._reclaim_by)
@@ -340,6 +360,21 @@ class Core:
             yielding=self._yielding,
             maintenance=self.maintenance,
             manual=self.manual,
+            data_epoch=self.epoch if self.role in (P, A) else self.data_epoch,
+            heard=tuple(p for p in self.peer_names if self._present(p, now) is not None),
+            in_sync=self._in_sync(now) if self.role is A else (),
+            successor=self._successor,
+        )
+
+    def _in_sync(self, now: float) -> tuple[str, ...]:
+        """The standbys whose synced directories all caught up (every present one when
+        nothing is synced)."""
+        if self.config.sync:
+            return tuple(p for p in self.peer_names if self._sync_state.get(p, False))
+        return tuple(
+            p
+            for p in self.peer_names
+            if (v := self._present(p, now)) is not None and not v.role.may_hold
         )
 
     @property
@@ -395,32 +430,48 @@ class Core:
 
     def snapshot(self, now: float) -> dict[str, object]:
         """What this node knows, for `mosqit-failover status` (JSON-ready)."""
-        peer = self.peer.view
+        peers = {name: self._peer_status(name, now) for name in self.peer_names}
+        shown = next(
+            (p for p in self.peer_names if self._present(p, now) is not None), self.peer_name
+        )
+        first = {k: v for k, v in peers[shown].items() if k not in _MULTI_KEYS}
         return {
             "node": self.node,
             "role": self.role.value,
             "epoch": self.epoch,
+            "data_epoch": self.epoch if self.role in (P, A) else self.data_epoch,
             "mode": "MAINTENANCE" if self.maintenance else "MANUAL" if self.manual else "AUTO",
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
             "heartbeat_ms": round(1000 * self._beat_period(now)),
-            "peer": {
-                "node": self.peer_name,
-                "role": peer.role.value if peer else "UNKNOWN",
-                "epoch": peer.epoch if peer else None,
-                "mode": ("MAINTENANCE" if peer.maintenance else "MANUAL" if peer.manual else "AUTO")
-                if peer
-                else None,
-                "uplinks": dict(peer.uplinks) if peer else {},
-                "heard_ago": None if math.isinf(self.peer.heard_at) else now - self.peer.heard_at,
-                "heard_ago_by_network": {
-                    n: None if math.isinf(t) else now - t for n, t in self.peer.heard_on.items()
-                },
-                "echo_misses": dict(self.peer.misses),
-                "unauthenticated": self._auth_text() if self._auth_failing else None,
-                "fence": None if self._fence is None else self._fence.status(),
+            "peer": first,
+            "peers": peers,
+        }
+
+    def _peer_status(self, name: str, now: float) -> dict[str, object]:
+        tracker = self.peers[name]
+        peer = tracker.view
+        fence = self._fences.get(name)
+        return {
+            "node": name,
+            "role": peer.role.value if peer else "UNKNOWN",
+            "epoch": peer.epoch if peer else None,
+            "mode": ("MAINTENANCE" if peer.maintenance else "MANUAL" if peer.manual else "AUTO")
+            if peer
+            else None,
+            "uplinks": dict(peer.uplinks) if peer else {},
+            "heard_ago": None if math.isinf(tracker.heard_at) else now - tracker.heard_at,
+            "heard_ago_by_network": {
+                n: None if math.isinf(t) else now - t for n, t in tracker.heard_on.items()
             },
+            "echo_misses": dict(tracker.misses),
+            "unauthenticated": self._auth_text(name) if self._auth_failing[name] else None,
+            "fence": None if fence is None else fence.status(),
+            "data_epoch": peer.data_epoch if peer else None,
+            "heard": self._present(name, now) is not None,
+            "in_sync": name in self._in_sync(now) if self.role is A else None,
+            "rank": self.config.rank(name),
         }
 
     # ---- observing -----------------------------------------------------
@@ -433,7 +484,8 @@ class Core:
             return
         for uplink in self.uplinks.values():
             uplink.timers_from = now
-        self.peer.restart_timers(now)
+        for peer in self.peers.values():
+            peer.restart_timers(now)
         out.append(
             self._decision(
                 DecisionKind.RESUMED,
@@ -447,16 +499,21 @@ class Core:
                 self.uplinks[network].carrier(carrier, now)
             case SwitchReachability(network, reachable) if network in self.uplinks:
                 self.uplinks[network].switch_answer(reachable, now)
-            case EchoResult(network, answered) if network in self.uplinks:
-                self.peer.echo(network, answered, now)
-            case PeerMessage(network, view) if view.node == self.peer_name:
-                self.peer.message(network, view, now)
-            case PeerUnauthenticated(network, reason) if network in self.uplinks:
-                self.peer.unauthenticated(reason, now, self.timing.peer_gone_after)
-            case FenceResult(epoch, fenced, detail):
-                self._fence_done(epoch, fenced, detail, now, out)
-            case OperatorCommand(command):
-                return self._operator(command, now, out)
+            case EchoResult(network, answered, peer) if network in self.uplinks:
+                if tracker := self.peers.get(peer or self.peer_name):
+                    tracker.echo(network, answered, now)
+            case PeerMessage(network, view) if view.node in self.peers:
+                self.peers[view.node].message(network, view, now)
+                self._learn_data_epoch(view, out)
+            case PeerUnauthenticated(network, reason, peer) if network in self.uplinks:
+                if tracker := self.peers.get(peer or self.peer_name):
+                    tracker.unauthenticated(reason, now, self.timing.peer_gone_after)
+            case FenceResult(epoch, fenced, detail, peer):
+                self._fence_done(epoch, fenced, detail, peer, now, out)
+            case SyncInSync(peer, in_sync) if peer in self.peers:
+                self._sync_state[peer] = in_sync
+            case OperatorCommand(command, target):
+                return self._operator(command, target, now, out)
             case ActionDone(plan, action) if self._is_next_step(plan, action):
                 self._pending.pop(0)
                 if not self._pending:
@@ -480,6 +537,13 @@ class Core:
         for uplink in self.uplinks.values():
             uplink.settle(now)
         return None
+
+    def _learn_data_epoch(self, view: PeerView, out: list[Action]) -> None:
+        """An active node that lists this standby as in sync: its data is of that epoch."""
+        fresher = view.epoch > self.data_epoch and not self.role.may_hold
+        if view.role is A and self.node in view.in_sync and fresher:
+            self.data_epoch = view.epoch
+            out.append(RecordDataEpoch(view.epoch))
 
     def _is_next_step(self, plan: int, action: object) -> bool:
         return plan == self._plan_number and self._plan_live and self._pending[:1] == [action]
@@ -514,21 +578,33 @@ class Core:
             and now >= self._failed_until
         )
 
-    def _peer_blocking_promotion(self, now: float) -> PeerView | None:
-        """The peer's view while it may still hold anything: heard within service_timeout.
+    def _blocking(self, name: str, now: float) -> PeerView | None:
+        """A peer's view while it may still hold anything: heard within service_timeout.
 
         The long window. A peer heard this lately blocks a promotion (its last word
         says what it holds) and is the peer role the decision lines name.
         """
-        return self.peer.fresh(now, self.timing.service_timeout)
+        return self.peers[name].fresh(now, self.timing.service_timeout)
 
-    def _peer_present(self, now: float) -> PeerView | None:
-        """The peer's view while it is present: heard within peer_gone_after.
+    def _present(self, name: str, now: float) -> PeerView | None:
+        """A peer's view while it is present: heard within peer_gone_after.
 
         The short window. Only a peer heard this lately is acted on: an election, a
         handover or failback to it, a switchover, the ARP when it comes back.
         """
-        return self.peer.fresh(now, self.timing.peer_gone_after)
+        return self.peers[name].fresh(now, self.timing.peer_gone_after)
+
+    def _blocking_views(self, now: float) -> list[PeerView]:
+        return [v for p in self.peer_names if (v := self._blocking(p, now)) is not None]
+
+    def _present_views(self, now: float) -> list[PeerView]:
+        return [v for p in self.peer_names if (v := self._present(p, now)) is not None]
+
+    def _peer_blocking_promotion(self, now: float) -> PeerView | None:
+        """The peer the decision lines name: a pair's peer heard within service_timeout;
+        for N nodes the first one heard that holds anything, else the first one heard."""
+        views = self._blocking_views(now)
+        return next((v for v in views if v.role.may_hold), views[0] if views else None)
 
     def _held(self, name: str, condition: bool, now: float) -> bool:
         """True once `condition` has held for the settle time."""
@@ -539,24 +615,76 @@ class Core:
         return now >= since + self.timing.settle  # as next_deadline() computes it
 
     def _peer_outranks(self, peer: PeerView) -> bool:
+        """Between two holders: the higher epoch, then the earlier place in the order."""
         if peer.epoch != self.epoch:
             return peer.epoch > self.epoch
-        return self.config.preferred == peer.node
+        return self.config.rank(peer.node) < self.config.rank(self.node)
 
     def _rank_reason(self, peer: PeerView) -> str:
         if peer.epoch != self.epoch:
             return f"epoch {peer.epoch} vs mine {self.epoch}"
+        if self.config.multi_server:
+            return f"equal epochs {self.epoch}, {peer.node} is earlier in the order"
         return f"equal epochs {self.epoch}, preferred node is {self.config.preferred}"
 
-    def _wins_election(self, peer: PeerView, now: float) -> Verdict | None:
-        """Both nodes present, neither holds: who should become active?"""
+    def _my_key(self) -> tuple[int, bool, int]:
+        fresh = max(self.epoch, self.data_epoch)
+        return (fresh, self.epoch == fresh, -self.config.rank(self.node))
+
+    def _key(self, view: PeerView) -> tuple[int, bool, int]:
+        """A candidate's rank: the freshest data, then active in that epoch, then order."""
+        return (view.freshness, view.epoch == view.freshness, -self.config.rank(view.node))
+
+    def _outranks_me(self, view: PeerView) -> bool:
+        return self._key(view) > self._my_key()
+
+    def _election_reason(self, peer: PeerView) -> str:
+        if not self.config.multi_server:
+            return self._rank_reason(peer)
+        mine, theirs = self._my_key(), self._key(peer)
+        if mine[0] != theirs[0]:
+            return f"data epoch {mine[0]} vs {peer.node}'s {theirs[0]}"
+        if mine[1] != theirs[1]:
+            return f"both data epoch {mine[0]}, I was active in it"
+        return f"both data epoch {mine[0]}, I am earlier in the order than {peer.node}"
+
+    def _best(self, views: list[PeerView]) -> PeerView | None:
+        return max(views, key=self._key, default=None)
+
+    def _wins_election(self, rivals: list[PeerView], now: float) -> Verdict | None:
+        """Nobody holds; the peers not gone are `rivals`: should this node become active?"""
         if not self._candidate(now):
             return None
-        if not peer.candidate:
+        # a node handing over on purpose names its successor: the others leave it to that one
+        for view in self._present_views(now):
+            if view.successor == self.node:
+                return Verdict(
+                    Trigger.PROMOTE,
+                    DecisionKind.PROMOTE,
+                    f"nobody is active and {view.node} hands over to me: taking over",
+                )
+            if view.successor and view.successor in self.peers:
+                successor = self._present(view.successor, now)
+                if successor is not None and successor.candidate:
+                    return None
+        since = self._all_since if self._all_since is not None else now
+        for peer in rivals:
+            if peer.candidate and not peer.role.may_hold:
+                if self._outranks_me(peer):
+                    return None  # a better candidate is here: it goes first
+                continue
             recovering = not peer.has_all_uplinks and not peer.yielding and not peer.maintenance
-            since = self._all_since if self._all_since is not None else now
-            if recovering and self._peer_outranks(peer) and now < since + self.timing.startup_grace:
+            if recovering and self._outranks_me(peer) and now < since + self.timing.startup_grace:
                 return None  # it has fresher data and may get its networks back: give it time
+        if len(rivals) == 1 and not self.config.multi_server:
+            peer = rivals[0]
+            if peer.candidate:
+                return Verdict(
+                    Trigger.PROMOTE,
+                    DecisionKind.PROMOTE,
+                    f"nobody is active; both present, I win the election "
+                    f"({self._election_reason(peer)})",
+                )
             why = "lacks a network" if not peer.has_all_uplinks else "is not a candidate"
             if peer.maintenance:
                 why = "is in maintenance"
@@ -565,45 +693,71 @@ class Core:
                 DecisionKind.PROMOTE,
                 f"nobody is active and peer {peer.node} {why} ({peer.role.value}): taking over",
             )
-        if self._peer_outranks(peer):
-            return None
-        return Verdict(
-            Trigger.PROMOTE,
-            DecisionKind.PROMOTE,
-            f"nobody is active; both present, I win the election ({self._rank_reason(peer)})",
-        )
+        candidates = [p for p in rivals if p.candidate and not p.role.may_hold]
+        best = self._best(candidates)
+        if best is None:
+            why = "no other candidate is present"
+        else:
+            why = f"I rank first among the candidates ({self._election_reason(best)})"
+        return Verdict(Trigger.PROMOTE, DecisionKind.PROMOTE, f"nobody is active; {why}")
 
-    def _peer_lost(self, now: float) -> Loss | None:
-        """Why the peer counts as gone, or None. Applies the alone-grace."""
+    def _peer_lost(self, name: str, now: float) -> Loss | None:
+        """Why a peer counts as gone, or None. Applies the alone-grace."""
         t = self.timing
-        silent = self.peer.silent_for(now)
+        peer = self.peers[name]
+        silent = peer.silent_for(now)
         # compared as next_deadline() computes it, so a wake-up at that deadline acts
-        gone = now >= self.peer.silent_since + t.echo_window
+        gone = now >= peer.silent_since + t.echo_window
         os_problem = False
-        if self.peer.echo_missed_everywhere(t.misses) and gone:
+        if peer.echo_missed_everywhere(t.misses) and gone:
             reason = (
-                f"peer {self.peer_name} gone: echo replies missed ({self.peer.miss_summary()}), "
+                f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"
             )
         elif silent >= t.service_timeout:
-            echo_silent = now - max(self.peer.echo_at, self.peer.timers_from)
+            echo_silent = now - max(peer.echo_at, peer.timers_from)
             if echo_silent < t.peer_gone_after:
                 os_problem = True
                 reason = (
-                    f"peer {self.peer_name}'s failover service silent for {_ms(silent)} "
+                    f"peer {name}'s failover service silent for {_ms(silent)} "
                     "while ICMP answers (OS problem)"
                 )
             else:  # echo failing too, but fewer than `misses` probes have timed out yet
                 reason = (
-                    f"peer {self.peer_name} silent: no message for {_ms(silent)}, no echo "
-                    f"reply for {_ms(echo_silent)} ({self.peer.miss_summary()})"
+                    f"peer {name} silent: no message for {_ms(silent)}, no echo "
+                    f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"
                 )
         else:
             return None
         alone_since = self._all_since if self._all_since is not None else now
-        if self.peer.silent_since < alone_since and now < alone_since + t.startup_grace:
+        if peer.silent_since < alone_since and now < alone_since + t.startup_grace:
             return None  # alone since start or since the networks came back: grace first
         return Loss(reason, os_problem)
+
+    def _update_partitions(self, now: float) -> None:
+        """A peer not heard here that a node heard here reports as heard is present, not
+        gone (a partition among the standbys). Proof: the witness's message came more
+        than peer_gone_after after this node last heard the peer, so the witness heard
+        it later. It stays so, even once the witness is gone, until this node hears the
+        peer again or every witness still heard stops listing it."""
+        within = self.timing.peer_gone_after
+        for name in self.peer_names:
+            if self._present(name, now) is not None:
+                self._partitioned.pop(name, None)
+                continue
+            witnesses = self._partitioned.get(name, set())
+            for other in self.peer_names:
+                view = self._present(other, now)
+                if other == name or view is None:
+                    continue
+                if name not in view.heard:
+                    witnesses.discard(other)
+                elif self.peers[other].heard_at > self.peers[name].heard_at + within:
+                    witnesses.add(other)
+            if witnesses:
+                self._partitioned[name] = witnesses
+            else:
+                self._partitioned.pop(name, None)
 
     # ---- deciding ------------------------------------------------------
 
@@ -613,6 +767,7 @@ class Core:
             self._all_since = now
         elif not own_all:
             self._all_since = None
+        self._update_partitions(now)
         self._update_yield(now)
         match self.role:
             case Role.WAITING:
@@ -643,27 +798,66 @@ class Core:
             return Verdict(Trigger.INELIGIBLE, DecisionKind.WAITING, reason)
         if self.maintenance or not self._candidate(now):
             return None
-        lost = self._peer_lost(now)
-        if lost is None:
-            self._fence = None  # the peer is back (or never went): a fence is asked anew
-        elif lost.os_problem:
-            return self._fence_first(lost.reason, now)
+        gone: dict[str, Loss] = {}
+        for name in self.peer_names:
+            lost = self._peer_lost(name, now)
+            if lost is None or name in self._partitioned:
+                self._fences.pop(name, None)  # back (or never went): a fence is asked anew
+            else:
+                gone[name] = lost
+        rivals: list[PeerView] = []
+        for name in self.peer_names:
+            if name in gone:
+                continue
+            if name in self._partitioned:
+                view = self.peers[name].view  # not heard here: its last word, however old
+                if view is None or view.role.may_hold or self._outranks_me(view):
+                    return None  # a better candidate (or a holder) we merely cannot hear
+                rivals.append(view)
+                continue
+            blocking = self._blocking(name, now)
+            if blocking is not None and blocking.role.may_hold:
+                return None
+            present = self._present(name, now)
+            if present is None:
+                return None  # neither heard lately nor gone yet: wait for one or the other
+            rivals.append(present)
+        if rivals:
+            verdict = self._wins_election(rivals, now)
         else:
-            return Verdict(Trigger.PROMOTE, DecisionKind.PROMOTE, lost.reason)
-        blocking = self._peer_blocking_promotion(now)
-        if blocking is not None and blocking.role.may_hold:
+            if not gone:
+                return None
+            reasons = [g.reason for g in gone.values()]
+            verdict = Verdict(Trigger.PROMOTE, DecisionKind.PROMOTE, "; ".join(reasons))
+        if verdict is None:
             return None
-        present = self._peer_present(now)
-        if present is not None:
-            return self._wins_election(present, now)
-        return None
+        # taking over: a peer whose agent is hung but whose kernel answers may still hold
+        # the VIP and the services; it is fenced first
+        for name, lost in gone.items():
+            last = self.peers[name].view
+            relevant = not self.config.multi_server or last is None or last.role.may_hold
+            if lost.os_problem and relevant:
+                fenced = self._fence_first(name, lost.reason, now)
+                if fenced is None or fenced.trigger is not Trigger.PROMOTE:
+                    return fenced
+                if len(gone) == 1 and not rivals:
+                    return fenced
+        if self.config.multi_server and gone and rivals:
+            held = [
+                g.reason
+                for name, g in gone.items()
+                if (v := self.peers[name].view) is not None and v.role.may_hold
+            ]
+            if held:
+                return replace(verdict, reason=f"{'; '.join(held)}; {verdict.reason}")
+        return verdict
 
-    def _fence_first(self, reason: str, now: float) -> Verdict | None:
+    def _fence_first(self, name: str, reason: str, now: float) -> Verdict | None:
         """The OS-problem rule: the peer's kernel answers, so it may still hold the VIP
         and the services. Promote only once a fence has made sure it does not."""
-        fence = self._fence
+        fence = self._fences.get(name)
         fence_now = Verdict(
-            Trigger.FENCE, DecisionKind.FENCE, f"{reason}: fencing it before taking over"
+            Trigger.FENCE, DecisionKind.FENCE, f"{reason}: fencing it before taking over", name
         )
         if fence is None:
             return fence_now
@@ -683,9 +877,12 @@ class Core:
         return fence_now if now >= fence.retry_at else None
 
     def _fence_done(
-        self, epoch: int, fenced: bool, detail: str, now: float, out: list[Action]
+        self, epoch: int, fenced: bool, detail: str, peer: str, now: float, out: list[Action]
     ) -> None:
-        fence = self._fence
+        name = peer or next(
+            (p for p, f in self._fences.items() if f.epoch == epoch), self.peer_name
+        )
+        fence = self._fences.get(name)
         if fence is None or fence.done or fence.epoch != epoch:
             return  # an answer to a fence no longer asked for (the peer came back)
         fence.done, fence.fenced, fence.detail = True, fenced, detail
@@ -702,19 +899,19 @@ class Core:
             )
         out.append(
             self._decision(
-                DecisionKind.FENCE_FAILED, f"fencing peer {self.peer_name} failed: {detail}; {then}"
+                DecisionKind.FENCE_FAILED, f"fencing peer {name} failed: {detail}; {then}"
             )
         )
 
     def _decide_holding(self, now: float) -> Verdict | None:
         """Rules that apply while promoting or active."""
-        rival = self._peer_blocking_promotion(now)
-        if rival is not None and rival.role in (P, A) and self._peer_outranks(rival):
-            return Verdict(
-                Trigger.STAND_DOWN,
-                DecisionKind.DEMOTE_DUAL_ACTIVE,
-                f"two active nodes: peer {rival.node} outranks me ({self._rank_reason(rival)})",
-            )
+        for rival in self._blocking_views(now):
+            if rival.role in (P, A) and self._peer_outranks(rival):
+                return Verdict(
+                    Trigger.STAND_DOWN,
+                    DecisionKind.DEMOTE_DUAL_ACTIVE,
+                    f"two active nodes: peer {rival.node} outranks me ({self._rank_reason(rival)})",
+                )
         if self.maintenance:
             return None
         if self._own_none(now):
@@ -726,10 +923,13 @@ class Core:
             )
         return None
 
+    def _takers(self, now: float) -> list[PeerView]:
+        """Present peers that could take over from this node now."""
+        return [v for v in self._present_views(now) if v.candidate and not v.role.may_hold]
+
     def _decide_active(self, now: float) -> Verdict | None:
         if self._reclaim_by is not None:
-            present = self._peer_present(now)
-            if present is None and now < self._reclaim_by:
+            if not self._present_views(now) and now < self._reclaim_by:
                 return None
             self._reclaim_by = None
             return Verdict(
@@ -740,30 +940,30 @@ class Core:
             )
         if self.maintenance:
             return None
-        present = self._peer_present(now)
-        weaker = (
-            present is not None
-            and any(not self.uplinks[n].rising() for n in self._lacking(now))
-            and present.candidate
-            and not present.role.may_hold
-        )
-        if self._held("weaker", weaker, now) and present is not None:
+        best = self._best(self._takers(now))
+        weaker = best is not None and any(not self.uplinks[n].rising() for n in self._lacking(now))
+        if self._held("weaker", weaker, now) and best is not None:
             lost = ", ".join(self._lacking(now))
-            self._yielding = True
+            self._hand_over(best.node)
             return Verdict(
                 Trigger.STAND_DOWN,
                 DecisionKind.HANDOVER,
-                f"lost uplink {lost} which peer {present.node} still has: handing over",
+                f"lost uplink {lost} which peer {best.node} still has: handing over",
             )
+        preferred = (
+            self._present(self.config.preferred, now)
+            if self.node != self.config.preferred
+            else None
+        )
         failback = (
             self.config.failback
-            and present is not None
-            and present.node == self.config.preferred
-            and present.candidate
-            and present.role is S
+            and preferred is not None
+            and preferred.candidate
+            and preferred.role is S
+            and (not self.config.multi_server or preferred.node in self._in_sync(now))
         )
         if self._held("failback", failback, now):
-            self._yielding = True
+            self._hand_over(self.config.preferred)
             return Verdict(
                 Trigger.STAND_DOWN,
                 DecisionKind.FAILBACK,
@@ -771,17 +971,32 @@ class Core:
             )
         return None
 
+    def _hand_over(self, to: str) -> None:
+        """Yield on purpose; with N nodes the view names the successor."""
+        self._yielding = True
+        self._successor = to if self.config.multi_server else ""
+
     def _update_yield(self, now: float) -> None:
-        """A yielding node stops yielding once the peer took over or cannot."""
+        """A yielding node stops yielding once a peer took over or none can."""
         if not self._yielding or self._stopping:
             return
-        blocking = self._peer_blocking_promotion(now)
-        if blocking is None or blocking.role.may_hold or not blocking.candidate:
+        views = self._blocking_views(now)
+        if any(v.role.may_hold for v in views):
+            done = True
+        elif self._successor:
+            successor = self._blocking(self._successor, now)
+            done = successor is None or not successor.candidate
+        else:
+            done = not any(v.candidate for v in views)
+        if done:
             self._yielding = False
+            self._successor = ""
 
     # ---- operator ------------------------------------------------------
 
-    def _operator(self, command: Command, now: float, out: list[Action]) -> Verdict | None:
+    def _operator(
+        self, command: Command, target: str, now: float, out: list[Action]
+    ) -> Verdict | None:
         def refuse(reason: str) -> None:
             out.append(self._decision(DecisionKind.REFUSED, f"{command.value} refused: {reason}"))
 
@@ -791,18 +1006,30 @@ class Core:
                 what = "on: no automatic action" if self.maintenance else "off: automatic again"
                 out.append(self._decision(DecisionKind.MAINTENANCE, f"maintenance mode {what}"))
             case Command.SWITCHOVER:
-                present = self._peer_present(now)
+                takers = self._takers(now)
+                chosen = self._best(takers)
+                if target:
+                    chosen = next((v for v in takers if v.node == target), None)
                 if self.role is not A:
                     refuse(f"this node is {self.role.value}; run it on the active node")
-                elif present is None or not present.candidate or present.role.may_hold:
+                elif target and target not in self.peers:
+                    refuse(f"{target} is not a node of this cluster")
+                elif chosen is None and not self.config.multi_server and not target:
+                    present = self._present(self.peer_name, now)
                     state = "not heard" if present is None else present.role.value
                     refuse(f"peer {self.peer_name} cannot take over ({state}, not a candidate)")
+                elif chosen is None:
+                    name = target or "no peer"
+                    present = self._present(target, now) if target else None
+                    state = "not heard" if present is None else present.role.value
+                    refuse(f"{name} cannot take over ({state}, not a present candidate standby)")
                 else:
                     self._yielding = True
+                    self._successor = chosen.node if (target or self.config.multi_server) else ""
                     return Verdict(
                         Trigger.STAND_DOWN,
                         DecisionKind.SWITCHOVER,
-                        f"operator switchover: handing over to {self.peer_name}",
+                        f"operator switchover: handing over to {chosen.node}",
                     )
             case Command.STOP:
                 self._yielding = True
@@ -816,23 +1043,33 @@ class Core:
                     )
                 out.append(self._decision(DecisionKind.AGENT_STOP, "agent stopping"))
             case Command.FORCE_ACTIVE:
-                silent = now - self.peer.last_sign()
+                last = max(self.peer_names, key=lambda p: self.peers[p].last_sign())
+                silent = now - self.peers[last].last_sign()
                 if self.role.may_hold:
                     refuse(f"this node is already {self.role.value}")
                 elif silent < self.timing.peer_gone_after:
                     refuse(
-                        f"peer {self.peer_name} is alive (last sign {_ms(silent)} ago); "
+                        f"peer {last} is alive (last sign {_ms(silent)} ago); "
                         "use switchover on the active node"
                     )
                 else:
-                    known = self.peer.view.epoch if self.peer.view else "unknown"
                     self._failed_until = NEVER
                     self._yielding = False
+                    self._successor = ""
+                    if self.config.multi_server:
+                        epochs = [t.view.epoch for t in self.peers.values() if t.view]
+                        known = max(epochs) if epochs else "unknown"
+                        seen = f"no peer seen for {_ms(silent)}"
+                        theirs = "peers' last known"
+                    else:
+                        known = self.peer.view.epoch if self.peer.view else "unknown"
+                        seen = f"peer not seen for {_ms(silent)}"
+                        theirs = "peer's last known"
                     return Verdict(
                         Trigger.FORCE,
                         DecisionKind.FORCE_ACTIVE,
-                        f"operator forced this node active; peer not seen for {_ms(silent)}; "
-                        f"DATA MAY BE STALE (my epoch {self.epoch}, peer's last known {known})",
+                        f"operator forced this node active; {seen}; "
+                        f"DATA MAY BE STALE (my epoch {self.epoch}, {theirs} {known})",
                     )
         return None
 
@@ -855,9 +1092,10 @@ class Core:
             out.append(self._decision(verdict.kind, verdict.reason, old))
             return out
         if verdict.trigger is Trigger.FENCE:
-            self._fence = FenceAttempt(self._next_epoch())
+            fence = FenceAttempt(self._next_epoch(), verdict.peer)
+            self._fences[verdict.peer] = fence
             out.append(self._decision(verdict.kind, verdict.reason, old))
-            out.append(FencePeer(self._fence.epoch))
+            out.append(FencePeer(fence.epoch, verdict.peer))
             return out
         self._held_since.clear()
         self._reclaim_by = None
@@ -872,8 +1110,8 @@ class Core:
 
     def _next_epoch(self) -> int:
         """The epoch of a new promotion: above every epoch this node knows of."""
-        known = self.peer.view.epoch if self.peer.view else 0
-        return max(self.epoch, known) + 1
+        known = [t.view.epoch for t in self.peers.values() if t.view is not None]
+        return max(self.epoch, self.data_epoch, *known) + 1
 
     def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:
         if old is P:
@@ -929,103 +1167,138 @@ class Core:
         return Decision(kind, self.node, old_role, self.role, self.epoch, peer_role, reason)
 
     def _note_mode(self, now: float, out: list[Action]) -> None:
-        """MANUAL mode: a network lost by both nodes; log when it starts and ends.
+        """MANUAL mode: a network lost here and by every node heard; log when it starts
+        and ends.
 
-        It ends only when the shared loss does: the network is back here, or the
-        peer is heard with it again. A peer that vanishes meanwhile ends nothing:
-        this node cannot tell a dead peer from its own half cut-off, so it says so
-        and leaves the takeover to the operator.
+        It ends only when the shared loss does: the network is back here, or a peer
+        is heard with it again. A peer that vanishes meanwhile ends nothing: this
+        node cannot tell a dead peer from its own half cut-off, so it says so and
+        leaves the takeover to the operator.
         """
-        heard = self._peer_blocking_promotion(now)
+        heard = self._blocking_views(now)
         lacking = self._lacking(now)
+        both = "every node heard" if self.config.multi_server else "both nodes"
         if not self.manual:
             shared_loss = (
-                heard is not None
+                bool(heard)
                 and 0 < len(lacking) < len(self.uplinks)
-                and all(not heard.uplink(n) for n in lacking)
+                and all(not view.uplink(n) for view in heard for n in lacking)
             )
             # on only once it holds (networks coming back one after the other are no
             # switch failure)
             if self._held("manual", shared_loss, now):
                 self.manual = True
-                self._manual_peer_lost = False
-                text = f"MANUAL mode: network {', '.join(lacking)} lost on both nodes; "
+                self._manual_heard = {v.node for v in heard}
+                self._manual_lost = set()
+                text = f"MANUAL mode: network {', '.join(lacking)} lost on {both}; "
                 text += "automatic switchover off, the active node keeps serving"
                 out.append(self._decision(DecisionKind.MANUAL, text))
             return
+        back = next((v for v in heard if lacking and all(v.uplink(n) for n in lacking)), None)
         if self._own_all(now):
             text = "automatic mode: both networks back"
-        elif heard is not None and lacking and all(heard.uplink(n) for n in lacking):
-            text = f"automatic mode: peer {self.peer_name} has network {', '.join(lacking)} again"
+        elif back is not None:
+            text = f"automatic mode: peer {back.node} has network {', '.join(lacking)} again"
         else:
             self._note_manual_peer(heard, now, out)
             return
         self.manual = False
         out.append(self._decision(DecisionKind.AUTOMATIC, text))
 
-    def _note_manual_peer(self, heard: PeerView | None, now: float, out: list[Action]) -> None:
-        """Say once that the peer vanished during MANUAL mode, and what the operator can do."""
-        if heard is not None:
-            self._manual_peer_lost = False
+    def _note_manual_peer(self, heard: list[PeerView], now: float, out: list[Action]) -> None:
+        """Say once that a peer vanished during MANUAL mode, and what the operator can do."""
+        names = {v.node for v in heard}
+        self._manual_heard |= names
+        self._manual_lost -= names
+        if self._own_none(now):
+            return  # it is this node that is cut off (demote-isolated says so)
+        for name in self.peer_names:
+            if name not in self._manual_heard or name in names or name in self._manual_lost:
+                continue
+            self._manual_lost.add(name)
+            tracker = self.peers[name]
+            last = tracker.view.role if tracker.view else None
+            if self.role.may_hold:
+                text = (
+                    f"peer {name} lost while in MANUAL mode: this node keeps serving; "
+                    "no standby until both networks are back"
+                )
+            else:
+                was = f" (it was {last.value})" if last is not None else ""
+                text = (
+                    f"peer {name} lost while in MANUAL mode{was}: no automatic "
+                    f"switchover; `mosqit-failover force-active` on {self.node} takes over"
+                )
+            out.append(self._decision(DecisionKind.MANUAL_PEER_LOST, text))
+
+    def _note_partition(self, now: float, out: list[Action]) -> None:
+        """Say once per peer that a partition among the standbys keeps this node from
+        taking over past a better candidate it cannot hear."""
+        for name in list(self._partition_said):
+            if name not in self._partitioned:
+                self._partition_said.discard(name)
+        if self.role is not S or not self._candidate(now):
             return
-        if self._manual_peer_lost or self._own_none(now):
-            return  # said already, or it is this node that is cut off (demote-isolated says so)
-        self._manual_peer_lost = True
-        last = self.peer.view.role if self.peer.view else None
-        if self.role.may_hold:
+        for name, witnesses in self._partitioned.items():
+            view = self.peers[name].view
+            if name in self._partition_said:
+                continue
+            if view is not None and not view.role.may_hold and not self._outranks_me(view):
+                continue
+            self._partition_said.add(name)
+            who = ", ".join(sorted(witnesses))
             text = (
-                f"peer {self.peer_name} lost while in MANUAL mode: this node keeps serving; "
-                "no standby until both networks are back"
+                f"cannot hear {name}, which {who} hears (a partition among the nodes): "
+                f"not taking over past it; fix the path between {self.node} and {name} "
+                f"(cables, VLANs, firewall). If {name} and the active node are both down, "
+                f"run `mosqit-failover force-active` on {self.node}"
             )
-        else:
-            was = f" (it was {last.value})" if last is not None else ""
-            text = (
-                f"peer {self.peer_name} lost while in MANUAL mode{was}: no automatic "
-                f"switchover; `mosqit-failover force-active` on {self.node} takes over"
-            )
-        out.append(self._decision(DecisionKind.MANUAL_PEER_LOST, text))
+            out.append(self._decision(DecisionKind.PARTITIONED, text))
+            out.append(Alert(AlertKind.PARTITIONED, f"{self.node}: {text}"))
 
     def _note_auth(self, now: float, out: list[Action]) -> None:
-        """Say when the peer's datagrams start and stop failing authentication."""
+        """Say when a peer's datagrams start and stop failing authentication."""
         within = self.timing.peer_gone_after
-        reason = self.peer.unauth_reason
-        failing = self.peer.failing_auth_for(now, within) >= AUTH_GRACE
-        # a new reason is told only once it lasts: after a fixed secret the peer's
-        # first datagrams are `unconfirmed` for one round trip, no new failure
-        settled = now - self.peer.unauth_reason_since >= AUTH_GRACE
-        told = self._auth_failing
-        if failing and (not told or (reason != told and settled)):
-            self._auth_failing = reason
-            if self.role.may_hold:
-                then = "its agent is alive, so this node keeps serving"
-            else:
-                then = "its agent is alive, so this node will not take over"
-            text = f"{self._auth_text()}; {then} until they authenticate"
-            out.append(self._decision(DecisionKind.PEER_AUTH_FAILED, text))
-        elif not failing and self._auth_failing:
-            self._auth_failing = ""
-            if self.peer.heard_at >= self.peer.unauth_at:
-                text = f"messages from peer {self.peer_name} authenticate again"
-            else:
-                text = f"no more datagrams from peer {self.peer_name} (authentic or not)"
-            out.append(self._decision(DecisionKind.PEER_AUTH_OK, text))
+        for name in self.peer_names:
+            peer = self.peers[name]
+            reason = peer.unauth_reason
+            failing = peer.failing_auth_for(now, within) >= AUTH_GRACE
+            # a new reason is told only once it lasts: after a fixed secret the peer's
+            # first datagrams are `unconfirmed` for one round trip, no new failure
+            settled = now - peer.unauth_reason_since >= AUTH_GRACE
+            told = self._auth_failing[name]
+            if failing and (not told or (reason != told and settled)):
+                self._auth_failing[name] = reason
+                if self.role.may_hold:
+                    then = "its agent is alive, so this node keeps serving"
+                else:
+                    then = "its agent is alive, so this node will not take over"
+                text = f"{self._auth_text(name)}; {then} until they authenticate"
+                out.append(self._decision(DecisionKind.PEER_AUTH_FAILED, text))
+            elif not failing and told:
+                self._auth_failing[name] = ""
+                if peer.heard_at >= peer.unauth_at:
+                    text = f"messages from peer {name} authenticate again"
+                else:
+                    text = f"no more datagrams from peer {name} (authentic or not)"
+                out.append(self._decision(DecisionKind.PEER_AUTH_OK, text))
 
-    def _auth_text(self) -> str:
-        reason = self._auth_failing or self.peer.unauth_reason
+    def _auth_text(self, name: str) -> str:
+        reason = self._auth_failing[name] or self.peers[name].unauth_reason
         hint = AUTH_HINTS.get(reason, "check that both nodes run the same config and secret")
-        return f"messages from peer {self.peer_name} fail authentication ({reason}): {hint}"
+        return f"messages from peer {name} fail authentication ({reason}): {hint}"
 
     def _note_peer_return(self, now: float, out: list[Action]) -> None:
-        """An active node re-announces the VIP when its peer comes back."""
-        present = self._peer_present(now) is not None
-        if present and not self._peer_was_present and self.role is A and not self._plan_live:
-            out.append(
-                self._decision(
-                    DecisionKind.PEER_BACK, f"peer {self.peer_name} is back: re-sending ARP"
+        """An active node re-announces the VIP when a peer comes back."""
+        for name in self.peer_names:
+            present = self._present(name, now) is not None
+            was = self._peer_was_present[name]
+            if present and not was and self.role is A and not self._plan_live:
+                out.append(
+                    self._decision(DecisionKind.PEER_BACK, f"peer {name} is back: re-sending ARP")
                 )
-            )
-            out.append(SendGarp())
-        self._peer_was_present = present
+                out.append(SendGarp())
+            self._peer_was_present[name] = present
 
     def _adopt(self, inventory: Inventory, now: float) -> Decision | None:
         """Start from what the shell found on the node (a restarted agent)."""

@@ -84,10 +84,11 @@ class SwitchReachability:
 
 @dataclass(frozen=True)
 class EchoResult:
-    """One ICMP echo to the peer on one network: answered or missed."""
+    """One ICMP echo to a peer on one network: answered or missed."""
 
     network: str
     answered: bool
+    peer: str = ""  # the peer probed ("" in a pair: the only peer)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class PeerUnauthenticated:
 
     network: str
     reason: str  # the wire's drop reason, e.g. "bad-mac"
+    peer: str = ""  # the peer whose address sent it ("" in a pair: the only peer)
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,22 @@ class FenceResult:
     epoch: int
     fenced: bool
     detail: str  # each fence tried and its result, as operators read it
+    peer: str = ""  # the peer fenced ("" in a pair: the only peer)
+
+
+@dataclass(frozen=True)
+class SyncInSync:
+    """The sync manager (on the active node): every synced directory of `peer` caught
+    up (in_sync) or one fell behind. Without [[sync]] dirs the core never needs it."""
+
+    peer: str
+    in_sync: bool
 
 
 @dataclass(frozen=True)
 class OperatorCommand:
     command: Command
+    target: str = ""  # switchover --to NODE ("" the best candidate)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class Inventory:
     last_role: Role = Role.WAITING
     holds_vip: bool = False
     running: tuple[str, ...] = field(default=())  # names of resources found running
+    data_epoch: int = 0  # persisted: the newest epoch whose data this node has in full
 
     @property
     def holds_anything(self) -> bool:
@@ -169,6 +183,7 @@ Event = (
     | PeerMessage
     | PeerUnauthenticated
     | FenceResult
+    | SyncInSync
     | OperatorCommand
     | ActionDone
     | ActionFailed

@@ -50,6 +50,7 @@ class DecisionKind(enum.StrEnum):
     RECONFIGURE_FAILED = "reconfigure-failed"
     PEER_BACK = "peer-back"
     RESUMED = "resumed"
+    PARTITIONED = "partitioned"
 
     @property
     def priority(self) -> int:
@@ -71,6 +72,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.RESUMED: WARNING,
     DecisionKind.ADOPT: NOTICE,
     DecisionKind.RECLAIM: NOTICE,
+    DecisionKind.PARTITIONED: WARNING,
 }
 
 
@@ -81,6 +83,7 @@ class AlertKind(enum.StrEnum):
     STOP_FAILED = "stop-failed"
     RECONFIGURE_FAILED = DecisionKind.RECONFIGURE_FAILED.value  # a decision line and an alert
     ESCALATE = "escalate"
+    PARTITIONED = DecisionKind.PARTITIONED.value  # a decision line and an alert
 
 
 def known_kinds() -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Two cores wired through an in-memory world: fake clock, lossy fake network.
+"""Two to eight cores wired through an in-memory world: fake clock, lossy fake network.
 
 The world models what the real shell would observe: carrier per switch port,
 echo to the switch and to the peer on each network, UDP messages, and an
@@ -23,6 +23,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    RecordDataEpoch,
     ReleaseVip,
     RunPlan,
     SendGarp,
@@ -48,6 +49,7 @@ from mosqit_failover.events import (
     PeerUnauthenticated,
     Role,
     SwitchReachability,
+    SyncInSync,
     Tick,
 )
 
@@ -78,6 +80,7 @@ class SimNode:
     holds_vip: bool = False
     running: set[str] = field(default_factory=set)
     epoch: int = 0
+    data_epoch: int = 0  # persisted by RecordDataEpoch
     last_role: Role = Role.WAITING
     fail_start: set[str] = field(default_factory=set)
     fail_stop: set[str] = field(default_factory=set)
@@ -85,6 +88,8 @@ class SimNode:
     tick_generation: int = 0
     plan: RunPlan | None = None
     backlog: list[Event] = field(default_factory=list)  # delivered while frozen
+    sync_behind: bool = False  # its synced directories lag behind the active's
+    sync_told: dict[str, bool] = field(default_factory=dict)  # SyncInSync last fed, per peer
 
     @property
     def listening(self) -> bool:
@@ -100,6 +105,8 @@ class World:
         self.switch_up = {n: True for n in self.networks}
         self.loss = {n: 0.0 for n in self.networks}
         self.peer_link_up = {n: True for n in self.networks}  # between the nodes only
+        # between two nodes on one network (a VLAN filter): (frozenset of names, network)
+        self.link_up: dict[tuple[frozenset[str], str], bool] = {}
         self.nodes = {
             n.name: SimNode(n.name, {net: True for net in self.networks}) for n in config.nodes
         }
@@ -113,6 +120,13 @@ class World:
         # not: what a client sees of a hung or a misconfigured node
         self.dual_holders_worst = 0.0
         self._holders_since: float | None = None
+        vip = config.vip
+        self.client_network = next(
+            (n.name for n in config.networks if vip is not None and vip.address.ip in n.subnet),
+            self.networks[0],
+        )
+        self.dual_clients_worst = 0.0  # two holders on the clients' network, heard or not
+        self._clients_since: float | None = None
         self.secrets_differ = False  # every datagram fails authentication
         self.violations: list[str] = []  # safety rules broken, found while running
 
@@ -140,11 +154,17 @@ class World:
 
     def path(self, a: SimNode, b: SimNode, network: str) -> bool:
         """Can a packet go from a to b on this network right now (before loss)?"""
-        return self.carrier(a, network) and self.carrier(b, network) and self.peer_link_up[network]
+        return (
+            self.carrier(a, network)
+            and self.carrier(b, network)
+            and self.peer_link_up[network]
+            and self.link_up.get((frozenset((a.name, b.name)), network), True)
+        )
 
-    def can_hear(self) -> bool:
+    def can_hear(self, a: SimNode | None = None, b: SimNode | None = None) -> bool:
         """Both agents run and can exchange authenticated messages on some network."""
-        a, b = self.nodes.values()
+        if a is None or b is None:
+            a, b = list(self.nodes.values())[:2]
         return (
             not self.secrets_differ
             and a.listening
@@ -154,6 +174,9 @@ class World:
 
     def peer_of(self, node: SimNode) -> SimNode:
         return next(n for n in self.nodes.values() if n is not node)
+
+    def others(self, node: SimNode) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n is not node]
 
     # ---- node life -----------------------------------------------------
 
@@ -166,7 +189,13 @@ class World:
             node.core = Core(
                 self.config,
                 name,
-                Inventory(node.epoch, node.last_role, node.holds_vip, tuple(sorted(node.running))),
+                Inventory(
+                    node.epoch,
+                    node.last_role,
+                    node.holds_vip,
+                    tuple(sorted(node.running)),
+                    node.data_epoch,
+                ),
                 self.now,
             )
             node.plan = None
@@ -179,8 +208,9 @@ class World:
         self.at(at, start)
 
     def _probe_loop(self, node: SimNode, network: str, core: Core) -> None:
-        """Echo to the switch and to the peer every interval, while this agent lives."""
+        """Echo to the switch and to every peer every interval, while this agent lives."""
         interval = self.config.timing.interval
+        peers = self.others(node)
 
         def probe() -> None:
             if node.core is not core or not node.agent:
@@ -192,15 +222,16 @@ class World:
                 self.carrier(node, network) and self._through(network) and self._through(network)
             )
             self.deliver(node, SwitchReachability(network, switch_ok), LATENCY)
-            echo()
+            for peer in peers:
+                echo(peer)
             self.at(self.now + interval, probe)
 
-        retried = [0]  # probes re-sent at once since the last answer, as the shell does
+        # probes re-sent at once since the last answer, as the shell does, per peer
+        retried = {p.name: 0 for p in peers}
 
-        def echo() -> None:
+        def echo(peer: SimNode) -> None:
             if node.core is not core or not node.agent or node.frozen:
                 return
-            peer = self.peer_of(node)
             answered = (
                 peer.powered
                 and self.path(node, peer, network)
@@ -209,12 +240,12 @@ class World:
             )
             timing = self.config.timing
             delay = 2 * LATENCY if answered else timing.echo_timeout
-            self.deliver(node, EchoResult(network, answered), delay)
+            self.deliver(node, EchoResult(network, answered, peer.name), delay)
             if answered:
-                retried[0] = 0
-            elif retried[0] < timing.misses - 1:
-                retried[0] += 1
-                self.at(self.now + delay, echo)
+                retried[peer.name] = 0
+            elif retried[peer.name] < timing.misses - 1:
+                retried[peer.name] += 1
+                self.at(self.now + delay, lambda: echo(peer))
 
         self.at(self.now + self.rng.uniform(0, interval), probe)
 
@@ -262,10 +293,30 @@ class World:
                     )
                 case SendGarp():
                     self.timeline.append(Line(self.now, node.name, "SendGarp"))
-                case FencePeer(epoch):
-                    self.timeline.append(Line(self.now, node.name, f"FencePeer({epoch})"))
-                    self._fence(node, epoch)
+                case RecordDataEpoch(epoch):
+                    node.data_epoch = epoch
+                case FencePeer(epoch, peer):
+                    self.timeline.append(Line(self.now, node.name, f"FencePeer({epoch}, {peer})"))
+                    self._fence(node, epoch, peer)
+        self._report_sync(node)
         self._tick(node)
+
+    def _report_sync(self, node: SimNode) -> None:
+        """The active node's sync manager: which standbys have caught up (a standby that
+        hears the active on some network and whose sync does not lag)."""
+        core = node.core
+        if core is None or core.role is not Role.ACTIVE or not self.config.sync:
+            node.sync_told = {}
+            return
+        for peer in self.others(node):
+            in_sync = (
+                not peer.sync_behind
+                and peer.powered
+                and any(self.path(node, peer, n) for n in self.networks)
+            )
+            if node.sync_told.get(peer.name) != in_sync:
+                node.sync_told[peer.name] = in_sync
+                self.deliver(node, SyncInSync(peer.name, in_sync), 0.01)
 
     def _check_promotion(self, node: SimNode, decision: Decision) -> None:
         """A node without both networks never promotes on its own."""
@@ -276,35 +327,36 @@ class World:
             self.violations.append(f"t={self.now:.3f} {decision.text} with uplinks {uplinks}")
 
     def _send(self, node: SimNode, view: object) -> None:
-        peer = self.peer_of(node)
-        for network in self.networks:
-            if self.path(node, peer, network) and self._through(network):
-                event: Event = (
-                    PeerUnauthenticated(network, "bad-mac")
-                    if self.secrets_differ
-                    else PeerMessage(network, view)  # type: ignore[arg-type]
-                )
-                self.deliver(peer, event, LATENCY)
+        for peer in self.others(node):
+            for network in self.networks:
+                if self.path(node, peer, network) and self._through(network):
+                    event: Event = (
+                        PeerUnauthenticated(network, "bad-mac", node.name)
+                        if self.secrets_differ
+                        else PeerMessage(network, view)  # type: ignore[arg-type]
+                    )
+                    self.deliver(peer, event, LATENCY)
 
-    def _fence(self, node: SimNode, epoch: int) -> None:
+    def _fence(self, node: SimNode, epoch: int, name: str) -> None:
         """The ssh fence: works when the peer's sshd runs and a network reaches it; it
         releases what the peer holds and kills its agent, which systemd restarts."""
-        peer = self.peer_of(node)
+        peer = self.nodes[name]
 
         def finish() -> None:
             reachable = any(self.path(node, peer, n) for n in self.networks)
             if not (peer.powered and reachable and not peer.sshd_frozen):
-                self.deliver(node, FenceResult(epoch, False, "ssh fence: no answer"))
+                self.deliver(node, FenceResult(epoch, False, "ssh fence: no answer", name))
                 return
             if epoch <= peer.epoch:
-                self.deliver(node, FenceResult(epoch, False, "ssh fence: refused, stale epoch"))
+                refused = "ssh fence: refused, stale epoch"
+                self.deliver(node, FenceResult(epoch, False, refused, name))
                 return
             peer.holds_vip, peer.running, peer.last_role = False, set(), Role.WAITING
             peer.agent, peer.core, peer.plan, peer.frozen = False, None, None, False
             peer.backlog = []
             self._fault(f"{peer.name} fenced by {node.name}")
             self.boot(peer.name, self.now + AGENT_RESTART)
-            self.deliver(node, FenceResult(epoch, True, "ssh fence: fenced"))
+            self.deliver(node, FenceResult(epoch, True, "ssh fence: fenced", name))
 
         self.at(self.now + FENCE_TIME, finish)
 
@@ -390,6 +442,23 @@ class World:
 
         self.at(at, change)
 
+    def set_link(self, a: str, b: str, network: str, up: bool, at: float) -> None:
+        """The path between two nodes on one network only (a VLAN filter, a firewall)."""
+
+        def change() -> None:
+            self.link_up[(frozenset((a, b)), network)] = up
+            state = "restored" if up else "broken"
+            self._fault(f"path between {a} and {b} on network {network} {state}")
+
+        self.at(at, change)
+
+    def set_sync_behind(self, name: str, behind: bool, at: float) -> None:
+        def change() -> None:
+            self.nodes[name].sync_behind = behind
+            self._fault(f"sync to {name} {'lags behind' if behind else 'caught up'}")
+
+        self.at(at, change)
+
     def freeze(self, name: str, at: float, duration: float, agent_only: bool = False) -> None:
         """SIGSTOP every process of a node (its sshd too), or only its agent."""
         node = self.nodes[name]
@@ -458,21 +527,24 @@ class World:
     # ---- watching ------------------------------------------------------
 
     def _watch_dual_vip(self) -> None:
-        a, b = self.nodes.values()
-        holders = (
-            a.holds_vip
-            and b.holds_vip
-            and a.powered
-            and b.powered
-            and any(self.path(a, b, n) for n in self.networks)
-        )
+        vip = [n for n in self.nodes.values() if n.holds_vip and n.powered]
+        pairs = [(a, b) for i, a in enumerate(vip) for b in vip[i + 1 :]]
+        holders = any(any(self.path(a, b, n) for n in self.networks) for a, b in pairs)
+        # two holders that both reach the clients' network (the VIP's), heard or not
+        reaching = [n for n in vip if self.carrier(n, self.client_network)]
+        if len(reaching) >= 2 and self._clients_since is None:
+            self._clients_since = self.now
+        elif len(reaching) < 2 and self._clients_since is not None:
+            span = self.now - self._clients_since
+            self.dual_clients_worst = max(self.dual_clients_worst, span)
+            self._clients_since = None
         if holders and self._holders_since is None:
             self._holders_since = self.now
         elif not holders and self._holders_since is not None:
             span = self.now - self._holders_since
             self.dual_holders_worst = max(self.dual_holders_worst, span)
             self._holders_since = None
-        both = all(n.holds_vip for n in self.nodes.values()) and self.can_hear()
+        both = any(self.can_hear(a, b) for a, b in pairs)
         if both and self._dual_since is None:
             self._dual_since = self.now
         elif not both and self._dual_since is not None:

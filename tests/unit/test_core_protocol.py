@@ -68,6 +68,7 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "stop-failed",
         "reconfigure-failed",
         "escalate",
+        "partitioned",
     ]
     assert known_kinds()[-3:] == ("start-failed", "stop-failed", "escalate")
     assert len(known_kinds()) == len(DecisionKind) + 3

@@ -121,7 +121,7 @@ def test_the_os_problem_rule_fences_the_peer_before_it_promotes() -> None:
     assert h.transcript(start) == [
         "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
         "answers (OS problem): fencing it before taking over [epoch 0]",
-        "FencePeer(2)",
+        "FencePeer(2, alpha)",
         "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
         f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
         PROMOTION_PLAN,

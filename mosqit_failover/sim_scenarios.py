@@ -58,6 +58,27 @@ def sim_config() -> Config:
     return parse(SIM_CONFIG, "<simulation>")
 
 
+EXTRA_NODES = ("gamma", "delta", "epsilon", "zeta", "eta", "theta")
+
+
+def sim_config_n(count: int) -> Config:
+    """SIM_CONFIG with `count` nodes: alpha, beta, gamma, ... in that order."""
+    if count == 2:
+        return sim_config()
+    names = ("alpha", "beta", *EXTRA_NODES[: count - 2])
+    extra = "".join(
+        f"[nodes.{name}]\n"
+        f'a = {{ interface = "eth0", address = "10.231.1.{11 + i}" }}\n'
+        f'b = {{ interface = "eth1", address = "10.231.2.{11 + i}" }}\n\n'
+        for i, name in enumerate(names)
+        if i >= 2
+    )
+    text = SIM_CONFIG.replace("[[resources]]", extra + "[[resources]]", 1)
+    order = ", ".join(f'"{n}"' for n in names)
+    text = text.replace('name = "sim"\n', f'name = "sim"\norder = [{order}]\n', 1)
+    return parse(text, "<simulation>")
+
+
 Check = Callable[[World], list[str]]
 
 
@@ -68,6 +89,7 @@ class Scenario:
     duration: float
     inject: Callable[[World], None]
     check: Check
+    nodes: int = 2  # alpha, beta, then gamma, ...
 
 
 SETTLED = 10.0  # by then the pair has formed: alpha ACTIVE, beta STANDBY
@@ -127,6 +149,34 @@ def no_dual_holders(world: World) -> list[str]:
     """Never two VIP holders on a cable, even when one of them is hung."""
     if world.dual_holders_worst > 0:
         return [f"two nodes held the VIP at once for {world.dual_holders_worst:.3f}s"]
+    return []
+
+
+def no_dual_clients(world: World) -> list[str]:
+    """Never two VIP holders that both reach the clients' network, heard or not."""
+    if world.dual_clients_worst > 0:
+        return [
+            f"two nodes held the VIP on the clients' network for {world.dual_clients_worst:.3f}s"
+        ]
+    return []
+
+
+def dual_vip_within(bound: float) -> Check:
+    """Holders that hear each other resolve within `bound` (a heal)."""
+
+    def check(world: World) -> list[str]:
+        if world.dual_vip_worst > bound:
+            return [f"holders heard each other for {world.dual_vip_worst:.3f}s (> {bound:g}s)"]
+        return []
+
+    return check
+
+
+def one_active(world: World) -> list[str]:
+    actives = world.active_nodes()
+    holders = sorted(n.name for n in world.nodes.values() if n.holds_vip)
+    if len(actives) != 1 or holders != actives:
+        return [f"ended with actives {actives} and VIP holders {holders}"]
     return []
 
 
@@ -217,6 +267,56 @@ def _force_active(w: World) -> None:
     w.power_off("alpha", SETTLED)
     w.set_port("beta", "b", False, SETTLED)  # beta alone, one network: no automatic promotion
     w.command("beta", OperatorCommand(Command.FORCE_ACTIVE), SETTLED + 5)
+
+
+def _three_active_failure(w: World) -> None:
+    w.set_port("alpha", "a", False, SETTLED)
+    w.set_port("alpha", "b", False, SETTLED)
+
+
+def _three_two_die(w: World) -> None:
+    w.power_off("alpha", SETTLED)
+    w.power_off("beta", SETTLED)
+
+
+def _three_sync_behind(w: World) -> None:
+    w.set_sync_behind("beta", True, 0.0)  # beta never caught up in alpha's epoch
+    w.power_off("alpha", SETTLED)
+
+
+def _three_standby_partition(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_link("beta", "gamma", net, False, SETTLED)
+    w.power_off("alpha", SETTLED + 5)
+
+
+def _three_heal(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_peer_link(net, False, SETTLED)
+        w.set_peer_link(net, True, SETTLED + 10)
+
+
+def _three_manual(w: World) -> None:
+    w.set_switch("a", False, SETTLED)
+    w.set_switch("a", True, SETTLED + 10)
+
+
+def _three_handover(w: World) -> None:
+    w.set_port("beta", "b", False, SETTLED - 3)  # beta lacks network b: no candidate
+    w.set_port("alpha", "a", False, SETTLED)
+
+
+def _three_switchover_to(w: World) -> None:
+    w.command("alpha", OperatorCommand(Command.SWITCHOVER, "gamma"), SETTLED)
+
+
+def _three_site_restart(w: World) -> None:
+    w.command("alpha", OperatorCommand(Command.SWITCHOVER, "gamma"), SETTLED)
+    for name in ("alpha", "beta", "gamma"):
+        w.power_off(name, SETTLED + 10)
+    w.boot("alpha", SETTLED + 12)
+    w.boot("beta", SETTLED + 12.5)
+    w.boot("gamma", SETTLED + 14)
 
 
 A, S, W_ = Role.ACTIVE, Role.STANDBY, Role.WAITING
@@ -411,15 +511,140 @@ SCENARIOS: dict[str, Scenario] = {
                 expect_decision("beta", "force-active", SETTLED + 5),
             ),
         ),
+        Scenario(
+            "three-active-failure",
+            "three nodes; alpha's cables are pulled: beta (first in order, in sync) promotes, "
+            "gamma stays standby",
+            20,
+            _three_active_failure,
+            all_of(
+                expect_roles(alpha=W_, beta=A, gamma=S),
+                expect_decision("beta", "promote", SETTLED),
+                expect_no_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-two-die",
+            "three nodes; alpha and beta power off together: gamma skips beta once it is "
+            "gone too and promotes",
+            20,
+            _three_two_die,
+            all_of(
+                expect_roles(gamma=A),
+                expect_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-sync-behind",
+            "three nodes; beta's sync lags (not in in_sync), alpha powers off: gamma has "
+            "the fresher data and promotes although beta is earlier in the order",
+            20,
+            _three_sync_behind,
+            all_of(
+                expect_roles(beta=S, gamma=A),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_decision("gamma", "promote", SETTLED),
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-standby-partition",
+            "three nodes; beta and gamma stop hearing each other, then alpha powers off: "
+            "gamma says it cannot hear beta and does not promote, beta does",
+            25,
+            _three_standby_partition,
+            all_of(
+                expect_roles(beta=A, gamma=S),
+                expect_decision("gamma", "partitioned", SETTLED),
+                expect_no_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-heal",
+            "three nodes; the paths between all nodes break for 10 s: the standbys promote; "
+            "once healed the actives resolve to one (lower epoch, then order, demotes)",
+            35,
+            _three_heal,
+            all_of(
+                one_active,
+                expect_decision("alpha", "demote-dual-active", SETTLED + 10),
+                dual_vip_within(0.5),
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-manual",
+            "three nodes; switch a fails for 10 s: every node MANUAL, alpha keeps serving, "
+            "nobody promotes, then automatic again",
+            30,
+            _three_manual,
+            all_of(
+                expect_roles(alpha=A, beta=S, gamma=S),
+                expect_decision("alpha", "manual", SETTLED),
+                expect_decision("gamma", "manual", SETTLED),
+                expect_decision("alpha", "automatic", SETTLED + 10),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_no_decision("gamma", "promote", SETTLED),
+                no_dual_vip,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-handover",
+            "three nodes; beta lacks network b, then alpha loses network a: alpha hands "
+            "over to gamma, the candidate that has both",
+            25,
+            _three_handover,
+            all_of(
+                expect_roles(alpha=W_, beta=W_, gamma=A),
+                expect_decision("alpha", "handover", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-switchover-to",
+            "three nodes; switchover --to gamma on alpha: gamma becomes active although "
+            "beta is earlier in the order, and beta never promotes",
+            20,
+            _three_switchover_to,
+            all_of(
+                expect_roles(alpha=S, beta=S, gamma=A),
+                expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-site-restart",
+            "three nodes; gamma becomes active by switchover, then the whole site powers "
+            "off and comes back (alpha first, gamma last): gamma, the freshest, wins",
+            35,
+            _three_site_restart,
+            all_of(
+                expect_roles(alpha=S, beta=S, gamma=A),
+                expect_no_decision("alpha", "promote", SETTLED + 5),
+                expect_no_decision("beta", "promote", SETTLED + 5),
+                no_dual_vip,
+            ),
+            nodes=3,
+        ),
     ]
 }
 
 
 def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
     scenario = SCENARIOS[name]
-    world = World(sim_config(), seed=seed)
-    world.boot("alpha", 0.0)
-    world.boot("beta", 1.0)
+    world = World(sim_config_n(scenario.nodes), seed=seed)
+    for i, node in enumerate(world.config.order):
+        world.boot(node, [0.0, 1.0][i] if i < 2 else 1.0 + 0.5 * (i - 1))
     scenario.inject(world)
     world.run_until(scenario.duration)
     return world, scenario.check(world)

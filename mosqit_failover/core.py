@@ -21,6 +21,14 @@ The rules, as docs/design.md states them, and where they live:
   by both nodes is MANUAL mode (no automatic switchover): `_decide_active`;
 - a node without any network (split brain) stands down: `_decide_active`;
 - a node without both networks never promotes on its own: `_candidate`.
+
+With 2 to 8 nodes (docs/multi-server.md) every peer has its own `PeerTracker`:
+loss and the OS-problem fence are per peer; a standby promotes only when no peer
+heard holds anything and it ranks first (freshness, then active in that epoch,
+then `cluster.order`) among the candidates not gone: `_decide_standby`,
+`_wins_election`; a peer not heard here but heard by a witness is present, not
+gone: `_update_partitions`, `_note_partition`. A pair follows exactly the rules
+above.
 """
 
 from __future__ import annotations

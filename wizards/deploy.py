@@ -1,5 +1,11 @@
 """`mosqit-failover wizard deploy`: set up the pair over ssh, then manage its resources.
 
+A pair, or 2 to 8 nodes (`ask_hosts`: each given once; `open_sessions` and
+`name_sessions` refuse one machine given twice, by its host key or host name):
+from three nodes on the takeover order is asked and written as `order`, the
+networks are checked between every two nodes and every node's sync key is
+authorized on every other; "both nodes" below reads "every node".
+
 Steps: log into both nodes (host keys checked), compare the installed
 package with the operator's .deb (and ask to install it where it is missing
 or older), check both networks, ask cluster name / VIP / VIP interface, let

@@ -140,10 +140,8 @@ def ask_login(asker: Asker, count: int = 2) -> Login:
     else:
         how = asker.choose("auth", "Log in with", ["password", "key"], "password")
     if how == "password":
-        every = "both" if count == 2 else "every"
-        password = asker.ask(
-            "password", f"Password of {user} (same on {every} nodes)", str, None, True
-        )
+        every = "both nodes" if count == 2 else "every node"
+        password = asker.ask("password", f"Password of {user} (same on {every})", str, None, True)
         return Login(user, password=password, port=port)
     key = asker.ask("key", "Private key file", non_empty, "~/.ssh/id_ed25519")
     return Login(user, key_file=key, port=port)

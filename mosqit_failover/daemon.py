@@ -28,6 +28,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    RecordDataEpoch,
     ReleaseVip,
     RunPlan,
     SendGarp,
@@ -64,6 +65,7 @@ from mosqit_failover.events import (
     PeerView,
     Role,
     SwitchReachability,
+    SyncInSync,
     Tick,
 )
 from mosqit_failover.journal import DecisionLog
@@ -194,11 +196,17 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Future[None]] = set()
         self.probes: dict[str, EchoProber] = {}
+        self._probe_targets: dict[str, tuple[str, str]] = {}  # probe -> (network, peer or "")
         self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
         self.metrics: MetricsServer | None = None
         self.console: ConsoleServer | None = None
         self.failovers = 0  # times this node became ACTIVE since the agent started
-        self.sync = SyncManager(config, self.node.name, self._sync_note)
+        self.sync = SyncManager(
+            config,
+            self.node.name,
+            self._sync_note,
+            on_in_sync=lambda peer, ok: self.feed(SyncInSync(peer, ok)),
+        )
 
     @property
     def core(self) -> Core:
@@ -281,6 +289,7 @@ class Agent:
             self._control,
             lambda text, priority: self.log.note(text, priority=priority, CONSOLE="1"),
             lambda: {r.name: self.runners[r.name] for r in self.config.resources},
+            nodes=lambda: [n.name for n in self.config.nodes],
         )
         try:
             if await console.start():
@@ -295,26 +304,29 @@ class Agent:
         links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
         coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
         coros.append(self.alerts.run())
-        peer = self.config.peer_of(self.node.name)
+        peers = self.config.peers_of(self.node.name)
         interval = self.config.timing.interval
         for attachment in self.node.attachments:
             net = attachment.network
             source = str(attachment.address)
-            target = str(peer.on(net).address)
-            prober = EchoProber(
-                f"peer-{net}",
-                source,
-                target,
-                interval,
-                self._reporter(EchoResult, net),
-                timeout=self.config.timing.echo_timeout,
-                # a miss is confirmed by probes sent at once, not a whole interval apart;
-                # the UDP silence the core also demands keeps this from speeding up
-                # false failovers
-                retries=self.config.timing.misses - 1,
-            )
-            self.probes[f"peer-{net}"] = prober
-            coros.append(prober.run())
+            for peer in peers:
+                # a pair's probe keeps its old name (dashboards and the console use it)
+                name = f"peer-{net}" if len(peers) == 1 else f"peer-{net}-{peer.name}"
+                prober = EchoProber(
+                    name,
+                    source,
+                    str(peer.on(net).address),
+                    interval,
+                    self._echo_reporter(net, peer.name),
+                    timeout=self.config.timing.echo_timeout,
+                    # a miss is confirmed by probes sent at once, not a whole interval apart;
+                    # the UDP silence the core also demands keeps this from speeding up
+                    # false failovers
+                    retries=self.config.timing.misses - 1,
+                )
+                self.probes[name] = prober
+                self._probe_targets[name] = (net, peer.name)
+                coros.append(prober.run())
             switch = next(n.switch for n in self.config.networks if n.name == net)
             if switch is not None:
                 prober = EchoProber(
@@ -330,11 +342,15 @@ class Agent:
                     retries=2,
                 )
                 self.probes[f"switch-{net}"] = prober
+                self._probe_targets[f"switch-{net}"] = (net, "")
                 coros.append(prober.run())
         self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
 
-    def _reporter(self, kind: type[EchoResult] | type[SwitchReachability], network: str) -> Any:
+    def _reporter(self, kind: type[SwitchReachability], network: str) -> Any:
         return lambda answered: self.feed(kind(network, answered))
+
+    def _echo_reporter(self, network: str, peer: str) -> Any:
+        return lambda answered: self.feed(EchoResult(network, answered, peer))
 
     async def _guard(self, coro: Any) -> None:
         """A probe or worker that dies is logged and the agent stops (systemd restarts it)."""
@@ -386,7 +402,9 @@ class Agent:
                     running.append(name)
             except EffectError as error:
                 self.log.note(f"cannot tell whether {name} runs: {error}", priority=4)
-        return Inventory(epoch, role, await asyncio.to_thread(self.vip.held), tuple(running))
+        data_epoch = await asyncio.to_thread(self.state.load_data_epoch)
+        holds_vip = await asyncio.to_thread(self.vip.held)
+        return Inventory(epoch, role, holds_vip, tuple(running), data_epoch)
 
     # ---- the core ------------------------------------------------------
 
@@ -401,15 +419,23 @@ class Agent:
         self.feed(PeerMessage(network, view))
 
     def _peer_unauthenticated(self, peer: str, network: str, reason: str, detail: str) -> None:
-        self.feed(PeerUnauthenticated(network, reason))
+        self.feed(PeerUnauthenticated(network, reason, peer))
 
-    async def _fence(self, epoch: int) -> None:
-        self.log.note(f"fencing the peer before promoting in epoch {epoch}", priority=4)
-        outcome = await self.fencer.fence(epoch)
+    async def _fence(self, epoch: int, peer: str) -> None:
+        self.log.note(f"fencing peer {peer} before promoting in epoch {epoch}", priority=4)
+        outcome = await self.fencer.fence(epoch, peer=peer)
         self.log.note(
-            f"fence: {outcome.detail}", priority=5 if outcome.fenced else 3, FENCE=str(epoch)
+            f"fence of {peer}: {outcome.detail}",
+            priority=5 if outcome.fenced else 3,
+            FENCE=str(epoch),
         )
-        self.feed(FenceResult(epoch, outcome.fenced, outcome.detail))
+        self.feed(FenceResult(epoch, outcome.fenced, outcome.detail, peer))
+
+    async def _record_data_epoch(self, epoch: int) -> None:
+        try:
+            await asyncio.to_thread(self.state.save_data_epoch, epoch)
+        except EffectError as error:
+            self.log.note(f"cannot record data epoch {epoch}: {error}", priority=3)
 
     def _carry_out(self, action: Action) -> None:
         match action:
@@ -429,8 +455,10 @@ class Agent:
                 self.peerlink.send(view)
             case SendGarp():
                 self._background(self._garp_now())
-            case FencePeer(epoch):
-                self._background(self._fence(epoch))
+            case FencePeer(epoch, peer):
+                self._background(self._fence(epoch, peer))
+            case RecordDataEpoch(epoch):
+                self._background(self._record_data_epoch(epoch))
             case Alert(kind, text):
                 self.log.note(f"ALERT {kind}: {text}", priority=2, ALERT=kind)
                 self.alerts.failure(kind, text, state=self.core.role.value, epoch=self.core.epoch)
@@ -503,12 +531,11 @@ class Agent:
 
     def _status_words(self) -> str:
         snap = self.core.snapshot(self._loop.time() if self._loop else 0.0)
-        peer = snap["peer"]
-        assert isinstance(peer, dict)
-        return (
-            f"{snap['role']} ({snap['mode']}), epoch {snap['epoch']}; "
-            f"peer {peer['node']} {peer['role']}"
-        )
+        peers = snap.get("peers")
+        assert isinstance(peers, dict)
+        label = "peer" if len(peers) == 1 else "peers"
+        shown = ", ".join(f"{p['node']} {p['role']}" for p in peers.values())
+        return f"{snap['role']} ({snap['mode']}), epoch {snap['epoch']}; {label} {shown}"
 
     def status(self) -> dict[str, Any]:
         assert self._loop is not None
@@ -521,6 +548,8 @@ class Agent:
                 "answered": p.answered,
                 "retried": p.retried,
                 "last_rtt_ms": None if p.last_rtt is None else round(p.last_rtt * 1000, 3),
+                "network": self._probe_targets[name][0],
+                "peer": self._probe_targets[name][1] or None,
             }
             for name, p in self.probes.items()
         }
@@ -592,8 +621,14 @@ class Agent:
                 "ok": False,
                 "error": f"unknown command {name!r}; known: status, " + ", ".join(COMMANDS),
             }
+        target = request.get("to", "")
+        if command is not Command.SWITCHOVER and "to" in request:
+            return {"ok": False, "error": f"{name} takes no 'to'; only switchover does"}
+        if not isinstance(target, str) or (target and target not in self.config.order):
+            nodes = ", ".join(n for n in self.config.order if n != self.node.name)
+            return {"ok": False, "error": f"switchover --to {target!r}: not a node; one of {nodes}"}
         self._said = []
-        self.feed(OperatorCommand(command))
+        self.feed(OperatorCommand(command, target))
         return self._reply([d.text for d in self._said])
 
     def _reply(self, lines: list[str]) -> dict[str, Any]:

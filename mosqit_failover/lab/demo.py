@@ -20,7 +20,7 @@ from . import deploy, faults, sshkeys
 from .client import Probe
 from .control import Lab, down, up
 from .netns import LabError
-from .topology import DEFAULT_PLAN, NETS, LabPlan, Net
+from .topology import DEFAULT_PLAN, NETS, LabPlan, Net, plan_for
 
 SYNCED = "/srv/data"
 
@@ -115,27 +115,90 @@ def _show_case(lab: Lab, probe: Probe, case: Case, t0: float, t_fault: float, t1
 
 
 def _show_sync(lab: Lab, active: str, standby: str, name: str) -> None:
-    """Write a file on the active node; show when it is on the standby."""
+    """Write a file on the active node; show when it is on the standby (every other node
+    given as "a,b")."""
     path = f"{SYNCED}/{name}"
     t0 = time.time()
     lab[active].write_file(path, f"written on {active} at {time.ctime(t0)}\n")
+    waiting = standby.split(",")
     deadline = t0 + 15
-    while time.time() < deadline:
-        if lab[standby].run(["test", "-f", path], check=False).returncode == 0:
-            _say(
-                f"   sync: {path} written on {active}, on {standby} after "
-                f"{1000 * (time.time() - t0):.0f} ms"
-            )
-            return
+    while waiting and time.time() < deadline:
+        for node in list(waiting):
+            if lab[node].run(["test", "-f", path], check=False).returncode == 0:
+                waiting.remove(node)
+                _say(
+                    f"   sync: {path} written on {active}, on {node} after "
+                    f"{1000 * (time.time() - t0):.0f} ms"
+                )
         time.sleep(0.05)
-    _say(f"   sync: {path} did not reach {standby} within 15 s")
+    for node in waiting:
+        _say(f"   sync: {path} did not reach {node} within 15 s")
 
 
 def _active_standby(lab: Lab) -> tuple[str, str]:
+    """The active node and the standbys ("beta" in a pair, "beta,gamma" with three)."""
     roles = deploy.wait_pair(lab.nodes, timeout=40)
     active = next(n for n, r in roles.items() if r == "ACTIVE")
-    standby = next(n for n, r in roles.items() if r == "STANDBY")
+    standby = ",".join(n for n, r in roles.items() if r == "STANDBY")
     return active, standby
+
+
+def _start(plan: LabPlan) -> Lab:
+    lab = up(plan)
+    names = ", ".join(spec.name for spec in plan.nodes)
+    _say(f"lab up in {lab.timings.get('up', 0):.1f}s ({names}); installing the agent")
+    sshkeys.setup(lab.nodes, plan)
+    sshkeys.install_config(lab.nodes, plan, [SYNCED])
+    deploy.start(lab.nodes)
+    return lab
+
+
+def _play(lab: Lab, plan: LabPlan, probe: Probe, case: Case) -> None:
+    active, standby = _active_standby(lab)
+    _say(f"== {case.title}  (active: {active}, standby: {standby})")
+    _say(f"   expected: {case.expect}")
+    t0 = time.time()
+    time.sleep(1.0)
+    t_fault = time.time()
+    case.inject(plan, active, standby)
+    time.sleep(case.hold)
+    if len(plan.nodes) > 2:  # the third node receives sync from the new active meanwhile
+        roles = deploy.roles(lab.nodes)
+        new = next((n for n, r in roles.items() if r == "ACTIVE"), "")
+        rest = ",".join(n for n, r in roles.items() if r == "STANDBY")
+        if new and rest:
+            _show_sync(lab, new, rest, "while-cut-off.txt")
+    case.repair(plan, active, standby)
+    new_active, _ = _active_standby(lab)
+    probe.wait_answer_from(new_active, after=time.time(), timeout=15)
+    time.sleep(1.0)
+    _show_case(lab, probe, case, t0, t_fault, time.time())
+    new_active, new_standby = _active_standby(lab)
+    _show_sync(lab, new_active, new_standby, f"after-case-{case.title.split('.')[0]}.txt")
+    _say()
+
+
+THREE_NODES = Case(
+    "4. three nodes (order alpha, beta, gamma): the active is cut off",
+    _cut_active(False),
+    _cut_active(True),
+    8.0,
+    "the second in order promotes, the third stays standby and receives sync from the new "
+    "active; the cut-off node returns as a standby",
+)
+
+
+def _three_node_case() -> None:
+    plan = plan_for(3)
+    _say("building a three-node lab: alpha, beta, gamma on the same two switches")
+    lab = _start(plan)
+    active, standby = _active_standby(lab)
+    _say(f"cluster formed: {active} ACTIVE, {standby} STANDBY; VIP {plan.vip}")
+    _show_sync(lab, active, standby, "hello-three.txt")
+    with Probe(plan, duration=120) as probe:
+        probe.wait_answer_from(active, after=time.time(), timeout=10)
+        _play(lab, plan, probe, THREE_NODES)
+    down(plan)
 
 
 def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
@@ -146,11 +209,7 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
     deploy.package_file(plan.project_dir)  # no package, or a stale one: say so before building
     try:
         _say("building the lab: switches A and B, nodes alpha and beta (systemd), a client")
-        lab = up(plan)
-        _say(f"lab up in {lab.timings.get('up', 0):.1f}s; installing the agent on both nodes")
-        sshkeys.setup(lab.nodes, plan)
-        sshkeys.install_config(lab.nodes, plan, [SYNCED])
-        deploy.start(lab.nodes)
+        lab = _start(plan)
         active, standby = _active_standby(lab)
         _say(f"pair formed: {active} ACTIVE, {standby} STANDBY; VIP {plan.vip}")
         _show_sync(lab, active, standby, "hello.txt")
@@ -158,24 +217,10 @@ def run_demo(plan: LabPlan = DEFAULT_PLAN) -> int:
         with Probe(plan, duration=600) as probe:
             probe.wait_answer_from(active, after=time.time(), timeout=10)
             for case in CASES:
-                active, standby = _active_standby(lab)
-                _say(f"== {case.title}  (active: {active}, standby: {standby})")
-                _say(f"   expected: {case.expect}")
-                t0 = time.time()
-                time.sleep(1.0)
-                t_fault = time.time()
-                case.inject(plan, active, standby)
-                time.sleep(case.hold)
-                case.repair(plan, active, standby)
-                new_active, _ = _active_standby(lab)
-                probe.wait_answer_from(new_active, after=time.time(), timeout=15)
-                time.sleep(1.0)
-                _show_case(lab, probe, case, t0, t_fault, time.time())
-                new_active, new_standby = _active_standby(lab)
-                _show_sync(
-                    lab, new_active, new_standby, f"after-case-{case.title.split('.')[0]}.txt"
-                )
-                _say()
+                _play(lab, plan, probe, case)
+        if plan is DEFAULT_PLAN:
+            down(plan)  # one lab per prefix: the pair makes room for three nodes
+            _three_node_case()
         _say("all cases done")
         return 0
     except KeyboardInterrupt:

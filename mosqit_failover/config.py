@@ -1074,11 +1074,20 @@ def _placeholders(value: Any, key: str = "", depth: int = 0) -> list[str]:
     if depth > 4:
         return []
     items: list[tuple[str, Any]] = []
+    found: list[str] = []
     if isinstance(value, dict):  # a name with a dot (a node's FQDN) is quoted, as in the file
         items = [(f"{key}.{k}" if "." not in k else f'{key}."{k}"', v) for k, v in value.items()]
+        for name in value:  # a node name the import could not know is a table's name
+            if isinstance(name, str) and name.startswith(PLACEHOLDER):
+                what = name[len(PLACEHOLDER) :].lstrip(": ") or "a name"
+                where = f"{key}.<name>".lstrip(".")
+                found.append(
+                    f"{where}: fill in {what} as the table's name, like [{key or 'table'}.alpha] "
+                    "(a placeholder left by import-heartbeat)"
+                )
     elif isinstance(value, list):
         items = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
-    return [p for k, v in items for p in _placeholders(v, k.lstrip("."), depth + 1)]
+    return found + [p for k, v in items for p in _placeholders(v, k.lstrip("."), depth + 1)]
 
 
 def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None) -> Config:

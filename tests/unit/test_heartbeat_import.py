@@ -219,6 +219,10 @@ def test_a_node_name_the_config_refuses_is_a_placeholder_with_a_note(
     with pytest.raises(ConfigError) as caught:  # valid TOML; check-config names what to fill
         parse(result.toml)
     assert all("fill in" in p for p in caught.value.problems), caught.value.problems
+    assert any(
+        p.startswith(f"nodes.<name>: fill in a node name for {name!r} as the table's name")
+        for p in caught.value.problems
+    ), caught.value.problems
     filled = result.toml.replace(result.toml.split("[nodes.")[1].split("]")[0], "bill1").replace(
         '"FILL-IN: the preferred node (a node name)"', '"bill1"'
     )

@@ -61,6 +61,7 @@ TREE = (
     "find . -type f -print0 | sort -z | xargs -0r md5sum"
 )
 WAVES, WAVE_GAP, BETA_WITHIN = 3, 2.5, 5.0  # the frozen-standby test's writes
+PARTITION_KEPT = 4.0  # the partition test: alpha back, beta and gamma still cut apart
 # files the active writes while a standby is frozen (python3 in the node)
 WRITE_FILES = r"""
 import os, sys
@@ -102,8 +103,10 @@ class Cluster:
         return self[name].run([deploy.AGENT, *argv, "--config", deploy.CONFIG_PATH], check=False)
 
     def isolate(self, name: str) -> float:
+        """Pull both of `name`'s cables; the moment just before (failover counts from it)."""
+        at = time.time()
         faults.isolate(PLAN, name)
-        return time.time()
+        return at
 
     def rejoin(self, name: str, since: float) -> None:
         faults.rejoin(PLAN, name)
@@ -516,8 +519,12 @@ def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) ->
             evidence = c.evidence(since)
         finally:
             c.rejoin("alpha", fault)
-            for net in NETS:
-                faults.heal(PLAN, net)
+        # alpha back (the partition still there): gamma hears a witness again that
+        # has not heard beta yet; it must still leave the service to beta
+        time.sleep(PARTITION_KEPT)
+        rejoined_roles = c.roles()
+        for net in NETS:
+            faults.heal(PLAN, net)
         healed = time.time()
         try:
             deploy.wait_roles(
@@ -527,11 +534,14 @@ def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) ->
         except LabError as error:
             back = f"NOT: {error}"
         time.sleep(1.0)
+    after_all = {name: c.kinds(name, since) for name in c.nodes}
     print(
         f"partition: roles before the cut {before}, after {roles}; gamma said "
         f"{PARTITIONED} {'-' if said is None else f'{said:.1f}s'} after the cut; client "
         f"answered by beta {'-' if failover is None else f'{failover * 1000:.0f} ms'} "
-        f"after alpha was cut off; formed again after healing: {back}; kinds {kinds}",
+        f"after alpha was cut off; alpha back, partition kept: {rejoined_roles}; formed "
+        f"again after healing: {back}; kinds while alpha was cut off {kinds}, in all "
+        f"{after_all}",
         flush=True,
     )
     assert before == {"alpha": "ACTIVE", "beta": "STANDBY", "gamma": "STANDBY"}, (
@@ -542,7 +552,18 @@ def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) ->
     assert roles["gamma"] == "STANDBY", f"{roles}\n{evidence}"
     assert "promote" in kinds["beta"] and roles["beta"] == "ACTIVE", f"{roles}\n{evidence}"
     assert failover is not None, f"the client never reached beta\n{evidence}"
-    assert not back.startswith("NOT"), f"after healing: {back}\n{c.evidence(since)}"
+    both = dual_holders(vips, c.cut_off)
+    evidence = c.evidence(since) + (
+        f"\nVIP on two nodes that see each other or the client at {len(both)} sample(s) "
+        f"({both[0]} .. {both[-1]}, since {since:.2f})"
+        if both
+        else ""
+    )
+    assert "promote" not in after_all["gamma"], (
+        f"gamma promoted after alpha came back or the partition healed\n{evidence}"
+    )
+    assert rejoined_roles["gamma"] == "STANDBY", f"{rejoined_roles}\n{evidence}"
+    assert not back.startswith("NOT"), f"after healing: {back}\n{evidence}"
     check_vip(c, vips, since)
 
 

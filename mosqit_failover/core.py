@@ -754,18 +754,35 @@ class Core:
                 self._partitioned.pop(name, None)
                 continue
             witnesses = self._partitioned.get(name, set())
+            last = self.peers[name].heard_at
             for other in self.peer_names:
                 view = self._present(other, now)
                 if other == name or view is None:
                     continue
                 if name not in view.heard:
                     witnesses.discard(other)
-                elif self.peers[other].heard_at > self.peers[name].heard_at + within:
+                    continue
+                said_at = self.peers[other].heard_at
+                if said_at > last + within:
                     witnesses.add(other)
             if witnesses:
                 self._partitioned[name] = witnesses
             else:
                 self._partitioned.pop(name, None)
+
+    def _witnessed(self, name: str, now: float) -> bool:
+        """A peer this node lost that a witness heard here, not lost itself, listed as
+        heard in a message newer than this node's last from it: maybe heard there
+        after here. Not gone until that is proven (`_update_partitions`) or the
+        witness stops listing it."""
+        last = self.peers[name].heard_at
+        for other in self.peer_names:
+            view = self._present(other, now)
+            if other == name or view is None or name not in view.heard:
+                continue
+            if self.peers[other].heard_at > last and self._peer_lost(other, now) is None:
+                return True
+        return False
 
     # ---- deciding ------------------------------------------------------
 
@@ -807,9 +824,12 @@ class Core:
         if self.maintenance or not self._candidate(now):
             return None
         gone: dict[str, Loss] = {}
+        unheard = set(self._partitioned)  # heard elsewhere, not here: not gone
         for name in self.peer_names:
             lost = self._peer_lost(name, now)
-            if lost is None or name in self._partitioned:
+            if lost is not None and self._witnessed(name, now):
+                unheard.add(name)
+            if lost is None or name in unheard:
                 self._fences.pop(name, None)  # back (or never went): a fence is asked anew
             else:
                 gone[name] = lost
@@ -817,7 +837,7 @@ class Core:
         for name in self.peer_names:
             if name in gone:
                 continue
-            if name in self._partitioned:
+            if name in unheard:
                 view = self.peers[name].view  # not heard here: its last word, however old
                 if view is None or view.role.may_hold or self._outranks_me(view):
                     return None  # a better candidate (or a holder) we merely cannot hear

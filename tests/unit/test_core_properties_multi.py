@@ -98,9 +98,7 @@ def blind(schedule: list[Fault]) -> bool:
     """Faults under which no node can tell a live peer from a dead one: every path
     between two nodes cut on both networks while both still see the switches, or
     heavy loss that makes a frozen node look dead."""
-    return any(
-        f.kind == "partition" or (f.kind == "loss" and f.loss >= 0.5) for f in schedule
-    )
+    return any(f.kind == "partition" or (f.kind == "loss" and f.loss >= 0.5) for f in schedule)
 
 
 @settings(
@@ -140,3 +138,20 @@ def test_a_partition_among_standbys_never_gives_two_holders_on_the_clients_netwo
         world.run_until(30.0)
         assert world.dual_clients_worst == 0.0
         assert world.active_nodes() == ["beta"]
+
+
+def test_a_standby_cut_off_from_the_active_alone_never_promotes() -> None:
+    """gamma (the best standby: beta's sync lags) stops hearing alpha (active) while
+    beta hears both: beta's `heard` keeps alpha present for gamma from the first miss
+    on, before the partition is proven."""
+    for seed in range(5):
+        world = World(sim_config_n(3), seed=seed)
+        for i, name in enumerate(NODES):
+            world.boot(name, 0.5 * i)
+        world.set_sync_behind("beta", True, 0.0)
+        for net in NETS:
+            world.set_link("alpha", "gamma", net, False, 10.0)
+        world.run_until(20.0)
+        assert world.active_nodes() == ["alpha"]
+        assert world.dual_clients_worst == 0.0
+        assert not any(d.kind == "promote" for d in world.decisions("gamma"))

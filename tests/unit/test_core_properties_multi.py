@@ -96,9 +96,14 @@ def run_world(schedule: list[Fault], seed: int) -> World:
 
 def blind(schedule: list[Fault]) -> bool:
     """Faults under which no node can tell a live peer from a dead one: every path
-    between two nodes cut on both networks while both still see the switches, or
-    heavy loss that makes a frozen node look dead."""
-    return any(f.kind == "partition" or (f.kind == "loss" and f.loss >= 0.5) for f in schedule)
+    between the nodes cut on a network while they still see the switches, heavy loss
+    that makes a frozen node look dead, or a cut between two nodes while the third,
+    the only witness, may itself be frozen, hung, down or cut off."""
+    if any(f.kind == "partition" or (f.kind == "loss" and f.loss >= 0.5) for f in schedule):
+        return True
+    disabled = {"freeze", "hang", "kill", "power", "port", "switch", "loss"}
+    cut = any(f.kind == "link" for f in schedule)
+    return cut and any(f.kind in disabled for f in schedule)
 
 
 @settings(

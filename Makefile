@@ -145,6 +145,7 @@ lint: $(STAMP_LINT)
 bench: install deb
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_sync
+	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_multi
 
 lab-down: install
 	$(BIN)/mosqit-failover lab down

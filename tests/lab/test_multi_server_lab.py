@@ -31,30 +31,34 @@ list``) nor any process in one is left (the fixture checks it again).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from mosqit_failover.lab import control, deploy, faults, sshkeys
-from mosqit_failover.lab.client import Probe
-from mosqit_failover.lab.netns import LabError, run
+from mosqit_failover.lab import deploy, faults
+from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import Node
-from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, PREFIX, plan_for
+from mosqit_failover.lab.topology import NETS
 from mosqit_failover.lab.vipwatch import VipWatch
-from tests.lab.conftest import lab_unavailable
+from tests.lab import multi
+from tests.lab.multi import (
+    PLAN,
+    SYNCED,
+    WRITE_FILES,
+    brief_status,
+    check_vip,
+    dual_holders,
+    equal_data,
+    has_file,
+    settle,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
-PLAN = plan_for(3)
 ORDER = ("alpha", "beta", "gamma")
-SYNCED = "/srv/data"
 PARTITIONED = "partitioned"  # kinds.DecisionKind.PARTITIONED: a better candidate not heard
 TREE = (
     "cd \"$1\" && find . -mindepth 1 -printf '%P %y %m %U %s\\n' | sort && "
@@ -62,170 +66,29 @@ TREE = (
 )
 WAVES, WAVE_GAP, BETA_WITHIN = 3, 2.5, 5.0  # the frozen-standby test's writes
 PARTITION_KEPT = 4.0  # the partition test: alpha back, beta and gamma still cut apart
-# files the active writes while a standby is frozen (python3 in the node)
-WRITE_FILES = r"""
-import os, sys
-root, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-os.makedirs(root, exist_ok=True)
-for i in range(count):
-    with open(os.path.join(root, f"f{i:03d}"), "wb") as fh:
-        fh.write(os.urandom(size))
-"""
 
 
-# -- the cluster -------------------------------------------------------------
+# -- the cluster (tests/lab/multi.py) ---------------------------------------
 
 
-@dataclass
-class Cluster:
-    lab: control.Lab
-    probe: Probe
-    # (since, until, node): the node had every cable pulled, it reached nobody
-    cut_off: list[tuple[float, float, str]] = field(default_factory=list)
-
-    def __getitem__(self, name: str) -> Node:
-        return self.lab[name]
-
-    @property
-    def nodes(self) -> dict[str, Node]:
-        return self.lab.nodes
-
-    def roles(self) -> dict[str, str]:
-        return deploy.roles(self.nodes)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return deploy.status(self[name])
-
-    def kinds(self, name: str, since: float) -> list[str]:
-        return [str(e["DECISION"]) for e in deploy.decisions(self[name], since)]
-
-    def command(self, name: str, *argv: str) -> subprocess.CompletedProcess[str]:
-        return self[name].run([deploy.AGENT, *argv, "--config", deploy.CONFIG_PATH], check=False)
-
-    def isolate(self, name: str) -> float:
-        """Pull both of `name`'s cables; the moment just before (failover counts from it)."""
-        at = time.time()
-        faults.isolate(PLAN, name)
-        return at
-
+class Cluster(multi.Cluster):
     def rejoin(self, name: str, since: float) -> None:
-        faults.rejoin(PLAN, name)
-        self.cut_off.append((since, time.time(), name))
-
-    def evidence(self, since: float) -> str:
-        """Decision lines of every node since `since`, and what each says of itself."""
-        lines = []
-        for name, node in self.nodes.items():
-            lines.append(f"--- {name}: decisions")
-            try:
-                for entry in deploy.decisions(node, since):
-                    at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
-                    lines.append(f"  {at:7.2f}s [{entry['DECISION']}] {entry.get('MESSAGE', '')}")
-            except LabError as error:
-                lines.append(f"  journal unreadable: {error}")
-            try:
-                lines.append(f"--- {name}: status {json.dumps(brief_status(self.status(name)))}")
-            except LabError as error:
-                lines.append(f"--- {name}: no status: {error}")
-        return "\n".join(lines)
-
-
-def brief_status(st: dict[str, Any]) -> dict[str, Any]:
-    """The parts of `status --json` that say who is what."""
-    keys = ("role", "epoch", "data_epoch", "mode", "candidate", "uplinks")
-    peers = {
-        name: {k: p.get(k) for k in ("role", "epoch", "data_epoch", "heard", "in_sync", "rank")}
-        for name, p in (st.get("peers") or {}).items()
-    }
-    return {**{k: st.get(k) for k in keys}, "peers": peers}
-
-
-def lab_netns_listed() -> list[str]:
-    """The namespaces of this prefix that ``ip netns list`` shows."""
-    out = run(["ip", "netns", "list"]).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
-
-
-def start_agents(nodes: Iterable[Node]) -> None:
-    """Start the agent on every node at the same moment (the order elects, not the start)."""
-    errors: list[BaseException] = []
-
-    def start(node: Node) -> None:
-        try:
-            node.systemctl("start", deploy.UNIT, timeout=60)
-        except BaseException as error:  # re-raised below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=start, args=(n,)) for n in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+        """`name`'s cables back in; it was cut off since `since`."""
+        self.reconnect(since, name)
 
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Three nodes with the agent and /srv/data synced; all of it gone afterwards."""
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(f"lab tests skipped: {reason}")
-    shared: control.Lab | None = None
-    if control.leftovers(DEFAULT_PLAN):  # the session's two-node lab, as lab3 does
-        shared = request.getfixturevalue("lab")
-    probe: Probe | None = None
-    try:
-        t0 = time.monotonic()
-        lab = control.up(PLAN)
-        sshkeys.setup(lab.nodes, PLAN)
-        sshkeys.install_config(lab.nodes, PLAN, [SYNCED])
-        print(f"\n3-node lab up and installed in {time.monotonic() - t0:.1f}s", flush=True)
-        start_agents(lab.nodes.values())
-        probe = Probe(PLAN, duration=3600)
-        yield Cluster(lab, probe)
-    finally:
-        if probe is not None:
-            probe.stop()
-        control.down(PLAN)  # thaws and kills every node (whole cgroups) first
-        left = control.leftovers(PLAN) + lab_netns_listed() + lab_processes()
-        if shared is not None:
-            shared.nodes = control.up(shared.plan).nodes
-        assert not left, f"the 3-node lab left traces: {left}"
-
-
-def restore(c: Cluster) -> None:
-    """Every cable in, no cut, no loss, nobody frozen."""
-    for node in c.nodes.values():
-        if node.alive() and node.frozen():
-            node.thaw()
-    faults.clear_all(PLAN)  # every port up (rejoins), cuts healed, loss cleared
+    yield from multi.cluster_lab(request, Cluster)
 
 
 @pytest.fixture
 def restored(cluster: Cluster) -> Iterator[Cluster]:
-    try:
-        yield cluster
-    finally:
-        restore(cluster)
+    yield from multi.restoring(cluster)
 
 
 # -- waiting for things ------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, period: float = 0.2) -> float:
-    """Wait until check() is true; return how long it took, fail with `what`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(period)
-    return time.monotonic() - start
-
-
-def has_file(node: Node, path: str, text: str) -> bool:
-    proc = node.run(["cat", path], check=False)
-    return proc.returncode == 0 and proc.stdout == text
 
 
 def wait_file(node: Node, path: str, text: str, timeout: float) -> float:
@@ -248,47 +111,6 @@ def trees_equal(c: Cluster) -> bool:
     return len(trees) == 1 and "" not in trees
 
 
-def equal_data(c: Cluster) -> bool:
-    """Every standby reported in sync with the active's epoch (the same data_epoch)."""
-    try:
-        states = {name: c.status(name) for name in c.nodes}
-    except LabError:
-        return False
-    active = [s for s in states.values() if s["role"] == "ACTIVE"]
-    if len(active) != 1:
-        return False
-    epoch = active[0]["epoch"]
-    standbys = [s for s in states.values() if s["role"] == "STANDBY"]
-    peers = active[0].get("peers") or {}
-    return len(standbys) == len(states) - 1 and all(
-        s["data_epoch"] == epoch and (peers.get(s["node"]) or {}).get("in_sync") is True
-        for s in standbys
-    )
-
-
-def settle(c: Cluster, active: str = "alpha", timeout: float = 40.0) -> None:
-    """The cluster formed, with `active` ACTIVE and every standby in sync with it.
-
-    When another node is active (an earlier test's failover), the operator hands the
-    service back with `switchover --to ACTIVE`."""
-    since = time.time()
-    try:
-        roles = deploy.wait_pair(c.nodes, timeout=timeout)
-        wait_for("every standby in sync", lambda: equal_data(c), timeout)
-        current = next(n for n, r in roles.items() if r == "ACTIVE")
-        if current != active:
-            proc = c.command(current, "switchover", "--to", active)
-            assert proc.returncode == 0, f"switchover --to {active}: {proc.stdout}{proc.stderr}"
-            wanted = {n: "ACTIVE" if n == active else "STANDBY" for n in c.nodes}
-            deploy.wait_roles(c.nodes, wanted, timeout=timeout)
-            wait_for("every standby in sync after the switchover", lambda: equal_data(c), timeout)
-        c.probe.wait_answer_from(active, after=time.time(), timeout=10)
-    except (AssertionError, LabError, TimeoutError) as error:
-        raise AssertionError(
-            f"the cluster did not settle with {active} active: {error}\n{c.evidence(since)}"
-        ) from error
-
-
 def sync_peers(c: Cluster) -> dict[str, dict[str, Any]]:
     """The active alpha's per-standby sync breakdown of /srv/data (state, pending, lag)."""
     dirs = c.status("alpha").get("sync", {}).get("dirs", [])
@@ -299,50 +121,6 @@ def sync_peers(c: Cluster) -> dict[str, dict[str, Any]]:
         name: {k: p.get(k) for k in ("state", "in_sync", "pending", "lag_seconds")}
         for name, p in peers.items()
     }
-
-
-# -- the VIP -------------------------------------------------------------------
-
-
-def dual_holders(vips: VipWatch, cut_off: list[tuple[float, float, str]]) -> list[str]:
-    """Samples at which two nodes held the VIP, as "NODE+OTHER at T".
-
-    A node counts as holding at a sample of another when its samples just before and
-    just after both found the VIP (vipwatch's rule). A pair is left out while one of
-    the two had every cable pulled (it reached neither the other nor the client)."""
-    samples = list(vips.samples)
-    names = set(PLAN.node_names)
-    out = []
-    for i, sample in enumerate(samples):
-        if not sample.held:
-            continue
-        for other in sorted(names - {sample.node}):
-            before = next((s for s in reversed(samples[:i]) if s.node == other), None)
-            after = next((s for s in samples[i + 1 :] if s.node == other), None)
-            if before is None or after is None or not (before.held and after.held):
-                continue
-            if any(
-                node in (sample.node, other) and lo <= before.asked and after.answered <= hi
-                for lo, hi, node in cut_off
-            ):
-                continue
-            out.append(f"{sample.node}+{other} at {sample.asked:.2f}")
-    return out
-
-
-def check_vip(c: Cluster, vips: VipWatch, since: float) -> None:
-    assert not vips.errors, vips.errors
-    assert vips.samples, "the VIP was never sampled"
-    both = dual_holders(vips, c.cut_off)
-    print(
-        f"VIP sampled {len(vips.samples)} times (each node every {vips.cycle() * 1000:.0f} ms), "
-        f"holders {vips.holders()}, two holders that could see each other: {len(both)}",
-        flush=True,
-    )
-    assert not both, (
-        f"two nodes that see each other held the VIP at {len(both)} sample(s): {both[:5]}"
-        f"\n{c.evidence(since)}"
-    )
 
 
 # -- the tests -----------------------------------------------------------------
@@ -604,25 +382,4 @@ def test_switchover_to_a_named_node(restored: Cluster) -> None:
 
 def test_teardown_leaves_no_namespace_nor_process(cluster: Cluster) -> None:
     """The last test: the lab goes (the fixture's own teardown finds nothing left)."""
-    cluster.probe.stop()
-    t0 = time.monotonic()
-    control.down(PLAN)
-    print(f"3-node lab down in {time.monotonic() - t0:.1f}s", flush=True)
-    assert lab_netns_listed() == []
-    assert control.leftovers(PLAN) == []
-    assert lab_processes() == []
-
-
-def lab_processes() -> list[str]:
-    """Processes on the host whose command line names a namespace of this lab."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.decode(errors="replace") in PLAN.all_netns for arg in argv):
-            out.append(f"{proc.name}: {b' '.join(argv).decode(errors='replace')}")
-    return out
+    multi.take_down(cluster)

@@ -48,30 +48,34 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from mosqit_failover.lab import control, deploy, sshkeys
-from mosqit_failover.lab import faults as lab_faults
-from mosqit_failover.lab.client import Probe
-from mosqit_failover.lab.netns import LabError, run
+from mosqit_failover.lab import control, deploy
+from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import Node, cgroup2_root
-from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, PREFIX, plan_for
+from mosqit_failover.lab.topology import PREFIX
 from mosqit_failover.lab.vipwatch import VipWatch
-from tests.lab.conftest import lab_unavailable
+from tests.lab import multi
+from tests.lab.multi import (
+    PLAN,
+    SYNCED,
+    WRITE_FILES,
+    brief_status,
+    check_vip,
+    equal_data,
+    has_file,
+    settle,
+    start_agents,
+    stop_agents,
+    switch_to,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
-PLAN = plan_for(3)
-SYNCED = "/srv/data"
 STATE = "/var/lib/mosqit-failover/state.json"
 # a runtime drop-in that keeps systemd from restarting a killed agent (power is off)
 NO_RESTART = "/run/systemd/system/mosqit-failover.service.d/mqlab-power-off.conf"
@@ -86,176 +90,32 @@ BLOCK_SSH = (
 )
 BOTH_CUT_WITHIN = 3.0  # the client answered by gamma after alpha and beta went
 RESTART_GAP = 2.0  # the client's longest gap over a restart of the active
-WRITE_FILES = r"""
-import os, sys
-root, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-os.makedirs(root, exist_ok=True)
-for i in range(count):
-    with open(os.path.join(root, f"f{i:03d}"), "wb") as fh:
-        fh.write(os.urandom(size))
-"""
+
+# -- the cluster (tests/lab/multi.py) ---------------------------------------
 
 
-# -- the cluster -------------------------------------------------------------
-
-
-@dataclass
-class Cluster:
-    lab: control.Lab
-    probe: Probe
-    config: str  # the config every node runs (order alpha, beta, gamma)
-    # (since, until, node): the node had every cable pulled, it reached nobody
-    cut_off: list[tuple[float, float, str]] = field(default_factory=list)
-
-    def __getitem__(self, name: str) -> Node:
-        return self.lab[name]
-
-    @property
-    def nodes(self) -> dict[str, Node]:
-        return self.lab.nodes
-
-    def roles(self) -> dict[str, str]:
-        return deploy.roles(self.nodes)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return deploy.status(self[name])
-
-    def kinds(self, name: str, since: float) -> list[str]:
-        return [str(e["DECISION"]) for e in deploy.decisions(self[name], since)]
-
-    def command(self, name: str, *argv: str) -> subprocess.CompletedProcess[str]:
-        return self[name].run([deploy.AGENT, *argv, "--config", deploy.CONFIG_PATH], check=False)
-
-    def isolate(self, *names: str) -> float:
-        """Pull every cable of `names` in one batch; the moment just before."""
-        batch = "".join(
-            f"link set {PLAN.node(name).port(net)} down\n" for name in names for net in NETS
-        )
-        at = time.time()
-        run(["ip", "-batch", "-"], ns=PLAN.switch_ns, input=batch)
-        return at
-
+class Cluster(multi.Cluster):
     def rejoin(self, since: float, *names: str) -> None:
-        batch = "".join(
-            f"link set {PLAN.node(name).port(net)} up\n" for name in names for net in NETS
-        )
-        run(["ip", "-batch", "-"], ns=PLAN.switch_ns, input=batch)
-        now = time.time()
-        self.cut_off += [(since, now, name) for name in names]
-
-    def evidence(self, since: float) -> str:
-        """Decision lines of every node since `since`, and what each says of itself."""
-        lines = []
-        for name, node in self.nodes.items():
-            lines.append(f"--- {name}: decisions")
-            try:
-                for entry in deploy.decisions(node, since):
-                    at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
-                    lines.append(f"  {at:7.2f}s [{entry['DECISION']}] {entry.get('MESSAGE', '')}")
-            except LabError as error:
-                lines.append(f"  journal unreadable: {error}")
-            try:
-                lines.append(f"--- {name}: status {json.dumps(brief_status(self.status(name)))}")
-            except LabError as error:
-                lines.append(f"--- {name}: no status: {error}")
-        return "\n".join(lines)
+        """Every cable of `names` back in (one batch); they were cut off since `since`."""
+        self.reconnect(since, *names)
 
 
-def brief_status(st: dict[str, Any]) -> dict[str, Any]:
-    """The parts of `status --json` that say who is what."""
-    keys = ("role", "epoch", "data_epoch", "mode", "candidate", "uplinks")
-    peers = {
-        name: {k: p.get(k) for k in ("role", "epoch", "data_epoch", "heard", "in_sync", "rank")}
-        for name, p in (st.get("peers") or {}).items()
-    }
-    return {**{k: st.get(k) for k in keys}, "peers": peers}
-
-
-def lab_netns_listed() -> list[str]:
-    out = run(["ip", "netns", "list"]).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
-
-
-def lab_processes() -> list[str]:
-    """Processes on the host whose command line names a namespace of this lab."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.decode(errors="replace") in PLAN.all_netns for arg in argv):
-            out.append(f"{proc.name}: {b' '.join(argv).decode(errors='replace')}")
-    return out
-
-
-def each(nodes: Iterable[Node], act: Callable[[Node], object]) -> None:
-    """`act` on every node at the same moment (threads); the first error re-raised."""
-    errors: list[BaseException] = []
-
-    def one(node: Node) -> None:
-        try:
-            act(node)
-        except BaseException as error:  # re-raised below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
-def start_agents(nodes: Iterable[Node]) -> None:
-    each(nodes, lambda node: node.systemctl("start", deploy.UNIT, timeout=60))
-
-
-def stop_agents(nodes: Iterable[Node]) -> None:
-    each(nodes, lambda node: node.systemctl("stop", deploy.UNIT, timeout=60))
+def prepare(lab: control.Lab, config: str) -> None:
+    """Before the agents start: the config's order checked, /srv/data seeded."""
+    assert ORDER_LINE in config, config
+    for node in lab.nodes.values():  # the sync refuses to push an empty source
+        node.write_file(f"{SYNCED}/seed.txt", "the synced directory is not empty\n")
 
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Three nodes with the agent and /srv/data synced; all of it gone afterwards."""
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(f"lab tests skipped: {reason}")
-    shared: control.Lab | None = None
-    if control.leftovers(DEFAULT_PLAN):  # the session's two-node lab, as lab3 does
-        shared = request.getfixturevalue("lab")
-    probe: Probe | None = None
-    try:
-        t0 = time.monotonic()
-        lab = control.up(PLAN)
-        sshkeys.setup(lab.nodes, PLAN)
-        config = sshkeys.install_config(lab.nodes, PLAN, [SYNCED])
-        assert ORDER_LINE in config, config
-        for node in lab.nodes.values():  # the sync refuses to push an empty source
-            node.write_file(f"{SYNCED}/seed.txt", "the synced directory is not empty\n")
-        print(f"\n3-node lab up and installed in {time.monotonic() - t0:.1f}s", flush=True)
-        start_agents(lab.nodes.values())
-        probe = Probe(PLAN, duration=3600)
-        yield Cluster(lab, probe, config)
-    finally:
-        if probe is not None:
-            probe.stop()
-        control.down(PLAN)  # thaws and kills every node (whole cgroups) first
-        left = control.leftovers(PLAN) + lab_netns_listed() + lab_processes()
-        if shared is not None:
-            shared.nodes = control.up(shared.plan).nodes
-        assert not left, f"the 3-node lab left traces: {left}"
+    yield from multi.cluster_lab(request, Cluster, prepare)
 
 
-def restore(c: Cluster) -> None:
-    """Every cable in, no cut, nobody frozen, every agent running with the config."""
-    for node in c.nodes.values():
-        if node.alive() and node.frozen():
-            node.thaw()
-    lab_faults.clear_all(PLAN)
+def restore_agents(c: Cluster) -> None:
+    """After multi.restore (cables, cuts, frozen nodes): no ssh block, no power-off
+    drop-in, every agent running with the config."""
     for node in c.nodes.values():
         node.run(["nft", "delete", "table", "inet", SSH_BLOCK], check=False)
         if node.run(["test", "-e", NO_RESTART], check=False).returncode == 0:
@@ -273,76 +133,10 @@ def restore(c: Cluster) -> None:
 
 @pytest.fixture
 def restored(cluster: Cluster) -> Iterator[Cluster]:
-    try:
-        yield cluster
-    finally:
-        restore(cluster)
+    yield from multi.restoring(cluster, restore_agents)
 
 
 # -- waiting for things ------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, period: float = 0.2) -> float:
-    """Wait until check() is true; return how long it took, fail with `what`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(period)
-    return time.monotonic() - start
-
-
-def has_file(node: Node, path: str, text: str) -> bool:
-    proc = node.run(["cat", path], check=False)
-    return proc.returncode == 0 and proc.stdout == text
-
-
-def equal_data(c: Cluster, nodes: Iterable[str] | None = None) -> bool:
-    """Every standby among `nodes` (default all) reported in sync with the active's epoch."""
-    names = list(nodes or c.nodes)
-    try:
-        states = {name: c.status(name) for name in names}
-    except LabError:
-        return False
-    active = [s for s in states.values() if s["role"] == "ACTIVE"]
-    if len(active) != 1:
-        return False
-    epoch = active[0]["epoch"]
-    standbys = [s for s in states.values() if s["role"] == "STANDBY"]
-    peers = active[0].get("peers") or {}
-    return len(standbys) == len(states) - 1 and all(
-        s["data_epoch"] == epoch and (peers.get(s["node"]) or {}).get("in_sync") is True
-        for s in standbys
-    )
-
-
-def settle(c: Cluster, active: str = "alpha", timeout: float = 40.0) -> None:
-    """The cluster formed, with `active` ACTIVE and every standby in sync with it
-    (handed to `active` with `switchover --to` when another node is active)."""
-    since = time.time()
-    try:
-        roles = deploy.wait_pair(c.nodes, timeout=timeout)
-        wait_for("every standby in sync", lambda: equal_data(c), timeout)
-        current = next(n for n, r in roles.items() if r == "ACTIVE")
-        if current != active:
-            switch_to(c, current, active, timeout)
-        c.probe.wait_answer_from(active, after=time.time(), timeout=10)
-    except (AssertionError, LabError, TimeoutError) as error:
-        raise AssertionError(
-            f"the cluster did not settle with {active} active: {error}\n{c.evidence(since)}"
-        ) from error
-
-
-def switch_to(
-    c: Cluster, current: str, active: str, timeout: float = 30.0, nodes: Iterable[str] = ()
-) -> None:
-    """`switchover --to ACTIVE` on `current`; wait for the roles and the sync (of `nodes`)."""
-    names = list(nodes or c.nodes)
-    proc = c.command(current, "switchover", "--to", active)
-    assert proc.returncode == 0, f"switchover --to {active}: {proc.stdout}{proc.stderr}"
-    wanted = {n: "ACTIVE" if n == active else "STANDBY" for n in names}
-    deploy.wait_roles({n: c[n] for n in names}, wanted, timeout=timeout)
-    wait_for(f"in sync with {active}", lambda: equal_data(c, names), timeout)
 
 
 def client_gap(c: Cluster, t0: float, t1: float) -> tuple[float, float]:
@@ -350,50 +144,6 @@ def client_gap(c: Cluster, t0: float, t1: float) -> tuple[float, float]:
     times = [t0, *(a.recv for a in c.probe.snapshot(t0, t1)), t1]
     width, start = max((b - a, a) for a, b in itertools.pairwise(times))
     return width, start - t0
-
-
-# -- the VIP -------------------------------------------------------------------
-
-
-def dual_holders(vips: VipWatch, cut_off: list[tuple[float, float, str]]) -> list[str]:
-    """Samples at which two nodes held the VIP, as "NODE+OTHER at T".
-
-    A node counts as holding at a sample of another when its samples just before and
-    just after both found the VIP (vipwatch's rule). A pair is left out while one of
-    the two had every cable pulled (it reached neither the other nor the client)."""
-    samples = list(vips.samples)
-    names = set(PLAN.node_names)
-    out = []
-    for i, sample in enumerate(samples):
-        if not sample.held:
-            continue
-        for other in sorted(names - {sample.node}):
-            before = next((s for s in reversed(samples[:i]) if s.node == other), None)
-            after = next((s for s in samples[i + 1 :] if s.node == other), None)
-            if before is None or after is None or not (before.held and after.held):
-                continue
-            if any(
-                node in (sample.node, other) and lo <= before.asked and after.answered <= hi
-                for lo, hi, node in cut_off
-            ):
-                continue
-            out.append(f"{sample.node}+{other} at {sample.asked:.2f}")
-    return out
-
-
-def check_vip(c: Cluster, vips: VipWatch, since: float) -> None:
-    assert not vips.errors, vips.errors
-    assert vips.samples, "the VIP was never sampled"
-    both = dual_holders(vips, c.cut_off)
-    print(
-        f"VIP sampled {len(vips.samples)} times (each node every {vips.cycle() * 1000:.0f} ms), "
-        f"holders {vips.holders()}, two holders that could see each other: {len(both)}",
-        flush=True,
-    )
-    assert not both, (
-        f"two nodes that see each other held the VIP at {len(both)} sample(s): {both[:5]}"
-        f"\n{c.evidence(since)}"
-    )
 
 
 # -- the tests -----------------------------------------------------------------
@@ -719,11 +469,5 @@ def test_a_standby_behind_loses_until_it_caught_up(restored: Cluster) -> None:
 
 def test_teardown_leaves_no_namespace_nor_process(cluster: Cluster) -> None:
     """The last test: the lab goes (the fixture's own teardown finds nothing left)."""
-    cluster.probe.stop()
-    t0 = time.monotonic()
-    control.down(PLAN)
-    print(f"3-node lab down in {time.monotonic() - t0:.1f}s", flush=True)
-    assert lab_netns_listed() == []
-    assert control.leftovers(PLAN) == []
-    assert lab_processes() == []
+    multi.take_down(cluster)
     assert not list(cgroup2_root().glob(PREFIX + "*"))

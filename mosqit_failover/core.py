@@ -227,6 +227,8 @@ class Core:
         # peers not heard here that a node heard here reports as heard: node -> witnesses
         self._partitioned: dict[str, set[str]] = {}
         self._partition_said: set[str] = set()
+        self._present_since: dict[str, float] = {}  # peer -> heard without a break since
+        self._listening_since = now  # nothing unheard before this means anything
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
         self._held_since: dict[str, float] = {}  # conditions that must hold a while
@@ -296,7 +298,10 @@ class Core:
         # our own echo results come every interval: a heartbeat due soon goes out with
         # them, so it shares their wake-up instead of costing one of its own
         early = self._beat_period(now) / 4 if isinstance(event, EchoResult) else 0.0
-        if now >= self._heartbeat_at - early or any(isinstance(a, RunPlan) for a in out):
+        # a stopping agent's last word (released, WAITING) must reach the peers before it
+        # exits, or they take its silence for a hung agent and fence it (seconds lost)
+        final = self.stopped
+        if now >= self._heartbeat_at - early or final or any(isinstance(a, RunPlan) for a in out):
             out.append(SendPeerMessage(self.view(now)))
             self._last_beat = now
             self._heartbeat_at = now + self._beat_period(now)
@@ -494,6 +499,7 @@ class Core:
             uplink.timers_from = now
         for peer in self.peers.values():
             peer.restart_timers(now)
+        self._listening_since = now
         out.append(
             self._decision(
                 DecisionKind.RESUMED,
@@ -747,20 +753,33 @@ class Core:
         gone (a partition among the standbys). Proof: the witness's message came more
         than peer_gone_after after this node last heard the peer, so the witness heard
         it later. It stays so, even once the witness is gone, until this node hears the
-        peer again or every witness still heard stops listing it."""
+        peer again or every witness still heard stops listing it.
+
+        A witness that has just come back (its agent restarted, its cable plugged in)
+        lists nobody yet: its silence about the peer counts only once it has been heard
+        for `service_timeout` without a break (a lab run promoted a second node while
+        the first one served, when such a witness dropped the proof). And nothing that
+        happened before this node started listening proves anything: a node that has
+        just started has heard nobody yet, which is no partition."""
         within = self.timing.peer_gone_after
         for name in self.peer_names:
             if self._present(name, now) is not None:
+                self._present_since.setdefault(name, now)
+            else:
+                self._present_since.pop(name, None)
+        for name in self.peer_names:
+            if name in self._present_since:
                 self._partitioned.pop(name, None)
                 continue
             witnesses = self._partitioned.get(name, set())
-            last = self.peers[name].heard_at
+            last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
                 if other == name or view is None:
                     continue
                 if name not in view.heard:
-                    witnesses.discard(other)
+                    if now - self._present_since[other] >= self.timing.service_timeout:
+                        witnesses.discard(other)
                     continue
                 said_at = self.peers[other].heard_at
                 if said_at > last + within:

@@ -113,19 +113,22 @@ class World:
         self.timeline: list[Line] = []
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
-        self.dual_vip_seconds = 0.0  # both hold the VIP while they can hear each other
-        self.dual_vip_worst = 0.0
+        # the spans of two VIP holders: the closed ones here, an open one from its
+        # `_since` (the properties below count it up to now, so a run that ends with
+        # two holders reports them). Both hold the VIP while they can hear each other:
+        self._dual_vip_seconds = 0.0
+        self._dual_vip_worst = 0.0
         self._dual_since: float | None = None
         # both hold the VIP while a cable connects them, whether their agents run or
         # not: what a client sees of a hung or a misconfigured node
-        self.dual_holders_worst = 0.0
+        self._dual_holders_worst = 0.0
         self._holders_since: float | None = None
         vip = config.vip
         self.client_network = next(
             (n.name for n in config.networks if vip is not None and vip.address.ip in n.subnet),
             self.networks[0],
         )
-        self.dual_clients_worst = 0.0  # two holders on the clients' network, heard or not
+        self._dual_clients_worst = 0.0  # two holders on the clients' network, heard or not
         self._clients_since: float | None = None
         self.secrets_differ = False  # every datagram fails authentication
         self.violations: list[str] = []  # safety rules broken, found while running
@@ -536,22 +539,46 @@ class World:
             self._clients_since = self.now
         elif len(reaching) < 2 and self._clients_since is not None:
             span = self.now - self._clients_since
-            self.dual_clients_worst = max(self.dual_clients_worst, span)
+            self._dual_clients_worst = max(self._dual_clients_worst, span)
             self._clients_since = None
         if holders and self._holders_since is None:
             self._holders_since = self.now
         elif not holders and self._holders_since is not None:
             span = self.now - self._holders_since
-            self.dual_holders_worst = max(self.dual_holders_worst, span)
+            self._dual_holders_worst = max(self._dual_holders_worst, span)
             self._holders_since = None
         both = any(self.can_hear(a, b) for a, b in pairs)
         if both and self._dual_since is None:
             self._dual_since = self.now
         elif not both and self._dual_since is not None:
             span = self.now - self._dual_since
-            self.dual_vip_seconds += span
-            self.dual_vip_worst = max(self.dual_vip_worst, span)
+            self._dual_vip_seconds += span
+            self._dual_vip_worst = max(self._dual_vip_worst, span)
             self._dual_since = None
+
+    def _open(self, since: float | None) -> float:
+        """How long a span still open has lasted by now (0 when none is open)."""
+        return 0.0 if since is None else self.now - since
+
+    @property
+    def dual_vip_seconds(self) -> float:
+        """Seconds in all with two VIP holders that hear each other, up to now."""
+        return self._dual_vip_seconds + self._open(self._dual_since)
+
+    @property
+    def dual_vip_worst(self) -> float:
+        """The longest such span, one still open counted up to now."""
+        return max(self._dual_vip_worst, self._open(self._dual_since))
+
+    @property
+    def dual_holders_worst(self) -> float:
+        """The longest span of two holders a cable connects, one still open up to now."""
+        return max(self._dual_holders_worst, self._open(self._holders_since))
+
+    @property
+    def dual_clients_worst(self) -> float:
+        """The longest span of two holders on the clients' network, one still open up to now."""
+        return max(self._dual_clients_worst, self._open(self._clients_since))
 
     def roles(self) -> dict[str, Role | None]:
         return {n.name: (n.core.role if n.core else None) for n in self.nodes.values()}

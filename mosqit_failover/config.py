@@ -553,9 +553,18 @@ def _read_nodes(
         )
         return ()
     nodes = []
+    seen: dict[str, str] = {}  # lowercased -> the name first written so
     for name, table in data.items():
         key = f"nodes.{name}"
         if _name_problem(c, key, name) or not isinstance(table, dict):
+            continue
+        first = seen.setdefault(name.lower(), name)
+        if first != name:  # one host either way: DNS and pick_node ignore case
+            c.problems.append(
+                f"nodes.{first} and nodes.{name}: node names must differ by more than case "
+                "(host names ignore it, so both would be the same server); rename or "
+                "remove one"
+            )
             continue
         c.table(data, key, {n.name for n in networks} | {"vip_interface"})
         attachments = []
@@ -1013,11 +1022,16 @@ def _read_order(
     if not isinstance(given, list) or not all(isinstance(x, str) for x in given):
         c.fail("cluster.order", given, fix)
         return tuple(names)
-    unknown = [x for x in given if x not in names]
+    spelled = {n.lower(): n for n in names}
+    unknown = [
+        f"{x!r} (the node is spelled {spelled[x.lower()]})" if x.lower() in spelled else repr(x)
+        for x in given
+        if x not in names
+    ]
     missing = [n for n in names if n not in given]
     twice = sorted({x for x in given if given.count(x) > 1})
     if names and (unknown or missing or twice):
-        said = [f"unknown {', '.join(map(repr, unknown))}" if unknown else ""]
+        said = [f"unknown {', '.join(unknown)}" if unknown else ""]
         said += [f"missing {', '.join(missing)}" if missing else ""]
         said += [f"twice {', '.join(twice)}" if twice else ""]
         c.fail("cluster.order", given, f"{'; '.join(x for x in said if x)}: {fix}")
@@ -1263,7 +1277,12 @@ def _who_else_writes(st: os.stat_result, owners: set[int], sticky: bool = False)
 
 def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
     """The node this agent runs as: --node, else this host's name as `uname -n` gives
-    it (heartbeat's rule, so an FQDN node name works), else its short form."""
+    it (heartbeat's rule, so an FQDN node name works), else its short form.
+
+    A node's name is spelled one way, its [nodes.NAME] key, and --node must match it
+    exactly (as cluster.order and switchover's target do); the host's name matches
+    ignoring case, as host names do (parse refuses names that differ only by case,
+    so at most one node matches), and the node's own spelling is returned."""
     names = [n.name for n in config.nodes]
     if wanted:
         if wanted in names:
@@ -1272,9 +1291,10 @@ def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
             "node",
             [f"--node {wanted!r} is not a node of this config ({', '.join(names)})"],
         )
+    spelled = {n.lower(): n for n in names}
     for name in (hostname, hostname.split(".")[0]):
-        if name in names:
-            return name
+        if name.lower() in spelled:
+            return spelled[name.lower()]
     raise ConfigError(
         "node",
         [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mosqit_failover.config import ConfigError, parse
+from mosqit_failover.config import ConfigError, parse, pick_node
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 
 GAMMA = """
@@ -109,3 +109,36 @@ def test_peer_of_is_only_for_pairs() -> None:
     config = parse(with_nodes(3, 'order = ["alpha", "beta", "n3"]\n', preferred=False))
     with pytest.raises(ValueError, match="3 nodes"):
         config.peer_of("alpha")
+
+
+ALPHA_AGAIN = GAMMA.replace("gamma", "Alpha").replace(".13", ".14")
+
+
+def test_node_names_equal_but_for_case_are_refused_in_one_line() -> None:
+    """Host names ignore case (DNS, and pick_node matching `uname -n`): [nodes.alpha]
+    and [nodes.Alpha] would be one server with two entries."""
+    text = SIM_CONFIG.replace("[[resources]]", ALPHA_AGAIN + "\n[[resources]]", 1)
+    assert problems(text) == [
+        "nodes.alpha and nodes.Alpha: node names must differ by more than case (host names "
+        "ignore it, so both would be the same server); rename or remove one"
+    ]
+
+
+def test_an_order_naming_a_node_in_another_case_says_how_it_is_spelled() -> None:
+    (found,) = problems(with_nodes(3, 'order = ["Alpha", "beta", "n3"]\n', preferred=False))
+    assert "unknown 'Alpha' (the node is spelled alpha); missing alpha" in found
+
+
+def test_the_host_name_matches_a_node_ignoring_case_and_gives_its_spelling() -> None:
+    config = parse(with_nodes(3, 'order = ["alpha", "beta", "n3"]\n', preferred=False))
+    assert pick_node(config, None, "ALPHA") == "alpha"
+    assert pick_node(config, None, "Beta.Example.NET") == "beta"
+    assert pick_node(config, None, "N3") == "n3"
+    with pytest.raises(ConfigError, match="'Alpha' is not a node"):  # --node is spelled out
+        pick_node(config, "Alpha", "whatever")
+
+
+def test_an_fqdn_node_name_matches_the_host_name_ignoring_case() -> None:
+    text = SIM_CONFIG.replace("[nodes.alpha]", '[nodes."alpha.example.net"]')
+    config = parse(text.replace('preferred = "alpha"', 'preferred = "alpha.example.net"'))
+    assert pick_node(config, None, "Alpha.Example.Net") == "alpha.example.net"

@@ -202,6 +202,20 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " each node hears). If the better candidate and the active node are both down"
         " for good, run `mosqit-failover force-active` on @NODE@.",
     ),
+    DecisionKind.ORDER_MISMATCH: Entry(
+        "node @NODE@ and a peer rank the nodes in different orders",
+        _HEAD + " A peer's messages carry a digest of its cluster.order (for a pair:"
+        " preferred, then the other) that differs from this node's: the nodes run"
+        " different configs. Each would wait for the node its own order puts first,"
+        " and after a failure nobody would take over, or two nodes would each think"
+        " they go first.",
+        "@REASON@. While any node heard runs another order, every node that notices"
+        " ranks equal candidates by node name instead (the same on every node), so"
+        " exactly one takes over.",
+        "Copy one config to every node (`mosqit-failover wizard resources`, or by hand)"
+        " and run `systemctl restart mosqit-failover` on the nodes that changed, one at"
+        " a time. `mosqit-failover status` shows which peer differs.",
+    ),
     DecisionKind.PEER_AUTH_OK: Entry(
         "messages from the peer of @NODE@ authenticate again",
         _HEAD + " The peer's datagrams that failed authentication have stopped.",

@@ -228,6 +228,8 @@ class Core:
         self._partitioned: dict[str, set[str]] = {}
         self._partition_said: set[str] = set()
         self._present_since: dict[str, float] = {}  # peer -> heard without a break since
+        self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
+        self._order_said: set[str] = set()
         self._listening_since = now  # nothing unheard before this means anything
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
@@ -290,6 +292,7 @@ class Core:
         self._note_mode(now, out)
         self._note_auth(now, out)
         self._note_partition(now, out)
+        self._note_order(now, out)
         self._note_peer_return(now, out)
         if self._troubled(event, now):
             self._trouble_at = now
@@ -377,6 +380,7 @@ class Core:
             heard=tuple(p for p in self.peer_names if self._present(p, now) is not None),
             in_sync=self._in_sync(now) if self.role is A else (),
             successor=self._successor,
+            order_id=self.config.order_id,
         )
 
     def _in_sync(self, now: float) -> tuple[str, ...]:
@@ -485,6 +489,7 @@ class Core:
             "heard": self._present(name, now) is not None,
             "in_sync": name in self._in_sync(now) if self.role is A else None,
             "rank": self.config.rank(name),
+            "order_differs": name in self._order_said,
         }
 
     # ---- observing -----------------------------------------------------
@@ -518,6 +523,10 @@ class Core:
                     tracker.echo(network, answered, now)
             case PeerMessage(network, view) if view.node in self.peers:
                 self.peers[view.node].message(network, view, now)
+                if view.order_id and view.order_id != self.config.order_id:
+                    self._order_differs[view.node] = now
+                else:
+                    self._order_differs.pop(view.node, None)
                 self._learn_data_epoch(view, out)
             case PeerUnauthenticated(network, reason, peer) if network in self.uplinks:
                 if tracker := self.peers.get(peer or self.peer_name):
@@ -628,11 +637,24 @@ class Core:
         since = self._held_since.setdefault(name, now)
         return now >= since + self.timing.settle  # as next_deadline() computes it
 
+    def _by_name(self) -> bool:
+        """A peer heard lately runs another cluster.order: rank by node name instead,
+        which every node that notices agrees on (each node's own order would make it
+        wait for another, or make two go first)."""
+        within = self.timing.service_timeout
+        return any(self._now - t <= within for t in self._order_differs.values())
+
+    def _place(self, name: str) -> int:
+        """The node's place among equals: cluster.order, or the name when orders differ."""
+        if self._by_name():
+            return sorted((self.node, *self.peer_names)).index(name)
+        return self.config.rank(name)
+
     def _peer_outranks(self, peer: PeerView) -> bool:
         """Between two holders: the higher epoch, then the earlier place in the order."""
         if peer.epoch != self.epoch:
             return peer.epoch > self.epoch
-        return self.config.rank(peer.node) < self.config.rank(self.node)
+        return self._place(peer.node) < self._place(self.node)
 
     def _rank_reason(self, peer: PeerView) -> str:
         if peer.epoch != self.epoch:
@@ -643,11 +665,11 @@ class Core:
 
     def _my_key(self) -> tuple[int, bool, int]:
         fresh = max(self.epoch, self.data_epoch)
-        return (fresh, self.epoch == fresh, -self.config.rank(self.node))
+        return (fresh, self.epoch == fresh, -self._place(self.node))
 
     def _key(self, view: PeerView) -> tuple[int, bool, int]:
         """A candidate's rank: the freshest data, then active in that epoch, then order."""
-        return (view.freshness, view.epoch == view.freshness, -self.config.rank(view.node))
+        return (view.freshness, view.epoch == view.freshness, -self._place(view.node))
 
     def _outranks_me(self, view: PeerView) -> bool:
         return self._key(view) > self._my_key()
@@ -1277,6 +1299,29 @@ class Core:
                     f"switchover; `mosqit-failover force-active` on {self.node} takes over"
                 )
             out.append(self._decision(DecisionKind.MANUAL_PEER_LOST, text))
+
+    def _note_order(self, now: float, out: list[Action]) -> None:
+        """Say once per peer that its cluster.order differs, and when it agrees again."""
+        within = self.timing.service_timeout
+        differing = {n for n, t in self._order_differs.items() if now - t <= within}
+        mine = self.config.order_id
+        for name in sorted(differing - self._order_said):
+            self._order_said.add(name)
+            theirs = self.peers[name].view
+            text = (
+                f"peer {name} runs another cluster.order (digest "
+                f"{theirs.order_id if theirs else '?'} vs mine {mine}, mine is "
+                f"{', '.join(self.config.order)}): ranking equal candidates by node name "
+                "until the configs agree; copy one config to every node"
+            )
+            out.append(self._decision(DecisionKind.ORDER_MISMATCH, text))
+            out.append(Alert(AlertKind.ORDER_MISMATCH, f"{self.node}: {text}"))
+        for name in sorted(self._order_said - differing):
+            self._order_said.discard(name)
+            heard = self._present(name, now)
+            if heard is not None and heard.order_id == mine:  # not merely gone quiet
+                text = f"peer {name}'s cluster.order agrees with mine again"
+                out.append(self._decision(DecisionKind.ORDER_MISMATCH, text))
 
     def _note_partition(self, now: float, out: list[Action]) -> None:
         """Say once per peer that a partition among the standbys keeps this node from

@@ -51,7 +51,10 @@ class PeerView:
     data_epoch: int = 0  # the newest epoch whose data the sender has in full
     heard: tuple[str, ...] = ()  # the nodes the sender heard directly, lately
     in_sync: tuple[str, ...] = ()  # from an active node: the standbys fully synced
-    successor: str = ""  # from an active node handing over on purpose: to whom ("" none)
+    successor: str = ""
+    # a digest of the sender's cluster.order (Config.order_id; "" from a version 2 peer):
+    # nodes whose orders differ would each wait for another to go first
+    order_id: str = ""  # from an active node handing over on purpose: to whom ("" none)
 
     @property
     def freshness(self) -> int:

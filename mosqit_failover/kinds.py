@@ -51,6 +51,7 @@ class DecisionKind(enum.StrEnum):
     PEER_BACK = "peer-back"
     RESUMED = "resumed"
     PARTITIONED = "partitioned"
+    ORDER_MISMATCH = "order-mismatch"
 
     @property
     def priority(self) -> int:
@@ -73,6 +74,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.ADOPT: NOTICE,
     DecisionKind.RECLAIM: NOTICE,
     DecisionKind.PARTITIONED: WARNING,
+    DecisionKind.ORDER_MISMATCH: WARNING,
 }
 
 
@@ -84,6 +86,7 @@ class AlertKind(enum.StrEnum):
     RECONFIGURE_FAILED = DecisionKind.RECONFIGURE_FAILED.value  # a decision line and an alert
     ESCALATE = "escalate"
     PARTITIONED = DecisionKind.PARTITIONED.value  # a decision line and an alert
+    ORDER_MISMATCH = DecisionKind.ORDER_MISMATCH.value  # a decision line and an alert
 
 
 def known_kinds() -> tuple[str, ...]:

@@ -4,7 +4,8 @@ It asks the local agent over its control socket for `status` and prints one
 line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
 
     0 OK        exactly one node ACTIVE, every other one ready to take over
-    1 WARNING   MANUAL or MAINTENANCE mode, no standby (peer not heard, or it or
+    1 WARNING   MANUAL or MAINTENANCE mode, a peer running another cluster.order,
+                no standby (peer not heard, or it or
                 this node lacks a network), a standby less (multi-server: one of
                 the standbys is not ready), sync lagging (when the agent reports sync)
     2 CRITICAL  no node ACTIVE, or two ACTIVE, or a peer's messages fail
@@ -161,6 +162,11 @@ def evaluate(
         if isinstance(fence, dict) and fence.get("state") == "failed":
             what = f"fencing peer {peer['node']} failed: {fence.get('detail')}"
             problems.append((CRITICAL, what))
+    problems += [
+        (WARNING, f"peer {p['node']} runs another cluster.order: copy one config to every node")
+        for p, fresh, _ in states
+        if fresh and p.get("order_differs")
+    ]
     modes = [(node, mode)] + [(str(p["node"]), p.get("mode")) for p, fresh, _ in states if fresh]
     problems += [
         (WARNING, f"{who} in {m} mode") for who, m in modes if m in ("MANUAL", "MAINTENANCE")

@@ -61,10 +61,10 @@ def sim_config() -> Config:
 EXTRA_NODES = ("gamma", "delta", "epsilon", "zeta", "eta", "theta")
 
 
-def sim_config_n(count: int) -> Config:
-    """SIM_CONFIG with `count` nodes: alpha, beta, gamma, ... in that order."""
+def sim_config_text(count: int) -> str:
+    """SIM_CONFIG's text with `count` nodes: alpha, beta, gamma, ... in that order."""
     if count == 2:
-        return sim_config()
+        return SIM_CONFIG
     names = ("alpha", "beta", *EXTRA_NODES[: count - 2])
     extra = "".join(
         f"[nodes.{name}]\n"
@@ -75,8 +75,14 @@ def sim_config_n(count: int) -> Config:
     )
     text = SIM_CONFIG.replace("[[resources]]", extra + "[[resources]]", 1)
     order = ", ".join(f'"{n}"' for n in names)
-    text = text.replace('name = "sim"\n', f'name = "sim"\norder = [{order}]\n', 1)
-    return parse(text, "<simulation>")
+    return text.replace('name = "sim"\n', f'name = "sim"\norder = [{order}]\n', 1)
+
+
+def sim_config_n(count: int) -> Config:
+    """SIM_CONFIG with `count` nodes: alpha, beta, gamma, ... in that order."""
+    if count == 2:
+        return sim_config()
+    return parse(sim_config_text(count), "<simulation>")
 
 
 Check = Callable[[World], list[str]]

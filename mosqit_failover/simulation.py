@@ -97,8 +97,12 @@ class SimNode:
 
 
 class World:
-    def __init__(self, config: Config, seed: int = 0) -> None:
+    def __init__(
+        self, config: Config, seed: int = 0, node_configs: dict[str, Config] | None = None
+    ) -> None:
         self.config = config
+        # an operator's mistake to model: a node running another config than the rest
+        self.node_configs = node_configs or {}
         self.now = 0.0
         self.rng = random.Random(seed)
         self.networks = config.network_names
@@ -190,7 +194,7 @@ class World:
                 self._fault(f"{name} agent starts")
             node.powered, node.agent, node.frozen = True, True, False
             node.core = Core(
-                self.config,
+                self.node_configs.get(name, self.config),
                 name,
                 Inventory(
                     node.epoch,

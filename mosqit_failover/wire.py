@@ -33,10 +33,11 @@ Packet layout, version 3 (network byte order; offsets in bytes)::
       .     1  in-sync count    S (0..7), then S node names as for heard   (version 3 on)
       .     1  successor length L (0..63; 0: no successor)                  (version 3 on)
       .     L  successor        UTF-8, printable, not the sender           (version 3 on)
+      .     4  order id         the sender's cluster.order digest (zeros: none) (version 3 on)
     end-32 32  HMAC-SHA256(secret of key id, every byte before it)
 
 Version 2 is the same up to the uplinks, then the MAC. It is still decoded
-(data_epoch 0, heard and in_sync empty, no successor), so during a rolling
+(data_epoch 0, heard and in_sync empty, no successor, no order id), so during a rolling
 upgrade an upgraded node keeps hearing an un-upgraded one; the encoder always
 sends 3. An un-upgraded (version 2) agent rejects version 3 as UNKNOWN_VERSION
 from the upgraded node's own address: its core counts that as an alive peer
@@ -44,7 +45,7 @@ failing authentication, so it never promotes past it, but it hears no view
 either until it is upgraded too. Version 1 (without the ack) is rejected as
 UNKNOWN_VERSION.
 
-The whole datagram is at most MAX_DATAGRAM (1323) bytes: the largest valid
+The whole datagram is at most MAX_DATAGRAM (1327) bytes: the largest valid
 config (8 nodes, two networks, every cluster, node and network name 63 bytes
 long as config.py allows, both lists full, a successor) fits exactly, under a
 1472-byte UDP payload (1500-byte MTU); the encoder refuses anything larger
@@ -132,7 +133,8 @@ _FLAGS_KNOWN = _FLAG_CANDIDATE | _FLAG_MAINTENANCE | _FLAG_MANUAL | _FLAG_YIELDI
 # Smallest possible datagram: header, 1-byte cluster, 1-byte node, view, no uplinks, MAC
 # (version 2; a version 3 one adds the data epoch, two empty lists and no successor).
 MIN_DATAGRAM = _HEADER.size + 2 + 2 + _VIEW.size + 1 + MAC_SIZE
-_V3_TAIL_MIN = _I64.size + 1 + 1 + 1
+ORDER_ID_SIZE = 4  # config.order_id: the first 4 bytes of a SHA-256 of cluster.order
+_V3_TAIL_MIN = _I64.size + 1 + 1 + 1 + ORDER_ID_SIZE
 MIN_DATAGRAM_V3 = MIN_DATAGRAM + _V3_TAIL_MIN
 _MIN_BY_VERSION = {2: MIN_DATAGRAM, 3: MIN_DATAGRAM_V3}
 
@@ -147,9 +149,10 @@ MAX_DATAGRAM = (
     + _I64.size
     + 2 * (1 + MAX_LISTED_NODES * _LONGEST_NAME)  # heard, in_sync
     + _LONGEST_NAME  # successor
+    + ORDER_ID_SIZE
     + MAC_SIZE
 )
-assert MAX_DATAGRAM == 1323 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
+assert MAX_DATAGRAM == 1327 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
 
 
 class EncodeError(ValueError):
@@ -326,6 +329,7 @@ class Sender:
             out += _U8.pack(0)
         else:
             _put_name(out, _node_name_bytes("successor", view.successor, self.node))
+        out += _order_id_bytes(view.order_id)
         if len(out) + MAC_SIZE > MAX_DATAGRAM:
             raise EncodeError(
                 f"message would be {len(out) + MAC_SIZE} bytes, at most {MAX_DATAGRAM}"
@@ -366,7 +370,7 @@ def _walk(data: bytes, version: int) -> int | None:
             off += 1 + data[off]
     if off >= n:  # successor
         return None
-    return off + 1 + data[off]
+    return off + 1 + data[off] + ORDER_ID_SIZE
 
 
 class _Malformed(Exception):
@@ -686,7 +690,7 @@ class Receiver:
             if healthy not in (0, 1):
                 raise _Malformed(f"uplink health byte {healthy}")
             uplinks.append((network, healthy == 1))
-        data_epoch, successor = 0, ""
+        data_epoch, successor, order_id = 0, "", ""
         heard: tuple[str, ...] = ()
         in_sync: tuple[str, ...] = ()
         if version >= 3:
@@ -696,6 +700,8 @@ class Receiver:
             heard = reader.node_list("heard", sender)
             in_sync = reader.node_list("in_sync", sender)
             successor = reader.node_name("successor", sender, optional=True)
+            raw_order = reader.take(ORDER_ID_SIZE)
+            order_id = "" if raw_order == bytes(ORDER_ID_SIZE) else raw_order.hex()
         return PeerView(
             node=sender,
             role=role,
@@ -709,7 +715,21 @@ class Receiver:
             heard=heard,
             in_sync=in_sync,
             successor=successor,
+            order_id=order_id,
         )
+
+
+def _order_id_bytes(order_id: str) -> bytes:
+    """A view's order id (hex, "" for none) as the 4 bytes on the wire."""
+    if order_id == "":
+        return bytes(ORDER_ID_SIZE)
+    try:
+        raw = bytes.fromhex(order_id)
+    except ValueError:
+        raise EncodeError(f"order id {order_id!r} is not hex") from None
+    if len(raw) != ORDER_ID_SIZE or raw == bytes(ORDER_ID_SIZE):
+        raise EncodeError(f"order id {order_id!r} is not {ORDER_ID_SIZE} bytes, nor zeros")
+    return raw
 
 
 class RateLimitedLog:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from mosqit_failover.actions import RunPlan, SendPeerMessage
+from mosqit_failover.config import Config, parse
 from mosqit_failover.events import ActionDone, Command, OperatorCommand, Role
-from mosqit_failover.sim_scenarios import sim_config_n
+from mosqit_failover.sim_scenarios import sim_config_n, sim_config_text
 from mosqit_failover.simulation import World
 
 SETTLED = 10.0
@@ -68,3 +71,58 @@ def test_a_stopping_active_says_its_last_word_before_it_exits() -> None:
     final = sent[-1].view if sent else None
     assert final is not None and not final.role.may_hold, last
     assert final.yielding and not final.candidate
+
+
+def _ordered(count: int, order: list[str]) -> Config:
+    text = sim_config_text(count).replace(
+        'order = ["alpha", "beta", "gamma"]', f"order = {json.dumps(order)}"
+    )
+    text = text.replace('preferred = "alpha"\n', "")
+    return parse(text, "<test>")
+
+
+def test_nodes_with_different_orders_still_elect_exactly_one_and_say_why() -> None:
+    """beta's config puts gamma first, the others put alpha then beta: after alpha dies,
+    each standby would wait for the other for ever. They notice the digests differ, say
+    so, and rank by node name (beta before gamma) until the configs agree."""
+    agreed = _ordered(3, ["alpha", "beta", "gamma"])
+    other = _ordered(3, ["gamma", "beta", "alpha"])
+    world = World(agreed, seed=0, node_configs={"beta": other})
+    for i, name in enumerate(("alpha", "beta", "gamma")):
+        world.boot(name, 0.5 * i)
+    world.run_until(SETTLED)
+    assert "order-mismatch" in kinds(world, "beta") and "order-mismatch" in kinds(world, "gamma")
+    line = next(d for d in world.decisions("gamma") if d.kind == "order-mismatch")
+    assert "peer beta runs another cluster.order" in line.reason
+    assert "copy one config to every node" in line.reason
+    world.power_off("alpha", SETTLED + 1)
+    world.run_until(SETTLED + 10)
+    assert world.active_nodes() == ["beta"], world.roles()
+    assert world.dual_clients_worst == 0.0
+
+
+def test_a_pair_whose_preferred_differs_does_not_stay_dual_active() -> None:
+    """Each node names itself preferred: both would go first at a cold start and neither
+    would yield. By node name, alpha goes first on both."""
+    alpha_first = sim_config_n(2)
+    beta_first = parse(sim_config_text(2).replace('preferred = "alpha"', 'preferred = "beta"'))
+    world = World(alpha_first, seed=0, node_configs={"beta": beta_first})
+    world.boot("alpha")
+    world.boot("beta")
+    world.run_until(SETTLED + 5)
+    assert world.active_nodes() == ["alpha"], world.roles()
+    assert world.dual_vip_worst <= 1.0
+    assert "order-mismatch" in kinds(world, "beta")
+
+
+def test_a_peer_that_died_is_not_said_to_agree_again() -> None:
+    agreed = _ordered(3, ["alpha", "beta", "gamma"])
+    other = _ordered(3, ["gamma", "beta", "alpha"])
+    world = World(agreed, seed=0, node_configs={"beta": other})
+    for i, name in enumerate(("alpha", "beta", "gamma")):
+        world.boot(name, 0.5 * i)
+    world.run_until(SETTLED)
+    world.power_off("beta", SETTLED + 1)
+    world.run_until(SETTLED + 10)
+    lines = [d.reason for d in world.decisions("gamma") if d.kind == "order-mismatch"]
+    assert len(lines) == 1 and "agrees" not in lines[0], lines

@@ -69,6 +69,7 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "reconfigure-failed",
         "escalate",
         "partitioned",
+        "order-mismatch",
     ]
     assert known_kinds()[-3:] == ("start-failed", "stop-failed", "escalate")
     assert len(known_kinds()) == len(DecisionKind) + 3

@@ -389,3 +389,9 @@ def test_a_peer_view_without_a_role_is_unknown() -> None:
     broken = three()
     del broken["peers"]["gamma"]["role"]
     assert evaluate(broken)[0] == UNKNOWN
+
+
+def test_a_peer_running_another_order_is_a_warning_naming_the_fix() -> None:
+    code, text = evaluate(three(order_differs=True))
+    assert code == WARNING
+    assert "peer gamma runs another cluster.order: copy one config to every node" in text

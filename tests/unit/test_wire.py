@@ -111,9 +111,9 @@ def test_layout() -> None:
     assert struct.unpack("!q", pkt[OFF_EPOCH:OFF_FLAGS]) == (7,)
     assert pkt[OFF_FLAGS] == 0b101  # candidate, manual
     assert pkt[OFF_COUNT : OFF_COUNT + 7] == b"\x02\x01a\x01\x01b\x00"
-    # version 3: data epoch 0, nobody heard, nobody in sync, no successor
-    assert pkt[OFF_COUNT + 7 : -MAC_SIZE] == bytes(8) + b"\x00\x00\x00"
-    assert len(pkt) == OFF_COUNT + 7 + 11 + MAC_SIZE
+    # version 3: data epoch 0, nobody heard, nobody in sync, no successor, no order id
+    assert pkt[OFF_COUNT + 7 : -MAC_SIZE] == bytes(8) + b"\x00\x00\x00" + bytes(4)
+    assert len(pkt) == OFF_COUNT + 7 + 15 + MAC_SIZE
     assert pkt[-MAC_SIZE:] == hmac.new(K1.secret, pkt[:-MAC_SIZE], hashlib.sha256).digest()
 
 
@@ -162,7 +162,8 @@ def test_random_boot_id_by_default() -> None:
 def test_min_datagram_constant() -> None:
     view = dataclasses.replace(VIEW, node="n", uplinks=())
     assert len(Sender("c", "n", RING).encode(view, NOW)) == MIN_DATAGRAM_V3
-    assert MIN_DATAGRAM == MIN_DATAGRAM_V3 - 11  # a version 2 one: no data epoch, lists
+    # a version 2 one: no data epoch, lists, successor nor order id
+    assert MIN_DATAGRAM == MIN_DATAGRAM_V3 - 15
 
 
 # --- encode refuses what it cannot send ------------------------------------------
@@ -170,7 +171,7 @@ def test_min_datagram_constant() -> None:
 
 def test_encode_oversized_raises() -> None:
     many = tuple((f"net{i:03d}-" + "x" * 20, True) for i in range(50))
-    with pytest.raises(EncodeError, match="at most 1323"):
+    with pytest.raises(EncodeError, match="at most 1327"):
         alpha().encode(dataclasses.replace(VIEW, uplinks=many), NOW)
 
 

@@ -71,10 +71,12 @@ def random_view(rng: random.Random, node: str = "alpha") -> PeerView:
         heard=some(),
         in_sync=some(),
         successor=rng.choice(["", "", *others]),
+        order_id=rng.choice(["", "0badcafe", rng.randbytes(4).hex()]).replace("00000000", ""),
     )
 
 
-V3_TAIL_OF_DEFAULTS = bytes(8) + b"\x00\x00\x00"  # data epoch 0, no heard, no in_sync, no successor
+# data epoch 0, no heard, no in_sync, no successor, no order id
+V3_TAIL_OF_DEFAULTS = bytes(8) + b"\x00\x00\x00" + bytes(4)
 
 
 def as_version_2(pkt: bytes) -> bytes:
@@ -99,7 +101,9 @@ def valid_pool(rng: random.Random, count: int, now: float, ack: bytes = BETA_BOO
         try:
             view = random_view(rng)
             if rng.random() < 0.2:
-                plain = dataclasses.replace(view, data_epoch=0, heard=(), in_sync=(), successor="")
+                plain = dataclasses.replace(
+                    view, data_epoch=0, heard=(), in_sync=(), successor="", order_id=""
+                )
                 pool.append(as_version_2(tx.encode(plain, now + len(pool) * 0.01)))
             else:
                 pool.append(tx.encode(view, now + len(pool) * 0.01))
@@ -239,7 +243,7 @@ def random_datagram(rng: random.Random) -> bytes:
             listed = [rng.randbytes(rng.randint(0, 70)) for _ in range(rng.randint(0, 9))]
             body += bytes([len(listed)]) + b"".join(bytes([len(n)]) + n for n in listed)
         successor = rng.randbytes(rng.randint(0, 12))
-        body += bytes([len(successor)]) + successor
+        body += bytes([len(successor)]) + successor + rng.randbytes(4)  # order id
     return body + rng.randbytes(MAC_SIZE)
 
 

@@ -33,7 +33,8 @@ ALPHA_BOOT = b"a" * BOOT_ID_SIZE  # the receiving agent (alpha) in most tests
 BETA_BOOT = b"b" * BOOT_ID_SIZE
 GAMMA_BOOT = b"g" * BOOT_ID_SIZE
 OFF_ACK = 36
-TAIL_OF_DEFAULTS = bytes(8) + b"\x00\x00\x00"  # data epoch 0, no heard, in_sync, successor
+# data epoch 0, no heard, in_sync, successor, no order id
+TAIL_OF_DEFAULTS = bytes(8) + b"\x00\x00\x00" + bytes(4)
 
 BETA_VIEW = PeerView(
     node="beta",
@@ -53,6 +54,7 @@ FULL_VIEW = dataclasses.replace(
     heard=("alpha", "gamma"),
     in_sync=("gamma",),
     successor="gamma",
+    order_id="0badcafe",
     yielding=True,
 )
 
@@ -89,8 +91,10 @@ def tail(
     heard: bytes = b"\x00",
     in_sync: bytes = b"\x00",
     successor: bytes = b"",
+    order_id: bytes = bytes(4),
 ) -> bytes:
-    return struct.pack("!q", data_epoch) + heard + in_sync + bytes([len(successor)]) + successor
+    head = struct.pack("!q", data_epoch) + heard + in_sync
+    return head + bytes([len(successor)]) + successor + order_id
 
 
 def reason(result: PeerView | Rejected) -> Reason | None:
@@ -123,9 +127,12 @@ def test_version_3_tail_layout() -> None:
         + b"\x02\x05alpha\x05gamma"  # heard
         + b"\x01\x05gamma"  # in_sync
         + b"\x05gamma"  # successor
+        + bytes.fromhex("0badcafe")  # order id
     )
     assert pkt[-MAC_SIZE - len(expected) : -MAC_SIZE] == expected
-    plain = dataclasses.replace(FULL_VIEW, data_epoch=0, heard=(), in_sync=(), successor="")
+    plain = dataclasses.replace(
+        FULL_VIEW, data_epoch=0, heard=(), in_sync=(), successor="", order_id=""
+    )
     assert pkt == with_tail(expected, plain)  # the same bytes, the same MAC
 
 
@@ -147,16 +154,17 @@ def test_the_largest_valid_config_fits_exactly() -> None:
         heard=others,
         in_sync=others,
         successor=others[0],
+        order_id="0badcafe",
     )
     cluster = "c" * MAX_NODE_NAME_BYTES
     tx = Sender(cluster, me, RING, BETA_BOOT)
     tx.ack = ALPHA_BOOT
     pkt = tx.encode(view, NOW)
-    assert len(pkt) == MAX_DATAGRAM == 1323 < 1472
+    assert len(pkt) == MAX_DATAGRAM == 1327 < 1472
     rx = Receiver(cluster, others[0], (me,), RING, boot_id=ALPHA_BOOT)
     rx_view = rx.decode(pkt, NOW)
     assert rx_view == view
-    with pytest.raises(EncodeError, match="at most 1323"):  # one byte more does not fit
+    with pytest.raises(EncodeError, match="at most 1327"):  # one byte more does not fit
         Sender(cluster + "c", me, RING).encode(view, NOW)
 
 
@@ -184,7 +192,7 @@ def test_version_2_and_3_share_one_replay_window() -> None:
 
 def test_a_version_2_datagram_with_version_3_fields_has_trailing_bytes() -> None:
     rejected = alpha().decode(with_tail(tail(), version=2), NOW)
-    assert rejected == Rejected(Reason.MALFORMED, "11 trailing bytes")
+    assert rejected == Rejected(Reason.MALFORMED, "15 trailing bytes")
 
 
 # --- bounds: the decoder ----------------------------------------------------------

@@ -90,7 +90,7 @@ FORGE = r"""
 import json, socket, sys, time
 from mosqit_failover.authkeys import load_keyring, parse_secret_text, generate_secret_text
 from mosqit_failover.events import PeerView, Role
-from mosqit_failover.wire import Sender
+from mosqit_failover.wire import MAX_DATAGRAM, Sender
 src, dst, port, me = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 real = load_keyring("/etc/mosqit-failover/secret")
 wrong = parse_secret_text(generate_secret_text())
@@ -104,7 +104,7 @@ packets = {
     "bad-magic": b"XX" + genuine[2:],
     "unknown-version": genuine[:2] + b"\x01" + genuine[3:],  # version 1: no ack
     "truncated": genuine[:40],
-    "oversized": genuine + b"\0" * 600,
+    "oversized": genuine + b"\0" * (MAX_DATAGRAM + 1 - len(genuine)),
     "wrong-cluster": Sender("other", me, real).encode(view, time.time()),
 }
 for name, data in packets.items():

@@ -478,6 +478,7 @@ class Core:
             if peer
             else None,
             "uplinks": dict(peer.uplinks) if peer else {},
+            "candidate": peer.candidate if peer else None,
             "heard_ago": None if math.isinf(tracker.heard_at) else now - tracker.heard_at,
             "heard_ago_by_network": {
                 n: None if math.isinf(t) else now - t for n, t in tracker.heard_on.items()

@@ -20,6 +20,7 @@ dashboards group the two nodes of a pair without hand-kept target labels:
     mosqit_failover_peer_state{peer,role}     each peer's last known role (UNKNOWN if never heard)
     mosqit_failover_peer_uplink_healthy{peer,network}  a peer's uplinks as it last reported them
     mosqit_failover_peer_heard_seconds{peer}  since the last message from that peer
+    mosqit_failover_peer_candidate{peer}      1 if that peer last said it may take over
     mosqit_failover_peer_auth_failing{peer}   1 while that peer's datagrams fail authentication
     mosqit_failover_fence_state{peer,state}   the last fence of that peer: running, fenced, failed
                                               (all 0 when there was none)
@@ -165,6 +166,11 @@ def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
     heard = GaugeMetricFamily(
         P + "peer_heard_seconds", "Seconds since the last peer message.", labels=labels
     )
+    candidate = GaugeMetricFamily(
+        P + "peer_candidate",
+        "1 if the peer last said it may take over (both networks, not yielding).",
+        labels=labels,
+    )
     auth = GaugeMetricFamily(
         P + "peer_auth_failing",
         "1 while datagrams from the peer's address fail authentication.",
@@ -185,12 +191,14 @@ def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
         ago = _num(peer.get("heard_ago"))
         if ago is not None:
             heard.add_metric([name], ago)
+        if isinstance(peer.get("candidate"), bool):
+            candidate.add_metric([name], 1.0 if peer["candidate"] else 0.0)
         auth.add_metric([name], 1.0 if peer.get("unauthenticated") else 0.0)
         attempt = peer.get("fence")
         current = attempt.get("state") if isinstance(attempt, dict) else None
         for value in FENCE_STATES:
             fence.add_metric([name, value], 1.0 if value == current else 0.0)
-    return [state, uplink, heard, auth, fence]
+    return [state, uplink, heard, candidate, auth, fence]
 
 
 def _probe_families(probes: Any) -> list[Metric]:

@@ -142,6 +142,7 @@ def test_a_real_standby_shows_its_role_candidacy_and_uplinks() -> None:
     assert got[("mosqit_failover_uplink_healthy", (("network", "a"),))] == 1
     assert got[("mosqit_failover_uplink_healthy", (("network", "b"),))] == 1
     assert got[("mosqit_failover_peer_uplink_healthy", (("network", "b"), ("peer", "alpha")))] == 1
+    assert got[("mosqit_failover_peer_candidate", (("peer", "alpha"),))] == 0  # it is active
     assert got[("mosqit_failover_peer_state", (("peer", "alpha"), ("role", "ACTIVE")))] == 1
     assert got[("mosqit_failover_failovers_total", ())] == 0
     assert got[("mosqit_failover_fence_state", (("peer", "alpha"), ("state", "failed")))] == 0

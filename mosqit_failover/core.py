@@ -193,6 +193,11 @@ class Verdict:
 _MULTI_KEYS = ("data_epoch", "heard", "in_sync", "rank")  # in "peers" only, not in "peer"
 
 
+def _mode(maintenance: bool, manual: bool) -> str:
+    """A node's mode as status shows it."""
+    return "MAINTENANCE" if maintenance else "MANUAL" if manual else "AUTO"
+
+
 def _ms(seconds: float) -> str:
     if math.isinf(seconds):
         return "ever"
@@ -376,12 +381,18 @@ class Core:
             yielding=self._yielding,
             maintenance=self.maintenance,
             manual=self.manual,
-            data_epoch=self.epoch if self.role in (P, A) else self.data_epoch,
+            data_epoch=self._shown_data_epoch,
             heard=tuple(p for p in self.peer_names if self._present(p, now) is not None),
             in_sync=self._in_sync(now) if self.role is A else (),
             successor=self._successor,
             order_id=self.config.order_id,
         )
+
+    @property
+    def _shown_data_epoch(self) -> int:
+        """The epoch of this node's data as it tells others: the running epoch while
+        promoting or active, else the last one it held."""
+        return self.epoch if self.role in (P, A) else self.data_epoch
 
     def _in_sync(self, now: float) -> tuple[str, ...]:
         """The standbys whose synced directories all caught up (every present one when
@@ -456,8 +467,8 @@ class Core:
             "node": self.node,
             "role": self.role.value,
             "epoch": self.epoch,
-            "data_epoch": self.epoch if self.role in (P, A) else self.data_epoch,
-            "mode": "MAINTENANCE" if self.maintenance else "MANUAL" if self.manual else "AUTO",
+            "data_epoch": self._shown_data_epoch,
+            "mode": _mode(self.maintenance, self.manual),
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
@@ -474,9 +485,7 @@ class Core:
             "node": name,
             "role": peer.role.value if peer else "UNKNOWN",
             "epoch": peer.epoch if peer else None,
-            "mode": ("MAINTENANCE" if peer.maintenance else "MANUAL" if peer.manual else "AUTO")
-            if peer
-            else None,
+            "mode": _mode(peer.maintenance, peer.manual) if peer else None,
             "uplinks": dict(peer.uplinks) if peer else {},
             "candidate": peer.candidate if peer else None,
             "heard_ago": None if math.isinf(tracker.heard_at) else now - tracker.heard_at,

@@ -339,38 +339,37 @@ class Sender:
         return bytes(out)
 
 
+def _skip_names(data: bytes, off: int, count: int, trailer: int = 0) -> int | None:
+    """The offset after `count` length-prefixed names (each followed by `trailer` bytes)
+    starting at `off`; None if the data ends first."""
+    for _ in range(count):
+        if off >= len(data):
+            return None
+        off += 1 + data[off] + trailer
+    return off
+
+
 def _walk(data: bytes, version: int) -> int | None:
     """Offset where the MAC should start, from the length bytes only; None if cut short."""
     n = len(data)
-    off = _HEADER.size
-    for _ in range(2):  # cluster, node
-        if off >= n:
-            return None
-        off += 1 + data[off]
+    off: int | None = _skip_names(data, _HEADER.size, 2)  # cluster, node
+    if off is None:
+        return None
     off += _VIEW.size
     if off >= n:
         return None
-    count = data[off]
-    off += 1
-    for _ in range(count):
-        if off >= n:
-            return None
-        off += 1 + data[off] + 1  # length, name, healthy
-    if version < 3:
+    off = _skip_names(data, off + 1, data[off], trailer=1)  # uplinks: name, healthy
+    if off is None or version < 3:
         return off
     off += _I64.size  # data epoch
     for _ in range(2):  # heard, in_sync
         if off >= n:
             return None
-        count = data[off]
-        off += 1
-        for _ in range(count):
-            if off >= n:
-                return None
-            off += 1 + data[off]
-    if off >= n:  # successor
-        return None
-    return off + 1 + data[off] + ORDER_ID_SIZE
+        off = _skip_names(data, off + 1, data[off])
+        if off is None:
+            return None
+    off = _skip_names(data, off, 1)  # successor
+    return None if off is None else off + ORDER_ID_SIZE
 
 
 class _Malformed(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from mosqit_failover.actions import Decision, RecordDataEpoch, RunPlan
@@ -21,20 +20,11 @@ from mosqit_failover.events import (
     Tick,
 )
 from mosqit_failover.sim_scenarios import sim_config, sim_config_n
+from tests.unit.transcript import view_of
 
 
 def view(node: str, role: Role, epoch: int = 1, **extra: object) -> PeerView:
-    base = PeerView(
-        node=node,
-        role=role,
-        epoch=epoch,
-        uplinks=(("a", True), ("b", True)),
-        candidate=role in (Role.WAITING, Role.STANDBY),
-        yielding=False,
-        maintenance=False,
-        manual=False,
-    )
-    return replace(base, **extra)  # type: ignore[arg-type]
+    return view_of(node, role, epoch, **extra)
 
 
 def started(node: str, inventory: Inventory | None = None) -> Core:

@@ -48,6 +48,21 @@ def action_text(action: Action) -> str:
     return step_text(action)
 
 
+def view_of(node: str, role: Role, epoch: int, **changes: object) -> PeerView:
+    """A healthy node's view (both uplinks up; a candidate unless it holds), as changed."""
+    view = PeerView(
+        node=node,
+        role=role,
+        epoch=epoch,
+        uplinks=(("a", True), ("b", True)),
+        candidate=role in (Role.WAITING, Role.STANDBY),
+        yielding=False,
+        maintenance=False,
+        manual=False,
+    )
+    return replace(view, **changes)  # type: ignore[arg-type]
+
+
 @dataclass
 class Harness:
     node: str = "beta"
@@ -82,17 +97,7 @@ class Harness:
     # -- building peer views ------------------------------------------
 
     def peer_view(self, role: Role, epoch: int, **changes: object) -> PeerView:
-        view = PeerView(
-            node=self.peer_name,
-            role=role,
-            epoch=epoch,
-            uplinks=(("a", True), ("b", True)),
-            candidate=role in (Role.WAITING, Role.STANDBY),
-            yielding=False,
-            maintenance=False,
-            manual=False,
-        )
-        return replace(view, **changes)  # type: ignore[arg-type]
+        return view_of(self.peer_name, role, epoch, **changes)
 
     # -- feeding ------------------------------------------------------
 

@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 # The .deb runs on Debian 12's Python libraries (debian/control): `make test` runs the
 # unit tests on them too, in .venv-debian (Debian's python3, system site-packages).
 DEBIAN_PY_PACKAGES := python3-icmplib python3-pyroute2 python3-watchdog python3-paramiko \
-	python3-scapy python3-systemd python3-prometheus-client
+	python3-scapy python3-systemd python3-prometheus-client python3-pyfuse3
 APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
-	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool \
+	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool fuse3 libfuse3-dev \
 	$(DEBIAN_PY_PACKAGES)
 DEBIAN_VENV := .venv-debian
 STAMP_DEBIAN := $(DEBIAN_VENV)/.pip-done
@@ -73,7 +73,7 @@ $(STAMP_APT): Makefile
 $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 	@$(call fresh_venv,$(VENV),$(PYTHON) -m venv)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,syncfs]'
 	@touch $@
 
 # Only the test tools come from PyPI (the unit tests' imports beyond the runtime's); the

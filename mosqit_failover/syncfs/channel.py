@@ -1,0 +1,309 @@
+"""The active node's side of the replication channels, and the waits of the sync points.
+
+A :class:`Channel` is one subprocess that reads the record stream (:mod:`.stream`) on its
+stdin and answers on its stdout (:mod:`.apply`'s protocol): in production ssh to a
+standby's forced command, in tests the applier itself. :class:`Replicator` sends every
+step's records to every live channel, in the order of the local operations, and makes a
+sync point wait until each live channel acknowledged its :class:`~.records.Commit`.
+
+A channel is lost when its process exits, refuses (stale epoch, out of step, full disk),
+or does not answer a commit or take data within ``ack_timeout``; it is killed and never
+used again (a standby that missed records must catch up before it may take them again:
+the agent's asynchronous engine does that, then :meth:`Replicator.add` a new channel).
+With no live channel left, ``on_standby_loss``:
+
+- ``"degrade"``: operations return after the local change; :attr:`Replicator.degraded`;
+- ``"block"``: a sync point waits up to ``block_timeout`` for a channel to be added, then
+  fails with :class:`NoStandby` (the file system answers EIO). The local change is done
+  either way; EIO says it is not on any standby.
+
+Any lost channel makes the directory ``degraded`` (some standby misses writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mosqit_failover.sync.proc import ORPHAN_GUARD, STDERR_KEEP
+from mosqit_failover.syncfs.mapping import Step
+from mosqit_failover.syncfs.records import Commit, Hello
+from mosqit_failover.syncfs.stream import HEADER, encode
+
+Log = Callable[[str], None]
+MODES = ("degrade", "block")
+
+
+class ChannelLost(Exception):
+    """A channel cannot take records (any more); the message says why."""
+
+
+class NoStandby(Exception):
+    """``block`` mode: no standby acknowledged within ``block_timeout``."""
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    name: str
+    alive: bool
+    acked: int
+    reason: str
+
+
+class Channel:
+    """One replication subprocess (``argv``, run without a shell, killed with us)."""
+
+    def __init__(self, name: str, argv: Sequence[str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.alive = False
+        self.reason = "not started"
+        self.acked = 0
+        self._process: asyncio.subprocess.Process | None = None
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stderr = b""
+        self.on_lost: Callable[[Channel], None] = lambda channel: None
+
+    def state(self) -> ChannelState:
+        return ChannelState(self.name, self.alive, self.acked, self.reason)
+
+    async def start(self, epoch: int, timeout: float) -> None:
+        """Start the process and have the standby accept ``epoch``; else ChannelLost."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *ORPHAN_GUARD,
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            self.reason = f"cannot run {self.argv[0]}: {error.strerror or error}"
+            raise ChannelLost(self.reason) from None
+        self._process = process
+        assert process.stdin is not None and process.stdout is not None
+        self._tasks.append(asyncio.create_task(self._read_stderr()))
+        process.stdin.write(HEADER + encode(Hello(epoch)))
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout)
+        except TimeoutError:
+            line = b""
+            self._stderr += f"no answer within {timeout:g}s".encode()
+        text = line.decode("utf-8", "replace").strip()
+        if text != f"ready {epoch}":
+            await self._end()
+            self.reason = self._why(text)
+            raise ChannelLost(self.reason)
+        self.alive = True
+        self.reason = ""
+        self._tasks.append(asyncio.create_task(self._read_acks()))
+
+    def _why(self, text: str) -> str:
+        if text.startswith("refused:"):
+            return text
+        err = self._stderr.decode("utf-8", "replace").strip().splitlines()
+        code = self._process.returncode if self._process else None
+        detail = " | ".join(err[-3:]) or (f"exit status {code}" if code is not None else "")
+        return f"{text or 'no answer'}" + (f" ({detail})" if detail else "")
+
+    async def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        while chunk := await self._process.stderr.read(4096):
+            self._stderr = (self._stderr + chunk)[-STDERR_KEEP:]
+
+    async def _read_acks(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        reason = ""
+        while True:
+            line = await self._process.stdout.readline()
+            if not line:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._process.wait(), 2.0)
+                reason = self._why("the channel ended")
+                break
+            text = line.decode("utf-8", "replace").strip()
+            word, _, rest = text.partition(" ")
+            if word == "ok" and rest.isdigit():
+                self.acked = max(self.acked, int(rest))
+                self._wake()
+            else:
+                reason = self._why(text)
+                break
+        self.lose(reason)
+
+    def _wake(self) -> None:
+        keep = []
+        for seq, future in self._waiters:
+            if seq <= self.acked or not self.alive:
+                if not future.done():
+                    future.set_result(self.alive)
+            else:
+                keep.append((seq, future))
+        self._waiters = keep
+
+    def lose(self, reason: str) -> None:
+        """Never use this channel again (kill its process); waiters get False."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.reason = reason or "lost"
+        self._wake()
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        self.on_lost(self)
+
+    def send(self, data: bytes) -> None:
+        if not self.alive or self._process is None or self._process.stdin is None:
+            return
+        try:
+            self._process.stdin.write(data)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError) as error:
+            self.lose(f"cannot write to the channel: {error}")
+
+    async def drain(self, timeout: float) -> None:
+        if not self.alive or self._process is None or self._process.stdin is None:
+            return
+        try:
+            await asyncio.wait_for(self._process.stdin.drain(), timeout)
+        except TimeoutError:
+            self.lose(f"the standby took no data for {timeout:g}s")
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self.lose(f"cannot write to the channel: {error}")
+
+    async def wait(self, seq: int, timeout: float) -> bool:
+        """Whether the standby acknowledged commit ``seq`` (False: the channel is lost)."""
+        if self.acked >= seq:
+            return True
+        if not self.alive:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, future))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            self.lose(f"no acknowledgement within {timeout:g}s")
+            return False
+
+    async def _end(self) -> None:
+        process = self._process
+        if process is not None:
+            if process.stdin is not None:
+                with contextlib.suppress(Exception):
+                    process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        """End the stream cleanly (the standby sees EOF after its last commit)."""
+        was = self.alive
+        self.alive = False
+        self._wake()
+        await self._end()
+        if was:
+            self.reason = "closed"
+
+
+class Replicator:
+    """Sends each step to every live channel; a sync step waits for all of them."""
+
+    def __init__(
+        self,
+        channels: Sequence[Channel],
+        on_standby_loss: str = "degrade",
+        block_timeout: float = 10.0,
+        ack_timeout: float = 10.0,
+        log: Log = lambda line: None,
+    ) -> None:
+        if on_standby_loss not in MODES:
+            raise ValueError(f"on_standby_loss must be one of {', '.join(MODES)}")
+        self.channels: list[Channel] = []
+        self.on_standby_loss = on_standby_loss
+        self.block_timeout = block_timeout
+        self.ack_timeout = ack_timeout
+        self.log = log
+        self.seq = 0
+        self.lost = 0
+        self._added = asyncio.Event()
+        for channel in channels:
+            self._watch(channel)
+
+    def _watch(self, channel: Channel) -> None:
+        channel.on_lost = self._on_lost
+        self.channels.append(channel)
+
+    def _on_lost(self, channel: Channel) -> None:
+        self.lost += 1
+        left = len(self.live)
+        self.log(
+            f"standby channel {channel.name} lost: {channel.reason}; "
+            + (
+                f"{left} standby(s) still synchronous; degraded"
+                if left
+                else f"no standby left: degraded ({self.on_standby_loss})"
+            )
+        )
+
+    @property
+    def live(self) -> list[Channel]:
+        return [c for c in self.channels if c.alive]
+
+    @property
+    def degraded(self) -> bool:
+        """Some standby misses writes (a channel was lost, or none was ever up)."""
+        return self.lost > 0 or not self.live
+
+    def add(self, channel: Channel) -> None:
+        """A started channel to a standby that holds everything up to now (caught up)."""
+        self._watch(channel)
+        self._added.set()
+
+    async def submit(self, step: Step) -> None:
+        """Send ``step``; for a sync step return once every live channel acknowledged it."""
+        live = self.live
+        if step.records:
+            data = b"".join(encode(r) for r in step.records)
+            for channel in live:
+                channel.send(data)
+        if not step.sync:
+            for channel in live:
+                await channel.drain(self.ack_timeout)
+            return
+        self.seq += 1
+        seq = self.seq
+        frame = encode(Commit(seq))
+        for channel in live:
+            channel.send(frame)
+        results = await asyncio.gather(*(c.wait(seq, self.ack_timeout) for c in live))
+        if any(results):
+            return
+        if self.on_standby_loss == "degrade":
+            return
+        await self._block()
+
+    async def _block(self) -> None:
+        deadline = time.monotonic() + self.block_timeout
+        while not self.live:
+            self._added.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoStandby(
+                    f"no standby acknowledged within block_timeout ({self.block_timeout:g}s)"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._added.wait(), left)
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()

@@ -1,0 +1,159 @@
+"""The synchronous mode's file system as a process of its own.
+
+``python -m mosqit_failover.syncfs mount DIR --epoch N --channel NAME=COMMAND ...``
+
+1. checks DIR (absolute, its own real path, a directory, not already a mount point) and
+   that FUSE is there (``/dev/fuse``, the binding);
+2. opens DIR, then starts every channel (each standby must accept the epoch);
+3. mounts the file system over DIR (options ``default_permissions``, ``allow_other``,
+   ``fsname=mosqit-syncfs``) and prints ``mounted DIR`` on stdout;
+4. serves until SIGTERM or SIGINT, then unmounts and ends the channels cleanly.
+
+Lines for the operator go to stderr (the journal under systemd), one per event: channel
+lost, degraded, unmounted. Exit status: 0 after a clean stop, 2 when it could not start
+(the line says why and what to do). If this process dies without unmounting (SIGKILL, a
+crash), the mount stays but every access fails at once with ENOTCONN ("Transport endpoint
+is not connected"), open descriptors included: nothing hangs; ``fusermount3 -u DIR`` (or
+``umount -l DIR``) makes DIR the plain directory again, with its data in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+
+from mosqit_failover.syncfs.binding import INSTALL_HINT, BindingError, enable_asyncio
+from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
+
+
+class StartError(Exception):
+    """The file system cannot start; the message says why and what to do."""
+
+
+def log(line: str) -> None:
+    print(f"mosqit-syncfs: {line}", file=sys.stderr, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="the synced directory (mounted over itself)")
+    parser.add_argument("--epoch", type=int, required=True, help="this node's epoch")
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="a standby's channel: a command line (no shell) that reads the record stream "
+        "(e.g. ssh ... to the standby's forced command); repeat for each standby",
+    )
+    parser.add_argument("--on-standby-loss", choices=MODES, default="degrade")
+    parser.add_argument("--block-timeout", type=float, default=10.0)
+    parser.add_argument("--ack-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--start-timeout", type=float, default=10.0, help="how long a standby may take to accept"
+    )
+
+
+def parse_channels(specs: Sequence[str]) -> list[Channel]:
+    channels = []
+    for spec in specs:
+        name, eq, command = spec.partition("=")
+        argv = shlex.split(command) if eq else []
+        if not name or not argv:
+            raise StartError(f"--channel {spec!r}: expected NAME=COMMAND (a command line)")
+        channels.append(Channel(name, argv))
+    return channels
+
+
+def check_directory(path: str) -> str:
+    if not path.startswith("/"):
+        raise StartError(f"{path!r}: the synced directory must be an absolute path")
+    norm = os.path.normpath(path)
+    if not os.path.isdir(norm):
+        raise StartError(f"{norm} is not a directory: create it (or fix the [[sync]] path)")
+    real = os.path.realpath(norm)
+    if real != norm:
+        raise StartError(f"{norm} leads through a symlink (real path {real}): use the real path")
+    if os.path.ismount(norm):
+        raise StartError(
+            f"{norm} is already a mount point (another syncfs, or a file system mounted "
+            f"there): unmount it first (fusermount3 -u {norm}) or sync the directory inside"
+        )
+    if not os.path.exists("/dev/fuse"):
+        raise StartError("/dev/fuse is missing: modprobe fuse (or give the container /dev/fuse)")
+    return norm
+
+
+async def serve(args: argparse.Namespace) -> int:
+    import pyfuse3
+
+    from mosqit_failover.syncfs.fs import SyncFS, open_root
+
+    directory = check_directory(args.directory)
+    channels = parse_channels(args.channel)
+    root_fd = open_root(directory)
+    replicator = Replicator(
+        [],
+        on_standby_loss=args.on_standby_loss,
+        block_timeout=args.block_timeout,
+        ack_timeout=args.ack_timeout,
+        log=log,
+    )
+    for channel in channels:
+        try:
+            await channel.start(args.epoch, args.start_timeout)
+        except ChannelLost as error:
+            log(f"standby channel {channel.name} did not start: {error}; degraded")
+            replicator.lost += 1
+            continue
+        replicator.add(channel)
+    if not replicator.live:
+        log(f"no standby is synchronous: degraded ({args.on_standby_loss})")
+    os.umask(0)
+    options = set(pyfuse3.default_options) | {"allow_other", "fsname=mosqit-syncfs"}
+    try:
+        pyfuse3.init(SyncFS(root_fd, replicator), directory, options)
+    except RuntimeError as error:
+        await replicator.close()
+        raise StartError(f"cannot mount {directory}: {error} (is FUSE allowed here?)") from None
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    print(f"mounted {directory}", flush=True)
+    main = asyncio.create_task(pyfuse3.main(min_tasks=4, max_tasks=64))
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.done() and not main.done():
+            pyfuse3.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(main), 5.0)
+        if main.done() and not main.cancelled() and main.exception() is not None:
+            log(f"the file system stopped: {main.exception()}")
+    finally:
+        stop.cancel()
+        pyfuse3.close(unmount=True)
+        await replicator.close()
+        os.close(root_fd)
+    log(f"unmounted {directory}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        try:
+            enable_asyncio()
+        except ImportError as error:
+            raise BindingError(f"{error}; {INSTALL_HINT}") from None
+        return asyncio.run(serve(args))
+    except (StartError, BindingError) as error:
+        log(str(error))
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -80,7 +80,7 @@ $(STAMP_PIP): $(STAMP_APT) setup.cfg pyproject.toml
 # project without its dependencies; debian_libs.py fails if a PyPI copy shadows Debian's.
 $(STAMP_DEBIAN): $(STAMP_APT) setup.cfg pyproject.toml
 	@$(call fresh_venv,$(DEBIAN_VENV),/usr/bin/python3 -m venv --system-site-packages)
-	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=8' 'hypothesis>=6.100' 'aiosmtpd>=1.4'
+	$(DEBIAN_VENV)/bin/pip install -q 'pytest>=8' 'pytest-xdist>=3.5' 'hypothesis>=6.100' 'aiosmtpd>=1.4'
 	$(DEBIAN_VENV)/bin/pip install -q --no-deps -e .
 	$(DEBIAN_VENV)/bin/python tests/debian_libs.py
 	@touch $@
@@ -106,16 +106,23 @@ $(STAMP_TOOLS): $(STAMP_PIP) Makefile
 # The lab nodes install the agent from the .deb (mosqit_failover/lab/deploy.py): the
 # targets that run the lab build it first, so they run a package of the current tree.
 # The linters and the type check first: they take seconds, and CI keeps them honest.
+# The unit tests run on both library sets (Debian's for the .deb, PyPI's for pip), each
+# spread over UNIT_WORKERS processes (pytest-xdist; worksteal evens out the few long
+# property tests); the lab tests one at a time after them, alone on the machine, since
+# they measure failover timings.
+UNIT_WORKERS ?= 2
+UNIT_PYTEST := -m pytest -q -p no:cacheprovider -n $(UNIT_WORKERS) --dist worksteal tests/unit
 test: install deb
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(DEBIAN_VENV)/bin/python tests/debian_libs.py >/dev/null
-	$(DEBIAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(DEBIAN_VENV)/bin/python $(UNIT_PYTEST)
+	$(BIN)/python $(UNIT_PYTEST)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/lab
 
 unit-test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+	$(BIN)/python $(UNIT_PYTEST)
 
 lab-test: install deb
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/lab

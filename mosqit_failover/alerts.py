@@ -37,18 +37,20 @@ import asyncio
 import collections
 import json
 import logging
-import smtplib
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from mosqit_failover import config
 from mosqit_failover.actions import Decision
 from mosqit_failover.effects.resources import CommandTimeout, run_command
 from mosqit_failover.kinds import AlertKind, DecisionKind
 from mosqit_failover.kinds import known_kinds as known_kinds  # where config.py looks for it
+
+if TYPE_CHECKING:  # smtplib and email are imported by the mail sink only: most agents send none
+    from email.message import EmailMessage
 
 LOGGER = logging.getLogger("mosqit_failover.alerts")
 # the alert kinds that are no decision kind (reconfigure-failed is both)
@@ -216,6 +218,8 @@ class MailSink(Sink):
         self.sender = settings.mail_from or f"mosqit-failover@{socket.getfqdn()}"
 
     def message(self, event: AlertEvent) -> EmailMessage:
+        from email.message import EmailMessage
+
         msg = EmailMessage()
         msg["Subject"] = event.subject
         msg["From"] = self.sender
@@ -225,6 +229,8 @@ class MailSink(Sink):
         return msg
 
     async def deliver(self, event: AlertEvent) -> bool:
+        import smtplib
+
         msg = self.message(event)
         try:
             await asyncio.to_thread(self._send, msg)
@@ -240,6 +246,8 @@ class MailSink(Sink):
         return True
 
     def _send(self, msg: EmailMessage) -> None:
+        import smtplib
+
         s = self.settings
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout) as smtp:
             smtp.send_message(msg)

@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mosqit_failover.actions import (
     Action,
@@ -42,8 +42,6 @@ from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
 from mosqit_failover.config import Config, ConfigError
 from mosqit_failover.config import load as load_config
-from mosqit_failover.console.auth import ConsoleAuthError
-from mosqit_failover.console.server import ConsoleServer
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
 from mosqit_failover.effects import EffectError
@@ -69,13 +67,17 @@ from mosqit_failover.events import (
     Tick,
 )
 from mosqit_failover.journal import DecisionLog
-from mosqit_failover.metrics import MetricsServer
 from mosqit_failover.notify import Notifier
 from mosqit_failover.peerlink import PeerLink
 from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
 from mosqit_failover.sync.manager import SyncManager
+
+if TYPE_CHECKING:  # both are off by default: their modules (prometheus_client, TLS, HTTP)
+    # are imported only when [metrics] or [console] is set
+    from mosqit_failover.console.server import ConsoleServer
+    from mosqit_failover.metrics import MetricsServer
 
 LOGGER = logging.getLogger("mosqit_failover.daemon")
 STOP_TIMEOUT = 120.0
@@ -271,6 +273,8 @@ class Agent:
         if not settings.listen:
             return
         assert self._loop is not None
+        from mosqit_failover.metrics import MetricsServer
+
         self.metrics = MetricsServer(settings.host, settings.port, self.status, self._loop)
         try:
             self.metrics.start()
@@ -284,6 +288,9 @@ class Agent:
         settings = self.config.console
         if not settings.listen:
             return
+        from mosqit_failover.console.auth import ConsoleAuthError
+        from mosqit_failover.console.server import ConsoleServer
+
         console = ConsoleServer(
             settings,
             self._control,

@@ -8,6 +8,7 @@ their kinds and their defaults.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -282,9 +283,11 @@ class Config:
     def multi_server(self) -> bool:
         return len(self.nodes) > 2
 
-    @property
+    @functools.cached_property
     def order_id(self) -> str:
-        """A short digest of `order` (hex): peers compare it to find a config that differs."""
+        """A short digest of `order` (hex): peers compare it to find a config that differs.
+
+        Computed once per Config (it is frozen): every message sent and received reads it."""
         digest = hashlib.sha256("\n".join(self.order).encode()).digest()[:4]
         return (digest if any(digest) else b"\x00\x00\x00\x01").hex()
 

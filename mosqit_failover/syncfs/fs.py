@@ -164,6 +164,8 @@ class SyncFS(pyfuse3.Operations):
         after = self._lstat(rel)
         if mode is not None:
             mode = stat.S_IMODE(after.st_mode)
+        if size is not None and times is None:  # the cut changed the times: the same there
+            times = Times(after.st_atime_ns, after.st_mtime_ns)
         await self._send(
             self.ns.setattr(inode, mode=mode, uid=uid, gid=gid, size=size, times=times)
         )

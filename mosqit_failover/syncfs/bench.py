@@ -1,0 +1,138 @@
+"""Measure the synchronous mount against the plain directory, on this machine.
+
+``python -m mosqit_failover.syncfs.bench [--files N] [--size-mib M] [--dir PARENT]``
+
+Runs itself again in a private mount namespace (``unshare -m --propagation private``:
+nothing is mounted in the host's), mounts ``python -m mosqit_failover.syncfs mount``
+over a temporary directory with the applier as a local standby (its copy in a sibling
+directory on the same disk: no network, so this is the cost of FUSE in Python, the
+stream and the standby's fsync, not of a link), and reports:
+
+- close() latency p50/p99 of 4 KiB files (create, write 4 KiB, close), and files/s;
+- sequential MB/s of one file (1 MiB writes, then close);
+
+each through the mount, and for the plain directory with and without an fsync before
+close (the mount's close waits for the standby's fsync, the plain close for nothing).
+The lab benchmark over ssh between nodes (issue 14's ``make bench`` row) is not this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INNER = "MOSQIT_SYNCFS_BENCH_INNER"
+
+
+def small_files(directory: Path, count: int, fsync: bool) -> tuple[list[float], float]:
+    """(close() seconds of each file, files per second for create+write+close)."""
+    data = os.urandom(4096)
+    closes = []
+    started = time.perf_counter()
+    for i in range(count):
+        fd = os.open(directory / f"f{i:06d}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        before = time.perf_counter()
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        closes.append(time.perf_counter() - before)
+    return closes, count / (time.perf_counter() - started)
+
+
+def sequential(path: Path, size_mib: int, fsync: bool) -> float:
+    """MB/s (10^6 bytes) of writing ``size_mib`` MiB in 1 MiB writes, then close."""
+    chunk = os.urandom(1 << 20)
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for _ in range(size_mib):
+        os.write(fd, chunk)
+    if fsync:
+        os.fsync(fd)
+    os.close(fd)
+    return size_mib * (1 << 20) / 1e6 / (time.perf_counter() - started)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(label: str, directory: Path, files: int, size_mib: int, fsync: bool) -> None:
+    work = directory / f"bench-{label}"
+    work.mkdir()
+    closes, rate = small_files(work, files, fsync)
+    mbs = sequential(work / "big", size_mib, fsync)
+    print(
+        f"{label:28} close p50 {statistics.median(closes) * 1e3:7.3f} ms  "
+        f"p99 {pct(closes, 0.99) * 1e3:7.3f} ms  {rate:8.0f} files/s  "
+        f"{size_mib} MiB sequential {mbs:7.1f} MB/s",
+        flush=True,
+    )
+
+
+def inner(args: argparse.Namespace) -> int:
+    parent = Path(tempfile.mkdtemp(prefix="syncfs-bench-", dir=args.dir))
+    plain, active, standby = parent / "plain", parent / "active", parent / "standby"
+    for d in (plain, active, standby):
+        d.mkdir()
+    py = sys.executable
+    channel = [py, "-m", "mosqit_failover.syncfs", "apply", "--root", str(standby)]
+    channel += ["--state", str(parent / "state.json")]
+    mount = [py, "-m", "mosqit_failover.syncfs", "mount", str(active), "--epoch", "1"]
+    fs = subprocess.Popen(
+        [*mount, "--channel", "local=" + shlex.join(channel)], stdout=subprocess.PIPE
+    )
+    try:
+        assert fs.stdout is not None
+        line = fs.stdout.readline().decode().strip()
+        if line != f"mounted {active}":
+            print(f"bench: the file system did not mount ({line!r})", file=sys.stderr)
+            return 1
+        print(f"in {parent} ({args.files} files of 4 KiB, {args.size_mib} MiB sequential)")
+        measure("plain directory", plain, args.files, args.size_mib, fsync=False)
+        measure("plain directory + fsync", plain, args.files, args.size_mib, fsync=True)
+        measure("syncfs mount (local standby)", active, args.files, args.size_mib, fsync=False)
+        same = subprocess.run(
+            ["diff", "-r", "--no-dereference", str(active), str(standby)], capture_output=True
+        )
+        print("standby copy identical:", "yes" if same.returncode == 0 else "NO", flush=True)
+    finally:
+        fs.send_signal(signal.SIGTERM)
+        try:
+            fs.wait(10)
+        except subprocess.TimeoutExpired:
+            fs.kill()
+            fs.wait()
+        subprocess.run(["umount", "-l", str(active)], capture_output=True)
+        shutil.rmtree(parent, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mosqit_failover.syncfs.bench")
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--dir", default="/var/tmp", help="where the temporary directories go")
+    args = parser.parse_args(argv)
+    if os.environ.get(INNER) == "1":
+        return inner(args)
+    if os.geteuid() != 0:
+        print("bench: needs root (a private mount namespace and FUSE)", file=sys.stderr)
+        return 2
+    argv_inner = ["unshare", "-m", "--propagation", "private", "--"]
+    argv_inner += [sys.executable, "-m", "mosqit_failover.syncfs.bench", *sys.argv[1:]]
+    return subprocess.run(argv_inner, env={**os.environ, INNER: "1"}, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

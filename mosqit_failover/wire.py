@@ -262,6 +262,8 @@ class Sender:
         self.boot_id = _boot_id_bytes("boot id", boot_id)
         self._ack = NO_ACK
         self._seq = 0
+        self._last_view: PeerView | None = None
+        self._last_body = b""
 
     @property
     def ack(self) -> bytes:
@@ -281,13 +283,33 @@ class Sender:
         """Sign `view` into one datagram for the node whose boot id is `ack`
         (default: the `ack` attribute); raises EncodeError if it cannot be sent."""
         ack = self._ack if ack is None else _boot_id_bytes("ack", ack)
-        if view.node != self.node:
-            raise EncodeError(f"view is of node {view.node!r}, this sender is {self.node!r}")
         if not math.isfinite(now) or now < 0:
             raise EncodeError(f"timestamp {now!r} is not a valid wall-clock time")
         ts_ms = round(now * 1000)
         if ts_ms > _U64_MAX:
             raise EncodeError(f"timestamp {now!r} is out of range")
+        if self._seq >= _U64_MAX:
+            raise EncodeError("sequence number exhausted; restart with a new boot id")
+        body = self._body(view)
+        seq = self._seq + 1
+        key = self.keyring.signing
+        header = _HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, ack)
+        if len(header) + len(body) + MAC_SIZE > MAX_DATAGRAM:
+            raise EncodeError(
+                f"message would be {len(header) + len(body) + MAC_SIZE} bytes, "
+                f"at most {MAX_DATAGRAM}"
+            )
+        signed = header + body
+        self._seq = seq
+        return signed + _mac(key.secret, signed)
+
+    def _body(self, view: PeerView) -> bytes:
+        """Everything after the header: checked and packed once per distinct view (a
+        node sends the same view many times, to every peer on every network)."""
+        if view == self._last_view:
+            return self._last_body
+        if view.node != self.node:
+            raise EncodeError(f"view is of node {view.node!r}, this sender is {self.node!r}")
         if not isinstance(view.role, Role):
             raise EncodeError(f"role {view.role!r} is not a Role")
         if isinstance(view.epoch, bool) or not isinstance(view.epoch, int):
@@ -300,17 +322,13 @@ class Sender:
             raise EncodeError(f"data epoch {view.data_epoch} outside 0..2**63-1")
         if len(view.uplinks) > MAX_UPLINKS:
             raise EncodeError(f"{len(view.uplinks)} uplinks, at most {MAX_UPLINKS}")
-        if self._seq >= _U64_MAX:
-            raise EncodeError("sequence number exhausted; restart with a new boot id")
         flags = (
             (_FLAG_CANDIDATE if view.candidate else 0)
             | (_FLAG_MAINTENANCE if view.maintenance else 0)
             | (_FLAG_MANUAL if view.manual else 0)
             | (_FLAG_YIELDING if view.yielding else 0)
         )
-        seq = self._seq + 1
-        key = self.keyring.signing
-        out = bytearray(_HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, ack))
+        out = bytearray()
         _put_name(out, self._cluster)
         _put_name(out, self._node_bytes)
         out += _VIEW.pack(_ROLE_CODES[view.role], view.epoch, flags)
@@ -330,13 +348,8 @@ class Sender:
         else:
             _put_name(out, _node_name_bytes("successor", view.successor, self.node))
         out += _order_id_bytes(view.order_id)
-        if len(out) + MAC_SIZE > MAX_DATAGRAM:
-            raise EncodeError(
-                f"message would be {len(out) + MAC_SIZE} bytes, at most {MAX_DATAGRAM}"
-            )
-        out += _mac(key.secret, out)
-        self._seq = seq
-        return bytes(out)
+        self._last_view, self._last_body = view, bytes(out)
+        return self._last_body
 
 
 def _skip_names(data: bytes, off: int, count: int, trailer: int = 0) -> int | None:
@@ -509,6 +522,7 @@ class Receiver:
         self.counters: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.accepted = 0
         self._state: dict[str, _PeerState] = {name: _PeerState() for name in names}
+        self._parsed: dict[bytes, PeerView] = {}  # version + body -> its view (see _parse)
 
     @property
     def peer(self) -> str:
@@ -594,25 +608,21 @@ class Receiver:
             return Rejected(Reason.BAD_MAC, f"key id {key_id}")
 
         _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
-        reader = _Reader(data, _HEADER.size, body_end)
-        try:
-            cluster = reader.name("cluster name")
-            if cluster != self.cluster:
-                return Rejected(Reason.WRONG_CLUSTER, f"cluster {cluster!r}")
-            sender = reader.name("node name")
-            if sender == self.node:
-                return Rejected(Reason.FROM_SELF)
-            if sender not in self._state:
-                return Rejected(Reason.UNKNOWN_SENDER, f"node {sender!r}")
-            if expected is not None and sender != expected:
-                return Rejected(
-                    Reason.UNKNOWN_SENDER, f"node {sender!r} from the address of {expected!r}"
-                )
-            view = self._read_view(reader, sender, version)
-        except _Malformed as e:
-            return Rejected(Reason.MALFORMED, str(e))
-        if reader.off != body_end:  # cannot happen after _walk; kept as a guard
-            return Rejected(Reason.MALFORMED, "trailing bytes")
+        body = data[2:3] + data[_HEADER.size : body_end]  # version and body
+        parsed = self._parsed.get(body)
+        if parsed is None:
+            parsed = self._parse(data, body_end, version)
+            if isinstance(parsed, Rejected):
+                return parsed
+            if len(self._parsed) >= 2 * len(self.peers):
+                self._parsed.clear()
+            self._parsed[body] = parsed
+        view = parsed
+        sender = view.node
+        if expected is not None and sender != expected:
+            return Rejected(
+                Reason.UNKNOWN_SENDER, f"node {sender!r} from the address of {expected!r}"
+            )
         if seq == 0:
             return Rejected(Reason.MALFORMED, "sequence number 0")
 
@@ -655,6 +665,28 @@ class Receiver:
         st.boot_id = boot_id
         st.last_seq = seq
         st.max_ts_ms = max(st.max_ts_ms, ts_ms)
+        return view
+
+    def _parse(self, data: bytes, body_end: int, version: int) -> PeerView | Rejected:
+        """The view in an authentic body, if it comes from one of the peers.
+
+        Peers send the same body over and over (only the header changes), so
+        `_decode` keeps the views of the last bodies: this runs once per change."""
+        reader = _Reader(data, _HEADER.size, body_end)
+        try:
+            cluster = reader.name("cluster name")
+            if cluster != self.cluster:
+                return Rejected(Reason.WRONG_CLUSTER, f"cluster {cluster!r}")
+            sender = reader.name("node name")
+            if sender == self.node:
+                return Rejected(Reason.FROM_SELF)
+            if sender not in self._state:
+                return Rejected(Reason.UNKNOWN_SENDER, f"node {sender!r}")
+            view = self._read_view(reader, sender, version)
+        except _Malformed as e:
+            return Rejected(Reason.MALFORMED, str(e))
+        if reader.off != body_end:  # cannot happen after _walk; kept as a guard
+            return Rejected(Reason.MALFORMED, "trailing bytes")
         return view
 
     @staticmethod

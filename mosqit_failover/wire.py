@@ -609,15 +609,15 @@ class Receiver:
 
         _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
         body = data[2:3] + data[_HEADER.size : body_end]  # version and body
-        parsed = self._parsed.get(body)
-        if parsed is None:
+        known = self._parsed.get(body)
+        if known is None:
             parsed = self._parse(data, body_end, version)
             if isinstance(parsed, Rejected):
                 return parsed
             if len(self._parsed) >= 2 * len(self.peers):
                 self._parsed.clear()
-            self._parsed[body] = parsed
-        view = parsed
+            self._parsed[body] = known = parsed
+        view = known
         sender = view.node
         if expected is not None and sender != expected:
             return Rejected(

@@ -35,11 +35,16 @@ Cost at idle (the agent runs four probers at 10 Hz for ever):
   answered the timer sleeps until the next slot. A prober that joins a running
   cadence sends its first probe at the cadence's next slot.
 
-Packets are built and sent with icmplib (``ICMPv4Socket.send``); icmplib's
-public receive paths (a blocking ``recvfrom`` with a timeout, or one
+The raw socket is icmplib's (``ICMPv4Socket``: its checks and errors when it
+cannot be opened). The packets are not: icmplib's send builds a request
+object, computes the checksum in Python and sets the TTL with a system call
+for every probe, a third of a prober's cost at 10 Hz; here each prober keeps
+its request's checksum without the sequence number (:class:`EchoRequests`)
+and a probe is one ``struct.pack`` and one ``sendto``. icmplib's public
+receive paths (a blocking ``recvfrom`` with a timeout, or one
 ``asyncio.wait_for`` task per packet) cannot be driven from a reader callback,
-so received packets are parsed here (:func:`parse_icmp`, an IPv4 header, an
-ICMP header and, for errors, the quoted probe).
+so received packets are parsed here too (:func:`parse_icmp`, an IPv4 header,
+an ICMP header and, for errors, the quoted probe).
 
 The socket is kept open while a prober uses it and re-created only when it
 became unusable (a receive error, or a send error that is not a plain routing
@@ -59,7 +64,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from icmplib import ICMPRequest, ICMPSocketError, ICMPv4Socket
+from icmplib import ICMPSocketError, ICMPv4Socket
 
 LOGGER = logging.getLogger("mosqit_failover.probes")
 
@@ -110,14 +115,35 @@ def _socket_of(icmp: ICMPv4Socket) -> socket.socket:
     return sock
 
 
-def _errno_of(exc: BaseException) -> int | None:
-    """The OSError errno behind an icmplib exception (icmplib keeps only the text)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen.errno
-        seen = seen.__cause__ or seen.__context__
-    return None
+def _ones_complement_sum(data: bytes) -> int:
+    """RFC 1071: the 16-bit words of ``data`` (zero-padded) added with end-around carry."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+class EchoRequests:
+    """The echo requests of one ICMP id: packed with the checksum of all but the
+    sequence number computed once (RFC 1624's incremental update)."""
+
+    def __init__(self, ident: int, payload: bytes = PAYLOAD) -> None:
+        if not 0 <= ident <= 0xFFFF:
+            raise ValueError(f"ICMP id {ident} outside 0..65535")
+        self.ident = ident
+        self.payload = payload
+        self._partial = _ones_complement_sum(
+            _ICMP_HEADER.pack(ECHO_REQUEST, 0, 0, ident, 0) + payload
+        )
+
+    def packet(self, seq: int) -> bytes:
+        """The ICMP header and payload of request ``seq`` (the kernel adds the IP header)."""
+        total = self._partial + seq
+        total = (total & 0xFFFF) + (total >> 16)
+        checksum = ~total & 0xFFFF
+        return _ICMP_HEADER.pack(ECHO_REQUEST, 0, checksum, self.ident, seq) + self.payload
 
 
 def parse_icmp(packet: bytes) -> tuple[int, int, int, int, bytes] | None:
@@ -184,6 +210,10 @@ class _Channel:
             return None
         self.icmp, self._sock, self._fd = icmp, sock, sock.fileno()
         return icmp
+
+    def socket(self, prober: EchoProber) -> socket.socket | None:
+        """The raw socket to send on (see :meth:`open`)."""
+        return self._sock if self.open(prober) is not None else None
 
     def close(self) -> None:
         icmp, self.icmp, self._sock = self.icmp, None, None
@@ -345,6 +375,7 @@ class EchoProber:
         self.retried = 0
         self._streak_retries = 0  # retries sent since the last answer
         self.ident = _allocate_id()
+        self._requests = EchoRequests(self.ident)
         try:
             self._target_bytes = socket.inet_aton(target)
         except OSError:
@@ -399,18 +430,20 @@ class EchoProber:
         self.sent += 1
         self._pending.pop(seq, None)
         channel = self._channel
-        icmp = channel.open(self) if channel is not None else None
-        if icmp is None:
+        sock = channel.socket(self) if channel is not None else None
+        if sock is None:
             self._miss()
             return
         try:
-            icmp.send(ICMPRequest(self.target, self.ident, seq, payload=PAYLOAD))
-        except ICMPSocketError as exc:
-            code = _errno_of(exc)
-            self._error(f"send to {self.target} failed: {exc}", reopen=code not in _ROUTING_ERRNOS)
+            sock.sendto(self._requests.packet(seq), (self.target, 0))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            self._error(
+                f"send to {self.target} failed: {why}", reopen=exc.errno not in _ROUTING_ERRNOS
+            )
             self._miss()
             return
-        except Exception as exc:  # icmplib surprised us: still exactly one report
+        except Exception as exc:  # e.g. a target that is no address: still exactly one report
             self._error(f"send to {self.target} failed: {exc!r}", reopen=True)
             self._miss()
             return

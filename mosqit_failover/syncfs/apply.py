@@ -189,7 +189,7 @@ class Applier:
     def apply(self, record: Record) -> None:
         match record:
             case Write(path, offset, data):
-                os.pwrite(self._file(path), data, offset)
+                _write_all(self._file(path), data, offset)
             case SetSize(path, size):
                 os.ftruncate(self._file(path), size)
             case Create(path, mode, uid, gid):
@@ -333,12 +333,26 @@ class Applier:
                 os.close(fd)
 
 
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``, or OSError (a short write is ENOSPC, never silent)."""
+    view = memoryview(data)
+    while view:
+        count = os.pwrite(fd, view, offset)
+        if count <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[count:]
+        offset += count
+
+
 def _owner(value: int) -> int:
     return -1 if value == KEEP_ID else value
 
 
 def serve(root_fd: int, guard: EpochCheck, stdin: BinaryIO, stdout: TextIO) -> int:
-    """Apply the stream on ``stdin``; 0 at its clean end. Raises Refused for the rest."""
+    """Apply the stream on ``stdin``; 0 at its clean end. Raises Refused for the rest.
+
+    Group commit: the commits that arrived in one read are made durable by one round of
+    fsyncs, then each is acknowledged (concurrent closers on the active share it)."""
     decoder = Decoder()
     applier = Applier(root_fd)
     epoch: int | None = None
@@ -353,25 +367,16 @@ def serve(root_fd: int, guard: EpochCheck, stdin: BinaryIO, stdout: TextIO) -> i
                 records = decoder.feed(chunk)
             except StreamError as error:
                 raise Refused(f"malformed stream: {error}") from None
-            for record in records:
-                if epoch is None:
-                    if not isinstance(record, Hello):
-                        raise Refused(
-                            f"the stream must start with the sender's epoch, not a "
-                            f"{type(record).__name__} record"
-                        )
-                    guard(record.epoch)
-                    epoch = record.epoch
-                    stdout.write(f"ready {epoch}\n")
-                    stdout.flush()
-                elif isinstance(record, Hello):
-                    raise Refused("a second hello in one stream")
-                elif isinstance(record, Commit):
-                    applier.commit()
-                    guard(epoch)
-                    stdout.write(f"ok {record.seq}\n")
-                    stdout.flush()
-                else:
+            if epoch is None and records:
+                epoch = _hello(records.pop(0), guard, stdout)
+            acks: list[int] = []
+            try:
+                for record in records:
+                    if isinstance(record, Hello):
+                        raise Refused("a second hello in one stream")
+                    if isinstance(record, Commit):
+                        acks.append(record.seq)
+                        continue
                     try:
                         applier.apply(record)
                     except (ApplyError, OSError) as error:
@@ -380,8 +385,25 @@ def serve(root_fd: int, guard: EpochCheck, stdin: BinaryIO, stdout: TextIO) -> i
                             f"{_describe(record)}: {_why(error)}; this standby is out of step "
                             "and must catch up"
                         ) from None
+            finally:
+                if acks and epoch is not None:  # what was acknowledged before a refusal holds
+                    applier.commit()
+                    guard(epoch)
+                    stdout.write("".join(f"ok {seq}\n" for seq in acks))
+                    stdout.flush()
     finally:
         applier.close()
+
+
+def _hello(record: Record, guard: EpochCheck, stdout: TextIO) -> int:
+    if not isinstance(record, Hello):
+        raise Refused(
+            f"the stream must start with the sender's epoch, not a {type(record).__name__} record"
+        )
+    guard(record.epoch)
+    stdout.write(f"ready {record.epoch}\n")
+    stdout.flush()
+    return record.epoch
 
 
 def _describe(record: Record) -> str:

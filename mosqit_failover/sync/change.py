@@ -15,9 +15,10 @@ IN_Q_OVERFLOW = 0x00004000
 
 @dataclass(frozen=True)
 class Change:
-    """kind: "path" (one entry), "tree" (a directory and all below it), "full",
-    "limit" (watch limit hit: poll instead), "lost" (the root itself went away),
-    "move" (``path`` renamed to ``dest`` inside the tree; ``tree``: it is a directory)."""
+    """kind: "path" (one entry), "new" (a file just created: one entry the peer has
+    not had since), "tree" (a directory and all below it), "full", "limit" (watch
+    limit hit: poll instead), "lost" (the root itself went away), "move" (``path``
+    renamed to ``dest`` inside the tree; ``tree``: it is a directory)."""
 
     kind: str
     path: str = ""

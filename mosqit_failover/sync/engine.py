@@ -6,14 +6,16 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    changed between the scan and the watch is missed (a returning node
    catches up too).
 2. Changes are coalesced (:class:`~.plan.Dirty`) and sent as one rsync over
-   the shared ssh master per batch; a new tree is expanded to its entries, a
-   vanished path is deleted on the peer. Renames inside the tree are first
-   replayed on the peer (one ssh session per batch, the receiver's ``--move``
-   form), so a renamed file or tree is found in place and rsync's quick check
-   sends nothing for it; a rename the peer cannot do (its source was never
-   sent) just leaves the destination to be sent whole. A rename whose fate is
-   unknown (the session broke) is never replayed: the batch still lists both
-   sides, which is always correct.
+   the shared ssh master per batch, one batch at a time; what changed while a
+   batch was in flight goes out as soon as it is done (a steady stream goes
+   out back to back, never waiting for quiet that does not come); a new tree
+   is expanded to its entries, a vanished path is deleted on the peer.
+   Renames inside the tree are first replayed on the peer (one ssh session
+   per batch, the receiver's ``--move`` form), so a renamed file or tree is
+   found in place and rsync's quick check sends nothing for it; a rename the
+   peer cannot do (its source was never sent) just leaves the destination to
+   be sent whole. A rename whose fate is unknown (the session broke) is never
+   replayed: the batch still lists both sides, which is always correct.
 3. A failed run gives its batch back and waits (exponential backoff, 0.5 s up
    to 30 s) and tries the peer's other address: wait-for-connection mode.
    Nothing is dropped; rsync and ssh always run with I/O and connect timeouts.
@@ -243,6 +245,8 @@ class Engine:
         for change in changes:
             if change.kind == "path":
                 self.dirty.add(change.path, now)
+            elif change.kind == "new":
+                self.dirty.add(change.path, now, new=True)
             elif change.kind == "tree":
                 self.dirty.add_tree(change.path, now)
             elif change.kind == "move":
@@ -306,8 +310,23 @@ class Engine:
         now = self._now()
         if outcome in (Outcome.OK, Outcome.VANISHED):
             self._succeeded(batch, now)
-            self._changed()
-            return
+        else:
+            self._failed(batch, outcome, detail, unrun, now)
+        self._after_batch(now)
+        self._changed()
+
+    def _after_batch(self, now: float) -> None:
+        """What changed while the batch was in flight joins the dirty set now and is due
+        at once (:meth:`~.plan.Dirty.done`): a steady stream goes out back to back
+        instead of each batch waiting for quiet that never comes, up to ``interval``."""
+        if self._watcher is not None:
+            self._absorb(self._watcher.drain(), now)
+        self.dirty.done()
+
+    def _failed(
+        self, batch: Batch, outcome: Outcome, detail: str, unrun: tuple[Move, ...], now: float
+    ) -> None:
+        """Give the batch back (less the renames that may have run) and back off."""
         self.dirty.give_back(dataclasses.replace(batch, moves=unrun), now)
         if self.resync_after_outage and outcome in (Outcome.UNREACHABLE, Outcome.TIMEOUT):
             # the peer may come back with anything (restored, reinstalled): catch it up whole
@@ -334,7 +353,6 @@ class Engine:
         }.get(outcome, "error")
         kept = "a full resync" if self.dirty.full_reason else f"{self.dirty.pending} change(s)"
         self._fail(state, f"{outcome.value}: {detail}; keeping {kept}, retry in {delay:g}s")
-        self._changed()
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -1,10 +1,20 @@
 """The dirty set of one directory and when it is due. Pure: every call takes ``now``.
 
-Coalescing: changes are collected until the directory has been quiet for
-``settle`` seconds or ``interval`` seconds have passed since the oldest
-unsent change, whichever comes first. So a lone change goes out after
-``settle``, and a steady stream still goes out at least every ``interval``:
-the interval bounds the delay, it is never a fixed sleep.
+Coalescing: while no batch is in flight, changes are collected until the
+directory has been quiet for ``settle`` seconds or ``interval`` seconds have
+passed since the oldest unsent change, whichever comes first. So a lone change
+goes out after ``settle``, and a storm that never quiets still goes out within
+``interval``: the interval bounds the delay, it is never a fixed sleep.
+
+Changes that arrive while a batch is in flight have waited already: when that
+batch is done (:meth:`Dirty.done`) they are due at once, without waiting for
+quiet or for the interval. So a steady stream goes out back to back, one batch
+in flight at a time, each carrying what came during the one before: a change
+waits at most for the batch in flight and then its own, about two batch
+durations, whatever the interval (with the interval rule alone it waited up to
+``interval`` plus a batch, and what came during a batch waited a whole
+``interval`` more). One batch at a time also bounds the rate of batches in a
+storm: never more than one per batch duration.
 
 A failed batch is given back (nothing is lost) and the next attempt waits for
 an exponential backoff (``Backoff``), never a tight loop.
@@ -15,6 +25,11 @@ a move also lists its source (gone: deleted on the peer) and its destination
 (sent if the peer's rename did not happen), and a pending path inside a
 renamed directory is listed at its new place too, so whatever the peer's
 rename carried along that the source no longer has is deleted by the batch.
+A rename of a file or directory created since the last batch was taken is
+not kept for the peer: no batch has sent it yet, so the peer has nothing
+of it to move, and replaying would cost one more ssh session per batch for
+nothing (a mail spool writes each file in tmp/ and renames it into new/). Its
+destination is sent whole, as any new file.
 """
 
 from __future__ import annotations
@@ -87,33 +102,44 @@ class Dirty:
     full_reason: str = ""
     first: float | None = None  # time of the oldest unsent change
     last: float | None = None  # time of the newest change
+    backlog: bool = False  # what is pending waited for a batch in flight: due at once
+    fresh: set[str] = field(default_factory=set)  # created since the last take: not on the peer
 
     def _touch(self, now: float) -> None:
         if self.first is None:
             self.first = now
         self.last = now
 
-    def add(self, path: str, now: float) -> None:
-        """A path changed (created, written, deleted, moved away or attributes)."""
+    def add(self, path: str, now: float, new: bool = False) -> None:
+        """A path changed (created, written, deleted, moved away or attributes);
+        ``new``: a file was just created there."""
         self.paths.add(path)
+        if new:
+            self.fresh.add(path)
         self._touch(now)
 
     def add_tree(self, path: str, now: float) -> None:
         """A directory appeared with contents (created or moved in): send all of it."""
         self.trees.add(path)
+        self.fresh.add(path)
         self._touch(now)
 
     def move(self, src: str, dest: str, tree: bool, now: float) -> None:
-        """``src`` was renamed to ``dest`` inside the tree."""
+        """``src`` was renamed to ``dest`` inside the tree (a rename of something created
+        since the last take is not kept for the peer: see the module doc)."""
         self.paths.add(src)
         if tree:
             self.trees.add(dest)
         else:
             self.paths.add(dest)
-        self.moves.append(Move(src, dest, tree))
-        self._carry(self.moves[-1:])
-        if len(self.moves) > MAX_MOVES:
-            self.moves = []
+        if src in self.fresh:
+            self.fresh.discard(src)
+            self.fresh.add(dest)
+        else:
+            self.moves.append(Move(src, dest, tree))
+            self._carry(self.moves[-1:])
+            if len(self.moves) > MAX_MOVES:
+                self.moves = []
         self._touch(now)
 
     def _carry(self, moves: list[Move]) -> None:
@@ -140,12 +166,24 @@ class Dirty:
         return not self.paths and not self.trees and not self.full_reason
 
     def due(self) -> float | None:
-        """When the next batch should go out, or None if nothing is dirty."""
+        """When the next batch should go out, or None if nothing is dirty.
+
+        A full resync, and changes that piled up while a batch was in flight, are
+        due at once (``first``, which is never later than now); anything else after
+        ``settle`` of quiet, at most ``interval`` after the oldest change."""
         if self.empty or self.first is None or self.last is None:
             return None
-        if self.full_reason:
+        if self.full_reason or self.backlog:
             return self.first
         return min(self.first + self.interval, self.last + self.settle)
+
+    def done(self) -> None:
+        """The batch in flight ended (sent or given back): whatever is pending now came
+        (or came back) while it was in flight, and is due at once.
+
+        The caller first adds the changes seen during the batch. Nothing pending:
+        the next change starts a fresh wait for quiet."""
+        self.backlog = not self.empty
 
     def lag(self, now: float) -> float:
         return 0.0 if self.first is None else max(0.0, now - self.first)
@@ -162,6 +200,7 @@ class Dirty:
         )
         self.paths, self.trees, self.moves = set(), set(), []
         self.full_reason, self.first, self.last = "", None, None
+        self.backlog, self.fresh = False, set()
         return batch
 
     def give_back(self, batch: Batch, now: float) -> None:

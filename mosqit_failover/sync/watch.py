@@ -14,7 +14,8 @@ has 2.2).
 
 A rename inside the tree is one "move" change (source and destination, the
 children of a renamed directory add nothing); a rename out of the tree is a
-removed path, a rename into it a new path or tree.
+removed path, a rename into it a new path or tree. A file created is a "new"
+change (then a "path" when it is closed after writing).
 
 Guarantees: callbacks come from watchdog's threads; :class:`TreeWatcher`
 only appends to a locked list and wakes the event loop once per burst
@@ -34,6 +35,7 @@ from watchdog.events import (
     DirDeletedEvent,
     DirMovedEvent,
     FileClosedEvent,
+    FileCreatedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -91,7 +93,12 @@ class _Handler(FileSystemEventHandler):
             self._moved(event, src)
             return
         if src is not None:
-            self._report(Change("tree" if isinstance(event, DirCreatedEvent) else "path", src))
+            kind = "path"
+            if isinstance(event, DirCreatedEvent):
+                kind = "tree"
+            elif isinstance(event, FileCreatedEvent):
+                kind = "new"
+            self._report(Change(kind, src))
 
     def _moved(self, event: FileMovedEvent | DirMovedEvent, src: str | None) -> None:
         """A rename inside the tree is one "move"; its children's synthetic moves add nothing

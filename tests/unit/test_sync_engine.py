@@ -159,3 +159,51 @@ def test_a_peer_rsync_that_refuses_deletions_in_a_batch_gets_a_full_sync(make: A
     _send(engine, dirty)
     assert engine.state == "error"
     assert engine.dirty.full_reason.startswith("the peer's rsync refuses deletions in a batch")
+
+
+class FakeWatcher:
+    """The changes the watcher has seen, handed out by drain()."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+
+    def drain(self) -> list[Change]:
+        changes, self.changes = self.changes, []
+        return changes
+
+    def stop(self) -> None:
+        return None
+
+
+def test_what_changed_while_a_batch_was_in_flight_is_due_as_soon_as_it_is_done(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: Calls = []
+    engine = make(calls, rsync=(0, ""))
+    watcher = FakeWatcher()
+    engine._watcher = watcher
+
+    async def rsync_while_writing(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        watcher.changes.append(Change("path", "written-meanwhile"))
+        calls.append(("rsync", stdin))
+        return 0, ""
+
+    monkeypatch.setattr(engine_module, "run_rsync", rsync_while_writing)
+    dirty = Dirty(interval=1.0)
+    dirty.add("first", 0.0)
+    _send(engine, dirty)
+    assert engine.state == "in-sync"
+    assert engine.dirty.paths == {"written-meanwhile"}  # taken in when the batch was done
+    assert engine.dirty.due() == engine.dirty.first  # due at once, not after quiet
+
+
+def test_a_batch_done_with_nothing_new_leaves_the_next_change_to_wait_for_quiet(
+    make: Any,
+) -> None:
+    engine = make([], rsync=(0, ""))
+    engine._watcher = FakeWatcher()
+    dirty = Dirty(interval=1.0)
+    dirty.add("first", 0.0)
+    _send(engine, dirty)
+    engine.dirty.add("later", 50.0)
+    assert engine.dirty.due() == 50.0 + engine.dirty.settle

@@ -111,3 +111,27 @@ def test_excluded_errs_on_the_side_of_yes() -> None:
     assert excluded("logs/old/f", patterns) and excluded("deep/logs/old", patterns)
     assert excluded("a/.f.swp", patterns)
     assert not excluded("a/b.txt", patterns) and not excluded("caches/f", patterns)
+
+
+def test_a_file_created_then_renamed_before_any_batch_is_not_renamed_on_the_peer() -> None:
+    # a mail spool: written in tmp/, renamed into new/; the peer never had tmp/m1
+    dirty = Dirty(interval=1.0)
+    dirty.add("tmp/m1", now=1.0, new=True)
+    dirty.add("tmp/m1", now=1.0)  # closed after writing
+    dirty.move("tmp/m1", "new/m1", tree=False, now=1.01)
+    dirty.move("new/m1", "cur/m1", tree=False, now=1.02)  # still nothing the peer has
+    dirty.add_tree("t", now=1.03)
+    dirty.move("t", "u", tree=True, now=1.04)
+    batch = dirty.take()
+    assert batch.moves == ()  # no ssh session for renames that could not happen
+    assert batch.paths == {"tmp/m1", "new/m1", "cur/m1", "t"} and batch.trees == {"t", "u"}
+
+
+def test_a_file_sent_in_an_earlier_batch_is_renamed_on_the_peer_again() -> None:
+    dirty = Dirty(interval=1.0)
+    dirty.add("tmp/m1", now=1.0, new=True)
+    dirty.take()  # tmp/m1 is on its way to the peer
+    dirty.move("tmp/m1", "new/m1", tree=False, now=1.5)
+    dirty.add("log", now=1.6)  # written (not created) since: the peer has an older one
+    dirty.move("log", "log.1", tree=False, now=1.7)
+    assert dirty.take().moves == (Move("tmp/m1", "new/m1"), Move("log", "log.1"))

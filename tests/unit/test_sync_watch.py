@@ -61,6 +61,15 @@ def test_a_rename_inside_the_tree_is_one_move(
     assert Change("path", "e/x/f0") in changes and Change("tree", "in") in changes
 
 
+def test_a_file_created_is_new_then_a_path_when_closed(
+    watched: tuple[Path, Callable[[], list[Change]]],
+) -> None:
+    root, settle = watched
+    (root / "spooled").write_text("x")
+    changes = settle()
+    assert changes[0] == Change("new", "spooled") and Change("path", "spooled") in changes
+
+
 def test_the_directory_moved_away_or_unwatched_is_reported_lost(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -184,11 +193,13 @@ def _settle(watcher: TreeWatcher, dirty: Dirty) -> None:
     while time.monotonic() < quiet:
         for change in watcher.drain():
             quiet = time.monotonic() + 1.5
-            assert change.kind in ("path", "tree", "move", "full"), change
+            assert change.kind in ("path", "new", "tree", "move", "full"), change
             if change.kind == "full":  # a queue overflow on a loaded machine: full resync
                 dirty.need_full(change.path, 0.0)
             elif change.kind == "move":
                 dirty.move(change.path, change.dest, change.tree, 0.0)
+            elif change.kind == "new":
+                dirty.add(change.path, 0.0, new=True)
             else:
                 (dirty.add_tree if change.kind == "tree" else dirty.add)(change.path, 0.0)
         time.sleep(0.05)

@@ -1,19 +1,16 @@
-"""Add and remove the virtual IP address with netlink (pyroute2)."""
+"""Add and remove the virtual IP address with route netlink (:mod:`mosqit_failover.netlink`)."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import errno
 import ipaddress
-import socket
+import time
+from collections.abc import Coroutine
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from mosqit_failover.effects import EffectError
-from mosqit_failover.rtnl import async_iproute
+from mosqit_failover.netlink import NetlinkError, RouteSocket
 
 NETLINK_TIMEOUT = 5.0
 """Seconds one claim/release/held may take (netlink answers in milliseconds)."""
@@ -30,12 +27,12 @@ class Vip:
       with another prefix by an earlier configuration goes too); already absent
       is success. Both are idempotent and safe to repeat or interleave.
     - Both are coroutines that talk netlink without blocking the event loop
-      (pyroute2's AsyncIPRoute, or its stand-in on pyroute2 0.7, see
-      :mod:`mosqit_failover.rtnl`; one short-lived socket per call) and take at
-      most :data:`NETLINK_TIMEOUT` seconds.
+      (:mod:`mosqit_failover.netlink`: the answers are awaited in the event
+      loop, no thread; one short-lived socket per call) and take at most
+      :data:`NETLINK_TIMEOUT` seconds.
     - :meth:`held` is synchronous (for start-up: find a VIP left behind by a
       crashed agent); it works with or without a running event loop, blocking
-      the caller for a few milliseconds.
+      the caller for a few milliseconds (at most :data:`NETLINK_TIMEOUT`).
     - A missing interface raises :class:`EffectError` naming it; any other
       netlink failure and the timeout raise :class:`EffectError` too.
     """
@@ -58,17 +55,31 @@ class Vip:
     def held(self) -> bool:
         """True if the VIP's address (any prefix length) is on the interface now."""
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._held_sync()
-        # pyroute2's synchronous IPRoute runs its own event loop, which cannot
-        # run in a thread that already has one: use a short-lived thread.
-        with concurrent.futures.ThreadPoolExecutor(1, "vip-held") as pool:
-            return pool.submit(self._held_sync).result(timeout=NETLINK_TIMEOUT)
+            with RouteSocket() as rt:
+                deadline = time.monotonic() + NETLINK_TIMEOUT
+                index = rt.link_index_sync(self.ifname, deadline)
+                if index is None:
+                    raise self._no_interface()
+                addresses = rt.addresses_sync(index, deadline)
+                return any(a.ip == str(self.address.ip) for a in addresses)
+        except TimeoutError:
+            raise EffectError(
+                f"cannot list the addresses of {self.ifname}: netlink did not answer "
+                f"within {NETLINK_TIMEOUT:g}s; check the host's load and kernel log"
+            ) from None
+        except NetlinkError as error:
+            raise EffectError(
+                f"cannot list the addresses of {self.ifname}: {_describe(error)}"
+            ) from None
+        except OSError as error:
+            raise EffectError(
+                f"cannot list the addresses of {self.ifname}: {error}; "
+                "the agent needs CAP_NET_ADMIN (run it as root)"
+            ) from None
 
     # -- internals ------------------------------------------------------------
 
-    async def _bounded(self, work: Any, verb: str) -> None:
+    async def _bounded(self, work: Coroutine[Any, Any, None], verb: str) -> None:
         try:
             await asyncio.wait_for(work, NETLINK_TIMEOUT)
         except TimeoutError:
@@ -87,53 +98,30 @@ class Vip:
             ) from None
 
     async def _claim(self) -> None:
-        async with async_iproute() as ipr:
-            index = await self._index(ipr)
+        with RouteSocket() as rt:
+            index = await self._index(rt)
             try:
-                await ipr.addr(
-                    "add",
-                    index=index,
-                    address=str(self.address.ip),
-                    prefixlen=self.address.network.prefixlen,
-                )
+                await rt.add_address(index, str(self.address.ip), self.address.network.prefixlen)
             except NetlinkError as error:
-                if error.code != errno.EEXIST:
+                if error.errno != errno.EEXIST:
                     raise
 
     async def _release(self) -> None:
-        async with async_iproute() as ipr:
-            index = await self._index(ipr)
-            dump = await ipr.addr("dump", index=index, family=socket.AF_INET)
-            prefixes = [
-                a["prefixlen"] async for a in dump if _address_of(a) == str(self.address.ip)
-            ]
-            for prefixlen in prefixes:
+        with RouteSocket() as rt:
+            index = await self._index(rt)
+            found = [a for a in await rt.addresses(index) if a.ip == str(self.address.ip)]
+            for address in found:  # every prefix length
                 try:
-                    await ipr.addr(
-                        "del", index=index, address=str(self.address.ip), prefixlen=prefixlen
-                    )
+                    await rt.delete_address(index, address)
                 except NetlinkError as error:
-                    if error.code != errno.EADDRNOTAVAIL:
+                    if error.errno != errno.EADDRNOTAVAIL:
                         raise
 
-    async def _index(self, ipr: Any) -> int:
-        found = await ipr.link_lookup(ifname=self.ifname)
-        if not found:
+    async def _index(self, rt: RouteSocket) -> int:
+        index = await rt.link_index(self.ifname)
+        if index is None:
             raise self._no_interface()
-        return int(found[0])
-
-    def _held_sync(self) -> bool:
-        try:
-            with IPRoute() as ipr:
-                found = ipr.link_lookup(ifname=self.ifname)
-                if not found:
-                    raise self._no_interface()
-                addresses = ipr.get_addr(index=found[0], family=socket.AF_INET)
-                return any(_address_of(a) == str(self.address.ip) for a in addresses)
-        except NetlinkError as error:
-            raise EffectError(
-                f"cannot list the addresses of {self.ifname}: {_describe(error)}"
-            ) from None
+        return index
 
     def _no_interface(self) -> EffectError:
         return EffectError(
@@ -143,15 +131,9 @@ class Vip:
         )
 
 
-def _address_of(message: Any) -> str | None:
-    """The address of one RTM_NEWADDR message (an attribute: pyroute2 0.7's
-    message.get("address") finds fields only, get_attr works on 0.7 and 0.9)."""
-    address = message.get_attr("IFA_ADDRESS")
-    return None if address is None else str(address)
-
-
 def _describe(error: NetlinkError) -> str:
-    text = errno.errorcode.get(error.code, str(error.code))
-    if error.code == errno.EPERM:
+    code = error.errno or 0
+    text = errno.errorcode.get(code, str(code))
+    if code in (errno.EPERM, errno.EACCES):
         return f"{text}: permission denied; run the agent as root (CAP_NET_ADMIN)"
     return f"netlink error {text} ({error})"

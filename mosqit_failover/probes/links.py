@@ -23,25 +23,27 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK
-
-from mosqit_failover.rtnl import async_iproute
+from mosqit_failover.netlink import (
+    OPERSTATES,
+    RTM_DELLINK,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
+    Link,
+    Message,
+    RouteSocket,
+    decode_link,
+)
 
 LOGGER = logging.getLogger("mosqit_failover.probes")
 
 IFF_LOWER_UP = 0x10000
-_CARRIER_OPERSTATES = frozenset({"UP", "UNKNOWN"})
+_CARRIER_OPERSTATES = frozenset({OPERSTATES.index("UP"), OPERSTATES.index("UNKNOWN")})
 _AF_BRIDGE = int(getattr(socket, "AF_BRIDGE", 7))
 
 BACKOFF_MIN = 0.1  # first retry after a netlink failure (seconds)
 BACKOFF_MAX = 2.0  # retries back off up to this
 _STABLE = 10.0  # a session that lived this long resets the backoff
-
-
-class NetlinkClosed(ConnectionError):
-    """The netlink socket stopped delivering messages."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -50,13 +52,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def carrier_of(msg: Any) -> bool:
+def carrier_of(link: Link) -> bool:
     """Carrier from one RTM_NEWLINK message: IFF_LOWER_UP and operstate UP/UNKNOWN."""
-    # Attributes by get_attr("IFLA_..."): pyroute2 0.7's msg.get() finds fields only
-    if not int(msg.get("flags") or 0) & IFF_LOWER_UP:
+    if not link.flags & IFF_LOWER_UP:
         return False
-    operstate = msg.get_attr("IFLA_OPERSTATE")
-    return operstate is None or operstate in _CARRIER_OPERSTATES
+    return link.operstate is None or link.operstate in _CARRIER_OPERSTATES
 
 
 class LinkMonitor:
@@ -112,45 +112,39 @@ class LinkMonitor:
 
     async def _session(self) -> None:
         """One netlink socket's life: subscribe, dump, then follow events until it fails."""
-        ipr = async_iproute(groups=RTMGRP_LINK)
-        try:
-            # Subscribe first, dump second: events racing the dump wait in the
-            # socket and are applied after it (a late event only repeats history).
-            await ipr.bind()
+        with RouteSocket(groups=RTMGRP_LINK) as rt:
+            # Subscribed first (bound to the group), dump second: events racing
+            # the dump wait in the socket and are applied after it (a late event
+            # only repeats history). Lost events (ENOBUFS) fail the session: the
+            # next one dumps again.
             present: dict[str, bool] = {}
             self._index.clear()
-            async for msg in await ipr.link("dump"):
-                ifname = msg.get_attr("IFLA_IFNAME")
-                if ifname in self._networks and msg.get("family") != _AF_BRIDGE:
-                    self._index[int(msg["index"])] = ifname
-                    present[ifname] = carrier_of(msg)
+            for link in await rt.dump_links():
+                ifname = link.ifname
+                if ifname is not None and ifname in self._networks and link.family != _AF_BRIDGE:
+                    self._index[link.index] = ifname
+                    present[ifname] = carrier_of(link)
             for ifname in self._networks:
                 if ifname not in present:
                     LOGGER.warning("link monitor: interface %s does not exist", ifname)
                 self._set(ifname, present.get(ifname, False))
             while True:
-                got = 0
-                async for msg in ipr.get():
-                    got += 1
-                    self._handle(msg)
-                if not got:
-                    raise NetlinkClosed("netlink socket closed")
-        finally:
-            ipr.close()
+                for message in await rt.events():
+                    self._handle(message)
 
-    def _handle(self, msg: Any) -> None:
-        kind = msg["header"]["type"]
-        if kind not in (RTM_NEWLINK, RTM_DELLINK):
+    def _handle(self, message: Message) -> None:
+        if message.type not in (RTM_NEWLINK, RTM_DELLINK):
             return
-        if msg.get("family") == _AF_BRIDGE:
+        link = decode_link(message)
+        if link.family == _AF_BRIDGE:
             # bridge port notifications: an RTM_DELLINK here means "left the
             # bridge", not "deleted"; the AF_UNSPEC messages tell the carrier.
             return
         self.events += 1
-        index = int(msg["index"])
-        ifname = msg.get_attr("IFLA_IFNAME")
+        index = link.index
+        ifname = link.ifname
         known = self._index.get(index)
-        if kind == RTM_DELLINK:
+        if link.kind == RTM_DELLINK:
             name = self._index.pop(index, None)
             if name is None and ifname in self._networks:
                 name = ifname
@@ -162,9 +156,9 @@ class LinkMonitor:
             del self._index[index]
             LOGGER.info("link monitor: interface %s was renamed to %s", known, ifname)
             self._set(known, False)
-        if ifname in self._networks:
+        if ifname is not None and ifname in self._networks:
             self._index[index] = ifname
-            self._set(ifname, carrier_of(msg))
+            self._set(ifname, carrier_of(link))
 
     def _set(self, ifname: str, carrier: bool) -> None:
         for network in self._networks[ifname]:

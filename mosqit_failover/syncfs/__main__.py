@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mosqit_failover.syncfs import apply, mount
+from mosqit_failover.syncfs import apply, mount, remote
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,9 +18,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply.add_arguments(
         commands.add_parser("apply", help="apply a record stream (stdin) under a directory")
     )
+    remote.add_arguments(
+        commands.add_parser(
+            "forced", help="the standby's forced command for a channel (SSH_ORIGINAL_COMMAND)"
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "mount":
         return mount.run(args)
+    if args.command == "forced":
+        return remote.run(args)
     return apply.run(args)
 
 

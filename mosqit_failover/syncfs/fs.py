@@ -30,6 +30,12 @@ from mosqit_failover.syncfs.mapping import ROOT, Namespace, Step, Times
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_KERNEL_DOES = os.O_APPEND | os.O_DIRECT
+"""Open flags not passed on: the kernel gives every write its offset (the end, for
+O_APPEND), and the local pwrite must go exactly there, as its record says (Linux's
+pwrite on an O_APPEND descriptor would ignore the offset); O_DIRECT would need aligned
+buffers."""
+
 TIMEOUT = 1.0
 """How long the kernel may cache names and attributes (only this process changes them)."""
 
@@ -305,7 +311,7 @@ class SyncFS(pyfuse3.Operations):
 
     @_errors
     async def open(self, inode: Any, flags: int, ctx: Any) -> Any:
-        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY)
+        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | _KERNEL_DOES)
         fd = os.open(self._rel(inode), flags | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.root)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
         try:
@@ -321,7 +327,7 @@ class SyncFS(pyfuse3.Operations):
         rel = self._child(parent_inode, name)
         fd = os.open(
             rel,
-            flags | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+            (flags & ~_KERNEL_DOES) | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
             stat.S_IMODE(mode),
             dir_fd=self.root,
         )

@@ -34,6 +34,7 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
+from tests.unit.test_sync_receive import receiver_config_text
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
@@ -124,6 +125,8 @@ class Mount:
         self.stderr = tmp / "syncfs.err"
         self.applier_pid = tmp / "applier.pid"
         self.process: subprocess.Popen[bytes] | None = None
+        self.forced: Path | None = None
+        self.epoch = 5
         self.writers: list[Writer] = []
 
     def channel(self, delay: float = 0.0) -> str:
@@ -131,11 +134,17 @@ class Mount:
         apply += ["--root", str(self.standby), "--state", str(self.state.path)]
         if delay:
             apply = [PY, "-c", SLOW_ACKS, str(delay), *apply]
-        script = f"echo $$ > {shlex.quote(str(self.applier_pid))}; exec {shlex.join(apply)}"
+        script = f"echo $$ > {shlex.quote(str(self.applier_pid))}; "
+        if self.forced is not None:  # the standby's forced command, as sshd would run it
+            original = f"mosqit-sync {self.epoch} --syncfs {self.standby}"
+            apply = [PY, "-m", "mosqit_failover.syncfs", "forced", "--config", str(self.forced)]
+            script += f"export SSH_ORIGINAL_COMMAND={shlex.quote(original)}; "
+        script += f"exec {shlex.join(apply)}"
         return "standby=" + shlex.join(["sh", "-c", script])
 
     def start(self, *options: str, delay: float = 0.0, epoch: int = 5, prelude: str = "") -> None:
         """Mount in a new mount namespace, after ``prelude`` (shell) ran in it."""
+        self.epoch = epoch
         command = [PY, "-m", "mosqit_failover.syncfs", "mount", str(self.active)]
         command += ["--epoch", str(epoch), "--channel", self.channel(delay), *options]
         argv = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c"]
@@ -276,6 +285,23 @@ def test_a_file_open_in_two_processes_and_one_removed_while_open(mount: Mount) -
     a.call("h.write(b'more'); h.flush(); os.fsync(h.fileno()); h.close()")  # no error
     same(mount)
     assert not (mount.standby / "doomed").exists()
+
+
+def test_through_the_standbys_forced_command(mount: Mount) -> None:
+    """The production shape minus sshd: the channel is the forced command's syncfs form."""
+    (mount.tmp / "etc").mkdir()
+    mount.forced = mount.tmp / "etc" / "node.toml"
+    mount.forced.write_text(receiver_config_text(mount.tmp, mount.standby))
+    mount.state = StateFile(mount.tmp / "state" / "state.json")
+    mount.state.save(5, Role.STANDBY)
+    mount.start()
+    cmdline = Path(f"/proc/{mount.applier_pid.read_text().strip()}/cmdline").read_bytes()
+    assert b"\0forced\0--config\0" in cmdline
+    w = mount.writer()
+    w.call("f = open('mail.tmp', 'wb'); f.write(b'm' * 5000); f.close()")
+    w.call("os.rename('mail.tmp', 'mail')")
+    same(mount)
+    assert (mount.standby / "mail").read_bytes() == b"m" * 5000
 
 
 def test_close_waits_for_the_standby_and_write_does_not(mount: Mount) -> None:

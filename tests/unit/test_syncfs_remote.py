@@ -1,0 +1,111 @@
+"""The synchronous mode's channel over ssh: its command line, and the standby's forced
+command for it (the receiver's checks, then the applier)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover import config as configuration
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
+from mosqit_failover.sync import commands
+from mosqit_failover.sync.receive import REFUSED_EXIT, Refused
+from mosqit_failover.syncfs import remote, stream
+from mosqit_failover.syncfs.records import Commit, Create, Hello, Record, Write
+from tests.unit.test_sync_receive import receiver_config_text
+
+
+class Node:
+    """A standby with a config whose one synced directory lands in ``dest``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.dest = tmp / "dest"
+        (tmp / "etc").mkdir()
+        self.config = tmp / "etc" / "node.toml"  # beside, not above, the synced directory
+        self.config.write_text(receiver_config_text(tmp, self.dest))
+        self.cfg = configuration.load(self.config)
+        self.state = StateFile(self.cfg.state_dir / "state.json")
+        self.state.save(5, Role.STANDBY)
+
+    def original(self, epoch: int = 5, dest: str = "") -> str:
+        return f"mosqit-sync {epoch} --syncfs {dest or self.dest}"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    return Node(tmp_path)
+
+
+def as_stream(records: list[Record]) -> bytes:
+    return stream.HEADER + b"".join(stream.encode(r) for r in records)
+
+
+def test_the_channel_is_the_rename_requests_ssh_with_its_own_verb(node: Node) -> None:
+    sync = node.cfg.sync[0]
+    peer = commands.Peer("192.0.2.12", "root", 22, "/k", 5.0, Path("/run/m/ctl"))
+    argv = remote.channel_argv(sync, peer, 7)
+    assert argv[:-1] == commands.move_argv(sync, peer, 7)[:-1]
+    assert argv[-1] == f"mosqit-sync 7 --syncfs {node.dest}"
+    assert remote.is_syncfs(argv[-1])
+    assert not remote.is_syncfs(f"mosqit-sync 7 --move {node.dest}")
+
+
+@pytest.mark.parametrize(
+    ("original", "words"),
+    [
+        ("mosqit-sync 5 --syncfs /etc", "is not a synced directory here"),
+        ("mosqit-sync 5 --syncfs {dest}/../x", "is not a synced directory here"),
+        ("mosqit-sync 4 --syncfs {dest}", "older than this node's 5"),
+        ("mosqit-sync 5 --syncfs {dest} extra", "nothing more"),
+        ("mosqit-sync -1 --syncfs {dest}", "not a whole number"),
+        ("rm -rf / --syncfs {dest}", "only runs the mosqit-failover sync receiver"),
+    ],
+)
+def test_requests_the_receiver_would_refuse_are_refused(
+    node: Node, original: str, words: str
+) -> None:
+    with pytest.raises(Refused, match=None) as caught:
+        remote.decide(original.format(dest=node.dest), node.cfg, node.state)
+    assert words in str(caught.value)
+
+
+def test_an_active_node_takes_no_channel(node: Node) -> None:
+    node.state.save(9, Role.ACTIVE)
+    with pytest.raises(Refused, match="ACTIVE"):
+        remote.decide(node.original(epoch=10), node.cfg, node.state)
+
+
+def test_the_stream_must_carry_the_commands_epoch(node: Node) -> None:
+    out = io.StringIO()
+    with pytest.raises(Refused, match="the stream's epoch 6 is not the command's 5"):
+        remote.serve_forced(
+            node.original(), node.cfg, node.state, io.BytesIO(as_stream([Hello(6)])), out
+        )
+    assert out.getvalue() == ""
+
+
+def test_an_admitted_channel_applies_into_the_synced_directory(node: Node) -> None:
+    out = io.StringIO()
+    data = as_stream([Hello(5), Create(b"f", 0o644, 0, 0), Write(b"f", 0, b"x"), Commit(1)])
+    assert remote.serve_forced(node.original(), node.cfg, node.state, io.BytesIO(data), out) == 0
+    assert out.getvalue() == "ready 5\nok 1\n"
+    assert (node.dest / "f").read_bytes() == b"x"
+
+
+def test_the_forced_command_process_answers_in_one_line(node: Node) -> None:
+    argv = [sys.executable, "-m", "mosqit_failover.syncfs", "forced", "--config", str(node.config)]
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": node.original()}
+    data = as_stream([Hello(5), Create(b"g", 0o600, 0, 0), Commit(1)])
+    done = subprocess.run(argv, input=data, env=env, capture_output=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, b"ready 5\nok 1\n"), done.stderr
+    env["SSH_ORIGINAL_COMMAND"] = node.original(epoch=3)
+    done = subprocess.run(argv, input=data, env=env, capture_output=True, timeout=30)
+    assert done.returncode == REFUSED_EXIT
+    assert done.stdout.startswith(b"refused: ") and b"older" in done.stdout
+    assert b"Traceback" not in done.stderr

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import random
 import select
 import shlex
 import signal
@@ -74,6 +75,26 @@ for line in child.stdout:
     sys.stdout.buffer.write(line)
     sys.stdout.flush()
 sys.exit(child.wait())
+"""
+
+
+RPO_WRITER = r"""
+import os, sys
+os.chdir(sys.argv[1])
+i = 0
+while True:
+    name = f"r{i:05d}"
+    try:
+        fd = os.open(name + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, (name * 300).encode())
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(name + ".tmp", name)
+    except OSError as error:
+        print("stopped", error.errno, flush=True)
+        break
+    print(name, flush=True)  # acknowledged: its close and rename returned
+    i += 1
 """
 
 
@@ -375,6 +396,34 @@ def test_a_standby_with_a_newer_epoch_refuses_and_the_mount_degrades(mount: Moun
     w.call("open('f', 'wb').write(b'local only')")
     assert (mount.active / "f").read_bytes() == b"local only"
     assert os.listdir(mount.standby) == []
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rpo_zero_when_the_file_system_dies_mid_stream(mount: Mount, seed: int) -> None:
+    """A spool writer (create, write, fsync, close, rename into place) runs until the file
+    system is SIGKILLed at a random moment: every file whose rename had returned is on the
+    standby, whole, under its final name."""
+    mount.start()
+    assert mount.process is not None
+    writer = subprocess.Popen(
+        ["nsenter", "-t", str(mount.pid), "-m", "--", PY, "-c", RPO_WRITER, str(mount.active)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        time.sleep(random.Random(seed).uniform(0.3, 1.0))
+        mount.process.kill()
+        out, _ = writer.communicate(timeout=10)  # it stops (ENOTCONN), never hangs
+    finally:
+        with contextlib.suppress(OSError):
+            writer.kill()
+        writer.wait(5)
+    lines = out.decode().split()
+    # the call in flight when the connection aborts fails with ECONNABORTED, later ones ENOTCONN
+    assert lines[-2] == "stopped" and int(lines[-1]) in (errno.ECONNABORTED, errno.ENOTCONN)
+    names = lines[:-2]
+    assert names, "the writer acknowledged nothing before the kill: the test proved nothing"
+    for name in names:
+        assert (mount.standby / name).read_bytes() == (name * 300).encode(), name
 
 
 def test_the_writer_of_a_killed_file_system_gets_enotconn_not_a_hang(mount: Mount) -> None:

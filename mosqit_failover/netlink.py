@@ -83,6 +83,7 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 
 IFNAMSIZ = 16
+MAX_ERRNO = 4095  # the kernel's errno values are below this
 DUMP_ATTEMPTS = 3
 """Dumps flagged NLM_F_DUMP_INTR (the table changed meanwhile) are read again, this often."""
 RECV_SIZE = 1 << 16
@@ -253,7 +254,13 @@ def error_code(message: Message) -> int:
     if len(message.payload) < _ERROR.size:
         raise NetlinkProtocolError(f"NLMSG_ERROR/DONE with {len(message.payload)} bytes")
     (code,) = _ERROR.unpack_from(message.payload)
-    return abs(int(code))
+    if code >= 0:
+        if code and message.type == NLMSG_ERROR:
+            raise NetlinkProtocolError(f"NLMSG_ERROR with a positive code {code}")
+        return 0  # old kernels put a length into NLMSG_DONE
+    if code < -MAX_ERRNO:
+        raise NetlinkProtocolError(f"error code {code} is no errno")
+    return int(-code)
 
 
 def _string(value: bytes) -> str:
@@ -307,10 +314,9 @@ def decode_address(message: Message) -> Address:
 class _Answer:
     """The messages answering one request, collected as they arrive."""
 
-    def __init__(self, port: int, seq: int, dump: bool) -> None:
+    def __init__(self, port: int, seq: int) -> None:
         self.port = port
         self.seq = seq
-        self.dump = dump
         self.messages: list[Message] = []
         self.interrupted = False
         self.done = False
@@ -418,14 +424,14 @@ class RouteSocket:
 
     async def _dump(self, kind: int, body: bytes) -> list[Message]:
         for attempt in range(DUMP_ATTEMPTS):
-            answer = self._send(kind, NLM_F_DUMP, body, dump=True)
+            answer = self._send(kind, NLM_F_DUMP, body)
             await self._complete(answer)
             if not answer.interrupted or attempt == DUMP_ATTEMPTS - 1:
                 break
         return answer.messages
 
     async def _exchange(self, kind: int, flags: int, body: bytes) -> list[Message]:
-        answer = self._send(kind, flags | NLM_F_ACK, body, dump=False)
+        answer = self._send(kind, flags | NLM_F_ACK, body)
         await self._complete(answer)
         return answer.messages
 
@@ -455,7 +461,7 @@ class RouteSocket:
         """:meth:`link_index`, blocking until ``deadline`` (time.monotonic()) at most."""
         if not _possible_ifname(ifname):
             return None
-        answer = self._send(RTM_GETLINK, NLM_F_ACK, ifinfo(ifname=ifname), dump=False)
+        answer = self._send(RTM_GETLINK, NLM_F_ACK, ifinfo(ifname=ifname))
         try:
             self._complete_sync(answer, deadline)
         except NetlinkError as error:
@@ -467,7 +473,7 @@ class RouteSocket:
     def addresses_sync(self, index: int, deadline: float) -> list[Address]:
         """:meth:`addresses`, blocking until ``deadline`` (time.monotonic()) at most."""
         for attempt in range(DUMP_ATTEMPTS):
-            answer = self._send(RTM_GETADDR, NLM_F_DUMP, ifaddr(index), dump=True)
+            answer = self._send(RTM_GETADDR, NLM_F_DUMP, ifaddr(index))
             self._complete_sync(answer, deadline)
             if not answer.interrupted or attempt == DUMP_ATTEMPTS - 1:
                 break
@@ -486,10 +492,10 @@ class RouteSocket:
 
     # -- both -----------------------------------------------------------------
 
-    def _send(self, kind: int, flags: int, body: bytes, dump: bool) -> _Answer:
+    def _send(self, kind: int, flags: int, body: bytes) -> _Answer:
         self._seq = self._seq % 0xFFFFFFFF + 1
         self._sock.sendto(encode_message(kind, NLM_F_REQUEST | flags, self._seq, body), (0, 0))
-        return _Answer(self.port, self._seq, dump)
+        return _Answer(self.port, self._seq)
 
     def _read(self, answer: _Answer | None, most: int = 64) -> int:
         """Read the datagrams waiting (up to ``most``), without blocking; how many."""

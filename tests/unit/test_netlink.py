@@ -324,6 +324,12 @@ def test_bad_fixed_parts() -> None:
     malformed(lambda: nl.decode_address(one(ACK_101)), "not an address message")
     malformed(lambda: nl.error_code(nl.Message(nl.NLMSG_ERROR, 0, 0, 0, b"\0\0")), "2 bytes")
     assert nl.error_code(nl.Message(nl.NLMSG_DONE, 0, 0, 0, b"")) == 0
+    assert nl.error_code(nl.Message(nl.NLMSG_DONE, 0, 0, 0, struct.pack("=i", 1492))) == 0
+    for code in (-(2**31), -4096):
+        data = struct.pack("=i", code)
+        malformed(functools.partial(nl.error_code, nl.Message(nl.NLMSG_ERROR, 0, 0, 0, data)))
+    positive = nl.Message(nl.NLMSG_ERROR, 0, 0, 0, struct.pack("=i", 5))
+    malformed(functools.partial(nl.error_code, positive), "positive")
 
 
 def decode_fully(data: bytes) -> None:
@@ -787,3 +793,27 @@ def test_link_monitor_survives_a_malformed_event(monkeypatch: pytest.MonkeyPatch
     monitor = run(main())
     assert reports == [("a", True), ("a", False)]
     assert monitor.reconnects == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=4), st.booleans())
+def test_hostile_datagrams_in_a_dump_raise_only_netlink_errors(
+    garbage: list[bytes], as_answer: bool
+) -> None:
+    """Garbage (with our seq and port when ``as_answer``) before a good ending of the dump."""
+
+    def respond(request: nl.Message) -> list[bytes]:
+        datagrams = []
+        for data in garbage:
+            if as_answer and len(data) >= 16:  # dress it as a part of the answer
+                header = HEADER.pack(*struct.unpack_from("=IHH", data), request.seq, PORT)
+                data = header + data[16:]
+            datagrams.append(data)
+        return [*datagrams, done(request)]
+
+    with route_socket(FakeKernel(respond)) as rt:
+        try:
+            links = run(rt.dump_links())
+        except nl.NetlinkError:
+            return
+        assert all(isinstance(link, nl.Link) for link in links)

@@ -12,8 +12,9 @@
 Lines for the operator go to stderr (the journal under systemd), one per event: channel
 lost, degraded, unmounted. Exit status: 0 after a clean stop, 2 when it could not start
 (the line says why and what to do). If this process dies without unmounting (SIGKILL, a
-crash), the mount stays but every access fails at once with ENOTCONN ("Transport endpoint
-is not connected"), open descriptors included: nothing hangs; ``fusermount3 -u DIR`` (or
+crash), the mount stays: the call in flight fails with ECONNABORTED and every later access
+at once with ENOTCONN ("Transport endpoint is not connected"), open descriptors included:
+nothing hangs; ``fusermount3 -u DIR`` (or
 ``umount -l DIR``) makes DIR the plain directory again, with its data in place.
 """
 

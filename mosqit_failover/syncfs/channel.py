@@ -225,6 +225,7 @@ class Replicator:
         block_timeout: float = 10.0,
         ack_timeout: float = 10.0,
         log: Log = lambda line: None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         if on_standby_loss not in MODES:
             raise ValueError(f"on_standby_loss must be one of {', '.join(MODES)}")
@@ -233,6 +234,7 @@ class Replicator:
         self.block_timeout = block_timeout
         self.ack_timeout = ack_timeout
         self.log = log
+        self.on_change = on_change
         self.seq = 0
         self.lost = 0
         self._added = asyncio.Event()
@@ -254,6 +256,7 @@ class Replicator:
                 else f"no standby left: degraded ({self.on_standby_loss})"
             )
         )
+        self.on_change()
 
     @property
     def live(self) -> list[Channel]:
@@ -268,6 +271,7 @@ class Replicator:
         """A started channel to a standby that holds everything up to now (caught up)."""
         self._watch(channel)
         self._added.set()
+        self.on_change()
 
     async def submit(self, step: Step) -> None:
         """Send ``step``; for a sync step return once every live channel acknowledged it."""
@@ -303,6 +307,18 @@ class Replicator:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._added.wait(), left)
+
+    def status(self) -> dict[str, object]:
+        """What the agent shows: degraded or not, and each channel's state."""
+        return {
+            "degraded": self.degraded,
+            "on_standby_loss": self.on_standby_loss,
+            "commits": self.seq,
+            "channels": [
+                {"name": c.name, "alive": c.alive, "acked": c.acked, "reason": c.reason}
+                for c in self.channels
+            ],
+        }
 
     async def close(self) -> None:
         for channel in self.channels:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -58,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-timeout", type=float, default=10.0, help="how long a standby may take to accept"
     )
+    parser.add_argument(
+        "--status",
+        default=None,
+        metavar="FILE",
+        help="keep FILE (JSON) up to date: degraded or not, each channel's state (for the agent)",
+    )
 
 
 def parse_channels(specs: Sequence[str]) -> list[Channel]:
@@ -90,6 +97,18 @@ def check_directory(path: str) -> str:
     return norm
 
 
+def write_status(path: str, directory: str, replicator: Replicator, state: str) -> None:
+    """The status file, replaced atomically (a reader never sees half of it)."""
+    record = {"directory": directory, "state": state, "pid": os.getpid(), **replicator.status()}
+    temp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temp, "w") as out:
+            json.dump(record, out)
+        os.replace(temp, path)
+    except OSError as error:
+        log(f"cannot write the status file {path}: {error.strerror or error}")
+
+
 async def serve(args: argparse.Namespace) -> int:
     import pyfuse3
 
@@ -105,12 +124,15 @@ async def serve(args: argparse.Namespace) -> int:
         ack_timeout=args.ack_timeout,
         log=log,
     )
+    if args.status:
+        replicator.on_change = lambda: write_status(args.status, directory, replicator, "up")
     for channel in channels:
         try:
             await channel.start(args.epoch, args.start_timeout)
         except ChannelLost as error:
             log(f"standby channel {channel.name} did not start: {error}; degraded")
             replicator.lost += 1
+            replicator.channels.append(channel)  # shown in the status with its reason
             continue
         replicator.add(channel)
     if not replicator.live:
@@ -126,6 +148,7 @@ async def serve(args: argparse.Namespace) -> int:
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    replicator.on_change()
     print(f"mounted {directory}", flush=True)
     main = asyncio.create_task(pyfuse3.main(min_tasks=4, max_tasks=64))
     stop = asyncio.create_task(stopping.wait())
@@ -142,6 +165,8 @@ async def serve(args: argparse.Namespace) -> int:
         pyfuse3.close(unmount=True)
         await replicator.close()
         os.close(root_fd)
+    if args.status:
+        write_status(args.status, directory, replicator, "unmounted")
     log(f"unmounted {directory}")
     return 0
 

@@ -338,7 +338,10 @@ def test_close_waits_for_the_standby_and_write_does_not(mount: Mount) -> None:
 
 
 def test_degrade_mode_goes_on_locally_when_the_standby_is_lost(mount: Mount) -> None:
-    mount.start("--on-standby-loss", "degrade", "--ack-timeout", "5")
+    status = mount.tmp / "status.json"
+    mount.start("--on-standby-loss", "degrade", "--ack-timeout", "5", "--status", str(status))
+    shown = json.loads(status.read_text())
+    assert (shown["state"], shown["degraded"], shown["channels"][0]["alive"]) == ("up", False, True)
     w = mount.writer()
     w.call("open('before', 'wb').write(b'1')")
     same(mount)
@@ -348,6 +351,10 @@ def test_degrade_mode_goes_on_locally_when_the_standby_is_lost(mount: Mount) -> 
     assert not (mount.standby / "after").exists()
     assert "standby channel standby lost" in mount.log()
     assert "degraded" in mount.log()
+    shown = json.loads(status.read_text())
+    assert shown["degraded"] is True
+    assert shown["channels"][0]["alive"] is False
+    assert "the channel ended" in shown["channels"][0]["reason"]
 
 
 def test_block_mode_fails_with_eio_after_block_timeout(mount: Mount) -> None:
@@ -390,8 +397,12 @@ def test_a_full_standby_disk_is_a_refusal_and_a_clear_line(mount: Mount) -> None
 
 def test_a_standby_with_a_newer_epoch_refuses_and_the_mount_degrades(mount: Mount) -> None:
     mount.state.save(9, Role.STANDBY)
-    mount.start(epoch=5)
+    status = mount.tmp / "status.json"
+    mount.start("--status", str(status), epoch=5)
     assert "older than this node's 9" in mount.log()
+    shown = json.loads(status.read_text())
+    assert shown["degraded"] is True
+    assert "older than this node's 9" in shown["channels"][0]["reason"]
     w = mount.writer()
     w.call("open('f', 'wb').write(b'local only')")
     assert (mount.active / "f").read_bytes() == b"local only"

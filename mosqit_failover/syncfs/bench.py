@@ -5,8 +5,8 @@
 Runs itself again in a private mount namespace (``unshare -m --propagation private``:
 nothing is mounted in the host's), mounts ``python -m mosqit_failover.syncfs mount``
 over a temporary directory with the applier as a local standby (its copy in a sibling
-directory on the same disk: no network, so this is the cost of FUSE in Python, the
-stream and the standby's fsync, not of a link), and reports:
+directory on the same disk, or under ``--standby-dir``: no network, so this is the cost
+of FUSE in Python, the stream and the standby's fsync, not of a link), and reports:
 
 - close() latency p50/p99 of 4 KiB files (create, write 4 KiB, close), and files/s;
 - sequential MB/s of one file (1 MiB writes, then close);
@@ -83,6 +83,9 @@ def measure(label: str, directory: Path, files: int, size_mib: int, fsync: bool)
 def inner(args: argparse.Namespace) -> int:
     parent = Path(tempfile.mkdtemp(prefix="syncfs-bench-", dir=args.dir))
     plain, active, standby = parent / "plain", parent / "active", parent / "standby"
+    if args.standby_dir:
+        standby = Path(tempfile.mkdtemp(prefix="syncfs-bench-standby-", dir=args.standby_dir))
+        standby.rmdir()
     for d in (plain, active, standby):
         d.mkdir()
     py = sys.executable
@@ -98,7 +101,10 @@ def inner(args: argparse.Namespace) -> int:
         if line != f"mounted {active}":
             print(f"bench: the file system did not mount ({line!r})", file=sys.stderr)
             return 1
-        print(f"in {parent} ({args.files} files of 4 KiB, {args.size_mib} MiB sequential)")
+        print(
+            f"in {parent}, standby copy in {standby} "
+            f"({args.files} files of 4 KiB, {args.size_mib} MiB sequential)"
+        )
         measure("plain directory", plain, args.files, args.size_mib, fsync=False)
         measure("plain directory + fsync", plain, args.files, args.size_mib, fsync=True)
         measure("syncfs mount (local standby)", active, args.files, args.size_mib, fsync=False)
@@ -115,6 +121,7 @@ def inner(args: argparse.Namespace) -> int:
             fs.wait()
         subprocess.run(["umount", "-l", str(active)], capture_output=True)
         shutil.rmtree(parent, ignore_errors=True)
+        shutil.rmtree(standby, ignore_errors=True)
     return 0
 
 
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--dir", default="/var/tmp", help="where the temporary directories go")
+    parser.add_argument(
+        "--standby-dir",
+        default=None,
+        help="where the standby copy goes (default: beside the others; /dev/shm: no disk)",
+    )
     args = parser.parse_args(argv)
     if os.environ.get(INNER) == "1":
         return inner(args)

@@ -278,6 +278,8 @@ def test_every_returned_call_is_already_on_the_standby(mount: Mount) -> None:
         "os.mkdir('d/e'); os.rename('d/e', 'e'); os.rmdir('e')",
         "os.rename('d', 'moved')",
         "os.chown('moved/hard', 1234, 5678)",
+        "import mmap; f = open('mapped', 'w+b'); f.truncate(8192); "
+        "m = mmap.mmap(f.fileno(), 8192); m[100:105] = b'mmap!'; m.flush(); m.close(); f.close()",
     ]
     for step in steps:
         w.call(step)
@@ -285,7 +287,9 @@ def test_every_returned_call_is_already_on_the_standby(mount: Mount) -> None:
     sparse = mount.standby / "moved" / "sparse"
     assert sparse.stat().st_size == (8 << 20) + 1
     assert sparse.stat().st_blocks * 512 < 1 << 20  # the hole stayed a hole
-    assert w.call("result = sorted(os.listdir('.'))") == ["moved", "old"]
+    assert (mount.standby / "mapped").read_bytes()[100:105] == b"mmap!"
+    assert w.call("result = sorted(os.listdir('.'))") == ["mapped", "moved", "old"]
+    assert w.call("result = os.statvfs('.').f_bsize") == os.statvfs(mount.active).f_bsize
     assert (
         w.call("result = open('moved/hard', 'rb').read().decode()") == "rewritten"
     )  # a hard link of old

@@ -51,6 +51,7 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.path}: OK: cluster {cfg.cluster}, nodes {nodes}, VIP {cfg.vip.address}, "
         f"{len(cfg.resources)} resource(s), {len(cfg.sync)} synced dir(s)"
     )
+    print("\n".join(configuration.describe_timing(cfg.timing)))
     if not args.node:  # may run on an operator's machine: a note, not a failure
         try:
             here = configuration.pick_node(cfg, None, socket.gethostname())

@@ -19,7 +19,7 @@ import shlex
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ class Timing:
     start_failure_backoff: float = 60.0
     stop_retries: int = 3
     on_stop_failure: str = "retry"
+    # where the values came from, for check-config: the profile named in the file
+    # ("standard" = the defaults above) and the keys the file set itself
+    profile: str = field(default="standard", compare=False)
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def peer_gone_after(self) -> float:
@@ -455,7 +459,7 @@ def _strings(value: Any) -> tuple[str, ...]:
 _TIMING_KEYS = {
     "interval": _duration(0.01, 10),
     "misses": _count(1, 100),
-    "heartbeat": _duration(0.01, 10),
+    "heartbeat": _duration(0.001, 10),  # from 1 ms: the fast profile's is 3 ms
     "calm_heartbeat": _duration(0.01, 10),
     "echo_timeout": _duration(0.001, 10),
     "service_timeout": _duration(0.1, 600),
@@ -468,40 +472,112 @@ _TIMING_KEYS = {
 }
 
 
+@dataclass(frozen=True)
+class TimingProfile:
+    """A named set of [timing] defaults (`timing.profile`); keys the file sets win.
+
+    Whatever is not in `values` keeps the Timing default. Unless the file sets them,
+    echo_timeout is at most half the interval, and calm_heartbeat is twice the
+    heartbeat within the interval, or (`calm_is_interval`) the interval itself.
+    docs/timing.md gives each profile's numbers and why.
+    """
+
+    name: str
+    summary: str
+    values: Mapping[str, float | int] = field(default_factory=dict)
+    calm_is_interval: bool = False
+
+
+TIMING_PROFILES: Mapping[str, TimingProfile] = {
+    p.name: p
+    for p in (
+        TimingProfile("standard", "100 ms probes, a dead peer noticed in about 0.2 s"),
+        # BFD-like. misses 2 and a 5 ms echo timeout: the peer is gone 25 ms after its
+        # last message (echo_window); 3 ms heartbeats while anything looks wrong put
+        # eight of them in that window, so 30 % loss on both networks passes for a dead
+        # peer about once in 10^5 hours (docs/timing.md has the arithmetic); at idle
+        # the heartbeat goes every interval, as the echo probes do
+        TimingProfile(
+            "fast",
+            "BFD-like 20 ms probes, a dead peer noticed in 20-30 ms",
+            {
+                "interval": 0.02,
+                "misses": 2,
+                "heartbeat": 0.003,
+                "echo_timeout": 0.005,
+                "link_fall": 0.1,
+            },
+            calm_is_interval=True,
+        ),
+    )
+}
+_PROFILE_CHOICES = ", ".join(f'"{name}"' for name in TIMING_PROFILES)
+
+
+def _profile(value: Any) -> TimingProfile:
+    if not isinstance(value, str) or value not in TIMING_PROFILES:
+        raise ValueError(f"must be one of {_PROFILE_CHOICES} (see docs/timing.md)")
+    return TIMING_PROFILES[value]
+
+
+def format_duration(seconds: float) -> str:
+    """0.02 -> '20ms', 3.0 -> '3s', 0.1125 -> '112.5ms': as a config would spell it."""
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    return f"{round(seconds, 3):g}s"
+
+
 def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
-    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure"})
-    defaults = Timing()
-    values = {
-        k: c.get(data, f"timing.{k}", f, getattr(defaults, k)) for k, f in _TIMING_KEYS.items()
-    }
+    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure", "profile"})
+    profile = c.get(data, "timing.profile", _profile, TIMING_PROFILES["standard"])
+    base = Timing()
+    defaults = {k: profile.values.get(k, getattr(base, k)) for k in _TIMING_KEYS}
+    values = {k: c.get(data, f"timing.{k}", f, defaults[k]) for k, f in _TIMING_KEYS.items()}
     # defaults that follow the probe interval (a wrong value reads as its default here,
     # and is reported): a LAN echo reply takes well under a millisecond, but short
     # intervals still leave the reply half of one
     interval, heartbeat = values["interval"], values["heartbeat"]
     if "echo_timeout" not in data:
-        values["echo_timeout"] = min(defaults.echo_timeout, interval / 2)
+        values["echo_timeout"] = min(defaults["echo_timeout"], interval / 2)
     if "calm_heartbeat" not in data:
-        values["calm_heartbeat"] = min(2 * heartbeat, interval)
+        values["calm_heartbeat"] = (
+            interval if profile.calm_is_interval else min(2 * heartbeat, interval)
+        )
     on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
     if on_stop not in ("retry", "reboot"):
         c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
         on_stop = "retry"
-    timing = Timing(**values, on_stop_failure=on_stop)
+    explicit = frozenset(k for k in data if k in _TIMING_KEYS or k == "on_stop_failure")
+    timing = Timing(**values, on_stop_failure=on_stop, profile=profile.name, explicit=explicit)
+
+    def origin(key: str) -> str:
+        """Where a value the problem compares with came from, when the file did not set it
+        and a profile other than the defaults did: the operator looks for it in vain."""
+        if key in data or profile.name == "standard":
+            return ""
+        return f" ({format_duration(getattr(timing, key))}, from profile {profile.name!r})"
+
     if timing.heartbeat > timing.interval:
-        c.fail("timing.heartbeat", data.get("heartbeat"), "must not be longer than timing.interval")
+        c.fail(
+            "timing.heartbeat",
+            data.get("heartbeat"),
+            f"must not be longer than timing.interval{origin('interval')}",
+        )
     if timing.heartbeat <= timing.interval and not (
         timing.heartbeat <= timing.calm_heartbeat <= timing.interval
     ):
         c.fail(
             "timing.calm_heartbeat",
             data.get("calm_heartbeat"),
-            "must lie between timing.heartbeat and timing.interval",
+            "must lie between timing.heartbeat and timing.interval"
+            + (origin("heartbeat") or origin("interval")),
         )
     if timing.echo_timeout >= timing.interval:
         c.fail(
             "timing.echo_timeout",
             data.get("echo_timeout"),
-            "must be shorter than timing.interval (a reply is awaited before the next echo)",
+            "must be shorter than timing.interval (a reply is awaited before the next echo)"
+            + origin("interval"),
         )
     if timing.service_timeout < timing.peer_gone_after:
         c.fail(
@@ -510,6 +586,62 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
             f"must be at least interval x misses ({timing.peer_gone_after:g}s)",
         )
     return timing
+
+
+def timing_sources(timing: Timing) -> dict[str, str]:
+    """Each [timing] key -> where its value came from: "set" (the file), "profile NAME",
+    "default", or the rule it follows (echo_timeout, calm_heartbeat)."""
+    profile = TIMING_PROFILES.get(timing.profile, TIMING_PROFILES["standard"])
+    given = "default" if profile.name == "standard" else f"profile {profile.name}"
+    sources = {}
+    for key in (*_TIMING_KEYS, "on_stop_failure"):
+        if key in timing.explicit:
+            sources[key] = "set"
+        elif key in profile.values:
+            sources[key] = f"profile {profile.name}"
+        else:
+            sources[key] = "default"
+    if "echo_timeout" not in timing.explicit and "interval" in timing.explicit:
+        sources["echo_timeout"] = f"{given} (at most interval / 2)"
+    if "calm_heartbeat" not in timing.explicit:
+        if profile.calm_is_interval:
+            sources["calm_heartbeat"] = f"{given} (= interval)"
+        elif timing.explicit & {"heartbeat", "interval"}:
+            sources["calm_heartbeat"] = f"{given} (2 x heartbeat, at most interval)"
+    return sources
+
+
+def describe_timing(timing: Timing) -> list[str]:
+    """check-config's account of the timing: each value with its source, then the values
+    the agent derives from them (the Timing properties)."""
+    profile = TIMING_PROFILES.get(timing.profile, TIMING_PROFILES["standard"])
+    lines = [f"timing: profile {profile.name} ({profile.summary}; docs/timing.md)"]
+    sources = timing_sources(timing)
+    for key, source in sources.items():
+        value = getattr(timing, key)
+        shown = format_duration(value) if isinstance(value, float) else str(value)
+        lines.append(f"  {key:<22}{shown:>8}  {source}")
+    # a dead peer's last message came at most a heartbeat before it died, its echo
+    # misses are confirmed by the next slot's probe and the retries sent at once
+    detect = max(timing.echo_window, timing.interval + timing.misses * timing.echo_timeout)
+    derived = [
+        (
+            "peer_gone_after",
+            timing.peer_gone_after,
+            "misses x interval: how long a peer's view counts",
+        ),
+        ("echo_window", timing.echo_window, "UDP silence that, with the echo misses, means gone"),
+        ("settle", timing.settle, "link_fall + 4 x heartbeat"),
+        (
+            "dead peer noticed in",
+            detect,
+            "at most: echo_window or interval + misses x echo_timeout",
+        ),
+    ]
+    lines.append("  derived:")
+    for name, value, why in derived:
+        lines.append(f"  {name:<22}{format_duration(value):>8}  {why}")
+    return lines
 
 
 def _read_networks(c: _Checker, raw: Mapping[str, Any]) -> tuple[Network, ...]:

@@ -1,0 +1,169 @@
+"""[timing] profile: named sets of timing defaults, what the file sets wins, every check
+still applies to the result, and check-config says where each value came from."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover.config import (
+    TIMING_PROFILES,
+    ConfigError,
+    Timing,
+    describe_timing,
+    parse,
+    timing_sources,
+)
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+
+def with_timing(lines: str) -> str:
+    return SIM_CONFIG.replace("[vip]", f"[timing]\n{lines}\n\n[vip]", 1)
+
+
+def timing(lines: str) -> Timing:
+    return parse(with_timing(lines)).timing
+
+
+def problems(lines: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(with_timing(lines))
+    return caught.value.problems
+
+
+def test_standard_is_the_default_and_changes_nothing() -> None:
+    assert timing('profile = "standard"') == Timing() == parse(SIM_CONFIG).timing
+    assert parse(SIM_CONFIG).timing.profile == "standard"
+
+
+def test_fast_sets_the_bfd_like_values() -> None:
+    fast = timing('profile = "fast"')
+    assert fast.profile == "fast"
+    assert (fast.interval, fast.misses, fast.heartbeat) == (0.02, 2, 0.003)
+    assert (fast.calm_heartbeat, fast.echo_timeout, fast.link_fall) == (0.02, 0.005, 0.1)
+    # what the profile leaves alone keeps the standard default
+    assert fast.service_timeout == Timing().service_timeout == 3.0
+    assert fast.switch_timeout == Timing().switch_timeout
+
+
+def test_fast_derived_values() -> None:
+    fast = timing('profile = "fast"')
+    assert fast.peer_gone_after == pytest.approx(0.04)
+    assert fast.echo_window == pytest.approx(0.025)  # (misses - 1) x interval + echo_timeout
+    assert fast.settle == pytest.approx(0.1 + 4 * 0.003)
+
+
+def test_keys_the_file_sets_override_the_profile() -> None:
+    fast = timing('profile = "fast"\nmisses = 3\nlink_fall = "200ms"')
+    assert (fast.misses, fast.link_fall) == (3, 0.2)
+    assert fast.interval == 0.02 and fast.heartbeat == 0.003
+    assert fast.echo_window == pytest.approx(0.045)
+    assert fast.explicit == {"misses", "link_fall"}
+
+
+def test_the_profiles_follow_rules_track_an_interval_the_file_sets() -> None:
+    slower = timing('profile = "fast"\ninterval = "50ms"')
+    assert slower.calm_heartbeat == 0.05  # fast: the calm heartbeat is the interval
+    assert slower.echo_timeout == 0.005  # the profile's, shorter than half the interval
+    shorter = timing('profile = "fast"\ninterval = "10ms"')
+    assert shorter.echo_timeout == pytest.approx(0.005)
+    assert shorter.calm_heartbeat == 0.01
+    # the standard rules are unchanged: twice the heartbeat, at most the interval
+    assert timing('heartbeat = "20ms"').calm_heartbeat == pytest.approx(0.04)
+
+
+def test_an_unknown_profile_names_the_choices() -> None:
+    assert problems('profile = "turbo"') == [
+        'timing.profile = \'turbo\': must be one of "standard", "fast" (see docs/timing.md)'
+    ]
+    assert problems("profile = 1") == [
+        'timing.profile = 1: must be one of "standard", "fast" (see docs/timing.md)'
+    ]
+
+
+def test_an_unknown_profile_still_reports_the_other_problems() -> None:
+    found = problems('profile = "Fast"\nmisses = 0')
+    assert len(found) == 2 and found[1].startswith("timing.misses = 0")
+
+
+def test_the_checks_apply_to_a_profile_with_overrides() -> None:
+    # the interval the operator did not write is named with its source
+    assert problems('profile = "fast"\nheartbeat = "50ms"') == [
+        "timing.heartbeat = '50ms': must not be longer than timing.interval "
+        "(20ms, from profile 'fast')"
+    ]
+    assert problems('profile = "fast"\necho_timeout = "20ms"') == [
+        "timing.echo_timeout = '20ms': must be shorter than timing.interval "
+        "(a reply is awaited before the next echo) (20ms, from profile 'fast')"
+    ]
+    assert problems('profile = "fast"\ncalm_heartbeat = "30ms"') == [
+        "timing.calm_heartbeat = '30ms': must lie between timing.heartbeat and "
+        "timing.interval (3ms, from profile 'fast')"
+    ]
+    assert problems('profile = "fast"\nservice_timeout = "100ms"\nmisses = 10') == [
+        "timing.service_timeout = '100ms': must be at least interval x misses (0.2s)"
+    ]
+
+
+def test_a_heartbeat_below_ten_milliseconds_is_allowed_by_hand_too() -> None:
+    assert timing('interval = "20ms"\nheartbeat = "3ms"').heartbeat == 0.003
+    assert problems('heartbeat = "0.5ms"') == [
+        "timing.heartbeat = '0.5ms': must be between 0.001s and 10s"
+    ]
+
+
+def test_sources_say_profile_set_default_or_the_rule() -> None:
+    sources = timing_sources(timing('profile = "fast"\nmisses = 3\non_stop_failure = "reboot"'))
+    assert sources["interval"] == "profile fast"
+    assert sources["misses"] == "set"
+    assert sources["on_stop_failure"] == "set"
+    assert sources["service_timeout"] == "default"
+    assert sources["calm_heartbeat"] == "profile fast (= interval)"
+    standard = timing_sources(timing('interval = "50ms"'))
+    assert standard["interval"] == "set"
+    assert standard["echo_timeout"] == "default (at most interval / 2)"
+    assert standard["calm_heartbeat"] == "default (2 x heartbeat, at most interval)"
+    assert set(timing_sources(Timing()).values()) == {"default"}
+
+
+def test_describe_shows_values_sources_and_derived_values() -> None:
+    text = "\n".join(describe_timing(timing('profile = "fast"\nmisses = 3')))
+    assert text.startswith("timing: profile fast (BFD-like 20 ms probes")
+    assert "  interval                  20ms  profile fast" in text
+    assert "  misses                       3  set" in text
+    assert "  echo_window               45ms" in text
+    assert "  peer_gone_after           60ms" in text
+    assert "  settle                   112ms" in text
+    # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
+    assert "  dead peer noticed in      45ms" in text
+
+
+def test_every_profile_passes_the_checks_on_its_own() -> None:
+    for name in TIMING_PROFILES:
+        assert timing(f'profile = "{name}"').profile == name
+
+
+def test_check_config_prints_the_timing(tmp_path: Path) -> None:
+    path = tmp_path / "fast.toml"
+    path.write_text(with_timing('profile = "fast"\nmisses = 3'))
+    path.chmod(0o644)
+    result = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", "check-config", str(path), "--node", "a"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # no node "a"
+    result = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "timing: profile fast" in result.stdout
+    assert "  misses                       3  set" in result.stdout
+    assert "  echo_window               45ms" in result.stdout

@@ -12,17 +12,28 @@ Measured for each tool:
 - false failovers during LOSS seconds of 30 % random loss on both networks;
 - seconds with two VIP holders when the holder is frozen for 2 s;
 - idle CPU (% of one core) and RSS of the tool's whole unit at 100 ms.
-Prints numbers and our/keepalived ratios; no pass/fail (targets: README).
+
+Then the fast profile (`timing.profile = "fast"`, 20 ms probes) against
+keepalived with 20 ms adverts (docs/timing.md): failover median/worst over
+--fast-runs cuts, false failovers during --loss-seconds (300) of 30 % loss on
+both networks, idle CPU and RSS on each node (and, for our agent, its message
+rates). `--only fast` runs that section alone, `--only standard` the rest.
+Prints numbers and our/keepalived ratios; no pass/fail (targets: README,
+docs/timing.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
@@ -42,11 +53,25 @@ class Tool:
     stop: Callable[[Lab], None]
     promotions: Callable[[Node, float], int]  # times the node became the VIP holder since t
     spans: Callable[[Node, float, float], list[tuple[float, float]]]
+    start_fast: Callable[[Lab, LabPlan], None]
     failovers: dict[float, list[float]] = field(default_factory=dict)  # interval -> ms
     false_failovers: int = 0
     frozen_dual: float = 0.0
     idle_cpu: float = 0.0
     idle_rss: float = 0.0
+    fast: FastResult | None = None
+
+
+@dataclass
+class FastResult:
+    """One tool's numbers with the fast profile (ours) or 20 ms adverts (keepalived)."""
+
+    failovers: list[float] = field(default_factory=list)  # ms
+    false_failovers: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # node -> % of one core
+    rss: dict[str, float] = field(default_factory=dict)  # node -> MB
+    rates: dict[str, tuple[float, float]] = field(default_factory=dict)  # node -> link, echo /s
+    load: list[str] = field(default_factory=list)  # the host's load while measuring
 
 
 def _start_ours(lab: Lab, plan: LabPlan, interval: float) -> None:
@@ -56,6 +81,19 @@ def _start_ours(lab: Lab, plan: LabPlan, interval: float) -> None:
     )
     deploy.start(lab.nodes)
     deploy.wait_pair(lab.nodes, timeout=40)
+
+
+FAST_ADVERT = 0.02  # keepalived's advert interval against the fast profile's probes
+
+
+def _start_ours_fast(lab: Lab, plan: LabPlan) -> None:
+    deploy.install(lab.nodes, plan, timing={"profile": "fast"})
+    deploy.start(lab.nodes)
+    deploy.wait_pair(lab.nodes, timeout=40)
+
+
+def _start_keepalived_fast(lab: Lab, plan: LabPlan) -> None:
+    _start_keepalived(lab, plan, FAST_ADVERT)
 
 
 def _stop_ours(lab: Lab) -> None:
@@ -87,7 +125,15 @@ def _their_promotions(node: Node, since: float) -> int:
 
 
 TOOLS = [
-    Tool(OURS, deploy.UNIT, _start_ours, _stop_ours, _our_promotions, agent_vip_spans),
+    Tool(
+        OURS,
+        deploy.UNIT,
+        _start_ours,
+        _stop_ours,
+        _our_promotions,
+        agent_vip_spans,
+        _start_ours_fast,
+    ),
     Tool(
         THEIRS,
         keepalived.UNIT,
@@ -95,6 +141,7 @@ TOOLS = [
         _stop_keepalived,
         _their_promotions,
         keepalived.vip_spans,
+        _start_keepalived_fast,
     ),
 ]
 
@@ -195,6 +242,128 @@ def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Na
         tool.stop(lab)
 
 
+CALM = 6.0  # the agent's heartbeat slows to calm_heartbeat after 5 s without trouble
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _each(nodes: dict[str, Node], fn: Callable[[Node], Any]) -> dict[str, Any]:
+    """fn on every node at once, so the measuring windows coincide."""
+    out: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def one(name: str, node: Node) -> None:
+        try:
+            out[name] = fn(node)
+        except BaseException as error:  # re-raised below, in the caller's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=item) for item in nodes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def _our_counts(node: Node) -> tuple[int, int, float]:
+    """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
+    st = deploy.status(node)
+    link = st.get("peer_link") or {}
+    probes = (st.get("probes") or {}).values()
+    echoes = sum(int(p.get("sent", 0)) + int(p.get("answered", 0)) for p in probes)
+    return int(link.get("accepted", 0)) + int(link.get("sent", 0)), echoes, time.monotonic()
+
+
+def measure_fast(
+    lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Namespace
+) -> FastResult:
+    """Failovers, false failovers at 30 % loss and each node's idle footprint, with the
+    fast profile (ours) or 20 ms adverts (keepalived)."""
+    result = FastResult(load=[_load()])
+    tool.start_fast(lab, plan)
+    try:
+        for run in range(args.fast_runs):
+            result.failovers.append(failover_once(lab, plan, probe, tool, FAST_ADVERT))
+            print(
+                f"   {tool.name} fast run {run + 1}: {result.failovers[-1]:.0f} ms ({_load()})",
+                flush=True,
+            )
+        result.load.append(_load())
+        result.false_failovers = false_failovers(lab, plan, tool, args.loss_seconds)
+        print(
+            f"   {tool.name} fast: {result.false_failovers} false failover(s) in "
+            f"{args.loss_seconds:g}s at 30% loss ({_load()})",
+            flush=True,
+        )
+        result.load.append(_load())
+        _settle(lab, plan, tool, FAST_ADVERT)
+        time.sleep(CALM)
+        counts = _each(lab.nodes, _our_counts) if tool.name == OURS else {}
+        footprint = _each(lab.nodes, lambda node: unit_footprint(node, tool.unit, args.idle))
+        if counts:
+            after = _each(lab.nodes, _our_counts)
+            for name, (link0, echo0, t0) in counts.items():
+                link1, echo1, t1 = after[name]
+                result.rates[name] = ((link1 - link0) / (t1 - t0), (echo1 - echo0) / (t1 - t0))
+        result.load.append(_load())
+        for name, (cpu, rss) in sorted(footprint.items()):
+            result.cpu[name], result.rss[name] = cpu, rss
+            print(
+                f"   {tool.name} fast idle {name}: {cpu:.2f} % of a core, {rss:.1f} MB", flush=True
+            )
+    finally:
+        tool.stop(lab)
+    return result
+
+
+def _commit() -> str:
+    """The checkout's commit (the agent in the lab is its package: deploy refuses a stale one)."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) -> None:
+    print(
+        f'\nfast profile (timing.profile = "fast", 20 ms probes) against keepalived '
+        f"(advert_int {FAST_ADVERT:g}), {args.fast_runs} cuts each, commit {_commit()}"
+    )
+    print(f"{'':34}{OURS:>18}{THEIRS:>14}{'ratio':>8}")
+    for name, fn in (("median", statistics.median), ("worst", max)):
+        x, y = fn(ours.failovers), fn(theirs.failovers)
+        print(f"{'failover @20ms ' + name + ' (ms)':34}{x:18.0f}{y:14.0f}{x / y:8.2f}")
+    label = f"false failovers, {args.loss_seconds:g}s at 30% loss"
+    print(f"{label:34}{ours.false_failovers:18d}{theirs.false_failovers:14d}")
+    for node in sorted(ours.cpu):
+        x, y = ours.cpu[node], theirs.cpu.get(node, 0.0)
+        ratio = f"{x / y:8.1f}" if y else ""
+        print(f"{'idle CPU ' + node + ' (% of a core)':34}{x:18.2f}{y:14.2f}{ratio}")
+    for node in sorted(ours.rss):
+        x, y = ours.rss[node], theirs.rss.get(node, 0.0)
+        ratio = f"{x / y:8.1f}" if y else ""
+        print(f"{'idle RSS ' + node + ' (MB)':34}{x:18.1f}{y:14.1f}{ratio}")
+    for node, (link, echo) in sorted(ours.rates.items()):
+        cpu_us = 1e4 * ours.cpu[node] / (link + echo) if link + echo else 0.0
+        print(
+            f"our {node} at idle: {link:.0f} peer datagrams/s, {echo:.0f} echo probes+replies/s, "
+            f"{cpu_us:.0f} us of CPU per datagram"
+        )
+    print(f"host load (1, 5, 15 min): ours {', '.join(ours.load)}")
+    print(f"{'':30}keepalived {', '.join(theirs.load)}")
+
+
 def report(ours: Tool, theirs: Tool, args: argparse.Namespace) -> None:
     print(
         f"\nfailover = holder cut off -> first client answer from the other node "
@@ -228,20 +397,46 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=10, help="failovers per tool and interval")
-    parser.add_argument("--loss", type=float, default=180.0, help="seconds of 30%% loss")
+    parser.add_argument(
+        "--loss", type=float, default=180.0, help="seconds of 30%% loss (the 100 ms section)"
+    )
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement")
+    parser.add_argument(
+        "--only",
+        choices=("all", "standard", "fast"),
+        default="all",
+        help="standard: the 100 ms and 1 s sets; fast: the fast profile against keepalived "
+        "at 20 ms adverts (default: both)",
+    )
+    parser.add_argument(
+        "--fast-runs", type=int, default=20, help="failovers per tool with the fast profile"
+    )
+    parser.add_argument(
+        "--loss-seconds",
+        type=float,
+        default=300.0,
+        help="seconds of 30%% loss in the fast-profile section (a short one for a smoke run)",
+    )
     args = parser.parse_args(argv)
     plan = DEFAULT_PLAN
     ours, theirs = TOOLS
     try:
         lab = up(plan)
         with Probe(plan, duration=24 * 3600) as probe:
-            for tool in (ours, theirs):
-                print(f"== {tool.name}", flush=True)
-                measure(lab, plan, probe, tool, args)
+            if args.only in ("all", "standard"):
+                for tool in (ours, theirs):
+                    print(f"== {tool.name}", flush=True)
+                    measure(lab, plan, probe, tool, args)
+            if args.only in ("all", "fast"):
+                for tool in (ours, theirs):
+                    print(f"== {tool.name}, fast profile", flush=True)
+                    tool.fast = measure_fast(lab, plan, probe, tool, args)
     finally:
         down(plan)
-    report(ours, theirs, args)
+    if args.only in ("all", "standard"):
+        report(ours, theirs, args)
+    if ours.fast is not None and theirs.fast is not None:
+        report_fast(ours.fast, theirs.fast, args)
     return 0
 
 

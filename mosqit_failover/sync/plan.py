@@ -1,20 +1,22 @@
 """The dirty set of one directory and when it is due. Pure: every call takes ``now``.
 
 Coalescing: while no batch is in flight, changes are collected until the
-directory has been quiet for ``settle`` seconds or ``interval`` seconds have
-passed since the oldest unsent change, whichever comes first. So a lone change
-goes out after ``settle``, and a storm that never quiets still goes out within
-``interval``: the interval bounds the delay, it is never a fixed sleep.
+directory has been quiet for ``settle`` seconds, or until ``interval`` x
+:data:`HOLD_SHARE` seconds (0.25 s at the default 1 s) have passed since the
+oldest unsent change, whichever comes first. So a lone change goes out after
+``settle``, and a stream or a storm that never quiets still goes out within a
+quarter of the interval: the interval bounds the delay, it is never a fixed
+sleep.
 
 Changes that arrive while a batch is in flight have waited already: when that
 batch is done (:meth:`Dirty.done`) they are due at once, without waiting for
-quiet or for the interval. So a steady stream goes out back to back, one batch
-in flight at a time, each carrying what came during the one before: a change
-waits at most for the batch in flight and then its own, about two batch
-durations, whatever the interval (with the interval rule alone it waited up to
-``interval`` plus a batch, and what came during a batch waited a whole
-``interval`` more). One batch at a time also bounds the rate of batches in a
-storm: never more than one per batch duration.
+quiet. So a steady stream goes out back to back, one batch in flight at a
+time, each carrying what came during the one before. A change waits at most
+the hold, then the batch in flight and its own batch: its lag stays within the
+interval as long as a batch takes at most 3/8 of it (with the interval rule
+alone, a stream's change waited up to the whole interval plus a batch, and
+what came during a batch a whole interval more). One batch at a time also
+bounds the rate of batches in a storm: never more than one per batch duration.
 
 A failed batch is given back (nothing is lost) and the next attempt waits for
 an exponential backoff (``Backoff``), never a tight loop.
@@ -40,6 +42,9 @@ from fnmatch import fnmatchcase
 
 SETTLE = 0.05
 """Quiet time after the last change before a batch goes out early."""
+
+HOLD_SHARE = 0.25
+"""Share of ``interval`` a change waits at most for quiet before its batch starts."""
 
 MAX_MOVES = 5000
 """More renames than this pending at once are forgotten (their paths are still sent)."""
@@ -170,12 +175,12 @@ class Dirty:
 
         A full resync, and changes that piled up while a batch was in flight, are
         due at once (``first``, which is never later than now); anything else after
-        ``settle`` of quiet, at most ``interval`` after the oldest change."""
+        ``settle`` of quiet, at most ``interval`` x HOLD_SHARE after the oldest change."""
         if self.empty or self.first is None or self.last is None:
             return None
         if self.full_reason or self.backlog:
             return self.first
-        return min(self.first + self.interval, self.last + self.settle)
+        return min(self.first + self.interval * HOLD_SHARE, self.last + self.settle)
 
     def done(self) -> None:
         """The batch in flight ended (sent or given back): whatever is pending now came

@@ -61,27 +61,29 @@ def test_a_write_made_during_a_batch_goes_out_as_soon_as_that_batch_is_done() ->
     assert play([10.0, 10.2], duration=0.3) == [(10.05, 1, 0.35), (10.35, 1, 0.45)]
 
 
-def test_a_steady_stream_goes_out_back_to_back_after_its_first_batch() -> None:
-    # 64 writes/s for 3 s, never quiet for 50 ms, each batch 0.25 s: the first waits for
-    # the interval (no quiet comes), then batch N+1 starts the moment batch N is done,
-    # with what came during batch N: no change waits more than two batch durations
-    assert play(stream(10.0, 13.0, 1 / 64), duration=0.25) == [
-        (11.0, 64, 1.25),
-        (11.25, 16, 0.5),
-        (11.5, 16, 0.5),
-        (11.75, 16, 0.5),
-        (12.0, 16, 0.5),
-        (12.25, 16, 0.5),
-        (12.5, 16, 0.5),
-        (12.75, 16, 0.5),
-        (13.0, 16, 0.5),
+def test_a_steady_stream_goes_out_back_to_back_after_the_hold() -> None:
+    # 64 writes/s for 3 s, never quiet for 50 ms, each batch 3/8 s: the first batch waits
+    # for the hold (a quarter of the interval: no quiet comes), then batch N+1 starts the
+    # moment batch N is done, with what came during batch N. No change waits longer than
+    # the hold and two batch durations: here 0.25 + 2 x 0.375 = the interval
+    assert play(stream(10.0, 13.0, 1 / 64), duration=0.375) == [
+        (10.25, 16, 0.625),
+        (10.625, 24, 0.75),
+        (11.0, 24, 0.75),
+        (11.375, 24, 0.75),
+        (11.75, 24, 0.75),
+        (12.125, 24, 0.75),
+        (12.5, 24, 0.75),
+        (12.875, 24, 0.75),
+        (13.25, 8, 0.75),
     ]
 
 
-def test_the_same_stream_under_the_interval_rule_alone_waited_up_to_twice_as_long() -> None:
-    # what main did: each batch waits for the interval again (what came during a batch
-    # is stamped when it is seen, at its end), so a change waited up to 1.25 s + 0.25 s
-    dirty, starts, t = Dirty(1.0), [], 10.0
+def test_the_same_stream_under_main_s_rule_waited_a_whole_interval_per_batch() -> None:
+    # before: each batch waited for quiet up to the interval (1 s), and what came while
+    # a batch was in flight, seen at its end, waited a whole interval more. interval=4
+    # gives that 1 s hold, and no done() is the old engine
+    dirty, starts = Dirty(interval=4.0), []
     todo = stream(10.0, 13.0, 1 / 64)
     while todo:
         due = dirty.due()
@@ -90,30 +92,22 @@ def test_the_same_stream_under_the_interval_rule_alone_waited_up_to_twice_as_lon
             continue
         starts.append(due)
         dirty.take()
-        t = due + 0.25
-        while todo and todo[0] < t:
-            dirty.add("f", t)
+        while todo and todo[0] < due + 0.375:
+            dirty.add("f", due + 0.375)
             todo.pop(0)
-        # no done(): the old engine did not hurry what piled up
-    assert starts == [11.0, 12.25]
+    assert starts == [11.0, 12.375]  # a change made at 11.0 reached the peer at 12.75
 
 
-def test_a_storm_is_still_bounded_by_the_interval_and_one_batch_at_a_time() -> None:
-    # 1,024 changes/s for 3 s: the first batch within the interval, then one batch per
-    # batch duration, never two at once, none left behind
-    assert [b[:2] for b in play(stream(10.0, 13.0, 1 / 1024), duration=0.25)] == [
-        (11.0, 1024),
-        (11.25, 256),
-        (11.5, 256),
-        (11.75, 256),
-        (12.0, 256),
-        (12.25, 256),
-        (12.5, 256),
-        (12.75, 256),
-        (13.0, 256),
-    ]
+def test_a_storm_is_still_bounded_by_the_hold_and_one_batch_at_a_time() -> None:
+    # 1,024 changes/s for 3 s, each batch 1/8 s: the first batch after the hold, then
+    # never more than one batch per batch duration, none left behind, no change older
+    # than the hold and its batch when it arrives
+    batches = play(stream(10.0, 13.0, 1 / 1024), duration=0.125)
+    assert batches[:3] == [(10.25, 256, 0.375), (10.375, 128, 0.25), (10.5, 128, 0.25)]
+    assert [b[0] for b in batches] == [10.25 + k / 8 for k in range(23)]
+    assert batches[-1] == (13.0, 128, 0.25) and sum(b[1] for b in batches) == 3072
 
 
-def test_a_burst_that_ends_goes_out_after_its_quiet_not_after_the_interval() -> None:
-    # 64 changes in 0.25 s, then quiet: one batch 50 ms after the last
-    assert play(stream(10.0, 10.25, 1 / 256), duration=0.25) == [(10.296, 64, 0.546)]
+def test_a_burst_that_ends_goes_out_after_its_quiet_not_after_the_hold() -> None:
+    # 32 changes in 1/8 s, then quiet: one batch 50 ms after the last (before the hold)
+    assert play(stream(10.0, 10.125, 1 / 256), duration=0.25) == [(10.171, 32, 0.421)]

@@ -93,6 +93,8 @@ class Channel:
         except TimeoutError:
             line = b""
             self._stderr += f"no answer within {timeout:g}s".encode()
+        except ValueError:  # a line longer than the stream's limit: not our applier
+            line = b"an answer too long to be the applier's"
         text = line.decode("utf-8", "replace").strip()
         if text != f"ready {epoch}":
             await self._end()
@@ -119,7 +121,11 @@ class Channel:
         assert self._process is not None and self._process.stdout is not None
         reason = ""
         while True:
-            line = await self._process.stdout.readline()
+            try:
+                line = await self._process.stdout.readline()
+            except ValueError:
+                reason = "the standby sent a line too long to be an acknowledgement"
+                break
             if not line:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._process.wait(), 2.0)
@@ -284,20 +290,23 @@ class Replicator:
             for channel in live:
                 await channel.drain(self.ack_timeout)
             return
-        self.seq += 1
-        seq = self.seq
-        frame = encode(Commit(seq))
-        for channel in live:
-            channel.send(frame)
-        results = await asyncio.gather(*(c.wait(seq, self.ack_timeout) for c in live))
-        if any(results):
-            return
-        if self.on_standby_loss == "degrade":
-            return
-        await self._block()
+        deadline: float | None = None
+        while True:
+            live = self.live
+            self.seq += 1
+            seq = self.seq
+            frame = encode(Commit(seq))
+            for channel in live:
+                channel.send(frame)
+            results = await asyncio.gather(*(c.wait(seq, self.ack_timeout) for c in live))
+            if any(results) or self.on_standby_loss == "degrade":
+                return
+            if deadline is None:
+                deadline = time.monotonic() + self.block_timeout
+            await self._wait_for_standby(deadline)  # then commit again through it
 
-    async def _block(self) -> None:
-        deadline = time.monotonic() + self.block_timeout
+    async def _wait_for_standby(self, deadline: float) -> None:
+        """Until a channel is added (:meth:`add`), or NoStandby at ``deadline``."""
         while not self.live:
             self._added.clear()
             left = deadline - time.monotonic()

@@ -44,7 +44,7 @@ def log(line: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="the synced directory (mounted over itself)")
-    parser.add_argument("--epoch", type=int, required=True, help="this node's epoch")
+    parser.add_argument("--epoch", type=_epoch, required=True, help="this node's epoch")
     parser.add_argument(
         "--channel",
         action="append",
@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="keep FILE (JSON) up to date: degraded or not, each channel's state (for the agent)",
     )
+
+
+def _epoch(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at most 18 digits")
+    return int(text)
 
 
 def parse_channels(specs: Sequence[str]) -> list[Channel]:
@@ -116,7 +122,10 @@ async def serve(args: argparse.Namespace) -> int:
 
     directory = check_directory(args.directory)
     channels = parse_channels(args.channel)
-    root_fd = open_root(directory)
+    try:
+        root_fd = open_root(directory)
+    except OSError as error:
+        raise StartError(f"cannot open {directory}: {error.strerror or error}") from None
     replicator = Replicator(
         [],
         on_standby_loss=args.on_standby_loss,

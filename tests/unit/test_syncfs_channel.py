@@ -1,0 +1,158 @@
+"""The active's side of the channels: real subprocesses (the applier, and processes that
+misbehave), the waits of the sync points, degrade and block."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
+from mosqit_failover.syncfs.channel import Channel, ChannelLost, NoStandby, Replicator
+from mosqit_failover.syncfs.mapping import Step
+from mosqit_failover.syncfs.records import Create, Write
+
+PY = sys.executable
+
+
+def applier(tmp: Path, name: str) -> Channel:
+    root = tmp / name
+    state = StateFile(tmp / f"{name}.json")
+    state.save(3, Role.STANDBY)
+    argv = [PY, "-m", "mosqit_failover.syncfs", "apply", "--root", str(root)]
+    return Channel(name, [*argv, "--state", str(state.path)])
+
+
+def liar(name: str, script: str) -> Channel:
+    """A channel process that reads the hello, answers ready, then runs ``script``."""
+    prelude = "import sys, time; sys.stdin.buffer.read(14); print('ready 3', flush=True)\n"
+    return Channel(name, [PY, "-c", prelude + script])
+
+
+CREATE = Step((Create(b"f", 0o644, 0, 0), Write(b"f", 0, b"data")))
+CLOSE = Step((), sync=True)
+
+
+def test_two_standbys_both_hold_a_change_when_its_sync_point_returns(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b = applier(tmp_path, "a"), applier(tmp_path, "b")
+        await a.start(3, 20)
+        await b.start(3, 20)
+        replicator = Replicator([a, b])
+        await replicator.submit(CREATE)
+        await replicator.submit(CLOSE)
+        assert (tmp_path / "a" / "f").read_bytes() == b"data"
+        assert (tmp_path / "b" / "f").read_bytes() == b"data"
+        assert (a.acked, b.acked, replicator.degraded) == (1, 1, False)
+        await replicator.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [
+        ("print('I am not an applier', flush=True); time.sleep(5)", "I am not an applier"),
+        ("print('x' * 200000, flush=True); time.sleep(5)", "too long"),
+        ("sys.exit(3)", "the channel ended"),
+        ("print('ok 99999', flush=True); print('ok nope', flush=True)", "ok nope"),
+    ],
+)
+def test_a_channel_that_answers_nonsense_is_lost_with_why(script: str, words: str) -> None:
+    async def scenario() -> None:
+        channel = liar("odd", script)
+        lines: list[str] = []
+        await channel.start(3, 20)
+        replicator = Replicator([channel], log=lines.append)
+        await replicator.submit(CLOSE)  # returns: degraded, not hung
+        await asyncio.sleep(0.5)
+        assert not channel.alive
+        assert words in channel.reason
+        assert replicator.degraded
+        assert any("standby channel odd lost" in line for line in lines)
+        await replicator.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_channel_that_cannot_start_says_why() -> None:
+    async def scenario() -> None:
+        with pytest.raises(ChannelLost, match="failed to execute /nonexistent/ssh: No such file"):
+            await Channel("gone", ["/nonexistent/ssh"]).start(3, 5)
+        with pytest.raises(ChannelLost, match="too long"):
+            await Channel("long", [PY, "-c", "print('y' * 200000)"]).start(3, 5)
+        silent = Channel("silent", [PY, "-c", "import time; time.sleep(10)"])
+        with pytest.raises(ChannelLost, match=r"no answer within 0\.5s"):
+            await silent.start(3, 0.5)
+
+    asyncio.run(scenario())
+
+
+def test_one_standby_lost_the_other_still_waited_for(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        good = applier(tmp_path, "good")
+        bad = liar("bad", "time.sleep(30)")  # takes the stream, never acknowledges
+        await good.start(3, 20)
+        await bad.start(3, 20)
+        replicator = Replicator([good, bad], ack_timeout=0.5)
+        await replicator.submit(CREATE)
+        started = time.monotonic()
+        await replicator.submit(CLOSE)
+        assert 0.4 < time.monotonic() - started < 5
+        assert (good.alive, bad.alive) == (True, False)
+        assert "no acknowledgement within 0.5s" in bad.reason
+        assert (tmp_path / "good" / "f").read_bytes() == b"data"
+        started = time.monotonic()
+        await replicator.submit(CLOSE)  # the lost one is not waited for again
+        assert time.monotonic() - started < 0.4
+        await replicator.close()
+
+    asyncio.run(scenario())
+
+
+def test_block_mode_raises_after_block_timeout_and_resumes_when_a_standby_is_added(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        replicator = Replicator([], on_standby_loss="block", block_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(NoStandby, match="block_timeout"):
+            await replicator.submit(CLOSE)
+        assert 0.25 < time.monotonic() - started < 3
+        await replicator.submit(Step((), sync=False))  # a plain write never blocks
+
+        async def add_later() -> None:
+            await asyncio.sleep(0.1)
+            channel = applier(tmp_path, "back")
+            await channel.start(3, 20)
+            replicator.add(channel)
+
+        replicator.block_timeout = 20
+        adding = asyncio.create_task(add_later())
+        await replicator.submit(CLOSE)  # returns once a caught-up standby is added
+        await adding
+        assert replicator.live[0].acked == replicator.seq
+        await replicator.close()
+
+    asyncio.run(scenario())
+
+
+def test_degrade_mode_returns_at_once_with_no_standby() -> None:
+    async def scenario() -> None:
+        replicator = Replicator([], on_standby_loss="degrade")
+        started = time.monotonic()
+        await replicator.submit(CLOSE)
+        assert time.monotonic() - started < 0.1
+        assert replicator.degraded
+        assert replicator.status()["degraded"] is True
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="degrade, block"):
+        Replicator([], on_standby_loss="maybe")

@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The .deb runs on Debian 12's Python libraries (debian/control): `make test` runs the
 # unit tests on them too, in .venv-debian (Debian's python3, system site-packages).
-DEBIAN_PY_PACKAGES := python3-icmplib python3-pyroute2 python3-watchdog python3-paramiko \
+# python3-scapy: the tests check the agent's ARP and ICMP packets against scapy's.
+DEBIAN_PY_PACKAGES := python3-icmplib python3-watchdog python3-paramiko \
 	python3-scapy python3-systemd python3-prometheus-client python3-pyfuse3
 APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \

@@ -20,7 +20,6 @@ DIST_PACKAGES = "/usr/lib/python3/dist-packages/"
 # import name -> (distribution name, Debian 12 package that provides it)
 LIBRARIES = {
     "icmplib": ("icmplib", "python3-icmplib"),
-    "pyroute2": ("pyroute2", "python3-pyroute2"),
     "watchdog": ("watchdog", "python3-watchdog"),
     "paramiko": ("paramiko", "python3-paramiko"),
     "scapy": ("scapy", "python3-scapy"),

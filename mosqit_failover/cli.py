@@ -486,9 +486,21 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 _describe(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with ``only="sync-receive"``, that command's alone.
+
+    sshd runs ``sync-receive`` once per sync batch on the receiving node: building
+    every command's parser imports the wizards, the lab and the rest, which cost
+    that batch a few hundred milliseconds of start before anything was received."""
     from mosqit_failover import add_version_option
 
+    if only == "sync-receive":
+        parser = _Parser(prog="mosqit-failover", formatter_class=_Formatter)
+        sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        _add_optional(
+            sub, only, "receiving end of the sync (sshd's forced command)", _register_sync
+        )
+        return parser
     parser = _Parser(
         prog="mosqit-failover",
         description="Quorumless two-node failover: VIP, services and directory sync.",
@@ -516,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only="sync-receive" if words[:1] == ["sync-receive"] else None)
+    args = parser.parse_args(words)
     try:
         result: int = args.func(args)
     except UsageError as error:

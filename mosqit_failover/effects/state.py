@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -145,10 +144,14 @@ class StateFile:
 
     async def save_async(self, epoch: int, role: Role) -> None:
         """:meth:`save` in a worker thread (fsync must not stall the event loop)."""
+        import asyncio  # here: the sync receiver reads the state file and needs no loop
+
         await asyncio.to_thread(self.save, epoch, role)
 
     async def load_async(self) -> tuple[int, Role]:
         """:meth:`load` in a worker thread."""
+        import asyncio
+
         return await asyncio.to_thread(self.load)
 
     def _remove_stale_temps(self) -> None:

@@ -9,18 +9,20 @@ failover the recorded files acknowledged before the cut that are missing or
 different on the new active are counted (``bench_sync.rpo_cut``), and the
 old active is plugged back in (it comes back as the standby).
 
-The bound: what :data:`LAG` (0.5 s) of writes at the measured rate allows,
-plus :data:`MARGIN` of writes. It needs one push (ssh session, the peer's
-forced command, rsync) to take at most :data:`PUSH_BUDGET` (0.125 s); the test
-measures a lone write's lag first, and when the bound is missed on a host
-where a push is slower than that (a loaded machine: the receiver's Python
-start dominates), the test is an expected failure that says so, with the
-numbers, instead of a red one. The margin is the time between a close()
-returning and its event reaching the engine, which the lag does not count:
-the kernel's inotify queue, watchdog's reader and emitter threads and the
-event loop's wake, tens of milliseconds on this loaded two-core host, and
-the writer's rate measured over 2 s (a file or two either way). Files
-acknowledged while the cables were being pulled are not counted.
+The bound: what :data:`LAG` (0.5 s) of writes at the measured rate allows
+where one push (ssh session, the peer's forced command, rsync) takes at most
+:data:`PUSH_BUDGET` (0.125 s); on a slower host (a loaded machine: the
+receiver's Python start dominates) what the schedule promises there: the
+hold of a stream's first batch, the batch in flight and its own, with
+:data:`PUSH_SLACK` for a push slower than the one measured first. Under the
+earlier schedule (a batch waited for the whole 1 s interval) a change waited
+the interval plus a push, more than either bound. On top, :data:`MARGIN` of
+writes: the time between a close() returning and its event reaching the
+engine, which the lag does not count (the kernel's inotify queue, watchdog's
+reader and emitter threads and the event loop's wake, tens of milliseconds on
+a loaded two-core host), and the writer's rate measured over 2 s (a file or
+two either way). Files acknowledged while the cables were being pulled are
+not counted.
 
 MQLAB_RPO_SEED picks the cut moments (printed on a failure).
 """
@@ -51,6 +53,8 @@ MARGIN = 0.1
 PUSH_BUDGET = (LAG - HOLD_SHARE * 1.0) / 2
 """The longest one push (a batch's ssh session and rsync) may take for LAG to hold at the
 default interval (1 s): a change waits for the hold, the batch in flight and its own."""
+PUSH_SLACK = 1.25
+"""A push during the cuts may take this much longer than the one measured before them."""
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,7 @@ def spool_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
             node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
 
 
-def test_async_sync_loses_at_most_half_a_second_of_steady_writes_per_failover(
+def test_async_sync_loses_at_most_what_its_schedule_allows_per_failover(
     spool_pair: Lab,
 ) -> None:
     nodes = spool_pair.nodes
@@ -84,7 +88,6 @@ def test_async_sync_loses_at_most_half_a_second_of_steady_writes_per_failover(
         for c in cuts
     )
     assert all(c.acked and c.rate >= bench_sync.RPO_RATE / 2 for c in cuts), report
-    over = [c for c in cuts if c.lost > c.rate * (LAG + MARGIN)]
-    if over and push > PUSH_BUDGET:
-        pytest.xfail(f"a push is slower than {PUSH_BUDGET:g}s on this host: {report}")
-    assert not over, f"more than {LAG}s of writes lost: {report}"
+    bound = max(LAG, HOLD_SHARE * 1.0 + 2 * PUSH_SLACK * push)
+    over = [c for c in cuts if c.lost > c.rate * (bound + MARGIN)]
+    assert not over, f"more than {bound:.2f}s of writes lost: {report}"

@@ -108,8 +108,6 @@ _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _HEADER = struct.Struct("!2sBB16sQQ16s")
 NO_ACK = bytes(BOOT_ID_SIZE)  # the ack of a sender that has heard no datagram of the receiver
 _VIEW = struct.Struct("!BqB")  # role, epoch, flags
-_BOOT_SEQ = struct.Struct("!16sQ")  # the header's boot id and sequence number
-_BOOT_SEQ_AT = 4  # after magic, version and key id
 _U8 = struct.Struct("!B")
 _I64 = struct.Struct("!q")  # data epoch (version 3)
 _U64_MAX = 2**64 - 1
@@ -595,9 +593,6 @@ class Receiver:
             return Rejected(Reason.UNKNOWN_VERSION, f"version {version}")
         if n < _MIN_BY_VERSION[version]:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
-        late = self._late_copy(data, expected)
-        if late is not None:
-            return late
         body_end = _walk(data, version)
         if body_end is None or body_end + MAC_SIZE > n:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
@@ -693,24 +688,6 @@ class Receiver:
         if reader.off != body_end:  # cannot happen after _walk; kept as a guard
             return Rejected(Reason.MALFORMED, "trailing bytes")
         return view
-
-    def _late_copy(self, data: bytes, expected: str | None) -> Rejected | None:
-        """LATE, before the MAC is checked, for the second copy of a datagram (the one
-        over the slower network): of the expected peer's current start, older than the
-        newest accepted and not seen yet. Half of what a node receives; dropped either
-        way, it need not cost a MAC. A forgery that passes for one only marks its
-        sequence number seen: it delivers nothing and moves no state that decides."""
-        st = self._state.get(expected) if expected is not None else None
-        if st is None or st.boot_id is None:
-            return None
-        boot_id, seq = _BOOT_SEQ.unpack_from(data, _BOOT_SEQ_AT)
-        age = st.last_seq - seq
-        if boot_id != st.boot_id or seq == 0 or not 0 <= age < REPLAY_WINDOW:
-            return None
-        if st.seen >> age & 1:
-            return None  # a replay or a forgery: the full checks say which
-        st.seen |= 1 << age
-        return Rejected(Reason.LATE, f"seq {seq}, last {st.last_seq}")
 
     @staticmethod
     def _older(st: _PeerState, seq: int) -> Rejected:

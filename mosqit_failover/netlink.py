@@ -37,6 +37,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import os
@@ -53,6 +54,7 @@ NETLINK_ROUTE = 0
 NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # asm-generic/socket.h
 NLMSG_OVERRUN = 4
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
@@ -329,6 +331,8 @@ class _Answer:
             code = error_code(message)
             if code:
                 raise NetlinkError(code)
+            if message.flags & NLM_F_DUMP_INTR:  # the kernel may flag only the end
+                self.interrupted = True
             self.done = True
         elif message.type == NLMSG_OVERRUN:
             raise NetlinkProtocolError("NLMSG_OVERRUN: the kernel lost part of the answer")
@@ -351,6 +355,8 @@ class RouteSocket:
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
         )
         try:
+            if groups:
+                _grow_receive_buffer(self._sock)
             self._sock.bind((0, groups))
             self.port: int = self._sock.getsockname()[0]
         except BaseException:
@@ -522,12 +528,29 @@ def _possible_ifname(ifname: str) -> bool:
 
 
 def _index_of(messages: list[Message], ifname: str) -> int | None:
-    for message in messages:
-        if message.type == RTM_NEWLINK:
-            link = decode_link(message)
-            if link.ifname == ifname:
-                return link.index
-    return None
+    """The index in the answer to a GETLINK by name. The kernel also finds a link by
+    one of its alternative names (`ip link property add altname`, udev's `enp3s0`
+    beside `eth0`) and answers with the link under its main name."""
+    links = [decode_link(m) for m in messages if m.type == RTM_NEWLINK]
+    for link in links:
+        if link.ifname == ifname:
+            return link.index
+    return links[0].index if len(links) == 1 else None
+
+
+EVENT_BUFFER = 1 << 20
+"""Receive buffer of an event socket: a burst of link changes (a switch rebooting, a
+bond renegotiating) overflows the kernel's default 208 KiB after about 50 changes,
+and an overflow costs a re-dump after a backoff (pyroute2 asked for 1 MiB too)."""
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """EVENT_BUFFER for ``sock``: past net.core.rmem_max as root, else up to that limit."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
+    except OSError:  # not root (CAP_NET_ADMIN): the limit applies
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER)
 
 
 def _addresses_of(messages: list[Message], index: int) -> list[Address]:

@@ -817,3 +817,22 @@ def test_hostile_datagrams_in_a_dump_raise_only_netlink_errors(
         except nl.NetlinkError:
             return
         assert all(isinstance(link, nl.Link) for link in links)
+
+
+def test_a_dump_flagged_interrupted_only_on_its_done_is_read_again() -> None:
+    """The kernel may set NLM_F_DUMP_INTR on NLMSG_DONE alone (the table changed between
+    the last entry and the end): that dump is not complete either (found by the breaker)."""
+
+    def respond(request: nl.Message) -> list[bytes]:
+        entry = reply(request, nl.RTM_NEWLINK, D0_PAYLOAD, nl.NLM_F_MULTI)
+        last = done(request)
+        if len(kernel.requests) == 1:
+            flagged = bytearray(last)
+            flagged[6:8] = (nl.NLM_F_MULTI | nl.NLM_F_DUMP_INTR).to_bytes(2, "little")
+            last = bytes(flagged)
+        return [entry, last]
+
+    kernel = FakeKernel(respond)
+    with route_socket(kernel) as rt:
+        links = run(rt.dump_links())
+    assert len(kernel.requests) == 2 and [link.ifname for link in links] == ["d0"]

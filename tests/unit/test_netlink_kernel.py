@@ -178,3 +178,48 @@ def test_netlink_vip_and_links_in_a_namespace(namespace: str) -> None:
     assert out["reconnects"] == 0
     assert all(latency < 0.5 for latency in out["latencies"]), out["latencies"]
     assert elapsed < 5, f"took {elapsed:.2f}s"
+
+
+ALTNAME_SCRIPT = """
+import asyncio, ipaddress, json
+from mosqit_failover.effects.vip import Vip
+vip = Vip(ipaddress.IPv4Interface("10.9.7.5/24"), "vipnic0")
+asyncio.run(vip.claim())
+held = vip.held()
+asyncio.run(vip.release())
+print(json.dumps({"held": held, "after": vip.held()}))
+"""
+
+
+def test_a_vip_interface_named_by_an_alternative_name_is_found(namespace: str) -> None:
+    """udev gives NICs alternative names (enp3s0 beside eth0) and the kernel finds a link
+    by any of them; the answer names the link by its main name (found by the breaker:
+    the VIP was said not to exist)."""
+    ip("-n", namespace, "link", "property", "add", "dev", "d0", "altname", "vipnic0")
+    out = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", ALTNAME_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"held": True, "after": False}
+    assert "10.9.7.5/24" not in ip("-n", namespace, "addr", "show", "dev", "d0")
+
+
+def test_an_event_socket_asks_for_a_large_receive_buffer(namespace: str) -> None:
+    code = (
+        "import socket\nfrom mosqit_failover import netlink as nl\n"
+        "with nl.RouteSocket(groups=1) as rt:\n"
+        "    print(rt._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))\n"
+    )
+    out = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 2 * 2**20  # the kernel doubles what it was asked for

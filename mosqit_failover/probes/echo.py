@@ -47,9 +47,10 @@ so received packets are parsed here too (:func:`parse_icmp`, an IPv4 header,
 an ICMP header and, for errors, the quoted probe).
 
 The socket is kept open while a prober uses it and re-created only when it
-became unusable (a receive error, or a send error that is not a plain routing
-failure); while it cannot be created (source address missing) every slot
-still counts as a miss and creation is retried at the next slot.
+became unusable (a receive error, or a send error that says the socket itself
+is broken, never one about a single target: the other probers share it);
+while it cannot be created (source address missing) every slot still counts as
+a miss and creation is retried at the next slot.
 """
 
 from __future__ import annotations
@@ -80,19 +81,11 @@ FILTER_MASK = ~sum(1 << t for t in {ECHO_REPLY, *ICMP_ERRORS}) & 0xFFFFFFFF
 _READ_BATCH = 64  # packets read per wake-up at most (a flood must not starve the loop)
 _STALL_BATCH = 4096  # before expiring probes: everything that queued up (bounded anyway)
 _RECV_SIZE = 1024
-# Send errors that say "no way there now", not "this socket is broken".
-_ROUTING_ERRNOS = frozenset(
-    {
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.EHOSTDOWN,
-        errno.ENETDOWN,
-        errno.EADDRNOTAVAIL,
-        errno.ENOBUFS,
-        errno.EAGAIN,
-        errno.EPERM,  # a firewall rejected the packet
-    }
-)
+# Send errors that say "this socket is broken", not "no way to this target now".
+# Anything else (unreachable, a blackhole or prohibit route's EINVAL and EACCES, a
+# firewall's EPERM, a broadcast target's EACCES...) concerns the one target: closing
+# the socket would make every other prober sharing it miss its replies too.
+_SOCKET_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EDESTADDRREQ})
 _ICMP_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, id, sequence
 
 _ids_in_use: set[int] = set()
@@ -438,13 +431,11 @@ class EchoProber:
             sock.sendto(self._requests.packet(seq), (self.target, 0))
         except OSError as exc:
             why = exc.strerror or str(exc)
-            self._error(
-                f"send to {self.target} failed: {why}", reopen=exc.errno not in _ROUTING_ERRNOS
-            )
+            self._error(f"send to {self.target} failed: {why}", reopen=exc.errno in _SOCKET_ERRNOS)
             self._miss()
             return
         except Exception as exc:  # e.g. a target that is no address: still exactly one report
-            self._error(f"send to {self.target} failed: {exc!r}", reopen=True)
+            self._error(f"send to {self.target} failed: {exc!r}", reopen=False)
             self._miss()
             return
         self._pending[seq] = now

@@ -654,6 +654,9 @@ RELOAD_FIXED = (
     "state_dir",
     "control_socket",
     "console",
+    # the metrics endpoint and the alert sinks (hooks, mail) are set up at start
+    "metrics",
+    "alerts",
 )
 
 

@@ -185,3 +185,15 @@ def test_a_changed_directory_gets_its_new_engine_only_after_the_old_one_is_gone(
         ("run", path),  # ... before the new one started
         ("gone", path),
     ]
+
+
+def test_a_reload_that_changes_metrics_or_alerts_is_refused_naming_them(tmp_path: Path) -> None:
+    """Both are set up at start: a reload used to say ok and apply neither (the breaker)."""
+    old = config(tmp_path, {"a": ""})
+    text = LOOPBACK_PAIR.format(tmp=tmp_path)
+    metrics = configuration.parse(text + '[metrics]\nlisten = "127.0.0.1:9405"\n')
+    mail = configuration.parse(text + '[alerts]\nmail_to = ["noc@example.com"]\n')
+    old_plain = configuration.parse(text)
+    assert _reload_blockers(old_plain, metrics) == ["metrics"]
+    assert _reload_blockers(old_plain, mail) == ["alerts"]
+    assert "metrics" not in _reload_blockers(old, config(tmp_path, {"a": ""}))

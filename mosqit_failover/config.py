@@ -495,8 +495,8 @@ TIMING_PROFILES: Mapping[str, TimingProfile] = {
         # BFD-like. misses 2 and a 5 ms echo timeout: the peer is gone 25 ms after its
         # last message (echo_window); 3 ms heartbeats while anything looks wrong put
         # eight of them in that window, so 30 % loss on both networks passes for a dead
-        # peer about once in 10^5 hours (docs/timing.md has the arithmetic); at idle
-        # the heartbeat goes every interval, as the echo probes do
+        # peer about once in 5 days of it, under 0.1 % in 300 s (docs/timing.md has the
+        # arithmetic); at idle the heartbeat goes every interval, as the echo probes do
         TimingProfile(
             "fast",
             "BFD-like 20 ms probes, a dead peer noticed in 20-30 ms",

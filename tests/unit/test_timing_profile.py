@@ -3,6 +3,7 @@ still applies to the result, and check-config says where each value came from.""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,9 @@ from mosqit_failover.config import (
     timing_sources,
 )
 from mosqit_failover.sim_scenarios import SIM_CONFIG
+from mosqit_failover.simulation import World
+
+SETTLED = 6.0  # the pair formed and calm (5 s without trouble)
 
 
 def with_timing(lines: str) -> str:
@@ -167,3 +171,51 @@ def test_check_config_prints_the_timing(tmp_path: Path) -> None:
     assert "timing: profile fast" in result.stdout
     assert "  misses                       3  set" in result.stdout
     assert "  echo_window               45ms" in result.stdout
+
+
+# ---- the fast profile in the simulation (the real core, the shell's probe model) ----
+
+
+def _fast_world(seed: int) -> World:
+    world = World(parse(with_timing('profile = "fast"')), seed=seed)
+    world.boot("alpha")
+    world.boot("beta")
+    world.run_until(SETTLED)
+    return world
+
+
+def _promotions(world: World, after: float) -> list[tuple[float, str]]:
+    return [
+        (line.time, line.node)
+        for line in world.timeline
+        if line.decision is not None and line.decision.kind == "promote" and line.time > after
+    ]
+
+
+def test_fast_notices_a_dead_active_in_about_25_ms() -> None:
+    """docs/timing.md: the next slot's probe and one retry (10-30 ms), and 25 ms of
+    silence since the last heartbeat; in 30 ms at most."""
+    decided = []
+    for seed in range(12):
+        world = _fast_world(seed)
+        (active,) = world.active_nodes()
+        cut = SETTLED + world.rng.uniform(0, 0.1)  # anywhere in the probe cadence
+        for net in ("a", "b"):
+            world.set_port(active, net, False, cut)
+        world.run_until(cut + 1)
+        (first, node), *_ = _promotions(world, cut)
+        assert node != active
+        decided.append(first - cut)
+    assert statistics.median(decided) < 0.03
+    assert max(decided) <= 0.031
+
+
+def test_fast_takes_no_random_loss_for_death() -> None:
+    """30 % loss on both networks: the 3 ms heartbeats keep 25 ms of silence away (eight
+    lost in a row on both networks, 0.09^8); the echo misses alone prove nothing."""
+    world = _fast_world(7)
+    for net in ("a", "b"):
+        world.set_loss(net, 0.3, SETTLED)
+    world.run_until(SETTLED + 20)
+    assert _promotions(world, SETTLED) == []
+    assert len(world.active_nodes()) == 1

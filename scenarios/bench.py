@@ -70,6 +70,7 @@ class FastResult:
     false_failovers: int = 0
     cpu: dict[str, float] = field(default_factory=dict)  # node -> % of one core
     rss: dict[str, float] = field(default_factory=dict)  # node -> MB
+    loss_cpu: dict[str, float] = field(default_factory=dict)  # node -> % during the loss
     rates: dict[str, tuple[float, float]] = field(default_factory=dict)  # node -> link, echo /s
     load: list[str] = field(default_factory=list)  # the host's load while measuring
 
@@ -270,6 +271,12 @@ def _each(nodes: dict[str, Node], fn: Callable[[Node], Any]) -> dict[str, Any]:
     return out
 
 
+def _cpu_seconds(node: Node, unit: str) -> tuple[float, float]:
+    """(CPU seconds the unit used so far, monotonic time of the read)."""
+    stat = node.read_file(f"/sys/fs/cgroup/system.slice/{unit}/cpu.stat")
+    return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6, time.monotonic()
+
+
 def _our_counts(node: Node) -> tuple[int, int, float]:
     """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
     st = deploy.status(node)
@@ -294,10 +301,19 @@ def measure_fast(
                 flush=True,
             )
         result.load.append(_load())
+        # the CPU under loss too: every missed echo is trouble, and trouble is the fast
+        # heartbeat (docs/timing.md), so this is the profile's busiest steady state
+        before = _each(lab.nodes, lambda node: _cpu_seconds(node, tool.unit))
         result.false_failovers = false_failovers(lab, plan, tool, args.loss_seconds)
+        after = _each(lab.nodes, lambda node: _cpu_seconds(node, tool.unit))
+        for name, (used0, t0) in before.items():
+            used1, t1 = after[name]
+            result.loss_cpu[name] = 100 * (used1 - used0) / (t1 - t0)
         print(
             f"   {tool.name} fast: {result.false_failovers} false failover(s) in "
-            f"{args.loss_seconds:g}s at 30% loss ({_load()})",
+            f"{args.loss_seconds:g}s at 30% loss, CPU "
+            + ", ".join(f"{n} {c:.1f} %" for n, c in sorted(result.loss_cpu.items()))
+            + f" ({_load()})",
             flush=True,
         )
         result.load.append(_load())
@@ -350,6 +366,10 @@ def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) 
         x, y = ours.cpu[node], theirs.cpu.get(node, 0.0)
         ratio = f"{x / y:8.1f}" if y else ""
         print(f"{'idle CPU ' + node + ' (% of a core)':34}{x:18.2f}{y:14.2f}{ratio}")
+    for node in sorted(ours.loss_cpu):
+        x, y = ours.loss_cpu[node], theirs.loss_cpu.get(node, 0.0)
+        ratio = f"{x / y:8.1f}" if y else ""
+        print(f"{'CPU at 30% loss ' + node + ' (%)':34}{x:18.2f}{y:14.2f}{ratio}")
     for node in sorted(ours.rss):
         x, y = ours.rss[node], theirs.rss.get(node, 0.0)
         ratio = f"{x / y:8.1f}" if y else ""

@@ -427,6 +427,18 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
         raise ValueError('must be an IPv4 address, like "192.0.2.10"') from None
 
 
+def _not_a_host(address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> str:
+    """Why ``address`` names no single host of ``subnet`` ("" if it does): pings to a
+    subnet's network or broadcast address go to every host or none, never one."""
+    if subnet.prefixlen >= 31:  # point-to-point (RFC 3021) and /32: every address is a host
+        return ""
+    if address == subnet.network_address:
+        return f"is the network address of {subnet}, not a host"
+    if address == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}, not a host"
+    return ""
+
+
 def _subnet(value: Any) -> ipaddress.IPv4Network:
     try:
         return ipaddress.IPv4Network(_string(value), strict=True)
@@ -661,6 +673,8 @@ def _read_networks(c: _Checker, raw: Mapping[str, Any]) -> tuple[Network, ...]:
         switch = c.get(table, f"{key}.switch", _ipv4, None)
         if subnet and switch and switch not in subnet:
             c.fail(f"{key}.switch", str(switch), f"must lie inside {key}.subnet {subnet}")
+        elif subnet and switch and (why := _not_a_host(switch, subnet)):
+            c.fail(f"{key}.switch", str(switch), f"{why}; give the switch's own address")
         if subnet:
             networks.append(Network(name, subnet, switch))
     if len(networks) == 2 and networks[0].subnet.overlaps(networks[1].subnet):
@@ -725,6 +739,8 @@ def _read_nodes(
             address = c.get(port, f"{pkey}.address", _ipv4)
             if address and address not in network.subnet:
                 c.fail(f"{pkey}.address", str(address), f"must lie inside {network.subnet}")
+            elif address and (why := _not_a_host(address, network.subnet)):
+                c.fail(f"{pkey}.address", str(address), f"{why}; give this node's own address")
             if ifname and address:
                 attachments.append(Attachment(network.name, ifname, address))
         ifnames = [a.interface for a in attachments]

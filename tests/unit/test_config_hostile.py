@@ -364,3 +364,21 @@ def test_a_control_socket_in_a_shared_directory_is_refused(value: str, says: str
     assert 'like "/run/mosqit-failover/control.sock"' in found or (
         'control_socket = "/run/mosqit-failover/control.sock"' in found
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "why"),
+    [
+        ('switch = "10.231.1.1"', 'switch = "10.231.1.255"', "networks.a.switch", "broadcast"),
+        ('switch = "10.231.1.1"', 'switch = "10.231.1.0"', "networks.a.switch", "network address"),
+        ('"10.231.1.11"', '"10.231.1.255"', "nodes.alpha.a.address", "broadcast"),
+    ],
+)
+def test_a_subnets_network_or_broadcast_address_is_no_host(
+    old: str, new: str, key: str, why: str
+) -> None:
+    """A ping to the broadcast address reaches every host or none (the kernel refuses
+    it: EACCES), so such a switch never answered (found by the breaker)."""
+    assert old in SIM_CONFIG
+    found = problems(SIM_CONFIG.replace(old, new, 1))
+    assert any(p.startswith(key) and why in p and "own address" in p for p in found), found

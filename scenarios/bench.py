@@ -67,6 +67,7 @@ class FastResult:
     """One tool's numbers with the fast profile (ours) or 20 ms adverts (keepalived)."""
 
     failovers: list[float] = field(default_factory=list)  # ms
+    decided: list[float] = field(default_factory=list)  # ms to the takeover decision
     false_failovers: int = 0
     cpu: dict[str, float] = field(default_factory=dict)  # node -> % of one core
     rss: dict[str, float] = field(default_factory=dict)  # node -> MB
@@ -172,6 +173,14 @@ def _settle(lab: Lab, plan: LabPlan, tool: Tool, interval: float) -> str:
 
 
 def failover_once(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, interval: float) -> float:
+    return failover_timed(lab, plan, probe, tool, interval)[0]
+
+
+def failover_timed(
+    lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, interval: float
+) -> tuple[float, float | None]:
+    """(ms from the cut to the first client answer from the other node, ms from the cut to
+    its decision to take over, from its journal: the failover without the service start)."""
     holder = _settle(lab, plan, tool, interval)
     other = next(n for n in lab.nodes if n != holder)
     probe.wait_answer_from(holder, after=time.time(), timeout=10)
@@ -181,7 +190,24 @@ def failover_once(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, interval: f
     answer = probe.wait_answer_from(other, after=t_cut, timeout=30)
     time.sleep(0.3)
     faults.rejoin(plan, holder)
-    return 1000 * (answer.recv - t_cut)
+    decided = _decided_at(lab[other], tool, t_cut)
+    return 1000 * (answer.recv - t_cut), None if decided is None else 1000 * (decided - t_cut)
+
+
+def _decided_at(node: Node, tool: Tool, since: float) -> float | None:
+    """When the node decided to take over (our promote decision, keepalived's MASTER)."""
+    if tool.name == OURS:
+        entries = [e for e in deploy.decisions(node, since) if e["DECISION"] == "promote"]
+    else:
+        entries = [
+            e
+            for e in node.journal(unit=keepalived.UNIT, since=since)
+            if "Entering MASTER STATE" in str(e.get("MESSAGE", ""))
+        ]
+    if not entries:
+        return None
+    first = entries[0]  # the sender's own clock when journald has it
+    return int(first.get("_SOURCE_REALTIME_TIMESTAMP") or first["__REALTIME_TIMESTAMP"]) / 1e6
 
 
 def false_failovers(lab: Lab, plan: LabPlan, tool: Tool, seconds: float) -> int:
@@ -295,9 +321,14 @@ def measure_fast(
     tool.start_fast(lab, plan)
     try:
         for run in range(args.fast_runs):
-            result.failovers.append(failover_once(lab, plan, probe, tool, FAST_ADVERT))
+            answered, decided = failover_timed(lab, plan, probe, tool, FAST_ADVERT)
+            result.failovers.append(answered)
+            if decided is not None:
+                result.decided.append(decided)
+            shown = "?" if decided is None else f"{decided:.0f}"
             print(
-                f"   {tool.name} fast run {run + 1}: {result.failovers[-1]:.0f} ms ({_load()})",
+                f"   {tool.name} fast run {run + 1}: {answered:.0f} ms, decided after {shown} ms "
+                f"({_load()})",
                 flush=True,
             )
         result.load.append(_load())
@@ -354,12 +385,17 @@ def _commit() -> str:
 def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) -> None:
     print(
         f'\nfast profile (timing.profile = "fast", 20 ms probes) against keepalived '
-        f"(advert_int {FAST_ADVERT:g}), {args.fast_runs} cuts each, commit {_commit()}"
+        f"(advert_int {FAST_ADVERT:g}), {args.fast_runs} cuts each, checkout at {args.commit} "
+        "when the run started"
     )
     print(f"{'':34}{OURS:>18}{THEIRS:>14}{'ratio':>8}")
     for name, fn in (("median", statistics.median), ("worst", max)):
         x, y = fn(ours.failovers), fn(theirs.failovers)
         print(f"{'failover @20ms ' + name + ' (ms)':34}{x:18.0f}{y:14.0f}{x / y:8.2f}")
+    if ours.decided and theirs.decided:
+        for name, fn in (("median", statistics.median), ("worst", max)):
+            x, y = fn(ours.decided), fn(theirs.decided)
+            print(f"{'decided to take over ' + name + ' (ms)':34}{x:18.0f}{y:14.0f}{x / y:8.2f}")
     label = f"false failovers, {args.loss_seconds:g}s at 30% loss"
     print(f"{label:34}{ours.false_failovers:18d}{theirs.false_failovers:14d}")
     for node in sorted(ours.cpu):
@@ -438,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of 30%% loss in the fast-profile section (a short one for a smoke run)",
     )
     args = parser.parse_args(argv)
+    args.commit = _commit()  # the package deployed is this tree's (deploy refuses a stale one)
     plan = DEFAULT_PLAN
     ours, theirs = TOOLS
     try:

@@ -65,6 +65,7 @@ class Channel:
         self._process: asyncio.subprocess.Process | None = None
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
         self._stderr = b""
         self.on_lost: Callable[[Channel], None] = lambda channel: None
 
@@ -102,7 +103,8 @@ class Channel:
             raise ChannelLost(self.reason)
         self.alive = True
         self.reason = ""
-        self._tasks.append(asyncio.create_task(self._read_acks()))
+        self._reader = asyncio.create_task(self._read_acks())
+        self._tasks.append(self._reader)
 
     def _why(self, text: str) -> str:
         if text.startswith("refused:"):
@@ -166,10 +168,10 @@ class Channel:
     def send(self, data: bytes) -> None:
         if not self.alive or self._process is None or self._process.stdin is None:
             return
-        try:
+        # a pipe the standby closed: its reader sees why (the refusal line, or the exit)
+        # and loses the channel; a wait for an ack ends then, or at ack_timeout
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self._process.stdin.write(data)
-        except (BrokenPipeError, ConnectionResetError, RuntimeError) as error:
-            self.lose(f"cannot write to the channel: {error}")
 
     async def drain(self, timeout: float) -> None:
         if not self.alive or self._process is None or self._process.stdin is None:
@@ -179,7 +181,14 @@ class Channel:
         except TimeoutError:
             self.lose(f"the standby took no data for {timeout:g}s")
         except (BrokenPipeError, ConnectionResetError) as error:
-            self.lose(f"cannot write to the channel: {error}")
+            await self._reader_says(timeout)  # the standby's own words first
+            self.lose(self._why(f"cannot write to the channel: {error}"))
+
+    async def _reader_says(self, timeout: float) -> None:
+        """Give the ack reader up to ``timeout`` to finish (and lose with its reason)."""
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._reader), timeout)
 
     async def wait(self, seq: int, timeout: float) -> bool:
         """Whether the standby acknowledged commit ``seq`` (False: the channel is lost)."""

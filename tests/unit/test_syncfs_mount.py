@@ -358,7 +358,8 @@ def test_degrade_mode_goes_on_locally_when_the_standby_is_lost(mount: Mount) -> 
     shown = json.loads(status.read_text())
     assert shown["degraded"] is True
     assert shown["channels"][0]["alive"] is False
-    assert "the channel ended" in shown["channels"][0]["reason"]
+    reason = shown["channels"][0]["reason"]  # whichever of the reader and the writer saw it
+    assert "the channel ended" in reason or "cannot write to the channel" in reason, reason
 
 
 def test_block_mode_fails_with_eio_after_block_timeout(mount: Mount) -> None:

@@ -318,6 +318,8 @@ def measure_fast(
     """Failovers, false failovers at 30 % loss and each node's idle footprint, with the
     fast profile (ours) or 20 ms adverts (keepalived)."""
     result = FastResult(load=[_load()])
+    if args.realtime:
+        _realtime(lab, tool.unit, True)
     tool.start_fast(lab, plan)
     try:
         for run in range(args.fast_runs):
@@ -365,7 +367,25 @@ def measure_fast(
             )
     finally:
         tool.stop(lab)
+        if args.realtime:
+            _realtime(lab, tool.unit, False)
     return result
+
+
+REALTIME_DROPIN = "/etc/systemd/system/{unit}.d/50-bench-realtime.conf"
+
+
+def _realtime(lab: Lab, unit: str, on: bool) -> None:
+    """Run the unit with round-robin real-time scheduling (or undo it): what docs/timing.md
+    suggests for the fast profile on a host that other work keeps busy."""
+    path = REALTIME_DROPIN.format(unit=unit)
+    for node in lab.nodes.values():
+        if on:
+            node.run(["mkdir", "-p", path.rsplit("/", 1)[0]])
+            node.write_file(path, "[Service]\nCPUSchedulingPolicy=rr\nCPUSchedulingPriority=10\n")
+        else:
+            node.run(["rm", "-f", path], check=False)
+        node.systemctl("daemon-reload")
 
 
 def _commit() -> str:
@@ -386,7 +406,7 @@ def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) 
     print(
         f'\nfast profile (timing.profile = "fast", 20 ms probes) against keepalived '
         f"(advert_int {FAST_ADVERT:g}), {args.fast_runs} cuts each, checkout at {args.commit} "
-        "when the run started"
+        "when the run started" + (", both units real-time (rr 10)" if args.realtime else "")
     )
     print(f"{'':34}{OURS:>18}{THEIRS:>14}{'ratio':>8}")
     for name, fn in (("median", statistics.median), ("worst", max)):
@@ -472,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=300.0,
         help="seconds of 30%% loss in the fast-profile section (a short one for a smoke run)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="fast section: run both tools' units with CPUSchedulingPolicy=rr (a busy host)",
     )
     args = parser.parse_args(argv)
     args.commit = _commit()  # the package deployed is this tree's (deploy refuses a stale one)

@@ -193,10 +193,15 @@ def wait_in_sync(node: Node, root: str, timeout: float = 30.0) -> None:
 
 
 def rpo_ours(
-    nodes: dict[str, Node], plan: LabPlan, root: str, cuts: int, rng: random.Random
+    nodes: dict[str, Node],
+    plan: LabPlan,
+    root: str,
+    cuts: int,
+    rng: random.Random,
+    warm: tuple[float, float] = (1.0, 3.0),
 ) -> list[Cut]:
-    """``cuts`` failovers of the pair (the agent syncing ``root``) in the middle of the
-    spool writer's run on the active node; the loss is counted on the new active."""
+    """``cuts`` failovers of the pair (the agent syncing ``root``), each ``warm`` seconds
+    into the spool writer's run on the active node; the loss is counted on the new active."""
     out = []
     for node in nodes.values():  # the spool's folders (an empty source is never pushed)
         node.run(["mkdir", "-p", *(f"{root}/{sub}" for sub in ("tmp", "new", "cur"))])
@@ -209,7 +214,7 @@ def rpo_ours(
         def took_over(sb: str = sb) -> None:
             deploy.wait_roles({sb: nodes[sb]}, {sb: "ACTIVE"}, timeout=20)
 
-        out.append(rpo_cut(plan, nodes[act], nodes[sb], root, f"m{i}", rng, took_over))
+        out.append(rpo_cut(plan, nodes[act], nodes[sb], root, f"m{i}", rng, took_over, warm))
         deploy.wait_roles(nodes, {sb: "ACTIVE", act: "STANDBY"}, timeout=30)
     return out
 

@@ -522,7 +522,7 @@ class Receiver:
         self.counters: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.accepted = 0
         self._state: dict[str, _PeerState] = {name: _PeerState() for name in names}
-        self._parsed: dict[bytes, PeerView] = {}  # version + body -> its view (see _parse)
+        self._parsed: dict[tuple[int, bytes], PeerView] = {}  # (version, body) -> its view
 
     @property
     def peer(self) -> str:
@@ -608,7 +608,7 @@ class Receiver:
             return Rejected(Reason.BAD_MAC, f"key id {key_id}")
 
         _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
-        body = data[2:3] + data[_HEADER.size : body_end]  # version and body
+        body = (version, data[_HEADER.size : body_end])
         known = self._parsed.get(body)
         if known is None:
             parsed = self._parse(data, body_end, version)

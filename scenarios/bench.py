@@ -29,17 +29,22 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios.harness import agent_vip_spans, overlap
+from mosqit_failover.lab.scenarios.measure import (
+    agent_messages,
+    on_each,
+    unit_cpu,
+    unit_rss,
+    us_per,
+)
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
 
 OURS, THEIRS = "mosqit-failover", "keepalived"
@@ -237,20 +242,10 @@ def frozen_dual_seconds(lab: Lab, plan: LabPlan, tool: Tool) -> float:
 
 def unit_footprint(node: Node, unit: str, seconds: float) -> tuple[float, float]:
     """(CPU % of one core, RSS MB) of every process of a unit, over `seconds`."""
-    cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
-
-    def usage() -> float:
-        stat = node.read_file(f"{cgroup}/cpu.stat")
-        return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6
-
-    before, start = usage(), time.monotonic()
+    before, start = unit_cpu(node, unit)
     time.sleep(seconds)
-    cpu = 100 * (usage() - before) / (time.monotonic() - start)
-    rss = 0
-    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
-        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
-        rss += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
-    return cpu, rss / 1024
+    after, end = unit_cpu(node, unit)
+    return 100 * (after - before) / (end - start), unit_rss(node, unit)
 
 
 def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Namespace) -> None:
@@ -274,42 +269,6 @@ CALM = 6.0  # the agent's heartbeat slows to calm_heartbeat after 5 s without tr
 
 def _load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _each(nodes: dict[str, Node], fn: Callable[[Node], Any]) -> dict[str, Any]:
-    """fn on every node at once, so the measuring windows coincide."""
-    out: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def one(name: str, node: Node) -> None:
-        try:
-            out[name] = fn(node)
-        except BaseException as error:  # re-raised below, in the caller's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=one, args=item) for item in nodes.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return out
-
-
-def _cpu_seconds(node: Node, unit: str) -> tuple[float, float]:
-    """(CPU seconds the unit used so far, monotonic time of the read)."""
-    stat = node.read_file(f"/sys/fs/cgroup/system.slice/{unit}/cpu.stat")
-    return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6, time.monotonic()
-
-
-def _our_counts(node: Node) -> tuple[int, int, float]:
-    """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
-    st = deploy.status(node)
-    link = st.get("peer_link") or {}
-    probes = (st.get("probes") or {}).values()
-    echoes = sum(int(p.get("sent", 0)) + int(p.get("answered", 0)) for p in probes)
-    return int(link.get("accepted", 0)) + int(link.get("sent", 0)), echoes, time.monotonic()
 
 
 def measure_fast(
@@ -336,9 +295,9 @@ def measure_fast(
         result.load.append(_load())
         # the CPU under loss too: every missed echo is trouble, and trouble is the fast
         # heartbeat (docs/timing.md), so this is the profile's busiest steady state
-        before = _each(lab.nodes, lambda node: _cpu_seconds(node, tool.unit))
+        before = on_each(lab.nodes, lambda node: unit_cpu(node, tool.unit))
         result.false_failovers = false_failovers(lab, plan, tool, args.loss_seconds)
-        after = _each(lab.nodes, lambda node: _cpu_seconds(node, tool.unit))
+        after = on_each(lab.nodes, lambda node: unit_cpu(node, tool.unit))
         for name, (used0, t0) in before.items():
             used1, t1 = after[name]
             result.loss_cpu[name] = 100 * (used1 - used0) / (t1 - t0)
@@ -352,10 +311,10 @@ def measure_fast(
         result.load.append(_load())
         _settle(lab, plan, tool, FAST_ADVERT)
         time.sleep(CALM)
-        counts = _each(lab.nodes, _our_counts) if tool.name == OURS else {}
-        footprint = _each(lab.nodes, lambda node: unit_footprint(node, tool.unit, args.idle))
+        counts = on_each(lab.nodes, agent_messages) if tool.name == OURS else {}
+        footprint = on_each(lab.nodes, lambda node: unit_footprint(node, tool.unit, args.idle))
         if counts:
-            after = _each(lab.nodes, _our_counts)
+            after = on_each(lab.nodes, agent_messages)
             for name, (link0, echo0, t0) in counts.items():
                 link1, echo1, t1 = after[name]
                 result.rates[name] = ((link1 - link0) / (t1 - t0), (echo1 - echo0) / (t1 - t0))
@@ -431,7 +390,7 @@ def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) 
         ratio = f"{x / y:8.1f}" if y else ""
         print(f"{'idle RSS ' + node + ' (MB)':34}{x:18.1f}{y:14.1f}{ratio}")
     for node, (link, echo) in sorted(ours.rates.items()):
-        cpu_us = 1e4 * ours.cpu[node] / (link + echo) if link + echo else 0.0
+        cpu_us = us_per(ours.cpu[node], link + echo)
         print(
             f"our {node} at idle: {link:.0f} peer datagrams/s, {echo:.0f} echo probes+replies/s, "
             f"{cpu_us:.0f} us of CPU per datagram"

@@ -47,7 +47,6 @@ import re
 import signal
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -59,7 +58,13 @@ from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Answer, Probe
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.netns import LabError
-from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios.measure import (
+    agent_messages,
+    on_each,
+    unit_cpu,
+    unit_rss,
+    us_per,
+)
 from mosqit_failover.lab.topology import NETS, LabPlan, plan_for
 from mosqit_failover.lab.vipwatch import Sample, VipWatch
 
@@ -353,65 +358,20 @@ class Footprint:
     echo_rate: dict[str, float]  # echo probes sent + answered per second
 
 
-def _unit_cpu(node: Node) -> tuple[float, float]:
-    """(CPU seconds of the agent's unit, monotonic time of the read)."""
-    stat = node.read_file(f"/sys/fs/cgroup/system.slice/{deploy.UNIT}/cpu.stat")
-    return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6, time.monotonic()
-
-
-def _unit_rss(node: Node) -> float:
-    cgroup = f"/sys/fs/cgroup/system.slice/{deploy.UNIT}"
-    rss = 0
-    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
-        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
-        rss += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
-    return rss / 1024
-
-
-def _messages(node: Node) -> tuple[int, int, float]:
-    """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
-    st = deploy.status(node)
-    link = st.get("peer_link") or {}
-    probes = (st.get("probes") or {}).values()
-    echoes = sum(int(p.get("sent", 0)) + int(p.get("answered", 0)) for p in probes)
-    return int(link.get("accepted", 0)) + int(link.get("sent", 0)), echoes, time.monotonic()
-
-
-def _each(nodes: dict[str, Node], fn: Callable[[Node], Any]) -> dict[str, Any]:
-    """fn on every node at once (threads: eight nodes one after another skew the windows)."""
-    out: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def one(name: str, node: Node) -> None:
-        try:
-            out[name] = fn(node)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=one, args=item) for item in nodes.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return out
-
-
 def footprint(count: int, args: argparse.Namespace) -> Footprint:
     plan = plan_for(count)
     t0 = time.monotonic()
     try:
         lab = up(plan)
         deploy.install(lab.nodes, plan, timing=TIMING)
-        _each(lab.nodes, lambda node: node.systemctl("start", deploy.UNIT, timeout=60))
+        on_each(lab.nodes, lambda node: node.systemctl("start", deploy.UNIT, timeout=60))
         roles = deploy.wait_pair(lab.nodes, timeout=90)
         formed = time.monotonic() - t0
         time.sleep(args.settle)
-        cpu0, msg0 = _each(lab.nodes, _unit_cpu), _each(lab.nodes, _messages)
+        cpu0, msg0 = on_each(lab.nodes, unit_cpu), on_each(lab.nodes, agent_messages)
         time.sleep(args.measure)
-        msg1, cpu1 = _each(lab.nodes, _messages), _each(lab.nodes, _unit_cpu)
-        rss = _each(lab.nodes, _unit_rss)
+        msg1, cpu1 = on_each(lab.nodes, agent_messages), on_each(lab.nodes, unit_cpu)
+        rss = on_each(lab.nodes, unit_rss)
         after = deploy.roles(lab.nodes)
     finally:
         down(plan)
@@ -435,10 +395,6 @@ def footprint(count: int, args: argparse.Namespace) -> Footprint:
         flush=True,
     )
     return result
-
-
-def _us_per(cpu_percent: float, rate: float) -> float:
-    return 1e4 * cpu_percent / rate if rate else float("nan")
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -533,9 +489,9 @@ def report(
             rss = statistics.mean(f.rss.values())
             link = statistics.mean(f.link_rate.values())
             echo = statistics.mean(f.echo_rate.values())
-            per_link = statistics.mean(_us_per(f.cpu[n], f.link_rate[n]) for n in names)
+            per_link = statistics.mean(us_per(f.cpu[n], f.link_rate[n]) for n in names)
             per_all = statistics.mean(
-                _us_per(f.cpu[n], f.link_rate[n] + f.echo_rate[n]) for n in names
+                us_per(f.cpu[n], f.link_rate[n] + f.echo_rate[n]) for n in names
             )
             points.append((link + echo, cpu))
             print(

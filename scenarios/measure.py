@@ -1,0 +1,64 @@
+"""What the benchmarks read off a lab node: a systemd unit's CPU and RSS, the agent's
+message counts, on every node at once. Shared by bench.py and bench_multi.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mosqit_failover.lab import deploy
+from mosqit_failover.lab.node import Node
+
+
+def on_each(nodes: dict[str, Node], fn: Callable[[Node], Any]) -> dict[str, Any]:
+    """fn on every node at once (threads: one after another, eight nodes' measuring
+    windows would not coincide); the first error is raised in the caller's thread."""
+    out: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def one(name: str, node: Node) -> None:
+        try:
+            out[name] = fn(node)
+        except BaseException as error:  # re-raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=item) for item in nodes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def unit_cpu(node: Node, unit: str = deploy.UNIT) -> tuple[float, float]:
+    """(CPU seconds every process of ``unit`` used so far, monotonic time of the read)."""
+    stat = node.read_file(f"/sys/fs/cgroup/system.slice/{unit}/cpu.stat")
+    return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6, time.monotonic()
+
+
+def unit_rss(node: Node, unit: str = deploy.UNIT) -> float:
+    """The RSS of every process of ``unit``, in MB."""
+    cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
+    rss = 0
+    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
+        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
+        rss += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
+    return rss / 1024
+
+
+def agent_messages(node: Node) -> tuple[int, int, float]:
+    """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
+    st = deploy.status(node)
+    link = st.get("peer_link") or {}
+    probes = (st.get("probes") or {}).values()
+    echoes = sum(int(p.get("sent", 0)) + int(p.get("answered", 0)) for p in probes)
+    return int(link.get("accepted", 0)) + int(link.get("sent", 0)), echoes, time.monotonic()
+
+
+def us_per(cpu_percent: float, rate: float) -> float:
+    """CPU µs per event from a CPU share (% of one core) and a rate (events/s)."""
+    return 1e4 * cpu_percent / rate if rate else float("nan")

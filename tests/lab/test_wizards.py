@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -191,6 +192,9 @@ def test_ctrl_c_at_a_prompt(pair: tuple[Lab, Path]) -> None:
         encoding="utf-8",
         timeout=60,
         env={**os.environ, "MOSQIT_WIZARD_PASSWORD": PASSWORD},
+        # as an operator's terminal has it: a test run started in the background of a
+        # shell (`make test &`) ignores SIGINT, and the wizard would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         child.expect("network B")

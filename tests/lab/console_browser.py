@@ -55,6 +55,24 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
     raise TimeoutError(f"{what} not seen within {timeout:g}s (last: {last!r})")
 
 
+def act(what: str, action: Callable[[], object]) -> None:
+    """Do one user action, again if the page re-rendered the element under it.
+
+    A live page redraws on every state push; an element found just before a
+    redraw is stale, and selenium raises instead of acting, so a retry acts once.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            action()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(what, attempt, 10)
+
+
 def page_state(driver: Any) -> dict[str, Any]:
     from selenium.webdriver.common.by import By
 
@@ -117,11 +135,13 @@ def browser(base: str, token: str, shots: Path) -> dict[str, Any]:
         driver.set_page_load_timeout(20)
         driver.get(base + "/")
         out["redirected_to"] = driver.current_url
-        driver.find_element(By.ID, "token").send_keys("00" * 32)
-        driver.find_element(By.ID, "login").click()
-        out["wrong_token_message"] = driver.find_element(By.ID, "message").text
-        driver.find_element(By.ID, "token").send_keys(token)
-        driver.find_element(By.ID, "login").click()
+        act("type a wrong token", lambda: driver.find_element(By.ID, "token").send_keys("00" * 32))
+        act("press login", lambda: driver.find_element(By.ID, "login").click())
+        out["wrong_token_message"] = wait_for(
+            "the login page's message", lambda: driver.find_element(By.ID, "message").text, 10
+        )
+        act("type the token", lambda: driver.find_element(By.ID, "token").send_keys(token))
+        act("press login", lambda: driver.find_element(By.ID, "login").click())
         wait_for(
             "the page's first live state",
             lambda: driver.execute_script("return document.body.dataset.loaded"),
@@ -160,7 +180,7 @@ def browser(base: str, token: str, shots: Path) -> dict[str, Any]:
 
         wait_for("switchover enabled", lambda: page_state(driver)["switchover_enabled"], 10)
         out["clicked_at"] = time.time()
-        driver.find_element(By.ID, "switchover").click()
+        act("press switchover", lambda: driver.find_element(By.ID, "switchover").click())
         alert = wait_for("the confirmation dialog", lambda: driver.switch_to.alert, 5)
         out["confirm_text"] = alert.text
         alert.accept()

@@ -8,6 +8,7 @@ watchdog handles it, and each watch as it is added.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,14 @@ from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
 
 from mosqit_failover.sync.change import Change, raw_event_change, watch_failed_change
+
+# A directory renamed inside the tree is watched again under its new name with the
+# same watch descriptor; watchdog then replaces its callback (documented) and warns,
+# with a repr of every watch of the tree: kilobytes per rename in the journal, about
+# nothing wrong. The filter is process-wide, so it names that one message only.
+warnings.filterwarnings(
+    "ignore", message=r"Callback with id '\d+' already exists for watch", category=RuntimeWarning
+)
 
 
 class _ReportingFD(InotifyFD):

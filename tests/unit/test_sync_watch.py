@@ -6,6 +6,8 @@ import os
 import random
 import shutil
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -246,3 +248,30 @@ def test_a_churn_is_covered_by_the_reported_changes(tmp_path: Path, seed: int) -
     changed = {p for p, v in after.items() if before.get(p) != v}
     assert sorted(p for p in changed if p not in listed) == []
     assert sorted(p for p in before.keys() - after.keys() if not covered(p)) == []
+
+
+def test_a_directory_watched_again_writes_no_warning_to_the_journal(tmp_path: Path) -> None:
+    """watchdog warns, with a repr of every watch, when a renamed directory is watched
+    again; the agent's stderr is the journal, so that warning must not reach it."""
+    inotify_c = pytest.importorskip("watchdog.observers.inotify_c")
+    if not hasattr(inotify_c, "InotifyFD"):
+        pytest.skip("this watchdog (before 7.x) has one reader per tree and no such warning")
+    program = (
+        "import sys\n"
+        "from mosqit_failover.sync.inotify_fd import _ReportingFD\n"
+        "from watchdog.observers.inotify_c import InotifyConstants\n"
+        "fd = _ReportingFD(sys.argv[1], print)\n"
+        "for _ in range(2):\n"
+        "    fd.add_callback(sys.argv[1].encode(), InotifyConstants.IN_CREATE, print, 7)\n"
+        "print('added twice')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "added twice"
+    assert done.stderr == ""

@@ -52,13 +52,34 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{len(cfg.resources)} resource(s), {len(cfg.sync)} synced dir(s)"
     )
     print("\n".join(configuration.describe_timing(cfg.timing)))
+    node_here = bool(args.node)
     if not args.node:  # may run on an operator's machine: a note, not a failure
         try:
             here = configuration.pick_node(cfg, None, socket.gethostname())
             print(f"this host runs as node {here}")
+            node_here = True
         except configuration.ConfigError as error:
             print(f"note: {error.problems[0]}")
-    return 0
+    return _check_fuse(cfg, node_here)
+
+
+def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
+    """A synchronous directory needs FUSE on every node: a failure on a node, else a note."""
+    paths = [s.path for s in cfg.sync if s.synchronous]
+    if not paths:
+        return 0
+    from mosqit_failover.syncfs.binding import fuse_problem
+
+    problem = fuse_problem()
+    if problem is None:
+        print(f"synchronous sync of {', '.join(paths)}: FUSE is ready on this host")
+        return 0
+    line = f"synchronous sync of {', '.join(paths)} cannot mount on this host: {problem}"
+    if not node_here:
+        print(f"note: {line} (every node needs it)")
+        return 0
+    print(line, file=sys.stderr)
+    return 2
 
 
 def _simulate(args: argparse.Namespace) -> int:

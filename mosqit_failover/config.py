@@ -155,10 +155,20 @@ class SyncDir:
     timeout: float = 30.0  # rsync I/O timeout (--timeout)
     connect_timeout: float = 5.0  # ssh ConnectTimeout
     bwlimit: int = 0  # KiB/s, 0 = unlimited
+    # synchronous write mode (docs/sync-mode.md): "async" (inotify + rsync) or "synchronous"
+    # (a FUSE mount on the active node: close, fsync, rename... return once on the standbys)
+    mode: str = "async"
+    on_standby_loss: str = "degrade"  # "degrade" or "block" (EIO after block_timeout)
+    block_timeout: float = 10.0
+    ack_timeout: float = 10.0  # a standby that acknowledges nothing this long is dropped
 
     @property
     def target(self) -> str:
         return self.peer_path or self.path
+
+    @property
+    def synchronous(self) -> bool:
+        return self.mode == SYNCHRONOUS
 
 
 @dataclass(frozen=True)
@@ -841,7 +851,47 @@ _SYNC_KEYS = {
     "timeout",
     "connect_timeout",
     "bwlimit",
+    "mode",
+    "on_standby_loss",
+    "block_timeout",
+    "ack_timeout",
 }
+
+SYNCHRONOUS = "synchronous"
+SYNC_MODES = ("async", SYNCHRONOUS)
+STANDBY_LOSS = ("degrade", "block")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError("must be one of " + ", ".join(f'"{c}"' for c in choices))
+        return value
+
+    return check
+
+
+def _sync_mode_problems(key: str, item: Mapping[str, Any], mode: str, loss: str) -> list[str]:
+    """What cannot go with the directory's mode (one line each, naming the fix)."""
+    if mode == SYNCHRONOUS:
+        out = []
+        if item.get("excludes"):
+            out.append(
+                f'{key}.excludes: cannot be combined with mode = "synchronous" (the mount '
+                'replicates everything under it): remove excludes, or keep mode = "async"'
+            )
+        if "block_timeout" in item and loss != "block":
+            out.append(
+                f'{key}.block_timeout: applies only with on_standby_loss = "block": '
+                'remove it, or set on_standby_loss = "block"'
+            )
+        return out
+    return [
+        f'{key}.{name}: applies only with mode = "synchronous": remove it, '
+        'or set mode = "synchronous"'
+        for name in ("on_standby_loss", "block_timeout", "ack_timeout")
+        if name in item
+    ]
 
 
 # A synced directory lands on the standby: never one of these trees of its system,
@@ -926,7 +976,14 @@ def _read_sync(
             "timeout": c.get(item, f"{key}.timeout", _duration(1, 3600), 30.0),
             "connect_timeout": c.get(item, f"{key}.connect_timeout", _duration(0.5, 120), 5.0),
             "bwlimit": c.get(item, f"{key}.bwlimit", _count(0, 10**9), 0),
+            "mode": c.get(item, f"{key}.mode", _one_of(SYNC_MODES), "async"),
+            "on_standby_loss": c.get(
+                item, f"{key}.on_standby_loss", _one_of(STANDBY_LOSS), "degrade"
+            ),
+            "block_timeout": c.get(item, f"{key}.block_timeout", _duration(0.1, 3600), 10.0),
+            "ack_timeout": c.get(item, f"{key}.ack_timeout", _duration(1, 600), 10.0),
         }
+        c.problems += _sync_mode_problems(key, item, extra["mode"], extra["on_standby_loss"])
         excludes = c.get(item, f"{key}.excludes", _strings, ())
         interval = c.get(item, f"{key}.interval", _duration(0.05, 60), 1.0)
         full_every = c.get(item, f"{key}.full_every", _duration(0, 604800), 3600.0)

@@ -13,6 +13,7 @@ Both have the same ``enable()``. See docs/sync-mode.md for why this binding.
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 INSTALL_HINT = (
@@ -37,3 +38,18 @@ def asyncio_layer() -> ModuleType:
 
 def enable_asyncio() -> None:
     asyncio_layer().enable()
+
+
+FUSE_DEVICE = "/dev/fuse"
+NO_FUSE = f"{FUSE_DEVICE} is missing: modprobe fuse (or give the container {FUSE_DEVICE})"
+
+
+def fuse_problem() -> str | None:
+    """Why a synchronous directory cannot be mounted on this machine (one line), or None."""
+    if not os.path.exists(FUSE_DEVICE):
+        return NO_FUSE
+    try:
+        asyncio_layer()
+    except BindingError as error:
+        return str(error)
+    return None

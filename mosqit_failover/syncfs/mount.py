@@ -30,7 +30,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mosqit_failover.syncfs.binding import INSTALL_HINT, BindingError, enable_asyncio
+from mosqit_failover.syncfs.binding import (
+    FUSE_DEVICE,
+    INSTALL_HINT,
+    NO_FUSE,
+    BindingError,
+    enable_asyncio,
+)
 from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
 
 
@@ -98,8 +104,8 @@ def check_directory(path: str) -> str:
             f"{norm} is already a mount point (another syncfs, or a file system mounted "
             f"there): unmount it first (fusermount3 -u {norm}) or sync the directory inside"
         )
-    if not os.path.exists("/dev/fuse"):
-        raise StartError("/dev/fuse is missing: modprobe fuse (or give the container /dev/fuse)")
+    if not os.path.exists(FUSE_DEVICE):
+        raise StartError(NO_FUSE)
     return norm
 
 

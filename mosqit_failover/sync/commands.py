@@ -35,6 +35,9 @@ MOVE = "--move"
 FENCE = "--fence"
 """Second word after the epoch of a fence request: the peer gives up the VIP and services."""
 
+SYNCFS = "--syncfs"
+"""Second word after the epoch of a synchronous-mode channel (docs/sync-mode.md)."""
+
 MOVED = "moved"
 """Result line of a rename done on the peer; anything else says why not (``kept: ...``)."""
 

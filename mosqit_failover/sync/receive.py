@@ -44,8 +44,14 @@ source is not here: the sender then sends the destination whole).
 The third form fences this node: ``mosqit-sync EPOCH --fence`` (see
 :mod:`.fence_target`): refused unless EPOCH is above this node's own.
 
+The fourth form is a synchronous-mode channel (docs/sync-mode.md):
+``mosqit-sync EPOCH --syncfs DEST``, the record stream on stdin, acknowledgements on
+stdout (:func:`..syncfs.remote.serve_forced`: the same directory, epoch and role checks,
+then the applier, whose stream must carry the same EPOCH).
+
 Anything else is refused: one line starting with
-:data:`~.commands.REFUSED` on stderr and exit status 77.
+:data:`~.commands.REFUSED` on stderr and exit status 77 (for a channel also
+``refused: WHY`` on stdout, where the active's channel reads its answer).
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ from typing import BinaryIO, TextIO
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
-from mosqit_failover.sync.commands import FENCE, MARKER, MOVE, MOVED, REFUSED
+from mosqit_failover.sync.commands import FENCE, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
 REFUSED_EXIT = 77
 MOVE_INPUT_MAX = 64 << 20
@@ -136,9 +142,10 @@ def _split(original: str) -> tuple[int, list[str]]:
 
 
 def verb(original: str) -> str:
-    """Which form the request is: MOVE, FENCE, or "" (an rsync server); checks come later."""
+    """Which form the request is: MOVE, FENCE, SYNCFS or "" (an rsync server); checks come
+    later."""
     words = original.split()
-    return words[2] if len(words) > 2 and words[2] in (MOVE, FENCE) else ""
+    return words[2] if len(words) > 2 and words[2] in (MOVE, FENCE, SYNCFS) else ""
 
 
 def is_move(original: str) -> bool:
@@ -392,8 +399,11 @@ def run(args: argparse.Namespace) -> int:
             reason = str(error) or type(error).__name__
         except Exception as error:  # a forced command answers in one line, whatever happens
             reason = f"internal error ({type(error).__name__}: {error})"
-        print(f"{REFUSED} {reason}".replace("\n", " "), file=sys.stderr, flush=True)
-    except Exception:  # stderr itself is gone: the exit status still says it
+        reason = reason.replace("\n", " ")
+        if verb(original) == SYNCFS:  # the channel reads its answer on stdout
+            print(f"refused: {reason}", flush=True)
+        print(f"{REFUSED} {reason}", file=sys.stderr, flush=True)
+    except Exception:  # stdout or stderr gone: the exit status still says it
         pass
     return REFUSED_EXIT
 
@@ -418,6 +428,10 @@ def _serve(original: str, args: argparse.Namespace) -> int:
             return fence_target.serve(decide_fence(original), cfg, state, args.node, sys.stdout)
         except fence_target.FenceRefused as error:
             raise Refused(str(error)) from None
+    if kind == SYNCFS:
+        from mosqit_failover.syncfs import remote
+
+        return remote.serve_forced(original, cfg, state, sys.stdin.buffer, sys.stdout)
     argv = decide(original, cfg, state)
     os.makedirs(argv[-1], mode=0o755, exist_ok=True)
     sys.stderr.flush()

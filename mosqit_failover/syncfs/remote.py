@@ -10,9 +10,8 @@ SSH_ORIGINAL_COMMAND. :func:`serve_forced` is that form's whole handling: the sa
 checks as the rsync and rename forms (:func:`..sync.receive._admit`: DEST exactly a
 configured synced directory, its own real path; this node not ACTIVE and its epoch not
 above EPOCH), then the applier (:mod:`.apply`) on stdin/stdout, whose stream must open
-with the same EPOCH. Not yet dispatched from :mod:`..sync.receive` (see
-docs/sync-mode.md, "What is left"); ``python -m mosqit_failover.syncfs forced --config
-CONFIG`` runs it as a forced command of its own meanwhile.
+with the same EPOCH. ``mosqit-failover sync-receive`` (:mod:`..sync.receive`) dispatches
+that form here.
 """
 
 from __future__ import annotations
@@ -20,18 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
-from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateFile
-from mosqit_failover.sync.commands import MARKER, REFUSED, Peer, ssh_options
-from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, _admit, _split, check_text
+from mosqit_failover.sync import receive
+from mosqit_failover.sync.commands import MARKER, SYNCFS, Peer, ssh_options
+from mosqit_failover.sync.receive import Refused, _admit, _split
 from mosqit_failover.syncfs.apply import serve, state_guard
-
-SYNCFS = "--syncfs"
-"""Second word after the epoch of a synchronous-mode channel."""
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -80,30 +75,10 @@ def serve_forced(
 
 
 def run(args: argparse.Namespace) -> int:
-    """SSH_ORIGINAL_COMMAND as the forced command; a refusal is one line and exit 77."""
-    original = os.environ.get("SSH_ORIGINAL_COMMAND", "")
-    try:
-        try:
-            if not original:
-                raise Refused("no command given (this key only runs the sync receiver)")
-            check_text(original)
-            try:
-                cfg = configuration.load(Path(args.config))
-            except configuration.ConfigError as error:
-                raise Refused(f"bad config on the receiver: {error}") from None
-            state = StateFile(cfg.state_dir / "state.json")
-            return serve_forced(original, cfg, state, sys.stdin.buffer, sys.stdout)
-        except (Refused, OSError, ValueError) as error:
-            reason = (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
-        except Exception as error:  # a forced command answers in one line, whatever happens
-            reason = f"internal error ({type(error).__name__}: {error})"
-        reason = reason.replace("\n", " ")
-        print(f"refused: {reason}", flush=True)
-        print(f"{REFUSED} {reason}", file=sys.stderr, flush=True)
-    except Exception:  # stdout and stderr gone: the exit status still says it
-        pass
-    return REFUSED_EXIT
+    """``python -m mosqit_failover.syncfs forced``: ``sync-receive`` itself (it dispatches
+    this form), kept for the tests and benchmarks that name it."""
+    return receive.run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(configuration.DEFAULT_PATH), help="config file")
+    receive.add_arguments(parser)

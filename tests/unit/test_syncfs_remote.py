@@ -109,3 +109,49 @@ def test_the_forced_command_process_answers_in_one_line(node: Node) -> None:
     assert done.returncode == REFUSED_EXIT
     assert done.stdout.startswith(b"refused: ") and b"older" in done.stdout
     assert b"Traceback" not in done.stderr
+
+
+def sync_receive(node: Node, original: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """The real forced command, as sshd runs it: `mosqit-failover sync-receive`."""
+    argv = [sys.executable, "-m", "mosqit_failover.cli", "sync-receive", "--config"]
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": original}
+    return subprocess.run(
+        [*argv, str(node.config)], input=data, env=env, capture_output=True, timeout=30
+    )
+
+
+def test_sync_receive_serves_a_channel_into_the_synced_directory(node: Node) -> None:
+    data = as_stream([Hello(5), Create(b"d", 0o640, 0, 0), Write(b"d", 0, b"abc"), Commit(1)])
+    done = sync_receive(node, node.original(), data)
+    assert (done.returncode, done.stdout) == (0, b"ready 5\nok 1\n"), done.stderr
+    assert (node.dest / "d").read_bytes() == b"abc"
+    assert (node.dest / "d").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize(
+    ("epoch", "role", "dest", "says"),
+    [
+        (3, Role.STANDBY, "", b"the sender's epoch 3 is older than this node's 5"),
+        (5, Role.ACTIVE, "", b"this node is ACTIVE (epoch 5)"),
+        (5, Role.STANDBY, "/srv/other", b"destination '/srv/other' is not a synced directory"),
+    ],
+)
+def test_sync_receive_refuses_a_channel_in_one_line_on_both_outputs(
+    node: Node, epoch: int, role: Role, dest: str, says: bytes
+) -> None:
+    node.state.save(5, role)
+    data = as_stream([Hello(epoch), Create(b"x", 0o644, 0, 0), Commit(1)])
+    done = sync_receive(node, node.original(epoch, dest), data)
+    assert done.returncode == REFUSED_EXIT
+    assert done.stdout.startswith(b"refused: ") and says in done.stdout, done.stdout
+    assert done.stderr.startswith(commands.REFUSED.encode()) and says in done.stderr
+    assert done.stdout.count(b"\n") == 1 and b"Traceback" not in done.stderr
+    assert not (node.dest / "x").exists()
+
+
+def test_sync_receive_refuses_a_stream_whose_epoch_is_not_the_commands(node: Node) -> None:
+    data = as_stream([Hello(6), Create(b"y", 0o644, 0, 0), Commit(1)])
+    done = sync_receive(node, node.original(5), data)
+    assert done.returncode == REFUSED_EXIT, done
+    assert b"the stream's epoch 6 is not the command's 5" in done.stdout + done.stderr
+    assert not (node.dest / "y").exists() and b"Traceback" not in done.stderr

@@ -67,6 +67,7 @@ from mosqit_failover.events import (
     Tick,
 )
 from mosqit_failover.journal import DecisionLog
+from mosqit_failover.kinds import AlertKind
 from mosqit_failover.notify import Notifier
 from mosqit_failover.peerlink import PeerLink
 from mosqit_failover.planrunner import PlanRunner
@@ -208,7 +209,9 @@ class Agent:
             self.node.name,
             self._sync_note,
             on_in_sync=lambda peer, ok: self.feed(SyncInSync(peer, ok)),
+            alert=self._sync_alert,
         )
+        self.sync.on_mount_died = self._sync_mount_died
 
     @property
     def core(self) -> Core:
@@ -505,11 +508,64 @@ class Agent:
                 await self.runners[name].stop()
             case StartSync(epoch):
                 self.sync.start(epoch)
+                await self.sync.mount(epoch, self._heard_peers())  # synchronous directories
             case StopSync():
+                await self.sync.unmount()
                 await self.sync.stop()
 
     def _sync_note(self, text: str, priority: int) -> None:
         self.log.note(text, priority=priority, SYNC="1")
+
+    def _sync_alert(self, text: str) -> None:
+        kind = AlertKind.SYNC_DEGRADED
+        self.log.note(f"ALERT {kind}: {self.node.name}: {text}", priority=2, ALERT=kind)
+        self.alerts.failure(
+            kind, f"{self.node.name}: {text}", state=self.core.role.value, epoch=self.core.epoch
+        )
+
+    def _heard_peers(self) -> list[str]:
+        assert self._loop is not None
+        peers = self.core.snapshot(self._loop.time())["peers"]
+        assert isinstance(peers, dict)
+        return [name for name, view in peers.items() if view.get("heard")]
+
+    def _sync_mount_died(self, path: str, detail: str, holders: list[str]) -> None:
+        """The synchronous file system died while ACTIVE (already unmounted lazily).
+
+        Hand over to a standby whose channel was live: it holds every acknowledged change,
+        so the switchover keeps RPO 0. Remounting here instead would leave a gap: the
+        service writes on while the standbys are synced again, and an rsync beside a live
+        channel could put an older copy over an acknowledged change; a quiet point (the
+        services stopped) is what a handover gives. With no such standby (degraded already)
+        a handover could lose writes: this node stays, asynchronous until its next
+        promotion."""
+        if self.core.role is not Role.ACTIVE:
+            return
+        if not holders:
+            self.log.note(
+                f"sync {path}: staying ACTIVE after the synchronous file system died: no "
+                "standby holds every acknowledged change (it was degraded); the directory is "
+                "synced asynchronously until the next promotion",
+                priority=3,
+                SYNC="1",
+            )
+            return
+        target = holders[0] if self.config.multi_server or len(holders) > 1 else ""
+        self.log.note(
+            f"sync {path}: handing over after the synchronous file system died ({detail}): "
+            f"{', '.join(holders)} holds every acknowledged change; a remount under the "
+            "running service could not be gap-free",
+            priority=3,
+            SYNC="1",
+        )
+        self.feed(OperatorCommand(Command.SWITCHOVER, target))
+        if self.core.role is Role.ACTIVE:
+            self.log.note(
+                f"sync {path}: staying ACTIVE: the handover was refused (see the line above); "
+                "the directory is synced asynchronously until the next promotion",
+                priority=3,
+                SYNC="1",
+            )
 
     async def _garp_now(self) -> None:
         try:

@@ -87,6 +87,7 @@ class AlertKind(enum.StrEnum):
     ESCALATE = "escalate"
     PARTITIONED = DecisionKind.PARTITIONED.value  # a decision line and an alert
     ORDER_MISMATCH = DecisionKind.ORDER_MISMATCH.value  # a decision line and an alert
+    SYNC_DEGRADED = "sync-degraded"  # a synchronous directory lost a standby or its mount
 
 
 def known_kinds() -> tuple[str, ...]:

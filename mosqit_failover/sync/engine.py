@@ -104,6 +104,11 @@ class Engine:
         self.resync_after_outage = False  # an unreachable peer gets a full sync when back
         self.on_change: Callable[[], None] | None = None  # after each push, failed or not
 
+    @property
+    def master(self) -> SshMaster:
+        """The connection to the peer's address that answered last (the first before)."""
+        return self.masters[self._peer]
+
     # ---- status ---------------------------------------------------------
 
     def status(self, now: float) -> dict[str, Any]:

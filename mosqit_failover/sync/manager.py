@@ -53,6 +53,24 @@ with every synced directory:
   for a peer is True), from the event loop, never from inside start, stop or
   reconfigure; an exception from it is logged and ignored;
 - never called when there is no [[sync]] directory (no engine: no verdict).
+
+A ``mode = "synchronous"`` directory (docs/sync-mode.md) starts like any other: its
+engines' first push is a full sync. On promotion the daemon then awaits :meth:`mount`
+(after the epoch is persisted, before the services start): it waits for that full sync
+to each standby the core hears (an unheard one is not waited for), then starts the
+directory's mount (:class:`.syncmount.SyncMount`) with a replication channel to each
+standby that took it, and stops those engines: from then on the channel alone writes
+there (an rsync beside it could put an older copy over a change the channel had
+acknowledged). A standby without a live channel (unheard, refused, lost later) gets
+an engine again, which catches it up as in async mode; it is not in sync for the
+synchronous directory, so the core withholds its data epoch: only a standby that holds
+every acknowledged change can be elected as the freshest. A mount that dies unasked is
+unmounted lazily (the service gets its plain directory back), every standby gets an
+engine, and ``on_mount_died(path, detail, holders)`` tells the daemon (which hands over
+to one of ``holders``, the standbys whose channel was live: they hold every change).
+:meth:`unmount` (demotion, after the services stopped) stops the mounts;
+:meth:`stop` only detaches from them (an agent that exits while ACTIVE, as on a restart
+in place, leaves them serving: the next agent adopts them).
 """
 
 from __future__ import annotations
@@ -60,7 +78,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +87,8 @@ from mosqit_failover.config import Config, Node, SyncDir
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
+from mosqit_failover.sync.syncmount import SyncMount
+from mosqit_failover.syncfs.remote import channel_argv
 
 LOGGER = logging.getLogger("mosqit_failover.sync")
 
@@ -89,6 +109,10 @@ BEHIND_AFTER = 30.0
 
 CHECK_PERIOD = 1.0
 """How often the lag of the peers reported in sync is looked at (seconds)."""
+
+PROMOTION_SYNC_WAIT = 120.0
+"""At most this long a promotion waits for the full sync of a synchronous directory to the
+standbys it hears (seconds); one not done by then gets no channel (degraded)."""
 
 _PEER_FIELDS = (
     "state",
@@ -119,11 +143,16 @@ class SyncManager:
         note: Note,
         runtime_dir: Path | None = None,
         on_in_sync: OnInSync | None = None,
+        alert: Callable[[str], None] = lambda text: None,
     ):
         self.config = config
         self.node = node
         self._note = note
         self._on_in_sync = on_in_sync
+        self._alert = alert
+        self._mounts: dict[str, SyncMount] = {}  # synchronous directories, by path
+        self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
+        self.on_mount_died: Callable[[str, str, list[str]], None] = lambda *died: None
         self.runtime_dir = runtime_dir or config.control_socket.parent
         self._masters: dict[MasterKey, SshMaster] = {}
         self._slots: list[_Slot] = []
@@ -149,7 +178,7 @@ class SyncManager:
 
     @property
     def running(self) -> bool:
-        return bool(self._slots)
+        return bool(self._slots) or any(m.up for m in self._mounts.values())
 
     def _peer_names(self) -> str:
         return ", ".join(p.name for p in self.peers)
@@ -222,6 +251,144 @@ class SyncManager:
             self._start_checker()
         self._judge()
 
+    # ---- synchronous directories ----------------------------------------
+
+    def _synchronous(self) -> list[SyncDir]:
+        return [s for s in self.config.sync if s.synchronous]
+
+    async def mount(self, epoch: int, heard: Collection[str]) -> None:
+        """Mount each synchronous directory (see the module doc); MountError if one fails."""
+        for sync in self._synchronous():
+            mount = self._mounts.get(sync.path)
+            if mount is None or mount.sync != sync:
+                mount = SyncMount(sync, self.runtime_dir, self._note, self._changed, self._died)
+                self._mounts[sync.path] = mount
+            if mount.up and mount.epoch == epoch:
+                continue
+            channels: dict[str, list[str]] = {}
+            if not mount.adoptable(epoch):
+                for peer in await self._full_sync(sync, heard):
+                    master = next(s.engine.master for s in self._slots_of(sync.path, peer))
+                    channels[peer] = channel_argv(sync, master.peer, epoch)
+            await mount.start(epoch, channels)
+            self._live[sync.path] = mount.live_channels()
+            self._retire_engines(sync.path, self._live[sync.path])
+            lacking = [p.name for p in self.peers if p.name not in self._live[sync.path]]
+            self._note(
+                f"sync {sync.path}: synchronous in epoch {epoch} (pid {mount.pid}): "
+                f"channel to {', '.join(sorted(self._live[sync.path])) or 'no standby'}"
+                + (
+                    f"; degraded ({sync.on_standby_loss}): {', '.join(lacking)} "
+                    "caught up asynchronously, not in sync"
+                    if lacking
+                    else ""
+                ),
+                5 if not lacking else 4,
+            )
+            if lacking:
+                self._alert(f"sync {sync.path}: synchronous without {', '.join(lacking)}: degraded")
+        self._judge()
+
+    def _slots_of(self, path: str, peer: str | None = None) -> list[_Slot]:
+        return [
+            s
+            for s in self._slots
+            if s.engine.sync.path == path and (peer is None or s.peer == peer)
+        ]
+
+    async def _full_sync(self, sync: SyncDir, heard: Collection[str]) -> list[str]:
+        """The peers of ``heard`` whose engine finished a full sync of ``sync`` (each
+        waited for until it did, failed once, or PROMOTION_SYNC_WAIT passed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROMOTION_SYNC_WAIT
+        slots = [s for s in self._slots_of(sync.path) if s.peer in heard]
+        while loop.time() < deadline and any(
+            s.engine.full_syncs == 0 and s.engine.backoff.failures == 0 and not s.task.done()
+            for s in slots
+        ):
+            await asyncio.sleep(0.05)
+        done = [s.peer for s in slots if s.engine.full_syncs > 0]
+        skipped = [p.name for p in self.peers if p.name not in done]
+        if skipped:
+            self._note(
+                f"sync {sync.path}: no synchronous channel to {', '.join(skipped)}: "
+                "not heard, or its full sync did not succeed (see the lines above)",
+                4,
+            )
+        return done
+
+    def _retire_engines(self, path: str, peers: Collection[str]) -> None:
+        """Stop the engines of ``path`` to ``peers`` (the mount's channels write there)."""
+        stopped = [s for s in self._slots_of(path) if s.peer in peers]
+        if not stopped:
+            return
+        self._slots = [s for s in self._slots if s not in stopped]
+        for slot in stopped:
+            slot.task.cancel()
+        retire = asyncio.create_task(self._retire([s.task for s in stopped]))
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+
+    def _catch_up(self, sync: SyncDir, peers: Collection[str]) -> None:
+        """An engine (full sync first) for each of ``peers`` that has none for ``sync``."""
+        if self.epoch is None or not self.running:
+            return
+        for peer in self.peers:
+            if peer.name in peers and not self._slots_of(sync.path, peer.name):
+                self._slots.append(self._new_slot(sync, peer))
+
+    def _changed(self, mount: SyncMount) -> None:
+        """The mount's status file changed: a lost channel is said, alerted, caught up."""
+        path = mount.sync.path
+        live = mount.live_channels()
+        lost = sorted(self._live.get(path, set()) - live)
+        self._live[path] = live
+        if lost:
+            reasons = {c["name"]: c.get("reason", "") for c in mount.view.get("channels", [])}
+            why = "; ".join(f"{p}: {reasons.get(p) or 'lost'}" for p in lost)
+            self._note(
+                f"sync {path}: synchronous channel lost ({why}); degraded "
+                f"({mount.sync.on_standby_loss}): {', '.join(lost)} caught up asynchronously "
+                "and not in sync (its data epoch withheld) for the rest of this epoch",
+                3,
+            )
+            self._alert(f"sync {path}: synchronous channel to {', '.join(lost)} lost: degraded")
+            self._catch_up(mount.sync, lost)
+        self._judge()
+
+    def _died(self, mount: SyncMount, detail: str) -> None:
+        path = mount.sync.path
+        holders = sorted(self._live.get(path, set()))  # they hold every acknowledged change
+        self._live[path] = set()
+        self._note(
+            f"sync {path}: the synchronous file system died ({detail}); unmounted lazily, "
+            "the service sees its plain directory; every standby is caught up asynchronously",
+            2,
+        )
+        self._alert(f"sync {path}: the synchronous file system died ({detail})")
+        self._catch_up(mount.sync, [p.name for p in self.peers])
+        self._judge()
+        try:
+            self.on_mount_died(path, detail, holders)
+        except Exception:
+            LOGGER.exception("on_mount_died(%r) failed", path)
+
+    async def unmount(self) -> None:
+        """Stop every synchronous mount (demotion, after the services stopped)."""
+        mounts = list(self._mounts.values())
+        self._mounts = {}
+        self._live = {}
+        await asyncio.gather(*(m.stop() for m in mounts))
+        for mount in mounts:
+            self._note(f"sync {mount.sync.path}: synchronous mount stopped", 5)
+        self._judge()
+
+    async def _detach(self) -> None:
+        mounts = list(self._mounts.values())
+        self._mounts = {}
+        self._live = {}
+        await asyncio.gather(*(m.detach() for m in mounts))
+
     def reconfigure(self, config: Config) -> list[str]:
         """Take a new config; while running, adjust the engines (see the module doc).
 
@@ -245,6 +412,8 @@ class SyncManager:
         for sync in config.sync:
             for peer in self.peers:
                 key = (sync.path, peer.name)
+                if peer.name in self._live.get(sync.path, ()):
+                    continue  # its mount's channel writes there (settings: next promotion)
                 if key in old and sync.path not in changed and peer.name not in moved:
                     slots.append(old[key])
                     keep.add(key)
@@ -323,6 +492,7 @@ class SyncManager:
         most DRAIN_TIMEOUT seconds, all peers at once; then whatever still runs is
         cancelled.
         """
+        await self._detach()
         for engine in self.engines:
             engine.drain()
         if self._slots:
@@ -357,10 +527,19 @@ class SyncManager:
             return
         now = asyncio.get_running_loop().time()
         verdicts: dict[str, bool] = {}
+        synchronous = {s.path for s in self._synchronous()}
         for slot in self._slots:
             slot.caught_up = _caught_up(slot, now)
+            if slot.engine.sync.path in synchronous:  # catching up: misses acknowledged writes
+                slot.caught_up = False
             verdicts[slot.peer] = verdicts.get(slot.peer, True) and slot.caught_up
-        if not self._slots:  # stopped, or no directory left: peers said in sync no longer are
+        if self.running:
+            for path in synchronous:  # in sync there: only through a live channel
+                mount = self._mounts.get(path)
+                live = mount.live_channels() if mount is not None and mount.up else set()
+                for peer in self._names():
+                    verdicts[peer] = verdicts.get(peer, True) and peer in live
+        if not self.running:  # stopped, or no directory left: peers said in sync no longer are
             verdicts = {peer: False for peer, ok in self._reported.items() if ok}
             if not self.config.sync:
                 verdicts = {}  # never called without [[sync]] (the core's rule then)
@@ -392,7 +571,41 @@ class SyncManager:
             by_path.setdefault(slot.engine.sync.path, []).append(
                 (slot.peer, slot.engine.status(now))
             )
-        return [_merge(peers) for peers in by_path.values()]
+        out = []
+        for sync in self.config.sync:
+            peers = by_path.get(sync.path)
+            mount = self._mounts.get(sync.path) if sync.synchronous else None
+            if mount is not None:
+                out.append(_synchronous_status(sync, mount, _merge(peers) if peers else None))
+            elif peers:
+                out.append(_merge(peers))
+        return out
+
+
+def _synchronous_status(
+    sync: SyncDir, mount: SyncMount, engines: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A synchronous directory's status: its mount's, and its catch-up engines' if any."""
+    lost = [c for c in mount.view.get("channels", []) if not c.get("alive")]
+    errors = [f"{c['name']}: {c.get('reason') or 'lost'}" for c in lost]
+    if not mount.up:
+        state = f"synchronous mount {mount.view.get('state', 'down')}"
+    else:
+        state = "synchronous, degraded" if mount.degraded else "synchronous"
+    return {
+        "path": sync.path,
+        "peer_path": sync.target,
+        "lag_seconds": 0.0,
+        "pending": 0,
+        "full_resync_pending": False,
+        **(engines or {}),
+        "mode": sync.mode,
+        "state": state,
+        "in_sync": mount.up and not mount.degraded,
+        "degraded": mount.degraded or not mount.up,
+        "last_error": "; ".join(errors) or (engines or {}).get("last_error"),
+        "mount": mount.status(),
+    }
 
 
 def _caught_up(slot: _Slot, now: float) -> bool:

@@ -109,9 +109,14 @@ def check_directory(path: str) -> str:
     return norm
 
 
-def write_status(path: str, directory: str, replicator: Replicator, state: str) -> None:
-    """The status file, replaced atomically (a reader never sees half of it)."""
-    record = {"directory": directory, "state": state, "pid": os.getpid(), **replicator.status()}
+def write_status(
+    path: str, directory: str, replicator: Replicator | None, state: str, **extra: object
+) -> None:
+    """The status file, replaced atomically (a reader never sees half of it): ``state`` is
+    starting, up (mounted), unmounted or failed (``reason`` says why)."""
+    record = {"directory": directory, "state": state, "pid": os.getpid(), **extra}
+    if replicator is not None:
+        record.update(replicator.status())
     temp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(temp, "w") as out:
@@ -140,7 +145,10 @@ async def serve(args: argparse.Namespace) -> int:
         log=log,
     )
     if args.status:
-        replicator.on_change = lambda: write_status(args.status, directory, replicator, "up")
+        replicator.on_change = lambda: write_status(
+            args.status, directory, replicator, "up", epoch=args.epoch
+        )
+        write_status(args.status, directory, None, "starting", epoch=args.epoch)
     for channel in channels:
         try:
             await channel.start(args.epoch, args.start_timeout)
@@ -181,7 +189,7 @@ async def serve(args: argparse.Namespace) -> int:
         await replicator.close()
         os.close(root_fd)
     if args.status:
-        write_status(args.status, directory, replicator, "unmounted")
+        write_status(args.status, directory, replicator, "unmounted", epoch=args.epoch)
     log(f"unmounted {directory}")
     return 0
 
@@ -195,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(args))
     except (StartError, BindingError) as error:
         log(str(error))
+        if args.status:  # the agent reads why from here (stderr is the journal's)
+            write_status(args.status, args.directory, None, "failed", reason=str(error))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -70,6 +70,7 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "escalate",
         "partitioned",
         "order-mismatch",
+        "sync-degraded",
     ]
-    assert known_kinds()[-3:] == ("start-failed", "stop-failed", "escalate")
-    assert len(known_kinds()) == len(DecisionKind) + 3
+    assert known_kinds()[-4:] == ("start-failed", "stop-failed", "escalate", "sync-degraded")
+    assert len(known_kinds()) == len(DecisionKind) + 4

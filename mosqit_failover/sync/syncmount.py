@@ -1,0 +1,339 @@
+"""The synchronous mode's mount process, seen from the agent (docs/sync-mode.md).
+
+One :class:`SyncMount` per ``mode = "synchronous"`` directory, on the ACTIVE node only.
+It starts ``python3 -m mosqit_failover.syncfs mount DIR --epoch N --channel ...
+--status FILE``, waits until the status file says ``up`` (the mount is in place) or
+``failed`` (its one line says why), watches the process (a pidfd: its exit is seen at
+once) and the status file (degraded, each standby's channel), and stops it (SIGTERM: it
+unmounts and ends its channels) with ``umount -l`` as the fallback.
+
+Where it runs: under systemd, a transient service of its own (``systemd-run``,
+:data:`UNIT_PREFIX`): the agent's unit has a private mount namespace
+(ProtectKernelModules) whose mounts the services would not see, and a device policy
+(ProtectClock) that denies /dev/fuse; a service of its own also outlives an agent restart
+(the restarted agent adopts a mount of its epoch, as it adopts the VIP) and logs to the
+journal under its own name. Elsewhere (a test, an agent run by hand) it is a process of its
+own session (``setsid --fork``), its stderr the agent's. The lazy unmount runs in the mount
+process's own mount namespace (a file descriptor of it is kept while it runs).
+
+This module and :mod:`.proc` are the only ones of the sync that start processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mosqit_failover.config import SyncDir
+from mosqit_failover.effects import EffectError
+from mosqit_failover.sync.proc import run_command
+
+UNIT_PREFIX = "mosqit-syncfs-"
+POLL = 0.2
+"""How often the status file is read while the mount runs (seconds)."""
+STOP_TIMEOUT = 15.0
+"""How long a SIGTERMed mount may take to unmount and end its channels."""
+MARK = "mosqit_failover.syncfs"
+"""In the command line of every mount process (an adopted pid must be one)."""
+
+Note = Callable[[str, int], None]
+
+
+class MountError(EffectError):
+    """The mount did not come up; the message is its own line (why, and what to do)."""
+
+
+def _systemd() -> bool:
+    return os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class SyncMount:
+    """The mount process of one synchronous directory (see the module doc).
+
+    ``on_change(mount)`` is called after each change of the status file (a channel
+    lost, degraded); ``on_exit(mount, detail)`` when the process ended without being
+    asked to (a crash, a SIGKILL): the directory is then already unmounted lazily.
+    """
+
+    def __init__(
+        self,
+        sync: SyncDir,
+        runtime_dir: Path,
+        note: Note,
+        on_change: Callable[[SyncMount], None] = lambda mount: None,
+        on_exit: Callable[[SyncMount, str], None] = lambda mount, detail: None,
+    ) -> None:
+        self.sync = sync
+        digest = hashlib.sha1(sync.path.encode()).hexdigest()[:12]
+        self.unit = f"{UNIT_PREFIX}{digest}"
+        self.status_path = runtime_dir / f"syncfs-{digest}.json"
+        self._note = note
+        self.on_change = on_change
+        self.on_exit = on_exit
+        self.view: dict[str, Any] = {}
+        self.pid: int | None = None
+        self.epoch: int | None = None
+        self._pidfd: int | None = None
+        self._nsfd: int | None = None  # the mount process's mount namespace
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ---- what it shows --------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self.pid is not None and self.view.get("state") == "up"
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.view.get("degraded", True))
+
+    def live_channels(self) -> set[str]:
+        return {c["name"] for c in self.view.get("channels", []) if c.get("alive")}
+
+    def status(self) -> dict[str, Any]:
+        keys = ("state", "degraded", "on_standby_loss", "commits", "channels")
+        shown = {k: self.view[k] for k in keys if k in self.view}
+        return {"pid": self.pid, "unit": self.unit if _systemd() else None, **shown}
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # ---- start ----------------------------------------------------------
+
+    def argv(self, epoch: int, channels: Mapping[str, Sequence[str]]) -> list[str]:
+        sync = self.sync
+        argv = [sys.executable, "-m", MARK, "mount", sync.path, "--epoch", str(epoch)]
+        for name, command in channels.items():
+            argv += ["--channel", f"{name}={shlex.join(command)}"]
+        argv += ["--on-standby-loss", sync.on_standby_loss]
+        argv += ["--block-timeout", f"{sync.block_timeout:g}"]
+        argv += ["--ack-timeout", f"{sync.ack_timeout:g}"]
+        return [*argv, "--status", str(self.status_path)]
+
+    def _launcher(self) -> list[str]:
+        if _systemd():
+            return [
+                "systemd-run",
+                "--quiet",
+                "--collect",
+                f"--unit={self.unit}",
+                f"--description=mosqit-failover synchronous mount of {self.sync.path}",
+                "--property=KillMode=mixed",
+                f"--property=TimeoutStopSec={STOP_TIMEOUT:g}",
+                "--",
+            ]
+        return ["setsid", "--fork"]
+
+    async def _launch(self, argv: list[str]) -> None:
+        """Start the mount process on its own (it outlives this call and the agent)."""
+        systemd = _systemd()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._launcher(),
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                # systemd-run's own complaint; setsid's child keeps the agent's stderr
+                stderr=asyncio.subprocess.PIPE if systemd else None,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        except (OSError, TimeoutError) as error:
+            raise MountError(
+                f"cannot start the synchronous mount of {self.sync.path}: {error}"
+            ) from None
+        if process.returncode != 0:
+            text = (err or b"").decode("utf-8", "replace").strip().replace("\n", " ")
+            raise MountError(
+                f"cannot start the synchronous mount of {self.sync.path}: "
+                f"{text or f'exit status {process.returncode}'}"
+            )
+
+    def adoptable(self, epoch: int) -> bool:
+        """A mount of this epoch runs already (left by an agent that restarted)."""
+        view = self._read()
+        pid = view.get("pid")
+        return (
+            view.get("state") == "up"
+            and view.get("epoch") == epoch
+            and isinstance(pid, int)
+            and MARK in _cmdline(pid)
+        )
+
+    async def start(self, epoch: int, channels: Mapping[str, Sequence[str]]) -> None:
+        """Mount (or adopt the running mount of this epoch); MountError with its line."""
+        if self.adoptable(epoch):
+            self._attach(epoch, self._read())
+            self._note(
+                f"sync {self.sync.path}: adopted the synchronous mount of epoch {epoch} "
+                f"(pid {self.pid}) left by the previous agent",
+                5,
+            )
+            return
+        await self._end_leftover()
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        self.status_path.unlink(missing_ok=True)
+        await self._launch(self.argv(epoch, channels))
+        # each standby has the channel's start time to accept, one after the other
+        deadline = asyncio.get_running_loop().time() + 15 + 12 * len(channels)
+        while asyncio.get_running_loop().time() < deadline:
+            view = self._read()
+            if view.get("state") == "failed":
+                raise MountError(str(view.get("reason") or "the synchronous mount failed"))
+            if view.get("state") == "up":
+                self._attach(epoch, view)
+                return
+            pid = view.get("pid")
+            if isinstance(pid, int) and MARK not in _cmdline(pid):
+                raise MountError(f"the synchronous mount of {self.sync.path} ended at its start")
+            await asyncio.sleep(0.05)
+        await self._end_leftover()
+        raise MountError(f"the synchronous mount of {self.sync.path} did not come up in time")
+
+    def _attach(self, epoch: int, view: dict[str, Any]) -> None:
+        pid = view["pid"]
+        try:
+            self._pidfd = os.pidfd_open(pid)
+            self._nsfd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            self._close_fds()
+            raise MountError(
+                f"the synchronous mount of {self.sync.path} (pid {pid}) ended at once: "
+                f"{error.strerror or error}"
+            ) from None
+        self.pid, self.epoch, self.view, self._stopping = pid, epoch, view, False
+        self._watch = asyncio.create_task(self._run())
+
+    async def _end_leftover(self) -> None:
+        """A mount process of another epoch (or a dead mount) from before: end it."""
+        view = self._read()
+        pid = view.get("pid")
+        if isinstance(pid, int) and MARK in _cmdline(pid):
+            self._note(
+                f"sync {self.sync.path}: stopping a synchronous mount of epoch "
+                f"{view.get('epoch')} (pid {pid}) left from before",
+                4,
+            )
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(int(STOP_TIMEOUT / 0.05)):
+                if MARK not in _cmdline(pid):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        if _systemd():
+            await run_command(["systemctl", "reset-failed", self.unit], None, 10)
+        await self._lazy_unmount(None)
+
+    # ---- while it runs --------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._pidfd is not None
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def exited() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(self._pidfd, exited)
+        try:
+            while not ended.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(ended), POLL)
+                view = self._read()
+                if view and view != self.view and view.get("pid") == self.pid:
+                    self.view = view
+                    self.on_change(self)
+        finally:
+            loop.remove_reader(self._pidfd)
+        if self._stopping:
+            return
+        pid = self.pid
+        self.view = {**self.view, "state": "dead", "degraded": True}
+        await self._lazy_unmount(pid)
+        self.pid = None
+        self._close_fds()
+        self.on_exit(self, f"pid {pid} ended unasked (killed or crashed)")
+
+    # ---- stop -----------------------------------------------------------
+
+    async def stop(self) -> None:
+        """SIGTERM the mount (it unmounts), then ``umount -l`` if the mount is still there."""
+        self._stopping = True
+        pid = self.pid
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            if self._watch is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._watch), STOP_TIMEOUT)
+                except TimeoutError:
+                    self._note(
+                        f"sync {self.sync.path}: the synchronous mount (pid {pid}) did not end "
+                        f"within {STOP_TIMEOUT:g}s of SIGTERM: killing it",
+                        3,
+                    )
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                    await asyncio.wait_for(asyncio.shield(self._watch), 5)
+            await self._lazy_unmount(pid)
+        self.pid = None
+        self.view = {**self.view, "state": "unmounted"}
+        self._close_fds()
+
+    async def detach(self) -> None:
+        """Stop watching, leave the mount running (the agent exits; the next adopts it)."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        self._close_fds()
+
+    async def _lazy_unmount(self, pid: int | None) -> None:
+        """``umount -l DIR`` where the mount lives (none there: nothing to do)."""
+        argv = ["umount", "-l", self.sync.path]
+        if self._nsfd is not None:  # the namespace the mount process had
+            argv = ["nsenter", f"--mount=/proc/{os.getpid()}/fd/{self._nsfd}", *argv]
+        elif _systemd():  # where systemd runs the mount's service
+            argv = ["nsenter", "--target=1", "--mount", *argv]
+        code, _, err = await run_command(argv, None, 10)
+        if code == 0:
+            self._note(
+                f"sync {self.sync.path}: unmounted lazily (umount -l) after the synchronous "
+                f"file system{f' (pid {pid})' if pid else ''} ended: the directory is the "
+                "plain directory again, every acknowledged change in place",
+                4,
+            )
+        elif "not mounted" not in err and "no mount point" not in err:
+            self._note(f"sync {self.sync.path}: umount -l failed: {err.strip()}", 3)
+
+    def _close_fds(self) -> None:
+        for fd in (self._pidfd, self._nsfd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._pidfd = self._nsfd = None

@@ -1,0 +1,145 @@
+"""The agent's side of the synchronous mount (sync/syncmount.py), with the real mount
+process and the real applier as the standby.
+
+The agent's part runs in a process of its own in a private mount namespace (``unshare
+-m --propagation private``), so nothing is mounted in the host's namespace; it prints one
+JSON line of what it saw, and the test checks it and the directories from outside.
+Covered: start (status up, a change on the standby once its close returned), stop
+(unmounted, the data in place), a mount that dies unasked (SIGKILL: noticed, unmounted
+lazily, the plain directory back with every acknowledged change, on_exit told), adoption
+by a second agent of a mount of its epoch, a mount that cannot start (its own line).
+
+Needs root and /dev/fuse (skipped without them), as tests/unit/test_syncfs_mount.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
+    reason="mounting FUSE in a private mount namespace needs root and /dev/fuse",
+)
+
+AGENT = r"""
+import asyncio, json, os, signal, sys, time
+from pathlib import Path
+from mosqit_failover.config import SyncDir
+from mosqit_failover.sync.syncmount import MountError, SyncMount
+
+directory, standby, state, runtime, case = sys.argv[1:6]
+sync = SyncDir(directory, mode="synchronous", ack_timeout=5.0)
+seen = {"notes": [], "exits": [], "changes": 0}
+channel = [sys.executable, "-m", "mosqit_failover.syncfs", "apply", "--root", standby,
+           "--state", state]
+
+def note(text, priority):
+    seen["notes"].append(text)
+
+def mounted():
+    return any(l.split()[4] == directory for l in open("/proc/self/mountinfo"))
+
+async def main():
+    loop = asyncio.get_running_loop()
+    mount = SyncMount(sync, Path(runtime), note, lambda m: None,
+                      lambda m, detail: seen["exits"].append(detail))
+    if case == "bad":
+        try:
+            await mount.start(7, {"beta": channel})
+        except MountError as error:
+            seen["error"] = str(error)
+        return
+    await mount.start(7, {"beta": channel})
+    seen["up"], seen["pid"], seen["mounted"] = mount.up, mount.pid, mounted()
+    seen["live"] = sorted(mount.live_channels())
+    with open(os.path.join(directory, "acked"), "w") as out:
+        out.write("written through the mount")
+    seen["on_standby"] = Path(standby, "acked").read_text()
+    if case == "kill":
+        os.kill(mount.pid, signal.SIGKILL)
+        for _ in range(100):
+            if seen["exits"]:
+                break
+            await asyncio.sleep(0.05)
+        seen["mounted_after"] = mounted()
+        seen["plain"] = sorted(os.listdir(directory))
+    elif case == "adopt":
+        await mount.detach()  # the agent exits, the mount serves on
+        second = SyncMount(sync, Path(runtime), note)
+        seen["adoptable"] = second.adoptable(7)
+        seen["adoptable_other_epoch"] = second.adoptable(8)
+        await second.start(7, {})
+        seen["adopted_pid"] = second.pid
+        await second.stop()
+        seen["mounted_after"] = mounted()
+    else:
+        await mount.stop()
+        seen["mounted_after"] = mounted()
+        seen["plain"] = sorted(os.listdir(directory))
+
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+def run_agent(tmp_path: Path, case: str) -> dict[str, Any]:
+    directory, standby, runtime = tmp_path / "data", tmp_path / "standby", tmp_path / "run"
+    for path in (directory, standby, runtime):
+        path.mkdir()
+    (directory / "old").write_text("there before")
+    state = StateFile(tmp_path / "state.json")
+    state.save(7, Role.STANDBY)
+    if case == "bad":
+        (directory / "old").unlink()
+        directory.rmdir()
+        directory.write_text("a file, not a directory")
+    argv = ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-c", AGENT]
+    argv += [str(directory), str(standby), str(state.path), str(runtime), case]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return seen
+
+
+def test_a_mount_comes_up_replicates_and_stops_leaving_the_data_in_place(
+    tmp_path: Path,
+) -> None:
+    seen = run_agent(tmp_path, "stop")
+    assert seen["up"] and seen["mounted"] and seen["live"] == ["beta"], seen
+    assert seen["on_standby"] == "written through the mount"  # its close had returned
+    assert not seen["mounted_after"] and seen["plain"] == ["acked", "old"]
+    assert not seen["exits"], seen  # asked to stop: no death reported
+    assert (tmp_path / "data" / "acked").read_text() == "written through the mount"
+
+
+def test_a_mount_that_dies_is_unmounted_lazily_and_reported(tmp_path: Path) -> None:
+    seen = run_agent(tmp_path, "kill")
+    assert seen["exits"] == [f"pid {seen['pid']} ended unasked (killed or crashed)"], seen
+    assert not seen["mounted_after"], seen  # no ENOTCONN left for the service
+    assert seen["plain"] == ["acked", "old"]  # the plain directory, every change in place
+    assert any("unmounted lazily (umount -l)" in line for line in seen["notes"]), seen
+
+
+def test_a_second_agent_adopts_the_mount_of_its_epoch(tmp_path: Path) -> None:
+    seen = run_agent(tmp_path, "adopt")
+    assert seen["adoptable"] and not seen["adoptable_other_epoch"], seen
+    assert seen["adopted_pid"] == seen["pid"]
+    assert any("adopted the synchronous mount of epoch 7" in line for line in seen["notes"])
+    assert not seen["mounted_after"]
+
+
+def test_a_mount_that_cannot_start_fails_with_its_own_line(tmp_path: Path) -> None:
+    seen = run_agent(tmp_path, "bad")
+    assert seen["error"] == (
+        f"{tmp_path / 'data'} is not a directory: create it (or fix the [[sync]] path)"
+    ), seen

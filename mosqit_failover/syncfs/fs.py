@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
+import re
 import stat
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -55,6 +58,27 @@ def _errors(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[
     return wrapper
 
 
+def _key(info: os.stat_result) -> tuple[int, int]:
+    return (info.st_dev, info.st_ino)
+
+
+def _mount_points(root: bytes) -> set[bytes]:
+    """The mount points below ``root``, relative to it (from /proc/self/mountinfo)."""
+    out: set[bytes] = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) > 4:
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
+            if point.startswith(root + b"/"):
+                out.add(point[len(root) + 1 :])
+    return out
+
+
 def open_root(path: str) -> int:
     """The directory's descriptor, to be opened before the mount hides it."""
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -69,8 +93,10 @@ class SyncFS(pyfuse3.Operations):
         super().__init__()
         self.root = root_fd
         info = os.fstat(root_fd)
-        self.dev = info.st_dev
-        self.ns = Namespace(info.st_ino)
+        self.path = os.fsencode(os.readlink(f"/proc/self/fd/{root_fd}"))
+        self._mounts: set[bytes] = set()
+        self._mounts_read_at = -math.inf
+        self.ns = Namespace(_key(info))
         self.repl = replicator
         self._dirs: dict[int, tuple[int, list[bytes]]] = {}
         self._next_dir = 1
@@ -111,10 +137,22 @@ class SyncFS(pyfuse3.Operations):
         entry.st_ctime_ns = info.st_ctime_ns
         return entry
 
+    def _mount_inside(self, rel: bytes, info: os.stat_result) -> bool:
+        """Whether ``rel`` is a directory with another file system mounted on it (by the
+        mount table, re-read at most once a second: st_dev says nothing on overlayfs,
+        whose directories and files each report their own)."""
+        if not stat.S_ISDIR(info.st_mode):
+            return False
+        now = time.monotonic()
+        if now >= self._mounts_read_at + 1.0:
+            self._mounts = _mount_points(self.path)
+            self._mounts_read_at = now
+        return rel in self._mounts
+
     def _entry(self, parent: int, name: bytes, info: os.stat_result) -> Any:
-        if info.st_dev != self.dev:
+        if self._mount_inside(self._child(parent, name), info):
             raise pyfuse3.FUSEError(errno.EXDEV)  # another file system mounted inside
-        inode = self.ns.entry(parent, name, info.st_ino, stat.S_ISDIR(info.st_mode))
+        inode = self.ns.entry(parent, name, _key(info), stat.S_ISDIR(info.st_mode))
         return self._attr(info, inode)
 
     async def _send(self, step: Step) -> None:
@@ -224,7 +262,7 @@ class SyncFS(pyfuse3.Operations):
                 info = self._lstat(self._child(parent, name))
             except FileNotFoundError:
                 continue
-            if info.st_dev != self.dev:
+            if self._mount_inside(self._child(parent, name), info):
                 continue
             attr = self._entry(parent, name, info)
             if not pyfuse3.readdir_reply(token, name, attr, index + 1):
@@ -245,7 +283,7 @@ class SyncFS(pyfuse3.Operations):
         os.chown(rel, ctx.uid, ctx.gid, dir_fd=self.root, follow_symlinks=False)
         info = self._lstat(rel)
         inode, step = self.ns.mkdir(
-            parent_inode, name, info.st_ino, stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
+            parent_inode, name, _key(info), stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
         )
         await self._send(step)
         return self._attr(info, inode)
@@ -266,7 +304,7 @@ class SyncFS(pyfuse3.Operations):
         os.symlink(target, rel, dir_fd=self.root)
         os.chown(rel, ctx.uid, ctx.gid, dir_fd=self.root, follow_symlinks=False)
         info = self._lstat(rel)
-        inode, step = self.ns.symlink(parent_inode, name, info.st_ino, target, ctx.uid, ctx.gid)
+        inode, step = self.ns.symlink(parent_inode, name, _key(info), target, ctx.uid, ctx.gid)
         await self._send(step)
         return self._attr(info, inode)
 
@@ -335,7 +373,7 @@ class SyncFS(pyfuse3.Operations):
             os.fchown(fd, ctx.uid, ctx.gid)
             info = os.fstat(fd)
             inode, step = self.ns.create(
-                parent_inode, name, info.st_ino, fd, stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
+                parent_inode, name, _key(info), fd, stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
             )
         except BaseException:
             os.close(fd)

@@ -24,7 +24,9 @@ names, any of which reaches its data on the standby. A file that lost its last n
 writes need no record: nobody can reach its data any more, here or there.
 
 Inode numbers are the file system's own (from 2; 1 is the root); ``key`` is the local
-file's st_ino, so that two names of one file get one inode.
+file's (st_dev, st_ino), so that two names of one file get one inode. st_ino alone is not
+enough: on overlayfs (a container's root) directories and files report different st_dev
+and their numbers overlap (a new file took the root's key after 27 creates in the lab).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from mosqit_failover.syncfs.records import (
 )
 
 ROOT = 1
+Key = tuple[int, int] | int
+"""What identifies a local file: (st_dev, st_ino) (the unit tests' plain numbers too)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Times:
 
 @dataclass
 class _Node:
-    key: int
+    key: Key
     is_dir: bool
     names: set[tuple[int, bytes]] = field(default_factory=set)
     lookups: int = 0
@@ -91,9 +95,9 @@ class UnknownInode(KeyError):
 class Namespace:
     """The names of the inodes the kernel knows, and the records of each operation."""
 
-    def __init__(self, root_key: int) -> None:
+    def __init__(self, root_key: Key) -> None:
         self._nodes: dict[int, _Node] = {ROOT: _Node(root_key, True, lookups=1)}
-        self._by_key: dict[int, int] = {root_key: ROOT}
+        self._by_key: dict[Key, int] = {root_key: ROOT}
         self._entries: dict[tuple[int, bytes], int] = {}
         self._handles: dict[int, _Handle] = {}
         self._next = ROOT + 1
@@ -165,7 +169,7 @@ class Namespace:
         if self._by_key.get(node.key) == inode:
             del self._by_key[node.key]
 
-    def entry(self, parent: int, name: bytes, key: int, is_dir: bool) -> int:
+    def entry(self, parent: int, name: bytes, key: Key, is_dir: bool) -> int:
         """The inode of ``name`` in ``parent`` (local st_ino ``key``), one lookup more.
 
         Called for every entry the kernel learns: lookup, readdirplus, create, mkdir,
@@ -206,7 +210,7 @@ class Namespace:
         return NOTHING
 
     def create(
-        self, parent: int, name: bytes, key: int, fh: int, mode: int, uid: int, gid: int
+        self, parent: int, name: bytes, key: Key, fh: int, mode: int, uid: int, gid: int
     ) -> tuple[int, Step]:
         """A new regular file, open for writing; not a sync point (its close is)."""
         inode = self.entry(parent, name, key, is_dir=False)
@@ -293,14 +297,14 @@ class Namespace:
     # -- directories and names -----------------------------------------------
 
     def mkdir(
-        self, parent: int, name: bytes, key: int, mode: int, uid: int, gid: int
+        self, parent: int, name: bytes, key: Key, mode: int, uid: int, gid: int
     ) -> tuple[int, Step]:
         inode = self.entry(parent, name, key, is_dir=True)
         path = self.child(parent, name)
         return inode, Step((Mkdir(path, mode, uid, gid),) if path else (), sync=True)
 
     def symlink(
-        self, parent: int, name: bytes, key: int, target: bytes, uid: int, gid: int
+        self, parent: int, name: bytes, key: Key, target: bytes, uid: int, gid: int
     ) -> tuple[int, Step]:
         inode = self.entry(parent, name, key, is_dir=False)
         path = self.child(parent, name)

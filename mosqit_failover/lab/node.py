@@ -11,7 +11,8 @@ Boot recipe (docs/lab.md), with the tweaks this machine needed:
   (``cgroup.kill``) of everything the node runs.
 * ``/sys`` is a fresh read-only sysfs (so systemd sees a container: udev and
   friends skip themselves), ``/dev`` is a small tmpfs with only null, zero,
-  full, random, urandom, tty, a private devpts and shm (no real disks),
+  full, random, urandom, tty, fuse (where the host has it: the synchronous sync
+  mode), a private devpts and shm (no real disks),
   ``/dev/console`` is /dev/null. ``/proc/sys`` is read-only except
   ``/proc/sys/net`` (per network namespace), ``/proc/sysrq-trigger`` read-only:
   a node cannot change the host kernel's settings.
@@ -184,6 +185,8 @@ def boot_script(plan: LabPlan, spec: NodeSpec, node_dir: Path) -> str:
         f"for d in null zero full random urandom tty; do touch {r}/dev/$d; "
         f"mount --bind /dev/$d {r}/dev/$d; done",
         f"touch {r}/dev/console && mount --bind /dev/null {r}/dev/console",
+        # the synchronous sync mode's FUSE mount (docs/sync-mode.md), where the host has it
+        f"if [ -e /dev/fuse ]; then touch {r}/dev/fuse && mount --bind /dev/fuse {r}/dev/fuse; fi",
         f"mkdir -p {r}/dev/pts {r}/dev/shm",
         f"mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts {r}/dev/pts",
         f"ln -s pts/ptmx {r}/dev/ptmx && ln -s /proc/self/fd {r}/dev/fd",

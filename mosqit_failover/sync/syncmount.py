@@ -157,6 +157,8 @@ class SyncMount:
                 stdout=asyncio.subprocess.DEVNULL,
                 # systemd-run's own complaint; setsid's child keeps the agent's stderr
                 stderr=asyncio.subprocess.PIPE if systemd else None,
+                # not the agent's notify socket: systemd takes notifications from it alone
+                env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
             )
             _, err = await asyncio.wait_for(process.communicate(), 30)
         except (OSError, TimeoutError) as error:

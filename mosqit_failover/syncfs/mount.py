@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -195,6 +196,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pyfuse3 logs a handler's unexpected error (the caller got EIO): to the journal
+    logging.basicConfig(format="mosqit-syncfs: %(name)s: %(message)s", level=logging.WARNING)
     try:
         try:
             enable_asyncio()

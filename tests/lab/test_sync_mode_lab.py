@@ -1,0 +1,185 @@
+"""The synchronous write mode in the lab (issue 14, docs/sync-mode.md): real agents from
+the package, the real FUSE mount as a transient systemd service on the active node, the
+real channel over ssh to the standby's forced command.
+
+- RPO 0: the spool writer of the async RPO test (``bench_sync.SPOOL_WRITER``: create,
+  write, fsync, close, rename into place, recording each file once its close and rename
+  returned) runs on the active node; the active is cut off (both cables) at a random
+  moment; after the failover every recorded file is on the new active, byte-identical.
+- The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
+  first close waits ``ack_timeout``, then closes return at once, status shows the
+  directory degraded, the journal says why and the alert fired; with ``"block"`` (the
+  config reloaded, then a switchover mounts it with that setting): close fails with EIO
+  after ``block_timeout``.
+
+Each test starts from a synchronous, in-sync pair (:func:`synchronous_pair`: a node that
+promoted while its standby was away is degraded for the rest of its epoch, so a
+switchover mounts afresh with a channel). MQLAB_RPO_SEED picks the cut moments.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mosqit_failover.lab import deploy, faults, sshkeys
+from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.netns import LabError
+from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios import bench_sync
+from mosqit_failover.lab.topology import LabPlan
+
+pytestmark = pytest.mark.lab
+
+SPOOL = "/srv/syncspool"
+ACK = 2.0  # ack_timeout: a standby that acknowledges nothing this long is dropped
+BLOCK = 2.0  # block_timeout of the block-mode test
+CUTS = 2
+SETTINGS = {"mode": "synchronous", "ack_timeout": f"{ACK:g}s"}
+
+CLOSER = r"""
+import json, os, sys, time
+root, count, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+out = []
+for i in range(count):
+    start = time.monotonic()
+    try:
+        fd = os.open(os.path.join(root, f"close-{i:03d}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.write(fd, b"x" * 4096)
+        os.close(fd)
+        code = 0
+    except OSError as error:
+        code = error.errno
+    out.append([round(time.monotonic() - start, 3), code])
+    time.sleep(gap)
+print(json.dumps(out))
+"""
+"""Writes and closes ``count`` 4 KiB files; prints [seconds the write and close took,
+errno or 0] for each."""
+
+
+@pytest.fixture(scope="module")
+def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("the synchronous mode needs /dev/fuse on the host")
+    sshkeys.setup(lab.nodes, lab_plan)
+    sshkeys.install_config(lab.nodes, lab_plan, [SPOOL], None, **SETTINGS)
+    for node in lab.nodes.values():  # the spool's folders, and content (never an empty source)
+        node.run(["mkdir", "-p", *(f"{SPOOL}/{sub}" for sub in ("tmp", "new", "cur"))])
+        node.write_file(f"{SPOOL}/seed", "seed\n")
+    deploy.start(lab.nodes)
+    try:
+        yield lab
+    finally:
+        faults.clear_all(lab_plan)
+        for node in lab.nodes.values():
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        for node in lab.nodes.values():  # no mount may outlive the agents' stop
+            mounts = node.run(["findmnt", "-n", SPOOL], check=False).stdout
+            assert not mounts.strip(), f"{SPOOL} still mounted on {node.name}: {mounts}"
+
+
+def sync_dir(node: Node) -> dict[str, Any]:
+    dirs = deploy.status(node)["sync"]["dirs"]
+    found: dict[str, Any] = next(d for d in dirs if d["path"] == SPOOL)
+    return found
+
+
+def synchronous_pair(lab: Lab) -> tuple[Node, Node]:
+    """(active, standby) with the spool mounted on the active and its channel up."""
+    nodes = lab.nodes
+    roles = deploy.wait_pair(nodes, 40)
+    act = next(n for n, r in roles.items() if r == "ACTIVE")
+    sb = next(n for n in roles if n != act)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if sync_dir(nodes[act])["in_sync"]:
+                return nodes[act], nodes[sb]
+        except (LabError, StopIteration, KeyError):
+            pass
+        time.sleep(0.3)
+    # promoted while the standby was away: degraded until a promotion mounts afresh
+    return switch_over(lab, nodes[act], nodes[sb])
+
+
+def switch_over(lab: Lab, act: Node, sb: Node) -> tuple[Node, Node]:
+    """Hand over to ``sb`` (it mounts afresh, with a channel); the new (active, standby)."""
+    act.run([deploy.AGENT, "switchover", "--config", deploy.CONFIG_PATH])
+    deploy.wait_roles(lab.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, timeout=40)
+    bench_sync.wait_in_sync(sb, SPOOL, timeout=40)
+    return sb, act
+
+
+def closes_without(
+    lab: Lab, act: Node, sb: Node, count: int, gap: float
+) -> list[tuple[float, int]]:
+    """[seconds, errno] of ``count`` closes on ``act`` while ``sb``'s cables are pulled."""
+    faults.isolate(lab.plan, sb.name)
+    try:
+        proc = act.run(["python3", "-c", CLOSER, SPOOL, str(count), str(gap)], timeout=120)
+    finally:
+        faults.rejoin(lab.plan, sb.name)
+    took = [(seconds, code) for seconds, code in json.loads(proc.stdout)]
+    print(f"{sync_dir(act)['mount']['on_standby_loss']}, the standby cut off: {took}")
+    return took
+
+
+def test_synchronous_mode_loses_no_acknowledged_file_in_a_failover(sync_pair: Lab) -> None:
+    seed = int(os.environ.get("MQLAB_RPO_SEED", time.time_ns() % 10**6))
+    rng = random.Random(seed)
+    report = []
+    for i in range(CUTS):
+        act, sb = synchronous_pair(sync_pair)
+        mount = sync_dir(act)["mount"]
+        assert isinstance(mount, dict) and mount["state"] == "up", mount
+
+        def took_over(sb: Node = sb) -> None:
+            deploy.wait_roles({sb.name: sb}, {sb.name: "ACTIVE"}, timeout=30)
+
+        cut = bench_sync.rpo_cut(
+            sync_pair.plan, act, sb, SPOOL, f"s{i}", rng, took_over, warm=(2.0, 3.5)
+        )
+        report.append(f"cut {cut.at:.2f}s in: {cut.lost} of {cut.acked} lost at {cut.rate:.0f}/s")
+        deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
+        assert cut.acked > 20 and cut.lost == 0, f"MQLAB_RPO_SEED={seed}: {report}"
+    print(f"MQLAB_RPO_SEED={seed}: " + "; ".join(report))
+
+
+def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> None:
+    act, sb = synchronous_pair(sync_pair)
+    since = time.time()
+    took = closes_without(sync_pair, act, sb, 8, 0.2)
+    assert all(code == 0 for _, code in took), took
+    assert took[0][0] < ACK + 3, took  # the first close waits for ack_timeout at most
+    assert max(t for t, _ in took[2:]) < 1.0, took  # then closes return at once
+    shown = sync_dir(act)
+    assert shown["degraded"] and shown["state"] == "synchronous, degraded", shown
+    assert sb.name in str(shown["last_error"]), shown
+    lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
+    assert any("synchronous channel lost" in line for line in lines), lines
+    assert any(line.startswith("ALERT sync-degraded") for line in lines), lines
+
+
+def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -> None:
+    config = deploy.lab_config(sync_pair.plan) + sshkeys.sync_tables(
+        [SPOOL], **SETTINGS, on_standby_loss="block", block_timeout=f"{BLOCK:g}s"
+    )
+    for node in sync_pair.nodes.values():
+        node.write_file(deploy.CONFIG_PATH, config)
+        node.run([deploy.AGENT, "reload", "--config", deploy.CONFIG_PATH])
+    act, sb = synchronous_pair(sync_pair)
+    if sync_dir(act)["mount"].get("on_standby_loss") != "block":  # mounted before the reload
+        act, sb = switch_over(sync_pair, act, sb)
+    took = closes_without(sync_pair, act, sb, 3, 0.0)
+    assert [code for _, code in took] == [errno.EIO] * 3, took
+    assert took[0][0] >= BLOCK and all(t >= BLOCK * 0.9 for t, _ in took), took
+    assert took[0][0] < ACK + BLOCK + 3, took
+    assert sync_dir(act)["degraded"]

@@ -138,10 +138,12 @@ def rpo_cut(
     rng: random.Random,
     after_cut: Callable[[], None],
     warm: tuple[float, float] = (1.0, 3.0),
+    fault: Callable[[], None] | None = None,
 ) -> Cut:
     """Cut ``source`` off (both cables) at a random moment ``warm`` seconds into the spool
     writer's run there, call ``after_cut`` (e.g. wait until ``dest`` took over), count the
     acknowledged files missing or different on ``dest``, then plug ``source`` back in.
+    ``fault``, if given, is done instead of the cut (and nothing is plugged back in).
 
     The cut instant is the host's time just before the cables go: files acknowledged
     later are not counted (a few ms of writes may be acknowledged before the cables
@@ -158,7 +160,7 @@ def rpo_cut(
     try:
         time.sleep(cut_at)
         t_cut = time.time()
-        faults.isolate(plan, source.name)
+        (fault or (lambda: faults.isolate(plan, source.name)))()
         try:
             after_cut()
         finally:
@@ -170,7 +172,8 @@ def rpo_cut(
     finally:
         if writer.poll() is None:
             writer.kill()
-        faults.rejoin(plan, source.name)
+        if fault is None:
+            faults.rejoin(plan, source.name)
     at = t_cut - acks[0][0] if acks else 0.0
     recent = [t for t, _ in acks if t >= t_cut - 2.0]
     return Cut(len(acks), lost, len(recent) / min(2.0, at) if at else 0.0, at)

@@ -13,8 +13,10 @@ Where it runs: under systemd, a transient service of its own (``systemd-run``,
 (ProtectClock) that denies /dev/fuse; a service of its own also outlives an agent restart
 (the restarted agent adopts a mount of its epoch, as it adopts the VIP) and logs to the
 journal under its own name. Elsewhere (a test, an agent run by hand) it is a process of its
-own session (``setsid --fork``), its stderr the agent's. The lazy unmount runs in the mount
-process's own mount namespace (a file descriptor of it is kept while it runs).
+own session (``setsid --fork``), its stderr the agent's. The lazy unmount runs where the
+mount lives: under systemd in PID 1's mount namespace and root (``nsenter --target=1
+--mount --root``: the agent's own namespace is a copy, and a container's PID 1 may be
+chrooted), elsewhere in the agent's own.
 
 This module and :mod:`.proc` are the only ones of the sync that start processes.
 """
@@ -91,7 +93,6 @@ class SyncMount:
         self.pid: int | None = None
         self.epoch: int | None = None
         self._pidfd: int | None = None
-        self._nsfd: int | None = None  # the mount process's mount namespace
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -217,7 +218,6 @@ class SyncMount:
         pid = view["pid"]
         try:
             self._pidfd = os.pidfd_open(pid)
-            self._nsfd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as error:
             self._close_fds()
             raise MountError(
@@ -318,10 +318,8 @@ class SyncMount:
     async def _lazy_unmount(self, pid: int | None) -> None:
         """``umount -l DIR`` where the mount lives (none there: nothing to do)."""
         argv = ["umount", "-l", self.sync.path]
-        if self._nsfd is not None:  # the namespace the mount process had
-            argv = ["nsenter", f"--mount=/proc/{os.getpid()}/fd/{self._nsfd}", *argv]
-        elif _systemd():  # where systemd runs the mount's service
-            argv = ["nsenter", "--target=1", "--mount", *argv]
+        if _systemd():  # where systemd runs the mount's service, with PID 1's root too
+            argv = ["nsenter", "--target=1", "--mount", "--root", *argv]
         code, _, err = await run_command(argv, None, 10)
         if code == 0:
             self._note(
@@ -334,8 +332,7 @@ class SyncMount:
             self._note(f"sync {self.sync.path}: umount -l failed: {err.strip()}", 3)
 
     def _close_fds(self) -> None:
-        for fd in (self._pidfd, self._nsfd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._pidfd = self._nsfd = None
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+        self._pidfd = None

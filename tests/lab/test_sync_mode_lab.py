@@ -6,6 +6,8 @@ real channel over ssh to the standby's forced command.
   write, fsync, close, rename into place, recording each file once its close and rename
   returned) runs on the active node; the active is cut off (both cables) at a random
   moment; after the failover every recorded file is on the new active, byte-identical.
+- The mount process SIGKILLed under the same writer: the agent unmounts lazily and hands
+  over; the new active holds every file acknowledged before the kill.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
   first close waits ``ack_timeout``, then closes return at once, status shows the
   directory degraded, the journal says why and the alert fired; with ``"block"`` (the
@@ -151,6 +153,34 @@ def test_synchronous_mode_loses_no_acknowledged_file_in_a_failover(sync_pair: La
         deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
         assert cut.acked > 20 and cut.lost == 0, f"MQLAB_RPO_SEED={seed}: {report}"
     print(f"MQLAB_RPO_SEED={seed}: " + "; ".join(report))
+
+
+def test_a_killed_file_system_hands_over_and_loses_no_acknowledged_file(
+    sync_pair: Lab,
+) -> None:
+    """The mount process SIGKILLed under the spool writer: the agent unmounts lazily and
+    hands over to the standby, which holds every file acknowledged before the kill."""
+    act, sb = synchronous_pair(sync_pair)
+    pid = sync_dir(act)["mount"]["pid"]
+    since = time.time()
+
+    def took_over() -> None:
+        deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
+
+    def kill() -> None:
+        act.run(["kill", "-KILL", str(pid)])
+
+    seed = int(os.environ.get("MQLAB_RPO_SEED", time.time_ns() % 10**6))
+    cut = bench_sync.rpo_cut(
+        sync_pair.plan, act, sb, SPOOL, "k", random.Random(seed), took_over, (1.5, 2.5), kill
+    )
+    print(f"the file system killed {cut.at:.2f}s in: {cut.lost} of {cut.acked} lost")
+    assert cut.acked > 20 and cut.lost == 0, cut
+    assert not act.run(["findmnt", "-n", SPOOL], check=False).stdout.strip()
+    lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
+    assert any("unmounted lazily (umount -l)" in line for line in lines), lines
+    assert any("handing over after the synchronous file system died" in line for line in lines)
+    bench_sync.wait_in_sync(sb, SPOOL, timeout=40)  # the new active mounted with a channel
 
 
 def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> None:

@@ -258,6 +258,13 @@ class Core:
         self._manual_heard: set[str] = set()  # peers heard while MANUAL
         self._manual_lost: set[str] = set()  # said that they vanished while MANUAL
         self._startup: Decision | None = self._adopt(inventory, now)
+        # The quiet path (`_quiet`): while the node is steady (`_steady`), the rules'
+        # next deadline kept in parts, and the time until which a routine event can
+        # change nothing but an arrival time (NEVER: not steady, every event runs them)
+        self._quiet_until = NEVER
+        self._deadline_rest = math.inf  # heartbeat, retries, grace, held conditions...
+        self._deadline_peer: dict[str, float] = {}  # per peer: its silence's deadlines
+        self._deadline_uplink: dict[str, float] = {}  # per network: the switch's timeout
 
     # ---- the interface -------------------------------------------------
 
@@ -277,6 +284,15 @@ class Core:
         return out
 
     def _handle(self, event: Event, now: float, out: list[Action]) -> None:
+        if now < self._quiet_until and self._quiet(event, now, out):
+            return
+        self._quiet_until = NEVER
+        self._full(event, now, out)
+        if self._steady(now):
+            self._quiet_until = self._split_deadline()
+
+    def _full(self, event: Event, now: float, out: list[Action]) -> None:
+        """Every rule, in order: observe, decide until settled, notes, heartbeat."""
         if self._startup is not None:
             out.append(self._startup)
             self._startup = None
@@ -342,34 +358,157 @@ class Core:
         return self.timing.calm_heartbeat if calm else self.timing.heartbeat
 
     def next_deadline(self) -> float:
-        times = [self._heartbeat_at]
-        for uplink in self.uplinks.values():
-            times += uplink.deadlines()
-        t = self.timing
-        times += [self._failed_until, self._retry_at]
-        for peer in self.peers.values():
-            heard = peer.silent_since
-            times += [
-                heard + t.echo_window,
-                heard + t.peer_gone_after,
-                heard + t.service_timeout,
-            ]
-            if peer.unauth_at > peer.heard_at:
-                times += [
-                    peer.unauth_since + AUTH_GRACE,
-                    peer.unauth_reason_since + AUTH_GRACE,
-                    peer.unauth_at + t.peer_gone_after,
-                ]
-        if self._all_since is not None:
-            times.append(self._all_since + t.startup_grace)
-        times += [fence.retry_at for fence in self._fences.values()]
-        times += [since + t.settle for since in self._held_since.values()]
-        if self._reclaim_by is not None:
-            times.append(self._reclaim_by)
+        if self._quiet_until > self._now:  # steady: the quiet path keeps it up to date
+            return min(self._heartbeat_at, self._quiet_until)
+        rest, peers, uplinks = self._deadline_parts()
         # always later than the last handle's `now`: a deadline already due was acted
         # on there (every rule compares `now >= deadline`, as computed here)
-        future = [x for x in times if x > self._now and not math.isinf(x)]
-        return min(future, default=self._now + t.heartbeat)
+        beat = self._upcoming([self._heartbeat_at])
+        future = min(beat, rest, *peers.values(), *uplinks.values())
+        return future if not math.isinf(future) else self._now + self.timing.heartbeat
+
+    def _deadline_parts(self) -> tuple[float, dict[str, float], dict[str, float]]:
+        """The next deadline in parts, each the earliest of its times still to come
+        (after the last handle's `now`), inf when none: (the node's own but the
+        heartbeat: retries, grace, conditions held; each peer's silence; each uplink's)."""
+        t = self.timing
+        times = [self._failed_until, self._retry_at]
+        times += [fence.retry_at for fence in self._fences.values()]
+        times += [since + t.settle for since in self._held_since.values()]
+        if self._all_since is not None:
+            times.append(self._all_since + t.startup_grace)
+        if self._reclaim_by is not None:
+            times.append(self._reclaim_by)
+        peers = {name: self._peer_deadline(peer) for name, peer in self.peers.items()}
+        uplinks = {name: self._upcoming(u.deadlines()) for name, u in self.uplinks.items()}
+        return self._upcoming(times), peers, uplinks
+
+    def _upcoming(self, times: list[float]) -> float:
+        """The earliest of `times` after the last handle's `now` (inf: none)."""
+        return min((x for x in times if x > self._now), default=math.inf)
+
+    def _peer_deadline(self, peer: PeerTracker) -> float:
+        """When this peer's silence (or its failing authentication) next means more."""
+        t = self.timing
+        heard = peer.silent_since
+        times = [heard + t.echo_window, heard + t.peer_gone_after, heard + t.service_timeout]
+        if peer.unauth_at > peer.heard_at:
+            times += [
+                peer.unauth_since + AUTH_GRACE,
+                peer.unauth_reason_since + AUTH_GRACE,
+                peer.unauth_at + t.peer_gone_after,
+            ]
+        return self._upcoming(times)
+
+    def _split_deadline(self) -> float:
+        """next_deadline() from its parts, kept for the quiet path to update one part
+        (only after a handle: the heartbeat is then always still to come)."""
+        self._deadline_rest, self._deadline_peer, self._deadline_uplink = self._deadline_parts()
+        return self._quiet_deadline()
+
+    def _quiet_deadline(self) -> float:
+        """The next deadline of a rule (the heartbeat's is not one: `_quiet` sends it)."""
+        return min(
+            self._deadline_rest, *self._deadline_peer.values(), *self._deadline_uplink.values()
+        )
+
+    # ---- the quiet path --------------------------------------------------
+    #
+    # Most events change nothing: at idle every node hears each peer's heartbeat on
+    # both networks and its echo replies many times a second, each only saying "still
+    # here, as before". Running every rule for each (and the notes) was most of the
+    # agent's idle CPU. While the node is steady (`_steady`), such an event only
+    # records its arrival time, keeps the heartbeat going and moves the one deadline
+    # it concerns: every rule's answer is the one the last full run gave, because
+    # nothing it reads has changed but these times, and every time at which a rule's
+    # answer can change by itself is a deadline (a Tick runs the rules there).
+
+    def _steady(self, now: float) -> bool:
+        """Whether, until the next deadline, a routine event can change no rule's answer.
+
+        Everything settled (ACTIVE or STANDBY, no plan, no held condition, no
+        handover, stop, maintenance, MANUAL mode, partition or order mismatch), every
+        own uplink healthy and stable, every peer heard lately (before any of its
+        silence deadlines, nothing unauthenticated since) with every uplink, so that
+        nothing is trouble. Each of these changes only with an event that is not
+        routine, or at a deadline.
+        """
+        if self.role not in (A, S) or self._plan_live or self._stopping or self._yielding:
+            return False
+        if self.maintenance or self.manual or self._successor or self._held_since:
+            return False
+        if self._reclaim_by is not None or self._startup is not None:
+            return False
+        if self._partitioned or self._order_differs or self._order_said:
+            return False
+        if any(not u.healthy(now) or u.raw is not u.stable for u in self.uplinks.values()):
+            return False
+        t = self.timing
+        within = min(t.echo_window, t.peer_gone_after, t.service_timeout)
+        for peer in self.peers.values():
+            view = peer.view
+            if view is None or not view.has_all_uplinks:
+                return False
+            if peer.unauth_at > peer.heard_at or peer.timers_from > peer.heard_at:
+                return False
+            if now >= peer.heard_at + within:
+                return False
+        return True
+
+    def _quiet(self, event: Event, now: float, out: list[Action]) -> bool:
+        """Take a routine event of a steady node; False (nothing done) for any other.
+
+        Routine: a peer's message with the view it sent before (nothing new to learn
+        from it), an echo reply from a peer whose echo had no miss on that network,
+        the switch answering while the uplink is healthy. The full run of `_full`
+        would find the same: no move, no note, no trouble; what remains is the
+        heartbeat, as `_full` sends it.
+        """
+        if now - self._now > max(1.0, 10 * self.timing.heartbeat):
+            return False  # a schedule gap: `_check_schedule_gap` restarts the timeouts
+        kind = type(event)
+        if kind is PeerMessage:
+            assert isinstance(event, PeerMessage)
+            view = event.view
+            tracker = self.peers.get(view.node)
+            if tracker is None or (view is not tracker.view and view != tracker.view):
+                return False
+            if view.order_id and view.order_id != self.config.order_id:
+                return False
+            if view.role is A and self.node in view.in_sync and view.epoch > self.data_epoch:
+                return False  # the data epoch to learn (`_learn_data_epoch`)
+            self._now = now
+            tracker.message(event.network, view, now)
+            self._deadline_peer[view.node] = self._peer_deadline(tracker)
+        elif kind is EchoResult:
+            assert isinstance(event, EchoResult)
+            tracker = self.peers.get(event.peer or self.peer_name)
+            if not event.answered or tracker is None or event.network not in self.uplinks:
+                return False
+            if tracker.misses.get(event.network) != 0:
+                return False
+            self._now = now
+            tracker.echo(event.network, True, now)
+        elif kind is SwitchReachability:
+            assert isinstance(event, SwitchReachability)
+            uplink = self.uplinks.get(event.network)
+            if uplink is None or not event.reachable:
+                return False
+            self._now = now
+            uplink.switch_answer(True, now)
+            self._deadline_uplink[event.network] = self._upcoming(uplink.deadlines())
+        elif kind is Tick:  # before any rule's deadline: the heartbeat's
+            self._now = now
+        else:
+            return False
+        # the heartbeat exactly as `_full` sends it (nothing here is trouble)
+        early = self._beat_period(now) / 4 if kind is EchoResult else 0.0
+        if now >= self._heartbeat_at - early:
+            out.append(SendPeerMessage(self.view(now)))
+            self._last_beat = now
+            self._heartbeat_at = now + self._beat_period(now)
+        self._quiet_until = self._quiet_deadline()
+        return True
 
     def view(self, now: float) -> PeerView:
         return PeerView(
@@ -420,6 +559,7 @@ class Core:
         here: the caller restarts the agent for that.
         """
         self._now = now
+        self._quiet_until = NEVER  # other timings: every deadline anew
         if self._plan_live:
             return [
                 self._decision(DecisionKind.REFUSED, "reload refused: a plan is running; try again")

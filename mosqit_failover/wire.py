@@ -235,8 +235,22 @@ def _put_name(out: bytearray, data: bytes) -> None:
     out += data
 
 
+# secret -> HMAC-SHA256 keyed with it, never fed: `_mac` works on a copy. The one-shot
+# hmac.digest() looks the digest up in OpenSSL's providers on every call, which cost
+# ~28 µs a datagram in a lab node (a copy of a keyed context: ~1 µs).
+_KEYED: dict[bytes, hmac.HMAC] = {}
+_KEYED_MAX = 8  # a keyring holds at most two keys; reloads may bring new ones
+
+
 def _mac(secret: bytes, body: bytes | bytearray) -> bytes:
-    return hmac.digest(secret, body, "sha256")
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) >= _KEYED_MAX:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hmac.new(secret, digestmod="sha256")
+    mac = keyed.copy()
+    mac.update(body)
+    return mac.digest()
 
 
 class Sender:

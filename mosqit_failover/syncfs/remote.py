@@ -1,9 +1,10 @@
 """The synchronous mode's channel over ssh: the command the active runs, and what the
 standby's forced command does with it.
 
-The active runs, over the existing ssh master (as :func:`..sync.commands.move_argv`)::
+The active runs (as :func:`..sync.commands.move_argv`, but on a connection of its own)::
 
-    ssh -o ControlMaster=no <ssh options> user@peer 'mosqit-sync EPOCH --syncfs DEST'
+    ssh -o ControlMaster=no -o ControlPath=none <ssh options> user@peer \
+        'mosqit-sync EPOCH --syncfs DEST'
 
 and the standby's forced command (``mosqit-failover sync-receive``) sees that as
 SSH_ORIGINAL_COMMAND. :func:`serve_forced` is that form's whole handling: the same
@@ -32,9 +33,15 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def channel_argv(sync: configuration.SyncDir, peer: Peer, epoch: int) -> list[str]:
-    """The channel to one standby, for ``mount --channel NAME=shlex.join(this)``."""
+    """The channel to one standby, for ``mount --channel NAME=shlex.join(this)``.
+
+    A connection of its own (ControlPath=none, ahead of the shared options: ssh keeps the
+    first value), not a session of the agent's ssh master: the master dies with the agent,
+    and a channel riding on it would drop (degraded) on every agent restart, while the
+    mount itself outlives the agent."""
     remote = shlex.join([MARKER, str(epoch), SYNCFS, sync.target])
-    return ["ssh", "-o", "ControlMaster=no", *ssh_options(peer), peer.destination, remote]
+    own = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    return ["ssh", *own, *ssh_options(peer), peer.destination, remote]
 
 
 def is_syncfs(original: str) -> bool:

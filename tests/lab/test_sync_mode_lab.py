@@ -8,6 +8,8 @@ real channel over ssh to the standby's forced command.
   moment; after the failover every recorded file is on the new active, byte-identical.
 - The mount process SIGKILLed under the same writer: the agent unmounts lazily and hands
   over; the new active holds every file acknowledged before the kill.
+- The agent SIGKILLed on the active: the mount serves on (closes return, replicated), the
+  restarted agent adopts it, its channel never dropped.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
   first close waits ``ack_timeout``, then closes return at once, status shows the
   directory degraded, the journal says why and the alert fired; with ``"block"`` (the
@@ -181,6 +183,25 @@ def test_a_killed_file_system_hands_over_and_loses_no_acknowledged_file(
     assert any("unmounted lazily (umount -l)" in line for line in lines), lines
     assert any("handing over after the synchronous file system died" in line for line in lines)
     bench_sync.wait_in_sync(sb, SPOOL, timeout=40)  # the new active mounted with a channel
+
+
+def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pair: Lab) -> None:
+    """SIGKILL of the agent on the active (systemd restarts it): writes through the mount
+    go on synchronously meanwhile, and the restarted agent adopts the same mount."""
+    act, sb = synchronous_pair(sync_pair)
+    pid = sync_dir(act)["mount"]["pid"]
+    since = time.time()
+    act.systemctl("kill", "--signal=SIGKILL", deploy.UNIT)
+    proc = act.run(["python3", "-c", CLOSER, SPOOL, "5", "0.1"], timeout=60)
+    took = json.loads(proc.stdout)
+    assert all(code == 0 for _, code in took), took
+    for i in range(5):  # each close had returned: on the standby already
+        assert sb.read_file(f"{SPOOL}/close-{i:03d}") == "x" * 4096
+    deploy.wait_roles(sync_pair.nodes, {act.name: "ACTIVE", sb.name: "STANDBY"}, 30)
+    bench_sync.wait_in_sync(act, SPOOL, timeout=30)  # its channel never dropped
+    assert sync_dir(act)["mount"]["pid"] == pid
+    lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
+    assert any("adopted the synchronous mount of epoch" in line for line in lines), lines
 
 
 def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> None:

@@ -50,7 +50,9 @@ def test_the_channel_is_the_rename_requests_ssh_with_its_own_verb(node: Node) ->
     sync = node.cfg.sync[0]
     peer = commands.Peer("192.0.2.12", "root", 22, "/k", 5.0, Path("/run/m/ctl"))
     argv = remote.channel_argv(sync, peer, 7)
-    assert argv[:-1] == commands.move_argv(sync, peer, 7)[:-1]
+    # a connection of its own (the agent's master dies with the agent), else the same
+    assert argv[1:5] == ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    assert [*argv[:3], *argv[5:-1]] == commands.move_argv(sync, peer, 7)[:-1]
     assert argv[-1] == f"mosqit-sync 7 --syncfs {node.dest}"
     assert remote.is_syncfs(argv[-1])
     assert not remote.is_syncfs(f"mosqit-sync 7 --move {node.dest}")

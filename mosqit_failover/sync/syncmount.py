@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -41,8 +42,15 @@ from mosqit_failover.effects import EffectError
 from mosqit_failover.sync.proc import run_command
 
 UNIT_PREFIX = "mosqit-syncfs-"
-POLL = 0.2
+POLL = 0.5
 """How often the status file is read while the mount runs (seconds)."""
+HEALTH_PERIOD = 2.0
+"""How often a lookup through the mount checks that the file system answers (seconds)."""
+HANG_MARGIN = 10.0
+"""A lookup unanswered for this long past the longest legitimate wait (ack_timeout, plus
+block_timeout in block mode: every worker may be waiting for a standby) is a hang."""
+HEALTH_NAME = ".mosqit-syncfs-health"
+"""What the health lookup asks for (never there: ENOENT, not cached by the kernel)."""
 STOP_TIMEOUT = 15.0
 """How long a SIGTERMed mount may take to unmount and end its channels."""
 MARK = "mosqit_failover.syncfs"
@@ -95,6 +103,8 @@ class SyncMount:
         self._pidfd: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        block = sync.block_timeout if sync.on_standby_loss == "block" else 0.0
+        self.hang_after = sync.ack_timeout + block + HANG_MARGIN
 
     # ---- what it shows --------------------------------------------------
 
@@ -262,6 +272,8 @@ class SyncMount:
                 ended.set_result(None)
 
         loop.add_reader(self._pidfd, exited)
+        probe: asyncio.Future[None] | None = None
+        probe_at = next_probe = loop.time() + HEALTH_PERIOD
         try:
             while not ended.done():
                 with contextlib.suppress(TimeoutError):
@@ -270,6 +282,15 @@ class SyncMount:
                 if view and view != self.view and view.get("pid") == self.pid:
                     self.view = view
                     self.on_change(self)
+                now = loop.time()
+                if probe is None and now >= next_probe:  # one lookup in flight at a time
+                    probe = asyncio.ensure_future(asyncio.to_thread(self._lookup))
+                    probe_at = now
+                elif probe is not None and probe.done():
+                    probe, next_probe = None, now + HEALTH_PERIOD
+                elif probe is not None and now - probe_at > self.hang_after:
+                    self._kill_hung(now - probe_at)
+                    probe, next_probe = None, math.inf  # its exit follows: the death path
         finally:
             loop.remove_reader(self._pidfd)
         if self._stopping:
@@ -280,6 +301,24 @@ class SyncMount:
         self.pid = None
         self._close_fds()
         self.on_exit(self, f"pid {pid} ended unasked (killed or crashed)")
+
+    def _lookup(self) -> None:
+        """A lookup through the mount (in a thread: a hung file system blocks it until the
+        process is killed, then it fails with ENOTCONN)."""
+        with contextlib.suppress(OSError):
+            os.stat(os.path.join(self.sync.path, HEALTH_NAME))
+
+    def _kill_hung(self, waited: float) -> None:
+        self._note(
+            f"sync {self.sync.path}: the synchronous file system (pid {self.pid}) answered "
+            f"no lookup for {waited:.0f}s (more than ack_timeout, block_timeout and "
+            f"{HANG_MARGIN:g}s): killing it, so callers get an error instead of waiting for "
+            "ever; its death is handled as any other",
+            2,
+        )
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
 
     # ---- stop -----------------------------------------------------------
 

@@ -6,7 +6,8 @@ The agent's part runs in a process of its own in a private mount namespace (``un
 JSON line of what it saw, and the test checks it and the directories from outside.
 Covered: start (status up, a change on the standby once its close returned), stop
 (unmounted, the data in place), a mount that dies unasked (SIGKILL: noticed, unmounted
-lazily, the plain directory back with every acknowledged change, on_exit told), adoption
+lazily, the plain directory back with every acknowledged change, on_exit told), a mount
+that hangs (SIGSTOP: killed after hang_after, then the same), adoption
 by a second agent of a mount of its epoch, a mount that cannot start (its own line).
 
 Needs root and /dev/fuse (skipped without them), as tests/unit/test_syncfs_mount.py.
@@ -65,9 +66,13 @@ async def main():
     with open(os.path.join(directory, "acked"), "w") as out:
         out.write("written through the mount")
     seen["on_standby"] = Path(standby, "acked").read_text()
-    if case == "kill":
-        os.kill(mount.pid, signal.SIGKILL)
-        for _ in range(100):
+    if case in ("kill", "hang"):
+        if case == "hang":  # stopped, not dead: its callers would wait for ever
+            mount.hang_after = 1.0
+            os.kill(mount.pid, signal.SIGSTOP)
+        else:
+            os.kill(mount.pid, signal.SIGKILL)
+        for _ in range(200):
             if seen["exits"]:
                 break
             await asyncio.sleep(0.05)
@@ -128,6 +133,13 @@ def test_a_mount_that_dies_is_unmounted_lazily_and_reported(tmp_path: Path) -> N
     assert not seen["mounted_after"], seen  # no ENOTCONN left for the service
     assert seen["plain"] == ["acked", "old"]  # the plain directory, every change in place
     assert any("unmounted lazily (umount -l)" in line for line in seen["notes"]), seen
+
+
+def test_a_hung_mount_is_killed_then_handled_as_a_dead_one(tmp_path: Path) -> None:
+    seen = run_agent(tmp_path, "hang")
+    assert seen["exits"] == [f"pid {seen['pid']} ended unasked (killed or crashed)"], seen
+    assert any("answered no lookup for" in line for line in seen["notes"]), seen
+    assert not seen["mounted_after"] and seen["plain"] == ["acked", "old"], seen
 
 
 def test_a_second_agent_adopts_the_mount_of_its_epoch(tmp_path: Path) -> None:

@@ -402,6 +402,7 @@ class SyncManager:
         old = {(s.engine.sync.path, s.peer): s for s in self._slots}
         added = [s.path for s in config.sync if s.path not in before]
         changed = [s.path for s in config.sync if s.path in before and before[s.path] != s]
+        remount = [p for p in changed if p in self._mounts]
         removed = [p for p in before if p not in {s.path for s in config.sync}]
         # nodes are fixed on reload (the agent restarts for them); followed all the same
         moved = {p.name for p in self.peers if peers_before.get(p.name) != p}
@@ -433,6 +434,10 @@ class SyncManager:
             if removed
             else "",
             f"restarted {', '.join(changed)} (settings changed)" if changed else "",
+            f"the synchronous mount of {', '.join(remount)} keeps its settings until the "
+            "next promotion"
+            if remount
+            else "",
             f"restarted the push to {', '.join(sorted(moved))} (node changed)" if moved else "",
         ]
         line = f"sync reconfigured (epoch {self.epoch}): " + "; ".join(p for p in parts if p)

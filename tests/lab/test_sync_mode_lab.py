@@ -12,7 +12,8 @@ real channel over ssh to the standby's forced command.
   restarted agent adopts it, its channel never dropped.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
   first close waits ``ack_timeout``, then closes return at once, status shows the
-  directory degraded, the journal says why and the alert fired; with ``"block"`` (the
+  directory degraded, the journal says why and the alert fired; back on the network the
+  standby is caught up asynchronously (and still not in sync); with ``"block"`` (the
   config reloaded, then a switchover mounts it with that setting): close fails with EIO
   after ``block_timeout``.
 
@@ -217,15 +218,24 @@ def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> Non
     lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
     assert any("synchronous channel lost" in line for line in lines), lines
     assert any(line.startswith("ALERT sync-degraded") for line in lines), lines
+    # back on the network, the standby is caught up asynchronously (still not in sync)
+    check = f"cd {SPOOL} && cat close-00[0-7] | wc -c"
+    deadline = time.monotonic() + 30
+    while sb.run(["sh", "-c", check], check=False).stdout.strip() != str(8 * 4096):
+        assert time.monotonic() < deadline, "the standby was not caught up within 30 s"
+        time.sleep(0.3)
+    assert not sync_dir(act)["in_sync"]
 
 
 def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -> None:
     config = deploy.lab_config(sync_pair.plan) + sshkeys.sync_tables(
         [SPOOL], **SETTINGS, on_standby_loss="block", block_timeout=f"{BLOCK:g}s"
     )
+    said = ""
     for node in sync_pair.nodes.values():
         node.write_file(deploy.CONFIG_PATH, config)
-        node.run([deploy.AGENT, "reload", "--config", deploy.CONFIG_PATH])
+        said += node.run([deploy.AGENT, "reload", "--config", deploy.CONFIG_PATH]).stdout
+    assert "keeps its settings until the next promotion" in said, said
     act, sb = synchronous_pair(sync_pair)
     if sync_dir(act)["mount"].get("on_standby_loss") != "block":  # mounted before the reload
         act, sb = switch_over(sync_pair, act, sb)

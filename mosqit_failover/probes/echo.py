@@ -225,10 +225,17 @@ class _Channel:
             self.close()
 
     def drain(self, limit: int = _READ_BATCH) -> None:
-        """Read and dispatch the packets waiting in the socket (at most ``limit``)."""
-        for _ in range(limit):
+        """Read and dispatch the packets waiting in the socket (at most ``limit``).
+
+        After the first packet it stops once no member waits for a reply: reading
+        on to the empty socket's EAGAIN cost a system call and an exception on every
+        wake-up (the poller reports anything still queued again at once, and each
+        call reads at least one packet, so nothing stays queued for ever).
+        """
+        members = self.members.values()
+        for i in range(limit):
             sock = self._sock
-            if sock is None:
+            if sock is None or (i and not any(m._pending for m in members)):
                 return
             try:
                 packet = sock.recv(_RECV_SIZE)
@@ -275,7 +282,7 @@ class _Cadence:
 
     def _step(self) -> None:
         members = list(self.members)
-        for channel in {id(m._channel): m._channel for m in members}.values():
+        for channel in {id(m._channel): m._channel for m in members if m._pending}.values():
             if channel is not None:
                 channel.drain(_STALL_BATCH)  # replies queued in a stall count before expiring
         now = self.loop.time()

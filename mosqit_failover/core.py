@@ -265,6 +265,8 @@ class Core:
         self._deadline_rest = math.inf  # heartbeat, retries, grace, held conditions...
         self._deadline_peer: dict[str, float] = {}  # per peer: its silence's deadlines
         self._deadline_uplink: dict[str, float] = {}  # per network: the switch's timeout
+        # the heartbeat a steady node sends: its view cannot change before a full run
+        self._quiet_beat: SendPeerMessage | None = None
 
     # ---- the interface -------------------------------------------------
 
@@ -287,6 +289,7 @@ class Core:
         if now < self._quiet_until and self._quiet(event, now, out):
             return
         self._quiet_until = NEVER
+        self._quiet_beat = None
         self._full(event, now, out)
         if self._steady(now):
             self._quiet_until = self._split_deadline()
@@ -504,7 +507,10 @@ class Core:
         # the heartbeat exactly as `_full` sends it (nothing here is trouble)
         early = self._beat_period(now) / 4 if kind is EchoResult else 0.0
         if now >= self._heartbeat_at - early:
-            out.append(SendPeerMessage(self.view(now)))
+            # every input of the view is steady too: the same view until a full run
+            if self._quiet_beat is None:
+                self._quiet_beat = SendPeerMessage(self.view(now))
+            out.append(self._quiet_beat)
             self._last_beat = now
             self._heartbeat_at = now + self._beat_period(now)
         self._quiet_until = self._quiet_deadline()

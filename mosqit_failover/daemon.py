@@ -200,6 +200,7 @@ class Agent:
         self._jobs: set[asyncio.Future[None]] = set()
         self.probes: dict[str, EchoProber] = {}
         self._probe_targets: dict[str, tuple[str, str]] = {}  # probe -> (network, peer or "")
+        self._messages: dict[tuple[str, str], PeerMessage] = {}  # (peer, network) -> the last
         self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
         self.metrics: MetricsServer | None = None
         self.console: ConsoleServer | None = None
@@ -356,11 +357,15 @@ class Agent:
                 coros.append(prober.run())
         self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
 
+    # A probe reports many times a second: its two possible events are made once.
+
     def _reporter(self, kind: type[SwitchReachability], network: str) -> Any:
-        return lambda answered: self.feed(kind(network, answered))
+        events = {answered: kind(network, answered) for answered in (True, False)}
+        return lambda answered: self.feed(events[answered])
 
     def _echo_reporter(self, network: str, peer: str) -> Any:
-        return lambda answered: self.feed(EchoResult(network, answered, peer))
+        events = {answered: EchoResult(network, answered, peer) for answered in (True, False)}
+        return lambda answered: self.feed(events[answered])
 
     async def _guard(self, coro: Any) -> None:
         """A probe or worker that dies is logged and the agent stops (systemd restarts it)."""
@@ -426,7 +431,13 @@ class Agent:
             self._stopped.set()
 
     def _peer_message(self, network: str, view: PeerView) -> None:
-        self.feed(PeerMessage(network, view))
+        # the wire hands over the same view object while a peer's view is unchanged: its
+        # event too is made once per peer, network and view
+        key = (view.node, network)
+        event = self._messages.get(key)
+        if event is None or event.view is not view:
+            event = self._messages[key] = PeerMessage(network, view)
+        self.feed(event)
 
     def _peer_unauthenticated(self, peer: str, network: str, reason: str, detail: str) -> None:
         self.feed(PeerUnauthenticated(network, reason, peer))

@@ -52,7 +52,8 @@ long as config.py allows, both lists full, a successor) fits exactly, under a
 (longer names within the per-field 255 still encode while the total fits).
 
 Decoding order: size, magic, version, then a walk over the length bytes only
-(TRUNCATED / trailing bytes), then the key id and the MAC. Nothing else is
+(TRUNCATED / trailing bytes; skipped for a body byte-identical to one already
+parsed, whose walk ended where the MAC starts), then the key id and the MAC. Nothing else is
 interpreted before the MAC has been verified. Bounds on the counts and name
 lengths of the version-3 fields, and every name in them, are checked after the
 MAC (MALFORMED), since only a key holder could have sent them.
@@ -320,7 +321,7 @@ class Sender:
     def _body(self, view: PeerView) -> bytes:
         """Everything after the header: checked and packed once per distinct view (a
         node sends the same view many times, to every peer on every network)."""
-        if view == self._last_view:
+        if view is self._last_view or view == self._last_view:
             return self._last_body
         if view.node != self.node:
             raise EncodeError(f"view is of node {view.node!r}, this sender is {self.node!r}")
@@ -607,11 +608,19 @@ class Receiver:
             return Rejected(Reason.UNKNOWN_VERSION, f"version {version}")
         if n < _MIN_BY_VERSION[version]:
             return Rejected(Reason.TRUNCATED, f"{n} bytes")
-        body_end = _walk(data, version)
-        if body_end is None or body_end + MAC_SIZE > n:
-            return Rejected(Reason.TRUNCATED, f"{n} bytes")
-        if body_end + MAC_SIZE < n:
-            return Rejected(Reason.MALFORMED, f"{n - body_end - MAC_SIZE} trailing bytes")
+        # A body parsed before (the peers send the same one over and over) walked to
+        # exactly where the MAC starts: the walk would find the same end again.
+        body = (version, data[_HEADER.size : n - MAC_SIZE])
+        known = self._parsed.get(body)
+        if known is not None:
+            body_end = n - MAC_SIZE
+        else:
+            walked = _walk(data, version)
+            if walked is None or walked + MAC_SIZE > n:
+                return Rejected(Reason.TRUNCATED, f"{n} bytes")
+            if walked + MAC_SIZE < n:
+                return Rejected(Reason.MALFORMED, f"{n - walked - MAC_SIZE} trailing bytes")
+            body_end = walked
 
         # Authenticate before interpreting anything else.
         key_id = data[3]
@@ -622,8 +631,6 @@ class Receiver:
             return Rejected(Reason.BAD_MAC, f"key id {key_id}")
 
         _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
-        body = (version, data[_HEADER.size : body_end])
-        known = self._parsed.get(body)
         if known is None:
             parsed = self._parse(data, body_end, version)
             if isinstance(parsed, Rejected):

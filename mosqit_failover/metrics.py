@@ -264,6 +264,11 @@ def _sync_families(sync: Any) -> list[Metric]:
     error = GaugeMetricFamily(
         P + "sync_error", "1 while the last push of the directory failed.", labels=labels
     )
+    degraded = GaugeMetricFamily(
+        P + "sync_degraded",
+        "1 while a synchronous directory has a standby that misses writes (0 in async mode).",
+        labels=labels,
+    )
     dirs = sync.get("dirs")
     for one in dirs if isinstance(dirs, list) else []:
         if not isinstance(one, dict) or not isinstance(one.get("path"), str):
@@ -274,7 +279,8 @@ def _sync_families(sync: Any) -> list[Metric]:
             if value is not None:
                 family.add_metric(key, value)
         error.add_metric(key, 1.0 if one.get("last_error") else 0.0)
-    return [running, lag, pending, error]
+        degraded.add_metric(key, 1.0 if one.get("degraded") is True else 0.0)
+    return [running, lag, pending, error, degraded]
 
 
 def labelled(metrics: list[Metric], labels: dict[str, str]) -> list[Metric]:

@@ -7,7 +7,8 @@ line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
     1 WARNING   MANUAL or MAINTENANCE mode, a peer running another cluster.order,
                 no standby (peer not heard, or it or
                 this node lacks a network), a standby less (multi-server: one of
-                the standbys is not ready), sync lagging (when the agent reports sync)
+                the standbys is not ready), sync lagging (when the agent reports sync),
+                a synchronous directory degraded (a standby misses writes)
     2 CRITICAL  no node ACTIVE, or two ACTIVE, or a peer's messages fail
                 authentication, or fencing a peer failed
     3 UNKNOWN   the agent does not answer, its reply is unreadable, bad arguments
@@ -70,6 +71,17 @@ def sync_numbers(sync: Any) -> tuple[float | None, float | None]:
         max(known_lags) if known_lags else None,
         sum(known_pending) if known_pending else None,
     )
+
+
+def _degraded(status: dict[str, Any]) -> list[str]:
+    """The synchronous directories the agent reports degraded (docs/sync-mode.md)."""
+    sync = status.get("sync")
+    dirs = sync.get("dirs") if isinstance(sync, dict) else None
+    return [
+        str(d.get("path"))
+        for d in (dirs if isinstance(dirs, list) else [])
+        if isinstance(d, dict) and d.get("degraded") is True
+    ]
 
 
 def _label(name: str) -> str:
@@ -174,6 +186,7 @@ def evaluate(
     lag, _ = sync_numbers(status.get("sync"))
     if lag is not None and lag > sync_warn:
         problems.append((WARNING, f"sync lags {lag:g}s (over {sync_warn:g}s)"))
+    problems += [(WARNING, f"synchronous sync of {path} degraded") for path in _degraded(status)]
     code = max((c for c, _ in problems), default=OK)
     text = "; ".join([p for _, p in problems] + [summary])
     return code, line(code, text, perfdata(status, sync_warn))

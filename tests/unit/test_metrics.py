@@ -21,7 +21,7 @@ from mosqit_failover.actions import Decision
 from mosqit_failover.catalog import ENTRIES
 from mosqit_failover.config import ConfigError, Metrics, parse
 from mosqit_failover.events import Role
-from mosqit_failover.metrics import MetricsServer
+from mosqit_failover.metrics import MetricsServer, _sync_families
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from mosqit_failover.sync.engine import Engine
 from tests.unit.transcript import Harness, standby
@@ -199,6 +199,24 @@ def test_sync_lag_pending_and_errors_per_directory_from_the_engine() -> None:
     assert got[("mosqit_failover_sync_error", srv)] == 0
     assert got[("mosqit_failover_sync_pending", log)] == 0
     assert got[("mosqit_failover_sync_error", log)] == 1
+    assert got[("mosqit_failover_sync_degraded", srv)] == 0  # async mode: never
+
+
+def test_a_synchronous_directory_shows_whether_it_is_degraded() -> None:
+    sync = {
+        "running": True,
+        "dirs": [
+            {"path": "/srv/spool", "lag_seconds": 0.0, "pending": 0, "degraded": True},
+            {"path": "/srv/bill", "lag_seconds": 0.0, "pending": 0, "degraded": False},
+        ],
+    }
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in _sync_families(sync)
+        for s in family.samples
+    }
+    assert got[("mosqit_failover_sync_degraded", (("directory", "/srv/spool"),))] == 1
+    assert got[("mosqit_failover_sync_degraded", (("directory", "/srv/bill"),))] == 0
 
 
 def test_a_blocked_event_loop_gives_up_zero_not_a_hung_scrape() -> None:

@@ -180,6 +180,16 @@ def test_the_agents_own_sync_report_is_read_per_directory() -> None:
     assert idle == OK and "sync_" not in text, text
 
 
+def test_a_degraded_synchronous_directory_warns() -> None:
+    """SyncManager.status() of a synchronous directory: `degraded` (docs/sync-mode.md)."""
+    one = {"path": "/srv/spool", "lag_seconds": 0.0, "pending": 0, "mode": "synchronous"}
+    report = {"running": True, "epoch": 7, "dirs": [{**one, "degraded": True}]}
+    got, text = evaluate(status(sync=report))
+    assert got == WARNING and "synchronous sync of /srv/spool degraded" in text, text
+    report["dirs"] = [{**one, "degraded": False}]
+    assert evaluate(status(sync=report))[0] == OK
+
+
 def test_absent_sync_and_absent_counters_are_fine() -> None:
     bare = status()
     for key in ("probes", "peer_link", "failovers"):

@@ -105,6 +105,11 @@ class Engine:
         self.on_change: Callable[[], None] | None = None  # after each push, failed or not
 
     @property
+    def empty_source(self) -> bool:
+        """The last full sync was held back because the source directory was empty."""
+        return self._empty_source
+
+    @property
     def master(self) -> SshMaster:
         """The connection to the peer's address that answered last (the first before)."""
         return self.masters[self._peer]

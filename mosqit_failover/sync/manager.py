@@ -308,6 +308,15 @@ class SyncManager:
         ):
             await asyncio.sleep(0.05)
         done = [s.peer for s in slots if s.engine.full_syncs > 0]
+        empty = [s.peer for s in slots if s.engine.full_syncs == 0 and s.engine.empty_source]
+        if empty:  # a new, empty directory: nothing to send, and nothing acknowledged yet
+            self._note(
+                f"sync {sync.path}: the directory is empty here: no full sync sent to "
+                f"{', '.join(empty)}, its channel starts from there (files only the standby "
+                "has are left as they are)",
+                4,
+            )
+            done += empty
         skipped = [p.name for p in self.peers if p.name not in done]
         if skipped:
             self._note(

@@ -76,7 +76,7 @@ def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
         pytest.skip("the synchronous mode needs /dev/fuse on the host")
     sshkeys.setup(lab.nodes, lab_plan)
     sshkeys.install_config(lab.nodes, lab_plan, [SPOOL], None, **SETTINGS)
-    for node in lab.nodes.values():  # the spool's folders, and content (never an empty source)
+    for node in lab.nodes.values():  # the spool's folders and a file on both
         node.run(["mkdir", "-p", *(f"{SPOOL}/{sub}" for sub in ("tmp", "new", "cur"))])
         node.write_file(f"{SPOOL}/seed", "seed\n")
     deploy.start(lab.nodes)

@@ -1,0 +1,102 @@
+"""A synchronous directory that is the operator's own mount point (its own disk or LV).
+
+The agent's lazy unmount (of a dead or leftover synchronous mount) must only ever
+detach our own file system: an unconditional ``umount -l DIR`` once detached the
+operator's disk and the mount then went over the empty directory underneath. Runs in a
+private mount namespace (``unshare -m``); a tmpfs stands for the operator's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
+from mosqit_failover.sync.syncmount import top_mount_source
+
+needs_mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
+    reason="mounting in a private mount namespace needs root and /dev/fuse",
+)
+
+AGENT = r"""
+import asyncio, json, os, subprocess, sys
+from pathlib import Path
+from mosqit_failover.config import SyncDir
+from mosqit_failover.sync.syncmount import MountError, SyncMount
+directory, standby, state, runtime = sys.argv[1:5]
+subprocess.run(["mount", "-t", "tmpfs", "operators-disk", directory], check=True)
+Path(directory, "precious").write_text("on the operator's own file system")
+sync = SyncDir(directory, mode="synchronous", ack_timeout=5.0)
+seen = {"notes": []}
+channel = [sys.executable, "-m", "mosqit_failover.syncfs", "apply", "--root", standby,
+           "--state", state]
+def fstypes():
+    return [l.split(" - ")[1].split()[0] for l in open("/proc/self/mountinfo")
+            if l.split()[4] == directory]
+async def main():
+    m = SyncMount(sync, Path(runtime), lambda t, p: seen["notes"].append(t), lambda m: None,
+                  lambda m, d: None)
+    try:
+        await m.start(7, {"beta": channel})
+        seen["started"] = True
+    except MountError as error:
+        seen["error"] = str(error)
+    seen["mounts_after_start"] = fstypes()
+    seen["listing_after_start"] = sorted(os.listdir(directory))
+    if seen.get("started"):
+        await m.stop()
+    seen["mounts_after_stop"] = fstypes()
+    seen["listing_after_stop"] = sorted(os.listdir(directory))
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+def run(tmp_path: Path) -> dict[str, Any]:
+    directory, standby, runtime = tmp_path / "data", tmp_path / "standby", tmp_path / "run"
+    for path in (directory, standby, runtime):
+        path.mkdir()
+    state = StateFile(tmp_path / "state.json")
+    state.save(7, Role.STANDBY)
+    argv = ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-c", AGENT]
+    argv += [str(directory), str(standby), str(state.path), str(runtime)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return seen
+
+
+@needs_mounts
+def test_starting_the_mount_does_not_unmount_the_operators_file_system(tmp_path: Path) -> None:
+    seen = run(tmp_path)
+    # the operator's tmpfs must still be there after start (refused or mounted over it)
+    assert "tmpfs" in seen["mounts_after_start"], seen
+    assert "precious" in seen["listing_after_start"], seen
+
+
+@needs_mounts
+def test_stopping_the_mount_leaves_the_operators_file_system_mounted(tmp_path: Path) -> None:
+    seen = run(tmp_path)
+    assert seen["mounts_after_stop"] == ["tmpfs"], seen
+    assert seen["listing_after_stop"] == ["precious"], seen
+
+
+def test_the_top_mount_is_the_last_one_listed_on_that_path(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "36 25 8:1 / /srv/my\\040spool rw,relatime shared:1 - ext4 /dev/vdb rw\n"
+        "40 36 0:50 / /srv/my\\040spool rw,nosuid - fuse mosqit-syncfs rw,user_id=0\n"
+        "41 25 0:51 / /srv/other rw - tmpfs tmpfs rw\n"
+    )
+    assert top_mount_source(str(mountinfo), "/srv/my spool") == "mosqit-syncfs"
+    assert top_mount_source(str(mountinfo), "/srv/other") == "tmpfs"
+    assert top_mount_source(str(mountinfo), "/srv") is None
+    assert top_mount_source(str(tmp_path / "absent"), "/srv/other") is None

@@ -84,7 +84,10 @@ def parse_channels(specs: Sequence[str]) -> list[Channel]:
     channels = []
     for spec in specs:
         name, eq, command = spec.partition("=")
-        argv = shlex.split(command) if eq else []
+        try:
+            argv = shlex.split(command) if eq else []
+        except ValueError as error:  # an unbalanced quote
+            raise StartError(f"--channel {spec!r}: {error}: quote it as a shell would") from None
         if not name or not argv:
             raise StartError(f"--channel {spec!r}: expected NAME=COMMAND (a command line)")
         channels.append(Channel(name, argv))

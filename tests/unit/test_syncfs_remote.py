@@ -157,3 +157,12 @@ def test_sync_receive_refuses_a_stream_whose_epoch_is_not_the_commands(node: Nod
     assert done.returncode == REFUSED_EXIT, done
     assert b"the stream's epoch 6 is not the command's 5" in done.stdout + done.stderr
     assert not (node.dest / "y").exists() and b"Traceback" not in done.stderr
+
+
+def test_a_channel_with_an_unbalanced_quote_is_one_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "mosqit_failover.syncfs", "mount", str(tmp_path)]
+    argv += ["--epoch", "1", "--channel", 'beta=ssh "unterminated']
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "--channel 'beta=ssh \"unterminated': No closing quotation" in done.stderr

@@ -71,6 +71,8 @@ def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
     from mosqit_failover.syncfs.binding import fuse_problem
 
     problem = fuse_problem()
+    if problem is None and node_here:
+        problem = _unmountable(paths)
     if problem is None:
         print(f"synchronous sync of {', '.join(paths)}: FUSE is ready on this host")
         return 0
@@ -80,6 +82,24 @@ def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
         return 0
     print(line, file=sys.stderr)
     return 2
+
+
+def _unmountable(paths: list[str]) -> str | None:
+    """What the mount would refuse at the next promotion (a symlink, the operator's own
+    mount point), said now; our own mount, up while this node is active, is fine."""
+    from mosqit_failover.sync.syncmount import FS_NAME, top_mount_source
+    from mosqit_failover.syncfs.mount import StartError, check_directory
+
+    for path in paths:
+        if not os.path.lexists(path):
+            continue  # created by the first sync
+        if top_mount_source("/proc/self/mountinfo", os.path.normpath(path)) == FS_NAME:
+            continue
+        try:
+            check_directory(path)
+        except StartError as error:
+            return str(error)
+    return None
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -105,8 +105,9 @@ def check_directory(path: str) -> str:
         raise StartError(f"{norm} leads through a symlink (real path {real}): use the real path")
     if os.path.ismount(norm):
         raise StartError(
-            f"{norm} is already a mount point (another syncfs, or a file system mounted "
-            f"there): unmount it first (fusermount3 -u {norm}) or sync the directory inside"
+            f"{norm} is already a mount point (a file system of its own, or a leftover "
+            f"syncfs): a synchronous directory must be a plain directory: sync one inside "
+            f"it (e.g. {norm}/data), or if it is a leftover syncfs, fusermount3 -u {norm}"
         )
     if not os.path.exists(FUSE_DEVICE):
         raise StartError(NO_FUSE)

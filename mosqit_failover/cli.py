@@ -87,13 +87,13 @@ def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
 def _unmountable(paths: list[str]) -> str | None:
     """What the mount would refuse at the next promotion (a symlink, the operator's own
     mount point), said now; our own mount, up while this node is active, is fine."""
-    from mosqit_failover.sync.syncmount import FS_NAME, top_mount_source
+    from mosqit_failover.syncfs import mountinfo
     from mosqit_failover.syncfs.mount import StartError, check_directory
 
     for path in paths:
         if not os.path.lexists(path):
             continue  # created by the first sync
-        if top_mount_source("/proc/self/mountinfo", os.path.normpath(path)) == FS_NAME:
+        if mountinfo.top_source(os.path.normpath(path)) == mountinfo.FS_NAME:
             continue
         try:
             check_directory(path)

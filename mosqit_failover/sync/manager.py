@@ -384,19 +384,19 @@ class SyncManager:
 
     async def unmount(self) -> None:
         """Stop every synchronous mount (demotion, after the services stopped)."""
-        mounts = list(self._mounts.values())
-        self._mounts = {}
-        self._live = {}
+        mounts = self._release_mounts()
         await asyncio.gather(*(m.stop() for m in mounts))
         for mount in mounts:
             self._note(f"sync {mount.sync.path}: synchronous mount stopped", 5)
         self._judge()
 
     async def _detach(self) -> None:
+        await asyncio.gather(*(m.detach() for m in self._release_mounts()))
+
+    def _release_mounts(self) -> list[SyncMount]:
         mounts = list(self._mounts.values())
-        self._mounts = {}
-        self._live = {}
-        await asyncio.gather(*(m.detach() for m in mounts))
+        self._mounts, self._live = {}, {}
+        return mounts
 
     def reconfigure(self, config: Config) -> list[str]:
         """Take a new config; while running, adjust the engines (see the module doc).

@@ -40,6 +40,7 @@ from typing import Any
 from mosqit_failover.config import SyncDir
 from mosqit_failover.effects import EffectError
 from mosqit_failover.sync.proc import run_command
+from mosqit_failover.syncfs import mountinfo
 
 UNIT_PREFIX = "mosqit-syncfs-"
 POLL = 0.5
@@ -357,8 +358,8 @@ class SyncMount:
     async def _lazy_unmount(self, pid: int | None) -> None:
         """``umount -l DIR`` where the mount lives, only while our file system is the top
         mount there: a directory on the operator's own disk keeps that disk mounted."""
-        mountinfo = "/proc/1/mountinfo" if _systemd() else "/proc/self/mountinfo"
-        if top_mount_source(mountinfo, self.sync.path) != FS_NAME:
+        table = "/proc/1/mountinfo" if _systemd() else mountinfo.SELF
+        if mountinfo.top_source(self.sync.path, table) != mountinfo.FS_NAME:
             return
         argv = ["umount", "-l", self.sync.path]
         if _systemd():  # where systemd runs the mount's service, with PID 1's root too
@@ -379,28 +380,3 @@ class SyncMount:
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)
         self._pidfd = None
-
-
-FS_NAME = "mosqit-syncfs"  # the mount's source (fsname=), as syncfs/mount.py mounts it
-
-
-def top_mount_source(mountinfo: str, path: str) -> str | None:
-    """The source of the last (topmost) mount on ``path`` in a mountinfo file, if any."""
-    source = None
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as lines:
-            for line in lines:
-                fields, _, rest = line.partition(" - ")
-                parts, tail = fields.split(), rest.split()
-                if len(parts) > 4 and len(tail) > 1 and _unescape(parts[4]) == path:
-                    source = _unescape(tail[1])
-    except OSError:
-        return None
-    return source
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        field = field.replace(code, chr(int(code[1:], 8)))
-    return field

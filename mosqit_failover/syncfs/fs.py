@@ -19,7 +19,6 @@ import errno
 import functools
 import math
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Coroutine
@@ -29,6 +28,7 @@ import pyfuse3
 
 from mosqit_failover.syncfs.channel import NoStandby, Replicator
 from mosqit_failover.syncfs.mapping import ROOT, Namespace, Step, Times
+from mosqit_failover.syncfs.mountinfo import points_below
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,23 +60,6 @@ def _errors(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[
 
 def _key(info: os.stat_result) -> tuple[int, int]:
     return (info.st_dev, info.st_ino)
-
-
-def _mount_points(root: bytes) -> set[bytes]:
-    """The mount points below ``root``, relative to it (from /proc/self/mountinfo)."""
-    out: set[bytes] = set()
-    try:
-        with open("/proc/self/mountinfo", "rb") as table:
-            lines = table.read().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        fields = line.split(b" ")
-        if len(fields) > 4:
-            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
-            if point.startswith(root + b"/"):
-                out.add(point[len(root) + 1 :])
-    return out
 
 
 def open_root(path: str) -> int:
@@ -145,7 +128,7 @@ class SyncFS(pyfuse3.Operations):
             return False
         now = time.monotonic()
         if now >= self._mounts_read_at + 1.0:
-            self._mounts = _mount_points(self.path)
+            self._mounts = points_below(self.path)
             self._mounts_read_at = now
         return rel in self._mounts
 

@@ -39,6 +39,7 @@ from mosqit_failover.syncfs.binding import (
     enable_asyncio,
 )
 from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
+from mosqit_failover.syncfs.mountinfo import FS_NAME
 
 
 class StartError(Exception):
@@ -166,7 +167,7 @@ async def serve(args: argparse.Namespace) -> int:
     if not replicator.live:
         log(f"no standby is synchronous: degraded ({args.on_standby_loss})")
     os.umask(0)
-    options = set(pyfuse3.default_options) | {"allow_other", "fsname=mosqit-syncfs"}
+    options = set(pyfuse3.default_options) | {"allow_other", f"fsname={FS_NAME}"}
     try:
         pyfuse3.init(SyncFS(root_fd, replicator), directory, options)
     except RuntimeError as error:

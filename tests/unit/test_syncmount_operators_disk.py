@@ -19,7 +19,7 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
-from mosqit_failover.sync.syncmount import top_mount_source
+from mosqit_failover.syncfs.mountinfo import top_source
 
 needs_mounts = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
@@ -96,7 +96,7 @@ def test_the_top_mount_is_the_last_one_listed_on_that_path(tmp_path: Path) -> No
         "40 36 0:50 / /srv/my\\040spool rw,nosuid - fuse mosqit-syncfs rw,user_id=0\n"
         "41 25 0:51 / /srv/other rw - tmpfs tmpfs rw\n"
     )
-    assert top_mount_source(str(mountinfo), "/srv/my spool") == "mosqit-syncfs"
-    assert top_mount_source(str(mountinfo), "/srv/other") == "tmpfs"
-    assert top_mount_source(str(mountinfo), "/srv") is None
-    assert top_mount_source(str(tmp_path / "absent"), "/srv/other") is None
+    assert top_source("/srv/my spool", str(mountinfo)) == "mosqit-syncfs"
+    assert top_source("/srv/other", str(mountinfo)) == "tmpfs"
+    assert top_source("/srv", str(mountinfo)) is None
+    assert top_source("/srv/other", str(tmp_path / "absent")) is None

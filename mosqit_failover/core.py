@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from mosqit_failover.actions import (
@@ -322,14 +322,25 @@ class Core:
             self._trouble_at = now
             # the next heartbeat no later than a fast period after the last one
             self._heartbeat_at = min(self._heartbeat_at, self._last_beat + self.timing.heartbeat)
+        # a stopping agent's last word (released, WAITING) must reach the peers before it
+        # exits, or they take its silence for a hung agent and fence it (seconds lost)
+        now_too = self.stopped or any(isinstance(a, RunPlan) for a in out)
+        self._beat_when_due(event, now, out, lambda: SendPeerMessage(self.view(now)), now_too)
+
+    def _beat_when_due(
+        self,
+        event: Event,
+        now: float,
+        out: list[Action],
+        message: Callable[[], SendPeerMessage],
+        now_too: bool = False,
+    ) -> None:
+        """The heartbeat, if it is due (or ``now_too``)."""
         # our own echo results come every interval: a heartbeat due soon goes out with
         # them, so it shares their wake-up instead of costing one of its own
         early = self._beat_period(now) / 4 if isinstance(event, EchoResult) else 0.0
-        # a stopping agent's last word (released, WAITING) must reach the peers before it
-        # exits, or they take its silence for a hung agent and fence it (seconds lost)
-        final = self.stopped
-        if now >= self._heartbeat_at - early or final or any(isinstance(a, RunPlan) for a in out):
-            out.append(SendPeerMessage(self.view(now)))
+        if now >= self._heartbeat_at - early or now_too:
+            out.append(message())
             self._last_beat = now
             self._heartbeat_at = now + self._beat_period(now)
 
@@ -504,17 +515,15 @@ class Core:
             self._now = now
         else:
             return False
-        # the heartbeat exactly as `_full` sends it (nothing here is trouble)
-        early = self._beat_period(now) / 4 if kind is EchoResult else 0.0
-        if now >= self._heartbeat_at - early:
-            # every input of the view is steady too: the same view until a full run
-            if self._quiet_beat is None:
-                self._quiet_beat = SendPeerMessage(self.view(now))
-            out.append(self._quiet_beat)
-            self._last_beat = now
-            self._heartbeat_at = now + self._beat_period(now)
+        self._beat_when_due(event, now, out, self._steady_beat)  # nothing here is trouble
         self._quiet_until = self._quiet_deadline()
         return True
+
+    def _steady_beat(self) -> SendPeerMessage:
+        """Every input of the view is steady too: the same view until a full run."""
+        if self._quiet_beat is None:
+            self._quiet_beat = SendPeerMessage(self.view(self._now))
+        return self._quiet_beat
 
     def view(self, now: float) -> PeerView:
         return PeerView(

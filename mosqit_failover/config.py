@@ -1001,7 +1001,28 @@ def _read_sync(
     paths = [d.path for d in dirs]
     for dup in sorted({p for p in paths if paths.count(p) > 1}):
         c.problems.append(f"sync: {dup} is listed twice")
+    c.problems += _nested_synchronous_problems(dirs)
     return tuple(dirs)
+
+
+def _nested_synchronous_problems(dirs: list[SyncDir]) -> list[str]:
+    """A synchronous directory inside or around another synced one, one line each.
+
+    The inner mount would be reached through the outer one (every change replicated by
+    two unordered streams), or hidden by it; an async one beside a live channel would let
+    rsync overwrite an acknowledged change."""
+    out = []
+    for outer in dirs:
+        for inner in dirs:
+            if not inner.path.startswith(outer.path + "/"):
+                continue
+            if SYNCHRONOUS in (outer.mode, inner.mode):
+                out.append(
+                    f"sync: {inner.path} lies inside {outer.path} and one of them is "
+                    'mode = "synchronous": a synchronous directory cannot be nested with '
+                    "another synced one; sync only the outer directory, or two separate ones"
+                )
+    return out
 
 
 def _control_socket_problem(path: str) -> str | None:

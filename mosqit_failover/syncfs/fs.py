@@ -101,6 +101,13 @@ class SyncFS(pyfuse3.Operations):
     def _lstat(self, rel: bytes) -> os.stat_result:
         return os.lstat(rel, dir_fd=self.root)
 
+    def _new_gid(self, rel: bytes, ctx: Any) -> int:
+        """The group to give a new entry: -1 (keep the kernel's choice) in a setgid
+        directory, whose group the kernel already gave it, as on a plain directory and on
+        the standby's copy; else the caller's (the mount process creates as root)."""
+        parent = os.path.dirname(rel) or b"."
+        return -1 if self._lstat(parent).st_mode & stat.S_ISGID else ctx.gid
+
     def _attr(self, info: os.stat_result, inode: int) -> Any:
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = inode
@@ -263,10 +270,10 @@ class SyncFS(pyfuse3.Operations):
     async def mkdir(self, parent_inode: Any, name: bytes, mode: int, ctx: Any) -> Any:
         rel = self._child(parent_inode, name)
         os.mkdir(rel, stat.S_IMODE(mode), dir_fd=self.root)
-        os.chown(rel, ctx.uid, ctx.gid, dir_fd=self.root, follow_symlinks=False)
+        os.chown(rel, ctx.uid, self._new_gid(rel, ctx), dir_fd=self.root, follow_symlinks=False)
         info = self._lstat(rel)
         inode, step = self.ns.mkdir(
-            parent_inode, name, _key(info), stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
+            parent_inode, name, _key(info), stat.S_IMODE(info.st_mode), ctx.uid, info.st_gid
         )
         await self._send(step)
         return self._attr(info, inode)
@@ -285,9 +292,9 @@ class SyncFS(pyfuse3.Operations):
     async def symlink(self, parent_inode: Any, name: bytes, target: bytes, ctx: Any) -> Any:
         rel = self._child(parent_inode, name)
         os.symlink(target, rel, dir_fd=self.root)
-        os.chown(rel, ctx.uid, ctx.gid, dir_fd=self.root, follow_symlinks=False)
+        os.chown(rel, ctx.uid, self._new_gid(rel, ctx), dir_fd=self.root, follow_symlinks=False)
         info = self._lstat(rel)
-        inode, step = self.ns.symlink(parent_inode, name, _key(info), target, ctx.uid, ctx.gid)
+        inode, step = self.ns.symlink(parent_inode, name, _key(info), target, ctx.uid, info.st_gid)
         await self._send(step)
         return self._attr(info, inode)
 
@@ -353,10 +360,10 @@ class SyncFS(pyfuse3.Operations):
             dir_fd=self.root,
         )
         try:
-            os.fchown(fd, ctx.uid, ctx.gid)
+            os.fchown(fd, ctx.uid, self._new_gid(rel, ctx))
             info = os.fstat(fd)
             inode, step = self.ns.create(
-                parent_inode, name, _key(info), fd, stat.S_IMODE(info.st_mode), ctx.uid, ctx.gid
+                parent_inode, name, _key(info), fd, stat.S_IMODE(info.st_mode), ctx.uid, info.st_gid
             )
         except BaseException:
             os.close(fd)

@@ -17,24 +17,57 @@ With no live channel left, ``on_standby_loss``:
   fails with :class:`NoStandby` (the file system answers EIO). The local change is done
   either way; EIO says it is not on any standby.
 
-Any lost channel makes the directory ``degraded`` (some standby misses writes).
+Any lost channel makes the directory ``degraded`` (some standby misses writes), until a
+caught-up standby's channel replaces it (:meth:`Replicator.add`, :mod:`.join`).
+
+A refusal that proves a newer epoch exists (the standby is ACTIVE with a newer epoch, or
+says ours is older than its own: :func:`split_proof`) is not a lost standby but a split:
+this node is no longer the active. The replicator is then *fenced*: every sync point
+fails with :class:`NoStandby` (EIO) whatever ``on_standby_loss``, for the rest of the
+mount (its epoch), and the status says why (``fenced``).
+
+A standby's acknowledgements are checked: ``ok N`` for a commit never sent to it, or not
+above the last one, loses the channel (an ack it had not earned would claim durability).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mosqit_failover.sync.proc import ORPHAN_GUARD, STDERR_KEEP
+from mosqit_failover.syncfs.gate import Gate
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Commit, Hello
 from mosqit_failover.syncfs.stream import HEADER, encode
 
 Log = Callable[[str], None]
 MODES = ("degrade", "block")
+
+
+# the epoch guard's refusals (sync/receive.check_epoch), as the applier words them
+_ACTIVE = re.compile(r"this node is ACTIVE \(epoch (\d+)\)")
+_OLDER = re.compile(r"the sender's epoch (\d+) is older than this node's (\d+)")
+
+_HOLDING: ContextVar[bool] = ContextVar("holding_the_gate", default=False)
+"""Whether this task's file system operation still holds the replicator's gate."""
+
+
+def split_proof(refusal: str, epoch: int) -> str | None:
+    """Why a standby's ``refused: ...`` line proves that a node with a newer epoch than
+    ``epoch`` exists (this node is no longer the active), or None if it does not."""
+    active = _ACTIVE.search(refusal)
+    if active and int(active.group(1)) > epoch:
+        return f"the standby is ACTIVE with epoch {active.group(1)}, newer than ours ({epoch})"
+    older = _OLDER.search(refusal)
+    if older and int(older.group(2)) > epoch:
+        return f"the standby knows epoch {older.group(2)}, newer than ours ({epoch})"
+    return None
 
 
 class ChannelLost(Exception):
@@ -62,6 +95,9 @@ class Channel:
         self.alive = False
         self.reason = "not started"
         self.acked = 0
+        self.sent = 0  # the last commit number sent: a larger ack is a lie
+        self.split: str | None = None  # set by a refusal that proves a newer epoch
+        self.epoch = 0
         self._process: asyncio.subprocess.Process | None = None
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,6 +110,7 @@ class Channel:
 
     async def start(self, epoch: int, timeout: float) -> None:
         """Start the process and have the standby accept ``epoch``; else ChannelLost."""
+        self.epoch = epoch
         try:
             process = await asyncio.create_subprocess_exec(
                 *ORPHAN_GUARD,
@@ -108,6 +145,7 @@ class Channel:
 
     def _why(self, text: str) -> str:
         if text.startswith("refused:"):
+            self.split = split_proof(text, self.epoch)
             return text
         err = self._stderr.decode("utf-8", "replace").strip().splitlines()
         code = self._process.returncode if self._process else None
@@ -136,12 +174,29 @@ class Channel:
             text = line.decode("utf-8", "replace").strip()
             word, _, rest = text.partition(" ")
             if word == "ok" and rest.isdigit():
-                self.acked = max(self.acked, int(rest))
+                reason = self._unearned(int(rest))
+                if reason:
+                    break
+                self.acked = int(rest)
                 self._wake()
             else:
                 reason = self._why(text)
                 break
         self.lose(reason)
+
+    def _unearned(self, seq: int) -> str:
+        """Why an acknowledgement of commit ``seq`` cannot be believed ("" if it can)."""
+        if seq > self.sent:
+            return (
+                f"the standby acknowledged commit {seq} that was never sent "
+                f"(the last sent is {self.sent})"
+            )
+        if seq <= self.acked:
+            return (
+                f"the standby acknowledged commit {seq} after {self.acked} "
+                "(acknowledgements must go up)"
+            )
+        return ""
 
     def _wake(self) -> None:
         keep = []
@@ -172,6 +227,12 @@ class Channel:
         # and loses the channel; a wait for an ack ends then, or at ack_timeout
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self._process.stdin.write(data)
+
+    def commit(self, seq: int) -> None:
+        """Send commit ``seq`` (the standby acknowledges it once all before it is durable)."""
+        if self.alive:
+            self.sent = seq
+            self.send(encode(Commit(seq)))
 
     async def drain(self, timeout: float) -> None:
         if not self.alive or self._process is None or self._process.stdin is None:
@@ -252,16 +313,39 @@ class Replicator:
         self.on_change = on_change
         self.seq = 0
         self.lost = 0
+        self.fenced: str | None = None
+        self.joins: dict[str, dict[str, object]] = {}  # :mod:`.join`'s results, per standby
+        self.gate = Gate()
         self._added = asyncio.Event()
         for channel in channels:
             self._watch(channel)
 
     def _watch(self, channel: Channel) -> None:
+        # a new channel to a standby replaces the lost one in the list (and in `degraded`)
+        self.channels = [c for c in self.channels if c.alive or c.name != channel.name]
         channel.on_lost = self._on_lost
         self.channels.append(channel)
 
+    def not_started(self, channel: Channel) -> None:
+        """A channel that did not start (its reason set): listed, degraded, maybe fenced."""
+        self.lost += 1
+        self.channels.append(channel)
+        self._fence_on(channel)
+
+    def _fence_on(self, channel: Channel) -> None:
+        if channel.split is None or self.fenced is not None:
+            return
+        self.fenced = f"standby {channel.name} refused: {channel.split}: a newer active exists"
+        self.log(
+            f"fenced: {self.fenced}; every sync point now fails with EIO (whatever "
+            f"on_standby_loss) for the rest of epoch {channel.epoch}: this node must demote"
+        )
+        self._added.set()  # a sync point waiting for a standby fails now, not at its deadline
+        self.on_change()
+
     def _on_lost(self, channel: Channel) -> None:
         self.lost += 1
+        self._fence_on(channel)
         left = len(self.live)
         self.log(
             f"standby channel {channel.name} lost: {channel.reason}; "
@@ -279,14 +363,35 @@ class Replicator:
 
     @property
     def degraded(self) -> bool:
-        """Some standby misses writes (a channel was lost, or none was ever up)."""
-        return self.lost > 0 or not self.live
+        """Some standby misses writes (its channel lost and not replaced, or none is up)."""
+        return not self.live or any(not c.alive for c in self.channels)
 
     def add(self, channel: Channel) -> None:
-        """A started channel to a standby that holds everything up to now (caught up)."""
+        """A started channel to a standby that holds everything up to now (caught up, with
+        no change in flight: :meth:`Gate.frozen`): every commit so far counts as its own."""
+        channel.sent = channel.acked = self.seq
         self._watch(channel)
         self._added.set()
         self.on_change()
+
+    @contextlib.asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        """Around one file system operation that changes something: held from before its
+        local change until its records are sent (:meth:`submit` lets go then, before any
+        wait for an acknowledgement), so a join's catch-up (under :meth:`Gate.frozen`)
+        sees each change either with its records already sent or not at all."""
+        await self.gate.enter()
+        token = _HOLDING.set(True)
+        try:
+            yield
+        finally:
+            self._let_go()
+            _HOLDING.reset(token)
+
+    def _let_go(self) -> None:
+        if _HOLDING.get():
+            _HOLDING.set(False)
+            self.gate.leave()
 
     async def submit(self, step: Step) -> None:
         """Send ``step``; for a sync step return once every live channel acknowledged it."""
@@ -296,18 +401,24 @@ class Replicator:
             for channel in live:
                 channel.send(data)
         if not step.sync:
+            self._let_go()
             for channel in live:
                 await channel.drain(self.ack_timeout)
             return
+        if self.fenced is not None:
+            self._let_go()
+            raise NoStandby(f"fenced: {self.fenced}")
         deadline: float | None = None
         while True:
             live = self.live
             self.seq += 1
             seq = self.seq
-            frame = encode(Commit(seq))
             for channel in live:
-                channel.send(frame)
+                channel.commit(seq)
+            self._let_go()
             results = await asyncio.gather(*(c.wait(seq, self.ack_timeout) for c in live))
+            if self.fenced is not None:
+                raise NoStandby(f"fenced: {self.fenced}")
             if any(results) or self.on_standby_loss == "degrade":
                 return
             if deadline is None:
@@ -316,7 +427,7 @@ class Replicator:
 
     async def _wait_for_standby(self, deadline: float) -> None:
         """Until a channel is added (:meth:`add`), or NoStandby at ``deadline``."""
-        while not self.live:
+        while not self.live and self.fenced is None:
             self._added.clear()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -330,12 +441,14 @@ class Replicator:
         """What the agent shows: degraded or not, and each channel's state."""
         return {
             "degraded": self.degraded,
+            "fenced": self.fenced,
             "on_standby_loss": self.on_standby_loss,
             "commits": self.seq,
             "channels": [
                 {"name": c.name, "alive": c.alive, "acked": c.acked, "reason": c.reason}
                 for c in self.channels
             ],
+            "joins": self.joins,
         }
 
     async def close(self) -> None:

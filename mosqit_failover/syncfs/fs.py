@@ -58,6 +58,20 @@ def _errors(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[
     return wrapper
 
 
+def _changes(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """An operation that changes something: it passes the replicator's gate (a join's
+    catch-up runs between such operations, never during one: :mod:`.join`)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        fs = args[0]
+        assert isinstance(fs, SyncFS)
+        async with fs.repl.change():
+            return await func(*args, **kwargs)
+
+    return wrapper
+
+
 def _key(info: os.stat_result) -> tuple[int, int]:
     return (info.st_dev, info.st_ino)
 
@@ -167,6 +181,7 @@ class SyncFS(pyfuse3.Operations):
         return self._attr(self._lstat(self._rel(inode)), inode)
 
     @_errors
+    @_changes
     async def setattr(self, inode: Any, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
         rel = self._rel(inode)
         info = self._lstat(rel)
@@ -263,10 +278,12 @@ class SyncFS(pyfuse3.Operations):
         self._dirs.pop(fh, None)
 
     @_errors
+    @_changes
     async def fsyncdir(self, fh: Any, datasync: bool) -> None:
         await self._send(self.ns.fsyncdir())
 
     @_errors
+    @_changes
     async def mkdir(self, parent_inode: Any, name: bytes, mode: int, ctx: Any) -> Any:
         rel = self._child(parent_inode, name)
         os.mkdir(rel, stat.S_IMODE(mode), dir_fd=self.root)
@@ -279,16 +296,19 @@ class SyncFS(pyfuse3.Operations):
         return self._attr(info, inode)
 
     @_errors
+    @_changes
     async def rmdir(self, parent_inode: Any, name: bytes, ctx: Any) -> None:
         os.rmdir(self._child(parent_inode, name), dir_fd=self.root)
         await self._send(self.ns.rmdir(parent_inode, name))
 
     @_errors
+    @_changes
     async def unlink(self, parent_inode: Any, name: bytes, ctx: Any) -> None:
         os.unlink(self._child(parent_inode, name), dir_fd=self.root)
         await self._send(self.ns.unlink(parent_inode, name))
 
     @_errors
+    @_changes
     async def symlink(self, parent_inode: Any, name: bytes, target: bytes, ctx: Any) -> Any:
         rel = self._child(parent_inode, name)
         os.symlink(target, rel, dir_fd=self.root)
@@ -299,6 +319,7 @@ class SyncFS(pyfuse3.Operations):
         return self._attr(info, inode)
 
     @_errors
+    @_changes
     async def rename(
         self,
         parent_inode_old: Any,
@@ -323,6 +344,7 @@ class SyncFS(pyfuse3.Operations):
         await self._send(self.ns.rename(parent_inode_old, name_old, parent_inode_new, name_new))
 
     @_errors
+    @_changes
     async def link(self, inode: Any, new_parent_inode: Any, new_name: bytes, ctx: Any) -> Any:
         src = self._rel(inode)
         dst = self._child(new_parent_inode, new_name)
@@ -338,6 +360,7 @@ class SyncFS(pyfuse3.Operations):
     # -- files ---------------------------------------------------------------
 
     @_errors
+    @_changes
     async def open(self, inode: Any, flags: int, ctx: Any) -> Any:
         flags &= ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | _KERNEL_DOES)
         fd = os.open(self._rel(inode), flags | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.root)
@@ -351,6 +374,7 @@ class SyncFS(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fd)
 
     @_errors
+    @_changes
     async def create(self, parent_inode: Any, name: bytes, mode: int, flags: int, ctx: Any) -> Any:
         rel = self._child(parent_inode, name)
         fd = os.open(
@@ -376,6 +400,7 @@ class SyncFS(pyfuse3.Operations):
         return os.pread(fh, size, off)
 
     @_errors
+    @_changes
     async def write(self, fh: Any, off: int, buf: bytes) -> int:
         count = os.pwrite(fh, buf, off)
         await self._send(self.ns.write(fh, off, bytes(buf[:count])))
@@ -386,10 +411,12 @@ class SyncFS(pyfuse3.Operations):
         return Times(info.st_atime_ns, info.st_mtime_ns)
 
     @_errors
+    @_changes
     async def flush(self, fh: Any) -> None:
         await self._send(self.ns.flush(fh, self._times(fh)))
 
     @_errors
+    @_changes
     async def fsync(self, fh: Any, datasync: bool) -> None:
         if datasync:
             os.fdatasync(fh)

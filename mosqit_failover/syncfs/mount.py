@@ -7,7 +7,9 @@
 2. opens DIR, then starts every channel (each standby must accept the epoch);
 3. mounts the file system over DIR (options ``default_permissions``, ``allow_other``,
    ``fsname=mosqit-syncfs``) and prints ``mounted DIR`` on stdout;
-4. serves until SIGTERM or SIGINT, then unmounts and ends the channels cleanly.
+4. serves until SIGTERM or SIGINT, then unmounts and ends the channels cleanly;
+   meanwhile, with ``--peers FILE``, adds the channel of each caught-up standby the agent
+   lists there (:mod:`.join`: a standby lost earlier, or not there at the start).
 
 Lines for the operator go to stderr (the journal under systemd), one per event: channel
 lost, degraded, unmounted. Exit status: 0 after a clean stop, 2 when it could not start
@@ -39,6 +41,7 @@ from mosqit_failover.syncfs.binding import (
     enable_asyncio,
 )
 from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
+from mosqit_failover.syncfs.join import Joiner
 from mosqit_failover.syncfs.mountinfo import FS_NAME
 
 
@@ -66,6 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ack-timeout", type=float, default=10.0)
     parser.add_argument(
         "--start-timeout", type=float, default=10.0, help="how long a standby may take to accept"
+    )
+    parser.add_argument(
+        "--peers",
+        default=None,
+        metavar="FILE",
+        help="the standbys to (re)join, written by the agent (see syncfs/join.py)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        help="how long a join's catch-up may take (the writers wait meanwhile)",
     )
     parser.add_argument(
         "--status",
@@ -160,8 +175,7 @@ async def serve(args: argparse.Namespace) -> int:
             await channel.start(args.epoch, args.start_timeout)
         except ChannelLost as error:
             log(f"standby channel {channel.name} did not start: {error}; degraded")
-            replicator.lost += 1
-            replicator.channels.append(channel)  # shown in the status with its reason
+            replicator.not_started(channel)  # shown in the status with its reason
             continue
         replicator.add(channel)
     if not replicator.live:
@@ -181,6 +195,7 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"mounted {directory}", flush=True)
     main = asyncio.create_task(pyfuse3.main(min_tasks=4, max_tasks=64))
     stop = asyncio.create_task(stopping.wait())
+    joining = asyncio.create_task(_join_peers(args, replicator, root_fd)) if args.peers else None
     try:
         await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
         if stop.done() and not main.done():
@@ -191,6 +206,8 @@ async def serve(args: argparse.Namespace) -> int:
             log(f"the file system stopped: {main.exception()}")
     finally:
         stop.cancel()
+        if joining is not None:
+            joining.cancel()
         pyfuse3.close(unmount=True)
         await replicator.close()
         os.close(root_fd)
@@ -198,6 +215,19 @@ async def serve(args: argparse.Namespace) -> int:
         write_status(args.status, directory, replicator, "unmounted", epoch=args.epoch)
     log(f"unmounted {directory}")
     return 0
+
+
+async def _join_peers(args: argparse.Namespace, replicator: Replicator, root_fd: int) -> None:
+    joiner = Joiner(
+        args.peers,
+        args.epoch,
+        replicator,
+        root_fd,
+        log,
+        start_timeout=args.start_timeout,
+        catch_up_timeout=args.join_timeout,
+    )
+    await joiner.run()
 
 
 def run(args: argparse.Namespace) -> int:

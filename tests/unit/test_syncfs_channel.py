@@ -59,7 +59,9 @@ def test_two_standbys_both_hold_a_change_when_its_sync_point_returns(tmp_path: P
         ("print('I am not an applier', flush=True); time.sleep(5)", "I am not an applier"),
         ("print('x' * 200000, flush=True); time.sleep(5)", "too long"),
         ("sys.exit(3)", "the channel ended"),
-        ("print('ok 99999', flush=True); print('ok nope', flush=True)", "ok nope"),
+        ("print('ok 1', flush=True); print('ok nope', flush=True)", "ok nope"),
+        ("print('ok 99999', flush=True)", "acknowledged commit 99999 that was never sent"),
+        ("print('ok 1', flush=True); print('ok 1', flush=True)", "must go up"),
     ],
 )
 def test_a_channel_that_answers_nonsense_is_lost_with_why(script: str, words: str) -> None:

@@ -400,18 +400,24 @@ def test_a_full_standby_disk_is_a_refusal_and_a_clear_line(mount: Mount) -> None
     assert "no standby left: degraded (degrade)" in mount.log()
 
 
-def test_a_standby_with_a_newer_epoch_refuses_and_the_mount_degrades(mount: Mount) -> None:
+def test_a_standby_with_a_newer_epoch_refuses_and_the_mount_is_fenced(mount: Mount) -> None:
+    """Proof that a newer epoch exists: not degraded but fenced (this node must demote)."""
     mount.state.save(9, Role.STANDBY)
     status = mount.tmp / "status.json"
     mount.start("--status", str(status), epoch=5)
     assert "older than this node's 9" in mount.log()
     shown = json.loads(status.read_text())
     assert shown["degraded"] is True
+    assert "knows epoch 9, newer than ours (5)" in shown["fenced"]
     assert "older than this node's 9" in shown["channels"][0]["reason"]
     w = mount.writer()
-    w.call("open('f', 'wb').write(b'local only')")
+    w.call("f = open('f', 'wb'); f.write(b'local only')")
+    with pytest.raises(OSError) as caught:  # degrade mode, yet no sync point succeeds
+        w.call("f.close()")
+    assert caught.value.errno == errno.EIO
     assert (mount.active / "f").read_bytes() == b"local only"
     assert os.listdir(mount.standby) == []
+    assert "fenced: standby standby refused" in mount.log()
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -88,7 +88,7 @@ from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
 from mosqit_failover.sync.syncmount import SyncMount
-from mosqit_failover.syncfs.remote import channel_argv
+from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
 
 LOGGER = logging.getLogger("mosqit_failover.sync")
 
@@ -109,6 +109,14 @@ BEHIND_AFTER = 30.0
 
 CHECK_PERIOD = 1.0
 """How often the lag of the peers reported in sync is looked at (seconds)."""
+
+JOIN_WAIT = 150.0
+"""How long a rejoin may take, from the request to the mount's answer (seconds): the
+freeze's wait, the catch-up (the mount's --join-timeout, 60 s) and the channel's start."""
+
+REJOIN_BACKOFF = 30.0
+"""After a failed rejoin, the next is asked no sooner than this (seconds), and only once
+the standby's engine caught it up again."""
 
 PROMOTION_SYNC_WAIT = 120.0
 """At most this long a promotion waits for the full sync of a synchronous directory to the
@@ -152,6 +160,9 @@ class SyncManager:
         self._alert = alert
         self._mounts: dict[str, SyncMount] = {}  # synchronous directories, by path
         self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
+        self._joining: dict[str, asyncio.Task[None]] = {}  # a rejoin in flight, per mount
+        self._rejoin_after: dict[tuple[str, str], float] = {}  # (path, peer): backoff
+        self._fenced_said: set[str] = set()  # the mounts whose fence was said
         self.on_mount_died: Callable[[str, str, list[str]], None] = lambda *died: None
         self.runtime_dir = runtime_dir or config.control_socket.parent
         self._masters: dict[MasterKey, SshMaster] = {}
@@ -351,6 +362,7 @@ class SyncManager:
         path = mount.sync.path
         live = mount.live_channels()
         lost = sorted(self._live.get(path, set()) - live)
+        self._retire_engines(path, live - self._live.get(path, set()))  # rejoined: no rsync
         self._live[path] = live
         if lost:
             reasons = {c["name"]: c.get("reason", "") for c in mount.view.get("channels", [])}
@@ -363,6 +375,81 @@ class SyncManager:
             )
             self._alert(f"sync {path}: synchronous channel to {', '.join(lost)} lost: degraded")
             self._catch_up(mount.sync, lost)
+        self._say_fenced(mount)
+        self._judge()
+
+    def _say_fenced(self, mount: SyncMount) -> None:
+        """A standby proved a newer epoch: said once (the core demotes this node when it
+        hears the newer active; until then the mount fails every sync point)."""
+        path = mount.sync.path
+        if mount.fenced is None or path in self._fenced_said:
+            return
+        self._fenced_said.add(path)
+        self._note(
+            f"sync {path}: the synchronous mount is fenced: {mount.fenced}; every sync point "
+            "(close, fsync, rename...) fails with EIO until this node demotes",
+            2,
+        )
+        self._alert(f"sync {path}: synchronous mount fenced: {mount.fenced}")
+
+    # ---- a standby back in the synchronous set (syncfs/join.py) ---------
+
+    def _offer_channels(self) -> None:
+        """Ask a mount to take back a standby its engine caught up (one at a time)."""
+        if self.epoch is None:
+            return
+        now = asyncio.get_running_loop().time()
+        for path, mount in self._mounts.items():
+            if not mount.up or mount.fenced or mount.epoch != self.epoch:
+                continue
+            if path in self._joining and not self._joining[path].done():
+                continue
+            live = mount.live_channels()
+            for slot in self._slots_of(path):
+                ready = now >= self._rejoin_after.get((path, slot.peer), 0.0)
+                if slot.peer not in live and ready and _caught_up(slot, now):
+                    self._joining[path] = asyncio.create_task(self._rejoin(mount, slot))
+                    break
+
+    async def _rejoin(self, mount: SyncMount, slot: _Slot) -> None:
+        """Stop the engine (no rsync beside the channel), have the mount catch the standby
+        up under its freeze and add its channel; on failure the engine again, later."""
+        path, peer = mount.sync.path, slot.peer
+        if slot not in self._slots or self.epoch is None:
+            return  # reconfigured or stopped meanwhile
+        self._slots.remove(slot)
+        slot.task.cancel()
+        await asyncio.gather(slot.task, return_exceptions=True)  # its rsync reaped
+        ssh = slot.engine.master.peer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOIN_WAIT
+        try:
+            request = mount.request_join(
+                peer,
+                channel_argv(mount.sync, ssh, self.epoch),
+                catch_up_argv(mount.sync, ssh, self.epoch),
+            )
+            answer = None
+            self._note(f"sync {path}: {peer} caught up: asking the mount to take it back", 5)
+        except OSError as error:
+            request, answer = 0, f"failed: cannot write {mount.peers_path}: {error}"
+        while answer is None and (answer := mount.join_result(peer, request)) is None:
+            if not mount.up:
+                break
+            if loop.time() > deadline:
+                answer = f"failed: no answer from the mount within {JOIN_WAIT:g}s"
+                break
+            await asyncio.sleep(0.2)
+        if answer is not None and answer.startswith("joined"):
+            self._note(f"sync {path}: synchronous channel to {peer} back ({answer}); in sync", 5)
+        elif mount.up:
+            self._rejoin_after[(path, peer)] = loop.time() + REJOIN_BACKOFF
+            self._note(
+                f"sync {path}: {peer} not taken back ({answer}); caught up asynchronously, "
+                f"asked again in {REJOIN_BACKOFF:g}s at the earliest",
+                4,
+            )
+            self._catch_up(mount.sync, [peer])
         self._judge()
 
     def _died(self, mount: SyncMount, detail: str) -> None:
@@ -396,6 +483,9 @@ class SyncManager:
     def _release_mounts(self) -> list[SyncMount]:
         mounts = list(self._mounts.values())
         self._mounts, self._live = {}, {}
+        for task in self._joining.values():
+            task.cancel()
+        self._joining, self._rejoin_after, self._fenced_said = {}, {}, set()
         return mounts
 
     def reconfigure(self, config: Config) -> list[str]:
@@ -537,6 +627,7 @@ class SyncManager:
 
     def _judge(self) -> None:
         """Update each slot's verdict, then tell on_in_sync what changed, per peer."""
+        self._offer_channels()
         if self._on_in_sync is None:
             return
         now = asyncio.get_running_loop().time()
@@ -604,6 +695,9 @@ def _synchronous_status(
     errors = [f"{c['name']}: {c.get('reason') or 'lost'}" for c in lost]
     if not mount.up:
         state = f"synchronous mount {mount.view.get('state', 'down')}"
+    elif mount.fenced:
+        state = "synchronous, fenced"
+        errors.insert(0, f"fenced: {mount.fenced}")
     else:
         state = "synchronous, degraded" if mount.degraded else "synchronous"
     return {

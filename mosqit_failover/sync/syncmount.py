@@ -33,6 +33,7 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ class SyncMount:
         digest = hashlib.sha1(sync.path.encode()).hexdigest()[:12]
         self.unit = f"{UNIT_PREFIX}{digest}"
         self.status_path = runtime_dir / f"syncfs-{digest}.json"
+        self.peers_path = runtime_dir / f"syncfs-{digest}.peers.json"
         self._note = note
         self.on_change = on_change
         self.on_exit = on_exit
@@ -117,11 +119,17 @@ class SyncMount:
     def degraded(self) -> bool:
         return bool(self.view.get("degraded", True))
 
+    @property
+    def fenced(self) -> str | None:
+        """Why the mount fails every sync point (a standby proved a newer epoch), or None."""
+        fenced = self.view.get("fenced")
+        return str(fenced) if fenced else None
+
     def live_channels(self) -> set[str]:
         return {c["name"] for c in self.view.get("channels", []) if c.get("alive")}
 
     def status(self) -> dict[str, Any]:
-        keys = ("state", "degraded", "on_standby_loss", "commits", "channels")
+        keys = ("state", "degraded", "fenced", "on_standby_loss", "commits", "channels", "joins")
         shown = {k: self.view[k] for k in keys if k in self.view}
         return {"pid": self.pid, "unit": self.unit if _systemd() else None, **shown}
 
@@ -142,7 +150,7 @@ class SyncMount:
         argv += ["--on-standby-loss", sync.on_standby_loss]
         argv += ["--block-timeout", f"{sync.block_timeout:g}"]
         argv += ["--ack-timeout", f"{sync.ack_timeout:g}"]
-        return [*argv, "--status", str(self.status_path)]
+        return [*argv, "--status", str(self.status_path), "--peers", str(self.peers_path)]
 
     def _launcher(self) -> list[str]:
         if _systemd():
@@ -208,6 +216,7 @@ class SyncMount:
         await self._end_leftover()
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         self.status_path.unlink(missing_ok=True)
+        self.peers_path.unlink(missing_ok=True)  # another epoch's requests
         await self._launch(self.argv(epoch, channels))
         # each standby has the channel's start time to accept, one after the other
         deadline = asyncio.get_running_loop().time() + 15 + 12 * len(channels)
@@ -262,6 +271,25 @@ class SyncMount:
         await self._lazy_unmount(None)
 
     # ---- while it runs --------------------------------------------------
+
+    def request_join(self, peer: str, channel: Sequence[str], catch_up: Sequence[str]) -> int:
+        """Ask the mount to add ``peer``'s channel after ``catch_up`` (syncfs/join.py): the
+        peers file, replaced atomically; the number the answer will carry (``join_result``)."""
+        assert self.epoch is not None
+        request = time.time_ns()  # above any earlier one, also across agent restarts
+        entry = {"name": peer, "request": request, "channel": channel, "catch_up": catch_up}
+        temp = self.peers_path.with_name(f"{self.peers_path.name}.tmp-{os.getpid()}")
+        temp.write_text(json.dumps({"epoch": self.epoch, "peers": [entry]}))
+        os.replace(temp, self.peers_path)
+        return request
+
+    def join_result(self, peer: str, request: int) -> str | None:
+        """The mount's answer to ``request`` ("joined: ..." or "failed: ..."), None yet."""
+        joins = self.view.get("joins")
+        answer = joins.get(peer) if isinstance(joins, dict) else None
+        if isinstance(answer, dict) and answer.get("request") == request:
+            return str(answer.get("result"))
+        return None
 
     async def _run(self) -> None:
         assert self._pidfd is not None

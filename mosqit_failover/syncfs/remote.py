@@ -25,9 +25,10 @@ from typing import BinaryIO, TextIO
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.sync import receive
-from mosqit_failover.sync.commands import MARKER, SYNCFS, Peer, ssh_options
+from mosqit_failover.sync.commands import MARKER, SYNCFS, Peer, full_argv, ssh_options
 from mosqit_failover.sync.receive import Refused, _admit, _split
 from mosqit_failover.syncfs.apply import serve, state_guard
+from mosqit_failover.syncfs.join import UNDER
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -40,8 +41,20 @@ def channel_argv(sync: configuration.SyncDir, peer: Peer, epoch: int) -> list[st
     and a channel riding on it would drop (degraded) on every agent restart, while the
     mount itself outlives the agent."""
     remote = shlex.join([MARKER, str(epoch), SYNCFS, sync.target])
-    own = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-    return ["ssh", *own, *ssh_options(peer), peer.destination, remote]
+    return ["ssh", *_OWN, *ssh_options(peer), peer.destination, remote]
+
+
+_OWN = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+
+
+def catch_up_argv(sync: configuration.SyncDir, peer: Peer, epoch: int) -> list[str]:
+    """The full sync the mount runs under its freeze when the standby rejoins
+    (:mod:`.join`): the engine's, from the directory under the mount (:data:`.join.UNDER`),
+    on a connection of its own (as :func:`channel_argv`: the mount outlives the agent)."""
+    argv = full_argv(sync, peer, epoch)
+    argv[argv.index("-e") + 1] = shlex.join(["ssh", *_OWN, *ssh_options(peer)])
+    argv[-2] = f"{UNDER}/"  # the source, sync.path + "/": through the mount it would wait
+    return argv
 
 
 def is_syncfs(original: str) -> bool:

@@ -36,6 +36,8 @@ AGENT = r"""
 import asyncio, json, os, signal, sys, time
 from pathlib import Path
 from mosqit_failover.config import SyncDir
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
 from mosqit_failover.sync.syncmount import MountError, SyncMount
 
 directory, standby, state, runtime, case = sys.argv[1:6]
@@ -60,8 +62,23 @@ async def main():
         except MountError as error:
             seen["error"] = str(error)
         return
+    if case == "rejoin":  # beta is still the old active: it refuses the channel
+        StateFile(Path(state)).save(7, Role.ACTIVE)
     await mount.start(7, {"beta": channel})
     seen["up"], seen["pid"], seen["mounted"] = mount.up, mount.pid, mounted()
+    if case == "rejoin":
+        seen["live_before"] = sorted(mount.live_channels())
+        with open(os.path.join(directory, "local"), "w") as out:
+            out.write("degraded: here only")
+        StateFile(Path(state)).save(7, Role.STANDBY)  # back, and caught up (by the rsync)
+        catch_up = ["rsync", "-a", "--delete", "{under}/", standby + "/"]
+        request = mount.request_join("beta", channel, catch_up)
+        for _ in range(600):
+            if (answer := mount.join_result("beta", request)) is not None:
+                break
+            await asyncio.sleep(0.05)
+        seen["answer"], seen["degraded"] = answer, mount.degraded
+        seen["status"] = mount.status()
     seen["live"] = sorted(mount.live_channels())
     with open(os.path.join(directory, "acked"), "w") as out:
         out.write("written through the mount")
@@ -157,3 +174,14 @@ def test_a_mount_that_cannot_start_fails_with_its_own_line(tmp_path: Path) -> No
     assert seen["error"] == (
         f"{tmp_path / 'data'} is not a directory: create it (or fix the [[sync]] path)"
     ), seen
+
+
+def test_a_standby_back_is_taken_into_the_running_mount(tmp_path: Path) -> None:
+    seen = run_agent(tmp_path, "rejoin")
+    assert seen["up"] and seen["live_before"] == [], seen
+    assert seen["answer"].startswith("joined: caught up in"), seen
+    assert seen["live"] == ["beta"] and seen["degraded"] is False, seen
+    assert seen["status"]["fenced"] is None and seen["status"]["joins"]["beta"], seen
+    # the change made while degraded came with the catch-up, the next through the channel
+    assert (tmp_path / "standby" / "local").read_text() == "degraded: here only"
+    assert seen["on_standby"] == "written through the mount"

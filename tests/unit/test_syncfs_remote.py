@@ -58,6 +58,17 @@ def test_the_channel_is_the_rename_requests_ssh_with_its_own_verb(node: Node) ->
     assert not remote.is_syncfs(f"mosqit-sync 7 --move {node.dest}")
 
 
+def test_the_catch_up_of_a_rejoin_is_the_full_sync_from_under_the_mount(node: Node) -> None:
+    sync = node.cfg.sync[0]
+    peer = commands.Peer("192.0.2.12", "root", 22, "/k", 5.0, Path("/run/m/ctl"))
+    argv = remote.catch_up_argv(sync, peer, 7)
+    full = commands.full_argv(sync, peer, 7)
+    shell = full.index("-e") + 1
+    assert argv[-2:] == ["{under}/", full[-1]]  # the mount puts its descriptor's path there
+    assert argv[shell].startswith("ssh -o ControlMaster=no -o ControlPath=none ")
+    assert argv[:shell] + argv[shell + 1 : -2] == full[:shell] + full[shell + 1 : -2]
+
+
 @pytest.mark.parametrize(
     ("original", "words"),
     [

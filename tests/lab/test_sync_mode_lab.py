@@ -13,13 +13,14 @@ real channel over ssh to the standby's forced command.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
   first close waits ``ack_timeout``, then closes return at once, status shows the
   directory degraded, the journal says why and the alert fired; back on the network the
-  standby is caught up asynchronously (and still not in sync); with ``"block"`` (the
-  config reloaded, then a switchover mounts it with that setting): close fails with EIO
-  after ``block_timeout``.
+  standby is caught up asynchronously, then taken back into the running mount (its
+  channel again, in sync, not degraded); with ``"block"`` (the config reloaded, then a
+  switchover mounts it with that setting): close fails with EIO after ``block_timeout``,
+  and once the standby is back and taken back, closes succeed again.
 
-Each test starts from a synchronous, in-sync pair (:func:`synchronous_pair`: a node that
-promoted while its standby was away is degraded for the rest of its epoch, so a
-switchover mounts afresh with a channel). MQLAB_RPO_SEED picks the cut moments.
+Each test starts from a synchronous, in-sync pair (:func:`synchronous_pair`: waits for
+the standby to be taken back, else a switchover mounts afresh with a channel).
+MQLAB_RPO_SEED picks the cut moments.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def synchronous_pair(lab: Lab) -> tuple[Node, Node]:
     roles = deploy.wait_pair(nodes, 40)
     act = next(n for n, r in roles.items() if r == "ACTIVE")
     sb = next(n for n in roles if n != act)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40  # a standby away at the promotion is taken back
     while time.monotonic() < deadline:
         try:
             if sync_dir(nodes[act])["in_sync"]:
@@ -218,13 +219,33 @@ def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> Non
     lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
     assert any("synchronous channel lost" in line for line in lines), lines
     assert any(line.startswith("ALERT sync-degraded") for line in lines), lines
-    # back on the network, the standby is caught up asynchronously (still not in sync)
+    # back on the network, the standby is caught up, then taken back into the mount
+    took_back = wait_taken_back(act, sb, since)
+    print(f"degrade: taken back {took_back:.1f}s after the standby returned")
     check = f"cd {SPOOL} && cat close-00[0-7] | wc -c"
-    deadline = time.monotonic() + 30
-    while sb.run(["sh", "-c", check], check=False).stdout.strip() != str(8 * 4096):
-        assert time.monotonic() < deadline, "the standby was not caught up within 30 s"
+    assert sb.run(["sh", "-c", check]).stdout.strip() == str(8 * 4096)
+
+
+def wait_taken_back(act: Node, sb: Node, since: float, timeout: float = 60) -> float:
+    """Seconds until ``sb``'s channel is back in ``act``'s mount (in sync, not degraded)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        shown = sync_dir(act)
+        if shown["in_sync"] and not shown["degraded"]:
+            break
         time.sleep(0.3)
-    assert not sync_dir(act)["in_sync"]
+    else:
+        raise AssertionError(f"{sb.name} not taken back within {timeout:g}s: {sync_dir(act)}")
+    took = time.monotonic() - started
+    said = f"synchronous channel to {sb.name} back"
+    lines: list[str] = []
+    while time.monotonic() - started < timeout + 5:  # the line follows the status shortly
+        found = act.journal(identifier="mosqit-failover", since=since)
+        lines = [e.get("MESSAGE", "") for e in found]
+        if any(said in line for line in lines):
+            return took
+        time.sleep(0.3)
+    raise AssertionError(f"no line {said!r}: {lines}")
 
 
 def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -> None:
@@ -239,8 +260,18 @@ def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -
     act, sb = synchronous_pair(sync_pair)
     if sync_dir(act)["mount"].get("on_standby_loss") != "block":  # mounted before the reload
         act, sb = switch_over(sync_pair, act, sb)
+    since = time.time()
     took = closes_without(sync_pair, act, sb, 3, 0.0)
     assert [code for _, code in took] == [errno.EIO] * 3, took
     assert took[0][0] >= BLOCK and all(t >= BLOCK * 0.9 for t, _ in took), took
     assert took[0][0] < ACK + BLOCK + 3, took
     assert sync_dir(act)["degraded"]
+    # the standby back: caught up, taken back, and closes succeed again (breaker's finding 6)
+    took_back = wait_taken_back(act, sb, since)
+    proc = act.run(["python3", "-c", CLOSER, SPOOL, "5", "0.1"], timeout=60)
+    after = [(seconds, code) for seconds, code in json.loads(proc.stdout)]
+    print(f"block: taken back {took_back:.1f}s after the standby returned; closes {after}")
+    assert [code for _, code in after] == [0] * 5, after
+    assert max(t for t, _ in after) < 1.0, after
+    for i in range(5):  # each close acknowledged through the channel: on the standby
+        assert sb.read_file(f"{SPOOL}/close-{i:03d}") == "x" * 4096

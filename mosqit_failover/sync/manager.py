@@ -370,7 +370,7 @@ class SyncManager:
             self._note(
                 f"sync {path}: synchronous channel lost ({why}); degraded "
                 f"({mount.sync.on_standby_loss}): {', '.join(lost)} caught up asynchronously "
-                "and not in sync (its data epoch withheld) for the rest of this epoch",
+                "and not in sync (its data epoch withheld) until the mount takes it back",
                 3,
             )
             self._alert(f"sync {path}: synchronous channel to {', '.join(lost)} lost: degraded")

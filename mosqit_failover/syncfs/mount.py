@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import shlex
 import signal
 import sys
@@ -230,9 +231,20 @@ async def _join_peers(args: argparse.Namespace, replicator: Replicator, root_fd:
     await joiner.run()
 
 
+def raise_open_file_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: this process holds one descriptor per file
+    the services hold open on the mount, and a transient unit keeps systemd's soft 1024
+    (a spool or a database with more files open would get EMFILE from the mount)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     # pyfuse3 logs a handler's unexpected error (the caller got EIO): to the journal
     logging.basicConfig(format="mosqit-syncfs: %(name)s: %(message)s", level=logging.WARNING)
+    raise_open_file_limit()
     try:
         try:
             enable_asyncio()

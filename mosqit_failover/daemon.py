@@ -233,6 +233,8 @@ class Agent:
             f"{', '.join(inventory.running) or 'nothing'}",
             priority=5,
         )
+        if not inventory.holds_anything:  # nothing to adopt: no mount of ours may serve on
+            await self.sync.end_leftovers()
         self._start_metrics()
         await self._start_console()
         await self.peerlink.open()

@@ -87,7 +87,7 @@ from mosqit_failover.config import Config, Node, SyncDir
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
-from mosqit_failover.sync.syncmount import SyncMount
+from mosqit_failover.sync.syncmount import SyncMount, recorded_directories
 from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
 
 LOGGER = logging.getLogger("mosqit_failover.sync")
@@ -470,12 +470,27 @@ class SyncManager:
             LOGGER.exception("on_mount_died(%r) failed", path)
 
     async def unmount(self) -> None:
-        """Stop every synchronous mount (demotion, after the services stopped)."""
+        """Stop every synchronous mount (demotion, after the services stopped), and any
+        left by an earlier agent (:meth:`end_leftovers`)."""
         mounts = self._release_mounts()
         await asyncio.gather(*(m.stop() for m in mounts))
         for mount in mounts:
             self._note(f"sync {mount.sync.path}: synchronous mount stopped", 5)
+        await self.end_leftovers()
         self._judge()
+
+    async def end_leftovers(self) -> None:
+        """End the synchronous mounts of this node that this manager does not hold: an
+        agent that crashed or restarted leaves its mount running (to adopt it while
+        ACTIVE), so a restarted agent that demotes, or starts holding nothing, must end
+        it: a standby's receiver writes into that directory. Only our own file system, of
+        the directories the config or our status files name (each ended says so)."""
+        paths = {s.path for s in self.config.sync} | recorded_directories(self.runtime_dir)
+        for path in sorted(paths - set(self._mounts)):
+            sync = next((s for s in self.config.sync if s.path == path), SyncDir(path))
+            leftover = SyncMount(sync, self.runtime_dir, self._note)
+            if leftover.left_running():
+                await leftover.end_leftover()
 
     async def _detach(self) -> None:
         await asyncio.gather(*(m.detach() for m in self._release_mounts()))

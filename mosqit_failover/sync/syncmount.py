@@ -69,6 +69,35 @@ def _systemd() -> bool:
     return os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None
 
 
+def _mount_table() -> str:
+    """Where the mount lives: under systemd PID 1's namespace (the agent's is a copy)."""
+    return "/proc/1/mountinfo" if _systemd() else mountinfo.SELF
+
+
+def recorded_directories(runtime_dir: Path) -> set[str]:
+    """The directories the status files in ``runtime_dir`` name: every synchronous mount an
+    agent of this node started (they outlive the agent, and the directory may have left
+    the config since)."""
+    out = set()
+    for status in runtime_dir.glob("syncfs-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            directory = json.loads(status.read_text()).get("directory")
+            if isinstance(directory, str) and directory.startswith("/"):
+                out.add(directory)
+    return out
+
+
+def _ended(pid: int) -> bool:
+    """The mount process ``pid`` has exited (a zombie counts: an orphan is reaped by PID 1
+    whenever it gets to it; its command line empties while it is still exiting)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    command = _cmdline(pid)
+    return state in ("Z", "X") or (bool(command) and MARK not in command)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -213,7 +242,7 @@ class SyncMount:
                 5,
             )
             return
-        await self._end_leftover()
+        await self.end_leftover()
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         self.status_path.unlink(missing_ok=True)
         self.peers_path.unlink(missing_ok=True)  # another epoch's requests
@@ -231,7 +260,7 @@ class SyncMount:
             if isinstance(pid, int) and MARK not in _cmdline(pid):
                 raise MountError(f"the synchronous mount of {self.sync.path} ended at its start")
             await asyncio.sleep(0.05)
-        await self._end_leftover()
+        await self.end_leftover()
         raise MountError(f"the synchronous mount of {self.sync.path} did not come up in time")
 
     def _attach(self, epoch: int, view: dict[str, Any]) -> None:
@@ -247,8 +276,16 @@ class SyncMount:
         self.pid, self.epoch, self.view, self._stopping = pid, epoch, view, False
         self._watch = asyncio.create_task(self._run())
 
-    async def _end_leftover(self) -> None:
-        """A mount process of another epoch (or a dead mount) from before: end it."""
+    def left_running(self) -> bool:
+        """A mount process of this directory runs, or our file system is on top of it."""
+        pid = self._read().get("pid")
+        running = isinstance(pid, int) and MARK in _cmdline(pid)
+        return running or mountinfo.top_source(self.sync.path, _mount_table()) == mountinfo.FS_NAME
+
+    async def end_leftover(self) -> None:
+        """A mount process of another epoch (or a dead mount) from before: end it. Only our
+        own: the process its status file names (if it is a mount process), its unit, and
+        ``umount -l`` while our file system is on top (never an operator's mount)."""
         view = self._read()
         pid = view.get("pid")
         if isinstance(pid, int) and MARK in _cmdline(pid):
@@ -260,13 +297,14 @@ class SyncMount:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
             for _ in range(int(STOP_TIMEOUT / 0.05)):
-                if MARK not in _cmdline(pid):
+                if _ended(pid):
                     break
                 await asyncio.sleep(0.05)
             else:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        if _systemd():
+        if _systemd():  # its unit, even if the status file is gone (SIGTERM, then SIGKILL)
+            await run_command(["systemctl", "stop", self.unit], None, STOP_TIMEOUT + 10)
             await run_command(["systemctl", "reset-failed", self.unit], None, 10)
         await self._lazy_unmount(None)
 
@@ -386,8 +424,7 @@ class SyncMount:
     async def _lazy_unmount(self, pid: int | None) -> None:
         """``umount -l DIR`` where the mount lives, only while our file system is the top
         mount there: a directory on the operator's own disk keeps that disk mounted."""
-        table = "/proc/1/mountinfo" if _systemd() else mountinfo.SELF
-        if mountinfo.top_source(self.sync.path, table) != mountinfo.FS_NAME:
+        if mountinfo.top_source(self.sync.path, _mount_table()) != mountinfo.FS_NAME:
             return
         argv = ["umount", "-l", self.sync.path]
         if _systemd():  # where systemd runs the mount's service, with PID 1's root too

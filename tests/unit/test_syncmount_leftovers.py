@@ -11,17 +11,12 @@ every mount of ours its config or status files name.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mosqit_failover.effects.state import StateFile
-from mosqit_failover.events import Role
+from tests.unit.mount_namespace import run_in_mount_namespace
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
@@ -35,7 +30,8 @@ from mosqit_failover import config as configuration
 from mosqit_failover.sync.manager import SyncManager
 from mosqit_failover.sync.syncmount import SyncMount
 from tests.unit.loopback_pair import LOOPBACK_PAIR
-tmp, directory, standby, state, runtime, case = sys.argv[1:7]
+directory, standby, state, runtime, case = sys.argv[1:6]
+tmp = os.path.dirname(directory)
 operators = os.path.join(tmp, "operators")  # a disk of the operator's, synced async
 os.mkdir(operators)
 subprocess.run(["mount", "-t", "tmpfs", "operators-disk", operators], check=True)
@@ -82,23 +78,7 @@ print(json.dumps(seen))
 
 @pytest.mark.parametrize("case", ["demotes", "starts-holding-nothing"])
 def test_a_restarted_agent_ends_the_old_mount(tmp_path: Path, case: str) -> None:
-    directory, standby, runtime = tmp_path / "data", tmp_path / "standby", tmp_path / "run"
-    for path in (directory, standby, runtime):
-        path.mkdir()
-    state = StateFile(tmp_path / "state.json")
-    state.save(7, Role.STANDBY)
-    argv = ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-c", AGENTS]
-    argv += [str(tmp_path), str(directory), str(standby), str(state.path), str(runtime), case]
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    seen = run_in_mount_namespace(tmp_path, AGENTS, case)
     assert seen["mounted_after"] == [], seen
     assert not seen["pid_alive"], seen
     assert seen["operators_after"] == ["operators-disk"], seen  # never the operator's mount

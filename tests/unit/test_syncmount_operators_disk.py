@@ -8,18 +8,13 @@ private mount namespace (``unshare -m``); a tmpfs stands for the operator's disk
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mosqit_failover.effects.state import StateFile
-from mosqit_failover.events import Role
 from mosqit_failover.syncfs.mountinfo import top_source
+from tests.unit.mount_namespace import run_in_mount_namespace
 
 needs_mounts = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
@@ -60,23 +55,9 @@ print(json.dumps(seen))
 """
 
 
-def run(tmp_path: Path) -> dict[str, Any]:
-    directory, standby, runtime = tmp_path / "data", tmp_path / "standby", tmp_path / "run"
-    for path in (directory, standby, runtime):
-        path.mkdir()
-    state = StateFile(tmp_path / "state.json")
-    state.save(7, Role.STANDBY)
-    argv = ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-c", AGENT]
-    argv += [str(directory), str(standby), str(state.path), str(runtime)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return seen
-
-
 @needs_mounts
 def test_starting_the_mount_does_not_unmount_the_operators_file_system(tmp_path: Path) -> None:
-    seen = run(tmp_path)
+    seen = run_in_mount_namespace(tmp_path, AGENT)
     # the operator's tmpfs must still be there after start (refused or mounted over it)
     assert "tmpfs" in seen["mounts_after_start"], seen
     assert "precious" in seen["listing_after_start"], seen
@@ -84,7 +65,7 @@ def test_starting_the_mount_does_not_unmount_the_operators_file_system(tmp_path:
 
 @needs_mounts
 def test_stopping_the_mount_leaves_the_operators_file_system_mounted(tmp_path: Path) -> None:
-    seen = run(tmp_path)
+    seen = run_in_mount_namespace(tmp_path, AGENT)
     assert seen["mounts_after_stop"] == ["tmpfs"], seen
     assert seen["listing_after_stop"] == ["precious"], seen
 

@@ -64,7 +64,9 @@ there (an rsync beside it could put an older copy over a change the channel had
 acknowledged). A standby without a live channel (unheard, refused, lost later) gets
 an engine again, which catches it up as in async mode; it is not in sync for the
 synchronous directory, so the core withholds its data epoch: only a standby that holds
-every acknowledged change can be elected as the freshest. A mount that dies unasked is
+every acknowledged change can be elected as the freshest. A mount that cannot start
+leaves its directory asynchronous for the epoch (its engines go on; degraded, alerted;
+the promotion goes on). A mount that dies unasked is
 unmounted lazily (the service gets its plain directory back), every standby gets an
 engine, and ``on_mount_died(path, detail, holders)`` tells the daemon (which hands over
 to one of ``holders``, the standbys whose channel was live: they hold every change).
@@ -87,7 +89,7 @@ from mosqit_failover.config import Config, Node, SyncDir
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
-from mosqit_failover.sync.syncmount import SyncMount, recorded_directories
+from mosqit_failover.sync.syncmount import MountError, SyncMount, recorded_directories
 from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
 
 LOGGER = logging.getLogger("mosqit_failover.sync")
@@ -159,6 +161,7 @@ class SyncManager:
         self._on_in_sync = on_in_sync
         self._alert = alert
         self._mounts: dict[str, SyncMount] = {}  # synchronous directories, by path
+        self._unmountable: dict[str, str] = {}  # synchronous ones whose mount failed: why
         self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
         self._joining: dict[str, asyncio.Task[None]] = {}  # a rejoin in flight, per mount
         self._rejoin_after: dict[tuple[str, str], float] = {}  # (path, peer): backoff
@@ -250,6 +253,7 @@ class SyncManager:
         if self.running:
             self._cancel()
         self.epoch = epoch
+        self._unmountable = {}  # each promotion tries every synchronous directory again
         self._slots = [
             self._new_slot(sync, peer) for sync in self.config.sync for peer in self.peers
         ]
@@ -265,10 +269,12 @@ class SyncManager:
     # ---- synchronous directories ----------------------------------------
 
     def _synchronous(self) -> list[SyncDir]:
-        return [s for s in self.config.sync if s.synchronous]
+        """The directories synchronous in this epoch (not those whose mount failed)."""
+        return [s for s in self.config.sync if s.synchronous and s.path not in self._unmountable]
 
     async def mount(self, epoch: int, heard: Collection[str]) -> None:
-        """Mount each synchronous directory (see the module doc); MountError if one fails."""
+        """Mount each synchronous directory (see the module doc). One that cannot be
+        mounted is synced asynchronously in this epoch (:meth:`_mount_failed`)."""
         for sync in self._synchronous():
             mount = self._mounts.get(sync.path)
             if mount is None or mount.sync != sync:
@@ -281,7 +287,11 @@ class SyncManager:
                 for peer in await self._full_sync(sync, heard):
                     master = next(s.engine.master for s in self._slots_of(sync.path, peer))
                     channels[peer] = channel_argv(sync, master.peer, epoch)
-            await mount.start(epoch, channels)
+            try:
+                await mount.start(epoch, channels)
+            except MountError as error:
+                await self._mount_failed(mount, epoch, str(error))
+                continue
             self._live[sync.path] = mount.live_channels()
             self._retire_engines(sync.path, self._live[sync.path])
             lacking = [p.name for p in self.peers if p.name not in self._live[sync.path]]
@@ -299,6 +309,24 @@ class SyncManager:
             if lacking:
                 self._alert(f"sync {sync.path}: synchronous without {', '.join(lacking)}: degraded")
         self._judge()
+
+    async def _mount_failed(self, mount: SyncMount, epoch: int, reason: str) -> None:
+        """The directory stays asynchronous for this epoch (its engines go on), degraded and
+        alerted, and the promotion goes on. Failing the step instead rolled the promotion
+        back, and a cause that holds on every node (the directory is a mount point of its
+        own file system, FUSE missing) made the nodes take turns promoting and rolling back
+        for ever, with no active node at all."""
+        path = mount.sync.path
+        del self._mounts[path]
+        self._unmountable[path] = reason
+        await mount.end_leftover()  # whatever of ours a failed start left there
+        self._note(
+            f"sync {path}: not synchronous in epoch {epoch}: {reason}; the promotion goes on "
+            "with the directory synced asynchronously (degraded: a failover may lose its "
+            "latest changes); fix that, then a switchover (or the next promotion) mounts it",
+            3,
+        )
+        self._alert(f"sync {path}: the synchronous mount failed, asynchronous: {reason}")
 
     def _slots_of(self, path: str, peer: str | None = None) -> list[_Slot]:
         return [
@@ -697,6 +725,11 @@ class SyncManager:
             mount = self._mounts.get(sync.path) if sync.synchronous else None
             if mount is not None:
                 out.append(_synchronous_status(sync, mount, _merge(peers) if peers else None))
+            elif sync.path in self._unmountable and peers:
+                why = self._unmountable[sync.path]
+                state = "asynchronous: the synchronous mount failed (degraded)"
+                out.append({**_merge(peers), "mode": sync.mode, "state": state})
+                out[-1].update(degraded=True, last_error=why)
             elif peers:
                 out.append(_merge(peers))
         return out

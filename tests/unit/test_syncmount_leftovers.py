@@ -11,17 +11,13 @@ every mount of ours its config or status files name.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.unit.mount_namespace import run_in_mount_namespace
+from tests.unit.mount_namespace import needs_mounts, run_in_mount_namespace
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
-    reason="mounting FUSE in a private mount namespace needs root and /dev/fuse",
-)
+pytestmark = needs_mounts
 
 AGENTS = r"""
 import asyncio, json, os, subprocess, sys

@@ -8,27 +8,16 @@ private mount namespace (``unshare -m``); a tmpfs stands for the operator's disk
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from mosqit_failover.syncfs.mountinfo import top_source
-from tests.unit.mount_namespace import run_in_mount_namespace
+from tests.unit.mount_namespace import OPERATORS_DISK, needs_mounts, run_in_mount_namespace
 
-needs_mounts = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
-    reason="mounting in a private mount namespace needs root and /dev/fuse",
-)
-
-AGENT = r"""
-import asyncio, json, os, subprocess, sys
-from pathlib import Path
+AGENT = (
+    OPERATORS_DISK
+    + r"""
 from mosqit_failover.config import SyncDir
 from mosqit_failover.sync.syncmount import MountError, SyncMount
-directory, standby, state, runtime = sys.argv[1:5]
-subprocess.run(["mount", "-t", "tmpfs", "operators-disk", directory], check=True)
-Path(directory, "precious").write_text("on the operator's own file system")
 sync = SyncDir(directory, mode="synchronous", ack_timeout=5.0)
 seen = {"notes": []}
 channel = [sys.executable, "-m", "mosqit_failover.syncfs", "apply", "--root", standby,
@@ -53,6 +42,7 @@ async def main():
 asyncio.run(main())
 print(json.dumps(seen))
 """
+)
 
 
 @needs_mounts

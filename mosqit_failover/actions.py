@@ -42,10 +42,13 @@ class StartSync:
 
     wait_for_connection: the peer may be unreachable; keep what is dirty and
     retry until it answers instead of failing.
+    synchronous: the synchronous directories to mount (or adopt) now, before the services
+    start: a promotion's; a reload's StartSync mounts none (services run already).
     """
 
     epoch: int
     wait_for_connection: bool
+    synchronous: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
     problem = fuse_problem()
     if problem is None and node_here:
         problem = _unmountable(paths)
+        for note in synchronous_changes_pending(cfg):
+            print(f"note: {note}")
     if problem is None:
         print(f"synchronous sync of {', '.join(paths)}: FUSE is ready on this host")
         return 0
@@ -82,6 +84,30 @@ def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:
         return 0
     print(line, file=sys.stderr)
     return 2
+
+
+def synchronous_changes_pending(cfg: configuration.Config, table: str | None = None) -> list[str]:
+    """Where this node's synchronous mounts differ from the config: on the active node a
+    reload changes them only at the next promotion (core.py). Nothing when none of ours is
+    mounted here (a standby, or nothing synchronous yet: it cannot be told)."""
+    from mosqit_failover.syncfs import mountinfo
+
+    table = table or mountinfo.SELF
+    points = {os.fsdecode(point) for point, _ in mountinfo.mounts(table)}
+    mounted = {p for p in points if mountinfo.top_source(p, table) == mountinfo.FS_NAME}
+    if not mounted:
+        return []
+    wanted = {s.path for s in cfg.sync if s.synchronous}
+    why = "(a reload never mounts or unmounts under the running services)"
+    return [
+        f"{path} is synchronous in this config but not mounted here: it becomes synchronous "
+        f"at the next promotion {why}"
+        for path in sorted(wanted - mounted)
+    ] + [
+        f"{path} is not synchronous in this config but mounted here: its mount serves until "
+        f"this node demotes {why}"
+        for path in sorted(mounted - wanted)
+    ]
 
 
 def _unmountable(paths: list[str]) -> str | None:

@@ -228,6 +228,9 @@ class Core:
         self.peer = self.peers[self.peer_name]  # a pair's only peer
         self.data_epoch = inventory.data_epoch
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
+        # the synchronous directories mounted at the last promotion, kept until demotion:
+        # a reload never mounts or unmounts one under the running services
+        self._mounted: tuple[str, ...] = ()
         self._successor = ""  # handing over on purpose to this node
         # peers not heard here that a node heard here reports as heard: node -> witnesses
         self._partitioned: dict[str, set[str]] = {}
@@ -583,7 +586,8 @@ class Core:
         new = {r.name for r in config.resources}
         added = [r.name for r in config.resources if r.name not in old]
         removed = [r.name for r in reversed(self.config.resources) if r.name not in new]
-        had_sync = bool(self.config.sync)
+        had_sync = bool(self.config.sync or self._mounted)
+        old_dirs = {d.path for d in self.config.sync}  # before the new config replaces it
         self.config, self.timing = config, config.timing
         out: list[Action] = []
         parts = [f"added {', '.join(added)}" if added else "", ""]
@@ -591,7 +595,6 @@ class Core:
             parts[1] = f"removed {', '.join(removed)}" + (
                 " (stopping them)" if stop_removed else " (left running, no longer managed)"
             )
-        old_dirs = {d.path for d in self.config.sync}
         new_dirs = {d.path for d in config.sync}
         if new_dirs - old_dirs:
             parts.append(f"sync added {', '.join(sorted(new_dirs - old_dirs))}")
@@ -599,16 +602,40 @@ class Core:
             parts.append(f"sync removed {', '.join(sorted(old_dirs - new_dirs))}")
         summary = "; ".join(p for p in parts if p) or "no resource or synced directory changed"
         steps: list[PlanStep] = []
+        out.append(self._decision(DecisionKind.RECONFIGURE, f"config reloaded: {summary}"))
         if self.role is A:
-            if config.sync and not had_sync:
-                steps.append(StartSync(self.epoch, wait_for_connection=True))
+            has_sync = bool(config.sync or self._mounted)
+            if has_sync and not had_sync:
+                steps.append(StartSync(self.epoch, True, synchronous=self._mounted))
             steps += [StartResource(name) for name in added]
             steps += [StopResource(name) for name in removed] if stop_removed else []
-            if not config.sync and had_sync:
+            if had_sync and not has_sync:
                 steps.append(StopSync())
-        out.append(self._decision(DecisionKind.RECONFIGURE, f"config reloaded: {summary}"))
+            out += self._synchronous_changes(config)
         if steps:
             out.append(self._launch(steps))
+        return out
+
+    def _synchronous_changes(self, config: Config) -> list[Action]:
+        """A reload on the ACTIVE node that changes which directories are synchronous
+        (added, removed, async <-> synchronous) takes effect at the next promotion: a
+        mount put under the running services misses every descriptor they hold open, and
+        one taken away under them fails their open files with ENOTCONN."""
+        wanted = {d.path for d in config.sync if d.synchronous}
+        out: list[Action] = []
+        for path in sorted(wanted.symmetric_difference(self._mounted)):
+            kept = (
+                "its synchronous mount"
+                if path in self._mounted
+                else "the plain directory, synced asynchronously"
+                if any(d.path == path for d in config.sync)
+                else "the plain directory"
+            )
+            reason = (
+                f"reload: synchronous mode of {path} changes at the next promotion; the "
+                f"running services keep {kept} until then (a switchover applies it)"
+            )
+            out.append(self._decision(DecisionKind.RECONFIGURE, reason))
         return out
 
     def snapshot(self, now: float) -> dict[str, object]:
@@ -1369,12 +1396,15 @@ class Core:
 
     def _start_plan(self, now: float, kind: DecisionKind) -> RunPlan:
         if self.role is P:
+            self._mounted = tuple(d.path for d in self.config.sync if d.synchronous)
             steps: list[PlanStep] = [PersistState(self.epoch, A), ClaimVip(), SendGarp()]
-            steps += [StartSync(self.epoch, wait_for_connection=True)] if self.config.sync else []
+            sync = StartSync(self.epoch, True, synchronous=self._mounted)
+            steps += [sync] if self.config.sync else []
             steps += [StartResource(r.name) for r in self.config.resources]
         else:
             stop: list[PlanStep] = [StopResource(r.name) for r in reversed(self.config.resources)]
-            stop += [StopSync()] if self.config.sync else []
+            stop += [StopSync()] if self.config.sync or self._mounted else []
+            self._mounted = ()
             # The VIP goes first when the peer serves already (it outranks us) or is about to
             # (we are cut off from every network): clients must never see two holders while
             # our services stop and our sync drains, which can last seconds when the peer

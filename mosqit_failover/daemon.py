@@ -519,9 +519,9 @@ class Agent:
                 await self.runners[name].start()
             case StopResource(name):
                 await self.runners[name].stop()
-            case StartSync(epoch):
-                self.sync.start(epoch)
-                await self.sync.mount(epoch, self._heard_peers())  # synchronous directories
+            case StartSync(epoch, _, synchronous):
+                self.sync.start(epoch, synchronous)
+                await self.sync.mount(epoch, self._heard_peers())  # of these, before services
             case StopSync():
                 await self.sync.unmount()
                 await self.sync.stop()

@@ -162,6 +162,7 @@ class SyncManager:
         self._alert = alert
         self._mounts: dict[str, SyncMount] = {}  # synchronous directories, by path
         self._unmountable: dict[str, str] = {}  # synchronous ones whose mount failed: why
+        self._in_force: set[str] = set()  # synchronous in this epoch (see start)
         self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
         self._joining: dict[str, asyncio.Task[None]] = {}  # a rejoin in flight, per mount
         self._rejoin_after: dict[tuple[str, str], float] = {}  # (path, peer): backoff
@@ -246,13 +247,20 @@ class SyncManager:
         slot = _Slot(peer.name, engine, asyncio.create_task(self._guard(engine, peer.name, after)))
         return slot
 
-    def start(self, epoch: int) -> None:
-        """Start (or keep) pushing every directory to every peer with this epoch."""
+    def start(self, epoch: int, synchronous: Collection[str] | None = None) -> None:
+        """Start (or keep) pushing every directory to every peer with this epoch.
+
+        ``synchronous``: the directories synchronous in this epoch (mounted by
+        :meth:`mount`; None: every synchronous one of the config, as at a promotion). The
+        others are pushed asynchronously, whatever the config says, until the next start:
+        a reload never mounts or unmounts under the running services (core.py says so)."""
         if self.running and self.epoch == epoch:
             return
         if self.running:
             self._cancel()
         self.epoch = epoch
+        wanted = [s.path for s in self.config.sync if s.synchronous]
+        self._in_force = set(wanted if synchronous is None else synchronous)
         self._unmountable = {}  # each promotion tries every synchronous directory again
         self._slots = [
             self._new_slot(sync, peer) for sync in self.config.sync for peer in self.peers
@@ -269,8 +277,15 @@ class SyncManager:
     # ---- synchronous directories ----------------------------------------
 
     def _synchronous(self) -> list[SyncDir]:
-        """The directories synchronous in this epoch (not those whose mount failed)."""
-        return [s for s in self.config.sync if s.synchronous and s.path not in self._unmountable]
+        """The config's synchronous directories to mount in this epoch (not those a reload
+        made synchronous, nor those whose mount failed)."""
+        paths = self._synchronous_paths()
+        return [s for s in self.config.sync if s.synchronous and s.path in paths]
+
+    def _synchronous_paths(self) -> set[str]:
+        """The directories synchronous in this epoch (their mount up or about to be), also
+        one a reload made asynchronous or removed: its mount serves until the demotion."""
+        return self._in_force - set(self._unmountable)
 
     async def mount(self, epoch: int, heard: Collection[str]) -> None:
         """Mount each synchronous directory (see the module doc). One that cannot be
@@ -546,6 +561,7 @@ class SyncManager:
         changed = [s.path for s in config.sync if s.path in before and before[s.path] != s]
         remount = [p for p in changed if p in self._mounts]
         removed = [p for p in before if p not in {s.path for s in config.sync}]
+        unmounted_later = [p for p in removed if p in self._mounts]
         # nodes are fixed on reload (the agent restarts for them); followed all the same
         moved = {p.name for p in self.peers if peers_before.get(p.name) != p}
         if not (removed or added or changed or moved or set(peers_before) - {*self._names()}):
@@ -574,6 +590,9 @@ class SyncManager:
             f"added {', '.join(added)} (full sync first)" if added else "",
             f"stopped {', '.join(removed)} (the copy on {self._peer_names()} is left as it is)"
             if removed
+            else "",
+            f"the synchronous mount of {', '.join(unmounted_later)} serves on until the demotion"
+            if unmounted_later
             else "",
             f"restarted {', '.join(changed)} (settings changed)" if changed else "",
             f"the synchronous mount of {', '.join(remount)} keeps its settings until the "
@@ -675,7 +694,7 @@ class SyncManager:
             return
         now = asyncio.get_running_loop().time()
         verdicts: dict[str, bool] = {}
-        synchronous = {s.path for s in self._synchronous()}
+        synchronous = self._synchronous_paths()
         for slot in self._slots:
             slot.caught_up = _caught_up(slot, now)
             if slot.engine.sync.path in synchronous:  # catching up: misses acknowledged writes
@@ -720,11 +739,14 @@ class SyncManager:
                 (slot.peer, slot.engine.status(now))
             )
         out = []
-        for sync in self.config.sync:
+        configured = {s.path for s in self.config.sync}
+        gone = [m.sync for path, m in self._mounts.items() if path not in configured]
+        for sync in [*self.config.sync, *gone]:
             peers = by_path.get(sync.path)
-            mount = self._mounts.get(sync.path) if sync.synchronous else None
+            mount = self._mounts.get(sync.path)
             if mount is not None:
-                out.append(_synchronous_status(sync, mount, _merge(peers) if peers else None))
+                engines = _merge(peers) if peers else None  # its settings: those in force
+                out.append(_synchronous_status(mount.sync, mount, engines))
             elif sync.path in self._unmountable and peers:
                 why = self._unmountable[sync.path]
                 state = "asynchronous: the synchronous mount failed (degraded)"
@@ -732,7 +754,22 @@ class SyncManager:
                 out[-1].update(degraded=True, last_error=why)
             elif peers:
                 out.append(_merge(peers))
+            else:
+                continue
+            later = self._at_next_promotion(sync.path, sync.path in configured)
+            if later:
+                out[-1].update(state=f"{out[-1]['state']} ({later})", next_promotion=later)
         return out
+
+    def _at_next_promotion(self, path: str, configured: bool) -> str:
+        """What a reload changed about ``path`` that waits for the next promotion."""
+        wanted = any(s.path == path and s.synchronous for s in self.config.sync)
+        now = path in self._in_force
+        if wanted == now:
+            return ""
+        if wanted:
+            return "synchronous from the next promotion"
+        return "asynchronous from the next promotion" if configured else "not synced then"
 
 
 def _synchronous_status(

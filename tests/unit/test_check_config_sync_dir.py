@@ -65,3 +65,26 @@ def test_a_plain_synchronous_directory_passes_check_config(tmp_path: Path) -> No
     done = check(config(tmp_path, spool))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FUSE is ready on this host" in done.stdout
+
+
+def test_check_config_names_the_synchronous_changes_that_wait_for_the_next_promotion(
+    tmp_path: Path,
+) -> None:
+    from mosqit_failover import config as configuration
+    from mosqit_failover.cli import synchronous_changes_pending
+
+    cfg = configuration.load(config(tmp_path, tmp_path / "new"))  # /srv/data gone, new added
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "25 1 8:1 / / rw - ext4 /dev/vda rw\n"
+        "40 25 0:50 / /srv/data rw,nosuid - fuse mosqit-syncfs rw,user_id=0\n"
+    )
+    assert synchronous_changes_pending(cfg, str(table)) == [
+        f"{tmp_path / 'new'} is synchronous in this config but not mounted here: it becomes "
+        "synchronous at the next promotion (a reload never mounts or unmounts under the "
+        "running services)",
+        "/srv/data is not synchronous in this config but mounted here: its mount serves until "
+        "this node demotes (a reload never mounts or unmounts under the running services)",
+    ]
+    table.write_text("25 1 8:1 / / rw - ext4 /dev/vda rw\n")  # a standby: nothing to tell
+    assert synchronous_changes_pending(cfg, str(table)) == []

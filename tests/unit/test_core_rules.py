@@ -15,7 +15,7 @@ from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
 
 PROMOTION_PLAN = (
-    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True), "
+    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True, ()), "
     "StartResource(db), StartResource(app)"
 )
 

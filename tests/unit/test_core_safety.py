@@ -13,7 +13,7 @@ from tests.unit.transcript import Harness, active, standby
 
 FENCED = "ssh fence via 10.0.1.1: fenced"
 PROMOTION_PLAN = (
-    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True), "
+    "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True, ()), "
     "StartResource(db), StartResource(app)"
 )
 

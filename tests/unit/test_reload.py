@@ -197,3 +197,26 @@ def test_a_reload_that_changes_metrics_or_alerts_is_refused_naming_them(tmp_path
     assert _reload_blockers(old_plain, metrics) == ["metrics"]
     assert _reload_blockers(old_plain, mail) == ["alerts"]
     assert "metrics" not in _reload_blockers(old, config(tmp_path, {"a": ""}))
+
+
+def test_a_directory_a_reload_made_synchronous_is_pushed_and_mounted_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The reload's StartSync mounts nothing (``synchronous=()``, the core's decision): the
+    new synchronous directory is pushed asynchronously until the next promotion, and
+    ``status`` says so."""
+
+    async def main() -> None:
+        manager, _ = make(tmp_path, {"a": 'mode = "synchronous"'})
+        manager.start(3, synchronous=())  # a reload on the ACTIVE node
+        assert manager._synchronous() == []  # what mount() would mount: nothing
+        assert [e.sync.path for e in manager.engines] == [str(tmp_path / "a")]
+        (shown,) = manager.status()["dirs"]
+        assert shown["next_promotion"] == "synchronous from the next promotion", shown
+        assert shown["state"].endswith("(synchronous from the next promotion)"), shown
+        await manager.stop()
+        manager.start(4)  # the next promotion: every synchronous directory of the config
+        assert manager._synchronous() == list(manager.config.sync)
+        await manager.stop()
+
+    asyncio.run(main())

@@ -280,7 +280,10 @@ class SyncMount:
         """A mount process of this directory runs, or our file system is on top of it."""
         pid = self._read().get("pid")
         running = isinstance(pid, int) and MARK in _cmdline(pid)
-        return running or mountinfo.top_source(self.sync.path, _mount_table()) == mountinfo.FS_NAME
+        return running or self._ours_on_top(_mount_table()) or self._ours_on_top(mountinfo.SELF)
+
+    def _ours_on_top(self, table: str) -> bool:
+        return mountinfo.top_source(self.sync.path, table) == mountinfo.FS_NAME
 
     async def end_leftover(self) -> None:
         """A mount process of another epoch (or a dead mount) from before: end it. Only our
@@ -423,22 +426,35 @@ class SyncMount:
 
     async def _lazy_unmount(self, pid: int | None) -> None:
         """``umount -l DIR`` where the mount lives, only while our file system is the top
-        mount there: a directory on the operator's own disk keeps that disk mounted."""
-        if mountinfo.top_source(self.sync.path, _mount_table()) != mountinfo.FS_NAME:
-            return
-        argv = ["umount", "-l", self.sync.path]
-        if _systemd():  # where systemd runs the mount's service, with PID 1's root too
-            argv = ["nsenter", "--target=1", "--mount", "--root", *argv]
-        code, _, err = await run_command(argv, None, 10)
-        if code == 0:
+        mount there: a directory on the operator's own disk keeps that disk mounted. Then
+        the same in the agent's own mount namespace (under systemd a copy made at its
+        start, which an unmount where the mount lives does not always reach: a restarted
+        agent kept a dead copy, and its engine could not read the directory any more)."""
+        if self._ours_on_top(_mount_table()):
+            argv = ["umount", "-l", self.sync.path]
+            if _systemd():  # where systemd runs the mount's service, with PID 1's root too
+                argv = ["nsenter", "--target=1", "--mount", "--root", *argv]
+            if await self._umount(argv):
+                self._note(
+                    f"sync {self.sync.path}: unmounted lazily (umount -l) after the "
+                    f"synchronous file system{f' (pid {pid})' if pid else ''} ended: the "
+                    "directory is the plain directory again, every acknowledged change in place",
+                    4,
+                )
+        own_copy = _mount_table() != mountinfo.SELF and self._ours_on_top(mountinfo.SELF)
+        if own_copy and await self._umount(["umount", "-l", self.sync.path]):
             self._note(
-                f"sync {self.sync.path}: unmounted lazily (umount -l) after the synchronous "
-                f"file system{f' (pid {pid})' if pid else ''} ended: the directory is the "
-                "plain directory again, every acknowledged change in place",
-                4,
+                f"sync {self.sync.path}: the agent's own copy of the ended mount (its "
+                "private mount namespace) unmounted too",
+                6,
             )
-        elif "not mounted" not in err and "no mount point" not in err:
+
+    async def _umount(self, argv: list[str]) -> bool:
+        """Run one ``umount -l``: True if it unmounted, a line if it failed otherwise."""
+        code, _, err = await run_command(argv, None, 10)
+        if code != 0 and "not mounted" not in err and "no mount point" not in err:
             self._note(f"sync {self.sync.path}: umount -l failed: {err.strip()}", 3)
+        return code == 0
 
     def _close_fds(self) -> None:
         if self._pidfd is not None:

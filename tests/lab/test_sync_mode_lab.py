@@ -204,6 +204,12 @@ def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pai
     assert sync_dir(act)["mount"]["pid"] == pid
     lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
     assert any("adopted the synchronous mount of epoch" in line for line in lines), lines
+    # handed over: the restarted agent's own mount namespace, copied while the mount was
+    # up, keeps no dead copy of it (its engine could not read the directory any more)
+    switch_over(sync_pair, act, sb)
+    main = act.run(["systemctl", "show", "-p", "MainPID", "--value", deploy.UNIT]).stdout
+    table = act.run(["cat", f"/proc/{main.strip()}/mountinfo"]).stdout
+    assert "mosqit-syncfs" not in table, table
 
 
 def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> None:

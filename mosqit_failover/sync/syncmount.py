@@ -79,9 +79,10 @@ def recorded_directories(runtime_dir: Path) -> set[str]:
     agent of this node started (they outlive the agent, and the directory may have left
     the config since)."""
     out = set()
-    for status in runtime_dir.glob("syncfs-*.json"):
+    for status in runtime_dir.glob("syncfs-????????????.json"):  # not the .peers.json files
         with contextlib.suppress(OSError, ValueError):
-            directory = json.loads(status.read_text()).get("directory")
+            view = json.loads(status.read_text())
+            directory = view.get("directory") if isinstance(view, dict) else None
             if isinstance(directory, str) and directory.startswith("/"):
                 out.add(directory)
     return out

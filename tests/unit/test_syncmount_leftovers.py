@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from mosqit_failover.config import SyncDir
+from mosqit_failover.sync.syncmount import SyncMount, recorded_directories
 from tests.unit.mount_namespace import needs_mounts, run_in_mount_namespace
-
-pytestmark = needs_mounts
 
 AGENTS = r"""
 import asyncio, json, os, subprocess, sys
@@ -72,6 +72,7 @@ print(json.dumps(seen))
 """
 
 
+@needs_mounts
 @pytest.mark.parametrize("case", ["demotes", "starts-holding-nothing"])
 def test_a_restarted_agent_ends_the_old_mount(tmp_path: Path, case: str) -> None:
     seen = run_in_mount_namespace(tmp_path, AGENTS, case)
@@ -79,3 +80,14 @@ def test_a_restarted_agent_ends_the_old_mount(tmp_path: Path, case: str) -> None
     assert not seen["pid_alive"], seen
     assert seen["operators_after"] == ["operators-disk"], seen  # never the operator's mount
     assert any("stopping a synchronous mount of epoch 7" in n for n in seen["notes"]), seen
+
+
+def test_the_directories_of_our_mounts_are_read_from_their_status_files_only(
+    tmp_path: Path,
+) -> None:
+    mount = SyncMount(SyncDir("/srv/spool", mode="synchronous"), tmp_path, lambda t, p: None)
+    mount.status_path.write_text('{"directory": "/srv/spool", "state": "up", "pid": 1}')
+    mount.peers_path.write_text('[{"name": "beta", "directory": "/not/a/status"}]')
+    (tmp_path / "syncfs-000000000000.json").write_text("[1, 2]")  # not ours: ignored
+    (tmp_path / "syncfs-111111111111.json").write_text("{half")
+    assert recorded_directories(tmp_path) == {"/srv/spool"}

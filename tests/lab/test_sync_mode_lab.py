@@ -8,6 +8,9 @@ real channel over ssh to the standby's forced command.
   moment; after the failover every recorded file is on the new active, byte-identical.
 - The mount process SIGKILLed under the same writer: the agent unmounts lazily and hands
   over; the new active holds every file acknowledged before the kill.
+- The active node frozen whole (writer, mount and agent; a paused VM): the standby takes
+  over with every file acknowledged before; thawed, the old active steps down and keeps
+  no mount. The agent SIGKILLed together with the cut, at random moments: the same RPO 0.
 - The agent SIGKILLed on the active: the mount serves on (closes return, replicated), the
   restarted agent adopts it, its channel never dropped.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
@@ -49,6 +52,9 @@ ACK = 2.0  # ack_timeout: a standby that acknowledges nothing this long is dropp
 BLOCK = 2.0  # block_timeout of the block-mode test
 CUTS = 2
 SETTINGS = {"mode": "synchronous", "ack_timeout": f"{ACK:g}s"}
+# A frozen active (its sshd frozen too) cannot be fenced over ssh and the lab has no
+# power fence here: take over anyway, as before fencing (the frozen-node test).
+FENCING = '\n[fencing]\non_failure = "promote"\n'
 
 CLOSER = r"""
 import json, os, sys, time
@@ -76,8 +82,9 @@ def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
     if not os.path.exists("/dev/fuse"):
         pytest.skip("the synchronous mode needs /dev/fuse on the host")
     sshkeys.setup(lab.nodes, lab_plan)
-    sshkeys.install_config(lab.nodes, lab_plan, [SPOOL], None, **SETTINGS)
+    config = sshkeys.install_config(lab.nodes, lab_plan, [SPOOL], None, **SETTINGS) + FENCING
     for node in lab.nodes.values():  # the spool's folders and a file on both
+        node.write_file(deploy.CONFIG_PATH, config)
         node.run(["mkdir", "-p", *(f"{SPOOL}/{sub}" for sub in ("tmp", "new", "cur"))])
         node.write_file(f"{SPOOL}/seed", "seed\n")
     deploy.start(lab.nodes)
@@ -86,6 +93,8 @@ def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
     finally:
         faults.clear_all(lab_plan)
         for node in lab.nodes.values():
+            if node.frozen():
+                node.thaw()
             node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
         for node in lab.nodes.values():  # no mount may outlive the agents' stop
             mounts = node.run(["findmnt", "-n", SPOOL], check=False).stdout
@@ -255,8 +264,12 @@ def wait_taken_back(act: Node, sb: Node, since: float, timeout: float = 60) -> f
 
 
 def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -> None:
-    config = deploy.lab_config(sync_pair.plan) + sshkeys.sync_tables(
-        [SPOOL], **SETTINGS, on_standby_loss="block", block_timeout=f"{BLOCK:g}s"
+    config = (
+        deploy.lab_config(sync_pair.plan)
+        + sshkeys.sync_tables(
+            [SPOOL], **SETTINGS, on_standby_loss="block", block_timeout=f"{BLOCK:g}s"
+        )
+        + FENCING
     )
     said = ""
     for node in sync_pair.nodes.values():
@@ -281,3 +294,69 @@ def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -
     assert max(t for t, _ in after) < 1.0, after
     for i in range(5):  # each close acknowledged through the channel: on the standby
         assert sb.read_file(f"{SPOOL}/close-{i:03d}") == "x" * 4096
+
+
+def test_a_frozen_active_node_loses_no_acknowledged_file(sync_pair: Lab) -> None:
+    """The active node frozen whole (cgroup freezer: the writer, the mount, the agent; a
+    paused VM) at a random moment under the spool writer: the standby takes over with
+    every file acknowledged before the freeze; thawed, the old active steps down, and
+    nothing it still had in flight changes an acknowledged file on the new active."""
+    act, sb = synchronous_pair(sync_pair)
+    seed = int(os.environ.get("MQLAB_RPO_SEED", time.time_ns() % 10**6))
+    record, seconds = "/run/rpo-frozen.txt", 6.0
+    writer = [bench_sync.SPOOL_WRITER, SPOOL, record, "f", str(bench_sync.RPO_RATE), str(seconds)]
+    # a service of the node, so that it freezes with it
+    act.run(["systemd-run", "--collect", "--unit=rpo-frozen-writer", "python3", "-c", *writer])
+    time.sleep(random.Random(seed).uniform(1.5, 2.5))
+    frozen_at = time.time()
+    act.freeze()
+    try:
+        deploy.wait_roles({sb.name: sb}, {sb.name: "ACTIVE"}, timeout=30)
+    finally:
+        act.thaw()
+    thawed_at = time.time()
+    deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
+    deadline = time.monotonic() + seconds + 30
+    while act.is_active("rpo-frozen-writer"):
+        assert time.monotonic() < deadline, "the writer did not end"
+        time.sleep(0.3)
+    lines = [line.split() for line in act.read_file(record).splitlines()]
+    acked = [path for t, path in lines if float(t) < frozen_at]
+    late = [path for t, path in lines if float(t) > thawed_at]
+    check = ["python3", "-c", bench_sync.SPOOL_CHECK, SPOOL]
+    lost = int(sb.run(check, input="\n".join(acked)).stdout)
+    print(
+        f"MQLAB_RPO_SEED={seed}: frozen {frozen_at - float(lines[0][0]):.2f}s in: "
+        f"{lost} of {len(acked)} lost; {len(late)} acknowledged by the thawed old active"
+    )
+    assert len(acked) > 20 and lost == 0, (lost, len(acked))
+    assert not act.run(["findmnt", "-n", SPOOL], check=False).stdout.strip()
+
+
+def test_the_agent_killed_with_the_cut_loses_no_acknowledged_file(sync_pair: Lab) -> None:
+    """The agent SIGKILLed at a random moment under the spool writer and the node cut off
+    at once: the mount serves on alone until its channel is cut; the standby takes over
+    with every file acknowledged before."""
+    seed = int(os.environ.get("MQLAB_RPO_SEED", time.time_ns() % 10**6))
+    rng = random.Random(seed)
+    report = []
+    for i in range(CUTS):
+        act, sb = synchronous_pair(sync_pair)
+
+        def kill_and_cut(act: Node = act) -> None:
+            act.systemctl("kill", "--signal=SIGKILL", deploy.UNIT)
+            faults.isolate(sync_pair.plan, act.name)
+
+        def took_over(sb: Node = sb) -> None:
+            deploy.wait_roles({sb.name: sb}, {sb.name: "ACTIVE"}, timeout=30)
+
+        try:
+            cut = bench_sync.rpo_cut(
+                sync_pair.plan, act, sb, SPOOL, f"a{i}", rng, took_over, (1.5, 2.5), kill_and_cut
+            )
+        finally:
+            faults.rejoin(sync_pair.plan, act.name)
+        report.append(f"killed and cut {cut.at:.2f}s in: {cut.lost} of {cut.acked} lost")
+        deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
+        assert cut.acked > 20 and cut.lost == 0, f"MQLAB_RPO_SEED={seed}: {report}"
+    print(f"MQLAB_RPO_SEED={seed}: " + "; ".join(report))

@@ -153,6 +153,7 @@ lint: $(STAMP_LINT)
 bench: install deb
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_sync
+	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_syncmode
 	$(BIN)/python -m mosqit_failover.lab.scenarios.bench_multi
 
 lab-down: install

@@ -268,6 +268,26 @@ sync {{ default.rsyncssh, source = "/srv/lsync", host = "root@{peer}", targetdir
 """
 
 
+def start_lsyncd(a: Node, b: Node, plan: LabPlan) -> None:
+    """lsyncd on ``a`` pushing /srv/lsync to ``b`` over ssh with a key of its own (the
+    unit bench-lsyncd of ``a``)."""
+    a.run(["sh", "-c", "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/lsyncd_key"])
+    key = a.read_file("/root/.ssh/lsyncd_key.pub")
+    b.run(["sh", "-c", f"echo '{key.strip()}' >> /root/.ssh/authorized_keys"])
+    for node in (a, b):
+        node.run(["mkdir", "-p", "/srv/lsync"])
+    a.write_file("/etc/lsyncd/bench.lua", LSYNCD.format(peer=plan.node(b.name).addr("a")))
+    a.run(
+        [
+            "sh",
+            "-c",
+            "cp /root/.ssh/known_hosts /root/.ssh/known_hosts.bak; "
+            "systemd-run --unit=bench-lsyncd lsyncd /etc/lsyncd/bench.lua",
+        ]
+    )
+    time.sleep(3)
+
+
 def _usage(node: Node, pid: str) -> tuple[float, int]:
     """(CPU seconds incl. reaped children, RSS KiB) of a process in the node."""
     stat = node.run(["cat", f"/proc/{pid}/stat"]).stdout.rsplit(")", 1)[1].split()
@@ -324,21 +344,7 @@ def run(
         act = next(n for n, r in roles.items() if r == "ACTIVE")
         sb = next(n for n in roles if n != act)
         a, b = nodes[act], nodes[sb]
-        a.run(["sh", "-c", "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/lsyncd_key"])
-        key = a.read_file("/root/.ssh/lsyncd_key.pub")
-        b.run(["sh", "-c", f"echo '{key.strip()}' >> /root/.ssh/authorized_keys"])
-        for node in (a, b):
-            node.run(["mkdir", "-p", "/srv/lsync"])
-        a.write_file("/etc/lsyncd/bench.lua", LSYNCD.format(peer=plan.node(sb).addr("a")))
-        a.run(
-            [
-                "sh",
-                "-c",
-                "cp /root/.ssh/known_hosts /root/.ssh/known_hosts.bak; "
-                "systemd-run --unit=bench-lsyncd lsyncd /etc/lsyncd/bench.lua",
-            ]
-        )
-        time.sleep(3)
+        start_lsyncd(a, b, plan)
         ours = a.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
         theirs = a.systemctl("show", "-p", "MainPID", "--value", "bench-lsyncd").stdout.strip()
         rng = random.Random(seed)

@@ -13,12 +13,15 @@ of FUSE in Python, the stream and the standby's fsync, not of a link), and repor
 
 each through the mount, and for the plain directory with and without an fsync before
 close (the mount's close waits for the standby's fsync, the plain close for nothing).
-The lab benchmark over ssh between nodes (issue 14's ``make bench`` row) is not this.
+``--measure DIR`` measures only there (no mount of its own) and prints JSON: the lab
+benchmark (``scenarios/bench_syncmode.py``) runs it on the active node, over ssh to a
+real standby.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 INNER = "MOSQIT_SYNCFS_BENCH_INNER"
@@ -67,17 +71,33 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(label: str, directory: Path, files: int, size_mib: int, fsync: bool) -> None:
-    work = directory / f"bench-{label}"
+@dataclass(frozen=True)
+class Numbers:
+    """One directory's numbers: close() p50/p99 (s), small files/s, sequential MB/s."""
+
+    p50: float
+    p99: float
+    files_per_s: float
+    mb_per_s: float
+
+    def line(self, label: str, size_mib: int) -> str:
+        return (
+            f"{label:28} close p50 {self.p50 * 1e3:7.3f} ms  p99 {self.p99 * 1e3:7.3f} ms  "
+            f"{self.files_per_s:8.0f} files/s  {size_mib} MiB sequential {self.mb_per_s:7.1f} MB/s"
+        )
+
+
+def numbers(work: Path, files: int, size_mib: int, fsync: bool) -> Numbers:
+    """Measure in ``work`` (made here; left for the caller to remove)."""
     work.mkdir()
     closes, rate = small_files(work, files, fsync)
     mbs = sequential(work / "big", size_mib, fsync)
-    print(
-        f"{label:28} close p50 {statistics.median(closes) * 1e3:7.3f} ms  "
-        f"p99 {pct(closes, 0.99) * 1e3:7.3f} ms  {rate:8.0f} files/s  "
-        f"{size_mib} MiB sequential {mbs:7.1f} MB/s",
-        flush=True,
-    )
+    return Numbers(statistics.median(closes), pct(closes, 0.99), rate, mbs)
+
+
+def measure(label: str, directory: Path, files: int, size_mib: int, fsync: bool) -> None:
+    found = numbers(directory / f"bench-{label}", files, size_mib, fsync)
+    print(found.line(label, size_mib), flush=True)
 
 
 def inner(args: argparse.Namespace) -> int:
@@ -135,7 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where the standby copy goes (default: beside the others; /dev/shm: no disk)",
     )
+    parser.add_argument(
+        "--measure",
+        metavar="DIR",
+        help="only measure in a new directory DIR (whatever it lies on: the lab benchmark "
+        "runs this on a node, in its plain, async and synchronous directories); prints JSON",
+    )
+    parser.add_argument("--fsync", action="store_true", help="with --measure: fsync before close")
     args = parser.parse_args(argv)
+    if args.measure:
+        found = numbers(Path(args.measure), args.files, args.size_mib, fsync=args.fsync)
+        print(json.dumps(asdict(found)))
+        return 0
     if os.environ.get(INNER) == "1":
         return inner(args)
     if os.geteuid() != 0:

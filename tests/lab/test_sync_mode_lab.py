@@ -34,15 +34,14 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from mosqit_failover.lab import deploy, faults, sshkeys
 from mosqit_failover.lab.control import Lab
-from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios import bench_sync
+from mosqit_failover.lab.scenarios.bench_syncmode import switch_over, sync_dir, synchronous_pair
 from mosqit_failover.lab.topology import LabPlan
 
 pytestmark = pytest.mark.lab
@@ -101,38 +100,6 @@ def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
             assert not mounts.strip(), f"{SPOOL} still mounted on {node.name}: {mounts}"
 
 
-def sync_dir(node: Node) -> dict[str, Any]:
-    dirs = deploy.status(node)["sync"]["dirs"]
-    found: dict[str, Any] = next(d for d in dirs if d["path"] == SPOOL)
-    return found
-
-
-def synchronous_pair(lab: Lab) -> tuple[Node, Node]:
-    """(active, standby) with the spool mounted on the active and its channel up."""
-    nodes = lab.nodes
-    roles = deploy.wait_pair(nodes, 40)
-    act = next(n for n, r in roles.items() if r == "ACTIVE")
-    sb = next(n for n in roles if n != act)
-    deadline = time.monotonic() + 40  # a standby away at the promotion is taken back
-    while time.monotonic() < deadline:
-        try:
-            if sync_dir(nodes[act])["in_sync"]:
-                return nodes[act], nodes[sb]
-        except (LabError, StopIteration, KeyError):
-            pass
-        time.sleep(0.3)
-    # promoted while the standby was away: degraded until a promotion mounts afresh
-    return switch_over(lab, nodes[act], nodes[sb])
-
-
-def switch_over(lab: Lab, act: Node, sb: Node) -> tuple[Node, Node]:
-    """Hand over to ``sb`` (it mounts afresh, with a channel); the new (active, standby)."""
-    act.run([deploy.AGENT, "switchover", "--config", deploy.CONFIG_PATH])
-    deploy.wait_roles(lab.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, timeout=40)
-    bench_sync.wait_in_sync(sb, SPOOL, timeout=40)
-    return sb, act
-
-
 def closes_without(
     lab: Lab, act: Node, sb: Node, count: int, gap: float
 ) -> list[tuple[float, int]]:
@@ -143,7 +110,7 @@ def closes_without(
     finally:
         faults.rejoin(lab.plan, sb.name)
     took = [(seconds, code) for seconds, code in json.loads(proc.stdout)]
-    print(f"{sync_dir(act)['mount']['on_standby_loss']}, the standby cut off: {took}")
+    print(f"{sync_dir(act, SPOOL)['mount']['on_standby_loss']}, the standby cut off: {took}")
     return took
 
 
@@ -152,8 +119,8 @@ def test_synchronous_mode_loses_no_acknowledged_file_in_a_failover(sync_pair: La
     rng = random.Random(seed)
     report = []
     for i in range(CUTS):
-        act, sb = synchronous_pair(sync_pair)
-        mount = sync_dir(act)["mount"]
+        act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+        mount = sync_dir(act, SPOOL)["mount"]
         assert isinstance(mount, dict) and mount["state"] == "up", mount
 
         def took_over(sb: Node = sb) -> None:
@@ -173,8 +140,8 @@ def test_a_killed_file_system_hands_over_and_loses_no_acknowledged_file(
 ) -> None:
     """The mount process SIGKILLed under the spool writer: the agent unmounts lazily and
     hands over to the standby, which holds every file acknowledged before the kill."""
-    act, sb = synchronous_pair(sync_pair)
-    pid = sync_dir(act)["mount"]["pid"]
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+    pid = sync_dir(act, SPOOL)["mount"]["pid"]
     since = time.time()
 
     def took_over() -> None:
@@ -199,8 +166,8 @@ def test_a_killed_file_system_hands_over_and_loses_no_acknowledged_file(
 def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pair: Lab) -> None:
     """SIGKILL of the agent on the active (systemd restarts it): writes through the mount
     go on synchronously meanwhile, and the restarted agent adopts the same mount."""
-    act, sb = synchronous_pair(sync_pair)
-    pid = sync_dir(act)["mount"]["pid"]
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+    pid = sync_dir(act, SPOOL)["mount"]["pid"]
     since = time.time()
     act.systemctl("kill", "--signal=SIGKILL", deploy.UNIT)
     proc = act.run(["python3", "-c", CLOSER, SPOOL, "5", "0.1"], timeout=60)
@@ -210,7 +177,7 @@ def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pai
         assert sb.read_file(f"{SPOOL}/close-{i:03d}") == "x" * 4096
     deploy.wait_roles(sync_pair.nodes, {act.name: "ACTIVE", sb.name: "STANDBY"}, 30)
     bench_sync.wait_in_sync(act, SPOOL, timeout=30)  # its channel never dropped
-    assert sync_dir(act)["mount"]["pid"] == pid
+    assert sync_dir(act, SPOOL)["mount"]["pid"] == pid
     lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
     assert any("adopted the synchronous mount of epoch" in line for line in lines), lines
     # handed over: the restarted agent's own mount namespace, copied while the mount was
@@ -222,13 +189,13 @@ def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pai
 
 
 def test_an_unreachable_standby_degrades_and_writes_go_on(sync_pair: Lab) -> None:
-    act, sb = synchronous_pair(sync_pair)
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
     since = time.time()
     took = closes_without(sync_pair, act, sb, 8, 0.2)
     assert all(code == 0 for _, code in took), took
     assert took[0][0] < ACK + 3, took  # the first close waits for ack_timeout at most
     assert max(t for t, _ in took[2:]) < 1.0, took  # then closes return at once
-    shown = sync_dir(act)
+    shown = sync_dir(act, SPOOL)
     assert shown["degraded"] and shown["state"] == "synchronous, degraded", shown
     assert sb.name in str(shown["last_error"]), shown
     lines = [e.get("MESSAGE", "") for e in act.journal(identifier="mosqit-failover", since=since)]
@@ -245,12 +212,14 @@ def wait_taken_back(act: Node, sb: Node, since: float, timeout: float = 60) -> f
     """Seconds until ``sb``'s channel is back in ``act``'s mount (in sync, not degraded)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        shown = sync_dir(act)
+        shown = sync_dir(act, SPOOL)
         if shown["in_sync"] and not shown["degraded"]:
             break
         time.sleep(0.3)
     else:
-        raise AssertionError(f"{sb.name} not taken back within {timeout:g}s: {sync_dir(act)}")
+        raise AssertionError(
+            f"{sb.name} not taken back within {timeout:g}s: {sync_dir(act, SPOOL)}"
+        )
     took = time.monotonic() - started
     said = f"synchronous channel to {sb.name} back"
     lines: list[str] = []
@@ -276,15 +245,15 @@ def test_block_mode_fails_a_close_with_eio_after_block_timeout(sync_pair: Lab) -
         node.write_file(deploy.CONFIG_PATH, config)
         said += node.run([deploy.AGENT, "reload", "--config", deploy.CONFIG_PATH]).stdout
     assert "keeps its settings until the next promotion" in said, said
-    act, sb = synchronous_pair(sync_pair)
-    if sync_dir(act)["mount"].get("on_standby_loss") != "block":  # mounted before the reload
-        act, sb = switch_over(sync_pair, act, sb)
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+    if sync_dir(act, SPOOL)["mount"].get("on_standby_loss") != "block":  # mounted before the reload
+        act, sb = switch_over(sync_pair.nodes, act, sb, SPOOL)
     since = time.time()
     took = closes_without(sync_pair, act, sb, 3, 0.0)
     assert [code for _, code in took] == [errno.EIO] * 3, took
     assert took[0][0] >= BLOCK and all(t >= BLOCK * 0.9 for t, _ in took), took
     assert took[0][0] < ACK + BLOCK + 3, took
-    assert sync_dir(act)["degraded"]
+    assert sync_dir(act, SPOOL)["degraded"]
     # the standby back: caught up, taken back, and closes succeed again (breaker's finding 6)
     took_back = wait_taken_back(act, sb, since)
     proc = act.run(["python3", "-c", CLOSER, SPOOL, "5", "0.1"], timeout=60)
@@ -301,7 +270,7 @@ def test_a_frozen_active_node_loses_no_acknowledged_file(sync_pair: Lab) -> None
     paused VM) at a random moment under the spool writer: the standby takes over with
     every file acknowledged before the freeze; thawed, the old active steps down, and
     nothing it still had in flight changes an acknowledged file on the new active."""
-    act, sb = synchronous_pair(sync_pair)
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
     seed = int(os.environ.get("MQLAB_RPO_SEED", time.time_ns() % 10**6))
     record, seconds = "/run/rpo-frozen.txt", 6.0
     writer = [bench_sync.SPOOL_WRITER, SPOOL, record, "f", str(bench_sync.RPO_RATE), str(seconds)]
@@ -341,7 +310,7 @@ def test_the_agent_killed_with_the_cut_loses_no_acknowledged_file(sync_pair: Lab
     rng = random.Random(seed)
     report = []
     for i in range(CUTS):
-        act, sb = synchronous_pair(sync_pair)
+        act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
 
         def kill_and_cut(act: Node = act) -> None:
             act.systemctl("kill", "--signal=SIGKILL", deploy.UNIT)

@@ -182,7 +182,7 @@ def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pai
     assert any("adopted the synchronous mount of epoch" in line for line in lines), lines
     # handed over: the restarted agent's own mount namespace, copied while the mount was
     # up, keeps no dead copy of it (its engine could not read the directory any more)
-    switch_over(sync_pair, act, sb)
+    switch_over(sync_pair.nodes, act, sb, SPOOL)
     main = act.run(["systemctl", "show", "-p", "MainPID", "--value", deploy.UNIT]).stdout
     table = act.run(["cat", f"/proc/{main.strip()}/mountinfo"]).stdout
     assert "mosqit-syncfs" not in table, table

@@ -83,14 +83,17 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mosqit_failover.config import Config, Node, SyncDir
 from mosqit_failover.sync.commands import Peer
-from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.proc import SshMaster
 from mosqit_failover.sync.syncmount import MountError, SyncMount, recorded_directories
-from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
+
+if TYPE_CHECKING:  # imported where first used: a node without [[sync]] (or without a
+    # synchronous one) never loads the engine's watchdog or the replication stream's
+    # modules, about 1.5 MB of the agent's RSS (issue 15)
+    from mosqit_failover.sync.engine import Engine
 
 LOGGER = logging.getLogger("mosqit_failover.sync")
 
@@ -237,6 +240,8 @@ class SyncManager:
     def _new_slot(
         self, sync: SyncDir, peer: Node, after: asyncio.Task[None] | None = None
     ) -> _Slot:
+        from mosqit_failover.sync.engine import Engine
+
         assert self.epoch is not None
         engine = Engine(
             sync, self._masters_for(sync, peer), self.epoch, self._engine_note(sync.path, peer.name)
@@ -299,6 +304,8 @@ class SyncManager:
                 continue
             channels: dict[str, list[str]] = {}
             if not mount.adoptable(epoch):
+                from mosqit_failover.syncfs.remote import channel_argv
+
                 for peer in await self._full_sync(sync, heard):
                     master = next(s.engine.master for s in self._slots_of(sync.path, peer))
                     channels[peer] = channel_argv(sync, master.peer, epoch)
@@ -463,6 +470,8 @@ class SyncManager:
         self._slots.remove(slot)
         slot.task.cancel()
         await asyncio.gather(slot.task, return_exceptions=True)  # its rsync reaped
+        from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
+
         ssh = slot.engine.master.peer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + JOIN_WAIT

@@ -22,8 +22,9 @@ Boot recipe (docs/lab.md), with the tweaks this machine needed:
   with the host); the Python prefix in use is bind-mounted read-only when it
   is not under /usr (a venv under /tmp would be hidden by the node's /tmp).
 
-Files for the node's /etc are staged in ``/run/mqlab/NODE/seed`` and copied
-into the overlay's upper layer before systemd starts; boot-time links of
+Files for the node's /etc (and root's shell startup files, see :data:`ROOT_DOTFILES`)
+are staged in ``/run/mqlab/NODE/seed`` and copied into the overlay's upper layer
+before systemd starts; boot-time links of
 ssh/keepalived/lsyncd are removed in the overlay (whiteouts, the host keeps
 them). See MASKED_UNITS for what is masked and why.
 
@@ -103,6 +104,12 @@ MASKED_UNITS: tuple[str, ...] = (
 # (the agent or the lab starts them explicitly).
 NOT_AT_BOOT: tuple[str, ...] = ("ssh", "keepalived", "lsyncd")
 
+ROOT_DOTFILES = {".bashrc": "dot.bashrc", ".profile": "dot.profile"}
+"""root's shell startup files in a node: Debian's own (``/usr/share/base-files``), not
+the host's. sshd runs every command through the user's shell, and Debian's bash reads
+~/.bashrc then: a developer's .bashrc on the host (pyenv init, ~0.1-0.2 s) ran once per
+sync batch and rename session and made each push that much slower than on a server."""
+
 JournalEntry = dict[str, Any]
 
 
@@ -157,6 +164,11 @@ def write_seed(plan: LabPlan, spec: NodeSpec, seed: Path) -> None:
     (sconf / "mqlab.conf").write_text(
         "[Manager]\nDefaultTimeoutStartSec=30s\nDefaultTimeoutStopSec=5s\n"
     )
+    home = seed / "root"
+    home.mkdir(mode=0o700)
+    for name, debian in ROOT_DOTFILES.items():
+        default = Path("/usr/share/base-files") / debian
+        (home / name).write_text(default.read_text() if default.exists() else "")
 
 
 def boot_script(plan: LabPlan, spec: NodeSpec, node_dir: Path) -> str:

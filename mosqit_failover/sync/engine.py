@@ -16,6 +16,13 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    peer cannot do (its source was never sent) just leaves the destination to
    be sent whole. A rename whose fate is unknown (the session broke) is never
    replayed: the batch still lists both sides, which is always correct.
+   The first change of a batch starts that batch's rsync at once (its ssh
+   session, the peer's forced command and rsync there start while the
+   batch waits for quiet, or while the batch before it is in flight); it
+   gets its list when the batch is due. So a lone change does not wait for
+   the start after its quiet, and a stream's batches follow each other at
+   the pace of the transfers, not of the starts (see :mod:`.plan`). One not
+   needed after all (the batch failed, a full sync came first) is ended unused.
 3. A failed run gives its batch back and waits (exponential backoff, 0.5 s up
    to 30 s) and tries the peer's other address: wait-for-connection mode.
    Nothing is dropped; rsync and ssh always run with I/O and connect timeouts.
@@ -44,8 +51,23 @@ from typing import Any
 from mosqit_failover.config import SyncDir
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
-from mosqit_failover.sync.plan import Backoff, Batch, Dirty, Move, excluded
-from mosqit_failover.sync.proc import MasterError, SshMaster, run_command, run_rsync
+from mosqit_failover.sync.plan import (
+    PRESTART_MAX_AGE,
+    Backoff,
+    Batch,
+    Dirty,
+    Move,
+    excluded,
+    prestart_unfit,
+)
+from mosqit_failover.sync.proc import (
+    MasterError,
+    SshMaster,
+    Started,
+    run_command,
+    run_rsync,
+    start_command,
+)
 from mosqit_failover.sync.watch import Change, TreeWatcher
 
 POLL_PERIOD = 10.0
@@ -93,6 +115,10 @@ class Engine:
         self._partials = 0
         self._peer = 0
         self._inflight: Batch | None = None
+        self._seen_since_take = False  # a change came after the last batch was taken
+        self._ahead: tuple[Started, int] | None = None  # the next rsync, started; its address
+        self._starting_ahead: asyncio.Task[None] | None = None
+        self.prestarts = 0  # batches carried by an rsync started ahead
         self._watcher: TreeWatcher | None = None
         self._watch_retry = Backoff(base=1.0, cap=30.0)
         self._watch_at = 0.0
@@ -189,10 +215,13 @@ class Engine:
                 if self._watcher is not None and due is not None:
                     due = max(due, self.retry_at)
                     if now >= due:
-                        await self._send(self.dirty.take())
+                        await self._send(self.dirty.take(now))
                         continue
                 else:
                     due = None
+                if due is None and (self._ahead or self._starting_ahead):
+                    await self._drop_ahead()  # its change brought no batch (a lost watch)
+                    continue
                 wake = min(
                     d
                     for d in (
@@ -210,9 +239,10 @@ class Engine:
             watcher, self._watcher = self._watcher, None
             if watcher is not None:
                 await asyncio.to_thread(watcher.stop)
+            await self._drop_ahead()
 
     async def _start_watch(self) -> None:
-        watcher = TreeWatcher(self.sync.path, self._poke)
+        watcher = TreeWatcher(self.sync.path, self._seen)
         try:
             await asyncio.to_thread(watcher.start)
         except OSError as error:
@@ -234,6 +264,49 @@ class Engine:
         self.dirty.need_full(
             "start (catch up)" if self.full_syncs == 0 else "watch restored", self._now()
         )
+
+    def _seen(self) -> None:
+        """The watcher has news (called from its thread)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._change_seen)
+
+    def _change_seen(self) -> None:
+        self._wake.set()
+        self._seen_since_take = True
+        self._start_ahead()
+
+    def _start_ahead(self) -> None:
+        """Start the next batch's rsync now if its first change came (the module doc of
+        :mod:`.plan`): only while in sync with an address that answers, for an incremental
+        batch that will be due before the rsync is too old to carry it."""
+        if (
+            self._seen_since_take
+            and self._ahead is None
+            and self._starting_ahead is None
+            and self.state in ("in-sync", "syncing")
+            and not (self._draining or self.polling or self.dirty.full_reason)
+            and self.dirty.hold < PRESTART_MAX_AGE
+            and self.master.up
+        ):
+            self._starting_ahead = asyncio.ensure_future(self._prestart(self._peer))
+
+    async def _prestart(self, index: int) -> None:
+        argv = commands.batch_argv(self.sync, self.masters[index].peer, self.epoch)
+        with contextlib.suppress(OSError):  # the batch then starts its own, which says why
+            self._ahead = (await start_command(argv), index)
+
+    async def _take_ahead(self) -> tuple[Started, int] | None:
+        if self._starting_ahead is not None:
+            # shielded: cancelled here, the start still ends and stop() takes what it made
+            await asyncio.shield(self._starting_ahead)
+            self._starting_ahead = None
+        ahead, self._ahead = self._ahead, None
+        return ahead
+
+    async def _drop_ahead(self) -> None:
+        ahead = await self._take_ahead()
+        if ahead is not None:
+            await ahead[0].cancel()
 
     def _enter_polling(self, what: str) -> None:
         if not self.polling:
@@ -296,6 +369,7 @@ class Engine:
 
     async def _send(self, batch: Batch) -> None:
         self._inflight = batch
+        self._seen_since_take = False
         self.state = "syncing" if self.state in ("in-sync", "starting") else self.state
         unrun = batch.moves  # renames the peer surely has not run (kept if the batch fails)
         try:
@@ -323,6 +397,8 @@ class Engine:
         else:
             self._failed(batch, outcome, detail, unrun, now)
         self._after_batch(now)
+        if self.state != "in-sync" or self.dirty.empty:
+            await self._drop_ahead()  # no next batch now (or a backoff first): not needed
         self._changed()
 
     def _after_batch(self, now: float) -> None:
@@ -389,7 +465,7 @@ class Engine:
                     outcome, detail = Outcome.UNREACHABLE, failure
                     await master.close()
                     continue
-            code, err = await run_rsync(self._argv(batch, master), stdin)
+            code, err = await self._rsync(batch, index, stdin)
             outcome = commands.classify(code, err)
             detail = f"rsync exit {code} via {master.peer.host}: {commands.summary(err)}"
             if outcome is not Outcome.UNREACHABLE:
@@ -397,6 +473,22 @@ class Engine:
                 break
             await master.close()
         return outcome, detail, unrun
+
+    async def _rsync(self, batch: Batch, index: int, stdin: bytes | None) -> tuple[int, str]:
+        """The batch's rsync to ``masters[index]``: the one started ahead if it fits, else a
+        new one; meanwhile a change seen starts the next batch's."""
+        ahead = await self._take_ahead()
+        self._start_ahead()  # the next batch's, if a change came since this one was taken
+        if ahead is not None:
+            started, at = ahead
+            why = prestart_unfit(self._now() - started.at, started.alive, batch.full, at == index)
+            if not why:
+                self.prestarts += 1
+                code, _, err = await started.finish(stdin)
+                return code, err
+            self._note(f"sync {self.sync.path}: the rsync started ahead is not used: {why}", 7)
+            await started.cancel()
+        return await run_rsync(self._argv(batch, self.masters[index]), stdin)
 
     async def _rename(
         self, moves: tuple[Move, ...], master: SshMaster

@@ -9,6 +9,9 @@ Guarantees:
   when the awaiting task is cancelled or its timeout passes, the process is
   terminated (then killed after 2 s) before the cancellation propagates.
   stdout is discarded unless asked for, stderr returned (last 64 KiB).
+- :func:`start_command` starts a command whose stdin comes later
+  (:class:`Started`): the same guarantees once :meth:`Started.finish` is awaited,
+  and :meth:`Started.cancel` ends one that is not needed after all.
 - :class:`SshMaster` keeps at most one master process per peer address; :meth:`ensure`
   returns within the ssh connect timeout (+1 s) whether or not the peer
   answers, and raises :class:`MasterError` with ssh's own words if it does not.
@@ -54,26 +57,63 @@ async def run_command(
     Past ``timeout`` seconds it is ended as on cancellation and the code is 124.
     """
     try:
-        process = await asyncio.create_subprocess_exec(
-            *ORPHAN_GUARD,
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        started = await start_command(argv, stdin is not None, stdout)
     except OSError as error:
         return 127, "", f"cannot run {argv[0]}: {error.strerror or error}"
-    try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
-    except TimeoutError:
-        await asyncio.shield(_reap(process))
-        return 124, "", f"{argv[0]} gave no answer within {timeout:g}s"
-    except BaseException:
-        await asyncio.shield(_reap(process))
-        raise
-    code = process.returncode if process.returncode is not None else -1
-    text = (out or b"").decode("utf-8", "replace")
-    return code, text, err[-STDERR_KEEP:].decode("utf-8", "replace")
+    return await started.finish(stdin, timeout)
+
+
+async def start_command(argv: list[str], stdin: bool = True, stdout: bool = False) -> Started:
+    """Start a command now and hand its stdin over later (:meth:`Started.finish`).
+
+    rsync connects (its ssh session, the peer's forced command, its own start
+    there) before it reads ``--files-from=-``: started ahead, all that is done
+    by the time the list is known. Raises OSError if the command cannot run.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *ORPHAN_GUARD,
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Started(argv[0], process, asyncio.get_running_loop().time())
+
+
+class Started:
+    """A running command waiting for its stdin; ``at``: when it was started (loop time)."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process, at: float) -> None:
+        self.name = name
+        self.at = at
+        self._process = process
+
+    @property
+    def alive(self) -> bool:
+        """Still running (not yet fed): a command that ended on its own cannot be fed."""
+        return self._process.returncode is None
+
+    async def finish(
+        self, stdin: bytes | None, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        """Feed ``stdin``, close it, wait for the end: (exit code, stdout, stderr) as
+        :func:`run_command`."""
+        process = self._process
+        try:
+            out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+        except TimeoutError:
+            await asyncio.shield(_reap(process))
+            return 124, "", f"{self.name} gave no answer within {timeout:g}s"
+        except BaseException:
+            await asyncio.shield(_reap(process))
+            raise
+        code = process.returncode if process.returncode is not None else -1
+        text = (out or b"").decode("utf-8", "replace")
+        return code, text, err[-STDERR_KEEP:].decode("utf-8", "replace")
+
+    async def cancel(self) -> None:
+        """End it unused (terminate, then kill after 2 s)."""
+        await asyncio.shield(_reap(self._process))
 
 
 class MasterError(Exception):

@@ -9,16 +9,19 @@ failover the recorded files acknowledged before the cut that are missing or
 different on the new active are counted (``bench_sync.rpo_cut``), and the
 old active is plugged back in (it comes back as the standby).
 
-What it asserts is what holds on any host: the loss stays within
-:data:`WORST_LAG` of writes, so the sync kept pushing batch after batch under
-the steady stream and lost only its tail (a sync that stalled, or waited for a
-quiet that never comes, loses the whole run). The issue's 0.5 s is a
-performance target: one push (an ssh session, the receiver's Python start,
-rsync) must fit in an eighth of a second for it, and on a loaded two-core
-host a push under the writer's load takes 0.3-0.7 s (a lone write's push,
-measured first, is no guide: 0.04 s in one CI-like run whose worst cut lost
-1.1 s). `make bench` (bench_sync --rpo-only) measures it against lsyncd, and
-the fake-clock tests of sync/plan.py hold the schedule to the millisecond.
+What it asserts: the loss stays within :data:`WORST_LAG` of writes, so the
+sync kept pushing batch after batch under the steady stream and lost only its
+tail (a sync that stalled, or waited for a quiet that never comes, loses the
+whole run). Under a stream a batch starts every 0.15 s (the pace) with an
+rsync started ahead, which only has to transfer: a change waits for the pace
+and a transfer, ~0.2 s (the issue's target is 0.5 s). Measured on a shared
+two-core host (load 3 to 6): at most 0.21 s lost in this test's 6 cuts; in
+bench_sync's earlier cuts 0.37 s at worst in 12, 0.61 s in one of 24 (a
+rename session, which is not started ahead, in a load spike). The bound
+leaves room for a loaded CI host where a transfer or an rsync's
+start takes several times longer. `make bench` (bench_sync --rpo-only)
+measures it against lsyncd, and the fake-clock tests of
+tests/unit/test_sync_schedule.py hold the schedule to the millisecond.
 Files acknowledged while the cables were being pulled are not counted.
 
 MQLAB_RPO_SEED picks the cut moments (printed on a failure). The cuts come
@@ -44,10 +47,10 @@ pytestmark = pytest.mark.lab
 
 SPOOL = "/srv/spool"
 CUTS = 3
-WORST_LAG = 3.0
-"""Seconds of acknowledged writes a failover may lose on any host: the hold of a stream's
-first batch (0.25 s), the batch in flight and the next one, each up to ~1 s on a loaded
-two-core host; seen so far: 1.6 s at worst."""
+WORST_LAG = 1.0
+"""Seconds of acknowledged writes a failover may lose on a loaded two-core host: the pace
+(0.15 s) and a transfer, or an rsync's start when it takes longer than the pace, each
+several times slower than on an idle host; seen so far: 0.61 s at worst."""
 WARM = (5.0, 6.0)
 """The cuts come this far into the writer's run: a sync that stopped keeping up would lose
 more than WORST_LAG of it."""

@@ -17,6 +17,8 @@ from mosqit_failover.sync.watch import Change
 
 
 class FakeMaster:
+    up = True
+
     def __init__(self, host: str) -> None:
         self.peer = Peer(host, "root", 22, "/k", 2.0, Path(f"/run/x/{host}.ssh"))
 
@@ -207,3 +209,94 @@ def test_a_batch_done_with_nothing_new_leaves_the_next_change_to_wait_for_quiet(
     _send(engine, dirty)
     engine.dirty.add("later", 50.0)
     assert engine.dirty.due() == 50.0 + engine.dirty.settle
+
+
+class FakeStarted:
+    """An rsync started ahead (proc.Started): records what it is fed, or its end unused."""
+
+    def __init__(self, calls: Calls, at: float) -> None:
+        self.calls = calls
+        self.at = at
+        self.alive = True
+
+    async def finish(
+        self, stdin: bytes | None, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        self.calls.append(("ahead", stdin))
+        return 0, "", ""
+
+    async def cancel(self) -> None:
+        self.calls.append(("ended unused", None))
+
+
+def _two_batches(
+    make: Any, monkeypatch: pytest.MonkeyPatch, first: tuple[int, str], full: bool = False
+) -> tuple[Engine, Calls, list[str]]:
+    """Two batches; the first one's rsync answers ``first`` while a change is seen, and
+    with ``full`` a full sync is due after it. (engine, calls, notes)"""
+    calls: Calls = []
+    notes: list[str] = []
+    engine: Engine = make(calls, rsync=first)
+    engine._note = lambda text, prio: notes.append(text)
+    watcher = FakeWatcher()
+    engine._watcher = watcher  # type: ignore[assignment]
+
+    async def start_command(argv: list[str], *_: Any) -> FakeStarted:
+        calls.append(("started ahead", None))
+        return FakeStarted(calls, asyncio.get_running_loop().time())
+
+    async def rsync_while_writing(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        calls.append(("rsync", stdin))
+        watcher.changes.append(Change("path", "written-meanwhile"))
+        engine._change_seen()  # the watcher's wake, in the loop
+        await asyncio.sleep(0)
+        return first
+
+    monkeypatch.setattr(engine_module, "start_command", start_command)
+    monkeypatch.setattr(engine_module, "run_rsync", rsync_while_writing)
+
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        dirty = Dirty(interval=1.0)
+        dirty.add("first", 0.0)
+        await engine._send(dirty.take())
+        if full:
+            engine.dirty.need_full("periodic full reconcile", 1.0)
+        if engine.state == "in-sync":
+            await engine._send(engine.dirty.take())
+
+    asyncio.run(go())
+    return engine, calls, notes
+
+
+def test_a_change_seen_while_a_batch_is_in_flight_starts_the_next_batch_s_rsync(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, calls, _ = _two_batches(make, monkeypatch, first=(0, ""))
+    # started during the first batch, fed the second batch's list when it was due
+    assert calls == [
+        ("rsync", b"first\0"),
+        ("started ahead", None),
+        ("ahead", b"written-meanwhile\0"),
+    ]
+    assert engine.prestarts == 1 and engine.state == "in-sync"
+
+
+def test_the_rsync_started_ahead_ends_unused_when_the_batch_fails(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, calls, _ = _two_batches(make, monkeypatch, first=(23, "some files failed"))
+    # a retry comes after a backoff, maybe to another address: not with that rsync
+    assert calls[-2:] == [("started ahead", None), ("ended unused", None)]
+    assert engine.prestarts == 0 and engine._ahead is None
+
+
+def test_the_rsync_started_ahead_does_not_carry_a_full_sync(
+    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "data").write_text("x")  # a full sync of an empty source is held back
+    engine, calls, notes = _two_batches(make, monkeypatch, first=(0, ""), full=True)
+    assert calls[1:3] == [("started ahead", None), ("ended unused", None)]
+    assert calls[3] == ("rsync", None)  # the full sync's own rsync (no list)
+    assert any("not used: a full sync is due instead" in n for n in notes)
+    assert engine.full_syncs == 1 and engine.prestarts == 0

@@ -49,6 +49,10 @@ The fourth form is a synchronous-mode channel (docs/sync-mode.md):
 stdout (:func:`..syncfs.remote.serve_forced`: the same directory, epoch and role checks,
 then the applier, whose stream must carry the same EPOCH).
 
+Before the rsync and rename forms write anything, they begin a catch-up
+(:mod:`.catchup`): a synchronous channel's stream that started earlier applies
+nothing more into that directory.
+
 Anything else is refused: one line starting with
 :data:`~.commands.REFUSED` on stderr and exit status 77 (for a channel also
 ``refused: WHY`` on stdout, where the active's channel reads its answer).
@@ -71,6 +75,7 @@ from typing import BinaryIO, TextIO
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
+from mosqit_failover.sync import catchup
 from mosqit_failover.sync.commands import FENCE, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
 REFUSED_EXIT = 77
@@ -376,6 +381,15 @@ def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
         os.close(root_fd)
 
 
+def begin_catch_up(state: StateFile, root: str) -> None:
+    """Before writing into ``root``: a synchronous channel's stream that started earlier
+    applies nothing more there (:mod:`.catchup`; its file is beside the state file)."""
+    try:
+        catchup.begin(state.path.parent, root)
+    except catchup.CatchUpError as error:
+        raise Refused(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mosqit-failover sync-receive")
     add_arguments(parser)
@@ -419,7 +433,9 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     state = StateFile(cfg.state_dir / "state.json")
     kind = verb(original)
     if kind == MOVE:
-        serve_moves(decide_move(original, cfg, state), sys.stdin.buffer, sys.stdout)
+        root = decide_move(original, cfg, state)
+        begin_catch_up(state, root)
+        serve_moves(root, sys.stdin.buffer, sys.stdout)
         return 0
     if kind == FENCE:
         from mosqit_failover.sync import fence_target
@@ -431,9 +447,12 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     if kind == SYNCFS:
         from mosqit_failover.syncfs import remote
 
-        return remote.serve_forced(original, cfg, state, sys.stdin.buffer, sys.stdout)
+        return remote.serve_forced(
+            original, cfg, state, sys.stdin.buffer, sys.stdout, own_process=True
+        )
     argv = decide(original, cfg, state)
     os.makedirs(argv[-1], mode=0o755, exist_ok=True)
+    begin_catch_up(state, argv[-1].rstrip("/"))
     sys.stderr.flush()
     os.execvp(argv[0], argv)
 

@@ -15,8 +15,19 @@ line each:
 Guards, as :mod:`..sync.receive`:
 
 - the epoch: the sender's (its Hello) must be at least this node's persisted epoch and
-  this node not ACTIVE, checked at the start and again at every commit (a standby that
-  promoted meanwhile acknowledges nothing more from the old active);
+  this node not ACTIVE, checked at the start, before applying each chunk of records read
+  (a stat of the state file, read again only when it changed: a standby that promoted
+  meanwhile changes nothing more for the old active) and again before every
+  acknowledgement;
+- the catch-up (:mod:`..sync.catchup`): a chunk is applied under a shared lock that the
+  rsync receiver takes exclusively to begin a catch-up; once one began after the stream's
+  start, the stream is refused (its records are older than the catch-up's data);
+- the sender: a chunk read once the sender closed its end of the stream (it gave up and
+  had its ssh killed; a poll of stdin says so while data is still in the pipe) is not
+  applied: the sender no longer waits for its acknowledgement and may have caught this
+  standby up since. The applier also dies with its parent (sshd's session, gone with the
+  connection, when the login shell execs the forced command as bash does), even while
+  stopped;
 - the directory: its own real path (no symlink in it), a directory;
 - every path is relative with no ``..`` (:func:`~.records.check_path`) and is walked from
   the directory's fd one component at a time with ``O_NOFOLLOW``: a symlink in the
@@ -29,15 +40,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
+import io
 import os
+import select
+import signal
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from mosqit_failover.effects.state import StateError, StateFile
+from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch
 from mosqit_failover.syncfs.records import (
@@ -65,25 +81,87 @@ _FILE = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_SUID = ~(stat.S_ISUID | stat.S_ISGID) & 0o7777
 READ_CHUNK = 1 << 20
 
-EpochCheck = Callable[[int], None]
-"""Raises :class:`Refused` if a sender of that epoch may not write (now)."""
+PR_SET_PDEATHSIG = 1
+_RDHUP = getattr(select, "POLLRDHUP", 0x2000)  # a socket's peer shut its writing down
+_HANGUP = select.POLLHUP | _RDHUP
 
 
 class ApplyError(Exception):
     """A record cannot be applied: the standby is out of step with the sender."""
 
 
-def state_guard(state: StateFile) -> EpochCheck:
-    """The epoch guard of :mod:`..sync.receive` over this node's state file."""
+class Guard:
+    """Whether the stream's sender may still write into ``root`` (the module doc's guards).
 
-    def check(sender: int) -> None:
+    :meth:`admit` at the Hello reads the state file and the catch-up generation;
+    :meth:`enter_chunk` is cheap (a stat, a flock and a pread while nothing changed) and
+    holds the catch-up lock until :meth:`leave_chunk`; :meth:`acknowledge` reads the state
+    file again before an acknowledgement. Each raises Refused with the reason."""
+
+    def __init__(self, state: StateFile, root: str, command_epoch: int | None = None) -> None:
+        self.state = state
+        self.root = root
+        self.command_epoch = command_epoch
+        self.epoch: int | None = None
+        self._seen: tuple[int, ...] | None = None
+        self._generation: Generation | None = None
+
+    def admit(self, sender: int) -> None:
+        if self.command_epoch is not None and sender != self.command_epoch:
+            raise Refused(f"the stream's epoch {sender} is not the command's {self.command_epoch}")
+        seen = self._stat()
+        self._check(sender)
+        self._seen = seen
         try:
-            own, role = state.load()
+            self._generation = Generation(self.state.path.parent, self.root)
+        except OSError as error:
+            raise Refused(
+                f"cannot open the catch-up generation of {self.root} in "
+                f"{self.state.path.parent}: {error.strerror or error}"
+            ) from None
+        self.epoch = sender
+
+    def enter_chunk(self) -> None:
+        """Before applying a chunk: refused if the sender may not write now; else no
+        catch-up begins until :meth:`leave_chunk`."""
+        assert self.epoch is not None and self._generation is not None
+        seen = self._stat()
+        if seen is None or seen != self._seen:
+            self._check(self.epoch)
+            self._seen = seen
+        try:
+            self._generation.hold()
+        except CatchUpError as error:
+            raise Refused(str(error)) from None
+
+    def leave_chunk(self) -> None:
+        assert self._generation is not None
+        self._generation.release()
+
+    def acknowledge(self) -> None:
+        assert self.epoch is not None
+        self._check(self.epoch)
+
+    def close(self) -> None:
+        if self._generation is not None:
+            self._generation.close()
+
+    def _stat(self) -> tuple[int, ...] | None:
+        """What changes when the state file is saved (atomically: a new inode); None: read it."""
+        try:
+            info = os.stat(self.state.path)
+        except FileNotFoundError:
+            return (0,)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def _check(self, sender: int) -> None:
+        try:
+            own, role = self.state.load()
         except StateError as error:
             raise Refused(f"cannot read this node's epoch: {error}") from None
         check_epoch(sender, own, role)
-
-    return check
 
 
 def check_root(root: str) -> str:
@@ -348,62 +426,117 @@ def _owner(value: int) -> int:
     return -1 if value == KEEP_ID else value
 
 
-def serve(root_fd: int, guard: EpochCheck, stdin: BinaryIO, stdout: TextIO) -> int:
+class _Input:
+    """The stream's bytes, read in chunks as they come; :attr:`gone` once the sender
+    closed its end (the end of the stream, or a hang-up seen with the chunk just read:
+    a pipe says so while it still holds data). An input without a descriptor (a test's
+    bytes) is gone at its end only."""
+
+    def __init__(self, stdin: BinaryIO) -> None:
+        self._stdin = stdin
+        self.gone = False
+        try:
+            self._fd: int | None = stdin.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._fd = None
+        self._poll = select.poll()
+        if self._fd is not None:
+            self._poll.register(self._fd, select.POLLIN | _RDHUP)
+
+    def read(self) -> bytes:
+        """The next chunk; b"" at the end of the stream."""
+        if self._fd is None:
+            stdin = self._stdin
+            chunk = stdin.read1(READ_CHUNK) if hasattr(stdin, "read1") else stdin.read(READ_CHUNK)
+        else:
+            chunk = os.read(self._fd, READ_CHUNK)
+            if chunk and not self.gone:
+                self.gone = any(events & _HANGUP for _, events in self._poll.poll(0))
+        self.gone = self.gone or not chunk
+        return chunk
+
+
+def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
     """Apply the stream on ``stdin``; 0 at its clean end. Raises Refused for the rest.
 
     Group commit: the commits that arrived in one read are made durable by one round of
     fsyncs, then each is acknowledged (concurrent closers on the active share it)."""
     decoder = Decoder()
     applier = Applier(root_fd)
-    epoch: int | None = None
+    source = _Input(stdin)
     try:
-        while True:
-            chunk = stdin.read1(READ_CHUNK) if hasattr(stdin, "read1") else stdin.read(READ_CHUNK)
-            if not chunk:
-                if decoder.pending:
-                    raise Refused(f"the stream was cut inside a record ({decoder.pending} bytes)")
-                return 0
+        while chunk := source.read():
             try:
                 records = decoder.feed(chunk)
             except StreamError as error:
                 raise Refused(f"malformed stream: {error}") from None
-            if epoch is None and records:
-                epoch = _hello(records.pop(0), guard, stdout)
+            if guard.epoch is None and records:
+                _hello(records.pop(0), guard, stdout)
+            changes = sum(not isinstance(r, Commit) for r in records)
+            if changes and source.gone:
+                raise Refused(
+                    f"the sender ended the stream with {changes} record(s) not yet "
+                    "acknowledged: none is applied (a sender that gave up on this standby "
+                    "may have caught it up since)"
+                )
             acks: list[int] = []
+            if changes:
+                guard.enter_chunk()
             try:
-                for record in records:
-                    if isinstance(record, Hello):
-                        raise Refused("a second hello in one stream")
-                    if isinstance(record, Commit):
-                        acks.append(record.seq)
-                        continue
-                    try:
-                        applier.apply(record)
-                    except (ApplyError, OSError) as error:
-                        raise Refused(
-                            f"cannot apply {type(record).__name__} "
-                            f"{_describe(record)}: {_why(error)}; this standby is out of step "
-                            "and must catch up"
-                        ) from None
+                _apply_all(applier, records, acks)
             finally:
-                if acks and epoch is not None:  # what was acknowledged before a refusal holds
+                if changes:
+                    guard.leave_chunk()
+                if acks:  # what was acknowledged before a refusal holds
                     applier.commit()
-                    guard(epoch)
+                    guard.acknowledge()
                     stdout.write("".join(f"ok {seq}\n" for seq in acks))
                     stdout.flush()
+        if decoder.pending:
+            raise Refused(f"the stream was cut inside a record ({decoder.pending} bytes)")
+        return 0
     finally:
         applier.close()
+        guard.close()
 
 
-def _hello(record: Record, guard: EpochCheck, stdout: TextIO) -> int:
+def _apply_all(applier: Applier, records: list[Record], acks: list[int]) -> None:
+    """Apply ``records`` in order; each commit's sequence goes to ``acks``."""
+    for record in records:
+        if isinstance(record, Hello):
+            raise Refused("a second hello in one stream")
+        if isinstance(record, Commit):
+            acks.append(record.seq)
+            continue
+        try:
+            applier.apply(record)
+        except (ApplyError, OSError) as error:
+            raise Refused(
+                f"cannot apply {type(record).__name__} "
+                f"{_describe(record)}: {_why(error)}; this standby is out of step "
+                "and must catch up"
+            ) from None
+
+
+def _hello(record: Record, guard: Guard, stdout: TextIO) -> None:
     if not isinstance(record, Hello):
         raise Refused(
             f"the stream must start with the sender's epoch, not a {type(record).__name__} record"
         )
-    guard(record.epoch)
+    guard.admit(record.epoch)
     stdout.write(f"ready {record.epoch}\n")
     stdout.flush()
-    return record.epoch
+
+
+def die_with_parent() -> None:
+    """SIGKILL when the parent (sshd's session, or the mount) exits, even while stopped:
+    an applier whose sender is gone must not wake up later and apply what is in its pipe."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it exited before the prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _describe(record: Record) -> str:
@@ -438,11 +571,13 @@ def run(
     try:
         try:
             root = check_root(args.root)
+            if stdin is None:  # the real process: its parent is its sender's end
+                die_with_parent()
             root_fd = os.open(root, _DIR)
             try:
                 return serve(
                     root_fd,
-                    state_guard(StateFile(Path(args.state))),
+                    Guard(StateFile(Path(args.state)), root),
                     stdin or sys.stdin.buffer,
                     out,
                 )

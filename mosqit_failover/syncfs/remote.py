@@ -27,7 +27,7 @@ from mosqit_failover.effects.state import StateFile
 from mosqit_failover.sync import receive
 from mosqit_failover.sync.commands import MARKER, SYNCFS, Peer, full_argv, ssh_options
 from mosqit_failover.sync.receive import Refused, _admit, _split
-from mosqit_failover.syncfs.apply import serve, state_guard
+from mosqit_failover.syncfs.apply import Guard, die_with_parent, serve
 from mosqit_failover.syncfs.join import UNDER
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,20 +76,19 @@ def serve_forced(
     state: StateFile,
     stdin: BinaryIO,
     stdout: TextIO,
+    own_process: bool = False,
 ) -> int:
-    """Apply the stream on stdin to the requested directory; Refused for anything else."""
+    """Apply the stream on stdin to the requested directory; Refused for anything else.
+
+    ``own_process``: this process serves only this stream (sshd's forced command), so it
+    dies with its parent (:func:`~.apply.die_with_parent`)."""
     epoch, root = decide(original, cfg, state)
     os.makedirs(root, mode=0o755, exist_ok=True)
-    guard = state_guard(state)
-
-    def check(sender: int) -> None:
-        if sender != epoch:
-            raise Refused(f"the stream's epoch {sender} is not the command's {epoch}")
-        guard(sender)
-
+    if own_process:
+        die_with_parent()
     root_fd = os.open(root, _DIR)
     try:
-        return serve(root_fd, check, stdin, stdout)
+        return serve(root_fd, Guard(state, root, command_epoch=epoch), stdin, stdout)
     finally:
         os.close(root_fd)
 

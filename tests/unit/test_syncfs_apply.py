@@ -38,6 +38,7 @@ from mosqit_failover.syncfs.records import (
     Utimes,
     Write,
 )
+from tests.unit.stream_sender import converse
 
 
 def as_stream(records: list[Record], header: bytes = stream.HEADER) -> bytes:
@@ -272,7 +273,7 @@ def test_as_a_process_reading_stdin_answering_on_stdout(standby: Standby) -> Non
     argv = [sys.executable, "-m", "mosqit_failover.syncfs", "apply"]
     argv += ["--root", str(standby.root), "--state", str(standby.state.path)]
     data = as_stream([Hello(5), Create(b"f", 0o644, 0, 0), Write(b"f", 0, b"x"), Commit(1)])
-    done = subprocess.run(argv, input=data, capture_output=True, timeout=30, check=False)
+    done = converse(argv, data, answers=2)
     assert (done.returncode, done.stdout) == (0, b"ready 5\nok 1\n"), done.stderr
     assert (standby.root / "f").read_bytes() == b"x"
     done = subprocess.run(argv, input=as_stream([Hello(1)]), capture_output=True, timeout=30)

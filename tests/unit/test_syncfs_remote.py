@@ -18,6 +18,7 @@ from mosqit_failover.sync import commands
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused
 from mosqit_failover.syncfs import remote, stream
 from mosqit_failover.syncfs.records import Commit, Create, Hello, Record, Write
+from tests.unit.stream_sender import converse
 from tests.unit.test_sync_receive import receiver_config_text
 
 
@@ -115,7 +116,7 @@ def test_the_forced_command_process_answers_in_one_line(node: Node) -> None:
     argv = [sys.executable, "-m", "mosqit_failover.syncfs", "forced", "--config", str(node.config)]
     env = {**os.environ, "SSH_ORIGINAL_COMMAND": node.original()}
     data = as_stream([Hello(5), Create(b"g", 0o600, 0, 0), Commit(1)])
-    done = subprocess.run(argv, input=data, env=env, capture_output=True, timeout=30)
+    done = converse(argv, data, answers=2, env=env)
     assert (done.returncode, done.stdout) == (0, b"ready 5\nok 1\n"), done.stderr
     env["SSH_ORIGINAL_COMMAND"] = node.original(epoch=3)
     done = subprocess.run(argv, input=data, env=env, capture_output=True, timeout=30)
@@ -125,12 +126,11 @@ def test_the_forced_command_process_answers_in_one_line(node: Node) -> None:
 
 
 def sync_receive(node: Node, original: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
-    """The real forced command, as sshd runs it: `mosqit-failover sync-receive`."""
+    """The real forced command, as sshd runs it: `mosqit-failover sync-receive` (the
+    streams here have one commit: ready, then ok or a refusal)."""
     argv = [sys.executable, "-m", "mosqit_failover.cli", "sync-receive", "--config"]
     env = {**os.environ, "SSH_ORIGINAL_COMMAND": original}
-    return subprocess.run(
-        [*argv, str(node.config)], input=data, env=env, capture_output=True, timeout=30
-    )
+    return converse([*argv, str(node.config)], data, answers=2, env=env)
 
 
 def test_sync_receive_serves_a_channel_into_the_synced_directory(node: Node) -> None:

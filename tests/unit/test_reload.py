@@ -18,7 +18,7 @@ import pytest
 
 from mosqit_failover import config as configuration
 from mosqit_failover.daemon import _reload_blockers
-from mosqit_failover.sync import manager as manager_module
+from mosqit_failover.sync import engine as engine_module
 from mosqit_failover.sync.manager import SyncManager
 from tests.unit.loopback_pair import LOOPBACK_PAIR
 
@@ -166,7 +166,7 @@ class FakeEngine:
 def test_a_changed_directory_gets_its_new_engine_only_after_the_old_one_is_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(manager_module, "Engine", FakeEngine)
+    monkeypatch.setattr(engine_module, "Engine", FakeEngine)  # the manager imports it when used
     FakeEngine.log = []
 
     async def main() -> None:

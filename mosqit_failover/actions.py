@@ -95,6 +95,16 @@ class RecordDataEpoch:
 
 
 @dataclass(frozen=True)
+class WithdrawDataEpoch:
+    """Persist a lower data epoch (not a plan step): the active node of epoch `missed`,
+    which had listed this standby in sync, no longer does, so the standby missed writes
+    of that epoch; `epoch` (missed - 1) is what its data still counts as."""
+
+    epoch: int
+    missed: int
+
+
+@dataclass(frozen=True)
 class Alert:
     """Tell the operator (hooks, mail); never blocks the agent."""
 
@@ -171,5 +181,13 @@ PlanStep = (
     | StopResource
 )
 Action = (
-    PlanStep | SendPeerMessage | FencePeer | RecordDataEpoch | Alert | Escalate | Decision | RunPlan
+    PlanStep
+    | SendPeerMessage
+    | FencePeer
+    | RecordDataEpoch
+    | WithdrawDataEpoch
+    | Alert
+    | Escalate
+    | Decision
+    | RunPlan
 )

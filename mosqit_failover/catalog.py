@@ -282,6 +282,26 @@ ENTRIES: dict[DecisionKind, Entry] = {
         "@REASON@. Gratuitous ARP is sent again so switches and clients learn the VIP's owner.",
         "Nothing.",
     ),
+    DecisionKind.DATA_EPOCH_RECORDED: Entry(
+        "standby @NODE@ holds the active node's data",
+        _HEAD + " The active node lists this standby in sync: every synced directory"
+        " caught up (a synchronous one through a live channel). The standby records"
+        " the active's epoch as its data epoch, which ranks it in an election.",
+        "@REASON@. Among the candidates the freshest data epoch takes over first.",
+        "Nothing.",
+    ),
+    DecisionKind.DATA_EPOCH_WITHDRAWN: Entry(
+        "standby @NODE@ missed writes of the active node's epoch",
+        _HEAD + " The active node of the epoch this standby had recorded no longer lists"
+        " it in sync: a synchronous directory lost its channel to it, or a push to it"
+        " failed or lags. It missed writes, so its data epoch drops below that epoch"
+        " and a standby that holds them all is elected before it.",
+        "@REASON@. It is still a candidate: with no better one it takes over. It"
+        " records the epoch again once the active node has listed it in sync for a"
+        " few seconds (caught up).",
+        "Check `mosqit-failover status` on the active node (sync state per peer) and"
+        " the path to @NODE@.",
+    ),
     DecisionKind.RESUMED: Entry(
         "agent on @NODE@ was not scheduled for a while",
         _HEAD + " The agent did not run for a long time (SIGSTOP, suspend, an overloaded host).",

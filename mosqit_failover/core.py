@@ -56,6 +56,7 @@ from mosqit_failover.actions import (
     StartSync,
     StopResource,
     StopSync,
+    WithdrawDataEpoch,
     step_name,
 )
 from mosqit_failover.config import Config
@@ -139,6 +140,12 @@ NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 # nothing more to do). The longest chain is a few moves, e.g. DEMOTING -> WAITING
 # -> STANDBY; more than this means two rules undo each other: a bug.
 MAX_ROUNDS = 16
+
+# A standby that withdrew an epoch's data records it again only once the active has
+# listed it in sync this long without a break: an engine that keeps failing and
+# recovering (a flapping link) then costs a state-file write every few seconds at most,
+# not one per flip; the standby counts as less fresh meanwhile, the safe side.
+RERECORD_AFTER = 5.0
 
 # Datagrams from the peer's address that fail authentication for this long (and no
 # authentic one among them) are a misconfiguration, not the restart handshake.
@@ -228,6 +235,8 @@ class Core:
         self.peer = self.peers[self.peer_name]  # a pair's only peer
         self.data_epoch = inventory.data_epoch
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
+        self._withdrawn_from = 0  # the epoch whose data this node withdrew (not persisted)
+        self._relisted_since: float | None = None  # listed in sync again since, after it
         # the synchronous directories mounted at the last promotion, kept until demotion:
         # a reload never mounts or unmounts one under the running services
         self._mounted: tuple[str, ...] = ()
@@ -327,7 +336,13 @@ class Core:
             self._heartbeat_at = min(self._heartbeat_at, self._last_beat + self.timing.heartbeat)
         # a stopping agent's last word (released, WAITING) must reach the peers before it
         # exits, or they take its silence for a hung agent and fence it (seconds lost)
-        now_too = self.stopped or any(isinstance(a, RunPlan) for a in out)
+        # and a standby's sync verdict (it records or withdraws its data epoch on it), a
+        # data epoch recorded or withdrawn count in the election at once
+        now_too = (
+            self.stopped
+            or isinstance(event, SyncInSync)
+            or any(isinstance(a, (RunPlan, RecordDataEpoch, WithdrawDataEpoch)) for a in out)
+        )
         self._beat_when_due(event, now, out, lambda: SendPeerMessage(self.view(now)), now_too)
 
     def _beat_when_due(
@@ -492,8 +507,8 @@ class Core:
                 return False
             if view.order_id and view.order_id != self.config.order_id:
                 return False
-            if view.role is A and self.node in view.in_sync and view.epoch > self.data_epoch:
-                return False  # the data epoch to learn (`_learn_data_epoch`)
+            if self._data_epoch_news(view):
+                return False  # the data epoch to learn or withdraw (`_learn_data_epoch`)
             self._now = now
             tracker.message(event.network, view, now)
             self._deadline_peer[view.node] = self._peer_deadline(tracker)
@@ -719,7 +734,7 @@ class Core:
                     self._order_differs[view.node] = now
                 else:
                     self._order_differs.pop(view.node, None)
-                self._learn_data_epoch(view, out)
+                self._learn_data_epoch(view, now, out)
             case PeerUnauthenticated(network, reason, peer) if network in self.uplinks:
                 if tracker := self.peers.get(peer or self.peer_name):
                     tracker.unauthenticated(reason, now, self.timing.peer_gone_after)
@@ -753,12 +768,56 @@ class Core:
             uplink.settle(now)
         return None
 
-    def _learn_data_epoch(self, view: PeerView, out: list[Action]) -> None:
-        """An active node that lists this standby as in sync: its data is of that epoch."""
-        fresher = view.epoch > self.data_epoch and not self.role.may_hold
-        if view.role is A and self.node in view.in_sync and fresher:
-            self.data_epoch = view.epoch
-            out.append(RecordDataEpoch(view.epoch))
+    def _data_epoch_news(self, view: PeerView) -> bool:
+        """Whether `view` may change this node's data epoch (`_learn_data_epoch`)."""
+        if view.role is not A or self.role.may_hold:
+            return False
+        if self.node in view.in_sync:
+            return view.epoch > self.data_epoch
+        return view.epoch == self.data_epoch and bool(self.config.sync)
+
+    def _learn_data_epoch(self, view: PeerView, now: float, out: list[Action]) -> None:
+        """The active node's word on this standby's data (docs/sync-mode.md, "Data epoch
+        withheld").
+
+        Listed in sync: its data is of the active's epoch (recorded). Not listed by the
+        active of the very epoch recorded: it missed writes of that epoch (a lost
+        channel, a push that failed or lags), so it must not tie with a standby that
+        holds them all: the data epoch drops to N - 1. That is still the highest it
+        may claim: being listed in epoch N, it caught up with what N's active started
+        with, which puts it above any standby that never caught up in N (the epoch
+        it held before N could be lower and rank it below those). Only the active of
+        the epoch recorded lowers it: an older active's view says nothing about N, a
+        promoting one lists nobody yet, and a newer one's epoch was never recorded.
+        Without [[sync]] the active lists every standby it hears: not being heard
+        misses no data, so nothing is withdrawn. Only ranks: a node with a lower data
+        epoch is still a candidate (`_wins_election`), the only standby of a pair too.
+        """
+        if not self._data_epoch_news(view):
+            if view.role is A and self.node not in view.in_sync:
+                self._relisted_since = None
+            return
+        epoch = view.epoch
+        if self.node not in view.in_sync:
+            self.data_epoch = epoch - 1
+            self._withdrawn_from, self._relisted_since = epoch, None
+            why = f"active {view.node} no longer lists me in sync (missed writes of epoch {epoch})"
+            text = f"data epoch {epoch} withdrawn, now {epoch - 1}: {why}"
+            out.append(self._decision(DecisionKind.DATA_EPOCH_WITHDRAWN, text))
+            out.append(WithdrawDataEpoch(epoch - 1, epoch))
+            return
+        why = f"active {view.node} lists me in sync"
+        if epoch == self._withdrawn_from:
+            if self._relisted_since is None:
+                self._relisted_since = now
+            since = self._relisted_since
+            if now < since + RERECORD_AFTER:
+                return  # listed again: recorded once that has lasted (RERECORD_AFTER)
+            why = f"active {view.node} has listed me in sync again for {_ms(now - since)}"
+        self.data_epoch = epoch
+        self._withdrawn_from, self._relisted_since = 0, None
+        out.append(self._decision(DecisionKind.DATA_EPOCH_RECORDED, f"data epoch {epoch}: {why}"))
+        out.append(RecordDataEpoch(epoch))
 
     def _is_next_step(self, plan: int, action: object) -> bool:
         return plan == self._plan_number and self._plan_live and self._pending[:1] == [action]

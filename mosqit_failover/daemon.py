@@ -37,6 +37,7 @@ from mosqit_failover.actions import (
     StartSync,
     StopResource,
     StopSync,
+    WithdrawDataEpoch,
 )
 from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
@@ -48,7 +49,7 @@ from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
-from mosqit_failover.effects.state import StateFile
+from mosqit_failover.effects.state import DataEpochWriter, StateFile
 from mosqit_failover.effects.vip import Vip
 from mosqit_failover.events import (
     Command,
@@ -171,6 +172,7 @@ class Agent:
         self.log = log
         self.notifier = Notifier()
         self.state = StateFile(config.state_dir / "state.json")
+        self.data_epochs = DataEpochWriter(self.state, lambda text: log.note(text, priority=3))
         self.vip = Vip(config.vip.address, self.node.vip_interface)
         self.garp = Garp(
             config.vip.address.ip,
@@ -454,12 +456,6 @@ class Agent:
         )
         self.feed(FenceResult(epoch, outcome.fenced, outcome.detail, peer))
 
-    async def _record_data_epoch(self, epoch: int) -> None:
-        try:
-            await asyncio.to_thread(self.state.save_data_epoch, epoch)
-        except EffectError as error:
-            self.log.note(f"cannot record data epoch {epoch}: {error}", priority=3)
-
     def _carry_out(self, action: Action) -> None:
         match action:
             case Decision():
@@ -480,8 +476,8 @@ class Agent:
                 self._background(self._garp_now())
             case FencePeer(epoch, peer):
                 self._background(self._fence(epoch, peer))
-            case RecordDataEpoch(epoch):
-                self._background(self._record_data_epoch(epoch))
+            case RecordDataEpoch(epoch) | WithdrawDataEpoch(epoch):
+                self.data_epochs.write(epoch)
             case Alert(kind, text):
                 self.log.note(f"ALERT {kind}: {text}", priority=2, ALERT=kind)
                 self.alerts.failure(kind, text, state=self.core.role.value, epoch=self.core.epoch)

@@ -52,6 +52,8 @@ class DecisionKind(enum.StrEnum):
     RESUMED = "resumed"
     PARTITIONED = "partitioned"
     ORDER_MISMATCH = "order-mismatch"
+    DATA_EPOCH_RECORDED = "data-epoch-recorded"
+    DATA_EPOCH_WITHDRAWN = "data-epoch-withdrawn"
 
     @property
     def priority(self) -> int:
@@ -75,6 +77,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.RECLAIM: NOTICE,
     DecisionKind.PARTITIONED: WARNING,
     DecisionKind.ORDER_MISMATCH: WARNING,
+    DecisionKind.DATA_EPOCH_WITHDRAWN: NOTICE,
 }
 
 

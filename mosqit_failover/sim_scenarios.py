@@ -290,6 +290,11 @@ def _three_sync_behind(w: World) -> None:
     w.power_off("alpha", SETTLED)
 
 
+def _three_sync_falls_behind(w: World) -> None:
+    w.set_sync_behind("beta", True, SETTLED)  # beta was in sync, then misses writes
+    w.power_off("alpha", SETTLED + 2)
+
+
 def _three_standby_partition(w: World) -> None:
     for net in ("a", "b"):
         w.set_link("beta", "gamma", net, False, SETTLED)
@@ -554,6 +559,22 @@ SCENARIOS: dict[str, Scenario] = {
                 expect_roles(beta=S, gamma=A),
                 expect_no_decision("beta", "promote", SETTLED),
                 expect_decision("gamma", "promote", SETTLED),
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-sync-falls-behind",
+            "three nodes; beta was in sync in alpha's epoch, then its sync lags, alpha powers "
+            "off: beta withdraws its data epoch and gamma, which holds every write, promotes "
+            "although beta is earlier in the order",
+            20,
+            _three_sync_falls_behind,
+            all_of(
+                expect_roles(beta=S, gamma=A),
+                expect_decision("beta", "data-epoch-withdrawn", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
             ),
             nodes=3,
         ),

@@ -32,6 +32,7 @@ from mosqit_failover.actions import (
     StartSync,
     StopResource,
     StopSync,
+    WithdrawDataEpoch,
     step_name,
 )
 from mosqit_failover.config import Config
@@ -80,7 +81,7 @@ class SimNode:
     holds_vip: bool = False
     running: set[str] = field(default_factory=set)
     epoch: int = 0
-    data_epoch: int = 0  # persisted by RecordDataEpoch
+    data_epoch: int = 0  # persisted by RecordDataEpoch and WithdrawDataEpoch
     last_role: Role = Role.WAITING
     fail_start: set[str] = field(default_factory=set)
     fail_stop: set[str] = field(default_factory=set)
@@ -300,7 +301,7 @@ class World:
                     )
                 case SendGarp():
                     self.timeline.append(Line(self.now, node.name, "SendGarp"))
-                case RecordDataEpoch(epoch):
+                case RecordDataEpoch(epoch) | WithdrawDataEpoch(epoch):
                     node.data_epoch = epoch
                 case FencePeer(epoch, peer):
                     self.timeline.append(Line(self.now, node.name, f"FencePeer({epoch}, {peer})"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from mosqit_failover.effects import EffectError
@@ -26,8 +28,9 @@ class StateFile:
     """The node's last epoch and role, kept across restarts and crashes.
 
     Content: ``{"version": 1, "epoch": N, "role": "ACTIVE", "data_epoch": M}``;
-    ``data_epoch`` (multi-server mode: the newest epoch whose data this node
-    received in full) is optional, 0 when absent, and an older agent ignores it.
+    ``data_epoch`` (the newest epoch whose data this node received in full, or
+    one below an epoch whose writes it missed) is optional, 0 when absent, and an
+    older agent ignores it.
 
     Guarantees:
 
@@ -94,13 +97,16 @@ class StateFile:
         return self._saved_data_epoch()
 
     def save_data_epoch(self, data_epoch: int) -> None:
-        """Record the newest epoch whose data this node holds in full (never lowered).
+        """Replace the data epoch (the core's: raised when the active lists this node in
+        sync, lowered when it withdraws it), atomically and durably like :meth:`save`;
+        the epoch and role saved stay. Callers write one value at a time, in the core's
+        order (the daemon's single writer): the last call is what the file holds.
 
         A saved value that is no whole number reads as 0: less fresh, the safe side."""
         _check_epoch(data_epoch)
         with self._lock:
             epoch, role = self.load()
-            if data_epoch > self._saved_data_epoch():
+            if data_epoch != self._saved_data_epoch():
                 self._write(epoch, role, data_epoch)
 
     def _saved_data_epoch(self) -> int:
@@ -191,3 +197,40 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DataEpochWriter:
+    """Writes the core's data epoch to a StateFile, off the event loop.
+
+        writer = DataEpochWriter(state, note)
+        writer.write(epoch)  # returns at once; the file follows
+
+    Guarantees: one write at a time, in the order asked (a withdrawal and the record
+    after it never overtake each other in threads), so the file ends with the last
+    value asked for; a value asked for while another is being written replaces any
+    still waiting (a flapping verdict costs at most two writes in a row). A failed
+    write is told to ``note`` (one line naming the file and the fix) and the next
+    value is still written. Call :meth:`write` from the event loop only.
+    """
+
+    def __init__(self, state: StateFile, note: Callable[[str], None]) -> None:
+        self._state = state
+        self._note = note
+        self._wanted: int | None = None
+        self.writing: asyncio.Task[None] | None = None  # the writer while it runs
+
+    def write(self, epoch: int) -> None:
+        self._wanted = epoch
+        if self.writing is None:
+            self.writing = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._wanted is not None:
+                epoch, self._wanted = self._wanted, None
+                try:
+                    await asyncio.to_thread(self._state.save_data_epoch, epoch)
+                except EffectError as error:
+                    self._note(f"cannot record data epoch {epoch}: {error}")
+        finally:
+            self.writing = None

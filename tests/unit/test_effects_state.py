@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover.effects import EffectError
-from mosqit_failover.effects.state import VERSION, StateError, StateFile
+from mosqit_failover.effects.state import VERSION, DataEpochWriter, StateError, StateFile
 from mosqit_failover.events import Role
 
 
@@ -125,7 +125,7 @@ def test_bad_epoch_is_refused_before_writing(tmp_path: Path) -> None:
     assert state.load() == (0, Role.WAITING)
 
 
-def test_the_data_epoch_is_kept_across_saves_and_never_lowered(tmp_path: Path) -> None:
+def test_the_data_epoch_is_kept_across_saves_and_lowered_when_withdrawn(tmp_path: Path) -> None:
     state = StateFile(tmp_path / "state.json")
     assert state.load_data_epoch() == 0  # a node that never ran
     state.save(3, Role.STANDBY)
@@ -133,9 +133,59 @@ def test_the_data_epoch_is_kept_across_saves_and_never_lowered(tmp_path: Path) -
     state.save(3, Role.WAITING)  # a plan's PersistState does not know the data epoch
     assert state.load() == (3, Role.WAITING)
     assert state.load_data_epoch() == 7
-    state.save_data_epoch(5)  # older news changes nothing
-    assert state.load_data_epoch() == 7
-    assert json.loads((tmp_path / "state.json").read_text())["data_epoch"] == 7
+    state.save_data_epoch(6)  # withdrawn: missed writes of epoch 7
+    assert state.load() == (3, Role.WAITING) and state.load_data_epoch() == 6
+    assert json.loads((tmp_path / "state.json").read_text())["data_epoch"] == 6
+
+
+class CountingStateFile(StateFile):
+    """A real state file that counts its data-epoch writes (and the values, in order)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.written: list[int] = []
+
+    def save_data_epoch(self, data_epoch: int) -> None:
+        super().save_data_epoch(data_epoch)
+        self.written.append(data_epoch)
+
+
+def test_the_data_epoch_writer_keeps_the_core_order_and_skips_values_overtaken(
+    tmp_path: Path,
+) -> None:
+    state = CountingStateFile(tmp_path / "state.json")
+    notes: list[str] = []
+
+    async def flap() -> None:
+        writer = DataEpochWriter(state, notes.append)
+        writer.write(7)  # recorded
+        await asyncio.sleep(0)  # the writer takes it
+        for epoch in (6, 7, 6, 7, 6):  # withdrawn, recorded again, ... while 7 is written
+            writer.write(epoch)
+        assert writer.writing is not None
+        await writer.writing
+        writer.write(7)
+        assert writer.writing is not None
+        await writer.writing
+
+    asyncio.run(flap())
+    assert state.written == [7, 6, 7]  # the first, the last of the flaps, the next
+    assert state.load_data_epoch() == 7 and notes == []
+
+
+def test_the_data_epoch_writer_says_when_it_cannot_write(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    notes: list[str] = []
+
+    async def write() -> None:
+        writer = DataEpochWriter(StateFile(tmp_path / "file" / "state.json"), notes.append)
+        writer.write(3)
+        assert writer.writing is not None
+        await writer.writing
+
+    asyncio.run(write())
+    assert len(notes) == 1 and notes[0].startswith("cannot record data epoch 3: ")
+    assert "state.json" in notes[0]
 
 
 def test_a_state_file_without_data_epoch_reads_as_zero(tmp_path: Path) -> None:

@@ -30,7 +30,12 @@ the whole module long and the VIP is sampled from the kernel of every node
    data epoch behind; alpha cut off: beta (in sync) wins over gamma although gamma is earlier
    in order. Gamma's sshd reachable again, it catches up with beta (beta's status:
    in_sync, gamma's data_epoch = beta's epoch); beta cut off as well: gamma
-   promotes.
+   promotes;
+5. a standby that falls behind after it was in sync withdraws the epoch: beta and
+   gamma both recorded alpha's epoch, then beta's sshd is out of alpha's reach while
+   alpha writes a file (gamma gets it); beta's data epoch drops below the epoch
+   (``data-epoch-withdrawn``); alpha cut off: gamma promotes with the file although
+   beta is earlier in order (before the withdrawal beta tied with gamma and won).
 
 No two nodes that can see each other ever hold the VIP at the same sample (a node
 with every cable pulled reaches nobody: it is left out while cut off).
@@ -464,6 +469,76 @@ def test_a_standby_behind_loses_until_it_caught_up(restored: Cluster) -> None:
     assert roles2["gamma"] == "ACTIVE" and "promote" in kinds2["gamma"], f"{roles2}\n{evidence2}"
     assert failover2 is not None, f"the client never reached gamma\n{evidence2}"
     assert back is not None, f"alpha and beta did not rejoin as standbys\n{c.evidence(since)}"
+    check_vip(c, vips, since)
+
+
+def withdrawn_on(c: Cluster, active: str, standby: str) -> bool:
+    """The active's status lists `standby` not in sync and `standby`'s data epoch is below
+    the active's epoch (withdrawn, docs/sync-mode.md "Data epoch withheld")."""
+    try:
+        st, sb = c.status(active), c.status(standby)
+    except LabError:
+        return False
+    peer = (st.get("peers") or {}).get(standby) or {}
+    return peer.get("in_sync") is False and sb.get("data_epoch") == st["epoch"] - 1
+
+
+def test_a_standby_that_falls_behind_withdraws_and_loses(restored: Cluster) -> None:
+    """beta and gamma both in sync with alpha (both recorded its epoch); beta's sshd then
+    out of alpha's reach, so the pushes to beta fail while alpha writes a file that gamma
+    gets; alpha cut off: gamma, later in the order, takes over with the file; beta, which
+    kept the epoch before the withdrawal and won by the order, does not."""
+    c = restored
+    settle(c, "alpha")
+    since = time.time()
+    for name in ("beta", "gamma"):
+        wait_for(f"{name} in sync with alpha", functools.partial(in_sync_on, c, "alpha", name), 20)
+    epoch = c.status("alpha")["epoch"]
+    c["beta"].run(["nft", "-f", "-"], input=BLOCK_SSH)
+    text = f"written on alpha while beta is behind {time.time()}\n"
+    path = f"{SYNCED}/beta-behind.txt"
+    c["alpha"].write_file(path, text)
+    wait_for(f"{path} on gamma", functools.partial(has_file, c["gamma"], path, text), 20)
+    try:  # a hung push to beta counts after BEHIND_AFTER (30 s) at the latest
+        took = wait_for("beta withdrawn", functools.partial(withdrawn_on, c, "alpha", "beta"), 60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{c.evidence(since)}") from error
+    at_cut = {name: brief_status(c.status(name)) for name in c.nodes}
+    withdrawn = [e.get("MESSAGE", "") for e in deploy.decisions(c["beta"], since)]
+    with VipWatch(PLAN) as vips:
+        time.sleep(0.3)
+        fault = c.isolate("alpha")
+        try:
+            try:
+                answer = c.probe.wait_answer_from("gamma", after=fault, timeout=10)
+                failover: float | None = answer.recv - fault
+            except TimeoutError:
+                failover = None
+            time.sleep(3.0)  # long enough for beta to promote if it wrongly would
+            roles = c.roles()
+            kinds = {name: c.kinds(name, fault) for name in c.nodes}
+            evidence = c.evidence(since)
+        finally:
+            c.rejoin(fault, "alpha")
+        try:
+            deploy.wait_roles(
+                c.nodes, {"alpha": "STANDBY", "beta": "STANDBY", "gamma": "ACTIVE"}, timeout=30
+            )
+        except LabError as error:
+            raise AssertionError(f"{error}\n{c.evidence(since)}") from error
+        time.sleep(1.0)
+    print(
+        f"beta behind in epoch {epoch}: withdrawn {took:.1f}s after its sshd was blocked "
+        f"({[m for m in withdrawn if 'withdrawn' in m]}); at the cut {json.dumps(at_cut)}; "
+        f"client answered by gamma {'-' if failover is None else f'{failover * 1000:.0f} ms'}"
+        f" after alpha was cut off; roles {roles}; kinds {kinds}",
+        flush=True,
+    )
+    assert any(f"data epoch {epoch} withdrawn" in m for m in withdrawn), evidence
+    assert "promote" not in kinds["beta"], f"beta (behind) promoted\n{evidence}"
+    assert roles["gamma"] == "ACTIVE" and "promote" in kinds["gamma"], f"{roles}\n{evidence}"
+    assert failover is not None, f"the client never reached gamma\n{evidence}"
+    assert has_file(c["gamma"], path, text), f"{path} lost on gamma"
     check_vip(c, vips, since)
 
 

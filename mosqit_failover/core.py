@@ -328,6 +328,7 @@ class Core:
         self._note_mode(now, out)
         self._note_auth(now, out)
         self._note_partition(now, out)
+        self._note_cut_from_active(now, out)
         self._note_order(now, out)
         self._note_peer_return(now, out)
         if self._troubled(event, now):
@@ -799,12 +800,7 @@ class Core:
             return
         epoch = view.epoch
         if self.node not in view.in_sync:
-            self.data_epoch = epoch - 1
-            self._withdrawn_from, self._relisted_since = epoch, None
-            why = f"active {view.node} no longer lists me in sync (missed writes of epoch {epoch})"
-            text = f"data epoch {epoch} withdrawn, now {epoch - 1}: {why}"
-            out.append(self._decision(DecisionKind.DATA_EPOCH_WITHDRAWN, text))
-            out.append(WithdrawDataEpoch(epoch - 1, epoch))
+            self._withdraw(epoch, f"active {view.node} no longer lists me in sync", out)
             return
         why = f"active {view.node} lists me in sync"
         if epoch == self._withdrawn_from:
@@ -818,6 +814,40 @@ class Core:
         self._withdrawn_from, self._relisted_since = 0, None
         out.append(self._decision(DecisionKind.DATA_EPOCH_RECORDED, f"data epoch {epoch}: {why}"))
         out.append(RecordDataEpoch(epoch))
+
+    def _withdraw(self, epoch: int, why: str, out: list[Action]) -> None:
+        """Lower the data epoch to epoch - 1: this node missed writes of `epoch`."""
+        self.data_epoch = epoch - 1
+        self._withdrawn_from, self._relisted_since = epoch, None
+        text = (
+            f"data epoch {epoch} withdrawn, now {epoch - 1}: {why} (missed writes of epoch {epoch})"
+        )
+        out.append(self._decision(DecisionKind.DATA_EPOCH_WITHDRAWN, text))
+        out.append(WithdrawDataEpoch(epoch - 1, epoch))
+
+    def _note_cut_from_active(self, now: float, out: list[Action]) -> None:
+        """A standby cut off from the active of its recorded epoch while a witness still
+        hears that active (a partition, `_update_partitions`) hears no verdict from it,
+        and the active's writes (pushed or streamed over the same networks) do not reach
+        it either: it withdraws the epoch as if the active had said so, or it would tie
+        with a standby that holds them and could win by the order when the active dies.
+        Only once the partition has held for the settle time: when the active dies, a
+        witness's last message may still list it for a moment (that is no partition)."""
+        if self.role.may_hold or not self.config.sync:
+            return
+        for name in self.peer_names:
+            view = self.peers[name].view
+            cut = (
+                name in self._partitioned
+                and view is not None
+                and view.role is A
+                and view.epoch == self.data_epoch
+            )
+            if self._held(f"cut-from-{name}", cut, now):
+                self._held_since.pop(f"cut-from-{name}", None)
+                who = ", ".join(sorted(self._partitioned[name]))
+                why = f"active {name} is not heard here, {who} hears it: a partition"
+                self._withdraw(self.data_epoch, why, out)
 
     def _is_next_step(self, plan: int, action: object) -> bool:
         return plan == self._plan_number and self._plan_live and self._pending[:1] == [action]

@@ -295,6 +295,12 @@ def _three_sync_falls_behind(w: World) -> None:
     w.power_off("alpha", SETTLED + 2)
 
 
+def _three_cut_from_active(w: World) -> None:
+    for net in ("a", "b"):  # beta no longer hears alpha (nor gets its writes); gamma does
+        w.set_link("alpha", "beta", net, False, SETTLED)
+    w.power_off("alpha", SETTLED + 5)
+
+
 def _three_standby_partition(w: World) -> None:
     for net in ("a", "b"):
         w.set_link("beta", "gamma", net, False, SETTLED)
@@ -569,6 +575,22 @@ SCENARIOS: dict[str, Scenario] = {
             "although beta is earlier in the order",
             20,
             _three_sync_falls_behind,
+            all_of(
+                expect_roles(beta=S, gamma=A),
+                expect_decision("beta", "data-epoch-withdrawn", SETTLED),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
+            nodes=3,
+        ),
+        Scenario(
+            "three-cut-from-active",
+            "three nodes; the path between alpha and beta breaks (gamma hears both), alpha "
+            "powers off 5 s later: beta, cut off from alpha's writes, withdraws its data "
+            "epoch and gamma promotes although beta is earlier in the order",
+            25,
+            _three_cut_from_active,
             all_of(
                 expect_roles(beta=S, gamma=A),
                 expect_decision("beta", "data-epoch-withdrawn", SETTLED),

@@ -33,6 +33,14 @@ def started(node: str = "gamma", config: Config | None = None, data_epoch: int =
     return core
 
 
+def three(seed: int) -> World:
+    """alpha, beta and gamma booted at once in the simulation (alpha becomes active)."""
+    world = World(sim_config_n(3), seed=seed)
+    for name in ("alpha", "beta", "gamma"):
+        world.boot(name)
+    return world
+
+
 def alpha(role: Role = A, epoch: int = 3, in_sync: tuple[str, ...] = ("gamma",)) -> PeerView:
     return view_of("alpha", role, epoch, in_sync=in_sync)
 
@@ -142,9 +150,7 @@ def test_three_nodes_the_standby_that_missed_writes_loses_the_election() -> None
 
 
 def test_three_nodes_a_standby_caught_up_again_ranks_by_the_order_again() -> None:
-    world = World(sim_config_n(3), seed=1)
-    for name in ("alpha", "beta", "gamma"):
-        world.boot(name)
+    world = three(seed=1)
     world.set_sync_behind("beta", True, SETTLED)
     world.set_sync_behind("beta", False, SETTLED + 2)
     world.power_off("alpha", SETTLED + 2 + RERECORD_AFTER + 1)
@@ -176,10 +182,32 @@ def test_the_active_sends_a_changed_verdict_at_once_so_the_standby_withdraws_wit
     verdict goes out with the active's next message, not after its heartbeat period
     (0.1 s when calm here: 0.05-0.12 s without this, 0.02-0.03 s with it)."""
     for seed in (1, 2, 3):
-        world = World(sim_config_n(3), seed=seed)
-        for name in ("alpha", "beta", "gamma"):
-            world.boot(name)
+        world = three(seed)
         world.set_sync_behind("beta", True, SETTLED)
         world.run_until(SETTLED + 2)
         withdrawn = next(line.time for line in world.timeline if "withdrawn" in line.text)
         assert withdrawn - SETTLED < world.config.timing.heartbeat, seed
+
+
+def test_three_nodes_a_standby_cut_off_from_the_active_withdraws_and_loses() -> None:
+    """beta no longer hears alpha (nor gets its writes) while gamma hears both: alpha's
+    verdict cannot reach beta, so the partition itself withdraws the epoch. On main beta
+    kept it and won by the order when alpha died (5 s of writes lost)."""
+    for seed in (1, 2, 3):
+        world, problems = run("three-cut-from-active", seed)
+        assert problems == [], "\n".join(line.text for line in world.timeline[-30:])
+        withdrawn = [d.reason for d in world.decisions("beta") if d.kind == "data-epoch-withdrawn"]
+        assert withdrawn == [
+            "data epoch 1 withdrawn, now 0: active alpha is not heard here, gamma hears it: "
+            "a partition (missed writes of epoch 1)"
+        ]
+
+
+def test_a_partition_between_two_standbys_withdraws_nothing() -> None:
+    world = three(seed=1)
+    for net in ("a", "b"):
+        world.set_link("beta", "gamma", net, False, SETTLED)
+    world.run_until(SETTLED + 5)
+    for name in ("beta", "gamma"):  # each hears alpha: its verdict, not a cut, decides
+        assert "data-epoch-withdrawn" not in [d.kind for d in world.decisions(name)]
+        assert world.nodes[name].data_epoch == 1

@@ -98,8 +98,11 @@ the word as its argument, the capability flags after the ``.``.
 CAPABILITIES = frozenset("iLsfxCIvu")
 """rsync's protocol capability flags after ``e.`` (each at most once, any subset)."""
 
-RECEIVER_OPTIONS = ("--chmod=Fug-s",)
-"""Added to every receiving server: no setuid/setgid file is ever written."""
+RECEIVER_OPTIONS = ("--chmod=Fug-s", "--modify-window=-1")
+"""Added to every receiving server: no setuid/setgid file is ever written; and the quick
+check compares mtimes to the nanosecond (rsync's default is whole seconds: a same-size
+rewrite within the second of the copy there would be skipped, and the standby keep the
+old content under a catch-up that reports success)."""
 
 _EPOCH = re.compile(r"0|[1-9][0-9]{0,17}")
 _SHORT_WORD = re.compile(r"-([A-Za-z]*)e\.([A-Za-z]*)")

@@ -11,7 +11,7 @@ from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.sync import receive
-from mosqit_failover.sync.receive import Refused
+from mosqit_failover.sync.receive import RECEIVER_OPTIONS, Refused
 
 Setup = tuple[configuration.Config, StateFile, Path]
 
@@ -61,14 +61,14 @@ def test_a_fresh_sender_gets_an_rsync_server_on_the_configured_path(setup: Setup
     cfg, state, dest = setup
     argv = receive.decide(f"mosqit-sync 5 {SERVER} . {dest}/", cfg, state)
     server, *rest = SERVER.split()
-    assert argv == ["rsync", server, "--chmod=Fug-s", *rest, ".", f"{dest}/"]
+    assert argv == ["rsync", server, *RECEIVER_OPTIONS, *rest, ".", f"{dest}/"]
     argv = receive.decide(
         f"mosqit-sync 6 --server -logtpRe.LsfxCIvu --timeout=30 --force "
         f"--delete-missing-args --numeric-ids . {dest}",
         cfg,
         state,
     )
-    assert argv[:3] == ["rsync", "--server", "--chmod=Fug-s"] and argv[-1] == f"{dest}/"
+    assert argv[:4] == ["rsync", "--server", *RECEIVER_OPTIONS] and argv[-1] == f"{dest}/"
 
 
 @pytest.mark.parametrize(

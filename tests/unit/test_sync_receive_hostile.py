@@ -28,7 +28,7 @@ from mosqit_failover.config import SyncDir
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.sync import commands, receive
-from mosqit_failover.sync.receive import Refused
+from mosqit_failover.sync.receive import RECEIVER_OPTIONS, Refused
 from tests.unit.test_sync_receive import receiver_config_text
 
 OURS = "logtprR"
@@ -101,7 +101,7 @@ def test_only_rsyncs_capability_flags_pass_after_the_dot(rx: Receiver, letter: s
 
 def test_every_receiving_server_strips_setuid_and_setgid(rx: Receiver) -> None:
     argv = rx.decide(f"mosqit-sync 5 {SERVER} . {{dest}}/")
-    assert argv[:3] == ["rsync", "--server", "--chmod=Fug-s"]
+    assert argv[:4] == ["rsync", "--server", *RECEIVER_OPTIONS]
     assert argv.count("--chmod=Fug-s") == 1 and argv[-1] == f"{rx.dest}/"
 
 

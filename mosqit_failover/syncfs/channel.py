@@ -50,9 +50,10 @@ Log = Callable[[str], None]
 MODES = ("degrade", "block")
 
 
-# the epoch guard's refusals (sync/receive.check_epoch), as the applier words them
-_ACTIVE = re.compile(r"this node is ACTIVE \(epoch (\d+)\)")
-_OLDER = re.compile(r"the sender's epoch (\d+) is older than this node's (\d+)")
+# the epoch guard's refusals (sync/receive.check_epoch), as the applier words them, from
+# the line's start: other refusals quote file names, which anyone writing there chooses
+_ACTIVE = re.compile(r"refused: this node is ACTIVE \(epoch (\d+)\); it takes no sync")
+_OLDER = re.compile(r"refused: the sender's epoch (\d+) is older than this node's (\d+): ")
 
 _HOLDING: ContextVar[bool] = ContextVar("holding_the_gate", default=False)
 """Whether this task's file system operation still holds the replicator's gate."""
@@ -61,10 +62,10 @@ _HOLDING: ContextVar[bool] = ContextVar("holding_the_gate", default=False)
 def split_proof(refusal: str, epoch: int) -> str | None:
     """Why a standby's ``refused: ...`` line proves that a node with a newer epoch than
     ``epoch`` exists (this node is no longer the active), or None if it does not."""
-    active = _ACTIVE.search(refusal)
+    active = _ACTIVE.match(refusal)
     if active and int(active.group(1)) > epoch:
         return f"the standby is ACTIVE with epoch {active.group(1)}, newer than ours ({epoch})"
-    older = _OLDER.search(refusal)
+    older = _OLDER.match(refusal)
     if older and int(older.group(2)) > epoch:
         return f"the standby knows epoch {older.group(2)}, newer than ours ({epoch})"
     return None

@@ -100,10 +100,15 @@ def _ended(pid: int) -> bool:
 
 
 def _cmdline(pid: int) -> str:
+    return " ".join(_argv(pid))
+
+
+def _argv(pid: int) -> list[str]:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return []
+    return raw.decode("utf-8", "surrogateescape").split("\0")[:-1]
 
 
 class SyncMount:
@@ -222,6 +227,20 @@ class SyncMount:
                 f"{text or f'exit status {process.returncode}'}"
             )
 
+    def _mount_process(self, pid: object) -> bool:
+        """``pid`` is the mount process of this very directory (``-m
+        mosqit_failover.syncfs mount DIR`` in its command line): a status file's pid
+        reused by another process, or another directory's mount, is never adopted nor
+        ended."""
+        if not isinstance(pid, int) or pid <= 1:
+            return False
+        words = _argv(pid)
+        return any(
+            words[i : i + 3] == [MARK, "mount", self.sync.path]
+            for i, word in enumerate(words)
+            if word == MARK
+        )
+
     def adoptable(self, epoch: int) -> bool:
         """A mount of this epoch runs already (left by an agent that restarted)."""
         view = self._read()
@@ -229,8 +248,7 @@ class SyncMount:
         return (
             view.get("state") == "up"
             and view.get("epoch") == epoch
-            and isinstance(pid, int)
-            and MARK in _cmdline(pid)
+            and self._mount_process(pid)
         )
 
     async def start(self, epoch: int, channels: Mapping[str, Sequence[str]]) -> None:
@@ -280,7 +298,7 @@ class SyncMount:
     def left_running(self) -> bool:
         """A mount process of this directory runs, or our file system is on top of it."""
         pid = self._read().get("pid")
-        running = isinstance(pid, int) and MARK in _cmdline(pid)
+        running = self._mount_process(pid)
         return running or self._ours_on_top(_mount_table()) or self._ours_on_top(mountinfo.SELF)
 
     def _ours_on_top(self, table: str) -> bool:
@@ -292,7 +310,8 @@ class SyncMount:
         ``umount -l`` while our file system is on top (never an operator's mount)."""
         view = self._read()
         pid = view.get("pid")
-        if isinstance(pid, int) and MARK in _cmdline(pid):
+        if self._mount_process(pid):
+            assert isinstance(pid, int)
             self._note(
                 f"sync {self.sync.path}: stopping a synchronous mount of epoch "
                 f"{view.get('epoch')} (pid {pid}) left from before",

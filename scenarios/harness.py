@@ -38,8 +38,10 @@ TREE = (
     "find . -type f -print0 | sort -z | xargs -0r md5sum"
 )
 
-# kinds of decision any scenario may see without it being "unexpected"
+# kinds of decision any scenario may see without it being "unexpected" (the data epoch's
+# are bookkeeping of the freshest-data rule, recorded after every promotion, not moves)
 ROUTINE = frozenset({"standby", "waiting", "plan-done", "peer-back", "resumed", "automatic"})
+ROUTINE |= {"data-epoch-recorded", "data-epoch-withdrawn"}
 
 
 @dataclass(frozen=True)

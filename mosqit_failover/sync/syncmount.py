@@ -245,11 +245,7 @@ class SyncMount:
         """A mount of this epoch runs already (left by an agent that restarted)."""
         view = self._read()
         pid = view.get("pid")
-        return (
-            view.get("state") == "up"
-            and view.get("epoch") == epoch
-            and self._mount_process(pid)
-        )
+        return view.get("state") == "up" and view.get("epoch") == epoch and self._mount_process(pid)
 
     async def start(self, epoch: int, channels: Mapping[str, Sequence[str]]) -> None:
         """Mount (or adopt the running mount of this epoch); MountError with its line."""

@@ -8,11 +8,42 @@ fixed-size record rewritten in place kept its old bytes on the standby).
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 
-from tests.unit.test_break2_join_hardlinks import production_catch_up
+from mosqit_failover import config as configuration
+from mosqit_failover.effects.state import StateFile
+from mosqit_failover.events import Role
+from mosqit_failover.sync import commands
+from mosqit_failover.syncfs import remote
+from tests.unit.test_sync_receive import receiver_config_text
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
 from tests.unit.test_syncfs_rejoin import ask_to_join, wait_for
+
+
+def production_catch_up(m: Mount) -> list[str]:
+    """The agent's catch-up for a standby whose synced directory is ``m.standby``, its ssh
+    a script doing what sshd does with the standby's forced command (sync-receive)."""
+    etc = m.tmp / "etc"
+    etc.mkdir()
+    config = etc / "node.toml"
+    config.write_text(receiver_config_text(m.tmp, m.standby))
+    cfg = configuration.load(config)
+    StateFile(cfg.state_dir / "state.json").save(m.epoch, Role.STANDBY)
+    forced = [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)]
+    sshd = m.tmp / "fake-sshd"
+    sshd.write_text(
+        "#!/bin/sh\n"  # ssh [OPTIONS] HOST COMMAND: drop the options and the host
+        'while [ "${1#-}" != "$1" ]; do case $1 in -l|-p|-o|-i) shift;; esac; shift; done\n'
+        'shift\nSSH_ORIGINAL_COMMAND="$*"; export SSH_ORIGINAL_COMMAND\n'
+        f"exec {shlex.join(forced)}\n"
+    )
+    sshd.chmod(0o755)
+    peer = commands.Peer("192.0.2.12", "root", 22, "/k", 5.0, m.tmp / "ctl")
+    argv = remote.catch_up_argv(cfg.sync[0], peer, m.epoch)
+    argv[argv.index("-e") + 1] = str(sshd)
+    return argv
 
 
 def test_a_same_second_rewrite_made_while_degraded_reaches_the_rejoined_standby(

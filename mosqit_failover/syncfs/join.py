@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ UNDER = "{under}"
 
 POLL = 0.5
 """How often the peers file is looked at (seconds)."""
+
+MAX_PEERS_FILE = 1 << 20
+"""Bytes: the agent writes a few hundred per standby."""
 
 Log = Callable[[str], None]
 
@@ -66,6 +70,8 @@ def _argv(entry: dict[str, object], key: str) -> list[str]:
     value = entry.get(key)
     if not isinstance(value, list) or not value or not all(isinstance(w, str) for w in value):
         raise PeersFileError(f"{key!r} of {entry.get('name')!r} must be a command line (a list)")
+    if any("\0" in word for word in value):
+        raise PeersFileError(f"{key!r} of {entry.get('name')!r} has a NUL byte in a word")
     return list(value)
 
 
@@ -75,6 +81,8 @@ def parse_requests(text: str, epoch: int) -> list[JoinRequest]:
         data = json.loads(text)
     except ValueError as error:
         raise PeersFileError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise PeersFileError("not JSON this reader takes: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("peers"), list):
         raise PeersFileError('expected {"epoch": N, "peers": [...]}')
     if data.get("epoch") != epoch:
@@ -119,7 +127,10 @@ class Joiner:
         """Look at the peers file every POLL seconds, for ever (cancel to stop)."""
         while True:
             for request in self._new_requests():
-                await self.join(request)
+                try:
+                    await self.join(request)
+                except (OSError, ValueError) as error:  # its command cannot even be run
+                    self._answer(request, f"failed: {error}")
             await asyncio.sleep(POLL)
 
     def _new_requests(self) -> list[JoinRequest]:
@@ -135,12 +146,37 @@ class Joiner:
             return []
         self._seen = seen
         try:
-            with open(self.path) as file:
-                requests = parse_requests(file.read(), self.epoch)
+            requests = parse_requests(self._read(), self.epoch)
         except (OSError, PeersFileError) as error:
             self.log(f"the peers file {self.path} is ignored: {error}")
             return []
         return [r for r in requests if self._tried.get(r.name) != r.request]
+
+    def _read(self) -> str:
+        """The peers file's text, if it is one the agent wrote: a regular file (never a
+        FIFO that would block the file system's loop, nor a symlink), owned by this
+        process's user and writable by nobody else (its commands run as root), of a
+        sane size; else OSError or PeersFileError saying which."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise PeersFileError("not a regular file")
+            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                raise PeersFileError(
+                    f"owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):o}: "
+                    "it must be this user's and writable by nobody else"
+                )
+            if info.st_size > MAX_PEERS_FILE:
+                raise PeersFileError(f"{info.st_size} bytes, more than {MAX_PEERS_FILE}")
+            return os.read(fd, MAX_PEERS_FILE + 1).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+
+    def _answer(self, request: JoinRequest, result: str) -> None:
+        self.replicator.joins[request.name] = {"request": request.request, "result": result}
+        self.log(f"standby {request.name} (request {request.request}): {result}")
+        self.replicator.on_change()
 
     async def join(self, request: JoinRequest) -> None:
         """Catch the standby up under the freeze and add its channel; the result to
@@ -153,9 +189,7 @@ class Joiner:
             result = f"failed: fenced ({replicator.fenced})"
         else:
             result = await self._join(request)
-        replicator.joins[request.name] = {"request": request.request, "result": result}
-        self.log(f"standby {request.name} (request {request.request}): {result}")
-        replicator.on_change()
+        self._answer(request, result)
 
     async def _join(self, request: JoinRequest) -> str:
         replicator = self.replicator

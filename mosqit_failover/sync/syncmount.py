@@ -51,8 +51,6 @@ HEALTH_PERIOD = 2.0
 HANG_MARGIN = 10.0
 """A lookup unanswered for this long past the longest legitimate wait (ack_timeout, plus
 block_timeout in block mode: every worker may be waiting for a standby) is a hang."""
-HEALTH_NAME = ".mosqit-syncfs-health"
-"""What the health lookup asks for (never there: ENOENT, not cached by the kernel)."""
 STOP_TIMEOUT = 15.0
 """How long a SIGTERMed mount may take to unmount and end its channels."""
 MARK = "mosqit_failover.syncfs"
@@ -389,15 +387,17 @@ class SyncMount:
         self.on_exit(self, f"pid {pid} ended unasked (killed or crashed)")
 
     def _lookup(self) -> None:
-        """A lookup through the mount (in a thread: a hung file system blocks it until the
-        process is killed, then it fails with ENOTCONN)."""
+        """A statfs through the mount (in a thread: a hung file system blocks it until the
+        process is killed, then it fails with ENOTCONN). The kernel caches no statfs and
+        takes no directory lock for it: a create held in the root by a rejoin's freeze
+        blocks every lookup there, and would read as a hang."""
         with contextlib.suppress(OSError):
-            os.stat(os.path.join(self.sync.path, HEALTH_NAME))
+            os.statvfs(self.sync.path)
 
     def _kill_hung(self, waited: float) -> None:
         self._note(
             f"sync {self.sync.path}: the synchronous file system (pid {self.pid}) answered "
-            f"no lookup for {waited:.0f}s (more than ack_timeout, block_timeout and "
+            f"no health probe (statfs) for {waited:.0f}s (more than ack_timeout, block_timeout and "
             f"{HANG_MARGIN:g}s): killing it, so callers get an error instead of waiting for "
             "ever; its death is handled as any other",
             2,

@@ -157,7 +157,7 @@ def test_a_mount_that_dies_is_unmounted_lazily_and_reported(tmp_path: Path) -> N
 def test_a_hung_mount_is_killed_then_handled_as_a_dead_one(tmp_path: Path) -> None:
     seen = run_agent(tmp_path, "hang")
     assert seen["exits"] == [f"pid {seen['pid']} ended unasked (killed or crashed)"], seen
-    assert any("answered no lookup for" in line for line in seen["notes"]), seen
+    assert any("answered no health probe (statfs) for" in line for line in seen["notes"]), seen
     assert not seen["mounted_after"] and seen["plain"] == ["acked", "old"], seen
 
 

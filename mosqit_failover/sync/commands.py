@@ -128,7 +128,10 @@ def full_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
     Files land whole: rsync writes a temporary file beside the target and
     renames it (never --inplace). Excluded files on the peer are kept.
     """
-    return [*_common(sync, peer, epoch), "--delete", *_endpoints(sync, peer)]
+    # -H: a hard link made while a standby was away (or split by a batch push, which
+    # sees one path at a time) is one file again there, as the full sync is the
+    # catch-up a synchronous mount takes a standby back with
+    return [*_common(sync, peer, epoch), "-H", "--delete", *_endpoints(sync, peer)]
 
 
 def batch_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:

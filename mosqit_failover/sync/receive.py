@@ -85,12 +85,13 @@ MOVE_INPUT_MAX = 64 << 20
 COMMAND_MAX = 8192
 """Longest SSH_ORIGINAL_COMMAND considered (characters)."""
 
-SERVER_LETTERS = frozenset("logtprR")
+SERVER_LETTERS = frozenset("logtprRH")
 """The short options our sender's rsync passes to the receiving server.
 
 Measured with rsync 3.5.0 (protocol 32) against a logging --rsync-path:
 ``rsync -a --no-D --numeric-ids --force --delete ...`` sends
-``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-logtpRe.LsfxCIvu``.
+``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-logtpRe.LsfxCIvu``; the full
+sync adds ``-H`` (hard links among the files it sends, all inside the destination).
 In that word every letter before ``e`` is an option; ``e`` takes the rest of
 the word as its argument, the capability flags after the ``.``.
 """

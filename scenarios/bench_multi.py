@@ -405,10 +405,12 @@ def _ms(values: list[float | None], fn: Callable[[list[float]], float]) -> float
     return fn(done) if done else float("nan")
 
 
-def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least squares y = a + b x: (a, b); (nan, nan) with fewer than two distinct x."""
-    if len({x for x, _ in points}) < 2:
+def _fit(measured: list[tuple[int, float, float]]) -> tuple[float, float]:
+    """Least squares y = a + b x over (nodes, x, y): (a, b); (nan, nan) with fewer than
+    two node counts (runs of one count differ in x by noise only: no slope in that)."""
+    if len({nodes for nodes, _, _ in measured}) < 2:
         return float("nan"), float("nan")
+    points = [(x, y) for _, x, y in measured]
     mx, my = statistics.mean(x for x, _ in points), statistics.mean(y for _, y in points)
     b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
     return my - b * mx, b
@@ -482,7 +484,7 @@ def report(
             f"{'µs/(link+echo)':>16}"
         )
         summary["footprint"] = {}
-        points = []
+        points: list[tuple[int, float, float]] = []
         for f in feet:
             names = list(f.cpu)
             cpu = statistics.mean(f.cpu.values())
@@ -493,7 +495,7 @@ def report(
             per_all = statistics.mean(
                 us_per(f.cpu[n], f.link_rate[n] + f.echo_rate[n]) for n in names
             )
-            points.append((link + echo, cpu))
+            points.append((f.nodes, link + echo, cpu))
             print(
                 f"{f.nodes:5d}{cpu:10.2f}{f.cpu[f.active]:8.2f}{f.cpu[f.standby]:9.2f}"
                 f"{rss:10.1f}{f.rss[f.active]:8.1f}{f.rss[f.standby]:9.1f}"

@@ -74,6 +74,21 @@ class SendPeerMessage:
 
 
 @dataclass(frozen=True)
+class ProbePeer:
+    """Echo probes to `peer` on every network: `on` (one at once, then every interval,
+    a timed-out one re-sent at once as always) or off (none), for `reason` (not part
+    of a plan). Probing starts on for every peer; the core asks for a change only.
+
+    Echo on demand, as BFD's demand mode: while the peer's heartbeats arrive on time
+    they prove more than its echo replies would, so a calm pair does not probe it.
+    """
+
+    peer: str
+    on: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class FencePeer:
     """Fence `peer` before promoting in `epoch` (not a plan step).
 
@@ -183,6 +198,7 @@ PlanStep = (
 Action = (
     PlanStep
     | SendPeerMessage
+    | ProbePeer
     | FencePeer
     | RecordDataEpoch
     | WithdrawDataEpoch

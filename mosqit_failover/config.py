@@ -58,6 +58,7 @@ class Timing:
     start_failure_backoff: float = 60.0
     stop_retries: int = 3
     on_stop_failure: str = "retry"
+    peer_echo: str = "auto"  # "auto": on demand where the timing allows it; "always"
     # where the values came from, for check-config: the profile named in the file
     # ("standard" = the defaults above) and the keys the file set itself
     profile: str = field(default="standard", compare=False)
@@ -81,6 +82,24 @@ class Timing:
         failovers away.
         """
         return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
+
+    @property
+    def echo_on_demand_after(self) -> float | None:
+        """The silence after which a peer is probed when echo runs on demand; None:
+        probed every interval for ever (`peer_echo = "always"`, or a timing too tight).
+
+        Probing must start early enough for `misses` probes and their quick retries
+        to time out within `echo_window`, with one echo_timeout to spare, so that a
+        dead peer is declared gone as soon as with probes every interval. It must
+        also start late enough that a calm heartbeat, a little late, does not start
+        it: at least 1.25 x calm_heartbeat. The standard timing (140 ms against
+        calm heartbeats every 100 ms) and slower ones allow that; the fast profile
+        (its window is shorter than a calm heartbeat) does not.
+        """
+        after = self.echo_window - (self.misses + 1) * self.echo_timeout
+        if self.peer_echo == "always" or after < 1.25 * self.calm_heartbeat:
+            return None
+        return after
 
     @property
     def settle(self) -> float:
@@ -550,7 +569,7 @@ def format_duration(seconds: float) -> str:
 
 
 def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
-    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure", "profile"})
+    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure", "profile", "peer_echo"})
     profile = c.get(data, "timing.profile", _profile, TIMING_PROFILES["standard"])
     base = Timing()
     defaults = {k: profile.values.get(k, getattr(base, k)) for k in _TIMING_KEYS}
@@ -569,8 +588,23 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
     if on_stop not in ("retry", "reboot"):
         c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
         on_stop = "retry"
-    explicit = frozenset(k for k in data if k in _TIMING_KEYS or k == "on_stop_failure")
-    timing = Timing(**values, on_stop_failure=on_stop, profile=profile.name, explicit=explicit)
+    peer_echo = c.get(data, "timing.peer_echo", _string, "auto")
+    if peer_echo not in ("auto", "always"):
+        c.fail(
+            "timing.peer_echo",
+            peer_echo,
+            'must be "auto" (echo to a peer only while its heartbeats are late) or "always"',
+        )
+        peer_echo = "auto"
+    settings = ("on_stop_failure", "peer_echo")
+    explicit = frozenset(k for k in data if k in _TIMING_KEYS or k in settings)
+    timing = Timing(
+        **values,
+        on_stop_failure=on_stop,
+        peer_echo=peer_echo,
+        profile=profile.name,
+        explicit=explicit,
+    )
 
     def origin(key: str) -> str:
         """Where a value the problem compares with came from, when the file did not set it
@@ -616,7 +650,7 @@ def timing_sources(timing: Timing) -> dict[str, str]:
     profile = TIMING_PROFILES.get(timing.profile, TIMING_PROFILES["standard"])
     given = "default" if profile.name == "standard" else f"profile {profile.name}"
     sources = {}
-    for key in (*_TIMING_KEYS, "on_stop_failure"):
+    for key in (*_TIMING_KEYS, "on_stop_failure", "peer_echo"):
         if key in timing.explicit:
             sources[key] = "set"
         elif key in profile.values:
@@ -644,8 +678,11 @@ def describe_timing(timing: Timing) -> list[str]:
         shown = format_duration(value) if isinstance(value, float) else str(value)
         lines.append(f"  {key:<22}{shown:>8}  {source}")
     # a dead peer's last message came at most a heartbeat before it died, its echo
-    # misses are confirmed by the next slot's probe and the retries sent at once
-    detect = max(timing.echo_window, timing.interval + timing.misses * timing.echo_timeout)
+    # misses are confirmed by the next slot's probe (on demand: the probe sent once its
+    # silence reaches echo_on_demand_after) and the retries sent at once
+    after = timing.echo_on_demand_after
+    first_probe = timing.interval if after is None else after
+    detect = max(timing.echo_window, first_probe + timing.misses * timing.echo_timeout)
     derived = [
         (
             "peer_gone_after",
@@ -657,12 +694,21 @@ def describe_timing(timing: Timing) -> list[str]:
         (
             "dead peer noticed in",
             detect,
-            "at most: echo_window or interval + misses x echo_timeout",
+            "at most: echo_window or the first probe + misses x echo_timeout",
         ),
     ]
     lines.append("  derived:")
     for name, value, why in derived:
         lines.append(f"  {name:<22}{format_duration(value):>8}  {why}")
+    after = timing.echo_on_demand_after
+    if after is not None:
+        why = "peers are probed only after this silence (on demand, peer_echo auto)"
+        lines.append(f"  {'echo on demand after':<22}{format_duration(after):>8}  {why}")
+    elif timing.peer_echo == "auto":
+        why = "echo_window - (misses + 1) x echo_timeout is under 1.25 x calm_heartbeat"
+        lines.append(f"  {'echo to peers':<22}{'always':>8}  {why}")
+    else:
+        lines.append(f"  {'echo to peers':<22}{'always':>8}  peer_echo always")
     return lines
 
 

@@ -47,6 +47,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    ProbePeer,
     RecordDataEpoch,
     ReleaseVip,
     RunPlan,
@@ -263,6 +264,9 @@ class Core:
         self._heartbeat_at = now
         self._last_beat = NEVER
         self._trouble_at = now
+        # echo to each peer: the shell starts probing every peer, the core turns it
+        # off while the pair is calm (`_note_echo`, Timing.echo_on_demand_after)
+        self._echo_on = {p: True for p in self.peer_names}
         self._peer_was_present = {p: False for p in self.peer_names}
         # the drop reason while a peer's datagrams fail authentication
         self._auth_failing = {p: "" for p in self.peer_names}
@@ -335,6 +339,7 @@ class Core:
             self._trouble_at = now
             # the next heartbeat no later than a fast period after the last one
             self._heartbeat_at = min(self._heartbeat_at, self._last_beat + self.timing.heartbeat)
+        self._note_echo(now, out)
         # a stopping agent's last word (released, WAITING) must reach the peers before it
         # exits, or they take its silence for a hung agent and fence it (seconds lost)
         # and a standby's sync verdict (it records or withdraws its data epoch on it), a
@@ -344,20 +349,20 @@ class Core:
             or isinstance(event, SyncInSync)
             or any(isinstance(a, (RunPlan, RecordDataEpoch, WithdrawDataEpoch)) for a in out)
         )
-        self._beat_when_due(event, now, out, lambda: SendPeerMessage(self.view(now)), now_too)
+        self._beat_when_due(now, out, lambda: SendPeerMessage(self.view(now)), now_too)
 
     def _beat_when_due(
         self,
-        event: Event,
         now: float,
         out: list[Action],
         message: Callable[[], SendPeerMessage],
         now_too: bool = False,
     ) -> None:
         """The heartbeat, if it is due (or ``now_too``)."""
-        # our own echo results come every interval: a heartbeat due soon goes out with
-        # them, so it shares their wake-up instead of costing one of its own
-        early = self._beat_period(now) / 4 if isinstance(event, EchoResult) else 0.0
+        # a heartbeat due soon goes out with whatever woke the agent (the probes' slot
+        # Tick, an echo result, the peer's heartbeat), sharing its wake-up instead of
+        # costing one of its own
+        early = self._beat_period(now) / 4
         if now >= self._heartbeat_at - early or now_too:
             out.append(message())
             self._last_beat = now
@@ -380,11 +385,43 @@ class Core:
                 return True
         if self.role not in (A, S) or self._plan_live or self.manual or not self._own_all(now):
             return True
+        late = self.timing.echo_on_demand_after
         for name in self.peer_names:
             peer = self._present(name, now)
             if peer is None or not peer.has_all_uplinks:
                 return True
+            if late is not None and now >= self.peers[name].silent_since + late:
+                return True  # its heartbeats are late: lost on the way, or it is dying
         return False
+
+    def _note_echo(self, now: float, out: list[Action]) -> None:
+        """Echo on demand: probe a peer while anything looks wrong, and stop once calm.
+
+        On: within CALM_AFTER of any trouble (a peer's heartbeat late by
+        `echo_on_demand_after` is trouble), or while an echo miss is not answered
+        yet. Off: calm, the peer heard within `echo_on_demand_after`, no miss. A
+        dead peer is declared gone as soon as with probes every interval (see
+        Timing.echo_on_demand_after); an agent that hangs while its host answers
+        ICMP is still told apart, since its silence turns the probes on.
+        """
+        late = self.timing.echo_on_demand_after
+        for name in self.peer_names:
+            peer = self.peers[name]
+            # compared as the deadline is computed, so a wake-up at that deadline acts
+            calm = late is not None and now >= self._trouble_at + CALM_AFTER
+            wanted = not calm or any(peer.misses.values())
+            if wanted is self._echo_on[name]:
+                continue
+            self._echo_on[name] = wanted
+            if wanted:
+                why = "not calm (see the decisions around it)"
+                if late is not None and now >= peer.silent_since + late:
+                    why = f"no message for {_ms(peer.silent_for(now))}"
+                elif any(peer.misses.values()):
+                    why = f"echo replies missed ({peer.miss_summary()})"
+            else:
+                why = f"calm for {_ms(now - self._trouble_at)}, heartbeats on time"
+            out.append(ProbePeer(name, wanted, why))
 
     def _beat_period(self, now: float) -> float:
         calm = now - self._trouble_at >= CALM_AFTER
@@ -412,7 +449,9 @@ class Core:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
             times.append(self._reclaim_by)
-        peers = {name: self._peer_deadline(peer) for name, peer in self.peers.items()}
+        if t.echo_on_demand_after is not None and any(self._echo_on.values()):
+            times.append(self._trouble_at + CALM_AFTER)  # calm from then on: echo off
+        peers = {name: self._peer_deadline(name) for name in self.peers}
         uplinks = {name: self._upcoming(u.deadlines()) for name, u in self.uplinks.items()}
         return self._upcoming(times), peers, uplinks
 
@@ -420,11 +459,14 @@ class Core:
         """The earliest of `times` after the last handle's `now` (inf: none)."""
         return min((x for x in times if x > self._now), default=math.inf)
 
-    def _peer_deadline(self, peer: PeerTracker) -> float:
+    def _peer_deadline(self, name: str) -> float:
         """When this peer's silence (or its failing authentication) next means more."""
         t = self.timing
+        peer = self.peers[name]
         heard = peer.silent_since
         times = [heard + t.echo_window, heard + t.peer_gone_after, heard + t.service_timeout]
+        if not self._echo_on[name] and t.echo_on_demand_after is not None:
+            times.append(heard + t.echo_on_demand_after)  # late: trouble, echo on
         if peer.unauth_at > peer.heard_at:
             times += [
                 peer.unauth_since + AUTH_GRACE,
@@ -512,7 +554,7 @@ class Core:
                 return False  # the data epoch to learn or withdraw (`_learn_data_epoch`)
             self._now = now
             tracker.message(event.network, view, now)
-            self._deadline_peer[view.node] = self._peer_deadline(tracker)
+            self._deadline_peer[view.node] = self._peer_deadline(view.node)
         elif kind is EchoResult:
             assert isinstance(event, EchoResult)
             tracker = self.peers.get(event.peer or self.peer_name)
@@ -534,7 +576,7 @@ class Core:
             self._now = now
         else:
             return False
-        self._beat_when_due(event, now, out, self._steady_beat)  # nothing here is trouble
+        self._beat_when_due(now, out, self._steady_beat)  # nothing here is trouble
         self._quiet_until = self._quiet_deadline()
         return True
 

@@ -28,6 +28,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    ProbePeer,
     RecordDataEpoch,
     ReleaseVip,
     RunPlan,
@@ -321,6 +322,13 @@ class Agent:
         coros.append(self.alerts.run())
         peers = self.config.peers_of(self.node.name)
         interval = self.config.timing.interval
+        # every probe slot also hands the core a Tick: a heartbeat due within a quarter
+        # period goes out in the slot's wake-up instead of one of its own
+        slot_tick = Tick()
+
+        def on_slot() -> None:
+            self.feed(slot_tick)
+
         for attachment in self.node.attachments:
             net = attachment.network
             source = str(attachment.address)
@@ -338,6 +346,7 @@ class Agent:
                     # the UDP silence the core also demands keeps this from speeding up
                     # false failovers
                     retries=self.config.timing.misses - 1,
+                    on_slot=on_slot,
                 )
                 self.probes[name] = prober
                 self._probe_targets[name] = (net, peer.name)
@@ -355,6 +364,7 @@ class Agent:
                     # The whole interval as timeout: a switch's CPU answers ICMP slowly
                     every=max(1, int(self.config.timing.switch_timeout / (8 * interval))),
                     retries=2,
+                    on_slot=on_slot,
                 )
                 self.probes[f"switch-{net}"] = prober
                 self._probe_targets[f"switch-{net}"] = (net, "")
@@ -472,6 +482,11 @@ class Agent:
                 self.plans.submit(action)
             case SendPeerMessage(view):
                 self.peerlink.send(view)
+            case ProbePeer(peer, on, reason):
+                for name, (_, target) in self._probe_targets.items():
+                    if target == peer:
+                        self.probes[name].set_active(on)
+                self.log.note(f"echo to {peer} {'on' if on else 'off'}: {reason}", priority=7)
             case SendGarp():
                 self._background(self._garp_now())
             case FencePeer(epoch, peer):
@@ -619,6 +634,7 @@ class Agent:
                 "sent": p.sent,
                 "answered": p.answered,
                 "retried": p.retried,
+                "active": p.active,
                 "last_rtt_ms": None if p.last_rtt is None else round(p.last_rtt * 1000, 3),
                 "network": self._probe_targets[name][0],
                 "peer": self._probe_targets[name][1] or None,

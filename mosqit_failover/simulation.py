@@ -23,6 +23,7 @@ from mosqit_failover.actions import (
     FencePeer,
     PersistState,
     PlanStep,
+    ProbePeer,
     RecordDataEpoch,
     ReleaseVip,
     RunPlan,
@@ -91,6 +92,10 @@ class SimNode:
     backlog: list[Event] = field(default_factory=list)  # delivered while frozen
     sync_behind: bool = False  # its synced directories lag behind the active's
     sync_told: dict[str, bool] = field(default_factory=dict)  # SyncInSync last fed, per peer
+    # per peer: echo probes on (ProbePeer), and the probing of each network, to send one
+    # at once when the core turns them on
+    echo_on: dict[str, bool] = field(default_factory=dict)
+    echo_now: dict[str, Callable[[str], None]] = field(default_factory=dict)
 
     @property
     def listening(self) -> bool:
@@ -207,6 +212,8 @@ class World:
                 self.now,
             )
             node.plan = None
+            node.echo_on = {p.name: True for p in self.others(node)}
+            node.echo_now = {}
             for network in self.networks:
                 self.deliver(node, LinkChanged(network, self.carrier(node, network)))
             for network in self.networks:
@@ -231,11 +238,13 @@ class World:
             )
             self.deliver(node, SwitchReachability(network, switch_ok), LATENCY)
             for peer in peers:
-                echo(peer)
+                if node.echo_on.get(peer.name, True):
+                    echo(peer)
             self.at(self.now + interval, probe)
 
         # probes re-sent at once since the last answer, as the shell does, per peer
         retried = {p.name: 0 for p in peers}
+        answer_due = {p.name: 0.0 for p in peers}  # the last probe's report, per peer
 
         def echo(peer: SimNode) -> None:
             if node.core is not core or not node.agent or node.frozen:
@@ -249,12 +258,19 @@ class World:
             timing = self.config.timing
             delay = 2 * LATENCY if answered else timing.echo_timeout
             self.deliver(node, EchoResult(network, answered, peer.name), delay)
+            answer_due[peer.name] = self.now + delay
             if answered:
                 retried[peer.name] = 0
             elif retried[peer.name] < timing.misses - 1:
                 retried[peer.name] += 1
                 self.at(self.now + delay, lambda: echo(peer))
 
+        def echo_now(name: str) -> None:
+            """Turned on: one probe at once, as the shell sends, unless one is in flight."""
+            if self.now >= answer_due[name]:
+                echo(next(p for p in peers if p.name == name))
+
+        node.echo_now[network] = echo_now
         self.at(self.now + self.rng.uniform(0, interval), probe)
 
     def deliver(self, node: SimNode, event: Event, delay: float = 0.0) -> None:
@@ -295,6 +311,11 @@ class World:
                     self._step(node, action, 0)
                 case SendPeerMessage(view):
                     self._send(node, view)
+                case ProbePeer(peer, on):
+                    node.echo_on[peer] = on
+                    if on:
+                        for probe_now in node.echo_now.values():
+                            probe_now(peer)
                 case Alert() | Escalate():
                     self.timeline.append(
                         Line(self.now, node.name, f"{type(action).__name__}: {action}")

@@ -60,6 +60,7 @@ import contextlib
 import errno
 import itertools
 import logging
+import math
 import os
 import socket
 import struct
@@ -256,14 +257,22 @@ class _Channel:
 
 
 class _Cadence:
-    """One timer for the probers of one loop with the same interval: send, expire, skip."""
+    """One timer for the probers of one loop with the same interval: send, expire, skip.
+
+    Slots are ``start + k * interval``; the timer wakes only for a slot in which an
+    active member probes (a prober probing every n-th slot, or switched off, costs
+    no wake-up in the others) or a member has an ``on_slot`` hook, and for the
+    timeouts of probes in flight.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         self.loop = loop
         self.interval = interval
         self.members: list[EchoProber] = []
         self.start = loop.time()
-        self.slot = 0  # index of the next send
+        self.slot = 0  # index of the next slot that may send (the last one sent + 1)
+        self._planned: int | None = 0  # the slot the timer is armed for (None: no slot)
+        self._ticking = False
         self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time(), self._tick)
 
     def stop(self) -> None:
@@ -273,10 +282,13 @@ class _Cadence:
 
     def _tick(self) -> None:
         self._timer = None
+        self._ticking = True
         try:
             self._step()
         except Exception:  # never let the cadence die: log, and keep ticking
             LOGGER.exception("echo: probe cadence step failed")
+        finally:
+            self._ticking = False
         if self.members:
             self._schedule()
 
@@ -288,24 +300,47 @@ class _Cadence:
         now = self.loop.time()
         for prober in members:
             prober._expire(now)
-        due = self.start + self.slot * self.interval
+        if self._planned is None:
+            return
+        due = self.start + self._planned * self.interval
         if now < due:
             return
+        # later than the slot it was armed for by whole intervals: the process stalled
         late = int((now - due) / self.interval)
+        slot = self._planned + late
         if late:
-            self.slot += late
             for prober in members:
                 prober.skipped += late
                 LOGGER.warning(
                     "echo %s: stalled %.2fs, skipping %d probe(s)", prober.name, now - due, late
                 )
         for prober in members:
-            if self.slot % prober.every == 0:
+            if prober.active and slot % prober.every == 0:
                 prober._send(now)
-        self.slot += 1
+        self.slot = slot + 1
+        hooks = {id(m.on_slot): m.on_slot for m in members if m.on_slot is not None}
+        for hook in hooks.values():
+            try:
+                hook()
+            except Exception:
+                LOGGER.exception("echo: a slot hook failed")
+
+    def _plan(self) -> int | None:
+        """The next slot, not before now, in which an active member probes."""
+        everies = {m.every for m in self.members if m.active}
+        if any(m.on_slot is not None for m in self.members):
+            everies.add(1)
+        if not everies:
+            return None
+        now_slot = math.ceil((self.loop.time() - self.start) / self.interval)
+        first = max(self.slot, now_slot)
+        return min(first + (-first) % every for every in everies)
 
     def _schedule(self) -> None:
-        wake = self.start + self.slot * self.interval
+        self._planned = self._plan()
+        wake = math.inf
+        if self._planned is not None:
+            wake = self.start + self._planned * self.interval
         for prober in self.members:
             for sent_at in prober._pending.values():
                 wake = min(wake, sent_at + prober.timeout)
@@ -313,14 +348,22 @@ class _Cadence:
             if self._timer.when() == wake:
                 return
             self._timer.cancel()
-        self._timer = self.loop.call_at(wake, self._tick)
+            self._timer = None
+        if not math.isinf(wake):
+            self._timer = self.loop.call_at(wake, self._tick)
 
     def answered(self) -> None:
         """A reply came: once every probe of the slot is answered, sleep until the next slot.
 
         Without this, each slot cost a second wake-up at its probes' timeout.
         """
-        if self._timer is not None and not any(m._pending for m in self.members):
+        if not self._ticking and not any(m._pending for m in self.members):
+            self._schedule()
+
+    def changed(self) -> None:
+        """A member joined, was switched on or off, or sent a probe outside a slot: arm
+        the timer anew (inside a tick it is armed after the step anyway)."""
+        if not self._ticking:
             self._schedule()
 
 
@@ -334,13 +377,16 @@ class EchoProber:
     ``timeout`` (default: ``interval``) is how long a probe may wait for its
     reply; ``retries`` how many probes may follow a timed-out one at once
     (see the module docstring); ``every``: probe only every n-th slot of the
-    interval (a slower probe that still shares the cadence's wake-ups).
+    interval (a slower probe that still shares the cadence's wake-ups);
+    ``on_slot``: called once per slot of the cadence, after its probes went out,
+    whether this prober probes in it or not (the agent's heartbeat shares the
+    wake-up: one hook per distinct callable).
 
     Counters for status output: ``sent`` (probes attempted, including those
     whose send failed), ``answered``, ``last_rtt`` (seconds, of the last
     answered probe, or None), ``consecutive_misses``, ``errors`` (socket
     errors), ``skipped`` (slots skipped after a stall), ``retried`` (probes
-    sent at once after a timeout).
+    sent at once after a timeout), ``active`` (see :meth:`set_active`).
     """
 
     def __init__(
@@ -353,6 +399,7 @@ class EchoProber:
         timeout: float | None = None,
         retries: int = 0,
         every: int = 1,
+        on_slot: Callable[[], None] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
@@ -365,6 +412,7 @@ class EchoProber:
         self.timeout = self.interval if timeout is None else float(timeout)
         self.retries = max(0, retries)
         self.every = max(1, every)
+        self.on_slot = on_slot
         self._report = report
         self.sent = 0
         self.answered = 0
@@ -374,6 +422,7 @@ class EchoProber:
         self.skipped = 0
         self.retried = 0
         self._streak_retries = 0  # retries sent since the last answer
+        self.active = True  # probing every slot; off: sends nothing (set_active)
         self.ident = _allocate_id()
         self._requests = EchoRequests(self.ident)
         try:
@@ -405,6 +454,7 @@ class EchoProber:
             cadence = _cadences[(loop, self.interval)] = _Cadence(loop, self.interval)
         cadence.members.append(self)
         self._cadence = cadence
+        cadence.changed()
         try:
             await loop.create_future()  # the cadence and the channel do the work
         finally:
@@ -423,6 +473,23 @@ class EchoProber:
             self._loop = None
             # the in-flight probes die with the prober: no report for them
             self._pending.clear()
+
+    def set_active(self, active: bool) -> None:
+        """Probe every slot (True, with one probe at once unless one is in flight) or
+        not at all (False: the probes in flight still end in their one report each).
+
+        Echo on demand: the core turns a peer's probes off while its heartbeats
+        arrive on time, and on when one is late, when it must not wait for a slot.
+        """
+        if active == self.active:
+            return
+        self.active = active
+        cadence, loop = self._cadence, self._loop
+        if cadence is None or loop is None:
+            return
+        if active and not self._pending:
+            self._send(loop.time())
+        cadence.changed()
 
     def _send(self, now: float) -> None:
         self._seq = (self._seq + 1) & 0xFFFF

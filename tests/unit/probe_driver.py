@@ -5,6 +5,7 @@ Run inside a network namespace::
     python probe_driver.py link a=pa,b=ghost SECONDS
     python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES [EVERY]]]
     python probe_driver.py echo-multi SOURCE INTERVAL SECONDS TARGET,TARGET,... [STAGGER]
+    python probe_driver.py echo-demand SOURCE TARGET INTERVAL TIMEOUT ON_AT OFF_AT SECONDS
 
 Each report is one line ``{"t": <monotonic>, ...}``; the run ends after
 SECONDS or when stdin is closed, with a line ``{"end": true, ...counters}``.
@@ -88,6 +89,21 @@ async def _staggered(probers: list[EchoProber], stagger: float) -> None:
             _packets_seen[channel.source] = channel.packets
 
 
+def _prober(
+    source: str,
+    target: str,
+    interval: float,
+    timeout: float | None,
+    retries: int = 0,
+    every: int = 1,
+) -> EchoProber:
+    """A prober that prints each report as a line."""
+    report = lambda ok: emit(t=time.monotonic(), ok=ok)  # noqa: E731
+    return EchoProber(
+        "test", source, target, interval, report, timeout=timeout, retries=retries, every=every
+    )
+
+
 async def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     mode = argv[0]
@@ -103,16 +119,7 @@ async def main(argv: list[str]) -> int:
         timeout = float(argv[5]) if len(argv) > 5 else None
         retries = int(argv[6]) if len(argv) > 6 else 0
         every = int(argv[7]) if len(argv) > 7 else 1
-        prober = EchoProber(
-            "test",
-            source,
-            target,
-            interval,
-            lambda ok: emit(t=time.monotonic(), ok=ok),
-            timeout=timeout,
-            retries=retries,
-            every=every,
-        )
+        prober = _prober(source, target, interval, timeout, retries, every)
         crash = await bounded(prober.run(), seconds)
         summary = {
             "sent": prober.sent,
@@ -123,6 +130,23 @@ async def main(argv: list[str]) -> int:
             "skipped": prober.skipped,
             "retried": prober.retried,
         }
+    elif mode == "echo-demand":
+        # probing off from the start, on at ON_AT (between slots), off again at OFF_AT
+        source, target, interval, timeout = argv[1], argv[2], float(argv[3]), float(argv[4])
+        on_at, off_at, seconds = float(argv[5]), float(argv[6]), float(argv[7])
+        prober = _prober(source, target, interval, timeout)
+        prober.set_active(False)
+        loop = asyncio.get_running_loop()
+
+        def switch(active: bool) -> None:
+            emit(t=time.monotonic(), active=active)
+            prober.set_active(active)
+
+        loop.call_later(on_at, switch, True)
+        loop.call_later(off_at, switch, False)
+        emit(t=time.monotonic(), started=True)
+        crash = await bounded(prober.run(), seconds)
+        summary = {"sent": prober.sent, "answered": prober.answered}
     elif mode == "echo-multi":
         # several probers on one source address, started ``stagger`` s apart
         source, interval, seconds = argv[1], float(argv[2]), float(argv[3])

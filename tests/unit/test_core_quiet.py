@@ -101,6 +101,12 @@ def test_a_tick_for_the_heartbeat_alone_sends_it_quietly() -> None:
     world.run_until(15.0)
     core = world.nodes["alpha"].core
     assert core is not None and core._quiet_until > core._now, "alpha is steady"
+    # a moment the heartbeat is due before any rule's deadline (a peer's message late
+    # by `echo_on_demand_after` is one: it comes and goes with each message)
+    end = 15.0
+    while core._heartbeat_at >= core._quiet_until and end < 16.0:
+        end += 0.005
+        world.run_until(end)
     beat = core._heartbeat_at
     assert beat < core._quiet_until, "the heartbeat is the next deadline"
     out: list[Action] = []

@@ -465,8 +465,14 @@ def _beats(h: Harness, since: float) -> list[float]:
     return [t for t, a in h.outputs if t >= since and isinstance(a, SendPeerMessage)]
 
 
+def _always_echo() -> Config:
+    config = parse(SIM_CONFIG)
+    return replace(config, timing=replace(config.timing, peer_echo="always"))
+
+
 def test_heartbeats_slow_down_when_calm_and_speed_up_at_the_first_sign_of_loss() -> None:
-    h = active()
+    # with echo every interval (peer_echo "always"): an echo miss is the first sign
+    h = active(config=_always_echo())
     t = h.config.timing
     h.run_until(1.0 + CALM_AFTER + 1.0)
     calm = _beats(h, 1.0 + CALM_AFTER + 0.2)
@@ -487,3 +493,49 @@ def test_heartbeats_slow_down_when_calm_and_speed_up_at_the_first_sign_of_loss()
     gaps = [b - a for a, b in itertools.pairwise(after)]
     assert all(0.75 * t.heartbeat - 1e-9 <= g <= t.heartbeat + 1e-9 for g in gaps), gaps
     assert h.core.snapshot(h.now)["heartbeat_ms"] == 50
+
+
+def test_on_demand_a_late_heartbeat_is_the_first_sign_of_loss() -> None:
+    """Echo on demand: a calm pair does not probe the peer; a heartbeat of the peer late
+    by echo_on_demand_after turns the probes on at once, with a fast heartbeat; calm
+    again for CALM_AFTER, they stop."""
+    h = active()
+    t = h.config.timing
+    after = t.echo_on_demand_after
+    assert after is not None and after == pytest.approx(0.14)
+    h.run_until(1.0 + CALM_AFTER + 1.0)
+    assert h.transcript(1.0) == ["ProbePeer(beta, False, calm for 5000ms, heartbeats on time)"]
+    assert not h.echo_on
+    calm = _beats(h, h.now - 0.5)
+    peer, h.peer = h.peer, None  # its heartbeats get lost
+    heard = h.core.peers["beta"].heard_at
+    h.run_until(heard + 0.5)
+    h.peer = peer
+    assert h.transcript(heard) == ["ProbePeer(beta, True, no message for 140ms)"]
+    beats = _beats(h, heard + after - 1e-9)
+    assert beats[0] == pytest.approx(heard + after), (calm, beats)
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert all(g <= t.heartbeat + 1e-9 for g in gaps), gaps
+    assert h.role() is Role.ACTIVE, "its echo answered: not gone"
+    h.run_until(heard + after + CALM_AFTER + 0.5)
+    assert h.transcript(heard + 1) == [
+        "ProbePeer(beta, False, calm for 5000ms, heartbeats on time)"
+    ]
+
+
+def test_on_demand_a_dead_peer_is_declared_gone_after_echo_window() -> None:
+    """Probes that start when the peer's silence reaches echo_on_demand_after leave
+    time for every miss: the standby promotes at echo_window, as with echo always."""
+    results = {}
+    for config in (parse(SIM_CONFIG), _always_echo()):
+        h = standby(config=config)
+        h.run_until(1.0 + CALM_AFTER + 1.0)
+        assert h.echo_on is (config.timing.peer_echo == "always")
+        h.peer = None
+        h.echo_answers = {"a": False, "b": False}
+        heard = h.core.peers["alpha"].heard_at
+        h.run_until(heard + 1.0)
+        promote = next(t for t, a in h.outputs if getattr(a, "kind", "") == "promote")
+        results[config.timing.peer_echo] = promote - heard
+    assert results["auto"] == pytest.approx(h.config.timing.echo_window), results
+    assert results["auto"] <= results["always"] + 1e-9, results

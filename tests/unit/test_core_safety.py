@@ -78,12 +78,14 @@ def test_authentication_back_is_said_once() -> None:
     h.peer_unauthenticated = "stale"
     h.run_until(start + 5)
     h.peer_unauthenticated = None
-    h.run_until(start + 10)
+    h.run_until(start + 10.5)
     assert h.transcript(start) == [
         "[peer-auth-failed] beta STANDBY: messages from peer alpha fail authentication "
         "(stale): the clocks differ by more than 30 s: run NTP (chrony) on both nodes; its "
         "agent is alive, so this node will not take over until they authenticate [epoch 0]",
         "[peer-auth-ok] beta STANDBY: messages from peer alpha authenticate again [epoch 0]",
+        # failing authentication is trouble: echo ran all along, and stops once calm
+        "ProbePeer(alpha, False, calm for 5000ms, heartbeats on time)",
     ]
 
 

@@ -373,6 +373,27 @@ def test_echo_retries_confirm_a_miss_at_once_then_keep_the_cadence(net: NetPair)
     assert ok.finish()["retried"] == 0
 
 
+@pytest.mark.parametrize("answered", [True, False])
+def test_echo_on_demand_probes_at_once_and_only_while_on(net: NetPair, answered: bool) -> None:
+    """set_active: off sends nothing; on sends one probe at once (between slots) whose
+    report comes by its timeout, then every slot; off again stops the slots."""
+    net.wait_answered()
+    target = PEER_IP if answered else NOBODY_IP
+    # 300 ms slots, 50 ms timeout; on at 0.45 s (mid-slot), off at 1.05 s, 1.5 s in all
+    run = net.driver("echo-demand", HERE_IP, target, "0.3", "0.05", "0.45", "1.05", "1.5")
+    run.proc.wait(timeout=10)
+    end = run.finish()
+    start = next(r["t"] for r in run.records if r.get("started"))
+    on = next(r["t"] for r in run.records if r.get("active") is True)
+    off = next(r["t"] for r in run.records if r.get("active") is False)
+    reports = [r["t"] for r in run.records if "ok" in r]
+    assert all(on <= t <= off + 0.06 for t in reports), (start, on, off, reports)
+    assert reports and reports[0] - on < (0.02 if answered else 0.08), (on, reports)
+    # at once, then the slots at 0.6 and 0.9 s: three probes, each one report
+    assert end["sent"] == 3 == len(reports), (end, reports)
+    assert all(r["ok"] is answered for r in run.records if "ok" in r)
+
+
 def test_echo_every_nth_slot(net: NetPair) -> None:
     net.wait_answered()
     slow = net.echo(0.05, 1.0, "0.05", "0", "4")  # a probe every 4th 50 ms slot

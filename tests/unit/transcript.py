@@ -1,7 +1,8 @@
 """Drive one core with explicit events at explicit times; read back a transcript.
 
 The harness plays the shell for a single node: at each probe interval it
-feeds the switch answers and the echo results the test set up, the peer's
+feeds the switch answers and the echo results the test set up (the echo
+only while the core wants it, one at once when it turns it on), the peer's
 messages at each heartbeat while the peer is alive, and a Tick at every
 deadline the core asks for. What comes out is the core's decisions and
 actions as short text, in order (peer messages left out).
@@ -11,7 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mosqit_failover.actions import Action, Decision, FencePeer, RunPlan, SendPeerMessage
+from mosqit_failover.actions import (
+    Action,
+    Decision,
+    FencePeer,
+    ProbePeer,
+    RunPlan,
+    SendPeerMessage,
+)
 from mosqit_failover.config import Config
 from mosqit_failover.core import Core
 from mosqit_failover.events import (
@@ -89,6 +97,7 @@ class Harness:
         self._next_beat = self.now
         self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
         self._retries = {"a": 0, "b": 0}  # probes re-sent at once since the last answer
+        self.echo_on = True  # the core's last ProbePeer: the shell starts probing
         self._jobs: list[tuple[int, list[object]]] = []
         self._fences: list[tuple[float, int]] = []  # (answer due, epoch)
         for network, up in self.carrier.items():
@@ -114,6 +123,12 @@ class Harness:
                 self._jobs = [(action.number, list(action.steps))]
             if isinstance(action, FencePeer) and self.fence_answer is not None:
                 self._fences.append((self.now + FENCE_TIME, action.epoch))
+            if isinstance(action, ProbePeer) and action.on != self.echo_on:
+                self.echo_on = action.on
+                waiting = {network for _, network in self._misses_due}
+                for network in ("a", "b"):
+                    if action.on and network not in waiting:
+                        self._echo(network)
         if self.auto_complete:
             self._complete_steps()
 
@@ -158,7 +173,8 @@ class Harness:
                 for network in ("a", "b"):
                     up = self.carrier[network]
                     self.feed(SwitchReachability(network, up and self.switch_answers[network]))
-                    self._echo(network)
+                    if self.echo_on:
+                        self._echo(network)
             while self._fences and self._fences[0][0] <= self.now and self.fence_answer:
                 epoch = self._fences.pop(0)[1]
                 self.feed(FenceResult(epoch, *self.fence_answer))

@@ -165,6 +165,7 @@ class SyncManager:
         self._alert = alert
         self._mounts: dict[str, SyncMount] = {}  # synchronous directories, by path
         self._unmountable: dict[str, str] = {}  # synchronous ones whose mount failed: why
+        self._losing: dict[str, asyncio.Task[None]] = {}  # mounts no longer on top, stopping
         self._in_force: set[str] = set()  # synchronous in this epoch (see start)
         self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
         self._joining: dict[str, asyncio.Task[None]] = {}  # a rejoin in flight, per mount
@@ -298,7 +299,9 @@ class SyncManager:
         for sync in self._synchronous():
             mount = self._mounts.get(sync.path)
             if mount is None or mount.sync != sync:
-                mount = SyncMount(sync, self.runtime_dir, self._note, self._changed, self._died)
+                mount = SyncMount(
+                    sync, self.runtime_dir, self._note, self._changed, self._died, self._lost
+                )
                 self._mounts[sync.path] = mount
             if mount.up and mount.epoch == epoch:
                 continue
@@ -520,6 +523,40 @@ class SyncManager:
             self.on_mount_died(path, detail, holders)
         except Exception:
             LOGGER.exception("on_mount_died(%r) failed", path)
+
+    def _lost(self, mount: SyncMount, detail: str) -> None:
+        if mount.sync.path not in self._losing:
+            task = asyncio.create_task(self._stop_lost(mount, detail))
+            self._losing[mount.sync.path] = task
+
+    async def _stop_lost(self, mount: SyncMount, detail: str) -> None:
+        """Our file system is no longer on top of the directory while the service runs:
+        stop it (descriptors still open through it then fail: better an error than
+        writes acknowledged to nobody) and sync the directory asynchronously for the
+        epoch, degraded, every standby caught up: the service's files that went to the
+        plain directory meanwhile are not lost, as a handover now could lose them."""
+        path = mount.sync.path
+        try:
+            if self._mounts.get(path) is not mount:
+                return  # stopped or replaced meanwhile
+            del self._mounts[path]
+            self._live[path] = set()
+            joining = self._joining.pop(path, None)
+            if joining is not None:
+                joining.cancel()
+            await mount.stop()
+            self._unmountable[path] = detail
+            self._note(
+                f"sync {path}: {detail}: the synchronous mount is stopped and the directory "
+                "synced asynchronously for this epoch (degraded: a failover may lose its "
+                "latest changes); a switchover (or the next promotion) mounts it again",
+                2,
+            )
+            self._alert(f"sync {path}: synchronous mount no longer on top, asynchronous: {detail}")
+            self._catch_up(mount.sync, [p.name for p in self.peers])
+            self._judge()
+        finally:
+            self._losing.pop(path, None)
 
     async def unmount(self) -> None:
         """Stop every synchronous mount (demotion, after the services stopped), and any
@@ -758,7 +795,7 @@ class SyncManager:
                 out.append(_synchronous_status(mount.sync, mount, engines))
             elif sync.path in self._unmountable and peers:
                 why = self._unmountable[sync.path]
-                state = "asynchronous: the synchronous mount failed (degraded)"
+                state = "asynchronous: the synchronous mount failed or was lost (degraded)"
                 out.append({**_merge(peers), "mode": sync.mode, "state": state})
                 out[-1].update(degraded=True, last_error=why)
             elif peers:

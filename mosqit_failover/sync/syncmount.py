@@ -114,7 +114,10 @@ class SyncMount:
 
     ``on_change(mount)`` is called after each change of the status file (a channel
     lost, degraded); ``on_exit(mount, detail)`` when the process ended without being
-    asked to (a crash, a SIGKILL): the directory is then already unmounted lazily.
+    asked to (a crash, a SIGKILL): the directory is then already unmounted lazily;
+    ``on_lost(mount, detail)`` once when, the process running, our file system is no
+    longer the top mount of the directory (an operator's ``umount -l``, or a mount put
+    over it): new opens there reach something unreplicated. The caller stops it.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class SyncMount:
         note: Note,
         on_change: Callable[[SyncMount], None] = lambda mount: None,
         on_exit: Callable[[SyncMount, str], None] = lambda mount, detail: None,
+        on_lost: Callable[[SyncMount, str], None] = lambda mount, detail: None,
     ) -> None:
         self.sync = sync
         digest = hashlib.sha1(sync.path.encode()).hexdigest()[:12]
@@ -133,6 +137,8 @@ class SyncMount:
         self._note = note
         self.on_change = on_change
         self.on_exit = on_exit
+        self.on_lost = on_lost
+        self._lost_said = False
         self.view: dict[str, Any] = {}
         self.pid: int | None = None
         self.epoch: int | None = None
@@ -372,6 +378,7 @@ class SyncMount:
                     probe_at = now
                 elif probe is not None and probe.done():
                     probe, next_probe = None, now + HEALTH_PERIOD
+                    self._check_on_top()
                 elif probe is not None and now - probe_at > self.hang_after:
                     self._kill_hung(now - probe_at)
                     probe, next_probe = None, math.inf  # its exit follows: the death path
@@ -385,6 +392,21 @@ class SyncMount:
         self.pid = None
         self._close_fds()
         self.on_exit(self, f"pid {pid} ended unasked (killed or crashed)")
+
+    def _check_on_top(self) -> None:
+        """Said once: our file system is no longer on top of the directory (the status
+        file, the process and the statfs, answered by whatever is there now, cannot
+        tell)."""
+        if self._lost_said or self._stopping or self._ours_on_top(_mount_table()):
+            return
+        self._lost_said = True
+        below = mountinfo.top_source(self.sync.path, _mount_table())
+        how = f"{below} is mounted over it" if below else "it was unmounted (umount -l?)"
+        self.on_lost(
+            self,
+            f"the synchronous file system (pid {self.pid}) is no longer on top of the "
+            f"directory: {how}; the service's new files there are not replicated",
+        )
 
     def _lookup(self) -> None:
         """A statfs through the mount (in a thread: a hung file system blocks it until the

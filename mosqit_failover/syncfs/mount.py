@@ -34,6 +34,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mosqit_failover.syncfs import mountinfo
 from mosqit_failover.syncfs.binding import (
     FUSE_DEVICE,
     INSTALL_HINT,
@@ -209,7 +210,13 @@ async def serve(args: argparse.Namespace) -> int:
         stop.cancel()
         if joining is not None:
             joining.cancel()
-        pyfuse3.close(unmount=True)
+        # libfuse's unmount is a lazy umount of the path: whatever is on top of it. Ours
+        # only: after an operator's `umount -l` or with a disk mounted over it, that
+        # would be someone else's mount (ours ends with this process anyway)
+        ours = mountinfo.top_source(directory) == FS_NAME
+        if not ours:
+            log(f"not unmounting {directory}: our file system is not on top of it any more")
+        pyfuse3.close(unmount=ours)
         await replicator.close()
         os.close(root_fd)
     if args.status:

@@ -453,7 +453,7 @@ class SyncManager:
             return
         now = asyncio.get_running_loop().time()
         for path, mount in self._mounts.items():
-            if not mount.up or mount.fenced or mount.epoch != self.epoch:
+            if not mount.up or mount.fenced or mount.epoch != self.epoch or path in self._losing:
                 continue
             if path in self._joining and not self._joining[path].done():
                 continue
@@ -539,12 +539,14 @@ class SyncManager:
         try:
             if self._mounts.get(path) is not mount:
                 return  # stopped or replaced meanwhile
-            del self._mounts[path]
             self._live[path] = set()
             joining = self._joining.pop(path, None)
             if joining is not None:
                 joining.cancel()
             await mount.stop()
+            if self._mounts.get(path) is not mount:
+                return  # the manager let go of its mounts meanwhile (demoted, stopping)
+            del self._mounts[path]
             self._unmountable[path] = detail
             self._note(
                 f"sync {path}: {detail}: the synchronous mount is stopped and the directory "
@@ -553,7 +555,9 @@ class SyncManager:
                 2,
             )
             self._alert(f"sync {path}: synchronous mount no longer on top, asynchronous: {detail}")
-            self._catch_up(mount.sync, [p.name for p in self.peers])
+            for peer in self.peers:  # not _catch_up: with the mount gone, nothing may run
+                if not self._slots_of(path, peer.name):
+                    self._slots.append(self._new_slot(mount.sync, peer))
             self._judge()
         finally:
             self._losing.pop(path, None)

@@ -329,3 +329,41 @@ def test_the_agent_killed_with_the_cut_loses_no_acknowledged_file(sync_pair: Lab
         deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
         assert cut.acked > 20 and cut.lost == 0, f"MQLAB_RPO_SEED={seed}: {report}"
     print(f"MQLAB_RPO_SEED={seed}: " + "; ".join(report))
+
+
+def test_an_operators_lazy_unmount_makes_the_directory_asynchronous(sync_pair: Lab) -> None:
+    """``umount -l`` of the serving mount by hand while a process holds a file open
+    through it (breaker round 2): the agent notices within a few seconds that its file
+    system is no longer on top, says so, stops the mount and syncs the directory
+    asynchronously, so a file the service writes afterwards reaches the standby; a
+    switchover mounts it synchronously again."""
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+    since = time.time()
+    holder = f"exec sleep 300 < {SPOOL}/seed > /dev/null 2>&1"
+    act.run(["sh", "-c", f"setsid sh -c '{holder}' &"])
+    try:
+        act.run(["umount", "-l", SPOOL])
+        deadline = time.monotonic() + 15
+        said: list[str] = []
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.5)
+            entries = act.journal(identifier="mosqit-failover", since=since)
+            said = [
+                e.get("MESSAGE", "") for e in entries if "no longer on top" in e.get("MESSAGE", "")
+            ]
+        assert said and "umount -l" in said[0], said
+        shown = sync_dir(act, SPOOL)
+        assert shown["degraded"] and shown["state"].startswith("asynchronous"), shown
+        act.write_file(f"{SPOOL}/after-umount", "written after the unmount\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = sb.run(["cat", f"{SPOOL}/after-umount"], check=False).stdout
+            if found == "written after the unmount\n":
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the file written after the unmount never reached the standby")
+        assert not act.run(["findmnt", "-n", SPOOL], check=False).stdout.strip()
+    finally:
+        act.run(["pkill", "-f", "sleep 300"], check=False)
+    switch_over(sync_pair.nodes, act, sb, SPOOL)  # synchronous again, on the other node

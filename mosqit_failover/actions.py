@@ -75,9 +75,11 @@ class SendPeerMessage:
 
 @dataclass(frozen=True)
 class ProbePeer:
-    """Echo probes to `peer` on every network: `on` (one at once, then every interval,
-    a timed-out one re-sent at once as always) or off (none), for `reason` (not part
-    of a plan). Probing starts on for every peer; the core asks for a change only.
+    """Echo probes to `peer` on every network: `on` (one at once unless one is in
+    flight, then every interval, a timed-out one re-sent at once as always) or off
+    (none), for `reason` (not part of a plan). Probing starts on for every peer; the
+    core asks for a change, and for one more probe at once (on while on) before a
+    silent peer's echo window ends.
 
     Echo on demand, as BFD's demand mode: while the peer's heartbeats arrive on time
     they prove more than its echo replies would, so a calm pair does not probe it.

@@ -85,19 +85,22 @@ class Timing:
 
     @property
     def echo_on_demand_after(self) -> float | None:
-        """The silence after which a peer is probed when echo runs on demand; None:
-        probed every interval for ever (`peer_echo = "always"`, or a timing too tight).
+        """The silence after which a calm peer is probed, and its lateness is trouble,
+        when echo runs on demand; None: probed every interval for ever (`peer_echo =
+        "always"`, or a timing too tight for it).
 
-        Probing must start early enough for `misses` probes and their quick retries
-        to time out within `echo_window`, with one echo_timeout to spare, so that a
-        dead peer is declared gone as soon as with probes every interval. It must
-        also start late enough that a calm heartbeat, a little late, does not start
-        it: at least 1.25 x calm_heartbeat. The standard timing (140 ms against
-        calm heartbeats every 100 ms) and slower ones allow that; the fast profile
-        (its window is shorter than a calm heartbeat) does not.
+        A calm heartbeat late by half an echo timeout: the first sign of loss that a
+        probe every interval would have given about as early (its miss shows an
+        echo_timeout after its slot), so that both nodes speed up their heartbeats as
+        soon as they would have; and early enough that `misses` probes and their quick
+        retries time out with an echo_timeout to spare within `echo_window`, so a
+        dead peer is declared gone as soon as with probes every interval. The
+        standard timing gives 110 ms against a 220 ms window; the fast profile, whose
+        window is not much longer than a calm heartbeat, probes every interval.
         """
-        after = self.echo_window - (self.misses + 1) * self.echo_timeout
-        if self.peer_echo == "always" or after < 1.25 * self.calm_heartbeat:
+        after = self.calm_heartbeat + self.echo_timeout / 2
+        room = (self.misses + 1) * self.echo_timeout
+        if self.peer_echo == "always" or after + room > self.echo_window:
             return None
         return after
 
@@ -705,7 +708,7 @@ def describe_timing(timing: Timing) -> list[str]:
         why = "peers are probed only after this silence (on demand, peer_echo auto)"
         lines.append(f"  {'echo on demand after':<22}{format_duration(after):>8}  {why}")
     elif timing.peer_echo == "auto":
-        why = "echo_window - (misses + 1) x echo_timeout is under 1.25 x calm_heartbeat"
+        why = "calm_heartbeat + (misses + 1.5) x echo_timeout is longer than echo_window"
         lines.append(f"  {'echo to peers':<22}{'always':>8}  {why}")
     else:
         lines.append(f"  {'echo to peers':<22}{'always':>8}  peer_echo always")

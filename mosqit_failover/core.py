@@ -267,6 +267,7 @@ class Core:
         # echo to each peer: the shell starts probing every peer, the core turns it
         # off while the pair is calm (`_note_echo`, Timing.echo_on_demand_after)
         self._echo_on = {p: True for p in self.peer_names}
+        self._last_probed: dict[str, float] = {}  # per peer: the silence's last probe, sent
         self._peer_was_present = {p: False for p in self.peer_names}
         # the drop reason while a peer's datagrams fail authentication
         self._auth_failing = {p: "" for p in self.peer_names}
@@ -403,10 +404,25 @@ class Core:
         dead peer is declared gone as soon as with probes every interval (see
         Timing.echo_on_demand_after); an agent that hangs while its host answers
         ICMP is still told apart, since its silence turns the probes on.
+
+        A last probe (`ProbePeer` on again) goes out 1.5 echo timeouts before a
+        silent peer's `echo_window` ends: the first probes and their quick retries
+        went out soon after the heartbeat was late, so a short blackout (both
+        networks, under two calm heartbeats) could hold every one of them; with
+        probes every interval one of them tends to fall after it. Answered, it
+        clears the misses; a dead peer is gone at the same moment as without it.
         """
         late = self.timing.echo_on_demand_after
         for name in self.peer_names:
             peer = self.peers[name]
+            last = self._last_probe_at(name)
+            due = last is not None and last <= now < last + 1.5 * self.timing.echo_timeout
+            if due and self._last_probed.get(name) != last:
+                assert last is not None
+                self._last_probed[name] = last
+                silent = _ms(peer.silent_for(now))
+                why = f"the last probe before its echo window ends (no message for {silent})"
+                out.append(ProbePeer(name, True, why))
             # compared as the deadline is computed, so a wake-up at that deadline acts
             calm = late is not None and now >= self._trouble_at + CALM_AFTER
             wanted = not calm or any(peer.misses.values())
@@ -422,6 +438,14 @@ class Core:
             else:
                 why = f"calm for {_ms(now - self._trouble_at)}, heartbeats on time"
             out.append(ProbePeer(name, wanted, why))
+
+    def _last_probe_at(self, name: str) -> float | None:
+        """When a silent peer gets its last probe (None: echo is not on demand)."""
+        t = self.timing
+        silent_since = self.peers[name].silent_since
+        if t.echo_on_demand_after is None or math.isinf(silent_since):
+            return None
+        return silent_since + t.echo_window - 1.5 * t.echo_timeout
 
     def _beat_period(self, now: float) -> float:
         calm = now - self._trouble_at >= CALM_AFTER
@@ -465,8 +489,9 @@ class Core:
         peer = self.peers[name]
         heard = peer.silent_since
         times = [heard + t.echo_window, heard + t.peer_gone_after, heard + t.service_timeout]
-        if not self._echo_on[name] and t.echo_on_demand_after is not None:
-            times.append(heard + t.echo_on_demand_after)  # late: trouble, echo on
+        if t.echo_on_demand_after is not None:
+            times.append(heard + t.echo_on_demand_after)  # late: trouble (and echo on)
+            times.append(heard + t.echo_window - 1.5 * t.echo_timeout)  # the last probe
         if peer.unauth_at > peer.heard_at:
             times += [
                 peer.unauth_since + AUTH_GRACE,
@@ -520,6 +545,8 @@ class Core:
             return False
         t = self.timing
         within = min(t.echo_window, t.peer_gone_after, t.service_timeout)
+        if t.echo_on_demand_after is not None:  # a peer that late is trouble
+            within = min(within, t.echo_on_demand_after)
         for peer in self.peers.values():
             view = peer.view
             if view is None or not view.has_all_uplinks:

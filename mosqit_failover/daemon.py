@@ -741,9 +741,19 @@ RELOAD_FIXED = (
 )
 
 
+# the echo probers are made with these at start: the core must not judge their results
+# (or start them on demand) with other values than they run with
+PROBE_TIMING = ("interval", "echo_timeout", "misses", "switch_timeout")
+
+
 def _reload_blockers(old: Config, new: Config) -> list[str]:
     """What a reload cannot change in place (the agent must restart for these)."""
-    return [key for key in RELOAD_FIXED if getattr(old, key) != getattr(new, key)]
+    fixed = [key for key in RELOAD_FIXED if getattr(old, key) != getattr(new, key)]
+    return fixed + [
+        f"timing.{key}"
+        for key in PROBE_TIMING
+        if getattr(old.timing, key) != getattr(new.timing, key)
+    ]
 
 
 async def _reboot() -> None:

@@ -336,8 +336,12 @@ class _Cadence:
         first = max(self.slot, now_slot)
         return min(first + (-first) % every for every in everies)
 
-    def _schedule(self) -> None:
-        self._planned = self._plan()
+    def _schedule(self, replan: bool = True) -> None:
+        """Arm the timer for the planned slot and the timeouts in flight; ``replan``:
+        plan the slot anew first (after a step, or a member changed; a reply only
+        drops its timeout, so a slot missed in a stall is still seen as late)."""
+        if replan:
+            self._planned = self._plan()
         wake = math.inf
         if self._planned is not None:
             wake = self.start + self._planned * self.interval
@@ -358,7 +362,7 @@ class _Cadence:
         Without this, each slot cost a second wake-up at its probes' timeout.
         """
         if not self._ticking and not any(m._pending for m in self.members):
-            self._schedule()
+            self._schedule(replan=False)
 
     def changed(self) -> None:
         """A member joined, was switched on or off, or sent a probe outside a slot: arm
@@ -475,20 +479,29 @@ class EchoProber:
             self._pending.clear()
 
     def set_active(self, active: bool) -> None:
-        """Probe every slot (True, with one probe at once unless one is in flight) or
-        not at all (False: the probes in flight still end in their one report each).
+        """Probe every slot (True, with one probe at once unless one is in flight, also
+        when it was on already) or not at all (False: the probes in flight still end in
+        their one report each).
 
         Echo on demand: the core turns a peer's probes off while its heartbeats
         arrive on time, and on when one is late, when it must not wait for a slot.
         """
-        if active == self.active:
-            return
-        self.active = active
+        changed, self.active = active != self.active, active
         cadence, loop = self._cadence, self._loop
         if cadence is None or loop is None:
             return
         if active and not self._pending:
-            self._send(loop.time())
+            # from the loop, not from inside the caller (the core's feed): a send that
+            # fails reports its miss at once, which must not nest in that feed
+            loop.call_soon(self._send_between_slots)
+        if changed:
+            cadence.changed()
+
+    def _send_between_slots(self) -> None:
+        cadence, loop = self._cadence, self._loop
+        if not self.active or self._pending or cadence is None or loop is None:
+            return
+        self._send(loop.time())
         cadence.changed()
 
     def _send(self, now: float) -> None:

@@ -199,6 +199,24 @@ def test_a_reload_that_changes_metrics_or_alerts_is_refused_naming_them(tmp_path
     assert "metrics" not in _reload_blockers(old, config(tmp_path, {"a": ""}))
 
 
+def test_a_reload_that_changes_the_probes_timing_is_refused_naming_it() -> None:
+    """The echo probers are made at start with the interval, echo_timeout, misses and
+    switch_timeout: a core judging (or starting on demand) their probes with reloaded
+    values would promote late (breaker round 3). The heartbeats may change in place."""
+    text = LOOPBACK_PAIR.format(tmp="/tmp")
+    old = configuration.parse(text)
+
+    def timed(lines: str) -> configuration.Config:
+        return configuration.parse(text.replace("[vip]", f"[timing]\n{lines}\n\n[vip]", 1))
+
+    assert _reload_blockers(old, timed("misses = 5")) == ["timing.misses"]
+    assert _reload_blockers(old, timed('echo_timeout = "10ms"')) == ["timing.echo_timeout"]
+    assert _reload_blockers(old, timed('interval = "200ms"')) == ["timing.interval"]
+    assert _reload_blockers(old, timed('switch_timeout = "3s"')) == ["timing.switch_timeout"]
+    assert _reload_blockers(old, timed('calm_heartbeat = "80ms"')) == []
+    assert _reload_blockers(old, timed('peer_echo = "always"')) == []
+
+
 def test_a_directory_a_reload_made_synchronous_is_pushed_and_mounted_at_the_next_start(
     tmp_path: Path,
 ) -> None:

@@ -223,16 +223,16 @@ def test_fast_takes_no_random_loss_for_death() -> None:
 
 def test_peer_echo_on_demand_where_the_timing_allows_it() -> None:
     """Echo to a peer on demand (Timing.echo_on_demand_after): the standard and slower
-    timings probe after 140 ms (1 s: 1.94 s) of silence; the fast profile, whose
+    timings probe after 110 ms (1 s: 1.01 s) of silence; the fast profile, whose
     echo_window is shorter than a calm heartbeat, and peer_echo "always" every interval."""
-    assert Timing().echo_on_demand_after == pytest.approx(0.14)
+    assert Timing().echo_on_demand_after == pytest.approx(0.11)
     slow = timing('interval = "1s"\nheartbeat = "500ms"')
-    assert slow.echo_on_demand_after == pytest.approx(1.94)
+    assert slow.echo_on_demand_after == pytest.approx(1.01)
     assert timing('profile = "fast"').echo_on_demand_after is None
     assert timing('peer_echo = "always"').echo_on_demand_after is None
     lines = describe_timing(Timing())
     assert any(ln.split()[:4] == ["echo", "on", "demand", "after"] for ln in lines), lines
-    assert "140ms" in next(ln for ln in lines if "echo on demand after" in ln)
+    assert "110ms" in next(ln for ln in lines if "echo on demand after" in ln)
     fast = describe_timing(timing('profile = "fast"'))
     assert any("echo to peers" in ln and "always" in ln for ln in fast), fast
     # a dead peer is noticed as soon as with echo every interval

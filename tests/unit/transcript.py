@@ -123,7 +123,7 @@ class Harness:
                 self._jobs = [(action.number, list(action.steps))]
             if isinstance(action, FencePeer) and self.fence_answer is not None:
                 self._fences.append((self.now + FENCE_TIME, action.epoch))
-            if isinstance(action, ProbePeer) and action.on != self.echo_on:
+            if isinstance(action, ProbePeer):
                 self.echo_on = action.on
                 waiting = {network for _, network in self._misses_due}
                 for network in ("a", "b"):
@@ -202,11 +202,17 @@ class Harness:
     # -- reading ------------------------------------------------------
 
     def transcript(self, since: float = 0.0) -> list[str]:
+        """Decisions, plans, alerts... as text: not the heartbeats, nor the echo on
+        demand's ProbePeer (see `probes`)."""
         return [
             action_text(a)
             for t, a in self.outputs
-            if t >= since and not isinstance(a, SendPeerMessage)
+            if t >= since and not isinstance(a, (SendPeerMessage, ProbePeer))
         ]
+
+    def probes(self, since: float = 0.0) -> list[str]:
+        """The echo on demand's ProbePeer actions as text."""
+        return [action_text(a) for t, a in self.outputs if t >= since and isinstance(a, ProbePeer)]
 
     def decisions(self, since: float = 0.0) -> list[Decision]:
         return [a for t, a in self.outputs if t >= since and isinstance(a, Decision)]

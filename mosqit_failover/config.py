@@ -703,7 +703,6 @@ def describe_timing(timing: Timing) -> list[str]:
     lines.append("  derived:")
     for name, value, why in derived:
         lines.append(f"  {name:<22}{format_duration(value):>8}  {why}")
-    after = timing.echo_on_demand_after
     if after is not None:
         why = "peers are probed only after this silence (on demand, peer_echo auto)"
         lines.append(f"  {'echo on demand after':<22}{format_duration(after):>8}  {why}")

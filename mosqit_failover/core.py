@@ -386,14 +386,19 @@ class Core:
                 return True
         if self.role not in (A, S) or self._plan_live or self.manual or not self._own_all(now):
             return True
-        late = self.timing.echo_on_demand_after
         for name in self.peer_names:
             peer = self._present(name, now)
             if peer is None or not peer.has_all_uplinks:
                 return True
-            if late is not None and now >= self.peers[name].silent_since + late:
+            if self._late(name, now):
                 return True  # its heartbeats are late: lost on the way, or it is dying
         return False
+
+    def _late(self, name: str, now: float) -> bool:
+        """Echo on demand: this peer's heartbeat is late by `echo_on_demand_after`
+        (compared as the deadline is computed, so a wake-up at that deadline acts)."""
+        late = self.timing.echo_on_demand_after
+        return late is not None and now >= self.peers[name].silent_since + late
 
     def _note_echo(self, now: float, out: list[Action]) -> None:
         """Echo on demand: probe a peer while anything looks wrong, and stop once calm.
@@ -412,7 +417,9 @@ class Core:
         probes every interval one of them tends to fall after it. Answered, it
         clears the misses; a dead peer is gone at the same moment as without it.
         """
-        late = self.timing.echo_on_demand_after
+        # compared as the deadline is computed, so a wake-up at that deadline acts
+        on_demand = self.timing.echo_on_demand_after is not None
+        calm = on_demand and now >= self._trouble_at + CALM_AFTER
         for name in self.peer_names:
             peer = self.peers[name]
             last = self._last_probe_at(name)
@@ -423,15 +430,13 @@ class Core:
                 silent = _ms(peer.silent_for(now))
                 why = f"the last probe before its echo window ends (no message for {silent})"
                 out.append(ProbePeer(name, True, why))
-            # compared as the deadline is computed, so a wake-up at that deadline acts
-            calm = late is not None and now >= self._trouble_at + CALM_AFTER
             wanted = not calm or any(peer.misses.values())
             if wanted is self._echo_on[name]:
                 continue
             self._echo_on[name] = wanted
             if wanted:
                 why = "not calm (see the decisions around it)"
-                if late is not None and now >= peer.silent_since + late:
+                if self._late(name, now):
                     why = f"no message for {_ms(peer.silent_for(now))}"
                 elif any(peer.misses.values()):
                     why = f"echo replies missed ({peer.miss_summary()})"
@@ -489,9 +494,10 @@ class Core:
         peer = self.peers[name]
         heard = peer.silent_since
         times = [heard + t.echo_window, heard + t.peer_gone_after, heard + t.service_timeout]
-        if t.echo_on_demand_after is not None:
+        last_probe = self._last_probe_at(name)
+        if t.echo_on_demand_after is not None and last_probe is not None:
             times.append(heard + t.echo_on_demand_after)  # late: trouble (and echo on)
-            times.append(heard + t.echo_window - 1.5 * t.echo_timeout)  # the last probe
+            times.append(last_probe)
         if peer.unauth_at > peer.heard_at:
             times += [
                 peer.unauth_since + AUTH_GRACE,

@@ -272,6 +272,7 @@ class _Cadence:
         self.start = loop.time()
         self.slot = 0  # index of the next slot that may send (the last one sent + 1)
         self._planned: int | None = 0  # the slot the timer is armed for (None: no slot)
+        self._hooks: list[Callable[[], None]] = []  # the members' on_slot, each once
         self._ticking = False
         self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time(), self._tick)
 
@@ -318,8 +319,7 @@ class _Cadence:
             if prober.active and slot % prober.every == 0:
                 prober._send(now)
         self.slot = slot + 1
-        hooks = {id(m.on_slot): m.on_slot for m in members if m.on_slot is not None}
-        for hook in hooks.values():
+        for hook in self._hooks:
             try:
                 hook()
             except Exception:
@@ -328,7 +328,7 @@ class _Cadence:
     def _plan(self) -> int | None:
         """The next slot, not before now, in which an active member probes."""
         everies = {m.every for m in self.members if m.active}
-        if any(m.on_slot is not None for m in self.members):
+        if self._hooks:
             everies.add(1)
         if not everies:
             return None
@@ -365,8 +365,10 @@ class _Cadence:
             self._schedule(replan=False)
 
     def changed(self) -> None:
-        """A member joined, was switched on or off, or sent a probe outside a slot: arm
-        the timer anew (inside a tick it is armed after the step anyway)."""
+        """A member joined or left, was switched on or off, or sent a probe outside a
+        slot: arm the timer anew (inside a tick it is armed after the step anyway)."""
+        hooks = {id(m.on_slot): m.on_slot for m in self.members if m.on_slot is not None}
+        self._hooks = list(hooks.values())
         if not self._ticking:
             self._schedule()
 
@@ -463,7 +465,9 @@ class EchoProber:
             await loop.create_future()  # the cadence and the channel do the work
         finally:
             cadence.members.remove(self)
-            if not cadence.members:
+            if cadence.members:
+                cadence.changed()
+            else:
                 cadence.stop()
                 if _cadences.get((loop, self.interval)) is cadence:
                     del _cadences[(loop, self.interval)]
@@ -490,7 +494,7 @@ class EchoProber:
         cadence, loop = self._cadence, self._loop
         if cadence is None or loop is None:
             return
-        if active and not self._pending:
+        if active:
             # from the loop, not from inside the caller (the core's feed): a send that
             # fails reports its miss at once, which must not nest in that feed
             loop.call_soon(self._send_between_slots)
@@ -498,6 +502,8 @@ class EchoProber:
             cadence.changed()
 
     def _send_between_slots(self) -> None:
+        """The probe at once of :meth:`set_active`, unless one is in flight (or it was
+        switched off meanwhile)."""
         cadence, loop = self._cadence, self._loop
         if not self.active or self._pending or cadence is None or loop is None:
             return

@@ -302,7 +302,7 @@ class SyncMount:
         return running or self._ours_on_top(_mount_table()) or self._ours_on_top(mountinfo.SELF)
 
     def _ours_on_top(self, table: str) -> bool:
-        return mountinfo.top_source(self.sync.path, table) == mountinfo.FS_NAME
+        return mountinfo.ours_on_top(self.sync.path, table)
 
     async def end_leftover(self) -> None:
         """A mount process of another epoch (or a dead mount) from before: end it. Only our

@@ -213,7 +213,7 @@ async def serve(args: argparse.Namespace) -> int:
         # libfuse's unmount is a lazy umount of the path: whatever is on top of it. Ours
         # only: after an operator's `umount -l` or with a disk mounted over it, that
         # would be someone else's mount (ours ends with this process anyway)
-        ours = mountinfo.top_source(directory) == FS_NAME
+        ours = mountinfo.ours_on_top(directory)
         if not ours:
             log(f"not unmounting {directory}: our file system is not on top of it any more")
         pyfuse3.close(unmount=ours)

@@ -42,6 +42,11 @@ def points_below(root: bytes, table: str = SELF) -> set[bytes]:
     return {point[len(root) + 1 :] for point, _ in mounts(table) if point.startswith(root + b"/")}
 
 
+def ours_on_top(path: str, table: str = SELF) -> bool:
+    """Whether our file system (:data:`FS_NAME`) is the topmost mount on ``path``."""
+    return top_source(path, table) == FS_NAME
+
+
 def top_source(path: str, table: str = SELF) -> str | None:
     """The source of the topmost mount on ``path``, if anything is mounted there."""
     wanted = os.fsencode(path)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
@@ -112,6 +112,34 @@ class Cluster:
             except LabError as error:
                 lines.append(f"--- {name}: no status: {error}")
         return "\n".join(lines)
+
+    def after_cut(
+        self, fault: float, taker: str, wait: float, since: float, kinds_since: float | None = None
+    ) -> AfterCut:
+        """What followed a cut at `fault` (:meth:`isolate`): the client's first answer from
+        `taker` (None: none within 10 s), then `wait` seconds more for a wrong promotion to
+        show; the roles then, each node's decision kinds since `kinds_since` (default: the
+        cut) and the evidence since `since`."""
+        try:
+            answer = self.probe.wait_answer_from(taker, after=fault, timeout=10)
+            failover: float | None = answer.recv - fault
+        except TimeoutError:
+            failover = None
+        time.sleep(wait)
+        kinds_from = fault if kinds_since is None else kinds_since
+        return AfterCut(
+            failover,
+            self.roles(),
+            {name: self.kinds(name, kinds_from) for name in self.nodes},
+            self.evidence(since),
+        )
+
+
+class AfterCut(NamedTuple):
+    failover: float | None  # seconds from the cut to the taker's first answer
+    roles: dict[str, str]
+    kinds: dict[str, list[str]]
+    evidence: str
 
 
 C = TypeVar("C", bound=Cluster)

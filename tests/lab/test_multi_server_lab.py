@@ -286,15 +286,8 @@ def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) ->
         before = c.roles()
         fault = c.isolate("alpha")
         try:
-            try:
-                answer = c.probe.wait_answer_from("beta", after=fault, timeout=10)
-                failover: float | None = answer.recv - fault
-            except TimeoutError:
-                failover = None
-            time.sleep(4.0)  # long enough for gamma to promote if it wrongly would
-            roles = c.roles()
-            kinds = {name: c.kinds(name, since) for name in c.nodes}
-            evidence = c.evidence(since)
+            # long enough for gamma to promote if it wrongly would
+            failover, roles, kinds, evidence = c.after_cut(fault, "beta", 4.0, since, since)
         finally:
             c.rejoin("alpha", fault)
         # alpha back (the partition still there): gamma hears a witness again that

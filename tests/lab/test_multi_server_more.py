@@ -162,15 +162,8 @@ def test_active_and_second_cut_off_at_once_the_third_promotes(restored: Cluster)
         time.sleep(0.3)
         fault = c.isolate("alpha", "beta")
         try:
-            try:
-                answer = c.probe.wait_answer_from("gamma", after=fault, timeout=10)
-                failover: float | None = answer.recv - fault
-            except TimeoutError:
-                failover = None
-            time.sleep(3.0)  # long enough for a second promotion to show
-            roles = c.roles()
-            kinds = {name: c.kinds(name, since) for name in c.nodes}
-            evidence = c.evidence(since)
+            # long enough for a second promotion to show
+            failover, roles, kinds, evidence = c.after_cut(fault, "gamma", 3.0, since, since)
         finally:
             c.rejoin(fault, "alpha", "beta")
         try:
@@ -402,15 +395,8 @@ def test_a_standby_behind_loses_until_it_caught_up(restored: Cluster) -> None:
         fault = c.isolate("alpha")
         alpha_cut = [fault]
         try:
-            try:
-                answer = c.probe.wait_answer_from("beta", after=fault, timeout=10)
-                failover: float | None = answer.recv - fault
-            except TimeoutError:
-                failover = None
-            time.sleep(3.0)  # long enough for gamma to promote if it wrongly would
-            roles = c.roles()
-            kinds = {name: c.kinds(name, fault) for name in c.nodes}
-            evidence = c.evidence(since)
+            # long enough for gamma to promote if it wrongly would
+            failover, roles, kinds, evidence = c.after_cut(fault, "beta", 3.0, since)
             behind = not ((at_cut["alpha"]["peers"].get("gamma") or {}).get("in_sync"))
             print(
                 f"gamma behind: epochs {epochs}, gamma's state file {gamma_state}; at the "
@@ -436,15 +422,7 @@ def test_a_standby_behind_loses_until_it_caught_up(restored: Cluster) -> None:
             synced = {name: brief_status(c.status(name)) for name in ("beta", "gamma")}
             second = c.isolate("beta")
             try:
-                try:
-                    answer2 = c.probe.wait_answer_from("gamma", after=second, timeout=10)
-                    failover2: float | None = answer2.recv - second
-                except TimeoutError:
-                    failover2 = None
-                time.sleep(2.0)
-                roles2 = c.roles()
-                kinds2 = {name: c.kinds(name, second) for name in c.nodes}
-                evidence2 = c.evidence(since)
+                failover2, roles2, kinds2, evidence2 = c.after_cut(second, "gamma", 2.0, since)
             finally:
                 c.rejoin(second, "beta")
         finally:
@@ -509,15 +487,8 @@ def test_a_standby_that_falls_behind_withdraws_and_loses(restored: Cluster) -> N
         time.sleep(0.3)
         fault = c.isolate("alpha")
         try:
-            try:
-                answer = c.probe.wait_answer_from("gamma", after=fault, timeout=10)
-                failover: float | None = answer.recv - fault
-            except TimeoutError:
-                failover = None
-            time.sleep(3.0)  # long enough for beta to promote if it wrongly would
-            roles = c.roles()
-            kinds = {name: c.kinds(name, fault) for name in c.nodes}
-            evidence = c.evidence(since)
+            # long enough for beta to promote if it wrongly would
+            failover, roles, kinds, evidence = c.after_cut(fault, "gamma", 3.0, since)
         finally:
             c.rejoin(fault, "alpha")
         try:

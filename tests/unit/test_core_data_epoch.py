@@ -131,14 +131,19 @@ def test_without_synced_directories_not_being_listed_withdraws_nothing() -> None
     assert core.view(0.1).data_epoch == 3
 
 
+def beta_withdrawals(scenario: str, seed: int) -> tuple[World, list[str]]:
+    """The scenario run without a problem; beta's data-epoch withdrawals, their reasons."""
+    world, problems = run(scenario, seed)
+    assert problems == [], "\n".join(line.text for line in world.timeline[-30:])
+    return world, [d.reason for d in world.decisions("beta") if d.kind == "data-epoch-withdrawn"]
+
+
 def test_three_nodes_the_standby_that_missed_writes_loses_the_election() -> None:
     """beta (first in the order) and gamma both recorded alpha's epoch; beta's sync then
     lags; alpha powers off: gamma, which holds every write, takes over. On main beta kept
     the epoch, tied with gamma, and won by the order."""
     for seed in (1, 2, 3):
-        world, problems = run("three-sync-falls-behind", seed)
-        assert problems == [], "\n".join(line.text for line in world.timeline[-30:])
-        withdrawn = [d.reason for d in world.decisions("beta") if d.kind == "data-epoch-withdrawn"]
+        world, withdrawn = beta_withdrawals("three-sync-falls-behind", seed)
         assert withdrawn == [
             "data epoch 1 withdrawn, now 0: active alpha no longer lists me in sync "
             "(missed writes of epoch 1)"
@@ -194,9 +199,7 @@ def test_three_nodes_a_standby_cut_off_from_the_active_withdraws_and_loses() -> 
     verdict cannot reach beta, so the partition itself withdraws the epoch. On main beta
     kept it and won by the order when alpha died (5 s of writes lost)."""
     for seed in (1, 2, 3):
-        world, problems = run("three-cut-from-active", seed)
-        assert problems == [], "\n".join(line.text for line in world.timeline[-30:])
-        withdrawn = [d.reason for d in world.decisions("beta") if d.kind == "data-epoch-withdrawn"]
+        _, withdrawn = beta_withdrawals("three-cut-from-active", seed)
         assert withdrawn == [
             "data epoch 1 withdrawn, now 0: active alpha is not heard here, gamma hears it: "
             "a partition (missed writes of epoch 1)"

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from tests.unit.test_syncfs_join_same_second import production_catch_up
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
-from tests.unit.test_syncfs_rejoin import ask_to_join, wait_for
+from tests.unit.test_syncfs_rejoin import ask_to_join, start_joinable, wait_for
 
 
 def test_a_hard_link_made_while_degraded_stays_one_file_after_the_rejoin(mount: Mount) -> None:  # noqa: F811
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--ack-timeout", "2", "--peers", str(peers), "--status", str(shown))
+    peers, shown = start_joinable(mount, "--ack-timeout", "2")
     w = mount.writer()
     w.call("f = open('a', 'wb'); f.write(b'old contents'); f.close()")
     mount.kill_standby()

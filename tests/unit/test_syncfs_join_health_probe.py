@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
-from tests.unit.test_syncfs_rejoin import ask_to_join, wait_for
+from tests.unit.test_syncfs_rejoin import ask_to_join, start_joinable, wait_for
 
 ONE_CREATE = """
 import threading
@@ -19,8 +19,7 @@ threading.Thread(target=lambda: open('held', 'wb').close(), daemon=True).start()
 
 
 def test_the_health_probe_is_answered_during_a_join(mount: Mount) -> None:  # noqa: F811
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--ack-timeout", "2", "--peers", str(peers), "--status", str(shown))
+    peers, shown = start_joinable(mount, "--ack-timeout", "2")
     w = mount.writer()
     w.call("open('one', 'wb').write(b'1')")
     mount.kill_standby()

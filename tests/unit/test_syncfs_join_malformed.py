@@ -29,12 +29,11 @@ import json
 import shlex
 
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
-from tests.unit.test_syncfs_rejoin import ask_to_join, status, wait_for
+from tests.unit.test_syncfs_rejoin import ask_to_join, start_joinable, status, wait_for
 
 
 def test_a_request_with_a_nul_byte_does_not_end_the_joins(mount: Mount) -> None:  # noqa: F811
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--ack-timeout", "2", "--peers", str(peers), "--status", str(shown))
+    peers, shown = start_joinable(mount, "--ack-timeout", "2")
     w = mount.writer()
     mount.kill_standby()
     w.call("f = open('one', 'wb'); f.write(b'1'); f.close()")

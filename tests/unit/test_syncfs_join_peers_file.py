@@ -29,13 +29,13 @@ import shlex
 import time
 
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
+from tests.unit.test_syncfs_rejoin import start_joinable
 
 NOBODY = 65534
 
 
 def test_a_peers_file_others_may_write_is_not_obeyed(mount: Mount) -> None:  # noqa: F811
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--peers", str(peers), "--status", str(shown))
+    peers, _ = start_joinable(mount)
     mount.kill_standby()
     w = mount.writer()
     w.call("f = open('one', 'wb'); f.write(b'1'); f.close()")  # degraded: a join is wanted

@@ -19,7 +19,7 @@ from mosqit_failover.sync import commands
 from mosqit_failover.syncfs import remote
 from tests.unit.test_sync_receive import receiver_config_text
 from tests.unit.test_syncfs_mount import Mount, mount  # noqa: F401  (the fixture)
-from tests.unit.test_syncfs_rejoin import ask_to_join, wait_for
+from tests.unit.test_syncfs_rejoin import ask_to_join, start_joinable, wait_for
 
 
 def production_catch_up(m: Mount) -> list[str]:
@@ -49,8 +49,7 @@ def production_catch_up(m: Mount) -> list[str]:
 def test_a_same_second_rewrite_made_while_degraded_reaches_the_rejoined_standby(
     mount: Mount,  # noqa: F811
 ) -> None:
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--ack-timeout", "2", "--peers", str(peers), "--status", str(shown))
+    peers, shown = start_joinable(mount, "--ack-timeout", "2")
     w = mount.writer()
     time.sleep(1.02 - time.time() % 1)  # at the start of a second: all of it fits in one
     w.call("f = open('state', 'wb'); f.write(b'counter=0001'); f.close()")

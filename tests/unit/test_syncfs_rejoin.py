@@ -38,6 +38,13 @@ def ask_to_join(m: Mount, peers: Path, request: int, catch_up: list[str] | None 
     os.replace(temp, peers)
 
 
+def start_joinable(m: Mount, *options: str) -> tuple[Path, Path]:
+    """Start the mount with ``options``, a peers file and a status file: their paths."""
+    peers, shown = m.tmp / "peers.json", m.tmp / "status.json"
+    m.start(*options, "--peers", str(peers), "--status", str(shown))
+    return peers, shown
+
+
 def status(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
@@ -54,11 +61,9 @@ def wait_for(path: Path, test: Any, seconds: float = 30) -> dict[str, Any]:
 
 def test_block_mode_recovers_once_the_standby_is_back(mount: Mount) -> None:  # noqa: F811
     mount.state.save(5, Role.ACTIVE)  # the old active, not a standby yet
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start(
-        "--on-standby-loss", "block", "--block-timeout", "1", "--ack-timeout", "2",
-        "--peers", str(peers), "--status", str(shown),
-    )  # fmt: skip
+    peers, shown = start_joinable(
+        mount, "--on-standby-loss", "block", "--block-timeout", "1", "--ack-timeout", "2"
+    )
     w = mount.writer()
     w.call("f = open('before', 'wb'); f.write(b'x' * 100000)")
     try:
@@ -81,8 +86,7 @@ def test_block_mode_recovers_once_the_standby_is_back(mount: Mount) -> None:  # 
 
 
 def test_degrade_mode_leaves_degraded_when_the_standby_rejoins(mount: Mount) -> None:  # noqa: F811
-    peers, shown = mount.tmp / "peers.json", mount.tmp / "status.json"
-    mount.start("--ack-timeout", "2", "--peers", str(peers), "--status", str(shown))
+    peers, shown = start_joinable(mount, "--ack-timeout", "2")
     w = mount.writer()
     w.call("open('one', 'wb').write(b'1')")
     mount.kill_standby()

@@ -462,4 +462,10 @@ def _serve(original: str, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # authorized_keys runs this file as __main__ (``python3 -m mosqit_failover.sync.receive``,
+    # the deploy wizard's forced command): run the imported module instead, whose Refused
+    # the applier raises too; this copy's own class would take those for internal errors
+    # (and the epoch guard's refusal would no longer fence the old active)
+    from mosqit_failover.sync import receive as _imported
+
+    sys.exit(_imported.main())

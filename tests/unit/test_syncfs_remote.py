@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ from mosqit_failover.events import Role
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused
 from mosqit_failover.syncfs import remote, stream
+from mosqit_failover.syncfs.channel import split_proof
 from mosqit_failover.syncfs.records import Commit, Create, Hello, Record, Write
+from mosqit_failover.wizards.deploy import receiver_command
 from tests.unit.stream_sender import converse
 from tests.unit.test_sync_receive import receiver_config_text
 
@@ -168,6 +171,61 @@ def test_sync_receive_refuses_a_stream_whose_epoch_is_not_the_commands(node: Nod
     assert done.returncode == REFUSED_EXIT, done
     assert b"the stream's epoch 6 is not the command's 5" in done.stdout + done.stderr
     assert not (node.dest / "y").exists() and b"Traceback" not in done.stderr
+
+
+def authorized(node: Node, original: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """The forced command exactly as the deploy wizard (and the lab) writes it into
+    authorized_keys: ``python3 -m mosqit_failover.sync.receive``, the module as __main__."""
+    argv = shlex.split(receiver_command(sys.executable, str(node.config)))
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": original}
+    return converse(argv, data, answers=2, env=env)
+
+
+def test_the_authorized_forced_command_words_a_mid_stream_refusal_as_the_applier_does(
+    node: Node,
+) -> None:
+    """The lab's full standby disk read "refused: internal error (Refused: cannot apply
+    ...)": run as __main__, the receiver's Refused was another class than the one the
+    applier raised, so its own handler did not know it."""
+    data = as_stream([Hello(5), Write(b"not-there", 0, b"x"), Commit(1)])
+    done = authorized(node, node.original(), data)
+    assert done.returncode == REFUSED_EXIT, done
+    ready, refusal = done.stdout.decode().splitlines()
+    assert ready == "ready 5"
+    assert refusal.startswith("refused: cannot apply Write not-there: "), refusal
+    assert "internal error" not in done.stdout.decode() + done.stderr.decode()
+
+
+def test_the_authorized_forced_command_of_a_node_that_promoted_proves_a_split(
+    node: Node,
+) -> None:
+    """A standby that promoted while the old active streams refuses in the epoch guard's
+    own words, which fence the old active (``channel.split_proof``), also through the
+    forced command as authorized_keys runs it."""
+    process = subprocess.Popen(
+        shlex.split(receiver_command(sys.executable, str(node.config))),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SSH_ORIGINAL_COMMAND": node.original()},
+    )
+    assert process.stdin and process.stdout
+    try:
+        process.stdin.write(as_stream([Hello(5)]))
+        process.stdin.flush()
+        assert process.stdout.readline() == b"ready 5\n"
+        node.state.save(6, Role.ACTIVE)  # promoted after the admission: checked per chunk
+        process.stdin.write(stream.encode(Create(b"late", 0o644, 0, 0)) + stream.encode(Commit(1)))
+        process.stdin.flush()
+        refusal = process.stdout.readline().decode().strip()
+        process.stdin.close()
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    assert split_proof(refusal, 5) is not None, refusal
+    assert not (node.dest / "late").exists()
 
 
 def test_a_channel_with_an_unbalanced_quote_is_one_line(tmp_path: Path) -> None:

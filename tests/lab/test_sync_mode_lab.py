@@ -90,14 +90,19 @@ def sync_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
     try:
         yield lab
     finally:
-        faults.clear_all(lab_plan)
-        for node in lab.nodes.values():
-            if node.frozen():
-                node.thaw()
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        wind_down(lab)
         for node in lab.nodes.values():  # no mount may outlive the agents' stop
             mounts = node.run(["findmnt", "-n", SPOOL], check=False).stdout
             assert not mounts.strip(), f"{SPOOL} still mounted on {node.name}: {mounts}"
+
+
+def wind_down(lab: Lab) -> None:
+    """A synchronous module's end: every cable in, nobody frozen, every agent stopped."""
+    faults.clear_all(lab.plan)
+    for node in lab.nodes.values():
+        if node.frozen():
+            node.thaw()
+        node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
 
 
 def closes_without(

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mosqit_failover.lab import deploy, faults, sshkeys
+from mosqit_failover.lab import deploy, sshkeys
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.topology import LabPlan
-from tests.lab.test_sync_mode_lab import SETTINGS, SPOOL
+from tests.lab.test_sync_mode_lab import SETTINGS, SPOOL, wind_down
 
 pytestmark = pytest.mark.lab
 
@@ -39,9 +39,7 @@ def disk_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
     try:
         yield lab
     finally:
-        faults.clear_all(lab_plan)
-        for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        wind_down(lab)
         for node in lab.nodes.values():
             node.run(["umount", "-l", SPOOL], check=False)
 

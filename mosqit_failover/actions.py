@@ -68,9 +68,12 @@ class StopResource:
 
 @dataclass(frozen=True)
 class SendPeerMessage:
-    """Send this view to the peer on every network (not part of a plan)."""
+    """Send this view to every peer on `network`, or on every network (None); not part
+    of a plan. A calm node's heartbeats take the networks in turn
+    (Timing.calm_heartbeat_networks); anything else goes on every network."""
 
     view: PeerView
+    network: str | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class Timing:
     stop_retries: int = 3
     on_stop_failure: str = "retry"
     peer_echo: str = "auto"  # "auto": on demand where the timing allows it; "always"
+    # a calm node's heartbeats: "alternate" (one network at a time, in turn) or "all"
+    calm_heartbeat_networks: str = "alternate"
     # where the values came from, for check-config: the profile named in the file
     # ("standard" = the defaults above) and the keys the file set itself
     profile: str = field(default="standard", compare=False)
@@ -514,6 +516,7 @@ _TIMING_KEYS = {
     "start_failure_backoff": _duration(0, 86400),
     "stop_retries": _count(0, 100),
 }
+_TIMING_SETTINGS = ("on_stop_failure", "peer_echo", "calm_heartbeat_networks")  # words
 
 
 @dataclass(frozen=True)
@@ -572,7 +575,7 @@ def format_duration(seconds: float) -> str:
 
 
 def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
-    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"on_stop_failure", "profile", "peer_echo"})
+    data = c.table(raw, "timing", set(_TIMING_KEYS) | {"profile", *_TIMING_SETTINGS})
     profile = c.get(data, "timing.profile", _profile, TIMING_PROFILES["standard"])
     base = Timing()
     defaults = {k: profile.values.get(k, getattr(base, k)) for k in _TIMING_KEYS}
@@ -587,24 +590,32 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
         values["calm_heartbeat"] = (
             interval if profile.calm_is_interval else min(2 * heartbeat, interval)
         )
-    on_stop = c.get(data, "timing.on_stop_failure", _string, "retry")
-    if on_stop not in ("retry", "reboot"):
-        c.fail("timing.on_stop_failure", on_stop, 'must be "retry" or "reboot"')
-        on_stop = "retry"
-    peer_echo = c.get(data, "timing.peer_echo", _string, "auto")
-    if peer_echo not in ("auto", "always"):
-        c.fail(
-            "timing.peer_echo",
-            peer_echo,
-            'must be "auto" (echo to a peer only while its heartbeats are late) or "always"',
-        )
-        peer_echo = "auto"
-    settings = ("on_stop_failure", "peer_echo")
-    explicit = frozenset(k for k in data if k in _TIMING_KEYS or k in settings)
+
+    def word(key: str, choices: tuple[str, str], rule: str) -> str:
+        """One of two words (the first is the default); a wrong one is reported."""
+        value = c.get(data, f"timing.{key}", _string, choices[0])
+        if value not in choices:
+            c.fail(f"timing.{key}", value, rule)
+            return choices[0]
+        return str(value)
+
+    on_stop = word("on_stop_failure", ("retry", "reboot"), 'must be "retry" or "reboot"')
+    peer_echo = word(
+        "peer_echo",
+        ("auto", "always"),
+        'must be "auto" (echo to a peer only while its heartbeats are late) or "always"',
+    )
+    calm_networks = word(
+        "calm_heartbeat_networks",
+        ("alternate", "all"),
+        'must be "alternate" (a calm heartbeat on one network at a time) or "all"',
+    )
+    explicit = frozenset(k for k in data if k in _TIMING_KEYS or k in _TIMING_SETTINGS)
     timing = Timing(
         **values,
         on_stop_failure=on_stop,
         peer_echo=peer_echo,
+        calm_heartbeat_networks=calm_networks,
         profile=profile.name,
         explicit=explicit,
     )
@@ -653,7 +664,7 @@ def timing_sources(timing: Timing) -> dict[str, str]:
     profile = TIMING_PROFILES.get(timing.profile, TIMING_PROFILES["standard"])
     given = "default" if profile.name == "standard" else f"profile {profile.name}"
     sources = {}
-    for key in (*_TIMING_KEYS, "on_stop_failure", "peer_echo"):
+    for key in (*_TIMING_KEYS, *_TIMING_SETTINGS):
         if key in timing.explicit:
             sources[key] = "set"
         elif key in profile.values:
@@ -679,7 +690,7 @@ def describe_timing(timing: Timing) -> list[str]:
     for key, source in sources.items():
         value = getattr(timing, key)
         shown = format_duration(value) if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<22}{shown:>8}  {source}")
+        lines.append(f"  {key:<24}{shown:>9}  {source}")
     # a dead peer's last message came at most a heartbeat before it died, its echo
     # misses are confirmed by the next slot's probe (on demand: the probe sent once its
     # silence reaches echo_on_demand_after) and the retries sent at once
@@ -702,15 +713,15 @@ def describe_timing(timing: Timing) -> list[str]:
     ]
     lines.append("  derived:")
     for name, value, why in derived:
-        lines.append(f"  {name:<22}{format_duration(value):>8}  {why}")
+        lines.append(f"  {name:<24}{format_duration(value):>9}  {why}")
     if after is not None:
         why = "peers are probed only after this silence (on demand, peer_echo auto)"
-        lines.append(f"  {'echo on demand after':<22}{format_duration(after):>8}  {why}")
+        lines.append(f"  {'echo on demand after':<24}{format_duration(after):>9}  {why}")
     elif timing.peer_echo == "auto":
         why = "calm_heartbeat + (misses + 1.5) x echo_timeout is longer than echo_window"
-        lines.append(f"  {'echo to peers':<22}{'always':>8}  {why}")
+        lines.append(f"  {'echo to peers':<24}{'always':>9}  {why}")
     else:
-        lines.append(f"  {'echo to peers':<22}{'always':>8}  peer_echo always")
+        lines.append(f"  {'echo to peers':<24}{'always':>9}  peer_echo always")
     return lines
 
 

@@ -263,6 +263,7 @@ class Core:
         self._stopping = False  # the agent is shutting down: never promote again
         self._heartbeat_at = now
         self._last_beat = NEVER
+        self._calm_beats = 0  # calm heartbeats sent: the next one's network, in turn
         self._trouble_at = now
         # echo to each peer: the shell starts probing every peer, the core turns it
         # off while the pair is calm (`_note_echo`, Timing.echo_on_demand_after)
@@ -282,8 +283,9 @@ class Core:
         self._deadline_rest = math.inf  # heartbeat, retries, grace, held conditions...
         self._deadline_peer: dict[str, float] = {}  # per peer: its silence's deadlines
         self._deadline_uplink: dict[str, float] = {}  # per network: the switch's timeout
-        # the heartbeat a steady node sends: its view cannot change before a full run
-        self._quiet_beat: SendPeerMessage | None = None
+        # the heartbeats a steady node sends (per network, None: every network): its
+        # view cannot change before a full run
+        self._quiet_beats: dict[str | None, SendPeerMessage] = {}
 
     # ---- the interface -------------------------------------------------
 
@@ -306,7 +308,7 @@ class Core:
         if now < self._quiet_until and self._quiet(event, now, out):
             return
         self._quiet_until = NEVER
-        self._quiet_beat = None
+        self._quiet_beats.clear()
         self._full(event, now, out)
         if self._steady(now):
             self._quiet_until = self._split_deadline()
@@ -350,24 +352,57 @@ class Core:
             or isinstance(event, SyncInSync)
             or any(isinstance(a, (RunPlan, RecordDataEpoch, WithdrawDataEpoch)) for a in out)
         )
-        self._beat_when_due(now, out, lambda: SendPeerMessage(self.view(now)), now_too)
+        self._beat_when_due(
+            now, out, lambda network: SendPeerMessage(self.view(now), network), now_too
+        )
 
     def _beat_when_due(
         self,
         now: float,
         out: list[Action],
-        message: Callable[[], SendPeerMessage],
+        message: Callable[[str | None], SendPeerMessage],
         now_too: bool = False,
     ) -> None:
         """The heartbeat, if it is due (or ``now_too``)."""
         # a heartbeat due soon goes out with whatever woke the agent (the probes' slot
         # Tick, an echo result, the peer's heartbeat), sharing its wake-up instead of
         # costing one of its own
-        early = self._beat_period(now) / 4
-        if now >= self._heartbeat_at - early or now_too:
-            out.append(message())
+        period = self._beat_period(now)
+        if now >= self._heartbeat_at - period / 4 or now_too:
+            out.append(message(None if now_too else self._beat_network(now)))
             self._last_beat = now
-            self._heartbeat_at = now + self._beat_period(now)
+            self._heartbeat_at = now + period
+
+    def _beat_network(self, now: float) -> str | None:
+        """The network of a heartbeat: while calm, each in turn (None: every network).
+
+        No decision reads on which network a peer was heard: its silence counts on
+        all of them, and each network's health is told by the echo and the switch
+        probes. So one calm heartbeat per period keeps a peer's silence as short as
+        two did, at half the datagrams. A heartbeat lost on the way leaves a silence
+        of two periods: late (echo on demand), which is trouble, and trouble sends
+        every heartbeat on every network, fast, as before.
+
+        In turn only while every peer was heard on every network within two calm
+        periods and an echo timeout: a network whose datagrams between the two are
+        lost makes the peer's calm heartbeats late on it, so the peer, troubled,
+        probes and sends on every network; we, no longer hearing it on that network,
+        send on every network too, and each keeps hearing the other every period.
+        """
+        networks = self.config.network_names
+        t = self.timing
+        if (
+            t.calm_heartbeat_networks != "alternate"
+            or len(networks) < 2
+            or now - self._trouble_at < CALM_AFTER
+        ):
+            return None
+        since = now - 2 * t.calm_heartbeat - t.echo_timeout
+        for tracker in self.peers.values():
+            if any(tracker.heard_on[n] < since for n in networks):
+                return None
+        self._calm_beats += 1
+        return networks[self._calm_beats % len(networks)]
 
     def _troubled(self, event: Event, now: float) -> bool:
         """Anything a faster heartbeat helps with: loss, a link change, a pair not settled.
@@ -613,11 +648,12 @@ class Core:
         self._quiet_until = self._quiet_deadline()
         return True
 
-    def _steady_beat(self) -> SendPeerMessage:
+    def _steady_beat(self, network: str | None) -> SendPeerMessage:
         """Every input of the view is steady too: the same view until a full run."""
-        if self._quiet_beat is None:
-            self._quiet_beat = SendPeerMessage(self.view(self._now))
-        return self._quiet_beat
+        beat = self._quiet_beats.get(network)
+        if beat is None:
+            beat = self._quiet_beats[network] = SendPeerMessage(self.view(self._now), network)
+        return beat
 
     def view(self, now: float) -> PeerView:
         return PeerView(

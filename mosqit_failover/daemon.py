@@ -480,8 +480,8 @@ class Agent:
                 self.notifier.status(self._status_words())
             case RunPlan():
                 self.plans.submit(action)
-            case SendPeerMessage(view):
-                self.peerlink.send(view)
+            case SendPeerMessage(view, network):
+                self.peerlink.send(view, network)
             case ProbePeer(peer, on, reason):
                 for name, (_, target) in self._probe_targets.items():
                     if target == peer:

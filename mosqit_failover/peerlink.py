@@ -75,7 +75,12 @@ class PeerLink(asyncio.DatagramProtocol):
         self._peer_addresses = {
             str(a.address): (p.name, a.network) for p in peers for a in p.attachments
         }
-        self._destinations = [(p.name, str(a.address)) for p in peers for a in p.attachments]
+        # network -> [(peer, address)] on it; None: on every network
+        everywhere = [(p.name, a.network, str(a.address)) for p in peers for a in p.attachments]
+        self._destinations: dict[str | None, list[tuple[str, str]]] = {None: []}
+        for peer, network, address in everywhere:
+            self._destinations.setdefault(network, []).append((peer, address))
+            self._destinations[None].append((peer, address))
         self._rate = RateLimitedLog(10.0)
         self._transport: asyncio.DatagramTransport | None = None
         self.sent = 0
@@ -117,11 +122,13 @@ class PeerLink(asyncio.DatagramProtocol):
         self._sender.keyring = keyring
         self.receiver.keyring = keyring
 
-    def send(self, view: PeerView) -> None:
-        """`view` to every peer on every network, each datagram with its peer's ack."""
+    def send(self, view: PeerView, network: str | None = None) -> None:
+        """`view` to every peer on `network` (None: on every network), each datagram
+        with its peer's ack."""
         if self._transport is None:
             return
-        for peer, address in self._destinations:
+        everywhere = self._destinations[None]
+        for peer, address in self._destinations.get(network, everywhere):
             try:
                 ack = self.receiver.ack_for(peer)
                 data = self._sender.encode(view, time.time(), ack=ack)

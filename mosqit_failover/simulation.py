@@ -309,8 +309,8 @@ class World:
                     self.timeline.append(Line(self.now, node.name, _plan_text(action)))
                     node.plan = action
                     self._step(node, action, 0)
-                case SendPeerMessage(view):
-                    self._send(node, view)
+                case SendPeerMessage(view, network):
+                    self._send(node, view, network)
                 case ProbePeer(peer, on):
                     node.echo_on[peer] = on
                     if on:
@@ -355,9 +355,11 @@ class World:
         if not all(ok for _, ok in uplinks):
             self.violations.append(f"t={self.now:.3f} {decision.text} with uplinks {uplinks}")
 
-    def _send(self, node: SimNode, view: object) -> None:
+    def _send(self, node: SimNode, view: object, only: str | None = None) -> None:
         for peer in self.others(node):
             for network in self.networks:
+                if only is not None and network != only:
+                    continue
                 if self.path(node, peer, network) and self._through(network):
                     event: Event = (
                         PeerUnauthenticated(network, "bad-mac", node.name)

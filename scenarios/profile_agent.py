@@ -1,7 +1,8 @@
 """Idle footprint of the agent in the lab, and where its CPU goes (py-spy).
 
     MQLAB_PREFIX=mqcpu- python -m mosqit_failover.lab.scenarios.profile_agent [--seconds 30]
-        [--rounds 1] [--interval 100ms] [--echo OLD_ECHO.py] [--pyspy FILE.txt|FILE.svg]
+        [--rounds 1] [--interval 100ms | --profile fast] [--timing KEY=VALUE]...
+        [--echo OLD_ECHO.py] [--pyspy FILE.txt|FILE.svg]
 
 Builds the lab like `make bench` (control.up, deploy.install, deploy.start,
 deploy.wait_pair), measures the agent on the active node like the original
@@ -185,6 +186,14 @@ def summarize(collapsed: Path, possible: float, top: int = 25) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--interval", default="100ms")
+    parser.add_argument("--profile", help='a timing profile ("fast"); overrides --interval')
+    parser.add_argument(
+        "--timing",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another [timing] value, e.g. calm_heartbeat_networks=all (repeatable)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before measuring")
@@ -197,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat = f"{parse_duration(args.interval) * 500:.0f}ms"
     try:
         lab = up(plan)
-        deploy.install(lab.nodes, plan, timing={"interval": args.interval, "heartbeat": heartbeat})
+        timing = {"interval": args.interval, "heartbeat": heartbeat}
+        if args.profile:
+            timing = {"profile": args.profile}
+        timing.update(item.split("=", 1) for item in args.timing)
+        deploy.install(lab.nodes, plan, timing=timing)
         if args.echo is not None:
             for node in lab.nodes.values():
                 use_echo(node, args.echo)

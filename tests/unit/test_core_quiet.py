@@ -87,7 +87,9 @@ def test_a_settled_pair_takes_routine_events_quietly(monkeypatch: pytest.MonkeyP
     # beta powers off at 10 s and boots again at 20 s: counted from 25 s on, settled again
     _, problems = run("standby-failure", 1)
     assert problems == []
-    assert seen["quiet"] > 500
+    # about 400: from 25 s to the end, each node's probe slots and the peer's calm
+    # heartbeats (one a period, the networks in turn), ten a second each
+    assert seen["quiet"] > 300
     assert seen["full"] < seen["quiet"] / 10, seen
 
 

@@ -18,22 +18,7 @@ from mosqit_failover.core import Core
 from mosqit_failover.events import Event
 from mosqit_failover.sim_scenarios import sim_config
 from mosqit_failover.simulation import World
-
-
-def _world(peer_echo: str, seed: int) -> World:
-    config = sim_config()
-    world = World(replace(config, timing=replace(config.timing, peer_echo=peer_echo)), seed=seed)
-    world.boot("alpha", 0.0)
-    world.boot("beta", 1.0)
-    return world
-
-
-def _promotions(world: World, after: float) -> list[tuple[float, str]]:
-    return [
-        (line.time, line.node)
-        for line in world.timeline
-        if line.decision is not None and line.decision.kind == "promote" and line.time >= after
-    ]
+from tests.unit.worlds import pair_world, promotions
 
 
 @pytest.mark.parametrize("seed", [4, 19])
@@ -52,14 +37,14 @@ def test_a_blackout_shorter_than_a_calm_heartbeat_fails_over_no_more_than_with_e
     blackout = 0.09
     promoted = {}
     for mode in ("always", "auto"):
-        world = _world(mode, seed)
+        world = pair_world(seed, peer_echo=mode)
         for k in range(6):
             start = 20.0 + 6.0 * k + (seed * 0.0173) % 0.1
             for network in ("a", "b"):
                 world.set_loss(network, 1.0, start)
                 world.set_loss(network, 0.0, start + blackout)
         world.run_until(56.5)
-        promoted[mode] = _promotions(world, 15.0)
+        promoted[mode] = promotions(world, 15.0)
     assert promoted["always"] == [], promoted
     assert promoted["auto"] == [], f"false failover from a {blackout * 1000:.0f} ms blackout"
 
@@ -83,7 +68,7 @@ def _recorded(quiet: bool, monkeypatch: pytest.MonkeyPatch) -> list[Record]:
         patch.setattr(Core, "handle", recording)
         if not quiet:
             patch.setattr(Core, "_steady", lambda core, now: False)
-        world = _world("auto", 1)
+        world = pair_world(1, peer_echo="auto")
         world.freeze("alpha", 30.0, 0.15, agent_only=True)
         world.freeze("alpha", 33.0, 0.18, agent_only=True)
         world.run_until(40.0)
@@ -135,7 +120,7 @@ def test_after_a_timing_reload_a_dead_active_is_taken_over_as_fast_as_with_echo_
         assert beta is not None
         heard = beta.peers["alpha"].heard_at
         world.run_until(35.0)
-        promoted = _promotions(world, 30.0)
+        promoted = promotions(world, 30.0)
         assert promoted and promoted[0][1] == "beta", promoted
         delays[mode] = promoted[0][0] - heard
     window = reloaded.timing.echo_window

@@ -565,3 +565,24 @@ def test_an_unauthenticated_datagram_from_gammas_address_is_gammas() -> None:
             assert alpha.receiver.boot_id_of("beta") is None  # beta's state untouched
 
     run(scenario)
+
+
+def test_a_heartbeat_for_one_network_goes_to_the_peer_on_that_network_only() -> None:
+    """A calm node's heartbeat (SendPeerMessage with a network) leaves on that network
+    alone; without one, on every network."""
+
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            sent = h.peerlink.sent
+            h.peerlink.send(ALPHA_VIEW, "b")
+            assert beta.rx.decode(await h.heard_by_peer("b"), now()) == ALPHA_VIEW
+            assert h.peerlink.sent == sent + 1
+            with pytest.raises(BlockingIOError):
+                h.peer_socks["a"].recvfrom(2048)  # nothing on network a
+            h.peerlink.send(ALPHA_VIEW)
+            for network in ("a", "b"):
+                assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+
+    run(scenario)

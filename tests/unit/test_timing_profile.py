@@ -136,13 +136,13 @@ def test_sources_say_profile_set_default_or_the_rule() -> None:
 def test_describe_shows_values_sources_and_derived_values() -> None:
     text = "\n".join(describe_timing(timing('profile = "fast"\nmisses = 3')))
     assert text.startswith("timing: profile fast (BFD-like 20 ms probes")
-    assert "  interval                  20ms  profile fast" in text
-    assert "  misses                       3  set" in text
-    assert "  echo_window               45ms" in text
-    assert "  peer_gone_after           60ms" in text
-    assert "  settle                   112ms" in text
+    assert "  interval                     20ms  profile fast" in text
+    assert "  misses                          3  set" in text
+    assert "  echo_window                  45ms" in text
+    assert "  peer_gone_after              60ms" in text
+    assert "  settle                      112ms" in text
     # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
-    assert "  dead peer noticed in      45ms" in text
+    assert "  dead peer noticed in         45ms" in text
 
 
 def test_every_profile_passes_the_checks_on_its_own() -> None:
@@ -169,8 +169,8 @@ def test_check_config_prints_the_timing(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "timing: profile fast" in result.stdout
-    assert "  misses                       3  set" in result.stdout
-    assert "  echo_window               45ms" in result.stdout
+    assert "  misses                          3  set" in result.stdout
+    assert "  echo_window                  45ms" in result.stdout
 
 
 # ---- the fast profile in the simulation (the real core, the shell's probe model) ----

@@ -1,0 +1,31 @@
+"""Simulated pairs for tests that compare two settings under the same seed and faults."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mosqit_failover.sim_scenarios import sim_config
+from mosqit_failover.simulation import World
+
+
+def pair_world(
+    seed: int, *, peer_echo: str = "auto", calm_heartbeat_networks: str = "alternate"
+) -> World:
+    """alpha booting at 0 s and beta at 1 s, with the simulation's timing as changed."""
+    config = sim_config()
+    timing = replace(
+        config.timing, peer_echo=peer_echo, calm_heartbeat_networks=calm_heartbeat_networks
+    )
+    world = World(replace(config, timing=timing), seed=seed)
+    world.boot("alpha", 0.0)
+    world.boot("beta", 1.0)
+    return world
+
+
+def promotions(world: World, after: float) -> list[tuple[float, str]]:
+    """(time, node) of every promotion decided from ``after`` on."""
+    return [
+        (line.time, line.node)
+        for line in world.timeline
+        if line.decision is not None and line.decision.kind == "promote" and line.time >= after
+    ]

@@ -12,6 +12,10 @@ agent is hung goes the same way: ``ssh ... mosqit-sync EPOCH --fence`` (see
 
 Devices and special files are never synced (``--no-D``): the receiver refuses
 a sender that asks for them, so that a pushed tree cannot plant device nodes.
+Holes stay holes (``-S``): a sparse file of 10 GiB with a few blocks of data is not
+written out as 10 GiB of zeros on the peer. A synchronous directory's pushes carry
+``--fsync`` (:data:`FSYNC`): the receiver answers only once what it wrote is on its
+disk (docs/sync-mode.md: a standby the mount takes back holds the catch-up durably).
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ FENCE = "--fence"
 
 SYNCFS = "--syncfs"
 """Second word after the epoch of a synchronous-mode channel (docs/sync-mode.md)."""
+
+FSYNC = "--fsync"
+"""rsync's option, on every push of a synchronous directory: the receiving forced command
+runs the server without it and flushes the whole file system once it ended (``syncfs``,
+:func:`.receive.receive_durably`), which also covers directories, deletions and metadata
+rsync's own per-file fsync leaves in the page cache."""
 
 MOVED = "moved"
 """Result line of a rename done on the peer; anything else says why not (``kept: ...``)."""
@@ -107,11 +117,14 @@ def _common(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
         "--no-D",  # but no devices or special files: the receiver refuses D (-logtpre.iLsfxCIvu)
         "--numeric-ids",
         "--force",  # a directory that became a file, a deleted non-empty directory
+        "-S",  # holes stay holes: a sparse file must not fill the peer's disk with zeros
         f"--timeout={max(1, round(sync.timeout))}",
         "-e",
         rsh(peer),
         f"--rsync-path={MARKER} {epoch}",
     ]
+    if sync.synchronous:  # a standby taken back into the mount holds the copy durably
+        argv.append(FSYNC)
     if sync.bwlimit:
         argv.append(f"--bwlimit={sync.bwlimit}")
     argv += [f"--exclude={pattern}" for pattern in sync.excludes]

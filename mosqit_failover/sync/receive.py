@@ -32,6 +32,10 @@ Then it execs ``rsync --server --chmod=Fug-s ...`` (nothing of this process
 remains): the receiving rsync strips setuid and setgid bits from every file
 it writes (rsync applies a server-side ``--chmod`` to the modes it receives),
 and without ``-D`` it creates no device node or special file (it skips them).
+A push of a synchronous directory asks ``--fsync``: then this process runs the server
+as its child instead and, once it succeeded, flushes the directory's file system
+(:func:`receive_durably`); the sender's rsync waits for this process's exit, so its
+success means the copy is on the receiver's disk.
 
 The second allowed form renames inside a synced directory, before a batch:
 ``mosqit-sync EPOCH --move DEST`` with NUL-separated ``SRC DEST`` pairs on
@@ -62,11 +66,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +82,7 @@ from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.sync import catchup
-from mosqit_failover.sync.commands import FENCE, MARKER, MOVE, MOVED, REFUSED, SYNCFS
+from mosqit_failover.sync.commands import FENCE, FSYNC, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
 REFUSED_EXIT = 77
 MOVE_INPUT_MAX = 64 << 20
@@ -85,13 +91,14 @@ MOVE_INPUT_MAX = 64 << 20
 COMMAND_MAX = 8192
 """Longest SSH_ORIGINAL_COMMAND considered (characters)."""
 
-SERVER_LETTERS = frozenset("logtprRH")
+SERVER_LETTERS = frozenset("logtprRHS")
 """The short options our sender's rsync passes to the receiving server.
 
 Measured with rsync 3.5.0 (protocol 32) against a logging --rsync-path:
 ``rsync -a --no-D --numeric-ids --force --delete ...`` sends
 ``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-logtpRe.LsfxCIvu``; the full
-sync adds ``-H`` (hard links among the files it sends, all inside the destination).
+sync adds ``-H`` (hard links among the files it sends, all inside the destination);
+every push ``-S`` (sparse files: holes stay holes).
 In that word every letter before ``e`` is an option; ``e`` takes the rest of
 the word as its argument, the capability flags after the ``.``.
 """
@@ -107,7 +114,11 @@ old content under a catch-up that reports success)."""
 
 _EPOCH = re.compile(r"0|[1-9][0-9]{0,17}")
 _SHORT_WORD = re.compile(r"-([A-Za-z]*)e\.([A-Za-z]*)")
-_LONG_FLAGS = frozenset({"--delete", "--delete-missing-args", "--force", "--numeric-ids"})
+_LONG_FLAGS = frozenset({"--delete", "--delete-missing-args", "--force", "--numeric-ids", FSYNC})
+
+FLUSH_FAILED = 11
+"""The exit status when the flush after a ``--fsync`` push fails: rsync's own "error in
+file I/O", which the sender's rsync passes on (its engine retries)."""
 _LONG_VALUES = {
     "--timeout": re.compile(r"[1-9][0-9]{0,5}"),
     "--bwlimit": re.compile(r"[1-9][0-9]{0,9}"),
@@ -394,6 +405,42 @@ def begin_catch_up(state: StateFile, root: str) -> None:
         raise Refused(str(error)) from None
 
 
+def flush_file_system(path: str) -> None:
+    """Write everything of the file system holding ``path`` to its disk (``syncfs``):
+    file data, directory entries, deletions, modes and times; OSError if it cannot."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
+
+
+def receive_durably(argv: list[str], root: str) -> int:
+    """Run the receiving rsync server ``argv`` as a child, then flush ``root``'s file
+    system: the exit status, which the sender's rsync waits for, says the copy is on this
+    node's disk. Once for the whole push rather than rsync's ``--fsync`` of each file,
+    which costs one disk flush per file and leaves directories, deletions and metadata
+    unflushed. A failed flush is one line and :data:`FLUSH_FAILED`."""
+    code = subprocess.run(argv, check=False).returncode  # the session's stdin, stdout, stderr
+    if code != 0:
+        return code if code > 0 else 128 - code  # a signal, as a shell says it
+    try:
+        flush_file_system(root)
+    except OSError as error:
+        print(
+            f"mosqit-sync: the push into {root} succeeded but cannot be flushed to this "
+            f"node's disk (syncfs: {error.strerror or error}); check the disk, the push is "
+            "retried",
+            file=sys.stderr,
+            flush=True,
+        )
+        return FLUSH_FAILED
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mosqit-failover sync-receive")
     add_arguments(parser)
@@ -458,6 +505,8 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     os.makedirs(argv[-1], mode=0o755, exist_ok=True)
     begin_catch_up(state, argv[-1].rstrip("/"))
     sys.stderr.flush()
+    if FSYNC in argv:
+        return receive_durably([word for word in argv if word != FSYNC], argv[-1])
     os.execvp(argv[0], argv)
 
 

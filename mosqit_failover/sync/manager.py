@@ -25,7 +25,9 @@ first push is a full sync), stops the engines of removed ones (nothing is
 deleted on the peers: their copies just stop being updated) and restarts the
 engines of a directory whose settings changed (a new one starts once the old
 one for the same peer, and its rsync, are gone, so two never push the same
-directory to the same peer); the others keep running untouched. ssh masters
+directory to the same peer); the others keep running untouched. A standby whose channel
+is live, or which its synchronous mount is taking back (a rejoin, its engine stopped),
+gets no engine: an rsync there would run beside the channel or the mount's catch-up. ssh masters
 no longer used by any engine are closed. When not running it only takes the
 config (the next start uses it).
 
@@ -169,6 +171,7 @@ class SyncManager:
         self._in_force: set[str] = set()  # synchronous in this epoch (see start)
         self._live: dict[str, set[str]] = {}  # the channels each mount had up, last seen
         self._joining: dict[str, asyncio.Task[None]] = {}  # a rejoin in flight, per mount
+        self._joining_peer: dict[str, str] = {}  # its standby, once its engine is stopped
         self._rejoin_after: dict[tuple[str, str], float] = {}  # (path, peer): backoff
         self._fenced_said: set[str] = set()  # the mounts whose fence was said
         self.on_mount_died: Callable[[str, str, list[str]], None] = lambda *died: None
@@ -403,9 +406,11 @@ class SyncManager:
         retire.add_done_callback(self._retiring.discard)
 
     def _catch_up(self, sync: SyncDir, peers: Collection[str]) -> None:
-        """An engine (full sync first) for each of ``peers`` that has none for ``sync``."""
+        """An engine (full sync first) for each of ``peers`` that has none for ``sync``,
+        with the directory's settings of the config (a reload's, not the mount's)."""
         if self.epoch is None or not self.running:
             return
+        sync = next((s for s in self.config.sync if s.path == sync.path), sync)
         for peer in self.peers:
             if peer.name in peers and not self._slots_of(sync.path, peer.name):
                 self._slots.append(self._new_slot(sync, peer))
@@ -471,6 +476,18 @@ class SyncManager:
         if slot not in self._slots or self.epoch is None:
             return  # reconfigured or stopped meanwhile
         self._slots.remove(slot)
+        self._joining_peer[path] = peer  # a reload now gives it no engine (reconfigure)
+        try:
+            await self._take_back(mount, slot)
+        finally:
+            if self._joining_peer.get(path) == peer:
+                del self._joining_peer[path]
+
+    async def _take_back(self, mount: SyncMount, slot: _Slot) -> None:
+        """The rejoin once the slot is out of the engines: its rsync reaped, the request,
+        the mount's answer; a failure (the mount still up) gets an engine again."""
+        path, peer = mount.sync.path, slot.peer
+        assert self.epoch is not None
         slot.task.cancel()
         await asyncio.gather(slot.task, return_exceptions=True)  # its rsync reaped
         from mosqit_failover.syncfs.remote import catch_up_argv, channel_argv
@@ -594,6 +611,7 @@ class SyncManager:
         for task in self._joining.values():
             task.cancel()
         self._joining, self._rejoin_after, self._fenced_said = {}, {}, set()
+        self._joining_peer = {}
         return mounts
 
     def reconfigure(self, config: Config) -> list[str]:
@@ -618,11 +636,18 @@ class SyncManager:
             return []
         keep: set[tuple[str, str]] = set()
         slots = []
+        joining = []
         for sync in config.sync:
             for peer in self.peers:
                 key = (sync.path, peer.name)
                 if peer.name in self._live.get(sync.path, ()):
                     continue  # its mount's channel writes there (settings: next promotion)
+                if self._joining_peer.get(sync.path) == peer.name:
+                    # the mount is catching it up under its freeze, then its channel writes
+                    # there: an rsync now would run beside both (the join's answer gives it
+                    # an engine again if it failed)
+                    joining.append(f"{peer.name} of {sync.path}")
+                    continue
                 if key in old and sync.path not in changed and peer.name not in moved:
                     slots.append(old[key])
                     keep.add(key)
@@ -650,6 +675,10 @@ class SyncManager:
             if remount
             else "",
             f"restarted the push to {', '.join(sorted(moved))} (node changed)" if moved else "",
+            f"{', '.join(joining)}: being taken back into the synchronous mount, no push to it "
+            "meanwhile (a failed rejoin starts its engine with these settings)"
+            if joining
+            else "",
         ]
         line = f"sync reconfigured (epoch {self.epoch}): " + "; ".join(p for p in parts if p)
         self._note(line, 5)

@@ -56,6 +56,7 @@ from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch
+from mosqit_failover.syncfs.buffers import keep_freed_buffers, widen_pipe
 from mosqit_failover.syncfs.records import (
     KEEP_ID,
     Chmod,
@@ -441,6 +442,7 @@ class _Input:
             self._fd = None
         self._poll = select.poll()
         if self._fd is not None:
+            widen_pipe(self._fd)
             self._poll.register(self._fd, select.POLLIN | _RDHUP)
 
     def read(self) -> bytes:
@@ -461,6 +463,7 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
 
     Group commit: the commits that arrived in one read are made durable by one round of
     fsyncs, then each is acknowledged (concurrent closers on the active share it)."""
+    keep_freed_buffers()  # nowhere to say it fails: only the speed of large writes suffers
     decoder = Decoder()
     applier = Applier(root_fd)
     source = _Input(stdin)

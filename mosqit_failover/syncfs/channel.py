@@ -41,6 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mosqit_failover.sync.proc import ORPHAN_GUARD, STDERR_KEEP
+from mosqit_failover.syncfs.buffers import widen_pipe
 from mosqit_failover.syncfs.gate import Gate
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Commit, Hello
@@ -125,6 +126,9 @@ class Channel:
             raise ChannelLost(self.reason) from None
         self._process = process
         assert process.stdin is not None and process.stdout is not None
+        pipe = process.stdin.transport.get_extra_info("pipe")
+        if pipe is not None and not pipe.closed:  # closed: the process is gone already
+            widen_pipe(pipe.fileno())
         self._tasks.append(asyncio.create_task(self._read_stderr()))
         process.stdin.write(HEADER + encode(Hello(epoch)))
         try:

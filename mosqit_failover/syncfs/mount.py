@@ -42,6 +42,7 @@ from mosqit_failover.syncfs.binding import (
     BindingError,
     enable_asyncio,
 )
+from mosqit_failover.syncfs.buffers import keep_freed_buffers
 from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
 from mosqit_failover.syncfs.join import Joiner
 from mosqit_failover.syncfs.mountinfo import FS_NAME
@@ -195,6 +196,9 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stopping.set)
     replicator.on_change()
     print(f"mounted {directory}", flush=True)
+    why = keep_freed_buffers()
+    if why:
+        log(f"large writes stay slow: malloc cannot keep freed buffers ({why})")
     main = asyncio.create_task(pyfuse3.main(min_tasks=4, max_tasks=64))
     stop = asyncio.create_task(stopping.wait())
     joining = asyncio.create_task(_join_peers(args, replicator, root_fd)) if args.peers else None

@@ -4,6 +4,7 @@ misbehave), the waits of the sync points, degrade and block."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sys
 import time
 from pathlib import Path
@@ -12,11 +13,13 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
+from mosqit_failover.syncfs.buffers import PIPE_SIZE
 from mosqit_failover.syncfs.channel import Channel, ChannelLost, NoStandby, Replicator
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Create, Write
 
 PY = sys.executable
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 def applier(tmp: Path, name: str) -> Channel:
@@ -161,3 +164,18 @@ def test_degrade_mode_returns_at_once_with_no_standby() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="degrade, block"):
         Replicator([], on_standby_loss="maybe")
+
+
+def test_a_channels_pipe_holds_a_whole_write() -> None:
+    """One write moves a 1 MiB record, not 64 KiB of it per wake-up of the standby's end
+    (ssh here: a process that does not widen the pipe itself, unlike the applier)."""
+
+    async def scenario() -> None:
+        channel = liar("ssh", "sys.stdin.buffer.read()")
+        await channel.start(3, 20)
+        assert channel._process is not None and channel._process.stdin is not None
+        pipe = channel._process.stdin.transport.get_extra_info("pipe")
+        assert fcntl.fcntl(pipe.fileno(), F_GETPIPE_SZ) >= PIPE_SIZE
+        await channel.close()
+
+    asyncio.run(scenario())

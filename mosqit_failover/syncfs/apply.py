@@ -75,12 +75,11 @@ from mosqit_failover.syncfs.records import (
     Utimes,
     Write,
 )
-from mosqit_failover.syncfs.stream import Decoder, StreamError
+from mosqit_failover.syncfs.stream import READ_CHUNK, Decoder, StreamError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_SUID = ~(stat.S_ISUID | stat.S_ISGID) & 0o7777
-READ_CHUNK = 1 << 20
 
 PR_SET_PDEATHSIG = 1
 _RDHUP = getattr(select, "POLLRDHUP", 0x2000)  # a socket's peer shut its writing down
@@ -445,17 +444,19 @@ class _Input:
             widen_pipe(self._fd)
             self._poll.register(self._fd, select.POLLIN | _RDHUP)
 
-    def read(self) -> bytes:
-        """The next chunk; b"" at the end of the stream."""
+    def read(self, decoder: Decoder) -> list[Record] | None:
+        """The records the next chunk completes; None at the end of the stream. From a
+        descriptor, the chunk is read straight into the decoder's buffer."""
         if self._fd is None:
             stdin = self._stdin
             chunk = stdin.read1(READ_CHUNK) if hasattr(stdin, "read1") else stdin.read(READ_CHUNK)
-        else:
-            chunk = os.read(self._fd, READ_CHUNK)
-            if chunk and not self.gone:
-                self.gone = any(events & _HANGUP for _, events in self._poll.poll(0))
-        self.gone = self.gone or not chunk
-        return chunk
+            self.gone = not chunk
+            return decoder.feed(chunk) if chunk else None
+        count = os.readv(self._fd, [decoder.space()])
+        if count and not self.gone:
+            self.gone = any(events & _HANGUP for _, events in self._poll.poll(0))
+        self.gone = self.gone or not count
+        return decoder.filled(count) if count else None
 
 
 def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
@@ -468,11 +469,13 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
     applier = Applier(root_fd)
     source = _Input(stdin)
     try:
-        while chunk := source.read():
+        while True:
             try:
-                records = decoder.feed(chunk)
+                records = source.read(decoder)
             except StreamError as error:
                 raise Refused(f"malformed stream: {error}") from None
+            if records is None:
+                break
             if guard.epoch is None and records:
                 _hello(records.pop(0), guard, stdout)
             changes = sum(not isinstance(r, Commit) for r in records)

@@ -45,7 +45,7 @@ from mosqit_failover.syncfs.buffers import widen_pipe
 from mosqit_failover.syncfs.gate import Gate
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Commit, Hello
-from mosqit_failover.syncfs.stream import HEADER, encode
+from mosqit_failover.syncfs.stream import HEADER, encode, encode_all
 
 Log = Callable[[str], None]
 MODES = ("degrade", "block")
@@ -402,9 +402,10 @@ class Replicator:
         """Send ``step``; for a sync step return once every live channel acknowledged it."""
         live = self.live
         if step.records:
-            data = b"".join(encode(r) for r in step.records)
+            pieces = encode_all(step.records)  # a Write's data as the kernel gave it
             for channel in live:
-                channel.send(data)
+                for piece in pieces:
+                    channel.send(piece)
         if not step.sync:
             self._let_go()
             for channel in live:

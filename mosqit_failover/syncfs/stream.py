@@ -15,7 +15,7 @@ never allocates more than one frame's bound for a hostile length.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mosqit_failover.syncfs.records import (
     PATH_MAX,
@@ -107,65 +107,104 @@ def _i64(value: int) -> bytes:
     return _I64.pack(value)
 
 
-def _payload(record: Record) -> bytes:
+def _payload(record: Record) -> tuple[bytes, bytes]:
+    """The record's fields, and the data that ends a Write's payload (b"" for the rest)."""
     match record:
         case Hello(epoch):
-            return _u64(epoch)
+            return _u64(epoch), b""
         case Write(path, offset, data):
             if len(data) > MAX_DATA:
                 raise StreamError(f"a write of {len(data)} bytes (at most {MAX_DATA})")
-            return _path(path) + _u64(offset) + _U32.pack(len(data)) + data
+            return _path(path) + _u64(offset) + _U32.pack(len(data)), data
         case SetSize(path, size):
-            return _path(path) + _u64(size)
+            return _path(path) + _u64(size), b""
         case Create(path, mode, uid, gid) | Mkdir(path, mode, uid, gid):
-            return _path(path) + _u32(mode) + _u32(uid) + _u32(gid)
+            return _path(path) + _u32(mode) + _u32(uid) + _u32(gid), b""
         case Rmdir(path) | Unlink(path):
-            return _path(path)
+            return _path(path), b""
         case Rename(src, dst) | Link(src, dst):
-            return _path(src) + _path(dst)
+            return _path(src) + _path(dst), b""
         case Symlink(path, target, uid, gid):
-            return _path(path) + _text(target) + _u32(uid) + _u32(gid)
+            return _path(path) + _text(target) + _u32(uid) + _u32(gid), b""
         case Chmod(path, mode):
-            return _path(path) + _u32(mode)
+            return _path(path) + _u32(mode), b""
         case Chown(path, uid, gid):
-            return _path(path) + _u32(uid) + _u32(gid)
+            return _path(path) + _u32(uid) + _u32(gid), b""
         case Utimes(path, atime_ns, mtime_ns):
-            return _path(path) + _i64(atime_ns) + _i64(mtime_ns)
+            return _path(path) + _i64(atime_ns) + _i64(mtime_ns), b""
         case Commit(seq):
-            return _u64(seq)
+            return _u64(seq), b""
     raise StreamError(f"not a record: {record!r}")
 
 
+def encode_parts(record: Record) -> tuple[bytes, bytes]:
+    """One frame as two pieces to send one after the other: its head, and a Write's data
+    as it is (never copied: a 1 MiB write is not concatenated again), else b"".
+    Raises :class:`StreamError` (or BadPath) for what the decoder would refuse."""
+    fields, data = _payload(record)
+    head = _U32.pack(1 + len(fields) + len(data)) + bytes([_TYPES[type(record)]]) + fields
+    return head, data
+
+
 def encode(record: Record) -> bytes:
-    """One frame. Raises :class:`StreamError` (or BadPath) for what the decoder would refuse."""
-    body = bytes([_TYPES[type(record)]]) + _payload(record)
-    return _U32.pack(len(body)) + body
+    """One frame (:func:`encode_parts` joined)."""
+    return b"".join(encode_parts(record))
+
+
+SMALL = 64 << 10
+"""Pieces shorter than this are joined before they are sent (one write, not several)."""
+
+
+def encode_all(records: Sequence[Record]) -> list[bytes]:
+    """The frames of ``records`` in order, as few pieces as they can be without copying
+    data of :data:`SMALL` bytes or more."""
+    pieces: list[bytes] = []
+    small: list[bytes] = []
+    for record in records:
+        for piece in encode_parts(record):
+            if len(piece) < SMALL:
+                small.append(piece)
+                continue
+            if small:
+                pieces.append(b"".join(small))
+                small = []
+            pieces.append(piece)
+    if small:
+        pieces.append(b"".join(small))
+    return pieces
 
 
 class _Reader:
-    def __init__(self, body: bytes, kind: str) -> None:
+    """The fields of one frame's payload, read in place (a Write's data copied once)."""
+
+    def __init__(self, body: memoryview, kind: str) -> None:
         self.body = body
         self.at = 0
         self.kind = kind
 
-    def take(self, count: int) -> bytes:
-        if self.at + count > len(self.body):
+    def _skip(self, count: int) -> int:
+        """Where ``count`` bytes start, consumed; StreamError if the record is shorter."""
+        at = self.at
+        if at + count > len(self.body):
             raise StreamError(f"a {self.kind} record is truncated")
-        chunk = self.body[self.at : self.at + count]
-        self.at += count
-        return chunk
+        self.at = at + count
+        return at
+
+    def take(self, count: int) -> bytes:
+        at = self._skip(count)
+        return bytes(self.body[at : at + count])
 
     def u16(self) -> int:
-        return int(_U16.unpack(self.take(2))[0])
+        return int(_U16.unpack_from(self.body, self._skip(2))[0])
 
     def u32(self) -> int:
-        return int(_U32.unpack(self.take(4))[0])
+        return int(_U32.unpack_from(self.body, self._skip(4))[0])
 
     def u64(self) -> int:
-        return int(_U64.unpack(self.take(8))[0])
+        return int(_U64.unpack_from(self.body, self._skip(8))[0])
 
     def i64(self) -> int:
-        return int(_I64.unpack(self.take(8))[0])
+        return int(_I64.unpack_from(self.body, self._skip(8))[0])
 
     def path(self) -> bytes:
         value = self.take(self.u16())
@@ -209,8 +248,9 @@ _DECODERS: dict[int, tuple[str, Callable[[_Reader], Record]]] = {
 }
 
 
-def decode_body(body: bytes) -> Record:
+def decode_body(body: bytes | bytearray | memoryview) -> Record:
     """The record of one frame's body (type byte and payload)."""
+    body = memoryview(body)
     if not body:
         raise StreamError("an empty frame")
     entry = _DECODERS.get(body[0])
@@ -237,36 +277,79 @@ def check_header(header: bytes) -> None:
         )
 
 
+READ_CHUNK = 1 << 20
+"""Most bytes read at once while no frame's length is known."""
+
+CAPACITY = 4 + MAX_FRAME + READ_CHUNK
+"""The decoder's buffer: an incomplete frame and one read always fit."""
+
+
 class Decoder:
-    """Records from bytes fed in any chunks (the header first)."""
+    """Records from bytes fed in any chunks (the header first): either :meth:`feed`, or
+    read straight into :meth:`space` then :meth:`filled`. Its buffer is allocated once;
+    a frame is parsed where it lies, and only a Write's data (and paths) are copied out.
+    While a frame's length is known, :meth:`space` ends where that frame ends, so the
+    buffer starts over empty after a big frame (its data is never moved)."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer = bytearray(CAPACITY)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # the first byte not yet parsed
+        self._end = 0  # the end of the bytes read
         self._header = False
 
-    def feed(self, chunk: bytes) -> list[Record]:
-        self._buffer += chunk
+    def space(self) -> memoryview:
+        """Where the next bytes go (never empty); then say how many with :meth:`filled`."""
+        start, end = self._start, self._end
+        want = READ_CHUNK
+        if self._header and end - start >= 4:  # an incomplete frame: only its rest
+            want = 4 + _U32.unpack_from(self._buffer, start)[0] - (end - start)
+        if CAPACITY - end < want:
+            # only the few bytes of a length cut by a read move: a frame whose length is
+            # known began within a read of at most READ_CHUNK, so the rest of it fits
+            self._view[: end - start] = self._view[start:end]
+            self._start, self._end = 0, end - start
+        return self._view[self._end : self._end + want]
+
+    def filled(self, count: int) -> list[Record]:
+        """The records completed by ``count`` more bytes written into :meth:`space`."""
+        self._end += count
         records: list[Record] = []
         if not self._header:
-            if len(self._buffer) < len(HEADER):
-                if not HEADER.startswith(bytes(self._buffer[: len(HEADER)])):
-                    check_header(bytes(self._buffer) + b"\0" * len(HEADER))
+            got = bytes(self._view[self._start : self._end])
+            if len(got) < len(HEADER):
+                if not HEADER.startswith(got):
+                    check_header(got + b"\0" * len(HEADER))
                 return records
-            check_header(bytes(self._buffer[: len(HEADER)]))
-            del self._buffer[: len(HEADER)]
+            check_header(got[: len(HEADER)])
+            self._start += len(HEADER)
             self._header = True
-        while len(self._buffer) >= 4:
-            size = _U32.unpack_from(self._buffer)[0]
+        while self._end - self._start >= 4:
+            size = _U32.unpack_from(self._buffer, self._start)[0]
             if size > MAX_FRAME:
                 raise StreamError(f"a frame of {size} bytes (at most {MAX_FRAME})")
-            if len(self._buffer) < 4 + size:
+            at = self._start + 4
+            if self._end < at + size:
                 break
-            body = bytes(self._buffer[4 : 4 + size])
-            del self._buffer[: 4 + size]
-            records.append(decode_body(body))
+            records.append(decode_body(self._view[at : at + size]))
+            self._start = at + size
+        if self._start == self._end:
+            self._start = self._end = 0
+        return records
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        """The records completed by ``chunk``."""
+        records: list[Record] = []
+        rest = memoryview(chunk)
+        while rest:
+            room = self.space()
+            count = min(len(room), len(rest))
+            room[:count] = rest[:count]
+            rest = rest[count:]
+            records += self.filled(count)
         return records
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame (a stream that ends here was cut)."""
-        return len(self._buffer)
+        return self._end - self._start

@@ -281,3 +281,19 @@ def test_as_a_process_reading_stdin_answering_on_stdout(standby: Standby) -> Non
     assert done.stdout.startswith(b"refused: ")
     assert done.stderr.decode().startswith(REFUSED)
     assert b"Traceback" not in done.stderr
+
+
+def test_mebibyte_writes_through_a_pipe_land_whole(standby: Standby) -> None:
+    """The process reads straight into its decoder: writes of MAX_DATA bytes, each frame
+    spanning several reads of the pipe, between small records."""
+    argv = [sys.executable, "-m", "mosqit_failover.syncfs", "apply"]
+    argv += ["--root", str(standby.root), "--state", str(standby.state.path)]
+    blocks = [bytes([i]) * stream.MAX_DATA for i in range(3)]
+    records: list[Record] = [Hello(5), Create(b"big", 0o644, 0, 0)]
+    for i, block in enumerate(blocks):
+        records += [Write(b"big", i * len(block), block), Utimes(b"big", 0, i)]
+    done = converse(argv, as_stream([*records, Write(b"big", 1, b"xy"), Commit(1)]), answers=2)
+    assert (done.returncode, done.stdout) == (0, b"ready 5\nok 1\n"), done.stderr
+    expected = bytearray(b"".join(blocks))
+    expected[1:3] = b"xy"
+    assert (standby.root / "big").read_bytes() == expected

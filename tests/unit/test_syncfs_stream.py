@@ -155,3 +155,124 @@ def test_values_that_do_not_fit_are_refused_by_the_encoder() -> None:
         stream.encode(Utimes(b"f", 1 << 63, 0))
     with pytest.raises(StreamError):
         stream.encode(Write(b"f", 0, b"x" * (MAX_DATA + 1)))
+
+
+# -- the fast paths: pieces sent without copying data, bytes read into the decoder --------
+
+
+def read_into(decoder: Decoder, data: bytes, most: int = 1 << 30) -> list[Record]:
+    """``data`` written into the decoder's own space, at most ``most`` bytes at a time (as
+    the applier's reads from a pipe), and the records they complete."""
+    records: list[Record] = []
+    at = 0
+    while at < len(data):
+        room = decoder.space()
+        assert len(room) > 0
+        count = min(len(room), most, len(data) - at)
+        room[:count] = data[at : at + count]
+        at += count
+        records += decoder.filled(count)
+    return records
+
+
+BIG = Write(b"d/big", 1 << 40, bytes(range(256)) * (MAX_DATA // 256))
+
+
+def test_a_stream_cut_at_every_byte_reads_the_same_records() -> None:
+    records: list[Record] = [Hello(1), Write(b"d/f", 5, bytes(range(256)) * 3), Commit(1)]
+    data = HEADER + b"".join(stream.encode(r) for r in records)
+    for cut in range(len(data) + 1):
+        decoder = Decoder()
+        assert read_into(decoder, data[:cut]) + read_into(decoder, data[cut:]) == records
+        assert decoder.pending == 0
+
+
+def test_a_write_of_a_mebibyte_read_64_kib_at_a_time() -> None:
+    data = HEADER + stream.encode(BIG) + stream.encode(Commit(2))
+    decoder = Decoder()
+    assert read_into(decoder, data, 1 << 16) == [BIG, Commit(2)]
+    assert decoder.pending == 0
+
+
+def test_the_space_ends_where_a_frame_whose_length_is_known_ends() -> None:
+    decoder = Decoder()
+    frame_bytes = stream.encode(BIG)
+    assert read_into(decoder, HEADER + frame_bytes[:1000]) == []
+    assert len(decoder.space()) == len(frame_bytes) - 1000
+    assert read_into(decoder, frame_bytes[1000:]) == [BIG]
+
+
+def test_small_frames_then_a_big_one_in_reads_that_cut_anywhere() -> None:
+    small: list[Record] = [Unlink(b"x" * 200 + b"/%d" % i) for i in range(6000)]  # > 1 MiB
+    records = [*small, BIG, Commit(3)]
+    data = HEADER + b"".join(stream.encode(r) for r in records)
+    decoder = Decoder()
+    assert read_into(decoder, data, 700_000) == records
+    assert decoder.pending == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, MAX_DATA), st.integers(0, 255)).map(
+            lambda t: Write(b"f", t[0], bytes([t[1]]) * t[0])
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(1, 3 << 20),
+)
+def test_writes_of_any_size_round_trip_in_reads_of_any_size(
+    records: list[Write], most: int
+) -> None:
+    data = HEADER + b"".join(stream.encode(r) for r in records)
+    decoder = Decoder()
+    assert read_into(decoder, data, most) == records
+    assert decoder.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (HEADER + struct.pack(">I", MAX_FRAME + 1), f"at most {MAX_FRAME}"),
+        (HEADER + struct.pack(">I", 0xFFFFFFFF), "at most"),
+        (
+            HEADER + frame(2, p(b"f") + struct.pack(">QI", 0, MAX_DATA + 1)),
+            f"at most {MAX_DATA}",
+        ),
+        (HEADER + frame(2, p(b"f") + struct.pack(">QI", 0, 100) + b"x" * 99), "truncated"),
+        (HEADER + frame(2, p(b"f") + struct.pack(">QI", 0, 1) + b"xy"), "1 extra bytes"),
+        (b"MQSF\x09" + stream.encode(BIG), "stream version 9"),
+    ],
+)
+def test_hostile_bytes_read_into_the_buffer_are_refused_with_the_reason(
+    data: bytes, words: str
+) -> None:
+    with pytest.raises(StreamError) as caught:
+        read_into(Decoder(), data, 1 << 16)
+    assert words in str(caught.value)
+
+
+def test_a_writes_data_is_its_own_piece_and_small_frames_are_joined() -> None:
+    records: list[Record] = [Create(b"f", 0o644, 0, 0), BIG, Commit(1), Commit(2)]
+    pieces = stream.encode_all(records)
+    assert pieces[1] is BIG.data  # sent as the kernel gave it, not copied
+    assert len(pieces) == 3
+    assert b"".join(pieces) == b"".join(stream.encode(r) for r in records)
+    assert stream.encode_all([Commit(1), Write(b"f", 0, b"small")]) == [
+        stream.encode(Commit(1)) + stream.encode(Write(b"f", 0, b"small"))
+    ]
+
+
+def test_a_frame_begun_at_the_end_of_the_buffer_is_moved_to_the_front_intact() -> None:
+    """Frames of 8 bytes after the 5-byte header: the second 1 MiB read ends 3 bytes into
+    the big frame's length, so little room is left and those bytes move to the front."""
+    count = (2 * stream.READ_CHUNK - len(HEADER)) // 8
+    small = stream.encode(Unlink(b"a"))
+    assert len(small) == 8
+    data = HEADER + small * count + stream.encode(BIG) + stream.encode(Commit(4))
+    decoder = Decoder()
+    records = read_into(decoder, data)
+    assert len(records) == count + 2
+    assert records[-2:] == [BIG, Commit(4)]
+    assert decoder.pending == 0

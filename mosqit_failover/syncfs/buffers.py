@@ -6,7 +6,8 @@ mmap threshold, then its trim threshold, grow only up to about this size), so ea
 costs page faults and zeroed pages again: measured, more than half of the mount's CPU
 time in a sequential write. :func:`keep_freed_buffers` makes malloc serve them from the
 heap and keep up to :data:`KEEP` bytes freed at its top; :func:`widen_pipe` lets one
-write move a whole record instead of 64 KiB at a time.
+write move a whole record instead of 64 KiB at a time, and :data:`AHEAD` lets the mount
+answer a write before the standby read the previous one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1 << 20
 """A pipe's capacity asked for: one Write frame's data (the default limit of
 ``/proc/sys/fs/pipe-max-size`` for an unprivileged process)."""
+
+AHEAD = 4 << 20
+"""Bytes a channel may hold unsent (beyond its pipe) before the mount waits for the
+standby to read: a few 1 MiB records, so a write does not wait for every one."""
 
 
 def keep_freed_buffers() -> str:

@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mosqit_failover.sync.proc import ORPHAN_GUARD, STDERR_KEEP
-from mosqit_failover.syncfs.buffers import widen_pipe
+from mosqit_failover.syncfs.buffers import AHEAD, widen_pipe
 from mosqit_failover.syncfs.gate import Gate
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Commit, Hello
@@ -129,6 +129,10 @@ class Channel:
         pipe = process.stdin.transport.get_extra_info("pipe")
         if pipe is not None and not pipe.closed:  # closed: the process is gone already
             widen_pipe(pipe.fileno())
+        # the mount may run this far ahead of the standby's reading before a write waits
+        # (drain): a few whole records, not 64 KiB (the loss of a standby that stops
+        # reading is still seen at the next sync point's ack_timeout, or by drain)
+        process.stdin.transport.set_write_buffer_limits(high=AHEAD)
         self._tasks.append(asyncio.create_task(self._read_stderr()))
         process.stdin.write(HEADER + encode(Hello(epoch)))
         try:

@@ -13,7 +13,7 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
-from mosqit_failover.syncfs.buffers import PIPE_SIZE
+from mosqit_failover.syncfs.buffers import AHEAD, PIPE_SIZE
 from mosqit_failover.syncfs.channel import Channel, ChannelLost, NoStandby, Replicator
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Create, Write
@@ -177,5 +177,26 @@ def test_a_channels_pipe_holds_a_whole_write() -> None:
         pipe = channel._process.stdin.transport.get_extra_info("pipe")
         assert fcntl.fcntl(pipe.fileno(), F_GETPIPE_SZ) >= PIPE_SIZE
         await channel.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_that_stops_reading_holds_a_few_records_then_is_lost() -> None:
+    """The channel holds at most AHEAD bytes unsent: past that a write waits for the
+    standby, which is lost once it took no data for ack_timeout (memory stays bounded)."""
+
+    async def scenario() -> None:
+        channel = liar("stuck", "time.sleep(30)")
+        await channel.start(3, 20)
+        replicator = Replicator([channel], ack_timeout=0.5)
+        data = b"x" * (1 << 20)
+        for i in range((AHEAD + PIPE_SIZE) // len(data) + 3):
+            await replicator.submit(Step((Write(b"f", i * len(data), data),)))
+            if not channel.alive:
+                break
+        assert not channel.alive
+        assert "took no data for 0.5s" in channel.reason
+        assert i >= AHEAD // len(data)  # it did run ahead by a few records first
+        await replicator.close()
 
     asyncio.run(scenario())

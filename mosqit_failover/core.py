@@ -388,6 +388,13 @@ class Core:
         lost makes the peer's calm heartbeats late on it, so the peer, troubled,
         probes and sends on every network; we, no longer hearing it on that network,
         send on every network too, and each keeps hearing the other every period.
+
+        And only while no peer sends at the fast pace: a peer troubled by our lost
+        heartbeats cannot tell us (we hear it well when the loss is one way, from us
+        to it), but its fast heartbeats do. Without this, we went on sending one
+        heartbeat a period on one network to a peer that missed them, and two lost
+        in a row (one on each network) were as much silence as four are with every
+        network: false failovers under one-way loss that "all" did not have.
         """
         networks = self.config.network_names
         t = self.timing
@@ -398,9 +405,14 @@ class Core:
         ):
             return None
         since = now - 2 * t.calm_heartbeat - t.echo_timeout
+        # between the fast pace (every `heartbeat`) and the calm one (every calm
+        # heartbeat, one sent up to a quarter period early, on one network or all)
+        hurried = (t.heartbeat + 0.75 * t.calm_heartbeat) / 2
         for tracker in self.peers.values():
             if any(tracker.heard_on[n] < since for n in networks):
                 return None
+            if any(tracker.gap_on[n] < hurried for n in networks):
+                return None  # it sends fast: troubled, maybe by our lost heartbeats
         self._calm_beats += 1
         return networks[self._calm_beats % len(networks)]
 

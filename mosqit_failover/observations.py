@@ -119,11 +119,14 @@ class PeerTracker:
 
     def __post_init__(self) -> None:
         self.heard_on: dict[str, float] = {n: NEVER for n in self.networks}
+        # per network: the time between the last two messages on it (the peer's pace)
+        self.gap_on: dict[str, float] = {n: math.inf for n in self.networks}
         self.misses: dict[str, int] = {n: 0 for n in self.networks}
 
     def message(self, network: str, view: PeerView, now: float) -> None:
         self.view = view
         self.heard_at = now
+        self.gap_on[network] = now - self.heard_on[network]
         self.heard_on[network] = now
 
     def unauthenticated(self, reason: str, now: float, gap: float) -> None:

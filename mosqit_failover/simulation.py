@@ -117,6 +117,9 @@ class World:
         self.peer_link_up = {n: True for n in self.networks}  # between the nodes only
         # between two nodes on one network (a VLAN filter): (frozenset of names, network)
         self.link_up: dict[tuple[frozenset[str], str], bool] = {}
+        # random loss from one node to another on one network, on top of the network's
+        # (a congested path between two switches; the switch probes do not cross it)
+        self.link_loss: dict[tuple[str, str, str], float] = {}
         self.nodes = {
             n.name: SimNode(n.name, {net: True for net in self.networks}) for n in config.nodes
         }
@@ -164,6 +167,13 @@ class World:
 
     def _through(self, network: str) -> bool:
         return self.rng.random() >= self.loss[network]
+
+    def _crosses(self, a: SimNode, b: SimNode, network: str) -> bool:
+        """One datagram from a to b on this network survives the network's random loss
+        and that of the path from a to b (drawn only where that path has any, so
+        that a seed's other runs stay as they were)."""
+        loss = self.link_loss.get((a.name, b.name, network), 0.0)
+        return self._through(network) and (loss == 0.0 or self.rng.random() >= loss)
 
     def path(self, a: SimNode, b: SimNode, network: str) -> bool:
         """Can a packet go from a to b on this network right now (before loss)?"""
@@ -252,8 +262,8 @@ class World:
             answered = (
                 peer.powered
                 and self.path(node, peer, network)
-                and self._through(network)
-                and self._through(network)
+                and self._crosses(node, peer, network)
+                and self._crosses(peer, node, network)
             )
             timing = self.config.timing
             delay = 2 * LATENCY if answered else timing.echo_timeout
@@ -360,7 +370,7 @@ class World:
             for network in self.networks:
                 if only is not None and network != only:
                     continue
-                if self.path(node, peer, network) and self._through(network):
+                if self.path(node, peer, network) and self._crosses(node, peer, network):
                     event: Event = (
                         PeerUnauthenticated(network, "bad-mac", node.name)
                         if self.secrets_differ
@@ -480,6 +490,18 @@ class World:
             self.link_up[(frozenset((a, b)), network)] = up
             state = "restored" if up else "broken"
             self._fault(f"path between {a} and {b} on network {network} {state}")
+
+        self.at(at, change)
+
+    def set_link_loss(
+        self, sender: str, receiver: str, network: str, loss: float, at: float
+    ) -> None:
+        """Random loss of what `sender` sends `receiver` on one network only (one
+        direction; the switch probes and every other path are not affected)."""
+
+        def change() -> None:
+            self.link_loss[(sender, receiver, network)] = loss
+            self._fault(f"random loss from {sender} to {receiver} on network {network}: {loss:.0%}")
 
         self.at(at, change)
 

@@ -36,6 +36,7 @@ def _every_network() -> Config:
 
 def test_a_calm_node_sends_each_heartbeat_on_one_network_in_turn() -> None:
     h = active()
+    h.peer_pace = h.config.timing.calm_heartbeat  # a calm peer's pace (a fast one: trouble)
     h.run_until(CALM + 2.0)
     settling = _beats(h, 0.0, 1.0)
     assert settling and {b.network for b in settling} == {None}  # not calm yet: everywhere
@@ -112,14 +113,18 @@ def test_a_broken_path_on_one_network_is_seen_and_the_peers_hear_each_other_ever
         assert not node.echo_on[world.peer_of(node).name]  # repaired: calm again
 
 
-@pytest.mark.parametrize("seed", [1, 7])
 @pytest.mark.parametrize("loss", [0.3, 0.5])
-def test_loss_fails_over_no_more_than_with_every_network(seed: int, loss: float) -> None:
-    promoted = {}
-    for mode in ("all", "alternate"):
-        world = pair_world(seed, calm_heartbeat_networks=mode)
-        for network in ("a", "b"):
-            world.set_loss(network, loss, 15.0)
-        world.run_until(45.0)
-        promoted[mode] = promotions(world, 14.0)
+def test_loss_fails_over_no_more_than_with_every_network(loss: float) -> None:
+    """Summed over ten seeds: one seed's runs of the two settings draw their random
+    loss in another order as soon as one calm heartbeat differs, so each is a sample
+    of its own (at 50 %, over seeds 0-29, "all" 23 and "alternate" 18 or 23 false
+    failovers, a seed's own pair either way round)."""
+    promoted: dict[str, list[tuple[float, str]]] = {"all": [], "alternate": []}
+    for seed in range(10):
+        for mode in promoted:
+            world = pair_world(seed, calm_heartbeat_networks=mode)
+            for network in ("a", "b"):
+                world.set_loss(network, loss, 15.0)
+            world.run_until(45.0)
+            promoted[mode] += promotions(world, 14.0)
     assert len(promoted["alternate"]) <= len(promoted["all"]), promoted

@@ -81,6 +81,9 @@ class Harness:
     switch_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
     echo_answers: dict[str, bool] = field(default_factory=lambda: {"a": True, "b": True})
     peer: PeerView | None = None  # sent every heartbeat while set
+    # how often the peer sends it (None: every `heartbeat`, the pace of a troubled
+    # peer; a calm one sends every `calm_heartbeat`)
+    peer_pace: float | None = None
     peer_unauthenticated: str | None = None  # instead: dropped for this reason (another secret)
     fence_answer: tuple[bool, str] | None = (True, "ssh fence via 10.0.1.1: fenced")
     peer_networks: tuple[str, ...] = ("a", "b")
@@ -179,7 +182,7 @@ class Harness:
                 epoch = self._fences.pop(0)[1]
                 self.feed(FenceResult(epoch, *self.fence_answer))
             if self.now >= self._next_beat:
-                self._next_beat = self.now + heartbeat
+                self._next_beat = self.now + (self.peer_pace or heartbeat)
                 for network in self.peer_networks:
                     if not self.carrier[network]:
                         continue

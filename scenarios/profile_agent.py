@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"active {active.name}: {detail(active, 10.0)}", flush=True)
         cpu, rss = footprint(standby, min(args.seconds, 10.0))
         print(f"standby {standby.name}: CPU {cpu:.2f} %, RSS {rss:.1f} MB", flush=True)
+        print(f"standby {standby.name}: {detail(standby, 10.0)}", flush=True)
         print(f"active probes: {deploy.status(active).get('probes')}", flush=True)
         if args.pyspy:
             pyspy(active, args.pyspy, args.pyspy_seconds)

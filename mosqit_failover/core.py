@@ -1179,7 +1179,8 @@ class Core:
         gone (a partition among the standbys). Proof: the witness's message came more
         than peer_gone_after after this node last heard the peer, so the witness heard
         it later. It stays so, even once the witness is gone, until this node hears the
-        peer again or every witness still heard stops listing it.
+        peer again or every witness still heard stops listing it. "Later" by more than
+        an echo timeout: a heartbeat's way between the nodes takes time.
 
         A witness that has just come back (its agent restarted, its cable plugged in)
         lists nobody yet: its silence about the peer counts only once it has been heard
@@ -1208,7 +1209,12 @@ class Core:
                         witnesses.discard(other)
                     continue
                 said_at = self.peers[other].heard_at
-                if said_at > last + within:
+                # an echo timeout for the witness's message on its way and the peer's
+                # last heartbeat reaching the two a little apart: without it, a
+                # witness's heartbeat sent just before it too stopped listing a dead
+                # peer was proof of a partition (breaker5, seen with a standby path
+                # broken: the standbys then send at the fast pace)
+                if said_at > last + within + self.timing.echo_timeout:
                     witnesses.add(other)
             if witnesses:
                 self._partitioned[name] = witnesses

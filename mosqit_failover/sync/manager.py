@@ -410,7 +410,7 @@ class SyncManager:
         with the directory's settings of the config (a reload's, not the mount's)."""
         if self.epoch is None or not self.running:
             return
-        sync = next((s for s in self.config.sync if s.path == sync.path), sync)
+        sync = self._configured(sync.path, sync)
         for peer in self.peers:
             if peer.name in peers and not self._slots_of(sync.path, peer.name):
                 self._slots.append(self._new_slot(sync, peer))
@@ -589,6 +589,10 @@ class SyncManager:
         await self.end_leftovers()
         self._judge()
 
+    def _configured(self, path: str, otherwise: SyncDir) -> SyncDir:
+        """The config's settings of the directory ``path``, or ``otherwise``."""
+        return next((s for s in self.config.sync if s.path == path), otherwise)
+
     async def end_leftovers(self) -> None:
         """End the synchronous mounts of this node that this manager does not hold: an
         agent that crashed or restarted leaves its mount running (to adopt it while
@@ -597,7 +601,7 @@ class SyncManager:
         the directories the config or our status files name (each ended says so)."""
         paths = {s.path for s in self.config.sync} | recorded_directories(self.runtime_dir)
         for path in sorted(paths - set(self._mounts)):
-            sync = next((s for s in self.config.sync if s.path == path), SyncDir(path))
+            sync = self._configured(path, SyncDir(path))
             leftover = SyncMount(sync, self.runtime_dir, self._note)
             if leftover.left_running():
                 await leftover.end_leftover()

@@ -81,6 +81,7 @@ from typing import BinaryIO, TextIO
 from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
+from mosqit_failover.libc import libc
 from mosqit_failover.sync import catchup
 from mosqit_failover.sync.commands import FENCE, FSYNC, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
@@ -410,8 +411,7 @@ def flush_file_system(path: str) -> None:
     file data, directory entries, deletions, modes and times; OSError if it cannot."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
+        if libc().syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
     finally:

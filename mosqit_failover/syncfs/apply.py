@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import errno
 import io
 import os
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from mosqit_failover.effects.state import StateError, StateFile
+from mosqit_failover.libc import libc
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch
@@ -539,8 +539,7 @@ def die_with_parent() -> None:
     an applier whose sender is gone must not wake up later and apply what is in its pipe."""
     parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it exited before the prctl took effect
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -13,10 +13,11 @@ answer a write before the standby read the previous one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import stat
+
+from mosqit_failover.libc import libc
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -38,8 +39,7 @@ standby to read: a few 1 MiB records, so a write does not wait for every one."""
 def keep_freed_buffers() -> str:
     """Tune malloc as the module says; "" on success, else why not (no glibc)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        mallopt = libc.mallopt
+        mallopt = libc().mallopt
     except (OSError, AttributeError):
         return "this C library has no mallopt (not glibc)"
     if mallopt(M_MMAP_THRESHOLD, HEAP_BLOCKS) != 1 or mallopt(M_TRIM_THRESHOLD, KEEP) != 1:

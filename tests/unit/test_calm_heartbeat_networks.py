@@ -20,7 +20,7 @@ from mosqit_failover.core import CALM_AFTER
 from mosqit_failover.events import Role
 from mosqit_failover.sim_scenarios import SIM_CONFIG, sim_config
 from tests.unit.transcript import Harness, active
-from tests.unit.worlds import pair_world, promotions
+from tests.unit.worlds import promotions, sim_world
 
 CALM = 1.0 + CALM_AFTER + 0.5  # an active harness is settled at 1 s, calm 5 s later
 
@@ -90,7 +90,7 @@ def test_a_broken_path_on_one_network_is_seen_and_the_peers_hear_each_other_ever
     the heartbeats on b on time). In turn, a node whose heartbeats come late probes
     (its misses on a keep it troubled) and sends on every network; the other, no
     longer hearing it on a, sends on every network too. No failover; repaired, calm."""
-    world = pair_world(seed, calm_heartbeat_networks="alternate")
+    world = sim_world(seed, calm_heartbeat_networks="alternate")
     world.set_peer_link("a", False, 20.0)
     world.run_until(40.0)
     assert promotions(world, 15.0) == []
@@ -122,7 +122,7 @@ def test_loss_fails_over_no_more_than_with_every_network(loss: float) -> None:
     promoted: dict[str, list[tuple[float, str]]] = {"all": [], "alternate": []}
     for seed in range(10):
         for mode in promoted:
-            world = pair_world(seed, calm_heartbeat_networks=mode)
+            world = sim_world(seed, calm_heartbeat_networks=mode)
             for network in ("a", "b"):
                 world.set_loss(network, loss, 15.0)
             world.run_until(45.0)

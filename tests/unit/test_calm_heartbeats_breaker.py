@@ -12,19 +12,17 @@ that pace for a sign and sends on every network until it ends.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 from mosqit_failover.actions import SendPeerMessage
 from mosqit_failover.core import CALM_AFTER
 from mosqit_failover.events import Role
-from mosqit_failover.sim_scenarios import sim_config_n
 from mosqit_failover.simulation import World
 from tests.unit.transcript import active
-from tests.unit.worlds import pair_world, promotions
+from tests.unit.worlds import promotions, sim_world
 
 
 def _one_way_loss(mode: str, seed: int, loss: float) -> World:
-    world = pair_world(seed, calm_heartbeat_networks=mode)
+    world = sim_world(seed, calm_heartbeat_networks=mode)
     for network in ("a", "b"):
         world.set_link_loss("alpha", "beta", network, loss, 15.0)
     world.run_until(80.0)
@@ -60,7 +58,7 @@ def test_a_peer_at_the_fast_pace_gets_every_heartbeat_on_every_network() -> None
 
 
 def test_the_simulations_one_way_loss_drops_one_direction_on_one_network_only() -> None:
-    world = pair_world(5)
+    world = sim_world(5)
     world.set_link_loss("alpha", "beta", "a", 1.0, 12.0)
     world.run_until(14.0)
     alpha, beta = world.nodes["alpha"].core, world.nodes["beta"].core
@@ -75,11 +73,7 @@ def _partitions_after_the_actives_death(mode: str, seed: int) -> int:
     """Three nodes, the path between the standbys beta and gamma broken on network b
     (both still reach its switch), then alpha (active) powered off: the partition
     lines after the death (beta still promotes)."""
-    config = sim_config_n(3)
-    timing = replace(config.timing, calm_heartbeat_networks=mode)
-    world = World(replace(config, timing=timing), seed=seed)
-    for i, name in enumerate(("alpha", "beta", "gamma")):
-        world.boot(name, float(i))
+    world = sim_world(seed, nodes=3, calm_heartbeat_networks=mode)
     world.set_link("beta", "gamma", "b", False, 13.0)
     died = 20.0 + random.Random(seed).random() * 0.3
     world.power_off("alpha", died)

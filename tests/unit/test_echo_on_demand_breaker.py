@@ -18,7 +18,7 @@ from mosqit_failover.core import Core
 from mosqit_failover.events import Event
 from mosqit_failover.sim_scenarios import sim_config
 from mosqit_failover.simulation import World
-from tests.unit.worlds import pair_world, promotions
+from tests.unit.worlds import promotions, sim_world
 
 
 @pytest.mark.parametrize("seed", [4, 19])
@@ -37,7 +37,7 @@ def test_a_blackout_shorter_than_a_calm_heartbeat_fails_over_no_more_than_with_e
     blackout = 0.09
     promoted = {}
     for mode in ("always", "auto"):
-        world = pair_world(seed, peer_echo=mode)
+        world = sim_world(seed, peer_echo=mode)
         for k in range(6):
             start = 20.0 + 6.0 * k + (seed * 0.0173) % 0.1
             for network in ("a", "b"):
@@ -68,7 +68,7 @@ def _recorded(quiet: bool, monkeypatch: pytest.MonkeyPatch) -> list[Record]:
         patch.setattr(Core, "handle", recording)
         if not quiet:
             patch.setattr(Core, "_steady", lambda core, now: False)
-        world = pair_world(1, peer_echo="auto")
+        world = sim_world(1, peer_echo="auto")
         world.freeze("alpha", 30.0, 0.15, agent_only=True)
         world.freeze("alpha", 33.0, 0.18, agent_only=True)
         world.run_until(40.0)

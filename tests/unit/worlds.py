@@ -1,24 +1,29 @@
-"""Simulated pairs for tests that compare two settings under the same seed and faults."""
+"""Simulated clusters for tests that compare two settings under the same seed and faults."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from mosqit_failover.sim_scenarios import sim_config
+from mosqit_failover.sim_scenarios import sim_config_n
 from mosqit_failover.simulation import World
 
 
-def pair_world(
-    seed: int, *, peer_echo: str = "auto", calm_heartbeat_networks: str = "alternate"
+def sim_world(
+    seed: int,
+    *,
+    nodes: int = 2,
+    peer_echo: str = "auto",
+    calm_heartbeat_networks: str = "alternate",
 ) -> World:
-    """alpha booting at 0 s and beta at 1 s, with the simulation's timing as changed."""
-    config = sim_config()
+    """alpha, beta, gamma... booting a second apart from 0 s, with the simulation's
+    timing as changed."""
+    config = sim_config_n(nodes)
     timing = replace(
         config.timing, peer_echo=peer_echo, calm_heartbeat_networks=calm_heartbeat_networks
     )
     world = World(replace(config, timing=timing), seed=seed)
-    world.boot("alpha", 0.0)
-    world.boot("beta", 1.0)
+    for i, node in enumerate(config.nodes):
+        world.boot(node.name, float(i))
     return world
 
 

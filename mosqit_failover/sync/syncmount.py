@@ -448,7 +448,16 @@ class SyncMount:
                     )
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                    await asyncio.wait_for(asyncio.shield(self._watch), 5)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(self._watch), 5)
+                    except TimeoutError:  # in D state on a dead disk: the unmount goes on
+                        self._note(
+                            f"sync {self.sync.path}: the synchronous mount (pid {pid}) still "
+                            "runs 5s after SIGKILL (stuck in the kernel?): unmounting lazily "
+                            "without it",
+                            2,
+                        )
+                        self._watch.cancel()
             await self._lazy_unmount(pid)
         self.pid = None
         self.view = {**self.view, "state": "unmounted"}

@@ -15,8 +15,10 @@ Needs root and /dev/fuse (skipped without them), as tests/unit/test_syncfs_mount
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -129,10 +131,35 @@ def run_agent(tmp_path: Path, case: str) -> dict[str, Any]:
         directory.write_text("a file, not a directory")
     argv = ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-c", AGENT]
     argv += [str(directory), str(standby), str(state.path), str(runtime), case]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    # into files, not pipes: a mount process left running (the case failed half-way)
+    # inherits them, and a pipe would hide the traceback until it ends
+    out_path, err_path = tmp_path / "agent.out", tmp_path / "agent.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        agent = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+    try:
+        code = agent.wait(timeout=90)
+    finally:
+        agent.kill()
+        end_leftovers(str(tmp_path))
+    stderr = err_path.read_text()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    seen: dict[str, Any] = json.loads(out_path.read_text().splitlines()[-1])
     return seen
+
+
+def end_leftovers(under: str) -> None:
+    """SIGKILL every process whose command line names ``under`` (a mount process or an
+    applier a failed case left): the next test, and the host, are not to inherit it."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(word.startswith(under.encode()) for word in words):
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def test_a_mount_comes_up_replicates_and_stops_leaving_the_data_in_place(

@@ -11,7 +11,9 @@ Measured for each tool:
   answer from the other node; RUNS runs at 100 ms and at 1 s; median, worst;
 - false failovers during LOSS seconds of 30 % random loss on both networks;
 - seconds with two VIP holders when the holder is frozen for 2 s;
-- idle CPU (% of one core) and RSS of the tool's whole unit at 100 ms.
+- idle CPU (% of one core) and RSS of the tool's whole unit at 100 ms, and the
+  platform's floor for our idle traffic (scenarios/wakeup_floor.py: a bare asyncio
+  loop sending and receiving the same packets, measured right after ours).
 
 Then the fast profile (`timing.profile = "fast"`, 20 ms probes) against
 keepalived with 20 ms adverts (docs/timing.md): failover median/worst over
@@ -37,6 +39,7 @@ from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios import wakeup_floor
 from mosqit_failover.lab.scenarios.harness import agent_vip_spans, overlap
 from mosqit_failover.lab.scenarios.measure import (
     agent_messages,
@@ -64,6 +67,8 @@ class Tool:
     frozen_dual: float = 0.0
     idle_cpu: float = 0.0
     idle_rss: float = 0.0
+    # a bare asyncio loop with the same idle packets, right after (scenarios/wakeup_floor.py)
+    floor: dict[str, float] = field(default_factory=dict)
     fast: FastResult | None = None
 
 
@@ -79,6 +84,7 @@ class FastResult:
     loss_cpu: dict[str, float] = field(default_factory=dict)  # node -> % during the loss
     rates: dict[str, tuple[float, float]] = field(default_factory=dict)  # node -> link, echo /s
     load: list[str] = field(default_factory=list)  # the host's load while measuring
+    floor: dict[str, float] = field(default_factory=dict)  # see Tool.floor
 
 
 def _start_ours(lab: Lab, plan: LabPlan, interval: float) -> None:
@@ -262,8 +268,27 @@ def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Na
             holder = _settle(lab, plan, tool, interval)
             tool.idle_cpu, tool.idle_rss = unit_footprint(lab[holder], tool.unit, args.idle)
         tool.stop(lab)
+        if interval == 0.1 and tool.name == OURS:
+            tool.floor = _floor(lab, plan, interval, args.idle, peer_echo=False)
 
 
+def _floor(
+    lab: Lab, plan: LabPlan, interval: float, seconds: float, *, peer_echo: bool
+) -> dict[str, float]:
+    floors = wakeup_floor.measure(lab, plan, interval, seconds, peer_echo=peer_echo)
+    floor = {name: seen.cpu for name, seen in floors.items()}
+    shown = ", ".join(
+        f"{n} {f.cpu:.2f} % ({f.sent:.0f} packets sent/s, {f.received:.0f} received/s)"
+        for n, f in sorted(floors.items())
+    )
+    print(f"   floor (a bare asyncio loop, the same idle packets): {shown} ({_load()})", flush=True)
+    return floor
+
+
+FLOOR_NOTE = (
+    "floor: a bare asyncio loop sending and receiving the same idle packets, no logic, "
+    "measured right after ours; its ratio is ours / floor"
+)
 CALM = 6.0  # the agent's heartbeat slows to calm_heartbeat after 5 s without trouble
 
 
@@ -328,6 +353,8 @@ def measure_fast(
         tool.stop(lab)
         if args.realtime:
             _realtime(lab, tool.unit, False)
+    if tool.name == OURS:  # the fast profile echoes its peer every slot
+        result.floor = _floor(lab, plan, FAST_ADVERT, args.idle, peer_echo=True)
     return result
 
 
@@ -381,6 +408,11 @@ def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) 
         x, y = ours.cpu[node], theirs.cpu.get(node, 0.0)
         ratio = f"{x / y:8.1f}" if y else ""
         print(f"{'idle CPU ' + node + ' (% of a core)':34}{x:18.2f}{y:14.2f}{ratio}")
+    for node in sorted(ours.floor):
+        x, floor = ours.cpu.get(node, 0.0), ours.floor[node]
+        print(f"{'floor ' + node + ' (% of a core)':34}{floor:18.2f}{'':14}{x / floor:8.1f}")
+    if ours.floor:
+        print(FLOOR_NOTE)
     for node in sorted(ours.loss_cpu):
         x, y = ours.loss_cpu[node], theirs.loss_cpu.get(node, 0.0)
         ratio = f"{x / y:8.1f}" if y else ""
@@ -424,6 +456,10 @@ def report(ours: Tool, theirs: Tool, args: argparse.Namespace) -> None:
     cpu_a, cpu_b = ours.idle_cpu, theirs.idle_cpu
     rss_a, rss_b = ours.idle_rss, theirs.idle_rss
     print(f"{'idle CPU @100ms (% of a core)':34}{cpu_a:18.2f}{cpu_b:14.2f}{cpu_a / cpu_b:8.1f}")
+    if ours.floor:
+        floor = sum(ours.floor.values()) / len(ours.floor)
+        print(f"{'floor @100ms (% of a core)':34}{floor:18.2f}{'':14}{cpu_a / floor:8.1f}")
+        print(FLOOR_NOTE)
     print(f"{'idle RSS (MB)':34}{rss_a:18.1f}{rss_b:14.1f}{rss_a / rss_b:8.1f}")
 
 

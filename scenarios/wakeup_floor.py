@@ -1,0 +1,231 @@
+"""The platform's floor for the agent's idle traffic: what a bare asyncio loop costs,
+on this host and at this moment, sending and receiving the packets the agent does.
+
+The idle CPU of a Python agent on a VM is mostly the price of waking up: on the
+two-core VM of 2026-12-03, a C loop doing nothing but ``clock_nanosleep`` 50 times a
+second used 0.22 % of a core, a Python ``time.sleep`` loop 0.45-0.59 %, an asyncio
+timer 0.86-0.93 %. A target in % of a core, and a host whose speed halves for hours,
+need that floor beside each measurement. :func:`measure` runs, in every lab node, a
+loop with no logic (no HMAC, no core, no logging) that does the agent's idle pattern of
+the timing under test:
+
+- a timer every ``interval`` (the probe slot): one heartbeat-sized UDP datagram to the
+  peer, on the networks in turn (calm heartbeats, ``calm_heartbeat_networks =
+  "alternate"``), and the slot's ICMP echo requests (the peer's on each network when
+  the peer echo runs every slot, the switches' every ``switch_every``-th slot);
+- a reader on the UDP socket (the peer's datagrams) and one on each raw ICMP socket
+  (the replies), each draining what is queued.
+
+Run it with the agent stopped: the agent's raw sockets would get copies of its ICMP.
+``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]``
+prints the floor of both lab nodes; ``make bench`` prints it beside each idle CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from mosqit_failover.config import parse_duration
+from mosqit_failover.lab.control import Lab, down, up
+from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios.measure import on_each, unit_cpu
+from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
+
+UNIT = "mqlab-wakeup-floor.service"
+SCRIPT_PATH = "/run/mqlab-wakeup-floor.py"
+COUNTS_PATH = "/run/mqlab-wakeup-floor.json"  # packets sent and received, written at exit
+PORT = 5499  # not the agent's: the floor may run beside a stopped agent's config
+HEARTBEAT_BYTES = 136  # a calm heartbeat's datagram (strace of the agent, 2026-12-03)
+
+# Runs inside a node with Debian's python3 and nothing but the standard library.
+SCRIPT = r"""
+import asyncio, json, signal, socket, struct, sys
+
+spec = json.loads(sys.argv[1])
+interval, port = spec["interval"], spec["port"]
+PAYLOAD = b"mosqit-failover!"
+
+
+def checksum(data):
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def request(ident, seq):
+    bare = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + PAYLOAD
+    return struct.pack("!BBHHH", 8, 0, checksum(bare), ident, seq) + PAYLOAD
+
+
+counts = {"sent": 0, "received": 0}
+
+
+def drain(sock):
+    while True:
+        try:
+            sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return
+        counts["received"] += 1
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", port))
+    udp.setblocking(False)
+    loop.add_reader(udp.fileno(), drain, udp)
+    raws = {}
+    for source, _, _ in spec["echo"]:
+        if source not in raws:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            raw.bind((source, 0))
+            raw.setsockopt(255, 1, struct.pack("=I", ~1 & 0xFFFFFFFF))  # echo replies only
+            raw.setblocking(False)
+            loop.add_reader(raw.fileno(), drain, raw)
+            raws[source] = raw
+    beat = b"\0" * spec["heartbeat_bytes"]
+    start, slot = loop.time(), 0
+
+    def tick():
+        nonlocal slot
+        for source, target, every in spec["echo"]:
+            if slot % every == 0:
+                raws[source].sendto(request(0x4D51, slot & 0xFFFF), (target, 0))
+                counts["sent"] += 1
+        beat_to = spec["beat_to"]
+        udp.sendto(beat, (beat_to[slot % len(beat_to)], port))
+        counts["sent"] += 1
+        slot += 1
+        loop.call_at(start + slot * interval, tick)
+
+    loop.call_at(start, tick)
+    done = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+    await done.wait()
+    with open(spec["counts"], "w") as out:
+        json.dump(counts, out)
+
+
+asyncio.run(main())
+"""
+
+
+def node_spec(
+    plan: LabPlan, node: str, interval: float, peer_echo: bool, switch_every: int
+) -> dict[str, object]:
+    """What ``node``'s floor loop sends: its one peer's addresses, the switches'."""
+    me = plan.node(node)
+    peer = next(plan.node(n) for n in plan.node_names if n != node)
+    echo: list[tuple[str, str, int]] = []
+    for net in NETS:
+        if peer_echo:
+            echo.append((me.addr(net), peer.addr(net), 1))
+        echo.append((me.addr(net), plan.switch_addr(net), switch_every))
+    return {
+        "interval": interval,
+        "port": PORT,
+        "heartbeat_bytes": HEARTBEAT_BYTES,
+        "beat_to": [peer.addr(net) for net in NETS],
+        "echo": echo,
+        "counts": COUNTS_PATH,
+    }
+
+
+def start(node: Node, spec: dict[str, object]) -> None:
+    node.write_file(SCRIPT_PATH, SCRIPT)
+    node.run(["systemctl", "reset-failed", UNIT], check=False)
+    argv = ["systemd-run", "--quiet", f"--unit={UNIT}", "--", "python3", SCRIPT_PATH]
+    node.run([*argv, json.dumps(spec)])
+
+
+def stop(node: Node) -> dict[str, int]:
+    """Stop the loop; the packets it sent and received (empty if it wrote none)."""
+    node.run(["systemctl", "stop", UNIT], check=False)
+    node.run(["systemctl", "reset-failed", UNIT], check=False)
+    try:
+        counts = json.loads(node.read_file(COUNTS_PATH))
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return {}
+    node.run(["rm", "-f", COUNTS_PATH], check=False)
+    return {k: int(v) for k, v in counts.items()}
+
+
+@dataclass
+class Floor:
+    """One node's floor: CPU (% of one core) and the packets per second it handled."""
+
+    cpu: float
+    sent: float  # heartbeat datagrams + echo requests
+    received: float  # the peer's datagrams + echo replies
+
+
+def measure(
+    lab: Lab,
+    plan: LabPlan,
+    interval: float,
+    seconds: float,
+    *,
+    peer_echo: bool,
+    switch_timeout: float = 2.0,
+) -> dict[str, Floor]:
+    """Each node's floor over ``seconds`` of the idle pattern at ``interval`` (the
+    switches probed 8 times per ``switch_timeout``, as the agent)."""
+    switch_every = max(1, int(switch_timeout / (8 * interval)))
+    counts: dict[str, dict[str, int]] = {}
+    began = time.monotonic()
+    try:
+        for name, node in lab.nodes.items():
+            start(node, node_spec(plan, name, interval, peer_echo, switch_every))
+        time.sleep(2.0)  # python started, the sockets open
+        before = on_each(lab.nodes, lambda node: unit_cpu(node, UNIT))
+        time.sleep(seconds)
+        after = on_each(lab.nodes, lambda node: unit_cpu(node, UNIT))
+    finally:
+        for name, node in lab.nodes.items():
+            counts[name] = stop(node)
+    lived = time.monotonic() - began
+    out = {}
+    for name, (used0, t0) in before.items():
+        used1, t1 = after[name]
+        seen = counts.get(name, {})
+        out[name] = Floor(
+            100 * (used1 - used0) / (t1 - t0),
+            seen.get("sent", 0) / lived,
+            seen.get("received", 0) / lived,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--interval", default="100ms")
+    parser.add_argument(
+        "--peer-echo", action="store_true", help="echo the peer every slot (the fast profile)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    plan = DEFAULT_PLAN
+    try:
+        lab = up(plan)
+        floor = measure(
+            lab, plan, parse_duration(args.interval), args.seconds, peer_echo=args.peer_echo
+        )
+    finally:
+        down(plan)
+    for name, seen in sorted(floor.items()):
+        print(
+            f"{name}: a bare asyncio loop with the agent's idle traffic: {seen.cpu:.2f} % of a "
+            f"core, {seen.sent:.0f} packets sent/s, {seen.received:.0f} received/s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,10 @@ With ``retries``, a probe that timed out is followed at once by another one,
 up to ``retries`` in a row until one is answered (like corosync's token
 retransmits): a streak of misses is then confirmed in about ``retries x
 timeout`` rather than ``retries x interval``, and an idle, healthy link costs
-nothing more. Retries do not shift the cadence.
+nothing more. Retries do not shift the cadence. With ``retry_each_slot`` every
+slot's probe starts a streak of its own: a target judged by the time since its
+last answer (the switch: ``switch_timeout``) gets ``retries`` more chances in
+every slot, not only in the first one after an answer.
 
 Every probe ends in exactly one ``report(answered)``: ``True`` when its echo
 reply arrived before its timeout, ``False`` otherwise, also when the send
@@ -317,6 +320,8 @@ class _Cadence:
                 )
         for prober in members:
             if prober.active and slot % prober.every == 0:
+                if prober.retry_each_slot:
+                    prober._streak_retries = 0
                 prober._send(now)
         self.slot = slot + 1
         for hook in self._hooks:
@@ -386,7 +391,8 @@ class EchoProber:
     interval (a slower probe that still shares the cadence's wake-ups);
     ``on_slot``: called once per slot of the cadence, after its probes went out,
     whether this prober probes in it or not (the agent's heartbeat shares the
-    wake-up: one hook per distinct callable).
+    wake-up: one hook per distinct callable); ``retry_each_slot``: the retries
+    start anew with every slot's probe (see the module docstring).
 
     Counters for status output: ``sent`` (probes attempted, including those
     whose send failed), ``answered``, ``last_rtt`` (seconds, of the last
@@ -406,6 +412,7 @@ class EchoProber:
         retries: int = 0,
         every: int = 1,
         on_slot: Callable[[], None] | None = None,
+        retry_each_slot: bool = False,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
@@ -419,6 +426,7 @@ class EchoProber:
         self.retries = max(0, retries)
         self.every = max(1, every)
         self.on_slot = on_slot
+        self.retry_each_slot = retry_each_slot
         self._report = report
         self.sent = 0
         self.answered = 0

@@ -96,11 +96,20 @@ def _prober(
     timeout: float | None,
     retries: int = 0,
     every: int = 1,
+    retry_each_slot: bool = False,
 ) -> EchoProber:
     """A prober that prints each report as a line."""
     report = lambda ok: emit(t=time.monotonic(), ok=ok)  # noqa: E731
     return EchoProber(
-        "test", source, target, interval, report, timeout=timeout, retries=retries, every=every
+        "test",
+        source,
+        target,
+        interval,
+        report,
+        timeout=timeout,
+        retries=retries,
+        every=every,
+        retry_each_slot=retry_each_slot,
     )
 
 
@@ -119,7 +128,8 @@ async def main(argv: list[str]) -> int:
         timeout = float(argv[5]) if len(argv) > 5 else None
         retries = int(argv[6]) if len(argv) > 6 else 0
         every = int(argv[7]) if len(argv) > 7 else 1
-        prober = _prober(source, target, interval, timeout, retries, every)
+        each_slot = len(argv) > 8 and argv[8] == "each-slot"
+        prober = _prober(source, target, interval, timeout, retries, every, each_slot)
         crash = await bounded(prober.run(), seconds)
         summary = {
             "sent": prober.sent,

@@ -373,6 +373,25 @@ def test_echo_retries_confirm_a_miss_at_once_then_keep_the_cadence(net: NetPair)
     assert ok.finish()["retried"] == 0
 
 
+def test_echo_retries_each_slot_give_every_slot_its_chances(net: NetPair) -> None:
+    """The switch's prober (retry_each_slot): every slot's probe is retried, so a target
+    judged by the time since its last answer gets retries + 1 tries per slot, not only
+    in the first slot after an answer."""
+    net.wait_answered()
+    # 0.4 s apart, 50 ms timeout, 2 retries: +0, +0.05, +0.10, then +0.4, +0.45, +0.5, ...
+    lost = net.echo(0.4, 1.6, "0.05", "2", "1", "each-slot", target=NOBODY_IP)
+    lost.proc.wait(timeout=10)
+    end = lost.finish()
+    assert not any(_oks(lost))
+    slots = end["sent"] - end["retried"]
+    # two retries in every slot (the run may end inside the last one); without
+    # retry_each_slot there would be two in all
+    assert slots >= 3 and end["retried"] >= 2 * slots - 2, end
+    times = [r["t"] for r in lost.records if "ok" in r]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert [g > 0.2 for g in gaps[:6]] == [False, False, True, False, False, True], gaps
+
+
 @pytest.mark.parametrize("answered", [True, False])
 def test_echo_on_demand_probes_at_once_and_only_while_on(net: NetPair, answered: bool) -> None:
     """set_active: off sends nothing; on sends one probe at once (between slots) whose

@@ -649,6 +649,16 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
             "must be shorter than timing.interval (a reply is awaited before the next echo)"
             + origin("interval"),
         )
+    if timing.switch_timeout < 2 * timing.interval:
+        c.fail(
+            "timing.switch_timeout",
+            data.get("switch_timeout", format_duration(timing.switch_timeout)),
+            "must be at least 2 x timing.interval"
+            + origin("interval")
+            + " (the switch is probed at most once an interval: a shorter timeout takes the "
+            "pause between two probes for a dead switch, and the active would hand over); "
+            f'e.g. switch_timeout = "{format_duration(2 * timing.interval)}"',
+        )
     if timing.service_timeout < timing.peer_gone_after:
         c.fail(
             "timing.service_timeout",

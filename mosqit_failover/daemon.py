@@ -360,12 +360,12 @@ class Agent:
                     interval,
                     self._reporter(SwitchReachability, net),
                     # a switch counts as lost only after switch_timeout (2 s) without an
-                    # answer: eight slots in it are plenty at idle, and under loss each
-                    # slot's probe is retried twice at once. Retries only in the first slot
-                    # after an answer left ~11 tries in 2 s: at 30 % loss each way (a round
-                    # trip lost 51 % of the time) the active "lost" an uplink and handed
-                    # over about every 5 minutes in the lab. The whole interval as timeout:
-                    # a switch's CPU answers ICMP slowly
+                    # answer: eight probes in it at least are plenty at idle, and under
+                    # loss each slot's probe is retried twice, one timeout apart. Retries
+                    # only in the first slot after an answer left ~11 tries in 2 s: at
+                    # 30 % loss each way (a round trip lost 51 % of the time) the active
+                    # "lost" an uplink and handed over about every 5 minutes in the lab.
+                    # The whole interval as timeout: a switch's CPU answers ICMP slowly
                     every=max(1, int(self.config.timing.switch_timeout / (8 * interval))),
                     retries=2,
                     retry_each_slot=True,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mosqit_failover.config import _NAME as NAME_RULE  # the config's rule for names
-from mosqit_failover.config import PLACEHOLDER
+from mosqit_failover.config import PLACEHOLDER, Timing
 from mosqit_failover.heartbeat_hacf import (
     HaCf,
     HostFacts,
@@ -86,6 +86,8 @@ def _timing(times: dict[str, float], notes: list[str]) -> list[str]:
     lines = ["[timing]"]
     keepalive = min(max(times.get("keepalive", 0.1), 0.01), 10.0)
     lines += [f"interval = {_q(_duration(keepalive))}", f"heartbeat = {_q(_duration(keepalive))}"]
+    if 2 * keepalive > Timing().switch_timeout:  # the switch needs two intervals at least
+        lines.append(f"switch_timeout = {_q(_duration(2 * keepalive))}")
     if "deadtime" in times:
         misses = min(max(math.ceil(times["deadtime"] / keepalive), 1), 100)
         service_timeout = min(max(misses * keepalive, times["deadtime"], 0.1), 600)

@@ -11,9 +11,10 @@ up to ``retries`` in a row until one is answered (like corosync's token
 retransmits): a streak of misses is then confirmed in about ``retries x
 timeout`` rather than ``retries x interval``, and an idle, healthy link costs
 nothing more. Retries do not shift the cadence. With ``retry_each_slot`` every
-slot's probe starts a streak of its own: a target judged by the time since its
-last answer (the switch: ``switch_timeout``) gets ``retries`` more chances in
-every slot, not only in the first one after an answer.
+slot's probe starts the streak anew (the prober's one counter): a target judged
+by the time since its last answer (the switch: ``switch_timeout``) gets about
+``retries`` more chances in every slot, not only in the first one after an
+answer.
 
 Every probe ends in exactly one ``report(answered)``: ``True`` when its echo
 reply arrived before its timeout, ``False`` otherwise, also when the send

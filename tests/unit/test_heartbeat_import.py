@@ -118,6 +118,18 @@ def test_a_classic_drbd_pair_converts_to_a_valid_config(tmp_path: Path) -> None:
     assert "logfile not carried over: logs go to the journal" in notes
 
 
+def test_a_slow_keepalive_gives_the_switch_two_intervals(tmp_path: Path) -> None:
+    """keepalive 5 s becomes a 5 s interval: the 2 s default switch_timeout would be
+    refused (shorter than two intervals), so the import writes 10 s."""
+    ha_cf = HA_CF.replace("keepalive 1", "keepalive 5").replace("deadtime 10", "deadtime 20")
+    result = convert(ha_dir(tmp_path, **{"ha.cf": ha_cf}), cluster="billing")
+    assert 'switch_timeout = "10s"' in result.toml
+    assert parse(result.toml).timing.switch_timeout == 10.0
+    (tmp_path / "fast").mkdir()
+    fast = convert(ha_dir(tmp_path / "fast"), cluster="billing")  # keepalive 1: the default
+    assert "switch_timeout" not in fast.toml and parse(fast.toml).timing.switch_timeout == 2.0
+
+
 def test_drbddisk_and_filesystem_become_resources_the_agent_runs(tmp_path: Path) -> None:
     """drbddisk::r0 is `drbdadm primary/secondary r0`; Filesystem the OCF agent of
     resource-agents, with heartbeat's device, directory and type as its parameters."""

@@ -112,6 +112,26 @@ def test_the_checks_apply_to_a_profile_with_overrides() -> None:
     ]
 
 
+def test_a_switch_timeout_shorter_than_two_intervals_is_refused() -> None:
+    """The switch is probed at most once an interval: a shorter switch_timeout took the
+    pause between two probes for a dead switch (in the simulation, interval 1 s and
+    switch_timeout 500 ms: 119 promotions in 120 s with no fault at all)."""
+    why = (
+        " (the switch is probed at most once an interval: a shorter timeout takes the pause "
+        "between two probes for a dead switch, and the active would hand over); "
+    )
+    assert problems('interval = "1s"\nheartbeat = "500ms"\nswitch_timeout = "500ms"') == [
+        f"timing.switch_timeout = '500ms': must be at least 2 x timing.interval{why}"
+        'e.g. switch_timeout = "2s"'
+    ]
+    # the default (2 s) is too short for a 2 s interval: the value shown is the default
+    assert problems('interval = "2s"\nheartbeat = "1s"\nservice_timeout = "10s"') == [
+        f"timing.switch_timeout = '2s': must be at least 2 x timing.interval{why}"
+        'e.g. switch_timeout = "4s"'
+    ]
+    assert timing('interval = "1s"\nheartbeat = "500ms"').switch_timeout == 2.0  # just enough
+
+
 def test_a_heartbeat_below_ten_milliseconds_is_allowed_by_hand_too() -> None:
     assert timing('interval = "20ms"\nheartbeat = "3ms"').heartbeat == 0.003
     assert problems('heartbeat = "0.5ms"') == [

@@ -67,6 +67,12 @@ class Timing:
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
+    def switch_probe_every(self) -> int:
+        """The switch is probed every this many slots: eight times in switch_timeout at
+        least (the validation keeps switch_timeout at two intervals or more)."""
+        return max(1, int(self.switch_timeout / (8 * self.interval)))
+
+    @property
     def peer_gone_after(self) -> float:
         """No sign of life this long (and `misses` echoes missed) = peer gone."""
         return self.misses * self.interval

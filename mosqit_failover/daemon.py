@@ -366,7 +366,7 @@ class Agent:
                     # 30 % loss each way (a round trip lost 51 % of the time) the active
                     # "lost" an uplink and handed over about every 5 minutes in the lab.
                     # The whole interval as timeout: a switch's CPU answers ICMP slowly
-                    every=max(1, int(self.config.timing.switch_timeout / (8 * interval))),
+                    every=self.config.timing.switch_probe_every,
                     retries=2,
                     retry_each_slot=True,
                     on_slot=on_slot,

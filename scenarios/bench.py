@@ -43,6 +43,7 @@ from mosqit_failover.lab.scenarios import wakeup_floor
 from mosqit_failover.lab.scenarios.harness import agent_vip_spans, overlap
 from mosqit_failover.lab.scenarios.measure import (
     agent_messages,
+    cpu_percent,
     on_each,
     unit_cpu,
     unit_rss,
@@ -323,9 +324,7 @@ def measure_fast(
         before = on_each(lab.nodes, lambda node: unit_cpu(node, tool.unit))
         result.false_failovers = false_failovers(lab, plan, tool, args.loss_seconds)
         after = on_each(lab.nodes, lambda node: unit_cpu(node, tool.unit))
-        for name, (used0, t0) in before.items():
-            used1, t1 = after[name]
-            result.loss_cpu[name] = 100 * (used1 - used0) / (t1 - t0)
+        result.loss_cpu = cpu_percent(before, after)
         print(
             f"   {tool.name} fast: {result.false_failovers} false failover(s) in "
             f"{args.loss_seconds:g}s at 30% loss, CPU "

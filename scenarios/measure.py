@@ -40,6 +40,17 @@ def unit_cpu(node: Node, unit: str = deploy.UNIT) -> tuple[float, float]:
     return int(stat.split("usage_usec", 1)[1].split()[0]) / 1e6, time.monotonic()
 
 
+def cpu_percent(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Per node, % of one core between two ``on_each(.., unit_cpu)`` readings."""
+    out = {}
+    for name, (used0, t0) in before.items():
+        used1, t1 = after[name]
+        out[name] = 100 * (used1 - used0) / (t1 - t0)
+    return out
+
+
 def unit_rss(node: Node, unit: str = deploy.UNIT) -> float:
     """The RSS of every process of ``unit``, in MB."""
     cgroup = f"/sys/fs/cgroup/system.slice/{unit}"

@@ -24,16 +24,17 @@ prints the floor of both lab nodes; ``make bench`` prints it beside each idle CP
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from mosqit_failover.config import parse_duration
+from mosqit_failover.config import Timing, parse_duration
 from mosqit_failover.lab.control import Lab, down, up
 from mosqit_failover.lab.node import Node
-from mosqit_failover.lab.scenarios.measure import on_each, unit_cpu
+from mosqit_failover.lab.scenarios.measure import cpu_percent, on_each, unit_cpu
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
 
 UNIT = "mqlab-wakeup-floor.service"
@@ -173,11 +174,12 @@ def measure(
     seconds: float,
     *,
     peer_echo: bool,
-    switch_timeout: float = 2.0,
+    switch_timeout: float = Timing.switch_timeout,
 ) -> dict[str, Floor]:
     """Each node's floor over ``seconds`` of the idle pattern at ``interval`` (the
-    switches probed 8 times per ``switch_timeout``, as the agent)."""
-    switch_every = max(1, int(switch_timeout / (8 * interval)))
+    switches probed as often as the agent would with ``switch_timeout``)."""
+    timing = dataclasses.replace(Timing(), interval=interval, switch_timeout=switch_timeout)
+    switch_every = timing.switch_probe_every
     counts: dict[str, dict[str, int]] = {}
     began = time.monotonic()
     try:
@@ -191,16 +193,12 @@ def measure(
         for name, node in lab.nodes.items():
             counts[name] = stop(node)
     lived = time.monotonic() - began
-    out = {}
-    for name, (used0, t0) in before.items():
-        used1, t1 = after[name]
-        seen = counts.get(name, {})
-        out[name] = Floor(
-            100 * (used1 - used0) / (t1 - t0),
-            seen.get("sent", 0) / lived,
-            seen.get("received", 0) / lived,
+    return {
+        name: Floor(
+            cpu, counts[name].get("sent", 0) / lived, counts[name].get("received", 0) / lived
         )
-    return out
+        for name, cpu in cpu_percent(before, after).items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

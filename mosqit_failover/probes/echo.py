@@ -321,9 +321,7 @@ class _Cadence:
                 )
         for prober in members:
             if prober.active and slot % prober.every == 0:
-                if prober.retry_each_slot:
-                    prober._streak_retries = 0
-                prober._send(now)
+                prober._send_slot(now)
         self.slot = slot + 1
         for hook in self._hooks:
             try:
@@ -518,6 +516,12 @@ class EchoProber:
             return
         self._send(loop.time())
         cadence.changed()
+
+    def _send_slot(self, now: float) -> None:
+        """This slot's probe; with ``retry_each_slot`` its misses get the retries anew."""
+        if self.retry_each_slot:
+            self._streak_retries = 0
+        self._send(now)
 
     def _send(self, now: float) -> None:
         self._seq = (self._seq + 1) & 0xFFFF

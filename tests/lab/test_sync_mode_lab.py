@@ -11,6 +11,9 @@ real channel over ssh to the standby's forced command.
 - The active node frozen whole (writer, mount and agent; a paused VM): the standby takes
   over with every file acknowledged before; thawed, the old active steps down and keeps
   no mount. The agent SIGKILLed together with the cut, at random moments: the same RPO 0.
+- The active's agent hung and fenced over ssh by the promoting standby while the mount
+  serves on: the new active's applier refuses the next record, every close fails with
+  EIO at once, none acknowledged is lost.
 - The agent SIGKILLed on the active: the mount serves on (closes return, replicated), the
   restarted agent adopts it, its channel never dropped.
 - The standby unreachable (its cables pulled) with ``on_standby_loss = "degrade"``: the
@@ -304,6 +307,90 @@ def test_a_frozen_active_node_loses_no_acknowledged_file(sync_pair: Lab) -> None
         f"{lost} of {len(acked)} lost; {len(late)} acknowledged by the thawed old active"
     )
     assert len(acked) > 20 and lost == 0, (lost, len(acked))
+    assert not act.run(["findmnt", "-n", SPOOL], check=False).stdout.strip()
+
+
+FENCE_WRITER = r"""
+import os, sys, time
+root, record, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+mounted = os.stat(root).st_dev  # the mount's: started under it
+period, start, i = 1.0 / rate, time.monotonic(), 0
+with open(record, "w", buffering=1) as rec:
+    while time.monotonic() - start < seconds:
+        name, began = f"fence-{i:06d}", time.monotonic()
+        before = os.stat(root).st_dev
+        try:
+            fd = os.open(os.path.join(root, "cur", name), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            try:
+                os.write(fd, ((name + "\n") * (1 + i % 40)).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            through = before == mounted == os.stat(root).st_dev
+            outcome = "ok" if through else "plain"
+        except OSError as error:
+            outcome = f"errno{error.errno}"
+        rec.write(f"{outcome} {time.time():.6f} {time.monotonic() - began:.3f} cur/{name}\n")
+        i += 1
+        time.sleep(max(0.0, start + i * period - time.monotonic()))
+"""
+"""Writes, fsyncs and closes files at ``rate``/s for ``seconds``, going on after errors;
+each line of ``record``: "OUTCOME TIME SECONDS PATH", OUTCOME ``ok`` (the close returned
+and the directory was the mount before and after), ``plain`` (it returned, the mount
+gone meanwhile) or ``errnoN``."""
+
+
+def test_a_mount_fenced_by_a_newer_active_fails_every_close_with_eio(sync_pair: Lab) -> None:
+    """The active's agent hung (SIGSTOP; its node, sshd and mount alive) and kept from
+    restarting: the standby fences it over ssh (the agent SIGKILLed, VIP and services
+    gone) and promotes, while the mount on the old node serves on under a writer that is
+    no resource of ours (nothing stops it). Its next record reaches the new active, whose
+    applier refuses it (ACTIVE with a newer epoch): the mount is fenced and every close
+    from then on fails with EIO at once, whatever on_standby_loss (no hang, no close
+    acknowledged without the new active), the mount's journal says why, and every file
+    whose close returned through the mount is on the new active. Then the agent comes
+    back, ends the mount and joins as the standby."""
+    act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
+    since = time.time()
+    dropin = f"/run/systemd/system/{deploy.UNIT}.d/zz-lab-no-restart.conf"
+    record = "/run/fence-writer.txt"
+    act.write_file(dropin, "[Service]\nRestartSec=1h\n")
+    act.systemctl("daemon-reload")
+    try:
+        writer = ["python3", "-c", FENCE_WRITER, SPOOL, record, "40", "10"]
+        act.run(["systemd-run", "--collect", "--unit=fence-writer", *writer])
+        time.sleep(1.5)
+        act.systemctl("kill", "--signal=SIGSTOP", "--kill-whom=main", deploy.UNIT)
+        deploy.wait_roles({sb.name: sb}, {sb.name: "ACTIVE"}, timeout=30)
+        deadline = time.monotonic() + 40
+        while act.is_active("fence-writer"):
+            assert time.monotonic() < deadline, "the writer hangs on the fenced mount"
+            time.sleep(0.3)
+        fenced = act.journal(since=since, grep=f"fenced: standby {sb.name} refused")
+    finally:
+        act.run(["rm", "-f", dropin])
+        act.systemctl("daemon-reload")
+        act.systemctl("kill", "--signal=SIGCONT", deploy.UNIT, check=False)
+        act.systemctl("start", deploy.UNIT)
+    deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)
+    lines = [line.split() for line in act.read_file(record).splitlines()]
+    ok = [path for outcome, _, _, path in lines if outcome == "ok"]
+    failed = [(float(at), float(took), what) for what, at, took, _ in lines if what != "ok"]
+    lost = int(sb.run(["python3", "-c", bench_sync.SPOOL_CHECK, SPOOL], input="\n".join(ok)).stdout)
+    print(
+        f"{len(ok)} closes through the mount, {lost} of them lost; then {len(failed)}: "
+        f"{sorted({outcome for *_, outcome in failed})}, the slowest "
+        f"{max((took for _, took, _ in failed), default=0):.3f}s; "
+        f"{fenced[0]['MESSAGE'] if fenced else 'no fenced line'}"
+    )
+    assert len(ok) > 20 and lost == 0, (lost, len(ok))
+    assert fenced, "the mount never said it was fenced"
+    assert failed and all(outcome == f"errno{errno.EIO}" for *_, outcome in failed), failed
+    first = min(at for at, _, _ in failed)
+    assert not [line for line in lines if line[0] == "ok" and float(line[1]) > first], (
+        "a close returned through the fenced mount"
+    )
+    assert max(took for _, took, _ in failed) < ACK + 3, "a close hung on the fenced mount"
     assert not act.run(["findmnt", "-n", SPOOL], check=False).stdout.strip()
 
 

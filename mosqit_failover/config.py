@@ -43,6 +43,15 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+SWITCH_ECHO_TIMEOUT = 0.1
+"""A switch's echo reply later than this (or the interval, if longer) is a miss: a
+switch's CPU answers ICMP slowly and rate-limited (control-plane policing), tens of
+milliseconds under load, where a server answers in well under one."""
+
+SWITCH_RETRIES = 2
+"""Probes re-sent at once after a switch's probe timed out, in every probe slot."""
+
+
 @dataclass(frozen=True)
 class Timing:
     interval: float = 0.1
@@ -71,6 +80,14 @@ class Timing:
         """The switch is probed every this many slots: eight times in switch_timeout at
         least (the validation keeps switch_timeout at two intervals or more)."""
         return max(1, int(self.switch_timeout / (8 * self.interval)))
+
+    @property
+    def switch_echo_timeout(self) -> float:
+        """A switch's reply later than this is a miss (and retried): the interval, at least
+        SWITCH_ECHO_TIMEOUT (the fast profile's 20 ms interval took a switch that answers
+        in 25 ms for dead, and the uplink for lost after switch_timeout), at most half of
+        switch_timeout (room for a retry before the switch counts as lost)."""
+        return min(max(self.interval, SWITCH_ECHO_TIMEOUT), self.switch_timeout / 2)
 
     @property
     def peer_gone_after(self) -> float:
@@ -721,6 +738,16 @@ def describe_timing(timing: Timing) -> list[str]:
         ),
         ("echo_window", timing.echo_window, "UDP silence that, with the echo misses, means gone"),
         ("settle", timing.settle, "link_fall + 4 x heartbeat"),
+        (
+            "switch probed every",
+            timing.switch_probe_every * timing.interval,
+            "eight probes in switch_timeout at least, in whole intervals",
+        ),
+        (
+            "switch echo timeout",
+            timing.switch_echo_timeout,
+            f"a later reply is a miss, re-sent at once up to {SWITCH_RETRIES} times a probe",
+        ),
         (
             "dead peer noticed in",
             detect,

@@ -42,7 +42,7 @@ from mosqit_failover.actions import (
 )
 from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
-from mosqit_failover.config import Config, ConfigError
+from mosqit_failover.config import SWITCH_RETRIES, Config, ConfigError
 from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
@@ -365,9 +365,9 @@ class Agent:
                     # only in the first slot after an answer left ~11 tries in 2 s: at
                     # 30 % loss each way (a round trip lost 51 % of the time) the active
                     # "lost" an uplink and handed over about every 5 minutes in the lab.
-                    # The whole interval as timeout: a switch's CPU answers ICMP slowly
+                    timeout=self.config.timing.switch_echo_timeout,
                     every=self.config.timing.switch_probe_every,
-                    retries=2,
+                    retries=SWITCH_RETRIES,
                     retry_each_slot=True,
                     on_slot=on_slot,
                 )

@@ -36,7 +36,7 @@ from mosqit_failover.actions import (
     WithdrawDataEpoch,
     step_name,
 )
-from mosqit_failover.config import Config
+from mosqit_failover.config import SWITCH_RETRIES, Config
 from mosqit_failover.core import Core
 from mosqit_failover.events import (
     ActionDone,
@@ -113,6 +113,8 @@ class World:
         self.rng = random.Random(seed)
         self.networks = config.network_names
         self.switch_up = {n: True for n in self.networks}
+        # how much longer than a server the switch takes to answer echo (its CPU)
+        self.switch_delay = {n: 0.0 for n in self.networks}
         self.loss = {n: 0.0 for n in self.networks}
         self.peer_link_up = {n: True for n in self.networks}  # between the nodes only
         # between two nodes on one network (a VLAN filter): (frozenset of names, network)
@@ -233,24 +235,45 @@ class World:
         self.at(at, start)
 
     def _probe_loop(self, node: SimNode, network: str, core: Core) -> None:
-        """Echo to the switch and to every peer every interval, while this agent lives."""
+        """Echo to the switch every `switch_probe_every` slots and to every peer every
+        interval, while this agent lives."""
         interval = self.config.timing.interval
         peers = self.others(node)
+        slot = 0
 
         def probe() -> None:
+            nonlocal slot
             if node.core is not core or not node.agent:
                 return
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            switch_ok = (
-                self.carrier(node, network) and self._through(network) and self._through(network)
-            )
-            self.deliver(node, SwitchReachability(network, switch_ok), LATENCY)
+            if slot % core.timing.switch_probe_every == 0:
+                switch_probe(0)
+            slot += 1
+            if network == self.networks[0]:  # the shell's one slot Tick per cadence
+                self.deliver(node, Tick())
             for peer in peers:
                 if node.echo_on.get(peer.name, True):
                     echo(peer)
             self.at(self.now + interval, probe)
+
+        def switch_probe(streak: int) -> None:
+            """As the shell's switch prober: each slot's probe gets SWITCH_RETRIES probes
+            re-sent at once, one switch_echo_timeout apart; a later reply is a miss."""
+            if node.core is not core or not node.agent or node.frozen:
+                return
+            timeout = core.timing.switch_echo_timeout
+            rtt = 2 * LATENCY + self.switch_delay[network]
+            answered = (
+                self.carrier(node, network)
+                and self._through(network)
+                and self._through(network)
+                and rtt <= timeout
+            )
+            self.deliver(node, SwitchReachability(network, answered), rtt if answered else timeout)
+            if not answered and streak < SWITCH_RETRIES:
+                self.at(self.now + timeout, lambda: switch_probe(streak + 1))
 
         # probes re-sent at once since the last answer, as the shell does, per peer
         retried = {p.name: 0 for p in peers}
@@ -461,6 +484,13 @@ class World:
 
         self.at(at, change)
 
+    def set_switch_delay(self, network: str, delay: float, at: float) -> None:
+        def change() -> None:
+            self.switch_delay[network] = delay
+            self._fault(f"switch {network} answers echo {delay * 1000:.0f} ms late")
+
+        self.at(at, change)
+
     def _carrier_changed(self, network: str) -> None:
         for node in self.nodes.values():
             self.deliver(node, LinkChanged(network, self.carrier(node, network)))
@@ -509,6 +539,8 @@ class World:
         def change() -> None:
             self.nodes[name].sync_behind = behind
             self._fault(f"sync to {name} {'lags behind' if behind else 'caught up'}")
+            for node in self.nodes.values():  # the active's sync manager sees it at once
+                self._report_sync(node)
 
         self.at(at, change)
 

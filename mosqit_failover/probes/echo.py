@@ -113,7 +113,7 @@ def _socket_of(icmp: ICMPv4Socket) -> socket.socket:
     return sock
 
 
-def _ones_complement_sum(data: bytes) -> int:
+def ones_complement_sum(data: bytes) -> int:
     """RFC 1071: the 16-bit words of ``data`` (zero-padded) added with end-around carry."""
     if len(data) % 2:
         data += b"\x00"
@@ -132,7 +132,7 @@ class EchoRequests:
             raise ValueError(f"ICMP id {ident} outside 0..65535")
         self.ident = ident
         self.payload = payload
-        self._partial = _ones_complement_sum(
+        self._partial = ones_complement_sum(
             _ICMP_HEADER.pack(ECHO_REQUEST, 0, 0, ident, 0) + payload
         )
 

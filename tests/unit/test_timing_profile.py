@@ -163,6 +163,20 @@ def test_describe_shows_values_sources_and_derived_values() -> None:
     assert "  settle                      112ms" in text
     # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
     assert "  dead peer noticed in         45ms" in text
+    assert "  switch probed every         240ms  eight probes in switch_timeout" in text
+    assert "  switch echo timeout         100ms  a later reply is a miss, re-sent at once" in text
+
+
+def test_a_switchs_reply_may_take_longer_than_a_fast_interval() -> None:
+    """A switch's CPU answers echo in tens of milliseconds under load: with the fast
+    profile's 20 ms interval as the timeout, such a switch was never heard and the uplink
+    counted as lost after switch_timeout (MANUAL mode on both nodes, or a handover)."""
+    assert timing('profile = "fast"').switch_echo_timeout == 0.1
+    assert Timing().switch_echo_timeout == 0.1  # the standard interval, as before
+    assert timing('interval = "1s"\nheartbeat = "500ms"').switch_echo_timeout == 1.0
+    # never more than half of switch_timeout: a retry still fits before the switch is lost
+    tight = timing('profile = "fast"\nswitch_timeout = "100ms"')
+    assert tight.switch_echo_timeout == 0.05 and tight.switch_probe_every == 1
 
 
 def test_every_profile_passes_the_checks_on_its_own() -> None:
@@ -210,6 +224,26 @@ def _promotions(world: World, after: float) -> list[tuple[float, str]]:
         for line in world.timeline
         if line.decision is not None and line.decision.kind == "promote" and line.time > after
     ]
+
+
+def test_fast_keeps_an_uplink_whose_switch_answers_slowly() -> None:
+    """A switch whose CPU answers echo 60 ms late (the shell's switch prober modelled:
+    every 12th slot, the switch echo timeout, two re-sent probes): no MANUAL mode, no
+    handover in 20 s. Answering 150 ms late, beyond the 100 ms switch echo timeout, it
+    counts as silent and both nodes go MANUAL after switch_timeout; with the interval
+    (20 ms) as the timeout, as before, so did a switch answering in 25 ms."""
+    for delay, manual in ((0.06, False), (0.15, True)):
+        world = _fast_world(3)
+        world.set_switch_delay("a", delay, SETTLED)
+        world.run_until(SETTLED + 20)
+        kinds = {
+            (line.node, line.decision.kind)
+            for line in world.timeline
+            if line.decision is not None and line.time > SETTLED
+        }
+        went_manual = {node for node, kind in kinds if kind == "manual"}
+        assert went_manual == ({"alpha", "beta"} if manual else set()), (delay, kinds)
+        assert not {kind for _, kind in kinds} & {"promote", "handover"}, (delay, kinds)
 
 
 def test_fast_notices_a_dead_active_in_about_25_ms() -> None:

@@ -320,8 +320,15 @@ class Agent:
         links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
         coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
         coros.append(self.alerts.run())
+        coros += [prober.run() for prober in self._make_probers()]
+        self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
+
+    def _make_probers(self) -> list[EchoProber]:
+        """The echo probers, each also in ``probes`` (status) and ``_probe_targets``: per
+        network, one per peer and one for the switch (if the network names one)."""
+        probers = []
         peers = self.config.peers_of(self.node.name)
-        interval = self.config.timing.interval
+        timing = self.config.timing
         # every probe slot also hands the core a Tick: a heartbeat due within a quarter
         # period goes out in the slot's wake-up instead of one of its own
         slot_tick = Tick()
@@ -339,25 +346,25 @@ class Agent:
                     name,
                     source,
                     str(peer.on(net).address),
-                    interval,
+                    timing.interval,
                     self._echo_reporter(net, peer.name),
-                    timeout=self.config.timing.echo_timeout,
+                    timeout=timing.echo_timeout,
                     # a miss is confirmed by probes sent at once, not a whole interval apart;
                     # the UDP silence the core also demands keeps this from speeding up
                     # false failovers
-                    retries=self.config.timing.misses - 1,
+                    retries=timing.misses - 1,
                     on_slot=on_slot,
                 )
                 self.probes[name] = prober
                 self._probe_targets[name] = (net, peer.name)
-                coros.append(prober.run())
+                probers.append(prober)
             switch = next(n.switch for n in self.config.networks if n.name == net)
             if switch is not None:
                 prober = EchoProber(
                     f"switch-{net}",
                     source,
                     str(switch),
-                    interval,
+                    timing.interval,
                     self._reporter(SwitchReachability, net),
                     # a switch counts as lost only after switch_timeout (2 s) without an
                     # answer: eight probes in it at least are plenty at idle, and under
@@ -365,16 +372,16 @@ class Agent:
                     # only in the first slot after an answer left ~11 tries in 2 s: at
                     # 30 % loss each way (a round trip lost 51 % of the time) the active
                     # "lost" an uplink and handed over about every 5 minutes in the lab.
-                    timeout=self.config.timing.switch_echo_timeout,
-                    every=self.config.timing.switch_probe_every,
+                    timeout=timing.switch_echo_timeout,
+                    every=timing.switch_probe_every,
                     retries=SWITCH_RETRIES,
                     retry_each_slot=True,
                     on_slot=on_slot,
                 )
                 self.probes[f"switch-{net}"] = prober
                 self._probe_targets[f"switch-{net}"] = (net, "")
-                coros.append(prober.run())
-        self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
+                probers.append(prober)
+        return probers
 
     # A probe reports many times a second: its two possible events are made once.
 

@@ -1,0 +1,65 @@
+"""The agent's echo probers as the timing says: the wiring between config.Timing and the
+probes (an EchoProber made with other values than the core and the docs assume went
+unnoticed before: the switch's retries, its timeout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mosqit_failover import config as configuration
+from mosqit_failover.authkeys import generate_secret_text, parse_secret_text
+from mosqit_failover.daemon import Agent
+from mosqit_failover.journal import DecisionLog
+from tests.unit.loopback_pair import LOOPBACK_PAIR
+
+
+def agent(tmp_path: Path, timing: str) -> Agent:
+    text = LOOPBACK_PAIR.format(tmp=tmp_path).replace(
+        'subnet = "127.0.1.0/24"\n', 'subnet = "127.0.1.0/24"\nswitch = "127.0.1.1"\n'
+    )
+    cfg = configuration.parse(text + f"[timing]\n{timing}\n")
+    keyring = parse_secret_text(generate_secret_text())
+    return Agent(cfg, "alpha", keyring, DecisionLog(use_journal=False))
+
+
+@pytest.mark.parametrize(
+    ("timing", "interval", "echo_timeout", "echo_retries", "switch_every", "switch_timeout"),
+    [
+        ("", 0.1, 0.02, 2, 2, 0.1),
+        ('profile = "fast"', 0.02, 0.005, 1, 12, 0.1),
+        ('interval = "1s"\nheartbeat = "500ms"\nswitch_timeout = "10s"', 1.0, 0.02, 2, 1, 1.0),
+    ],
+)
+def test_each_probe_runs_with_the_timing_the_core_assumes(
+    tmp_path: Path,
+    timing: str,
+    interval: float,
+    echo_timeout: float,
+    echo_retries: int,
+    switch_every: int,
+    switch_timeout: float,
+) -> None:
+    built = agent(tmp_path, timing)
+    probers = {p.name: p for p in built._make_probers()}
+    # network b names no switch: no switch probe there
+    assert set(probers) == {"peer-a", "peer-b", "switch-a"} == set(built.probes)
+    for name in ("peer-a", "peer-b"):
+        peer = probers[name]
+        assert (peer.interval, peer.timeout, peer.retries) == (interval, echo_timeout, echo_retries)
+        assert (peer.every, peer.retry_each_slot) == (1, False)
+    assert probers["peer-a"].target == "127.0.1.12"
+    switch = probers["switch-a"]
+    assert (switch.target, switch.source) == ("127.0.1.1", "127.0.1.11")
+    assert (switch.interval, switch.every, switch.timeout) == (
+        interval,
+        switch_every,
+        switch_timeout,
+    )
+    # every slot's probe gets its two re-sent probes (b893a36: under 30 % loss the
+    # switch went silent for 2 s about every 5 minutes when only the first slot had them)
+    assert (switch.retries, switch.retry_each_slot) == (2, True)
+    # one slot hook for all of them: one Tick per slot, the heartbeat in its wake-up
+    assert len({id(p.on_slot) for p in probers.values()}) == 1
+    assert built._probe_targets["switch-a"] == ("a", "")

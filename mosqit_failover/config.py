@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import math
 import os
 import posixpath
 import re
@@ -77,17 +78,38 @@ class Timing:
 
     @property
     def switch_probe_every(self) -> int:
-        """The switch is probed every this many slots: eight times in switch_timeout at
-        least (the validation keeps switch_timeout at two intervals or more)."""
-        return max(1, int(self.switch_timeout / (8 * self.interval)))
+        """The switch is probed every this many slots of the interval: eight times in
+        switch_timeout at least (the slot's wake-up shared). 0: the interval is too long
+        for that, and the switch is probed on a cadence of its own (`switch_probe_period`):
+        two probes in switch_timeout, once an interval, left a switch a try or two before
+        it counted as lost."""
+        return int(self.switch_timeout / (8 * self.interval) + 1e-9)
+
+    @property
+    def switch_probe_period(self) -> float:
+        """Seconds between two probes of the switch (its re-sent probes aside)."""
+        every = self.switch_probe_every
+        return every * self.interval if every else self.switch_timeout / 8
 
     @property
     def switch_echo_timeout(self) -> float:
-        """A switch's reply later than this is a miss (and retried): the interval, at least
-        SWITCH_ECHO_TIMEOUT (the fast profile's 20 ms interval took a switch that answers
-        in 25 ms for dead, and the uplink for lost after switch_timeout), at most half of
-        switch_timeout (room for a retry before the switch counts as lost)."""
-        return min(max(self.interval, SWITCH_ECHO_TIMEOUT), self.switch_timeout / 2)
+        """A switch's reply later than this is a miss (and re-sent at once): the interval,
+        at least SWITCH_ECHO_TIMEOUT (the fast profile's 20 ms interval took a switch that
+        answers in 25 ms for dead, and the uplink for lost after switch_timeout), at most
+        a sixth of switch_timeout: a probe and its SWITCH_RETRIES re-sent ones take a
+        third of it at most."""
+        cap = self.switch_timeout / (2 * (SWITCH_RETRIES + 1))
+        return min(max(self.interval, SWITCH_ECHO_TIMEOUT), cap)
+
+    @property
+    def switch_tries(self) -> int:
+        """About how many probes go to a switch that went silent before it counts as
+        lost: the probe of each slot after the last answered one and its re-sent ones,
+        sent within switch_timeout."""
+        period, timeout = self.switch_probe_period, self.switch_echo_timeout
+        slots = range(1, math.ceil(self.switch_timeout / period) + 1)
+        sends = (slot * period + k * timeout for slot in slots for k in range(SWITCH_RETRIES + 1))
+        return sum(1 for at in sends if at < self.switch_timeout)
 
     @property
     def peer_gone_after(self) -> float:
@@ -672,20 +694,10 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
             "must be shorter than timing.interval (a reply is awaited before the next echo)"
             + origin("interval"),
         )
-    if timing.switch_timeout < 2 * timing.interval:
-        c.fail(
-            "timing.switch_timeout",
-            data.get("switch_timeout", format_duration(timing.switch_timeout)),
-            "must be at least 2 x timing.interval"
-            + origin("interval")
-            + " (the switch is probed at most once an interval: a shorter timeout takes the "
-            "pause between two probes for a dead switch, and the active would hand over); "
-            f'e.g. switch_timeout = "{format_duration(2 * timing.interval)}"',
-        )
     if timing.service_timeout < timing.peer_gone_after:
         c.fail(
             "timing.service_timeout",
-            data.get("service_timeout"),
+            data.get("service_timeout", format_duration(timing.service_timeout)),
             f"must be at least interval x misses ({timing.peer_gone_after:g}s)",
         )
     return timing
@@ -740,8 +752,10 @@ def describe_timing(timing: Timing) -> list[str]:
         ("settle", timing.settle, "link_fall + 4 x heartbeat"),
         (
             "switch probed every",
-            timing.switch_probe_every * timing.interval,
-            "eight probes in switch_timeout at least, in whole intervals",
+            timing.switch_probe_period,
+            "switch_timeout / 8 in whole intervals"
+            if timing.switch_probe_every
+            else "switch_timeout / 8: the interval is longer",
         ),
         (
             "switch echo timeout",
@@ -757,6 +771,8 @@ def describe_timing(timing: Timing) -> list[str]:
     lines.append("  derived:")
     for name, value, why in derived:
         lines.append(f"  {name:<24}{format_duration(value):>9}  {why}")
+    why = "probes sent to a silent switch before it counts as lost (switch_timeout)"
+    lines.append(f"  {'switch tries':<24}{timing.switch_tries:>9}  {why}")
     if after is not None:
         why = "peers are probed only after this silence (on demand, peer_echo auto)"
         lines.append(f"  {'echo on demand after':<24}{format_duration(after):>9}  {why}")

@@ -360,11 +360,14 @@ class Agent:
                 probers.append(prober)
             switch = next(n.switch for n in self.config.networks if n.name == net)
             if switch is not None:
+                # in the interval's slots (sharing their wake-ups), unless the interval
+                # is too long for eight probes in switch_timeout
+                every = timing.switch_probe_every
                 prober = EchoProber(
                     f"switch-{net}",
                     source,
                     str(switch),
-                    timing.interval,
+                    timing.interval if every else timing.switch_probe_period,
                     self._reporter(SwitchReachability, net),
                     # a switch counts as lost only after switch_timeout (2 s) without an
                     # answer: eight probes in it at least are plenty at idle, and under
@@ -373,10 +376,10 @@ class Agent:
                     # 30 % loss each way (a round trip lost 51 % of the time) the active
                     # "lost" an uplink and handed over about every 5 minutes in the lab.
                     timeout=timing.switch_echo_timeout,
-                    every=timing.switch_probe_every,
+                    every=max(1, every),
                     retries=SWITCH_RETRIES,
                     retry_each_slot=True,
-                    on_slot=on_slot,
+                    on_slot=on_slot if every else None,
                 )
                 self.probes[f"switch-{net}"] = prober
                 self._probe_targets[f"switch-{net}"] = (net, "")

@@ -86,7 +86,7 @@ def _timing(times: dict[str, float], notes: list[str]) -> list[str]:
     lines = ["[timing]"]
     keepalive = min(max(times.get("keepalive", 0.1), 0.01), 10.0)
     lines += [f"interval = {_q(_duration(keepalive))}", f"heartbeat = {_q(_duration(keepalive))}"]
-    if 2 * keepalive > Timing().switch_timeout:  # the switch needs two intervals at least
+    if 2 * keepalive > Timing().switch_timeout:  # a switch judged no faster than the peer
         lines.append(f"switch_timeout = {_q(_duration(2 * keepalive))}")
     if "deadtime" in times:
         misses = min(max(math.ceil(times["deadtime"] / keepalive), 1), 100)

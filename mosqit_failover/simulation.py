@@ -235,9 +235,10 @@ class World:
         self.at(at, start)
 
     def _probe_loop(self, node: SimNode, network: str, core: Core) -> None:
-        """Echo to the switch every `switch_probe_every` slots and to every peer every
-        interval, while this agent lives."""
+        """Echo to every peer every interval, and to the switch as the shell's switch
+        prober does, while this agent lives."""
         interval = self.config.timing.interval
+        every = core.timing.switch_probe_every  # 0: the switch on a cadence of its own
         peers = self.others(node)
         slot = 0
 
@@ -248,8 +249,8 @@ class World:
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            if slot % core.timing.switch_probe_every == 0:
-                switch_probe(0)
+            if every and slot % every == 0:
+                switch_slot()
             slot += 1
             if network == self.networks[0]:  # the shell's one slot Tick per cadence
                 self.deliver(node, Tick())
@@ -258,11 +259,24 @@ class World:
                     echo(peer)
             self.at(self.now + interval, probe)
 
-        def switch_probe(streak: int) -> None:
-            """As the shell's switch prober: each slot's probe gets SWITCH_RETRIES probes
-            re-sent at once, one switch_echo_timeout apart; a later reply is a miss."""
-            if node.core is not core or not node.agent or node.frozen:
+        def switch_cadence() -> None:
+            if node.core is not core or not node.agent:
                 return
+            if not node.frozen:
+                switch_slot()
+            self.at(self.now + core.timing.switch_probe_period, switch_cadence)
+
+        # The shell's switch prober: each slot's probe restarts its one streak of probes
+        # re-sent at once (up to SWITCH_RETRIES, one switch_echo_timeout apart), an
+        # answer ends it; a reply later than the timeout is a miss.
+        streak = 0
+
+        def switch_slot() -> None:
+            nonlocal streak
+            streak = 0
+            switch_probe()
+
+        def switch_probe() -> None:
             timeout = core.timing.switch_echo_timeout
             rtt = 2 * LATENCY + self.switch_delay[network]
             answered = (
@@ -272,8 +286,22 @@ class World:
                 and rtt <= timeout
             )
             self.deliver(node, SwitchReachability(network, answered), rtt if answered else timeout)
-            if not answered and streak < SWITCH_RETRIES:
-                self.at(self.now + timeout, lambda: switch_probe(streak + 1))
+            self.at(self.now + (rtt if answered else timeout), lambda: switch_done(answered))
+
+        def switch_done(answered: bool) -> None:
+            nonlocal streak
+            if node.core is not core or not node.agent:
+                return
+            if node.frozen:  # the shell expires it once it runs again
+                self.at(self.now + interval, lambda: switch_done(answered))
+            elif answered:
+                streak = 0
+            elif streak < SWITCH_RETRIES:
+                streak += 1
+                switch_probe()
+
+        if not every:
+            self.at(self.now + self.rng.uniform(0, core.timing.switch_probe_period), switch_cadence)
 
         # probes re-sent at once since the last answer, as the shell does, per peer
         retried = {p.name: 0 for p in peers}

@@ -179,7 +179,7 @@ def measure(
     """Each node's floor over ``seconds`` of the idle pattern at ``interval`` (the
     switches probed as often as the agent would with ``switch_timeout``)."""
     timing = dataclasses.replace(Timing(), interval=interval, switch_timeout=switch_timeout)
-    switch_every = timing.switch_probe_every
+    switch_every = max(1, timing.switch_probe_every)  # the bench's timings share the slots
     counts: dict[str, dict[str, int]] = {}
     began = time.monotonic()
     try:

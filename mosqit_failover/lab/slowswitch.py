@@ -26,7 +26,7 @@ from types import TracebackType
 
 from mosqit_failover.probes.echo import ones_complement_sum
 
-from .netns import run, spawn
+from .netns import LabError, run, spawn
 from .topology import NETS, LabPlan, Net
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
@@ -78,16 +78,19 @@ class SlowSwitch:
 
     def __enter__(self) -> SlowSwitch:
         argv = [self.plan.python, "-m", "mosqit_failover.lab.slowswitch"]
-        argv += [
-            f"{self.plan.switch_addr(net)}={self.delays[net]}" for net in NETS if net in self.delays
-        ]
-        run(["sysctl", "-q", "-w", f"{SYSCTL}=1"], ns=self.plan.switch_ns)
+        argv += [f"{self.plan.switch_addr(n)}={self.delays[n]}" for n in NETS if n in self.delays]
         env = {"PYTHONPATH": str(self.plan.project_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         self._proc = spawn(argv, ns=self.plan.switch_ns, cwd=self.plan.project_dir, env=env)
-        assert self._proc.stdout is not None
-        if self._proc.stdout.readline().strip() != "ready":
-            self.__exit__(None, None, None)
-            raise RuntimeError("the slow switch's responder did not start")
+        try:
+            assert self._proc.stdout is not None
+            if self._proc.stdout.readline().strip() != "ready":  # "" if it died
+                raise LabError("the slow switch's responder did not start")
+            # the kernel's replies off only once ours run (for a moment both answer: a
+            # prober takes the first reply and drops the other)
+            run(["sysctl", "-q", "-w", f"{SYSCTL}=1"], ns=self.plan.switch_ns)
+        except BaseException:
+            self._end()
+            raise
         return self
 
     def __exit__(
@@ -96,9 +99,14 @@ class SlowSwitch:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._proc.kill()
-        self._proc.wait()
-        run(["sysctl", "-q", "-w", f"{SYSCTL}=0"], ns=self.plan.switch_ns)
+        self._end()
+
+    def _end(self) -> None:
+        try:
+            run(["sysctl", "-q", "-w", f"{SYSCTL}=0"], ns=self.plan.switch_ns)
+        finally:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def main(argv: list[str]) -> None:

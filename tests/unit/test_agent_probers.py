@@ -63,3 +63,18 @@ def test_each_probe_runs_with_the_timing_the_core_assumes(
     # one slot hook for all of them: one Tick per slot, the heartbeat in its wake-up
     assert len({id(p.on_slot) for p in probers.values()}) == 1
     assert built._probe_targets["switch-a"] == ("a", "")
+
+
+def test_a_switch_the_interval_cannot_probe_often_enough_gets_its_own_cadence(
+    tmp_path: Path,
+) -> None:
+    """interval 1 s, switch_timeout 2 s: eight probes in it do not fit in the interval's
+    slots; the switch is probed every 250 ms on its own (no slot hook: the slot Tick
+    stays with the peers' probes, once an interval)."""
+    built = agent(tmp_path, 'interval = "1s"\nheartbeat = "500ms"')
+    probers = {p.name: p for p in built._make_probers()}
+    switch = probers["switch-a"]
+    assert (switch.interval, switch.every, switch.on_slot) == (0.25, 1, None)
+    assert switch.timeout == pytest.approx(2 / 6)  # a probe and its two re-sent ones: a third
+    assert (switch.retries, switch.retry_each_slot) == (2, True)
+    assert probers["peer-a"].interval == 1.0 and probers["peer-a"].on_slot is not None

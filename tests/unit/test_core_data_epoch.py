@@ -185,7 +185,8 @@ def test_the_active_sends_a_changed_verdict_at_once_so_the_standby_withdraws_wit
 ):
     """The window in which a standby that missed writes still claims the epoch: the
     verdict goes out with the active's next message, not after its heartbeat period
-    (0.1 s when calm here: 0.05-0.12 s without this, 0.02-0.03 s with it)."""
+    (0.1 s when calm here: 0.05-0.12 s without this, 0.011 s with it, the simulated sync
+    manager reporting the change at once)."""
     for seed in (1, 2, 3):
         world = three(seed)
         world.set_sync_behind("beta", True, SETTLED)

@@ -119,8 +119,8 @@ def test_a_classic_drbd_pair_converts_to_a_valid_config(tmp_path: Path) -> None:
 
 
 def test_a_slow_keepalive_gives_the_switch_two_intervals(tmp_path: Path) -> None:
-    """keepalive 5 s becomes a 5 s interval: the 2 s default switch_timeout would be
-    refused (shorter than two intervals), so the import writes 10 s."""
+    """keepalive 5 s becomes a 5 s interval: a dead switch is then judged no faster than
+    a dead peer (about two keepalives), not by the 2 s default: the import writes 10 s."""
     ha_cf = HA_CF.replace("keepalive 1", "keepalive 5").replace("deadtime 10", "deadtime 20")
     result = convert(ha_dir(tmp_path, **{"ha.cf": ha_cf}), cluster="billing")
     assert 'switch_timeout = "10s"' in result.toml

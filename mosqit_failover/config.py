@@ -698,7 +698,8 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
         c.fail(
             "timing.service_timeout",
             data.get("service_timeout", format_duration(timing.service_timeout)),
-            f"must be at least interval x misses ({timing.peer_gone_after:g}s)",
+            f"must be at least interval x misses ({timing.peer_gone_after:g}s); "
+            f'e.g. service_timeout = "{format_duration(timing.peer_gone_after)}"',
         )
     return timing
 

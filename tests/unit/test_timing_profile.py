@@ -108,7 +108,13 @@ def test_the_checks_apply_to_a_profile_with_overrides() -> None:
         "timing.interval (3ms, from profile 'fast')"
     ]
     assert problems('profile = "fast"\nservice_timeout = "100ms"\nmisses = 10') == [
-        "timing.service_timeout = '100ms': must be at least interval x misses (0.2s)"
+        "timing.service_timeout = '100ms': must be at least interval x misses (0.2s); "
+        'e.g. service_timeout = "200ms"'
+    ]
+    # the default in effect is named, not "None" (breaker review of 432dd33)
+    assert problems('interval = "2s"\nheartbeat = "1s"') == [
+        "timing.service_timeout = '3s': must be at least interval x misses (6s); "
+        'e.g. service_timeout = "6s"'
     ]
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Probe
-from mosqit_failover.lab.control import Lab, down, up
+from mosqit_failover.lab.control import Lab, down, run_tool, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios import wakeup_floor
 from mosqit_failover.lab.scenarios.harness import agent_vip_spans, overlap
@@ -517,4 +517,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("bench", main))

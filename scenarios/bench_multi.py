@@ -56,7 +56,7 @@ from typing import Any
 
 from mosqit_failover.lab import deploy, faults, keepalived
 from mosqit_failover.lab.client import Answer, Probe
-from mosqit_failover.lab.control import Lab, down, up
+from mosqit_failover.lab.control import Lab, down, run_tool, up
 from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.scenarios.measure import (
     agent_messages,
@@ -571,4 +571,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("bench_multi", main))

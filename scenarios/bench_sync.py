@@ -415,4 +415,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(control.run_tool("bench_sync", main))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from mosqit_failover.config import parse_duration
 from mosqit_failover.lab import deploy
-from mosqit_failover.lab.control import down, up
+from mosqit_failover.lab.control import down, run_tool, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import DEFAULT_PLAN
 
@@ -242,4 +242,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("profile_agent", main))

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from mosqit_failover.config import Timing, parse_duration
-from mosqit_failover.lab.control import Lab, down, up
+from mosqit_failover.lab.control import Lab, down, run_tool, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios.measure import cpu_percent, on_each, unit_cpu
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
@@ -226,4 +226,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("wakeup_floor", main))

@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .netns import NETNS_DIR, LabError, build_network, destroy_network, list_lab_netns, run
@@ -135,3 +137,13 @@ def status(plan: LabPlan) -> list[str]:
         frozen = " frozen" if node.frozen() else ""
         lines.append(f"node {name}: pid {node.pid}, systemd {state.stdout.strip()}{frozen}")
     return lines
+
+
+def run_tool(name: str, main: Callable[[], int]) -> int:
+    """A lab tool's command line (a benchmark, the profiler): a LabError (a stale package,
+    no cgroup v2, a lab left up) is one line naming it and exit status 1, no traceback."""
+    try:
+        return main()
+    except LabError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1

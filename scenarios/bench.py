@@ -231,7 +231,21 @@ def false_failovers(lab: Lab, plan: LabPlan, tool: Tool, seconds: float) -> int:
     for net in NETS:
         faults.clear_loss(plan, net)
     time.sleep(2)
-    return sum(tool.promotions(node, t0) for node in lab.nodes.values())
+    count = sum(tool.promotions(node, t0) for node in lab.nodes.values())
+    if count and tool.promotions is _our_promotions:
+        _explain(lab, t0)
+    return count
+
+
+def _explain(lab: Lab, since: float) -> None:
+    """Our agents' lines that tell why a false failover happened (the lab and its journals
+    are gone after the run): each role change with its reason, and any stall."""
+    for name, node in lab.nodes.items():
+        for entry in node.journal(identifier="mosqit-failover", since=since):
+            text = str(entry.get("MESSAGE", ""))
+            if " -> " in text or "stalled" in text or "was not scheduled" in text:
+                at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
+                print(f"     {name} +{at:.3f}s {text[:300]}", flush=True)
 
 
 def frozen_dual_seconds(lab: Lab, plan: LabPlan, tool: Tool) -> float:

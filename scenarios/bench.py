@@ -63,6 +63,8 @@ class Tool:
     promotions: Callable[[Node, float], int]  # times the node became the VIP holder since t
     spans: Callable[[Node, float, float], list[tuple[float, float]]]
     start_fast: Callable[[Lab, LabPlan], None]
+    # prints what tells why a false failover happened (None: the tool's logs do not say)
+    explain: Callable[[Lab, float], None] | None = None
     failovers: dict[float, list[float]] = field(default_factory=dict)  # interval -> ms
     false_failovers: int = 0
     frozen_dual: float = 0.0
@@ -130,6 +132,17 @@ def _our_promotions(node: Node, since: float) -> int:
     return sum(1 for e in deploy.decisions(node, since) if e["DECISION"] in ("promote",))
 
 
+def _explain_ours(lab: Lab, since: float) -> None:
+    """Our agents' lines that tell why a false failover happened (the lab and its journals
+    are gone after the run): each role change with its reason, and any stall."""
+    for name, node in lab.nodes.items():
+        for entry in node.journal(identifier="mosqit-failover", since=since):
+            text = str(entry.get("MESSAGE", ""))
+            if " -> " in text or "stalled" in text or "was not scheduled" in text:
+                at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
+                print(f"     {name} +{at:.3f}s {text[:300]}", flush=True)
+
+
 def _their_promotions(node: Node, since: float) -> int:
     return sum(
         1
@@ -147,6 +160,7 @@ TOOLS = [
         _our_promotions,
         agent_vip_spans,
         _start_ours_fast,
+        explain=_explain_ours,
     ),
     Tool(
         THEIRS,
@@ -232,20 +246,9 @@ def false_failovers(lab: Lab, plan: LabPlan, tool: Tool, seconds: float) -> int:
         faults.clear_loss(plan, net)
     time.sleep(2)
     count = sum(tool.promotions(node, t0) for node in lab.nodes.values())
-    if count and tool.promotions is _our_promotions:
-        _explain(lab, t0)
+    if count and tool.explain is not None:
+        tool.explain(lab, t0)
     return count
-
-
-def _explain(lab: Lab, since: float) -> None:
-    """Our agents' lines that tell why a false failover happened (the lab and its journals
-    are gone after the run): each role change with its reason, and any stall."""
-    for name, node in lab.nodes.items():
-        for entry in node.journal(identifier="mosqit-failover", since=since):
-            text = str(entry.get("MESSAGE", ""))
-            if " -> " in text or "stalled" in text or "was not scheduled" in text:
-                at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
-                print(f"     {name} +{at:.3f}s {text[:300]}", flush=True)
 
 
 def frozen_dual_seconds(lab: Lab, plan: LabPlan, tool: Tool) -> float:

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from .control import down, status, up
+from .control import down, run_tool, status, up
 from .netns import LabError
 from .topology import DEFAULT_PLAN, MAX_NODES, MIN_NODES, plan_for
 
@@ -39,29 +39,29 @@ def run_lab_command(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("lab: must run as root", file=sys.stderr)
         return 2
-    plan = DEFAULT_PLAN
-    try:
-        if args.lab_command == "up":
-            lab = up(plan_for(args.nodes), boot=not args.no_boot)
-            for name, node in lab.nodes.items():
-                print(f"node {name}: pid {node.pid}")
-            print(f"lab up in {lab.timings['up']:.1f}s")
-        elif args.lab_command == "down":
-            removed = down(plan)
-            print("\n".join(f"removed {item}" for item in removed) or "nothing to remove")
-        elif args.lab_command == "status":
-            print("\n".join(status(plan)))
-        elif args.lab_command == "scenario":
-            return _scenarios(args)
-        elif args.lab_command == "demo":
-            from .demo import run_demo
+    return run_tool("lab", lambda: _run(args))
 
-            return run_demo(plan)
-        else:
-            raise LabError(f"unknown lab command {args.lab_command!r}")
-    except LabError as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        return 1
+
+def _run(args: argparse.Namespace) -> int:
+    plan = DEFAULT_PLAN
+    if args.lab_command == "up":
+        lab = up(plan_for(args.nodes), boot=not args.no_boot)
+        for name, node in lab.nodes.items():
+            print(f"node {name}: pid {node.pid}")
+        print(f"lab up in {lab.timings['up']:.1f}s")
+    elif args.lab_command == "down":
+        removed = down(plan)
+        print("\n".join(f"removed {item}" for item in removed) or "nothing to remove")
+    elif args.lab_command == "status":
+        print("\n".join(status(plan)))
+    elif args.lab_command == "scenario":
+        return _scenarios(args)
+    elif args.lab_command == "demo":
+        from .demo import run_demo
+
+        return run_demo(plan)
+    else:
+        raise LabError(f"unknown lab command {args.lab_command!r}")
     return 0
 
 

@@ -122,14 +122,10 @@ def test_a_switch_timeout_shorter_than_two_intervals_is_probed_on_its_own() -> N
     """Refused until the switch got a cadence of its own (probed once an interval, the
     simulation with a 1 s interval and a 500 ms switch_timeout promoted 119 times in 120 s
     without a fault): now probed every 62.5 ms, no decision at all in 120 s."""
-    short = timing('interval = "1s"\nheartbeat = "500ms"\nswitch_timeout = "500ms"')
+    lines = 'interval = "1s"\nheartbeat = "500ms"\nswitch_timeout = "500ms"'
+    short = timing(lines)
     assert (short.switch_probe_every, short.switch_probe_period) == (0, 0.0625)
-    world = World(
-        parse(with_timing('interval = "1s"\nheartbeat = "500ms"\nswitch_timeout = "500ms"')),
-        seed=1,
-    )
-    world.boot("alpha")
-    world.boot("beta")
+    world = _pair(lines, 1)
     world.run_until(SETTLED + 2)
     settled = world.now
     world.run_until(settled + 120)
@@ -241,12 +237,17 @@ def test_check_config_prints_the_timing(tmp_path: Path) -> None:
 # ---- the fast profile in the simulation (the real core, the shell's probe model) ----
 
 
-def _fast_world(seed: int) -> World:
-    world = World(parse(with_timing('profile = "fast"')), seed=seed)
+def _pair(lines: str, seed: int) -> World:
+    """alpha and beta with this [timing], run until settled."""
+    world = World(parse(with_timing(lines)), seed=seed)
     world.boot("alpha")
     world.boot("beta")
     world.run_until(SETTLED)
     return world
+
+
+def _fast_world(seed: int) -> World:
+    return _pair('profile = "fast"', seed)
 
 
 def _promotions(world: World, after: float) -> list[tuple[float, str]]:
@@ -284,10 +285,7 @@ def test_a_short_switch_timeout_does_not_flap_the_uplinks_under_light_loss() -> 
     half of switch_timeout, the simulation flapped the uplinks (WAITING and back) 138 times
     in 3 x 60 s, and once the active found every network lost and demoted."""
     for seed in (0, 1):
-        world = World(parse(with_timing('switch_timeout = "200ms"')), seed=seed)
-        world.boot("alpha")
-        world.boot("beta")
-        world.run_until(SETTLED)
+        world = _pair('switch_timeout = "200ms"', seed)
         for network in ("a", "b"):
             world.set_loss(network, 0.1, SETTLED)
         world.run_until(SETTLED + 30)

@@ -73,7 +73,10 @@ def test_a_switch_answering_beyond_the_timeout_is_silent(fast_pair: control.Lab)
             )
 
         wait_for("both nodes in MANUAL mode", both_manual, WATCH)
-    back = time.time()
+        # before leaving: the kernel answers again the moment the responder is stopped,
+        # and the next switch probe (every 240 ms) can make a node automatic before the
+        # responder's process has been reaped
+        back = time.time()
     wait_for(
         "both nodes automatic again",
         lambda: (

@@ -14,7 +14,8 @@ The rules, as docs/design.md states them, and where they live:
   is silent while ICMP answers (OS problem): `_peer_lost`, `_decide_standby`;
 - a node alone waits `startup_grace` before promoting: `_peer_lost`;
 - both nodes present and nobody active: the freshest data (highest epoch)
-  wins, then the preferred node: `_wins_election`;
+  wins, then the preferred node: `_wins_election`; among standbys of equal data
+  epoch, the one that applied more synchronous commits (`_commit`);
 - two active nodes that see each other: the lower epoch demotes at once, a tie
   goes to the preferred node: `_peer_outranks`;
 - the active that lost an uplink its peer still has hands over; a network lost
@@ -76,6 +77,7 @@ from mosqit_failover.events import (
     PeerView,
     Role,
     SwitchReachability,
+    SyncApplied,
     SyncInSync,
     Tick,
 )
@@ -148,6 +150,8 @@ MAX_ROUNDS = 16
 # not one per flip; the standby counts as less fresh meanwhile, the safe side.
 RERECORD_AFTER = 5.0
 
+_U64_MAX = 2**64 - 1  # the wire's commit field
+
 # Datagrams from the peer's address that fail authentication for this long (and no
 # authentic one among them) are a misconfiguration, not the restart handshake.
 AUTH_GRACE = 1.0
@@ -198,7 +202,7 @@ class Verdict:
     peer: str = ""  # the peer a FENCE verdict fences
 
 
-_MULTI_KEYS = ("data_epoch", "heard", "in_sync", "rank")  # in "peers" only, not in "peer"
+_MULTI_KEYS = ("data_epoch", "commit", "heard", "in_sync", "rank")  # in "peers" only, not in "peer"
 
 
 def _mode(maintenance: bool, manual: bool) -> str:
@@ -238,6 +242,7 @@ class Core:
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
         self._withdrawn_from = 0  # the epoch whose data this node withdrew (not persisted)
         self._relisted_since: float | None = None  # listed in sync again since, after it
+        self._applied: tuple[tuple[int, int], ...] = ()  # SyncApplied: (epoch, commit) each
         # the synchronous directories mounted at the last promotion, kept until demotion:
         # a reload never mounts or unmounts one under the running services
         self._mounted: tuple[str, ...] = ()
@@ -682,6 +687,7 @@ class Core:
             in_sync=self._in_sync(now) if self.role is A else (),
             successor=self._successor,
             order_id=self.config.order_id,
+            commit=self._commit,
         )
 
     @property
@@ -689,6 +695,19 @@ class Core:
         """The epoch of this node's data as it tells others: the running epoch while
         promoting or active, else the last one it held."""
         return self.epoch if self.role in (P, A) else self.data_epoch
+
+    @property
+    def _commit(self) -> int:
+        """How far this standby got in its data epoch's synchronous stream: the commits
+        applied in that epoch, summed over the synchronous directories (0 while holding:
+        the epoch's own active ranks above its standbys whatever they applied).
+
+        A standby the active's mount dropped stops counting while the others go on, so
+        it ranks below them at once, before it hears the active's verdict (the window
+        of `_learn_data_epoch`); docs/sync-mode.md, "Freshness"."""
+        if self.role in (P, A):
+            return 0
+        return min(_U64_MAX, sum(c for e, c in self._applied if e == self.data_epoch))
 
     def _in_sync(self, now: float) -> tuple[str, ...]:
         """The standbys whose synced directories all caught up (every present one when
@@ -789,6 +808,7 @@ class Core:
             "role": self.role.value,
             "epoch": self.epoch,
             "data_epoch": self._shown_data_epoch,
+            "commit": self._commit,
             "mode": _mode(self.maintenance, self.manual),
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
@@ -817,6 +837,7 @@ class Core:
             "unauthenticated": self._auth_text(name) if self._auth_failing[name] else None,
             "fence": None if fence is None else fence.status(),
             "data_epoch": peer.data_epoch if peer else None,
+            "commit": peer.commit if peer else None,
             "heard": self._present(name, now) is not None,
             "in_sync": name in self._in_sync(now) if self.role is A else None,
             "rank": self.config.rank(name),
@@ -866,6 +887,8 @@ class Core:
                 self._fence_done(epoch, fenced, detail, peer, now, out)
             case SyncInSync(peer, in_sync) if peer in self.peers:
                 self._sync_state[peer] = in_sync
+            case SyncApplied(applied):
+                self._applied = applied
             case OperatorCommand(command, target):
                 return self._operator(command, target, now, out)
             case ActionDone(plan, action) if self._is_next_step(plan, action):
@@ -1067,13 +1090,15 @@ class Core:
             return f"equal epochs {self.epoch}, {peer.node} is earlier in the order"
         return f"equal epochs {self.epoch}, preferred node is {self.config.preferred}"
 
-    def _my_key(self) -> tuple[int, bool, int]:
+    def _my_key(self) -> tuple[int, bool, int, int]:
         fresh = max(self.epoch, self.data_epoch)
-        return (fresh, self.epoch == fresh, -self._place(self.node))
+        return (fresh, self.epoch == fresh, self._commit, -self._place(self.node))
 
-    def _key(self, view: PeerView) -> tuple[int, bool, int]:
-        """A candidate's rank: the freshest data, then active in that epoch, then order."""
-        return (view.freshness, view.epoch == view.freshness, -self._place(view.node))
+    def _key(self, view: PeerView) -> tuple[int, bool, int, int]:
+        """A candidate's rank: the freshest data, then active in that epoch, then the
+        synchronous commits applied in it, then order."""
+        fresh = view.freshness
+        return (fresh, view.epoch == fresh, view.commit, -self._place(view.node))
 
     def _outranks_me(self, view: PeerView) -> bool:
         return self._key(view) > self._my_key()
@@ -1086,6 +1111,11 @@ class Core:
             return f"data epoch {mine[0]} vs {peer.node}'s {theirs[0]}"
         if mine[1] != theirs[1]:
             return f"both data epoch {mine[0]}, I was active in it"
+        if mine[2] != theirs[2]:
+            return (
+                f"both data epoch {mine[0]}, I applied {mine[2] - theirs[2]} synchronous "
+                f"commit(s) more than {peer.node}"
+            )
         return f"both data epoch {mine[0]}, I am earlier in the order than {peer.node}"
 
     def _best(self, views: list[PeerView]) -> PeerView | None:

@@ -65,6 +65,7 @@ from mosqit_failover.events import (
     PeerView,
     Role,
     SwitchReachability,
+    SyncApplied,
     SyncInSync,
     Tick,
 )
@@ -76,6 +77,7 @@ from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
 from mosqit_failover.sync.manager import SyncManager
+from mosqit_failover.syncfs.progress import AppliedReader, applied_path
 
 if TYPE_CHECKING:  # both are off by default: their modules (prometheus_client, TLS, HTTP)
     # are imported only when [metrics] or [console] is set
@@ -216,6 +218,8 @@ class Agent:
             alert=self._sync_alert,
         )
         self.sync.on_mount_died = self._sync_mount_died
+        self._applied = _applied_reader(config)
+        self._applied_told: tuple[tuple[int, int], ...] = ()
 
     @property
     def core(self) -> Core:
@@ -262,6 +266,7 @@ class Agent:
                 self.metrics.close()
             await self.sync.stop()
             self.peerlink.close()
+            self._applied.close()
             self.garp.close()
             self._feed.close()
         self.pid_file.unlink(missing_ok=True)
@@ -334,6 +339,7 @@ class Agent:
         slot_tick = Tick()
 
         def on_slot() -> None:
+            self._note_applied()  # first: the slot's heartbeat carries it
             self.feed(slot_tick)
 
         for attachment in self.node.attachments:
@@ -385,6 +391,17 @@ class Agent:
                 self._probe_targets[f"switch-{net}"] = (net, "")
                 probers.append(prober)
         return probers
+
+    def _note_applied(self) -> None:
+        """On a standby with synchronous directories: hand the core what its appliers
+        last made durable when that changed (the election's commit; one pread per
+        directory and heartbeat slot, nothing without such directories)."""
+        if not self._applied.paths or self.core.role.may_hold:
+            return
+        applied = self._applied.read()
+        if applied != self._applied_told:
+            self._applied_told = applied
+            self.feed(SyncApplied(applied))
 
     # A probe reports many times a second: its two possible events are made once.
 
@@ -708,6 +725,8 @@ class Agent:
             for resource in new.resources:  # removed runners stay until their stop ran
                 self.runners[resource.name] = make_runner(resource)
             sync_said += self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
+            self._applied.close()
+            self._applied = _applied_reader(new)
         for action in actions:
             self._carry_out(action)
         return self._reply([*(d.text for d in self._said), *sync_said])
@@ -759,6 +778,14 @@ RELOAD_FIXED = (
 # the echo probers are made with these at start: the core must not judge their results
 # (or start them on demand) with other values than they run with
 PROBE_TIMING = ("interval", "echo_timeout", "misses", "switch_timeout")
+
+
+def _applied_reader(config: Config) -> AppliedReader:
+    """The records of this node's appliers, one per synchronous directory (where the
+    active's stream lands here: its target, as the forced command admits it)."""
+    return AppliedReader(
+        [applied_path(config.state_dir, s.target) for s in config.sync if s.synchronous]
+    )
 
 
 def _reload_blockers(old: Config, new: Config) -> list[str]:

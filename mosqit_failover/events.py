@@ -51,10 +51,13 @@ class PeerView:
     data_epoch: int = 0  # the newest epoch whose data the sender has in full
     heard: tuple[str, ...] = ()  # the nodes the sender heard directly, lately
     in_sync: tuple[str, ...] = ()  # from an active node: the standbys fully synced
-    successor: str = ""
+    successor: str = ""  # from an active node handing over on purpose: to whom ("" none)
     # a digest of the sender's cluster.order (Config.order_id; "" from a version 2 peer):
     # nodes whose orders differ would each wait for another to go first
-    order_id: str = ""  # from an active node handing over on purpose: to whom ("" none)
+    order_id: str = ""
+    # wire version 4 (0 from older peers): the synchronous-mode commits the sender applied
+    # in its data epoch's stream (`SyncApplied`); among equal data epochs, more is fresher
+    commit: int = 0
 
     @property
     def freshness(self) -> int:
@@ -137,6 +140,20 @@ class SyncInSync:
 
 
 @dataclass(frozen=True)
+class SyncApplied:
+    """On a standby: the last commit its synchronous-mode applier made durable, per
+    synchronous directory, as (epoch of the stream, commit number), in any order.
+
+    Commit numbers of one epoch's stream only grow (one mount's count, restarted above
+    the last on a new mount: docs/sync-mode.md, "Freshness"): a standby dropped from the
+    stream stops while the others go on, so among standbys of equal data epoch the one
+    that applied more holds every write the active acknowledged without the other. The
+    shell sends it when it changed, at most once a heartbeat."""
+
+    applied: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class OperatorCommand:
     command: Command
     target: str = ""  # switchover --to NODE ("" the best candidate)
@@ -187,6 +204,7 @@ Event = (
     | PeerUnauthenticated
     | FenceResult
     | SyncInSync
+    | SyncApplied
     | OperatorCommand
     | ActionDone
     | ActionFailed

@@ -96,6 +96,7 @@ class Scenario:
     inject: Callable[[World], None]
     check: Check
     nodes: int = 2  # alpha, beta, then gamma, ...
+    synchronous: bool = False  # the [[sync]] directory in synchronous mode
 
 
 SETTLED = 10.0  # by then the pair has formed: alpha ACTIVE, beta STANDBY
@@ -293,6 +294,14 @@ def _three_sync_behind(w: World) -> None:
 def _three_sync_falls_behind(w: World) -> None:
     w.set_sync_behind("beta", True, SETTLED)  # beta was in sync, then misses writes
     w.power_off("alpha", SETTLED + 2)
+
+
+def _three_stream_window(w: World) -> None:
+    # the mount drops beta's channel and acknowledges with gamma alone; alpha dies 0.3 s
+    # later, before its sync manager (a status poll every 0.5 s) says beta missed writes
+    w.drop_from_stream("beta", SETTLED)
+    w.set_sync_behind("beta", True, SETTLED + 0.5)
+    w.power_off("alpha", SETTLED + 0.3)
 
 
 def _three_cut_from_active(w: World) -> None:
@@ -589,6 +598,23 @@ SCENARIOS: dict[str, Scenario] = {
             nodes=3,
         ),
         Scenario(
+            "three-stream-window",
+            "three nodes, synchronous mode; alpha's mount drops beta's channel and goes on "
+            "with gamma alone, alpha powers off 0.3 s later, before it told beta: gamma "
+            "applied more commits of the epoch and promotes although beta is earlier in "
+            "the order",
+            20,
+            _three_stream_window,
+            all_of(
+                expect_roles(beta=S, gamma=A),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
+            nodes=3,
+            synchronous=True,
+        ),
+        Scenario(
             "three-cut-from-active",
             "three nodes; the path between alpha and beta breaks (gamma hears both), alpha "
             "powers off 5 s later: beta, cut off from alpha's writes, withdraws its data "
@@ -689,7 +715,10 @@ SCENARIOS: dict[str, Scenario] = {
 
 def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
     scenario = SCENARIOS[name]
-    world = World(sim_config_n(scenario.nodes), seed=seed)
+    text = sim_config_text(scenario.nodes)
+    if scenario.synchronous:
+        text = text.replace('path = "/srv/data"\n', 'path = "/srv/data"\nmode = "synchronous"\n')
+    world = World(parse(text, "<simulation>"), seed=seed)
     for i, node in enumerate(world.config.order):
         world.boot(node, [0.0, 1.0][i] if i < 2 else 1.0 + 0.5 * (i - 1))
     scenario.inject(world)

@@ -51,6 +51,7 @@ from mosqit_failover.events import (
     PeerUnauthenticated,
     Role,
     SwitchReachability,
+    SyncApplied,
     SyncInSync,
     Tick,
 )
@@ -59,6 +60,7 @@ LATENCY = 0.001
 STEP_TIME = {StartResource: 0.05, StopResource: 0.05}
 FENCE_TIME = 0.3  # an ssh login and the stops on the fenced node
 AGENT_RESTART = 0.1  # systemd's RestartSec after the fence killed the agent
+COMMIT_PERIOD = 0.05  # a synchronous mount's commits, from a steady writer
 
 
 @dataclass
@@ -92,6 +94,13 @@ class SimNode:
     backlog: list[Event] = field(default_factory=list)  # delivered while frozen
     sync_behind: bool = False  # its synced directories lag behind the active's
     sync_told: dict[str, bool] = field(default_factory=dict)  # SyncInSync last fed, per peer
+    # synchronous mode: the commits of the active's mount (its node's count), and on a
+    # standby the last one its applier made durable, of which epoch's stream, and what
+    # its agent last fed its core (SyncApplied, once a slot as the shell does)
+    commits: int = 0
+    applied: tuple[int, int] = (0, 0)
+    applied_told: tuple[tuple[int, int], ...] = ()
+    dropped: bool = False  # the active's mount dropped it from the stream
     # per peer: echo probes on (ProbePeer), and the probing of each network, to send one
     # at once when the core turns them on
     echo_on: dict[str, bool] = field(default_factory=dict)
@@ -147,6 +156,8 @@ class World:
         self._clients_since: float | None = None
         self.secrets_differ = False  # every datagram fails authentication
         self.violations: list[str] = []  # safety rules broken, found while running
+        if any(s.synchronous for s in config.sync):
+            self.at(COMMIT_PERIOD, self._commit)
 
     # ---- scheduling ----------------------------------------------------
 
@@ -224,6 +235,7 @@ class World:
                 self.now,
             )
             node.plan = None
+            node.applied_told = ()  # a new agent has told its core nothing yet
             node.echo_on = {p.name: True for p in self.others(node)}
             node.echo_now = {}
             for network in self.networks:
@@ -253,6 +265,7 @@ class World:
                 switch_slot()
             slot += 1
             if network == self.networks[0]:  # the shell's one slot Tick per cadence
+                self._report_applied(node)
                 self.deliver(node, Tick())
             for peer in peers:
                 if node.echo_on.get(peer.name, True):
@@ -407,6 +420,34 @@ class World:
             if node.sync_told.get(peer.name) != in_sync:
                 node.sync_told[peer.name] = in_sync
                 self.deliver(node, SyncInSync(peer.name, in_sync), 0.01)
+
+    def _commit(self) -> None:
+        """A synchronous mount's commit on every active node (the mount serves on while
+        its agent is stopped or killed, as long as the node runs): each standby in its
+        stream applies it (one it can reach, not dropped, not lagging)."""
+        for node in self.nodes.values():
+            core = node.core
+            if core is None or core.role is not Role.ACTIVE or not node.powered:
+                continue
+            node.commits += 1
+            for peer in self.others(node):
+                if (
+                    peer.powered
+                    and not peer.dropped
+                    and not peer.sync_behind
+                    and any(self.path(node, peer, n) for n in self.networks)
+                ):
+                    peer.applied = (core.epoch, node.commits)
+        self.at(self.now + COMMIT_PERIOD, self._commit)
+
+    def _report_applied(self, node: SimNode) -> None:
+        """The standby agent's slot: its applier's record to the core when it changed."""
+        if node.applied == (0, 0) or (node.core is not None and node.core.role.may_hold):
+            return
+        applied = (node.applied,)
+        if applied != node.applied_told:
+            node.applied_told = applied
+            self.deliver(node, SyncApplied(applied))
 
     def _check_promotion(self, node: SimNode, decision: Decision) -> None:
         """A node without both networks never promotes on its own."""
@@ -569,6 +610,16 @@ class World:
             self._fault(f"sync to {name} {'lags behind' if behind else 'caught up'}")
             for node in self.nodes.values():  # the active's sync manager sees it at once
                 self._report_sync(node)
+
+        self.at(at, change)
+
+    def drop_from_stream(self, name: str, at: float) -> None:
+        """The active's mount drops this standby's channel (it applies no more commits);
+        the active says so only when its sync manager sees it (`set_sync_behind`)."""
+
+        def change() -> None:
+            self.nodes[name].dropped = True
+            self._fault(f"the synchronous stream to {name} lost")
 
         self.at(at, change)
 

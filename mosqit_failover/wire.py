@@ -3,11 +3,11 @@
 Pure code: no sockets, no clock reads; whatever needs time takes `now`
 (wall-clock seconds, as from time.time()) as a parameter.
 
-Packet layout, version 3 (network byte order; offsets in bytes)::
+Packet layout, versions 3 and 4 (network byte order; offsets in bytes)::
 
     off  size  field
       0     2  magic            b"MQ"
-      2     1  version          3 (2 is still decoded, see below)
+      2     1  version          3 or 4 (2 is still decoded, see below)
       3     1  key id           1..255, the key that made the MAC
       4    16  boot id          random per agent start
      20     8  sequence         u64, strictly increasing per boot id (first is 1)
@@ -34,12 +34,18 @@ Packet layout, version 3 (network byte order; offsets in bytes)::
       .     1  successor length L (0..63; 0: no successor)                  (version 3 on)
       .     L  successor        UTF-8, printable, not the sender           (version 3 on)
       .     4  order id         the sender's cluster.order digest (zeros: none) (version 3 on)
+      .     8  commit           u64, synchronous-mode commits applied (PeerView.commit)
+                                                                            (version 4 only)
     end-32 32  HMAC-SHA256(secret of key id, every byte before it)
+
+The encoder sends version 4 only for a view whose commit is not 0 (a standby of a
+synchronous directory that applied commits), else version 3, byte for byte as before:
+a cluster without synchronous mode keeps talking to agents that decode only 2 and 3.
 
 Version 2 is the same up to the uplinks, then the MAC. It is still decoded
 (data_epoch 0, heard and in_sync empty, no successor, no order id), so during a rolling
-upgrade an upgraded node keeps hearing an un-upgraded one; the encoder always
-sends 3. An un-upgraded (version 2) agent rejects version 3 as UNKNOWN_VERSION
+upgrade an upgraded node keeps hearing an un-upgraded one; the encoder never
+sends 2. An un-upgraded (version 2) agent rejects version 3 as UNKNOWN_VERSION
 from the upgraded node's own address: its core counts that as an alive peer
 failing authentication, so it never promotes past it, but it hears no view
 either until it is upgraded too. Version 1 (without the ack) is rejected as
@@ -90,8 +96,9 @@ from mosqit_failover.authkeys import Keyring
 from mosqit_failover.events import PeerView, Role
 
 MAGIC = b"MQ"
-VERSION = 3  # what the encoder sends
-DECODED_VERSIONS = (2, 3)
+VERSION = 4  # what the encoder sends for a view with a commit (else VERSION_NO_COMMIT)
+VERSION_NO_COMMIT = 3
+DECODED_VERSIONS = (2, 3, 4)
 MAC_SIZE = 32
 BOOT_ID_SIZE = 16
 MAX_NAME_BYTES = 255  # any one name field of the wire (one length byte)
@@ -111,6 +118,7 @@ NO_ACK = bytes(BOOT_ID_SIZE)  # the ack of a sender that has heard no datagram o
 _VIEW = struct.Struct("!BqB")  # role, epoch, flags
 _U8 = struct.Struct("!B")
 _I64 = struct.Struct("!q")  # data epoch (version 3)
+_U64 = struct.Struct("!Q")  # commit (version 4)
 _U64_MAX = 2**64 - 1
 _I64_MAX = 2**63 - 1
 
@@ -137,7 +145,7 @@ MIN_DATAGRAM = _HEADER.size + 2 + 2 + _VIEW.size + 1 + MAC_SIZE
 ORDER_ID_SIZE = 4  # config.order_id: the first 4 bytes of a SHA-256 of cluster.order
 _V3_TAIL_MIN = _I64.size + 1 + 1 + 1 + ORDER_ID_SIZE
 MIN_DATAGRAM_V3 = MIN_DATAGRAM + _V3_TAIL_MIN
-_MIN_BY_VERSION = {2: MIN_DATAGRAM, 3: MIN_DATAGRAM_V3}
+_MIN_BY_VERSION = {2: MIN_DATAGRAM, 3: MIN_DATAGRAM_V3, 4: MIN_DATAGRAM_V3 + _U64.size}
 
 _LONGEST_NAME = 1 + MAX_NODE_NAME_BYTES  # length byte and name
 # The largest datagram of a valid config: every name 63 bytes, 8 nodes, both lists full.
@@ -151,9 +159,10 @@ MAX_DATAGRAM = (
     + 2 * (1 + MAX_LISTED_NODES * _LONGEST_NAME)  # heard, in_sync
     + _LONGEST_NAME  # successor
     + ORDER_ID_SIZE
+    + _U64.size  # commit
     + MAC_SIZE
 )
-assert MAX_DATAGRAM == 1327 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
+assert MAX_DATAGRAM == 1335 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
 
 
 class EncodeError(ValueError):
@@ -308,7 +317,8 @@ class Sender:
         body = self._body(view)
         seq = self._seq + 1
         key = self.keyring.signing
-        header = _HEADER.pack(MAGIC, VERSION, key.key_id, self.boot_id, seq, ts_ms, ack)
+        version = VERSION if view.commit else VERSION_NO_COMMIT
+        header = _HEADER.pack(MAGIC, version, key.key_id, self.boot_id, seq, ts_ms, ack)
         if len(header) + len(body) + MAC_SIZE > MAX_DATAGRAM:
             raise EncodeError(
                 f"message would be {len(header) + len(body) + MAC_SIZE} bytes, "
@@ -335,6 +345,10 @@ class Sender:
             raise EncodeError(f"data epoch {view.data_epoch!r} is not an integer")
         if not 0 <= view.data_epoch <= _I64_MAX:
             raise EncodeError(f"data epoch {view.data_epoch} outside 0..2**63-1")
+        if isinstance(view.commit, bool) or not isinstance(view.commit, int):
+            raise EncodeError(f"commit {view.commit!r} is not an integer")
+        if not 0 <= view.commit <= _U64_MAX:
+            raise EncodeError(f"commit {view.commit} outside 0..2**64-1")
         if len(view.uplinks) > MAX_UPLINKS:
             raise EncodeError(f"{len(view.uplinks)} uplinks, at most {MAX_UPLINKS}")
         flags = (
@@ -363,6 +377,8 @@ class Sender:
         else:
             _put_name(out, _node_name_bytes("successor", view.successor, self.node))
         out += _order_id_bytes(view.order_id)
+        if view.commit:
+            out += _U64.pack(view.commit)
         self._last_view, self._last_body = view, bytes(out)
         return self._last_body
 
@@ -397,7 +413,9 @@ def _walk(data: bytes, version: int) -> int | None:
         if off is None:
             return None
     off = _skip_names(data, off, 1)  # successor
-    return None if off is None else off + ORDER_ID_SIZE
+    if off is None:
+        return None
+    return off + ORDER_ID_SIZE + (_U64.size if version >= 4 else 0)
 
 
 class _Malformed(Exception):
@@ -742,7 +760,7 @@ class Receiver:
             if healthy not in (0, 1):
                 raise _Malformed(f"uplink health byte {healthy}")
             uplinks.append((network, healthy == 1))
-        data_epoch, successor, order_id = 0, "", ""
+        data_epoch, successor, order_id, commit = 0, "", "", 0
         heard: tuple[str, ...] = ()
         in_sync: tuple[str, ...] = ()
         if version >= 3:
@@ -754,6 +772,10 @@ class Receiver:
             successor = reader.node_name("successor", sender, optional=True)
             raw_order = reader.take(ORDER_ID_SIZE)
             order_id = "" if raw_order == bytes(ORDER_ID_SIZE) else raw_order.hex()
+        if version >= 4:
+            (commit,) = _U64.unpack(reader.take(_U64.size))
+            if commit == 0:  # the encoder sends such a view as version 3
+                raise _Malformed("version 4 with commit 0")
         return PeerView(
             node=sender,
             role=role,
@@ -768,6 +790,7 @@ class Receiver:
             in_sync=in_sync,
             successor=successor,
             order_id=order_id,
+            commit=commit,
         )
 
 

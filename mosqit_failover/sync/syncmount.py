@@ -168,7 +168,16 @@ class SyncMount:
         return {c["name"] for c in self.view.get("channels", []) if c.get("alive")}
 
     def status(self) -> dict[str, Any]:
-        keys = ("state", "degraded", "fenced", "on_standby_loss", "commits", "channels", "joins")
+        keys = (
+            "state",
+            "degraded",
+            "fenced",
+            "on_standby_loss",
+            "commits",
+            "commit",
+            "channels",
+            "joins",
+        )
         shown = {k: self.view[k] for k in keys if k in self.view}
         return {"pid": self.pid, "unit": self.unit if _systemd() else None, **shown}
 

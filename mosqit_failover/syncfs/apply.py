@@ -6,7 +6,9 @@ line each:
 
 - ``ready EPOCH`` once the :class:`~.records.Hello` is accepted;
 - ``ok SEQ`` for each :class:`~.records.Commit`, written only after every file and
-  directory changed since the previous one was fsynced;
+  directory changed since the previous one was fsynced, and the last SEQ recorded for the
+  standby's agent (:mod:`.progress`: the election ranks standbys by it); each SEQ must be
+  above the one before;
 - ``refused: WHY`` and exit status 77 (:data:`~..sync.receive.REFUSED_EXIT`) for anything
   it will not do: a stale sender, a malformed stream, a path that leaves the directory, a
   change that cannot be applied (the standby is then out of step: the sender must
@@ -57,6 +59,7 @@ from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch
 from mosqit_failover.syncfs.buffers import keep_freed_buffers, widen_pipe
+from mosqit_failover.syncfs.progress import AppliedRecorder, applied_path
 from mosqit_failover.syncfs.records import (
     KEEP_ID,
     Chmod,
@@ -463,11 +466,14 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
     """Apply the stream on ``stdin``; 0 at its clean end. Raises Refused for the rest.
 
     Group commit: the commits that arrived in one read are made durable by one round of
-    fsyncs, then each is acknowledged (concurrent closers on the active share it)."""
+    fsyncs, the last one recorded (:mod:`.progress`), then each is acknowledged
+    (concurrent closers on the active share it)."""
     keep_freed_buffers()  # nowhere to say it fails: only the speed of large writes suffers
     decoder = Decoder()
     applier = Applier(root_fd)
     source = _Input(stdin)
+    recorder = AppliedRecorder(applied_path(guard.state.path.parent, guard.root))
+    last = 0
     try:
         while True:
             try:
@@ -489,29 +495,37 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
             if changes:
                 guard.enter_chunk()
             try:
-                _apply_all(applier, records, acks)
+                _apply_all(applier, records, acks, last)
             finally:
                 if changes:
                     guard.leave_chunk()
                 if acks:  # what was acknowledged before a refusal holds
                     applier.commit()
                     guard.acknowledge()
+                    last = acks[-1]
+                    assert guard.epoch is not None
+                    recorder.record(guard.epoch, last)
                     stdout.write("".join(f"ok {seq}\n" for seq in acks))
                     stdout.flush()
         if decoder.pending:
             raise Refused(f"the stream was cut inside a record ({decoder.pending} bytes)")
         return 0
     finally:
+        recorder.close()
         applier.close()
         guard.close()
 
 
-def _apply_all(applier: Applier, records: list[Record], acks: list[int]) -> None:
-    """Apply ``records`` in order; each commit's sequence goes to ``acks``."""
+def _apply_all(applier: Applier, records: list[Record], acks: list[int], last: int) -> None:
+    """Apply ``records`` in order; each commit's sequence goes to ``acks``, each above
+    the one before (``last``: the stream's last one before these)."""
     for record in records:
         if isinstance(record, Hello):
             raise Refused("a second hello in one stream")
         if isinstance(record, Commit):
+            before = acks[-1] if acks else last
+            if record.seq <= before:
+                raise Refused(f"commit {record.seq} after commit {before}: not in order")
             acks.append(record.seq)
             continue
         try:

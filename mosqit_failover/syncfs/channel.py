@@ -300,6 +300,15 @@ class Channel:
             self.reason = "closed"
 
 
+def commit_base() -> int:
+    """Where a new mount starts numbering its commits: microseconds since this node
+    booted. Standbys compare the numbers of one epoch's stream (the active ranks them by
+    it, docs/sync-mode.md, "Freshness"); should a mount of the same epoch start again on
+    this node, its numbers go on above the last one's (a commit takes far longer than a
+    microsecond), and no clock step can move them back."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1000
+
+
 class Replicator:
     """Sends each step to every live channel; a sync step waits for all of them."""
 
@@ -311,7 +320,9 @@ class Replicator:
         ack_timeout: float = 10.0,
         log: Log = lambda line: None,
         on_change: Callable[[], None] = lambda: None,
+        first: int = 0,
     ) -> None:
+        """``first``: the commit number before the first commit (:func:`commit_base`)."""
         if on_standby_loss not in MODES:
             raise ValueError(f"on_standby_loss must be one of {', '.join(MODES)}")
         self.channels: list[Channel] = []
@@ -320,7 +331,7 @@ class Replicator:
         self.ack_timeout = ack_timeout
         self.log = log
         self.on_change = on_change
-        self.seq = 0
+        self.first = self.seq = first
         self.lost = 0
         self.fenced: str | None = None
         self.joins: dict[str, dict[str, object]] = {}  # :mod:`.join`'s results, per standby
@@ -453,7 +464,8 @@ class Replicator:
             "degraded": self.degraded,
             "fenced": self.fenced,
             "on_standby_loss": self.on_standby_loss,
-            "commits": self.seq,
+            "commits": self.seq - self.first,
+            "commit": self.seq,
             "channels": [
                 {"name": c.name, "alive": c.alive, "acked": c.acked, "reason": c.reason}
                 for c in self.channels

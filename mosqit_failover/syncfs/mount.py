@@ -43,7 +43,7 @@ from mosqit_failover.syncfs.binding import (
     enable_asyncio,
 )
 from mosqit_failover.syncfs.buffers import keep_freed_buffers
-from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator
+from mosqit_failover.syncfs.channel import MODES, Channel, ChannelLost, Replicator, commit_base
 from mosqit_failover.syncfs.join import Joiner
 from mosqit_failover.syncfs.mountinfo import FS_NAME
 
@@ -167,6 +167,7 @@ async def serve(args: argparse.Namespace) -> int:
         block_timeout=args.block_timeout,
         ack_timeout=args.ack_timeout,
         log=log,
+        first=commit_base(),
     )
     if args.status:
         replicator.on_change = lambda: write_status(

@@ -55,6 +55,7 @@ def test_the_snapshot_keeps_peer_and_adds_every_peer_in_order() -> None:
     assert list(pair["peers"]) == ["beta"]
     assert set(pair["peers"]["beta"]) - set(pair["peer"]) == {
         "data_epoch",
+        "commit",
         "heard",
         "in_sync",
         "rank",

@@ -13,8 +13,15 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
+from mosqit_failover.syncfs import progress
 from mosqit_failover.syncfs.buffers import AHEAD, PIPE_SIZE
-from mosqit_failover.syncfs.channel import Channel, ChannelLost, NoStandby, Replicator
+from mosqit_failover.syncfs.channel import (
+    Channel,
+    ChannelLost,
+    NoStandby,
+    Replicator,
+    commit_base,
+)
 from mosqit_failover.syncfs.mapping import Step
 from mosqit_failover.syncfs.records import Create, Write
 
@@ -54,6 +61,44 @@ def test_two_standbys_both_hold_a_change_when_its_sync_point_returns(tmp_path: P
         await replicator.close()
 
     asyncio.run(scenario())
+
+
+def test_a_dropped_standby_stops_counting_commits_while_the_other_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The freshness the election compares (docs/sync-mode.md, "Freshness"): numbered
+    from the mount's base, recorded by each standby before its acknowledgement."""
+
+    def recorded(name: str) -> tuple[int, int] | None:
+        path = progress.applied_path(tmp_path, str(tmp_path / name))
+        return progress.decode(path.read_bytes())
+
+    async def scenario() -> None:
+        a, b = applier(tmp_path, "a"), applier(tmp_path, "b")
+        await a.start(3, 20)
+        await b.start(3, 20)
+        base = commit_base()
+        replicator = Replicator([], first=base)
+        replicator.add(a)
+        replicator.add(b)
+        await replicator.submit(CREATE)
+        await replicator.submit(CLOSE)
+        assert recorded("a") == recorded("b") == (3, base + 1)  # before the close returned
+        b.lose("cut for the test")
+        await replicator.submit(CREATE)
+        await replicator.submit(CLOSE)
+        assert (recorded("a"), recorded("b")) == ((3, base + 2), (3, base + 1))
+        status = replicator.status()
+        assert (status["commits"], status["commit"]) == (2, base + 2)
+        await replicator.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_later_mount_numbers_its_commits_above_an_earlier_ones() -> None:
+    first = commit_base()
+    time.sleep(0.002)
+    assert commit_base() >= first + 1000  # microseconds: far more than commits made
 
 
 @pytest.mark.parametrize(

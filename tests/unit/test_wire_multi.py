@@ -1,5 +1,6 @@
 """The peer protocol for 2 to 8 nodes: version 3 fields, version 2 still decoded, the
-bounds of the node lists, replay state per sender, and the ack per destination."""
+version 4 commit, the bounds of the node lists, replay state per sender, and the ack per
+destination."""
 
 from __future__ import annotations
 
@@ -155,16 +156,17 @@ def test_the_largest_valid_config_fits_exactly() -> None:
         in_sync=others,
         successor=others[0],
         order_id="0badcafe",
+        commit=2**64 - 1,
     )
     cluster = "c" * MAX_NODE_NAME_BYTES
     tx = Sender(cluster, me, RING, BETA_BOOT)
     tx.ack = ALPHA_BOOT
     pkt = tx.encode(view, NOW)
-    assert len(pkt) == MAX_DATAGRAM == 1327 < 1472
+    assert len(pkt) == MAX_DATAGRAM == 1335 < 1472
     rx = Receiver(cluster, others[0], (me,), RING, boot_id=ALPHA_BOOT)
     rx_view = rx.decode(pkt, NOW)
     assert rx_view == view
-    with pytest.raises(EncodeError, match="at most 1327"):  # one byte more does not fit
+    with pytest.raises(EncodeError, match="at most 1335"):  # one byte more does not fit
         Sender(cluster + "c", me, RING).encode(view, NOW)
 
 
@@ -193,6 +195,52 @@ def test_version_2_and_3_share_one_replay_window() -> None:
 def test_a_version_2_datagram_with_version_3_fields_has_trailing_bytes() -> None:
     rejected = alpha().decode(with_tail(tail(), version=2), NOW)
     assert rejected == Rejected(Reason.MALFORMED, "15 trailing bytes")
+
+
+# --- version 4: the commit ---------------------------------------------------------
+
+
+def test_a_view_with_a_commit_goes_as_version_4_and_round_trips() -> None:
+    view = dataclasses.replace(FULL_VIEW, commit=1_234_567_890_123)
+    pkt = sender("beta", BETA_BOOT).encode(view, NOW)
+    assert pkt[2] == 4
+    assert pkt[-MAC_SIZE - 8 : -MAC_SIZE] == struct.pack("!Q", 1_234_567_890_123)
+    assert alpha().decode(pkt, NOW) == view
+
+
+def test_a_view_without_a_commit_is_still_version_3_byte_for_byte() -> None:
+    """A cluster without synchronous mode keeps talking to agents that know only 3."""
+    pkt = sender("beta", BETA_BOOT).encode(FULL_VIEW, NOW)
+    assert pkt[2] == 3
+    assert alpha().decode(pkt, NOW) == FULL_VIEW
+
+
+def test_one_sender_switches_versions_in_one_replay_window() -> None:
+    rx, tx = alpha(), sender("beta", BETA_BOOT)
+    with_commit = dataclasses.replace(BETA_VIEW, commit=7)
+    assert rx.decode(tx.encode(BETA_VIEW, NOW), NOW) == BETA_VIEW
+    assert rx.decode(tx.encode(with_commit, NOW + 0.1), NOW + 0.1) == with_commit
+    assert rx.decode(tx.encode(BETA_VIEW, NOW + 0.2), NOW + 0.2) == BETA_VIEW
+    assert rx.last_seq_of("beta") == 3
+
+
+def test_version_4_with_commit_0_is_malformed() -> None:
+    """Only one encoding per view: commit 0 is version 3."""
+    rx = alpha()
+    rejected = rx.decode(with_tail(tail() + bytes(8), version=4), NOW)
+    assert rejected == Rejected(Reason.MALFORMED, "version 4 with commit 0")
+    assert rx.boot_id_of("beta") is None
+
+
+@pytest.mark.parametrize("cut", [1, 8])
+def test_a_version_4_datagram_without_its_commit_is_truncated(cut: int) -> None:
+    pkt = with_tail(tail() + struct.pack("!Q", 5)[: 8 - cut], version=4)
+    assert reason(alpha().decode(pkt, NOW)) is Reason.TRUNCATED
+
+
+def test_a_version_3_datagram_with_a_commit_has_trailing_bytes() -> None:
+    rejected = alpha().decode(with_tail(tail() + struct.pack("!Q", 5), version=3), NOW)
+    assert rejected == Rejected(Reason.MALFORMED, "8 trailing bytes")
 
 
 # --- bounds: the decoder ----------------------------------------------------------
@@ -257,6 +305,9 @@ def test_a_cut_version_3_datagram_is_truncated(cut: int) -> None:
         dataclasses.replace(BETA_VIEW, data_epoch=-1),
         dataclasses.replace(BETA_VIEW, data_epoch=2**63),
         dataclasses.replace(BETA_VIEW, data_epoch=True),
+        dataclasses.replace(BETA_VIEW, commit=-1),
+        dataclasses.replace(BETA_VIEW, commit=2**64),
+        dataclasses.replace(BETA_VIEW, commit=True),
     ],
 )
 def test_encode_refuses_out_of_bounds_fields(view: PeerView) -> None:

@@ -14,7 +14,13 @@ the active node, a channel over ssh to each standby), /srv/data asynchronous.
 - alpha cut off (every cable) at a random moment under the spool writer, beta's sshd
   reachable again at once: gamma, which has every write, promotes, not beta (earlier in
   the order, missed writes), and every file whose close returned before the cut is on
-  gamma, byte-identical (the spool writer's and the earlier ones).
+  gamma, byte-identical (the spool writer's and the earlier ones);
+- the window before the verdict (docs/sync-mode.md, "Freshness"): the active's agent
+  hung (SIGSTOP, so it can tell nobody anything), then the channel to the standby first
+  in the order killed; the mount goes on acknowledging with the other standby alone; the
+  standbys fence the hung agent and elect: the one that applied every commit promotes,
+  with every file acknowledged, the dropped one (equal data epoch, first in the order)
+  does not.
 
 The lab has its own plan of three nodes under the session's prefix (run it with a prefix
 of its own); like ``test_lab_multi``'s ``lab3`` it replaces the session's two-node lab
@@ -46,7 +52,7 @@ from tests.lab.test_multi_server_more import (
     withdrawn_on,
 )
 from tests.lab.test_sync_mode_full_disk_lab import WRITER, same_files
-from tests.lab.test_sync_mode_lab import ACK, SETTINGS
+from tests.lab.test_sync_mode_lab import ACK, FENCE_WRITER, SETTINGS
 
 pytestmark = pytest.mark.lab
 
@@ -153,5 +159,87 @@ def test_three_nodes_the_standby_with_every_write_promotes(cluster: Cluster) -> 
     try:  # alpha back as a standby; gamma mounts with channels to both
         deploy.wait_roles(c.nodes, {"alpha": "STANDBY", "beta": "STANDBY"}, timeout=40)
         wait_for("gamma's mount in sync", lambda: sync_dir(c["gamma"], SYNCD)["in_sync"], 40)
+    except (AssertionError, LabError) as error:
+        raise AssertionError(f"{error}\n{c.evidence(since)}") from error
+
+
+KILL_CHANNEL = r"""
+import os, signal, sys
+root, hosts, killed = sys.argv[1], set(sys.argv[2:]), []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        words = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
+    except OSError:
+        continue
+    if words[0] == "ssh" and any(w.endswith(f"--syncfs {root}") for w in words) and any(
+        w.rpartition("@")[2] in hosts for w in words
+    ):
+        os.kill(int(pid), signal.SIGKILL)
+        killed.append(pid)
+print(" ".join(killed))
+"""
+"""Kills the ssh of the mount's channel to the node at one of ``hosts``; prints its pids."""
+
+
+def test_a_standby_dropped_just_before_the_active_hangs_is_not_elected(cluster: Cluster) -> None:
+    c = cluster
+    order = list(c.nodes)
+    wait_for("one active", lambda: list(c.roles().values()).count("ACTIVE") == 1, 60)
+    act = next(name for name, role in c.roles().items() if role == "ACTIVE")
+    dropped, keeper = [name for name in order if name != act]  # dropped: first in order
+    wait_for(
+        f"{act}'s mount with a channel to both standbys",
+        lambda: sync_dir(c[act], SYNCD)["in_sync"],
+        60,
+    )
+    c[act].run(["mkdir", "-p", f"{SYNCD}/cur"])  # through the mount: on both standbys
+    since = time.time()
+    dropin = f"/run/systemd/system/{deploy.UNIT}.d/zz-lab-no-restart.conf"
+    record = "/run/window-writer.txt"
+    c[act].write_file(dropin, "[Service]\nRestartSec=1h\n")
+    c[act].systemctl("daemon-reload")
+    hosts = [multi.PLAN.node(dropped).addr_a, multi.PLAN.node(dropped).addr_b]
+    try:
+        writer = ["python3", "-c", FENCE_WRITER, SYNCD, record, "40", "12"]
+        c[act].run(["systemd-run", "--collect", "--unit=window-writer", *writer])
+        time.sleep(1.5)
+        c[act].systemctl("kill", "--signal=SIGSTOP", "--kill-whom=main", deploy.UNIT)
+        killed = c[act].run(["python3", "-c", KILL_CHANNEL, SYNCD, *hosts]).stdout.split()
+        dropped_at = time.time()
+        assert killed, f"no channel from {act} to {dropped} found"
+        deploy.wait_roles({keeper: c[keeper]}, {keeper: "ACTIVE"}, timeout=40)
+        time.sleep(2.0)  # long enough for the dropped one to promote if it wrongly would
+        roles = c.roles()
+        kinds = {name: c.kinds(name, since) for name in (dropped, keeper)}
+        promoted = c[keeper].journal(since=since, grep="synchronous commit")
+        evidence = c.evidence(since)
+        deadline = time.monotonic() + 40
+        while c[act].is_active("window-writer"):
+            assert time.monotonic() < deadline, "the writer hangs on the old active's mount"
+            time.sleep(0.3)
+    finally:
+        c[act].run(["rm", "-f", dropin])
+        c[act].systemctl("daemon-reload")
+        c[act].systemctl("kill", "--signal=SIGCONT", deploy.UNIT, check=False)
+        c[act].systemctl("stop", "window-writer", check=False)
+        c[act].systemctl("start", deploy.UNIT)
+    lines = [line.split() for line in c[act].read_file(record).splitlines()]
+    ok = [path for outcome, _, _, path in lines if outcome == "ok"]
+    after = [path for outcome, at, _, path in lines if outcome == "ok" and float(at) > dropped_at]
+    check = ["python3", "-c", bench_sync.SPOOL_CHECK, SYNCD]
+    lost = int(c[keeper].run(check, input="\n".join(ok)).stdout)
+    print(
+        f"{act} hung, its channel to {dropped} killed: {len(ok)} closes acknowledged, "
+        f"{len(after)} of them without {dropped}; {lost} lost on {keeper}; roles {roles}; "
+        f"{promoted[0]['MESSAGE'] if promoted else 'no line naming the commits'}",
+        flush=True,
+    )
+    assert roles[keeper] == "ACTIVE" and roles[dropped] == "STANDBY", evidence
+    assert "promote" not in kinds[dropped] and "promote" in kinds[keeper], evidence
+    assert promoted and f"synchronous commit(s) more than {dropped}" in promoted[0]["MESSAGE"]
+    assert len(after) >= 5 and lost == 0, (len(after), lost, evidence)
+    try:  # the old active back as a standby; the new one mounts with channels to both
+        deploy.wait_roles(c.nodes, {act: "STANDBY", dropped: "STANDBY"}, timeout=60)
+        wait_for("the new mount in sync", lambda: sync_dir(c[keeper], SYNCD)["in_sync"], 60)
     except (AssertionError, LabError) as error:
         raise AssertionError(f"{error}\n{c.evidence(since)}") from error

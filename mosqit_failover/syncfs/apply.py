@@ -393,11 +393,14 @@ class Applier:
             os.close(fd)
 
     def commit(self) -> None:
-        """Make every change since the last commit durable: files, then directories."""
+        """Make every change since the last commit durable: files, then directories.
+
+        Refused, naming the file or directory, when an fsync fails (a disk that filled
+        while its data was written out, an I/O error): nothing is acknowledged then."""
         files, self._files = self._files, {}
         try:
-            for fd in files.values():
-                os.fsync(fd)
+            for path, fd in files.items():
+                _durable(fd, path)
         finally:
             for fd in files.values():
                 with contextlib.suppress(OSError):
@@ -409,9 +412,19 @@ class Applier:
             except (FileNotFoundError, ApplyError):
                 continue  # removed or replaced since: its parent's fsync covers it
             try:
-                os.fsync(fd)
+                _durable(fd, rel or b".")
             finally:
                 os.close(fd)
+
+
+def _durable(fd: int, path: bytes) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        raise Refused(
+            f"cannot make {os.fsdecode(path)[:200]} durable: {_why(error)}; this standby "
+            "is out of step and must catch up"
+        ) from None
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:

@@ -5,6 +5,7 @@ applied, a torn or foreign record never believed, commits only in order."""
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import os
 import stat
@@ -128,3 +129,25 @@ def test_encode_refuses_values_off_the_wire() -> None:
         progress.encode(-1, 0)
     with pytest.raises(ValueError):
         progress.encode(0, 2**64)
+
+
+def test_a_failed_fsync_is_refused_naming_the_file_and_nothing_is_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while the group commit writes the data out (tmpfs and the lab
+    cannot make fsync fail: the one call is replaced)."""
+    root, state, path = setup(tmp_path)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    data = frames([Hello(5), Create(b"bill.txt", 0o644, 0, 0), Write(b"bill.txt", 0, b"x")])
+    code, lines = serve(root, state, data + stream.encode(Commit(1)))
+    assert code == REFUSED_EXIT
+    assert lines == [
+        "ready 5",
+        "refused: cannot make bill.txt durable: No space left on device; this standby is "
+        "out of step and must catch up",
+    ]
+    assert not path.exists()

@@ -243,6 +243,8 @@ class Core:
         self._withdrawn_from = 0  # the epoch whose data this node withdrew (not persisted)
         self._relisted_since: float | None = None  # listed in sync again since, after it
         self._applied: tuple[tuple[int, int], ...] = ()  # SyncApplied: (epoch, commit) each
+        self._applied_at = NEVER  # when this node's own count last went up
+        self._commit_moved: dict[str, tuple[int, float]] = {}  # peer -> (count, went up at)
         # the synchronous directories mounted at the last promotion, kept until demotion:
         # a reload never mounts or unmounts one under the running services
         self._mounted: tuple[str, ...] = ()
@@ -707,7 +709,15 @@ class Core:
         of `_learn_data_epoch`); docs/sync-mode.md, "Freshness"."""
         if self.role in (P, A):
             return 0
-        return min(_U64_MAX, sum(c for e, c in self._applied if e == self.data_epoch))
+        total = 0
+        for epoch, commit in self._applied:
+            if epoch > self.data_epoch:
+                # in a newer active's stream before its verdict recorded that epoch here:
+                # this node holds that active's data, more than any count of our epoch
+                return _U64_MAX
+            if epoch == self.data_epoch:
+                total += commit
+        return min(_U64_MAX, total)
 
     def _in_sync(self, now: float) -> tuple[str, ...]:
         """The standbys whose synced directories all caught up (every present one when
@@ -875,6 +885,7 @@ class Core:
                     tracker.echo(network, answered, now)
             case PeerMessage(network, view) if view.node in self.peers:
                 self.peers[view.node].message(network, view, now)
+                self._note_commit(view, now)
                 if view.order_id and view.order_id != self.config.order_id:
                     self._order_differs[view.node] = now
                 else:
@@ -888,7 +899,10 @@ class Core:
             case SyncInSync(peer, in_sync) if peer in self.peers:
                 self._sync_state[peer] = in_sync
             case SyncApplied(applied):
+                before = self._commit
                 self._applied = applied
+                if self._commit > before:
+                    self._applied_at = now
             case OperatorCommand(command, target):
                 return self._operator(command, target, now, out)
             case ActionDone(plan, action) if self._is_next_step(plan, action):
@@ -914,6 +928,17 @@ class Core:
         for uplink in self.uplinks.values():
             uplink.settle(now)
         return None
+
+    def _note_commit(self, view: PeerView, now: float) -> None:
+        """When a peer's commit count last went up (`_stream`). One first seen above 0
+        counts as just moved: taking a stopped stream for a live one only makes this
+        node wait for the other a moment, the reverse could make both take over."""
+        seen = self._commit_moved.get(view.node)
+        if seen is None:
+            if view.commit:
+                self._commit_moved[view.node] = (view.commit, now)
+        elif view.commit != seen[0]:
+            self._commit_moved[view.node] = (view.commit, now if view.commit > seen[0] else seen[1])
 
     def _data_epoch_news(self, view: PeerView) -> bool:
         """Whether `view` may change this node's data epoch (`_learn_data_epoch`)."""
@@ -1090,18 +1115,46 @@ class Core:
             return f"equal epochs {self.epoch}, {peer.node} is earlier in the order"
         return f"equal epochs {self.epoch}, preferred node is {self.config.preferred}"
 
-    def _my_key(self) -> tuple[int, bool, int, int]:
+    def _stream(self, commit: int, moved_at: float, heard: bool) -> tuple[bool, int]:
+        """The synchronous stream's part of a rank: (live, commit).
+
+        A count that went up within `_stream_live` is live: its standby still gets the
+        active's commits, and it outranks one whose stream stopped (dropped by the
+        mount), whatever the counts. Two live ones are equal: while the active's mount
+        runs (its agent hung, say) both counts move, and each node would see its own,
+        newer than the other's last heartbeat, as the higher: both would take over.
+        Two stopped ones compare their final counts. A peer not heard here (a
+        partition, its last view however old) is compared without the stream at all:
+        its count stopped only in our eyes (docs/sync-mode.md, "Freshness")."""
+        if not heard:
+            return (False, 0)
+        if self._now - moved_at < self._stream_live:
+            return (True, 0)
+        return (False, commit)
+
+    @property
+    def _stream_live(self) -> float:
+        """How long a commit count that went up counts as live: a few probe slots and
+        heartbeats, the time a standby's new count takes to reach the others."""
+        return 3 * (self.timing.interval + self.timing.heartbeat)
+
+    def _my_key(self, heard: bool = True) -> tuple[int, bool, tuple[bool, int], int]:
         fresh = max(self.epoch, self.data_epoch)
-        return (fresh, self.epoch == fresh, self._commit, -self._place(self.node))
+        stream = self._stream(self._commit, self._applied_at, heard)
+        return (fresh, self.epoch == fresh, stream, -self._place(self.node))
 
-    def _key(self, view: PeerView) -> tuple[int, bool, int, int]:
-        """A candidate's rank: the freshest data, then active in that epoch, then the
-        synchronous commits applied in it, then order."""
+    def _key(self, view: PeerView, heard: bool = True) -> tuple[int, bool, tuple[bool, int], int]:
+        """A candidate's rank: the freshest data, then active in that epoch, then its
+        synchronous stream (`_stream`), then order."""
         fresh = view.freshness
-        return (fresh, view.epoch == fresh, view.commit, -self._place(view.node))
+        moved_at = self._commit_moved.get(view.node, (0, NEVER))[1]
+        stream = self._stream(view.commit, moved_at, heard)
+        return (fresh, view.epoch == fresh, stream, -self._place(view.node))
 
-    def _outranks_me(self, view: PeerView) -> bool:
-        return self._key(view) > self._my_key()
+    def _outranks_me(self, view: PeerView, heard: bool = True) -> bool:
+        """Whether `view`'s node ranks above this one (`heard`: its view is fresh; a
+        partitioned peer's last view is compared without the streams)."""
+        return self._key(view, heard) > self._my_key(heard)
 
     def _election_reason(self, peer: PeerView) -> str:
         if not self.config.multi_server:
@@ -1112,9 +1165,14 @@ class Core:
         if mine[1] != theirs[1]:
             return f"both data epoch {mine[0]}, I was active in it"
         if mine[2] != theirs[2]:
+            if mine[2][0]:
+                return (
+                    f"both data epoch {mine[0]}, my synchronous commits went on lately, "
+                    f"{peer.node}'s had stopped (it missed commits)"
+                )
             return (
-                f"both data epoch {mine[0]}, I applied {mine[2] - theirs[2]} synchronous "
-                f"commit(s) more than {peer.node}"
+                f"both data epoch {mine[0]}, I applied more of its synchronous commits "
+                f"than {peer.node} ({mine[2][1]} vs {theirs[2][1]})"
             )
         return f"both data epoch {mine[0]}, I am earlier in the order than {peer.node}"
 
@@ -1320,7 +1378,7 @@ class Core:
                 continue
             if name in unheard:
                 view = self.peers[name].view  # not heard here: its last word, however old
-                if view is None or view.role.may_hold or self._outranks_me(view):
+                if view is None or view.role.may_hold or self._outranks_me(view, heard=False):
                     return None  # a better candidate (or a holder) we merely cannot hear
                 rivals.append(view)
                 continue
@@ -1778,7 +1836,11 @@ class Core:
             view = self.peers[name].view
             if name in self._partition_said:
                 continue
-            if view is not None and not view.role.may_hold and not self._outranks_me(view):
+            if (
+                view is not None
+                and not view.role.may_hold
+                and not self._outranks_me(view, heard=False)
+            ):
                 continue
             self._partition_said.add(name)
             who = ", ".join(sorted(witnesses))

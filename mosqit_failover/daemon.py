@@ -396,9 +396,11 @@ class Agent:
         """On a standby with synchronous directories: hand the core what its appliers
         last made durable when that changed (the election's commit; one pread per
         directory and heartbeat slot, nothing without such directories)."""
-        if not self._applied.paths or self.core.role.may_hold:
+        if self.core.role.may_hold:
             return
-        applied = self._applied.read()
+        # a reload that made the last synchronous directory async: nothing is read, and
+        # the core is told so once (it would show its last count for ever)
+        applied = self._applied.read() if self._applied.paths else ()
         if applied != self._applied_told:
             self._applied_told = applied
             self.feed(SyncApplied(applied))

@@ -187,6 +187,14 @@ def one_active(world: World) -> list[str]:
     return []
 
 
+def one_fence(world: World) -> list[str]:
+    """At most one FencePeer of any one node (two standbys fencing it both think they
+    take over)."""
+    fenced = [line.text for line in world.timeline if line.text.startswith("FencePeer")]
+    twice = sorted({t for t in fenced if fenced.count(t) > 1})
+    return [f"fenced more than once: {t}" for t in twice]
+
+
 def all_of(*checks: Check) -> Check:
     def check(world: World) -> list[str]:
         return [problem for c in checks for problem in c(world)]
@@ -302,6 +310,10 @@ def _three_stream_window(w: World) -> None:
     w.drop_from_stream("beta", SETTLED)
     w.set_sync_behind("beta", True, SETTLED + 0.5)
     w.power_off("alpha", SETTLED + 0.3)
+
+
+def _three_hung_active(w: World) -> None:
+    w.freeze("alpha", SETTLED, 30, agent_only=True)  # its mount, a process of its own, serves on
 
 
 def _three_cut_from_active(w: World) -> None:
@@ -609,6 +621,38 @@ SCENARIOS: dict[str, Scenario] = {
             20,
             _three_stream_window,
             _GAMMA_PROMOTES_OVER_BETA,
+            nodes=3,
+            synchronous=True,
+        ),
+        Scenario(
+            "three-hung-active-sync",
+            "three nodes, synchronous mode; alpha's agent hangs while its mount serves both "
+            "standbys on: both counts move, they rank equal, and only beta (first in the "
+            "order) fences alpha and promotes",
+            25,
+            _three_hung_active,
+            all_of(
+                expect_roles(beta=A, gamma=S),
+                expect_no_decision("gamma", "promote", SETTLED),
+                expect_no_decision("gamma", "fence", SETTLED),
+                one_fence,
+                no_dual_clients,
+            ),
+            nodes=3,
+            synchronous=True,
+        ),
+        Scenario(
+            "three-standby-partition-sync",
+            "three-standby-partition in synchronous mode: gamma's own count goes on while "
+            "beta's last one stops in its eyes; it still does not take over past beta",
+            25,
+            _three_standby_partition,
+            all_of(
+                expect_roles(beta=A, gamma=S),
+                expect_decision("gamma", "partitioned", SETTLED),
+                expect_no_decision("gamma", "promote", SETTLED),
+                no_dual_clients,
+            ),
             nodes=3,
             synchronous=True,
         ),

@@ -497,6 +497,11 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
                 break
             if guard.epoch is None and records:
                 _hello(records.pop(0), guard, stdout)
+                # a stream of the epoch recorded here goes on above its count: nobody
+                # can lower (or, once, raise past every later commit) a standby's rank
+                previous = recorder.last
+                if previous is not None and previous[0] == guard.epoch:
+                    last = previous[1]
             changes = sum(not isinstance(r, Commit) for r in records)
             if changes and source.gone:
                 raise Refused(

@@ -32,6 +32,7 @@ stderr. A file that cannot be read or is malformed is one line and is otherwise 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -40,7 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mosqit_failover.sync.proc import run_command
-from mosqit_failover.syncfs.channel import Channel, ChannelLost, Replicator
+from mosqit_failover.syncfs.channel import Channel, ChannelLost, NoStandby, Replicator
+from mosqit_failover.syncfs.mapping import Step
 
 UNDER = "{under}"
 """In a catch-up's words: the directory under the mount (e.g. ``{under}/`` as rsync's source)."""
@@ -212,6 +214,11 @@ class Joiner:
         except TimeoutError:
             return f"failed: changes still in flight after {replicator.ack_timeout:g}s"
         done = time.monotonic()
+        # an empty sync point: every standby records the mount's count now, the one
+        # just joined too, which would otherwise show its count from before it was
+        # dropped until the next write, below its equals (docs/sync-mode.md, "Freshness")
+        with contextlib.suppress(NoStandby):
+            await replicator.submit(Step(sync=True))
         return (
             f"joined: caught up in {copied - held:.2f}s, changes held {done - held:.2f}s "
             f"(waited {held - started:.2f}s for those in flight); "

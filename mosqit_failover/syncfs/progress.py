@@ -59,18 +59,17 @@ def decode(data: bytes) -> tuple[int, int] | None:
 class AppliedRecorder:
     """The applier's side: :meth:`record` after each durable group commit.
 
-    Never raises: a state directory that cannot be written leaves the older record
-    (this standby then claims less than it applied, the safe side), said once on stderr
-    (the forced command's stderr reaches the active's mount log)."""
+    Never raises: a state directory that cannot be written (full, read-only) leaves the
+    older record, and this standby claims less than it applied until a later commit's
+    record succeeds (each commit tries again). Said on stderr when it starts failing and
+    when it works again (the forced command's stderr reaches the active's mount log)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
-        self._failed = False
+        self._failing = False
 
     def record(self, epoch: int, commit: int) -> None:
-        if self._failed:
-            return
         try:
             if self._fd is None:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -79,13 +78,28 @@ class AppliedRecorder:
                 )
             os.pwrite(self._fd, encode(epoch, commit), 0)
         except (OSError, ValueError) as error:
-            self._failed = True
-            print(
-                f"mosqit-sync: cannot record the commit applied in {self.path}: {error}; "
-                "this standby ranks as if it had applied less (the safe side)",
-                file=sys.stderr,
-                flush=True,
-            )
+            if not self._failing:
+                self._failing = True
+                self._say(
+                    f"cannot record the commit applied in {self.path}: {error}; this "
+                    "standby ranks as if it had applied less until a record succeeds"
+                )
+            return
+        if self._failing:
+            self._failing = False
+            self._say(f"the commit applied is recorded again in {self.path} (commit {commit})")
+
+    @staticmethod
+    def _say(text: str) -> None:
+        print(f"mosqit-sync: {text}", file=sys.stderr, flush=True)
+
+    @property
+    def last(self) -> tuple[int, int] | None:
+        """The record in the file now (None: none, or unreadable)."""
+        try:
+            return decode(self.path.read_bytes()[: SIZE + 1])
+        except OSError:
+            return None
 
     def close(self) -> None:
         if self._fd is not None:

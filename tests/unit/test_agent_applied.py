@@ -55,3 +55,15 @@ def test_nothing_is_read_without_a_synchronous_directory(tmp_path: Path) -> None
     assert built._applied.paths == []
     built._note_applied()
     assert fed == []
+
+
+def test_a_reload_that_leaves_no_synchronous_directory_clears_the_count(tmp_path: Path) -> None:
+    """The breaker's finding 6: the standby kept showing its last count (and sending
+    version 4) for ever."""
+    built, fed = standby_agent(tmp_path, SYNCHRONOUS.format(tmp=tmp_path))
+    progress.AppliedRecorder(built._applied.paths[0]).record(4, 9)
+    built._note_applied()
+    built._applied = progress.AppliedReader([])  # what _reload builds from the new config
+    built._note_applied()
+    built._note_applied()
+    assert fed == [SyncApplied(((4, 9),)), SyncApplied(())]

@@ -20,6 +20,7 @@ import pytest
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.events import Role
+from mosqit_failover.syncfs import progress
 from mosqit_failover.syncfs.channel import Replicator
 from mosqit_failover.syncfs.join import Joiner, JoinRequest, PeersFileError, parse_requests
 from mosqit_failover.syncfs.mapping import Step
@@ -97,6 +98,9 @@ def test_changes_during_a_join_are_neither_missed_nor_applied_twice(tmp_path: Pa
         assert before > 5 and len(written) > before, (before, len(written))
         [channel] = replicator.live
         assert channel.alive and not replicator.degraded, channel.reason
+        # its record shows the mount's count (the join's own sync point, then the writes)
+        record = progress.applied_path(tmp_path, str(setup.dst)).read_bytes()
+        assert progress.decode(record) == (3, replicator.seq)
         await replicator.close()
         assert tree(setup.dst) == tree(setup.src)
         assert len(tree(setup.src)) == len(written)
@@ -147,3 +151,19 @@ def test_a_peers_file_of_another_epoch_asks_nothing() -> None:
     assert parse_requests(f'{{"epoch": 3, "peers": [{entry}]}}', 3) == [
         JoinRequest("b", 1, ["x"], ["y"])
     ]
+
+
+def test_a_standby_joined_with_no_write_after_records_the_mounts_count(tmp_path: Path) -> None:
+    """Without the join's own sync point it kept its count from before the drop (none
+    here) until the next write, and ranked below its equals meanwhile."""
+
+    async def scenario() -> None:
+        setup = Setup(tmp_path)
+        replicator = Replicator([], on_standby_loss="degrade", ack_timeout=5, first=7_000_000)
+        await setup.joiner(replicator).join(setup.request(pause_after_copy=0))
+        assert str(replicator.joins["beta"]["result"]).startswith("joined"), setup.lines
+        record = progress.applied_path(tmp_path, str(setup.dst)).read_bytes()
+        assert progress.decode(record) == (3, 7_000_001)
+        await replicator.close()
+
+    asyncio.run(scenario())

@@ -55,15 +55,39 @@ def test_a_commit_not_above_the_last_is_refused_and_not_recorded_again(tmp_path:
     assert code == REFUSED_EXIT
     assert lines == ["ready 5", "ok 10", "refused: commit 10 after commit 10: not in order"]
     assert progress.decode(path.read_bytes()) == (5, 10)  # the first one was made durable
-    code, lines = serve(root, state, frames([Hello(5), Commit(0)]))
-    assert lines[-1] == "refused: commit 0 after commit 0: not in order"
+    # a later stream of the same epoch goes on above the record: nobody lowers it
+    code, lines = serve(root, state, frames([Hello(5), Commit(3)]))
+    assert lines[-1] == "refused: commit 3 after commit 10: not in order"
     assert progress.decode(path.read_bytes()) == (5, 10)
+    assert serve(root, state, frames([Hello(5), Commit(11)]))[1] == ["ready 5", "ok 11"]
+    state.save(6, Role.STANDBY)  # a newer epoch's stream counts afresh
+    assert serve(root, state, frames([Hello(6), Commit(1)]))[1] == ["ready 6", "ok 1"]
+    assert progress.decode(path.read_bytes()) == (6, 1)
 
 
 def test_a_stream_without_commits_records_nothing(tmp_path: Path) -> None:
     root, state, path = setup(tmp_path)
     assert serve(root, state, frames([Hello(5), Create(b"f", 0o644, 0, 0)]))[0] == 0
     assert not path.exists()
+
+
+def test_a_record_that_failed_is_tried_again_with_the_next_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The breaker's finding 4: one failed write froze the record for the stream's life."""
+    path = tmp_path / "state" / progress.DIRECTORY / "key"
+    (tmp_path / "state").mkdir()
+    path.parent.write_text("in the way")
+    recorder = progress.AppliedRecorder(path)
+    recorder.record(5, 1)
+    recorder.record(5, 2)
+    path.parent.unlink()
+    recorder.record(5, 3)
+    assert progress.decode(path.read_bytes()) == (5, 3) and recorder.last == (5, 3)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "cannot record" in err[0], err
+    assert err[1].endswith("is recorded again in " + str(path) + " (commit 3)"), err
+    recorder.close()
 
 
 def test_a_state_directory_that_cannot_be_written_leaves_the_stream_going(

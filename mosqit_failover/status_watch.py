@@ -60,7 +60,11 @@ def _peer_lines(peer: dict[str, Any], multi: bool) -> list[str]:
     heard_text = "never heard" if heard is None else f"heard {heard * 1000:.0f} ms ago"
     data = ""
     if multi and peer.get("data_epoch") is not None:
-        data = f", data of epoch {peer['data_epoch']}, takes over as no. {peer.get('rank', 0) + 1}"
+        commit = f", synchronous commit {peer['commit']}" if peer.get("commit") else ""
+        data = (
+            f", data of epoch {peer['data_epoch']}{commit}, no. {peer.get('rank', 0) + 1} "
+            "in the order"
+        )
     lines = [
         f"peer       {peer['node']}: {peer['role']} ({peer['mode'] or '?'}), epoch "
         f"{peer['epoch'] if peer['epoch'] is not None else '?'}, {heard_text}{data}"

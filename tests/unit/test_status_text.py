@@ -48,9 +48,13 @@ def test_every_peer_gets_its_lines_with_its_data_and_place() -> None:
     )
     assert (
         "peer       beta: STANDBY (AUTO), epoch 9, heard 20 ms ago, data of epoch 9, "
-        "takes over as no. 2" in text
+        "no. 2 in the order" in text
     )
     assert "peer       gamma: STANDBY (AUTO), epoch 7, never heard, data of epoch 7" in text
+    synchronous = peer("beta", "STANDBY", 2, 0.02, 1) | {"data_epoch": 9, "commit": 4_000_017}
+    assert "data of epoch 9, synchronous commit 4000017, no. 2 in the order" in format_status(
+        snapshot([synchronous, peer("gamma", "STANDBY", 7, None, 2)])
+    )
     assert text.count("  network a: last message") == 2
 
 

@@ -899,9 +899,11 @@ class Core:
             case SyncInSync(peer, in_sync) if peer in self.peers:
                 self._sync_state[peer] = in_sync
             case SyncApplied(applied):
-                before = self._commit
+                before, was = self._commit, self._applied
                 self._applied = applied
-                if self._commit > before:
+                # the first record after a start is no move: it may be hours old, and a
+                # count taken for moving could outrank one that went further (`_stream`)
+                if was and self._commit > before:
                     self._applied_at = now
             case OperatorCommand(command, target):
                 return self._operator(command, target, now, out)
@@ -1115,51 +1117,58 @@ class Core:
             return f"equal epochs {self.epoch}, {peer.node} is earlier in the order"
         return f"equal epochs {self.epoch}, preferred node is {self.config.preferred}"
 
-    def _stream(self, commit: int, moved_at: float, heard: bool) -> tuple[bool, int]:
-        """The synchronous stream's part of a rank: (live, commit).
+    def _stream(self, commit: int, moved_at: float, heard: bool, live: bool) -> tuple[bool, int]:
+        """The synchronous stream's part of a rank: (moving, commit).
 
-        A count that went up within `_stream_live` is live: its standby still gets the
-        active's commits, and it outranks one whose stream stopped (dropped by the
-        mount), whatever the counts. Two live ones are equal: while the active's mount
-        runs (its agent hung, say) both counts move, and each node would see its own,
-        newer than the other's last heartbeat, as the higher: both would take over.
-        Two stopped ones compare their final counts. A peer not heard here (a
+        When the holder is dead its mount is too: every count is final, and the higher
+        one holds every commit the other has (a standby dropped by the mount stopped
+        counting while the others went on). When the holder is hung but its kernel
+        answers (`live`: the OS-problem case, its mount may serve on), every count that
+        still goes up moves: each node's own, newer than the other's last heartbeat,
+        would look higher to itself and both would take over. So then a count that went
+        up within `_stream_live` is moving and outranks a stopped one, two moving ones
+        are equal, and only two stopped ones compare counts. A peer not heard here (a
         partition, its last view however old) is compared without the stream at all:
         its count stopped only in our eyes (docs/sync-mode.md, "Freshness")."""
         if not heard:
             return (False, 0)
-        if self._now - moved_at < self._stream_live:
+        if live and self._now - moved_at < self._stream_live:
             return (True, 0)
         return (False, commit)
 
     @property
     def _stream_live(self) -> float:
-        """How long a commit count that went up counts as live: a few probe slots and
+        """How long a commit count that went up counts as moving: a few probe slots and
         heartbeats, the time a standby's new count takes to reach the others."""
         return 3 * (self.timing.interval + self.timing.heartbeat)
 
-    def _my_key(self, heard: bool = True) -> tuple[int, bool, tuple[bool, int], int]:
+    def _my_key(
+        self, heard: bool = True, live: bool = False
+    ) -> tuple[int, bool, tuple[bool, int], int]:
         fresh = max(self.epoch, self.data_epoch)
-        stream = self._stream(self._commit, self._applied_at, heard)
+        stream = self._stream(self._commit, self._applied_at, heard, live)
         return (fresh, self.epoch == fresh, stream, -self._place(self.node))
 
-    def _key(self, view: PeerView, heard: bool = True) -> tuple[int, bool, tuple[bool, int], int]:
+    def _key(
+        self, view: PeerView, heard: bool = True, live: bool = False
+    ) -> tuple[int, bool, tuple[bool, int], int]:
         """A candidate's rank: the freshest data, then active in that epoch, then its
         synchronous stream (`_stream`), then order."""
         fresh = view.freshness
         moved_at = self._commit_moved.get(view.node, (0, NEVER))[1]
-        stream = self._stream(view.commit, moved_at, heard)
+        stream = self._stream(view.commit, moved_at, heard, live)
         return (fresh, view.epoch == fresh, stream, -self._place(view.node))
 
-    def _outranks_me(self, view: PeerView, heard: bool = True) -> bool:
+    def _outranks_me(self, view: PeerView, heard: bool = True, live: bool = False) -> bool:
         """Whether `view`'s node ranks above this one (`heard`: its view is fresh; a
-        partitioned peer's last view is compared without the streams)."""
-        return self._key(view, heard) > self._my_key(heard)
+        partitioned peer's last view is compared without the streams; `live`: the
+        holder is hung, its mount may serve on, `_stream`)."""
+        return self._key(view, heard, live) > self._my_key(heard, live)
 
-    def _election_reason(self, peer: PeerView) -> str:
+    def _election_reason(self, peer: PeerView, live: bool = False) -> str:
         if not self.config.multi_server:
             return self._rank_reason(peer)
-        mine, theirs = self._my_key(), self._key(peer)
+        mine, theirs = self._my_key(live=live), self._key(peer, live=live)
         if mine[0] != theirs[0]:
             return f"data epoch {mine[0]} vs {peer.node}'s {theirs[0]}"
         if mine[1] != theirs[1]:
@@ -1176,11 +1185,14 @@ class Core:
             )
         return f"both data epoch {mine[0]}, I am earlier in the order than {peer.node}"
 
-    def _best(self, views: list[PeerView]) -> PeerView | None:
-        return max(views, key=self._key, default=None)
+    def _best(self, views: list[PeerView], live: bool = False) -> PeerView | None:
+        return max(views, key=lambda view: self._key(view, live=live), default=None)
 
-    def _wins_election(self, rivals: list[PeerView], now: float) -> Verdict | None:
-        """Nobody holds; the peers not gone are `rivals`: should this node become active?"""
+    def _wins_election(
+        self, rivals: list[PeerView], now: float, live: bool = False
+    ) -> Verdict | None:
+        """Nobody holds; the peers not gone are `rivals`: should this node become active?
+        (`live`: the holder gone is hung, its mount may serve on: `_stream`)"""
         if not self._candidate(now):
             return None
         # a node handing over on purpose names its successor: the others leave it to that one
@@ -1198,11 +1210,15 @@ class Core:
         since = self._all_since if self._all_since is not None else now
         for peer in rivals:
             if peer.candidate and not peer.role.may_hold:
-                if self._outranks_me(peer):
+                if self._outranks_me(peer, live=live):
                     return None  # a better candidate is here: it goes first
                 continue
             recovering = not peer.has_all_uplinks and not peer.yielding and not peer.maintenance
-            if recovering and self._outranks_me(peer) and now < since + self.timing.startup_grace:
+            if (
+                recovering
+                and self._outranks_me(peer, live=live)
+                and now < since + self.timing.startup_grace
+            ):
                 return None  # it has fresher data and may get its networks back: give it time
         if len(rivals) == 1 and not self.config.multi_server:
             peer = rivals[0]
@@ -1211,7 +1227,7 @@ class Core:
                     Trigger.PROMOTE,
                     DecisionKind.PROMOTE,
                     f"nobody is active; both present, I win the election "
-                    f"({self._election_reason(peer)})",
+                    f"({self._election_reason(peer, live)})",
                 )
             why = "lacks a network" if not peer.has_all_uplinks else "is not a candidate"
             if peer.maintenance:
@@ -1222,11 +1238,11 @@ class Core:
                 f"nobody is active and peer {peer.node} {why} ({peer.role.value}): taking over",
             )
         candidates = [p for p in rivals if p.candidate and not p.role.may_hold]
-        best = self._best(candidates)
+        best = self._best(candidates, live)
         if best is None:
             why = "no other candidate is present"
         else:
-            why = f"I rank first among the candidates ({self._election_reason(best)})"
+            why = f"I rank first among the candidates ({self._election_reason(best, live)})"
         return Verdict(Trigger.PROMOTE, DecisionKind.PROMOTE, f"nobody is active; {why}")
 
     def _peer_lost(self, name: str, now: float) -> Loss | None:
@@ -1390,7 +1406,13 @@ class Core:
                 return None  # neither heard lately nor gone yet: wait for one or the other
             rivals.append(present)
         if rivals:
-            verdict = self._wins_election(rivals, now)
+            # a holder gone with its kernel still answering may have a mount serving on
+            live = any(
+                lost.os_problem and (last := self.peers[name].view) is not None
+                and last.role.may_hold
+                for name, lost in gone.items()
+            )  # fmt: skip
+            verdict = self._wins_election(rivals, now, live)
         else:
             if not gone:
                 return None

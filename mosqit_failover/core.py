@@ -63,6 +63,7 @@ from mosqit_failover.actions import (
 )
 from mosqit_failover.config import Config
 from mosqit_failover.events import (
+    COMMIT_MAX,
     ActionDone,
     ActionFailed,
     Command,
@@ -149,8 +150,6 @@ MAX_ROUNDS = 16
 # recovering (a flapping link) then costs a state-file write every few seconds at most,
 # not one per flip; the standby counts as less fresh meanwhile, the safe side.
 RERECORD_AFTER = 5.0
-
-_U64_MAX = 2**64 - 1  # the wire's commit field
 
 # Datagrams from the peer's address that fail authentication for this long (and no
 # authentic one among them) are a misconfiguration, not the restart handshake.
@@ -714,10 +713,10 @@ class Core:
             if epoch > self.data_epoch:
                 # in a newer active's stream before its verdict recorded that epoch here:
                 # this node holds that active's data, more than any count of our epoch
-                return _U64_MAX
+                return COMMIT_MAX
             if epoch == self.data_epoch:
                 total += commit
-        return min(_U64_MAX, total)
+        return min(COMMIT_MAX, total)
 
     def _in_sync(self, now: float) -> tuple[str, ...]:
         """The standbys whose synced directories all caught up (every present one when

@@ -35,6 +35,10 @@ class Command(enum.Enum):
     STOP = "stop"  # the agent is being stopped: release everything, let the peer take over
 
 
+COMMIT_MAX = 2**64 - 1
+"""The largest `PeerView.commit` (a u64 on the wire)."""
+
+
 @dataclass(frozen=True)
 class PeerView:
     """What a node tells its peers about itself in every UDP message."""
@@ -57,7 +61,7 @@ class PeerView:
     order_id: str = ""
     # wire version 4 (0 from older peers): the synchronous-mode commits the sender applied
     # in its data epoch's stream (`SyncApplied`); among equal data epochs, more is fresher
-    commit: int = 0
+    commit: int = 0  # at most COMMIT_MAX (the wire's u64)
 
     @property
     def freshness(self) -> int:

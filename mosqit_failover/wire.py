@@ -93,7 +93,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from mosqit_failover.authkeys import Keyring
-from mosqit_failover.events import PeerView, Role
+from mosqit_failover.events import COMMIT_MAX, PeerView, Role
 
 MAGIC = b"MQ"
 VERSION = 4  # what the encoder sends for a view with a commit (else VERSION_NO_COMMIT)
@@ -347,7 +347,7 @@ class Sender:
             raise EncodeError(f"data epoch {view.data_epoch} outside 0..2**63-1")
         if isinstance(view.commit, bool) or not isinstance(view.commit, int):
             raise EncodeError(f"commit {view.commit!r} is not an integer")
-        if not 0 <= view.commit <= _U64_MAX:
+        if not 0 <= view.commit <= COMMIT_MAX:
             raise EncodeError(f"commit {view.commit} outside 0..2**64-1")
         if len(view.uplinks) > MAX_UPLINKS:
             raise EncodeError(f"{len(view.uplinks)} uplinks, at most {MAX_UPLINKS}")

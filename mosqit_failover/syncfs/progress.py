@@ -9,8 +9,8 @@ sync point, every standby it counted already shows that commit or a later one.
 
 It is never fsynced, on purpose: it costs one pwrite per group commit. After a crash of
 the standby the file may show less than was applied, never more (the data's fsyncs come
-first): the standby then ranks lower than it could, the safe side, and it missed the
-writes made while it was down anyway. A reader can catch a record half rewritten: the
+first): the standby then ranks lower than it could, and it missed the writes made while
+it was down anyway. A reader can catch a record half rewritten: the
 CRC tells, and :class:`AppliedReader` keeps the record it read before, as for no file.
 """
 
@@ -24,12 +24,13 @@ import sys
 import zlib
 from pathlib import Path
 
+from mosqit_failover.syncfs.stream import U64_MAX
+
 DIRECTORY = "sync-applied"
 MAGIC = b"MQAP"
 _BODY = struct.Struct(">4sQQ")
 _CRC = struct.Struct(">I")
 SIZE = _BODY.size + _CRC.size
-_U64_MAX = 2**64 - 1
 
 
 def applied_path(state_dir: Path, root: str) -> Path:
@@ -39,7 +40,7 @@ def applied_path(state_dir: Path, root: str) -> Path:
 
 
 def encode(epoch: int, commit: int) -> bytes:
-    if not (0 <= epoch <= _U64_MAX and 0 <= commit <= _U64_MAX):
+    if not (0 <= epoch <= U64_MAX and 0 <= commit <= U64_MAX):
         raise ValueError(f"epoch {epoch} and commit {commit} must be within 0..2**64-1")
     body = _BODY.pack(MAGIC, epoch, commit)
     return body + _CRC.pack(zlib.crc32(body))

@@ -12,28 +12,17 @@ import dataclasses
 
 from mosqit_failover.actions import SendPeerMessage
 from mosqit_failover.core import Core
-from mosqit_failover.events import (
-    Inventory,
-    LinkChanged,
-    PeerMessage,
-    PeerView,
-    Role,
-    SwitchReachability,
-    SyncApplied,
-    Tick,
-)
-from mosqit_failover.sim_scenarios import SETTLED, run, sim_config_n
+from mosqit_failover.events import PeerMessage, PeerView, Role, SyncApplied, Tick
+from mosqit_failover.sim_scenarios import SETTLED, run
+from tests.unit.test_core_data_epoch import started
 from tests.unit.transcript import view_of
 
 S = Role.STANDBY
 
 
 def standby(node: str, data_epoch: int = 3) -> Core:
-    core = Core(sim_config_n(3), node, Inventory(epoch=2, data_epoch=data_epoch), 0.0)
-    for net in ("a", "b"):
-        core.handle(LinkChanged(net, True), 0.0)
-        core.handle(SwitchReachability(net, True), 0.0)
-    return core
+    """A standby of the three-node config, its uplinks up (not active in any epoch)."""
+    return started(node, data_epoch=data_epoch)
 
 
 def test_the_commit_shown_is_the_sum_over_the_directories_of_the_data_epochs_stream() -> None:

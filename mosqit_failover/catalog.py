@@ -152,6 +152,20 @@ ENTRIES: dict[DecisionKind, Entry] = {
         "Restore the networks (both switches, the node's cables). On recovery the"
         " node with the highest epoch (the freshest data) becomes active.",
     ),
+    DecisionKind.DEMOTE_UNFENCED: Entry(
+        "node @NODE@ stands down: the node it took over from is hung, not dead, and"
+        " could not be fenced",
+        _HEAD + " This node promoted because its peer looked dead (echo missed on every"
+        " network, no message). Then the peer's kernel answered ICMP while its agent"
+        " stayed silent: its agent hangs, and its VIP and services may still be up."
+        " The fence that would have removed them failed.",
+        "@REASON@. With fencing.on_failure = wait (the default) no node serves on an"
+        " unfenced peer's toes: this node releases the VIP and stops the services, and"
+        " as standby retries the fence and takes over once it succeeds.",
+        "Check the hung peer (its agent, its load); power it off if it does not recover,"
+        " then `mosqit-failover force-active` on @NODE@. Fix the ssh fence or configure a"
+        " power fence in [fencing].",
+    ),
     DecisionKind.MANUAL: Entry(
         "MANUAL mode, automatic switchover off",
         _HEAD + " A network is lost on both nodes, which means a switch failed.",
@@ -224,12 +238,14 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " gone silent altogether: see the next lines.",
     ),
     DecisionKind.FENCE: Entry(
-        "node @NODE@ fences its peer before taking over",
+        "node @NODE@ fences its peer",
         _HEAD + " The peer's failover service is silent while its kernel answers ICMP"
         " (OS problem): its VIP and services may still be up there. Before claiming"
         " them this node fences the peer: an ssh login through the sync key's forced"
         " command that removes the VIP, stops the services and kills the hung agent,"
-        " and the power fence command where one is configured.",
+        " and the power fence command where one is configured. An active node fences"
+        " too when a peer it took over from as dead (heavy loss made a hang look like"
+        " death) answers ICMP afterwards.",
         "@REASON@. Without a fence two nodes could serve the VIP at once.",
         "Watch for the promote line (fenced) or a fence-failed line.",
     ),

@@ -131,6 +131,16 @@ class Timing:
         return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
 
     @property
+    def kernel_proof_after(self) -> float:
+        """An echo reply that comes this long after the peer's last message proves its
+        host outlived its agent. A dead host's last reply can come that late only when
+        its last heartbeat went out a calm period before it died, a little late, and
+        the reply was on its way: a calm heartbeat and two echo timeouts (140 ms; the
+        fast profile 30 ms, a simulated death with 12.5 ms was taken for a hang once in
+        30 runs)."""
+        return self.calm_heartbeat + 2 * self.echo_timeout
+
+    @property
     def echo_on_demand_after(self) -> float | None:
         """The silence after which a calm peer is probed, and its lateness is trouble,
         when echo runs on demand; None: probed every interval for ever (`peer_echo =
@@ -750,6 +760,11 @@ def describe_timing(timing: Timing) -> list[str]:
             "misses x interval: how long a peer's view counts",
         ),
         ("echo_window", timing.echo_window, "UDP silence that, with the echo misses, means gone"),
+        (
+            "kernel_proof_after",
+            timing.kernel_proof_after,
+            "an echo reply this far into that silence: host alive, agent hung (fence first)",
+        ),
         ("settle", timing.settle, "link_fall + 4 x heartbeat"),
         (
             "switch probed every",

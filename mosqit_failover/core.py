@@ -121,6 +121,7 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (W, Trigger.ELIGIBLE): (S, False),
     (S, Trigger.INELIGIBLE): (W, False),
     (S, Trigger.FENCE): (S, False),
+    (A, Trigger.FENCE): (A, False),  # a holder taken for dead turned out hung
     (S, Trigger.PROMOTE): (P, True),
     (W, Trigger.FORCE): (P, True),
     (S, Trigger.FORCE): (P, True),
@@ -137,6 +138,7 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 # Heartbeats go out every `calm_heartbeat` only after this long without any sign of
 # trouble; the first sign brings back `heartbeat` at once.
 CALM_AFTER = 5.0
+
 
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 
@@ -1252,30 +1254,53 @@ class Core:
         # compared as next_deadline() computes it, so a wake-up at that deadline acts
         gone = now >= peer.silent_since + t.echo_window
         os_problem = False
-        if peer.echo_missed_everywhere(t.misses) and gone:
+        if self._kernel_outlived_agent(name, now):
+            if silent < t.service_timeout:
+                return None  # a live host whose agent paused: not gone before service_timeout
+            os_problem = True
+            since = ""
+            if now - peer.echo_at >= t.peer_gone_after:  # say why the misses did not decide
+                since = (
+                    f"; its kernel answered {_ms(peer.echo_at - peer.silent_since)} into "
+                    f"the silence, echo replies missed since: {peer.miss_summary()}"
+                )
+            reason = (
+                f"peer {name}'s failover service silent for {_ms(silent)} "
+                f"while ICMP answers (OS problem{since})"
+            )
+        elif peer.echo_missed_everywhere(t.misses) and gone:
             reason = (
                 f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"
             )
         elif silent >= t.service_timeout:
+            # echo failing too, but fewer than `misses` probes have timed out yet
             echo_silent = now - max(peer.echo_at, peer.timers_from)
-            if echo_silent < t.peer_gone_after:
-                os_problem = True
-                reason = (
-                    f"peer {name}'s failover service silent for {_ms(silent)} "
-                    "while ICMP answers (OS problem)"
-                )
-            else:  # echo failing too, but fewer than `misses` probes have timed out yet
-                reason = (
-                    f"peer {name} silent: no message for {_ms(silent)}, no echo "
-                    f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"
-                )
+            reason = (
+                f"peer {name} silent: no message for {_ms(silent)}, no echo "
+                f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"
+            )
         else:
             return None
         alone_since = self._all_since if self._all_since is not None else now
         if peer.silent_since < alone_since and now < alone_since + t.startup_grace:
             return None  # alone since start or since the networks came back: grace first
         return Loss(reason, os_problem)
+
+    def _kernel_outlived_agent(self, name: str, now: float) -> bool:
+        """The peer's kernel answered an echo although its agent had already been silent
+        for `kernel_proof_after`, and has not been silent itself for
+        service_timeout since: its host is alive, its agent hung or dead, and it may
+        still hold the VIP. Echo misses in a row prove nothing then: at 30 % loss on
+        both networks a streak of `misses` comes every few seconds, and taking it for
+        death promoted without a fence while the hung node kept the VIP (two holders for
+        as long as the hang lasted, in the simulation). A dead host answers nothing after
+        its last heartbeat; only heartbeats lost just before it died make it look so, and
+        then this holds for service_timeout at most, after which the misses decide."""
+        t = self.timing
+        peer = self.peers[name]
+        after_silence = peer.echo_at - peer.silent_since
+        return after_silence > t.kernel_proof_after and now - peer.echo_at < t.service_timeout
 
     def _update_partitions(self, now: float) -> None:
         """A peer not heard here that a node heard here reports as heard is present, not
@@ -1477,7 +1502,11 @@ class Core:
         if fenced:
             return
         fence.retry_at = now + self.config.fencing.retry
-        if self.config.fencing.on_failure == "promote":
+        if self.role is A and self.config.fencing.on_failure == "promote":
+            then = "staying active anyway (fencing.on_failure = promote): it may still hold the VIP"
+        elif self.role is A:
+            then = "standing down while it may hold the VIP; the fence is retried as standby"
+        elif self.config.fencing.on_failure == "promote":
             then = "taking over anyway (fencing.on_failure = promote)"
         else:
             then = (
@@ -1528,6 +1557,9 @@ class Core:
             )
         if self.maintenance:
             return None
+        unfenced = self._fence_taken_over(now)
+        if unfenced is not None:
+            return unfenced
         best = self._best(self._takers(now))
         weaker = best is not None and any(not self.uplinks[n].rising() for n in self._lacking(now))
         if self._held("weaker", weaker, now) and best is not None:
@@ -1557,6 +1589,44 @@ class Core:
                 DecisionKind.FAILBACK,
                 f"failback: preferred node {self.config.preferred} is back and healthy",
             )
+        return None
+
+    def _fence_taken_over(self, now: float) -> Verdict | None:
+        """A holder this node took over from as dead whose host answers ICMP while its
+        agent stays silent: it was hung, not dead, and may still hold the VIP and run
+        the services. Under heavy loss the echo misses can come in a row right after
+        the hang, before any reply proves the host alive (`_kernel_outlived_agent`),
+        most of all with the fast profile's short window; this closes what that leaves.
+
+        Fence it now. A failed fence with fencing.on_failure = wait steps down: the
+        OS-problem rule would not have promoted, and the hung node still serves."""
+        for name in self.peer_names:
+            last = self.peers[name].view
+            taken_over = last is not None and last.role.may_hold and last.epoch < self.epoch
+            if not taken_over or not self._kernel_outlived_agent(name, now):
+                # heard again (it stands down by itself), or its host too is silent now: a
+                # fence still running is no longer wanted, its answer is ignored
+                self._fences.pop(name, None)
+                continue
+            fence = self._fences.get(name)
+            silent = _ms(self.peers[name].silent_for(now))
+            if fence is None:
+                return Verdict(
+                    Trigger.FENCE,
+                    DecisionKind.FENCE,
+                    f"peer {name}, taken over from as dead, answers ICMP while its failover "
+                    f"service is silent ({silent}): hung, not dead, and it may still hold the "
+                    "VIP: fencing it",
+                    name,
+                )
+            if fence.done and not fence.fenced and self.config.fencing.on_failure == "wait":
+                return Verdict(
+                    Trigger.STAND_DOWN,
+                    DecisionKind.DEMOTE_UNFENCED,
+                    f"peer {name} answers ICMP while its failover service is silent "
+                    f"({silent}) and fencing it failed ({fence.detail}): it may still hold "
+                    "the VIP, so this node stands down (fencing.on_failure = wait)",
+                )
         return None
 
     def _hand_over(self, to: str) -> None:
@@ -1676,14 +1746,16 @@ class Core:
             self.epoch = self._next_epoch()
         old = self.role
         self.role = new_role
-        if old is A and new_role is A:  # a reconfiguration plan finished; nothing else changes
-            out.append(self._decision(verdict.kind, verdict.reason, old))
-            return out
         if verdict.trigger is Trigger.FENCE:
-            fence = FenceAttempt(self._next_epoch(), verdict.peer)
+            # the epoch this node serves in, or the one it would promote with
+            epoch = self.epoch if old is A else self._next_epoch()
+            fence = FenceAttempt(epoch, verdict.peer)
             self._fences[verdict.peer] = fence
             out.append(self._decision(verdict.kind, verdict.reason, old))
             out.append(FencePeer(fence.epoch, verdict.peer))
+            return out
+        if old is A and new_role is A:  # a reconfiguration plan finished; nothing else changes
+            out.append(self._decision(verdict.kind, verdict.reason, old))
             return out
         self._held_since.clear()
         self._reclaim_by = None

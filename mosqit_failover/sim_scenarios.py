@@ -61,10 +61,16 @@ def sim_config() -> Config:
 EXTRA_NODES = ("gamma", "delta", "epsilon", "zeta", "eta", "theta")
 
 
-def sim_config_text(count: int) -> str:
-    """SIM_CONFIG's text with `count` nodes: alpha, beta, gamma, ... in that order."""
+def sim_config_text(count: int, synchronous: bool = False, profile: str = "standard") -> str:
+    """SIM_CONFIG's text with `count` nodes: alpha, beta, gamma, ... in that order; its
+    directory synchronous, a timing profile other than the standard one, if asked."""
+    text = SIM_CONFIG
+    if synchronous:
+        text = text.replace('path = "/srv/data"\n', 'path = "/srv/data"\nmode = "synchronous"\n')
+    if profile != "standard":
+        text = text.replace("[vip]", f'[timing]\nprofile = "{profile}"\n\n[vip]', 1)
     if count == 2:
-        return SIM_CONFIG
+        return text
     names = ("alpha", "beta", *EXTRA_NODES[: count - 2])
     extra = "".join(
         f"[nodes.{name}]\n"
@@ -73,7 +79,7 @@ def sim_config_text(count: int) -> str:
         for i, name in enumerate(names)
         if i >= 2
     )
-    text = SIM_CONFIG.replace("[[resources]]", extra + "[[resources]]", 1)
+    text = text.replace("[[resources]]", extra + "[[resources]]", 1)
     order = ", ".join(f'"{n}"' for n in names)
     return text.replace('name = "sim"\n', f'name = "sim"\norder = [{order}]\n', 1)
 
@@ -97,6 +103,7 @@ class Scenario:
     check: Check
     nodes: int = 2  # alpha, beta, then gamma, ...
     synchronous: bool = False  # the [[sync]] directory in synchronous mode
+    profile: str = "standard"  # timing.profile
 
 
 SETTLED = 10.0  # by then the pair has formed: alpha ACTIVE, beta STANDBY
@@ -116,14 +123,18 @@ def expect_roles(**wanted: Role) -> Check:
     return check
 
 
-def expect_decision(node: str, kind: str, after: float = 0.0) -> Check:
+def expect_decision(node: str, kind: str, after: float = 0.0, contains: str = "") -> Check:
     def check(world: World) -> list[str]:
         found = any(
-            line.decision is not None and line.decision.kind == kind and line.time >= after
+            line.decision is not None
+            and line.decision.kind == kind
+            and line.time >= after
+            and contains in line.decision.reason
             for line in world.timeline
             if line.node == node
         )
-        return [] if found else [f"{node} never decided {kind!r} after t={after:g}s"]
+        said = f" saying {contains!r}" if contains else ""
+        return [] if found else [f"{node} never decided {kind!r}{said} after t={after:g}s"]
 
     return check
 
@@ -157,6 +168,17 @@ def no_dual_holders(world: World) -> list[str]:
     if world.dual_holders_worst > 0:
         return [f"two nodes held the VIP at once for {world.dual_holders_worst:.3f}s"]
     return []
+
+
+def dual_holders_within(bound: float) -> Check:
+    """Two VIP holders, heard or not, for `bound` at most (a late fence's time)."""
+
+    def check(world: World) -> list[str]:
+        if world.dual_holders_worst > bound:
+            return [f"two nodes held the VIP at once for {world.dual_holders_worst:.3f}s"]
+        return []
+
+    return check
 
 
 def no_dual_clients(world: World) -> list[str]:
@@ -249,6 +271,12 @@ def _active_frozen(w: World) -> None:
 
 def _agent_frozen(w: World) -> None:
     w.freeze("alpha", SETTLED, 6.0, agent_only=True)
+
+
+def _agent_frozen_under_loss(w: World) -> None:
+    for net in ("a", "b"):
+        w.set_loss(net, 0.3, SETTLED)
+    w.freeze("alpha", SETTLED + 5, 20.0, agent_only=True)
 
 
 def _mismatched_secrets(w: World) -> None:
@@ -487,6 +515,37 @@ SCENARIOS: dict[str, Scenario] = {
                 expect_decision("beta", "promote", SETTLED),
                 no_dual_holders,
             ),
+        ),
+        Scenario(
+            "agent-frozen-under-loss",
+            "30% loss on both networks, then alpha's agent stops for 20 s: echo misses in a "
+            "row do not pass for death while alpha's kernel answers between them; beta "
+            "fences alpha, then promotes (a hang that looked like death gave two VIP "
+            "holders for the whole 20 s)",
+            40,
+            _agent_frozen_under_loss,
+            all_of(
+                expect_roles(alpha=S, beta=A),
+                expect_decision("beta", "fence", SETTLED),
+                expect_decision("beta", "promote", SETTLED, contains="OS problem"),
+                no_dual_holders,
+            ),
+        ),
+        Scenario(
+            "agent-frozen-under-loss-fast",
+            "agent-frozen-under-loss with the fast profile: its 25 ms window can end before "
+            "any echo reply proves alpha's host alive, and beta promotes on the misses; "
+            "the replies that come next make it fence alpha as active, within a fence's "
+            "time",
+            40,
+            _agent_frozen_under_loss,
+            all_of(
+                expect_roles(alpha=S, beta=A),
+                expect_decision("beta", "fence", SETTLED),
+                one_fence,
+                dual_holders_within(1.0),
+            ),
+            profile="fast",
         ),
         Scenario(
             "mismatched-secrets",
@@ -755,9 +814,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
     scenario = SCENARIOS[name]
-    text = sim_config_text(scenario.nodes)
-    if scenario.synchronous:
-        text = text.replace('path = "/srv/data"\n', 'path = "/srv/data"\nmode = "synchronous"\n')
+    text = sim_config_text(scenario.nodes, scenario.synchronous, scenario.profile)
     world = World(parse(text, "<simulation>"), seed=seed)
     for i, node in enumerate(world.config.order):
         world.boot(node, [0.0, 1.0][i] if i < 2 else 1.0 + 0.5 * (i - 1))

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mosqit_failover.actions import FencePeer
-from mosqit_failover.config import Fencing
+from mosqit_failover.config import Fencing, parse
 from mosqit_failover.events import Role
+from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
 
 FENCED = "ssh fence via 10.0.1.1: fenced"
@@ -188,6 +189,134 @@ def test_a_dead_peer_is_not_fenced() -> None:
     h.echo_answers = {"a": False, "b": False}
     h.run_until(5)
     assert "promote" in h.kinds()
+    assert not fences(h)
+
+
+def test_echo_misses_in_a_row_after_the_kernel_answered_do_not_pass_for_death() -> None:
+    """Heavy loss on both networks while the active's agent hangs: the misses came in
+    a row after the standby had seen alpha's kernel answer in the agent's silence. It
+    promoted on them without a fence, and alpha kept the VIP while it hung."""
+    h = standby()
+    start = h.now
+    h.peer = None  # the agent hangs; its kernel answers
+    h.run_until(start + 0.5)
+    h.echo_answers = {"a": False, "b": False}  # a streak of lost echoes on both networks
+    h.run_until(start + 1.5)
+    assert h.kinds(start) == []
+    h.echo_answers = {"a": True, "b": True}
+    h.run_until(start + 4)
+    assert h.transcript(start) == [
+        "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
+        "answers (OS problem): fencing it before taking over [epoch 0]",
+        "FencePeer(2, alpha)",
+        "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
+        f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
+        PROMOTION_PLAN,
+        "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
+        "services are up [epoch 2]",
+    ]
+
+
+def test_the_os_problem_says_why_the_misses_did_not_decide() -> None:
+    h = standby()
+    start = h.now
+    h.peer = None
+    h.run_until(start + 0.5)
+    h.echo_answers = {"a": False, "b": False}  # still lost when service_timeout ends
+    h.run_until(start + 3.1)
+    fence = h.decisions(start)[0]
+    assert fence.text == (
+        "beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP answers "
+        "(OS problem; its kernel answered 450ms into the silence, echo replies missed "
+        "since: a: 27, b: 27): fencing it before taking over [epoch 0]"
+    )
+
+
+def _taken_over_as_dead(**kwargs: object) -> Harness:
+    """beta promoted on echo misses; then alpha's kernel answers, its agent silent."""
+    h = standby(**kwargs)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}  # the first echoes after the hang all lost
+    h.run_until(1.5)
+    assert h.kinds(1.0) == ["promote", "plan-done"]
+    assert "echo replies missed" in h.decisions(1.0)[0].text
+    h.echo_answers = {"a": True, "b": True}
+    h.run_until(3.0)
+    return h
+
+
+TAKEN_OVER_FENCE = (
+    "[fence] beta ACTIVE: peer alpha, taken over from as dead, answers ICMP while its "
+    "failover service is silent (550ms): hung, not dead, and it may still hold the VIP: "
+    "fencing it [epoch 2]"
+)
+
+
+def test_a_hang_taken_for_death_is_fenced_by_the_new_active() -> None:
+    h = _taken_over_as_dead()
+    assert h.transcript(1.5) == [TAKEN_OVER_FENCE, "FencePeer(2, alpha)"]
+    h.run_until(10)
+    assert h.role() is Role.ACTIVE
+    assert len(fences(h)) == 1  # fenced once, not again while its host answers
+
+
+def test_a_hang_taken_for_death_that_cannot_be_fenced_makes_the_new_active_stand_down() -> None:
+    h = _taken_over_as_dead(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    assert h.transcript(1.5) == [
+        TAKEN_OVER_FENCE,
+        "FencePeer(2, alpha)",
+        "[fence-failed] beta ACTIVE: fencing peer alpha failed: ssh fence via 10.0.1.1: no "
+        "answer; standing down while it may hold the VIP; the fence is retried as standby "
+        "[epoch 2]",
+        "[demote-unfenced] beta ACTIVE -> DEMOTING: peer alpha answers ICMP while its "
+        "failover service is silent (850ms) and fencing it failed (ssh fence via 10.0.1.1: "
+        "no answer): it may still hold the VIP, so this node stands down "
+        "(fencing.on_failure = wait) [epoch 2]",
+        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "ReleaseVip, PersistState(2, WAITING)",
+        "[plan-done] beta DEMOTING -> WAITING: demotion complete: services, sync and VIP "
+        "released [epoch 2]",
+        "[standby] beta WAITING -> STANDBY: sees both networks: standing by [epoch 2]",
+    ]
+    h.fence_answer = (True, FENCED)  # the operator fixed sshd on alpha
+    h.run_until(6)
+    assert h.kinds(3.0) == ["fence", "promote", "plan-done"]
+    assert h.role() is Role.ACTIVE
+
+
+def test_with_on_failure_promote_the_new_active_stays_when_the_late_fence_fails() -> None:
+    h = Harness(fence_answer=(False, "power fence: exit status 1"))
+    h.config = replace(h.config, fencing=Fencing(on_failure="promote"))
+    h.core.config = h.config
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(1.0)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(1.5)
+    h.echo_answers = {"a": True, "b": True}
+    h.run_until(10)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds(1.0) == ["promote", "plan-done", "fence", "fence-failed"]
+    assert h.decisions(1.0)[3].text.endswith(
+        "staying active anyway (fencing.on_failure = promote): it may still hold the VIP [epoch 2]"
+    )
+
+
+def test_a_dead_peer_whose_last_reply_was_on_its_way_is_not_fenced() -> None:
+    """Fast profile: alpha's last heartbeat went a calm period before it died, its
+    kernel's last echo reply a moment before. No proof of a live host: no fence."""
+    config = parse(SIM_CONFIG.replace("[vip]", '[timing]\nprofile = "fast"\n\n[vip]'))
+    h = Harness(config=config, peer_pace=config.timing.calm_heartbeat)
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(1.0)  # the next heartbeat and probe are due at once
+    start = h.now
+    h.peer = None  # that heartbeat is not sent: alpha dies as its kernel answers the probe
+    h.run_until(start + 0.001)
+    alpha = h.core.peers["alpha"]
+    assert alpha.echo_at - alpha.heard_at > config.timing.echo_window / 2
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(start + 1)
+    assert h.kinds(start) == ["promote", "plan-done"]
     assert not fences(h)
 
 

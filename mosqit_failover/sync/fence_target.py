@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -50,6 +51,12 @@ from mosqit_failover.sync.commands import FENCE, MARKER
 
 PID_FILE = "agent.pid"
 """Name of the file in ``state_dir`` where the agent keeps its PID."""
+
+LOCK_FILE = "fence.lock"
+"""In ``state_dir``: held while a fence runs, so that two run one after the other."""
+
+DONE_FILE = "fenced"
+"""In ``state_dir``: ``EPOCH OWN SUMMARY`` of the last fence that succeeded."""
 
 FENCED = "fenced:"
 """Start of the summary line when everything was done (exit 0)."""
@@ -168,8 +175,54 @@ async def fence_here(
     """Give up everything on this node (steps 2-5 above); True when all of it succeeded.
 
     Raises FenceRefused (before changing anything) when the fencer is not newer.
+
+    One fence at a time: the fencer tries every network, and under loss two of its
+    sessions can both get through. The later one waits for the lock and, when the
+    earlier one fenced for the same epoch and nothing changed since, says so at once
+    instead of stopping the resources a second time.
     """
-    own, role = check_fencer(epoch, state)
+    check_fencer(epoch, state)  # a refusal changes nothing, not even the lock file
+    with open(cfg.state_dir / LOCK_FILE, "a", encoding="utf-8") as lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        own, role = check_fencer(epoch, state)  # the session before may have changed it
+        earlier = _fenced_before(cfg.state_dir / DONE_FILE, epoch, own, role)
+        if earlier is not None:
+            with contextlib.suppress(OSError):
+                out.write(f"{FENCED} {earlier} (by an earlier session of the same fence)\n")
+                out.flush()
+            return True
+        return await _fence_locked(epoch, cfg, node, state, out, own, role)
+
+
+def _fenced_before(path: Path, epoch: int, own: int, role: Role) -> str | None:
+    """The summary of a fence done for `epoch` while this node kept epoch `own` (and is
+    WAITING since), or None."""
+    try:
+        words = path.read_text(encoding="utf-8").split(" ", 2)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(words) != 3 or role is not Role.WAITING or words[:2] != [str(epoch), str(own)]:
+        return None
+    return words[2].strip()
+
+
+def _note_fenced(path: Path, epoch: int, own: int, summary: str) -> None:
+    """Best effort: without it a second session only does the work again."""
+    with contextlib.suppress(OSError):
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(f"{epoch} {own} {summary}\n", encoding="utf-8")
+        temporary.replace(path)
+
+
+async def _fence_locked(
+    epoch: int,
+    cfg: configuration.Config,
+    node: str,
+    state: StateFile,
+    out: TextIO,
+    own: int,
+    role: Role,
+) -> bool:
     if await asyncio.to_thread(agent_answers, cfg.control_socket):
         raise FenceRefused(
             f"the agent on this node {ALIVE} within {ALIVE_WAIT:g}s: it is not hung, so it "
@@ -179,8 +232,11 @@ async def fence_here(
     failures: list[str] = []
 
     def say(ok: bool, line: str) -> None:
-        out.write(line + "\n")
-        out.flush()
+        # a fencer whose session dropped (heavy loss) no longer reads: the fence goes on,
+        # or a half-done one would leave the VIP and the services up with the agent killed
+        with contextlib.suppress(OSError):
+            out.write(line + "\n")
+            out.flush()
         if not ok:
             failures.append(line)
 
@@ -226,8 +282,10 @@ async def fence_here(
         say(True, f"{NOT_FENCED} " + "; ".join(failures))
         return False
     plural = "" if stopped == 1 else "s"
-    say(True, f"{FENCED} {vip_done}, {stopped} resource{plural} stopped")
-    _journal(epoch, f"{vip_done}, {stopped} resource{plural} stopped")
+    summary = f"{vip_done}, {stopped} resource{plural} stopped"
+    _note_fenced(cfg.state_dir / DONE_FILE, epoch, own, summary)
+    say(True, f"{FENCED} {summary}")
+    _journal(epoch, summary)
     return True
 
 
@@ -256,4 +314,5 @@ def serve(
         name = configuration.pick_node(cfg, node, socket.gethostname())
     except configuration.ConfigError as error:
         raise FenceRefused(f"{MARKER} {FENCE}: {error}") from None
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # begun, a fence is finished: see say()
     return 0 if asyncio.run(fence_here(epoch, cfg, name, state, out)) else 1

@@ -235,6 +235,36 @@ def test_an_unreachable_ssh_fence_tries_each_network_then_the_power_fence(tmp_pa
     assert took < 5, took
 
 
+def test_a_network_whose_session_hangs_does_not_keep_the_other_from_fencing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 30 % loss the first network's ssh session took the whole fencing.timeout in a
+    lab run, and the second network was never tried."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(
+        "#!/bin/sh\n"
+        'for word in "$@"; do case "$word" in *127.0.0.12*) '
+        f"echo $$ > {tmp_path}/hung; exec sleep 60;; esac; done\n"
+        'echo "fenced: VIP removed, 2 resources stopped"\n'
+    )
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    outcome, took = _fence(_fencer(tmp_path, 'timeout = "20s"'))
+    assert outcome == FenceOutcome(
+        True,
+        "ssh fence via 127.0.0.12: stopped (answered via another network); "
+        "via 127.0.1.12: fenced (VIP removed, 2 resources stopped); power fence: not configured",
+    )
+    assert 0.9 < took < 5, took  # the second session started a STAGGER after the first
+    hung = int((tmp_path / "hung").read_text())
+    deadline = time.monotonic() + 3
+    while _live_group(hung):
+        assert time.monotonic() < deadline, _live_group(hung)
+        time.sleep(0.05)
+
+
 def test_no_fence_configured_that_works_is_never_fenced(tmp_path: Path) -> None:
     port = _free_port()
     outcome, _ = _fence(_fencer(tmp_path, f'ssh_port = {port}\ntimeout = "2s"'))
@@ -397,6 +427,36 @@ def test_a_newer_fencer_gets_everything_given_up(node: Node) -> None:
     again = node.fence(8)  # idempotent: nothing left to do is success
     assert again.returncode == 0, again
     assert again.stdout.splitlines()[-1] == "fenced: VIP not held, 2 resources stopped"
+
+
+@needs_netns
+def test_a_fence_whose_session_drops_is_finished_all_the_same(node: Node) -> None:
+    """At 30 % loss a fencer's ssh session can die while the fence runs; stopping at the
+    first write to the closed session left the VIP and services up with the agent gone."""
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": "mosqit-sync 7 --fence"}
+    receiver = [sys.executable, "-m", "mosqit_failover.sync.receive"]
+    argv = ["ip", "netns", "exec", node.ns, *receiver, "--config", str(node.config)]
+    proc = subprocess.Popen([*argv, "--node", "alpha"], env=env, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the fencer is gone before the first line
+    proc.wait(timeout=60)
+    assert not node.holds_vip()
+    assert (node.tmp / "order").read_text() == "stop app\nstop db\n"
+    assert node.state.load() == (6, Role.WAITING)
+
+
+@needs_netns
+def test_a_second_session_of_the_same_fence_does_not_stop_anything_again(node: Node) -> None:
+    """The fencer tries both networks; under loss both sessions can get through."""
+    first = node.fence(7)
+    assert first.returncode == 0, (first.stdout, first.stderr)
+    second = node.fence(7)
+    assert second.returncode == 0, (second.stdout, second.stderr)
+    assert second.stdout.splitlines() == [
+        "fenced: VIP removed, 2 resources stopped (by an earlier session of the same fence)"
+    ]
+    assert (node.tmp / "order").read_text() == "stop app\nstop db\n"
+    assert node.fence(8).stdout.splitlines()[-1] == "fenced: VIP not held, 2 resources stopped"
 
 
 @needs_netns

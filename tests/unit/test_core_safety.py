@@ -17,6 +17,17 @@ PROMOTION_PLAN = (
     "plan 1: PersistState(2, ACTIVE), ClaimVip, SendGarp, StartSync(2, True, ()), "
     "StartResource(db), StartResource(app)"
 )
+# alpha's agent silent from a second in while its kernel answers: fence, then promote
+OS_PROBLEM_TAKEOVER = [
+    "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
+    "answers (OS problem): fencing it before taking over [epoch 0]",
+    "FencePeer(2, alpha)",
+    "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
+    f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
+    PROMOTION_PLAN,
+    "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
+    "services are up [epoch 2]",
+]
 
 
 def fences(h: Harness) -> list[FencePeer]:
@@ -121,16 +132,7 @@ def test_the_os_problem_rule_fences_the_peer_before_it_promotes() -> None:
     h.peer = None  # the agent hangs, the kernel answers echo
     start = h.now
     h.run_until(start + 4)
-    assert h.transcript(start) == [
-        "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
-        "answers (OS problem): fencing it before taking over [epoch 0]",
-        "FencePeer(2, alpha)",
-        "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
-        f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
-        PROMOTION_PLAN,
-        "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
-        "services are up [epoch 2]",
-    ]
+    assert h.transcript(start) == OS_PROBLEM_TAKEOVER
 
 
 def test_no_fence_no_promotion_and_the_fence_is_retried() -> None:
@@ -154,12 +156,18 @@ def test_no_fence_no_promotion_and_the_fence_is_retried() -> None:
     assert h.role() is Role.ACTIVE
 
 
-def test_an_operator_may_choose_to_promote_when_every_fence_failed() -> None:
+def _promote_on_failure() -> Harness:
+    """beta standby beside alpha active, every fence failing, fencing.on_failure = promote."""
     h = Harness(fence_answer=(False, "power fence: exit status 1"))
     h.config = replace(h.config, fencing=Fencing(on_failure="promote"))
     h.core.config = h.config
     h.peer = h.peer_view(Role.ACTIVE, 1)
     h.run_until(1.0)
+    return h
+
+
+def test_an_operator_may_choose_to_promote_when_every_fence_failed() -> None:
+    h = _promote_on_failure()
     h.peer = None
     h.run_until(5.0)
     assert h.role() is Role.ACTIVE
@@ -205,16 +213,7 @@ def test_echo_misses_in_a_row_after_the_kernel_answered_do_not_pass_for_death() 
     assert h.kinds(start) == []
     h.echo_answers = {"a": True, "b": True}
     h.run_until(start + 4)
-    assert h.transcript(start) == [
-        "[fence] beta STANDBY: peer alpha's failover service silent for 3000ms while ICMP "
-        "answers (OS problem): fencing it before taking over [epoch 0]",
-        "FencePeer(2, alpha)",
-        "[promote] beta STANDBY -> PROMOTING: peer alpha's failover service silent for 3300ms "
-        f"while ICMP answers (OS problem); fenced: {FENCED} [epoch 2]",
-        PROMOTION_PLAN,
-        "[plan-done] beta PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
-        "services are up [epoch 2]",
-    ]
+    assert h.transcript(start) == OS_PROBLEM_TAKEOVER
 
 
 def test_the_os_problem_says_why_the_misses_did_not_decide() -> None:
@@ -285,11 +284,7 @@ def test_a_hang_taken_for_death_that_cannot_be_fenced_makes_the_new_active_stand
 
 
 def test_with_on_failure_promote_the_new_active_stays_when_the_late_fence_fails() -> None:
-    h = Harness(fence_answer=(False, "power fence: exit status 1"))
-    h.config = replace(h.config, fencing=Fencing(on_failure="promote"))
-    h.core.config = h.config
-    h.peer = h.peer_view(Role.ACTIVE, 1)
-    h.run_until(1.0)
+    h = _promote_on_failure()
     h.peer = None
     h.echo_answers = {"a": False, "b": False}
     h.run_until(1.5)

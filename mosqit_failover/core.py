@@ -139,7 +139,6 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 # trouble; the first sign brings back `heartbeat` at once.
 CALM_AFTER = 5.0
 
-
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 
 # Moves one `handle` call may make before it must have settled (`_decide` finds
@@ -281,6 +280,7 @@ class Core:
         # the drop reason while a peer's datagrams fail authentication
         self._auth_failing = {p: "" for p in self.peer_names}
         self._fences: dict[str, FenceAttempt] = {}  # per peer
+        self._forced = False  # this epoch began with the operator's force-active
         self._manual_heard: set[str] = set()  # peers heard while MANUAL
         self._manual_lost: set[str] = set()  # said that they vanished while MANUAL
         self._startup: Decision | None = self._adopt(inventory, now)
@@ -1502,7 +1502,11 @@ class Core:
         if fenced:
             return
         fence.retry_at = now + self.config.fencing.retry
-        if self.role is A and self.config.fencing.on_failure == "promote":
+        if self.role is A and self._forced:
+            then = (
+                "staying active as the operator forced it (force-active): it may still hold the VIP"
+            )
+        elif self.role is A and self.config.fencing.on_failure == "promote":
             then = "staying active anyway (fencing.on_failure = promote): it may still hold the VIP"
         elif self.role is A:
             then = "standing down while it may hold the VIP; the fence is retried as standby"
@@ -1599,7 +1603,8 @@ class Core:
         most of all with the fast profile's short window; this closes what that leaves.
 
         Fence it now. A failed fence with fencing.on_failure = wait steps down: the
-        OS-problem rule would not have promoted, and the hung node still serves."""
+        OS-problem rule would not have promoted, and the hung node still serves. Not
+        after the operator's force-active: that was the operator's call."""
         for name in self.peer_names:
             last = self.peers[name].view
             taken_over = last is not None and last.role.may_hold and last.epoch < self.epoch
@@ -1619,7 +1624,8 @@ class Core:
                     "VIP: fencing it",
                     name,
                 )
-            if fence.done and not fence.fenced and self.config.fencing.on_failure == "wait":
+            wait = self.config.fencing.on_failure == "wait" and not self._forced
+            if fence.done and not fence.fenced and wait:
                 return Verdict(
                     Trigger.STAND_DOWN,
                     DecisionKind.DEMOTE_UNFENCED,
@@ -1744,6 +1750,7 @@ class Core:
         out: list[Action] = []
         if verdict.trigger in NEW_EPOCH:
             self.epoch = self._next_epoch()
+            self._forced = verdict.trigger is Trigger.FORCE
         old = self.role
         self.role = new_role
         if verdict.trigger is Trigger.FENCE:

@@ -297,6 +297,23 @@ def test_with_on_failure_promote_the_new_active_stays_when_the_late_fence_fails(
     )
 
 
+def test_after_force_active_a_failed_late_fence_does_not_undo_the_operators_call() -> None:
+    from mosqit_failover.events import Command, OperatorCommand
+
+    h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    h.set_carrier("b", False)  # one network only: no automatic promotion
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(5.0)
+    h.feed(OperatorCommand(Command.FORCE_ACTIVE))
+    h.set_carrier("b", True)
+    h.echo_answers = {"a": True, "b": True}  # alpha's host answers after all: it was hung
+    h.run_until(10.0)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds(5.0) == ["force-active", "plan-done", "fence", "fence-failed"]
+    assert "staying active as the operator forced it (force-active)" in h.decisions(5.0)[3].text
+
+
 def test_a_dead_peer_whose_last_reply_was_on_its_way_is_not_fenced() -> None:
     """Fast profile: alpha's last heartbeat went a calm period before it died, its
     kernel's last echo reply a moment before. No proof of a live host: no fence."""

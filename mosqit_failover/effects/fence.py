@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
+from asyncio import FIRST_COMPLETED
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +29,14 @@ REFUSED_EXIT = 77
 CONNECT_TIMEOUT = 5.0
 """Longest ssh ConnectTimeout of one address (shorter when less time is left)."""
 
-STAGGER = 1.0
+STAGGER = 2.5
 """Seconds the ssh fence waits for an answer via one network before it tries the next one
 as well. Under heavy loss one session's handshake can take longer than the whole fence
 (a lab run at 30 % loss: 10 s without an answer via the first network, the second never
-tried); both at once double the chances. The fence is idempotent on the peer, so two
-sessions that both get through do no harm."""
+tried); both at once double the chances. Longer than a healthy fence with quick stops
+(the peer waits up to 1 s for its agent's answer, then kills it and stops things): a
+second session there is only noise. The peer runs two sessions one after the other and
+answers the second from the first's result, so they do no harm."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class Fencer:
         self, epoch: int, peer: configuration.Node, deadline: float
     ) -> tuple[bool, str]:
         addresses = [str(peer.on(n.name).address) for n in self.cfg.networks]
-        said = {address: "not tried (time ran out)" for address in addresses}
+        said: dict[str, str] = {}  # what each address tried said (none: not needed)
         running: dict[asyncio.Task[tuple[bool, bool, str]], str] = {}
         waiting = list(addresses)
         verdict: bool | None = None
@@ -156,17 +159,16 @@ class Fencer:
                     address = waiting.pop(0)
                     running[asyncio.create_task(self._ssh_try(epoch, address, deadline))] = address
                 elif waiting:
-                    waiting.clear()  # too little time left to start another session
+                    for address in waiting:
+                        said[address] = "not tried (time ran out)"
+                    waiting.clear()
                 if not running:
                     continue
-                wait = STAGGER if waiting else None
                 done, _ = await asyncio.wait(
-                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    running, timeout=STAGGER if waiting else None, return_when=FIRST_COMPLETED
                 )
-                for task in done:
-                    address = running.pop(task)
-                    answered, ok, text = task.result()
-                    said[address] = text
+                for task in done:  # all of them: two can end in the same wake-up
+                    answered, ok, said[running.pop(task)] = task.result()
                     if answered and verdict is None:
                         verdict = ok
         finally:
@@ -175,7 +177,7 @@ class Fencer:
                 said[address] = "stopped (answered via another network)"
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        tried = "; ".join(f"via {address}: {said[address]}" for address in addresses)
+        tried = "; ".join(f"via {a}: {said[a]}" for a in addresses if a in said)
         return bool(verdict), f"ssh fence {tried}"
 
     async def _ssh_try(self, epoch: int, address: str, deadline: float) -> tuple[bool, bool, str]:

@@ -188,7 +188,7 @@ async def fence_here(
         earlier = _fenced_before(cfg.state_dir / DONE_FILE, epoch, own, role)
         if earlier is not None:
             with contextlib.suppress(OSError):
-                out.write(f"{FENCED} {earlier} (by an earlier session of the same fence)\n")
+                out.write(f"{FENCED} {earlier}, by an earlier session of the same fence\n")
                 out.flush()
             return True
         return await _fence_locked(epoch, cfg, node, state, out, own, role)

@@ -453,7 +453,7 @@ def test_a_second_session_of_the_same_fence_does_not_stop_anything_again(node: N
     second = node.fence(7)
     assert second.returncode == 0, (second.stdout, second.stderr)
     assert second.stdout.splitlines() == [
-        "fenced: VIP removed, 2 resources stopped (by an earlier session of the same fence)"
+        "fenced: VIP removed, 2 resources stopped, by an earlier session of the same fence"
     ]
     assert (node.tmp / "order").read_text() == "stop app\nstop db\n"
     assert node.fence(8).stdout.splitlines()[-1] == "fenced: VIP not held, 2 resources stopped"

@@ -139,6 +139,10 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 # trouble; the first sign brings back `heartbeat` at once.
 CALM_AFTER = 5.0
 
+# Echo misses in a row on every network that end the proof of a live host
+# (`_kernel_outlived_agent`); at least twice `misses`.
+KERNEL_SILENT_MISSES = 10
+
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 
 # Moves one `handle` call may make before it must have settled (`_decide` finds
@@ -237,6 +241,8 @@ class Core:
             for n in config.networks
         }
         self.peers = {p: PeerTracker(config.network_names) for p in self.peer_names}
+        for tracker in self.peers.values():
+            tracker.run_pause = self.timing.kernel_proof_after
         self.peer = self.peers[self.peer_name]  # a pair's only peer
         self.data_epoch = inventory.data_epoch
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
@@ -1296,11 +1302,18 @@ class Core:
         death promoted without a fence while the hung node kept the VIP (two holders for
         as long as the hang lasted, in the simulation). A dead host answers nothing after
         its last heartbeat; only heartbeats lost just before it died make it look so, and
-        then this holds for service_timeout at most, after which the misses decide."""
+        then this holds until KERNEL_SILENT_MISSES echo misses in a row on every network
+        (a live host at 30 % loss: about once in 10^6 such windows), after which the
+        misses decide. A host whose echo paused for service_timeout since the agent fell
+        silent died or rebooted: a booting host answers ICMP before its agent runs, and
+        is no hung holder (the late fence stood the new active down for it)."""
         t = self.timing
         peer = self.peers[name]
-        after_silence = peer.echo_at - peer.silent_since
-        return after_silence > t.kernel_proof_after and now - peer.echo_at < t.service_timeout
+        if peer.echo_at - peer.silent_since <= t.kernel_proof_after:
+            return False
+        if peer.echo_pause >= t.service_timeout or now - peer.echo_at >= t.service_timeout:
+            return False  # it went silent too since: it died or rebooted, hung or not before
+        return not peer.echo_missed_everywhere(max(KERNEL_SILENT_MISSES, 2 * t.misses))
 
     def _update_partitions(self, now: float) -> None:
         """A peer not heard here that a node heard here reports as heard is present, not
@@ -1455,6 +1468,8 @@ class Core:
                     return fenced
                 if len(gone) == 1 and not rivals:
                     return fenced
+            else:  # gone for good now: a fence still running is not waited for
+                self._fences.pop(name, None)
         if self.config.multi_server and gone and rivals:
             held = [
                 g.reason
@@ -1608,6 +1623,9 @@ class Core:
         for name in self.peer_names:
             last = self.peers[name].view
             taken_over = last is not None and last.role.may_hold and last.epoch < self.epoch
+            # a host that was silent a while (a short partition healing) answers echo a
+            # moment before its agent's first heartbeat arrives: not hung
+            settled = now - self.peers[name].echo_run_from >= self.timing.kernel_proof_after
             if not taken_over or not self._kernel_outlived_agent(name, now):
                 # heard again (it stands down by itself), or its host too is silent now: a
                 # fence still running is no longer wanted, its answer is ignored
@@ -1615,7 +1633,7 @@ class Core:
                 continue
             fence = self._fences.get(name)
             silent = _ms(self.peers[name].silent_for(now))
-            if fence is None:
+            if fence is None and settled:
                 return Verdict(
                     Trigger.FENCE,
                     DecisionKind.FENCE,
@@ -1625,7 +1643,7 @@ class Core:
                     name,
                 )
             wait = self.config.fencing.on_failure == "wait" and not self._forced
-            if fence.done and not fence.fenced and wait:
+            if fence is not None and fence.done and not fence.fenced and wait:
                 return Verdict(
                     Trigger.STAND_DOWN,
                     DecisionKind.DEMOTE_UNFENCED,

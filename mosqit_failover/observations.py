@@ -116,6 +116,12 @@ class PeerTracker:
     unauth_since: float = NEVER  # first dropped datagram after the last authentic one
     unauth_reason_since: float = NEVER  # since when they are dropped for unauth_reason
     timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
+    # the echo replies since the peer's last message: the longest pause in them (counted
+    # from that message to the first one too), and when the current run of them began
+    # (the first reply after a pause of `run_pause` or more; NEVER: before the silence)
+    echo_pause: float = 0.0
+    echo_run_from: float = NEVER
+    run_pause: float = math.inf
 
     def __post_init__(self) -> None:
         self.heard_on: dict[str, float] = {n: NEVER for n in self.networks}
@@ -149,6 +155,16 @@ class PeerTracker:
     def echo(self, network: str, answered: bool, now: float) -> None:
         if answered:
             self.misses[network] = 0
+            silent_since = self.silent_since
+            if self.echo_at < silent_since:  # the first reply since the peer's last message
+                pause = now - silent_since
+                self.echo_pause = pause
+                self.echo_run_from = now if pause >= self.run_pause else NEVER
+            else:
+                pause = now - self.echo_at
+                self.echo_pause = max(self.echo_pause, pause)
+                if pause >= self.run_pause:
+                    self.echo_run_from = now
             self.echo_at = now
         else:
             self.misses[network] += 1

@@ -56,7 +56,11 @@ LOCK_FILE = "fence.lock"
 """In ``state_dir``: held while a fence runs, so that two run one after the other."""
 
 DONE_FILE = "fenced"
-"""In ``state_dir``: ``EPOCH OWN SUMMARY`` of the last fence that succeeded."""
+"""In ``state_dir``: ``EPOCH OWN TIME SUMMARY`` of the last fence that succeeded."""
+
+DONE_FRESH = 30.0
+"""Seconds in which another session of the same fence is answered from DONE_FILE: the
+sessions of one fence run within fencing.timeout of each other."""
 
 FENCED = "fenced:"
 """Start of the summary line when everything was done (exit 0)."""
@@ -186,7 +190,7 @@ async def fence_here(
         await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
         own, role = check_fencer(epoch, state)  # the session before may have changed it
         earlier = _fenced_before(cfg.state_dir / DONE_FILE, epoch, own, role)
-        if earlier is not None:
+        if earlier is not None and await _vip_gone(cfg, node):
             with contextlib.suppress(OSError):
                 out.write(f"{FENCED} {earlier}, by an earlier session of the same fence\n")
                 out.flush()
@@ -194,23 +198,35 @@ async def fence_here(
         return await _fence_locked(epoch, cfg, node, state, out, own, role)
 
 
-def _fenced_before(path: Path, epoch: int, own: int, role: Role) -> str | None:
-    """The summary of a fence done for `epoch` while this node kept epoch `own` (and is
-    WAITING since), or None."""
+async def _vip_gone(cfg: configuration.Config, node: str) -> bool:
+    """Whether this node holds no VIP (False when that cannot be told)."""
     try:
-        words = path.read_text(encoding="utf-8").split(" ", 2)
-    except (OSError, UnicodeDecodeError):
+        return not await asyncio.to_thread(Vip(cfg.vip.address, cfg.node(node).vip_interface).held)
+    except EffectError:
+        return False
+
+
+def _fenced_before(path: Path, epoch: int, own: int, role: Role) -> str | None:
+    """The summary of a fence done for `epoch` within DONE_FRESH seconds while this node
+    kept epoch `own` (and is WAITING since), or None. A later fence of the same epoch (a
+    retry) is done anew: something may have been started again since."""
+    try:
+        words = path.read_text(encoding="utf-8").split(" ", 3)
+        done_at = float(words[2])
+    except (OSError, UnicodeDecodeError, IndexError, ValueError):
         return None
-    if len(words) != 3 or role is not Role.WAITING or words[:2] != [str(epoch), str(own)]:
+    if role is not Role.WAITING or words[:2] != [str(epoch), str(own)]:
         return None
-    return words[2].strip()
+    if not 0 <= time.time() - done_at <= DONE_FRESH:
+        return None
+    return words[3].strip()
 
 
 def _note_fenced(path: Path, epoch: int, own: int, summary: str) -> None:
     """Best effort: without it a second session only does the work again."""
     with contextlib.suppress(OSError):
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(f"{epoch} {own} {summary}\n", encoding="utf-8")
+        temporary.write_text(f"{epoch} {own} {time.time():.3f} {summary}\n", encoding="utf-8")
         temporary.replace(path)
 
 

@@ -456,6 +456,14 @@ def test_a_second_session_of_the_same_fence_does_not_stop_anything_again(node: N
         "fenced: VIP removed, 2 resources stopped, by an earlier session of the same fence"
     ]
     assert (node.tmp / "order").read_text() == "stop app\nstop db\n"
+    node.ip("addr", "add", "127.0.0.50/24", "dev", "eth0")  # started again meanwhile
+    third = node.fence(7)
+    assert third.stdout.splitlines()[-1] == "fenced: VIP removed, 2 resources stopped"
+    assert not node.holds_vip()
+    done = node.state_dir / "fenced"
+    epoch, own, _, summary = done.read_text().split(" ", 3)
+    done.write_text(f"{epoch} {own} {time.time() - 60:.3f} {summary}")  # a retry, later
+    assert node.fence(7).stdout.splitlines()[-1] == "fenced: VIP not held, 2 resources stopped"
     assert node.fence(8).stdout.splitlines()[-1] == "fenced: VIP not held, 2 resources stopped"
 
 

@@ -152,20 +152,6 @@ ENTRIES: dict[DecisionKind, Entry] = {
         "Restore the networks (both switches, the node's cables). On recovery the"
         " node with the highest epoch (the freshest data) becomes active.",
     ),
-    DecisionKind.DEMOTE_UNFENCED: Entry(
-        "node @NODE@ stands down: the node it took over from is hung, not dead, and"
-        " could not be fenced",
-        _HEAD + " This node promoted because its peer looked dead (echo missed on every"
-        " network, no message). Then the peer's kernel answered ICMP while its agent"
-        " stayed silent: its agent hangs, and its VIP and services may still be up."
-        " The fence that would have removed them failed.",
-        "@REASON@. With fencing.on_failure = wait (the default) no node serves on an"
-        " unfenced peer's toes: this node releases the VIP and stops the services, and"
-        " as standby retries the fence and takes over once it succeeds.",
-        "Check the hung peer (its agent, its load); power it off if it does not recover,"
-        " then `mosqit-failover force-active` on @NODE@. Fix the ssh fence or configure a"
-        " power fence in [fencing].",
-    ),
     DecisionKind.MANUAL: Entry(
         "MANUAL mode, automatic switchover off",
         _HEAD + " A network is lost on both nodes, which means a switch failed.",

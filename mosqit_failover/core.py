@@ -286,7 +286,6 @@ class Core:
         # the drop reason while a peer's datagrams fail authentication
         self._auth_failing = {p: "" for p in self.peer_names}
         self._fences: dict[str, FenceAttempt] = {}  # per peer
-        self._forced = False  # this epoch began with the operator's force-active
         self._manual_heard: set[str] = set()  # peers heard while MANUAL
         self._manual_lost: set[str] = set()  # said that they vanished while MANUAL
         self._startup: Decision | None = self._adopt(inventory, now)
@@ -1517,14 +1516,12 @@ class Core:
         if fenced:
             return
         fence.retry_at = now + self.config.fencing.retry
-        if self.role is A and self._forced:
+        if self.role is A:
             then = (
-                "staying active as the operator forced it (force-active): it may still hold the VIP"
+                "staying active: its agent may only be slow to speak (then it stands down "
+                "when it hears this node), or hung with the VIP up: check it, power it off "
+                "if it is hung"
             )
-        elif self.role is A and self.config.fencing.on_failure == "promote":
-            then = "staying active anyway (fencing.on_failure = promote): it may still hold the VIP"
-        elif self.role is A:
-            then = "standing down while it may hold the VIP; the fence is retried as standby"
         elif self.config.fencing.on_failure == "promote":
             then = "taking over anyway (fencing.on_failure = promote)"
         else:
@@ -1617,9 +1614,9 @@ class Core:
         the hang, before any reply proves the host alive (`_kernel_outlived_agent`),
         most of all with the fast profile's short window; this closes what that leaves.
 
-        Fence it now. A failed fence with fencing.on_failure = wait steps down: the
-        OS-problem rule would not have promoted, and the hung node still serves. Not
-        after the operator's force-active: that was the operator's call."""
+        Fence it now. A failed fence leaves this node active and says so: standing down
+        on it stood down for a healthy old active whose agent was only slow to speak
+        after a cut (its fence refused: the agent answers), in a lab run."""
         for name in self.peer_names:
             last = self.peers[name].view
             taken_over = last is not None and last.role.may_hold and last.epoch < self.epoch
@@ -1641,15 +1638,6 @@ class Core:
                     f"service is silent ({silent}): hung, not dead, and it may still hold the "
                     "VIP: fencing it",
                     name,
-                )
-            wait = self.config.fencing.on_failure == "wait" and not self._forced
-            if fence is not None and fence.done and not fence.fenced and wait:
-                return Verdict(
-                    Trigger.STAND_DOWN,
-                    DecisionKind.DEMOTE_UNFENCED,
-                    f"peer {name} answers ICMP while its failover service is silent "
-                    f"({silent}) and fencing it failed ({fence.detail}): it may still hold "
-                    "the VIP, so this node stands down (fencing.on_failure = wait)",
                 )
         return None
 
@@ -1768,7 +1756,6 @@ class Core:
         out: list[Action] = []
         if verdict.trigger in NEW_EPOCH:
             self.epoch = self._next_epoch()
-            self._forced = verdict.trigger is Trigger.FORCE
         old = self.role
         self.role = new_role
         if verdict.trigger is Trigger.FENCE:

@@ -36,7 +36,6 @@ class DecisionKind(enum.StrEnum):
     FAILBACK = "failback"
     DEMOTE_DUAL_ACTIVE = "demote-dual-active"
     DEMOTE_ISOLATED = "demote-isolated"
-    DEMOTE_UNFENCED = "demote-unfenced"
     MANUAL = "manual"
     AUTOMATIC = "automatic"
     MANUAL_PEER_LOST = "manual-peer-lost"
@@ -70,7 +69,6 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.FAILBACK: NOTICE,
     DecisionKind.DEMOTE_DUAL_ACTIVE: WARNING,
     DecisionKind.DEMOTE_ISOLATED: WARNING,
-    DecisionKind.DEMOTE_UNFENCED: WARNING,
     DecisionKind.PLAN_FAILED: ERR,
     DecisionKind.MANUAL: WARNING,
     DecisionKind.REFUSED: NOTICE,

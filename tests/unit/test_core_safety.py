@@ -296,28 +296,22 @@ def test_a_hang_taken_for_death_is_fenced_by_the_new_active() -> None:
     assert len(fences(h)) == 1  # fenced once, not again while its host answers
 
 
-def test_a_hang_taken_for_death_that_cannot_be_fenced_makes_the_new_active_stand_down() -> None:
-    h = _taken_over_as_dead(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+def test_a_late_fence_that_fails_leaves_the_new_active_serving_and_says_why() -> None:
+    """Standing down on it stood down for a healthy old active, in the lab: back from a
+    cut, its agent spoke later than its kernel, and its fence was refused (the agent
+    answers). The hung case keeps the alert: fence-failed names what to check."""
+    h = _taken_over_as_dead(fence_answer=(False, "ssh fence via 10.0.1.1: refused"))
     assert h.transcript(1.5) == [
         TAKEN_OVER_FENCE,
         "FencePeer(2, alpha)",
-        "[fence-failed] beta ACTIVE: fencing peer alpha failed: ssh fence via 10.0.1.1: no "
-        "answer; standing down while it may hold the VIP; the fence is retried as standby "
-        "[epoch 2]",
-        "[demote-unfenced] beta ACTIVE -> DEMOTING: peer alpha answers ICMP while its "
-        "failover service is silent (1000ms) and fencing it failed (ssh fence via 10.0.1.1: "
-        "no answer): it may still hold the VIP, so this node stands down "
-        "(fencing.on_failure = wait) [epoch 2]",
-        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync, "
-        "ReleaseVip, PersistState(2, WAITING)",
-        "[plan-done] beta DEMOTING -> WAITING: demotion complete: services, sync and VIP "
-        "released [epoch 2]",
-        "[standby] beta WAITING -> STANDBY: sees both networks: standing by [epoch 2]",
+        "[fence-failed] beta ACTIVE: fencing peer alpha failed: ssh fence via 10.0.1.1: "
+        "refused; staying active: its agent may only be slow to speak (then it stands down "
+        "when it hears this node), or hung with the VIP up: check it, power it off if it is "
+        "hung [epoch 2]",
     ]
-    h.fence_answer = (True, FENCED)  # the operator fixed sshd on alpha
-    h.run_until(6)
-    assert h.kinds(3.0) == ["fence", "promote", "plan-done"]
+    h.run_until(10)
     assert h.role() is Role.ACTIVE
+    assert len(fences(h)) == 1
 
 
 def test_a_partition_that_heals_is_no_hang_when_echo_answers_before_the_first_heartbeat() -> None:
@@ -336,37 +330,6 @@ def test_a_partition_that_heals_is_no_hang_when_echo_answers_before_the_first_he
     h.run_until(4.0)
     assert "fence" not in h.kinds(2.0)
     assert not fences(h)
-
-
-def test_with_on_failure_promote_the_new_active_stays_when_the_late_fence_fails() -> None:
-    h = _promote_on_failure()
-    h.peer = None
-    h.echo_answers = {"a": False, "b": False}
-    h.run_until(1.5)
-    h.echo_answers = {"a": True, "b": True}
-    h.run_until(10)
-    assert h.role() is Role.ACTIVE
-    assert h.kinds(1.0) == ["promote", "plan-done", "fence", "fence-failed"]
-    assert h.decisions(1.0)[3].text.endswith(
-        "staying active anyway (fencing.on_failure = promote): it may still hold the VIP [epoch 2]"
-    )
-
-
-def test_after_force_active_a_failed_late_fence_does_not_undo_the_operators_call() -> None:
-    from mosqit_failover.events import Command, OperatorCommand
-
-    h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
-    h.set_carrier("b", False)  # one network only: no automatic promotion
-    h.peer = None
-    h.echo_answers = {"a": False, "b": False}
-    h.run_until(2.0)
-    h.feed(OperatorCommand(Command.FORCE_ACTIVE))
-    h.set_carrier("b", True)
-    h.echo_answers = {"a": True, "b": True}  # alpha's host answers after all: it was hung
-    h.run_until(6.0)
-    assert h.role() is Role.ACTIVE
-    assert h.kinds(2.0) == ["force-active", "plan-done", "fence", "fence-failed"]
-    assert "staying active as the operator forced it (force-active)" in h.decisions(2.0)[3].text
 
 
 def test_a_dead_peer_whose_last_reply_was_on_its_way_is_not_fenced() -> None:

@@ -241,8 +241,6 @@ class Core:
             for n in config.networks
         }
         self.peers = {p: PeerTracker(config.network_names) for p in self.peer_names}
-        for tracker in self.peers.values():
-            tracker.run_pause = self.timing.kernel_proof_after
         self.peer = self.peers[self.peer_name]  # a pair's only peer
         self.data_epoch = inventory.data_epoch
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby
@@ -656,7 +654,7 @@ class Core:
             if tracker.misses.get(event.network) != 0:
                 return False
             self._now = now
-            tracker.echo(event.network, True, now)
+            tracker.echo(event.network, True, now, self.timing.kernel_proof_after)
         elif kind is SwitchReachability:
             assert isinstance(event, SwitchReachability)
             uplink = self.uplinks.get(event.network)
@@ -888,7 +886,7 @@ class Core:
                 self.uplinks[network].switch_answer(reachable, now)
             case EchoResult(network, answered, peer) if network in self.uplinks:
                 if tracker := self.peers.get(peer or self.peer_name):
-                    tracker.echo(network, answered, now)
+                    tracker.echo(network, answered, now, self.timing.kernel_proof_after)
             case PeerMessage(network, view) if view.node in self.peers:
                 self.peers[view.node].message(network, view, now)
                 self._note_commit(view, now)
@@ -1618,19 +1616,19 @@ class Core:
         on it stood down for a healthy old active whose agent was only slow to speak
         after a cut (its fence refused: the agent answers), in a lab run."""
         for name in self.peer_names:
-            last = self.peers[name].view
+            peer = self.peers[name]
+            last = peer.view
             taken_over = last is not None and last.role.may_hold and last.epoch < self.epoch
-            # a host that was silent a while (a short partition healing) answers echo a
-            # moment before its agent's first heartbeat arrives: not hung
-            settled = now - self.peers[name].echo_run_from >= self.timing.kernel_proof_after
             if not taken_over or not self._kernel_outlived_agent(name, now):
                 # heard again (it stands down by itself), or its host too is silent now: a
                 # fence still running is no longer wanted, its answer is ignored
                 self._fences.pop(name, None)
                 continue
-            fence = self._fences.get(name)
-            silent = _ms(self.peers[name].silent_for(now))
-            if fence is None and settled:
+            # a host that was silent a while (a short partition healing) answers echo a
+            # moment before its agent's first heartbeat arrives: not hung (yet)
+            settled = now - peer.echo_run_from >= self.timing.kernel_proof_after
+            if name not in self._fences and settled:
+                silent = _ms(peer.silent_for(now))
                 return Verdict(
                     Trigger.FENCE,
                     DecisionKind.FENCE,

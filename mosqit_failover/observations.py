@@ -118,10 +118,10 @@ class PeerTracker:
     timers_from: float = NEVER  # the agent was not scheduled before this: timeouts restart
     # the echo replies since the peer's last message: the longest pause in them (counted
     # from that message to the first one too), and when the current run of them began
-    # (the first reply after a pause of `run_pause` or more; NEVER: before the silence)
+    # (the first reply after a pause of `run_pause` or more, see echo(); NEVER: before
+    # the silence)
     echo_pause: float = 0.0
     echo_run_from: float = NEVER
-    run_pause: float = math.inf
 
     def __post_init__(self) -> None:
         self.heard_on: dict[str, float] = {n: NEVER for n in self.networks}
@@ -152,18 +152,18 @@ class PeerTracker:
             return 0.0
         return now - self.unauth_since
 
-    def echo(self, network: str, answered: bool, now: float) -> None:
+    def echo(self, network: str, answered: bool, now: float, run_pause: float) -> None:
         if answered:
             self.misses[network] = 0
             silent_since = self.silent_since
             if self.echo_at < silent_since:  # the first reply since the peer's last message
                 pause = now - silent_since
                 self.echo_pause = pause
-                self.echo_run_from = now if pause >= self.run_pause else NEVER
+                self.echo_run_from = now if pause >= run_pause else NEVER
             else:
                 pause = now - self.echo_at
                 self.echo_pause = max(self.echo_pause, pause)
-                if pause >= self.run_pause:
+                if pause >= run_pause:
                     self.echo_run_from = now
             self.echo_at = now
         else:

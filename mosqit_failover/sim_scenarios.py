@@ -123,18 +123,14 @@ def expect_roles(**wanted: Role) -> Check:
     return check
 
 
-def expect_decision(node: str, kind: str, after: float = 0.0, contains: str = "") -> Check:
+def expect_decision(node: str, kind: str, after: float = 0.0) -> Check:
     def check(world: World) -> list[str]:
         found = any(
-            line.decision is not None
-            and line.decision.kind == kind
-            and line.time >= after
-            and contains in line.decision.reason
+            line.decision is not None and line.decision.kind == kind and line.time >= after
             for line in world.timeline
             if line.node == node
         )
-        said = f" saying {contains!r}" if contains else ""
-        return [] if found else [f"{node} never decided {kind!r}{said} after t={after:g}s"]
+        return [] if found else [f"{node} never decided {kind!r} after t={after:g}s"]
 
     return check
 
@@ -400,6 +396,14 @@ _GAMMA_PARTITIONED_BETA_PROMOTES = all_of(
     expect_no_decision("gamma", "promote", SETTLED),
     no_dual_clients,
 )
+# alpha's agent hung under loss: beta fences it once and takes over; two VIP holders
+# at most for a late fence's time (needed in 1 standard seed of 30, 1 fast one of 10)
+_HUNG_UNDER_LOSS_FENCED = all_of(
+    expect_roles(alpha=S, beta=A),
+    expect_decision("beta", "fence", SETTLED),
+    one_fence,
+    dual_holders_within(1.0),
+)
 # ... having withdrawn the epoch first
 _BETA_WITHDRAWS_GAMMA_PROMOTES = all_of(
     _GAMMA_PROMOTES_OVER_BETA, expect_decision("beta", "data-epoch-withdrawn", SETTLED)
@@ -521,12 +525,7 @@ SCENARIOS: dict[str, Scenario] = {
             "holders for the whole 20 s)",
             40,
             _agent_frozen_under_loss,
-            all_of(
-                expect_roles(alpha=S, beta=A),
-                expect_decision("beta", "fence", SETTLED),
-                one_fence,
-                dual_holders_within(1.0),  # the late fence's time, in 1 seed of 30
-            ),
+            _HUNG_UNDER_LOSS_FENCED,
         ),
         Scenario(
             "agent-frozen-under-loss-fast",
@@ -536,12 +535,7 @@ SCENARIOS: dict[str, Scenario] = {
             "time",
             40,
             _agent_frozen_under_loss,
-            all_of(
-                expect_roles(alpha=S, beta=A),
-                expect_decision("beta", "fence", SETTLED),
-                one_fence,
-                dual_holders_within(1.0),
-            ),
+            _HUNG_UNDER_LOSS_FENCED,
             profile="fast",
         ),
         Scenario(

@@ -191,11 +191,18 @@ async def fence_here(
         own, role = check_fencer(epoch, state)  # the session before may have changed it
         earlier = _fenced_before(cfg.state_dir / DONE_FILE, epoch, own, role)
         if earlier is not None and await _vip_gone(cfg, node):
-            with contextlib.suppress(OSError):
-                out.write(f"{FENCED} {earlier}, by an earlier session of the same fence\n")
-                out.flush()
+            _write_line(out, f"{FENCED} {earlier}, by an earlier session of the same fence")
             return True
         return await _fence_locked(epoch, cfg, node, state, out, own, role)
+
+
+def _write_line(out: TextIO, line: str) -> None:
+    """One line to the fencer. A fencer whose session dropped (heavy loss) no longer
+    reads: the fence goes on, or a half-done one would leave the VIP and the services up
+    with the agent killed."""
+    with contextlib.suppress(OSError):
+        out.write(line + "\n")
+        out.flush()
 
 
 async def _vip_gone(cfg: configuration.Config, node: str) -> bool:
@@ -248,11 +255,7 @@ async def _fence_locked(
     failures: list[str] = []
 
     def say(ok: bool, line: str) -> None:
-        # a fencer whose session dropped (heavy loss) no longer reads: the fence goes on,
-        # or a half-done one would leave the VIP and the services up with the agent killed
-        with contextlib.suppress(OSError):
-            out.write(line + "\n")
-            out.flush()
+        _write_line(out, line)
         if not ok:
             failures.append(line)
 

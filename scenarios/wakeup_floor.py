@@ -1,9 +1,11 @@
 """The platform's floor for the agent's idle traffic: what a bare asyncio loop costs,
 on this host and at this moment, sending and receiving the packets the agent does.
 
-The idle CPU of a Python agent on a VM is mostly the price of waking up: on the
-two-core VM of 2026-12-03, a C loop doing nothing but ``clock_nanosleep`` 50 times a
-second used 0.22 % of a core, a Python ``time.sleep`` loop 0.45-0.59 %, an asyncio
+The idle CPU of a Python agent on a VM is mostly the price of its idle packets and
+of the loop that handles them (halving the wake-ups for the same packets changed
+nothing measurable: docs/timing.md, "The floor"); even a timer alone is not free: on
+the two-core VM of 2026-12-03, a C loop doing nothing but ``clock_nanosleep`` 50 times
+a second used 0.22 % of a core, a Python ``time.sleep`` loop 0.45-0.59 %, an asyncio
 timer 0.86-0.93 %. A target in % of a core, and a host whose speed halves for hours,
 need that floor beside each measurement. :func:`measure` runs, in every lab node, a
 loop with no logic (no HMAC, no core, no logging) that does the agent's idle pattern of

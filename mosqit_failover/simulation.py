@@ -251,6 +251,7 @@ class World:
         prober does, while this agent lives."""
         interval = self.config.timing.interval
         every = core.timing.switch_probe_every  # 0: the switch on a cadence of its own
+        calm_every = core.timing.switch_calm_every  # in slots of that pace, while answered
         peers = self.others(node)
         slot = 0
 
@@ -261,7 +262,7 @@ class World:
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            if every and slot % every == 0:
+            if every and slot % (calm_every if calm else every) == 0:
                 switch_slot()
             slot += 1
             if network == self.networks[0]:  # the shell's one slot Tick per cadence
@@ -272,17 +273,23 @@ class World:
                     echo(peer)
             self.at(self.now + interval, probe)
 
+        cadence_slot = 0
+
         def switch_cadence() -> None:
+            nonlocal cadence_slot
             if node.core is not core or not node.agent:
                 return
-            if not node.frozen:
+            if not node.frozen and cadence_slot % (calm_every if calm else 1) == 0:
                 switch_slot()
+            cadence_slot += 1
             self.at(self.now + core.timing.switch_probe_period, switch_cadence)
 
         # The shell's switch prober: each slot's probe restarts its one streak of probes
         # re-sent at once (up to SWITCH_RETRIES, one switch_echo_timeout apart), an
-        # answer ends it; a reply later than the timeout is a miss.
+        # answer ends it; a reply later than the timeout is a miss. While the last probe
+        # was answered (calm), only every other slot of its pace probes.
         streak = 0
+        calm = False
 
         def switch_slot() -> None:
             nonlocal streak
@@ -302,12 +309,14 @@ class World:
             self.at(self.now + (rtt if answered else timeout), lambda: switch_done(answered))
 
         def switch_done(answered: bool) -> None:
-            nonlocal streak
+            nonlocal streak, calm
             if node.core is not core or not node.agent:
                 return
             if node.frozen:  # the shell expires it once it runs again
                 self.at(self.now + interval, lambda: switch_done(answered))
-            elif answered:
+                return
+            calm = answered
+            if answered:
                 streak = 0
             elif streak < SWITCH_RETRIES:
                 streak += 1

@@ -14,7 +14,8 @@ the timing under test:
 - a timer every ``interval`` (the probe slot): one heartbeat-sized UDP datagram to the
   peer, on the networks in turn (calm heartbeats, ``calm_heartbeat_networks =
   "alternate"``), and the slot's ICMP echo requests (the peer's on each network when
-  the peer echo runs every slot, the switches' every ``switch_every``-th slot);
+  the peer echo runs every slot, the answering switches' every ``switch_every``-th slot,
+  their calm pace);
 - a reader on the UDP socket (the peer's datagrams) and one on each raw ICMP socket
   (the replies), each draining what is queued.
 
@@ -181,7 +182,8 @@ def measure(
     """Each node's floor over ``seconds`` of the idle pattern at ``interval`` (the
     switches probed as often as the agent would with ``switch_timeout``)."""
     timing = dataclasses.replace(Timing(), interval=interval, switch_timeout=switch_timeout)
-    switch_every = max(1, timing.switch_probe_every)  # the bench's timings share the slots
+    # the bench's timings share the slots; an answering switch at its calm pace
+    switch_every = timing.switch_calm_every if timing.switch_probe_every else 1
     counts: dict[str, dict[str, int]] = {}
     began = time.monotonic()
     try:

@@ -16,6 +16,11 @@ by the time since its last answer (the switch: ``switch_timeout``) gets about
 ``retries`` more chances in every slot, not only in the first one after an
 answer.
 
+With ``calm_every`` a prober that is answered probes less often (the switch: half
+as often), and from its first miss at its full pace again, retries included, until
+the next answer: the idle packets are fewer, a silent target gets nearly all its
+tries.
+
 Every probe ends in exactly one ``report(answered)``: ``True`` when its echo
 reply arrived before its timeout, ``False`` otherwise, also when the send
 failed (network unreachable, source address gone, ...) or an ICMP error came
@@ -320,7 +325,7 @@ class _Cadence:
                     "echo %s: stalled %.2fs, skipping %d probe(s)", prober.name, now - due, late
                 )
         for prober in members:
-            if prober.active and slot % prober.every == 0:
+            if prober.active and slot % prober.slot_every == 0:
                 prober._send_slot(now)
         self.slot = slot + 1
         for hook in self._hooks:
@@ -331,7 +336,7 @@ class _Cadence:
 
     def _plan(self) -> int | None:
         """The next slot, not before now, in which an active member probes."""
-        everies = {m.every for m in self.members if m.active}
+        everies = {m.slot_every for m in self.members if m.active}
         if self._hooks:
             everies.add(1)
         if not everies:
@@ -388,6 +393,11 @@ class EchoProber:
     reply; ``retries`` how many probes may follow a timed-out one at once
     (see the module docstring); ``every``: probe only every n-th slot of the
     interval (a slower probe that still shares the cadence's wake-ups);
+    ``calm_every``: while the last probe was answered, probe only every
+    calm_every-th slot (a multiple of ``every`` is best: the calm slots are then
+    slots of ``every`` too); from the first miss until the next answer, every
+    ``every``-th slot again, so that a target that went silent gets its full
+    number of tries (a calm target costs fewer packets, a silent one as many);
     ``on_slot``: called once per slot of the cadence, after its probes went out,
     whether this prober probes in it or not (the agent's heartbeat shares the
     wake-up: one hook per distinct callable); ``retry_each_slot``: the retries
@@ -412,6 +422,7 @@ class EchoProber:
         every: int = 1,
         on_slot: Callable[[], None] | None = None,
         retry_each_slot: bool = False,
+        calm_every: int | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
@@ -424,6 +435,8 @@ class EchoProber:
         self.timeout = self.interval if timeout is None else float(timeout)
         self.retries = max(0, retries)
         self.every = max(1, every)
+        self.calm_every = self.every if calm_every is None else max(self.every, calm_every)
+        self._calm = False  # the last probe was answered: every calm_every-th slot
         self.on_slot = on_slot
         self.retry_each_slot = retry_each_slot
         self._report = report
@@ -448,6 +461,12 @@ class EchoProber:
         self._cadence: _Cadence | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failing: str | None = None  # current error streak, for rate-limited logs
+
+    @property
+    def slot_every(self) -> int:
+        """Probe in every this many slots now: ``calm_every`` while the last probe was
+        answered, ``every`` otherwise."""
+        return self.calm_every if self._calm else self.every
 
     # -- the loop ---------------------------------------------------------
 
@@ -560,6 +579,7 @@ class EchoProber:
             self.answered += 1
             self.consecutive_misses = 0
             self._streak_retries = 0
+            self._calm = True  # a slot planned at the faster pace: one wake-up, nothing sent
             if self._failing is not None:
                 LOGGER.info("echo %s: %s answers again", self.name, self.target)
                 self._failing = None
@@ -589,6 +609,10 @@ class EchoProber:
 
     def _miss(self) -> None:
         self.consecutive_misses += 1
+        if self._calm:
+            self._calm = False
+            if self._cadence is not None and self.calm_every != self.every:
+                self._cadence.changed()  # its next slot may come sooner now
         self._emit(False)
 
     def _emit(self, answered: bool) -> None:

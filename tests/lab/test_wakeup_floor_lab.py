@@ -18,10 +18,11 @@ def test_the_standard_floor_sends_and_receives_the_agents_idle_packets(
     floors = wakeup_floor.measure(lab, lab.plan, 0.1, 3.0, peer_echo=False)
     assert set(floors) == set(lab.nodes)
     for name, floor in floors.items():
-        # 10 heartbeats + 2 networks x 5 switch probes a second out; as many in (the
-        # peer's heartbeats, the switches' replies); the counts include start and stop
-        assert 14 <= floor.sent <= 22, (name, floor)
-        assert 14 <= floor.received <= 22, (name, floor)
+        # 10 heartbeats + 2 networks x 2.5 switch probes (an answering switch's calm
+        # pace) a second out; as many in (the peer's heartbeats, the switches' replies);
+        # the counts include start and stop
+        assert 11 <= floor.sent <= 17, (name, floor)
+        assert 11 <= floor.received <= 17, (name, floor)
         assert floor.cpu > 0.0, (name, floor)
     for node in lab.nodes.values():
         assert not node.is_active(wakeup_floor.UNIT)
@@ -30,6 +31,6 @@ def test_the_standard_floor_sends_and_receives_the_agents_idle_packets(
 def test_the_fast_floor_also_echoes_the_peer_every_slot(lab: control.Lab) -> None:
     floors = wakeup_floor.measure(lab, lab.plan, 0.02, 3.0, peer_echo=True)
     for name, floor in floors.items():
-        # 50 heartbeats + 2 x 50 peer probes + 2 x ~4 switch probes a second, each answered
+        # 50 heartbeats + 2 x 50 peer probes + 2 x ~2 switch probes a second, each answered
         assert 120 <= floor.sent <= 165, (name, floor)
         assert 120 <= floor.received <= 165, (name, floor)

@@ -3,7 +3,8 @@
 Run inside a network namespace::
 
     python probe_driver.py link a=pa,b=ghost SECONDS
-    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES [EVERY]]]
+    python probe_driver.py echo SOURCE TARGET INTERVAL SECONDS [TIMEOUT [RETRIES [EVERY
+        [each-slot|- [CALM_EVERY]]]]]
     python probe_driver.py echo-multi SOURCE INTERVAL SECONDS TARGET,TARGET,... [STAGGER]
     python probe_driver.py echo-demand SOURCE TARGET INTERVAL TIMEOUT ON_AT OFF_AT SECONDS
 
@@ -97,6 +98,7 @@ def _prober(
     retries: int = 0,
     every: int = 1,
     retry_each_slot: bool = False,
+    calm_every: int | None = None,
 ) -> EchoProber:
     """A prober that prints each report as a line."""
     report = lambda ok: emit(t=time.monotonic(), ok=ok)  # noqa: E731
@@ -110,6 +112,7 @@ def _prober(
         retries=retries,
         every=every,
         retry_each_slot=retry_each_slot,
+        calm_every=calm_every,
     )
 
 
@@ -129,7 +132,8 @@ async def main(argv: list[str]) -> int:
         retries = int(argv[6]) if len(argv) > 6 else 0
         every = int(argv[7]) if len(argv) > 7 else 1
         each_slot = len(argv) > 8 and argv[8] == "each-slot"
-        prober = _prober(source, target, interval, timeout, retries, every, each_slot)
+        calm_every = int(argv[9]) if len(argv) > 9 else None
+        prober = _prober(source, target, interval, timeout, retries, every, each_slot, calm_every)
         crash = await bounded(prober.run(), seconds)
         summary = {
             "sent": prober.sent,

@@ -57,6 +57,9 @@ def test_each_probe_runs_with_the_timing_the_core_assumes(
         switch_every,
         switch_timeout,
     )
+    # an answering switch half as often, on slots of the full pace too
+    assert switch.calm_every == 2 * switch_every
+    assert (peer.calm_every, probers["peer-b"].calm_every) == (1, 1)
     # every slot's probe gets its two re-sent probes (b893a36: under 30 % loss the
     # switch went silent for 2 s about every 5 minutes when only the first slot had them)
     assert (switch.retries, switch.retry_each_slot) == (2, True)
@@ -75,6 +78,7 @@ def test_a_switch_the_interval_cannot_probe_often_enough_gets_its_own_cadence(
     probers = {p.name: p for p in built._make_probers()}
     switch = probers["switch-a"]
     assert (switch.interval, switch.every, switch.on_slot) == (0.25, 1, None)
+    assert switch.calm_every == 1  # on a cadence of its own: the full pace always
     assert switch.timeout == pytest.approx(2 / 6)  # a probe and its two re-sent ones: a third
     assert (switch.retries, switch.retry_each_slot) == (2, True)
     assert probers["peer-a"].interval == 1.0 and probers["peer-a"].on_slot is not None

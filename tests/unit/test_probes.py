@@ -424,6 +424,36 @@ def test_echo_every_nth_slot(net: NetPair) -> None:
     assert all(0.15 < g < 0.25 for g in gaps), gaps
 
 
+def test_echo_calm_every_probes_an_answering_target_less_often_a_silent_one_at_full_pace(
+    net: NetPair,
+) -> None:
+    """The switch's prober (calm_every): every 4th 50 ms slot while answered; once the
+    replies stop, every slot again (with its retries) until the next answer."""
+    net.wait_answered()
+    # 50 ms slots, 40 ms timeout, 1 retry, every slot, calm every 4th: 2.4 s in all
+    run = net.echo(0.05, 2.4, "0.04", "1", "1", "each-slot", "4")
+    run.wait_for(lambda r: r.get("ok") is True, 3)
+    time.sleep(0.9)
+    _ip("route", "add", "blackhole", f"{HERE_IP}/32", ns=net.y)  # y stops answering
+    cut = time.monotonic()
+    try:
+        run.proc.wait(timeout=10)
+    finally:
+        _ip("route", "del", "blackhole", f"{HERE_IP}/32", ns=net.y, check=False)
+    end = run.finish()
+    answered = [r["t"] for r in run.records if r.get("ok") is True]
+    missed = [r["t"] for r in run.records if r.get("ok") is False]
+    # after the first answer (the first probe may come at any slot): 200 ms, calm
+    gaps = [b - a for a, b in itertools.pairwise(answered[1:])]
+    assert len(gaps) >= 2 and all(0.17 < g < 0.23 for g in gaps), gaps
+    assert answered[-1] < cut + 0.05 and missed, (answered, missed, cut)
+    # silent: a probe every slot plus its retry, ~1.4 s after the first miss at 50 ms
+    # slots (at the calm pace it would have been 7 probes and their retries)
+    slow = [t for t in missed if t > missed[0] + 0.05]
+    assert len(slow) >= 30, (len(slow), end)
+    assert end["answered"] == len(answered) and end["sent"] - end["retried"] >= 24, end
+
+
 def test_echo_skips_ahead_after_stall(net: NetPair) -> None:
     net.wait_answered()
     echo = net.echo(0.05, 2)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover.config import (
+    SWITCH_CALM_MIN_TRIES,
     TIMING_PROFILES,
     ConfigError,
     Timing,
@@ -164,9 +165,10 @@ def test_describe_shows_values_sources_and_derived_values() -> None:
     assert "  settle                      112ms" in text
     # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
     assert "  dead peer noticed in         45ms" in text
-    assert "  switch probed every         240ms  switch_timeout / 8 in whole intervals" in text
+    assert "  switch probed every         240ms  from a miss to the next answer: " in text
+    assert "  answering switch every      480ms  while it answers: half as often" in text
     assert "  switch echo timeout         100ms  a later reply is a miss, re-sent at once" in text
-    assert "  switch tries                   22  probes sent to a silent switch before" in text
+    assert "  switch tries                   19  probes sent to a silent switch before" in text
 
 
 def test_a_switchs_reply_may_take_longer_than_a_fast_interval() -> None:
@@ -187,23 +189,39 @@ def test_a_switch_gets_eight_probes_in_switch_timeout_whatever_the_interval() ->
     100 ms interval (or import-heartbeat's 4 s at keepalive 2 s) left a silent switch
     one or two tries (the simulation flapped the uplinks at 10 % loss)."""
     cases = {
-        "": (2, 0.2, 26),
-        'profile = "fast"': (12, 0.24, 22),
-        'switch_timeout = "2.4s"': (3, 0.3, 21),
-        'switch_timeout = "800ms"': (1, 0.1, 18),
-        'switch_timeout = "200ms"': (0, 0.025, 18),
+        "": (2, 0.2, 4, 23),
+        'profile = "fast"': (12, 0.24, 24, 19),
+        'switch_timeout = "2.4s"': (3, 0.3, 6, 18),
+        'switch_timeout = "800ms"': (1, 0.1, 1, 18),
+        'switch_timeout = "200ms"': (0, 0.025, 1, 18),
         'interval = "2s"\nheartbeat = "1s"\nswitch_timeout = "4s"\nservice_timeout = "10s"': (
             0,
             0.5,
+            1,
             18,
         ),
-        'profile = "fast"\nswitch_timeout = "100ms"': (0, 0.0125, 18),
+        'profile = "fast"\nswitch_timeout = "100ms"': (0, 0.0125, 1, 18),
     }
-    for text, (every, period, tries) in cases.items():
+    for text, (every, period, calm_every, tries) in cases.items():
         got = timing(text)
         assert got.switch_probe_every == every, text
         assert got.switch_probe_period == pytest.approx(period), text
+        assert got.switch_calm_every == calm_every, text
         assert got.switch_tries == tries, text
+
+
+def test_an_answering_switch_is_probed_half_as_often_where_a_silent_one_keeps_its_tries() -> None:
+    """Half the idle probes (the switches were half the standard profile's idle packets),
+    never where a switch gone silent would get fewer tries than the fewest of any timing
+    at the full pace (SWITCH_CALM_MIN_TRIES)."""
+    standard = Timing()
+    assert standard.switch_calm_every == 4
+    assert standard.switch_calm_period == pytest.approx(0.4)
+    assert standard.switch_tries == 23  # 26 at the full pace
+    for text in ("", 'profile = "fast"', 'switch_timeout = "800ms"', 'switch_timeout = "200ms"'):
+        got = timing(text)
+        assert got.switch_tries >= SWITCH_CALM_MIN_TRIES, text
+        assert got.switch_calm_every % max(1, got.switch_probe_every) == 0, text
 
 
 def test_every_profile_passes_the_checks_on_its_own() -> None:

@@ -52,11 +52,14 @@ milliseconds under load, where a server answers in well under one."""
 SWITCH_RETRIES = 2
 """Probes re-sent at once after a switch's probe timed out, in every probe slot."""
 
-SWITCH_CALM_MIN_TRIES = 18
+SWITCH_CALM_MIN_TRIES = 22
 """An answering switch is probed half as often only where a switch that went silent
-still gets this many probes before it counts as lost: the fewest any timing gives at
-the full pace (a switch_timeout of 800 ms or less). At 30 % loss each way a round trip
-is lost 51 % of the time, all 18 with 0.51^18 = 5.5 x 10^-6."""
+still gets this many probes (`Timing.switch_tries`) before it counts as lost. At 30 %
+loss each way a round trip is lost 51 % of the time, all 22 with 0.51^22 = 4 x 10^-7.
+The standard timing's 23 qualify; the fast profile's 19 would have made a false
+uplink loss under sustained 30 % loss about eight times as frequent (once in ~3 days
+per switch instead of ~24: a helper's replay of the real prober), so it stays at the
+full pace; where the timings' tries were fewest (18) it would have come to less."""
 
 
 @dataclass(frozen=True)
@@ -785,6 +788,8 @@ def describe_timing(timing: Timing) -> list[str]:
     after = timing.echo_on_demand_after
     first_probe = timing.interval if after is None else after
     detect = max(timing.echo_window, first_probe + timing.misses * timing.echo_timeout)
+    every = timing.switch_probe_every
+    calm = timing.switch_calm_period > timing.switch_probe_period
     derived = [
         (
             "peer_gone_after",
@@ -801,17 +806,21 @@ def describe_timing(timing: Timing) -> list[str]:
         (
             "switch probed every",
             timing.switch_probe_period,
-            "from a miss to the next answer: switch_timeout / 8"
-            + (" in whole intervals" if timing.switch_probe_every else ""),
+            (
+                "switch_timeout / 8 in whole intervals"
+                if every
+                else "switch_timeout / 8: the interval is longer"
+            )
+            + ("; from a miss to the next answer" if calm else ""),
         ),
         (
             "answering switch every",
             timing.switch_calm_period,
             "while it answers: half as often (fewer idle packets)"
-            if timing.switch_calm_period > timing.switch_probe_period
+            if calm
             else f"the same: half as often would leave under {SWITCH_CALM_MIN_TRIES} tries"
-            if timing.switch_probe_every
-            else "the same (a cadence of its own)",
+            if every
+            else "the same: on a cadence of its own",
         ),
         (
             "switch echo timeout",

@@ -343,6 +343,11 @@ class _Cadence:
             return None
         now_slot = math.ceil((self.loop.time() - self.start) / self.interval)
         first = max(self.slot, now_slot)
+        planned = self._planned
+        if planned is not None and self.slot <= planned < first:
+            # due, and its timer not run yet (a reader ran first in this pass of the
+            # loop): the slot is kept, or it would be lost without being counted
+            first = planned
         return min(first + (-first) % every for every in everies)
 
     def _schedule(self, replan: bool = True) -> None:
@@ -465,8 +470,11 @@ class EchoProber:
     @property
     def slot_every(self) -> int:
         """Probe in every this many slots now: ``calm_every`` while the last probe was
-        answered, ``every`` otherwise."""
-        return self.calm_every if self._calm else self.every
+        answered and none is in flight, ``every`` otherwise. A probe still unanswered
+        at a slot counts as a miss there: where its timeout ends on a slot, the timer
+        jitter decides whether the expiry or the slot runs first, and a calm prober
+        skipped that slot (two tries fewer for a switch that went silent)."""
+        return self.calm_every if self._calm and not self._pending else self.every
 
     # -- the loop ---------------------------------------------------------
 

@@ -165,10 +165,12 @@ def test_describe_shows_values_sources_and_derived_values() -> None:
     assert "  settle                      112ms" in text
     # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
     assert "  dead peer noticed in         45ms" in text
-    assert "  switch probed every         240ms  from a miss to the next answer: " in text
-    assert "  answering switch every      480ms  while it answers: half as often" in text
+    assert "  switch probed every         240ms  switch_timeout / 8 in whole intervals\n" in text
+    assert (
+        "  answering switch every      240ms  the same: half as often would leave under 22" in text
+    )
     assert "  switch echo timeout         100ms  a later reply is a miss, re-sent at once" in text
-    assert "  switch tries                   19  probes sent to a silent switch before" in text
+    assert "  switch tries                   22  probes sent to a silent switch before" in text
 
 
 def test_a_switchs_reply_may_take_longer_than_a_fast_interval() -> None:
@@ -190,8 +192,8 @@ def test_a_switch_gets_eight_probes_in_switch_timeout_whatever_the_interval() ->
     one or two tries (the simulation flapped the uplinks at 10 % loss)."""
     cases = {
         "": (2, 0.2, 4, 23),
-        'profile = "fast"': (12, 0.24, 24, 19),
-        'switch_timeout = "2.4s"': (3, 0.3, 6, 18),
+        'profile = "fast"': (12, 0.24, 12, 22),
+        'switch_timeout = "2.4s"': (3, 0.3, 3, 21),
         'switch_timeout = "800ms"': (1, 0.1, 1, 18),
         'switch_timeout = "200ms"': (0, 0.025, 1, 18),
         'interval = "2s"\nheartbeat = "1s"\nswitch_timeout = "4s"\nservice_timeout = "10s"': (
@@ -212,16 +214,29 @@ def test_a_switch_gets_eight_probes_in_switch_timeout_whatever_the_interval() ->
 
 def test_an_answering_switch_is_probed_half_as_often_where_a_silent_one_keeps_its_tries() -> None:
     """Half the idle probes (the switches were half the standard profile's idle packets),
-    never where a switch gone silent would get fewer tries than the fewest of any timing
-    at the full pace (SWITCH_CALM_MIN_TRIES)."""
+    only where a switch gone silent still gets SWITCH_CALM_MIN_TRIES tries."""
     standard = Timing()
+    shown = "\n".join(describe_timing(standard))
+    assert "  switch probed every         200ms  switch_timeout / 8 in whole intervals; " in shown
+    assert "  answering switch every      400ms  while it answers: half as often" in shown
     assert standard.switch_calm_every == 4
     assert standard.switch_calm_period == pytest.approx(0.4)
     assert standard.switch_tries == 23  # 26 at the full pace
-    for text in ("", 'profile = "fast"', 'switch_timeout = "800ms"', 'switch_timeout = "200ms"'):
+    texts = ["", 'profile = "fast"', 'switch_timeout = "800ms"', 'switch_timeout = "200ms"']
+    texts += [f'switch_timeout = "{ms}ms"' for ms in range(900, 10001, 100)]
+    texts += [f'interval = "{ms}ms"\nheartbeat = "{ms // 2}ms"' for ms in range(10, 301, 10)]
+    calm = 0
+    for text in texts:
         got = timing(text)
-        assert got.switch_tries >= SWITCH_CALM_MIN_TRIES, text
-        assert got.switch_calm_every % max(1, got.switch_probe_every) == 0, text
+        every = max(1, got.switch_probe_every)
+        assert got.switch_calm_every in (every, 2 * every), text
+        if got.switch_calm_every > every:
+            calm += 1
+            assert got.switch_tries >= SWITCH_CALM_MIN_TRIES, text
+            assert got.switch_probe_every, text  # never on a cadence of its own
+    assert calm >= 10
+    # the fast profile stays at the full pace: 19 tries would have been too few
+    assert timing('profile = "fast"').switch_calm_every == 12
 
 
 def test_every_profile_passes_the_checks_on_its_own() -> None:

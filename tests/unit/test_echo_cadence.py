@@ -1,0 +1,169 @@
+"""The echo cadence on a virtual clock: the real EchoProber and _Cadence, a loop whose
+timers run a little late (as asyncio's, whose epoll wait rounds to milliseconds) and a
+fake raw socket whose target answers until a given moment. Exact sequences that the
+namespace tests (test_probes.py) can only show statistically."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from mosqit_failover.config import Timing
+from mosqit_failover.probes import echo
+
+
+class Handle:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self._when, self.callback, self.cancelled = when, callback, False
+
+    def when(self) -> float:
+        return self._when
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualLoop:
+    """call_at/call_soon/time; each callback runs 2 µs plus up to ``jitter`` late."""
+
+    def __init__(self, jitter: float, seed: int) -> None:
+        self.now = 0.0
+        self.jitter = jitter
+        self.rng = random.Random(seed)
+        self._queue: list[tuple[float, int, Handle]] = []
+        self._order = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Handle:
+        handle = Handle(when, callback)
+        heapq.heappush(self._queue, (when, next(self._order), handle))
+        return handle
+
+    def call_soon(self, callback: Callable[[], None]) -> Handle:
+        return self.call_at(self.now, callback)
+
+    def run_until(self, end: float) -> None:
+        while self._queue and self._queue[0][0] <= end:
+            when, _, handle = heapq.heappop(self._queue)
+            if not handle.cancelled:
+                self.now = max(self.now, when + 2e-6 + self.rng.uniform(0, self.jitter))
+                handle.callback()
+        self.now = max(self.now, end)
+
+
+class Target:
+    """A fake raw socket: the target answers in ``rtt`` until ``silent_from``; a probe
+    sent at ``error_at`` gets an ICMP error back at ``error_back``."""
+
+    def __init__(self, loop: VirtualLoop, rtt: float, silent_from: float) -> None:
+        self.loop, self.rtt, self.silent_from = loop, rtt, silent_from
+        self.prober: echo.EchoProber | None = None
+        self.sends: list[float] = []
+        self.error_at: float | None = None
+        self.error_back = 0.0
+
+    def socket(self, _prober: echo.EchoProber) -> Target:
+        return self
+
+    def sendto(self, packet: bytes, _address: Any) -> None:
+        prober, now = self.prober, self.loop.time()
+        assert prober is not None
+        seq = struct.unpack("!H", packet[6:8])[0]
+        self.sends.append(now)
+        if self.error_at is not None and abs(now - self.error_at) < 1e-3:
+            quoted = socket.inet_aton(prober.target)
+            self.loop.call_at(self.error_back, lambda: prober._handle(3, 1, 0, seq, quoted))
+        elif now < self.silent_from:
+            self.loop.call_at(now + self.rtt, lambda: prober._handle(0, 0, 0, seq, echo.PAYLOAD))
+
+    def drain(self, _limit: int = 0) -> None:
+        pass
+
+
+def switch_prober(
+    loop: VirtualLoop, target: Target, timing: Timing, slots: list[float]
+) -> echo.EchoProber:
+    """The daemon's switch prober for ``timing``, its slot hook noting each slot."""
+    prober = echo.EchoProber(
+        "switch-a",
+        "10.0.0.1",
+        "10.0.0.254",
+        timing.interval,
+        lambda _answered: None,
+        timeout=timing.switch_echo_timeout,
+        every=timing.switch_probe_every,
+        calm_every=timing.switch_calm_every,
+        retries=2,
+        retry_each_slot=True,
+        on_slot=lambda: slots.append(loop.time()),
+    )
+    cadence = echo._Cadence(loop, timing.interval)  # type: ignore[arg-type]
+    target.prober = prober
+    prober._loop, prober._channel, prober._cadence = loop, target, cadence  # type: ignore[assignment]
+    cadence.members.append(prober)
+    cadence.changed()
+    return prober
+
+
+def test_an_answering_switch_is_probed_every_fourth_slot_a_silent_one_every_second() -> None:
+    timing = Timing()
+    for seed in range(12):
+        loop = VirtualLoop(jitter=0.003, seed=seed)
+        silent_from = 5.0 + seed * 0.037
+        target = Target(loop, rtt=0.0003, silent_from=silent_from)
+        switch_prober(loop, target, timing, [])
+        loop.run_until(silent_from + timing.switch_timeout + 1)
+        calm = [t for t in target.sends if 1.0 < t < silent_from]
+        gaps = [b - a for a, b in itertools.pairwise(calm)]
+        assert gaps and all(0.39 < g < 0.41 for g in gaps), (seed, gaps)
+        last_answered = max(t for t in target.sends if t < silent_from)
+        tries = [t for t in target.sends if last_answered < t < last_answered + 2.0]
+        # 23 by Timing.switch_tries, which counts every slot's two retries in full; the
+        # retries that run into the next slot share its counter (one or two fewer). A
+        # calm prober whose probe expired just after a slot's timer skipped that slot:
+        # 20 in some runs before the probe in flight counted as a miss
+        assert len(tries) >= 22, (seed, len(tries), tries)
+
+
+def test_an_icmp_error_read_just_before_a_slot_does_not_lose_the_slot() -> None:
+    """The reader runs before the timer in the same pass of the loop: the miss replans
+    the cadence (calm to the full pace), which once planned past the due slot and lost
+    it, heartbeat hook included, without counting it as skipped."""
+    timing = Timing()
+    loop = VirtualLoop(jitter=0.0, seed=0)
+    target = Target(loop, rtt=0.0003, silent_from=1e9)
+    target.error_at, target.error_back = 2.8, 2.9 - 1e-6  # the calm probe of slot 28
+    slots: list[float] = []
+    prober = switch_prober(loop, target, timing, slots)
+    loop.run_until(3.5)
+    ran = {round(t / timing.interval) for t in slots}
+    assert set(range(20, 35)) <= ran, sorted(ran)
+    assert prober.skipped == 0
+
+
+def test_the_slot_where_a_calm_probes_timeout_ends_gets_its_probe() -> None:
+    """interval 100 ms, switch_timeout 1.1 s: a probe every slot, every 2nd while calm,
+    the timeout one slot. The calm probe to a switch gone silent expires at the next
+    slot; whether its expiry or the slot's timer runs first is the timers' jitter. The
+    slot must probe either way (it was skipped when the slot ran first: two tries
+    fewer)."""
+    timing = Timing(interval=0.1, heartbeat=0.05, switch_timeout=1.1)
+    assert (timing.switch_probe_every, timing.switch_calm_every) == (1, 2)
+    assert timing.switch_echo_timeout == 0.1
+    for seed in range(12):
+        loop = VirtualLoop(jitter=0.003, seed=seed)
+        target = Target(loop, rtt=0.0003, silent_from=3.95)  # slot 40: the first unanswered
+        switch_prober(loop, target, timing, [])
+        loop.run_until(6.0)
+        at = 4.1  # slot 41: the calm probe's retry and the slot's own probe
+        assert sum(at <= t < at + 0.01 for t in target.sends) >= 2, (seed, target.sends)
+        for slot in range(42, 50):  # and from then on every slot probes
+            at = slot * timing.interval
+            assert any(at <= t < at + 0.01 for t in target.sends), (seed, slot, target.sends)

@@ -262,7 +262,7 @@ class World:
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            if every and slot % (calm_every if calm else every) == 0:
+            if every and slot % (calm_every if calm and not in_flight else every) == 0:
                 switch_slot()
             slot += 1
             if network == self.networks[0]:  # the shell's one slot Tick per cadence
@@ -279,24 +279,26 @@ class World:
             nonlocal cadence_slot
             if node.core is not core or not node.agent:
                 return
-            if not node.frozen and cadence_slot % (calm_every if calm else 1) == 0:
+            if (
+                not node.frozen
+                and cadence_slot % (calm_every if calm and not in_flight else 1) == 0
+            ):
                 switch_slot()
             cadence_slot += 1
             self.at(self.now + core.timing.switch_probe_period, switch_cadence)
 
-        # The shell's switch prober: each slot's probe restarts its one streak of probes
-        # re-sent at once (up to SWITCH_RETRIES, one switch_echo_timeout apart), an
-        # answer ends it; a reply later than the timeout is a miss. While the last probe
-        # was answered (calm), only every other slot of its pace probes.
-        streak = 0
+        # The shell's switch prober: each slot's probe may be re-sent at once, up to
+        # SWITCH_RETRIES times, one switch_echo_timeout apart, until one is answered; a
+        # reply later than the timeout is a miss. While the last probe was answered and
+        # none is in flight (calm), only every calm_every-th slot probes.
         calm = False
+        in_flight = 0
 
         def switch_slot() -> None:
-            nonlocal streak
-            streak = 0
-            switch_probe()
+            switch_probe(SWITCH_RETRIES)
 
-        def switch_probe() -> None:
+        def switch_probe(retries_left: int) -> None:
+            nonlocal in_flight
             timeout = core.timing.switch_echo_timeout
             rtt = 2 * LATENCY + self.switch_delay[network]
             answered = (
@@ -305,22 +307,24 @@ class World:
                 and self._through(network)
                 and rtt <= timeout
             )
+            in_flight += 1
             self.deliver(node, SwitchReachability(network, answered), rtt if answered else timeout)
-            self.at(self.now + (rtt if answered else timeout), lambda: switch_done(answered))
+            self.at(
+                self.now + (rtt if answered else timeout),
+                lambda: switch_done(answered, retries_left),
+            )
 
-        def switch_done(answered: bool) -> None:
-            nonlocal streak, calm
+        def switch_done(answered: bool, retries_left: int) -> None:
+            nonlocal calm, in_flight
             if node.core is not core or not node.agent:
                 return
             if node.frozen:  # the shell expires it once it runs again
-                self.at(self.now + interval, lambda: switch_done(answered))
+                self.at(self.now + interval, lambda: switch_done(answered, retries_left))
                 return
+            in_flight -= 1
             calm = answered
-            if answered:
-                streak = 0
-            elif streak < SWITCH_RETRIES:
-                streak += 1
-                switch_probe()
+            if not answered and retries_left:
+                switch_probe(retries_left - 1)
 
         if not every:
             self.at(self.now + self.rng.uniform(0, core.timing.switch_probe_period), switch_cadence)

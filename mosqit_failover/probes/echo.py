@@ -11,10 +11,11 @@ up to ``retries`` in a row until one is answered (like corosync's token
 retransmits): a streak of misses is then confirmed in about ``retries x
 timeout`` rather than ``retries x interval``, and an idle, healthy link costs
 nothing more. Retries do not shift the cadence. With ``retry_each_slot`` every
-slot's probe starts the streak anew (the prober's one counter): a target judged
-by the time since its last answer (the switch: ``switch_timeout``) gets about
-``retries`` more chances in every slot, not only in the first one after an
-answer.
+slot's probe has ``retries`` of its own: a target judged by the time since its
+last answer (the switch: ``switch_timeout``) gets ``retries`` more chances in
+every slot, not only in the first one after an answer, also where a slot's
+retries run into the next slot (they shared one counter until 2026-12-04, and a
+silent switch got 1-3 tries fewer than ``Timing.switch_tries`` counts).
 
 With ``calm_every`` a prober that is answered probes less often (the switch: half
 as often), and from its first miss at its full pace again, retries included, until
@@ -453,6 +454,7 @@ class EchoProber:
         self.skipped = 0
         self.retried = 0
         self._streak_retries = 0  # retries sent since the last answer
+        self._retries_left: dict[int, int] = {}  # retry_each_slot: sequence -> its own
         self.active = True  # probing every slot; off: sends nothing (set_active)
         self.ident = _allocate_id()
         self._requests = EchoRequests(self.ident)
@@ -515,6 +517,7 @@ class EchoProber:
             self._loop = None
             # the in-flight probes die with the prober: no report for them
             self._pending.clear()
+            self._retries_left.clear()
 
     def set_active(self, active: bool) -> None:
         """Probe every slot (True, with one probe at once unless one is in flight, also
@@ -545,16 +548,17 @@ class EchoProber:
         cadence.changed()
 
     def _send_slot(self, now: float) -> None:
-        """This slot's probe; with ``retry_each_slot`` its misses get the retries anew."""
-        if self.retry_each_slot:
-            self._streak_retries = 0
+        """This slot's probe; with ``retry_each_slot`` it has all its retries."""
         self._send(now)
 
-    def _send(self, now: float) -> None:
+    def _send(self, now: float, retries_left: int | None = None) -> None:
+        """One probe; with ``retry_each_slot`` it may be followed by ``retries_left``
+        more (default: ``retries``, a slot's probe)."""
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         self.sent += 1
         self._pending.pop(seq, None)
+        self._retries_left.pop(seq, None)
         channel = self._channel
         sock = channel.socket(self) if channel is not None else None
         if sock is None:
@@ -572,6 +576,8 @@ class EchoProber:
             self._miss()
             return
         self._pending[seq] = now
+        if self.retry_each_slot:
+            self._retries_left[seq] = self.retries if retries_left is None else retries_left
 
     def _handle(self, icmp_type: int, code: int, _ident: int, seq: int, detail: bytes) -> None:
         """One packet with our id, parsed by :func:`parse_icmp`."""
@@ -582,6 +588,7 @@ class EchoProber:
             if detail != PAYLOAD:
                 return  # someone else's ping with the same id
             del self._pending[seq]
+            self._retries_left.pop(seq, None)
             assert self._loop is not None
             self.last_rtt = self._loop.time() - sent_at
             self.answered += 1
@@ -598,6 +605,7 @@ class EchoProber:
             if self._target_bytes and detail != self._target_bytes:
                 return  # quotes someone else's echo request to another host
             del self._pending[seq]
+            self._retries_left.pop(seq, None)  # an error is a miss, not retried
             LOGGER.debug(
                 "echo %s: ICMP error type %d code %d for seq %d", self.name, icmp_type, code, seq
             )
@@ -607,8 +615,13 @@ class EchoProber:
         for seq, sent_at in list(self._pending.items()):
             if now - sent_at >= self.timeout:
                 del self._pending[seq]
+                left = self._retries_left.pop(seq, None)
                 self._miss()
-                if self._streak_retries < self.retries:
+                if left is not None:  # retry_each_slot: this probe's own retries
+                    if left > 0:
+                        self.retried += 1
+                        self._send(now, left - 1)
+                elif self._streak_retries < self.retries:
                     self._streak_retries += 1
                     self.retried += 1
                     self._send(now)

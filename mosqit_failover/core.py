@@ -1276,9 +1276,16 @@ class Core:
                 f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"
             )
-        elif silent >= t.service_timeout:
-            # echo failing too, but fewer than `misses` probes have timed out yet
-            echo_silent = now - max(peer.echo_at, peer.timers_from)
+        elif (
+            silent >= t.service_timeout
+            and (echo_silent := now - max(peer.echo_at, peer.timers_from)) >= t.peer_gone_after
+        ):
+            # echo failing too, but fewer than `misses` probes have timed out yet. Not
+            # while its kernel answered within peer_gone_after: a node started beside a
+            # hung active (agent and sshd stopped) heard its first echo reply 38 ms
+            # before its startup grace ended, took that for silence and promoted beside
+            # the VIP holder (4 s of two holders in the simulation); the replies go on,
+            # and the kernel's proof (fence first) follows within kernel_proof_after
             reason = (
                 f"peer {name} silent: no message for {_ms(silent)}, no echo "
                 f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"

@@ -156,7 +156,13 @@ class PeerTracker:
         if answered:
             self.misses[network] = 0
             silent_since = self.silent_since
-            if self.echo_at < silent_since:  # the first reply since the peer's last message
+            if self.echo_at == silent_since == NEVER:
+                # never heard, never answered before: the replies begin a run, and the
+                # time before this node probed is no pause (it took a node started
+                # beside a hung holder for a rebooted one, and promoted without a fence)
+                self.echo_pause = 0.0
+                self.echo_run_from = now
+            elif self.echo_at < silent_since:  # the first reply since the peer's last message
                 pause = now - silent_since
                 self.echo_pause = pause
                 self.echo_run_from = now if pause >= run_pause else NEVER

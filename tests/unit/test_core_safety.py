@@ -458,3 +458,40 @@ def test_a_lasting_new_reason_is_told() -> None:
     h.run_until(start + 6)
     assert h.kinds(start) == ["peer-auth-failed", "peer-auth-failed"]
     assert "(stale)" in h.decisions(start)[1].reason
+
+
+# ---- a node started beside a peer it never heard -----------------------------
+
+
+def test_a_node_started_beside_a_hung_peer_fences_it_before_taking_over() -> None:
+    """alpha's agent and sshd stopped (SIGSTOP) while it held the VIP; beta's agent
+    starts and never hears it, but its kernel answers. beta took the time before its
+    first probe for a pause of the peer's echo (a rebooted host), and once its startup
+    grace ended promoted beside the holder as if the peer were silent (4 s of two
+    holders in the simulation, until alpha resumed)."""
+    h = Harness(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    h.peer = None
+    h.run_until(8.0)
+    assert h.role() is Role.STANDBY
+    assert h.kinds()[:3] == ["standby", "fence", "fence-failed"], h.transcript()
+    assert h.decisions()[1].text == (
+        "beta STANDBY: peer alpha's failover service silent for ever while ICMP answers "
+        "(OS problem): fencing it before taking over [epoch 0]"
+    )
+
+
+def test_a_node_started_beside_a_peer_whose_agent_is_stopped_takes_over_once_fenced() -> None:
+    h = Harness()  # alpha's host up, its agent stopped: the fence goes through
+    h.peer = None
+    h.run_until(8.0)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds()[:3] == ["standby", "fence", "promote"], h.transcript()
+
+
+def test_a_node_started_alone_takes_over_after_its_grace_without_a_fence() -> None:
+    h = Harness()
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}  # alpha powered off
+    h.run_until(8.0)
+    assert h.role() is Role.ACTIVE
+    assert not fences(h)

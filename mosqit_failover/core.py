@@ -1276,20 +1276,24 @@ class Core:
                 f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
                 f"no message for {_ms(silent)}"
             )
-        elif (
-            silent >= t.service_timeout
-            and (echo_silent := now - max(peer.echo_at, peer.timers_from)) >= t.peer_gone_after
-        ):
-            # echo failing too, but fewer than `misses` probes have timed out yet. Not
-            # while its kernel answered within peer_gone_after: a node started beside a
-            # hung active (agent and sshd stopped) heard its first echo reply 38 ms
-            # before its startup grace ended, took that for silence and promoted beside
-            # the VIP holder (4 s of two holders in the simulation); the replies go on,
-            # and the kernel's proof (fence first) follows within kernel_proof_after
-            reason = (
-                f"peer {name} silent: no message for {_ms(silent)}, no echo "
-                f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"
-            )
+        elif silent >= t.service_timeout:
+            echo_silent = now - max(peer.echo_at, peer.timers_from)
+            if echo_silent < t.peer_gone_after:
+                # its kernel answers, and no proof says so (the replies paused for
+                # service_timeout: a rebooted host, or this node's own uplinks were
+                # down): it may still hold the VIP, fence first. Taking the first reply
+                # for silence promoted a node started beside a hung holder 38 ms after
+                # that reply, and a standby cut off while the holder hung (two holders)
+                os_problem = True
+                reason = (
+                    f"peer {name}'s failover service silent for {_ms(silent)} "
+                    f"while ICMP answers (OS problem)"
+                )
+            else:  # echo failing too, but fewer than `misses` probes have timed out yet
+                reason = (
+                    f"peer {name} silent: no message for {_ms(silent)}, no echo "
+                    f"reply for {_ms(echo_silent)} ({peer.miss_summary()})"
+                )
         else:
             return None
         alone_since = self._all_since if self._all_since is not None else now

@@ -495,3 +495,40 @@ def test_a_node_started_alone_takes_over_after_its_grace_without_a_fence() -> No
     h.run_until(8.0)
     assert h.role() is Role.ACTIVE
     assert not fences(h)
+
+
+def test_a_host_that_rebooted_during_the_grace_is_fenced_not_waited_for() -> None:
+    """alpha's host up without its agent; its kernel silent from 0.5 to 3.6 s (a reboot)
+    while beta's startup grace ran. The pause in its replies reads as a reboot, so no
+    proof holds; beta waited for ever without a word (an agent that fails to start on
+    the peer meant no active node) until the rule fenced a peer whose kernel answers."""
+    h = Harness()
+    h.peer = None
+    h.run_until(0.5)
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(3.6)
+    h.echo_answers = {"a": True, "b": True}
+    h.run_until(8.0)
+    assert h.role() is Role.ACTIVE
+    assert h.kinds()[:3] == ["standby", "fence", "promote"], h.transcript()
+
+
+def test_a_standby_cut_off_while_the_holder_hung_fences_it_when_back() -> None:
+    """beta's cables out for 10 s, alpha's agent hung meanwhile (its kernel answers):
+    back on both networks, beta took the first reply for silence and promoted beside
+    the holder (before), or waited for ever (a proof cannot hold after that pause)."""
+    h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
+    start = h.now
+    for network in ("a", "b"):
+        h.set_carrier(network, False)
+    h.run_until(start + 2)
+    h.peer = None  # alpha's agent hangs while beta is cut off
+    h.run_until(start + 10)
+    for network in ("a", "b"):
+        h.set_carrier(network, True)
+    h.run_until(start + 25)
+    assert "promote" not in h.kinds(start)
+    assert "fence" in h.kinds(start), h.transcript(start)
+    h.fence_answer = (True, FENCED)
+    h.run_until(start + 31)
+    assert h.role() is Role.ACTIVE

@@ -214,6 +214,14 @@ def _mode(maintenance: bool, manual: bool) -> str:
     return "MAINTENANCE" if maintenance else "MANUAL" if manual else "AUTO"
 
 
+def _os_problem(peer: str, silent: float, detail: str = "") -> str:
+    """Why a peer whose kernel answers while its agent is silent is fenced first."""
+    return (
+        f"peer {peer}'s failover service silent for {_ms(silent)} "
+        f"while ICMP answers (OS problem{detail})"
+    )
+
+
 def _ms(seconds: float) -> str:
     if math.isinf(seconds):
         return "ever"
@@ -1267,10 +1275,7 @@ class Core:
                     f"; its kernel answered {_ms(peer.echo_at - peer.silent_since)} into "
                     f"the silence, echo replies missed since: {peer.miss_summary()}"
                 )
-            reason = (
-                f"peer {name}'s failover service silent for {_ms(silent)} "
-                f"while ICMP answers (OS problem{since})"
-            )
+            reason = _os_problem(name, silent, since)
         elif peer.echo_missed_everywhere(t.misses) and gone:
             reason = (
                 f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
@@ -1285,10 +1290,7 @@ class Core:
                 # for silence promoted a node started beside a hung holder 38 ms after
                 # that reply, and a standby cut off while the holder hung (two holders)
                 os_problem = True
-                reason = (
-                    f"peer {name}'s failover service silent for {_ms(silent)} "
-                    f"while ICMP answers (OS problem)"
-                )
+                reason = _os_problem(name, silent)
             else:  # echo failing too, but fewer than `misses` probes have timed out yet
                 reason = (
                     f"peer {name} silent: no message for {_ms(silent)}, no echo "

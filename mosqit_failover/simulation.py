@@ -262,7 +262,7 @@ class World:
             if node.frozen:
                 self.at(self.now + interval, probe)
                 return
-            if every and slot % (calm_every if calm and not in_flight else every) == 0:
+            if every and slot % pace(every) == 0:
                 switch_slot()
             slot += 1
             if network == self.networks[0]:  # the shell's one slot Tick per cadence
@@ -279,10 +279,7 @@ class World:
             nonlocal cadence_slot
             if node.core is not core or not node.agent:
                 return
-            if (
-                not node.frozen
-                and cadence_slot % (calm_every if calm and not in_flight else 1) == 0
-            ):
+            if not node.frozen and cadence_slot % pace(1) == 0:
                 switch_slot()
             cadence_slot += 1
             self.at(self.now + core.timing.switch_probe_period, switch_cadence)
@@ -293,6 +290,10 @@ class World:
         # none is in flight (calm), only every calm_every-th slot probes.
         calm = False
         in_flight = 0
+
+        def pace(full: int) -> int:
+            """Slots between two probes now: calm_every while calm, else the full pace."""
+            return calm_every if calm and not in_flight else full
 
         def switch_slot() -> None:
             switch_probe(SWITCH_RETRIES)

@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 # unit tests on them too, in .venv-debian (Debian's python3, system site-packages).
 # python3-scapy: the tests check the agent's ARP and ICMP packets against scapy's.
 DEBIAN_PY_PACKAGES := python3-icmplib python3-watchdog python3-paramiko \
-	python3-scapy python3-systemd python3-prometheus-client python3-pyfuse3
-APT_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev rsync openssh-server openssh-client \
+	python3-scapy python3-prometheus-client python3-pyfuse3
+APT_PACKAGES := python3-venv pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
 	resource-agents chromium chromium-driver libopenipmi0 fence-agents ipmitool fuse3 libfuse3-dev \
 	$(DEBIAN_PY_PACKAGES)
@@ -136,7 +136,7 @@ simulate: install
 		$(BIN)/mosqit-failover simulate $$s; echo; done
 
 # ruff and mypy in a virtualenv of their own, from PyPI wheels only: no apt-get, no
-# compiler (systemd-python's build needs both; mypy takes it as an untyped import).
+# compiler (pyfuse3's build needs both; mypy takes it as an untyped import).
 LINT_VENV := .venv-lint
 STAMP_LINT := $(LINT_VENV)/.pip-done
 $(STAMP_LINT): setup.cfg pyproject.toml

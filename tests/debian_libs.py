@@ -23,7 +23,6 @@ LIBRARIES = {
     "watchdog": ("watchdog", "python3-watchdog"),
     "paramiko": ("paramiko", "python3-paramiko"),
     "scapy": ("scapy", "python3-scapy"),
-    "systemd": ("systemd-python", "python3-systemd"),
     "prometheus_client": ("prometheus-client", "python3-prometheus-client"),
 }
 

@@ -232,6 +232,8 @@ class Agent:
         self._loop = asyncio.get_running_loop()
         inventory = await self._inventory()
         await asyncio.to_thread(self._write_pid)
+        self.log.attach(self._loop)  # what journald and systemd did not take goes again
+        self.notifier.attach(self._loop)
         self._core = Core(self.config, self.node.name, inventory, self._loop.time())
         self._feed = CoreFeed(self._core, self._loop, self.log, self._carry_out)
         self.log.note(
@@ -690,6 +692,7 @@ class Agent:
         snap["failovers"] = self.failovers
         snap["core_errors"] = self._feed.errors if self._feed is not None else 0
         snap["alerts"] = self.alerts.counters()
+        snap["journal"] = {"lost": self.log.lost, "waiting": self.log.waiting}
         snap["sync"] = self.sync.status()
         return snap
 

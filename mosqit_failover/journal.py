@@ -6,18 +6,22 @@ Fields: STATE, OLD_STATE, EPOCH, PEER_STATE, REASON, DECISION, NODE.
 
 The entries go to journald's native socket in its own protocol (what
 ``sd_journal_send`` does), written here instead of through python3-systemd:
-that binding, libsystemd and the uuid module were 2.3 MB of the agent's RSS
-for a datagram of ``KEY=value`` lines (issue 15).
+that binding, libsystemd and the uuid module were 1.8 MB of the agent's RSS
+for a datagram of ``KEY=value`` lines (issue 15). Unlike libsystemd's send,
+nothing here waits for journald.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import errno
 import fcntl
 import hashlib
 import logging
 import os
+import re
 import socket
 import struct
 import sys
@@ -29,7 +33,7 @@ from mosqit_failover.kinds import DecisionKind
 _NAMESPACE = bytes.fromhex("6d6f737169742d6661696c6f76657221")  # the ids' UUID namespace
 LOGGER = logging.getLogger("mosqit_failover")
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-_SNDBUF = 8 * 1024 * 1024  # as sd_journal's own socket: a burst of lines never waits
+_SNDBUF = 8 * 1024 * 1024  # as sd_journal's own socket: most entries fit one datagram
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 
 
@@ -42,12 +46,22 @@ def message_id(kind: str) -> str:
     return digest.hex()
 
 
-def encode_entry(fields: Mapping[str, str]) -> bytes:
+_FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # journald: no leading digit, "_X" trusted
+
+
+def encode_entry(fields: Mapping[str, object]) -> bytes:
     """One journal entry in journald's native protocol: ``KEY=value`` lines; a value
-    with a newline as the key's line, its length (64-bit little endian), the bytes."""
+    with a newline as the key's line, its length (64-bit little endian), the bytes.
+
+    A key journald would not take (lower case, ``=``, a newline, a leading ``_``)
+    is left out rather than garbling the entry; a value is its ``str()``, bytes as
+    they are.
+    """
     parts = []
     for key, value in fields.items():
-        data = value.encode("utf-8", "replace")
+        if not isinstance(key, str) or not _FIELD_NAME.fullmatch(key):
+            continue
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
         if b"\n" in data:
             parts.append(key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
         else:
@@ -56,61 +70,47 @@ def encode_entry(fields: Mapping[str, str]) -> bytes:
 
 
 class JournalSocket:
-    """Sends entries to journald's native socket.
+    """Sends entries to journald's native socket, never waiting.
 
-    Guarantees: ``send`` waits at most ``SEND_WAIT`` for journald to take an entry
-    (its queue holds only `net.unix.max_dgram_qlen` datagrams, 10 by default, so a
-    burst of lines may wait for it to read); an entry too big for one datagram
-    goes in a sealed memfd, as libsystemd sends it. Any failure (no journald, its
-    queue still full, the socket gone) raises OSError and sends nothing of that
-    entry; the next ``send`` tries again with a fresh socket.
+    Guarantees: ``send`` returns at once, True when journald took the entry and
+    False when it cannot take it now (its queue full, journald away, the path
+    not a datagram socket); it raises nothing. Each entry is sent to the path
+    anew, so a journald whose socket was re-created gets the next entry. An entry
+    too big for one datagram goes in a sealed memfd, as libsystemd sends it.
     """
-
-    SEND_WAIT = 0.05  # a stuck journald costs lines, never the agent's probes
 
     def __init__(self, path: str = JOURNAL_SOCKET) -> None:
         self.path = path
         self._sock: socket.socket | None = None
 
-    def _socket(self) -> socket.socket:
-        if self._sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            try:
-                with contextlib.suppress(OSError):  # a smaller buffer only waits sooner
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
-                # connected, so that waiting for room in journald's queue is a poll()
-                # that journald's next read ends, not a loop of EAGAIN
-                sock.settimeout(self.SEND_WAIT)
-                sock.connect(self.path)
-            except OSError:
-                sock.close()
-                raise
-            self._sock = sock
-        return self._sock
-
-    def send(self, fields: Mapping[str, str]) -> None:
-        payload = encode_entry(fields)
-        sock = self._socket()
+    def send(self, payload: bytes) -> bool:
         try:
+            if self._sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):  # a smaller buffer: big entries in a memfd
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+                self._sock = sock
             try:
-                sock.send(payload)
+                self._sock.sendto(payload, self.path)
             except OSError as error:
                 if error.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
                     raise
-                self._send_memfd(sock, payload)
-        except OSError:
-            self.close()
-            raise
+                self._send_memfd(self._sock, payload)
+            return True
+        except (OSError, ValueError):  # ValueError: a path with a NUL in it
+            return False
 
-    @staticmethod
-    def _send_memfd(sock: socket.socket, payload: bytes) -> None:
+    def _send_memfd(self, sock: socket.socket, payload: bytes) -> None:
         fd = os.memfd_create("mosqit-failover-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)  # journald takes only a sealed one
-            socket.send_fds(sock, [b""], [fd])
+            # sendmsg, not socket.send_fds: that one drops the address (CPython 3.11)
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+            sock.sendmsg([b""], rights, 0, self.path)
         finally:
             os.close(fd)
 
@@ -125,54 +125,96 @@ def _journal_available() -> bool:
 
 
 class DecisionLog:
-    """Writes each decision once; never raises (a logging failure must not stop the agent).
+    """Writes each decision once; never raises and never waits (a logging failure
+    must not stop the agent, nor a busy journald its probes and heartbeats).
 
-    A line journald cannot take at once is lost (counted in ``lost``): waiting for
-    a stuck journald would stop the agent's probes and heartbeats with it.
+    Entries journald cannot take at once wait here, in order, up to ``BACKLOG`` of
+    them, and go at the next entry or, once the agent ``attach``-ed its event loop,
+    after ``RETRY`` seconds; beyond that the oldest are dropped and counted
+    (``lost``), and the first entry journald takes after a loss is preceded by a
+    line saying how many went missing. ``status()`` shows both counts.
     """
+
+    BACKLOG = 1000
+    RETRY = 0.1
 
     def __init__(self, use_journal: bool | None = None, socket_path: str = JOURNAL_SOCKET) -> None:
         self.lost = 0
+        self._unreported = 0  # lost since the last line that said so
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._retry: asyncio.TimerHandle | None = None
         enabled = use_journal if use_journal is not None else _journal_available()
         self._journal = JournalSocket(socket_path) if enabled else None
 
+    @property
+    def waiting(self) -> int:
+        """Entries journald has not taken yet."""
+        return len(self._backlog)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Retry what journald did not take from ``loop``, not only at the next entry."""
+        self._loop = loop
+
     def write(self, decision: Decision) -> None:
-        priority = DecisionKind(decision.kind).priority  # warnings for what operators must see
-        if self._journal is None:
-            self._stderr(priority, decision.text)
-            return
-        fields = {
-            "MESSAGE": decision.text,
-            "MESSAGE_ID": message_id(decision.kind),
-            "PRIORITY": str(priority),
-            "SYSLOG_IDENTIFIER": "mosqit-failover",
-            "NODE": decision.node,
-            "STATE": decision.role.value,
-            "OLD_STATE": decision.old_role.value,
-            "EPOCH": str(decision.epoch),
-            "PEER_STATE": decision.peer_role,
-            "REASON": decision.reason,
-            "DECISION": decision.kind,
-        }
         try:
-            self._journal.send(fields)
-        except OSError as error:
-            self.lost += 1
-            LOGGER.warning("could not log a decision (%s): %s", error, decision.text)
+            priority = DecisionKind(decision.kind).priority  # warnings operators must see
+            self._emit(
+                decision.text,
+                priority,
+                {
+                    "MESSAGE_ID": message_id(decision.kind),
+                    "NODE": decision.node,
+                    "STATE": decision.role.value,
+                    "OLD_STATE": decision.old_role.value,
+                    "EPOCH": str(decision.epoch),
+                    "PEER_STATE": decision.peer_role,
+                    "REASON": decision.reason,
+                    "DECISION": decision.kind,
+                },
+            )
+        except Exception:  # a bug in a line must not stop the agent: say it, go on
+            LOGGER.exception("could not log a decision")
 
     def note(self, text: str, priority: int = 6, **fields: str) -> None:
         """A line that is not a decision: probe trouble, dropped packets, effects."""
-        if self._journal is None:
-            self._stderr(priority, text)
-            return
-        entry = {"MESSAGE": text, "PRIORITY": str(priority)}
-        entry.update(SYSLOG_IDENTIFIER="mosqit-failover", **fields)
         try:
-            self._journal.send(entry)
-        except OSError:
-            self.lost += 1
+            self._emit(text, priority, fields)
+        except Exception:
+            LOGGER.exception("could not log a line")
 
-    @staticmethod
-    def _stderr(priority: int, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            print(f"<{priority}>{text}", file=sys.stderr, flush=True)
+    def _emit(self, text: str, priority: int, fields: Mapping[str, object]) -> None:
+        if self._journal is None:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"<{priority}>{text}", file=sys.stderr, flush=True)
+            return
+        entry: dict[str, object] = {"MESSAGE": text, "PRIORITY": priority}
+        entry["SYSLOG_IDENTIFIER"] = "mosqit-failover"
+        entry.update((k, v) for k, v in fields.items() if k not in entry)
+        self._backlog.append(encode_entry(entry))
+        self.flush()
+        while len(self._backlog) > self.BACKLOG:
+            self._backlog.popleft()
+            self.lost += 1
+            self._unreported += 1
+
+    def flush(self) -> None:
+        """Hand journald what waits, oldest first, as far as it takes it now."""
+        journal = self._journal
+        if journal is None:
+            return
+        if self._unreported and self._backlog:
+            gap = f"{self._unreported} journal line(s) lost: journald did not take them"
+            report = encode_entry(
+                {"MESSAGE": gap, "PRIORITY": 4, "SYSLOG_IDENTIFIER": "mosqit-failover"}
+            )
+            if journal.send(report):
+                self._unreported = 0
+        while self._backlog and journal.send(self._backlog[0]):
+            self._backlog.popleft()
+        if self._backlog and self._loop is not None and self._retry is None:
+            self._retry = self._loop.call_later(self.RETRY, self._retried)
+
+    def _retried(self) -> None:
+        self._retry = None
+        self.flush()

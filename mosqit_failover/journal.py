@@ -69,6 +69,18 @@ def encode_entry(fields: Mapping[str, object]) -> bytes:
     return b"".join(parts)
 
 
+def our_entry(text: str, priority: int, fields: Mapping[str, object] | None = None) -> bytes:
+    """An entry of ours: MESSAGE, PRIORITY and SYSLOG_IDENTIFIER, then ``fields`` (which
+    cannot override those three)."""
+    entry: dict[str, object] = {
+        "MESSAGE": text,
+        "PRIORITY": priority,
+        "SYSLOG_IDENTIFIER": "mosqit-failover",
+    }
+    entry.update((k, v) for k, v in (fields or {}).items() if k not in entry)
+    return encode_entry(entry)
+
+
 class JournalSocket:
     """Sends entries to journald's native socket, never waiting.
 
@@ -188,10 +200,7 @@ class DecisionLog:
             with contextlib.suppress(OSError, ValueError):
                 print(f"<{priority}>{text}", file=sys.stderr, flush=True)
             return
-        entry: dict[str, object] = {"MESSAGE": text, "PRIORITY": priority}
-        entry["SYSLOG_IDENTIFIER"] = "mosqit-failover"
-        entry.update((k, v) for k, v in fields.items() if k not in entry)
-        self._backlog.append(encode_entry(entry))
+        self._backlog.append(our_entry(text, priority, fields))
         self.flush()
         while len(self._backlog) > self.BACKLOG:
             self._backlog.popleft()
@@ -205,10 +214,7 @@ class DecisionLog:
             return
         if self._unreported and self._backlog:
             gap = f"{self._unreported} journal line(s) lost: journald did not take them"
-            report = encode_entry(
-                {"MESSAGE": gap, "PRIORITY": 4, "SYSLOG_IDENTIFIER": "mosqit-failover"}
-            )
-            if journal.send(report):
+            if journal.send(our_entry(gap, 4)):
                 self._unreported = 0
         while self._backlog and journal.send(self._backlog[0]):
             self._backlog.popleft()

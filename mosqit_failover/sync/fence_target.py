@@ -47,7 +47,7 @@ from mosqit_failover.effects.resources import make_runner
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.effects.vip import Vip
 from mosqit_failover.events import Role
-from mosqit_failover.journal import JournalSocket, encode_entry
+from mosqit_failover.journal import JournalSocket, our_entry
 from mosqit_failover.sync.commands import FENCE, MARKER
 
 PID_FILE = "agent.pid"
@@ -312,16 +312,8 @@ async def _fence_locked(
 def _journal(epoch: int, what: str) -> None:
     """One line in this node's journal, when there is one (best effort)."""
     journal = JournalSocket()
-    journal.send(
-        encode_entry(
-            {
-                "MESSAGE": f"fenced by the peer (its epoch {epoch}): {what}; this node is WAITING",
-                "SYSLOG_IDENTIFIER": "mosqit-failover",
-                "PRIORITY": 4,
-                "FENCED_BY_EPOCH": epoch,
-            }
-        )
-    )
+    text = f"fenced by the peer (its epoch {epoch}): {what}; this node is WAITING"
+    journal.send(our_entry(text, 4, {"FENCED_BY_EPOCH": epoch}))
     journal.close()
 
 

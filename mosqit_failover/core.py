@@ -519,8 +519,12 @@ class Core:
         return silent_since + t.echo_window - 1.5 * t.echo_timeout
 
     def _beat_period(self, now: float) -> float:
-        calm = now - self._trouble_at >= CALM_AFTER
-        return self.timing.calm_heartbeat if calm else self.timing.heartbeat
+        return self.timing.calm_heartbeat if self.calm(now) else self.timing.heartbeat
+
+    def calm(self, now: float) -> bool:
+        """No sign of trouble for CALM_AFTER: the heartbeats go at the calm pace (and the
+        shell lets its probe slots follow the peers' heartbeats)."""
+        return now - self._trouble_at >= CALM_AFTER
 
     def next_deadline(self) -> float:
         if self._quiet_until > self._now:  # steady: the quiet path keeps it up to date

@@ -204,6 +204,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Future[None]] = set()
         self.probes: dict[str, EchoProber] = {}
+        self._slot_prober: EchoProber | None = None  # one whose cadence has the slot Tick
         self._probe_targets: dict[str, tuple[str, str]] = {}  # probe -> (network, peer or "")
         self._messages: dict[tuple[str, str], PeerMessage] = {}  # (peer, network) -> the last
         self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
@@ -365,6 +366,7 @@ class Agent:
                 )
                 self.probes[name] = prober
                 self._probe_targets[name] = (net, peer.name)
+                self._slot_prober = self._slot_prober or prober
                 probers.append(prober)
             switch = next(n.switch for n in self.config.networks if n.name == net)
             if switch is not None:
@@ -492,6 +494,11 @@ class Agent:
         if event is None or event.view is not view:
             event = self._messages[key] = PeerMessage(network, view)
         self.feed(event)
+        # its heartbeat woke us: while calm, the probe slot (and our heartbeat with it)
+        # moves into this wake-up if due soon, so that a slot costs one wake-up, not two
+        prober, loop = self._slot_prober, self._loop
+        if prober is not None and loop is not None and self.core.calm(loop.time()):
+            prober.follow()
 
     def _peer_unauthenticated(self, peer: str, network: str, reason: str, detail: str) -> None:
         self.feed(PeerUnauthenticated(network, reason, peer))
@@ -693,6 +700,8 @@ class Agent:
         snap["core_errors"] = self._feed.errors if self._feed is not None else 0
         snap["alerts"] = self.alerts.counters()
         snap["journal"] = {"lost": self.log.lost, "waiting": self.log.waiting}
+        # probe slots run in the wake-up of a peer's heartbeat (docs/timing.md)
+        snap["slots_followed"] = self._slot_prober.slots_followed if self._slot_prober else 0
         snap["sync"] = self.sync.status()
         return snap
 

@@ -61,6 +61,26 @@ def unit_rss(node: Node, unit: str = deploy.UNIT) -> float:
     return rss / 1024
 
 
+def unit_wakeups(node: Node, unit: str = deploy.UNIT) -> tuple[int, float]:
+    """(voluntary context switches of every process of ``unit`` so far: each is a
+    sleep that ended in a wake-up, monotonic time of the read)."""
+    cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
+    total = 0
+    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
+        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
+        total += sum(
+            int(x.split()[1]) for x in status.splitlines() if x.startswith("voluntary_ctxt")
+        )
+    return total, time.monotonic()
+
+
+def per_second(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> dict[str, float]:
+    """Per node, the rate between two ``on_each(.., unit_wakeups)`` readings."""
+    return {n: (after[n][0] - c0) / (after[n][1] - t0) for n, (c0, t0) in before.items()}
+
+
 def agent_messages(node: Node) -> tuple[int, int, float]:
     """(peer-link datagrams accepted + sent, echo probes sent + answered, monotonic time)."""
     st = deploy.status(node)

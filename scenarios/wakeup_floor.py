@@ -17,7 +17,11 @@ the timing under test:
   the peer echo runs every slot, the answering switches' every ``switch_every``-th slot,
   their calm pace);
 - a reader on the UDP socket (the peer's datagrams) and one on each raw ICMP socket
-  (the replies), each draining what is queued.
+  (the replies), each draining what is queued;
+- the slot following the peer's heartbeat as the agent's does while calm (a slot due
+  within half an interval moves into the arrival's wake-up, by ``FOLLOW_REACH``
+  intervals at most: ``echo._Cadence.follow``), so that of the two nodes one wakes once
+  a slot.
 
 Run it with the agent stopped: the agent's raw sockets would get copies of its ICMP.
 ``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]``
@@ -37,8 +41,15 @@ from dataclasses import dataclass
 from mosqit_failover.config import Timing, parse_duration
 from mosqit_failover.lab.control import Lab, down, run_tool, up
 from mosqit_failover.lab.node import Node
-from mosqit_failover.lab.scenarios.measure import cpu_percent, on_each, unit_cpu
+from mosqit_failover.lab.scenarios.measure import (
+    cpu_percent,
+    on_each,
+    per_second,
+    unit_cpu,
+    unit_wakeups,
+)
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
+from mosqit_failover.probes.echo import FOLLOW_REACH
 
 UNIT = "mqlab-wakeup-floor.service"
 SCRIPT_PATH = "/run/mqlab-wakeup-floor.py"
@@ -67,7 +78,7 @@ def request(ident, seq):
     return struct.pack("!BBHHH", 8, 0, checksum(bare), ident, seq) + PAYLOAD
 
 
-counts = {"sent": 0, "received": 0}
+counts = {"sent": 0, "received": 0, "followed": 0}
 
 
 def drain(sock):
@@ -84,7 +95,31 @@ async def main():
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", port))
     udp.setblocking(False)
-    loop.add_reader(udp.fileno(), drain, udp)
+    state = {"timer": None, "last": -1e9}
+
+    def follow():
+        # the agent's probe cadence (echo._Cadence.follow): a peer's heartbeat woke us,
+        # the next slot moves into this wake-up if due soon
+        due = start + slot * interval
+        now = loop.time()
+        if not 0 < due - now < interval / 2:
+            return
+        reach = spec["follow_reach"] * interval
+        moved = max(now, due - reach, state["last"] + interval - reach)
+        if moved >= due:
+            return
+        shift(due - moved)
+        if moved <= now:
+            counts["followed"] += 1
+            tick()
+        else:
+            arm()
+
+    def udp_readable(sock):
+        drain(sock)
+        follow()
+
+    loop.add_reader(udp.fileno(), udp_readable, udp)
     raws = {}
     for source, _, _ in spec["echo"]:
         if source not in raws:
@@ -97,6 +132,15 @@ async def main():
     beat = b"\0" * spec["heartbeat_bytes"]
     start, slot = loop.time(), 0
 
+    def shift(by):
+        nonlocal start
+        start -= by + 1e-6
+
+    def arm():
+        if state["timer"] is not None:
+            state["timer"].cancel()
+        state["timer"] = loop.call_at(start + slot * interval, tick)
+
     def tick():
         nonlocal slot
         for source, target, every in spec["echo"]:
@@ -107,9 +151,10 @@ async def main():
         udp.sendto(beat, (beat_to[slot % len(beat_to)], port))
         counts["sent"] += 1
         slot += 1
-        loop.call_at(start + slot * interval, tick)
+        state["last"] = loop.time()
+        arm()
 
-    loop.call_at(start, tick)
+    state["timer"] = loop.call_at(start, tick)
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()
@@ -139,6 +184,7 @@ def node_spec(
         "beat_to": [peer.addr(net) for net in NETS],
         "echo": echo,
         "counts": COUNTS_PATH,
+        "follow_reach": FOLLOW_REACH,
     }
 
 
@@ -168,6 +214,8 @@ class Floor:
     cpu: float
     sent: float  # heartbeat datagrams + echo requests
     received: float  # the peer's datagrams + echo replies
+    followed: float = 0.0  # slots moved into the wake-up of the peer's heartbeat
+    wakeups: float = 0.0  # voluntary context switches (sleeps that ended)
 
 
 def measure(
@@ -191,15 +239,21 @@ def measure(
             start(node, node_spec(plan, name, interval, peer_echo, switch_every))
         time.sleep(2.0)  # python started, the sockets open
         before = on_each(lab.nodes, lambda node: unit_cpu(node, UNIT))
+        woken = on_each(lab.nodes, lambda node: unit_wakeups(node, UNIT))
         time.sleep(seconds)
         after = on_each(lab.nodes, lambda node: unit_cpu(node, UNIT))
+        wakeups = per_second(woken, on_each(lab.nodes, lambda node: unit_wakeups(node, UNIT)))
     finally:
         for name, node in lab.nodes.items():
             counts[name] = stop(node)
     lived = time.monotonic() - began
     return {
         name: Floor(
-            cpu, counts[name].get("sent", 0) / lived, counts[name].get("received", 0) / lived
+            cpu,
+            counts[name].get("sent", 0) / lived,
+            counts[name].get("received", 0) / lived,
+            counts[name].get("followed", 0) / lived,
+            wakeups[name],
         )
         for name, cpu in cpu_percent(before, after).items()
     }

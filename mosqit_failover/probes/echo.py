@@ -43,7 +43,9 @@ Cost at idle (the agent runs four probers at 10 Hz for ever):
   :class:`_Cadence`): the probes of a slot go out together, and the timeouts
   of probes sent together expire together; once every probe of a slot is
   answered the timer sleeps until the next slot. A prober that joins a running
-  cadence sends its first probe at the cadence's next slot.
+  cadence sends its first probe at the cadence's next slot. While the pair is
+  calm, a slot due soon runs in the wake-up of a peer's heartbeat instead
+  (:meth:`_Cadence.follow`): of two nodes, one then wakes once a slot.
 
 The raw socket is icmplib's (``ICMPv4Socket``: its checks and errors when it
 cannot be opened). The packets are not: icmplib's send builds a request
@@ -89,6 +91,10 @@ ICMP_ERRORS = frozenset({3, 11, 12})  # unreachable, time exceeded, parameter pr
 SOL_RAW = 255  # socket.SOL_RAW is missing from Python's socket module
 ICMP_FILTER = 1  # linux/icmp.h: a bitmask of the ICMP types the socket must NOT receive
 FILTER_MASK = ~sum(1 << t for t in {ECHO_REPLY, *ICMP_ERRORS}) & 0xFFFFFFFF
+# _Cadence.follow moves a slot this many intervals earlier at most: inside the quarter
+# period by which the heartbeat may go early with a slot, with room for rounding
+FOLLOW_REACH = 0.2
+_FOLLOW_MARGIN = 1e-6  # _Cadence.follow: a slot moved to now is due, whatever the rounding
 _READ_BATCH = 64  # packets read per wake-up at most (a flood must not starve the loop)
 _STALL_BATCH = 4096  # before expiring probes: everything that queued up (bounded anyway)
 _RECV_SIZE = 1024
@@ -284,6 +290,8 @@ class _Cadence:
         self._planned: int | None = 0  # the slot the timer is armed for (None: no slot)
         self._hooks: list[Callable[[], None]] = []  # the members' on_slot, each once
         self._ticking = False
+        self._last_slot_at = -math.inf  # when the last slot ran (follow keeps the pace)
+        self.followed = 0  # slots that follow() ran in another event's wake-up
         self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time(), self._tick)
 
     def stop(self) -> None:
@@ -329,6 +337,7 @@ class _Cadence:
             if prober.active and slot % prober.slot_every == 0:
                 prober._send_slot(now)
         self.slot = slot + 1
+        self._last_slot_at = now
         for hook in self._hooks:
             try:
                 hook()
@@ -370,6 +379,45 @@ class _Cadence:
             self._timer = None
         if not math.isinf(wake):
             self._timer = self.loop.call_at(wake, self._tick)
+
+    def follow(self) -> None:
+        """Something else woke the agent (a peer's calm heartbeat): bring the next slot
+        toward now, and run it in this wake-up when that brings it due.
+
+        Two nodes whose slots lie apart each wake twice a slot (their own slot, the
+        other's heartbeat); once one node's slot follows the other's heartbeat, it wakes
+        once. A wake-up after 20-100 ms asleep is most of a slot's cost on a VM (the
+        caches and the timer path are cold): in the lab a bare loop with the agent's idle
+        packets cost the following node a third less, the other no more
+        (docs/timing.md, "Following the peer's heartbeat").
+
+        Only a slot due within half an interval moves, and never closer than
+        FOLLOW_REACH intervals before its time after the slot before it: the probes
+        keep their rate within a quarter, also with a peer that beats fast, and the
+        heartbeat, which goes out with a slot up to a quarter period early
+        (Core._beat_when_due), stays with the slot. A node whose slot came just before
+        the arrival is never moved, so of two nodes the later one follows and the
+        earlier one keeps its pace. The caller does this only while calm.
+        """
+        if self._ticking or self._planned is None:
+            return
+        now = self.loop.time()
+        due = self.start + self._planned * self.interval
+        if not 0 < due - now < self.interval / 2:
+            return
+        reach = FOLLOW_REACH * self.interval
+        moved = max(now, due - reach, self._last_slot_at + self.interval - reach)
+        if moved >= due:
+            return
+        if moved > now:
+            self.start -= due - moved
+            self._schedule(replan=False)
+            return
+        self.start -= due - now + _FOLLOW_MARGIN  # due now, not a rounding error after it
+        if self._timer is not None:  # armed for the slot's old time: it would wake us
+            self._timer.cancel()
+        self.followed += 1
+        self._tick()  # in this wake-up (it arms the timer for the next slot)
 
     def answered(self) -> None:
         """A reply came: once every probe of the slot is answered, sleep until the next slot.
@@ -537,6 +585,17 @@ class EchoProber:
             loop.call_soon(self._send_between_slots)
         if changed:
             cadence.changed()
+
+    def follow(self) -> None:
+        """The agent is awake anyway (a peer's calm heartbeat): let this prober's cadence
+        move its next slot into this wake-up if it is due soon (:meth:`_Cadence.follow`)."""
+        if self._cadence is not None:
+            self._cadence.follow()
+
+    @property
+    def slots_followed(self) -> int:
+        """Slots of this prober's cadence that :meth:`follow` ran (status)."""
+        return self._cadence.followed if self._cadence is not None else 0
 
     def _send_between_slots(self) -> None:
         """The probe at once of :meth:`set_active`, unless one is in flight (or it was

@@ -16,6 +16,7 @@ import pytest
 from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.scenarios.measure import on_each, per_second, unit_wakeups
 from mosqit_failover.lab.topology import LabPlan
 
 pytestmark = pytest.mark.lab
@@ -84,6 +85,24 @@ def test_the_active_node_serves_the_client_at_the_vip_and_holds_it_alone(formed:
     assert not formed.holds_vip(formed.standby)
     assert formed.lab[formed.active].is_active(formed.plan.demo_unit)
     assert not formed.lab[formed.standby].is_active(formed.plan.demo_unit)
+
+
+def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:
+    """docs/timing.md, "Following the peer's heartbeat": once the pair is calm (5 s
+    without trouble), the later node runs its probe slot, and its heartbeat, in the
+    wake-up of the other's heartbeat: about 10 wake-ups a second at the standard
+    timing, where each node had 20 (its slot, then the other's heartbeat). Counted
+    (voluntary context switches), not timed."""
+    nodes = {n: formed.lab[n] for n in (formed.active, formed.standby)}
+    rate: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        before = on_each(nodes, unit_wakeups)
+        time.sleep(4.0)
+        rate = per_second(before, on_each(nodes, unit_wakeups))
+        if min(rate.values()) <= 15:
+            break
+    assert min(rate.values()) <= 15, rate
 
 
 FORGE = r"""

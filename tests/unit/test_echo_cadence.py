@@ -37,6 +37,7 @@ class VirtualLoop:
         self.rng = random.Random(seed)
         self._queue: list[tuple[float, int, Handle]] = []
         self._order = itertools.count()
+        self.ran: list[tuple[float, Callable[[], None]]] = []  # every callback run, when
 
     def time(self) -> float:
         return self.now
@@ -54,6 +55,7 @@ class VirtualLoop:
             when, _, handle = heapq.heappop(self._queue)
             if not handle.cancelled:
                 self.now = max(self.now, when + 2e-6 + self.rng.uniform(0, self.jitter))
+                self.ran.append((self.now, handle.callback))
                 handle.callback()
         self.now = max(self.now, end)
 
@@ -87,6 +89,18 @@ class Target:
         pass
 
 
+def on_a_cadence_of_its_own(
+    loop: VirtualLoop, target: Target, prober: echo.EchoProber
+) -> echo.EchoProber:
+    """``prober`` on ``loop`` with ``target`` as its socket and a cadence of its own."""
+    cadence = echo._Cadence(loop, prober.interval)  # type: ignore[arg-type]
+    target.prober = prober
+    prober._loop, prober._channel, prober._cadence = loop, target, cadence  # type: ignore[assignment]
+    cadence.members.append(prober)
+    cadence.changed()
+    return prober
+
+
 def switch_prober(
     loop: VirtualLoop, target: Target, timing: Timing, slots: list[float]
 ) -> echo.EchoProber:
@@ -104,12 +118,7 @@ def switch_prober(
         retry_each_slot=True,
         on_slot=lambda: slots.append(loop.time()),
     )
-    cadence = echo._Cadence(loop, timing.interval)  # type: ignore[arg-type]
-    target.prober = prober
-    prober._loop, prober._channel, prober._cadence = loop, target, cadence  # type: ignore[assignment]
-    cadence.members.append(prober)
-    cadence.changed()
-    return prober
+    return on_a_cadence_of_its_own(loop, target, prober)
 
 
 def test_an_answering_switch_is_probed_every_fourth_slot_a_silent_one_every_second() -> None:
@@ -167,3 +176,129 @@ def test_the_slot_where_a_calm_probes_timeout_ends_gets_its_probe() -> None:
         for slot in range(42, 50):  # and from then on every slot probes
             at = slot * timing.interval
             assert any(at <= t < at + 0.01 for t in target.sends), (seed, slot, target.sends)
+
+
+def peer_node(loop: VirtualLoop, timing: Timing, slots: list[float]) -> echo.EchoProber:
+    """A node's peer prober on a cadence of its own (each node is its own process), its
+    slot hook noting each slot; the target answers for ever."""
+    target = Target(loop, rtt=0.0003, silent_from=float("inf"))
+    prober = echo.EchoProber(
+        "peer-a",
+        "10.0.0.1",
+        "10.0.0.2",
+        timing.interval,
+        lambda _answered: None,
+        timeout=timing.echo_timeout,
+        retries=timing.misses - 1,
+        on_slot=lambda: slots.append(loop.time()),
+    )
+    return on_a_cadence_of_its_own(loop, target, prober)
+
+
+def slot_after(slots: list[float], moment: float) -> float:
+    return next(t for t in slots if t >= moment)
+
+
+def two_nodes(timing: Timing, seed: int) -> tuple[VirtualLoop, dict[str, list[float]]]:
+    """Nodes a and b, b started at a random phase; each slot's heartbeat reaches the
+    other node 0.3 ms later and calls its follow() (the daemon, on a calm heartbeat)."""
+    interval = timing.interval
+    loop = VirtualLoop(jitter=0.0005 * interval / 0.1, seed=seed)
+    slots: dict[str, list[float]] = {"a": [], "b": []}
+    probers = {"a": peer_node(loop, timing, slots["a"])}
+    loop.run_until(random.Random(seed).uniform(0.001, 0.999) * interval)
+    probers["b"] = peer_node(loop, timing, slots["b"])
+    for name, other in (("a", "b"), ("b", "a")):
+        note = probers[name].on_slot
+        assert note is not None
+
+        def on_slot(note: Callable[[], None] = note, other: str = other) -> None:
+            note()  # the slot's heartbeat goes out with it (the daemon's slot Tick)
+            loop.call_at(loop.time() + 0.0003, probers[other].follow)
+
+        probers[name].on_slot = on_slot
+        cadence = probers[name]._cadence
+        assert cadence is not None
+        cadence.changed()
+    return loop, slots
+
+
+def test_of_two_nodes_the_later_ones_slot_follows_the_others_heartbeat() -> None:
+    """From any phase, within a few slots one node's slot runs in the wake-up of the
+    other's heartbeat, and neither node's pace drifts (one slot an interval)."""
+    for timing in (Timing(), parse_fast()):
+        interval = timing.interval
+        for seed in range(16):
+            loop, slots = two_nodes(timing, seed)
+            loop.run_until(40 * interval)
+            for mine, theirs in (("a", "b"), ("b", "a")):
+                for t in (t for t in slots[mine] if 10 * interval < t < 39 * interval):
+                    near = min(abs(t - u) for u in slots[theirs])
+                    assert near < 0.1 * interval, (timing.interval, seed, mine, t, near)
+            for name in slots:  # the pace: one slot an interval, no drift
+                count = sum(1 for t in slots[name] if 10 * interval < t <= 40 * interval)
+                assert 29 <= count <= 31, (timing.interval, seed, name, count)
+
+
+def test_follow_moves_a_slot_due_within_half_an_interval_by_a_fifth_at_most() -> None:
+    timing = Timing()  # 100 ms slots
+    loop = VirtualLoop(jitter=0.0, seed=0)
+    slots: list[float] = []
+    prober = peer_node(loop, timing, slots)
+    loop.run_until(1.0)  # slots at 0.0, 0.1, ..., 1.0 (each 2 µs late)
+    assert len(slots) == 11
+    loop.run_until(1.04)
+    prober.follow()  # the next slot 60 ms ahead: not moved
+    loop.run_until(1.13)
+    assert slot_after(slots, 1.01) > 1.099
+    loop.run_until(1.16)
+    prober.follow()  # 40 ms ahead: moved by 20 ms (FOLLOW_REACH) to 1.18, not run now
+    assert slots[-1] < 1.16
+    loop.run_until(1.21)
+    assert abs(slot_after(slots, 1.11) - 1.18) < 1e-4, slots[-3:]
+    loop.run_until(1.255)
+    prober.follow()  # 25 ms ahead (1.28): moved to 1.26, not closer to the last slot
+    assert slots[-1] < 1.255
+    loop.run_until(1.259)
+    prober.follow()  # 1 ms ahead, but 1.26 is as close to the last slot as it may be
+    assert slots[-1] < 1.255
+    loop.run_until(1.265)
+    assert abs(slots[-1] - 1.26) < 1e-4
+    assert prober.slots_followed == 0
+    loop.run_until(1.35)
+    prober.follow()  # 10 ms ahead (1.36): run at once
+    assert slots[-1] == loop.time() == 1.35
+    assert prober.slots_followed == 1
+    loop.run_until(1.6)
+    assert abs(slot_after(slots, 1.351) - 1.45) < 1e-4, slots[-4:]
+    # the timer armed for 1.36 was cancelled: it would have been a wake-up for nothing
+    cadence = prober._cadence
+    assert cadence is not None
+    ticks = [t for t, callback in loop.ran if callback == cadence._tick and 1.35 < t < 1.44]
+    assert ticks == [], ticks
+
+
+def test_a_peer_beating_fast_pulls_the_slots_to_four_fifths_of_an_interval_at_most() -> None:
+    """A follow() every 3 ms (a troubled peer's pace, if the caller did not hold it back
+    while troubled): slots never closer than 1 - FOLLOW_REACH intervals."""
+    timing = parse_fast()
+    loop = VirtualLoop(jitter=0.0002, seed=3)
+    slots: list[float] = []
+    prober = peer_node(loop, timing, slots)
+
+    def pull() -> None:
+        prober.follow()
+        loop.call_at(loop.time() + 0.003, pull)
+
+    loop.call_at(0.0011, pull)
+    loop.run_until(2.0)
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= (1 - echo.FOLLOW_REACH) * timing.interval - 1e-6, min(gaps)
+    assert len(slots) <= 2.0 / ((1 - echo.FOLLOW_REACH) * timing.interval) + 2
+
+
+def parse_fast() -> Timing:
+    from mosqit_failover.config import parse
+    from mosqit_failover.sim_scenarios import SIM_CONFIG
+
+    return parse(SIM_CONFIG.replace("[vip]", '[timing]\nprofile = "fast"\n\n[vip]', 1)).timing

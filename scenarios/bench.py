@@ -11,9 +11,10 @@ Measured for each tool:
   answer from the other node; RUNS runs at 100 ms and at 1 s; median, worst;
 - false failovers during LOSS seconds of 30 % random loss on both networks;
 - seconds with two VIP holders when the holder is frozen for 2 s;
-- idle CPU (% of one core) and RSS of the tool's whole unit at 100 ms, and the
-  platform's floor for our idle traffic (scenarios/wakeup_floor.py: a bare asyncio
-  loop sending and receiving the same packets, measured right after ours).
+- idle CPU (% of one core) of the tool's whole unit at 100 ms on the VIP holder and
+  on the other node, the holder's RSS, and the platform's floor for our idle traffic
+  (scenarios/wakeup_floor.py: a bare asyncio loop sending and receiving the same
+  packets, measured right after ours).
 
 Then the fast profile (`timing.profile = "fast"`, 20 ms probes) against
 keepalived with 20 ms adverts (docs/timing.md): failover median/worst over
@@ -68,8 +69,11 @@ class Tool:
     failovers: dict[float, list[float]] = field(default_factory=dict)  # interval -> ms
     false_failovers: int = 0
     frozen_dual: float = 0.0
-    idle_cpu: float = 0.0
+    idle_cpu: float = 0.0  # the VIP holder's
     idle_rss: float = 0.0
+    # the other node's, measured in the same window: of two nodes one follows the
+    # other's heartbeat and wakes half as often (docs/timing.md); keepalived's backup
+    idle_cpu_other: float = 0.0
     # a bare asyncio loop with the same idle packets, right after (scenarios/wakeup_floor.py)
     floor: dict[str, float] = field(default_factory=dict)
     fast: FastResult | None = None
@@ -284,7 +288,9 @@ def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Na
             tool.false_failovers = false_failovers(lab, plan, tool, args.loss)
             tool.frozen_dual = frozen_dual_seconds(lab, plan, tool)
             holder = _settle(lab, plan, tool, interval)
-            tool.idle_cpu, tool.idle_rss = unit_footprint(lab[holder], tool.unit, args.idle)
+            idle = on_each(lab.nodes, lambda node: unit_footprint(node, tool.unit, args.idle))
+            tool.idle_cpu, tool.idle_rss = idle[holder]
+            tool.idle_cpu_other = max(cpu for name, (cpu, _) in idle.items() if name != holder)
         tool.stop(lab)
         if interval == 0.1 and tool.name == OURS:
             tool.floor = _floor(lab, plan, interval, args.idle, peer_echo=False)
@@ -472,6 +478,9 @@ def report(ours: Tool, theirs: Tool, args: argparse.Namespace) -> None:
     cpu_a, cpu_b = ours.idle_cpu, theirs.idle_cpu
     rss_a, rss_b = ours.idle_rss, theirs.idle_rss
     print(f"{'idle CPU @100ms (% of a core)':34}{cpu_a:18.2f}{cpu_b:14.2f}{cpu_a / cpu_b:8.1f}")
+    other_a, other_b = ours.idle_cpu_other, theirs.idle_cpu_other
+    ratio = f"{other_a / other_b:8.1f}" if other_b else ""
+    print(f"{'  the other node (standby, backup)':34}{other_a:18.2f}{other_b:14.2f}{ratio}")
     if ours.floor:
         floor = sum(ours.floor.values()) / len(ours.floor)
         print(f"{'floor @100ms (% of a core)':34}{floor:18.2f}{'':14}{cpu_a / floor:8.1f}")

@@ -52,6 +52,19 @@ milliseconds under load, where a server answers in well under one."""
 SWITCH_RETRIES = 2
 """Probes re-sent at once after a switch's probe timed out, in every probe slot."""
 
+FOLLOW_REACH = 0.2
+"""While calm, a node's probe slot follows the heartbeat of the first node in
+`cluster.order` (probes/echo.py, `_Cadence.follow`): a slot moves this many intervals
+earlier at most, and never comes closer than 1 - FOLLOW_REACH intervals after the last
+one. Inside the quarter period by which the heartbeat may go early with a slot, with
+room for rounding, so the heartbeat goes with the slot."""
+
+FOLLOW_GRACE = 0.05
+"""While a node's slots follow that heartbeat, its slot timer waits this many intervals
+past the slot for it: a heartbeat a little late (the timers of both nodes run up to a
+millisecond or two late) still shares the wake-up. A dead peer's next probe therefore
+goes up to this much of an interval later (the fast profile: 1 ms)."""
+
 SWITCH_CALM_MIN_TRIES = 22
 """An answering switch is probed half as often only where a switch that went silent
 still gets this many probes (`Timing.switch_tries`) before it counts as lost. At 30 %
@@ -636,7 +649,7 @@ TIMING_PROFILES: Mapping[str, TimingProfile] = {
         # arithmetic); at idle the heartbeat goes every interval, as the echo probes do
         TimingProfile(
             "fast",
-            "BFD-like 20 ms probes, a dead peer noticed in 20-30 ms",
+            "BFD-like 20 ms probes, a dead peer noticed in 20-31 ms",
             {
                 "interval": 0.02,
                 "misses": 2,
@@ -786,7 +799,8 @@ def describe_timing(timing: Timing) -> list[str]:
     # misses are confirmed by the next slot's probe (on demand: the probe sent once its
     # silence reaches echo_on_demand_after) and the retries sent at once
     after = timing.echo_on_demand_after
-    first_probe = timing.interval if after is None else after
+    # a slot that follows the first node's heartbeat may wait FOLLOW_GRACE for it
+    first_probe = (1 + FOLLOW_GRACE) * timing.interval if after is None else after
     detect = max(timing.echo_window, first_probe + timing.misses * timing.echo_timeout)
     every = timing.switch_probe_every
     calm = timing.switch_calm_period > timing.switch_probe_period

@@ -494,10 +494,17 @@ class Agent:
         if event is None or event.view is not view:
             event = self._messages[key] = PeerMessage(network, view)
         self.feed(event)
-        # its heartbeat woke us: while calm, the probe slot (and our heartbeat with it)
-        # moves into this wake-up if due soon, so that a slot costs one wake-up, not two
+        # the first node's heartbeat woke us: while calm, the probe slot (and our
+        # heartbeat with it) runs in this wake-up if due soon, so that a slot costs one
+        # wake-up, not two. Only that node's: nodes that followed each other could pull
+        # each other's slots forward for ever (probes/echo.py, _Cadence.follow)
         prober, loop = self._slot_prober, self._loop
-        if prober is not None and loop is not None and self.core.calm(loop.time()):
+        if (
+            prober is not None
+            and loop is not None
+            and view.node == self.config.order[0]
+            and self.core.calm(loop.time())
+        ):
             prober.follow()
 
     def _peer_unauthenticated(self, peer: str, network: str, reason: str, detail: str) -> None:

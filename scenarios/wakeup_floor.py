@@ -18,10 +18,10 @@ the timing under test:
   their calm pace);
 - a reader on the UDP socket (the peer's datagrams) and one on each raw ICMP socket
   (the replies), each draining what is queued;
-- the slot following the peer's heartbeat as the agent's does while calm (a slot due
-  within half an interval moves into the arrival's wake-up, by ``FOLLOW_REACH``
-  intervals at most: ``echo._Cadence.follow``), so that of the two nodes one wakes once
-  a slot.
+- the second node's slot following the first node's heartbeat as the agent's does
+  while calm (``echo._Cadence.follow``: a slot due within half an interval, or overdue by
+  ``FOLLOW_GRACE`` intervals at most, runs in the arrival's wake-up), so that it wakes
+  once a slot.
 
 Run it with the agent stopped: the agent's raw sockets would get copies of its ICMP.
 ``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]``
@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from mosqit_failover.config import Timing, parse_duration
+from mosqit_failover.config import FOLLOW_GRACE, FOLLOW_REACH, Timing, parse_duration
 from mosqit_failover.lab.control import Lab, down, run_tool, up
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios.measure import (
@@ -49,7 +49,6 @@ from mosqit_failover.lab.scenarios.measure import (
     unit_wakeups,
 )
 from mosqit_failover.lab.topology import DEFAULT_PLAN, NETS, LabPlan
-from mosqit_failover.probes.echo import FOLLOW_REACH
 
 UNIT = "mqlab-wakeup-floor.service"
 SCRIPT_PATH = "/run/mqlab-wakeup-floor.py"
@@ -95,29 +94,31 @@ async def main():
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", port))
     udp.setblocking(False)
-    state = {"timer": None, "last": -1e9}
+    state = {"timer": None, "last": -1e9, "following": False}
 
     def follow():
-        # the agent's probe cadence (echo._Cadence.follow): a peer's heartbeat woke us,
-        # the next slot moves into this wake-up if due soon
+        # the agent's probe cadence (echo._Cadence.follow): the first node's heartbeat
+        # woke us, the next slot runs in this wake-up if due soon (or a little overdue)
         due = start + slot * interval
         now = loop.time()
-        if not 0 < due - now < interval / 2:
+        grace = spec["follow_grace"] * interval if state["following"] else 0.0
+        if not -grace <= due - now < interval / 2:
             return
         reach = spec["follow_reach"] * interval
         moved = max(now, due - reach, state["last"] + interval - reach)
-        if moved >= due:
+        if moved > now:
+            if moved < due:
+                shift(due - moved)
+                arm()
             return
-        shift(due - moved)
-        if moved <= now:
-            counts["followed"] += 1
-            tick()
-        else:
-            arm()
+        shift(due - now)
+        counts["followed"] += 1
+        tick(followed=True)
 
     def udp_readable(sock):
         drain(sock)
-        follow()
+        if spec["follow"]:
+            follow()
 
     loop.add_reader(udp.fileno(), udp_readable, udp)
     raws = {}
@@ -139,9 +140,10 @@ async def main():
     def arm():
         if state["timer"] is not None:
             state["timer"].cancel()
-        state["timer"] = loop.call_at(start + slot * interval, tick)
+        wait = spec["follow_grace"] * interval if state["following"] else 0.0
+        state["timer"] = loop.call_at(start + slot * interval + wait, tick)
 
-    def tick():
+    def tick(followed=False):
         nonlocal slot
         for source, target, every in spec["echo"]:
             if slot % every == 0:
@@ -152,6 +154,7 @@ async def main():
         counts["sent"] += 1
         slot += 1
         state["last"] = loop.time()
+        state["following"] = followed
         arm()
 
     state["timer"] = loop.call_at(start, tick)
@@ -184,7 +187,9 @@ def node_spec(
         "beat_to": [peer.addr(net) for net in NETS],
         "echo": echo,
         "counts": COUNTS_PATH,
+        "follow": node != plan.node_names[0],  # the agent follows the first node
         "follow_reach": FOLLOW_REACH,
+        "follow_grace": FOLLOW_GRACE,
     }
 
 

@@ -43,9 +43,9 @@ Cost at idle (the agent runs four probers at 10 Hz for ever):
   :class:`_Cadence`): the probes of a slot go out together, and the timeouts
   of probes sent together expire together; once every probe of a slot is
   answered the timer sleeps until the next slot. A prober that joins a running
-  cadence sends its first probe at the cadence's next slot. While the pair is
-  calm, a slot due soon runs in the wake-up of a peer's heartbeat instead
-  (:meth:`_Cadence.follow`): of two nodes, one then wakes once a slot.
+  cadence sends its first probe at the cadence's next slot. While the nodes are
+  calm, a slot due soon runs in the wake-up of the first node's heartbeat instead
+  (:meth:`_Cadence.follow`): every other node then wakes once a slot.
 
 The raw socket is icmplib's (``ICMPv4Socket``: its checks and errors when it
 cannot be opened). The packets are not: icmplib's send builds a request
@@ -80,6 +80,8 @@ from collections.abc import Callable
 
 from icmplib import ICMPSocketError, ICMPv4Socket
 
+from mosqit_failover.config import FOLLOW_GRACE, FOLLOW_REACH
+
 LOGGER = logging.getLogger("mosqit_failover.probes")
 
 # 16 bytes: an echo reply must carry exactly this (someone else's ping that
@@ -91,9 +93,6 @@ ICMP_ERRORS = frozenset({3, 11, 12})  # unreachable, time exceeded, parameter pr
 SOL_RAW = 255  # socket.SOL_RAW is missing from Python's socket module
 ICMP_FILTER = 1  # linux/icmp.h: a bitmask of the ICMP types the socket must NOT receive
 FILTER_MASK = ~sum(1 << t for t in {ECHO_REPLY, *ICMP_ERRORS}) & 0xFFFFFFFF
-# _Cadence.follow moves a slot this many intervals earlier at most: inside the quarter
-# period by which the heartbeat may go early with a slot, with room for rounding
-FOLLOW_REACH = 0.2
 _FOLLOW_MARGIN = 1e-6  # _Cadence.follow: a slot moved to now is due, whatever the rounding
 _READ_BATCH = 64  # packets read per wake-up at most (a flood must not starve the loop)
 _STALL_BATCH = 4096  # before expiring probes: everything that queued up (bounded anyway)
@@ -291,6 +290,7 @@ class _Cadence:
         self._hooks: list[Callable[[], None]] = []  # the members' on_slot, each once
         self._ticking = False
         self._last_slot_at = -math.inf  # when the last slot ran (follow keeps the pace)
+        self._following = False  # the last slot ran in a heartbeat's wake-up (follow)
         self.followed = 0  # slots that follow() ran in another event's wake-up
         self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time(), self._tick)
 
@@ -299,11 +299,11 @@ class _Cadence:
             self._timer.cancel()
             self._timer = None
 
-    def _tick(self) -> None:
+    def _tick(self, followed: bool = False) -> None:
         self._timer = None
         self._ticking = True
         try:
-            self._step()
+            self._step(followed)
         except Exception:  # never let the cadence die: log, and keep ticking
             LOGGER.exception("echo: probe cadence step failed")
         finally:
@@ -311,7 +311,7 @@ class _Cadence:
         if self.members:
             self._schedule()
 
-    def _step(self) -> None:
+    def _step(self, followed: bool = False) -> None:
         members = list(self.members)
         for channel in {id(m._channel): m._channel for m in members if m._pending}.values():
             if channel is not None:
@@ -338,6 +338,7 @@ class _Cadence:
                 prober._send_slot(now)
         self.slot = slot + 1
         self._last_slot_at = now
+        self._following = followed
         for hook in self._hooks:
             try:
                 hook()
@@ -369,6 +370,8 @@ class _Cadence:
         wake = math.inf
         if self._planned is not None:
             wake = self.start + self._planned * self.interval
+            if self._following:  # the heartbeat may come a little late: wait for it
+                wake += FOLLOW_GRACE * self.interval
         for prober in self.members:
             for sent_at in prober._pending.values():
                 wake = min(wake, sent_at + prober.timeout)
@@ -381,43 +384,48 @@ class _Cadence:
             self._timer = self.loop.call_at(wake, self._tick)
 
     def follow(self) -> None:
-        """Something else woke the agent (a peer's calm heartbeat): bring the next slot
-        toward now, and run it in this wake-up when that brings it due.
+        """The first node's calm heartbeat woke the agent: run the next slot in this
+        wake-up if it is due soon (or a little overdue), else bring it toward now.
 
         Two nodes whose slots lie apart each wake twice a slot (their own slot, the
         other's heartbeat); once one node's slot follows the other's heartbeat, it wakes
-        once. A wake-up after 20-100 ms asleep is most of a slot's cost on a VM (the
-        caches and the timer path are cold): in the lab a bare loop with the agent's idle
-        packets cost the following node a third less, the other no more
+        once. In the lab that node's idle CPU fell by a third at the standard timing
         (docs/timing.md, "Following the peer's heartbeat").
 
-        Only a slot due within half an interval moves, and never closer than
-        FOLLOW_REACH intervals before its time after the slot before it: the probes
-        keep their rate within a quarter, also with a peer that beats fast, and the
-        heartbeat, which goes out with a slot up to a quarter period early
-        (Core._beat_when_due), stays with the slot. A node whose slot came just before
-        the arrival is never moved, so of two nodes the later one follows and the
-        earlier one keeps its pace. The caller does this only while calm.
+        The caller calls this only for the heartbeats of one node, the first in
+        `cluster.order` (and never on that node), and only while calm: with every
+        node following every other, two nodes far apart (a round trip of a fifth of
+        an interval and more) or a ring of four to eight could pull each other's slots
+        forward for ever, at 1.25 times the pace.
+
+        The next slot runs now if that leaves 1 - FOLLOW_REACH intervals since the slot
+        before it, else it moves as far toward now as that allows: from any phase the
+        slots reach the heartbeats in five intervals at most. While following, the
+        slot's timer waits FOLLOW_GRACE intervals past the slot for the heartbeat, and
+        one that comes in that time runs it (the slots then move later by as much). So
+        the slots keep the heartbeats' pace, between 1 - FOLLOW_REACH and
+        1 + FOLLOW_GRACE intervals apart, and the heartbeat, which goes out with a slot
+        up to a quarter period early (Core._beat_when_due), goes with it.
         """
         if self._ticking or self._planned is None:
             return
         now = self.loop.time()
         due = self.start + self._planned * self.interval
-        if not 0 < due - now < self.interval / 2:
+        grace = FOLLOW_GRACE * self.interval if self._following else 0.0
+        if due - now < -grace:
             return
         reach = FOLLOW_REACH * self.interval
         moved = max(now, due - reach, self._last_slot_at + self.interval - reach)
-        if moved >= due:
-            return
         if moved > now:
-            self.start -= due - moved
-            self._schedule(replan=False)
+            if moved < due:
+                self.start -= due - moved
+                self._schedule(replan=False)
             return
         self.start -= due - now + _FOLLOW_MARGIN  # due now, not a rounding error after it
         if self._timer is not None:  # armed for the slot's old time: it would wake us
             self._timer.cancel()
         self.followed += 1
-        self._tick()  # in this wake-up (it arms the timer for the next slot)
+        self._tick(followed=True)  # in this wake-up (it arms the timer for the next slot)
 
     def answered(self) -> None:
         """A reply came: once every probe of the slot is answered, sleep until the next slot.
@@ -587,8 +595,9 @@ class EchoProber:
             cadence.changed()
 
     def follow(self) -> None:
-        """The agent is awake anyway (a peer's calm heartbeat): let this prober's cadence
-        move its next slot into this wake-up if it is due soon (:meth:`_Cadence.follow`)."""
+        """The agent is awake anyway (the first node's calm heartbeat): let this
+        prober's cadence run its next slot in this wake-up if it is due soon
+        (:meth:`_Cadence.follow`)."""
         if self._cadence is not None:
             self._cadence.follow()
 

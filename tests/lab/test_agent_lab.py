@@ -89,8 +89,8 @@ def test_the_active_node_serves_the_client_at_the_vip_and_holds_it_alone(formed:
 
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:
     """docs/timing.md, "Following the peer's heartbeat": once the pair is calm (5 s
-    without trouble), the later node runs its probe slot, and its heartbeat, in the
-    wake-up of the other's heartbeat: about 10 wake-ups a second at the standard
+    without trouble), the second node in cluster.order runs its probe slot, and its
+    heartbeat, in the wake-up of the first's heartbeat: about 10 wake-ups a second at the standard
     timing, where each node had 20 (its slot, then the other's heartbeat). Counted
     (voluntary context switches), not timed."""
     nodes = {n: formed.lab[n] for n in (formed.active, formed.standby)}

@@ -24,8 +24,9 @@ def test_the_standard_floor_sends_and_receives_the_agents_idle_packets(
         assert 11 <= floor.sent <= 17, (name, floor)
         assert 11 <= floor.received <= 17, (name, floor)
         assert floor.cpu > 0.0, (name, floor)
-    # one node's slot follows the other's heartbeat, as the agent's does while calm: it
-    # wakes once a slot (10 a second), the other twice (its slot, then the heartbeat)
+    # the second node's slot follows the first's heartbeat, as the agent's does while
+    # calm: it wakes once a slot (10 a second), the first twice (its slot, then the
+    # second's heartbeat)
     assert min(floor.wakeups for floor in floors.values()) <= 15, floors
     for node in lab.nodes.values():
         assert not node.is_active(wakeup_floor.UNIT)

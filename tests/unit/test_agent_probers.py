@@ -4,6 +4,7 @@ unnoticed before: the switch's retries, its timeout)."""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
@@ -11,17 +12,18 @@ import pytest
 from mosqit_failover import config as configuration
 from mosqit_failover.authkeys import generate_secret_text, parse_secret_text
 from mosqit_failover.daemon import Agent
+from mosqit_failover.events import PeerView, Role
 from mosqit_failover.journal import DecisionLog
 from tests.unit.loopback_pair import LOOPBACK_PAIR
 
 
-def agent(tmp_path: Path, timing: str) -> Agent:
+def agent(tmp_path: Path, timing: str, node: str = "alpha") -> Agent:
     text = LOOPBACK_PAIR.format(tmp=tmp_path).replace(
         'subnet = "127.0.1.0/24"\n', 'subnet = "127.0.1.0/24"\nswitch = "127.0.1.1"\n'
     )
     cfg = configuration.parse(text + f"[timing]\n{timing}\n")
     keyring = parse_secret_text(generate_secret_text())
-    return Agent(cfg, "alpha", keyring, DecisionLog(use_journal=False))
+    return Agent(cfg, node, keyring, DecisionLog(use_journal=False))
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,43 @@ def test_a_switch_the_interval_cannot_probe_often_enough_gets_its_own_cadence(
     assert switch.timeout == pytest.approx(2 / 6)  # a probe and its two re-sent ones: a third
     assert (switch.retries, switch.retry_each_slot) == (2, True)
     assert probers["peer-a"].interval == 1.0 and probers["peer-a"].on_slot is not None
+
+
+class _Core:
+    """What _peer_message reads of the core: whether it stopped, whether it is calm."""
+
+    stopped = False
+
+    def __init__(self, calm: bool) -> None:
+        self._calm = calm
+
+    def calm(self, now: float) -> bool:
+        return self._calm
+
+
+@pytest.mark.parametrize(
+    ("me", "sender", "calm", "follows"),
+    [
+        ("beta", "alpha", True, 1),  # the first node's heartbeat, calm: the slot follows
+        ("beta", "alpha", False, 0),  # troubled: the slots keep their own time
+        ("alpha", "beta", True, 0),  # the first node follows nobody (no pulling each other)
+    ],
+)
+def test_only_the_first_nodes_calm_heartbeat_moves_the_probe_slot(
+    tmp_path: Path, me: str, sender: str, calm: bool, follows: int
+) -> None:
+    """docs/timing.md, "Following the peer's heartbeat": the daemon hands the cadence
+    follow() for the heartbeats of the first node in cluster.order, while calm only."""
+    built = agent(tmp_path, "", node=me)
+    assert built.config.order[0] == "alpha"
+    built._make_probers()
+    slot_prober = built._slot_prober
+    assert slot_prober is not None
+    calls: list[str] = []
+    slot_prober.follow = lambda: calls.append("follow")  # type: ignore[method-assign]
+    built._feed = types.SimpleNamespace(feed=lambda event: None)  # type: ignore[assignment]
+    built._core = _Core(calm)  # type: ignore[assignment]
+    built._loop = types.SimpleNamespace(time=lambda: 100.0)  # type: ignore[assignment]
+    view = PeerView(sender, Role.ACTIVE, 1, (("a", True), ("b", True)), False, False, False, False)
+    built._peer_message("a", view)
+    assert len(calls) == follows

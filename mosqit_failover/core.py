@@ -417,11 +417,7 @@ class Core:
         """
         networks = self.config.network_names
         t = self.timing
-        if (
-            t.calm_heartbeat_networks != "alternate"
-            or len(networks) < 2
-            or now - self._trouble_at < CALM_AFTER
-        ):
+        if t.calm_heartbeat_networks != "alternate" or len(networks) < 2 or not self.calm(now):
             return None
         since = now - 2 * t.calm_heartbeat - t.echo_timeout
         # between the fast pace (every `heartbeat`) and the calm one (every calm

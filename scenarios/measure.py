@@ -44,40 +44,36 @@ def cpu_percent(
     before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
 ) -> dict[str, float]:
     """Per node, % of one core between two ``on_each(.., unit_cpu)`` readings."""
-    out = {}
-    for name, (used0, t0) in before.items():
-        used1, t1 = after[name]
-        out[name] = 100 * (used1 - used0) / (t1 - t0)
-    return out
+    return {name: 100 * rate for name, rate in per_second(before, after).items()}
 
 
 def unit_rss(node: Node, unit: str = deploy.UNIT) -> float:
     """The RSS of every process of ``unit``, in MB."""
+    return _status_total(node, unit, "VmRSS") / 1024
+
+
+def _status_total(node: Node, unit: str, key: str) -> int:
+    """The sum of ``key`` in /proc/PID/status over every process of ``unit`` (a
+    process gone meanwhile counts 0)."""
     cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
-    rss = 0
+    total = 0
     for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
         status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
-        rss += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
-    return rss / 1024
+        total += next((int(x.split()[1]) for x in status.splitlines() if x.startswith(key)), 0)
+    return total
 
 
 def unit_wakeups(node: Node, unit: str = deploy.UNIT) -> tuple[int, float]:
     """(voluntary context switches of every process of ``unit`` so far: each is a
     sleep that ended in a wake-up, monotonic time of the read)."""
-    cgroup = f"/sys/fs/cgroup/system.slice/{unit}"
-    total = 0
-    for pid in node.read_file(f"{cgroup}/cgroup.procs").split():
-        status = node.run(["cat", f"/proc/{pid}/status"], check=False).stdout
-        total += sum(
-            int(x.split()[1]) for x in status.splitlines() if x.startswith("voluntary_ctxt")
-        )
-    return total, time.monotonic()
+    return _status_total(node, unit, "voluntary_ctxt_switches"), time.monotonic()
 
 
 def per_second(
-    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
 ) -> dict[str, float]:
-    """Per node, the rate between two ``on_each(.., unit_wakeups)`` readings."""
+    """Per node, the rate between two readings of (a count, monotonic time), as
+    ``on_each(.., unit_wakeups)`` or ``unit_cpu`` give."""
     return {n: (after[n][0] - c0) / (after[n][1] - t0) for n, (c0, t0) in before.items()}
 
 

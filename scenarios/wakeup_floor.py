@@ -19,9 +19,9 @@ the timing under test:
 - a reader on the UDP socket (the peer's datagrams) and one on each raw ICMP socket
   (the replies), each draining what is queued;
 - the second node's slot following the first node's heartbeat as the agent's does
-  while calm (``echo._Cadence.follow``: a slot due within half an interval, or overdue by
-  ``FOLLOW_GRACE`` intervals at most, runs in the arrival's wake-up), so that it wakes
-  once a slot.
+  while calm (``echo._Cadence.follow``: the next slot runs in the arrival's wake-up, or
+  moves toward it by ``FOLLOW_REACH`` intervals; while following, its timer waits
+  ``FOLLOW_GRACE`` intervals for the heartbeat), so that it wakes once a slot.
 
 Run it with the agent stopped: the agent's raw sockets would get copies of its ICMP.
 ``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]``
@@ -101,8 +101,7 @@ async def main():
         # woke us, the next slot runs in this wake-up if due soon (or a little overdue)
         due = start + slot * interval
         now = loop.time()
-        grace = spec["follow_grace"] * interval if state["following"] else 0.0
-        if not -grace <= due - now < interval / 2:
+        if due - now < -grace():
             return
         reach = spec["follow_reach"] * interval
         moved = max(now, due - reach, state["last"] + interval - reach)
@@ -137,11 +136,13 @@ async def main():
         nonlocal start
         start -= by + 1e-6
 
+    def grace():
+        return spec["follow_grace"] * interval if state["following"] else 0.0
+
     def arm():
         if state["timer"] is not None:
             state["timer"].cancel()
-        wait = spec["follow_grace"] * interval if state["following"] else 0.0
-        state["timer"] = loop.call_at(start + slot * interval + wait, tick)
+        state["timer"] = loop.call_at(start + slot * interval + grace(), tick)
 
     def tick(followed=False):
         nonlocal slot

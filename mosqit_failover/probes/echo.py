@@ -370,8 +370,7 @@ class _Cadence:
         wake = math.inf
         if self._planned is not None:
             wake = self.start + self._planned * self.interval
-            if self._following:  # the heartbeat may come a little late: wait for it
-                wake += FOLLOW_GRACE * self.interval
+            wake += self._grace  # the heartbeat followed may come a little late
         for prober in self.members:
             for sent_at in prober._pending.values():
                 wake = min(wake, sent_at + prober.timeout)
@@ -411,8 +410,7 @@ class _Cadence:
             return
         now = self.loop.time()
         due = self.start + self._planned * self.interval
-        grace = FOLLOW_GRACE * self.interval if self._following else 0.0
-        if due - now < -grace:
+        if due - now < -self._grace:
             return
         reach = FOLLOW_REACH * self.interval
         moved = max(now, due - reach, self._last_slot_at + self.interval - reach)
@@ -426,6 +424,11 @@ class _Cadence:
             self._timer.cancel()
         self.followed += 1
         self._tick(followed=True)  # in this wake-up (it arms the timer for the next slot)
+
+    @property
+    def _grace(self) -> float:
+        """How long past a slot its timer waits for the heartbeat it follows."""
+        return FOLLOW_GRACE * self.interval if self._following else 0.0
 
     def answered(self) -> None:
         """A reply came: once every probe of the slot is answered, sleep until the next slot.

@@ -14,12 +14,13 @@ directories created later. So:
   its :meth:`_ReportingInotify._note` (overflow, the root moved or unmounted).
   Other ``Inotify`` readers are not affected. This leaves watchdog's own
   bookkeeping of watches across renames untouched, in every version;
-- after each read, a directory renamed into place that watchdog left unwatched
-  is watched, with all below it (:meth:`_ReportingInotify._watch_moved_in`):
-  watchdog 2.x carries watches only along renames whose source it watched, so
-  a directory moved in from outside, or made and renamed before watchdog read
-  its creation, stayed unwatched, and files made in it later were never synced
-  (watchdog 7 watches such a directory itself);
+- after each read, everything below a directory renamed into place that
+  watchdog left unwatched is watched (:meth:`_ReportingInotify._watch_moved_in`):
+  watchdog 2.x carries watches only along renames whose source it watched, and
+  watches a new directory by the path it had when it was made, so a directory
+  moved in from outside, made and renamed before watchdog read its creation,
+  or made just before a directory above it was renamed, stayed unwatched, and
+  files made in it later were never synced;
 - a failure of watchdog's path bookkeeping while parsing (a KeyError) would end
   its reader thread, and every later change would go unseen: it is reported as
   a "full" change (a rescan) instead.
@@ -131,24 +132,25 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
         return events
 
     def _watch_moved_in(self, top: bytes) -> None:
-        """Watch a directory renamed into place, and all below it, if watchdog did not.
+        """Watch a directory renamed into place, and all below it, where watchdog did not.
 
         watchdog 2.x only carries watches along with a rename whose source it watched,
-        and watches a new directory when it reads its creation: a directory moved in
-        from outside, or made and renamed before watchdog read its creation (its watch
-        then fails: the name is gone), stays unwatched for good, and so does everything
-        made in it later. Its rename itself is reported (a "tree" or a "move" whose
-        destination is sent whole); the watches are added before the event is handed on,
-        so what the listing of the destination misses, a watch sees.
+        and watches a new directory by the path it had when it read its creation: a
+        directory moved in from outside, made and renamed before watchdog read its
+        creation, or made just before a directory above it was renamed (its watch then
+        fails: the path is gone), stays unwatched for good, and so does everything made
+        in it later. The rename that made such a path stale comes later in the queue,
+        so every directory renamed into place is walked whole; a directory already
+        watched costs one system call. The rename itself is reported (a "tree" or a
+        "move" whose destination is sent whole); the watches are added before the event
+        is handed on, so what the listing of the destination misses, a watch sees.
         """
         with self._lock:
-            known = self._wd_for_path.get(top)  # may be stale: a directory gone from there
             todo = [top]
             while todo:  # each directory watched before it is listed: nothing made between
                 here = todo.pop()
                 try:
-                    if self._add_watch(here, self._event_mask) == known and here == top:
-                        return  # watchdog moved the watches along
+                    self._add_watch(here, self._event_mask)
                     todo += [entry.path for entry in _subdirectories(here)]
                 except OSError:
                     pass  # gone meanwhile (its removal is an event too), or the watch limit

@@ -84,7 +84,11 @@ async def main():
     seen["live"] = sorted(mount.live_channels())
     with open(os.path.join(directory, "acked"), "w") as out:
         out.write("written through the mount")
-    seen["on_standby"] = Path(standby, "acked").read_text()
+    acked = Path(standby, "acked")
+    seen["on_standby"] = acked.read_text() if acked.exists() else None
+    if seen["on_standby"] is None:  # why: the mount's view (read every 0.5 s) says
+        await asyncio.sleep(1.0)
+        seen["status_after_write"] = mount.status()
     if case in ("kill", "hang"):
         if case == "hang":  # stopped, not dead: its callers would wait for ever
             mount.hang_after = 1.0
@@ -167,14 +171,24 @@ def test_a_mount_comes_up_replicates_and_stops_leaving_the_data_in_place(
 ) -> None:
     seen = run_agent(tmp_path, "stop")
     assert seen["up"] and seen["mounted"] and seen["live"] == ["beta"], seen
-    assert seen["on_standby"] == "written through the mount"  # its close had returned
+    assert seen["on_standby"] == "written through the mount", seen  # its close had returned
     assert not seen["mounted_after"] and seen["plain"] == ["acked", "old"]
     assert not seen["exits"], seen  # asked to stop: no death reported
     assert (tmp_path / "data" / "acked").read_text() == "written through the mount"
 
 
+def replicated_or_degraded(seen: dict[str, Any]) -> bool:
+    """The write before the kill reached the standby, or the mount had let the standby
+    go (the ack_timeout of 5 s passed, or the channel did not start: a loaded machine),
+    which its status says. Not the subject of the tests that kill or stop the mount."""
+    if seen["on_standby"] == "written through the mount":
+        return True
+    return bool(seen.get("status_after_write", {}).get("degraded"))
+
+
 def test_a_mount_that_dies_is_unmounted_lazily_and_reported(tmp_path: Path) -> None:
     seen = run_agent(tmp_path, "kill")
+    assert replicated_or_degraded(seen), seen
     assert seen["exits"] == [f"pid {seen['pid']} ended unasked (killed or crashed)"], seen
     assert not seen["mounted_after"], seen  # no ENOTCONN left for the service
     assert seen["plain"] == ["acked", "old"]  # the plain directory, every change in place
@@ -183,6 +197,7 @@ def test_a_mount_that_dies_is_unmounted_lazily_and_reported(tmp_path: Path) -> N
 
 def test_a_hung_mount_is_killed_then_handled_as_a_dead_one(tmp_path: Path) -> None:
     seen = run_agent(tmp_path, "hang")
+    assert replicated_or_degraded(seen), seen
     assert seen["exits"] == [f"pid {seen['pid']} ended unasked (killed or crashed)"], seen
     assert any("answered no health probe (statfs) for" in line for line in seen["notes"]), seen
     assert not seen["mounted_after"] and seen["plain"] == ["acked", "old"], seen
@@ -211,4 +226,4 @@ def test_a_standby_back_is_taken_into_the_running_mount(tmp_path: Path) -> None:
     assert seen["status"]["fenced"] is None and seen["status"]["joins"]["beta"], seen
     # the change made while degraded came with the catch-up, the next through the channel
     assert (tmp_path / "standby" / "local").read_text() == "degraded: here only"
-    assert seen["on_standby"] == "written through the mount"
+    assert seen["on_standby"] == "written through the mount", seen

@@ -5,12 +5,12 @@
         [--echo OLD_ECHO.py] [--pyspy FILE.txt|FILE.svg]
 
 Builds the lab like `make bench` (control.up, deploy.install, deploy.start,
-deploy.wait_pair), measures the agent on the active node like the original
-`make bench` footprint (utime + stime of the agent's process over
-``--seconds``, RSS at the end) ``--rounds`` times, then the user/system split
-and wake-ups per second, the standby's footprint, optionally a ``py-spy
-record`` of the active agent (``.svg``: flame graph; otherwise collapsed
-stacks, summarized hottest first), and always tears the lab down.
+deploy.wait_pair), measures both agents at once as `make bench` does (the
+CPU of each agent's unit from its cgroup over ``--seconds``, in microseconds;
+the RSS of the unit's processes at the end) ``--rounds`` times, then each
+one's user/system split and wake-ups per second over 10 s, optionally a
+``py-spy record`` of the active agent (``.svg``: flame graph; otherwise
+collapsed stacks, summarized hottest first), and always tears the lab down.
 
 ``--echo FILE`` runs the agents with FILE as ``mosqit_failover.probes.echo``
 (e.g. ``git show HEAD:mosqit_failover/probes/echo.py > /tmp/echo_before.py``),
@@ -26,12 +26,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mosqit_failover.config import parse_duration
 from mosqit_failover.lab import deploy
 from mosqit_failover.lab.control import down, run_tool, up
 from mosqit_failover.lab.node import Node
+from mosqit_failover.lab.scenarios import measure
 from mosqit_failover.lab.topology import DEFAULT_PLAN
 
 OVERRIDE_DIR = "/etc/mosqit-failover/profile"
@@ -67,44 +69,42 @@ def use_echo(node: Node, source: Path) -> None:
     node.systemctl("daemon-reload")
 
 
-def footprint(node: Node, seconds: float) -> tuple[float, float]:
-    """(CPU % of one core, RSS MB) of the agent process over ``seconds`` (as bench did)."""
-    pid = agent_pid(node)
-    ticks = int(node.run(["getconf", "CLK_TCK"]).stdout)
-
-    def cpu() -> float:
-        fields = node.read_file(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    start_cpu, start = cpu(), time.monotonic()
+def footprint(nodes: dict[str, Node], seconds: float) -> dict[str, tuple[float, float]]:
+    """Per node, (CPU % of one core of the agent's unit over ``seconds``, its RSS in MB)."""
+    before = measure.on_each(nodes, measure.unit_cpu)
     time.sleep(seconds)
-    used = cpu() - start_cpu
-    elapsed = time.monotonic() - start
-    status = node.read_file(f"/proc/{pid}/status")
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-    return 100 * used / elapsed, rss_kb / 1024
+    cpu = measure.cpu_percent(before, measure.on_each(nodes, measure.unit_cpu))
+    rss = measure.on_each(nodes, measure.unit_rss)
+    return {name: (cpu[name], rss[name]) for name in nodes}
 
 
-def detail(node: Node, seconds: float) -> str:
-    """User/system split and wake-ups (voluntary context switches) per second of the agent."""
-    pid = agent_pid(node)
-    ticks = int(node.run(["getconf", "CLK_TCK"]).stdout)
+def detail(nodes: dict[str, Node], seconds: float) -> dict[str, str]:
+    """Per node, the agent's user/system split and its wake-ups (voluntary context
+    switches) and preemptions (involuntary ones) per second."""
+    readers: dict[str, Callable[[Node], tuple[float, float]]] = {
+        "user": lambda node: measure.unit_cpu(node, key="user_usec"),
+        "system": lambda node: measure.unit_cpu(node, key="system_usec"),
+        "wakeups": measure.unit_wakeups,
+        "preempted": measure.unit_preemptions,
+    }
 
-    def sample() -> tuple[float, float, int, int, float]:
-        script = f"cat /proc/{pid}/stat; grep ctxt_switches /proc/{pid}/status"
-        stat, *ctxt = node.run(["sh", "-c", script]).stdout.splitlines()
-        fields = stat.rsplit(")", 1)[1].split()
-        vol, invol = (int(line.split()[1]) for line in ctxt)
-        return int(fields[11]) / ticks, int(fields[12]) / ticks, vol, invol, time.monotonic()
+    def read(node: Node) -> dict[str, tuple[float, float]]:
+        return {what: reader(node) for what, reader in readers.items()}
 
-    u0, s0, v0, i0, t0 = sample()
+    before = measure.on_each(nodes, read)
     time.sleep(seconds)
-    u1, s1, v1, i1, t1 = sample()
-    dt = t1 - t0
-    return (
-        f"user {100 * (u1 - u0) / dt:.2f} %, system {100 * (s1 - s0) / dt:.2f} %, "
-        f"{(v1 - v0) / dt:.0f} voluntary + {(i1 - i0) / dt:.0f} involuntary switches/s"
-    )
+    after = measure.on_each(nodes, read)
+    out: dict[str, str] = {}
+    for name in nodes:
+        rate = {
+            what: measure.per_second({name: before[name][what]}, {name: after[name][what]})[name]
+            for what in readers
+        }
+        out[name] = (
+            f"user {100 * rate['user']:.2f} %, system {100 * rate['system']:.2f} %, "
+            f"{rate['wakeups']:.0f} wake-ups + {rate['preempted']:.0f} preemptions/s"
+        )
+    return out
 
 
 def pyspy(node: Node, out: str, seconds: float) -> None:
@@ -220,17 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         standby = lab[next(n for n, r in roles.items() if r == "STANDBY")]
         time.sleep(args.settle)
         which = f"echo {args.echo}" if args.echo else "echo from the checkout"
+        pair = {"active": active, "standby": standby}
         for round_ in range(args.rounds):
-            cpu, rss = footprint(active, args.seconds)
-            print(
-                f"round {round_ + 1} ({which}): active {active.name}: CPU {cpu:.2f} % of one "
-                f"core, RSS {rss:.1f} MB",
-                flush=True,
+            feet = footprint({n.name: n for n in pair.values()}, args.seconds)
+            said = ", ".join(
+                f"{role} {n.name} CPU {feet[n.name][0]:.2f} % of one core, "
+                f"RSS {feet[n.name][1]:.1f} MB"
+                for role, n in pair.items()
             )
-        print(f"active {active.name}: {detail(active, 10.0)}", flush=True)
-        cpu, rss = footprint(standby, min(args.seconds, 10.0))
-        print(f"standby {standby.name}: CPU {cpu:.2f} %, RSS {rss:.1f} MB", flush=True)
-        print(f"standby {standby.name}: {detail(standby, 10.0)}", flush=True)
+            print(f"round {round_ + 1} ({which}): {said}", flush=True)
+        split = detail({n.name: n for n in pair.values()}, 10.0)
+        for role, node in pair.items():
+            print(f"{role} {node.name}: {split[node.name]}", flush=True)
         print(f"active probes: {deploy.status(active).get('probes')}", flush=True)
         if args.pyspy:
             pyspy(active, args.pyspy, args.pyspy_seconds)

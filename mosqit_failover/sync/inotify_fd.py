@@ -4,12 +4,22 @@ This watchdog reads every watch of an observer from one inotify descriptor
 (``InotifyFD``); subclassing that reader shows us each raw event before
 watchdog handles it, and each watch as it is added.
 
-It handles events well after it read them on a loaded machine, and watches a
-new directory by the path it had when it was made: if a directory above was
-renamed since, that watch fails, and files made there later went unseen. The
-rename's own event comes later in the queue, so after watchdog handled a
-directory renamed into place, everything below it that is not watched is
-watched (:func:`_watch_below`).
+It handles events well after the kernel queued them (one thread reads them,
+another handles them), and its bookkeeping of watches (a tree of directories,
+each with its watch descriptor) loses some across renames, for good: files made
+there later went unseen. Two ways, both found by tests:
+
+- a directory made just before a directory above it was renamed: watchdog asks
+  for its watch by a path gone by then;
+- a directory renamed into one made just before (``mkdir new && mv old new/``):
+  the kernel has no watch on ``new`` yet, so no "moved to" event; watchdog,
+  reading ``new``'s contents, lists ``old`` a second time under its watch
+  descriptor, then handles the rename as ``old`` moved out of the tree, and
+  removes that descriptor's watch, which the entry under ``new`` needed.
+
+:class:`_MendingGroup`, watchdog's watches of one tree, checks every directory
+below one renamed into place, and below the entries that shared a watch with a
+directory moved out, and watches them again where needed.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import watchdog.observers.inotify as watchdog_inotify
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
@@ -34,6 +45,13 @@ warnings.filterwarnings(
     "ignore", message=r"Callback with id '\d+' already exists for watch", category=RuntimeWarning
 )
 
+_INVALID_WD: Any = getattr(watchdog_inotify, "_INVALID_WD", None)
+# the lock, the root and the map of watch descriptors are instance attributes
+_CAN_MEND = _INVALID_WD is not None and all(
+    hasattr(InotifyWatchGroup, name)
+    for name in ("is_active", "_build_event_source_path", "_find_node_by_path", "_add_callback")
+)
+
 
 class _ReportingFD(InotifyFD):
     """watchdog's inotify reader, telling us about overflow, the watch limit and the
@@ -43,20 +61,12 @@ class _ReportingFD(InotifyFD):
         super().__init__()
         self._root = os.fsencode(root)
         self._root_wd: Any = None
-        self._report = report
+        self.report = report
 
     def handle_event(self, event: Any) -> None:
         if (change := raw_event_change(event.wd, event.mask, self._root_wd)) is not None:
-            self._report(change)
-        groups = self._groups_of(event.wd) if event.is_moved_to and event.is_directory else []
+            self.report(change)
         super().handle_event(event)
-        for group in groups:
-            _watch_below(group, event, self._report)
-
-    def _groups_of(self, wd: Any) -> list[Any]:
-        with self._lock:
-            watch = self._watch_for_wd.get(wd)
-            return list(watch.callbacks.values()) if watch is not None else []
 
     def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
         if path == self._root:
@@ -68,42 +78,87 @@ class _ReportingFD(InotifyFD):
             return wd
         except OSError as error:
             if (change := watch_failed_change(error, path)) is not None:
-                self._report(change)
+                self.report(change)
             raise
 
 
-# the lock is an instance attribute of this dataclass: not looked for here
-_CAN_WATCH_BELOW = all(
-    hasattr(InotifyWatchGroup, name)
-    for name in ("is_active", "_build_event_source_path", "_add_all_callbacks")
-)
+class _MendingGroup(InotifyWatchGroup):
+    """watchdog's watches of one tree, watched again where its bookkeeping lost one
+    (see the module doc). A directory already watched costs one lookup. Files made in
+    a directory before its watch came back are sent anyway: a directory renamed in is
+    sent whole, and one that watchdog took for moved out and back is a new tree."""
 
+    report: Callable[[Change], None] = staticmethod(lambda change: None)  # set by the emitter
 
-def _watch_below(group: Any, event: Any, report: Callable[[Change], None]) -> None:
-    """Watch what is not watched below the directory ``event`` renamed into place.
-
-    Known directories cost one lookup each. Files made in a directory before its
-    watch was added are sent anyway: a directory renamed in is sent whole.
-    """
-    if not isinstance(group, InotifyWatchGroup) or not group.is_recursive:
-        return
-    if not _CAN_WATCH_BELOW:  # a watchdog whose insides changed again: rescan instead
-        report(Change("full", "a directory was renamed; this watchdog cannot watch below it"))
-        return
-    with group._lock:
-        if not group.is_active:
+    def on_event(self, event: Any) -> None:
+        super().on_event(event)
+        if not (event.is_moved_to and event.is_directory and self.is_recursive):
             return
-        destination = group._build_event_source_path(event)
-        if destination is not None:
+        if not _CAN_MEND:  # a watchdog whose insides changed again: rescan instead
+            self.report(Change("full", "a directory was renamed; this watchdog cannot mend"))
+            return
+        with self._lock:
+            if self.is_active and (destination := self._build_event_source_path(event)):
+                self._watch_all_below(destination)
+
+    def remove_watched_directory(self, path: bytes) -> list[bytes]:
+        if not self.is_recursive:
+            return list(super().remove_watched_directory(path))
+        if not _CAN_MEND:
+            self.report(Change("full", "a directory was moved out; this watchdog cannot mend"))
+            return list(super().remove_watched_directory(path))
+        with self._lock:
+            sharing = self._entries_sharing_watches_below(path)
+        gone = list(super().remove_watched_directory(path))
+        with self._lock:
+            if self.is_active:
+                for other in sharing:
+                    self._watch_all_below(other)
+        return gone
+
+    def _entries_sharing_watches_below(self, path: bytes) -> list[bytes]:
+        """Paths of the entries elsewhere in the tree whose watch descriptor an entry
+        at or below ``path`` has too: removing those watches removes theirs."""
+        top = self._find_node_by_path(path)
+        out: list[bytes] = []
+        todo = [top] if top is not None and top is not self._root else []
+        while todo:
+            node = todo.pop()
+            todo += node.children.values()
+            owner = self._nodes_by_wd.get(node.wd)
+            if owner not in (None, node) and (elsewhere := self._resolve_path(node.wd)):
+                out.append(elsewhere)
+        return out
+
+    def _watch_all_below(self, top: bytes) -> None:
+        for here, _, _ in os.walk(top):  # symlinks are not followed, as watchdog's own walk
+            node = self._find_node_by_path(here)
+            if node is not None and self._nodes_by_wd.get(node.wd) is not node:
+                node.wd = _INVALID_WD  # its watch went with another entry's: ask again
             with contextlib.suppress(OSError):  # gone meanwhile: its removal is an event too
-                group._add_all_callbacks(destination)
+                self._add_callback(here)
+
+
+class _Emitter(InotifyEmitter):
+    def on_thread_start(self) -> None:
+        # InotifyEmitter.on_thread_start, with the mending group
+        group = _MendingGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+        )
+        if isinstance(self._inotify_fd, _ReportingFD):
+            group.report = self._inotify_fd.report
+        self._inotify = group
 
 
 class _Observer(BaseObserver):
     def __init__(self, fd: _ReportingFD) -> None:
         self._fd = fd
         fd.start()
-        super().__init__(InotifyEmitter, timeout=1.0, inotify_fd=fd)
+        super().__init__(_Emitter, timeout=1.0, inotify_fd=fd)
 
     def on_thread_stop(self) -> None:
         super().on_thread_stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 IN_MOVE_SELF = 0x00000800
@@ -44,3 +45,24 @@ def watch_failed_change(error: OSError, path: bytes) -> Change | None:
     if error.errno in (errno.ENOSPC, errno.EMFILE):
         return Change("limit", os.fsdecode(path))
     return None
+
+
+def directories_below(top: bytes, root: bytes) -> Iterator[bytes]:
+    """``top`` and every directory below it, each yielded before it is listed (the
+    caller watches it first: nothing made between goes unseen). Nothing when ``top``
+    is not a directory inside ``root`` by its real path: a name renamed and then
+    replaced by a symbolic link (to ``.``, to ``/``) would have the watches, and the
+    paths reported, follow it out of the tree. Symbolic links below are not
+    followed; no recursion (a tree a thousand levels deep is walked too)."""
+    real, base = os.path.realpath(top), os.path.realpath(root)
+    if os.path.islink(top) or (real != base and not real.startswith(base.rstrip(b"/") + b"/")):
+        return
+    todo = [top]
+    while todo:
+        here = todo.pop()
+        yield here
+        try:
+            with os.scandir(here) as listing:
+                todo += [e.path for e in listing if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass  # gone meanwhile: its removal is an event too

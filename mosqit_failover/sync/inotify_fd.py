@@ -35,7 +35,12 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
 
-from mosqit_failover.sync.change import Change, raw_event_change, watch_failed_change
+from mosqit_failover.sync.change import (
+    Change,
+    directories_below,
+    raw_event_change,
+    watch_failed_change,
+)
 
 # A directory renamed inside the tree is watched again under its new name with the
 # same watch descriptor; watchdog then replaces its callback (documented) and warns,
@@ -131,7 +136,7 @@ class _MendingGroup(InotifyWatchGroup):
         return out
 
     def _watch_all_below(self, top: bytes) -> None:
-        for here, _, _ in os.walk(top):  # symlinks are not followed, as watchdog's own walk
+        for here in directories_below(top, self.path):
             node = self._find_node_by_path(here)
             if node is not None and self._nodes_by_wd.get(node.wd) is not node:
                 node.wd = _INVALID_WD  # its watch went with another entry's: ask again

@@ -180,6 +180,60 @@ def test_a_directory_moved_into_one_made_just_before_stays_watched(tmp_path: Pat
     assert Change("path", "new/old/s/later") in later
 
 
+def test_a_renamed_name_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
+    """A directory renamed, then its new name replaced by a symbolic link to the root
+    before the reader got to the rename: the walk below the destination followed the
+    link, watched the root's directories again under ``b/...`` (changes in ``d`` were
+    then reported as ``b/d/...``; rsync follows such a path out of the tree), and with
+    a link to ``/`` it watched the whole filesystem."""
+    root = tmp_path / "root"
+    (root / "d" / "s").mkdir(parents=True)
+    (root / "a").mkdir()
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        with _reader_held(watcher):
+            os.rename(root / "a", root / "b")
+            os.rmdir(root / "b")
+            os.symlink(".", root / "b")
+        _drain_until_quiet(watcher)
+        (root / "d" / "later").write_text("x")
+        (root / "d" / "s" / "later").write_text("x")
+        later = _drain_until_quiet(watcher)
+    finally:
+        watcher.stop()
+    assert Change("path", "d/later") in later and Change("path", "d/s/later") in later
+    assert [c for c in later if c.path.startswith("b/")] == []
+
+
+def test_the_records_of_renames_do_not_grow_for_ever(tmp_path: Path) -> None:
+    """watchdog 2.x keeps every "moved from" record (nothing calls its
+    clear_move_records): a mail spool's renames grew the agent without bound."""
+    inotify_c = pytest.importorskip("watchdog.observers.inotify_c")
+    if hasattr(inotify_c, "InotifyFD"):
+        pytest.skip("watchdog 7.x pairs renames in a queue of its own, with a time limit")
+    root = tmp_path / "root"
+    (root / "tmp").mkdir(parents=True)
+    (root / "new").mkdir()
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        for i in range(300):
+            (root / "tmp" / f"m{i}").write_text("x")
+            os.rename(root / "tmp" / f"m{i}", root / "new" / f"m{i}")
+        changes = _drain_until_quiet(watcher)
+        (root / "new" / "last").write_text("x")  # one more read: the last records age
+        _drain_until_quiet(watcher)
+        assert watcher._observer is not None
+        (emitter,) = watcher._observer.emitters
+        untyped: Any = emitter
+        kept = len(untyped._inotify._inotify._moved_from_events)
+    finally:
+        watcher.stop()
+    assert Change("move", "tmp/m299", "new/m299") in changes
+    assert kept <= 2, kept
+
+
 def test_a_watchdog_that_cannot_watch_below_a_rename_asks_for_a_rescan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,7 +128,23 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
             for event in events:
                 if event.is_moved_to and event.is_directory:
                     self._watch_moved_in(event.src_path)
+            if any(event.is_move and event.is_directory for event in events):
+                self._forget_stale_paths()
         return events
+
+    def _forget_stale_paths(self) -> None:
+        """Make the map from paths to watches the inverse of the map from watches to
+        paths (by which events are named) again. watchdog 2.x keeps the path of a
+        directory moved out of the tree: moved back in under another name, its watch
+        stayed filed under the old name too, and a file later renamed from that name
+        took the watch along, so changes in the directory were reported under the
+        file's new name and missed under their own."""
+        with self._lock:
+            path_for_wd = getattr(self, "_path_for_wd", None)
+            wd_for_path = getattr(self, "_wd_for_path", None)
+            if isinstance(path_for_wd, dict) and isinstance(wd_for_path, dict):
+                wd_for_path.clear()
+                wd_for_path.update((path, wd) for wd, path in path_for_wd.items())
 
     def _forget_old_moves(self) -> None:
         """watchdog 2.x keeps the record of every "moved from" event for ever (nothing

@@ -234,6 +234,35 @@ def test_the_records_of_renames_do_not_grow_for_ever(tmp_path: Path) -> None:
     assert kept <= 2, kept
 
 
+def test_a_file_renamed_from_the_old_name_of_a_directory_does_not_take_its_watch(
+    tmp_path: Path,
+) -> None:
+    """A directory moved out and back in under another name, then a file made at its
+    old name and renamed: watchdog 2.x still filed the directory's watch under the old
+    name and moved it with the file, so changes in the directory were reported under
+    the file's new name and missed under their own."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d" / "s").mkdir(parents=True)
+    outside.mkdir()
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        os.rename(root / "d", outside / "d")
+        _drain_until_quiet(watcher)  # watchdog pairs moves within 0.5 s: a move out
+        os.rename(outside / "d", root / "e")
+        _drain_until_quiet(watcher)
+        (root / "d").write_text("a file at the old name")
+        os.rename(root / "d", root / "f")
+        _drain_until_quiet(watcher)
+        (root / "e" / "later").write_text("x")
+        (root / "e" / "s" / "later").write_text("x")
+        later = _drain_until_quiet(watcher)
+    finally:
+        watcher.stop()
+    assert Change("path", "e/later") in later and Change("path", "e/s/later") in later
+    assert [c for c in later if c.path.startswith("f/")] == []
+
+
 def test_a_watchdog_that_cannot_watch_below_a_rename_asks_for_a_rescan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -95,6 +95,38 @@ class _MendingGroup(InotifyWatchGroup):
 
     report: Callable[[Change], None] = staticmethod(lambda change: None)  # set by the emitter
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        grouper = self._move_event_grouper
+        purge = grouper.purge_events_for_wds
+
+        def purge_reporting(wds: set[Any]) -> None:
+            self._report_moved_out(wds)
+            purge(wds)
+
+        grouper.purge_events_for_wds = purge_reporting  # type: ignore[method-assign]  # this group only
+
+    def _report_moved_out(self, wds: set[Any]) -> None:
+        """Before watchdog drops the queued events of a directory moved out of the tree,
+        report the sources of the renames into it: ``mv d /trash/; mv g /trash/d/`` in
+        half a second was a pair whose destination went with ``d``, dropped whole, so
+        ``g``'s leaving was never reported (it stayed on the peer)."""
+        queue = getattr(self._move_event_grouper, "_queue", None)
+        if queue is None or not hasattr(queue, "remove"):
+            return
+        sources: list[bytes] = []
+
+        def note(item: Any) -> bool:  # a paired rename is a tuple (from, to)
+            if type(item) is tuple and item[1].ev.wd in wds and item[0].ev.wd not in wds:
+                sources.append(item[0].path)
+            return False  # looks at every item, removes none
+
+        queue.remove(note)
+        base = self.path.rstrip(b"/") + b"/"
+        for source in sources:
+            if source.startswith(base):
+                self.report(Change("path", os.fsdecode(source[len(base) :])))
+
     def on_event(self, event: Any) -> None:
         super().on_event(event)
         if not (event.is_moved_to and event.is_directory and self.is_recursive):

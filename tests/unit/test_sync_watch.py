@@ -263,6 +263,29 @@ def test_a_file_renamed_from_the_old_name_of_a_directory_does_not_take_its_watch
     assert [c for c in later if c.path.startswith("f/")] == []
 
 
+def test_a_file_moved_into_a_directory_just_moved_out_is_reported_gone(
+    tmp_path: Path,
+) -> None:
+    """``mv d /trash/; mv g /trash/d/`` within half a second: watchdog 7 paired g's
+    rename with a destination in the directory moved out, and dropped the pair with
+    that directory's events; g's leaving was never reported, and g stayed on the peer."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    (root / "g").write_text("g")
+    outside.mkdir()
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        os.rename(root / "d", outside / "d")
+        os.rename(root / "g", outside / "d" / "g")
+        changes = _drain_until_quiet(watcher)
+    finally:
+        watcher.stop()
+    assert Change("path", "d") in changes
+    # a removed path, or the source of a rename (2.x still names d by its old place)
+    assert "g" in {c.path for c in changes if c.kind in ("path", "move")}, changes
+
+
 def test_a_watchdog_that_cannot_watch_below_a_rename_asks_for_a_rescan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -143,8 +143,14 @@ class _ReportingInotify(Inotify):  # type: ignore[misc]
             path_for_wd = getattr(self, "_path_for_wd", None)
             wd_for_path = getattr(self, "_wd_for_path", None)
             if isinstance(path_for_wd, dict) and isinstance(wd_for_path, dict):
+                # two watches named by one path (a directory moved out, still watched,
+                # and a new one made at its name): the one filed there already stays
+                rebuilt: dict[bytes, int] = {}
+                for wd, path in path_for_wd.items():
+                    if path not in rebuilt or wd_for_path.get(path) == wd:
+                        rebuilt[path] = wd
                 wd_for_path.clear()
-                wd_for_path.update((path, wd) for wd, path in path_for_wd.items())
+                wd_for_path.update(rebuilt)
 
     def _forget_old_moves(self) -> None:
         """watchdog 2.x keeps the record of every "moved from" event for ever (nothing

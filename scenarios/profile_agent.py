@@ -88,18 +88,15 @@ def detail(nodes: dict[str, Node], seconds: float) -> dict[str, str]:
         "preempted": measure.unit_preemptions,
     }
 
-    def read(node: Node) -> dict[str, tuple[float, float]]:
-        return {what: reader(node) for what, reader in readers.items()}
-
-    before = measure.on_each(nodes, read)
+    before = {what: measure.on_each(nodes, reader) for what, reader in readers.items()}
     time.sleep(seconds)
-    after = measure.on_each(nodes, read)
+    rates = {
+        what: measure.per_second(before[what], measure.on_each(nodes, reader))
+        for what, reader in readers.items()
+    }
     out: dict[str, str] = {}
     for name in nodes:
-        rate = {
-            what: measure.per_second({name: before[name][what]}, {name: after[name][what]})[name]
-            for what in readers
-        }
+        rate = {what: rates[what][name] for what in readers}
         out[name] = (
             f"user {100 * rate['user']:.2f} %, system {100 * rate['system']:.2f} %, "
             f"{rate['wakeups']:.0f} wake-ups + {rate['preempted']:.0f} preemptions/s"
@@ -221,15 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.settle)
         which = f"echo {args.echo}" if args.echo else "echo from the checkout"
         pair = {"active": active, "standby": standby}
+        nodes = {n.name: n for n in pair.values()}
         for round_ in range(args.rounds):
-            feet = footprint({n.name: n for n in pair.values()}, args.seconds)
+            feet = footprint(nodes, args.seconds)
             said = ", ".join(
                 f"{role} {n.name} CPU {feet[n.name][0]:.2f} % of one core, "
                 f"RSS {feet[n.name][1]:.1f} MB"
                 for role, n in pair.items()
             )
             print(f"round {round_ + 1} ({which}): {said}", flush=True)
-        split = detail({n.name: n for n in pair.values()}, 10.0)
+        split = detail(nodes, 10.0)
         for role, node in pair.items():
             print(f"{role} {node.name}: {split[node.name]}", flush=True)
         print(f"active probes: {deploy.status(active).get('probes')}", flush=True)

@@ -54,7 +54,13 @@ _INVALID_WD: Any = getattr(watchdog_inotify, "_INVALID_WD", None)
 # the lock, the root and the map of watch descriptors are instance attributes
 _CAN_MEND = _INVALID_WD is not None and all(
     hasattr(InotifyWatchGroup, name)
-    for name in ("is_active", "_build_event_source_path", "_find_node_by_path", "_add_callback")
+    for name in (
+        "is_active",
+        "_build_event_source_path",
+        "_find_node_by_path",
+        "_resolve_path",
+        "_add_callback",
+    )
 )
 
 
@@ -127,22 +133,25 @@ class _MendingGroup(InotifyWatchGroup):
             if source.startswith(base):
                 self.report(Change("path", os.fsdecode(source[len(base) :])))
 
+    def _can_mend(self, what: str) -> bool:
+        """Recursive, with the watchdog insides mending needs; on a watchdog whose
+        insides changed again, a rescan is asked for instead."""
+        if self.is_recursive and not _CAN_MEND:
+            self.report(Change("full", f"{what}; this watchdog cannot mend"))
+        return bool(self.is_recursive and _CAN_MEND)
+
     def on_event(self, event: Any) -> None:
         super().on_event(event)
-        if not (event.is_moved_to and event.is_directory and self.is_recursive):
+        if not (event.is_moved_to and event.is_directory):
             return
-        if not _CAN_MEND:  # a watchdog whose insides changed again: rescan instead
-            self.report(Change("full", "a directory was renamed; this watchdog cannot mend"))
+        if not self._can_mend("a directory was renamed"):
             return
         with self._lock:
             if self.is_active and (destination := self._build_event_source_path(event)):
                 self._watch_all_below(destination)
 
     def remove_watched_directory(self, path: bytes) -> list[bytes]:
-        if not self.is_recursive:
-            return list(super().remove_watched_directory(path))
-        if not _CAN_MEND:
-            self.report(Change("full", "a directory was moved out; this watchdog cannot mend"))
+        if not self._can_mend("a directory was moved out"):
             return list(super().remove_watched_directory(path))
         with self._lock:
             sharing = self._entries_sharing_watches_below(path)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The .deb runs on Debian 12's Python libraries (debian/control): `make test` runs the
 # unit tests on them too, in .venv-debian (Debian's python3, system site-packages).
 # python3-scapy: the tests check the agent's ARP and ICMP packets against scapy's.
-DEBIAN_PY_PACKAGES := python3-icmplib python3-watchdog python3-paramiko \
+DEBIAN_PY_PACKAGES := python3-icmplib python3-paramiko \
 	python3-scapy python3-prometheus-client python3-pyfuse3
 APT_PACKAGES := python3-venv pkg-config gcc python3-dev rsync openssh-server openssh-client \
 	nftables iproute2 iputils-ping systemd systemd-sysv dbus keepalived lsyncd procps \
@@ -142,7 +142,7 @@ STAMP_LINT := $(LINT_VENV)/.pip-done
 $(STAMP_LINT): setup.cfg pyproject.toml
 	@$(call fresh_venv,$(LINT_VENV),$(PYTHON) -m venv)
 	$(LINT_VENV)/bin/pip install -q 'ruff>=0.5' 'mypy>=1.10' 'pytest>=8' 'hypothesis>=6.100' \
-		'prometheus-client>=0.16' 'watchdog>=2.2' cryptography 'selenium>=4.20' 'aiosmtpd>=1.4' 'pexpect>=4.8'
+		'prometheus-client>=0.16' cryptography 'selenium>=4.20' 'aiosmtpd>=1.4' 'pexpect>=4.8'
 	@touch $@
 
 lint: $(STAMP_LINT)

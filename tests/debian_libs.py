@@ -20,7 +20,6 @@ DIST_PACKAGES = "/usr/lib/python3/dist-packages/"
 # import name -> (distribution name, Debian 12 package that provides it)
 LIBRARIES = {
     "icmplib": ("icmplib", "python3-icmplib"),
-    "watchdog": ("watchdog", "python3-watchdog"),
     "paramiko": ("paramiko", "python3-paramiko"),
     "scapy": ("scapy", "python3-scapy"),
     "prometheus_client": ("prometheus-client", "python3-prometheus-client"),

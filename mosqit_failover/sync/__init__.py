@@ -2,8 +2,9 @@
 
 - :mod:`.plan`: pure parts: the dirty set and its coalescing deadline, backoff.
 - :mod:`.commands`: pure argv building for ssh and rsync, rsync exit codes.
-- :mod:`.watch`: watchdog (inotify) observer that also reports queue overflow,
-  a lost root watch and the watch limit (which watchdog itself swallows).
+- :mod:`.watch`: the inotify reader of one tree (its watches: :mod:`.watch_tree`,
+  the system calls: :mod:`.inotify`); reports queue overflow, a lost root, the
+  watch limit and filesystems mounted inside, not only the files that changed.
 - :mod:`.proc`: the only module here that starts processes (ssh master, rsync).
 - :mod:`.engine`: one engine per synced directory (asyncio task).
 - :mod:`.manager`: what the daemon uses: start(epoch), stop(), status().

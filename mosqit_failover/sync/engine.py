@@ -81,15 +81,24 @@ Note = Callable[[str, int], None]
 def expand(root: str, batch: Batch) -> list[str]:
     """The entries to list for rsync: the paths, plus everything inside new trees.
 
-    Runs in a worker thread (it walks directories). Symlinks are not followed.
+    Runs in a worker thread (it walks directories). Symlinks are not followed. No
+    recursion (3.11's os.walk recurses): a tree a thousand levels deep is listed too.
     """
     entries = set(batch.paths)
     for tree in batch.trees:
         entries.add(tree)
-        top = os.path.join(root, tree)
-        for here, dirs, files in os.walk(top):
-            rel = os.path.relpath(here, root)
-            entries.update(os.path.join(rel, name) for name in (*dirs, *files))
+        todo = [tree]
+        while todo:
+            rel = todo.pop()
+            try:
+                with os.scandir(os.path.join(root, rel)) as listing:
+                    for entry in listing:
+                        below = os.path.join(rel, entry.name)
+                        entries.add(below)
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(below)
+            except OSError:
+                pass  # gone, or not a directory: rsync says what is there
     return sorted(entries)
 
 
@@ -308,12 +317,14 @@ class Engine:
         if ahead is not None:
             await ahead[0].cancel()
 
-    def _enter_polling(self, what: str) -> None:
+    def _enter_polling(
+        self, what: str, fix: str = "raise fs.inotify.max_user_watches", why: str = ""
+    ) -> None:
         if not self.polling:
             self.polling = True
             self._note(
-                f"sync {self.sync.path}: inotify watch limit reached ({what}); falling back to "
-                f"a full rsync every {POLL_PERIOD:g}s. Fix: raise fs.inotify.max_user_watches",
+                f"sync {self.sync.path}: {why or 'inotify watch limit reached'} ({what}); "
+                f"falling back to a full rsync every {POLL_PERIOD:g}s. Fix: {fix}",
                 4,
             )
 
@@ -344,6 +355,10 @@ class Engine:
                 self.dirty.need_full(change.path, now)
             elif change.kind == "limit":
                 self._enter_polling(change.path)
+            elif change.kind == "unwatchable":
+                self._enter_polling(
+                    change.path, "shorten the paths in it", "a directory cannot be watched"
+                )
             elif change.kind == "lost" and self._watcher is not None:
                 watcher, self._watcher = self._watcher, None
                 watcher.stop()

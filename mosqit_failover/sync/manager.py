@@ -93,7 +93,7 @@ from mosqit_failover.sync.proc import SshMaster
 from mosqit_failover.sync.syncmount import MountError, SyncMount, recorded_directories
 
 if TYPE_CHECKING:  # imported where first used: a node without [[sync]] (or without a
-    # synchronous one) never loads the engine's watchdog or the replication stream's
+    # synchronous one) never loads the engine's watcher or the replication stream's
     # modules, about 1.5 MB of the agent's RSS (issue 15)
     from mosqit_failover.sync.engine import Engine
 

@@ -1,135 +1,67 @@
-"""Watching one directory tree with watchdog (inotify), without losing the bad news.
+"""Watching one directory tree with inotify, without losing the bad news.
 
-watchdog handles recursion and move pairing, but it keeps three things to
-itself: the kernel's queue overflow (IN_Q_OVERFLOW: events were lost), the
-inotify watch limit on subdirectories (ENOSPC: those subtrees go unwatched)
-and the loss of the root's own watch (deleted, its filesystem unmounted, or
-the directory moved away: watchdog would go on watching it under its old
-name).
-:class:`TreeWatcher` reports all three, so the engine rescans or watches
-again instead of silently missing files. How depends on watchdog's
-internals, which changed: :mod:`mosqit_failover.sync.inotify_fd` (watchdog
-7.x) and :mod:`mosqit_failover.sync.inotify_buffer` (2.x to 6.x; Debian 12
-has 2.2).
+:class:`TreeWatcher` runs one inotify instance and one reader thread per tree;
+:mod:`mosqit_failover.sync.watch_tree` keeps the watches and turns the events
+into :class:`~.change.Change` values. Besides the files that changed it
+reports what a tree watcher tends to keep quiet: the kernel's queue overflow
+("full"), the watch limit ("limit"), a directory it cannot watch
+("unwatchable") and the loss of the root itself ("lost": deleted, moved, its
+filesystem unmounted, or a directory above it moved), so the engine rescans,
+polls or watches again instead of silently missing files.
 
 A rename inside the tree is one "move" change (source and destination, the
 children of a renamed directory add nothing); a rename out of the tree is a
 removed path, a rename into it a new path or tree. A file created is a "new"
-change (then a "path" when it is closed after writing).
+change (then a "path" when it is written or closed).
 
-Guarantees: callbacks come from watchdog's threads; :class:`TreeWatcher`
-only appends to a locked list and wakes the event loop once per burst
-(``loop.call_soon_threadsafe``); the engine drains the list in the loop.
+Why a thread in an asyncio program: walking a renamed tree of thousands of
+directories takes a good part of a second, which must not delay the agent's
+heartbeats. The thread only appends to a locked list and wakes the event loop
+once per burst (``wake``, the engine's ``loop.call_soon_threadsafe``); the
+engine drains the list in the loop.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import select
 import threading
 from collections.abc import Callable
-
-import watchdog.events
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.api import BaseObserver
+from typing import BinaryIO
 
 from mosqit_failover.sync.change import Change
+from mosqit_failover.sync.inotify import Inotify
+from mosqit_failover.sync.watch_tree import WatchedTree
 
 __all__ = ["Change", "TreeWatcher"]
 
-
-def _quiet_event_classes() -> tuple[type[FileSystemEvent], ...]:
-    """Events that change nothing: a file opened, or closed without writing.
-    An older watchdog lacks one or both (Debian 12's 2.2 has neither, nor watches for them)."""
-    names = ("FileOpenedEvent", "FileClosedNoWriteEvent")
-    return tuple(vars(watchdog.events)[name] for name in names if name in vars(watchdog.events))
-
-
-_QUIET_EVENTS = _quiet_event_classes()
-
-# Which watchdog: one with a shared InotifyFD reader (7.x), or one with an Inotify
-# per tree (2.x to 6.x; Debian 12 has 2.2). A feature test: the hooks differ.
-try:
-    from watchdog.observers.inotify_c import InotifyFD as _InotifyFD  # noqa: F401
-except ImportError:
-    from mosqit_failover.sync.inotify_buffer import reporting_observer
-else:
-    from mosqit_failover.sync.inotify_fd import reporting_observer
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, root: str, report: Callable[[Change], None]) -> None:
-        self._root = root
-        self._report = report
-
-    def _rel(self, path: str | bytes) -> str | None:
-        text = os.fsdecode(path)
-        if text == self._root:
-            return "."
-        if text.startswith(self._root + "/"):
-            return text[len(self._root) + 1 :]
-        return None
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, _QUIET_EVENTS):
-            return
-        src = self._rel(event.src_path)
-        if src == "." and isinstance(event, DirDeletedEvent | DirMovedEvent):
-            self._report(Change("lost", "the directory itself was deleted or moved"))
-            return
-        if isinstance(event, FileClosedEvent) and src is not None:
-            self._report(Change("path", src))
-            return
-        if isinstance(event, FileMovedEvent | DirMovedEvent):
-            self._moved(event, src)
-            return
-        if src is not None:
-            kind = "path"
-            if isinstance(event, DirCreatedEvent):
-                kind = "tree"
-            elif isinstance(event, FileCreatedEvent):
-                kind = "new"
-            self._report(Change(kind, src))
-
-    def _moved(self, event: FileMovedEvent | DirMovedEvent, src: str | None) -> None:
-        """A rename inside the tree is one "move"; its children's synthetic moves add nothing
-        (the destination tree is listed whole). A half outside counts as a delete or create."""
-        if event.is_synthetic:
-            return
-        tree = isinstance(event, DirMovedEvent)
-        dest = self._rel(event.dest_path) if event.dest_path else None
-        if src is not None and dest is not None and "." not in (src, dest):
-            self._report(Change("move", src, dest, tree))
-            return
-        if src is not None:
-            self._report(Change("path", src))
-        if dest is not None and dest != ".":
-            self._report(Change("tree" if tree else "path", dest))
+# The two halves of a rename are queued together; one missing this long after the
+# first went out of the tree. A pair split anyway costs a removal and a resend.
+_PAIR_WAIT_MS = 20
 
 
 class TreeWatcher:
     """Recursive inotify watch of ``root``; changes are drained with :meth:`drain`.
 
     :meth:`start` raises OSError if the root cannot be watched at all (missing,
-    not a directory, watch limit reached on the root itself).
+    not a directory, watch limit reached on the root itself); after that the
+    reader reports every failure as a change, never as an exception.
     """
 
     def __init__(self, root: str, wake: Callable[[], None]) -> None:
-        self.root = root.rstrip("/")
+        self.root = root.rstrip("/") or "/"
         self._wake = wake
         self._lock = threading.Lock()
         self._changes: list[Change] = []
-        self._observer: BaseObserver | None = None
         self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._inotify: Inotify | None = None
+        self._tree: WatchedTree | None = None  # the reader's: read it only when it is held
+        self._stop_pipe: tuple[int, int] | None = None
+        # held while the reader handles what it read (tests hold it to act as a load)
+        self.handling = threading.Lock()
 
     def _report(self, change: Change) -> None:
         with self._lock:
@@ -143,24 +75,92 @@ class TreeWatcher:
     def start(self) -> None:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory (or missing)", self.root)
-        observer = reporting_observer(self.root, self._report)
+        inotify = Inotify()
         try:
-            observer.schedule(_Handler(self.root, self._report), self.root, recursive=True)
-            observer.start()
+            tree = WatchedTree(inotify, self.root, self._report)
+            tree.start()
         except BaseException:
-            observer.stop()
+            inotify.close()
             raise
-        self._observer = observer
+        self._inotify, self._tree = inotify, tree
+        self._stop_pipe = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(
+            target=self._read, args=(tree,), name=f"watch {self.root}", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, tree: WatchedTree) -> None:
+        assert self._inotify is not None and self._stop_pipe is not None
+        poller = select.poll()
+        poller.register(self._inotify.fd, select.POLLIN)
+        poller.register(self._stop_pipe[0], select.POLLIN)
+        try:
+            with _MountTable() as mounts:
+                if mounts.fd is not None:
+                    poller.register(mounts.fd, select.POLLPRI)
+                tree.mounts_seen(mounts.points())
+                while True:
+                    ready = dict(poller.poll(_PAIR_WAIT_MS if tree.moves_unpaired else None))
+                    if self._stop_pipe[0] in ready:
+                        return
+                    with self.handling:
+                        if mounts.fd in ready:
+                            tree.mounts_seen(mounts.points())
+                        events = self._inotify.read() if ready else []
+                        if events:
+                            tree.handle(events)
+                        elif not ready:
+                            tree.finish_moves()
+        except Exception as error:  # a bug must not leave the tree silently unwatched
+            self._report(Change("lost", f"the watcher failed ({error!r}); watching again"))
 
     def stop(self) -> None:
-        observer, self._observer = self._observer, None
+        thread, self._thread = self._thread, None
         with self._lock:
             self._stopping = True
-        if observer is not None:
-            observer.stop()
-            observer.join(timeout=5)
+        if thread is not None and self._stop_pipe is not None:
+            os.write(self._stop_pipe[1], b"x")
+            thread.join(timeout=5)
+        for fd in self._stop_pipe or ():
+            os.close(fd)
+        self._stop_pipe = None
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
 
     def drain(self) -> list[Change]:
         with self._lock:
             changes, self._changes = self._changes, []
         return changes
+
+
+class _MountTable:
+    """This process's mount points, from /proc/self/mountinfo, which polls as
+    POLLPRI when a filesystem is mounted or unmounted (``fd`` None without /proc)."""
+
+    def __enter__(self) -> _MountTable:
+        try:
+            self._file: BinaryIO | None = open("/proc/self/mountinfo", "rb")
+        except OSError:
+            self._file = None
+        self.fd = self._file.fileno() if self._file is not None else None
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def points(self) -> list[bytes]:
+        if self._file is None:
+            return []
+        self._file.seek(0)
+        # the fifth field; a space, tab, newline or backslash in it is written as \ooo
+        fields = (line.split(b" ", 5) for line in self._file.read().splitlines())
+        return [_OCTAL.sub(_unescape, f[4]) for f in fields if len(f) > 4]
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    return bytes([int(match[1], 8)])

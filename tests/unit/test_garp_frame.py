@@ -47,13 +47,13 @@ def test_a_mac_of_another_length_is_refused(mac: bytes) -> None:
 
 def test_the_agent_does_not_import_what_it_does_not_use() -> None:
     """Each costs megabytes of RSS: scapy and pyroute2 are not used any more, metrics
-    and mail only when configured, the sync engine (watchdog) with the first [[sync]]
+    and mail only when configured, the sync engine with the first [[sync]]
     directory and the replication stream with the first synchronous one (imported
     then, not at start)."""
     import subprocess
     import sys
 
-    heavy = ["scapy", "pyroute2", "prometheus_client", "smtplib", "watchdog"]
+    heavy = ["scapy", "pyroute2", "prometheus_client", "smtplib"]
     heavy += ["mosqit_failover.sync.engine", "mosqit_failover.syncfs.apply"]
     code = f"import sys, mosqit_failover.daemon; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

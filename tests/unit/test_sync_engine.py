@@ -300,3 +300,15 @@ def test_the_rsync_started_ahead_does_not_carry_a_full_sync(
     assert calls[3] == ("rsync", None)  # the full sync's own rsync (no list)
     assert any("not used: a full sync is due instead" in n for n in notes)
     assert engine.full_syncs == 1 and engine.prestarts == 0
+
+
+def test_a_directory_that_cannot_be_watched_polls_and_says_why(tmp_path: Path) -> None:
+    notes: list[str] = []
+    engine = Engine(SyncDir(str(tmp_path)), [], epoch=1, note=lambda text, prio: notes.append(text))
+    engine._absorb([Change("unwatchable", "a path below /srv/x... is too long")], 0.0)
+    engine._absorb([Change("limit", "/srv/y")], 0.0)  # polling already: said once
+    assert engine.polling
+    assert notes == [
+        f"sync {tmp_path}: a directory cannot be watched (a path below /srv/x... is too long); "
+        "falling back to a full rsync every 10s. Fix: shorten the paths in it"
+    ]

@@ -4,8 +4,9 @@
 
 Prints JSON lines: {"ready": true} once watching (or {"start_error": ERRNO,
 "message": TEXT} and exit), then one {"kind", "path", "dest", "tree"} per
-change. Reads commands on stdin: "umount" unmounts ROOT (in this process's
-mount namespace); end of input stops the watcher and prints {"end": true}.
+change. Reads commands on stdin: "umount" unmounts ROOT, "mount PATH" mounts a
+tmpfs on PATH (both in this process's mount namespace), "write PATH" writes a
+file; end of input stops the watcher and prints {"end": true}.
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ def main() -> int:
     thread.start()
     emit({"ready": True})
     for line in sys.stdin:
-        if line.strip() == "umount":
+        command, _, path = line.strip().partition(" ")
+        if command == "umount":
             subprocess.run(["umount", root], check=True)
+        elif command == "mount":  # a tmpfs on a directory of the tree
+            subprocess.run(["mount", "-t", "tmpfs", "mqwatch", path], check=True)
+        elif command == "write":  # from here: the mount is in this namespace only
+            Path(path).write_text("written")
     watcher.stop()
     done.set()
     thread.join(5)

@@ -1,0 +1,355 @@
+"""The watches of one directory tree, and what their inotify events mean.
+
+inotify names an event by a watch descriptor (one per directory) and an entry
+name; the path is ours to keep. Each watched directory is filed under its
+parent's descriptor and its name, so a rename moves one entry and the paths
+below follow it. The events are read late (a busy machine, a held reader):
+by then a path computed from them may name another directory, or none. Three
+rules keep every directory of the tree watched all the same:
+
+- A walk is the truth. Every directory created or renamed into the tree is
+  walked, each directory watched before it is listed, and each descriptor the
+  kernel returns is filed where the walk found it; whatever was filed there
+  before is unplaced.
+- A stale place is mended by a later event. If a path no longer names the
+  directory the events said, the directory now there got there by a create or
+  a rename that is still queued, and its walk files it right.
+- Saying too much is safe, too little is not. Each change names a path whose
+  present state the engine sends; a wrong name costs a look, a missing one a
+  lost file. So a created or moved-in directory is reported whole.
+
+Unplaced watches are removed at the end of each read: the directory is outside
+the tree, or its queued event watches it again (and reports it whole).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterable
+
+from mosqit_failover.sync.change import Change
+from mosqit_failover.sync.inotify import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_DONT_FOLLOW,
+    IN_EXCL_UNLINK,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    Event,
+    Inotify,
+)
+
+_ROOT_MASK = (
+    IN_MODIFY
+    | IN_ATTRIB
+    | IN_CLOSE_WRITE
+    | IN_CREATE
+    | IN_DELETE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+    | IN_EXCL_UNLINK
+)
+# below the root a symbolic link is an entry, never a directory to watch
+_DIR_MASK = _ROOT_MASK | IN_DONT_FOLLOW
+# a directory above the root: only its own rename or removal, which takes the root along
+_ANCESTOR_MASK = IN_MOVE_SELF | IN_DELETE_SELF | IN_ONLYDIR
+_CONTENT = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE
+_LIMIT_ERRORS = (errno.ENOSPC, errno.EMFILE)
+
+Place = tuple[int, bytes]  # the parent's watch descriptor and the entry's name
+
+
+class WatchedTree:
+    """The watches of ``root`` in one :class:`~.inotify.Inotify`; each event read
+    goes to :meth:`handle`, and the changes it means to ``report``.
+
+    Guarantees: every directory in the tree is watched once the events queued
+    before it got there are handled (see the module's rules); a rename inside
+    the tree is one "move" once both halves are handled, and :meth:`finish_moves`
+    turns a half with no pair into a removal; "lost" is reported once, when the
+    root or a directory above it is moved, deleted or unmounted; "full" when the
+    kernel's queue overflowed (the tree is walked again); "limit" or
+    "unwatchable" when a directory cannot be watched. Not thread-safe: one
+    reader calls it.
+    """
+
+    def __init__(self, inotify: Inotify, root: str, report: Callable[[Change], None]) -> None:
+        self._inotify = inotify
+        self._root = os.fsencode(os.path.abspath(root))
+        self._real_root = os.path.realpath(self._root)
+        self._report = report
+        self._root_wd = -1
+        self._where: dict[int, Place | None] = {}  # None: unplaced, removed after this read
+        self._children: dict[int, dict[bytes, int]] = {}
+        self._ancestors: dict[int, bytes] = {}
+        # by cookie: where the first half was, the directory's watch then, its path
+        self._moved_from: dict[int, tuple[Place, int | None, bytes]] = {}
+        self._lost = False
+        self._mounts: set[bytes] | None = None  # mount points at or below the root
+
+    def start(self) -> None:
+        """Watch the root (OSError if it cannot be watched), every directory below it
+        and the directories above it."""
+        self._root_wd = self._inotify.add(self._root, _ROOT_MASK)
+        self._walk_below(self._root_wd, self._root)
+        self._watch_above()
+
+    def _watch_above(self) -> None:
+        """The directories above the root, last: under a tight watch limit the tree's
+        own watches come first, and one missing above only misses its rename."""
+        above = self._root
+        while above != b"/":
+            above = os.path.dirname(above)
+            # unreadable, or the limit: its rename goes unseen, as with no watch at all
+            with contextlib.suppress(OSError):
+                self._ancestors[self._inotify.add(above, _ANCESTOR_MASK)] = above
+
+    @property
+    def moves_unpaired(self) -> bool:
+        """A rename's first half is waiting for its second."""
+        return bool(self._moved_from)
+
+    @property
+    def watched(self) -> int:
+        """The directories watched, the root included."""
+        return len(self._where) + 1
+
+    def handle(self, events: list[Event]) -> None:
+        for event in events:
+            if self._lost:
+                return
+            self._handle(event)
+        self._drop_unplaced()
+
+    def finish_moves(self) -> None:
+        """The renames whose second half never came went out of the tree."""
+        moved_out, self._moved_from = self._moved_from, {}
+        for place, wd, rel in moved_out.values():
+            self._emit("path", rel)
+            if wd is not None and self._where.get(wd) == place:  # not watched anew meanwhile
+                self._unwatch_below(wd)
+
+    def mounts_seen(self, points: Iterable[bytes]) -> None:
+        """The mount table now (every mount point, absolute): a filesystem mounted or
+        unmounted in the tree changes what is there without an event of its own."""
+        inside = {p for p in points if p == self._root or p.startswith(self._root + b"/")}
+        if self._mounts is not None:
+            for point in sorted(inside ^ self._mounts):
+                if point == self._root:
+                    self._lose("a filesystem was mounted on it, or unmounted from it")
+                    return
+                rel = point[len(self._root) + 1 :]
+                self._emit("tree", rel)
+                parent = self._wd_at(os.path.dirname(rel))
+                if parent is not None:
+                    self._walk(parent, os.path.basename(rel), rel)
+            self._drop_unplaced()
+        self._mounts = inside
+
+    # ---- one event -------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        mask = event.mask
+        if mask & IN_Q_OVERFLOW:
+            self._overflowed()
+        elif event.wd in self._ancestors:
+            self._ancestor_event(event)
+        elif not event.name:
+            self._self_event(event)
+        elif (parent := self._path_of(event.wd)) is not None:
+            rel = parent + b"/" + event.name if parent else event.name
+            self._entry_event(event, rel)
+
+    def _ancestor_event(self, event: Event) -> None:
+        if event.mask & (IN_MOVE_SELF | IN_DELETE_SELF | IN_UNMOUNT):
+            above = os.fsdecode(self._ancestors[event.wd])
+            self._lose(f"{above}, a directory above it, was moved, deleted or unmounted")
+        elif event.mask & IN_IGNORED:
+            del self._ancestors[event.wd]
+
+    def _self_event(self, event: Event) -> None:
+        mask = event.mask
+        if event.wd == self._root_wd:
+            if mask & IN_MOVE_SELF:
+                self._lose("the directory itself was moved away")
+            elif mask & IN_DELETE_SELF:
+                self._lose("the directory itself was deleted")
+            elif mask & IN_UNMOUNT:
+                self._lose("the directory's filesystem was unmounted")
+            elif mask & IN_IGNORED:
+                self._lose("its watch was removed")
+            elif mask & IN_ATTRIB:
+                self._emit("path", b".")
+        elif mask & IN_IGNORED:
+            self._forget(event.wd)
+        elif mask & IN_UNMOUNT and (rel := self._path_of(event.wd)) is not None:
+            self._emit("tree", rel)  # a filesystem mounted there went: the one below shows
+
+    def _entry_event(self, event: Event, rel: bytes) -> None:
+        mask = event.mask
+        is_dir = bool(mask & IN_ISDIR)
+        if mask & IN_MOVED_FROM:
+            moved = self._children.get(event.wd, {}).get(event.name) if is_dir else None
+            self._moved_from[event.cookie] = ((event.wd, event.name), moved, rel)
+        elif mask & IN_MOVED_TO:
+            self._moved_to(event, rel, is_dir)
+        elif mask & IN_CREATE:
+            if is_dir:
+                self._emit("tree", rel)
+                self._walk(event.wd, event.name, rel)
+            else:
+                self._emit("new", rel)
+        elif mask & IN_DELETE:
+            self._emit("path", rel)
+            if is_dir and (wd := self._children.get(event.wd, {}).get(event.name)) is not None:
+                self._unplace(wd)
+        elif mask & _CONTENT:
+            self._emit("path", rel)
+
+    def _moved_to(self, event: Event, rel: bytes, is_dir: bool) -> None:
+        source = self._moved_from.pop(event.cookie, None)
+        if source is None:  # from outside the tree
+            self._emit("tree" if is_dir else "path", rel)
+        else:
+            place, moved, src_rel = source
+            self._report(Change("move", os.fsdecode(src_rel), os.fsdecode(rel), is_dir))
+            if moved is not None and self._where.get(moved) == place:
+                self._place(moved, event.wd, event.name)
+        if is_dir:
+            self._walk(event.wd, event.name, rel)
+
+    def _overflowed(self) -> None:
+        """Events were lost: the whole tree is walked again, and sent whole."""
+        self._report(Change("full", "inotify queue overflow"))
+        self._moved_from.clear()
+        for wd in self._where:
+            self._where[wd] = None
+        self._children.clear()
+        self._walk_below(self._root_wd, self._root)
+
+    # ---- the map ---------------------------------------------------------
+
+    def _path_of(self, wd: int) -> bytes | None:
+        """The path relative to the root (b"" for the root); None if not placed."""
+        names: list[bytes] = []
+        for _ in range(len(self._where) + 1):  # a loop in the map ends too
+            if wd == self._root_wd:
+                return b"/".join(reversed(names))
+            place = self._where.get(wd)
+            if place is None:
+                return None
+            wd, name = place
+            names.append(name)
+        return None
+
+    def _wd_at(self, rel: bytes) -> int | None:
+        wd: int | None = self._root_wd
+        for name in rel.split(b"/") if rel else ():
+            wd = self._children.get(wd, {}).get(name) if wd is not None else None
+        return wd
+
+    def _place(self, wd: int, parent: int, name: bytes) -> None:
+        if wd == self._root_wd or wd in self._ancestors:
+            return  # the root seen below itself (a bind mount): not a second place
+        old = self._where.get(wd)
+        if old == (parent, name):
+            return
+        if old is not None and self._children.get(old[0], {}).get(old[1]) == wd:
+            del self._children[old[0]][old[1]]
+        siblings = self._children.setdefault(parent, {})
+        if (other := siblings.get(name)) is not None and other != wd:
+            self._where[other] = None
+        siblings[name] = wd
+        self._where[wd] = (parent, name)
+
+    def _unplace(self, wd: int) -> None:
+        place = self._where.get(wd)
+        if place is not None and self._children.get(place[0], {}).get(place[1]) == wd:
+            del self._children[place[0]][place[1]]
+        if wd in self._where:
+            self._where[wd] = None
+
+    def _forget(self, wd: int) -> None:
+        self._unplace(wd)
+        self._where.pop(wd, None)
+        for child in self._children.pop(wd, {}).values():
+            self._unplace(child)
+
+    def _unwatch_below(self, top: int) -> None:
+        todo = [top]
+        while todo:
+            wd = todo.pop()
+            todo += self._children.get(wd, {}).values()
+            self._inotify.remove(wd)
+            self._forget(wd)
+
+    def _drop_unplaced(self) -> None:
+        for wd in [wd for wd, place in self._where.items() if place is None]:
+            if wd in self._where:
+                self._unwatch_below(wd)
+
+    # ---- walking -----------------------------------------------------------
+
+    def _walk(self, parent: int, name: bytes, rel: bytes) -> None:
+        """Watch ``rel`` (an entry of ``parent``) and every directory below it, if its
+        real path is inside the tree: a name renamed and replaced by a symbolic link
+        (to ``.``, to ``/``) must not take the watches, or the paths, out of it."""
+        path = self._root + b"/" + rel
+        real = os.path.realpath(path)
+        if not real.startswith(self._real_root.rstrip(b"/") + b"/"):
+            return
+        self._walk_from([(path, parent, name)])
+
+    def _walk_below(self, wd: int, path: bytes) -> None:
+        self._walk_from([(path + b"/" + name, wd, name) for name in _subdirectories(path)])
+
+    def _walk_from(self, todo: list[tuple[bytes, int, bytes]]) -> None:
+        """Each directory is watched before it is listed: nothing made between goes
+        unseen. No recursion: a tree a thousand levels deep is walked too."""
+        while todo:
+            path, parent, name = todo.pop()
+            try:
+                wd = self._inotify.add(path, _DIR_MASK)
+            except OSError as error:
+                if error.errno in _LIMIT_ERRORS:
+                    self._report(Change("limit", os.fsdecode(path)))
+                    return
+                if error.errno == errno.ENAMETOOLONG:
+                    below = os.fsdecode(path[: len(self._root) + 80])
+                    self._report(Change("unwatchable", f"a path below {below}... is too long"))
+                continue  # gone meanwhile, or no longer a directory: its event says so
+            self._place(wd, parent, name)
+            todo += [(path + b"/" + sub, wd, sub) for sub in _subdirectories(path)]
+
+    # ---- reporting ---------------------------------------------------------
+
+    def _emit(self, kind: str, rel: bytes) -> None:
+        self._report(Change(kind, os.fsdecode(rel)))
+
+    def _lose(self, why: str) -> None:
+        if not self._lost:
+            self._lost = True
+            self._report(Change("lost", why))
+
+
+def _subdirectories(path: bytes) -> list[bytes]:
+    try:
+        with os.scandir(path) as listing:
+            return [e.name for e in listing if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []  # gone meanwhile, or too long a path: its event or the walk says so

@@ -348,8 +348,7 @@ class Engine:
             elif change.kind == "full":
                 self.overflows += 1
                 self._note(
-                    f"sync {self.sync.path}: {change.path}: events were lost; "
-                    "one full rescan and resync",
+                    f"sync {self.sync.path}: {change.path}; one full rescan and resync",
                     4,
                 )
                 self.dirty.need_full(change.path, now)

@@ -72,6 +72,7 @@ _CONTENT = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE
 _LIMIT_ERRORS = (errno.ENOSPC, errno.EMFILE)
 
 Place = tuple[int, bytes]  # the parent's watch descriptor and the entry's name
+_Pair = tuple[Place, Place, bool]  # a rename: from, to, and whether a directory moved
 
 
 class WatchedTree:
@@ -101,6 +102,7 @@ class WatchedTree:
         self._moved_from: dict[int, tuple[Place, int | None, bytes]] = {}
         self._lost = False
         self._mounts: set[bytes] | None = None  # mount points at or below the root
+        self._last_pair: _Pair | None = None  # the last rename: (from, to, is a directory)
 
     def start(self) -> None:
         """Watch the root (OSError if it cannot be watched), every directory below it
@@ -228,14 +230,34 @@ class WatchedTree:
         else:
             place, moved, src_rel = source
             self._report(Change("move", os.fsdecode(src_rel), os.fsdecode(rel), is_dir))
+            pair = (place, (event.wd, event.name), is_dir)
+            last, self._last_pair = self._last_pair, pair
+            if last is not None and (last[1], last[0]) == pair[:2]:
+                self._exchanged(last, pair, src_rel, rel)
+                return
             if moved is not None and self._where.get(moved) == place:
                 self._place(moved, event.wd, event.name)
         if is_dir:
             self._walk(event.wd, event.name, rel)
 
+    def _exchanged(self, first: _Pair, second: _Pair, one: bytes, other: bytes) -> None:
+        """Two renames, each the other reversed: a name renamed back, or renameat2's
+        RENAME_EXCHANGE swapped two names. The second's watch was looked up at a name
+        the first had already given away: both places are walked again. The peer
+        replays the two renames one after the other, which swaps files but not
+        directories (the second rename finds a directory in the way): for a directory
+        swapped (both names there now), a full sync."""
+        both_there = all(os.path.lexists(self._root + b"/" + rel) for rel in (one, other))
+        if (first[2] or second[2]) and both_there:
+            names = f"{os.fsdecode(one)} and {os.fsdecode(other)}"
+            self._report(Change("full", f"{names} were exchanged"))
+        self._last_pair = None
+        for (parent, name), rel in ((second[0], one), (second[1], other)):
+            self._walk(parent, name, rel)
+
     def _overflowed(self) -> None:
         """Events were lost: the whole tree is walked again, and sent whole."""
-        self._report(Change("full", "inotify queue overflow"))
+        self._report(Change("full", "inotify queue overflow: events were lost"))
         self._moved_from.clear()
         for wd in self._where:
             self._where[wd] = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import random
 import shutil
@@ -513,3 +515,56 @@ def test_a_path_too_long_to_watch_is_reported_unwatchable(tmp_path: Path) -> Non
     assert unwatchable, changes
     assert unwatchable[0].path.startswith(f"a path below {root}/nnn")
     assert unwatchable[0].path.endswith("... is too long")
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(one: Path, other: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): ``mv --exchange`` in coreutils 9.5, and how some
+    deployment tools swap a new release's directory in."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd = -100
+    if libc.renameat2(at_fdcwd, bytes(one), at_fdcwd, bytes(other), _RENAME_EXCHANGE) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_two_directories_exchanged_stay_watched_and_are_sent_whole(
+    tmp_path: Path, held: bool
+) -> None:
+    root = tmp_path / "root"
+    for name in ("a", "b"):
+        (root / name / "s").mkdir(parents=True)
+        (root / name / "s" / "f").write_text(name)
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        with _reader_held(watcher) if held else contextlib.nullcontext():
+            _exchange(root / "a", root / "b")
+        first = _drain_until_quiet(watcher)
+        for name in ("a", "b"):
+            (root / name / "s" / "later").write_text("x")
+        later = _drain_until_quiet(watcher)
+    finally:
+        watcher.stop()
+    assert {Change("path", "a/s/later"), Change("path", "b/s/later")} <= set(later)
+    assert Change("full", "b and a were exchanged") in first
+
+
+def test_a_directory_renamed_back_is_two_moves_and_stays_watched(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "s").mkdir(parents=True)
+    watcher = TreeWatcher(str(root), lambda: None)
+    watcher.start()
+    try:
+        os.rename(root / "a", root / "b")
+        os.rename(root / "b", root / "a")
+        first = _drain_until_quiet(watcher)
+        (root / "a" / "s" / "later").write_text("x")
+        later = _drain_until_quiet(watcher)
+    finally:
+        watcher.stop()
+    assert first == [Change("move", "a", "b", True), Change("move", "b", "a", True)]
+    assert Change("path", "a/s/later") in later

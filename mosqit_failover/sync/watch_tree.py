@@ -132,16 +132,24 @@ class WatchedTree:
         return len(self._where) + 1
 
     def handle(self, events: list[Event]) -> None:
+        """One read's events. A rename's first half left from the read before has had
+        its chance (the kernel queues both halves at once; only a full read buffer
+        splits them): with no second half in this read either, it went out of the tree.
+        Under a steady stream of events the reader never waits for :meth:`finish_moves`."""
+        waited = list(self._moved_from)
         for event in events:
             if self._lost:
                 return
             self._handle(event)
+        self.finish_moves(waited)
         self._drop_unplaced()
 
-    def finish_moves(self) -> None:
-        """The renames whose second half never came went out of the tree."""
-        moved_out, self._moved_from = self._moved_from, {}
-        for place, wd, rel in moved_out.values():
+    def finish_moves(self, cookies: Iterable[int] | None = None) -> None:
+        """The renames (all, or those of ``cookies``) whose second half never came
+        went out of the tree."""
+        chosen = list(self._moved_from) if cookies is None else cookies
+        moved_out = [self._moved_from.pop(c) for c in chosen if c in self._moved_from]
+        for place, wd, rel in moved_out:
             self._emit("path", rel)
             if wd is not None and self._where.get(wd) == place:  # not watched anew meanwhile
                 self._unwatch_below(wd)

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover.sync.engine import expand
+from mosqit_failover.sync.inotify import IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, Event, Inotify
 from mosqit_failover.sync.plan import Batch, Dirty
 from mosqit_failover.sync.watch import Change, TreeWatcher
+from mosqit_failover.sync.watch_tree import WatchedTree
 
 
 @pytest.fixture
@@ -568,3 +570,25 @@ def test_a_directory_renamed_back_is_two_moves_and_stays_watched(tmp_path: Path)
         watcher.stop()
     assert first == [Change("move", "a", "b", True), Change("move", "b", "a", True)]
     assert Change("path", "a/s/later") in later
+
+
+def test_a_rename_with_no_second_half_in_the_next_read_went_out(tmp_path: Path) -> None:
+    """A spool moves each file out to an archive while others keep writing: the reader
+    never sits idle for the wait that ends a rename with no second half, and those
+    renames piled up unreported (the peer kept every file). The kernel queues both
+    halves at once, so one more read without the second is proof enough."""
+    changes: list[Change] = []
+    inotify = Inotify()
+    try:
+        tree = WatchedTree(inotify, str(tmp_path), changes.append)
+        tree.start()
+        root = tree._root_wd
+        tree.handle([Event(root, IN_MOVED_FROM, 7, b"m1")])  # the buffer ended here
+        assert changes == []
+        tree.handle([Event(root, IN_MODIFY, 0, b"busy"), Event(root, IN_MOVED_FROM, 8, b"m2")])
+        assert changes == [Change("path", "busy"), Change("path", "m1")]
+        tree.handle([Event(root, IN_MOVED_TO, 8, b"m3")])  # a pair split by a full buffer
+        assert changes[2:] == [Change("move", "m2", "m3")]
+        assert not tree.moves_unpaired
+    finally:
+        inotify.close()

@@ -252,8 +252,15 @@ class Engine:
 
     async def _start_watch(self) -> None:
         watcher = TreeWatcher(self.sync.path, self._seen)
+        starting = asyncio.ensure_future(asyncio.to_thread(watcher.start))
         try:
-            await asyncio.to_thread(watcher.start)
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # stopped (a demotion, a reload) while the first walk runs in its thread: the
+            # watcher it makes is stopped when it is done, or its thread and watches stay
+            loop = asyncio.get_running_loop()
+            starting.add_done_callback(lambda _: loop.run_in_executor(None, watcher.stop))
+            raise
         except OSError as error:
             delay = self._watch_retry.next_delay()
             self._watch_at = self._now() + delay

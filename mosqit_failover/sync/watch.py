@@ -154,9 +154,15 @@ class _MountTable:
         if self._file is None:
             return []
         self._file.seek(0)
-        # the fifth field; a space, tab, newline or backslash in it is written as \ooo
-        fields = (line.split(b" ", 5) for line in self._file.read().splitlines())
-        return [_OCTAL.sub(_unescape, f[4]) for f in fields if len(f) > 4]
+        return mount_points(self._file.read())
+
+
+def mount_points(mountinfo: bytes) -> list[bytes]:
+    """The mount points in the text of /proc/PID/mountinfo: the fifth field of each
+    line, where a space, tab, newline or backslash is written as \\ooo (not a
+    carriage return: a line ends at a newline only)."""
+    fields = (line.split(b" ", 5) for line in mountinfo.split(b"\n"))
+    return [_OCTAL.sub(_unescape, f[4]) for f in fields if len(f) > 4]
 
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")

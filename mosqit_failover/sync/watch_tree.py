@@ -70,9 +70,13 @@ _DIR_MASK = _ROOT_MASK | IN_DONT_FOLLOW
 _ANCESTOR_MASK = IN_MOVE_SELF | IN_DELETE_SELF | IN_ONLYDIR
 _CONTENT = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE
 _LIMIT_ERRORS = (errno.ENOSPC, errno.EMFILE)
+# a walk opens each directory and watches it through /proc/self/fd: no link followed
+_OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PROC_FD = os.path.isdir("/proc/self/fd")
 
 Place = tuple[int, bytes]  # the parent's watch descriptor and the entry's name
 _Pair = tuple[Place, Place, bool]  # a rename: from, to, and whether a directory moved
+_Step = tuple[bytes, int, bytes, int | None]  # a walk's next: path, parent, name, inode
 
 
 class WatchedTree:
@@ -97,6 +101,7 @@ class WatchedTree:
         self._root_wd = -1
         self._where: dict[int, Place | None] = {}  # None: unplaced, removed after this read
         self._children: dict[int, dict[bytes, int]] = {}
+        self._inode: dict[int, tuple[int, int]] = {}  # device and inode, when last listed
         self._ancestors: dict[int, bytes] = {}
         # by cookie: where the first half was, the directory's watch then, its path
         self._moved_from: dict[int, tuple[Place, int | None, bytes]] = {}
@@ -151,8 +156,13 @@ class WatchedTree:
         moved_out = [self._moved_from.pop(c) for c in chosen if c in self._moved_from]
         for place, wd, rel in moved_out:
             self._emit("path", rel)
-            if wd is not None and self._where.get(wd) == place:  # not watched anew meanwhile
+            if wd is None or self._where.get(wd) != place:
+                continue  # filed anew meanwhile: found elsewhere in the tree
+            # The watch looked up for the rename may have been a newer directory at that
+            # name (the map was stale); the walk keeps whatever is there now.
+            if self._walk(place[0], place[1], rel) != wd:
                 self._unwatch_below(wd)
+        self._drop_unplaced()
 
     def mounts_seen(self, points: Iterable[bytes]) -> None:
         """The mount table now (every mount point, absolute): a filesystem mounted or
@@ -317,6 +327,7 @@ class WatchedTree:
     def _forget(self, wd: int) -> None:
         self._unplace(wd)
         self._where.pop(wd, None)
+        self._inode.pop(wd, None)
         for child in self._children.pop(wd, {}).values():
             self._unplace(child)
 
@@ -335,36 +346,111 @@ class WatchedTree:
 
     # ---- walking -----------------------------------------------------------
 
-    def _walk(self, parent: int, name: bytes, rel: bytes) -> None:
-        """Watch ``rel`` (an entry of ``parent``) and every directory below it, if its
-        real path is inside the tree: a name renamed and replaced by a symbolic link
-        (to ``.``, to ``/``) must not take the watches, or the paths, out of it."""
+    def _walk(self, parent: int, name: bytes, rel: bytes) -> int | None:
+        """Watch ``rel`` (an entry of ``parent``) and every directory below it; the
+        watch of ``rel``, None if no directory is there. Only a path with no symbolic
+        link in it: a stale path through a name since replaced by a link (to ``.``,
+        to ``/``, to another directory of the tree) would file that directory here,
+        or take the watches and the paths out of the tree."""
         path = self._root + b"/" + rel
-        real = os.path.realpath(path)
-        if not real.startswith(self._real_root.rstrip(b"/") + b"/"):
-            return
-        self._walk_from([(path, parent, name)])
+        if os.path.realpath(path) != self._real_root.rstrip(b"/") + b"/" + rel:
+            return None
+        return self._walk_from([(path, parent, name, None)])
 
     def _walk_below(self, wd: int, path: bytes) -> None:
-        self._walk_from([(path + b"/" + name, wd, name) for name in _subdirectories(path)])
+        opened = self._open(path, None)
+        if opened is not None:
+            self._walk_from([(path + b"/" + n, wd, n, ino) for n, ino in opened[1]])
 
-    def _walk_from(self, todo: list[tuple[bytes, int, bytes]]) -> None:
-        """Each directory is watched before it is listed: nothing made between goes
-        unseen. No recursion: a tree a thousand levels deep is walked too."""
+    def _walk_from(self, todo: list[_Step]) -> int | None:
+        """Each directory is opened without following a link, checked to be the
+        inode its parent listed (a name swapped meanwhile is left to its event),
+        watched, then listed: nothing made between goes unseen. No recursion: a tree
+        a thousand levels deep is walked too. The watch of the first directory."""
+        first: int | None = None
+        seen: set[int] = set()
         while todo:
-            path, parent, name = todo.pop()
-            try:
-                wd = self._inotify.add(path, _DIR_MASK)
-            except OSError as error:
-                if error.errno in _LIMIT_ERRORS:
-                    self._report(Change("limit", os.fsdecode(path)))
-                    return
-                if error.errno == errno.ENAMETOOLONG:
-                    below = os.fsdecode(path[: len(self._root) + 80])
-                    self._report(Change("unwatchable", f"a path below {below}... is too long"))
-                continue  # gone meanwhile, or no longer a directory: its event says so
+            path, parent, name, ino = todo.pop()
+            opened = self._open(path, ino)
+            if opened is None:
+                continue
+            wd, below = opened
+            first = wd if first is None else first
+            if wd in seen or wd == self._root_wd or wd in self._ancestors:
+                self._twice(path)  # a bind mount: one directory at two places
+                continue
+            seen.add(wd)
+            if self._elsewhere(wd, parent, name):
+                self._twice(path)
+                continue
             self._place(wd, parent, name)
-            todo += [(path + b"/" + sub, wd, sub) for sub in _subdirectories(path)]
+            todo += [(path + b"/" + n, wd, n, i) for n, i in below]
+        return first
+
+    def _open(self, path: bytes, ino: int | None) -> tuple[int, list[tuple[bytes, int]]] | None:
+        """Watch the directory at ``path`` (if it is inode ``ino``, when given) through
+        a descriptor, and list its subdirectories from it: its watch and the names and
+        inodes of its subdirectories; None if it is gone, not a directory, or another."""
+        try:
+            fd = os.open(path, _OPEN_DIRECTORY)
+        except OSError as error:
+            self._unwatchable(path, error)
+            return None
+        try:
+            st = os.fstat(fd)
+            if ino is not None and st.st_ino != ino:
+                return None
+            if _PROC_FD:
+                wd = self._inotify.add(b"/proc/self/fd/%d" % fd, _ROOT_MASK)
+            else:  # no /proc: by name, the inode checked below the watch
+                wd = self._inotify.add(path, _DIR_MASK)
+                if os.lstat(path).st_ino != st.st_ino:
+                    return None
+            self._inode[wd] = (st.st_dev, st.st_ino)
+            with os.scandir(fd) as listing:
+                below = [
+                    (os.fsencode(e.name), e.inode())
+                    for e in listing
+                    if e.is_dir(follow_symlinks=False)
+                ]
+            return wd, below
+        except OSError as error:
+            self._unwatchable(path, error)
+            return None
+        finally:
+            os.close(fd)
+
+    def _elsewhere(self, wd: int, parent: int, name: bytes) -> bool:
+        """The directory is filed at another place that still holds it, with no link
+        on the way: the same directory at two paths (a bind mount), which one watch
+        cannot report as both."""
+        place = self._where.get(wd)
+        if place is None or place == (parent, name):
+            return False
+        old = self._path_of(wd)
+        if not old:
+            return False
+        path = self._root + b"/" + old
+        try:
+            if os.path.realpath(path) != self._real_root.rstrip(b"/") + b"/" + old:
+                return False
+            here = os.stat(path)
+        except OSError:
+            return False
+        return self._inode.get(wd) == (here.st_dev, here.st_ino)
+
+    def _unwatchable(self, path: bytes, error: OSError) -> None:
+        if error.errno in _LIMIT_ERRORS:
+            self._report(Change("limit", os.fsdecode(path)))
+        elif error.errno == errno.ENAMETOOLONG:
+            below = os.fsdecode(path[: len(self._root) + 80])
+            self._report(Change("unwatchable", f"a path below {below}... is too long"))
+
+    def _twice(self, path: bytes) -> None:
+        rel = os.fsdecode(path[len(self._root) + 1 :])
+        self._report(
+            Change("unwatchable", f"{rel} is a directory also mounted elsewhere in the tree")
+        )
 
     # ---- reporting ---------------------------------------------------------
 
@@ -375,11 +461,3 @@ class WatchedTree:
         if not self._lost:
             self._lost = True
             self._report(Change("lost", why))
-
-
-def _subdirectories(path: bytes) -> list[bytes]:
-    try:
-        with os.scandir(path) as listing:
-            return [e.name for e in listing if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return []  # gone meanwhile, or too long a path: its event or the walk says so

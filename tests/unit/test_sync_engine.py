@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from mosqit_failover.sync import engine as engine_module
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.plan import Dirty, Move
-from mosqit_failover.sync.watch import Change
+from mosqit_failover.sync.watch import Change, TreeWatcher
 
 
 class FakeMaster:
@@ -312,3 +314,33 @@ def test_a_directory_that_cannot_be_watched_polls_and_says_why(tmp_path: Path) -
         f"sync {tmp_path}: a directory cannot be watched (a path below /srv/x... is too long); "
         "falling back to a full rsync every 10s. Fix: shorten the paths in it"
     ]
+
+
+def test_an_engine_stopped_while_its_watch_starts_leaves_no_watcher_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first walk of a big tree runs in a thread; a demotion or a reload cancels
+    the engine meanwhile. The watcher that walk makes must still be stopped."""
+    started: list[TreeWatcher] = []
+    real_start = TreeWatcher.start
+
+    def slow_start(self: TreeWatcher) -> None:
+        time.sleep(0.3)
+        real_start(self)
+        started.append(self)
+
+    monkeypatch.setattr(TreeWatcher, "start", slow_start)
+    engine = Engine(SyncDir(str(tmp_path)), [], epoch=1, note=lambda text, prio: None)
+
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        task = asyncio.create_task(engine._start_watch())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.6)  # the start ends in its thread, then its stop runs
+
+    asyncio.run(go())
+    assert len(started) == 1
+    assert started[0]._thread is None, "the watcher's reader still runs"

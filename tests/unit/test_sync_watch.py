@@ -19,7 +19,7 @@ import pytest
 from mosqit_failover.sync.engine import expand
 from mosqit_failover.sync.inotify import IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, Event, Inotify
 from mosqit_failover.sync.plan import Batch, Dirty
-from mosqit_failover.sync.watch import Change, TreeWatcher
+from mosqit_failover.sync.watch import Change, TreeWatcher, mount_points
 from mosqit_failover.sync.watch_tree import WatchedTree
 
 
@@ -592,3 +592,54 @@ def test_a_rename_with_no_second_half_in_the_next_read_went_out(tmp_path: Path) 
         assert not tree.moves_unpaired
     finally:
         inotify.close()
+
+
+@pytest.mark.parametrize("how", ["mkdir", "moved in"])
+def test_a_new_directory_at_a_name_just_moved_out_stays_watched(tmp_path: Path, how: str) -> None:
+    """``mv a b; mv b /outside; mkdir b``, read late: the walk for the first rename
+    already finds the new ``b``, and the rename out then looked up the new ``b``'s
+    watch as the one that left, and removed it."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a").mkdir(parents=True)
+    (outside / "new" / "s").mkdir(parents=True)
+
+    def steps(watcher: TreeWatcher) -> None:
+        with _reader_held(watcher):
+            os.rename(root / "a", root / "b")
+            os.rename(root / "b", outside / "gone")
+            if how == "mkdir":
+                (root / "b" / "s").mkdir(parents=True)
+            else:
+                os.rename(outside / "new", root / "b")
+
+    _, later = _written_later(root, steps, "b")
+    assert _seen_where_written(later, "b"), later
+
+
+def test_a_stale_path_through_a_link_does_not_take_another_directory_s_watch(
+    tmp_path: Path,
+) -> None:
+    """``mkdir a/y; mv a k; ln -s c a``, read late: the walk for ``a/y`` went through
+    the link to ``c/y`` and filed its watch under ``k``; the rename's walk then put
+    the real ``k/y`` there, and ``c/y`` was left unwatched."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "c" / "y" / "s").mkdir(parents=True)
+
+    def steps(watcher: TreeWatcher) -> None:
+        with _reader_held(watcher):
+            (root / "a" / "y").mkdir()
+            os.rename(root / "a", root / "k")
+            os.symlink("c", root / "a")
+
+    _, later = _written_later(root, steps, "c/y")
+    assert _seen_where_written(later, "c/y"), later
+
+
+def test_mount_points_are_read_with_their_escapes_and_a_carriage_return() -> None:
+    mountinfo = (
+        b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        b"40 22 0:40 / /srv/a\\040b\\134c rw - tmpfs t rw\n"
+        b"41 22 0:41 / /srv/cr\rname rw - tmpfs t rw\n"
+    )
+    assert mount_points(mountinfo) == [b"/", b"/srv/a b\\c", b"/srv/cr\rname"]

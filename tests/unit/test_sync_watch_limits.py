@@ -174,3 +174,26 @@ def test_the_root_deleted_is_reported_lost(
     root.rmdir()
     lost = driver.wait_for(lambda r: r.get("kind") == "lost", 10)
     assert lost["path"] == "the directory itself was deleted"
+
+
+def test_a_directory_mounted_at_two_places_in_the_tree_makes_the_engine_poll(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    """A bind mount puts one directory at two paths; one watch reports its changes
+    under one of them only, so the watcher says it cannot watch the tree (the engine
+    then sends it whole every 10 s). The root bound inside itself also ends the walk
+    there, where it went round the loop until the path grew too long."""
+    root = tmp_path / "root"
+    (root / "a" / "s").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "m").mkdir()
+    argv = ["unshare", "--user", "--map-root-user", "--mount"]
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver.send(f"bind {root / 'a'} {root / 'b'}")
+    twice = driver.wait_for(lambda r: r.get("kind") == "unwatchable", 10)
+    assert twice["path"] == "b is a directory also mounted elsewhere in the tree"
+    driver.send(f"bind {root} {root / 'm'}")
+    driver.wait_for(
+        lambda r: r.get("path") == "m is a directory also mounted elsewhere in the tree", 10
+    )

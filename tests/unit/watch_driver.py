@@ -5,7 +5,8 @@
 Prints JSON lines: {"ready": true} once watching (or {"start_error": ERRNO,
 "message": TEXT} and exit), then one {"kind", "path", "dest", "tree"} per
 change. Reads commands on stdin: "umount" unmounts ROOT, "mount PATH" mounts a
-tmpfs on PATH (both in this process's mount namespace), "write PATH" writes a
+tmpfs on PATH, "bind SOURCE TARGET" bind-mounts (all in this process's mount
+namespace), "write PATH" writes a
 file; end of input stops the watcher and prints {"end": true}.
 """
 
@@ -57,6 +58,8 @@ def main() -> int:
             subprocess.run(["umount", root], check=True)
         elif command == "mount":  # a tmpfs on a directory of the tree
             subprocess.run(["mount", "-t", "tmpfs", "mqwatch", path], check=True)
+        elif command == "bind":  # PATH is "SOURCE TARGET"
+            subprocess.run(["mount", "--bind", *path.split(" ")], check=True)
         elif command == "write":  # from here: the mount is in this namespace only
             Path(path).write_text("written")
     watcher.stop()

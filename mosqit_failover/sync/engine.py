@@ -363,7 +363,9 @@ class Engine:
                 self._enter_polling(change.path)
             elif change.kind == "unwatchable":
                 self._enter_polling(
-                    change.path, "shorten the paths in it", "a directory cannot be watched"
+                    change.path,
+                    "remove that cause, then restart the agent (polling goes on until then)",
+                    "a directory cannot be watched",
                 )
             elif change.kind == "lost" and self._watcher is not None:
                 watcher, self._watcher = self._watcher, None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterable
 
 from mosqit_failover.sync.change import Change
@@ -76,7 +77,8 @@ _PROC_FD = os.path.isdir("/proc/self/fd")
 
 Place = tuple[int, bytes]  # the parent's watch descriptor and the entry's name
 _Pair = tuple[Place, Place, bool]  # a rename: from, to, and whether a directory moved
-_Step = tuple[bytes, int, bytes, int | None]  # a walk's next: path, parent, name, inode
+_Identity = tuple[int, int]  # device and inode
+_Step = tuple[bytes, int, bytes, _Identity | None]  # a walk's next: path, parent, name, id
 
 
 class WatchedTree:
@@ -96,17 +98,18 @@ class WatchedTree:
     def __init__(self, inotify: Inotify, root: str, report: Callable[[Change], None]) -> None:
         self._inotify = inotify
         self._root = os.fsencode(os.path.abspath(root))
-        self._real_root = os.path.realpath(self._root)
         self._report = report
         self._root_wd = -1
         self._where: dict[int, Place | None] = {}  # None: unplaced, removed after this read
+        self._unplaced: set[int] = set()  # kept apart: no scan of every watch per read
         self._children: dict[int, dict[bytes, int]] = {}
-        self._inode: dict[int, tuple[int, int]] = {}  # device and inode, when last listed
+        self._inode: dict[int, _Identity] = {}  # device and inode, when last watched
         self._ancestors: dict[int, bytes] = {}
         # by cookie: where the first half was, the directory's watch then, its path
         self._moved_from: dict[int, tuple[Place, int | None, bytes]] = {}
         self._lost = False
         self._mounts: set[bytes] | None = None  # mount points at or below the root
+        self._mounts_above: set[bytes] = set()  # and above it
         self._last_pair: _Pair | None = None  # the last rename: (from, to, is a directory)
 
     def start(self) -> None:
@@ -156,30 +159,62 @@ class WatchedTree:
         moved_out = [self._moved_from.pop(c) for c in chosen if c in self._moved_from]
         for place, wd, rel in moved_out:
             self._emit("path", rel)
+            # the directory it left may have been renamed since (mv p/f /out; mv p q):
+            # the path it had there now is gone from the peer too
+            parent = self._path_of(place[0])
+            now = parent + b"/" + place[1] if parent else place[1]
+            if parent is not None and now != rel:
+                self._emit("path", now)
             if wd is None or self._where.get(wd) != place:
                 continue  # filed anew meanwhile: found elsewhere in the tree
             # The watch looked up for the rename may have been a newer directory at that
-            # name (the map was stale); the walk keeps whatever is there now.
-            if self._walk(place[0], place[1], rel) != wd:
+            # name (the map was stale); the walk, by the place's path now, keeps whatever
+            # is there.
+            if parent is None or self._walk(place[0], place[1], now) != wd:
                 self._unwatch_below(wd)
         self._drop_unplaced()
 
     def mounts_seen(self, points: Iterable[bytes]) -> None:
         """The mount table now (every mount point, absolute): a filesystem mounted or
         unmounted in the tree changes what is there without an event of its own."""
+        points = set(points)
         inside = {p for p in points if p == self._root or p.startswith(self._root + b"/")}
+        above = {p for p in points if self._root.startswith(p.rstrip(b"/") + b"/")}
         if self._mounts is not None:
+            if above != self._mounts_above:
+                self._lose("a filesystem was mounted or unmounted on a directory above it")
+                return
             for point in sorted(inside ^ self._mounts):
                 if point == self._root:
                     self._lose("a filesystem was mounted on it, or unmounted from it")
                     return
                 rel = point[len(self._root) + 1 :]
-                self._emit("tree", rel)
                 parent = self._wd_at(os.path.dirname(rel))
-                if parent is not None:
+                if point in inside and self._bound_twice(point):
+                    self._twice(point)
+                elif parent is not None:
                     self._walk(parent, os.path.basename(rel), rel)
+                self._emit("tree", rel)  # once watched: what follows is seen either way
             self._drop_unplaced()
-        self._mounts = inside
+        else:
+            for point in inside - {self._root}:
+                if self._bound_twice(point):
+                    self._twice(point)
+        self._mounts, self._mounts_above = inside, above
+
+    def _bound_twice(self, point: bytes) -> bool:
+        """A directory of the tree mounted again at ``point`` (a bind mount): one watch
+        cannot report its changes under both paths."""
+        try:
+            st = os.stat(point)
+        except OSError:
+            return False
+        here = (st.st_dev, st.st_ino)
+        rel = point[len(self._root) + 1 :]
+        return any(
+            identity == here and self._path_of(wd) not in (None, rel)
+            for wd, identity in self._inode.items()
+        )
 
     # ---- one event -------------------------------------------------------
 
@@ -263,10 +298,10 @@ class WatchedTree:
         RENAME_EXCHANGE swapped two names. The second's watch was looked up at a name
         the first had already given away: both places are walked again. The peer
         replays the two renames one after the other, which swaps files but not
-        directories (the second rename finds a directory in the way): for a directory
-        swapped (both names there now), a full sync."""
-        both_there = all(os.path.lexists(self._root + b"/" + rel) for rel in (one, other))
-        if (first[2] or second[2]) and both_there:
+        directories (the second rename finds a directory in the way), nor can it tell
+        which of the two it was by the time it reads them (one name may be gone since):
+        with a directory in it, a full sync."""
+        if first[2] or second[2]:
             names = f"{os.fsdecode(one)} and {os.fsdecode(other)}"
             self._report(Change("full", f"{names} were exchanged"))
         self._last_pair = None
@@ -279,6 +314,7 @@ class WatchedTree:
         self._moved_from.clear()
         for wd in self._where:
             self._where[wd] = None
+        self._unplaced = set(self._where)
         self._children.clear()
         self._walk_below(self._root_wd, self._root)
 
@@ -314,8 +350,10 @@ class WatchedTree:
         siblings = self._children.setdefault(parent, {})
         if (other := siblings.get(name)) is not None and other != wd:
             self._where[other] = None
+            self._unplaced.add(other)
         siblings[name] = wd
         self._where[wd] = (parent, name)
+        self._unplaced.discard(wd)
 
     def _unplace(self, wd: int) -> None:
         place = self._where.get(wd)
@@ -323,10 +361,12 @@ class WatchedTree:
             del self._children[place[0]][place[1]]
         if wd in self._where:
             self._where[wd] = None
+            self._unplaced.add(wd)
 
     def _forget(self, wd: int) -> None:
         self._unplace(wd)
         self._where.pop(wd, None)
+        self._unplaced.discard(wd)
         self._inode.pop(wd, None)
         for child in self._children.pop(wd, {}).values():
             self._unplace(child)
@@ -340,22 +380,34 @@ class WatchedTree:
             self._forget(wd)
 
     def _drop_unplaced(self) -> None:
-        for wd in [wd for wd, place in self._where.items() if place is None]:
-            if wd in self._where:
-                self._unwatch_below(wd)
+        while self._unplaced:
+            self._unwatch_below(self._unplaced.pop())
 
     # ---- walking -----------------------------------------------------------
 
     def _walk(self, parent: int, name: bytes, rel: bytes) -> int | None:
-        """Watch ``rel`` (an entry of ``parent``) and every directory below it; the
-        watch of ``rel``, None if no directory is there. Only a path with no symbolic
-        link in it: a stale path through a name since replaced by a link (to ``.``,
-        to ``/``, to another directory of the tree) would file that directory here,
-        or take the watches and the paths out of the tree."""
+        """Watch ``rel`` (the entry ``name`` of ``parent``) and every directory below
+        it; the watch of ``rel``, None if no directory is there. Only if the directory
+        at ``rel``'s parent path is still ``parent``'s: a stale path (through a name
+        since renamed, or replaced by a link to ``.``, to ``/``, to another directory
+        of the tree) would file some other directory here, or leave the tree."""
         path = self._root + b"/" + rel
-        if os.path.realpath(path) != self._real_root.rstrip(b"/") + b"/" + rel:
+        try:
+            fd = os.open(os.path.dirname(path), _OPEN_DIRECTORY)
+        except OSError:
             return None
-        return self._walk_from([(path, parent, name, None)])
+        try:
+            st = os.fstat(fd)
+            if self._inode.get(parent) != (st.st_dev, st.st_ino):
+                return None
+            entry = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if not stat.S_ISDIR(entry.st_mode):
+            return None
+        return self._walk_from([(path, parent, name, (entry.st_dev, entry.st_ino))])
 
     def _walk_below(self, wd: int, path: bytes) -> None:
         opened = self._open(path, None)
@@ -376,18 +428,20 @@ class WatchedTree:
                 continue
             wd, below = opened
             first = wd if first is None else first
-            if wd in seen or wd == self._root_wd or wd in self._ancestors:
-                self._twice(path)  # a bind mount: one directory at two places
+            if wd == self._root_wd or wd in self._ancestors:
+                self._twice(path)  # the root, or above it, bound inside the tree
+                continue
+            if wd in seen:  # moved into a part of the walk still to come: filed there
+                self._place(wd, parent, name)  # (its subdirectories follow it)
                 continue
             seen.add(wd)
-            if self._elsewhere(wd, parent, name):
-                self._twice(path)
-                continue
             self._place(wd, parent, name)
             todo += [(path + b"/" + n, wd, n, i) for n, i in below]
         return first
 
-    def _open(self, path: bytes, ino: int | None) -> tuple[int, list[tuple[bytes, int]]] | None:
+    def _open(
+        self, path: bytes, ino: _Identity | None
+    ) -> tuple[int, list[tuple[bytes, _Identity]]] | None:
         """Watch the directory at ``path`` (if it is inode ``ino``, when given) through
         a descriptor, and list its subdirectories from it: its watch and the names and
         inodes of its subdirectories; None if it is gone, not a directory, or another."""
@@ -398,7 +452,7 @@ class WatchedTree:
             return None
         try:
             st = os.fstat(fd)
-            if ino is not None and st.st_ino != ino:
+            if ino is not None and (st.st_dev, st.st_ino) != ino:
                 return None
             if _PROC_FD:
                 wd = self._inotify.add(b"/proc/self/fd/%d" % fd, _ROOT_MASK)
@@ -408,36 +462,13 @@ class WatchedTree:
                     return None
             self._inode[wd] = (st.st_dev, st.st_ino)
             with os.scandir(fd) as listing:
-                below = [
-                    (os.fsencode(e.name), e.inode())
-                    for e in listing
-                    if e.is_dir(follow_symlinks=False)
-                ]
-            return wd, below
+                found = [(os.fsencode(e.name), _identity(e)) for e in listing]
+            return wd, [(name, identity) for name, identity in found if identity is not None]
         except OSError as error:
             self._unwatchable(path, error)
             return None
         finally:
             os.close(fd)
-
-    def _elsewhere(self, wd: int, parent: int, name: bytes) -> bool:
-        """The directory is filed at another place that still holds it, with no link
-        on the way: the same directory at two paths (a bind mount), which one watch
-        cannot report as both."""
-        place = self._where.get(wd)
-        if place is None or place == (parent, name):
-            return False
-        old = self._path_of(wd)
-        if not old:
-            return False
-        path = self._root + b"/" + old
-        try:
-            if os.path.realpath(path) != self._real_root.rstrip(b"/") + b"/" + old:
-                return False
-            here = os.stat(path)
-        except OSError:
-            return False
-        return self._inode.get(wd) == (here.st_dev, here.st_ino)
 
     def _unwatchable(self, path: bytes, error: OSError) -> None:
         if error.errno in _LIMIT_ERRORS:
@@ -461,3 +492,15 @@ class WatchedTree:
         if not self._lost:
             self._lost = True
             self._report(Change("lost", why))
+
+
+def _identity(entry: os.DirEntry[str]) -> _Identity | None:
+    """A subdirectory's device and inode as its path reaches it (a filesystem mounted
+    there, an overlay: not the entry's own inode number); None if not a directory."""
+    try:
+        if not entry.is_dir(follow_symlinks=False):
+            return None
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None  # gone meanwhile: its event says so
+    return st.st_dev, st.st_ino

@@ -312,7 +312,8 @@ def test_a_directory_that_cannot_be_watched_polls_and_says_why(tmp_path: Path) -
     assert engine.polling
     assert notes == [
         f"sync {tmp_path}: a directory cannot be watched (a path below /srv/x... is too long); "
-        "falling back to a full rsync every 10s. Fix: shorten the paths in it"
+        "falling back to a full rsync every 10s. Fix: remove that cause, then restart the "
+        "agent (polling goes on until then)"
     ]
 
 

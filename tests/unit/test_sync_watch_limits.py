@@ -197,3 +197,33 @@ def test_a_directory_mounted_at_two_places_in_the_tree_makes_the_engine_poll(
     driver.wait_for(
         lambda r: r.get("path") == "m is a directory also mounted elsewhere in the tree", 10
     )
+
+
+def test_a_filesystem_mounted_inside_before_the_start_is_watched(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    """A mount point's entry in its parent names the directory under the mount: the
+    walk must check a directory by what its path reaches, or it skips the mount."""
+    root = tmp_path / "root"
+    (root / "m").mkdir(parents=True)
+    script = 'mount -t tmpfs mqwatch "$2/m" && exec "$0" "$1" "$2"'
+    argv = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver.send(f"write {root / 'm' / 'later'}")
+    driver.wait_for(lambda r: r.get("path") == "m/later", 10)
+
+
+def test_a_filesystem_mounted_over_a_directory_above_the_root_is_reported_lost(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    """It hides the root with no inotify event; the watcher would go on watching the
+    hidden directory."""
+    root = tmp_path / "above" / "root"
+    root.mkdir(parents=True)
+    argv = ["unshare", "--user", "--map-root-user", "--mount"]
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver.send(f"mount {tmp_path / 'above'}")
+    lost = driver.wait_for(lambda r: r.get("kind") == "lost", 10)
+    assert lost["path"] == "a filesystem was mounted or unmounted on a directory above it"

@@ -148,6 +148,15 @@ def test_the_root_unmounted_is_reported_lost(
     )
 
 
+def _in_a_mount_namespace(drivers: Callable[[list[str]], Driver], root: Path) -> Driver:
+    """A driver watching ``root``, ready, in a user and mount namespace of its own
+    (its mount commands reach nothing outside)."""
+    argv = ["unshare", "--user", "--map-root-user", "--mount"]
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    return driver
+
+
 def test_a_filesystem_mounted_inside_the_tree_is_sent_and_watched(
     tmp_path: Path, drivers: Callable[[list[str]], Driver]
 ) -> None:
@@ -155,9 +164,7 @@ def test_a_filesystem_mounted_inside_the_tree_is_sent_and_watched(
     event: the mount table says so, and the new filesystem is watched too."""
     root = tmp_path / "root"
     (root / "m").mkdir(parents=True)
-    argv = ["unshare", "--user", "--map-root-user", "--mount"]
-    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
-    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver = _in_a_mount_namespace(drivers, root)
     driver.send(f"mount {root / 'm'}")
     driver.wait_for(lambda r: r.get("kind") == "tree" and r.get("path") == "m", 10)
     driver.send(f"write {root / 'm' / 'later'}")
@@ -187,9 +194,7 @@ def test_a_directory_mounted_at_two_places_in_the_tree_makes_the_engine_poll(
     (root / "a" / "s").mkdir(parents=True)
     (root / "b").mkdir()
     (root / "m").mkdir()
-    argv = ["unshare", "--user", "--map-root-user", "--mount"]
-    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
-    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver = _in_a_mount_namespace(drivers, root)
     driver.send(f"bind {root / 'a'} {root / 'b'}")
     twice = driver.wait_for(lambda r: r.get("kind") == "unwatchable", 10)
     assert twice["path"] == "b is a directory also mounted elsewhere in the tree"
@@ -221,9 +226,7 @@ def test_a_filesystem_mounted_over_a_directory_above_the_root_is_reported_lost(
     hidden directory."""
     root = tmp_path / "above" / "root"
     root.mkdir(parents=True)
-    argv = ["unshare", "--user", "--map-root-user", "--mount"]
-    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
-    driver.wait_for(lambda r: r.get("ready") is True, 10)
+    driver = _in_a_mount_namespace(drivers, root)
     driver.send(f"mount {tmp_path / 'above'}")
     lost = driver.wait_for(lambda r: r.get("kind") == "lost", 10)
     assert lost["path"] == "a filesystem was mounted or unmounted on a directory above it"

@@ -325,12 +325,15 @@ class Engine:
             await ahead[0].cancel()
 
     def _enter_polling(
-        self, what: str, fix: str = "raise fs.inotify.max_user_watches", why: str = ""
+        self,
+        what: str,
+        fix: str = "raise fs.inotify.max_user_watches",
+        why: str = "inotify watch limit reached",
     ) -> None:
         if not self.polling:
             self.polling = True
             self._note(
-                f"sync {self.sync.path}: {why or 'inotify watch limit reached'} ({what}); "
+                f"sync {self.sync.path}: {why} ({what}); "
                 f"falling back to a full rsync every {POLL_PERIOD:g}s. Fix: {fix}",
                 4,
             )

@@ -8,7 +8,6 @@ live in one place.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -93,10 +92,6 @@ class Inotify:
             return parse(os.read(self.fd, _READ_SIZE))
         except BlockingIOError:
             return []
-        except OSError as error:
-            if error.errno == errno.EINTR:
-                return []
-            raise
 
     def close(self) -> None:
         os.close(self.fd)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import select
 import threading
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import BinaryIO
 from mosqit_failover.sync.change import Change
 from mosqit_failover.sync.inotify import Inotify
 from mosqit_failover.sync.watch_tree import WatchedTree
+from mosqit_failover.syncfs import mountinfo
 
 __all__ = ["Change", "TreeWatcher"]
 
@@ -140,7 +140,7 @@ class _MountTable:
 
     def __enter__(self) -> _MountTable:
         try:
-            self._file: BinaryIO | None = open("/proc/self/mountinfo", "rb")
+            self._file: BinaryIO | None = open(mountinfo.SELF, "rb")
         except OSError:
             self._file = None
         self.fd = self._file.fileno() if self._file is not None else None
@@ -154,19 +154,4 @@ class _MountTable:
         if self._file is None:
             return []
         self._file.seek(0)
-        return mount_points(self._file.read())
-
-
-def mount_points(mountinfo: bytes) -> list[bytes]:
-    """The mount points in the text of /proc/PID/mountinfo: the fifth field of each
-    line, where a space, tab, newline or backslash is written as \\ooo (not a
-    carriage return: a line ends at a newline only)."""
-    fields = (line.split(b" ", 5) for line in mountinfo.split(b"\n"))
-    return [_OCTAL.sub(_unescape, f[4]) for f in fields if len(f) > 4]
-
-
-_OCTAL = re.compile(rb"\\([0-7]{3})")
-
-
-def _unescape(match: re.Match[bytes]) -> bytes:
-    return bytes([int(match[1], 8)])
+        return [point for point, _ in mountinfo.parse(self._file.read())]

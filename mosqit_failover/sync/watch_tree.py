@@ -162,8 +162,8 @@ class WatchedTree:
             # the directory it left may have been renamed since (mv p/f /out; mv p q):
             # the path it had there now is gone from the peer too
             parent = self._path_of(place[0])
-            now = parent + b"/" + place[1] if parent else place[1]
-            if parent is not None and now != rel:
+            now = _join(parent, place[1]) if parent is not None else rel
+            if now != rel:
                 self._emit("path", now)
             if wd is None or self._where.get(wd) != place:
                 continue  # filed anew meanwhile: found elsewhere in the tree
@@ -227,8 +227,7 @@ class WatchedTree:
         elif not event.name:
             self._self_event(event)
         elif (parent := self._path_of(event.wd)) is not None:
-            rel = parent + b"/" + event.name if parent else event.name
-            self._entry_event(event, rel)
+            self._entry_event(event, _join(parent, event.name))
 
     def _ancestor_event(self, event: Event) -> None:
         if event.mask & (IN_MOVE_SELF | IN_DELETE_SELF | IN_UNMOUNT):
@@ -259,7 +258,7 @@ class WatchedTree:
         mask = event.mask
         is_dir = bool(mask & IN_ISDIR)
         if mask & IN_MOVED_FROM:
-            moved = self._children.get(event.wd, {}).get(event.name) if is_dir else None
+            moved = self._child((event.wd, event.name)) if is_dir else None
             self._moved_from[event.cookie] = ((event.wd, event.name), moved, rel)
         elif mask & IN_MOVED_TO:
             self._moved_to(event, rel, is_dir)
@@ -271,7 +270,7 @@ class WatchedTree:
                 self._emit("new", rel)
         elif mask & IN_DELETE:
             self._emit("path", rel)
-            if is_dir and (wd := self._children.get(event.wd, {}).get(event.name)) is not None:
+            if is_dir and (wd := self._child((event.wd, event.name))) is not None:
                 self._unplace(wd)
         elif mask & _CONTENT:
             self._emit("path", rel)
@@ -333,10 +332,14 @@ class WatchedTree:
             names.append(name)
         return None
 
+    def _child(self, place: Place) -> int | None:
+        """The watch filed at ``place``, if any."""
+        return self._children.get(place[0], {}).get(place[1])
+
     def _wd_at(self, rel: bytes) -> int | None:
         wd: int | None = self._root_wd
         for name in rel.split(b"/") if rel else ():
-            wd = self._children.get(wd, {}).get(name) if wd is not None else None
+            wd = self._child((wd, name)) if wd is not None else None
         return wd
 
     def _place(self, wd: int, parent: int, name: bytes) -> None:
@@ -345,7 +348,7 @@ class WatchedTree:
         old = self._where.get(wd)
         if old == (parent, name):
             return
-        if old is not None and self._children.get(old[0], {}).get(old[1]) == wd:
+        if old is not None and self._child(old) == wd:
             del self._children[old[0]][old[1]]
         siblings = self._children.setdefault(parent, {})
         if (other := siblings.get(name)) is not None and other != wd:
@@ -357,7 +360,7 @@ class WatchedTree:
 
     def _unplace(self, wd: int) -> None:
         place = self._where.get(wd)
-        if place is not None and self._children.get(place[0], {}).get(place[1]) == wd:
+        if place is not None and self._child(place) == wd:
             del self._children[place[0]][place[1]]
         if wd in self._where:
             self._where[wd] = None
@@ -504,3 +507,8 @@ def _identity(entry: os.DirEntry[str]) -> _Identity | None:
     except OSError:
         return None  # gone meanwhile: its event says so
     return st.st_dev, st.st_ino
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    """The path of entry ``name`` of the directory at ``parent`` (b"": the root)."""
+    return parent + b"/" + name if parent else name

@@ -25,11 +25,16 @@ def mounts(table: str = SELF) -> list[tuple[bytes, bytes]]:
     on the same point is on top); none if the table cannot be read."""
     try:
         with open(table, "rb") as lines:
-            rows = lines.read().splitlines()
+            return parse(lines.read())
     except OSError:
         return []
+
+
+def parse(text: bytes) -> list[tuple[bytes, bytes]]:
+    """(mount point, source) of every line of a mount table's text. A line ends at a
+    newline only: a carriage return in a path is not escaped."""
     out = []
-    for row in rows:
+    for row in text.split(b"\n"):
         fields, _, rest = row.partition(b" - ")
         parts, tail = fields.split(b" "), rest.split(b" ")
         if len(parts) > 4 and len(tail) > 1:

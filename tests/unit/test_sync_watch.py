@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from mosqit_failover.libc import libc
 from mosqit_failover.sync.engine import expand
 from mosqit_failover.sync.inotify import IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, Event, Inotify
 from mosqit_failover.sync.plan import Batch, Dirty
-from mosqit_failover.sync.watch import Change, TreeWatcher, mount_points
+from mosqit_failover.sync.watch import Change, TreeWatcher
 from mosqit_failover.sync.watch_tree import WatchedTree
+from mosqit_failover.syncfs.mountinfo import parse
 
 
 @pytest.fixture
@@ -525,9 +527,8 @@ _RENAME_EXCHANGE = 2
 def _exchange(one: Path, other: Path) -> None:
     """renameat2(RENAME_EXCHANGE): ``mv --exchange`` in coreutils 9.5, and how some
     deployment tools swap a new release's directory in."""
-    libc = ctypes.CDLL(None, use_errno=True)
     at_fdcwd = -100
-    if libc.renameat2(at_fdcwd, bytes(one), at_fdcwd, bytes(other), _RENAME_EXCHANGE) != 0:
+    if libc().renameat2(at_fdcwd, bytes(one), at_fdcwd, bytes(other), _RENAME_EXCHANGE) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
 
@@ -667,7 +668,7 @@ def test_mount_points_are_read_with_their_escapes_and_a_carriage_return() -> Non
         b"40 22 0:40 / /srv/a\\040b\\134c rw - tmpfs t rw\n"
         b"41 22 0:41 / /srv/cr\rname rw - tmpfs t rw\n"
     )
-    assert mount_points(mountinfo) == [b"/", b"/srv/a b\\c", b"/srv/cr\rname"]
+    assert [point for point, _ in parse(mountinfo)] == [b"/", b"/srv/a b\\c", b"/srv/cr\rname"]
 
 
 def test_a_name_taken_by_another_directory_after_a_move_out_is_not_a_bind_mount(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import socket
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -269,14 +270,23 @@ def eof_mid_handshake(conn: socket.socket) -> None:
     conn.shutdown(socket.SHUT_RDWR)
 
 
+@contextmanager
+def _first_contact() -> Iterator[KnownHosts]:
+    """Known hosts that know no node: in a directory of its own, removed after. (A
+    fixed path outside the test's directory collected every key a test accepted, and
+    a port used again by a later run met a "changed" key.)"""
+    with tempfile.TemporaryDirectory(prefix="mqwiz-") as scratch:
+        yield KnownHosts(Path(scratch) / "known_hosts")
+
+
 def _fails(port: int, timeout: float = 5.0, password: str = PASSWORD) -> str:
     started = time.monotonic()
-    with pytest.raises(SshError) as caught:
+    with _first_contact() as known, pytest.raises(SshError) as caught:
         connect(
             "node1",
             "127.0.0.1",
             Login(password=password, port=port, timeout=timeout),
-            KnownHosts(Path("/nonexistent-mqwiz/known_hosts")),
+            known,
             Decisions(),
         )
     assert time.monotonic() - started < timeout + 3
@@ -337,14 +347,12 @@ def test_a_login_method_the_node_does_not_offer_is_one_clear_line(
 
 
 def test_a_wrong_password_is_a_login_error_worth_another_try(ed_key: paramiko.PKey) -> None:
-    with ssh_server(ed_key) as node, pytest.raises(AuthError, match="wrong password"):
-        connect(
-            "node1",
-            "127.0.0.1",
-            Login(password="wrong", port=node.port),
-            KnownHosts(Path("/nonexistent-mqwiz/known_hosts")),
-            Decisions(),
-        )
+    with (
+        ssh_server(ed_key) as node,
+        _first_contact() as known,
+        pytest.raises(AuthError, match="wrong password"),
+    ):
+        connect("node1", "127.0.0.1", Login(password="wrong", port=node.port), known, Decisions())
 
 
 @pytest.mark.parametrize("wizard", ["deploy", "resources"])

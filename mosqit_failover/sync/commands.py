@@ -20,6 +20,7 @@ disk (docs/sync-mode.md: a standby the mount takes back holds the catch-up durab
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from enum import Enum
@@ -151,14 +152,17 @@ def batch_argv(sync: SyncDir, peer: Peer, epoch: int) -> list[str]:
     """Only the paths fed on stdin (NUL-separated, relative to the directory).
 
     A listed path that no longer exists at the source is deleted on the peer
-    (--delete-missing-args); a listed directory sends its own attributes only
-    (the engine lists the contents of new trees itself).
+    (--delete-missing-args); a listed directory sends its own attributes only, and
+    one listed as ``dir/.`` its entries too, deleting on the peer the entries the
+    source lacks there (--delete): the engine lists each directory of a new tree so
+    (:mod:`.listing`), and never the synced directory itself.
     """
     return [
         *_common(sync, peer, epoch),
         "--files-from=-",
         "--from0",
         "--delete-missing-args",
+        "--delete",
         *_endpoints(sync, peer),
     ]
 
@@ -217,6 +221,8 @@ class Outcome(Enum):
     # 2: the peer's rsync refuses a deleted path in a batch (the "missing args" entry):
     # a security fix in Debian's rsync 3.2.7-1+deb12u6 (upstream rsync issue 910)
     NO_DELETE_IN_BATCH = "no-delete-in-batch"
+    # the peer's forced command predates batches that mirror new trees (rsync's -d)
+    OLD_RECEIVER = "old-receiver"
     FAILED = "failed"  # anything else: retry
 
 
@@ -233,10 +239,17 @@ _BY_CODE = {
 }
 
 
+# what a receiver from before batches mirrored new trees says to one (see .receive)
+_REFUSED_DIRS = re.compile(
+    r"rsync option letters '[^']*d[^']*' in '-[^']*' are not allowed"
+    r"|rsync option '--no-r' is not allowed"
+)
+
+
 def classify(code: int, stderr: str) -> Outcome:
     """What an rsync exit code (and its stderr) means for the engine."""
     if REFUSED in stderr:
-        return Outcome.REFUSED
+        return Outcome.OLD_RECEIVER if _REFUSED_DIRS.search(stderr) else Outcome.REFUSED
     if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
         return Outcome.DISK_FULL
     if code == 23 and "change_dir" in stderr and "failed" in stderr:

@@ -51,6 +51,7 @@ from typing import Any
 from mosqit_failover.config import SyncDir
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
+from mosqit_failover.sync.listing import ROOT, expand
 from mosqit_failover.sync.plan import (
     PRESTART_MAX_AGE,
     Backoff,
@@ -76,30 +77,6 @@ POLL_PERIOD = 10.0
 PARTIALS_BEFORE_FULL = 3
 
 Note = Callable[[str, int], None]
-
-
-def expand(root: str, batch: Batch) -> list[str]:
-    """The entries to list for rsync: the paths, plus everything inside new trees.
-
-    Runs in a worker thread (it walks directories). Symlinks are not followed. No
-    recursion (3.11's os.walk recurses): a tree a thousand levels deep is listed too.
-    """
-    entries = set(batch.paths)
-    for tree in batch.trees:
-        entries.add(tree)
-        todo = [tree]
-        while todo:
-            rel = todo.pop()
-            try:
-                with os.scandir(os.path.join(root, rel)) as listing:
-                    for entry in listing:
-                        below = os.path.join(rel, entry.name)
-                        entries.add(below)
-                        if entry.is_dir(follow_symlinks=False):
-                            todo.append(below)
-            except OSError:
-                pass  # gone, or not a directory: rsync says what is there
-    return sorted(entries)
 
 
 class Engine:
@@ -347,7 +324,11 @@ class Engine:
             self.retry_at = now
             self.backoff.reset()
         for change in changes:
-            if change.kind == "path":
+            if change.kind == "path" and change.path == ROOT:
+                # a batch cannot send the directory's own attributes without its
+                # entries (see .listing); the full sync holds back from an empty source
+                self.dirty.need_full("the synced directory's own attributes changed", now)
+            elif change.kind == "path":
                 self.dirty.add(change.path, now)
             elif change.kind == "new":
                 self.dirty.add(change.path, now, new=True)
@@ -448,6 +429,13 @@ class Engine:
             self.dirty.need_full(
                 "the peer's rsync refuses deletions in a batch (Debian's rsync "
                 "3.2.7-1+deb12u6; upgrade rsync from bookworm-security)",
+                now,
+            )
+        if outcome is Outcome.OLD_RECEIVER and not batch.full:
+            # an upgrade under way (this node first): the full sync is what it takes
+            self.dirty.need_full(
+                "the peer's mosqit-failover refuses this version's batches "
+                "(rsync's -d); upgrade it to the same version",
                 now,
             )
         if outcome is Outcome.PARTIAL:

@@ -92,14 +92,17 @@ MOVE_INPUT_MAX = 64 << 20
 COMMAND_MAX = 8192
 """Longest SSH_ORIGINAL_COMMAND considered (characters)."""
 
-SERVER_LETTERS = frozenset("logtprRHS")
+SERVER_LETTERS = frozenset("logtprRHSd")
 """The short options our sender's rsync passes to the receiving server.
 
 Measured with rsync 3.5.0 (protocol 32) against a logging --rsync-path:
 ``rsync -a --no-D --numeric-ids --force --delete ...`` sends
-``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-logtpRe.LsfxCIvu``; the full
-sync adds ``-H`` (hard links among the files it sends, all inside the destination);
-every push ``-S`` (sparse files: holes stay holes).
+``-logtpre.iLsfxCIvu`` and the ``--files-from`` batch ``-ldogtpRe.LsfxCIvu --no-r``
+(``d``: ``--dirs``, which ``--delete`` with ``--files-from`` passes on, so that a
+directory listed as ``dir/.`` is mirrored); the full sync adds ``-H`` (hard links among the
+files it sends, all inside the destination); every push ``-S`` (sparse files: holes
+stay holes). A receiver from before ``d`` refuses a batch; the sender then falls back
+to full syncs (:data:`.commands.Outcome.OLD_RECEIVER`).
 In that word every letter before ``e`` is an option; ``e`` takes the rest of
 the word as its argument, the capability flags after the ``.``.
 """
@@ -115,7 +118,9 @@ old content under a catch-up that reports success)."""
 
 _EPOCH = re.compile(r"0|[1-9][0-9]{0,17}")
 _SHORT_WORD = re.compile(r"-([A-Za-z]*)e\.([A-Za-z]*)")
-_LONG_FLAGS = frozenset({"--delete", "--delete-missing-args", "--force", "--numeric-ids", FSYNC})
+_LONG_FLAGS = frozenset(
+    {"--delete", "--delete-missing-args", "--force", "--numeric-ids", "--no-r", FSYNC}
+)
 
 FLUSH_FAILED = 11
 """The exit status when the flush after a ``--fsync`` push fails: rsync's own "error in

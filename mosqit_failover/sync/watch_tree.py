@@ -51,6 +51,7 @@ from mosqit_failover.sync.inotify import (
     Event,
     Inotify,
 )
+from mosqit_failover.sync.listing import OPEN_DIRECTORY, Identity, identity
 
 _ROOT_MASK = (
     IN_MODIFY
@@ -71,14 +72,11 @@ _DIR_MASK = _ROOT_MASK | IN_DONT_FOLLOW
 _ANCESTOR_MASK = IN_MOVE_SELF | IN_DELETE_SELF | IN_ONLYDIR
 _CONTENT = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE
 _LIMIT_ERRORS = (errno.ENOSPC, errno.EMFILE)
-# a walk opens each directory and watches it through /proc/self/fd: no link followed
-_OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PROC_FD = os.path.isdir("/proc/self/fd")
 
 Place = tuple[int, bytes]  # the parent's watch descriptor and the entry's name
 _Pair = tuple[Place, Place, bool]  # a rename: from, to, and whether a directory moved
-_Identity = tuple[int, int]  # device and inode
-_Step = tuple[bytes, int, bytes, _Identity | None]  # a walk's next: path, parent, name, id
+_Step = tuple[bytes, int, bytes, Identity | None]  # a walk's next: path, parent, name, id
 
 
 class WatchedTree:
@@ -103,7 +101,7 @@ class WatchedTree:
         self._where: dict[int, Place | None] = {}  # None: unplaced, removed after this read
         self._unplaced: set[int] = set()  # kept apart: no scan of every watch per read
         self._children: dict[int, dict[bytes, int]] = {}
-        self._inode: dict[int, _Identity] = {}  # device and inode, when last watched
+        self._inode: dict[int, Identity] = {}  # device and inode, when last watched
         self._ancestors: dict[int, bytes] = {}
         # by cookie: where the first half was, the directory's watch then, its path
         self._moved_from: dict[int, tuple[Place, int | None, bytes]] = {}
@@ -212,8 +210,8 @@ class WatchedTree:
         here = (st.st_dev, st.st_ino)
         rel = point[len(self._root) + 1 :]
         return any(
-            identity == here and self._path_of(wd) not in (None, rel)
-            for wd, identity in self._inode.items()
+            ident == here and self._path_of(wd) not in (None, rel)
+            for wd, ident in self._inode.items()
         )
 
     # ---- one event -------------------------------------------------------
@@ -396,7 +394,7 @@ class WatchedTree:
         of the tree) would file some other directory here, or leave the tree."""
         path = self._root + b"/" + rel
         try:
-            fd = os.open(os.path.dirname(path), _OPEN_DIRECTORY)
+            fd = os.open(os.path.dirname(path), OPEN_DIRECTORY)
         except OSError:
             return None
         try:
@@ -443,13 +441,13 @@ class WatchedTree:
         return first
 
     def _open(
-        self, path: bytes, ino: _Identity | None
-    ) -> tuple[int, list[tuple[bytes, _Identity]]] | None:
+        self, path: bytes, ino: Identity | None
+    ) -> tuple[int, list[tuple[bytes, Identity]]] | None:
         """Watch the directory at ``path`` (if it is inode ``ino``, when given) through
         a descriptor, and list its subdirectories from it: its watch and the names and
         inodes of its subdirectories; None if it is gone, not a directory, or another."""
         try:
-            fd = os.open(path, _OPEN_DIRECTORY)
+            fd = os.open(path, OPEN_DIRECTORY)
         except OSError as error:
             self._unwatchable(path, error)
             return None
@@ -465,8 +463,8 @@ class WatchedTree:
                     return None
             self._inode[wd] = (st.st_dev, st.st_ino)
             with os.scandir(fd) as listing:
-                found = [(os.fsencode(e.name), _identity(e)) for e in listing]
-            return wd, [(name, identity) for name, identity in found if identity is not None]
+                found = [(os.fsencode(e.name), identity(e)) for e in listing]
+            return wd, [(name, ident) for name, ident in found if ident is not None]
         except OSError as error:
             self._unwatchable(path, error)
             return None
@@ -495,18 +493,6 @@ class WatchedTree:
         if not self._lost:
             self._lost = True
             self._report(Change("lost", why))
-
-
-def _identity(entry: os.DirEntry[str]) -> _Identity | None:
-    """A subdirectory's device and inode as its path reaches it (a filesystem mounted
-    there, an overlay: not the entry's own inode number); None if not a directory."""
-    try:
-        if not entry.is_dir(follow_symlinks=False):
-            return None
-        st = entry.stat(follow_symlinks=False)
-    except OSError:
-        return None  # gone meanwhile: its event says so
-    return st.st_dev, st.st_ino
 
 
 def _join(parent: bytes, name: bytes) -> bytes:

@@ -42,10 +42,12 @@ def test_full_sync_deletes_and_carries_epoch_excludes_and_limits() -> None:
 
 
 def test_batch_reads_paths_from_stdin_and_deletes_missing_ones() -> None:
+    """--delete deletes only in a directory listed with its entries (``dir/.``: the
+    directories of a new tree, sync/listing.py), which the batch mirrors."""
     sync = SyncDir("/srv/data", peer_path="/backup/data")
     argv = commands.batch_argv(sync, PEER, epoch=3)
     assert "--files-from=-" in argv and "--from0" in argv and "--delete-missing-args" in argv
-    assert "--delete" not in argv
+    assert "--delete" in argv and "-r" not in argv and "--recursive" not in argv
     assert argv[-1] == "root@10.0.0.2:/backup/data/"
     assert commands.files_from(["a b", "c\nd"]) == b"a b\0c\nd\0"
 

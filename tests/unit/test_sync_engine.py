@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mosqit_failover.config import SyncDir
+from mosqit_failover.sync import commands, receive
 from mosqit_failover.sync import engine as engine_module
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
@@ -163,6 +164,36 @@ def test_a_peer_rsync_that_refuses_deletions_in_a_batch_gets_a_full_sync(make: A
     _send(engine, dirty)
     assert engine.state == "error"
     assert engine.dirty.full_reason.startswith("the peer's rsync refuses deletions in a batch")
+
+
+def test_a_peer_whose_receiver_predates_this_batch_form_gets_a_full_sync(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolling upgrade, this node first: the peer's forced command refuses rsync's
+    -d, which the batch needs since it mirrors new trees. The refusal as that
+    receiver words it (its letters without d) asks for a full sync, which it takes."""
+    monkeypatch.setattr(receive, "SERVER_LETTERS", frozenset("logtprRHS"))
+    with pytest.raises(receive.Refused) as refused:
+        receive.check_short("-ldogtpRSe.LsfxCIvu")
+    stderr = f"{commands.REFUSED} {refused.value}\nrsync error: (code 77)\n"
+    assert commands.classify(77, stderr) is commands.Outcome.OLD_RECEIVER
+    calls: Calls = []
+    engine = make(calls, rsync=(77, stderr))
+    dirty = Dirty(interval=1.0)
+    dirty.add_tree("new", now=0.0)
+    _send(engine, dirty)
+    assert engine.dirty.full_reason.startswith("the peer's mosqit-failover refuses")
+    other = f"{commands.REFUSED} rsync option letters 'z' in '-logtpze.LsfxCIvu' are not allowed"
+    assert commands.classify(77, other) is commands.Outcome.REFUSED
+
+
+def test_a_change_of_the_synced_directory_itself_is_a_full_sync(make: Any) -> None:
+    """A batch cannot send the directory's own attributes without its entries, which
+    with --delete would mirror its top level (sync/listing.py)."""
+    engine = make([])
+    engine._absorb([Change("path", "."), Change("path", "a")], 0.0)
+    assert engine.dirty.full_reason == "the synced directory's own attributes changed"
+    assert engine.dirty.paths == {"a"}
 
 
 class FakeWatcher:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mosqit_failover.sync.engine import expand
 from mosqit_failover.sync.plan import MAX_MOVES, SETTLE, Backoff, Batch, Dirty, Move, excluded
 
 
@@ -53,17 +52,6 @@ def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
     assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     backoff.reset()
     assert backoff.next_delay() == 0.5
-
-
-def test_expand_lists_everything_inside_new_trees(tmp_path: object) -> None:
-    import pathlib
-
-    root = pathlib.Path(str(tmp_path))
-    (root / "t" / "x").mkdir(parents=True)
-    (root / "t" / "x" / "f").write_text("1")
-    (root / "t" / "l").symlink_to("nowhere")
-    batch = Batch(frozenset({"gone"}), frozenset({"t", "vanished"}), False, 0.0)
-    assert expand(str(root), batch) == ["gone", "t", "t/l", "t/x", "t/x/f", "vanished"]
 
 
 def test_renames_are_kept_in_order_and_list_both_sides() -> None:

@@ -31,7 +31,7 @@ from mosqit_failover.sync import commands, receive
 from mosqit_failover.sync.receive import RECEIVER_OPTIONS, Refused
 from tests.unit.test_sync_receive import receiver_config_text
 
-OURS = "logtprRHS"  # H: the full sync keeps hard links; S: holes stay holes
+OURS = "logtprRHSd"  # H: the full sync keeps hard links; S: holes stay holes; d: a batch
 CAPS = "iLsfxCIvu"
 SERVER = "--server -logtpre.iLsfxCIvu --timeout=30 --delete --force --numeric-ids"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover.libc import libc
-from mosqit_failover.sync.engine import expand
 from mosqit_failover.sync.inotify import IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, Event, Inotify
+from mosqit_failover.sync.listing import expand
 from mosqit_failover.sync.plan import Batch, Dirty
 from mosqit_failover.sync.watch import Change, TreeWatcher
 from mosqit_failover.sync.watch_tree import WatchedTree
@@ -417,17 +417,22 @@ def test_a_churn_is_covered_by_the_reported_changes(tmp_path: Path, seed: int) -
 
 def _missed(root: Path, before: dict[str, tuple[object, ...]], batch: Batch) -> list[str]:
     """The paths that differ from ``before`` and that ``batch`` would not send. A
-    changed path must be listed itself (a listed directory sends only itself); a
-    vanished one also goes with a listed directory above it."""
+    changed path must be listed itself, or be an entry of a directory listed with its
+    entries (``dir/.``; a directory listed by its name sends only itself); a vanished
+    one also goes with a listed directory above it."""
     listed = set(expand(str(root), batch))
     after = _snapshot(root)
 
+    def sent(path: str) -> bool:
+        parent = os.path.dirname(path)
+        return path in listed or f"{path}/." in listed or (bool(parent) and f"{parent}/." in listed)
+
     def covered(path: str) -> bool:
         parts = path.split("/")
-        return any("/".join(parts[:n]) in listed for n in range(1, len(parts) + 1))
+        return any(sent("/".join(parts[:n])) for n in range(1, len(parts) + 1))
 
     changed = {p for p, v in after.items() if before.get(p) != v}
-    missed = sorted(p for p in changed if p not in listed)
+    missed = sorted(p for p in changed if not sent(p))
     return missed + sorted(f"gone: {p}" for p in before.keys() - after.keys() if not covered(p))
 
 
@@ -498,7 +503,7 @@ def test_a_tree_deeper_than_python_recursion_is_watched_and_listed(tmp_path: Pat
     finally:
         watcher.stop()
         _remove_deep(root, "d")
-    assert f"{bottom}/bottom" in listed
+    assert f"{bottom}/." in listed  # its entries, "bottom" among them
     assert Change("path", f"{bottom}/later") in later
 
 

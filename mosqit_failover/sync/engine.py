@@ -27,7 +27,9 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    to 30 s) and tries the peer's other address: wait-for-connection mode.
    Nothing is dropped; rsync and ssh always run with I/O and connect timeouts.
 4. Queue overflow or a lost watch: one full rescan and resync. Watch limit
-   reached: a full rsync every :data:`POLL_PERIOD` instead, with a warning.
+   reached, or a directory that cannot be watched: a full rsync every
+   :data:`POLL_PERIOD` instead, with a warning, and every :data:`REWATCH_PERIOD`
+   a new watch of the whole tree, which ends the polling if it holds.
 5. A full reconcile every ``full_every`` seconds (0 = never).
 
 An engine pushes to one peer. In a multi-server cluster the manager runs one
@@ -74,6 +76,11 @@ from mosqit_failover.sync.watch import Change, TreeWatcher
 POLL_PERIOD = 10.0
 """Full rsync period when the inotify watch limit is reached."""
 
+REWATCH_PERIOD = 300.0
+"""While polling, how often the engine tries to watch the whole tree again (the
+operator raised the limit, the bind mount is gone); the try counts once it has
+reported no new cause for a :data:`POLL_PERIOD`."""
+
 PARTIALS_BEFORE_FULL = 3
 
 Note = Callable[[str, int], None]
@@ -98,6 +105,8 @@ class Engine:
         self.overflows = 0
         self.renames = 0  # renames done on the peer instead of a delete + send
         self.polling = False
+        self._rewatch_at = float("inf")  # while polling: when to try watching again
+        self._trial_until: float | None = None  # a new watch on trial: polling ends then
         self._partials = 0
         self._peer = 0
         self._inflight: Batch | None = None
@@ -189,10 +198,17 @@ class Engine:
                     if reachable and self._watcher is not None and self.dirty.due() is not None:
                         await self._send(self.dirty.take())
                     return
-                if self.polling and now >= next_poll:
+                if self._trial_until is not None and now >= self._trial_until:
+                    self._end_polling()
+                elif self.polling and self._trial_until is None and now >= self._rewatch_at:
+                    await self._rewatch(now)
+                    continue
+                if not self.polling:
+                    next_poll = float("inf")
+                elif now >= next_poll:
                     self.dirty.need_full("watch limit: periodic full rsync", now)
                     next_poll = now + POLL_PERIOD
-                elif self.polling and next_poll == float("inf"):
+                elif next_poll == float("inf"):
                     next_poll = now + POLL_PERIOD
                 if now >= next_full:
                     self.dirty.need_full("periodic full reconcile", now)
@@ -215,6 +231,8 @@ class Engine:
                         next_full,
                         next_poll,
                         self._watch_at if not self._watcher else None,
+                        self._rewatch_at if self.polling else None,
+                        self._trial_until,
                     )
                     if d is not None
                 )
@@ -307,13 +325,39 @@ class Engine:
         fix: str = "raise fs.inotify.max_user_watches",
         why: str = "inotify watch limit reached",
     ) -> None:
-        if not self.polling:
+        now = self._now() if self._loop is not None else 0.0
+        self._rewatch_at = now + REWATCH_PERIOD
+        if self._trial_until is not None:  # the new watch failed too: said already
+            self._trial_until = None
+            self._note(
+                f"sync {self.sync.path}: still {why} ({what}); polling on, "
+                f"next try in {REWATCH_PERIOD:g}s",
+                6,
+            )
+        elif not self.polling:
             self.polling = True
             self._note(
                 f"sync {self.sync.path}: {why} ({what}); "
-                f"falling back to a full rsync every {POLL_PERIOD:g}s. Fix: {fix}",
+                f"falling back to a full rsync every {POLL_PERIOD:g}s and trying to watch "
+                f"again every {REWATCH_PERIOD:g}s. Fix: {fix}",
                 4,
             )
+
+    async def _rewatch(self, now: float) -> None:
+        """While polling: stop the watch and watch the whole tree anew; if it reports no
+        cause for a :data:`POLL_PERIOD` (:meth:`_enter_polling` ends the trial), polling
+        ends. The new watch's start queues a full sync, which covers the gap."""
+        self._trial_until = now + POLL_PERIOD
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await asyncio.to_thread(watcher.stop)
+        await self._start_watch()
+
+    def _end_polling(self) -> None:
+        self._trial_until = None
+        self.polling = False
+        self._rewatch_at = float("inf")
+        self._note(f"sync {self.sync.path}: every directory is watched again; polling ended", 5)
 
     def _absorb(self, changes: Iterable[Change], now: float) -> None:
         changes = list(changes)
@@ -347,9 +391,7 @@ class Engine:
                 self._enter_polling(change.path)
             elif change.kind == "unwatchable":
                 self._enter_polling(
-                    change.path,
-                    "remove that cause, then restart the agent (polling goes on until then)",
-                    "a directory cannot be watched",
+                    change.path, "remove that cause", "a directory cannot be watched"
                 )
             elif change.kind == "lost" and self._watcher is not None:
                 watcher, self._watcher = self._watcher, None

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -343,9 +343,88 @@ def test_a_directory_that_cannot_be_watched_polls_and_says_why(tmp_path: Path) -
     assert engine.polling
     assert notes == [
         f"sync {tmp_path}: a directory cannot be watched (a path below /srv/x... is too long); "
-        "falling back to a full rsync every 10s. Fix: remove that cause, then restart the "
-        "agent (polling goes on until then)"
+        "falling back to a full rsync every 10s and trying to watch again every 300s. "
+        "Fix: remove that cause"
     ]
+
+
+class ScriptedWatcher:
+    """Stands in for the watcher: each start reports the next changes of ``script``."""
+
+    script: ClassVar[list[list[Change]]] = []
+    made: ClassVar[list[ScriptedWatcher]] = []
+
+    def __init__(self, root: str, wake: Any) -> None:
+        self._wake = wake
+        self._changes = ScriptedWatcher.script.pop(0) if ScriptedWatcher.script else []
+        self.stopped = False
+        ScriptedWatcher.made.append(self)
+
+    def start(self) -> None:
+        if self._changes:
+            self._wake()
+
+    def drain(self) -> list[Change]:
+        changes, self._changes = self._changes, []
+        return changes
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def _poll_then_rewatch(
+    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: list[list[Change]]
+) -> tuple[Engine, list[tuple[int, str]]]:
+    """An engine whose watches start as ``script`` says, run for 1 s with a poll
+    period of 50 ms and a new try every 200 ms."""
+    monkeypatch.setattr(engine_module, "TreeWatcher", ScriptedWatcher)
+    monkeypatch.setattr(engine_module, "POLL_PERIOD", 0.05)
+    monkeypatch.setattr(engine_module, "REWATCH_PERIOD", 0.2)
+    monkeypatch.setattr(ScriptedWatcher, "script", script)
+    monkeypatch.setattr(ScriptedWatcher, "made", [])
+    (tmp_path / "data").write_text("x")  # a full sync of an empty source is held back
+    engine = make([], rsync=(0, ""))
+    notes: list[tuple[int, str]] = []
+    engine._note = lambda text, prio: notes.append((prio, text))
+
+    async def go() -> None:
+        task = asyncio.create_task(engine.run())
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    return engine, notes
+
+
+def test_polling_ends_once_the_whole_tree_can_be_watched_again(
+    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The operator raised the watch limit (or removed the bind mount): the engine
+    finds out at its next try, not at the agent's next restart."""
+    engine, notes = _poll_then_rewatch(
+        make, monkeypatch, tmp_path, [[Change("limit", "/srv/y")], [Change("path", "a")]]
+    )
+    said = [(prio, text) for prio, text in notes if "full sync done" not in text]
+    assert [prio for prio, _ in said] == [4, 5], said
+    assert "trying to watch again every 0.2s" in said[0][1]
+    assert said[-1] == (5, f"sync {tmp_path}: every directory is watched again; polling ended")
+    assert not engine.polling
+    assert len(ScriptedWatcher.made) == 2  # the first one stopped for the second
+
+
+def test_a_new_watch_that_fails_again_keeps_polling_and_says_so_quietly(
+    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    unwatchable = Change("unwatchable", "b is a directory also mounted elsewhere in the tree")
+    engine, notes = _poll_then_rewatch(
+        make, monkeypatch, tmp_path, [[unwatchable], [unwatchable], []]
+    )
+    said = [(prio, text) for prio, text in notes if "full sync done" not in text]
+    assert [prio for prio, _ in said] == [4, 6, 5], said
+    assert "still a directory cannot be watched" in said[1][1]
+    assert not engine.polling and len(ScriptedWatcher.made) == 3
 
 
 def test_an_engine_stopped_while_its_watch_starts_leaves_no_watcher_behind(

@@ -5,8 +5,9 @@ node's tree and checks that both trees end equal (names, types, modes,
 owners, sizes, mtimes of files, symlink targets, contents), through the
 faults the issue lists: peer down, inotify overflow, a stale old active,
 the agent killed in the middle of a batch, a full disk on the peer, a path
-outside the synced directories, a source emptied under the agent; and that a
-renamed tree travels as a rename (bytes on the wire measured).
+outside the synced directories, a source emptied under the agent; that a
+renamed tree travels as a rename (bytes on the wire measured), and that a
+directory made anew leaves nothing of the old one on the peer.
 """
 
 from __future__ import annotations
@@ -332,6 +333,25 @@ def test_a_renamed_tree_travels_as_a_rename(formed: Pair) -> None:
     assert resent > 45_000_000, resent
     formed.a.run(["rm", "-rf", f"{DIRS[0]}/again"])
     formed.wait_equal(DIRS[0], timeout=30)
+
+
+def test_a_directory_made_anew_leaves_nothing_of_the_old_one_on_the_peer(
+    formed: Pair,
+) -> None:
+    """``mv spool /srv/spool.old; mkdir spool``: the standby's spool is the new one in
+    one batch. Before, the old messages stayed there until the hourly full sync, and a
+    failover in between gave them back to the service."""
+    spool, old = f"{DIRS[1]}/spool", "/srv/spool.old"
+    make = f"mkdir -p {spool}/cur && for i in 1 2 3; do echo old$i > {spool}/cur/m$i; done"
+    formed.a.run(["sh", "-c", make])
+    formed.wait_equal(DIRS[1], timeout=30)
+    try:
+        anew = f"mv {spool} {old} && mkdir -p {spool}/cur && echo new > {spool}/cur/n"
+        formed.a.run(["sh", "-c", anew])
+        formed.wait_equal(DIRS[1], timeout=15)  # a batch, well before any full sync
+    finally:
+        formed.a.run(["rm", "-rf", old, spool])
+    formed.wait_equal(DIRS[1], timeout=30)
 
 
 def test_a_full_disk_on_the_peer_is_reported_then_converges(formed: Pair) -> None:

@@ -12,7 +12,9 @@ class Change:
     rescan all), "limit" (watch limit hit: poll instead), "unwatchable" (a directory
     inotify cannot watch, its path too long: poll instead), "lost" (the root itself
     went away), "move" (``path`` renamed to ``dest`` inside the tree; ``tree``: it is a
-    directory). For "full", "limit", "unwatchable" and "lost", ``path`` says why."""
+    directory), "mount" (a filesystem mounted or unmounted at ``path``: what is there
+    now, which the peer must get without losing what it had there). For "full",
+    "limit", "unwatchable" and "lost", ``path`` says why."""
 
     kind: str
     path: str = ""

@@ -53,6 +53,7 @@ from typing import Any
 from mosqit_failover.config import SyncDir
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
+from mosqit_failover.sync.exclude import excluded
 from mosqit_failover.sync.listing import ROOT, expand
 from mosqit_failover.sync.plan import (
     PRESTART_MAX_AGE,
@@ -60,7 +61,6 @@ from mosqit_failover.sync.plan import (
     Batch,
     Dirty,
     Move,
-    excluded,
     prestart_unfit,
 )
 from mosqit_failover.sync.proc import (
@@ -75,6 +75,10 @@ from mosqit_failover.sync.watch import Change, TreeWatcher
 
 POLL_PERIOD = 10.0
 """Full rsync period when the inotify watch limit is reached."""
+
+ROOT_FULL_GAP = 60.0
+"""The least time between two full syncs asked for by changes of the synced directory's
+own attributes (which anyone who may write in it can make: ``touch -c DIR``)."""
 
 REWATCH_PERIOD = 300.0
 """While polling, how often the engine tries to watch the whole tree again (the
@@ -105,6 +109,8 @@ class Engine:
         self.overflows = 0
         self.renames = 0  # renames done on the peer instead of a delete + send
         self.polling = False
+        self._root_changed = False  # its own attributes: a full sync at _root_full_at
+        self._root_full_at = 0.0
         self._rewatch_at = float("inf")  # while polling: when to try watching again
         self._trial_until: float | None = None  # a new watch on trial: polling ends then
         self._partials = 0
@@ -198,6 +204,7 @@ class Engine:
                     if reachable and self._watcher is not None and self.dirty.due() is not None:
                         await self._send(self.dirty.take())
                     return
+                self._sync_root(now)
                 if self._trial_until is not None and now >= self._trial_until:
                     self._end_polling()
                 elif self.polling and self._trial_until is None and now >= self._rewatch_at:
@@ -233,6 +240,7 @@ class Engine:
                         self._watch_at if not self._watcher else None,
                         self._rewatch_at if self.polling else None,
                         self._trial_until,
+                        self._root_full_at if self._root_changed else None,
                     )
                     if d is not None
                 )
@@ -356,6 +364,8 @@ class Engine:
     def _end_polling(self) -> None:
         self._trial_until = None
         self.polling = False
+        self._root_changed = False  # its own attributes: a full sync at _root_full_at
+        self._root_full_at = 0.0
         self._rewatch_at = float("inf")
         self._note(f"sync {self.sync.path}: every directory is watched again; polling ended", 5)
 
@@ -369,15 +379,16 @@ class Engine:
             self.backoff.reset()
         for change in changes:
             if change.kind == "path" and change.path == ROOT:
-                # a batch cannot send the directory's own attributes without its
-                # entries (see .listing); the full sync holds back from an empty source
-                self.dirty.need_full("the synced directory's own attributes changed", now)
+                self._root_changed = True
+                self._sync_root(now)
             elif change.kind == "path":
                 self.dirty.add(change.path, now)
             elif change.kind == "new":
                 self.dirty.add(change.path, now, new=True)
             elif change.kind == "tree":
                 self.dirty.add_tree(change.path, now)
+            elif change.kind == "mount":
+                self.dirty.add_copy(change.path, now)
             elif change.kind == "move":
                 self._moved(change, now)
             elif change.kind == "full":
@@ -402,8 +413,19 @@ class Engine:
                     f"{self.sync.path}: {change.path}; watching again when it is back",
                 )
 
+    def _sync_root(self, now: float) -> None:
+        """A batch cannot send the directory's own attributes without its entries (see
+        :mod:`.listing`), so a full sync does (it holds back from an empty source); at
+        most one every :data:`ROOT_FULL_GAP`, since anyone who may write in the directory
+        can change them."""
+        if self._root_changed and now >= self._root_full_at:
+            self._root_changed = False
+            self._root_full_at = now + ROOT_FULL_GAP
+            self.dirty.need_full("the synced directory's own attributes changed", now)
+
     def _moved(self, change: Change, now: float) -> None:
-        if excluded(change.path, self.sync.excludes) or excluded(change.dest, self.sync.excludes):
+        side = (change.path, change.dest)
+        if any(excluded(path, self.sync.excludes, change.tree) for path in side):
             # an excluded side is not mirrored: the peer's own file there must not move
             self.dirty.add(change.path, now)
             (self.dirty.add_tree if change.tree else self.dirty.add)(change.dest, now)
@@ -424,7 +446,8 @@ class Engine:
         try:
             stdin = None
             if not batch.full:
-                stdin = commands.files_from(await asyncio.to_thread(expand, self.sync.path, batch))
+                listed = await asyncio.to_thread(expand, self.sync.path, batch, self.sync.excludes)
+                stdin = commands.files_from(listed)
             self._empty_source = batch.full and await asyncio.to_thread(_empty, self.sync.path)
             if self._empty_source:
                 # a full sync deletes on the peer what the source lacks: an empty source

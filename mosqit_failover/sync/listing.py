@@ -20,7 +20,14 @@ would list the whole filesystem behind such a link. So, as the listing finds the
   delete on the peer every top-level name the source lacks, which for an emptied or
   unmounted source is the whole copy. The engine sends a full sync for it instead,
   which holds back from an empty source;
-- a name that is gone is listed as it is: ``--delete-missing-args`` deletes it there.
+- a tree where a filesystem was mounted or unmounted (``Batch.copies``) is listed entry
+  by entry instead, which deletes nothing on the peer: an unmount may be a mistake, and
+  its copy there is what is left (the full sync removes it later, as it would before);
+- a name that is gone is listed as it is: ``--delete-missing-args`` deletes it there;
+- nothing at or below an excluded directory is listed (:mod:`.exclude`): rsync checks a
+  listed name's own rules only, so ``cache/x`` would go out (or, gone, be deleted on the
+  peer, which keeps its own excluded files) although ``cache`` is excluded, and
+  ``cache/sub/.`` would mirror the standby's own excluded files away.
 
 What is left: rsync reads the names a moment later, and a link swapped in between is
 read through; rsync's own walk in a full sync has the same window.
@@ -31,7 +38,9 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from collections.abc import Sequence
 
+from mosqit_failover.sync.exclude import excluded, excluded_here
 from mosqit_failover.sync.plan import Batch
 
 OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -56,22 +65,38 @@ def identity(entry: os.DirEntry[str]) -> Identity | None:
     return st.st_dev, st.st_ino
 
 
-def expand(root: str, batch: Batch) -> list[str]:
+def expand(root: str, batch: Batch, excludes: Sequence[str] = ()) -> list[str]:
     """The names to list for rsync (``--files-from``), sorted (see the module doc)."""
-    below = _Below(root)
-    entries = {below.reachable(path) for path in batch.paths if path != ROOT}
-    for tree in batch.trees:
-        if tree != ROOT:
-            entries.update(below.tree(tree))
+    below = _Below(root, excludes)
+    entries = {below.reachable(p) for p in batch.paths if _inside(p) and not below.shut(p)}
+    for tree in batch.trees | batch.copies:
+        if _inside(tree) and not below.shut(tree) and not excluded_here(tree, excludes, True):
+            entries.update(below.tree(tree, mirror=tree in batch.trees))
     return sorted(entries)
+
+
+def _inside(rel: str) -> bool:
+    """A name below the synced directory, not the directory itself by any spelling."""
+    return posixpath.normpath(rel or ROOT) != ROOT
 
 
 class _Below:
     """The directories below ``root`` as one listing finds them."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, excludes: Sequence[str]) -> None:
         self._root = root
+        self._excludes = excludes
         self._dirs: dict[str, str | None] = {}  # directory -> None (real) or what to list
+        self._shut: dict[str, bool] = {}  # directory -> whether it or one above is excluded
+
+    def shut(self, rel: str) -> bool:
+        """Whether a directory above ``rel`` is excluded."""
+        parent = posixpath.dirname(rel)
+        if not parent:
+            return False
+        if parent not in self._shut:
+            self._shut[parent] = excluded(parent, self._excludes, is_dir=True)
+        return self._shut[parent]
 
     def _path(self, rel: str) -> str:
         return posixpath.join(self._root, rel)
@@ -102,9 +127,10 @@ class _Below:
             return None  # too long, a permission: rsync says what it finds
         return None if stat.S_ISDIR(mode) else directory
 
-    def tree(self, rel: str) -> list[str]:
-        """Each directory of the new tree ``rel`` as ``dir/.``; just the name, or the
-        link above it, when no real directory is there."""
+    def tree(self, rel: str, mirror: bool = True) -> list[str]:
+        """Each directory of the new tree ``rel`` as ``dir/.`` (``mirror``), else each
+        entry by its name (sent, nothing deleted); just the name, or the link above it,
+        when no real directory is there."""
         name = self.reachable(rel)
         try:
             st = os.lstat(self._path(rel))
@@ -118,16 +144,24 @@ class _Below:
         while todo:  # no recursion: a tree a thousand levels deep is listed too
             here, expected = todo.pop()
             found = self._list(here, expected, seen)
-            if found is not None:
-                listed.append(f"{here}/.")
-                todo += [(posixpath.join(here, n), i) for n, i in found]
+            if found is None:
+                continue
+            listed.append(f"{here}/." if mirror else here)
+            for name, ident in found:
+                below = posixpath.join(here, name)
+                if ident is None:  # not a directory: the mirror's dir/. carries it
+                    if not mirror and not excluded_here(below, self._excludes, False):
+                        listed.append(below)
+                elif not excluded_here(below, self._excludes, True):
+                    todo.append((below, ident))
         return listed or [rel]
 
     def _list(
         self, rel: str, expected: Identity, seen: set[Identity]
-    ) -> list[tuple[str, Identity]] | None:
-        """The subdirectories of ``rel`` if it is still the directory ``expected`` and
-        not met before in this walk (a bind mount inside); else None."""
+    ) -> list[tuple[str, Identity | None]] | None:
+        """The entries of ``rel`` (a subdirectory's identity, None for anything else) if
+        it is still the directory ``expected`` and not met before in this walk (a bind
+        mount inside); else None."""
         try:
             fd = os.open(self._path(rel), OPEN_DIRECTORY)
         except OSError:
@@ -144,4 +178,4 @@ class _Below:
         finally:
             os.close(fd)
         self._dirs[rel] = None
-        return [(name, i) for name, i in found if i is not None]
+        return found

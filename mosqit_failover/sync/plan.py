@@ -49,9 +49,7 @@ destination is sent whole, as any new file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 SETTLE = 0.05
 """Quiet time after the last change before a batch goes out early."""
@@ -82,26 +80,6 @@ class Move:
     tree: bool = False
 
 
-def excluded(path: str, patterns: Sequence[str]) -> bool:
-    """Whether an rsync exclude pattern may match ``path`` or a directory above it.
-
-    Errs on the side of yes (fnmatch's ``*`` also crosses ``/``): a rename touching
-    an excluded name is not replayed on the peer, it goes as delete + send.
-    """
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for raw in patterns:
-        pattern = raw[2:] if raw[:2] in ("+ ", "- ") else raw
-        pattern = pattern.rstrip("/")
-        if "/" in pattern:
-            anchored = pattern.lstrip("/")
-            if any(fnmatchcase(p, anchored) or fnmatchcase(p, "*/" + anchored) for p in prefixes):
-                return True
-        elif any(fnmatchcase(part, pattern) for part in parts):
-            return True
-    return False
-
-
 def prestart_unfit(age: float, alive: bool, full: bool, same_address: bool) -> str:
     """Why a session started ``age`` seconds ago for the next batch cannot carry it
     ("" if it can): it must still run, carry an incremental batch (the one it was
@@ -119,7 +97,9 @@ def prestart_unfit(age: float, alive: bool, full: bool, same_address: bool) -> s
 
 @dataclass(frozen=True)
 class Batch:
-    """What one rsync run must carry: paths (relative), trees to expand, or everything."""
+    """What one rsync run must carry: paths (relative), trees to mirror, or everything;
+    ``copies``: trees to send without deleting anything on the peer (a filesystem
+    mounted or unmounted there: see :meth:`Dirty.add_copy`)."""
 
     paths: frozenset[str]
     trees: frozenset[str]
@@ -127,10 +107,11 @@ class Batch:
     since: float  # when the oldest change in it happened
     reason: str = ""
     moves: tuple[Move, ...] = ()  # renames to replay on the peer first, oldest first
+    copies: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
-        return len(self.paths | self.trees)
+        return len(self.paths | self.trees | self.copies)
 
 
 @dataclass
@@ -141,6 +122,7 @@ class Dirty:
     settle: float = SETTLE
     paths: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
+    copies: set[str] = field(default_factory=set)
     moves: list[Move] = field(default_factory=list)
     full_reason: str = ""
     first: float | None = None  # time of the oldest unsent change
@@ -166,6 +148,13 @@ class Dirty:
         """A directory appeared with contents (created or moved in): send all of it."""
         self.trees.add(path)
         self.fresh.add(path)
+        self._touch(now)
+
+    def add_copy(self, path: str, now: float) -> None:
+        """A filesystem was mounted or unmounted at ``path``: send what is there now, but
+        delete nothing on the peer for it (an unmount may be a mistake, as an unmounted
+        source directory may; the full sync refuses to empty the peer's copy of that)."""
+        self.copies.add(path)
         self._touch(now)
 
     def move(self, src: str, dest: str, tree: bool, now: float) -> None:
@@ -203,11 +192,11 @@ class Dirty:
 
     @property
     def pending(self) -> int:
-        return len(self.paths) + len(self.trees)
+        return len(self.paths) + len(self.trees) + len(self.copies)
 
     @property
     def empty(self) -> bool:
-        return not self.paths and not self.trees and not self.full_reason
+        return not self.paths and not self.trees and not self.copies and not self.full_reason
 
     @property
     def hold(self) -> float:
@@ -255,8 +244,9 @@ class Dirty:
             self.first if self.first is not None else 0.0,
             self.full_reason,
             tuple(self.moves),
+            frozenset(self.copies),
         )
-        self.paths, self.trees, self.moves = set(), set(), []
+        self.paths, self.trees, self.copies, self.moves = set(), set(), set(), []
         self.full_reason, self.first, self.last = "", None, None
         self.backlog, self.fresh = False, set()
         self.started = now
@@ -269,6 +259,7 @@ class Dirty:
         not run (the caller drops the others: replaying a rename twice can be wrong)."""
         self.paths |= batch.paths
         self.trees |= batch.trees
+        self.copies |= batch.copies
         self.moves = [*batch.moves, *self.moves]
         self._carry(self.moves)
         if len(self.moves) > MAX_MOVES:

@@ -192,7 +192,7 @@ class WatchedTree:
                     self._twice(point)
                 elif parent is not None:
                     self._walk(parent, os.path.basename(rel), rel)
-                self._emit("tree", rel)  # once watched: what follows is seen either way
+                self._emit("mount", rel)  # once watched: what follows is seen either way
             self._drop_unplaced()
         else:
             for point in inside - {self._root}:
@@ -250,7 +250,7 @@ class WatchedTree:
         elif mask & IN_IGNORED:
             self._forget(event.wd)
         elif mask & IN_UNMOUNT and (rel := self._path_of(event.wd)) is not None:
-            self._emit("tree", rel)  # a filesystem mounted there went: the one below shows
+            self._emit("mount", rel)  # a filesystem mounted there went: the one below shows
 
     def _entry_event(self, event: Event, rel: bytes) -> None:
         mask = event.mask

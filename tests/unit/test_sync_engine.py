@@ -187,13 +187,28 @@ def test_a_peer_whose_receiver_predates_this_batch_form_gets_a_full_sync(
     assert commands.classify(77, other) is commands.Outcome.REFUSED
 
 
-def test_a_change_of_the_synced_directory_itself_is_a_full_sync(make: Any) -> None:
+def test_a_change_of_the_synced_directory_itself_is_a_full_sync_at_most_once_a_minute(
+    make: Any,
+) -> None:
     """A batch cannot send the directory's own attributes without its entries, which
-    with --delete would mirror its top level (sync/listing.py)."""
+    with --delete would mirror its top level (sync/listing.py). Anyone who may write in
+    the directory can change them (``touch -c DIR`` in a loop): a full sync of a large
+    tree each time would keep both nodes walking it."""
     engine = make([])
     engine._absorb([Change("path", "."), Change("path", "a")], 0.0)
     assert engine.dirty.full_reason == "the synced directory's own attributes changed"
     assert engine.dirty.paths == {"a"}
+    engine.dirty.take()
+    engine._absorb([Change("path", ".")], 1.0)
+    engine._absorb([Change("path", ".")], 30.0)
+    assert engine.dirty.empty
+    engine._sync_root(59.9)
+    assert engine.dirty.empty
+    engine._sync_root(60.0)
+    assert engine.dirty.full_reason == "the synced directory's own attributes changed"
+    engine.dirty.take()
+    engine._sync_root(200.0)  # nothing new since
+    assert engine.dirty.empty
 
 
 class FakeWatcher:

@@ -115,14 +115,43 @@ def test_the_synced_directory_itself_is_never_listed(tmp_path: Path) -> None:
     the source lacks: the whole copy, for an emptied or unmounted source."""
     root = tmp_path / "root"
     root.mkdir()
-    assert expand(str(root), _batch({".", "a"}, {"."})) == ["a"]
+    spellings = {".", "", "./", "./.", "a/.."}
+    assert expand(str(root), _batch({*spellings, "a"}, spellings)) == ["a"]
 
 
-def _push(src: Path, rx: Receiver, batch: Batch) -> None:  # noqa: F811
-    sync = SyncDir(path=str(src), peer_path=str(rx.dest), timeout=20, excludes=("*.tmp",))
+def test_nothing_at_or_below_an_excluded_directory_is_listed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "app" / "cache" / "sessions").mkdir(parents=True)
+    (root / "app" / "cache" / "sessions" / "s").write_text("active's own")
+    (root / "app" / "main").write_text("main")
+    (root / "cache" / "sub").mkdir(parents=True)
+    batch = _batch({"app/cache/sessions/s", "app/main", "cache/x"}, {"app", "cache/sub"})
+    for patterns in (["cache"], ["cache/"], ["cache/***"]):
+        assert expand(str(root), batch, patterns) == ["app/.", "app/main"], patterns
+    listed = expand(str(root), batch, ["app/cache"])  # not the top-level one
+    assert listed == ["app/.", "app/main", "cache/sub/.", "cache/x"]
+    copies = Batch(frozenset(), frozenset(), False, 0.0, copies=frozenset({"app"}))
+    assert expand(str(root), copies, ["cache"]) == ["app", "app/main"]
+
+
+def test_a_tree_where_a_filesystem_was_mounted_is_listed_entry_by_entry(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "mnt" / "db").mkdir(parents=True)
+    (root / "mnt" / "db" / "f").write_text("f")
+    batch = Batch(frozenset(), frozenset(), False, 0.0, copies=frozenset({"mnt", "gone"}))
+    assert expand(str(root), batch) == ["gone", "mnt", "mnt/db", "mnt/db/f"]
+
+
+def _push(
+    src: Path,
+    rx: Receiver,  # noqa: F811
+    batch: Batch,
+    excludes: tuple[str, ...] = ("*.tmp",),
+) -> None:
+    sync = SyncDir(path=str(src), peer_path=str(rx.dest), timeout=20, excludes=excludes)
     pushed = _run(
         _with_rsh(commands.batch_argv(sync, _peer(), 5), rx.sshd()),
-        input=commands.files_from(expand(str(src), batch)).decode(),
+        input=commands.files_from(expand(str(src), batch, excludes)).decode(),
     )
     assert pushed.returncode == 0, pushed.stderr
 
@@ -179,3 +208,51 @@ def test_a_change_of_the_synced_directory_itself_deletes_nothing_on_the_peer(
     (rx.dest / "only-on-the-peer").write_text("kept")
     _push(src, rx, _batch({".", "a"}))
     assert _files(rx.dest) == {"a": "a", "only-on-the-peer": "kept"}
+
+
+def test_the_standbys_own_files_below_an_excluded_directory_stay(
+    rx: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``cache`` excluded (as in examples/pair.toml), a new tree ``app`` with
+    ``app/cache/sessions``: the first mirror listed ``app/cache/sessions/.`` and deleted
+    the standby's own sessions; a removed ``cache/x`` deleted the standby's ``cache/x``."""
+    src = tmp_path / "src"
+    (src / "app" / "cache" / "sessions").mkdir(parents=True)
+    (src / "app" / "cache" / "sessions" / "active-own").write_text("active")
+    (src / "app" / "main").write_text("main")
+    (rx.dest / "app" / "cache" / "sessions").mkdir(parents=True)
+    (rx.dest / "app" / "cache" / "sessions" / "standby-own").write_text("standby")
+    (rx.dest / "cache").mkdir()
+    (rx.dest / "cache" / "x").write_text("standby")
+    _push(src, rx, _batch({"cache/x"}, {"app"}), excludes=("cache/",))
+    assert _files(rx.dest) == {
+        "app": "dir",
+        "app/main": "main",
+        "app/cache": "dir",
+        "app/cache/sessions": "dir",
+        "app/cache/sessions/standby-own": "standby",
+        "cache": "dir",
+        "cache/x": "standby",
+    }
+
+
+def test_a_filesystem_unmounted_below_the_directory_deletes_nothing_on_the_peer(
+    rx: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The watcher reports an unmount as "mount" (Batch.copies): what is there now goes,
+    the standby's copy of the unmounted filesystem stays (a full sync would remove it
+    later, as before; the mirror removed it at once)."""
+    src = tmp_path / "src"
+    (src / "mnt").mkdir(parents=True)
+    (src / "mnt" / "underneath").write_text("under the mount")
+    (rx.dest / "mnt" / "db").mkdir(parents=True)
+    (rx.dest / "mnt" / "db" / "important").write_text("standby")
+    _push(src, rx, Batch(frozenset(), frozenset(), False, 0.0, copies=frozenset({"mnt"})))
+    assert _files(rx.dest) == {
+        "mnt": "dir",
+        "mnt/underneath": "under the mount",
+        "mnt/db": "dir",
+        "mnt/db/important": "standby",
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mosqit_failover.sync.plan import MAX_MOVES, SETTLE, Backoff, Batch, Dirty, Move, excluded
+from mosqit_failover.sync.plan import MAX_MOVES, SETTLE, Backoff, Batch, Dirty, Move
 
 
 def test_a_lone_change_goes_out_after_the_settle_time_not_the_interval() -> None:
@@ -91,14 +91,6 @@ def test_too_many_pending_renames_are_forgotten_but_their_paths_stay() -> None:
     for i in range(MAX_MOVES + 1):
         dirty.move(f"s{i}", f"d{i}", tree=False, now=1.0)
     assert dirty.moves == [] and len(dirty.paths) == 2 * (MAX_MOVES + 1)
-
-
-def test_excluded_errs_on_the_side_of_yes() -> None:
-    patterns = ("*.tmp", "cache/", "/logs/old", "- *.swp")
-    assert excluded("a/b.tmp", patterns) and excluded("x/cache/f", patterns)
-    assert excluded("logs/old/f", patterns) and excluded("deep/logs/old", patterns)
-    assert excluded("a/.f.swp", patterns)
-    assert not excluded("a/b.txt", patterns) and not excluded("caches/f", patterns)
 
 
 def test_a_file_created_then_renamed_before_any_batch_is_not_renamed_on_the_peer() -> None:

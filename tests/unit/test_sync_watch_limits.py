@@ -166,7 +166,7 @@ def test_a_filesystem_mounted_inside_the_tree_is_sent_and_watched(
     (root / "m").mkdir(parents=True)
     driver = _in_a_mount_namespace(drivers, root)
     driver.send(f"mount {root / 'm'}")
-    driver.wait_for(lambda r: r.get("kind") == "tree" and r.get("path") == "m", 10)
+    driver.wait_for(lambda r: r.get("kind") == "mount" and r.get("path") == "m", 10)
     driver.send(f"write {root / 'm' / 'later'}")
     driver.wait_for(lambda r: r.get("path") == "m/later", 10)
 

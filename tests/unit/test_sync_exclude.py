@@ -61,9 +61,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_path_is_excluded_exactly_when_a_full_sync_leaves_it_out(
     tree: Path, patterns: tuple[str, ...]
 ) -> None:
+    excludes = [f"--exclude={p}" for p in patterns]
     dry_run = subprocess.run(
-        ["rsync", "-a", "-n", "--out-format=%n", *[f"--exclude={p}" for p in patterns]]
-        + [f"{tree}/", f"{tree.parent}/nowhere/"],
+        ["rsync", "-a", "-n", "--out-format=%n", *excludes, f"{tree}/", f"{tree.parent}/nowhere/"],
         capture_output=True,
         text=True,
         check=True,

@@ -9,7 +9,9 @@ Life of an engine (an asyncio task, only on the ACTIVE node):
    the shared ssh master per batch, one batch at a time; what changed while a
    batch was in flight goes out as soon as it is done (a steady stream goes
    out back to back, never waiting for quiet that does not come); a new tree
-   is expanded to its entries, a vanished path is deleted on the peer.
+   is mirrored (each of its directories listed with its entries, ``--delete``),
+   a vanished path is deleted on the peer (see :mod:`.listing` for what is
+   listed, and what never is).
    Renames inside the tree are first replayed on the peer (one ssh session
    per batch, the receiver's ``--move`` form), so a renamed file or tree is
    found in place and rsync's quick check sends nothing for it; a rename the

@@ -202,6 +202,9 @@ class Engine:
                 if self._watcher is not None:
                     self._absorb(self._watcher.drain(), now)
                 if self._draining:
+                    if self._root_changed:  # held back by the gap: the last chance
+                        self._root_full_at = now
+                        self._sync_root(now)
                     reachable = self.state != "waiting-for-peer"
                     if reachable and self._watcher is not None and self.dirty.due() is not None:
                         await self._send(self.dirty.take())
@@ -240,7 +243,7 @@ class Engine:
                         next_full,
                         next_poll,
                         self._watch_at if not self._watcher else None,
-                        self._rewatch_at if self.polling else None,
+                        self._rewatch_at if self.polling and self._trial_until is None else None,
                         self._trial_until,
                         self._root_full_at if self._root_changed else None,
                     )
@@ -358,16 +361,17 @@ class Engine:
         cause for a :data:`POLL_PERIOD` (:meth:`_enter_polling` ends the trial), polling
         ends. The new watch's start queues a full sync, which covers the gap."""
         self._trial_until = now + POLL_PERIOD
+        self._rewatch_at = now + REWATCH_PERIOD  # the next try, if this one fails
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             await asyncio.to_thread(watcher.stop)
         await self._start_watch()
+        if self._watcher is None:  # not started (the directory gone meanwhile): no trial
+            self._trial_until = None
 
     def _end_polling(self) -> None:
         self._trial_until = None
         self.polling = False
-        self._root_changed = False  # its own attributes: a full sync at _root_full_at
-        self._root_full_at = 0.0
         self._rewatch_at = float("inf")
         self._note(f"sync {self.sync.path}: every directory is watched again; polling ended", 5)
 

@@ -23,7 +23,9 @@ would list the whole filesystem behind such a link. So, as the listing finds the
 - a tree where a filesystem was mounted or unmounted (``Batch.copies``) is listed entry
   by entry instead, which deletes nothing on the peer: an unmount may be a mistake, and
   its copy there is what is left (the full sync removes it later, as it would before);
-- a name that is gone is listed as it is: ``--delete-missing-args`` deletes it there;
+- a name that is gone is listed as it is: ``--delete-missing-args`` deletes it there,
+  unless an exclude may have matched it (``cache/`` matches only directories, and
+  rsync cannot tell that a gone name was one);
 - nothing at or below an excluded directory is listed (:mod:`.exclude`): rsync checks a
   listed name's own rules only, so ``cache/x`` would go out (or, gone, be deleted on the
   peer, which keeps its own excluded files) although ``cache`` is excluded, and
@@ -68,7 +70,11 @@ def identity(entry: os.DirEntry[str]) -> Identity | None:
 def expand(root: str, batch: Batch, excludes: Sequence[str] = ()) -> list[str]:
     """The names to list for rsync (``--files-from``), sorted (see the module doc)."""
     below = _Below(root, excludes)
-    entries = {below.reachable(p) for p in batch.paths if _inside(p) and not below.shut(p)}
+    entries = {
+        below.reachable(p)
+        for p in batch.paths
+        if _inside(p) and not below.shut(p) and not below.gone_but_excluded(p)
+    }
     for tree in batch.trees | batch.copies:
         if _inside(tree) and not below.shut(tree) and not excluded_here(tree, excludes, True):
             entries.update(below.tree(tree, mirror=tree in batch.trees))
@@ -100,6 +106,14 @@ class _Below:
 
     def _path(self, rel: str) -> str:
         return posixpath.join(self._root, rel)
+
+    def gone_but_excluded(self, rel: str) -> bool:
+        """Whether ``rel`` is gone and may have been excluded (``cache/`` excludes a
+        directory: rsync cannot tell that a gone name was one, and would delete the
+        peer's own excluded ``cache`` for ``--delete-missing-args``)."""
+        if not excluded_here(rel, self._excludes, None):
+            return False
+        return not os.path.lexists(self._path(rel))
 
     def reachable(self, rel: str) -> str:
         """``rel``, or the first directory above it that is a link or not a directory

@@ -388,11 +388,15 @@ class ScriptedWatcher:
 
 
 def _poll_then_rewatch(
-    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: list[list[Change]]
+    make: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    script: list[list[Change]],
+    watcher: type[ScriptedWatcher] = ScriptedWatcher,
 ) -> tuple[Engine, list[tuple[int, str]]]:
     """An engine whose watches start as ``script`` says, run for 1 s with a poll
     period of 50 ms and a new try every 200 ms."""
-    monkeypatch.setattr(engine_module, "TreeWatcher", ScriptedWatcher)
+    monkeypatch.setattr(engine_module, "TreeWatcher", watcher)
     monkeypatch.setattr(engine_module, "POLL_PERIOD", 0.05)
     monkeypatch.setattr(engine_module, "REWATCH_PERIOD", 0.2)
     monkeypatch.setattr(ScriptedWatcher, "script", script)
@@ -401,6 +405,15 @@ def _poll_then_rewatch(
     engine = make([], rsync=(0, ""))
     notes: list[tuple[int, str]] = []
     engine._note = lambda text, prio: notes.append((prio, text))
+    turns = 0
+    sync_root = engine._sync_root
+
+    def counted(now: float) -> None:  # once a turn of the engine's loop
+        nonlocal turns
+        turns += 1
+        sync_root(now)
+
+    engine._sync_root = counted
 
     async def go() -> None:
         task = asyncio.create_task(engine.run())
@@ -410,6 +423,9 @@ def _poll_then_rewatch(
             await task
 
     asyncio.run(go())
+    # a try, its trial and the polling wake the loop a few dozen times a second at
+    # these periods; a timer left in the past spun it (89,000 turns a second)
+    assert turns < 300, turns
     return engine, notes
 
 
@@ -440,6 +456,50 @@ def test_a_new_watch_that_fails_again_keeps_polling_and_says_so_quietly(
     assert [prio for prio, _ in said] == [4, 6, 5], said
     assert "still a directory cannot be watched" in said[1][1]
     assert not engine.polling and len(ScriptedWatcher.made) == 3
+
+
+def test_a_new_watch_that_cannot_start_is_no_trial(
+    make: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The directory gone for a moment when the new watch starts: polling must not be
+    said to end while nothing watches it."""
+
+    class Failing(ScriptedWatcher):
+        def start(self) -> None:
+            if len(ScriptedWatcher.made) > 1:
+                raise FileNotFoundError(2, "gone for a moment", "/srv/x")
+            super().start()
+
+    monkeypatch.setattr(ScriptedWatcher, "made", [])
+    engine, notes = _poll_then_rewatch(
+        make, monkeypatch, tmp_path, [[Change("limit", "/srv/y")], [], []], watcher=Failing
+    )
+    ended = [i for i, (_, text) in enumerate(notes) if "polling ended" in text]
+    assert engine.polling and not ended, notes
+
+
+def test_a_held_back_change_of_the_directory_itself_goes_with_the_drain(
+    make: Any, tmp_path: Path
+) -> None:
+    """A chmod of the directory within a minute of the last one, then a demotion: the
+    drain is its last chance (the next active would push its own attributes back)."""
+    (tmp_path / "data").write_text("x")  # a full sync of an empty source is held back
+    calls: Calls = []
+    engine = make(calls, rsync=(0, ""))
+    engine._absorb([Change("path", ".")], 0.0)
+    engine.dirty.take()
+    engine._absorb([Change("path", ".")], 10.0)  # held back by the gap
+    assert engine.dirty.empty
+
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        engine._watcher = ScriptedWatcher("", lambda: None)
+        engine.drain()
+        await engine.run()
+
+    asyncio.run(go())
+    assert ("rsync", None) in calls  # the full sync's own rsync (no list)
+    assert not engine._root_changed
 
 
 def test_an_engine_stopped_while_its_watch_starts_leaves_no_watcher_behind(

@@ -256,3 +256,20 @@ def test_a_filesystem_unmounted_below_the_directory_deletes_nothing_on_the_peer(
         "mnt/db": "dir",
         "mnt/db/important": "standby",
     }
+
+
+def test_an_excluded_directory_removed_on_the_active_stays_on_the_peer(
+    rx: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``cache/`` excludes directories only, and rsync cannot tell that a gone name was
+    one: listed, ``rm -rf cache`` (or ``mv cache cache.old``) deleted the standby's own
+    ``cache`` through --delete-missing-args, which a full sync keeps."""
+    src = tmp_path / "src"
+    (src / "cache.old").mkdir(parents=True)
+    (src / "keep").write_text("keep")
+    (rx.dest / "cache" / "sessions").mkdir(parents=True)
+    (rx.dest / "cache" / "sessions" / "standby-own").write_text("standby")
+    for excludes in (("cache/",), ("/cache/",)):
+        _push(src, rx, _batch({"cache", "keep"}, {"cache.old"}), excludes=excludes)
+        assert _files(rx.dest)["cache/sessions/standby-own"] == "standby", excludes

@@ -161,8 +161,8 @@ class _Below:
             if found is None:
                 continue
             listed.append(f"{here}/." if mirror else here)
-            for name, ident in found:
-                below = posixpath.join(here, name)
+            for entry, ident in found:
+                below = posixpath.join(here, entry)
                 if ident is None:  # not a directory: the mirror's dir/. carries it
                     if not mirror and not excluded_here(below, self._excludes, False):
                         listed.append(below)

@@ -202,9 +202,7 @@ class Engine:
                 if self._watcher is not None:
                     self._absorb(self._watcher.drain(), now)
                 if self._draining:
-                    if self._root_changed:  # held back by the gap: the last chance
-                        self._root_full_at = now
-                        self._sync_root(now)
+                    self._sync_root(now, last_chance=True)
                     reachable = self.state != "waiting-for-peer"
                     if reachable and self._watcher is not None and self.dirty.due() is not None:
                         await self._send(self.dirty.take())
@@ -419,12 +417,12 @@ class Engine:
                     f"{self.sync.path}: {change.path}; watching again when it is back",
                 )
 
-    def _sync_root(self, now: float) -> None:
+    def _sync_root(self, now: float, last_chance: bool = False) -> None:
         """A batch cannot send the directory's own attributes without its entries (see
         :mod:`.listing`), so a full sync does (it holds back from an empty source); at
         most one every :data:`ROOT_FULL_GAP`, since anyone who may write in the directory
-        can change them."""
-        if self._root_changed and now >= self._root_full_at:
+        can change them, unless this is the ``last_chance`` (the drain before a demotion)."""
+        if self._root_changed and (last_chance or now >= self._root_full_at):
             self._root_changed = False
             self._root_full_at = now + ROOT_FULL_GAP
             self.dirty.need_full("the synced directory's own attributes changed", now)

@@ -42,7 +42,7 @@ import posixpath
 import stat
 from collections.abc import Sequence
 
-from mosqit_failover.sync.exclude import excluded, excluded_here
+from mosqit_failover.sync.exclude import excluded_here
 from mosqit_failover.sync.plan import Batch
 
 OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,7 +76,7 @@ def expand(root: str, batch: Batch, excludes: Sequence[str] = ()) -> list[str]:
         if _inside(p) and not below.shut(p) and not below.gone_but_excluded(p)
     }
     for tree in batch.trees | batch.copies:
-        if _inside(tree) and not below.shut(tree) and not excluded_here(tree, excludes, True):
+        if _inside(tree) and not below.excluded_directory(tree):
             entries.update(below.tree(tree, mirror=tree in batch.trees))
     return sorted(entries)
 
@@ -98,11 +98,20 @@ class _Below:
     def shut(self, rel: str) -> bool:
         """Whether a directory above ``rel`` is excluded."""
         parent = posixpath.dirname(rel)
-        if not parent:
-            return False
-        if parent not in self._shut:
-            self._shut[parent] = excluded(parent, self._excludes, is_dir=True)
-        return self._shut[parent]
+        return bool(parent) and self.excluded_directory(parent)
+
+    def excluded_directory(self, rel: str) -> bool:
+        """Whether the directory ``rel``, or one above it, is excluded; each directory
+        looked at once per listing (its own rules, then what is known above it)."""
+        unknown: list[str] = []
+        while rel and rel not in self._shut:
+            unknown.append(rel)
+            rel = posixpath.dirname(rel)
+        shut = self._shut.get(rel, False)
+        for directory in reversed(unknown):
+            shut = shut or excluded_here(directory, self._excludes, True)
+            self._shut[directory] = shut
+        return shut
 
     def _path(self, rel: str) -> str:
         return posixpath.join(self._root, rel)

@@ -253,6 +253,7 @@ class Report:
     vip_samples: int = 0  # kernel samples of the VIP on both nodes (vipwatch)
     vip_both: int = 0  # samples at which both nodes held it (while seeing each other)
     vip_cycle_ms: float = 0.0  # mean time between two samples of one node
+    journal: tuple[str, ...] = ()  # both agents' lines, kept when the scenario failed
 
     @property
     def ok(self) -> bool:
@@ -274,12 +275,19 @@ class Report:
             yield f"   unexpected: {line}"
         for problem in self.problems:
             yield f"   PROBLEM: {problem}"
+        if self.journal:
+            yield "   the agents' journals since the start (the last lines of each node):"
+            for line in self.journal:
+                yield f"   | {line}"
 
 
-def agent_vip_spans(node: Node, since: float, end: float) -> list[tuple[float, float]]:
-    """When the agent on `node` held the VIP, from its journal since `since`."""
+def agent_vip_spans(
+    node: Node, since: float, end: float, held: bool = False
+) -> list[tuple[float, float]]:
+    """When the agent on `node` held the VIP, from its journal since `since`; `held`:
+    it held the VIP at `since` already (the active node of a formed pair)."""
     entries = node.journal(identifier="mosqit-failover", since=since)
-    return vip_intervals(entries, end)
+    return vip_intervals(entries, end, held_from=since if held else None)
 
 
 def _at(entry: dict[str, Any]) -> float:
@@ -298,10 +306,13 @@ def _released(entry: dict[str, Any]) -> bool:
     return message.startswith("agent starting as ") and "holding VIP: False" in message
 
 
-def vip_intervals(entries: list[dict[str, Any]], end: float) -> list[tuple[float, float]]:
-    """When a node held the VIP, from its journal's VIP added/removed notes."""
+def vip_intervals(
+    entries: list[dict[str, Any]], end: float, held_from: float | None = None
+) -> list[tuple[float, float]]:
+    """When a node held the VIP, from its journal's VIP added/removed notes; from
+    `held_from` on, if given, before any note (a holder that hangs writes none)."""
     spans: list[tuple[float, float]] = []
-    since: float | None = None
+    since: float | None = held_from
     for entry in entries:
         at = _at(entry)
         if entry.get("VIP") == "added" and since is None:
@@ -379,7 +390,23 @@ def play(lab: Lab, plan: LabPlan, probe: Probe, scenario: LabScenario) -> Report
     equal = trees_equal(lab, timeout=15)
     if not equal:
         report.problems.append(f"{SYNCED} differs between the nodes")
-    return Report(**{**report.__dict__, "dirs_equal": equal})
+    # the lab is torn down after the run: what each agent said is the only way to
+    # tell a rare ending apart from a bug afterwards
+    journal = tuple(agent_lines(lab, run.started)) if report.problems else ()
+    return Report(**{**report.__dict__, "dirs_equal": equal, "journal": journal})
+
+
+JOURNAL_LINES_KEPT = 80  # per node, the last ones: a scenario's fault is near its end
+
+
+def agent_lines(lab: Lab, since: float) -> Iterator[str]:
+    """Each node's agent journal since `since`, one line per entry, node by node."""
+    for name, node in lab.nodes.items():
+        entries = node.journal(identifier="mosqit-failover", since=since)
+        for entry in entries[-JOURNAL_LINES_KEPT:]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(_at(entry)))
+            millis = int(_at(entry) * 1000) % 1000
+            yield f"{name} {stamp}.{millis:03d} {entry.get('MESSAGE', '')!s}"
 
 
 def trees_equal(lab: Lab, timeout: float) -> bool:
@@ -416,7 +443,10 @@ def _report(run: Run, scenario: LabScenario, end: float, vips: VipWatch) -> Repo
     ]
     failover = (min(firsts) - fault) * 1000 if firsts and old else None
     outage = run.probe.longest_gap_ms(max(t0, fault - 0.5), end)
-    holding = {name: agent_vip_spans(node, t0, end) for name, node in run.lab.nodes.items()}
+    holding = {
+        name: agent_vip_spans(node, t0, end, held=name == run.active)
+        for name, node in run.lab.nodes.items()
+    }
     first, second = holding.values()
     dual = minus(overlap(first, second), run.apart)
     unexpected = []

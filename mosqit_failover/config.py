@@ -65,6 +65,12 @@ past the slot for it: a heartbeat a little late (the timers of both nodes run up
 millisecond or two late) still shares the wake-up. A dead peer's next probe therefore
 goes up to this much of an interval later (the fast profile: 1 ms)."""
 
+KERNEL_SILENT_MISSES = 10
+"""Echo misses in a row on every network that end the proof of a live host and decide
+a silent peer's death under any loss (`Timing.kernel_silent_misses`): a live host at
+30 % loss (a round trip lost 51 % of the time) misses ten in a row on both networks
+about once in a million tries."""
+
 SWITCH_CALM_MIN_TRIES = 22
 """An answering switch is probed half as often only where a switch that went silent
 still gets this many probes (`Timing.switch_tries`) before it counts as lost. At 30 %
@@ -177,6 +183,15 @@ class Timing:
         failovers away.
         """
         return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
+
+    @property
+    def kernel_silent_misses(self) -> int:
+        """Echo misses in a row on every network that end the proof of a live host (the
+        core's `_kernel_outlived_agent`) and decide a silent peer's death whatever the
+        recent loss (`PeerTracker.misses_beat_loss`): at least twice `misses`. The peer's
+        echo prober re-sends a missed probe at once up to one fewer times, so that they
+        come within tens of milliseconds where the loss asks for that many."""
+        return max(KERNEL_SILENT_MISSES, 2 * self.misses)
 
     @property
     def kernel_proof_after(self) -> float:
@@ -852,6 +867,8 @@ def describe_timing(timing: Timing) -> list[str]:
         lines.append(f"  {name:<24}{format_duration(value):>9}  {why}")
     why = "probes sent to a silent switch before it counts as lost (switch_timeout)"
     lines.append(f"  {'switch tries':<24}{timing.switch_tries:>9}  {why}")
+    why = "echo misses in a row on every network that decide under any loss (fewer if light)"
+    lines.append(f"  {'kernel_silent_misses':<24}{timing.kernel_silent_misses:>9}  {why}")
     if after is not None:
         why = "peers are probed only after this silence (on demand, peer_echo auto)"
         lines.append(f"  {'echo on demand after':<24}{format_duration(after):>9}  {why}")

@@ -139,9 +139,13 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
 # trouble; the first sign brings back `heartbeat` at once.
 CALM_AFTER = 5.0
 
-# Echo misses in a row on every network that end the proof of a live host
-# (`_kernel_outlived_agent`); at least twice `misses`.
-KERNEL_SILENT_MISSES = 10
+# How unlikely the runs of echo misses must be as the recent loss alone before a
+# silent peer counts as gone (`PeerTracker.misses_beat_loss`): under heavy loss a
+# hung agent's live host misses `misses` in a row on every network every few seconds,
+# and a standby took it for dead about once in twenty hangs (two VIP holders until
+# the late fence); at 30 % loss this asks `kernel_silent_misses` a network (the
+# quick re-sends bring them in ~200 ms), at 10 % about five, without loss `misses`.
+DEATH_DOUBT = 1e-6
 
 NEW_EPOCH = frozenset({Trigger.PROMOTE, Trigger.FORCE})
 
@@ -856,6 +860,8 @@ class Core:
                 n: None if math.isinf(t) else now - t for n, t in tracker.heard_on.items()
             },
             "echo_misses": dict(tracker.misses),
+            # the share of echo round trips lost lately, which the misses must outweigh
+            "echo_loss": {n: round(loss.rate(now), 3) for n, loss in tracker.loss.items()},
             "unauthenticated": self._auth_text(name) if self._auth_failing[name] else None,
             "fence": None if fence is None else fence.status(),
             "data_epoch": peer.data_epoch if peer else None,
@@ -1276,10 +1282,11 @@ class Core:
                     f"the silence, echo replies missed since: {peer.miss_summary()}"
                 )
             reason = _os_problem(name, silent, since)
-        elif peer.echo_missed_everywhere(t.misses) and gone:
+        elif peer.echo_missed_everywhere(t.misses) and gone and self._misses_decide(peer, now):
+            loss = peer.loss_summary(now)
             reason = (
-                f"peer {name} gone: echo replies missed ({peer.miss_summary()}), "
-                f"no message for {_ms(silent)}"
+                f"peer {name} gone: echo replies missed ({peer.miss_summary()}"
+                f"{f'; recent loss {loss}' if loss else ''}), no message for {_ms(silent)}"
             )
         elif silent >= t.service_timeout:
             echo_silent = now - max(peer.echo_at, peer.timers_from)
@@ -1303,6 +1310,13 @@ class Core:
             return None  # alone since start or since the networks came back: grace first
         return Loss(reason, os_problem)
 
+    def _misses_decide(self, peer: PeerTracker, now: float) -> bool:
+        """The echo misses in a row are too many to be the recent loss alone, or as
+        many as end the proof of a live host (`_kernel_outlived_agent`)."""
+        return peer.misses_beat_loss(now, DEATH_DOUBT) or peer.echo_missed_everywhere(
+            self.timing.kernel_silent_misses
+        )
+
     def _kernel_outlived_agent(self, name: str, now: float) -> bool:
         """The peer's kernel answered an echo although its agent had already been silent
         for `kernel_proof_after`, and has not been silent itself for
@@ -1312,7 +1326,7 @@ class Core:
         death promoted without a fence while the hung node kept the VIP (two holders for
         as long as the hang lasted, in the simulation). A dead host answers nothing after
         its last heartbeat; only heartbeats lost just before it died make it look so, and
-        then this holds until KERNEL_SILENT_MISSES echo misses in a row on every network
+        then this holds until `kernel_silent_misses` echo misses in a row on every network
         (a live host at 30 % loss: about once in 10^6 such windows), after which the
         misses decide. A host whose echo paused for service_timeout since the agent fell
         silent died or rebooted: a booting host answers ICMP before its agent runs, and
@@ -1323,7 +1337,7 @@ class Core:
             return False
         if peer.echo_pause >= t.service_timeout or now - peer.echo_at >= t.service_timeout:
             return False  # it went silent too since: it died or rebooted, hung or not before
-        return not peer.echo_missed_everywhere(max(KERNEL_SILENT_MISSES, 2 * t.misses))
+        return not peer.echo_missed_everywhere(t.kernel_silent_misses)
 
     def _update_partitions(self, now: float) -> None:
         """A peer not heard here that a node heard here reports as heard is present, not

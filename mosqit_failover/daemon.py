@@ -358,10 +358,11 @@ class Agent:
                     timing.interval,
                     self._echo_reporter(net, peer.name),
                     timeout=timing.echo_timeout,
-                    # a miss is confirmed by probes sent at once, not a whole interval apart;
-                    # the UDP silence the core also demands keeps this from speeding up
-                    # false failovers
-                    retries=timing.misses - 1,
+                    # a miss is confirmed by probes sent at once, not a whole interval apart,
+                    # as many as heavy loss asks for (the core weighs the misses against
+                    # it); the UDP silence the core also demands keeps this from speeding
+                    # up false failovers
+                    retries=timing.kernel_silent_misses - 1,
                     on_slot=on_slot,
                 )
                 self.probes[name] = prober

@@ -13,6 +13,48 @@ from mosqit_failover.events import PeerView
 
 NEVER = -math.inf
 
+LOSS_MEMORY = 5.0
+"""Seconds in which the weight of an echo round trip in the loss estimate falls to 1/e."""
+
+LOSS_EVIDENCE = 3.0
+"""Round trips' worth of weight below which the loss estimate says 0: nothing recent."""
+
+
+@dataclass
+class EchoLoss:
+    """The recent share of lost echo round trips to one peer on one network.
+
+    Only misses the host is known to have lived through count: those of a run a
+    reply ended, and those before a message of the peer's agent (a network whose
+    ICMP is filtered never answers, and its misses must count as loss, or its run
+    would pass for proof of death). The misses after the last sign of life are
+    left out: they may be the peer's death, and counting them would raise the bar
+    for the very verdict they are to inform. Each round trip's weight fades with
+    time (`LOSS_MEMORY`), so a loss long past does not slow the verdict on a death
+    after a calm hour.
+    """
+
+    misses: float = 0.0
+    trips: float = 0.0
+    at: float = NEVER
+
+    def add(self, missed: int, answered: bool, now: float) -> None:
+        """`missed` round trips lost, then one answered if `answered`."""
+        keep = self._keep(now)
+        self.misses = self.misses * keep + missed
+        self.trips = self.trips * keep + missed + answered
+        self.at = now
+
+    def rate(self, now: float) -> float:
+        if self.trips * self._keep(now) < LOSS_EVIDENCE:
+            return 0.0
+        return self.misses / self.trips
+
+    def _keep(self, now: float) -> float:
+        if self.at == NEVER:
+            return 0.0
+        return math.exp(-max(0.0, now - self.at) / LOSS_MEMORY)  # a clock set back: no fading
+
 
 @dataclass
 class Uplink:
@@ -128,8 +170,14 @@ class PeerTracker:
         # per network: the time between the last two messages on it (the peer's pace)
         self.gap_on: dict[str, float] = {n: math.inf for n in self.networks}
         self.misses: dict[str, int] = {n: 0 for n in self.networks}
+        self.loss: dict[str, EchoLoss] = {n: EchoLoss() for n in self.networks}
+        self._counted: dict[str, int] = {n: 0 for n in self.networks}  # of misses, in loss
 
     def message(self, network: str, view: PeerView, now: float) -> None:
+        for net, count in self.misses.items():  # lived through: those misses were loss
+            if count > self._counted[net]:
+                self.loss[net].add(count - self._counted[net], False, now)
+                self._counted[net] = count
         self.view = view
         self.heard_at = now
         self.gap_on[network] = now - self.heard_on[network]
@@ -154,7 +202,8 @@ class PeerTracker:
 
     def echo(self, network: str, answered: bool, now: float, run_pause: float) -> None:
         if answered:
-            self.misses[network] = 0
+            self.loss[network].add(self.misses[network] - self._counted[network], True, now)
+            self.misses[network] = self._counted[network] = 0
             silent_since = self.silent_since
             if self.echo_at == silent_since == NEVER:
                 # never heard, never answered before: the replies begin a run, and the
@@ -192,6 +241,7 @@ class PeerTracker:
     def restart_timers(self, now: float) -> None:
         self.timers_from = now
         self.misses = {n: 0 for n in self.networks}
+        self._counted = {n: 0 for n in self.networks}
 
     def fresh(self, now: float, within: float) -> PeerView | None:
         """The peer's latest view if it was heard within `within` seconds."""
@@ -199,6 +249,21 @@ class PeerTracker:
 
     def echo_missed_everywhere(self, misses: int) -> bool:
         return all(count >= misses for count in self.misses.values())
+
+    def misses_beat_loss(self, now: float, doubt: float) -> bool:
+        """Whether the runs of misses on the networks together are unlikely, below
+        `doubt`, to be the recent loss alone while the host lived. At 30 % loss per
+        packet a round trip fails half the time, and three misses in a row on each of
+        two networks come every few seconds: then about seven each are needed."""
+        chance = 1.0
+        for network, count in self.misses.items():
+            chance *= self.loss[network].rate(now) ** count
+        return chance <= doubt
+
+    def loss_summary(self, now: float) -> str:
+        """The recent loss per network where there is any, e.g. ``a: 48 %, b: 51 %``."""
+        rates = {n: loss.rate(now) for n, loss in self.loss.items()}
+        return ", ".join(f"{n}: {r:.0%}" for n, r in rates.items() if r > 0)
 
     def miss_summary(self) -> str:
         return ", ".join(f"{n}: {c}" for n, c in self.misses.items())

@@ -74,11 +74,14 @@ def _peer_lines(peer: dict[str, Any], multi: bool) -> list[str]:
     fence = peer.get("fence")
     if fence:
         lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
+    losses = peer.get("echo_loss") or {}  # absent from an older agent's status
     for net, ago in peer["heard_ago_by_network"].items():
         seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
+        loss = losses.get(net) or 0
+        lost = f" (recent echo loss {loss:.0%})" if loss else ""
         lines.append(
             f"  network {net}: last message {seen}, echo misses in a row "
-            f"{peer['echo_misses'].get(net, 0)}, peer's uplink "
+            f"{peer['echo_misses'].get(net, 0)}{lost}, peer's uplink "
             f"{'ok' if peer['uplinks'].get(net) else 'down/unknown'}"
         )
     return lines

@@ -118,7 +118,11 @@ def test_loss_fails_over_no_more_than_with_every_network(loss: float) -> None:
     """Summed over ten seeds: one seed's runs of the two settings draw their random
     loss in another order as soon as one calm heartbeat differs, so each is a sample
     of its own (at 50 %, over seeds 0-29, "all" 23 and "alternate" 18 or 23 false
-    failovers, a seed's own pair either way round)."""
+    failovers, a seed's own pair either way round, while `misses` echo misses decided
+    under any loss). Since the misses are weighed against the recent loss, such
+    failovers are rare with either setting (seeds 0-29 at 50 %: "all" 0, "alternate"
+    2, one of them at the loss's onset, when there is no estimate yet): a comparison
+    of counts so small is noise, so each setting is held to the same small bound."""
     promoted: dict[str, list[tuple[float, str]]] = {"all": [], "alternate": []}
     for seed in range(10):
         for mode in promoted:
@@ -127,4 +131,5 @@ def test_loss_fails_over_no_more_than_with_every_network(loss: float) -> None:
                 world.set_loss(network, loss, 15.0)
             world.run_until(45.0)
             promoted[mode] += promotions(world, 14.0)
-    assert len(promoted["alternate"]) <= len(promoted["all"]), promoted
+    assert len(promoted["alternate"]) <= max(len(promoted["all"]), 3), promoted
+    assert len(promoted["all"]) <= 3, promoted

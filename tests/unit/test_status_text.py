@@ -67,3 +67,15 @@ def test_an_older_agent_without_peers_is_still_shown() -> None:
     old = snapshot([peer("beta", "STANDBY", 9, 0.02, 1)])
     del old["peers"]
     assert "peer       beta: STANDBY (AUTO), epoch 9, heard 20 ms ago\n" in format_status(old)
+
+
+def test_the_recent_echo_loss_shows_beside_the_misses_where_there_is_any() -> None:
+    lossy = peer("beta", "STANDBY", 9, 0.02, 1) | {
+        "echo_misses": {"a": 4, "b": 0},
+        "echo_loss": {"a": 0.48, "b": 0.0},
+    }
+    text = format_status(snapshot([lossy]))
+    assert "network a: last message 20 ms ago, echo misses in a row 4 (recent echo loss 48%)" in (
+        text
+    )
+    assert "network b: last message 20 ms ago, echo misses in a row 0, peer's uplink ok" in text

@@ -87,7 +87,7 @@ class Harness:
     peer_unauthenticated: str | None = None  # instead: dropped for this reason (another secret)
     fence_answer: tuple[bool, str] | None = (True, "ssh fence via 10.0.1.1: fenced")
     peer_networks: tuple[str, ...] = ("a", "b")
-    echo_retries: bool = True  # a timed-out probe is re-sent at once (misses - 1 times)
+    echo_retries: bool = True  # a timed-out probe is re-sent at once, as the shell does
     auto_complete: bool = True  # finish every plan step at once, as a healthy executor would
     fail_step: str | None = None  # the step (by text) the executor fails
     outputs: list[tuple[float, Action]] = field(default_factory=list)
@@ -100,6 +100,7 @@ class Harness:
         self._next_beat = self.now
         self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
         self._retries = {"a": 0, "b": 0}  # probes re-sent at once since the last answer
+        self._retry_limit = self.config.timing.kernel_silent_misses - 1  # the daemon's prober
         self.echo_on = True  # the core's last ProbePeer: the shell starts probing
         self._jobs: list[tuple[int, list[object]]] = []
         self._fences: list[tuple[float, int]] = []  # (answer due, epoch)
@@ -168,7 +169,7 @@ class Harness:
             while self._misses_due and self._misses_due[0][0] <= self.now:
                 network = self._misses_due.pop(0)[1]
                 self.feed(EchoResult(network, False))
-                if self.echo_retries and self._retries[network] < self.config.timing.misses - 1:
+                if self.echo_retries and self._retries[network] < self._retry_limit:
                     self._retries[network] += 1  # the shell re-sends a timed-out probe at once
                     self._echo(network)
             if self.now >= self._next_probe:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mosqit_failover.config import KERNEL_SILENT_MISSES
 from mosqit_failover.events import PeerView
 
 NEVER = -math.inf
@@ -19,19 +20,23 @@ LOSS_MEMORY = 5.0
 LOSS_EVIDENCE = 3.0
 """Round trips' worth of weight below which the loss estimate says 0: nothing recent."""
 
+OUTAGE_RUN = KERNEL_SILENT_MISSES
+"""Misses in a row that are an outage, not loss: left out of the estimate, and a network
+that had that many while the peer's agent still spoke says nothing of its death."""
+
 
 @dataclass
 class EchoLoss:
     """The recent share of lost echo round trips to one peer on one network.
 
-    Only misses the host is known to have lived through count: those of a run a
-    reply ended, and those before a message of the peer's agent (a network whose
-    ICMP is filtered never answers, and its misses must count as loss, or its run
-    would pass for proof of death). The misses after the last sign of life are
-    left out: they may be the peer's death, and counting them would raise the bar
-    for the very verdict they are to inform. Each round trip's weight fades with
-    time (`LOSS_MEMORY`), so a loss long past does not slow the verdict on a death
-    after a calm hour.
+    Only runs of misses a reply ended count: the host lived through them. The run
+    still going is left out: it may be the peer's death, and counting it would
+    raise the bar for the very verdict it is to inform. So is a run of
+    `OUTAGE_RUN` or more, ended or not: that was an outage (a partition, a filtered
+    network), not random loss, and it would ask for the cap for a quarter of a
+    minute after every heal. Each round trip's weight fades with time
+    (`LOSS_MEMORY`), so a loss long past does not slow the verdict on a death after
+    a calm hour.
     """
 
     misses: float = 0.0
@@ -171,13 +176,11 @@ class PeerTracker:
         self.gap_on: dict[str, float] = {n: math.inf for n in self.networks}
         self.misses: dict[str, int] = {n: 0 for n in self.networks}
         self.loss: dict[str, EchoLoss] = {n: EchoLoss() for n in self.networks}
-        self._counted: dict[str, int] = {n: 0 for n in self.networks}  # of misses, in loss
+        # per network: misses of the current run the peer's agent spoke after (lived through)
+        self._lived: dict[str, int] = {n: 0 for n in self.networks}
 
     def message(self, network: str, view: PeerView, now: float) -> None:
-        for net, count in self.misses.items():  # lived through: those misses were loss
-            if count > self._counted[net]:
-                self.loss[net].add(count - self._counted[net], False, now)
-                self._counted[net] = count
+        self._lived.update(self.misses)
         self.view = view
         self.heard_at = now
         self.gap_on[network] = now - self.heard_on[network]
@@ -202,8 +205,9 @@ class PeerTracker:
 
     def echo(self, network: str, answered: bool, now: float, run_pause: float) -> None:
         if answered:
-            self.loss[network].add(self.misses[network] - self._counted[network], True, now)
-            self.misses[network] = self._counted[network] = 0
+            run = self.misses[network]
+            self.loss[network].add(run if run < OUTAGE_RUN else 0, True, now)
+            self.misses[network] = self._lived[network] = 0
             silent_since = self.silent_since
             if self.echo_at == silent_since == NEVER:
                 # never heard, never answered before: the replies begin a run, and the
@@ -241,7 +245,7 @@ class PeerTracker:
     def restart_timers(self, now: float) -> None:
         self.timers_from = now
         self.misses = {n: 0 for n in self.networks}
-        self._counted = {n: 0 for n in self.networks}
+        self._lived = {n: 0 for n in self.networks}
 
     def fresh(self, now: float, within: float) -> PeerView | None:
         """The peer's latest view if it was heard within `within` seconds."""
@@ -257,6 +261,8 @@ class PeerTracker:
         two networks come every few seconds: then about seven each are needed."""
         chance = 1.0
         for network, count in self.misses.items():
+            if self._lived[network] >= OUTAGE_RUN:
+                continue  # its echo is out while the host lives (ICMP filtered): no word
             chance *= self.loss[network].rate(now) ** count
         return chance <= doubt
 

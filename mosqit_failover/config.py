@@ -194,6 +194,13 @@ class Timing:
         return max(KERNEL_SILENT_MISSES, 2 * self.misses)
 
     @property
+    def peer_echo_retries(self) -> int:
+        """Probes to a peer re-sent at once after a miss, one fewer than
+        `kernel_silent_misses` (the daemon's prober; the simulation and the unit tests'
+        harness model it)."""
+        return self.kernel_silent_misses - 1
+
+    @property
     def kernel_proof_after(self) -> float:
         """An echo reply that comes this long after the peer's last message proves its
         host outlived its agent. A dead host's last reply can come that late only when

@@ -362,7 +362,7 @@ class Agent:
                     # as many as heavy loss asks for (the core weighs the misses against
                     # it); the UDP silence the core also demands keeps this from speeding
                     # up false failovers
-                    retries=timing.kernel_silent_misses - 1,
+                    retries=timing.peer_echo_retries,
                     on_slot=on_slot,
                 )
                 self.probes[name] = prober

@@ -43,11 +43,12 @@ class EchoLoss:
     trips: float = 0.0
     at: float = NEVER
 
-    def add(self, missed: int, answered: bool, now: float) -> None:
-        """`missed` round trips lost, then one answered if `answered`."""
+    def run_ended(self, missed: int, now: float) -> None:
+        """A reply after `missed` misses in a row (an outage's left out)."""
+        missed = missed if missed < OUTAGE_RUN else 0
         keep = self._keep(now)
         self.misses = self.misses * keep + missed
-        self.trips = self.trips * keep + missed + answered
+        self.trips = self.trips * keep + missed + 1
         self.at = now
 
     def rate(self, now: float) -> float:
@@ -205,8 +206,7 @@ class PeerTracker:
 
     def echo(self, network: str, answered: bool, now: float, run_pause: float) -> None:
         if answered:
-            run = self.misses[network]
-            self.loss[network].add(run if run < OUTAGE_RUN else 0, True, now)
+            self.loss[network].run_ended(self.misses[network], now)
             self.misses[network] = self._lived[network] = 0
             silent_since = self.silent_since
             if self.echo_at == silent_since == NEVER:
@@ -258,7 +258,7 @@ class PeerTracker:
         """Whether the runs of misses on the networks together are unlikely, below
         `doubt`, to be the recent loss alone while the host lived. At 30 % loss per
         packet a round trip fails half the time, and three misses in a row on each of
-        two networks come every few seconds: then about seven each are needed."""
+        two networks come every few seconds: then ten each are needed, the cap."""
         chance = 1.0
         for network, count in self.misses.items():
             if self._lived[network] >= OUTAGE_RUN:

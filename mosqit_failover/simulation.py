@@ -349,7 +349,7 @@ class World:
             answer_due[peer.name] = self.now + delay
             if answered:
                 retried[peer.name] = 0
-            elif retried[peer.name] < timing.kernel_silent_misses - 1:
+            elif retried[peer.name] < timing.peer_echo_retries:
                 retried[peer.name] += 1
                 self.at(self.now + delay, lambda: echo(peer))
 

@@ -32,7 +32,7 @@ def replay(tracker: PeerTracker, outcomes: str, start: float, step: float = 0.02
 def test_a_run_of_misses_counts_once_a_reply_ends_it() -> None:
     loss = EchoLoss()
     for now, missed in enumerate([0, 1, 0, 2, 0, 1]):
-        loss.add(missed, True, now * 0.05)
+        loss.run_ended(missed, now * 0.05)
     assert loss.rate(0.3) == pytest.approx(4 / 10, abs=0.02)
 
 
@@ -56,9 +56,9 @@ def test_a_loss_long_past_is_forgotten() -> None:
 
 def test_a_clock_set_back_neither_raises_nor_fades() -> None:
     loss = EchoLoss()
-    loss.add(1, True, 10_000.0)
-    loss.add(1, True, 10_000.1)
-    loss.add(0, True, 10_000.2)
+    loss.run_ended(1, 10_000.0)
+    loss.run_ended(1, 10_000.1)
+    loss.run_ended(0, 10_000.2)
     assert loss.rate(0.0) == pytest.approx(2 / 5, abs=0.01)  # hours before the last
 
 

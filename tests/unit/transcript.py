@@ -100,7 +100,7 @@ class Harness:
         self._next_beat = self.now
         self._misses_due: list[tuple[float, str]] = []  # an unanswered echo reports at its timeout
         self._retries = {"a": 0, "b": 0}  # probes re-sent at once since the last answer
-        self._retry_limit = self.config.timing.kernel_silent_misses - 1  # the daemon's prober
+        self._retry_limit = self.config.timing.peer_echo_retries  # the daemon's prober
         self.echo_on = True  # the core's last ProbePeer: the shell starts probing
         self._jobs: list[tuple[int, list[object]]] = []
         self._fences: list[tuple[float, int]] = []  # (answer due, epoch)

@@ -170,9 +170,6 @@ async def serve(args: argparse.Namespace) -> int:
         first=commit_base(),
     )
     if args.status:
-        replicator.on_change = lambda: write_status(
-            args.status, directory, replicator, "up", epoch=args.epoch
-        )
         write_status(args.status, directory, None, "starting", epoch=args.epoch)
     for channel in channels:
         try:
@@ -195,6 +192,13 @@ async def serve(args: argparse.Namespace) -> int:
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    if args.status:
+        # "up" only once mounted: a channel added before (Replicator.add) said so while
+        # the directory was still bare, and the agent, taking the mount for up, started
+        # services that wrote beneath it, hidden and never replicated
+        replicator.on_change = lambda: write_status(
+            args.status, directory, replicator, "up", epoch=args.epoch
+        )
     replicator.on_change()
     print(f"mounted {directory}", flush=True)
     why = keep_freed_buffers()

@@ -216,6 +216,24 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " and run `systemctl restart mosqit-failover` on the nodes that changed, one at"
         " a time. `mosqit-failover status` shows which peer differs.",
     ),
+    DecisionKind.ECHO_BLOCKED: Entry(
+        "the peer of @NODE@ answers no ICMP echo on a network its messages cross",
+        _HEAD + " The agent probes each peer with ICMP echo on every network: a reply"
+        " proves the peer's host alive when its agent is silent (hung), and a run of"
+        " misses on every network is half of the proof of its death. On one network"
+        " the peer's messages still arrive but its echo replies have not, for ten"
+        " seconds and forty probes in a row: something between the nodes drops ICMP"
+        " echo there (a firewall rule, a switch ACL, net.ipv4.icmp_echo_ignore_all on"
+        " the peer).",
+        "@REASON@. The verdict on a silent peer now rests on the other networks' echo"
+        " alone: under heavy loss a hung agent can be taken for dead and its node"
+        " fenced late. Every miss is a sign of trouble, so the nodes keep sending fast"
+        " heartbeats and probes while it lasts. A second line says when the peer"
+        " answers again.",
+        "Let ICMP echo requests and replies pass between the nodes on that network"
+        " (both directions, the cluster addresses). `mosqit-failover status` shows the"
+        " misses per network.",
+    ),
     DecisionKind.PEER_AUTH_OK: Entry(
         "messages from the peer of @NODE@ authenticate again",
         _HEAD + " The peer's datagrams that failed authentication have stopped.",

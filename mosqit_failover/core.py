@@ -271,6 +271,8 @@ class Core:
         self._present_since: dict[str, float] = {}  # peer -> heard without a break since
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
+        # (peer, network) said to answer no echo while its messages arrive there: when
+        self._echo_blocked_said: dict[tuple[str, str], float] = {}
         self._listening_since = now  # nothing unheard before this means anything
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
@@ -360,6 +362,7 @@ class Core:
         self._note_partition(now, out)
         self._note_cut_from_active(now, out)
         self._note_order(now, out)
+        self._note_echo_blocked(now, out)
         self._note_peer_return(now, out)
         if self._troubled(event, now):
             self._trouble_at = now
@@ -862,6 +865,8 @@ class Core:
             "echo_misses": dict(tracker.misses),
             # the share of echo round trips lost lately, which the misses must outweigh
             "echo_loss": {n: round(loss.rate(now), 3) for n, loss in tracker.loss.items()},
+            # networks its messages cross and its echo does not (`echo-blocked`)
+            "echo_blocked": sorted(n for p, n in self._echo_blocked_said if p == name),
             "unauthenticated": self._auth_text(name) if self._auth_failing[name] else None,
             "fence": None if fence is None else fence.status(),
             "data_epoch": peer.data_epoch if peer else None,
@@ -1945,14 +1950,44 @@ class Core:
                 f"{', '.join(self.config.order)}): ranking equal candidates by node name "
                 "until the configs agree; copy one config to every node"
             )
-            out.append(self._decision(DecisionKind.ORDER_MISMATCH, text))
-            out.append(Alert(AlertKind.ORDER_MISMATCH, f"{self.node}: {text}"))
+            self._warn(DecisionKind.ORDER_MISMATCH, AlertKind.ORDER_MISMATCH, text, out)
         for name in sorted(self._order_said - differing):
             self._order_said.discard(name)
             heard = self._present(name, now)
             if heard is not None and heard.order_id == mine:  # not merely gone quiet
                 text = f"peer {name}'s cluster.order agrees with mine again"
                 out.append(self._decision(DecisionKind.ORDER_MISMATCH, text))
+
+    def _warn(self, kind: DecisionKind, alert: AlertKind, text: str, out: list[Action]) -> None:
+        """A decision line that operators must also hear of through the alert hooks."""
+        out.append(self._decision(kind, text))
+        out.append(Alert(alert, f"{self.node}: {text}"))
+
+    def _note_echo_blocked(self, now: float, out: list[Action]) -> None:
+        """Say once per peer and network that its messages come through where its echo
+        does not, and when it answers there again. The verdict on a silent peer then
+        rests on the other networks' echo alone (`PeerTracker.misses_beat_loss`), and
+        every miss is trouble: the pair never calms down."""
+        for name in self.peer_names:
+            tracker = self.peers[name]
+            for network, misses in tracker.echo_blocked(now).items():
+                if (name, network) in self._echo_blocked_said:
+                    continue
+                self._echo_blocked_said[name, network] = now
+                text = (
+                    f"peer {name}'s messages arrive on network {network} but no echo reply "
+                    f"({misses} misses in a row): ICMP echo looks filtered between {self.node} "
+                    f"and {name} there (a firewall, an ACL, net.ipv4.icmp_echo_ignore_all). "
+                    f"Under loss a hung agent on {name} may be taken for dead, and the pair "
+                    f"sends fast heartbeats and probes while it lasts: let ICMP echo "
+                    f"requests and replies pass between the nodes on {network}"
+                )
+                self._warn(DecisionKind.ECHO_BLOCKED, AlertKind.ECHO_BLOCKED, text, out)
+        for (name, network), said in list(self._echo_blocked_said.items()):
+            if self.peers[name].answered_on[network] > said:
+                del self._echo_blocked_said[name, network]
+                text = f"peer {name} answers echo on network {network} again"
+                out.append(self._decision(DecisionKind.ECHO_BLOCKED, text))
 
     def _note_partition(self, now: float, out: list[Action]) -> None:
         """Say once per peer that a partition among the standbys keeps this node from
@@ -1980,8 +2015,7 @@ class Core:
                 f"(cables, VLANs, firewall). If {name} and the active node are both down, "
                 f"run `mosqit-failover force-active` on {self.node}"
             )
-            out.append(self._decision(DecisionKind.PARTITIONED, text))
-            out.append(Alert(AlertKind.PARTITIONED, f"{self.node}: {text}"))
+            self._warn(DecisionKind.PARTITIONED, AlertKind.PARTITIONED, text, out)
 
     def _note_auth(self, now: float, out: list[Action]) -> None:
         """Say when a peer's datagrams start and stop failing authentication."""

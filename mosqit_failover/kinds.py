@@ -52,6 +52,7 @@ class DecisionKind(enum.StrEnum):
     RESUMED = "resumed"
     PARTITIONED = "partitioned"
     ORDER_MISMATCH = "order-mismatch"
+    ECHO_BLOCKED = "echo-blocked"
     DATA_EPOCH_RECORDED = "data-epoch-recorded"
     DATA_EPOCH_WITHDRAWN = "data-epoch-withdrawn"
 
@@ -77,6 +78,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.RECLAIM: NOTICE,
     DecisionKind.PARTITIONED: WARNING,
     DecisionKind.ORDER_MISMATCH: WARNING,
+    DecisionKind.ECHO_BLOCKED: WARNING,
     DecisionKind.DATA_EPOCH_WITHDRAWN: NOTICE,
 }
 
@@ -90,6 +92,7 @@ class AlertKind(enum.StrEnum):
     ESCALATE = "escalate"
     PARTITIONED = DecisionKind.PARTITIONED.value  # a decision line and an alert
     ORDER_MISMATCH = DecisionKind.ORDER_MISMATCH.value  # a decision line and an alert
+    ECHO_BLOCKED = DecisionKind.ECHO_BLOCKED.value  # a decision line and an alert
     SYNC_DEGRADED = "sync-degraded"  # a synchronous directory lost a standby or its mount
 
 

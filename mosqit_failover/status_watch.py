@@ -75,10 +75,13 @@ def _peer_lines(peer: dict[str, Any], multi: bool) -> list[str]:
     if fence:
         lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
     losses = peer.get("echo_loss") or {}  # absent from an older agent's status
+    blocked = peer.get("echo_blocked") or ()
     for net, ago in peer["heard_ago_by_network"].items():
         seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
         loss = losses.get(net) or 0
         lost = f" (recent echo loss {loss:.0%})" if loss else ""
+        if net in blocked:
+            lost = " (ICMP echo filtered? its messages arrive)"
         lines.append(
             f"  network {net}: last message {seen}, echo misses in a row "
             f"{peer['echo_misses'].get(net, 0)}{lost}, peer's uplink "

@@ -241,3 +241,53 @@ def test_a_datagram_recorded_before_an_agent_restart_is_not_accepted_after_it(
     assert dropped.get("unconfirmed", 0) == 2, dropped  # both copies, and nothing genuine
     assert after["role"] == "STANDBY" and after["epoch"] == before["epoch"]
     assert formed.kinds(victim, t0) == []
+
+
+FILTER_TABLE = "mqtest_echo"
+
+
+def test_icmp_echo_filtered_on_one_network_is_said_and_moves_nothing(formed: Pair) -> None:
+    """A firewall on the standby drops ICMP echo requests arriving on network b (the
+    heartbeats still pass): the active's probes of it there miss for good. The active
+    says so once, naming the network and the fix, keeps the VIP, and says when the
+    echo passes again (docs/safety.md, "Under heavy loss")."""
+    standby = formed.lab[formed.standby]
+    iface = formed.plan.iface("b")
+    rules = (
+        f"table inet {FILTER_TABLE} {{\n chain input {{\n"
+        "  type filter hook input priority 0;\n"
+        f'  iifname "{iface}" icmp type echo-request drop\n }}\n}}\n'
+    )
+    t0 = time.time()
+    standby.run(["nft", "-f", "-"], input=rules)
+    try:
+        # a calm pair does not probe (echo on demand): a late heartbeat turns it on
+        standby.freeze()
+        time.sleep(0.2)
+        standby.thaw()
+        lines: list[dict[str, str]] = []
+        give_up = time.monotonic() + 30  # said after ECHO_FILTER_SECONDS (10 s) of misses
+        while not lines and time.monotonic() < give_up:
+            time.sleep(0.5)
+            seen = formed.decisions(formed.active, t0)
+            lines = [e for e in seen if e["DECISION"] == "echo-blocked"]
+        assert lines, formed.decisions(formed.active, t0)
+        text = lines[0]["MESSAGE"]
+        assert f"peer {formed.standby}'s messages arrive on network b but no echo reply" in text
+        assert "let ICMP echo requests and replies pass between the nodes on b" in text
+        peers = formed.status(formed.active)["peers"]
+        assert isinstance(peers, dict) and peers[formed.standby]["echo_blocked"] == ["b"]
+    finally:
+        standby.run(["nft", "delete", "table", "inet", FILTER_TABLE], check=False)
+    healed = time.time()
+    again = f"peer {formed.standby} answers echo on network b again"
+    give_up = time.monotonic() + 10
+    while time.monotonic() < give_up:
+        if any(again in e["MESSAGE"] for e in formed.decisions(formed.active, healed - 1)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(formed.decisions(formed.active, healed - 1))
+    assert formed.kinds(formed.active, t0) == ["echo-blocked", "echo-blocked"]
+    assert formed.kinds(formed.standby, t0) == []
+    assert formed.holds_vip(formed.active) and not formed.holds_vip(formed.standby)

@@ -16,8 +16,8 @@ from mosqit_failover.kinds import DecisionKind
 
 
 def _kinds_in_core() -> set[str]:
-    """Every decision kind core.py names: DecisionKind.X in Verdict(_, KIND, _) and
-    _decision(KIND), both branches of a conditional KIND."""
+    """Every decision kind core.py names: DecisionKind.X in Verdict(_, KIND, _),
+    _decision(KIND) and _warn(KIND, ...), both branches of a conditional KIND."""
     tree = ast.parse(Path(core.__file__).read_text())
     kinds: set[str] = set()
 
@@ -39,7 +39,7 @@ def _kinds_in_core() -> set[str]:
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
         if name == "Verdict" and len(call.args) >= 2:
             kinds.update(constants(call.args[1]))
-        elif name == "_decision" and call.args:
+        elif name in ("_decision", "_warn") and call.args:
             kinds.update(constants(call.args[0]))
     return kinds
 

@@ -70,6 +70,7 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "escalate",
         "partitioned",
         "order-mismatch",
+        "echo-blocked",
         "sync-degraded",
     ]
     assert known_kinds()[-4:] == ("start-failed", "stop-failed", "escalate", "sync-degraded")

@@ -79,3 +79,16 @@ def test_the_recent_echo_loss_shows_beside_the_misses_where_there_is_any() -> No
         text
     )
     assert "network b: last message 20 ms ago, echo misses in a row 0, peer's uplink ok" in text
+
+
+def test_a_network_whose_echo_is_filtered_says_so_beside_the_misses() -> None:
+    filtered = peer("beta", "STANDBY", 9, 0.02, 1) | {
+        "echo_misses": {"a": 0, "b": 57},
+        "echo_blocked": ["b"],
+    }
+    text = format_status(snapshot([filtered]))
+    assert (
+        "network b: last message 20 ms ago, echo misses in a row 57 (ICMP echo filtered? its "
+        "messages arrive), peer's uplink ok"
+    ) in text
+    assert "network a: last message 20 ms ago, echo misses in a row 0, peer's uplink ok" in text

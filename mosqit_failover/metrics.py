@@ -181,6 +181,22 @@ def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
         "The last attempt to fence the peer (1 = its state; all 0 if none).",
         labels=[*labels, "state"],
     )
+    by_network = [*labels, "network"]
+    misses = GaugeMetricFamily(
+        P + "peer_echo_misses",
+        "Echo probes to the peer missed in a row (the run still going).",
+        labels=by_network,
+    )
+    loss = GaugeMetricFamily(
+        P + "peer_echo_loss_ratio",
+        "The recent share of echo round trips to the peer lost (0 without evidence).",
+        labels=by_network,
+    )
+    blocked = GaugeMetricFamily(
+        P + "peer_echo_blocked",
+        "1 while the peer's messages cross the network and its ICMP echo does not.",
+        labels=by_network,
+    )
     for peer in peers:
         name = str(peer.get("node"))
         for role in (*ROLES, "UNKNOWN"):
@@ -198,7 +214,21 @@ def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
         current = attempt.get("state") if isinstance(attempt, dict) else None
         for value in FENCE_STATES:
             fence.add_metric([name, value], 1.0 if value == current else 0.0)
-    return [state, uplink, heard, candidate, auth, fence]
+        _per_network(misses, name, peer.get("echo_misses"))
+        _per_network(loss, name, peer.get("echo_loss"))  # absent from an older agent
+        filtered = peer.get("echo_blocked")
+        if isinstance(filtered, list) and isinstance(peer.get("echo_misses"), dict):
+            flags = {net: 1.0 if net in filtered else 0.0 for net in peer["echo_misses"]}
+            _per_network(blocked, name, flags)
+    return [state, uplink, heard, candidate, auth, fence, misses, loss, blocked]
+
+
+def _per_network(family: GaugeMetricFamily, peer: str, values: Any) -> None:
+    """One sample per network of a {network: number} status field, if it is one."""
+    for net, value in sorted(values.items() if isinstance(values, dict) else []):
+        number = _num(value)
+        if number is not None:
+            family.add_metric([peer, str(net)], number)
 
 
 def _probe_families(probes: Any) -> list[Metric]:

@@ -160,6 +160,36 @@ def test_a_real_standby_shows_its_role_candidacy_and_uplinks() -> None:
 SIM_IDENT = {"cluster": "sim", "node": "beta"}
 
 
+def test_echo_misses_loss_and_a_filtered_network_per_peer_and_network() -> None:
+    """What `status` shows beside each network (docs/timing.md), for alerting rules: the
+    run of misses, the recent loss the misses must outweigh, and `echo-blocked`."""
+    h = standby()
+    h.echo_answers = {"a": True, "b": False}  # a firewall drops echo on b, UDP passes
+    h.run_until(h.now + 12)
+    got = samples(asyncio.run(serve_and_scrape(lambda: daemon_status(h), [])), SIM_IDENT)
+    on = {net: (("network", net), ("peer", "alpha")) for net in ("a", "b")}
+    assert got[("mosqit_failover_peer_echo_blocked", on["b"])] == 1
+    assert got[("mosqit_failover_peer_echo_blocked", on["a"])] == 0
+    assert got[("mosqit_failover_peer_echo_misses", on["b"])] >= 40
+    assert got[("mosqit_failover_peer_echo_misses", on["a"])] == 0
+    assert got[("mosqit_failover_peer_echo_loss_ratio", on["a"])] == 0
+
+    h.echo_answers = {"a": True, "b": True}
+    h.run_until(h.now + 1)
+    got = samples(asyncio.run(serve_and_scrape(lambda: daemon_status(h), [])), SIM_IDENT)
+    assert got[("mosqit_failover_peer_echo_blocked", on["b"])] == 0
+    assert got[("mosqit_failover_peer_echo_misses", on["b"])] == 0
+
+
+def test_an_older_agent_without_the_echo_fields_shows_no_such_series() -> None:
+    status = agent_status(
+        peers={"beta": {"node": "beta", "role": "STANDBY", "echo_misses": {"a": 1}}}
+    )
+    got = samples(asyncio.run(serve_and_scrape(lambda: status, [])))
+    assert got[("mosqit_failover_peer_echo_misses", (("network", "a"), ("peer", "beta")))] == 1
+    assert not any("echo_loss" in name or "echo_blocked" in name for name, _ in got)
+
+
 def test_a_failed_fence_shows_in_its_state_and_its_decision_counter() -> None:
     h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
     h.peer = None  # the peer's agent hangs while its kernel answers pings: fence first

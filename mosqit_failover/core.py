@@ -252,7 +252,8 @@ class Core:
             )
             for n in config.networks
         }
-        self.peers = {p: PeerTracker(config.network_names) for p in self.peer_names}
+        outage = config.timing.kernel_silent_misses  # a run that long is no loss
+        self.peers = {p: PeerTracker(config.network_names, outage) for p in self.peer_names}
         self.peer = self.peers[self.peer_name]  # a pair's only peer
         self.data_epoch = inventory.data_epoch
         self._sync_state: dict[str, bool] = {}  # SyncInSync per standby

@@ -22,7 +22,9 @@ LOSS_EVIDENCE = 3.0
 
 OUTAGE_RUN = KERNEL_SILENT_MISSES
 """Misses in a row that are an outage, not loss: left out of the estimate, and a network
-that had that many while the peer's agent still spoke says nothing of its death."""
+that had that many while the peer's agent still spoke says nothing of its death. The
+core passes `Timing.kernel_silent_misses` (more with `misses` over 5): a run that
+long decides whatever the loss, so a shorter one still counts as loss."""
 
 ECHO_FILTER_RUN = 40
 ECHO_FILTER_SECONDS = 10.0
@@ -40,7 +42,7 @@ class EchoLoss:
     Only runs of misses a reply ended count: the host lived through them. The run
     still going is left out: it may be the peer's death, and counting it would
     raise the bar for the very verdict it is to inform. So is a run of
-    `OUTAGE_RUN` or more, ended or not: that was an outage (a partition, a filtered
+    `outage_run` or more, ended or not: that was an outage (a partition, a filtered
     network), not random loss, and it would ask for the cap for a quarter of a
     minute after every heal. Each round trip's weight fades with time
     (`LOSS_MEMORY`), so a loss long past does not slow the verdict on a death after
@@ -50,10 +52,11 @@ class EchoLoss:
     misses: float = 0.0
     trips: float = 0.0
     at: float = NEVER
+    outage_run: int = OUTAGE_RUN
 
     def run_ended(self, missed: int, now: float) -> None:
         """A reply after `missed` misses in a row (an outage's left out)."""
-        missed = missed if missed < OUTAGE_RUN else 0
+        missed = missed if missed < self.outage_run else 0
         keep = self._keep(now)
         self.misses = self.misses * keep + missed
         self.trips = self.trips * keep + missed + 1
@@ -164,6 +167,7 @@ class PeerTracker:
     """Signs of life from the peer: messages per network and echo misses."""
 
     networks: tuple[str, ...]
+    outage_run: int = OUTAGE_RUN  # Timing.kernel_silent_misses
     view: PeerView | None = None
     heard_at: float = NEVER  # last valid UDP message, any network
     echo_at: float = NEVER  # last echo reply, any network
@@ -185,7 +189,7 @@ class PeerTracker:
         # per network: the time between the last two messages on it (the peer's pace)
         self.gap_on: dict[str, float] = {n: math.inf for n in self.networks}
         self.misses: dict[str, int] = {n: 0 for n in self.networks}
-        self.loss: dict[str, EchoLoss] = {n: EchoLoss() for n in self.networks}
+        self.loss = {n: EchoLoss(outage_run=self.outage_run) for n in self.networks}
         # per network: misses of the current run the peer's agent spoke after (lived through)
         self._lived: dict[str, int] = {n: 0 for n in self.networks}
         # per network: the misses of the current run when the peer's agent first spoke
@@ -279,7 +283,7 @@ class PeerTracker:
         two networks come every few seconds: then ten each are needed, the cap."""
         chance = 1.0
         for network, count in self.misses.items():
-            if self._lived[network] >= OUTAGE_RUN:
+            if self._lived[network] >= self.outage_run:
                 continue  # its echo is out while the host lives (ICMP filtered): no word
             chance *= self.loss[network].rate(now) ** count
         return chance <= doubt

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from mosqit_failover.config import KERNEL_SILENT_MISSES
+from mosqit_failover.config import KERNEL_SILENT_MISSES, Timing
 from mosqit_failover.core import DEATH_DOUBT
 from mosqit_failover.observations import LOSS_MEMORY, OUTAGE_RUN, EchoLoss, PeerTracker
 from tests.unit.transcript import Harness, standby
@@ -95,6 +95,18 @@ def test_a_partition_healed_is_no_loss() -> None:
     assert tracker.loss["a"].rate(now) == 0.0
     now = replay(tracker, "x" * 3, now)  # the next death
     assert tracker.misses_beat_loss(now, DEATH_DOUBT)
+
+
+def test_the_outage_run_follows_the_cap_of_the_timing() -> None:
+    """With `misses = 6` the cap is 12 misses a network: a run of 11 that a reply ended is
+    still loss there (it was left out as an outage at a fixed 10, and the estimate read
+    lower than the loss the cap is weighed against)."""
+    timing = Timing(misses=6, interval=0.1, echo_timeout=0.02)
+    assert timing.kernel_silent_misses == 12
+    tracker = PeerTracker(("a", "b"), timing.kernel_silent_misses)
+    now = replay(tracker, "o" + "x" * 11 + "o", 0.0)
+    assert tracker.loss["a"].rate(now) == pytest.approx(11 / 13, abs=0.01)  # faded a little
+    assert PeerTracker(("a", "b")).outage_run == OUTAGE_RUN == KERNEL_SILENT_MISSES
 
 
 def test_a_single_early_miss_is_no_estimate() -> None:

@@ -63,6 +63,8 @@ from mosqit_failover.sync.plan import (
     Batch,
     Dirty,
     Move,
+    Polling,
+    RootAttributes,
     prestart_unfit,
 )
 from mosqit_failover.sync.proc import (
@@ -110,11 +112,8 @@ class Engine:
         self.full_syncs = 0
         self.overflows = 0
         self.renames = 0  # renames done on the peer instead of a delete + send
-        self.polling = False
-        self._root_changed = False  # its own attributes: a full sync at _root_full_at
-        self._root_full_at = 0.0
-        self._rewatch_at = float("inf")  # while polling: when to try watching again
-        self._trial_until: float | None = None  # a new watch on trial: polling ends then
+        self._polling = Polling(POLL_PERIOD, REWATCH_PERIOD)
+        self._root = RootAttributes(ROOT_FULL_GAP)  # the directory's own attributes
         self._partials = 0
         self._peer = 0
         self._inflight: Batch | None = None
@@ -189,10 +188,14 @@ class Engine:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._wake.set)
 
+    @property
+    def polling(self) -> bool:
+        """Full syncs every POLL_PERIOD instead of a watch (see the module doc)."""
+        return self._polling.on
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         next_full = self._now() + self.sync.full_every if self.sync.full_every else float("inf")
-        next_poll = float("inf")
         try:
             while True:
                 now = self._now()
@@ -208,18 +211,17 @@ class Engine:
                         await self._send(self.dirty.take())
                     return
                 self._sync_root(now)
-                if self._trial_until is not None and now >= self._trial_until:
-                    self._end_polling()
-                elif self.polling and self._trial_until is None and now >= self._rewatch_at:
-                    await self._rewatch(now)
+                step = self._polling.trial(now)
+                if step == "end":
+                    self._note(
+                        f"sync {self.sync.path}: every directory is watched again; polling ended",
+                        5,
+                    )
+                elif step == "rewatch":
+                    await self._rewatch()
                     continue
-                if not self.polling:
-                    next_poll = float("inf")
-                elif now >= next_poll:
+                if self._polling.full_due(now):
                     self.dirty.need_full("watch limit: periodic full rsync", now)
-                    next_poll = now + POLL_PERIOD
-                elif next_poll == float("inf"):
-                    next_poll = now + POLL_PERIOD
                 if now >= next_full:
                     self.dirty.need_full("periodic full reconcile", now)
                     next_full = now + self.sync.full_every
@@ -239,11 +241,9 @@ class Engine:
                     for d in (
                         due,
                         next_full,
-                        next_poll,
                         self._watch_at if not self._watcher else None,
-                        self._rewatch_at if self.polling and self._trial_until is None else None,
-                        self._trial_until,
-                        self._root_full_at if self._root_changed else None,
+                        self._polling.wake_at(),
+                        self._root.wake_at(),
                     )
                     if d is not None
                 )
@@ -337,16 +337,14 @@ class Engine:
         why: str = "inotify watch limit reached",
     ) -> None:
         now = self._now() if self._loop is not None else 0.0
-        self._rewatch_at = now + REWATCH_PERIOD
-        if self._trial_until is not None:  # the new watch failed too: said already
-            self._trial_until = None
+        said = self._polling.cause(now)
+        if said == "trial failed":  # the new watch failed too: said already
             self._note(
                 f"sync {self.sync.path}: still {why} ({what}); polling on, "
                 f"next try in {REWATCH_PERIOD:g}s",
                 6,
             )
-        elif not self.polling:
-            self.polling = True
+        elif said == "started":
             self._note(
                 f"sync {self.sync.path}: {why} ({what}); "
                 f"falling back to a full rsync every {POLL_PERIOD:g}s and trying to watch "
@@ -354,24 +352,16 @@ class Engine:
                 4,
             )
 
-    async def _rewatch(self, now: float) -> None:
+    async def _rewatch(self) -> None:
         """While polling: stop the watch and watch the whole tree anew; if it reports no
         cause for a :data:`POLL_PERIOD` (:meth:`_enter_polling` ends the trial), polling
         ends. The new watch's start queues a full sync, which covers the gap."""
-        self._trial_until = now + POLL_PERIOD
-        self._rewatch_at = now + REWATCH_PERIOD  # the next try, if this one fails
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             await asyncio.to_thread(watcher.stop)
         await self._start_watch()
         if self._watcher is None:  # not started (the directory gone meanwhile): no trial
-            self._trial_until = None
-
-    def _end_polling(self) -> None:
-        self._trial_until = None
-        self.polling = False
-        self._rewatch_at = float("inf")
-        self._note(f"sync {self.sync.path}: every directory is watched again; polling ended", 5)
+            self._polling.no_trial()
 
     def _absorb(self, changes: Iterable[Change], now: float) -> None:
         changes = list(changes)
@@ -383,7 +373,7 @@ class Engine:
             self.backoff.reset()
         for change in changes:
             if change.kind == "path" and change.path == ROOT:
-                self._root_changed = True
+                self._root.changed = True
                 self._sync_root(now)
             elif change.kind == "path":
                 self.dirty.add(change.path, now)
@@ -418,13 +408,9 @@ class Engine:
                 )
 
     def _sync_root(self, now: float, last_chance: bool = False) -> None:
-        """A batch cannot send the directory's own attributes without its entries (see
-        :mod:`.listing`), so a full sync does (it holds back from an empty source); at
-        most one every :data:`ROOT_FULL_GAP`, since anyone who may write in the directory
-        can change them, unless this is the ``last_chance`` (the drain before a demotion)."""
-        if self._root_changed and (last_chance or now >= self._root_full_at):
-            self._root_changed = False
-            self._root_full_at = now + ROOT_FULL_GAP
+        """A full sync for the directory's own attributes when :class:`RootAttributes`
+        says it is due (it holds back from an empty source)."""
+        if self._root.due(now, last_chance):
             self.dirty.need_full("the synced directory's own attributes changed", now)
 
     def _moved(self, change: Change, now: float) -> None:

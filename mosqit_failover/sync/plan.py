@@ -49,6 +49,7 @@ destination is sent whole, as any new file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 SETTLE = 0.05
@@ -284,3 +285,88 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+@dataclass
+class Polling:
+    """Whether the engine polls (a full sync every ``period``) instead of watching, and
+    its tries to watch the whole tree again (every ``retry``): a try is on trial for a
+    ``period`` and ends the polling if no new cause came meanwhile. Pure: every call
+    takes ``now``; :meth:`wake_at` says when the next one is due."""
+
+    period: float
+    retry: float
+    on: bool = False
+    _retry_at: float = math.inf
+    _trial_until: float | None = None  # a new watch on trial: polling ends then
+    _full_at: float = math.inf
+
+    def cause(self, now: float) -> str:
+        """A cause to poll: "started" (polling begins: say so), "trial failed" (the new
+        watch met a cause too: say it quietly) or "" (polling already, said)."""
+        self._retry_at = now + self.retry
+        if self._trial_until is not None:
+            self._trial_until = None
+            return "trial failed"
+        if self.on:
+            return ""
+        self.on = True
+        return "started"
+
+    def trial(self, now: float) -> str:
+        """What the tries ask for now: "end" (the trial held: polling ends), "rewatch"
+        (watch the tree anew; on trial from now) or ""."""
+        if self._trial_until is not None and now >= self._trial_until:
+            self.on, self._trial_until, self._retry_at = False, None, math.inf
+            return "end"
+        if self.on and self._trial_until is None and now >= self._retry_at:
+            self._trial_until = now + self.period
+            self._retry_at = now + self.retry  # the next try, if this one fails
+            return "rewatch"
+        return ""
+
+    def no_trial(self) -> None:
+        """The new watch did not start (the directory gone meanwhile): nothing on trial."""
+        self._trial_until = None
+
+    def full_due(self, now: float) -> bool:
+        """Whether a polling full sync is due now (the first a period after polling began)."""
+        if not self.on:
+            self._full_at = math.inf
+            return False
+        if self._full_at == math.inf:
+            self._full_at = now + self.period
+        if now < self._full_at:
+            return False
+        self._full_at = now + self.period
+        return True
+
+    def wake_at(self) -> float:
+        """The next moment any of these is due (inf: none)."""
+        times = [self._full_at if self.on else math.inf]
+        times.append(self._retry_at if self.on and self._trial_until is None else math.inf)
+        times.append(self._trial_until if self._trial_until is not None else math.inf)
+        return min(times)
+
+
+@dataclass
+class RootAttributes:
+    """The synced directory's own attributes changed: a batch cannot send them without
+    its entries (see :mod:`.listing`), so a full sync does, at most one every ``gap``
+    (anyone who may write in the directory can change them) but on the last chance (the
+    drain before a demotion). Pure: every call takes ``now``."""
+
+    gap: float
+    changed: bool = False
+    _next_at: float = 0.0
+
+    def due(self, now: float, last_chance: bool = False) -> bool:
+        """Whether the full sync for a change goes now (and the gap starts)."""
+        if not self.changed or not (last_chance or now >= self._next_at):
+            return False
+        self.changed = False
+        self._next_at = now + self.gap
+        return True
+
+    def wake_at(self) -> float:
+        return self._next_at if self.changed else math.inf

@@ -499,7 +499,7 @@ def test_a_held_back_change_of_the_directory_itself_goes_with_the_drain(
 
     asyncio.run(go())
     assert ("rsync", None) in calls  # the full sync's own rsync (no list)
-    assert not engine._root_changed
+    assert not engine._root.changed
 
 
 def test_an_engine_stopped_while_its_watch_starts_leaves_no_watcher_behind(

@@ -1,10 +1,21 @@
-"""Coalescing of changes and retry backoff, with a fake clock."""
+"""Coalescing of changes, retry backoff, polling and the directory's own attributes,
+with a fake clock."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from mosqit_failover.sync.plan import MAX_MOVES, SETTLE, Backoff, Batch, Dirty, Move
+from mosqit_failover.sync.plan import (
+    MAX_MOVES,
+    SETTLE,
+    Backoff,
+    Batch,
+    Dirty,
+    Move,
+    Polling,
+    RootAttributes,
+)
 
 
 def test_a_lone_change_goes_out_after_the_settle_time_not_the_interval() -> None:
@@ -115,3 +126,53 @@ def test_a_file_sent_in_an_earlier_batch_is_renamed_on_the_peer_again() -> None:
     dirty.add("log", now=1.6)  # written (not created) since: the peer has an older one
     dirty.move("log", "log.1", tree=False, now=1.7)
     assert dirty.take().moves == (Move("tmp/m1", "new/m1"), Move("log", "log.1"))
+
+
+def test_polling_says_once_it_starts_and_quietly_when_a_try_fails() -> None:
+    polling = Polling(period=10.0, retry=300.0)
+    assert not polling.on and polling.wake_at() == math.inf
+    assert polling.cause(0.0) == "started"
+    assert polling.cause(1.0) == ""  # a second cause: said already
+    assert not polling.full_due(1.0)  # the first poll a period after it began
+    assert polling.wake_at() == 11.0
+    assert polling.full_due(11.0) and polling.wake_at() == 21.0
+    assert polling.trial(300.0) == ""  # the try counts from the last cause
+    assert polling.trial(301.0) == "rewatch"
+    assert polling.full_due(301.0)  # the engine asks every turn: the polls went on
+    assert polling.wake_at() == 311.0  # the trial's end and the next poll; no new try
+    assert polling.cause(305.0) == "trial failed"
+    assert polling.on and polling.wake_at() <= 315.0
+
+
+def test_polling_ends_when_a_trial_holds_and_never_leaves_a_time_in_the_past() -> None:
+    """The breaker's spin: a next-try time left in the past woke the loop 89,000 times a
+    second; every time wake_at gives is in the future after each call it is due at."""
+    polling = Polling(period=10.0, retry=300.0)
+    polling.cause(0.0)
+    assert polling.trial(300.0) == "rewatch"
+    polling.full_due(300.0)
+    assert polling.wake_at() > 300.0
+    assert polling.trial(310.0) == "end"
+    assert not polling.on and not polling.full_due(320.0)
+    assert polling.wake_at() == math.inf
+
+
+def test_a_try_whose_watch_did_not_start_is_no_trial() -> None:
+    polling = Polling(period=10.0, retry=300.0)
+    polling.cause(0.0)
+    assert polling.trial(300.0) == "rewatch"
+    polling.no_trial()
+    assert polling.trial(310.0) == ""  # not ended: nothing watched
+    assert polling.on and polling.trial(600.0) == "rewatch"
+
+
+def test_the_directory_attributes_go_at_most_once_a_gap_but_on_the_last_chance() -> None:
+    root = RootAttributes(gap=60.0)
+    assert not root.due(0.0) and root.wake_at() == math.inf
+    root.changed = True
+    assert root.due(0.0) and not root.changed
+    root.changed = True
+    assert not root.due(10.0) and root.wake_at() == 60.0  # held back by the gap
+    assert root.due(10.0, last_chance=True)  # the drain before a demotion sends it
+    root.changed = True
+    assert not root.due(69.0) and root.due(70.0)

@@ -52,6 +52,15 @@ milliseconds under load, where a server answers in well under one."""
 SWITCH_RETRIES = 2
 """Probes re-sent at once after a switch's probe timed out, in every probe slot."""
 
+SWITCH_ARP_AFTER = 3
+"""Switch probes missed in a row after which each further miss also sends an ARP request
+for the switch (`effects.garp.ArpAsk`). Under 30 % loss the switch's kernel lost its
+entry for a node now and then (three unicast re-checks lost) and answered nothing until
+one of its broadcasts a second got through: 2.4 s of silence, a false "lost uplink" and
+a handover about once per 15 minutes of such loss in the lab. Three misses: at 30 % loss
+a round trip is lost in a row three times in about one probe of eight, so the requests
+stay rare there, and none go out while the switch answers."""
+
 FOLLOW_REACH = 0.2
 """While calm, a node's probe slot follows the heartbeat of the first node in
 `cluster.order` (probes/echo.py, `_Cadence.follow`): a slot moves this many intervals

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 import math
 import os
@@ -42,13 +43,13 @@ from mosqit_failover.actions import (
 )
 from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
-from mosqit_failover.config import SWITCH_RETRIES, Config, ConfigError
+from mosqit_failover.config import SWITCH_ARP_AFTER, SWITCH_RETRIES, Config, ConfigError
 from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
 from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.fence import Fencer
-from mosqit_failover.effects.garp import Garp
+from mosqit_failover.effects.garp import ArpAsk, Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
 from mosqit_failover.effects.state import DataEpochWriter, StateFile
 from mosqit_failover.effects.vip import Vip
@@ -206,6 +207,7 @@ class Agent:
         self.probes: dict[str, EchoProber] = {}
         self._slot_prober: EchoProber | None = None  # one whose cadence has the slot Tick
         self._probe_targets: dict[str, tuple[str, str]] = {}  # probe -> (network, peer or "")
+        self._switch_arp: dict[str, ArpAsk] = {}  # per network: who-has the switch
         self._messages: dict[tuple[str, str], PeerMessage] = {}  # (peer, network) -> the last
         self.alerts = Alerter(config.alerts, config.cluster, self.node.name)
         self.metrics: MetricsServer | None = None
@@ -271,6 +273,8 @@ class Agent:
             self.peerlink.close()
             self._applied.close()
             self.garp.close()
+            for asker in self._switch_arp.values():
+                asker.close()
             self._feed.close()
         self.pid_file.unlink(missing_ok=True)
         self.log.note("agent stopped", priority=5)
@@ -379,7 +383,7 @@ class Agent:
                     source,
                     str(switch),
                     timing.interval if every else timing.switch_probe_period,
-                    self._reporter(SwitchReachability, net),
+                    self._switch_reporter(net, attachment.interface, source, str(switch)),
                     # a switch counts as lost only after switch_timeout (2 s) without an
                     # answer: eight probes in it at least are plenty at idle, and under
                     # loss each slot's probe is retried twice, one timeout apart. Retries
@@ -419,6 +423,24 @@ class Agent:
     def _reporter(self, kind: type[SwitchReachability], network: str) -> Any:
         events = {answered: kind(network, answered) for answered in (True, False)}
         return lambda answered: self.feed(events[answered])
+
+    def _switch_reporter(self, network: str, ifname: str, source: str, switch: str) -> Any:
+        """The switch's answers, and from the SWITCH_ARP_AFTER-th miss in a row on an ARP
+        request for it with each further miss (see SWITCH_ARP_AFTER)."""
+        report = self._reporter(SwitchReachability, network)
+        asker = self._switch_arp[network] = ArpAsk(
+            ipaddress.IPv4Address(source), ipaddress.IPv4Address(switch), ifname
+        )
+        missed = 0
+
+        def reported(answered: bool) -> None:
+            nonlocal missed
+            missed = 0 if answered else missed + 1
+            if missed >= SWITCH_ARP_AFTER:
+                asker.ask()
+            report(answered)
+
+        return reported
 
     def _echo_reporter(self, network: str, peer: str) -> Any:
         events = {answered: EchoResult(network, answered, peer) for answered in (True, False)}
@@ -684,7 +706,7 @@ class Agent:
         snap = self.core.snapshot(self._loop.time())
         snap["cluster"] = self.config.cluster
         snap["vip"] = str(self.config.vip.address)
-        snap["probes"] = {
+        probes: dict[str, dict[str, Any]] = {
             name: {
                 "sent": p.sent,
                 "answered": p.answered,
@@ -696,6 +718,9 @@ class Agent:
             }
             for name, p in self.probes.items()
         }
+        for net, asker in self._switch_arp.items():  # ARP requests while it was silent
+            probes[f"switch-{net}"].update(arp_asked=asker.sent, arp_error=asker.last_error)
+        snap["probes"] = probes
         receiver = self.peerlink.receiver
         snap["peer_link"] = {
             "accepted": receiver.accepted,

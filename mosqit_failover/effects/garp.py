@@ -31,14 +31,23 @@ BROADCAST = b"\xff" * 6
 _FRAME = struct.Struct("!6s6sH HHBBH6s4s6s4s")
 
 
-def build_frame(address: ipaddress.IPv4Address, mac: bytes, *, reply: bool = False) -> bytes:
-    """A broadcast gratuitous ARP frame for address from mac, padded to 60 bytes.
+def build_frame(
+    address: ipaddress.IPv4Address,
+    mac: bytes,
+    *,
+    reply: bool = False,
+    target: ipaddress.IPv4Address | None = None,
+) -> bytes:
+    """A broadcast ARP frame from address and mac, padded to 60 bytes.
 
-    Sender and target IP are both the address; the target MAC is zero in a
-    request and broadcast in a reply (as arping -U / -A send them)."""
+    Without ``target``, gratuitous: sender and target IP are both the address; the
+    target MAC is zero in a request and broadcast in a reply (as arping -U / -A send
+    them). With ``target``, a request asking for that address (who-has target tell
+    address, as arping sends it)."""
     if len(mac) != 6:
         raise ValueError(f"an Ethernet address has 6 bytes, not {len(mac)}")
     ip = ipaddress.IPv4Address(address).packed
+    asked = ip if target is None else ipaddress.IPv4Address(target).packed
     frame = _FRAME.pack(
         BROADCAST,
         mac,
@@ -47,11 +56,11 @@ def build_frame(address: ipaddress.IPv4Address, mac: bytes, *, reply: bool = Fal
         0x0800,
         6,
         4,
-        ARP_REPLY if reply else ARP_REQUEST,
+        ARP_REPLY if reply and target is None else ARP_REQUEST,
         mac,
         ip,
-        BROADCAST if reply else bytes(6),
-        ip,
+        BROADCAST if reply and target is None else bytes(6),
+        asked,
     )
     return frame + bytes(MIN_FRAME - len(frame))
 
@@ -197,3 +206,82 @@ class Garp:
                 "has no Ethernet address; put the VIP on an Ethernet interface"
             )
         return mac
+
+
+class ArpAsk:
+    """ARP requests for one neighbour (who-has target tell source), from our address on
+    one interface: what the kernel sends once a second while it resolves an address.
+
+    Why: under loss the kernels on both ends of a link lose each other's ARP entries now
+    and then (three re-checks lost in a row); until one of their broadcasts a second gets
+    through, the echo probes or their replies wait in a queue. A request of ours
+    settles both sides at once: the neighbour learns our address from it, and its
+    reply refreshes ours.
+
+    Guarantees:
+
+    - :meth:`ask` sends one broadcast frame at once and returns; it never blocks and
+      never raises. A failure (no such interface, down, no CAP_NET_RAW, no Ethernet
+      address) is logged, once until an ask succeeds again, and the next ask tries
+      anew. The packet socket is opened on the first ask and kept (send only: it
+      receives nothing); :meth:`close` closes it, idempotent.
+    """
+
+    def __init__(
+        self, source: ipaddress.IPv4Address, target: ipaddress.IPv4Address, ifname: str
+    ) -> None:
+        self.source = ipaddress.IPv4Address(source)
+        self.target = ipaddress.IPv4Address(target)
+        self.ifname = ifname
+        self.sent = 0
+        self.last_error: str | None = None
+        self._sock: socket.socket | None = None
+        self._frame = b""
+
+    def __repr__(self) -> str:
+        return f"ArpAsk({str(self.target)!r} from {str(self.source)!r} on {self.ifname!r})"
+
+    def ask(self) -> None:
+        try:
+            if self._sock is None:
+                self._sock, self._frame = self._open()
+            self._sock.send(self._frame)
+        except (OSError, EffectError) as error:
+            self.close()
+            why = str(error) if isinstance(error, EffectError) else self._why(error)
+            if why != self.last_error:
+                log.warning("%s", why)
+            self.last_error = why
+            return
+        self.sent += 1
+        self.last_error = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _open(self) -> tuple[socket.socket, bytes]:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # proto 0: send only
+        try:
+            sock.setblocking(False)
+            sock.bind((self.ifname, 0))
+            name: Any = sock.getsockname()
+            mac = bytes(name[4])
+            if len(mac) != 6 or not any(mac):
+                raise EffectError(
+                    f"cannot ask ARP for {self.target} on {self.ifname}: the interface has "
+                    "no Ethernet address"
+                )
+            return sock, build_frame(self.source, mac, target=self.target)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _why(self, error: OSError) -> str:
+        what = f"cannot ask ARP for {self.target} on {self.ifname}"
+        if isinstance(error, PermissionError):
+            return f"{what}: permission denied; run the agent as root (CAP_NET_RAW)"
+        if error.errno in (errno.ENODEV, errno.ENXIO):
+            return f"{what}: interface {self.ifname!r} does not exist; fix its interface"
+        return f"{what}: {error.strerror or error}"

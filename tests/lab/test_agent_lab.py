@@ -16,6 +16,7 @@ import pytest
 from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
+from mosqit_failover.lab.netns import run
 from mosqit_failover.lab.scenarios.measure import on_each, per_second, unit_wakeups
 from mosqit_failover.lab.topology import LabPlan
 
@@ -291,3 +292,31 @@ def test_icmp_echo_filtered_on_one_network_is_said_and_moves_nothing(formed: Pai
     assert formed.kinds(formed.active, t0) == ["echo-blocked", "echo-blocked"]
     assert formed.kinds(formed.standby, t0) == []
     assert formed.holds_vip(formed.active) and not formed.holds_vip(formed.standby)
+
+
+def test_a_switch_that_lost_the_actives_address_answers_before_the_uplink_counts_lost(
+    formed: Pair,
+) -> None:
+    """Under loss a switch's kernel now and then loses its ARP entry for a node (three
+    re-checks lost) and answers nothing until one of its broadcasts, a second apart,
+    gets an answer through: at 30 % loss that left switch a silent 2.4 s now and then,
+    and the active handed over ("lost uplink a which peer ... still has"). Here the
+    entry is deleted and the active's ARP frames dropped for 1.5 s; the active's own ARP
+    requests for the switch after three misses (config.SWITCH_ARP_AFTER) end the
+    silence at once. Before them it handed over in 2 of 3 such trials."""
+    plan, active = formed.plan, formed.active
+    spec = plan.node(active)
+    chain = ["bridge", plan.nft_table, "loss_a"]
+    for _ in range(2):
+        time.sleep(7)  # calm again: the switch probed every 4th slot
+        t0 = time.time()
+        drop = ["nft", "add", "rule", *chain, "iifname", spec.port("a"), "ether", "type", "arp"]
+        run([*drop, "drop"], ns=plan.switch_ns)
+        run(["ip", "neigh", "del", spec.addr("a"), "dev", plan.bridge("a")], ns=plan.switch_ns)
+        time.sleep(1.5)
+        faults.clear_loss(plan, "a")
+        time.sleep(3)
+        assert formed.kinds(active, t0) == [], formed.decisions(active, t0)
+        assert formed.kinds(formed.standby, t0) == []
+    probes = formed.status(active)["probes"]
+    assert isinstance(probes, dict) and probes["switch-a"]["arp_asked"] > 0, probes

@@ -327,6 +327,48 @@ def test_garp_missing_or_down_interface(pair: Pair) -> None:
     assert f"interface '{IFNAME}' is down" in down
 
 
+ARP_ASK_SCRIPT = """
+import ipaddress, json, logging
+from mosqit_failover.effects.garp import ArpAsk
+
+logged = []
+logging.basicConfig(level=logging.WARNING, handlers=[logging.Handler()])
+logging.getLogger().handlers[0].emit = lambda record: logged.append(record.getMessage())
+out = {{}}
+for ifname in ("mqtest-nope0", "{ifname}"):
+    ours, theirs = ipaddress.IPv4Address("10.231.99.1"), ipaddress.IPv4Address("10.231.99.2")
+    asker = ArpAsk(ours, theirs, ifname)
+    asker.ask()
+    asker.ask()
+    out[ifname] = {{"sent": asker.sent, "error": asker.last_error}}
+    asker.close()
+out["logged"] = logged
+print(json.dumps(out))
+"""
+
+
+def test_an_arp_request_of_ours_gives_the_neighbour_our_address_at_once(pair: Pair) -> None:
+    """What ends a switch's silence under loss (config.SWITCH_ARP_AFTER): the neighbour
+    lost its entry for us and waits for its own broadcasts a second apart; a request of
+    ours that reaches it settles the entry at once. A missing interface is said once and
+    raises nothing (the prober goes on)."""
+    ip("-n", pair.b, "neigh", "flush", "dev", IFNAME)
+    capture = Capture(pair.b, seconds=30.0)
+    out = in_ns(pair.a, ARP_ASK_SCRIPT.format(ifname=IFNAME))
+    frames = capture.frames()
+    assert out[IFNAME] == {"sent": 2, "error": None}
+    missing = out["mqtest-nope0"]
+    assert isinstance(missing, dict) and missing["sent"] == 0
+    assert "interface 'mqtest-nope0' does not exist" in str(missing["error"])
+    assert out["logged"] == [missing["error"]]  # once, not for every ask
+    mac = bytes.fromhex(pair.mac_a.replace(":", ""))
+    request = frames[0][1]
+    assert request[6:12] == mac and request[20:22] == b"\x00\x01"  # from us, a request
+    assert request[28:32] == bytes([10, 231, 99, 1]) and request[38:42] == bytes([10, 231, 99, 2])
+    entry = json.loads(ip("-n", pair.b, "-j", "neigh", "show", "10.231.99.1", "dev", IFNAME))
+    assert entry and entry[0].get("lladdr") == pair.mac_a, entry
+
+
 def test_no_namespace_left_behind() -> None:
     # Runs after the tests above (file order): their finalizers removed everything.
     assert not [ns for ns in namespaces() if ns.startswith(f"mqtest-a-{os.getpid()}")]

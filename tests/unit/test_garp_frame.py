@@ -39,6 +39,18 @@ def test_scapy_parses_it_as_a_gratuitous_arp_request() -> None:
     assert len(build_frame(VIP, MAC)) == 60  # the Ethernet minimum, zero padded
 
 
+def test_a_request_for_a_neighbour_is_the_one_scapy_builds() -> None:
+    """Who-has 10.231.1.1 tell the VIP, as arping sends it (`ArpAsk`)."""
+    switch = ipaddress.IPv4Address("10.231.1.1")
+    hw = ":".join(f"{b:02x}" for b in MAC)
+    raw = bytes(
+        Ether(dst="ff:ff:ff:ff:ff:ff", src=hw, type=0x0806)
+        / ARP(op=1, hwsrc=hw, psrc=str(VIP), hwdst="00:00:00:00:00:00", pdst=str(switch))
+    )
+    assert build_frame(VIP, MAC, target=switch) == raw + bytes(60 - len(raw))
+    assert build_frame(VIP, MAC, target=switch, reply=True) == build_frame(VIP, MAC, target=switch)
+
+
 @pytest.mark.parametrize("mac", [b"", bytes(5), bytes(7)])
 def test_a_mac_of_another_length_is_refused(mac: bytes) -> None:
     with pytest.raises(ValueError, match="6 bytes"):

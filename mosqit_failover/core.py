@@ -568,6 +568,7 @@ class Core:
         peer = self.peers[name]
         heard = peer.silent_since
         times = [heard + t.echo_window, heard + t.peer_gone_after, heard + t.service_timeout]
+        times.append(peer.echo_blocked_due())  # `_note_echo_blocked` on time, not quietly late
         last_probe = self._last_probe_at(name)
         if t.echo_on_demand_after is not None and last_probe is not None:
             times.append(heard + t.echo_on_demand_after)  # late: trouble (and echo on)
@@ -659,6 +660,8 @@ class Core:
                 return False
             if self._data_epoch_news(view):
                 return False  # the data epoch to learn or withdraw (`_learn_data_epoch`)
+            if tracker.misses.get(event.network):
+                return False  # it may make `echo-blocked` true (`_note_echo_blocked`)
             self._now = now
             tracker.message(event.network, view, now)
             self._deadline_peer[view.node] = self._peer_deadline(view.node)
@@ -1964,6 +1967,13 @@ class Core:
         out.append(self._decision(kind, text))
         out.append(Alert(alert, f"{self.node}: {text}"))
 
+    @property
+    def _echo_blocked_within(self) -> float:
+        """A message on the network this recent, when `echo-blocked` is said: a network
+        cut or a peer dead after the run began is no filter. Each network hears a calm
+        peer every two calm heartbeats (they alternate), a little late."""
+        return 2 * self.timing.calm_heartbeat + self.timing.echo_timeout
+
     def _note_echo_blocked(self, now: float, out: list[Action]) -> None:
         """Say once per peer and network that its messages come through where its echo
         does not, and when it answers there again. The verdict on a silent peer then
@@ -1971,16 +1981,17 @@ class Core:
         every miss is trouble: the pair never calms down."""
         for name in self.peer_names:
             tracker = self.peers[name]
-            for network, misses in tracker.echo_blocked(now).items():
+            for network, misses in tracker.echo_blocked(now, self._echo_blocked_within).items():
                 if (name, network) in self._echo_blocked_said:
                     continue
                 self._echo_blocked_said[name, network] = now
                 text = (
                     f"peer {name}'s messages arrive on network {network} but no echo reply "
                     f"({misses} misses in a row): ICMP echo looks filtered between {self.node} "
-                    f"and {name} there (a firewall, an ACL, net.ipv4.icmp_echo_ignore_all). "
-                    f"Under loss a hung agent on {name} may be taken for dead, and the pair "
-                    f"sends fast heartbeats and probes while it lasts: let ICMP echo "
+                    f"and {name} there (a firewall, an ACL, net.ipv4.icmp_echo_ignore_all), "
+                    f"or nothing of {self.node}'s reaches {name} on {network} (a path broken "
+                    f"one way). Under loss a hung agent on {name} may be taken for dead, and "
+                    f"the pair sends fast heartbeats and probes while it lasts: let ICMP echo "
                     f"requests and replies pass between the nodes on {network}"
                 )
                 self._warn(DecisionKind.ECHO_BLOCKED, AlertKind.ECHO_BLOCKED, text, out)

@@ -217,15 +217,18 @@ def _peer_families(peers: list[dict[str, Any]]) -> list[Metric]:
         _per_network(misses, name, peer.get("echo_misses"))
         _per_network(loss, name, peer.get("echo_loss"))  # absent from an older agent
         filtered = peer.get("echo_blocked")
-        if isinstance(filtered, list) and isinstance(peer.get("echo_misses"), dict):
-            flags = {net: 1.0 if net in filtered else 0.0 for net in peer["echo_misses"]}
-            _per_network(blocked, name, flags)
+        if isinstance(filtered, list):
+            said = {str(net) for net in filtered}
+            networks = peer.get("echo_misses")
+            known = said | {str(n) for n in (networks if isinstance(networks, dict) else ())}
+            _per_network(blocked, name, {net: float(net in said) for net in known})
     return [state, uplink, heard, candidate, auth, fence, misses, loss, blocked]
 
 
 def _per_network(family: GaugeMetricFamily, peer: str, values: Any) -> None:
     """One sample per network of a {network: number} status field, if it is one."""
-    for net, value in sorted(values.items() if isinstance(values, dict) else []):
+    pairs = values.items() if isinstance(values, dict) else []
+    for net, value in sorted(pairs, key=lambda pair: str(pair[0])):
         number = _num(value)
         if number is not None:
             family.add_metric([peer, str(net)], number)

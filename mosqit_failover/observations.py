@@ -288,21 +288,31 @@ class PeerTracker:
             chance *= self.loss[network].rate(now) ** count
         return chance <= doubt
 
-    def echo_blocked(self, now: float) -> dict[str, int]:
+    def echo_blocked(self, now: float, within: float) -> dict[str, int]:
         """The networks whose echo missed `ECHO_FILTER_RUN` in a row, for
         `ECHO_FILTER_SECONDS`, since a message of the peer's agent came through on that
-        network during the run, with the run's misses: its datagrams pass where its echo
-        does not (ICMP filtered by a firewall or `icmp_echo_ignore_all`). Not a cut path
-        or a hung agent (no message during the run), nor the heal of a cut (its first
-        message came a moment before the first echo reply)."""
+        network during the run, and one came `within` seconds ago too, with the run's
+        misses: its datagrams pass where its echo does not (ICMP filtered by a firewall
+        or `icmp_echo_ignore_all`, or a path broken one way). Not a cut path or a hung
+        agent (no message during the run), nor a network cut or a peer dead since (no
+        message lately), nor the heal of a cut (its first message came a moment before
+        the first echo reply)."""
         blocked = {}
         for network, spoke in self._spoke_at_miss.items():
             misses = self.misses[network]
             if spoke is None or now - spoke[1] < ECHO_FILTER_SECONDS:
                 continue
-            if misses - spoke[0] >= ECHO_FILTER_RUN:
+            if misses - spoke[0] >= ECHO_FILTER_RUN and now - self.heard_on[network] <= within:
                 blocked[network] = misses
         return blocked
+
+    def echo_blocked_due(self) -> float:
+        """When `echo_blocked` may next become true by time alone (inf: not before an
+        event): the end of `ECHO_FILTER_SECONDS` of a run a message crossed."""
+        return min(
+            (spoke[1] + ECHO_FILTER_SECONDS for spoke in self._spoke_at_miss.values() if spoke),
+            default=math.inf,
+        )
 
     def loss_summary(self, now: float) -> str:
         """The recent loss per network where there is any, e.g. ``a: 48 %, b: 51 %``."""

@@ -258,6 +258,12 @@ def _lossy_network(w: World) -> None:
         w.set_loss(net, 0.0, SETTLED + 120)
 
 
+def _echo_filtered(w: World) -> None:
+    w.filter_echo("b", SETTLED)
+    w.set_loss("a", 0.3, SETTLED + 1)  # trouble: a calm standard pair probes nobody
+    w.set_loss("a", 0.0, SETTLED + 3)
+
+
 def _active_frozen(w: World) -> None:
     w.freeze("alpha", SETTLED, 5.0)
 
@@ -488,6 +494,22 @@ SCENARIOS: dict[str, Scenario] = {
             all_of(
                 expect_roles(alpha=A, beta=S),
                 expect_no_decision("beta", "promote", SETTLED),
+                no_dual_vip,
+            ),
+        ),
+        Scenario(
+            "echo-filtered",
+            "a firewall drops ICMP echo between the nodes on network b, the peer messages "
+            "pass; a little loss on a turns the probes on: both nodes say so (echo-blocked), "
+            "nothing moves",
+            30,
+            _echo_filtered,
+            all_of(
+                expect_roles(alpha=A, beta=S),
+                expect_decision("alpha", "echo-blocked", SETTLED + 10),
+                expect_decision("beta", "echo-blocked", SETTLED + 10),
+                expect_no_decision("beta", "promote", SETTLED),
+                expect_no_decision("alpha", "handover", SETTLED),
                 no_dual_vip,
             ),
         ),

@@ -126,6 +126,7 @@ class World:
         self.switch_delay = {n: 0.0 for n in self.networks}
         self.loss = {n: 0.0 for n in self.networks}
         self.peer_link_up = {n: True for n in self.networks}  # between the nodes only
+        self.echo_filtered: set[str] = set()  # networks whose ICMP echo a firewall drops
         # between two nodes on one network (a VLAN filter): (frozenset of names, network)
         self.link_up: dict[tuple[frozenset[str], str], bool] = {}
         # random loss from one node to another on one network, on top of the network's
@@ -339,6 +340,7 @@ class World:
                 return
             answered = (
                 peer.powered
+                and network not in self.echo_filtered
                 and self.path(node, peer, network)
                 and self._crosses(node, peer, network)
                 and self._crosses(peer, node, network)
@@ -580,6 +582,16 @@ class World:
 
     def _fault(self, text: str) -> None:
         self.timeline.append(Line(self.now, "world", text))
+
+    def filter_echo(self, network: str, at: float) -> None:
+        """From `at`, a firewall drops ICMP echo between the nodes on `network` (the
+        peer messages pass, and the switch's echo)."""
+
+        def change() -> None:
+            self._fault(f"ICMP echo between the nodes filtered on {network}")
+            self.echo_filtered.add(network)
+
+        self.at(at, change)
 
     def set_loss(self, network: str, loss: float, at: float) -> None:
         def change() -> None:

@@ -75,7 +75,8 @@ def _peer_lines(peer: dict[str, Any], multi: bool) -> list[str]:
     if fence:
         lines.append(f"  fence for epoch {fence['epoch']}: {fence['state']} {fence['detail']}")
     losses = peer.get("echo_loss") or {}  # absent from an older agent's status
-    blocked = peer.get("echo_blocked") or ()
+    blocked = peer.get("echo_blocked")
+    blocked = blocked if isinstance(blocked, list) else ()
     for net, ago in peer["heard_ago_by_network"].items():
         seen = "never" if ago is None else f"{ago * 1000:.0f} ms ago"
         loss = losses.get(net) or 0

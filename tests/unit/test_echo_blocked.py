@@ -83,3 +83,35 @@ def test_a_long_run_of_misses_under_loss_is_not_yet_a_filter() -> None:
     h.echo_answers = {"a": True, "b": True}
     h.run_until(h.now + 5)
     assert blocked_lines(h, start) == []
+
+
+def _one_message_into_a_run(h: Harness) -> None:
+    """Echo on b fails until a heartbeat of the peer has come on b after a miss: the run
+    has had a message cross it (the breaker's start of a false alarm)."""
+    h.echo_answers = {"a": True, "b": False}
+    tracker = h.core.peers[h.peer_name]
+    while tracker._spoke_at_miss["b"] is None:
+        h.run_until(h.now + 0.005)
+
+
+def test_a_network_cut_after_a_message_crossed_the_run_is_no_filter() -> None:
+    """The breaker's false alarm: one heartbeat crossed b early in the run of misses,
+    then b was cut for good. Ten seconds later b read as filtered, its messages said to
+    arrive on a network nothing crossed any more."""
+    h = standby()
+    start = h.now
+    _one_message_into_a_run(h)
+    h.peer_networks = ("a",)  # b cut between the nodes
+    h.run_until(start + 20)
+    assert blocked_lines(h, start) == []
+
+
+def test_a_peer_dead_after_a_message_crossed_the_run_is_no_filter() -> None:
+    h = standby()
+    start = h.now
+    _one_message_into_a_run(h)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}  # powered off
+    h.run_until(start + 20)
+    assert blocked_lines(h, start) == []
+    assert h.kinds(start)[:1] == ["promote"], h.transcript(start)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from mosqit_failover.status_watch import format_status
 
 
@@ -92,3 +94,10 @@ def test_a_network_whose_echo_is_filtered_says_so_beside_the_misses() -> None:
         "messages arrive), peer's uplink ok"
     ) in text
     assert "network a: last message 20 ms ago, echo misses in a row 0, peer's uplink ok" in text
+
+
+@pytest.mark.parametrize("odd", [3, True, "ab", None, {"b": 1}])
+def test_an_odd_echo_blocked_field_marks_no_network(odd: object) -> None:
+    """A status from another version or a broken one: no network is called filtered."""
+    text = format_status(snapshot([peer("beta", "STANDBY", 9, 0.02, 1) | {"echo_blocked": odd}]))
+    assert "ICMP echo filtered?" not in text

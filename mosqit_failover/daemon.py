@@ -43,7 +43,13 @@ from mosqit_failover.actions import (
 )
 from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
-from mosqit_failover.config import SWITCH_ARP_AFTER, SWITCH_RETRIES, Config, ConfigError
+from mosqit_failover.config import (
+    SWITCH_ARP_AFTER,
+    SWITCH_RETRIES,
+    Attachment,
+    Config,
+    ConfigError,
+)
 from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
@@ -383,7 +389,7 @@ class Agent:
                     source,
                     str(switch),
                     timing.interval if every else timing.switch_probe_period,
-                    self._switch_reporter(net, attachment.interface, source, str(switch)),
+                    self._switch_reporter(attachment, switch),
                     # a switch counts as lost only after switch_timeout (2 s) without an
                     # answer: eight probes in it at least are plenty at idle, and under
                     # loss each slot's probe is retried twice, one timeout apart. Retries
@@ -424,13 +430,13 @@ class Agent:
         events = {answered: kind(network, answered) for answered in (True, False)}
         return lambda answered: self.feed(events[answered])
 
-    def _switch_reporter(self, network: str, ifname: str, source: str, switch: str) -> Any:
+    def _switch_reporter(self, attachment: Attachment, switch: ipaddress.IPv4Address) -> Any:
         """The switch's answers, and from the SWITCH_ARP_AFTER-th miss in a row on an ARP
         request for it with each further miss (see SWITCH_ARP_AFTER)."""
+        network = attachment.network
         report = self._reporter(SwitchReachability, network)
-        asker = self._switch_arp[network] = ArpAsk(
-            ipaddress.IPv4Address(source), ipaddress.IPv4Address(switch), ifname
-        )
+        asker = ArpAsk(attachment.address, switch, attachment.interface)
+        self._switch_arp[network] = asker
         missed = 0
 
         def reported(answered: bool) -> None:

@@ -165,17 +165,13 @@ class Garp:
 
     def _open(self) -> socket.socket:
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # proto 0: send only
+            sock = open_packet_socket(self.ifname)
         except PermissionError:
             raise EffectError(
                 "cannot open a packet socket for gratuitous ARP: permission denied; run "
                 "the agent as root (CAP_NET_RAW)"
             ) from None
-        try:
-            sock.setblocking(False)
-            sock.bind((self.ifname, 0))
         except OSError as error:
-            sock.close()
             raise EffectError(self._why(error)) from None
         self._sock = sock
         return sock
@@ -188,24 +184,48 @@ class Garp:
 
     def _why(self, error: OSError) -> str:
         what = f"cannot send gratuitous ARP for {self.address} on {self.ifname}"
-        if error.errno in (errno.ENODEV, errno.ENXIO):
-            return (
-                f"{what}: interface {self.ifname!r} does not exist; fix vip.interface "
-                "(or nodes.NAME.vip_interface)"
-            )
-        if error.errno == errno.ENETDOWN:
-            return f"{what}: interface {self.ifname!r} is down; bring it up (`ip link set up`)"
-        return f"{what}: {error.strerror or error}"
+        fix = "fix vip.interface (or nodes.NAME.vip_interface)"
+        return interface_problem(error, what, self.ifname, fix)
 
     def _mac_of(self, sock: socket.socket) -> bytes:
-        name: Any = sock.getsockname()  # (ifname, proto, pkttype, hatype, addr)
-        mac = bytes(name[4])
-        if len(mac) != 6 or not any(mac):
+        mac = ethernet_address(sock)
+        if mac is None:
             raise EffectError(
                 f"cannot send gratuitous ARP for {self.address}: interface {self.ifname!r} "
                 "has no Ethernet address; put the VIP on an Ethernet interface"
             )
         return mac
+
+
+def open_packet_socket(ifname: str) -> socket.socket:
+    """A non-blocking AF_PACKET socket bound to ``ifname`` that receives nothing (protocol
+    0: send only). Raises OSError, the socket closed."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setblocking(False)
+        sock.bind((ifname, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def ethernet_address(sock: socket.socket) -> bytes | None:
+    """The MAC of the interface a packet socket is bound to; None if it has none."""
+    name: Any = sock.getsockname()  # (ifname, proto, pkttype, hatype, addr)
+    mac = bytes(name[4])
+    return mac if len(mac) == 6 and any(mac) else None
+
+
+def interface_problem(error: OSError, what: str, ifname: str, fix: str) -> str:
+    """``what`` failed with ``error`` on ``ifname``, and the fix (``fix``: a missing one)."""
+    if isinstance(error, PermissionError):
+        return f"{what}: permission denied; run the agent as root (CAP_NET_RAW)"
+    if error.errno in (errno.ENODEV, errno.ENXIO):
+        return f"{what}: interface {ifname!r} does not exist; {fix}"
+    if error.errno == errno.ENETDOWN:
+        return f"{what}: interface {ifname!r} is down; bring it up (`ip link set up`)"
+    return f"{what}: {error.strerror or error}"
 
 
 class ArpAsk:
@@ -262,26 +282,16 @@ class ArpAsk:
             self._sock = None
 
     def _open(self) -> tuple[socket.socket, bytes]:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # proto 0: send only
-        try:
-            sock.setblocking(False)
-            sock.bind((self.ifname, 0))
-            name: Any = sock.getsockname()
-            mac = bytes(name[4])
-            if len(mac) != 6 or not any(mac):
-                raise EffectError(
-                    f"cannot ask ARP for {self.target} on {self.ifname}: the interface has "
-                    "no Ethernet address"
-                )
-            return sock, build_frame(self.source, mac, target=self.target)
-        except BaseException:
+        sock = open_packet_socket(self.ifname)
+        mac = ethernet_address(sock)
+        if mac is None:
             sock.close()
-            raise
+            raise EffectError(
+                f"cannot ask ARP for {self.target} on {self.ifname}: the interface has no "
+                "Ethernet address"
+            )
+        return sock, build_frame(self.source, mac, target=self.target)
 
     def _why(self, error: OSError) -> str:
         what = f"cannot ask ARP for {self.target} on {self.ifname}"
-        if isinstance(error, PermissionError):
-            return f"{what}: permission denied; run the agent as root (CAP_NET_RAW)"
-        if error.errno in (errno.ENODEV, errno.ENXIO):
-            return f"{what}: interface {self.ifname!r} does not exist; fix its interface"
-        return f"{what}: {error.strerror or error}"
+        return interface_problem(error, what, self.ifname, "fix its interface")

@@ -44,7 +44,6 @@ from mosqit_failover.actions import (
 from mosqit_failover.alerts import Alerter
 from mosqit_failover.authkeys import Keyring, SecretFileError, load_keyring
 from mosqit_failover.config import (
-    SWITCH_ARP_AFTER,
     SWITCH_RETRIES,
     Attachment,
     Config,
@@ -81,6 +80,7 @@ from mosqit_failover.kinds import AlertKind
 from mosqit_failover.notify import Notifier
 from mosqit_failover.peerlink import PeerLink
 from mosqit_failover.planrunner import PlanRunner
+from mosqit_failover.probes.arp_pace import ArpAskPace
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
 from mosqit_failover.sync.manager import SyncManager
@@ -431,18 +431,16 @@ class Agent:
         return lambda answered: self.feed(events[answered])
 
     def _switch_reporter(self, attachment: Attachment, switch: ipaddress.IPv4Address) -> Any:
-        """The switch's answers, and from the SWITCH_ARP_AFTER-th miss in a row on an ARP
-        request for it with each further miss (see SWITCH_ARP_AFTER)."""
+        """The switch's answers, and ARP requests for it from the SWITCH_ARP_AFTER-th miss
+        in a row, paced (`ArpAskPace`; config's SWITCH_ARP_AFTER, ARP_ASK_GAP)."""
         network = attachment.network
         report = self._reporter(SwitchReachability, network)
         asker = ArpAsk(attachment.address, switch, attachment.interface)
         self._switch_arp[network] = asker
-        missed = 0
+        pace, clock = ArpAskPace(), asyncio.get_running_loop().time
 
         def reported(answered: bool) -> None:
-            nonlocal missed
-            missed = 0 if answered else missed + 1
-            if missed >= SWITCH_ARP_AFTER:
+            if pace.report(answered, clock()):
                 asker.ask()
             report(answered)
 

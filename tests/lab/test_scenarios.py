@@ -1,4 +1,4 @@
-"""Every failure scenario of scenarios/ against the lab, with the agent as systemd units.
+"""The failure scenarios of scenarios/ against the lab (all but loss-10), the agent as units.
 
 The packet-loss scenarios run for MQ_LOSS_SECONDS (30 s here; `mosqit-failover lab
 scenario loss-30` runs them for the full 3 minutes).
@@ -19,7 +19,9 @@ from mosqit_failover.lab.scenarios.harness import SYNCED, play
 from mosqit_failover.lab.topology import LabPlan
 
 pytestmark = pytest.mark.lab
-SCENARIOS = all_scenarios()
+# loss-10 is left to `mosqit-failover lab scenario loss-10`: 30 s of it tests the rules
+# loss-30 tests, at a third of the loss, and the suite must stay under 25 minutes
+SCENARIOS = {name: s for name, s in all_scenarios().items() if name != "loss-10"}
 
 
 @pytest.fixture(scope="module")

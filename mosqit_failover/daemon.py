@@ -437,10 +437,10 @@ class Agent:
         report = self._reporter(SwitchReachability, network)
         asker = ArpAsk(attachment.address, switch, attachment.interface)
         self._switch_arp[network] = asker
-        pace, clock = ArpAskPace(), asyncio.get_running_loop().time
+        pace = ArpAskPace()
 
         def reported(answered: bool) -> None:
-            if pace.report(answered, clock()):
+            if pace.report(answered, time.monotonic()):  # the loop's clock
                 asker.ask()
             report(answered)
 

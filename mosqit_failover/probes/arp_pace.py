@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mosqit_failover.config import ARP_ASK_GAP, ARP_ASK_MOST, SWITCH_ARP_AFTER
-
-NEVER = float("-inf")
+from mosqit_failover.observations import NEVER
 
 
 @dataclass

@@ -270,6 +270,8 @@ class Core:
         self._partitioned: dict[str, set[str]] = {}
         self._partition_said: set[str] = set()
         self._present_since: dict[str, float] = {}  # peer -> heard without a break since
+        # (witness, peer) -> when the witness's last message listing the peer came
+        self._listed_at: dict[tuple[str, str], float] = {}
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
         # (peer, network) said to answer no echo while its messages arrive there: when
@@ -312,6 +314,7 @@ class Core:
         # the heartbeats a steady node sends (per network, None: every network): its
         # view cannot change before a full run
         self._quiet_beats: dict[str | None, SendPeerMessage] = {}
+        self._heard_told: tuple[str, ...] = ()  # the peers listed in the last message
 
     # ---- the interface -------------------------------------------------
 
@@ -378,10 +381,16 @@ class Core:
             self.stopped
             or isinstance(event, SyncInSync)
             or any(isinstance(a, (RunPlan, RecordDataEpoch, WithdrawDataEpoch)) for a in out)
+            # a peer this node stopped (or started) vouching for: the standbys that wait
+            # for every witness to drop a lost holder (`_witnessed`) hear it now
+            or (self.config.multi_server and self._heard(now) != self._heard_told)
         )
-        self._beat_when_due(
-            now, out, lambda network: SendPeerMessage(self.view(now), network), now_too
-        )
+        self._beat_when_due(now, out, lambda network: self._message(now, network), now_too)
+
+    def _message(self, now: float, network: str | None) -> SendPeerMessage:
+        view = self.view(now)
+        self._heard_told = view.heard
+        return SendPeerMessage(view, network)
 
     def _beat_when_due(
         self,
@@ -694,7 +703,7 @@ class Core:
         """Every input of the view is steady too: the same view until a full run."""
         beat = self._quiet_beats.get(network)
         if beat is None:
-            beat = self._quiet_beats[network] = SendPeerMessage(self.view(self._now), network)
+            beat = self._quiet_beats[network] = self._message(self._now, network)
         return beat
 
     def view(self, now: float) -> PeerView:
@@ -708,11 +717,25 @@ class Core:
             maintenance=self.maintenance,
             manual=self.manual,
             data_epoch=self._shown_data_epoch,
-            heard=tuple(p for p in self.peer_names if self._present(p, now) is not None),
+            heard=self._heard(now),
             in_sync=self._in_sync(now) if self.role is A else (),
             successor=self._successor,
             order_id=self.config.order_id,
             commit=self._commit,
+        )
+
+    def _heard(self, now: float) -> tuple[str, ...]:
+        """The peers this node vouches for in its messages: present and not lost here.
+
+        A peer lost here is dropped at once, not at the end of the present window
+        (`peer_gone_after`): a standby that lost the holder waits for every witness to
+        stop listing it (`_witnessed`), and a listing that outlived this node's own
+        verdict by up to a window and a heartbeat made three nodes fail over about
+        100 ms later than two."""
+        return tuple(
+            p
+            for p in self.peer_names
+            if self._present(p, now) is not None and self._peer_lost(p, now) is None
         )
 
     @property
@@ -1353,8 +1376,10 @@ class Core:
         gone (a partition among the standbys). Proof: the witness's message came more
         than peer_gone_after after this node last heard the peer, so the witness heard
         it later. It stays so, even once the witness is gone, until this node hears the
-        peer again or every witness still heard stops listing it. "Later" by more than
-        an echo timeout: a heartbeat's way between the nodes takes time.
+        peer again or every witness still heard stops listing it for peer_gone_after
+        (a witness drops a peer the moment its own rules count it gone, and lists it
+        again with its next heartbeat after a short break). "Later" by more than an
+        echo timeout: a heartbeat's way between the nodes takes time.
 
         A witness that has just come back (its agent restarted, its cable plugged in)
         lists nobody yet: its silence about the peer counts only once it has been heard
@@ -1378,11 +1403,20 @@ class Core:
                 view = self._present(other, now)
                 if other == name or view is None:
                     continue
+                said_at = self.peers[other].heard_at
                 if name not in view.heard:
-                    if now - self._present_since[other] >= self.timing.service_timeout:
+                    settled = now - self._present_since[other] >= self.timing.service_timeout
+                    # a witness drops a peer the moment its own rules count it gone, and
+                    # lists it again with its next heartbeat: a proven partition ends
+                    # only when the witness has listed it no more for a present window
+                    # (breaker of 2026-12-06: a 0.2 s break between the active and the
+                    # one witness ended the proof, and a standby cut from the active
+                    # promoted beside it)
+                    listed = self._listed_at.get((other, name), NEVER)
+                    if settled and now - listed >= within:
                         witnesses.discard(other)
                     continue
-                said_at = self.peers[other].heard_at
+                self._listed_at[(other, name)] = said_at
                 # an echo timeout for the witness's message on its way and the peer's
                 # last heartbeat reaching the two a little apart: without it, a
                 # witness's heartbeat sent just before it too stopped listing a dead

@@ -62,14 +62,13 @@ a round trip is lost in a row three times in about one probe of eight, so the re
 stay rare there, and none go out while the switch answers."""
 
 ARP_ASK_GAP = 0.2
-"""Seconds between two of those ARP requests for one switch at least, and ARP_ASK_MOST
-of them in one run of misses at most: a switch that never answers ICMP (a filter, a
+ARP_ASK_MOST = 10
+"""Seconds between two of those ARP requests for one switch at least (ARP_ASK_GAP), and
+how many in one run of misses at most (ARP_ASK_MOST): a switch that never answers ICMP (a filter, a
 wrong address) would otherwise get one broadcast per missed probe for ever, about ten a
 second, and a port with Dynamic ARP Inspection is shut (err-disabled) past 15 ARP
 frames a second by default. Ten requests 0.2 s apart cover the switch_timeout of the
 standard timing; after them the kernel's own request a second goes on."""
-
-ARP_ASK_MOST = 10
 
 FOLLOW_REACH = 0.2
 """While calm, a node's probe slot follows the heartbeat of the first node in

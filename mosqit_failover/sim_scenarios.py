@@ -61,10 +61,15 @@ def sim_config() -> Config:
 EXTRA_NODES = ("gamma", "delta", "epsilon", "zeta", "eta", "theta")
 
 
-def sim_config_text(count: int, synchronous: bool = False, profile: str = "standard") -> str:
+def sim_config_text(
+    count: int, synchronous: bool = False, profile: str = "standard", synced: bool = True
+) -> str:
     """SIM_CONFIG's text with `count` nodes: alpha, beta, gamma, ... in that order; its
-    directory synchronous, a timing profile other than the standard one, if asked."""
+    directory synchronous, a timing profile other than the standard one, no synced
+    directory at all (`synced`), if asked."""
     text = SIM_CONFIG
+    if not synced:
+        text = text.replace('[[sync]]\npath = "/srv/data"\n', "")
     if synchronous:
         text = text.replace('path = "/srv/data"\n', 'path = "/srv/data"\nmode = "synchronous"\n')
     if profile != "standard":

@@ -124,8 +124,7 @@ def test_views_that_say_nothing_about_the_epoch_recorded_lower_nothing() -> None
 def test_without_synced_directories_not_being_listed_withdraws_nothing() -> None:
     """Without [[sync]] the active lists every standby it hears: one it does not hear
     (a one-way path) missed no data."""
-    text = sim_config_text(3).replace('[[sync]]\npath = "/srv/data"\n', "")
-    core = started(config=parse(text, "<test>"), data_epoch=3)
+    core = started(config=parse(sim_config_text(3, synced=False), "<test>"), data_epoch=3)
     assert not core.config.sync
     assert told(core, alpha(in_sync=("beta",)), 0.1) == []
     assert core.view(0.1).data_epoch == 3

@@ -13,8 +13,8 @@ from mosqit_failover.simulation import World
 SETTLED = 10.0
 
 
-def three(seed: int = 1) -> World:
-    world = World(sim_config_n(3), seed=seed)
+def three(seed: int = 1, config: Config | None = None) -> World:
+    world = World(config or sim_config_n(3), seed=seed)
     for name in ("alpha", "beta", "gamma"):
         world.boot(name)
     world.run_until(SETTLED)
@@ -154,13 +154,10 @@ def test_a_short_break_between_the_active_and_the_one_witness_keeps_the_partitio
     verdict at once, breaks of 0.27 s did it in 13 of 20 runs. Nothing synced, so beta
     ranks above gamma by the order and gamma leaves the takeover to it (with a sync
     beta withdraws its data epoch, gamma ranks first and takes over as in a pair)."""
-    text = sim_config_text(3).replace('[[sync]]\npath = "/srv/data"\n', "")
-    assert "[[sync]]" not in text
+    unsynced = parse(sim_config_text(3, synced=False), "<sim>")
+    assert not unsynced.sync
     for seed in range(1, 7):
-        world = World(parse(text, "<sim>"), seed=seed)
-        for name in ("alpha", "beta", "gamma"):
-            world.boot(name)
-        world.run_until(SETTLED)
+        world = three(seed, unsynced)
         for net in ("a", "b"):
             world.set_link("alpha", "beta", net, False, SETTLED)
         at = SETTLED + 4

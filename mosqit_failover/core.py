@@ -272,6 +272,9 @@ class Core:
         self._present_since: dict[str, float] = {}  # peer -> heard without a break since
         # (witness, peer) -> when the witness's last message listing the peer came
         self._listed_at: dict[tuple[str, str], float] = {}
+        # peers whose proven partition ended with the witnesses no longer listing them,
+        # not heard here since: this node knows nothing of their fate (`_unknown_fate`)
+        self._fate_unknown: dict[str, str] = {}  # peer -> the witnesses that had it
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
         # (peer, network) said to answer no echo while its messages arrive there: when
@@ -1042,9 +1045,10 @@ class Core:
         """Lower the data epoch to epoch - 1: this node missed writes of `epoch`."""
         self.data_epoch = epoch - 1
         self._withdrawn_from, self._relisted_since = epoch, None
-        text = (
-            f"data epoch {epoch} withdrawn, now {epoch - 1}: {why} (missed writes of epoch {epoch})"
-        )
+        # without [[sync]] the agent moves no data, but a service's own replication
+        # (a database's stream) goes over the same cut networks
+        missed = "missed writes" if self.config.sync else "out of touch with the active"
+        text = f"data epoch {epoch} withdrawn, now {epoch - 1}: {why} ({missed} of epoch {epoch})"
         out.append(self._decision(DecisionKind.DATA_EPOCH_WITHDRAWN, text))
         out.append(WithdrawDataEpoch(epoch - 1, epoch))
 
@@ -1055,8 +1059,15 @@ class Core:
         it either: it withdraws the epoch as if the active had said so, or it would tie
         with a standby that holds them and could win by the order when the active dies.
         Only once the partition has held for the settle time: when the active dies, a
-        witness's last message may still list it for a moment (that is no partition)."""
-        if self.role.may_hold or not self.config.sync:
+        witness's last message may still list it for a moment (that is no partition).
+
+        Also without [[sync]]: a witness that hears the active then ranks first and
+        decides on the active's death with its own echo (a hung agent: fence first),
+        where this node could only take the witness's silence for death. Before, with
+        nothing synced, this node won by the order and promoted beside a hung active
+        (10 of 10 simulated runs); `_unknown_fate` covers a witness that is no
+        candidate."""
+        if self.role.may_hold:
             return
         for name in self.peer_names:
             view = self.peers[name].view
@@ -1396,8 +1407,10 @@ class Core:
         for name in self.peer_names:
             if name in self._present_since:
                 self._partitioned.pop(name, None)
+                self._fate_unknown.pop(name, None)
                 continue
             witnesses = self._partitioned.get(name, set())
+            had = ", ".join(sorted(witnesses))
             last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
@@ -1426,8 +1439,25 @@ class Core:
                     witnesses.add(other)
             if witnesses:
                 self._partitioned[name] = witnesses
-            else:
-                self._partitioned.pop(name, None)
+                self._fate_unknown.pop(name, None)
+            elif self._partitioned.pop(name, None) is not None:
+                self._fate_unknown[name] = had
+
+    def _unknown_fate(self, name: str, lost: Loss) -> Loss:
+        """A peer this node knew of only through witnesses, which stopped listing it:
+        its own misses here date from the cut and say nothing, and the witnesses'
+        silence says only that they lost it, not how (a hung agent is dropped like a
+        dead host). It may still hold the VIP: an OS problem, fenced before a takeover.
+        Without this, a standby cut from the active promoted beside it when the
+        active's agent hung for 6 s (10 of 10 simulated runs, nothing synced)."""
+        witnesses = self._fate_unknown.get(name)
+        if witnesses is None or lost.os_problem:
+            return lost
+        reason = (
+            f"{lost.reason}; known here only through {witnesses}, no longer listed there: "
+            "its fate is unknown here, it may still hold the VIP"
+        )
+        return Loss(reason, os_problem=True)
 
     def _witnessed(self, name: str, now: float) -> bool:
         """A peer this node lost that a witness heard here, not lost itself, listed as
@@ -1491,7 +1521,7 @@ class Core:
             if lost is None or name in unheard:
                 self._fences.pop(name, None)  # back (or never went): a fence is asked anew
             else:
-                gone[name] = lost
+                gone[name] = self._unknown_fate(name, lost)
         rivals: list[PeerView] = []
         for name in self.peer_names:
             if name in gone:
@@ -2055,11 +2085,20 @@ class Core:
                 continue
             self._partition_said.add(name)
             who = ", ".join(sorted(witnesses))
+            if view is not None and view.role.may_hold:  # the unheard one is the active
+                last = (
+                    f"If {name} goes down, a node that hears it takes over; if none can, "
+                    f"power {name} off and run `mosqit-failover force-active` on {self.node}"
+                )
+            else:
+                last = (
+                    f"If {name} and the active node are both down, "
+                    f"run `mosqit-failover force-active` on {self.node}"
+                )
             text = (
                 f"cannot hear {name}, which {who} hears (a partition among the nodes): "
                 f"not taking over past it; fix the path between {self.node} and {name} "
-                f"(cables, VLANs, firewall). If {name} and the active node are both down, "
-                f"run `mosqit-failover force-active` on {self.node}"
+                f"(cables, VLANs, firewall). {last}"
             )
             self._warn(DecisionKind.PARTITIONED, AlertKind.PARTITIONED, text, out)
 

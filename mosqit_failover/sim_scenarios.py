@@ -108,6 +108,7 @@ class Scenario:
     check: Check
     nodes: int = 2  # alpha, beta, then gamma, ...
     synchronous: bool = False  # the [[sync]] directory in synchronous mode
+    synced: bool = True  # False: no [[sync]] directory at all
     profile: str = "standard"  # timing.profile
 
 
@@ -352,6 +353,12 @@ def _three_cut_from_active(w: World) -> None:
     for net in ("a", "b"):  # beta no longer hears alpha (nor gets its writes); gamma does
         w.set_link("alpha", "beta", net, False, SETTLED)
     w.power_off("alpha", SETTLED + 5)
+
+
+def _three_hung_cut_off(w: World) -> None:
+    for net in ("a", "b"):  # beta no longer hears alpha; gamma does
+        w.set_link("alpha", "beta", net, False, SETTLED)
+    w.freeze("alpha", SETTLED + 5, 6, agent_only=True)  # the VIP and services stay up
 
 
 def _three_standby_partition(w: World) -> None:
@@ -747,6 +754,23 @@ SCENARIOS: dict[str, Scenario] = {
             nodes=3,
         ),
         Scenario(
+            "three-hung-cut-off",
+            "three nodes, nothing synced; the path between alpha and beta breaks (gamma "
+            "hears both), alpha's agent hangs 5 s later for 6 s: beta, cut off, withdraws "
+            "its data epoch; gamma, which sees alpha's kernel answer, fences alpha and "
+            "promotes; beta never does",
+            25,
+            _three_hung_cut_off,
+            all_of(
+                _BETA_WITHDRAWS_GAMMA_PROMOTES,
+                expect_decision("gamma", "fence", SETTLED),
+                expect_no_decision("beta", "fence", SETTLED),
+                one_fence,
+            ),
+            nodes=3,
+            synced=False,
+        ),
+        Scenario(
             "three-standby-partition",
             "three nodes; beta and gamma stop hearing each other, then alpha powers off: "
             "gamma says it cannot hear beta and does not promote, beta does",
@@ -832,7 +856,9 @@ SCENARIOS: dict[str, Scenario] = {
 
 def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
     scenario = SCENARIOS[name]
-    text = sim_config_text(scenario.nodes, scenario.synchronous, scenario.profile)
+    text = sim_config_text(
+        scenario.nodes, scenario.synchronous, scenario.profile, synced=scenario.synced
+    )
     world = World(parse(text, "<simulation>"), seed=seed)
     for i, node in enumerate(world.config.order):
         world.boot(node, [0.0, 1.0][i] if i < 2 else 1.0 + 0.5 * (i - 1))

@@ -151,13 +151,14 @@ def test_a_short_break_between_the_active_and_the_one_witness_keeps_the_partitio
     The path between alpha and gamma breaks for 0.4 s every 1.5 s: gamma counts alpha
     gone for a moment each time and says so at once. The breaker found beta promoting
     beside the serving alpha on the first 0.2 s break, and before the witness said its
-    verdict at once, breaks of 0.27 s did it in 13 of 20 runs. Nothing synced, so beta
-    ranks above gamma by the order and gamma leaves the takeover to it (with a sync
-    beta withdraws its data epoch, gamma ranks first and takes over as in a pair)."""
-    unsynced = parse(sim_config_text(3, synced=False), "<sim>")
-    assert not unsynced.sync
+    verdict at once, breaks of 0.27 s did it in 13 of 20 runs. Nothing synced then, so
+    beta ranked first by the order. Since then beta withdraws its data epoch when cut
+    off, synced or not, and gamma would take over on a break as a pair's standby does;
+    so gamma is in maintenance here, no candidate, and beta ranks first. Were the proof
+    to end, beta would now fence alpha first (`_unknown_fate`) where it promoted."""
     for seed in range(1, 7):
-        world = three(seed, unsynced)
+        world = three(seed)
+        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
         for net in ("a", "b"):
             world.set_link("alpha", "beta", net, False, SETTLED)
         at = SETTLED + 4
@@ -169,4 +170,69 @@ def test_a_short_break_between_the_active_and_the_one_witness_keeps_the_partitio
         world.run_until(SETTLED + 22)
         assert "partitioned" in kinds(world, "beta"), (seed, world.decisions("beta"))
         assert "promote" not in kinds(world, "beta"), (seed, world.decisions("beta"))
+        assert "fence" not in kinds(world, "beta"), (seed, world.decisions("beta"))
         assert world.dual_clients_worst == 0.0, seed
+
+
+def _reasons(world: World, node: str, kind: str) -> list[str]:
+    return [d.reason for d in world.decisions(node) if str(d.kind) == kind]
+
+
+def _hang_alpha_cut_from_beta(world: World) -> None:
+    """beta stops hearing alpha at SETTLED; alpha's agent hangs 4 s later for 6 s."""
+    for net in ("a", "b"):
+        world.set_link("alpha", "beta", net, False, SETTLED)
+    world.freeze("alpha", SETTLED + 4, 6.0, agent_only=True)
+    world.run_until(SETTLED + 16)
+    assert "promote" not in kinds(world, "beta"), world.decisions("beta")
+    assert world.dual_clients_worst == 0.0
+
+
+def test_a_hung_active_that_one_standby_cannot_hear_is_left_to_the_witness() -> None:
+    """beta cannot hear alpha; gamma hears both. alpha's agent hangs for 6 s: its kernel
+    answers and the VIP stays. beta knew alpha only through gamma, whose list drops a
+    hung agent like a dead host. Before, with nothing synced, beta won by the order and
+    promoted beside the hung holder (10 of 10 simulated runs). Now beta, cut off for the
+    settle time, withdraws its data epoch as a synced standby does; gamma ranks first,
+    sees alpha's kernel answer, fences it and only then promotes."""
+    unsynced = parse(sim_config_text(3, synced=False), "<sim>")
+    for seed in range(1, 5):
+        world = three(seed, unsynced)
+        _hang_alpha_cut_from_beta(world)
+        withdrawn = _reasons(world, "beta", "data-epoch-withdrawn")
+        assert withdrawn and "(out of touch with the active of epoch" in withdrawn[0], seed
+        gamma = [k for k in kinds(world, "gamma") if k in ("fence", "promote")]
+        assert gamma[:2] == ["fence", "promote"], (seed, world.decisions("gamma"))
+        assert world.roles()["gamma"] is Role.ACTIVE, seed
+
+
+def test_a_standby_that_knew_the_active_only_through_a_witness_fences_first() -> None:
+    """As above, with the witness in maintenance (no candidate): beta ranks first however
+    its data epoch stands. gamma drops the hung alpha from its list after
+    service_timeout, which beta took for death and promoted beside alpha (10 of 10
+    runs, synced or not). Now beta counts alpha's fate unknown and fences first; its
+    ssh fence crosses the same cut and fails, so nobody promotes (fencing.on_failure =
+    "wait") and alpha, which never stopped serving, stays the only holder."""
+    for seed in range(1, 5):
+        world = three(seed)
+        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
+        _hang_alpha_cut_from_beta(world)
+        fenced = _reasons(world, "beta", "fence")
+        assert fenced, (seed, world.decisions("beta"))
+        assert "known here only through gamma, no longer listed there" in fenced[0], fenced
+        assert "fence-failed" in kinds(world, "beta"), seed
+        assert world.roles()["alpha"] is Role.ACTIVE, seed
+
+
+def test_the_partition_alert_about_the_active_says_what_to_do_about_the_active() -> None:
+    """The alert told a standby cut from the active itself to act "if alpha and the
+    active node are both down", naming the same node twice."""
+    world = three()
+    for net in ("a", "b"):
+        world.set_link("alpha", "beta", net, False, SETTLED)
+    world.run_until(SETTLED + 3)
+    said = _reasons(world, "beta", "partitioned")
+    assert said and said[0].endswith(
+        "(cables, VLANs, firewall). If alpha goes down, a node that hears it takes over; "
+        "if none can, power alpha off and run `mosqit-failover force-active` on beta"
+    ), said

@@ -14,7 +14,10 @@ the whole module long and the VIP is sampled from the kernel of every node
    catches up once thawed;
 4. a partition among the standbys (beta and gamma cannot hear each other), then
    the active cut off: only beta promotes, gamma says `partitioned` and waits;
-5. `switchover --to gamma`: gamma takes over, beta stays STANDBY.
+5. `switchover --to gamma`: gamma takes over, beta stays STANDBY;
+6. a standby cut off from the active, the one witness in maintenance, the active's
+   agent hung: the standby fences before any takeover, its ssh fence crosses the
+   same cut and fails, and nobody promotes beside the hung holder.
 
 No two nodes that can see each other ever hold the VIP at the same sample (a node
 with both cables pulled reaches nobody, so it is left out while cut off; two
@@ -371,6 +374,81 @@ def test_switchover_to_a_named_node(restored: Cluster) -> None:
     assert "promote" not in kinds["beta"], f"beta promoted\n{evidence}"
     assert c.probe.who_answered(answer.recv, time.time()).keys() <= {"gamma"}, evidence
     check_vip(c, vips, since)
+
+
+def test_a_hung_active_known_only_through_a_witness_is_fenced_first(restored: Cluster) -> None:
+    """beta cannot hear alpha (both networks cut between the two); gamma hears both but
+    is in maintenance, so beta is the only candidate. alpha's agent is SIGSTOPped: its
+    kernel answers, the VIP and the service stay. gamma drops the silent alpha from its
+    list; beta knew alpha only through gamma, so it must fence alpha before a takeover
+    (docs/multi-server.md, "A cut-off standby leaves the active's fate to a witness").
+    Its ssh fence crosses the same cut and fails: nobody promotes, alpha stays the only
+    holder. Before, beta took gamma's silence for alpha's death and promoted beside it."""
+    c = restored
+    settle(c, "alpha")
+    since = time.time()
+    alpha = c["alpha"]
+    pid = int(alpha.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout)
+    assert pid > 0, "alpha's agent has no main PID"
+    on = c.command("gamma", "maintenance", "on")
+    assert on.returncode == 0, f"maintenance on gamma: {on.stdout}{on.stderr}"
+    stopped = False
+    try:
+        with VipWatch(PLAN) as vips:
+            for net in NETS:
+                faults.cut(PLAN, net, ["alpha"], ["beta"])
+            try:
+                wait_for(
+                    "beta's withdrawn data epoch (cut off from alpha)",
+                    lambda: "data-epoch-withdrawn" in c.kinds("beta", since),
+                    15,
+                    period=0.3,
+                )
+                alpha.run(["kill", "-STOP", str(pid)])
+                stopped = True
+                hung = time.time()
+                wait_for(
+                    "beta's failed fence of alpha",
+                    lambda: "fence-failed" in c.kinds("beta", hung),
+                    30,
+                    period=0.3,
+                )
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{c.evidence(since)}") from error
+            time.sleep(2.0)  # long enough for a wrong promotion to show
+            fenced = [
+                str(e.get("MESSAGE", ""))
+                for e in deploy.decisions(c["beta"], hung)
+                if e["DECISION"] == "fence"
+            ]
+            kinds = {name: c.kinds(name, hung) for name in ("beta", "gamma")}
+            held = {name: deploy.holds_vip(node, PLAN) for name, node in c.nodes.items()}
+            answered = c.probe.who_answered(hung + 0.2, time.time())
+            evidence = c.evidence(since)
+            # systemd's watchdog (WatchdogSec=15s, pinged every 7.5 s) may have
+            # restarted the hung agent by now: the VIP stays on alpha either way
+            resumed = alpha.run(["kill", "-CONT", str(pid)], check=False).returncode == 0
+            stopped = False
+            time.sleep(1.0)
+        print(
+            f"hung active known only through a witness: beta's decisions {kinds['beta']}, "
+            f"gamma's {kinds['gamma']}; VIP held {held}; the client answered by "
+            f"{dict(answered)}; alpha's agent "
+            f"{'resumed' if resumed else 'restarted by the watchdog'}",
+            flush=True,
+        )
+        assert "promote" not in kinds["beta"], f"beta promoted beside alpha\n{evidence}"
+        assert "promote" not in kinds["gamma"], f"gamma promoted in maintenance\n{evidence}"
+        assert fenced and "known here only through gamma" in fenced[0], (
+            f"beta's fence did not say why: {fenced}\n{evidence}"
+        )
+        assert held == {"alpha": True, "beta": False, "gamma": False}, f"{held}\n{evidence}"
+        assert answered.keys() <= {"alpha"}, evidence
+        check_vip(c, vips, since)
+    finally:
+        if stopped:
+            alpha.run(["kill", "-CONT", str(pid)], check=False)
+        c.command("gamma", "maintenance", "off")
 
 
 def test_teardown_leaves_no_namespace_nor_process(cluster: Cluster) -> None:

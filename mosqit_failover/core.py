@@ -275,6 +275,7 @@ class Core:
         # peers whose proven partition ended with the witnesses no longer listing them,
         # not heard here since: this node knows nothing of their fate (`_unknown_fate`)
         self._fate_unknown: dict[str, str] = {}  # peer -> the witnesses that had it
+        self._proven_since: dict[str, float] = {}  # peer -> its partition proven since
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
         # (peer, network) said to answer no echo while its messages arrive there: when
@@ -1408,9 +1409,10 @@ class Core:
             if name in self._present_since:
                 self._partitioned.pop(name, None)
                 self._fate_unknown.pop(name, None)
+                self._proven_since.pop(name, None)
                 continue
             witnesses = self._partitioned.get(name, set())
-            had = ", ".join(sorted(witnesses))
+            had = sorted(witnesses)
             last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
@@ -1439,17 +1441,27 @@ class Core:
                     witnesses.add(other)
             if witnesses:
                 self._partitioned[name] = witnesses
+                self._proven_since.setdefault(name, now)
                 self._fate_unknown.pop(name, None)
             elif self._partitioned.pop(name, None) is not None:
-                self._fate_unknown[name] = had
+                # a cut, not a few heartbeats lost here: the witnesses listed the peer
+                # for the settle time after the proof, besides the peer_gone_after they
+                # may go on listing one that died (a hung one: service_timeout)
+                listed = max((self._listed_at.get((w, name), NEVER) for w in had), default=NEVER)
+                proven = self._proven_since.pop(name, now)
+                if listed - proven >= self.timing.settle + within:
+                    self._fate_unknown[name] = ", ".join(had)
 
     def _unknown_fate(self, name: str, lost: Loss) -> Loss:
-        """A peer this node knew of only through witnesses, which stopped listing it:
-        its own misses here date from the cut and say nothing, and the witnesses'
-        silence says only that they lost it, not how (a hung agent is dropped like a
-        dead host). It may still hold the VIP: an OS problem, fenced before a takeover.
-        Without this, a standby cut from the active promoted beside it when the
-        active's agent hung for 6 s (10 of 10 simulated runs, nothing synced)."""
+        """A peer this node knew of only through witnesses (a partition proven, and the
+        peer listed for the settle time after), which stopped listing it: its own
+        misses here date from the cut and say nothing, and the witnesses' silence says
+        only that they lost it, not how (a hung agent is dropped like a dead host). It
+        may still hold the VIP: an OS problem, fenced before a takeover. Without this,
+        a standby cut from the active promoted beside it when the active's agent hung
+        for 6 s (10 of 10 simulated runs, nothing synced). A shorter proof is a few
+        heartbeats lost here, no cut, and a peer that died meanwhile cannot be fenced
+        over ssh: this node's own misses count, as before."""
         witnesses = self._fate_unknown.get(name)
         if witnesses is None or lost.os_problem:
             return lost

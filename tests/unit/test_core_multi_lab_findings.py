@@ -236,3 +236,21 @@ def test_the_partition_alert_about_the_active_says_what_to_do_about_the_active()
         "(cables, VLANs, firewall). If alpha goes down, a node that hears it takes over; "
         "if none can, power alpha off and run `mosqit-failover force-active` on beta"
     ), said
+
+
+def test_a_partition_proven_for_a_moment_before_the_active_died_needs_no_fence() -> None:
+    """The fence for a peer known only through a witness is for a cut, not for a few
+    heartbeats lost here: beta stops hearing alpha 0.5 s before alpha powers off
+    (gamma, in maintenance, still heard it). Its proof held less than the settle time
+    before gamma lost alpha too: beta's own misses count, and it promotes without a
+    fence (a dead host cannot be fenced over ssh: it would wait for the operator)."""
+    for seed in range(1, 5):
+        world = three(seed)
+        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
+        for net in ("a", "b"):
+            world.set_link("alpha", "beta", net, False, SETTLED)
+        world.power_off("alpha", SETTLED + 0.5)
+        world.run_until(SETTLED + 8)
+        assert "partitioned" in kinds(world, "beta"), (seed, world.decisions("beta"))
+        assert "fence" not in kinds(world, "beta"), (seed, world.decisions("beta"))
+        assert world.roles()["beta"] is Role.ACTIVE, (seed, world.decisions("beta"))

@@ -1451,6 +1451,23 @@ class Core:
                 proven = self._proven_since.pop(name, now)
                 if listed - proven >= self.timing.settle + within:
                     self._fate_unknown[name] = ", ".join(had)
+        for name in [n for n in self._fate_unknown if self._taken_over_from(n, now)]:
+            del self._fate_unknown[name]
+
+    def _taken_over_from(self, name: str, now: float) -> bool:
+        """A node heard here holds, or held, an epoch newer than `name` was last seen
+        in: a node took over since, one that heard `name` and judged it (fenced it if
+        it was hung). Its fate no longer needs a fence from here: kept, the entry made
+        every later takeover through this node fence a long-dead peer for ever (a
+        breaker: a switchover after a witness took over left nobody holding the VIP)."""
+        last = self.peers[name].view
+        for other in self.peer_names:
+            view = self._present(other, now)
+            if other == name or view is None:
+                continue
+            if view.role.may_hold if last is None else view.epoch > last.epoch:
+                return True
+        return False
 
     def _unknown_fate(self, name: str, lost: Loss) -> Loss:
         """A peer this node knew of only through witnesses (a partition proven, and the
@@ -1634,6 +1651,14 @@ class Core:
             )
         elif self.config.fencing.on_failure == "promote":
             then = "taking over anyway (fencing.on_failure = promote)"
+        elif name in self._fate_unknown:  # force-active is refused: the witnesses live
+            then = (
+                f"not taking over while the peer may hold the VIP; retrying in "
+                f"{_ms(self.config.fencing.retry)} (a node that hears {name} judges it "
+                f"once it is a candidate: end maintenance on {self._fate_unknown[name]} or "
+                f"give it both networks back; or mend the path between {self.node} and "
+                f"{name}, or configure a power fence)"
+            )
         else:
             then = (
                 f"not taking over while the peer may hold the VIP; retrying in "
@@ -2099,8 +2124,8 @@ class Core:
             who = ", ".join(sorted(witnesses))
             if view is not None and view.role.may_hold:  # the unheard one is the active
                 last = (
-                    f"If {name} goes down, a node that hears it takes over; if none can, "
-                    f"power {name} off and run `mosqit-failover force-active` on {self.node}"
+                    f"If {name} goes down, a node that hears it takes over: keep {who} a "
+                    "candidate (out of maintenance, both networks)"
                 )
             else:
                 last = (

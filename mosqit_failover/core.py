@@ -1444,9 +1444,9 @@ class Core:
                 self._proven_since.setdefault(name, now)
                 self._fate_unknown.pop(name, None)
             elif self._partitioned.pop(name, None) is not None:
-                # a cut, not a few heartbeats lost here: the witnesses listed the peer
-                # for the settle time after the proof, besides the peer_gone_after they
-                # may go on listing one that died (a hung one: service_timeout)
+                # a cut, not a few heartbeats lost here: the peer was alive and listed
+                # for the settle time after the proof (a witness goes on listing a
+                # peer that fell silent, dead or hung, for up to peer_gone_after)
                 listed = max((self._listed_at.get((w, name), NEVER) for w in had), default=NEVER)
                 proven = self._proven_since.pop(name, now)
                 if listed - proven >= self.timing.settle + within:

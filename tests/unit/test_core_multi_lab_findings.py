@@ -209,7 +209,7 @@ def test_a_hung_active_that_one_standby_cannot_hear_is_left_to_the_witness() -> 
 def test_a_standby_that_knew_the_active_only_through_a_witness_fences_first() -> None:
     """As above, with the witness in maintenance (no candidate): beta ranks first however
     its data epoch stands. gamma drops the hung alpha from its list after
-    service_timeout, which beta took for death and promoted beside alpha (10 of 10
+    peer_gone_after of silence, which beta took for death and promoted beside alpha (10 of 10
     runs, synced or not). Now beta counts alpha's fate unknown and fences first; its
     ssh fence crosses the same cut and fails, so nobody promotes (fencing.on_failure =
     "wait") and alpha, which never stopped serving, stays the only holder."""

@@ -1651,19 +1651,22 @@ class Core:
             )
         elif self.config.fencing.on_failure == "promote":
             then = "taking over anyway (fencing.on_failure = promote)"
-        elif name in self._fate_unknown:  # force-active is refused: the witnesses live
-            then = (
-                f"not taking over while the peer may hold the VIP; retrying in "
-                f"{_ms(self.config.fencing.retry)} (a node that hears {name} judges it "
-                f"once it is a candidate: end maintenance on {self._fate_unknown[name]} or "
-                f"give it both networks back; or mend the path between {self.node} and "
-                f"{name}, or configure a power fence)"
-            )
         else:
+            if name in self._fate_unknown:  # force-active is refused: the witnesses live
+                helps = (
+                    f"a node that hears {name} judges it once it is a candidate: end "
+                    f"maintenance on {self._fate_unknown[name]} or give it both networks "
+                    f"back; or mend the path between {self.node} and {name}, or configure "
+                    "a power fence"
+                )
+            else:
+                helps = (
+                    "fix the fence, or power the peer off and run "
+                    f"`mosqit-failover force-active` on {self.node}"
+                )
             then = (
                 f"not taking over while the peer may hold the VIP; retrying in "
-                f"{_ms(self.config.fencing.retry)} (fix the fence, or power the peer off and "
-                f"run `mosqit-failover force-active` on {self.node})"
+                f"{_ms(self.config.fencing.retry)} ({helps})"
             )
         out.append(
             self._decision(

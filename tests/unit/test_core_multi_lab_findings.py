@@ -13,12 +13,15 @@ from mosqit_failover.simulation import World
 SETTLED = 10.0
 
 
-def three(seed: int = 1, config: Config | None = None) -> World:
+def three(seed: int = 1, config: Config | None = None, gamma_maintenance: bool = False) -> World:
+    """Three nodes formed by SETTLED; gamma put in maintenance then (no candidate), if asked."""
     world = World(config or sim_config_n(3), seed=seed)
     for name in ("alpha", "beta", "gamma"):
         world.boot(name)
     world.run_until(SETTLED)
     assert world.roles() == {"alpha": Role.ACTIVE, "beta": Role.STANDBY, "gamma": Role.STANDBY}
+    if gamma_maintenance:
+        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED)
     return world
 
 
@@ -157,8 +160,7 @@ def test_a_short_break_between_the_active_and_the_one_witness_keeps_the_partitio
     so gamma is in maintenance here, no candidate, and beta ranks first. Were the proof
     to end, beta would now fence alpha first (`_unknown_fate`) where it promoted."""
     for seed in range(1, 7):
-        world = three(seed)
-        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
+        world = three(seed, gamma_maintenance=True)
         for net in ("a", "b"):
             world.set_link("alpha", "beta", net, False, SETTLED)
         at = SETTLED + 4
@@ -214,8 +216,7 @@ def test_a_standby_that_knew_the_active_only_through_a_witness_fences_first() ->
     ssh fence crosses the same cut and fails, so nobody promotes (fencing.on_failure =
     "wait") and alpha, which never stopped serving, stays the only holder."""
     for seed in range(1, 5):
-        world = three(seed)
-        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
+        world = three(seed, gamma_maintenance=True)
         _hang_alpha_cut_from_beta(world)
         fenced = _reasons(world, "beta", "fence")
         assert fenced, (seed, world.decisions("beta"))
@@ -247,8 +248,7 @@ def test_a_partition_proven_for_a_moment_before_the_active_died_needs_no_fence()
     before gamma lost alpha too: beta's own misses count, and it promotes without a
     fence (a dead host cannot be fenced over ssh: it would wait for the operator)."""
     for seed in range(1, 5):
-        world = three(seed)
-        world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED - 5)
+        world = three(seed, gamma_maintenance=True)
         for net in ("a", "b"):
             world.set_link("alpha", "beta", net, False, SETTLED)
         world.power_off("alpha", SETTLED + 0.5)

@@ -318,7 +318,8 @@ class Core:
         # the heartbeats a steady node sends (per network, None: every network): its
         # view cannot change before a full run
         self._quiet_beats: dict[str | None, SendPeerMessage] = {}
-        self._heard_told: tuple[str, ...] = ()  # the peers listed in the last message
+        # the peers listed in the last message: (heard, hung)
+        self._told: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     # ---- the interface -------------------------------------------------
 
@@ -386,14 +387,15 @@ class Core:
             or isinstance(event, SyncInSync)
             or any(isinstance(a, (RunPlan, RecordDataEpoch, WithdrawDataEpoch)) for a in out)
             # a peer this node stopped (or started) vouching for: the standbys that wait
-            # for every witness to drop a lost holder (`_witnessed`) hear it now
-            or (self.config.multi_server and self._heard(now) != self._heard_told)
+            # for every witness to drop a lost holder (`_witnessed`) hear it now; so
+            # with a holder found hung (`_hung`), before any of them takes over
+            or (self.config.multi_server and self._listed(now) != self._told)
         )
         self._beat_when_due(now, out, lambda network: self._message(now, network), now_too)
 
     def _message(self, now: float, network: str | None) -> SendPeerMessage:
         view = self.view(now)
-        self._heard_told = view.heard
+        self._told = (view.heard, view.hung)
         return SendPeerMessage(view, network)
 
     def _beat_when_due(
@@ -711,6 +713,7 @@ class Core:
         return beat
 
     def view(self, now: float) -> PeerView:
+        heard, hung = self._listed(now)
         return PeerView(
             node=self.node,
             role=self.role,
@@ -721,11 +724,37 @@ class Core:
             maintenance=self.maintenance,
             manual=self.manual,
             data_epoch=self._shown_data_epoch,
-            heard=self._heard(now),
+            heard=heard,
             in_sync=self._in_sync(now) if self.role is A else (),
             successor=self._successor,
             order_id=self.config.order_id,
             commit=self._commit,
+            hung=hung,
+        )
+
+    def _listed(self, now: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The peer lists of this node's messages: (`_heard`, `_hung`)."""
+        heard = self._heard(now)
+        return heard, self._hung(now, heard)
+
+    def _hung(self, now: float, heard: tuple[str, ...]) -> tuple[str, ...]:
+        """The holders this node lost whose host still answers its echo, their agent
+        silent (`_kernel_outlived_agent`), and whom nobody heard here has taken over
+        from: they may hold the VIP. A node that cannot hear such a peer itself, and so
+        would take its silence for death, fences it first (`_unknown_fate`). Without
+        this a standby cut off from a hung active, whose agent restarted and so had
+        never heard it, promoted beside it after startup_grace (8 of 8 simulated runs;
+        the witness in maintenance). Multi-server mode only: a pair has no witness."""
+        if not self.config.multi_server:
+            return ()
+        return tuple(
+            name
+            for name in self.peer_names
+            if name not in heard
+            and (last := self.peers[name].view) is not None
+            and last.role.may_hold
+            and self._kernel_outlived_agent(name, now)
+            and not self._taken_over_from(name, now)
         )
 
     def _heard(self, now: float) -> tuple[str, ...]:
@@ -1469,7 +1498,7 @@ class Core:
                 return True
         return False
 
-    def _unknown_fate(self, name: str, lost: Loss) -> Loss:
+    def _unknown_fate(self, name: str, lost: Loss, now: float) -> Loss:
         """A peer this node knew of only through witnesses (a partition proven, and the
         peer listed for the settle time after), which stopped listing it: its own
         misses here date from the cut and say nothing, and the witnesses' silence says
@@ -1480,13 +1509,37 @@ class Core:
         heartbeats lost here, no cut, and a peer that died meanwhile cannot be fenced
         over ssh: this node's own misses count, as before."""
         witnesses = self._fate_unknown.get(name)
-        if witnesses is None or lost.os_problem:
+        if lost.os_problem:
             return lost
-        reason = (
-            f"{lost.reason}; known here only through {witnesses}, no longer listed there: "
-            "its fate is unknown here, it may still hold the VIP"
-        )
-        return Loss(reason, os_problem=True)
+        if witnesses is not None:
+            reason = (
+                f"{lost.reason}; known here only through {witnesses}, no longer listed "
+                "there: its fate is unknown here, it may still hold the VIP"
+            )
+            return Loss(reason, os_problem=True)
+        reporters = self._hung_reporters(name, now)
+        if reporters:
+            reason = (
+                f"{lost.reason}; {', '.join(reporters)} sees its host answer while its "
+                "agent is silent: it may still hold the VIP"
+            )
+            return Loss(reason, os_problem=True)
+        return lost
+
+    def _hung_reporters(self, name: str, now: float) -> list[str]:
+        """The present peers that list `name` as a hung holder (`_hung`) in a message
+        newer than this node's last from `name`, unless a node heard here took over
+        from it since."""
+        last = self.peers[name].heard_at
+        reporters = [
+            other
+            for other in self.peer_names
+            if other != name
+            and (view := self._present(other, now)) is not None
+            and name in view.hung
+            and self.peers[other].heard_at > last
+        ]
+        return reporters if reporters and not self._taken_over_from(name, now) else []
 
     def _witnessed(self, name: str, now: float) -> bool:
         """A peer this node lost that a witness heard here, not lost itself, listed as
@@ -1550,7 +1603,7 @@ class Core:
             if lost is None or name in unheard:
                 self._fences.pop(name, None)  # back (or never went): a fence is asked anew
             else:
-                gone[name] = self._unknown_fate(name, lost)
+                gone[name] = self._unknown_fate(name, lost, now)
         rivals: list[PeerView] = []
         for name in self.peer_names:
             if name in gone:
@@ -1587,7 +1640,12 @@ class Core:
         # the VIP and the services; it is fenced first
         for name, lost in gone.items():
             last = self.peers[name].view
-            relevant = not self.config.multi_server or last is None or last.role.may_hold
+            relevant = (
+                not self.config.multi_server
+                or last is None
+                or last.role.may_hold
+                or bool(self._hung_reporters(name, now))  # a holder since, as others saw
+            )
             if lost.os_problem and relevant:
                 fenced = self._fence_first(name, lost.reason, now)
                 if fenced is None or fenced.trigger is not Trigger.PROMOTE:

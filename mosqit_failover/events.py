@@ -62,6 +62,9 @@ class PeerView:
     # wire version 4 (0 from older peers): the synchronous-mode commits the sender applied
     # in its data epoch's stream (`SyncApplied`); among equal data epochs, more is fresher
     commit: int = 0  # at most COMMIT_MAX (the wire's u64)
+    # wire version 5 (() from older peers): the peers the sender lost whose host still
+    # answers its echo, their agent silent (`Core._hung`): they may hold the VIP
+    hung: tuple[str, ...] = ()
 
     @property
     def freshness(self) -> int:

@@ -3,11 +3,11 @@
 Pure code: no sockets, no clock reads; whatever needs time takes `now`
 (wall-clock seconds, as from time.time()) as a parameter.
 
-Packet layout, versions 3 and 4 (network byte order; offsets in bytes)::
+Packet layout, versions 3 to 5 (network byte order; offsets in bytes)::
 
     off  size  field
       0     2  magic            b"MQ"
-      2     1  version          3 or 4 (2 is still decoded, see below)
+      2     1  version          3, 4 or 5 (2 is still decoded, see below)
       3     1  key id           1..255, the key that made the MAC
       4    16  boot id          random per agent start
      20     8  sequence         u64, strictly increasing per boot id (first is 1)
@@ -35,12 +35,16 @@ Packet layout, versions 3 and 4 (network byte order; offsets in bytes)::
       .     L  successor        UTF-8, printable, not the sender           (version 3 on)
       .     4  order id         the sender's cluster.order digest (zeros: none) (version 3 on)
       .     8  commit           u64, synchronous-mode commits applied (PeerView.commit)
-                                                                            (version 4 only)
+                                                                            (version 4 on)
+      .     1  hung count       G (1..7), then G node names as for heard, none of them
+                                in heard, H + G at most 7 (PeerView.hung) (version 5 only)
     end-32 32  HMAC-SHA256(secret of key id, every byte before it)
 
-The encoder sends version 4 only for a view whose commit is not 0 (a standby of a
+The encoder sends version 5 only for a view that names a hung peer (its commit may
+then be 0), else version 4 for a view whose commit is not 0 (a standby of a
 synchronous directory that applied commits), else version 3, byte for byte as before:
-a cluster without synchronous mode keeps talking to agents that decode only 2 and 3.
+a cluster without synchronous mode keeps talking to agents that decode only 2 and 3,
+except for the seconds in which a node reports a peer whose agent hangs.
 
 Version 2 is the same up to the uplinks, then the MAC. It is still decoded
 (data_epoch 0, heard and in_sync empty, no successor, no order id), so during a rolling
@@ -51,9 +55,10 @@ failing authentication, so it never promotes past it, but it hears no view
 either until it is upgraded too. Version 1 (without the ack) is rejected as
 UNKNOWN_VERSION.
 
-The whole datagram is at most MAX_DATAGRAM (1327) bytes: the largest valid
+The whole datagram is at most MAX_DATAGRAM (1336) bytes: the largest valid
 config (8 nodes, two networks, every cluster, node and network name 63 bytes
-long as config.py allows, both lists full, a successor) fits exactly, under a
+long as config.py allows, in_sync full, heard and hung sharing the other 7 names,
+a successor, a commit) fits exactly, under a
 1472-byte UDP payload (1500-byte MTU); the encoder refuses anything larger
 (longer names within the per-field 255 still encode while the total fits).
 
@@ -96,16 +101,17 @@ from mosqit_failover.authkeys import Keyring
 from mosqit_failover.events import COMMIT_MAX, PeerView, Role
 
 MAGIC = b"MQ"
-VERSION = 4  # what the encoder sends for a view with a commit (else VERSION_NO_COMMIT)
+VERSION_HUNG = 5  # what the encoder sends for a view that names a hung peer
+VERSION = 4  # for a view with a commit (and no hung peer)
 VERSION_NO_COMMIT = 3
-DECODED_VERSIONS = (2, 3, 4)
+DECODED_VERSIONS = (2, 3, 4, 5)
 MAC_SIZE = 32
 BOOT_ID_SIZE = 16
 MAX_NAME_BYTES = 255  # any one name field of the wire (one length byte)
 MAX_UPLINKS = 255
 MAX_NODES = 8  # as config.MAX_NODES
 MAX_NODE_NAME_BYTES = 63  # the longest node, network or cluster name config.py accepts
-MAX_LISTED_NODES = MAX_NODES - 1  # heard, in_sync: every node but the sender
+MAX_LISTED_NODES = MAX_NODES - 1  # heard, in_sync, heard + hung: every node but the sender
 CONFIG_NETWORKS = 2  # config.py: exactly two networks
 DEFAULT_WINDOW = 30.0
 REPLAY_WINDOW = 64  # sequence numbers remembered behind the newest
@@ -145,7 +151,12 @@ MIN_DATAGRAM = _HEADER.size + 2 + 2 + _VIEW.size + 1 + MAC_SIZE
 ORDER_ID_SIZE = 4  # config.order_id: the first 4 bytes of a SHA-256 of cluster.order
 _V3_TAIL_MIN = _I64.size + 1 + 1 + 1 + ORDER_ID_SIZE
 MIN_DATAGRAM_V3 = MIN_DATAGRAM + _V3_TAIL_MIN
-_MIN_BY_VERSION = {2: MIN_DATAGRAM, 3: MIN_DATAGRAM_V3, 4: MIN_DATAGRAM_V3 + _U64.size}
+_MIN_BY_VERSION = {
+    2: MIN_DATAGRAM,
+    3: MIN_DATAGRAM_V3,
+    4: MIN_DATAGRAM_V3 + _U64.size,
+    5: MIN_DATAGRAM_V3 + _U64.size + 1 + 2,  # one hung name of one byte
+}
 
 _LONGEST_NAME = 1 + MAX_NODE_NAME_BYTES  # length byte and name
 # The largest datagram of a valid config: every name 63 bytes, 8 nodes, both lists full.
@@ -160,9 +171,10 @@ MAX_DATAGRAM = (
     + _LONGEST_NAME  # successor
     + ORDER_ID_SIZE
     + _U64.size  # commit
+    + 1  # hung count: its names come out of heard's (a peer is in one list or neither)
     + MAC_SIZE
 )
-assert MAX_DATAGRAM == 1335 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
+assert MAX_DATAGRAM == 1336 and MAX_DATAGRAM <= 1472, "keep it in one UDP payload"
 
 
 class EncodeError(ValueError):
@@ -317,7 +329,7 @@ class Sender:
         body = self._body(view)
         seq = self._seq + 1
         key = self.keyring.signing
-        version = VERSION if view.commit else VERSION_NO_COMMIT
+        version = VERSION_HUNG if view.hung else VERSION if view.commit else VERSION_NO_COMMIT
         header = _HEADER.pack(MAGIC, version, key.key_id, self.boot_id, seq, ts_ms, ack)
         if len(header) + len(body) + MAC_SIZE > MAX_DATAGRAM:
             raise EncodeError(
@@ -377,8 +389,16 @@ class Sender:
         else:
             _put_name(out, _node_name_bytes("successor", view.successor, self.node))
         out += _order_id_bytes(view.order_id)
-        if view.commit:
+        if view.commit or view.hung:
             out += _U64.pack(view.commit)
+        if view.hung:
+            hung = tuple(view.hung)
+            both = set(hung) & set(view.heard)
+            if both:
+                raise EncodeError(f"{sorted(both)} both heard and hung")
+            if len(hung) + len(view.heard) > MAX_LISTED_NODES:
+                raise EncodeError(f"heard and hung name more than {MAX_LISTED_NODES} nodes")
+            _put_node_list(out, "hung", hung, self.node)
         self._last_view, self._last_body = view, bytes(out)
         return self._last_body
 
@@ -415,7 +435,12 @@ def _walk(data: bytes, version: int) -> int | None:
     off = _skip_names(data, off, 1)  # successor
     if off is None:
         return None
-    return off + ORDER_ID_SIZE + (_U64.size if version >= 4 else 0)
+    off += ORDER_ID_SIZE + (_U64.size if version >= 4 else 0)
+    if version < 5:
+        return off
+    if off >= n:
+        return None
+    return _skip_names(data, off + 1, data[off])  # hung
 
 
 class _Malformed(Exception):
@@ -772,10 +797,19 @@ class Receiver:
             successor = reader.node_name("successor", sender, optional=True)
             raw_order = reader.take(ORDER_ID_SIZE)
             order_id = "" if raw_order == bytes(ORDER_ID_SIZE) else raw_order.hex()
+        hung: tuple[str, ...] = ()
         if version >= 4:
             (commit,) = _U64.unpack(reader.take(_U64.size))
-            if commit == 0:  # the encoder sends such a view as version 3
+            if commit == 0 and version == 4:  # the encoder sends such a view as version 3
                 raise _Malformed("version 4 with commit 0")
+        if version >= 5:
+            hung = reader.node_list("hung", sender)
+            if not hung:  # the encoder sends such a view as version 3 or 4
+                raise _Malformed("version 5 with no hung peer")
+            if set(hung) & set(heard):
+                raise _Malformed("a node both heard and hung")
+            if len(hung) + len(heard) > MAX_LISTED_NODES:
+                raise _Malformed(f"heard and hung name more than {MAX_LISTED_NODES} nodes")
         return PeerView(
             node=sender,
             role=role,
@@ -791,6 +825,7 @@ class Receiver:
             successor=successor,
             order_id=order_id,
             commit=commit,
+            hung=hung,
         )
 
 

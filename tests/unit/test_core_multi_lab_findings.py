@@ -226,6 +226,57 @@ def test_a_standby_that_knew_the_active_only_through_a_witness_fences_first() ->
         assert world.roles()["alpha"] is Role.ACTIVE, seed
 
 
+def test_a_standby_restarted_while_cut_off_fences_a_holder_a_witness_sees_hung() -> None:
+    """As above, but beta's agent restarts 2 s into alpha's hang: it has heard nobody
+    since it started, so no proof of a partition and no doubt of its own. Before, it
+    took alpha's silence for death after startup_grace and promoted beside the hung
+    holder (8 of 8 seeds, the client answered by both for ~10 s). Now gamma lists alpha
+    as hung in its messages (host answering, agent silent, last seen holding), and beta
+    fences alpha first; the fence crosses the cut and fails, nobody promotes."""
+    for seed in range(1, 5):
+        world = three(seed, gamma_maintenance=True)
+        for net in ("a", "b"):
+            world.set_link("alpha", "beta", net, False, SETTLED)
+        world.freeze("alpha", SETTLED + 4, 20.0, agent_only=True)
+        world.kill_agent("beta", SETTLED + 6, 1.0)
+        world.run_until(SETTLED + 22)
+        after = [
+            line.decision
+            for line in world.timeline
+            if line.decision and line.node == "beta" and line.time > SETTLED + 7
+        ]
+        fenced = [d.reason for d in after if str(d.kind) == "fence"]
+        assert fenced and "gamma sees its host answer while its agent is silent" in fenced[0]
+        assert "promote" not in [str(d.kind) for d in after], (seed, after)
+        assert world.roles()["alpha"] is Role.ACTIVE and world.dual_clients_worst == 0.0
+
+
+def test_a_witness_stops_naming_a_hung_holder_once_it_speaks_or_dies() -> None:
+    """gamma names alpha as hung only while alpha's kernel answers and its agent is
+    silent: not while alpha speaks, and no longer once alpha's agent is back or its
+    host is off (the echo misses end the proof), so a dead holder is not fenced for
+    ever."""
+    world = three(gamma_maintenance=True)
+
+    def named(at: float) -> tuple[str, ...]:
+        world.run_until(at)
+        core = world.nodes["gamma"].core
+        assert core is not None
+        return core.view(at).hung
+
+    for net in ("a", "b"):  # beta, which cannot hear alpha, cannot take over either
+        world.set_link("alpha", "beta", net, False, SETTLED)
+    world.freeze("alpha", SETTLED + 1, 2.0, agent_only=True)
+    assert named(SETTLED + 0.9) == ()
+    assert named(SETTLED + 2.5) == ("alpha",)
+    assert named(SETTLED + 4.0) == ()  # its agent speaks again
+    world.freeze("alpha", SETTLED + 5, 20.0, agent_only=True)
+    assert named(SETTLED + 6.5) == ("alpha",)
+    world.power_off("alpha", SETTLED + 7)
+    assert named(SETTLED + 11.0) == ()
+    assert "promote" not in kinds(world, "beta")
+
+
 def test_the_partition_alert_about_the_active_says_what_to_do_about_the_active() -> None:
     """The alert told a standby cut from the active itself to act "if alpha and the
     active node are both down", naming the same node twice. What helps is a witness

@@ -171,7 +171,7 @@ def test_min_datagram_constant() -> None:
 
 def test_encode_oversized_raises() -> None:
     many = tuple((f"net{i:03d}-" + "x" * 20, True) for i in range(50))
-    with pytest.raises(EncodeError, match="at most 1335"):
+    with pytest.raises(EncodeError, match="at most 1336"):
         alpha().encode(dataclasses.replace(VIEW, uplinks=many), NOW)
 
 
@@ -253,8 +253,8 @@ def test_bad_magic() -> None:
 
 def test_unknown_version() -> None:
     pkt = alpha().encode(VIEW, NOW)
-    rejected = beta().decode(pkt[:2] + b"\x05" + pkt[3:], NOW)
-    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 5")
+    rejected = beta().decode(pkt[:2] + b"\x06" + pkt[3:], NOW)
+    assert rejected == Rejected(Reason.UNKNOWN_VERSION, "version 6")
 
 
 def test_version_1_is_an_unknown_version() -> None:

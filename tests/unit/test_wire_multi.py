@@ -138,7 +138,8 @@ def test_version_3_tail_layout() -> None:
 
 
 def test_the_largest_valid_config_fits_exactly() -> None:
-    """8 nodes, two networks, every name 63 bytes: MAX_DATAGRAM, under 1472."""
+    """8 nodes, two networks, every name 63 bytes: MAX_DATAGRAM, under 1472. A hung
+    peer is one the sender does not list as heard: the two lists share 7 names."""
     long = [chr(ord("a") + i) * MAX_NODE_NAME_BYTES for i in range(8)]
     me, others = long[0], tuple(long[1:])
     net_a, net_b = "x" * MAX_NODE_NAME_BYTES, "y" * MAX_NODE_NAME_BYTES
@@ -152,21 +153,23 @@ def test_the_largest_valid_config_fits_exactly() -> None:
         maintenance=False,
         manual=False,
         data_epoch=2**63 - 1,
-        heard=others,
+        heard=others[:-1],
         in_sync=others,
         successor=others[0],
         order_id="0badcafe",
         commit=2**64 - 1,
+        hung=others[-1:],
     )
     cluster = "c" * MAX_NODE_NAME_BYTES
     tx = Sender(cluster, me, RING, BETA_BOOT)
     tx.ack = ALPHA_BOOT
     pkt = tx.encode(view, NOW)
-    assert len(pkt) == MAX_DATAGRAM == 1335 < 1472
+    assert len(pkt) == MAX_DATAGRAM == 1336 < 1472
     rx = Receiver(cluster, others[0], (me,), RING, boot_id=ALPHA_BOOT)
     rx_view = rx.decode(pkt, NOW)
     assert rx_view == view
-    with pytest.raises(EncodeError, match="at most 1335"):  # one byte more does not fit
+    assert len(tx.encode(dataclasses.replace(view, heard=others, hung=()), NOW)) == 1335
+    with pytest.raises(EncodeError, match="at most 1336"):  # one byte more does not fit
         Sender(cluster + "c", me, RING).encode(view, NOW)
 
 
@@ -243,6 +246,68 @@ def test_a_version_3_datagram_with_a_commit_has_trailing_bytes() -> None:
     assert rejected == Rejected(Reason.MALFORMED, "8 trailing bytes")
 
 
+# --- version 5: the hung holders ----------------------------------------------------
+
+HUNG_VIEW = dataclasses.replace(BETA_VIEW, heard=("gamma",), hung=("alpha",))
+
+
+def test_a_view_naming_a_hung_peer_goes_as_version_5_and_round_trips() -> None:
+    rx = alpha(("beta", "gamma", "alpha2"))
+    pkt = sender("beta", BETA_BOOT).encode(dataclasses.replace(HUNG_VIEW, hung=("alpha2",)), NOW)
+    assert pkt[2] == 5
+    assert pkt[-MAC_SIZE - 16 : -MAC_SIZE] == bytes(8) + b"\x01\x06alpha2"  # commit 0, hung
+    assert rx.decode(pkt, NOW) == dataclasses.replace(HUNG_VIEW, hung=("alpha2",))
+    with_commit = dataclasses.replace(HUNG_VIEW, commit=7)
+    pkt = sender("beta", BETA_BOOT).encode(with_commit, NOW + 0.1)
+    assert pkt[2] == 5 and alpha().decode(pkt, NOW) == with_commit
+
+
+def test_one_sender_reports_a_hung_peer_and_stops_in_one_replay_window() -> None:
+    rx, tx = alpha(), sender("beta", BETA_BOOT)
+    plain = dataclasses.replace(HUNG_VIEW, hung=())
+    for i, view in enumerate((plain, HUNG_VIEW, plain)):
+        assert rx.decode(tx.encode(view, NOW + i / 10), NOW + i / 10) == view
+    assert rx.last_seq_of("beta") == 3
+
+
+def v5(hung: bytes, heard: bytes = b"\x00", commit: int = 0) -> bytes:
+    return with_tail(tail(heard=heard) + struct.pack("!Q", commit) + hung, version=5)
+
+
+@pytest.mark.parametrize(
+    ("datagram", "detail"),
+    [
+        (v5(names()), "version 5 with no hung peer"),
+        (v5(names(b"gamma"), heard=names(b"gamma")), "a node both heard and hung"),
+        (v5(names(b"beta")), "hung name is the sender itself"),
+        (v5(names(b"alpha", b"alpha")), "a node listed twice in hung"),
+        (v5(names(b"x" * 64)), "hung name of 64 bytes, at most 63"),
+        (v5(names(*(b"n%d" % i for i in range(8)))), "8 names in hung, at most 7"),
+        (
+            v5(names(b"n6", b"n7"), heard=names(*(b"n%d" % i for i in range(6)))),
+            "heard and hung name more than 7 nodes",
+        ),
+    ],
+)
+def test_a_malformed_hung_list_is_refused_and_teaches_nothing(datagram: bytes, detail: str) -> None:
+    """Only a key holder can send it; still nothing of it is believed, nor learned."""
+    rx = alpha()
+    assert rx.decode(datagram, NOW) == Rejected(Reason.MALFORMED, detail)
+    assert rx.boot_id_of("beta") is None
+
+
+@pytest.mark.parametrize("cut", [1, 3, 7, 8])
+def test_a_cut_version_5_datagram_is_truncated(cut: int) -> None:
+    pkt = v5(names(b"alpha"))
+    body = pkt[:-MAC_SIZE]
+    assert reason(alpha().decode(resign(body[:-cut]), NOW)) is Reason.TRUNCATED
+
+
+def test_a_version_4_datagram_with_a_hung_list_has_trailing_bytes() -> None:
+    pkt = with_tail(tail() + struct.pack("!Q", 5) + names(b"alpha"), version=4)
+    assert alpha().decode(pkt, NOW) == Rejected(Reason.MALFORMED, "7 trailing bytes")
+
+
 # --- bounds: the decoder ----------------------------------------------------------
 
 
@@ -308,6 +373,10 @@ def test_a_cut_version_3_datagram_is_truncated(cut: int) -> None:
         dataclasses.replace(BETA_VIEW, commit=-1),
         dataclasses.replace(BETA_VIEW, commit=2**64),
         dataclasses.replace(BETA_VIEW, commit=True),
+        dataclasses.replace(HUNG_VIEW, hung=("gamma",)),  # heard too
+        dataclasses.replace(HUNG_VIEW, hung=("beta",)),
+        dataclasses.replace(HUNG_VIEW, hung=("alpha", "alpha")),
+        dataclasses.replace(HUNG_VIEW, heard=tuple(f"n{i}" for i in range(7))),
     ],
 )
 def test_encode_refuses_out_of_bounds_fields(view: PeerView) -> None:

@@ -345,8 +345,7 @@ def run(
         sb = next(n for n in roles if n != act)
         a, b = nodes[act], nodes[sb]
         start_lsyncd(a, b, plan)
-        ours = a.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
-        theirs = a.systemctl("show", "-p", "MainPID", "--value", "bench-lsyncd").stdout.strip()
+        ours, theirs = str(deploy.main_pid(a)), str(deploy.main_pid(a, "bench-lsyncd"))
         rng = random.Random(seed)
         if rpo_only:
             return _rpo(nodes, plan, a, b, cuts, rng)

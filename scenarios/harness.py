@@ -117,8 +117,7 @@ class Run:
         return proc.returncode, (proc.stdout + proc.stderr).strip()
 
     def agent_pid(self, node: str) -> int:
-        proc = self.lab[node].systemctl("show", "-p", "MainPID", "--value", deploy.UNIT)
-        return int(proc.stdout.strip() or 0)
+        return deploy.main_pid(self.lab[node])
 
     def start_agents(self) -> None:
         """Start the agent on every node at the same moment."""

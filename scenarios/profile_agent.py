@@ -51,10 +51,6 @@ sys.exit(main())
 """
 
 
-def agent_pid(node: Node) -> str:
-    return node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
-
-
 def use_echo(node: Node, source: Path) -> None:
     """Make the agent of ``node`` run with ``source`` as its echo prober module."""
     python = deploy.PYTHON  # the packaged agent's interpreter
@@ -109,7 +105,7 @@ def pyspy(node: Node, out: str, seconds: float) -> None:
     binary = Path(sys.executable).parent / "py-spy"  # the venv is bind-mounted into the node
     if not binary.exists():
         raise SystemExit("py-spy missing: .venv/bin/pip install py-spy")
-    pid = agent_pid(node)
+    pid = str(deploy.main_pid(node))
     # /proc/PID/maps names the interpreter by its host path under the node's root,
     # which does not exist inside the node: make that path lead back to /.
     exe = node.run(["readlink", f"/proc/{pid}/exe"]).stdout.strip()
@@ -132,7 +128,7 @@ def pyspy(node: Node, out: str, seconds: float) -> None:
 
 def host_pid(node: Node) -> int:
     """The host PID of the agent of ``node`` (same pid namespace as the node, NSpid match)."""
-    inner = agent_pid(node)
+    inner = str(deploy.main_pid(node))
     pidns = os.readlink(f"/proc/{node.pid}/ns/pid")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -211,6 +211,11 @@ def start(nodes: dict[str, Node], order: list[str] | None = None) -> None:
         nodes[name].systemctl("start", UNIT, timeout=60)
 
 
+def main_pid(node: Node, unit: str = UNIT) -> int:
+    """The main PID of `unit` in `node`, as its systemd says (0: not running)."""
+    return int(node.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)
+
+
 def status(node: Node) -> dict[str, Any]:
     """The agent's own status (mosqit-failover status --json inside the node)."""
     proc = node.run([AGENT, "status", "--json", "--config", CONFIG_PATH], check=False)

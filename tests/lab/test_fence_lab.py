@@ -124,7 +124,7 @@ def formed(pair: Pair) -> Pair:
 
 def _agent_pid(node: Node) -> int:
     """The agent's PID, as the agent writes it to state_dir/agent.pid (MainPID: the same)."""
-    main = int(node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout)
+    main = deploy.main_pid(node)
     assert main > 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -389,7 +389,7 @@ def test_a_hung_active_known_only_through_a_witness_is_fenced_first(restored: Cl
     settle(c, "alpha")
     since = time.time()
     alpha = c["alpha"]
-    pid = int(alpha.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout)
+    pid = deploy.main_pid(alpha)
     assert pid > 0, "alpha's agent has no main PID"
     on = c.command("gamma", "maintenance", "on")
     assert on.returncode == 0, f"maintenance on gamma: {on.stdout}{on.stderr}"
@@ -482,7 +482,7 @@ def test_a_standby_restarted_while_cut_off_fences_a_holder_a_witness_sees_hung(
     restart_with_watchdog(c, "alpha", "2min")
     settle(c, "alpha")
     since = time.time()
-    pid = int(alpha.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout)
+    pid = deploy.main_pid(alpha)
     assert pid > 0, "alpha's agent has no main PID"
     on = c.command("gamma", "maintenance", "on")
     assert on.returncode == 0, f"maintenance on gamma: {on.stdout}{on.stderr}"

@@ -214,7 +214,7 @@ def test_rolling_restart_never_two_holders(restored: Cluster) -> None:
         for name in ("gamma", "beta", "alpha"):  # the active last
             before = c.roles()
             was_active = before[name] == "ACTIVE"
-            pid = c[name].systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout
+            pid = deploy.main_pid(c[name])
             at = time.time()
             c[name].systemctl("restart", deploy.UNIT, timeout=60)
             restarted = time.time() - at
@@ -230,10 +230,10 @@ def test_rolling_restart_never_two_holders(restored: Cluster) -> None:
             end = time.time()
             gap, where = client_gap(c, at, end)
             gaps[name] = gap
-            new_pid = c[name].systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout
+            new_pid = deploy.main_pid(c[name])
             report.append(
-                f"{name} ({'ACTIVE' if was_active else 'STANDBY'}, PID {pid.strip()} -> "
-                f"{new_pid.strip()}): restart took {restarted:.1f}s, re-formed with {active} "
+                f"{name} ({'ACTIVE' if was_active else 'STANDBY'}, PID {pid} -> "
+                f"{new_pid}): restart took {restarted:.1f}s, re-formed with {active} "
                 f"active {end - at:.1f}s after, client gap {gap * 1000:.0f} ms at "
                 f"+{where:.2f}s, decided {said(c, name, at)}, others "
                 f"{ {n: c.kinds(n, at) for n in c.nodes if n != name} }"

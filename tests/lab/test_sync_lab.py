@@ -206,7 +206,7 @@ def test_inotify_overflow_is_followed_by_a_full_resync(formed: Pair) -> None:
     formed.a.run(["mkdir", "-p", f"{DIRS[0]}/flood"])
     formed.wait_equal(DIRS[0], timeout=30)
     before = int(str(formed.dir_status(DIRS[0])["overflows"]))
-    pid = formed.a.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
+    pid = str(deploy.main_pid(formed.a))
     maintenance = [deploy.AGENT, "maintenance", "--config", deploy.CONFIG_PATH]
     formed.b.run([*maintenance, "on"])  # the standby must not take over meanwhile
     formed.a.run(["kill", "-STOP", pid])

@@ -191,8 +191,7 @@ def test_a_killed_agent_leaves_the_mount_serving_and_the_next_adopts_it(sync_pai
     # handed over: the restarted agent's own mount namespace, copied while the mount was
     # up, keeps no dead copy of it (its engine could not read the directory any more)
     switch_over(sync_pair.nodes, act, sb, SPOOL)
-    main = act.run(["systemctl", "show", "-p", "MainPID", "--value", deploy.UNIT]).stdout
-    table = act.run(["cat", f"/proc/{main.strip()}/mountinfo"]).stdout
+    table = act.run(["cat", f"/proc/{deploy.main_pid(act)}/mountinfo"]).stdout
     assert "mosqit-syncfs" not in table, table
 
 

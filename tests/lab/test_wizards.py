@@ -247,7 +247,7 @@ def test_resources_while_serving(pair: tuple[Lab, Path]) -> None:
     lab[active].run(["mkdir", "-p", "/srv/wiz", "/srv/wiz2"])
     lab[active].write_file("/srv/wiz/a.txt", "hello\n")
     lab[active].write_file("/srv/wiz2/b.txt", "second\n")
-    pids = {n: _agent_pid(node) for n, node in lab.nodes.items()}
+    pids = {n: deploy.main_pid(node) for n, node in lab.nodes.items()}
     since = time.time()
     with Probe(lab.plan, duration=180) as probe:
         time.sleep(0.5)
@@ -294,7 +294,7 @@ def test_resources_while_serving(pair: tuple[Lab, Path]) -> None:
         who = probe.who_answered(t0, t1)
     assert not lab[active].is_active(EXTRA_UNIT)
     # the sync was reconfigured in place: no agent restarted on either node
-    assert {n: _agent_pid(node) for n, node in lab.nodes.items()} == pids
+    assert {n: deploy.main_pid(node) for n, node in lab.nodes.items()} == pids
     for name, node in lab.nodes.items():
         lines = [str(e.get("MESSAGE")) for e in node.journal(unit=deploy.UNIT, since=since)]
         restarts = [m for m in lines if m.startswith(("agent starting", "agent stopped"))]
@@ -310,10 +310,6 @@ def test_resources_while_serving(pair: tuple[Lab, Path]) -> None:
     cfg = lab[active].read_file(CONFIG)
     assert "extra" not in cfg and "/srv/wiz" not in cfg and lab.plan.demo_unit in cfg
     print(f"resource wizard: {len(steps)} changes, no restart, longest client gap {gap:.0f} ms")
-
-
-def _agent_pid(node: Node) -> str:
-    return node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
 
 
 def _messages(node: Node, since: float) -> list[str]:

@@ -167,10 +167,7 @@ def test_a_redeploy_over_the_running_cluster_keeps_it_and_waits_for_it(
 ) -> None:
     lab, home = three
     before = {name: node.read_file(CONFIG) for name, node in lab.nodes.items()}
-    pids = {
-        name: node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
-        for name, node in lab.nodes.items()
-    }
+    pids = {name: deploy.main_pid(node) for name, node in lab.nodes.items()}
     proc = wizard(
         lab.plan, home, "deploy", "--answers", str(answers(home)), "--unattended",
         "--no-resources",
@@ -180,5 +177,4 @@ def test_a_redeploy_over_the_running_cluster_keeps_it_and_waits_for_it(
     assert "The cluster is up: " in proc.stdout
     assert {name: node.read_file(CONFIG) for name, node in lab.nodes.items()} == before
     for name, node in lab.nodes.items():  # no agent restarted
-        pid = node.systemctl("show", "-p", "MainPID", "--value", deploy.UNIT).stdout.strip()
-        assert pid == pids[name], name
+        assert deploy.main_pid(node) == pids[name], name

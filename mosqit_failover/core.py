@@ -291,7 +291,6 @@ class Core:
         self._failed_until = NEVER  # start failed: not a candidate until then
         self._stop_failures = 0
         self._retry_at = NEVER
-        self._resumed_at = NEVER  # the last schedule gap's end (`_check_schedule_gap`)
         self._reclaim_by: float | None = None
         self._stopping = False  # the agent is shutting down: never promote again
         self._heartbeat_at = now
@@ -564,7 +563,6 @@ class Core:
         times = [self._failed_until, self._retry_at]
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
-        times.append(self._resumed_at + t.settle)
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
@@ -945,10 +943,6 @@ class Core:
         """After a freeze (SIGSTOP, suspend) our own probes' silence means nothing:
         restart every timeout from now rather than conclude the world is gone."""
         gap = now - self._now
-        if gap > self.timing.echo_window:
-            # stopped long enough for the others to count it gone and act: what waited
-            # in its socket meanwhile is old news (`_decide_standby` holds a settle time)
-            self._resumed_at = now
         if gap <= max(1.0, 10 * self.timing.heartbeat):
             return
         for uplink in self.uplinks.values():
@@ -1599,11 +1593,6 @@ class Core:
             reason = f"lost uplink {', '.join(down)}: no authority"
             return Verdict(Trigger.INELIGIBLE, DecisionKind.WAITING, reason)
         if self.maintenance or not self._candidate(now):
-            return None
-        if now < self._resumed_at + self.timing.settle:
-            # the messages that waited in the socket while this agent was stopped are old
-            # news: a handover to it 15 s ago made it promote on thawing, beside the
-            # node that had taken over meanwhile beyond a cut (two holders for good)
             return None
         gone: dict[str, Loss] = {}
         unheard = set(self._partitioned)  # heard elsewhere, not here: not gone

@@ -1519,8 +1519,9 @@ class Core:
             return Loss(reason, os_problem=True)
         reporters = self._hung_reporters(name, now)
         if reporters:
+            sees = "sees" if len(reporters) == 1 else "see"
             reason = (
-                f"{lost.reason}; {', '.join(reporters)} sees its host answer while its "
+                f"{lost.reason}; {', '.join(reporters)} {sees} its host answer while its "
                 "agent is silent: it may still hold the VIP"
             )
             return Loss(reason, os_problem=True)

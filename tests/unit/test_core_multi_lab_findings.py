@@ -251,6 +251,25 @@ def test_a_standby_restarted_while_cut_off_fences_a_holder_a_witness_sees_hung()
         assert world.roles()["alpha"] is Role.ACTIVE and world.dual_clients_worst == 0.0
 
 
+def test_two_witnesses_that_see_the_holder_hung_are_both_named() -> None:
+    """Four nodes, gamma and delta in maintenance: both name alpha hung, and beta's
+    fence after its restart says so of both."""
+    world = World(sim_config_n(4), seed=1)
+    for name in ("alpha", "beta", "gamma", "delta"):
+        world.boot(name)
+    world.run_until(SETTLED)
+    for name in ("gamma", "delta"):
+        world.command(name, OperatorCommand(Command.MAINTENANCE_ON), SETTLED)
+    for net in ("a", "b"):
+        world.set_link("alpha", "beta", net, False, SETTLED)
+    world.freeze("alpha", SETTLED + 4, 20.0, agent_only=True)
+    world.kill_agent("beta", SETTLED + 6, 1.0)
+    world.run_until(SETTLED + 16)
+    fenced = [r for r in _reasons(world, "beta", "fence") if "host answer" in r]
+    assert fenced and "gamma, delta see its host answer while its agent is silent" in fenced[0]
+    assert "promote" not in kinds(world, "beta") and world.dual_clients_worst == 0.0
+
+
 def test_a_hang_right_after_the_cut_is_fenced_on_the_witness_word() -> None:
     """alpha's agent hangs 0 to 0.5 s after beta is cut off from it, before the cut has
     stood the settle time that makes alpha's fate unknown to beta: beta promoted beside

@@ -200,6 +200,8 @@ class Loss:
 
     reason: str
     os_problem: bool
+    # a witness saw it holding (`Core._hung_reporters`), whatever this node last saw
+    seen_holding: bool = False
 
 
 @dataclass(frozen=True)
@@ -1524,37 +1526,34 @@ class Core:
                 f"{lost.reason}; {', '.join(reporters)} {sees} its host answer while its "
                 "agent is silent: it may still hold the VIP"
             )
-            return Loss(reason, os_problem=True)
+            return Loss(reason, os_problem=True, seen_holding=True)
         return lost
 
     def _hung_reporters(self, name: str, now: float) -> list[str]:
-        """The present peers that list `name` as a hung holder (`_hung`) in a message
-        newer than this node's last from `name`, unless a node heard here took over
-        from it since."""
+        """The peers that list `name` as a hung holder (`_hung`) lately (`_listers`),
+        unless a node heard here took over from it since."""
+        reporters = self._listers(name, now, hung=True)
+        return reporters if reporters and not self._taken_over_from(name, now) else []
+
+    def _listers(self, name: str, now: float, *, hung: bool = False) -> list[str]:
+        """The present peers whose view lists `name` as heard (or, `hung`, as a hung
+        holder) in a message newer than this node's last from `name`."""
         last = self.peers[name].heard_at
-        reporters = [
+        return [
             other
             for other in self.peer_names
             if other != name
             and (view := self._present(other, now)) is not None
-            and name in view.hung
+            and name in (view.hung if hung else view.heard)
             and self.peers[other].heard_at > last
         ]
-        return reporters if reporters and not self._taken_over_from(name, now) else []
 
     def _witnessed(self, name: str, now: float) -> bool:
         """A peer this node lost that a witness heard here, not lost itself, listed as
         heard in a message newer than this node's last from it: maybe heard there
         after here. Not gone until that is proven (`_update_partitions`) or the
         witness stops listing it."""
-        last = self.peers[name].heard_at
-        for other in self.peer_names:
-            view = self._present(other, now)
-            if other == name or view is None or name not in view.heard:
-                continue
-            if self.peers[other].heard_at > last and self._peer_lost(other, now) is None:
-                return True
-        return False
+        return any(self._peer_lost(other, now) is None for other in self._listers(name, now))
 
     # ---- deciding ------------------------------------------------------
 
@@ -1645,7 +1644,7 @@ class Core:
                 not self.config.multi_server
                 or last is None
                 or last.role.may_hold
-                or bool(self._hung_reporters(name, now))  # a holder since, as others saw
+                or lost.seen_holding
             )
             if lost.os_problem and relevant:
                 fenced = self._fence_first(name, lost.reason, now)

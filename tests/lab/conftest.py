@@ -22,6 +22,9 @@ from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import cgroup2_root
 from mosqit_failover.lab.topology import DEFAULT_PLAN, PREFIX, LabPlan
 
+_WANTED = os.environ.get("MQLAB_PREFIX", PREFIX)
+if _WANTED != PREFIX:  # topology was imported before tests/lab/__init__ set the prefix
+    raise pytest.UsageError(f"the lab prefix is {PREFIX!r}, this worker's is {_WANTED!r}")
 SENTINEL = f"{PREFIX}sentinel-{os.getpid()}"
 TOOLS = ("ip", "nsenter", "unshare", "nft", "chroot", "ping")
 

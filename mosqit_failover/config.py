@@ -184,6 +184,15 @@ class Timing:
         return sum(1 for at in sends if at < self.switch_timeout)
 
     @property
+    def schedule_gap(self) -> float:
+        """A pause this long between two runs of the agent means it was not running
+        (SIGSTOP, a suspended VM, a blocked loop), not that the world went quiet: the
+        core restarts its timeouts (`Core._check_schedule_gap`), and a datagram that
+        waited this long in the socket is old news (`inbox.Inbox`). Ten heartbeats, at
+        least 1 s: a busy machine's scheduling delays stay well below it."""
+        return max(1.0, 10 * self.heartbeat)
+
+    @property
     def peer_gone_after(self) -> float:
         """No sign of life this long (and `misses` echoes missed) = peer gone."""
         return self.misses * self.interval

@@ -664,7 +664,7 @@ class Core:
         would find the same: no move, no note, no trouble; what remains is the
         heartbeat, as `_full` sends it.
         """
-        if now - self._now > max(1.0, 10 * self.timing.heartbeat):
+        if now - self._now > self.timing.schedule_gap:
             return False  # a schedule gap: `_check_schedule_gap` restarts the timeouts
         kind = type(event)
         if kind is PeerMessage:
@@ -945,7 +945,7 @@ class Core:
         """After a freeze (SIGSTOP, suspend) our own probes' silence means nothing:
         restart every timeout from now rather than conclude the world is gone."""
         gap = now - self._now
-        if gap <= max(1.0, 10 * self.timing.heartbeat):
+        if gap <= self.timing.schedule_gap:
             return
         for uplink in self.uplinks.values():
             uplink.timers_from = now

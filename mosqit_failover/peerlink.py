@@ -15,6 +15,13 @@ that something on that peer sends on our port: it goes to
 address it came from is UNKNOWN_SENDER (and reported for the address's node).
 A datagram from an address that is no node's is only counted (`foreign`).
 
+The datagrams that are ready are read together, in one wake-up, and go through
+an `Inbox`: only the newest view of each peer on each network reaches
+`deliver`, and none that waited in the socket longer than the schedule gap (by
+the kernel's receive timestamp): after a stop of this agent that is old news
+(see inbox.py). Such drops are counted (`stale`) and said in one line per
+batch.
+
 The Sender and the Receiver share one boot id. The Receiver keeps each peer's
 replay state apart (see wire.py); every datagram is encoded for its
 destination, with that peer's boot id as the Receiver last learned it as its
@@ -26,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import struct
 import time
 from collections.abc import Callable
-from typing import cast
 
 from mosqit_failover.authkeys import Keyring
 from mosqit_failover.config import Config
 from mosqit_failover.events import PeerView
+from mosqit_failover.inbox import Inbox
 from mosqit_failover.journal import DecisionLog
 from mosqit_failover.wire import (
     MAX_DATAGRAM,
@@ -49,8 +57,21 @@ Deliver = Callable[[str, PeerView], None]
 # unauthenticated strings); the peer is the node whose address the datagram came from
 Unauthenticated = Callable[[str, str, str, str], None]
 
+# Linux's receive timestamp as a struct timespec (CLOCK_REALTIME) in a control
+# message: SO_TIMESTAMPNS_NEW (64-bit fields on every architecture, Linux 5.1+),
+# else the old one (the C long's width). Not in Python's socket module.
+SO_TIMESTAMPNS_NEW = 64
+SO_TIMESTAMPNS_OLD = 35
+SO_RCVBUFFORCE = 33  # root may set a receive buffer above net.core.rmem_max
+# room for a few seconds of a large cluster's heartbeats while this agent is
+# stopped: once the buffer is full the kernel drops the newest, and what is left
+# to read is older than what was sent last (the Inbox drops it as too old)
+RECEIVE_BUFFER = 4 << 20
+READ_BATCH = 256  # datagrams read in one wake-up at most; the rest in the next
+ANCILLARY = socket.CMSG_SPACE(16)
 
-class PeerLink(asyncio.DatagramProtocol):
+
+class PeerLink:
     def __init__(
         self,
         config: Config,
@@ -82,10 +103,16 @@ class PeerLink(asyncio.DatagramProtocol):
             self._destinations.setdefault(network, []).append((peer, address))
             self._destinations[None].append((peer, address))
         self._rate = RateLimitedLog(10.0)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stamp_format: str | None = None
+        self._inbox: Inbox[tuple[str, str], tuple[str, PeerView]] = Inbox(
+            config.timing.schedule_gap
+        )
         self.sent = 0
         self.send_errors = 0
         self.foreign = 0  # datagrams from an address that is no peer's
+        self.stale = 0  # datagrams that waited too long in the socket (inbox.py)
 
     async def open(self, host: str = "0.0.0.0", port: int | None = None) -> None:
         """Bind the socket: every address on the cluster port unless told otherwise
@@ -100,21 +127,30 @@ class PeerLink(asyncio.DatagramProtocol):
         except OSError:
             sock.close()
             raise
-        await loop.create_datagram_endpoint(lambda: self, sock=sock)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        self._stamp_format = _receive_timestamps(sock)
+        if self._stamp_format is None:
+            self._log.note(
+                "this kernel gives no receive timestamps: peer messages that waited while "
+                "this agent was stopped are read as new (only the newest of each is used)",
+                priority=4,
+            )
+        _large_receive_buffer(sock)
+        self._sock = sock
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        self._sock = None
 
     @property
     def address(self) -> tuple[str, int] | None:
         """The bound (address, port), None before open()."""
-        if self._transport is None:
+        if self._sock is None:
             return None
-        host, port = self._transport.get_extra_info("sockname")[:2]
+        host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
     def rekey(self, keyring: Keyring) -> None:
@@ -125,26 +161,70 @@ class PeerLink(asyncio.DatagramProtocol):
     def send(self, view: PeerView, network: str | None = None) -> None:
         """`view` to every peer on `network` (None: on every network), each datagram
         with its peer's ack."""
-        if self._transport is None:
+        sock = self._sock
+        if sock is None:
             return
         everywhere = self._destinations[None]
         for peer, address in self._destinations.get(network, everywhere):
             try:
                 ack = self.receiver.ack_for(peer)
                 data = self._sender.encode(view, time.time(), ack=ack)
-                self._transport.sendto(data, (address, self._port))
+                # a full send buffer (EAGAIN) or a down network loses the datagram
+                sock.sendto(data, (address, self._port))
                 self.sent += 1
             except (OSError, EncodeError):
                 self.send_errors += 1
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (unreachable) for earlier datagrams: a down network, not a fault here.
-        self.send_errors += 1
+    def _readable(self) -> None:
+        """Read what is ready (up to READ_BATCH), then deliver the inbox's choice."""
+        sock = self._sock
+        if sock is None:
+            return
+        inbox = self._inbox
+        for _ in range(READ_BATCH):
+            try:
+                data, ancillary, _, addr = sock.recvmsg(MAX_DATAGRAM + 1, ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an ICMP error for an earlier datagram: a down network
+                self.send_errors += 1
+                continue
+            now = time.time()
+            if inbox.too_old(self._waited(ancillary, now)):
+                continue
+            self._datagram(data, str(addr[0]), now)
+        stale, longest = inbox.take_stale()
+        if stale:
+            self.stale += stale
+            self._note_stale(stale, longest)
+        for network, view in inbox.take():
+            self._deliver(network, view)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        source = str(addr[0])
+    def _waited(self, ancillary: list[tuple[int, int, bytes]], now: float) -> float:
+        """Seconds the datagram spent in the socket: 0 without a timestamp."""
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind in (SO_TIMESTAMPNS_NEW, SO_TIMESTAMPNS_OLD):
+                fmt = self._stamp_format
+                if fmt is not None and len(payload) >= struct.calcsize(fmt):
+                    seconds, nanoseconds = struct.unpack_from(fmt, payload)
+                    arrived: float = seconds + nanoseconds / 1e9
+                    return now - arrived
+        return 0.0
+
+    def _note_stale(self, count: int, longest: float) -> None:
+        suppressed = self._rate.check("stale", time.time())
+        if suppressed is None:
+            return
+        more = f"; {suppressed} more batches since the last report" if suppressed else ""
+        self._log.note(
+            f"dropped {count} peer datagrams that waited up to {longest:.1f}s in the socket:"
+            " this agent was not running (stopped, suspended, blocked); their news is older"
+            f" than what the peers acted on meanwhile, the next heartbeats bring the present{more}",
+            priority=4,
+        )
+
+    def _datagram(self, data: bytes, source: str, now: float) -> None:
         known = self._peer_addresses.get(source)
-        now = time.time()
         if known is None:
             self.foreign += 1
             suppressed = self._rate.check("foreign", now)
@@ -160,7 +240,7 @@ class PeerLink(asyncio.DatagramProtocol):
             data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
         result = self.receiver.decode(data, now, expected_sender=peer)
         if isinstance(result, PeerView):
-            self._deliver(network, result)
+            self._inbox.add((peer, network), (network, result), 0.0)
             return
         if result.reason is Reason.LATE:
             return  # the other network's copy arrived first: nothing wrong
@@ -176,6 +256,28 @@ class PeerLink(asyncio.DatagramProtocol):
             )
         if self._on_unauthenticated is not None:
             self._on_unauthenticated(peer, network, result.reason.value, result.detail)
+
+
+def _receive_timestamps(sock: socket.socket) -> str | None:
+    """Ask for each datagram's receive time; the struct format of its timespec, or
+    None when this kernel gives none (the wait is then unknown: counted as 0)."""
+    for option, fmt in ((SO_TIMESTAMPNS_NEW, "=qq"), (SO_TIMESTAMPNS_OLD, "@ll")):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        except OSError:
+            continue
+        return fmt
+    return None
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """RECEIVE_BUFFER if root may (SO_RCVBUFFORCE), else as much as rmem_max allows."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+        except OSError:
+            continue
+        return
 
 
 def _safe(address: str) -> str:

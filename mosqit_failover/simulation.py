@@ -55,6 +55,7 @@ from mosqit_failover.events import (
     SyncInSync,
     Tick,
 )
+from mosqit_failover.inbox import Inbox
 
 LATENCY = 0.001
 STEP_TIME = {StartResource: 0.05, StopResource: 0.05}
@@ -91,7 +92,8 @@ class SimNode:
     core: Core | None = None
     tick_generation: int = 0
     plan: RunPlan | None = None
-    backlog: list[Event] = field(default_factory=list)  # delivered while frozen
+    # delivered while frozen, with the time each arrived
+    backlog: list[tuple[float, Event]] = field(default_factory=list)
     sync_behind: bool = False  # its synced directories lag behind the active's
     sync_told: dict[str, bool] = field(default_factory=dict)  # SyncInSync last fed, per peer
     # synchronous mode: the commits of the active's mount (its node's count), and on a
@@ -370,7 +372,7 @@ class World:
             if node.core is not core or core is None or not node.agent or not node.powered:
                 return
             if node.frozen:
-                node.backlog.append(event)
+                node.backlog.append((self.now, event))
                 return
             self._run(node, core.handle(event, self.now))
 
@@ -660,7 +662,7 @@ class World:
                 return  # fenced meanwhile: that agent is gone, a new one runs
             node.frozen = False
             backlog, node.backlog = node.backlog, []
-            for event in backlog:
+            for event in self._read_backlog(node, backlog):
                 self.deliver(node, event)
             self._tick(node)
 
@@ -673,6 +675,25 @@ class World:
 
         self.at(at, freeze)
         self.at(at + duration, thaw)
+
+    def _read_backlog(self, node: SimNode, backlog: list[tuple[float, Event]]) -> list[Event]:
+        """What a thawed agent reads of what waited: the peer link's sockets hold peer
+        messages, which it takes through an `Inbox` (the newest per peer and network,
+        none older than the schedule gap); the other events, in the order they came."""
+        assert node.core is not None
+        inbox: Inbox[tuple[str, str], Event] = Inbox(node.core.timing.schedule_gap)
+        others: list[Event] = []
+        for arrived, event in backlog:
+            waited = self.now - arrived
+            match event:
+                case PeerMessage(network, view):
+                    inbox.add((view.node, network), event, waited)
+                case PeerUnauthenticated():
+                    if not inbox.too_old(waited):
+                        others.append(event)
+                case _:
+                    others.append(event)
+        return others + inbox.take()
 
     def kill_agent(self, name: str, at: float, restart_after: float | None) -> None:
         """SIGKILL the agent: VIP and services stay as they are."""

@@ -30,6 +30,7 @@ PURE_MODULES = frozenset(
         "test_echo_blocked",
         "test_echo_loss",
         "test_echo_on_demand_breaker",
+        "test_inbox",
         "test_sim_scenarios",
         "test_simulation_metrics",
     }

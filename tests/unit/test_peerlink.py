@@ -248,7 +248,9 @@ def test_a_restarted_link_never_delivers_a_datagram_recorded_before_it() -> None
             for pkt in recorded[::2]:  # some delivered, the others only recorded
                 h.send(pkt)
             await h.settle()
-            assert len(h.delivered) == 1 + 5
+            # all accepted; those read in one wake-up reach `deliver` as the newest only
+            assert h.peerlink.receiver.accepted == 1 + 5
+            assert h.delivered[-1] == ("a", BETA_VIEW)
             old_boot = h.peerlink.boot_id
 
             await h.start()  # alpha's agent restarts
@@ -586,3 +588,60 @@ def test_a_heartbeat_for_one_network_goes_to_the_peer_on_that_network_only() -> 
                 assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
 
     run(scenario)
+
+
+# --- Task: what waited in the socket (inbox.py) -----------------------------------
+
+
+def _beta_at_epoch(beta: Peer, epoch: int) -> bytes:
+    beta.view = dataclasses.replace(BETA_VIEW, epoch=epoch)
+    return beta.send(now())
+
+
+def test_datagrams_read_together_reach_deliver_as_the_newest_of_each_network() -> None:
+    """Eight of beta's heartbeats wait while alpha's loop does not run (no await between
+    the sends): every one is accepted (its replay state kept), but only the last on
+    each network reaches `deliver`, in the order those two came."""
+
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            delivered, accepted = len(h.delivered), h.peerlink.receiver.accepted
+            for epoch in range(10, 18):
+                h.send(_beta_at_epoch(beta, epoch), "a" if epoch % 2 == 0 else "b")
+            await h.settle()
+            assert h.peerlink.receiver.accepted == accepted + 8
+            got = [(network, view.epoch) for network, view in h.delivered[delivered:]]
+            assert got == [("a", 16), ("b", 17)]
+            assert h.peerlink.stale == 0
+
+    run(scenario)
+
+
+def test_a_datagram_that_waited_past_the_schedule_gap_is_dropped_and_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """alpha's loop blocked longer than the schedule gap (as a SIGSTOP would): what
+    waited that long is not delivered (the kernel's receive timestamp says so), is not
+    even decoded, and one line says why; what came after the block is delivered."""
+
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            delivered, accepted = len(h.delivered), h.peerlink.receiver.accepted
+            for epoch in (20, 21, 22):
+                h.send(_beta_at_epoch(beta, epoch), "a")
+            gap = h.config.timing.schedule_gap
+            time.sleep(gap + 0.2)  # the loop cannot run: the three wait in the socket
+            h.send(_beta_at_epoch(beta, 23), "b")
+            await until(lambda: len(h.delivered) > delivered)
+            assert h.delivered[delivered:] == [("b", dataclasses.replace(BETA_VIEW, epoch=23))]
+            assert h.peerlink.stale == 3
+            assert h.peerlink.receiver.accepted == accepted + 1
+
+    run(scenario)
+    err = capsys.readouterr().err
+    assert "dropped 3 peer datagrams that waited up to 1." in err, err
+    assert "this agent was not running" in err

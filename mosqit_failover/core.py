@@ -277,6 +277,8 @@ class Core:
         # peers whose proven partition ended with the witnesses no longer listing them,
         # not heard here since: this node knows nothing of their fate (`_unknown_fate`)
         self._fate_unknown: dict[str, str] = {}  # peer -> the witnesses that had it
+        # present peers whose messages do not list this node as heard: peer -> since
+        self._unlisted_since: dict[str, float] = {}
         self._proven_since: dict[str, float] = {}  # peer -> its partition proven since
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
@@ -565,6 +567,7 @@ class Core:
         times = [self._failed_until, self._retry_at]
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
+        times += [since + t.service_timeout for since in self._unlisted_since.values()]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
@@ -969,6 +972,7 @@ class Core:
                 if tracker := self.peers.get(peer or self.peer_name):
                     tracker.echo(network, answered, now, self.timing.kernel_proof_after)
             case PeerMessage(network, view) if view.node in self.peers:
+                self._note_unlisted(view, now)
                 self.peers[view.node].message(network, view, now)
                 self._note_commit(view, now)
                 if view.order_id and view.order_id != self.config.order_id:
@@ -1288,6 +1292,8 @@ class Core:
         (`live`: the holder gone is hung, its mount may serve on: `_stream`)"""
         if not self._candidate(now):
             return None
+        if self._unlisted(now):
+            return None  # it counts this node gone: the others may be taking over
         # a node handing over on purpose names its successor: the others leave it to that one
         for view in self._present_views(now):
             if view.successor == self.node:
@@ -1548,6 +1554,31 @@ class Core:
             and self.peers[other].heard_at > last
         ]
 
+    def _note_unlisted(self, view: PeerView, now: float) -> None:
+        """Since when a peer's messages leave this node out of their `heard` (N nodes)."""
+        if not self.config.multi_server or self.node in view.heard:
+            self._unlisted_since.pop(view.node, None)
+        elif view.node not in self._unlisted_since or self._present(view.node, now) is None:
+            self._unlisted_since[view.node] = now  # (again) since this message
+
+    def _unlisted(self, now: float) -> list[str]:
+        """The present peers that have not listed this node as heard, for less than
+        service_timeout. Such a peer counts this node gone, and so does every node that
+        knows this node only through its list: one of them may be taking over right now.
+        A standby stopped for 0.6 s after a switchover handed over to it read, running
+        again, the handover from the old active (which no longer listed it) and
+        promoted, while the third node, cut from it, had just taken over (4 of 8
+        simulated runs). Waiting until that peer lists it again (a heartbeat's round
+        trip) lets the takeover reach it first. Past service_timeout, a peer that still
+        leaves it out hears nothing from it (a one-way cut), and has had the time to
+        take over itself if it could: it is no reason to wait any more."""
+        return [
+            view.node
+            for view in self._present_views(now)
+            if (since := self._unlisted_since.get(view.node)) is not None
+            and now - since < self.timing.service_timeout
+        ]
+
     def _witnessed(self, name: str, now: float) -> bool:
         """A peer this node lost that a witness heard here, not lost itself, listed as
         heard in a message newer than this node's last from it: maybe heard there
@@ -1741,6 +1772,14 @@ class Core:
                     DecisionKind.DEMOTE_DUAL_ACTIVE,
                     f"two active nodes: peer {rival.node} outranks me ({self._rank_reason(rival)})",
                 )
+        deaf = self._deaf_holder(now)
+        if self._held("deaf-holder", deaf is not None, now) and deaf is not None:
+            return Verdict(
+                Trigger.STAND_DOWN,
+                DecisionKind.DEMOTE_DUAL_ACTIVE,
+                f"two active nodes: peer {deaf} holds and does not hear me (its messages have "
+                "not listed me for the settle time), so it cannot yield to me: I yield",
+            )
         if self.maintenance:
             return None
         if self._own_none(now):
@@ -1750,6 +1789,21 @@ class Core:
                 "lost every network (split brain or cut off): releasing the VIP, then stopping "
                 "services and sync",
             )
+        return None
+
+    def _deaf_holder(self, now: float) -> str | None:
+        """A present peer (N nodes) that holds and leaves this node out of its `heard`.
+
+        It does not hear this node (a one-way cut: a filter, a half-dead link) and so
+        never yields to it, however the two rank: only this node can end the two
+        holders. Seen in the simulation: gamma stopped hearing beta as the active
+        died; both took over in the same instant, and beta, first in the order and
+        hearing gamma, stayed active beside it until the end of the run."""
+        if not self.config.multi_server:
+            return None
+        for view in self._present_views(now):
+            if view.role in (P, A) and self.node not in view.heard:
+                return view.node
         return None
 
     def _takers(self, now: float) -> list[PeerView]:

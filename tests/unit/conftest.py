@@ -26,6 +26,7 @@ PURE_MODULES = frozenset(
         "test_core_protocol",
         "test_core_quiet",
         "test_core_rules",
+        "test_core_unlisted",
         "test_core_safety",
         "test_echo_blocked",
         "test_echo_loss",

@@ -730,6 +730,8 @@ class Agent:
             "accepted": receiver.accepted,
             "dropped": {r.value: n for r, n in receiver.counters.items() if n},
             "from_strangers": self.peerlink.foreign,
+            # read after a stop of this agent: old news, never decoded (inbox.py)
+            "waited_too_long": self.peerlink.stale,
             "sent": self.peerlink.sent,
         }
         snap["recent_decisions"] = list(self.recent)[-20:]

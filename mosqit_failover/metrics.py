@@ -73,7 +73,7 @@ from mosqit_failover.wire import Reason
 ROLES = ("WAITING", "STANDBY", "PROMOTING", "ACTIVE", "DEMOTING")
 MODES = ("AUTO", "MANUAL", "MAINTENANCE")
 FENCE_STATES = ("running", "fenced", "failed")
-DROP_REASONS = (*(r.value for r in Reason), "from-stranger")
+DROP_REASONS = (*(r.value for r in Reason), "from-stranger", "waited-too-long")
 P = "mosqit_failover_"
 
 
@@ -272,9 +272,11 @@ def _link_families(link: Any) -> list[Metric]:
         value = _num(count)
         if value is not None:
             counts[str(reason)] = value
-    strangers = _num(link.get("from_strangers"))
-    if strangers is not None:
-        counts["from-stranger"] = strangers
+    beside = (("from_strangers", "from-stranger"), ("waited_too_long", "waited-too-long"))
+    for key, reason in beside:
+        value = _num(link.get(key))
+        if value is not None:
+            counts[reason] = value
     for reason, value in sorted(counts.items()):
         dropped.add_metric([reason], value)
     return [*out, dropped]

@@ -45,6 +45,7 @@ def agent_status(**extra: Any) -> dict[str, Any]:
             "accepted": 50,
             "dropped": {"bad-mac": 2, "replayed": 1},
             "from_strangers": 4,
+            "waited_too_long": 7,
             "sent": 60,
         },
         **extra,
@@ -127,6 +128,7 @@ def test_a_scrape_shows_state_epoch_probes_drops_and_transitions() -> None:
     assert ("mosqit_failover_probe_rtt_seconds", switch_b) not in got  # no answer yet
     assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "bad-mac"),))] == 2
     assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "from-stranger"),))] == 4
+    assert got[("mosqit_failover_peer_link_dropped_total", (("reason", "waited-too-long"),))] == 7
     assert got[("mosqit_failover_peer_link_accepted_total", ())] == 50
     promote = (("from_state", "STANDBY"), ("kind", "promote"), ("to_state", "PROMOTING"))
     assert got[("mosqit_failover_transitions_total", promote)] == 1

@@ -113,6 +113,8 @@ class PeerLink:
         self.send_errors = 0
         self.foreign = 0  # datagrams from an address that is no peer's
         self.stale = 0  # datagrams that waited too long in the socket (inbox.py)
+        # (count, longest wait) of a backlog read over several wake-ups, said once read
+        self._stale_backlog: tuple[int, float] = (0, 0.0)
 
     async def open(self, host: str = "0.0.0.0", port: int | None = None) -> None:
         """Bind the socket: every address on the cluster port unless told otherwise
@@ -194,10 +196,14 @@ class PeerLink:
                 continue
             self._datagram(data, str(addr[0]), now)
         stale, longest = inbox.take_stale()
-        if stale:
-            self.stale += stale
-            self._note_stale(stale, longest)
-        for network, view in inbox.take():
+        self.stale += stale
+        pending, waited = self._stale_backlog
+        self._stale_backlog = (pending + stale, max(waited, longest))
+        fresh = inbox.take()
+        if self._stale_backlog[0] and (fresh or not stale):  # the backlog is read: say it
+            self._note_stale(*self._stale_backlog)
+            self._stale_backlog = (0, 0.0)
+        for network, view in fresh:
             self._deliver(network, view)
 
     def _waited(self, ancillary: list[tuple[int, int, bytes]], now: float) -> float:
@@ -215,7 +221,7 @@ class PeerLink:
         suppressed = self._rate.check("stale", time.time())
         if suppressed is None:
             return
-        more = f"; {suppressed} more batches since the last report" if suppressed else ""
+        more = f"; {suppressed} more backlogs since the last report" if suppressed else ""
         self._log.note(
             f"dropped {count} peer datagrams that waited up to {longest:.1f}s in the socket:"
             " this agent was not running (stopped, suspended, blocked); their news is older"

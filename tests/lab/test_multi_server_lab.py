@@ -264,6 +264,13 @@ def test_frozen_standby_never_delays_the_other(restored: Cluster) -> None:
     assert roles == {"alpha": "ACTIVE", "beta": "STANDBY", "gamma": "STANDBY"}, (
         f"{roles}\n{c.evidence(since)}"
     )
+    # what waited in gamma's socket while it was frozen is old news: dropped unread,
+    # by the kernel's receive timestamps, and said (inbox.py)
+    said = c["gamma"].journal(
+        identifier="mosqit-failover", since=since, grep="peer datagrams that waited up to"
+    )
+    assert said, f"gamma did not say it dropped what waited\n{c.evidence(since)}"
+    print(f"gamma after the thaw: {said[0].get('MESSAGE')}", flush=True)
 
 
 def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) -> None:

@@ -567,7 +567,7 @@ class Core:
         times = [self._failed_until, self._retry_at]
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
-        times += [since + t.service_timeout for since in self._unlisted_since.values()]
+        times += [since + t.listed_again_within for since in self._unlisted_since.values()]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
@@ -1558,25 +1558,25 @@ class Core:
         """Since when a peer's messages leave this node out of their `heard` (N nodes)."""
         if not self.config.multi_server or self.node in view.heard:
             self._unlisted_since.pop(view.node, None)
-        elif view.node not in self._unlisted_since or self._present(view.node, now) is None:
-            self._unlisted_since[view.node] = now  # (again) since this message
+        else:  # from its first such message on: under loss it comes and goes, and a
+            # restart at each return kept a standby waiting for 22 s (a helper's finding)
+            self._unlisted_since.setdefault(view.node, now)
 
     def _unlisted(self, now: float) -> list[str]:
         """The present peers that have not listed this node as heard, for less than
-        service_timeout. Such a peer counts this node gone, and so does every node that
-        knows this node only through its list: one of them may be taking over right now.
-        A standby stopped for 0.6 s after a switchover handed over to it read, running
-        again, the handover from the old active (which no longer listed it) and
-        promoted, while the third node, cut from it, had just taken over (4 of 8
-        simulated runs). Waiting until that peer lists it again (a heartbeat's round
-        trip) lets the takeover reach it first. Past service_timeout, a peer that still
-        leaves it out hears nothing from it (a one-way cut), and has had the time to
-        take over itself if it could: it is no reason to wait any more."""
+        `listed_again_within`. Such a peer counts this node gone, and so does every
+        node that knows this node only through its list: one of them may be taking
+        over right now. A standby stopped for 0.6 s after a switchover handed over to
+        it read, running again, the handover from the old active (which no longer
+        listed it) and promoted, while the third node, cut from it, had just taken
+        over (4 of 8 simulated runs). Waiting until that peer lists it again (a
+        heartbeat's round trip) lets the takeover reach it first. A peer that leaves
+        it out for longer hears nothing from it (a one-way cut): no reason to wait."""
         return [
             view.node
             for view in self._present_views(now)
             if (since := self._unlisted_since.get(view.node)) is not None
-            and now - since < self.timing.service_timeout
+            and now - since < self.timing.listed_again_within
         ]
 
     def _witnessed(self, name: str, now: float) -> bool:
@@ -1792,7 +1792,8 @@ class Core:
         return None
 
     def _deaf_holder(self, now: float) -> str | None:
-        """A present peer (N nodes) that holds and leaves this node out of its `heard`.
+        """A present peer (N nodes) that holds in this node's epoch or a later one and
+        leaves this node out of its `heard`.
 
         It does not hear this node (a one-way cut: a filter, a half-dead link) and so
         never yields to it, however the two rank: only this node can end the two
@@ -1802,7 +1803,9 @@ class Core:
         if not self.config.multi_server:
             return None
         for view in self._present_views(now):
-            if view.role in (P, A) and self.node not in view.heard:
+            # never to an older epoch: a stale holder whose way back here healed first
+            # would keep serving for good, and the data written since would be lost
+            if view.role in (P, A) and self.node not in view.heard and view.epoch >= self.epoch:
                 return view.node
         return None
 

@@ -15,12 +15,12 @@ that something on that peer sends on our port: it goes to
 address it came from is UNKNOWN_SENDER (and reported for the address's node).
 A datagram from an address that is no node's is only counted (`foreign`).
 
-The datagrams that are ready are read together, in one wake-up, and go through
-an `Inbox`: only the newest view of each peer on each network reaches
-`deliver`, and none that waited in the socket longer than the schedule gap (by
-the kernel's receive timestamp): after a stop of this agent that is old news
-(see inbox.py). Such drops are counted (`stale`) and said in one line per
-batch.
+The datagrams that are ready are read together (until the socket is empty, or
+for a heartbeat's time at most) and go through an `Inbox`: only the newest
+view of each peer on each network reaches `deliver`, and none that waited in
+the socket longer than the schedule gap (by the kernel's receive timestamp):
+after a stop of this agent that is old news (see inbox.py). Such drops are
+counted (`stale`) and said in one line per backlog read.
 
 The Sender and the Receiver share one boot id. The Receiver keeps each peer's
 replay state apart (see wire.py); every datagram is encoded for its
@@ -63,10 +63,14 @@ Unauthenticated = Callable[[str, str, str, str], None]
 SO_TIMESTAMPNS_NEW = 64
 SO_TIMESTAMPNS_OLD = 35
 SO_RCVBUFFORCE = 33  # root may set a receive buffer above net.core.rmem_max
-# room for a few seconds of a large cluster's heartbeats while this agent is
-# stopped: once the buffer is full the kernel drops the newest, and what is left
-# to read is older than what was sent last (the Inbox drops it as too old)
-RECEIVE_BUFFER = 4 << 20
+# The receive buffer holds a schedule gap of the peers' heartbeats at their trouble
+# pace, so that after a shorter stop the newest is still there to read (once it is
+# full the kernel drops what comes next), and no more: a larger one only lets a flood
+# hold the genuine datagrams longer (a helper's finding: 0.3 s with 4 MiB of
+# replays). Its kernel accounting per datagram (the skb's truesize) is taken as 2 KiB.
+DATAGRAM_TRUESIZE = 2048
+RECEIVE_BUFFER_MIN = 256 << 10
+RECEIVE_BUFFER_MAX = 4 << 20
 READ_BATCH = 256  # datagrams read in one wake-up at most; the rest in the next
 ANCILLARY = socket.CMSG_SPACE(16)
 
@@ -113,8 +117,9 @@ class PeerLink:
         self.send_errors = 0
         self.foreign = 0  # datagrams from an address that is no peer's
         self.stale = 0  # datagrams that waited too long in the socket (inbox.py)
-        # (count, longest wait) of a backlog read over several wake-ups, said once read
-        self._stale_backlog: tuple[int, float] = (0, 0.0)
+        self._reading_since: float | None = None  # a backlog longer than one batch
+        self._deliver_within = config.timing.heartbeat
+        self._buffer = _receive_buffer(config, len(peers))
 
     async def open(self, host: str = "0.0.0.0", port: int | None = None) -> None:
         """Bind the socket: every address on the cluster port unless told otherwise
@@ -136,7 +141,7 @@ class PeerLink:
                 "this agent was stopped are read as new (only the newest of each is used)",
                 priority=4,
             )
-        _large_receive_buffer(sock)
+        _set_receive_buffer(sock, self._buffer)
         self._sock = sock
         self._loop = loop
         loop.add_reader(sock.fileno(), self._readable)
@@ -178,15 +183,20 @@ class PeerLink:
                 self.send_errors += 1
 
     def _readable(self) -> None:
-        """Read what is ready (up to READ_BATCH), then deliver the inbox's choice."""
+        """Read what is ready, then deliver the inbox's choice: once the socket is
+        empty, or after a heartbeat of reading (a flood never empties it). Handing over
+        each batch of READ_BATCH read let a flood of junk, which fills the batches, make
+        the core act on one old view after another: the bug the Inbox is there for."""
         sock = self._sock
         if sock is None:
             return
         inbox = self._inbox
+        empty = False
         for _ in range(READ_BATCH):
             try:
                 data, ancillary, _, addr = sock.recvmsg(MAX_DATAGRAM + 1, ANCILLARY)
             except (BlockingIOError, InterruptedError):
+                empty = True
                 break
             except OSError:  # an ICMP error for an earlier datagram: a down network
                 self.send_errors += 1
@@ -195,15 +205,16 @@ class PeerLink:
             if inbox.too_old(self._waited(ancillary, now)):
                 continue
             self._datagram(data, str(addr[0]), now)
+        if not empty:  # more is ready: the loop calls again (other callbacks first)
+            started = self._reading_since = self._reading_since or time.monotonic()
+            if time.monotonic() - started < self._deliver_within:
+                return
+        self._reading_since = None
         stale, longest = inbox.take_stale()
-        self.stale += stale
-        pending, waited = self._stale_backlog
-        self._stale_backlog = (pending + stale, max(waited, longest))
-        fresh = inbox.take()
-        if self._stale_backlog[0] and (fresh or not stale):  # the backlog is read: say it
-            self._note_stale(*self._stale_backlog)
-            self._stale_backlog = (0, 0.0)
-        for network, view in fresh:
+        if stale:
+            self.stale += stale
+            self._note_stale(stale, longest)
+        for network, view in inbox.take():
             self._deliver(network, view)
 
     def _waited(self, ancillary: list[tuple[int, int, bytes]], now: float) -> float:
@@ -221,7 +232,7 @@ class PeerLink:
         suppressed = self._rate.check("stale", time.time())
         if suppressed is None:
             return
-        more = f"; {suppressed} more backlogs since the last report" if suppressed else ""
+        more = f"; {suppressed} more since the last report" if suppressed else ""
         self._log.note(
             f"dropped {count} peer datagrams that waited up to {longest:.1f}s in the socket:"
             " this agent was not running (stopped, suspended, blocked); their news is older"
@@ -276,11 +287,20 @@ def _receive_timestamps(sock: socket.socket) -> str | None:
     return None
 
 
-def _large_receive_buffer(sock: socket.socket) -> None:
-    """RECEIVE_BUFFER if root may (SO_RCVBUFFORCE), else as much as rmem_max allows."""
+def _receive_buffer(config: Config, peers: int) -> int:
+    """Bytes for a schedule gap of `peers`' heartbeats on every network (see
+    DATAGRAM_TRUESIZE), within RECEIVE_BUFFER_MIN and RECEIVE_BUFFER_MAX."""
+    timing = config.timing
+    datagrams = peers * len(config.networks) * timing.schedule_gap / timing.heartbeat
+    wanted = int(datagrams * DATAGRAM_TRUESIZE)
+    return min(RECEIVE_BUFFER_MAX, max(RECEIVE_BUFFER_MIN, wanted))
+
+
+def _set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """`size` if root may (SO_RCVBUFFORCE), else as much as rmem_max allows."""
     for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
         except OSError:
             continue
         return

@@ -64,19 +64,62 @@ def test_a_holder_that_a_holding_peer_cannot_hear_yields_to_it() -> None:
     assert demoted  # the seeds include the race
 
 
-def test_a_peer_that_leaves_it_out_for_service_timeout_holds_it_back_no_longer() -> None:
-    """As above with gamma in maintenance: it cannot take over. beta waits for gamma to
-    list it for service_timeout, then takes over: nobody else could."""
+def test_a_peer_that_leaves_it_out_for_a_while_holds_it_back_no_longer() -> None:
+    """gamma (in maintenance: it cannot take over) stops hearing beta, one way, as
+    alpha dies. beta waits for gamma to list it for `listed_again_within`, no longer,
+    then takes over: nobody else could."""
     config = sim_config_n(3)
+    within = config.timing.listed_again_within
+    held_back = 0
     for seed in range(1, 5):
         world = _three(seed)
         world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED)
         for net in ("a", "b"):
-            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 1.9)
+            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 2)
         world.power_off("alpha", SETTLED + 2)
-        world.run_until(SETTLED + 2 + config.timing.service_timeout + 2)
+        world.run_until(SETTLED + 6)
         taken = promotions(world, SETTLED)
         assert [node for _, node in taken] == ["beta"], (seed, world.decisions("beta"))
-        waited = taken[0][0] - (SETTLED + 1.9)
-        assert config.timing.service_timeout <= waited < config.timing.service_timeout + 1
+        waited = taken[0][0] - (SETTLED + 2)
+        assert waited < within + 0.5, (seed, waited)
+        held_back += waited >= within  # the others took over before gamma dropped beta
         assert _holders(world) == ["beta"]
+    assert held_back
+
+
+def test_a_one_way_cut_just_before_the_active_dies_slows_the_failover_little() -> None:
+    """beta no longer reaches gamma from 0.5 s before alpha dies. gamma waits for
+    beta, a better candidate that alpha still lists; beta waits for gamma to list it.
+    With a wait bounded by service_timeout this took 2.7 s (a helper's finding, 0.2 s
+    before the rule); bounded by `listed_again_within` it stays under a second."""
+    for seed in range(1, 5):
+        world = _three(seed)
+        for net in ("a", "b"):
+            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 1.5)
+        world.power_off("alpha", SETTLED + 2)
+        world.run_until(SETTLED + 8)
+        taken = promotions(world, SETTLED)
+        assert taken and taken[0][0] - (SETTLED + 2) < 1.0, (seed, taken)
+        assert world.dual_clients_worst < 1.0, seed
+        assert len(_holders(world)) == 1, seed
+
+
+def test_an_old_holder_whose_way_back_heals_first_is_not_yielded_to() -> None:
+    """alpha (epoch 1) is cut from both standbys; beta takes over (epoch 2). The cut
+    heals one way first: beta hears alpha, alpha does not hear beta yet. alpha holds
+    and leaves beta out of its list, but its epoch is older: beta keeps serving (it
+    gave way, and alpha served on for good, the data written on beta lost, in 6 of 6
+    runs of a helper's), and alpha demotes once it hears beta's newer epoch."""
+    for seed in range(1, 4):
+        world = _three(seed)
+        cut, heal, lag = SETTLED + 1, SETTLED + 4, 1.0
+        for other in ("beta", "gamma"):
+            for net in ("a", "b"):
+                world.set_link("alpha", other, net, False, cut)
+                world.set_link_loss(other, "alpha", net, 1.0, heal - 0.01)
+                world.set_link("alpha", other, net, True, heal)
+                world.set_link_loss(other, "alpha", net, 0.0, heal + lag)
+        world.run_until(heal + lag + 4)
+        assert _holders(world) == ["beta"], (seed, world.decisions("beta"))
+        beta = [d.text for d in world.decisions("beta") if d.kind == "demote-dual-active"]
+        assert not beta, beta

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from mosqit_failover import peerlink
 from mosqit_failover.authkeys import Key, Keyring
 from mosqit_failover.config import Config, parse
 from mosqit_failover.events import PeerView, Role
@@ -620,12 +621,13 @@ def test_datagrams_read_together_reach_deliver_as_the_newest_of_each_network() -
 
 
 def test_a_datagram_that_waited_past_the_schedule_gap_is_dropped_and_said(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """alpha's loop blocked longer than the schedule gap (as a SIGSTOP would): what
     waited that long is not delivered (the kernel's receive timestamp says so), is not
     even decoded, and one line says why, once the whole backlog is read (more than one
     wake-up reads); what came after the block is delivered."""
+    monkeypatch.setattr(peerlink, "RECEIVE_BUFFER_MIN", 4 << 20)  # room for all 300
 
     async def scenario() -> None:
         async with loopback() as h:
@@ -647,3 +649,29 @@ def test_a_datagram_that_waited_past_the_schedule_gap_is_dropped_and_said(
     assert err.count("peer datagrams that waited") == 1, err
     assert "dropped 300 peer datagrams that waited up to 1." in err, err
     assert "this agent was not running" in err
+
+
+def test_a_flood_of_junk_between_heartbeats_still_yields_only_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stranger's junk fills more than one read batch between beta's waiting
+    heartbeats. Handed over batch by batch, the core acted on one old view after
+    another (a helper's finding); now only the newest, once the socket is empty.
+    (A buffer for the whole flood: a pair's own is sized for its heartbeats.)"""
+    monkeypatch.setattr(peerlink, "RECEIVE_BUFFER_MIN", 4 << 20)
+
+    async def scenario() -> None:
+        async with loopback() as h:
+            beta = Peer()
+            await form(h, beta)
+            delivered = len(h.delivered)
+            for epoch in range(400, 406):
+                for _ in range(300):
+                    h.send(b"junk" * 20, "stranger")
+                h.send(_beta_at_epoch(beta, epoch), "a")
+            await h.settle()
+            got = [(network, view.epoch) for network, view in h.delivered[delivered:]]
+            assert got == [("a", 405)]
+            assert h.peerlink.foreign == 1800
+
+    run(scenario)

@@ -216,6 +216,22 @@ def main_pid(node: Node, unit: str = UNIT) -> int:
     return int(node.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)
 
 
+def drop_in_path(name: str, unit: str = UNIT) -> str:
+    """Where `drop_in` puts the drop-in `name` of `unit`: in /run, gone at a reboot."""
+    return f"/run/systemd/system/{unit}.d/{name}.conf"
+
+
+def drop_in(node: Node, name: str, text: str | None, unit: str = UNIT) -> None:
+    """Write the runtime drop-in `name` of `unit` (`text` None: remove it) and reload
+    systemd, so that the unit's next start takes it; a running unit keeps what it has."""
+    path = drop_in_path(name, unit)
+    if text is None:
+        node.run(["rm", "-f", path])
+    else:
+        node.write_file(path, text)
+    node.systemctl("daemon-reload")
+
+
 def status(node: Node) -> dict[str, Any]:
     """The agent's own status (mosqit-failover status --json inside the node)."""
     proc = node.run([AGENT, "status", "--json", "--config", CONFIG_PATH], check=False)

@@ -386,15 +386,14 @@ def test_switchover_to_a_named_node(restored: Cluster) -> None:
 
 # alpha's agent stays stopped longer than the unit's WatchdogSec=15s allows: a runtime
 # drop-in, taken at the agent's next start (systemd's Restart=always after a kill)
-LONG_WATCHDOG = f"/run/systemd/system/{deploy.UNIT}.d/zz-lab-long-watchdog.conf"
+LONG_WATCHDOG = "zz-lab-long-watchdog"
 
 
 def restart_with_watchdog(c: Cluster, name: str, watchdog: str) -> None:
     """Kill `name`'s agent so that systemd restarts it at once with WatchdogSec=`watchdog`;
     it reclaims its role (docs/safety.md)."""
     node = c[name]
-    node.write_file(LONG_WATCHDOG, f"[Service]\nWatchdogSec={watchdog}\n")
-    node.systemctl("daemon-reload")
+    deploy.drop_in(node, LONG_WATCHDOG, f"[Service]\nWatchdogSec={watchdog}\n")
     node.systemctl("kill", "-s", "KILL", "--kill-whom=main", deploy.UNIT)
     wait_for(f"{name}'s agent restarted", lambda: c.roles().get(name) == "ACTIVE", 30)
 
@@ -498,8 +497,7 @@ def test_a_hung_active_known_only_through_a_witness_is_fenced_first(restored: Cl
         if stopped:
             alpha.run(["kill", "-CONT", str(pid)], check=False)
         c.command("gamma", "maintenance", "off")
-        alpha.run(["rm", "-f", LONG_WATCHDOG])  # the packaged value at alpha's next start
-        alpha.systemctl("daemon-reload")
+        deploy.drop_in(alpha, LONG_WATCHDOG, None)  # the packaged value at alpha's next start
 
 
 def test_teardown_leaves_no_namespace_nor_process(cluster: Cluster) -> None:

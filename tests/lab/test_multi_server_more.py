@@ -83,7 +83,7 @@ pytestmark = pytest.mark.lab
 
 STATE = "/var/lib/mosqit-failover/state.json"
 # a runtime drop-in that keeps systemd from restarting a killed agent (power is off)
-NO_RESTART = "/run/systemd/system/mosqit-failover.service.d/mqlab-power-off.conf"
+NO_RESTART = "mqlab-power-off"  # a drop-in (deploy.drop_in)
 ORDER_LINE = 'order = ["alpha", "beta", "gamma"]\n'
 GAMMA_SECOND = 'order = ["alpha", "gamma", "beta"]\n'
 # gamma's sshd out of the active's reach (the sync's only way in), inside gamma
@@ -123,9 +123,8 @@ def restore_agents(c: Cluster) -> None:
     drop-in, every agent running with the config."""
     for node in c.nodes.values():
         node.run(["nft", "delete", "table", "inet", SSH_BLOCK], check=False)
-        if node.run(["test", "-e", NO_RESTART], check=False).returncode == 0:
-            node.run(["rm", "-f", NO_RESTART])
-            node.systemctl("daemon-reload")
+        if node.run(["test", "-e", deploy.drop_in_path(NO_RESTART)], check=False).returncode == 0:
+            deploy.drop_in(node, NO_RESTART, None)
         node.systemctl("reset-failed", deploy.UNIT, check=False)
     if any(node.read_file(deploy.CONFIG_PATH) != c.config for node in c.nodes.values()):
         stop_agents(c.nodes.values())
@@ -265,8 +264,7 @@ def power_off_agents(c: Cluster) -> float:
     """Every agent SIGKILLed at one instant, the VIP and the service gone as after a power
     cut; systemd does not restart them. Returns the moment of the kill."""
     for node in c.nodes.values():  # beforehand: systemd must not restart the killed agents
-        node.write_file(NO_RESTART, "[Service]\nRestart=no\n")
-        node.systemctl("daemon-reload")
+        deploy.drop_in(node, NO_RESTART, "[Service]\nRestart=no\n")
     services = {}
     for name, node in c.nodes.items():
         found = [p for p in node.cgroup.rglob(deploy.UNIT) if p.is_dir()]
@@ -290,8 +288,7 @@ def power_off_agents(c: Cluster) -> float:
         )
         node.systemctl("stop", PLAN.demo_unit, check=False)
     for node in c.nodes.values():
-        node.run(["rm", "-f", NO_RESTART])
-        node.systemctl("daemon-reload")
+        deploy.drop_in(node, NO_RESTART, None)
         node.systemctl("reset-failed", deploy.UNIT, check=False)
     return at
 

@@ -351,10 +351,8 @@ def test_a_mount_fenced_by_a_newer_active_fails_every_close_with_eio(sync_pair: 
     back, ends the mount and joins as the standby."""
     act, sb = synchronous_pair(sync_pair.nodes, SPOOL)
     since = time.time()
-    dropin = f"/run/systemd/system/{deploy.UNIT}.d/zz-lab-no-restart.conf"
     record = "/run/fence-writer.txt"
-    act.write_file(dropin, "[Service]\nRestartSec=1h\n")
-    act.systemctl("daemon-reload")
+    deploy.drop_in(act, "zz-lab-no-restart", "[Service]\nRestartSec=1h\n")
     try:
         writer = ["python3", "-c", FENCE_WRITER, SPOOL, record, "40", "10"]
         act.run(["systemd-run", "--collect", "--unit=fence-writer", *writer])
@@ -367,8 +365,7 @@ def test_a_mount_fenced_by_a_newer_active_fails_every_close_with_eio(sync_pair: 
             time.sleep(0.3)
         fenced = act.journal(since=since, grep=f"fenced: standby {sb.name} refused")
     finally:
-        act.run(["rm", "-f", dropin])
-        act.systemctl("daemon-reload")
+        deploy.drop_in(act, "zz-lab-no-restart", None)
         act.systemctl("kill", "--signal=SIGCONT", deploy.UNIT, check=False)
         act.systemctl("start", deploy.UNIT)
     deploy.wait_roles(sync_pair.nodes, {sb.name: "ACTIVE", act.name: "STANDBY"}, 40)

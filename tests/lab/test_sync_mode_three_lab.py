@@ -202,10 +202,8 @@ def test_a_standby_dropped_just_before_the_active_hangs_is_not_elected(cluster: 
         time.sleep(3.0)
         wait_for(f"{act}'s mount in sync with both standbys", both_in_sync, 60)
     since = time.time()
-    dropin = f"/run/systemd/system/{deploy.UNIT}.d/zz-lab-no-restart.conf"
     record = "/run/window-writer.txt"
-    c[act].write_file(dropin, "[Service]\nRestartSec=1h\n")
-    c[act].systemctl("daemon-reload")
+    deploy.drop_in(c[act], "zz-lab-no-restart", "[Service]\nRestartSec=1h\n")
     hosts = [multi.PLAN.node(dropped).addr_a, multi.PLAN.node(dropped).addr_b]
     try:
         writer = ["python3", "-c", FENCE_WRITER, SYNCD, record, "40", "12"]
@@ -226,8 +224,7 @@ def test_a_standby_dropped_just_before_the_active_hangs_is_not_elected(cluster: 
             assert time.monotonic() < deadline, "the writer hangs on the old active's mount"
             time.sleep(0.3)
     finally:
-        c[act].run(["rm", "-f", dropin])
-        c[act].systemctl("daemon-reload")
+        deploy.drop_in(c[act], "zz-lab-no-restart", None)
         c[act].systemctl("kill", "--signal=SIGCONT", deploy.UNIT, check=False)
         c[act].systemctl("stop", "window-writer", check=False)
         c[act].systemctl("start", deploy.UNIT)

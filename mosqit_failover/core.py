@@ -1562,8 +1562,8 @@ class Core:
             # restart at each return kept a standby waiting for 22 s (a helper's finding)
             self._unlisted_since.setdefault(view.node, now)
 
-    def _unlisted(self, now: float) -> list[str]:
-        """The present peers that have not listed this node as heard, for less than
+    def _unlisted(self, now: float) -> bool:
+        """Whether a present peer has not listed this node as heard, for less than
         `listed_again_within`. Such a peer counts this node gone, and so does every
         node that knows this node only through its list: one of them may be taking
         over right now. A standby stopped for 0.6 s after a switchover handed over to
@@ -1572,12 +1572,11 @@ class Core:
         over (4 of 8 simulated runs). Waiting until that peer lists it again (a
         heartbeat's round trip) lets the takeover reach it first. A peer that leaves
         it out for longer hears nothing from it (a one-way cut): no reason to wait."""
-        return [
-            view.node
-            for view in self._present_views(now)
-            if (since := self._unlisted_since.get(view.node)) is not None
+        return any(
+            (since := self._unlisted_since.get(view.node)) is not None
             and now - since < self.timing.listed_again_within
-        ]
+            for view in self._present_views(now)
+        )
 
     def _witnessed(self, name: str, now: float) -> bool:
         """A peer this node lost that a witness heard here, not lost itself, listed as

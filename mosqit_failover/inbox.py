@@ -41,8 +41,9 @@ class Inbox(Generic[K, T]):
     longest: float = 0.0
     _newest: dict[K, T] = field(default_factory=dict)
 
-    def add(self, key: K, item: T, waited: float) -> None:
-        """One message, after `waited` seconds in the socket (0 when unknown)."""
+    def add(self, key: K, item: T, waited: float = 0.0) -> None:
+        """One message, after `waited` seconds in the socket (0: unknown, or already
+        judged by `too_old`)."""
         if self.too_old(waited):
             return
         self._newest.pop(key, None)  # to the end: ordered by arrival of the newest

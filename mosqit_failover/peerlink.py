@@ -62,6 +62,7 @@ Unauthenticated = Callable[[str, str, str, str], None]
 # else the old one (the C long's width). Not in Python's socket module.
 SO_TIMESTAMPNS_NEW = 64
 SO_TIMESTAMPNS_OLD = 35
+STAMP_KINDS = (SO_TIMESTAMPNS_NEW, SO_TIMESTAMPNS_OLD)  # its control message's type
 SO_RCVBUFFORCE = 33  # root may set a receive buffer above net.core.rmem_max
 # The receive buffer holds a schedule gap of the peers' heartbeats at their trouble
 # pace, so that after a shorter stop the newest is still there to read (once it is
@@ -109,7 +110,7 @@ class PeerLink:
         self._rate = RateLimitedLog(10.0)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stamp_format: str | None = None
+        self._stamp: struct.Struct | None = None  # the receive timestamp's timespec
         self._inbox: Inbox[tuple[str, str], tuple[str, PeerView]] = Inbox(
             config.timing.schedule_gap
         )
@@ -134,14 +135,16 @@ class PeerLink:
         except OSError:
             sock.close()
             raise
-        self._stamp_format = _receive_timestamps(sock)
-        if self._stamp_format is None:
+        stamps = _first_option(sock, [(kind, 1) for kind in STAMP_KINDS])
+        self._stamp = None if stamps is None else struct.Struct(("=qq", "@ll")[stamps])
+        if self._stamp is None:
             self._log.note(
                 "this kernel gives no receive timestamps: peer messages that waited while "
                 "this agent was stopped are read as new (only the newest of each is used)",
                 priority=4,
             )
-        _set_receive_buffer(sock, self._buffer)
+        # root may go above net.core.rmem_max (SO_RCVBUFFORCE); else as much as it allows
+        _first_option(sock, [(SO_RCVBUFFORCE, self._buffer), (socket.SO_RCVBUF, self._buffer)])
         self._sock = sock
         self._loop = loop
         loop.add_reader(sock.fileno(), self._readable)
@@ -219,13 +222,14 @@ class PeerLink:
 
     def _waited(self, ancillary: list[tuple[int, int, bytes]], now: float) -> float:
         """Seconds the datagram spent in the socket: 0 without a timestamp."""
+        stamp = self._stamp
+        if stamp is None:
+            return 0.0
         for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind in (SO_TIMESTAMPNS_NEW, SO_TIMESTAMPNS_OLD):
-                fmt = self._stamp_format
-                if fmt is not None and len(payload) >= struct.calcsize(fmt):
-                    seconds, nanoseconds = struct.unpack_from(fmt, payload)
-                    arrived: float = seconds + nanoseconds / 1e9
-                    return now - arrived
+            if level == socket.SOL_SOCKET and kind in STAMP_KINDS and len(payload) >= stamp.size:
+                seconds, nanoseconds = stamp.unpack_from(payload)
+                arrived: float = seconds + nanoseconds / 1e9
+                return now - arrived
         return 0.0
 
     def _note_stale(self, count: int, longest: float) -> None:
@@ -257,7 +261,7 @@ class PeerLink:
             data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
         result = self.receiver.decode(data, now, expected_sender=peer)
         if isinstance(result, PeerView):
-            self._inbox.add((peer, network), (network, result), 0.0)
+            self._inbox.add((peer, network), (network, result))  # its wait: `_readable`
             return
         if result.reason is Reason.LATE:
             return  # the other network's copy arrived first: nothing wrong
@@ -275,15 +279,16 @@ class PeerLink:
             self._on_unauthenticated(peer, network, result.reason.value, result.detail)
 
 
-def _receive_timestamps(sock: socket.socket) -> str | None:
-    """Ask for each datagram's receive time; the struct format of its timespec, or
-    None when this kernel gives none (the wait is then unknown: counted as 0)."""
-    for option, fmt in ((SO_TIMESTAMPNS_NEW, "=qq"), (SO_TIMESTAMPNS_OLD, "@ll")):
+def _first_option(sock: socket.socket, choices: list[tuple[int, int]]) -> int | None:
+    """Set the first SOL_SOCKET (option, value) of `choices` this kernel and user
+    accept; its index, or None when none is (the receive timestamps: the wait is
+    then unknown, counted as 0; the buffer: the kernel's default)."""
+    for index, (option, value) in enumerate(choices):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+            sock.setsockopt(socket.SOL_SOCKET, option, value)
         except OSError:
             continue
-        return fmt
+        return index
     return None
 
 
@@ -294,16 +299,6 @@ def _receive_buffer(config: Config, peers: int) -> int:
     datagrams = peers * len(config.networks) * timing.schedule_gap / timing.heartbeat
     wanted = int(datagrams * DATAGRAM_TRUESIZE)
     return min(RECEIVE_BUFFER_MAX, max(RECEIVE_BUFFER_MIN, wanted))
-
-
-def _set_receive_buffer(sock: socket.socket, size: int) -> None:
-    """`size` if root may (SO_RCVBUFFORCE), else as much as rmem_max allows."""
-    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-        except OSError:
-            continue
-        return
 
 
 def _safe(address: str) -> str:

@@ -21,6 +21,15 @@ def _three(seed: int, profile: str = "standard") -> World:
     return world
 
 
+def _gamma_deaf_to_beta_as_alpha_dies(world: World, deaf_from: float, end: float) -> None:
+    """From `deaf_from` nothing of beta's reaches gamma (beta still hears gamma); alpha
+    powered off at SETTLED + 2; the world run until `end`."""
+    for net in ("a", "b"):
+        world.set_link_loss("beta", "gamma", net, 1.0, deaf_from)
+    world.power_off("alpha", SETTLED + 2)
+    world.run_until(end)
+
+
 def _holders(world: World) -> list[str]:
     return [name for name, role in world.roles().items() if role is Role.ACTIVE]
 
@@ -52,10 +61,7 @@ def test_a_holder_that_a_holding_peer_cannot_hear_yields_to_it() -> None:
     demoted = 0
     for seed in range(1, 5):
         world = _three(seed)
-        for net in ("a", "b"):
-            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 2)
-        world.power_off("alpha", SETTLED + 2)
-        world.run_until(SETTLED + 9)
+        _gamma_deaf_to_beta_as_alpha_dies(world, SETTLED + 2, SETTLED + 9)
         assert world.dual_clients_worst < 1.0, (seed, world.decisions("beta"))
         assert _holders(world) == ["gamma"], seed
         lines = [d.text for d in world.decisions("beta") if d.kind == "demote-dual-active"]
@@ -74,10 +80,7 @@ def test_a_peer_that_leaves_it_out_for_a_while_holds_it_back_no_longer() -> None
     for seed in range(1, 5):
         world = _three(seed)
         world.command("gamma", OperatorCommand(Command.MAINTENANCE_ON), SETTLED)
-        for net in ("a", "b"):
-            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 2)
-        world.power_off("alpha", SETTLED + 2)
-        world.run_until(SETTLED + 6)
+        _gamma_deaf_to_beta_as_alpha_dies(world, SETTLED + 2, SETTLED + 6)
         taken = promotions(world, SETTLED)
         assert [node for _, node in taken] == ["beta"], (seed, world.decisions("beta"))
         waited = taken[0][0] - (SETTLED + 2)
@@ -94,10 +97,7 @@ def test_a_one_way_cut_just_before_the_active_dies_slows_the_failover_little() -
     before the rule); bounded by `listed_again_within` it stays under a second."""
     for seed in range(1, 5):
         world = _three(seed)
-        for net in ("a", "b"):
-            world.set_link_loss("beta", "gamma", net, 1.0, SETTLED + 1.5)
-        world.power_off("alpha", SETTLED + 2)
-        world.run_until(SETTLED + 8)
+        _gamma_deaf_to_beta_as_alpha_dies(world, SETTLED + 1.5, SETTLED + 8)
         taken = promotions(world, SETTLED)
         assert taken and taken[0][0] - (SETTLED + 2) < 1.0, (seed, taken)
         assert world.dual_clients_worst < 1.0, seed

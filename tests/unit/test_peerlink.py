@@ -599,6 +599,14 @@ def _beta_at_epoch(beta: Peer, epoch: int) -> bytes:
     return beta.send(now())
 
 
+async def _formed(h: Loopback) -> tuple[Peer, int, int]:
+    """beta after the handshake, and how many views alpha's link had delivered and
+    accepted by then."""
+    beta = Peer()
+    await form(h, beta)
+    return beta, len(h.delivered), h.peerlink.receiver.accepted
+
+
 def test_datagrams_read_together_reach_deliver_as_the_newest_of_each_network() -> None:
     """Eight of beta's heartbeats wait while alpha's loop does not run (no await between
     the sends): every one is accepted (its replay state kept), but only the last on
@@ -606,9 +614,7 @@ def test_datagrams_read_together_reach_deliver_as_the_newest_of_each_network() -
 
     async def scenario() -> None:
         async with loopback() as h:
-            beta = Peer()
-            await form(h, beta)
-            delivered, accepted = len(h.delivered), h.peerlink.receiver.accepted
+            beta, delivered, accepted = await _formed(h)
             for epoch in range(10, 18):
                 h.send(_beta_at_epoch(beta, epoch), "a" if epoch % 2 == 0 else "b")
             await h.settle()
@@ -631,9 +637,7 @@ def test_a_datagram_that_waited_past_the_schedule_gap_is_dropped_and_said(
 
     async def scenario() -> None:
         async with loopback() as h:
-            beta = Peer()
-            await form(h, beta)
-            delivered, accepted = len(h.delivered), h.peerlink.receiver.accepted
+            beta, delivered, accepted = await _formed(h)
             for epoch in range(20, 320):
                 h.send(_beta_at_epoch(beta, epoch), "a")
             gap = h.config.timing.schedule_gap
@@ -662,9 +666,7 @@ def test_a_flood_of_junk_between_heartbeats_still_yields_only_the_newest(
 
     async def scenario() -> None:
         async with loopback() as h:
-            beta = Peer()
-            await form(h, beta)
-            delivered = len(h.delivered)
+            beta, delivered, _ = await _formed(h)
             for epoch in range(400, 406):
                 for _ in range(300):
                     h.send(b"junk" * 20, "stranger")

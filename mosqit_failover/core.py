@@ -1808,6 +1808,26 @@ class Core:
                 return view.node
         return None
 
+    def _cut_from_better(self, successor: PeerView, now: float) -> list[str]:
+        """The other present peers ranked before `successor` that it does not hear, or
+        that do not hear it (N nodes). A handover to it would fail or go twice: the
+        successor does not take over past a better node it cannot hear (the partition
+        rule, whatever that node's mode), and a better node that cannot hear it knows it
+        only by name, still as the standby it last heard, sees nobody active once this
+        node stands down, and takes over too. In the simulation (beta and gamma cut
+        apart, `switchover --to gamma`) beta took over instead of gamma, and with beta
+        in maintenance nobody did. Ranked as across a partition: without the streams."""
+        if not self.config.multi_server:
+            return []
+        better = []
+        for view in self._present_views(now):
+            if view.node == successor.node:
+                continue
+            apart = successor.node not in view.heard or view.node not in successor.heard
+            if apart and self._key(view, heard=False) > self._key(successor, heard=False):
+                better.append(view.node)
+        return better
+
     def _takers(self, now: float) -> list[PeerView]:
         """Present peers that could take over from this node now."""
         return [v for v in self._present_views(now) if v.candidate and not v.role.may_hold]
@@ -1932,6 +1952,7 @@ class Core:
                 chosen = self._best(takers)
                 if target:
                     chosen = next((v for v in takers if v.node == target), None)
+                cut = self._cut_from_better(chosen, now) if chosen is not None else []
                 if self.role is not A:
                     refuse(f"this node is {self.role.value}; run it on the active node")
                 elif target and target not in self.peers:
@@ -1945,6 +1966,15 @@ class Core:
                     present = self._present(target, now) if target else None
                     state = "not heard" if present is None else present.role.value
                     refuse(f"{name} cannot take over ({state}, not a present candidate standby)")
+                elif cut:
+                    assert chosen is not None
+                    who = ", ".join(cut)
+                    refuse(
+                        f"{chosen.node} and {who} do not both hear each other (their lists "
+                        f"of nodes heard): {chosen.node} would not take over past {who}, "
+                        f"ranked before it, or {who} would take over beside it. Mend the "
+                        f"path between them first"
+                    )
                 else:
                     self._yielding = True
                     self._successor = chosen.node if (target or self.config.multi_server) else ""

@@ -854,6 +854,16 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def formed(count: int, seed: int, profile: str = "standard") -> World:
+    """`count` nodes booted at once and run until SETTLED: alpha active, the rest
+    standing by."""
+    world = World(parse(sim_config_text(count, profile=profile), "<simulation>"), seed=seed)
+    for node in world.config.nodes:
+        world.boot(node.name)
+    world.run_until(SETTLED)
+    return world
+
+
 def run(name: str, seed: int = 1) -> tuple[World, list[str]]:
     scenario = SCENARIOS[name]
     text = sim_config_text(

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mosqit_failover.config import parse
 from mosqit_failover.events import Command, OperatorCommand, Role
 from mosqit_failover.inbox import Inbox
-from mosqit_failover.sim_scenarios import sim_config_n, sim_config_text
+from mosqit_failover.sim_scenarios import formed, sim_config_n
 from mosqit_failover.simulation import World
 
 SETTLED = 10.0
@@ -41,11 +40,7 @@ def _switchover_to_a_stopped_standby(
     """beta and gamma cannot hear each other; alpha hands over to beta, whose agent is
     stopped (SIGSTOP) 50 ms later for `stopped` seconds. alpha, no longer hearing it,
     leaves the takeover to gamma, which promotes."""
-    config = parse(sim_config_text(nodes, profile=profile), "<sim>")
-    world = World(config, seed=seed)
-    for node in config.nodes:
-        world.boot(node.name)
-    world.run_until(SETTLED)
+    world = formed(nodes, seed, profile)
     assert world.roles()["alpha"] is Role.ACTIVE
     for net in ("a", "b"):
         world.set_link("beta", "gamma", net, False, SETTLED)

@@ -1453,7 +1453,14 @@ class Core:
             last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
-                if other == name or view is None:
+                if other == name:
+                    continue
+                if view is None:
+                    # a witness gone, its last word leaving the peer out: the peer knows
+                    # of it from the same word (`_may_have_counted_me_gone`), and waits
+                    final = self.peers[other].view
+                    if final is not None and name not in final.heard:
+                        witnesses.discard(other)
                     continue
                 said_at = self.peers[other].heard_at
                 if name not in view.heard:
@@ -1490,6 +1497,24 @@ class Core:
                     self._fate_unknown[name] = ", ".join(had)
         for name in [n for n in self._fate_unknown if self._taken_over_from(n, now)]:
             del self._fate_unknown[name]
+
+    def _may_have_counted_me_gone(self, name: str, now: float) -> bool:
+        """A peer known here only through witnesses (a partition) may have counted this
+        node gone, and taken over, unless a witness's newest message, heard since this
+        agent last ran without a stop, lists this node. Such a peer knows this node only
+        through the same lists: a witness that last left it out (it stopped hearing
+        this node, stopped by SIGSTOP, say, and then died) or was not heard since this
+        agent's stop may have told it "gone". Without this, three nodes, beta and gamma
+        cut apart, beta's agent stopped for 1 s and alpha dying 0.3 s into the stop:
+        gamma took over, and so did beta once it ran again (5 of 8 simulated runs; a
+        3 s stop, 8 of 8). The peer's last view is a standby: it said nothing since."""
+        for witness in self._partitioned.get(name, ()):
+            tracker = self.peers[witness]
+            view = tracker.view
+            fresh = tracker.heard_at >= self._listening_since
+            if view is not None and fresh and self.node in view.heard:
+                return False
+        return True
 
     def _taken_over_from(self, name: str, now: float) -> bool:
         """A node heard here holds, or held, an epoch newer than `name` was last seen
@@ -1642,6 +1667,8 @@ class Core:
                 view = self.peers[name].view  # not heard here: its last word, however old
                 if view is None or view.role.may_hold or self._outranks_me(view, heard=False):
                     return None  # a better candidate (or a holder) we merely cannot hear
+                if self._may_have_counted_me_gone(name, now):
+                    return None  # and may have taken over since (`_note_partition` says)
                 rivals.append(view)
                 continue
             blocking = self._blocking(name, now)
@@ -2261,14 +2288,29 @@ class Core:
             view = self.peers[name].view
             if name in self._partition_said:
                 continue
+            # said when it matters: with no holder heard, it keeps this node from a takeover
+            holder = any(v.role.may_hold for v in self._present_views(now))
+            stale = not holder and self._may_have_counted_me_gone(name, now)
             if (
                 view is not None
                 and not view.role.may_hold
                 and not self._outranks_me(view, heard=False)
+                and not stale
             ):
                 continue
             self._partition_said.add(name)
             who = ", ".join(sorted(witnesses))
+            if view is not None and not view.role.may_hold and stale:
+                text = (
+                    f"cannot hear {name}, known here only through {who}, whose last word "
+                    f"did not list this node (or came before this agent stopped): {name} "
+                    f"may have counted this node gone and taken over; not taking over "
+                    f"past it; fix the path between {self.node} and {name} (cables, "
+                    f"VLANs, firewall). If {name} is down, run `mosqit-failover "
+                    f"force-active` on {self.node}"
+                )
+                self._warn(DecisionKind.PARTITIONED, AlertKind.PARTITIONED, text, out)
+                continue
             if view is not None and view.role.may_hold:  # the unheard one is the active
                 last = (
                     f"If {name} goes down, a node that hears it takes over: keep {who} a "

@@ -14,7 +14,8 @@ the whole module long and the VIP is sampled from the kernel of every node
    catches up once thawed;
 4. a partition among the standbys (beta and gamma cannot hear each other), then
    the active cut off: only beta promotes, gamma says `partitioned` and waits;
-5. `switchover --to gamma`: gamma takes over, beta stays STANDBY;
+5. `switchover --to gamma`: refused while beta and gamma cannot hear each other;
+   then gamma takes over, beta stays STANDBY;
 6. a standby cut off from the active, the one witness in maintenance, the active's
    agent hung: the standby fences before any takeover, its ssh fence crosses the
    same cut and fails, and nobody promotes beside the hung holder; so too once the
@@ -346,6 +347,39 @@ def test_partition_among_standbys_only_the_better_promotes(restored: Cluster) ->
     )
     assert rejoined_roles["gamma"] == "STANDBY", f"{rejoined_roles}\n{evidence}"
     assert not back.startswith("NOT"), f"after healing: {back}\n{evidence}"
+    check_vip(c, vips, since)
+
+
+def test_switchover_across_a_cut_is_refused(restored: Cluster) -> None:
+    """beta and gamma cannot hear each other: `switchover --to gamma` is refused with
+    the cut named (exit 1), and nothing changes (docs/multi-server.md)."""
+    c = restored
+    settle(c, "alpha")
+    since = time.time()
+    with VipWatch(PLAN) as vips:
+        for net in NETS:
+            faults.cut(PLAN, net, ["beta"], ["gamma"])
+        wait_for(
+            "gamma's partitioned decision",
+            lambda: PARTITIONED in c.kinds("gamma", since),
+            10,
+            period=0.3,
+        )
+        proc = c.command("alpha", "switchover", "--to", "gamma")
+        time.sleep(2.0)
+        roles = c.roles()
+        for net in NETS:
+            faults.heal(PLAN, net)
+    kinds = {name: c.kinds(name, since) for name in c.nodes}
+    print(f"switchover --to gamma across a cut: {proc.returncode} {proc.stdout.strip()!r}")
+    evidence = c.evidence(since)
+    assert proc.returncode == 1, f"{proc.stdout}{proc.stderr}\n{evidence}"
+    assert "gamma and beta do not both hear each other" in proc.stdout, proc.stdout
+    assert "Mend the path between them first" in proc.stdout, proc.stdout
+    assert roles == {"alpha": "ACTIVE", "beta": "STANDBY", "gamma": "STANDBY"}, (
+        f"{roles}\n{evidence}"
+    )
+    assert "switchover" not in kinds["alpha"], evidence
     check_vip(c, vips, since)
 
 

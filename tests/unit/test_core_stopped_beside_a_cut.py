@@ -1,0 +1,92 @@
+"""A standby stopped as the active dies, with the standbys cut apart (N nodes, simulated).
+
+beta and gamma cannot hear each other; each knows the other only through alpha's
+lists. beta's agent is stopped (SIGSTOP); alpha, no longer hearing beta, leaves it out
+of its lists and dies. gamma, told "beta gone" by alpha's last word, took over, and so
+did beta once it ran again: it still knew gamma as a standby it outranks (5 of 8 runs
+for a 1 s stop, 8 of 8 for 3 s). Now both go by alpha's last word: gamma takes over,
+and beta, left out of it, does not take over past gamma (`Core._may_have_counted_me_gone`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mosqit_failover.events import Role
+from mosqit_failover.sim_scenarios import SETTLED, formed
+from mosqit_failover.simulation import World
+
+STOP_AT = SETTLED + 2.0
+SAID = "may have counted this node gone and taken over; not taking over past it"
+
+
+def _cut_then(
+    seed: int, nodes: int = 3, profile: str = "standard", stopped: str = "", stop: float = 0.0,
+    alpha_dies: float | None = 0.3, powered_off: str = "",
+) -> World:  # fmt: skip
+    """beta and gamma cut apart; `stopped`'s agent stopped at STOP_AT for `stop` s,
+    `powered_off` off at STOP_AT, alpha off `alpha_dies` s after STOP_AT (None: never)."""
+    world = formed(nodes, seed, profile)
+    assert world.roles()["alpha"] is Role.ACTIVE
+    for net in ("a", "b"):
+        world.set_link("beta", "gamma", net, False, SETTLED)
+    if stopped:
+        world.freeze(stopped, STOP_AT, stop, agent_only=True)
+    if powered_off:
+        world.power_off(powered_off, STOP_AT)
+    if alpha_dies is not None:
+        world.power_off("alpha", STOP_AT + alpha_dies)
+    world.run_until(STOP_AT + stop + 10)
+    return world
+
+
+def _single(world: World) -> list[str]:
+    assert world.dual_clients_worst == 0.0 and world.dual_holders_worst == 0.0
+    return world.active_nodes()
+
+
+@pytest.mark.parametrize(
+    ("stop", "dies", "nodes", "profile"),
+    [
+        (1.0, 0.3, 3, "standard"),
+        (3.0, 0.5, 3, "standard"),
+        (0.5, 0.3, 3, "standard"),
+        (1.0, 0.3, 4, "standard"),
+        (1.0, 0.3, 3, "fast"),
+    ],
+)
+def test_the_stopped_better_standby_leaves_it_to_the_one_told_it_was_gone(
+    stop: float, dies: float, nodes: int, profile: str
+) -> None:
+    for seed in range(3):
+        world = _cut_then(seed, nodes, profile, "beta", stop, dies)
+        assert _single(world) == ["gamma"], (seed, [d.reason for d in world.decisions("beta")])
+        said = [d.reason for d in world.decisions("beta") if d.kind == "partitioned"]
+        assert any(SAID in reason for reason in said), (seed, said)
+
+
+def test_the_stopped_lesser_standby_leaves_it_to_the_better_one() -> None:
+    for seed in range(3):
+        assert _single(_cut_then(seed, stopped="gamma", stop=1.0)) == ["beta"], seed
+
+
+def test_without_a_stop_the_better_standby_takes_over_as_before() -> None:
+    for seed in range(3):
+        world = _cut_then(seed)
+        assert _single(world) == ["beta"], seed
+        said = [d.reason for d in world.decisions("beta") if d.kind == "partitioned"]
+        assert not any(SAID in reason for reason in said), said
+
+
+@pytest.mark.parametrize(("dead", "holder"), [("beta", "gamma"), ("gamma", "beta")])
+def test_a_standby_dead_before_the_active_leaves_it_to_the_other(dead: str, holder: str) -> None:
+    """alpha's lists left the dead one out for seconds before alpha died too."""
+    for seed in range(3):
+        world = _cut_then(seed, powered_off=dead, alpha_dies=5.0)
+        assert _single(world) == [holder], seed
+
+
+def test_a_stop_without_the_active_dying_changes_nothing() -> None:
+    world = _cut_then(1, stopped="beta", stop=1.5, alpha_dies=None)
+    assert _single(world) == ["alpha"]
+    assert world.roles() == {"alpha": Role.ACTIVE, "beta": Role.STANDBY, "gamma": Role.STANDBY}

@@ -285,6 +285,7 @@ class Core:
         # (peer, network) said to answer no echo while its messages arrive there: when
         self._echo_blocked_said: dict[tuple[str, str], float] = {}
         self._listening_since = now  # nothing unheard before this means anything
+        self._stopped_at = -math.inf  # when this agent last stopped running (a schedule gap)
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
         self._held_since: dict[str, float] = {}  # conditions that must hold a while
@@ -955,6 +956,7 @@ class Core:
         for peer in self.peers.values():
             peer.restart_timers(now)
         self._listening_since = now
+        self._stopped_at = self._now
         out.append(
             self._decision(
                 DecisionKind.RESUMED,
@@ -1456,11 +1458,6 @@ class Core:
                 if other == name:
                     continue
                 if view is None:
-                    # a witness gone, its last word leaving the peer out: the peer knows
-                    # of it from the same word (`_may_have_counted_me_gone`), and waits
-                    final = self.peers[other].view
-                    if final is not None and name not in final.heard:
-                        witnesses.discard(other)
                     continue
                 said_at = self.peers[other].heard_at
                 if name not in view.heard:
@@ -1500,21 +1497,34 @@ class Core:
 
     def _may_have_counted_me_gone(self, name: str, now: float) -> bool:
         """A peer known here only through witnesses (a partition) may have counted this
-        node gone, and taken over, unless a witness's newest message, heard since this
-        agent last ran without a stop, lists this node. Such a peer knows this node only
-        through the same lists: a witness that last left it out (it stopped hearing
-        this node, stopped by SIGSTOP, say, and then died) or was not heard since this
-        agent's stop may have told it "gone". Without this, three nodes, beta and gamma
-        cut apart, beta's agent stopped for 1 s and alpha dying 0.3 s into the stop:
-        gamma took over, and so did beta once it ran again (5 of 8 simulated runs; a
-        3 s stop, 8 of 8). The peer's last view is a standby: it said nothing since."""
+        node gone, and taken over, unless a witness tells otherwise: its newest message
+        here lists this node, and came after this agent's last stop (what it said
+        during the stop is not known here) or before it (a witness gone by then; the
+        peer keeps its proof through it, `_update_partitions`). A witness whose newest
+        message leaves this node out may have ended the peer's proof of it. Not a peer
+        whose last view could not be elected (maintenance, a network missing).
+
+        Without this, three nodes, beta and gamma cut apart, beta's agent stopped for
+        1 s and alpha dying 0.3 s into the stop: gamma took over, and so did beta once
+        it ran again, still knowing gamma as a standby it outranks (5 of 8 simulated
+        runs; a 3 s stop, 8 of 8)."""
+        last = self.peers[name].view
+        if last is None or not last.candidate:
+            return False
+        gone_by_then = self._stopped_at - self.timing.peer_gone_after
         for witness in self._partitioned.get(name, ()):
             tracker = self.peers[witness]
             view = tracker.view
+            if view is None:
+                continue
             fresh = tracker.heard_at >= self._listening_since
-            if view is not None and fresh and self.node in view.heard:
+            if self.node not in view.heard:
+                if fresh and name not in view.heard:
+                    return False  # it lost the peer too: it told the peer nothing of me
+                continue
+            if fresh or tracker.heard_at < gone_by_then:
                 return False
-        return True
+        return bool(self._partitioned.get(name))
 
     def _taken_over_from(self, name: str, now: float) -> bool:
         """A node heard here holds, or held, an epoch newer than `name` was last seen

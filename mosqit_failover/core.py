@@ -1455,9 +1455,7 @@ class Core:
             last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
-                if other == name:
-                    continue
-                if view is None:
+                if other == name or view is None:
                     continue
                 said_at = self.peers[other].heard_at
                 if name not in view.heard:
@@ -1495,36 +1493,37 @@ class Core:
         for name in [n for n in self._fate_unknown if self._taken_over_from(n, now)]:
             del self._fate_unknown[name]
 
-    def _may_have_counted_me_gone(self, name: str, now: float) -> bool:
+    def _may_have_counted_me_gone(self, name: str) -> bool:
         """A peer known here only through witnesses (a partition) may have counted this
-        node gone, and taken over, unless a witness tells otherwise: its newest message
-        here lists this node, and came after this agent's last stop (what it said
-        during the stop is not known here) or before it (a witness gone by then; the
-        peer keeps its proof through it, `_update_partitions`). A witness whose newest
-        message leaves this node out may have ended the peer's proof of it. Not a peer
-        whose last view could not be elected (maintenance, a network missing).
+        node gone, and taken over, unless a witness vouches for this node (`_vouches`).
+        Not a peer whose last view could not be elected (maintenance, a network missing).
 
         Without this, three nodes, beta and gamma cut apart, beta's agent stopped for
         1 s and alpha dying 0.3 s into the stop: gamma took over, and so did beta once
         it ran again, still knowing gamma as a standby it outranks (5 of 8 simulated
         runs; a 3 s stop, 8 of 8)."""
         last = self.peers[name].view
-        if last is None or not last.candidate:
+        witnesses = self._partitioned.get(name, set())
+        if last is None or not last.candidate or not witnesses:
             return False
-        gone_by_then = self._stopped_at - self.timing.peer_gone_after
-        for witness in self._partitioned.get(name, ()):
-            tracker = self.peers[witness]
-            view = tracker.view
-            if view is None:
-                continue
-            fresh = tracker.heard_at >= self._listening_since
-            if self.node not in view.heard:
-                if fresh and name not in view.heard:
-                    return False  # it lost the peer too: it told the peer nothing of me
-                continue
-            if fresh or tracker.heard_at < gone_by_then:
-                return False
-        return bool(self._partitioned.get(name))
+        return not any(self._vouches(witness, name) for witness in witnesses)
+
+    def _vouches(self, witness: str, name: str) -> bool:
+        """Whether `witness`'s newest message here tells that the peer `name` has not
+        counted this node gone. It lists this node, and came after this agent's last
+        stop (what it said during the stop is not known here) or before it (a witness
+        gone by then: the peer keeps its proof through it, `_update_partitions`); or it
+        came after the stop and lists neither (it lost the peer too, and told it
+        nothing of this node). One that leaves only this node out may have ended the
+        peer's proof of it."""
+        tracker = self.peers[witness]
+        view = tracker.view
+        if view is None:
+            return False
+        fresh = tracker.heard_at >= self._listening_since
+        if self.node not in view.heard:
+            return fresh and name not in view.heard
+        return fresh or tracker.heard_at < self._stopped_at - self.timing.peer_gone_after
 
     def _taken_over_from(self, name: str, now: float) -> bool:
         """A node heard here holds, or held, an epoch newer than `name` was last seen
@@ -1677,7 +1676,7 @@ class Core:
                 view = self.peers[name].view  # not heard here: its last word, however old
                 if view is None or view.role.may_hold or self._outranks_me(view, heard=False):
                     return None  # a better candidate (or a holder) we merely cannot hear
-                if self._may_have_counted_me_gone(name, now):
+                if self._may_have_counted_me_gone(name):
                     return None  # and may have taken over since (`_note_partition` says)
                 rivals.append(view)
                 continue
@@ -1989,7 +1988,6 @@ class Core:
                 chosen = self._best(takers)
                 if target:
                     chosen = next((v for v in takers if v.node == target), None)
-                cut = self._cut_from_better(chosen, now) if chosen is not None else []
                 if self.role is not A:
                     refuse(f"this node is {self.role.value}; run it on the active node")
                 elif target and target not in self.peers:
@@ -2003,8 +2001,7 @@ class Core:
                     present = self._present(target, now) if target else None
                     state = "not heard" if present is None else present.role.value
                     refuse(f"{name} cannot take over ({state}, not a present candidate standby)")
-                elif cut:
-                    assert chosen is not None
+                elif cut := self._cut_from_better(chosen, now):
                     who = ", ".join(cut)
                     refuse(
                         f"{chosen.node} and {who} do not both hear each other (their lists "
@@ -2298,43 +2295,38 @@ class Core:
             view = self.peers[name].view
             if name in self._partition_said:
                 continue
+            holds = view is not None and view.role.may_hold
             # said when it matters: with no holder heard, it keeps this node from a takeover
-            holder = any(v.role.may_hold for v in self._present_views(now))
-            stale = not holder and self._may_have_counted_me_gone(name, now)
-            if (
-                view is not None
-                and not view.role.may_hold
-                and not self._outranks_me(view, heard=False)
-                and not stale
-            ):
+            stale = (
+                not holds
+                and not any(v.role.may_hold for v in self._present_views(now))
+                and self._may_have_counted_me_gone(name)
+            )
+            better = view is None or holds or self._outranks_me(view, heard=False)
+            if not better and not stale:
                 continue
             self._partition_said.add(name)
             who = ", ".join(sorted(witnesses))
-            if view is not None and not view.role.may_hold and stale:
-                text = (
-                    f"cannot hear {name}, known here only through {who}, whose last word "
-                    f"did not list this node (or came before this agent stopped): {name} "
-                    f"may have counted this node gone and taken over; not taking over "
-                    f"past it; fix the path between {self.node} and {name} (cables, "
-                    f"VLANs, firewall). If {name} is down, run `mosqit-failover "
-                    f"force-active` on {self.node}"
+            why = f"which {who} hears (a partition among the nodes):"
+            last = (
+                f"If {name} and the active node are both down, "
+                f"run `mosqit-failover force-active` on {self.node}"
+            )
+            if stale:
+                why = (
+                    f"known here only through {who}, whose last word did not list this "
+                    f"node (or came before this agent stopped): {name} may have counted "
+                    "this node gone and taken over;"
                 )
-                self._warn(DecisionKind.PARTITIONED, AlertKind.PARTITIONED, text, out)
-                continue
-            if view is not None and view.role.may_hold:  # the unheard one is the active
+                last = f"If {name} is down, run `mosqit-failover force-active` on {self.node}"
+            elif holds:  # the unheard one is the active
                 last = (
                     f"If {name} goes down, a node that hears it takes over: keep {who} a "
                     "candidate (out of maintenance, both networks)"
                 )
-            else:
-                last = (
-                    f"If {name} and the active node are both down, "
-                    f"run `mosqit-failover force-active` on {self.node}"
-                )
             text = (
-                f"cannot hear {name}, which {who} hears (a partition among the nodes): "
-                f"not taking over past it; fix the path between {self.node} and {name} "
-                f"(cables, VLANs, firewall). {last}"
+                f"cannot hear {name}, {why} not taking over past it; fix the path between "
+                f"{self.node} and {name} (cables, VLANs, firewall). {last}"
             )
             self._warn(DecisionKind.PARTITIONED, AlertKind.PARTITIONED, text, out)
 

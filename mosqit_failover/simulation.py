@@ -620,6 +620,11 @@ class World:
 
         self.at(at, change)
 
+    def set_links(self, a: str, b: str, up: bool, at: float) -> None:
+        """The path between two nodes on every network (`set_link` on each): a cut."""
+        for network in self.networks:
+            self.set_link(a, b, network, up, at)
+
     def set_link_loss(
         self, sender: str, receiver: str, network: str, loss: float, at: float
     ) -> None:

@@ -112,12 +112,7 @@ def _reset_ours(lab: Lab, plan: LabPlan) -> None:
     roles = deploy.wait_pair(lab.nodes, timeout=40)
     active = next(n for n, r in roles.items() if r == "ACTIVE")
     if active != first:
-        argv = [deploy.AGENT, "switchover", "--to", first, "--config", deploy.CONFIG_PATH]
-        deadline = time.time() + 30
-        while (proc := lab[active].run(argv, check=False)).returncode != 0:
-            if time.time() > deadline:  # e.g. alpha not a present candidate yet
-                raise LabError(f"switchover --to {first}: {proc.stdout}{proc.stderr}".strip())
-            time.sleep(0.5)
+        deploy.switch_over(lab[active], first, within=30)
         wanted = {n: "ACTIVE" if n == first else "STANDBY" for n in lab.nodes}
         deploy.wait_roles(lab.nodes, wanted, timeout=30)
 

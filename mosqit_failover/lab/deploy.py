@@ -216,6 +216,18 @@ def main_pid(node: Node, unit: str = UNIT) -> int:
     return int(node.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)
 
 
+def switch_over(node: Node, to: str, within: float) -> None:
+    """`switchover --to TO` on `node`, the active, asked again every 0.5 s while it is
+    refused (TO not a present candidate yet, or the heard lists still showing a cut
+    that has just healed); LabError after `within` seconds."""
+    argv = [AGENT, "switchover", "--to", to, "--config", CONFIG_PATH]
+    deadline = time.time() + within
+    while (proc := node.run(argv, check=False)).returncode != 0:
+        if time.time() > deadline:
+            raise LabError(f"switchover --to {to} on {node.name}: {proc.stdout}{proc.stderr}")
+        time.sleep(0.5)
+
+
 def drop_in_path(name: str, unit: str = UNIT) -> str:
     """Where `drop_in` puts the drop-in `name` of `unit`: in /run, gone at a reboot."""
     return f"/run/systemd/system/{unit}.d/{name}.conf"

@@ -340,11 +340,7 @@ def switch_to(
     """`switchover --to ACTIVE` on `current`; wait for the roles and the sync (of `nodes`,
     default all)."""
     names = list(nodes or c.nodes)
-    deadline = time.time() + 10
-    # refused while the heard lists still show a cut that has just healed
-    while (proc := c.command(current, "switchover", "--to", active)).returncode != 0:
-        assert time.time() < deadline, f"switchover --to {active}: {proc.stdout}{proc.stderr}"
-        time.sleep(0.5)
+    deploy.switch_over(c[current], active, within=10)
     wanted = {n: "ACTIVE" if n == active else "STANDBY" for n in names}
     deploy.wait_roles({n: c[n] for n in names}, wanted, timeout=timeout)
     wait_for(f"every standby in sync with {active}", lambda: equal_data(c, names), timeout)

@@ -34,8 +34,7 @@ def _cut_then(
     `powered_off` off at STOP_AT, alpha off `alpha_dies` s after STOP_AT (None: never)."""
     world = formed(nodes, seed, profile)
     assert world.roles()["alpha"] is Role.ACTIVE
-    for net in ("a", "b"):
-        world.set_link("beta", "gamma", net, False, SETTLED)
+    world.set_links("beta", "gamma", False, SETTLED)
     if stopped:
         world.freeze(stopped, STOP_AT, stop, agent_only=True)
     if powered_off:
@@ -121,14 +120,12 @@ def test_a_witness_dead_before_the_stop_still_vouches_for_this_node() -> None:
     """Four nodes; delta, a witness of gamma for beta, powered off 1 s before beta's stop:
     gamma keeps its proof of beta through delta's last word, which listed beta, and
     waits; so beta takes over (the first version left nobody holding)."""
-    for seed in range(3):
-        world = formed(4, seed)
-        for net in ("a", "b"):
-            world.set_link("beta", "gamma", net, False, SETTLED)
+
+    def delta_off_before(world: World) -> None:
         world.power_off("delta", STOP_AT - 1.0)
-        world.freeze("beta", STOP_AT, 1.0, agent_only=True)
-        world.power_off("alpha", STOP_AT + 0.3)
-        world.run_until(STOP_AT + 12)
+
+    for seed in range(3):
+        world = _cut_then(seed, 4, stopped="beta", stop=1.0, also=delta_off_before)
         assert _single(world) == ["beta"], seed
 
 

@@ -43,8 +43,7 @@ def test_a_standby_whose_stop_ends_as_the_other_takes_over_waits_to_be_listed() 
     again, and by then gamma's takeover has reached it."""
     for seed in range(1, 9):
         world = _three(seed)
-        for net in ("a", "b"):
-            world.set_link("beta", "gamma", net, False, SETTLED)
+        world.set_links("beta", "gamma", False, SETTLED)
         world.command("alpha", OperatorCommand(Command.SWITCHOVER), SETTLED + 2)
         world.freeze("beta", SETTLED + 2.05, 0.6, agent_only=True)
         world.run_until(SETTLED + 9)

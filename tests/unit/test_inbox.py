@@ -42,8 +42,7 @@ def _switchover_to_a_stopped_standby(
     leaves the takeover to gamma, which promotes."""
     world = formed(nodes, seed, profile)
     assert world.roles()["alpha"] is Role.ACTIVE
-    for net in ("a", "b"):
-        world.set_link("beta", "gamma", net, False, SETTLED)
+    world.set_links("beta", "gamma", False, SETTLED)
     world.command("alpha", OperatorCommand(Command.SWITCHOVER), SETTLED + 2)
     world.freeze("beta", SETTLED + 2.05, stopped, agent_only=True)
     world.run_until(SETTLED + 2.05 + stopped + 6)

@@ -21,8 +21,7 @@ def _three_cut(seed: int, nodes: int = 3) -> World:
     """alpha active, beta and gamma (and the rest) standing by; beta and gamma cut apart."""
     world = formed(nodes, seed)
     assert world.roles()["alpha"] is Role.ACTIVE
-    for net in ("a", "b"):
-        world.set_link("beta", "gamma", net, False, SETTLED)
+    world.set_links("beta", "gamma", False, SETTLED)
     world.run_until(CUT)
     return world
 
@@ -80,8 +79,8 @@ def test_with_the_better_standby_in_maintenance_no_switchover_leaves_the_service
 def test_a_one_way_cut_is_a_cut() -> None:
     """gamma no longer hears beta, beta still hears gamma."""
     world = _three_cut(1)
+    world.set_links("beta", "gamma", True, CUT)
     for net in ("a", "b"):
-        world.set_link("beta", "gamma", net, True, CUT)
         world.set_link_loss("beta", "gamma", net, 1.0, CUT)
     world.command("alpha", OperatorCommand(Command.SWITCHOVER, "gamma"), CUT + 2)
     world.run_until(CUT + 5)

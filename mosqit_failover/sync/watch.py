@@ -76,29 +76,36 @@ class TreeWatcher:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory (or missing)", self.root)
         inotify = Inotify()
+        # The mount table before the walk: a filesystem mounted after this read polls
+        # as a change, one mounted before it the walk goes through. Read later (in
+        # the reader), a mount between the walk and the read would be taken for one
+        # that was always there, and not watched.
+        mounts = _MountTable()
         try:
+            before_walk = mounts.points()
             tree = WatchedTree(inotify, self.root, self._report)
             tree.start()
+            tree.mounts_seen(before_walk)
         except BaseException:
+            mounts.__exit__()
             inotify.close()
             raise
         self._inotify, self._tree = inotify, tree
         self._stop_pipe = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(
-            target=self._read, args=(tree,), name=f"watch {self.root}", daemon=True
+            target=self._read, args=(tree, mounts), name=f"watch {self.root}", daemon=True
         )
         self._thread.start()
 
-    def _read(self, tree: WatchedTree) -> None:
+    def _read(self, tree: WatchedTree, mounts: _MountTable) -> None:
         assert self._inotify is not None and self._stop_pipe is not None
         poller = select.poll()
         poller.register(self._inotify.fd, select.POLLIN)
         poller.register(self._stop_pipe[0], select.POLLIN)
         try:
-            with _MountTable() as mounts:
+            with mounts:
                 if mounts.fd is not None:
                     poller.register(mounts.fd, select.POLLPRI)
-                tree.mounts_seen(mounts.points())
                 while True:
                     ready = dict(poller.poll(_PAIR_WAIT_MS if tree.moves_unpaired else None))
                     if self._stop_pipe[0] in ready:
@@ -136,14 +143,18 @@ class TreeWatcher:
 
 class _MountTable:
     """This process's mount points, from /proc/self/mountinfo, which polls as
-    POLLPRI when a filesystem is mounted or unmounted (``fd`` None without /proc)."""
+    POLLPRI when a filesystem is mounted or unmounted since it was opened or last
+    polled (``fd`` None without /proc). Opened at creation; closed on leaving a
+    ``with`` block."""
 
-    def __enter__(self) -> _MountTable:
+    def __init__(self) -> None:
         try:
-            self._file: BinaryIO | None = open(mountinfo.SELF, "rb")
+            self._file: BinaryIO | None = open(mountinfo.SELF, "rb")  # noqa: SIM115 (closed by __exit__)
         except OSError:
             self._file = None
         self.fd = self._file.fileno() if self._file is not None else None
+
+    def __enter__(self) -> _MountTable:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -148,11 +148,13 @@ def test_the_root_unmounted_is_reported_lost(
     )
 
 
-def _in_a_mount_namespace(drivers: Callable[[list[str]], Driver], root: Path) -> Driver:
+def _in_a_mount_namespace(
+    drivers: Callable[[list[str]], Driver], root: Path, *options: str
+) -> Driver:
     """A driver watching ``root``, ready, in a user and mount namespace of its own
     (its mount commands reach nothing outside)."""
     argv = ["unshare", "--user", "--map-root-user", "--mount"]
-    driver = drivers([*argv, sys.executable, str(DRIVER), str(root)])
+    driver = drivers([*argv, sys.executable, str(DRIVER), str(root), *options])
     driver.wait_for(lambda r: r.get("ready") is True, 10)
     return driver
 
@@ -165,6 +167,21 @@ def test_a_filesystem_mounted_inside_the_tree_is_sent_and_watched(
     root = tmp_path / "root"
     (root / "m").mkdir(parents=True)
     driver = _in_a_mount_namespace(drivers, root)
+    driver.send(f"mount {root / 'm'}")
+    driver.wait_for(lambda r: r.get("kind") == "mount" and r.get("path") == "m", 10)
+    driver.send(f"write {root / 'm' / 'later'}")
+    driver.wait_for(lambda r: r.get("path") == "m/later", 10)
+
+
+def test_a_filesystem_mounted_before_the_reader_runs_is_watched(
+    tmp_path: Path, drivers: Callable[[list[str]], Driver]
+) -> None:
+    """The mount table is read when the watch starts, not when its thread first runs:
+    on a loaded machine a mount could fall between the walk and that first read, and
+    the new filesystem was then taken for one that was always there, and not watched."""
+    root = tmp_path / "root"
+    (root / "m").mkdir(parents=True)
+    driver = _in_a_mount_namespace(drivers, root, "--late-reader", "1")
     driver.send(f"mount {root / 'm'}")
     driver.wait_for(lambda r: r.get("kind") == "mount" and r.get("path") == "m", 10)
     driver.send(f"write {root / 'm' / 'later'}")

@@ -1,6 +1,6 @@
 """Run a TreeWatcher in this process, for tests that stop it, limit it or unmount under it.
 
-    python watch_driver.py ROOT
+    python watch_driver.py ROOT [--late-reader SECONDS]
 
 Prints JSON lines: {"ready": true} once watching (or {"start_error": ERRNO,
 "message": TEXT} and exit), then one {"kind", "path", "dest", "tree"} per
@@ -8,6 +8,9 @@ change. Reads commands on stdin: "umount" unmounts ROOT, "mount PATH" mounts a
 tmpfs on PATH, "bind SOURCE TARGET" bind-mounts (all in this process's mount
 namespace), "write PATH" writes a
 file; end of input stops the watcher and prints {"end": true}.
+
+``--late-reader`` starts the watcher's reader thread that much later, as a loaded
+machine may: what happens in the meantime must be seen all the same.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -31,8 +35,20 @@ def emit(record: dict[str, object]) -> None:
         print(json.dumps(record), flush=True)
 
 
+def _start_reader_late(seconds: float) -> None:
+    read = TreeWatcher._read
+
+    def late(self: TreeWatcher, *args: object) -> None:
+        time.sleep(seconds)
+        read(self, *args)  # type: ignore[arg-type]
+
+    TreeWatcher._read = late  # type: ignore[method-assign,assignment]
+
+
 def main() -> int:
     root = sys.argv[1]
+    if sys.argv[2:3] == ["--late-reader"]:
+        _start_reader_late(float(sys.argv[3]))
     woke = threading.Event()
     watcher = TreeWatcher(root, woke.set)
     try:

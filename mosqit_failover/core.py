@@ -271,6 +271,10 @@ class Core:
         # peers not heard here that a node heard here reports as heard: node -> witnesses
         self._partitioned: dict[str, set[str]] = {}
         self._partition_said: set[str] = set()
+        # partitioned peers that may have counted this node gone, and may hold; and
+        # since when it has looked so (it sticks once that lasts, `_update_doubts`)
+        self._doubted: set[str] = set()
+        self._doubt_since: dict[str, float] = {}
         self._present_since: dict[str, float] = {}  # peer -> heard without a break since
         # (witness, peer) -> when the witness's last message listing the peer came
         self._listed_at: dict[tuple[str, str], float] = {}
@@ -569,6 +573,7 @@ class Core:
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
         times += [since + t.listed_again_within for since in self._unlisted_since.values()]
+        times += [since + t.heartbeat for since in self._doubt_since.values()]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
@@ -1492,8 +1497,47 @@ class Core:
                     self._fate_unknown[name] = ", ".join(had)
         for name in [n for n in self._fate_unknown if self._taken_over_from(n, now)]:
             del self._fate_unknown[name]
+        self._update_doubts(now)
+
+    def _update_doubts(self, now: float) -> None:
+        """A peer known here only through witnesses that may have counted this node gone
+        (`_counted_me_gone`) may have taken over then, and nothing a witness lists later
+        says it did not: the lists name no holder. So the doubt stays until the peer is
+        heard here or no longer known through witnesses, or a holder heard here lists
+        both it and this node for the settle time (two holders that hear each other do
+        not last that long). Without it, three nodes, beta and gamma cut apart, beta's
+        agent stopped for 1 s as alpha's hung: gamma fenced alpha and took over, and
+        beta did too once alpha's restarted agent listed it again (2 of 4 simulated
+        runs, until the end).
+
+        It sticks once it has looked so for a heartbeat: right after this agent's own
+        stop it does until the words that waited in the socket are read (a peer needs
+        peer_gone_after of a witness's silence about this node to count it gone)."""
+        for name in self._partitioned:
+            if name in self._doubted:
+                continue
+            if not self._counted_me_gone(name):
+                self._doubt_since.pop(name, None)
+            elif now - self._doubt_since.setdefault(name, now) >= self.timing.heartbeat:
+                self._doubted.add(name)
+                del self._doubt_since[name]
+        for name in [n for n in self._doubt_since if n not in self._partitioned]:
+            del self._doubt_since[name]
+        for name in list(self._doubted):
+            listed = any(
+                view.role is A and {name, self.node} <= set(view.heard)
+                for view in self._present_views(now)
+            )
+            if name not in self._partitioned or self._held(f"doubt-{name}", listed, now):
+                self._doubted.discard(name)
+                self._held_since.pop(f"doubt-{name}", None)
 
     def _may_have_counted_me_gone(self, name: str) -> bool:
+        """Whether a peer known here only through witnesses may hold, having counted this
+        node gone (now, or since: `_update_doubts`)."""
+        return name in self._doubted or name in self._doubt_since
+
+    def _counted_me_gone(self, name: str) -> bool:
         """A peer known here only through witnesses (a partition) may have counted this
         node gone, and taken over, unless a witness vouches for this node (`_vouches`).
         Not a peer whose last view could not be elected (maintenance, a network missing).

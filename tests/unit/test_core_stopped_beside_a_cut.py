@@ -139,3 +139,54 @@ def test_a_one_way_cut_and_the_lesser_standby_stopped_one_holder() -> None:
     for seed in range(3):
         world = _cut_then(seed, stopped="gamma", stop=1.0, alpha_dies=0.4, also=alpha_deaf_to_beta)
         assert len(_single(world)) == 1, seed
+
+
+# ---- the doubt sticks: alpha's agent hung, or alpha rebooted, during beta's stop.
+# gamma fenced alpha (or found it gone) and took over; alpha, running again as a
+# standby, listed beta, and beta took over too (5-8 of 8 runs before `_update_doubts`) --
+
+
+def _hung(seconds: float) -> Callable[[World], None]:
+    def hang(world: World) -> None:
+        world.freeze("alpha", STOP_AT + 0.3, seconds, agent_only=True)
+
+    return hang
+
+
+def _rebooted(world: World) -> None:
+    world.power_off("alpha", STOP_AT + 0.3)
+    world.boot("alpha", STOP_AT + 3.3)
+
+
+@pytest.mark.parametrize(
+    ("fault", "profile"),
+    [(_hung(8.0), "standard"), (_hung(4.0), "standard"), (_rebooted, "standard"),
+     (_hung(8.0), "fast")],
+)  # fmt: skip
+def test_the_active_back_as_a_standby_does_not_end_the_doubt(
+    fault: Callable[[World], None], profile: str
+) -> None:
+    held = []
+    for seed in range(4):
+        world = _cut_then(seed, profile=profile, stopped="beta", stop=1.0, alpha_dies=None,
+                          also=fault)  # fmt: skip
+        holders = _single(world)
+        assert len(holders) <= 1, seed
+        held += holders
+    assert "gamma" in held, "gamma took over in none of the runs: the case is not made"
+
+
+def test_the_active_that_lists_both_ends_the_doubt() -> None:
+    """alpha, active, does not hear beta for a second and leaves it out of its lists:
+    beta doubts gamma (silently: a holder is heard). Once alpha hears beta again and
+    lists both for the settle time, gamma cannot hold (alpha would hear it), so beta
+    takes over when alpha dies later (nobody did, with the doubt kept)."""
+
+    def alpha_deaf_to_beta_for_a_second(world: World) -> None:
+        for net in ("a", "b"):
+            world.set_link_loss("beta", "alpha", net, 1.0, STOP_AT)
+            world.set_link_loss("beta", "alpha", net, 0.0, STOP_AT + 1.0)
+
+    for seed in range(3):
+        world = _cut_then(seed, alpha_dies=6.0, also=alpha_deaf_to_beta_for_a_second)
+        assert _single(world) == ["beta"], seed

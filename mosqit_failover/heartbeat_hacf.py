@@ -145,11 +145,17 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+MAX_SECONDS = 86400.0  # a day: more is a typo, and beyond float range it is infinity
+
+
 def _seconds(text: str) -> float:
     match = _TIME.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a time (like 2, 500ms or 2s)")
-    return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    if not seconds <= MAX_SECONDS:
+        raise ValueError(f"{text[:20]}{'...' if len(text) > 20 else ''} is more than a day")
+    return seconds
 
 
 def ascii_number(text: str) -> bool:
@@ -186,7 +192,16 @@ def _hacf_line(cf: HaCf, directive: str, args: list[str], notes: list[str], wher
 
     if directive == "node":
         need(1, "NAME [NAME...]")
-        cf.nodes += args
+        known = {n.lower() for n in cf.nodes}
+        twice = []
+        for name in args:  # heartbeat compares node names case-insensitively
+            if name.lower() in known:
+                twice.append(name)
+            else:
+                known.add(name.lower())
+                cf.nodes.append(name)
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed twice; list each node once")
     elif directive in ("keepalive", "deadtime", "initdead", "warntime"):
         need(1, "TIME")
         cf.times[directive] = _seconds(args[0])

@@ -329,6 +329,22 @@ def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:
             "ha.cf:4: keepalive: '\u0663' is not a time",
         ),
         ("ha.cf", HA_CF.replace("udpport 694", "udpport \u00b2"), "ha.cf:8: udpport: '\u00b2'"),
+        # a helper's attack (2026-12-06): tracebacks, OverflowError and StopIteration
+        (
+            "ha.cf",
+            HA_CF.replace("deadtime 10", "deadtime " + "9" * 400),
+            "ha.cf:5: deadtime: 99999999999999999999... is more than a day",
+        ),
+        (
+            "ha.cf",
+            HA_CF.replace("node    bill2\n", "node    bill1\n"),
+            "node: bill1 listed twice; list each node once",
+        ),
+        (
+            "ha.cf",
+            HA_CF.replace("node    bill2\n", "node    BILL1\n"),
+            "node: BILL1 listed twice; list each node once",
+        ),
     ],
 )
 def test_a_malformed_line_is_named_with_its_file_and_line(
@@ -933,8 +949,9 @@ def test_fqdn_node_names_end_to_end(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "mosqit_failover.cli"]
 
     fqdn = _as_host("pbx1.local", *cli, "check-config", str(path))
-    assert fqdn.returncode == 0, fqdn.stderr
     assert "this host runs as node pbx1.local" in fqdn.stdout
+    assert fqdn.returncode == 2  # on the node: the missing secret, as the agent says
+    assert f"secret file {secret}: does not exist" in fqdn.stderr
     agent = _as_host("pbx1.local", *cli, "agent", "--config", str(path))
     assert agent.returncode == 78  # past the node, stopped by the missing secret
     assert f"secret file {secret}: does not exist" in agent.stderr

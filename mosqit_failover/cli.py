@@ -60,7 +60,26 @@ def _check_config(args: argparse.Namespace) -> int:
             node_here = True
         except configuration.ConfigError as error:
             print(f"note: {error.problems[0]}")
-    return _check_fuse(cfg, node_here)
+    secret = _check_secret(cfg, node_here)
+    return _check_fuse(cfg, node_here) or secret
+
+
+def _check_secret(cfg: configuration.Config, node_here: bool) -> int:
+    """The agent refuses to start with a bad secret file: say it now. A note where this
+    host runs no node (an operator's machine) or the file cannot be read but by root."""
+    from mosqit_failover.authkeys import SecretFileError, load_keyring
+
+    try:
+        keyring = load_keyring(cfg.secret_file)
+    except SecretFileError as error:
+        if node_here and os.geteuid() == 0:
+            print(error, file=sys.stderr)
+            return 2
+        print(f"note: {error} (the agent checks it when it starts)")
+        return 0
+    ids = ", ".join(str(key.key_id) for key in keyring.keys)
+    print(f"secret file {cfg.secret_file}: key(s) {ids}, signing with {keyring.keys[0].key_id}")
+    return 0
 
 
 def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:

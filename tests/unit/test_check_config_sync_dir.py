@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mosqit_failover.authkeys import generate_secret_text, write_secret_file
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,10 @@ def config(tmp_path: Path, directory: Path) -> Path:
     head = '[[sync]]\npath = "/srv/data"'
     text = SIM_CONFIG.replace(head, f'[[sync]]\npath = "{directory}"\nmode = "synchronous"')
     (tmp_path / "etc").mkdir(exist_ok=True)
+    secret = tmp_path / "etc" / "secret"  # check-config on a node reads it as the agent does
+    if not secret.exists():
+        write_secret_file(secret, generate_secret_text())
+    text = text.replace('preferred = "alpha"', f'preferred = "alpha"\nsecret_file = "{secret}"')
     path = tmp_path / "etc" / "pair.toml"  # not the synced directory's parent
     path.write_text(text)
     path.chmod(0o644)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,44 @@ def test_check_config_on_a_missing_file() -> None:
     result = run_cli("check-config", "/nonexistent/mosqit.toml")
     assert result.returncode == 2
     assert "file not found; pass --config PATH or create it" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the secret file must be root's")
+@pytest.mark.parametrize(
+    ("content", "mode", "said"),
+    [
+        (None, 0o600, "does not exist; fix: generate a fresh file"),
+        ("1 abcd\n", 0o600, "line 1: secret has 4 hex digits, at least 32 are required"),
+        ("1 " + "ab" * 32 + "\n", 0o644, "has mode 0644; only 0600 or 0400 are allowed"),
+        ("", 0o600, "no key found (empty or only comments)"),
+    ],
+)
+def test_check_config_reads_the_secret_file_as_the_agent_does(
+    tmp_path: Path, content: str | None, mode: int, said: str
+) -> None:
+    """A helper's attack (2026-12-06): check-config said OK to secret files the agent
+    refuses at its start. On a node it fails now; elsewhere it is a note."""
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_text(content)
+        secret.chmod(mode)
+    path = tmp_path / "pair.toml"
+    path.write_text(EXAMPLE.read_text().replace("/etc/mosqit-failover/secret", str(secret)))
+    on_a_node = run_cli("check-config", str(path), "--node", "alpha")
+    assert on_a_node.returncode == 2 and "Traceback" not in on_a_node.stderr
+    assert f"secret file {secret}: {said}" in on_a_node.stderr, on_a_node.stderr
+    elsewhere = run_cli("check-config", str(path))  # this host is no node of the example
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert f"note: secret file {secret}: {said}" in elsewhere.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the secret file must be root's")
+def test_check_config_names_the_keys_of_a_good_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("2 " + "ab" * 32 + "\n1 " + "cd" * 32 + "\n")
+    secret.chmod(0o600)
+    path = tmp_path / "pair.toml"
+    path.write_text(EXAMPLE.read_text().replace("/etc/mosqit-failover/secret", str(secret)))
+    result = run_cli("check-config", str(path), "--node", "alpha")
+    assert result.returncode == 0, result.stderr
+    assert f"secret file {secret}: key(s) 2, 1, signing with 2" in result.stdout

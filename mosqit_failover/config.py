@@ -27,6 +27,7 @@ from typing import Any
 from mosqit_failover.kinds import known_kinds
 
 DEFAULT_PATH = Path("/etc/mosqit-failover/mosqit-failover.toml")
+DEFAULT_CONTROL_SOCKET = Path("/run/mosqit-failover/control.sock")
 MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; this bounds what load() reads
 
 
@@ -444,6 +445,21 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def control_socket_in(path: Path) -> Path:
+    """The control socket a config names, read from a file that may not load (an edit
+    half done): cluster.control_socket if it is a usable path, else the default. The
+    running agent still serves on the socket of the config it started with."""
+    from mosqit_failover.control import socket_path_problem
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        named = raw.get("cluster", {}).get("control_socket")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return DEFAULT_CONTROL_SOCKET
+    usable = isinstance(named, str) and named and "\x00" not in named
+    return Path(named) if usable and socket_path_problem(named) is None else DEFAULT_CONTROL_SOCKET
+
+
 @dataclass(frozen=True)
 class Config:
     cluster: str
@@ -574,7 +590,43 @@ class _Checker:
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("must be a non-empty string")
+    if "\x00" in value:  # no file name, command or address holds one
+        raise ValueError("has a NUL character (\\u0000) in it; remove it")
     return value
+
+
+# in a path, a control character is a slip of the editor (or an attack), never meant
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _absolute_path(value: Any) -> str:
+    text = _string(value)
+    if not text.startswith("/"):
+        raise ValueError("must be an absolute path (the agent runs from /, not from where you are)")
+    if _PATH_CONTROL.search(text):
+        raise ValueError("has a control character (a newline, a tab) in it; remove it")
+    return text
+
+
+def _own_directory(value: Any) -> str:
+    text = _absolute_path(value)
+    if posixpath.normpath(text) == "/":
+        raise ValueError('must be a directory of its own, like "/var/lib/mosqit-failover"')
+    return text
+
+
+# a unit name as systemctl takes it; never an option ("-H host" would be one)
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@][A-Za-z0-9:_.\\@-]{0,254}")
+
+
+def _unit_name(value: Any) -> str:
+    text = _string(value)
+    if not _UNIT_NAME.fullmatch(text):
+        raise ValueError(
+            'must be a systemd unit name, like "postgresql.service" (letters, digits and '
+            '":_.\\@-", not starting with "-")'
+        )
+    return text
 
 
 def _name(value: Any) -> str:
@@ -1049,7 +1101,7 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             if kind is not None:
                 c.fail(f"{key}.kind", kind, f"must be {kinds}")
             continue
-        checks = {"agent": _ocf_agent}
+        checks = {"agent": _ocf_agent, "unit": _unit_name}
         values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
         timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
         params: tuple[tuple[str, str], ...] = ()
@@ -1180,6 +1232,8 @@ def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
     """Why `value` cannot be a synced directory (sync.path or sync.peer_path), or None."""
     if not value.startswith("/"):
         return 'must be an absolute directory path, like "/srv/data"'
+    if _PATH_CONTROL.search(value):
+        return "has a control character (a newline, a tab) in it; remove it"
     norm = "/" + posixpath.normpath(value).lstrip("/")
     plain = value in (norm, norm + "/")
     if norm in _SYSTEM_DIRS or norm.startswith(_SYSTEM_TREES) or _LIB_DIR.fullmatch(norm):
@@ -1229,7 +1283,9 @@ def _read_sync(
         extra = {
             "ssh_user": c.get(item, f"{key}.ssh_user", _name, "root"),
             "ssh_port": c.get(item, f"{key}.ssh_port", _count(1, 65535), 22),
-            "ssh_key": c.get(item, f"{key}.ssh_key", _string, "/etc/mosqit-failover/sync_key"),
+            "ssh_key": c.get(
+                item, f"{key}.ssh_key", _absolute_path, "/etc/mosqit-failover/sync_key"
+            ),
             "timeout": c.get(item, f"{key}.timeout", _duration(1, 3600), 30.0),
             "connect_timeout": c.get(item, f"{key}.connect_timeout", _duration(0.5, 120), 5.0),
             "bwlimit": c.get(item, f"{key}.bwlimit", _count(0, 10**9), 0),
@@ -1259,7 +1315,36 @@ def _read_sync(
     for dup in sorted({p for p in paths if paths.count(p) > 1}):
         c.problems.append(f"sync: {dup} is listed twice")
     c.problems += _nested_synchronous_problems(dirs)
+    c.problems += _shared_target_problems(dirs)
     return tuple(dirs)
+
+
+def _shared_target_problems(dirs: list[SyncDir]) -> list[str]:
+    """Two synced directories landing in one place on the standby, or one inside the
+    other's there but not here: each full sync deletes what the other sent (--delete),
+    and after a failover the data is whichever ran last."""
+    out = []
+    for i, one in enumerate(dirs):
+        for other in dirs[i + 1 :]:
+            if one.path == other.path:
+                continue  # "listed twice" already
+            if one.target == other.target:
+                out.append(
+                    f"sync: {one.path} and {other.path} both land in {one.target} on the peer; "
+                    "give each its own peer_path"
+                )
+                continue
+            for outer, inner in ((one, other), (other, one)):
+                if inner.target.startswith(outer.target + "/") and (
+                    outer.path + inner.target[len(outer.target) :] != inner.path
+                ):
+                    out.append(
+                        f"sync: {inner.path} lands in {inner.target} on the peer, inside "
+                        f"{outer.target} where {outer.path} lands, but is not the same place "
+                        f"inside {outer.path} here: the two would delete each other's files "
+                        "there; give it a peer_path outside that directory"
+                    )
+    return out
 
 
 def _nested_synchronous_problems(dirs: list[SyncDir]) -> list[str]:
@@ -1289,10 +1374,20 @@ def _control_socket_problem(path: str) -> str | None:
 
 
 def _host_port(value: Any) -> str:
+    """HOST:PORT, an IPv6 address in brackets; "[]" (every interface, by accident) and
+    unbalanced brackets are refused."""
     text = _string(value)
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError('must be "HOST:PORT", like "127.0.0.1:25"')
+    if host.startswith("[") or host.endswith("]"):
+        try:
+            ok = host[0] == "[" and host[-1] == "]" and bool(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            ok = False
+    else:
+        ok = bool(host) and ":" not in host and all(ch.isprintable() for ch in host)
+        ok = ok and not any(ch.isspace() for ch in host)
+    if not ok or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise ValueError('must be "HOST:PORT", like "127.0.0.1:25" or "[::1]:25"')
     return text
 
 
@@ -1555,17 +1650,46 @@ def _check_addresses(
         return
     if vip.address.ip in seen:
         c.problems.append(f"vip.address = '{vip.address}': already used by {seen[vip.address.ip]}")
-    if networks and not any(vip.address.ip in n.subnet for n in networks):
+    home = next((n for n in networks if vip.address.ip in n.subnet), None)
+    if networks and home is None:
         subnets = ", ".join(str(n.subnet) for n in networks)
         c.problems.append(
             f"vip.address = '{vip.address}': outside every configured network ({subnets}); "
             "pick a free address in one of them"
         )
+    if home is not None:
+        _check_vip_in(c, vip, home, nodes)
     for node in nodes:
         if node.vip_interface not in {a.interface for a in node.attachments}:
             c.problems.append(
                 f"nodes.{node.name}: the VIP interface {node.vip_interface!r} is not one of its "
                 "network interfaces; set vip.interface or nodes.NAME.vip_interface"
+            )
+
+
+def _check_vip_in(c: _Checker, vip: Vip, home: Network, nodes: tuple[Node, ...]) -> None:
+    """The VIP as a host of its network, on each node's port to that network: another
+    prefix adds a route to the active node (a /8 takes a whole range to that port), and
+    on another port the address answers on the other switch, where no client looks."""
+    subnet = home.subnet
+    where = f"vip.address = '{vip.address}'"
+    why = _not_a_host(vip.address.ip, subnet)
+    if why:
+        c.problems.append(f"{where}: {why}; pick a free host address of {subnet}")
+    prefix = vip.address.network.prefixlen
+    if prefix not in (subnet.prefixlen, 32):
+        c.problems.append(
+            f"{where}: the prefix /{prefix} differs from network {home.name}'s "
+            f"({subnet}): the active node would route {vip.address.network} to that port; "
+            f"write {vip.address.ip}/{subnet.prefixlen} (or /32)"
+        )
+    for node in nodes:
+        port = next((a.interface for a in node.attachments if a.network == home.name), None)
+        if port is not None and node.vip_interface != port:
+            c.problems.append(
+                f"nodes.{node.name}: the VIP is in network {home.name} ({subnet}), whose port "
+                f"on {node.name} is {port}, not {node.vip_interface}: set vip.interface (or "
+                f"nodes.{node.name}.vip_interface) to {port!r}"
             )
 
 
@@ -1627,10 +1751,10 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
     name = c.get(cluster, "cluster.name", _name, fix='add name = "mycluster" under [cluster]')
     preferred = c.get(cluster, "cluster.preferred", _name, "")
     failback = c.get(cluster, "cluster.failback", _bool, False)
-    secret = c.get(cluster, "cluster.secret_file", _string, "/etc/mosqit-failover/secret")
+    secret = c.get(cluster, "cluster.secret_file", _absolute_path, "/etc/mosqit-failover/secret")
     port = c.get(cluster, "cluster.port", _count(1, 65535), 5405)
-    state_dir = c.get(cluster, "cluster.state_dir", _string, "/var/lib/mosqit-failover")
-    control = c.get(cluster, "cluster.control_socket", _string, "/run/mosqit-failover/control.sock")
+    state_dir = c.get(cluster, "cluster.state_dir", _own_directory, "/var/lib/mosqit-failover")
+    control = c.get(cluster, "cluster.control_socket", _string, str(DEFAULT_CONTROL_SOCKET))
     control_problem = control and _control_socket_problem(control)
     if control_problem:
         c.fail("cluster.control_socket", control, control_problem)

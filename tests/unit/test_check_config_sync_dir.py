@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mosqit_failover.authkeys import generate_secret_text, write_secret_file
 from mosqit_failover.sim_scenarios import SIM_CONFIG
+from tests.unit.node_secret import with_secret
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,10 +22,7 @@ def config(tmp_path: Path, directory: Path) -> Path:
     head = '[[sync]]\npath = "/srv/data"'
     text = SIM_CONFIG.replace(head, f'[[sync]]\npath = "{directory}"\nmode = "synchronous"')
     (tmp_path / "etc").mkdir(exist_ok=True)
-    secret = tmp_path / "etc" / "secret"  # check-config on a node reads it as the agent does
-    if not secret.exists():
-        write_secret_file(secret, generate_secret_text())
-    text = text.replace('preferred = "alpha"', f'preferred = "alpha"\nsecret_file = "{secret}"')
+    text = with_secret(text, tmp_path / "etc")
     path = tmp_path / "etc" / "pair.toml"  # not the synced directory's parent
     path.write_text(text)
     path.chmod(0o644)

@@ -382,3 +382,132 @@ def test_a_subnets_network_or_broadcast_address_is_no_host(
     assert old in SIM_CONFIG
     found = problems(SIM_CONFIG.replace(old, new, 1))
     assert any(p.startswith(key) and why in p and "own address" in p for p in found), found
+
+
+# -- a helper's attack (2026-12-06): a VIP on the wrong port, with a stray prefix, or the
+# subnet's broadcast; two synced directories landing in one place; a listener on "[]" --
+
+
+@pytest.mark.parametrize(
+    ("vip", "says"),
+    [
+        (
+            'address = "10.231.2.50/24"\ninterface = "eth0"',
+            "nodes.alpha: the VIP is in network b (10.231.2.0/24), whose port on alpha is "
+            "eth1, not eth0: set vip.interface (or nodes.alpha.vip_interface) to 'eth1'",
+        ),
+        (
+            'address = "10.231.1.50/8"\ninterface = "eth0"',
+            "vip.address = '10.231.1.50/8': the prefix /8 differs from network a's "
+            "(10.231.1.0/24): the active node would route 10.0.0.0/8 to that port; "
+            "write 10.231.1.50/24 (or /32)",
+        ),
+        (
+            'address = "10.231.1.255/24"\ninterface = "eth0"',
+            "vip.address = '10.231.1.255/24': is the broadcast address of 10.231.1.0/24, "
+            "not a host; pick a free host address of 10.231.1.0/24",
+        ),
+        (
+            'address = "10.231.1.0/24"\ninterface = "eth0"',
+            "vip.address = '10.231.1.0/24': is the network address of 10.231.1.0/24",
+        ),
+    ],
+)
+def test_the_vip_is_a_host_of_its_network_on_the_port_to_it(vip: str, says: str) -> None:
+    text = SIM_CONFIG.replace('address = "10.231.1.50/24"\ninterface = "eth0"', vip)
+    found = problems(text)
+    assert any(says in p for p in found), found
+
+
+@pytest.mark.parametrize("address", ["10.231.1.50/32", "10.231.2.50/24"])
+def test_a_host_vip_or_one_on_the_right_port_is_accepted(address: str) -> None:
+    port = "eth1" if address.startswith("10.231.2.") else "eth0"
+    text = SIM_CONFIG.replace(
+        'address = "10.231.1.50/24"\ninterface = "eth0"',
+        f'address = "{address}"\ninterface = "{port}"',
+    )
+    assert parse(text).vip.interface == port
+
+
+@pytest.mark.parametrize(
+    ("second", "says"),
+    [
+        (
+            'path = "/srv/other"\npeer_path = "/srv/data"',
+            "sync: /srv/data and /srv/other both land in /srv/data on the peer; give each "
+            "its own peer_path",
+        ),
+        (
+            'path = "/srv/other"\npeer_path = "/srv/data/other"',
+            "sync: /srv/other lands in /srv/data/other on the peer, inside /srv/data where "
+            "/srv/data lands, but is not the same place inside /srv/data here",
+        ),
+    ],
+)
+def test_two_synced_directories_never_share_a_place_on_the_peer(second: str, says: str) -> None:
+    found = problems(SIM_CONFIG + f"\n[[sync]]\n{second}\n")
+    assert any(says in p for p in found), found
+
+
+def test_a_directory_synced_inside_another_to_the_same_place_is_accepted() -> None:
+    cfg = parse(SIM_CONFIG + '\n[[sync]]\npath = "/srv/data/inner"\n')
+    assert [d.target for d in cfg.sync] == ["/srv/data", "/srv/data/inner"]
+
+
+@pytest.mark.parametrize("listen", ["[]:8405", "[:8405", "[::1:8405", ":8405", "a b:8405"])
+@pytest.mark.parametrize("table", ["console", "metrics"])
+def test_a_listener_needs_a_host(table: str, listen: str) -> None:
+    found = problems(SIM_CONFIG + f'\n[{table}]\nlisten = "{listen}"\n')
+    assert any(
+        f"{table}.listen = " in p and 'must be "HOST:PORT", like "127.0.0.1:25"' in p for p in found
+    ), found
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            'unit = "db.service"',
+            'unit = "-H evil.example.com"',
+            "resources[0].unit = '-H evil.example.com': must be a systemd unit name",
+        ),
+        (
+            'name = "sim"',
+            'name = "sim"\nsecret_file = "secret"',
+            "cluster.secret_file = 'secret': must be an absolute path",
+        ),
+        (
+            'name = "sim"',
+            'name = "sim"\nstate_dir = "state"',
+            "cluster.state_dir = 'state': must be an absolute path",
+        ),
+        (
+            'name = "sim"',
+            'name = "sim"\nstate_dir = "/"',
+            "cluster.state_dir = '/': must be a directory of its own",
+        ),
+        (
+            'path = "/srv/data"',
+            'path = "/srv/da\\nta"',
+            "sync[0].path = '/srv/da\\nta': has a control character (a newline, a tab) in it",
+        ),
+        (
+            'path = "/srv/data"',
+            'path = "/srv/data"\nssh_key = "keys/sync"',
+            "sync[0].ssh_key = 'keys/sync': must be an absolute path",
+        ),
+        (
+            'path = "/srv/data"',
+            'path = "/srv/da\\u0000ta"',
+            "sync[0].path = '/srv/da\\x00ta': has a NUL character (\\u0000) in it",
+        ),
+    ],
+)
+def test_a_unit_name_or_path_that_is_no_such_thing_is_refused(
+    old: str, new: str, says: str
+) -> None:
+    """A helper's attack (2026-12-06): an option for systemctl as a unit, paths relative
+    to wherever the agent runs from (systemd's /), "/" as the state directory, and
+    control characters check-config printed raw."""
+    found = problems(SIM_CONFIG.replace(old, new, 1))
+    assert any(says in p for p in found), found

@@ -14,6 +14,7 @@ import pytest
 from mosqit_failover.config import ConfigError, SyncDir, parse
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from mosqit_failover.syncfs import binding
+from tests.unit.node_secret import with_secret
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,7 +116,7 @@ def test_fuse_is_ready_where_the_device_and_the_binding_are() -> None:
 
 def check_config(tmp_path: Path, extra: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "pair.toml"
-    path.write_text(with_sync(extra))
+    path.write_text(with_secret(with_sync(extra), tmp_path))
     path.chmod(0o644)
     return subprocess.run(
         [sys.executable, "-m", "mosqit_failover.cli", "check-config", str(path), *args],
@@ -146,7 +147,7 @@ def test_check_config_says_nothing_of_fuse_in_async_mode(tmp_path: Path) -> None
 def test_check_config_without_fuse_fails_on_a_node_and_notes_elsewhere(tmp_path: Path) -> None:
     """A python without the binding stands for a host without FUSE (no mock of the check)."""
     path = tmp_path / "pair.toml"
-    path.write_text(with_sync('mode = "synchronous"'))
+    path.write_text(with_secret(with_sync('mode = "synchronous"'), tmp_path))
     path.chmod(0o644)
     blocker = tmp_path / "block"
     blocker.mkdir()

@@ -76,8 +76,10 @@ class AlertEvent:
     dropped: int = 0  # events this sink dropped (queue full) since the last delivered one
 
     def environ(self) -> dict[str, str]:
+        """The MOSQIT_* variables. An environment cannot hold a NUL (a resource's output
+        in the text may): it is shown as \\0, or the hook would not run at all."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time))
-        return {
+        values = {
             "MOSQIT_EVENT": self.kind,
             "MOSQIT_CATEGORY": self.category,
             "MOSQIT_CLUSTER": self.cluster,
@@ -92,6 +94,7 @@ class AlertEvent:
             "MOSQIT_SEQ": str(self.seq),
             "MOSQIT_DROPPED": str(self.dropped),
         }
+        return {key: value.replace("\x00", "\\0") for key, value in values.items()}
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()[:60000] + b"\n"

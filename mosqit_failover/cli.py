@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import socket
@@ -214,9 +215,28 @@ def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, obje
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
+    """The agent's control socket: --socket, else the config's. A config that does not
+    load (an edit half done, this host no node) must not keep the operator from the
+    running agent: its problems are a note, and the socket it names is asked anyway."""
     if args.socket:
         return Path(args.socket)
-    cfg, _ = _load(args)
+    try:
+        cfg = configuration.load(Path(args.config))
+    except configuration.ConfigError as error:
+        path = configuration.control_socket_in(Path(args.config))
+        if not path.exists():
+            raise UsageError(
+                f"{error.report()}\n(the control socket {path} is not there either; "
+                "pass --socket PATH if the agent serves another)"
+            ) from None
+        first = error.problems[0] if error.problems else "it does not load"
+        count = len(error.problems)
+        more = f" and {count - 1} more (check-config lists them)" if count > 1 else ""
+        print(
+            f"note: {args.config}: {first}{more}; asking the running agent at {path} anyway",
+            file=sys.stderr,
+        )
+        return path
     return cfg.control_socket
 
 
@@ -631,7 +651,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `status | head`: the reader is gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:  # the output cannot be written (a full disk), or unforeseen
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flushes
+        print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)
+        return 1
     return result
+
+
+def _os_problem(error: OSError) -> str:
+    if error.filename is None and error.errno in _OUTPUT_ERRORS:
+        return f"cannot write the output: {error.strerror}"
+    where = f": {error.filename}" if error.filename is not None else ""
+    return f"{error.strerror or error}{where}"
+
+
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
 
 
 if __name__ == "__main__":

@@ -173,12 +173,24 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str,
     except PermissionError:
         raise ControlError(f"permission denied on {path}: run as root") from None
     except (ConnectionRefusedError, TimeoutError, OSError) as error:
+        if isinstance(error, ConnectionRefusedError) and not _is_socket(path):
+            raise ControlError(
+                f"{path} is not a socket: is it the agent's control socket? (pass --socket "
+                "PATH, or set cluster.control_socket)"
+            ) from None
         raise ControlError(
             f"the agent at {path} did not answer ({error}); is it running?"
         ) from None
     finally:
         sock.close()
     return _reply(path, data)
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return True  # gone meanwhile: say what connect said
 
 
 _JSON_KINDS: dict[type, str] = {list: "array", str: "string", int: "number", float: "number"}
@@ -204,6 +216,8 @@ def _reply(path: Path, data: bytes) -> dict[str, Any]:
             problem = f"not a JSON line ({error.msg} at character {error.pos})"
         except RecursionError:
             problem = "JSON nested too deeply"
+        except ValueError:  # an integer of more digits than int() takes
+            problem = "a number too long"
         else:
             if isinstance(reply, dict):
                 return reply

@@ -9,6 +9,7 @@ escape codes.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -115,6 +116,17 @@ def ask_status(path: Path, timeout: float = 10.0) -> dict[str, Any]:
     return status
 
 
+# what must not reach a terminal raw: C0 controls but the line feed, DEL, and C1 (0x9b
+# starts a control sequence on some terminals)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with control characters shown as \\xNN: names and reasons in a status come
+    from peers and resources, and an escape sequence there would reach the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
     """Ask the agent at `path` for its status and render it.
 
@@ -123,8 +135,8 @@ def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
     """
     status = ask_status(path, timeout)
     try:
-        return render(status)
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        return terminal_safe(render(status))
+    except (KeyError, TypeError, AttributeError, ValueError, ArithmeticError) as error:
         # an agent of another version, not yet restarted after an upgrade
         raise StatusUnavailable(
             f"the agent's status reply lacks or mangles {error}: is the agent the same "

@@ -106,6 +106,26 @@ def test_a_hook_gets_the_event_in_its_environment_and_as_json(tmp_path: Path) ->
     }
 
 
+def test_a_nul_in_a_failure_text_still_reaches_the_hook(tmp_path: Path) -> None:
+    """A resource's stderr (in a start-failed text) may hold a NUL, which no environment
+    can: the hook did not run at all (a helper's attack, 2026-12-06)."""
+    settings = Alerts(hooks=(str(recorder(tmp_path)),))
+    alerter = Alerter(settings, "billing", "beta", clock=lambda: 1_800_000_000.0)
+
+    async def body() -> None:
+        alerter.failure(
+            "start-failed", "resource db: start failed (oo\x00ps)", state="PROMOTING", epoch=7
+        )
+        assert await alerter.drain(5)
+
+    run(lambda: with_worker(alerter, body))
+    env = dict(line.split("=", 1) for line in (tmp_path / "env-1").read_text().splitlines())
+    assert env["MOSQIT_TEXT"] == "resource db: start failed (oo\\0ps)"
+    sent = json.loads((tmp_path / "stdin-1.json").read_text())
+    assert sent["text"] == "resource db: start failed (oo\x00ps)"  # JSON holds it as it is
+    assert alerter.counters()[f"hook {tmp_path}/recorder"]["delivered"] == 1
+
+
 def test_events_reach_a_hook_in_order_one_at_a_time_without_blocking(tmp_path: Path) -> None:
     settings = Alerts(hooks=(str(recorder(tmp_path, pause=0.05)),))
     alerter = Alerter(settings, "billing", "beta")

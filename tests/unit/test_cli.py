@@ -31,7 +31,7 @@ from mosqit_failover import cli, nagios, status_watch
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.events import Inventory
-from mosqit_failover.sim_scenarios import sim_config
+from mosqit_failover.sim_scenarios import SIM_CONFIG, sim_config
 from tests.unit.fake_socket import answering, serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -514,3 +514,77 @@ def test_every_file_the_readme_links_is_in_the_repository() -> None:
         target = (REPO / link).resolve()
         assert target.is_relative_to(REPO), f"README links outside the repository: {link}"
         assert target.is_file(), f"README links {link}, which does not exist"
+
+
+# ---- a helper's attack (2026-12-06): what an agent of another version, or another
+# program on the socket, or a full disk can send back ----
+
+
+def test_escape_sequences_in_a_status_never_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = real_status()
+    status["recent_decisions"] = ["\x1b]0;pwned\x07\x1b[2J\x9b31mFAKE: all good"]
+    path = tmp_path / "control.sock"
+    with answering(path, json.dumps({"ok": True, "status": status}).encode() + b"\n"):
+        assert cli.main(["status", "--socket", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31mFAKE: all good" in out
+    assert not any(ch in out for ch in "\x1b\x07\x9b")
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        (b'{"ok": true, "status": {"epoch": ' + b"9" * 5000 + b"}}\n", "a number too long"),
+        (None, "the agent's status reply lacks or mangles"),  # a float out of range
+    ],
+)
+def test_a_status_reply_with_huge_numbers_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reply: bytes | None, says: str
+) -> None:
+    if reply is None:
+        status = real_status()
+        status["sync"] = {"dirs": [{"path": "/srv/x", "state": "ok", "lag_seconds": 10**400}]}
+        reply = json.dumps({"ok": True, "status": status}).encode() + b"\n"
+    path = tmp_path / "control.sock"
+    with answering(path, reply):
+        assert cli.main(["status", "--socket", str(path)]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_output_to_a_full_disk_is_one_line_not_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "mosqit_failover.cli", "simulate", "--list"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "mosqit-failover: cannot write the output: No space left on device\n"
+
+
+def test_a_config_that_does_not_load_still_leads_to_the_running_agent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack (2026-12-06): with the config broken mid-edit, `maintenance on`
+    and `status` stopped at the config's problems, and the operator had to know
+    --socket. The socket the file names (or the default) is asked, with a note."""
+    path = tmp_path / "control.sock"
+    config = tmp_path / "broken.toml"
+    text = SIM_CONFIG.replace('name = "sim"', f'name = "sim"\ncontrol_socket = "{path}"')
+    config.write_text(text + "\n[timing]\nmisses = 0\n")
+    with control_server(path):
+        assert cli.main(["status", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "this node  alpha: WAITING (AUTO), epoch 4" in captured.out
+    assert (
+        f"note: {config}: timing.misses = 0: must be a whole number from 1 to 100; asking "
+        f"the running agent at {path} anyway"
+    ) in captured.err
+    assert cli.main(["status", "--config", str(config)]) == 2  # and with no agent there
+    err = capsys.readouterr().err
+    assert "timing.misses = 0" in err and f"the control socket {path} is not there" in err
+    assert "pass --socket PATH" in err and "Traceback" not in err

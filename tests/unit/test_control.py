@@ -162,3 +162,10 @@ def test_a_connection_closed_without_a_reply_is_no_unreadable_reply(tmp_path: Pa
     with answering(path, b""), closed as caught:
         ask(path, {"command": "status"})
     assert not isinstance(caught.value, UnreadableReply)
+
+
+def test_a_regular_file_at_the_socket_path_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    path.write_text("")
+    with pytest.raises(ControlError, match=f"{path} is not a socket: is it the agent's"):
+        ask(path, {"command": "status"})

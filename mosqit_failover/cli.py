@@ -636,6 +636,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only="sync-receive" if words[:1] == ["sync-receive"] else None)
+    if words[:1] and words[0].startswith("-") and words[0] not in _TOP_OPTIONS:
+        # argparse would only say that a COMMAND is required
+        parser.error(f"unknown option {words[0]}: options go after the command")
     args = parser.parse_args(words)
     try:
         result: int = args.func(args)
@@ -656,6 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)
         return 1
     return result
+
+
+_TOP_OPTIONS = {"-h", "--help", "--version"}
 
 
 def _os_problem(error: OSError) -> str:

@@ -231,6 +231,11 @@ def _filesystem(
         f"{where}: {item} became the OCF agent ocf:heartbeat:Filesystem (Debian package "
         "resource-agents) with the same device, directory and type"
     )
+    if len(args) > 4:  # said, not silently dropped
+        notes.append(
+            f"{where}: {item}: the arguments after the options ({'::'.join(args[4:])}) "
+            "were left out: Filesystem takes DEVICE::DIRECTORY::FSTYPE::OPTIONS"
+        )
     return {
         "name": _unique(f"fs-{args[1].strip('/')}", names),
         "kind": "ocf",

@@ -588,3 +588,13 @@ def test_a_config_that_does_not_load_still_leads_to_the_running_agent(
     err = capsys.readouterr().err
     assert "timing.misses = 0" in err and f"the control socket {path} is not there" in err
     assert "pass --socket PATH" in err and "Traceback" not in err
+
+
+def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--config", "/etc/x.toml", "status"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (
+        "mosqit-failover: unknown option --config: options go after the command; "
+        "see mosqit-failover --help\n"
+    )

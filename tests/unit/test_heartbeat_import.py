@@ -986,3 +986,11 @@ def test_check_config_names_each_placeholder_and_nothing_else(
     ]
     assert all(line.startswith("  - ") and ": fill in " in line for line in lines[1:])
     assert '  - nodes."logos.matrix.com".a.address: fill in' in "\n".join(lines)
+
+
+def test_filesystem_arguments_past_the_options_are_named_in_a_note(tmp_path: Path) -> None:
+    line = "bill1 Filesystem::/dev/sdb1::/srv/x::ext4::noatime::extra\n"
+    result = convert(ha_dir(tmp_path, haresources=line))
+    said = [n for n in result.notes if "were left out" in n]
+    assert said and "(extra) were left out" in said[0], result.notes
+    assert 'options = "noatime"' in result.toml

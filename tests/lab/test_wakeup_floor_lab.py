@@ -36,5 +36,7 @@ def test_the_fast_floor_also_echoes_the_peer_every_slot(lab: control.Lab) -> Non
     floors = wakeup_floor.measure(lab, lab.plan, 0.02, 3.0, peer_echo=True)
     for name, floor in floors.items():
         # 50 heartbeats + 2 x 50 peer probes + 2 x ~4 switch probes a second, each answered
-        assert 120 <= floor.sent <= 165, (name, floor)
-        assert 120 <= floor.received <= 165, (name, floor)
+        # (without the peer's echo it would be ~60; a loaded host slips a few slots: 116
+        # seen beside a unit-test run)
+        assert 100 <= floor.sent <= 165, (name, floor)
+        assert 100 <= floor.received <= 165, (name, floor)

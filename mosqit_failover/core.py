@@ -573,7 +573,7 @@ class Core:
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
         times += [since + t.listed_again_within for since in self._unlisted_since.values()]
-        times += [since + t.heartbeat for since in self._doubt_since.values()]
+        times += [since + t.peer_gone_after for since in self._doubt_since.values()]
         if self._all_since is not None:
             times.append(self._all_since + t.startup_grace)
         if self._reclaim_by is not None:
@@ -1510,15 +1510,21 @@ class Core:
         beta did too once alpha's restarted agent listed it again (2 of 4 simulated
         runs, until the end).
 
-        It sticks once it has looked so for a heartbeat: right after this agent's own
-        stop it does until the words that waited in the socket are read (a peer needs
-        peer_gone_after of a witness's silence about this node to count it gone)."""
+        It sticks once it has looked so for peer_gone_after with no active node heard
+        here listing the peer: the peer drops its proof of this node only once a
+        witness has left it out that long, and takes over only with no active node
+        heard. Without that, a glitch made this node wait for a peer that waited for
+        it, for ever (a helper's attack: beta's packets to alpha lost for half a second,
+        alpha, active all along, dying just after it listed beta again). Right after
+        this agent's own stop it looks so until the words that waited in the socket
+        are read."""
         for name in self._partitioned:
             if name in self._doubted:
                 continue
-            if not self._counted_me_gone(name):
+            held = any(v.role is A and name in v.heard for v in self._present_views(now))
+            if held or not self._counted_me_gone(name):
                 self._doubt_since.pop(name, None)
-            elif now - self._doubt_since.setdefault(name, now) >= self.timing.heartbeat:
+            elif now - self._doubt_since.setdefault(name, now) >= self.timing.peer_gone_after:
                 self._doubted.add(name)
                 del self._doubt_since[name]
         for name in [n for n in self._doubt_since if n not in self._partitioned]:
@@ -2358,8 +2364,8 @@ class Core:
             )
             if stale:
                 why = (
-                    f"known here only through {who}, whose last word did not list this "
-                    f"node (or came before this agent stopped): {name} may have counted "
+                    f"known here only through {who}, whose words left this node out "
+                    f"(or came before this agent stopped): {name} may have counted "
                     "this node gone and taken over;"
                 )
                 last = f"If {name} is down, run `mosqit-failover force-active` on {self.node}"

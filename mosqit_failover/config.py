@@ -452,9 +452,9 @@ def control_socket_in(path: Path) -> Path:
     from mosqit_failover.control import socket_path_problem
 
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_read_trusted(path))
         named = raw.get("cluster", {}).get("control_socket")
-    except (OSError, ValueError, RecursionError, AttributeError):
+    except (ConfigError, ValueError, RecursionError, AttributeError):
         return DEFAULT_CONTROL_SOCKET
     usable = isinstance(named, str) and named and "\x00" not in named
     return Path(named) if usable and socket_path_problem(named) is None else DEFAULT_CONTROL_SOCKET
@@ -1815,6 +1815,14 @@ def load(path: Path) -> Config:
     a regular file that only root can change (or, for a user who is not root,
     only that user or root), in directories others cannot write to.
     """
+    text = _read_trusted(path)
+    return parse(text, str(path), config_dir=Path(os.path.abspath(path)).parent)
+
+
+def _read_trusted(path: Path) -> str:
+    """The config file's text, read as `load` needs it: a regular file no one else can
+    change, at most MAX_CONFIG_BYTES, UTF-8 (never blocking on a FIFO, never reading
+    /dev/zero for ever). ConfigError naming the problem otherwise."""
     source = str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -1842,10 +1850,9 @@ def load(path: Path) -> Config:
         limit = f"larger than {MAX_CONFIG_BYTES >> 20} MiB"
         raise ConfigError(source, [f"{limit}; a config is a few KiB: is it the right file?"])
     try:
-        text = b"".join(chunks).decode("utf-8")
+        return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(source, [f"cannot read: {error}"]) from None
-    return parse(text, source, config_dir=Path(os.path.abspath(path)).parent)
 
 
 def _trust_problems(path: Path, st: os.stat_result) -> list[str]:

@@ -598,3 +598,24 @@ def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str
         "mosqit-failover: unknown option --config: options go after the command; "
         "see mosqit-failover --help\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_the_socket_of_a_config_that_is_no_file_is_not_read_for_ever(
+    tmp_path: Path, kind: str
+) -> None:
+    """The fallback to the socket a broken config names read the file again, past
+    load's checks: a FIFO blocked it, /dev/zero ran it out of memory (a review)."""
+    config = Path("/dev/zero")
+    if kind == "fifo":
+        config = tmp_path / "fifo.toml"
+        os.mkfifo(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "not a regular file; pass --config with the config file" in done.stderr

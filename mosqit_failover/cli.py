@@ -652,13 +652,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mosqit-failover: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `status | head`: the reader is gone, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 0
     except OSError as error:  # the output cannot be written (a full disk), or unforeseen
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flushes
+        _drop_stdout()
         print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)
         return 1
     return result
+
+
+def _drop_stdout() -> None:
+    """What is left in stdout's buffer goes nowhere: the flush at exit would fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 _TOP_OPTIONS = {"-h", "--help", "--version"}

@@ -597,6 +597,7 @@ def _string(value: Any) -> str:
 
 # in a path, a control character is a slip of the editor (or an attack), never meant
 _PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PATH_CONTROL_PROBLEM = "has a control character (a newline, a tab) in it; remove it"
 
 
 def _absolute_path(value: Any) -> str:
@@ -604,7 +605,7 @@ def _absolute_path(value: Any) -> str:
     if not text.startswith("/"):
         raise ValueError("must be an absolute path (the agent runs from /, not from where you are)")
     if _PATH_CONTROL.search(text):
-        raise ValueError("has a control character (a newline, a tab) in it; remove it")
+        raise ValueError(_PATH_CONTROL_PROBLEM)
     return text
 
 
@@ -1233,7 +1234,7 @@ def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
     if not value.startswith("/"):
         return 'must be an absolute directory path, like "/srv/data"'
     if _PATH_CONTROL.search(value):
-        return "has a control character (a newline, a tab) in it; remove it"
+        return _PATH_CONTROL_PROBLEM
     norm = "/" + posixpath.normpath(value).lstrip("/")
     plain = value in (norm, norm + "/")
     if norm in _SYSTEM_DIRS or norm.startswith(_SYSTEM_TREES) or _LIB_DIR.fullmatch(norm):

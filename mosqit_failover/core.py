@@ -1518,10 +1518,13 @@ class Core:
         alpha, active all along, dying just after it listed beta again). Right after
         this agent's own stop it looks so until the words that waited in the socket
         are read."""
+        if not self._partitioned and not self._doubted and not self._doubt_since:
+            return  # every node hears every other: the pair's path, every decision
+        actives = [v for v in self._present_views(now) if v.role is A]
         for name in self._partitioned:
             if name in self._doubted:
                 continue
-            held = any(v.role is A and name in v.heard for v in self._present_views(now))
+            held = any(name in v.heard for v in actives)
             if held or not self._counted_me_gone(name):
                 self._doubt_since.pop(name, None)
             elif now - self._doubt_since.setdefault(name, now) >= self.timing.peer_gone_after:
@@ -1530,10 +1533,7 @@ class Core:
         for name in [n for n in self._doubt_since if n not in self._partitioned]:
             del self._doubt_since[name]
         for name in list(self._doubted):
-            listed = any(
-                view.role is A and {name, self.node} <= set(view.heard)
-                for view in self._present_views(now)
-            )
+            listed = any({name, self.node} <= set(v.heard) for v in actives)
             if name not in self._partitioned or self._held(f"doubt-{name}", listed, now):
                 self._doubted.discard(name)
                 self._held_since.pop(f"doubt-{name}", None)

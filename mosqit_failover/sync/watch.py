@@ -87,7 +87,7 @@ class TreeWatcher:
             tree.start()
             tree.mounts_seen(before_walk)
         except BaseException:
-            mounts.__exit__()
+            mounts.close()
             inotify.close()
             raise
         self._inotify, self._tree = inotify, tree
@@ -149,7 +149,7 @@ class _MountTable:
 
     def __init__(self) -> None:
         try:
-            self._file: BinaryIO | None = open(mountinfo.SELF, "rb")  # noqa: SIM115 (closed by __exit__)
+            self._file: BinaryIO | None = open(mountinfo.SELF, "rb")  # noqa: SIM115 (see close)
         except OSError:
             self._file = None
         self.fd = self._file.fileno() if self._file is not None else None
@@ -158,6 +158,9 @@ class _MountTable:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._file is not None:
             self._file.close()
 

@@ -513,13 +513,13 @@ class Agent:
         if self.core.stopped:
             self._stopped.set()
 
-    def _peer_message(self, network: str, view: PeerView) -> None:
+    def _peer_message(self, network: str, view: PeerView, waited: float) -> None:
         # the wire hands over the same view object while a peer's view is unchanged: its
-        # event too is made once per peer, network and view
+        # event too is made once per peer, network and view (and wait: 0 unless backlog)
         key = (view.node, network)
         event = self._messages.get(key)
-        if event is None or event.view is not view:
-            event = self._messages[key] = PeerMessage(network, view)
+        if event is None or event.view is not view or event.waited != waited:
+            event = self._messages[key] = PeerMessage(network, view, waited)
         self.feed(event)
         # the first node's heartbeat woke us: while calm, the probe slot (and our
         # heartbeat with it) runs in this wake-up if due soon, so that a slot costs one

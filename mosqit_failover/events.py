@@ -106,10 +106,17 @@ class EchoResult:
 
 @dataclass(frozen=True)
 class PeerMessage:
-    """An authenticated, fresh peer message received on one network."""
+    """An authenticated, fresh peer message received on one network.
+
+    `waited`: the seconds it had spent in this node's socket when it was handed over
+    (by the kernel's receive timestamp; 0 when unknown or under a millisecond). It
+    arrived at `now - waited`: after a stop of this agent, a message read at the
+    resume may have been sent during the stop, and tells nothing of the time after.
+    """
 
     network: str
     view: PeerView
+    waited: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -197,14 +197,18 @@ class PeerTracker:
         # its messages crossed, as where its echo is filtered
         self._spoke_at_miss: dict[str, tuple[int, float] | None] = {n: None for n in self.networks}
 
-    def message(self, network: str, view: PeerView, now: float) -> None:
+    def message(self, network: str, view: PeerView, now: float, waited: float = 0.0) -> None:
+        """`view` on `network`, read at `now` after `waited` seconds in the socket: heard
+        when it arrived, not when read (after a stop of this agent, words sent during
+        the stop are read at the resume, and are no word from after it)."""
+        arrived = max(now - waited, self.heard_on[network])
         self._lived.update(self.misses)
         if self.misses[network] and self._spoke_at_miss[network] is None:
             self._spoke_at_miss[network] = (self.misses[network], now)
         self.view = view
-        self.heard_at = now
-        self.gap_on[network] = now - self.heard_on[network]
-        self.heard_on[network] = now
+        self.heard_at = max(self.heard_at, arrived)
+        self.gap_on[network] = arrived - self.heard_on[network]
+        self.heard_on[network] = arrived
 
     def unauthenticated(self, reason: str, now: float, gap: float) -> None:
         """A dropped datagram from the peer's address. A streak of them starts anew

@@ -52,7 +52,8 @@ from mosqit_failover.wire import (
     new_boot_id,
 )
 
-Deliver = Callable[[str, PeerView], None]
+# (network, view, seconds it waited in the socket: 0 when unknown or under WAIT_RESOLUTION)
+Deliver = Callable[[str, PeerView, float], None]
 # (peer node name, network, Reason.value such as "bad-mac", detail without
 # unauthenticated strings); the peer is the node whose address the datagram came from
 Unauthenticated = Callable[[str, str, str, str], None]
@@ -74,6 +75,9 @@ RECEIVE_BUFFER_MIN = 256 << 10
 RECEIVE_BUFFER_MAX = 4 << 20
 READ_BATCH = 256  # datagrams read in one wake-up at most; the rest in the next
 ANCILLARY = socket.CMSG_SPACE(16)
+# A shorter wait in the socket is handed over as 0: it is the wake-up's own latency,
+# and the core's times are coarser (its shortest heartbeat is 10 ms).
+WAIT_RESOLUTION = 0.001
 
 
 class PeerLink:
@@ -111,7 +115,8 @@ class PeerLink:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stamp: struct.Struct | None = None  # the receive timestamp's timespec
-        self._inbox: Inbox[tuple[str, str], tuple[str, PeerView]] = Inbox(
+        # (network, view, the kernel's receive time: None when unknown)
+        self._inbox: Inbox[tuple[str, str], tuple[str, PeerView, float | None]] = Inbox(
             config.timing.schedule_gap
         )
         self.sent = 0
@@ -205,9 +210,10 @@ class PeerLink:
                 self.send_errors += 1
                 continue
             now = time.time()
-            if inbox.too_old(self._waited(ancillary, now)):
+            arrived = self._arrival(ancillary)
+            if arrived is not None and inbox.too_old(now - arrived):
                 continue
-            self._datagram(data, str(addr[0]), now)
+            self._datagram(data, str(addr[0]), now, arrived)
         if not empty:  # more is ready: the loop calls again (other callbacks first)
             started = self._reading_since = self._reading_since or time.monotonic()
             if time.monotonic() - started < self._deliver_within:
@@ -217,20 +223,23 @@ class PeerLink:
         if stale:
             self.stale += stale
             self._note_stale(stale, longest)
-        for network, view in inbox.take():
-            self._deliver(network, view)
+        now = time.time()
+        for network, view, arrived in inbox.take():
+            waited = 0.0 if arrived is None else now - arrived
+            self._deliver(network, view, waited if waited >= WAIT_RESOLUTION else 0.0)
 
-    def _waited(self, ancillary: list[tuple[int, int, bytes]], now: float) -> float:
-        """Seconds the datagram spent in the socket: 0 without a timestamp."""
+    def _arrival(self, ancillary: list[tuple[int, int, bytes]]) -> float | None:
+        """When the kernel received the datagram (CLOCK_REALTIME): None without a
+        timestamp."""
         stamp = self._stamp
         if stamp is None:
-            return 0.0
+            return None
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind in STAMP_KINDS and len(payload) >= stamp.size:
                 seconds, nanoseconds = stamp.unpack_from(payload)
                 arrived: float = seconds + nanoseconds / 1e9
-                return now - arrived
-        return 0.0
+                return arrived
+        return None
 
     def _note_stale(self, count: int, longest: float) -> None:
         suppressed = self._rate.check("stale", time.time())
@@ -244,7 +253,7 @@ class PeerLink:
             priority=4,
         )
 
-    def _datagram(self, data: bytes, source: str, now: float) -> None:
+    def _datagram(self, data: bytes, source: str, now: float, arrived: float | None) -> None:
         known = self._peer_addresses.get(source)
         if known is None:
             self.foreign += 1
@@ -261,7 +270,7 @@ class PeerLink:
             data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
         result = self.receiver.decode(data, now, expected_sender=peer)
         if isinstance(result, PeerView):
-            self._inbox.add((peer, network), (network, result))  # its wait: `_readable`
+            self._inbox.add((peer, network), (network, result, arrived))  # its wait: `_readable`
             return
         if result.reason is Reason.LATE:
             return  # the other network's copy arrived first: nothing wrong

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mosqit_failover.actions import (
     Action,
@@ -691,8 +691,8 @@ class World:
         for arrived, event in backlog:
             waited = self.now - arrived
             match event:
-                case PeerMessage(network, view):
-                    inbox.add((view.node, network), event, waited)
+                case PeerMessage(network, view):  # with its wait, as the peer link tells it
+                    inbox.add((view.node, network), replace(event, waited=waited), waited)
                 case PeerUnauthenticated():
                     if not inbox.too_old(waited):
                         others.append(event)

@@ -126,5 +126,5 @@ def test_only_the_first_nodes_calm_heartbeat_moves_the_probe_slot(
     built._core = _Core(calm)  # type: ignore[assignment]
     built._loop = types.SimpleNamespace(time=lambda: 100.0)  # type: ignore[assignment]
     view = PeerView(sender, Role.ACTIVE, 1, (("a", True), ("b", True)), False, False, False, False)
-    built._peer_message("a", view)
+    built._peer_message("a", view, 0.0)
     assert len(calls) == follows

@@ -107,13 +107,24 @@ def test_a_stop_without_the_active_dying_changes_nothing() -> None:
 # or nobody where the code before had one holder) ----
 
 
-def test_both_standbys_stopped_as_the_active_dies_one_holder() -> None:
+@pytest.mark.parametrize("stop", [1.0, 0.5])
+def test_both_standbys_stopped_as_the_active_dies_never_two_holders(stop: float) -> None:
+    """The helper found two holders here. Now nobody holds, and both say why: alpha's
+    words that waited through the stops left beta out while they still listed gamma,
+    then left both out; beta cannot tell that gamma was stopped too, and not told
+    "beta gone" by the earlier one, and gamma waits for beta, which outranks it (the
+    price, docs/safety.md)."""
+
     def gamma_stopped_too(world: World) -> None:
-        world.freeze("gamma", STOP_AT, 1.0, agent_only=True)
+        world.freeze("gamma", STOP_AT, stop, agent_only=True)
 
     for seed in range(3):
-        world = _cut_then(seed, stopped="beta", stop=1.0, also=gamma_stopped_too)
-        assert len(_single(world)) == 1, seed
+        world = _cut_then(seed, stopped="beta", stop=stop, also=gamma_stopped_too)
+        assert _single(world) == [], seed
+        said = [d.reason for d in world.decisions("beta") if d.kind == "partitioned"]
+        assert any(SAID in reason for reason in said), (seed, said)
+        said = [d.reason for d in world.decisions("gamma") if d.kind == "partitioned"]
+        assert any("force-active` on gamma" in reason for reason in said), (seed, said)
 
 
 def test_a_witness_dead_before_the_stop_still_vouches_for_this_node() -> None:
@@ -211,3 +222,34 @@ def test_a_glitch_while_an_active_lists_the_peer_leaves_no_doubt(nodes: int, pro
         world = _cut_then(seed, nodes, profile, alpha_dies=glitch * 1.2,
                           also=beta_unheard_for_a_while)  # fmt: skip
         assert _single(world) == ["beta"], seed
+
+
+def _half_lost(world: World) -> None:
+    for net in ("a", "b"):
+        world.set_loss(net, 0.5, STOP_AT - 1.5)
+
+
+def test_a_word_that_waited_through_the_stop_is_no_word_from_after_it() -> None:
+    """50 % loss on both networks, beta stopped for 1 s as alpha dies. A word alpha sent
+    during the stop, listing both, was read at the resume and counted as heard then:
+    it ended beta's doubt of gamma, which had taken over meanwhile, and beta took over
+    too (2 of 12 runs, seeds 4 and 10). Heard when it arrived (`PeerMessage.waited`),
+    it is a word from during the stop, and beta waits."""
+
+    for seed in (4, 10, 0, 3):
+        world = _cut_then(seed, stopped="beta", stop=1.0, also=_half_lost)
+        assert len(_single(world)) <= 1, seed
+
+
+@pytest.mark.parametrize("stop", [0.5, 0.3])
+def test_a_stall_shorter_than_the_schedule_gap_is_a_stop_for_the_doubt(stop: float) -> None:
+    """As above, with beta's agent stopped for less than the schedule gap: no timeout
+    restarts, but alpha left beta out meanwhile, in a word lost to beta that reached
+    gamma. beta read alpha's older word, listing it, and took over beside gamma (2 of
+    12 runs); now a stall longer than `Timing.stall` counts as a stop here. At 0.3 s,
+    alpha was still present when beta counted it gone: an active counted gone here
+    vouches for nobody (`Core._update_doubts`)."""
+
+    for seed in (4, 10, 0, 3):
+        world = _cut_then(seed, stopped="beta", stop=stop, also=_half_lost)
+        assert len(_single(world)) <= 1, seed

@@ -1669,7 +1669,10 @@ def _check_addresses(
     if home is not None:
         _check_vip_in(c, vip, home, nodes)
     for node in nodes:
-        if node.vip_interface not in {a.interface for a in node.attachments}:
+        ports = {a.network: a.interface for a in node.attachments}
+        if home is not None and home.name in ports:
+            continue  # `_check_vip_in` names the one port it must be
+        if node.vip_interface not in ports.values():
             c.problems.append(
                 f"nodes.{node.name}: the VIP interface {node.vip_interface!r} is not one of its "
                 "network interfaces; set vip.interface or nodes.NAME.vip_interface"

@@ -419,6 +419,18 @@ def test_the_vip_is_a_host_of_its_network_on_the_port_to_it(vip: str, says: str)
     assert any(says in p for p in found), found
 
 
+def test_a_vip_interface_that_is_no_port_gets_one_line_naming_the_right_one() -> None:
+    text = SIM_CONFIG.replace(
+        'address = "10.231.1.50/24"\ninterface = "eth0"',
+        'address = "10.231.1.50/24"\ninterface = "eth9"',
+    )
+    found = [p for p in problems(text) if p.startswith("nodes.alpha")]
+    assert found == [
+        "nodes.alpha: the VIP is in network a (10.231.1.0/24), whose port on alpha is "
+        "eth0, not eth9: set vip.interface (or nodes.alpha.vip_interface) to 'eth0'"
+    ], found
+
+
 @pytest.mark.parametrize("address", ["10.231.1.50/32", "10.231.2.50/24"])
 def test_a_host_vip_or_one_on_the_right_port_is_accepted(address: str) -> None:
     port = "eth1" if address.startswith("10.231.2.") else "eth0"

@@ -91,6 +91,12 @@ class Keyring:
 
 def parse_secret_text(text: str, path: str = "<secret>") -> Keyring:
     """Parse the content of a secret file (no file-system checks)."""
+    if text.startswith("\ufeff"):  # read as part of the first key id, it said "not a number"
+        raise SecretFileError(
+            path,
+            "starts with a byte-order mark (an editor saved it as 'UTF-8 with BOM')",
+            "save it as plain UTF-8, or " + GEN_HINT,
+        )
     keys: list[Key] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

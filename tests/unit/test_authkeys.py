@@ -154,6 +154,14 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_keyring(p, owner_uid=ME)
 
 
+def test_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    """Saved by an editor as "UTF-8 with BOM": the message said "key id is not a number"."""
+    p = secret_file(tmp_path, "\ufeff" + generate_secret_text())
+    with pytest.raises(SecretFileError, match="byte-order mark") as caught:
+        load_keyring(p, owner_uid=ME)
+    assert "gen-secret" in caught.value.fix
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [

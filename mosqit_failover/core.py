@@ -228,6 +228,23 @@ def _os_problem(peer: str, silent: float, detail: str = "") -> str:
     )
 
 
+def _cut_refusal(successor: str, cut: list[str]) -> str:
+    """Why a handover to `successor` is refused: the better nodes `cut` from it."""
+    if len(cut) == 1:
+        who = cut[0]
+        return (
+            f"{successor} and {who} do not both hear each other (their lists of nodes "
+            f"heard): {successor} would not take over past {who}, ranked before it, or "
+            f"{who} would take over beside it. Mend the path between them first"
+        )
+    who = ", ".join(cut[:-1]) + f" and {cut[-1]}"
+    return (
+        f"{successor} and each of {who} do not both hear each other (their lists of "
+        f"nodes heard): {successor} would not take over past them, ranked before it, or "
+        f"they would take over beside it. Mend the paths between them first"
+    )
+
+
 def _ms(seconds: float) -> str:
     if math.isinf(seconds):
         return "ever"
@@ -2067,13 +2084,7 @@ class Core:
                     state = "not heard" if present is None else present.role.value
                     refuse(f"{name} cannot take over ({state}, not a present candidate standby)")
                 elif cut := self._cut_from_better(chosen, now):
-                    who = ", ".join(cut)
-                    refuse(
-                        f"{chosen.node} and {who} do not both hear each other (their lists "
-                        f"of nodes heard): {chosen.node} would not take over past {who}, "
-                        f"ranked before it, or {who} would take over beside it. Mend the "
-                        f"path between them first"
-                    )
+                    refuse(_cut_refusal(chosen.node, cut))
                 else:
                     self._yielding = True
                     self._successor = chosen.node if (target or self.config.multi_server) else ""

@@ -94,3 +94,23 @@ def test_without_the_cut_the_switchover_to_gamma_goes_ahead() -> None:
     world.run_until(SETTLED + 3)
     assert world.active_nodes() == ["gamma"]
     assert [k for k, _ in _alpha_says(world)] == ["switchover"]
+
+
+def test_a_successor_cut_from_two_better_nodes_is_refused_naming_both() -> None:
+    """Four nodes, delta cut from beta and gamma: the refusal read "delta and beta, gamma
+    do not both hear each other"."""
+    world = formed(4, 1)
+    world.set_links("beta", "delta", False, SETTLED)
+    world.set_links("gamma", "delta", False, SETTLED)
+    world.command("alpha", OperatorCommand(Command.SWITCHOVER, "delta"), CUT)
+    world.run_until(CUT + 3)
+    assert _alpha_says(world) == [
+        (
+            "refused",
+            "switchover refused: delta and each of beta and gamma do not both hear each "
+            "other (their lists of nodes heard): delta would not take over past them, "
+            "ranked before it, or they would take over beside it. Mend the paths between "
+            "them first",
+        )
+    ]
+    assert world.active_nodes() == ["alpha"]

@@ -937,6 +937,16 @@ def describe_timing(timing: Timing) -> list[str]:
         ),
         ("settle", timing.settle, "link_fall + 4 x heartbeat"),
         (
+            "schedule gap",
+            timing.schedule_gap,
+            "the agent not run this long: timeouts restart, older peer words dropped",
+        ),
+        (
+            "stall",
+            timing.stall,
+            "not run this long: peers may have counted this node gone (words then: no proof)",
+        ),
+        (
             "switch probed every",
             timing.switch_probe_period,
             (

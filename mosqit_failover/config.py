@@ -194,14 +194,6 @@ class Timing:
         return max(1.0, 10 * self.heartbeat)
 
     @property
-    def stall(self) -> float:
-        """A pause this long between two runs of the agent (its heartbeats paused with
-        it) may have let a peer count this node gone: what arrived meanwhile is no word
-        from after it (`Core._vouches`). peer_gone_after, at least two calm heartbeats
-        (a running agent runs once each at least), at most the schedule gap."""
-        return min(max(self.peer_gone_after, 2 * self.calm_heartbeat), self.schedule_gap)
-
-    @property
     def listed_again_within(self) -> float:
         """How long a standby (N nodes) waits, before it may promote, for a peer that
         leaves it out of its `heard` list to list it again (`Core._unlisted`): its own
@@ -940,11 +932,6 @@ def describe_timing(timing: Timing) -> list[str]:
             "schedule gap",
             timing.schedule_gap,
             "the agent not run this long: timeouts restart, older peer words dropped",
-        ),
-        (
-            "stall",
-            timing.stall,
-            "not run this long: peers may have counted this node gone (words then: no proof)",
         ),
         (
             "switch probed every",

@@ -164,7 +164,6 @@ def test_describe_shows_values_sources_and_derived_values() -> None:
     assert "  peer_gone_after              60ms" in text
     assert "  settle                      112ms" in text
     assert "  schedule gap                   1s" in text
-    assert "  stall                        60ms" in text  # peer_gone_after
     # a dead peer: the next slot's probe and its retries (20 + 3 x 5 ms), or the silence
     assert "  dead peer noticed in         45ms" in text
     assert "  switch probed every         240ms  switch_timeout / 8 in whole intervals\n" in text
@@ -383,18 +382,3 @@ def test_peer_echo_takes_auto_or_always_only() -> None:
     assert any("timing.peer_echo" in p for p in found), found
     assert timing('peer_echo = "always"').peer_echo == "always"
     assert timing_sources(timing('peer_echo = "always"'))["peer_echo"] == "set"
-
-
-@pytest.mark.parametrize(
-    ("text", "stall"),
-    [
-        ("", 0.3),  # peer_gone_after
-        ('profile = "fast"', 0.04),
-        ('misses = 1\ncalm_heartbeat = "100ms"', 0.2),  # two calm heartbeats
-        ('interval = "1s"\nmisses = 5\nservice_timeout = "10s"', 1.0),  # the schedule gap
-    ],
-)
-def test_a_stall_is_peer_gone_after_within_two_calm_heartbeats_and_the_schedule_gap(
-    text: str, stall: float
-) -> None:
-    assert timing(text).stall == pytest.approx(stall)

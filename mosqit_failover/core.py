@@ -236,17 +236,14 @@ def _os_problem(peer: str, silent: float, detail: str = "") -> str:
 def _cut_refusal(successor: str, cut: list[str]) -> str:
     """Why a handover to `successor` is refused: the better nodes `cut` from it."""
     if len(cut) == 1:
-        who = cut[0]
-        return (
-            f"{successor} and {who} do not both hear each other (their lists of nodes "
-            f"heard): {successor} would not take over past {who}, ranked before it, or "
-            f"{who} would take over beside it. Mend the path between them first"
-        )
-    who = ", ".join(cut[:-1]) + f" and {cut[-1]}"
+        pair, them, they, paths = f"{successor} and {cut[0]}", cut[0], cut[0], "path"
+    else:
+        pair = f"{successor} and each of {', '.join(cut[:-1])} and {cut[-1]}"
+        them, they, paths = "them", "they", "paths"
     return (
-        f"{successor} and each of {who} do not both hear each other (their lists of "
-        f"nodes heard): {successor} would not take over past them, ranked before it, or "
-        f"they would take over beside it. Mend the paths between them first"
+        f"{pair} do not both hear each other (their lists of nodes heard): {successor} "
+        f"would not take over past {them}, ranked before it, or {they} would take over "
+        f"beside it. Mend the {paths} between them first"
     )
 
 
@@ -310,9 +307,9 @@ class Core:
         self._order_said: set[str] = set()
         # (peer, network) said to answer no echo while its messages arrive there: when
         self._echo_blocked_said: dict[tuple[str, str], float] = {}
-        self._listening_since = now  # nothing unheard before this means anything
-        # this agent's last stops (schedule gaps), oldest first: (stopped at, ran again at)
-        self._stops: deque[tuple[float, float]] = deque(maxlen=STOPS_KEPT)
+        # this agent's start and its last stops (schedule gaps), oldest first: (stopped
+        # at, ran again at); the start is (-inf, now): it heard nothing before
+        self._stops: deque[tuple[float, float]] = deque([(-math.inf, now)], maxlen=STOPS_KEPT)
         self._now = now
         self._all_since: float | None = None  # own uplinks all healthy since
         self._held_since: dict[str, float] = {}  # conditions that must hold a while
@@ -979,12 +976,11 @@ class Core:
         gap = now - self._now
         if gap <= self.timing.schedule_gap:
             return
-        self._stops.append((self._now, now))
+        self._stops.append((self._now, now))  # `_listening_since` too
         for uplink in self.uplinks.values():
             uplink.timers_from = now
         for peer in self.peers.values():
             peer.restart_timers(now)
-        self._listening_since = now
         out.append(
             self._decision(
                 DecisionKind.RESUMED,
@@ -1545,11 +1541,8 @@ class Core:
             return  # every node hears every other: the pair's path, every decision
         # not one counted gone here: the peer counts it gone at the same time, and may
         # take over at once (a word read late, 50 % loss: two holders)
-        actives = [
-            v
-            for v in self._present_views(now)
-            if v.role is A and self._peer_lost(v.node, now) is None
-        ]
+        heard = [self.peers[p].view for p in self._heard(now)]  # present, not lost here
+        actives = [v for v in heard if v is not None and v.role is A]
         for name in self._partitioned:
             if name in self._doubted:
                 continue
@@ -1605,6 +1598,12 @@ class Core:
             return fresh and name not in view.heard
         return fresh or self._gone_before_a_stop(tracker.heard_at)
 
+    @property
+    def _listening_since(self) -> float:
+        """Nothing unheard before this means anything: the start, or the end of the
+        last stop."""
+        return self._stops[-1][1]
+
     def _gone_before_a_stop(self, arrived: float) -> bool:
         """Whether a witness whose newest word arrived at `arrived` fell silent for
         peer_gone_after while this agent still ran, before its first stop after that
@@ -1613,8 +1612,8 @@ class Core:
         a later one moved the mark past the witness's word, and an old word, from before
         a stop whose words were dropped, vouched again (a helper's finding: two holders
         in 8 of 8 runs, a 1.5 s stop and then another)."""
-        if len(self._stops) == self._stops.maxlen and arrived < self._stops[0][0]:
-            return False  # the first stop after it may be forgotten
+        if arrived < self._stops[0][0]:
+            return False  # the first stop after it is forgotten (the start: -inf)
         for stopped, resumed in self._stops:
             if resumed > arrived:
                 return arrived < stopped - self.timing.peer_gone_after

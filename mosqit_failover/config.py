@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mosqit_failover.kinds import known_kinds
+from mosqit_failover.terminal import terminal_safe
 
 DEFAULT_PATH = Path("/etc/mosqit-failover/mosqit-failover.toml")
 DEFAULT_CONTROL_SOCKET = Path("/run/mosqit-failover/control.sock")
@@ -35,8 +36,10 @@ class ConfigError(Exception):
     """The config is unusable; `problems` holds one line per problem."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
+        # a key or a path may hold an escape sequence or undecodable bytes, and every
+        # reader of a problem shows it to an operator
+        self.source = terminal_safe(source)
+        self.problems = [terminal_safe(problem) for problem in problems]
         super().__init__(f"{source}: " + "; ".join(problems))
 
     def report(self) -> str:

@@ -37,6 +37,7 @@ from mosqit_failover.heartbeat_hacf import (
     which_node,
 )
 from mosqit_failover.heartbeat_resources import Resources, read_authkeys, read_haresources
+from mosqit_failover.terminal import terminal_safe
 
 AUTO_FAILBACK_SOURCE = "linux-ha.org/ha.cf/AutoFailbackDirective"
 
@@ -413,12 +414,6 @@ def _write_outputs(outputs: list[_Output], force: bool) -> str | None:
     return None
 
 
-def _printable(text: str) -> str:
-    """A note or problem for the terminal: control characters from the input (an escape
-    sequence in haresources) are shown as \\uXXXX, never sent to the terminal."""
-    return _CONTROL.sub(_escape, text)
-
-
 def run_import(args: argparse.Namespace) -> int:
     """Print (or write) the config; notes and problems go to stderr. 0 done, 1 incomplete,
     2 malformed input or an output that cannot be written (then nothing is written)."""
@@ -434,7 +429,7 @@ def run_import(args: argparse.Namespace) -> int:
             f"import-heartbeat: cannot convert, {len(error.problems)} problem(s):", file=sys.stderr
         )
         for problem in error.problems:
-            print(f"  - {_printable(problem)}", file=sys.stderr)
+            print(f"  - {terminal_safe(problem)}", file=sys.stderr)
         return 2
     outputs = []
     if args.secret:
@@ -458,7 +453,7 @@ def run_import(args: argparse.Namespace) -> int:
         )
     print("not carried over, or assumed:", file=sys.stderr)
     for note in result.notes:
-        print(f"  - {_printable(note)}", file=sys.stderr)
+        print(f"  - {terminal_safe(note)}", file=sys.stderr)
     if not result.complete:
         print("the config has FILL-IN values: edit them, then run check-config", file=sys.stderr)
         return 1

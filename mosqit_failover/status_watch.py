@@ -9,7 +9,6 @@ escape codes.
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mosqit_failover.control import ControlError, UnreadableReply, ask
+from mosqit_failover.terminal import terminal_safe
 
 Render = Callable[[dict[str, Any]], str]
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase the screen: a redraw, not a scroll
@@ -114,17 +114,6 @@ def ask_status(path: Path, timeout: float = 10.0) -> dict[str, Any]:
     if not reply.get("ok") or not isinstance(status, dict):
         raise StatusUnavailable(f"the agent refused status: {reply.get('error')}")
     return status
-
-
-# what must not reach a terminal raw: C0 controls but the line feed, DEL, and C1 (0x9b
-# starts a control sequence on some terminals)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def terminal_safe(text: str) -> str:
-    """`text` with control characters shown as \\xNN: names and reasons in a status come
-    from peers and resources, and an escape sequence there would reach the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:

@@ -523,3 +523,27 @@ def test_a_unit_name_or_path_that_is_no_such_thing_is_refused(
     control characters check-config printed raw."""
     found = problems(SIM_CONFIG.replace(old, new, 1))
     assert any(says in p for p in found), found
+
+
+# -- what reaches the operator's terminal ------------------------------------------
+
+
+def test_an_escape_sequence_in_a_key_or_value_is_shown_escaped_not_sent_to_a_terminal() -> None:
+    text = SIM_CONFIG.replace("[nodes.alpha]", '[nodes."al\\u001b[2Jpha"]')
+    found = problems(text.replace('unit = "db.service"', 'unit = "\\u009b31mdb.service"'))
+    assert any(line.startswith("nodes.al\\x1b[2Jpha = ") for line in found), found
+    assert any("\\x9b31mdb.service" in line for line in found), found
+    assert not any(ch in line for line in found for ch in "\x1b\x9b")
+
+
+def test_check_config_names_an_undecodable_path_readably(tmp_path: Path) -> None:
+    missing = os.fsencode(tmp_path) + b"/conf\xfe.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", "check-config", os.fsdecode(missing)],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    err = result.stderr.decode("utf-8")  # strict: nothing undecodable reached the terminal
+    assert result.returncode == 2 and "conf\\xfe.toml: 1 problem(s)" in err, err
+    assert "Traceback" not in err

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mosqit_failover import config as configuration
+from mosqit_failover.terminal import escaped_output
 
 LAB_MISSING = "the lab is a development tool: run it from a git checkout (make demo)"
 DEFAULT_WATCH_INTERVAL = 1.0
@@ -640,6 +641,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse would only say that a COMMAND is required
         parser.error(f"unknown option {words[0]}: options go after the command")
     args = parser.parse_args(words)
+    if args.command in RAW_OUTPUT:
+        return _run(args)
+    with escaped_output():
+        return _run(args)
+
+
+# their stdout is a protocol (sync-receive) or the journal (agent), no operator's terminal
+RAW_OUTPUT = {"agent", "sync-receive"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's result, or its exit code after one line saying what stopped it."""
     try:
         result: int = args.func(args)
     except UsageError as error:

@@ -40,7 +40,7 @@ class ConfigError(Exception):
         # reader of a problem shows it to an operator
         self.source = terminal_safe(source)
         self.problems = [terminal_safe(problem) for problem in problems]
-        super().__init__(f"{source}: " + "; ".join(problems))
+        super().__init__(f"{self.source}: " + "; ".join(self.problems))
 
     def report(self) -> str:
         lines = [f"{self.source}: {len(self.problems)} problem(s):"]
@@ -598,8 +598,9 @@ def _string(value: Any) -> str:
     return value
 
 
-# in a path, a control character is a slip of the editor (or an attack), never meant
-_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# in a path, a control character (C0, DEL, C1) is a slip of the editor (or an attack),
+# never meant
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PATH_CONTROL_PROBLEM = "has a control character (a newline, a tab) in it; remove it"
 
 
@@ -1110,7 +1111,8 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             if kind is not None:
                 c.fail(f"{key}.kind", kind, f"must be {kinds}")
             continue
-        checks = {"agent": _ocf_agent, "unit": _unit_name}
+        checks = {"agent": _ocf_agent, "unit": _unit_name, "script": _command_line}
+        checks |= {"start": _command_line, "stop": _command_line, "status": _command_line}
         values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
         timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
         params: tuple[tuple[str, str], ...] = ()
@@ -1126,6 +1128,16 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         c.problems.append(f"resources: name {dup!r} is used twice; give each resource its own")
     return tuple(resources)
+
+
+def _command_line(value: Any) -> str:
+    """A shell command line (/bin/sh -c). A carriage return is refused: the shell would
+    look for "start\r" and say "not found". Other control characters are kept (shown
+    escaped), as heartbeat's haresources may hold them."""
+    text = _string(value)
+    if "\r" in text:
+        raise ValueError("has a carriage return in it (edited on Windows?); remove it")
+    return text
 
 
 _OCF_AGENT = re.compile(r"ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
@@ -1379,6 +1391,8 @@ def _nested_synchronous_problems(dirs: list[SyncDir]) -> list[str]:
 def _control_socket_problem(path: str) -> str | None:
     from mosqit_failover.control import socket_path_problem
 
+    if _PATH_CONTROL.search(path):
+        return _PATH_CONTROL_PROBLEM
     return socket_path_problem(path)
 
 

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from mosqit_failover.terminal import terminal_safe
+
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 ROLE_NUMBER = {"WAITING": 0, "STANDBY": 1, "PROMOTING": 2, "ACTIVE": 3, "DEMOTING": 4}
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, text = check(args)
     except Exception as error:  # a check must say UNKNOWN, never crash with a traceback
         code, text = UNKNOWN, line(UNKNOWN, f"check failed: {type(error).__name__}: {error}")
-    print(text)
+    print(terminal_safe(text))  # the agent's words, and NRPE hands them to a web page
     return code
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mosqit_failover.control import ControlError, UnreadableReply, ask
-from mosqit_failover.terminal import terminal_safe
+from mosqit_failover.terminal import terminal_safe, write_control
 
 Render = Callable[[dict[str, Any]], str]
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase the screen: a redraw, not a scroll
@@ -158,7 +158,8 @@ def watch(
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} (Ctrl-C quits)"
             )
             if terminal:
-                out.write(f"{CLEAR}{header}\n\n{text}\n")
+                write_control(out, CLEAR)
+                out.write(f"{header}\n\n{text}\n")
             else:
                 out.write(f"{SEPARATOR}\n" if shown else "")
                 out.write(f"{header}\n{text}\n")

@@ -8,7 +8,11 @@ not UTF-8 reaches Python as lone surrogates, which a UTF-8 stdout refuses to enc
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 # C0 controls but tab and line feed, DEL, C1 (0x9b starts a control sequence on some
 # terminals), and the surrogates that stand for undecodable bytes (U+DC80-U+DCFF)
@@ -26,3 +30,50 @@ def terminal_safe(text: str) -> str:
     Guarantees: the result holds no character a terminal acts on but tab and line
     feed, encodes as UTF-8, and equals `text` when `text` had nothing to escape."""
     return _UNSAFE.sub(_shown, text)
+
+
+class SafeWriter:
+    """A text stream that writes `terminal_safe` of everything to the stream it wraps.
+
+    The CLI's stdout and stderr while a command runs (`escaped_output`): what reaches
+    the operator from a peer, a remote shell, apt or a file is escaped wherever it is
+    printed. Guarantees: `write` never passes on a control character but tab and line
+    feed; `write_control` passes on the program's own control sequences (a screen
+    redraw) as they are; every other attribute (fileno, isatty, flush, encoding, the
+    binary buffer) is the wrapped stream's.
+    """
+
+    def __init__(self, wrapped: TextIO) -> None:
+        self.wrapped = wrapped
+
+    def write(self, text: str) -> int:
+        self.wrapped.write(terminal_safe(text))
+        return len(text)
+
+    def write_control(self, sequence: str) -> None:
+        self.wrapped.write(sequence)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def write_control(stream: TextIO, sequence: str) -> None:
+    """Write one of the program's own control sequences, through a `SafeWriter` too."""
+    if isinstance(stream, SafeWriter):
+        stream.write_control(sequence)
+    else:
+        stream.write(sequence)
+
+
+@contextlib.contextmanager
+def escaped_output() -> Iterator[None]:
+    """sys.stdout and sys.stderr as `SafeWriter`s for the block, restored after it."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeWriter(stdout), SafeWriter(stderr)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: said elsewhere
+            sys.stdout.flush()
+            sys.stderr.flush()
+        sys.stdout, sys.stderr = stdout, stderr

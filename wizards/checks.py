@@ -13,6 +13,7 @@ import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mosqit_failover.wizards.ssh import Session, SshError
 
@@ -73,10 +74,28 @@ def parse_facts(text: str) -> Facts:
     lines = text.split("\n")
     if len(lines) < 4:
         raise CheckError(f"unexpected answer from the node: {text[:200]!r}")
+    try:
+        interfaces, held = _interfaces(json.loads(lines[1]))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON's errors too
+        raise CheckError(
+            f"the node's `ip -j addr show` answer is not what iproute2 prints "
+            f"({type(error).__name__}: {error}; it began {lines[1][:120]!r}): is `ip` "
+            "iproute2's, and recent enough for -j (Debian 10 and later)?"
+        ) from None
+    shebang = lines[3].strip()
+    python = shebang[2:].split()[0] if shebang.startswith("#!") and len(shebang) > 2 else ""
+    hostname = lines[0].strip().split(".")[0]
+    return Facts(hostname, interfaces, lines[2].strip(), python, frozenset(held))
+
+
+def _interfaces(
+    listed: list[dict[str, Any]],
+) -> tuple[dict[str, Iface], set[ipaddress.IPv4Address]]:
+    """The interfaces in `ip -j addr show`'s list, and every IPv4 address held."""
     interfaces = {}
     held: set[ipaddress.IPv4Address] = set()
-    for item in json.loads(lines[1]):
-        name = item["ifname"]
+    for item in listed:
+        name = str(item["ifname"])
         if name == "lo":
             continue
         inet = [a for a in item.get("addr_info", []) if a.get("family") == "inet"]
@@ -89,15 +108,15 @@ def parse_facts(text: str) -> Facts:
         )
         carrier = "LOWER_UP" in flags and "NO-CARRIER" not in flags
         interfaces[name] = Iface(name, carrier, addresses)
-    shebang = lines[3].strip()
-    python = shebang[2:].split()[0] if shebang.startswith("#!") and len(shebang) > 2 else ""
-    hostname = lines[0].strip().split(".")[0]
-    return Facts(hostname, interfaces, lines[2].strip(), python, frozenset(held))
+    return interfaces, held
 
 
 def gather(session: Session) -> Facts:
     result = session.run(FACTS_COMMAND, check=True)
-    return parse_facts(result.out)
+    try:
+        return parse_facts(result.out)
+    except CheckError as error:
+        raise CheckError(f"{session.label}: {error}") from None
 
 
 def discover(
@@ -267,4 +286,6 @@ def arp_in_use(session: Session, interface: str, address: ipaddress.IPv4Address)
         entries = json.loads(result.out or "[]")
     except json.JSONDecodeError as error:
         raise SshError(f"{session.label}: unreadable `ip neigh` output: {error}") from None
-    return any(e.get("lladdr") for e in entries)
+    return isinstance(entries, list) and any(
+        isinstance(e, dict) and e.get("lladdr") for e in entries
+    )

@@ -896,10 +896,11 @@ def node_status(session: Session) -> dict[str, Any] | None:
     if result.status != 0:
         return None
     try:
-        status: dict[str, Any] = json.loads(result.out)
+        status = json.loads(result.out)
     except json.JSONDecodeError:
         return None
-    return status
+    # another version's, or not the agent's at all (a wrapper of the same name)
+    return status if isinstance(status, dict) and isinstance(status.get("role"), str) else None
 
 
 def wait_pair(sessions: dict[str, Session], timeout: float = 60.0) -> dict[str, str]:

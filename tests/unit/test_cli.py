@@ -533,6 +533,43 @@ def test_escape_sequences_in_a_status_never_reach_the_terminal(
     assert not any(ch in out for ch in "\x1b\x07\x9b")
 
 
+HOSTILE = "\x1b]0;PWNED\x07\x1b[31mRED\x9b2J"
+
+
+@pytest.mark.parametrize(
+    ("argv", "reply"),
+    [
+        (["switchover"], {"ok": False, "decisions": [f"d {HOSTILE}"], "error": f"e {HOSTILE}"}),
+        (["status"], {"ok": False, "error": f"refused {HOSTILE}"}),
+        (["maintenance", "on"], {"ok": False, "error": f"e {HOSTILE}"}),
+    ],
+)
+def test_what_the_agent_answers_reaches_the_terminal_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], reply: dict[str, Any]
+) -> None:
+    path = tmp_path / "control.sock"
+    with recording(path, reply):
+        assert cli.main([*argv, "--socket", str(path)]) != 0
+    out, err = capsys.readouterr()
+    assert not any(ch in out + err for ch in "\x1b\x07\x9b"), (out, err)
+    assert "\\x1b]0;PWNED\\x07\\x1b[31mRED\\x9b2J" in out + err
+
+
+def test_a_config_path_that_is_not_utf8_is_shown_escaped_on_stdout(tmp_path: Path) -> None:
+    config = os.fsencode(tmp_path) + b"/pair\x9b.toml"
+    with open(config, "w") as handle:
+        handle.write(SIM_CONFIG)
+    result = subprocess.run(
+        [sys.executable, "-m", "mosqit_failover.cli", "check-config", os.fsdecode(config)],
+        capture_output=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )
+    out = result.stdout.decode("utf-8")  # strict: no raw byte reached the terminal
+    assert "pair\\x9b.toml: OK" in out and b"Traceback" not in result.stderr, result
+
+
 @pytest.mark.parametrize(
     ("reply", "says"),
     [

@@ -547,3 +547,28 @@ def test_check_config_names_an_undecodable_path_readably(tmp_path: Path) -> None
     err = result.stderr.decode("utf-8")  # strict: nothing undecodable reached the terminal
     assert result.returncode == 2 and "conf\\xfe.toml: 1 problem(s)" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('control_socket = "/run/m\\u001b]0;x\\u0007/c.sock"', "cluster.control_socket"),
+        ('secret_file = "/etc/m\\u009b31m/secret"', "cluster.secret_file"),
+        ('state_dir = "/var/lib/m\\u0085f"', "cluster.state_dir"),
+    ],
+)
+def test_a_path_with_a_control_character_c1_too_is_refused(line: str, key: str) -> None:
+    found = problems(SIM_CONFIG.replace("[cluster]", f"[cluster]\n{line}", 1))
+    assert any(p.startswith(key) and "has a control character" in p for p in found), found
+
+
+def test_a_command_line_ending_in_a_carriage_return_is_refused_naming_the_cause() -> None:
+    text = SIM_CONFIG.replace('unit = "app.service"', 'unit = "app.service"\n', 1)
+    text = text.replace('kind = "systemd"\nunit = "app.service"', 'kind = "script"\n'
+                        'start = "/opt/app/start\\r"\nstop = "/opt/app/stop"\n'
+                        'status = """/opt/app/status\n--quiet"""', 1)  # fmt: skip
+    found = problems(text)
+    assert found == [
+        "resources[1].start = '/opt/app/start\\r': has a carriage return in it (edited on "
+        "Windows?); remove it"
+    ]

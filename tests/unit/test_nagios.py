@@ -405,3 +405,16 @@ def test_a_peer_running_another_order_is_a_warning_naming_the_fix() -> None:
     code, text = evaluate(three(order_differs=True))
     assert code == WARNING
     assert "peer gamma runs another cluster.order: copy one config to every node" in text
+
+
+def test_what_the_agent_reports_reaches_nagios_escaped(tmp_path: Path) -> None:
+    # ssh's or ipmitool's stderr in a fence's detail; NRPE shows it on a web page
+    path = tmp_path / "control.sock"
+    hostile = "ssh: \x1b]0;PWNED\x07\x1b[31mRED\x9b2J"
+    failed = status(peer_role="UNKNOWN", heard=None)
+    failed["peer"]["fence"] = {"state": "failed", "detail": hostile}
+    for reply in ({"ok": True, "status": failed}, {"ok": False, "error": hostile}):
+        code, out = asyncio.run(_serve_and_check(path, reply, ["--socket", str(path)]))
+        assert code != OK
+        assert "ssh: \\x1b]0;PWNED\\x07\\x1b[31mRED\\x9b2J" in out, out
+        assert not any(ch in out for ch in "\x1b\x07\x9b"), out

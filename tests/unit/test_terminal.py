@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 
-from mosqit_failover.terminal import terminal_safe
+from mosqit_failover.terminal import SafeWriter, escaped_output, terminal_safe, write_control
 
 
 @pytest.mark.parametrize(
@@ -24,4 +27,26 @@ def test_what_a_terminal_acts_on_is_shown_as_its_code(text: str, shown: str) -> 
 
 def test_tabs_line_feeds_and_letters_of_any_script_pass_unchanged() -> None:
     text = "node\tälpha\nΣ 状态 ✓"
-    assert terminal_safe(text) is not None and terminal_safe(text) == text
+    assert terminal_safe(text) == text
+
+
+def test_inside_escaped_output_every_print_is_escaped_but_own_control_sequences(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with escaped_output():
+        print("decision \x1b]0;PWNED\x07 from a peer")
+        print("error \x9b2J from a remote shell", file=sys.stderr)
+        write_control(sys.stdout, "\x1b[H")  # the program's own redraw
+        sys.stdout.flush()
+    print("\x1b[0m after")  # restored: the wrapper is gone
+    out, err = capsys.readouterr()
+    assert out == "decision \\x1b]0;PWNED\\x07 from a peer\n\x1b[H\x1b[0m after\n"
+    assert err == "error \\x9b2J from a remote shell\n"
+
+
+def test_the_wrapper_is_the_stream_it_wraps_for_everything_else() -> None:
+    inner = io.StringIO()
+    writer = SafeWriter(inner)
+    assert writer.write("a\x1bb") == 3  # the caller's count, as TextIO.write returns
+    assert inner.getvalue() == "a\\x1bb" and writer.getvalue() == "a\\x1bb"
+    assert writer.isatty() is False

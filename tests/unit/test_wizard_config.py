@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from mosqit_failover import config as configuration
-from mosqit_failover.wizards import checks, configedit
+from mosqit_failover.wizards import checks, configedit, deploy
 from mosqit_failover.wizards.prompts import AnswerError, Asker, load_answers
+from mosqit_failover.wizards.ssh import Session
 
 IP_ADDR = [
     {"ifname": "lo", "flags": ["LOOPBACK", "UP", "LOWER_UP"],
@@ -151,3 +154,43 @@ def test_host_keys_new_accepted_then_changed_refused_unless_accepted(tmp_path: P
         _check_host_key("n1", "10.0.1.11", 22, second, again, lambda *_: False)
     _check_host_key("n1", "10.0.1.11", 22, second, again, yes)
     assert seen[-1] is not None and seen[-1].startswith("SHA256:")
+
+
+# ---- a node that answers what no Debian node would (a helper's attack, 2026-12-06) ----
+
+
+class Answering:
+    """A session whose every command prints `out` and exits 0."""
+
+    label = "node11"
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def run(self, _command: str, timeout: float = 0.0, check: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(status=0, out=self.out, err="")
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "not json",
+        '[{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "x", "prefixlen": 24}]}]',
+        '{"ifname": "eth0"}',
+        '[{"addr_info": []}]',
+        "[1, 2]",
+    ],
+)
+def test_an_ip_answer_iproute2_would_not_give_is_a_check_error_naming_the_node(
+    listed: str,
+) -> None:
+    session = Answering(f"node11\n{listed}\n/usr/bin/mosqit-failover\n#!/usr/bin/python3\n")
+    with pytest.raises(checks.CheckError) as caught:
+        checks.gather(cast(Session, session))
+    assert str(caught.value).startswith("node11: the node's `ip -j addr show` answer is not")
+    assert "is `ip` iproute2's" in str(caught.value)
+
+
+@pytest.mark.parametrize("out", ["[]", '"ACTIVE"', '{"role": 3}', "{}", "null", "not json"])
+def test_a_status_that_is_not_the_agents_counts_as_no_status(out: str) -> None:
+    assert deploy.node_status(cast(Session, Answering(out))) is None

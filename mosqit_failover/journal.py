@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 from mosqit_failover.actions import Decision
 from mosqit_failover.kinds import DecisionKind
+from mosqit_failover.terminal import terminal_safe
 
 _NAMESPACE = bytes.fromhex("6d6f737169742d6661696c6f76657221")  # the ids' UUID namespace
 LOGGER = logging.getLogger("mosqit_failover")
@@ -196,9 +197,9 @@ class DecisionLog:
             LOGGER.exception("could not log a line")
 
     def _emit(self, text: str, priority: int, fields: Mapping[str, object]) -> None:
-        if self._journal is None:
+        if self._journal is None:  # run by hand: the line may reach a terminal
             with contextlib.suppress(OSError, ValueError):
-                print(f"<{priority}>{text}", file=sys.stderr, flush=True)
+                print(f"<{priority}>{terminal_safe(text)}", file=sys.stderr, flush=True)
             return
         self._backlog.append(our_entry(text, priority, fields))
         self.flush()

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from mosqit_failover.journal import DecisionLog
 from mosqit_failover.terminal import SafeWriter, escaped_output, terminal_safe, write_control
 
 
@@ -50,3 +51,11 @@ def test_the_wrapper_is_the_stream_it_wraps_for_everything_else() -> None:
     assert writer.write("a\x1bb") == 3  # the caller's count, as TextIO.write returns
     assert inner.getvalue() == "a\\x1bb" and writer.getvalue() == "a\\x1bb"
     assert writer.isatty() is False
+
+
+def test_an_agent_run_by_hand_without_journald_writes_its_lines_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # rsync's or a fence's stderr in a note; the agent's stderr is a terminal then
+    DecisionLog(use_journal=False).note("rsync: \x1b]0;PWNED\x07 vanished", priority=4)
+    assert capsys.readouterr().err == "<4>rsync: \\x1b]0;PWNED\\x07 vanished\n"

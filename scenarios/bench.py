@@ -14,7 +14,7 @@ Measured for each tool:
 - idle CPU (% of one core) of the tool's whole unit at 100 ms on the VIP holder and
   on the other node, the holder's RSS, and the platform's floor for our idle traffic
   (scenarios/wakeup_floor.py: a bare asyncio loop sending and receiving the same
-  packets, measured right after ours).
+  packets, measured right after ours, then the same loop in C).
 
 Then the fast profile (`timing.profile = "fast"`, 20 ms probes) against
 keepalived with 20 ms adverts (docs/timing.md): failover median/worst over
@@ -76,6 +76,7 @@ class Tool:
     idle_cpu_other: float = 0.0
     # a bare asyncio loop with the same idle packets, right after (scenarios/wakeup_floor.py)
     floor: dict[str, float] = field(default_factory=dict)
+    floor_c: dict[str, float] = field(default_factory=dict)  # the same loop in C
     fast: FastResult | None = None
 
 
@@ -92,6 +93,7 @@ class FastResult:
     rates: dict[str, tuple[float, float]] = field(default_factory=dict)  # node -> link, echo /s
     load: list[str] = field(default_factory=list)  # the host's load while measuring
     floor: dict[str, float] = field(default_factory=dict)  # see Tool.floor
+    floor_c: dict[str, float] = field(default_factory=dict)
 
 
 def _start_ours(lab: Lab, plan: LabPlan, interval: float) -> None:
@@ -293,25 +295,31 @@ def measure(lab: Lab, plan: LabPlan, probe: Probe, tool: Tool, args: argparse.Na
             tool.idle_cpu_other = max(cpu for name, (cpu, _) in idle.items() if name != holder)
         tool.stop(lab)
         if interval == 0.1 and tool.name == OURS:
-            tool.floor = _floor(lab, plan, interval, args.idle, peer_echo=False)
+            tool.floor, tool.floor_c = _floors(lab, plan, interval, args.idle, peer_echo=False)
 
 
-def _floor(
+def _floors(
     lab: Lab, plan: LabPlan, interval: float, seconds: float, *, peer_echo: bool
-) -> dict[str, float]:
-    floors = wakeup_floor.measure(lab, plan, interval, seconds, peer_echo=peer_echo)
-    floor = {name: seen.cpu for name, seen in floors.items()}
-    shown = ", ".join(
-        f"{n} {f.cpu:.2f} % ({f.sent:.0f} packets sent/s, {f.received:.0f} received/s)"
-        for n, f in sorted(floors.items())
-    )
-    print(f"   floor (a bare asyncio loop, the same idle packets): {shown} ({_load()})", flush=True)
-    return floor
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The floor (% of a core per node) of the Python loop, then of the C loop."""
+    found = []
+    for language, loop in (("python", "a bare asyncio loop"), ("c", "the same loop in C")):
+        floors = wakeup_floor.measure(
+            lab, plan, interval, seconds, peer_echo=peer_echo, language=language
+        )
+        shown = ", ".join(
+            f"{n} {f.cpu:.2f} % ({f.sent:.0f} packets sent/s, {f.received:.0f} received/s)"
+            for n, f in sorted(floors.items())
+        )
+        print(f"   floor ({loop}, the same idle packets): {shown} ({_load()})", flush=True)
+        found.append({name: seen.cpu for name, seen in floors.items()})
+    return found[0], found[1]
 
 
 FLOOR_NOTE = (
     "floor: a bare asyncio loop sending and receiving the same idle packets, no logic, "
-    "measured right after ours; its ratio is ours / floor"
+    "measured right after ours; its ratio is ours / floor. in C: the same loop in C "
+    "(with HMAC), what a C helper for the calm steady state would cost at least"
 )
 CALM = 6.0  # the agent's heartbeat slows to calm_heartbeat after 5 s without trouble
 
@@ -376,7 +384,7 @@ def measure_fast(
         if args.realtime:
             _realtime(lab, tool.unit, False)
     if tool.name == OURS:  # the fast profile echoes its peer every slot
-        result.floor = _floor(lab, plan, FAST_ADVERT, args.idle, peer_echo=True)
+        result.floor, result.floor_c = _floors(lab, plan, FAST_ADVERT, args.idle, peer_echo=True)
     return result
 
 
@@ -433,6 +441,9 @@ def report_fast(ours: FastResult, theirs: FastResult, args: argparse.Namespace) 
     for node in sorted(ours.floor):
         x, floor = ours.cpu.get(node, 0.0), ours.floor[node]
         print(f"{'floor ' + node + ' (% of a core)':34}{floor:18.2f}{'':14}{x / floor:8.1f}")
+    for node in sorted(ours.floor_c):
+        x, floor = ours.cpu.get(node, 0.0), ours.floor_c[node]
+        print(f"{'  in C ' + node + ' (% of a core)':34}{floor:18.2f}{'':14}{x / floor:8.1f}")
     if ours.floor:
         print(FLOOR_NOTE)
     for node in sorted(ours.loss_cpu):
@@ -484,6 +495,10 @@ def report(ours: Tool, theirs: Tool, args: argparse.Namespace) -> None:
     if ours.floor:
         floor = sum(ours.floor.values()) / len(ours.floor)
         print(f"{'floor @100ms (% of a core)':34}{floor:18.2f}{'':14}{cpu_a / floor:8.1f}")
+    if ours.floor_c:
+        floor = sum(ours.floor_c.values()) / len(ours.floor_c)
+        print(f"{'  in C (% of a core)':34}{floor:18.2f}{'':14}{cpu_a / floor:8.1f}")
+    if ours.floor:
         print(FLOOR_NOTE)
     print(f"{'idle RSS (MB)':34}{rss_a:18.1f}{rss_b:14.1f}{rss_a / rss_b:8.1f}")
 

@@ -23,9 +23,15 @@ the timing under test:
   moves toward it by ``FOLLOW_REACH`` intervals; while following, its timer waits
   ``FOLLOW_GRACE`` intervals for the heartbeat), so that it wakes once a slot.
 
+The same loop in C (``wakeup_floor.c``, built with the host's ``cc`` into the
+checkout's ``build/``, with an HMAC-SHA256 over every heartbeat sent and received)
+says what the same packets cost outside CPython: the floor of a C helper for the calm
+steady state (docs/timing.md, "The floor in C").
+
 Run it with the agent stopped: the agent's raw sockets would get copies of its ICMP.
-``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]``
-prints the floor of both lab nodes; ``make bench`` prints it beside each idle CPU.
+``python -m mosqit_failover.lab.scenarios.wakeup_floor [--interval 100ms] [--peer-echo]
+[--language python|c]`` prints the floor of both lab nodes; ``make bench`` prints both
+beside each idle CPU.
 """
 
 from __future__ import annotations
@@ -33,13 +39,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mosqit_failover.config import FOLLOW_GRACE, FOLLOW_REACH, Timing, parse_duration
 from mosqit_failover.lab.control import Lab, down, run_tool, up
+from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios.measure import (
     cpu_percent,
@@ -55,6 +65,8 @@ SCRIPT_PATH = "/run/mqlab-wakeup-floor.py"
 COUNTS_PATH = "/run/mqlab-wakeup-floor.json"  # packets sent and received, written at exit
 PORT = 5499  # not the agent's: the floor may run beside a stopped agent's config
 HEARTBEAT_BYTES = 136  # a calm heartbeat's datagram (strace of the agent, 2026-12-03)
+C_SOURCE = Path(__file__).with_name("wakeup_floor.c")
+LANGUAGES = ("python", "c")
 
 # Runs inside a node with Debian's python3 and nothing but the standard library.
 SCRIPT = r"""
@@ -194,11 +206,42 @@ def node_spec(
     }
 
 
-def start(node: Node, spec: dict[str, object]) -> None:
-    node.write_file(SCRIPT_PATH, SCRIPT)
+def build_c(plan: LabPlan) -> Path:
+    """The C loop, compiled into the checkout (which every node sees) when its source
+    is newer than the binary."""
+    binary = plan.project_dir / "build" / "wakeup-floor-c"
+    if binary.exists() and binary.stat().st_mtime >= C_SOURCE.stat().st_mtime:
+        return binary
+    compiler = shutil.which("cc")
+    if compiler is None:
+        raise LabError("the C floor needs a C compiler: apt-get install gcc (make install does)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    argv = [compiler, "-O2", "-Wall", "-o", str(binary), str(C_SOURCE), "-lm", "-ldl"]
+    built = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if built.returncode != 0:
+        raise LabError(f"compiling {C_SOURCE.name} failed: {built.stderr.strip()[-500:]}")
+    return binary
+
+
+def c_argv(binary: Path, spec: dict[str, Any]) -> list[str]:
+    """The C loop's command line for ``spec`` (its order: wakeup_floor.c's comment)."""
+    argv = [str(binary), *(str(spec[k]) for k in ("interval", "port", "heartbeat_bytes"))]
+    argv += ["1" if spec["follow"] else "0", str(spec["follow_reach"]), str(spec["follow_grace"])]
+    argv += [spec["counts"], *spec["beat_to"]]
+    for source, target, every in spec["echo"]:
+        argv += [source, target, str(every)]
+    return argv
+
+
+def start(node: Node, spec: dict[str, object], binary: Path | None = None) -> None:
+    """Start the floor loop in ``node``: the Python one, or the C ``binary``."""
     node.run(["systemctl", "reset-failed", UNIT], check=False)
-    argv = ["systemd-run", "--quiet", f"--unit={UNIT}", "--", "python3", SCRIPT_PATH]
-    node.run([*argv, json.dumps(spec)])
+    argv = ["systemd-run", "--quiet", f"--unit={UNIT}", "--"]
+    if binary is None:
+        node.write_file(SCRIPT_PATH, SCRIPT)
+        node.run([*argv, "python3", SCRIPT_PATH, json.dumps(spec)])
+    else:
+        node.run([*argv, *c_argv(binary, spec)])
 
 
 def stop(node: Node) -> dict[str, int]:
@@ -232,18 +275,21 @@ def measure(
     *,
     peer_echo: bool,
     switch_timeout: float = Timing.switch_timeout,
+    language: str = "python",
 ) -> dict[str, Floor]:
     """Each node's floor over ``seconds`` of the idle pattern at ``interval`` (the
-    switches probed as often as the agent would with ``switch_timeout``)."""
+    switches probed as often as the agent would with ``switch_timeout``), by the loop
+    in ``language`` (python: asyncio as the agent's; c: wakeup_floor.c)."""
     timing = dataclasses.replace(Timing(), interval=interval, switch_timeout=switch_timeout)
+    binary = build_c(plan) if language == "c" else None
     # the bench's timings share the slots; an answering switch at its calm pace
     switch_every = timing.switch_calm_every if timing.switch_probe_every else 1
     counts: dict[str, dict[str, int]] = {}
     began = time.monotonic()
     try:
         for name, node in lab.nodes.items():
-            start(node, node_spec(plan, name, interval, peer_echo, switch_every))
-        time.sleep(2.0)  # python started, the sockets open
+            start(node, node_spec(plan, name, interval, peer_echo, switch_every), binary)
+        time.sleep(2.0)  # the loop started, the sockets open
         before = on_each(lab.nodes, lambda node: unit_cpu(node, UNIT))
         woken = on_each(lab.nodes, lambda node: unit_wakeups(node, UNIT))
         time.sleep(seconds)
@@ -272,18 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         "--peer-echo", action="store_true", help="echo the peer every slot (the fast profile)"
     )
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--language", choices=LANGUAGES, default="python")
     args = parser.parse_args(argv)
     plan = DEFAULT_PLAN
+    interval = parse_duration(args.interval)
     try:
         lab = up(plan)
         floor = measure(
-            lab, plan, parse_duration(args.interval), args.seconds, peer_echo=args.peer_echo
+            lab, plan, interval, args.seconds, peer_echo=args.peer_echo, language=args.language
         )
     finally:
         down(plan)
+    loop = "a bare asyncio loop" if args.language == "python" else "the same loop in C"
     for name, seen in sorted(floor.items()):
         print(
-            f"{name}: a bare asyncio loop with the agent's idle traffic: {seen.cpu:.2f} % of a "
+            f"{name}: {loop} with the agent's idle traffic: {seen.cpu:.2f} % of a "
             f"core, {seen.sent:.0f} packets sent/s, {seen.received:.0f} received/s"
         )
     return 0

@@ -12,10 +12,11 @@ from mosqit_failover.lab.scenarios import wakeup_floor
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab_clean")]
 
 
+@pytest.mark.parametrize("language", wakeup_floor.LANGUAGES)
 def test_the_standard_floor_sends_and_receives_the_agents_idle_packets(
-    lab: control.Lab,
+    lab: control.Lab, language: str
 ) -> None:
-    floors = wakeup_floor.measure(lab, lab.plan, 0.1, 3.0, peer_echo=False)
+    floors = wakeup_floor.measure(lab, lab.plan, 0.1, 3.0, peer_echo=False, language=language)
     assert set(floors) == set(lab.nodes)
     for name, floor in floors.items():
         # 10 heartbeats + 2 networks x 2.5 switch probes (an answering switch's calm
@@ -32,8 +33,9 @@ def test_the_standard_floor_sends_and_receives_the_agents_idle_packets(
         assert not node.is_active(wakeup_floor.UNIT)
 
 
-def test_the_fast_floor_also_echoes_the_peer_every_slot(lab: control.Lab) -> None:
-    floors = wakeup_floor.measure(lab, lab.plan, 0.02, 3.0, peer_echo=True)
+@pytest.mark.parametrize("language", wakeup_floor.LANGUAGES)
+def test_the_fast_floor_also_echoes_the_peer_every_slot(lab: control.Lab, language: str) -> None:
+    floors = wakeup_floor.measure(lab, lab.plan, 0.02, 3.0, peer_echo=True, language=language)
     for name, floor in floors.items():
         # 50 heartbeats + 2 x 50 peer probes + 2 x ~4 switch probes a second, each answered
         # (without the peer's echo it would be ~60; a loaded host slips a few slots: 116

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from mosqit_failover.terminal import terminal_safe
+
 T = TypeVar("T")
 
 
@@ -67,8 +69,10 @@ class Asker:
         return key in self.answers and self.answers[key] is not None
 
     def _prompt(self, text: str, secret: bool = False) -> str:
+        # input() on a terminal and getpass write the prompt past sys.stdout, and a
+        # question may name what a node said (its interfaces)
         try:
-            return (self._read_secret if secret else self._read)(text)
+            return (self._read_secret if secret else self._read)(terminal_safe(text))
         except EOFError:
             raise KeyboardInterrupt from None
 

@@ -123,6 +123,19 @@ def test_interactive_asks_again_until_valid_and_eof_is_interrupt() -> None:
         Asker({}, interactive=True, read=eof).ask("x", "X", str)
 
 
+def test_a_question_naming_what_a_node_said_is_asked_escaped() -> None:
+    # input() on a terminal writes its prompt past sys.stdout (and its escaper)
+    prompts: list[str] = []
+
+    def read(prompt: str) -> str:
+        prompts.append(prompt)
+        return "eth0"
+
+    asker = Asker({}, interactive=True, read=read)
+    asker.ask("vip_interface", "VIP interface (node11 has e\x1b]0;x\x07)", str)
+    assert prompts == ["VIP interface (node11 has e\\x1b]0;x\\x07): "]
+
+
 def test_answers_file_with_password_must_be_private(tmp_path: Path) -> None:
     path = tmp_path / "answers.toml"
     path.write_text('node1 = "10.0.1.11"\npassword = "x"\n')

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mosqit_failover import config as configuration
-from mosqit_failover.terminal import escaped_output
+from mosqit_failover.terminal import SafeFormatter, escaped_output
 
 LAB_MISSING = "the lab is a development tool: run it from a git checkout (make demo)"
 DEFAULT_WATCH_INTERVAL = 1.0
@@ -197,7 +197,9 @@ def _agent(args: argparse.Namespace) -> int:
         keyring = load_keyring(cfg.secret_file)
     except (UsageError, SecretFileError) as error:
         raise AgentConfigUnusable(str(error)) from None
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    lines = logging.StreamHandler()
+    lines.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[lines])
     agent = Agent(cfg, node, keyring, DecisionLog(), config_path=Path(args.config))
     try:
         return asyncio.run(agent.run())
@@ -282,7 +284,12 @@ def _command(args: argparse.Namespace) -> int:
         )
         if not sys.stdin.isatty():
             raise UsageError("refusing without confirmation: pass --yes to force")
-        if input("Type 'yes' to force this node active: ").strip() != "yes":
+        try:
+            answer = input("Type 'yes' to force this node active: ")
+        except EOFError:  # Ctrl-D: the terminal's line is still the prompt's
+            print()
+            answer = ""
+        if answer.strip() != "yes":
             print("not forced")
             return 1
     reply = _ask(args, request)
@@ -636,19 +643,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only="sync-receive" if words[:1] == ["sync-receive"] else None)
-    if words[:1] and words[0].startswith("-") and words[0] not in _TOP_OPTIONS:
-        # argparse would only say that a COMMAND is required
-        parser.error(f"unknown option {words[0]}: options go after the command")
-    args = parser.parse_args(words)
-    if args.command in RAW_OUTPUT:
-        return _run(args)
-    with escaped_output():
-        return _run(args)
+    if words[:1] and words[0] in RAW_OUTPUT:
+        return _parse_and_run(words)
+    with escaped_output():  # argparse's errors too: they quote file names a glob found
+        return _parse_and_run(words)
 
 
 # their stdout is a protocol (sync-receive) or the journal (agent), no operator's terminal
 RAW_OUTPUT = {"agent", "sync-receive"}
+
+
+def _parse_and_run(words: list[str]) -> int:
+    parser = build_parser(only="sync-receive" if words[:1] == ["sync-receive"] else None)
+    if words[:1] and words[0].startswith("-") and words[0] not in _TOP_OPTIONS:
+        # argparse would only say that a COMMAND is required
+        parser.error(f"unknown option {words[0]}: options go after the command")
+    return _run(parser.parse_args(words))
 
 
 def _run(args: argparse.Namespace) -> int:

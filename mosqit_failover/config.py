@@ -1111,8 +1111,7 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             if kind is not None:
                 c.fail(f"{key}.kind", kind, f"must be {kinds}")
             continue
-        checks = {"agent": _ocf_agent, "unit": _unit_name, "script": _command_line}
-        checks |= {"start": _command_line, "stop": _command_line, "status": _command_line}
+        checks = {"agent": _ocf_agent, "unit": _unit_name}
         values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
         timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
         params: tuple[tuple[str, str], ...] = ()
@@ -1128,16 +1127,6 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         c.problems.append(f"resources: name {dup!r} is used twice; give each resource its own")
     return tuple(resources)
-
-
-def _command_line(value: Any) -> str:
-    """A shell command line (/bin/sh -c). A carriage return is refused: the shell would
-    look for "start\r" and say "not found". Other control characters are kept (shown
-    escaped), as heartbeat's haresources may hold them."""
-    text = _string(value)
-    if "\r" in text:
-        raise ValueError("has a carriage return in it (edited on Windows?); remove it")
-    return text
 
 
 _OCF_AGENT = re.compile(r"ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")

@@ -69,8 +69,9 @@ def _q(value: Any) -> str:
     return '"' + _CONTROL.sub(_escape, text) + '"'
 
 
-# what a TOML basic string may not hold as such (a tab may): written as \uXXXX
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# what a TOML basic string may not hold as such (a tab may), and C1, which it may but
+# a terminal acts on (the TOML goes to stdout): written as \uXXXX
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _escape(match: re.Match[str]) -> str:

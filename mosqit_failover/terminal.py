@@ -9,23 +9,28 @@ not UTF-8 reaches Python as lone surrogates, which a UTF-8 stdout refuses to enc
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
 # C0 controls but tab and line feed, DEL, C1 (0x9b starts a control sequence on some
-# terminals), and the surrogates that stand for undecodable bytes (U+DC80-U+DCFF)
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
+# terminals), and lone surrogates: U+DC80-U+DCFF stand for undecodable bytes (a file
+# name), any other came from a peer's JSON ("\ud800"); no UTF-8 stream can write one
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _shown(match: re.Match[str]) -> str:
     code = ord(match.group())
-    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the byte it stands for
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
 
 
 def terminal_safe(text: str) -> str:
-    """`text` with every control character and undecodable byte shown as \\xNN.
+    """`text` with every control character and undecodable byte shown as \\xNN, and
+    any other lone surrogate as \\uXXXX.
 
     Guarantees: the result holds no character a terminal acts on but tab and line
     feed, encodes as UTF-8, and equals `text` when `text` had nothing to escape."""
@@ -47,7 +52,12 @@ class SafeWriter:
         self.wrapped = wrapped
 
     def write(self, text: str) -> int:
-        self.wrapped.write(terminal_safe(text))
+        safe = terminal_safe(text)
+        try:
+            self.wrapped.write(safe)
+        except UnicodeEncodeError:  # an ASCII terminal (LANG=C, PYTHONIOENCODING=ascii)
+            encoding = self.wrapped.encoding or "ascii"
+            self.wrapped.write(safe.encode(encoding, "backslashreplace").decode(encoding))
         return len(text)
 
     def write_control(self, sequence: str) -> None:
@@ -67,13 +77,25 @@ def write_control(stream: TextIO, sequence: str) -> None:
 
 @contextlib.contextmanager
 def escaped_output() -> Iterator[None]:
-    """sys.stdout and sys.stderr as `SafeWriter`s for the block, restored after it."""
+    """sys.stdout and sys.stderr as `SafeWriter`s for the block, restored after it. A
+    stream that is None (its descriptor closed: print() then writes nothing) stays so."""
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = SafeWriter(stdout), SafeWriter(stderr)
+    if stdout is not None:
+        sys.stdout = SafeWriter(stdout)
+    if stderr is not None:
+        sys.stderr = SafeWriter(stderr)
     try:
         yield
     finally:
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: said elsewhere
-            sys.stdout.flush()
-            sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # said elsewhere
+                stream.flush()
         sys.stdout, sys.stderr = stdout, stderr
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with `terminal_safe` applied: the agent's stderr is a terminal when it
+    runs by hand, and its lines quote hooks' and mail servers' words."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))

@@ -76,7 +76,7 @@ def parse_facts(text: str) -> Facts:
         raise CheckError(f"unexpected answer from the node: {text[:200]!r}")
     try:
         interfaces, held = _interfaces(json.loads(lines[1]))
-    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON's errors too
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise CheckError(
             f"the node's `ip -j addr show` answer is not what iproute2 prints "
             f"({type(error).__name__}: {error}; it began {lines[1][:120]!r}): is `ip` "

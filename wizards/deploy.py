@@ -897,7 +897,7 @@ def node_status(session: Session) -> dict[str, Any] | None:
         return None
     try:
         status = json.loads(result.out)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply
         return None
     # another version's, or not the agent's at all (a wrapper of the same name)
     return status if isinstance(status, dict) and isinstance(status.get("role"), str) else None

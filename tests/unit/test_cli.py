@@ -32,6 +32,7 @@ from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core
 from mosqit_failover.events import Inventory
 from mosqit_failover.sim_scenarios import SIM_CONFIG, sim_config
+from mosqit_failover.terminal import SafeWriter
 from tests.unit.fake_socket import answering, serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,8 +188,8 @@ def test_watch_to_a_pipe_prints_snapshots_separated_by_a_line(tmp_path: Path) ->
 def test_watch_on_a_terminal_redraws_the_screen(tmp_path: Path) -> None:
     path = tmp_path / "control.sock"
     out = Terminal()
-    with control_server(path):
-        assert status_watch.watch(path, 0.1, out, count=2) == 0
+    with control_server(path):  # through the escaper, as cli.main runs it
+        assert status_watch.watch(path, 0.1, SafeWriter(out), count=2) == 0  # type: ignore[arg-type]
     text = out.getvalue()
     assert text.count(status_watch.CLEAR) == 2
     assert text.startswith(status_watch.CLEAR)
@@ -553,6 +554,38 @@ def test_what_the_agent_answers_reaches_the_terminal_escaped(
     out, err = capsys.readouterr()
     assert not any(ch in out + err for ch in "\x1b\x07\x9b"), (out, err)
     assert "\\x1b]0;PWNED\\x07\\x1b[31mRED\\x9b2J" in out + err
+
+
+def test_a_file_name_argparse_refuses_is_shown_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):  # a glob that matched two files
+        cli.main(["check-config", "a.toml", "b\x1b]0;PWNED\x07.toml"])
+    err = capsys.readouterr().err
+    assert "b\\x1b]0;PWNED\\x07.toml" in err and "\x1b" not in err
+
+
+def test_commands_run_with_stdout_or_stderr_closed(tmp_path: Path) -> None:
+    config = tmp_path / "pair.toml"
+    config.write_text(SIM_CONFIG)
+    command = f"{shlex.quote(sys.executable)} -m mosqit_failover.cli check-config {config}"
+    for closed, code in ((">&-", 0), ("2>&-", 0)):
+        result = subprocess.run(
+            ["sh", "-c", f"{command} {closed}"], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == code and "Traceback" not in result.stderr, (closed, result)
+
+
+def test_force_active_answered_with_ctrl_d_is_not_forced(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def ctrl_d(_prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    assert cli.main(["force-active", "--socket", "/nonexistent/c.sock"]) == 1
+    assert capsys.readouterr().out.endswith("not forced\n")
 
 
 def test_a_config_path_that_is_not_utf8_is_shown_escaped_on_stdout(tmp_path: Path) -> None:

@@ -560,15 +560,3 @@ def test_check_config_names_an_undecodable_path_readably(tmp_path: Path) -> None
 def test_a_path_with_a_control_character_c1_too_is_refused(line: str, key: str) -> None:
     found = problems(SIM_CONFIG.replace("[cluster]", f"[cluster]\n{line}", 1))
     assert any(p.startswith(key) and "has a control character" in p for p in found), found
-
-
-def test_a_command_line_ending_in_a_carriage_return_is_refused_naming_the_cause() -> None:
-    text = SIM_CONFIG.replace('unit = "app.service"', 'unit = "app.service"\n', 1)
-    text = text.replace('kind = "systemd"\nunit = "app.service"', 'kind = "script"\n'
-                        'start = "/opt/app/start\\r"\nstop = "/opt/app/stop"\n'
-                        'status = """/opt/app/status\n--quiet"""', 1)  # fmt: skip
-    found = problems(text)
-    assert found == [
-        "resources[1].start = '/opt/app/start\\r': has a carriage return in it (edited on "
-        "Windows?); remove it"
-    ]

@@ -281,6 +281,18 @@ def test_control_characters_in_the_input_never_reach_the_terminal(
     assert "\x1b" not in captured.out  # the TOML escapes it too
 
 
+def test_a_c1_character_in_haresources_goes_to_stdout_as_toml_that_loads(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # a raw C1 is valid TOML but the terminal escaper would rewrite it to "\x9b", which
+    # is not: the TOML writer escapes it itself
+    files = {"haresources": "bill1 IPaddr2::10.1.0.50/24/eth0 billing-app::a\x9b31mb\n"}
+    assert cli.main(["import-heartbeat", str(ha_dir(tmp_path, **files))]) == 0
+    toml = capsys.readouterr().out
+    assert "a\\u009B31mb" in toml and "\x9b" not in toml
+    assert any("a\x9b31mb" in (r.start or "") for r in parse(toml).resources)
+
+
 def test_a_missing_authkeys_gets_a_new_secret(tmp_path: Path) -> None:
     directory = ha_dir(tmp_path)
     (directory / "authkeys").unlink()

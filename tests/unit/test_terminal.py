@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 
 import pytest
 
 from mosqit_failover.journal import DecisionLog
-from mosqit_failover.terminal import SafeWriter, escaped_output, terminal_safe, write_control
+from mosqit_failover.terminal import (
+    SafeFormatter,
+    SafeWriter,
+    escaped_output,
+    terminal_safe,
+    write_control,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,6 +26,7 @@ from mosqit_failover.terminal import SafeWriter, escaped_output, terminal_safe, 
         ("\x9b2J", "\\x9b2J"),  # C1 CSI: clears the screen on some terminals
         ("a\x7fb\x00c\rd", "a\\x7fb\\x00c\\x0dd"),  # DEL, NUL, a carriage return
         ("/srv/\udcfe.dat", "/srv/\\xfe.dat"),  # a file name that is not UTF-8
+        ("role \ud800 \udc41", "role \\ud800 \\udc41"),  # lone surrogates from JSON
     ],
 )
 def test_what_a_terminal_acts_on_is_shown_as_its_code(text: str, shown: str) -> None:
@@ -59,3 +67,26 @@ def test_an_agent_run_by_hand_without_journald_writes_its_lines_escaped(
     # rsync's or a fence's stderr in a note; the agent's stderr is a terminal then
     DecisionLog(use_journal=False).note("rsync: \x1b]0;PWNED\x07 vanished", priority=4)
     assert capsys.readouterr().err == "<4>rsync: \\x1b]0;PWNED\\x07 vanished\n"
+
+
+def test_an_ascii_terminal_gets_what_it_cannot_show_as_escapes() -> None:
+    raw = io.BytesIO()
+    ascii_terminal = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    SafeWriter(ascii_terminal).write("Knoten älpha \x1b[2J\n")
+    ascii_terminal.flush()
+    assert raw.getvalue() == b"Knoten \\xe4lpha \\x1b[2J\n"
+
+
+def test_a_closed_stream_stays_none_and_nothing_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", None)  # python's stdout when fd 1 was closed
+    with escaped_output():
+        print("lost, as print() loses it without the wrapper")
+        assert sys.stdout is None
+    assert sys.stdout is None
+
+
+def test_log_lines_of_an_agent_run_by_hand_are_escaped() -> None:
+    record = logging.LogRecord(
+        "a", logging.ERROR, "", 0, "hook stderr: %s", ("\x1b]0;x\x07",), None
+    )
+    assert SafeFormatter("%(message)s").format(record) == "hook stderr: \\x1b]0;x\\x07"

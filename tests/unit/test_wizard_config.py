@@ -192,6 +192,7 @@ class Answering:
         '{"ifname": "eth0"}',
         '[{"addr_info": []}]',
         "[1, 2]",
+        "[" * 100_000,  # nested too deeply for json
     ],
 )
 def test_an_ip_answer_iproute2_would_not_give_is_a_check_error_naming_the_node(
@@ -204,6 +205,8 @@ def test_an_ip_answer_iproute2_would_not_give_is_a_check_error_naming_the_node(
     assert "is `ip` iproute2's" in str(caught.value)
 
 
-@pytest.mark.parametrize("out", ["[]", '"ACTIVE"', '{"role": 3}', "{}", "null", "not json"])
+@pytest.mark.parametrize(
+    "out", ["[]", '"ACTIVE"', '{"role": 3}', "{}", "null", "not json", "[" * 100_000]
+)
 def test_a_status_that_is_not_the_agents_counts_as_no_status(out: str) -> None:
     assert deploy.node_status(cast(Session, Answering(out))) is None

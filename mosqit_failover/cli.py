@@ -686,7 +686,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _drop_stdout() -> None:
     """What is left in stdout's buffer goes nowhere: the flush at exit would fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if sys.stdout is not None:  # None: fd 1 was closed, and print() writes nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 _TOP_OPTIONS = {"-h", "--help", "--version"}

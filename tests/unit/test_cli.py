@@ -568,10 +568,15 @@ def test_a_file_name_argparse_refuses_is_shown_escaped(
 def test_commands_run_with_stdout_or_stderr_closed(tmp_path: Path) -> None:
     config = tmp_path / "pair.toml"
     config.write_text(SIM_CONFIG)
-    command = f"{shlex.quote(sys.executable)} -m mosqit_failover.cli check-config {config}"
-    for closed, code in ((">&-", 0), ("2>&-", 0)):
+    command = f"{shlex.quote(sys.executable)} -m mosqit_failover.cli check-config"
+    for path, closed, code in (
+        (config, ">&-", 0),
+        (config, "2>&-", 0),
+        (tmp_path / "missing.toml", "2>&-", 2),
+        (tmp_path / "missing.toml", ">&- 2>/dev/full", 1),  # nowhere to say it: exit 1
+    ):
         result = subprocess.run(
-            ["sh", "-c", f"{command} {closed}"], capture_output=True, text=True, timeout=60
+            ["sh", "-c", f"{command} {path} {closed}"], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == code and "Traceback" not in result.stderr, (closed, result)
 

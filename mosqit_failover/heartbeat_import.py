@@ -37,7 +37,6 @@ from mosqit_failover.heartbeat_hacf import (
     which_node,
 )
 from mosqit_failover.heartbeat_resources import Resources, read_authkeys, read_haresources
-from mosqit_failover.terminal import terminal_safe
 
 AUTO_FAILBACK_SOURCE = "linux-ha.org/ha.cf/AutoFailbackDirective"
 
@@ -430,7 +429,7 @@ def run_import(args: argparse.Namespace) -> int:
             f"import-heartbeat: cannot convert, {len(error.problems)} problem(s):", file=sys.stderr
         )
         for problem in error.problems:
-            print(f"  - {terminal_safe(problem)}", file=sys.stderr)
+            print(f"  - {problem}", file=sys.stderr)
         return 2
     outputs = []
     if args.secret:
@@ -454,7 +453,7 @@ def run_import(args: argparse.Namespace) -> int:
         )
     print("not carried over, or assumed:", file=sys.stderr)
     for note in result.notes:
-        print(f"  - {terminal_safe(note)}", file=sys.stderr)
+        print(f"  - {note}", file=sys.stderr)
     if not result.complete:
         print("the config has FILL-IN values: edit them, then run check-config", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mosqit_failover.control import ControlError, UnreadableReply, ask
-from mosqit_failover.terminal import terminal_safe, write_control
+from mosqit_failover.terminal import write_control
 
 Render = Callable[[dict[str, Any]], str]
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase the screen: a redraw, not a scroll
@@ -124,7 +124,7 @@ def fetch(path: Path, render: Render, timeout: float = 10.0) -> str:
     """
     status = ask_status(path, timeout)
     try:
-        return terminal_safe(render(status))
+        return render(status)  # escaped where it is written (terminal.SafeWriter)
     except (KeyError, TypeError, AttributeError, ValueError, ArithmeticError) as error:
         # an agent of another version, not yet restarted after an upgrade
         raise StatusUnavailable(

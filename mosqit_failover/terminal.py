@@ -88,8 +88,9 @@ def escaped_output() -> Iterator[None]:
         yield
     finally:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError, AttributeError):  # said elsewhere
-                stream.flush()
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):  # a closed pipe: said elsewhere
+                    stream.flush()
         sys.stdout, sys.stderr = stdout, stderr
 
 

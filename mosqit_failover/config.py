@@ -126,7 +126,7 @@ class Timing:
     profile: str = field(default="standard", compare=False)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
-    @property
+    @functools.cached_property  # derived from frozen fields: computed once
     def switch_probe_every(self) -> int:
         """The switch is probed every this many slots of the interval: eight times in
         switch_timeout at least (the slot's wake-up shared). 0: the interval is too long
@@ -135,13 +135,13 @@ class Timing:
         it counted as lost."""
         return int(self.switch_timeout / (8 * self.interval) + 1e-9)
 
-    @property
+    @functools.cached_property
     def switch_probe_period(self) -> float:
         """Seconds between two probes of the switch (its re-sent probes aside)."""
         every = self.switch_probe_every
         return every * self.interval if every else self.switch_timeout / 8
 
-    @property
+    @functools.cached_property
     def switch_calm_every(self) -> int:
         """While the switch answers it is probed half as often, four times in
         switch_timeout: every this many slots of the interval. From its first miss until
@@ -155,13 +155,13 @@ class Timing:
             return max(1, every)
         return 2 * every
 
-    @property
+    @functools.cached_property
     def switch_calm_period(self) -> float:
         """Seconds between two probes of a switch that answers."""
         every = self.switch_probe_every
         return self.switch_calm_every * self.interval if every else self.switch_probe_period
 
-    @property
+    @functools.cached_property
     def switch_echo_timeout(self) -> float:
         """A switch's reply later than this is a miss (and re-sent at once): the interval,
         at least SWITCH_ECHO_TIMEOUT (the fast profile's 20 ms interval took a switch that
@@ -171,7 +171,7 @@ class Timing:
         cap = self.switch_timeout / (2 * (SWITCH_RETRIES + 1))
         return min(max(self.interval, SWITCH_ECHO_TIMEOUT), cap)
 
-    @property
+    @functools.cached_property
     def switch_tries(self) -> int:
         """About how many probes go to a switch that went silent before it counts as
         lost: the calm probe at most switch_calm_period after the last answer, then the
@@ -187,7 +187,7 @@ class Timing:
         )
         return sum(1 for at in sends if at < self.switch_timeout)
 
-    @property
+    @functools.cached_property
     def schedule_gap(self) -> float:
         """A pause this long between two runs of the agent means it was not running
         (SIGSTOP, a suspended VM, a blocked loop), not that the world went quiet: the
@@ -196,7 +196,7 @@ class Timing:
         least 1 s: a busy machine's scheduling delays stay well below it."""
         return max(1.0, 10 * self.heartbeat)
 
-    @property
+    @functools.cached_property
     def listed_again_within(self) -> float:
         """How long a standby (N nodes) waits, before it may promote, for a peer that
         leaves it out of its `heard` list to list it again (`Core._unlisted`): its own
@@ -205,12 +205,12 @@ class Timing:
         to service_timeout (a helper's finding: 2.7 s instead of 0.2 s)."""
         return self.settle + self.peer_gone_after
 
-    @property
+    @functools.cached_property
     def peer_gone_after(self) -> float:
         """No sign of life this long (and `misses` echoes missed) = peer gone."""
         return self.misses * self.interval
 
-    @property
+    @functools.cached_property
     def echo_window(self) -> float:
         """The UDP silence that, with `misses` echoes missed on every network, means gone.
 
@@ -224,7 +224,7 @@ class Timing:
         """
         return max((self.misses - 1) * self.interval + self.echo_timeout, 2 * self.heartbeat)
 
-    @property
+    @functools.cached_property
     def kernel_silent_misses(self) -> int:
         """Echo misses in a row on every network that end the proof of a live host (the
         core's `_kernel_outlived_agent`) and decide a silent peer's death whatever the
@@ -233,14 +233,14 @@ class Timing:
         come within tens of milliseconds where the loss asks for that many."""
         return max(KERNEL_SILENT_MISSES, 2 * self.misses)
 
-    @property
+    @functools.cached_property
     def peer_echo_retries(self) -> int:
         """Probes to a peer re-sent at once after a miss, one fewer than
         `kernel_silent_misses` (the daemon's prober; the simulation and the unit tests'
         harness model it)."""
         return self.kernel_silent_misses - 1
 
-    @property
+    @functools.cached_property
     def kernel_proof_after(self) -> float:
         """An echo reply that comes this long after the peer's last message proves its
         host outlived its agent. A dead host's last reply can come that late only when
@@ -250,7 +250,7 @@ class Timing:
         30 runs)."""
         return self.calm_heartbeat + 2 * self.echo_timeout
 
-    @property
+    @functools.cached_property
     def echo_on_demand_after(self) -> float | None:
         """The silence after which a calm peer is probed, and its lateness is trouble,
         when echo runs on demand; None: probed every interval for ever (`peer_echo =
@@ -271,7 +271,7 @@ class Timing:
             return None
         return after
 
-    @property
+    @functools.cached_property
     def settle(self) -> float:
         """Time for the peer's view of a shared link loss to reach us."""
         return self.link_fall + 4 * self.heartbeat
@@ -483,7 +483,7 @@ class Config:
     console: Console = Console()
     fencing: Fencing = Fencing()
 
-    @property
+    @functools.cached_property
     def network_names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.networks)
 

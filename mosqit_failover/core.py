@@ -737,10 +737,18 @@ class Core:
         return True
 
     def _steady_beat(self, network: str | None) -> SendPeerMessage:
-        """Every input of the view is steady too: the same view until a full run."""
+        """Every input of the view is steady too: the same view until a full run, and
+        the same object on every network (the encoder knows it by identity, not by
+        comparing fifteen fields)."""
         beat = self._quiet_beats.get(network)
         if beat is None:
-            beat = self._quiet_beats[network] = self._message(self._now, network)
+            made = next(iter(self._quiet_beats.values()), None)
+            beat = (
+                self._message(self._now, network)
+                if made is None
+                else SendPeerMessage(made.view, network)
+            )
+            self._quiet_beats[network] = beat
         return beat
 
     def view(self, now: float) -> PeerView:

@@ -549,6 +549,8 @@ class Agent:
 
     def _carry_out(self, action: Action) -> None:
         match action:
+            case SendPeerMessage(view, network):  # first: the one of every heartbeat
+                self.peerlink.send(view, network)
             case Decision():
                 self.log.write(action)
                 self.alerts.decision(action)
@@ -561,8 +563,6 @@ class Agent:
                 self.notifier.status(self._status_words())
             case RunPlan():
                 self.plans.submit(action)
-            case SendPeerMessage(view, network):
-                self.peerlink.send(view, network)
             case ProbePeer(peer, on, reason):
                 for name, (_, target) in self._probe_targets.items():
                     if target == peer:

@@ -343,7 +343,10 @@ class Sender:
     def _body(self, view: PeerView) -> bytes:
         """Everything after the header: checked and packed once per distinct view (a
         node sends the same view many times, to every peer on every network)."""
-        if view is self._last_view or view == self._last_view:
+        if view is self._last_view:
+            return self._last_body
+        if view == self._last_view:
+            self._last_view = view  # the core's next heartbeats are likely this object
             return self._last_body
         if view.node != self.node:
             raise EncodeError(f"view is of node {view.node!r}, this sender is {self.node!r}")

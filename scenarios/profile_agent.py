@@ -100,7 +100,7 @@ def detail(nodes: dict[str, Node], seconds: float) -> dict[str, str]:
     return out
 
 
-def pyspy(node: Node, out: str, seconds: float) -> None:
+def pyspy(node: Node, out: str, seconds: float, rate: int = 250) -> None:
     """``py-spy record`` of the agent, run inside the node (its mounts hold the interpreter)."""
     binary = Path(sys.executable).parent / "py-spy"  # the venv is bind-mounted into the node
     if not binary.exists():
@@ -117,13 +117,13 @@ def pyspy(node: Node, out: str, seconds: float) -> None:
     fmt = "flamegraph" if out.endswith(".svg") else "raw"
     inside = f"/tmp/profile-agent.{fmt}"
     argv = [str(binary), "record", "--pid", pid, "--duration", str(int(seconds))]
-    argv += ["--rate", "250", "--format", fmt, "--output", inside, "--nonblocking", "--gil"]
+    argv += ["--rate", str(rate), "--format", fmt, "--output", inside, "--nonblocking", "--gil"]
     proc = node.run(argv, check=False, timeout=seconds + 30)
     if proc.returncode != 0:
         raise RuntimeError(f"py-spy failed: {proc.stdout}{proc.stderr}")
     Path(out).write_text(node.read_file(inside))
     if fmt == "raw":
-        summarize(Path(out), seconds * 250)
+        summarize(Path(out), seconds * rate)
 
 
 def host_pid(node: Node) -> int:
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo", type=Path, help="run the agents with this echo module")
     parser.add_argument("--pyspy", help="record the active agent to this file")
     parser.add_argument("--pyspy-seconds", type=float, default=20.0)
+    parser.add_argument("--pyspy-rate", type=int, default=250, help="samples a second")
     parser.add_argument("--perf", help="perf record the active agent to this file (host perf)")
     args = parser.parse_args(argv)
     plan = DEFAULT_PLAN
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{role} {node.name}: {split[node.name]}", flush=True)
         print(f"active probes: {deploy.status(active).get('probes')}", flush=True)
         if args.pyspy:
-            pyspy(active, args.pyspy, args.pyspy_seconds)
+            pyspy(active, args.pyspy, args.pyspy_seconds, args.pyspy_rate)
         if args.perf:
             perf(active, args.perf, args.pyspy_seconds)
     finally:

@@ -114,3 +114,33 @@ def test_a_tick_for_the_heartbeat_alone_sends_it_quietly() -> None:
     out: list[Action] = []
     assert core._quiet(Tick(), beat, out)
     assert [type(a).__name__ for a in out] == ["SendPeerMessage"]
+
+
+def test_the_quiet_heartbeats_carry_one_view_object_on_every_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The encoder knows an unchanged view by identity (`Sender._body`): the calm
+    heartbeats, one network at a time, must not bring an equal copy per network, which
+    it would compare field by field on every datagram."""
+    from mosqit_failover.events import PeerView
+    from mosqit_failover.sim_scenarios import sim_config
+    from mosqit_failover.simulation import SimNode, World
+
+    world = World(sim_config(), seed=1)
+    world.boot("alpha")
+    world.boot("beta")
+    world.run_until(15.0)
+    core = world.nodes["alpha"].core
+    assert core is not None and core._quiet_until > core._now, "alpha is steady"
+    sent: list[tuple[PeerView, str | None]] = []
+    send = world._send
+
+    def recording(node: SimNode, view: PeerView, network: str | None) -> None:
+        if node.name == "alpha":
+            sent.append((view, network))
+        send(node, view, network)
+
+    monkeypatch.setattr(world, "_send", recording)
+    world.run_until(16.0)
+    assert [network for _, network in sent[:4]] in (["a", "b"] * 2, ["b", "a"] * 2), sent
+    assert len({id(view) for view, _ in sent}) == 1, "one view while steady"

@@ -19,6 +19,7 @@ LAB_MISSING = "the lab is a development tool: run it from a git checkout (make d
 DEFAULT_WATCH_INTERVAL = 1.0
 MIN_WATCH_INTERVAL = 0.1  # each refresh is a request to the agent: no busy loop
 MAX_WATCH_INTERVAL = 3600.0  # an hour; longer ones overflow the clock calls (1e10)
+BROKEN_PIPE_STATUS = 128 + 13  # what a shell reports for a command killed by SIGPIPE
 
 
 class UsageError(Exception):
@@ -676,7 +677,9 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:  # `status | head`: the reader is gone, nothing to say
         _drop_stdout()
-        return 0
+        # not 0: the command stopped where it was (its result unknown to the caller),
+        # as a tool killed by SIGPIPE reports it in a shell (`set -o pipefail`)
+        return BROKEN_PIPE_STATUS
     except OSError as error:  # the output cannot be written (a full disk), or unforeseen
         _drop_stdout()
         print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)

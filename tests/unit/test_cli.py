@@ -261,17 +261,32 @@ def test_watch_shows_a_socket_that_answers_garbage_and_goes_on(tmp_path: Path, k
 
 
 def test_watch_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
-    """`status --watch | head -1` ends without a traceback."""
+    """`status --watch | head -1` ends without a traceback, and with the status of a
+    command that SIGPIPE stopped (141), not 0: its work ended where it was."""
     proc = subprocess.run(
-        f"{shlex.quote(sys.executable)} -m mosqit_failover.cli status --watch --interval 0.1 "
-        f"--socket {shlex.quote(str(tmp_path / 'none.sock'))} | head -1",
-        shell=True,
+        [
+            "bash",
+            "-c",
+            'set -o pipefail; "$@" | head -1; echo "status ${PIPESTATUS[0]}"',
+            "bash",
+            sys.executable,
+            "-m",
+            "mosqit_failover.cli",
+            "status",
+            "--watch",
+            "--interval",
+            "0.1",
+            "--socket",
+            str(tmp_path / "none.sock"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
     )
     assert proc.stdout.startswith("every 0.1s") and "Traceback" not in proc.stderr
+    assert proc.stdout.endswith(f"status {cli.BROKEN_PIPE_STATUS}\n"), proc.stdout
+    assert cli.BROKEN_PIPE_STATUS == 141
 
 
 def test_interval_without_watch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

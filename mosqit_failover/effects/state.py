@@ -61,10 +61,16 @@ class StateFile:
 
     def load(self) -> tuple[int, Role]:
         """The saved (epoch, role); (0, WAITING) if the file does not exist."""
+        epoch, role, _ = self.load_full()
+        return epoch, role
+
+    def load_full(self) -> tuple[int, Role, int]:
+        """The saved (epoch, role, data epoch) from one read of the file; (0, WAITING, 0)
+        if it does not exist. Raises StateError like :meth:`load`."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return 0, Role.WAITING
+            return 0, Role.WAITING, 0
         except OSError as error:
             raise StateError(
                 f"cannot read the state file {self.path}: {error.strerror or error}; "
@@ -73,7 +79,8 @@ class StateFile:
             ) from None
         try:
             data = json.loads(raw.decode("utf-8"))
-            return _parse(data)
+            epoch, role = _parse(data)
+            return epoch, role, _data_epoch(data)
         except (UnicodeDecodeError, json.JSONDecodeError, _Invalid) as error:
             raise StateError(
                 f"the state file {self.path} is corrupt ({error}); it holds this node's "
@@ -114,8 +121,7 @@ class StateFile:
             data = json.loads(self.path.read_bytes().decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return 0
-        value = data.get("data_epoch", 0) if isinstance(data, dict) else 0
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+        return _data_epoch(data)
 
     def _write(self, epoch: int, role: Role, data_epoch: int) -> None:
         record: dict[str, object] = {"version": VERSION, "epoch": epoch, "role": role.value}
@@ -189,6 +195,13 @@ def _parse(data: object) -> tuple[int, Role]:
     except ValueError:
         raise _Invalid(f"role {data.get('role')!r} is not one of the roles") from None
     return epoch, role
+
+
+def _data_epoch(data: object) -> int:
+    """The data epoch of a parsed file: a value that is no whole number reads as 0 (less
+    fresh, the safe side)."""
+    value = data.get("data_epoch", 0) if isinstance(data, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _fsync_directory(directory: Path) -> None:

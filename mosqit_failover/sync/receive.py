@@ -24,9 +24,11 @@ outside the synced directories nor gain privileges there. It is carried out only
 - the destination is one of the configured sync directories (``peer_path``
   or ``path``), exactly (trailing ``/`` aside: no ``..``, no other spelling),
   contains no symlink anywhere in its path, and is a directory (created if missing);
-- the sender's epoch is at least this node's persisted epoch
-  (``state.json``), and this node is not ACTIVE: a stale old active can
-  never overwrite newer files, even if its own agent is confused.
+- the sender's epoch is at least this node's persisted epoch and data epoch
+  (``state.json``) and the highest sender epoch admitted here before
+  (:mod:`.admitted`), and this node is not ACTIVE: a stale old active can
+  never overwrite newer files, even if its own agent is confused, also where a
+  standby takes pushes from one active after another (three or more nodes).
 
 Then it execs ``rsync --server --chmod=Fug-s ...`` (nothing of this process
 remains): the receiving rsync strips setuid and setgid bits from every file
@@ -82,7 +84,7 @@ from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.libc import libc
-from mosqit_failover.sync import catchup
+from mosqit_failover.sync import admitted, catchup
 from mosqit_failover.sync.commands import FENCE, FSYNC, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
 REFUSED_EXIT = 77
@@ -256,7 +258,10 @@ def check_destination(dest: str, allowed: Sequence[str]) -> str:
     return norm
 
 
-def check_epoch(sender: int, own: int, role: Role) -> None:
+def check_epoch(sender: int, own: int, role: Role, data_epoch: int = 0) -> None:
+    """Refused unless a sender of epoch ``sender`` may write here: this node is not
+    ACTIVE, and the sender is not older than this node's own epoch nor than the epoch of
+    the data it holds (``data_epoch``: the active that listed it in sync)."""
     if role is Role.ACTIVE:
         raise Refused(
             f"this node is ACTIVE (epoch {own}); it takes no sync (sender epoch {sender}). "
@@ -267,16 +272,36 @@ def check_epoch(sender: int, own: int, role: Role) -> None:
             f"the sender's epoch {sender} is older than this node's {own}: it holds stale "
             "data and must not overwrite newer files"
         )
+    if sender < data_epoch:
+        raise Refused(
+            f"the sender's epoch {sender} is older than the data this node holds (epoch "
+            f"{data_epoch}, from the active that listed it in sync): it is an old active "
+            "with stale files and must not overwrite newer ones"
+        )
+
+
+def load_epochs(state: StateFile) -> tuple[int, Role, int]:
+    """This node's (epoch, role, data epoch); Refused if the state file cannot be read."""
+    try:
+        return state.load_full()
+    except StateError as error:
+        raise Refused(f"cannot read this node's epoch: {error}") from None
 
 
 def _admit(epoch: int, dest: str, cfg: configuration.Config, state: StateFile) -> str:
-    """The normalized destination if this sender may write there now."""
+    """The normalized destination if this sender may write there now (and from now on no
+    older sender may: :mod:`.admitted`)."""
     norm = check_destination(dest, [s.target for s in cfg.sync])
+    check_epoch(epoch, *load_epochs(state))
     try:
-        own, role = state.load()
-    except StateError as error:
-        raise Refused(f"cannot read this node's epoch: {error}") from None
-    check_epoch(epoch, own, role)
+        admitted.admit(state.path.parent, epoch)
+    except admitted.OlderSender as error:
+        raise Refused(str(error)) from None
+    except OSError as error:
+        raise Refused(
+            f"cannot record the sender's epoch in {admitted.record_file(state.path.parent)}: "
+            f"{error.strerror or error}; check the state directory (writable, disk not full)"
+        ) from None
     return norm
 
 

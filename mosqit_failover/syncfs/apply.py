@@ -53,11 +53,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from mosqit_failover.effects.state import StateError, StateFile
+from mosqit_failover.effects.state import StateFile
 from mosqit_failover.libc import libc
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
-from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch
+from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch, load_epochs
 from mosqit_failover.syncfs.buffers import keep_freed_buffers, widen_pipe
 from mosqit_failover.syncfs.progress import AppliedRecorder, applied_path
 from mosqit_failover.syncfs.records import (
@@ -160,11 +160,7 @@ class Guard:
         return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def _check(self, sender: int) -> None:
-        try:
-            own, role = self.state.load()
-        except StateError as error:
-            raise Refused(f"cannot read this node's epoch: {error}") from None
-        check_epoch(sender, own, role)
+        check_epoch(sender, *load_epochs(self.state))
 
 
 def check_root(root: str) -> str:

@@ -327,6 +327,22 @@ def test_force_active_alone_says_the_data_may_be_stale() -> None:
     assert h.core.epoch == 2
 
 
+def test_a_new_epoch_is_above_the_data_epoch_a_peer_reported_too() -> None:
+    """A standby refuses pushes older than the data it holds (sync/receive.py): a node
+    that promotes must take an epoch above the peers' data epochs as well, or it would
+    push in vain to a standby synced in an epoch it never saw itself."""
+    h = standby()
+    assert h.peer is not None
+    h.peer = replace(h.peer, data_epoch=7)  # alpha's view: its data is of epoch 7
+    h.run_until(h.now + 0.2)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 1.0)
+    assert h.role() is Role.ACTIVE
+    assert h.transcript(start)[0].endswith("[epoch 8]")
+
+
 def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
     h = standby(fail_step="StartResource(app)")
     h.peer = None

@@ -254,9 +254,9 @@ def test_the_state_file_is_read_again_only_when_it_changed(tmp_path: Path) -> No
     class Counting(StateFile):
         loads = 0
 
-        def load(self) -> tuple[int, Role]:
+        def load_full(self) -> tuple[int, Role, int]:
             self.loads += 1
-            return super().load()
+            return super().load_full()
 
     state = Counting(tmp_path / "state.json")
     state.save(5, Role.STANDBY)

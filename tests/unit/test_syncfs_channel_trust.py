@@ -90,6 +90,28 @@ def test_which_refusals_prove_a_newer_epoch() -> None:
     assert split_proof("refused: No space left on device", 5) is None
 
 
+def test_the_receivers_newer_refusals_prove_a_newer_epoch_too(tmp_path: Path) -> None:
+    """A standby that holds data of epoch 9, or took a push of epoch 9 before, proves an
+    active of epoch 9 existed: a mount of epoch 5 must stop acknowledging."""
+    from mosqit_failover.effects.state import StateFile
+    from mosqit_failover.sync import admitted
+
+    with pytest.raises(Refused) as by_data:
+        check_epoch(5, 0, Role.STANDBY, data_epoch=9)
+    assert split_proof(f"refused: {by_data.value}", 5) == (
+        "the standby knows epoch 9, newer than ours (5)"
+    )
+    assert split_proof(f"refused: {by_data.value}", 9) is None
+    state = StateFile(tmp_path / "state.json")
+    admitted.admit(state.path.parent, 9)
+    with pytest.raises(admitted.OlderSender) as by_record:
+        admitted.admit(state.path.parent, 5)
+    assert split_proof(f"refused: {by_record.value}", 5) == (
+        "the standby knows epoch 9, newer than ours (5)"
+    )
+    assert split_proof(f"refused: {by_record.value}", 9) is None
+
+
 def test_a_channel_that_did_not_start_because_of_a_newer_epoch_fences() -> None:
     async def scenario() -> None:
         script = "import sys; sys.stdin.buffer.read(14); print(sys.argv[1], flush=True)"

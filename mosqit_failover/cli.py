@@ -55,6 +55,8 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{len(cfg.resources)} resource(s), {len(cfg.sync)} synced dir(s)"
     )
     print("\n".join(configuration.describe_timing(cfg.timing)))
+    for note in configuration.advice(cfg):
+        print(f"note: {note}")
     node_here = bool(args.node)
     if not args.node:  # may run on an operator's machine: a note, not a failure
         try:

@@ -900,6 +900,28 @@ def timing_sources(timing: Timing) -> dict[str, str]:
     return sources
 
 
+def advice(cfg: Config) -> list[str]:
+    """check-config's notes on choices the agent accepts but an operator should know
+    the price of (each names what it costs and the fix); empty for a careful config."""
+    notes = [
+        f"networks.{net.name} has no switch: its uplink counts as healthy on carrier alone, "
+        "so a dead switch, or a cut behind it with the carrier up, goes unseen and a node "
+        f"keeps the VIP on it. Set networks.{net.name}.switch to an address on that network "
+        "that answers ping (the switch's management address, or the gateway)"
+        for net in cfg.networks
+        if net.switch is None
+    ]
+    timing = cfg.timing
+    if "misses" in timing.explicit and timing.misses < 3:
+        notes.append(
+            f"timing.misses = {timing.misses}: fewer than 3 echo misses in a row on every "
+            "network decide that a silent peer is dead, so under loss more false failovers; "
+            "3 is the default (the fast profile's 2 goes with its 3 ms heartbeats under "
+            "loss: docs/timing.md)"
+        )
+    return notes
+
+
 def describe_timing(timing: Timing) -> list[str]:
     """check-config's account of the timing: each value with its source, then the values
     the agent derives from them (the Timing properties)."""

@@ -250,3 +250,40 @@ def test_check_config_names_the_keys_of_a_good_secret_file(tmp_path: Path) -> No
     result = run_cli("check-config", str(path), "--node", "alpha")
     assert result.returncode == 0, result.stderr
     assert f"secret file {secret}: key(s) 2, 1, signing with 2" in result.stdout
+
+
+def test_check_config_notes_a_network_without_a_switch_and_too_few_misses(
+    tmp_path: Path,
+) -> None:
+    """Accepted, but the operator hears the price and the fix."""
+    text = EXAMPLE.read_text()
+    assert text.count('switch = "') == 2
+    lines = [ln for ln in text.splitlines() if not ln.startswith("switch = ")]
+    text = "\n".join(lines).replace("misses = 3 ", "misses = 1 ")
+    path = tmp_path / "pair.toml"
+    path.write_text(text)
+    path.chmod(0o644)
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    notes = [ln for ln in result.stdout.splitlines() if ln.startswith("note: ")]
+    assert notes[:3] == [
+        "note: networks.a has no switch: its uplink counts as healthy on carrier alone, so a "
+        "dead switch, or a cut behind it with the carrier up, goes unseen and a node keeps "
+        "the VIP on it. Set networks.a.switch to an address on that network that answers "
+        "ping (the switch's management address, or the gateway)",
+        "note: networks.b has no switch: its uplink counts as healthy on carrier alone, so a "
+        "dead switch, or a cut behind it with the carrier up, goes unseen and a node keeps "
+        "the VIP on it. Set networks.b.switch to an address on that network that answers "
+        "ping (the switch's management address, or the gateway)",
+        "note: timing.misses = 1: fewer than 3 echo misses in a row on every network decide "
+        "that a silent peer is dead, so under loss more false failovers; 3 is the default "
+        "(the fast profile's 2 goes with its 3 ms heartbeats under loss: docs/timing.md)",
+    ]
+
+
+def test_check_config_has_no_note_for_the_example_or_the_fast_profile(tmp_path: Path) -> None:
+    from mosqit_failover.config import advice
+
+    assert advice(parse(EXAMPLE.read_text())) == []
+    assert "[timing]" not in SIM_CONFIG
+    assert advice(parse(SIM_CONFIG + '\n[timing]\nprofile = "fast"\n')) == []

@@ -12,9 +12,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shlex
+import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -181,7 +183,7 @@ class ResourceRunner(abc.ABC):
 
     async def _run(self, argv: Sequence[str]) -> Outcome:
         try:
-            return await run_command(argv, self.timeout, self._env())
+            return await run_command(argv, self.timeout, self._env(), as_service=True)
         except CommandTimeout:
             raise EffectError(
                 f"resource {self.name}: `{_show(argv)}` did not finish within "
@@ -480,15 +482,58 @@ async def _open_pipe() -> tuple[int, _Tail, asyncio.BaseTransport]:
     return write_fd, tail, transport
 
 
+CHILD_UMASK = 0o022
+"""The umask of what the agent runs (a service a script starts, a hook, a fence): a
+system's usual one, not the agent's own 0077 (its unit's UMask, for its state and
+secrets), under which a service's files would be readable by root alone."""
+
+
+def service_priority(niceness: int, policy: int) -> list[str]:
+    """The commands that give what follows them a service's priorities, from an agent
+    running at ``niceness`` under scheduling ``policy`` (nothing when those are a
+    service's already).
+
+    The agent's unit runs it at nice -10 with the real-time disk class (its probes
+    before anything else on a loaded box), and with a real-time drop-in SCHED_RR: a
+    service that a script or init script starts would inherit all that and compete
+    with the agent, and with everything else, from above. ``chrt``, ``nice`` and
+    ``ionice`` (util-linux and coreutils: on every Debian) each exec the next."""
+    prefix: list[str] = []
+    if policy not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
+        prefix += ["chrt", "--other", "0"]
+    if niceness < 0:
+        # the unit sets the real-time disk class with the negative nice value
+        prefix += ["nice", "-n", str(-niceness), "ionice", "-c", "2", "-n", "4"]
+    return prefix
+
+
+def _as_service(argv: Sequence[str]) -> list[str]:
+    """``argv`` with `service_priority` in front, its program found here first, so that
+    a missing or non-executable one fails as a direct exec would (OSError)."""
+    prefix = service_priority(os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+    if not prefix:
+        return list(argv)
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    if program is None or not os.path.isfile(program):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    if not os.access(program, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv[0])
+    return [*prefix, program, *argv[1:]]
+
+
 async def run_command(
     argv: Sequence[str],
     timeout: float,
     env: Mapping[str, str] | None = None,
     stdin: bytes = b"",
+    *,
+    as_service: bool = False,
 ) -> Outcome:
     """Run argv in its own process group; return how it ended.
 
-    env: variables added to (or overriding) the agent's own environment.
+    env: variables added to (or overriding) the agent's own environment. The command
+    runs with CHILD_UMASK; ``as_service``: with a service's priorities too
+    (`service_priority`: what it starts lives on as a service).
     stdin: what the command reads on its standard input (at most 64 KiB, the
     pipe's buffer, so that writing it never blocks); empty: /dev/null.
 
@@ -511,12 +556,13 @@ async def run_command(
         for _ in ("stdout", "stderr"):
             pipes.append(await _open_pipe())
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *(_as_service(argv) if as_service else argv),
             stdin=asyncio.subprocess.DEVNULL if stdin_fd is None else stdin_fd,
             stdout=pipes[0][0],
             stderr=pipes[1][0],
             start_new_session=True,
             env=None if env is None else {**os.environ, **env},
+            umask=CHILD_UMASK,
         )
     except BaseException:
         for _, _, transport in pipes:

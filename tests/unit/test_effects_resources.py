@@ -421,3 +421,64 @@ def test_concurrent_start_and_stop_are_serialized(tmp_path: Path, kind: str) -> 
     starts = [c for c in calls(tmp_path) if "start" in c]
     # the second start found it running (systemd: systemctl start is a no-op then)
     assert len(starts) == (3 if kind == "systemd" else 2)
+
+
+def test_what_the_agent_runs_gets_a_services_umask_not_the_agents() -> None:
+    """The agent's unit runs it with umask 0077 (its state and secrets); a service a
+    script starts under that would make files only root can read."""
+    from mosqit_failover.effects.resources import CHILD_UMASK, run_command
+
+    before = os.umask(0o077)
+    try:
+        outcome = run(run_command(["sh", "-c", "umask"], 10.0))
+    finally:
+        os.umask(before)
+    assert outcome.code == 0 and outcome.stdout.strip() == f"{CHILD_UMASK:04o}" == "0022"
+
+
+def test_service_priority_undoes_what_the_agents_unit_gives_it() -> None:
+    from mosqit_failover.effects.resources import service_priority
+
+    assert service_priority(0, os.SCHED_OTHER) == []
+    assert service_priority(-10, os.SCHED_OTHER) == [
+        *("nice", "-n", "10"),
+        *("ionice", "-c", "2", "-n", "4"),
+    ]
+    assert service_priority(-10, os.SCHED_RR) == [
+        *("chrt", "--other", "0"),
+        *("nice", "-n", "10"),
+        *("ionice", "-c", "2", "-n", "4"),
+    ]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="raising priorities needs root (make test runs as root)"
+)
+def test_a_resource_command_runs_with_a_services_priorities(tmp_path: Path) -> None:
+    """As the unit runs the agent (nice -10, the real-time disk class), a script resource's
+    commands, and the service they leave running, get nice 0 and the ordinary class."""
+    import subprocess
+
+    from mosqit_failover.effects.resources import run_command
+
+    report = executable(
+        tmp_path / "report",
+        '#!/bin/sh\ncut -d" " -f19 /proc/$$/stat\nionice -p $$\nchrt -p $$\n',
+    )
+    pid = str(os.getpid())
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, -10)
+    subprocess.run(["ionice", "-c", "1", "-n", "4", "-p", pid], check=True)
+    try:
+        plain = run(run_command([str(report)], 10.0))
+        service = run(run_command([str(report)], 10.0, as_service=True))
+        missing = tmp_path / "missing"
+        with pytest.raises(FileNotFoundError):
+            run(run_command([str(missing)], 10.0, as_service=True))
+    finally:
+        subprocess.run(["ionice", "-c", "0", "-p", pid], check=True)
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    assert plain.stdout.splitlines()[:2] == ["-10", "realtime: prio 4"], plain
+    nice, io, *policy = service.stdout.splitlines()
+    assert (nice, io) == ("0", "best-effort: prio 4"), service
+    assert "SCHED_OTHER" in policy[0] and service.argv == (str(report),)

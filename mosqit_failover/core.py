@@ -303,6 +303,8 @@ class Core:
         # present peers whose messages do not list this node as heard: peer -> since
         self._unlisted_since: dict[str, float] = {}
         self._proven_since: dict[str, float] = {}  # peer -> its partition proven since
+        # peers not heard here that a witness which hears this node has lost since
+        self._lost_by_hearing: set[str] = set()
         self._order_differs: dict[str, float] = {}  # peer -> last heard with another order
         self._order_said: set[str] = set()
         # (peer, network) said to answer no echo while its messages arrive there: when
@@ -1478,12 +1480,15 @@ class Core:
                 self._present_since.pop(name, None)
         for name in self.peer_names:
             if name in self._present_since:
+                self._lost_by_hearing.discard(name)
                 self._partitioned.pop(name, None)
                 self._fate_unknown.pop(name, None)
                 self._proven_since.pop(name, None)
                 continue
             witnesses = self._partitioned.get(name, set())
             had = sorted(witnesses)
+            listing = False  # a present peer lists it now
+            deaf: list[str] = []  # present peers that list neither it nor this node
             last = max(self.peers[name].heard_at, self._listening_since)
             for other in self.peer_names:
                 view = self._present(other, now)
@@ -1493,25 +1498,21 @@ class Core:
                 if name not in view.heard and self.node not in view.heard:
                     # a witness that does not hear this node either, which is alive and
                     # talks to it, is deaf (a one-way loss toward it, or it is dying):
-                    # its silence about the peer says nothing. Counted, it ended both
-                    # standbys' proofs of each other when everything they sent a dying
-                    # active was lost while they were cut apart, and both took over
-                    # (36 of 36 simulated runs, two holders until the cut was mended).
-                    # The price: should the peer die too meanwhile, this node waits
-                    # for it (no holder) rather than promote on such a silence.
+                    # its silence about the peer says nothing by itself. Counted, it
+                    # ended both standbys' proofs of each other when everything they
+                    # sent a dying active was lost while they were cut apart, and both
+                    # took over (36 of 36 simulated runs, two holders until the cut was
+                    # mended). A witness that hears this node and lost the peer settles
+                    # it (below); without one, should the peer die too meanwhile, this
+                    # node waits for it (no holder) rather than promote on a silence
+                    deaf.append(other)
                     continue
                 if name not in view.heard:
-                    settled = now - self._present_since[other] >= self.timing.service_timeout
-                    # a witness drops a peer the moment its own rules count it gone, and
-                    # lists it again with its next heartbeat: a proven partition ends
-                    # only when the witness has listed it no more for a present window
-                    # (breaker of 2026-12-06: a 0.2 s break between the active and the
-                    # one witness ended the proof, and a standby cut from the active
-                    # promoted beside it)
-                    listed = self._listed_at.get((other, name), NEVER)
-                    if settled and now - listed >= within:
+                    if other in witnesses and self._stopped_listing(other, name, now):
                         witnesses.discard(other)
+                        self._lost_by_hearing.add(name)
                     continue
+                listing = True
                 self._listed_at[(other, name)] = said_at
                 # an echo timeout for the witness's message on its way and the peer's
                 # last heartbeat reaching the two a little apart: without it, a
@@ -1520,6 +1521,14 @@ class Core:
                 # broken: the standbys then send at the fast pace)
                 if said_at > last + within + self.timing.echo_timeout:
                     witnesses.add(other)
+            if name in self._lost_by_hearing and not listing:
+                # a witness that hears this node lost the peer, and nobody lists it:
+                # the deaf witnesses' silence about it counts again, as any witness's
+                # (four nodes and more: without this, a standby deaf to the active
+                # waited for ever for a peer that had died, and the others for it)
+                witnesses.difference_update(
+                    other for other in deaf if self._stopped_listing(other, name, now)
+                )
             if witnesses:
                 self._partitioned[name] = witnesses
                 self._proven_since.setdefault(name, now)
@@ -1535,6 +1544,19 @@ class Core:
         for name in [n for n in self._fate_unknown if self._taken_over_from(n, now)]:
             del self._fate_unknown[name]
         self._update_doubts(now)
+
+    def _stopped_listing(self, witness: str, name: str, now: float) -> bool:
+        """Whether `witness` no longer lists `name`, for good as far as a proof goes.
+
+        A witness drops a peer the moment its own rules count it gone, and lists it
+        again with its next heartbeat: a proven partition ends only when the witness,
+        heard here for `service_timeout` without a break, has listed it no more for a
+        present window (breaker of 2026-12-06: a 0.2 s break between the active and the
+        one witness ended the proof, and a standby cut from the active promoted beside
+        it)."""
+        settled = now - self._present_since[witness] >= self.timing.service_timeout
+        listed = self._listed_at.get((witness, name), NEVER)
+        return settled and now - listed >= self.timing.peer_gone_after
 
     def _update_doubts(self, now: float) -> None:
         """A peer known here only through witnesses that may have counted this node gone

@@ -12,8 +12,11 @@ receiver therefore keeps the highest sender epoch it admitted, and refuses a low
   decimal number, written only by the receiver's forced command (never by the agent,
   so the two never race on the state file);
 - :func:`admit` takes an exclusive ``flock`` on it, compares, and raises the number for
-  a newer sender (fsynced: the record must outlive a crash of this node, or the guard
-  would be lost with it);
+  a newer sender, in place at a fixed width (fsynced: the record must outlive a crash
+  of this node, or the guard would be lost with it);
+- it only refuses: a synchronous mount that meets its refusal does not take it for
+  proof of a newer active (anyone holding the sync key can raise it), as it does the
+  data epoch's (``syncfs/channel.py``);
 - an unreadable or damaged record counts as 0: the guard is then what it was without it
   (the saved epoch and data epoch still apply), never a refusal of a legitimate sender.
 
@@ -29,6 +32,8 @@ import os
 from pathlib import Path
 
 RECORD_NAME = "sync-epoch"
+_WIDTH = 19  # every epoch a sender can send (at most 18 digits, sync/receive.py)
+_LARGEST = 10**18 - 1
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
@@ -71,8 +76,11 @@ def admit(state_dir: Path, sender: int) -> None:
                 f"delete {record_file(state_dir)} on this node"
             )
         if sender > highest:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{sender}\n".encode(), 0)
+            # in place, at a fixed width, no truncation first: a write that fails (a full
+            # disk) or a crash leaves the old number, never an empty record
+            record = f"{sender:0{_WIDTH}d}\n".encode()
+            os.pwrite(fd, record, 0)
+            os.ftruncate(fd, len(record))
             os.fsync(fd)
     finally:
         with contextlib.suppress(OSError):
@@ -81,4 +89,5 @@ def admit(state_dir: Path, sender: int) -> None:
 
 def _number(raw: bytes) -> int:
     text = raw.split(b"\n", 1)[0].strip()
-    return int(text) if text.isdigit() and len(text) <= 19 else 0
+    value = int(text) if text.isdigit() and len(text) <= _WIDTH else 0
+    return value if value <= _LARGEST else 0  # above any epoch a sender can send: damaged

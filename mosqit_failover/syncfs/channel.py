@@ -55,14 +55,12 @@ MODES = ("degrade", "block")
 # the line's start: other refusals quote file names, which anyone writing there chooses
 _ACTIVE = re.compile(r"refused: this node is ACTIVE \(epoch (\d+)\); it takes no sync")
 _OLDER = re.compile(r"refused: the sender's epoch (\d+) is older than this node's (\d+): ")
-# ... and the receiver's (sync/receive._admit): the epoch of the data it holds, or of a
-# sender that wrote there before: an active of that epoch existed
+# ... and older than the data it holds (sync/receive.check_epoch): its agent recorded
+# that epoch from an active's authenticated heartbeat. Not the receiver's record of the
+# senders before (sync/admitted.py): anyone holding the sync key can raise that one, and
+# as proof it would make every active fence its mount and demote, for good
 _OLDER_DATA = re.compile(
     r"refused: the sender's epoch (\d+) is older than the data this node holds \(epoch (\d+),"
-)
-_OLDER_SENDER = re.compile(
-    r"refused: the sender's epoch (\d+) is older than that of a sender which already "
-    r"wrote here \((\d+)\)"
 )
 
 _HOLDING: ContextVar[bool] = ContextVar("holding_the_gate", default=False)
@@ -75,7 +73,7 @@ def split_proof(refusal: str, epoch: int) -> str | None:
     active = _ACTIVE.match(refusal)
     if active and int(active.group(1)) > epoch:
         return f"the standby is ACTIVE with epoch {active.group(1)}, newer than ours ({epoch})"
-    for pattern in (_OLDER, _OLDER_DATA, _OLDER_SENDER):
+    for pattern in (_OLDER, _OLDER_DATA):
         older = pattern.match(refusal)
         if older and int(older.group(2)) > epoch:
             return f"the standby knows epoch {older.group(2)}, newer than ours ({epoch})"

@@ -116,3 +116,23 @@ def test_the_forced_command_refuses_the_old_active_in_one_line(
     assert receive.main(["--config", str(config)]) == receive.REFUSED_EXIT
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("mosqit-sync refused: the sender's epoch 5")
+
+
+def test_the_record_is_rewritten_in_place_never_emptied_first(gamma: Setup) -> None:
+    """A helper's attack: truncating before writing left an empty record when the write
+    failed (a full disk), and an older sender then got in."""
+    cfg, _, _ = gamma
+    record = admitted.record_file(cfg.state_dir)
+    push(gamma, 6)
+    assert record.read_bytes() == b"0000000000000000006\n"
+    record.write_bytes(b"0000000000000000006\n" + b"x" * 100)  # longer, as after damage
+    push(gamma, 7)
+    assert record.read_bytes() == b"0000000000000000007\n"
+
+
+def test_a_record_above_any_sendable_epoch_counts_as_damaged(gamma: Setup) -> None:
+    cfg, _, _ = gamma
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    admitted.record_file(cfg.state_dir).write_bytes(b"9999999999999999999\n")
+    push(gamma, 3)
+    assert admitted.admitted(cfg.state_dir) == 3

@@ -90,9 +90,14 @@ def test_which_refusals_prove_a_newer_epoch() -> None:
     assert split_proof("refused: No space left on device", 5) is None
 
 
-def test_the_receivers_newer_refusals_prove_a_newer_epoch_too(tmp_path: Path) -> None:
-    """A standby that holds data of epoch 9, or took a push of epoch 9 before, proves an
-    active of epoch 9 existed: a mount of epoch 5 must stop acknowledging."""
+def test_the_data_epoch_refusal_proves_a_newer_epoch_the_record_does_not(
+    tmp_path: Path,
+) -> None:
+    """A standby that holds data of epoch 9 proves an active of epoch 9 existed: a mount
+    of epoch 5 must stop acknowledging. Its record of the senders before does not: a
+    sync key's holder can raise it (a helper's attack: one request with epoch 10^18 made
+    every later active fence its mount and demote), so it only refuses, as a standby
+    that cannot be reached would."""
     from mosqit_failover.effects.state import StateFile
     from mosqit_failover.sync import admitted
 
@@ -106,10 +111,7 @@ def test_the_receivers_newer_refusals_prove_a_newer_epoch_too(tmp_path: Path) ->
     admitted.admit(state.path.parent, 9)
     with pytest.raises(admitted.OlderSender) as by_record:
         admitted.admit(state.path.parent, 5)
-    assert split_proof(f"refused: {by_record.value}", 5) == (
-        "the standby knows epoch 9, newer than ours (5)"
-    )
-    assert split_proof(f"refused: {by_record.value}", 9) is None
+    assert split_proof(f"refused: {by_record.value}", 5) is None
 
 
 def test_a_channel_that_did_not_start_because_of_a_newer_epoch_fences() -> None:

@@ -912,7 +912,8 @@ def advice(cfg: Config) -> list[str]:
         if net.switch is None
     ]
     timing = cfg.timing
-    if "misses" in timing.explicit and timing.misses < 3:
+    usual = 2 if timing.profile == "fast" else 3
+    if "misses" in timing.explicit and timing.misses < usual:
         notes.append(
             f"timing.misses = {timing.misses}: fewer than 3 echo misses in a row on every "
             "network decide that a silent peer is dead, so under loss more false failovers; "

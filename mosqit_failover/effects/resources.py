@@ -514,11 +514,28 @@ def _as_service(argv: Sequence[str]) -> list[str]:
     if not prefix:
         return list(argv)
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
-    if program is None or not os.path.isfile(program):
+    if program is None or not os.path.exists(program):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
-    if not os.access(program, os.X_OK):
+    if os.path.isdir(program) or not os.access(program, os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv[0])
+    _check_format(program, argv[0])
     return [*prefix, program, *argv[1:]]
+
+
+def _check_format(program: str, name: str) -> None:
+    """OSError as execve would give it for ``program``: the wrappers' execvp would run a
+    file without ``#!`` through /bin/sh instead, and report a missing interpreter as
+    their own exit 127."""
+    with open(program, "rb") as file:
+        head = file.read(256)
+    if head.startswith(b"\x7fELF"):
+        return
+    if not head.startswith(b"#!"):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), name)
+    words = head[2:].split(b"\n", 1)[0].split()
+    interpreter = os.fsdecode(words[0]) if words else ""
+    if not interpreter or not os.access(interpreter, os.X_OK) or os.path.isdir(interpreter):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
 
 
 async def run_command(

@@ -287,3 +287,6 @@ def test_check_config_has_no_note_for_the_example_or_the_fast_profile(tmp_path: 
     assert advice(parse(EXAMPLE.read_text())) == []
     assert "[timing]" not in SIM_CONFIG
     assert advice(parse(SIM_CONFIG + '\n[timing]\nprofile = "fast"\n')) == []
+    # the profile's own value, set again by hand: still no note (a helper's finding)
+    assert advice(parse(SIM_CONFIG + '\n[timing]\nprofile = "fast"\nmisses = 2\n')) == []
+    assert len(advice(parse(SIM_CONFIG + '\n[timing]\nprofile = "fast"\nmisses = 1\n'))) == 1

@@ -472,9 +472,21 @@ def test_a_resource_command_runs_with_a_services_priorities(tmp_path: Path) -> N
     try:
         plain = run(run_command([str(report)], 10.0))
         service = run(run_command([str(report)], 10.0, as_service=True))
-        missing = tmp_path / "missing"
-        with pytest.raises(FileNotFoundError):
-            run(run_command([str(missing)], 10.0, as_service=True))
+        # a command that cannot run fails as a direct exec would, wrapped or not (a
+        # helper's attack: the wrappers' execvp ran a file without #! through /bin/sh)
+        bad = {
+            "missing": (tmp_path / "missing", FileNotFoundError),
+            "directory": (tmp_path, PermissionError),
+            "no shebang": (executable(tmp_path / "plain", "echo ran\n"), OSError),
+            "no interpreter": (executable(tmp_path / "bad", "#!/nonexistent/sh\n"), OSError),
+        }
+        for what, (path, error) in bad.items():
+            seen = set()
+            for wrapped in (False, True):
+                with pytest.raises(error) as caught:
+                    run(run_command([str(path)], 10.0, as_service=wrapped))
+                seen.add((type(caught.value), caught.value.errno))
+            assert len(seen) == 1, (what, seen)  # the same error either way
     finally:
         subprocess.run(["ionice", "-c", "0", "-p", pid], check=True)
         os.setpriority(os.PRIO_PROCESS, 0, niceness)

@@ -121,7 +121,7 @@ def _start_keepalived_fast(lab: Lab, plan: LabPlan) -> None:
 def _stop_ours(lab: Lab) -> None:
     for node in lab.nodes.values():
         node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
-        node.run(["rm", "-f", "/var/lib/mosqit-failover/state.json"], check=False)
+        deploy.forget_epochs(node)
 
 
 def _start_keepalived(lab: Lab, plan: LabPlan, interval: float) -> None:

@@ -351,7 +351,7 @@ def prepare(lab: Lab, plan: LabPlan, scenario: LabScenario) -> None:
     if scenario.fresh:
         for node in lab.nodes.values():
             node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
-            node.run(["rm", "-f", "/var/lib/mosqit-failover/state.json"], check=False)
+            deploy.forget_epochs(node)
         return
     faults.clear_all(plan)
     deploy.wait_pair(lab.nodes, timeout=40)

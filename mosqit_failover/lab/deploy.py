@@ -211,6 +211,18 @@ def start(nodes: dict[str, Node], order: list[str] | None = None) -> None:
         nodes[name].systemctl("start", UNIT, timeout=60)
 
 
+STATE_DIR = "/var/lib/mosqit-failover"
+EPOCH_FILES = ("state.json", "sync-epoch")
+
+
+def forget_epochs(node: Node) -> None:
+    """Let `node`'s agent start as in a new cluster: its saved epoch, role and data epoch
+    (state.json) and its sync receiver's record of the senders it admitted (sync-epoch)
+    go together. Without the record, epochs that start again from 1 are refused as older
+    than a sender of an earlier run (docs/safety.md)."""
+    node.run(["rm", "-f", *(f"{STATE_DIR}/{name}" for name in EPOCH_FILES)], check=False)
+
+
 def main_pid(node: Node, unit: str = UNIT) -> int:
     """The main PID of `unit` in `node`, as its systemd says (0: not running)."""
     return int(node.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)

@@ -19,7 +19,8 @@ from mosqit_failover.actions import Action
 from mosqit_failover.core import Core
 from mosqit_failover.events import Event, PeerMessage, Tick
 from mosqit_failover.observations import NEVER
-from mosqit_failover.sim_scenarios import SCENARIOS, run
+from mosqit_failover.sim_scenarios import SCENARIOS, run, sim_config
+from mosqit_failover.simulation import World
 
 Record = tuple[float, str, str, tuple[Action, ...]]
 
@@ -93,16 +94,19 @@ def test_a_settled_pair_takes_routine_events_quietly(monkeypatch: pytest.MonkeyP
     assert seen["full"] < seen["quiet"] / 10, seen
 
 
-def test_a_tick_for_the_heartbeat_alone_sends_it_quietly() -> None:
-    from mosqit_failover.sim_scenarios import sim_config
-    from mosqit_failover.simulation import World
-
+def steady_pair() -> tuple[World, Core]:
+    """A simulated pair run until alpha, the active, is steady (the quiet path on)."""
     world = World(sim_config(), seed=1)
     world.boot("alpha")
     world.boot("beta")
     world.run_until(15.0)
     core = world.nodes["alpha"].core
     assert core is not None and core._quiet_until > core._now, "alpha is steady"
+    return world, core
+
+
+def test_a_tick_for_the_heartbeat_alone_sends_it_quietly() -> None:
+    world, core = steady_pair()
     # a moment the heartbeat is due before any rule's deadline (a peer's message late
     # by `echo_on_demand_after` is one: it comes and goes with each message)
     end = 15.0
@@ -123,15 +127,9 @@ def test_the_quiet_heartbeats_carry_one_view_object_on_every_network(
     heartbeats, one network at a time, must not bring an equal copy per network, which
     it would compare field by field on every datagram."""
     from mosqit_failover.events import PeerView
-    from mosqit_failover.sim_scenarios import sim_config
-    from mosqit_failover.simulation import SimNode, World
+    from mosqit_failover.simulation import SimNode
 
-    world = World(sim_config(), seed=1)
-    world.boot("alpha")
-    world.boot("beta")
-    world.run_until(15.0)
-    core = world.nodes["alpha"].core
-    assert core is not None and core._quiet_until > core._now, "alpha is steady"
+    world, _ = steady_pair()
     sent: list[tuple[PeerView, str | None]] = []
     send = world._send
 

@@ -11,9 +11,16 @@ receiver therefore keeps the highest sender epoch it admitted, and refuses a low
 - one small file in the node's state directory, ``<state_dir>/sync-epoch``, holding a
   decimal number, written only by the receiver's forced command (never by the agent,
   so the two never race on the state file);
-- :func:`admit` takes an exclusive ``flock`` on it, compares, and raises the number for
-  a newer sender, in place at a fixed width (fsynced: the record must outlive a crash
-  of this node, or the guard would be lost with it);
+- :func:`admit` compares and raises the number for a newer sender, in place at a fixed
+  width (fsynced: the record must outlive a crash of this node, or the guard would be
+  lost with it), serialized by an exclusive ``flock`` on ``sync-epoch.gate``;
+- every admitted push that writes holds a shared ``flock`` on the record while it
+  writes (:class:`Writing`, kept across the exec of the receiving rsync). The first push
+  of a newer sender takes it exclusively before it raises the number, so it starts only
+  once every push of an older sender admitted before has finished; an older rsync that
+  is still writing would otherwise put its files over the newer ones as they arrive. It
+  waits at most ``wait`` seconds (an old active frozen mid-transfer holds its push until
+  rsync's I/O timeout) and is then refused, to be retried by its sender;
 - it only refuses: a synchronous mount that meets its refusal does not take it for
   proof of a newer active (anyone holding the sync key can raise it), as it does the
   data epoch's (``syncfs/channel.py``);
@@ -29,9 +36,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
+from types import TracebackType
+
+from mosqit_failover.sync.counter import read_counter
 
 RECORD_NAME = "sync-epoch"
+GATE_NAME = "sync-epoch.gate"
+DRAIN_WAIT = 20.0
+"""How long (seconds) the first push of a newer sender waits for older pushes to finish:
+below the sender's rsync I/O timeout (30 s), which would otherwise end it first."""
+_POLL = 0.05
 _WIDTH = 19  # every epoch a sender can send (at most 18 digits, sync/receive.py)
 _LARGEST = 10**18 - 1
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -39,6 +55,10 @@ _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 class OlderSender(Exception):
     """A sender older than one admitted before; the message names the record and the fix."""
+
+
+class OlderStillWriting(Exception):
+    """A push of an older sender still writes; the newer one is to retry."""
 
 
 def record_file(state_dir: Path) -> Path:
@@ -59,35 +79,113 @@ def admitted(state_dir: Path) -> int:
         os.close(fd)
 
 
-def admit(state_dir: Path, sender: int) -> None:
-    """Let a sender of epoch ``sender`` write, raising the record to it; OlderSender if a
-    sender of a higher epoch was admitted before. OSError if the record cannot be
-    written (the caller refuses: a guard it cannot keep is no guard)."""
+def check(state_dir: Path, sender: int) -> None:
+    """OlderSender if a sender of a higher epoch than ``sender`` was admitted (reads only)."""
+    highest = admitted(state_dir)
+    if sender < highest:
+        raise OlderSender(_older(state_dir, sender, highest))
+
+
+class Writing:
+    """A shared lock on the record, held while an admitted push writes: no newer sender's
+    push starts until it is released (:meth:`release`, or the exit of every process that
+    inherited it, :meth:`inherit`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def inherit(self) -> None:
+        """Keep the lock in the program this process execs (the receiving rsync)."""
+        os.set_inheritable(self.fd, True)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Writing:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def admit(state_dir: Path, sender: int, wait: float | None = None) -> Writing:
+    """Let a sender of epoch ``sender`` write, raising the record to it once every push
+    of an older sender has finished; the shared lock to hold while writing.
+
+    OlderSender if a sender of a higher epoch was admitted before; OlderStillWriting if
+    older pushes still wrote after ``wait`` seconds (:data:`DRAIN_WAIT` if None). OSError
+    if the record cannot be written (the caller refuses: a guard it cannot keep is no
+    guard)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(record_file(state_dir), _OPEN, 0o600)
+    gate = os.open(state_dir / GATE_NAME, _OPEN, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent pushes of several directories
-        highest = _number(os.pread(fd, 64, 0))
-        if sender < highest:
-            raise OlderSender(
-                f"the sender's epoch {sender} is older than that of a sender which already "
-                f"wrote here ({highest}): it is an old active with stale files, and must not "
-                "overwrite newer ones. Only if every node's epoch was reset on purpose, "
-                f"delete {record_file(state_dir)} on this node"
-            )
-        if sender > highest:
-            # in place, at a fixed width, no truncation first: a write that fails (a full
-            # disk) or a crash leaves the old number, never an empty record
-            record = f"{sender:0{_WIDTH}d}\n".encode()
-            os.pwrite(fd, record, 0)
-            os.ftruncate(fd, len(record))
-            os.fsync(fd)
+        fcntl.flock(gate, fcntl.LOCK_EX)  # one admission at a time, held while it drains
+        fd = os.open(record_file(state_dir), _OPEN, 0o600)
+        try:
+            _raise_to(fd, state_dir, sender, DRAIN_WAIT if wait is None else wait)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # the gate keeps a newer one out meanwhile
+        except BaseException:
+            os.close(fd)
+            raise
+        return Writing(fd)
     finally:
         with contextlib.suppress(OSError):
-            os.close(fd)  # closing drops the lock
+            os.close(gate)  # closing drops the lock
+
+
+def _raise_to(fd: int, state_dir: Path, sender: int, wait: float) -> None:
+    highest = _number(os.pread(fd, 64, 0))
+    if sender < highest:
+        raise OlderSender(_older(state_dir, sender, highest))
+    if sender == highest:
+        return
+    _drain(fd, state_dir, sender, highest, wait)
+    try:
+        # in place, at a fixed width, no truncation first: a write that fails (a full
+        # disk) or a crash leaves the old number, never an empty record
+        record = f"{sender:0{_WIDTH}d}\n".encode()
+        os.pwrite(fd, record, 0)
+        os.ftruncate(fd, len(record))
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _drain(fd: int, state_dir: Path, sender: int, highest: int, wait: float) -> None:
+    """Take the record exclusively: every push admitted before has finished writing."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OlderStillWriting(
+                    f"a push of an older sender (epoch {highest}) is still writing on this "
+                    f"node after {wait:g}s; the sender's epoch {sender} waits for it to "
+                    "end (an old active that froze mid-transfer holds it until rsync's "
+                    "I/O timeout): retried by the sender, nothing written"
+                ) from None
+            time.sleep(_POLL)
+
+
+def _older(state_dir: Path, sender: int, highest: int) -> str:
+    return (
+        f"the sender's epoch {sender} is older than that of a sender which already "
+        f"wrote here ({highest}): it is an old active with stale files, and must not "
+        "overwrite newer ones. Only if every node's epoch was reset on purpose, "
+        f"delete {record_file(state_dir)} on this node"
+    )
 
 
 def _number(raw: bytes) -> int:
-    text = raw.split(b"\n", 1)[0].strip()
-    value = int(text) if text.isdigit() and len(text) <= _WIDTH else 0
+    value = read_counter(raw, _WIDTH)
     return value if value <= _LARGEST else 0  # above any epoch a sender can send: damaged

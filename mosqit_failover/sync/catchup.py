@@ -28,6 +28,8 @@ import os
 import time
 from pathlib import Path
 
+from mosqit_failover.sync.counter import read_counter
+
 LOCK_WAIT = 10.0
 """How long :func:`begin` waits for an applier to finish the chunk it is applying."""
 
@@ -54,11 +56,6 @@ def _raw(fd: int) -> bytes:
     return os.pread(fd, 64, 0)
 
 
-def _number(raw: bytes) -> int:
-    text = raw.split(b"\n", 1)[0].strip()
-    return int(text) if text.isdigit() else 0
-
-
 def begin(state_dir: Path, root: str, wait: float = LOCK_WAIT) -> int:
     """Mark that a catch-up of ``root`` begins now; the new generation.
 
@@ -79,7 +76,7 @@ def begin(state_dir: Path, root: str, wait: float = LOCK_WAIT) -> int:
                         f"{wait:g}s (stopped?); the catch-up waits for it: retry later"
                     ) from None
                 time.sleep(_POLL)
-        generation = _number(_raw(fd)) + 1
+        generation = read_counter(_raw(fd)) + 1
         data = f"{generation}\n".encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
@@ -98,7 +95,7 @@ class Generation:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
             self._start = _raw(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self.start = _number(self._start)
+            self.start = read_counter(self._start)
         except BaseException:
             os.close(self._fd)
             raise
@@ -112,8 +109,8 @@ class Generation:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             raise CatchUpError(
                 f"a catch-up of {self.root} (rsync from the active) began after this "
-                f"stream started (generation {self.start}, now {_number(now)}): its records are "
-                "older than what the catch-up writes; none is applied"
+                f"stream started (generation {self.start}, now {read_counter(now)}): its "
+                "records are older than what the catch-up writes; none is applied"
             )
 
     def release(self) -> None:

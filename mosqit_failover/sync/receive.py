@@ -28,7 +28,9 @@ outside the synced directories nor gain privileges there. It is carried out only
   (``state.json``) and the highest sender epoch admitted here before
   (:mod:`.admitted`), and this node is not ACTIVE: a stale old active can
   never overwrite newer files, even if its own agent is confused, also where a
-  standby takes pushes from one active after another (three or more nodes).
+  standby takes pushes from one active after another (three or more nodes); the
+  first push of a newer sender starts only once every push of an older one has
+  finished writing (its rsync may still be running when the newer sender is admitted).
 
 Then it execs ``rsync --server --chmod=Fug-s ...`` (nothing of this process
 remains): the receiving rsync strips setuid and setgid bits from every file
@@ -293,16 +295,22 @@ def _admit(epoch: int, dest: str, cfg: configuration.Config, state: StateFile) -
     older sender may: :mod:`.admitted`)."""
     norm = check_destination(dest, [s.target for s in cfg.sync])
     check_epoch(epoch, *load_epochs(state))
+    hold_writing(epoch, state).release()
+    return norm
+
+
+def hold_writing(epoch: int, state: StateFile) -> admitted.Writing:
+    """Admit a sender of ``epoch`` (:func:`.admitted.admit`) and hold its writing lock;
+    Refused if it may not write (any more)."""
     try:
-        admitted.admit(state.path.parent, epoch)
-    except admitted.OlderSender as error:
+        return admitted.admit(state.path.parent, epoch)
+    except (admitted.OlderSender, admitted.OlderStillWriting) as error:
         raise Refused(str(error)) from None
     except OSError as error:
         raise Refused(
             f"cannot record the sender's epoch in {admitted.record_file(state.path.parent)}: "
             f"{error.strerror or error}; check the state directory (writable, disk not full)"
         ) from None
-    return norm
 
 
 def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[str]:
@@ -515,8 +523,9 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     kind = verb(original)
     if kind == MOVE:
         root = decide_move(original, cfg, state)
-        begin_catch_up(state, root)
-        serve_moves(root, sys.stdin.buffer, sys.stdout)
+        with hold_writing(_split(original)[0], state):
+            begin_catch_up(state, root)
+            serve_moves(root, sys.stdin.buffer, sys.stdout)
         return 0
     if kind == FENCE:
         from mosqit_failover.sync import fence_target
@@ -532,12 +541,14 @@ def _serve(original: str, args: argparse.Namespace) -> int:
             original, cfg, state, sys.stdin.buffer, sys.stdout, own_process=True
         )
     argv = decide(original, cfg, state)
-    os.makedirs(argv[-1], mode=0o755, exist_ok=True)
-    begin_catch_up(state, argv[-1].rstrip("/"))
-    sys.stderr.flush()
-    if FSYNC in argv:
-        return receive_durably([word for word in argv if word != FSYNC], argv[-1])
-    os.execvp(argv[0], argv)
+    with hold_writing(_split(original)[0], state) as writing:
+        os.makedirs(argv[-1], mode=0o755, exist_ok=True)
+        begin_catch_up(state, argv[-1].rstrip("/"))
+        sys.stderr.flush()
+        if FSYNC in argv:
+            return receive_durably([word for word in argv if word != FSYNC], argv[-1])
+        writing.inherit()  # held until the receiving rsync (and its children) exit
+        os.execvp(argv[0], argv)
 
 
 if __name__ == "__main__":

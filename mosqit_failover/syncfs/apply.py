@@ -17,10 +17,11 @@ line each:
 Guards, as :mod:`..sync.receive`:
 
 - the epoch: the sender's (its Hello) must be at least this node's persisted epoch and
-  this node not ACTIVE, checked at the start, before applying each chunk of records read
-  (a stat of the state file, read again only when it changed: a standby that promoted
-  meanwhile changes nothing more for the old active) and again before every
-  acknowledgement;
+  data epoch and the highest sender epoch admitted here (:mod:`..sync.admitted`), and
+  this node not ACTIVE, checked at the start, before applying each chunk of records
+  read (a stat of the state file and the record, read again only when one changed: a
+  standby that promoted meanwhile, or admitted a newer sender, changes nothing more for
+  the old active) and again before every acknowledgement;
 - the catch-up (:mod:`..sync.catchup`): a chunk is applied under a shared lock that the
   rsync receiver takes exclusively to begin a catch-up; once one began after the stream's
   start, the stream is refused (its records are older than the catch-up's data);
@@ -55,6 +56,7 @@ from typing import BinaryIO, TextIO
 
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.libc import libc
+from mosqit_failover.sync import admitted
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
 from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch, load_epochs
@@ -150,17 +152,26 @@ class Guard:
             self._generation.close()
 
     def _stat(self) -> tuple[int, ...] | None:
-        """What changes when the state file is saved (atomically: a new inode); None: read it."""
-        try:
-            info = os.stat(self.state.path)
-        except FileNotFoundError:
-            return (0,)
-        except OSError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        """What changes when the state file is saved (atomically: a new inode) or a newer
+        sender is admitted (the record is rewritten in place); None: read them."""
+        seen: tuple[int, ...] = ()
+        for path in (self.state.path, admitted.record_file(self.state.path.parent)):
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                seen += (0, 0, 0, 0)
+                continue
+            except OSError:
+                return None
+            seen += (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        return seen
 
     def _check(self, sender: int) -> None:
         check_epoch(sender, *load_epochs(self.state))
+        try:
+            admitted.check(self.state.path.parent, sender)
+        except admitted.OlderSender as error:
+            raise Refused(str(error)) from None
 
 
 def check_root(root: str) -> str:

@@ -14,13 +14,15 @@ receiver therefore keeps the highest sender epoch it admitted, and refuses a low
 - :func:`admit` compares and raises the number for a newer sender, in place at a fixed
   width (fsynced: the record must outlive a crash of this node, or the guard would be
   lost with it), serialized by an exclusive ``flock`` on ``sync-epoch.gate``;
-- every admitted push that writes holds a shared ``flock`` on the record while it
-  writes (:class:`Writing`, kept across the exec of the receiving rsync). The first push
-  of a newer sender takes it exclusively before it raises the number, so it starts only
-  once every push of an older sender admitted before has finished; an older rsync that
-  is still writing would otherwise put its files over the newer ones as they arrive. It
-  waits at most ``wait`` seconds (an old active frozen mid-transfer holds its push until
-  rsync's I/O timeout) and is then refused, to be retried by its sender;
+- every admitted push holds a shared ``flock`` on the record while it writes
+  (:class:`Writing`, handed to the receiving rsync as well), and its receiver stops
+  its rsync as soon as the record names a newer sender (:mod:`.supervise`). The first
+  push of a newer sender raises the record, then takes the lock exclusively once, so it
+  starts only when every push of an older sender has ended: an older rsync still
+  running would put its files over the newer ones as they arrive. It waits at most
+  ``wait`` seconds (a push whose receiver does not watch, of an older version, runs
+  until rsync's I/O timeout) and is then refused, to be retried by its sender, and
+  waits again (``sync-epoch.drained`` names the sender whose wait is over);
 - it only refuses: a synchronous mount that meets its refusal does not take it for
   proof of a newer active (anyone holding the sync key can raise it), as it does the
   data epoch's (``syncfs/channel.py``);
@@ -44,6 +46,7 @@ from mosqit_failover.sync.counter import read_counter
 
 RECORD_NAME = "sync-epoch"
 GATE_NAME = "sync-epoch.gate"
+DRAINED_NAME = "sync-epoch.drained"
 DRAIN_WAIT = 20.0
 """How long (seconds) the first push of a newer sender waits for older pushes to finish:
 below the sender's rsync I/O timeout (30 s), which would otherwise end it first."""
@@ -67,8 +70,12 @@ def record_file(state_dir: Path) -> Path:
 
 def admitted(state_dir: Path) -> int:
     """The highest sender epoch admitted so far (0: none, or no readable record)."""
+    return _read(record_file(state_dir))
+
+
+def _read(path: Path) -> int:
     try:
-        fd = os.open(record_file(state_dir), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return 0
     try:
@@ -88,15 +95,11 @@ def check(state_dir: Path, sender: int) -> None:
 
 class Writing:
     """A shared lock on the record, held while an admitted push writes: no newer sender's
-    push starts until it is released (:meth:`release`, or the exit of every process that
-    inherited it, :meth:`inherit`)."""
+    push starts until it is released (:meth:`release`, and the exit of every process that
+    was handed :attr:`fd`, as the receiving rsync is)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-
-    def inherit(self) -> None:
-        """Keep the lock in the program this process execs (the receiving rsync)."""
-        os.set_inheritable(self.fd, True)
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -117,20 +120,27 @@ class Writing:
 
 
 def admit(state_dir: Path, sender: int, wait: float | None = None) -> Writing:
-    """Let a sender of epoch ``sender`` write, raising the record to it once every push
+    """Let a sender of epoch ``sender`` write, raising the record to it, once every push
     of an older sender has finished; the shared lock to hold while writing.
 
     OlderSender if a sender of a higher epoch was admitted before; OlderStillWriting if
-    older pushes still wrote after ``wait`` seconds (:data:`DRAIN_WAIT` if None). OSError
-    if the record cannot be written (the caller refuses: a guard it cannot keep is no
-    guard)."""
+    older pushes still wrote after ``wait`` seconds (:data:`DRAIN_WAIT` if None), the
+    record raised all the same (the sender retries, and waits again). OSError if the
+    record cannot be written (the caller refuses: a guard it cannot keep is no guard)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     gate = os.open(state_dir / GATE_NAME, _OPEN, 0o600)
     try:
         fcntl.flock(gate, fcntl.LOCK_EX)  # one admission at a time, held while it drains
         fd = os.open(record_file(state_dir), _OPEN, 0o600)
         try:
-            _raise_to(fd, state_dir, sender, DRAIN_WAIT if wait is None else wait)
+            highest = _number(os.pread(fd, 64, 0))
+            if sender < highest:
+                raise OlderSender(_older(state_dir, sender, highest))
+            if sender > highest:
+                _write(fd, sender, durable=True)  # first: the older pushes stop on it
+            if _drained(state_dir) != sender:
+                _drain(fd, sender, DRAIN_WAIT if wait is None else wait)
+                _note_drained(state_dir, sender)
             fcntl.flock(fd, fcntl.LOCK_SH)  # the gate keeps a newer one out meanwhile
         except BaseException:
             os.close(fd)
@@ -141,26 +151,35 @@ def admit(state_dir: Path, sender: int, wait: float | None = None) -> Writing:
             os.close(gate)  # closing drops the lock
 
 
-def _raise_to(fd: int, state_dir: Path, sender: int, wait: float) -> None:
-    highest = _number(os.pread(fd, 64, 0))
-    if sender < highest:
-        raise OlderSender(_older(state_dir, sender, highest))
-    if sender == highest:
-        return
-    _drain(fd, state_dir, sender, highest, wait)
-    try:
-        # in place, at a fixed width, no truncation first: a write that fails (a full
-        # disk) or a crash leaves the old number, never an empty record
-        record = f"{sender:0{_WIDTH}d}\n".encode()
-        os.pwrite(fd, record, 0)
-        os.ftruncate(fd, len(record))
+def _write(fd: int, epoch: int, durable: bool) -> None:
+    # in place, at a fixed width, no truncation first: a write that fails (a full disk)
+    # or a crash leaves the old number, never an empty record
+    record = f"{epoch:0{_WIDTH}d}\n".encode()
+    os.pwrite(fd, record, 0)
+    os.ftruncate(fd, len(record))
+    if durable:
         os.fsync(fd)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _drain(fd: int, state_dir: Path, sender: int, highest: int, wait: float) -> None:
-    """Take the record exclusively: every push admitted before has finished writing."""
+def _drained(state_dir: Path) -> int:
+    """The sender for whom no older push wrote any more (0: none known)."""
+    return _read(state_dir / DRAINED_NAME)
+
+
+def _note_drained(state_dir: Path, sender: int) -> None:
+    """Remember that ``sender``'s pushes need not wait any more. Not fsynced: after a
+    crash no push runs, and a lost note costs one more (instant) wait."""
+    with contextlib.suppress(OSError):
+        fd = os.open(state_dir / DRAINED_NAME, _OPEN, 0o600)
+        try:
+            _write(fd, sender, durable=False)
+        finally:
+            os.close(fd)
+
+
+def _drain(fd: int, sender: int, wait: float) -> None:
+    """Wait until no push admitted before holds the record's lock (taking it exclusively
+    once, released by the caller's shared lock)."""
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -169,10 +188,10 @@ def _drain(fd: int, state_dir: Path, sender: int, highest: int, wait: float) -> 
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise OlderStillWriting(
-                    f"a push of an older sender (epoch {highest}) is still writing on this "
-                    f"node after {wait:g}s; the sender's epoch {sender} waits for it to "
-                    "end (an old active that froze mid-transfer holds it until rsync's "
-                    "I/O timeout): retried by the sender, nothing written"
+                    f"a push of an older sender is still writing on this node after {wait:g}s "
+                    f"(its receiver stops it once it sees epoch {sender} admitted; one that "
+                    "does not, of an old mosqit-failover or stuck, runs until rsync's I/O "
+                    "timeout): retried by the sender, nothing written"
                 ) from None
             time.sleep(_POLL)
 

@@ -30,16 +30,17 @@ outside the synced directories nor gain privileges there. It is carried out only
   never overwrite newer files, even if its own agent is confused, also where a
   standby takes pushes from one active after another (three or more nodes); the
   first push of a newer sender starts only once every push of an older one has
-  finished writing (its rsync may still be running when the newer sender is admitted).
+  finished writing (:mod:`.admitted`).
 
-Then it execs ``rsync --server --chmod=Fug-s ...`` (nothing of this process
-remains): the receiving rsync strips setuid and setgid bits from every file
-it writes (rsync applies a server-side ``--chmod`` to the modes it receives),
-and without ``-D`` it creates no device node or special file (it skips them).
-A push of a synchronous directory asks ``--fsync``: then this process runs the server
-as its child instead and, once it succeeded, flushes the directory's file system
-(:func:`receive_durably`); the sender's rsync waits for this process's exit, so its
-success means the copy is on the receiver's disk.
+Then it runs ``rsync --server --chmod=Fug-s ...`` as its child: the receiving rsync
+strips setuid and setgid bits from every file it writes (rsync applies a server-side
+``--chmod`` to the modes it receives), and without ``-D`` it creates no device node or
+special file (it skips them). While rsync runs, this process watches the state
+directory and kills it the moment the sender may no longer write: this node promoted,
+or a newer sender was admitted (:mod:`.supervise`). A push of a synchronous directory
+asks ``--fsync``: once the server succeeded, this process flushes the directory's file
+system (:func:`receive_durably`); the sender's rsync waits for this process's exit, so
+its success means the copy is on the receiver's disk.
 
 The second allowed form renames inside a synced directory, before a batch:
 ``mosqit-sync EPOCH --move DEST`` with NUL-separated ``SRC DEST`` pairs on
@@ -76,7 +77,6 @@ import fcntl
 import os
 import re
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,7 +86,7 @@ from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateError, StateFile
 from mosqit_failover.events import Role
 from mosqit_failover.libc import libc
-from mosqit_failover.sync import admitted, catchup
+from mosqit_failover.sync import admitted, catchup, supervise
 from mosqit_failover.sync.commands import FENCE, FSYNC, MARKER, MOVE, MOVED, REFUSED, SYNCFS
 
 REFUSED_EXIT = 77
@@ -456,15 +456,14 @@ def flush_file_system(path: str) -> None:
         os.close(fd)
 
 
-def receive_durably(argv: list[str], root: str) -> int:
-    """Run the receiving rsync server ``argv`` as a child, then flush ``root``'s file
+def receive_durably(code: int, root: str) -> int:
+    """After the receiving rsync server exited with ``code``, flush ``root``'s file
     system: the exit status, which the sender's rsync waits for, says the copy is on this
     node's disk. Once for the whole push rather than rsync's ``--fsync`` of each file,
     which costs one disk flush per file and leaves directories, deletions and metadata
     unflushed. A failed flush is one line and :data:`FLUSH_FAILED`."""
-    code = subprocess.run(argv, check=False).returncode  # the session's stdin, stdout, stderr
     if code != 0:
-        return code if code > 0 else 128 - code  # a signal, as a shell says it
+        return code
     try:
         flush_file_system(root)
     except OSError as error:
@@ -477,6 +476,32 @@ def receive_durably(argv: list[str], root: str) -> int:
         )
         return FLUSH_FAILED
     return 0
+
+
+def check_sender(sender: int, state: StateFile) -> None:
+    """Refused if a sender of epoch ``sender`` may not write here now: the checks of its
+    admission again (this node's role, epoch and data epoch, and the newest sender
+    admitted), for a push or stream already running."""
+    check_epoch(sender, *load_epochs(state))
+    try:
+        admitted.check(state.path.parent, sender)
+    except admitted.OlderSender as error:
+        raise Refused(str(error)) from None
+
+
+def _receive(argv: list[str], epoch: int, state: StateFile) -> int:
+    """Run the admitted push's rsync server, stopped if the sender may no longer write
+    (:mod:`.supervise`); its exit status (after the flush a ``--fsync`` push asks)."""
+    root = argv[-1]
+    with hold_writing(epoch, state) as writing:
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        begin_catch_up(state, root.rstrip("/"))
+        sys.stderr.flush()
+        server = [word for word in argv if word != FSYNC]
+        code = supervise.run_watched(
+            server, str(state.path.parent), lambda: check_sender(epoch, state), writing.fd
+        )
+    return receive_durably(code, root) if FSYNC in argv else code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -540,15 +565,7 @@ def _serve(original: str, args: argparse.Namespace) -> int:
         return remote.serve_forced(
             original, cfg, state, sys.stdin.buffer, sys.stdout, own_process=True
         )
-    argv = decide(original, cfg, state)
-    with hold_writing(_split(original)[0], state) as writing:
-        os.makedirs(argv[-1], mode=0o755, exist_ok=True)
-        begin_catch_up(state, argv[-1].rstrip("/"))
-        sys.stderr.flush()
-        if FSYNC in argv:
-            return receive_durably([word for word in argv if word != FSYNC], argv[-1])
-        writing.inherit()  # held until the receiving rsync (and its children) exit
-        os.execvp(argv[0], argv)
+    return _receive(decide(original, cfg, state), _split(original)[0], state)
 
 
 if __name__ == "__main__":

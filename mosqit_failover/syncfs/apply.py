@@ -59,7 +59,7 @@ from mosqit_failover.libc import libc
 from mosqit_failover.sync import admitted
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
-from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_epoch, load_epochs
+from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_sender
 from mosqit_failover.syncfs.buffers import keep_freed_buffers, widen_pipe
 from mosqit_failover.syncfs.progress import AppliedRecorder, applied_path
 from mosqit_failover.syncfs.records import (
@@ -167,11 +167,7 @@ class Guard:
         return seen
 
     def _check(self, sender: int) -> None:
-        check_epoch(sender, *load_epochs(self.state))
-        try:
-            admitted.check(self.state.path.parent, sender)
-        except admitted.OlderSender as error:
-            raise Refused(str(error)) from None
+        check_sender(sender, self.state)
 
 
 def check_root(root: str) -> str:

@@ -9,11 +9,15 @@ beta was admitted (a helper's attack found it applying until gamma's agent heard
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +58,7 @@ def test_a_newer_sender_starts_once_the_older_push_ends(gamma: Setup) -> None:
     thread.start()
     try:
         assert not started.wait(0.3)  # waits while alpha's push writes
-        assert admitted.admitted(cfg.state_dir) == 5  # not raised before alpha's ended
+        assert admitted.admitted(cfg.state_dir) == 6  # raised first: alpha's push stops on it
         alpha.release()
         assert started.wait(10)
     finally:
@@ -69,10 +73,13 @@ def test_a_newer_sender_starts_once_the_older_push_ends(gamma: Setup) -> None:
 def test_a_newer_sender_is_refused_while_an_older_push_still_writes(gamma: Setup) -> None:
     cfg, _, _ = gamma
     with admitted.admit(cfg.state_dir, 5):
-        with pytest.raises(admitted.OlderStillWriting, match=r"older sender \(epoch 5\)"):
+        with pytest.raises(admitted.OlderStillWriting, match="still writing"):
             admitted.admit(cfg.state_dir, 6, wait=0.1)
-        assert admitted.admitted(cfg.state_dir) == 5  # nothing changed: retried later
-    with admitted.admit(cfg.state_dir, 6):
+        with pytest.raises(admitted.OlderStillWriting, match="still writing"):
+            admitted.admit(cfg.state_dir, 6, wait=0.1)  # the retry waits again
+        with pytest.raises(admitted.OlderSender):
+            admitted.admit(cfg.state_dir, 5)  # and alpha starts nothing new meanwhile
+    with admitted.admit(cfg.state_dir, 6, wait=0):
         assert admitted.admitted(cfg.state_dir) == 6
 
 
@@ -83,32 +90,110 @@ def test_pushes_of_one_sender_do_not_wait_for_each_other(gamma: Setup) -> None:
         pass
 
 
-def test_the_receiving_rsync_keeps_the_lock_until_it_exits(gamma: Setup, tmp_path: Path) -> None:
-    """The forced command execs rsync: the lock goes with it, not with the command."""
-    cfg, _, dest = gamma
-    config = tmp_path / "etc" / "c.toml"
-    config.parent.mkdir()
-    config.write_text(receiver_config_text(tmp_path, dest))
-    env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync 5 {SERVER} . {dest}/")
-    # alpha's push: rsync started and waits for alpha's data, which never comes
-    alpha = subprocess.Popen(
-        [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+class Push:
+    """The forced command serving a push whose sender started rsync and then went quiet
+    (froze): the receiving rsync runs, waiting for data."""
+
+    def __init__(self, tmp_path: Path, dest: Path, epoch: int) -> None:
+        config = tmp_path / "etc" / "c.toml"
+        config.parent.mkdir(exist_ok=True)
+        config.write_text(receiver_config_text(tmp_path, dest))
+        env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync {epoch} {SERVER} . {dest}/")
+        self.receiver = subprocess.Popen(
+            [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.receiver.stdout is not None
+        self.receiver.stdout.read(4)  # rsync's protocol greeting: the server runs
+        children = Path(f"/proc/{self.receiver.pid}/task/{self.receiver.pid}/children")
+        self.rsync = int(children.read_text().split()[0])
+
+    def ended(self) -> tuple[int, list[str]]:
+        """The receiver's exit status and its stderr lines."""
+        _, err = self.receiver.communicate(timeout=30)
+        return self.receiver.returncode, err.decode().splitlines()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.rsync, signal.SIGKILL)  # rsync runs in a process group of its own
+        self.receiver.kill()
+        self.receiver.communicate()
+
+
+@pytest.fixture
+def pushes() -> Iterator[list[Push]]:
+    started: list[Push] = []
+    yield started
+    for push in started:
+        push.kill()
+
+
+def writing_lock_free(cfg: configuration.Config) -> bool:
+    fd = os.open(admitted.record_file(cfg.state_dir), os.O_RDONLY)
     try:
-        assert alpha.stdout is not None
-        alpha.stdout.read(4)  # rsync's protocol greeting: the forced command exec'd it
-        assert admitted.admitted(cfg.state_dir) == 5
-        with pytest.raises(admitted.OlderStillWriting):
-            admitted.admit(cfg.state_dir, 6, wait=0.2)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
     finally:
-        alpha.kill()
-        alpha.communicate()
-    with admitted.admit(cfg.state_dir, 6, wait=10):
-        assert admitted.admitted(cfg.state_dir) == 6
+        os.close(fd)
+
+
+def test_a_running_push_stops_when_a_newer_sender_is_admitted(
+    gamma: Setup, tmp_path: Path, pushes: list[Push]
+) -> None:
+    cfg, _, dest = gamma
+    alpha = Push(tmp_path, dest, 5)
+    pushes.append(alpha)
+    assert not writing_lock_free(cfg)
+    with admitted.admit(cfg.state_dir, 6, wait=20):  # beta: starts once alpha's rsync died
+        code, err = alpha.ended()
+    assert code == receive.REFUSED_EXIT
+    assert len(err) == 1 and "already wrote here (6)" in err[0], err
+    assert writing_lock_free(cfg)  # rsync's forked receiver is gone too
+
+
+def test_a_running_push_stops_when_this_node_promotes(
+    gamma: Setup, tmp_path: Path, pushes: list[Push]
+) -> None:
+    """Alpha froze mid-push, gamma took over: the thawed alpha writes nothing more here."""
+    cfg, state, dest = gamma
+    alpha = Push(tmp_path, dest, 5)
+    pushes.append(alpha)
+    state.save(6, Role.ACTIVE)
+    code, err = alpha.ended()
+    assert code == receive.REFUSED_EXIT
+    assert len(err) == 1 and "this node is ACTIVE (epoch 6)" in err[0], err
+    assert writing_lock_free(cfg)
+
+
+def test_a_push_of_the_same_sender_leaves_a_running_one_alone(
+    gamma: Setup, tmp_path: Path, pushes: list[Push]
+) -> None:
+    cfg, _, dest = gamma
+    alpha = Push(tmp_path, dest, 5)
+    pushes.append(alpha)
+    with admitted.admit(cfg.state_dir, 5, wait=0):  # alpha's next batch
+        pass
+    assert alpha.receiver.poll() is None
+
+
+def test_the_lock_stays_with_rsync_when_its_receiver_is_killed(
+    gamma: Setup, tmp_path: Path, pushes: list[Push]
+) -> None:
+    cfg, _, dest = gamma
+    alpha = Push(tmp_path, dest, 5)
+    pushes.append(alpha)
+    alpha.receiver.kill()
+    alpha.receiver.wait()
+    with pytest.raises(admitted.OlderStillWriting):
+        admitted.admit(cfg.state_dir, 6, wait=0.2)
+    os.killpg(alpha.rsync, signal.SIGKILL)
+    with admitted.admit(cfg.state_dir, 6, wait=20):
+        pass
 
 
 def test_the_refusal_reaches_the_sender_as_one_line(
@@ -127,8 +212,7 @@ def test_the_refusal_reaches_the_sender_as_one_line(
     with admitted.admit(cfg.state_dir, 5):
         assert receive.main(["--config", str(config)]) == receive.REFUSED_EXIT
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "older sender (epoch 5) is still writing" in err[0], err
-    assert admitted.admitted(cfg.state_dir) == 5
+    assert len(err) == 1 and "older sender is still writing" in err[0], err
 
 
 def test_a_stream_admitted_before_a_newer_sender_applies_nothing_more(gamma: Setup) -> None:

@@ -1,0 +1,101 @@
+"""The receiving rsync of a push, watched: it stops as soon as its sender may no longer write.
+
+The forced command admits a push (:mod:`.receive`) and then runs the receiving rsync
+server. Admission is a check at one moment; the push then lasts as long as the transfer,
+seconds or minutes. Meanwhile this node may promote (a standby whose active froze
+mid-push takes over, and the old active thaws), or a newer sender may be admitted (three
+or more nodes). Either way the running rsync must write nothing more: its files are the
+old active's, older than what this node now serves or receives.
+
+:func:`run_watched` therefore runs rsync as a child in a process group of its own and
+watches the state directory with inotify (``state.json`` is replaced by a rename, the
+record of admitted senders is rewritten in place). On any change there it checks again,
+as at admission; when the sender may no longer write, it kills the whole group
+(SIGKILL: rsync's own forked receiver too) and refuses with one line. While nothing
+changes it sleeps in ``poll``: no CPU beside the transfer.
+
+Guarantees: rsync's exit status is returned as a shell gives it (128 + signal); a
+refusal is raised as :class:`~.receive.Refused` only once the rsync group is killed and
+reaped; the writing lock (:class:`~.admitted.Writing`) is handed to rsync too, so even if
+this process is killed, a newer sender still waits for rsync itself to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+from collections.abc import Callable
+
+from mosqit_failover.sync.inotify import IN_CLOSE_WRITE, IN_MODIFY, IN_MOVED_TO, Inotify
+
+Check = Callable[[], None]
+"""Raises Refused when the sender may no longer write here."""
+
+FALLBACK_PERIOD_MS = 100
+"""How often the check runs when the state directory cannot be watched (no inotify
+instance or watch left): the latency of a stop then."""
+
+_CHANGES = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY
+
+
+def run_watched(argv: list[str], state_dir: str, check: Check, keep_fd: int) -> int:
+    """Run ``argv`` (inheriting this process's stdin, stdout and stderr, and ``keep_fd``)
+    until it exits, or until ``check`` raises: then kill it and re-raise."""
+    watch = _watch(state_dir)
+    child = subprocess.Popen(argv, process_group=0, pass_fds=(keep_fd,))
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except OSError:
+        pidfd = -1  # no pidfd (an old kernel): the poll's timeout notices the exit
+    try:
+        _wait(child, pidfd, watch, check)
+    except BaseException:
+        _kill(child)
+        raise
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+        if watch is not None:
+            watch.close()
+    code = child.returncode
+    return code if code >= 0 else 128 - code
+
+
+def _watch(state_dir: str) -> Inotify | None:
+    try:
+        watch = Inotify()
+    except OSError:
+        return None
+    try:
+        watch.add(os.fsencode(state_dir), _CHANGES)
+    except OSError:
+        watch.close()
+        return None
+    return watch
+
+
+def _wait(child: subprocess.Popen[bytes], pidfd: int, watch: Inotify | None, check: Check) -> None:
+    poller = select.poll()
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    if watch is not None:
+        poller.register(watch.fd, select.POLLIN)
+    timeout = None if watch is not None and pidfd >= 0 else FALLBACK_PERIOD_MS
+    check()  # a change between the admission and the watch
+    while child.poll() is None:
+        ready = poller.poll(timeout)
+        if watch is not None and any(fd == watch.fd for fd, _ in ready):
+            watch.read()  # which file changed does not matter: check them all
+            check()
+        elif watch is None and timeout is not None:
+            check()
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to rsync's whole group, then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()

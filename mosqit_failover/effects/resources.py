@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mosqit_failover import config
 from mosqit_failover.effects import EffectError
+from mosqit_failover.priority import as_a_service
 
 log = logging.getLogger(__name__)
 
@@ -488,29 +489,11 @@ system's usual one, not the agent's own 0077 (its unit's UMask, for its state an
 secrets), under which a service's files would be readable by root alone."""
 
 
-def service_priority(niceness: int, policy: int) -> list[str]:
-    """The commands that give what follows them a service's priorities, from an agent
-    running at ``niceness`` under scheduling ``policy`` (nothing when those are a
-    service's already).
-
-    The agent's unit runs it at nice -10 with the real-time disk class (its probes
-    before anything else on a loaded box), and with a real-time drop-in SCHED_RR: a
-    service that a script or init script starts would inherit all that and compete
-    with the agent, and with everything else, from above. ``chrt``, ``nice`` and
-    ``ionice`` (util-linux and coreutils: on every Debian) each exec the next."""
-    prefix: list[str] = []
-    if policy not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
-        prefix += ["chrt", "--other", "0"]
-    if niceness < 0:
-        # the unit sets the real-time disk class with the negative nice value
-        prefix += ["nice", "-n", str(-niceness), "ionice", "-c", "2", "-n", "4"]
-    return prefix
-
-
 def _as_service(argv: Sequence[str]) -> list[str]:
-    """``argv`` with `service_priority` in front, its program found here first, so that
-    a missing or non-executable one fails as a direct exec would (OSError)."""
-    prefix = service_priority(os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+    """``argv`` with a service's priorities in front (:mod:`..priority`), its program
+    found here first, so that a missing or non-executable one fails as a direct exec
+    would (OSError)."""
+    prefix = as_a_service()
     if not prefix:
         return list(argv)
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
@@ -550,7 +533,7 @@ async def run_command(
 
     env: variables added to (or overriding) the agent's own environment. The command
     runs with CHILD_UMASK; ``as_service``: with a service's priorities too
-    (`service_priority`: what it starts lives on as a service).
+    (:mod:`..priority`: what it starts lives on as a service).
     stdin: what the command reads on its standard input (at most 64 KiB, the
     pipe's buffer, so that writing it never blocks); empty: /dev/null.
 

@@ -12,6 +12,9 @@ Guarantees:
 - :func:`start_command` starts a command whose stdin comes later
   (:class:`Started`): the same guarantees once :meth:`Started.finish` is awaited,
   and :meth:`Started.cancel` ends one that is not needed after all.
+- every process runs with a service's priorities (:mod:`..priority`), not the agent's
+  nice -10 and real-time disk class: a full sync must not take the disk and the CPU
+  before the service whose files it copies;
 - :class:`SshMaster` keeps at most one master process per peer address; :meth:`ensure`
   returns within the ssh connect timeout (+1 s) whether or not the peer
   answers, and raises :class:`MasterError` with ssh's own words if it does not.
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import os
 
+from mosqit_failover.priority import as_a_service
 from mosqit_failover.sync.commands import Peer, master_argv
 
 STDERR_KEEP = 65536
@@ -72,6 +76,7 @@ async def start_command(argv: list[str], stdin: bool = True, stdout: bool = Fals
     """
     process = await asyncio.create_subprocess_exec(
         *ORPHAN_GUARD,
+        *as_a_service(),
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
@@ -147,6 +152,7 @@ class SshMaster:
                 os.unlink(self.peer.control_path)  # left by a killed agent
             process = await asyncio.create_subprocess_exec(
                 *ORPHAN_GUARD,
+                *as_a_service(),
                 *master_argv(self.peer),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,

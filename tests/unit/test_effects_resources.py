@@ -437,7 +437,7 @@ def test_what_the_agent_runs_gets_a_services_umask_not_the_agents() -> None:
 
 
 def test_service_priority_undoes_what_the_agents_unit_gives_it() -> None:
-    from mosqit_failover.effects.resources import service_priority
+    from mosqit_failover.priority import service_priority
 
     assert service_priority(0, os.SCHED_OTHER) == []
     assert service_priority(-10, os.SCHED_OTHER) == [

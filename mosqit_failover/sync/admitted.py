@@ -14,15 +14,15 @@ receiver therefore keeps the highest sender epoch it admitted, and refuses a low
 - :func:`admit` compares and raises the number for a newer sender, in place at a fixed
   width (fsynced: the record must outlive a crash of this node, or the guard would be
   lost with it), serialized by an exclusive ``flock`` on ``sync-epoch.gate``;
-- every admitted push holds a shared ``flock`` on the record while it writes
-  (:class:`Writing`, handed to the receiving rsync as well), and its receiver stops
-  its rsync as soon as the record names a newer sender (:mod:`.supervise`). The first
-  push of a newer sender raises the record, then takes the lock exclusively once, so it
+- every admitted push holds a shared ``flock`` on ``sync-epoch.lock`` while it writes
+  (:class:`Writing`, handed to the receiving rsync as well), and its receiver stops its
+  rsync as soon as the record names a newer sender (:mod:`.supervise`). The first push
+  of a newer sender raises the record, then takes that lock exclusively once, so it
   starts only when every push of an older sender has ended: an older rsync still
-  running would put its files over the newer ones as they arrive. It waits at most
-  ``wait`` seconds (a push whose receiver does not watch, of an older version, runs
-  until rsync's I/O timeout) and is then refused, to be retried by its sender, and
-  waits again (``sync-epoch.drained`` names the sender whose wait is over);
+  running would put its files over the newer ones as they arrive. An admission waits
+  at most :data:`DRAIN_WAIT` in all and is then refused, to be retried by its sender,
+  and waits again (``sync-epoch.drained`` names the sender whose wait is over). The
+  lock is not on the record itself, which an operator may be told to delete;
 - it only refuses: a synchronous mount that meets its refusal does not take it for
   proof of a newer active (anyone holding the sync key can raise it), as it does the
   data epoch's (``syncfs/channel.py``);
@@ -46,10 +46,13 @@ from mosqit_failover.sync.counter import read_counter
 
 RECORD_NAME = "sync-epoch"
 GATE_NAME = "sync-epoch.gate"
+LOCK_NAME = "sync-epoch.lock"
 DRAINED_NAME = "sync-epoch.drained"
-DRAIN_WAIT = 20.0
-"""How long (seconds) the first push of a newer sender waits for older pushes to finish:
-below the sender's rsync I/O timeout (30 s), which would otherwise end it first."""
+DRAIN_WAIT = 8.0
+"""How long (seconds) an admission waits, for the admissions before it and for older
+pushes to end, before it is refused and retried: below a synchronous channel's start
+timeout (10 s), so that the sender reads the refusal rather than a silence. A push whose
+receiver watches is stopped within milliseconds of a newer sender's admission."""
 _POLL = 0.05
 _WIDTH = 19  # every epoch a sender can send (at most 18 digits, sync/receive.py)
 _LARGEST = 10**18 - 1
@@ -61,7 +64,8 @@ class OlderSender(Exception):
 
 
 class OlderStillWriting(Exception):
-    """A push of an older sender still writes; the newer one is to retry."""
+    """A push of an older sender still writes (or admissions queue); the newer one is to
+    retry."""
 
 
 def record_file(state_dir: Path) -> Path:
@@ -70,33 +74,44 @@ def record_file(state_dir: Path) -> Path:
 
 def admitted(state_dir: Path) -> int:
     """The highest sender epoch admitted so far (0: none, or no readable record)."""
-    return _read(record_file(state_dir))
+    try:
+        return _read(record_file(state_dir))
+    except OSError:
+        return 0
 
 
 def _read(path: Path) -> int:
+    """The number in ``path``; 0 if it does not exist or is damaged; OSError if it
+    cannot be read (a directory in its place, ...)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
+    except FileNotFoundError:
         return 0
     try:
         return _number(os.pread(fd, 64, 0))
-    except OSError:
-        return 0
     finally:
         os.close(fd)
 
 
 def check(state_dir: Path, sender: int) -> None:
-    """OlderSender if a sender of a higher epoch than ``sender`` was admitted (reads only)."""
-    highest = admitted(state_dir)
+    """OlderSender if a sender of a higher epoch than ``sender`` was admitted, or if the
+    record is there but cannot be read (a push would be refused for it too)."""
+    path = record_file(state_dir)
+    try:
+        highest = _read(path)
+    except OSError as error:
+        raise OlderSender(
+            f"cannot read {path}: {error.strerror or error}; it must be a file the "
+            "receiver can read and write (delete what is there instead)"
+        ) from None
     if sender < highest:
         raise OlderSender(_older(state_dir, sender, highest))
 
 
 class Writing:
-    """A shared lock on the record, held while an admitted push writes: no newer sender's
-    push starts until it is released (:meth:`release`, and the exit of every process that
-    was handed :attr:`fd`, as the receiving rsync is)."""
+    """A shared lock (on ``sync-epoch.lock``) held while an admitted push writes: no newer
+    sender's push starts until it is released (:meth:`release`, and the exit of every
+    process that was handed :attr:`fd`, as the receiving rsync is)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -124,31 +139,58 @@ def admit(state_dir: Path, sender: int, wait: float | None = None) -> Writing:
     of an older sender has finished; the shared lock to hold while writing.
 
     OlderSender if a sender of a higher epoch was admitted before; OlderStillWriting if
-    older pushes still wrote after ``wait`` seconds (:data:`DRAIN_WAIT` if None), the
-    record raised all the same (the sender retries, and waits again). OSError if the
-    record cannot be written (the caller refuses: a guard it cannot keep is no guard)."""
+    it could not be admitted within ``wait`` seconds (:data:`DRAIN_WAIT` if None): older
+    pushes still wrote, the record raised all the same (the sender retries, and waits
+    again), or the admissions before it took that long. OSError if a file of the record
+    cannot be opened or written (the caller refuses: a guard it cannot keep is no guard)."""
+    deadline = time.monotonic() + (DRAIN_WAIT if wait is None else wait)
     state_dir.mkdir(parents=True, exist_ok=True)
     gate = os.open(state_dir / GATE_NAME, _OPEN, 0o600)
     try:
-        fcntl.flock(gate, fcntl.LOCK_EX)  # one admission at a time, held while it drains
-        fd = os.open(record_file(state_dir), _OPEN, 0o600)
+        _lock_by(gate, fcntl.LOCK_EX, deadline, "earlier admissions still wait")
+        lock = os.open(state_dir / LOCK_NAME, _OPEN, 0o600)
         try:
-            highest = _number(os.pread(fd, 64, 0))
-            if sender < highest:
-                raise OlderSender(_older(state_dir, sender, highest))
-            if sender > highest:
-                _write(fd, sender, durable=True)  # first: the older pushes stop on it
-            if _drained(state_dir) != sender:
-                _drain(fd, sender, DRAIN_WAIT if wait is None else wait)
-                _note_drained(state_dir, sender)
-            fcntl.flock(fd, fcntl.LOCK_SH)  # the gate keeps a newer one out meanwhile
+            _admit_locked(state_dir, lock, sender, deadline)
+            fcntl.flock(lock, fcntl.LOCK_SH)  # the gate keeps a newer one out meanwhile
         except BaseException:
-            os.close(fd)
+            os.close(lock)
             raise
-        return Writing(fd)
+        return Writing(lock)
     finally:
         with contextlib.suppress(OSError):
             os.close(gate)  # closing drops the lock
+
+
+def _admit_locked(state_dir: Path, lock: int, sender: int, deadline: float) -> None:
+    fd = os.open(record_file(state_dir), _OPEN, 0o600)
+    try:
+        highest = _number(os.pread(fd, 64, 0))
+        if sender < highest:
+            raise OlderSender(_older(state_dir, sender, highest))
+        if sender > highest:
+            _write(fd, sender, durable=True)  # first: the older pushes stop on it
+    finally:
+        os.close(fd)
+    if _drained(state_dir) != sender:
+        # taken exclusively once: every push admitted before has ended (the caller's
+        # shared lock replaces it)
+        _lock_by(lock, fcntl.LOCK_EX, deadline, "a push of an older sender is still writing")
+        _note_drained(state_dir, sender)
+
+
+def _lock_by(fd: int, kind: int, deadline: float, why: str) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OlderStillWriting(
+                    f"{why} on this node (its receiver stops such a push once it sees a "
+                    "newer sender admitted; one that does not, of an old mosqit-failover, "
+                    "runs until it ends): retried by the sender, nothing written"
+                ) from None
+            time.sleep(_POLL)
 
 
 def _write(fd: int, epoch: int, durable: bool) -> None:
@@ -163,7 +205,10 @@ def _write(fd: int, epoch: int, durable: bool) -> None:
 
 def _drained(state_dir: Path) -> int:
     """The sender for whom no older push wrote any more (0: none known)."""
-    return _read(state_dir / DRAINED_NAME)
+    try:
+        return _read(state_dir / DRAINED_NAME)
+    except OSError:
+        return 0
 
 
 def _note_drained(state_dir: Path, sender: int) -> None:
@@ -175,25 +220,6 @@ def _note_drained(state_dir: Path, sender: int) -> None:
             _write(fd, sender, durable=False)
         finally:
             os.close(fd)
-
-
-def _drain(fd: int, sender: int, wait: float) -> None:
-    """Wait until no push admitted before holds the record's lock (taking it exclusively
-    once, released by the caller's shared lock)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise OlderStillWriting(
-                    f"a push of an older sender is still writing on this node after {wait:g}s "
-                    f"(its receiver stops it once it sees epoch {sender} admitted; one that "
-                    "does not, of an old mosqit-failover or stuck, runs until rsync's I/O "
-                    "timeout): retried by the sender, nothing written"
-                ) from None
-            time.sleep(_POLL)
 
 
 def _older(state_dir: Path, sender: int, highest: int) -> str:

@@ -307,9 +307,10 @@ def hold_writing(epoch: int, state: StateFile) -> admitted.Writing:
     except (admitted.OlderSender, admitted.OlderStillWriting) as error:
         raise Refused(str(error)) from None
     except OSError as error:
+        where = error.filename or admitted.record_file(state.path.parent)
         raise Refused(
-            f"cannot record the sender's epoch in {admitted.record_file(state.path.parent)}: "
-            f"{error.strerror or error}; check the state directory (writable, disk not full)"
+            f"cannot record the sender's epoch in {where}: {error.strerror or error}; "
+            "check the state directory (writable, disk not full)"
         ) from None
 
 
@@ -416,15 +417,25 @@ def move_one(root_fd: int, src: str, dest: str) -> str:
     return MOVED
 
 
-def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
-    """Carry out the renames read from ``stdin`` in order, one result line each.
-
-    One request at a time per directory (an exclusive lock on it), and every
-    path is walked from the directory's own fd, never by name from /."""
+def read_moves(stdin: BinaryIO) -> list[tuple[str, str]]:
+    """The rename pairs of a request, read whole before anything is locked or moved: a
+    sender that stops midway holds nothing up."""
     data = stdin.read(MOVE_INPUT_MAX + 1)
     if len(data) > MOVE_INPUT_MAX:
         raise Refused(f"a rename request larger than {MOVE_INPUT_MAX} bytes")
-    pairs = parse_pairs(data)
+    return parse_pairs(data)
+
+
+def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
+    """Carry out the renames read from ``stdin`` in order, one result line each."""
+    carry_out_moves(root, read_moves(stdin), stdout)
+
+
+def carry_out_moves(root: str, pairs: list[tuple[str, str]], stdout: TextIO) -> None:
+    """Carry out ``pairs`` in order, one result line each.
+
+    One request at a time per directory (an exclusive lock on it), and every
+    path is walked from the directory's own fd, never by name from /."""
     root_fd = os.open(root, _DIR_FLAGS)
     try:
         fcntl.flock(root_fd, fcntl.LOCK_EX)
@@ -548,9 +559,10 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     kind = verb(original)
     if kind == MOVE:
         root = decide_move(original, cfg, state)
-        with hold_writing(_split(original)[0], state):
+        pairs = read_moves(sys.stdin.buffer)
+        with hold_writing(_split(original)[0], state):  # checked again, after the wait
             begin_catch_up(state, root)
-            serve_moves(root, sys.stdin.buffer, sys.stdout)
+            carry_out_moves(root, pairs, sys.stdout)
         return 0
     if kind == FENCE:
         from mosqit_failover.sync import fence_target

@@ -16,8 +16,9 @@ changes it sleeps in ``poll``: no CPU beside the transfer.
 
 Guarantees: rsync's exit status is returned as a shell gives it (128 + signal); a
 refusal is raised as :class:`~.receive.Refused` only once the rsync group is killed and
-reaped; the writing lock (:class:`~.admitted.Writing`) is handed to rsync too, so even if
-this process is killed, a newer sender still waits for rsync itself to end.
+reaped; rsync dies with this process (``PR_SET_PDEATHSIG``), and the writing lock
+(:class:`~.admitted.Writing`) is handed to it too, so a newer sender still waits for
+rsync and its forked receiver to end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import subprocess
 from collections.abc import Callable
 
 from mosqit_failover.sync.inotify import IN_CLOSE_WRITE, IN_MODIFY, IN_MOVED_TO, Inotify
+from mosqit_failover.sync.proc import ORPHAN_GUARD
 
 Check = Callable[[], None]
 """Raises Refused when the sender may no longer write here."""
@@ -45,7 +47,8 @@ def run_watched(argv: list[str], state_dir: str, check: Check, keep_fd: int) -> 
     """Run ``argv`` (inheriting this process's stdin, stdout and stderr, and ``keep_fd``)
     until it exits, or until ``check`` raises: then kill it and re-raise."""
     watch = _watch(state_dir)
-    child = subprocess.Popen(argv, process_group=0, pass_fds=(keep_fd,))
+    # with this process gone rsync dies too: no push goes on unwatched
+    child = subprocess.Popen([*ORPHAN_GUARD, *argv], process_group=0, pass_fds=(keep_fd,))
     try:
         pidfd = os.pidfd_open(child.pid)
     except OSError:

@@ -19,9 +19,10 @@ Guards, as :mod:`..sync.receive`:
 - the epoch: the sender's (its Hello) must be at least this node's persisted epoch and
   data epoch and the highest sender epoch admitted here (:mod:`..sync.admitted`), and
   this node not ACTIVE, checked at the start, before applying each chunk of records
-  read (a stat of the state file and the record, read again only when one changed: a
-  standby that promoted meanwhile, or admitted a newer sender, changes nothing more for
-  the old active) and again before every acknowledgement;
+  read (a stat of the state file, read again only when it changed, and a read of the
+  record of admitted senders: a standby that promoted meanwhile, or admitted a newer
+  sender, changes nothing more for the old active) and again before every
+  acknowledgement;
 - the catch-up (:mod:`..sync.catchup`): a chunk is applied under a shared lock that the
   rsync receiver takes exclusively to begin a catch-up; once one began after the stream's
   start, the stream is refused (its records are older than the catch-up's data);
@@ -99,7 +100,7 @@ class Guard:
     """Whether the stream's sender may still write into ``root`` (the module doc's guards).
 
     :meth:`admit` at the Hello reads the state file and the catch-up generation;
-    :meth:`enter_chunk` is cheap (a stat, a flock and a pread while nothing changed) and
+    :meth:`enter_chunk` is cheap (a stat, two preads and a flock while nothing changed) and
     holds the catch-up lock until :meth:`leave_chunk`; :meth:`acknowledge` reads the state
     file again before an acknowledgement. Each raises Refused with the reason."""
 
@@ -134,6 +135,8 @@ class Guard:
         if seen is None or seen != self._seen:
             self._check(self.epoch)
             self._seen = seen
+        else:
+            self._check_record(self.epoch)
         try:
             self._generation.hold()
         except CatchUpError as error:
@@ -152,19 +155,22 @@ class Guard:
             self._generation.close()
 
     def _stat(self) -> tuple[int, ...] | None:
-        """What changes when the state file is saved (atomically: a new inode) or a newer
-        sender is admitted (the record is rewritten in place); None: read them."""
-        seen: tuple[int, ...] = ()
-        for path in (self.state.path, admitted.record_file(self.state.path.parent)):
-            try:
-                info = os.stat(path)
-            except FileNotFoundError:
-                seen += (0, 0, 0, 0)
-                continue
-            except OSError:
-                return None
-            seen += (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        return seen
+        """What changes when the state file is saved (atomically: a new inode); None: read it."""
+        try:
+            info = os.stat(self.state.path)
+        except FileNotFoundError:
+            return (0,)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def _check_record(self, sender: int) -> None:
+        """The record of admitted senders, read each time: it is rewritten in place at a
+        fixed width, so with coarse timestamps (before Linux 6.13) a stat may not change."""
+        try:
+            admitted.check(self.state.path.parent, sender)
+        except admitted.OlderSender as error:
+            raise Refused(str(error)) from None
 
     def _check(self, sender: int) -> None:
         check_sender(sender, self.state)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,11 +95,12 @@ class Push:
     """The forced command serving a push whose sender started rsync and then went quiet
     (froze): the receiving rsync runs, waiting for data."""
 
-    def __init__(self, tmp_path: Path, dest: Path, epoch: int) -> None:
+    def __init__(self, tmp_path: Path, dest: Path, epoch: int, options: str = "") -> None:
         config = tmp_path / "etc" / "c.toml"
         config.parent.mkdir(exist_ok=True)
         config.write_text(receiver_config_text(tmp_path, dest))
-        env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync {epoch} {SERVER} . {dest}/")
+        command = f"mosqit-sync {epoch} {SERVER}{options} . {dest}/"
+        env = dict(os.environ, SSH_ORIGINAL_COMMAND=command)
         self.receiver = subprocess.Popen(
             [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
             env=env,
@@ -110,6 +112,21 @@ class Push:
         self.receiver.stdout.read(4)  # rsync's protocol greeting: the server runs
         children = Path(f"/proc/{self.receiver.pid}/task/{self.receiver.pid}/children")
         self.rsync = int(children.read_text().split()[0])
+
+    def rsync_gone(self) -> bool:
+        """rsync and its forked receiver are gone (or zombies: they write nothing)."""
+        for pid in (self.rsync, *self._forked):
+            with contextlib.suppress(FileNotFoundError):
+                if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+                    return False
+        return True
+
+    @property
+    def _forked(self) -> list[int]:
+        with contextlib.suppress(FileNotFoundError):
+            children = Path(f"/proc/{self.rsync}/task/{self.rsync}/children").read_text()
+            return [int(pid) for pid in children.split()]
+        return []
 
     def ended(self) -> tuple[int, list[str]]:
         """The receiver's exit status and its stderr lines."""
@@ -132,7 +149,7 @@ def pushes() -> Iterator[list[Push]]:
 
 
 def writing_lock_free(cfg: configuration.Config) -> bool:
-    fd = os.open(admitted.record_file(cfg.state_dir), os.O_RDONLY)
+    fd = os.open(cfg.state_dir / admitted.LOCK_NAME, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -142,18 +159,20 @@ def writing_lock_free(cfg: configuration.Config) -> bool:
         os.close(fd)
 
 
+@pytest.mark.parametrize("options", ["", " --fsync"])
 def test_a_running_push_stops_when_a_newer_sender_is_admitted(
-    gamma: Setup, tmp_path: Path, pushes: list[Push]
+    gamma: Setup, tmp_path: Path, pushes: list[Push], options: str
 ) -> None:
     cfg, _, dest = gamma
-    alpha = Push(tmp_path, dest, 5)
+    alpha = Push(tmp_path, dest, 5, options)
     pushes.append(alpha)
+    forked = alpha._forked
     assert not writing_lock_free(cfg)
     with admitted.admit(cfg.state_dir, 6, wait=20):  # beta: starts once alpha's rsync died
+        assert alpha.rsync_gone() and not any(Path(f"/proc/{p}/cmdline").exists() for p in forked)
         code, err = alpha.ended()
     assert code == receive.REFUSED_EXIT
     assert len(err) == 1 and "already wrote here (6)" in err[0], err
-    assert writing_lock_free(cfg)  # rsync's forked receiver is gone too
 
 
 def test_a_running_push_stops_when_this_node_promotes(
@@ -181,19 +200,107 @@ def test_a_push_of_the_same_sender_leaves_a_running_one_alone(
     assert alpha.receiver.poll() is None
 
 
-def test_the_lock_stays_with_rsync_when_its_receiver_is_killed(
+def test_a_push_whose_receiver_is_killed_ends_with_it(
     gamma: Setup, tmp_path: Path, pushes: list[Push]
 ) -> None:
+    """Killed (the OOM killer, an operator), the receiver takes rsync with it: no push
+    goes on unwatched, nor holds a newer sender up (a helper's attack: a frozen sender's
+    rsync outlived a 30 s timeout for minutes, its keep-alives going into the buffer)."""
     cfg, _, dest = gamma
-    alpha = Push(tmp_path, dest, 5)
+    alpha = Push(tmp_path, dest, 5, " --fsync")
     pushes.append(alpha)
     alpha.receiver.kill()
     alpha.receiver.wait()
-    with pytest.raises(admitted.OlderStillWriting):
-        admitted.admit(cfg.state_dir, 6, wait=0.2)
-    os.killpg(alpha.rsync, signal.SIGKILL)
     with admitted.admit(cfg.state_dir, 6, wait=20):
-        pass
+        assert alpha.rsync_gone()
+
+
+def test_a_rename_request_holds_nothing_up_while_its_sender_is_silent(
+    gamma: Setup, tmp_path: Path
+) -> None:
+    """An old active that froze while sending its rename pairs: the newer sender goes
+    ahead, and the pairs that come after it are refused, none carried out."""
+    cfg, _, dest = gamma
+    (dest / "old").write_text("alpha's")
+    config = tmp_path / "etc" / "c.toml"
+    config.parent.mkdir()
+    config.write_text(receiver_config_text(tmp_path, dest))
+    env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync 5 --move {dest}")
+    alpha = subprocess.Popen(
+        [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert alpha.stdin is not None
+        alpha.stdin.write(b"old\0")  # half a pair, then silence
+        alpha.stdin.flush()
+        deadline = time.monotonic() + 30
+        while admitted.admitted(cfg.state_dir) != 5 and time.monotonic() < deadline:
+            time.sleep(0.02)  # its admission is done: now it waits for its input
+        with admitted.admit(cfg.state_dir, 6, wait=5):
+            pass
+        out, err = alpha.communicate(b"new\0", timeout=30)
+    finally:
+        alpha.kill()
+        alpha.communicate()
+    assert alpha.returncode == receive.REFUSED_EXIT and b"already wrote here (6)" in err
+    assert not out and (dest / "old").exists() and not (dest / "new").exists()
+
+
+def test_admissions_queued_behind_a_push_are_each_answered_in_time(gamma: Setup) -> None:
+    """A helper's attack: each waited its full time in turn (21, 41, 61, 81 s), past the
+    sender's own timeout; the wait is the admission's whole wait, the gate's too."""
+    cfg, _, _ = gamma
+    results: list[BaseException | None] = []
+
+    def newer() -> None:
+        try:
+            admitted.admit(cfg.state_dir, 6, wait=1.0).release()
+            results.append(None)
+        except admitted.OlderStillWriting as error:
+            results.append(error)
+
+    with admitted.admit(cfg.state_dir, 5):  # a push that does not stop (no receiver)
+        threads = [threading.Thread(target=newer) for _ in range(4)]
+        start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - start
+    assert len(results) == 4 and all(isinstance(r, admitted.OlderStillWriting) for r in results)
+    assert took < 3.0  # queued in turn it would be 4 s or more
+
+
+def test_deleting_the_record_does_not_let_a_newer_sender_in_beside_an_older_push(
+    gamma: Setup,
+) -> None:
+    """The refusal tells an operator to delete the record after a reset: the writing lock
+    is not on it (a helper's attack)."""
+    cfg, _, _ = gamma
+    with admitted.admit(cfg.state_dir, 5):
+        admitted.record_file(cfg.state_dir).unlink()
+        with pytest.raises(admitted.OlderStillWriting):
+            admitted.admit(cfg.state_dir, 6, wait=0.2)
+
+
+def test_a_stream_is_refused_when_the_record_cannot_be_read(gamma: Setup) -> None:
+    """A push is refused then (the record cannot be kept); a stream was let through."""
+    cfg, state, dest = gamma
+    root = receive._admit(6, str(dest), cfg, state)
+    guard = Guard(state, root, command_epoch=6)
+    guard.admit(6)
+    record = admitted.record_file(cfg.state_dir)
+    record.unlink()
+    record.mkdir()
+    with pytest.raises(Refused, match="cannot read"):
+        guard.enter_chunk()
+    with pytest.raises(Refused, match="sync-epoch"):
+        receive._admit(6, str(dest), cfg, state)
+    guard.close()
 
 
 def test_the_refusal_reaches_the_sender_as_one_line(

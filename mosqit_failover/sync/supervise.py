@@ -10,8 +10,9 @@ old active's, older than what this node now serves or receives.
 :func:`run_watched` therefore runs rsync as a child in a process group of its own and
 watches the state directory with inotify (``state.json`` is replaced by a rename, the
 record of admitted senders is rewritten in place). On any change there it checks again,
-as at admission; when the sender may no longer write, it kills the whole group
-(SIGKILL: rsync's own forked receiver too) and refuses with one line. While nothing
+as at admission; when the sender may no longer write, it ends the whole group (rsync's
+own forked receiver too: SIGTERM, on which rsync removes its temporary file and writes
+nothing more, then SIGKILL) and refuses with one line. While nothing
 changes it sleeps in ``poll``: no CPU beside the transfer.
 
 Guarantees: rsync's exit status is returned as a shell gives it (128 + signal); a
@@ -39,6 +40,9 @@ Check = Callable[[], None]
 FALLBACK_PERIOD_MS = 100
 """How often the check runs when the state directory cannot be watched (no inotify
 instance or watch left): the latency of a stop then."""
+
+TERM_GRACE = 1.0
+"""Seconds rsync has to clean up after SIGTERM before it is killed."""
 
 _CHANGES = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY
 
@@ -98,7 +102,14 @@ def _wait(child: subprocess.Popen[bytes], pidfd: int, watch: Inotify | None, che
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
-    """SIGKILL to rsync's whole group, then reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signal.SIGKILL)
+    """End rsync's whole group, then reap it: SIGTERM first, on which rsync deletes the
+    temporary file of the file it was receiving (killed outright, it would leave a
+    ``.NAME.XXXXXX`` behind, to be synced on from the new active); SIGKILL after
+    :data:`TERM_GRACE`."""
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal_number)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(TERM_GRACE)
+            return
     child.wait()

@@ -148,6 +148,13 @@ def pushes() -> Iterator[list[Push]]:
         push.kill()
 
 
+def refusal(err: list[str]) -> str:
+    """The receiver's one refusal line, last; rsync's own word on its SIGTERM before it."""
+    assert err and err[-1].startswith("mosqit-sync refused: "), err
+    assert all(line.startswith("rsync error: received SIG") for line in err[:-1]), err
+    return err[-1]
+
+
 def writing_lock_free(cfg: configuration.Config) -> bool:
     fd = os.open(cfg.state_dir / admitted.LOCK_NAME, os.O_RDONLY)
     try:
@@ -172,7 +179,7 @@ def test_a_running_push_stops_when_a_newer_sender_is_admitted(
         assert alpha.rsync_gone() and not any(Path(f"/proc/{p}/cmdline").exists() for p in forked)
         code, err = alpha.ended()
     assert code == receive.REFUSED_EXIT
-    assert len(err) == 1 and "already wrote here (6)" in err[0], err
+    assert "already wrote here (6)" in refusal(err), err
 
 
 def test_a_running_push_stops_when_this_node_promotes(
@@ -185,7 +192,7 @@ def test_a_running_push_stops_when_this_node_promotes(
     state.save(6, Role.ACTIVE)
     code, err = alpha.ended()
     assert code == receive.REFUSED_EXIT
-    assert len(err) == 1 and "this node is ACTIVE (epoch 6)" in err[0], err
+    assert "this node is ACTIVE (epoch 6)" in refusal(err), err
     assert writing_lock_free(cfg)
 
 
@@ -198,6 +205,44 @@ def test_a_push_of_the_same_sender_leaves_a_running_one_alone(
     with admitted.admit(cfg.state_dir, 5, wait=0):  # alpha's next batch
         pass
     assert alpha.receiver.poll() is None
+
+
+def test_a_push_stopped_mid_file_leaves_no_temporary_file(gamma: Setup, tmp_path: Path) -> None:
+    """Alpha's rsync is halfway through a file when beta is admitted: the file is not
+    finished, and rsync's ``.big.XXXXXX`` is not left in the directory (SIGKILL would
+    leave it, to be synced on from there)."""
+    cfg, _, dest = gamma
+    config = tmp_path / "etc" / "c.toml"
+    config.parent.mkdir()
+    config.write_text(receiver_config_text(tmp_path, dest))
+    shell = tmp_path / "ssh"  # ssh and sshd's forced command, on this machine
+    shell.write_text(
+        '#!/bin/sh\nshift\nSSH_ORIGINAL_COMMAND="$*" exec '
+        f"{sys.executable} -m mosqit_failover.sync.receive --config {config}\n"
+    )
+    shell.chmod(0o755)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(4 << 20))
+    sender = ["rsync", "-a", "--no-D", "--numeric-ids", "--force", "--delete", "--timeout=30"]
+    paths = [f"{source}/", f"gamma:{dest}/"]
+    alpha = subprocess.Popen(
+        [*sender, "--bwlimit=400", "-e", str(shell), "--rsync-path=mosqit-sync 5", *paths],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in dest.iterdir() if p.name.startswith(".big.")]:
+            assert time.monotonic() < deadline and alpha.poll() is None, "no transfer seen"
+            time.sleep(0.02)
+        with admitted.admit(cfg.state_dir, 6, wait=10):
+            assert sorted(p.name for p in dest.iterdir()) == []
+        _, err = alpha.communicate(timeout=30)
+    finally:
+        alpha.kill()
+        alpha.communicate()
+    assert alpha.returncode != 0 and b"already wrote here (6)" in err, err
 
 
 def test_a_push_whose_receiver_is_killed_ends_with_it(

@@ -266,6 +266,42 @@ def test_an_old_active_never_overwrites_newer_files(formed: Pair) -> None:
     formed.wait_equal(DIRS[0], timeout=30)
 
 
+def test_a_push_in_flight_when_the_active_froze_ends_at_the_takeover(formed: Pair) -> None:
+    """The old active froze halfway through pushing a file: the standby that took over
+    stops the receiving rsync at once (it would have waited for the frozen sender for
+    minutes, and written the rest of the old active's file after it thawed), and no
+    temporary file of it is left in the directory the new active serves."""
+    old, new = formed.active, formed.standby
+    formed.a.run(
+        ["python3", "-c", "import os; open('/srv/inflight', 'wb').write(os.urandom(300 << 20))"],
+        timeout=120,
+    )
+    formed.a.run(["mv", "/srv/inflight", f"{DIRS[1]}/inflight"])
+    deadline = time.monotonic() + 20
+    in_flight = ["sh", "-c", f"ls -a {DIRS[1]} | grep -q '^.inflight.'"]
+    while formed.b.run(in_flight, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise LabError("the push of /srv/mail/inflight never started on the standby")
+        time.sleep(0.02)
+    formed.lab[old].freeze()
+    try:
+        assert formed.b.run(["pgrep", "-f", "rsync --server"], check=False).returncode == 0
+        deploy.wait_roles({new: formed.lab[new]}, {new: "ACTIVE"}, timeout=30)
+        deadline = time.monotonic() + 5
+        while formed.lab[new].run(["pgrep", "-f", "rsync --server"], check=False).returncode == 0:
+            assert time.monotonic() < deadline, "the old active's push still runs"
+            time.sleep(0.1)
+        names = formed.lab[new].run(["ls", "-a", DIRS[1]]).stdout.split()
+        assert not [n for n in names if "inflight" in n], names
+    finally:
+        formed.lab[old].thaw()
+    formed.active, formed.standby = new, old
+    deploy.wait_roles(formed.lab.nodes, {new: "ACTIVE", old: "STANDBY"}, timeout=40)
+    names = formed.lab[new].run(["ls", "-a", DIRS[1]]).stdout.split()
+    assert not [n for n in names if "inflight" in n], names  # nothing came after the thaw
+    formed.wait_equal(DIRS[1], timeout=60)
+
+
 def test_agent_killed_in_the_middle_of_a_batch_converges_after_restart(formed: Pair) -> None:
     formed.a.run(
         [

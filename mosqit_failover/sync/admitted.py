@@ -21,7 +21,7 @@ receiver therefore keeps the highest sender epoch it admitted, and refuses a low
   starts only when every push of an older sender has ended: an older rsync still
   running would put its files over the newer ones as they arrive. An admission waits
   at most :data:`DRAIN_WAIT` in all and is then refused, to be retried by its sender,
-  and waits again (``sync-epoch.drained`` names the sender whose wait is over). The
+  and waits again (the record's second line names the sender whose wait is over). The
   lock is not on the record itself, which an operator may be told to delete;
 - it only refuses: a synchronous mount that meets its refusal does not take it for
   proof of a newer active (anyone holding the sync key can raise it), as it does the
@@ -47,7 +47,6 @@ from mosqit_failover.sync.counter import read_counter
 RECORD_NAME = "sync-epoch"
 GATE_NAME = "sync-epoch.gate"
 LOCK_NAME = "sync-epoch.lock"
-DRAINED_NAME = "sync-epoch.drained"
 DRAIN_WAIT = 8.0
 """How long (seconds) an admission waits, for the admissions before it and for older
 pushes to end, before it is refused and retried: below a synchronous channel's start
@@ -164,18 +163,21 @@ def admit(state_dir: Path, sender: int, wait: float | None = None) -> Writing:
 def _admit_locked(state_dir: Path, lock: int, sender: int, deadline: float) -> None:
     fd = os.open(record_file(state_dir), _OPEN, 0o600)
     try:
-        highest = _number(os.pread(fd, 64, 0))
+        raw = os.pread(fd, 64, 0)
+        highest, drained = _number(raw), _number(raw.partition(b"\n")[2])
         if sender < highest:
             raise OlderSender(_older(state_dir, sender, highest))
         if sender > highest:
-            _write(fd, sender, durable=True)  # first: the older pushes stop on it
+            _write(fd, sender, drained, durable=True)  # first: the older pushes stop on it
+        if drained != sender:
+            # taken exclusively once: every push admitted before has ended (the caller's
+            # shared lock replaces it)
+            _lock_by(lock, fcntl.LOCK_EX, deadline, "a push of an older sender is still writing")
+            # not fsynced: after a crash no push runs, and a lost note costs one more
+            # (instant) wait
+            _write(fd, sender, sender, durable=False)
     finally:
         os.close(fd)
-    if _drained(state_dir) != sender:
-        # taken exclusively once: every push admitted before has ended (the caller's
-        # shared lock replaces it)
-        _lock_by(lock, fcntl.LOCK_EX, deadline, "a push of an older sender is still writing")
-        _note_drained(state_dir, sender)
 
 
 def _lock_by(fd: int, kind: int, deadline: float, why: str) -> None:
@@ -193,33 +195,16 @@ def _lock_by(fd: int, kind: int, deadline: float, why: str) -> None:
             time.sleep(_POLL)
 
 
-def _write(fd: int, epoch: int, durable: bool) -> None:
+def _write(fd: int, highest: int, drained: int, durable: bool) -> None:
+    """The record: the highest sender admitted, then the sender for whom no older push
+    writes any more (one more line, which readers of the first line alone pass over)."""
     # in place, at a fixed width, no truncation first: a write that fails (a full disk)
-    # or a crash leaves the old number, never an empty record
-    record = f"{epoch:0{_WIDTH}d}\n".encode()
+    # or a crash leaves the old numbers, never an empty record
+    record = f"{highest:0{_WIDTH}d}\n{drained:0{_WIDTH}d}\n".encode()
     os.pwrite(fd, record, 0)
     os.ftruncate(fd, len(record))
     if durable:
         os.fsync(fd)
-
-
-def _drained(state_dir: Path) -> int:
-    """The sender for whom no older push wrote any more (0: none known)."""
-    try:
-        return _read(state_dir / DRAINED_NAME)
-    except OSError:
-        return 0
-
-
-def _note_drained(state_dir: Path, sender: int) -> None:
-    """Remember that ``sender``'s pushes need not wait any more. Not fsynced: after a
-    crash no push runs, and a lost note costs one more (instant) wait."""
-    with contextlib.suppress(OSError):
-        fd = os.open(state_dir / DRAINED_NAME, _OPEN, 0o600)
-        try:
-            _write(fd, sender, durable=False)
-        finally:
-            os.close(fd)
 
 
 def _older(state_dir: Path, sender: int, highest: int) -> str:

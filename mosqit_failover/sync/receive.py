@@ -78,7 +78,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -428,20 +428,31 @@ def read_moves(stdin: BinaryIO) -> list[tuple[str, str]]:
 
 def serve_moves(root: str, stdin: BinaryIO, stdout: TextIO) -> None:
     """Carry out the renames read from ``stdin`` in order, one result line each."""
-    carry_out_moves(root, read_moves(stdin), stdout)
+    stdout.write("".join(f"{line}\n" for line in carry_out_moves(root, read_moves(stdin))))
+    stdout.flush()
 
 
-def carry_out_moves(root: str, pairs: list[tuple[str, str]], stdout: TextIO) -> None:
-    """Carry out ``pairs`` in order, one result line each.
+def carry_out_moves(
+    root: str,
+    pairs: list[tuple[str, str]],
+    still: Callable[[], None] = lambda: None,
+    results: list[str] | None = None,
+) -> list[str]:
+    """Carry out ``pairs`` in order; one result each, appended to ``results``. ``still``
+    runs before each rename and raises to stop (the sender may no longer write): the
+    results of the renames done so far are in ``results`` then.
 
     One request at a time per directory (an exclusive lock on it), and every
-    path is walked from the directory's own fd, never by name from /."""
+    path is walked from the directory's own fd, never by name from /. The results are
+    returned, not written: a sender that stops reading them holds nothing up."""
+    done = [] if results is None else results
     root_fd = os.open(root, _DIR_FLAGS)
     try:
         fcntl.flock(root_fd, fcntl.LOCK_EX)
         for src, dest in pairs:
-            stdout.write(move_one(root_fd, src, dest) + "\n")
-            stdout.flush()
+            still()
+            done.append(move_one(root_fd, src, dest))
+        return done
     finally:
         os.close(root_fd)
 
@@ -500,6 +511,39 @@ def check_sender(sender: int, state: StateFile) -> None:
         raise Refused(str(error)) from None
 
 
+class SenderCheck:
+    """:func:`check_sender` for a sender whose writes are under way, cheap enough to run
+    before every rename or every few milliseconds of a stream: the state file (replaced
+    atomically, so a stat tells when it changed) is read again only when it changed; the
+    record of admitted senders, rewritten in place (its timestamps may stay the same with
+    the coarse clocks of Linux before 6.13), is read every time. Raises Refused."""
+
+    def __init__(self, sender: int, state: StateFile) -> None:
+        self.sender = sender
+        self.state = state
+        self._seen: tuple[int, ...] | None = None
+
+    def __call__(self) -> None:
+        seen = self._stat()
+        if seen is None or seen != self._seen:
+            check_sender(self.sender, self.state)
+            self._seen = seen
+            return
+        try:
+            admitted.check(self.state.path.parent, self.sender)
+        except admitted.OlderSender as error:
+            raise Refused(str(error)) from None
+
+    def _stat(self) -> tuple[int, ...] | None:
+        try:
+            info = os.stat(self.state.path)
+        except FileNotFoundError:
+            return (0,)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def _receive(argv: list[str], epoch: int, state: StateFile) -> int:
     """Run the admitted push's rsync server, stopped if the sender may no longer write
     (:mod:`.supervise`); its exit status (after the flush a ``--fsync`` push asks)."""
@@ -509,9 +553,12 @@ def _receive(argv: list[str], epoch: int, state: StateFile) -> int:
         begin_catch_up(state, root.rstrip("/"))
         sys.stderr.flush()
         server = [word for word in argv if word != FSYNC]
-        code = supervise.run_watched(
-            server, str(state.path.parent), lambda: check_sender(epoch, state), writing.fd
-        )
+        try:
+            code = supervise.run_watched(
+                server, str(state.path.parent), lambda: check_sender(epoch, state), writing.fd
+            )
+        except supervise.StateDirGone as error:
+            raise Refused(str(error)) from None
     return receive_durably(code, root) if FSYNC in argv else code
 
 
@@ -560,9 +607,15 @@ def _serve(original: str, args: argparse.Namespace) -> int:
     if kind == MOVE:
         root = decide_move(original, cfg, state)
         pairs = read_moves(sys.stdin.buffer)
-        with hold_writing(_split(original)[0], state):  # checked again, after the wait
-            begin_catch_up(state, root)
-            carry_out_moves(root, pairs, sys.stdout)
+        epoch = _split(original)[0]
+        results: list[str] = []
+        try:
+            with hold_writing(epoch, state):
+                begin_catch_up(state, root)
+                carry_out_moves(root, pairs, SenderCheck(epoch, state), results)
+        finally:  # the renames done before a refusal, which follows them
+            sys.stdout.write("".join(f"{line}\n" for line in results))
+            sys.stdout.flush()
         return 0
     if kind == FENCE:
         from mosqit_failover.sync import fence_target

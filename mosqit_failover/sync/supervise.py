@@ -19,7 +19,10 @@ Guarantees: rsync's exit status is returned as a shell gives it (128 + signal); 
 refusal is raised as :class:`~.receive.Refused` only once the rsync group is killed and
 reaped; rsync dies with this process (``PR_SET_PDEATHSIG``), and the writing lock
 (:class:`~.admitted.Writing`) is handed to it too, so a newer sender still waits for
-rsync and its forked receiver to end.
+rsync and its forked receiver to end. Not guaranteed: killed itself (SIGKILL: the OOM
+killer, an operator), this process leaves rsync's forked receiver to finish the file it
+is writing (nothing passes ``PR_SET_PDEATHSIG`` on to a fork); that file may then land
+on a node that promoted meanwhile, and no further one.
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ import signal
 import subprocess
 from collections.abc import Callable
 
-from mosqit_failover.sync.inotify import IN_CLOSE_WRITE, IN_MODIFY, IN_MOVED_TO, Inotify
+from mosqit_failover.sync.inotify import (
+    IN_CLOSE_WRITE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_TO,
+    Inotify,
+)
 from mosqit_failover.sync.proc import ORPHAN_GUARD
 
 Check = Callable[[], None]
@@ -44,14 +55,26 @@ instance or watch left): the latency of a stop then."""
 TERM_GRACE = 1.0
 """Seconds rsync has to clean up after SIGTERM before it is killed."""
 
-_CHANGES = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY
+_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
+_CHANGES = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF
+
+
+class StateDirGone(Exception):
+    """The watched state directory went away: what a check would read is not there."""
 
 
 def run_watched(argv: list[str], state_dir: str, check: Check, keep_fd: int) -> int:
     """Run ``argv`` (inheriting this process's stdin, stdout and stderr, and ``keep_fd``)
-    until it exits, or until ``check`` raises: then kill it and re-raise."""
+    until it exits, or until ``check`` raises (or the state directory goes: StateDirGone):
+    then kill it and re-raise."""
     watch = _watch(state_dir)
-    # with this process gone rsync dies too: no push goes on unwatched
+    try:
+        check()  # after the watch is set: any later change is seen
+    except BaseException:
+        if watch is not None:
+            watch.close()
+        raise
+    # with this process gone rsync dies too (its forked receiver finishes its file)
     child = subprocess.Popen([*ORPHAN_GUARD, *argv], process_group=0, pass_fds=(keep_fd,))
     try:
         pidfd = os.pidfd_open(child.pid)
@@ -91,12 +114,15 @@ def _wait(child: subprocess.Popen[bytes], pidfd: int, watch: Inotify | None, che
     if watch is not None:
         poller.register(watch.fd, select.POLLIN)
     timeout = None if watch is not None and pidfd >= 0 else FALLBACK_PERIOD_MS
-    check()  # a change between the admission and the watch
     while child.poll() is None:
         ready = poller.poll(timeout)
         if watch is not None and any(fd == watch.fd for fd, _ in ready):
-            watch.read()  # which file changed does not matter: check them all
-            check()
+            if any(event.mask & _GONE for event in watch.read()):
+                raise StateDirGone(
+                    "the state directory was removed or moved while the push ran: "
+                    "stopped (its epoch record and locks went with it)"
+                )
+            check()  # which file changed does not matter: check them all
         elif watch is None and timeout is not None:
             check()
 

@@ -19,10 +19,11 @@ Guards, as :mod:`..sync.receive`:
 - the epoch: the sender's (its Hello) must be at least this node's persisted epoch and
   data epoch and the highest sender epoch admitted here (:mod:`..sync.admitted`), and
   this node not ACTIVE, checked at the start, before applying each chunk of records
-  read (a stat of the state file, read again only when it changed, and a read of the
-  record of admitted senders: a standby that promoted meanwhile, or admitted a newer
-  sender, changes nothing more for the old active) and again before every
-  acknowledgement;
+  read, every :data:`CHECK_EVERY` within a chunk, and again before every
+  acknowledgement (:class:`~..sync.receive.SenderCheck`: a standby that promoted
+  meanwhile, or admitted a newer sender, takes nothing more from the old active); a
+  chunk holds the writing lock of :mod:`..sync.admitted`, so a newer sender starts only
+  once it is done;
 - the catch-up (:mod:`..sync.catchup`): a chunk is applied under a shared lock that the
   rsync receiver takes exclusively to begin a catch-up; once one began after the stream's
   start, the stream is refused (its records are older than the catch-up's data);
@@ -45,12 +46,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import select
 import signal
 import stat
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -60,7 +63,7 @@ from mosqit_failover.libc import libc
 from mosqit_failover.sync import admitted
 from mosqit_failover.sync.catchup import CatchUpError, Generation
 from mosqit_failover.sync.commands import REFUSED
-from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, check_sender
+from mosqit_failover.sync.receive import REFUSED_EXIT, Refused, SenderCheck
 from mosqit_failover.syncfs.buffers import keep_freed_buffers, widen_pipe
 from mosqit_failover.syncfs.progress import AppliedRecorder, applied_path
 from mosqit_failover.syncfs.records import (
@@ -90,6 +93,8 @@ _NO_SUID = ~(stat.S_ISUID | stat.S_ISGID) & 0o7777
 PR_SET_PDEATHSIG = 1
 _RDHUP = getattr(select, "POLLRDHUP", 0x2000)  # a socket's peer shut its writing down
 _HANGUP = select.POLLHUP | _RDHUP
+CHECK_EVERY = 0.01
+"""Seconds between two checks of the sender within one chunk."""
 
 
 class ApplyError(Exception):
@@ -100,80 +105,83 @@ class Guard:
     """Whether the stream's sender may still write into ``root`` (the module doc's guards).
 
     :meth:`admit` at the Hello reads the state file and the catch-up generation;
-    :meth:`enter_chunk` is cheap (a stat, two preads and a flock while nothing changed) and
-    holds the catch-up lock until :meth:`leave_chunk`; :meth:`acknowledge` reads the state
-    file again before an acknowledgement. Each raises Refused with the reason."""
+    :meth:`enter_chunk` is cheap (a stat, a few preads and two flocks while nothing
+    changed) and holds the catch-up lock and the writing lock of :mod:`..sync.admitted`
+    until :meth:`leave_chunk`: no catch-up begins, and no newer sender starts writing,
+    while a chunk is applied; :meth:`during_chunk` checks again every
+    :data:`CHECK_EVERY` seconds within a long chunk; :meth:`acknowledge` checks again
+    before an acknowledgement. Each raises Refused with the reason."""
 
     def __init__(self, state: StateFile, root: str, command_epoch: int | None = None) -> None:
         self.state = state
         self.root = root
         self.command_epoch = command_epoch
         self.epoch: int | None = None
-        self._seen: tuple[int, ...] | None = None
+        self._still: SenderCheck | None = None
         self._generation: Generation | None = None
+        self._writing = -1
+        self._checked = 0.0
 
     def admit(self, sender: int) -> None:
         if self.command_epoch is not None and sender != self.command_epoch:
             raise Refused(f"the stream's epoch {sender} is not the command's {self.command_epoch}")
-        seen = self._stat()
-        self._check(sender)
-        self._seen = seen
+        still = SenderCheck(sender, self.state)
+        still()
+        state_dir = self.state.path.parent
         try:
-            self._generation = Generation(self.state.path.parent, self.root)
+            self._generation = Generation(state_dir, self.root)
+            self._writing = os.open(
+                state_dir / admitted.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
         except OSError as error:
             raise Refused(
-                f"cannot open the catch-up generation of {self.root} in "
-                f"{self.state.path.parent}: {error.strerror or error}"
+                f"cannot open {error.filename or 'the catch-up generation'} for {self.root}: "
+                f"{error.strerror or error}"
             ) from None
-        self.epoch = sender
+        self.epoch, self._still = sender, still
 
     def enter_chunk(self) -> None:
         """Before applying a chunk: refused if the sender may not write now; else no
-        catch-up begins until :meth:`leave_chunk`."""
-        assert self.epoch is not None and self._generation is not None
-        seen = self._stat()
-        if seen is None or seen != self._seen:
-            self._check(self.epoch)
-            self._seen = seen
-        else:
-            self._check_record(self.epoch)
+        catch-up begins, and no newer sender writes, until :meth:`leave_chunk`."""
+        assert self._still is not None and self._generation is not None
+        self._still()
+        fcntl.flock(self._writing, fcntl.LOCK_SH)
         try:
+            self._still()  # a newer sender admitted while this waited
             self._generation.hold()
         except CatchUpError as error:
+            fcntl.flock(self._writing, fcntl.LOCK_UN)
             raise Refused(str(error)) from None
+        except BaseException:
+            fcntl.flock(self._writing, fcntl.LOCK_UN)
+            raise
+        self._checked = time.monotonic()
+
+    def during_chunk(self) -> None:
+        """Within a chunk, before a record: refused once the sender may no longer write
+        (checked at most every :data:`CHECK_EVERY` seconds: a chunk of slow records,
+        deep paths, takes seconds)."""
+        now = time.monotonic()
+        if now - self._checked >= CHECK_EVERY:
+            assert self._still is not None
+            self._still()
+            self._checked = now
 
     def leave_chunk(self) -> None:
         assert self._generation is not None
         self._generation.release()
+        fcntl.flock(self._writing, fcntl.LOCK_UN)
 
     def acknowledge(self) -> None:
-        assert self.epoch is not None
-        self._check(self.epoch)
+        assert self._still is not None
+        self._still()
 
     def close(self) -> None:
         if self._generation is not None:
             self._generation.close()
-
-    def _stat(self) -> tuple[int, ...] | None:
-        """What changes when the state file is saved (atomically: a new inode); None: read it."""
-        try:
-            info = os.stat(self.state.path)
-        except FileNotFoundError:
-            return (0,)
-        except OSError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-    def _check_record(self, sender: int) -> None:
-        """The record of admitted senders, read each time: it is rewritten in place at a
-        fixed width, so with coarse timestamps (before Linux 6.13) a stat may not change."""
-        try:
-            admitted.check(self.state.path.parent, sender)
-        except admitted.OlderSender as error:
-            raise Refused(str(error)) from None
-
-    def _check(self, sender: int) -> None:
-        check_sender(sender, self.state)
+        if self._writing >= 0:
+            os.close(self._writing)
+            self._writing = -1
 
 
 def check_root(root: str) -> str:
@@ -522,7 +530,7 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
             if changes:
                 guard.enter_chunk()
             try:
-                _apply_all(applier, records, acks, last)
+                _apply_all(applier, records, acks, last, guard)
             finally:
                 if changes:
                     guard.leave_chunk()
@@ -543,10 +551,13 @@ def serve(root_fd: int, guard: Guard, stdin: BinaryIO, stdout: TextIO) -> int:
         guard.close()
 
 
-def _apply_all(applier: Applier, records: list[Record], acks: list[int], last: int) -> None:
+def _apply_all(
+    applier: Applier, records: list[Record], acks: list[int], last: int, guard: Guard
+) -> None:
     """Apply ``records`` in order; each commit's sequence goes to ``acks``, each above
     the one before (``last``: the stream's last one before these)."""
     for record in records:
+        guard.during_chunk()
         if isinstance(record, Hello):
             raise Refused("a second hello in one stream")
         if isinstance(record, Commit):

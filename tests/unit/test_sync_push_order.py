@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import io
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from mosqit_failover.events import Role
 from mosqit_failover.sync import admitted, catchup, receive
 from mosqit_failover.sync.counter import read_counter
 from mosqit_failover.sync.receive import Refused
-from mosqit_failover.syncfs.apply import Guard
+from mosqit_failover.syncfs.apply import CHECK_EVERY, Guard
 from tests.unit.test_sync_receive import SERVER, receiver_config_text
 
 Setup = tuple[configuration.Config, StateFile, Path]
@@ -149,9 +150,9 @@ def pushes() -> Iterator[list[Push]]:
 
 
 def refusal(err: list[str]) -> str:
-    """The receiver's one refusal line, last; rsync's own word on its SIGTERM before it."""
+    """The receiver's one refusal line, last; rsync's own words on its end before it."""
     assert err and err[-1].startswith("mosqit-sync refused: "), err
-    assert all(line.startswith("rsync error: received SIG") for line in err[:-1]), err
+    assert all(line.startswith("rsync") for line in err[:-1]), err
     return err[-1]
 
 
@@ -293,6 +294,112 @@ def test_a_rename_request_holds_nothing_up_while_its_sender_is_silent(
         alpha.communicate()
     assert alpha.returncode == receive.REFUSED_EXIT and b"already wrote here (6)" in err
     assert not out and (dest / "old").exists() and not (dest / "new").exists()
+
+
+def move_request(tmp_path: Path, dest: Path, epoch: int) -> subprocess.Popen[bytes]:
+    config = tmp_path / "etc" / "c.toml"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(receiver_config_text(tmp_path, dest))
+    env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync {epoch} --move {dest}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_rename_request_whose_node_promoted_meanwhile_moves_nothing(
+    gamma: Setup, tmp_path: Path
+) -> None:
+    """A helper's attack: admitted while a standby, the old active's pairs arrived after
+    the node took over, and were carried out in the directory it now serves."""
+    cfg, state, dest = gamma
+    (dest / "db").write_text("the new active's")
+    (dest / "junk").write_text("the old active's")
+    alpha = move_request(tmp_path, dest, 5)
+    try:
+        assert alpha.stdin is not None
+        alpha.stdin.write(b"junk\0")
+        alpha.stdin.flush()
+        deadline = time.monotonic() + 30
+        while admitted.admitted(cfg.state_dir) != 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        state.save(9, Role.ACTIVE)
+        out, err = alpha.communicate(b"db\0", timeout=30)
+    finally:
+        alpha.kill()
+        alpha.communicate()
+    assert alpha.returncode == receive.REFUSED_EXIT and b"this node is ACTIVE" in err, err
+    assert not out and (dest / "db").read_text() == "the new active's"
+
+
+def test_a_rename_request_unread_results_hold_nothing_up(gamma: Setup, tmp_path: Path) -> None:
+    """Its results are written once its renames are done and its lock released: a sender
+    that froze without reading them keeps no newer sender waiting (a helper's attack)."""
+    cfg, _, dest = gamma
+    alpha = move_request(tmp_path, dest, 5)
+    pairs = b"".join(f"missing-{i}\0new-{i}\0".encode() for i in range(5000))
+    try:
+        assert alpha.stdin is not None and alpha.stdout is not None
+        alpha.stdin.write(pairs)
+        alpha.stdin.close()  # then never reads its ~150 kB of results: more than a pipe holds
+        ready, _, _ = select.select([alpha.stdout], [], [], 30)
+        assert ready  # the results are being written: the renames are done
+        assert alpha.poll() is None  # blocked on the full pipe
+        with admitted.admit(cfg.state_dir, 6, wait=5):
+            pass
+        assert alpha.stdout.readline() == b"kept: the source is not here\n"
+    finally:
+        alpha.kill()
+        alpha.wait()
+        for pipe in (alpha.stdout, alpha.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_a_chunk_of_a_stream_keeps_a_newer_sender_waiting_and_stops_on_it(
+    gamma: Setup,
+) -> None:
+    """A helper's attack: a chunk of slow records (deep paths) went on for seconds after
+    a newer sender was admitted, whose stream wrote meanwhile, then was overwritten."""
+    cfg, state, dest = gamma
+    root = receive._admit(5, str(dest), cfg, state)
+    guard = Guard(state, root, command_epoch=5)
+    guard.admit(5)
+    guard.enter_chunk()
+    beta: list[admitted.Writing] = []
+    thread = threading.Thread(target=lambda: beta.append(admitted.admit(cfg.state_dir, 6)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while admitted.admitted(cfg.state_dir) != 6 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(CHECK_EVERY)
+        with pytest.raises(Refused, match=r"already wrote here \(6\)"):
+            guard.during_chunk()
+        assert not beta  # waits for the chunk to be left
+    finally:
+        guard.leave_chunk()
+        thread.join()
+    assert beta
+    beta[0].release()
+    guard.close()
+
+
+def test_a_push_stops_when_the_state_directory_goes(
+    gamma: Setup, tmp_path: Path, pushes: list[Push]
+) -> None:
+    """Removed or moved (a reset by hand, a restore), it takes the record and the locks
+    with it: the push is stopped rather than left unwatched beside a newer one."""
+    cfg, _, dest = gamma
+    alpha = Push(tmp_path, dest, 5)
+    pushes.append(alpha)
+    cfg.state_dir.rename(tmp_path / "state-before")
+    code, err = alpha.ended()
+    assert code == receive.REFUSED_EXIT
+    assert "state directory was removed or moved" in refusal(err), err
 
 
 def test_admissions_queued_behind_a_push_are_each_answered_in_time(gamma: Setup) -> None:

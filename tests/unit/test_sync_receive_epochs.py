@@ -124,10 +124,11 @@ def test_the_record_is_rewritten_in_place_never_emptied_first(gamma: Setup) -> N
     cfg, _, _ = gamma
     record = admitted.record_file(cfg.state_dir)
     push(gamma, 6)
-    assert record.read_bytes() == b"0000000000000000006\n"
-    record.write_bytes(b"0000000000000000006\n" + b"x" * 100)  # longer, as after damage
+    six = b"0000000000000000006\n"
+    assert record.read_bytes() == six * 2  # admitted, and no older push writes any more
+    record.write_bytes(six + b"x" * 100)  # longer, as after damage
     push(gamma, 7)
-    assert record.read_bytes() == b"0000000000000000007\n"
+    assert record.read_bytes() == b"0000000000000000007\n" * 2
 
 
 def test_a_record_above_any_sendable_epoch_counts_as_damaged(gamma: Setup) -> None:

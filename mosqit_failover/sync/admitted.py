@@ -79,7 +79,7 @@ def admitted(state_dir: Path) -> int:
         return 0
 
 
-def _read(path: Path) -> int:
+def _read(path: Path | bytes) -> int:
     """The number in ``path``; 0 if it does not exist or is damaged; OSError if it
     cannot be read (a directory in its place, ...)."""
     try:
@@ -95,16 +95,29 @@ def _read(path: Path) -> int:
 def check(state_dir: Path, sender: int) -> None:
     """OlderSender if a sender of a higher epoch than ``sender`` was admitted, or if the
     record is there but cannot be read (a push would be refused for it too)."""
-    path = record_file(state_dir)
-    try:
-        highest = _read(path)
-    except OSError as error:
-        raise OlderSender(
-            f"cannot read {path}: {error.strerror or error}; it must be a file the "
-            "receiver can read and write (delete what is there instead)"
-        ) from None
-    if sender < highest:
-        raise OlderSender(_older(state_dir, sender, highest))
+    RecordCheck(state_dir)(sender)
+
+
+class RecordCheck:
+    """:func:`check` for one state directory, again and again (a stream checks before
+    each chunk and acknowledgement): the record is opened and read each time, since an
+    operator may replace it, with no path object made on the way."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._path = os.fsencode(record_file(state_dir))
+
+    def __call__(self, sender: int) -> None:
+        try:
+            highest = _read(self._path)
+        except OSError as error:
+            raise OlderSender(
+                f"cannot read {record_file(self.state_dir)}: {error.strerror or error}; it "
+                "must be a file the receiver can read and write (delete what is there "
+                "instead)"
+            ) from None
+        if sender < highest:
+            raise OlderSender(_older(self.state_dir, sender, highest))
 
 
 class Writing:

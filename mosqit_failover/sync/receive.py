@@ -522,6 +522,8 @@ class SenderCheck:
         self.sender = sender
         self.state = state
         self._seen: tuple[int, ...] | None = None
+        self._path = os.fsencode(state.path)
+        self._record = admitted.RecordCheck(state.path.parent)
 
     def __call__(self) -> None:
         seen = self._stat()
@@ -530,13 +532,13 @@ class SenderCheck:
             self._seen = seen
             return
         try:
-            admitted.check(self.state.path.parent, self.sender)
+            self._record(self.sender)
         except admitted.OlderSender as error:
             raise Refused(str(error)) from None
 
     def _stat(self) -> tuple[int, ...] | None:
         try:
-            info = os.stat(self.state.path)
+            info = os.stat(self._path)
         except FileNotFoundError:
             return (0,)
         except OSError:

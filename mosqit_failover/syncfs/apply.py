@@ -144,10 +144,11 @@ class Guard:
         """Before applying a chunk: refused if the sender may not write now; else no
         catch-up begins, and no newer sender writes, until :meth:`leave_chunk`."""
         assert self._still is not None and self._generation is not None
-        self._still()
+        # the lock first: a newer sender admitted after the check below waits for this
+        # chunk (and the next one is refused), one admitted before is seen by it
         fcntl.flock(self._writing, fcntl.LOCK_SH)
         try:
-            self._still()  # a newer sender admitted while this waited
+            self._still()
             self._generation.hold()
         except CatchUpError as error:
             fcntl.flock(self._writing, fcntl.LOCK_UN)

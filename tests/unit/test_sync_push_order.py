@@ -36,6 +36,14 @@ from tests.unit.test_sync_receive import SERVER, receiver_config_text
 Setup = tuple[configuration.Config, StateFile, Path]
 
 
+def config_file(tmp_path: Path, dest: Path) -> Path:
+    """The receiver's config, where its forced command reads it."""
+    config = tmp_path / "etc" / "c.toml"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(receiver_config_text(tmp_path, dest))
+    return config
+
+
 @pytest.fixture
 def gamma(tmp_path: Path) -> Setup:
     dest = tmp_path / "dest"
@@ -97,9 +105,7 @@ class Push:
     (froze): the receiving rsync runs, waiting for data."""
 
     def __init__(self, tmp_path: Path, dest: Path, epoch: int, options: str = "") -> None:
-        config = tmp_path / "etc" / "c.toml"
-        config.parent.mkdir(exist_ok=True)
-        config.write_text(receiver_config_text(tmp_path, dest))
+        config = config_file(tmp_path, dest)
         command = f"mosqit-sync {epoch} {SERVER}{options} . {dest}/"
         env = dict(os.environ, SSH_ORIGINAL_COMMAND=command)
         self.receiver = subprocess.Popen(
@@ -213,9 +219,7 @@ def test_a_push_stopped_mid_file_leaves_no_temporary_file(gamma: Setup, tmp_path
     finished, and rsync's ``.big.XXXXXX`` is not left in the directory (SIGKILL would
     leave it, to be synced on from there)."""
     cfg, _, dest = gamma
-    config = tmp_path / "etc" / "c.toml"
-    config.parent.mkdir()
-    config.write_text(receiver_config_text(tmp_path, dest))
+    config = config_file(tmp_path, dest)
     shell = tmp_path / "ssh"  # ssh and sshd's forced command, on this machine
     shell.write_text(
         '#!/bin/sh\nshift\nSSH_ORIGINAL_COMMAND="$*" exec '
@@ -268,9 +272,7 @@ def test_a_rename_request_holds_nothing_up_while_its_sender_is_silent(
     ahead, and the pairs that come after it are refused, none carried out."""
     cfg, _, dest = gamma
     (dest / "old").write_text("alpha's")
-    config = tmp_path / "etc" / "c.toml"
-    config.parent.mkdir()
-    config.write_text(receiver_config_text(tmp_path, dest))
+    config = config_file(tmp_path, dest)
     env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync 5 --move {dest}")
     alpha = subprocess.Popen(
         [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
@@ -297,9 +299,7 @@ def test_a_rename_request_holds_nothing_up_while_its_sender_is_silent(
 
 
 def move_request(tmp_path: Path, dest: Path, epoch: int) -> subprocess.Popen[bytes]:
-    config = tmp_path / "etc" / "c.toml"
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(receiver_config_text(tmp_path, dest))
+    config = config_file(tmp_path, dest)
     env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"mosqit-sync {epoch} --move {dest}")
     return subprocess.Popen(
         [sys.executable, "-m", "mosqit_failover.sync.receive", "--config", str(config)],
@@ -462,9 +462,7 @@ def test_the_refusal_reaches_the_sender_as_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cfg, _, dest = gamma
-    config = tmp_path / "etc" / "c.toml"
-    config.parent.mkdir()
-    config.write_text(receiver_config_text(tmp_path, dest))
+    config = config_file(tmp_path, dest)
     monkeypatch.setattr(admitted, "DRAIN_WAIT", 0.1)
     monkeypatch.setenv("SSH_ORIGINAL_COMMAND", f"mosqit-sync 6 --move {dest}")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))

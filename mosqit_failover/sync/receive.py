@@ -78,7 +78,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -290,22 +290,29 @@ def load_epochs(state: StateFile) -> tuple[int, Role, int]:
         raise Refused(f"cannot read this node's epoch: {error}") from None
 
 
-def _admit(epoch: int, dest: str, cfg: configuration.Config, state: StateFile) -> str:
-    """The normalized destination if this sender may write there now (and from now on no
-    older sender may: :mod:`.admitted`)."""
+def admissible(epoch: int, dest: str, cfg: configuration.Config, state: StateFile) -> str:
+    """The normalized destination if a sender of ``epoch`` may write there now (the
+    checks of :func:`check_sender`); nothing is recorded: :func:`hold_writing` admits."""
     norm = check_destination(dest, [s.target for s in cfg.sync])
-    check_epoch(epoch, *load_epochs(state))
-    hold_writing(epoch, state).release()
+    check_sender(epoch, state)
     return norm
 
 
-def hold_writing(epoch: int, state: StateFile) -> admitted.Writing:
-    """Admit a sender of ``epoch`` (:func:`.admitted.admit`) and hold its writing lock;
-    Refused if it may not write (any more)."""
+@contextlib.contextmanager
+def _older_refused() -> Iterator[None]:
+    """The guard of :mod:`.admitted` refusing a sender, as this module's Refused."""
     try:
-        return admitted.admit(state.path.parent, epoch)
+        yield
     except (admitted.OlderSender, admitted.OlderStillWriting) as error:
         raise Refused(str(error)) from None
+
+
+def hold_writing(epoch: int, state: StateFile) -> admitted.Writing:
+    """Admit a sender of ``epoch`` (:func:`.admitted.admit`: from now on no older sender
+    may write) and hold its writing lock; Refused if it may not write (any more)."""
+    try:
+        with _older_refused():
+            return admitted.admit(state.path.parent, epoch)
     except OSError as error:
         where = error.filename or admitted.record_file(state.path.parent)
         raise Refused(
@@ -315,18 +322,18 @@ def hold_writing(epoch: int, state: StateFile) -> admitted.Writing:
 
 
 def decide(original: str, cfg: configuration.Config, state: StateFile) -> list[str]:
-    """The rsync argv to exec, or raise Refused."""
+    """The rsync argv to run once admitted (:func:`_receive`), or raise Refused."""
     epoch, args, dest = parse_request(original)
-    norm = _admit(epoch, dest, cfg, state)
+    norm = admissible(epoch, dest, cfg, state)
     return ["rsync", args[0], *RECEIVER_OPTIONS, *args[1:-1], norm + "/"]
 
 
 def decide_move(original: str, cfg: configuration.Config, state: StateFile) -> str:
-    """The synced directory a rename request may work in, or raise Refused."""
+    """The synced directory a rename request may work in once admitted, or raise Refused."""
     epoch, args = _split(original)
     if len(args) != 2 or args[0] != MOVE:
         raise Refused(f"a rename request is {MOVE} DEST (the pairs on stdin)")
-    return _admit(epoch, args[1], cfg, state)
+    return admissible(epoch, args[1], cfg, state)
 
 
 def decide_fence(original: str) -> int:
@@ -505,10 +512,8 @@ def check_sender(sender: int, state: StateFile) -> None:
     admission again (this node's role, epoch and data epoch, and the newest sender
     admitted), for a push or stream already running."""
     check_epoch(sender, *load_epochs(state))
-    try:
+    with _older_refused():
         admitted.check(state.path.parent, sender)
-    except admitted.OlderSender as error:
-        raise Refused(str(error)) from None
 
 
 class SenderCheck:
@@ -531,10 +536,8 @@ class SenderCheck:
             check_sender(self.sender, self.state)
             self._seen = seen
             return
-        try:
+        with _older_refused():
             self._record(self.sender)
-        except admitted.OlderSender as error:
-            raise Refused(str(error)) from None
 
     def _stat(self) -> tuple[int, ...] | None:
         try:
@@ -557,7 +560,7 @@ def _receive(argv: list[str], epoch: int, state: StateFile) -> int:
         server = [word for word in argv if word != FSYNC]
         try:
             code = supervise.run_watched(
-                server, str(state.path.parent), lambda: check_sender(epoch, state), writing.fd
+                server, str(state.path.parent), SenderCheck(epoch, state), writing.fd
             )
         except supervise.StateDirGone as error:
             raise Refused(str(error)) from None

@@ -8,7 +8,7 @@ The active runs (as :func:`..sync.commands.move_argv`, but on a connection of it
 
 and the standby's forced command (``mosqit-failover sync-receive``) sees that as
 SSH_ORIGINAL_COMMAND. :func:`serve_forced` is that form's whole handling: the same
-checks as the rsync and rename forms (:func:`..sync.receive._admit`: DEST exactly a
+checks as the rsync and rename forms (:func:`..sync.receive.admissible`: DEST exactly a
 configured synced directory, its own real path; this node not ACTIVE and its epoch not
 above EPOCH), then the applier (:mod:`.apply`) on stdin/stdout, whose stream must open
 with the same EPOCH. ``mosqit-failover sync-receive`` (:mod:`..sync.receive`) dispatches
@@ -26,7 +26,7 @@ from mosqit_failover import config as configuration
 from mosqit_failover.effects.state import StateFile
 from mosqit_failover.sync import receive
 from mosqit_failover.sync.commands import MARKER, SYNCFS, Peer, full_argv, ssh_options
-from mosqit_failover.sync.receive import Refused, _admit, _split
+from mosqit_failover.sync.receive import Refused, _split, admissible, hold_writing
 from mosqit_failover.syncfs.apply import Guard, die_with_parent, serve
 from mosqit_failover.syncfs.join import UNDER
 
@@ -67,7 +67,10 @@ def decide(original: str, cfg: configuration.Config, state: StateFile) -> tuple[
     epoch, args = _split(original)
     if len(args) != 2 or args[0] != SYNCFS:
         raise Refused(f"a synchronous channel is {MARKER} EPOCH {SYNCFS} DEST, nothing more")
-    return epoch, _admit(epoch, args[1], cfg, state)
+    root = admissible(epoch, args[1], cfg, state)
+    # admitted once, at the start; each chunk holds the writing lock (apply.Guard)
+    hold_writing(epoch, state).release()
+    return epoch, root
 
 
 def serve_forced(

@@ -30,10 +30,17 @@ from mosqit_failover.events import Role
 from mosqit_failover.sync import admitted, catchup, receive
 from mosqit_failover.sync.counter import read_counter
 from mosqit_failover.sync.receive import Refused
+from mosqit_failover.syncfs import remote
 from mosqit_failover.syncfs.apply import CHECK_EVERY, Guard
 from tests.unit.test_sync_receive import SERVER, receiver_config_text
 
 Setup = tuple[configuration.Config, StateFile, Path]
+
+
+def channel(epoch: int, dest: Path, cfg: configuration.Config, state: StateFile) -> str:
+    """The synced directory of a ``--syncfs`` request of ``epoch``, admitted as the
+    standby's forced command admits it (:func:`.remote.decide`)."""
+    return remote.decide(f"mosqit-sync {epoch} --syncfs {dest}", cfg, state)[1]
 
 
 def config_file(tmp_path: Path, dest: Path) -> Path:
@@ -365,7 +372,7 @@ def test_a_chunk_of_a_stream_keeps_a_newer_sender_waiting_and_stops_on_it(
     """A helper's attack: a chunk of slow records (deep paths) went on for seconds after
     a newer sender was admitted, whose stream wrote meanwhile, then was overwritten."""
     cfg, state, dest = gamma
-    root = receive._admit(5, str(dest), cfg, state)
+    root = channel(5, dest, cfg, state)
     guard = Guard(state, root, command_epoch=5)
     guard.admit(5)
     guard.enter_chunk()
@@ -442,7 +449,7 @@ def test_deleting_the_record_does_not_let_a_newer_sender_in_beside_an_older_push
 def test_a_stream_is_refused_when_the_record_cannot_be_read(gamma: Setup) -> None:
     """A push is refused then (the record cannot be kept); a stream was let through."""
     cfg, state, dest = gamma
-    root = receive._admit(6, str(dest), cfg, state)
+    root = channel(6, dest, cfg, state)
     guard = Guard(state, root, command_epoch=6)
     guard.admit(6)
     record = admitted.record_file(cfg.state_dir)
@@ -451,7 +458,7 @@ def test_a_stream_is_refused_when_the_record_cannot_be_read(gamma: Setup) -> Non
     with pytest.raises(Refused, match="cannot read"):
         guard.enter_chunk()
     with pytest.raises(Refused, match="sync-epoch"):
-        receive._admit(6, str(dest), cfg, state)
+        channel(6, dest, cfg, state)
     guard.close()
 
 
@@ -474,12 +481,12 @@ def test_the_refusal_reaches_the_sender_as_one_line(
 
 def test_a_stream_admitted_before_a_newer_sender_applies_nothing_more(gamma: Setup) -> None:
     cfg, state, dest = gamma
-    root = receive._admit(5, str(dest), cfg, state)  # alpha's --syncfs request
+    root = channel(5, dest, cfg, state)  # alpha's --syncfs request
     guard = Guard(state, root, command_epoch=5)
     guard.admit(5)
     guard.enter_chunk()
     guard.leave_chunk()
-    receive._admit(6, str(dest), cfg, state)  # beta's push: no catch-up begun yet
+    receive.hold_writing(6, state).release()  # beta's push: no catch-up begun yet
     with pytest.raises(Refused, match=r"already wrote here \(6\)"):
         guard.enter_chunk()
     with pytest.raises(Refused, match=r"already wrote here \(6\)"):
@@ -490,8 +497,8 @@ def test_a_stream_admitted_before_a_newer_sender_applies_nothing_more(gamma: Set
 def test_a_stream_whose_hello_comes_after_a_newer_sender_is_refused(gamma: Setup) -> None:
     """The attack's interleaving: alpha's request admitted, then beta's, then alpha's Hello."""
     cfg, state, dest = gamma
-    root = receive._admit(5, str(dest), cfg, state)
-    receive._admit(6, str(dest), cfg, state)
+    root = channel(5, dest, cfg, state)
+    channel(6, dest, cfg, state)
     catchup.begin(cfg.state_dir, str(dest))
     guard = Guard(state, root, command_epoch=5)
     with pytest.raises(Refused, match=r"already wrote here \(6\)"):

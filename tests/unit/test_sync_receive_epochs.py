@@ -33,8 +33,11 @@ def gamma(tmp_path: Path) -> Setup:
 
 
 def push(setup: Setup, epoch: int) -> list[str]:
+    """A push's checks and admission, as the forced command does them (then its rsync)."""
     cfg, state, dest = setup
-    return receive.decide(f"mosqit-sync {epoch} {SERVER} . {dest}/", cfg, state)
+    argv = receive.decide(f"mosqit-sync {epoch} {SERVER} . {dest}/", cfg, state)
+    receive.hold_writing(epoch, state).release()
+    return argv
 
 
 def test_an_old_active_cannot_push_after_a_newer_one_did(gamma: Setup) -> None:
@@ -93,11 +96,23 @@ def test_a_damaged_record_counts_as_none_and_is_rewritten(gamma: Setup, content:
     assert admitted.admitted(cfg.state_dir) == 2
 
 
-def test_a_record_that_cannot_be_kept_refuses_with_the_fix(gamma: Setup) -> None:
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("sync-epoch", r"cannot read .*/sync-epoch: .*must be a file the receiver can read"),
+        (admitted.LOCK_NAME, r"cannot record the sender's epoch in .*/sync-epoch\.lock: "),
+        (admitted.GATE_NAME, r"cannot record the sender's epoch in .*/sync-epoch\.gate: "),
+    ],
+)
+def test_a_record_that_cannot_be_kept_refuses_with_the_fix(
+    gamma: Setup, name: str, reason: str
+) -> None:
     cfg, _, _ = gamma
-    admitted.record_file(cfg.state_dir).mkdir(parents=True)  # not a file
-    with pytest.raises(Refused, match=r"cannot record the sender's epoch in .*sync-epoch"):
+    (cfg.state_dir / name).mkdir(parents=True)  # not a file
+    with pytest.raises(Refused, match=reason):
         push(gamma, 6)
+    record = admitted.record_file(cfg.state_dir)
+    assert not record.is_file() or admitted.admitted(cfg.state_dir) == 0
 
 
 def test_the_forced_command_refuses_the_old_active_in_one_line(

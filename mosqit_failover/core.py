@@ -2443,7 +2443,7 @@ class Core:
                 continue
             self._partition_said.add(name)
             who = ", ".join(sorted(witnesses))
-            why = f"which {who} hears (a partition among the nodes):"
+            why = f"which {who} heard after this node lost it (a partition among the nodes):"
             last = (
                 f"If {name} and the active node are both down, "
                 f"run `mosqit-failover force-active` on {self.node}"

@@ -615,13 +615,40 @@ def _absolute_path(value: Any) -> str:
 
 def _own_directory(value: Any) -> str:
     text = _absolute_path(value)
-    if posixpath.normpath(text) == "/":
+    norm = "/" + posixpath.normpath(text).lstrip("/")
+    if norm in _SYSTEM_DIRS or _LIB_DIR.fullmatch(norm):
         raise ValueError('must be a directory of its own, like "/var/lib/mosqit-failover"')
+    if (norm + "/").startswith(_SYSTEM_TREES):
+        # the epoch must outlive a reboot: after a power loss of both, the node that was
+        # active last must still know it (a helper's finding: /run and /dev/shm were taken)
+        raise ValueError(
+            f"{norm} is not kept across a reboot (or not a disk at all), and the promotion "
+            'epoch must be: use a directory on disk, like "/var/lib/mosqit-failover"'
+        )
     return text
 
 
 # a unit name as systemctl takes it; never an option ("-H host" would be one)
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@][A-Za-z0-9:_.\\@-]{0,254}")
+
+
+# the host's own units: a standby stops its resources, so one of these would stop the
+# agent itself, sshd (the sync and the ssh fence), the journal or the network (a
+# helper's finding: check-config took them all)
+_HOST_UNITS = {
+    "mosqit-failover.service": "the agent itself",
+    "ssh.service": "sshd, which the sync and the ssh fence log in through",
+    "sshd.service": "sshd, which the sync and the ssh fence log in through",
+    "dbus.service": "the system bus",
+    "networking.service": "the network",
+    "NetworkManager.service": "the network",
+}
+_HOST_UNIT = re.compile(
+    r"systemd-.*|(?:default|multi-user|graphical|basic|sysinit|rescue|emergency|shutdown"
+    r"|reboot|poweroff|halt|kexec|network|network-online|network-pre|local-fs|remote-fs"
+    r"|sockets|timers|paths|slices|getty|swap|time-sync|nss-lookup|umount|final)\.target"
+    r"|(?:serial-)?getty@.*"
+)
 
 
 def _unit_name(value: Any) -> str:
@@ -630,6 +657,15 @@ def _unit_name(value: Any) -> str:
         raise ValueError(
             'must be a systemd unit name, like "postgresql.service" (letters, digits and '
             '":_.\\@-", not starting with "-")'
+        )
+    # systemctl reads a name without a known suffix as a service
+    known = (".service", ".target", ".mount", ".slice", ".socket", ".timer", ".path")
+    full = text if text.endswith(known) else f"{text}.service"
+    what = _HOST_UNITS.get(full) or ("part of systemd itself" if _HOST_UNIT.fullmatch(full) else "")
+    if what:
+        raise ValueError(
+            f"{full} is {what}: a standby stops its resources, and would stop it; "
+            'protect the application\'s own unit, like "postgresql.service"'
         )
     return text
 
@@ -674,9 +710,29 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
         raise TypeError('must be an IPv4 address in quotes, like "192.0.2.10"')
     try:
-        return ipaddress.IPv4Address(value)
+        address = ipaddress.IPv4Address(value)
     except ValueError:
         raise ValueError('must be an IPv4 address, like "192.0.2.10"') from None
+    _one_host(address)
+    return address
+
+
+def _one_host(address: ipaddress.IPv4Address) -> None:
+    """Refuse an address that can name no host on a wire: multicast, "this network"
+    (0.0.0.0/8), reserved (240/4) or the limited broadcast. (Loopback is taken: the
+    tests run pairs on it; check-config warns.)"""
+    if address.is_multicast:
+        what = "a multicast address"
+    elif address in _THIS_NETWORK:
+        what = 'in 0.0.0.0/8 ("this network")'
+    elif address.is_reserved:  # 240.0.0.0/4, 255.255.255.255 among them
+        what = "a reserved address (240.0.0.0/4)"
+    else:
+        return
+    raise ValueError(f"{address} is {what}, not a host's; use the node's own address")
+
+
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 
 def _not_a_host(address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> str:
@@ -693,9 +749,11 @@ def _not_a_host(address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -
 
 def _subnet(value: Any) -> ipaddress.IPv4Network:
     try:
-        return ipaddress.IPv4Network(_string(value), strict=True)
+        subnet = ipaddress.IPv4Network(_string(value), strict=True)
     except ValueError:
         raise ValueError('must be a network with prefix length, like "192.0.2.0/24"') from None
+    _one_host(subnet.network_address)
+    return subnet
 
 
 def _interface_address(value: Any) -> ipaddress.IPv4Interface:
@@ -703,9 +761,11 @@ def _interface_address(value: Any) -> ipaddress.IPv4Interface:
     if "/" not in text:
         raise ValueError('must carry its prefix length, like "192.0.2.50/24"')
     try:
-        return ipaddress.IPv4Interface(text)
+        address = ipaddress.IPv4Interface(text)
     except ValueError:
         raise ValueError('must be an IPv4 address with prefix, like "192.0.2.50/24"') from None
+    _one_host(address.ip)
+    return address
 
 
 def _ifname(value: Any) -> str:
@@ -919,6 +979,16 @@ def advice(cfg: Config) -> list[str]:
             "network decide that a silent peer is dead, so under loss more false failovers; "
             "3 is the default (the fast profile's 2 goes with its 3 ms heartbeats under "
             "loss: docs/timing.md)"
+        )
+    loopback = sorted(
+        {str(net.subnet) for net in cfg.networks if net.subnet.network_address.is_loopback}
+        | {str(cfg.vip.address) for _ in [0] if cfg.vip.address.ip.is_loopback}
+    )
+    if loopback:
+        notes.append(
+            f"{', '.join(loopback)}: loopback, which never leaves a host: nodes on it cannot "
+            "hear each other, and clients cannot reach the VIP (fine for a test on one "
+            "machine only); use the addresses of the nodes' cabled networks"
         )
     return notes
 
@@ -1244,6 +1314,16 @@ _SYSTEM_DIRS = frozenset(
 )
 _SYSTEM_TREES = ("/dev/", "/proc/", "/run/", "/sys/")
 _LIB_DIR = re.compile(r"/lib[^/]*")  # /lib, /lib32, /lib64, /libx32
+# below these the standby's own software, boot, packages, network, logins and ssh
+# (the sync key's forced command) live: synced, the active's copy replaces them (a
+# helper's finding: /etc/ssh, /root/.ssh, /usr/lib, /var/lib/dpkg were taken)
+_HOST_TREES = (
+    "/bin/", "/boot/", "/sbin/", "/usr/",
+    "/etc/apt/", "/etc/network/", "/etc/NetworkManager/", "/etc/netplan/", "/etc/pam.d/",
+    "/etc/security/", "/etc/ssh/", "/etc/sudoers.d/", "/etc/systemd/",
+    "/var/lib/apt/", "/var/lib/dpkg/", "/var/lib/systemd/", "/var/log/journal/",
+)  # fmt: skip
+_HOST_DIR = re.compile(r"/lib[^/]*/.*|(.*/)?\.ssh(/.*)?")  # and any user's .ssh
 
 
 def _own_dirs(state_dir: str | None, secret: str | None, config_dir: Path | None) -> dict[str, str]:
@@ -1273,6 +1353,12 @@ def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
         return (
             f"{'is' if plain else 'means'} {norm}, a system directory: syncing it would "
             "overwrite the standby's own system; sync an application's directory, like /srv/data"
+        )
+    if (norm + "/").startswith(_HOST_TREES) or _HOST_DIR.fullmatch(norm):
+        return (
+            f"{'is' if plain else 'means'} {norm}, part of the system (software, boot, "
+            "packages, network, logins or ssh keys): syncing it would give the standby the "
+            "active's copy of them; sync an application's directory, like /srv/data"
         )
     if not plain:
         return f"has '.', '..' or repeated '/' in it: write it as {norm}"

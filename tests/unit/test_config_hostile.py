@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mosqit_failover import config as configuration
-from mosqit_failover.config import ConfigError, load, parse
+from mosqit_failover.config import ConfigError, advice, load, parse
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -102,6 +102,7 @@ def sync_problems(value: str, extra: str = "", cluster: str = "") -> list[str]:
 
 
 UNCLEAN = "has '.', '..' or repeated '/' in it: write it as "
+HOST = "part of the system (software, boot, packages, network, logins or ssh keys)"
 
 
 @pytest.mark.parametrize(
@@ -125,6 +126,19 @@ UNCLEAN = "has '.', '..' or repeated '/' in it: write it as "
         ("/var", "is /var, a system directory"),
         ("/var/lib", "is /var/lib, a system directory"),
         ("/var/lib/", "is /var/lib, a system directory"),
+        ("/etc/ssh", "is /etc/ssh, " + HOST),
+        ("/etc/ssh/sshd_config.d", "is /etc/ssh/sshd_config.d, " + HOST),
+        ("/root/.ssh", "is /root/.ssh, " + HOST),
+        ("/home/ops/.ssh", "is /home/ops/.ssh, " + HOST),
+        ("/srv/app/.ssh/keys", "is /srv/app/.ssh/keys, " + HOST),
+        ("/etc/network", "is /etc/network, " + HOST),
+        ("/etc/systemd/system", "is /etc/systemd/system, " + HOST),
+        ("/usr/bin", "is /usr/bin, " + HOST),
+        ("/usr/local/lib", "is /usr/local/lib, " + HOST),
+        ("/lib/modules", "is /lib/modules, " + HOST),
+        ("/boot/grub", "is /boot/grub, " + HOST),
+        ("/var/lib/dpkg", "is /var/lib/dpkg, " + HOST),
+        ("/var/log/journal", "is /var/log/journal, " + HOST),
         ("/var/lib/mosqit-failover", "overlaps the agent's own state directory"),
         ("/var/lib/mosqit-failover/x", "overlaps the agent's own state directory"),
         ("/etc/mosqit-failover", "overlaps the agent's own secret file's directory"),
@@ -147,6 +161,11 @@ def _rest(says: str) -> str:
         return (
             ": syncing it would overwrite the standby's own system; sync an application's "
             "directory, like /srv/data"
+        )
+    if HOST in says:
+        return (
+            ": syncing it would give the standby the active's copy of them; sync an "
+            "application's directory, like /srv/data"
         )
     if "overlaps" in says:
         own = says.rsplit("own ", 1)[1]
@@ -499,6 +518,49 @@ def test_a_listener_needs_a_host(table: str, listen: str) -> None:
             "cluster.state_dir = '/': must be a directory of its own",
         ),
         (
+            'name = "sim"',
+            'name = "sim"\nstate_dir = "/etc"',
+            "cluster.state_dir = '/etc': must be a directory of its own",
+        ),
+        (
+            'name = "sim"',
+            'name = "sim"\nstate_dir = "/run/mosqit-failover"',
+            "cluster.state_dir = '/run/mosqit-failover': /run/mosqit-failover is not kept "
+            "across a reboot (or not a disk at all), and the promotion epoch must be",
+        ),
+        (
+            'name = "sim"',
+            'name = "sim"\nstate_dir = "/dev/shm"',
+            "cluster.state_dir = '/dev/shm': /dev/shm is not kept across a reboot",
+        ),
+        (
+            'unit = "db.service"',
+            'unit = "ssh"',
+            "resources[0].unit = 'ssh': ssh.service is sshd, which the sync and the ssh fence "
+            "log in through: a standby stops its resources, and would stop it; protect the "
+            "application's own unit",
+        ),
+        (
+            'unit = "db.service"',
+            'unit = "mosqit-failover.service"',
+            "mosqit-failover.service is the agent itself",
+        ),
+        (
+            'unit = "db.service"',
+            'unit = "systemd-journald.service"',
+            "systemd-journald.service is part of systemd itself",
+        ),
+        (
+            'unit = "db.service"',
+            'unit = "multi-user.target"',
+            "multi-user.target is part of systemd itself",
+        ),
+        (
+            'unit = "db.service"',
+            'unit = "networking.service"',
+            "networking.service is the network",
+        ),
+        (
             'path = "/srv/data"',
             'path = "/srv/da\\nta"',
             "sync[0].path = '/srv/da\\nta': has a control character (a newline, a tab) in it",
@@ -560,3 +622,57 @@ def test_check_config_names_an_undecodable_path_readably(tmp_path: Path) -> None
 def test_a_path_with_a_control_character_c1_too_is_refused(line: str, key: str) -> None:
     found = problems(SIM_CONFIG.replace("[cluster]", f"[cluster]\n{line}", 1))
     assert any(p.startswith(key) and "has a control character" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    "value", ["/etc/asterisk", "/etc/postfix", "/var/lib/postgresql", "/var/spool/mail", "/opt/app"]
+)
+def test_an_application_directory_under_a_system_tree_is_taken(value: str) -> None:
+    """A telecom node syncs /etc/asterisk, a mail node /var/spool/mail: only the host's own
+    trees are refused."""
+    parse(SIM_CONFIG.replace('path = "/srv/data"', f'path = "{value}"'))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ('"10.231.1.0/24"', '"224.0.2.0/24"', "224.0.2.0 is a multicast address, not a host's"),
+        ('"10.231.1.50/24"', '"224.0.2.50/24"', "224.0.2.50 is a multicast address"),
+        ('"10.231.1.11"', '"0.0.0.0"', '0.0.0.0 is in 0.0.0.0/8 ("this network")'),
+        ('"10.231.1.11"', '"255.255.255.255"', "255.255.255.255 is a reserved address"),
+    ],
+)
+def test_an_address_that_names_no_host_is_refused(old: str, new: str, says: str) -> None:
+    """A helper's attack: multicast addresses were taken for the subnet, the VIP, a node."""
+    assert old in SIM_CONFIG
+    found = problems(SIM_CONFIG.replace(old, new, 1))
+    assert any(says in p for p in found), found
+
+
+def test_loopback_addresses_get_a_note() -> None:
+    cfg = parse(SIM_CONFIG.replace("10.231.", "127.231."))
+    assert advice(cfg) == [
+        "127.231.1.0/24, 127.231.1.50/24, 127.231.2.0/24: loopback, which never leaves a "
+        "host: nodes on it cannot hear each other, and clients cannot reach the VIP (fine "
+        "for a test on one machine only); use the addresses of the nodes' cabled networks"
+    ]
+
+
+@pytest.mark.parametrize(("length", "refused"), [(107, False), (108, True), (130, True)])
+def test_a_control_socket_path_too_long_for_the_kernel_is_refused(
+    length: int, refused: bool
+) -> None:
+    """A helper's attack: a 130-byte path was taken, the agent could not listen on it, and
+    the CLI blamed the agent ("is it running?")."""
+    path = "/run/mosqit-failover/" + "x" * (length - len("/run/mosqit-failover/.sock")) + ".sock"
+    assert len(path) == length
+    text = SIM_CONFIG.replace('name = "sim"', f'name = "sim"\ncontrol_socket = "{path}"', 1)
+    if not refused:
+        assert parse(text).control_socket == Path(path)
+        return
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith("cluster.control_socket = '/run/"), found
+    assert found[0].endswith(
+        f"': is {length} bytes long, and a unix socket's path can be at most 107; use a "
+        'shorter one, like "/run/mosqit-failover/control.sock"'
+    ), found

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shlex
 import stat
 from dataclasses import dataclass, field
 
@@ -35,7 +36,15 @@ GENERATED_SECRET_BYTES = 32
 MAX_KEYS = 2
 MAX_FILE_BYTES = 64 * 1024
 ALLOWED_MODES = (0o600, 0o400)
-GEN_HINT = "generate a fresh file with `mosqit-failover gen-secret`"
+
+
+def gen_hint(path: str | os.PathLike[str]) -> str:
+    """The fix for a secret file that is missing or unusable: a fresh one at its path."""
+    name = os.fspath(path)
+    where = "" if name.startswith("<") else f" {shlex.quote(name)}"  # text, not a file
+    return f"generate a fresh file with `mosqit-failover gen-secret{where}` (copy it to every node)"
+
+
 LINE_HINT = "each key line is 'KEYID SECRET', e.g. '1 <64 hex digits>'"
 
 
@@ -95,7 +104,7 @@ def parse_secret_text(text: str, path: str = "<secret>") -> Keyring:
         raise SecretFileError(
             path,
             "starts with a byte-order mark (an editor saved it as 'UTF-8 with BOM')",
-            "save it as plain UTF-8, or " + GEN_HINT,
+            "save it as plain UTF-8, or " + gen_hint(path),
         )
     keys: list[Key] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -121,14 +130,14 @@ def parse_secret_text(text: str, path: str = "<secret>") -> Keyring:
             raise SecretFileError(
                 path,
                 f"{where}: secret is not hexadecimal (an even number of 0-9a-f digits)",
-                GEN_HINT,
+                gen_hint(path),
             ) from None
         if len(secret) < MIN_SECRET_BYTES:
             raise SecretFileError(
                 path,
                 f"{where}: secret has {len(secret_text)} hex digits, "
                 f"at least {2 * MIN_SECRET_BYTES} are required",
-                GEN_HINT,
+                gen_hint(path),
             )
         if any(k.key_id == key_id for k in keys):
             raise SecretFileError(
@@ -142,7 +151,7 @@ def parse_secret_text(text: str, path: str = "<secret>") -> Keyring:
             )
         keys.append(Key(key_id, secret))
     if not keys:
-        raise SecretFileError(path, "no key found (empty or only comments)", GEN_HINT)
+        raise SecretFileError(path, "no key found (empty or only comments)", gen_hint(path))
     return Keyring(tuple(keys))
 
 
@@ -156,7 +165,7 @@ def load_keyring(path: str | os.PathLike[str], *, owner_uid: int = 0) -> Keyring
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise SecretFileError(p, "does not exist", GEN_HINT) from None
+        raise SecretFileError(p, "does not exist", gen_hint(path)) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise SecretFileError(
@@ -169,34 +178,40 @@ def load_keyring(path: str | os.PathLike[str], *, owner_uid: int = 0) -> Keyring
     try:
         st = os.fstat(fd)  # the file we opened, not whatever the path names now
         if not stat.S_ISREG(st.st_mode):
-            raise SecretFileError(p, "is not a regular file", GEN_HINT)
-        if st.st_uid != owner_uid:
-            who = "root (uid 0)" if owner_uid == 0 else f"uid {owner_uid}"
-            raise SecretFileError(
-                p, f"is owned by uid {st.st_uid}, not {who}", f"chown root:root {p}"
-            )
-        perms = stat.S_IMODE(st.st_mode)
-        if perms not in ALLOWED_MODES:
             raise SecretFileError(
                 p,
-                f"has mode {perms:04o}; only 0600 or 0400 are allowed (no group/other access)",
-                f"chmod 600 {p}",
+                "is not a regular file",
+                "point cluster.secret_file at a file; make one with "
+                "`mosqit-failover gen-secret FILE`",
             )
         size = 0
         while chunk := os.read(fd, 8192):
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_FILE_BYTES:
-                raise SecretFileError(p, f"is larger than {MAX_FILE_BYTES} bytes", GEN_HINT)
+                raise SecretFileError(p, f"is larger than {MAX_FILE_BYTES} bytes", gen_hint(path))
     except OSError as e:
-        raise SecretFileError(p, f"cannot be read ({e.strerror})", GEN_HINT) from None
+        raise SecretFileError(p, f"cannot be read ({e.strerror})", gen_hint(path)) from None
     finally:
         os.close(fd)
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
-        raise SecretFileError(p, "is not UTF-8 text", GEN_HINT) from None
-    return parse_secret_text(text, p)
+        raise SecretFileError(p, "is not UTF-8 text", gen_hint(p)) from None
+    # the content first: "chmod 600" is no fix for a file that is no secret file at all
+    # (a helper's finding: secret_file = "/etc/passwd" was told to chmod 600 it)
+    keyring = parse_secret_text(text, p)
+    if st.st_uid != owner_uid:
+        who = "root (uid 0)" if owner_uid == 0 else f"uid {owner_uid}"
+        raise SecretFileError(p, f"is owned by uid {st.st_uid}, not {who}", f"chown root:root {p}")
+    perms = stat.S_IMODE(st.st_mode)
+    if perms not in ALLOWED_MODES:
+        raise SecretFileError(
+            p,
+            f"has mode {perms:04o}; only 0600 or 0400 are allowed (no group/other access)",
+            f"chmod 600 {p}",
+        )
+    return keyring
 
 
 def generate_secret_text(key_id: int = 1) -> str:
@@ -234,10 +249,10 @@ def write_secret_file(path: str | os.PathLike[str], text: str, *, replace: bool 
             f"is a symbolic link (to {os.readlink(p)}); a secret is never written through one",
             f"remove the link (rm {p}) or give the real path",
         )
-    if st is not None and not replace:
-        raise SecretFileError(p, "already exists", "remove it first, or rotate keys by editing it")
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise SecretFileError(p, "is not a regular file", "give the path of a file")
+    if st is not None and not replace:
+        raise SecretFileError(p, "already exists", "remove it first, or rotate keys by editing it")
     directory, name = os.path.split(p)
     target = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp") if replace else p
     try:

@@ -66,7 +66,13 @@ def _check_config(args: argparse.Namespace) -> int:
         except configuration.ConfigError as error:
             print(f"note: {error.problems[0]}")
     secret = _check_secret(cfg, node_here)
-    return _check_fuse(cfg, node_here) or secret
+    status = _check_fuse(cfg, node_here) or secret
+    if status:  # the "OK" above is the file's; say that this node is not
+        print(
+            f"{args.path}: the file is valid, but the agent would not start here (above)",
+            file=sys.stderr,
+        )
+    return status
 
 
 def _check_secret(cfg: configuration.Config, node_here: bool) -> int:
@@ -309,8 +315,11 @@ def _command(args: argparse.Namespace) -> int:
 def _gen_secret(args: argparse.Namespace) -> int:
     from mosqit_failover.authkeys import SecretFileError, generate_secret_text, write_secret_file
 
+    if not args.path:
+        raise UsageError("the secret file's path is empty: give one, or none for the default")
     path = Path(args.path)
-    if path.exists() and not path.is_symlink() and not args.force:
+    # only a regular file is ever replaced (write_secret_file says why for anything else)
+    if path.is_file() and not path.is_symlink() and not args.force:
         raise UsageError(f"{path} exists; pass --force to replace it (both nodes need the same)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

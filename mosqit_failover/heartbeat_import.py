@@ -20,6 +20,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -330,8 +331,10 @@ class _Output:
     what: str
 
 
-def _destination_problem(out: _Output, force: bool) -> str | None:
-    """Why ``out`` cannot be written (checked before anything is written), or None."""
+def _destination_problem(out: _Output, force: bool, source: Path) -> str | None:
+    """Why ``out`` cannot be written (checked before anything is written), or None.
+    ``source`` is heartbeat's directory, which is never written into: its files are the
+    operator's way back (a helper's finding: -o DIR/ha.cf --force replaced ha.cf)."""
     parent = out.path.parent
     if not parent.is_dir():
         return (
@@ -340,7 +343,25 @@ def _destination_problem(out: _Output, force: bool) -> str | None:
         )
     if out.path.is_dir():
         return f"cannot write the {out.what} to {out.path}: it is a directory; give a file name"
-    if (out.path.exists() or out.path.is_symlink()) and not force:
+    if parent.resolve() == source.resolve():
+        return (
+            f"cannot write the {out.what} to {out.path}: it is in heartbeat's directory "
+            f"{source}, whose files are the way back to heartbeat; write it elsewhere, like "
+            f"/etc/mosqit-failover/{'secret' if out.mode == SECRET_MODE else 'config.toml'}"
+        )
+    try:
+        kind = stat.S_IFMT(out.path.lstat().st_mode)
+    except FileNotFoundError:
+        return None
+    if kind != stat.S_IFREG:
+        # --force renames over the name: a device node (/dev/full), a FIFO or a link
+        # would be replaced by a file (a helper's finding)
+        what = "a symlink" if kind == stat.S_IFLNK else "not a regular file"
+        return (
+            f"cannot write the {out.what} to {out.path}: it is {what}, and is never "
+            "replaced; give the path of a regular file (or a new one)"
+        )
+    if not force:
         return f"{out.path} already exists: pass --force to replace it (the {out.what})"
     return None
 
@@ -375,13 +396,13 @@ def _put(tmp: str, path: Path, replace: bool) -> None:
         os.close(directory)
 
 
-def _write_outputs(outputs: list[_Output], force: bool) -> str | None:
+def _write_outputs(outputs: list[_Output], force: bool, source: Path) -> str | None:
     """Write every output, or (when one cannot be written) none; the problem, or None.
 
     Every destination is checked, then every file is written to a temporary file
     beside it, and only then are they renamed into place.
     """
-    problems = [p for p in (_destination_problem(out, force) for out in outputs) if p]
+    problems = [p for p in (_destination_problem(out, force, source) for out in outputs) if p]
     paths = [out.path.resolve() for out in outputs]
     if len(set(paths)) < len(paths):
         problems.append(f"-o and --secret name the same file ({outputs[0].path})")
@@ -436,7 +457,7 @@ def run_import(args: argparse.Namespace) -> int:
         outputs.append(_Output(Path(args.secret), result.secret, SECRET_MODE, "secret"))
     if args.output:
         outputs.append(_Output(Path(args.output), result.toml, CONFIG_MODE, "config"))
-    failure = _write_outputs(outputs, getattr(args, "force", False))
+    failure = _write_outputs(outputs, getattr(args, "force", False), Path(args.directory))
     if failure:
         print(f"import-heartbeat: {failure}; nothing was written", file=sys.stderr)
         return 2

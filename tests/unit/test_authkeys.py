@@ -312,3 +312,34 @@ def test_gen_secret_below_a_file_is_a_clear_error(
     code, output = gen_secret(str(tmp_path / "file" / "secret"), capsys=capsys)
     assert code == 2
     assert "cannot create the directory" in output and "Traceback" not in output
+
+
+def test_a_file_that_is_no_secret_file_is_not_told_to_chmod(tmp_path: Path) -> None:
+    """A helper's attack: secret_file = "/etc/passwd" was told `chmod 600 /etc/passwd`."""
+    p = secret_file(tmp_path, "root:x:0:0:root:/root:/bin/bash\n", 0o644)
+    with pytest.raises(SecretFileError) as caught:
+        load_keyring(p, owner_uid=ME)
+    assert "chmod" not in str(caught.value), caught.value
+    assert "line 1: expected 2 fields 'KEYID SECRET'" in str(caught.value)
+
+
+def test_a_missing_secret_file_is_made_at_its_own_path(tmp_path: Path) -> None:
+    """The fix named `gen-secret` alone, which writes /etc/mosqit-failover/secret."""
+    p = tmp_path / "custom secret"
+    with pytest.raises(SecretFileError) as caught:
+        load_keyring(p, owner_uid=ME)
+    assert caught.value.fix == (
+        f"generate a fresh file with `mosqit-failover gen-secret '{p}'` (copy it to every node)"
+    )
+
+
+def test_gen_secret_never_offers_force_for_what_force_cannot_replace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    code, output = gen_secret(str(directory), capsys=capsys)
+    assert code == 2 and "is not a regular file" in output and "--force" not in output
+    code, output = gen_secret("", capsys=capsys)
+    assert code == 2 and "the secret file's path is empty" in output, output
+    assert "Traceback" not in output

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -1007,3 +1008,46 @@ def test_filesystem_arguments_past_the_options_are_named_in_a_note(tmp_path: Pat
     said = [n for n in result.notes if "were left out" in n]
     assert said and "(extra) were left out" in said[0], result.notes
     assert 'options = "noatime"' in result.toml
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_force_never_replaces_what_is_not_a_regular_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A helper's attack: `-o /dev/full --force` replaced the device node with the config
+    (and a FIFO or a symlink with a file)."""
+    directory = ha_dir(tmp_path)
+    target = tmp_path / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        (tmp_path / "real.toml").write_text("# managed elsewhere\n")
+        target.symlink_to(tmp_path / "real.toml")
+    else:
+        os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # root only, as make test
+    before = target.lstat()
+    for option in ("-o", "--secret"):
+        status, err = _import(capsys, directory, option, target, "--force")
+        what = "a symlink" if kind == "symlink" else "not a regular file"
+        assert status == 2
+        assert err.splitlines() == [
+            f"import-heartbeat: cannot write the {'config' if option == '-o' else 'secret'} "
+            f"to {target}: it is {what}, and is never replaced; give the path of a regular "
+            "file (or a new one); nothing was written"
+        ]
+        after = target.lstat()
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+@pytest.mark.parametrize("name", ["ha.cf", "authkeys", "haresources", "mosqit.toml"])
+def test_nothing_is_written_into_heartbeats_own_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A helper's attack: `-o DIR/ha.cf --force` replaced heartbeat's config, the way back."""
+    directory = ha_dir(tmp_path)
+    before = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+    for option in ("-o", "--secret"):
+        status, err = _import(capsys, directory, option, directory / name, "--force")
+        assert status == 2
+        assert f"it is in heartbeat's directory {directory}, whose files are the way back" in err
+        assert {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()} == before

@@ -139,6 +139,11 @@ def parse_secret_text(text: str, path: str = "<secret>") -> Keyring:
                 f"at least {2 * MIN_SECRET_BYTES} are required",
                 gen_hint(path),
             )
+        if len(set(secret_text.lower())) <= 2:
+            # a placeholder typed by hand (all zeros, "abab..."): anyone can guess it
+            raise SecretFileError(
+                path, f"{where}: secret is a repeated pattern, not a random one", gen_hint(path)
+            )
         if any(k.key_id == key_id for k in keys):
             raise SecretFileError(
                 path, f"{where}: key id {key_id} is listed twice", "give each key its own id"

@@ -8,6 +8,7 @@ their kinds and their defaults.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import ipaddress
@@ -706,6 +707,17 @@ def _duration(low: float, high: float) -> Callable[[Any], float]:
     return check
 
 
+def _garp_refresh(value: Any) -> float:
+    seconds = _duration(0, 86400)(value)
+    if 0 < seconds < 1:
+        # each refresh is a burst of garp_count frames to every host of the segment
+        raise ValueError(
+            'must be "0s" (off) or at least "1s" (keepalived\'s floor too): '
+            "more often floods the network with ARP"
+        )
+    return seconds
+
+
 def _ipv4(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
         raise TypeError('must be an IPv4 address in quotes, like "192.0.2.10"')
@@ -997,12 +1009,6 @@ def describe_timing(timing: Timing) -> list[str]:
     """check-config's account of the timing: each value with its source, then the values
     the agent derives from them (the Timing properties)."""
     profile = TIMING_PROFILES.get(timing.profile, TIMING_PROFILES["standard"])
-    lines = [f"timing: profile {profile.name} ({profile.summary}; docs/timing.md)"]
-    sources = timing_sources(timing)
-    for key, source in sources.items():
-        value = getattr(timing, key)
-        shown = format_duration(value) if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<24}{shown:>9}  {source}")
     # a dead peer's last message came at most a heartbeat before it died, its echo
     # misses are confirmed by the next slot's probe (on demand: the probe sent once its
     # silence reaches echo_on_demand_after) and the retries sent at once
@@ -1010,6 +1016,19 @@ def describe_timing(timing: Timing) -> list[str]:
     # a slot that follows the first node's heartbeat may wait FOLLOW_GRACE for it
     first_probe = (1 + FOLLOW_GRACE) * timing.interval if after is None else after
     detect = max(timing.echo_window, first_probe + timing.misses * timing.echo_timeout)
+    summary = profile.summary
+    changed = sorted(timing.explicit - {"profile"})
+    if changed:  # the profile's own summary would be wrong (a helper's finding)
+        summary = (
+            f"changed by {', '.join(changed)}: {format_duration(timing.interval)} probes, "
+            f"a dead peer noticed in at most {format_duration(detect)}"
+        )
+    lines = [f"timing: profile {profile.name} ({summary}; docs/timing.md)"]
+    sources = timing_sources(timing)
+    for key, source in sources.items():
+        value = getattr(timing, key)
+        shown = format_duration(value) if isinstance(value, float) else str(value)
+        lines.append(f"  {key:<24}{shown:>9}  {source}")
     every = timing.switch_probe_every
     calm = timing.switch_calm_period > timing.switch_probe_period
     derived = [
@@ -1176,6 +1195,9 @@ def _read_nodes(
     return tuple(nodes)
 
 
+_KIND_KEYS = frozenset({"unit", "script", "start", "stop", "status", "agent"})
+
+
 def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]:
     items = raw.get("resources", [])
     if not isinstance(items, list):
@@ -1206,12 +1228,19 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             continue
         checks = {"agent": _ocf_agent, "unit": _unit_name}
         values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
+        for other in sorted(set(item) & _KIND_KEYS - set(needs[kind])):
+            # taken and never used, it was silently ignored (a helper's finding: a
+            # systemd resource's start = "..." never ran)
+            owners = " or ".join(f'"{k}"' for k, keys in needs.items() if other in keys)
+            c.problems.append(
+                f"{key}.{other}: only for kind = {owners}, not {kind!r}; remove it (or change kind)"
+            )
         timeout = c.get(item, f"{key}.timeout", _duration(0.1, 3600), 60.0)
         params: tuple[tuple[str, str], ...] = ()
         if kind == "ocf":
             params = c.get(item, f"{key}.params", _ocf_params, ())
-        elif "params" in item or "agent" in item:
-            c.problems.append(f'{key}: agent and params are only for kind = "ocf"; remove them')
+        elif "params" in item:
+            c.problems.append(f'{key}.params: only for kind = "ocf", not {kind!r}; remove it')
         if name and all(values.values()):
             resources.append(
                 Resource(name=name, kind=kind, timeout=timeout, params=params, **values)
@@ -1899,7 +1928,7 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
             vip_if,
             c.get(vip_table, "vip.garp_count", _count(0, 100), 5),
             c.get(vip_table, "vip.garp_interval", _duration(0, 10), 0.2),
-            c.get(vip_table, "vip.garp_refresh", _duration(0, 86400), 0.0),
+            c.get(vip_table, "vip.garp_refresh", _garp_refresh, 0.0),
         )
     _check_addresses(c, vip, nodes, networks)
     order = _read_order(c, cluster, preferred, [n.name for n in nodes])
@@ -1953,7 +1982,7 @@ def _read_trusted(path: Path) -> str:
     except FileNotFoundError:
         raise ConfigError(source, ["file not found; pass --config PATH or create it"]) from None
     except OSError as error:
-        raise ConfigError(source, [f"cannot read: {error}"]) from None
+        raise ConfigError(source, [_open_problem(error)]) from None
     try:
         st = os.fstat(fd)  # the file opened, not whatever the path names by now
         if not stat.S_ISREG(st.st_mode):
@@ -1973,10 +2002,32 @@ def _read_trusted(path: Path) -> str:
     if size > MAX_CONFIG_BYTES:
         limit = f"larger than {MAX_CONFIG_BYTES >> 20} MiB"
         raise ConfigError(source, [f"{limit}; a config is a few KiB: is it the right file?"])
+    raw = b"".join(chunks)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(source, [_NOT_UTF8 + " (it is UTF-16; save it as UTF-8)"])
+    if raw.startswith(b"\xef\xbb\xbf"):  # "UTF-8 with BOM": TOML takes no BOM
+        raise ConfigError(source, ["begins with a byte-order mark; save it as UTF-8 without BOM"])
     try:
-        return b"".join(chunks).decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(source, [f"cannot read: {error}"]) from None
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            source, [f"{_NOT_UTF8}: byte {raw[error.start]:#04x} on line {line}; save it as UTF-8"]
+        ) from None
+
+
+_NOT_UTF8 = "is not UTF-8 text"
+
+
+def _open_problem(error: OSError) -> str:
+    """Why the config file cannot be opened, with the fix."""
+    if error.errno == errno.ELOOP:
+        return "is a symlink loop (or too many links in a row); point --config at the file"
+    if error.errno == errno.EACCES:
+        return "permission denied; run as root (the agent and its tools read it as root)"
+    if error.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a directory; check the path"
+    return f"cannot read: {error.strerror or error}"
 
 
 def _trust_problems(path: Path, st: os.stat_result) -> list[str]:

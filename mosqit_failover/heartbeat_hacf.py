@@ -128,7 +128,9 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     pending: tuple[int, str] | None = None
     for number, raw in enumerate(
-        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+        # "utf-8-sig": an editor's byte-order mark is no part of the first directive
+        path.read_text(encoding="utf-8-sig", errors="replace").splitlines(),
+        1,
     ):
         text = raw.split("#", 1)[0].rstrip()
         if pending is not None:

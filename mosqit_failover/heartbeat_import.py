@@ -86,7 +86,13 @@ def _timing(times: dict[str, float], notes: list[str]) -> list[str]:
     if "keepalive" not in times and "deadtime" not in times and "initdead" not in times:
         return []
     lines = ["[timing]"]
-    keepalive = min(max(times.get("keepalive", 0.1), 0.01), 10.0)
+    given = times.get("keepalive", 0.1)
+    keepalive = min(max(given, 0.01), 10.0)
+    if keepalive != given:  # heartbeat takes any number; the agent's interval is bounded
+        notes.append(
+            f"timing: keepalive {_duration(given) if given else '0'} is outside the agent's "
+            f"10ms-10s: interval = {_duration(keepalive)} instead"
+        )
     lines += [f"interval = {_q(_duration(keepalive))}", f"heartbeat = {_q(_duration(keepalive))}"]
     if 2 * keepalive > Timing().switch_timeout:  # a switch judged no faster than the peer
         lines.append(f"switch_timeout = {_q(_duration(2 * keepalive))}")
@@ -178,12 +184,16 @@ def convert(
     if cluster is not None and not NAME_RULE.fullmatch(cluster):
         raise ImportError_([f"--cluster {cluster!r}: a cluster name is {NAME_TEXT}"])
     notes: list[str] = []
+    if not ha_dir.is_dir():
+        what = "does not exist" if not os.path.lexists(ha_dir) else "is not a directory"
+        raise ImportError_(
+            [f"{ha_dir}: {what}; give heartbeat's directory (like /etc/ha.d), not a file in it"]
+        )
     files = {name: ha_dir / name for name in ("ha.cf", "haresources", "authkeys")}
     for name in ("ha.cf", "haresources"):
-        if not files[name].is_file():
-            problems.append(
-                f"{files[name]}: missing; a heartbeat directory has ha.cf, haresources, authkeys"
-            )
+        problem = _input_problem(files[name])
+        if problem:
+            problems.append(f"{files[name]}: {problem}")
     if problems:
         raise ImportError_(problems)
     try:
@@ -432,6 +442,21 @@ def _write_outputs(outputs: list[_Output], force: bool, source: Path) -> str | N
         for tmp in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    return None
+
+
+def _input_problem(path: Path) -> str | None:
+    """Why heartbeat's file ``path`` cannot be read, or None."""
+    try:
+        kind = stat.S_IFMT(path.stat().st_mode)
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "a symlink to nothing; point it at the file or copy the file here"
+        return "missing; a heartbeat directory has ha.cf, haresources, authkeys"
+    except OSError as error:  # a symlink loop, a path through a file
+        return f"cannot be read ({error.strerror}); give the real file"
+    if kind != stat.S_IFREG:
+        return "not a regular file (a directory, a FIFO, a device); give heartbeat's file"
     return None
 
 

@@ -20,7 +20,7 @@ from mosqit_failover.authkeys import (
 
 ME = os.getuid()  # stands in for root: the owner check takes the expected uid
 HEX_A = "00112233445566778899aabbccddeeff"  # 16 bytes, the minimum
-HEX_B = "f" * 64
+HEX_B = "fedcba9876543210" * 4
 
 
 def secret_file(tmp_path: Path, text: str, mode: int = 0o600, name: str = "secret") -> Path:
@@ -343,3 +343,11 @@ def test_gen_secret_never_offers_force_for_what_force_cannot_replace(
     code, output = gen_secret("", capsys=capsys)
     assert code == 2 and "the secret file's path is empty" in output, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("secret", ["0" * 64, "ab" * 32, "F" * 64])
+def test_a_placeholder_secret_is_refused(tmp_path: Path, secret: str) -> None:
+    """A helper's attack: an all-zero secret was taken."""
+    p = secret_file(tmp_path, f"1 {secret}\n")
+    with pytest.raises(SecretFileError, match="line 1: secret is a repeated pattern"):
+        load_keyring(p, owner_uid=ME)

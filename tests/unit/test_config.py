@@ -217,7 +217,11 @@ def test_check_config_on_a_missing_file() -> None:
     [
         (None, 0o600, "does not exist; fix: generate a fresh file"),
         ("1 abcd\n", 0o600, "line 1: secret has 4 hex digits, at least 32 are required"),
-        ("1 " + "ab" * 32 + "\n", 0o644, "has mode 0644; only 0600 or 0400 are allowed"),
+        (
+            "1 " + "0123456789abcdef" * 4 + "\n",
+            0o644,
+            "has mode 0644; only 0600 or 0400 are allowed",
+        ),
         ("", 0o600, "no key found (empty or only comments)"),
     ],
 )
@@ -243,7 +247,7 @@ def test_check_config_reads_the_secret_file_as_the_agent_does(
 @pytest.mark.skipif(os.geteuid() != 0, reason="the secret file must be root's")
 def test_check_config_names_the_keys_of_a_good_secret_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
-    secret.write_text("2 " + "ab" * 32 + "\n1 " + "cd" * 32 + "\n")
+    secret.write_text("2 " + "0123456789abcdef" * 4 + "\n1 " + "fedcba9876543210" * 4 + "\n")
     secret.chmod(0o600)
     path = tmp_path / "pair.toml"
     path.write_text(EXAMPLE.read_text().replace("/etc/mosqit-failover/secret", str(secret)))

@@ -676,3 +676,67 @@ def test_a_control_socket_path_too_long_for_the_kernel_is_refused(
         f"': is {length} bytes long, and a unix socket's path can be at most 107; use a "
         'shorter one, like "/run/mosqit-failover/control.sock"'
     ), found
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ('start = "/bin/x"', "resources[0].start: only for kind = \"script\", not 'systemd'"),
+        (
+            'script = "/etc/init.d/db"',
+            "resources[0].script: only for kind = \"sysv\", not 'systemd'",
+        ),
+        ('agent = "ocf:heartbeat:IPaddr2"', 'resources[0].agent: only for kind = "ocf"'),
+        ('params = { ip = "10.0.0.1" }', 'resources[0].params: only for kind = "ocf"'),
+    ],
+)
+def test_a_key_of_another_resource_kind_is_refused(extra: str, says: str) -> None:
+    """A helper's attack: a systemd resource's start command was taken and never run."""
+    found = problems(SIM_CONFIG.replace('unit = "db.service"', f'unit = "db.service"\n{extra}', 1))
+    assert len(found) == 1 and found[0].startswith(says), found
+    assert found[0].endswith("; remove it (or change kind)") or "params" in says, found
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\xef\xbb\xbf" + SIM_CONFIG.encode(), "begins with a byte-order mark; save it as UTF-8"),
+        (SIM_CONFIG.encode("utf-16"), "is not UTF-8 text (it is UTF-16; save it as UTF-8)"),
+        (b"# caf\xe9\n" + SIM_CONFIG.encode(), "is not UTF-8 text: byte 0xe9 on line 1"),
+    ],
+)
+def test_an_encoding_slip_is_named_with_its_fix(tmp_path: Path, content: bytes, says: str) -> None:
+    """A helper's attack: a BOM gave "Invalid statement (at line 1, column 1)", UTF-16 a
+    codec error."""
+    path = tmp_path / "pair.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [says] or caught.value.problems[0].startswith(says)
+
+
+def test_a_symlink_loop_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "pair.toml"
+    path.symlink_to(path)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        "is a symlink loop (or too many links in a row); point --config at the file"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("0s", True), ("1s", True), ("1ms", False), ("0.5s", False)]
+)
+def test_a_garp_refresh_that_floods_is_refused(value: str, ok: bool) -> None:
+    text = SIM_CONFIG.replace(
+        'interface = "eth0"\n', f'interface = "eth0"\ngarp_refresh = "{value}"\n', 1
+    )
+    if ok:
+        parse(text)
+        return
+    found = problems(text)
+    assert found == [
+        f'vip.garp_refresh = {value!r}: must be "0s" (off) or at least "1s" (keepalived\'s '
+        "floor too): more often floods the network with ARP"
+    ], found

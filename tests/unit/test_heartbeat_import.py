@@ -1051,3 +1051,68 @@ def test_nothing_is_written_into_heartbeats_own_directory(
         assert status == 2
         assert f"it is in heartbeat's directory {directory}, whose files are the way back" in err
         assert {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()} == before
+
+
+def test_an_unreadable_input_is_named_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack: an ha.cf that is a directory, a FIFO or a symlink loop was
+    "missing", and a file given as the directory gave "ha.cf/ha.cf: missing"."""
+    directory = ha_dir(tmp_path)
+    hacf = directory / "ha.cf"
+    saved = hacf.read_text()
+    hacf.unlink()
+    cases = {
+        "dir": "not a regular file (a directory, a FIFO, a device); give heartbeat's file",
+        "fifo": "not a regular file (a directory, a FIFO, a device); give heartbeat's file",
+        "loop": "cannot be read (Too many levels of symbolic links); give the real file",
+        "dangling": "a symlink to nothing; point it at the file or copy the file here",
+    }
+    for case, says in cases.items():
+        if case == "dir":
+            hacf.mkdir()
+        elif case == "fifo":
+            os.mkfifo(hacf)
+        elif case == "loop":
+            hacf.symlink_to(hacf)
+        else:
+            hacf.symlink_to(tmp_path / "nowhere")
+        status, err = _import(capsys, directory)
+        assert status == 2 and f"{hacf}: {says}" in err, (case, err)
+        if hacf.is_dir() and not hacf.is_symlink():
+            hacf.rmdir()
+        else:
+            hacf.unlink()
+    hacf.write_text(saved)
+    status, err = _import(capsys, hacf)
+    assert status == 2
+    assert f"{hacf}: is not a directory; give heartbeat's directory (like /etc/ha.d)" in err
+
+
+def test_a_byte_order_mark_in_hacf_keeps_the_first_directive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = ha_dir(tmp_path)
+    hacf = directory / "ha.cf"
+    # the directive first: with the mark read as text it became '\ufefflogfacility'
+    body = HA_CF.split("\n", 1)[1]
+    assert body.startswith("logfacility")
+    hacf.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    status, err = _import(capsys, directory)
+    assert "\ufeff" not in err and "unknown directive" not in err, err
+    assert status in (0, 1), err
+
+
+@pytest.mark.parametrize(("given", "interval"), [("0", "10ms"), ("5ms", "10ms"), ("60", "10s")])
+def test_a_keepalive_outside_the_agents_range_is_noted(
+    tmp_path: Path, given: str, interval: str
+) -> None:
+    """A helper's attack: keepalive 0 became 10 ms probes without a word."""
+    result = convert(
+        ha_dir(tmp_path, **{"ha.cf": HA_CF.replace("keepalive 1", f"keepalive {given}")})
+    )
+    assert f'interval = "{interval}"' in result.toml
+    assert any(
+        note.startswith("timing: keepalive ") and f"interval = {interval} instead" in note
+        for note in result.notes
+    ), result.notes

@@ -157,7 +157,13 @@ def test_sources_say_profile_set_default_or_the_rule() -> None:
 
 def test_describe_shows_values_sources_and_derived_values() -> None:
     text = "\n".join(describe_timing(timing('profile = "fast"\nmisses = 3')))
-    assert text.startswith("timing: profile fast (BFD-like 20 ms probes")
+    # the profile's summary no longer holds: the header says what changed and the result
+    assert text.startswith(
+        "timing: profile fast (changed by misses: 20ms probes, a dead peer noticed in at "
+        "most 45ms; docs/timing.md)\n"
+    ), text
+    plain = "\n".join(describe_timing(timing('profile = "fast"')))
+    assert plain.startswith("timing: profile fast (BFD-like 20 ms probes")
     assert "  interval                     20ms  profile fast" in text
     assert "  misses                          3  set" in text
     assert "  echo_window                  45ms" in text

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 
 MAX_REQUEST = 4096
@@ -138,7 +139,7 @@ class ControlServer:
 
     async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            line = await within(reader.readline(), 5)
         except ValueError:
             return {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
         try:

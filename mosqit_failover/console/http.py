@@ -23,6 +23,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from mosqit_failover.deadlines import within
+
 MAX_HEAD = 8192
 MAX_BODY = 4096
 MAX_HEADERS = 48
@@ -121,7 +123,7 @@ class Response:
 async def read_request(reader: asyncio.StreamReader, client: str, timeout: float) -> Request:
     """Read one request (see the module doc for what is refused)."""
     try:
-        return await asyncio.wait_for(_read(reader, client), timeout)
+        return await within(_read(reader, client), timeout)
     except TimeoutError:
         raise HttpError(408, "request not received in time") from None
 

@@ -84,6 +84,7 @@ from mosqit_failover.console.auth import (
     csrf_ok,
 )
 from mosqit_failover.console.http import HttpError, Request, Response, read_request, write_response
+from mosqit_failover.deadlines import within
 
 LOGGER = logging.getLogger("mosqit_failover.console")
 COOKIE = "mqconsole"
@@ -270,7 +271,7 @@ class ConsoleServer:
                 del self._per_client[key]
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError, OSError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                await within(writer.wait_closed(), 1.0)
 
     async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
         """TLS on the accepted connection, within HANDSHAKE_TIMEOUT; False if it failed."""
@@ -302,7 +303,7 @@ class ConsoleServer:
                 LOGGER.exception("console: request failed")
                 response = _text(500, "internal error; see the agent's journal")
         with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(write_response(writer, response), WRITE_TIMEOUT)
+            await within(write_response(writer, response), WRITE_TIMEOUT)
 
     def _through_proxy(self, request: Request) -> Request:
         """Behind a TLS proxy, the client the proxy appended to X-Forwarded-For."""

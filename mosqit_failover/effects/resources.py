@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosqit_failover import config
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 from mosqit_failover.priority import as_a_service
 
@@ -574,7 +575,7 @@ async def run_command(
         if stdin_fd is not None:
             os.close(stdin_fd)
     try:
-        code = await asyncio.wait_for(proc.wait(), timeout)
+        code = await within(proc.wait(), timeout)
     except (TimeoutError, asyncio.CancelledError) as error:
         _kill_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import time
 from collections.abc import Coroutine
 from typing import Any
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 from mosqit_failover.netlink import NetlinkError, RouteSocket
 
@@ -81,7 +81,7 @@ class Vip:
 
     async def _bounded(self, work: Coroutine[Any, Any, None], verb: str) -> None:
         try:
-            await asyncio.wait_for(work, NETLINK_TIMEOUT)
+            await within(work, NETLINK_TIMEOUT)
         except TimeoutError:
             raise EffectError(
                 f"cannot {verb} VIP {self.address} on {self.ifname}: netlink did not answer "

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mosqit_failover.config import SyncDir
+from mosqit_failover.deadlines import within
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
 from mosqit_failover.sync.exclude import excluded
@@ -249,7 +250,7 @@ class Engine:
                 )
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake - self._now()))
+                    await within(self._wake.wait(), max(0.0, wake - self._now()))
         finally:
             watcher, self._watcher = self._watcher, None
             if watcher is not None:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import os
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.priority import as_a_service
 from mosqit_failover.sync.commands import Peer, master_argv
 
@@ -40,7 +41,7 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.terminate()
     try:
-        await asyncio.wait_for(process.wait(), 2.0)
+        await within(process.wait(), 2.0)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -105,7 +106,7 @@ class Started:
         :func:`run_command`."""
         process = self._process
         try:
-            out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+            out, err = await within(process.communicate(stdin), timeout)
         except TimeoutError:
             await asyncio.shield(_reap(process))
             return 124, "", f"{self.name} gave no answer within {timeout:g}s"

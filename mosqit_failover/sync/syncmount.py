@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mosqit_failover.config import SyncDir
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 from mosqit_failover.sync.proc import run_command
 from mosqit_failover.syncfs import mountinfo
@@ -228,7 +229,7 @@ class SyncMount:
                 # not the agent's notify socket: systemd takes notifications from it alone
                 env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
             )
-            _, err = await asyncio.wait_for(process.communicate(), 30)
+            _, err = await within(process.communicate(), 30)
         except (OSError, TimeoutError) as error:
             raise MountError(
                 f"cannot start the synchronous mount of {self.sync.path}: {error}"
@@ -376,7 +377,7 @@ class SyncMount:
         try:
             while not ended.done():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(ended), POLL)
+                    await within(asyncio.shield(ended), POLL)
                 view = self._read()
                 if view and view != self.view and view.get("pid") == self.pid:
                     self.view = view
@@ -448,7 +449,7 @@ class SyncMount:
                 os.kill(pid, signal.SIGTERM)
             if self._watch is not None:
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._watch), STOP_TIMEOUT)
+                    await within(asyncio.shield(self._watch), STOP_TIMEOUT)
                 except TimeoutError:
                     self._note(
                         f"sync {self.sync.path}: the synchronous mount (pid {pid}) did not end "
@@ -458,7 +459,7 @@ class SyncMount:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
                     try:
-                        await asyncio.wait_for(asyncio.shield(self._watch), 5)
+                        await within(asyncio.shield(self._watch), 5)
                     except TimeoutError:  # in D state on a dead disk: the unmount goes on
                         self._note(
                             f"sync {self.sync.path}: the synchronous mount (pid {pid}) still "

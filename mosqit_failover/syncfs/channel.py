@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.sync.proc import ORPHAN_GUARD, STDERR_KEEP
 from mosqit_failover.syncfs.buffers import AHEAD, widen_pipe
 from mosqit_failover.syncfs.gate import Gate
@@ -144,7 +145,7 @@ class Channel:
         self._tasks.append(asyncio.create_task(self._read_stderr()))
         process.stdin.write(HEADER + encode(Hello(epoch)))
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), timeout)
+            line = await within(process.stdout.readline(), timeout)
         except TimeoutError:
             line = b""
             self._stderr += f"no answer within {timeout:g}s".encode()
@@ -185,7 +186,7 @@ class Channel:
                 break
             if not line:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._process.wait(), 2.0)
+                    await within(self._process.wait(), 2.0)
                 reason = self._why("the channel ended")
                 break
             text = line.decode("utf-8", "replace").strip()
@@ -255,7 +256,7 @@ class Channel:
         if not self.alive or self._process is None or self._process.stdin is None:
             return
         try:
-            await asyncio.wait_for(self._process.stdin.drain(), timeout)
+            await within(self._process.stdin.drain(), timeout)
         except TimeoutError:
             self.lose(f"the standby took no data for {timeout:g}s")
         except (BrokenPipeError, ConnectionResetError) as error:
@@ -266,7 +267,7 @@ class Channel:
         """Give the ack reader up to ``timeout`` to finish (and lose with its reason)."""
         if self._reader is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+                await within(asyncio.shield(self._reader), timeout)
 
     async def wait(self, seq: int, timeout: float) -> bool:
         """Whether the standby acknowledged commit ``seq`` (False: the channel is lost)."""
@@ -277,7 +278,7 @@ class Channel:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, future))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await within(asyncio.shield(future), timeout)
         except TimeoutError:
             self.lose(f"no acknowledgement within {timeout:g}s")
             return False
@@ -289,7 +290,7 @@ class Channel:
                 with contextlib.suppress(Exception):
                     process.stdin.close()
             try:
-                await asyncio.wait_for(process.wait(), 2.0)
+                await within(process.wait(), 2.0)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
@@ -464,7 +465,7 @@ class Replicator:
                     f"no standby acknowledged within block_timeout ({self.block_timeout:g}s)"
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._added.wait(), left)
+                await within(self._added.wait(), left)
 
     def status(self) -> dict[str, object]:
         """What the agent shows: degraded or not, and each channel's state."""

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from mosqit_failover.deadlines import within
+
 
 class Gate:
     """``enter``/``leave`` around each change; ``frozen`` around a join (one at a time)."""
@@ -48,7 +50,7 @@ class Gate:
             raise RuntimeError("the gate is frozen already (one join at a time)")
         self._open.clear()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await within(self._idle.wait(), timeout)
             yield
         finally:
             self._open.set()

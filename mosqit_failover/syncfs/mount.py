@@ -34,6 +34,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.syncfs import mountinfo
 from mosqit_failover.syncfs.binding import (
     FUSE_DEVICE,
@@ -212,7 +213,7 @@ async def serve(args: argparse.Namespace) -> int:
         if stop.done() and not main.done():
             pyfuse3.terminate()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(main), 5.0)
+                await within(asyncio.shield(main), 5.0)
         if main.done() and not main.cancelled() and main.exception() is not None:
             log(f"the file system stopped: {main.exception()}")
     finally:

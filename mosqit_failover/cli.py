@@ -158,16 +158,23 @@ def _unmountable(paths: list[str]) -> str | None:
     return None
 
 
+def path_argument(text: str) -> str:
+    """A path option's value: "" was taken for "not given" (a helper's finding)."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty: give a path, or leave the option out")
+    return text
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from mosqit_failover import sim_scenarios
 
-    if args.list or not args.scenario:
+    if args.scenario is not None and args.scenario not in sim_scenarios.SCENARIOS:
+        known = ", ".join(sim_scenarios.SCENARIOS)
+        raise UsageError(f"no scenario {args.scenario!r}; known: {known} (see simulate --list)")
+    if args.list or args.scenario is None:
         for scenario in sim_scenarios.SCENARIOS.values():
             print(f"{scenario.name:16} {scenario.summary}")
         return 0
-    if args.scenario not in sim_scenarios.SCENARIOS:
-        known = ", ".join(sim_scenarios.SCENARIOS)
-        raise UsageError(f"no scenario {args.scenario!r}; known: {known} (see simulate --list)")
     scenario = sim_scenarios.SCENARIOS[args.scenario]
     world, problems = sim_scenarios.run(args.scenario, seed=args.seed)
     print(f"== {scenario.name}: {scenario.summary}")
@@ -461,7 +468,11 @@ def _with_config(p: argparse.ArgumentParser) -> None:
         help=f"config file (default {configuration.DEFAULT_PATH})",
     )
     p.add_argument("--node", help="this node's name (default: the hostname)")
-    p.add_argument("--socket", help="the agent's control socket (default: from the config)")
+    p.add_argument(
+        "--socket",
+        type=path_argument,
+        help="the agent's control socket (default: from the config)",
+    )
 
 
 def _add_offline_commands(sub: Any) -> None:

@@ -2091,9 +2091,20 @@ def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
             [f"--node {wanted!r} is not a node of this config ({', '.join(names)})"],
         )
     spelled = {n.lower(): n for n in names}
-    for name in (hostname, hostname.split(".")[0]):
+    short = hostname.split(".")[0]
+    for name in (hostname, short):
         if name.lower() in spelled:
             return spelled[name.lower()]
+    longer = [n for n in names if n.split(".")[0].lower() == short.lower()]
+    if longer:  # an FQDN typed for the node, a short host name (or another domain)
+        raise ConfigError(
+            "node",
+            [
+                f"this host's name is {hostname!r}, and the config names {longer[0]!r}: "
+                f"not the same name, so not taken for this host. Name the node as "
+                f"`uname -n` says ([nodes.{hostname}] on every node) or pass --node {longer[0]}"
+            ],
+        )
     raise ConfigError(
         "node",
         [

@@ -303,6 +303,8 @@ def _switches(cf: HaCf, networks: list[Network], notes: list[str]) -> dict[str, 
 
 def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `import-heartbeat` on the `mosqit-failover` sub-command parsers."""
+    from mosqit_failover.cli import path_argument
+
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "import-heartbeat",
         help="convert a heartbeat directory (ha.cf, haresources, authkeys) into our config",
@@ -318,8 +320,12 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the node this ha.cf comes from (default: the node named like this host, "
         "as heartbeat does); its ucast lines name the other node's addresses",
     )
-    parser.add_argument("-o", "--output", help="write the config here (default: stdout)")
-    parser.add_argument("--secret", help="write the new secret file here (mode 0600)")
+    parser.add_argument(
+        "-o", "--output", type=path_argument, help="write the config here (default: stdout)"
+    )
+    parser.add_argument(
+        "--secret", type=path_argument, help="write the new secret file here (mode 0600)"
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace existing files (-o, --secret)"
     )

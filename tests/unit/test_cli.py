@@ -709,3 +709,31 @@ def test_the_socket_of_a_config_that_is_no_file_is_not_read_for_ever(
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "not a regular file; pass --config with the config file" in done.stderr
+
+
+@pytest.mark.parametrize("argv", [[""], ["nosuch"], ["--list", "nosuch"]])
+def test_simulate_names_a_scenario_it_does_not_know(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack: `simulate ""` and `simulate --list nosuch` listed and exited 0."""
+    assert cli.main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"no scenario {argv[-1]!r}; known: switch-failure, " in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["import-heartbeat", "-o", ""],
+        ["import-heartbeat", "--secret", ""],
+        ["status", "--socket", ""],
+    ],
+)
+def test_an_empty_path_option_is_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack: an empty value was taken for the option not given."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    assert "is empty: give a path, or leave the option out" in capsys.readouterr().err

@@ -163,8 +163,16 @@ def test_node_names_that_are_fqdns_match_the_full_host_name() -> None:
     text = text.replace('preferred = "alpha"', 'preferred = "alpha.example.net"')
     config = parse(text)
     assert pick_node(config, None, "alpha.example.net") == "alpha.example.net"
-    with pytest.raises(ConfigError, match="name the node after `uname -n`"):
+    # an operator who typed the FQDN on a host that calls itself "alpha" is told so
+    with pytest.raises(ConfigError) as caught:
         pick_node(config, None, "alpha")
+    assert caught.value.problems == [
+        "this host's name is 'alpha', and the config names 'alpha.example.net': not the "
+        "same name, so not taken for this host. Name the node as `uname -n` says "
+        "([nodes.alpha] on every node) or pass --node alpha.example.net"
+    ]
+    with pytest.raises(ConfigError, match="name the node after `uname -n`"):
+        pick_node(config, None, "gamma")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

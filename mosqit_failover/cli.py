@@ -681,7 +681,22 @@ def _parse_and_run(words: list[str]) -> int:
     if words[:1] and words[0].startswith("-") and words[0] not in _TOP_OPTIONS:
         # argparse would only say that a COMMAND is required
         parser.error(f"unknown option {words[0]}: options go after the command")
-    return _run(parser.parse_args(words))
+    args, extra = parser.parse_known_args(words)
+    if extra:  # said by the command's own parser, whose --help lists its options
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return _run(args)
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost (sub-)command parser ``args`` went through."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1937,6 +1937,12 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
     alerts = _read_alerts(c, raw)
     metrics = _read_metrics(c, raw)
     console = _read_console(c, raw)
+    if metrics.listen and metrics.listen == console.listen:
+        # one of the two would fail to bind at every start (a helper's finding)
+        c.problems.append(
+            f"metrics.listen = {metrics.listen!r}: console.listen is the same address and "
+            'port; give each its own, like metrics.listen = "127.0.0.1:9405"'
+        )
     fencing = _read_fencing(c, raw, sync, nodes)
     if c.problems or vip is None:
         raise ConfigError(source, c.problems or ["vip: missing [vip] table"])

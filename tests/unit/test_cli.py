@@ -737,3 +737,22 @@ def test_an_empty_path_option_is_refused(
         cli.main(argv)
     assert caught.value.code == 2
     assert "is empty: give a path, or leave the option out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["status", "--bogus"], "mosqit-failover status"),
+        (["wizard", "deploy", "--bogus"], "mosqit-failover wizard deploy"),
+    ],
+)
+def test_an_unknown_option_points_to_the_commands_own_help(
+    argv: list[str], where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack: `status --bogus` pointed to the top-level --help."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (
+        f"{where}: unrecognized arguments: --bogus; see {where} --help\n"
+    )

@@ -740,3 +740,14 @@ def test_a_garp_refresh_that_floods_is_refused(value: str, ok: bool) -> None:
         f'vip.garp_refresh = {value!r}: must be "0s" (off) or at least "1s" (keepalived\'s '
         "floor too): more often floods the network with ARP"
     ], found
+
+
+def test_metrics_and_console_cannot_share_a_port() -> None:
+    """A helper's attack: metrics.listen on the console's default port was taken."""
+    found = problems(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:8405"\n')
+    assert found == [
+        "metrics.listen = '127.0.0.1:8405': console.listen is the same address and port; "
+        'give each its own, like metrics.listen = "127.0.0.1:9405"'
+    ]
+    parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:9405"\n')
+    parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:8405"\n[console]\nlisten = ""\n')

@@ -992,15 +992,14 @@ def advice(cfg: Config) -> list[str]:
             "3 is the default (the fast profile's 2 goes with its 3 ms heartbeats under "
             "loss: docs/timing.md)"
         )
-    loopback = sorted(
-        {str(net.subnet) for net in cfg.networks if net.subnet.network_address.is_loopback}
-        | {str(cfg.vip.address) for _ in [0] if cfg.vip.address.ip.is_loopback}
-    )
+    loopback = {str(net.subnet) for net in cfg.networks if net.subnet.network_address.is_loopback}
+    if cfg.vip.address.ip.is_loopback:
+        loopback.add(str(cfg.vip.address))
     if loopback:
         notes.append(
-            f"{', '.join(loopback)}: loopback, which never leaves a host: nodes on it cannot "
-            "hear each other, and clients cannot reach the VIP (fine for a test on one "
-            "machine only); use the addresses of the nodes' cabled networks"
+            f"{', '.join(sorted(loopback))}: loopback, which never leaves a host: nodes on "
+            "it cannot hear each other, and clients cannot reach the VIP (fine for a test on "
+            "one machine only); use the addresses of the nodes' cabled networks"
         )
     return notes
 
@@ -1383,7 +1382,8 @@ def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
             f"{'is' if plain else 'means'} {norm}, a system directory: syncing it would "
             "overwrite the standby's own system; sync an application's directory, like /srv/data"
         )
-    if (norm + "/").startswith(_HOST_TREES) or _HOST_DIR.fullmatch(norm):
+    local = norm.startswith("/usr/local/")  # software of this site's own: its choice
+    if (not local and (norm + "/").startswith(_HOST_TREES)) or _HOST_DIR.fullmatch(norm):
         return (
             f"{'is' if plain else 'means'} {norm}, part of the system (software, boot, "
             "packages, network, logins or ssh keys): syncing it would give the standby the "

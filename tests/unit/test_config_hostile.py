@@ -134,7 +134,8 @@ HOST = "part of the system (software, boot, packages, network, logins or ssh key
         ("/etc/network", "is /etc/network, " + HOST),
         ("/etc/systemd/system", "is /etc/systemd/system, " + HOST),
         ("/usr/bin", "is /usr/bin, " + HOST),
-        ("/usr/local/lib", "is /usr/local/lib, " + HOST),
+        ("/usr/lib/x86_64-linux-gnu", "is /usr/lib/x86_64-linux-gnu, " + HOST),
+        ("/usr/local", "is /usr/local, " + HOST),
         ("/lib/modules", "is /lib/modules, " + HOST),
         ("/boot/grub", "is /boot/grub, " + HOST),
         ("/var/lib/dpkg", "is /var/lib/dpkg, " + HOST),
@@ -625,7 +626,15 @@ def test_a_path_with_a_control_character_c1_too_is_refused(line: str, key: str) 
 
 
 @pytest.mark.parametrize(
-    "value", ["/etc/asterisk", "/etc/postfix", "/var/lib/postgresql", "/var/spool/mail", "/opt/app"]
+    "value",
+    [
+        "/etc/asterisk",
+        "/etc/postfix",
+        "/var/lib/postgresql",
+        "/var/spool/mail",
+        "/opt/app",
+        "/usr/local/billing",
+    ],
 )
 def test_an_application_directory_under_a_system_tree_is_taken(value: str) -> None:
     """A telecom node syncs /etc/asterisk, a mail node /var/spool/mail: only the host's own

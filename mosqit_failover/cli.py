@@ -10,10 +10,13 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mosqit_failover import config as configuration
 from mosqit_failover.terminal import SafeFormatter, escaped_output
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 LAB_MISSING = "the lab is a development tool: run it from a git checkout (make demo)"
 DEFAULT_WATCH_INTERVAL = 1.0
@@ -447,6 +450,19 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        stream = file or sys.stderr
+        if not message or stream is None:  # None: the descriptor is closed
+            return
+        try:
+            stream.write(message)
+        except OSError:
+            # argparse drops a failed write: --help > /dev/full exited 0 with nothing
+            # written (a helper's finding); the caller says it. A failed error message
+            # on stderr has nowhere to be said: the exit status does
+            if stream is sys.stdout:
+                raise
+
 
 class _Formatter(argparse.HelpFormatter):
     """Counts the indent of the command names, which argparse forgets: without it the
@@ -681,7 +697,18 @@ def _parse_and_run(words: list[str]) -> int:
     if words[:1] and words[0].startswith("-") and words[0] not in _TOP_OPTIONS:
         # argparse would only say that a COMMAND is required
         parser.error(f"unknown option {words[0]}: options go after the command")
-    args, extra = parser.parse_known_args(words)
+    try:
+        args, extra = parser.parse_known_args(words)
+    except SystemExit as done:
+        if done.code == 0:  # --help or --version, printed: say if it could not be
+            try:
+                if sys.stdout is not None:  # None: its descriptor is closed
+                    sys.stdout.flush()
+            except OSError as error:
+                return _output_failed(error)
+        raise
+    except OSError as error:  # --help or --version into a full disk or a closed pipe
+        return _output_failed(error)
     if extra:  # said by the command's own parser, whose --help lists its options
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return _run(args)
@@ -712,16 +739,20 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("mosqit-failover: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `status | head`: the reader is gone, nothing to say
-        _drop_stdout()
+    except OSError as error:  # the output cannot be written (a full disk), or unforeseen
+        return _output_failed(error)
+    return result
+
+
+def _output_failed(error: OSError) -> int:
+    """The exit status once the output could not be written, said in one line."""
+    _drop_stdout()
+    if isinstance(error, BrokenPipeError):  # `status | head`: the reader is gone
         # not 0: the command stopped where it was (its result unknown to the caller),
         # as a tool killed by SIGPIPE reports it in a shell (`set -o pipefail`)
         return BROKEN_PIPE_STATUS
-    except OSError as error:  # the output cannot be written (a full disk), or unforeseen
-        _drop_stdout()
-        print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)
-        return 1
-    return result
+    print(f"mosqit-failover: {_os_problem(error)}", file=sys.stderr)
+    return 1
 
 
 def _drop_stdout() -> None:

@@ -643,10 +643,14 @@ def test_a_status_reply_with_huge_numbers_is_an_error_not_a_traceback(
     assert says in capsys.readouterr().err
 
 
-def test_output_to_a_full_disk_is_one_line_not_a_traceback() -> None:
+@pytest.mark.parametrize(
+    "argv", [["simulate", "--list"], ["--help"], ["--version"], ["status", "--help"]]
+)
+def test_output_to_a_full_disk_is_one_line_not_a_traceback(argv: list[str]) -> None:
+    """--help and --version exited 0 with nothing written (a helper's finding)."""
     with open("/dev/full", "w") as full:
         done = subprocess.run(
-            [sys.executable, "-m", "mosqit_failover.cli", "simulate", "--list"],
+            [sys.executable, "-m", "mosqit_failover.cli", *argv],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,

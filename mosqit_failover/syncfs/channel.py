@@ -50,6 +50,7 @@ from mosqit_failover.syncfs.stream import HEADER, encode, encode_all
 
 Log = Callable[[str], None]
 MODES = ("degrade", "block")
+STDERR_DRAIN = 1.0  # seconds an ended channel's stderr is read on for its last words
 
 
 # the epoch guard's refusals (sync/receive.check_epoch), as the applier words them, from
@@ -142,7 +143,7 @@ class Channel:
         # (drain): a few whole records, not 64 KiB (the loss of a standby that stops
         # reading is still seen at the next sync point's ack_timeout, or by drain)
         process.stdin.transport.set_write_buffer_limits(high=AHEAD)
-        self._tasks.append(asyncio.create_task(self._read_stderr()))
+        self._tasks.append(asyncio.create_task(self._read_stderr()))  # first: see _end
         process.stdin.write(HEADER + encode(Hello(epoch)))
         try:
             line = await within(process.stdout.readline(), timeout)
@@ -170,6 +171,14 @@ class Channel:
         detail = " | ".join(err[-3:]) or (f"exit status {code}" if code is not None else "")
         return f"{text or 'no answer'}" + (f" ({detail})" if detail else "")
 
+    async def _last_words(self) -> None:
+        """Once the process ended: what it said on stderr is the reason (ssh's "failed to
+        execute"), and its reader may not have read it yet (a full run once lost it).
+        A child that keeps stderr open is not waited for long."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await within(asyncio.shield(self._tasks[0]), STDERR_DRAIN)
+
     async def _read_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None
         while chunk := await self._process.stderr.read(4096):
@@ -187,6 +196,7 @@ class Channel:
             if not line:
                 with contextlib.suppress(TimeoutError):
                     await within(self._process.wait(), 2.0)
+                    await self._last_words()
                 reason = self._why("the channel ended")
                 break
             text = line.decode("utf-8", "replace").strip()
@@ -295,6 +305,7 @@ class Channel:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+            await self._last_words()
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()

@@ -145,6 +145,27 @@ def test_a_channel_that_cannot_start_says_why() -> None:
     asyncio.run(scenario())
 
 
+def test_a_channel_that_ends_says_its_last_words() -> None:
+    """What is said on stderr as the command ends is the reason, even from a child that
+    says it 0.3 s after the command exited, its stdout long closed. (A full run once
+    said "no answer (exit status 127)" for "failed to execute": the stderr reader was
+    cancelled before it read what had arrived; `_end` now lets it finish.)"""
+    late = (
+        "import os, sys, time\n"
+        "os.close(1)\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(0.3); os.write(2, b'ssh: connect to host beta: No route to host\\n')\n"
+        "    os._exit(0)\n"
+        "os._exit(255)\n"
+    )
+
+    async def scenario() -> None:
+        with pytest.raises(ChannelLost, match="no answer \\(ssh: connect to host beta: No route"):
+            await Channel("late", [PY, "-c", late]).start(3, 5)
+
+    asyncio.run(scenario())
+
+
 def test_one_standby_lost_the_other_still_waited_for(tmp_path: Path) -> None:
     async def scenario() -> None:
         good = applier(tmp_path, "good")

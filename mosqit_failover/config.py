@@ -640,7 +640,10 @@ _HOST_UNITS = {
     "mosqit-failover.service": "the agent itself",
     "ssh.service": "sshd, which the sync and the ssh fence log in through",
     "sshd.service": "sshd, which the sync and the ssh fence log in through",
+    "ssh.socket": "sshd, which the sync and the ssh fence log in through",
+    "sshd.socket": "sshd, which the sync and the ssh fence log in through",
     "dbus.service": "the system bus",
+    "dbus.socket": "the system bus",
     "networking.service": "the network",
     "NetworkManager.service": "the network",
 }
@@ -650,6 +653,22 @@ _HOST_UNIT = re.compile(
     r"|sockets|timers|paths|slices|getty|swap|time-sync|nss-lookup|umount|final)\.target"
     r"|(?:serial-)?getty@.*"
 )
+
+
+def _sysv_script(value: Any) -> str:
+    """An init script, never the host's own (its service is what _HOST_UNITS names)."""
+    text = _string(value)
+    name = posixpath.basename(text.rstrip("/"))
+    what = _HOST_UNITS.get(f"{name}.service") or _HOST_UNITS.get(_SYSV_ALIASES.get(name, ""))
+    if what:
+        raise ValueError(
+            f"{text} starts {what}: a standby stops its resources, and would stop it; "
+            "protect the application's own script, like /etc/init.d/asterisk"
+        )
+    return text
+
+
+_SYSV_ALIASES = {"network-manager": "NetworkManager.service"}  # Debian's script name
 
 
 def _unit_name(value: Any) -> str:
@@ -1225,7 +1244,7 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             if kind is not None:
                 c.fail(f"{key}.kind", kind, f"must be {kinds}")
             continue
-        checks = {"agent": _ocf_agent, "unit": _unit_name}
+        checks = {"agent": _ocf_agent, "unit": _unit_name, "script": _sysv_script}
         values = {f: c.get(item, f"{key}.{f}", checks.get(f, _string)) for f in needs[kind]}
         for other in sorted(set(item) & _KIND_KEYS - set(needs[kind])):
             # taken and never used, it was silently ignored (a helper's finding: a

@@ -6,8 +6,9 @@ with how to undo it, *before* the wizard moves on. `rollback` undoes them in
 reverse order (a file gets its old content and mode back, or is removed if it
 did not exist) and returns one line per change saying whether it was undone,
 so the operator always learns exactly what is left changed. A file write cut
-off by a dropped connection is recorded as "perhaps" written (the rename may
-have happened: the file is whole, old or new), so it is named too.
+off by a dropped connection, and a write or command cut off by Ctrl-C, is
+recorded as "perhaps" done (the rename may have happened: the file is whole,
+old or new; the command may have taken effect), so it is undone and named too.
 
 `Changes.hook`, when set, runs after each change is made and recorded (tests
 use it to break a connection between two nodes' writes); None normally.
@@ -73,6 +74,9 @@ class Changes:
 
         try:
             session.write_atomic(path, text, mode)
+        except KeyboardInterrupt:  # Ctrl-C mid-write: the rename may have happened
+            self.done.append(Change(session.label, f"perhaps wrote {path} (interrupted)", undo))
+            raise
         except SshError:
             if not session.alive:  # cut off: the rename may have happened or not
                 what = f"perhaps wrote {path} (the connection dropped during the write)"
@@ -84,8 +88,14 @@ class Changes:
         """Run a command that changes the node; ``undo`` is the command that reverses it."""
         if not self.plan(session, what):
             return
-        session.run(command, check=True, timeout=120)
         undo_fn = _command(session, undo) if undo is not None else None
+        try:
+            session.run(command, check=True, timeout=120)
+        except KeyboardInterrupt:
+            # Ctrl-C while it ran: it may have taken effect (an agent started), and a
+            # rollback that skipped it left that agent running (a helper's finding)
+            self.done.append(Change(session.label, f"perhaps {what} (interrupted)", undo_fn))
+            raise
         self.record(Change(session.label, what, undo_fn))
 
     def on_undo(self, session: Session, what: str, undo: str) -> None:

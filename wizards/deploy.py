@@ -46,6 +46,7 @@ operator is told exactly what was undone and what could not be.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -564,6 +565,7 @@ class Existing:
     config: str | None
     secret: bool
     running: bool = True  # the agent's unit is active
+    secret_digest: str = ""  # of the secret file's text ("" none): the nodes' must match
 
     def vip(self) -> ipaddress.IPv4Address | None:
         parsed = _parse_or_none(self.config)
@@ -580,12 +582,14 @@ def _parse_or_none(text: str | None) -> configuration.Config | None:
 
 
 def existing(sessions: dict[str, Session]) -> dict[str, Existing]:
-    return {
-        name: Existing(
-            session.read(CONFIG_PATH), session.read(SECRET_PATH) is not None, is_active(session)
+    have = {}
+    for name, session in sessions.items():
+        secret = session.read(SECRET_PATH)
+        digest = hashlib.sha256(secret.encode()).hexdigest() if secret is not None else ""
+        have[name] = Existing(
+            session.read(CONFIG_PATH), secret is not None, is_active(session), digest
         )
-        for name, session in sessions.items()
-    }
+    return have
 
 
 def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
@@ -596,6 +600,18 @@ def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
     if not any(e.running for e in have.values()):
         return None
     name, first = next(iter(have.items()))
+    other = [n for n, e in have.items() if e.secret_digest != first.secret_digest]
+    if other:
+        # kept as they are, the agents could never authenticate each other: no failover
+        # (a helper's finding: a rollback that could not undo one node's secret, then a
+        # re-run, reported "The pair is up")
+        raise WizardError(
+            f"the secret files differ: {SECRET_PATH} on {_and(other)} is not {name}'s, so "
+            "the agents cannot authenticate each other and no node would take over. Copy "
+            f"{name}'s {SECRET_PATH} to {_and(other)} (mode 0600; then `systemctl reload "
+            f"{UNIT}` there), or move config and secret aside on every node to deploy a new "
+            "pair; then re-run. Nothing was changed."
+        )
     try:
         return configuration.parse(first.config or "", f"{name}:{CONFIG_PATH}")
     except configuration.ConfigError as error:

@@ -29,16 +29,46 @@ class AnswerError(Exception):
 def load_answers(path: Path) -> dict[str, Any]:
     """Read an answers file (TOML). Raises AnswerError naming the problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise AnswerError(f"cannot read the answers file {path}: {error.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise AnswerError(f"{path} begins with a byte-order mark; save it as UTF-8 without BOM")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise AnswerError(
+            f"{path} is not UTF-8 text (byte {raw[error.start]:#04x} on line {line}); save "
+            "it as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise AnswerError(f"{path}: not valid TOML ({error}); fix the syntax there") from None
     if "password" in data and path.stat().st_mode & 0o077:
         raise AnswerError(f"{path} holds a password but others may read it: chmod 600 {path}")
+    check_actions(data.get("actions", []), path)
     return data
+
+
+ACTIONS = ("add", "remove", "move")
+
+
+def check_actions(actions: Any, source: object) -> None:
+    """Refuse a malformed ``actions`` before anything is changed: a wrong one was found
+    only after the pair was deployed (a helper's finding: and a string was a traceback)."""
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        raise AnswerError(
+            f"{source}: actions must be tables, one per action: [[actions]] then "
+            'action = "add", kind = "systemd", unit = "postgresql.service"'
+        )
+    for number, action in enumerate(actions, 1):
+        if action.get("action") not in ACTIONS:
+            raise AnswerError(
+                f"{source}: action {number} is {action.get('action')!r}: use one of "
+                f"{', '.join(ACTIONS)}"
+            )
 
 
 def flag_name(key: str) -> str:

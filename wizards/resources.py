@@ -297,12 +297,14 @@ def ask_addition(asker: Asker, pair: Pair) -> tuple[str, dict[str, Any]]:
 
 def add(asker: Asker, pair: Pair) -> Pair:
     kind, values = ask_addition(asker, pair)
+    # the config's rules first: the nodes' checks told to `systemctl disable --now` the
+    # agent's own unit or sshd where it ran on a standby (a helper's finding)
+    new_text = configedit.append(pair.text, kind, values)
     if kind == "sync":
         validate_dir(pair, values["path"])
     else:
         for warning in validate_resource(pair, values):
             asker.say(f"warning: {warning}")
-    new_text = configedit.append(pair.text, kind, values)
     return apply(pair, new_text, False, asker.say)
 
 

@@ -760,3 +760,27 @@ def test_metrics_and_console_cannot_share_a_port() -> None:
     ]
     parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:9405"\n')
     parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:8405"\n[console]\nlisten = ""\n')
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("/etc/init.d/ssh", "/etc/init.d/ssh starts sshd, which the sync and the ssh fence"),
+        ("/etc/init.d/mosqit-failover", "starts the agent itself"),
+        ("/etc/init.d/network-manager", "starts the network"),
+    ],
+)
+def test_a_host_init_script_is_refused(script: str, says: str) -> None:
+    """A helper's attack: `wizard resources --add-sysv /etc/init.d/ssh` was taken, and a
+    switchover then stopped the old active's sshd."""
+    text = SIM_CONFIG.replace(
+        'kind = "systemd"\nunit = "db.service"', f'kind = "sysv"\nscript = "{script}"', 1
+    )
+    found = problems(text)
+    assert len(found) == 1 and says in found[0], found
+    assert found[0].endswith("protect the application's own script, like /etc/init.d/asterisk")
+
+
+def test_sshd_by_its_socket_is_refused() -> None:
+    found = problems(SIM_CONFIG.replace('unit = "db.service"', 'unit = "ssh.socket"', 1))
+    assert len(found) == 1 and "ssh.socket is sshd" in found[0], found

@@ -210,3 +210,25 @@ def test_an_ip_answer_iproute2_would_not_give_is_a_check_error_naming_the_node(
 )
 def test_a_status_that_is_not_the_agents_counts_as_no_status(out: str) -> None:
     assert deploy.node_status(cast(Session, Answering(out))) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'actions = "add"\n', "actions must be tables, one per action: [[actions]] then"),
+        (b'[[actions]]\naction = "frobnicate"\n', "action 1 is 'frobnicate': use one of add"),
+        (b'[[actions]]\nkind = "systemd"\n', "action 1 is None: use one of add, remove, move"),
+        (b'\xef\xbb\xbfnode1 = "10.0.1.11"\n', "begins with a byte-order mark; save it as UTF-8"),
+        (b'# caf\xe9\nnode1 = "10.0.1.11"\n', "is not UTF-8 text (byte 0xe9 on line 1)"),
+    ],
+)
+def test_an_answers_file_is_checked_whole_before_anything_changes(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A helper's attack: a bad action was found after the pair was deployed, a string
+    for actions and a Latin-1 byte were tracebacks, a BOM a bare TOML error."""
+    path = tmp_path / "answers.toml"
+    path.write_bytes(content)
+    with pytest.raises(AnswerError) as caught:
+        load_answers(path)
+    assert says in str(caught.value), caught.value

@@ -4,6 +4,7 @@ package itself: test_wizard_package.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import json
@@ -407,6 +408,31 @@ def test_a_deployed_pair_is_recognised_by_config_and_secret_on_both_nodes() -> N
         deploy.kept_config({**both, "alpha": deploy.Existing("cluster = [", True)})
 
 
+def test_a_deployed_pair_whose_secrets_differ_is_not_kept_as_it_is() -> None:
+    """A helper's attack: a rollback that could not undo beta's new secret, then a
+    re-run, reported "The pair is up" while neither agent could authenticate the other."""
+    alpha, beta = RunningNode("alpha"), RunningNode("beta")
+    beta.files[deploy.SECRET_PATH] = "another secret\n"
+    have = deploy.existing(cast(dict[str, Session], {"alpha": alpha, "beta": beta}))
+    have = {
+        n: dataclasses.replace(
+            e,
+            config=_shop_config(
+                checks.discover(_pair_facts("lan0")),
+                vip_interfaces={"alpha": "eth0", "beta": "lan0"},
+            ),
+        )
+        for n, e in have.items()
+    }
+    with pytest.raises(deploy.WizardError) as caught:
+        deploy.kept_config(have)
+    assert str(caught.value).startswith(
+        f"the secret files differ: {deploy.SECRET_PATH} on beta is not alpha's, so the agents "
+        "cannot authenticate each other and no node would take over. Copy alpha's"
+    )
+    assert str(caught.value).endswith("then re-run. Nothing was changed.")
+
+
 class QuietSession(ArpSession):
     def run(self, _command: str, **_: Any) -> Result:
         return Result(0, "[]", "")
@@ -430,3 +456,51 @@ def test_answers_given_for_a_deployed_pair_must_agree_with_its_config() -> None:
         check({"cluster": "other"})
     with pytest.raises(AnswerError, match="'eth7' is missing on alpha"):
         check({"vip_interface": "eth7"})
+
+
+class InterruptedSession:
+    """A node on which the command or write in progress is cut off by Ctrl-C after it
+    took effect (an agent started, a file renamed into place)."""
+
+    label = "beta"
+    alive = True
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.files: dict[str, str] = {}
+
+    def run(self, command: str, **_: Any) -> Result:
+        self.ran.append(command)
+        if command == "systemctl start x":
+            raise KeyboardInterrupt
+        return Result(0, "", "")
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(path)
+
+    def mode(self, path: str) -> int | None:
+        return 0o600 if path in self.files else None
+
+    def write_atomic(self, path: str, text: str, _mode: int) -> None:
+        self.files[path] = text
+        raise KeyboardInterrupt
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+
+
+def test_a_step_cut_off_by_ctrl_c_is_undone_and_named() -> None:
+    """A helper's attack: Ctrl-C during `systemctl start` on beta left its agent running
+    while the report listed every step as undone (the step was never recorded)."""
+    beta = InterruptedSession()
+    changes = changes_module.Changes(False, lambda _t: None)
+    session = cast(Session, beta)
+    with pytest.raises(KeyboardInterrupt):
+        changes.write_file(session, "/etc/x/secret", "new\n", 0o600)
+    with pytest.raises(KeyboardInterrupt):
+        changes.run(session, "systemctl start x", "start x", undo="systemctl stop x")
+    assert changes.rollback() == [
+        "beta: undone: perhaps start x (interrupted)",
+        "beta: undone: perhaps wrote /etc/x/secret (interrupted)",
+    ]
+    assert beta.ran[-1] == "systemctl stop x" and "/etc/x/secret" not in beta.files

@@ -1009,7 +1009,22 @@ class Aborted(Exception):
         cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
         if not self.undone:
             return unchanged(cause)
-        return f"{cause}\nThe changes made so far were rolled back:\n  " + "\n  ".join(self.undone)
+        left = [line for line in self.undone if ": NOT undone: " in line]
+        lines = [cause, "What was changed, and what the rollback did:"]
+        lines += [f"  {line}" for line in self.undone]
+        if left:
+            # the heading said "rolled back" above lines saying NOT undone (a helper's
+            # finding): say what is left and what to do about it
+            nodes = sorted({line.split(":", 1)[0] for line in left})
+            lines.append(
+                f"Left changed on {_and(nodes)}: what is marked NOT undone. Re-run the "
+                f"wizard once {'it is' if len(nodes) == 1 else 'they are'} reachable (it "
+                f"checks what each node has), or put {CONFIG_PATH} and {SECRET_PATH} back "
+                "by hand."
+            )
+        else:
+            lines.append("Everything was undone: the nodes are as before.")
+        return "\n".join(lines)
 
 
 def unchanged(cause: str) -> str:

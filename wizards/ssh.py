@@ -251,7 +251,17 @@ class Session:
             f"tmp=$(mktemp {q}.wizard.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; "
             f'cat > "$tmp"; chmod {mode:o} "$tmp"; mv -f "$tmp" {q}; trap - EXIT'
         )
-        self.run(script, input=text, check=True)
+        result = self.run(script, input=text)
+        if result.status != 0:  # said as what failed, not as the shell script that did
+            said = (result.err or result.out).strip().splitlines()
+            detail = said[-1] if said else f"exit status {result.status}"
+            directory = posixpath.dirname(path)
+            fix = (
+                f"free space in {directory} there"
+                if "No space left" in detail
+                else f"check {directory} there (writable, its filesystem mounted read-write)"
+            )
+            raise SshError(f"{self.label}: writing {path} failed ({detail}); {fix}")
 
     def remove(self, path: str) -> None:
         self.run(f"rm -f {shlex.quote(path)}", check=True)

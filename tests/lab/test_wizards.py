@@ -360,6 +360,33 @@ def test_bad_input(pair: tuple[Lab, Path]) -> None:
     assert r.returncode == 0 and "demo" in r.stdout, r.stderr
     _unchanged(lab, before)
 
+    # sshd and the agent are never resources (a standby stops its resources): refused by
+    # the config's rules before the nodes are asked (a helper's attack: /etc/init.d/ssh
+    # was taken, and the next switchover stopped the old active's sshd)
+    r = run("resources", *NODES, "--add-sysv", "/etc/init.d/ssh")
+    assert r.returncode == 1 and "/etc/init.d/ssh starts sshd" in r.stderr, r.stderr
+    r = run("resources", *NODES, "--add-unit", "mosqit-failover.service")
+    assert r.returncode == 1 and "is the agent itself" in r.stderr, r.stderr
+    assert "disable --now" not in r.stderr, r.stderr
+    _unchanged(lab, before)
+
+    # beta's config directory full: said as the write that failed, alpha rolled back
+    full = (
+        "d=/etc/mosqit-failover; rm -rf /run/mqfull; mkdir /run/mqfull && cp -a $d/. /run/mqfull/"
+        " && mount -t tmpfs -o size=64k,mode=0755 mqfull $d && cp -a /run/mqfull/. $d/"
+        " && (dd if=/dev/zero of=$d/filler bs=1k count=256 2>/dev/null; true)"
+    )
+    lab["beta"].run(["sh", "-c", full])
+    try:
+        r = run("resources", *NODES, "--add-unit", EXTRA_UNIT, "--name", "extra")
+    finally:
+        lab["beta"].run(["sh", "-c", "umount /etc/mosqit-failover; rm -rf /run/mqfull"])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"beta: writing {CONFIG} failed (" in r.stderr, r.stderr
+    assert "No space left on device); free space in /etc/mosqit-failover there" in r.stderr
+    assert "alpha: undone: wrote" in r.stderr, r.stderr
+    _unchanged(lab, before)
+
 
 def test_wrong_password_is_asked_again(pair: tuple[Lab, Path]) -> None:
     lab, home = pair

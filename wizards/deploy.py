@@ -648,6 +648,11 @@ def check_kept_answers(
         chosen = ask_vip_interface(asker, facts, networks, vip)
         if chosen != vip_interfaces:
             differ.append(f"VIP interfaces {_pairs(chosen)} (they are {_pairs(vip_interfaces)})")
+    for net in kept.networks:  # given answers were ignored here (a helper's finding)
+        key = f"switch_{net.name.lower()}"
+        if asker.given(key) and str(asker.answers[key]).strip() != str(net.switch or ""):
+            shown = net.switch or "none"
+            differ.append(f"switch of network {net.name} {asker.answers[key]} (it is {shown})")
     if differ:
         raise WizardError(
             f"the pair {kept.cluster} is deployed (config and secret on both nodes, the agent "

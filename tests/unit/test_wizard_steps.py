@@ -456,6 +456,9 @@ def test_answers_given_for_a_deployed_pair_must_agree_with_its_config() -> None:
         check({"cluster": "other"})
     with pytest.raises(AnswerError, match="'eth7' is missing on alpha"):
         check({"vip_interface": "eth7"})
+    # a switch given for a deployed pair was ignored without a word (a helper's finding)
+    with pytest.raises(deploy.WizardError, match=r"switch of network a 10.0.1.12 \(it is none\)"):
+        check({"switch_a": "10.0.1.12"})
 
 
 class InterruptedSession:

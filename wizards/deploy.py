@@ -90,7 +90,23 @@ def check_host(text: str) -> str:
     text = text.strip()
     if not text or " " in text:
         raise ValueError("give the node's address (like 192.0.2.11) or host name")
+    if _DOTTED.fullmatch(text):
+        # the resolver reads 10.0.1.012 as octal (10.0.1.10) and ssh reached the wrong
+        # host, or none (a helper's finding)
+        parts = [int(part) for part in text.split(".")]
+        if any(part > 255 for part in parts):
+            raise ValueError(f"{text} is not an IPv4 address: a part is above 255")
+        plain = ".".join(map(str, parts))
+        if plain != text:
+            raise ValueError(
+                f"{text}: a leading zero reads as octal (another address); write {plain}"
+            )
+    elif ":" in text and text.rsplit(":", 1)[1].isdigit() and text.count(":") == 1:
+        raise ValueError(f"give the address alone; the ssh port goes to --port ({text})")
     return text
+
+
+_DOTTED = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 
 
 def check_port(text: str) -> int:

@@ -272,7 +272,7 @@ def ask_addition(asker: Asker, pair: Pair) -> tuple[str, dict[str, Any]]:
     """('resources' | 'sync', table values) for a new entry, asked or taken from answers."""
     kind = asker.choose("kind", "What to protect", KINDS, "systemd")
     if kind == "dir":
-        path = asker.ask("path", "Directory to sync", non_empty).rstrip("/")
+        path = asker.ask("path", "Directory to sync", non_empty).rstrip("/") or "/"
         excludes = asker.ask(
             "excludes",
             "Exclude patterns (comma separated)",
@@ -310,6 +310,8 @@ def add(asker: Asker, pair: Pair) -> Pair:
 
 def remove(asker: Asker, pair: Pair) -> Pair:
     names = [r.name for r in pair.config.resources] + [d.path for d in pair.config.sync]
+    if not names:  # "choose one of: " and nothing (a helper's finding)
+        raise WizardError("nothing is protected yet, so nothing can be removed")
     target = asker.choose("remove", "Remove", names, None)
     kind = "sync" if target.startswith("/") else "resources"
     stop = kind == "resources" and asker.confirm(
@@ -321,6 +323,8 @@ def remove(asker: Asker, pair: Pair) -> Pair:
 
 def move(asker: Asker, pair: Pair) -> Pair:
     names = [r.name for r in pair.config.resources]
+    if not names:
+        raise WizardError("no resource is protected yet, so none can be moved")
     target = asker.choose("move", "Move", names, None)
     position = asker.ask(
         "position", f"New place in the start order (1-{len(names)})", _position(len(names))

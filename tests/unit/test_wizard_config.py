@@ -232,3 +232,26 @@ def test_an_answers_file_is_checked_whole_before_anything_changes(
     with pytest.raises(AnswerError) as caught:
         load_answers(path)
     assert says in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            "10.231.1.012",
+            "10.231.1.012: a leading zero reads as octal (another address); write 10.231.1.12",
+        ),
+        ("10.231.1.300", "10.231.1.300 is not an IPv4 address: a part is above 255"),
+        ("10.231.1.12:22", "give the address alone; the ssh port goes to --port (10.231.1.12:22)"),
+    ],
+)
+def test_a_node_address_typed_wrong_is_named(given: str, says: str) -> None:
+    """A helper's attack: 10.231.1.012 reached 10.231.1.10 ("No route to host"), and
+    host:22 became "[10.231.1.12:22]:22"."""
+    from mosqit_failover.wizards.deploy import check_host
+
+    with pytest.raises(ValueError) as caught:
+        check_host(given)
+    assert str(caught.value) == says
+    assert check_host(" 10.231.1.12 ") == "10.231.1.12"
+    assert check_host("alpha.example.net") == "alpha.example.net"

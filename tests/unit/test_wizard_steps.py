@@ -507,3 +507,14 @@ def test_a_step_cut_off_by_ctrl_c_is_undone_and_named() -> None:
         "beta: undone: perhaps wrote /etc/x/secret (interrupted)",
     ]
     assert beta.ran[-1] == "systemctl stop x" and "/etc/x/secret" not in beta.files
+
+
+def test_nothing_to_remove_or_move_is_said_so() -> None:
+    """A helper's attack: --remove and --move with nothing protected offered "choose one
+    of: " and an empty list."""
+    pair, _alpha = _pair(FakeSession("beta", ""))
+    assert not pair.config.resources and not pair.config.sync
+    with pytest.raises(deploy.WizardError, match="nothing is protected yet"):
+        resources.remove(Asker({"remove": "x"}, False), pair)
+    with pytest.raises(deploy.WizardError, match="no resource is protected yet"):
+        resources.move(Asker({"move": "x", "position": "1"}, False), pair)

@@ -170,7 +170,7 @@ def load_keyring(path: str | os.PathLike[str], *, owner_uid: int = 0) -> Keyring
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise SecretFileError(p, "does not exist", gen_hint(path)) from None
+        raise SecretFileError(p, "does not exist", gen_hint(p)) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise SecretFileError(
@@ -194,9 +194,9 @@ def load_keyring(path: str | os.PathLike[str], *, owner_uid: int = 0) -> Keyring
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_FILE_BYTES:
-                raise SecretFileError(p, f"is larger than {MAX_FILE_BYTES} bytes", gen_hint(path))
+                raise SecretFileError(p, f"is larger than {MAX_FILE_BYTES} bytes", gen_hint(p))
     except OSError as e:
-        raise SecretFileError(p, f"cannot be read ({e.strerror})", gen_hint(path)) from None
+        raise SecretFileError(p, f"cannot be read ({e.strerror})", gen_hint(p)) from None
     finally:
         os.close(fd)
     try:

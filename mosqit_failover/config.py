@@ -614,9 +614,14 @@ def _absolute_path(value: Any) -> str:
     return text
 
 
+def _normalized(path: str) -> str:
+    """An absolute path as the kernel resolves its dots and slashes ("//" is "/")."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
 def _own_directory(value: Any) -> str:
     text = _absolute_path(value)
-    norm = "/" + posixpath.normpath(text).lstrip("/")
+    norm = _normalized(text)
     if norm in _SYSTEM_DIRS or _LIB_DIR.fullmatch(norm):
         raise ValueError('must be a directory of its own, like "/var/lib/mosqit-failover"')
     if (norm + "/").startswith(_SYSTEM_TREES):
@@ -1394,7 +1399,7 @@ def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
         return 'must be an absolute directory path, like "/srv/data"'
     if _PATH_CONTROL.search(value):
         return _PATH_CONTROL_PROBLEM
-    norm = "/" + posixpath.normpath(value).lstrip("/")
+    norm = _normalized(value)
     plain = value in (norm, norm + "/")
     if norm in _SYSTEM_DIRS or norm.startswith(_SYSTEM_TREES) or _LIB_DIR.fullmatch(norm):
         return (

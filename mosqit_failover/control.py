@@ -48,10 +48,11 @@ def socket_path_problem(path: str) -> str | None:
     directory = posixpath.dirname(posixpath.normpath(path))
     if directory in SHARED_DIRS:
         return f"{directory} is shared by every user; {SOCKET_FIX}"
-    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+    length = len(os.fsencode(path))
+    if length > SOCKET_PATH_MAX:
         # the kernel's sockaddr_un holds 108 bytes with the NUL: the agent could not listen
         return (
-            f"is {len(os.fsencode(path))} bytes long, and a unix socket's path can be at most "
+            f"is {length} bytes long, and a unix socket's path can be at most "
             f'{SOCKET_PATH_MAX}; use a shorter one, like "/run/mosqit-failover/control.sock"'
         )
     return None

@@ -39,6 +39,14 @@ def _command(session: Session, command: str) -> Callable[[], None]:
     return undo
 
 
+NOT_UNDONE = ": NOT undone: "  # in a rollback's line for a change it could not undo
+
+
+def left_changed(lines: list[str]) -> list[str]:
+    """The nodes a rollback's ``lines`` say are left changed, sorted."""
+    return sorted({line.split(":", 1)[0] for line in lines if NOT_UNDONE in line})
+
+
 class Changes:
     hook: ClassVar[Callable[[Change], None] | None] = None
 
@@ -75,12 +83,13 @@ class Changes:
         try:
             session.write_atomic(path, text, mode)
         except KeyboardInterrupt:  # Ctrl-C mid-write: the rename may have happened
-            self.done.append(Change(session.label, f"perhaps wrote {path} (interrupted)", undo))
+            self._perhaps(session, f"wrote {path}", "interrupted", undo)
             raise
         except SshError:
             if not session.alive:  # cut off: the rename may have happened or not
-                what = f"perhaps wrote {path} (the connection dropped during the write)"
-                self.done.append(Change(session.label, what, undo))
+                self._perhaps(
+                    session, f"wrote {path}", "the connection dropped during the write", undo
+                )
             raise
         self.record(Change(session.label, f"wrote {path}", undo))
 
@@ -94,9 +103,15 @@ class Changes:
         except KeyboardInterrupt:
             # Ctrl-C while it ran: it may have taken effect (an agent started), and a
             # rollback that skipped it left that agent running (a helper's finding)
-            self.done.append(Change(session.label, f"perhaps {what} (interrupted)", undo_fn))
+            self._perhaps(session, what, "interrupted", undo_fn)
             raise
         self.record(Change(session.label, what, undo_fn))
+
+    def _perhaps(
+        self, session: Session, what: str, why: str, undo: Callable[[], None] | None
+    ) -> None:
+        """Record a change cut off midway, which may have taken effect: undone too."""
+        self.done.append(Change(session.label, f"perhaps {what} ({why})", undo))
 
     def on_undo(self, session: Session, what: str, undo: str) -> None:
         """Record a step that only a rollback runs (``undo``), at this point of the order:
@@ -121,7 +136,7 @@ class Changes:
                 change.undo()
                 lines.append(f"{change.node}: undone: {change.what}")
             except SshError as error:
-                lines.append(f"{change.node}: NOT undone: {change.what} ({error})")
+                lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({error})")
         self.done.clear()
         return lines
 

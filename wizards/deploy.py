@@ -60,7 +60,7 @@ from typing import Any
 from mosqit_failover import config as configuration
 from mosqit_failover.authkeys import generate_secret_text
 from mosqit_failover.wizards import checks, configedit, package
-from mosqit_failover.wizards.changes import Changes
+from mosqit_failover.wizards.changes import Changes, left_changed
 from mosqit_failover.wizards.prompts import AnswerError, Asker, non_empty
 from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, Session, SshError, connect
 
@@ -1030,13 +1030,12 @@ class Aborted(Exception):
         cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
         if not self.undone:
             return unchanged(cause)
-        left = [line for line in self.undone if ": NOT undone: " in line]
+        nodes = left_changed(self.undone)
         lines = [cause, "What was changed, and what the rollback did:"]
         lines += [f"  {line}" for line in self.undone]
-        if left:
+        if nodes:
             # the heading said "rolled back" above lines saying NOT undone (a helper's
             # finding): say what is left and what to do about it
-            nodes = sorted({line.split(":", 1)[0] for line in left})
             lines.append(
                 f"Left changed on {_and(nodes)}: what is marked NOT undone. Re-run the "
                 f"wizard once {'it is' if len(nodes) == 1 else 'they are'} reachable (it "

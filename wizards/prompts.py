@@ -52,7 +52,7 @@ def load_answers(path: Path) -> dict[str, Any]:
     return data
 
 
-ACTIONS = ("add", "remove", "move")
+UNATTENDED_ACTIONS = ("add", "remove", "move")
 
 
 def check_actions(actions: Any, source: object) -> None:
@@ -64,10 +64,10 @@ def check_actions(actions: Any, source: object) -> None:
             'action = "add", kind = "systemd", unit = "postgresql.service"'
         )
     for number, action in enumerate(actions, 1):
-        if action.get("action") not in ACTIONS:
+        if action.get("action") not in UNATTENDED_ACTIONS:
             raise AnswerError(
                 f"{source}: action {number} is {action.get('action')!r}: use one of "
-                f"{', '.join(ACTIONS)}"
+                f"{', '.join(UNATTENDED_ACTIONS)}"
             )
 
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from mosqit_failover import config as configuration
 from mosqit_failover.wizards import configedit
-from mosqit_failover.wizards.changes import Changes
+from mosqit_failover.wizards.changes import Changes, left_changed
 from mosqit_failover.wizards.deploy import CONFIG_PATH, WizardError, check_name, node_status
-from mosqit_failover.wizards.prompts import Asker, non_empty
+from mosqit_failover.wizards.prompts import UNATTENDED_ACTIONS, Asker, non_empty
 from mosqit_failover.wizards.ssh import Session, SshError
 
 ACTIONS = ["list", "add", "remove", "move", "done"]
@@ -230,7 +230,7 @@ def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
             report = [f"writing the new config to {session.label} failed: {error}"]
             if lines:
                 report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
-            if any(": NOT undone: " in line for line in lines):
+            if left_changed(lines):
                 report.append(
                     "Left changed: what is marked NOT undone (put the old config back by hand, "
                     "or re-run once the node is reachable: the wizard refuses to go on while "
@@ -353,7 +353,7 @@ def run(asker: Asker, sessions: dict[str, Session], actions: list[dict[str, Any]
             step = Asker({**action}, interactive=False, out=asker.out)
             name = str(action.get("action", ""))
             if name not in STEPS:
-                raise WizardError(f"action {name!r}: use one of add, remove, move")
+                raise WizardError(f"action {name!r}: use one of {', '.join(UNATTENDED_ACTIONS)}")
             pair = STEPS[name](step, pair)
             asker.say(listing(pair))
         return

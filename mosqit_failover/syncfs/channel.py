@@ -113,6 +113,7 @@ class Channel:
         self._process: asyncio.subprocess.Process | None = None
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._stderr_reader: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stderr = b""
         self.on_lost: Callable[[Channel], None] = lambda channel: None
@@ -143,7 +144,8 @@ class Channel:
         # (drain): a few whole records, not 64 KiB (the loss of a standby that stops
         # reading is still seen at the next sync point's ack_timeout, or by drain)
         process.stdin.transport.set_write_buffer_limits(high=AHEAD)
-        self._tasks.append(asyncio.create_task(self._read_stderr()))  # first: see _end
+        self._stderr_reader = asyncio.create_task(self._read_stderr())
+        self._tasks.append(self._stderr_reader)
         process.stdin.write(HEADER + encode(Hello(epoch)))
         try:
             line = await within(process.stdout.readline(), timeout)
@@ -175,9 +177,9 @@ class Channel:
         """Once the process ended: what it said on stderr is the reason (ssh's "failed to
         execute"), and its reader may not have read it yet (a full run once lost it).
         A child that keeps stderr open is not waited for long."""
-        if self._tasks:
+        if self._stderr_reader is not None:
             with contextlib.suppress(TimeoutError):
-                await within(asyncio.shield(self._tasks[0]), STDERR_DRAIN)
+                await within(asyncio.shield(self._stderr_reader), STDERR_DRAIN)
 
     async def _read_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None

@@ -131,20 +131,20 @@ def host_key_decider(asker: Asker) -> Callable[[str, str, str | None], bool]:
                 return True
             if isinstance(asker.answers.get("accept_new_host_keys"), bool):
                 return bool(asker.answers["accept_new_host_keys"])
-            if not asker.interactive:
+            key = f"accept_key_{host}"
+            if not asker.interactive and not asker.given(key):
                 return False
-            return asker.confirm(
-                f"accept_key_{host}", f"Is this {host}'s key (check it on the node)?"
-            )
+            return asker.confirm(key, f"Is this {host}'s key (check it on the node)?")
         asker.say(
             f"WARNING: the host key of {host} CHANGED.\n  stored: {old}\n  now:    {now}\n"
             "  Accept only if the node was reinstalled; else someone may be in the middle."
         )
         if host in asker.answers.get("accept_changed_host_keys", []):
             return True
-        if not asker.interactive:
+        key = f"accept_changed_{host}"
+        if not asker.interactive and not asker.given(key):
             return False
-        return asker.confirm(f"accept_changed_{host}", f"Replace the stored key of {host}?")
+        return asker.confirm(key, f"Replace the stored key of {host}?")
 
     return decide
 
@@ -535,12 +535,21 @@ def ask_vip_interface(
     def check_on(nodes: list[str], fix: str) -> Callable[[str], str]:
         def check(text: str) -> str:
             for node in nodes:
-                if text not in ports[node]:
-                    have = ", ".join(sorted(facts[node].interfaces))
+                if text in ports[node]:
+                    continue
+                network_ports = ", ".join(sorted(ports[node]))
+                # lo (the facts leave it out), a docker bridge: "missing" misled
+                if text == "lo" or text in facts[node].interfaces:
                     raise ValueError(
-                        f"interface {text!r} is missing on {node} (it has {have}; the network "
-                        f"ports are {', '.join(sorted(ports[node]))}): {fix}"
+                        f"interface {text!r} on {node} is not one of its ports on the "
+                        f"cluster's networks ({network_ports}): the VIP must sit on the "
+                        f"network the clients reach; {fix}"
                     )
+                have = ", ".join(sorted(facts[node].interfaces))
+                raise ValueError(
+                    f"interface {text!r} is missing on {node} (it has {have}; the network "
+                    f"ports are {network_ports}): {fix}"
+                )
             return text
 
         return check

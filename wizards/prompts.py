@@ -1,7 +1,8 @@
 """Questions: asked at the terminal, or answered up front (answers file, flags).
 
 An answers file is TOML with the same keys as the questions (see
-``examples/wizard-answers.toml``). Given answers are validated exactly like
+``examples/wizard-answers.toml``). Unknown keys and values of the wrong TOML
+type are refused when the file is read; given answers are validated exactly like
 typed ones; in unattended mode a missing answer is an `AnswerError` naming the
 key and how to give it. Ctrl-C or end of input at a prompt raises
 `KeyboardInterrupt`, which the wizards turn into "interrupted, this was (not)
@@ -10,10 +11,13 @@ changed".
 
 from __future__ import annotations
 
+import difflib
 import getpass
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -49,10 +53,115 @@ def load_answers(path: Path) -> dict[str, Any]:
     if "password" in data and path.stat().st_mode & 0o077:
         raise AnswerError(f"{path} holds a password but others may read it: chmod 600 {path}")
     check_actions(data.get("actions", []), path)
+    check_answer_keys(data, path)
     return data
 
 
 UNATTENDED_ACTIONS = ("add", "remove", "move")
+
+EXAMPLE = "wizard-answers.toml in the package's examples (/usr/share/doc/mosqit-failover/examples)"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a key may hold in TOML, and how to say it."""
+
+    kinds: tuple[type, ...]
+    words: str
+    texts: bool = False  # a list of text
+
+    def fits(self, value: object) -> bool:
+        if isinstance(value, bool):  # TOML true is no number, and no text
+            return bool in self.kinds
+        if isinstance(value, list) and self.texts:
+            return all(isinstance(item, str) for item in value)
+        return isinstance(value, tuple(k for k in self.kinds if k is not bool))
+
+
+TEXT = Shape((str,), 'text in quotes, like "alpha"')
+TEXTS = Shape((list,), 'a list of text, like ["alpha", "beta"]', texts=True)
+TEXT_OR_TEXTS = Shape((str, list), 'text or a list of text, like ["alpha", "beta"]', texts=True)
+FLAG = Shape((bool,), "true or false")
+YES_NO = Shape((bool, str), "true or false")
+NUMBER = Shape((int, str), "a number, like 22")
+TABLES = Shape((list,), "tables, one per action: [[actions]]")
+
+# What each key may hold. A misspelt key used to be ignored (its question fell back
+# to the default without a word), and a string where a list belongs was searched as
+# text: accept_changed_host_keys = "10.0.1.11" accepted a changed key of 10.0.1.1
+# (helpers' findings).
+ANSWER_KEYS: dict[str, Shape] = {
+    "nodes": TEXT_OR_TEXTS,
+    "order": TEXT_OR_TEXTS,
+    "user": TEXT,
+    "port": NUMBER,
+    "auth": TEXT,
+    "password": TEXT,
+    "key": TEXT,
+    "host_fingerprints": TEXTS,
+    "accept_new_host_keys": FLAG,
+    "accept_changed_host_keys": TEXTS,
+    "package": TEXT,
+    "install_package": YES_NO,
+    "cluster": TEXT,
+    "vip": TEXT,
+    "vip_interface": TEXT,
+    "actions": TABLES,
+}
+# keys named after a node, a network or a host: the part after the prefix is free
+ANSWER_PATTERNS: dict[str, Shape] = {
+    r"node[0-9]+": TEXT,
+    r"vip_interface_.+": TEXT,
+    r"switch_.+": TEXT,
+    r"accept_key_.+": YES_NO,
+    r"accept_changed_.+": YES_NO,
+}
+ACTION_KEYS: dict[str, dict[str, Shape]] = {
+    "add": {
+        "action": TEXT,
+        "kind": TEXT,
+        "name": TEXT,
+        "unit": TEXT,
+        "script": TEXT,
+        "start": TEXT,
+        "stop": TEXT,
+        "status": TEXT,
+        "path": TEXT,
+        "excludes": TEXT_OR_TEXTS,
+    },
+    "remove": {"action": TEXT, "remove": TEXT, "stop_removed": YES_NO},
+    "move": {"action": TEXT, "move": TEXT, "position": NUMBER},
+}
+
+
+def _shape(key: str) -> Shape | None:
+    if key in ANSWER_KEYS:
+        return ANSWER_KEYS[key]
+    return next((k for p, k in ANSWER_PATTERNS.items() if re.fullmatch(p, key)), None)
+
+
+def _check_value(source: object, where: str, key: str, value: object, shape: Shape) -> None:
+    if not shape.fits(value):
+        raise AnswerError(f"{source}: {where}{key} = {value!r}: give {shape.words}")
+
+
+def _unknown(source: object, where: str, key: str, known: list[str]) -> AnswerError:
+    close = difflib.get_close_matches(key, known, n=1)
+    meant = f" (did you mean {close[0]}?)" if close else ""
+    return AnswerError(
+        f"{source}: {where}unknown answer {key!r}{meant}: rename or remove it; the keys "
+        f"are listed in {EXAMPLE}"
+    )
+
+
+def check_answer_keys(data: Mapping[str, Any], source: object) -> None:
+    """Refuse a key no question reads, or a value of the wrong TOML type."""
+    known = [*ANSWER_KEYS, "node1", "node2", "vip_interface_NODE", "switch_a", "switch_b"]
+    for key, value in data.items():
+        shape = _shape(key)
+        if shape is None:
+            raise _unknown(source, "", key, known)
+        _check_value(source, "", key, value, shape)
 
 
 def check_actions(actions: Any, source: object) -> None:
@@ -64,11 +173,17 @@ def check_actions(actions: Any, source: object) -> None:
             'action = "add", kind = "systemd", unit = "postgresql.service"'
         )
     for number, action in enumerate(actions, 1):
-        if action.get("action") not in UNATTENDED_ACTIONS:
+        name = action.get("action")
+        if name not in UNATTENDED_ACTIONS:
             raise AnswerError(
-                f"{source}: action {number} is {action.get('action')!r}: use one of "
-                f"{', '.join(UNATTENDED_ACTIONS)}"
+                f"{source}: action {number} is {name!r}: use one of {', '.join(UNATTENDED_ACTIONS)}"
             )
+        allowed = ACTION_KEYS[name]
+        for key, value in action.items():
+            where = f"action {number} ({name}): "
+            if key not in allowed:
+                raise _unknown(source, where, key, list(allowed))
+            _check_value(source, where, key, value, allowed[key])
 
 
 def flag_name(key: str) -> str:
@@ -117,8 +232,12 @@ class Asker:
         """The checked answer to one question (check raises ValueError with the fix)."""
         if self.given(key):
             value = self.answers[key]
+            if isinstance(value, list):  # order, excludes: the list as typed at the prompt
+                text = ", ".join(str(item) for item in value)
+            else:
+                text = value if isinstance(value, str) else str(value)
             try:
-                return check(value if isinstance(value, str) else str(value))
+                return check(text)
             except ValueError as error:
                 raise AnswerError(f"answer {key} = {value!r}: {error}") from None
         if not self.interactive:

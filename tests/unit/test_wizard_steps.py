@@ -109,6 +109,12 @@ def test_same_names_one_question_different_names_one_per_node() -> None:
         _vip_interfaces({"vip_interface": "eth0"})
 
 
+def test_an_interface_that_exists_but_is_no_network_port_is_named_as_such() -> None:
+    # "'lo' is missing on alpha (it has eth0, eth1, lo ...)" contradicted itself
+    with pytest.raises(AnswerError, match=r"'lo' on alpha is not one of its ports.*eth0"):
+        _vip_interfaces({"vip_interface": "lo"}, "eth0")
+
+
 def test_the_config_names_a_node_own_vip_interface_only_where_it_differs() -> None:
     networks = checks.discover(_pair_facts("lan0"))
     text = _shop_config(networks, vip_interfaces={"alpha": "eth0", "beta": "lan0"})

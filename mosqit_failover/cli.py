@@ -48,7 +48,7 @@ def _check_config(args: argparse.Namespace) -> int:
     try:
         cfg = configuration.load(Path(args.path))
         if args.node:
-            configuration.pick_node(cfg, args.node, socket.gethostname())
+            configuration.pick_node(cfg, args.node, socket.gethostname(), args.path)
     except configuration.ConfigError as error:
         print(error.report(), file=sys.stderr)
         return 2
@@ -196,7 +196,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> tuple[configuration.Config, str]:
     try:
         cfg = configuration.load(Path(args.config))
-        node = configuration.pick_node(cfg, getattr(args, "node", None), socket.gethostname())
+        wanted = getattr(args, "node", None)
+        node = configuration.pick_node(cfg, wanted, socket.gethostname(), args.config)
     except configuration.ConfigError as error:
         raise UsageError(error.report()) from None
     return cfg, node

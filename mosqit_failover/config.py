@@ -1565,6 +1565,20 @@ def _host_port(value: Any) -> str:
     return text
 
 
+_ANY_ADDRESS = ("0.0.0.0", "[::]")
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def _one_listener(first: str, second: str) -> bool:
+    """Whether two checked HOST:PORTs cannot both be bound: the same port, and the same
+    host or a wildcard (0.0.0.0 takes 127.0.0.1's port too)."""
+    (host_a, _, port_a), (host_b, _, port_b) = first.rpartition(":"), second.rpartition(":")
+    if int(port_a) != int(port_b):
+        return False
+    hosts = {host_a.lower(), host_b.lower()}
+    return len(hosts) == 1 or bool(hosts & set(_ANY_ADDRESS)) or hosts <= set(_LOOPBACK_NAMES)
+
+
 def _mail_address(value: Any) -> str:
     address = _string(value)
     if not _MAIL.fullmatch(address):
@@ -1961,11 +1975,12 @@ def parse(text: str, source: str = "<config>", *, config_dir: Path | None = None
     alerts = _read_alerts(c, raw)
     metrics = _read_metrics(c, raw)
     console = _read_console(c, raw)
-    if metrics.listen and metrics.listen == console.listen:
+    if metrics.listen and console.listen and _one_listener(metrics.listen, console.listen):
         # one of the two would fail to bind at every start (a helper's finding)
         c.problems.append(
-            f"metrics.listen = {metrics.listen!r}: console.listen is the same address and "
-            'port; give each its own, like metrics.listen = "127.0.0.1:9405"'
+            f"metrics.listen = {metrics.listen!r}: console.listen = {console.listen!r} is the "
+            "same port on an address it covers; give each its own port, like "
+            'metrics.listen = "127.0.0.1:9405"'
         )
     fencing = _read_fencing(c, raw, sync, nodes)
     if c.problems or vip is None:
@@ -2104,7 +2119,7 @@ def _who_else_writes(st: os.stat_result, owners: set[int], sticky: bool = False)
     return " and ".join(wrong)
 
 
-def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
+def pick_node(config: Config, wanted: str | None, hostname: str, source: str = "node") -> str:
     """The node this agent runs as: --node, else this host's name as `uname -n` gives
     it (heartbeat's rule, so an FQDN node name works), else its short form.
 
@@ -2117,8 +2132,11 @@ def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
         if wanted in names:
             return wanted
         raise ConfigError(
-            "node",
-            [f"--node {wanted!r} is not a node of this config ({', '.join(names)})"],
+            source,
+            [
+                f"--node {wanted!r} is not a node of this config ({', '.join(names)}): pass "
+                "one of them"
+            ],
         )
     spelled = {n.lower(): n for n in names}
     short = hostname.split(".")[0]
@@ -2128,7 +2146,7 @@ def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
     longer = [n for n in names if n.split(".")[0].lower() == short.lower()]
     if longer:  # an FQDN typed for the node, a short host name (or another domain)
         raise ConfigError(
-            "node",
+            source,
             [
                 f"this host's name is {hostname!r}, and the config names {longer[0]!r}: "
                 f"not the same name, so not taken for this host. Name the node as "
@@ -2136,7 +2154,7 @@ def pick_node(config: Config, wanted: str | None, hostname: str) -> str:
             ],
         )
     raise ConfigError(
-        "node",
+        source,
         [
             f"this host's name {hostname!r} (nor its short form) is not a node of this config "
             f"({', '.join(names)}); name the node after `uname -n` or pass --node NAME"

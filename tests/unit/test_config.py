@@ -252,6 +252,16 @@ def test_check_config_reads_the_secret_file_as_the_agent_does(
     assert f"note: secret file {secret}: {said}" in elsewhere.stdout
 
 
+def test_check_config_names_the_file_when_node_is_not_one_of_it() -> None:
+    # the problem was labelled "node:", as if a file of that name were wrong
+    result = run_cli("check-config", str(EXAMPLE), "--node", "gamma")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"{EXAMPLE}: 1 problem(s):\n  - --node 'gamma' is not a node of this config "
+        "(alpha, beta): pass one of them\n"
+    )
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the secret file must be root's")
 def test_check_config_names_the_keys_of_a_good_secret_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"

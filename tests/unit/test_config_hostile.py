@@ -755,11 +755,36 @@ def test_metrics_and_console_cannot_share_a_port() -> None:
     """A helper's attack: metrics.listen on the console's default port was taken."""
     found = problems(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:8405"\n')
     assert found == [
-        "metrics.listen = '127.0.0.1:8405': console.listen is the same address and port; "
-        'give each its own, like metrics.listen = "127.0.0.1:9405"'
+        "metrics.listen = '127.0.0.1:8405': console.listen = '127.0.0.1:8405' is the same "
+        "port on an address it covers; give each its own port, like metrics.listen = "
+        '"127.0.0.1:9405"'
     ]
     parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:9405"\n')
     parse(SIM_CONFIG + '\n[metrics]\nlisten = "127.0.0.1:8405"\n[console]\nlisten = ""\n')
+
+
+@pytest.mark.parametrize(
+    ("metrics", "clash"),
+    [
+        ("0.0.0.0:8405", True),  # the wildcard takes the console's loopback port too
+        ("[::]:8405", True),
+        ("localhost:8405", True),
+        ("127.0.0.1:08405", True),
+        ("10.0.1.11:8405", False),
+        ("[::1]:8405", False),
+        ("0.0.0.0:9405", False),
+    ],
+)
+def test_a_wildcard_metrics_address_on_the_console_port_is_refused(
+    metrics: str, clash: bool
+) -> None:
+    """The console listens on 127.0.0.1:8405 by default (a careless operator's attack:
+    metrics on 0.0.0.0:8405 was taken, and one of the two failed to bind at each start)."""
+    text = SIM_CONFIG + f'\n[metrics]\nlisten = "{metrics}"\n'
+    if not clash:
+        parse(text)
+        return
+    assert any("is the same port on an address it covers" in p for p in problems(text))
 
 
 @pytest.mark.parametrize(

@@ -2228,13 +2228,9 @@ class Core:
         """The epoch of a new promotion: above every epoch this node knows of, the peers'
         data epochs too (a standby refuses pushes older than the data it holds: a node
         forced active beside a standby synced in a later epoch than it knew of would
-        push to it in vain)."""
-        known = [
-            epoch
-            for t in self.peers.values()
-            if t.view is not None
-            for epoch in (t.view.epoch, t.view.data_epoch)
-        ]
+        push to it in vain), and above every one a peer named since this agent started,
+        not only in its last view."""
+        known = [t.highest_epoch for t in self.peers.values()]
         return max(self.epoch, self.data_epoch, *known) + 1
 
     def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:

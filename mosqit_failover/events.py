@@ -38,6 +38,14 @@ class Command(enum.Enum):
 COMMIT_MAX = 2**64 - 1
 """The largest `PeerView.commit` (a u64 on the wire)."""
 
+EPOCH_MAX = 10**15
+"""The largest epoch a peer's view may name: a promotion a second would take 31 million
+years to reach it. A key holder's view at the wire's own limit, 2**63-1, made the next
+promotion take an epoch the wire cannot send, so the new active fell silent (and the
+sync's epochs have at most 18 digits); a view above this bound is MALFORMED, which
+counts as a peer failing authentication (a helper's attack). The holder of the key can
+still deny service (a view that outranks the active), never make a node mute."""
+
 
 @dataclass(frozen=True)
 class PeerView:

@@ -169,6 +169,10 @@ class PeerTracker:
     networks: tuple[str, ...]
     outage_run: int = OUTAGE_RUN  # Timing.kernel_silent_misses
     view: PeerView | None = None
+    # the highest epoch or data epoch any of its views named: the next promotion goes
+    # above it even when a later view names less (a peer whose state was reset, or one
+    # another cluster's datagrams stood in for: a helper's attack)
+    highest_epoch: int = 0
     heard_at: float = NEVER  # last valid UDP message, any network
     echo_at: float = NEVER  # last echo reply, any network
     unauth_at: float = NEVER  # last datagram from the peer's address that was dropped
@@ -206,6 +210,7 @@ class PeerTracker:
         if self.misses[network] and self._spoke_at_miss[network] is None:
             self._spoke_at_miss[network] = (self.misses[network], now)
         self.view = view
+        self.highest_epoch = max(self.highest_epoch, view.epoch, view.data_epoch)
         self.heard_at = max(self.heard_at, arrived)
         self.gap_on[network] = arrived - self.heard_on[network]
         self.heard_on[network] = arrived

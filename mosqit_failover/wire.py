@@ -20,13 +20,13 @@ Packet layout, versions 3 to 5 (network byte order; offsets in bytes)::
       .     1  node length      N (1..255)
       .     N  node name        UTF-8, printable: the sender, = PeerView.node
       .     1  role             1 WAITING, 2 STANDBY, 3 PROMOTING, 4 ACTIVE, 5 DEMOTING
-      .     8  epoch            i64, must be >= 0
+      .     8  epoch            i64, 0..EPOCH_MAX (10**15)
       .     1  flags            bit 0 candidate, 1 maintenance, 2 manual, 3 yielding; others 0
       .     1  uplink count     U (0..255), then U times:
       .     1    name length    L (1..255)
       .     L    network name   UTF-8, printable, unique in the message
       .     1    healthy        0 or 1
-      .     8  data epoch       i64, must be >= 0                          (version 3 on)
+      .     8  data epoch       i64, 0..EPOCH_MAX                          (version 3 on)
       .     1  heard count      H (0..MAX_LISTED_NODES = 7), then H times: (version 3 on)
       .     1    name length    L (1..MAX_NODE_NAME_BYTES = 63)
       .     L    node name      UTF-8, printable, unique in the list, not the sender
@@ -98,7 +98,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from mosqit_failover.authkeys import Keyring
-from mosqit_failover.events import COMMIT_MAX, PeerView, Role
+from mosqit_failover.events import COMMIT_MAX, EPOCH_MAX, PeerView, Role
 
 MAGIC = b"MQ"
 VERSION_HUNG = 5  # what the encoder sends for a view that names a hung peer
@@ -773,8 +773,8 @@ class Receiver:
         role = _CODE_ROLES.get(role_code)
         if role is None:
             raise _Malformed(f"unknown role code {role_code}")
-        if epoch < 0:
-            raise _Malformed(f"negative epoch {epoch}")
+        if not 0 <= epoch <= EPOCH_MAX:
+            raise _Malformed(f"epoch {epoch} outside 0..{EPOCH_MAX}")
         if flags & ~_FLAGS_KNOWN:
             raise _Malformed(f"unknown flags 0x{flags:02x}")
         uplinks: list[tuple[str, bool]] = []
@@ -793,8 +793,8 @@ class Receiver:
         in_sync: tuple[str, ...] = ()
         if version >= 3:
             (data_epoch,) = _I64.unpack(reader.take(_I64.size))
-            if data_epoch < 0:
-                raise _Malformed(f"negative data epoch {data_epoch}")
+            if not 0 <= data_epoch <= EPOCH_MAX:
+                raise _Malformed(f"data epoch {data_epoch} outside 0..{EPOCH_MAX}")
             heard = reader.node_list("heard", sender)
             in_sync = reader.node_list("in_sync", sender)
             successor = reader.node_name("successor", sender, optional=True)

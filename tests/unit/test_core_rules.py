@@ -343,6 +343,24 @@ def test_a_new_epoch_is_above_the_data_epoch_a_peer_reported_too() -> None:
     assert h.transcript(start)[0].endswith("[epoch 8]")
 
 
+def test_a_new_epoch_is_above_every_epoch_a_peer_named_not_only_its_last() -> None:
+    """A later view that names less (a peer whose state was reset, or another cluster's
+    datagrams standing in for it: a helper's attack) moved the next epoch back, to
+    one an active had already used."""
+    h = standby()
+    assert h.peer is not None
+    h.peer = replace(h.peer, epoch=7)
+    h.run_until(h.now + 0.2)
+    h.peer = h.peer_view(Role.STANDBY, 0)  # then it names epoch 0
+    h.run_until(h.now + 0.2)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 1.0)
+    assert h.role() is Role.ACTIVE
+    assert h.transcript(start)[0].endswith("[epoch 8]"), h.transcript(start)
+
+
 def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
     h = standby(fail_step="StartResource(app)")
     h.peer = None

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mosqit_failover.authkeys import Key, Keyring
-from mosqit_failover.events import PeerView, Role
+from mosqit_failover.events import EPOCH_MAX, PeerView, Role
 from mosqit_failover.wire import (
     BOOT_ID_SIZE,
     MAC_SIZE,
@@ -359,7 +359,8 @@ def test_old_captured_packet_is_stale() -> None:
     [
         (OFF_ROLE, 0, "role"),
         (OFF_ROLE, 6, "role"),
-        (OFF_EPOCH, 0x80, "negative epoch"),
+        (OFF_EPOCH, 0x80, "outside 0..1000000000000000"),
+        (OFF_EPOCH + 1, 0x04, "outside 0..1000000000000000"),  # > EPOCH_MAX
         (OFF_FLAGS, 0x10, "flags"),
         (OFF_FLAGS, 0x80, "flags"),
         (OFF_COUNT + 3, 2, "health byte"),  # first uplink's healthy byte
@@ -626,7 +627,7 @@ views = st.builds(
     PeerView,
     node=st.just("alpha"),
     role=st.sampled_from(Role),
-    epoch=st.integers(min_value=0, max_value=2**63 - 1),
+    epoch=st.integers(min_value=0, max_value=EPOCH_MAX),
     uplinks=st.lists(st.tuples(names, st.booleans()), max_size=8, unique_by=lambda u: u[0]).map(
         tuple
     ),

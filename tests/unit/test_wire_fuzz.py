@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mosqit_failover.authkeys import Key, Keyring
-from mosqit_failover.events import PeerView, Role
+from mosqit_failover.events import EPOCH_MAX, PeerView, Role
 from mosqit_failover.wire import (
     BOOT_ID_SIZE,
     MAC_SIZE,
@@ -61,13 +61,13 @@ def random_view(rng: random.Random, node: str = "alpha") -> PeerView:
     return PeerView(
         node=node,
         role=rng.choice(list(Role)),
-        epoch=rng.choice([0, 1, 7, rng.randrange(2**63)]),
+        epoch=rng.choice([0, 1, 7, rng.randrange(EPOCH_MAX + 1)]),
         uplinks=tuple((name, rng.random() < 0.5) for name in sorted(names)),
         candidate=rng.random() < 0.5,
         yielding=rng.random() < 0.5,
         maintenance=rng.random() < 0.5,
         manual=rng.random() < 0.5,
-        data_epoch=rng.choice([0, 0, 3, rng.randrange(2**63)]),
+        data_epoch=rng.choice([0, 0, 3, rng.randrange(EPOCH_MAX + 1)]),
         heard=some(),
         in_sync=some(),
         successor=rng.choice(["", "", *others]),

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from mosqit_failover.authkeys import Key, Keyring
-from mosqit_failover.events import PeerView, Role
+from mosqit_failover.events import EPOCH_MAX, PeerView, Role
 from mosqit_failover.wire import (
     BOOT_ID_SIZE,
     MAC_SIZE,
@@ -146,13 +146,13 @@ def test_the_largest_valid_config_fits_exactly() -> None:
     view = PeerView(
         node=me,
         role=Role.ACTIVE,
-        epoch=2**63 - 1,
+        epoch=EPOCH_MAX,
         uplinks=((net_a, True), (net_b, False)),
         candidate=True,
         yielding=True,
         maintenance=False,
         manual=False,
-        data_epoch=2**63 - 1,
+        data_epoch=EPOCH_MAX,
         heard=others[:-1],
         in_sync=others,
         successor=others[0],
@@ -327,7 +327,8 @@ def test_a_version_4_datagram_with_a_hung_list_has_trailing_bytes() -> None:
         (tail(in_sync=names(b"beta")), "in_sync name is the sender itself"),
         (tail(heard=names(b"beta")), "heard name is the sender itself"),
         (tail(successor=b"beta"), "successor is the sender itself"),
-        (tail(data_epoch=-1), "negative data epoch -1"),
+        (tail(data_epoch=-1), "data epoch -1 outside 0..1000000000000000"),
+        (tail(data_epoch=EPOCH_MAX + 1), "data epoch 1000000000000001 outside 0..1000000000000000"),
     ],
 )
 def test_bounds_and_bad_names_are_malformed(bad_tail: bytes, detail: str) -> None:

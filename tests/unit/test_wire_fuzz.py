@@ -476,7 +476,9 @@ def test_fuzz_through_a_real_peerlink() -> None:
             twin = Receiver("billing", "alpha", "beta", ring, boot_id=link.boot_id)
             pool = _beta_pool(rng, link.boot_id)
             valid = set(pool)
+            # one report per network and reason of a read (every 50: one read each)
             expected: list[tuple[str, str]] = []
+            read: list[tuple[str, str]] = []
             cases = 0
             while cases < 900:
                 data = random_datagram(rng) if rng.random() < 0.3 else _mutate_beta(rng, pool)
@@ -489,13 +491,16 @@ def test_fuzz_through_a_real_peerlink() -> None:
                 if source != "stranger":
                     result = twin.decode(data[: MAX_DATAGRAM + 1], time.time())
                     assert isinstance(result, Rejected)
-                    expected.append((source, result.reason.value))
+                    if (source, result.reason.value) not in read:
+                        read.append((source, result.reason.value))
                 if cases % 50 == 0:  # never more than the socket buffer holds
                     await h.settle()
+                    expected += read
+                    read = []
             await h.settle()
+            expected += read
             assert h.delivered == []
             assert [(n, r) for n, r, _ in h.reported] == expected
-            assert len(h.reported) == sent_from["a"] + sent_from["b"]
             assert link.foreign == sent_from["stranger"]
             assert link.receiver.counters == twin.counters
 

@@ -11,9 +11,10 @@ A datagram from one of a peer's configured addresses that is dropped for any
 reason but LATE (another secret, a stale clock, a replay, ...) still shows
 that something on that peer sends on our port: it goes to
 `on_unauthenticated` as (peer, network, reason value, detail), once per peer,
-network and reason in each read of what is ready, never to `deliver`. An authentic datagram signed by another node than the one whose
-address it came from is UNKNOWN_SENDER (and reported for the address's node).
-A datagram from an address that is no node's is only counted (`foreign`).
+network and reason in each read of what is ready, never to `deliver`. An
+authentic datagram signed by another node than the one whose address it came
+from is UNKNOWN_SENDER (and reported for the address's node). A datagram from
+an address that is no node's is only counted (`foreign`).
 
 The datagrams that are ready are read together (until the socket is empty, or
 for a heartbeat's time at most) and go through an `Inbox`: only the newest

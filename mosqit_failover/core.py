@@ -178,8 +178,17 @@ AUTH_HINTS: Mapping[str, str] = {
     "unknown-sender": "the node names differ: use one identical config on both nodes",
     "from-self": "both agents run as the same node: check --node and the host names",
     "unknown-version": "the agents speak different protocol versions: upgrade both",
-    "unconfirmed": "the peer does not acknowledge this agent's start (one-way traffic?)",
-    "replayed": "replayed datagrams: a duplicate node, or someone replaying captures",
+    "unconfirmed": (
+        "the peer does not acknowledge this agent's start (one-way traffic, or the peer "
+        "drops ours: see its log)"
+    ),
+    # a peer whose clock was stepped back as its agent restarted looks the same for as
+    # long as the step (a helper's finding: the hint named only an attack)
+    "replayed": (
+        "replayed datagrams: the peer's clock stepped back as its agent restarted (it "
+        "passes in as many seconds; run NTP on both nodes), a duplicate node, or someone "
+        "replaying captures"
+    ),
 }
 
 

@@ -50,6 +50,7 @@ from mosqit_failover.wire import (
     Reason,
     Receiver,
     Sender,
+    binding,
     new_boot_id,
 )
 
@@ -108,12 +109,19 @@ class PeerLink:
         self._peer_addresses = {
             str(a.address): (p.name, a.network) for p in peers for a in p.attachments
         }
-        # network -> [(peer, address)] on it; None: on every network
+        own = {a.network: str(a.address) for a in config.node(node).attachments}
+        # source address -> the binding its datagrams' MACs cover (wire.binding)
+        self._bound_in = {
+            address: binding(address, own[network])
+            for address, (_, network) in self._peer_addresses.items()
+        }
+        # network -> [(peer, address, binding)] on it; None: on every network
         everywhere = [(p.name, a.network, str(a.address)) for p in peers for a in p.attachments]
-        self._destinations: dict[str | None, list[tuple[str, str]]] = {None: []}
+        self._destinations: dict[str | None, list[tuple[str, str, bytes]]] = {None: []}
         for peer, network, address in everywhere:
-            self._destinations.setdefault(network, []).append((peer, address))
-            self._destinations[None].append((peer, address))
+            destination = (peer, address, binding(own[network], address))
+            self._destinations.setdefault(network, []).append(destination)
+            self._destinations[None].append(destination)
         self._rate = RateLimitedLog(10.0)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,10 +191,13 @@ class PeerLink:
         if sock is None:
             return
         everywhere = self._destinations[None]
-        for peer, address in self._destinations.get(network, everywhere):
+        receiver = self.receiver
+        for peer, address, bound in self._destinations.get(network, everywhere):
             try:
-                ack = self.receiver.ack_for(peer)
-                data = self._sender.encode(view, time.time(), ack=ack)
+                ack = receiver.ack_for(peer)
+                if receiver.unbound(peer):  # an agent from before the binding
+                    bound = b""
+                data = self._sender.encode(view, time.time(), ack=ack, bound=bound)
                 # a full send buffer (EAGAIN) or a down network loses the datagram
                 sock.sendto(data, (address, self._port))
                 self.sent += 1
@@ -272,7 +283,7 @@ class PeerLink:
         peer, network = known
         if len(data) > MAX_DATAGRAM:
             data = data[: MAX_DATAGRAM + 1]  # the receiver rejects it as oversized
-        result = self.receiver.decode(data, now, expected_sender=peer)
+        result = self.receiver.decode(data, now, expected_sender=peer, bound=self._bound_in[source])
         if isinstance(result, PeerView):
             self._inbox.add((peer, network), (network, result, arrived))  # its wait: `_readable`
             return

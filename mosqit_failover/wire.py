@@ -38,7 +38,20 @@ Packet layout, versions 3 to 5 (network byte order; offsets in bytes)::
                                                                             (version 4 on)
       .     1  hung count       G (1..7), then G node names as for heard, none of them
                                 in heard, H + G at most 7 (PeerView.hung) (version 5 only)
-    end-32 32  HMAC-SHA256(secret of key id, every byte before it)
+    end-32 32  HMAC-SHA256(secret of key id, BINDING + every byte before it)
+
+BINDING (not sent) is what ties a datagram to the two addresses it goes between:
+a tag (b"\\0mq-bind\\0", which no datagram begins with) and the sender's and the
+receiver's configured IPv4 addresses on the network it is sent on (`binding`).
+Without it, two clusters that share the cluster name, the node names and the
+secret (cloned from one template) accepted each other's datagrams once someone
+forwarded them with forged source addresses: a helper's splice left one pair with
+two VIP holders. A datagram with an empty binding (the MAC over the bytes alone)
+is what agents before it send: the receiver accepts that too, and its Sender then
+signs so for that peer as long as the peer's newest datagram does
+(`Receiver.unbound`), so a rolling upgrade keeps talking; but not from a peer
+that has signed a binding since this agent started (BAD_MAC "without the
+addresses"): only another cluster's agents from before it still send such.
 
 The encoder sends version 5 only for a view that names a hung peer (its commit may
 then be 0), else version 4 for a view whose commit is not 0 (a standby of a
@@ -257,19 +270,34 @@ def _put_name(out: bytearray, data: bytes) -> None:
     out += data
 
 
-# secret -> HMAC-SHA256 keyed with it, never fed: `_mac` works on a copy. The one-shot
-# hmac.digest() looks the digest up in OpenSSL's providers on every call, which cost
-# ~28 µs a datagram in a lab node (a copy of a keyed context: ~1 µs).
-_KEYED: dict[bytes, hmac.HMAC] = {}
-_KEYED_MAX = 8  # a keyring holds at most two keys; reloads may bring new ones
+# (secret, binding) -> HMAC-SHA256 keyed with the secret and fed the binding, never
+# fed more: `_mac` works on a copy. The one-shot hmac.digest() looks the digest up in
+# OpenSSL's providers on every call, which cost ~28 µs a datagram in a lab node (a
+# copy of a keyed context: ~1 µs).
+_KEYED: dict[tuple[bytes, bytes], hmac.HMAC] = {}
+# two keys of a keyring (reloads may bring new ones), times a binding each way to each
+# of 7 peers on 2 networks, and none
+_KEYED_MAX = 128
+
+BIND_TAG = b"\0mq-bind\0"  # a datagram begins with MAGIC: the two inputs never meet
 
 
-def _mac(secret: bytes, body: bytes | bytearray) -> bytes:
-    keyed = _KEYED.get(secret)
+def binding(sender: str, receiver: str) -> bytes:
+    """What the MAC of a datagram from `sender`'s address to `receiver`'s (IPv4, as
+    configured on the network it goes on) covers besides its bytes."""
+    return BIND_TAG + _ipv4(sender) + _ipv4(receiver)
+
+
+def _ipv4(address: str) -> bytes:
+    return bytes(int(part) for part in address.split("."))
+
+
+def _mac(secret: bytes, body: bytes | bytearray, bound: bytes = b"") -> bytes:
+    keyed = _KEYED.get((secret, bound))
     if keyed is None:
         if len(_KEYED) >= _KEYED_MAX:
             _KEYED.clear()
-        keyed = _KEYED[secret] = hmac.new(secret, digestmod="sha256")
+        keyed = _KEYED[(secret, bound)] = hmac.new(secret, bound, digestmod="sha256")
     mac = keyed.copy()
     mac.update(body)
     return mac.digest()
@@ -315,9 +343,13 @@ class Sender:
         """The sequence number of the last datagram encoded (0 before the first)."""
         return self._seq
 
-    def encode(self, view: PeerView, now: float, *, ack: bytes | None = None) -> bytes:
+    def encode(
+        self, view: PeerView, now: float, *, ack: bytes | None = None, bound: bytes = b""
+    ) -> bytes:
         """Sign `view` into one datagram for the node whose boot id is `ack`
-        (default: the `ack` attribute); raises EncodeError if it cannot be sent."""
+        (default: the `ack` attribute), bound to the addresses it goes between
+        (`binding`; b"": as agents before the binding sign); raises EncodeError if it
+        cannot be sent."""
         ack = self._ack if ack is None else _boot_id_bytes("ack", ack)
         if not math.isfinite(now) or now < 0:
             raise EncodeError(f"timestamp {now!r} is not a valid wall-clock time")
@@ -338,7 +370,7 @@ class Sender:
             )
         signed = header + body
         self._seq = seq
-        return signed + _mac(key.secret, signed)
+        return signed + _mac(key.secret, signed, bound)
 
     def _body(self, view: PeerView) -> bytes:
         """Everything after the header: checked and packed once per distinct view (a
@@ -514,6 +546,8 @@ class _PeerState:
     max_ts_ms: int = -1
     learned: bytes = NO_ACK
     learned_ts_ms: int = -1
+    unbound: bool = False  # the learned datagram's MAC had no binding (an older agent)
+    ever_bound: bool = False  # an authentic, fresh datagram of it covered the binding
     retired: collections.deque[bytes] = field(
         default_factory=lambda: collections.deque(maxlen=RETIRED_STARTS)
     )
@@ -596,6 +630,11 @@ class Receiver:
         """The boot id of the peer's last accepted datagram (None before the first)."""
         return self._state[peer].boot_id
 
+    def unbound(self, peer: str) -> bool:
+        """Whether the peer's newest authentic, fresh datagram was signed without a
+        binding (an agent from before it): sign for it so too, or it hears nothing."""
+        return self._state[peer].unbound
+
     def ack_for(self, peer: str) -> bytes:
         """What this agent's Sender must put in the ack of a datagram to `peer`: the
         peer's boot id from its newest authentic, fresh datagram, accepted or not
@@ -620,16 +659,23 @@ class Receiver:
         return self.last_seq_of(self.peer)
 
     def decode(
-        self, data: bytes, now: float, *, expected_sender: str | None = None
+        self,
+        data: bytes,
+        now: float,
+        *,
+        expected_sender: str | None = None,
+        bound: bytes = b"",
     ) -> PeerView | Rejected:
         """The peer's view, or why the datagram was dropped. Never raises.
 
         With `expected_sender` (the peer whose address it came from), an
         authentic datagram signed as any other node is UNKNOWN_SENDER and
-        touches no state.
+        touches no state. With `bound` (`binding` of the address it came from and
+        this node's on that network), its MAC must cover that binding, or none (an
+        agent from before the binding: `unbound`).
         """
         try:
-            result = self._decode(data, now, expected_sender)
+            result = self._decode(data, now, expected_sender, bound)
         except Exception as e:  # a bug here must not stop the agent; count it
             result = Rejected(Reason.MALFORMED, f"internal error: {type(e).__name__}")
         if isinstance(result, Rejected):
@@ -638,7 +684,9 @@ class Receiver:
             self.accepted += 1
         return result
 
-    def _decode(self, raw: bytes, now: float, expected: str | None) -> PeerView | Rejected:
+    def _decode(
+        self, raw: bytes, now: float, expected: str | None, bound: bytes
+    ) -> PeerView | Rejected:
         data = bytes(raw)
         n = len(data)
         if n > MAX_DATAGRAM:
@@ -673,8 +721,17 @@ class Receiver:
         secret = self.keyring.secret_for(key_id)
         if secret is None:
             return Rejected(Reason.UNKNOWN_KEY, f"key id {key_id}")
-        if not hmac.compare_digest(_mac(secret, data[:body_end]), data[body_end:]):
-            return Rejected(Reason.BAD_MAC, f"key id {key_id}")
+        signed, mac = data[:body_end], data[body_end:]
+        unbound = False
+        if not (bound and hmac.compare_digest(_mac(secret, signed, bound), mac)):
+            if not hmac.compare_digest(_mac(secret, signed), mac):
+                return Rejected(Reason.BAD_MAC, f"key id {key_id}")
+            unbound = bool(bound)
+        peer_state = self._state.get(expected) if expected is not None else None
+        if unbound and peer_state is not None and peer_state.ever_bound:
+            # the peer's agent signs its addresses: one that does not is another
+            # cluster's (spliced in), or the peer downgraded (restart this agent)
+            return Rejected(Reason.BAD_MAC, f"key id {key_id}, without the addresses")
 
         _, _, _, boot_id, seq, ts_ms, ack = _HEADER.unpack_from(data, 0)
         if known is None:
@@ -705,6 +762,9 @@ class Receiver:
         if ts_ms > st.learned_ts_ms:
             st.learned = boot_id
             st.learned_ts_ms = ts_ms
+            st.unbound = unbound
+        if bound and not unbound:
+            st.ever_bound = True
         if ack != self.boot_id:
             return Rejected(
                 Reason.UNCONFIRMED,

@@ -28,12 +28,22 @@ from mosqit_failover.config import Config, parse
 from mosqit_failover.events import PeerView, Role
 from mosqit_failover.journal import DecisionLog
 from mosqit_failover.peerlink import PeerLink
-from mosqit_failover.wire import MAC_SIZE, MAX_DATAGRAM, NO_ACK, Reason, Receiver, Rejected, Sender
+from mosqit_failover.wire import (
+    MAC_SIZE,
+    MAX_DATAGRAM,
+    NO_ACK,
+    Reason,
+    Receiver,
+    Rejected,
+    Sender,
+    binding,
+)
 
 RING = Keyring((Key(1, bytes(range(32))),))
 OTHER_SECRET = Keyring((Key(1, bytes(range(1, 33))),))  # same key id, another secret
 LINK_HOST = "127.0.0.1"
 PEER_ADDRESSES = {"a": "127.0.2.12", "b": "127.0.3.12"}
+ALPHA = {"a": "127.0.2.11", "b": "127.0.3.11"}  # alpha's configured addresses
 STRANGER = "127.0.2.99"
 OFF_ACK = 36
 OFF_ROLE = 52 + 1 + len("billing") + 1 + len("beta")  # in beta's datagrams
@@ -84,9 +94,17 @@ class Peer:
         self.rx = Receiver(cluster, node, "alpha", ring, boot_id=self.tx.boot_id)
         self.view = dataclasses.replace(BETA_VIEW, node=node)
 
-    def send(self, now: float) -> bytes:
+    def send(self, now: float, network: str | None = None) -> bytes:
+        """Beta's next datagram, bound to the addresses of `network` (None: signed as
+        an agent from before the binding signs, which the link accepts too)."""
         self.tx.ack = self.rx.ack_for_peer
-        return self.tx.encode(self.view, now)
+        bound = b"" if network is None else binding(PEER_ADDRESSES[network], ALPHA[network])
+        return self.tx.encode(self.view, now, bound=bound)
+
+    def hear(self, data: bytes, network: str) -> PeerView | Rejected:
+        """Alpha's datagram as beta's link checks it, come on `network`."""
+        bound = binding(ALPHA[network], PEER_ADDRESSES[network])
+        return self.rx.decode(data, now(), bound=bound)
 
 
 def resign(packet: bytes, ring: Keyring = RING) -> bytes:
@@ -233,7 +251,7 @@ async def form(h: Loopback, beta: Peer) -> None:
     assert h.reported[-1][:2] == ("a", "unconfirmed")
     h.peerlink.send(ALPHA_VIEW)
     for network in ("a", "b"):
-        assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+        assert beta.hear(await h.heard_by_peer(network), network) == ALPHA_VIEW
     h.send(beta.send(now()))
     await h.settle()
     assert h.delivered[-1] == ("a", BETA_VIEW)
@@ -274,7 +292,7 @@ def test_a_restarted_link_never_delivers_a_datagram_recorded_before_it() -> None
             # (learned from the replays, all of them authentic), beta acks the new start.
             h.peerlink.send(ALPHA_VIEW)
             for network in ("a", "b"):
-                assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+                assert beta.hear(await h.heard_by_peer(network), network) == ALPHA_VIEW
             assert beta.rx.ack_for_peer == h.peerlink.boot_id
             h.send(beta.send(now()), "b")
             await h.settle()
@@ -293,12 +311,12 @@ def test_both_sides_restarted_converge_in_one_round_trip() -> None:
             beta = Peer()
             h.peerlink.send(ALPHA_VIEW)  # alpha has heard nobody: ack all zeros
             first = await h.heard_by_peer("a")
-            assert reason(beta.rx.decode(first, now())) is Reason.UNCONFIRMED
+            assert reason(beta.hear(first, "a")) is Reason.UNCONFIRMED
             h.send(beta.send(now()))  # acks alpha's start
             await h.settle()
             assert h.delivered == [("a", BETA_VIEW)] and h.reported == []
             h.peerlink.send(ALPHA_VIEW)
-            assert beta.rx.decode(await h.heard_by_peer("a"), now()) == ALPHA_VIEW
+            assert beta.hear(await h.heard_by_peer("a"), "a") == ALPHA_VIEW
 
     run(scenario)
 
@@ -606,13 +624,13 @@ def test_a_heartbeat_for_one_network_goes_to_the_peer_on_that_network_only() -> 
             await form(h, beta)
             sent = h.peerlink.sent
             h.peerlink.send(ALPHA_VIEW, "b")
-            assert beta.rx.decode(await h.heard_by_peer("b"), now()) == ALPHA_VIEW
+            assert beta.hear(await h.heard_by_peer("b"), "b") == ALPHA_VIEW
             assert h.peerlink.sent == sent + 1
             with pytest.raises(BlockingIOError):
                 h.peer_socks["a"].recvfrom(2048)  # nothing on network a
             h.peerlink.send(ALPHA_VIEW)
             for network in ("a", "b"):
-                assert beta.rx.decode(await h.heard_by_peer(network), now()) == ALPHA_VIEW
+                assert beta.hear(await h.heard_by_peer(network), network) == ALPHA_VIEW
 
     run(scenario)
 

@@ -53,7 +53,12 @@ class StartSync:
 
 @dataclass(frozen=True)
 class StopSync:
-    pass
+    """Push what is pending, then stop. `planned`: a handover the operator asked for
+    (switchover, failback, the agent's stop), whose services are stopped already: the
+    pending changes may take as long as the sync needs (up to sync.manager.PLANNED_DRAIN),
+    since the peer's first sync as the new active replaces what was not pushed."""
+
+    planned: bool = False
 
 
 @dataclass(frozen=True)

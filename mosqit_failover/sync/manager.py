@@ -108,8 +108,14 @@ def _master_key(sync: SyncDir, host: str) -> MasterKey:
     return (sync.ssh_user, host, sync.ssh_port, sync.ssh_key, sync.connect_timeout)
 
 
-# how long a stopping sync may push what is still pending
+# how long a stopping sync may push what is still pending: after a fault, when the
+# peer waits to take over (seconds)...
 DRAIN_TIMEOUT = 3.0
+# ...and in a handover the operator asked for (switchover, failback, the agent's stop):
+# the services are stopped, and what is not pushed now is replaced by the peer's copy
+# when it pushes as the new active. Within the unit's TimeoutStopSec (150 s) with the
+# services' stops.
+PLANNED_DRAIN = 60.0
 
 BEHIND_AFTER = 30.0
 """A peer whose oldest unsent change is older than this (seconds) is no longer in sync."""
@@ -733,25 +739,51 @@ class SyncManager:
             task.cancel()
         return tasks
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = DRAIN_TIMEOUT) -> None:
         """Stop every engine and close the ssh connections.
 
         Each engine first pushes what is still pending (the service was stopped just
         before: its last writes must reach the peers on a planned switchover), for at
-        most DRAIN_TIMEOUT seconds, all peers at once; then whatever still runs is
-        cancelled.
+        most `drain` seconds, all peers at once; then whatever still runs is cancelled,
+        and what was left unpushed is said and alerted, per directory and peer.
         """
         await self._detach()
         for engine in self.engines:
             engine.drain()
+        pending = self._unpushed()
+        if pending and drain > DRAIN_TIMEOUT:
+            self._note(
+                f"sync: pushing what is pending ({'; '.join(pending)}) before handing over, "
+                f"for up to {drain:.0f} s",
+                5,
+            )
         if self._slots:
-            await asyncio.wait(self._tasks, timeout=DRAIN_TIMEOUT)
+            await asyncio.wait(self._tasks, timeout=drain)
+        left = self._unpushed()
         tasks = self._cancel()
+        for text in left:
+            self._note(f"sync stopped before its peer had every change: {text}", 3)
+            self._alert(
+                f"sync stopped with changes not pushed: {text}; the peer's copy lacks them, "
+                "and they are replaced here when the peer pushes as the active"
+            )
         self._judge()
         await asyncio.gather(*tasks, *self._retiring, return_exceptions=True)
         await asyncio.gather(*(m.close() for m in self._masters.values()))
         if tasks:
             self._note("sync stopped", 5)
+
+    def _unpushed(self) -> list[str]:
+        """Each engine that has something to push, as "PATH to PEER: N change(s)"."""
+        now = asyncio.get_running_loop().time()
+        left = []
+        for slot in self._slots:
+            status = slot.engine.status(now)
+            if status["full_resync_pending"]:
+                left.append(f"{status['path']} to {slot.peer}: a full sync")
+            elif status["pending"]:
+                left.append(f"{status['path']} to {slot.peer}: {status['pending']} change(s)")
+        return left
 
     # ---- in sync, per peer ----------------------------------------------
 

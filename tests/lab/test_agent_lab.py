@@ -110,22 +110,23 @@ FORGE = r"""
 import json, socket, sys, time
 from mosqit_failover.authkeys import load_keyring, parse_secret_text, generate_secret_text
 from mosqit_failover.events import PeerView, Role
-from mosqit_failover.wire import MAX_DATAGRAM, Sender
+from mosqit_failover.wire import MAX_DATAGRAM, Sender, binding
 src, dst, port, me = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 real = load_keyring("/etc/mosqit-failover/secret")
 wrong = parse_secret_text(generate_secret_text())
 view = PeerView(me, Role.ACTIVE, 99, (("a", True), ("b", True)), False, False, False, False)
-genuine = Sender("lab", me, real).encode(view, time.time())
+bound = binding(src, dst)  # signed as the node's agent signs, addresses and all
+genuine = Sender("lab", me, real).encode(view, time.time(), bound=bound)
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((src, 0))
 packets = {
-    "bad-mac": Sender("lab", me, wrong).encode(view, time.time()),
-    "stale": Sender("lab", me, real).encode(view, time.time() - 3600),
+    "bad-mac": Sender("lab", me, wrong).encode(view, time.time(), bound=bound),
+    "stale": Sender("lab", me, real).encode(view, time.time() - 3600, bound=bound),
     "bad-magic": b"XX" + genuine[2:],
     "unknown-version": genuine[:2] + b"\x01" + genuine[3:],  # version 1: no ack
     "truncated": genuine[:40],
     "oversized": genuine + b"\0" * (MAX_DATAGRAM + 1 - len(genuine)),
-    "wrong-cluster": Sender("other", me, real).encode(view, time.time()),
+    "wrong-cluster": Sender("other", me, real).encode(view, time.time(), bound=bound),
 }
 for name, data in packets.items():
     sock.sendto(data, (dst, port))

@@ -144,7 +144,7 @@ def test_two_actives_meet_the_lower_epoch_demotes_at_once() -> None:
         "[demote-dual-active] alpha ACTIVE -> DEMOTING: two active nodes: peer beta outranks "
         "me (epoch 2 vs mine 1) [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync, PersistState(1, WAITING)",
+        "StopSync(False), PersistState(1, WAITING)",
     ]  # the VIP first: the peer serves already (the lab saw 2-7 s of two holders otherwise)
 
 
@@ -165,7 +165,7 @@ def test_active_that_lost_an_uplink_its_peer_still_has_hands_over() -> None:
     assert h.transcript(start)[:2] == [
         "[handover] alpha ACTIVE -> DEMOTING: lost uplink a which peer beta still has: "
         "handing over [epoch 1]",
-        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync(False), "
         "ReleaseVip, PersistState(1, WAITING)",
     ]
     assert h.role() is Role.WAITING
@@ -218,7 +218,7 @@ def test_both_networks_lost_the_active_releases_the_vip_then_stops_the_rest() ->
         "[demote-isolated] alpha ACTIVE -> DEMOTING: lost every network (split brain or cut "
         "off): releasing the VIP, then stopping services and sync [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync, PersistState(1, WAITING)",
+        "StopSync(False), PersistState(1, WAITING)",
         "[plan-done] alpha DEMOTING -> WAITING: demotion complete: services, sync and VIP "
         "released [epoch 1]",
     ]
@@ -271,6 +271,11 @@ def test_operator_switchover_hands_over_and_yields() -> None:
     h.run_until(start + 1)
     assert h.kinds(start) == ["switchover", "plan-done", "standby"]
     assert h.decisions(start)[0].reason == "operator switchover: handing over to beta"
+    # planned: the sync pushes what is pending in full (a fault's demotion: StopSync(False))
+    assert h.transcript(start)[1] == (
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(True), ReleaseVip, PersistState(1, WAITING)"
+    )
     assert h.last_view().yielding and not h.last_view().candidate
     h.peer = h.peer_view(Role.ACTIVE, 2)
     h.run_until(start + 2)
@@ -372,7 +377,7 @@ def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
         "[epoch 2]",
         "Alert(start-failed, beta: promotion failed, rolling back: StartResource(app) failed: "
         "exit status 1)",
-        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync, "
+        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync(False), "
         "ReleaseVip, PersistState(2, WAITING)",
     ]
     assert h.role() is Role.STANDBY

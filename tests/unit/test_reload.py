@@ -154,6 +154,9 @@ class FakeEngine:
     def drain(self) -> None:  # like Engine.drain: nothing pending here, so run() ends
         self._drained.set()
 
+    def status(self, _now: float) -> dict[str, Any]:
+        return {"path": self.sync.path, "pending": 0, "full_resync_pending": False}
+
     async def run(self) -> None:
         FakeEngine.log.append(("run", self.sync.path, self.id))
         try:

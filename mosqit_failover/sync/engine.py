@@ -95,6 +95,10 @@ PARTIALS_BEFORE_FULL = 3
 Note = Callable[[str, int], None]
 
 
+# rsync outcomes after which the receiver may have been cut off mid-file
+_BROKE_OFF = frozenset((Outcome.UNREACHABLE, Outcome.TIMEOUT, Outcome.FAILED))
+
+
 class Engine:
     """Pushes one directory to the peer while running (see the module doc)."""
 
@@ -131,6 +135,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         # set by the manager after construction (a multi-server fan-out):
         self.resync_after_outage = False  # an unreachable peer gets a full sync when back
+        self._rsync_ran = False  # the last push got as far as an rsync run
         self.on_change: Callable[[], None] | None = None  # after each push, failed or not
 
     @property
@@ -480,6 +485,13 @@ class Engine:
         if self.resync_after_outage and outcome in (Outcome.UNREACHABLE, Outcome.TIMEOUT):
             # the peer may come back with anything (restored, reinstalled): catch it up whole
             self.dirty.need_full("catch up: the peer was unreachable", now)
+        elif self._rsync_ran and outcome in _BROKE_OFF:
+            # a receiver cut off mid-file (killed, its link lost) leaves rsync's temporary
+            # ".name.XXXXXX" files, which only a full sync's --delete removes: a helper
+            # found 237 MB of them on a standby reported in sync, served after a switchover
+            self.dirty.need_full(
+                "a push broke off: the peer may keep rsync's temporary files of it", now
+            )
         if outcome is Outcome.NO_DELETE_IN_BATCH and not batch.full:
             # a full sync deletes with --delete, which that rsync still takes
             self.dirty.need_full(
@@ -521,6 +533,7 @@ class Engine:
         that surely did not run (each is tried at most once, on one address)."""
         outcome, detail = Outcome.UNREACHABLE, "no peer address"
         unrun = batch.moves
+        self._rsync_ran = False
         for step in range(len(self.masters)):
             index = (self._peer + step) % len(self.masters)
             master = self.masters[index]
@@ -536,6 +549,7 @@ class Engine:
                     await master.close()
                     continue
             code, err = await self._rsync(batch, index, stdin)
+            self._rsync_ran = True
             outcome = commands.classify(code, err)
             detail = f"rsync exit {code} via {master.peer.host}: {commands.summary(err)}"
             if outcome is not Outcome.UNREACHABLE:

@@ -16,6 +16,7 @@ from mosqit_failover.sync import engine as engine_module
 from mosqit_failover.sync.commands import Peer
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.plan import Dirty, Move
+from mosqit_failover.sync.proc import MasterError
 from mosqit_failover.sync.watch import Change, TreeWatcher
 
 
@@ -164,6 +165,40 @@ def test_a_peer_rsync_that_refuses_deletions_in_a_batch_gets_a_full_sync(make: A
     _send(engine, dirty)
     assert engine.state == "error"
     assert engine.dirty.full_reason.startswith("the peer's rsync refuses deletions in a batch")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [12, 30, 255, 20],  # protocol stream broken, I/O timeout, ssh died, signal
+)
+def test_a_push_that_broke_off_mid_transfer_gets_a_full_sync(make: Any, code: int) -> None:
+    """A receiver killed mid-file leaves rsync's ".name.XXXXXX" files, which only a full
+    sync's --delete removes (a helper's finding: 237 MB of them on a standby reported
+    in sync, served and pushed on after a switchover)."""
+    calls: Calls = []
+    engine = make(calls, rsync=(code, f"rsync error: something (code {code})\n"))
+    dirty = Dirty(interval=1.0)
+    dirty.add("big", now=0.0)
+    _send(engine, dirty)
+    assert engine.dirty.full_reason == (
+        "a push broke off: the peer may keep rsync's temporary files of it"
+    )
+
+
+def test_a_push_that_never_reached_the_peer_needs_no_full_sync(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(_self: FakeMaster) -> None:
+        raise MasterError("ssh: connect to host: Connection refused")
+
+    monkeypatch.setattr(FakeMaster, "ensure", refused)
+    calls: Calls = []
+    engine = make(calls, rsync=(0, ""))
+    dirty = Dirty(interval=1.0)
+    dirty.add("big", now=0.0)
+    _send(engine, dirty)
+    assert calls == [] and engine.state == "waiting-for-peer"
+    assert not engine.dirty.full_reason and engine.dirty.pending == 1
 
 
 def test_a_peer_whose_receiver_predates_this_batch_form_gets_a_full_sync(

@@ -44,7 +44,12 @@ A rename of a file or directory created since the last batch was taken is
 not kept for the peer: no batch has sent it yet, so the peer has nothing
 of it to move, and replaying would cost one more ssh session per batch for
 nothing (a mail spool writes each file in tmp/ and renames it into new/). Its
-destination is sent whole, as any new file.
+destination is sent whole, as any new file. Nor is the rename of a file written
+since the last take: the peer's copy of it may be the part a batch caught while
+it was being written, and replaying the rename would publish that part under
+the final name until the batch's rsync replaces it (a helper saw a maildir's
+new/m0 at 900,000 of its 1,000,000 bytes on a standby); sent whole, the
+destination appears complete or not at all (rsync's temporary file and rename).
 """
 
 from __future__ import annotations
@@ -131,6 +136,8 @@ class Dirty:
     backlog: bool = False  # what is pending waited for a batch in flight: due at once
     started: float | None = None  # when the last batch was taken (paces the next)
     fresh: set[str] = field(default_factory=set)  # created since the last take: not on the peer
+    # written since the last take: the peer's copy may be a part caught mid-write
+    written: set[str] = field(default_factory=set)
 
     def _touch(self, now: float) -> None:
         if self.first is None:
@@ -141,6 +148,7 @@ class Dirty:
         """A path changed (created, written, deleted, moved away or attributes);
         ``new``: a file was just created there."""
         self.paths.add(path)
+        self.written.add(path)
         if new:
             self.fresh.add(path)
         self._touch(now)
@@ -160,7 +168,9 @@ class Dirty:
 
     def move(self, src: str, dest: str, tree: bool, now: float) -> None:
         """``src`` was renamed to ``dest`` inside the tree (a rename of something created
-        since the last take is not kept for the peer: see the module doc)."""
+        or, a file, written since the last take is not kept for the peer: see the
+        module doc)."""
+        written = not tree and src in self.written
         self.paths.add(src)
         if tree:
             self.trees.add(dest)
@@ -169,6 +179,8 @@ class Dirty:
         if src in self.fresh:
             self.fresh.discard(src)
             self.fresh.add(dest)
+        elif written:
+            self.fresh.add(dest)  # as a new file: sent whole, the peer's part deleted
         else:
             self.moves.append(Move(src, dest, tree))
             self._carry(self.moves[-1:])
@@ -249,7 +261,7 @@ class Dirty:
         )
         self.paths, self.trees, self.copies, self.moves = set(), set(), set(), []
         self.full_reason, self.first, self.last = "", None, None
-        self.backlog, self.fresh = False, set()
+        self.backlog, self.fresh, self.written = False, set(), set()
         self.started = now
         return batch
 
@@ -259,6 +271,7 @@ class Dirty:
         Its moves go before the newer ones; give back only moves the peer surely did
         not run (the caller drops the others: replaying a rename twice can be wrong)."""
         self.paths |= batch.paths
+        self.written |= batch.paths  # what the peer has of them is unknown: sent whole
         self.trees |= batch.trees
         self.copies |= batch.copies
         self.moves = [*batch.moves, *self.moves]

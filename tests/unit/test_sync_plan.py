@@ -123,9 +123,23 @@ def test_a_file_sent_in_an_earlier_batch_is_renamed_on_the_peer_again() -> None:
     dirty.add("tmp/m1", now=1.0, new=True)
     dirty.take()  # tmp/m1 is on its way to the peer
     dirty.move("tmp/m1", "new/m1", tree=False, now=1.5)
-    dirty.add("log", now=1.6)  # written (not created) since: the peer has an older one
+    assert dirty.take().moves == (Move("tmp/m1", "new/m1"),)
+
+
+def test_a_file_written_since_the_last_batch_is_sent_whole_under_its_new_name() -> None:
+    """The peer's copy may be the part a batch caught mid-write: renamed there, that part
+    stood under the final name until the rsync replaced it (a helper saw a maildir's
+    new/m0 at 900,000 of 1,000,000 bytes on a standby)."""
+    dirty = Dirty(interval=1.0)
+    dirty.add("tmp/m0", now=1.0, new=True)
+    dirty.take()  # a batch sends what was written of it so far
+    dirty.add("tmp/m0", now=1.2)  # the rest written, then renamed into new/
+    dirty.move("tmp/m0", "new/m0", tree=False, now=1.3)
+    dirty.add("log", now=1.6)  # a log written, then rotated: the same
     dirty.move("log", "log.1", tree=False, now=1.7)
-    assert dirty.take().moves == (Move("tmp/m1", "new/m1"), Move("log", "log.1"))
+    batch = dirty.take()
+    assert batch.moves == ()  # sent whole: rsync's temporary file, then its rename
+    assert batch.paths == {"tmp/m0", "new/m0", "log", "log.1"}
 
 
 def test_polling_says_once_it_starts_and_quietly_when_a_try_fails() -> None:

@@ -15,8 +15,9 @@ import pytest
 
 from mosqit_failover.config import KERNEL_SILENT_MISSES, Timing
 from mosqit_failover.core import DEATH_DOUBT
+from mosqit_failover.events import Role
 from mosqit_failover.observations import LOSS_MEMORY, OUTAGE_RUN, EchoLoss, PeerTracker
-from tests.unit.transcript import Harness, standby
+from tests.unit.transcript import Harness, standby, view_of
 
 
 def replay(tracker: PeerTracker, outcomes: str, start: float, step: float = 0.02) -> float:
@@ -69,12 +70,12 @@ def test_a_network_whose_echo_is_out_while_the_host_lives_says_nothing() -> None
     dead in 13 of 100 seeds). A network that missed OUTAGE_RUN in a row while the
     peer's agent still spoke counts for nothing either way now."""
     tracker = PeerTracker(("a", "b"))
-    view = object()
+    view = view_of("beta", Role.STANDBY, 0)
     now = 0.0
     for turn in range(50):  # a loses every other round trip
         tracker.echo("a", turn % 2 == 0, now, run_pause=0.14)
         tracker.echo("b", False, now, run_pause=0.14)
-        tracker.message("a", view, now + 0.01)  # type: ignore[arg-type]
+        tracker.message("a", view, now + 0.01)
         now += 0.1
     assert tracker.loss["a"].rate(now) == pytest.approx(0.5, abs=0.05)
     for _ in range(3):  # the agent hangs; a misses three in a row

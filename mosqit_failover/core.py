@@ -65,6 +65,7 @@ from mosqit_failover.actions import (
 from mosqit_failover.config import Config
 from mosqit_failover.events import (
     COMMIT_MAX,
+    EPOCH_MAX,
     ActionDone,
     ActionFailed,
     Command,
@@ -171,7 +172,11 @@ STOPS_KEPT = 16
 
 # What each drop reason of the wire most likely means, and the fix.
 AUTH_HINTS: Mapping[str, str] = {
-    "bad-mac": "the secrets differ: copy cluster.secret_file from one node to the other",
+    "bad-mac": (
+        "the secrets differ, or the configs give the nodes other addresses (the MAC covers "
+        "them), or the peer was downgraded to a version before that: copy "
+        "cluster.secret_file and the config from one node to the other"
+    ),
     "unknown-key": "the secrets differ (key ids): copy cluster.secret_file to both nodes",
     "stale": "the clocks differ by more than 30 s: run NTP (chrony) on both nodes",
     "wrong-cluster": "the cluster names differ: make cluster.name equal on both nodes",
@@ -2249,7 +2254,10 @@ class Core:
         push to it in vain), and above every one a peer named since this agent started,
         not only in its last view."""
         known = [t.highest_epoch for t in self.peers.values()]
-        return max(self.epoch, self.data_epoch, *known) + 1
+        # never past what a peer takes from a view: a key holder's view at EPOCH_MAX made
+        # the next promotion one its peers drop as malformed, for good (a helper's
+        # finding); at the bound, ties go by the order
+        return min(max(self.epoch, self.data_epoch, *known) + 1, EPOCH_MAX)
 
     def _after_failure(self, old: Role, reason: str, now: float) -> list[Action]:
         if old is P:

@@ -77,6 +77,13 @@ RECEIVE_BUFFER_MIN = 256 << 10
 RECEIVE_BUFFER_MAX = 4 << 20
 READ_BATCH = 256  # datagrams read in one wake-up at most; the rest in the next
 ANCILLARY = socket.CMSG_SPACE(16)
+# While a peer is answered without the binding (wire.py: it signed without it), a copy
+# with the binding goes beside the datagrams this often (seconds). An upgraded peer
+# takes it and answers bound from then on; without it, two upgraded agents that each
+# read the other's unbound datagram first stayed unbound for good, open to a splice
+# (a helper's finding). One a second never makes an old agent's drops a streak that
+# counts as failing authentication (an authentic datagram comes between).
+BOUND_COPY_EVERY = 1.0
 # A shorter wait in the socket is handed over as 0: it is the wake-up's own latency,
 # and the core's times are coarser (its shortest heartbeat is 10 ms).
 WAIT_RESOLUTION = 0.001
@@ -123,6 +130,8 @@ class PeerLink:
             self._destinations.setdefault(network, []).append(destination)
             self._destinations[None].append(destination)
         self._rate = RateLimitedLog(10.0)
+        # (peer, address) -> when the last bound copy went beside the unbound datagrams
+        self._bound_copy_at: dict[tuple[str, str], float] = {}
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stamp: struct.Struct | None = None  # the receive timestamp's timespec
@@ -192,17 +201,23 @@ class PeerLink:
             return
         everywhere = self._destinations[None]
         receiver = self.receiver
+        now = time.time()
         for peer, address, bound in self._destinations.get(network, everywhere):
-            try:
-                ack = receiver.ack_for(peer)
-                if receiver.unbound(peer):  # an agent from before the binding
-                    bound = b""
-                data = self._sender.encode(view, time.time(), ack=ack, bound=bound)
-                # a full send buffer (EAGAIN) or a down network loses the datagram
-                sock.sendto(data, (address, self._port))
-                self.sent += 1
-            except (OSError, EncodeError):
-                self.send_errors += 1
+            signed = [bound]
+            if receiver.unbound(peer):  # an agent from before the binding, it seems
+                signed = [b""]
+                if now - self._bound_copy_at.get((peer, address), 0.0) >= BOUND_COPY_EVERY:
+                    self._bound_copy_at[(peer, address)] = now
+                    signed.append(bound)
+            for binding_ in signed:
+                try:
+                    ack = receiver.ack_for(peer)
+                    data = self._sender.encode(view, now, ack=ack, bound=binding_)
+                    # a full send buffer (EAGAIN) or a down network loses the datagram
+                    sock.sendto(data, (address, self._port))
+                    self.sent += 1
+                except (OSError, EncodeError):
+                    self.send_errors += 1
 
     def _readable(self) -> None:
         """Read what is ready, then deliver the inbox's choice: once the socket is

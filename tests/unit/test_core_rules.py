@@ -10,7 +10,15 @@ import pytest
 from mosqit_failover.actions import SendPeerMessage
 from mosqit_failover.config import Config, parse
 from mosqit_failover.core import CALM_AFTER
-from mosqit_failover.events import Command, Inventory, OperatorCommand, PeerMessage, Role, Tick
+from mosqit_failover.events import (
+    EPOCH_MAX,
+    Command,
+    Inventory,
+    OperatorCommand,
+    PeerMessage,
+    Role,
+    Tick,
+)
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
 
@@ -364,6 +372,24 @@ def test_a_new_epoch_is_above_every_epoch_a_peer_named_not_only_its_last() -> No
     h.run_until(start + 1.0)
     assert h.role() is Role.ACTIVE
     assert h.transcript(start)[0].endswith("[epoch 8]"), h.transcript(start)
+
+
+def test_a_new_epoch_never_passes_the_largest_a_peer_takes() -> None:
+    """A key holder's view at EPOCH_MAX made the next promotion EPOCH_MAX + 1, which
+    every peer drops as malformed: the new active was mute to them for good (a helper's
+    finding). At the bound it stays there; ties go by the order."""
+    h = standby(auto_complete=False)  # a tie with alpha's last view: no plan finishes
+    assert h.peer is not None
+    h.peer = replace(h.peer, epoch=EPOCH_MAX, data_epoch=EPOCH_MAX)
+    h.run_until(h.now + 0.2)
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    start = h.now
+    h.run_until(start + 1.0)
+    assert h.transcript(start)[0].startswith("[promote] beta STANDBY -> PROMOTING")
+    assert h.transcript(start)[1].startswith(f"plan 1: PersistState({EPOCH_MAX}, ACTIVE)")
+    view = h.last_view()
+    assert view.epoch == EPOCH_MAX  # which every peer decodes (test_wire: the bound)
 
 
 def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:

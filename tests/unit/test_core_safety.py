@@ -46,8 +46,10 @@ def test_a_standby_whose_peer_fails_authentication_never_promotes() -> None:
     assert h.role() is Role.STANDBY
     assert h.transcript(start) == [
         "[peer-auth-failed] beta STANDBY: messages from peer alpha fail authentication "
-        "(bad-mac): the secrets differ: copy cluster.secret_file from one node to the other; "
-        "its agent is alive, so this node will not take over until they authenticate [epoch 0]"
+        "(bad-mac): the secrets differ, or the configs give the nodes other addresses (the "
+        "MAC covers them), or the peer was downgraded to a version before that: copy "
+        "cluster.secret_file and the config from one node to the other; its agent is alive, "
+        "so this node will not take over until they authenticate [epoch 0]"
     ]
     peer = h.core.snapshot(h.now)["peer"]
     assert isinstance(peer, dict)

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import hmac
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -84,6 +85,14 @@ ALPHA_VIEW = PeerView(
     manual=False,
 )
 BETA_VIEW = dataclasses.replace(ALPHA_VIEW, node="beta", role=Role.STANDBY)
+
+
+@pytest.fixture(autouse=True)
+def _no_bound_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beta here signs without the binding, as agents before it: the link's bound copy
+    beside its datagrams (peerlink.BOUND_COPY_EVERY) would be one more datagram for
+    every count below. test_wire_binding.py tests the copies."""
+    monkeypatch.setattr(peerlink, "BOUND_COPY_EVERY", math.inf)
 
 
 class Peer:

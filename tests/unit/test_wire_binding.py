@@ -8,9 +8,13 @@ bytes alone: they are still heard, and answered so (a rolling upgrade)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
+import pytest
+
+from mosqit_failover import peerlink
 from mosqit_failover.authkeys import Key, Keyring
 from mosqit_failover.events import PeerView, Role
 from mosqit_failover.wire import NO_ACK, Reason, Receiver, Rejected, Sender, binding
@@ -23,6 +27,8 @@ from tests.unit.test_peerlink import (
     form,
     loopback,
     run,
+    trio,
+    trio_view,
 )
 
 RING = Keyring((Key(1, bytes(range(32))),))
@@ -173,3 +179,34 @@ def test_the_link_drops_a_datagram_bound_to_another_sites_addresses() -> None:
 def test_binding_names_the_configured_addresses() -> None:
     assert binding(PEER_ADDRESSES["a"], ALPHA["a"]).endswith(bytes([127, 0, 2, 12, 127, 0, 2, 11]))
     assert isinstance(ALPHA_VIEW, PeerView) and ALPHA_VIEW.role is Role.ACTIVE
+
+
+def test_two_upgraded_agents_that_took_each_other_for_old_ones_end_up_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper's finding: alpha answered an old beta without the binding; beta, upgraded
+    and restarted, read alpha's unbound datagram before alpha read any bound one of beta
+    (a flood filled alpha's socket meanwhile), so each signed unbound for the other for
+    good, and a cloned cluster's old agents could be spliced in. A bound copy a second
+    beside the unbound datagrams ends it."""
+    monkeypatch.setattr(peerlink, "BOUND_COPY_EVERY", 0.05)
+
+    async def scenario() -> None:
+        async with trio() as t:
+            alpha, beta = t.links["alpha"], t.links["beta"]
+            for _ in range(2):  # both hear each other once: the acks are learned
+                for node in ("alpha", "beta"):
+                    t.links[node].send(trio_view(node))
+                await asyncio.sleep(0.05)
+            # the state the race left: each takes the other for an agent before the binding
+            alpha.receiver._state["beta"].unbound = True
+            beta.receiver._state["alpha"].unbound = True
+            for _ in range(20):
+                for node in ("alpha", "beta"):
+                    t.links[node].send(trio_view(node))
+                await asyncio.sleep(0.03)
+            assert not alpha.receiver.unbound("beta") and not beta.receiver.unbound("alpha")
+            assert alpha.receiver._state["beta"].ever_bound
+            assert beta.receiver._state["alpha"].ever_bound
+
+    run(scenario)

@@ -2288,7 +2288,9 @@ class Core:
             steps += [StartResource(r.name) for r in self.config.resources]
         else:
             stop: list[PlanStep] = [StopResource(r.name) for r in reversed(self.config.resources)]
-            planned = kind in _PLANNED_HANDOVERS
+            # with a peer there to take over: an agent stopped beside a dead one has
+            # nobody to push to
+            planned = kind in _PLANNED_HANDOVERS and bool(self._present_views(now))
             stop += [StopSync(planned)] if self.config.sync or self._mounted else []
             self._mounted = ()
             # The VIP goes first when the peer serves already (it outranks us) or is about to

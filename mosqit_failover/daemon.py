@@ -83,7 +83,7 @@ from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.arp_pace import ArpAskPace
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
-from mosqit_failover.sync.manager import DRAIN_TIMEOUT, PLANNED_DRAIN, SyncManager
+from mosqit_failover.sync.manager import SyncManager
 from mosqit_failover.syncfs.progress import AppliedReader, applied_path
 
 if TYPE_CHECKING:  # both are off by default: their modules (prometheus_client, TLS, HTTP)
@@ -616,7 +616,7 @@ class Agent:
                 await self.sync.mount(epoch, self._heard_peers())  # of these, before services
             case StopSync(planned):
                 await self.sync.unmount()
-                await self.sync.stop(PLANNED_DRAIN if planned else DRAIN_TIMEOUT)
+                await self.sync.stop(planned)
 
     def _sync_note(self, text: str, priority: int) -> None:
         self.log.note(text, priority=priority, SYNC="1")

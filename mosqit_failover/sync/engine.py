@@ -95,6 +95,9 @@ PARTIALS_BEFORE_FULL = 3
 Note = Callable[[str, int], None]
 
 
+DRAIN_RETRY = 1.0
+"""The longest pause between two tries of a planned handover's drain (seconds)."""
+
 # rsync outcomes after which the receiver may have been cut off mid-file
 _BROKE_OFF = frozenset((Outcome.UNREACHABLE, Outcome.TIMEOUT, Outcome.FAILED))
 
@@ -131,6 +134,7 @@ class Engine:
         self._watch_at = 0.0
         self._wake = asyncio.Event()
         self._draining = False
+        self._drain_persist = False  # a planned handover's drain: retried until done
         self._empty_source = False  # the last full sync was held back: the source was empty
         self._loop: asyncio.AbstractEventLoop | None = None
         # set by the manager after construction (a multi-server fan-out):
@@ -180,13 +184,19 @@ class Engine:
         assert self._loop is not None
         return self._loop.time()
 
-    def drain(self) -> None:
+    def drain(self, persist: bool = False) -> None:
         """Push what is pending once more, now, then end run() (a demotion or stop).
 
-        Skipped when the peer is known to be unreachable: a demotion must not wait
-        for a peer that cannot answer. The caller bounds how long it waits.
+        After a fault (`persist` False) one try, skipped when the peer is known to be
+        unreachable: a demotion must not wait for a peer that cannot answer. In a
+        planned handover, whose peer is there to take over (`persist`), the pushes are
+        retried, DRAIN_RETRY apart at most, until nothing is pending: one failed push
+        (a killed receiver, a lossy link) gave up most of the time it had, and the new
+        active's first sync then replaced what was not pushed (a helper's finding). The
+        caller bounds how long it waits.
         """
         self._draining = True
+        self._drain_persist = persist
         if self._loop is not None:
             self._poke()
 
@@ -212,10 +222,22 @@ class Engine:
                     self._absorb(self._watcher.drain(), now)
                 if self._draining:
                     self._sync_root(now, last_chance=True)
-                    reachable = self.state != "waiting-for-peer"
-                    if reachable and self._watcher is not None and self.dirty.due() is not None:
-                        await self._send(self.dirty.take())
-                    return
+                    persist = self._drain_persist
+                    if self._watcher is None or self.dirty.due() is None:
+                        return  # nothing left to push (or no watch to know it)
+                    if self.state == "waiting-for-peer" and not persist:
+                        return
+                    if persist and now < self.retry_at:  # after a failed push
+                        self._wake.clear()
+                        pause = min(self.retry_at, now + DRAIN_RETRY) - now
+                        with contextlib.suppress(TimeoutError):
+                            await within(self._wake.wait(), pause)
+                        self.retry_at = min(self.retry_at, self._now())
+                        continue
+                    await self._send(self.dirty.take())
+                    if not persist:
+                        return
+                    continue
                 self._sync_root(now)
                 step = self._polling.trial(now)
                 if step == "end":
@@ -259,6 +281,9 @@ class Engine:
         finally:
             watcher, self._watcher = self._watcher, None
             if watcher is not None:
+                # the last changes count in what a stop says it left unpushed: a writer
+                # that outlived its service wrote on after the drain's last look
+                self._absorb(watcher.drain(), self._now())
                 await asyncio.to_thread(watcher.stop)
             await self._drop_ahead()
 

@@ -739,19 +739,22 @@ class SyncManager:
             task.cancel()
         return tasks
 
-    async def stop(self, drain: float = DRAIN_TIMEOUT) -> None:
+    async def stop(self, planned: bool = False) -> None:
         """Stop every engine and close the ssh connections.
 
         Each engine first pushes what is still pending (the service was stopped just
         before: its last writes must reach the peers on a planned switchover), for at
-        most `drain` seconds, all peers at once; then whatever still runs is cancelled,
-        and what was left unpushed is said and alerted, per directory and peer.
+        most DRAIN_TIMEOUT seconds after a fault, PLANNED_DRAIN in a planned handover
+        (whose pushes are retried: Engine.drain), all peers at once; then whatever still
+        runs is cancelled, and what was left unpushed is said and alerted, per
+        directory and peer.
         """
+        drain = PLANNED_DRAIN if planned else DRAIN_TIMEOUT
         await self._detach()
         for engine in self.engines:
-            engine.drain()
+            engine.drain(persist=planned)
         pending = self._unpushed()
-        if pending and drain > DRAIN_TIMEOUT:
+        if pending and planned:
             self._note(
                 f"sync: pushing what is pending ({'; '.join(pending)}) before handing over, "
                 f"for up to {drain:.0f} s",
@@ -779,6 +782,8 @@ class SyncManager:
         left = []
         for slot in self._slots:
             status = slot.engine.status(now)
+            if status["state"] == "source-missing":
+                continue  # nothing to push (an empty or missing source): said as such
             if status["full_resync_pending"]:
                 left.append(f"{status['path']} to {slot.peer}: a full sync")
             elif status["pending"]:

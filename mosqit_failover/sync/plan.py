@@ -50,6 +50,7 @@ it was being written, and replaying the rename would publish that part under
 the final name until the batch's rsync replaces it (a helper saw a maildir's
 new/m0 at 900,000 of its 1,000,000 bytes on a standby); sent whole, the
 destination appears complete or not at all (rsync's temporary file and rename).
+The same holds for a directory with a file written in it since the last take.
 """
 
 from __future__ import annotations
@@ -168,9 +169,10 @@ class Dirty:
 
     def move(self, src: str, dest: str, tree: bool, now: float) -> None:
         """``src`` was renamed to ``dest`` inside the tree (a rename of something created
-        or, a file, written since the last take is not kept for the peer: see the
-        module doc)."""
-        written = not tree and src in self.written
+        or written since the last take, or of a directory with a file written in it,
+        is not kept for the peer: see the module doc)."""
+        inside = src + "/"
+        written = src in self.written or (tree and any(p.startswith(inside) for p in self.written))
         self.paths.add(src)
         if tree:
             self.trees.add(dest)

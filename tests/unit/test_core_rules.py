@@ -290,6 +290,24 @@ def test_operator_switchover_hands_over_and_yields() -> None:
     assert h.last_view().candidate  # the peer took over: back to a normal standby
 
 
+@pytest.mark.parametrize(("peer_there", "planned"), [(True, True), (False, False)])
+def test_an_agent_stop_drains_in_full_only_with_a_peer_to_push_to(
+    peer_there: bool, planned: bool
+) -> None:
+    """A planned drain retries for up to a minute: beside a dead peer, a stop would
+    wait that long for nobody."""
+    h = active()
+    if not peer_there:
+        h.peer = None
+        h.echo_answers = {"a": False, "b": False}
+        h.run_until(h.now + 5)
+    start = h.now
+    h.feed(OperatorCommand(Command.STOP))
+    h.run_until(start + 1)
+    plan = next(line for line in h.transcript(start) if line.startswith("plan"))
+    assert f"StopSync({planned})" in plan, plan
+
+
 def test_operator_switchover_refused_when_the_peer_cannot_take_over() -> None:
     h = active()
     h.peer = h.peer_view(Role.STANDBY, 0, candidate=False, maintenance=True)

@@ -151,11 +151,16 @@ class FakeEngine:
         self.state = "starting"
         self._drained = asyncio.Event()
 
-    def drain(self) -> None:  # like Engine.drain: nothing pending here, so run() ends
+    def drain(self, persist: bool = False) -> None:  # like Engine.drain: nothing pending
         self._drained.set()
 
     def status(self, _now: float) -> dict[str, Any]:
-        return {"path": self.sync.path, "pending": 0, "full_resync_pending": False}
+        return {
+            "path": self.sync.path,
+            "state": self.state,
+            "pending": 0,
+            "full_resync_pending": False,
+        }
 
     async def run(self) -> None:
         FakeEngine.log.append(("run", self.sync.path, self.id))

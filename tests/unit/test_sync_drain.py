@@ -13,9 +13,13 @@ from typing import Any
 
 import pytest
 
+from mosqit_failover.config import SyncDir
 from mosqit_failover.sync import engine as engine_module
+from mosqit_failover.sync import manager as manager_module
+from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.manager import DRAIN_TIMEOUT, PLANNED_DRAIN, SyncManager
 from tests.unit.test_reload import config, until
+from tests.unit.test_sync_engine import FakeMaster
 
 
 class SlowPush:
@@ -28,11 +32,16 @@ class SlowPush:
         self.pending = 5
         self._drained = asyncio.Event()
 
-    def drain(self) -> None:
+    def drain(self, persist: bool = False) -> None:
         self._drained.set()
 
     def status(self, _now: float) -> dict[str, Any]:
-        return {"path": self.sync.path, "pending": self.pending, "full_resync_pending": False}
+        return {
+            "path": self.sync.path,
+            "state": self.state,
+            "pending": self.pending,
+            "full_resync_pending": False,
+        }
 
     async def run(self) -> None:
         await self._drained.wait()
@@ -40,7 +49,7 @@ class SlowPush:
         self.pending = 0
 
 
-def _stop(tmp: Path, push: float, drain: float) -> tuple[list[tuple[str, int]], list[str]]:
+def _stop(tmp: Path, push: float, planned: bool) -> tuple[list[tuple[str, int]], list[str]]:
     SlowPush.PUSH = push
     notes: list[tuple[str, int]] = []
     alerts: list[str] = []
@@ -55,7 +64,7 @@ def _stop(tmp: Path, push: float, drain: float) -> tuple[list[tuple[str, int]], 
         )
         manager.start(1)
         await asyncio.sleep(0.05)
-        await manager.stop(drain)
+        await manager.stop(planned)
 
     asyncio.run(main())
     return notes, alerts
@@ -64,7 +73,9 @@ def _stop(tmp: Path, push: float, drain: float) -> tuple[list[tuple[str, int]], 
 def test_a_planned_stop_waits_for_the_push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "Engine", SlowPush)
     assert PLANNED_DRAIN > DRAIN_TIMEOUT
-    notes, alerts = _stop(tmp_path, push=0.5, drain=4.0)
+    monkeypatch.setattr(manager_module, "DRAIN_TIMEOUT", 0.1)
+    monkeypatch.setattr(manager_module, "PLANNED_DRAIN", 4.0)
+    notes, alerts = _stop(tmp_path, push=0.5, planned=True)
     assert alerts == []
     assert (
         f"sync: pushing what is pending ({tmp_path / 'a'} to beta: 5 change(s)) before "
@@ -77,7 +88,8 @@ def test_a_stop_that_leaves_changes_unpushed_says_and_alerts_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_module, "Engine", SlowPush)
-    notes, alerts = _stop(tmp_path, push=5.0, drain=0.3)
+    monkeypatch.setattr(manager_module, "DRAIN_TIMEOUT", 0.3)
+    notes, alerts = _stop(tmp_path, push=5.0, planned=False)
     left = f"{tmp_path / 'a'} to beta: 5 change(s)"
     assert (f"sync stopped before its peer had every change: {left}", 3) in notes
     assert alerts == [
@@ -108,3 +120,52 @@ def test_a_real_engine_whose_peer_refuses_says_its_full_sync_was_left(tmp_path: 
         f"sync stopped with changes not pushed: {tmp_path / 'a'} to beta: a full sync; the "
         "peer's copy lacks them, and they are replaced here when the peer pushes as the active"
     ]
+
+
+def _engine_with_rsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codes: list[int]
+) -> tuple[Engine, list[str]]:
+    """A real engine on tmp_path whose rsync answers `codes` in turn (then 0)."""
+    calls: list[str] = []
+
+    async def run_rsync(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        calls.append("full" if stdin is None else "batch")
+        code = codes.pop(0) if codes else 0
+        return code, "" if code == 0 else f"rsync error: broken (code {code})\n"
+
+    monkeypatch.setattr(engine_module, "run_rsync", run_rsync)
+    engine = Engine(
+        SyncDir(str(tmp_path)),
+        [FakeMaster("10.0.0.2")],  # type: ignore[list-item]
+        epoch=3,
+        note=lambda text, prio: None,
+    )
+    return engine, calls
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_a_planned_drain_retries_a_failed_push_a_fault_drain_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, persist: bool
+) -> None:
+    """A helper killed the standby's rsync twice during a switchover's drain: it gave
+    up after one failed push, 56 of its 60 s unused, and the files were lost."""
+    monkeypatch.setattr(engine_module, "DRAIN_RETRY", 0.05)
+    codes: list[int] = []
+    engine, calls = _engine_with_rsync(tmp_path, monkeypatch, codes)
+
+    (tmp_path / "old").write_text("synced at the start\n")
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "in-sync")
+        codes.extend([12, 12])  # the next two pushes break off (a killed receiver)
+        (tmp_path / "mail").write_text("the last one\n")
+        await until(lambda: len(calls) >= 2)  # the first of them failed
+        engine.drain(persist=persist)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    if persist:  # tried again until it went (the start's push, two broken, one whole)
+        assert engine.dirty.empty and len(calls) == 4
+    else:  # the peer looks unreachable: no more tries
+        assert not engine.dirty.empty and len(calls) == 2

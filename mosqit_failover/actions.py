@@ -54,11 +54,14 @@ class StartSync:
 @dataclass(frozen=True)
 class StopSync:
     """Push what is pending, then stop. `planned`: a handover the operator asked for
-    (switchover, failback, the agent's stop), whose services are stopped already: the
-    pending changes may take as long as the sync needs (up to sync.manager.PLANNED_DRAIN),
-    since the peer's first sync as the new active replaces what was not pushed."""
+    (switchover, failback, the agent's stop) with a peer to take over, whose services
+    are stopped already: the pending changes may take as long as the sync needs (up to
+    sync.manager.PLANNED_DRAIN), since the peer's first sync as the new active replaces
+    what was not pushed. `abort_if_left`: the step fails when changes are left, and
+    the core serves on instead (a switchover, a failback; the agent's stop goes on)."""
 
     planned: bool = False
+    abort_if_left: bool = False
 
 
 @dataclass(frozen=True)

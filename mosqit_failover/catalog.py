@@ -136,6 +136,18 @@ ENTRIES: dict[DecisionKind, Entry] = {
         "@REASON@.",
         "Nothing; set cluster.failback = false to keep the service where it is after a failover.",
     ),
+    DecisionKind.HANDOVER_ABORTED: Entry(
+        "handover aborted: @NODE@ serves on",
+        _HEAD + " A switchover or failback had stopped the services, but the"
+        " directory sync could not push every change to the peer within a minute,"
+        " so this node restarts its services in the same epoch, still holding the"
+        " VIP, and the peer stays standby.",
+        "@REASON@. Had the handover gone on, the new active's first sync would have"
+        " replaced those changes on this node too: they existed nowhere else.",
+        "Look at `mosqit-failover status` (pending, lag, last error of each synced"
+        " directory): a large write still on its way, a slow or lossy link, a full"
+        " disk on the peer. Hand over again once it shows the directories in sync.",
+    ),
     DecisionKind.DEMOTE_DUAL_ACTIVE: Entry(
         "two active nodes met; @NODE@ stands down",
         _HEAD + " Both nodes held the service and can see each other again.",

@@ -112,6 +112,7 @@ class Trigger(enum.Enum):
     PLAN_DONE = "plan-done"
     PLAN_FAILED = "plan-failed"
     RETRY = "retry"  # run the demotion plan again after a failed stop
+    RESUME = "resume"  # a planned handover whose sync could not push everything: serve on
     FENCE = "fence"  # fence the peer first: its kernel answers, its agent does not
 
 
@@ -136,6 +137,9 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (D, Trigger.PLAN_DONE): (W, False),
     (D, Trigger.PLAN_FAILED): (D, False),  # retry later, with backoff
     (D, Trigger.RETRY): (D, True),
+    # the VIP is still held (a planned demotion releases it after the sync's drain) and
+    # the peer waited for the DEMOTING holder: the same epoch, a promotion's plan
+    (D, Trigger.RESUME): (P, True),
 }
 # Heartbeats go out every `calm_heartbeat` only after this long without any sign of
 # trouble; the first sign brings back `heartbeat` at once.
@@ -1063,6 +1067,17 @@ class Core:
             case ActionFailed(plan, action, error) if plan == self._plan_number and self._plan_live:
                 self._plan_live = False
                 self._pending = []
+                if isinstance(action, StopSync) and action.abort_if_left and self.role is D:
+                    # a helper's switchover after a 150 MB write at 2 MB/s: the new active's
+                    # first sync replaced the file on both nodes
+                    self._yielding = False
+                    self._successor = ""
+                    return Verdict(
+                        Trigger.RESUME,
+                        DecisionKind.HANDOVER_ABORTED,
+                        f"handover aborted, serving on: {error}; hand over again once "
+                        "`mosqit-failover status` shows the directories in sync",
+                    )
                 if self.role is A:  # a reconfiguration step: the service itself stays up
                     what = f"{step_name(action)} failed after a reload: {error}"
                     out.append(self._decision(DecisionKind.RECONFIGURE_FAILED, what))
@@ -2291,7 +2306,8 @@ class Core:
             # with a peer there to take over: an agent stopped beside a dead one has
             # nobody to push to
             planned = kind in _PLANNED_HANDOVERS and bool(self._present_views(now))
-            stop += [StopSync(planned)] if self.config.sync or self._mounted else []
+            abort = planned and kind is not DecisionKind.AGENT_STOP  # that one goes on
+            stop += [StopSync(planned, abort)] if self.config.sync or self._mounted else []
             self._mounted = ()
             # The VIP goes first when the peer serves already (it outranks us) or is about to
             # (we are cut off from every network): clients must never see two holders while

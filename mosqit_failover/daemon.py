@@ -83,7 +83,7 @@ from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.arp_pace import ArpAskPace
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
-from mosqit_failover.sync.manager import SyncManager
+from mosqit_failover.sync.manager import PLANNED_DRAIN, SyncManager
 from mosqit_failover.syncfs.progress import AppliedReader, applied_path
 
 if TYPE_CHECKING:  # both are off by default: their modules (prometheus_client, TLS, HTTP)
@@ -614,9 +614,14 @@ class Agent:
             case StartSync(epoch, _, synchronous):
                 self.sync.start(epoch, synchronous)
                 await self.sync.mount(epoch, self._heard_peers())  # of these, before services
-            case StopSync(planned):
+            case StopSync(planned, abort_if_left):
                 await self.sync.unmount()
-                await self.sync.stop(planned)
+                left = await self.sync.stop(planned, alert=not abort_if_left)
+                if left and abort_if_left:  # the core serves on rather than lose them
+                    raise EffectError(
+                        f"the sync could not push everything within {PLANNED_DRAIN:.0f} s "
+                        f"({'; '.join(left)})"
+                    )
 
     def _sync_note(self, text: str, priority: int) -> None:
         self.log.note(text, priority=priority, SYNC="1")

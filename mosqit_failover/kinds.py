@@ -34,6 +34,7 @@ class DecisionKind(enum.StrEnum):
     HANDOVER = "handover"
     SWITCHOVER = "switchover"
     FAILBACK = "failback"
+    HANDOVER_ABORTED = "handover-aborted"
     DEMOTE_DUAL_ACTIVE = "demote-dual-active"
     DEMOTE_ISOLATED = "demote-isolated"
     MANUAL = "manual"
@@ -68,6 +69,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.HANDOVER: WARNING,
     DecisionKind.SWITCHOVER: NOTICE,
     DecisionKind.FAILBACK: NOTICE,
+    DecisionKind.HANDOVER_ABORTED: WARNING,
     DecisionKind.DEMOTE_DUAL_ACTIVE: WARNING,
     DecisionKind.DEMOTE_ISOLATED: WARNING,
     DecisionKind.PLAN_FAILED: ERR,

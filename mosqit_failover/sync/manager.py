@@ -739,15 +739,15 @@ class SyncManager:
             task.cancel()
         return tasks
 
-    async def stop(self, planned: bool = False) -> None:
+    async def stop(self, planned: bool = False, alert: bool = True) -> list[str]:
         """Stop every engine and close the ssh connections.
 
         Each engine first pushes what is still pending (the service was stopped just
         before: its last writes must reach the peers on a planned switchover), for at
         most DRAIN_TIMEOUT seconds after a fault, PLANNED_DRAIN in a planned handover
         (whose pushes are retried: Engine.drain), all peers at once; then whatever still
-        runs is cancelled, and what was left unpushed is said and alerted, per
-        directory and peer.
+        runs is cancelled, and what was left unpushed is said (and alerted: `alert`),
+        per directory and peer; returned as "PATH to PEER: N change(s)" lines.
         """
         drain = PLANNED_DRAIN if planned else DRAIN_TIMEOUT
         await self._detach()
@@ -766,15 +766,17 @@ class SyncManager:
         tasks = self._cancel()
         for text in left:
             self._note(f"sync stopped before its peer had every change: {text}", 3)
-            self._alert(
-                f"sync stopped with changes not pushed: {text}; the peer's copy lacks them, "
-                "and they are replaced here when the peer pushes as the active"
-            )
+            if alert:
+                self._alert(
+                    f"sync stopped with changes not pushed: {text}; the peer's copy lacks "
+                    "them, and they are replaced here when the peer pushes as the active"
+                )
         self._judge()
         await asyncio.gather(*tasks, *self._retiring, return_exceptions=True)
         await asyncio.gather(*(m.close() for m in self._masters.values()))
         if tasks:
             self._note("sync stopped", 5)
+        return left
 
     def _unpushed(self) -> list[str]:
         """Each engine that has something to push, as "PATH to PEER: N change(s)"."""

@@ -73,8 +73,8 @@ def test_a_reload_removing_the_last_synchronous_directory_keeps_its_mount() -> N
     h.feed(OperatorCommand(Command.SWITCHOVER))
     plans = [line for line in h.transcript(start) if line.startswith("plan")]
     assert plans == [
-        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync(True), "
-        "ReleaseVip, PersistState(1, WAITING)"
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(True, True), ReleaseVip, PersistState(1, WAITING)"
     ], plans
 
 

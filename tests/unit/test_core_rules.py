@@ -152,7 +152,7 @@ def test_two_actives_meet_the_lower_epoch_demotes_at_once() -> None:
         "[demote-dual-active] alpha ACTIVE -> DEMOTING: two active nodes: peer beta outranks "
         "me (epoch 2 vs mine 1) [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync(False), PersistState(1, WAITING)",
+        "StopSync(False, False), PersistState(1, WAITING)",
     ]  # the VIP first: the peer serves already (the lab saw 2-7 s of two holders otherwise)
 
 
@@ -173,7 +173,8 @@ def test_active_that_lost_an_uplink_its_peer_still_has_hands_over() -> None:
     assert h.transcript(start)[:2] == [
         "[handover] alpha ACTIVE -> DEMOTING: lost uplink a which peer beta still has: "
         "handing over [epoch 1]",
-        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), StopSync(False), "
+        "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(False, False), "
         "ReleaseVip, PersistState(1, WAITING)",
     ]
     assert h.role() is Role.WAITING
@@ -226,7 +227,7 @@ def test_both_networks_lost_the_active_releases_the_vip_then_stops_the_rest() ->
         "[demote-isolated] alpha ACTIVE -> DEMOTING: lost every network (split brain or cut "
         "off): releasing the VIP, then stopping services and sync [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync(False), PersistState(1, WAITING)",
+        "StopSync(False, False), PersistState(1, WAITING)",
         "[plan-done] alpha DEMOTING -> WAITING: demotion complete: services, sync and VIP "
         "released [epoch 1]",
     ]
@@ -279,10 +280,11 @@ def test_operator_switchover_hands_over_and_yields() -> None:
     h.run_until(start + 1)
     assert h.kinds(start) == ["switchover", "plan-done", "standby"]
     assert h.decisions(start)[0].reason == "operator switchover: handing over to beta"
-    # planned: the sync pushes what is pending in full (a fault's demotion: StopSync(False))
+    # planned: the sync pushes what is pending in full, and what it cannot push aborts
+    # the handover (a fault's demotion: StopSync(False, False))
     assert h.transcript(start)[1] == (
         "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(True), ReleaseVip, PersistState(1, WAITING)"
+        "StopSync(True, True), ReleaseVip, PersistState(1, WAITING)"
     )
     assert h.last_view().yielding and not h.last_view().candidate
     h.peer = h.peer_view(Role.ACTIVE, 2)
@@ -290,9 +292,11 @@ def test_operator_switchover_hands_over_and_yields() -> None:
     assert h.last_view().candidate  # the peer took over: back to a normal standby
 
 
-@pytest.mark.parametrize(("peer_there", "planned"), [(True, True), (False, False)])
+@pytest.mark.parametrize(
+    ("peer_there", "planned"), [(True, "True, False"), (False, "False, False")]
+)
 def test_an_agent_stop_drains_in_full_only_with_a_peer_to_push_to(
-    peer_there: bool, planned: bool
+    peer_there: bool, planned: str
 ) -> None:
     """A planned drain retries for up to a minute: beside a dead peer, a stop would
     wait that long for nobody."""
@@ -306,6 +310,36 @@ def test_an_agent_stop_drains_in_full_only_with_a_peer_to_push_to(
     h.run_until(start + 1)
     plan = next(line for line in h.transcript(start) if line.startswith("plan"))
     assert f"StopSync({planned})" in plan, plan
+
+
+def test_a_switchover_whose_sync_cannot_push_everything_serves_on() -> None:
+    """A helper's switchover right after a 150 MB write at 2 MB/s: the drain ran out,
+    the handover went on, and the new active's first sync replaced the file on both
+    nodes. Now the node restarts its services in the same epoch (it never let go of
+    the VIP) and the peer stays standby."""
+    h = active(fail_step="StopSync(True, True)")
+    start = h.now
+    h.feed(OperatorCommand(Command.SWITCHOVER))
+    h.run_until(start + 1)
+    assert h.transcript(start)[2:5] == [
+        "[handover-aborted] alpha DEMOTING -> PROMOTING: handover aborted, serving on: "
+        "exit status 1; hand over again once `mosqit-failover status` shows the "
+        "directories in sync [epoch 1]",
+        "plan 3: PersistState(1, ACTIVE), ClaimVip, SendGarp, StartSync(1, True, ()), "
+        "StartResource(db), StartResource(app)",
+        "[plan-done] alpha PROMOTING -> ACTIVE: promotion complete: VIP, ARP, sync and "
+        "services are up [epoch 1]",
+    ]
+    assert h.role() is Role.ACTIVE and h.core.epoch == 1
+    assert not h.last_view().yielding
+
+
+def test_an_agent_stop_whose_sync_cannot_push_everything_goes_on() -> None:
+    h = active(fail_step="StopSync(True, False)")
+    start = h.now
+    h.feed(OperatorCommand(Command.STOP))
+    h.run_until(start + 1)
+    assert "handover-aborted" not in h.kinds(start)
 
 
 def test_operator_switchover_refused_when_the_peer_cannot_take_over() -> None:
@@ -421,7 +455,8 @@ def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
         "[epoch 2]",
         "Alert(start-failed, beta: promotion failed, rolling back: StartResource(app) failed: "
         "exit status 1)",
-        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), StopSync(False), "
+        "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(False, False), "
         "ReleaseVip, PersistState(2, WAITING)",
     ]
     assert h.role() is Role.STANDBY

@@ -95,6 +95,9 @@ PARTIALS_BEFORE_FULL = 3
 Note = Callable[[str, int], None]
 
 
+BROKE_OFF_AFTER = 5.0
+"""An rsync that failed after running this long (seconds) broke off mid-transfer."""
+
 DRAIN_RETRY = 1.0
 """The longest pause between two tries of a planned handover's drain (seconds)."""
 
@@ -573,10 +576,19 @@ class Engine:
                     outcome, detail = Outcome.UNREACHABLE, failure
                     await master.close()
                     continue
+            began = self._now()
             code, err = await self._rsync(batch, index, stdin)
             self._rsync_ran = True
             outcome = commands.classify(code, err)
             detail = f"rsync exit {code} via {master.peer.host}: {commands.summary(err)}"
+            took = self._now() - began
+            if outcome in _BROKE_OFF and took >= BROKE_OFF_AFTER:
+                # the peer answered ssh a moment before: "unreachable" alone misled (a
+                # helper's run at 20 % loss, the pair formed all along)
+                detail = (
+                    f"the transfer broke off after {took:.0f}s ({detail}): a lossy or cut "
+                    "link, or the peer's rsync was killed; the next try starts the file over"
+                )
             if outcome is not Outcome.UNREACHABLE:
                 self._peer = index
                 break

@@ -185,6 +185,22 @@ def test_a_push_that_broke_off_mid_transfer_gets_a_full_sync(make: Any, code: in
     )
 
 
+def test_a_transfer_that_broke_off_says_so_not_only_unreachable(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 20 % loss a 300 MB push restarted again and again while status said only
+    "unreachable: rsync exit 255 ... Broken pipe", the pair formed all along."""
+    monkeypatch.setattr(engine_module, "BROKE_OFF_AFTER", 0.0)
+    calls: Calls = []
+    engine = make(calls, rsync=(255, "client_loop: send disconnect: Broken pipe\n"))
+    dirty = Dirty(interval=1.0)
+    dirty.add("big", now=0.0)
+    _send(engine, dirty)
+    assert engine.state == "waiting-for-peer" and engine.last_error is not None
+    assert "the transfer broke off after 0s (rsync exit 255 via 10.0.1.2" in engine.last_error
+    assert "a lossy or cut link, or the peer's rsync was killed" in engine.last_error
+
+
 def test_a_push_that_never_reached_the_peer_needs_no_full_sync(
     make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

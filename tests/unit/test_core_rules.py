@@ -400,12 +400,18 @@ def test_a_new_epoch_is_above_the_data_epoch_a_peer_reported_too() -> None:
     assert h.peer is not None
     h.peer = replace(h.peer, data_epoch=7)  # alpha's view: its data is of epoch 7
     h.run_until(h.now + 0.2)
+    start = _peer_dies(h)
+    assert h.role() is Role.ACTIVE
+    assert h.transcript(start)[0].endswith("[epoch 8]")
+
+
+def _peer_dies(h: Harness) -> float:
+    """Alpha falls silent and stops answering echo; one second on. When it died."""
     h.peer = None
     h.echo_answers = {"a": False, "b": False}
     start = h.now
     h.run_until(start + 1.0)
-    assert h.role() is Role.ACTIVE
-    assert h.transcript(start)[0].endswith("[epoch 8]")
+    return start
 
 
 def test_a_new_epoch_is_above_every_epoch_a_peer_named_not_only_its_last() -> None:
@@ -418,10 +424,7 @@ def test_a_new_epoch_is_above_every_epoch_a_peer_named_not_only_its_last() -> No
     h.run_until(h.now + 0.2)
     h.peer = h.peer_view(Role.STANDBY, 0)  # then it names epoch 0
     h.run_until(h.now + 0.2)
-    h.peer = None
-    h.echo_answers = {"a": False, "b": False}
-    start = h.now
-    h.run_until(start + 1.0)
+    start = _peer_dies(h)
     assert h.role() is Role.ACTIVE
     assert h.transcript(start)[0].endswith("[epoch 8]"), h.transcript(start)
 
@@ -434,10 +437,7 @@ def test_a_new_epoch_never_passes_the_largest_a_peer_takes() -> None:
     assert h.peer is not None
     h.peer = replace(h.peer, epoch=EPOCH_MAX, data_epoch=EPOCH_MAX)
     h.run_until(h.now + 0.2)
-    h.peer = None
-    h.echo_answers = {"a": False, "b": False}
-    start = h.now
-    h.run_until(start + 1.0)
+    start = _peer_dies(h)
     assert h.transcript(start)[0].startswith("[promote] beta STANDBY -> PROMOTING")
     assert h.transcript(start)[1].startswith(f"plan 1: PersistState({EPOCH_MAX}, ACTIVE)")
     view = h.last_view()

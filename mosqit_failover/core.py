@@ -346,6 +346,7 @@ class Core:
         self._pending: list[PlanStep] = []
         self._plan_live = False
         self._yielding = False  # handed over: not a candidate while the peer is
+        self._handover_aborted = False  # since this node last became ACTIVE
         self._failed_until = NEVER  # start failed: not a candidate until then
         self._stop_failures = 0
         self._retry_at = NEVER
@@ -1068,16 +1069,7 @@ class Core:
                 self._plan_live = False
                 self._pending = []
                 if isinstance(action, StopSync) and action.abort_if_left and self.role is D:
-                    # a helper's switchover after a 150 MB write at 2 MB/s: the new active's
-                    # first sync replaced the file on both nodes
-                    self._yielding = False
-                    self._successor = ""
-                    return Verdict(
-                        Trigger.RESUME,
-                        DecisionKind.HANDOVER_ABORTED,
-                        f"handover aborted, serving on: {error}; hand over again once "
-                        "`mosqit-failover status` shows the directories in sync",
-                    )
+                    return self._sync_left(error, now)
                 if self.role is A:  # a reconfiguration step: the service itself stays up
                     what = f"{step_name(action)} failed after a reload: {error}"
                     out.append(self._decision(DecisionKind.RECONFIGURE_FAILED, what))
@@ -2076,7 +2068,12 @@ class Core:
             and preferred is not None
             and preferred.candidate
             and preferred.role is S
-            and (not self.config.multi_server or preferred.node in self._in_sync(now))
+            # after an aborted handover, only to a node that caught up: the failback
+            # fired again 0.4 s after a helper's abort, and the second one went on
+            and (
+                not (self.config.multi_server or self._handover_aborted)
+                or preferred.node in self._in_sync(now)
+            )
         )
         if self._held("failback", failback, now):
             self._hand_over(self.config.preferred)
@@ -2086,6 +2083,38 @@ class Core:
                 f"failback: preferred node {self.config.preferred} is back and healthy",
             )
         return None
+
+    def _sync_left(self, error: str, now: float) -> Verdict:
+        """A switchover's or failback's drain ended with changes the peer lacks: serve on
+        rather than have the new active's first sync replace them here (a helper's
+        switchover after a 150 MB write at 2 MB/s lost it on both nodes). Not when the
+        agent is stopping (it would exit holding everything: two holders, a helper's
+        finding), nor once a holder is heard (the peer took over meanwhile: restarting
+        the services would make two): then the demotion goes on, the drain cut short."""
+        holder = next((v for v in self._blocking_views(now) if v.role.may_hold), None)
+        if holder is not None:  # the VIP goes first, as when two actives meet
+            return Verdict(
+                Trigger.RETRY,
+                DecisionKind.DEMOTE_DUAL_ACTIVE,
+                f"{error}; {holder.node} holds already: demoting all the same, the sync's "
+                "last changes lost",
+            )
+        if self._stopping:
+            return Verdict(
+                Trigger.RETRY,
+                DecisionKind.DEMOTE_RETRY,
+                f"{error}; the agent is stopping: demoting all the same, the sync's last "
+                "changes lost",
+            )
+        self._yielding = False
+        self._successor = ""
+        self._handover_aborted = True
+        return Verdict(
+            Trigger.RESUME,
+            DecisionKind.HANDOVER_ABORTED,
+            f"handover aborted, serving on: {error}; hand over again once "
+            "`mosqit-failover status` shows the directories in sync",
+        )
 
     def _fence_taken_over(self, now: float) -> Verdict | None:
         """A holder this node took over from as dead whose host answers ICMP while its
@@ -2258,6 +2287,7 @@ class Core:
             out += self._after_failure(old, verdict.reason, now)
         if verdict.trigger is Trigger.PLAN_DONE and new_role is W:
             self._stop_failures = 0
+            self._handover_aborted = False
         if runs_plan:
             out.append(self._start_plan(now, verdict.kind))
         return out

@@ -170,7 +170,11 @@ class Engine:
             "in_sync": in_sync,
             "lag_seconds": round(max(0.0, now - min(since)), 3) if since else 0.0,
             "pending": pending,
-            "full_resync_pending": bool(self.dirty.full_reason),
+            # a full sync in flight too: a start's catch-up (after an aborted handover)
+            # read as nothing pending, and the next handover lost what it carried
+            "full_resync_pending": bool(
+                self.dirty.full_reason or (self._inflight is not None and self._inflight.full)
+            ),
             "last_error": self.last_error,
             "last_ok_ago": None if self.last_ok is None else round(now - self.last_ok, 3),
             "batches": self.batches,
@@ -238,7 +242,9 @@ class Engine:
                         self.retry_at = min(self.retry_at, self._now())
                         continue
                     await self._send(self.dirty.take())
-                    if not persist:
+                    if not persist or self.state == "refused":
+                        # refused: the peer is active (it took over meanwhile) or holds a
+                        # newer epoch; retrying kept a demoting node's VIP for a minute
                         return
                     continue
                 self._sync_root(now)

@@ -17,6 +17,7 @@ from mosqit_failover.events import (
     OperatorCommand,
     PeerMessage,
     Role,
+    SyncInSync,
     Tick,
 )
 from mosqit_failover.sim_scenarios import SIM_CONFIG
@@ -332,6 +333,80 @@ def test_a_switchover_whose_sync_cannot_push_everything_serves_on() -> None:
     ]
     assert h.role() is Role.ACTIVE and h.core.epoch == 1
     assert not h.last_view().yielding
+
+
+def _switchover_until_its_drain_fails(h: Harness) -> float:
+    """Start a switchover whose plan stops before its StopSync; the caller adds what
+    happens during the drain, then `_drain_fails`."""
+    h.auto_complete = False
+    start = h.now
+    h.feed(OperatorCommand(Command.SWITCHOVER))
+    return start
+
+
+def _drain_fails(h: Harness, end: float) -> None:
+    h.fail_step = "StopSync(True, True)"
+    h.auto_complete = True
+    h._complete_steps()
+    h.fail_step = None
+    h.run_until(end)
+
+
+def test_an_agent_stop_during_a_switchover_s_drain_is_no_abort() -> None:
+    """A helper's `systemctl stop` during a switchover's drain: the abort restarted the
+    services, and the agent exited holding the VIP and the service: two holders."""
+    h = active()
+    start = _switchover_until_its_drain_fails(h)
+    h.feed(OperatorCommand(Command.STOP))
+    _drain_fails(h, start + 1)
+    assert "handover-aborted" not in h.kinds(start)
+    assert [d.reason for d in h.decisions(start) if d.kind == "demote-retry"] == [
+        "exit status 1; the agent is stopping: demoting all the same, the sync's last changes lost"
+    ]
+    plans = [line for line in h.transcript(start) if line.startswith("plan")]
+    assert plans[-1] == (
+        "plan 3: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(False, False), ReleaseVip, PersistState(1, WAITING)"
+    )
+    assert not h.role().may_hold
+
+
+def test_a_switchover_s_drain_that_fails_once_the_peer_holds_releases_the_vip_first() -> None:
+    """A helper cut both links during the drain: the peer took over, and the demoting
+    node kept the VIP for the rest of the minute; an abort would restart its services
+    beside the new active's."""
+    h = active()
+    start = _switchover_until_its_drain_fails(h)
+    h.peer = h.peer_view(Role.ACTIVE, 2)
+    h.run_until(start + 0.3)
+    _drain_fails(h, start + 1)
+    assert "handover-aborted" not in h.kinds(start)
+    plans = [line for line in h.transcript(start) if line.startswith("plan")]
+    assert plans[-1].startswith("plan 3: PersistState(1, DEMOTING), ReleaseVip, ")
+
+
+def test_no_failback_after_an_aborted_one_until_the_preferred_node_caught_up() -> None:
+    """A helper's failback aborted (its sync could not push everything), then fired
+    again 0.4 s after the node served on, and the second one went on: the data lost."""
+    text = SIM_CONFIG.replace('preferred = "alpha"', 'preferred = "alpha"\nfailback = true')
+    h = standby(config=parse(text))  # beta
+    h.peer = None
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(h.now + 1)  # beta takes over from a dead alpha
+    assert h.role() is Role.ACTIVE
+    h.echo_answers = {"a": True, "b": True}
+    h.peer = h.peer_view(Role.STANDBY, 0)
+    start = h.now
+    h.fail_step = "StopSync(True, True)"
+    h.run_until(start + 2)
+    handovers = ("failback", "handover-aborted")
+    assert [k for k in h.kinds(start) if k in handovers] == list(handovers)
+    h.fail_step = None
+    h.run_until(start + 10)
+    assert h.kinds(start).count("failback") == 1 and h.role() is Role.ACTIVE
+    h.feed(SyncInSync("alpha", True))  # now alpha has everything
+    h.run_until(start + 12)
+    assert h.kinds(start).count("failback") == 2
 
 
 def test_an_agent_stop_whose_sync_cannot_push_everything_goes_on() -> None:

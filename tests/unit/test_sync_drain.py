@@ -169,3 +169,43 @@ def test_a_planned_drain_retries_a_failed_push_a_fault_drain_does_not(
         assert engine.dirty.empty and len(calls) == 4
     else:  # the peer looks unreachable: no more tries
         assert not engine.dirty.empty and len(calls) == 2
+
+
+def test_a_planned_drain_stops_at_a_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer refuses (it took over meanwhile, or holds a newer epoch): retrying kept a
+    demoting node's VIP for the rest of the minute (a helper's cut during a drain)."""
+    monkeypatch.setattr(engine_module, "DRAIN_RETRY", 0.05)
+    codes: list[int] = []
+    engine, calls = _engine_with_rsync(tmp_path, monkeypatch, codes)
+    (tmp_path / "old").write_text("synced at the start\n")
+
+    async def run_rsync(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        calls.append("refused")
+        return 77, "mosqit-sync refused: this node is ACTIVE (epoch 6)\n"
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "in-sync")
+        monkeypatch.setattr(engine_module, "run_rsync", run_rsync)
+        (tmp_path / "mail").write_text("the last one\n")
+        await until(lambda: len(calls) >= 2)
+        engine.drain(persist=True)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert engine.state == "refused" and calls.count("refused") <= 2
+
+
+def test_a_full_sync_in_flight_counts_as_unpushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an aborted handover the restarted sync's catch-up read as nothing pending,
+    and a second switchover lost what it carried (a helper's finding)."""
+    engine, _calls = _engine_with_rsync(tmp_path, monkeypatch, [])
+    engine._inflight = engine.dirty.take()  # what _send holds while a push runs
+    assert not engine.status(0.0)["full_resync_pending"]
+    engine.dirty.need_full("start (catch up)", 0.0)
+    engine._inflight = engine.dirty.take()
+    assert engine.status(0.0)["full_resync_pending"]

@@ -57,11 +57,13 @@ class StopSync:
     (switchover, failback, the agent's stop) with a peer to take over, whose services
     are stopped already: the pending changes may take as long as the sync needs (up to
     sync.manager.PLANNED_DRAIN), since the peer's first sync as the new active replaces
-    what was not pushed. `abort_if_left`: the step fails when changes are left, and
-    the core serves on instead (a switchover, a failback; the agent's stop goes on)."""
+    what was not pushed. `abort_if_left`: the step fails when changes for `successor`
+    (the node taking over) are left, and the core serves on instead (a switchover, a
+    failback; the agent's stop goes on); another standby's are only alerted."""
 
     planned: bool = False
     abort_if_left: bool = False
+    successor: str = ""
 
 
 @dataclass(frozen=True)

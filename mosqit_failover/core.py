@@ -2337,7 +2337,11 @@ class Core:
             # nobody to push to
             planned = kind in _PLANNED_HANDOVERS and bool(self._present_views(now))
             abort = planned and kind is not DecisionKind.AGENT_STOP  # that one goes on
-            stop += [StopSync(planned, abort)] if self.config.sync or self._mounted else []
+            # only what the node taking over lacks aborts: a helper's switchover to a
+            # synced beta aborted for a bystander gamma whose sync was broken
+            taker = (self._successor or self.peer_name) if abort else ""
+            if self.config.sync or self._mounted:
+                stop.append(StopSync(planned, abort, taker))
             self._mounted = ()
             # The VIP goes first when the peer serves already (it outranks us) or is about to
             # (we are cut off from every network): clients must never see two holders while

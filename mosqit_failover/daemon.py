@@ -614,13 +614,14 @@ class Agent:
             case StartSync(epoch, _, synchronous):
                 self.sync.start(epoch, synchronous)
                 await self.sync.mount(epoch, self._heard_peers())  # of these, before services
-            case StopSync(planned, abort_if_left):
+            case StopSync(planned, abort_if_left, successor):
                 await self.sync.unmount()
-                left = await self.sync.stop(planned, alert=not abort_if_left)
-                if left and abort_if_left:  # the core serves on rather than lose them
+                taker = successor if abort_if_left else ""
+                left = [t for p, t in await self.sync.stop(planned, keep=taker) if p == taker]
+                if left:  # the core serves on rather than lose them
                     raise EffectError(
-                        f"the sync could not push everything within {PLANNED_DRAIN:.0f} s "
-                        f"({'; '.join(left)})"
+                        f"the sync could not push everything to {taker} within "
+                        f"{PLANNED_DRAIN:.0f} s ({'; '.join(left)})"
                     )
 
     def _sync_note(self, text: str, priority: int) -> None:

@@ -739,15 +739,16 @@ class SyncManager:
             task.cancel()
         return tasks
 
-    async def stop(self, planned: bool = False, alert: bool = True) -> list[str]:
+    async def stop(self, planned: bool = False, keep: str = "") -> list[tuple[str, str]]:
         """Stop every engine and close the ssh connections.
 
         Each engine first pushes what is still pending (the service was stopped just
         before: its last writes must reach the peers on a planned switchover), for at
         most DRAIN_TIMEOUT seconds after a fault, PLANNED_DRAIN in a planned handover
         (whose pushes are retried: Engine.drain), all peers at once; then whatever still
-        runs is cancelled, and what was left unpushed is said (and alerted: `alert`),
-        per directory and peer; returned as "PATH to PEER: N change(s)" lines.
+        runs is cancelled, and what was left unpushed is said and alerted, per
+        directory and peer (not alerted for `keep`, whose leftovers the caller acts
+        on); returned as (peer, "PATH to PEER: N change(s)").
         """
         drain = PLANNED_DRAIN if planned else DRAIN_TIMEOUT
         await self._detach()
@@ -756,7 +757,8 @@ class SyncManager:
         pending = self._unpushed()
         if pending and planned:
             self._note(
-                f"sync: pushing what is pending ({'; '.join(pending)}) before handing over, "
+                f"sync: pushing what is pending ({'; '.join(t for _, t in pending)}) before "
+                "handing over, "
                 f"for up to {drain:.0f} s",
                 5,
             )
@@ -764,9 +766,9 @@ class SyncManager:
             await asyncio.wait(self._tasks, timeout=drain)
         left = self._unpushed()
         tasks = self._cancel()
-        for text in left:
+        for peer, text in left:
             self._note(f"sync stopped before its peer had every change: {text}", 3)
-            if alert:
+            if peer != keep:
                 self._alert(
                     f"sync stopped with changes not pushed: {text}; the peer's copy lacks "
                     "them, and they are replaced here when the peer pushes as the active"
@@ -778,8 +780,8 @@ class SyncManager:
             self._note("sync stopped", 5)
         return left
 
-    def _unpushed(self) -> list[str]:
-        """Each engine that has something to push, as "PATH to PEER: N change(s)"."""
+    def _unpushed(self) -> list[tuple[str, str]]:
+        """Each engine that has something to push: (peer, "PATH to PEER: N change(s)")."""
         now = asyncio.get_running_loop().time()
         left = []
         for slot in self._slots:
@@ -787,9 +789,10 @@ class SyncManager:
             if status["state"] == "source-missing":
                 continue  # nothing to push (an empty or missing source): said as such
             if status["full_resync_pending"]:
-                left.append(f"{status['path']} to {slot.peer}: a full sync")
+                left.append((slot.peer, f"{status['path']} to {slot.peer}: a full sync"))
             elif status["pending"]:
-                left.append(f"{status['path']} to {slot.peer}: {status['pending']} change(s)")
+                what = f"{status['path']} to {slot.peer}: {status['pending']} change(s)"
+                left.append((slot.peer, what))
         return left
 
     # ---- in sync, per peer ----------------------------------------------

@@ -74,7 +74,7 @@ def test_a_reload_removing_the_last_synchronous_directory_keeps_its_mount() -> N
     plans = [line for line in h.transcript(start) if line.startswith("plan")]
     assert plans == [
         "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(True, True), ReleaseVip, PersistState(1, WAITING)"
+        "StopSync(True, True, beta), ReleaseVip, PersistState(1, WAITING)"
     ], plans
 
 

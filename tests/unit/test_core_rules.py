@@ -153,7 +153,7 @@ def test_two_actives_meet_the_lower_epoch_demotes_at_once() -> None:
         "[demote-dual-active] alpha ACTIVE -> DEMOTING: two active nodes: peer beta outranks "
         "me (epoch 2 vs mine 1) [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync(False, False), PersistState(1, WAITING)",
+        "StopSync(False, False, ), PersistState(1, WAITING)",
     ]  # the VIP first: the peer serves already (the lab saw 2-7 s of two holders otherwise)
 
 
@@ -175,7 +175,7 @@ def test_active_that_lost_an_uplink_its_peer_still_has_hands_over() -> None:
         "[handover] alpha ACTIVE -> DEMOTING: lost uplink a which peer beta still has: "
         "handing over [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(False, False), "
+        "StopSync(False, False, ), "
         "ReleaseVip, PersistState(1, WAITING)",
     ]
     assert h.role() is Role.WAITING
@@ -228,7 +228,7 @@ def test_both_networks_lost_the_active_releases_the_vip_then_stops_the_rest() ->
         "[demote-isolated] alpha ACTIVE -> DEMOTING: lost every network (split brain or cut "
         "off): releasing the VIP, then stopping services and sync [epoch 1]",
         "plan 2: PersistState(1, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
-        "StopSync(False, False), PersistState(1, WAITING)",
+        "StopSync(False, False, ), PersistState(1, WAITING)",
         "[plan-done] alpha DEMOTING -> WAITING: demotion complete: services, sync and VIP "
         "released [epoch 1]",
     ]
@@ -282,10 +282,10 @@ def test_operator_switchover_hands_over_and_yields() -> None:
     assert h.kinds(start) == ["switchover", "plan-done", "standby"]
     assert h.decisions(start)[0].reason == "operator switchover: handing over to beta"
     # planned: the sync pushes what is pending in full, and what it cannot push aborts
-    # the handover (a fault's demotion: StopSync(False, False))
+    # the handover (a fault's demotion: StopSync(False, False, ))
     assert h.transcript(start)[1] == (
         "plan 2: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(True, True), ReleaseVip, PersistState(1, WAITING)"
+        "StopSync(True, True, beta), ReleaseVip, PersistState(1, WAITING)"
     )
     assert h.last_view().yielding and not h.last_view().candidate
     h.peer = h.peer_view(Role.ACTIVE, 2)
@@ -294,7 +294,7 @@ def test_operator_switchover_hands_over_and_yields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("peer_there", "planned"), [(True, "True, False"), (False, "False, False")]
+    ("peer_there", "planned"), [(True, "True, False, "), (False, "False, False, ")]
 )
 def test_an_agent_stop_drains_in_full_only_with_a_peer_to_push_to(
     peer_there: bool, planned: str
@@ -318,7 +318,7 @@ def test_a_switchover_whose_sync_cannot_push_everything_serves_on() -> None:
     the handover went on, and the new active's first sync replaced the file on both
     nodes. Now the node restarts its services in the same epoch (it never let go of
     the VIP) and the peer stays standby."""
-    h = active(fail_step="StopSync(True, True)")
+    h = active(fail_step="StopSync(True, True, beta)")
     start = h.now
     h.feed(OperatorCommand(Command.SWITCHOVER))
     h.run_until(start + 1)
@@ -345,7 +345,7 @@ def _switchover_until_its_drain_fails(h: Harness) -> float:
 
 
 def _drain_fails(h: Harness, end: float) -> None:
-    h.fail_step = "StopSync(True, True)"
+    h.fail_step = "StopSync(True, True, beta)"
     h.auto_complete = True
     h._complete_steps()
     h.fail_step = None
@@ -366,7 +366,7 @@ def test_an_agent_stop_during_a_switchover_s_drain_is_no_abort() -> None:
     plans = [line for line in h.transcript(start) if line.startswith("plan")]
     assert plans[-1] == (
         "plan 3: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(False, False), ReleaseVip, PersistState(1, WAITING)"
+        "StopSync(False, False, ), ReleaseVip, PersistState(1, WAITING)"
     )
     assert not h.role().may_hold
 
@@ -397,7 +397,7 @@ def test_no_failback_after_an_aborted_one_until_the_preferred_node_caught_up() -
     h.echo_answers = {"a": True, "b": True}
     h.peer = h.peer_view(Role.STANDBY, 0)
     start = h.now
-    h.fail_step = "StopSync(True, True)"
+    h.fail_step = "StopSync(True, True, alpha)"
     h.run_until(start + 2)
     handovers = ("failback", "handover-aborted")
     assert [k for k in h.kinds(start) if k in handovers] == list(handovers)
@@ -410,7 +410,7 @@ def test_no_failback_after_an_aborted_one_until_the_preferred_node_caught_up() -
 
 
 def test_an_agent_stop_whose_sync_cannot_push_everything_goes_on() -> None:
-    h = active(fail_step="StopSync(True, False)")
+    h = active(fail_step="StopSync(True, False, )")
     start = h.now
     h.feed(OperatorCommand(Command.STOP))
     h.run_until(start + 1)
@@ -531,7 +531,7 @@ def test_a_failed_start_rolls_back_alerts_and_lets_the_peer_take_over() -> None:
         "Alert(start-failed, beta: promotion failed, rolling back: StartResource(app) failed: "
         "exit status 1)",
         "plan 2: PersistState(2, DEMOTING), StopResource(app), StopResource(db), "
-        "StopSync(False, False), "
+        "StopSync(False, False, ), "
         "ReleaseVip, PersistState(2, WAITING)",
     ]
     assert h.role() is Role.STANDBY

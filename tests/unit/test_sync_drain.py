@@ -19,6 +19,7 @@ from mosqit_failover.sync import manager as manager_module
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.manager import DRAIN_TIMEOUT, PLANNED_DRAIN, SyncManager
 from tests.unit.test_reload import config, until
+from tests.unit.test_sync_fanout import config as fanout_config
 from tests.unit.test_sync_engine import FakeMaster
 
 
@@ -209,3 +210,32 @@ def test_a_full_sync_in_flight_counts_as_unpushed(
     engine.dirty.need_full("start (catch up)", 0.0)
     engine._inflight = engine.dirty.take()
     assert engine.status(0.0)["full_resync_pending"]
+
+
+def test_a_bystander_s_leftovers_are_alerted_the_successor_s_returned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three nodes: a switchover to a synced beta aborted for a bystander whose sync was
+    broken (a helper's finding). stop() returns every leftover with its peer (the daemon
+    aborts only for the successor's) and alerts all but the successor's."""
+    monkeypatch.setattr(engine_module, "Engine", SlowPush)
+    monkeypatch.setattr(manager_module, "DRAIN_TIMEOUT", 0.2)
+    SlowPush.PUSH = 5.0
+    alerts: list[str] = []
+    left: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        manager = SyncManager(
+            fanout_config(tmp_path, ("a",), nodes=3),
+            "alpha",
+            lambda *_: None,
+            tmp_path / "run",
+            alert=alerts.append,
+        )
+        manager.start(1)
+        await asyncio.sleep(0.05)
+        left.extend(await manager.stop(keep="beta"))
+
+    asyncio.run(main())
+    assert sorted(peer for peer, _ in left) == ["beta", "n3"]
+    assert len(alerts) == 1 and f"{tmp_path / 'a'} to n3: 5 change(s)" in alerts[0]

@@ -19,8 +19,8 @@ from mosqit_failover.sync import manager as manager_module
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.manager import DRAIN_TIMEOUT, PLANNED_DRAIN, SyncManager
 from tests.unit.test_reload import config, until
-from tests.unit.test_sync_fanout import config as fanout_config
 from tests.unit.test_sync_engine import FakeMaster
+from tests.unit.test_sync_fanout import config as fanout_config
 
 
 class SlowPush:

@@ -762,8 +762,7 @@ class SyncManager:
                 f"for up to {drain:.0f} s",
                 5,
             )
-        if self._slots:
-            await asyncio.wait(self._tasks, timeout=drain)
+        await self._drained(drain, keep)
         left = self._unpushed()
         tasks = self._cancel()
         for peer, text in left:
@@ -780,8 +779,29 @@ class SyncManager:
             self._note("sync stopped", 5)
         return left
 
+    async def _drained(self, drain: float, keep: str) -> None:
+        """Wait for the engines' drains: `drain` seconds at most; with `keep` (the node
+        taking over), for its engines only, the others DRAIN_TIMEOUT more at most. A
+        bystander whose sync could not answer held a three-node switchover's VIP a
+        minute, 35 s past the successor's refusal as the new active (a helper's
+        finding), for leftovers that are only alerted."""
+        if not self._slots:
+            return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        mine = {s.task for s in self._slots if s.peer == keep} if keep else set()
+        if mine:
+            await asyncio.wait(mine, timeout=drain)
+        rest = set(self._tasks) - mine
+        if rest:
+            budget = drain - (loop.time() - began)
+            if mine:
+                budget = min(budget, DRAIN_TIMEOUT)
+            await asyncio.wait(rest, timeout=max(0.0, budget))
+
     def _unpushed(self) -> list[tuple[str, str]]:
-        """Each engine that has something to push: (peer, "PATH to PEER: N change(s)")."""
+        """Each engine that has something to push: (peer, "PATH to PEER: N change(s)"),
+        with the refusal when the peer refused (it took over, or holds a newer epoch)."""
         now = asyncio.get_running_loop().time()
         left = []
         for slot in self._slots:
@@ -789,10 +809,14 @@ class SyncManager:
             if status["state"] == "source-missing":
                 continue  # nothing to push (an empty or missing source): said as such
             if status["full_resync_pending"]:
-                left.append((slot.peer, f"{status['path']} to {slot.peer}: a full sync"))
+                what = f"{status['path']} to {slot.peer}: a full sync"
             elif status["pending"]:
                 what = f"{status['path']} to {slot.peer}: {status['pending']} change(s)"
-                left.append((slot.peer, what))
+            else:
+                continue
+            if status["state"] == "refused":
+                what += f", refused there ({status['last_error']})"
+            left.append((slot.peer, what))
         return left
 
     # ---- in sync, per peer ----------------------------------------------

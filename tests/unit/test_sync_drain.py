@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -27,10 +27,12 @@ class SlowPush:
     """An engine whose pending changes take `PUSH` seconds to push once drained."""
 
     PUSH = 0.0
+    PUSH_TO: ClassVar[dict[str, float]] = {}  # by the peer's first address, else PUSH
 
-    def __init__(self, sync: Any, _masters: Any, epoch: int, _note: Any) -> None:
+    def __init__(self, sync: Any, masters: Any, epoch: int, _note: Any) -> None:
         self.sync, self.epoch, self.state = sync, epoch, "in-sync"
         self.pending = 5
+        self._push = SlowPush.PUSH_TO.get(masters[0].peer.host, SlowPush.PUSH)
         self._drained = asyncio.Event()
 
     def drain(self, persist: bool = False) -> None:
@@ -46,7 +48,7 @@ class SlowPush:
 
     async def run(self) -> None:
         await self._drained.wait()
-        await asyncio.sleep(SlowPush.PUSH)
+        await asyncio.sleep(self._push)
         self.pending = 0
 
 
@@ -239,3 +241,30 @@ def test_a_bystander_s_leftovers_are_alerted_the_successor_s_returned(
     asyncio.run(main())
     assert sorted(peer for peer, _ in left) == ["beta", "n3"]
     assert len(alerts) == 1 and f"{tmp_path / 'a'} to n3: 5 change(s)" in alerts[0]
+
+
+def test_a_planned_drain_waits_for_the_successor_not_a_bystander(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper's three-node switchover: gamma's sync could not answer, and the drain
+    waited the whole minute for it, holding the VIP 35 s past the successor's refusal
+    as the new active. The successor's drain ends it; a bystander gets DRAIN_TIMEOUT."""
+    monkeypatch.setattr(engine_module, "Engine", SlowPush)
+    monkeypatch.setattr(manager_module, "DRAIN_TIMEOUT", 0.3)
+    monkeypatch.setattr(manager_module, "PLANNED_DRAIN", 20.0)
+    monkeypatch.setattr(SlowPush, "PUSH_TO", {"10.231.1.12": 0.1, "10.231.1.13": 30.0})
+    left: list[tuple[str, str]] = []
+    took: list[float] = []
+
+    async def main() -> None:
+        manager = SyncManager(
+            fanout_config(tmp_path, ("a",), nodes=3), "alpha", lambda *_: None, tmp_path / "run"
+        )
+        manager.start(1)
+        await asyncio.sleep(0.05)
+        began = asyncio.get_running_loop().time()
+        left.extend(await manager.stop(planned=True, keep="beta"))
+        took.append(asyncio.get_running_loop().time() - began)
+
+    asyncio.run(main())
+    assert [peer for peer, _ in left] == ["n3"] and took[0] < 10.0  # not the 20 s

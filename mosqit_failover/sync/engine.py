@@ -197,7 +197,8 @@ class Engine:
         After a fault (`persist` False) one try, skipped when the peer is known to be
         unreachable: a demotion must not wait for a peer that cannot answer. In a
         planned handover, whose peer is there to take over (`persist`), the pushes are
-        retried, DRAIN_RETRY apart at most, until nothing is pending: one failed push
+        retried, DRAIN_RETRY apart at most, until nothing is pending (not when the
+        peer refuses, nor when its ssh does not answer at all): one failed push
         (a killed receiver, a lossy link) gave up most of the time it had, and the new
         active's first sync then replaced what was not pushed (a helper's finding). The
         caller bounds how long it waits.
@@ -246,6 +247,8 @@ class Engine:
                         # refused: the peer is active (it took over meanwhile) or holds a
                         # newer epoch; retrying kept a demoting node's VIP for a minute
                         return
+                    if self.state == "waiting-for-peer" and not self._rsync_ran:
+                        return  # its ssh does not answer at all: no transfer to retry
                     continue
                 self._sync_root(now)
                 step = self._polling.trial(now)

@@ -18,6 +18,7 @@ from mosqit_failover.sync import engine as engine_module
 from mosqit_failover.sync import manager as manager_module
 from mosqit_failover.sync.engine import Engine
 from mosqit_failover.sync.manager import DRAIN_TIMEOUT, PLANNED_DRAIN, SyncManager
+from mosqit_failover.sync.proc import MasterError
 from tests.unit.test_reload import config, until
 from tests.unit.test_sync_engine import FakeMaster
 from tests.unit.test_sync_fanout import config as fanout_config
@@ -268,3 +269,30 @@ def test_a_planned_drain_waits_for_the_successor_not_a_bystander(
 
     asyncio.run(main())
     assert [peer for peer, _ in left] == ["n3"] and took[0] < 10.0  # not the 20 s
+
+
+def test_a_planned_drain_ends_when_the_peer_s_ssh_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transfer to retry: a stop beside a peer whose sshd is blocked waited the whole
+    minute (the lab's fence test, a three-node switchover's bystander)."""
+    monkeypatch.setattr(engine_module, "DRAIN_RETRY", 0.05)
+    engine, _calls = _engine_with_rsync(tmp_path, monkeypatch, [])
+    (tmp_path / "old").write_text("synced at the start\n")
+    tries: list[int] = []
+
+    async def refused(_self: FakeMaster) -> None:
+        tries.append(1)
+        raise MasterError("ssh: connect to host 10.0.0.2 port 22: Connection timed out")
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "in-sync")
+        monkeypatch.setattr(FakeMaster, "ensure", refused)
+        (tmp_path / "mail").write_text("the last one\n")
+        await until(lambda: engine.state == "waiting-for-peer")
+        engine.drain(persist=True)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert engine.state == "waiting-for-peer" and len(tries) <= 2 and not engine.dirty.empty

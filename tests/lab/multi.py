@@ -201,7 +201,7 @@ def start_agents(nodes: Iterable[Node]) -> None:
 
 
 def stop_agents(nodes: Iterable[Node]) -> None:
-    each(nodes, lambda node: node.systemctl("stop", deploy.UNIT, timeout=60))
+    each(nodes, lambda node: node.systemctl("stop", deploy.UNIT, timeout=150))
 
 
 # -- up, restored, down ------------------------------------------------------

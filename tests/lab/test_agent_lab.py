@@ -63,7 +63,7 @@ def pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Pair]:
         probe.stop()
         _restore(lab, lab_plan)
         for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def console_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[ConsolePair]:
         probe.stop()
         faults.clear_all(lab_plan)
         for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 def test_bad_input_from_the_client_changes_nothing(console_pair: ConsolePair) -> None:

@@ -111,7 +111,7 @@ def pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Pair]:
                 node.thaw()
             node.run(["rm", "-f", DROP_IN], check=False)
             node.systemctl("daemon-reload", check=False)
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 @pytest.fixture

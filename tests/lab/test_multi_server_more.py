@@ -367,7 +367,7 @@ def test_a_standby_behind_loses_until_it_caught_up(restored: Cluster) -> None:
     # gamma away while the epoch moves on (to beta and back) and alpha writes files: its
     # agent stopped and its sshd out of reach (else the active's push still reaches it)
     c["gamma"].run(["nft", "-f", "-"], input=BLOCK_SSH)
-    c["gamma"].systemctl("stop", deploy.UNIT, timeout=60)
+    c["gamma"].systemctl("stop", deploy.UNIT, timeout=150)
     pair = ("alpha", "beta")
     switch_to(c, "alpha", "beta", nodes=pair)
     switch_to(c, "beta", "alpha", nodes=pair)

@@ -65,7 +65,7 @@ def spool_pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Lab]:
         yield lab
     finally:
         for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 def test_async_sync_under_steady_writes_loses_only_its_last_seconds_per_failover(

@@ -37,7 +37,7 @@ def running(lab: Lab, lab_plan: LabPlan) -> Iterator[Probe]:
     finally:
         probe.stop()
         for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

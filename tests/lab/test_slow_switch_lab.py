@@ -36,7 +36,7 @@ def fast_pair(lab: control.Lab, lab_plan: LabPlan) -> Iterator[control.Lab]:
         yield lab
     finally:
         for node in lab.nodes.values():
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 def kinds_since(lab: control.Lab, since: float) -> set[tuple[str, str]]:

@@ -156,7 +156,7 @@ def pair(lab: Lab, lab_plan: LabPlan) -> Iterator[Pair]:
         for node in lab.nodes.values():
             if node.frozen():
                 node.thaw()
-            node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+            node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def wind_down(lab: Lab) -> None:
     for node in lab.nodes.values():
         if node.frozen():
             node.thaw()
-        node.systemctl("stop", deploy.UNIT, check=False, timeout=60)
+        node.systemctl("stop", deploy.UNIT, check=False, timeout=150)
 
 
 def closes_without(

@@ -2092,19 +2092,14 @@ class Core:
         finding), nor once a holder is heard (the peer took over meanwhile: restarting
         the services would make two): then the demotion goes on, the drain cut short."""
         holder = next((v for v in self._blocking_views(now) if v.role.may_hold), None)
-        if holder is not None:  # the VIP goes first, as when two actives meet
+        if holder is not None or self._stopping:
+            # with a holder the VIP goes first, as when two actives meet
+            kind = DecisionKind.DEMOTE_RETRY if holder is None else DecisionKind.DEMOTE_DUAL_ACTIVE
+            why = "the agent is stopping" if holder is None else f"{holder.node} holds already"
             return Verdict(
                 Trigger.RETRY,
-                DecisionKind.DEMOTE_DUAL_ACTIVE,
-                f"{error}; {holder.node} holds already: demoting all the same, the sync's "
-                "last changes lost",
-            )
-        if self._stopping:
-            return Verdict(
-                Trigger.RETRY,
-                DecisionKind.DEMOTE_RETRY,
-                f"{error}; the agent is stopping: demoting all the same, the sync's last "
-                "changes lost",
+                kind,
+                f"{error}; {why}: demoting all the same, the sync's last changes lost",
             )
         self._yielding = False
         self._successor = ""

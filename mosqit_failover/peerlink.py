@@ -203,6 +203,7 @@ class PeerLink:
         receiver = self.receiver
         now = time.time()
         for peer, address, bound in self._destinations.get(network, everywhere):
+            ack = receiver.ack_for(peer)
             signed = [bound]
             if receiver.unbound(peer):  # an agent from before the binding, it seems
                 signed = [b""]
@@ -211,7 +212,6 @@ class PeerLink:
                     signed.append(bound)
             for binding_ in signed:
                 try:
-                    ack = receiver.ack_for(peer)
                     data = self._sender.encode(view, now, ack=ack, bound=binding_)
                     # a full send buffer (EAGAIN) or a down network loses the datagram
                     sock.sendto(data, (address, self._port))

@@ -758,8 +758,7 @@ class SyncManager:
         if pending and planned:
             self._note(
                 f"sync: pushing what is pending ({'; '.join(t for _, t in pending)}) before "
-                "handing over, "
-                f"for up to {drain:.0f} s",
+                f"handing over, for up to {drain:.0f} s",
                 5,
             )
         await self._drained(drain, keep)

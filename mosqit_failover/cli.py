@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mosqit_failover import config as configuration
+from mosqit_failover.handover_wait import DEFAULT_WAIT as DEFAULT_HANDOVER_WAIT
 from mosqit_failover.terminal import SafeFormatter, escaped_output
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ LAB_MISSING = "the lab is a development tool: run it from a git checkout (make d
 DEFAULT_WATCH_INTERVAL = 1.0
 MIN_WATCH_INTERVAL = 0.1  # each refresh is a request to the agent: no busy loop
 MAX_WATCH_INTERVAL = 3600.0  # an hour; longer ones overflow the clock calls (1e10)
+MAX_HANDOVER_WAIT = 3600.0  # an hour: a handover that takes longer needs a person
 BROKEN_PIPE_STATUS = 128 + 13  # what a shell reports for a command killed by SIGPIPE
 
 
@@ -320,7 +322,43 @@ def _command(args: argparse.Namespace) -> int:
         if reply.get("error"):
             print(f"mosqit-failover: {reply['error']}", file=sys.stderr)
         return 1
+    if name == "switchover" and args.wait is not None:
+        return _wait_for_handover(args, reply)
     return 0
+
+
+def _wait_for_handover(args: argparse.Namespace, reply: dict[str, Any]) -> int:
+    from mosqit_failover import handover_wait
+    from mosqit_failover.control import ControlError
+    from mosqit_failover.status_watch import StatusUnavailable, ask_status
+
+    path = _socket_path(args)
+    try:
+        start = handover_wait.start_of(reply)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsageError(
+            "the switchover began, but the agent's answer has no epoch to follow it by: is "
+            "the agent the same version as this command? Follow it with "
+            "`mosqit-failover status`"
+        ) from None
+    print(f"waiting up to {args.wait:g} s for the handover (Ctrl-C stops waiting, not it)")
+    try:
+        outcome = handover_wait.follow(start, lambda: ask_status(path), print, args.wait)
+    except (ControlError, StatusUnavailable) as error:
+        raise UsageError(f"cannot follow the switchover: {error}") from None
+    except KeyboardInterrupt:
+        print(
+            "\nstopped waiting; the switchover goes on (mosqit-failover status)",
+            file=sys.stderr,
+        )
+        return 130
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UsageError(
+            f"cannot follow the switchover: the agent's status lacks or mangles {error}; "
+            "is the agent the same version as this command?"
+        ) from None
+    print(outcome.text, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 def _gen_secret(args: argparse.Namespace) -> int:
@@ -351,19 +389,35 @@ def _lab(args: argparse.Namespace) -> int:
     return commands.run_lab_command(args)
 
 
-def _interval(text: str) -> float:
-    """--interval: seconds ("2", "0.5") or a duration ("500ms", "2s")."""
+def _seconds(text: str) -> float:
+    """Seconds ("2", "0.5") or a duration ("500ms", "2s"); NaN for anything else."""
     try:
-        seconds = configuration.parse_duration(text)
+        return configuration.parse_duration(text)
     except ValueError:
         try:
-            seconds = float(text)
+            return float(text)
         except ValueError:
-            seconds = math.nan
+            return math.nan
+
+
+def _interval(text: str) -> float:
+    """--interval: seconds ("2", "0.5") or a duration ("500ms", "2s")."""
+    seconds = _seconds(text)
     if not math.isfinite(seconds) or not MIN_WATCH_INTERVAL <= seconds <= MAX_WATCH_INTERVAL:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a refresh interval: give seconds from {MIN_WATCH_INTERVAL:g} "
             f"to {MAX_WATCH_INTERVAL:g}, like 1, 0.5 or 500ms"
+        )
+    return seconds
+
+
+def _wait_seconds(text: str) -> float:
+    """--wait: seconds ("90") or a duration ("90s", "2m") to follow a switchover."""
+    seconds = _seconds(text)
+    if not math.isfinite(seconds) or not 1 <= seconds <= MAX_HANDOVER_WAIT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time to wait: give seconds from 1 to {MAX_HANDOVER_WAIT:g}, "
+            "like 180 or 5m"
         )
     return seconds
 
@@ -590,6 +644,15 @@ def _add_agent_commands(sub: Any) -> None:
         type=_node_name,
         help="the node to hand over to: a standby of the config that is present and a "
         "candidate (default: the best candidate)",
+    )
+    switch.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        nargs="?",
+        type=_wait_seconds,
+        const=DEFAULT_HANDOVER_WAIT,
+        help="wait until the peer serves (exit 0) or the handover is aborted or not done "
+        f"in time (exit 1), showing the decisions meanwhile (default {DEFAULT_HANDOVER_WAIT:g} s)",
     )
     _with_config(switch)
     switch.set_defaults(func=_command)

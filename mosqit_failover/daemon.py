@@ -203,6 +203,8 @@ class Agent:
         self.pid_file = config.state_dir / "agent.pid"
         self.plans = PlanRunner(self._execute, self.feed)
         self.recent: collections.deque[str] = collections.deque(maxlen=50)
+        # every decision since the start, by kind: `switchover --wait` counts on them
+        self.decided: collections.Counter[str] = collections.Counter()
         self._said: list[Decision] = []  # decisions of the command being handled
         self._loop: asyncio.AbstractEventLoop | None = None
         self._core: Core | None = None
@@ -559,6 +561,7 @@ class Agent:
                 if action.role is Role.ACTIVE and action.old_role is not Role.ACTIVE:
                     self.failovers += 1
                 self.recent.append(f"{time.strftime('%H:%M:%S')} {action.text}")
+                self.decided[str(action.kind)] += 1
                 self._said.append(action)
                 self.notifier.status(self._status_words())
             case RunPlan():
@@ -741,6 +744,8 @@ class Agent:
             "sent": self.peerlink.sent,
         }
         snap["recent_decisions"] = list(self.recent)[-20:]
+        snap["decisions_total"] = self.decided.total()
+        snap["decisions_by_kind"] = dict(self.decided)
         snap["failovers"] = self.failovers
         snap["core_errors"] = self._feed.errors if self._feed is not None else 0
         snap["alerts"] = self.alerts.counters()
@@ -819,7 +824,14 @@ class Agent:
     def _reply(self, lines: list[str]) -> dict[str, Any]:
         """A command's answer: what was decided, and whether the core refused it."""
         refused = any(d.kind == "refused" for d in self._said)
-        return {"ok": not refused, "decisions": lines}
+        return {
+            "ok": not refused,
+            "decisions": lines,
+            # where a command left this node, for `switchover --wait` (handover_wait.py)
+            "epoch": self.core.epoch,
+            "decisions_total": self.decided.total(),
+            "decisions_by_kind": dict(self.decided),
+        }
 
 
 RELOAD_FIXED = (

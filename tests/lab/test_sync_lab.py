@@ -24,6 +24,7 @@ from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.netns import LabError
 from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.topology import LabPlan
+from tests.lab.test_multi_server_more import BLOCK_SSH, SSH_BLOCK
 
 pytestmark = pytest.mark.lab
 
@@ -557,3 +558,34 @@ def test_the_sync_key_cannot_write_outside_nor_plant_privileged_files(formed: Pa
     assert formed.dir_status(dest)["last_error"] is None
     a.run(["sh", "-c", f"cd {dest} && rm -f suid sgid fifo null after esc"])
     formed.wait_equal(dest)
+
+
+def test_switchover_wait_says_how_the_handover_ended(formed: Pair) -> None:
+    """`switchover --wait` follows the handover to its end. With the standby's sshd out of
+    the active's reach, the drain cannot push a new file: the handover is aborted, the
+    command says so and exits 1, and the active serves on, its file kept. With sshd back
+    and the standby in sync, the command returns 0 once the peer serves."""
+    a, b, path = formed.a, formed.b, DIRS[0]
+    argv = [deploy.AGENT, "switchover", "--wait", "120", "--config", deploy.CONFIG_PATH]
+    b.run(["nft", "-f", "-"], input=BLOCK_SSH)
+    try:
+        a.write_file(f"{path}/before-the-handover", "pushed by the drain, or kept here\n")
+        aborted = a.run(argv, check=False, timeout=150)
+    finally:
+        b.run(["nft", "delete", "table", "inet", SSH_BLOCK], check=False)
+    said = aborted.stdout + aborted.stderr
+    assert aborted.returncode == 1, said
+    assert "switchover aborted: this node serves on" in aborted.stderr, said
+    assert "handover aborted, serving on" in aborted.stdout, said  # the decision, shown
+    assert "Traceback" not in said
+    assert deploy.roles({formed.active: a, formed.standby: b}) == {
+        formed.active: "ACTIVE",
+        formed.standby: "STANDBY",
+    }
+    formed.wait_equal(path, timeout=60)
+    done = a.run(argv, check=False, timeout=150)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert f"switchover done: {formed.standby} is ACTIVE in epoch" in done.stdout, said
+    assert done.stdout.rstrip().endswith("this node is STANDBY"), said
+    assert b.run(["cat", f"{path}/before-the-handover"]).stdout.startswith("pushed by the drain")

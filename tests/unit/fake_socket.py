@@ -4,11 +4,13 @@ agent does: the tests of `ask`, `status` and the Nagios check share them."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -39,6 +41,18 @@ def serving(path: Path, respond: Callable[[socket.socket], None]) -> Iterator[Pa
         stop.set()
         thread.join(5)
         server.close()
+
+
+def read_request(conn: socket.socket) -> dict[str, Any]:
+    """The one JSON request line a client sent on `conn`."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    request: dict[str, Any] = json.loads(data)
+    return request
 
 
 def answering(path: Path, reply: bytes) -> contextlib.AbstractContextManager[Path]:

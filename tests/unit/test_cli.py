@@ -33,7 +33,7 @@ from mosqit_failover.core import Core
 from mosqit_failover.events import Inventory
 from mosqit_failover.sim_scenarios import SIM_CONFIG, sim_config
 from mosqit_failover.terminal import SafeWriter
-from tests.unit.fake_socket import answering, serving
+from tests.unit.fake_socket import answering, read_request, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -351,13 +351,7 @@ def recording(path: Path, reply: dict[str, Any]) -> Iterator[list[dict[str, Any]
     requests: list[dict[str, Any]] = []
 
     def respond(conn: socket.socket) -> None:
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        requests.append(json.loads(data))
+        requests.append(read_request(conn))
         conn.sendall(json.dumps(reply).encode() + b"\n")
 
     with serving(path, respond):

@@ -182,8 +182,10 @@ def test_package_version_is_setup_cfg_version() -> None:
 
 
 def man_text(name: str) -> str:
-    """The page with roff escapes undone enough to find words (\\- is a hyphen)."""
-    return MAN.joinpath(name).read_text().replace("\\-", "-").replace("\\&", "")
+    """The page with roff escapes undone enough to find words (\\- is a hyphen, \\fB
+    bold and so on)."""
+    text = MAN.joinpath(name).read_text().replace("\\-", "-").replace("\\&", "")
+    return re.sub(r"\\f[BIRP]", "", text)
 
 
 def test_the_man_page_describes_every_subcommand_and_option() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 ABORTED = "handover-aborted"
 POLL = 0.2  # seconds between two status requests: cheap for the agent, quick to report
 DEFAULT_WAIT = 180.0  # a planned sync drain (60 s) and a slow unit's stop and start
+PROGRESS = 10.0  # seconds between two "still handing over" lines: a drain is silent
 
 
 @dataclass(frozen=True)
@@ -90,21 +91,29 @@ def follow(
     """Ask for the status every POLL s until :func:`judge` decides or `timeout` s pass,
     showing every new decision line. `ask_status` raises what the control socket
     raises (the caller says what an agent that stopped answering means)."""
-    deadline = clock() + timeout
+    began = clock()
+    said_at = began
     seen = start.decisions
     while True:
         status = ask_status()
         for line in new_decisions(seen, status):
             show(line)
+            said_at = clock()
         seen = max(seen, int(status["decisions_total"]))
         outcome = judge(start, status)
         if outcome is not None:
             return outcome
-        if clock() >= deadline:
-            peers = ", ".join(f"{p['node']} {p['role']}" for p in status["peers"].values())
+        now = clock()
+        where = f"this node is {status['role']}, " + ", ".join(
+            f"{p['node']} {p['role']}" for p in status["peers"].values()
+        )
+        if now - began >= timeout:
             return Outcome(
                 False,
-                f"switchover not done after {timeout:g} s: this node is {status['role']}, "
-                f"{peers}; it may still complete (mosqit-failover status)",
+                f"switchover not done after {timeout:g} s: {where}; it may still complete "
+                "(mosqit-failover status)",
             )
+        if now - said_at >= PROGRESS:
+            show(f"still handing over after {now - began:.0f} s: {where}")
+            said_at = now
         sleep(POLL)

@@ -131,6 +131,16 @@ def test_follow_shows_each_new_decision_once_and_stops_at_the_outcome() -> None:
     assert clock.now == pytest.approx(3 * handover_wait.POLL)
 
 
+def test_follow_says_every_ten_silent_seconds_that_it_still_waits() -> None:
+    clock = Clock()
+    shown: list[str] = []
+    follow(START, lambda: status(), shown.append, 25, clock, clock.sleep)
+    assert shown == [
+        "still handing over after 10 s: this node is DEMOTING, beta STANDBY",
+        "still handing over after 20 s: this node is DEMOTING, beta STANDBY",
+    ]
+
+
 def test_follow_gives_up_at_the_timeout_saying_where_things_stand() -> None:
     clock = Clock()
     outcome = follow(START, lambda: status(), lambda _: None, 5, clock, clock.sleep)

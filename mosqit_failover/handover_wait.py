@@ -96,10 +96,12 @@ def follow(
     seen = start.decisions
     while True:
         status = ask_status()
+        if int(status["decisions_total"]) < seen:  # the agent restarted: its count did too
+            seen = 0
         for line in new_decisions(seen, status):
             show(line)
             said_at = clock()
-        seen = max(seen, int(status["decisions_total"]))
+        seen = int(status["decisions_total"])
         outcome = judge(start, status)
         if outcome is not None:
             return outcome

@@ -131,6 +131,19 @@ def test_follow_shows_each_new_decision_once_and_stops_at_the_outcome() -> None:
     assert clock.now == pytest.approx(3 * handover_wait.POLL)
 
 
+def test_an_agent_restarted_meanwhile_shows_its_decisions_and_can_still_see_the_end() -> None:
+    restarted = status("WAITING", 4, ("ACTIVE", 5), lines=())
+    restarted["recent_decisions"] = ["12:00:30 alpha start: agent started, waiting for beta"]
+    restarted["decisions_total"], restarted["decisions_by_kind"] = 1, {"start": 1}
+    shown: list[str] = []
+    clock = Clock()
+    outcome = follow(START, lambda: restarted, shown.append, 60, clock, clock.sleep)
+    assert outcome == Outcome(
+        True, "switchover done: beta is ACTIVE in epoch 5; this node is WAITING"
+    )
+    assert shown == ["12:00:30 alpha start: agent started, waiting for beta"]
+
+
 def test_follow_says_every_ten_silent_seconds_that_it_still_waits() -> None:
     clock = Clock()
     shown: list[str] = []

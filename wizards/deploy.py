@@ -322,6 +322,10 @@ class Plan:
     config: str | None  # None: the pair is deployed, each node keeps its config and secret
     packages: Packages
     order: list[str] = field(default_factory=list)  # the takeover order (a pair: preferred first)
+    # a node replaced (reinstalled): only these get `config` and `secret`, the deployed
+    # nodes' own, which keep theirs (their resources, sync, fencing); () = every node
+    replacing: tuple[str, ...] = ()
+    secret: str | None = None  # None: a fresh one
 
 
 def name_sessions(
@@ -624,12 +628,31 @@ def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
         return None
     if not any(e.running for e in have.values()):
         return None
-    name, first = next(iter(have.items()))
-    other = [n for n, e in have.items() if e.secret_digest != first.secret_digest]
+    name = _same_files(have)
+    return _parse_deployed(have[name], name, "both nodes" if len(have) == 2 else "every node")
+
+
+def _same_files(deployed: dict[str, Existing]) -> str:
+    """The first of the `deployed` nodes (each with a config and a secret), once their
+    configs are one text and their secrets one secret.
+
+    Configs that differ are no pair's (the wizard writes one; `wizard resources` refuses
+    to edit them): a re-run reported "The pair is up" over them (a helper's finding).
+    Kept as they are, secrets that differ leave the agents unable to authenticate each
+    other: no failover (a helper's finding: a rollback that could not undo one node's
+    secret, then a re-run, reported "The pair is up")."""
+    name, first = next(iter(deployed.items()))
+    other = [n for n, e in deployed.items() if e.config != first.config]
     if other:
-        # kept as they are, the agents could never authenticate each other: no failover
-        # (a helper's finding: a rollback that could not undo one node's secret, then a
-        # re-run, reported "The pair is up")
+        raise WizardError(
+            f"{CONFIG_PATH} on {_and(other)} differs from {name}'s: the wizard keeps a "
+            "deployed pair's config, and one that differs between the nodes is no pair's. "
+            f"Make them the same (copy the right one to every node, then `systemctl reload "
+            f"{UNIT}` there), or move config and secret aside on every node to deploy a new "
+            "pair; then re-run. Nothing was changed."
+        )
+    other = [n for n, e in deployed.items() if e.secret_digest != first.secret_digest]
+    if other:
         raise WizardError(
             f"the secret files differ: {SECRET_PATH} on {_and(other)} is not {name}'s, so "
             "the agents cannot authenticate each other and no node would take over. Copy "
@@ -637,13 +660,77 @@ def kept_config(have: dict[str, Existing]) -> configuration.Config | None:
             f"{UNIT}` there), or move config and secret aside on every node to deploy a new "
             "pair; then re-run. Nothing was changed."
         )
+    return name
+
+
+def _parse_deployed(node: Existing, name: str, where: str) -> configuration.Config:
     try:
-        return configuration.parse(first.config or "", f"{name}:{CONFIG_PATH}")
+        return configuration.parse(node.config or "", f"{name}:{CONFIG_PATH}")
     except configuration.ConfigError as error:
         raise WizardError(
             f"{name}'s {CONFIG_PATH} does not load ({error}): fix it (or move it and the "
-            "secret aside on both nodes to deploy a new pair), then re-run. Nothing was changed."
+            f"secret aside on {where} to deploy a new pair), then re-run. Nothing was changed."
         ) from None
+
+
+def survivors_config(
+    have: dict[str, Existing],
+) -> tuple[configuration.Config, str, tuple[str, ...]] | None:
+    """A deployed pair with nodes reinstalled: the config of the nodes that have a config
+    and a secret, which of them has it, and the nodes that have neither, which are to
+    get them; None unless both kinds are there (and no node has only one of the two).
+
+    Rendering a new config there replaced the surviving node's resources, sync and
+    secret without a word (a helper's finding): the survivors' files are kept and
+    copied to the new nodes, which must be the lost ones (the config's node names)."""
+    survivors = [n for n, e in have.items() if e.config is not None and e.secret]
+    fresh = tuple(n for n, e in have.items() if e.config is None and not e.secret)
+    if not survivors or not fresh or len(survivors) + len(fresh) != len(have):
+        return None
+    name = _same_files({n: have[n] for n in survivors})
+    config = _parse_deployed(have[name], name, _and(survivors))
+    nodes = [n.name for n in config.nodes]
+    if sorted(nodes) != sorted(have):
+        what = "pair" if len(nodes) == 2 else "cluster"
+        lost = [n for n in nodes if n not in have]
+        raise WizardError(
+            f"{_and(survivors)} run{'s' if len(survivors) == 1 else ''} the {what} "
+            f"{config.cluster} of {_and(nodes)} (config and secret there), and {_and(list(fresh))} "
+            f"{'has' if len(fresh) == 1 else 'have'} neither: a node that replaces a lost one "
+            f"({_and(lost) if lost else 'none is missing'}) needs its host name and addresses "
+            f"(hostnamectl set-hostname NAME). Or move config and secret aside on "
+            f"{_and(survivors)} to deploy a new {what} (its resources and sync are then "
+            "asked anew). Nothing was changed."
+        )
+    return config, name, fresh
+
+
+def check_replacement_addresses(
+    config: configuration.Config, facts: dict[str, checks.Facts], fresh: tuple[str, ...]
+) -> None:
+    """Each node that replaces a lost one has the ports and addresses the config gives
+    it, and its VIP interface: its agent would not start otherwise."""
+    problems = []
+    for node in config.nodes:
+        if node.name not in fresh:
+            continue
+        interfaces = facts[node.name].interfaces
+        for port in node.attachments:
+            held = interfaces.get(port.interface)
+            if held is None or port.address not in {a.ip for a in held.addresses}:
+                problems.append(
+                    f"{node.name} lacks {port.address} on {port.interface} (network "
+                    f"{port.network.upper()})"
+                )
+        if node.vip_interface not in interfaces:
+            problems.append(f"{node.name} has no interface {node.vip_interface} for the VIP")
+    if problems:
+        raise WizardError(
+            "a new node must stand where the lost one stood: "
+            + "; ".join(problems)
+            + f". Give it those ports and addresses, or edit {CONFIG_PATH} on the other "
+            "nodes (then `systemctl reload`); then re-run. Nothing was changed."
+        )
 
 
 def check_kept_answers(
@@ -680,10 +767,10 @@ def check_kept_answers(
             differ.append(f"switch of network {net.name} {asker.answers[key]} (it is {shown})")
     if differ:
         raise WizardError(
-            f"the pair {kept.cluster} is deployed (config and secret on both nodes, the agent "
-            f"running) and its config differs from the answers: {'; '.join(differ)}. The wizard "
-            f"keeps a deployed pair's config: edit {CONFIG_PATH} on both nodes (then systemctl "
-            "reload), or drop those answers. Nothing was changed."
+            f"the pair {kept.cluster} is deployed (its config and secret are on the nodes) "
+            f"and its config differs from the answers: {'; '.join(differ)}. The wizard keeps "
+            f"a deployed pair's config: edit {CONFIG_PATH} on the nodes that have it (then "
+            "systemctl reload), or drop those answers. Nothing was changed."
         )
 
 
@@ -723,6 +810,7 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     packages = plan_packages(asker, sessions, facts)
     have = existing(sessions)
     kept = kept_config(have)
+    survived = survivors_config(have) if kept is None else None
     first_ip = _ip_or_none(next(iter(sessions.values())).host)
     try:
         networks = checks.discover(facts, first_ip)
@@ -732,7 +820,21 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
     asker.say("\nConnectivity on both networks:")
     check_networks(asker, sessions, facts, networks)
     pair = len(sessions) == 2
-    if kept is not None:
+    replacing: tuple[str, ...] = ()
+    secret: str | None = None
+    if survived is not None:
+        kept, survivor, replacing = survived
+        secret = sessions[survivor].read(SECRET_PATH)
+        config = have[survivor].config
+        asker.say(
+            f"\n{_and([n for n in sessions if n not in replacing])} run"
+            f"{'s' if len(sessions) - len(replacing) == 1 else ''} the "
+            f"{'pair' if pair else 'cluster'} {kept.cluster}; {_and(list(replacing))} "
+            f"{'has' if len(replacing) == 1 else 'have'} no config and no secret: "
+            f"{'it gets' if len(replacing) == 1 else 'they get'} {survivor}'s (its resources, "
+            "sync and fencing included), the running agents are kept as they are."
+        )
+    elif kept is not None:
         asker.say(
             f"\n{_and(list(sessions))} already run the {'pair' if pair else 'cluster'} "
             f"{kept.cluster} (config and secret on {'both' if pair else 'every node'}): "
@@ -744,11 +846,12 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
             )
             + "."
         )
+        config = None
+    if kept is not None:
         by_node = {n.name: n.vip_interface for n in kept.nodes}
         vip_interfaces = {n: by_node.get(n, kept.vip.interface) for n in sessions}
         check_kept_answers(asker, sessions, facts, networks, kept, vip_interfaces)
-        cluster, vip, config = kept.cluster, kept.vip.address, None
-        order = list(kept.order)
+        cluster, vip, order = kept.cluster, kept.vip.address, list(kept.order)
     else:
         order = ask_order(asker, list(sessions))
         cluster = asker.ask("cluster", "Cluster (reserve) name", check_name, "pair")
@@ -767,7 +870,21 @@ def plan_deploy(asker: Asker, raw: dict[str, Session]) -> Plan:
             order=order if not pair else (),
         )
     check_packages(sessions, packages)
-    return Plan(sessions, facts, networks, cluster, vip, vip_interfaces, config, packages, order)
+    if survived is not None:
+        check_replacement_addresses(survived[0], facts, replacing)
+    return Plan(
+        sessions,
+        facts,
+        networks,
+        cluster,
+        vip,
+        vip_interfaces,
+        config,
+        packages,
+        order,
+        replacing,
+        secret,
+    )
 
 
 def _pairs(by_node: dict[str, str]) -> str:
@@ -888,11 +1005,13 @@ def install(plan: Plan, changes: Changes) -> None:
     written, and again on a rollback once they are put back. Undo puts back what
     was there: only a unit the wizard enabled is disabled, only an agent it
     started is stopped."""
-    secret = generate_secret_text()
+    secret = plan.secret if plan.secret is not None else generate_secret_text()
+    written = set(plan.replacing or plan.sessions) if plan.config is not None else set()
     states: dict[str, tuple[bool, bool]] = {}
     for name, session in plan.sessions.items():
         active, enabled = states[name] = unit_state(session)
-        if plan.config is not None:
+        if name in written:
+            assert plan.config is not None
             if active:  # undone last: the old config and secret are back by then
                 changes.on_undo(
                     session,
@@ -929,7 +1048,7 @@ def install(plan: Plan, changes: Changes) -> None:
             changes.run(
                 session, f"systemctl start {UNIT}", f"start {UNIT}", undo=f"systemctl stop {UNIT}"
             )
-        elif plan.config is not None:
+        elif name in written:
             changes.run(
                 session,
                 f"systemctl reload {UNIT}",

@@ -235,6 +235,31 @@ def test_unattended_deploy_dry_run_then_real(pair: tuple[Lab, Path]) -> None:
     assert not any(lab[n].is_active(lab.plan.demo_unit) for n in lab.nodes if n != active)
 
 
+def test_a_reinstalled_node_gets_the_running_node_s_config(pair: tuple[Lab, Path]) -> None:
+    """beta reinstalled (no package, no config, no secret) beside a running alpha: a
+    re-run gives beta alpha's config and secret, resources included, and leaves alpha's
+    agent running as it was. It rendered a new config over alpha before (a helper's
+    finding), which dropped alpha's resources and sync and changed its secret."""
+    lab, home = pair
+    alpha, beta = lab["alpha"], lab["beta"]
+    if not alpha.is_active(deploy.UNIT):
+        alpha.systemctl("start", deploy.UNIT, timeout=60)
+    beta.systemctl("disable", "--now", deploy.UNIT, check=False, timeout=150)
+    beta.run(["dpkg", "--purge", deploy.PACKAGE], check=False, timeout=120)
+    beta.run(["rm", "-rf", "/etc/mosqit-failover", "/var/lib/mosqit-failover"])
+    kept = alpha.read_file(CONFIG)
+    assert lab.plan.demo_unit in kept  # the resource an earlier test added
+    secret = alpha.read_file("/etc/mosqit-failover/secret")
+    pid = deploy.main_pid(alpha)
+    r = wizard(lab.plan, home, "deploy", "--unattended", "--answers", str(answers(home)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "beta has no config and no secret: it gets alpha's" in r.stdout, r.stdout
+    assert "The pair is up" in r.stdout, r.stdout
+    assert beta.read_file(CONFIG) == kept == alpha.read_file(CONFIG)
+    assert beta.read_file("/etc/mosqit-failover/secret") == secret
+    assert deploy.main_pid(alpha) == pid  # neither restarted nor told to reload
+
+
 def test_resources_while_serving(pair: tuple[Lab, Path]) -> None:
     lab, home = pair
     roles = deploy.roles(lab.nodes)

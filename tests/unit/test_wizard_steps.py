@@ -411,7 +411,7 @@ def test_a_deployed_pair_is_recognised_by_config_and_secret_on_both_nodes() -> N
     assert deploy.kept_config(stopped) is None  # deployed anew, as the first time
     assert deploy.kept_config({**both, "beta": deploy.Existing(None, False)}) is None
     with pytest.raises(deploy.WizardError, match=r"alpha's .* does not load .*Nothing was"):
-        deploy.kept_config({**both, "alpha": deploy.Existing("cluster = [", True)})
+        deploy.kept_config({n: deploy.Existing("cluster = [", True) for n in both})
 
 
 def test_a_deployed_pair_whose_secrets_differ_is_not_kept_as_it_is() -> None:

@@ -481,6 +481,15 @@ def check_networks(
         )
 
 
+def _same_prefix(prefix: str, subnet: ipaddress.IPv4Network) -> bool:
+    """Whether ``prefix`` (24, or a mask like 255.255.255.0) is ``subnet``'s."""
+    try:
+        given = ipaddress.IPv4Network(f"{subnet.network_address}/{prefix}", strict=False)
+    except ValueError:
+        return False
+    return given.prefixlen == subnet.prefixlen
+
+
 def ask_vip(
     asker: Asker,
     sessions: dict[str, Session],
@@ -496,14 +505,21 @@ def ask_vip(
     first = next(iter(sessions.values()))
 
     def check(text: str) -> ipaddress.IPv4Interface:
+        given, slash, prefix = text.strip().partition("/")
         try:
-            address = ipaddress.IPv4Address(text.split("/")[0])
+            address = ipaddress.IPv4Address(given)
         except ValueError:
             raise ValueError("an IPv4 address, like 192.0.2.50") from None
         net = next((n for n in networks if address in n.subnet), None)
         if net is None:
             subnets = ", ".join(str(n.subnet) for n in networks)
             raise ValueError(f"{address} lies outside both networks ({subnets}): pick one inside")
+        if slash and not _same_prefix(prefix, net.subnet):
+            # "/32" became the network's /24 without a word (a helper's finding)
+            raise ValueError(
+                f"{text.strip()}: the VIP takes its network's prefix, /{net.subnet.prefixlen} "
+                f"({net.subnet}): give {address} alone, or {address}/{net.subnet.prefixlen}"
+            )
         if address in used:
             raise ValueError(f"{address} is {used[address]}: pick a free address")
         if address in (net.subnet.network_address, net.subnet.broadcast_address):

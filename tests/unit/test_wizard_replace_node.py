@@ -1,19 +1,23 @@
 """`wizard deploy` over a pair with a node reinstalled (a helper's finding: the re-run
 rendered a new config over the surviving node, whose resources, sync and secret went
-without a word), and over a pair whose configs differ (it said "The pair is up")."""
+without a word), and over a pair whose configs differ (it said "The pair is up"); a VIP
+given with a prefix other than its network's (it was dropped without a word)."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from typing import cast
 
 import pytest
 
 from mosqit_failover.config import Config
 from mosqit_failover.wizards import changes as changes_module
 from mosqit_failover.wizards import checks, configedit, deploy
+from mosqit_failover.wizards.prompts import AnswerError, Asker
+from mosqit_failover.wizards.ssh import Session
 from tests.unit.test_wizard_config import facts
-from tests.unit.test_wizard_steps import RunningNode, _changing, _redeploy_plan
+from tests.unit.test_wizard_steps import QuietSession, RunningNode, _changing, _redeploy_plan
 
 SYNC = '\n[[resources]]\nname = "db"\nkind = "systemd"\nunit = "postgresql.service"\n'
 
@@ -116,3 +120,28 @@ def test_install_writes_only_the_new_node_and_leaves_the_survivor_running_untouc
     changes.rollback()
     assert deploy.CONFIG_PATH not in beta.files and deploy.SECRET_PATH not in beta.files
     assert alpha.files == RunningNode("alpha").files
+
+
+# ---- the VIP's prefix ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given", ["10.0.1.60/32", "10.0.1.60/8", "10.0.1.60/garbage", "10.0.1.60/"]
+)
+def test_a_vip_prefix_other_than_the_network_s_is_refused_not_dropped(given: str) -> None:
+    """ "/32" became the network's /24 without a word (a helper's finding)."""
+    networks = checks.discover({"alpha": facts("alpha", 11), "beta": facts("beta", 12)})
+    sessions = cast(dict[str, Session], {"alpha": QuietSession()})
+    with pytest.raises(AnswerError) as caught:
+        deploy.ask_vip(Asker({"vip": given}, False), sessions, networks)
+    assert "the VIP takes its network's prefix, /24 (10.0.1.0/24): give 10.0.1.60 alone" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize("given", ["10.0.1.60", "10.0.1.60/24", "10.0.1.60/255.255.255.0"])
+def test_the_vip_alone_or_with_its_network_s_prefix_is_taken(given: str) -> None:
+    networks = checks.discover({"alpha": facts("alpha", 11), "beta": facts("beta", 12)})
+    sessions = cast(dict[str, Session], {"alpha": QuietSession()})
+    vip = deploy.ask_vip(Asker({"vip": given}, False), sessions, networks)
+    assert vip == ipaddress.IPv4Interface("10.0.1.60/24")

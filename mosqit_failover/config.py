@@ -1393,6 +1393,21 @@ def _own_dirs(state_dir: str | None, secret: str | None, config_dir: Path | None
     }
 
 
+def symlinked_sync_problem(path: str, resolved: str) -> str | None:
+    """Why a synced directory that ``path`` names but that is ``resolved`` on the node
+    (its real path: a symlink on the way) cannot be synced, or None.
+
+    The config's rules see the path as written: ``/srv/x/etc``, a symlink to /etc on
+    the active node, pushed the active's /etc (shadow, host keys, the cluster's
+    secret) to the standby (a helper's finding)."""
+    if _normalized(path) == resolved:
+        return None
+    problem = _sync_dir_problem(resolved, {})
+    if problem is None:
+        return None
+    return f"{path} leads through a symlink to {resolved}, which {problem}"
+
+
 def _sync_dir_problem(value: str, own: Mapping[str, str]) -> str | None:
     """Why `value` cannot be a synced directory (sync.path or sync.peer_path), or None."""
     if not value.startswith("/"):

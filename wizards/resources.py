@@ -20,6 +20,7 @@ Guarantees (a pair or up to eight nodes alike):
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,8 +211,22 @@ def validate_dir(pair: Pair, path: str) -> None:
     if not path.startswith("/") or path.rstrip("/") == "":
         raise WizardError(f"{path!r}: give an absolute directory path other than /")
     where = pair.active or next(iter(pair.sessions))
-    if pair.sessions[where].run(f"test -d {shlex.quote(path)}").status != 0:
+    session = pair.sessions[where]
+    if session.run(f"test -d {shlex.quote(path)}").status != 0:
         raise WizardError(f"{path} does not exist on {where} (the active node): create it first")
+    real = session.run(f"readlink -f -- {shlex.quote(path)}")
+    resolved = real.out.strip()
+    if real.status != 0 or not resolved.startswith("/"):
+        raise WizardError(f"cannot tell where {path} leads on {where}: {real.err.strip()}")
+    wrong = configuration.symlinked_sync_problem(path, resolved)
+    if wrong is not None:
+        raise WizardError(f"{wrong} (on {where})")
+    if resolved != posixpath.normpath(path):
+        # the standby would get a real directory where the active has a symlink
+        raise WizardError(
+            f"{path} leads through a symlink to {resolved} on {where}: give {resolved}, "
+            "the directory itself"
+        )
 
 
 def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:

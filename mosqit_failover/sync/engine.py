@@ -52,7 +52,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mosqit_failover.config import SyncDir
+from mosqit_failover.config import SyncDir, symlinked_sync_problem
 from mosqit_failover.deadlines import within
 from mosqit_failover.sync import commands
 from mosqit_failover.sync.commands import Outcome
@@ -300,6 +300,16 @@ class Engine:
             await self._drop_ahead()
 
     async def _start_watch(self) -> None:
+        symlinked = symlinked_sync_problem(self.sync.path, os.path.realpath(self.sync.path))
+        if symlinked is not None:
+            delay = self._watch_retry.next_delay()
+            self._watch_at = self._now() + delay
+            self._fail(
+                "source-missing",
+                f"{symlinked}; nothing is sent (fix [[sync]] path or the symlink), next look "
+                f"in {delay:g}s",
+            )
+            return
         watcher = TreeWatcher(self.sync.path, self._seen)
         starting = asyncio.ensure_future(asyncio.to_thread(watcher.start))
         try:

@@ -581,3 +581,46 @@ def test_an_engine_stopped_while_its_watch_starts_leaves_no_watcher_behind(
     asyncio.run(go())
     assert len(started) == 1
     assert started[0]._thread is None, "the watcher's reader still runs"
+
+
+def test_a_synced_directory_that_leads_through_a_symlink_to_etc_is_not_watched_nor_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/srv/x/etc, a symlink to /etc on the active node, pushed its /etc (shadow, host
+    keys, the secret) to the standby (a helper's finding): the config's rules see the
+    path as written, so the engine looks at where it leads."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "etc").symlink_to("/etc")
+    calls: Calls = []
+    engine = _engine(tmp_path, monkeypatch, calls, rsync=(0, ""))
+    engine.sync = SyncDir(str(tmp_path / "x" / "etc"))
+
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        await engine._start_watch()
+
+    asyncio.run(go())
+    assert engine._watcher is None and calls == []
+    assert engine.state == "source-missing"
+    assert engine.last_error is not None
+    assert engine.last_error.startswith(
+        f"{tmp_path}/x/etc leads through a symlink to /etc, which is /etc, a system directory"
+    )
+
+
+def test_a_synced_directory_behind_a_symlink_to_a_data_directory_is_watched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "srv").symlink_to(tmp_path / "real")
+    engine = _engine(tmp_path, monkeypatch, [], rsync=(0, ""))
+    engine.sync = SyncDir(str(tmp_path / "srv"))
+
+    async def go() -> None:
+        engine._loop = asyncio.get_running_loop()
+        await engine._start_watch()
+        assert engine._watcher is not None
+        engine._watcher.stop()
+
+    asyncio.run(go())
+    assert engine.state != "source-missing"

@@ -1,0 +1,64 @@
+"""`wizard resources --add-dir` looks at where the directory leads on the active node:
+/srv/x/etc, a symlink to /etc there, passed the config's rules (which see the path as
+written) and pushed the active's /etc to the standby (a helper's finding)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from mosqit_failover import config as configuration
+from mosqit_failover.wizards import resources
+from mosqit_failover.wizards.deploy import WizardError
+from mosqit_failover.wizards.ssh import Result, Session
+from tests.unit.test_wizard_replace_node import shop
+
+
+class LocalSession:
+    """The active node's shell, played by this host's (test -d, readlink -f)."""
+
+    label = "alpha"
+
+    def run(self, command: str, **_: Any) -> Result:
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+def pair() -> resources.Pair:
+    text = shop()
+    return resources.Pair(
+        cast(dict[str, Session], {"alpha": LocalSession()}),
+        text,
+        configuration.parse(text),
+        {"alpha": "ACTIVE"},
+    )
+
+
+def test_a_directory_leading_to_etc_is_refused_naming_where_it_leads(tmp_path: Path) -> None:
+    (tmp_path / "etc").symlink_to("/etc")
+    with pytest.raises(WizardError) as caught:
+        resources.validate_dir(pair(), f"{tmp_path}/etc")
+    assert str(caught.value).startswith(
+        f"{tmp_path}/etc leads through a symlink to /etc, which is /etc, a system directory"
+    )
+    assert str(caught.value).endswith("(on alpha)")
+
+
+def test_a_directory_behind_a_symlink_is_asked_for_by_its_real_path(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "data").symlink_to(tmp_path / "real")
+    with pytest.raises(WizardError) as caught:
+        resources.validate_dir(pair(), f"{tmp_path}/data/")
+    assert str(caught.value) == (
+        f"{tmp_path}/data/ leads through a symlink to {tmp_path}/real on alpha: give "
+        f"{tmp_path}/real, the directory itself"
+    )
+
+
+def test_a_real_directory_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    resources.validate_dir(pair(), f"{tmp_path}/real")
+    resources.validate_dir(pair(), f"{tmp_path}/real/")

@@ -119,6 +119,15 @@ def gather(session: Session) -> Facts:
         raise CheckError(f"{session.label}: {error}") from None
 
 
+def _node_local(subnet: ipaddress.IPv4Network, facts: Mapping[str, Facts]) -> bool:
+    """Whether two nodes hold the same address in ``subnet``: a bridge of each node's own
+    (podman's cni-podman0 10.88.0.1/16, docker0, virbr0), not a network between them. It
+    was taken for network B, and every check passed as each node pinged itself (a
+    helper's finding)."""
+    held = [p.address.ip for f in facts.values() if (p := f.port_in(subnet)) is not None]
+    return len(set(held)) < len(held)
+
+
 def discover(
     facts: Mapping[str, Facts], first: ipaddress.IPv4Address | None = None
 ) -> list[Network]:
@@ -131,7 +140,7 @@ def discover(
         node: {a.network for i in f.interfaces.values() for a in i.addresses}
         for node, f in facts.items()
     }
-    shared_set = set.intersection(*subnets.values())
+    shared_set = {s for s in set.intersection(*subnets.values()) if not _node_local(s, facts)}
     shared = sorted(shared_set, key=lambda s: (first not in s if first else 0, s))
     if len(shared) < 2:
         # a network some node lacks, which at least two others (or the other of a pair) share

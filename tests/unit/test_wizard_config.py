@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from pathlib import Path
@@ -58,6 +59,30 @@ def test_discover_puts_the_login_network_first() -> None:
     )
     assert [str(n.subnet) for n in nets] == ["10.0.2.0/24", "10.0.1.0/24"]
     assert nets[0].ports["beta"].interface == "eth1"
+
+
+def with_podman_bridge(f: checks.Facts) -> checks.Facts:
+    """``f`` with podman's default bridge, 10.88.0.1/16: the same address on every node."""
+    bridge = checks.parse_facts(
+        'x\n[{"ifname": "cni-podman0", "flags": ["UP", "LOWER_UP"], "addr_info": [{"family": '
+        '"inet", "local": "10.88.0.1", "prefixlen": 16}]}]\n\n\n'
+    ).interfaces
+    return dataclasses.replace(f, interfaces={**f.interfaces, **bridge})
+
+
+def test_a_bridge_of_each_node_s_own_is_no_network_between_them() -> None:
+    """A helper's finding: 10.88.0.0/16 (the same 10.88.0.1 on both) became network B,
+    and each node's ping of "the other" answered from itself."""
+    both = {"alpha": facts("alpha", 11), "beta": facts("beta", 12)}
+    nets = checks.discover({n: with_podman_bridge(f) for n, f in both.items()})
+    assert [str(n.subnet) for n in nets] == ["10.0.1.0/24", "10.0.2.0/24"]
+    with pytest.raises(checks.CheckError, match=r"beta has no address in 10.0.2.0/24"):
+        checks.discover(
+            {
+                "alpha": with_podman_bridge(facts("alpha", 11)),
+                "beta": with_podman_bridge(facts("beta", 12, nets=1)),
+            }
+        )
 
 
 def base() -> str:

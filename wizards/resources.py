@@ -257,22 +257,37 @@ def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
 
 
 def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:
-    """Tell every agent to re-read the config (standbys first); the active one starts
-    (or stops) resources."""
+    """Tell every running agent to re-read the config (standbys first); the active one
+    starts (or stops) resources. A stopped agent reads it when it starts. Every running
+    agent is asked even when one fails: the first failure (a standby whose agent was
+    stopped) left the active on the old config without a word (a helper's finding)."""
     flag = " --stop-removed" if stop_removed else ""
     order = sorted(pair.sessions, key=lambda n: n == pair.active)  # standby first
+    failed: dict[str, int] = {}
+    taken: list[str] = []
     for name in order:
+        if pair.roles.get(name) == "DOWN":
+            say(f"  {name}: its agent is not running; it reads the new config when it starts")
+            continue
         result = pair.sessions[name].run(
             f"mosqit-failover reload{flag} --config {CONFIG_PATH}", timeout=120
         )
         for line in (result.out + result.err).splitlines():
             say(f"  {name}: {line}")
         if result.status != 0:
-            raise WizardError(
-                f"{name}: the agent did not take the new config (exit {result.status}); the "
-                f"config is written on {'both nodes' if len(order) == 2 else 'every node'}. "
-                "Read `journalctl -t mosqit-failover` there"
-            )
+            failed[name] = result.status
+        else:
+            taken.append(name)
+    if failed:
+        raise WizardError(
+            "the agent on "
+            + ", ".join(f"{n} (exit {status})" for n, status in failed.items())
+            + " did not take the new config; the config is written on "
+            + ("both nodes" if len(order) == 2 else "every node")
+            + (f" and {', '.join(taken)} took it" if taken else "")
+            + ". Read `journalctl -t mosqit-failover` there, then `mosqit-failover reload` "
+            "on it"
+        )
 
 
 def apply(pair: Pair, new_text: str, stop_removed: bool, say: Callable[[str], None]) -> Pair:

@@ -1,6 +1,7 @@
-"""`wizard resources --add-dir` looks at where the directory leads on the active node:
+"""`wizard resources`: --add-dir looks at where the directory leads on the active node:
 /srv/x/etc, a symlink to /etc there, passed the config's rules (which see the path as
-written) and pushed the active's /etc to the standby (a helper's finding)."""
+written) and pushed the active's /etc to the standby (a helper's finding); the agents
+are told to reload the new config even when one of them cannot."""
 
 from __future__ import annotations
 
@@ -62,3 +63,42 @@ def test_a_real_directory_is_taken(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     resources.validate_dir(pair(), f"{tmp_path}/real")
     resources.validate_dir(pair(), f"{tmp_path}/real/")
+
+
+# ---- reloading the agents after a change (a helper's finding: a stopped standby's
+# failed reload left the active on the old config, and the error did not say so) ------
+
+
+class ReloadingNode:
+    def __init__(self, label: str, status: int = 0) -> None:
+        self.label, self.status, self.commands = label, status, list[str]()
+
+    def run(self, command: str, **_: Any) -> Result:
+        self.commands.append(command)
+        return Result(self.status, "", "reload refused" if self.status else "")
+
+
+def reloading(alpha: ReloadingNode, beta: ReloadingNode, beta_role: str) -> resources.Pair:
+    text = shop()
+    sessions = cast(dict[str, Session], {"alpha": alpha, "beta": beta})
+    roles = {"alpha": "ACTIVE", "beta": beta_role}
+    return resources.Pair(sessions, text, configuration.parse(text), roles)
+
+
+def test_a_stopped_agent_is_not_asked_and_the_active_still_reloads() -> None:
+    alpha, beta = ReloadingNode("alpha"), ReloadingNode("beta", status=2)
+    said: list[str] = []
+    resources.reload_agents(reloading(alpha, beta, "DOWN"), False, said.append)
+    assert beta.commands == [] and len(alpha.commands) == 1
+    assert said == ["  beta: its agent is not running; it reads the new config when it starts"]
+
+
+def test_a_failed_reload_does_not_keep_the_active_from_taking_the_config() -> None:
+    alpha, beta = ReloadingNode("alpha"), ReloadingNode("beta", status=2)
+    with pytest.raises(WizardError) as caught:
+        resources.reload_agents(reloading(alpha, beta, "STANDBY"), False, lambda _t: None)
+    assert len(alpha.commands) == 1 and len(beta.commands) == 1
+    assert str(caught.value).startswith(
+        "the agent on beta (exit 2) did not take the new config; the config is written on "
+        "both nodes and alpha took it."
+    )

@@ -45,6 +45,20 @@ class AuthError(SshError):
     """The node refused the login (wrong password or key): worth another try."""
 
 
+class OutcomeUnknown(SshError):
+    """A command (or write) was sent, but whether it took effect is unknown: the
+    connection dropped while it ran, or it did not finish in time. A change cut off so
+    is recorded as perhaps made (`Changes`), to be undone and named on a rollback."""
+
+
+class Dropped(OutcomeUnknown):
+    """The connection dropped while the command ran (no exit status came back)."""
+
+
+class TimedOut(OutcomeUnknown):
+    """The command did not finish within its timeout (a stalled connection or node)."""
+
+
 @dataclass(frozen=True)
 class Login:
     """How to log into a node: a password, or a private key file (else ssh-agent/default keys)."""
@@ -180,14 +194,26 @@ class Session:
         return "sudo -n sh -c " + shlex.quote(command)
 
     def run(
-        self, command: str, timeout: float = 30.0, input: str | None = None, check: bool = False
+        self,
+        command: str,
+        timeout: float = 30.0,
+        input: str | None = None,
+        check: bool = False,
+        what: str | None = None,
     ) -> Result:
         """Run a shell command on the node; raise SshError if the connection fails or times out.
 
         With check=True a non-zero exit status is an SshError too (naming the command).
+        ``what`` says what the command does, for the messages (else the command is quoted).
+        Once the command is sent, a dropped connection or a timeout is `OutcomeUnknown`
+        (it may have taken effect): `Dropped` or `TimedOut`.
         """
+        said = what or f"`{command[:60]}`"
         try:
             channel = self._transport.open_session(timeout=self.login.timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise SshError(self._dropped(error)) from None
+        try:
             channel.settimeout(timeout)
             channel.exec_command(self._wrap(command))
             if input is not None:
@@ -206,9 +232,10 @@ class Session:
                     raise EOFError("connection closed")
                 elif time.monotonic() > deadline:
                     channel.close()
-                    raise SshError(
-                        f"{self.label} ({self.host}): `{command[:60]}` did not finish within "
-                        f"{timeout:g}s; the node may be overloaded: check it and re-run"
+                    raise TimedOut(
+                        f"{self.label} ({self.host}): {said} did not finish within "
+                        f"{timeout:g}s (whether it took effect is unknown); the node may be "
+                        "overloaded or the connection stalled: check it and re-run"
                     )
                 else:
                     time.sleep(0.005)
@@ -217,10 +244,17 @@ class Session:
         except SshError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as error:
-            raise SshError(
-                f"the connection to {self.label} ({self.host}) dropped ({str(error) or 'closed'}): "
-                "check that the node is up and reachable, then re-run"
-            ) from None
+            raise Dropped(self._dropped(error, said)) from None
+        if status == -1:
+            # the channel closed without an exit status: the connection dropped while the
+            # command ran (paramiko closes the channels before it marks the connection
+            # inactive: an EOF never received tells), or the command was killed by a signal
+            if not channel.eof_received or not self._transport.is_active():
+                raise Dropped(self._dropped(EOFError("closed"), said))
+            raise OutcomeUnknown(
+                f"{self.label} ({self.host}): {said} ended without an exit status (killed by "
+                "a signal?), whether it took effect is unknown: check the node, then re-run"
+            )
         result = Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and status != 0:
             raise SshError(
@@ -228,6 +262,15 @@ class Session:
                 f"{(result.err or result.out).strip()[-400:]}"
             )
         return result
+
+    def _dropped(self, error: BaseException, during: str | None = None) -> str:
+        when = f" during {during}" if during else ""
+        unknown = "; whether it took effect is unknown" if during else ""
+        return (
+            f"the connection to {self.label} ({self.host}) dropped{when} "
+            f"({str(error) or 'closed'}){unknown}: check that the node is up and reachable, "
+            "then re-run"
+        )
 
     def read(self, path: str) -> str | None:
         """A file's text, or None if it does not exist."""
@@ -251,7 +294,7 @@ class Session:
             f"tmp=$(mktemp {q}.wizard.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; "
             f'cat > "$tmp"; chmod {mode:o} "$tmp"; mv -f "$tmp" {q}; trap - EXIT'
         )
-        result = self.run(script, input=text)
+        result = self.run(script, input=text, what=f"writing {path}")
         if result.status != 0:  # said as what failed, not as the shell script that did
             said = (result.err or result.out).strip().splitlines()
             detail = said[-1] if said else f"exit status {result.status}"

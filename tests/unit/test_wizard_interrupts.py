@@ -1,0 +1,299 @@
+"""The wizards cut off midway, without a lab: SIGTERM and SIGHUP, a second Ctrl-C during
+the rollback, a connection that drops or stalls while a command or write runs, Ctrl-C
+between two nodes' config writes, during apt-get, and after a completed deployment
+(a helper's attack on the setup wizard; its reproducers ran in the lab).
+
+The nodes are the `FakeNode`s of test_wizard_multi behind the wizard's login seam
+(`deploy.connect`); a connection that really drops is the paramiko test server of
+test_wizard_ssh.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType, SimpleNamespace
+from typing import Any, cast
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from mosqit_failover.wizards import changes as changes_module
+from mosqit_failover.wizards import cli as wizard_cli
+from mosqit_failover.wizards import deploy, package, resources
+from mosqit_failover.wizards.prompts import Asker
+from mosqit_failover.wizards.ssh import (
+    Dropped,
+    KnownHosts,
+    Login,
+    Result,
+    Session,
+    TimedOut,
+    connect,
+)
+from tests.unit.test_wizard_multi import ANSWERS, UNIT, FakeNode, _cluster, fleet
+from tests.unit.test_wizard_ssh import PASSWORD, Decisions, SshServer, _Node
+from tests.unit.test_wizard_steps import FakeSession, _pair
+
+# ---- the wizard command over fake nodes ------------------------------------------------
+
+
+def _login_seam(monkeypatch: pytest.MonkeyPatch, nodes: dict[str, FakeNode]) -> None:
+    def connect(label: str, host: str, login: Login, *_: Any) -> Session:
+        node = nodes[host]
+        node.label = label
+        return cast(Session, node)
+
+    monkeypatch.setattr(deploy, "connect", connect)
+
+
+def _wizard(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    nodes: dict[str, FakeNode],
+    argv: list[str],
+) -> tuple[int, str]:
+    """`mosqit-failover wizard ARGV` (unattended) over ``nodes``: exit status, stderr."""
+    monkeypatch.chdir(tmp_path)  # no package in ./dist
+    monkeypatch.setenv("MOSQIT_WIZARD_PASSWORD", "pw")
+    _login_seam(monkeypatch, nodes)
+    hosts = [arg for host in nodes for arg in ("--node", host)]
+    common = ["--unattended", "--known-hosts", str(tmp_path / "known_hosts"), *hosts]
+    status = wizard_cli.main([argv[0], *common, *argv[1:]])
+    return status, capsys.readouterr().err
+
+
+DEPLOY = [
+    "deploy",
+    "--no-resources",
+    "--switch-a",
+    ANSWERS["switch_a"],
+    "--switch-b",
+    ANSWERS["switch_b"],
+    "--cluster",
+    ANSWERS["cluster"],
+    "--vip",
+    ANSWERS["vip"],
+]
+
+
+class Killed(Exception):
+    """The signal's own handler ran: the wizard did not handle the signal."""
+
+
+@contextmanager
+def _own_handlers(*signals: signal.Signals) -> Iterator[Callable[[int, FrameType | None], None]]:
+    """Handlers of the test's own for ``signals`` (the default ends pytest itself)."""
+
+    def killed(signum: int, _frame: FrameType | None) -> None:
+        raise Killed(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, killed) for sig in signals}
+    try:
+        yield killed
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _send_after(node: str, prefix: str, sig: signal.Signals) -> Callable[[Any], None]:
+    """A `Changes.hook` sending ``sig`` to this process after ``node``'s change ``prefix``."""
+    sent: list[str] = []
+
+    def hook(change: changes_module.Change) -> None:
+        if change.node == node and change.what.startswith(prefix) and not sent:
+            sent.append(change.what)
+            os.kill(os.getpid(), sig)
+
+    return hook
+
+
+# ---- 5: the connection drops while a command runs ----------------------------------------
+
+
+class _ExecNode(_Node):
+    """A node that takes a command and then drops the connection, or never answers."""
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return int(paramiko.OPEN_SUCCEEDED)
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        server = cast(ExecServer, self.server)
+        server.ran.append(command.decode())
+        if server.behave == "drop":  # the command runs on (an agent starts); the link dies
+            threading.Timer(0.2, channel.get_transport().close).start()
+        return True
+
+
+class ExecServer(SshServer):
+    def __init__(self, key: paramiko.PKey, behave: str) -> None:
+        self.behave = behave
+        self.ran: list[str] = []
+        super().__init__(key)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            transport = paramiko.Transport(conn)
+            for key in self.keys:
+                transport.add_server_key(key)
+            self._transports.append(transport)
+            transport.start_server(event=threading.Event(), server=_ExecNode(self))
+
+
+@contextmanager
+def _session(behave: str) -> Iterator[tuple[Session, ExecServer]]:
+    pem = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    server = ExecServer(paramiko.Ed25519Key.from_private_key(io.StringIO(pem)), behave)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mqwiz-") as scratch:
+            login = Login(password=PASSWORD, port=server.port)
+            known = KnownHosts(Path(scratch) / "known_hosts")
+            session = connect("alpha", "127.0.0.1", login, known, Decisions())
+            try:
+                yield session, server
+            finally:
+                session.close()
+    finally:
+        server.close()
+
+
+def test_a_connection_dropping_while_a_command_runs_is_recorded_and_named() -> None:
+    """A helper's attack: the connection dropped while `systemctl start` ran on a node:
+    "failed (exit -1)" with an empty detail, the start not recorded, the rollback left
+    the agent running unmentioned."""
+    with _session("drop") as (session, server):
+        changes = changes_module.Changes(False, lambda _t: None)
+        with pytest.raises(Dropped) as caught:
+            changes.run(session, "systemctl start x", "start x", undo="systemctl stop x")
+        assert server.ran == ["systemctl start x"]
+        message = str(caught.value)
+        assert message.startswith(
+            "the connection to alpha (127.0.0.1) dropped during `systemctl start x` ("
+        ), message
+        assert "whether it took effect is unknown" in message and "exit -1" not in message
+        assert [c.what for c in changes.done] == [
+            "perhaps start x (the connection dropped while it ran)"
+        ]
+        [line] = changes.rollback()
+        assert line.startswith(
+            "alpha: NOT undone: perhaps start x (the connection dropped while it ran) ("
+        )
+
+
+# ---- 6: a write that stalls (a timeout) -------------------------------------------------
+
+
+def test_a_stalled_write_says_what_it_was_doing_not_the_shell_script() -> None:
+    with _session("hang") as (session, _server):
+        quick = functools.partial(Session.run, session, timeout=0.3)
+        setattr(session, "run", quick)  # noqa: B010 (the write's 30 s, shortened)
+        with pytest.raises(TimedOut) as caught:
+            session.write_atomic("/etc/x/config.toml", "new\n", 0o644)
+    message = str(caught.value)
+    assert message.startswith("alpha (127.0.0.1): writing /etc/x/config.toml did not finish")
+    assert "umask" not in message and "set -e" not in message
+
+
+class StallsOnce(FakeSession):
+    """beta: the write is renamed into place, then the connection stalls (a timeout,
+    the transport still alive); the node answers again for the rollback."""
+
+    stalled = False
+
+    def write_atomic(self, path: str, text: str, mode: int) -> None:
+        super().write_atomic(path, text, mode)
+        if not self.stalled:
+            self.stalled = True
+            raise TimedOut(f"beta (x): writing {path} did not finish within 30s ...")
+
+
+def test_a_write_cut_off_by_a_timeout_counts_as_perhaps_written_and_is_undone() -> None:
+    """A helper's attack: a stalled connection after beta's write; the rollback said "No
+    node is left changed" while beta had the new config."""
+    beta = StallsOnce("beta", "")
+    pair, alpha = _pair(beta)
+    old = pair.text
+    with pytest.raises(deploy.WizardError) as caught:
+        resources.write_both(pair, old + "# new\n", lambda _t: None)
+    assert alpha.text == old and beta.text == old
+    lines = str(caught.value).splitlines()
+    assert lines[2:4] == [
+        f"  beta: undone: perhaps wrote {deploy.CONFIG_PATH} (it did not finish in time)",
+        f"  alpha: undone: wrote {deploy.CONFIG_PATH}",
+    ]
+
+
+# ---- 8: Ctrl-C during apt-get install ------------------------------------------------------
+
+
+class AptNode:
+    """A node whose apt-get install is cut off by Ctrl-C (apt goes on there)."""
+
+    label = "alpha"
+    alive = True
+    login = SimpleNamespace(user="root")
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def run(self, command: str, **_: Any) -> Result:
+        self.ran.append(command)
+        if command.startswith("d=$(mktemp"):
+            return Result(0, "/var/tmp/mosqit-failover-package.abc\n", "")
+        if " install -y " in command:
+            raise KeyboardInterrupt
+        return Result(0, "", "")
+
+    def put(self, _local: Path, _remote: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("before", [None, "0.1.0"])
+def test_ctrl_c_during_apt_get_install_is_recorded_and_undone_or_named(
+    before: str | None,
+) -> None:
+    """A helper's attack: Ctrl-C during apt-get install left the package installed and
+    the report said "Everything was undone"."""
+    node = AptNode()
+    changes = changes_module.Changes(False, lambda _t: None)
+    local = package.LocalPackage(Path("mosqit-failover_0.2.0_all.deb"), "0.2.0")
+    with pytest.raises(KeyboardInterrupt):
+        package.install(
+            cast(Session, node),
+            local,
+            package.NodePackage(True, before),
+            changes,
+        )
+    what = "install mosqit-failover 0.2.0"
+    if before is None:
+        assert changes.rollback() == [
+            f"alpha: undone: perhaps {what} from mosqit-failover_0.2.0_all.deb (interrupted)"
+        ]
+        assert node.ran[-1].endswith("remove -y mosqit-failover")
+    else:  # an upgrade is kept: named, not undone
+        [line] = changes.rollback()
+        assert line.startswith(f"alpha: perhaps {what} (was 0.1.0) from ")
+        assert line.endswith("(an upgrade is kept on rollback: the older package is not at "
+                             "hand) (interrupted) (nothing to undo)")  # fmt: skip

@@ -42,6 +42,7 @@ def _command(session: Session, command: str) -> Callable[[], None]:
 
 
 NOT_UNDONE = ": NOT undone: "  # in a rollback's line for a change it could not undo
+STOPPED = "the rollback was interrupted before it undid this"
 
 
 def left_changed(lines: list[str]) -> list[str]:
@@ -137,17 +138,30 @@ class Changes:
             Changes.hook(change)
 
     def rollback(self) -> list[str]:
-        """Undo everything in reverse order; one line per change saying what happened."""
-        lines = []
+        """Undo everything in reverse order; one line per change saying what happened.
+
+        Ctrl-C (or SIGTERM/SIGHUP) during the rollback stops it: the step it cut off and
+        every step not tried yet are named NOT undone (a helper's finding: a second Ctrl-C
+        left config, secret and an enabled unit on both nodes, and the report said nothing
+        was changed)."""
+        lines: list[str] = []
+        stopped = False
         for change in reversed(self.done):
-            if change.undo is None:
-                lines.append(f"{change.node}: {change.what} (nothing to undo)")
-                continue
+            said = len(lines)
             try:
-                change.undo()
-                lines.append(f"{change.node}: undone: {change.what}")
+                if change.undo is None:
+                    lines.append(f"{change.node}: {change.what} (nothing to undo)")
+                elif stopped:
+                    lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({STOPPED})")
+                else:
+                    change.undo()
+                    lines.append(f"{change.node}: undone: {change.what}")
             except SshError as error:
                 lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({error})")
+            except KeyboardInterrupt:
+                stopped = True
+                if len(lines) == said:  # not said yet: cut off before it was undone
+                    lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({STOPPED})")
         self.done.clear()
         return lines
 

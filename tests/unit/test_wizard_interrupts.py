@@ -118,6 +118,48 @@ def _send_after(node: str, prefix: str, sig: signal.Signals) -> Callable[[Any], 
     return hook
 
 
+# ---- 4: a second Ctrl-C during the rollback ---------------------------------------------
+
+
+class BreaksOnDisable(FakeNode):
+    """A node on which undoing ``enable`` is cut off by Ctrl-C (pressed again)."""
+
+    def run(self, command: str, *args: Any, **kwargs: Any) -> Result:
+        if command == f"systemctl disable {UNIT}":
+            raise KeyboardInterrupt
+        return super().run(command, *args, **kwargs)
+
+
+def test_ctrl_c_during_the_rollback_names_every_change_left_not_nothing_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper's attack: Ctrl-C after alpha's agent started, then again during the
+    rollback, printed "interrupted; nothing was changed on the nodes." while config,
+    secret and the enabled unit were left on both nodes."""
+    nodes = {"10.0.1.11": FakeNode(0), "10.0.1.12": BreaksOnDisable(1)}
+
+    def ctrl_c(change: changes_module.Change) -> None:
+        if change.node == "alpha" and change.what.startswith("start"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(changes_module.Changes, "hook", ctrl_c)
+    status, err = _wizard(monkeypatch, tmp_path, capsys, nodes, DEPLOY)
+    assert status == 130, err
+    assert "nothing was changed" not in err.lower()
+    lines = err.strip().splitlines()
+    assert lines[0] == "mosqit-failover wizard: interrupted"
+    assert lines[2] == f"  alpha: undone: start {UNIT}"  # undone before the second Ctrl-C
+    stopped = changes_module.STOPPED
+    assert lines[3] == f"  beta: NOT undone: enable {UNIT} ({stopped})"
+    # every change after it in the rollback's order is named NOT undone, none tried
+    rest = lines[4:-1]
+    assert rest and all(f"({stopped})" in line or "(nothing to undo)" in line for line in rest)
+    assert f"  alpha: NOT undone: wrote {deploy.CONFIG_PATH} ({stopped})" in rest
+    assert f"  beta: NOT undone: wrote {deploy.SECRET_PATH} ({stopped})" in rest
+    assert lines[-1].startswith("Left changed on alpha and beta: what is marked NOT undone.")
+    assert deploy.CONFIG_PATH in nodes["10.0.1.12"].files  # it is left, as said
+
+
 # ---- 5: the connection drops while a command runs ----------------------------------------
 
 

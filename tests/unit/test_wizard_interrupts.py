@@ -339,3 +339,42 @@ def test_ctrl_c_during_apt_get_install_is_recorded_and_undone_or_named(
         assert line.startswith(f"alpha: perhaps {what} (was 0.1.0) from ")
         assert line.endswith("(an upgrade is kept on rollback: the older package is not at "
                              "hand) (interrupted) (nothing to undo)")  # fmt: skip
+
+
+# ---- 9: Ctrl-C at the resource prompt after a completed deployment --------------------------
+
+
+def test_ctrl_c_at_the_resource_prompt_says_the_pair_is_deployed_and_running(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A helper's attack: Ctrl-C at "What now?" after the pair was deployed said
+    "interrupted / Nothing was changed on the nodes." while the pair ran."""
+    nodes = fleet(2)
+    _login_seam(monkeypatch, nodes)
+    monkeypatch.chdir(tmp_path)
+    asked: list[str] = []
+
+    def read(prompt: str) -> str:
+        asked.append(prompt)
+        if "What now?" in prompt:
+            raise KeyboardInterrupt
+        return ""  # the default
+
+    out = io.StringIO()
+    asker = Asker({**ANSWERS, "nodes": list(nodes)}, True, out=out, read=read)
+
+    def manage(sessions: dict[str, Session], _changes: object) -> None:
+        resources.run(asker, sessions, [])
+
+    with pytest.raises(deploy.Aborted) as aborted:
+        deploy.deploy(asker, cast(KnownHosts, None), False, manage)
+    assert "What now?" in asked[-1]
+    report = aborted.value.report()
+    assert "nothing was changed" not in report.lower()
+    assert report.splitlines() == [
+        "interrupted",
+        "The pair is deployed and running (cluster shop, VIP 10.0.1.50/24): nothing of the "
+        "deployment was undone. Only the resource step was interrupted: what it changed is "
+        "said above (nothing, if no config was written).",
+    ]
+    assert all(n.active and deploy.CONFIG_PATH in n.files for n in nodes.values())

@@ -222,23 +222,40 @@ def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
                 f"{CONFIG_PATH} on {name} changed while the wizard ran: nothing was written; re-run"
             )
     changes = Changes(say=say)
-    for session in pair.sessions.values():
-        try:
-            changes.write_file(session, CONFIG_PATH, new_text, 0o644)
-        except SshError as error:
-            lines = changes.rollback()
-            report = [f"writing the new config to {session.label} failed: {error}"]
-            if lines:
-                report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
-            if left_changed(lines):
-                report.append(
-                    "Left changed: what is marked NOT undone (put the old config back by hand, "
-                    "or re-run once the node is reachable: the wizard refuses to go on while "
-                    "the configs differ); no agent was told to reload."
-                )
-            else:
-                report.append("No node is left changed; no agent was told to reload.")
-            raise WizardError("\n".join(report)) from None
+    writing = next(iter(pair.sessions.values()))
+    try:
+        for writing in pair.sessions.values():
+            changes.write_file(writing, CONFIG_PATH, new_text, 0o644)
+    except SshError as error:
+        failed = f"writing the new config to {writing.label} failed: {error}"
+        raise WizardError(_rolled_back(failed, changes.rollback())) from None
+    except KeyboardInterrupt as error:
+        # Ctrl-C (SIGTERM, SIGHUP) between two nodes' writes left them with different
+        # configs, unreported (a helper's finding): rolled back like a failed write
+        how = str(error) or "interrupted"
+        stopped = f"{how} while the new config was written to the nodes"
+        raise Interrupted(_rolled_back(stopped, changes.rollback())) from None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM/SIGHUP) while the config was written; the message says what the
+    rollback did on each node."""
+
+
+def _rolled_back(cause: str, lines: list[str]) -> str:
+    """``cause`` and what the rollback of a config write did, and what is left."""
+    report = [cause]
+    if lines:
+        report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
+    if left_changed(lines):
+        report.append(
+            "Left changed: what is marked NOT undone (put the old config back by hand, "
+            "or re-run once the node is reachable: the wizard refuses to go on while "
+            "the configs differ); no agent was told to reload."
+        )
+    else:
+        report.append("No node is left changed; no agent was told to reload.")
+    return "\n".join(report)
 
 
 def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:

@@ -118,6 +118,34 @@ def _send_after(node: str, prefix: str, sig: signal.Signals) -> Callable[[Any], 
     return hook
 
 
+# ---- 3: SIGTERM or SIGHUP mid-deploy -----------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_mid_deploy_rolls_back_and_reports_as_ctrl_c_does(
+    sig: signal.Signals,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A helper's attack: closing the terminal (SIGHUP) or SIGTERM after alpha's agent
+    started killed the wizard without a word, its changes left on both nodes."""
+    nodes = fleet(2)
+    before = {host: dict(n.files) for host, n in nodes.items()}
+    monkeypatch.setattr(changes_module.Changes, "hook", _send_after("alpha", "start", sig))
+    with _own_handlers(signal.SIGTERM, signal.SIGHUP) as own:
+        status, err = _wizard(monkeypatch, tmp_path, capsys, nodes, DEPLOY)
+        # the handlers are the ones before the wizard ran
+        assert signal.getsignal(signal.SIGTERM) is own and signal.getsignal(signal.SIGHUP) is own
+    assert status == 130, err
+    lines = err.strip().splitlines()
+    assert lines[0] == f"mosqit-failover wizard: interrupted ({sig.name})"
+    assert f"  alpha: undone: start {UNIT}" in lines
+    assert lines[-1] == "Everything was undone: the nodes are as before."
+    for host, node in nodes.items():
+        assert node.files == before[host] and not node.active and not node.enabled
+
+
 # ---- 4: a second Ctrl-C during the rollback ---------------------------------------------
 
 
@@ -285,6 +313,54 @@ def test_a_write_cut_off_by_a_timeout_counts_as_perhaps_written_and_is_undone() 
         f"  beta: undone: perhaps wrote {deploy.CONFIG_PATH} (it did not finish in time)",
         f"  alpha: undone: wrote {deploy.CONFIG_PATH}",
     ]
+
+
+# ---- 7: Ctrl-C between two nodes' config writes ---------------------------------------------
+
+
+def _ctrl_c_after(node: str) -> Callable[[Any], None]:
+    def hook(change: changes_module.Change) -> None:
+        if change.node == node:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def test_ctrl_c_between_two_config_writes_rolls_back_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper's attack: Ctrl-C after alpha's write left alpha with the new config and
+    beta with the old; "the config on the nodes is as the last message says"."""
+    monkeypatch.setattr(changes_module.Changes, "hook", _ctrl_c_after("alpha"))
+    pair, alpha = _pair(FakeSession("beta", ""))
+    old = pair.text
+    with pytest.raises(resources.Interrupted) as caught:
+        resources.write_both(pair, old + "# new\n", lambda _t: None)
+    assert alpha.text == old
+    assert str(caught.value).splitlines() == [
+        "interrupted while the new config was written to the nodes",
+        "What was changed and undone:",
+        f"  alpha: undone: wrote {deploy.CONFIG_PATH}",
+        "No node is left changed; no agent was told to reload.",
+    ]
+
+
+def test_the_resource_command_interrupted_mid_write_reports_the_rollback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = _cluster(2)
+    nodes = {n.host: n for n in cluster.values()}
+    old = cluster["alpha"].files[deploy.CONFIG_PATH]
+    monkeypatch.setattr(
+        changes_module.Changes, "hook", _send_after("alpha", "wrote", signal.SIGINT)
+    )
+    status, err = _wizard(monkeypatch, tmp_path, capsys, nodes, ["resources", "--add-dir", "/x"])
+    assert status == 130, err
+    assert err.startswith(
+        "mosqit-failover wizard: interrupted while the new config was written to the nodes\n"
+    )
+    assert err.endswith("No node is left changed; no agent was told to reload.\n")
+    assert all(n.files[deploy.CONFIG_PATH] == old for n in cluster.values())
 
 
 # ---- 8: Ctrl-C during apt-get install ------------------------------------------------------

@@ -20,6 +20,7 @@ Guarantees (a pair or up to eight nodes alike):
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,7 +197,10 @@ def validate_resource(pair: Pair, values: dict[str, Any]) -> list[str]:
         )
     if kind == "script":
         for key in ("start", "stop", "status"):
-            word = shlex.split(values[key])[0]
+            try:
+                word = command_word(values[key])
+            except ValueError as error:
+                raise WizardError(f"the {key} command {values[key]!r}: {error}") from None
             _missing(
                 pair,
                 f"command -v {shlex.quote(word)} >/dev/null",
@@ -298,18 +302,45 @@ def ask_addition(asker: Asker, pair: Pair) -> tuple[str, dict[str, Any]]:
         )
         return "sync", {"path": path, "excludes": excludes}
     values: dict[str, Any] = {"kind": kind}
+    default: str | None
     if kind == "systemd":
         values["unit"] = asker.ask("unit", "systemd unit", non_empty)
-        default = values["unit"].removesuffix(".service")
+        default = default_name(values["unit"].removesuffix(".service"))
     elif kind == "sysv":
         values["script"] = asker.ask("script", "Init script", non_empty, None)
-        default = values["script"].rsplit("/", 1)[-1]
+        default = default_name(values["script"].rsplit("/", 1)[-1])
     else:
         for key in ("start", "stop", "status"):
-            values[key] = asker.ask(key, f"Command to {key} the application", non_empty)
+            values[key] = asker.ask(key, f"Command to {key} the application", shell_command)
         default = None
     values = {"name": asker.ask("name", "Resource name", check_name, default), **values}
     return "resources", values
+
+
+def default_name(text: str) -> str | None:
+    """A valid resource name made of a unit's or script's name: getty@tty1 -> getty-tty1,
+    'my app' -> my-app (a helper's finding: the name taken as it was failed the name's
+    own check, a traceback). None when nothing of it is left."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).lstrip("_.-")[:63].rstrip("-")
+    return name or None
+
+
+def command_word(command: str) -> str:
+    """The program a shell command runs (its first word); ValueError naming the problem."""
+    try:
+        words = shlex.split(command)
+    except ValueError as error:  # "No closing quotation" was a traceback (a helper's finding)
+        raise ValueError(f"not a valid shell command ({error}): balance its quotes") from None
+    if not words or not words[0]:
+        raise ValueError("give a command to run")
+    return words[0]
+
+
+def shell_command(text: str) -> str:
+    """An application's start, stop or status command: its quotes must balance."""
+    text = non_empty(text)
+    command_word(text)
+    return text
 
 
 def add(asker: Asker, pair: Pair) -> Pair:

@@ -1,0 +1,103 @@
+"""Input the wizards must refuse in one line naming the problem and the fix, not with a
+traceback, a secret shown or a device replaced (a helper's attack on the setup wizard)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any, cast
+
+import paramiko
+import pytest
+
+from mosqit_failover.wizards import configedit, deploy, resources, ssh
+from mosqit_failover.wizards.prompts import AnswerError, Asker, load_answers
+from mosqit_failover.wizards.ssh import KnownHosts, Login, SshError, connect
+from tests.unit.test_wizard_multi import _cluster
+from tests.unit.test_wizard_ssh import Decisions
+
+# ---- 10a: a default resource name made of a unit or script name ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ({"kind": "systemd", "unit": "openvpn@server.service"}, "openvpn-server"),
+        ({"kind": "systemd", "unit": "postgresql@15-main.service"}, "postgresql-15-main"),
+        ({"kind": "sysv", "script": "/etc/init.d/my app"}, "my-app"),
+        ({"kind": "systemd", "unit": "nginx.service"}, "nginx"),
+    ],
+)
+def test_an_added_unit_or_script_without_a_name_gets_a_valid_one(
+    given: dict[str, str], name: str
+) -> None:
+    """A helper's attack: --add-unit getty@tty1.service without --name was a ValueError
+    traceback (the name taken from the unit failed the name's own check)."""
+    pair = resources.read_pair(cast(dict[str, ssh.Session], _cluster(2)))
+    kind, values = resources.ask_addition(Asker({"action": "add", **given}, False), pair)
+    assert values["name"] == name
+    configedit.append(pair.text, kind, values)  # the config takes it
+    # the config refuses a unit of systemd itself, like getty@tty1 (a ConfigError, one line)
+    assert resources.default_name("getty@tty1") == "getty-tty1"
+
+
+def test_a_default_that_does_not_fit_is_an_answer_error_naming_the_key() -> None:
+    with pytest.raises(AnswerError) as caught:
+        Asker({}, False).ask("name", "Resource name", deploy.check_name, "@@@")
+    message = str(caught.value)
+    assert message.startswith("no answer for name (Resource name), and the default '@@@' does")
+    assert message.endswith("add name = ... to the answers file or pass --name")
+    assert resources.default_name("@@@") is None
+
+
+# ---- 10b: a command whose quotes do not balance -------------------------------------------
+
+
+UNBALANCED = '/bin/echo "unbalanced'
+
+
+def test_an_app_command_with_unbalanced_quotes_is_refused_or_asked_again() -> None:
+    """A helper's attack: --add-app x --start '/bin/echo "unbalanced' was a ValueError
+    traceback ("No closing quotation"); at the terminal it ended the session."""
+    pair = resources.read_pair(cast(dict[str, ssh.Session], _cluster(2)))
+    app = {"action": "add", "kind": "script", "name": "x", "stop": "true", "status": "true"}
+    with pytest.raises(AnswerError, match=r"^answer start = .*balance its quotes$"):
+        resources.ask_addition(Asker({**app, "start": UNBALANCED}, False), pair)
+    with pytest.raises(deploy.WizardError, match=r"^the start command .*balance its quotes$"):
+        resources.validate_resource(pair, {**app, "start": UNBALANCED})
+    typed = iter([UNBALANCED, "/bin/echo balanced"])
+    out = io.StringIO()
+    asker = Asker({k: v for k, v in app.items() if k != "start"}, True, out=out)
+    asker._read = lambda _prompt: next(typed)
+    _kind, values = resources.ask_addition(asker, pair)
+    assert values["start"] == "/bin/echo balanced"
+    assert "not a valid shell command (No closing quotation): balance its quotes" in out.getvalue()
+
+
+# ---- 14: a secret answer of the wrong type -------------------------------------------------
+
+
+def test_a_password_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """A helper's attack: password = ["Sup3rS3cret"] printed the password."""
+    path = tmp_path / "answers.toml"
+    path.write_text('password = ["Sup3rS3cret"]\n')
+    path.chmod(0o600)
+    with pytest.raises(AnswerError) as caught:
+        load_answers(path)
+    message = str(caught.value)
+    assert "Sup3rS3cret" not in message
+    assert message == (
+        f"{path}: password is not text in quotes (its value is not shown): give text in quotes"
+    )
+
+
+def test_a_secret_answer_that_fails_its_check_is_not_shown() -> None:
+    def refuse(_text: str) -> str:
+        raise ValueError("too short")
+
+    with pytest.raises(AnswerError) as caught:
+        Asker({"password": "Sup3rS3cret"}, False).ask("password", "Password", refuse, None, True)
+    assert str(caught.value) == "answer password (its value is not shown): too short"

@@ -103,7 +103,30 @@ def check_host(text: str) -> str:
             )
     elif ":" in text and text.rsplit(":", 1)[1].isdigit() and text.count(":") == 1:
         raise ValueError(f"give the address alone; the ssh port goes to --port ({text})")
+    elif ":" not in text:  # a host name (IPv6 addresses have colons)
+        _check_host_name(text)
     return text
+
+
+def _check_host_name(text: str) -> None:
+    """ValueError unless ``text`` can be a host name (the resolver cannot even encode
+    one with an empty label or one over 63 characters: a traceback, a helper's finding)."""
+    labels = text.removesuffix(".").split(".")
+    if len(text) > 253 or not all(labels):
+        problem = "it is too long" if len(text) > 253 else "a part between dots is empty"
+    elif any(len(label) > 63 for label in labels):
+        problem = "a part between dots is longer than 63 characters"
+    elif not all(_LABEL.fullmatch(label) for label in labels):
+        problem = "it has characters a host name cannot have"
+    else:
+        return
+    raise ValueError(
+        f"{text!r} is not a valid host name or address ({problem}): give the node's address "
+        "(like 192.0.2.11) or its host name"
+    )
+
+
+_LABEL = re.compile(r"[\w-]+")  # letters, digits, '-' (and '_', seen in names too)
 
 
 _DOTTED = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")

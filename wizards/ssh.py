@@ -394,6 +394,18 @@ def _handshake(where: str, host: str, login: Login, key_types: set[str]) -> para
     """
     try:
         raw = socket.create_connection((host, login.port), timeout=login.timeout)
+    except UnicodeError:  # the name cannot even be encoded (an empty label, one too long)
+        raise SshError(
+            f"cannot reach {where}: {host!r} is not a valid host name or address (a part "
+            "between dots is empty or longer than 63 characters): give the node's address "
+            f"(like 192.0.2.11) or its host name. {NOTHING_CHANGED}"
+        ) from None
+    except socket.gaierror as error:
+        raise SshError(
+            f"cannot reach {where}: the name {host} does not resolve ({error.strerror or error}):"
+            " check its spelling and the DNS (or /etc/hosts) here, or give the node's address "
+            f"(like 192.0.2.11). {NOTHING_CHANGED}"
+        ) from None
     except TimeoutError:
         raise SshError(
             f"cannot reach {where}: no answer within {login.timeout:g}s; check the address "

@@ -77,6 +77,50 @@ def test_an_app_command_with_unbalanced_quotes_is_refused_or_asked_again() -> No
     assert "not a valid shell command (No closing quotation): balance its quotes" in out.getvalue()
 
 
+# ---- 10c, 10d: a node address that is no host name, or does not resolve --------------------
+
+
+BAD_NAMES = ["beta..example.com", ".beta", "a" * 64 + ".example.com", "../../etc"]
+
+
+@pytest.mark.parametrize("host", BAD_NAMES)
+def test_a_node_address_that_cannot_be_a_host_name_is_refused_when_given(host: str) -> None:
+    """A helper's attack: --node 'beta..example.com' was a UnicodeError traceback from
+    the resolver (an empty label, one over 63 characters)."""
+    with pytest.raises(ValueError, match=r"is not a valid host name or address \("):
+        deploy.check_host(host)
+    with pytest.raises(AnswerError, match="not a valid host name or address"):
+        deploy.ask_hosts(Asker({"nodes": ["10.0.1.11", host]}, False))
+
+
+def _connect(host: str, tmp_path: Path) -> str:
+    with pytest.raises(SshError) as caught:
+        connect("node2", host, Login(password="pw"), KnownHosts(tmp_path / "kh"), Decisions())
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith("Nothing was changed."), message
+    return message
+
+
+@pytest.mark.parametrize("host", BAD_NAMES)
+def test_a_host_name_the_resolver_cannot_encode_is_one_line(host: str, tmp_path: Path) -> None:
+    message = _connect(host, tmp_path)  # ssh.connect itself, past the answer's check
+    assert f"{host!r} is not a valid host name or address" in message
+
+
+def test_a_host_name_that_does_not_resolve_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper's attack: a misspelt node name got "is sshd listening on bta:22?"."""
+
+    def unknown(*_: Any, **__: Any) -> socket.socket:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unknown)
+    message = _connect("bta", tmp_path)
+    assert "the name bta does not resolve (Name or service not known)" in message
+    assert "sshd" not in message
+
+
 # ---- 14: a secret answer of the wrong type -------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import os
 import posixpath
 import shlex
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,8 +89,20 @@ class KnownHosts:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = (path or DEFAULT_KNOWN_HOSTS).expanduser()
+        # the file written: a symlink's target (as ssh does), not the link replaced by a
+        # file; anything but a regular file is refused before a node is reached (a helper's
+        # finding: --known-hosts /dev/null, an ssh habit, replaced the device with a file)
+        self._file = Path(os.path.realpath(self.path))
         self._keys = paramiko.HostKeys()
-        if self.path.exists():
+        if self._file.exists() and not self._file.is_file():
+            target = f" (a symlink to {self._file})" if self._file != self.path else ""
+            raise SshError(
+                f"the known hosts file {self.path}{target} is {_kind(self._file)}, not a "
+                "regular file; the wizard keeps the host keys it accepts there: give the "
+                "path of a file (--known-hosts PATH; it is created if missing), or leave "
+                f"--known-hosts out to use {DEFAULT_KNOWN_HOSTS}. {NOTHING_CHANGED}"
+            )
+        if self._file.exists():
             try:
                 self._keys.load(str(self.path))
             except (OSError, paramiko.SSHException) as error:
@@ -117,11 +130,24 @@ class KnownHosts:
             except KeyError:
                 break
         self._keys.add(entry, key.get_name(), key)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self._file.with_name(self._file.name + ".tmp")
         self._keys.save(str(tmp))
         os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        os.replace(tmp, self._file)
+
+
+def _kind(path: Path) -> str:
+    """What ``path`` is, when it is not a regular file: 'a directory', 'a character device'..."""
+    mode = path.stat().st_mode
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _read_key(path: str) -> paramiko.PKey:

@@ -145,3 +145,48 @@ def test_a_secret_answer_that_fails_its_check_is_not_shown() -> None:
     with pytest.raises(AnswerError) as caught:
         Asker({"password": "Sup3rS3cret"}, False).ask("password", "Password", refuse, None, True)
     assert str(caught.value) == "answer password (its value is not shown): too short"
+
+
+# ---- 2: --known-hosts that is not a regular file ------------------------------------------
+
+
+def _key() -> paramiko.PKey:
+    return paramiko.RSAKey.generate(1024)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device needs root")
+def test_known_hosts_that_is_a_device_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A helper's attack: --known-hosts /dev/null (an ssh habit) replaced the device with
+    a regular file (run as root: the system's /dev/null)."""
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    with pytest.raises(SshError) as caught:
+        KnownHosts(null)
+    assert str(caught.value).startswith(f"the known hosts file {null} is a character device, ")
+    assert "give the path of a file" in str(caught.value)
+    assert stat.S_ISCHR(null.lstat().st_mode)
+
+
+def test_known_hosts_that_is_a_pipe_a_directory_or_a_link_to_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(SshError, match=r"dir is a directory, not a regular file"):
+        KnownHosts(tmp_path / "dir")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    with pytest.raises(SshError, match=r"link \(a symlink to .*fifo\) is a named pipe, not a "):
+        KnownHosts(tmp_path / "link")  # refused before it is read (which would block)
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)
+
+
+def test_known_hosts_that_is_a_symlink_writes_its_target_not_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "real_known_hosts"
+    target.write_text("")
+    link = tmp_path / "known_hosts"
+    link.symlink_to(target)
+    key = _key()
+    KnownHosts(link).remember("192.0.2.11", 22, key)
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text().startswith("192.0.2.11 ssh-rsa ")
+    assert KnownHosts(link).stored("192.0.2.11", 22)["ssh-rsa"].asbytes() == key.asbytes()

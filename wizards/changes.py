@@ -5,10 +5,11 @@ described ("would write ..."); otherwise each change is recorded, in order,
 with how to undo it, *before* the wizard moves on. `rollback` undoes them in
 reverse order (a file gets its old content and mode back, or is removed if it
 did not exist) and returns one line per change saying whether it was undone,
-so the operator always learns exactly what is left changed. A file write cut
-off by a dropped connection, and a write or command cut off by Ctrl-C, is
+so the operator always learns exactly what is left changed. A write or command
+cut off by a dropped connection, a timeout or Ctrl-C (SIGTERM, SIGHUP) is
 recorded as "perhaps" done (the rename may have happened: the file is whole,
 old or new; the command may have taken effect), so it is undone and named too.
+A rollback itself interrupted stops, and names every change it did not undo.
 
 `Changes.hook`, when set, runs after each change is made and recorded (tests
 use it to break a connection between two nodes' writes); None normally.
@@ -16,11 +17,12 @@ use it to break a connection between two nodes' writes); None normally.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mosqit_failover.wizards.ssh import Session, SshError
+from mosqit_failover.wizards.ssh import OutcomeUnknown, Session, SshError, TimedOut
 
 
 @dataclass
@@ -40,6 +42,7 @@ def _command(session: Session, command: str) -> Callable[[], None]:
 
 
 NOT_UNDONE = ": NOT undone: "  # in a rollback's line for a change it could not undo
+STOPPED = "the rollback was interrupted before it undid this"
 
 
 def left_changed(lines: list[str]) -> list[str]:
@@ -80,17 +83,8 @@ class Changes:
             else:
                 session.write_atomic(path, old, old_mode or 0o644)
 
-        try:
+        with self.cut_off(session, f"wrote {path}", undo, "during the write"):
             session.write_atomic(path, text, mode)
-        except KeyboardInterrupt:  # Ctrl-C mid-write: the rename may have happened
-            self._perhaps(session, f"wrote {path}", "interrupted", undo)
-            raise
-        except SshError:
-            if not session.alive:  # cut off: the rename may have happened or not
-                self._perhaps(
-                    session, f"wrote {path}", "the connection dropped during the write", undo
-                )
-            raise
         self.record(Change(session.label, f"wrote {path}", undo))
 
     def run(self, session: Session, command: str, what: str, undo: str | None = None) -> None:
@@ -98,16 +92,34 @@ class Changes:
         if not self.plan(session, what):
             return
         undo_fn = _command(session, undo) if undo is not None else None
-        try:
+        # Ctrl-C, a dropped connection or a timeout while it ran: it may have taken effect
+        # (an agent started), and a rollback that skipped it left that agent running
+        # (helpers' findings)
+        with self.cut_off(session, what, undo_fn, "while it ran"):
             session.run(command, check=True, timeout=120)
-        except KeyboardInterrupt:
-            # Ctrl-C while it ran: it may have taken effect (an agent started), and a
-            # rollback that skipped it left that agent running (a helper's finding)
-            self._perhaps(session, what, "interrupted", undo_fn)
-            raise
         self.record(Change(session.label, what, undo_fn))
 
-    def _perhaps(
+    @contextmanager
+    def cut_off(
+        self, session: Session, what: str, undo: Callable[[], None] | None, during: str
+    ) -> Iterator[None]:
+        """Record ``what`` as perhaps done when the block is cut off midway: by Ctrl-C (or
+        SIGTERM/SIGHUP), a dropped connection or a timeout (the rename may have happened:
+        the file is whole, old or new; the command may have taken effect). The exception
+        goes on."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.perhaps(session, what, "interrupted", undo)
+            raise
+        except SshError as error:
+            if isinstance(error, TimedOut):
+                self.perhaps(session, what, "it did not finish in time", undo)
+            elif isinstance(error, OutcomeUnknown) or not session.alive:
+                self.perhaps(session, what, f"the connection dropped {during}", undo)
+            raise
+
+    def perhaps(
         self, session: Session, what: str, why: str, undo: Callable[[], None] | None
     ) -> None:
         """Record a change cut off midway, which may have taken effect: undone too."""
@@ -126,17 +138,30 @@ class Changes:
             Changes.hook(change)
 
     def rollback(self) -> list[str]:
-        """Undo everything in reverse order; one line per change saying what happened."""
-        lines = []
+        """Undo everything in reverse order; one line per change saying what happened.
+
+        Ctrl-C (or SIGTERM/SIGHUP) during the rollback stops it: the step it cut off and
+        every step not tried yet are named NOT undone (a helper's finding: a second Ctrl-C
+        left config, secret and an enabled unit on both nodes, and the report said nothing
+        was changed)."""
+        lines: list[str] = []
+        stopped = False
         for change in reversed(self.done):
-            if change.undo is None:
-                lines.append(f"{change.node}: {change.what} (nothing to undo)")
-                continue
+            said = len(lines)
             try:
-                change.undo()
-                lines.append(f"{change.node}: undone: {change.what}")
+                if change.undo is None:
+                    lines.append(f"{change.node}: {change.what} (nothing to undo)")
+                elif stopped:
+                    lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({STOPPED})")
+                else:
+                    change.undo()
+                    lines.append(f"{change.node}: undone: {change.what}")
             except SshError as error:
                 lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({error})")
+            except KeyboardInterrupt:
+                stopped = True
+                if len(lines) == said:  # not said yet: cut off before it was undone
+                    lines.append(f"{change.node}{NOT_UNDONE}{change.what} ({STOPPED})")
         self.done.clear()
         return lines
 

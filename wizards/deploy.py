@@ -103,7 +103,30 @@ def check_host(text: str) -> str:
             )
     elif ":" in text and text.rsplit(":", 1)[1].isdigit() and text.count(":") == 1:
         raise ValueError(f"give the address alone; the ssh port goes to --port ({text})")
+    elif ":" not in text:  # a host name (IPv6 addresses have colons)
+        _check_host_name(text)
     return text
+
+
+def _check_host_name(text: str) -> None:
+    """ValueError unless ``text`` can be a host name (the resolver cannot even encode
+    one with an empty label or one over 63 characters: a traceback, a helper's finding)."""
+    labels = text.removesuffix(".").split(".")
+    if len(text) > 253 or not all(labels):
+        problem = "it is too long" if len(text) > 253 else "a part between dots is empty"
+    elif any(len(label) > 63 for label in labels):
+        problem = "a part between dots is longer than 63 characters"
+    elif not all(_LABEL.fullmatch(label) for label in labels):
+        problem = "it has characters a host name cannot have"
+    else:
+        return
+    raise ValueError(
+        f"{text!r} is not a valid host name or address ({problem}): give the node's address "
+        "(like 192.0.2.11) or its host name"
+    )
+
+
+_LABEL = re.compile(r"[\w-]+")  # letters, digits, '-' (and '_', seen in names too)
 
 
 _DOTTED = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
@@ -1117,6 +1140,7 @@ def deploy(
     not waited for (nor rolled back if it does not); `status` on a node tells."""
     raw = open_sessions(asker, known)
     changes = Changes(dry_run, asker.say)
+    deployed = ""  # once the pair stands: what it is (a later stop leaves it so)
     try:
         plan = plan_deploy(asker, raw)
         if plan.packages.install:
@@ -1143,9 +1167,11 @@ def deploy(
             )
         where = set(plan.vip_interfaces.values())
         on = where.pop() if len(where) == 1 else _pairs(plan.vip_interfaces)
-        asker.say(f"  cluster {plan.cluster}, VIP {plan.vip} on {on}")
+        vip = plan.vip
+        asker.say(f"  cluster {plan.cluster}, VIP {vip} on {on}")
         if then is not None:
             changes.done.clear()  # the pair stands; the resource wizard rolls back its own
+            deployed = f"The {what} is deployed and running (cluster {plan.cluster}, VIP {vip})"
             then(plan.sessions, changes)
         return 0
     except (
@@ -1156,22 +1182,42 @@ def deploy(
         checks.CheckError,
         package.PackageError,
     ) as error:
-        raise Aborted(error, changes.rollback()) from None
+        raise Aborted(error, changes.rollback(), deployed) from None
     finally:
         for session in raw.values():
             session.close()
 
 
 class Aborted(Exception):
-    """The wizard stopped after making changes; ``undone`` says what happened to each."""
+    """The wizard stopped after making changes; ``undone`` says what happened to each.
 
-    def __init__(self, cause: BaseException, undone: list[str]) -> None:
+    ``deployed``: set when the deployment was complete and the resource step stopped
+    (the pair is kept as it is: nothing of it is rolled back)."""
+
+    def __init__(self, cause: BaseException, undone: list[str], deployed: str = "") -> None:
         self.cause = cause
         self.undone = undone
+        self.deployed = deployed
         super().__init__(str(cause))
 
     def report(self) -> str:
-        cause = "interrupted" if isinstance(self.cause, KeyboardInterrupt) else str(self.cause)
+        interrupted = isinstance(self.cause, KeyboardInterrupt)
+        # an interrupt may say how and what it cut off (SIGTERM; the resource wizard's
+        # rollback of a config write)
+        cause = (str(self.cause) or "interrupted") if interrupted else str(self.cause)
+        if self.deployed:
+            # Ctrl-C at the resource wizard's prompt said "Nothing was changed on the
+            # nodes" after the pair was deployed (a helper's finding)
+            how = "interrupted" if interrupted else "stopped"
+            return "\n".join(
+                [
+                    cause,
+                    *(f"  {line}" for line in self.undone),
+                    f"{self.deployed}: nothing of the deployment was undone. Only the "
+                    f"resource step was {how}: what it changed is said above (nothing, if "
+                    "no config was written).",
+                ]
+            )
         if not self.undone:
             return unchanged(cause)
         nodes = left_changed(self.undone)

@@ -336,23 +336,31 @@ def install(
     what = f"install {PACKAGE} {local.version}{was} from {local.path.name}"
     if not changes.plan(session, what):
         return
-    remote = upload(session, local)
-    try:
-        result = session.run(
-            f"{APT} install -y {shlex.quote(remote)} 2>&1", timeout=INSTALL_TIMEOUT
-        )
-    finally:
-        remove_upload(session, remote)
     undo = None
     if before.version is None:
 
         def undo() -> None:
-            session.run(f"{APT} remove -y {PACKAGE}", check=True, timeout=300)
+            # apt waits for the dpkg lock: an install cut off by Ctrl-C may still run there
+            session.run(f"{APT} remove -y {PACKAGE}", check=True, timeout=LOCK_WAIT + 300)
 
+    kept = (
+        ""
+        if undo is not None
+        else " (an upgrade is kept on rollback: the older package is not at hand)"
+    )
+    remote = upload(session, local)
+    try:
+        # Ctrl-C, a dropped connection or a timeout while apt ran: it may have installed
+        # the package, which a rollback must remove or name (a helper's finding: Ctrl-C
+        # during apt-get left the package, and the report said everything was undone)
+        with changes.cut_off(session, what + kept, undo, "while apt ran"):
+            result = session.run(
+                f"{APT} install -y {shlex.quote(remote)} 2>&1", timeout=INSTALL_TIMEOUT
+            )
+    finally:
+        remove_upload(session, remote)
     if result.status != 0:
         if undo is not None:  # apt may have unpacked it before failing
-            changes.done.append(Change(session.label, f"perhaps {what}", undo))
+            changes.perhaps(session, what, "apt failed", undo)
         raise PackageError(explain_failure(session.label, result.out))
-    if before.version is not None:
-        what += " (an upgrade is kept on rollback: the older package is not at hand)"
-    changes.record(Change(session.label, what.replace("install", "installed", 1), undo))
+    changes.record(Change(session.label, (what + kept).replace("install", "installed", 1), undo))

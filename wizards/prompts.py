@@ -69,6 +69,7 @@ class Shape:
     kinds: tuple[type, ...]
     words: str
     texts: bool = False  # a list of text
+    secret: bool = False  # its value is never shown (a password)
 
     def fits(self, value: object) -> bool:
         if isinstance(value, bool):  # TOML true is no number, and no text
@@ -79,6 +80,7 @@ class Shape:
 
 
 TEXT = Shape((str,), 'text in quotes, like "alpha"')
+SECRET = Shape((str,), "text in quotes", secret=True)
 TEXTS = Shape((list,), 'a list of text, like ["alpha", "beta"]', texts=True)
 TEXT_OR_TEXTS = Shape((str, list), 'text or a list of text, like ["alpha", "beta"]', texts=True)
 FLAG = Shape((bool,), "true or false")
@@ -96,7 +98,7 @@ ANSWER_KEYS: dict[str, Shape] = {
     "user": TEXT,
     "port": NUMBER,
     "auth": TEXT,
-    "password": TEXT,
+    "password": SECRET,
     "key": TEXT,
     "host_fingerprints": TEXTS,
     "accept_new_host_keys": FLAG,
@@ -142,6 +144,11 @@ def _shape(key: str) -> Shape | None:
 
 def _check_value(source: object, where: str, key: str, value: object, shape: Shape) -> None:
     if not shape.fits(value):
+        if shape.secret:  # password = ["..."] printed the password (a helper's finding)
+            raise AnswerError(
+                f"{source}: {where}{key} is not {shape.words} (its value is not shown): "
+                f"give {shape.words}"
+            )
         raise AnswerError(f"{source}: {where}{key} = {value!r}: give {shape.words}")
 
 
@@ -239,10 +246,18 @@ class Asker:
             try:
                 return check(text)
             except ValueError as error:
-                raise AnswerError(f"answer {key} = {value!r}: {error}") from None
+                shown = f"{key} (its value is not shown)" if secret else f"{key} = {value!r}"
+                raise AnswerError(f"answer {shown}: {error}") from None
         if not self.interactive:
             if default is not None:
-                return check(default)
+                try:
+                    return check(default)
+                except ValueError as error:  # a default made of another answer (a name)
+                    raise AnswerError(
+                        f"no answer for {key} ({question}), and the default {default!r} "
+                        f"does not fit ({error}): add {key} = ... to the answers file or "
+                        f"pass {flag_name(key)}"
+                    ) from None
             raise AnswerError(
                 f"no answer for {key} ({question}): add {key} = ... to the answers file "
                 f"or pass {flag_name(key)}"

@@ -21,6 +21,7 @@ Guarantees (a pair or up to eight nodes alike):
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,7 +198,10 @@ def validate_resource(pair: Pair, values: dict[str, Any]) -> list[str]:
         )
     if kind == "script":
         for key in ("start", "stop", "status"):
-            word = shlex.split(values[key])[0]
+            try:
+                word = command_word(values[key])
+            except ValueError as error:
+                raise WizardError(f"the {key} command {values[key]!r}: {error}") from None
             _missing(
                 pair,
                 f"command -v {shlex.quote(word)} >/dev/null",
@@ -237,23 +241,40 @@ def write_both(pair: Pair, new_text: str, say: Callable[[str], None]) -> None:
                 f"{CONFIG_PATH} on {name} changed while the wizard ran: nothing was written; re-run"
             )
     changes = Changes(say=say)
-    for session in pair.sessions.values():
-        try:
-            changes.write_file(session, CONFIG_PATH, new_text, 0o644)
-        except SshError as error:
-            lines = changes.rollback()
-            report = [f"writing the new config to {session.label} failed: {error}"]
-            if lines:
-                report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
-            if left_changed(lines):
-                report.append(
-                    "Left changed: what is marked NOT undone (put the old config back by hand, "
-                    "or re-run once the node is reachable: the wizard refuses to go on while "
-                    "the configs differ); no agent was told to reload."
-                )
-            else:
-                report.append("No node is left changed; no agent was told to reload.")
-            raise WizardError("\n".join(report)) from None
+    writing = next(iter(pair.sessions.values()))
+    try:
+        for writing in pair.sessions.values():
+            changes.write_file(writing, CONFIG_PATH, new_text, 0o644)
+    except SshError as error:
+        failed = f"writing the new config to {writing.label} failed: {error}"
+        raise WizardError(_rolled_back(failed, changes.rollback())) from None
+    except KeyboardInterrupt as error:
+        # Ctrl-C (SIGTERM, SIGHUP) between two nodes' writes left them with different
+        # configs, unreported (a helper's finding): rolled back like a failed write
+        how = str(error) or "interrupted"
+        stopped = f"{how} while the new config was written to the nodes"
+        raise Interrupted(_rolled_back(stopped, changes.rollback())) from None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM/SIGHUP) while the config was written; the message says what the
+    rollback did on each node."""
+
+
+def _rolled_back(cause: str, lines: list[str]) -> str:
+    """``cause`` and what the rollback of a config write did, and what is left."""
+    report = [cause]
+    if lines:
+        report += ["What was changed and undone:", *(f"  {line}" for line in lines)]
+    if left_changed(lines):
+        report.append(
+            "Left changed: what is marked NOT undone (put the old config back by hand, "
+            "or re-run once the node is reachable: the wizard refuses to go on while "
+            "the configs differ); no agent was told to reload."
+        )
+    else:
+        report.append("No node is left changed; no agent was told to reload.")
+    return "\n".join(report)
 
 
 def reload_agents(pair: Pair, stop_removed: bool, say: Callable[[str], None]) -> None:
@@ -311,18 +332,45 @@ def ask_addition(asker: Asker, pair: Pair) -> tuple[str, dict[str, Any]]:
         )
         return "sync", {"path": path, "excludes": excludes}
     values: dict[str, Any] = {"kind": kind}
+    default: str | None
     if kind == "systemd":
         values["unit"] = asker.ask("unit", "systemd unit", non_empty)
-        default = values["unit"].removesuffix(".service")
+        default = default_name(values["unit"].removesuffix(".service"))
     elif kind == "sysv":
         values["script"] = asker.ask("script", "Init script", non_empty, None)
-        default = values["script"].rsplit("/", 1)[-1]
+        default = default_name(values["script"].rsplit("/", 1)[-1])
     else:
         for key in ("start", "stop", "status"):
-            values[key] = asker.ask(key, f"Command to {key} the application", non_empty)
+            values[key] = asker.ask(key, f"Command to {key} the application", shell_command)
         default = None
     values = {"name": asker.ask("name", "Resource name", check_name, default), **values}
     return "resources", values
+
+
+def default_name(text: str) -> str | None:
+    """A valid resource name made of a unit's or script's name: getty@tty1 -> getty-tty1,
+    'my app' -> my-app (a helper's finding: the name taken as it was failed the name's
+    own check, a traceback). None when nothing of it is left."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).lstrip("_.-")[:63].rstrip("-")
+    return name or None
+
+
+def command_word(command: str) -> str:
+    """The program a shell command runs (its first word); ValueError naming the problem."""
+    try:
+        words = shlex.split(command)
+    except ValueError as error:  # "No closing quotation" was a traceback (a helper's finding)
+        raise ValueError(f"not a valid shell command ({error}): balance its quotes") from None
+    if not words or not words[0]:
+        raise ValueError("give a command to run")
+    return words[0]
+
+
+def shell_command(text: str) -> str:
+    """An application's start, stop or status command: its quotes must balance."""
+    text = non_empty(text)
+    command_word(text)
+    return text
 
 
 def add(asker: Asker, pair: Pair) -> Pair:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from types import FrameType
 from typing import Any
 
 from mosqit_failover.config import ConfigError
@@ -96,11 +101,53 @@ def _actions(args: argparse.Namespace, asker: Asker) -> list[dict[str, Any]]:
 
 
 def _fail(text: str, code: int = 1) -> int:
-    print(f"mosqit-failover wizard: {text}", file=sys.stderr, flush=True)
+    with suppress(OSError):  # the terminal is gone (SIGHUP): the rollback is done all the same
+        print(f"mosqit-failover wizard: {text}", file=sys.stderr, flush=True)
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a wizard ran: handled as Ctrl-C is."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While a wizard runs, SIGTERM and SIGHUP (the terminal closed, the operator's ssh
+    session dropped) interrupt it as Ctrl-C does: what it changed is rolled back and
+    reported (a helper's finding: it died at once, changes left on the nodes). Only the
+    first one interrupts: the shell passes a hangup on to its jobs once more, and that
+    must not stop the rollback. The handlers before are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can be set in the main thread only
+        return
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(f"interrupted ({signal.Signals(signum).name})")
+
+    before = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def run_deploy(args: argparse.Namespace) -> int:
+    with _stop_signals_interrupt():
+        return _run_deploy(args)
+
+
+def run_resources(args: argparse.Namespace) -> int:
+    with _stop_signals_interrupt():
+        return _run_resources(args)
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
     try:
         asker = _asker(args)
         known = KnownHosts(args.known_hosts)
@@ -116,11 +163,11 @@ def run_deploy(args: argparse.Namespace) -> int:
         return _fail(error.report(), 130 if isinstance(error.cause, KeyboardInterrupt) else 1)
     except FAILURES as error:
         return _fail(deploy.unchanged(str(error)))
-    except KeyboardInterrupt:
-        return _fail("interrupted; nothing was changed on the nodes.", 130)
+    except KeyboardInterrupt as error:  # before any change (deploy.deploy reports after)
+        return _fail(f"{error or 'interrupted'}; nothing was changed on the nodes.", 130)
 
 
-def run_resources(args: argparse.Namespace) -> int:
+def _run_resources(args: argparse.Namespace) -> int:
     sessions: dict[str, Session] = {}
     try:
         asker = _asker(args)
@@ -134,8 +181,13 @@ def run_resources(args: argparse.Namespace) -> int:
         return 0
     except FAILURES as error:
         return _fail(str(error))
-    except KeyboardInterrupt:
-        return _fail("interrupted; the config on the nodes is as the last message says.", 130)
+    except resources.Interrupted as error:  # cut off writing the config: rolled back
+        return _fail(str(error), 130)
+    except KeyboardInterrupt as error:
+        return _fail(
+            f"{error or 'interrupted'}; the config on the nodes is as the last message says.",
+            130,
+        )
     finally:
         for session in sessions.values():
             session.close()

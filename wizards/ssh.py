@@ -21,6 +21,7 @@ import os
 import posixpath
 import shlex
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,20 @@ class SshError(Exception):
 
 class AuthError(SshError):
     """The node refused the login (wrong password or key): worth another try."""
+
+
+class OutcomeUnknown(SshError):
+    """A command (or write) was sent, but whether it took effect is unknown: the
+    connection dropped while it ran, or it did not finish in time. A change cut off so
+    is recorded as perhaps made (`Changes`), to be undone and named on a rollback."""
+
+
+class Dropped(OutcomeUnknown):
+    """The connection dropped while the command ran (no exit status came back)."""
+
+
+class TimedOut(OutcomeUnknown):
+    """The command did not finish within its timeout (a stalled connection or node)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +89,20 @@ class KnownHosts:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = (path or DEFAULT_KNOWN_HOSTS).expanduser()
+        # the file written: a symlink's target (as ssh does), not the link replaced by a
+        # file; anything but a regular file is refused before a node is reached (a helper's
+        # finding: --known-hosts /dev/null, an ssh habit, replaced the device with a file)
+        self._file = Path(os.path.realpath(self.path))
         self._keys = paramiko.HostKeys()
-        if self.path.exists():
+        if self._file.exists() and not self._file.is_file():
+            target = f" (a symlink to {self._file})" if self._file != self.path else ""
+            raise SshError(
+                f"the known hosts file {self.path}{target} is {_kind(self._file)}, not a "
+                "regular file; the wizard keeps the host keys it accepts there: give the "
+                "path of a file (--known-hosts PATH; it is created if missing), or leave "
+                f"--known-hosts out to use {DEFAULT_KNOWN_HOSTS}. {NOTHING_CHANGED}"
+            )
+        if self._file.exists():
             try:
                 self._keys.load(str(self.path))
             except (OSError, paramiko.SSHException) as error:
@@ -103,11 +130,24 @@ class KnownHosts:
             except KeyError:
                 break
         self._keys.add(entry, key.get_name(), key)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self._file.with_name(self._file.name + ".tmp")
         self._keys.save(str(tmp))
         os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        os.replace(tmp, self._file)
+
+
+def _kind(path: Path) -> str:
+    """What ``path`` is, when it is not a regular file: 'a directory', 'a character device'..."""
+    mode = path.stat().st_mode
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _read_key(path: str) -> paramiko.PKey:
@@ -180,14 +220,26 @@ class Session:
         return "sudo -n sh -c " + shlex.quote(command)
 
     def run(
-        self, command: str, timeout: float = 30.0, input: str | None = None, check: bool = False
+        self,
+        command: str,
+        timeout: float = 30.0,
+        input: str | None = None,
+        check: bool = False,
+        what: str | None = None,
     ) -> Result:
         """Run a shell command on the node; raise SshError if the connection fails or times out.
 
         With check=True a non-zero exit status is an SshError too (naming the command).
+        ``what`` says what the command does, for the messages (else the command is quoted).
+        Once the command is sent, a dropped connection or a timeout is `OutcomeUnknown`
+        (it may have taken effect): `Dropped` or `TimedOut`.
         """
+        said = what or f"`{command[:60]}`"
         try:
             channel = self._transport.open_session(timeout=self.login.timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise SshError(self._dropped(error)) from None
+        try:
             channel.settimeout(timeout)
             channel.exec_command(self._wrap(command))
             if input is not None:
@@ -206,9 +258,10 @@ class Session:
                     raise EOFError("connection closed")
                 elif time.monotonic() > deadline:
                     channel.close()
-                    raise SshError(
-                        f"{self.label} ({self.host}): `{command[:60]}` did not finish within "
-                        f"{timeout:g}s; the node may be overloaded: check it and re-run"
+                    raise TimedOut(
+                        f"{self.label} ({self.host}): {said} did not finish within "
+                        f"{timeout:g}s (whether it took effect is unknown); the node may be "
+                        "overloaded or the connection stalled: check it and re-run"
                     )
                 else:
                     time.sleep(0.005)
@@ -217,10 +270,17 @@ class Session:
         except SshError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as error:
-            raise SshError(
-                f"the connection to {self.label} ({self.host}) dropped ({str(error) or 'closed'}): "
-                "check that the node is up and reachable, then re-run"
-            ) from None
+            raise Dropped(self._dropped(error, said)) from None
+        if status == -1:
+            # the channel closed without an exit status: the connection dropped while the
+            # command ran (paramiko closes the channels before it marks the connection
+            # inactive: an EOF never received tells), or the command was killed by a signal
+            if not channel.eof_received or not self._transport.is_active():
+                raise Dropped(self._dropped(EOFError("closed"), said))
+            raise OutcomeUnknown(
+                f"{self.label} ({self.host}): {said} ended without an exit status (killed by "
+                "a signal?), whether it took effect is unknown: check the node, then re-run"
+            )
         result = Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and status != 0:
             raise SshError(
@@ -228,6 +288,15 @@ class Session:
                 f"{(result.err or result.out).strip()[-400:]}"
             )
         return result
+
+    def _dropped(self, error: BaseException, during: str | None = None) -> str:
+        when = f" during {during}" if during else ""
+        unknown = "; whether it took effect is unknown" if during else ""
+        return (
+            f"the connection to {self.label} ({self.host}) dropped{when} "
+            f"({str(error) or 'closed'}){unknown}: check that the node is up and reachable, "
+            "then re-run"
+        )
 
     def read(self, path: str) -> str | None:
         """A file's text, or None if it does not exist."""
@@ -251,7 +320,7 @@ class Session:
             f"tmp=$(mktemp {q}.wizard.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; "
             f'cat > "$tmp"; chmod {mode:o} "$tmp"; mv -f "$tmp" {q}; trap - EXIT'
         )
-        result = self.run(script, input=text)
+        result = self.run(script, input=text, what=f"writing {path}")
         if result.status != 0:  # said as what failed, not as the shell script that did
             said = (result.err or result.out).strip().splitlines()
             detail = said[-1] if said else f"exit status {result.status}"
@@ -351,6 +420,18 @@ def _handshake(where: str, host: str, login: Login, key_types: set[str]) -> para
     """
     try:
         raw = socket.create_connection((host, login.port), timeout=login.timeout)
+    except UnicodeError:  # the name cannot even be encoded (an empty label, one too long)
+        raise SshError(
+            f"cannot reach {where}: {host!r} is not a valid host name or address (a part "
+            "between dots is empty or longer than 63 characters): give the node's address "
+            f"(like 192.0.2.11) or its host name. {NOTHING_CHANGED}"
+        ) from None
+    except socket.gaierror as error:
+        raise SshError(
+            f"cannot reach {where}: the name {host} does not resolve ({error.strerror or error}):"
+            " check its spelling and the DNS (or /etc/hosts) here, or give the node's address "
+            f"(like 192.0.2.11). {NOTHING_CHANGED}"
+        ) from None
     except TimeoutError:
         raise SshError(
             f"cannot reach {where}: no answer within {login.timeout:g}s; check the address "

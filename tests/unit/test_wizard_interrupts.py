@@ -211,17 +211,8 @@ class ExecServer(SshServer):
         self.ran: list[str] = []
         super().__init__(key)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            transport = paramiko.Transport(conn)
-            for key in self.keys:
-                transport.add_server_key(key)
-            self._transports.append(transport)
-            transport.start_server(event=threading.Event(), server=_ExecNode(self))
+    def _node(self) -> paramiko.ServerInterface:
+        return _ExecNode(self)
 
 
 @contextmanager

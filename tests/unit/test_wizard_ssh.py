@@ -88,7 +88,11 @@ class SshServer:
             for key in self.keys:
                 transport.add_server_key(key)
             self._transports.append(transport)
-            transport.start_server(event=threading.Event(), server=_Node(self))
+            transport.start_server(event=threading.Event(), server=self._node())
+
+    def _node(self) -> paramiko.ServerInterface:
+        """What answers each connection's requests."""
+        return _Node(self)
 
     def close(self) -> None:
         _stop_listening(self._listener)

@@ -53,6 +53,7 @@ from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
 from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.agent_lock import AgentLock
 from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import ArpAsk, Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
@@ -201,6 +202,7 @@ class Agent:
         )
         self.fencer = Fencer(config, node)
         self.pid_file = config.state_dir / "agent.pid"
+        self.lock = AgentLock(config.state_dir)
         self.plans = PlanRunner(self._execute, self.feed)
         self.recent: collections.deque[str] = collections.deque(maxlen=50)
         # every decision since the start, by kind: `switchover --wait` counts on them
@@ -241,6 +243,7 @@ class Agent:
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.lock.take)  # before anything binds, writes or acts
         inventory = await self._inventory()
         await asyncio.to_thread(self._write_pid)
         self.log.attach(self._loop)  # what journald and systemd did not take goes again
@@ -286,6 +289,7 @@ class Agent:
             self._feed.close()
         self.pid_file.unlink(missing_ok=True)
         self.log.note("agent stopped", priority=5)
+        self.lock.release()
         return 0
 
     def _write_pid(self) -> None:

@@ -88,6 +88,27 @@ def test_the_active_node_serves_the_client_at_the_vip_and_holds_it_alone(formed:
     assert not formed.lab[formed.standby].is_active(formed.plan.demo_unit)
 
 
+def test_a_second_agent_started_by_hand_is_refused_and_changes_nothing(formed: Pair) -> None:
+    """A helper's finding: a second agent beside the unit's bound the peer port again,
+    released the active's VIP and services when it exited, and deleted the running
+    agent's control socket and pid file."""
+    for name in (formed.active, formed.standby):
+        node = formed.lab[name]
+        pid = deploy.main_pid(node)
+        since = time.time()
+        second = node.run([deploy.AGENT, "agent", "--config", deploy.CONFIG_PATH], check=False)
+        assert second.returncode == 78, second.stdout + second.stderr
+        assert f"another mosqit-failover agent runs on this node (pid {pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert deploy.main_pid(node) == pid
+        assert formed.status(name)["role"] == ("ACTIVE" if name == formed.active else "STANDBY")
+        assert formed.kinds(name, since) == []
+    t0 = time.time()
+    time.sleep(1.0)
+    assert set(formed.probe.who_answered(t0, time.time())) == {formed.active}
+    assert formed.holds_vip(formed.active) and not formed.holds_vip(formed.standby)
+
+
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:
     """docs/timing.md, "Following the peer's heartbeat": once the pair is calm (5 s
     without trouble), the second node in cluster.order runs its probe slot, and its

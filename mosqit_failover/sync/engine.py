@@ -243,9 +243,11 @@ class Engine:
                         self.retry_at = min(self.retry_at, self._now())
                         continue
                     await self._send(self.dirty.take())
-                    if not persist or self.state == "refused":
+                    if not persist or self.state in ("refused", "source-missing"):
                         # refused: the peer is active (it took over meanwhile) or holds a
-                        # newer epoch; retrying kept a demoting node's VIP for a minute
+                        # newer epoch; retrying kept a demoting node's VIP for a minute.
+                        # source-missing: an empty (or missing) source is never sent, and
+                        # retrying it held a switchover's VIP 60 s (a helper's finding)
                         return
                     if self.state == "waiting-for-peer" and not self._rsync_ran:
                         return  # its ssh does not answer at all: no transfer to retry

@@ -296,3 +296,26 @@ def test_a_planned_drain_ends_when_the_peer_s_ssh_does_not_answer(
 
     asyncio.run(main())
     assert engine.state == "waiting-for-peer" and len(tries) <= 2 and not engine.dirty.empty
+
+
+def test_a_planned_drain_of_an_empty_source_ends_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty synced directory is never sent (its full sync would empty the peer), and
+    a switchover's drain retried that held-back sync for its whole minute, the VIP held
+    and the services down: a 60 s outage (a helper's finding)."""
+    monkeypatch.setattr(engine_module, "DRAIN_RETRY", 0.05)
+    engine, calls = _engine_with_rsync(tmp_path, monkeypatch, [])
+
+    async def main() -> float:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "source-missing")  # the start's catch-up held
+        engine.dirty.need_full("catch up: the peer was unreachable", 0.0)
+        began = asyncio.get_running_loop().time()
+        engine.drain(persist=True)
+        await asyncio.wait_for(task, 10)
+        return asyncio.get_running_loop().time() - began
+
+    took = asyncio.run(main())
+    assert calls == [] and engine.state == "source-missing"
+    assert took < 1.0  # not DRAIN_RETRY after DRAIN_RETRY until the caller gives up

@@ -211,8 +211,7 @@ def _agent(args: argparse.Namespace) -> int:
 
     from mosqit_failover.authkeys import SecretFileError, load_keyring
     from mosqit_failover.daemon import Agent
-    from mosqit_failover.effects import EffectError
-    from mosqit_failover.effects.agent_lock import AgentLockError
+    from mosqit_failover.effects import EffectError, StartRefused
     from mosqit_failover.journal import DecisionLog
 
     try:
@@ -226,7 +225,7 @@ def _agent(args: argparse.Namespace) -> int:
     agent = Agent(cfg, node, keyring, DecisionLog(), config_path=Path(args.config))
     try:
         return asyncio.run(agent.run())
-    except AgentLockError as error:  # restarting does not help: no restart loop
+    except StartRefused as error:  # restarting does not help: no restart loop
         raise AgentConfigUnusable(f"cannot start: {error}") from None
     except EffectError as error:
         raise UsageError(f"cannot start: {error}") from None

@@ -52,7 +52,7 @@ from mosqit_failover.config import (
 from mosqit_failover.config import load as load_config
 from mosqit_failover.control import ControlServer
 from mosqit_failover.core import Core, ProtocolError
-from mosqit_failover.effects import EffectError
+from mosqit_failover.effects import EffectError, StartRefused
 from mosqit_failover.effects.agent_lock import AgentLock
 from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import ArpAsk, Garp
@@ -245,6 +245,9 @@ class Agent:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.lock.take)  # before anything binds, writes or acts
         inventory = await self._inventory()
+        if inventory.holds_vip and not await asyncio.to_thread(self.state.path.exists):
+            vip = f"{self.config.vip.address} dev {self.node.vip_interface}"
+            raise StartRefused(_state_lost(self.state.path, vip))
         await asyncio.to_thread(self._write_pid)
         self.log.attach(self._loop)  # what journald and systemd did not take goes again
         self.notifier.attach(self._loop)
@@ -836,6 +839,22 @@ class Agent:
             "decisions_total": self.decided.total(),
             "decisions_by_kind": dict(self.decided),
         }
+
+
+def _state_lost(path: Path, vip_on: str) -> str:
+    """Why an agent whose node holds the VIP without a state file does not start.
+
+    A node that never ran holds no VIP: this one was active, and its epoch went with
+    the file. Started at epoch 0 it released the VIP and services, took over again in
+    epoch 1 beside a peer at epoch 40, and the next handover's sync deleted what it
+    took meanwhile on both nodes (a helper's finding)."""
+    return (
+        f"the state file {path} is missing, but this node holds the VIP ({vip_on}): it was "
+        "active, and its epoch (which decides whose data wins) was lost with the file. "
+        "Restore the state directory from a backup; or, to let the peer's data win, "
+        f"release the VIP (ip addr del {vip_on}) and stop the protected services "
+        "here, then start the agent"
+    )
 
 
 RELOAD_FIXED = (

@@ -4,6 +4,7 @@
 - :mod:`.garp`: announce the VIP with gratuitous ARP (:class:`~.garp.Garp`).
 - :mod:`.resources`: start/stop/check protected services (:func:`~.resources.make_runner`).
 - :mod:`.state`: the persisted epoch and role (:class:`~.state.StateFile`).
+- :mod:`.agent_lock`: one agent per node (:class:`~.agent_lock.AgentLock`).
 
 Every executor is idempotent and asyncio-friendly (nothing blocks the event
 loop for more than a few milliseconds) and reports failure by raising
@@ -15,3 +16,9 @@ from __future__ import annotations
 
 class EffectError(Exception):
     """An effect could not be carried out; the message says what failed and how to fix it."""
+
+
+class StartRefused(EffectError):
+    """The agent must not start here as things are, and starting again will not change
+    that (another agent runs, the state was lost): the command exits 78, which the
+    unit does not restart. The message says what to do."""

@@ -14,12 +14,12 @@ import fcntl
 import os
 from pathlib import Path
 
-from mosqit_failover.effects import EffectError
+from mosqit_failover.effects import StartRefused
 
 LOCK_NAME = "agent.lock"
 
 
-class AgentLockError(EffectError):
+class AgentLockError(StartRefused):
     """This agent must not start: another holds the lock, or the state directory cannot
     hold one. The message names the cause and the fix."""
 

@@ -109,6 +109,39 @@ def test_a_second_agent_started_by_hand_is_refused_and_changes_nothing(formed: P
     assert formed.holds_vip(formed.active) and not formed.holds_vip(formed.standby)
 
 
+def test_an_active_node_that_lost_its_state_file_does_not_start(formed: Pair) -> None:
+    """A helper's finding: with /var/lib/mosqit-failover deleted, the active started at
+    epoch 0, released the VIP and services, took over again in epoch 1 beside a peer at
+    a higher epoch, and the next handover's sync deleted what it took meanwhile."""
+    node, state = formed.lab[formed.active], "/var/lib/mosqit-failover/state.json"
+    maintenance = [deploy.AGENT, "maintenance", "--config", deploy.CONFIG_PATH]
+    both = [formed.lab[formed.standby], node]
+    for each in both:  # the standby leaves the stopped agent's node alone meanwhile
+        each.run([*maintenance, "on"])
+    saved = node.read_file(state)
+    try:
+        node.systemctl("stop", deploy.UNIT, timeout=150)  # in maintenance: keeps what it holds
+        assert formed.holds_vip(formed.active)
+        node.run(["rm", "-f", state])
+        since = time.time()
+        node.systemctl("start", deploy.UNIT, check=False, timeout=60)
+        deadline = time.monotonic() + 20
+        while node.systemctl("is-failed", "--quiet", deploy.UNIT, check=False).returncode:
+            assert time.monotonic() < deadline, "the agent started without its state file"
+            time.sleep(0.2)
+        said = " ".join(str(e.get("MESSAGE")) for e in node.journal(deploy.UNIT, since=since))
+        assert f"the state file {state} is missing, but this node holds the VIP" in said, said
+        assert "Traceback" not in said
+        assert formed.holds_vip(formed.active)  # nothing released by the refused start
+        assert node.is_active(formed.plan.demo_unit)
+    finally:
+        node.write_file(state, saved)
+        node.systemctl("reset-failed", deploy.UNIT, check=False)
+        node.systemctl("start", deploy.UNIT, check=False, timeout=60)
+        for each in both:
+            each.run([*maintenance, "off"], check=False)
+
+
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:
     """docs/timing.md, "Following the peer's heartbeat": once the pair is calm (5 s
     without trouble), the second node in cluster.order runs its probe slot, and its

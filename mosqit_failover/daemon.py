@@ -59,6 +59,7 @@ from mosqit_failover.effects.garp import ArpAsk, Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
 from mosqit_failover.effects.state import DataEpochWriter, StateFile
 from mosqit_failover.effects.vip import Vip
+from mosqit_failover.effects.vip_record import VipRecord
 from mosqit_failover.events import (
     Command,
     EchoResult,
@@ -185,6 +186,7 @@ class Agent:
         self.state = StateFile(config.state_dir / "state.json")
         self.data_epochs = DataEpochWriter(self.state, lambda text: log.note(text, priority=3))
         self.vip = Vip(config.vip.address, self.node.vip_interface)
+        self.vip_record = VipRecord(config.state_dir)
         self.garp = Garp(
             config.vip.address.ip,
             self.node.vip_interface,
@@ -248,6 +250,7 @@ class Agent:
         if inventory.holds_vip and not await asyncio.to_thread(self.state.path.exists):
             vip = f"{self.config.vip.address} dev {self.node.vip_interface}"
             raise StartRefused(_state_lost(self.state.path, vip))
+        await self._drop_old_vip()
         await asyncio.to_thread(self._write_pid)
         self.log.attach(self._loop)  # what journald and systemd did not take goes again
         self.notifier.attach(self._loop)
@@ -500,6 +503,37 @@ class Agent:
         assert self._loop is not None
         self._loop.call_later(STOP_TIMEOUT, self._stopped.set)
 
+    async def _drop_old_vip(self) -> None:
+        """Take away the VIP this node's agent added under an earlier config (another
+        address, or another interface): the restart that changes the VIP left the old
+        one on the interface, and after a switchover both nodes held it (a helper's
+        finding). Never one of this node's own addresses."""
+        old = await asyncio.to_thread(self.vip_record.read)
+        if old is None:
+            return
+        address, ifname = old
+        if (address.ip, ifname) == (self.config.vip.address.ip, self.node.vip_interface):
+            return
+        if address.ip in {a.address for a in self.node.attachments}:
+            return
+        stale = Vip(address, ifname)
+        try:
+            if not await asyncio.to_thread(stale.held):
+                return
+            await stale.release()
+        except EffectError as error:
+            self.log.note(
+                f"the VIP {address} on {ifname}, added under an earlier config, could not be "
+                f"removed ({error}): remove it by hand (ip addr del {address} dev {ifname})",
+                priority=3,
+            )
+            return
+        self.log.note(
+            f"removed the VIP {address} on {ifname}, added under an earlier config (the "
+            f"config names {self.config.vip.address} on {self.node.vip_interface})",
+            priority=4,
+        )
+
     async def _inventory(self) -> Inventory:
         epoch, role = await asyncio.to_thread(self.state.load)
         running = []
@@ -610,6 +644,8 @@ class Agent:
             case PersistState(epoch, role):
                 await asyncio.to_thread(self.state.save, epoch, role)
             case ClaimVip():
+                vip = (self.config.vip.address, self.node.vip_interface)
+                await asyncio.to_thread(self.vip_record.write, *vip)  # before it is there
                 await self.vip.claim()
                 self.log.note(f"VIP {self.config.vip.address} added", VIP="added")
             case ReleaseVip():

@@ -17,6 +17,7 @@ from mosqit_failover.lab import deploy, faults
 from mosqit_failover.lab.client import Probe
 from mosqit_failover.lab.control import Lab
 from mosqit_failover.lab.netns import run
+from mosqit_failover.lab.node import Node
 from mosqit_failover.lab.scenarios.measure import on_each, per_second, unit_wakeups
 from mosqit_failover.lab.topology import LabPlan
 
@@ -140,6 +141,43 @@ def test_an_active_node_that_lost_its_state_file_does_not_start(formed: Pair) ->
         node.systemctl("start", deploy.UNIT, check=False, timeout=60)
         for each in both:
             each.run([*maintenance, "off"], check=False)
+
+
+def test_a_vip_changed_by_a_restart_takes_the_old_one_away(formed: Pair) -> None:
+    """The VIP is changed with maintenance on, a restart and maintenance off: the
+    restarted agent left the old address on the interface, and after a switchover both
+    nodes held it (a helper's finding)."""
+    lab, plan = formed.lab, formed.plan
+    old, new = plan.vip, plan.vip.rsplit(".", 1)[0] + ".51"
+    maintenance = [deploy.AGENT, "maintenance", "--config", deploy.CONFIG_PATH]
+    nodes = [lab[formed.standby], lab[formed.active]]
+    config = nodes[0].read_file(deploy.CONFIG_PATH)
+    assert f'"{old}/' in config
+
+    def renumber(text: str) -> None:
+        for node in nodes:
+            node.run([*maintenance, "on"])
+            node.write_file(deploy.CONFIG_PATH, text)
+        for node in nodes:  # the standby first: the active's restart adopts what it holds
+            node.systemctl("restart", deploy.UNIT, timeout=150)
+        deploy.wait_pair(lab.nodes, timeout=40)
+        for node in nodes:
+            node.run([*maintenance, "off"])
+
+    def held(node: Node) -> str:
+        return node.run(["ip", "-4", "-o", "addr", "show", "dev", plan.iface("a")]).stdout
+
+    try:
+        renumber(config.replace(f'"{old}/', f'"{new}/'))
+        active = held(lab[formed.active])
+        assert f" {new}/" in active and f" {old}/" not in active, active
+        assert f" {old}/" not in held(lab[formed.standby])
+        said = " ".join(str(e.get("MESSAGE")) for e in lab[formed.active].journal(deploy.UNIT))
+        assert f"removed the VIP {old}/24 on {plan.iface('a')}, added under an earlier" in said
+    finally:
+        renumber(config)
+    active = held(lab[formed.active])
+    assert f" {old}/" in active and f" {new}/" not in active, active
 
 
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:

@@ -260,6 +260,18 @@ def _os_problem(peer: str, silent: float, detail: str = "") -> str:
     )
 
 
+def _not_a_candidate(view: PeerView) -> str:
+    """Why a peer is no candidate, as "it ..." ends: a switchover refused for a peer in
+    maintenance said only "not a candidate" (a helper's finding)."""
+    if view.maintenance:
+        return "is in maintenance"
+    if not view.has_all_uplinks:
+        return "lacks a network"
+    if view.role.may_hold:
+        return f"is {view.role.value}"
+    return "is not a candidate (it failed to start the services lately, or hands over)"
+
+
 def _cut_refusal(successor: str, cut: list[str]) -> str:
     """Why a handover to `successor` is refused: the better nodes `cut` from it."""
     if len(cut) == 1:
@@ -1394,9 +1406,7 @@ class Core:
                     f"nobody is active; both present, I win the election "
                     f"({self._election_reason(peer, live)})",
                 )
-            why = "lacks a network" if not peer.has_all_uplinks else "is not a candidate"
-            if peer.maintenance:
-                why = "is in maintenance"
+            why = _not_a_candidate(peer)
             return Verdict(
                 Trigger.PROMOTE,
                 DecisionKind.PROMOTE,
@@ -2186,17 +2196,24 @@ class Core:
                     chosen = next((v for v in takers if v.node == target), None)
                 if self.role is not A:
                     refuse(f"this node is {self.role.value}; run it on the active node")
+                elif target == self.node:
+                    others = ", ".join(self.peer_names)
+                    refuse(f"{target} is this node: name the node to hand over to ({others})")
                 elif target and target not in self.peers:
                     refuse(f"{target} is not a node of this cluster")
                 elif chosen is None and not self.config.multi_server and not target:
                     present = self._present(self.peer_name, now)
                     state = "not heard" if present is None else present.role.value
-                    refuse(f"peer {self.peer_name} cannot take over ({state}, not a candidate)")
+                    why = "" if present is None else f", it {_not_a_candidate(present)}"
+                    refuse(f"peer {self.peer_name} cannot take over ({state}{why})")
                 elif chosen is None:
                     name = target or "no peer"
                     present = self._present(target, now) if target else None
                     state = "not heard" if present is None else present.role.value
-                    refuse(f"{name} cannot take over ({state}, not a present candidate standby)")
+                    why = "not a present candidate standby"
+                    if present is not None and not present.candidate:
+                        why = f"it {_not_a_candidate(present)}"
+                    refuse(f"{name} cannot take over ({state}, {why})")
                 elif cut := self._cut_from_better(chosen, now):
                     refuse(_cut_refusal(chosen.node, cut))
                 else:

@@ -426,7 +426,19 @@ def test_operator_switchover_refused_when_the_peer_cannot_take_over() -> None:
     assert h.role() is Role.ACTIVE
     assert h.transcript(start) == [
         "[refused] alpha ACTIVE: switchover refused: peer beta cannot take over (STANDBY, "
-        "not a candidate) [epoch 1]"
+        "it is in maintenance) [epoch 1]"
+    ]
+
+
+def test_a_switchover_to_this_node_itself_is_refused_as_such() -> None:
+    """It said "alpha is not a node of this cluster" (a helper's finding)."""
+    h = active()
+    h.run_until(2.0)
+    start = h.now
+    h.feed(OperatorCommand(Command.SWITCHOVER, "alpha"))
+    assert h.transcript(start) == [
+        "[refused] alpha ACTIVE: switchover refused: alpha is this node: name the node to "
+        "hand over to (beta) [epoch 1]"
     ]
 
 

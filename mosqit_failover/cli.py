@@ -71,7 +71,7 @@ def _check_config(args: argparse.Namespace) -> int:
         except configuration.ConfigError as error:
             print(f"note: {error.problems[0]}")
     secret = _check_secret(cfg, node_here)
-    status = _check_fuse(cfg, node_here) or secret
+    status = _check_fuse(cfg, node_here) or _check_units(cfg, node_here) or secret
     if status:  # the "OK" above is the file's; say that this node is not
         print(
             f"{args.path}: the file is valid, but the agent would not start here (above)",
@@ -96,6 +96,25 @@ def _check_secret(cfg: configuration.Config, node_here: bool) -> int:
     ids = ", ".join(str(key.key_id) for key in keyring.keys)
     print(f"secret file {cfg.secret_file}: key(s) {ids}, signing with {keyring.keys[0].key_id}")
     return 0
+
+
+def _check_units(cfg: configuration.Config, node_here: bool) -> int:
+    """On a node, each resource's unit or init script must be there: a typo'd unit
+    passed, and the next switchover failed on both nodes in turn (a helper's finding)."""
+    if not node_here or not cfg.resources:
+        return 0
+    import asyncio
+
+    from mosqit_failover.effects.resources import make_runner
+
+    async def problems() -> list[str]:
+        found = [await make_runner(r).missing() for r in cfg.resources]
+        return [p for p in found if p is not None]
+
+    missing = asyncio.run(problems())
+    for problem in missing:
+        print(problem, file=sys.stderr)
+    return 2 if missing else 0
 
 
 def _check_fuse(cfg: configuration.Config, node_here: bool) -> int:

@@ -271,6 +271,7 @@ class Agent:
         await control.start()
         self._start_tasks()
         self._handle_signals(self._loop)
+        self._background(self._check_resources([r.name for r in self.config.resources]))
         self.feed(Tick())
         self.notifier.ready(self._status_words())
         try:
@@ -676,6 +677,21 @@ class Agent:
                         f"{'; '.join(left)})"
                     )
 
+    async def _check_resources(self, names: list[str]) -> None:
+        """Say and alert each of `names` that could never start on this node (a unit
+        systemd does not know, a missing init script): a typo'd unit passed check-config
+        and reload, and the next switchover failed on both nodes in turn (a helper's
+        finding). At the start and for what a reload added or changed."""
+        for name in names:
+            runner = self.runners.get(name)
+            problem = await runner.missing() if runner is not None else None
+            if problem is None:
+                continue
+            text = f"{self.node.name}: {problem}; a takeover by this node would fail to start it"
+            kind = AlertKind.START_FAILED
+            self.log.note(f"ALERT {kind}: {text}", priority=3, ALERT=kind)
+            self.alerts.failure(kind, text, state=self.core.role.value, epoch=self.core.epoch)
+
     def _sync_note(self, text: str, priority: int) -> None:
         self.log.note(text, priority=priority, SYNC="1")
 
@@ -838,9 +854,12 @@ class Agent:
         if not any(isinstance(a, Decision) and a.kind == "refused" for a in actions):
             self.peerlink.rekey(keyring)
             sync_said.append(f"secret file {new.secret_file} read again")
+            before = {r.name: r for r in self.config.resources}
+            changed = [r.name for r in new.resources if before.get(r.name) != r]
             self.config = new
             for resource in new.resources:  # removed runners stay until their stop ran
                 self.runners[resource.name] = make_runner(resource)
+            self._background(self._check_resources(changed))
             sync_said += self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
             self._applied.close()
             self._applied = _applied_reader(new)

@@ -181,6 +181,12 @@ class ResourceRunner(abc.ABC):
                 )
             log.info("resource %s: stopped", self.name)
 
+    async def missing(self) -> str | None:
+        """Why this resource could never start on this host (no such unit, no such
+        script), or None; a check before a config is taken, not a status check. Raises
+        nothing: what cannot be asked is no answer (None)."""
+        return None
+
     # -- running commands -------------------------------------------------
 
     async def _run(self, argv: Sequence[str]) -> Outcome:
@@ -240,6 +246,23 @@ class SystemdRunner(ResourceRunner):
             'this host needs systemd for kind = "systemd" (or use kind = "sysv" or "script")'
         )
 
+    async def missing(self) -> str | None:
+        """A unit systemd does not know (LoadState not-found): a typo'd name passed
+        check-config and reload, and the next switchover failed on both nodes in turn
+        (a helper's finding)."""
+        try:
+            shown = await self._run(
+                (self.systemctl, "show", "-p", "LoadState", "--value", self.unit)
+            )
+        except EffectError:
+            return None
+        if shown.code != 0 or shown.stdout.strip() != "not-found":
+            return None
+        return (
+            f"resource {self.name}: systemd has no unit {self.unit!r} on this node: fix "
+            "resources.unit or install the service (see `systemctl list-unit-files`)"
+        )
+
 
 class SysvRunner(ResourceRunner):
     """A SysV init script: ``INITD/SCRIPT start|stop|status`` with LSB exit codes.
@@ -265,6 +288,19 @@ class SysvRunner(ResourceRunner):
 
     def _interpret_status(self, outcome: Outcome) -> bool | None:
         return {0: True, 3: False}.get(outcome.code)
+
+    async def missing(self) -> str | None:
+        if not os.path.isfile(self.script):
+            return (
+                f"resource {self.name}: init script {self.script} not found on this node; "
+                "install the service or fix resources.script"
+            )
+        if not os.access(self.script, os.X_OK):
+            return (
+                f"resource {self.name}: init script {self.script} is not executable; run "
+                f"`chmod +x {self.script}`"
+            )
+        return None
 
     def _missing(self, error: OSError) -> str:
         if isinstance(error, FileNotFoundError):

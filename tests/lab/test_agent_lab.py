@@ -180,6 +180,21 @@ def test_a_vip_changed_by_a_restart_takes_the_old_one_away(formed: Pair) -> None
     assert f" {old}/" in active and f" {new}/" not in active, active
 
 
+def test_check_config_on_a_node_names_a_unit_systemd_does_not_know(formed: Pair) -> None:
+    """A typo'd unit passed check-config and reload, and the next switchover failed on
+    both nodes in turn (a helper's finding)."""
+    node = formed.lab[formed.standby]
+    config = node.read_file(deploy.CONFIG_PATH)
+    typo = '\n[[resources]]\nname = "typo"\nkind = "systemd"\nunit = "mqlab-dmeo.service"\n'
+    node.write_file("/tmp/typo.toml", config + typo)
+    argv = [deploy.AGENT, "check-config", "/tmp/typo.toml", "--node", formed.standby]
+    checked = node.run(argv, check=False)
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "resource typo: systemd has no unit 'mqlab-dmeo.service' on this node" in checked.stderr
+    good = node.run([*argv[:2], deploy.CONFIG_PATH, "--node", formed.standby], check=False)
+    assert good.returncode == 0, good.stdout + good.stderr
+
+
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:
     """docs/timing.md, "Following the peer's heartbeat": once the pair is calm (5 s
     without trouble), the second node in cluster.order runs its probe slot, and its

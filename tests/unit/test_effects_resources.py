@@ -350,6 +350,7 @@ case "$1" in
     fi
     touch "$D/active-$unit" ;;
   stop) rm -f "$D/active-$unit" ;;
+  show) [ "$5" = mosquitto.service ] && echo loaded || echo not-found ;;
   *) exit 1 ;;
 esac
 """
@@ -390,6 +391,28 @@ def test_systemd_missing_unit(tmp_path: Path) -> None:
     assert "Unit mqtest-nope.service not found" in message
     assert "resources.unit" in message
     run(runner.stop())  # a unit that does not exist does not run: stopped already
+
+
+def test_a_unit_systemd_does_not_know_is_found_missing_before_any_start(tmp_path: Path) -> None:
+    """A typo'd unit passed check-config and reload, and the next switchover failed on
+    both nodes in turn (a helper's finding)."""
+    assert run(systemd_runner(tmp_path).missing()) is None
+    problem = run(systemd_runner(tmp_path, unit="mosquitto.servce").missing())
+    assert problem == (
+        "resource broker: systemd has no unit 'mosquitto.servce' on this node: fix "
+        "resources.unit or install the service (see `systemctl list-unit-files`)"
+    )
+    assert all(c.startswith("show_") for c in calls(tmp_path))  # nothing started
+
+
+def test_a_missing_or_unexecutable_init_script_is_found_missing(tmp_path: Path) -> None:
+    assert run(sysv_runner(tmp_path).missing()) is None
+    gone = run(sysv_runner(tmp_path, script="mosquito").missing())
+    assert gone is not None and f"init script {tmp_path}/mosquito not found" in gone
+    runner = sysv_runner(tmp_path)
+    (tmp_path / "mosquitto").chmod(0o644)
+    plain = run(runner.missing())
+    assert plain is not None and "is not executable" in plain
 
 
 def test_systemd_missing_systemctl(tmp_path: Path) -> None:

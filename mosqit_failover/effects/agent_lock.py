@@ -1,9 +1,13 @@
-"""One agent per node: an exclusive lock in the state directory, taken before anything.
+"""One agent per node: an exclusive lock on the state directory, taken before anything.
 
 A second agent started by hand beside the unit's bound the peer port again
 (SO_REUSEADDR), tried to fence the healthy active from the standby, released the
 VIP and the services of the active it ran on when it exited, and deleted the
-running agent's control socket and pid file (a helper's finding).
+running agent's control socket and pid file (a helper's finding). The lock is on the
+directory itself, not on a file in it: a lock file deleted by hand (or by `rm -rf
+STATE_DIR/*`) let a second agent in beside the first (a helper's finding); a state
+directory deleted as a whole leaves the agent without its state file, which
+:func:`mosqit_failover.daemon._state_lost` refuses while the node holds the VIP.
 """
 
 from __future__ import annotations
@@ -16,8 +20,6 @@ from pathlib import Path
 
 from mosqit_failover.effects import StartRefused
 
-LOCK_NAME = "agent.lock"
-
 
 class AgentLockError(StartRefused):
     """This agent must not start: another holds the lock, or the state directory cannot
@@ -25,30 +27,38 @@ class AgentLockError(StartRefused):
 
 
 class AgentLock:
-    """An exclusive ``flock`` on ``STATE_DIR/agent.lock``, held for the process's life.
+    """An exclusive ``flock`` on the state directory, held for the process's life.
 
     Guarantees: :meth:`take` returns with the lock held, or raises
-    :class:`AgentLockError` before this agent changed anything but the lock file
-    and its directory. The kernel releases the lock when the process ends, however
+    :class:`AgentLockError` before this agent changed anything (but the state
+    directory, made if missing). The kernel releases the lock when the process ends, however
     it ends (a crash, SIGKILL, a fence); the descriptor is not inherited by the
     processes the agent starts (services, rsync), so none of them keeps it after
     the agent is gone. Blocking calls, quick: run them from a worker thread.
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / LOCK_NAME
+        self.path = Path(state_dir)
         self._fd: int | None = None
 
     def take(self) -> None:
         try:
-            self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.path.mkdir(mode=0o755, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            readonly = os.statvfs(self.path).f_flag & os.ST_RDONLY
+            writable = os.access(self.path, os.W_OK) and not readonly
         except OSError as error:
             raise AgentLockError(
-                f"cannot open {self.path} ({error.strerror or error}): the agent keeps its "
-                f"epoch in {self.path.parent}, which must be a writable directory on a "
-                "disk that is not full or read-only (cluster.state_dir)"
+                f"cannot open the state directory {self.path} ({error.strerror or error}): the "
+                "agent keeps its epoch there, which must be a writable directory "
+                "(cluster.state_dir)"
             ) from None
+        if not writable:
+            os.close(fd)
+            raise AgentLockError(
+                f"the state directory {self.path} is not writable (a read-only disk?): the "
+                "agent keeps its epoch there; make it writable (cluster.state_dir)"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -68,12 +78,12 @@ class AgentLock:
     def _other(self) -> str:
         """ " (pid N)" from the running agent's pid file, when it can be read."""
         with contextlib.suppress(OSError, ValueError):
-            pid = int((self.path.parent / "agent.pid").read_text(encoding="ascii").strip())
+            pid = int((self.path / "agent.pid").read_text(encoding="ascii").strip())
             return f" (pid {pid})"
         return ""
 
     def release(self) -> None:
-        """Drop the lock (the process's end does as much); the file stays."""
+        """Drop the lock (the process's end does as much)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

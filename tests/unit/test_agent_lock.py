@@ -76,7 +76,7 @@ def test_the_lock_goes_with_a_killed_agent_even_when_its_services_live_on(
 def test_taken_released_and_taken_again_in_one_process(tmp_path: Path) -> None:
     lock = AgentLock(tmp_path / "new")
     lock.take()
-    assert (tmp_path / "new" / "agent.lock").exists()
+    assert (tmp_path / "new").is_dir()
     lock.release()
     AgentLock(tmp_path / "new").take()
 
@@ -85,6 +85,20 @@ def test_a_state_directory_that_cannot_hold_the_lock_is_named(tmp_path: Path) ->
     (tmp_path / "file").write_text("not a directory\n")
     with pytest.raises(AgentLockError) as caught:
         AgentLock(tmp_path / "file").take()
-    assert str(caught.value).startswith(f"cannot open {tmp_path}/file/agent.lock (")
+    assert str(caught.value).startswith(f"cannot open the state directory {tmp_path}/file (")
     assert "must be a writable directory" in str(caught.value)
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_emptying_the_state_directory_does_not_let_a_second_agent_in(tmp_path: Path) -> None:
+    """A lock file deleted by hand let a second agent in beside the first, which then
+    released the active's VIP and services (a helper's finding)."""
+    first, _ = holder(tmp_path)
+    try:
+        for leftover in tmp_path.iterdir():
+            leftover.unlink()
+        with pytest.raises(AgentLockError, match="another mosqit-failover agent runs"):
+            AgentLock(tmp_path).take()
+    finally:
+        first.kill()
+        first.wait()

@@ -139,6 +139,10 @@ class Engine:
         self._draining = False
         self._drain_persist = False  # a planned handover's drain: retried until done
         self._empty_source = False  # the last full sync was held back: the source was empty
+        # the source had content at the last push that went through, so the peer has it:
+        # a full sync held back by an empty source then leaves the peer with what the
+        # source lost (`rm -rf D && mkdir D`), which a handover must not pass over
+        self._pushed_content = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # set by the manager after construction (a multi-server fan-out):
         self.resync_after_outage = False  # an unreachable peer gets a full sync when back
@@ -149,6 +153,20 @@ class Engine:
     def empty_source(self) -> bool:
         """The last full sync was held back because the source directory was empty."""
         return self._empty_source
+
+    @property
+    def emptied(self) -> bool:
+        """The source is empty (or gone) now, and the peer got content from it before: the
+        peer keeps what the source lost, since an empty source is never sent (a directory
+        deleted and made anew before a switchover came back to life on the new active: a
+        helper's finding). Looks at the directory (its first entry) each time."""
+        if not self._pushed_content:
+            return False
+        try:
+            with os.scandir(self.sync.path) as entries:
+                return next(entries, None) is None
+        except OSError:
+            return True  # gone, or not a directory any more
 
     @property
     def master(self) -> SshMaster:
@@ -510,6 +528,7 @@ class Engine:
             self._inflight = None
         now = self._now()
         if outcome in (Outcome.OK, Outcome.VANISHED):
+            self._pushed_content = not await asyncio.to_thread(_empty, self.sync.path)
             self._succeeded(batch, now)
         else:
             self._failed(batch, outcome, detail, unrun, now)

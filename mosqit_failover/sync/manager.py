@@ -805,6 +805,15 @@ class SyncManager:
         left = []
         for slot in self._slots:
             status = slot.engine.status(now)
+            if slot.engine.emptied:  # looks at the directory: here only, not in status
+                what = (
+                    f"{status['path']} to {slot.peer}: the directory was emptied here after "
+                    "its files were pushed, and a full sync from an empty source is held "
+                    "back (it would empty the peer's copy); if that is meant, empty the "
+                    "peer's copy too, or put a file here"
+                )
+                left.append((slot.peer, what))
+                continue
             if status["state"] == "source-missing":
                 continue  # nothing to push (an empty or missing source): said as such
             if status["full_resync_pending"]:

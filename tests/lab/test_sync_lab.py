@@ -589,3 +589,24 @@ def test_switchover_wait_says_how_the_handover_ended(formed: Pair) -> None:
     assert f"switchover done: {formed.standby} is ACTIVE in epoch" in done.stdout, said
     assert done.stdout.rstrip().endswith("this node is STANDBY"), said
     assert b.run(["cat", f"{path}/before-the-handover"]).stdout.startswith("pushed by the drain")
+
+
+def test_a_directory_made_anew_empty_before_a_switchover_aborts_it(formed: Pair) -> None:
+    """`rm -rf D && mkdir D` just before a switchover: the empty source is never sent (its
+    full sync would empty the peer), the handover went on, and the new active's first
+    sync brought the deleted files back to both nodes (a helper's finding). It is a
+    change the peer lacks: the handover is aborted and says why."""
+    a, path = formed.a, DIRS[1]
+    a.write_file(f"{path}/kept-by-the-peer", "x\n")
+    formed.wait_equal(path)
+    # moved away whole: no deletion of the file goes out first (rm -rf's would, at times,
+    # and leave the peer empty too, which is no loss)
+    a.run(["sh", "-c", f"mv {path} {path}.old && mkdir {path} && rm -rf {path}.old"])
+    argv = [deploy.AGENT, "switchover", "--wait", "120", "--config", deploy.CONFIG_PATH]
+    aborted = a.run(argv, check=False, timeout=150)
+    said = aborted.stdout + aborted.stderr
+    assert aborted.returncode == 1, said
+    assert "the directory was emptied here after its files were pushed" in said, said
+    assert deploy.roles({formed.active: a, formed.standby: formed.b})[formed.active] == "ACTIVE"
+    a.write_file(f"{path}/back", "the directory has content again\n")
+    formed.wait_equal(path, timeout=60)

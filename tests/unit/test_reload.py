@@ -145,6 +145,7 @@ class FakeEngine:
     """Records when it runs and when it is gone (after a slow cleanup, like a reaped rsync)."""
 
     log: ClassVar[list[tuple[str, str, int]]] = []
+    emptied = False
 
     def __init__(self, sync: configuration.SyncDir, _masters: Any, epoch: int, _note: Any):
         self.sync, self.epoch, self.id = sync, epoch, len(FakeEngine.log)

@@ -29,6 +29,7 @@ class SlowPush:
 
     PUSH = 0.0
     PUSH_TO: ClassVar[dict[str, float]] = {}  # by the peer's first address, else PUSH
+    emptied = False
 
     def __init__(self, sync: Any, masters: Any, epoch: int, _note: Any) -> None:
         self.sync, self.epoch, self.state = sync, epoch, "in-sync"
@@ -319,3 +320,43 @@ def test_a_planned_drain_of_an_empty_source_ends_at_once(
     took = asyncio.run(main())
     assert calls == [] and engine.state == "source-missing"
     assert took < 1.0  # not DRAIN_RETRY after DRAIN_RETRY until the caller gives up
+
+
+def test_a_directory_emptied_after_its_files_were_pushed_is_named_as_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rm -rf D && mkdir D` before a switchover: the drain ended at once (the empty
+    source is never sent), the handover went on, and the new active's first sync brought
+    the 20 deleted files back (a helper's finding). The peer got content before, so the
+    empty source is a change it lacks; one that was never pushed (empty since the start)
+    is not."""
+    monkeypatch.setattr(engine_module, "DRAIN_RETRY", 0.05)
+    engine, calls = _engine_with_rsync(tmp_path, monkeypatch, [])
+    (tmp_path / "mail").write_text("pushed\n")
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "in-sync" and len(calls) >= 1)
+        assert not engine.emptied
+        (tmp_path / "mail").unlink()
+        engine.dirty.need_full("watch restored", 0.0)  # what the root made anew causes
+        engine.drain(persist=True)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert engine.state == "source-missing" and engine.emptied
+
+
+def test_an_empty_directory_never_pushed_is_not_named_as_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, calls = _engine_with_rsync(tmp_path, monkeypatch, [])
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.state == "source-missing")
+        engine.drain(persist=True)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert calls == [] and not engine.emptied

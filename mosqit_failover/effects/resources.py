@@ -202,6 +202,22 @@ class ResourceRunner(abc.ABC):
             raise EffectError(self._missing(error)) from None
 
 
+# systemd's LoadState values of a unit `systemctl start` refuses, and the fix; masking a
+# service instead of disabling it, to keep it from starting at boot, is the likely one
+_UNSTARTABLE = {
+    "not-found": (
+        "is not known to systemd on this node: fix resources.unit or install the service "
+        "(see `systemctl list-unit-files`)"
+    ),
+    "masked": (
+        "is masked on this node, so it cannot start: `systemctl unmask` it (`systemctl "
+        "disable` keeps it from starting at boot)"
+    ),
+    "bad-setting": "has a bad setting on this node: see `systemctl status` of it",
+    "error": "failed to load on this node: see `systemctl status` of it",
+}
+
+
 class SystemdRunner(ResourceRunner):
     """A systemd unit: ``systemctl start|stop UNIT`` and ``systemctl is-active --quiet UNIT``.
 
@@ -250,18 +266,21 @@ class SystemdRunner(ResourceRunner):
         """A unit systemd does not know (LoadState not-found): a typo'd name passed
         check-config and reload, and the next switchover failed on both nodes in turn
         (a helper's finding)."""
+        if "@." in self.unit:
+            return (
+                f"resource {self.name}: {self.unit!r} is a template: name an instance of it, "
+                f"like {self.unit.replace('@.', '@NAME.', 1)}"
+            )
         try:
             shown = await self._run(
                 (self.systemctl, "show", "-p", "LoadState", "--value", self.unit)
             )
         except EffectError:
             return None
-        if shown.code != 0 or shown.stdout.strip() != "not-found":
+        state = shown.stdout.strip()
+        if shown.code != 0 or state not in _UNSTARTABLE:
             return None
-        return (
-            f"resource {self.name}: systemd has no unit {self.unit!r} on this node: fix "
-            "resources.unit or install the service (see `systemctl list-unit-files`)"
-        )
+        return f"resource {self.name}: unit {self.unit!r} {_UNSTARTABLE[state]}"
 
 
 class SysvRunner(ResourceRunner):

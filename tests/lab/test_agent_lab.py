@@ -190,7 +190,7 @@ def test_check_config_on_a_node_names_a_unit_systemd_does_not_know(formed: Pair)
     argv = [deploy.AGENT, "check-config", "/tmp/typo.toml", "--node", formed.standby]
     checked = node.run(argv, check=False)
     assert checked.returncode == 2, checked.stdout + checked.stderr
-    assert "resource typo: systemd has no unit 'mqlab-dmeo.service' on this node" in checked.stderr
+    assert "resource typo: unit 'mqlab-dmeo.service' is not known to systemd" in checked.stderr
     good = node.run([*argv[:2], deploy.CONFIG_PATH, "--node", formed.standby], check=False)
     assert good.returncode == 0, good.stdout + good.stderr
 

@@ -350,7 +350,11 @@ case "$1" in
     fi
     touch "$D/active-$unit" ;;
   stop) rm -f "$D/active-$unit" ;;
-  show) [ "$5" = mosquitto.service ] && echo loaded || echo not-found ;;
+  show) case "$5" in
+      mosquitto.service) echo loaded ;;
+      masked.service) echo masked ;;
+      *) echo not-found ;;
+    esac ;;
   *) exit 1 ;;
 esac
 """
@@ -399,8 +403,15 @@ def test_a_unit_systemd_does_not_know_is_found_missing_before_any_start(tmp_path
     assert run(systemd_runner(tmp_path).missing()) is None
     problem = run(systemd_runner(tmp_path, unit="mosquitto.servce").missing())
     assert problem == (
-        "resource broker: systemd has no unit 'mosquitto.servce' on this node: fix "
+        "resource broker: unit 'mosquitto.servce' is not known to systemd on this node: fix "
         "resources.unit or install the service (see `systemctl list-unit-files`)"
+    )
+    masked = run(systemd_runner(tmp_path, unit="masked.service").missing())
+    assert masked is not None and "is masked on this node, so it cannot start" in masked
+    template = run(systemd_runner(tmp_path, unit="openvpn@.service").missing())
+    assert template == (
+        "resource broker: 'openvpn@.service' is a template: name an instance of it, like "
+        "openvpn@NAME.service"
     )
     assert all(c.startswith("show_") for c in calls(tmp_path))  # nothing started
 

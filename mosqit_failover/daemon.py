@@ -515,7 +515,12 @@ class Agent:
         address, ifname = old
         if (address.ip, ifname) == (self.config.vip.address.ip, self.node.vip_interface):
             return
-        if address.ip in {a.address for a in self.node.attachments}:
+        # only where a VIP of this cluster can have been: never loopback, never an interface
+        # off the cluster's networks, never any node's own address (a record written by
+        # hand took 127.0.0.1, an operator's address and the peer's: a helper's finding)
+        ports = {a.interface for a in self.node.attachments} | {self.node.vip_interface}
+        nodes = {a.address for n in self.config.nodes for a in n.attachments}
+        if address.ip.is_loopback or ifname not in ports or address.ip in nodes:
             return
         stale = Vip(address, ifname)
         try:
@@ -529,6 +534,7 @@ class Agent:
                 priority=3,
             )
             return
+        await asyncio.to_thread(self.vip_record.clear)  # taken away once, not at each start
         self.log.note(
             f"removed the VIP {address} on {ifname}, added under an earlier config (the "
             f"config names {self.config.vip.address} on {self.node.vip_interface})",

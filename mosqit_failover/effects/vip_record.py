@@ -60,3 +60,8 @@ class VipRecord:
             if temp:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
+
+    def clear(self) -> None:
+        """Forget it (the old VIP was taken away); a missing record is no error."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()

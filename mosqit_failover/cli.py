@@ -364,7 +364,9 @@ def _wait_for_handover(args: argparse.Namespace, reply: dict[str, Any]) -> int:
         ) from None
     print(f"waiting up to {args.wait:g} s for the handover (Ctrl-C stops waiting, not it)")
     try:
-        outcome = handover_wait.follow(start, lambda: ask_status(path), print, args.wait)
+        outcome = handover_wait.follow(
+            start, lambda: ask_status(path), print, args.wait, unanswered=(ControlError,)
+        )
     except (ControlError, StatusUnavailable) as error:
         raise UsageError(f"cannot follow the switchover: {error}") from None
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ ABORTED = "handover-aborted"
 POLL = 0.2  # seconds between two status requests: cheap for the agent, quick to report
 DEFAULT_WAIT = 180.0  # a planned sync drain (60 s) and a slow unit's stop and start
 PROGRESS = 10.0  # seconds between two "still handing over" lines: a drain is silent
+PATIENCE = 30.0  # seconds an agent may not answer (a restart) before the wait gives up
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,30 @@ def follow(
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    unanswered: tuple[type[Exception], ...] = (),
 ) -> Outcome:
     """Ask for the status every POLL s until :func:`judge` decides or `timeout` s pass,
-    showing every new decision line. `ask_status` raises what the control socket
-    raises (the caller says what an agent that stopped answering means)."""
+    showing every new decision line. What `ask_status` raises of `unanswered` (the
+    control socket gone or refusing) is waited out for PATIENCE s: an agent restarted
+    meanwhile has no socket for a moment, and the wait ended there with exit 2 (a
+    helper's finding); anything else, and a longer silence, is raised to the caller."""
     began = clock()
-    said_at = began
+    said_at = answered_at = began
     seen = start.decisions
+    silent = False
     while True:
-        status = ask_status()
+        try:
+            status = ask_status()
+        except unanswered as error:
+            now = clock()
+            if now - answered_at > PATIENCE or now - began >= timeout:
+                raise
+            if not silent:
+                show(f"the agent does not answer ({error}); waiting for it (a restart?)")
+                silent = True
+            sleep(POLL)
+            continue
+        answered_at, silent = clock(), False
         if int(status["decisions_total"]) < seen:  # the agent restarted: its count did too
             seen = 0
         for line in new_decisions(seen, status):

@@ -287,3 +287,37 @@ def test_a_bad_wait_is_one_line_exit_2_and_nothing_is_sent(
     assert exited.value.code == 2 and asked == []
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{bad!r} is not a time to wait" in err
+
+
+class Gone(Exception):
+    """What the control socket raises while no agent answers."""
+
+
+def test_an_agent_that_does_not_answer_for_a_moment_is_waited_for() -> None:
+    """A restart during the wait: no socket for a moment, and the wait ended with exit 2
+    though the handover completed (a helper's finding)."""
+    answers: list[dict[str, Any] | None] = [None, None, status("STANDBY", 4, ("ACTIVE", 5))]
+
+    def ask() -> dict[str, Any]:
+        answer = answers.pop(0)
+        if answer is None:
+            raise Gone("no agent control socket")
+        return answer
+
+    shown: list[str] = []
+    clock = Clock()
+    outcome = follow(START, ask, shown.append, 60, clock, clock.sleep, unanswered=(Gone,))
+    assert outcome.ok
+    assert shown == [
+        "the agent does not answer (no agent control socket); waiting for it (a restart?)"
+    ]
+
+
+def test_an_agent_silent_longer_than_the_patience_ends_the_wait() -> None:
+    def ask() -> dict[str, Any]:
+        raise Gone("no agent control socket")
+
+    clock = Clock()
+    with pytest.raises(Gone):
+        follow(START, ask, lambda _t: None, 600, clock, clock.sleep, unanswered=(Gone,))
+    assert handover_wait.PATIENCE <= clock.now <= handover_wait.PATIENCE + 1

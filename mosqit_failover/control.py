@@ -9,6 +9,7 @@ error reply and change nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import posixpath
@@ -66,6 +67,7 @@ class ControlServer:
         self._path = path
         self._handler = handler
         self._server: asyncio.AbstractServer | None = None
+        self._inode = 0  # of the socket file this server listens on
 
     async def start(self) -> None:
         """Listen on the socket: its directory is made (0755) only if missing, never chmod-ed.
@@ -86,6 +88,7 @@ class ControlServer:
                 )
             finally:
                 os.umask(old_umask)
+            self._inode = os.lstat(self._path).st_ino
         except ControlSocketError as error:
             raise ControlSocketError(f"{where}: {error}") from None
         except OSError as error:
@@ -121,6 +124,19 @@ class ControlServer:
         if not stat.S_ISSOCK(st.st_mode):
             raise ControlSocketError(f"{self._path} exists and is not a socket; {SOCKET_FIX}")
         self._path.unlink()
+
+    async def restore(self) -> bool:
+        """Listen again when the socket file is gone or is another file (deleted by hand,
+        the CLI and the Nagios check said "is the agent running?" until a restart: a
+        helper's finding); True when it did. Raises what :meth:`start` raises."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.lstat(self._path).st_ino == self._inode:
+                return False
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.start()
+        return True
 
     async def close(self) -> None:
         if self._server is not None:

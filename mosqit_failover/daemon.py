@@ -213,6 +213,7 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._core: Core | None = None
         self._feed: CoreFeed | None = None
+        self._control_server: ControlServer | None = None
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Future[None]] = set()
@@ -267,7 +268,7 @@ class Agent:
         self._start_metrics()
         await self._start_console()
         await self.peerlink.open()
-        control = ControlServer(self.config.control_socket, self._control)
+        control = self._control_server = ControlServer(self.config.control_socket, self._control)
         await control.start()
         self._start_tasks()
         self._handle_signals(self._loop)
@@ -826,8 +827,21 @@ class Agent:
         snap["sync"] = self.sync.status()
         return snap
 
+    async def _restore_control(self) -> None:
+        """The control socket back if it was deleted (only SIGHUP can ask for it then)."""
+        if self._control_server is None:
+            return
+        try:
+            if await self._control_server.restore():
+                path = self.config.control_socket
+                self.log.note(f"control socket {path} was gone: listening there again", priority=4)
+        except EffectError as error:
+            self.log.note(f"cannot listen on the control socket again: {error}", priority=3)
+
     def _reload_on_signal(self) -> None:
-        """SIGHUP (systemctl reload): as `mosqit-failover reload`, the answer to the journal."""
+        """SIGHUP (systemctl reload): as `mosqit-failover reload`, the answer to the journal;
+        and the control socket made again if it was deleted."""
+        self._background(self._restore_control())
         reply = self._reload(stop_removed=False)
         if reply.get("ok"):
             self.log.note("reloaded on SIGHUP", priority=5)

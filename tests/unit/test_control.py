@@ -169,3 +169,25 @@ def test_a_regular_file_at_the_socket_path_is_named_as_such(tmp_path: Path) -> N
     path.write_text("")
     with pytest.raises(ControlError, match=f"{path} is not a socket: is it the agent's"):
         ask(path, {"command": "status"})
+
+
+def test_a_socket_deleted_by_hand_is_listened_on_again_by_restore(tmp_path: Path) -> None:
+    """Deleted by hand, the CLI and the Nagios check said "is the agent running?" until a
+    restart, and maintenance could not be set (a helper's finding); SIGHUP restores it."""
+    path = tmp_path / "run" / "control.sock"
+
+    async def main() -> tuple[bool, bool, dict[str, object]]:
+        server = ControlServer(path, handler)
+        await server.start()
+        try:
+            kept = await server.restore()  # still there: nothing to do
+            path.unlink()
+            again = await server.restore()
+            reply = await asyncio.to_thread(ask, path, {"command": "status"})
+            return kept, again, reply
+        finally:
+            await server.close()
+
+    kept, again, reply = asyncio.run(main())
+    assert (kept, again, reply) == (False, True, {"ok": True})
+    assert not path.exists()

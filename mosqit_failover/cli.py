@@ -63,6 +63,7 @@ def _check_config(args: argparse.Namespace) -> int:
     for note in configuration.advice(cfg):
         print(f"note: {note}")
     node_here = bool(args.node)
+    here = args.node
     if not args.node:  # may run on an operator's machine: a note, not a failure
         try:
             here = configuration.pick_node(cfg, None, socket.gethostname())
@@ -72,6 +73,8 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"note: {error.problems[0]}")
     secret = _check_secret(cfg, node_here)
     status = _check_fuse(cfg, node_here) or _check_units(cfg, node_here) or secret
+    if node_here and not args.node:  # --node may name a node checked from elsewhere
+        status = _check_addresses(cfg, here) or status
     if status:  # the "OK" above is the file's; say that this node is not
         print(
             f"{args.path}: the file is valid, but the agent would not start here (above)",
@@ -96,6 +99,28 @@ def _check_secret(cfg: configuration.Config, node_here: bool) -> int:
     ids = ", ".join(str(key.key_id) for key in keyring.keys)
     print(f"secret file {cfg.secret_file}: key(s) {ids}, signing with {keyring.keys[0].key_id}")
     return 0
+
+
+def _check_addresses(cfg: configuration.Config, name: str) -> int:
+    """The node this host runs as has its addresses here: a host renamed to its peer's
+    name passed, and its agent ran as the peer (a helper's finding)."""
+    from mosqit_failover.effects.vip import addresses_here
+
+    node = next(n for n in cfg.nodes if n.name == name)
+    ports = [(a.address, a.interface) for a in node.attachments]
+    found = addresses_here(ports)
+    if any(found):
+        for (address, ifname), ok in zip(ports, found, strict=True):
+            if not ok:
+                print(f"note: {address} of node {name} is not on {ifname} here (yet?)")
+        return 0
+    shown = ", ".join(f"{a} on {i}" for a, i in ports)
+    print(
+        f"none of node {name}'s addresses ({shown}) is on this host: is this host {name}? "
+        "Fix its host name (hostnamectl set-hostname) or the config",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _check_units(cfg: configuration.Config, node_here: bool) -> int:

@@ -58,7 +58,7 @@ from mosqit_failover.effects.fence import Fencer
 from mosqit_failover.effects.garp import ArpAsk, Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
 from mosqit_failover.effects.state import DataEpochWriter, StateFile
-from mosqit_failover.effects.vip import Vip
+from mosqit_failover.effects.vip import Vip, addresses_here
 from mosqit_failover.effects.vip_record import VipRecord
 from mosqit_failover.events import (
     Command,
@@ -252,6 +252,7 @@ class Agent:
             vip = f"{self.config.vip.address} dev {self.node.vip_interface}"
             raise StartRefused(_state_lost(self.state.path, vip))
         await self._drop_old_vip()
+        await self._check_identity()
         await asyncio.to_thread(self._write_pid)
         self.log.attach(self._loop)  # what journald and systemd did not take goes again
         self.notifier.attach(self._loop)
@@ -504,6 +505,22 @@ class Agent:
         self.feed(OperatorCommand(Command.STOP))
         assert self._loop is not None
         self._loop.call_later(STOP_TIMEOUT, self._stopped.set)
+
+    async def _check_identity(self) -> None:
+        """Say it loudly when none of this node's addresses is on this host: a host renamed
+        to its peer's name ran as the peer, and the hints it gave pointed elsewhere (a
+        helper's finding). Not a refusal: at boot the addresses may come after the agent
+        (the unit is after network.target only)."""
+        ports = [(a.address, a.interface) for a in self.node.attachments]
+        if any(await asyncio.to_thread(addresses_here, ports)):
+            return
+        shown = ", ".join(f"{a} on {i}" for a, i in ports)
+        self.log.note(
+            f"none of node {self.node.name}'s addresses ({shown}) is on this host (yet?): if "
+            f"this host is not {self.node.name}, stop the agent and fix the host name "
+            "(hostnamectl) or the config; an agent running as another node acts as that node",
+            priority=3,
+        )
 
     async def _drop_old_vip(self) -> None:
         """Take away the VIP this node's agent added under an earlier config (another

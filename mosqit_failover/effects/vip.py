@@ -137,3 +137,16 @@ def _describe(error: NetlinkError) -> str:
     if code in (errno.EPERM, errno.EACCES):
         return f"{text}: permission denied; run the agent as root (CAP_NET_ADMIN)"
     return f"netlink error {text} ({error})"
+
+
+def addresses_here(ports: list[tuple[ipaddress.IPv4Address, str]]) -> list[bool]:
+    """For each (address, interface), whether the address is on that interface now (an
+    interface that is missing, or cannot be asked, counts as no). Blocking, quick: for
+    start-up and check-config, from a worker thread in the agent."""
+    found = []
+    for address, ifname in ports:
+        try:
+            found.append(Vip(ipaddress.IPv4Interface(address), ifname).held())
+        except EffectError:
+            found.append(False)
+    return found

@@ -193,6 +193,16 @@ def test_check_config_on_a_node_names_a_unit_systemd_does_not_know(formed: Pair)
     assert "resource typo: unit 'mqlab-dmeo.service' is not known to systemd" in checked.stderr
     good = node.run([*argv[:2], deploy.CONFIG_PATH, "--node", formed.standby], check=False)
     assert good.returncode == 0, good.stdout + good.stderr
+    by_name = node.run([*argv[:2], deploy.CONFIG_PATH], check=False)  # found by host name
+    assert by_name.returncode == 0, by_name.stdout + by_name.stderr
+    # a host renamed to its peer's name ran as the peer (a helper's finding)
+    node.run(["hostname", formed.active])
+    try:
+        mixed = node.run([*argv[:2], deploy.CONFIG_PATH], check=False)
+    finally:
+        node.run(["hostname", formed.standby])
+    assert mixed.returncode == 2, mixed.stdout + mixed.stderr
+    assert f"none of node {formed.active}'s addresses" in mixed.stderr, mixed.stderr
 
 
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:

@@ -24,8 +24,6 @@ from typing import Any, cast
 
 import paramiko
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mosqit_failover.wizards import changes as changes_module
 from mosqit_failover.wizards import cli as wizard_cli
@@ -41,7 +39,7 @@ from mosqit_failover.wizards.ssh import (
     connect,
 )
 from tests.unit.test_wizard_multi import ANSWERS, UNIT, FakeNode, _cluster, fleet
-from tests.unit.test_wizard_ssh import PASSWORD, Decisions, SshServer, _Node
+from tests.unit.test_wizard_ssh import PASSWORD, Decisions, SshServer, _Node, new_ed25519_key
 from tests.unit.test_wizard_steps import FakeSession, _pair
 
 # ---- the wizard command over fake nodes ------------------------------------------------
@@ -217,16 +215,7 @@ class ExecServer(SshServer):
 
 @contextmanager
 def _session(behave: str) -> Iterator[tuple[Session, ExecServer]]:
-    pem = (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    server = ExecServer(paramiko.Ed25519Key.from_private_key(io.StringIO(pem)), behave)
+    server = ExecServer(new_ed25519_key(), behave)
     try:
         with tempfile.TemporaryDirectory(prefix="mqwiz-") as scratch:
             login = Login(password=PASSWORD, port=server.port)

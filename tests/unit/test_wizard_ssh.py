@@ -33,8 +33,8 @@ from mosqit_failover.wizards.ssh import AuthError, KnownHosts, Login, SshError, 
 PASSWORD = "root-password"
 
 
-@pytest.fixture(scope="module")
-def ed_key() -> paramiko.PKey:
+def new_ed25519_key() -> paramiko.PKey:
+    """A fresh host key for a test server."""
     pem = (
         ed25519.Ed25519PrivateKey.generate()
         .private_bytes(
@@ -45,6 +45,11 @@ def ed_key() -> paramiko.PKey:
         .decode()
     )
     return paramiko.Ed25519Key.from_private_key(io.StringIO(pem))
+
+
+@pytest.fixture(scope="module")
+def ed_key() -> paramiko.PKey:
+    return new_ed25519_key()
 
 
 @pytest.fixture(scope="module")

@@ -309,16 +309,11 @@ class SysvRunner(ResourceRunner):
         return {0: True, 3: False}.get(outcome.code)
 
     async def missing(self) -> str | None:
+        """The words of a start that would fail on the script (`_missing`), before it."""
         if not os.path.isfile(self.script):
-            return (
-                f"resource {self.name}: init script {self.script} not found on this node; "
-                "install the service or fix resources.script"
-            )
+            return self._missing(FileNotFoundError())
         if not os.access(self.script, os.X_OK):
-            return (
-                f"resource {self.name}: init script {self.script} is not executable; run "
-                f"`chmod +x {self.script}`"
-            )
+            return self._missing(PermissionError())
         return None
 
     def _missing(self, error: OSError) -> str:

@@ -160,13 +160,7 @@ class Engine:
         peer keeps what the source lost, since an empty source is never sent (a directory
         deleted and made anew before a switchover came back to life on the new active: a
         helper's finding). Looks at the directory (its first entry) each time."""
-        if not self._pushed_content:
-            return False
-        try:
-            with os.scandir(self.sync.path) as entries:
-                return next(entries, None) is None
-        except OSError:
-            return True  # gone, or not a directory any more
+        return self._pushed_content and _empty(self.sync.path, gone=True)
 
     @property
     def master(self) -> SshMaster:
@@ -707,9 +701,11 @@ class Engine:
             self._note(f"sync {self.sync.path}: {text}", 3 if state != "waiting-for-peer" else 4)
 
 
-def _empty(path: str) -> bool:
+def _empty(path: str, gone: bool = False) -> bool:
+    """Whether the directory has no entry; `gone` when it is missing or unreadable (the
+    watcher reports that itself; a handover counts it as emptied)."""
     try:
         with os.scandir(path) as entries:
             return next(entries, None) is None
     except OSError:
-        return False  # missing or unreadable: the watcher reports that itself
+        return gone

@@ -228,6 +228,51 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " and run `systemctl restart mosqit-failover` on the nodes that changed, one at"
         " a time. `mosqit-failover status` shows which peer differs.",
     ),
+    DecisionKind.RESOURCE_RESTART: Entry(
+        "a monitored resource stopped on the active node @NODE@",
+        _HEAD + " Every timing.monitor_interval the active node asks each monitored"
+        " resource's status check whether it runs. One did not: it is stopped and"
+        " started again, with the resources that start after it.",
+        "@REASON@. The resource died, was stopped by hand, or its status check fails."
+        " Its failures count for timing.failure_timeout; past its `restarts` the node"
+        " hands the service to a healthy standby.",
+        "Read why it stopped (journalctl -u UNIT). To stop a resource by hand without"
+        " the agent restarting it, put the node in maintenance first"
+        " (mosqit-failover maintenance on).",
+    ),
+    DecisionKind.RESOURCE_FAILED: Entry(
+        "a resource failed too often on @NODE@: handing over",
+        _HEAD + " A monitored resource stopped on the active node more often than its"
+        " `restarts` allow within timing.failure_timeout, and a healthy standby can"
+        " take over: this node hands the service over as a switchover does (the sync"
+        " drains first) and is not elected again for timing.start_failure_backoff.",
+        "@REASON@.",
+        "Find why the resource fails here (journalctl -u UNIT on this node), fix it,"
+        " then switch back if you want it here (mosqit-failover switchover on the new"
+        " active node).",
+    ),
+    DecisionKind.VIP_LOST: Entry(
+        "the VIP went from the active node @NODE@",
+        _HEAD + " The monitor found the VIP missing from its interface on the active"
+        " node (removed by hand, by a network script, or by ifdown/ifup of the"
+        " interface): it is added again and announced with gratuitous ARP.",
+        "@REASON@. Clients could not reach the service at the VIP between its removal"
+        " and this line (at most timing.monitor_interval).",
+        "Find what removed it (a network configuration reload, a DHCP client, an"
+        " operator); to take it away on purpose use maintenance mode first.",
+    ),
+    DecisionKind.HELD_ASTRAY: Entry(
+        "@NODE@ held the VIP or a resource it must not hold",
+        _HEAD + " A node that is not active must hold nothing: the monitor found the"
+        " VIP on its interface or a protected resource running there, and stops it"
+        " (resources in reverse order, then the VIP), so the service never runs on"
+        " two nodes.",
+        "@REASON@. Usual causes: a `systemctl start` by hand on the standby, a unit"
+        " left enabled at boot (systemctl disable it: the agent starts it), the VIP"
+        " written into the network configuration.",
+        "Disable the resource's unit at boot on every node, remove the VIP from the"
+        " network configuration, and start services through the agent (switchover).",
+    ),
     DecisionKind.ECHO_BLOCKED: Entry(
         "the peer of @NODE@ answers no ICMP echo on a network its messages cross",
         _HEAD + " The agent probes each peer with ICMP echo on every network: a reply"

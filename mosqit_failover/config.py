@@ -118,6 +118,10 @@ class Timing:
     startup_grace: float = 5.0
     start_failure_backoff: float = 60.0
     stop_retries: int = 3
+    # how often a node checks that it holds what its role says, and nothing else (the
+    # VIP, each monitored resource); 0: never (README, "Resource monitoring")
+    monitor_interval: float = 10.0
+    failure_timeout: float = 600.0  # a resource's failure counts this long (0: until a restart)
     on_stop_failure: str = "retry"
     peer_echo: str = "auto"  # "auto": on demand where the timing allows it; "always"
     # a calm node's heartbeats: "alternate" (one network at a time, in turn) or "all"
@@ -328,6 +332,9 @@ class Resource:
     timeout: float = 60.0
     agent: str = ""  # ocf: "ocf:PROVIDER:TYPE" or an absolute path to the agent
     params: tuple[tuple[str, str], ...] = ()  # ocf: OCF_RESKEY_<name>=<value>
+    monitor: bool = True  # its status is checked every timing.monitor_interval
+    # failures (within timing.failure_timeout) restarted on the active before it hands over
+    restarts: int = 2
 
 
 @dataclass(frozen=True)
@@ -829,6 +836,8 @@ _TIMING_KEYS = {
     "startup_grace": _duration(0, 3600),
     "start_failure_backoff": _duration(0, 86400),
     "stop_retries": _count(0, 100),
+    "monitor_interval": _duration(0, 3600),
+    "failure_timeout": _duration(0, 86400),
 }
 _TIMING_SETTINGS = ("on_stop_failure", "peer_echo", "calm_heartbeat_networks")  # words
 
@@ -962,6 +971,14 @@ def _read_timing(c: _Checker, raw: Mapping[str, Any]) -> Timing:
             data.get("echo_timeout"),
             "must be shorter than timing.interval (a reply is awaited before the next echo)"
             + origin("interval"),
+        )
+    if 0 < timing.monitor_interval < 1:
+        # each check is a status command per resource: a subprocess or several, on the
+        # path of nothing, but not ten a second
+        c.fail(
+            "timing.monitor_interval",
+            data.get("monitor_interval"),
+            'must be 0 (no monitoring) or at least 1s, like monitor_interval = "10s"',
         )
     if timing.service_timeout < timing.peer_gone_after:
         c.fail(
@@ -1227,7 +1244,7 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
         c.fail("resources", items, "use [[resources]] tables, one per protected resource")
         return ()
     fields = {"name", "kind", "unit", "script", "start", "stop", "status", "timeout"}
-    fields |= {"agent", "params"}
+    fields |= {"agent", "params", "monitor", "restarts"}
     needs = {
         "systemd": ("unit",),
         "sysv": ("script",),
@@ -1264,9 +1281,19 @@ def _read_resources(c: _Checker, raw: Mapping[str, Any]) -> tuple[Resource, ...]
             params = c.get(item, f"{key}.params", _ocf_params, ())
         elif "params" in item:
             c.problems.append(f'{key}.params: only for kind = "ocf", not {kind!r}; remove it')
+        monitor = c.get(item, f"{key}.monitor", _bool, True)
+        restarts = c.get(item, f"{key}.restarts", _count(0, 100), 2)
         if name and all(values.values()):
             resources.append(
-                Resource(name=name, kind=kind, timeout=timeout, params=params, **values)
+                Resource(
+                    name=name,
+                    kind=kind,
+                    timeout=timeout,
+                    params=params,
+                    monitor=monitor,
+                    restarts=restarts,
+                    **values,
+                )
             )
     names = [r.name for r in resources]
     for dup in sorted({n for n in names if names.count(n) > 1}):

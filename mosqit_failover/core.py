@@ -62,7 +62,7 @@ from mosqit_failover.actions import (
     WithdrawDataEpoch,
     step_name,
 )
-from mosqit_failover.config import Config
+from mosqit_failover.config import Config, format_duration
 from mosqit_failover.events import (
     COMMIT_MAX,
     EPOCH_MAX,
@@ -78,12 +78,14 @@ from mosqit_failover.events import (
     PeerMessage,
     PeerUnauthenticated,
     PeerView,
+    ResourceCheck,
     Role,
     SwitchReachability,
     SyncApplied,
     SyncInSync,
     Tick,
 )
+from mosqit_failover.failures import FailureCounts
 from mosqit_failover.kinds import AlertKind, DecisionKind
 from mosqit_failover.observations import NEVER, PeerTracker, Uplink
 
@@ -133,7 +135,10 @@ TRANSITIONS: Mapping[tuple[Role, Trigger], tuple[Role, bool]] = {
     (P, Trigger.PLAN_FAILED): (D, True),  # roll back at once
     (P, Trigger.STAND_DOWN): (D, True),
     (A, Trigger.STAND_DOWN): (D, True),
-    (A, Trigger.PLAN_DONE): (A, False),  # a reload's reconfiguration plan finished
+    (A, Trigger.PLAN_DONE): (A, False),  # a reload's plan, or a monitor's restart, finished
+    # the monitor found the VIP or a resource on a node that must hold nothing: released
+    (S, Trigger.PLAN_DONE): (S, False),
+    (W, Trigger.PLAN_DONE): (W, False),
     (D, Trigger.PLAN_DONE): (W, False),
     (D, Trigger.PLAN_FAILED): (D, False),  # retry later, with backoff
     (D, Trigger.RETRY): (D, True),
@@ -206,8 +211,28 @@ AUTH_HINTS: Mapping[str, str] = {
 # after an 800 MB write lost the file on both nodes, the new active's first sync
 # replacing the old active's newer copy with its own)
 _PLANNED_HANDOVERS = frozenset(
-    (DecisionKind.SWITCHOVER, DecisionKind.FAILBACK, DecisionKind.AGENT_STOP)
+    (
+        DecisionKind.SWITCHOVER,
+        DecisionKind.FAILBACK,
+        DecisionKind.AGENT_STOP,
+        DecisionKind.RESOURCE_FAILED,
+    )
 )
+
+# What a plan that keeps the node's role is for (`Core._launch`): its end's decision
+# line, and what a failed step of it means. A role's own plan (promotion, demotion) has
+# none.
+RELOAD, RESTART, VIP_BACK, RELEASE_ASTRAY = "reload", "restart", "vip", "astray"
+_PURPOSE_DONE = {
+    RELOAD: "reconfiguration complete",
+    RESTART: "restart complete: the monitored resources run again",
+    VIP_BACK: "the VIP is back on its interface and announced",
+    RELEASE_ASTRAY: "released what this node held astray",
+}
+
+# The longest a node waits before it tries again to release what it holds astray,
+# after the release failed (doubling from the monitor's interval)
+ASTRAY_RETRY_MAX = 300.0
 
 
 @dataclass
@@ -357,6 +382,11 @@ class Core:
         self._plan_number = 0
         self._pending: list[PlanStep] = []
         self._plan_live = False
+        self._plan_purpose = ""  # a plan that keeps the role: what for (RELOAD, RESTART...)
+        self._plan_moved_at = now  # a plan started or ended: a look begun before is stale
+        self._failures = FailureCounts()  # the monitored resources' failures here
+        self._astray_failed = 0  # releases of what was held astray that failed in a row
+        self._look_after = -math.inf  # no look at what is held counts before this
         self._yielding = False  # handed over: not a candidate while the peer is
         self._handover_aborted = False  # since this node last became ACTIVE
         self._failed_until = NEVER  # start failed: not a candidate until then
@@ -941,7 +971,7 @@ class Core:
                 steps.append(StopSync())
             out += self._synchronous_changes(config)
         if steps:
-            out.append(self._launch(steps))
+            out.append(self._launch(steps, RELOAD))
         return out
 
     def _synchronous_changes(self, config: Config) -> list[Action]:
@@ -983,6 +1013,7 @@ class Core:
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
+            "resource_failures": self._failures.counts(now, self.timing.failure_timeout),
             "heartbeat_ms": round(1000 * self._beat_period(now)),
             "peer": first,
             "peers": peers,
@@ -1076,22 +1107,26 @@ class Core:
                 self._pending.pop(0)
                 if not self._pending:
                     self._plan_live = False
+                    self._plan_moved_at = now
+                    if self._plan_purpose == RELEASE_ASTRAY:
+                        self._astray_failed = 0
                     return Verdict(Trigger.PLAN_DONE, DecisionKind.PLAN_DONE, self._done_reason())
             case ActionFailed(plan, action, error) if plan == self._plan_number and self._plan_live:
                 self._plan_live = False
                 self._pending = []
+                self._plan_moved_at = now
                 if isinstance(action, StopSync) and action.abort_if_left and self.role is D:
                     return self._sync_left(error, now)
-                if self.role is A:  # a reconfiguration step: the service itself stays up
-                    what = f"{step_name(action)} failed after a reload: {error}"
-                    out.append(self._decision(DecisionKind.RECONFIGURE_FAILED, what))
-                    out.append(Alert(AlertKind.RECONFIGURE_FAILED, f"{self.node}: {what}"))
+                if self._plan_purpose:  # the role's own resources stay as they are
+                    self._purpose_failed(step_name(action), error, now, out)
                     return None
                 return Verdict(
                     Trigger.PLAN_FAILED,
                     DecisionKind.PLAN_FAILED,
                     f"{step_name(action)} failed: {error}",
                 )
+            case ResourceCheck() as check:
+                return self._monitored(check, now, out)
             case Tick():
                 pass
         for uplink in self.uplinks.values():
@@ -1201,6 +1236,8 @@ class Core:
         return plan == self._plan_number and self._plan_live and self._pending[:1] == [action]
 
     def _done_reason(self) -> str:
+        if self._plan_purpose:
+            return _PURPOSE_DONE[self._plan_purpose]
         if self.role is P:
             return "promotion complete: VIP, ARP, sync and services are up"
         if self.role is D:
@@ -2176,6 +2213,126 @@ class Core:
             self._yielding = False
             self._successor = ""
 
+    # ---- monitoring (timing.monitor_interval) ------------------------------
+
+    def monitoring(self, now: float) -> bool:
+        """Whether a look at what this node holds (`ResourceCheck`) could lead anywhere
+        now; the shell runs no status command otherwise. Not while a plan runs (it
+        changes what is held), in maintenance (the operator's hands), while stopping or
+        handing over, nor in a role between two (PROMOTING, DEMOTING)."""
+        return (
+            self.timing.monitor_interval > 0
+            and self.role in (A, S, W)
+            and not (self._plan_live or self.maintenance or self._stopping or self._yielding)
+            and self._reclaim_by is None
+            and now >= self._look_after
+        )
+
+    def _monitored(self, check: ResourceCheck, now: float, out: list[Action]) -> Verdict | None:
+        if check.started < self._plan_moved_at or not self.monitoring(now):
+            return None  # a plan moved things since the look began, or no longer wanted
+        if self.role is A:
+            return self._check_active(check, now, out)
+        self._check_idle(check, out)
+        return None
+
+    def _check_active(self, check: ResourceCheck, now: float, out: list[Action]) -> Verdict | None:
+        """The active node must hold the VIP and run every monitored resource: a stopped
+        one is restarted with the resources after it (a group starts in order), up to
+        its `restarts` within timing.failure_timeout; past them, the node hands over."""
+        vip_gone = check.vip is False
+        vip = f"the VIP {self.config.vip.address} on {self.config.node(self.node).vip_interface}"
+        stopped = [
+            r
+            for r in self.config.resources
+            if r.monitor and r.name not in check.running and r.name not in check.unknown
+        ]
+        if not stopped:
+            if vip_gone:
+                text = f"{vip} is gone from the active node: adding it again and announcing it"
+                self._warn(DecisionKind.VIP_LOST, AlertKind.VIP_LOST, text, out)
+                out.append(self._launch([ClaimVip(), SendGarp()], VIP_BACK))
+            return None
+        first = stopped[0]
+        count = self._failures.add(first.name, now, self.timing.failure_timeout)
+        names = ", ".join(r.name for r in stopped)
+        what = f"resource{'s' if len(stopped) > 1 else ''} {names} not running on the active node"
+        within = (
+            f"in {format_duration(self.timing.failure_timeout)}"
+            if self.timing.failure_timeout > 0
+            else "since the agent started"
+        )
+        tally = f"{first.name}'s failure {count} {within}"
+        if count > first.restarts:
+            best = self._best(self._takers(now))
+            if best is not None and not self._cut_from_better(best, now):
+                self._hand_over(best.node)
+                # not elected back before the peer had its chance (Pacemaker's ban)
+                self._failed_until = now + self.timing.start_failure_backoff
+                reason = (
+                    f"{what} ({tally}, past its {first.restarts} restarts): "
+                    f"handing over to {best.node}"
+                )
+                out.append(Alert(AlertKind.RESOURCE_FAILED, f"{self.node}: {reason}"))
+                return Verdict(Trigger.STAND_DOWN, DecisionKind.RESOURCE_FAILED, reason)
+            tally += f", past its {first.restarts} restarts, but no standby can take over"
+        else:
+            tally += f"; {first.restarts} restarts before a handover"
+        self._warn(
+            DecisionKind.RESOURCE_RESTART,
+            AlertKind.RESOURCE_RESTART,
+            f"{what} ({tally}): restarting {first.name}"
+            + (" and what starts after it" if first is not self.config.resources[-1] else "")
+            + (f"; {vip} is gone too: adding it again" if vip_gone else ""),
+            out,
+        )
+        later = list(self.config.resources)
+        later = later[later.index(first) + 1 :]
+        steps: list[PlanStep] = [ClaimVip(), SendGarp()] if vip_gone else []
+        steps += [StopResource(r.name) for r in reversed(later)]
+        steps += [StopResource(first.name), StartResource(first.name)]
+        steps += [StartResource(r.name) for r in later]
+        out.append(self._launch(steps, RESTART))
+        return None
+
+    def _check_idle(self, check: ResourceCheck, out: list[Action]) -> None:
+        """A node that is not active must hold nothing: never the service on two nodes
+        (an operator's `systemctl start` on the standby, a unit enabled at boot, a VIP
+        in /etc/network/interfaces). What it holds is stopped, the VIP last."""
+        astray = [r.name for r in self.config.resources if r.monitor and r.name in check.running]
+        vip_here = check.vip is True
+        if not astray and not vip_here:
+            return
+        held = [f"the VIP {self.config.vip.address}"] if vip_here else []
+        held += [f"resource {name}" for name in astray]
+        text = (
+            f"{', '.join(held)} found on this {self.role.value} node, which must hold "
+            "nothing (only the active node does): stopping " + ("them" if len(held) > 1 else "it")
+        )
+        self._warn(DecisionKind.HELD_ASTRAY, AlertKind.HELD_ASTRAY, text, out)
+        steps: list[PlanStep] = [StopResource(name) for name in reversed(astray)]
+        steps += [ReleaseVip()] if vip_here else []
+        out.append(self._launch(steps, RELEASE_ASTRAY))
+
+    def _purpose_failed(self, step: str, error: str, now: float, out: list[Action]) -> None:
+        """A step of a plan that keeps the role failed: what the role holds stays."""
+        purpose = self._plan_purpose
+        what = f"{step} failed: {error}"
+        if purpose == RELOAD:  # the service itself stays up
+            text = f"{step} failed after a reload: {error}"
+            self._warn(DecisionKind.RECONFIGURE_FAILED, AlertKind.RECONFIGURE_FAILED, text, out)
+        elif purpose == RELEASE_ASTRAY:
+            self._astray_failed += 1
+            wait = min(self.timing.monitor_interval * 2**self._astray_failed, ASTRAY_RETRY_MAX)
+            self._look_after = now + wait
+            again = format_duration(wait)
+            text = f"releasing what this node holds astray: {what}; trying again in {again}"
+            self._warn(DecisionKind.HELD_ASTRAY, AlertKind.STOP_FAILED, text, out)
+        else:  # the next look counts the resource as failed again
+            text = f"{'restarting' if purpose == RESTART else 'adding the VIP again'}: {what}"
+            kind = DecisionKind.RESOURCE_RESTART if purpose == RESTART else DecisionKind.VIP_LOST
+            self._warn(kind, AlertKind.START_FAILED, text, out)
+
     # ---- operator ------------------------------------------------------
 
     def _operator(
@@ -2289,7 +2446,8 @@ class Core:
             out.append(self._decision(verdict.kind, verdict.reason, old))
             out.append(FencePeer(fence.epoch, verdict.peer))
             return out
-        if old is A and new_role is A:  # a reconfiguration plan finished; nothing else changes
+        if old is new_role and verdict.trigger is Trigger.PLAN_DONE:
+            # a plan that keeps the role (a reload's, a monitor's) finished: nothing else
             out.append(self._decision(verdict.kind, verdict.reason, old))
             return out
         self._held_since.clear()
@@ -2367,11 +2525,14 @@ class Core:
         self._retry_at = NEVER
         return self._launch(steps)
 
-    def _launch(self, steps: list[PlanStep]) -> RunPlan:
-        """Hand the executor a new plan; it supersedes any plan still running."""
+    def _launch(self, steps: list[PlanStep], purpose: str = "") -> RunPlan:
+        """Hand the executor a new plan; it supersedes any plan still running.
+        `purpose`: for a plan that keeps the role (RELOAD, RESTART...), what it is for."""
         self._plan_number += 1
         self._pending = list(steps)
         self._plan_live = True
+        self._plan_purpose = purpose
+        self._plan_moved_at = self._now
         return RunPlan(self._plan_number, tuple(steps))
 
     def _decision(self, kind: DecisionKind, reason: str, old: Role | None = None) -> Decision:

@@ -85,6 +85,7 @@ from mosqit_failover.planrunner import PlanRunner
 from mosqit_failover.probes.arp_pace import ArpAskPace
 from mosqit_failover.probes.echo import EchoProber
 from mosqit_failover.probes.links import LinkMonitor
+from mosqit_failover.resource_monitor import ResourceMonitor
 from mosqit_failover.sync.manager import PLANNED_DRAIN, SyncManager
 from mosqit_failover.syncfs.progress import AppliedReader, applied_path
 
@@ -352,9 +353,23 @@ class Agent:
         interfaces = {a.network: a.interface for a in self.node.attachments}
         links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
         coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
-        coros.append(self.alerts.run())
+        coros += [self.alerts.run(), self._monitor().run()]
         coros += [prober.run() for prober in self._make_probers()]
         self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
+
+    def _monitor(self) -> ResourceMonitor:
+        assert self._loop is not None
+        return ResourceMonitor(
+            interval=lambda: self.config.timing.monitor_interval,
+            wanted=self.core.monitoring,
+            clock=self._loop.time,
+            vip_held=self.vip.held,
+            runners=lambda: {
+                r.name: self.runners[r.name] for r in self.config.resources if r.monitor
+            },
+            report=self.feed,
+            note=lambda text: self.log.note(text, priority=4),
+        )
 
     def _make_probers(self) -> list[EchoProber]:
         """The echo probers, each also in ``probes`` (status) and ``_probe_targets``: per

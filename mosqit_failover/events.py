@@ -199,6 +199,20 @@ class ActionFailed:
 
 
 @dataclass(frozen=True)
+class ResourceCheck:
+    """What this node held when the shell last looked (timing.monitor_interval).
+
+    `started` is when the look began (the core's clock): a plan that started or
+    ended since then may have changed what it saw, and the core ignores it.
+    """
+
+    started: float
+    vip: bool | None  # the VIP is on its interface; None: could not tell
+    running: tuple[str, ...]  # monitored resources whose status check says they run
+    unknown: tuple[str, ...] = ()  # monitored resources whose status could not be told
+
+
+@dataclass(frozen=True)
 class Tick:
     """Nothing happened; a deadline the core asked for has passed."""
 
@@ -230,5 +244,6 @@ Event = (
     | OperatorCommand
     | ActionDone
     | ActionFailed
+    | ResourceCheck
     | Tick
 )

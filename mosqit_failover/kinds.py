@@ -56,6 +56,11 @@ class DecisionKind(enum.StrEnum):
     ECHO_BLOCKED = "echo-blocked"
     DATA_EPOCH_RECORDED = "data-epoch-recorded"
     DATA_EPOCH_WITHDRAWN = "data-epoch-withdrawn"
+    # resource monitoring (timing.monitor_interval)
+    RESOURCE_RESTART = "resource-restart"  # a monitored resource stopped on the active
+    RESOURCE_FAILED = "resource-failed"  # ...more often than it may be restarted: hand over
+    VIP_LOST = "vip-lost"  # the VIP went from the active's interface: added again
+    HELD_ASTRAY = "held-astray"  # VIP or a resource on a node that must not hold it
 
     @property
     def priority(self) -> int:
@@ -82,6 +87,10 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.ORDER_MISMATCH: WARNING,
     DecisionKind.ECHO_BLOCKED: WARNING,
     DecisionKind.DATA_EPOCH_WITHDRAWN: NOTICE,
+    DecisionKind.RESOURCE_RESTART: WARNING,
+    DecisionKind.RESOURCE_FAILED: WARNING,
+    DecisionKind.VIP_LOST: WARNING,
+    DecisionKind.HELD_ASTRAY: WARNING,
 }
 
 
@@ -96,6 +105,11 @@ class AlertKind(enum.StrEnum):
     ORDER_MISMATCH = DecisionKind.ORDER_MISMATCH.value  # a decision line and an alert
     ECHO_BLOCKED = DecisionKind.ECHO_BLOCKED.value  # a decision line and an alert
     SYNC_DEGRADED = "sync-degraded"  # a synchronous directory lost a standby or its mount
+    # decision lines and alerts of resource monitoring
+    RESOURCE_RESTART = DecisionKind.RESOURCE_RESTART.value
+    RESOURCE_FAILED = DecisionKind.RESOURCE_FAILED.value
+    VIP_LOST = DecisionKind.VIP_LOST.value
+    HELD_ASTRAY = DecisionKind.HELD_ASTRAY.value
 
 
 def known_kinds() -> tuple[str, ...]:

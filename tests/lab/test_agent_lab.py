@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -203,6 +203,70 @@ def test_check_config_on_a_node_names_a_unit_systemd_does_not_know(formed: Pair)
         node.run(["hostname", formed.standby])
     assert mixed.returncode == 2, mixed.stdout + mixed.stderr
     assert f"none of node {formed.active}'s addresses" in mixed.stderr, mixed.stderr
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout: float = 15.0) -> float:
+    """Seconds until `condition` held; fails naming `what` after `timeout`."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < timeout, f"{what}: not within {timeout:g} s"
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def test_the_monitor_keeps_the_vip_and_service_on_the_active_and_off_the_standby(
+    formed: Pair,
+) -> None:
+    """README, "Resource monitoring": a service started by hand on the standby, a VIP
+    added there, the VIP deleted on the active, the service stopped on the active (once
+    restarted, then past its restarts handed over)."""
+    lab, plan = formed.lab, formed.plan
+    active, standby = lab[formed.active], lab[formed.standby]
+    unit, vip, iface = plan.demo_unit, f"{plan.vip}/{plan.prefix_len}", plan.iface("a")
+    config = active.read_file(deploy.CONFIG_PATH)
+    fast = config.replace("[timing]\n", '[timing]\nmonitor_interval = "1s"\n', 1)
+    fast = fast.replace(f'unit = "{unit}"\n', f'unit = "{unit}"\nrestarts = 1\n', 1)
+    reload = [deploy.AGENT, "reload", "--config", deploy.CONFIG_PATH]
+
+    def configure(text: str) -> None:
+        for node in (standby, active):
+            node.write_file(deploy.CONFIG_PATH, text)
+            node.run(reload)
+
+    try:
+        configure(fast)
+        time.sleep(11)  # the monitor's sleep under the old interval (10 s) ends
+        since = time.time()
+        standby.systemctl("start", unit)
+        _wait("the service stopped on the standby", lambda: not standby.is_active(unit))
+        standby.run(["ip", "addr", "add", vip, "dev", iface])
+        _wait("the VIP gone from the standby", lambda: not formed.holds_vip(formed.standby))
+        assert formed.kinds(formed.standby, since) == ["held-astray", "plan-done"] * 2
+        assert formed.status(formed.standby)["role"] == "STANDBY"
+
+        active.run(["ip", "addr", "del", vip, "dev", iface])
+        _wait("the VIP back on the active", lambda: formed.holds_vip(formed.active))
+        formed.probe.wait_answer_from(formed.active, after=time.time(), timeout=10)
+        active.systemctl("stop", unit)
+        _wait("the service restarted on the active", lambda: active.is_active(unit))
+        assert formed.kinds(formed.active, since) == [
+            "vip-lost",
+            "plan-done",
+            "resource-restart",
+            "plan-done",
+        ]
+        assert formed.status(formed.active)["resource_failures"] == {"demo": 1}
+
+        active.systemctl("stop", unit)  # its second failure: past restarts = 1
+        deploy.wait_roles(lab.nodes, {formed.active: "STANDBY", formed.standby: "ACTIVE"}, 20)
+        assert standby.is_active(unit) and not active.is_active(unit)
+        said = formed.decisions(formed.active, since)
+        failed = [e["MESSAGE"] for e in said if e["DECISION"] == "resource-failed"]
+        assert len(failed) == 1 and f"handing over to {formed.standby}" in failed[0], failed
+        formed.probe.wait_answer_from(formed.standby, after=time.time(), timeout=10)
+        assert not formed.status(formed.active)["candidate"]  # start_failure_backoff
+    finally:
+        configure(config)
 
 
 def test_in_a_calm_pair_one_node_wakes_once_a_slot(formed: Pair) -> None:

@@ -72,6 +72,10 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "order-mismatch",
         "echo-blocked",
         "sync-degraded",
+        "resource-restart",
+        "resource-failed",
+        "vip-lost",
+        "held-astray",
     ]
     assert known_kinds()[-4:] == ("start-failed", "stop-failed", "escalate", "sync-degraded")
     assert len(known_kinds()) == len(DecisionKind) + 4

@@ -1,0 +1,91 @@
+"""Looks at what this node holds, every timing.monitor_interval, for the core.
+
+Guarantees:
+
+- One look at a time, on the interval (read anew from the config each time, so
+  a reload that changes it takes effect at the next look); with the interval at
+  0 no status command runs at all.
+- A look runs only while the core wants one (`Core.monitoring`): not during a
+  plan, in maintenance, or in PROMOTING/DEMOTING, so no status command runs for
+  nothing.
+- A look asks whether the VIP is on its interface (netlink) and each monitored
+  resource's status check (the runner's `running`), and hands the core one
+  `ResourceCheck` stamped with when it began. What cannot be told is reported
+  as unknown, never as stopped: a status check that hangs or cannot run must
+  not make the active restart its services (it is said once in the journal,
+  and again when it changes).
+- Nothing here decides or changes anything: the core decides, plans act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from mosqit_failover.effects import EffectError
+from mosqit_failover.effects.resources import ResourceRunner
+from mosqit_failover.events import ResourceCheck
+
+# How often a monitor with the interval at 0 looks whether a reload turned it on
+IDLE_RECHECK = 60.0
+
+
+class ResourceMonitor:
+    def __init__(
+        self,
+        interval: Callable[[], float],
+        wanted: Callable[[float], bool],
+        clock: Callable[[], float],
+        vip_held: Callable[[], bool],
+        runners: Callable[[], Mapping[str, ResourceRunner]],
+        report: Callable[[ResourceCheck], None],
+        note: Callable[[str], None],
+    ) -> None:
+        """`runners`: the monitored resources' runners, by name, in config order;
+        `vip_held`: blocking (it runs in a thread); `note`: a journal line."""
+        self._interval = interval
+        self._wanted = wanted
+        self._clock = clock
+        self._vip_held = vip_held
+        self._runners = runners
+        self._report = report
+        self._note = note
+        self._unknown_said: dict[str, str] = {}  # resource -> the error said of it
+
+    async def run(self) -> None:
+        while True:
+            interval = self._interval()
+            await asyncio.sleep(interval if interval > 0 else IDLE_RECHECK)
+            if interval > 0 and self._interval() > 0 and self._wanted(self._clock()):
+                self._report(await self.look())
+
+    async def look(self) -> ResourceCheck:
+        """What this node holds now."""
+        started = self._clock()
+        vip: bool | None
+        try:
+            vip = await asyncio.to_thread(self._vip_held)
+            self._unknown_said.pop("the VIP", None)
+        except EffectError as error:
+            vip = None
+            self._say_unknown("the VIP", str(error))
+        running: list[str] = []
+        unknown: list[str] = []
+        for name, runner in self._runners().items():
+            try:
+                if await runner.running():
+                    running.append(name)
+                self._unknown_said.pop(name, None)
+            except EffectError as error:
+                unknown.append(name)
+                self._say_unknown(name, str(error))
+        return ResourceCheck(started, vip, tuple(running), tuple(unknown))
+
+    def _say_unknown(self, what: str, error: str) -> None:
+        if self._unknown_said.get(what) == error:
+            return
+        self._unknown_said[what] = error
+        self._note(
+            f"monitor: cannot tell whether {what} is held here ({error}); "
+            "nothing is done about it until it can be told"
+        )

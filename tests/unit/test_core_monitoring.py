@@ -1,0 +1,254 @@
+"""Resource monitoring in the core: golden transcripts (a look in, exact actions out).
+
+Every timing.monitor_interval the shell looks at what the node holds and feeds a
+`ResourceCheck`. The active must hold the VIP and run every monitored resource:
+a stopped one is restarted with the ones after it, up to its `restarts` within
+timing.failure_timeout, then the node hands over. A node that is not active
+must hold nothing: what it holds is stopped, the VIP last.
+"""
+
+from __future__ import annotations
+
+from mosqit_failover.config import Config, parse
+from mosqit_failover.events import Command, OperatorCommand, ResourceCheck, Role
+from mosqit_failover.sim_scenarios import SIM_CONFIG
+from tests.unit.transcript import Harness, active, standby
+
+BOTH = ("db", "app")
+
+
+def _config(timing: str = "", app: str = "") -> Config:
+    text = SIM_CONFIG.replace("[vip]", f"[timing]\n{timing}\n\n[vip]", 1)
+    text = text.replace('unit = "app.service"', f'unit = "app.service"\n{app}', 1)
+    return parse(text)
+
+
+def _look(
+    h: Harness,
+    running: tuple[str, ...] = BOTH,
+    vip: bool | None = True,
+    unknown: tuple[str, ...] = (),
+    started: float | None = None,
+) -> list[str]:
+    """Feed one look that began a moment ago; the transcript it led to."""
+    h.run_until(h.now + 10.0)
+    start = h.now
+    when = h.now - 0.05 if started is None else started
+    h.feed(ResourceCheck(when, vip, running, unknown))
+    return h.transcript(start)
+
+
+RESTART_APP = "plan {n}: StopResource(app), StartResource(app)"
+RESTART_DONE = (
+    "[plan-done] alpha ACTIVE: restart complete: the monitored resources run again [epoch 1]"
+)
+
+
+def test_all_held_on_the_active_changes_nothing() -> None:
+    h = active()
+    assert h.core.monitoring(h.now)
+    assert _look(h) == []
+
+
+def test_the_last_resource_stopped_on_the_active_is_restarted_alone() -> None:
+    h = active()
+    assert _look(h, running=("db",)) == [
+        "[resource-restart] alpha ACTIVE: resource app not running on the active node (app's "
+        "failure 1 in 600s; 2 restarts before a handover): restarting app [epoch 1]",
+        "Alert(resource-restart, alpha: resource app not running on the active node (app's "
+        "failure 1 in 600s; 2 restarts before a handover): restarting app)",
+        RESTART_APP.format(n=2),
+        RESTART_DONE,
+    ]
+    assert h.role() is Role.ACTIVE
+
+
+def test_a_stopped_resource_restarts_with_those_that_start_after_it() -> None:
+    h = active()
+    lines = _look(h, running=("app",))
+    assert lines[0] == (
+        "[resource-restart] alpha ACTIVE: resource db not running on the active node (db's "
+        "failure 1 in 600s; 2 restarts before a handover): restarting db and what starts "
+        "after it [epoch 1]"
+    )
+    assert lines[2] == (
+        "plan 2: StopResource(app), StopResource(db), StartResource(db), StartResource(app)"
+    )
+
+
+def test_past_its_restarts_the_active_hands_over_draining_the_sync() -> None:
+    h = active()
+    _look(h, running=("db",))
+    _look(h, running=("db",))
+    lines = _look(h, running=("db",))
+    reason = (
+        "resource app not running on the active node (app's failure 3 in 600s, past its 2 "
+        "restarts): handing over to beta"
+    )
+    assert lines[:3] == [
+        f"Alert(resource-failed, alpha: {reason})",
+        f"[resource-failed] alpha ACTIVE -> DEMOTING: {reason} [epoch 1]",
+        # planned as a switchover's: the sync drains, and an unpushed change aborts it
+        "plan 4: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
+        "StopSync(True, True, beta), ReleaseVip, PersistState(1, WAITING)",
+    ], lines
+    # beta takes over; alpha is not elected back before start_failure_backoff
+    h.peer = h.peer_view(Role.ACTIVE, 2)
+    h.run_until(h.now + 5.0)
+    assert h.role() is Role.STANDBY and not h.last_view().candidate
+    h.run_until(h.now + h.config.timing.start_failure_backoff)
+    assert h.last_view().candidate
+
+
+def test_failures_older_than_failure_timeout_no_longer_count() -> None:
+    h = active(config=_config('failure_timeout = "30s"'))
+    _look(h, running=("db",))
+    _look(h, running=("db",))
+    h.run_until(h.now + 30.0)
+    lines = _look(h, running=("db",))
+    assert "app's failure 1 in 30s" in lines[0], lines
+    assert h.core.snapshot(h.now)["resource_failures"] == {"app": 1}
+
+
+def test_restarts_zero_hands_over_at_the_first_failure() -> None:
+    h = active(config=_config(app="restarts = 0"))
+    lines = _look(h, running=("db",))
+    failed = "[resource-failed] alpha ACTIVE -> DEMOTING: resource app not running"
+    assert lines[1].startswith(failed), lines
+
+
+def test_with_no_standby_to_take_over_the_active_restarts_on() -> None:
+    h = active(config=_config(app="restarts = 0"))
+    h.peer = h.peer_view(Role.STANDBY, 0, maintenance=True, candidate=False)
+    lines = _look(h, running=("db",))
+    assert lines[0] == (
+        "[resource-restart] alpha ACTIVE: resource app not running on the active node (app's "
+        "failure 1 in 600s, past its 0 restarts, but no standby can take over): restarting "
+        "app [epoch 1]"
+    )
+    assert h.role() is Role.ACTIVE
+
+
+def test_a_resource_not_monitored_is_never_restarted() -> None:
+    h = active(config=_config(app="monitor = false"))
+    assert _look(h, running=("db",)) == []
+
+
+def test_a_status_that_cannot_be_told_is_no_failure() -> None:
+    h = active()
+    assert _look(h, running=("db",), unknown=("app",)) == []
+
+
+def test_the_vip_gone_from_the_active_is_added_and_announced_again() -> None:
+    h = active()
+    text = (
+        "the VIP 10.231.1.50/24 on eth0 is gone from the active node: adding it again "
+        "and announcing it"
+    )
+    assert _look(h, vip=False) == [
+        f"[vip-lost] alpha ACTIVE: {text} [epoch 1]",
+        f"Alert(vip-lost, alpha: {text})",
+        "plan 2: ClaimVip, SendGarp",
+        "[plan-done] alpha ACTIVE: the VIP is back on its interface and announced [epoch 1]",
+    ]
+
+
+def test_the_vip_gone_with_a_resource_is_claimed_before_the_restart() -> None:
+    h = active()
+    lines = _look(h, running=("db",), vip=False)
+    assert lines[0].endswith(
+        "restarting app; the VIP 10.231.1.50/24 on eth0 is gone too: adding it again [epoch 1]"
+    )
+    assert lines[2] == "plan 2: ClaimVip, SendGarp, StopResource(app), StartResource(app)"
+
+
+def test_a_restart_that_fails_is_said_and_the_next_look_counts_again() -> None:
+    h = active()
+    h.fail_step = "StartResource(app)"
+    lines = _look(h, running=("db",))
+    assert lines[-2:] == [
+        "[resource-restart] alpha ACTIVE: restarting: StartResource(app) failed: exit status 1 "
+        "[epoch 1]",
+        "Alert(start-failed, alpha: restarting: StartResource(app) failed: exit status 1)",
+    ]
+    assert h.role() is Role.ACTIVE and h.core.monitoring(h.now)
+    assert "app's failure 2 in 600s" in _look(h, running=("db",))[0]
+
+
+def test_a_look_begun_before_a_plan_moved_things_is_ignored() -> None:
+    h = active()
+    h.run_until(h.now + 10.0)
+    begun = h.now
+    h.feed(OperatorCommand(Command.MAINTENANCE_ON))
+    h.feed(OperatorCommand(Command.MAINTENANCE_OFF))
+    _look(h, vip=False)  # a plan: ClaimVip, SendGarp
+    assert _look(h, running=(), vip=False, started=begun + 5.0) == []
+
+
+def test_nothing_is_looked_at_in_maintenance_or_while_a_plan_runs() -> None:
+    h = active()
+    h.feed(OperatorCommand(Command.MAINTENANCE_ON))
+    assert not h.core.monitoring(h.now)
+    assert _look(h, running=(), vip=False) == []
+    h.feed(OperatorCommand(Command.MAINTENANCE_OFF))
+    h.auto_complete = False
+    _look(h, running=("db",))
+    assert not h.core.monitoring(h.now)  # the restart's plan runs
+
+
+def test_monitor_interval_zero_turns_it_off() -> None:
+    h = active(config=_config('monitor_interval = "0s"'))
+    assert not h.core.monitoring(h.now)
+    assert _look(h, running=(), vip=False) == []
+
+
+def test_a_resource_running_on_the_standby_is_stopped() -> None:
+    h = standby()
+    text = (
+        "resource app found on this STANDBY node, which must hold nothing (only the active "
+        "node does): stopping it"
+    )
+    assert _look(h, running=("app",), vip=False) == [
+        f"[held-astray] beta STANDBY: {text} [epoch 0]",
+        f"Alert(held-astray, beta: {text})",
+        "plan 1: StopResource(app)",
+        "[plan-done] beta STANDBY: released what this node held astray [epoch 0]",
+    ]
+    assert h.role() is Role.STANDBY
+
+
+def test_the_vip_and_resources_on_the_standby_go_in_reverse_order_the_vip_last() -> None:
+    h = standby()
+    lines = _look(h, running=BOTH, vip=True)
+    assert lines[0].startswith(
+        "[held-astray] beta STANDBY: the VIP 10.231.1.50/24, resource db, resource app found "
+        "on this STANDBY node"
+    ), lines
+    assert lines[2] == "plan 1: StopResource(app), StopResource(db), ReleaseVip"
+
+
+def test_a_failed_release_on_the_standby_is_tried_again_later_and_later() -> None:
+    h = standby()
+    h.fail_step = "StopResource(app)"
+    lines = _look(h, running=("app",), vip=False)
+    assert lines[-2:] == [
+        "[held-astray] beta STANDBY: releasing what this node holds astray: "
+        "StopResource(app) failed: exit status 1; trying again in 20s [epoch 0]",
+        "Alert(stop-failed, beta: releasing what this node holds astray: StopResource(app) "
+        "failed: exit status 1; trying again in 20s)",
+    ]
+    assert not h.core.monitoring(h.now)
+    assert h.core.monitoring(h.now + 20.0)
+    assert _look(h, running=("app",), vip=False) == []  # 10 s on: too early
+    assert "trying again in 40s" in _look(h, running=("app",), vip=False)[-1]
+
+
+def test_a_standby_promoting_during_a_release_supersedes_it() -> None:
+    h = standby()
+    h.auto_complete = False
+    _look(h, running=("app",), vip=False)
+    h.peer = None  # alpha dies: the promotion's plan replaces the release
+    h.echo_answers = {"a": False, "b": False}
+    h.auto_complete = True
+    h.run_until(h.now + 3.0)
+    assert h.role() is Role.ACTIVE, h.transcript()

@@ -9,7 +9,7 @@ Guarantees:
   plan, in maintenance, or in PROMOTING/DEMOTING, so no status command runs for
   nothing.
 - A look asks whether the VIP is on its interface (netlink) and each monitored
-  resource's status check (the runner's `running`), and hands the core one
+  resource's status check (the runner's `alive`), and hands the core one
   `ResourceCheck` stamped with when it began. What cannot be told is reported
   as unknown, never as stopped: a status check that hangs or cannot run must
   not make the active restart its services (it is said once in the journal,
@@ -73,7 +73,7 @@ class ResourceMonitor:
         unknown: list[str] = []
         for name, runner in self._runners().items():
             try:
-                if await runner.running():
+                if await runner.alive():
                     running.append(name)
                 self._unknown_said.pop(name, None)
             except EffectError as error:

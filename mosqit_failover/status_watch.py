@@ -46,6 +46,10 @@ def format_status(s: dict[str, Any]) -> str:
             f"sync {sync['path']}: {sync['state']}, lag {lag_text}, "
             f"{sync.get('pending', 0)} pending{error}"
         )
+    failures = s.get("resource_failures") or {}  # absent from an older agent's status
+    if failures:
+        counted = ", ".join(f"{name} {count}" for name, count in failures.items())
+        lines.append(f"resource failures that still count: {counted}")
     link = s["peer_link"]
     dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
     beat = s.get("heartbeat_ms")

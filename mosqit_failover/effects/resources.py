@@ -74,7 +74,10 @@ class ResourceRunner(abc.ABC):
       is stopped. After stopping it checks again and raises unless the status
       reports it stopped.
     - :meth:`running` runs the status check once; it raises :class:`EffectError`
-      when the answer is neither "running" nor "not running".
+      when the answer is neither "running" nor "not running". :meth:`alive`
+      (the monitor's question) is the same, except that a status saying the
+      resource died (LSB 1 and 2, OCF 1 and 9) is False: Pacemaker recovers
+      on those too.
     - Failures raise :class:`EffectError` naming the resource, the command, its
       exit code and the last lines of its stderr (of stdout if stderr is empty).
       A missing unit or script raises an error naming it and the fix.
@@ -87,6 +90,8 @@ class ResourceRunner(abc.ABC):
     # True where starting a running resource is a no-op success by contract:
     # the status check before the start then only costs failover time
     start_is_idempotent = False
+    # status exit codes that say the resource ran and died: not running, for the monitor
+    died_codes: frozenset[int] = frozenset()
 
     def __init__(self, resource: config.Resource) -> None:
         self.resource = resource
@@ -136,8 +141,17 @@ class ResourceRunner(abc.ABC):
 
     async def running(self) -> bool:
         """True if the status check says the resource runs; raises if it cannot tell."""
+        return await self._status(died=None)
+
+    async def alive(self) -> bool:
+        """As `running`, but a status saying the resource died is False (the monitor)."""
+        return await self._status(died=False)
+
+    async def _status(self, died: bool | None) -> bool:
         outcome = await self._run(self._status_argv())
         state = self._interpret_status(outcome)
+        if state is None and outcome.code in self.died_codes:
+            state = died
         if state is None:
             raise EffectError(
                 f"resource {self.name}: cannot tell whether it runs: "
@@ -287,9 +301,12 @@ class SysvRunner(ResourceRunner):
     """A SysV init script: ``INITD/SCRIPT start|stop|status`` with LSB exit codes.
 
     status: 0 running, 3 not running, anything else unknown (start then tries
-    to start, stop tries to stop; :meth:`running` raises). The script is
-    executed directly (it needs its #! line and the executable bit).
+    to start, stop tries to stop; :meth:`running` raises; for :meth:`alive`,
+    1 and 2, "dead and its pid or lock file left", are not running). The
+    script is executed directly (it needs its #! line and the executable bit).
     """
+
+    died_codes = frozenset((1, 2))
 
     def __init__(self, resource: config.Resource, initd: Path) -> None:
         super().__init__(resource)
@@ -403,11 +420,13 @@ class OcfRunner(ResourceRunner):
 
     monitor: 0 (and 8, running as master) running; 7 not running; 1 and 9
     (failed) unknown: start then tries to start, stop tries to stop, and
-    :meth:`running` raises; 2-6 (wrong parameters, not installed, ...) and any
-    other code raise an error naming the code and its meaning, since no action
-    can succeed then. start and stop succeed on 0 only; the error names the
-    code and its OCF meaning.
+    :meth:`running` raises (:meth:`alive` says not running); 2-6 (wrong
+    parameters, not installed, ...) and any other code raise an error naming
+    the code and its meaning, since no action can succeed then. start and stop
+    succeed on 0 only; the error names the code and its OCF meaning.
     """
+
+    died_codes = frozenset((1, OCF_FAILED_MASTER))
 
     def __init__(self, resource: config.Resource, ocf_root: Path) -> None:
         super().__init__(resource)

@@ -112,6 +112,7 @@ def test_generic_failure_on_monitor_means_unknown_and_start_still_tries(tmp_path
     assert "cannot bind port" in str(caught.value)
     with pytest.raises(EffectError, match="does not confirm it stopped"):
         run(runner.stop())  # stop exits 0, but monitor still says failed
+    assert run(runner.alive()) is False  # to the monitor, as to Pacemaker: it failed
 
 
 @pytest.mark.parametrize(

@@ -282,6 +282,20 @@ def test_sysv_start_failure(tmp_path: Path) -> None:
     assert "address already in use" in message
 
 
+@pytest.mark.parametrize(("code", "alive"), [("0", True), ("3", False), ("1", False), ("2", False)])
+def test_sysv_dead_with_pid_or_lock_file_is_not_alive_for_the_monitor(
+    tmp_path: Path, code: str, alive: bool
+) -> None:
+    """LSB status 1 and 2 (dead, its pid or lock file left) are a failure to the monitor,
+    as to Pacemaker; to start and stop they stay unknown (the test below)."""
+    runner = sysv_runner(tmp_path)
+    (tmp_path / "status-code").write_text(code)
+    assert run(runner.alive()) is alive
+    (tmp_path / "status-code").write_text("4")
+    with pytest.raises(EffectError, match=r"cannot tell whether it runs.*code 4"):
+        run(runner.alive())
+
+
 def test_sysv_unknown_status(tmp_path: Path) -> None:
     runner = sysv_runner(tmp_path)
     (tmp_path / "status-code").write_text("4")

@@ -14,13 +14,13 @@ from mosqit_failover.sim_scenarios import SIM_CONFIG
 
 
 class _Runner:
-    """Answers `running` as told: True, False, or an EffectError's text."""
+    """Answers `alive` as told: True, False, or an EffectError's text."""
 
     def __init__(self, answer: bool | str) -> None:
         self.answer = answer
         self.asked = 0
 
-    async def running(self) -> bool:
+    async def alive(self) -> bool:
         self.asked += 1
         if isinstance(self.answer, str):
             raise EffectError(self.answer)

@@ -101,3 +101,10 @@ def test_an_odd_echo_blocked_field_marks_no_network(odd: object) -> None:
     """A status from another version or a broken one: no network is called filtered."""
     text = format_status(snapshot([peer("beta", "STANDBY", 9, 0.02, 1) | {"echo_blocked": odd}]))
     assert "ICMP echo filtered?" not in text
+
+
+def test_resource_failures_that_still_count_are_shown() -> None:
+    status = snapshot([peer("beta", "STANDBY", 9, 0.02, 1)])
+    assert "resource failures" not in format_status(status)
+    status["resource_failures"] = {"app": 2, "db": 1}
+    assert "resource failures that still count: app 2, db 1\n" in format_status(status)

@@ -129,6 +129,18 @@ def families(status: dict[str, Any]) -> list[Metric]:
             "network",
             {net: why == "healthy" for net, why in uplinks.items()},
         )
+    failures = status.get("resource_failures")
+    if isinstance(failures, dict):  # resource -> failures that still count
+        family = GaugeMetricFamily(
+            P + "resource_failures",
+            "Monitor failures of a resource on this node that still count against its "
+            "restarts (timing.failure_timeout).",
+            labels=["resource"],
+        )
+        for name, count in failures.items():
+            if (value := _num(count)) is not None:
+                family.add_metric([str(name)], value)
+        out.append(family)
     epoch = _num(status.get("epoch"))
     if epoch is not None:
         out.append(GaugeMetricFamily(P + "epoch", "Promotion epoch of this node.", value=epoch))

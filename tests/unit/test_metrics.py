@@ -192,6 +192,13 @@ def test_an_older_agent_without_the_echo_fields_shows_no_such_series() -> None:
     assert not any("echo_loss" in name or "echo_blocked" in name for name, _ in got)
 
 
+def test_resource_failures_that_still_count_per_resource() -> None:
+    status = agent_status(resource_failures={"db": 2, "app": 1})
+    got = samples(asyncio.run(serve_and_scrape(lambda: status, [])))
+    assert got[("mosqit_failover_resource_failures", (("resource", "db"),))] == 2
+    assert got[("mosqit_failover_resource_failures", (("resource", "app"),))] == 1
+
+
 def test_a_failed_fence_shows_in_its_state_and_its_decision_counter() -> None:
     h = standby(fence_answer=(False, "ssh fence via 10.0.1.1: no answer"))
     h.peer = None  # the peer's agent hangs while its kernel answers pings: fence first

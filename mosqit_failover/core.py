@@ -1013,7 +1013,11 @@ class Core:
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
-            "resource_failures": self._failures.counts(now, self.timing.failure_timeout),
+            "resource_failures": {  # of the resources the config still names
+                name: count
+                for name, count in self._failures.counts(now, self.timing.failure_timeout).items()
+                if any(r.name == name for r in self.config.resources)
+            },
             "heartbeat_ms": round(1000 * self._beat_period(now)),
             "peer": first,
             "peers": peers,

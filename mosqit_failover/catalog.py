@@ -257,16 +257,17 @@ ENTRIES: dict[DecisionKind, Entry] = {
         " node (removed by hand, by a network script, or by ifdown/ifup of the"
         " interface): it is added again and announced with gratuitous ARP.",
         "@REASON@. Clients could not reach the service at the VIP between its removal"
-        " and this line (at most timing.monitor_interval).",
+        " and this line: about timing.monitor_interval, longer while a plan ran or a"
+        " resource's status check was slow (a look waits for every check).",
         "Find what removed it (a network configuration reload, a DHCP client, an"
         " operator); to take it away on purpose use maintenance mode first.",
     ),
     DecisionKind.HELD_ASTRAY: Entry(
         "@NODE@ held the VIP or a resource it must not hold",
         _HEAD + " A node that is not active must hold nothing: the monitor found the"
-        " VIP on its interface or a protected resource running there, and stops it"
-        " (resources in reverse order, then the VIP), so the service never runs on"
-        " two nodes.",
+        " VIP on its interface or a protected resource running there, and releases"
+        " it (the VIP first, then the resources in reverse order), so the service"
+        " never runs on two nodes.",
         "@REASON@. Usual causes: a `systemctl start` by hand on the standby, a unit"
         " left enabled at boot (systemctl disable it: the agent starts it), the VIP"
         " written into the network configuration.",

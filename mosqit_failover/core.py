@@ -937,9 +937,15 @@ class Core:
         self._now = now
         self._quiet_until = NEVER  # other timings: every deadline anew
         if self._plan_live:
-            return [
-                self._decision(DecisionKind.REFUSED, "reload refused: a plan is running; try again")
-            ]
+            running = {
+                RESTART: "the monitor's restart of a stopped resource",
+                VIP_BACK: "the monitor's claim of the lost VIP",
+                RELEASE_ASTRAY: "the monitor's release of what this node held astray",
+                RELOAD: "the last reload's",
+            }.get(self._plan_purpose, f"the {self.role.value} role's")
+            text = f"reload refused: a plan is running ({running}); try again in a moment"
+            return [self._decision(DecisionKind.REFUSED, text)]
+        self._plan_moved_at = now  # what a look began to check may have changed
         old = {r.name for r in self.config.resources}
         new = {r.name for r in config.resources}
         added = [r.name for r in config.resources if r.name not in old]
@@ -2269,7 +2275,10 @@ class Core:
         tally = f"{first.name}'s failure {count} {within}"
         if count > first.restarts:
             best = self._best(self._takers(now))
-            if best is not None and not self._cut_from_better(best, now):
+            behind = (
+                best is not None and self._handover_aborted and best.node not in self._in_sync(now)
+            )
+            if best is not None and not behind and not self._cut_from_better(best, now):
                 self._hand_over(best.node)
                 # not elected back before the peer had its chance (Pacemaker's ban)
                 self._failed_until = now + self.timing.start_failure_backoff
@@ -2279,7 +2288,15 @@ class Core:
                 )
                 out.append(Alert(AlertKind.RESOURCE_FAILED, f"{self.node}: {reason}"))
                 return Verdict(Trigger.STAND_DOWN, DecisionKind.RESOURCE_FAILED, reason)
-            tally += f", past its {first.restarts} restarts, but no standby can take over"
+            if behind and best is not None:
+                # its drain failed: again would stop everything for up to a minute per
+                # failure, where a restart takes a second (a helper's finding)
+                tally += (
+                    f", past its {first.restarts} restarts, but {best.node} still lacks "
+                    "changes (the last handover was aborted)"
+                )
+            else:
+                tally += f", past its {first.restarts} restarts, but no standby can take over"
         else:
             tally += f"; {first.restarts} restarts before a handover"
         self._warn(
@@ -2302,10 +2319,13 @@ class Core:
     def _check_idle(self, check: ResourceCheck, out: list[Action]) -> None:
         """A node that is not active must hold nothing: never the service on two nodes
         (an operator's `systemctl start` on the standby, a unit enabled at boot, a VIP
-        in /etc/network/interfaces). What it holds is stopped, the VIP last."""
+        in /etc/network/interfaces). What it holds is released, the VIP first: the
+        active answers for it already, and a stop that fails must not keep a second
+        holder of the address (a helper's finding)."""
         astray = [r.name for r in self.config.resources if r.monitor and r.name in check.running]
         vip_here = check.vip is True
         if not astray and not vip_here:
+            self._astray_failed = 0
             return
         held = [f"the VIP {self.config.vip.address}"] if vip_here else []
         held += [f"resource {name}" for name in astray]
@@ -2314,8 +2334,8 @@ class Core:
             "nothing (only the active node does): stopping " + ("them" if len(held) > 1 else "it")
         )
         self._warn(DecisionKind.HELD_ASTRAY, AlertKind.HELD_ASTRAY, text, out)
-        steps: list[PlanStep] = [StopResource(name) for name in reversed(astray)]
-        steps += [ReleaseVip()] if vip_here else []
+        steps: list[PlanStep] = [ReleaseVip()] if vip_here else []
+        steps += [StopResource(name) for name in reversed(astray)]
         out.append(self._launch(steps, RELEASE_ASTRAY))
 
     def _purpose_failed(self, step: str, error: str, now: float, out: list[Action]) -> None:
@@ -2326,7 +2346,7 @@ class Core:
             text = f"{step} failed after a reload: {error}"
             self._warn(DecisionKind.RECONFIGURE_FAILED, AlertKind.RECONFIGURE_FAILED, text, out)
         elif purpose == RELEASE_ASTRAY:
-            self._astray_failed += 1
+            self._astray_failed = min(self._astray_failed + 1, 16)  # 2**16 x 1 s > the cap
             wait = min(self.timing.monitor_interval * 2**self._astray_failed, ASTRAY_RETRY_MAX)
             self._look_after = now + wait
             again = format_duration(wait)
@@ -2348,6 +2368,7 @@ class Core:
         match command:
             case Command.MAINTENANCE_ON | Command.MAINTENANCE_OFF:
                 self.maintenance = command is Command.MAINTENANCE_ON
+                self._plan_moved_at = now  # the operator's hands: a look begun before is stale
                 what = "on: no automatic action" if self.maintenance else "off: automatic again"
                 out.append(self._decision(DecisionKind.MAINTENANCE, f"maintenance mode {what}"))
             case Command.SWITCHOVER:
@@ -2456,6 +2477,9 @@ class Core:
             return out
         self._held_since.clear()
         self._reclaim_by = None
+        # a release astray that failed in another role says nothing of this one: an
+        # active taking over must look at once (a helper's finding: 300 s unwatched)
+        self._astray_failed, self._look_after = 0, -math.inf
         out.append(self._decision(verdict.kind, verdict.reason, old))
         if verdict.trigger is Trigger.PLAN_FAILED:
             out += self._after_failure(old, verdict.reason, now)

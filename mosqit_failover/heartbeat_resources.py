@@ -161,7 +161,8 @@ def read_haresources(
             notes.append(
                 f"{where}: {item} became a {service['kind']} resource; heartbeat read its "
                 "status from the output (running/OK), the agent reads the exit code "
-                "(LSB: 0 running, 3 stopped): check its status command"
+                "(LSB: 0 running, 3 stopped) every timing.monitor_interval, and restarts "
+                "or stops the service on it: check its status command"
             )
     return res
 
@@ -263,7 +264,7 @@ def _heartbeat_agent(
     notes.append(
         f"{where}: {item} is heartbeat's own {name} script: it became a script resource "
         "calling it; keep that script on both nodes, and check that its status exits 0 "
-        "only when running"
+        "only when running (the agent checks it every timing.monitor_interval)"
     )
     return {
         "name": _unique(name, names),

@@ -141,17 +141,22 @@ class ResourceRunner(abc.ABC):
 
     async def running(self) -> bool:
         """True if the status check says the resource runs; raises if it cannot tell."""
-        return await self._status(died=None)
+        outcome = await self._run(self._status_argv())
+        return self._told(outcome, self._interpret_status(outcome))
 
     async def alive(self) -> bool:
         """As `running`, but a status saying the resource died is False (the monitor)."""
-        return await self._status(died=False)
-
-    async def _status(self, died: bool | None) -> bool:
         outcome = await self._run(self._status_argv())
-        state = self._interpret_status(outcome)
-        if state is None and outcome.code in self.died_codes:
-            state = died
+        if outcome.code in self.died_codes:
+            return False
+        return self._told(outcome, self._interpret_alive(outcome))
+
+    def _interpret_alive(self, outcome: Outcome) -> bool | None:
+        """The monitor's reading of a status (`alive`); the same as start's and stop's
+        unless a kind must tell "not running" from "could not ask"."""
+        return self._interpret_status(outcome)
+
+    def _told(self, outcome: Outcome, state: bool | None) -> bool:
         if state is None:
             raise EffectError(
                 f"resource {self.name}: cannot tell whether it runs: "
@@ -239,7 +244,8 @@ class SystemdRunner(ResourceRunner):
     failed, activating, or no such unit: stopping a unit that does not exist is
     a success). Starting a unit that does not exist (systemctl exit 5) raises an
     error naming the unit. ``systemctl start`` of an active unit succeeds at
-    once, so no status check precedes it.
+    once, so no status check precedes it. For the monitor (:meth:`alive`) only
+    3 is "not running"; any other non-zero code is systemctl failing to ask.
     """
 
     start_is_idempotent = True
@@ -260,6 +266,13 @@ class SystemdRunner(ResourceRunner):
 
     def _interpret_status(self, outcome: Outcome) -> bool | None:
         return outcome.code == 0
+
+    def _interpret_alive(self, outcome: Outcome) -> bool | None:
+        # 3 is every state but active (inactive, failed, activating, no such unit);
+        # anything else is systemctl failing to ask, as during `daemon-reexec` ("Failed
+        # to retrieve unit state: Transport endpoint is not connected", exit 1): the
+        # monitor restarted a running service on it (a helper's finding)
+        return {0: True, 3: False}.get(outcome.code)
 
     def _check(self, what: str, outcome: Outcome) -> None:
         if what == "start" and outcome.code == 5:
@@ -422,11 +435,14 @@ class OcfRunner(ResourceRunner):
     (failed) unknown: start then tries to start, stop tries to stop, and
     :meth:`running` raises (:meth:`alive` says not running); 2-6 (wrong
     parameters, not installed, ...) and any other code raise an error naming
-    the code and its meaning, since no action can succeed then. start and stop
+    the code and its meaning, since no action can succeed then (for
+    :meth:`alive`, 2, 5 and 6 are not running: it cannot run here). start and stop
     succeed on 0 only; the error names the code and its OCF meaning.
     """
 
-    died_codes = frozenset((1, OCF_FAILED_MASTER))
+    # failed (1, 9), and the hard errors that mean it cannot run here (wrong arguments,
+    # not installed, not configured: 2, 5, 6), on which Pacemaker recovers elsewhere
+    died_codes = frozenset((1, 2, 5, 6, OCF_FAILED_MASTER))
 
     def __init__(self, resource: config.Resource, ocf_root: Path) -> None:
         super().__init__(resource)

@@ -217,14 +217,17 @@ def test_a_resource_running_on_the_standby_is_stopped() -> None:
     assert h.role() is Role.STANDBY
 
 
-def test_the_vip_and_resources_on_the_standby_go_in_reverse_order_the_vip_last() -> None:
+def test_on_the_standby_the_vip_goes_first_then_the_resources_in_reverse_order() -> None:
+    """The active answers for the VIP already: a stop that fails must not keep a second
+    holder of the address (a helper's finding: the VIP stayed on both nodes while a
+    resource's stop kept failing)."""
     h = standby()
     lines = _look(h, running=BOTH, vip=True)
     assert lines[0].startswith(
         "[held-astray] beta STANDBY: the VIP 10.231.1.50/24, resource db, resource app found "
         "on this STANDBY node"
     ), lines
-    assert lines[2] == "plan 1: StopResource(app), StopResource(db), ReleaseVip"
+    assert lines[2] == "plan 1: ReleaseVip, StopResource(app), StopResource(db)"
 
 
 def test_a_failed_release_on_the_standby_is_tried_again_later_and_later() -> None:
@@ -252,3 +255,80 @@ def test_a_standby_promoting_during_a_release_supersedes_it() -> None:
     h.auto_complete = True
     h.run_until(h.now + 3.0)
     assert h.role() is Role.ACTIVE, h.transcript()
+
+
+def test_a_failed_release_astray_keeps_no_backoff_into_another_role() -> None:
+    """A helper's finding: after failed releases the standby took over, and as the
+    active it ignored a dead service for up to 300 s (the backoff went on)."""
+    h = standby()
+    h.fail_step = "StopResource(app)"
+    _look(h, running=("app",), vip=False)
+    assert not h.core.monitoring(h.now)
+    h.fail_step = None
+    h.peer = None  # alpha dies: beta promotes
+    h.echo_answers = {"a": False, "b": False}
+    h.run_until(h.now + 3.0)
+    assert h.role() is Role.ACTIVE and h.core.monitoring(h.now), h.transcript()
+
+
+def test_the_release_backoff_starts_again_once_nothing_is_held_and_never_overflows() -> None:
+    h = standby()
+    h.fail_step = "StopResource(app)"
+    for _ in range(3):
+        _look(h, running=("app",), vip=False)
+        h.run_until(h.now + 300.0)
+    assert _look(h, running=(), vip=False) == []  # the operator stopped it
+    assert "trying again in 20s" in _look(h, running=("app",), vip=False)[-1]
+    for _ in range(20):  # the exponent is bounded: 2**1024 x the interval overflowed
+        h.run_until(h.now + 300.0)
+        h.feed(ResourceCheck(h.now, False, ("app",)))
+    assert "trying again in 300s" in h.transcript(h.now)[-1]
+    assert h.core._astray_failed == 16
+
+
+def test_a_look_spanning_maintenance_or_a_reload_is_stale() -> None:
+    """A helper's finding: a look begun before maintenance on and delivered after
+    maintenance off restarted the service; one spanning a reload that turned monitoring
+    on for a resource restarted it while it ran."""
+    h = active()
+    h.run_until(h.now + 10.0)
+    begun = h.now
+    h.feed(OperatorCommand(Command.MAINTENANCE_ON))
+    h.now += 1.0
+    h.feed(OperatorCommand(Command.MAINTENANCE_OFF))
+    assert _look(h, running=(), started=begun) == []
+    begun = h.now
+    h.feed_actions(h.core.reconfigure(_config(), h.now + 1.0, False))
+    assert _look(h, running=(), started=begun) == []
+
+
+def test_a_reload_refused_during_a_monitor_plan_says_which() -> None:
+    h = active()
+    h.auto_complete = False
+    _look(h, running=("db",))
+    lines = [str(getattr(a, "text", a)) for a in h.core.reconfigure(_config(), h.now, False)]
+    assert lines == [
+        "alpha ACTIVE: reload refused: a plan is running (the monitor's restart of a stopped "
+        "resource); try again in a moment [epoch 1]"
+    ], lines
+
+
+def test_after_an_aborted_handover_a_resource_failure_restarts_until_the_standby_caught_up() -> (
+    None
+):
+    """A helper's finding: with the standby's sync broken, each failure past the
+    restarts ran the whole demotion, a drain of up to a minute, the abort and the whole
+    promotion, every interval."""
+    h = active(config=_config(app="restarts = 0"))
+    h.fail_step = "StopSync(True, True, beta)"
+    lines = _look(h, running=("db",))
+    assert any(line.startswith("[handover-aborted]") for line in lines), lines
+    h.fail_step = None
+    h.run_until(h.now + 5.0)
+    assert h.role() is Role.ACTIVE, h.transcript()
+    lines = _look(h, running=("db",))
+    assert lines[0] == (
+        "[resource-restart] alpha ACTIVE: resource app not running on the active node (app's "
+        "failure 2 in 600s, past its 0 restarts, but beta still lacks changes (the last "
+        "handover was aborted)): restarting app [epoch 1]"
+    ), lines

@@ -116,6 +116,23 @@ def test_generic_failure_on_monitor_means_unknown_and_start_still_tries(tmp_path
 
 
 @pytest.mark.parametrize(
+    ("code", "alive"), [(0, True), (7, False), (2, False), (5, False), (6, False), (9, False)]
+)
+def test_the_monitor_reads_failed_and_hard_errors_as_not_running(
+    tmp_path: Path, code: int, alive: bool
+) -> None:
+    """OCF 1 and 9 (failed) and the hard errors 2, 5, 6 (cannot run here): Pacemaker
+    recovers on them; they were unknown to the monitor, so never restarted nor handed
+    over (a helper's finding). 3 (unimplemented) stays an error."""
+    agent = _agent(tmp_path, f"exit {code}")
+    runner = make_runner(Resource(name="svc", kind="ocf", agent=str(agent)))
+    assert run(runner.alive()) is alive
+    unimplemented = _agent(tmp_path / "x", "exit 3")
+    with pytest.raises(EffectError, match="OCF_ERR_UNIMPLEMENTED"):
+        run(make_runner(Resource(name="svc", kind="ocf", agent=str(unimplemented))).alive())
+
+
+@pytest.mark.parametrize(
     ("code", "meaning"),
     [(3, "OCF_ERR_UNIMPLEMENTED"), (5, "OCF_ERR_INSTALLED"), (6, "OCF_ERR_CONFIGURED")],
 )

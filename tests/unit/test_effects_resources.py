@@ -542,3 +542,25 @@ def test_a_resource_command_runs_with_a_services_priorities(tmp_path: Path) -> N
     nice, io, *policy = service.stdout.splitlines()
     assert (nice, io) == ("0", "best-effort: prio 4"), service
     assert "SCHED_OTHER" in policy[0] and service.argv == (str(report),)
+
+
+@pytest.mark.parametrize(("code", "alive"), [(0, True), (3, False), (1, None), (4, None)], ids=str)
+def test_systemd_alive_takes_only_3_for_not_running(
+    tmp_path: Path, code: int, alive: bool | None
+) -> None:
+    """systemctl is-active exits 3 for every state but active (inactive, failed,
+    activating, no such unit); 1 is systemctl failing to ask, as during `daemon-reexec`,
+    when the monitor restarted a running service (a helper's finding). Start and stop
+    keep reading any non-zero code as "not running"."""
+    fake = executable(
+        tmp_path / "systemctl",
+        f'#!/bin/sh\necho "Failed to retrieve unit state: Transport endpoint" >&2\nexit {code}\n',
+    )
+    resource = Resource(name="broker", kind="systemd", unit="mosquitto.service", timeout=5.0)
+    runner = make_runner(resource, systemctl=str(fake))
+    if alive is None:
+        with pytest.raises(EffectError, match=rf"cannot tell whether it runs.*code {code}"):
+            run(runner.alive())
+    else:
+        assert run(runner.alive()) is alive
+    assert run(runner.running()) is (code == 0)

@@ -262,6 +262,19 @@ ENTRIES: dict[DecisionKind, Entry] = {
         "Find what removed it (a network configuration reload, a DHCP client, an"
         " operator); to take it away on purpose use maintenance mode first.",
     ),
+    DecisionKind.VIP_CONFLICT: Entry(
+        "another host answers for the VIP of @NODE@",
+        _HEAD + " At each look the active node asks ARP who has the VIP (an RFC 5227"
+        " probe, which changes no host's table): another host answered. Clients and"
+        " routers that learned its MAC send the service's traffic there. The active"
+        " announces the VIP with gratuitous ARP at each look while that lasts, and once"
+        " more when it stopped.",
+        "@REASON@. Usual causes: the VIP added by hand or in the network configuration"
+        " of the standby (it releases it at its own next look: held-astray) or of another"
+        " host on the segment.",
+        "Find the host with that MAC (ip neigh, the switch's MAC table) and remove the"
+        " address from it.",
+    ),
     DecisionKind.HELD_ASTRAY: Entry(
         "@NODE@ held the VIP or a resource it must not hold",
         _HEAD + " A node that is not active must hold nothing: the monitor found the"

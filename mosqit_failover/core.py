@@ -387,6 +387,7 @@ class Core:
         self._failures = FailureCounts()  # the monitored resources' failures here
         self._astray_failed = 0  # releases of what was held astray that failed in a row
         self._look_after = -math.inf  # no look at what is held counts before this
+        self._vip_conflict: tuple[str, ...] = ()  # other hosts' MACs answering for the VIP
         self._yielding = False  # handed over: not a candidate while the peer is
         self._handover_aborted = False  # since this node last became ACTIVE
         self._failed_until = NEVER  # start failed: not a candidate until then
@@ -2252,6 +2253,7 @@ class Core:
         its `restarts` within timing.failure_timeout; past them, the node hands over."""
         vip_gone = check.vip is False
         vip = f"the VIP {self.config.vip.address} on {self.config.node(self.node).vip_interface}"
+        self._note_vip_conflict(check.vip_elsewhere, vip, out)
         stopped = [
             r
             for r in self.config.resources
@@ -2315,6 +2317,26 @@ class Core:
         steps += [StartResource(r.name) for r in later]
         out.append(self._launch(steps, RESTART))
         return None
+
+    def _note_vip_conflict(self, others: tuple[str, ...], vip: str, out: list[Action]) -> None:
+        """Another host answers ARP for the VIP: clients that learned its MAC send there
+        (for hours, on some routers). Announce the VIP at each look while it answers,
+        and once more when it stopped: a node that held the VIP astray and let it go
+        left them with its MAC (a helper's finding: 36 s without answers)."""
+        if others:
+            if others != self._vip_conflict:
+                text = (
+                    f"{vip} is answered by another host too (MAC {', '.join(others)}): "
+                    "announcing it with gratuitous ARP at each look until that stops; "
+                    "find that host and take the address off it"
+                )
+                self._warn(DecisionKind.VIP_CONFLICT, AlertKind.VIP_CONFLICT, text, out)
+            out.append(SendGarp())
+        elif self._vip_conflict:
+            text = f"no other host answers for {vip} any more: announcing it again"
+            out.append(self._decision(DecisionKind.VIP_CONFLICT, text))
+            out.append(SendGarp())
+        self._vip_conflict = others
 
     def _check_idle(self, check: ResourceCheck, out: list[Action]) -> None:
         """A node that is not active must hold nothing: never the service on two nodes

@@ -59,6 +59,7 @@ from mosqit_failover.effects.garp import ArpAsk, Garp
 from mosqit_failover.effects.resources import ResourceRunner, make_runner
 from mosqit_failover.effects.state import DataEpochWriter, StateFile
 from mosqit_failover.effects.vip import Vip, addresses_here
+from mosqit_failover.effects.vip_conflict import VipConflictProbe
 from mosqit_failover.effects.vip_record import VipRecord
 from mosqit_failover.events import (
     Command,
@@ -369,6 +370,8 @@ class Agent:
             },
             report=self.feed,
             note=lambda text: self.log.note(text, priority=4),
+            vip_others=VipConflictProbe(self.config.vip.address.ip, self.node.vip_interface).others,
+            probe_others=lambda: self.core.role is Role.ACTIVE,
         )
 
     def _make_probers(self) -> list[EchoProber]:

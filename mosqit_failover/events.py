@@ -210,6 +210,8 @@ class ResourceCheck:
     vip: bool | None  # the VIP is on its interface; None: could not tell
     running: tuple[str, ...]  # monitored resources whose status check says they run
     unknown: tuple[str, ...] = ()  # monitored resources whose status could not be told
+    # on the active: the MACs of other hosts that answer ARP for the VIP
+    vip_elsewhere: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

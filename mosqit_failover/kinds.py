@@ -61,6 +61,7 @@ class DecisionKind(enum.StrEnum):
     RESOURCE_FAILED = "resource-failed"  # ...more often than it may be restarted: hand over
     VIP_LOST = "vip-lost"  # the VIP went from the active's interface: added again
     HELD_ASTRAY = "held-astray"  # VIP or a resource on a node that must not hold it
+    VIP_CONFLICT = "vip-conflict"  # another host answers ARP for the active's VIP
 
     @property
     def priority(self) -> int:
@@ -91,6 +92,7 @@ _PRIORITY: dict[DecisionKind, int] = {
     DecisionKind.RESOURCE_FAILED: WARNING,
     DecisionKind.VIP_LOST: WARNING,
     DecisionKind.HELD_ASTRAY: WARNING,
+    DecisionKind.VIP_CONFLICT: WARNING,
 }
 
 
@@ -110,6 +112,7 @@ class AlertKind(enum.StrEnum):
     RESOURCE_FAILED = DecisionKind.RESOURCE_FAILED.value
     VIP_LOST = DecisionKind.VIP_LOST.value
     HELD_ASTRAY = DecisionKind.HELD_ASTRAY.value
+    VIP_CONFLICT = DecisionKind.VIP_CONFLICT.value
 
 
 def known_kinds() -> tuple[str, ...]:

@@ -20,7 +20,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.resources import ResourceRunner
@@ -40,9 +40,13 @@ class ResourceMonitor:
         runners: Callable[[], Mapping[str, ResourceRunner]],
         report: Callable[[ResourceCheck], None],
         note: Callable[[str], None],
+        vip_others: Callable[[], Awaitable[tuple[str, ...]]] | None = None,
+        probe_others: Callable[[], bool] = lambda: False,
     ) -> None:
         """`runners`: the monitored resources' runners, by name, in config order;
-        `vip_held`: blocking (it runs in a thread); `note`: a journal line."""
+        `vip_held`: blocking (it runs in a thread); `note`: a journal line;
+        `vip_others`: the other hosts answering ARP for the VIP, asked when the VIP is
+        here and `probe_others()` says so (the active node)."""
         self._interval = interval
         self._wanted = wanted
         self._clock = clock
@@ -50,6 +54,8 @@ class ResourceMonitor:
         self._runners = runners
         self._report = report
         self._note = note
+        self._vip_others = vip_others
+        self._probe_others = probe_others
         self._unknown_said: dict[str, str] = {}  # resource -> the error said of it
 
     async def run(self) -> None:
@@ -69,6 +75,13 @@ class ResourceMonitor:
         except EffectError as error:
             vip = None
             self._say_unknown("the VIP", str(error))
+        elsewhere: tuple[str, ...] = ()
+        if vip and self._vip_others is not None and self._probe_others():
+            try:
+                elsewhere = await self._vip_others()
+                self._unknown_said.pop("another holder of the VIP", None)
+            except EffectError as error:
+                self._say_unknown("another holder of the VIP", str(error))
         running: list[str] = []
         unknown: list[str] = []
         for name, runner in self._runners().items():
@@ -79,7 +92,7 @@ class ResourceMonitor:
             except EffectError as error:
                 unknown.append(name)
                 self._say_unknown(name, str(error))
-        return ResourceCheck(started, vip, tuple(running), tuple(unknown))
+        return ResourceCheck(started, vip, tuple(running), tuple(unknown), elsewhere)
 
     def _say_unknown(self, what: str, error: str) -> None:
         if self._unknown_said.get(what) == error:

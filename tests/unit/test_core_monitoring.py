@@ -332,3 +332,32 @@ def test_after_an_aborted_handover_a_resource_failure_restarts_until_the_standby
         "failure 2 in 600s, past its 0 restarts, but beta still lacks changes (the last "
         "handover was aborted)): restarting app [epoch 1]"
     ), lines
+
+
+def test_another_host_answering_for_the_vip_is_said_once_and_announced_over() -> None:
+    h = active()
+    conflict = (
+        "[vip-conflict] alpha ACTIVE: the VIP 10.231.1.50/24 on eth0 is answered by another "
+        "host too (MAC 02:00:00:00:00:0b): announcing it with gratuitous ARP at each look "
+        "until that stops; find that host and take the address off it [epoch 1]"
+    )
+    other = ("02:00:00:00:00:0b",)
+    h.run_until(h.now + 10.0)
+    start = h.now
+    h.feed(ResourceCheck(h.now, True, BOTH, vip_elsewhere=other))
+    lines = h.transcript(start)
+    assert lines[0] == conflict and lines[1].startswith("Alert(vip-conflict, alpha: the VIP")
+    assert lines[2:] == ["SendGarp"]
+    h.run_until(h.now + 10.0)
+    start = h.now
+    h.feed(ResourceCheck(h.now, True, BOTH, vip_elsewhere=other))
+    assert h.transcript(start) == ["SendGarp"]  # said once, announced at each look
+    h.run_until(h.now + 10.0)
+    start = h.now
+    h.feed(ResourceCheck(h.now, True, BOTH))
+    assert h.transcript(start) == [
+        "[vip-conflict] alpha ACTIVE: no other host answers for the VIP 10.231.1.50/24 on "
+        "eth0 any more: announcing it again [epoch 1]",
+        "SendGarp",
+    ]
+    assert _look(h) == []

@@ -76,6 +76,7 @@ def test_kind_names_priorities_and_alert_kinds_are_those_users_match_on() -> Non
         "resource-failed",
         "vip-lost",
         "held-astray",
+        "vip-conflict",
     ]
     assert known_kinds()[-4:] == ("start-failed", "stop-failed", "escalate", "sync-degraded")
     assert len(known_kinds()) == len(DecisionKind) + 4

@@ -31,6 +31,7 @@ import ipaddress
 import socket
 import struct
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.garp import ETH_P_ARP, build_frame, ethernet_address, interface_problem
 
@@ -77,7 +78,7 @@ class VipConflictProbe:
         found: set[str] = set()
         while (left := deadline - loop.time()) > 0:
             try:
-                frame = await asyncio.wait_for(loop.sock_recv(sock, 2048), left)
+                frame = await within(loop.sock_recv(sock, 2048), left)
             except (TimeoutError, OSError):
                 break
             sender = self._claimant(frame, own)

@@ -187,11 +187,15 @@ class RunPlan:
 
     The executor reports ActionDone/ActionFailed with this plan's number; on
     the first failure it drops the rest. A newer plan supersedes an older one:
-    the step in flight finishes, the rest of the old plan is dropped.
+    the step in flight finishes, the rest of the old plan is dropped; unless the
+    old plan is `interruptible` (the monitor's, a reload's: they keep the role),
+    whose step in flight is cancelled (its command killed), so that a demotion or
+    an operator's maintenance never waits on a service's slow start.
     """
 
     number: int
     steps: tuple[PlanStep, ...]
+    interruptible: bool = False
 
 
 def step_name(step: object) -> str:

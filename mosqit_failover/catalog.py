@@ -245,7 +245,8 @@ ENTRIES: dict[DecisionKind, Entry] = {
         _HEAD + " A monitored resource stopped on the active node more often than its"
         " `restarts` allow within timing.failure_timeout, and a healthy standby can"
         " take over: this node hands the service over as a switchover does (the sync"
-        " drains first) and is not elected again for timing.start_failure_backoff.",
+        " drains first) and is no candidate while its failures count"
+        " (timing.failure_timeout), unless no other node can serve.",
         "@REASON@.",
         "Find why the resource fails here (journalctl -u UNIT on this node), fix it,"
         " then switch back if you want it here (mosqit-failover switchover on the new"

@@ -230,6 +230,14 @@ _PURPOSE_DONE = {
     RELEASE_ASTRAY: "released what this node held astray",
 }
 
+_PURPOSE_RUNNING = {
+    RESTART: "the monitor's restart of a stopped resource",
+    VIP_BACK: "the monitor's claim of the lost VIP",
+    RELEASE_ASTRAY: "the monitor's release of what this node held astray",
+    RELOAD: "the last reload's",
+}
+_MONITORS = frozenset((RESTART, VIP_BACK, RELEASE_ASTRAY))
+
 # The longest a node waits before it tries again to release what it holds astray,
 # after the release failed (doubling from the monitor's interval)
 ASTRAY_RETRY_MAX = 300.0
@@ -388,6 +396,10 @@ class Core:
         self._astray_failed = 0  # releases of what was held astray that failed in a row
         self._look_after = -math.inf  # no look at what is held counts before this
         self._vip_conflict: tuple[str, ...] = ()  # other hosts' MACs answering for the VIP
+        self._held_astray = False  # found holding at start, last role not holding
+        # handed over for a resource past its restarts: a candidate until then only when
+        # no other node can serve (`_candidate`)
+        self._kept_back_until = -math.inf
         self._yielding = False  # handed over: not a candidate while the peer is
         self._handover_aborted = False  # since this node last became ACTIVE
         self._failed_until = NEVER  # start failed: not a candidate until then
@@ -662,7 +674,7 @@ class Core:
         (after the last handle's `now`), inf when none: (the node's own but the
         heartbeat: retries, grace, conditions held; each peer's silence; each uplink's)."""
         t = self.timing
-        times = [self._failed_until, self._retry_at]
+        times = [self._failed_until, self._kept_back_until, self._retry_at]
         times += [fence.retry_at for fence in self._fences.values()]
         times += [since + t.settle for since in self._held_since.values()]
         times += [since + t.listed_again_within for since in self._unlisted_since.values()]
@@ -938,12 +950,7 @@ class Core:
         self._now = now
         self._quiet_until = NEVER  # other timings: every deadline anew
         if self._plan_live:
-            running = {
-                RESTART: "the monitor's restart of a stopped resource",
-                VIP_BACK: "the monitor's claim of the lost VIP",
-                RELEASE_ASTRAY: "the monitor's release of what this node held astray",
-                RELOAD: "the last reload's",
-            }.get(self._plan_purpose, f"the {self.role.value} role's")
+            running = _PURPOSE_RUNNING.get(self._plan_purpose, f"the {self.role.value} role's")
             text = f"reload refused: a plan is running ({running}); try again in a moment"
             return [self._decision(DecisionKind.REFUSED, text)]
         self._plan_moved_at = now  # what a look began to check may have changed
@@ -1276,7 +1283,12 @@ class Core:
             and not self.maintenance
             and not self._yielding
             and now >= self._failed_until
+            and (now >= self._kept_back_until or not self._others_can_serve(now))
         )
+
+    def _others_can_serve(self, now: float) -> bool:
+        """A present peer holds, or could be elected."""
+        return any(v.role.may_hold or v.candidate for v in self._present_views(now))
 
     def _blocking(self, name: str, now: float) -> PeerView | None:
         """A peer's view while it may still hold anything: heard within service_timeout.
@@ -2282,8 +2294,14 @@ class Core:
             )
             if best is not None and not behind and not self._cut_from_better(best, now):
                 self._hand_over(best.node)
-                # not elected back before the peer had its chance (Pacemaker's ban)
-                self._failed_until = now + self.timing.start_failure_backoff
+                # not elected back while its failures count (Pacemaker's ban for the
+                # failure-timeout): no failback to it, no rotation of a service broken
+                # everywhere; but a candidate still when no other node can serve (a
+                # helper's finding: its successor failed to start, and nobody served
+                # for start_failure_backoff, each time)
+                timeout = self.timing.failure_timeout
+                keep = max(timeout, self.timing.start_failure_backoff) if timeout else math.inf
+                self._kept_back_until = now + keep
                 reason = (
                     f"{what} ({tally}, past its {first.restarts} restarts): "
                     f"handing over to {best.node}"
@@ -2392,6 +2410,15 @@ class Core:
                 self.maintenance = command is Command.MAINTENANCE_ON
                 self._plan_moved_at = now  # the operator's hands: a look begun before is stale
                 what = "on: no automatic action" if self.maintenance else "off: automatic again"
+                if self.maintenance and self._plan_live and self._plan_purpose in _MONITORS:
+                    # the operator stops a service by hand in maintenance: a restart the
+                    # monitor began before must not start it under them (a helper's)
+                    what += (
+                        f"; {_PURPOSE_RUNNING[self._plan_purpose]} was stopped halfway: "
+                        "check what runs (mosqit-failover status, systemctl status)"
+                    )
+                    out.append(self._launch([], self._plan_purpose))
+                    self._plan_live = False
                 out.append(self._decision(DecisionKind.MAINTENANCE, f"maintenance mode {what}"))
             case Command.SWITCHOVER:
                 takers = self._takers(now)
@@ -2508,6 +2535,7 @@ class Core:
         if verdict.trigger is Trigger.PLAN_DONE and new_role is W:
             self._stop_failures = 0
             self._handover_aborted = False
+            self._held_astray = False
         if runs_plan:
             out.append(self._start_plan(now, verdict.kind))
         return out
@@ -2568,7 +2596,23 @@ class Core:
             # our services stop and our sync drains, which can last seconds when the peer
             # cannot be reached (a lab run kept the VIP 3.5-4.7 s past a cut this way, and
             # both nodes showed it once the cables were back).
-            vip_first = kind in (DecisionKind.DEMOTE_DUAL_ACTIVE, DecisionKind.DEMOTE_ISOLATED)
+            # So too when a peer serves already and this node only found the VIP on
+            # itself (an agent restarted beside it, a VIP in the network config at boot):
+            # a resource whose stop fails kept a second holder of the address beside the
+            # active's (a helper's finding)
+            vip_first = (
+                self._held_astray
+                or kind
+                in (
+                    DecisionKind.DEMOTE_DUAL_ACTIVE,
+                    DecisionKind.DEMOTE_ISOLATED,
+                )
+                or any(
+                    (view := peer.fresh(now, self.timing.echo_window)) is not None
+                    and view.role in (P, A)
+                    for peer in self.peers.values()
+                )
+            )
             steps = [PersistState(self.epoch, D)]
             steps += [ReleaseVip(), *stop] if vip_first else [*stop, ReleaseVip()]
             steps += [PersistState(self.epoch, W)]
@@ -2583,7 +2627,9 @@ class Core:
         self._plan_live = True
         self._plan_purpose = purpose
         self._plan_moved_at = self._now
-        return RunPlan(self._plan_number, tuple(steps))
+        # a plan that keeps the role gives way at once to the next (its step in flight
+        # is cancelled): a demotion waited 120 s on a restart's slow start (a helper's)
+        return RunPlan(self._plan_number, tuple(steps), interruptible=bool(purpose))
 
     def _decision(self, kind: DecisionKind, reason: str, old: Role | None = None) -> Decision:
         peer = self._peer_blocking_promotion(self._now)
@@ -2824,6 +2870,7 @@ class Core:
             )
         self.role = D
         self._retry_at = now
+        self._held_astray = True  # not this node's to hold: the VIP goes first
         return self._decision(
             DecisionKind.ADOPT,
             f"restarted holding {held} but last role was {inventory.last_role.value}: "

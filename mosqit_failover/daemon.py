@@ -218,6 +218,7 @@ class Agent:
         self._control_server: ControlServer | None = None
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.monitor: ResourceMonitor | None = None  # set when the tasks start
         self._jobs: set[asyncio.Future[None]] = set()
         self.probes: dict[str, EchoProber] = {}
         self._slot_prober: EchoProber | None = None  # one whose cadence has the slot Tick
@@ -354,7 +355,8 @@ class Agent:
         interfaces = {a.network: a.interface for a in self.node.attachments}
         links = LinkMonitor(interfaces, lambda net, up: self.feed(LinkChanged(net, up)))
         coros = [links.run(), self.plans.run(), self._watchdog(), self._garp_refresh()]
-        coros += [self.alerts.run(), self._monitor().run()]
+        self.monitor = self._monitor()
+        coros += [self.alerts.run(), self.monitor.run()]
         coros += [prober.run() for prober in self._make_probers()]
         self._tasks = [asyncio.create_task(self._guard(c)) for c in coros]
 
@@ -880,8 +882,9 @@ class Agent:
         reply = self._reload(stop_removed=False)
         if reply.get("ok"):
             self.log.note("reloaded on SIGHUP", priority=5)
-        else:
-            self.log.note(f"reload on SIGHUP refused: {reply.get('error')}", priority=3)
+        else:  # a config error, or the core's refusal (its decision line)
+            why = reply.get("error") or "; ".join(reply.get("decisions") or ()) or "no reason"
+            self.log.note(f"reload on SIGHUP refused: {why}", priority=3)
 
     def _reload(self, stop_removed: bool) -> dict[str, Any]:
         """Re-read the config file and the secret file; new resources start on the
@@ -895,6 +898,16 @@ class Agent:
             return {"ok": False, "error": error.report()}
         except SecretFileError as error:
             return {"ok": False, "error": f"{error}; nothing was reloaded"}
+        redefined = _redefined(self.config, new)
+        if redefined:
+            names = ", ".join(f"{name} ({what})" for name, what in redefined)
+            return {
+                "ok": False,
+                "error": f"resource {names} would run something else under the same name, "
+                "and the old one would go on running unmanaged: give it a new name "
+                "(`mosqit-failover reload --stop-removed` then stops the old one and starts "
+                "the new); nothing was reloaded",
+            }
         blockers = _reload_blockers(self.config, new)
         if blockers:
             return {
@@ -915,6 +928,8 @@ class Agent:
             for resource in new.resources:  # removed runners stay until their stop ran
                 self.runners[resource.name] = make_runner(resource)
             self._background(self._check_resources(changed))
+            if self.monitor is not None:
+                self.monitor.wake()  # a shorter interval applies now, not after the old one
             sync_said += self.sync.reconfigure(new)  # before the plan's StartSync/StopSync runs
             self._applied.close()
             self._applied = _applied_reader(new)
@@ -1010,6 +1025,23 @@ def _reload_blockers(old: Config, new: Config) -> list[str]:
         for key in PROBE_TIMING
         if getattr(old.timing, key) != getattr(new.timing, key)
     ]
+
+
+def _redefined(old: Config, new: Config) -> list[tuple[str, str]]:
+    """Resources a reload would give another thing to run under the same name: the old
+    unit (or script) went on running unmanaged, on the standby after a switchover,
+    while the reload said nothing changed (a helper's finding)."""
+    before = {r.name: r for r in old.resources}
+    found = []
+    for resource in new.resources:
+        was = before.get(resource.name)
+        if was is None:
+            continue
+        keys = ("kind", "unit", "script", "start", "stop", "status", "agent", "params")
+        differ = [k for k in keys if getattr(was, k) != getattr(resource, k)]
+        if differ:
+            found.append((resource.name, "/".join(differ)))
+    return found
 
 
 async def _reboot() -> None:

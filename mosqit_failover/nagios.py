@@ -8,7 +8,8 @@ line, `MOSQIT-FAILOVER <STATE> - <what> | <perfdata>`, exiting with
                 no standby (peer not heard, or it or
                 this node lacks a network), a standby less (multi-server: one of
                 the standbys is not ready), sync lagging (when the agent reports sync),
-                a synchronous directory degraded (a standby misses writes)
+                a synchronous directory degraded (a standby misses writes), a
+                resource whose monitor failures still count (it was restarted)
     2 CRITICAL  no node ACTIVE, or two ACTIVE, or a peer's messages fail
                 authentication, or fencing a peer failed
     3 UNKNOWN   the agent does not answer, its reply is unreadable, bad arguments
@@ -189,6 +190,10 @@ def evaluate(
     if lag is not None and lag > sync_warn:
         problems.append((WARNING, f"sync lags {lag:g}s (over {sync_warn:g}s)"))
     problems += [(WARNING, f"synchronous sync of {path} degraded") for path in _degraded(status)]
+    failures = status.get("resource_failures")  # absent from an older agent's status
+    if isinstance(failures, dict) and failures:
+        counted = ", ".join(f"{terminal_safe(str(n))} {c}" for n, c in sorted(failures.items()))
+        problems.append((WARNING, f"resource failures on this node: {counted}"))
     code = max((c for c, _ in problems), default=OK)
     text = "; ".join([p for _, p in problems] + [summary])
     return code, line(code, text, perfdata(status, sync_warn))

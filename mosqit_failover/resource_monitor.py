@@ -2,9 +2,10 @@
 
 Guarantees:
 
-- One look at a time, on the interval (read anew from the config each time, so
-  a reload that changes it takes effect at the next look); with the interval at
-  0 no status command runs at all.
+- One look at a time, on the interval (read anew from the config each time;
+  :meth:`wake`, called after a reload, ends the wait at once, so a shorter
+  interval takes effect then, not after the old one); with the interval at 0
+  no status command runs at all.
 - A look runs only while the core wants one (`Core.monitoring`): not during a
   plan, in maintenance, or in PROMOTING/DEMOTING, so no status command runs for
   nothing.
@@ -12,16 +13,18 @@ Guarantees:
   resource's status check (the runner's `alive`), and hands the core one
   `ResourceCheck` stamped with when it began. What cannot be told is reported
   as unknown, never as stopped: a status check that hangs or cannot run must
-  not make the active restart its services (it is said once in the journal,
-  and again when it changes).
+  not make the active restart its services (it is said once in the journal
+  until it can be told again; its output may differ at each look).
 - Nothing here decides or changes anything: the core decides, plans act.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
+from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
 from mosqit_failover.effects.resources import ResourceRunner
 from mosqit_failover.events import ResourceCheck
@@ -57,11 +60,20 @@ class ResourceMonitor:
         self._vip_others = vip_others
         self._probe_others = probe_others
         self._unknown_said: dict[str, str] = {}  # resource -> the error said of it
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """End the wait for the next look now (the config changed)."""
+        self._woken.set()
 
     async def run(self) -> None:
         while True:
             interval = self._interval()
-            await asyncio.sleep(interval if interval > 0 else IDLE_RECHECK)
+            self._woken.clear()
+            with contextlib.suppress(TimeoutError):
+                await within(self._woken.wait(), interval if interval > 0 else IDLE_RECHECK)
+            if self._woken.is_set():
+                continue  # the interval changed perhaps: wait anew with the new one
             if interval > 0 and self._interval() > 0 and self._wanted(self._clock()):
                 self._report(await self.look())
 
@@ -95,7 +107,7 @@ class ResourceMonitor:
         return ResourceCheck(started, vip, tuple(running), tuple(unknown), elsewhere)
 
     def _say_unknown(self, what: str, error: str) -> None:
-        if self._unknown_said.get(what) == error:
+        if what in self._unknown_said:  # its output (a pid) changed at each look: 8640 a day
             return
         self._unknown_said[what] = error
         self._note(

@@ -9,8 +9,9 @@ must hold nothing: what it holds is stopped, the VIP last.
 
 from __future__ import annotations
 
+from mosqit_failover.actions import RunPlan
 from mosqit_failover.config import Config, parse
-from mosqit_failover.events import Command, OperatorCommand, ResourceCheck, Role
+from mosqit_failover.events import Command, Inventory, OperatorCommand, ResourceCheck, Role
 from mosqit_failover.sim_scenarios import SIM_CONFIG
 from tests.unit.transcript import Harness, active, standby
 
@@ -92,11 +93,11 @@ def test_past_its_restarts_the_active_hands_over_draining_the_sync() -> None:
         "plan 4: PersistState(1, DEMOTING), StopResource(app), StopResource(db), "
         "StopSync(True, True, beta), ReleaseVip, PersistState(1, WAITING)",
     ], lines
-    # beta takes over; alpha is not elected back before start_failure_backoff
+    # beta takes over; alpha is no candidate while its failures count (no failback)
     h.peer = h.peer_view(Role.ACTIVE, 2)
     h.run_until(h.now + 5.0)
     assert h.role() is Role.STANDBY and not h.last_view().candidate
-    h.run_until(h.now + h.config.timing.start_failure_backoff)
+    h.run_until(h.now + 600.0)
     assert h.last_view().candidate
 
 
@@ -361,3 +362,55 @@ def test_another_host_answering_for_the_vip_is_said_once_and_announced_over() ->
         "SendGarp",
     ]
     assert _look(h) == []
+
+
+def test_maintenance_on_stops_a_monitor_restart_halfway_and_says_so() -> None:
+    """A helper's finding: the operator put the node in maintenance and stopped the
+    service by hand, as the README says, and the monitor's restart begun before started
+    it under them."""
+    h = active()
+    h.auto_complete = False
+    _look(h, running=("db",))
+    h.run_until(h.now + 0.5)
+    start = h.now
+    h.feed(OperatorCommand(Command.MAINTENANCE_ON))
+    assert h.transcript(start) == [
+        "plan 3: ",
+        "[maintenance] alpha ACTIVE: maintenance mode on: no automatic action; the monitor's "
+        "restart of a stopped resource was stopped halfway: check what runs "
+        "(mosqit-failover status, systemctl status) [epoch 1]",
+    ]
+    plans = [a for _, a in h.outputs if isinstance(a, RunPlan)]
+    assert plans[-2].interruptible and plans[-1] == RunPlan(3, (), interruptible=True)
+    assert not h.core.snapshot(h.now)["plan_running"]
+
+
+def test_a_node_that_found_the_vip_on_itself_beside_a_serving_peer_releases_it_first() -> None:
+    """A helper's finding: an agent restarted on the standby with the VIP and a resource
+    on it released them with the demotion's plan, the VIP last, and the resource's stop
+    kept failing: both nodes held the VIP for minutes. Its last role held nothing, so
+    the VIP is not its own, peer heard yet or not."""
+    h = Harness(inventory=Inventory(0, Role.WAITING, True, ("app",)))
+    h.peer = h.peer_view(Role.ACTIVE, 1)
+    h.run_until(1.0)
+    plans = [line for line in h.transcript() if line.startswith("plan")]
+    assert plans[0] == (
+        "plan 1: PersistState(0, DEMOTING), ReleaseVip, StopResource(app), StopResource(db), "
+        "StopSync(False, False, ), PersistState(0, WAITING)"
+    ), plans
+
+
+def test_a_node_kept_back_after_a_handover_takes_over_when_its_successor_cannot() -> None:
+    """A helper's finding: the standby taking over failed to start the service and
+    rolled back, and the node that handed over, kept back for start_failure_backoff,
+    left nobody serving for that long, at each failure."""
+    h = active(config=_config(app="restarts = 0"))
+    _look(h, running=("db",))
+    assert h.role() is Role.STANDBY
+    h.peer = h.peer_view(Role.PROMOTING, 2)
+    h.run_until(h.now + 0.5)
+    assert not h.last_view().candidate
+    start = h.now
+    h.peer = h.peer_view(Role.WAITING, 2, candidate=False)  # its start failed: rolled back
+    h.run_until(h.now + 2.0)
+    assert h.role() is Role.ACTIVE, h.transcript(start)

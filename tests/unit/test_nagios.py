@@ -418,3 +418,14 @@ def test_what_the_agent_reports_reaches_nagios_escaped(tmp_path: Path) -> None:
         assert code != OK
         assert "ssh: \\x1b]0;PWNED\\x07\\x1b[31mRED\\x9b2J" in out, out
         assert not any(ch in out for ch in "\x1b\x07\x9b"), out
+
+
+def test_resource_failures_that_still_count_warn() -> None:
+    """A helper's finding: the check said OK while the monitor restarted a resource at
+    every look."""
+    code, text = evaluate(status(resource_failures={"flaky": 5, "db": 1}))
+    assert code == WARNING
+    assert text.startswith(
+        "MOSQIT-FAILOVER WARNING - resource failures on this node: db 1, flaky 5;"
+    )
+    assert evaluate(status(resource_failures={}))[0] == OK

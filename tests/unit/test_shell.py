@@ -62,6 +62,20 @@ def test_a_newer_plan_supersedes_after_the_step_in_flight() -> None:
     assert reports == [ActionDone(1, ClaimVip()), ActionDone(2, ReleaseVip())]
 
 
+def test_an_interruptible_plan_gives_way_at_once_its_step_in_flight_cancelled() -> None:
+    """A monitor's restart stuck in a slow start held `systemctl stop mosqit-failover`'s
+    demotion until the agent's stop timeout, and the agent exited holding everything (a
+    helper's finding): a plan that keeps the role is interruptible."""
+    first = RunPlan(1, (ClaimVip(), SendGarp(), StartResource("db")), interruptible=True)
+    second = RunPlan(2, (ReleaseVip(),))
+    done, reports = asyncio.run(_run_plans([(0, first), (0.01, second)]))
+    assert done == [ReleaseVip()]  # ClaimVip was cancelled in flight, neither done nor failed
+    assert reports == [ActionDone(2, ReleaseVip())]
+    empty = RunPlan(2, (), interruptible=True)  # maintenance on: stop the monitor's plan
+    done, reports = asyncio.run(_run_plans([(0, first), (0.01, empty)]))
+    assert done == [] and reports == []
+
+
 async def _with_server(tmp_path: Path, send: bytes) -> dict[str, Any]:
     path = tmp_path / "ctl" / "control.sock"
     seen: list[dict[str, Any]] = []

@@ -97,14 +97,20 @@ def read_pair(sessions: dict[str, Session]) -> Pair:
     return Pair(sessions, first, cfg, roles)
 
 
+def init_script_path(script: str) -> str:
+    """Where the agent runs an init script: a bare name is under /etc/init.d (a helper's
+    finding: the wizard ran it in the ssh session's directory, so listed it stopped and
+    refused to add it)."""
+    return script if script.startswith("/") else f"/etc/init.d/{script}"
+
+
 def state_command(resource: configuration.Resource) -> str:
     """A shell command printing the live state of one resource."""
     if resource.kind == "systemd":
         return f"systemctl is-active {shlex.quote(resource.unit)}"
     if resource.kind == "sysv":
-        return (
-            f"{shlex.quote(resource.script)} status >/dev/null 2>&1 && echo running || echo stopped"
-        )
+        script = shlex.quote(init_script_path(resource.script))
+        return f"{script} status >/dev/null 2>&1 && echo running || echo stopped"
     if resource.kind == "script":
         return f"( {resource.status} ) >/dev/null 2>&1 && echo running || echo stopped"
     return "echo '-'"
@@ -189,7 +195,7 @@ def validate_resource(pair: Pair, values: dict[str, Any]) -> list[str]:
     if kind == "systemd":
         return validate_systemd(pair, values["unit"])
     if kind == "sysv":
-        script = values["script"]
+        script = init_script_path(values["script"])
         _missing(
             pair,
             f"test -x {shlex.quote(script)}",

@@ -102,3 +102,12 @@ def test_a_failed_reload_does_not_keep_the_active_from_taking_the_config() -> No
         "the agent on beta (exit 2) did not take the new config; the config is written on "
         "both nodes and alpha took it."
     )
+
+
+def test_an_init_script_named_bare_is_looked_for_where_the_agent_runs_it() -> None:
+    """A helper's finding: `script = "flaky"` (the agent runs /etc/init.d/flaky) was
+    listed as stopped and refused by --add-sysv, run in the ssh session's directory."""
+    sysv = configuration.Resource(name="flaky", kind="sysv", script="flaky")
+    assert resources.state_command(sysv).startswith("/etc/init.d/flaky status ")
+    absolute = configuration.Resource(name="x", kind="sysv", script="/opt/x/init")
+    assert resources.state_command(absolute).startswith("/opt/x/init status ")

@@ -120,7 +120,7 @@ class Timing:
     stop_retries: int = 3
     # how often a node checks that it holds what its role says, and nothing else (the
     # VIP, each monitored resource); 0: never (README, "Resource monitoring")
-    monitor_interval: float = 10.0
+    monitor_interval: float = 30.0
     failure_timeout: float = 600.0  # a resource's failure counts this long (0: until a restart)
     on_stop_failure: str = "retry"
     peer_echo: str = "auto"  # "auto": on demand where the timing allows it; "always"

@@ -229,9 +229,8 @@ def monitored(formed: Pair) -> Iterator[Pair]:
             node.write_file(deploy.CONFIG_PATH, text)
             node.run(reload)
 
-    configure(fast)
+    configure(fast)  # the reload ends the monitor's wait under the old interval
     try:
-        time.sleep(11)  # the monitor's sleep under the old interval (10 s) ends
         yield formed
     finally:
         configure(config)

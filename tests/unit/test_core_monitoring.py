@@ -237,14 +237,15 @@ def test_a_failed_release_on_the_standby_is_tried_again_later_and_later() -> Non
     lines = _look(h, running=("app",), vip=False)
     assert lines[-2:] == [
         "[held-astray] beta STANDBY: releasing what this node holds astray: "
-        "StopResource(app) failed: exit status 1; trying again in 20s [epoch 0]",
+        "StopResource(app) failed: exit status 1; trying again in 60s [epoch 0]",
         "Alert(stop-failed, beta: releasing what this node holds astray: StopResource(app) "
-        "failed: exit status 1; trying again in 20s)",
+        "failed: exit status 1; trying again in 60s)",
     ]
     assert not h.core.monitoring(h.now)
-    assert h.core.monitoring(h.now + 20.0)
+    assert h.core.monitoring(h.now + 60.0)
     assert _look(h, running=("app",), vip=False) == []  # 10 s on: too early
-    assert "trying again in 40s" in _look(h, running=("app",), vip=False)[-1]
+    h.run_until(h.now + 40.0)
+    assert "trying again in 120s" in _look(h, running=("app",), vip=False)[-1]
 
 
 def test_a_standby_promoting_during_a_release_supersedes_it() -> None:
@@ -279,7 +280,7 @@ def test_the_release_backoff_starts_again_once_nothing_is_held_and_never_overflo
         _look(h, running=("app",), vip=False)
         h.run_until(h.now + 300.0)
     assert _look(h, running=(), vip=False) == []  # the operator stopped it
-    assert "trying again in 20s" in _look(h, running=("app",), vip=False)[-1]
+    assert "trying again in 60s" in _look(h, running=("app",), vip=False)[-1]
     for _ in range(20):  # the exponent is bounded: 2**1024 x the interval overflowed
         h.run_until(h.now + 300.0)
         h.feed(ResourceCheck(h.now, False, ("app",)))

@@ -130,7 +130,7 @@ def test_monitoring_keys_are_checked(timing: str, app: str, message: str) -> Non
 def test_monitoring_defaults_and_off() -> None:
     _parse('monitor_interval = "0s"\nfailure_timeout = "0s"', "monitor = false\nrestarts = 0")
     config = parse(SIM_CONFIG)
-    assert config.timing.monitor_interval == 10.0 and config.timing.failure_timeout == 600.0
+    assert config.timing.monitor_interval == 30.0 and config.timing.failure_timeout == 600.0
     assert all(r.monitor and r.restarts == 2 for r in config.resources)
 
 

@@ -469,6 +469,7 @@ class Core:
         self._check_schedule_gap(now, out)
         self._now = now
         verdict = self._observe(event, now, out)
+        self._end_keep_back(now, out)
         for _ in range(MAX_ROUNDS):  # as many moves as it takes: DEMOTING -> WAITING -> STANDBY
             verdict = verdict or self._decide(now)
             if verdict is None:
@@ -1283,12 +1284,22 @@ class Core:
             and not self.maintenance
             and not self._yielding
             and now >= self._failed_until
-            and (now >= self._kept_back_until or not self._others_can_serve(now))
+            and now >= self._kept_back_until
         )
 
-    def _others_can_serve(self, now: float) -> bool:
-        """A present peer holds, or could be elected."""
-        return any(v.role.may_hold or v.candidate for v in self._present_views(now))
+    def _end_keep_back(self, now: float, out: list[Action]) -> None:
+        """A node kept back after handing over for a failing resource takes part in
+        elections again, for good, once no present peer holds or could be elected (its
+        successor failed to start: nobody served for start_failure_backoff, a helper's
+        finding). For good: two kept-back nodes that each waited for the other to be
+        no candidate would flip together at every message."""
+        if now >= self._kept_back_until or self.role not in (W, S):
+            return
+        if any(v.role.may_hold or v.candidate for v in self._present_views(now)):
+            return
+        self._kept_back_until = -math.inf
+        text = "no other node can serve: a candidate again, its resource's failures still counting"
+        out.append(self._decision(DecisionKind.RESOURCE_FAILED, text))
 
     def _blocking(self, name: str, now: float) -> PeerView | None:
         """A peer's view while it may still hold anything: heard within service_timeout.

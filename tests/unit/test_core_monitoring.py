@@ -415,3 +415,7 @@ def test_a_node_kept_back_after_a_handover_takes_over_when_its_successor_cannot(
     h.peer = h.peer_view(Role.WAITING, 2, candidate=False)  # its start failed: rolled back
     h.run_until(h.now + 2.0)
     assert h.role() is Role.ACTIVE, h.transcript(start)
+    assert h.transcript(start)[0] == (
+        "[resource-failed] alpha STANDBY: no other node can serve: a candidate again, its "
+        "resource's failures still counting [epoch 1]"
+    )

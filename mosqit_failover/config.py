@@ -1050,21 +1050,19 @@ def _monitor_advice(cfg: Config) -> list[str]:
     """Monitoring that can never hand over: the failures of a resource that fails at
     each look reach `restarts + 1` only if that many looks fit in failure_timeout (a
     helper's finding: check-config said nothing)."""
-    timing, notes = cfg.timing, list[str]()
-    interval, timeout = timing.monitor_interval, timing.failure_timeout
+    interval, timeout = cfg.timing.monitor_interval, cfg.timing.failure_timeout
     if interval <= 0 or timeout <= 0:
-        return notes
+        return []
     fit = math.ceil(timeout / interval)  # looks within failure_timeout, the first included
-    for r in cfg.resources:
-        if r.monitor and r.restarts + 1 > fit:
-            notes.append(
-                f"resource {r.name}: restarts = {r.restarts}, but only {fit} looks "
-                f"(timing.monitor_interval {format_duration(interval)}) fit in "
-                f"timing.failure_timeout ({format_duration(timeout)}): a resource failing "
-                "at every look is restarted for ever and never handed over; lower "
-                "restarts or monitor_interval, or raise failure_timeout"
-            )
-    return notes
+    return [
+        f"resource {r.name}: restarts = {r.restarts}, but only {fit} looks "
+        f"(timing.monitor_interval {format_duration(interval)}) fit in "
+        f"timing.failure_timeout ({format_duration(timeout)}): a resource failing "
+        "at every look is restarted for ever and never handed over; lower "
+        "restarts or monitor_interval, or raise failure_timeout"
+        for r in cfg.resources
+        if r.monitor and r.restarts + 1 > fit
+    ]
 
 
 def describe_timing(timing: Timing) -> list[str]:

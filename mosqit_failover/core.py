@@ -223,20 +223,33 @@ _PLANNED_HANDOVERS = frozenset(
 # line, and what a failed step of it means. A role's own plan (promotion, demotion) has
 # none.
 RELOAD, RESTART, VIP_BACK, RELEASE_ASTRAY = "reload", "restart", "vip", "astray"
-_PURPOSE_DONE = {
-    RELOAD: "reconfiguration complete",
-    RESTART: "restart complete: the monitored resources run again",
-    VIP_BACK: "the VIP is back on its interface and announced",
-    RELEASE_ASTRAY: "released what this node held astray",
-}
 
-_PURPOSE_RUNNING = {
-    RESTART: "the monitor's restart of a stopped resource",
-    VIP_BACK: "the monitor's claim of the lost VIP",
-    RELEASE_ASTRAY: "the monitor's release of what this node held astray",
-    RELOAD: "the last reload's",
+
+@dataclass(frozen=True)
+class _Purpose:
+    done: str  # the decision line when the plan finished
+    running: str  # the plan, named while it runs (a reload refused, maintenance on)
+    by_monitor: bool  # cancelled by maintenance on (the operator's hands)
+
+
+_PURPOSES: Mapping[str, _Purpose] = {
+    RELOAD: _Purpose("reconfiguration complete", "the last reload's", False),
+    RESTART: _Purpose(
+        "restart complete: the monitored resources run again",
+        "the monitor's restart of a stopped resource",
+        True,
+    ),
+    VIP_BACK: _Purpose(
+        "the VIP is back on its interface and announced",
+        "the monitor's claim of the lost VIP",
+        True,
+    ),
+    RELEASE_ASTRAY: _Purpose(
+        "released what this node held astray",
+        "the monitor's release of what this node held astray",
+        True,
+    ),
 }
-_MONITORS = frozenset((RESTART, VIP_BACK, RELEASE_ASTRAY))
 
 # The longest a node waits before it tries again to release what it holds astray,
 # after the release failed (doubling from the monitor's interval)
@@ -951,7 +964,8 @@ class Core:
         self._now = now
         self._quiet_until = NEVER  # other timings: every deadline anew
         if self._plan_live:
-            running = _PURPOSE_RUNNING.get(self._plan_purpose, f"the {self.role.value} role's")
+            purpose = _PURPOSES.get(self._plan_purpose)
+            running = purpose.running if purpose else f"the {self.role.value} role's"
             text = f"reload refused: a plan is running ({running}); try again in a moment"
             return [self._decision(DecisionKind.REFUSED, text)]
         self._plan_moved_at = now  # what a look began to check may have changed
@@ -1028,15 +1042,17 @@ class Core:
             "candidate": self._candidate(now),
             "uplinks": {n: u.why_not(now) for n, u in self.uplinks.items()},
             "plan_running": self._plan_live,
-            "resource_failures": {  # of the resources the config still names
-                name: count
-                for name, count in self._failures.counts(now, self.timing.failure_timeout).items()
-                if any(r.name == name for r in self.config.resources)
-            },
+            "resource_failures": self._failure_counts(now),
             "heartbeat_ms": round(1000 * self._beat_period(now)),
             "peer": first,
             "peers": peers,
         }
+
+    def _failure_counts(self, now: float) -> dict[str, int]:
+        """The monitor's failures that still count, of the resources the config names."""
+        names = {r.name for r in self.config.resources}
+        counts = self._failures.counts(now, self.timing.failure_timeout)
+        return {name: count for name, count in counts.items() if name in names}
 
     def _peer_status(self, name: str, now: float) -> dict[str, object]:
         tracker = self.peers[name]
@@ -1256,7 +1272,7 @@ class Core:
 
     def _done_reason(self) -> str:
         if self._plan_purpose:
-            return _PURPOSE_DONE[self._plan_purpose]
+            return _PURPOSES[self._plan_purpose].done
         if self.role is P:
             return "promotion complete: VIP, ARP, sync and services are up"
         if self.role is D:
@@ -2330,16 +2346,15 @@ class Core:
                 tally += f", past its {first.restarts} restarts, but no standby can take over"
         else:
             tally += f"; {first.restarts} restarts before a handover"
+        later = self.config.resources[self.config.resources.index(first) + 1 :]
         self._warn(
             DecisionKind.RESOURCE_RESTART,
             AlertKind.RESOURCE_RESTART,
             f"{what} ({tally}): restarting {first.name}"
-            + (" and what starts after it" if first is not self.config.resources[-1] else "")
+            + (" and what starts after it" if later else "")
             + (f"; {vip} is gone too: adding it again" if vip_gone else ""),
             out,
         )
-        later = list(self.config.resources)
-        later = later[later.index(first) + 1 :]
         steps: list[PlanStep] = [ClaimVip(), SendGarp()] if vip_gone else []
         steps += [StopResource(r.name) for r in reversed(later)]
         steps += [StopResource(first.name), StartResource(first.name)]
@@ -2421,11 +2436,12 @@ class Core:
                 self.maintenance = command is Command.MAINTENANCE_ON
                 self._plan_moved_at = now  # the operator's hands: a look begun before is stale
                 what = "on: no automatic action" if self.maintenance else "off: automatic again"
-                if self.maintenance and self._plan_live and self._plan_purpose in _MONITORS:
+                purpose = _PURPOSES.get(self._plan_purpose)
+                if self.maintenance and self._plan_live and purpose and purpose.by_monitor:
                     # the operator stops a service by hand in maintenance: a restart the
                     # monitor began before must not start it under them (a helper's)
                     what += (
-                        f"; {_PURPOSE_RUNNING[self._plan_purpose]} was stopped halfway: "
+                        f"; {purpose.running} was stopped halfway: "
                         "check what runs (mosqit-failover status, systemctl status)"
                     )
                     out.append(self._launch([], self._plan_purpose))

@@ -1027,6 +1027,10 @@ def _reload_blockers(old: Config, new: Config) -> list[str]:
     ]
 
 
+# what a resource runs: changed under the same name, the old one runs on unmanaged
+RESOURCE_DEFINITION = ("kind", "unit", "script", "start", "stop", "status", "agent", "params")
+
+
 def _redefined(old: Config, new: Config) -> list[tuple[str, str]]:
     """Resources a reload would give another thing to run under the same name: the old
     unit (or script) went on running unmanaged, on the standby after a switchover,
@@ -1037,8 +1041,7 @@ def _redefined(old: Config, new: Config) -> list[tuple[str, str]]:
         was = before.get(resource.name)
         if was is None:
             continue
-        keys = ("kind", "unit", "script", "start", "stop", "status", "agent", "params")
-        differ = [k for k in keys if getattr(was, k) != getattr(resource, k)]
+        differ = [k for k in RESOURCE_DEFINITION if getattr(was, k) != getattr(resource, k)]
         if differ:
             found.append((resource.name, "/".join(differ)))
     return found

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
@@ -31,6 +32,8 @@ from mosqit_failover.events import ResourceCheck
 
 # How often a monitor with the interval at 0 looks whether a reload turned it on
 IDLE_RECHECK = 60.0
+
+T = TypeVar("T")
 
 
 class ResourceMonitor:
@@ -59,7 +62,7 @@ class ResourceMonitor:
         self._note = note
         self._vip_others = vip_others
         self._probe_others = probe_others
-        self._unknown_said: dict[str, str] = {}  # resource -> the error said of it
+        self._unknown_said: set[str] = set()  # what could not be told, said so once
         self._woken = asyncio.Event()
 
     def wake(self) -> None:
@@ -74,43 +77,38 @@ class ResourceMonitor:
                 await within(self._woken.wait(), interval if interval > 0 else IDLE_RECHECK)
             if self._woken.is_set():
                 continue  # the interval changed perhaps: wait anew with the new one
-            if interval > 0 and self._interval() > 0 and self._wanted(self._clock()):
+            if interval > 0 and self._wanted(self._clock()):
                 self._report(await self.look())
 
     async def look(self) -> ResourceCheck:
         """What this node holds now."""
         started = self._clock()
-        vip: bool | None
-        try:
-            vip = await asyncio.to_thread(self._vip_held)
-            self._unknown_said.pop("the VIP", None)
-        except EffectError as error:
-            vip = None
-            self._say_unknown("the VIP", str(error))
-        elsewhere: tuple[str, ...] = ()
+        vip = await self._asked("the VIP", lambda: asyncio.to_thread(self._vip_held))
+        elsewhere: tuple[str, ...] | None = ()
         if vip and self._vip_others is not None and self._probe_others():
-            try:
-                elsewhere = await self._vip_others()
-                self._unknown_said.pop("another holder of the VIP", None)
-            except EffectError as error:
-                self._say_unknown("another holder of the VIP", str(error))
+            elsewhere = await self._asked("another holder of the VIP", self._vip_others)
         running: list[str] = []
         unknown: list[str] = []
         for name, runner in self._runners().items():
-            try:
-                if await runner.alive():
-                    running.append(name)
-                self._unknown_said.pop(name, None)
-            except EffectError as error:
+            alive = await self._asked(name, runner.alive)
+            if alive is None:
                 unknown.append(name)
-                self._say_unknown(name, str(error))
-        return ResourceCheck(started, vip, tuple(running), tuple(unknown), elsewhere)
+            elif alive:
+                running.append(name)
+        return ResourceCheck(started, vip, tuple(running), tuple(unknown), elsewhere or ())
 
-    def _say_unknown(self, what: str, error: str) -> None:
-        if what in self._unknown_said:  # its output (a pid) changed at each look: 8640 a day
-            return
-        self._unknown_said[what] = error
-        self._note(
-            f"monitor: cannot tell whether {what} is held here ({error}); "
-            "nothing is done about it until it can be told"
-        )
+    async def _asked(self, what: str, ask: Callable[[], Awaitable[T]]) -> T | None:
+        """The answer, or None when it cannot be told: said once in the journal until it
+        can be told again (its output, a pid, changed at each look: 8640 lines a day)."""
+        try:
+            answer = await ask()
+        except EffectError as error:
+            if what not in self._unknown_said:
+                self._unknown_said.add(what)
+                self._note(
+                    f"monitor: cannot tell whether {what} is held here ({error}); "
+                    "nothing is done about it until it can be told"
+                )
+            return None
+        self._unknown_said.discard(what)
+        return answer

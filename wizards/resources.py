@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mosqit_failover import config as configuration
+from mosqit_failover.effects.resources import DEFAULT_INITD
 from mosqit_failover.wizards import configedit
 from mosqit_failover.wizards.changes import Changes, left_changed
 from mosqit_failover.wizards.deploy import CONFIG_PATH, WizardError, check_name, node_status
@@ -98,10 +99,10 @@ def read_pair(sessions: dict[str, Session]) -> Pair:
 
 
 def init_script_path(script: str) -> str:
-    """Where the agent runs an init script: a bare name is under /etc/init.d (a helper's
-    finding: the wizard ran it in the ssh session's directory, so listed it stopped and
-    refused to add it)."""
-    return script if script.startswith("/") else f"/etc/init.d/{script}"
+    """Where the agent runs an init script (`SysvRunner`): a bare name is under
+    /etc/init.d (a helper's finding: the wizard ran it in the ssh session's directory,
+    so listed it stopped and refused to add it)."""
+    return str(DEFAULT_INITD / script)
 
 
 def state_command(resource: configuration.Resource) -> str:

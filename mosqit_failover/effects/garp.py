@@ -28,7 +28,7 @@ ARP_REPLY = 2
 BROADCAST = b"\xff" * 6
 # Ethernet: destination, source, type; ARP: hardware type 1 (Ethernet), protocol
 # IPv4, address lengths 6 and 4, operation, sender MAC and IP, target MAC and IP
-_FRAME = struct.Struct("!6s6sH HHBBH6s4s6s4s")
+ARP_FRAME = struct.Struct("!6s6sH HHBBH6s4s6s4s")
 
 
 def build_frame(
@@ -48,7 +48,7 @@ def build_frame(
         raise ValueError(f"an Ethernet address has 6 bytes, not {len(mac)}")
     ip = ipaddress.IPv4Address(address).packed
     asked = ip if target is None else ipaddress.IPv4Address(target).packed
-    frame = _FRAME.pack(
+    frame = ARP_FRAME.pack(
         BROADCAST,
         mac,
         ETH_P_ARP,

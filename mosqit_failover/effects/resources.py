@@ -415,6 +415,7 @@ OCF_CODES = {
     9: "OCF_FAILED_MASTER: failed as master",
 }
 DEFAULT_OCF_ROOT = Path("/usr/lib/ocf")
+DEFAULT_INITD = Path("/etc/init.d")  # where a sysv resource's bare script name is found
 
 
 def ocf_meaning(code: int) -> str:
@@ -514,7 +515,7 @@ def make_runner(
     resource: config.Resource,
     *,
     systemctl: str = "systemctl",
-    initd: Path = Path("/etc/init.d"),
+    initd: Path = DEFAULT_INITD,
     ocf_root: Path = DEFAULT_OCF_ROOT,
 ) -> ResourceRunner:
     """The runner for this resource's kind (systemd, sysv, script or ocf)."""

@@ -29,16 +29,20 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-import struct
 
 from mosqit_failover.deadlines import within
 from mosqit_failover.effects import EffectError
-from mosqit_failover.effects.garp import ETH_P_ARP, build_frame, ethernet_address, interface_problem
+from mosqit_failover.effects.garp import (
+    ARP_FRAME,
+    ETH_P_ARP,
+    build_frame,
+    ethernet_address,
+    interface_problem,
+)
 
 PROBE_WAIT = 0.2
 """Seconds the replies are read: a LAN answers in well under a millisecond."""
 
-_ARP = struct.Struct("!6s6sH HHBBH6s4s6s4s")
 _UNSPECIFIED = ipaddress.IPv4Address(0)
 
 
@@ -88,9 +92,9 @@ class VipConflictProbe:
 
     def _claimant(self, frame: bytes, own: bytes) -> str | None:
         """The sender MAC of a frame that says another host has the VIP, else None."""
-        if len(frame) < _ARP.size:
+        if len(frame) < ARP_FRAME.size:
             return None
-        fields = _ARP.unpack_from(frame)
+        fields = ARP_FRAME.unpack_from(frame)
         ethertype, hardware, protocol, hlen, plen = fields[2:7]
         sender_mac, sender_ip = fields[8], fields[9]
         if (ethertype, hardware, protocol, hlen, plen) != (ETH_P_ARP, 1, 0x0800, 6, 4):
